@@ -1,0 +1,33 @@
+# Two commands a user needs: `make demo` and `make test`. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rdu-compile examples/mlp/model.py
+	$(BIN)/rdu-compile examples/mlp/model.py --inference --pef-name mlp-inference
+	$(BIN)/rdu-run examples/mlp/model.py --pef out/mlp/mlp.pef --test
+	$(BIN)/rdu-run examples/mlp/model.py --pef out/mlp/mlp.pef --num-epochs 4 --ckpt-dir out/mlp/checkpoints
+	$(BIN)/rdu-run examples/mlp/model.py --pef out/mlp-inference/mlp-inference.pef --inference \
+		--init-ckpt-path out/mlp/checkpoints/last.pt --results-dir out/mlp/results
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -sv test/
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf out

@@ -1,0 +1,37 @@
+"""Every pass of the compiler, by its command-line name, imported lazily.
+
+The pipeline rdu-compile runs is in ``compiler/pipeline.py``; rdu-opt can run any of these.
+"""
+
+from collections.abc import Callable
+
+from xdsl.passes import ModulePass
+
+
+def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
+    def convert_dataflow_to_rdu_tile() -> type[ModulePass]:
+        from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
+
+        return ConvertDataflowToRduTile
+
+    def convert_rdu_tile_to_pcu_pmu() -> type[ModulePass]:
+        from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
+
+        return ConvertRduTileToPcuPmu
+
+    def place_and_route() -> type[ModulePass]:
+        from compiler.passes.place_and_route import PlaceAndRoute
+
+        return PlaceAndRoute
+
+    def emit_pef() -> type[ModulePass]:
+        from compiler.passes.emit_pef import EmitPef
+
+        return EmitPef
+
+    return {
+        "convert-dataflow-to-rdu-tile": convert_dataflow_to_rdu_tile,
+        "convert-rdu-tile-to-pcu-pmu": convert_rdu_tile_to_pcu_pmu,
+        "place-and-route": place_and_route,
+        "emit-pef": emit_pef,
+    }

@@ -1,0 +1,173 @@
+"""The PEF payload schema: what the compiler writes and the runtime reads.
+
+Every payload is a msgpack document decoded with msgspec against these Structs, so a field of the
+wrong type or a missing field is refused while decoding, before anything runs. The container
+around the payloads (magic, version, section table, checksums) is in ``container.py``.
+
+Conventions:
+- Coordinates are ``[x, y]`` on the target's unit grid; switches sit on a ``(cols+1) x (rows+1)``
+  grid of their own and a route is the list of switch coordinates a stream passes through.
+- An ``Access`` maps a PCU's counters to flat element addresses in a PMU's row-major buffer:
+  ``address = offset + sum(strides[c] * counter[c])``.
+- Inside a PCU, values are numbered: ``0 .. len(inputs)-1`` are the input ports, and stage ``i``
+  produces value ``len(inputs) + i``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Dtype = Literal["f32", "i64", "i1"]
+Role = Literal[
+    "input",
+    "label",
+    "parameter",
+    "buffer",
+    "activation",
+    "gradient",
+    "optimizer_state",
+    "hyperparameter",
+    "output",
+    "loss",
+]
+SectionKind = Literal["forward", "backward", "optimizer"]
+Combiner = Literal["none", "add", "max", "min"]
+
+
+class Symbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A tensor in off-chip memory (DRAM), shared by name between sections and the host."""
+
+    name: str
+    shape: list[int]
+    dtype: Dtype
+    role: Role
+
+
+class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An address generator program: flat address = offset + sum(strides[c] * counter[c])."""
+
+    offset: int
+    strides: list[int]
+
+
+class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A PCU input port: which PMU streams into it and with what address pattern."""
+
+    pmu: int
+    access: Access
+
+
+class Stage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One pipeline stage of a PCU.
+
+    ``op`` is an opcode (see ``runtime.fabric.OPCODES``); ``args`` are value numbers;
+    ``imm`` is the immediate of ``const`` and the counter index of ``counter``.
+    """
+
+    op: str
+    args: list[int]
+    dtype: Dtype
+    imm: float | int | None = None
+
+
+class Pcu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A pattern compute unit: counter chain, input ports, stage pipeline, one output stream."""
+
+    name: str
+    loc: str
+    at: list[int]
+    space: list[int]
+    tile: list[int]
+    lanes: int
+    inputs: list[Port]
+    stages: list[Stage]
+    result: int
+    out_pmu: int
+    out: Access
+    combiner: Combiner
+    dtype: Dtype
+
+
+class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A pattern memory unit holding one tensor (streamed through in tiles of tile_bytes)."""
+
+    name: str
+    at: list[int]
+    shape: list[int]
+    dtype: Dtype
+    tile_bytes: int
+    nbuf: int
+    banks: int
+    source: Literal["dram", "pcu"]
+    symbol: int = -1
+    producer: int = -1
+
+
+class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A stream through the switches.
+
+    ``src``/``dst`` name the endpoints as ``["pcu"|"pmu"|"dram", index]``; for ``dram`` the index
+    is the symbol. ``hops`` are the switch coordinates from the source's switch to the
+    destination's, each adjacent to the next.
+    """
+
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    hops: list[list[int]]
+
+
+class Output(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A section result: the PMU whose contents are stored to the DRAM symbol."""
+
+    symbol: int
+    pmu: int
+
+
+class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One section: its DRAM bindings and the configured units, PCUs in dataflow order."""
+
+    name: str
+    kind: SectionKind
+    inputs: list[int]
+    outputs: list[Output]
+    pmus: list[Pmu]
+    pcus: list[Pcu]
+    routes: list[Route]
+
+
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the PEF was compiled for (the runtime checks capacities against it)."""
+
+    name: str
+    cols: int
+    rows: int
+    pcu_lanes: int
+    pcu_stages: int
+    pmu_bytes: int
+    pmu_banks: int
+    clock_ghz: float
+    link_capacity: int
+
+
+class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``meta`` section: target, symbols and metadata about the compile."""
+
+    target: Target
+    inference: bool
+    symbols: list[Symbol]
+    model_name: str
+    batch_size: int
+    compiler_version: str
+    compile_flags: list[str]
+    source_hash: str
+    optimizer: str
+    loss: bool
+
+
+class Program(msgspec.Struct, frozen=True):
+    """A whole PEF, decoded: meta plus sections in run order."""
+
+    meta: Meta
+    sections: list[Section]
