@@ -1,0 +1,116 @@
+"""What rdu-compile runs: frontend, lowering pipeline, PEF, all in one process.
+
+The IR stays in memory between stages; each stage's IR is also written next to the PEF
+(``<name>.<stage>.mlir``) so users can read how their model was mapped.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.printer import Printer
+
+from compiler.frontend import ModelSpec, build_dataflow
+from compiler.passes.emit_pef import module_to_program
+from compiler.pipeline import lowering_passes
+from compiler.targets import Target
+from dialects import all_dialects
+from runtime.pef import encode_pef, write_pef
+
+COMPILER_VERSION = "0.1.0"
+
+
+@dataclass
+class CompileResult:
+    pef_path: Path
+    pef_bytes: int
+    log_path: Path
+    op_counts: dict[str, int]
+    """Number of ops per dialect in the final (placed) IR."""
+    units: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per section: (PCUs, PMUs) used."""
+
+
+def make_context() -> Context:
+    ctx = Context()
+    for name, factory in all_dialects().items():
+        ctx.register_dialect(name, factory)
+    from xdsl.dialects.arith import Arith
+    from xdsl.dialects.builtin import Builtin
+    from xdsl.dialects.math import Math
+
+    for dialect in (Builtin, Arith, Math):
+        if dialect.name not in ctx.registered_dialect_names:
+            ctx.load_dialect(dialect)
+    return ctx
+
+
+def print_ir(module: ModuleOp) -> str:
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    return out.getvalue() + "\n"
+
+
+def count_ops(module: ModuleOp) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for op in module.walk():
+        counts[op.name.split(".")[0]] += 1
+    return dict(sorted(counts.items()))
+
+
+def compile_model(
+    spec: ModelSpec,
+    *,
+    inference: bool,
+    target: Target,
+    out_dir: Path,
+    pef_name: str,
+    flags: list[str],
+    source_hash: str,
+    batch_size: int,
+    log: list[str] | None = None,
+) -> CompileResult:
+    """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically)."""
+    log = [] if log is None else log
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def note(stage: str, module: ModuleOp) -> None:
+        (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module))
+        counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
+        log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
+
+    module = build_dataflow(spec, inference=inference)
+    module.verify()
+    note("dataflow", module)
+    ctx = make_context()
+    for stage, pass_ in lowering_passes(target.name):
+        pass_.apply(ctx, module)
+        module.verify()
+        note(stage, module)
+
+    program = module_to_program(
+        module,
+        target,
+        model_name=spec.name,
+        batch_size=batch_size,
+        compiler_version=COMPILER_VERSION,
+        compile_flags=flags,
+        source_hash=source_hash,
+    )
+    pef_path = out_dir / f"{pef_name}.pef"
+    write_pef(pef_path, program)
+    size = len(encode_pef(program))
+    log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
+    units = {s.name: (len(s.pcus), len(s.pmus)) for s in program.sections}
+    for name, (pcus, pmus) in units.items():
+        log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
+    log_path = out_dir / f"{pef_name}.log"
+    log_path.write_text("\n".join(log) + "\n")
+    return CompileResult(pef_path, size, log_path, count_ops(module), units)

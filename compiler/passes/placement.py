@@ -1,0 +1,429 @@
+"""Placement and routing of one section's units on a target's grid: pure algorithms, no IR.
+
+The ``place-and-route`` pass turns a section into a ``Graph`` (units in dataflow order and the
+streams between them), calls ``place_and_route`` and writes the answer back onto the IR.
+
+The grid (docs/design.md, runtime/pef/schema.py):
+
+- unit slots ``(x, y)`` with ``0 <= x < cols`` and ``0 <= y < rows``, checkerboarded: a PCU where
+  ``x + y`` is even, a PMU where it is odd;
+- switches on a ``(cols + 1) x (rows + 1)`` grid of their own; the unit at ``(x, y)`` attaches to
+  switch ``(x, y)``;
+- DRAM address generators sit at the left edge: a stream between DRAM and the unit at ``(x, y)``
+  enters or leaves the switch network at switch ``(0, y)``;
+- a link joins two adjacent switches and carries at most ``target.link_capacity`` streams. We count
+  both directions of a link together, so a route set that fits here fits a fabric model that
+  counts either way.
+
+The algorithm:
+
+1. greedy: in dataflow order, each unit takes the free slot of its kind that is closest (in
+   Manhattan distance over its streams) to its already placed neighbours and to DRAM;
+2. simulated annealing of the total Manhattan length of all streams: a few thousand moves (move
+   a unit to a free slot of its kind or swap it with the unit there), seeded, so the same graph
+   always gets the same placement;
+3. routing, stream by stream in order: X then Y; Y then X if that would overload a link; a
+   shortest detour over links with room left if both would. If a stream still finds no path,
+   the annealing is retried with other seeds before giving up.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from compiler.targets import Target
+
+UnitKind = Literal["pcu", "pmu"]
+Coord = tuple[int, int]
+Link = tuple[Coord, Coord]
+
+DRAM: Final = -1
+"""The endpoint index of off-chip memory in a ``Stream``."""
+
+ROUTE_ATTEMPTS: Final = 4
+"""How many annealing seeds we try before declaring a section unroutable."""
+
+
+class PlacementError(Exception):
+    """A section does not fit the target: too many units, or a stream finds no free path."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A virtual unit to place: a PCU or a PMU. ``name`` is only used in error messages."""
+
+    name: str
+    kind: UnitKind
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream from ``src`` to ``dst``: unit indices into ``Graph.units``, or ``DRAM``."""
+
+    src: int
+    dst: int
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One section: its units in dataflow order and the streams between them."""
+
+    units: Sequence[Unit]
+    streams: Sequence[Stream]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where every unit sits and the switches every stream passes through.
+
+    ``at[i]`` is the slot of ``graph.units[i]``; ``routes[j]`` is the list of switch coordinates
+    of ``graph.streams[j]``, from the source's switch to the destination's, each adjacent to the
+    next.
+    """
+
+    at: tuple[Coord, ...]
+    routes: tuple[tuple[Coord, ...], ...]
+
+    @property
+    def route_length(self) -> int:
+        """Total number of switch-to-switch hops over all streams."""
+        return sum(len(hops) - 1 for hops in self.routes)
+
+
+def place_and_route(
+    graph: Graph,
+    target: Target,
+    *,
+    section: str = "section",
+    seed: int = 0,
+    moves: int | None = None,
+) -> Placement:
+    """Place every unit of ``graph`` on a slot of its kind and route every stream.
+
+    ``section`` names the section in error messages; ``moves`` overrides the number of annealing
+    moves (default: scaled with the number of units, a few thousand at most). Raises
+    ``PlacementError`` when the section needs more units of a kind than the target has, or when
+    a stream cannot be routed within the links' capacity.
+    """
+    _check_graph(graph)
+    _check_capacity(graph, target, section)
+    if moves is None:
+        moves = default_moves(len(graph.units))
+    failure = ""
+    for attempt in range(ROUTE_ATTEMPTS):
+        at = anneal(
+            graph, target, greedy_placement(graph, target), seed=seed + attempt, moves=moves
+        )
+        try:
+            routes = route(graph, target, at)
+        except _Unroutable as err:
+            failure = _describe(graph, err.stream)
+            continue
+        return Placement(tuple(at), tuple(routes))
+    raise PlacementError(
+        f"section '{section}' cannot be routed on target '{target.name}': no path with room "
+        f"left for the stream {failure} (link capacity {target.link_capacity})"
+    )
+
+
+def default_moves(num_units: int) -> int:
+    """Annealing moves for a section of ``num_units`` units: enough to settle, cheap per compile."""
+    if num_units <= 1:
+        return 0
+    return min(8000, max(1000, 100 * num_units))
+
+
+def slots(target: Target, kind: UnitKind) -> list[Coord]:
+    """The slots of one kind, column by column from the left (the DRAM edge)."""
+    want_pcu = kind == "pcu"
+    return [
+        (x, y)
+        for x in range(target.cols)
+        for y in range(target.rows)
+        if target.is_pcu_slot(x, y) == want_pcu
+    ]
+
+
+def endpoint_switch(at: Sequence[Coord], stream: Stream, end: int) -> Coord:
+    """The switch where the endpoint ``end`` (``stream.src`` or ``stream.dst``) enters the network.
+
+    A unit uses the switch of its own slot; DRAM uses the left-edge switch of the other end's row.
+    """
+    if end != DRAM:
+        return at[end]
+    other = stream.dst if end == stream.src else stream.src
+    return (0, at[other][1])
+
+
+def stream_length(at: Sequence[Coord], stream: Stream) -> int:
+    """Manhattan distance between a stream's two switches (its route length without detours)."""
+    ax, ay = endpoint_switch(at, stream, stream.src)
+    bx, by = endpoint_switch(at, stream, stream.dst)
+    return abs(ax - bx) + abs(ay - by)
+
+
+def wire_length(graph: Graph, at: Sequence[Coord]) -> int:
+    """The annealing cost: total Manhattan length of all streams."""
+    return sum(stream_length(at, s) for s in graph.streams)
+
+
+def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
+    """Units in dataflow order, each on the free slot of its kind nearest its placed neighbours.
+
+    Ties go to the leftmost slot (nearest DRAM), then the lowest row.
+    """
+    incident = _incident_streams(graph)
+    free = {"pcu": slots(target, "pcu"), "pmu": slots(target, "pmu")}
+    at: list[Coord] = [(-1, -1)] * len(graph.units)
+    placed = [False] * len(graph.units)
+    for u, unit in enumerate(graph.units):
+        known = [
+            stream
+            for stream in (graph.streams[s] for s in incident[u])
+            if all(e in (DRAM, u) or placed[e] for e in (stream.src, stream.dst))
+        ]
+        best_slot = free[unit.kind][0]
+        best_cost = math.inf
+        for slot in free[unit.kind]:
+            at[u] = slot
+            cost = sum(stream_length(at, s) for s in known)
+            if cost < best_cost:
+                best_slot, best_cost = slot, cost
+        at[u] = best_slot
+        placed[u] = True
+        free[unit.kind].remove(best_slot)
+    return at
+
+
+def anneal(
+    graph: Graph, target: Target, start: Sequence[Coord], *, seed: int, moves: int
+) -> list[Coord]:
+    """Simulated annealing of ``wire_length`` from ``start``; returns the best placement seen.
+
+    A move takes a unit to a slot of its kind, swapping it with the unit already there if any.
+    Half the moves aim at the median of the unit's neighbours' switches (where its streams would
+    be shortest), half at a random slot within a window that shrinks as the temperature falls.
+    The temperature cools geometrically over ``moves`` moves. Deterministic for a given ``seed``.
+    """
+    at = list(start)
+    if moves <= 0 or len(at) <= 1:
+        return at
+    rng = random.Random(seed)
+    incident = _incident_streams(graph)
+    occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
+    cost = wire_length(graph, at)
+    best, best_cost = list(at), cost
+    # Starting from a good greedy placement: hot enough to leave its local minimum, not so hot
+    # that a few thousand moves cannot settle again.
+    t_start, t_end = 2.0, 0.05
+    cooling = (t_end / t_start) ** (1.0 / moves)
+    temperature = t_start
+    span = max(target.cols, target.rows)
+    for step in range(moves):
+        temperature *= cooling
+        u = rng.randrange(len(at))
+        kind = graph.units[u].kind
+        if rng.random() < 0.5:
+            centre = _neighbour_median(graph, incident[u], at, u)
+            radius = 1
+        else:
+            centre = at[u]
+            radius = max(1, round(span * (1 - step / moves)))
+        slot = _slot_near(target, kind, centre, radius, rng)
+        if slot == at[u]:
+            continue
+        v = occupant.get(slot)
+        touched = sorted(set(incident[u]) | (set(incident[v]) if v is not None else set()))
+        before = sum(stream_length(at, graph.streams[s]) for s in touched)
+        old = at[u]
+        at[u] = slot
+        if v is not None:
+            at[v] = old
+        delta = sum(stream_length(at, graph.streams[s]) for s in touched) - before
+        if delta <= 0 or rng.random() < math.exp(-delta / temperature):
+            cost += delta
+            occupant[slot] = u
+            if v is not None:
+                occupant[old] = v
+            else:
+                del occupant[old]
+            if cost < best_cost:
+                best, best_cost = list(at), cost
+        else:
+            at[u] = old
+            if v is not None:
+                at[v] = slot
+    return best
+
+
+def _neighbour_median(graph: Graph, streams: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
+    """The median of the switches at the other end of ``u``'s streams (``at[u]`` if none)."""
+    xs: list[int] = []
+    ys: list[int] = []
+    for s in streams:
+        stream = graph.streams[s]
+        other = stream.dst if stream.src == u else stream.src
+        x, y = endpoint_switch(at, stream, other)
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        return at[u]
+    xs.sort()
+    ys.sort()
+    return xs[len(xs) // 2], ys[len(ys) // 2]
+
+
+def _slot_near(
+    target: Target, kind: UnitKind, centre: Coord, radius: int, rng: random.Random
+) -> Coord:
+    """A random slot of ``kind`` within ``radius`` (per axis) of ``centre``, clamped to the grid."""
+    x = min(target.cols - 1, max(0, centre[0] + rng.randint(-radius, radius)))
+    y = min(target.rows - 1, max(0, centre[1] + rng.randint(-radius, radius)))
+    if target.is_pcu_slot(x, y) != (kind == "pcu"):
+        # One step along x (or y on a one-column grid) flips the checkerboard colour.
+        if target.cols > 1:
+            x = x + 1 if x + 1 < target.cols and (x == 0 or rng.random() < 0.5) else x - 1
+        else:
+            y = y + 1 if y + 1 < target.rows else y - 1
+    return x, y
+
+
+def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:
+    """Route every stream, in order, within ``target.link_capacity`` streams per link.
+
+    Each stream tries X-then-Y, then Y-then-X, then the shortest path over links with room left.
+    """
+    usage: dict[Link, int] = {}
+    routes: list[tuple[Coord, ...]] = []
+    for index, stream in enumerate(graph.streams):
+        a = endpoint_switch(at, stream, stream.src)
+        b = endpoint_switch(at, stream, stream.dst)
+        hops = next(
+            (p for p in (_xy_path(a, b), _yx_path(a, b)) if _fits(p, usage, target)),
+            None,
+        )
+        if hops is None:
+            hops = _detour(a, b, usage, target)
+        if hops is None:
+            raise _Unroutable(index)
+        for link in _links(hops):
+            usage[link] = usage.get(link, 0) + 1
+        routes.append(hops)
+    return routes
+
+
+def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
+    """How many streams use each link (both directions counted together)."""
+    usage: dict[Link, int] = {}
+    for hops in routes:
+        for link in _links(hops):
+            usage[link] = usage.get(link, 0) + 1
+    return usage
+
+
+class _Unroutable(Exception):
+    def __init__(self, stream: int) -> None:
+        super().__init__(stream)
+        self.stream = stream
+
+
+def _check_graph(graph: Graph) -> None:
+    n = len(graph.units)
+    for s in graph.streams:
+        for end in (s.src, s.dst):
+            if end != DRAM and not 0 <= end < n:
+                raise ValueError(f"stream endpoint {end} is not a unit index or DRAM")
+        if s.src == s.dst:
+            raise ValueError(f"stream from {s.src} to itself")
+
+
+def _check_capacity(graph: Graph, target: Target, section: str) -> None:
+    for kind, have in (("pcu", target.num_pcus), ("pmu", target.num_pmus)):
+        need = sum(1 for unit in graph.units if unit.kind == kind)
+        if need > have:
+            raise PlacementError(
+                f"section '{section}' needs {need} {kind.upper()}s, "
+                f"target '{target.name}' has {have}"
+            )
+
+
+def _incident_streams(graph: Graph) -> list[list[int]]:
+    incident: list[list[int]] = [[] for _ in graph.units]
+    for s, stream in enumerate(graph.streams):
+        for end in (stream.src, stream.dst):
+            if end != DRAM:
+                incident[end].append(s)
+    return incident
+
+
+def _describe(graph: Graph, index: int) -> str:
+    stream = graph.streams[index]
+    names = ["DRAM" if e == DRAM else graph.units[e].name for e in (stream.src, stream.dst)]
+    return f"{names[0]} -> {names[1]}"
+
+
+def _step(a: int, b: int) -> int:
+    return (b > a) - (b < a)
+
+
+def _xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
+    x, y = a
+    hops = [a]
+    while x != b[0]:
+        x += _step(x, b[0])
+        hops.append((x, y))
+    while y != b[1]:
+        y += _step(y, b[1])
+        hops.append((x, y))
+    return tuple(hops)
+
+
+def _yx_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
+    x, y = a
+    hops = [a]
+    while y != b[1]:
+        y += _step(y, b[1])
+        hops.append((x, y))
+    while x != b[0]:
+        x += _step(x, b[0])
+        hops.append((x, y))
+    return tuple(hops)
+
+
+def _link(p: Coord, q: Coord) -> Link:
+    return (p, q) if p <= q else (q, p)
+
+
+def _links(hops: Sequence[Coord]) -> list[Link]:
+    return [_link(hops[i], hops[i + 1]) for i in range(len(hops) - 1)]
+
+
+def _fits(hops: Sequence[Coord], usage: dict[Link, int], target: Target) -> bool:
+    return all(usage.get(link, 0) < target.link_capacity for link in _links(hops))
+
+
+def _detour(a: Coord, b: Coord, usage: dict[Link, int], target: Target) -> tuple[Coord, ...] | None:
+    """Shortest path from ``a`` to ``b`` over links with room left (breadth first)."""
+    parent: dict[Coord, Coord] = {a: a}
+    queue = deque([a])
+    while queue:
+        p = queue.popleft()
+        if p == b:
+            hops = [b]
+            while hops[-1] != a:
+                hops.append(parent[hops[-1]])
+            return tuple(reversed(hops))
+        x, y = p
+        for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+            if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
+                continue
+            if usage.get(_link(p, q), 0) >= target.link_capacity:
+                continue
+            parent[q] = p
+            queue.append(q)
+    return None

@@ -1,0 +1,717 @@
+"""The ``dataflow`` dialect: the tensor-level IR the frontend produces.
+
+A model becomes a ``builtin.module`` holding ``dataflow.section`` ops (``forward``, ``backward``,
+``optimizer``). Each section is isolated from above: its block arguments are the DRAM tensors it
+reads (named by ``arg_names`` / ``arg_roles``), its ``dataflow.yield`` gives the DRAM tensors it
+writes (``result_names`` / ``result_roles``). Inside a section, values are builtin ``tensor<...>``
+types with static shapes and these primitives compute on them:
+
+- ``dataflow.matmul``: batched matrix product with equal batch dims,
+- ``dataflow.pointwise "kind"``: elementwise op with numpy broadcasting of its operands,
+- ``dataflow.reduce "sum"|"max"|"min"``: reduction over some dims (kept as 1 or dropped),
+- ``dataflow.fill``: a splat constant; ``dataflow.iota``: indices along a dim,
+- views: ``dataflow.transpose``, ``dataflow.reshape``, ``dataflow.broadcast``.
+
+See docs/design.md for the contract shared with the lowering passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    I64,
+    AnyFloat,
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    StringAttr,
+    SymbolNameConstraint,
+    TensorType,
+    f64,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    ParsePropInAttrDict,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import (
+    IsolatedFromAbove,
+    IsTerminator,
+    NoMemoryEffect,
+    SymbolOpInterface,
+)
+from xdsl.utils.exceptions import VerifyException
+
+SECTION_KINDS = ("forward", "backward", "optimizer")
+"""The kinds of section, in the order a training step runs them."""
+
+ROLES = (
+    "parameter",
+    "buffer",
+    "input",
+    "label",
+    "output",
+    "loss",
+    "activation",
+    "gradient",
+    "optimizer_state",
+    "hyperparameter",
+)
+"""The roles of a DRAM tensor (see the symbol table in docs/design.md)."""
+
+UNARY_KINDS = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "relu", "not", "cast")
+BINARY_KINDS = (
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "max",
+    "min",
+    "pow",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+)
+TERNARY_KINDS = ("select",)
+COMPARISON_KINDS = ("eq", "ne", "lt", "le", "gt", "ge")
+LOGICAL_KINDS = ("and", "or", "not")
+POINTWISE_KINDS = UNARY_KINDS + BINARY_KINDS + TERNARY_KINDS
+REDUCE_KINDS = ("sum", "max", "min")
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _static_tensor(value: SSAValue | Attribute, what: str) -> TensorType[Attribute]:
+    """The value's (or type's) tensor type, which must have a static shape."""
+    typ = value.type if isinstance(value, SSAValue) else value
+    if not isinstance(typ, TensorType):
+        raise VerifyException(f"{what} must be a ranked tensor, got {typ}")
+    if any(d < 0 for d in typ.get_shape()):
+        raise VerifyException(f"{what} must have a static shape, got {typ}")
+    return typ
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
+    """numpy broadcasting of ``shapes``; None if they do not broadcast."""
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[int] = []
+    for i in range(rank):
+        dim = 1
+        for s in shapes:
+            j = i - (rank - len(s))
+            if j < 0:
+                continue
+            d = s[j]
+            if d == 1:
+                continue
+            if dim not in (1, d):
+                return None
+            dim = d
+        out.append(dim)
+    return tuple(out)
+
+
+def _is_float(t: Attribute) -> bool:
+    return isinstance(t, AnyFloat)
+
+
+def _dense_i64(values: Sequence[int]) -> DenseArrayBase[IntegerType]:
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+def _string_array(values: Sequence[str]) -> ArrayAttr[StringAttr]:
+    return ArrayAttr([StringAttr(v) for v in values])
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """Terminator of a section: the values stored to DRAM under the section's result names.
+
+    Operands may be of any type: tensors at the dataflow level, pmu buffers after lowering.
+    """
+
+    name = "dataflow.yield"
+
+    values = var_operand_def()
+
+    assembly_format = "($values^ `:` type($values))? attr-dict"
+
+    traits = traits_def(IsTerminator(), NoMemoryEffect())
+
+    def __init__(self, *values: SSAValue | Operation) -> None:
+        super().__init__(operands=[list(values)])
+
+    def verify_(self) -> None:
+        parent = self.parent_op()
+        if not isinstance(parent, SectionOp):
+            raise VerifyException("'dataflow.yield' must be the terminator of a 'dataflow.section'")
+
+
+@irdl_op_definition
+class SectionOp(IRDLOperation):
+    """One program section (forward, backward or optimizer) bound to named DRAM tensors.
+
+    The block's arguments are the section's DRAM inputs (``arg_names[i]`` with role
+    ``arg_roles[i]``); the terminating ``dataflow.yield`` gives its DRAM outputs
+    (``result_names`` / ``result_roles``). The op stays through every level of lowering.
+    """
+
+    name = "dataflow.section"
+
+    sym_name = prop_def(SymbolNameConstraint())
+    kind = prop_def(StringAttr)
+    arg_names = prop_def(ArrayAttr[StringAttr])
+    arg_roles = prop_def(ArrayAttr[StringAttr])
+    result_names = prop_def(ArrayAttr[StringAttr])
+    result_roles = prop_def(ArrayAttr[StringAttr])
+
+    body = region_def("single_block")
+
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$sym_name $kind attr-dict-with-keyword $body"
+
+    traits = traits_def(IsolatedFromAbove(), SymbolOpInterface())
+
+    def __init__(
+        self,
+        sym_name: str,
+        kind: str,
+        arg_names: Sequence[str],
+        arg_roles: Sequence[str],
+        result_names: Sequence[str],
+        result_roles: Sequence[str],
+        body: Region | Block,
+    ) -> None:
+        if isinstance(body, Block):
+            body = Region(body)
+        super().__init__(
+            properties={
+                "sym_name": StringAttr(sym_name),
+                "kind": StringAttr(kind),
+                "arg_names": _string_array(arg_names),
+                "arg_roles": _string_array(arg_roles),
+                "result_names": _string_array(result_names),
+                "result_roles": _string_array(result_roles),
+            },
+            regions=[body],
+        )
+
+    @property
+    def block(self) -> Block:
+        """The section's only block."""
+        block = self.body.block
+        return block
+
+    @property
+    def yield_op(self) -> YieldOp:
+        """The terminator."""
+        last = self.body.block.last_op
+        assert isinstance(last, YieldOp)
+        return last
+
+    def arg_by_name(self) -> dict[str, SSAValue]:
+        """Block arguments by DRAM name."""
+        return {n.data: a for n, a in zip(self.arg_names, self.body.block.args, strict=True)}
+
+    def verify_(self) -> None:
+        name = self.sym_name.data
+        if self.kind.data not in SECTION_KINDS:
+            raise VerifyException(
+                f"section @{name}: kind must be one of {', '.join(SECTION_KINDS)}, "
+                f"got '{self.kind.data}'"
+            )
+        block = self.body.block
+        nargs = len(block.args)
+        if len(self.arg_names) != nargs or len(self.arg_roles) != nargs:
+            raise VerifyException(
+                f"section @{name}: {nargs} block arguments but {len(self.arg_names)} arg_names "
+                f"and {len(self.arg_roles)} arg_roles"
+            )
+        last = block.last_op
+        if not isinstance(last, YieldOp):
+            raise VerifyException(f"section @{name}: body must end with 'dataflow.yield'")
+        nres = len(last.values)
+        if len(self.result_names) != nres or len(self.result_roles) != nres:
+            raise VerifyException(
+                f"section @{name}: yield has {nres} operands but {len(self.result_names)} "
+                f"result_names and {len(self.result_roles)} result_roles"
+            )
+        for what, names in (("arg_names", self.arg_names), ("result_names", self.result_names)):
+            seen: set[str] = set()
+            for n in names:
+                if n.data in seen:
+                    raise VerifyException(f"section @{name}: duplicate name '{n.data}' in {what}")
+                seen.add(n.data)
+        for role in (*self.arg_roles, *self.result_roles):
+            if role.data not in ROLES:
+                raise VerifyException(
+                    f"section @{name}: unknown role '{role.data}' (expected one of "
+                    f"{', '.join(ROLES)})"
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Compute
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class MatmulOp(IRDLOperation):
+    """``[..., M, K] x [..., K, N] -> [..., M, N]`` with equal batch dims."""
+
+    name = "dataflow.matmul"
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self, lhs: SSAValue | Operation, rhs: SSAValue | Operation, result_type: Attribute
+    ):
+        super().__init__(operands=[lhs, rhs], result_types=[result_type])
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.lhs, "matmul lhs")
+        b = _static_tensor(self.rhs, "matmul rhs")
+        r = _static_tensor(self.result, "matmul result")
+        sa, sb, sr = a.get_shape(), b.get_shape(), r.get_shape()
+        if len(sa) < 2 or len(sa) != len(sb):
+            raise VerifyException(
+                f"matmul operands must have equal rank >= 2, got {_fmt_shape(sa)} and "
+                f"{_fmt_shape(sb)}"
+            )
+        if sa[:-2] != sb[:-2]:
+            raise VerifyException(
+                f"matmul batch dims differ: {_fmt_shape(sa[:-2])} vs {_fmt_shape(sb[:-2])}"
+            )
+        if sa[-1] != sb[-2]:
+            raise VerifyException(
+                f"matmul contraction dims differ: lhs {_fmt_shape(sa)} has K={sa[-1]}, "
+                f"rhs {_fmt_shape(sb)} has K={sb[-2]}"
+            )
+        expected = (*sa[:-1], sb[-1])
+        if tuple(sr) != expected:
+            raise VerifyException(
+                f"matmul result shape {_fmt_shape(sr)} should be {_fmt_shape(expected)}"
+            )
+        if not (a.element_type == b.element_type == r.element_type):
+            raise VerifyException(
+                f"matmul element types must match, got {a.element_type}, {b.element_type} -> "
+                f"{r.element_type}"
+            )
+
+
+@irdl_op_definition
+class PointwiseOp(IRDLOperation):
+    """An elementwise op; operands broadcast (numpy rules) to the result shape.
+
+    unary: neg exp log sqrt rsqrt tanh erf abs relu not cast; binary: add sub mul div max min
+    pow eq ne lt le gt ge and or; ternary: select(cond, a, b). Comparisons and logical ops give
+    i1; ``cast`` converts to the result's element type.
+    """
+
+    name = "dataflow.pointwise"
+
+    kind = prop_def(StringAttr)
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$kind `(` $inputs `)` attr-dict `:` functional-type($inputs, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self, kind: str, inputs: Sequence[SSAValue | Operation], result_type: Attribute
+    ) -> None:
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[result_type],
+            properties={"kind": StringAttr(kind)},
+        )
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        if kind not in POINTWISE_KINDS:
+            raise VerifyException(f"unknown pointwise kind '{kind}'")
+        arity = 1 if kind in UNARY_KINDS else 2 if kind in BINARY_KINDS else 3
+        if len(self.inputs) != arity:
+            raise VerifyException(
+                f"pointwise '{kind}' takes {arity} operand(s), got {len(self.inputs)}"
+            )
+        types = [_static_tensor(v, f"pointwise '{kind}' operand") for v in self.inputs]
+        r = _static_tensor(self.result, f"pointwise '{kind}' result")
+        shapes = [t.get_shape() for t in types]
+        bshape = broadcast_shapes(*shapes)
+        if bshape is None:
+            raise VerifyException(
+                f"pointwise '{kind}': operand shapes "
+                f"{', '.join(_fmt_shape(s) for s in shapes)} do not broadcast"
+            )
+        if bshape != tuple(r.get_shape()):
+            raise VerifyException(
+                f"pointwise '{kind}': operands broadcast to {_fmt_shape(bshape)} but the result "
+                f"is {_fmt_shape(r.get_shape())}"
+            )
+        elts = [t.element_type for t in types]
+        rel = r.element_type
+        if kind == "cast":
+            return
+        if kind in LOGICAL_KINDS:
+            if any(e != i1 for e in elts) or rel != i1:
+                raise VerifyException(f"pointwise '{kind}' takes and gives i1")
+            return
+        if kind == "select":
+            if elts[0] != i1:
+                raise VerifyException(f"pointwise 'select' condition must be i1, got {elts[0]}")
+            if not (elts[1] == elts[2] == rel):
+                raise VerifyException(
+                    f"pointwise 'select' branches and result must have one element type, got "
+                    f"{elts[1]}, {elts[2]} -> {rel}"
+                )
+            return
+        if any(e != elts[0] for e in elts):
+            raise VerifyException(
+                f"pointwise '{kind}' operands must have one element type, got "
+                f"{', '.join(str(e) for e in elts)}"
+            )
+        if kind in COMPARISON_KINDS:
+            if rel != i1:
+                raise VerifyException(f"pointwise '{kind}' is a comparison and gives i1, got {rel}")
+            return
+        if rel != elts[0]:
+            raise VerifyException(
+                f"pointwise '{kind}' result element type {rel} should be {elts[0]}"
+            )
+        if kind in ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "pow") and not _is_float(rel):
+            raise VerifyException(f"pointwise '{kind}' needs a float element type, got {rel}")
+
+
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """Reduce ``dims`` of the input with sum, max or min.
+
+    The result is the input's shape with those dims removed, or kept as 1 (the result type says
+    which).
+    """
+
+    name = "dataflow.reduce"
+
+    kind = prop_def(StringAttr)
+    dims = prop_def(DenseArrayBase.constr(I64))
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$kind $input `dims` $dims attr-dict `:` functional-type($input, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        kind: str,
+        input: SSAValue | Operation,
+        dims: Sequence[int],
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"kind": StringAttr(kind), "dims": _dense_i64(dims)},
+        )
+
+    def keeps_dims(self) -> bool:
+        """Whether the reduced dims stay in the result as 1."""
+        a = _static_tensor(self.input, "reduce input")
+        r = _static_tensor(self.result, "reduce result")
+        return len(r.get_shape()) == len(a.get_shape()) and len(self.dims) > 0
+
+    def verify_(self) -> None:
+        kind = self.kind.data
+        if kind not in REDUCE_KINDS:
+            raise VerifyException(f"unknown reduce kind '{kind}' (expected sum, max or min)")
+        a = _static_tensor(self.input, "reduce input")
+        r = _static_tensor(self.result, "reduce result")
+        shape = a.get_shape()
+        dims = tuple(self.dims.get_values())
+        if len(set(dims)) != len(dims) or any(d < 0 or d >= len(shape) for d in dims):
+            raise VerifyException(
+                f"reduce dims {_fmt_shape(dims)} must be distinct and in [0, {len(shape)})"
+            )
+        dropped = tuple(d for i, d in enumerate(shape) if i not in dims)
+        kept = tuple(1 if i in dims else d for i, d in enumerate(shape))
+        rs = tuple(r.get_shape())
+        if rs != dropped and rs != kept:
+            raise VerifyException(
+                f"reduce result shape {_fmt_shape(rs)} should be {_fmt_shape(dropped)} "
+                f"(dims dropped) or {_fmt_shape(kept)} (dims kept)"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException(
+                f"reduce element types differ: {a.element_type} -> {r.element_type}"
+            )
+
+
+@irdl_op_definition
+class FillOp(IRDLOperation):
+    """A splat constant: every element is ``value`` (0-d tensors allowed).
+
+    ``value`` is a FloatAttr (f64) for a float result, an IntegerAttr (i64) otherwise (an
+    IntegerAttr also fills a float tensor). Syntax: ``dataflow.fill 1.000000e+00 : tensor<f32>``,
+    with ``inf``, ``-inf`` and ``nan`` spelled out.
+    """
+
+    name = "dataflow.fill"
+
+    value = prop_def(FloatAttr | IntegerAttr)
+    result = result_def(TensorType)
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(self, value: float | int | bool, result_type: TensorType[Attribute]) -> None:
+        attr: Attribute
+        if isinstance(value, float) or _is_float(result_type.element_type):
+            attr = FloatAttr(float(value), f64)
+        else:
+            attr = IntegerAttr(int(value), i64)
+        super().__init__(result_types=[result_type], properties={"value": attr})
+
+    @property
+    def number(self) -> float | int:
+        """The fill value as a Python number."""
+        v = self.value
+        return v.value.data
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        v = self.value
+        if isinstance(v, FloatAttr):
+            x = float(v.value.data)
+            if math.isnan(x):
+                printer.print_string("nan")
+            elif math.isinf(x):
+                printer.print_string("inf" if x > 0 else "-inf")
+            else:
+                printer.print_float(x, f64)
+        else:
+            printer.print_int(v.value.data)
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_attribute(self.result.type)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> FillOp:
+        value: Attribute
+        neg = parser.parse_optional_punctuation("-") is not None
+        if parser.parse_optional_keyword("inf") is not None:
+            value = FloatAttr(-math.inf if neg else math.inf, f64)
+        elif parser.parse_optional_keyword("nan") is not None:
+            value = FloatAttr(math.nan, f64)
+        else:
+            x = parser.parse_number(allow_boolean=True)
+            if neg:
+                x = -x
+            value = FloatAttr(x, f64) if isinstance(x, float) else IntegerAttr(x, i64)
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        typ = parser.parse_type()
+        op = cls.create(result_types=[typ], properties={"value": value}, attributes=attrs)
+        return op
+
+    def verify_(self) -> None:
+        r = _static_tensor(self.result, "fill result")
+        if isinstance(self.value, FloatAttr) and not _is_float(r.element_type):
+            raise VerifyException(
+                f"fill with a float value needs a float element type, got {r.element_type}"
+            )
+        if isinstance(self.value, FloatAttr) and self.value.type != f64:
+            raise VerifyException("fill float value must be an f64 attribute")
+        if isinstance(self.value, IntegerAttr) and r.element_type == i1:
+            if self.value.value.data not in (0, 1):
+                raise VerifyException(
+                    f"fill of an i1 tensor takes 0 or 1, got {self.value.value.data}"
+                )
+
+
+@irdl_op_definition
+class IotaOp(IRDLOperation):
+    """Each element is its index along ``dim``."""
+
+    name = "dataflow.iota"
+
+    dim = prop_def(IntegerAttr[I64])
+    result = result_def(TensorType)
+
+    assembly_format = "`dim` $dim attr-dict `:` type($result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(self, dim: int, result_type: Attribute) -> None:
+        super().__init__(result_types=[result_type], properties={"dim": IntegerAttr(dim, i64)})
+
+    def verify_(self) -> None:
+        r = _static_tensor(self.result, "iota result")
+        d = self.dim.value.data
+        if not 0 <= d < len(r.get_shape()):
+            raise VerifyException(
+                f"iota dim {d} out of range for a rank-{len(r.get_shape())} result"
+            )
+        if not isinstance(r.element_type, IntegerType | AnyFloat) or r.element_type == i1:
+            raise VerifyException(
+                f"iota needs an integer or float element type, got {r.element_type}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class TransposeOp(IRDLOperation):
+    """``result.shape[i] == input.shape[perm[i]]``."""
+
+    name = "dataflow.transpose"
+
+    perm = prop_def(DenseArrayBase.constr(I64))
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$input `perm` $perm attr-dict `:` functional-type($input, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self, input: SSAValue | Operation, perm: Sequence[int], result_type: Attribute
+    ) -> None:
+        super().__init__(
+            operands=[input], result_types=[result_type], properties={"perm": _dense_i64(perm)}
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "transpose input")
+        r = _static_tensor(self.result, "transpose result")
+        perm = tuple(self.perm.get_values())
+        shape = a.get_shape()
+        if sorted(perm) != list(range(len(shape))):
+            raise VerifyException(
+                f"transpose perm {_fmt_shape(perm)} is not a permutation of rank {len(shape)}"
+            )
+        expected = tuple(shape[p] for p in perm)
+        if tuple(r.get_shape()) != expected:
+            raise VerifyException(
+                f"transpose result shape {_fmt_shape(r.get_shape())} should be "
+                f"{_fmt_shape(expected)}"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException("transpose must keep the element type")
+
+
+@irdl_op_definition
+class ReshapeOp(IRDLOperation):
+    """Same elements in row-major order, new shape (same element count)."""
+
+    name = "dataflow.reshape"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$input attr-dict `:` functional-type($input, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(self, input: SSAValue | Operation, result_type: Attribute) -> None:
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "reshape input")
+        r = _static_tensor(self.result, "reshape result")
+        if math.prod(a.get_shape()) != math.prod(r.get_shape()):
+            raise VerifyException(
+                f"reshape changes the element count: {_fmt_shape(a.get_shape())} -> "
+                f"{_fmt_shape(r.get_shape())}"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException("reshape must keep the element type")
+
+
+@irdl_op_definition
+class BroadcastOp(IRDLOperation):
+    """Broadcast (numpy rules) the input to the result's shape."""
+
+    name = "dataflow.broadcast"
+
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$input attr-dict `:` functional-type($input, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(self, input: SSAValue | Operation, result_type: Attribute) -> None:
+        super().__init__(operands=[input], result_types=[result_type])
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "broadcast input")
+        r = _static_tensor(self.result, "broadcast result")
+        sa, sr = a.get_shape(), r.get_shape()
+        ok = len(sa) <= len(sr) and all(
+            d in (1, e) for d, e in zip(reversed(sa), reversed(sr), strict=False)
+        )
+        if not ok:
+            raise VerifyException(f"cannot broadcast {_fmt_shape(sa)} to {_fmt_shape(sr)}")
+        if a.element_type != r.element_type:
+            raise VerifyException("broadcast must keep the element type")
+
+
+Dataflow = Dialect(
+    "dataflow",
+    [
+        SectionOp,
+        YieldOp,
+        MatmulOp,
+        PointwiseOp,
+        ReduceOp,
+        FillOp,
+        IotaOp,
+        TransposeOp,
+        ReshapeOp,
+        BroadcastOp,
+    ],
+    [],
+)
+"""The dataflow dialect."""

@@ -1,0 +1,114 @@
+"""The model.py contract: load a user's model file and check what it provides.
+
+A model.py defines module-level functions (see the README for the full contract):
+
+- ``model(args) -> nn.Module`` (required)
+- ``example_inputs(args) -> tuple[Tensor, ...]`` (required): one batch of model inputs
+- ``example_targets(args) -> tuple[Tensor, ...]``: one batch of loss targets (training)
+- ``loss(outputs, *targets) -> Tensor``: a 0-d loss (training)
+- ``optimizer(params, args) -> torch.optim.Optimizer``: SGD (default) or AdamW
+- ``data(split, args)``: yields ``((inputs...), (targets...))`` batches for rdu-run
+- ``add_args(parser)``: the model's own command-line arguments
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import sys
+import traceback
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ModelFileError(Exception):
+    """model.py is missing, broken or lacks what a command needs (one-line message)."""
+
+
+@dataclass
+class ModelFile:
+    """A loaded model.py."""
+
+    path: Path
+    module: types.ModuleType
+
+    @property
+    def name(self) -> str:
+        """The model's name: its folder's name (``examples/mlp/model.py`` -> ``mlp``)."""
+        return self.path.parent.name if self.path.stem == "model" else self.path.stem
+
+    def source_hash(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    def has(self, function: str) -> bool:
+        return callable(getattr(self.module, function, None))
+
+    def function(self, function: str) -> Callable[..., Any]:
+        fn = getattr(self.module, function, None)
+        if not callable(fn):
+            raise ModelFileError(f"{self.path}: defines no function '{function}' (see the README)")
+        return fn
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        if self.has("add_args"):
+            self.call("add_args", parser)
+
+    def call(self, function: str, *args: Any) -> Any:
+        """Call a model.py function; an exception in it becomes one line naming its file:line."""
+        fn = self.function(function)
+        try:
+            return fn(*args)
+        except ModelFileError:
+            raise
+        except Exception as error:
+            raise ModelFileError(f"{self._where(error)}: {function}() raised {_describe(error)}") from error
+
+    def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
+        """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples."""
+        for batch in self.call("data", split, args):
+            if not (isinstance(batch, tuple) and len(batch) == 2):
+                raise ModelFileError(
+                    f"{self.path}: data() must yield ((inputs...), (targets...)) pairs"
+                )
+            inputs, targets = batch
+            yield tuple(inputs), tuple(targets)
+
+    def _where(self, error: BaseException) -> str:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(self.path)]
+        if frames:
+            return f"{self.path}:{frames[-1].lineno}"
+        return str(self.path)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def load_model_file(path: str | Path) -> ModelFile:
+    """Import a model.py by path; every failure is a ModelFileError naming the file."""
+    path = Path(path).resolve()
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix != ".py":
+        raise ModelFileError(f"{path}: not a Python file (expected a model.py)")
+    name = f"rdu_user_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelFileError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ModelFileError(f"{path}:{error.lineno}: not valid Python: {error.msg}") from error
+    except Exception as error:
+        loaded = ModelFile(path, module)
+        raise ModelFileError(f"{loaded._where(error)}: importing raised {_describe(error)}") from error
+    loaded = ModelFile(path, module)
+    loaded.function("model")
+    return loaded

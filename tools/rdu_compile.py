@@ -1,0 +1,135 @@
+"""rdu-compile: model.py -> out/<name>/<name>.pef (plus a compile log and each stage's IR).
+
+    rdu-compile examples/mlp/model.py [--inference] [-b 16] [--arch plasticine] [model args]
+"""
+
+from __future__ import annotations
+
+import click
+
+from tools.cli import (
+    MODEL_COMMAND_SETTINGS,
+    ToolError,
+    guarded,
+    model_namespace,
+    print_help,
+)
+
+
+@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.argument("model_path", required=False, metavar="MODEL.py")
+@click.option("--inference", is_flag=True, help="Compile the forward section only.")
+@click.option("-b", "--batch-size", type=int, default=16, show_default=True)
+@click.option("--pef-name", help="Name of the PEF and its folder [default: the model's name].")
+@click.option("--output-folder", default="out", show_default=True)
+@click.option("--arch", default="plasticine", show_default=True, help="Target fabric preset.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's init.")
+@click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
+@click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
+@click.pass_context
+def rdu_compile(
+    ctx: click.Context,
+    model_path: str | None,
+    inference: bool,
+    batch_size: int,
+    pef_name: str | None,
+    output_folder: str,
+    arch: str,
+    seed: int,
+    debug: bool,
+    show_help: bool,
+) -> None:
+    """Compile MODEL.py for an RDU fabric and write its PEF."""
+
+    def body() -> int:
+        if show_help:
+            print_help(ctx, model_path, debug)
+            return 0
+        if model_path is None:
+            raise ToolError("missing MODEL.py (see --help)")
+        if batch_size < 1:
+            raise ToolError(f"--batch-size must be positive, got {batch_size}")
+        return _compile(
+            model_path, ctx.args, inference, batch_size, pef_name, output_folder, arch, seed, debug
+        )
+
+    guarded("rdu-compile", debug, body)
+
+
+def _compile(
+    model_path: str,
+    extra: list[str],
+    inference: bool,
+    batch_size: int,
+    pef_name: str | None,
+    output_folder: str,
+    arch: str,
+    seed: int,
+    debug: bool,
+) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from compiler.driver import compile_model
+    from compiler.frontend import ModelSpec
+    from compiler.targets import get_target
+    from tools.model_file import load_model_file
+
+    target = get_target(arch)
+    model_file = load_model_file(model_path)
+    args = model_namespace(
+        model_file, extra, {"batch_size": batch_size, "seed": seed, "epoch": 0, "debug": debug}
+    )
+    torch.manual_seed(seed)
+    module = model_file.call("model", args)
+    inputs = tuple(model_file.call("example_inputs", args))
+    targets: tuple = ()
+    loss_fn = None
+    optimizer = None
+    if not inference:
+        targets = tuple(model_file.call("example_targets", args))
+        loss_fn = model_file.function("loss")
+        if model_file.has("optimizer"):
+            optimizer = model_file.call("optimizer", module.parameters(), args)
+        else:
+            optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    name = pef_name or model_file.name
+    spec = ModelSpec(
+        name=model_file.name,
+        module=module,
+        example_inputs=inputs,
+        example_targets=targets,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        source_file=model_file.path,
+    )
+    flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
+    flags += ["--inference"] if inference else []
+    flags += list(extra)
+    log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
+    result = compile_model(
+        spec,
+        inference=inference,
+        target=target,
+        out_dir=Path(output_folder) / name,
+        pef_name=name,
+        flags=flags,
+        source_hash=model_file.source_hash(),
+        batch_size=batch_size,
+        log=log,
+    )
+    if debug:
+        click.echo("\n".join(log))
+    sections = ", ".join(f"{s} ({p} PCUs, {m} PMUs)" for s, (p, m) in result.units.items())
+    click.echo(f"wrote {result.pef_path} ({result.pef_bytes} bytes): {sections}")
+    click.echo(f"log: {result.log_path}")
+    return 0
+
+
+def main() -> None:
+    rdu_compile()
+
+
+if __name__ == "__main__":
+    main()

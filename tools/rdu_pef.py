@@ -1,0 +1,107 @@
+"""rdu-pef: print a PEF as text (what it holds, section by section), so humans and lit can read it.
+
+    rdu-pef out/mlp/mlp.pef [--section forward] [--summary]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+
+from runtime.pef import schema
+from tools.cli import guarded
+
+
+def _shape(dtype: str, shape: list[int]) -> str:
+    return f"{dtype}[{','.join(map(str, shape))}]"
+
+
+def _at(at: list[int]) -> str:
+    return f"({at[0]},{at[1]})" if at else "(-)"
+
+
+def _access(access: schema.Access) -> str:
+    return f"offset {access.offset} strides [{','.join(map(str, access.strides))}]"
+
+
+def format_program(program: schema.Program, section: str | None, summary: bool) -> Iterator[str]:
+    meta = program.meta
+    t = meta.target
+    yield f"pef: target {t.name}, {'inference' if meta.inference else 'training'}"
+    yield (
+        f"target: {t.cols}x{t.rows} grid, PCU {t.pcu_lanes} lanes x {t.pcu_stages} stages, "
+        f"PMU {t.pmu_bytes} B in {t.pmu_banks} banks, {t.clock_ghz} GHz, "
+        f"{t.link_capacity} streams a link"
+    )
+    yield (
+        f"meta: model {meta.model_name}, batch {meta.batch_size}, optimizer {meta.optimizer}, "
+        f"compiler {meta.compiler_version}, flags [{' '.join(meta.compile_flags)}], "
+        f"source sha256 {meta.source_hash[:16]}"
+    )
+    for i, s in enumerate(meta.symbols):
+        yield f"symbol {i}: {s.name} {_shape(s.dtype, s.shape)} {s.role}"
+    for sec in program.sections:
+        if section is not None and sec.name != section:
+            continue
+        yield (
+            f"section {sec.name} ({sec.kind}): {len(sec.pcus)} PCUs, {len(sec.pmus)} PMUs, "
+            f"{len(sec.routes)} routes"
+        )
+        if summary:
+            continue
+        for i in sec.inputs:
+            yield f"  input {meta.symbols[i].name}"
+        for i, m in enumerate(sec.pmus):
+            source = (
+                f"dram {meta.symbols[m.symbol].name}" if m.source == "dram" else f"pcu {m.producer}"
+            )
+            yield (
+                f"  pmu {i} {m.name} at {_at(m.at)} {_shape(m.dtype, m.shape)} "
+                f"tile {m.tile_bytes} B x{m.nbuf} banks {m.banks} <- {source}"
+            )
+        for i, p in enumerate(sec.pcus):
+            yield (
+                f"  pcu {i} {p.name} at {_at(p.at)} space [{','.join(map(str, p.space))}] "
+                f"tile [{','.join(map(str, p.tile))}] lanes {p.lanes} {p.dtype} "
+                f"combiner {p.combiner} loc {p.loc}"
+            )
+            for j, port in enumerate(p.inputs):
+                yield f"    v{j} = in pmu {port.pmu} {_access(port.access)}"
+            base = len(p.inputs)
+            for j, st in enumerate(p.stages):
+                args = " ".join(f"v{a}" for a in st.args)
+                imm = "" if st.imm is None else f" {st.imm}"
+                yield f"    v{base + j} = {st.op}{imm} {args} : {st.dtype}".rstrip()
+            yield f"    out v{p.result} -> pmu {p.out_pmu} {_access(p.out)}"
+        for r in sec.routes:
+            hops = " ".join(_at(h) for h in r.hops)
+            yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}: {hops}"
+        for o in sec.outputs:
+            yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
+
+
+@click.command()
+@click.argument("pef_path", metavar="PEF")
+@click.option("--section", default=None, help="Print only this section.")
+@click.option("--summary", is_flag=True, help="Symbols and per-section unit counts only.")
+@click.option("--debug", is_flag=True, help="Full tracebacks.")
+def rdu_pef(pef_path: str, section: str | None, summary: bool, debug: bool) -> None:
+    """Print the PEF file as text."""
+
+    def body() -> int:
+        from runtime.pef import read_pef
+
+        for line in format_program(read_pef(pef_path), section, summary):
+            click.echo(line)
+        return 0
+
+    guarded("rdu-pef", debug, body)
+
+
+def main() -> None:
+    rdu_pef()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""rdu-run: run a PEF on the emulated fabric: a test run, training, or inference.
+
+    rdu-run model.py --pef out/mlp/mlp.pef --test
+    rdu-run model.py --pef out/mlp/mlp.pef --num-epochs 4 --ckpt-dir out/mlp/checkpoints
+    rdu-run model.py --pef out/mlp-inference/mlp-inference.pef --inference --init-ckpt-path C
+
+This command never imports the compiler: it needs only the runtime, numpy, and the model file
+(for data, the initial weights and the names of the model's state).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespace, print_help
+
+
+@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.argument("model_path", required=False, metavar="MODEL.py")
+@click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
+@click.option("--test", "test_run", is_flag=True, help="A short test run on one batch.")
+@click.option("--inference", is_flag=True, help="Forward only; write results.")
+@click.option("--num-epochs", type=int, default=1, show_default=True)
+@click.option("--num-steps", type=int, default=None, help="Stop after this many steps in all.")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: the model's].")
+@click.option("--momentum", type=float, default=None, help="SGD momentum [default: the model's].")
+@click.option("--weight-decay", type=float, default=None, help="[default: the model's]")
+@click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
+@click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
+@click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
+@click.option("--results-dir", default=None, help="Inference results [default: out/<name>/results].")
+@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
+@click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
+@click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
+@click.pass_context
+def rdu_run(ctx: click.Context, model_path: str | None, show_help: bool, debug: bool, **opts) -> None:
+    """Run MODEL.py's compiled PEF on the emulated RDU fabric."""
+
+    def body() -> int:
+        if show_help:
+            print_help(ctx, model_path, debug)
+            return 0
+        if model_path is None or opts["pef_path"] is None:
+            raise ToolError("usage: rdu-run MODEL.py --pef PEF [--test | --inference] (see --help)")
+        run = Run(model_path, ctx.args, debug=debug, **opts)
+        if opts["test_run"]:
+            return run.test()
+        if opts["inference"]:
+            return run.inference()
+        return run.train()
+
+    guarded("rdu-run", debug, body)
+
+
+class Run:
+    """One rdu-run invocation: the PEF, the model file and the state they share."""
+
+    def __init__(self, model_path: str, extra: list[str], *, debug: bool, **opts) -> None:
+        from runtime.pef import read_pef
+        from tools.model_file import load_model_file
+
+        self.opts = opts
+        self.debug = debug
+        self.program = read_pef(opts["pef_path"])
+        meta = self.program.meta
+        self.model_file = load_model_file(model_path)
+        self.args = model_namespace(
+            self.model_file,
+            extra,
+            {"batch_size": meta.batch_size, "seed": opts["seed"], "epoch": 0, "debug": debug},
+        )
+        self.symbols = {s.name: s for s in meta.symbols}
+        self.inputs = sorted(
+            (s.name for s in meta.symbols if s.role == "input"), key=lambda n: int(n.split(".")[1])
+        )
+        self.labels = sorted(
+            (s.name for s in meta.symbols if s.role == "label"), key=lambda n: int(n.split(".")[1])
+        )
+        self.out_dir = Path(opts["pef_path"]).resolve().parent
+
+    # -- state ---------------------------------------------------------------------------
+
+    def torch_model(self):
+        import torch
+
+        torch.manual_seed(self.opts["seed"])
+        return self.model_file.call("model", self.args)
+
+    def initial_state(self) -> tuple[dict[str, np.ndarray], int]:
+        """Parameters, buffers and optimizer state for the PEF, and the step to start from."""
+        from runtime.checkpoint import load_checkpoint, state_from_checkpoint
+
+        wanted = [
+            s for s in self.program.meta.symbols
+            if s.role in ("parameter", "buffer", "optimizer_state")
+        ]
+        if self.opts["init_ckpt_path"]:
+            checkpoint = load_checkpoint(self.opts["init_ckpt_path"])
+            return state_from_checkpoint(checkpoint, wanted), checkpoint.step
+        model = self.torch_model()
+        state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        return {s.name: state[s.name] for s in wanted if s.name in state}, 0
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The model's optimizer settings, overridden from the command line."""
+        import torch
+
+        model = self.torch_model()
+        if self.model_file.has("optimizer"):
+            optimizer = self.model_file.call("optimizer", model.parameters(), self.args)
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        group = optimizer.param_groups[0]
+        hyper = {"lr": group["lr"], "weight_decay": group.get("weight_decay", 0.0)}
+        if "momentum" in group:
+            hyper["momentum"] = group["momentum"]
+            hyper["dampening"] = group.get("dampening", 0.0)
+        if "betas" in group:
+            hyper["beta1"], hyper["beta2"] = group["betas"]
+            hyper["eps"] = group["eps"]
+        for key in ("lr", "momentum", "weight_decay"):
+            if self.opts[key] is not None:
+                hyper[key] = self.opts[key]
+        return hyper
+
+    def batch(self, inputs: tuple, targets: tuple) -> dict[str, np.ndarray]:
+        """A host batch bound to the PEF's input and label symbols."""
+        feed = {}
+        for name, value in zip(self.inputs, inputs, strict=False):
+            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+        for name, value in zip(self.labels, targets, strict=False):
+            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+        if len(inputs) != len(self.inputs):
+            raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
+        return feed
+
+    def batches(self, split: str, epoch: int):
+        self.args.epoch = epoch
+        return self.model_file.batches(split, self.args)
+
+    def save(self, session, step: int, name: str) -> Path:
+        from runtime.checkpoint import save_checkpoint_for
+
+        ckpt_dir = Path(self.opts["ckpt_dir"] or self.out_dir / "checkpoints")
+        path = ckpt_dir / name
+        save_checkpoint_for(
+            path,
+            state=session.state(),
+            model_keys=self.torch_model().state_dict(),
+            program=self.program,
+            hyper=self.hyperparameters(),
+            step=step,
+        )
+        return path
+
+    # -- modes ---------------------------------------------------------------------------
+
+    def test(self) -> int:
+        """Configure and run every section once on one batch; check shapes and finiteness."""
+        from runtime.session import InferenceSession, TrainingSession
+
+        state, _ = self.initial_state()
+        inputs, targets = next(iter(self.batches("train" if not self.is_inference else "test", 0)))
+        feed = self.batch(inputs, targets)
+        if self.is_inference:
+            outputs = InferenceSession(self.program, state).run(feed)
+        else:
+            result = TrainingSession(self.program, state).step(feed, self.hyperparameters())
+            outputs = dict(result.outputs, loss=np.asarray(result.loss))
+        for name, value in outputs.items():
+            symbol = self.symbols.get(name)
+            if symbol is not None and list(np.shape(value)) != list(symbol.shape):
+                raise ToolError(f"output {name} has shape {np.shape(value)}, expected {symbol.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ToolError(f"output {name} is not finite")
+        names = ", ".join(s.name for s in self.program.sections)
+        click.echo(f"test run passed: sections {names} ran; outputs {', '.join(outputs)} finite")
+        return 0
+
+    @property
+    def is_inference(self) -> bool:
+        return self.program.meta.inference
+
+    def train(self) -> int:
+        from runtime.session import TrainingSession
+
+        if self.is_inference:
+            raise ToolError(f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train")
+        state, start = self.initial_state()
+        session = TrainingSession(self.program, state, step=start)
+        hyper = self.hyperparameters()
+        steps_per_epoch = sum(1 for _ in self.batches("train", 0))
+        if steps_per_epoch == 0:
+            raise ToolError("data('train') yields no full batch")
+        total = self.opts["num_steps"] or steps_per_epoch * self.opts["num_epochs"]
+        progress = _progress(total, start)
+        step = start
+        losses: list[float] = []
+        correct = seen = 0
+        try:
+            while step < total:
+                epoch, skip = divmod(step, steps_per_epoch)
+                for i, (inputs, targets) in enumerate(self.batches("train", epoch)):
+                    if i < skip:
+                        continue
+                    if step >= total:
+                        break
+                    result = session.step(self.batch(inputs, targets), hyper)
+                    step += 1
+                    losses.append(result.loss)
+                    c, n = _accuracy(result.outputs, targets)
+                    correct, seen = correct + c, seen + n
+                    progress.update(step, result.loss)
+                    if step % self.opts["log_every"] == 0 or step == total:
+                        acc = f" acc {correct / seen:.3f}" if seen else ""
+                        progress.line(f"step {step} epoch {epoch} loss {np.mean(losses):.4f}{acc}")
+                        losses, correct, seen = [], 0, 0
+                    if self.opts["ckpt_every"] and step % self.opts["ckpt_every"] == 0:
+                        self.save(session, step, f"step-{step}.pt")
+                if step % steps_per_epoch == 0 or step >= total:
+                    self.evaluate(session, progress, epoch)
+        except KeyboardInterrupt:
+            path = self.save(session, step, "last.pt")
+            progress.close()
+            click.echo(f"interrupted at step {step}; wrote {path}", err=True)
+            return 130
+        progress.close()
+        path = self.save(session, step, "last.pt")
+        click.echo(f"wrote {path}")
+        return 0
+
+    def evaluate(self, session, progress, epoch: int) -> None:
+        """Loss and accuracy over the test split with the forward section alone."""
+        losses, correct, seen = [], 0, 0
+        for inputs, targets in self.batches("test", epoch):
+            loss, outputs = session.evaluate(self.batch(inputs, targets))
+            losses.append(loss)
+            c, n = _accuracy(outputs, targets)
+            correct, seen = correct + c, seen + n
+        if losses:
+            acc = f" test acc {correct / seen:.4f}" if seen else ""
+            progress.line(f"epoch {epoch} test loss {np.mean(losses):.4f}{acc}")
+
+    def inference(self) -> int:
+        from runtime.session import InferenceSession
+
+        state, _ = self.initial_state()
+        if not self.opts["init_ckpt_path"]:
+            click.echo("warning: no --init-ckpt-path: running the model's initial weights", err=True)
+        session = InferenceSession(self.program, state)
+        results = Path(self.opts["results_dir"] or self.out_dir / "results")
+        results.mkdir(parents=True, exist_ok=True)
+        rows, outputs_all = [], []
+        correct = seen = 0
+        for inputs, targets in self.batches("test", 0):
+            outputs = session.run(self.batch(inputs, targets))
+            first = outputs["output.0"]
+            outputs_all.append(first)
+            labels = targets[0].numpy() if targets else None
+            if first.ndim == 2:
+                predicted = first.argmax(axis=1)
+                for j, p in enumerate(predicted):
+                    label = "" if labels is None else int(labels[j])
+                    rows.append(f"{len(rows)},{int(p)},{label}")
+            c, n = _accuracy(outputs, targets)
+            correct, seen = correct + c, seen + n
+        from runtime.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(results / "predictions.csv", ("index,prediction,label\n" + "\n".join(rows) + "\n").encode())
+        np.save(results / "outputs.npy", np.concatenate(outputs_all) if outputs_all else np.zeros(0))
+        acc = f"; accuracy {correct / seen:.4f}" if seen else ""
+        click.echo(f"wrote {results / 'predictions.csv'} ({len(rows)} rows){acc}")
+        return 0
+
+
+def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]:
+    """Correct and seen for a classifier (2-d logits, 1-d integer labels); (0, 0) otherwise."""
+    logits = outputs.get("output.0")
+    if logits is None or logits.ndim != 2 or not targets:
+        return 0, 0
+    labels = np.asarray(targets[0])
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(logits):
+        return 0, 0
+    return int((logits.argmax(axis=1) == labels).sum()), len(labels)
+
+
+class _progress:
+    """A tqdm bar on a terminal, plain lines in a pipe."""
+
+    def __init__(self, total: int, start: int) -> None:
+        self.bar = None
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+    def update(self, step: int, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            click.echo(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def main() -> None:
+    rdu_run()
+
+
+if __name__ == "__main__":
+    main()
