@@ -75,8 +75,9 @@ def check_against_torch(run, rtol: float) -> list[Comparison]:
         for key in ("lr", "momentum", "weight_decay"):
             if key in group and key in hyper:
                 group[key] = hyper[key]
-    outputs = _as_tuple(model(*inputs))
-    loss = run.model_file.function("loss")(*outputs, *targets)
+    raw = model(*inputs)
+    outputs = _as_tuple(raw)
+    loss = run.model_file.function("loss")(raw, *targets)
     optimizer.zero_grad()
     loss.backward()
     session = TrainingSession(run.program, state)

@@ -1,0 +1,177 @@
+"""The placement and routing algorithms (compiler/passes/placement.py), without IR."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+
+from compiler.passes.placement import (
+    DRAM,
+    Coord,
+    Graph,
+    Placement,
+    PlacementError,
+    Stream,
+    Unit,
+    endpoint_switch,
+    link_usage,
+    place_and_route,
+    slots,
+    wire_length,
+)
+from compiler.targets import Target, get_target
+
+GRID = Target("grid4x3", cols=4, rows=3, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+              pmu_banks=4, clock_ghz=1.0, link_capacity=2)  # fmt: skip
+
+
+def two_layer_graph() -> Graph:
+    """y = (x @ w) + b, with a skip read of x: 2 PCUs, 5 PMUs, DRAM loads and one store."""
+    units = [
+        Unit("x", "pmu"),
+        Unit("w", "pmu"),
+        Unit("matmul", "pcu"),
+        Unit("h", "pmu"),
+        Unit("b", "pmu"),
+        Unit("add", "pcu"),
+        Unit("y", "pmu"),
+    ]
+    streams = [
+        Stream(DRAM, 0),
+        Stream(DRAM, 1),
+        Stream(0, 2),
+        Stream(1, 2),
+        Stream(2, 3),
+        Stream(DRAM, 4),
+        Stream(3, 5),
+        Stream(4, 5),
+        Stream(0, 5),
+        Stream(5, 6),
+        Stream(6, DRAM),
+    ]
+    return Graph(units, streams)
+
+
+def chain_graph(layers: int) -> Graph:
+    """A chain of ``layers`` PCUs, each reading the previous result and a weight from DRAM."""
+    units = [Unit("x", "pmu")]
+    streams = [Stream(DRAM, 0)]
+    previous = 0
+    for i in range(layers):
+        units += [Unit(f"w{i}", "pmu"), Unit(f"op{i}", "pcu"), Unit(f"out{i}", "pmu")]
+        w, op, out = len(units) - 3, len(units) - 2, len(units) - 1
+        streams += [Stream(DRAM, w), Stream(previous, op), Stream(w, op), Stream(op, out)]
+        previous = out
+    streams.append(Stream(previous, DRAM))
+    return Graph(units, streams)
+
+
+def brute_force_optimum(graph: Graph, target: Target) -> int:
+    """The least total Manhattan stream length over every placement."""
+    pcus = [i for i, u in enumerate(graph.units) if u.kind == "pcu"]
+    pmus = [i for i, u in enumerate(graph.units) if u.kind == "pmu"]
+    at: list[Coord] = [(0, 0)] * len(graph.units)
+    best = None
+    for pcu_slots in itertools.permutations(slots(target, "pcu"), len(pcus)):
+        for i, slot in zip(pcus, pcu_slots, strict=True):
+            at[i] = slot
+        for pmu_slots in itertools.permutations(slots(target, "pmu"), len(pmus)):
+            for i, slot in zip(pmus, pmu_slots, strict=True):
+                at[i] = slot
+            cost = wire_length(graph, at)
+            best = cost if best is None else min(best, cost)
+    assert best is not None
+    return best
+
+
+def check_placement(graph: Graph, target: Target, placement: Placement) -> None:
+    """Every unit on a distinct slot of its kind; every route connected, adjacent, in capacity."""
+    assert len(placement.at) == len(graph.units)
+    assert len(set(placement.at)) == len(placement.at)
+    for unit, (x, y) in zip(graph.units, placement.at, strict=True):
+        assert 0 <= x < target.cols and 0 <= y < target.rows
+        assert target.is_pcu_slot(x, y) == (unit.kind == "pcu")
+    assert len(placement.routes) == len(graph.streams)
+    for stream, hops in zip(graph.streams, placement.routes, strict=True):
+        assert hops[0] == endpoint_switch(placement.at, stream, stream.src)
+        assert hops[-1] == endpoint_switch(placement.at, stream, stream.dst)
+        for (ax, ay), (bx, by) in itertools.pairwise(hops):
+            assert abs(ax - bx) + abs(ay - by) == 1
+        for x, y in hops:
+            assert 0 <= x <= target.cols and 0 <= y <= target.rows
+    assert max(link_usage(placement.routes).values(), default=0) <= target.link_capacity
+
+
+def dram_rows(graph: Graph, placement: Placement) -> Sequence[int]:
+    return [placement.at[s.dst if s.src == DRAM else s.src][1] for s in graph.streams
+            if DRAM in (s.src, s.dst)]  # fmt: skip
+
+
+def test_near_optimal_against_brute_force() -> None:
+    graph = two_layer_graph()
+    optimum = brute_force_optimum(graph, GRID)
+    for seed in range(3):
+        placement = place_and_route(graph, GRID, seed=seed)
+        check_placement(graph, GRID, placement)
+        assert placement.route_length <= 1.5 * optimum, (seed, placement.route_length, optimum)
+
+
+def test_dram_streams_enter_at_the_left_edge_of_the_units_row() -> None:
+    graph = two_layer_graph()
+    placement = place_and_route(graph, GRID)
+    for stream, hops in zip(graph.streams, placement.routes, strict=True):
+        if stream.src == DRAM:
+            assert hops[0] == (0, placement.at[stream.dst][1])
+        if stream.dst == DRAM:
+            assert hops[-1] == (0, placement.at[stream.src][1])
+
+
+def test_routes_respect_link_capacity_on_a_crowded_grid() -> None:
+    # Nearly fills plasticine-sized PMU slots; DRAM streams crowd the left edge, so some streams
+    # must leave dimension order.
+    target = get_target("plasticine")
+    graph = chain_graph(20)
+    placement = place_and_route(graph, target)
+    check_placement(graph, target, placement)
+    assert placement.route_length >= wire_length(graph, placement.at)
+
+
+def test_capacity_one_forces_detours() -> None:
+    target = Target("narrow", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                    pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
+    graph = chain_graph(2)
+    placement = place_and_route(graph, target)
+    check_placement(graph, target, placement)
+
+
+def test_deterministic() -> None:
+    graph = chain_graph(6)
+    target = get_target("plasticine")
+    first = place_and_route(graph, target, seed=7)
+    assert place_and_route(graph, target, seed=7) == first
+    assert place_and_route(chain_graph(6), target, seed=7) == first
+
+
+def test_too_many_units_names_section_and_target() -> None:
+    with pytest.raises(
+        PlacementError, match="section 'backward' needs 10 PCUs, target 'tiny' has 8"
+    ):
+        place_and_route(chain_graph(10), get_target("tiny"), section="backward")
+
+
+def test_unroutable_section_is_an_error() -> None:
+    # One row, capacity 1: two DRAM loads in the same row must share the link (0,0)-(1,0).
+    target = Target("line", cols=4, rows=1, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                    pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
+    graph = Graph([Unit("a", "pmu"), Unit("b", "pmu")], [Stream(DRAM, 0), Stream(DRAM, 1)])
+    with pytest.raises(PlacementError, match="section 'forward' cannot be routed on target 'line'"):
+        place_and_route(graph, target, section="forward")
+
+
+def test_empty_and_single_unit_graphs() -> None:
+    target = get_target("tiny")
+    assert place_and_route(Graph([], []), target) == Placement((), ())
+    single = place_and_route(Graph([Unit("x", "pmu")], [Stream(DRAM, 0), Stream(0, DRAM)]), target)
+    check_placement(Graph([Unit("x", "pmu")], [Stream(DRAM, 0), Stream(0, DRAM)]), target, single)
