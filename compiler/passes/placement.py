@@ -45,6 +45,10 @@ Link = tuple[Coord, Coord]
 DRAM: Final = -1
 """The endpoint index of off-chip memory in a ``Stream``."""
 
+DRAM_DETOUR: Final = 3
+"""Placement cost of each DRAM stream of a row beyond ``link_capacity``: all of a row's DRAM
+streams start or end at its left-edge switch, so the extra ones detour through a neighbour row."""
+
 ROUTE_ATTEMPTS: Final = 4
 """How many annealing seeds we try before declaring a section unroutable."""
 
@@ -168,8 +172,18 @@ def stream_length(at: Sequence[Coord], stream: Stream) -> int:
 
 
 def wire_length(graph: Graph, at: Sequence[Coord]) -> int:
-    """The annealing cost: total Manhattan length of all streams."""
+    """Total Manhattan length of all streams."""
     return sum(stream_length(at, s) for s in graph.streams)
+
+
+def placement_cost(graph: Graph, target: Target, at: Sequence[Coord]) -> int:
+    """What the placer minimises: ``wire_length`` plus ``DRAM_DETOUR`` per DRAM stream that its
+    row's edge link cannot carry."""
+    dram = _dram_degree(graph)
+    load = [0] * target.rows
+    for u, (_, y) in enumerate(at):
+        load[y] += dram[u]
+    return wire_length(graph, at) + sum(_row_penalty(n, target) for n in load)
 
 
 def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
@@ -178,6 +192,8 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     Ties go to the leftmost slot (nearest DRAM), then the lowest row.
     """
     incident = _incident_streams(graph)
+    dram = _dram_degree(graph)
+    row_load = [0] * target.rows
     free = {"pcu": slots(target, "pcu"), "pmu": slots(target, "pmu")}
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
@@ -192,10 +208,13 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
         for slot in free[unit.kind]:
             at[u] = slot
             cost = sum(stream_length(at, s) for s in known)
+            load = row_load[slot[1]]
+            cost += _row_penalty(load + dram[u], target) - _row_penalty(load, target)
             if cost < best_cost:
                 best_slot, best_cost = slot, cost
         at[u] = best_slot
         placed[u] = True
+        row_load[best_slot[1]] += dram[u]
         free[unit.kind].remove(best_slot)
     return at
 
@@ -203,7 +222,7 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
 def anneal(
     graph: Graph, target: Target, start: Sequence[Coord], *, seed: int, moves: int
 ) -> list[Coord]:
-    """Simulated annealing of ``wire_length`` from ``start``; returns the best placement seen.
+    """Simulated annealing of ``placement_cost`` from ``start``; returns the best placement seen.
 
     A move takes a unit to a slot of its kind, swapping it with the unit already there if any.
     Half the moves aim at the median of the unit's neighbours' switches (where its streams would
@@ -215,8 +234,12 @@ def anneal(
         return at
     rng = random.Random(seed)
     incident = _incident_streams(graph)
+    dram = _dram_degree(graph)
+    row_load = [0] * target.rows
+    for u, (_, y) in enumerate(at):
+        row_load[y] += dram[u]
     occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
-    cost = wire_length(graph, at)
+    cost = placement_cost(graph, target, at)
     best, best_cost = list(at), cost
     # Starting from a good greedy placement: hot enough to leave its local minimum, not so hot
     # that a few thousand moves cannot settle again.
@@ -245,8 +268,15 @@ def anneal(
         if v is not None:
             at[v] = old
         delta = sum(stream_length(at, graph.streams[s]) for s in touched) - before
+        shift = dram[u] - (dram[v] if v is not None else 0)  # DRAM streams moving old -> slot row
+        if shift and old[1] != slot[1]:
+            a, b = row_load[old[1]], row_load[slot[1]]
+            delta += _row_penalty(a - shift, target) - _row_penalty(a, target)
+            delta += _row_penalty(b + shift, target) - _row_penalty(b, target)
         if delta <= 0 or rng.random() < math.exp(-delta / temperature):
             cost += delta
+            row_load[old[1]] -= shift
+            row_load[slot[1]] += shift
             occupant[slot] = u
             if v is not None:
                 occupant[old] = v
@@ -359,6 +389,21 @@ def _incident_streams(graph: Graph) -> list[list[int]]:
             if end != DRAM:
                 incident[end].append(s)
     return incident
+
+
+def _dram_degree(graph: Graph) -> list[int]:
+    """Per unit, how many of its streams go to or come from DRAM."""
+    degree = [0] * len(graph.units)
+    for stream in graph.streams:
+        if stream.src == DRAM:
+            degree[stream.dst] += 1
+        elif stream.dst == DRAM:
+            degree[stream.src] += 1
+    return degree
+
+
+def _row_penalty(load: int, target: Target) -> int:
+    return DRAM_DETOUR * max(0, load - target.link_capacity)
 
 
 def _describe(graph: Graph, index: int) -> str:

@@ -162,10 +162,13 @@ def test_too_many_units_names_section_and_target() -> None:
 
 
 def test_unroutable_section_is_an_error() -> None:
-    # One row, capacity 1: two DRAM loads in the same row must share the link (0,0)-(1,0).
-    target = Target("line", cols=4, rows=1, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+    # One row of units, capacity 1: the edge switch (0, 0) has two links, three DRAM loads.
+    target = Target("line", cols=6, rows=1, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
                     pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
-    graph = Graph([Unit("a", "pmu"), Unit("b", "pmu")], [Stream(DRAM, 0), Stream(DRAM, 1)])
+    graph = Graph(
+        [Unit("a", "pmu"), Unit("b", "pmu"), Unit("c", "pmu")],
+        [Stream(DRAM, 0), Stream(DRAM, 1), Stream(DRAM, 2)],
+    )
     with pytest.raises(PlacementError, match="section 'forward' cannot be routed on target 'line'"):
         place_and_route(graph, target, section="forward")
 

@@ -1,0 +1,484 @@
+"""The ``rdu_tile`` dialect: one tiled iteration space a compute op.
+
+An ``rdu_tile.kernel`` is a loop nest that is never unrolled: a list of counter extents (the
+``space``, outermost first), a tile extent per counter, and one affine access per operand and for
+the result. Counter ``c`` runs over ``0 .. space[c]-1``; at each point of the space the body reads
+one scalar per operand at flat address ``offset + sum_c strides[c] * counter[c]`` of the operand's
+row-major buffer, computes with ``arith``/``math`` ops and writes (or, on a reduction counter,
+combines into) the result at the address the ``out`` access gives. A counter whose out stride is 0
+(and whose extent is above 1) is a reduction counter; ``combiner`` says how the values meeting
+at one result element combine (``add``/``max``/``min``), and is ``none`` exactly when there is no
+reduction counter.
+
+    %c = rdu_tile.kernel (%a, %b) space [16, 128, 64] tile [16, 128, 64]
+           ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           : (tensor<16x64xf32>, tensor<64x128xf32>) -> tensor<16x128xf32> {
+    ^bb0(%x: f32, %y: f32):
+      %p = arith.mulf %x, %y : f32
+      rdu_tile.yield %p : f32
+    }
+
+(the printer puts the whole op header on one line). ``rdu_tile.index <c> : i64`` gives the value
+of counter ``c`` inside a body. The access attribute, the property printer/parser and the
+verification of a tiled iteration space are shared with ``pcu.unit`` (dialects/pcu.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    I64,
+    ArrayAttr,
+    DenseArrayBase,
+    IndexType,
+    IntAttr,
+    IntegerAttr,
+    IntegerType,
+    ShapedType,
+    StringAttr,
+    TensorType,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue
+from xdsl.irdl import (
+    BaseAttr,
+    EqAttrConstraint,
+    IRDLOperation,
+    irdl_attr_definition,
+    irdl_op_definition,
+    lazy_traits_def,
+    operand_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import AttrParser, Parser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
+from xdsl.utils.exceptions import VerifyException
+
+COMBINERS = ("none", "add", "max", "min")
+"""How values meeting at one result element (over the reduction counters) combine."""
+
+BODY_DIALECTS = ("arith", "math", "rdu_tile")
+"""The dialects whose ops may appear in a kernel body."""
+
+
+# --------------------------------------------------------------------------------------------
+# The access attribute
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_attr_definition
+class AccessAttr(ParametrizedAttribute):
+    """An affine address generator: flat address = ``offset + sum_c strides[c] * counter[c]``.
+
+    Syntax: ``#rdu_tile.access<OFFSET : [S0, S1, ...]>``, one stride per counter of the space.
+    """
+
+    name = "rdu_tile.access"
+
+    offset: IntAttr
+    strides: ArrayAttr[IntAttr]
+
+    def __init__(self, offset: int | IntAttr, strides: Sequence[int] | ArrayAttr[IntAttr]) -> None:
+        if isinstance(offset, int):
+            offset = IntAttr(offset)
+        if not isinstance(strides, ArrayAttr):
+            strides = ArrayAttr([IntAttr(s) for s in strides])
+        super().__init__(offset, strides)
+
+    @property
+    def offset_value(self) -> int:
+        """The offset as a Python int."""
+        return self.offset.data
+
+    @property
+    def stride_values(self) -> tuple[int, ...]:
+        """The strides as Python ints, one per counter."""
+        return tuple(s.data for s in self.strides.data)
+
+    def print_parameters(self, printer: Printer) -> None:
+        with printer.in_angle_brackets():
+            printer.print_int(self.offset.data)
+            printer.print_string(" : ")
+            with printer.in_square_brackets():
+                printer.print_list(self.strides.data, lambda s: printer.print_int(s.data))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        with parser.in_angle_brackets():
+            offset = parser.parse_integer(context_msg=" (the access offset)")
+            parser.parse_punctuation(":")
+            strides = parser.parse_comma_separated_list(
+                parser.Delimiter.SQUARE, lambda: parser.parse_integer(context_msg=" (a stride)")
+            )
+        return IntAttr(offset), ArrayAttr([IntAttr(s) for s in strides])
+
+    def address_range(self, space: Sequence[int]) -> tuple[int, int]:
+        """The lowest and highest flat address the access touches over ``space`` (non-empty)."""
+        lo = hi = self.offset_value
+        for stride, extent in zip(self.stride_values, space, strict=True):
+            span = stride * (extent - 1)
+            lo += min(0, span)
+            hi += max(0, span)
+        return lo, hi
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by rdu_tile.kernel and pcu.unit: properties of a tiled iteration space
+# --------------------------------------------------------------------------------------------
+
+
+def dense_i64(values: Sequence[int]) -> DenseArrayBase[IntegerType]:
+    """A ``DenseArrayBase`` of i64 holding ``values``."""
+    return DenseArrayBase.from_list(i64, list(values))
+
+
+def print_int_list(printer: Printer, values: Sequence[int]) -> None:
+    """``[1, 2, 3]``."""
+    with printer.in_square_brackets():
+        printer.print_list(values, printer.print_int)
+
+
+def parse_int_list(parser: Parser | AttrParser, what: str) -> list[int]:
+    """``[1, 2, 3]`` (``what`` names the list in error messages)."""
+    return parser.parse_comma_separated_list(
+        parser.Delimiter.SQUARE, lambda: parser.parse_integer(context_msg=f" in {what}")
+    )
+
+
+def print_space_props(
+    printer: Printer,
+    space: DenseArrayBase[IntegerType],
+    tile: DenseArrayBase[IntegerType],
+    extra: Sequence[tuple[str, int]],
+    ins: ArrayAttr[AccessAttr],
+    out: AccessAttr,
+    combiner: StringAttr,
+) -> None:
+    """`` space [..] tile [..] <extra k v>.. ins [..] out #.. combiner "..."``."""
+    printer.print_string(" space ")
+    print_int_list(printer, space.get_values())
+    printer.print_string(" tile ")
+    print_int_list(printer, tile.get_values())
+    for key, value in extra:
+        printer.print_string(f" {key} {value}")
+    printer.print_string(" ins ")
+    with printer.in_square_brackets():
+        printer.print_list(ins.data, printer.print_attribute)
+    printer.print_string(" out ")
+    printer.print_attribute(out)
+    printer.print_string(" combiner ")
+    printer.print_string_literal(combiner.data)
+
+
+def parse_space_props(parser: Parser, extra: Sequence[str]) -> dict[str, Attribute]:
+    """Parse what ``print_space_props`` prints; ``extra`` are integer properties after tile."""
+    props: dict[str, Attribute] = {}
+    parser.parse_keyword("space")
+    props["space"] = dense_i64(parse_int_list(parser, "space"))
+    parser.parse_keyword("tile")
+    props["tile"] = dense_i64(parse_int_list(parser, "tile"))
+    for key in extra:
+        parser.parse_keyword(key)
+        props[key] = IntegerAttr(parser.parse_integer(context_msg=f" for {key}"), i64)
+    parser.parse_keyword("ins")
+    props["ins"] = ArrayAttr(
+        parser.parse_comma_separated_list(parser.Delimiter.SQUARE, parser.parse_attribute)
+    )
+    parser.parse_keyword("out")
+    props["out"] = parser.parse_attribute()
+    parser.parse_keyword("combiner")
+    props["combiner"] = StringAttr(parser.parse_str_literal(context_msg=" (the combiner)"))
+    return props
+
+
+def _fmt(values: Sequence[int]) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+def _num_elements(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def verify_space(
+    what: str,
+    space: Sequence[int],
+    tile: Sequence[int],
+    ins: Sequence[AccessAttr],
+    operand_shapes: Sequence[Sequence[int]],
+    out: AccessAttr,
+    result_shape: Sequence[int],
+    combiner: str,
+) -> None:
+    """Check a tiled iteration space, its accesses and its combiner (``what`` names the op)."""
+    if any(e < 0 for e in space):
+        raise VerifyException(f"{what}: space {_fmt(space)} has a negative extent")
+    if len(tile) != len(space):
+        raise VerifyException(
+            f"{what}: tile {_fmt(tile)} needs one extent per counter of space {_fmt(space)}"
+        )
+    for c, (t, e) in enumerate(zip(tile, space, strict=True)):
+        if not 1 <= t <= max(e, 1):
+            raise VerifyException(
+                f"{what}: tile extent {t} of counter {c} must be in [1, {max(e, 1)}]"
+            )
+    if len(ins) != len(operand_shapes):
+        raise VerifyException(f"{what}: {len(operand_shapes)} operands but {len(ins)} ins accesses")
+    if combiner not in COMBINERS:
+        raise VerifyException(
+            f"{what}: combiner must be one of {', '.join(COMBINERS)}, got '{combiner}'"
+        )
+    named = [(f"ins[{i}]", a, s) for i, (a, s) in enumerate(zip(ins, operand_shapes, strict=True))]
+    for label, access, shape in [*named, ("out", out, result_shape)]:
+        if len(access.stride_values) != len(space):
+            raise VerifyException(
+                f"{what}: {label} access has {len(access.stride_values)} strides but the space "
+                f"has {len(space)} counters"
+            )
+        if any(e == 0 for e in space):
+            continue
+        lo, hi = access.address_range(space)
+        size = _num_elements(shape)
+        if lo < 0 or hi >= size:
+            raise VerifyException(
+                f"{what}: {label} access {access} reaches addresses [{lo}, {hi}] over space "
+                f"{_fmt(space)}, outside its buffer of {size} elements (shape {_fmt(shape)})"
+            )
+    reduced = [
+        c for c, (s, e) in enumerate(zip(out.stride_values, space, strict=True)) if s == 0 and e > 1
+    ]
+    if reduced and combiner == "none":
+        raise VerifyException(
+            f"{what}: counters {_fmt(reduced)} have out stride 0 (reduction) but combiner is 'none'"
+        )
+    if not reduced and combiner != "none":
+        raise VerifyException(
+            f"{what}: combiner '{combiner}' but no counter is reduced (none has out stride 0 "
+            "and extent > 1)"
+        )
+
+
+def verify_body(
+    what: str,
+    body: Region,
+    arg_types: Sequence[Attribute],
+    result_type: Attribute,
+    yield_type: type[Operation],
+    allowed_dialects: Sequence[str],
+) -> None:
+    """Check a body block: one scalar argument per operand, allowed ops, typed terminator."""
+    block = body.block
+    got = tuple(block.arg_types)
+    if got != tuple(arg_types):
+        raise VerifyException(
+            f"{what}: body arguments ({', '.join(str(t) for t in got)}) must be the operands' "
+            f"element types ({', '.join(str(t) for t in arg_types)})"
+        )
+    for op in block.ops:
+        dialect = op.name.split(".", 1)[0]
+        if dialect not in allowed_dialects:
+            raise VerifyException(
+                f"{what}: '{op.name}' is not allowed in the body (only "
+                f"{', '.join(allowed_dialects)} ops)"
+            )
+    last = block.last_op
+    if not isinstance(last, yield_type):
+        raise VerifyException(f"{what}: body must end with '{yield_type.name}'")
+    values = last.operands
+    if len(values) != 1 or values[0].type != result_type:
+        raise VerifyException(
+            f"{what}: body must yield one value of the result's element type {result_type}, got "
+            f"({', '.join(str(v.type) for v in values)})"
+        )
+
+
+def element_type(typ: Attribute) -> Attribute:
+    """The element type of a shaped type."""
+    assert isinstance(typ, ShapedType)
+    return typ.get_element_type()  # pyright: ignore[reportUnknownMemberType]
+
+
+def shape_of(typ: Attribute) -> tuple[int, ...]:
+    """The static shape of a shaped type."""
+    assert isinstance(typ, ShapedType)
+    return tuple(typ.get_shape())
+
+
+# --------------------------------------------------------------------------------------------
+# Ops
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The value a kernel body computes at one point of the space: ``rdu_tile.yield %v : f32``."""
+
+    name = "rdu_tile.yield"
+
+    value = operand_def()
+
+    assembly_format = "$value attr-dict `:` type($value)"
+
+    traits = lazy_traits_def(lambda: (IsTerminator(), NoMemoryEffect(), HasParent(KernelOp)))
+
+    def __init__(self, value: SSAValue | Operation) -> None:
+        super().__init__(operands=[value])
+
+
+@irdl_op_definition
+class IndexOp(IRDLOperation):
+    """The current value of counter ``c``: ``%i = rdu_tile.index 1 : i64`` (or ``: index``)."""
+
+    name = "rdu_tile.index"
+
+    counter = prop_def(IntegerAttr[I64])
+    result = result_def(EqAttrConstraint(i64) | BaseAttr(IndexType))
+
+    assembly_format = "$counter attr-dict `:` type($result)"
+
+    traits = lazy_traits_def(lambda: (NoMemoryEffect(), HasParent(KernelOp)))
+
+    def __init__(self, counter: int, result_type: Attribute = i64) -> None:
+        super().__init__(
+            properties={"counter": IntegerAttr(counter, i64)}, result_types=[result_type]
+        )
+
+    def verify_(self) -> None:
+        kernel = self.parent_op()
+        assert isinstance(kernel, KernelOp)
+        c = self.counter.value.data
+        rank = len(kernel.space)
+        if not 0 <= c < rank:
+            raise VerifyException(
+                f"rdu_tile.index: counter {c} out of range, the kernel's space has {rank} counters"
+            )
+
+
+@irdl_op_definition
+class KernelOp(IRDLOperation):
+    """One compute op as a tiled iteration space (see the module docstring)."""
+
+    name = "rdu_tile.kernel"
+
+    inputs = var_operand_def(TensorType)
+    result = result_def(TensorType)
+
+    space = prop_def(DenseArrayBase.constr(I64))
+    tile = prop_def(DenseArrayBase.constr(I64))
+    ins = prop_def(ArrayAttr[AccessAttr])
+    out = prop_def(AccessAttr)
+    combiner = prop_def(StringAttr)
+
+    body = region_def("single_block")
+
+    traits = traits_def(IsolatedFromAbove(), NoMemoryEffect())
+
+    def __init__(
+        self,
+        inputs: Sequence[SSAValue | Operation],
+        result_type: Attribute,
+        space: Sequence[int],
+        tile: Sequence[int],
+        ins: Sequence[AccessAttr],
+        out: AccessAttr,
+        combiner: str,
+        body: Region | Block,
+    ) -> None:
+        if isinstance(body, Block):
+            body = Region(body)
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[result_type],
+            properties={
+                "space": dense_i64(space),
+                "tile": dense_i64(tile),
+                "ins": ArrayAttr(ins),
+                "out": out,
+                "combiner": StringAttr(combiner),
+            },
+            regions=[body],
+        )
+
+    @property
+    def space_values(self) -> tuple[int, ...]:
+        return tuple(self.space.get_values())
+
+    @property
+    def tile_values(self) -> tuple[int, ...]:
+        return tuple(self.tile.get_values())
+
+    @property
+    def yield_op(self) -> YieldOp:
+        last = self.body.block.last_op
+        assert isinstance(last, YieldOp)
+        return last
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" (")
+        printer.print_list(self.inputs, printer.print_operand)
+        printer.print_string(")")
+        print_space_props(printer, self.space, self.tile, (), self.ins, self.out, self.combiner)
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_operation_type(self)
+        printer.print_string(" ")
+        printer.print_region(self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> KernelOp:
+        operands = parser.parse_comma_separated_list(
+            parser.Delimiter.PAREN, parser.parse_unresolved_operand
+        )
+        props = parse_space_props(parser, ())
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        pos = parser.pos
+        ftype = parser.parse_function_type()
+        if len(ftype.outputs.data) != 1:
+            parser.raise_error("rdu_tile.kernel has exactly one result", pos, parser.pos)
+        inputs = parser.resolve_operands(operands, ftype.inputs.data, pos)
+        body = parser.parse_region()
+        return cls.create(
+            operands=list(inputs),
+            result_types=[ftype.outputs.data[0]],
+            properties=props,
+            attributes=attrs,
+            regions=[body],
+        )
+
+    def verify_(self) -> None:
+        what = "rdu_tile.kernel"
+        for v in self.inputs:
+            if any(d < 0 for d in shape_of(v.type)):
+                raise VerifyException(f"{what}: operand type {v.type} must have a static shape")
+        verify_space(
+            what,
+            self.space_values,
+            self.tile_values,
+            self.ins.data,
+            [shape_of(v.type) for v in self.inputs],
+            self.out,
+            shape_of(self.result.type),
+            self.combiner.data,
+        )
+        verify_body(
+            what,
+            self.body,
+            [element_type(v.type) for v in self.inputs],
+            element_type(self.result.type),
+            YieldOp,
+            BODY_DIALECTS,
+        )
+
+
+RduTile = Dialect("rdu_tile", [KernelOp, YieldOp, IndexOp], [AccessAttr])
+"""The rdu_tile dialect."""
