@@ -429,7 +429,7 @@ class KernelOp(IRDLOperation):
         print_space_props(printer, self.space, self.tile, (), self.ins, self.out, self.combiner)
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
-        printer.print_operation_type(self)
+        printer.print_function_type(self.operand_types, self.result_types)
         printer.print_string(" ")
         printer.print_region(self.body)
 

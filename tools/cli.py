@@ -30,6 +30,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Our error types, imported lazily so that each tool loads only what it uses."""
     from runtime.checkpoint import CheckpointError
     from runtime.errors import RuntimeFault
+
     from runtime.pef import PefError
     from tools.model_file import ModelFileError
 

@@ -65,7 +65,9 @@ class ModelFile:
         except ModelFileError:
             raise
         except Exception as error:
-            raise ModelFileError(f"{self._where(error)}: {function}() raised {_describe(error)}") from error
+            raise ModelFileError(
+                f"{self._where(error)}: {function}() raised {_describe(error)}"
+            ) from error
 
     def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
         """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples."""
@@ -78,7 +80,9 @@ class ModelFile:
             yield tuple(inputs), tuple(targets)
 
     def _where(self, error: BaseException) -> str:
-        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(self.path)]
+        frames = [
+            f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(self.path)
+        ]
         if frames:
             return f"{self.path}:{frames[-1].lineno}"
         return str(self.path)
@@ -108,7 +112,9 @@ def load_model_file(path: str | Path) -> ModelFile:
         raise ModelFileError(f"{path}:{error.lineno}: not valid Python: {error.msg}") from error
     except Exception as error:
         loaded = ModelFile(path, module)
-        raise ModelFileError(f"{loaded._where(error)}: importing raised {_describe(error)}") from error
+        raise ModelFileError(
+            f"{loaded._where(error)}: importing raised {_describe(error)}"
+        ) from error
     loaded = ModelFile(path, module)
     loaded.function("model")
     return loaded

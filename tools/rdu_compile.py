@@ -1,6 +1,6 @@
 """rdu-compile: model.py -> out/<name>/<name>.pef (plus a compile log and each stage's IR).
 
-    rdu-compile examples/mlp/model.py [--inference] [-b 16] [--arch plasticine] [model args]
+rdu-compile examples/mlp/model.py [--inference] [-b 16] [--arch plasticine] [model args]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """rdu-opt: run any pass pipeline over RDU IR, like mlir-opt / xdsl-opt.
 
-    rdu-opt f.mlir -p convert-dataflow-to-rdu-tile,convert-rdu-tile-to-pcu-pmu
+rdu-opt f.mlir -p convert-dataflow-to-rdu-tile,convert-rdu-tile-to-pcu-pmu
 """
 
 from xdsl.xdsl_opt_main import xDSLOptMain

@@ -1,6 +1,6 @@
 """rdu-pef: print a PEF as text (what it holds, section by section), so humans and lit can read it.
 
-    rdu-pef out/mlp/mlp.pef [--section forward] [--summary]
+rdu-pef out/mlp/mlp.pef [--section forward] [--summary]
 """
 
 from __future__ import annotations

@@ -32,13 +32,17 @@ from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespac
 @click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
 @click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
-@click.option("--results-dir", default=None, help="Inference results [default: out/<name>/results].")
+@click.option(
+    "--results-dir", default=None, help="Inference results [default: out/<name>/results]."
+)
 @click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
 @click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
-def rdu_run(ctx: click.Context, model_path: str | None, show_help: bool, debug: bool, **opts) -> None:
+def rdu_run(
+    ctx: click.Context, model_path: str | None, show_help: bool, debug: bool, **opts
+) -> None:
     """Run MODEL.py's compiled PEF on the emulated RDU fabric."""
 
     def body() -> int:
@@ -96,7 +100,8 @@ class Run:
         from runtime.checkpoint import load_checkpoint, state_from_checkpoint
 
         wanted = [
-            s for s in self.program.meta.symbols
+            s
+            for s in self.program.meta.symbols
             if s.role in ("parameter", "buffer", "optimizer_state")
         ]
         if self.opts["init_ckpt_path"]:
@@ -175,7 +180,9 @@ class Run:
         for name, value in outputs.items():
             symbol = self.symbols.get(name)
             if symbol is not None and list(np.shape(value)) != list(symbol.shape):
-                raise ToolError(f"output {name} has shape {np.shape(value)}, expected {symbol.shape}")
+                raise ToolError(
+                    f"output {name} has shape {np.shape(value)}, expected {symbol.shape}"
+                )
             if not np.all(np.isfinite(value)):
                 raise ToolError(f"output {name} is not finite")
         names = ", ".join(s.name for s in self.program.sections)
@@ -190,7 +197,9 @@ class Run:
         from runtime.session import TrainingSession
 
         if self.is_inference:
-            raise ToolError(f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train")
+            raise ToolError(
+                f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
+            )
         state, start = self.initial_state()
         session = TrainingSession(self.program, state, step=start)
         hyper = self.hyperparameters()
@@ -251,7 +260,9 @@ class Run:
 
         state, _ = self.initial_state()
         if not self.opts["init_ckpt_path"]:
-            click.echo("warning: no --init-ckpt-path: running the model's initial weights", err=True)
+            click.echo(
+                "warning: no --init-ckpt-path: running the model's initial weights", err=True
+            )
         session = InferenceSession(self.program, state)
         results = Path(self.opts["results_dir"] or self.out_dir / "results")
         results.mkdir(parents=True, exist_ok=True)
@@ -271,8 +282,13 @@ class Run:
             correct, seen = correct + c, seen + n
         from runtime.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(results / "predictions.csv", ("index,prediction,label\n" + "\n".join(rows) + "\n").encode())
-        np.save(results / "outputs.npy", np.concatenate(outputs_all) if outputs_all else np.zeros(0))
+        atomic_write_bytes(
+            results / "predictions.csv",
+            ("index,prediction,label\n" + "\n".join(rows) + "\n").encode(),
+        )
+        np.save(
+            results / "outputs.npy", np.concatenate(outputs_all) if outputs_all else np.zeros(0)
+        )
         acc = f"; accuracy {correct / seen:.4f}" if seen else ""
         click.echo(f"wrote {results / 'predictions.csv'} ({len(rows)} rows){acc}")
         return 0

@@ -41,7 +41,6 @@ def compare(name: str, fabric: np.ndarray, reference: np.ndarray, rtol: float) -
 def check_against_torch(run, rtol: float) -> list[Comparison]:
     """Compare one batch of ``run`` (an rdu_run.Run) on the fabric with torch on the CPU."""
     import torch
-
     from runtime.session import InferenceSession, TrainingSession
 
     state, _ = run.initial_state()
@@ -50,7 +49,10 @@ def check_against_torch(run, rtol: float) -> list[Comparison]:
         from runtime.checkpoint import load_checkpoint
 
         model.load_state_dict(
-            {k: torch.from_numpy(v) for k, v in load_checkpoint(run.opts["init_ckpt_path"]).model.items()}
+            {
+                k: torch.from_numpy(v)
+                for k, v in load_checkpoint(run.opts["init_ckpt_path"]).model.items()
+            }
         )
     split = "test" if run.is_inference else "train"
     inputs, targets = next(iter(run.batches(split, 0)))
@@ -84,11 +86,15 @@ def check_against_torch(run, rtol: float) -> list[Comparison]:
     result = session.step(feed, hyper)
     rows.append(compare("loss", np.asarray(result.loss), loss.detach().numpy(), rtol))
     for i, out in enumerate(outputs):
-        rows.append(compare(f"output.{i}", result.outputs[f"output.{i}"], out.detach().numpy(), rtol))
+        rows.append(
+            compare(f"output.{i}", result.outputs[f"output.{i}"], out.detach().numpy(), rtol)
+        )
     gradients = session.gradients()
     for name, param in model.named_parameters():
         if param.grad is not None and f"{name}.grad" in gradients:
-            rows.append(compare(f"{name}.grad", gradients[f"{name}.grad"], param.grad.numpy(), rtol))
+            rows.append(
+                compare(f"{name}.grad", gradients[f"{name}.grad"], param.grad.numpy(), rtol)
+            )
     optimizer.step()
     after = session.state()
     for name, param in model.named_parameters():
@@ -142,10 +148,14 @@ def rdu_test(
         width = max(len(r.name) for r in rows)
         for r in rows:
             mark = "ok" if r.ok else "MISMATCH"
-            click.echo(f"{r.name:<{width}}  max abs {r.max_abs:.3e}  max rel {r.max_rel:.3e}  {mark}")
+            click.echo(
+                f"{r.name:<{width}}  max abs {r.max_abs:.3e}  max rel {r.max_rel:.3e}  {mark}"
+            )
         bad = [r.name for r in rows if not r.ok]
         if bad:
-            click.echo(f"rdu-test: {len(bad)} of {len(rows)} tensors past rtol {rtol}: {', '.join(bad)}")
+            click.echo(
+                f"rdu-test: {len(bad)} of {len(rows)} tensors past rtol {rtol}: {', '.join(bad)}"
+            )
             return 1
         click.echo(f"rdu-test: all {len(rows)} tensors within rtol {rtol}")
         return 0

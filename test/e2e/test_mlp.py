@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from e2e_helpers import MLP, compile_mlp, tool
+from runtime.session import TrainingSession
 
 from runtime.pef import read_pef
-from runtime.session import TrainingSession
-from test.e2e.conftest import MLP, compile_mlp, tool
 from tools.model_file import load_model_file
 
 
@@ -45,7 +45,9 @@ def test_100_steps_track_torch_within_1e_4(mlp_pef: Path) -> None:
         batches += list(model_file.batches("train", args))
     fabric_losses, torch_losses = [], []
     for (x,), (y,) in batches[:100]:
-        fabric_losses.append(session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss)
+        fabric_losses.append(
+            session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
+        )
         optimizer.zero_grad()
         loss = model_file.call("loss", model(x), y)
         loss.backward()
@@ -59,11 +61,19 @@ def test_100_steps_track_torch_within_1e_4(mlp_pef: Path) -> None:
 def test_resume_is_exact(tmp_path: Path, mlp_pef: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = [str(MLP), "--pef", str(mlp_pef), "--ckpt-every", "0"]
-    assert tool("rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(straight)).returncode == 0
+    assert (
+        tool("rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(straight)).returncode == 0
+    )
     assert tool("rdu-run", *common, "--num-steps", "50", "--ckpt-dir", str(split)).returncode == 0
     resumed = tool(
-        "rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(split),
-        "--init-ckpt-path", str(split / "last.pt"),
+        "rdu-run",
+        *common,
+        "--num-steps",
+        "100",
+        "--ckpt-dir",
+        str(split),
+        "--init-ckpt-path",
+        str(split / "last.pt"),
     )
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(straight / "last.pt", weights_only=True)
@@ -102,8 +112,15 @@ def test_runtime_runs_without_the_compiler_or_torch_graphs(tmp_path: Path, mlp_p
     script = tmp_path / "blocked_run.py"
     script.write_text(BLOCK_AND_RUN)
     result = tool(
-        "python", str(script), str(MLP), "--pef", str(mlp_pef), "--num-steps", "5",
-        "--ckpt-dir", str(tmp_path / "ck"),
+        "python",
+        str(script),
+        str(MLP),
+        "--pef",
+        str(mlp_pef),
+        "--num-steps",
+        "5",
+        "--ckpt-dir",
+        str(tmp_path / "ck"),
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ck" / "last.pt").exists()
@@ -125,7 +142,9 @@ def test_size_does_not_grow_with_width_or_batch(tmp_path: Path) -> None:
         assert abs(other.stat().st_size - base.stat().st_size) <= 0.1 * base.stat().st_size
 
 
-def test_inference_pef_is_under_half_the_training_pef(mlp_pef: Path, mlp_inference_pef: Path) -> None:
+def test_inference_pef_is_under_half_the_training_pef(
+    mlp_pef: Path, mlp_inference_pef: Path
+) -> None:
     assert read_pef(mlp_inference_pef).meta.inference
     assert [s.name for s in read_pef(mlp_inference_pef).sections] == ["forward"]
     assert mlp_inference_pef.stat().st_size < mlp_pef.stat().st_size / 2
@@ -159,7 +178,9 @@ def test_flipped_byte_is_refused_with_checksum_error(tmp_path: Path, mlp_pef: Pa
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_demo_workflow_reaches_90_percent(tmp_path: Path, mlp_pef: Path, mlp_inference_pef: Path) -> None:
+def test_demo_workflow_reaches_90_percent(
+    tmp_path: Path, mlp_pef: Path, mlp_inference_pef: Path
+) -> None:
     ckpt = tmp_path / "ck"
     train = tool(
         "rdu-run", str(MLP), "--pef", str(mlp_pef), "--num-epochs", "4", "--ckpt-dir", str(ckpt)
@@ -169,8 +190,15 @@ def test_demo_workflow_reaches_90_percent(tmp_path: Path, mlp_pef: Path, mlp_inf
     assert (tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--test")).returncode == 0
     results = tmp_path / "results"
     infer = tool(
-        "rdu-run", str(MLP), "--pef", str(mlp_inference_pef), "--inference",
-        "--init-ckpt-path", str(ckpt / "last.pt"), "--results-dir", str(results),
+        "rdu-run",
+        str(MLP),
+        "--pef",
+        str(mlp_inference_pef),
+        "--inference",
+        "--init-ckpt-path",
+        str(ckpt / "last.pt"),
+        "--results-dir",
+        str(results),
     )
     assert infer.returncode == 0, infer.stderr
     accuracy = float(re.search(r"accuracy ([0-9.]+)", infer.stdout).group(1))
