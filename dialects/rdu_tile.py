@@ -10,7 +10,7 @@ combines into) the result at the address the ``out`` access gives. A counter who
 at one result element combine (``add``/``max``/``min``), and is ``none`` exactly when there is no
 reduction counter.
 
-    %c = rdu_tile.kernel (%a, %b) space [16, 128, 64] tile [16, 128, 64]
+    %c = rdu_tile.kernel @matmul_0 (%a, %b) space [16, 128, 64] tile [16, 128, 64]
            ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
            out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
            : (tensor<16x64xf32>, tensor<64x128xf32>) -> tensor<16x128xf32> {
@@ -19,7 +19,8 @@ reduction counter.
       rdu_tile.yield %p : f32
     }
 
-(the printer puts the whole op header on one line). ``rdu_tile.index <c> : i64`` gives the value
+(the printer puts the whole op header on one line; the ``@name`` is optional and names the PCU
+and PMU the kernel becomes). ``rdu_tile.index <c> : i64`` gives the value
 of counter ``c`` inside a body. The access attribute, the property printer/parser and the
 verification of a tiled iteration space are shared with ``pcu.unit`` (dialects/pcu.py).
 """
@@ -50,6 +51,7 @@ from xdsl.irdl import (
     irdl_op_definition,
     lazy_traits_def,
     operand_def,
+    opt_prop_def,
     prop_def,
     region_def,
     result_def,
@@ -377,6 +379,8 @@ class KernelOp(IRDLOperation):
     ins = prop_def(ArrayAttr[AccessAttr])
     out = prop_def(AccessAttr)
     combiner = prop_def(StringAttr)
+    sym_name = opt_prop_def(StringAttr)
+    """An optional name (``@matmul_0``), carried on to the PCU and PMU the kernel becomes."""
 
     body = region_def("single_block")
 
@@ -392,20 +396,21 @@ class KernelOp(IRDLOperation):
         out: AccessAttr,
         combiner: str,
         body: Region | Block,
+        name: str | None = None,
     ) -> None:
         if isinstance(body, Block):
             body = Region(body)
+        props: dict[str, Attribute] = {
+            "space": dense_i64(space),
+            "tile": dense_i64(tile),
+            "ins": ArrayAttr(ins),
+            "out": out,
+            "combiner": StringAttr(combiner),
+        }
+        if name is not None:
+            props["sym_name"] = StringAttr(name)
         super().__init__(
-            operands=[list(inputs)],
-            result_types=[result_type],
-            properties={
-                "space": dense_i64(space),
-                "tile": dense_i64(tile),
-                "ins": ArrayAttr(ins),
-                "out": out,
-                "combiner": StringAttr(combiner),
-            },
-            regions=[body],
+            operands=[list(inputs)], result_types=[result_type], properties=props, regions=[body]
         )
 
     @property
@@ -423,6 +428,9 @@ class KernelOp(IRDLOperation):
         return last
 
     def print(self, printer: Printer) -> None:
+        if self.sym_name is not None:
+            printer.print_string(" ")
+            printer.print_symbol_name(self.sym_name.data)
         printer.print_string(" (")
         printer.print_list(self.inputs, printer.print_operand)
         printer.print_string(")")
@@ -435,10 +443,13 @@ class KernelOp(IRDLOperation):
 
     @classmethod
     def parse(cls, parser: Parser) -> KernelOp:
+        name = parser.parse_optional_symbol_name()
         operands = parser.parse_comma_separated_list(
             parser.Delimiter.PAREN, parser.parse_unresolved_operand
         )
         props = parse_space_props(parser, ())
+        if name is not None:
+            props["sym_name"] = name
         attrs = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":")
         pos = parser.pos

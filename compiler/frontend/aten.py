@@ -1,0 +1,865 @@
+"""ATen ops -> dataflow primitives: one small function per op, registered by the op's name.
+
+To support a new op, add a function decorated with ``@converts("aten.name.overload")``. It gets a
+:class:`Call` (the emitter, the FX node and its arguments by schema name, FX nodes replaced by
+their IR values) and returns the op's value (or a tuple for multi-result ops). Raise
+:class:`ConversionError` for a form of the op that is not supported (the caller turns it into an
+``UnsupportedOpError`` naming the user's line).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from xdsl.dialects.builtin import f32, i1, i64
+from xdsl.ir import Attribute, SSAValue
+
+from compiler.frontend.emitter import Emitter, Operand, elt_of, is_float, promote, shape_of
+
+Result = SSAValue | tuple[SSAValue | None, ...] | None
+"""What a converter returns: one value, a tuple for multi-result ops, None for no result."""
+
+
+class ConversionError(Exception):
+    """A form of a supported op that the frontend cannot convert (the message says which)."""
+
+
+_DTYPES: dict[torch.dtype, Attribute] = {torch.float32: f32, torch.int64: i64, torch.bool: i1}
+
+
+def elt_of_dtype(dtype: torch.dtype) -> Attribute:
+    """The IR element type of a torch dtype (f32, i64, bool)."""
+    if dtype not in _DTYPES:
+        raise ConversionError(f"dtype {dtype} (supported: float32, int64, bool)")
+    return _DTYPES[dtype]
+
+
+def _meta_type(val: Any) -> tuple[tuple[int, ...], Attribute]:
+    if not isinstance(val, torch.Tensor):
+        raise ConversionError(f"non-tensor value {type(val).__name__}")
+    shape = tuple(int(d) for d in val.shape)
+    return shape, elt_of_dtype(val.dtype)
+
+
+@dataclass
+class Call:
+    """One ATen call being converted."""
+
+    em: Emitter
+    node: torch.fx.Node
+    a: dict[str, Any]
+    """Arguments by schema name (defaults filled in), FX nodes replaced by IR values."""
+
+    def out(self, i: int | None = None) -> tuple[tuple[int, ...], Attribute]:
+        """Shape and element type of the result (``i``: of the i-th result)."""
+        val = self.node.meta.get("val")
+        if i is not None:
+            val = val[i]  # type: ignore[index]
+        return _meta_type(val)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.out()[0]
+
+    @property
+    def out_elt(self) -> Attribute:
+        return self.out()[1]
+
+    def tensor(self, name: str) -> SSAValue:
+        """A tensor argument."""
+        v = self.a[name]
+        if not isinstance(v, SSAValue):
+            raise ConversionError(f"argument {name} is not a tensor")
+        return v
+
+
+Converter = Callable[[Call], Result]
+
+CONVERTERS: dict[str, Converter] = {}
+"""The table: ATen op name (``aten.add.Tensor``) -> converter."""
+
+
+def converts(*names: str) -> Callable[[Converter], Converter]:
+    """Register a converter for the given ATen op names."""
+
+    def register(fn: Converter) -> Converter:
+        for name in names:
+            CONVERTERS[name] = fn
+        return fn
+
+    return register
+
+
+def op_name(target: Any) -> str:
+    """The table key of an FX call target (``aten.add.Tensor``)."""
+    return str(target)
+
+
+def is_supported(target: Any) -> bool:
+    """Whether the table has a converter for this call target."""
+    return op_name(target) in CONVERTERS
+
+
+def normalize_args(
+    node: torch.fx.Node, args: Sequence[Any], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Arguments by schema name, defaults filled in."""
+    schema = getattr(node.target, "_schema", None)
+    if schema is None:
+        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(schema.arguments):
+        if not arg.kwarg_only and i < len(args):
+            out[arg.name] = args[i]
+        elif arg.name in kwargs:
+            out[arg.name] = kwargs[arg.name]
+        elif arg.has_default_value():
+            out[arg.name] = arg.default_value
+        else:
+            out[arg.name] = None
+    return out
+
+
+def _dims(dim: Any, rank: int) -> list[int]:
+    """Normalized reduction dims; None or [] means all dims."""
+    if dim is None:
+        return list(range(rank))
+    if isinstance(dim, int):
+        dim = [dim]
+    dims = [d % rank if rank else 0 for d in dim]
+    return dims if dims else list(range(rank))
+
+
+# ------------------------------------------------------------------------------------------
+# identity and views
+# ------------------------------------------------------------------------------------------
+
+IDENTITY_OPS = frozenset(
+    {
+        "aten.detach.default",
+        "aten.alias.default",
+        "aten.clone.default",
+        "aten.lift_fresh_copy.default",
+        "aten.contiguous.default",
+        "aten.dropout.default",
+    }
+)
+"""Ops that return their first argument's value unchanged."""
+
+VIEW_OPS = frozenset(
+    {
+        "aten.t.default",
+        "aten.transpose.int",
+        "aten.permute.default",
+        "aten.numpy_T.default",
+        "aten.view.default",
+        "aten._unsafe_view.default",
+        "aten.reshape.default",
+        "aten.view_copy.default",
+        "aten.unsqueeze.default",
+        "aten.squeeze.dim",
+        "aten.squeeze.dims",
+        "aten.squeeze.default",
+        "aten.flatten.using_ints",
+        "aten.unflatten.int",
+        "aten.expand.default",
+        "aten.expand_copy.default",
+        "aten.permute_copy.default",
+        "aten.t_copy.default",
+        "aten.transpose_copy.int",
+    }
+)
+"""Ops that only re-view their input (cheap to recompute instead of saving)."""
+
+
+@converts(*IDENTITY_OPS)
+def _identity(c: Call) -> Result:
+    if c.node.target == torch.ops.aten.dropout.default and c.a.get("train"):
+        raise ConversionError("dropout in training mode")
+    return c.tensor(next(iter(c.a)))
+
+
+@converts("aten._assert_tensor_metadata.default")
+def _no_result(c: Call) -> Result:
+    return None
+
+
+@converts("aten.t.default", "aten.t_copy.default")
+def _t(c: Call) -> Result:
+    x = c.tensor("self")
+    return c.em.transpose(x, [1, 0]) if len(shape_of(x)) == 2 else x
+
+
+@converts("aten.transpose.int", "aten.transpose_copy.int")
+def _transpose(c: Call) -> Result:
+    x = c.tensor("self")
+    rank = len(shape_of(x))
+    if rank < 2:
+        return x
+    perm = list(range(rank))
+    d0, d1 = c.a["dim0"] % rank, c.a["dim1"] % rank
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return c.em.transpose(x, perm)
+
+
+@converts("aten.permute.default", "aten.permute_copy.default")
+def _permute(c: Call) -> Result:
+    x = c.tensor("self")
+    rank = len(shape_of(x))
+    return c.em.transpose(x, [d % rank for d in c.a["dims"]])
+
+
+@converts("aten.numpy_T.default")
+def _numpy_t(c: Call) -> Result:
+    x = c.tensor("self")
+    return c.em.transpose(x, list(reversed(range(len(shape_of(x))))))
+
+
+@converts(
+    "aten.view.default",
+    "aten._unsafe_view.default",
+    "aten.reshape.default",
+    "aten.view_copy.default",
+    "aten.unsqueeze.default",
+    "aten.squeeze.dim",
+    "aten.squeeze.dims",
+    "aten.squeeze.default",
+    "aten.flatten.using_ints",
+    "aten.unflatten.int",
+)
+def _reshape(c: Call) -> Result:
+    return c.em.reshape(c.tensor("self"), c.out_shape)
+
+
+@converts("aten.expand.default", "aten.expand_copy.default")
+def _expand(c: Call) -> Result:
+    return c.em.broadcast(c.tensor("self"), c.out_shape)
+
+
+# ------------------------------------------------------------------------------------------
+# constants
+# ------------------------------------------------------------------------------------------
+
+
+def _fill_out(c: Call, value: Any) -> Result:
+    shape, elt = c.out()
+    return c.em.fill(value, shape, elt)
+
+
+@converts("aten.full.default", "aten.full_like.default", "aten.new_full.default")
+def _full(c: Call) -> Result:
+    return _fill_out(c, c.a["fill_value"])
+
+
+@converts(
+    "aten.zeros.default",
+    "aten.zeros_like.default",
+    "aten.new_zeros.default",
+)
+def _zeros(c: Call) -> Result:
+    return _fill_out(c, 0)
+
+
+@converts("aten.ones.default", "aten.ones_like.default", "aten.new_ones.default")
+def _ones(c: Call) -> Result:
+    return _fill_out(c, 1)
+
+
+@converts("aten.scalar_tensor.default")
+def _scalar_tensor(c: Call) -> Result:
+    return _fill_out(c, c.a["s"])
+
+
+@converts("aten.arange.default", "aten.arange.start", "aten.arange.start_step")
+def _arange(c: Call) -> Result:
+    shape, elt = c.out()
+    start = c.a.get("start", 0) or 0
+    step = c.a.get("step", 1) or 1
+    x = c.em.iota(0, shape, elt if elt != i1 else i64)
+    if step != 1:
+        x = c.em.mul(x, step)
+    if start != 0:
+        x = c.em.add(x, start)
+    return c.em.cast(x, elt)
+
+
+# ------------------------------------------------------------------------------------------
+# elementwise
+# ------------------------------------------------------------------------------------------
+
+
+def _operand(c: Call, name: str) -> Operand:
+    v = c.a[name]
+    if isinstance(v, SSAValue | bool | int | float):
+        return v
+    raise ConversionError(f"argument {name} of type {type(v).__name__}")
+
+
+def _arith(c: Call, kind: str, a: Operand, b: Operand) -> SSAValue:
+    elt = c.out_elt
+    return c.em.binary(kind, a, b, elt)
+
+
+@converts("aten.add.Tensor", "aten.add.Scalar")
+def _add(c: Call) -> Result:
+    b = _operand(c, "other")
+    alpha = c.a.get("alpha", 1)
+    if alpha != 1:
+        b = _arith(c, "mul", b, alpha)
+    return _arith(c, "add", _operand(c, "self"), b)
+
+
+@converts("aten.sub.Tensor", "aten.sub.Scalar")
+def _sub(c: Call) -> Result:
+    b = _operand(c, "other")
+    alpha = c.a.get("alpha", 1)
+    if alpha != 1:
+        b = _arith(c, "mul", b, alpha)
+    return _arith(c, "sub", _operand(c, "self"), b)
+
+
+@converts("aten.rsub.Scalar", "aten.rsub.Tensor")
+def _rsub(c: Call) -> Result:
+    a = _operand(c, "self")
+    alpha = c.a.get("alpha", 1)
+    if alpha != 1:
+        a = _arith(c, "mul", a, alpha)
+    return _arith(c, "sub", _operand(c, "other"), a)
+
+
+@converts("aten.mul.Tensor", "aten.mul.Scalar")
+def _mul(c: Call) -> Result:
+    return _arith(c, "mul", _operand(c, "self"), _operand(c, "other"))
+
+
+@converts("aten.div.Tensor", "aten.div.Scalar", "aten.div.Tensor_mode", "aten.div.Scalar_mode")
+def _div(c: Call) -> Result:
+    if c.a.get("rounding_mode") is not None:
+        raise ConversionError(f"rounding_mode={c.a['rounding_mode']!r}")
+    return _arith(c, "div", _operand(c, "self"), _operand(c, "other"))
+
+
+@converts("aten.maximum.default")
+def _maximum(c: Call) -> Result:
+    return _arith(c, "max", _operand(c, "self"), _operand(c, "other"))
+
+
+@converts("aten.minimum.default")
+def _minimum(c: Call) -> Result:
+    return _arith(c, "min", _operand(c, "self"), _operand(c, "other"))
+
+
+@converts("aten.pow.Tensor_Scalar", "aten.pow.Tensor_Tensor", "aten.pow.Scalar")
+def _pow(c: Call) -> Result:
+    base, exponent = _operand(c, "self"), _operand(c, "exponent")
+    elt = c.out_elt
+    if not isinstance(exponent, SSAValue):
+        if exponent == 1:
+            return c.em.as_tensor(base, elt)
+        if exponent == 2:
+            x = c.em.as_tensor(base, elt)
+            return c.em.mul(x, x)
+        if exponent == 0.5 and is_float(elt):
+            return c.em.unary("sqrt", base, elt)
+        if exponent == -0.5 and is_float(elt):
+            return c.em.unary("rsqrt", base, elt)
+    return c.em.binary("pow", base, exponent, elt)
+
+
+def _unary(kind: str) -> Converter:
+    def convert(c: Call) -> Result:
+        return c.em.unary(kind, _operand(c, "self"), c.out_elt)
+
+    convert.__doc__ = f"Pointwise '{kind}'."
+    return convert
+
+
+for _kind, _names in {
+    "neg": ("aten.neg.default",),
+    "exp": ("aten.exp.default",),
+    "log": ("aten.log.default",),
+    "sqrt": ("aten.sqrt.default",),
+    "rsqrt": ("aten.rsqrt.default",),
+    "tanh": ("aten.tanh.default",),
+    "erf": ("aten.erf.default",),
+    "abs": ("aten.abs.default",),
+    "relu": ("aten.relu.default",),
+}.items():
+    converts(*_names)(_unary(_kind))
+
+
+@converts("aten.reciprocal.default")
+def _reciprocal(c: Call) -> Result:
+    return c.em.div(1.0, c.em.as_tensor(_operand(c, "self"), c.out_elt))
+
+
+@converts("aten.log1p.default")
+def _log1p(c: Call) -> Result:
+    x = c.em.as_tensor(_operand(c, "self"), c.out_elt)
+    return c.em.unary("log", c.em.add(x, 1.0))
+
+
+@converts("aten.expm1.default")
+def _expm1(c: Call) -> Result:
+    x = c.em.as_tensor(_operand(c, "self"), c.out_elt)
+    return c.em.sub(c.em.unary("exp", x), 1.0)
+
+
+def _sigmoid(em: Emitter, x: SSAValue) -> SSAValue:
+    return em.div(1.0, em.add(em.unary("exp", em.unary("neg", x)), 1.0))
+
+
+@converts("aten.sigmoid.default")
+def _sigmoid_op(c: Call) -> Result:
+    return _sigmoid(c.em, c.em.as_tensor(_operand(c, "self"), c.out_elt))
+
+
+@converts("aten.sigmoid_backward.default")
+def _sigmoid_backward(c: Call) -> Result:
+    g, y = c.tensor("grad_output"), c.tensor("output")
+    em = c.em
+    return em.mul(g, em.mul(y, em.sub(1.0, y)))
+
+
+@converts("aten.tanh_backward.default")
+def _tanh_backward(c: Call) -> Result:
+    g, y = c.tensor("grad_output"), c.tensor("output")
+    em = c.em
+    return em.mul(g, em.sub(1.0, em.mul(y, y)))
+
+
+@converts("aten.silu.default")
+def _silu(c: Call) -> Result:
+    x = c.tensor("self")
+    return c.em.mul(x, _sigmoid(c.em, x))
+
+
+@converts("aten.silu_backward.default")
+def _silu_backward(c: Call) -> Result:
+    g, x = c.tensor("grad_output"), c.tensor("self")
+    em = c.em
+    s = _sigmoid(em, x)
+    return em.mul(g, em.mul(s, em.add(em.mul(x, em.sub(1.0, s)), 1.0)))
+
+
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_SQRT_2_PI = math.sqrt(2.0 / math.pi)
+
+
+@converts("aten.gelu.default")
+def _gelu(c: Call) -> Result:
+    x, em = c.tensor("self"), c.em
+    if c.a.get("approximate", "none") == "tanh":
+        inner = em.mul(em.add(x, em.mul(em.mul(em.mul(x, x), x), 0.044715)), _SQRT_2_PI)
+        return em.mul(em.mul(x, 0.5), em.add(em.unary("tanh", inner), 1.0))
+    return em.mul(em.mul(x, 0.5), em.add(em.unary("erf", em.mul(x, _SQRT1_2)), 1.0))
+
+
+@converts("aten.gelu_backward.default")
+def _gelu_backward(c: Call) -> Result:
+    g, x, em = c.tensor("grad_output"), c.tensor("self"), c.em
+    if c.a.get("approximate", "none") == "tanh":
+        x2 = em.mul(x, x)
+        inner = em.mul(em.add(x, em.mul(em.mul(x2, x), 0.044715)), _SQRT_2_PI)
+        t = em.unary("tanh", inner)
+        left = em.mul(em.add(t, 1.0), 0.5)
+        dinner = em.mul(em.add(em.mul(x2, 3 * 0.044715), 1.0), _SQRT_2_PI)
+        right = em.mul(em.mul(em.mul(x, 0.5), em.sub(1.0, em.mul(t, t))), dinner)
+        return em.mul(g, em.add(left, right))
+    cdf = em.mul(em.add(em.unary("erf", em.mul(x, _SQRT1_2)), 1.0), 0.5)
+    pdf = em.mul(em.unary("exp", em.mul(em.mul(x, x), -0.5)), 1.0 / math.sqrt(2.0 * math.pi))
+    return em.mul(g, em.add(cdf, em.mul(x, pdf)))
+
+
+@converts("aten.threshold_backward.default")
+def _threshold_backward(c: Call) -> Result:
+    g, y, em = c.tensor("grad_output"), c.tensor("self"), c.em
+    return em.select(em.binary("le", y, c.a["threshold"], elt_of(y)), 0.0, g)
+
+
+@converts("aten.threshold.default")
+def _threshold(c: Call) -> Result:
+    x, em = c.tensor("self"), c.em
+    return em.select(em.binary("le", x, c.a["threshold"], elt_of(x)), c.a["value"], x)
+
+
+def _compare(kind: str) -> Converter:
+    def convert(c: Call) -> Result:
+        a, b = _operand(c, "self"), _operand(c, "other")
+        return c.em.binary(kind, a, b, promote(a, b))
+
+    convert.__doc__ = f"Comparison '{kind}' (gives i1)."
+    return convert
+
+
+for _kind in ("eq", "ne", "lt", "le", "gt", "ge"):
+    converts(f"aten.{_kind}.Tensor", f"aten.{_kind}.Scalar")(_compare(_kind))
+
+
+@converts("aten.logical_and.default", "aten.bitwise_and.Tensor")
+def _and(c: Call) -> Result:
+    return _logical(c, "and")
+
+
+@converts("aten.logical_or.default", "aten.bitwise_or.Tensor")
+def _or(c: Call) -> Result:
+    return _logical(c, "or")
+
+
+def _logical(c: Call, kind: str) -> SSAValue:
+    a, b = _operand(c, "self"), _operand(c, "other")
+    if c.out_elt != i1:
+        raise ConversionError("bitwise ops on non-bool tensors")
+    em = c.em
+    return em.binary(kind, _truth(em, a), _truth(em, b))
+
+
+def _truth(em: Emitter, x: Operand) -> SSAValue:
+    if isinstance(x, SSAValue):
+        return x if elt_of(x) == i1 else em.binary("ne", x, 0, elt_of(x))
+    return em.scalar(bool(x), i1)
+
+
+@converts("aten.logical_not.default", "aten.bitwise_not.default")
+def _not(c: Call) -> Result:
+    if c.out_elt != i1:
+        raise ConversionError("bitwise not on a non-bool tensor")
+    return c.em.pointwise("not", _truth(c.em, _operand(c, "self")))
+
+
+@converts(
+    "aten.where.self",
+    "aten.where.ScalarSelf",
+    "aten.where.ScalarOther",
+    "aten.where.Scalar",
+)
+def _where(c: Call) -> Result:
+    em, elt = c.em, c.out_elt
+    cond = _truth(em, _operand(c, "condition"))
+    return em.select(
+        cond, em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
+    )
+
+
+@converts("aten.masked_fill.Scalar", "aten.masked_fill.Tensor")
+def _masked_fill(c: Call) -> Result:
+    em, elt = c.em, c.out_elt
+    x = c.tensor("self")
+    return em.select(_truth(em, _operand(c, "mask")), em.as_tensor(_operand(c, "value"), elt), x)
+
+
+@converts(
+    "aten.clamp.default", "aten.clamp.Tensor", "aten.clamp_min.default", "aten.clamp_max.default"
+)
+def _clamp(c: Call) -> Result:
+    em, elt = c.em, c.out_elt
+    x = em.as_tensor(_operand(c, "self"), elt)
+    lo = c.a.get("min")
+    hi = c.a.get("max")
+    if lo is not None:
+        x = em.binary("max", x, lo, elt)
+    if hi is not None:
+        x = em.binary("min", x, hi, elt)
+    return x
+
+
+@converts(
+    "aten._to_copy.default",
+    "aten.to.dtype",
+    "aten.to.dtype_layout",
+    "aten._to_dtype.default",
+)
+def _to_copy(c: Call) -> Result:
+    return c.em.cast(c.tensor("self"), c.out_elt)
+
+
+# ------------------------------------------------------------------------------------------
+# reductions
+# ------------------------------------------------------------------------------------------
+
+
+def _reduce(c: Call, kind: str, dim: Any, keepdim: bool) -> SSAValue:
+    x = c.tensor("self")
+    elt = c.out_elt
+    if kind == "sum":
+        x = c.em.cast(x, elt)
+    return c.em.reduce(kind, x, _dims(dim, len(shape_of(x))), keepdim)
+
+
+@converts("aten.sum.dim_IntList", "aten.sum.default")
+def _sum(c: Call) -> Result:
+    return _reduce(c, "sum", c.a.get("dim"), bool(c.a.get("keepdim", False)))
+
+
+@converts("aten.mean.dim", "aten.mean.default")
+def _mean(c: Call) -> Result:
+    x = c.tensor("self")
+    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    count = math.prod(shape_of(x)[d] for d in dims)
+    total = _reduce(c, "sum", dims, bool(c.a.get("keepdim", False)))
+    return c.em.div(total, float(count))
+
+
+@converts("aten.amax.default", "aten.max.default")
+def _amax(c: Call) -> Result:
+    return _reduce(c, "max", c.a.get("dim"), bool(c.a.get("keepdim", False)))
+
+
+@converts("aten.amin.default", "aten.min.default")
+def _amin(c: Call) -> Result:
+    return _reduce(c, "min", c.a.get("dim"), bool(c.a.get("keepdim", False)))
+
+
+def _var(
+    em: Emitter, x: SSAValue, dims: list[int], correction: float, keepdim: bool
+) -> tuple[SSAValue, SSAValue]:
+    n = math.prod(shape_of(x)[d] for d in dims)
+    mean = em.div(em.reduce("sum", x, dims, True), float(n))
+    d = em.sub(x, mean)
+    var = em.div(em.reduce("sum", em.mul(d, d), dims, keepdim), float(max(n - correction, 0)))
+    if not keepdim:
+        mean = em.reshape(mean, shape_of(var))
+    return var, mean
+
+
+def _correction(c: Call) -> float:
+    corr = c.a.get("correction")
+    if corr is None:
+        return 0.0 if c.a.get("unbiased") is False else 1.0
+    return float(corr)
+
+
+@converts("aten.var.correction", "aten.var.dim")
+def _var_op(c: Call) -> Result:
+    x = c.tensor("self")
+    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    return _var(c.em, x, dims, _correction(c), bool(c.a.get("keepdim", False)))[0]
+
+
+@converts("aten.var_mean.correction", "aten.var_mean.dim")
+def _var_mean(c: Call) -> Result:
+    x = c.tensor("self")
+    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    return _var(c.em, x, dims, _correction(c), bool(c.a.get("keepdim", False)))
+
+
+@converts("aten.logsumexp.default")
+def _logsumexp(c: Call) -> Result:
+    x, em = c.tensor("self"), c.em
+    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    keep = bool(c.a.get("keepdim", False))
+    m = em.reduce("max", x, dims, True)
+    s = em.unary("log", em.reduce("sum", em.unary("exp", em.sub(x, m)), dims, True))
+    r = em.add(s, m)
+    return r if keep else em.reshape(r, c.out_shape)
+
+
+# ------------------------------------------------------------------------------------------
+# matmul family
+# ------------------------------------------------------------------------------------------
+
+
+@converts("aten.mm.default", "aten.bmm.default")
+def _mm(c: Call) -> Result:
+    return c.em.matmul(c.tensor("self"), c.tensor("mat2"))
+
+
+@converts("aten.addmm.default")
+def _addmm(c: Call) -> Result:
+    em = c.em
+    prod = em.matmul(c.tensor("mat1"), c.tensor("mat2"))
+    alpha, beta = c.a.get("alpha", 1), c.a.get("beta", 1)
+    if alpha != 1:
+        prod = em.mul(prod, alpha)
+    if beta == 0:
+        return prod
+    bias = c.tensor("self")
+    if beta != 1:
+        bias = em.mul(bias, beta)
+    return em.add(prod, bias)
+
+
+@converts("aten.matmul.default")
+def _matmul(c: Call) -> Result:
+    em = c.em
+    a, b = c.tensor("self"), c.tensor("other")
+    sa, sb = shape_of(a), shape_of(b)
+    if len(sa) == 1:
+        a, sa = em.reshape(a, (1, sa[0])), (1, sa[0])
+    if len(sb) == 1:
+        b, sb = em.reshape(b, (sb[0], 1)), (sb[0], 1)
+    batch = torch.broadcast_shapes(sa[:-2], sb[:-2])
+    a = em.broadcast(a, (*batch, *sa[-2:]))
+    b = em.broadcast(b, (*batch, *sb[-2:]))
+    return em.reshape(em.matmul(a, b), c.out_shape)
+
+
+@converts("aten.linear.default")
+def _linear(c: Call) -> Result:
+    em = c.em
+    x, w = c.tensor("input"), c.tensor("weight")
+    sx = shape_of(x)
+    x2 = em.reshape(x, (math.prod(sx[:-1]), sx[-1]))
+    y = em.matmul(x2, em.transpose(w, [1, 0]))
+    if c.a.get("bias") is not None:
+        y = em.add(y, c.tensor("bias"))
+    return em.reshape(y, c.out_shape)
+
+
+# ------------------------------------------------------------------------------------------
+# softmax and losses
+# ------------------------------------------------------------------------------------------
+
+
+@converts("aten._log_softmax.default")
+def _log_softmax(c: Call) -> Result:
+    x, em = c.tensor("self"), c.em
+    dim = c.a["dim"] % len(shape_of(x))
+    shifted = em.sub(x, em.reduce("max", x, [dim], True))
+    lse = em.unary("log", em.reduce("sum", em.unary("exp", shifted), [dim], True))
+    return em.sub(shifted, lse)
+
+
+@converts("aten._softmax.default")
+def _softmax(c: Call) -> Result:
+    x, em = c.tensor("self"), c.em
+    dim = c.a["dim"] % len(shape_of(x))
+    e = em.unary("exp", em.sub(x, em.reduce("max", x, [dim], True)))
+    return em.div(e, em.reduce("sum", e, [dim], True))
+
+
+@converts("aten._log_softmax_backward_data.default")
+def _log_softmax_backward(c: Call) -> Result:
+    g, y, em = c.tensor("grad_output"), c.tensor("output"), c.em
+    dim = c.a["dim"] % len(shape_of(y))
+    return em.sub(g, em.mul(em.unary("exp", y), em.reduce("sum", g, [dim], True)))
+
+
+@converts("aten._softmax_backward_data.default")
+def _softmax_backward(c: Call) -> Result:
+    g, y, em = c.tensor("grad_output"), c.tensor("output"), c.em
+    dim = c.a["dim"] % len(shape_of(y))
+    return em.mul(y, em.sub(g, em.reduce("sum", em.mul(g, y), [dim], True)))
+
+
+@dataclass
+class _Nll:
+    """The one-hot selection of targets shared by nll_loss forward and backward."""
+
+    x: SSAValue  # [N, C]
+    onehot: SSAValue  # i1 [N, C]
+    weight: SSAValue  # f32 [N]: class weight of each sample, 0 where ignored
+
+
+def _nll_setup(c: Call) -> _Nll:
+    em = c.em
+    x, target = c.tensor("self"), c.tensor("target")
+    if len(shape_of(x)) == 1:
+        x = em.reshape(x, (1, shape_of(x)[0]))
+        target = em.reshape(target, (1,))
+    if len(shape_of(x)) != 2:
+        raise ConversionError("nll_loss on inputs of rank > 2")
+    n, classes = shape_of(x)
+    target = em.cast(target, i64)
+    onehot = em.binary("eq", em.iota(1, (n, classes)), em.reshape(target, (n, 1)), i64)
+    valid = em.binary("ne", target, int(c.a["ignore_index"]), i64)
+    elt = elt_of(x)
+    if c.a.get("weight") is None:
+        weight = em.cast(valid, elt)
+    else:
+        per_class = em.select(onehot, em.reshape(c.tensor("weight"), (1, classes)), 0.0)
+        weight = em.select(valid, em.reduce("sum", per_class, [1], False), 0.0)
+    return _Nll(x, onehot, weight)
+
+
+@converts("aten.nll_loss_forward.default")
+def _nll_loss_forward(c: Call) -> Result:
+    em = c.em
+    s = _nll_setup(c)
+    picked = em.reduce("sum", em.select(s.onehot, s.x, 0.0), [1], False)
+    losses = em.unary("neg", em.mul(picked, s.weight))
+    reduction = int(c.a["reduction"])
+    total = em.reduce("sum", s.weight, [0], False)
+    if reduction == 0:
+        return em.reshape(losses, c.out(0)[0]), em.fill(0.0, (), elt_of(s.x))
+    loss = em.reduce("sum", losses, [0], False)
+    if reduction == 1:
+        loss = em.div(loss, total)
+    return loss, total
+
+
+@converts("aten.nll_loss_backward.default")
+def _nll_loss_backward(c: Call) -> Result:
+    em = c.em
+    s = _nll_setup(c)
+    g = c.tensor("grad_output")
+    reduction = int(c.a["reduction"])
+    n = shape_of(s.x)[0]
+    if reduction == 0:
+        g = em.reshape(g, (n,))
+    elif reduction == 1:
+        g = em.div(g, c.tensor("total_weight"))
+    coef = em.reshape(em.mul(em.unary("neg", s.weight), g), (n, 1))
+    grad = em.select(s.onehot, coef, 0.0)
+    return em.reshape(grad, c.out_shape)
+
+
+@converts("aten.mse_loss.default")
+def _mse_loss(c: Call) -> Result:
+    em = c.em
+    d = em.sub(c.tensor("self"), c.tensor("target"))
+    sq = em.mul(d, d)
+    reduction = int(c.a["reduction"])
+    if reduction == 0:
+        return sq
+    total = em.reduce("sum", sq, list(range(len(shape_of(sq)))), False)
+    return em.div(total, float(math.prod(shape_of(sq)))) if reduction == 1 else total
+
+
+@converts("aten.mse_loss_backward.default")
+def _mse_loss_backward(c: Call) -> Result:
+    em = c.em
+    x, t, g = c.tensor("self"), c.tensor("target"), c.tensor("grad_output")
+    scale = 2.0 / math.prod(shape_of(x)) if int(c.a["reduction"]) == 1 else 2.0
+    return em.mul(em.mul(em.sub(x, t), g), scale)
+
+
+# ------------------------------------------------------------------------------------------
+# embedding (one-hot matmul)
+# ------------------------------------------------------------------------------------------
+
+
+def _onehot(em: Emitter, indices: SSAValue, classes: int, elt: Attribute) -> SSAValue:
+    """``[P, classes]`` one-hot rows of the flattened indices, as ``elt``."""
+    p = math.prod(shape_of(indices))
+    flat = em.reshape(em.cast(indices, i64), (p, 1))
+    return em.cast(em.binary("eq", em.iota(1, (p, classes)), flat, i64), elt)
+
+
+@converts("aten.embedding.default")
+def _embedding(c: Call) -> Result:
+    em = c.em
+    w, idx = c.tensor("weight"), c.tensor("indices")
+    vocab, _ = shape_of(w)
+    return em.reshape(em.matmul(_onehot(em, idx, vocab, elt_of(w)), w), c.out_shape)
+
+
+@converts("aten.embedding_dense_backward.default")
+def _embedding_backward(c: Call) -> Result:
+    em = c.em
+    g, idx = c.tensor("grad_output"), c.tensor("indices")
+    vocab = int(c.a["num_weights"])
+    dim = shape_of(g)[-1]
+    if c.a.get("scale_grad_by_freq"):
+        raise ConversionError("scale_grad_by_freq=True")
+    onehot = _onehot(em, idx, vocab, elt_of(g))
+    padding = int(c.a.get("padding_idx", -1))
+    if padding >= 0:
+        keep = em.cast(em.binary("ne", em.iota(1, (1, vocab)), padding, i64), elt_of(g))
+        onehot = em.mul(onehot, keep)
+    g2 = em.reshape(g, (math.prod(shape_of(g)[:-1]), dim))
+    return em.matmul(em.transpose(onehot, [1, 0]), g2)

@@ -1,0 +1,291 @@
+"""Tracing a model with torch: one FX graph plus its signature, named by DRAM symbol.
+
+- Training: a wrapper module returns ``(loss, *outputs.detach())``; ``torch.export.export`` then
+  ``aot_export_joint_with_descriptors`` give one joint forward+backward graph. The placeholder and
+  output descriptors (never placeholder order) say which is a parameter, buffer, user input,
+  target, tangent, gradient or buffer update; ``meta["partitioner_tag"]`` says forward/backward.
+- Inference: ``torch.export.export(model.eval(), inputs).run_decompositions(table)``; the export
+  graph signature names parameters, buffers, constants and user inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from compiler.frontend.decompositions import decomposition_table, inference_table
+from compiler.frontend.errors import FrontendError
+from compiler.frontend.spec import ModelSpec
+
+_WRAPPED = "model"
+"""Attribute under which the training wrapper holds the user's module."""
+
+
+@dataclass
+class GraphInput:
+    """A placeholder bound to a DRAM symbol."""
+
+    node: torch.fx.Node
+    name: str
+    role: str  # parameter | buffer | input | label
+
+
+@dataclass
+class GraphOutput:
+    """A graph result bound to a DRAM symbol (``node`` None: a gradient that is zero)."""
+
+    node: torch.fx.Node | None
+    name: str
+    role: str  # loss | output | gradient | buffer
+    like: torch.fx.Node | None = None
+    """For a zero gradient: the parameter it has the shape of."""
+    more: list[torch.fx.Node] = field(default_factory=list)
+    """Further terms to add (the gradient of a tied tensor used under several names)."""
+
+
+@dataclass
+class Traced:
+    """A traced graph and its signature."""
+
+    graph: torch.fx.Graph
+    inputs: list[GraphInput]
+    outputs: list[GraphOutput]
+    tangents: list[torch.fx.Node] = field(default_factory=list)
+    constants: dict[str, torch.Tensor] = field(default_factory=dict)
+    """get_attr / lifted constant tensors by placeholder or attribute name."""
+    param_names: dict[int, str] = field(default_factory=dict)
+    """id(parameter tensor) -> its symbol (the first state_dict name of a tied tensor)."""
+
+
+class _TrainStep(torch.nn.Module):
+    """``forward(*inputs, *targets) -> (loss, *outputs detached)``."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any], n_inputs: int) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.n_inputs = n_inputs
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        inputs, targets = args[: self.n_inputs], args[self.n_inputs :]
+        out = self.model(*inputs)
+        loss = self.loss_fn(out, *targets)  # see loss_call_site()
+        outs = out if isinstance(out, tuple | list) else (out,)
+        return (loss, *(o.detach() for o in outs))
+
+
+def loss_call_site() -> tuple[Path, int]:
+    """File and line of the wrapper's loss call: traced nodes of the loss end their stack there
+    (torch does not record the frames of the user's loss function itself)."""
+    lines, start = inspect.getsourcelines(_TrainStep.forward)
+    for i, text in enumerate(lines):
+        if "self.loss_fn(" in text:
+            return Path(__file__).resolve(), start + i
+    raise AssertionError("the training wrapper does not call loss_fn")
+
+
+@contextlib.contextmanager
+def _tracing(what: str) -> Iterator[None]:
+    """Math SDPA, and torch's tracing failures turned into one-line FrontendErrors."""
+    with sdpa_kernel([SDPBackend.MATH]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except FrontendError:
+            raise
+        except Exception as error:  # torch raises many kinds; the user needs the first line
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise FrontendError(f"{what} failed: {type(error).__name__}: {first}") from error
+
+
+def _check_tensors(kind: str, values: tuple[Any, ...]) -> None:
+    for i, v in enumerate(values):
+        if not isinstance(v, torch.Tensor):
+            raise FrontendError(f"{kind} {i} is a {type(v).__name__}, not a tensor")
+
+
+def param_symbols(module: torch.nn.Module) -> dict[int, str]:
+    """id(tensor) -> symbol for parameters and buffers (tied tensors: the first name)."""
+    names: dict[int, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), name)
+    for name, b in module.named_buffers(remove_duplicate=False):
+        names.setdefault(id(b), name)
+    return names
+
+
+def canonical_names(module: torch.nn.Module) -> dict[str, str]:
+    """Every parameter/buffer name -> the symbol of its tensor (tied tensors share one)."""
+    symbols = param_symbols(module)
+    names: dict[str, str] = {}
+    for name, p in module.named_parameters(remove_duplicate=False):
+        names[name] = symbols[id(p)]
+    for name, b in module.named_buffers(remove_duplicate=False):
+        names[name] = symbols[id(b)]
+    return names
+
+
+def _strip(name: str) -> str:
+    prefix = _WRAPPED + "."
+    return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+def trace_training(spec: ModelSpec) -> Traced:
+    """The joint forward+backward graph of ``loss_fn(module(*inputs), *targets)``."""
+    from torch._functorch._aot_autograd import descriptors as d
+    from torch._functorch.aot_autograd import aot_export_joint_with_descriptors
+
+    if spec.loss_fn is None:
+        raise FrontendError("training needs a loss function (model.py defines no loss())")
+    _check_tensors("example input", spec.example_inputs)
+    _check_tensors("example target", spec.example_targets)
+    n_in = len(spec.example_inputs)
+    step = _TrainStep(spec.module.train(), spec.loss_fn, n_in)
+    args = tuple(spec.example_inputs) + tuple(spec.example_targets)
+    with _tracing("tracing the training step"):
+        ep = torch.export.export(step, args)
+        with contextlib.ExitStack() as stack:
+            joint = aot_export_joint_with_descriptors(
+                stack, ep.module(), args, decompositions=decomposition_table()
+            )
+            gm = joint.graph_module
+    graph = gm.graph
+    canonical = canonical_names(spec.module)
+
+    def symbol(target: str) -> str:
+        name = _strip(target)
+        return canonical.get(name, name)
+
+    inputs: list[GraphInput] = []
+    tangents: list[torch.fx.Node] = []
+    constants: dict[str, torch.Tensor] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            constants[node.name] = _get_attr(gm, str(node.target))
+            continue
+        if node.op != "placeholder":
+            continue
+        desc = node.meta.get("desc")
+        if isinstance(desc, d.ParamAOTInput):
+            inputs.append(GraphInput(node, symbol(desc.target), "parameter"))
+        elif isinstance(desc, d.BufferAOTInput):
+            inputs.append(GraphInput(node, symbol(desc.target), "buffer"))
+        elif isinstance(desc, d.PlainAOTInput):
+            if desc.idx < n_in:
+                inputs.append(GraphInput(node, f"input.{desc.idx}", "input"))
+            else:
+                inputs.append(GraphInput(node, f"target.{desc.idx - n_in}", "label"))
+        elif isinstance(desc, d.TangentAOTInput):
+            tangents.append(node)
+        else:
+            raise FrontendError(f"unsupported graph input {desc} in the training trace")
+    by_name = {i.name: i.node for i in inputs}
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    values = output.args[0]
+    descs = output.meta.get("desc")
+    if descs is None or len(descs) != len(values):
+        raise FrontendError("the training trace has no output descriptors")
+    outputs: list[GraphOutput] = []
+    for value, desc in zip(values, descs, strict=True):
+        if isinstance(desc, d.PlainAOTOutput):
+            name, role = ("loss", "loss") if desc.idx == 0 else (f"output.{desc.idx - 1}", "output")
+            outputs.append(GraphOutput(value, name, role))
+        elif isinstance(desc, d.GradAOTOutput):
+            of = desc.grad_of
+            if isinstance(of, d.ParamAOTInput):
+                pname = symbol(of.target)
+                same = [o for o in outputs if o.name == f"{pname}.grad"]
+                if same and value is not None:  # a tied tensor: add up the gradients
+                    if same[0].node is None:
+                        same[0].node = value
+                    else:
+                        same[0].more.append(value)
+                elif not same:
+                    outputs.append(
+                        GraphOutput(value, f"{pname}.grad", "gradient", by_name.get(pname))
+                    )
+            # gradients of user inputs are not wanted (and None)
+        elif isinstance(desc, d.InputMutationAOTOutput):
+            mutated = desc.mutated_input
+            if isinstance(mutated, d.BufferAOTInput):
+                outputs.append(GraphOutput(value, symbol(mutated.target), "buffer"))
+            else:
+                raise FrontendError(f"the model mutates a graph input in place ({mutated})")
+        elif desc is None and value is None:
+            continue
+        else:
+            raise FrontendError(f"unsupported graph output {desc} in the training trace")
+    for p in inputs:
+        if p.role == "parameter" and not any(o.name == f"{p.name}.grad" for o in outputs):
+            if _requires_grad(spec.module, p.name):
+                outputs.append(GraphOutput(None, f"{p.name}.grad", "gradient", p.node))
+    return Traced(graph, inputs, outputs, tangents, constants, param_symbols(spec.module))
+
+
+def _requires_grad(module: torch.nn.Module, name: str) -> bool:
+    try:
+        return bool(module.get_parameter(name).requires_grad)
+    except AttributeError:
+        return False
+
+
+def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, torch.Tensor):
+        raise FrontendError(f"graph attribute {target} is not a tensor")
+    return obj
+
+
+def trace_inference(spec: ModelSpec) -> Traced:
+    """The forward graph of ``module.eval()`` on the example inputs."""
+    from torch.export.graph_signature import InputKind, OutputKind
+
+    _check_tensors("example input", spec.example_inputs)
+    with _tracing("exporting the model"):
+        ep = torch.export.export(spec.module.eval(), tuple(spec.example_inputs))
+        ep = ep.run_decompositions(inference_table())
+    graph = ep.graph
+    canonical = canonical_names(spec.module)
+    placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    inputs: list[GraphInput] = []
+    constants: dict[str, torch.Tensor] = {}
+    n_user = 0
+    for spec_in in ep.graph_signature.input_specs:
+        node = placeholders[spec_in.arg.name]
+        if spec_in.kind == InputKind.PARAMETER:
+            name = str(spec_in.target)
+            inputs.append(GraphInput(node, canonical.get(name, name), "parameter"))
+        elif spec_in.kind == InputKind.BUFFER:
+            name = str(spec_in.target)
+            inputs.append(GraphInput(node, canonical.get(name, name), "buffer"))
+        elif spec_in.kind == InputKind.USER_INPUT:
+            inputs.append(GraphInput(node, f"input.{n_user}", "input"))
+            n_user += 1
+        elif spec_in.kind == InputKind.CONSTANT_TENSOR:
+            constants[node.name] = ep.constants[str(spec_in.target)]
+        else:
+            raise FrontendError(f"unsupported graph input kind {spec_in.kind.name}")
+    (output,) = [n for n in graph.nodes if n.op == "output"]
+    values = output.args[0]
+    outputs: list[GraphOutput] = []
+    n_out = 0
+    for value, spec_out in zip(values, ep.graph_signature.output_specs, strict=True):
+        if spec_out.kind == OutputKind.USER_OUTPUT:
+            outputs.append(GraphOutput(value, f"output.{n_out}", "output"))
+            n_out += 1
+        elif spec_out.kind == OutputKind.BUFFER_MUTATION:
+            name = str(spec_out.target)
+            outputs.append(GraphOutput(value, canonical.get(name, name), "buffer"))
+        else:
+            raise FrontendError(f"unsupported graph output kind {spec_out.kind.name}")
+    return Traced(graph, inputs, outputs, [], constants, param_symbols(spec.module))

@@ -1,0 +1,533 @@
+"""convert-dataflow-to-rdu-tile: every dataflow compute op becomes one ``rdu_tile.kernel``.
+
+Inside each ``dataflow.section``:
+
+- ``matmul`` ``[..., M, K] x [..., K, N]``: counters ``(batch..., M, N, K)``, out stride 0 on K,
+  combiner ``add``, body ``mulf`` (``muli`` on integers);
+- ``pointwise``: counters = the result's dims; each operand broadcasts (numpy rules) with stride 0
+  on the dims it lacks; the body is the ``arith``/``math`` op(s) of the kind;
+- ``reduce``: counters = the input's dims, out stride 0 on the reduced dims, combiner
+  ``add``/``max``/``min``, body yields its argument;
+- ``fill``: no operands, the body yields an ``arith.constant``; ``iota``: yields
+  ``rdu_tile.index``.
+
+Views (``transpose``, ``reshape``, ``broadcast``) produce no kernel: every operand is walked back
+through its views to the materialized tensor (a section argument or a kernel result) and the
+views fold into the operand's access (transpose permutes strides, broadcast gives stride 0,
+reshape re-strides). A reshape the strides cannot express (it merges dims that are not
+contiguous, e.g. after a transpose) first materializes a copy kernel. A view that a section yields
+is materialized by a copy kernel too, so every section result is a kernel result or an argument.
+The dataflow ops are erased; kernels keep the locations of the ops they come from and are named
+``<kind>_<i>`` (``matmul_0``, ``relu_1``, ``sum_2``, ``copy_3``...: the kind and the kernel's
+index in its section), the names the PCUs and PMUs carry on.
+
+Tiles come from the target (see ``compiler/passes/tiling.py``): the innermost non-reduced counter
+gets a vector of ``pcu_lanes``, and counters grow from the innermost outwards while the tiles of
+every operand and the result, double-buffered, fit one PMU.
+
+Before (target ``plasticine``)::
+
+    %t = dataflow.transpose %w perm [1, 0] : (tensor<128x64xf32>) -> tensor<64x128xf32>
+    %y = dataflow.matmul %x, %t : (tensor<16x64xf32>, tensor<64x128xf32>) -> tensor<16x128xf32>
+
+After::
+
+    %y = rdu_tile.kernel @matmul_0 (%x, %w) space [16, 128, 64] tile [16, 128, 64]
+           ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 64, 1]>]
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           : (tensor<16x64xf32>, tensor<128x64xf32>) -> tensor<16x128xf32> {
+    ^bb0(%a: f32, %b: f32):
+      %p = arith.mulf %a, %b : f32
+      rdu_tile.yield %p : f32
+    }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, math
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    ModuleOp,
+    TensorType,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import DiagnosticException
+
+from compiler.passes.tiling import choose_tile, element_bytes
+from compiler.targets import Target, get_target
+from dialects import dataflow as df
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp
+
+VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp)
+COMPUTE_OPS = (df.MatmulOp, df.PointwiseOp, df.ReduceOp, df.FillOp, df.IotaOp)
+REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
+
+
+def describe_location(op: Operation) -> str:
+    """``file:line`` of an op's location, or the op name when it has none."""
+    loc = op.location
+    filename = getattr(loc, "filename", None)
+    line = getattr(loc, "line", None)
+    if filename is not None and line is not None:
+        return f"{filename.data}:{line.data}"
+    return op.name
+
+
+def fail(op: Operation, message: str) -> DiagnosticException:
+    """A one-line error that points at the op's source line."""
+    return DiagnosticException(f"{describe_location(op)}: {message}")
+
+
+def row_major(shape: Sequence[int]) -> list[int]:
+    """Row-major strides (in elements) of ``shape``."""
+    strides = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        strides[i] = strides[i + 1] * shape[i + 1]
+    return strides
+
+
+def shape_of(value: SSAValue) -> tuple[int, ...]:
+    typ = value.type
+    assert isinstance(typ, TensorType)
+    return tuple(typ.get_shape())
+
+
+def elt_of(value: SSAValue | Attribute) -> Attribute:
+    typ = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(typ, TensorType)
+    return typ.element_type
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the elements of a (view) tensor live: ``source[offset + sum_d strides[d] * i_d]``."""
+
+    source: SSAValue
+    offset: int
+    strides: tuple[int, ...]
+
+
+def broadcast_strides(
+    strides: Sequence[int], shape: Sequence[int], to: Sequence[int]
+) -> tuple[int, ...]:
+    """Strides of a ``shape`` layout broadcast (numpy rules) to ``to``: 0 on expanded dims."""
+    lead = len(to) - len(shape)
+    out: list[int] = []
+    for i, extent in enumerate(to):
+        j = i - lead
+        if j < 0 or (shape[j] == 1 and extent != 1):
+            out.append(0)
+        else:
+            out.append(strides[j])
+    return tuple(out)
+
+
+def reshape_strides(
+    shape: Sequence[int], strides: Sequence[int], new_shape: Sequence[int]
+) -> tuple[int, ...] | None:
+    """Strides of ``new_shape`` over the same elements as the strided ``shape``, or None.
+
+    numpy's no-copy reshape: dims of extent 1 are dropped, then old and new dims are matched in
+    groups of equal element count; a group of old dims must be contiguous among themselves.
+    """
+    old = [(d, s) for d, s in zip(shape, strides, strict=True) if d != 1]
+    old_dims = [d for d, _ in old]
+    old_strides = [s for _, s in old]
+    new_dims = [d for d in new_shape if d != 1]
+    out_dense: list[int] = [0] * len(new_dims)
+    oi = ni = 0
+    while oi < len(old_dims) and ni < len(new_dims):
+        oj, nj = oi + 1, ni + 1
+        np_, op_ = new_dims[ni], old_dims[oi]
+        while np_ != op_:
+            if np_ < op_:
+                np_ *= new_dims[nj]
+                nj += 1
+            else:
+                op_ *= old_dims[oj]
+                oj += 1
+        for k in range(oi, oj - 1):
+            if old_strides[k] != old_strides[k + 1] * old_dims[k + 1]:
+                return None
+        out_dense[nj - 1] = old_strides[oj - 1]
+        for k in range(nj - 1, ni, -1):
+            out_dense[k - 1] = out_dense[k] * new_dims[k]
+        oi, ni = oj, nj
+    result: list[int] = []
+    it = iter(out_dense)
+    for d in new_shape:
+        result.append(0 if d == 1 else next(it))
+    return tuple(result)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel bodies
+# --------------------------------------------------------------------------------------------
+
+
+def _zero(typ: Attribute) -> Operation:
+    if isinstance(typ, AnyFloat):
+        return arith.ConstantOp(FloatAttr(0.0, typ))
+    assert isinstance(typ, IntegerType)
+    return arith.ConstantOp(IntegerAttr(0, typ))
+
+
+def _constant(value: float | int, typ: Attribute) -> Operation:
+    if isinstance(typ, AnyFloat):
+        return arith.ConstantOp(FloatAttr(float(value), typ))
+    assert isinstance(typ, IntegerType)
+    if typ == i1:
+        return arith.ConstantOp(IntegerAttr(int(bool(value)), i1))
+    return arith.ConstantOp(IntegerAttr(int(value), typ))
+
+
+def cast_ops(x: SSAValue, src: Attribute, dst: Attribute) -> list[Operation]:
+    """Ops converting scalar ``x`` of type ``src`` to ``dst`` (torch semantics; to i1 is != 0)."""
+    if src == dst:
+        return []
+    if dst == i1:
+        zero = _zero(src)
+        if isinstance(src, AnyFloat):
+            return [zero, arith.CmpfOp(x, zero, "une")]
+        return [zero, arith.CmpiOp(x, zero, "ne")]
+    if isinstance(src, AnyFloat) and isinstance(dst, AnyFloat):
+        if src.bitwidth < dst.bitwidth:
+            return [arith.ExtFOp(x, dst)]
+        return [arith.TruncFOp(x, dst)]
+    if isinstance(src, IntegerType) and isinstance(dst, AnyFloat):
+        return [arith.UIToFPOp(x, dst) if src == i1 else arith.SIToFPOp(x, dst)]
+    if isinstance(src, AnyFloat) and isinstance(dst, IntegerType):
+        return [arith.FPToSIOp(x, dst)]
+    assert isinstance(src, IntegerType) and isinstance(dst, IntegerType)
+    if src.width.data < dst.width.data:
+        return [arith.ExtUIOp(x, dst) if src == i1 else arith.ExtSIOp(x, dst)]
+    return [arith.TruncIOp(x, dst)]
+
+
+_FLOAT_CMP = {"eq": "oeq", "ne": "une", "lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge"}
+_INT_CMP = {"eq": "eq", "ne": "ne", "lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge"}
+_BOOL_CMP = {"eq": "eq", "ne": "ne", "lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge"}
+
+_FLOAT_BINARY: dict[str, Callable[[SSAValue, SSAValue], Operation]] = {
+    "add": arith.AddfOp,
+    "sub": arith.SubfOp,
+    "mul": arith.MulfOp,
+    "div": arith.DivfOp,
+    "max": arith.MaximumfOp,
+    "min": arith.MinimumfOp,
+    "pow": math.PowFOp,
+}
+_INT_BINARY: dict[str, Callable[[SSAValue, SSAValue], Operation]] = {
+    "add": arith.AddiOp,
+    "sub": arith.SubiOp,
+    "mul": arith.MuliOp,
+    "div": arith.DivSIOp,
+    "max": arith.MaxSIOp,
+    "min": arith.MinSIOp,
+    "and": arith.AndIOp,
+    "or": arith.OrIOp,
+}
+_FLOAT_UNARY: dict[str, Callable[[SSAValue], Operation]] = {
+    "neg": arith.NegfOp,
+    "exp": math.ExpOp,
+    "log": math.LogOp,
+    "sqrt": math.SqrtOp,
+    "rsqrt": math.RsqrtOp,
+    "tanh": math.TanhOp,
+    "erf": math.ErfOp,
+    "abs": math.AbsFOp,
+}
+
+
+def pointwise_body(op: df.PointwiseOp, args: Sequence[SSAValue]) -> list[Operation]:
+    """The scalar ops of a pointwise kind; the last op's result is the value to yield."""
+    kind = op.kind.data
+    rtype = elt_of(op.result)
+    atype = args[0].type
+    is_float = isinstance(atype, AnyFloat)
+    if kind == "cast":
+        ops = cast_ops(args[0], atype, rtype)
+        return ops
+    if kind == "relu":
+        zero = _zero(atype)
+        if is_float:
+            return [zero, arith.MaximumfOp(args[0], zero)]
+        return [zero, arith.MaxSIOp(args[0], zero)]
+    if kind == "neg" and not is_float:
+        zero = _zero(atype)
+        return [zero, arith.SubiOp(zero, args[0])]
+    if kind == "abs" and not is_float:
+        return [math.AbsIOp(args[0])]
+    if kind == "not":
+        true = arith.ConstantOp(IntegerAttr(1, i1))
+        return [true, arith.XOrIOp(args[0], true)]
+    if kind == "select":
+        return [arith.SelectOp(args[0], args[1], args[2])]
+    if kind in _FLOAT_CMP:
+        if is_float:
+            return [arith.CmpfOp(args[0], args[1], _FLOAT_CMP[kind])]
+        table = _BOOL_CMP if atype == i1 else _INT_CMP
+        return [arith.CmpiOp(args[0], args[1], table[kind])]
+    if is_float and kind in _FLOAT_UNARY:
+        return [_FLOAT_UNARY[kind](args[0])]
+    if is_float and kind in _FLOAT_BINARY:
+        return [_FLOAT_BINARY[kind](args[0], args[1])]
+    if not is_float and kind in _INT_BINARY:
+        return [_INT_BINARY[kind](args[0], args[1])]
+    raise fail(op, f"pointwise '{kind}' on {atype} has no lowering to the fabric")
+
+
+# --------------------------------------------------------------------------------------------
+# The pass
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SectionLowering:
+    """Lowers one section's body in place."""
+
+    section: df.SectionOp
+    target: Target
+    layouts: dict[SSAValue, Layout]
+    count: int = 0
+
+    def name(self, kind: str) -> str:
+        name = f"{kind}_{self.count}"
+        self.count += 1
+        return name
+
+    def layout(self, value: SSAValue) -> Layout:
+        """The layout of ``value`` over its materialized source (copying where views cannot)."""
+        if value in self.layouts:
+            return self.layouts[value]
+        owner = value.owner
+        if isinstance(owner, df.TransposeOp):
+            inner = self.layout(owner.input)
+            perm = tuple(owner.perm.get_values())
+            result = Layout(inner.source, inner.offset, tuple(inner.strides[p] for p in perm))
+        elif isinstance(owner, df.BroadcastOp):
+            inner = self.layout(owner.input)
+            strides = broadcast_strides(inner.strides, shape_of(owner.input), shape_of(value))
+            result = Layout(inner.source, inner.offset, strides)
+        elif isinstance(owner, df.ReshapeOp):
+            inner = self.layout(owner.input)
+            strides = reshape_strides(shape_of(owner.input), inner.strides, shape_of(value))
+            if strides is not None:
+                result = Layout(inner.source, inner.offset, strides)
+            else:
+                copy = self.copy_kernel(owner.input, owner, InsertPoint.before(owner))
+                result = Layout(copy.result, 0, tuple(row_major(shape_of(value))))
+        else:
+            # A section argument or a kernel result: the tensor itself, row-major.
+            result = Layout(value, 0, tuple(row_major(shape_of(value))))
+        self.layouts[value] = result
+        return result
+
+    def access(self, value: SSAValue, dims: Sequence[int | None]) -> tuple[SSAValue, AccessAttr]:
+        """The source and access of ``value``: ``dims[c]`` is the dim counter ``c`` walks."""
+        lay = self.layout(value)
+        strides = [0 if d is None else lay.strides[d] for d in dims]
+        return lay.source, AccessAttr(lay.offset, strides)
+
+    def copy_kernel(self, value: SSAValue, at: Operation, where: InsertPoint) -> KernelOp:
+        """A kernel writing ``value`` (a view) row-major into a new tensor."""
+        shape = shape_of(value)
+        src, acc = self.access(value, list(range(len(shape))))
+        body = Block(arg_types=[elt_of(value)])
+        body.add_op(YieldOp(body.args[0]))
+        kernel = self.kernel("copy", at, [src], [acc], value.type, shape, shape, "none", body)
+        Rewriter.insert_op(kernel, where)
+        return kernel
+
+    def kernel(
+        self,
+        kind: str,
+        origin: Operation,
+        inputs: Sequence[SSAValue],
+        ins: Sequence[AccessAttr],
+        result_type: Attribute,
+        space: Sequence[int],
+        out_shape: Sequence[int],
+        combiner: str,
+        body: Block,
+        out_strides: Sequence[int] | None = None,
+    ) -> KernelOp:
+        """A kernel with a tile chosen from the target, at ``origin``'s location."""
+        if out_strides is None:
+            out_strides = row_major(out_shape)
+        out = AccessAttr(0, out_strides)
+        accesses = [
+            (a.stride_values, element_bytes(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
+        ]
+        accesses.append((tuple(out_strides), element_bytes(elt_of(result_type))))
+        tile = choose_tile(space, accesses, out_strides, self.target)
+        if combiner != "none" and not any(
+            s == 0 and e > 1 for s, e in zip(out_strides, space, strict=True)
+        ):
+            combiner = "none"
+        kernel = KernelOp(
+            inputs, result_type, space, tile, ins, out, combiner, body, self.name(kind)
+        )
+        kernel.location = origin.location
+        return kernel
+
+    def lower(self, op: Operation) -> KernelOp:
+        """The kernel for one dataflow compute op."""
+        if isinstance(op, df.MatmulOp):
+            return self.lower_matmul(op)
+        if isinstance(op, df.PointwiseOp):
+            return self.lower_pointwise(op)
+        if isinstance(op, df.ReduceOp):
+            return self.lower_reduce(op)
+        if isinstance(op, df.FillOp):
+            return self.lower_fill(op)
+        assert isinstance(op, df.IotaOp)
+        return self.lower_iota(op)
+
+    def lower_matmul(self, op: df.MatmulOp) -> KernelOp:
+        sa, sb = shape_of(op.lhs), shape_of(op.rhs)
+        nb = len(sa) - 2
+        m, k, n = sa[-2], sa[-1], sb[-1]
+        batch = list(range(nb))
+        space = (*sa[:nb], m, n, k)
+        a, acc_a = self.access(op.lhs, [*batch, nb, None, nb + 1])
+        b, acc_b = self.access(op.rhs, [*batch, None, nb + 1, nb])
+        out_shape = shape_of(op.result)
+        ro = row_major(out_shape)
+        out_strides = [*ro[:nb], ro[nb], ro[nb + 1], 0]
+        elt = elt_of(op.result)
+        body = Block(arg_types=[elt, elt])
+        x, y = body.args
+        mul = arith.MulfOp(x, y) if isinstance(elt, AnyFloat) else arith.MuliOp(x, y)
+        body.add_ops([mul, YieldOp(mul.result)])
+        return self.kernel(
+            "matmul",
+            op,
+            [a, b],
+            [acc_a, acc_b],
+            op.result.type,
+            space,
+            out_shape,
+            "add",
+            body,
+            out_strides,
+        )
+
+    def lower_pointwise(self, op: df.PointwiseOp) -> KernelOp:
+        shape = shape_of(op.result)
+        rank = len(shape)
+        inputs: list[SSAValue] = []
+        ins: list[AccessAttr] = []
+        for operand in op.inputs:
+            lay = self.layout(operand)
+            strides = broadcast_strides(lay.strides, shape_of(operand), shape)
+            inputs.append(lay.source)
+            ins.append(AccessAttr(lay.offset, strides))
+            assert len(strides) == rank
+        body = Block(arg_types=[elt_of(v) for v in op.inputs])
+        ops = pointwise_body(op, body.args)
+        body.add_ops(ops)
+        value = ops[-1].results[0] if ops else body.args[0]
+        body.add_op(YieldOp(value))
+        return self.kernel(
+            op.kind.data, op, inputs, ins, op.result.type, shape, shape, "none", body
+        )
+
+    def lower_reduce(self, op: df.ReduceOp) -> KernelOp:
+        in_shape = shape_of(op.input)
+        dims = set(op.dims.get_values())
+        src, acc = self.access(op.input, list(range(len(in_shape))))
+        out_shape = shape_of(op.result)
+        ro = row_major(out_shape)
+        keeps = len(out_shape) == len(in_shape)
+        out_strides: list[int] = []
+        j = 0
+        for i in range(len(in_shape)):
+            if i in dims:
+                out_strides.append(0)
+                j += 1 if keeps else 0
+            else:
+                out_strides.append(ro[j])
+                j += 1
+        body = Block(arg_types=[elt_of(op.input)])
+        body.add_op(YieldOp(body.args[0]))
+        kind = op.kind.data
+        return self.kernel(
+            kind,
+            op,
+            [src],
+            [acc],
+            op.result.type,
+            in_shape,
+            out_shape,
+            REDUCE_COMBINER[kind],
+            body,
+            out_strides,
+        )
+
+    def lower_fill(self, op: df.FillOp) -> KernelOp:
+        shape = shape_of(op.result)
+        elt = elt_of(op.result)
+        body = Block()
+        const = _constant(op.number, elt)
+        body.add_ops([const, YieldOp(const.results[0])])
+        return self.kernel("fill", op, [], [], op.result.type, shape, shape, "none", body)
+
+    def lower_iota(self, op: df.IotaOp) -> KernelOp:
+        shape = shape_of(op.result)
+        elt = elt_of(op.result)
+        body = Block()
+        index = IndexOp(op.dim.value.data, i64)
+        ops: list[Operation] = [index, *cast_ops(index.result, i64, elt)]
+        body.add_ops(ops)
+        body.add_op(YieldOp(ops[-1].results[0]))
+        return self.kernel("iota", op, [], [], op.result.type, shape, shape, "none", body)
+
+    def run(self) -> None:
+        block = self.section.body.block
+        for op in list(block.ops):
+            if isinstance(op, (*VIEW_OPS, df.YieldOp, KernelOp)):
+                continue
+            if not isinstance(op, COMPUTE_OPS):
+                raise fail(op, f"'{op.name}' cannot be lowered to rdu_tile")
+            kernel = self.lower(op)
+            Rewriter.insert_op(kernel, InsertPoint.before(op))
+            op.results[0].replace_all_uses_with(kernel.result)
+            Rewriter.erase_op(op)
+        yield_op = self.section.yield_op
+        for i, value in enumerate(yield_op.values):
+            if isinstance(value.owner, VIEW_OPS):
+                copy = self.copy_kernel(value, value.owner, InsertPoint.before(yield_op))
+                yield_op.operands[i] = copy.result
+        for op in reversed(list(block.ops)):
+            if isinstance(op, VIEW_OPS):
+                if op.results[0].uses:
+                    user = next(iter(op.results[0].uses)).operation
+                    raise fail(user, f"'{user.name}' reads a view and cannot be lowered")
+                Rewriter.erase_op(op)
+
+
+@dataclass(frozen=True)
+class ConvertDataflowToRduTile(ModulePass):
+    """Lower dataflow compute ops to tiled ``rdu_tile.kernel`` ops (see the module docstring)."""
+
+    name = "convert-dataflow-to-rdu-tile"
+
+    target: str = "plasticine"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        target = get_target(self.target)
+        sections = [s for s in op.walk() if isinstance(s, df.SectionOp)]
+        for section in sections:
+            _SectionLowering(section, target, {}).run()

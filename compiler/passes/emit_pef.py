@@ -1,0 +1,482 @@
+"""emit-pef: write a placed and routed module as a PEF (runtime/pef/schema.py), IR unchanged.
+
+``emit-pef{output=PATH}`` reads a module after ``place-and-route`` and writes the program file;
+``module_to_program`` builds the same ``schema.Program`` for the driver, which writes it itself.
+From the IR:
+
+    builtin.module attributes {rdu.target = "tiny", rdu.model_name = "mlp"} {
+      dataflow.section @forward "forward" attributes {arg_names = ["input.0"], ...} {
+      ^bb0(%x: tensor<2x4xf32>):
+        %xb = pmu.buffer %x {name = "input.0", ..., at = array<i64: 0, 1>, route = ...}
+        %r = pcu.unit @relu_1 (%xb) ... at [0, 0] routes [[0, 1, 0, 0]] ... {
+        ^bb0(%a: f32):
+          %z = pcu.const 0.0 : f32
+          %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+          pcu.yield %m : f32
+        } loc("model.py":13:0)
+        %rb = pmu.buffer %r {..., at = array<i64: 1, 0>, route = ..., store_route = ...}
+        dataflow.yield %rb : memref<2x4xf32>
+      }
+    }
+
+the PEF gets:
+
+- ``meta``: the target (``Target.to_pef()``), ``inference`` (no backward section), the symbols
+  (every section argument and result name, in order of first appearance, with its shape, dtype
+  and role) and metadata. Metadata comes from keyword arguments of ``module_to_program``, else
+  from module attributes the driver may set, else defaults:
+  ``rdu.model_name`` (default "model"), ``rdu.batch_size`` (default: the leading dim of
+  ``input.0``, else 1), ``rdu.compiler_version`` (the installed package's version),
+  ``rdu.compile_flags`` (array of strings, default none), ``rdu.source_hash`` (default ""),
+  ``rdu.optimizer`` (default "none" without an optimizer section, else "unknown"),
+  ``rdu.loss`` (bool; default: whether a section yields a ``loss`` result);
+- per ``dataflow.section``, a ``schema.Section``: its PMUs and PCUs in IR (dataflow) order.
+  A PMU loaded from DRAM names its symbol, one written by a PCU its producer. A PCU's input
+  ports name their PMU and access, its stages are numbered inputs first, then one value per
+  stage (``pcu.const`` is opcode ``const`` with the number as ``imm``, ``pcu.counter`` is
+  ``counter`` with the counter index), ``result`` is the value ``pcu.yield`` gives and ``loc``
+  the unit's location as ``file:line``. Routes come in IR order: into each PMU (from DRAM or
+  its PCU), into each PCU port, then the stores of the yielded PMUs to DRAM; ``outputs`` bind
+  each yielded PMU to its symbol.
+
+The same module always gives byte-identical output: everything is emitted in IR order.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar, cast, get_args
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    CallSiteLoc,
+    FileLineColLoc,
+    Float32Type,
+    FusedLoc,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    NameLoc,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+)
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from compiler.passes.place_and_route import TARGET_ATTR
+from compiler.targets import Target, TargetError, get_target
+from dialects.dataflow import SectionOp
+from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
+from dialects.pmu import BufferOp
+from dialects.rdu_tile import AccessAttr
+from runtime.pef import PefError, schema, write_pef
+
+DEFAULT_TARGET = "plasticine"
+
+_T = TypeVar("_T")
+_ROLES: tuple[str, ...] = get_args(schema.Role)
+_KINDS: tuple[str, ...] = get_args(schema.SectionKind)
+_COMBINERS: tuple[str, ...] = get_args(schema.Combiner)
+
+
+class EmitPefError(PassFailedException):
+    """The module cannot be written as a PEF (not placed, or bound inconsistently)."""
+
+
+@dataclass(frozen=True)
+class EmitPef(ModulePass):
+    """Write the placed module to ``output`` as a PEF (see the module docstring); the IR is left
+    as it is.
+
+    ``target`` defaults to the one place-and-route recorded on the module (``rdu.target``);
+    ``model_name`` and ``batch_size`` override the module's attributes.
+    """
+
+    name = "emit-pef"
+
+    output: str
+    target: str | None = None
+    model_name: str | None = None
+    batch_size: int | None = None
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        name = self.target or _str_attr(op, TARGET_ATTR) or DEFAULT_TARGET
+        try:
+            target = get_target(name)
+        except TargetError as err:
+            raise EmitPefError(str(err)) from None
+        program = module_to_program(
+            op, target, model_name=self.model_name, batch_size=self.batch_size
+        )
+        try:
+            write_pef(self.output, program)
+        except PefError as err:
+            raise EmitPefError(f"emit-pef: the program does not validate: {err}") from None
+        except OSError as err:
+            raise EmitPefError(f"emit-pef: cannot write '{self.output}': {err}") from None
+
+
+def module_to_program(
+    module: ModuleOp,
+    target: Target,
+    *,
+    model_name: str | None = None,
+    batch_size: int | None = None,
+    compiler_version: str | None = None,
+    compile_flags: Sequence[str] | None = None,
+    source_hash: str | None = None,
+    optimizer: str | None = None,
+    loss: bool | None = None,
+) -> schema.Program:
+    """The PEF program of a placed module (see the module docstring for what goes where).
+
+    Keyword arguments left as None come from the module's ``rdu.*`` attributes or defaults.
+    Raises ``EmitPefError`` if a unit is not placed, the module was placed for another target,
+    or sections disagree about a symbol.
+    """
+    placed_for = _str_attr(module, TARGET_ATTR)
+    if placed_for is not None and placed_for != target.name:
+        raise EmitPefError(
+            f"emit-pef: the module was placed for target '{placed_for}', not '{target.name}'"
+        )
+    sections = [op for op in module.walk() if isinstance(op, SectionOp)]
+    table = _SymbolTable()
+    for section in sections:
+        table.add_section(section)
+    pef_sections = [_SectionEmitter(section, table).emit() for section in sections]
+    kinds = [s.kind.data for s in sections]
+    has_loss = any(sym.role == "loss" for sym in table.symbols)
+    meta = schema.Meta(
+        target=target.to_pef(),
+        inference="backward" not in kinds,
+        symbols=list(table.symbols),
+        model_name=_pick(model_name, _str_attr(module, "rdu.model_name"), "model"),
+        batch_size=_pick(batch_size, _int_attr(module, "rdu.batch_size"), table.batch_size()),
+        compiler_version=_pick(
+            compiler_version, _str_attr(module, "rdu.compiler_version"), _package_version()
+        ),
+        compile_flags=list(_pick(compile_flags, _str_list_attr(module, "rdu.compile_flags"), ())),
+        source_hash=_pick(source_hash, _str_attr(module, "rdu.source_hash"), ""),
+        optimizer=_pick(
+            optimizer,
+            _str_attr(module, "rdu.optimizer"),
+            "unknown" if "optimizer" in kinds else "none",
+        ),
+        loss=_pick(loss, _bool_attr(module, "rdu.loss"), has_loss),
+    )
+    return schema.Program(meta=meta, sections=pef_sections)
+
+
+# --------------------------------------------------------------------------------------------
+# Symbols
+# --------------------------------------------------------------------------------------------
+
+
+class _SymbolTable:
+    """The DRAM symbols of all sections, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.symbols: list[schema.Symbol] = []
+        self.index: dict[str, int] = {}
+        self.first_seen: dict[str, str] = {}
+
+    def add_section(self, section: SectionOp) -> None:
+        where = f"section '{section.sym_name.data}'"
+        block = section.body.block
+        for name, role, arg in zip(section.arg_names, section.arg_roles, block.args, strict=True):
+            self.add(name.data, role.data, arg.type, f"{where} argument")
+        results = section.yield_op.values
+        for name, role, value in zip(
+            section.result_names, section.result_roles, results, strict=True
+        ):
+            self.add(name.data, role.data, value.type, f"{where} result")
+
+    def add(self, name: str, role: str, typ: Attribute, where: str) -> None:
+        shape, dtype = _shape_dtype(typ, f"{where} '{name}'")
+        if role not in _ROLES:
+            raise EmitPefError(f"emit-pef: {where} '{name}' has unknown role '{role}'")
+        symbol = schema.Symbol(name=name, shape=shape, dtype=dtype, role=cast(schema.Role, role))
+        if name not in self.index:
+            self.index[name] = len(self.symbols)
+            self.symbols.append(symbol)
+            self.first_seen[name] = where
+            return
+        known = self.symbols[self.index[name]]
+        if known != symbol:
+            raise EmitPefError(
+                f"emit-pef: symbol '{name}' is {_show(known)} as {self.first_seen[name]} but "
+                f"{_show(symbol)} as {where}"
+            )
+
+    def batch_size(self) -> int:
+        """The default batch size: the leading dim of ``input.0`` (1 if there is none)."""
+        if "input.0" in self.index:
+            shape = self.symbols[self.index["input.0"]].shape
+            if shape:
+                return shape[0]
+        return 1
+
+
+def _show(symbol: schema.Symbol) -> str:
+    return f"{symbol.shape} {symbol.dtype} ({symbol.role})"
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+class _SectionEmitter:
+    """Builds one ``schema.Section`` from a placed ``dataflow.section``."""
+
+    def __init__(self, section: SectionOp, table: _SymbolTable) -> None:
+        self.section = section
+        self.table = table
+        self.where = f"emit-pef: section '{section.sym_name.data}'"
+        ops = list(section.body.block.ops)
+        self.buffers = [op for op in ops if isinstance(op, BufferOp)]
+        self.units = [op for op in ops if isinstance(op, UnitOp)]
+        self.pmu_index: dict[Operation, int] = {op: i for i, op in enumerate(self.buffers)}
+        self.pcu_index: dict[Operation, int] = {op: i for i, op in enumerate(self.units)}
+        self.arg_symbols = [table.index[n.data] for n in section.arg_names]
+
+    def fail(self, what: str) -> EmitPefError:
+        return EmitPefError(f"{self.where}: {what}")
+
+    def emit(self) -> schema.Section:
+        section = self.section
+        kind = section.kind.data
+        if kind not in _KINDS:
+            raise self.fail(f"unknown kind '{kind}'")
+        pmus = [self.pmu(op) for op in self.buffers]
+        pcus = [self.pcu(op) for op in self.units]
+        outputs: list[schema.Output] = []
+        stored: list[tuple[int, int]] = []  # (pmu, symbol) of each distinct stored PMU
+        for name, value in zip(section.result_names, section.yield_op.values, strict=True):
+            pmu = self.pmu_of(value, f"result '{name.data}'")
+            symbol = self.table.index[name.data]
+            outputs.append(schema.Output(symbol=symbol, pmu=pmu))
+            if all(p != pmu for p, _ in stored):
+                stored.append((pmu, symbol))
+        routes: list[schema.Route] = []
+        for op in section.body.block.ops:
+            if isinstance(op, BufferOp):
+                i = self.pmu_index[op]
+                src = self.source_of(op)
+                routes.append(schema.Route(src=src, dst=("pmu", i), hops=self.hops(op, "route")))
+            elif isinstance(op, UnitOp):
+                routes += self.port_routes(op)
+        for pmu, symbol in stored:
+            hops = self.hops(self.buffers[pmu], "store_route")
+            routes.append(schema.Route(src=("pmu", pmu), dst=("dram", symbol), hops=hops))
+        return schema.Section(
+            name=section.sym_name.data,
+            kind=cast(schema.SectionKind, kind),
+            inputs=list(self.arg_symbols),
+            outputs=outputs,
+            pmus=pmus,
+            pcus=pcus,
+            routes=routes,
+        )
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def pmu_of(self, value: SSAValue, what: str) -> int:
+        owner = value.owner
+        if not isinstance(owner, BufferOp) or owner not in self.pmu_index:
+            raise self.fail(f"{what} is not a pmu.buffer of the section")
+        return self.pmu_index[owner]
+
+    def source_of(self, op: BufferOp) -> tuple[str, int]:
+        source = op.source
+        if isinstance(source, BlockArgument) and source.block is self.section.body.block:
+            return ("dram", self.arg_symbols[source.index])
+        owner = source.owner
+        if isinstance(owner, UnitOp) and owner in self.pcu_index:
+            return ("pcu", self.pcu_index[owner])
+        raise self.fail(f'pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU')
+
+    def at(self, op: UnitOp | BufferOp, label: str) -> list[int]:
+        if op.at is None:
+            raise self.fail(f"{label} is not placed (run place-and-route first)")
+        return list(op.at.get_values())
+
+    def hops(self, op: BufferOp, key: str) -> list[list[int]]:
+        attr = op.route if key == "route" else op.store_route
+        if attr is None:
+            raise self.fail(
+                f'pmu.buffer "{op.buffer_name.data}" has no {key} (run place-and-route first)'
+            )
+        return _unflatten(attr.get_values())
+
+    def port_routes(self, op: UnitOp) -> list[schema.Route]:
+        routes = op.route_values
+        if routes is None:
+            raise self.fail(f"pcu.unit @{op.sym_name.data} has no routes (run place-and-route)")
+        i = self.pcu_index[op]
+        return [
+            schema.Route(
+                src=("pmu", self.pmu_of(value, f"input {k} of pcu.unit @{op.sym_name.data}")),
+                dst=("pcu", i),
+                hops=[[x, y] for x, y in hops],
+            )
+            for k, (value, hops) in enumerate(zip(op.inputs, routes, strict=True))
+        ]
+
+    def pmu(self, op: BufferOp) -> schema.Pmu:
+        label = f'pmu.buffer "{op.buffer_name.data}"'
+        shape, dtype = _shape_dtype(op.result.type, label)
+        kind, index = self.source_of(op)
+        return schema.Pmu(
+            name=op.buffer_name.data,
+            at=self.at(op, label),
+            shape=shape,
+            dtype=dtype,
+            tile_bytes=op.tile_bytes.value.data,
+            nbuf=op.nbuf.value.data,
+            banks=op.banks.value.data,
+            source="dram" if kind == "dram" else "pcu",
+            symbol=index if kind == "dram" else -1,
+            producer=index if kind == "pcu" else -1,
+        )
+
+    def pcu(self, op: UnitOp) -> schema.Pcu:
+        label = f"pcu.unit @{op.sym_name.data}"
+        _, dtype = _shape_dtype(op.result.type, label)
+        readers = [use.operation for use in op.result.uses]
+        out = [r for r in readers if isinstance(r, BufferOp)]
+        if len(out) != 1 or len(readers) != 1:
+            raise self.fail(f"{label}: its result must fill exactly one pmu.buffer")
+        inputs = [
+            schema.Port(pmu=self.pmu_of(value, f"input {k} of {label}"), access=_access(access))
+            for k, (value, access) in enumerate(zip(op.inputs, op.ins.data, strict=True))
+        ]
+        combiner = op.combiner.data
+        if combiner not in _COMBINERS:
+            raise self.fail(f"{label}: unknown combiner '{combiner}'")
+        stages, result = _stages(op, label)
+        return schema.Pcu(
+            name=op.sym_name.data,
+            loc=_loc(op),
+            at=self.at(op, label),
+            space=list(op.space_values),
+            tile=list(op.tile_values),
+            lanes=op.lanes.value.data,
+            inputs=inputs,
+            stages=stages,
+            result=result,
+            out_pmu=self.pmu_index[out[0]],
+            out=_access(op.out),
+            combiner=cast(schema.Combiner, combiner),
+            dtype=dtype,
+        )
+
+
+def _stages(op: UnitOp, label: str) -> tuple[list[schema.Stage], int]:
+    """The stage pipeline of ``op`` and the value number ``pcu.yield`` gives."""
+    block = op.body.block
+    number: dict[SSAValue, int] = {arg: i for i, arg in enumerate(block.args)}
+    stages: list[schema.Stage] = []
+    result = -1
+    for stage_op in block.ops:
+        if isinstance(stage_op, YieldOp):
+            result = number[stage_op.value]
+            continue
+        if isinstance(stage_op, StageOp):
+            op_name, args, imm = stage_op.opcode.data, [number[a] for a in stage_op.args], None
+        elif isinstance(stage_op, ConstOp):
+            op_name, args, imm = "const", [], stage_op.number
+        elif isinstance(stage_op, CounterOp):
+            op_name, args, imm = "counter", [], stage_op.counter.value.data
+        else:
+            raise EmitPefError(f"emit-pef: {label}: '{stage_op.name}' is not a PCU stage")
+        _, dtype = _shape_dtype(stage_op.results[0].type, f"{label} stage '{op_name}'")
+        number[stage_op.results[0]] = len(block.args) + len(stages)
+        stages.append(schema.Stage(op=op_name, args=args, dtype=dtype, imm=imm))
+    return stages, result
+
+
+# --------------------------------------------------------------------------------------------
+# Small conversions
+# --------------------------------------------------------------------------------------------
+
+
+def _shape_dtype(typ: Attribute, what: str) -> tuple[list[int], schema.Dtype]:
+    """Shape and PEF dtype of a tensor, memref or scalar type."""
+    shape: list[int] = []
+    element = typ
+    if isinstance(typ, TensorType | MemRefType):
+        shape = [int(d) for d in typ.get_shape()]
+        element = typ.get_element_type()
+    if isinstance(element, Float32Type):
+        return shape, "f32"
+    if isinstance(element, IntegerType) and element.width.data in (1, 64):
+        return shape, "i1" if element.width.data == 1 else "i64"
+    raise EmitPefError(f"emit-pef: {what} has type {typ}; the PEF holds f32, i64 and i1")
+
+
+def _access(attr: AccessAttr) -> schema.Access:
+    return schema.Access(offset=attr.offset_value, strides=list(attr.stride_values))
+
+
+def _unflatten(flat: Sequence[int]) -> list[list[int]]:
+    return [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]
+
+
+def _loc(op: Operation) -> str:
+    """``file:line`` of the op's location ("" if it has none)."""
+    loc: Attribute = op.location
+    while True:
+        if isinstance(loc, FileLineColLoc):
+            return f"{loc.filename.data}:{loc.line.data}"
+        if isinstance(loc, NameLoc):
+            loc = loc.location
+        elif isinstance(loc, CallSiteLoc):
+            loc = loc.callee
+        elif isinstance(loc, FusedLoc) and loc.locations.data:
+            loc = loc.locations.data[0]
+        else:
+            return ""
+
+
+def _pick(explicit: _T | None, attribute: _T | None, default: _T) -> _T:
+    if explicit is not None:
+        return explicit
+    return attribute if attribute is not None else default
+
+
+def _str_attr(module: ModuleOp, key: str) -> str | None:
+    attr = module.attributes.get(key)
+    return attr.data if isinstance(attr, StringAttr) else None
+
+
+def _int_attr(module: ModuleOp, key: str) -> int | None:
+    attr = module.attributes.get(key)
+    return attr.value.data if isinstance(attr, IntegerAttr) else None
+
+
+def _bool_attr(module: ModuleOp, key: str) -> bool | None:
+    attr = module.attributes.get(key)
+    if isinstance(attr, UnitAttr):
+        return True
+    return bool(attr.value.data) if isinstance(attr, IntegerAttr) else None
+
+
+def _str_list_attr(module: ModuleOp, key: str) -> Sequence[str] | None:
+    attr = module.attributes.get(key)
+    if not isinstance(attr, ArrayAttr):
+        return None
+    return [a.data for a in attr.data if isinstance(a, StringAttr)]
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("rdu-stack")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"

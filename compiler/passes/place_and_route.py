@@ -1,0 +1,181 @@
+"""place-and-route: put every virtual unit of a section on a slot of the grid, route its streams.
+
+Per ``dataflow.section``, the ``pcu.unit`` and ``pmu.buffer`` ops (in dataflow order) and the
+streams between them become a ``placement.Graph``:
+
+- a ``pmu.buffer`` whose source is a section argument is filled from DRAM, one whose source is a
+  ``pcu.unit`` result by that PCU;
+- each input port of a ``pcu.unit`` is a stream from the port's ``pmu.buffer``;
+- each ``pmu.buffer`` the section's ``dataflow.yield`` returns is stored to DRAM.
+
+``placement.place_and_route`` places and routes that graph (greedy, then simulated annealing of
+the total stream length, then dimension-ordered routing within the links' capacity) and the
+answer goes back onto the IR: ``at`` on every unit, the stream into a PMU on its ``route``, the
+store to DRAM on its ``store_route``, the stream into each PCU port on the PCU's ``routes``
+(routes are flattened switch coordinates ``x0, y0, x1, y1, ...``). The module gets
+``rdu.target`` so emit-pef knows what the placement is for. Before, on target ``tiny``:
+
+    %x = pmu.buffer %arg {name = "input.0", ...} : tensor<4xf32> -> memref<4xf32>
+    %r = pcu.unit @relu (%x) space [4] ... combiner "none" : (memref<4xf32>) -> tensor<4xf32> {..}
+    %y = pmu.buffer %r {name = "output.0", ...} : tensor<4xf32> -> memref<4xf32>
+    dataflow.yield %y : memref<4xf32>
+
+after:
+
+    %x = pmu.buffer %arg {name = "input.0", ..., at = array<i64: 0, 1>,
+                          route = array<i64: 0, 1>} : ...
+    %r = pcu.unit @relu (%x) space [4] ... combiner "none" at [0, 0] routes [[0, 1, 0, 0]] : ...
+    %y = pmu.buffer %r {name = "output.0", ..., at = array<i64: 1, 0>,
+                        route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : ...
+
+A section that needs more PCUs or PMUs than the target has, or whose streams cannot be routed,
+fails the pass with one line naming the section and the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    IntegerType,
+    ModuleOp,
+    StringAttr,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from compiler.passes import placement
+from compiler.passes.placement import DRAM, Coord, Graph, PlacementError, Stream, Unit
+from compiler.targets import Target, TargetError, get_target
+from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
+from dialects.pmu import BufferOp
+from dialects.rdu_tile import dense_i64
+
+TARGET_ATTR = "rdu.target"
+"""The module attribute naming the target a module was placed for."""
+
+
+@dataclass(frozen=True)
+class PlaceAndRoute(ModulePass):
+    """Place every pcu.unit and pmu.buffer on the grid and route every stream (see the module
+    docstring)."""
+
+    name = "place-and-route"
+
+    target: str = "plasticine"
+    seed: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        try:
+            target = get_target(self.target)
+        except TargetError as err:
+            raise PassFailedException(str(err)) from None
+        for section in op.walk():
+            if isinstance(section, SectionOp):
+                place_section(section, target, seed=self.seed)
+        op.attributes[TARGET_ATTR] = StringAttr(target.name)
+
+
+@dataclass(frozen=True)
+class _Sink:
+    """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
+
+    kind: Literal["fill", "store", "port"]
+    op: Operation
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class SectionGraph:
+    """A section as the placer sees it, plus where each stream's route goes on the IR."""
+
+    graph: Graph
+    units: Sequence[UnitOp | BufferOp]
+    sinks: Sequence[_Sink]
+
+
+def section_graph(section: SectionOp) -> SectionGraph:
+    """The units of ``section`` in dataflow order and its streams (see the module docstring)."""
+    where = f"section '{section.sym_name.data}'"
+    units: list[UnitOp | BufferOp] = [
+        op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
+    ]
+    index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
+    streams: list[Stream] = []
+    sinks: list[_Sink] = []
+
+    def buffer_of(value: SSAValue, what: str) -> int:
+        owner = value.owner
+        if not isinstance(owner, BufferOp):
+            raise PassFailedException(f"{where}: {what} is not a pmu.buffer")
+        return index[owner]
+
+    for i, op in enumerate(units):
+        if isinstance(op, BufferOp):
+            owner = op.source.owner
+            if op.from_dram:
+                streams.append(Stream(DRAM, i))
+            elif isinstance(owner, UnitOp):
+                streams.append(Stream(index[owner], i))
+            else:
+                raise PassFailedException(
+                    f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
+                )
+            sinks.append(_Sink("fill", op))
+        else:
+            for port, value in enumerate(op.inputs):
+                what = f"input {port} of pcu.unit @{op.sym_name.data}"
+                streams.append(Stream(buffer_of(value, what), i))
+                sinks.append(_Sink("port", op, port))
+    stored: set[int] = set()
+    for k, value in enumerate(section.yield_op.values):
+        b = buffer_of(value, f"result {k} of the section")
+        if b not in stored:
+            stored.add(b)
+            streams.append(Stream(b, DRAM))
+            sinks.append(_Sink("store", units[b]))
+    graph = Graph([_unit(op) for op in units], streams)
+    return SectionGraph(graph, units, sinks)
+
+
+def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
+    """Place and route one section in place: ``at`` on its units, routes on the consumers."""
+    sg = section_graph(section)
+    try:
+        result = placement.place_and_route(
+            sg.graph, target, section=section.sym_name.data, seed=seed
+        )
+    except PlacementError as err:
+        raise PassFailedException(str(err)) from None
+    for op, (x, y) in zip(sg.units, result.at, strict=True):
+        for stale in ("route", "store_route", "routes"):  # from an earlier placement, if any
+            op.properties.pop(stale, None)
+        op.properties["at"] = dense_i64([x, y])
+    port_routes: dict[Operation, list[DenseArrayBase[IntegerType]]] = {
+        op: [dense_i64([])] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
+    }
+    for sink, hops in zip(sg.sinks, result.routes, strict=True):
+        flat = _flatten(hops)
+        if sink.kind == "port":
+            port_routes[sink.op][sink.port] = flat
+        else:
+            sink.op.properties["route" if sink.kind == "fill" else "store_route"] = flat
+    for op, routes in port_routes.items():
+        op.properties["routes"] = ArrayAttr(routes)
+
+
+def _unit(op: UnitOp | BufferOp) -> Unit:
+    if isinstance(op, UnitOp):
+        return Unit(f"pcu.unit @{op.sym_name.data}", "pcu")
+    return Unit(f'pmu.buffer "{op.buffer_name.data}"', "pmu")
+
+
+def _flatten(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:
+    return dense_i64([c for hop in hops for c in hop])

@@ -1,0 +1,115 @@
+"""Tile choice and buffer sizing for tiled iteration spaces (shared by the two lowering passes).
+
+A kernel's iteration space is streamed through the fabric one tile at a time: a tile is a box of
+``tile[c]`` consecutive values of every counter ``c``. A tile touches, in each buffer the kernel
+reads or writes, at most ``prod(tile[c] for c with stride[c] != 0)`` elements (a counter with
+stride 0 revisits the same element). Each PMU double-buffers its tiles (``NBUF``), so that the
+next tile loads while the PCU works on the current one.
+
+The rule (``choose_tile``), from the target:
+
+1. the innermost counter that is not reduced gets ``min(extent, pcu_lanes)`` (a full vector of
+   lanes), every other counter 1;
+2. then, in rounds, each counter in turn (the lanes counter first, then from the innermost
+   outwards) doubles, capped by its extent, if the bytes of all the tiles (every operand's and
+   the result's) times ``NBUF`` still fit one PMU (``target.pmu_bytes``); rounds repeat until no
+   counter can grow. Doubling keeps the lanes counter a multiple of ``pcu_lanes`` (or its whole
+   extent) and spreads the tile over all counters, so operands are reused across it.
+
+For example on ``plasticine`` (16 lanes, 256 KiB PMUs) a ``[16, 64] x [64, 128]`` f32 matmul
+(counters M, N, K) fits whole: ``tile [16, 128, 64]``; ``[1024, 4096] x [4096, 4096]`` gets
+``tile [16, 512, 32]``.
+
+The rule only reads extents and strides, so the IR never grows with the size of a tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import IndexType, IntegerType
+from xdsl.ir import Attribute
+
+from compiler.targets import Target
+
+NBUF = 2
+"""N-buffering of every PMU: one tile in use, one loading."""
+
+
+def element_bytes(typ: Attribute) -> int:
+    """Bytes one element of ``typ`` takes in a PMU (i1 takes a byte, index 8)."""
+    if isinstance(typ, IndexType):
+        return 8
+    width = getattr(typ, "bitwidth", None)
+    if isinstance(typ, IntegerType):
+        width = typ.width.data
+    if not isinstance(width, int):
+        raise ValueError(f"no byte size for element type {typ}")
+    return max(1, (width + 7) // 8)
+
+
+def tile_elements(strides: Sequence[int], tile: Sequence[int]) -> int:
+    """Elements of a buffer one tile touches through an access with ``strides`` (upper bound)."""
+    n = 1
+    for stride, extent in zip(strides, tile, strict=True):
+        if stride != 0:
+            n *= extent
+    return n
+
+
+def reduced_counters(space: Sequence[int], out_strides: Sequence[int]) -> list[int]:
+    """Counters with out stride 0 and extent above 1: those the combiner folds."""
+    return [c for c, (e, s) in enumerate(zip(space, out_strides, strict=True)) if s == 0 and e > 1]
+
+
+def choose_tile(
+    space: Sequence[int],
+    accesses: Sequence[tuple[Sequence[int], int]],
+    out_strides: Sequence[int],
+    target: Target,
+) -> list[int]:
+    """A tile for ``space`` (see the module docstring).
+
+    ``accesses`` lists ``(strides, element bytes)`` for every operand and the result.
+    """
+    rank = len(space)
+    if rank == 0:
+        return []
+    reduced = set(reduced_counters(space, out_strides))
+    free = [c for c in range(rank) if c not in reduced]
+    lanes_counter = free[-1] if free else rank - 1
+    lanes = target.pcu_lanes
+    tile = [1] * rank
+    tile[lanes_counter] = max(1, min(space[lanes_counter], lanes))
+
+    def fits(candidate: Sequence[int]) -> bool:
+        total = sum(tile_elements(s, candidate) * b for s, b in accesses)
+        return total * NBUF <= target.pmu_bytes
+
+    if not fits(tile):
+        return tile
+    order = [lanes_counter] + [c for c in reversed(range(rank)) if c != lanes_counter]
+    grew = True
+    while grew:
+        grew = False
+        for c in order:
+            if tile[c] >= space[c]:
+                continue
+            trial = list(tile)
+            trial[c] = min(space[c], tile[c] * 2)
+            if fits(trial):
+                tile = trial
+                grew = True
+    return tile
+
+
+def buffer_tile_bytes(footprints: Sequence[int], total_bytes: int, target: Target) -> int:
+    """``tile_bytes`` of a PMU: the largest tile (in bytes) any unit streams through it.
+
+    ``footprints`` are the tile bytes of the accesses that read or write the buffer; a buffer
+    nothing streams through (a section argument yielded as is) moves in tiles as large as fit.
+    """
+    limit = max(1, target.pmu_bytes // NBUF)
+    if not footprints:
+        return max(1, min(total_bytes, limit))
+    return max(1, min(max(footprints), limit))

@@ -1,0 +1,505 @@
+"""The ``pcu`` dialect: pattern compute units and their stage pipelines.
+
+A ``pcu.unit`` is one PCU: a counter chain over a tiled iteration space (``space``, ``tile``), a
+number of SIMD ``lanes``, one input port per operand (a ``pmu.buffer`` read through the matching
+``ins`` access) and one output stream (written through ``out`` into the ``pmu.buffer`` that holds
+the unit's result, combining over reduction counters with ``combiner``). Accesses are
+``#rdu_tile.access`` attributes with the same meaning as in ``rdu_tile.kernel``.
+
+Its body is the stage pipeline, one op a stage; block arguments are the scalars arriving on the
+input ports:
+
+    %c = pcu.unit @matmul_3 (%a_pmu, %b_pmu) space [16, 128, 64] tile [16, 128, 64] lanes 16
+           ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           : (memref<16x64xf32>, memref<64x128xf32>) -> tensor<16x128xf32> {
+    ^bb0(%x: f32, %y: f32):
+      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      pcu.yield %p : f32
+    }
+
+(the printer puts the header on one line). Stage ops: ``pcu.stage "opcode"(...)`` (see
+``OPCODE_ARITY``), ``pcu.const <number> : type``, ``pcu.counter <c> : i64``, ``pcu.yield``.
+
+place-and-route adds, printed after ``combiner``: ``at [x, y]`` (the PCU's slot) and
+``routes [[x0, y0, x1, y1, ...], ...]``: one route per input port, the flattened switch
+coordinates of the stream from that port's PMU to this PCU (stored as an ``ArrayAttr`` of
+``array<i64>``). The stream out of the PCU is routed on the receiving ``pmu.buffer``
+(its ``route``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    I64,
+    AnyFloat,
+    ArrayAttr,
+    DenseArrayBase,
+    FloatAttr,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    StringAttr,
+    TensorType,
+    i1,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    lazy_traits_def,
+    operand_def,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    result_def,
+    traits_def,
+    var_operand_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
+from xdsl.utils.exceptions import VerifyException
+
+from dialects.rdu_tile import (
+    AccessAttr,
+    dense_i64,
+    element_type,
+    parse_int_list,
+    parse_space_props,
+    print_int_list,
+    print_space_props,
+    shape_of,
+    verify_body,
+    verify_space,
+)
+
+UNARY_OPCODES = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "not", "cast")
+BINARY_OPCODES = (
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "max",
+    "min",
+    "pow",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+)
+TERNARY_OPCODES = ("select",)
+COMPARISON_OPCODES = ("eq", "ne", "lt", "le", "gt", "ge")
+LOGICAL_OPCODES = ("and", "or", "not")
+FLOAT_OPCODES = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "pow")
+
+OPCODE_ARITY: dict[str, int] = {
+    **{k: 1 for k in UNARY_OPCODES},
+    **{k: 2 for k in BINARY_OPCODES},
+    **{k: 3 for k in TERNARY_OPCODES},
+}
+"""Every stage opcode and its number of operands."""
+
+
+# --------------------------------------------------------------------------------------------
+# Stage ops
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class StageOp(IRDLOperation):
+    """One pipeline stage: ``%r = pcu.stage "add"(%a, %b) : (f32, f32) -> f32``.
+
+    Comparisons give i1; ``and``/``or``/``not`` take and give i1; ``select`` is (cond, a, b);
+    ``cast`` converts to its result type; every other opcode keeps its operands' type.
+    """
+
+    name = "pcu.stage"
+
+    opcode = prop_def(StringAttr)
+    args = var_operand_def()
+    result = result_def()
+
+    assembly_format = "$opcode `(` $args `)` attr-dict `:` functional-type($args, $result)"
+
+    traits = lazy_traits_def(lambda: (NoMemoryEffect(), HasParent(UnitOp)))
+
+    def __init__(
+        self, opcode: str, args: Sequence[SSAValue | Operation], result_type: Attribute
+    ) -> None:
+        super().__init__(
+            operands=[list(args)],
+            result_types=[result_type],
+            properties={"opcode": StringAttr(opcode)},
+        )
+
+    def verify_(self) -> None:
+        op = self.opcode.data
+        if op not in OPCODE_ARITY:
+            raise VerifyException(
+                f"pcu.stage: unknown opcode '{op}' (expected one of {', '.join(OPCODE_ARITY)})"
+            )
+        arity = OPCODE_ARITY[op]
+        if len(self.args) != arity:
+            raise VerifyException(
+                f'pcu.stage "{op}" takes {arity} operand(s), got {len(self.args)}'
+            )
+        types = [a.type for a in self.args]
+        res = self.result.type
+        if op == "cast":
+            return
+        if op in LOGICAL_OPCODES:
+            if any(t != i1 for t in types) or res != i1:
+                raise VerifyException(f'pcu.stage "{op}" takes and gives i1')
+            return
+        if op == "select":
+            if types[0] != i1:
+                raise VerifyException(f'pcu.stage "select" condition must be i1, got {types[0]}')
+            if not types[1] == types[2] == res:
+                raise VerifyException(
+                    f'pcu.stage "select" branches and result must have one type, got '
+                    f"{types[1]}, {types[2]} -> {res}"
+                )
+            return
+        if any(t != types[0] for t in types):
+            raise VerifyException(
+                f'pcu.stage "{op}" operands must have one type, got '
+                f"{', '.join(str(t) for t in types)}"
+            )
+        if op in COMPARISON_OPCODES:
+            if res != i1:
+                raise VerifyException(f'pcu.stage "{op}" is a comparison and gives i1, got {res}')
+            return
+        if res != types[0]:
+            raise VerifyException(f'pcu.stage "{op}" result type {res} should be {types[0]}')
+        if op in FLOAT_OPCODES and not isinstance(res, AnyFloat):
+            raise VerifyException(f'pcu.stage "{op}" needs a float type, got {res}')
+
+
+@irdl_op_definition
+class ConstOp(IRDLOperation):
+    """A constant stage: ``%c = pcu.const 1.000000e+00 : f32`` (also ``inf``, ``-inf``, ``nan``;
+    ``true``/``false`` for i1).
+
+    ``value`` is a FloatAttr or IntegerAttr of the result type.
+    """
+
+    name = "pcu.const"
+
+    value = prop_def(FloatAttr | IntegerAttr)
+    result = result_def()
+
+    traits = lazy_traits_def(lambda: (NoMemoryEffect(), HasParent(UnitOp)))
+
+    def __init__(self, value: float | int, result_type: Attribute) -> None:
+        attr: Attribute
+        if isinstance(result_type, AnyFloat):
+            attr = FloatAttr(float(value), result_type)
+        else:
+            assert isinstance(result_type, IntegerType)
+            attr = IntegerAttr(int(value), result_type)
+        super().__init__(result_types=[result_type], properties={"value": attr})
+
+    @property
+    def number(self) -> float | int:
+        """The constant as a Python number (an i1 constant is 0 or 1)."""
+        data = self.value.value.data
+        if self.value.type == i1:
+            return int(data != 0)
+        return data
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        v = self.value
+        if isinstance(v, FloatAttr):
+            x = float(v.value.data)
+            if math.isnan(x):
+                printer.print_string("nan")
+            elif math.isinf(x):
+                printer.print_string("inf" if x > 0 else "-inf")
+            else:
+                printer.print_float(x, v.type)
+        elif v.type == i1:
+            printer.print_string("true" if v.value.data else "false")
+        else:
+            printer.print_int(v.value.data)
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_attribute(self.result.type)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ConstOp:
+        neg = parser.parse_optional_punctuation("-") is not None
+        number: float | int
+        if parser.parse_optional_keyword("inf") is not None:
+            number = -math.inf if neg else math.inf
+        elif parser.parse_optional_keyword("nan") is not None:
+            number = math.nan
+        else:
+            number = parser.parse_number(allow_boolean=True, context_msg=" (the constant)")
+            number = -number if neg else number
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        pos = parser.pos
+        typ = parser.parse_type()
+        value: Attribute
+        if isinstance(typ, AnyFloat):
+            value = FloatAttr(float(number), typ)
+        elif isinstance(typ, IntegerType) and isinstance(number, int):
+            value = IntegerAttr(number, typ)
+        else:
+            parser.raise_error(f"pcu.const: cannot hold {number} in a {typ}", pos, parser.pos)
+        return cls.create(result_types=[typ], properties={"value": value}, attributes=attrs)
+
+    def verify_(self) -> None:
+        if self.value.type != self.result.type:
+            raise VerifyException(
+                f"pcu.const: value type {self.value.type} differs from result type "
+                f"{self.result.type}"
+            )
+
+
+@irdl_op_definition
+class CounterOp(IRDLOperation):
+    """The current value of counter ``c`` of the unit's chain: ``%i = pcu.counter 0 : i64``."""
+
+    name = "pcu.counter"
+
+    counter = prop_def(IntegerAttr[I64])
+    result = result_def(IntegerType)
+
+    assembly_format = "$counter attr-dict `:` type($result)"
+
+    traits = lazy_traits_def(lambda: (NoMemoryEffect(), HasParent(UnitOp)))
+
+    def __init__(self, counter: int) -> None:
+        super().__init__(properties={"counter": IntegerAttr(counter, i64)}, result_types=[i64])
+
+    def verify_(self) -> None:
+        if self.result.type != i64:
+            raise VerifyException(f"pcu.counter gives i64, got {self.result.type}")
+        unit = self.parent_op()
+        if not isinstance(unit, UnitOp):
+            return
+        c = self.counter.value.data
+        rank = len(unit.space)
+        if not 0 <= c < rank:
+            raise VerifyException(
+                f"pcu.counter: counter {c} out of range, the unit's space has {rank} counters"
+            )
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The value the pipeline writes to the output stream: ``pcu.yield %v : f32``."""
+
+    name = "pcu.yield"
+
+    value = operand_def()
+
+    assembly_format = "$value attr-dict `:` type($value)"
+
+    traits = lazy_traits_def(lambda: (IsTerminator(), NoMemoryEffect(), HasParent(UnitOp)))
+
+    def __init__(self, value: SSAValue | Operation) -> None:
+        super().__init__(operands=[value])
+
+
+# --------------------------------------------------------------------------------------------
+# The unit
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class UnitOp(IRDLOperation):
+    """One PCU (see the module docstring)."""
+
+    name = "pcu.unit"
+
+    inputs = var_operand_def(MemRefType)
+    result = result_def(TensorType)
+
+    sym_name = prop_def(StringAttr)
+    space = prop_def(DenseArrayBase.constr(I64))
+    tile = prop_def(DenseArrayBase.constr(I64))
+    lanes = prop_def(IntegerAttr[I64])
+    ins = prop_def(ArrayAttr[AccessAttr])
+    out = prop_def(AccessAttr)
+    combiner = prop_def(StringAttr)
+    at = opt_prop_def(DenseArrayBase.constr(I64))
+    routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
+
+    body = region_def("single_block")
+
+    traits = traits_def(IsolatedFromAbove(), NoMemoryEffect())
+
+    def __init__(
+        self,
+        name: str,
+        inputs: Sequence[SSAValue | Operation],
+        result_type: Attribute,
+        space: Sequence[int],
+        tile: Sequence[int],
+        lanes: int,
+        ins: Sequence[AccessAttr],
+        out: AccessAttr,
+        combiner: str,
+        body: Region | Block,
+    ) -> None:
+        if isinstance(body, Block):
+            body = Region(body)
+        super().__init__(
+            operands=[list(inputs)],
+            result_types=[result_type],
+            properties={
+                "sym_name": StringAttr(name),
+                "space": dense_i64(space),
+                "tile": dense_i64(tile),
+                "lanes": IntegerAttr(lanes, i64),
+                "ins": ArrayAttr(ins),
+                "out": out,
+                "combiner": StringAttr(combiner),
+            },
+            regions=[body],
+        )
+
+    @property
+    def space_values(self) -> tuple[int, ...]:
+        return tuple(self.space.get_values())
+
+    @property
+    def tile_values(self) -> tuple[int, ...]:
+        return tuple(self.tile.get_values())
+
+    @property
+    def route_values(self) -> list[list[tuple[int, int]]] | None:
+        """The routes as lists of (x, y) switch coordinates, one per input port (or None)."""
+        if self.routes is None:
+            return None
+        result: list[list[tuple[int, int]]] = []
+        for r in self.routes.data:
+            flat = tuple(r.get_values())
+            result.append([(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
+        return result
+
+    @property
+    def yield_op(self) -> YieldOp:
+        last = self.body.block.last_op
+        assert isinstance(last, YieldOp)
+        return last
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(" ")
+        printer.print_symbol_name(self.sym_name.data)
+        printer.print_string(" (")
+        printer.print_list(self.inputs, printer.print_operand)
+        printer.print_string(")")
+        print_space_props(
+            printer,
+            self.space,
+            self.tile,
+            [("lanes", self.lanes.value.data)],
+            self.ins,
+            self.out,
+            self.combiner,
+        )
+        if self.at is not None:
+            printer.print_string(" at ")
+            print_int_list(printer, self.at.get_values())
+        if self.routes is not None:
+            printer.print_string(" routes ")
+            with printer.in_square_brackets():
+                printer.print_list(
+                    self.routes.data, lambda r: print_int_list(printer, r.get_values())
+                )
+        printer.print_op_attributes(self.attributes)
+        printer.print_string(" : ")
+        printer.print_function_type(self.operand_types, self.result_types)
+        printer.print_string(" ")
+        printer.print_region(self.body)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> UnitOp:
+        name = parser.parse_symbol_name()
+        operands = parser.parse_comma_separated_list(
+            parser.Delimiter.PAREN, parser.parse_unresolved_operand
+        )
+        props = parse_space_props(parser, ("lanes",))
+        props["sym_name"] = name
+        if parser.parse_optional_keyword("at") is not None:
+            props["at"] = dense_i64(parse_int_list(parser, "at"))
+        if parser.parse_optional_keyword("routes") is not None:
+            props["routes"] = ArrayAttr(
+                parser.parse_comma_separated_list(
+                    parser.Delimiter.SQUARE, lambda: dense_i64(parse_int_list(parser, "a route"))
+                )
+            )
+        attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        pos = parser.pos
+        ftype = parser.parse_function_type()
+        if len(ftype.outputs.data) != 1:
+            parser.raise_error("pcu.unit has exactly one result", pos, parser.pos)
+        inputs = parser.resolve_operands(operands, ftype.inputs.data, pos)
+        body = parser.parse_region()
+        return cls.create(
+            operands=list(inputs),
+            result_types=[ftype.outputs.data[0]],
+            properties=props,
+            attributes=attrs,
+            regions=[body],
+        )
+
+    def verify_(self) -> None:
+        what = f"pcu.unit @{self.sym_name.data}"
+        if self.lanes.value.data < 1:
+            raise VerifyException(f"{what}: lanes must be >= 1, got {self.lanes.value.data}")
+        for v in self.inputs:
+            owner = v.owner
+            if isinstance(owner, Operation) and owner.name != "pmu.buffer":
+                raise VerifyException(
+                    f"{what}: operands must be 'pmu.buffer' results, got a '{owner.name}' result"
+                )
+        verify_space(
+            what,
+            self.space_values,
+            self.tile_values,
+            self.ins.data,
+            [shape_of(v.type) for v in self.inputs],
+            self.out,
+            shape_of(self.result.type),
+            self.combiner.data,
+        )
+        verify_body(
+            what,
+            self.body,
+            [element_type(v.type) for v in self.inputs],
+            element_type(self.result.type),
+            YieldOp,
+            ("pcu",),
+        )
+        if self.at is not None and len(self.at) != 2:
+            raise VerifyException(f"{what}: 'at' must be [x, y], got {len(self.at)} values")
+        if self.routes is not None:
+            if len(self.routes) != len(self.inputs):
+                raise VerifyException(
+                    f"{what}: {len(self.routes)} routes for {len(self.inputs)} input ports"
+                )
+            for i, r in enumerate(self.routes.data):
+                if len(r) == 0 or len(r) % 2:
+                    raise VerifyException(
+                        f"{what}: route {i} must be flattened [x, y] switch coordinates (a "
+                        f"non-empty, even number of values), got {len(r)} values"
+                    )
+
+
+Pcu = Dialect("pcu", [UnitOp, StageOp, ConstOp, CounterOp, YieldOp], [])
+"""The pcu dialect."""

@@ -1,0 +1,331 @@
+"""Semantic checks of a decoded PEF, run before anything is configured.
+
+msgspec's typed decoding already guarantees the shape of the data (types, required fields);
+``validate`` checks what a schema cannot: indices in range, accesses inside their buffers for the
+whole iteration space, a well-formed stage pipeline, dataflow order, routes through the switch
+grid within link capacity, and PMU capacities. Every failure is a ``PefError`` whose one-line
+message names the section, the unit and the field.
+
+Routes: a link is one direction of a wire between two adjacent switches; a route uses a link at
+most once however many times it lists it, and ``target.link_capacity`` bounds the routes per
+link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from runtime.errors import RduError
+from runtime.pef import isa
+from runtime.pef.schema import Access, Meta, Pcu, Pmu, Program, Section, Symbol, Target
+
+DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
+
+
+class PefError(RduError):
+    """A PEF that cannot be loaded: the message says what is wrong and where."""
+
+
+def numel(shape: list[int]) -> int:
+    """Number of elements of a shape (1 for a 0-d tensor)."""
+    return math.prod(shape)
+
+
+def access_range(access: Access, space: list[int]) -> tuple[int, int]:
+    """The lowest and highest flat address ``access`` reaches over a non-empty ``space``."""
+    lo = hi = access.offset
+    for stride, extent in zip(access.strides, space, strict=True):
+        span = stride * (extent - 1)
+        if span > 0:
+            hi += span
+        else:
+            lo += span
+    return lo, hi
+
+
+def validate(program: Program) -> None:
+    """Check ``program`` semantically; raise ``PefError`` at the first problem."""
+    meta = program.meta
+    _check_target(meta.target)
+    _check_symbols(meta.symbols)
+    seen: set[str] = set()
+    for section in program.sections:
+        if section.name in seen:
+            raise PefError(f"section '{section.name}' appears twice")
+        seen.add(section.name)
+        _SectionChecker(section, meta).check()
+
+
+def _check_target(target: Target) -> None:
+    for field in ("cols", "rows", "pcu_lanes", "pcu_stages", "pmu_bytes", "pmu_banks"):
+        if getattr(target, field) < 1:
+            raise PefError(f"meta: target.{field} is {getattr(target, field)}, must be >= 1")
+    if target.link_capacity < 1:
+        raise PefError(f"meta: target.link_capacity is {target.link_capacity}, must be >= 1")
+    if not target.clock_ghz > 0:
+        raise PefError(f"meta: target.clock_ghz is {target.clock_ghz}, must be > 0")
+
+
+def _check_symbols(symbols: list[Symbol]) -> None:
+    names: set[str] = set()
+    for i, sym in enumerate(symbols):
+        if not sym.name:
+            raise PefError(f"meta: symbol {i} has an empty name")
+        if sym.name in names:
+            raise PefError(f"meta: symbol {i} '{sym.name}' is defined twice")
+        names.add(sym.name)
+        for d, dim in enumerate(sym.shape):
+            if dim < 0:
+                raise PefError(f"meta: symbol {i} '{sym.name}' has negative dim {d}: {sym.shape}")
+
+
+class _SectionChecker:
+    """The checks of one section, with the context its error messages need."""
+
+    def __init__(self, section: Section, meta: Meta) -> None:
+        self.s = section
+        self.meta = meta
+        self.t = meta.target
+        self.where = f"section '{section.name}'"
+
+    def fail(self, what: str) -> PefError:
+        return PefError(f"{self.where}: {what}")
+
+    def check(self) -> None:
+        s = self.s
+        nsym = len(self.meta.symbols)
+        for i, sym in enumerate(s.inputs):
+            if not 0 <= sym < nsym:
+                raise self.fail(f"inputs[{i}] is symbol {sym}, out of range (0..{nsym - 1})")
+        if len(set(s.inputs)) != len(s.inputs):
+            raise self.fail("inputs lists a symbol twice")
+        for i, pmu in enumerate(s.pmus):
+            self.check_pmu(i, pmu)
+        for i, pcu in enumerate(s.pcus):
+            self.check_pcu(i, pcu)
+        self.check_outputs()
+        self.check_routes()
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def pmu_label(self, i: int) -> str:
+        return f"pmu {i} '{self.s.pmus[i].name}'"
+
+    def pcu_label(self, i: int) -> str:
+        pcu = self.s.pcus[i]
+        return f"pcu {i} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
+
+    def check_at(self, label: str, at: list[int]) -> None:
+        t = self.t
+        if len(at) != 2 or not (0 <= at[0] < t.cols and 0 <= at[1] < t.rows):
+            raise self.fail(f"{label}: at {at} is not a slot of the {t.cols}x{t.rows} grid")
+
+    def check_pmu(self, i: int, pmu: Pmu) -> None:
+        label = self.pmu_label(i)
+        t = self.t
+        self.check_at(label, pmu.at)
+        if any(dim < 0 for dim in pmu.shape):
+            raise self.fail(f"{label}: negative dim in shape {pmu.shape}")
+        if pmu.tile_bytes < 0 or pmu.nbuf < 1 or pmu.banks < 1:
+            raise self.fail(
+                f"{label}: tile_bytes {pmu.tile_bytes}, nbuf {pmu.nbuf}, banks {pmu.banks} "
+                "(need tile_bytes >= 0, nbuf >= 1, banks >= 1)"
+            )
+        if pmu.tile_bytes * pmu.nbuf > t.pmu_bytes:
+            raise self.fail(
+                f"{label}: tile_bytes {pmu.tile_bytes} x nbuf {pmu.nbuf} = "
+                f"{pmu.tile_bytes * pmu.nbuf} bytes exceeds the PMU capacity {t.pmu_bytes}"
+            )
+        if pmu.banks > t.pmu_banks:
+            raise self.fail(f"{label}: {pmu.banks} banks, the target's PMUs have {t.pmu_banks}")
+        if pmu.source == "dram":
+            symbols = self.meta.symbols
+            if not 0 <= pmu.symbol < len(symbols):
+                raise self.fail(f"{label}: symbol {_out_of(pmu.symbol, len(symbols))}")
+            if pmu.symbol not in self.s.inputs:
+                raise self.fail(
+                    f"{label}: loads symbol '{symbols[pmu.symbol].name}', "
+                    "which is not among the section's inputs"
+                )
+            self.check_same_tensor(label, pmu, symbols[pmu.symbol])
+        else:
+            npcu = len(self.s.pcus)
+            if not 0 <= pmu.producer < npcu:
+                raise self.fail(f"{label}: producer pcu {_out_of(pmu.producer, npcu)}")
+            if self.s.pcus[pmu.producer].out_pmu != i:
+                raise self.fail(
+                    f"{label}: producer {self.pcu_label(pmu.producer)} writes pmu "
+                    f"{self.s.pcus[pmu.producer].out_pmu}, not this one"
+                )
+
+    def check_same_tensor(self, label: str, pmu: Pmu, sym: Symbol) -> None:
+        if numel(pmu.shape) != numel(sym.shape) or pmu.dtype != sym.dtype:
+            raise self.fail(
+                f"{label}: holds {pmu.shape} {pmu.dtype} but symbol '{sym.name}' is "
+                f"{sym.shape} {sym.dtype}"
+            )
+
+    def check_access(self, label: str, what: str, access: Access, pcu: Pcu, pmu: int) -> None:
+        if len(access.strides) != len(pcu.space):
+            raise self.fail(
+                f"{label}: {what} has {len(access.strides)} strides for {len(pcu.space)} counters"
+            )
+        npmu = len(self.s.pmus)
+        if not 0 <= pmu < npmu:
+            raise self.fail(f"{label}: {what} pmu {pmu} out of range (0..{npmu - 1})")
+
+    def check_bounds(self, label: str, what: str, access: Access, space: list[int], pmu: int):
+        size = numel(self.s.pmus[pmu].shape)
+        lo, hi = access_range(access, space)
+        if lo < 0 or hi >= size:
+            raise self.fail(
+                f"{label}: {what} reaches addresses {lo}..{hi}, outside "
+                f"{self.pmu_label(pmu)} of {size} elements"
+            )
+
+    def check_pcu(self, i: int, pcu: Pcu) -> None:
+        label = self.pcu_label(i)
+        s, t = self.s, self.t
+        self.check_at(label, pcu.at)
+        if any(e < 0 for e in pcu.space):
+            raise self.fail(f"{label}: negative extent in space {pcu.space}")
+        if len(pcu.tile) != len(pcu.space) or any(e < 1 for e in pcu.tile):
+            raise self.fail(f"{label}: tile {pcu.tile} does not fit space {pcu.space}")
+        if not 1 <= pcu.lanes <= t.pcu_lanes:
+            raise self.fail(f"{label}: {pcu.lanes} lanes, the target's PCUs have {t.pcu_lanes}")
+        written_before = {p.out_pmu for p in s.pcus[:i]}
+        nonempty = all(e > 0 for e in pcu.space)
+        dtypes: list[str] = []
+        for k, port in enumerate(pcu.inputs):
+            what = f"input {k}"
+            self.check_access(label, what, port.access, pcu, port.pmu)
+            pmu = s.pmus[port.pmu]
+            if pmu.source != "dram" and port.pmu not in written_before:
+                raise self.fail(
+                    f"{label}: {what} reads {self.pmu_label(port.pmu)} before any earlier PCU "
+                    "writes it (PCUs must be in dataflow order)"
+                )
+            if nonempty:
+                self.check_bounds(label, what, port.access, pcu.space, port.pmu)
+            dtypes.append(pmu.dtype)
+        self.check_access(label, "output", pcu.out, pcu, pcu.out_pmu)
+        out_pmu = s.pmus[pcu.out_pmu]
+        if out_pmu.source != "pcu":
+            raise self.fail(f"{label}: writes {self.pmu_label(pcu.out_pmu)}, loaded from DRAM")
+        if out_pmu.dtype != pcu.dtype:
+            raise self.fail(
+                f"{label}: produces {pcu.dtype} into {self.pmu_label(pcu.out_pmu)} of "
+                f"{out_pmu.dtype}"
+            )
+        if all(e > 0 for e, st in zip(pcu.space, pcu.out.strides, strict=True) if st != 0):
+            self.check_bounds(label, "output", pcu.out, pcu.space, pcu.out_pmu)
+        reduced = [
+            c
+            for c, (e, st) in enumerate(zip(pcu.space, pcu.out.strides, strict=True))
+            if st == 0 and e > 1
+        ]
+        if pcu.combiner == "none" and reduced:
+            raise self.fail(
+                f"{label}: counters {reduced} have output stride 0 (a reduction) but the "
+                "combiner is 'none'"
+            )
+        for k, stage in enumerate(pcu.stages):
+            value = len(pcu.inputs) + k
+            where = f"{label}: stage {k} '{stage.op}'"
+            sig = isa.SIGNATURES.get(stage.op)
+            if sig is None:
+                raise self.fail(f"{where}: unknown opcode")
+            if len(stage.args) != sig.arity:
+                raise self.fail(f"{where}: {len(stage.args)} operands, takes {sig.arity}")
+            for a in stage.args:
+                if not 0 <= a < value:
+                    raise self.fail(
+                        f"{where}: operand {a} is not an earlier value (0..{value - 1})"
+                    )
+            if stage.op in ("const", "counter") and stage.imm is None:
+                raise self.fail(f"{where}: needs an immediate")
+            if stage.op == "counter" and (
+                not isinstance(stage.imm, int) or not 0 <= stage.imm < len(pcu.space)
+            ):
+                raise self.fail(
+                    f"{where}: counter {stage.imm} is not one of the {len(pcu.space)} counters"
+                )
+            if stage.op == "const" and stage.dtype != "f32" and not _is_integral(stage.imm):
+                raise self.fail(f"{where}: immediate {stage.imm} is not an {stage.dtype}")
+            problem = isa.type_error(stage.op, stage.dtype, [dtypes[a] for a in stage.args])
+            if problem:
+                raise self.fail(f"{label}: stage {k} {problem}")
+            dtypes.append(stage.dtype)
+        if not 0 <= pcu.result < len(dtypes):
+            raise self.fail(f"{label}: result {pcu.result} is not a value (0..{len(dtypes) - 1})")
+        if dtypes[pcu.result] != pcu.dtype:
+            raise self.fail(
+                f"{label}: result value {pcu.result} is {dtypes[pcu.result]}, the unit "
+                f"produces {pcu.dtype}"
+            )
+
+    def check_outputs(self) -> None:
+        s = self.s
+        symbols = self.meta.symbols
+        seen: set[int] = set()
+        for i, out in enumerate(s.outputs):
+            if not 0 <= out.symbol < len(symbols):
+                raise self.fail(
+                    f"outputs[{i}] is symbol {out.symbol}, out of range (0..{len(symbols) - 1})"
+                )
+            if out.symbol in seen:
+                raise self.fail(f"outputs stores symbol '{symbols[out.symbol].name}' twice")
+            seen.add(out.symbol)
+            if not 0 <= out.pmu < len(s.pmus):
+                raise self.fail(f"outputs[{i}] is pmu {_out_of(out.pmu, len(s.pmus))}")
+            self.check_same_tensor(
+                f"outputs[{i}] ({self.pmu_label(out.pmu)})", s.pmus[out.pmu], symbols[out.symbol]
+            )
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def check_routes(self) -> None:
+        s, t = self.s, self.t
+        counts = {"pcu": len(s.pcus), "pmu": len(s.pmus), "dram": len(self.meta.symbols)}
+        load: Counter[tuple[tuple[int, int], tuple[int, int]]] = Counter()
+        for r, route in enumerate(s.routes):
+            label = f"route {r} ({route.src[0]} {route.src[1]} -> {route.dst[0]} {route.dst[1]})"
+            for end, (kind, index) in (("src", route.src), ("dst", route.dst)):
+                if kind not in counts:
+                    raise self.fail(f"{label}: {end} kind '{kind}' is not pcu, pmu or dram")
+                if not 0 <= index < counts[kind]:
+                    raise self.fail(
+                        f"{label}: {end} {kind} {index} out of range (0..{counts[kind] - 1})"
+                    )
+            links: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+            prev: tuple[int, int] | None = None
+            for h, hop in enumerate(route.hops):
+                if len(hop) != 2 or not (0 <= hop[0] <= t.cols and 0 <= hop[1] <= t.rows):
+                    raise self.fail(
+                        f"{label}: hop {h} {hop} is outside the switch grid "
+                        f"(0..{t.cols} x 0..{t.rows})"
+                    )
+                cur = (hop[0], hop[1])
+                if prev is not None:
+                    if abs(cur[0] - prev[0]) + abs(cur[1] - prev[1]) != 1:
+                        raise self.fail(
+                            f"{label}: hop {h} {list(cur)} is not adjacent to hop {h - 1} "
+                            f"{list(prev)}"
+                        )
+                    links.add((prev, cur))
+                prev = cur
+            load.update(links)
+        for (a, b), n in load.items():
+            if n > t.link_capacity:
+                raise self.fail(
+                    f"link {list(a)} -> {list(b)} carries {n} routes, capacity {t.link_capacity}"
+                )
+
+
+def _is_integral(x: float | int | None) -> bool:
+    return isinstance(x, int) or (isinstance(x, float) and math.isfinite(x) and x.is_integer())
+
+
+def _out_of(index: int, count: int) -> str:
+    return f"{index}, out of range (0..{count - 1})" if count else f"{index}, but there are none"

@@ -1,0 +1,196 @@
+"""Training and inference sessions: a PEF, its state, and the DRAM dict the sections share.
+
+A training step runs the sections in PEF order (forward, backward, optimizer) over one DRAM dict
+holding the state (parameters, buffers, optimizer state), the batch (``input.<i>``,
+``target.<i>``) and the hyperparameters (0-d f32 arrays). Sections replace DRAM entries with
+their outputs, so the optimizer's updated parameters and state become the session's new state.
+
+The session counts steps (``step_count``, starting at 0 or at a resumed checkpoint's step) and
+increments the count just before the first optimizer section of a step; for AdamW it then
+computes ``bias_correction1 = 1 - beta1**step`` and ``bias_correction2_sqrt =
+sqrt(1 - beta2**step)`` (from the ``beta1``/``beta2`` hyperparameters) like torch does.
+
+Host arrays are converted to the symbol's dtype when the kind fits (any float to f32, any integer
+to i64, bool to i1); a wrong shape or kind is a ``SessionError`` naming the tensor. Keys that
+are not symbols of the PEF are ignored in batches and hyperparameters and carried along
+unchanged in the state (so a checkpoint keeps them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.errors import RduError
+from runtime.fabric import DTYPES, Fabric
+from runtime.pef.schema import Program, Section, Symbol
+
+STATE_ROLES = ("parameter", "buffer", "optimizer_state")
+BATCH_ROLES = ("input", "label")
+COMPUTED_HYPERPARAMETERS = ("bias_correction1", "bias_correction2_sqrt")
+_KINDS = {"f32": "fiub", "i64": "iu", "i1": "b"}
+
+
+class SessionError(RduError):
+    """State, batch or hyperparameters that do not fit the PEF."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step yields: the loss, the model outputs, and the gradients (by symbol name)."""
+
+    loss: float
+    outputs: dict[str, np.ndarray]
+    gradients: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def conform(sym: Symbol, value: object, what: str) -> np.ndarray:
+    """``value`` as an array of ``sym``'s shape and dtype, or a ``SessionError``."""
+    array = np.asarray(value)
+    want = DTYPES[sym.dtype]
+    if array.shape != tuple(sym.shape):
+        raise SessionError(
+            f"{what} '{sym.name}' has shape {list(array.shape)}, the PEF expects {sym.shape}"
+        )
+    if array.dtype != want:
+        if array.dtype.kind not in _KINDS[sym.dtype]:
+            raise SessionError(f"{what} '{sym.name}' is {array.dtype}, the PEF expects {sym.dtype}")
+        array = array.astype(want)
+    return array
+
+
+class _Session:
+    """What both sessions share: the fabric, the symbols, the state."""
+
+    def __init__(self, program: Program, state: Mapping[str, object], sections: list[Section]):
+        self.program = program
+        self.fabric = Fabric(program)
+        self.symbols: dict[str, Symbol] = {s.name: s for s in program.meta.symbols}
+        self._sections = sections
+        self._reads = {program.meta.symbols[i].name for s in sections for i in s.inputs}
+        self._state: dict[str, np.ndarray] = {}
+        for name, value in state.items():
+            sym = self.symbols.get(name)
+            if sym is not None and sym.role in STATE_ROLES:
+                self._state[name] = conform(sym, value, sym.role.replace("_", " "))
+            else:
+                self._state[name] = np.asarray(value)
+
+    def _required(self, roles: Iterable[str]) -> list[Symbol]:
+        """The symbols of ``roles`` that the session's sections read."""
+        return [s for s in self.program.meta.symbols if s.role in roles and s.name in self._reads]
+
+    def _check_state(self) -> None:
+        for sym in self._required(("parameter", "buffer")):
+            if sym.name not in self._state:
+                raise SessionError(
+                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the state"
+                )
+
+    def _batch(self, batch: Mapping[str, object]) -> dict[str, np.ndarray]:
+        out = {}
+        for sym in self._required(BATCH_ROLES):
+            if sym.name not in batch:
+                raise SessionError(
+                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the batch"
+                )
+        for name, value in batch.items():
+            sym = self.symbols.get(name)
+            if sym is not None and sym.role in BATCH_ROLES:
+                out[name] = conform(sym, value, sym.role)
+        return out
+
+    def _results(self, dram: Mapping[str, np.ndarray], role: str) -> dict[str, np.ndarray]:
+        return {
+            s.name: dram[s.name]
+            for s in self.program.meta.symbols
+            if s.role == role and s.name in dram
+        }
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The current parameters, buffers and optimizer state (and any extra entries given)."""
+        return dict(self._state)
+
+
+class TrainingSession(_Session):
+    """Runs training steps of a training PEF (forward, backward, optimizer sections)."""
+
+    def __init__(self, program: Program, state: Mapping[str, object], *, step: int = 0) -> None:
+        super().__init__(program, state, list(program.sections))
+        self.step_count = step
+        self._check_state()
+        for sym in self.program.meta.symbols:
+            if sym.role == "optimizer_state" and sym.name not in self._state:
+                self._state[sym.name] = np.zeros(sym.shape, DTYPES[sym.dtype])
+        self.last_dram: dict[str, np.ndarray] = {}
+
+    def _hyper(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
+        out = {}
+        for sym in self._required(("hyperparameter",)):
+            if sym.name in COMPUTED_HYPERPARAMETERS:
+                continue
+            if sym.name not in hyper:
+                raise SessionError(f"missing hyperparameter '{sym.name}'")
+            out[sym.name] = conform(sym, np.float32(hyper[sym.name]), "hyperparameter")
+        return out
+
+    def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
+        needed = [n for n in COMPUTED_HYPERPARAMETERS if n in self._reads]
+        if not needed:
+            return {}
+        for beta in ("beta1", "beta2"):
+            if beta not in hyper:
+                raise SessionError(f"missing hyperparameter '{beta}' (for the bias corrections)")
+        step = self.step_count
+        values = {
+            "bias_correction1": 1.0 - float(hyper["beta1"]) ** step,
+            "bias_correction2_sqrt": math.sqrt(1.0 - float(hyper["beta2"]) ** step),
+        }
+        return {n: np.asarray(values[n], dtype=np.float32) for n in needed}
+
+    def step(self, batch: Mapping[str, object], hyper: Mapping[str, float]) -> StepResult:
+        """One training step; the state is updated only if every section ran."""
+        dram: dict[str, np.ndarray] = dict(self._state)
+        dram.update(self._batch(batch))
+        dram.update(self._hyper(hyper))
+        step = self.step_count
+        stepped = False
+        for section in self._sections:
+            if section.kind == "optimizer" and not stepped:
+                stepped = True
+                self.step_count += 1
+                dram.update(self._bias_corrections(hyper))
+            try:
+                self.fabric.run_section(section.name, dram)
+            except BaseException:
+                self.step_count = step
+                raise
+        for name, sym in self.symbols.items():
+            if sym.role in STATE_ROLES and name in dram:
+                self._state[name] = dram[name]
+        self.last_dram = dram
+        loss = dram.get("loss")
+        return StepResult(
+            loss=float(loss) if loss is not None else math.nan,
+            outputs=self._results(dram, "output"),
+            gradients=self._results(dram, "gradient"),
+        )
+
+
+class InferenceSession(_Session):
+    """Runs the forward section(s) of a PEF on batches; the state never changes."""
+
+    def __init__(self, program: Program, state: Mapping[str, object]) -> None:
+        super().__init__(program, state, [s for s in program.sections if s.kind == "forward"])
+        self._check_state()
+
+    def run(self, batch: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """The model outputs (``output.<i>``) for ``batch``."""
+        dram: dict[str, np.ndarray] = dict(self._state)
+        dram.update(self._batch(batch))
+        for section in self._sections:
+            self.fabric.run_section(section.name, dram)
+        return self._results(dram, "output")

@@ -1,0 +1,414 @@
+"""The frontend: sections, names, roles, locations, errors, and numerics against torch."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dataflow_interp import run_section
+from xdsl.context import Context
+from xdsl.dialects.builtin import Builtin, FileLineColLoc, ModuleOp
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+
+from compiler.frontend import FrontendError, ModelSpec, UnsupportedOpError, build_dataflow
+from compiler.frontend.optimizer import hyperparameter_values, plan_optimizer
+from compiler.frontend.trace import param_symbols
+from dialects.dataflow import Dataflow, SectionOp
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP_FILE = ROOT / "examples" / "mlp" / "model.py"
+BATCH = 16
+
+
+def load_model_py(path: Path) -> types.ModuleType:
+    """Import a model.py under a unique module name."""
+    name = f"_frontend_test_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def mlp_spec(optimizer: str = "model") -> ModelSpec:
+    """The MLP example as the tools hand it over (seeded weights, random batch)."""
+    m = load_model_py(MLP_FILE)
+    args = argparse.Namespace(hidden=128, classes=10, batch_size=BATCH, seed=0, epoch=0)
+    torch.manual_seed(0)
+    model = m.model(args)
+    x = torch.randn(BATCH, 64)
+    y = torch.randint(0, 10, (BATCH,))
+    if optimizer == "model":
+        opt = m.optimizer(model.parameters(), args)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
+    else:
+        opt = None
+    return ModelSpec("mlp", model, (x,), (y,), m.loss, opt, MLP_FILE)
+
+
+def sections(module: ModuleOp) -> dict[str, SectionOp]:
+    out = {}
+    for op in module.ops:
+        assert isinstance(op, SectionOp)
+        out[op.sym_name.data] = op
+    return out
+
+
+def names(attr: object) -> list[str]:
+    return [a.data for a in attr]  # type: ignore[attr-defined]
+
+
+def source_line(text: str) -> int:
+    """The 1-based line of the MLP model.py holding ``text``."""
+    for i, line in enumerate(MLP_FILE.read_text().splitlines(), start=1):
+        if text in line:
+            return i
+    raise AssertionError(text)
+
+
+@pytest.fixture(scope="module")
+def training() -> tuple[ModelSpec, ModuleOp]:
+    spec = mlp_spec()
+    return spec, build_dataflow(spec, inference=False)
+
+
+PARAMS = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+
+
+def test_training_sections_names_and_roles(training: tuple[ModelSpec, ModuleOp]) -> None:
+    _, module = training
+    s = sections(module)
+    assert list(s) == ["forward", "backward", "optimizer"]
+    assert [op.kind.data for op in s.values()] == ["forward", "backward", "optimizer"]
+
+    fwd = s["forward"]
+    assert names(fwd.arg_names) == [*PARAMS, "input.0", "target.0"]
+    assert names(fwd.arg_roles) == ["parameter"] * 4 + ["input", "label"]
+    results = names(fwd.result_names)
+    assert results[:2] == ["loss", "output.0"]
+    assert all(r.startswith("saved.") for r in results[2:])
+    assert "saved.relu" in results
+    assert names(fwd.result_roles) == ["loss", "output"] + ["activation"] * (len(results) - 2)
+
+    bwd = s["backward"]
+    saved = [n for n in names(bwd.arg_names) if n.startswith("saved.")]
+    assert saved == results[2:]
+    assert set(names(bwd.arg_names)) - set(saved) <= {*PARAMS, "input.0", "target.0"}
+    assert names(bwd.result_names) == [f"{p}.grad" for p in PARAMS]
+    assert names(bwd.result_roles) == ["gradient"] * 4
+
+    opt = s["optimizer"]
+    assert names(opt.arg_names) == [
+        *PARAMS,
+        *(f"{p}.grad" for p in PARAMS),
+        *(f"{p}.momentum_buffer" for p in PARAMS),
+        "lr",
+        "momentum",
+        "weight_decay",
+    ]
+    assert (
+        names(opt.arg_roles)
+        == ["parameter"] * 4 + ["gradient"] * 4 + ["optimizer_state"] * 4 + ["hyperparameter"] * 3
+    )
+    assert names(opt.result_names) == [*PARAMS, *(f"{p}.momentum_buffer" for p in PARAMS)]
+    for arg, name in zip(opt.body.block.args, names(opt.arg_names), strict=True):
+        if name in ("lr", "momentum", "weight_decay"):
+            assert str(arg.type) == "tensor<f32>"
+
+
+def test_inference_section() -> None:
+    spec = mlp_spec(optimizer="none")
+    module = build_dataflow(spec, inference=True)
+    s = sections(module)
+    assert list(s) == ["forward"]
+    fwd = s["forward"]
+    assert names(fwd.arg_names) == [*PARAMS, "input.0"]
+    assert names(fwd.result_names) == ["output.0"]
+    assert names(fwd.result_roles) == ["output"]
+    params = {k: v.detach().numpy() for k, v in spec.module.state_dict().items()}
+    x = spec.example_inputs[0]
+    out = run_section(fwd, {**params, "input.0": x.numpy()})["output.0"]
+    expected = spec.module.eval()(x).detach().numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_printed_ir_parses_back(training: tuple[ModelSpec, ModuleOp]) -> None:
+    _, module = training
+    ctx = Context()
+    ctx.load_dialect(Builtin)
+    ctx.load_dialect(Dataflow)
+    text = str(module)
+    reparsed = Parser(ctx, text).parse_module()
+    reparsed.verify()
+    assert str(reparsed) == text
+
+
+def test_every_op_points_at_the_model(training: tuple[ModelSpec, ModuleOp]) -> None:
+    _, module = training
+    forward_line = source_line("return self.fc2(self.act(self.fc1(x)))")
+    loss_line = source_line("cross_entropy")
+    optim_line = source_line("torch.optim.SGD")
+    expected = {
+        "forward": {forward_line, loss_line},
+        "backward": {forward_line, loss_line},
+        "optimizer": {optim_line},
+    }
+    for name, section in sections(module).items():
+        lines = set()
+        for op in section.body.block.ops:
+            assert isinstance(op.location, FileLineColLoc), op
+            assert op.location.filename.data == "model.py"
+            lines.add(op.location.line.data)
+        assert lines <= expected[name] | {source_line("def forward")}, (name, lines)
+    # the printed form carries them as loc("model.py":LINE:0)
+    text = _print_with_locations(module)
+    assert f'loc("model.py":{forward_line}:0)' in text
+
+
+def _print_with_locations(module: ModuleOp) -> str:
+    import io
+
+    stream = io.StringIO()
+    Printer(stream=stream, print_debuginfo=True).print_op(module)
+    return stream.getvalue()
+
+
+def _to_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy().copy()
+
+
+def _close(actual: np.ndarray, expected: np.ndarray, what: str, rtol: float = 1e-5) -> None:
+    """Relative error against the reference's scale."""
+    scale = max(float(np.abs(expected).max()), 1e-12)
+    err = float(np.abs(actual.astype(np.float64) - expected.astype(np.float64)).max())
+    assert err <= rtol * scale, f"{what}: max error {err} vs scale {scale}"
+
+
+def _torch_step(spec: ModelSpec) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss, logits and gradients from torch, then one optimizer step (in place)."""
+    model = spec.module.train()
+    model.zero_grad()
+    out = model(*spec.example_inputs)
+    loss = spec.loss_fn(out, *spec.example_targets)  # type: ignore[misc]
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}  # type: ignore[union-attr]
+    assert spec.optimizer is not None
+    spec.optimizer.step()
+    return loss.detach(), out.detach(), grads
+
+
+@pytest.mark.parametrize("optimizer", ["model", "adamw"])
+def test_numerics_match_torch(optimizer: str) -> None:
+    spec = mlp_spec(optimizer)
+    module = build_dataflow(spec, inference=False)
+    s = sections(module)
+    params = {k: _to_np(v) for k, v in spec.module.state_dict().items()}
+    state: dict[str, np.ndarray] = {
+        **params,
+        "input.0": spec.example_inputs[0].numpy(),
+        "target.0": spec.example_targets[0].numpy(),
+    }
+    # optimizer state before the first step, hyperparameters for step 1
+    symbols = param_symbols(spec.module)
+    plan = plan_optimizer(spec.optimizer, symbols, PARAMS)  # type: ignore[arg-type]
+    for p in PARAMS:
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            state[f"{p}.{key}"] = np.zeros_like(params[p])
+    for k, v in hyperparameter_values(plan, step=1).items():
+        state[k] = np.asarray(v, dtype=np.float32)
+
+    state.update(run_section(s["forward"], state))
+    state.update(run_section(s["backward"], state))
+    updated = run_section(s["optimizer"], state)
+
+    loss, logits, grads = _torch_step(spec)
+    _close(state["loss"], loss.numpy(), "loss")
+    _close(state["output.0"], logits.numpy(), "logits")
+    for p in PARAMS:
+        _close(state[f"{p}.grad"], grads[p].numpy(), f"{p}.grad")
+    new_params = dict(spec.module.named_parameters())
+    for p in PARAMS:
+        _close(updated[p], _to_np(new_params[p]), f"updated {p}")
+
+
+def _write_model(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _spec_from(path: Path, inputs: tuple[torch.Tensor, ...], targets: tuple[torch.Tensor, ...]):
+    m = load_model_py(path)
+    model = m.Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return ModelSpec("net", model, inputs, targets, getattr(m, "loss", None), opt, path)
+
+
+def _line_of(path: Path, text: str) -> int:
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if text in line:
+            return i
+    raise AssertionError(text)
+
+
+FFT_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.fc(x)
+            return torch.fft.fft(h).real
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+@pytest.mark.parametrize("inference", [True, False])
+def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> None:
+    path = _write_model(tmp_path, FFT_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(UnsupportedOpError) as info:
+        build_dataflow(spec, inference=inference)
+    line = _line_of(path, "torch.fft.fft")
+    message = str(info.value)
+    assert message.startswith(f"model.py:{line}: unsupported op aten._fft_r2c.default"), message
+    assert "\n" not in message
+
+
+ABS_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.abs(self.fc(x))
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (out - target).mean()
+"""
+
+
+def test_unsupported_backward_op_says_gradient(tmp_path: Path) -> None:
+    path = _write_model(tmp_path, ABS_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    build_dataflow(spec, inference=True)  # abs itself is fine
+    with pytest.raises(UnsupportedOpError) as info:
+        build_dataflow(spec, inference=False)
+    line = _line_of(path, "torch.abs")
+    assert str(info.value) == (
+        f"model.py:{line}: unsupported op aten.sgn.default (gradient of this line)"
+    )
+
+
+def test_unsupported_optimizer_setting() -> None:
+    spec = mlp_spec(optimizer="none")
+    spec.optimizer = torch.optim.SGD(spec.module.parameters(), lr=0.1, momentum=0.9, dampening=0.1)
+    with pytest.raises(FrontendError, match="dampening != 0 is not supported yet"):
+        build_dataflow(spec, inference=False)
+    spec.optimizer = torch.optim.SGD(spec.module.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    with pytest.raises(FrontendError, match="nesterov=True is not supported yet"):
+        build_dataflow(spec, inference=False)
+
+
+class _Tied(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(8, 8)
+        self.b = torch.nn.Linear(8, 8)
+        self.b.weight = self.a.weight  # tied
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_tied_weights_are_one_symbol() -> None:
+    torch.manual_seed(0)
+    model = _Tied()
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    spec = ModelSpec("tied", model, (x,), (y,), loss, opt, Path(__file__))
+    module = build_dataflow(spec, inference=False)
+    s = sections(module)
+    fwd_params = [
+        n
+        for n, r in zip(names(s["forward"].arg_names), names(s["forward"].arg_roles), strict=True)
+        if r == "parameter"
+    ]
+    assert fwd_params == ["a.weight", "a.bias", "b.bias"]
+    assert names(s["backward"].result_names) == ["a.weight.grad", "a.bias.grad", "b.bias.grad"]
+    # gradient of the tied weight sums both uses
+    state = {k: _to_np(v) for k, v in model.state_dict().items()}
+    state.update({"input.0": x.numpy(), "target.0": y.numpy()})
+    state.update(run_section(s["forward"], state))
+    grads = run_section(s["backward"], state)
+    ref = copy.deepcopy(model)
+    loss(ref(x), y).backward()
+    _close(grads["a.weight.grad"], ref.a.weight.grad.numpy(), "tied grad")  # type: ignore[union-attr]
+
+
+def test_more_ops_match_torch() -> None:
+    """A model with GELU, LayerNorm, softmax, mean, exp/log and where: numerics vs torch."""
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 6)
+            self.norm = torch.nn.LayerNorm(6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.norm(torch.nn.functional.gelu(self.fc(x)))
+            p = torch.softmax(h, dim=-1)
+            h = torch.where(h > 0, h * 2.0, torch.exp(h) - 1) + p.mean(dim=0, keepdim=True)
+            return torch.sigmoid(h) + torch.tanh(h).unsqueeze(0).squeeze(0) / 3
+
+    torch.manual_seed(1)
+    model = Net()
+    x, y = torch.randn(5, 6), torch.randn(5, 6)
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(out, target)
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    spec = ModelSpec("more", model, (x,), (y,), loss, opt, Path(__file__))
+    s = sections(build_dataflow(spec, inference=False))
+    state = {k: _to_np(v) for k, v in model.state_dict().items()}
+    state.update({"input.0": x.numpy(), "target.0": y.numpy()})
+    state.update(run_section(s["forward"], state))
+    state.update(run_section(s["backward"], state))
+    ref = copy.deepcopy(model)
+    out = ref(x)
+    ref_loss = loss(out, y)
+    ref_loss.backward()
+    _close(state["loss"], ref_loss.detach().numpy(), "loss")
+    _close(state["output.0"], out.detach().numpy(), "output")
+    for n, p in ref.named_parameters():
+        _close(state[f"{n}.grad"], p.grad.numpy(), f"{n}.grad", rtol=1e-4)  # type: ignore[union-attr]

@@ -1,0 +1,261 @@
+"""validate(): the semantic checks decode_pef and Fabric run; each names what and where."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+import pytest
+from pefkit import ProgramBuilder, elementwise, matmul_program, replace, st
+
+from runtime.pef import PefError, decode_pef, schema, validate
+from runtime.pef.container import pack_sections
+
+
+def edit_section(program: schema.Program, **changes: object) -> schema.Program:
+    return replace(program, sections=[replace(program.sections[0], **changes)])
+
+
+def edit_pcu(program: schema.Program, index: int = 0, **changes: object) -> schema.Program:
+    section = program.sections[0]
+    pcus = list(section.pcus)
+    pcus[index] = replace(pcus[index], **changes)
+    return edit_section(program, pcus=pcus)
+
+
+def edit_pmu(program: schema.Program, index: int, **changes: object) -> schema.Program:
+    section = program.sections[0]
+    pmus = list(section.pmus)
+    pmus[index] = replace(pmus[index], **changes)
+    return edit_section(program, pmus=pmus)
+
+
+def edit_route(program: schema.Program, index: int, **changes: object) -> schema.Program:
+    routes = list(program.sections[0].routes)
+    routes[index] = replace(routes[index], **changes)
+    return edit_section(program, routes=routes)
+
+
+def two_stage_program() -> schema.Program:
+    """forward: h = x * 2 (pcu 0), y = h + x (pcu 1)."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [4, 5])
+    p.symbol("y", [4, 5], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    h = elementwise(s, "double", [4, 5], [(x, [4, 5])], [st("const", imm=2.0), st("mul", 0, 1)])
+    y = elementwise(s, "add", [4, 5], [(h, [4, 5]), (x, [4, 5])], [st("add", 0, 1)])
+    s.store("y", y)
+    return p.build()
+
+
+MM = matmul_program(2, 3, 4)  # pmus: 0 a [2,3], 1 b [3,4], 2 out [2,4]; pcu 0 over [2, 4, 3]
+GRID = MM.meta.target.cols
+
+
+def _symbols(program: schema.Program, **changes: object) -> schema.Program:
+    symbols = list(program.meta.symbols)
+    symbols[0] = replace(symbols[0], **changes)
+    return replace(program, meta=replace(program.meta, symbols=symbols))
+
+
+CASES: list[tuple[str, Callable[[], schema.Program], str]] = [
+    ("negative dim", lambda: _symbols(MM, shape=[2, -3]), r"symbol 0 'a' has negative dim 1"),
+    (
+        "route hop outside grid",
+        lambda: edit_route(MM, 0, hops=[[0, 0], [-1, 0]]),
+        r"route 0 \(dram 0 -> pmu 0\): hop 1 \[-1, 0\] is outside the switch grid",
+    ),
+    (
+        "route hop past the last switch",
+        lambda: edit_route(MM, 0, hops=[[GRID, 0], [GRID + 1, 0]]),
+        rf"hop 1 \[{GRID + 1}, 0\] is outside the switch grid \(0..{GRID} x",
+    ),
+    (
+        "route hops not adjacent",
+        lambda: edit_route(MM, 1, hops=[[0, 0], [1, 1]]),
+        r"route 1 .*: hop 1 \[1, 1\] is not adjacent to hop 0 \[0, 0\]",
+    ),
+    (
+        "route endpoint out of range",
+        lambda: edit_route(MM, 0, dst=("pmu", 9)),
+        r"route 0 \(dram 0 -> pmu 9\): dst pmu 9 out of range \(0..2\)",
+    ),
+    (
+        "route endpoint kind",
+        lambda: edit_route(MM, 0, src=("disk", 0)),
+        r"src kind 'disk' is not pcu, pmu or dram",
+    ),
+    (
+        "link capacity",
+        lambda: edit_section(
+            MM,
+            routes=[
+                schema.Route(src=("pmu", 0), dst=("pcu", 0), hops=[[0, 0], [1, 0], [2, 0]])
+                for _ in range(MM.meta.target.link_capacity + 1)
+            ],
+        ),
+        r"link \[0, 0\] -> \[1, 0\] carries 65 routes, capacity 64",
+    ),
+    (
+        "unit outside grid",
+        lambda: edit_pcu(MM, at=[GRID, 0]),
+        rf"pcu 0 'matmul' .*: at \[{GRID}, 0\] is not a slot",
+    ),
+    (
+        "input pmu out of range",
+        lambda: edit_pcu(
+            MM,
+            inputs=[
+                schema.Port(pmu=7, access=schema.Access(0, [3, 0, 1])),
+                *MM.sections[0].pcus[0].inputs[1:],
+            ],
+        ),
+        r"pcu 0 'matmul' .*: input 0 pmu 7 out of range",
+    ),
+    (
+        "output pmu out of range",
+        lambda: edit_pcu(MM, out_pmu=3),
+        r"pmu 2 'matmul.out': producer pcu 0 'matmul' .* writes pmu 3, not this one",
+    ),
+    (
+        "section input symbol out of range",
+        lambda: edit_section(MM, inputs=[0, 1, 5]),
+        r"section 'forward': inputs\[2\] is symbol 5, out of range \(0..2\)",
+    ),
+    (
+        "output symbol out of range",
+        lambda: edit_section(MM, outputs=[schema.Output(symbol=3, pmu=2)]),
+        r"outputs\[0\] is symbol 3, out of range",
+    ),
+    (
+        "pmu symbol out of range",
+        lambda: edit_pmu(MM, 0, symbol=9),
+        r"pmu 0 'a': symbol 9, out of range",
+    ),
+    (
+        "pmu loads a symbol that is not an input",
+        lambda: edit_pmu(MM, 0, symbol=2),
+        r"pmu 0 'a': loads symbol 'out', which is not among the section's inputs",
+    ),
+    (
+        "pmu capacity",
+        lambda: edit_pmu(MM, 0, tile_bytes=MM.meta.target.pmu_bytes // 2 + 1, nbuf=2),
+        r"pmu 0 'a': tile_bytes .* exceeds the PMU capacity 262144",
+    ),
+    (
+        "input access past the end",
+        lambda: edit_pcu(
+            MM,
+            inputs=[
+                schema.Port(pmu=0, access=schema.Access(1, [3, 0, 1])),
+                MM.sections[0].pcus[0].inputs[1],
+            ],
+        ),
+        r"input 0 reaches addresses 1..6, outside pmu 0 'a' of 6 elements",
+    ),
+    (
+        "input access below 0",
+        lambda: edit_pcu(
+            MM,
+            inputs=[
+                schema.Port(pmu=0, access=schema.Access(1, [3, 0, -1])),
+                MM.sections[0].pcus[0].inputs[1],
+            ],
+        ),
+        r"input 0 reaches addresses -1..4, outside pmu 0 'a'",
+    ),
+    (
+        "output access",
+        lambda: edit_pcu(MM, out=schema.Access(0, [5, 1, 0])),
+        r"output reaches addresses 0..8, outside pmu 2 'matmul.out' of 8 elements",
+    ),
+    (
+        "stage arg not earlier",
+        lambda: edit_pcu(MM, stages=[st("mul", 0, 2)]),
+        r"stage 0 'mul': operand 2 is not an earlier value \(0..1\)",
+    ),
+    ("unknown opcode", lambda: edit_pcu(MM, stages=[st("fma", 0, 1)]), r"'fma': unknown opcode"),
+    (
+        "arity",
+        lambda: edit_pcu(MM, stages=[st("mul", 0)]),
+        r"stage 0 'mul': 1 operands, takes 2",
+    ),
+    (
+        "ill-typed",
+        lambda: edit_pcu(MM, stages=[st("lt", 0, 1, dtype="f32")]),
+        r"stage 0 'lt' \(f32, f32\) -> f32 is ill-typed",
+    ),
+    (
+        "counter index",
+        lambda: edit_pcu(MM, stages=[st("counter", imm=3, dtype="i64"), st("cast", 2)]),
+        r"stage 0 'counter': counter 3 is not one of the 3 counters",
+    ),
+    (
+        "result out of range",
+        lambda: edit_pcu(MM, result=5),
+        r"result 5 is not a value \(0..2\)",
+    ),
+    (
+        "reduction without combiner",
+        lambda: edit_pcu(MM, combiner="none"),
+        r"counters \[2\] have output stride 0 \(a reduction\) but the combiner is 'none'",
+    ),
+    (
+        "result dtype",
+        lambda: edit_pcu(MM, dtype="i64"),
+        r"produces i64 into pmu 2 'matmul.out' of f32",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("program", "match"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_validate_refuses(program: Callable[[], schema.Program], match: str) -> None:
+    built = program()
+    with pytest.raises(PefError, match=match) as info:
+        validate(built)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(("section 'forward'", "meta:"))
+
+
+def test_decode_runs_validate() -> None:
+    bad = _symbols(MM, shape=[2, -3])
+    payloads = [("meta", msgspec.msgpack.encode(bad.meta))] + [
+        (s.name, msgspec.msgpack.encode(s)) for s in bad.sections
+    ]
+    with pytest.raises(PefError, match="negative dim"):
+        decode_pef(pack_sections(payloads, flags=1))
+
+
+def test_dataflow_order() -> None:
+    program = two_stage_program()
+    validate(program)
+    section = program.sections[0]
+    swapped = [section.pcus[1], section.pcus[0]]
+    pmus = [replace(p, producer=1 - p.producer) if p.source == "pcu" else p for p in section.pmus]
+    bad = edit_section(program, pcus=swapped, pmus=pmus)
+    with pytest.raises(
+        PefError,
+        match=r"pcu 0 'add' .*: input 0 reads pmu 1 'double.out' "
+        r"before any earlier PCU writes it",
+    ):
+        validate(bad)
+
+
+def test_producer_must_write_the_pmu() -> None:
+    program = two_stage_program()
+    with pytest.raises(PefError, match=r"pmu 1 'double.out': producer pcu 1 'add' .* writes pmu 2"):
+        validate(edit_pmu(program, 1, producer=1))
+
+
+def test_pcu_cannot_write_a_dram_pmu() -> None:
+    with pytest.raises(PefError, match=r"writes pmu 0 'a', loaded from DRAM"):
+        program = edit_pcu(MM, out_pmu=0)
+        validate(edit_section(program, pmus=program.sections[0].pmus[:2]))
+
+
+def test_more_stages_than_the_target_is_allowed() -> None:
+    stages = [st("const", imm=1.0)] + [st("add", 0, 2)] * 20 + [st("mul", 0, 1)]
+    validate(edit_pcu(MM, stages=stages, result=2 + len(stages) - 1))
