@@ -66,49 +66,58 @@ class Opcode:
     impl: Callable[..., np.ndarray] | None
 
 
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-# erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1)); 34 terms reach 1e-17 for |x| <= 2.
-_ERF_SERIES = np.array(
-    [(-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(34)][::-1], dtype=np.float64
+# erf(x) ~ x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond): the rational fit
+# Eigen uses for float32 (generic_fast_erf_float), evaluated in float64 so that rounding adds
+# nothing to its 9.5e-8 absolute error (at most 1.6 float32 ulp; torch's float32 erf: 6e-8).
+_ERF_P = (
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
 )
-# Numerical Recipes' erfc Chebyshev fit (relative error < 1.2e-7), used where erfc(|x|) < 5e-3.
-_ERFC_FIT = np.array(
-    [
-        0.17087277,
-        -0.82215223,
-        1.48851587,
-        -1.13520398,
-        0.27886807,
-        -0.18628806,
-        0.09678418,
-        0.37409196,
-        1.00002368,
-        -1.26551223,
-    ],
-    dtype=np.float64,
+_ERF_Q = (
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
 )
+_ERF_BLOCK = 16384  # elements per block: the float64 temporaries stay in the L2 cache
+
+
+def _erf_block(x: np.ndarray, out: np.ndarray) -> None:
+    x64 = np.clip(x, -4.0, 4.0, dtype=np.float64)
+    z = x64 * x64
+    p = z * _ERF_P[0]
+    p += _ERF_P[1]
+    for c in _ERF_P[2:]:
+        p *= z
+        p += c
+    q = z * _ERF_Q[0]
+    q += _ERF_Q[1]
+    for c in _ERF_Q[2:]:
+        q *= z
+        q += c
+    p *= x64
+    p /= q
+    out[...] = p
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """The error function, vectorised, float32 result (|error| < 1e-9 before rounding).
+    """The error function of a float32 array, float32 result, |error| < 1e-7.
 
-    Computed in float64: the Maclaurin series for ``|x| <= 2`` and ``1 - erfc(|x|)`` with a
-    Chebyshev fit beyond (where erfc < 5e-3, so its 1.2e-7 relative error is ~5e-10 absolute).
+    Vectorised; evaluated block by block (cache blocking inside this one elementwise kernel, the
+    blocks have nothing to do with the PCU's tiles).
     """
-    x64 = np.asarray(x, dtype=np.float64)
-    small = np.clip(x64, -2.0, 2.0)
-    z = small * small
-    series = np.zeros_like(z)
-    for c in _ERF_SERIES:
-        series = series * z + c
-    series *= small * _TWO_OVER_SQRT_PI
-    ax = np.abs(x64)
-    t = 1.0 / (1.0 + 0.5 * ax)
-    poly = np.zeros_like(t)
-    for c in _ERFC_FIT:
-        poly = poly * t + c
-    tail = np.copysign(1.0 - t * np.exp(-ax * ax + poly), x64)
-    return np.where(ax <= 2.0, series, tail).astype(np.float32)
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.shape, np.float32)
+    for start in range(0, flat.size, _ERF_BLOCK):
+        stop = start + _ERF_BLOCK
+        _erf_block(flat[start:stop], out[start:stop])
+    return out.reshape(np.shape(x))
 
 
 def _rsqrt(x: np.ndarray) -> np.ndarray:

@@ -11,10 +11,15 @@ decompositions.py (our decomposition table). DRAM symbol names follow docs/desig
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xdsl.dialects.builtin import ModuleOp
 
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from compiler.frontend.optimizer import OptimizerPlan
 
 __all__ = [
     "FrontendError",
@@ -57,7 +62,7 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     return module
 
 
-def optimizer_plan(spec: ModelSpec):  # noqa: ANN201 (lazy import of the return type)
+def optimizer_plan(spec: ModelSpec) -> OptimizerPlan | None:
     """The optimizer's plan (kind, updated parameters, settings), or None without one.
 
     ``compiler.frontend.optimizer.hyperparameter_values(plan, step)`` gives the hyperparameter

@@ -392,6 +392,14 @@ for _kind, _names in {
     converts(*_names)(_unary(_kind))
 
 
+@converts("aten.sign.default", "aten.sgn.default")
+def _sign(c: Call) -> Result:
+    em, elt = c.em, c.out_elt
+    x = c.em.as_tensor(_operand(c, "self"), elt)
+    negative = em.select(em.binary("lt", x, 0, elt), em.scalar(-1, elt), em.scalar(0, elt))
+    return em.select(em.binary("gt", x, 0, elt), em.scalar(1, elt), negative)
+
+
 @converts("aten.reciprocal.default")
 def _reciprocal(c: Call) -> Result:
     return c.em.div(1.0, c.em.as_tensor(_operand(c, "self"), c.out_elt))

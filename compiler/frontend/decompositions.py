@@ -40,6 +40,8 @@ DECOMPOSED: list[Any] = [
     aten.hardswish,
     aten.mish,
     aten.smooth_l1_loss,
+    aten.smooth_l1_loss_backward,
+    aten.huber_loss_backward,
     aten.huber_loss,
     aten.binary_cross_entropy,
     aten.binary_cross_entropy_backward,

@@ -105,7 +105,10 @@ def build_inference(gb: GraphBuilder) -> list[SectionOp]:
 def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
     """The ``forward`` and ``backward`` sections of the joint graph."""
     traced = gb.traced
-    fwd_outputs = [o for o in traced.outputs if o.role != "gradient"]
+    order = {"loss": 0, "output": 1, "buffer": 2}
+    fwd_outputs = sorted(
+        (o for o in traced.outputs if o.role != "gradient"), key=lambda o: order.get(o.role, 3)
+    )
     grad_outputs = [o for o in traced.outputs if o.role == "gradient"]
 
     # What the backward needs: its own nodes, recomputed views, inputs, saved activations.

@@ -106,6 +106,18 @@ def _tracing(what: str) -> Iterator[None]:
             raise FrontendError(f"{what} failed: {type(error).__name__}: {first}") from error
 
 
+@contextlib.contextmanager
+def _mode(module: torch.nn.Module, training: bool) -> Iterator[None]:
+    """``module`` in train or eval mode for the trace, its own mode restored afterwards."""
+    modes = {m: m.training for m in module.modules()}
+    module.train(training)
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
 def _check_tensors(kind: str, values: tuple[Any, ...]) -> None:
     for i, v in enumerate(values):
         if not isinstance(v, torch.Tensor):
@@ -148,9 +160,9 @@ def trace_training(spec: ModelSpec) -> Traced:
     _check_tensors("example input", spec.example_inputs)
     _check_tensors("example target", spec.example_targets)
     n_in = len(spec.example_inputs)
-    step = _TrainStep(spec.module.train(), spec.loss_fn, n_in)
+    step = _TrainStep(spec.module, spec.loss_fn, n_in)
     args = tuple(spec.example_inputs) + tuple(spec.example_targets)
-    with _tracing("tracing the training step"):
+    with _tracing("tracing the training step"), _mode(spec.module, training=True):
         ep = torch.export.export(step, args)
         with contextlib.ExitStack() as stack:
             joint = aot_export_joint_with_descriptors(
@@ -251,8 +263,8 @@ def trace_inference(spec: ModelSpec) -> Traced:
     from torch.export.graph_signature import InputKind, OutputKind
 
     _check_tensors("example input", spec.example_inputs)
-    with _tracing("exporting the model"):
-        ep = torch.export.export(spec.module.eval(), tuple(spec.example_inputs))
+    with _tracing("exporting the model"), _mode(spec.module, training=False):
+        ep = torch.export.export(spec.module, tuple(spec.example_inputs))
         ep = ep.run_decompositions(inference_table())
     graph = ep.graph
     canonical = canonical_names(spec.module)

@@ -56,6 +56,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     ModuleOp,
     TensorType,
+    UnregisteredOp,
     i1,
     i64,
 )
@@ -81,6 +82,13 @@ def describe_location(op: Operation) -> str:
     line = getattr(loc, "line", None)
     if filename is not None and line is not None:
         return f"{filename.data}:{line.data}"
+    return op.name
+
+
+def op_name(op: Operation) -> str:
+    """The op's name as written (an unregistered op's own name, not ``builtin.unregistered``)."""
+    if isinstance(op, UnregisteredOp):
+        return op.op_name.data
     return op.name
 
 
@@ -500,7 +508,7 @@ class _SectionLowering:
             if isinstance(op, (*VIEW_OPS, df.YieldOp, KernelOp)):
                 continue
             if not isinstance(op, COMPUTE_OPS):
-                raise fail(op, f"'{op.name}' cannot be lowered to rdu_tile")
+                raise fail(op, f"'{op_name(op)}' cannot be lowered to rdu_tile")
             kernel = self.lower(op)
             Rewriter.insert_op(kernel, InsertPoint.before(op))
             op.results[0].replace_all_uses_with(kernel.result)
@@ -514,7 +522,7 @@ class _SectionLowering:
             if isinstance(op, VIEW_OPS):
                 if op.results[0].uses:
                     user = next(iter(op.results[0].uses)).operation
-                    raise fail(user, f"'{user.name}' reads a view and cannot be lowered")
+                    raise fail(user, f"'{op_name(user)}' reads a view and cannot be lowered")
                 Rewriter.erase_op(op)
 
 

@@ -68,7 +68,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, fail
+from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, fail, op_name
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
 from dialects import dataflow as df
@@ -203,7 +203,7 @@ def convert_body(kernel: rdu_tile.KernelOp, name: str) -> Block:
                 continue
             new = StageOp(opcode, args, rtype)
         if new is None:
-            raise fail(kernel, f"'{op.name}' in kernel @{name} has no PCU stage")
+            raise fail(kernel, f"'{op_name(op)}' in kernel @{name} has no PCU stage")
         block.add_op(new)
         if op.results:
             vmap[op.results[0]] = new.results[0]
@@ -255,7 +255,7 @@ class _SectionLowering:
             if isinstance(op, rdu_tile.KernelOp):
                 kernels.append(op)
             elif op is not yield_op:
-                raise fail(op, f"'{op.name}' cannot be lowered to PCUs and PMUs")
+                raise fail(op, f"'{op_name(op)}' cannot be lowered to PCUs and PMUs")
 
         # Bytes of the tile each unit streams through each tensor it reads or writes.
         footprints: dict[SSAValue, list[int]] = {}

@@ -84,7 +84,7 @@ class PlaceAndRoute(ModulePass):
 
 
 @dataclass(frozen=True)
-class _Sink:
+class Sink:
     """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
 
     kind: Literal["fill", "store", "port"]
@@ -98,7 +98,7 @@ class SectionGraph:
 
     graph: Graph
     units: Sequence[UnitOp | BufferOp]
-    sinks: Sequence[_Sink]
+    sinks: Sequence[Sink]
 
 
 def section_graph(section: SectionOp) -> SectionGraph:
@@ -109,7 +109,7 @@ def section_graph(section: SectionOp) -> SectionGraph:
     ]
     index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
     streams: list[Stream] = []
-    sinks: list[_Sink] = []
+    sinks: list[Sink] = []
 
     def buffer_of(value: SSAValue, what: str) -> int:
         owner = value.owner
@@ -128,19 +128,19 @@ def section_graph(section: SectionOp) -> SectionGraph:
                 raise PassFailedException(
                     f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
                 )
-            sinks.append(_Sink("fill", op))
+            sinks.append(Sink("fill", op))
         else:
             for port, value in enumerate(op.inputs):
                 what = f"input {port} of pcu.unit @{op.sym_name.data}"
                 streams.append(Stream(buffer_of(value, what), i))
-                sinks.append(_Sink("port", op, port))
+                sinks.append(Sink("port", op, port))
     stored: set[int] = set()
     for k, value in enumerate(section.yield_op.values):
         b = buffer_of(value, f"result {k} of the section")
         if b not in stored:
             stored.add(b)
             streams.append(Stream(b, DRAM))
-            sinks.append(_Sink("store", units[b]))
+            sinks.append(Sink("store", units[b]))
     graph = Graph([_unit(op) for op in units], streams)
     return SectionGraph(graph, units, sinks)
 

@@ -11,9 +11,8 @@ The grid (docs/design.md, runtime/pef/schema.py):
   switch ``(x, y)``;
 - DRAM address generators sit at the left edge: a stream between DRAM and the unit at ``(x, y)``
   enters or leaves the switch network at switch ``(0, y)``;
-- a link joins two adjacent switches and carries at most ``target.link_capacity`` streams. We count
-  both directions of a link together, so a route set that fits here fits a fabric model that
-  counts either way.
+- a link is one direction of the wire between two adjacent switches and carries at most
+  ``target.link_capacity`` streams (as ``runtime.pef.validate`` checks).
 
 The algorithm:
 
@@ -41,13 +40,15 @@ from compiler.targets import Target
 UnitKind = Literal["pcu", "pmu"]
 Coord = tuple[int, int]
 Link = tuple[Coord, Coord]
+"""A directed link: (from switch, to switch)."""
 
 DRAM: Final = -1
 """The endpoint index of off-chip memory in a ``Stream``."""
 
 DRAM_DETOUR: Final = 3
-"""Placement cost of each DRAM stream of a row beyond ``link_capacity``: all of a row's DRAM
-streams start or end at its left-edge switch, so the extra ones detour through a neighbour row."""
+"""Placement cost of each DRAM load (or store) of a row beyond ``link_capacity``: all of a row's
+loads leave, and its stores enter, through its left-edge switch, so the extra ones detour through
+a neighbour row."""
 
 ROUTE_ATTEMPTS: Final = 4
 """How many annealing seeds we try before declaring a section unroutable."""
@@ -177,12 +178,12 @@ def wire_length(graph: Graph, at: Sequence[Coord]) -> int:
 
 
 def placement_cost(graph: Graph, target: Target, at: Sequence[Coord]) -> int:
-    """What the placer minimises: ``wire_length`` plus ``DRAM_DETOUR`` per DRAM stream that its
-    row's edge link cannot carry."""
+    """What the placer minimises: ``wire_length`` plus ``DRAM_DETOUR`` per DRAM load or store
+    that its row's edge link cannot carry."""
     dram = _dram_degree(graph)
-    load = [0] * target.rows
+    load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
-        load[y] += dram[u]
+        load[y] = _add(load[y], dram[u])
     return wire_length(graph, at) + sum(_row_penalty(n, target) for n in load)
 
 
@@ -193,7 +194,7 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     """
     incident = _incident_streams(graph)
     dram = _dram_degree(graph)
-    row_load = [0] * target.rows
+    row_load = [(0, 0)] * target.rows
     free = {"pcu": slots(target, "pcu"), "pmu": slots(target, "pmu")}
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
@@ -209,12 +210,12 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
             at[u] = slot
             cost = sum(stream_length(at, s) for s in known)
             load = row_load[slot[1]]
-            cost += _row_penalty(load + dram[u], target) - _row_penalty(load, target)
+            cost += _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
             if cost < best_cost:
                 best_slot, best_cost = slot, cost
         at[u] = best_slot
         placed[u] = True
-        row_load[best_slot[1]] += dram[u]
+        row_load[best_slot[1]] = _add(row_load[best_slot[1]], dram[u])
         free[unit.kind].remove(best_slot)
     return at
 
@@ -235,9 +236,9 @@ def anneal(
     rng = random.Random(seed)
     incident = _incident_streams(graph)
     dram = _dram_degree(graph)
-    row_load = [0] * target.rows
+    row_load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
-        row_load[y] += dram[u]
+        row_load[y] = _add(row_load[y], dram[u])
     occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
     cost = placement_cost(graph, target, at)
     best, best_cost = list(at), cost
@@ -268,15 +269,18 @@ def anneal(
         if v is not None:
             at[v] = old
         delta = sum(stream_length(at, graph.streams[s]) for s in touched) - before
-        shift = dram[u] - (dram[v] if v is not None else 0)  # DRAM streams moving old -> slot row
-        if shift and old[1] != slot[1]:
+        # DRAM loads and stores that move from the old row to the new one.
+        shift = _sub(dram[u], dram[v] if v is not None else (0, 0))
+        moved = shift != (0, 0) and old[1] != slot[1]
+        if moved:
             a, b = row_load[old[1]], row_load[slot[1]]
-            delta += _row_penalty(a - shift, target) - _row_penalty(a, target)
-            delta += _row_penalty(b + shift, target) - _row_penalty(b, target)
+            delta += _row_penalty(_sub(a, shift), target) - _row_penalty(a, target)
+            delta += _row_penalty(_add(b, shift), target) - _row_penalty(b, target)
         if delta <= 0 or rng.random() < math.exp(-delta / temperature):
             cost += delta
-            row_load[old[1]] -= shift
-            row_load[slot[1]] += shift
+            if moved:
+                row_load[old[1]] = _sub(row_load[old[1]], shift)
+                row_load[slot[1]] = _add(row_load[slot[1]], shift)
             occupant[slot] = u
             if v is not None:
                 occupant[old] = v
@@ -348,7 +352,7 @@ def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord
 
 
 def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
-    """How many streams use each link (both directions counted together)."""
+    """How many streams use each (directed) link."""
     usage: dict[Link, int] = {}
     for hops in routes:
         for link in _links(hops):
@@ -391,19 +395,30 @@ def _incident_streams(graph: Graph) -> list[list[int]]:
     return incident
 
 
-def _dram_degree(graph: Graph) -> list[int]:
-    """Per unit, how many of its streams go to or come from DRAM."""
-    degree = [0] * len(graph.units)
+def _dram_degree(graph: Graph) -> list[tuple[int, int]]:
+    """Per unit, how many DRAM loads it receives and how many DRAM stores it sends."""
+    loads = [0] * len(graph.units)
+    stores = [0] * len(graph.units)
     for stream in graph.streams:
         if stream.src == DRAM:
-            degree[stream.dst] += 1
+            loads[stream.dst] += 1
         elif stream.dst == DRAM:
-            degree[stream.src] += 1
-    return degree
+            stores[stream.src] += 1
+    return list(zip(loads, stores, strict=True))
 
 
-def _row_penalty(load: int, target: Target) -> int:
-    return DRAM_DETOUR * max(0, load - target.link_capacity)
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _sub(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] - b[0], a[1] - b[1]
+
+
+def _row_penalty(load: tuple[int, int], target: Target) -> int:
+    """The detour cost of a row's DRAM (loads, stores) beyond what its edge links carry."""
+    cap = target.link_capacity
+    return DRAM_DETOUR * (max(0, load[0] - cap) + max(0, load[1] - cap))
 
 
 def _describe(graph: Graph, index: int) -> str:
@@ -440,12 +455,8 @@ def _yx_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
     return tuple(hops)
 
 
-def _link(p: Coord, q: Coord) -> Link:
-    return (p, q) if p <= q else (q, p)
-
-
 def _links(hops: Sequence[Coord]) -> list[Link]:
-    return [_link(hops[i], hops[i + 1]) for i in range(len(hops) - 1)]
+    return [(hops[i], hops[i + 1]) for i in range(len(hops) - 1)]
 
 
 def _fits(hops: Sequence[Coord], usage: dict[Link, int], target: Target) -> bool:
@@ -467,7 +478,7 @@ def _detour(a: Coord, b: Coord, usage: dict[Link, int], target: Target) -> tuple
         for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
             if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
                 continue
-            if usage.get(_link(p, q), 0) >= target.link_capacity:
+            if usage.get((p, q), 0) >= target.link_capacity:
                 continue
             parent[q] = p
             queue.append(q)

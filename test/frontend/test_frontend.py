@@ -294,34 +294,18 @@ def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> No
     assert "\n" not in message
 
 
-ABS_MODEL = """
-    import torch
-    from torch import nn
+def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An op only the backward uses is reported at the forward line it differentiates."""
+    from compiler.frontend import aten
 
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(8, 8)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.abs(self.fc(x))
-
-
-    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (out - target).mean()
-"""
-
-
-def test_unsupported_backward_op_says_gradient(tmp_path: Path) -> None:
-    path = _write_model(tmp_path, ABS_MODEL)
-    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
-    build_dataflow(spec, inference=True)  # abs itself is fine
+    monkeypatch.delitem(aten.CONVERTERS, "aten.threshold_backward.default")
+    spec = mlp_spec()
+    build_dataflow(spec, inference=True)  # the forward alone does not need it
     with pytest.raises(UnsupportedOpError) as info:
         build_dataflow(spec, inference=False)
-    line = _line_of(path, "torch.abs")
+    line = source_line("return self.fc2(self.act(self.fc1(x)))")
     assert str(info.value) == (
-        f"model.py:{line}: unsupported op aten.sgn.default (gradient of this line)"
+        f"model.py:{line}: unsupported op aten.threshold_backward.default (gradient of this line)"
     )
 
 

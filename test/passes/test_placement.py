@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import pytest
 
@@ -104,11 +103,6 @@ def check_placement(graph: Graph, target: Target, placement: Placement) -> None:
     assert max(link_usage(placement.routes).values(), default=0) <= target.link_capacity
 
 
-def dram_rows(graph: Graph, placement: Placement) -> Sequence[int]:
-    return [placement.at[s.dst if s.src == DRAM else s.src][1] for s in graph.streams
-            if DRAM in (s.src, s.dst)]  # fmt: skip
-
-
 def test_near_optimal_against_brute_force() -> None:
     graph = two_layer_graph()
     optimum = brute_force_optimum(graph, GRID)
@@ -178,3 +172,13 @@ def test_empty_and_single_unit_graphs() -> None:
     assert place_and_route(Graph([], []), target) == Placement((), ())
     single = place_and_route(Graph([Unit("x", "pmu")], [Stream(DRAM, 0), Stream(0, DRAM)]), target)
     check_placement(Graph([Unit("x", "pmu")], [Stream(DRAM, 0), Stream(0, DRAM)]), target, single)
+
+
+def test_links_are_directed() -> None:
+    # A PCU and a PMU side by side, streams both ways, one stream a link: no detour needed.
+    target = Target("pair", cols=2, rows=1, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                    pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
+    graph = Graph([Unit("p", "pcu"), Unit("x", "pmu")], [Stream(1, 0), Stream(0, 1)])
+    placement = place_and_route(graph, target)
+    check_placement(graph, target, placement)
+    assert placement.routes == (((1, 0), (0, 0)), ((0, 0), (1, 0)))
