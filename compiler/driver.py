@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
@@ -64,6 +65,13 @@ def count_ops(module: ModuleOp) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _optimizer_name(spec: ModelSpec, inference: bool) -> str:
+    """The optimizer's family as the PEF records it: "sgd", "adamw", or "none"."""
+    if inference or spec.optimizer is None:
+        return "none"
+    return "adamw" if isinstance(spec.optimizer, torch.optim.AdamW) else "sgd"
+
+
 def compile_model(
     spec: ModelSpec,
     *,
@@ -103,6 +111,8 @@ def compile_model(
         compiler_version=COMPILER_VERSION,
         compile_flags=flags,
         source_hash=source_hash,
+        optimizer=_optimizer_name(spec, inference),
+        loss=not inference,
     )
     pef_path = out_dir / f"{pef_name}.pef"
     write_pef(pef_path, program)

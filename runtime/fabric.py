@@ -9,8 +9,9 @@ A PCU runs over its whole iteration space at once, never a Python loop per eleme
 - every input port is a strided view of its PMU's flat buffer
   (``address = offset + sum(strides[c] * counter[c])``), with only the counters the port's
   address varies over as axes (a zero stride is a broadcast: that axis is dropped);
-- a value is an ``(array, axes)`` pair, ``axes`` the sorted counters it varies over; a stage
-  combines its operands with numpy broadcasting over the union of their axes;
+- a value is an array whose axes are the (sorted) counters it varies over, fixed when the unit
+  is configured; a stage combines its operands with numpy broadcasting over the union of their
+  axes (the reshapes that align them are planned once, at configuration);
 - the output: counters with output stride 0 are reduced with the combiner (add: sum, max, min),
   counters the result does not vary over are broadcast, and the result is written through a
   strided view of the output PMU. When the yielded value is a ``mul`` and the combiner is
@@ -19,7 +20,9 @@ A PCU runs over its whole iteration space at once, never a Python loop per eleme
 
 Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is kept in its
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
-which is ``as_strided`` with a bounds check (``validate`` already proved the bounds).
+which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
+result that is a fresh array already laid out as its whole output PMU becomes that PMU's buffer
+without a copy.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ import math
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from runtime import perf
 from runtime.errors import RduError
 from runtime.pef import isa
-from runtime.pef.schema import Meta, Pcu, Program, Section, Stage
+from runtime.pef.schema import Access, Meta, Pcu, Program, Section
 from runtime.pef.validate import validate
 
 DTYPES: dict[str, np.dtype] = {
@@ -42,9 +46,6 @@ DTYPES: dict[str, np.dtype] = {
     "i64": np.dtype(np.int64),
     "i1": np.dtype(np.bool_),
 }
-
-Value = tuple[np.ndarray, tuple[int, ...]]
-"""A PCU value: an array and the (sorted) counters its axes are, one array axis each."""
 
 
 class FabricError(RduError):
@@ -187,92 +188,267 @@ OPCODES: dict[str, Opcode] = {
 }
 
 
-# -- configuration: per-PCU plans, computed once -------------------------------------------------
+# -- configuration: every PCU compiled once into a plan of numpy calls ---------------------------
+
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class _View:
-    """A strided view of a PMU over some counters: element offset, axes, shape, strides."""
+    """A strided view of a PMU's flat buffer over the counters its address varies with."""
 
     pmu: int
-    offset: int
     axes: tuple[int, ...]
-    shape: tuple[int, ...]
-    strides: tuple[int, ...]
+    shape: Shape
+    byte_offset: int
+    byte_strides: Shape
 
     @staticmethod
-    def of(pmu: int, offset: int, strides: list[int], space: list[int]) -> _View:
-        axes = tuple(c for c, (s, e) in enumerate(zip(strides, space, strict=True)) if s and e != 1)
+    def of(pmu: int, access: Access, space: Shape, itemsize: int) -> _View:
+        axes = tuple(
+            c for c, (s, e) in enumerate(zip(access.strides, space, strict=True)) if s and e != 1
+        )
         return _View(
-            pmu, offset, axes, tuple(space[c] for c in axes), tuple(strides[c] for c in axes)
+            pmu,
+            axes,
+            tuple(space[c] for c in axes),
+            access.offset * itemsize,
+            tuple(access.strides[c] * itemsize for c in axes),
         )
 
     def over(self, buffer: np.ndarray) -> np.ndarray:
-        item = buffer.itemsize
+        """The view (``np.ndarray(buffer=...)``: ``as_strided`` with a bounds check)."""
         return np.ndarray(
             self.shape,
             buffer.dtype,
             buffer=buffer,
-            offset=self.offset * item,
-            strides=tuple(s * item for s in self.strides),
+            offset=self.byte_offset,
+            strides=self.byte_strides,
         )
+
+    def covers(self, size: int, itemsize: int) -> bool:
+        """Whether the view is the whole row-major buffer of ``size`` elements, in order."""
+        strides, acc = [], itemsize
+        for extent in reversed(self.shape):
+            strides.append(acc)
+            acc *= extent
+        return (
+            self.byte_offset == 0
+            and math.prod(self.shape) == size
+            and self.byte_strides == tuple(reversed(strides))
+        )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One stage: ``values[value] = impl(*operands)``, each operand reshaped to broadcast."""
+
+    value: int
+    impl: Callable[..., np.ndarray]
+    args: tuple[int, ...]
+    shapes: tuple[Shape | None, ...]
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class _Contraction:
+    """``sum over the reduced counters of x * y`` as one matmul (or a batched dot, or a product
+    when the operands share no reduced counter). Operands' axes summed out first (``*_sum``)
+    are reduced counters only that operand varies over."""
+
+    x: int
+    y: int
+    x_sum: Shape
+    y_sum: Shape
+    kind: Literal["mul", "dot", "matmul"]
+    x_perm: Shape
+    y_perm: Shape
+    x_shape: Shape | None
+    y_shape: Shape | None
+    result_shape: Shape | None
+    result_perm: Shape | None
 
 
 @dataclass(frozen=True)
 class _PcuPlan:
     label: str
-    space: tuple[int, ...]
-    ports: tuple[_View, ...]
-    stages: tuple[Stage, ...]
-    evaluate: tuple[int, ...]  # the value numbers of the stages to run, in order
+    space: Shape
+    ports: tuple[tuple[int, _View], ...]  # (value number, view) of the ports the result needs
+    consts: tuple[tuple[int, np.ndarray], ...]  # const and counter values, made once
+    steps: tuple[_Step, ...]
+    nvalues: int
     result: int
+    contraction: _Contraction | None
+    reduce_dims: Shape  # array dims of the result reduced with the combiner
+    scale: int  # product of the reduced counters the result does not vary over (add)
     out: _View  # over the kept (non-reduced) counters
-    reduced: frozenset[int]  # counters with output stride 0 and extent > 1
+    out_shape: Shape | None  # reshape of the result to broadcast into the out view
+    out_size: int
     combiner: str
     dtype: np.dtype
-    contract: bool  # the result is a mul accumulated with add: one matmul
+    adopt: bool  # the result is a fresh array laid out as the whole out PMU: use it as is
     empty: bool  # the iteration space has no point
 
     @staticmethod
-    def build(index: int, pcu: Pcu) -> _PcuPlan:
-        space = list(pcu.space)
+    def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
+        space = tuple(pcu.space)
         nin = len(pcu.inputs)
-        reduced = frozenset(
+        pmu_dtypes = [DTYPES[p.dtype] for p in section.pmus]
+        reduced = {
             c
             for c, (s, e) in enumerate(zip(pcu.out.strides, space, strict=True))
             if s == 0 and e > 1
-        )
+        }
+        views = [_View.of(p.pmu, p.access, space, pmu_dtypes[p.pmu].itemsize) for p in pcu.inputs]
+
+        # Static facts of every value: the counters it varies over, dtype, freshly allocated.
+        axes: list[tuple[int, ...]] = [v.axes for v in views]
+        dtypes: list[np.dtype] = [pmu_dtypes[p.pmu] for p in pcu.inputs]
+        fresh: list[bool] = [False] * nin
+        for stage in pcu.stages:
+            dtype = DTYPES[stage.dtype]
+            if stage.op == "const":
+                axes.append(())
+            elif stage.op == "counter":
+                c = int(stage.imm)  # type: ignore[arg-type]
+                axes.append((c,) if space[c] != 1 else ())
+            else:
+                axes.append(tuple(sorted(set().union(*(axes[a] for a in stage.args)))))
+            fresh.append(
+                stage.op not in ("const", "counter")
+                and (stage.op != "cast" or dtypes[stage.args[0]] != dtype)
+            )
+            dtypes.append(dtype)
+
         contract = False
         if pcu.combiner == "add" and reduced and pcu.result >= nin:
             stage = pcu.stages[pcu.result - nin]
             contract = stage.op == "mul" and stage.dtype in ("f32", "i64")
-        # Which stages the result needs (a contracted mul is done by the contraction).
+
         needed: set[int] = set()
         todo = list(pcu.stages[pcu.result - nin].args) if contract else [pcu.result]
         while todo:
             v = todo.pop()
-            if v in needed:
-                continue
-            needed.add(v)
-            if v >= nin:
-                todo.extend(pcu.stages[v - nin].args)
+            if v not in needed:
+                needed.add(v)
+                if v >= nin:
+                    todo.extend(pcu.stages[v - nin].args)
+
+        consts: list[tuple[int, np.ndarray]] = []
+        steps: list[_Step] = []
+        for v in sorted(n for n in needed if n >= nin):
+            stage = pcu.stages[v - nin]
+            dtype = DTYPES[stage.dtype]
+            if stage.op == "const":
+                consts.append((v, np.asarray(stage.imm, dtype=dtype)))
+            elif stage.op == "counter":
+                c = int(stage.imm)  # type: ignore[arg-type]
+                counter = np.arange(space[c], dtype=np.int64) if axes[v] else np.zeros((), np.int64)
+                counter.flags.writeable = False
+                consts.append((v, counter))
+            else:
+                impl = OPCODES[stage.op].impl
+                assert impl is not None
+                shapes = tuple(_broadcast_shape(axes[a], axes[v], space) for a in stage.args)
+                steps.append(_Step(v, impl, tuple(stage.args), shapes, dtype))
+
+        contraction = None
+        if contract:
+            x, y = pcu.stages[pcu.result - nin].args
+            contraction, result_axes = _plan_contraction(x, axes[x], y, axes[y], reduced, space)
+            covered = set(axes[x]) | set(axes[y])
+            reduce_dims: Shape = ()
+            is_fresh = True
+        else:
+            covered = set(axes[pcu.result])
+            reduce_dims = tuple(i for i, c in enumerate(axes[pcu.result]) if c in reduced)
+            result_axes = tuple(c for c in axes[pcu.result] if c not in reduced)
+            is_fresh = fresh[pcu.result] or bool(reduce_dims)
+        scale = 1
+        if pcu.combiner == "add":
+            scale = math.prod(space[c] for c in reduced if c not in covered)
+        is_fresh = is_fresh or scale != 1
+
+        out_dtype = DTYPES[pcu.dtype]
+        out = _View.of(pcu.out_pmu, pcu.out, space, out_dtype.itemsize)
+        out_size = math.prod(section.pmus[pcu.out_pmu].shape)
         label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
         return _PcuPlan(
             label=label,
-            space=tuple(space),
-            ports=tuple(
-                _View.of(p.pmu, p.access.offset, p.access.strides, space) for p in pcu.inputs
-            ),
-            stages=tuple(pcu.stages),
-            evaluate=tuple(sorted(v for v in needed if v >= nin)),
+            space=space,
+            ports=tuple((i, views[i]) for i in range(nin) if i in needed),
+            consts=tuple(consts),
+            steps=tuple(steps),
+            nvalues=nin + len(pcu.stages),
             result=pcu.result,
-            out=_View.of(pcu.out_pmu, pcu.out.offset, pcu.out.strides, space),
-            reduced=reduced,
+            contraction=contraction,
+            reduce_dims=reduce_dims,
+            scale=scale,
+            out=out,
+            out_shape=_broadcast_shape(result_axes, out.axes, space),
+            out_size=out_size,
             combiner=pcu.combiner,
-            dtype=DTYPES[pcu.dtype],
-            contract=contract,
+            dtype=out_dtype,
+            adopt=is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize),
             empty=math.prod(space) == 0,
         )
+
+
+def _broadcast_shape(axes: tuple[int, ...], union: tuple[int, ...], space: Shape) -> Shape | None:
+    """How an array over ``axes`` is reshaped to broadcast over ``union`` (None: as it is)."""
+    if axes == union or not axes:
+        return None
+    return tuple(space[c] if c in axes else 1 for c in union)
+
+
+def _plan_contraction(
+    x: int, xs: tuple[int, ...], y: int, ys: tuple[int, ...], reduced: set[int], space: Shape
+) -> tuple[_Contraction, tuple[int, ...]]:
+    """The plan of ``sum_reduced x * y`` and the axes of its result."""
+    x_only = [c for c in xs if c in reduced and c not in ys]
+    y_only = [c for c in ys if c in reduced and c not in xs]
+    x_sum = tuple(xs.index(c) for c in x_only)
+    y_sum = tuple(ys.index(c) for c in y_only)
+    xs = tuple(c for c in xs if c not in x_only)
+    ys = tuple(c for c in ys if c not in y_only)
+    k = [c for c in xs if c in ys and c in reduced]
+
+    def size(counters: list[int]) -> int:
+        return math.prod(space[c] for c in counters)
+
+    if not k:
+        union = tuple(sorted(set(xs) | set(ys)))
+        plan = _Contraction(
+            x, y, x_sum, y_sum, "mul", (), (),
+            _broadcast_shape(xs, union, space), _broadcast_shape(ys, union, space), None, None,
+        )  # fmt: skip
+        return plan, union
+    batch = [c for c in xs if c in ys and c not in reduced]
+    m = [c for c in xs if c not in ys]
+    n = [c for c in ys if c not in xs]
+    x_perm = tuple(xs.index(c) for c in batch + m + k)
+    y_perm = tuple(ys.index(c) for c in batch + k + n)
+    order = batch + m + n
+    axes = tuple(sorted(order))
+    result_shape = tuple(space[c] for c in order)
+    result_perm = tuple(order.index(c) for c in axes)
+    if not m and not n:
+        kind: Literal["dot", "matmul"] = "dot"
+        x_shape: Shape = (size(batch), size(k))
+        y_shape: Shape = x_shape
+    elif batch:
+        kind = "matmul"
+        x_shape = (size(batch), size(m), size(k))
+        y_shape = (size(batch), size(k), size(n))
+    else:
+        kind = "matmul"
+        x_shape = (size(m), size(k))
+        y_shape = (size(k), size(n))
+    plan = _Contraction(
+        x, y, x_sum, y_sum, kind, x_perm, y_perm, x_shape, y_shape, result_shape,
+        None if result_perm == tuple(range(len(axes))) else result_perm,
+    )  # fmt: skip
+    return plan, axes
 
 
 @dataclass(frozen=True)
@@ -284,105 +460,31 @@ class _SectionPlan:
 # -- execution -----------------------------------------------------------------------------------
 
 
-def _align(values: list[Value], space: tuple[int, ...]) -> tuple[list[np.ndarray], tuple[int, ...]]:
-    """The operands reshaped to broadcast over the union of their axes, and that union."""
-    first = values[0][1]
-    if all(axes == first for _, axes in values):
-        return [a for a, _ in values], first
-    union = tuple(sorted(set().union(*(axes for _, axes in values))))
-    arrays = []
-    for array, axes in values:
-        if array.ndim and axes != union:
-            array = array.reshape([space[c] if c in axes else 1 for c in union])
-        arrays.append(array)
-    return arrays, union
-
-
-def _stage(stage: Stage, values: dict[int, Value], space: tuple[int, ...]) -> Value:
-    dtype = DTYPES[stage.dtype]
-    if stage.op == "const":
-        return np.asarray(stage.imm, dtype=dtype), ()
-    if stage.op == "counter":
-        c = int(stage.imm)  # type: ignore[arg-type]
-        if space[c] == 1:
-            return np.zeros((), dtype=np.int64), ()
-        return np.arange(space[c], dtype=np.int64), (c,)
-    arrays, axes = _align([values[a] for a in stage.args], space)
-    impl = OPCODES[stage.op].impl
-    assert impl is not None
-    result = np.asarray(impl(*arrays))
-    if result.dtype != dtype:
-        result = result.astype(dtype)
-    return result, axes
-
-
-def _sum_out(value: Value, counters: list[int]) -> Value:
-    array, axes = value
-    if not counters:
-        return value
-    array = np.sum(array, axis=tuple(axes.index(c) for c in counters))
-    return np.asarray(array), tuple(c for c in axes if c not in counters)
-
-
-def _contract(x: Value, y: Value, plan: _PcuPlan) -> Value:
-    """``sum over plan.reduced of x * y`` as one (batched) matmul."""
-    space, reduced = plan.space, plan.reduced
-    missing = [c for c in reduced if c not in x[1] and c not in y[1]]
-    x = _sum_out(x, [c for c in x[1] if c in reduced and c not in y[1]])
-    y = _sum_out(y, [c for c in y[1] if c in reduced and c not in x[1]])
-    (xa, xs), (ya, ys) = x, y
-    k = [c for c in xs if c in ys and c in reduced]
-    if not k:
-        arrays, axes = _align([x, y], space)
-        result = np.multiply(*arrays)
+def _contract(plan: _Contraction, values: list[np.ndarray]) -> np.ndarray:
+    x, y = values[plan.x], values[plan.y]
+    if plan.x_sum:
+        x = np.sum(x, axis=plan.x_sum)
+    if plan.y_sum:
+        y = np.sum(y, axis=plan.y_sum)
+    if plan.kind == "mul":
+        if plan.x_shape is not None:
+            x = x.reshape(plan.x_shape)
+        if plan.y_shape is not None:
+            y = y.reshape(plan.y_shape)
+        return np.multiply(x, y)
+    x = np.transpose(x, plan.x_perm).reshape(plan.x_shape)
+    y = np.transpose(y, plan.y_perm).reshape(plan.y_shape)
+    if plan.kind == "dot":  # no matmul shape to gain and no temporary either
+        result = np.einsum("bk,bk->b", x, y)
     else:
-        batch = [c for c in xs if c in ys and c not in reduced]
-        m = [c for c in xs if c not in ys]
-        n = [c for c in ys if c not in xs]
-
-        def size(counters: list[int]) -> int:
-            return math.prod(space[c] for c in counters)
-
-        xt = xa.transpose([xs.index(c) for c in batch + m + k])
-        yt = ya.transpose([ys.index(c) for c in batch + k + n])
-        if not m and not n:  # dot products: no matmul shape to gain, no temporary either
-            result = np.einsum(
-                "bk,bk->b", xt.reshape(size(batch), size(k)), yt.reshape(size(batch), size(k))
-            )
-        elif batch:
-            result = np.matmul(
-                xt.reshape(size(batch), size(m), size(k)), yt.reshape(size(batch), size(k), size(n))
-            )
-        else:
-            result = np.matmul(xt.reshape(size(m), size(k)), yt.reshape(size(k), size(n)))
-        order = batch + m + n
-        result = result.reshape([space[c] for c in order])
-        axes = tuple(sorted(order))
-        result = result.transpose([order.index(c) for c in axes])
-    if missing:
-        result = result * np.asarray(math.prod(space[c] for c in missing), dtype=result.dtype)
-    return np.asarray(result), axes
+        result = np.matmul(x, y)
+    result = result.reshape(plan.result_shape)
+    if plan.result_perm is not None:
+        result = result.transpose(plan.result_perm)
+    return result
 
 
-_REDUCERS: dict[str, Callable[..., np.ndarray]] = {
-    "add": np.sum,
-    "max": np.max,
-    "min": np.min,
-}
-
-
-def _reduce(value: Value, plan: _PcuPlan) -> Value:
-    """Reduce the value over the reduced counters with the combiner."""
-    array, axes = value
-    dims = tuple(i for i, c in enumerate(axes) if c in plan.reduced)
-    if dims:
-        array = np.asarray(_REDUCERS[plan.combiner](array, axis=dims))
-        axes = tuple(c for c in axes if c not in plan.reduced)
-    if plan.combiner == "add":
-        missing = math.prod(plan.space[c] for c in plan.reduced if c not in value[1])
-        if missing != 1:
-            array = array * np.asarray(missing, dtype=array.dtype)
-    return array, axes
+_REDUCERS: dict[str, Callable[..., np.ndarray]] = {"add": np.sum, "max": np.max, "min": np.min}
 
 
 def _identity_of(combiner: str, dtype: np.dtype) -> np.ndarray:
@@ -397,26 +499,50 @@ def _identity_of(combiner: str, dtype: np.dtype) -> np.ndarray:
     return np.asarray(info.min if combiner == "max" else info.max, dtype)
 
 
-def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray]) -> None:
-    out_buffer = buffers[plan.out.pmu]
+def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
+    """Run one PCU over its whole iteration space and write its output PMU."""
     if plan.empty:
-        if all(e for e in plan.out.shape):
-            plan.out.over(out_buffer)[...] = _identity_of(plan.combiner, plan.dtype)
+        if math.prod(plan.out.shape):
+            _write(plan, buffers, _identity_of(plan.combiner, plan.dtype))
         return
-    values: dict[int, Value] = {}
-    for i, port in enumerate(plan.ports):
-        values[i] = (port.over(buffers[port.pmu]), port.axes)
-    nin = len(plan.ports)
-    for v in plan.evaluate:
-        values[v] = _stage(plan.stages[v - nin], values, plan.space)
-    if plan.contract:
-        a, b = plan.stages[plan.result - nin].args
-        array, axes = _contract(values[a], values[b], plan)
+    values: list[np.ndarray] = [None] * plan.nvalues  # type: ignore[list-item]
+    for v, view in plan.ports:
+        values[v] = view.over(buffers[view.pmu])  # type: ignore[arg-type]
+    for v, const in plan.consts:
+        values[v] = const
+    for step in plan.steps:
+        operands = [
+            values[a] if shape is None else values[a].reshape(shape)
+            for a, shape in zip(step.args, step.shapes, strict=True)
+        ]
+        result = step.impl(*operands)
+        if result.dtype != step.dtype:
+            result = result.astype(step.dtype)
+        values[step.value] = result
+    if plan.contraction is not None:
+        array = _contract(plan.contraction, values)
     else:
-        array, axes = _reduce(values[plan.result], plan)
-    if axes != plan.out.axes:
-        array = array.reshape([plan.space[c] if c in axes else 1 for c in plan.out.axes])
-    plan.out.over(out_buffer)[...] = array
+        array = values[plan.result]
+        if plan.reduce_dims:
+            array = _REDUCERS[plan.combiner](array, axis=plan.reduce_dims)
+    if plan.scale != 1:
+        array = array * np.asarray(plan.scale, dtype=array.dtype)
+    array = np.asarray(array)
+    if array.dtype != plan.dtype:
+        array = array.astype(plan.dtype)
+    if plan.out_shape is not None:
+        array = array.reshape(plan.out_shape)
+    _write(plan, buffers, array)
+
+
+def _write(plan: _PcuPlan, buffers: list[np.ndarray | None], array: np.ndarray) -> None:
+    buffer = buffers[plan.out.pmu]
+    if buffer is None:
+        if plan.adopt and array.flags.c_contiguous and array.shape == plan.out.shape:
+            buffers[plan.out.pmu] = array.reshape(-1)  # already the PMU's layout: no copy
+            return
+        buffer = buffers[plan.out.pmu] = np.zeros(plan.out_size, plan.dtype)
+    plan.out.over(buffer)[...] = array
 
 
 def _dtype_name(dtype: np.dtype) -> str:
@@ -439,7 +565,7 @@ class Fabric:
         self.program = program
         self.meta: Meta = program.meta
         self._plans: dict[str, _SectionPlan] = {
-            s.name: _SectionPlan(s, tuple(_PcuPlan.build(i, p) for i, p in enumerate(s.pcus)))
+            s.name: _SectionPlan(s, tuple(_PcuPlan.build(i, p, s) for i, p in enumerate(s.pcus)))
             for s in program.sections
         }
         clock = self.meta.target.clock_ghz
@@ -471,16 +597,22 @@ class Fabric:
         symbols = self.meta.symbols
         for out in section.outputs:
             sym = symbols[out.symbol]
+            pmu = section.pmus[out.pmu]
             buffer = buffers[out.pmu]
-            if section.pmus[out.pmu].source == "dram":
+            if buffer is None:  # its PCU wrote nothing (an empty iteration space)
+                buffer = np.zeros(math.prod(pmu.shape), DTYPES[pmu.dtype])
+            elif pmu.source == "dram":
                 buffer = buffer.copy()
             dram[sym.name] = buffer.reshape(sym.shape)
         counters = self.counters[name]
         counters.runs += 1
         counters.host_seconds += time.perf_counter() - start
 
-    def _bind(self, section: Section, dram: MutableMapping[str, np.ndarray]) -> list[np.ndarray]:
-        """The PMUs' flat buffers: DRAM inputs checked and bound, PCU-written ones zeroed."""
+    def _bind(
+        self, section: Section, dram: MutableMapping[str, np.ndarray]
+    ) -> list[np.ndarray | None]:
+        """The PMUs' flat buffers: DRAM inputs checked and bound; the ones PCUs write are
+        allocated when first written (None until then)."""
         symbols = self.meta.symbols
         flat: dict[int, np.ndarray] = {}
         for index in section.inputs:
@@ -495,10 +627,4 @@ class Fabric:
                     f"{_dtype_name(array.dtype)} but the PEF expects {sym.shape} {sym.dtype}"
                 )
             flat[index] = np.ascontiguousarray(array).reshape(-1)
-        buffers = []
-        for pmu in section.pmus:
-            if pmu.source == "dram":
-                buffers.append(flat[pmu.symbol])
-            else:
-                buffers.append(np.zeros(math.prod(pmu.shape), DTYPES[pmu.dtype]))
-        return buffers
+        return [flat[p.symbol] if p.source == "dram" else None for p in section.pmus]

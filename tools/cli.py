@@ -22,10 +22,6 @@ MODEL_COMMAND_SETTINGS = {
     "help_option_names": [],
 }
 
-# Errors that describe bad input (exit 1). Anything else is an internal error (exit 2).
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Our error types, imported lazily so that each tool loads only what it uses."""
     from runtime.checkpoint import CheckpointError

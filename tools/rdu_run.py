@@ -97,19 +97,31 @@ class Run:
 
     def initial_state(self) -> tuple[dict[str, np.ndarray], int]:
         """Parameters, buffers and optimizer state for the PEF, and the step to start from."""
-        from runtime.checkpoint import load_checkpoint, state_from_checkpoint
+        from runtime.checkpoint import load_checkpoint, optimizer_from_torch
 
-        wanted = [
-            s
-            for s in self.program.meta.symbols
-            if s.role in ("parameter", "buffer", "optimizer_state")
-        ]
+        symbols = self.program.meta.symbols
+        weights = [s for s in symbols if s.role in ("parameter", "buffer")]
         if self.opts["init_ckpt_path"]:
-            checkpoint = load_checkpoint(self.opts["init_ckpt_path"])
-            return state_from_checkpoint(checkpoint, wanted), checkpoint.step
+            checkpoint = load_checkpoint(self.opts["init_ckpt_path"], expected=weights)
+            state = {s.name: checkpoint["model"][s.name] for s in weights}
+            moments = [s for s in symbols if s.role == "optimizer_state"]
+            if moments and checkpoint["optimizer"] is not None:
+                state.update(
+                    optimizer_from_torch(
+                        checkpoint["optimizer"],
+                        self.parameter_names(),
+                        self.program.meta.optimizer,
+                        expected=moments,
+                    )
+                )
+            return state, checkpoint["step"]
         model = self.torch_model()
-        state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-        return {s.name: state[s.name] for s in wanted if s.name in state}, 0
+        initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        return {s.name: initial[s.name] for s in weights if s.name in initial}, 0
+
+    def parameter_names(self) -> list[str]:
+        """The model's parameters in ``parameters()`` order (what torch's optimizer indexes)."""
+        return [name for name, _ in self.torch_model().named_parameters()]
 
     def hyperparameters(self) -> dict[str, float]:
         """The model's optimizer settings, overridden from the command line."""
@@ -149,18 +161,31 @@ class Run:
         return self.model_file.batches(split, self.args)
 
     def save(self, session, step: int, name: str) -> Path:
-        from runtime.checkpoint import save_checkpoint_for
+        """A checkpoint that loads into the torch model (tied weights under every name)."""
+        from runtime.checkpoint import optimizer_to_torch, save_checkpoint
 
+        state = session.state()
+        model = self.torch_model()
+        by_storage = {}
+        for key, value in model.state_dict().items():
+            by_storage.setdefault(value.data_ptr(), []).append(key)
+        weights = {}
+        for keys in by_storage.values():
+            value = next((state[k] for k in keys if k in state), None)
+            for key in keys:
+                weights[key] = value if value is not None else model.state_dict()[key].numpy()
+        optimizer = None
+        if self.program.meta.optimizer != "none":
+            optimizer = optimizer_to_torch(
+                state,
+                self.parameter_names(),
+                self.program.meta.optimizer,
+                self.hyperparameters(),
+                step,
+            )
         ckpt_dir = Path(self.opts["ckpt_dir"] or self.out_dir / "checkpoints")
         path = ckpt_dir / name
-        save_checkpoint_for(
-            path,
-            state=session.state(),
-            model_keys=self.torch_model().state_dict(),
-            program=self.program,
-            hyper=self.hyperparameters(),
-            step=step,
-        )
+        save_checkpoint(path, model=weights, optimizer=optimizer, step=step)
         return path
 
     # -- modes ---------------------------------------------------------------------------
@@ -280,7 +305,7 @@ class Run:
                     rows.append(f"{len(rows)},{int(p)},{label}")
             c, n = _accuracy(outputs, targets)
             correct, seen = correct + c, seen + n
-        from runtime.checkpoint import atomic_write_bytes
+        from runtime.atomic import atomic_write_bytes
 
         atomic_write_bytes(
             results / "predictions.csv",

@@ -89,7 +89,7 @@ def check_against_torch(run, rtol: float) -> list[Comparison]:
         rows.append(
             compare(f"output.{i}", result.outputs[f"output.{i}"], out.detach().numpy(), rtol)
         )
-    gradients = session.gradients()
+    gradients = result.gradients
     for name, param in model.named_parameters():
         if param.grad is not None and f"{name}.grad" in gradients:
             rows.append(
