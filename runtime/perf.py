@@ -28,8 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runtime.pef.schema import Pcu, Section, Symbol
-
-_DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
+from runtime.pef.validate import DTYPE_BYTES
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def pcu_cycles(pcu: Pcu) -> int:
 
 def nbytes(shape: list[int], dtype: str) -> int:
     """Bytes of a tensor of ``shape`` and ``dtype``."""
-    return math.prod(shape) * _DTYPE_BYTES[dtype]
+    return math.prod(shape) * DTYPE_BYTES[dtype]
 
 
 def section_counters(section: Section, symbols: list[Symbol], clock_ghz: float) -> SectionCounters:

@@ -71,6 +71,7 @@ class _Session:
         self.symbols: dict[str, Symbol] = {s.name: s for s in program.meta.symbols}
         self._sections = sections
         self._reads = {program.meta.symbols[i].name for s in sections for i in s.inputs}
+        self._required_cache: dict[tuple[str, ...], list[Symbol]] = {}
         self._state: dict[str, np.ndarray] = {}
         for name, value in state.items():
             sym = self.symbols.get(name)
@@ -81,7 +82,12 @@ class _Session:
 
     def _required(self, roles: Iterable[str]) -> list[Symbol]:
         """The symbols of ``roles`` that the session's sections read."""
-        return [s for s in self.program.meta.symbols if s.role in roles and s.name in self._reads]
+        key = tuple(roles)
+        if key not in self._required_cache:
+            self._required_cache[key] = [
+                s for s in self.program.meta.symbols if s.role in key and s.name in self._reads
+            ]
+        return self._required_cache[key]
 
     def _check_state(self) -> None:
         for sym in self._required(("parameter", "buffer")):
@@ -126,6 +132,7 @@ class TrainingSession(_Session):
             if sym.role == "optimizer_state" and sym.name not in self._state:
                 self._state[sym.name] = np.zeros(sym.shape, DTYPES[sym.dtype])
         self.last_dram: dict[str, np.ndarray] = {}
+        """The DRAM of the last step (activations and gradients included), for inspection."""
 
     def _hyper(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
         out = {}
@@ -134,7 +141,13 @@ class TrainingSession(_Session):
                 continue
             if sym.name not in hyper:
                 raise SessionError(f"missing hyperparameter '{sym.name}'")
-            out[sym.name] = conform(sym, np.float32(hyper[sym.name]), "hyperparameter")
+            try:
+                value = np.float32(float(hyper[sym.name]))
+            except (TypeError, ValueError):
+                raise SessionError(
+                    f"hyperparameter '{sym.name}' is {hyper[sym.name]!r}, not a number"
+                ) from None
+            out[sym.name] = conform(sym, value, "hyperparameter")
         return out
 
     def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
@@ -177,6 +190,22 @@ class TrainingSession(_Session):
             loss=float(loss) if loss is not None else math.nan,
             outputs=self._results(dram, "output"),
             gradients=self._results(dram, "gradient"),
+        )
+
+    def evaluate(self, batch: Mapping[str, object]) -> tuple[float, dict[str, np.ndarray]]:
+        """The loss and model outputs for ``batch`` from the forward section alone.
+
+        Nothing is trained: the state and the step count stay as they are (test-split metrics).
+        """
+        dram: dict[str, np.ndarray] = dict(self._state)
+        dram.update(self._batch(batch))
+        for section in self._sections:
+            if section.kind == "forward":
+                self.fabric.run_section(section.name, dram)
+        loss = dram.get("loss")
+        return (
+            float(loss) if loss is not None else math.nan,
+            self._results(dram, "output"),
         )
 
 

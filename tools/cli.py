@@ -22,21 +22,13 @@ MODEL_COMMAND_SETTINGS = {
     "help_option_names": [],
 }
 
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Our error types, imported lazily so that each tool loads only what it uses."""
-    from runtime.checkpoint import CheckpointError
-    from runtime.errors import RuntimeFault
-
-    from runtime.pef import PefError
+    from runtime.errors import RduError
     from tools.model_file import ModelFileError
 
-    types: list[type[BaseException]] = [
-        ModelFileError,
-        PefError,
-        CheckpointError,
-        RuntimeFault,
-        ToolError,
-    ]
+    types: list[type[BaseException]] = [ModelFileError, RduError, ToolError]
     if "compiler" in sys.modules:
         from compiler.frontend import FrontendError
         from compiler.targets import TargetError

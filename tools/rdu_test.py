@@ -41,6 +41,7 @@ def compare(name: str, fabric: np.ndarray, reference: np.ndarray, rtol: float) -
 def check_against_torch(run, rtol: float) -> list[Comparison]:
     """Compare one batch of ``run`` (an rdu_run.Run) on the fabric with torch on the CPU."""
     import torch
+
     from runtime.session import InferenceSession, TrainingSession
 
     state, _ = run.initial_state()

@@ -82,11 +82,13 @@ def decode_pef(data: bytes) -> schema.Program:
     data = bytes(data)
     if not data:
         raise PefError("empty file: not a PEF")
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise PefError(
+            f"not a PEF: bad magic {data[: len(MAGIC)]!r} at offset 0 (expected {MAGIC!r})"
+        )
     if len(data) < HEADER_SIZE:
         raise PefError(f"file is {len(data)} bytes, too short for the {HEADER_SIZE}-byte header")
-    magic, version, flags, count, header_crc = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise PefError(f"not a PEF: bad magic {magic!r} at offset 0 (expected {MAGIC!r})")
+    _, version, flags, count, header_crc = _HEADER.unpack_from(data)
     if version > VERSION:
         raise PefError(
             f"PEF format version {version} (offset 8) is newer than this runtime reads "

@@ -102,8 +102,10 @@ class _SectionChecker:
             raise self.fail("inputs lists a symbol twice")
         for i, pmu in enumerate(s.pmus):
             self.check_pmu(i, pmu)
+        written: set[int] = set()  # PMUs written by the PCUs checked so far
         for i, pcu in enumerate(s.pcus):
-            self.check_pcu(i, pcu)
+            self.check_pcu(i, pcu, written)
+            written.add(pcu.out_pmu)
         self.check_outputs()
         self.check_routes()
 
@@ -184,7 +186,7 @@ class _SectionChecker:
                 f"{self.pmu_label(pmu)} of {size} elements"
             )
 
-    def check_pcu(self, i: int, pcu: Pcu) -> None:
+    def check_pcu(self, i: int, pcu: Pcu, written_before: set[int]) -> None:
         label = self.pcu_label(i)
         s, t = self.s, self.t
         self.check_at(label, pcu.at)
@@ -194,7 +196,6 @@ class _SectionChecker:
             raise self.fail(f"{label}: tile {pcu.tile} does not fit space {pcu.space}")
         if not 1 <= pcu.lanes <= t.pcu_lanes:
             raise self.fail(f"{label}: {pcu.lanes} lanes, the target's PCUs have {t.pcu_lanes}")
-        written_before = {p.out_pmu for p in s.pcus[:i]}
         nonempty = all(e > 0 for e in pcu.space)
         dtypes: list[str] = []
         for k, port in enumerate(pcu.inputs):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from e2e_helpers import MLP, compile_mlp, tool
-from runtime.session import TrainingSession
 
 from runtime.pef import read_pef
+from runtime.session import TrainingSession
 from tools.model_file import load_model_file
 
 

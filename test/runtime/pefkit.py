@@ -95,13 +95,18 @@ class SectionBuilder:
         result: int | None = None,
         combiner: str = "none",
         dtype: str = "f32",
+        into: int | None = None,
     ) -> int:
-        """A PCU writing a new PMU of ``out_shape``; returns that PMU. ``inputs``: (pmu, offset,
-        strides). ``out`` defaults to row-major over the leading counters."""
+        """A PCU writing a new PMU of ``out_shape`` (or the existing PMU ``into``); returns that
+        PMU. ``inputs``: (pmu, offset, strides). ``out`` defaults to row-major over the leading
+        counters."""
         index = len(self.pcus)
         if out is None:
             out = (0, row_major(out_shape) + [0] * (len(space) - len(out_shape)))
-        pmu = self._pmu(name + ".out", out_shape, dtype, source="pcu", producer=index)
+        if into is None:
+            pmu = self._pmu(name + ".out", out_shape, dtype, source="pcu", producer=index)
+        else:
+            pmu = into
         self.pcus.append(
             schema.Pcu(
                 name=name,

@@ -455,3 +455,48 @@ def test_broadcast_strides_helper() -> None:
     assert broadcast_strides([1, 4], [3, 4]) == [0, 1]
     assert broadcast_strides([4], [2, 3, 4]) == [0, 0, 1]
     assert row_major([2, 3, 4]) == [12, 4, 1]
+
+
+def test_two_pcus_write_halves_of_one_pmu_and_outputs_never_alias() -> None:
+    """Concatenation by two writers; copies and constants never alias DRAM or plan state."""
+    n = 4
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [n])
+    p.symbol("cat", [2 * n], role="output")
+    p.symbol("copy", [n], role="output")
+    p.symbol("iota", [n], "i64", role="output")
+    p.symbol("twice", [n], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    cat = s.pcu("low", [n], [(x, 0, [1])], [st("neg", 0)], [2 * n], (0, [1]))
+    s.pcu("high", [n], [(x, 0, [1])], [], [2 * n], (n, [1]), result=0, into=cat)
+    copy = s.pcu("copy", [n], [(x, 0, [1])], [], [n], result=0)
+    iota = s.pcu("iota", [n], [], [st("counter", dtype="i64", imm=0)], [n], dtype="i64")
+    twice = s.pcu("twice", [n], [(x, 0, [1])], [st("add", 0, 0)], [n])
+    s.pcu("overwrite", [1], [], [st("const", imm=7.0)], [n], (0, [0]), into=twice)
+    s.store("cat", cat)
+    s.store("copy", copy)
+    s.store("iota", iota)
+    s.store("twice", twice)
+    xa = randn(n)
+    fabric = Fabric(decode_pef(encode_pef(p.build())))
+    dram = {"x": xa}
+    fabric.run_section("forward", dram)
+    np.testing.assert_array_equal(dram["cat"], np.concatenate([-xa, xa]))
+    np.testing.assert_array_equal(dram["copy"], xa)
+    np.testing.assert_array_equal(dram["twice"], np.concatenate([[7.0], 2 * xa[1:]]))
+    assert not np.shares_memory(dram["copy"], xa)
+    dram["iota"][:] = 99  # the host owns what the fabric stored
+    dram["copy"][:] = 0
+    fabric.run_section("forward", dram)
+    assert dram["iota"].tolist() == list(range(n))
+    np.testing.assert_array_equal(dram["copy"], xa)
+
+
+def test_non_contiguous_and_read_only_host_arrays() -> None:
+    a = np.asfortranarray(randn(4, 6))
+    b = randn(8, 6).T  # a transposed view
+    a.flags.writeable = False
+    dram = {"a": a, "b": b}
+    Fabric(matmul_program(4, 6, 8)).run_section("forward", dram)
+    np.testing.assert_allclose(dram["out"], a @ b, rtol=1e-5, atol=1e-6)

@@ -108,6 +108,7 @@ def test_read_errors_name_the_path(tmp_path) -> None:
         (b"", "empty file"),
         (b"RDUPEF", "too short"),
         (b"\x7fELF" + bytes(40), "bad magic"),
+        (b"\x7fELF", "bad magic"),
     ],
 )
 def test_refuses_empty_short_foreign(data: bytes, match: str) -> None:

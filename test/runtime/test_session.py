@@ -123,6 +123,8 @@ def test_errors_name_the_tensor() -> None:
         session.step({"input.0": x[:4], "target.0": t}, hyper)
     with pytest.raises(SessionError, match="input 'input.0' is complex64"):
         session.step({"input.0": x.astype(np.complex64), "target.0": t}, hyper)
+    with pytest.raises(SessionError, match="hyperparameter .lr. is .fast., not a number"):
+        session.step({"input.0": x, "target.0": t}, {**hyper, "lr": "fast"})
     with pytest.raises(SessionError, match="missing hyperparameter 'momentum'"):
         session.step({"input.0": x, "target.0": t}, {"lr": 0.1})
     assert session.step_count == 0
