@@ -54,7 +54,7 @@ def make_context() -> Context:
 
 def print_ir(module: ModuleOp) -> str:
     out = io.StringIO()
-    Printer(stream=out).print_op(module)
+    Printer(stream=out, print_debuginfo=True).print_op(module)
     return out.getvalue() + "\n"
 
 

@@ -177,7 +177,9 @@ class _SectionChecker:
         if not 0 <= pmu < npmu:
             raise self.fail(f"{label}: {what} pmu {pmu} out of range (0..{npmu - 1})")
 
-    def check_bounds(self, label: str, what: str, access: Access, space: list[int], pmu: int):
+    def check_bounds(
+        self, label: str, what: str, access: Access, space: list[int], pmu: int
+    ) -> None:
         size = numel(self.s.pmus[pmu].shape)
         lo, hi = access_range(access, space)
         if lo < 0 or hi >= size:

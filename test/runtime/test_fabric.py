@@ -500,3 +500,23 @@ def test_non_contiguous_and_read_only_host_arrays() -> None:
     dram = {"a": a, "b": b}
     Fabric(matmul_program(4, 6, 8)).run_section("forward", dram)
     np.testing.assert_allclose(dram["out"], a @ b, rtol=1e-5, atol=1e-6)
+
+
+def test_multiply_accumulate_without_a_shared_reduced_counter() -> None:
+    # y[m] = sum_j x[m, j] * w[m] * 3  (w does not vary over j; the const over nothing)
+    M, J = 5, 7
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [M, J])
+    p.symbol("w", [M])
+    p.symbol("y", [M], role="output")
+    s = p.section("forward")
+    x, w = s.load("x"), s.load("w")
+    stages = [st("const", imm=3.0), st("mul", 1, 2), st("mul", 0, 3)]
+    out = s.pcu(
+        "scaled", [M, J], [(x, 0, [J, 1]), (w, 0, [1, 0])], stages, [M], (0, [1, 0]),
+        combiner="add",
+    )  # fmt: skip
+    s.store("y", out)
+    xa, wa = randn(M, J), randn(M)
+    y = run(p.build(), {"x": xa, "w": wa})["y"]
+    np.testing.assert_allclose(y, (xa * (wa * 3)[:, None]).sum(1), rtol=1e-5, atol=1e-6)

@@ -253,3 +253,11 @@ def test_refuses_zero_sections_and_duplicate_sections() -> None:
     fwd = msgspec.msgpack.encode(program.sections[0])
     with pytest.raises(PefError, match="section 'forward' appears twice"):
         decode_pef(pack_sections([("meta", meta), ("forward", fwd), ("forward", fwd)]))
+
+
+def test_written_files_get_the_usual_mode(tmp_path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "model.pef"
+    write_pef(path, training_program())
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
