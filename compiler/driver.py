@@ -23,6 +23,7 @@ from compiler.pipeline import lowering_passes
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.pef import encode_pef, write_pef
+from runtime.pef.schema import Program
 
 COMPILER_VERSION = "0.1.0"
 
@@ -124,3 +125,23 @@ def compile_model(
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
     return CompileResult(pef_path, size, log_path, count_ops(module), units)
+
+
+def compile_in_memory(spec: ModelSpec, *, inference: bool, target: Target) -> Program:
+    """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks)."""
+    module = build_dataflow(spec, inference=inference)
+    ctx = make_context()
+    for _, pass_ in lowering_passes(target.name):
+        pass_.apply(ctx, module)
+    module.verify()
+    return module_to_program(
+        module,
+        target,
+        model_name=spec.name,
+        batch_size=len(spec.example_inputs[0]) if spec.example_inputs else 1,
+        compiler_version=COMPILER_VERSION,
+        compile_flags=["--inference"] if inference else [],
+        source_hash="",
+        optimizer=_optimizer_name(spec, inference),
+        loss=not inference,
+    )
