@@ -68,9 +68,16 @@ def guarded(tool: str, debug: bool, body: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+class _ModelArgumentParser(argparse.ArgumentParser):
+    """argparse that raises a ToolError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ToolError(f"bad model argument: {message}")
+
+
 def shared_model_parser(model_file: ModelFile | None) -> argparse.ArgumentParser:
     """The argparse parser for the model's own arguments (from ``add_args``)."""
-    parser = argparse.ArgumentParser(prog="model arguments", add_help=False)
+    parser = _ModelArgumentParser(prog="model arguments", add_help=False)
     if model_file is not None:
         model_file.add_args(parser)
     return parser
@@ -81,10 +88,7 @@ def model_namespace(
 ) -> argparse.Namespace:
     """Parse the model's own arguments from ``extra`` and add the shared ones to the namespace."""
     parser = shared_model_parser(model_file)
-    try:
-        args, unknown = parser.parse_known_args(extra)
-    except SystemExit:
-        raise ToolError(f"bad model arguments: {' '.join(extra)}") from None
+    args, unknown = parser.parse_known_args(extra)
     if unknown:
         raise ToolError(f"unknown option(s) {' '.join(unknown)} (see --help)")
     for key, value in shared.items():

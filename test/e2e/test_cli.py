@@ -1,0 +1,30 @@
+"""The commands' shared behaviour: help with the model's arguments, one-line errors."""
+
+from __future__ import annotations
+
+from e2e_helpers import MLP, tool
+
+
+def test_compile_help_lists_model_arguments() -> None:
+    result = tool("rdu-compile", str(MLP), "--help")
+    assert result.returncode == 0
+    assert "--inference" in result.stdout and "--hidden" in result.stdout
+
+
+def test_debug_help_shows_experimental_options() -> None:
+    plain = tool("rdu-compile", "--help").stdout
+    debug = tool("rdu-compile", "--debug", "--help").stdout
+    assert len(debug.splitlines()) >= len(plain.splitlines())
+
+
+def test_bad_model_argument_is_one_line() -> None:
+    result = tool("rdu-compile", str(MLP), "--hidden", "wide")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "--hidden" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_model_file_is_one_line() -> None:
+    result = tool("rdu-run", "no/such/model.py", "--pef", "x.pef")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
