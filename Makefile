@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Every bench/*.py script; each prints its table and merges its own key into bench/results.json.
+bench: $(STAMP)
+	@set -e; for script in bench/*.py; do \
+		echo "== $$script"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python $$script; \
+	done
 
 clean:
 	rm -rf out

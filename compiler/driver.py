@@ -17,6 +17,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
 
+from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
@@ -84,6 +85,7 @@ def compile_model(
     source_hash: str,
     batch_size: int,
     log: list[str] | None = None,
+    data_parallel: bool = False,
 ) -> CompileResult:
     """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically)."""
     log = [] if log is None else log
@@ -99,7 +101,7 @@ def compile_model(
     module.verify()
     note("dataflow", module)
     ctx = make_context()
-    for stage, pass_ in lowering_passes(target.name):
+    for stage, pass_ in lowering_passes(target.spec):
         pass_.apply(ctx, module)
         module.verify()
         note(stage, module)
@@ -115,6 +117,13 @@ def compile_model(
         optimizer=_optimizer_name(spec, inference),
         loss=not inference,
     )
+    if data_parallel:
+        program = mark_data_parallel(program)
+        for collective in program.meta.collectives:
+            log.append(
+                f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors before "
+                f"section {collective.before}"
+            )
     pef_path = out_dir / f"{pef_name}.pef"
     write_pef(pef_path, program)
     size = len(encode_pef(program))
@@ -131,7 +140,7 @@ def compile_in_memory(spec: ModelSpec, *, inference: bool, target: Target) -> Pr
     """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks)."""
     module = build_dataflow(spec, inference=inference)
     ctx = make_context()
-    for _, pass_ in lowering_passes(target.name):
+    for _, pass_ in lowering_passes(target.spec):
         pass_.apply(ctx, module)
     module.verify()
     return module_to_program(

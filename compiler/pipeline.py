@@ -6,13 +6,21 @@ from xdsl.passes import ModulePass
 
 from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
+from compiler.passes.fuse_elementwise import FuseElementwise
 from compiler.passes.place_and_route import PlaceAndRoute
 
 
-def lowering_passes(target: str) -> list[tuple[str, ModulePass]]:
-    """(stage name, pass) from dataflow IR down to placed and routed PCU/PMU IR."""
+def lowering_passes(target: str, *, opt_level: int = 1) -> list[tuple[str, ModulePass]]:
+    """(stage name, pass) from dataflow IR down to placed and routed PCU/PMU IR.
+
+    ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels; 0 (``--o0``) does not.
+    """
+    fusion: list[tuple[str, ModulePass]] = []
+    if opt_level >= 1:
+        fusion = [("fused", FuseElementwise(target=target))]
     return [
         ("rdu_tile", ConvertDataflowToRduTile(target=target)),
+        *fusion,
         ("pcu_pmu", ConvertRduTileToPcuPmu(target=target)),
         ("placed", PlaceAndRoute(target=target)),
     ]

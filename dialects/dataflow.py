@@ -10,7 +10,12 @@ types with static shapes and these primitives compute on them:
 - ``dataflow.pointwise "kind"``: elementwise op with numpy broadcasting of its operands,
 - ``dataflow.reduce "sum"|"max"|"min"``: reduction over some dims (kept as 1 or dropped),
 - ``dataflow.fill``: a splat constant; ``dataflow.iota``: indices along a dim,
-- views: ``dataflow.transpose``, ``dataflow.reshape``, ``dataflow.broadcast``.
+- views: ``dataflow.transpose``, ``dataflow.reshape``, ``dataflow.broadcast``,
+  ``dataflow.as_strided`` (affine windows: convolution, pooling),
+- ``dataflow.pad``: zero padding at the edges and between elements,
+- ``dataflow.extract_slice`` (a view: slice, select, split, flip), ``dataflow.take`` and
+  ``dataflow.put_add`` (gather and scatter-add along a dim by an index tensor: embedding and its
+  gradient), ``dataflow.random`` (counter-based uniform numbers: dropout).
 
 See docs/design.md for the contract shared with the lowering passes.
 """
@@ -698,6 +703,356 @@ class BroadcastOp(IRDLOperation):
             raise VerifyException("broadcast must keep the element type")
 
 
+# --------------------------------------------------------------------------------------------
+# Windows and padding (convolution and pooling)
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class AsStridedOp(IRDLOperation):
+    """A view of the input's row-major elements at affine addresses (numpy's ``as_strided``).
+
+    ``result[i] = flat(input)[offset + sum_d strides[d] * i[d]]``, ``flat`` being the input in
+    row-major order. Strides are in elements and may be 0 (a broadcast), negative (a flip) or
+    overlap (the sliding windows of a convolution or a pooling). Every address the view reaches
+    must be inside the input. Like the other views it folds into the readers' accesses.
+    """
+
+    name = "dataflow.as_strided"
+
+    offset = prop_def(IntegerAttr[I64])
+    strides = prop_def(DenseArrayBase.constr(I64))
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `offset` $offset `strides` $strides attr-dict `:` "
+        "functional-type($input, $result)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        offset: int,
+        strides: Sequence[int],
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"offset": IntegerAttr(offset, i64), "strides": _dense_i64(strides)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "as_strided input")
+        r = _static_tensor(self.result, "as_strided result")
+        shape = r.get_shape()
+        strides = tuple(self.strides.get_values())
+        if len(strides) != len(shape):
+            raise VerifyException(
+                f"as_strided has {len(strides)} strides for a rank-{len(shape)} result"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException("as_strided must keep the element type")
+        if math.prod(shape) == 0:
+            return
+        lo = hi = self.offset.value.data
+        for stride, extent in zip(strides, shape, strict=True):
+            lo += min(0, stride * (extent - 1))
+            hi += max(0, stride * (extent - 1))
+        size = math.prod(a.get_shape())
+        if lo < 0 or hi >= size:
+            raise VerifyException(
+                f"as_strided reaches elements [{lo}, {hi}] of an input of {size} elements"
+            )
+
+
+def padded_shape(
+    shape: Sequence[int], low: Sequence[int], high: Sequence[int], interior: Sequence[int]
+) -> tuple[int, ...]:
+    """The result shape of ``dataflow.pad``."""
+    return tuple(
+        lo + hi + (n - 1) * (mid + 1) + 1 if n else lo + hi
+        for n, lo, hi, mid in zip(shape, low, high, interior, strict=True)
+    )
+
+
+@irdl_op_definition
+class PadOp(IRDLOperation):
+    """Zero padding: ``result[low + i * (interior + 1)] = input[i]`` (per dim), zero elsewhere.
+
+    ``low`` and ``high`` pad the edges, ``interior`` puts that many zeros between neighbours
+    (dilation, e.g. for the gradient of a strided convolution); all non-negative. The result
+    has ``low + high + (n - 1) * (interior + 1) + 1`` elements along a dim of ``n > 0``. Lowered
+    to a copy into a zero-initialised buffer through an offset, strided out access.
+    """
+
+    name = "dataflow.pad"
+
+    low = prop_def(DenseArrayBase.constr(I64))
+    high = prop_def(DenseArrayBase.constr(I64))
+    interior = prop_def(DenseArrayBase.constr(I64))
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `low` $low `high` $high `interior` $interior attr-dict `:` "
+        "functional-type($input, $result)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        low: Sequence[int],
+        high: Sequence[int],
+        interior: Sequence[int],
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={
+                "low": _dense_i64(low),
+                "high": _dense_i64(high),
+                "interior": _dense_i64(interior),
+            },
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "pad input")
+        r = _static_tensor(self.result, "pad result")
+        shape = a.get_shape()
+        low = tuple(self.low.get_values())
+        high = tuple(self.high.get_values())
+        interior = tuple(self.interior.get_values())
+        if not len(low) == len(high) == len(interior) == len(shape):
+            raise VerifyException(
+                f"pad needs one low, high and interior per dim of a rank-{len(shape)} input"
+            )
+        if any(v < 0 for v in (*low, *high, *interior)):
+            raise VerifyException("pad amounts must be non-negative")
+        expected = padded_shape(shape, low, high, interior)
+        if tuple(r.get_shape()) != expected:
+            raise VerifyException(
+                f"pad result shape {_fmt_shape(r.get_shape())} should be {_fmt_shape(expected)}"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException("pad must keep the element type")
+
+
+# --------------------------------------------------------------------------------------------
+# Slices, data-dependent indexing and random numbers
+# --------------------------------------------------------------------------------------------
+
+
+def _verify_slice(what: str, big: Sequence[int], small: Sequence[int], offsets, steps) -> None:
+    """Check that ``small`` is ``big`` sliced at ``offsets`` by ``steps`` (per dim, != 0)."""
+    if not len(big) == len(small) == len(offsets) == len(steps):
+        raise VerifyException(
+            f"{what}: offsets {_fmt_shape(offsets)} and steps {_fmt_shape(steps)} need one entry "
+            f"per dim of {_fmt_shape(big)} and {_fmt_shape(small)}"
+        )
+    for d, (n, k, o, s) in enumerate(zip(big, small, offsets, steps, strict=True)):
+        if s == 0:
+            raise VerifyException(f"{what}: step of dim {d} is 0")
+        if k < 0 or (k > 0 and not (0 <= o < n and 0 <= o + s * (k - 1) < n)):
+            raise VerifyException(
+                f"{what}: dim {d}: {k} elements from {o} by {s} do not fit extent {n}"
+            )
+
+
+@irdl_op_definition
+class ExtractSliceOp(IRDLOperation):
+    """A view: ``result[i] = input[offsets + steps * i]`` per dim (steps may be negative).
+
+    Slices, ``select`` (a slice of extent 1, then a reshape), ``split`` and ``flip`` are this op.
+    """
+
+    name = "dataflow.extract_slice"
+
+    offsets = prop_def(DenseArrayBase.constr(I64))
+    steps = prop_def(DenseArrayBase.constr(I64))
+    input = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `offsets` $offsets `steps` $steps attr-dict `:` functional-type($input, $result)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        offsets: Sequence[int],
+        steps: Sequence[int],
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[result_type],
+            properties={"offsets": _dense_i64(offsets), "steps": _dense_i64(steps)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "extract_slice input")
+        r = _static_tensor(self.result, "extract_slice result")
+        _verify_slice(
+            "extract_slice", a.get_shape(), r.get_shape(),
+            self.offsets.get_values(), self.steps.get_values(),
+        )  # fmt: skip
+        if a.element_type != r.element_type:
+            raise VerifyException("extract_slice must keep the element type")
+
+
+def _verify_take_shapes(
+    what: str, table: Sequence[int], index: Sequence[int], dim: int, gathered: Sequence[int]
+) -> None:
+    if not 0 <= dim < len(table):
+        raise VerifyException(f"{what}: dim {dim} out of range for rank {len(table)}")
+    expected = (*table[:dim], *index, *table[dim + 1 :])
+    if tuple(gathered) != expected:
+        raise VerifyException(
+            f"{what}: shape {_fmt_shape(gathered)} should be {_fmt_shape(expected)} (the table "
+            f"{_fmt_shape(table)} with dim {dim} replaced by the index shape {_fmt_shape(index)})"
+        )
+
+
+@irdl_op_definition
+class TakeOp(IRDLOperation):
+    """A data-dependent gather along ``dim`` (numpy's ``take``):
+    ``result[a..., j..., b...] = input[a..., index[j...], b...]``.
+
+    Embedding, ``index_select`` and indexing with one integer tensor. Index values must be in
+    ``[0, input.shape[dim])`` (checked on the fabric at run time).
+    """
+
+    name = "dataflow.take"
+
+    dim = prop_def(IntegerAttr[I64])
+    input = operand_def(TensorType)
+    index = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `,` $index `dim` $dim attr-dict `:` functional-type(operands, results)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        index: SSAValue | Operation,
+        dim: int,
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input, index],
+            result_types=[result_type],
+            properties={"dim": IntegerAttr(dim, i64)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "take input")
+        i = _static_tensor(self.index, "take index")
+        r = _static_tensor(self.result, "take result")
+        if i.element_type != i64:
+            raise VerifyException(f"take index must be i64, got {i.element_type}")
+        _verify_take_shapes(
+            "take result", a.get_shape(), i.get_shape(), self.dim.value.data, r.get_shape()
+        )
+        if a.element_type != r.element_type:
+            raise VerifyException("take must keep the element type")
+
+
+@irdl_op_definition
+class PutAddOp(IRDLOperation):
+    """The transpose of ``take`` (a scatter-add into zeros, numpy's ``add.at``):
+    ``result[a..., k, b...] = sum over j with index[j...] == k of input[a..., j..., b...]``.
+
+    The gradient of an embedding (``embedding_dense_backward``) and ``index_put`` with
+    ``accumulate=True``.
+    """
+
+    name = "dataflow.put_add"
+
+    dim = prop_def(IntegerAttr[I64])
+    input = operand_def(TensorType)
+    index = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `,` $index `dim` $dim attr-dict `:` functional-type(operands, results)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        index: SSAValue | Operation,
+        dim: int,
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input, index],
+            result_types=[result_type],
+            properties={"dim": IntegerAttr(dim, i64)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "put_add input")
+        i = _static_tensor(self.index, "put_add index")
+        r = _static_tensor(self.result, "put_add result")
+        if i.element_type != i64:
+            raise VerifyException(f"put_add index must be i64, got {i.element_type}")
+        _verify_take_shapes(
+            "put_add input", r.get_shape(), i.get_shape(), self.dim.value.data, a.get_shape()
+        )
+        if a.element_type != r.element_type:
+            raise VerifyException("put_add must keep the element type")
+
+
+@irdl_op_definition
+class RandomOp(IRDLOperation):
+    """Uniform f32 numbers in ``[0, 1)``, a counter-based function of the 0-d i64 ``seed``, the
+    ``stream`` (one per random op of a section) and each element's row-major index: the same
+    seed gives the same numbers on every run (the ``rand`` PCU opcode documents the hash).
+    """
+
+    name = "dataflow.random"
+
+    stream = prop_def(IntegerAttr[I64])
+    seed = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = "$seed `stream` $stream attr-dict `:` functional-type($seed, $result)"
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(self, seed: SSAValue | Operation, stream: int, result_type: Attribute) -> None:
+        super().__init__(
+            operands=[seed],
+            result_types=[result_type],
+            properties={"stream": IntegerAttr(stream, i64)},
+        )
+
+    def verify_(self) -> None:
+        s = _static_tensor(self.seed, "random seed")
+        r = _static_tensor(self.result, "random result")
+        if s.element_type != i64 or s.get_shape():
+            raise VerifyException(f"random seed must be a 0-d i64 tensor, got {s}")
+        if not _is_float(r.element_type):
+            raise VerifyException(f"random result must be a float tensor, got {r}")
+        if not 0 <= self.stream.value.data < 256:
+            raise VerifyException(f"random stream {self.stream.value.data} not in [0, 256)")
+
+
 Dataflow = Dialect(
     "dataflow",
     [
@@ -711,6 +1066,12 @@ Dataflow = Dialect(
         TransposeOp,
         ReshapeOp,
         BroadcastOp,
+        AsStridedOp,
+        PadOp,
+        ExtractSliceOp,
+        TakeOp,
+        PutAddOp,
+        RandomOp,
     ],
     [],
 )

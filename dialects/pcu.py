@@ -105,6 +105,7 @@ OPCODE_ARITY: dict[str, int] = {
     **{k: 1 for k in UNARY_OPCODES},
     **{k: 2 for k in BINARY_OPCODES},
     **{k: 3 for k in TERNARY_OPCODES},
+    "rand": 1,
 }
 """Every stage opcode and its number of operands."""
 
@@ -155,6 +156,12 @@ class StageOp(IRDLOperation):
         types = [a.type for a in self.args]
         res = self.result.type
         if op == "cast":
+            return
+        if op == "rand":
+            if types[0] != i64 or not isinstance(res, AnyFloat):
+                raise VerifyException(
+                    f'pcu.stage "rand" takes an i64 key and gives a float, got {types[0]} -> {res}'
+                )
             return
         if op in LOGICAL_OPCODES:
             if any(t != i1 for t in types) or res != i1:

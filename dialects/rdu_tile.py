@@ -77,22 +77,45 @@ BODY_DIALECTS = ("arith", "math", "rdu_tile")
 
 @irdl_attr_definition
 class AccessAttr(ParametrizedAttribute):
-    """An affine address generator: flat address = ``offset + sum_c strides[c] * counter[c]``.
+    """An address generator: flat address = ``offset + sum_c strides[c] * counter[c]``, plus,
+    for a data-dependent access, ``index_stride * v`` where ``v`` is the value that input
+    ``index_port`` reads at the same point of the space (an i64 in ``[0, index_limit)``).
 
-    Syntax: ``#rdu_tile.access<OFFSET : [S0, S1, ...]>``, one stride per counter of the space.
+    Syntax: ``#rdu_tile.access<OFFSET : [S0, S1, ...]>``, one stride per counter of the space;
+    a data-dependent access adds ``+ STRIDE * ins[PORT] of LIMIT``:
+    ``#rdu_tile.access<0 : [0, 1] + 16 * ins[1] of 65>`` reads row ``ins[1]`` of a 65x16 table
+    (a gather); as a kernel's ``out`` it writes there (a scatter, combined by the combiner).
     """
 
     name = "rdu_tile.access"
 
     offset: IntAttr
     strides: ArrayAttr[IntAttr]
+    index: ArrayAttr[IntAttr]
+    """Empty for an affine access, else ``[port, stride, limit]``."""
 
-    def __init__(self, offset: int | IntAttr, strides: Sequence[int] | ArrayAttr[IntAttr]) -> None:
+    def __init__(
+        self,
+        offset: int | IntAttr,
+        strides: Sequence[int] | ArrayAttr[IntAttr],
+        index: Sequence[int] | ArrayAttr[IntAttr] = (),
+    ) -> None:
         if isinstance(offset, int):
             offset = IntAttr(offset)
         if not isinstance(strides, ArrayAttr):
             strides = ArrayAttr([IntAttr(s) for s in strides])
-        super().__init__(offset, strides)
+        if not isinstance(index, ArrayAttr):
+            index = ArrayAttr([IntAttr(v) for v in index])
+        super().__init__(offset, strides, index)
+
+    def verify(self) -> None:
+        if len(self.index.data) not in (0, 3):
+            raise VerifyException("rdu_tile.access: index must be empty or [port, stride, limit]")
+        if self.index.data and (self.index_port < 0 or self.index_limit < 1):
+            raise VerifyException(
+                f"rdu_tile.access: index port {self.index_port} must be >= 0 and index limit "
+                f"{self.index_limit} >= 1"
+            )
 
     @property
     def offset_value(self) -> int:
@@ -104,12 +127,36 @@ class AccessAttr(ParametrizedAttribute):
         """The strides as Python ints, one per counter."""
         return tuple(s.data for s in self.strides.data)
 
+    @property
+    def is_indexed(self) -> bool:
+        """Whether the address has a data-dependent term."""
+        return bool(self.index.data)
+
+    @property
+    def index_port(self) -> int:
+        """The input whose value scales ``index_stride`` (-1: none)."""
+        return self.index.data[0].data if self.index.data else -1
+
+    @property
+    def index_stride(self) -> int:
+        """Elements per unit of the index value (0: none)."""
+        return self.index.data[1].data if self.index.data else 0
+
+    @property
+    def index_limit(self) -> int:
+        """Index values must be in ``[0, index_limit)`` (0: no index)."""
+        return self.index.data[2].data if self.index.data else 0
+
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_int(self.offset.data)
             printer.print_string(" : ")
             with printer.in_square_brackets():
                 printer.print_list(self.strides.data, lambda s: printer.print_int(s.data))
+            if self.is_indexed:
+                printer.print_string(
+                    f" + {self.index_stride} * ins[{self.index_port}] of {self.index_limit}"
+                )
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
@@ -119,13 +166,31 @@ class AccessAttr(ParametrizedAttribute):
             strides = parser.parse_comma_separated_list(
                 parser.Delimiter.SQUARE, lambda: parser.parse_integer(context_msg=" (a stride)")
             )
-        return IntAttr(offset), ArrayAttr([IntAttr(s) for s in strides])
+            index: list[int] = []
+            if parser.parse_optional_punctuation("+") is not None:
+                stride = parser.parse_integer(context_msg=" (the index stride)")
+                parser.parse_punctuation("*")
+                parser.parse_keyword("ins")
+                parser.parse_punctuation("[")
+                port = parser.parse_integer(context_msg=" (the index port)")
+                parser.parse_punctuation("]")
+                parser.parse_keyword("of")
+                limit = parser.parse_integer(context_msg=" (the index limit)")
+                index = [port, stride, limit]
+        return (
+            IntAttr(offset),
+            ArrayAttr([IntAttr(s) for s in strides]),
+            ArrayAttr([IntAttr(v) for v in index]),
+        )
 
     def address_range(self, space: Sequence[int]) -> tuple[int, int]:
-        """The lowest and highest flat address the access touches over ``space`` (non-empty)."""
+        """The lowest and highest flat address the access touches over ``space`` (non-empty),
+        index values in ``[0, index_limit)``."""
         lo = hi = self.offset_value
-        for stride, extent in zip(self.stride_values, space, strict=True):
-            span = stride * (extent - 1)
+        spans = [s * (e - 1) for s, e in zip(self.stride_values, space, strict=True)]
+        if self.is_indexed:
+            spans.append(self.index_stride * (self.index_limit - 1))
+        for span in spans:
             lo += min(0, span)
             hi += max(0, span)
         return lo, hi
@@ -241,6 +306,13 @@ def verify_space(
         )
     named = [(f"ins[{i}]", a, s) for i, (a, s) in enumerate(zip(ins, operand_shapes, strict=True))]
     for label, access, shape in [*named, ("out", out, result_shape)]:
+        if access.is_indexed:
+            port = access.index_port
+            if port >= len(ins) or ins[port].is_indexed or label == f"ins[{port}]":
+                raise VerifyException(
+                    f"{what}: {label} access is indexed by ins[{port}], which must be another "
+                    "operand with an affine access"
+                )
         if len(access.stride_values) != len(space):
             raise VerifyException(
                 f"{what}: {label} access has {len(access.stride_values)} strides but the space "
@@ -363,6 +435,25 @@ class IndexOp(IRDLOperation):
             raise VerifyException(
                 f"rdu_tile.index: counter {c} out of range, the kernel's space has {rank} counters"
             )
+
+
+@irdl_op_definition
+class RandomOp(IRDLOperation):
+    """A uniform f32 in ``[0, 1)`` hashed from an i64 key and the point's row-major index in
+    the kernel's space: ``%u = rdu_tile.random %key : f32`` (the PCU's ``rand`` stage; the
+    hash is documented in runtime/pef/isa.py)."""
+
+    name = "rdu_tile.random"
+
+    key = operand_def(EqAttrConstraint(i64))
+    result = result_def()
+
+    assembly_format = "$key attr-dict `:` type($result)"
+
+    traits = lazy_traits_def(lambda: (NoMemoryEffect(), HasParent(KernelOp)))
+
+    def __init__(self, key: SSAValue | Operation, result_type: Attribute) -> None:
+        super().__init__(operands=[key], result_types=[result_type])
 
 
 @irdl_op_definition
@@ -491,5 +582,5 @@ class KernelOp(IRDLOperation):
         )
 
 
-RduTile = Dialect("rdu_tile", [KernelOp, YieldOp, IndexOp], [AccessAttr])
+RduTile = Dialect("rdu_tile", [KernelOp, YieldOp, IndexOp, RandomOp], [AccessAttr])
 """The rdu_tile dialect."""

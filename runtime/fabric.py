@@ -27,6 +27,7 @@ without a copy.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, MutableMapping
@@ -181,11 +182,46 @@ _IMPLS: dict[str, Callable[..., np.ndarray] | None] = {
     "select": _select,
     "const": None,
     "counter": None,
+    "rand": None,  # planned per PCU: it needs the point's index in the space (see _rand)
 }
 
 OPCODES: dict[str, Opcode] = {
     name: Opcode(name, sig.arity, _IMPLS[name]) for name, sig in isa.SIGNATURES.items()
 }
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer (uint64 arithmetic wraps modulo 2**64)."""
+    z = z ^ (z >> np.uint64(30))
+    z = z * _MIX1
+    z = z ^ (z >> np.uint64(27))
+    z = z * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def _rand(index: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """The ``rand`` opcode (runtime/pef/isa.py): a float32 in [0, 1) from ``key`` and the
+    row-major ``index`` of each point of the space."""
+    z = _mix64(_mix64(np.asarray(key).astype(np.uint64)) + (index + np.uint64(1)) * _GOLDEN)
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+
+
+def _flat_index(axes: tuple[int, ...], space: tuple[int, ...]) -> np.ndarray:
+    """The row-major index of every point of ``space`` over ``axes`` (uint64)."""
+    strides = [math.prod(space[c + 1 :]) for c in range(len(space))]
+    index = np.zeros((1,) * len(axes), np.uint64)
+    for i, c in enumerate(axes):
+        shape = [1] * len(axes)
+        shape[i] = space[c]
+        index = index + (np.arange(space[c], dtype=np.uint64) * np.uint64(strides[c])).reshape(
+            shape
+        )
+    return index.reshape(tuple(space[c] for c in axes))
 
 
 # -- configuration: every PCU compiled once into a plan of numpy calls ---------------------------
@@ -240,6 +276,56 @@ class _View:
 
 
 @dataclass(frozen=True)
+class _Indexed:
+    """A data-dependent access: ``offset + affine(counters) + stride * index``, ``index`` being
+    the value of input port ``port``; the addresses span ``axes`` (affine and index axes)."""
+
+    port: int
+    stride: int
+    limit: int
+    affine: np.ndarray  # flat addresses over the affine axes, reshaped to broadcast over axes
+    index_shape: Shape | None  # reshape of the index value to broadcast over axes
+    axes: tuple[int, ...]
+    label: str
+
+    @staticmethod
+    def of(access: Access, space: Shape, index_axes: tuple[int, ...], label: str) -> _Indexed:
+        affine_axes = tuple(
+            c for c, (s, e) in enumerate(zip(access.strides, space, strict=True)) if s and e != 1
+        )
+        axes = tuple(sorted(set(affine_axes) | set(index_axes)))
+        affine = np.full((1,) * len(axes), access.offset, np.int64)
+        for i, c in enumerate(axes):
+            if c in affine_axes:
+                shape = [1] * len(axes)
+                shape[i] = space[c]
+                step = np.arange(space[c], dtype=np.int64) * access.strides[c]
+                affine = affine + step.reshape(shape)
+        affine.flags.writeable = False
+        return _Indexed(
+            access.index_port,
+            access.index_stride,
+            access.index_limit,
+            affine,
+            _broadcast_shape(index_axes, axes, space) if index_axes else None,
+            axes,
+            label,
+        )
+
+    def addresses(self, values: list[np.ndarray]) -> np.ndarray:
+        """Flat addresses of every point (index values checked in ``[0, limit)``)."""
+        index = values[self.port]
+        if index.size:
+            lo, hi = int(index.min()), int(index.max())
+            if lo < 0 or hi >= self.limit:
+                bad = lo if lo < 0 else hi
+                raise FabricError(f"{self.label}: index value {bad} out of range [0, {self.limit})")
+        if self.index_shape is not None:
+            index = index.reshape(self.index_shape)
+        return self.affine + index * np.int64(self.stride)
+
+
+@dataclass(frozen=True)
 class _Step:
     """One stage: ``values[value] = impl(*operands)``, each operand reshaped to broadcast."""
 
@@ -288,6 +374,8 @@ class _PcuPlan:
     dtype: np.dtype
     adopt: bool  # the result is a fresh array laid out as the whole out PMU: use it as is
     empty: bool  # the iteration space has no point
+    gathers: tuple[tuple[int, _Indexed, int], ...] = ()  # (port, addresses, pmu): indexed reads
+    scatter: _Scatter | None = None  # an indexed output (a scatter)
 
     @staticmethod
     def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
@@ -300,9 +388,19 @@ class _PcuPlan:
             if s == 0 and e > 1
         }
         views = [_View.of(p.pmu, p.access, space, pmu_dtypes[p.pmu].itemsize) for p in pcu.inputs]
+        index_label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
+        gathers = {
+            k: _Indexed.of(
+                p.access, space, views[p.access.index_port].axes, f"{index_label}: input {k}"
+            )
+            for k, p in enumerate(pcu.inputs)
+            if p.access.index_port >= 0
+        }
 
         # Static facts of every value: the counters it varies over, dtype, freshly allocated.
-        axes: list[tuple[int, ...]] = [v.axes for v in views]
+        axes: list[tuple[int, ...]] = [
+            gathers[k].axes if k in gathers else v.axes for k, v in enumerate(views)
+        ]
         dtypes: list[np.dtype] = [pmu_dtypes[p.pmu] for p in pcu.inputs]
         fresh: list[bool] = [False] * nin
         for stage in pcu.stages:
@@ -312,6 +410,8 @@ class _PcuPlan:
             elif stage.op == "counter":
                 c = int(stage.imm)  # type: ignore[arg-type]
                 axes.append((c,) if space[c] != 1 else ())
+            elif stage.op == "rand":
+                axes.append(tuple(c for c, e in enumerate(space) if e != 1))
             else:
                 axes.append(tuple(sorted(set().union(*(axes[a] for a in stage.args)))))
             fresh.append(
@@ -324,6 +424,7 @@ class _PcuPlan:
         if pcu.combiner == "add" and reduced and pcu.result >= nin:
             stage = pcu.stages[pcu.result - nin]
             contract = stage.op == "mul" and stage.dtype in ("f32", "i64")
+        contract = contract and pcu.out.index_port < 0
 
         needed: set[int] = set()
         todo = list(pcu.stages[pcu.result - nin].args) if contract else [pcu.result]
@@ -333,6 +434,10 @@ class _PcuPlan:
                 needed.add(v)
                 if v >= nin:
                     todo.extend(pcu.stages[v - nin].args)
+                elif v in gathers:
+                    todo.append(gathers[v].port)
+        if pcu.out.index_port >= 0:
+            needed.add(pcu.out.index_port)
 
         consts: list[tuple[int, np.ndarray]] = []
         steps: list[_Step] = []
@@ -348,6 +453,8 @@ class _PcuPlan:
                 consts.append((v, counter))
             else:
                 impl = OPCODES[stage.op].impl
+                if stage.op == "rand":
+                    impl = functools.partial(_rand, _flat_index(axes[v], space))
                 assert impl is not None
                 shapes = tuple(_broadcast_shape(axes[a], axes[v], space) for a in stage.args)
                 steps.append(_Step(v, impl, tuple(stage.args), shapes, dtype))
@@ -371,12 +478,17 @@ class _PcuPlan:
 
         out_dtype = DTYPES[pcu.dtype]
         out = _View.of(pcu.out_pmu, pcu.out, space, out_dtype.itemsize)
+        scatter = None
+        if pcu.out.index_port >= 0:
+            scatter = _plan_scatter(
+                pcu, space, axes[pcu.result], views[pcu.out.index_port].axes, index_label
+            )
         out_size = math.prod(section.pmus[pcu.out_pmu].shape)
         label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
         return _PcuPlan(
             label=label,
             space=space,
-            ports=tuple((i, views[i]) for i in range(nin) if i in needed),
+            ports=tuple((i, views[i]) for i in range(nin) if i in needed and i not in gathers),
             consts=tuple(consts),
             steps=tuple(steps),
             nvalues=nin + len(pcu.stages),
@@ -391,7 +503,62 @@ class _PcuPlan:
             dtype=out_dtype,
             adopt=is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize),
             empty=math.prod(space) == 0,
+            gathers=tuple((k, g, views[k].pmu) for k, g in gathers.items() if k in needed),
+            scatter=scatter,
         )
+
+
+@dataclass(frozen=True)
+class _Scatter:
+    """An indexed output: every point's value combines (add) or is stored (none) at its
+    address; counters neither the value nor the address varies over multiply an add."""
+
+    addresses: _Indexed
+    value_shape: Shape | None  # reshape of the result value to broadcast over the axes
+    shape: Shape  # the points: extents of the union of the value's and the address's axes
+    scale: int
+
+
+def _plan_scatter(
+    pcu: Pcu, space: Shape, value_axes: tuple[int, ...], index_axes: tuple[int, ...], label: str
+) -> _Scatter:
+    addresses = _Indexed.of(pcu.out, space, index_axes, f"{label}: output")
+    axes = tuple(sorted(set(addresses.axes) | set(value_axes)))
+    if axes != addresses.axes:  # the addresses broadcast over the value's axes too
+        reshape = _broadcast_shape(addresses.axes, axes, space)
+        affine = addresses.affine.reshape(reshape) if reshape else addresses.affine
+        index_shape = _broadcast_shape(index_axes, axes, space) if index_axes else None
+        addresses = _Indexed(
+            addresses.port, addresses.stride, addresses.limit, affine, index_shape, axes,
+            addresses.label,
+        )  # fmt: skip
+    scale = 1
+    if pcu.combiner == "add":
+        scale = math.prod(e for c, e in enumerate(space) if c not in axes)
+    return _Scatter(
+        addresses, _broadcast_shape(value_axes, axes, space), tuple(space[c] for c in axes), scale
+    )
+
+
+def _scatter(plan: _PcuPlan, buffers: list[np.ndarray | None], values: list[np.ndarray]) -> None:
+    """Write (combiner none) or add (combiner add) every point's value at its address."""
+    scatter = plan.scatter
+    assert scatter is not None
+    value = values[plan.result]
+    if scatter.value_shape is not None:
+        value = value.reshape(scatter.value_shape)
+    addresses = np.broadcast_to(scatter.addresses.addresses(values), scatter.shape).reshape(-1)
+    value = np.broadcast_to(value, scatter.shape).reshape(-1)
+    buffer = buffers[plan.out.pmu] = np.zeros(plan.out_size, plan.dtype)
+    if plan.combiner == "none":
+        buffer[addresses] = value
+        return
+    if plan.dtype.kind == "f":  # float64 sums in one pass: no float32 rounding per addition
+        total = np.bincount(addresses, weights=value, minlength=plan.out_size)
+        buffer[...] = total * scatter.scale
+    else:
+        np.add.at(buffer, addresses, value)
+        buffer *= np.asarray(scatter.scale, plan.dtype)
 
 
 def _broadcast_shape(axes: tuple[int, ...], union: tuple[int, ...], space: Shape) -> Shape | None:
@@ -508,6 +675,8 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
     values: list[np.ndarray] = [None] * plan.nvalues  # type: ignore[list-item]
     for v, view in plan.ports:
         values[v] = view.over(buffers[view.pmu])  # type: ignore[arg-type]
+    for v, gather, pmu in plan.gathers:
+        values[v] = buffers[pmu][gather.addresses(values)]  # type: ignore[index]
     for v, const in plan.consts:
         values[v] = const
     for step in plan.steps:
@@ -519,6 +688,9 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
         if result.dtype != step.dtype:
             result = result.astype(step.dtype)
         values[step.value] = result
+    if plan.scatter is not None:
+        _scatter(plan, buffers, values)
+        return
     if plan.contraction is not None:
         array = _contract(plan.contraction, values)
     else:
@@ -568,9 +740,8 @@ class Fabric:
             s.name: _SectionPlan(s, tuple(_PcuPlan.build(i, p, s) for i, p in enumerate(s.pcus)))
             for s in program.sections
         }
-        clock = self.meta.target.clock_ghz
         self.counters: dict[str, perf.SectionCounters] = {
-            s.name: perf.section_counters(s, self.meta.symbols, clock) for s in program.sections
+            s.name: perf.section_counters(s, self.meta) for s in program.sections
         }
 
     @property

@@ -1,111 +1,582 @@
-"""Performance counters of the emulated fabric, under a simple documented model.
+"""The performance model of the fabric: cycles, FLOPs and off-chip bytes of every section.
 
-The model (first slice; every figure comes from the PEF's target and unit configs):
+One documented place: the compiler's reports (``rdu-compile``: ``report.json``, the summary) and
+the runtime's counters (``rdu-run --profile``) both come from here, from the configuration a PEF
+holds and the figures of its target. Nothing is measured on the host; the model is fixed by the
+configuration, so a run's counters are the model times the number of runs.
 
-- A PCU streams its iteration space through its SIMD lanes, one vector of ``lanes`` elements
-  per cycle, after its stage pipeline has filled:
-  ``cycles(pcu) = ceil(prod(space) / lanes) + len(stages)``.
-  (A reduction costs nothing extra: the combiner is the cross-lane reduction tree and the
-  accumulator at the end of the pipeline.)
-- The units of a section run concurrently, streaming to each other through PMUs (the fabric is
-  spatial and pipelined), so a section takes as long as its slowest unit:
-  ``cycles(section) = max(cycles(pcu) for pcu in section)`` (0 for a section without PCUs).
-- Off-chip traffic is counted, not timed: ``dram_bytes_in`` is the bytes of every PMU loaded
-  from DRAM, ``dram_bytes_out`` the bytes of every section output stored back.
-- Time at the target's clock: ``seconds = cycles / (clock_ghz * 1e9)``.
+A PCU (counters ``c`` with extents ``S[c]``; ``R``: the reduced counters, output stride 0 and
+extent above 1):
 
-Not modelled yet: switch/stream bandwidth, DRAM bandwidth and latency, bank conflicts, the
-cost of a unit whose stages exceed the target's (later issues split such units).
+- **lanes**: the lanes counter ``L`` (``lanes_counter``: the innermost counter that is not
+  reduced and has an extent above 1, else the innermost not reduced, else the innermost) is
+  spread over the SIMD lanes, ``min(lanes, S[L])`` points a vector.
+- **depth** ``d``: the stages the body takes, one an op; ``const`` and ``counter`` take none
+  (immediates, the counter chain). A combiner takes one stage, except that an ``add`` combiner
+  fuses with a ``mul`` result into one multiply-add; a reduction over the lanes counter adds the
+  cross-lane reduction tree, ``ceil(log2(min(lanes, S[L])))`` stages. ``d >= 1``.
+- **passes** ``ceil(d / pcu_stages)``: a body deeper than the pipeline goes round it that often.
+- **unroll** ``u``: a reduction puts ``u = min(pcu_stages // d, S[U])`` copies of its body down
+  the pipeline, each accumulating a different value of the unroll counter ``U`` (the innermost
+  counter other than ``L`` that is not reduced and has an extent above 1): the outer-product
+  mapping of a matrix multiply, where an operand that does not vary with ``U`` is read once a
+  cycle and shared by the ``u`` copies, one that does not vary with ``L`` by the lanes. ``u = 1``
+  without a reduction or without such a counter (an elementwise unit gains nothing: every copy
+  would need its own output vector a cycle).
+- **vectors** ``V = ceil(S[L] / lanes) * ceil(S[U] / u) * prod(S[c], other c)``.
+- **initiation interval** ``II`` (cycles between vectors) is the largest of ``passes`` and, for
+  every input port, the cycles its vector of operands takes: ``w`` elements (``min(lanes, S[L])``
+  if the port varies with ``L``, times ``u`` if it varies with ``U``), which the stream moves in
+  ``ceil(w * bytes / stream_bytes_per_cycle)`` cycles and the PMU's banks deliver in as many
+  cycles as the most elements that fall in one bank (``bank_cycles``; a bank gives one element a
+  cycle; element ``a`` is in bank ``(a + a // skew) mod banks``, ``skew`` being the PMU's
+  ``bank_skew``, 0 for none).
+- **output**: ``prod(S[c], c not in R)`` elements, written in vectors the same way: a unit is
+  also bound by ``out_vectors * II_out`` cycles.
+- **fill**: ``pcu_stages * passes`` plus the hops of its longest input route (a hop a cycle).
+- ``cycles(pcu) = max(V * II, out_vectors * II_out) + fill``.
+- **FLOPs**: ``prod(S)`` times (the arithmetic stages, ``add sub mul div max min neg exp log
+  sqrt rsqrt tanh erf abs pow``, plus one for a combiner).
 
-The counters of one run are fixed by the configuration; ``SectionCounters`` also counts the runs
-and the host (emulation) time they took.
+A section runs its PCUs concurrently, streaming to each other through PMUs, as one pipeline:
+
+- ``compute = max(V * II over PCUs) + fill``, ``fill`` being the longest chain of PCU fills
+  through the PMUs between them (the first result of the last PCU waits for every earlier one);
+- every PMU serves its readers and writer from its banks: ``pmu = max over PMUs of the cycles
+  its banks are busy`` (the sum over its ports of vectors times ``bank_cycles``);
+- off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits one PMU
+  (``pmu_bytes``) is loaded once; a larger one is streamed in tiles for every reader, reloaded
+  whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])`` tiles each) moves a
+  counter the reader's access varies with, after the innermost run of counters it does not:
+  ``tiles / reuse * tile elements * bytes``. A tensor a PCU writes that does not fit one PMU
+  spills: it goes off-chip once and comes back like a large input for each reader. Every
+  section output is stored once. ``dram = bytes / (dram_gbps / clock_ghz)`` cycles;
+- ``cycles(section) = max(compute, pmu, dram)``, named by ``bound``.
+
+Peak: every stage of every lane of every PCU doing a multiply-add (2 FLOPs) a cycle,
+``num_pcus * pcu_lanes * pcu_stages * 2``. ``fraction_of_peak = FLOPs / (cycles * peak)``; the
+roofline bound is ``min(1, FLOPs / bytes off-chip * DRAM bytes a cycle / peak)``, the fraction
+no mapping can beat with that much off-chip traffic.
+
+Not modelled: switch contention beyond the routes' link capacity, DRAM latency, reconfiguring
+the fabric between sections, control (the units of a section start together).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runtime.pef.schema import Pcu, Section, Symbol
-from runtime.pef.validate import DTYPE_BYTES
+from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
+
+DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
+FLOP_OPCODES = frozenset("add sub mul div max min neg exp log sqrt rsqrt tanh erf abs pow".split())
+"""Stage opcodes that count as a floating-point operation (one each)."""
+FREE_OPCODES = frozenset(("const", "counter"))
+"""Stage opcodes that take no pipeline stage: immediates and the counter chain."""
+FLOPS_PER_FMA = 2
+
+
+# -- figures of a target --------------------------------------------------------------------------
+
+
+def num_pcus(target: Target) -> int:
+    """PCU slots of the checkerboard (``x + y`` even)."""
+    return (target.cols * target.rows + 1) // 2
+
+
+def num_pmus(target: Target) -> int:
+    """PMU slots of the checkerboard (``x + y`` odd)."""
+    return target.cols * target.rows // 2
+
+
+def num_links(target: Target) -> int:
+    """Directed links between adjacent switches of the ``(cols+1) x (rows+1)`` switch grid."""
+    return 2 * (target.cols * (target.rows + 1) + target.rows * (target.cols + 1))
+
+
+def peak_flops_per_cycle(target: Target) -> int:
+    """Every stage of every lane of every PCU doing a multiply-add."""
+    return num_pcus(target) * target.pcu_lanes * target.pcu_stages * FLOPS_PER_FMA
+
+
+def stream_bytes(target: Target) -> int:
+    """Bytes one stream moves over a link in a cycle (default: a vector of 32-bit words)."""
+    return target.stream_bytes_per_cycle or 4 * target.pcu_lanes
+
+
+def dram_bytes_per_cycle(target: Target) -> float:
+    """Off-chip bytes a cycle (``inf`` when the target gives no DRAM bandwidth)."""
+    if target.dram_gbps <= 0:
+        return math.inf
+    return target.dram_gbps / target.clock_ghz
+
+
+# -- the counters of a unit -----------------------------------------------------------------------
+
+
+def reduced_counters(space: Sequence[int], out_strides: Sequence[int]) -> list[int]:
+    """Counters with out stride 0 and extent above 1: those the combiner folds."""
+    return [c for c, (e, s) in enumerate(zip(space, out_strides, strict=True)) if s == 0 and e > 1]
+
+
+def lanes_counter(space: Sequence[int], out_strides: Sequence[int]) -> int:
+    """The counter spread over the lanes: the innermost not reduced with an extent above 1, else
+    the innermost not reduced, else the innermost (-1 for a 0-d space). Tiling uses it too."""
+    if not space:
+        return -1
+    reduced = set(reduced_counters(space, out_strides))
+    free = [c for c in range(len(space)) if c not in reduced]
+    wide = [c for c in free if space[c] > 1]
+    if wide:
+        return wide[-1]
+    return free[-1] if free else len(space) - 1
+
+
+def unroll_counter(space: Sequence[int], out_strides: Sequence[int], lanes_at: int) -> int:
+    """The counter a reduction unrolls down the pipeline (-1: none, see the module docstring)."""
+    reduced = set(reduced_counters(space, out_strides))
+    if not reduced:
+        return -1
+    wide = [c for c in range(len(space)) if c not in reduced and c != lanes_at and space[c] > 1]
+    return wide[-1] if wide else -1
+
+
+def bank_cycles(
+    vector: Sequence[tuple[int, int]], banks: int, skew: int = 0, offset: int = 0
+) -> int:
+    """Cycles a PMU of ``banks`` banks takes to deliver one vector of elements: the most that fall
+    in one bank. ``vector`` lists ``(stride, count)``: the addresses are ``offset + sum of i *
+    stride`` for ``i < count`` of each; element ``a`` lives in bank ``(a + a // skew) % banks``."""
+    addresses = [offset]
+    for stride, count in vector:
+        addresses = [a + i * stride for a in addresses for i in range(max(count, 1))]
+    load: dict[int, int] = {}
+    for a in addresses:
+        bank = (a + (a // skew if skew > 0 else 0)) % banks
+        load[bank] = load.get(bank, 0) + 1
+    return max(load.values(), default=1)
 
 
 @dataclass(frozen=True)
-class UnitCounters:
-    """One PCU's counters for one run of its section."""
+class PortModel:
+    """One stream of a PCU: an input port (``port >= 0``) or the output (``port == -1``)."""
+
+    port: int
+    pmu: int
+    elements: int
+    """Elements a vector."""
+    stream_cycles: int
+    bank_cycles: int
+
+    @property
+    def cycles(self) -> int:
+        """Cycles a vector takes on this stream."""
+        return max(self.stream_cycles, self.bank_cycles)
+
+
+@dataclass(frozen=True)
+class UnitModel:
+    """One PCU under the model (see the module docstring)."""
 
     name: str
-    elements: int
+    iterations: int
+    flops: int
     lanes: int
-    stages: int
-    cycles: int
-
-
-@dataclass
-class SectionCounters:
-    """One section's counters: per run (``cycles``, DRAM bytes) and accumulated over runs."""
-
-    section: str
-    units: tuple[UnitCounters, ...]
-    cycles: int
-    dram_bytes_in: int
-    dram_bytes_out: int
-    clock_ghz: float
-    runs: int = 0
-    host_seconds: float = field(default=0.0)
+    depth: int
+    passes: int
+    unroll: int
+    vectors: int
+    ii: int
+    out_vectors: int
+    fill: int
+    ports: tuple[PortModel, ...]
+    bound: str
+    """What sets the unit's time: "compute", "stream", "banks" (an input's), or "output"."""
 
     @property
-    def seconds(self) -> float:
-        """Modelled time of one run at the target's clock."""
-        return self.cycles / (self.clock_ghz * 1e9)
+    def steady(self) -> int:
+        """Cycles without the fill."""
+        return max(self.vectors * self.ii, self.out_vectors * self.ports[-1].cycles)
 
     @property
-    def total_cycles(self) -> int:
-        """Modelled cycles over all runs so far."""
-        return self.cycles * self.runs
+    def cycles(self) -> int:
+        return self.steady + self.fill
 
 
-def pcu_cycles(pcu: Pcu) -> int:
-    """``ceil(prod(space) / lanes) + len(stages)``."""
-    return -(-math.prod(pcu.space) // max(pcu.lanes, 1)) + len(pcu.stages)
+def _depth(pcu: Pcu, lanes_at: int, reduced: set[int], lanes: int) -> int:
+    nin = len(pcu.inputs)
+    depth = sum(1 for s in pcu.stages if s.op not in FREE_OPCODES)
+    if pcu.combiner != "none":
+        result = pcu.stages[pcu.result - nin] if pcu.result >= nin else None
+        fused = pcu.combiner == "add" and result is not None and result.op == "mul"
+        depth += 0 if fused else 1
+        if lanes_at in reduced:
+            width = min(lanes, pcu.space[lanes_at])
+            depth += math.ceil(math.log2(width)) if width > 1 else 0
+    return max(depth, 1)
 
 
-def nbytes(shape: list[int], dtype: str) -> int:
+def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
+    return c >= 0 and strides[c] != 0 and space[c] > 1
+
+
+def unit_model(
+    index: int, pcu: Pcu, section: Section, target: Target, in_hops: int = 0
+) -> UnitModel:
+    """The model of PCU ``index`` of ``section`` (``in_hops``: its longest input route)."""
+    space = pcu.space
+    lanes = max(1, pcu.lanes)
+    reduced = set(reduced_counters(space, pcu.out.strides))
+    at_l = lanes_counter(space, pcu.out.strides)
+    at_u = unroll_counter(space, pcu.out.strides, at_l)
+    depth = _depth(pcu, at_l, reduced, lanes)
+    passes = -(-depth // target.pcu_stages)
+    unroll = 1
+    if at_u >= 0 and depth <= target.pcu_stages:
+        unroll = max(1, min(target.pcu_stages // depth, space[at_u]))
+    iterations = math.prod(space)
+    width = min(lanes, space[at_l]) if at_l >= 0 else 1
+    if iterations == 0:
+        vectors = 0
+    else:
+        vectors = 1
+        for c, extent in enumerate(space):
+            if c == at_l:
+                vectors *= -(-extent // lanes)
+            elif c == at_u:
+                vectors *= -(-extent // unroll)
+            else:
+                vectors *= extent
+    link = stream_bytes(target)
+
+    def stream(pmu: int, strides: Sequence[int], offset: int, port: int) -> PortModel:
+        along: list[tuple[int, int]] = []
+        if _varies(strides, space, at_l):
+            along.append((strides[at_l], width))
+        if _varies(strides, space, at_u):
+            along.append((strides[at_u], unroll))
+        elements = math.prod(n for _, n in along)
+        buffer = section.pmus[pmu]
+        nbytes = elements * DTYPE_BYTES[buffer.dtype]
+        banks = bank_cycles(along, max(1, buffer.banks), buffer.bank_skew, offset)
+        return PortModel(port, pmu, elements, -(-nbytes // link), banks)
+
+    ports = [stream(p.pmu, p.access.strides, p.access.offset, k) for k, p in enumerate(pcu.inputs)]
+    out = stream(pcu.out_pmu, pcu.out.strides, pcu.out.offset, -1)
+    out_elements = math.prod(e for c, e in enumerate(space) if c not in reduced)
+    out_vectors = -(-out_elements // max(out.elements, 1)) if iterations else 0
+    ii = max([passes] + [p.cycles for p in ports])
+    bound = "compute"
+    if ii > passes:
+        worst = max(ports, key=lambda p: p.cycles)
+        bound = "banks" if worst.bank_cycles > worst.stream_cycles else "stream"
+    if out_vectors * out.cycles > vectors * ii:
+        bound = "output"
+    flops_each = sum(1 for s in pcu.stages if s.op in FLOP_OPCODES)
+    flops_each += 1 if pcu.combiner != "none" else 0
+    return UnitModel(
+        name=pcu.name,
+        iterations=iterations,
+        flops=iterations * flops_each,
+        lanes=lanes,
+        depth=depth,
+        passes=passes,
+        unroll=unroll,
+        vectors=vectors,
+        ii=ii,
+        out_vectors=out_vectors,
+        fill=target.pcu_stages * passes + in_hops,
+        ports=(*ports, out),
+        bound=bound,
+    )
+
+
+# -- off-chip traffic -----------------------------------------------------------------------------
+
+
+def nbytes(shape: Sequence[int], dtype: str) -> int:
     """Bytes of a tensor of ``shape`` and ``dtype``."""
     return math.prod(shape) * DTYPE_BYTES[dtype]
 
 
-def section_counters(section: Section, symbols: list[Symbol], clock_ghz: float) -> SectionCounters:
-    """The per-run counters of ``section`` under the model above."""
-    units = tuple(
-        UnitCounters(p.name, math.prod(p.space), p.lanes, len(p.stages), pcu_cycles(p))
-        for p in section.pcus
+def streamed_bytes(pcu: Pcu, strides: Sequence[int], dtype: str) -> int:
+    """Bytes a PCU reads through an access when the tensor is streamed tile by tile (see the
+    module docstring): tiles loaded times the elements of a tile."""
+    trips = [-(-e // max(t, 1)) if e else 0 for e, t in zip(pcu.space, pcu.tile, strict=True)]
+    reuse = 1
+    for c in reversed(range(len(trips))):
+        if strides[c] != 0 and pcu.space[c] > 1:
+            break
+        reuse *= trips[c]
+    loads = math.prod(trips) // max(reuse, 1)
+    tile = math.prod(
+        min(t, e) for t, e, s in zip(pcu.tile, pcu.space, strides, strict=True) if s != 0
     )
-    return SectionCounters(
+    return loads * tile * DTYPE_BYTES[dtype]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A section's off-chip bytes: loaded from and stored to DRAM, and spilled (both ways)."""
+
+    bytes_in: int
+    bytes_out: int
+    spilled: int
+
+    @property
+    def total(self) -> int:
+        return self.bytes_in + self.bytes_out + self.spilled
+
+
+def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
+    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
+    readers: dict[int, list[tuple[Pcu, list[int]]]] = {}
+    for pcu in section.pcus:
+        for port in pcu.inputs:
+            readers.setdefault(port.pmu, []).append((pcu, port.access.strides))
+    stored = {out.pmu for out in section.outputs}
+    bytes_in = spilled = 0
+    for i, pmu in enumerate(section.pmus):
+        size = nbytes(pmu.shape, pmu.dtype)
+        if size <= target.pmu_bytes:
+            bytes_in += size if pmu.source == "dram" else 0
+            continue
+        streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
+        if pmu.source == "dram":
+            bytes_in += streamed if i in readers else size
+        else:
+            spilled += streamed + (0 if i in stored else size)
+    stores = [symbols[o.symbol] for o in section.outputs]
+    bytes_out = sum(nbytes(sym.shape, sym.dtype) for sym in stores)
+    return Traffic(bytes_in, bytes_out, spilled)
+
+
+# -- a section ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SectionModel:
+    """One run of a section under the model (see the module docstring)."""
+
+    section: str
+    units: tuple[UnitModel, ...]
+    pcus_used: int
+    pmus_used: int
+    links_used: int
+    pcus_available: int
+    pmus_available: int
+    links_available: int
+    compute_cycles: int
+    """The slowest unit's steady cycles plus the fill of the longest chain."""
+    fill_cycles: int
+    pmu_cycles: int
+    dram_cycles: int
+    cycles: int
+    bound: str
+    """What sets the section's time: "compute" (its PCUs), "pmu" or "dram"."""
+    flops: int
+    traffic: Traffic
+    clock_ghz: float
+    peak_flops_per_cycle: int
+    dram_bytes_per_cycle: float
+
+    @property
+    def dram_bytes(self) -> int:
+        """Bytes moved off-chip (loads, stores and spills)."""
+        return self.traffic.total
+
+    @property
+    def seconds(self) -> float:
+        """Modelled time at the target's clock."""
+        return self.cycles / (self.clock_ghz * 1e9)
+
+    @property
+    def fraction_of_peak(self) -> float:
+        """FLOPs over what the whole fabric could do in the section's cycles."""
+        if self.cycles == 0:
+            return 0.0
+        return self.flops / (self.cycles * self.peak_flops_per_cycle)
+
+    @property
+    def roofline_fraction(self) -> float:
+        """The fraction of peak the section's off-chip traffic allows at most."""
+        if self.dram_bytes == 0:
+            return 1.0
+        attainable = self.flops / self.dram_bytes * self.dram_bytes_per_cycle
+        return min(1.0, attainable / self.peak_flops_per_cycle)
+
+
+def _links(section: Section) -> int:
+    links: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+    for route in section.routes:
+        for a, b in zip(route.hops, route.hops[1:], strict=False):
+            links.add(((a[0], a[1]), (b[0], b[1])))
+    return len(links)
+
+
+def model_section(section: Section, meta: Meta) -> SectionModel:
+    """The model of one run of ``section`` of a program whose meta is ``meta``."""
+    target = meta.target
+    in_hops: dict[int, int] = {}
+    for route in section.routes:
+        if route.dst[0] == "pcu":
+            i = route.dst[1]
+            in_hops[i] = max(in_hops.get(i, 0), len(route.hops) - 1)
+    units = tuple(
+        unit_model(i, p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
+    )
+    # The fill of the longest chain: a PCU's first result waits for its inputs' producers.
+    ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
+    fill = 0
+    for pcu, unit in zip(section.pcus, units, strict=True):
+        start = max((ready.get(p.pmu, 0) for p in pcu.inputs), default=0)
+        done = start + unit.fill
+        ready[pcu.out_pmu] = max(ready.get(pcu.out_pmu, 0), done)
+        fill = max(fill, done)
+    steady = max((u.steady for u in units), default=0)
+    compute = steady + fill if units else 0
+    busy: dict[int, int] = {}
+    for unit in units:
+        for port in unit.ports:
+            vectors = unit.vectors if port.port >= 0 else unit.out_vectors
+            busy[port.pmu] = busy.get(port.pmu, 0) + vectors * port.bank_cycles
+    pmu = max(busy.values(), default=0)
+    traffic = section_traffic(section, meta.symbols, target)
+    per_cycle = dram_bytes_per_cycle(target)
+    dram = math.ceil(traffic.total / per_cycle) if math.isfinite(per_cycle) else 0
+    cycles = max(compute, pmu, dram)
+    bound = "compute" if cycles == compute else ("dram" if cycles == dram else "pmu")
+    return SectionModel(
         section=section.name,
         units=units,
-        cycles=max((u.cycles for u in units), default=0),
-        dram_bytes_in=sum(nbytes(p.shape, p.dtype) for p in section.pmus if p.source == "dram"),
-        dram_bytes_out=sum(
-            nbytes(symbols[o.symbol].shape, symbols[o.symbol].dtype) for o in section.outputs
-        ),
-        clock_ghz=clock_ghz,
+        pcus_used=len(section.pcus),
+        pmus_used=len(section.pmus),
+        links_used=_links(section),
+        pcus_available=num_pcus(target),
+        pmus_available=num_pmus(target),
+        links_available=num_links(target),
+        compute_cycles=compute,
+        fill_cycles=fill,
+        pmu_cycles=pmu,
+        dram_cycles=dram,
+        cycles=cycles,
+        bound=bound,
+        flops=sum(u.flops for u in units),
+        traffic=traffic,
+        clock_ghz=target.clock_ghz,
+        peak_flops_per_cycle=peak_flops_per_cycle(target),
+        dram_bytes_per_cycle=per_cycle,
     )
+
+
+# -- counters of a run ----------------------------------------------------------------------------
+
+
+@dataclass
+class SectionCounters:
+    """One section's counters: the model of one run, and how many runs and how much host
+    (emulation) time they took. The fabric counts these while it runs."""
+
+    model: SectionModel
+    runs: int = 0
+    host_seconds: float = field(default=0.0)
+
+    @property
+    def section(self) -> str:
+        return self.model.section
+
+    @property
+    def units(self) -> tuple[UnitModel, ...]:
+        return self.model.units
+
+    @property
+    def cycles(self) -> int:
+        """Modelled cycles of one run."""
+        return self.model.cycles
+
+    @property
+    def clock_ghz(self) -> float:
+        return self.model.clock_ghz
+
+    @property
+    def dram_bytes_in(self) -> int:
+        return self.model.traffic.bytes_in
+
+    @property
+    def dram_bytes_out(self) -> int:
+        return self.model.traffic.bytes_out
+
+    @property
+    def seconds(self) -> float:
+        """Modelled time of one run at the target's clock."""
+        return self.model.seconds
+
+    @property
+    def total_cycles(self) -> int:
+        """Modelled cycles over all runs so far."""
+        return self.model.cycles * self.runs
+
+
+def section_counters(section: Section, meta: Meta) -> SectionCounters:
+    """Fresh counters (no run yet) of ``section``."""
+    return SectionCounters(model_section(section, meta))
+
+
+_PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+_SMALL = ((1e-3, "m"), (1e-6, "u"), (1e-9, "n"))
+
+
+def si(x: float, unit: str) -> str:
+    """``x`` with an SI prefix and three significant digits: ``1.23 GB``, ``4.5 us``."""
+    if x == 0:
+        return f"0 {unit}"
+    for scale, prefix in _PREFIXES if abs(x) >= 1 else _SMALL:
+        if abs(x) >= scale:
+            return f"{x / scale:.3g} {prefix}{unit}"
+    return f"{x:.3g} {unit}"
+
+
+def format_models(models: Sequence[SectionModel], runs: Sequence[int] | None = None) -> str:
+    """A table, a line a section (times ``runs`` of each if given), then the total."""
+    head = (
+        f"{'section':<12}{'PCUs':>11}{'PMUs':>11}{'links':>12}{'cycles':>13}{'time':>11}"
+        f"{'FLOPs':>11}{'off-chip':>11}{'peak':>7}{'roof':>7}  bound"
+    )
+    if runs is not None:
+        head += f"{'runs':>8}"
+    lines = [head]
+    for k, m in enumerate(models):
+        n = 1 if runs is None else runs[k]
+        line = (
+            f"{m.section:<12}{f'{m.pcus_used}/{m.pcus_available}':>11}"
+            f"{f'{m.pmus_used}/{m.pmus_available}':>11}"
+            f"{f'{m.links_used}/{m.links_available}':>12}{m.cycles * n:>13}"
+            f"{si(m.seconds * n, 's'):>11}{si(m.flops * n, ''):>11}"
+            f"{si(m.dram_bytes * n, 'B'):>11}{m.fraction_of_peak:>7.1%}"
+            f"{m.roofline_fraction:>7.1%}  {m.bound}"
+        )
+        if runs is not None:
+            line += f"{n:>8}"
+        lines.append(line)
+    weights = [1] * len(models) if runs is None else list(runs)
+    cycles = sum(m.cycles * n for m, n in zip(models, weights, strict=True))
+    seconds = sum(m.seconds * n for m, n in zip(models, weights, strict=True))
+    flops = sum(m.flops * n for m, n in zip(models, weights, strict=True))
+    moved = sum(m.dram_bytes * n for m, n in zip(models, weights, strict=True))
+    peak = sum(m.cycles * n * m.peak_flops_per_cycle for m, n in zip(models, weights, strict=True))
+    fraction = flops / peak if peak else 0.0
+    lines.append(
+        f"{'total':<12}{'':>11}{'':>11}{'':>12}{cycles:>13}{si(seconds, 's'):>11}"
+        f"{si(flops, ''):>11}{si(moved, 'B'):>11}{fraction:>7.1%}"
+    )
+    return "\n".join(lines)
 
 
 def format_report(counters: Mapping[str, SectionCounters]) -> str:
-    """A small text table: one line a section, then the total per step (one run of each)."""
-    lines = [
-        f"{'section':<16}{'units':>7}{'cycles':>14}{'time_us':>12}{'dram_in':>14}"
-        f"{'dram_out':>14}{'runs':>8}"
-    ]
-    for c in counters.values():
-        lines.append(
-            f"{c.section:<16}{len(c.units):>7}{c.cycles:>14}{c.seconds * 1e6:>12.3f}"
-            f"{c.dram_bytes_in:>14}{c.dram_bytes_out:>14}{c.runs:>8}"
-        )
-    total = sum(c.cycles for c in counters.values())
-    seconds = sum(c.seconds for c in counters.values())
-    lines.append(f"{'total':<16}{'':>7}{total:>14}{seconds * 1e6:>12.3f}")
-    return "\n".join(lines)
+    """The counters of a run, like a profiler: per section, the model times the runs."""
+    values = list(counters.values())
+    table = format_models([c.model for c in values], [c.runs for c in values])
+    host = sum(c.host_seconds for c in values)
+    return f"{table}\nhost (emulation) time {host:.3f} s"

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runtime.distributed import Communicator
 from runtime.errors import RduError
 from runtime.fabric import DTYPES, Fabric
-from runtime.pef.schema import Program, Section, Symbol
+from runtime.pef.schema import Collective, Program, Section, Symbol
 
 STATE_ROLES = ("parameter", "buffer", "optimizer_state")
 BATCH_ROLES = ("input", "label")
-COMPUTED_HYPERPARAMETERS = ("bias_correction1", "bias_correction2_sqrt")
+COMPUTED_HYPERPARAMETERS = ("bias_correction1", "bias_correction2_sqrt", "rng_seed")
 _KINDS = {"f32": "fiub", "i64": "iu", "i1": "b"}
 
 
@@ -122,9 +123,23 @@ class _Session:
 
 
 class TrainingSession(_Session):
-    """Runs training steps of a training PEF (forward, backward, optimizer sections)."""
+    """Runs training steps of a training PEF (forward, backward, optimizer sections).
 
-    def __init__(self, program: Program, state: Mapping[str, object], *, step: int = 0) -> None:
+    With a ``communicator`` the session is one rank of a data-parallel job: it starts from rank
+    0's state and step (as torch's DistributedDataParallel does) and runs the PEF's collectives
+    (``meta.collectives``: the gradient all-reduce before the optimizer) before their sections.
+    Without one, a data-parallel PEF trains as a job of one rank (its collectives change
+    nothing).
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        state: Mapping[str, object],
+        *,
+        step: int = 0,
+        communicator: Communicator | None = None,
+    ) -> None:
         super().__init__(program, state, list(program.sections))
         self.step_count = step
         self._check_state()
@@ -133,6 +148,48 @@ class TrainingSession(_Session):
                 self._state[sym.name] = np.zeros(sym.shape, DTYPES[sym.dtype])
         self.last_dram: dict[str, np.ndarray] = {}
         """The DRAM of the last step (activations and gradients included), for inspection."""
+        self.communicator = communicator
+        self._collectives: dict[str, list[Collective]] = {}
+        if communicator is not None:
+            if not program.meta.data_parallel:
+                raise SessionError(
+                    "the PEF was not compiled for data-parallel training (no gradients are "
+                    "marked for all-reduce): recompile with rdu-compile --data-parallel"
+                )
+            for collective in program.meta.collectives:
+                self._collectives.setdefault(collective.before, []).append(collective)
+            self._start_from_rank_0()
+
+    def _start_from_rank_0(self) -> None:
+        """Every rank takes rank 0's state and step count."""
+        assert self.communicator is not None
+        names = sorted(n for n, s in self.symbols.items() if s.role in STATE_ROLES)
+        names = [n for n in names if n in self._state]
+        step = np.asarray([self.step_count], dtype=np.int64)
+        values = self.communicator.broadcast(
+            [self._state[n] for n in names] + [step], "the broadcast of rank 0's initial state"
+        )
+        self._state.update(zip(names, values[:-1], strict=True))
+        self.step_count = int(values[-1][0])
+
+    def _run_collectives(self, section: str, dram: dict[str, np.ndarray], step: int) -> None:
+        """The PEF's collectives that run before ``section`` in step ``step``, on ``dram``."""
+        assert self.communicator is not None
+        symbols = self.program.meta.symbols
+        for collective in self._collectives.get(section, ()):
+            names = [symbols[i].name for i in collective.symbols if symbols[i].name in dram]
+            if not names:
+                continue
+            what = (
+                f"the {collective.op} of {len(names)} tensors before section '{section}' "
+                f"in step {step}"
+            )
+            arrays = [dram[n] for n in names]
+            if collective.op == "broadcast":
+                values = self.communicator.broadcast(arrays, what)
+            else:
+                values = self.communicator.allreduce_mean(arrays, what)
+            dram.update(zip(names, values, strict=True))
 
     def _hyper(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
         out = {}
@@ -149,6 +206,18 @@ class TrainingSession(_Session):
                 ) from None
             out[sym.name] = conform(sym, value, "hyperparameter")
         return out
+
+    seed: int = 0
+    """The base of the random numbers (dropout): each step's ``rng_seed`` input is
+    ``(seed mod 2**23) << 40 | step``, so a run is reproducible from its seed and no two steps
+    (nor the 256 random ops a section may hold, at ``stream << 32``) share numbers."""
+
+    def _rng_seed(self, step: int) -> dict[str, np.ndarray]:
+        """The ``rng_seed`` input of step ``step`` (nothing if no section reads it)."""
+        if "rng_seed" not in self._reads:
+            return {}
+        value = ((self.seed % (1 << 23)) << 40) | (step % (1 << 32))
+        return {"rng_seed": np.asarray(value, dtype=np.int64)}
 
     def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
         needed = [n for n in COMPUTED_HYPERPARAMETERS if n in self._reads]
@@ -170,6 +239,7 @@ class TrainingSession(_Session):
         dram.update(self._batch(batch))
         dram.update(self._hyper(hyper))
         step = self.step_count
+        dram.update(self._rng_seed(step))
         stepped = False
         for section in self._sections:
             if section.kind == "optimizer" and not stepped:
@@ -177,6 +247,8 @@ class TrainingSession(_Session):
                 self.step_count += 1
                 dram.update(self._bias_corrections(hyper))
             try:
+                if section.name in self._collectives:
+                    self._run_collectives(section.name, dram, step + 1)
                 self.fabric.run_section(section.name, dram)
             except BaseException:
                 self.step_count = step
@@ -199,6 +271,7 @@ class TrainingSession(_Session):
         """
         dram: dict[str, np.ndarray] = dict(self._state)
         dram.update(self._batch(batch))
+        dram.update(self._rng_seed(self.step_count))
         for section in self._sections:
             if section.kind == "forward":
                 self.fabric.run_section(section.name, dram)

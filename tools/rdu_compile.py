@@ -22,8 +22,20 @@ from tools.cli import (
 @click.option("-b", "--batch-size", type=int, default=16, show_default=True)
 @click.option("--pef-name", help="Name of the PEF and its folder [default: the model's name].")
 @click.option("--output-folder", default="out", show_default=True)
-@click.option("--arch", default="plasticine", show_default=True, help="Target fabric preset.")
+@click.option(
+    "--arch",
+    default="plasticine",
+    show_default=True,
+    help="Target fabric: a preset (plasticine, sn10, sn30, sn40l, tiny) or a target file "
+    "FILE.toml.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's init.")
+@click.option(
+    "--data-parallel",
+    is_flag=True,
+    help="Mark the gradients to average across ranks (rdu-run --data-parallel); "
+    "-b is the batch of one rank.",
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
@@ -36,6 +48,7 @@ def rdu_compile(
     output_folder: str,
     arch: str,
     seed: int,
+    data_parallel: bool,
     debug: bool,
     show_help: bool,
 ) -> None:
@@ -49,8 +62,19 @@ def rdu_compile(
             raise ToolError("missing MODEL.py (see --help)")
         if batch_size < 1:
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
+        if data_parallel and inference:
+            raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
         return _compile(
-            model_path, ctx.args, inference, batch_size, pef_name, output_folder, arch, seed, debug
+            model_path,
+            ctx.args,
+            inference,
+            batch_size,
+            pef_name,
+            output_folder,
+            arch,
+            seed,
+            debug,
+            data_parallel=data_parallel,
         )
 
     guarded("rdu-compile", debug, body)
@@ -66,6 +90,7 @@ def _compile(
     arch: str,
     seed: int,
     debug: bool,
+    data_parallel: bool = False,
 ) -> int:
     from pathlib import Path
 
@@ -106,6 +131,7 @@ def _compile(
     )
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += ["--inference"] if inference else []
+    flags += ["--data-parallel"] if data_parallel else []
     flags += list(extra)
     log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
     result = compile_model(
@@ -118,6 +144,7 @@ def _compile(
         source_hash=model_file.source_hash(),
         batch_size=batch_size,
         log=log,
+        data_parallel=data_parallel,
     )
     if debug:
         click.echo("\n".join(log))

@@ -28,7 +28,8 @@ def _access(access: schema.Access) -> str:
 def format_program(program: schema.Program, section: str | None, summary: bool) -> Iterator[str]:
     meta = program.meta
     t = meta.target
-    yield f"pef: target {t.name}, {'inference' if meta.inference else 'training'}"
+    mode = "inference" if meta.inference else "training"
+    yield f"pef: target {t.name}, {mode}" + (", data-parallel" if meta.data_parallel else "")
     yield (
         f"target: {t.cols}x{t.rows} grid, PCU {t.pcu_lanes} lanes x {t.pcu_stages} stages, "
         f"PMU {t.pmu_bytes} B in {t.pmu_banks} banks, {t.clock_ghz} GHz, "
@@ -41,6 +42,9 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
     )
     for i, s in enumerate(meta.symbols):
         yield f"symbol {i}: {s.name} {_shape(s.dtype, s.shape)} {s.role}"
+    for c in meta.collectives:
+        names = " ".join(meta.symbols[i].name for i in c.symbols)
+        yield f"collective {c.op} before section {c.before}: {names}"
     for sec in program.sections:
         if section is not None and sec.name != section:
             continue

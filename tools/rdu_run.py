@@ -3,6 +3,8 @@
     rdu-run model.py --pef out/mlp/mlp.pef --test
     rdu-run model.py --pef out/mlp/mlp.pef --num-epochs 4 --ckpt-dir out/mlp/checkpoints
     rdu-run model.py --pef out/mlp-inference/mlp-inference.pef --inference --init-ckpt-path C
+    rdu-run model.py --pef out/mlp-dp/mlp-dp.pef --data-parallel --world-size 2
+    torchrun --standalone --nproc-per-node 2 -m tools.rdu_run model.py --pef P --data-parallel
 
 This command never imports the compiler: it needs only the runtime, numpy, and the model file
 (for data, the initial weights and the names of the model's state).
@@ -10,7 +12,11 @@ This command never imports the compiler: it needs only the runtime, numpy, and t
 
 from __future__ import annotations
 
+import copy
+import math
+import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -37,6 +43,24 @@ from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespac
 )
 @click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
+@click.option(
+    "--data-parallel",
+    is_flag=True,
+    help="Train as one rank of a data-parallel job (under torchrun; see --world-size).",
+)
+@click.option(
+    "--world-size",
+    type=int,
+    default=None,
+    help="Launch this many data-parallel ranks on this machine (implies --data-parallel).",
+)
+@click.option(
+    "--dp-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds a rank waits for the others in a collective before it gives up.",
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
@@ -51,11 +75,27 @@ def rdu_run(
             return 0
         if model_path is None or opts["pef_path"] is None:
             raise ToolError("usage: rdu-run MODEL.py --pef PEF [--test | --inference] (see --help)")
+        data_parallel = opts["data_parallel"] or opts["world_size"] is not None
+        if data_parallel and (opts["test_run"] or opts["inference"]):
+            raise ToolError("--data-parallel is for training; leave it out with --test/--inference")
+        if not data_parallel and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ToolError(
+                f"started as one of {os.environ['WORLD_SIZE']} ranks (by torchrun): "
+                "add --data-parallel"
+            )
+        if opts["world_size"] is not None:
+            from tools.data_parallel import launch
+
+            return launch(ctx, model_path, opts, debug)
         run = Run(model_path, ctx.args, debug=debug, **opts)
         if opts["test_run"]:
             return run.test()
         if opts["inference"]:
             return run.inference()
+        if run.communicator is not None:
+            from tools.data_parallel import as_rank
+
+            return as_rank(run.communicator, run.train, debug)
         return run.train()
 
     guarded("rdu-run", debug, body)
@@ -86,6 +126,22 @@ class Run:
             (s.name for s in meta.symbols if s.role == "label"), key=lambda n: int(n.split(".")[1])
         )
         self.out_dir = Path(opts["pef_path"]).resolve().parent
+        self.communicator = None
+        """This process's place in a data-parallel job (``--data-parallel``), else None."""
+        if opts.get("data_parallel"):
+            from tools.data_parallel import check_meta, join
+
+            check_meta(meta, opts["pef_path"])
+            self.communicator = join(opts.get("dp_timeout", 300.0))
+
+    @property
+    def is_rank0(self) -> bool:
+        """Whether this process prints and writes files (rank 0, or not data-parallel)."""
+        return self.communicator is None or self.communicator.rank == 0
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.communicator is None else self.communicator.world_size
 
     # -- state ---------------------------------------------------------------------------
 
@@ -157,8 +213,35 @@ class Run:
         return feed
 
     def batches(self, split: str, epoch: int):
+        """The model's batches; data-parallel, this rank's shard of each global batch.
+
+        A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch (the
+        same order on every rank: same seed and epoch); rank r takes its r-th slice of rows.
+        """
         self.args.epoch = epoch
-        return self.model_file.batches(split, self.args)
+        if self.communicator is None:
+            return self.model_file.batches(split, self.args)
+        return self._shards(split)
+
+    def _shards(self, split: str):
+        from runtime.distributed import shard
+
+        comm = self.communicator
+        args = copy.copy(self.args)
+        args.batch_size = self.args.batch_size * comm.world_size
+        for inputs, targets in self.model_file.batches(split, args):
+            yield (
+                tuple(shard(x, comm.rank, comm.world_size) for x in inputs),
+                tuple(shard(t, comm.rank, comm.world_size) for t in targets),
+            )
+
+    def metrics(self, losses: list[float], correct: int, seen: int) -> tuple[float, float | None]:
+        """Mean loss and accuracy, over every rank's batches when data-parallel."""
+        totals = np.array([sum(losses), len(losses), correct, seen], dtype=np.float64)
+        if self.communicator is not None:
+            totals = self.communicator.allreduce_sum([totals], "the all-reduce of the metrics")[0]
+        loss = totals[0] / totals[1] if totals[1] else math.nan
+        return loss, (totals[2] / totals[3] if totals[3] else None)
 
     def save(self, session, step: int, name: str) -> Path:
         """A checkpoint that loads into the torch model (tied weights under every name)."""
@@ -226,16 +309,20 @@ class Run:
                 f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
             )
         state, start = self.initial_state()
-        session = TrainingSession(self.program, state, step=start)
+        session = TrainingSession(
+            self.program, state, step=start, communicator=self.communicator
+        )
+        start = session.step_count  # rank 0's, when data-parallel
         hyper = self.hyperparameters()
         steps_per_epoch = sum(1 for _ in self.batches("train", 0))
         if steps_per_epoch == 0:
             raise ToolError("data('train') yields no full batch")
         total = self.opts["num_steps"] or steps_per_epoch * self.opts["num_epochs"]
-        progress = _progress(total, start)
+        progress = _progress(total, start, enabled=self.is_rank0)
         step = start
         losses: list[float] = []
         correct = seen = 0
+        started, paused = time.perf_counter(), 0.0  # paused: evaluating, writing checkpoints
         try:
             while step < total:
                 epoch, skip = divmod(step, steps_per_epoch)
@@ -251,21 +338,38 @@ class Run:
                     correct, seen = correct + c, seen + n
                     progress.update(step, result.loss)
                     if step % self.opts["log_every"] == 0 or step == total:
-                        acc = f" acc {correct / seen:.3f}" if seen else ""
-                        progress.line(f"step {step} epoch {epoch} loss {np.mean(losses):.4f}{acc}")
+                        loss, accuracy = self.metrics(losses, correct, seen)
+                        acc = f" acc {accuracy:.3f}" if accuracy is not None else ""
+                        progress.line(f"step {step} epoch {epoch} loss {loss:.4f}{acc}")
                         losses, correct, seen = [], 0, 0
-                    if self.opts["ckpt_every"] and step % self.opts["ckpt_every"] == 0:
+                    every = self.opts["ckpt_every"]
+                    if every and step % every == 0 and self.is_rank0:
+                        paused -= time.perf_counter()
                         self.save(session, step, f"step-{step}.pt")
+                        paused += time.perf_counter()
                 if step % steps_per_epoch == 0 or step >= total:
+                    paused -= time.perf_counter()
                     self.evaluate(session, progress, epoch)
+                    paused += time.perf_counter()
         except KeyboardInterrupt:
-            path = self.save(session, step, "last.pt")
             progress.close()
-            click.echo(f"interrupted at step {step}; wrote {path}", err=True)
+            if self.is_rank0:
+                path = self.save(session, step, "last.pt")
+                click.echo(f"interrupted at step {step}; wrote {path}", err=True)
             return 130
         progress.close()
-        path = self.save(session, step, "last.pt")
-        click.echo(f"wrote {path}")
+        if self.is_rank0:
+            path = self.save(session, step, "last.pt")
+            click.echo(f"wrote {path}")
+            seconds = time.perf_counter() - started - paused
+            if step > start and seconds > 0:
+                rate = (step - start) / seconds
+                samples = rate * self.program.meta.batch_size * self.world_size
+                ranks = f"{self.world_size} rank{'s' if self.world_size > 1 else ''}"
+                click.echo(
+                    f"{step - start} steps in {seconds:.2f} s: {rate:.1f} steps/s, "
+                    f"{samples:.0f} samples/s on {ranks}"
+                )
         return 0
 
     def evaluate(self, session, progress, epoch: int) -> None:
@@ -276,9 +380,10 @@ class Run:
             losses.append(loss)
             c, n = _accuracy(outputs, targets)
             correct, seen = correct + c, seen + n
+        mean, accuracy = self.metrics(losses, correct, seen)
         if losses:
-            acc = f" test acc {correct / seen:.4f}" if seen else ""
-            progress.line(f"epoch {epoch} test loss {np.mean(losses):.4f}{acc}")
+            acc = f" test acc {accuracy:.4f}" if accuracy is not None else ""
+            progress.line(f"epoch {epoch} test loss {mean:.4f}{acc}")
 
     def inference(self) -> int:
         from runtime.session import InferenceSession
@@ -333,9 +438,10 @@ def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]
 class _progress:
     """A tqdm bar on a terminal, plain lines in a pipe."""
 
-    def __init__(self, total: int, start: int) -> None:
+    def __init__(self, total: int, start: int, *, enabled: bool = True) -> None:
         self.bar = None
-        if sys.stdout.isatty():
+        self.enabled = enabled
+        if enabled and sys.stdout.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
@@ -346,6 +452,8 @@ class _progress:
             self.bar.set_postfix(loss=f"{loss:.4f}")
 
     def line(self, text: str) -> None:
+        if not self.enabled:
+            return
         if self.bar is not None:
             self.bar.write(text)
         else:

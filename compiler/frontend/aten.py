@@ -837,37 +837,10 @@ def _mse_loss_backward(c: Call) -> Result:
 
 
 # ------------------------------------------------------------------------------------------
-# embedding (one-hot matmul)
+# op families kept in files of their own register into the same table
 # ------------------------------------------------------------------------------------------
 
-
-def _onehot(em: Emitter, indices: SSAValue, classes: int, elt: Attribute) -> SSAValue:
-    """``[P, classes]`` one-hot rows of the flattened indices, as ``elt``."""
-    p = math.prod(shape_of(indices))
-    flat = em.reshape(em.cast(indices, i64), (p, 1))
-    return em.cast(em.binary("eq", em.iota(1, (p, classes)), flat, i64), elt)
-
-
-@converts("aten.embedding.default")
-def _embedding(c: Call) -> Result:
-    em = c.em
-    w, idx = c.tensor("weight"), c.tensor("indices")
-    vocab, _ = shape_of(w)
-    return em.reshape(em.matmul(_onehot(em, idx, vocab, elt_of(w)), w), c.out_shape)
-
-
-@converts("aten.embedding_dense_backward.default")
-def _embedding_backward(c: Call) -> Result:
-    em = c.em
-    g, idx = c.tensor("grad_output"), c.tensor("indices")
-    vocab = int(c.a["num_weights"])
-    dim = shape_of(g)[-1]
-    if c.a.get("scale_grad_by_freq"):
-        raise ConversionError("scale_grad_by_freq=True")
-    onehot = _onehot(em, idx, vocab, elt_of(g))
-    padding = int(c.a.get("padding_idx", -1))
-    if padding >= 0:
-        keep = em.cast(em.binary("ne", em.iota(1, (1, vocab)), padding, i64), elt_of(g))
-        onehot = em.mul(onehot, keep)
-    g2 = em.reshape(g, (math.prod(shape_of(g)[:-1]), dim))
-    return em.matmul(em.transpose(onehot, [1, 0]), g2)
+from compiler.frontend import (  # noqa: E402
+    aten_cnn,  # noqa: F401  (convolution, pooling, padding)
+    aten_transformer,  # noqa: F401  (slices, gather and scatter-add, dropout)
+)

@@ -97,7 +97,8 @@ def make_section(
         v.name_hint = a.name
     em = Emitter(block)
     em.loc = where.loc()
-    results = body(em, {a.name: v for a, v in zip(args, block.args, strict=True)})
+    em.section_args = {a.name: v for a, v in zip(args, block.args, strict=True)}
+    results = body(em, dict(em.section_args))
     em.loc = where.loc()
     yield_op = YieldOp(*[r.value for r in results])
     yield_op.location = where.loc()

@@ -28,15 +28,22 @@ from dialects.dataflow import (
     BINARY_KINDS,
     COMPARISON_KINDS,
     LOGICAL_KINDS,
+    AsStridedOp,
     BroadcastOp,
+    ExtractSliceOp,
     FillOp,
     IotaOp,
     MatmulOp,
+    PadOp,
     PointwiseOp,
+    PutAddOp,
+    RandomOp,
     ReduceOp,
     ReshapeOp,
+    TakeOp,
     TransposeOp,
     broadcast_shapes,
+    padded_shape,
 )
 
 Scalar = float | int | bool
@@ -99,6 +106,10 @@ class Emitter:
         self.builder = Builder(InsertPoint.at_end(block))
         self.loc: FileLineColLoc = FileLineColLoc(StringAttr("unknown"), IntAttr(0), IntAttr(0))
         self._scalars: dict[tuple[str, Scalar], SSAValue] = {}
+        self.section_args: dict[str, SSAValue] = {}
+        """The section's block arguments by DRAM name (converters needing ``rng_seed``)."""
+        self.random_streams = 0
+        """Random ops emitted so far: the next one's stream."""
 
     def _emit(self, op: Operation) -> SSAValue:
         op.location = self.loc
@@ -259,3 +270,59 @@ class Emitter:
         if isinstance(inner, BroadcastOp):  # broadcast of a broadcast: one broadcast
             return self.broadcast(inner.input, shape)
         return self._emit(BroadcastOp(x, tensor(shape, elt_of(x))))
+
+    # windows and padding (convolution, pooling) --------------------------------------------
+
+    def as_strided(
+        self, x: SSAValue, shape: Sequence[int], strides: Sequence[int], offset: int = 0
+    ) -> SSAValue:
+        """The view ``v[i] = flat(x)[offset + sum_d strides[d] * i[d]]`` (row-major ``x``)."""
+        return self._emit(AsStridedOp(x, offset, strides, tensor(shape, elt_of(x))))
+
+    def pad(
+        self,
+        x: SSAValue,
+        low: Sequence[int],
+        high: Sequence[int],
+        interior: Sequence[int] | None = None,
+    ) -> SSAValue:
+        """Zero padding (no op if there is none); ``interior`` zeros between neighbours."""
+        interior = list(interior) if interior is not None else [0] * len(low)
+        if not any(low) and not any(high) and not any(interior):
+            return x
+        if any(v < 0 for v in (*low, *high, *interior)):
+            raise ShapeError(f"negative padding {list(low)}, {list(high)}, {interior}")
+        shape = padded_shape(shape_of(x), low, high, interior)
+        return self._emit(PadOp(x, low, high, interior, tensor(shape, elt_of(x))))
+
+    # slices, gather and scatter-add, random numbers (transformers) -------------------------
+
+    def extract_slice(
+        self, x: SSAValue, offsets: Sequence[int], steps: Sequence[int], shape: Sequence[int]
+    ) -> SSAValue:
+        """The view ``v[i] = x[offsets + steps * i]`` of extents ``shape`` (no op if whole)."""
+        if tuple(shape) == shape_of(x) and not any(offsets) and all(s == 1 for s in steps):
+            return x
+        return self._emit(ExtractSliceOp(x, offsets, steps, tensor(shape, elt_of(x))))
+
+    def take(self, x: SSAValue, index: SSAValue, dim: int) -> SSAValue:
+        """``x[..., index[j...], ...]`` along ``dim`` (a gather, numpy's ``take``)."""
+        shape = shape_of(x)
+        index = self.cast(index, i64)
+        out = (*shape[:dim], *shape_of(index), *shape[dim + 1 :])
+        return self._emit(TakeOp(x, index, dim, tensor(out, elt_of(x))))
+
+    def put_add(self, x: SSAValue, index: SSAValue, dim: int, extent: int) -> SSAValue:
+        """The transpose of ``take``: ``x``'s slices added at rows ``index`` of a zero tensor
+        with ``extent`` rows along ``dim``."""
+        shape = shape_of(x)
+        index = self.cast(index, i64)
+        q = len(shape_of(index))
+        out = (*shape[:dim], extent, *shape[dim + q :])
+        return self._emit(PutAddOp(x, index, dim, tensor(out, elt_of(x))))
+
+    def random(self, seed: SSAValue, shape: Sequence[int]) -> SSAValue:
+        """Uniform f32 numbers in ``[0, 1)`` from the 0-d i64 ``seed``, a new stream each call."""
+        stream = self.random_streams
+        self.random_streams += 1
+        return self._emit(RandomOp(seed, stream, tensor(shape, f32)))

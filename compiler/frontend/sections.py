@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from xdsl.dialects.builtin import i64
 from xdsl.ir import SSAValue
 
+from compiler.frontend.aten import op_name
+from compiler.frontend.aten_transformer import RNG_SEED, needs_rng_seed
 from compiler.frontend.build import (
     Env,
     GraphBuilder,
@@ -18,7 +21,7 @@ from compiler.frontend.build import (
     ordered,
     sorted_inputs,
 )
-from compiler.frontend.emitter import Emitter
+from compiler.frontend.emitter import Emitter, tensor
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.trace import GraphInput, GraphOutput
 from dialects.dataflow import SectionOp
@@ -75,6 +78,14 @@ def _convert_all(
     return lookup
 
 
+def _rng_seed_arg(nodes: list[torch.fx.Node]) -> list[SectionArg]:
+    """The ``rng_seed`` input (0-d i64, set by the session each step) when a node draws random
+    numbers (dropout in training)."""
+    if any(needs_rng_seed(op_name(n.target), n.args) for n in nodes):
+        return [SectionArg(RNG_SEED, "hyperparameter", tensor((), i64))]
+    return []
+
+
 def _value(lookup: Lookup, node: torch.fx.Node) -> SSAValue:
     value = lookup(node)
     if not isinstance(value, SSAValue):
@@ -91,6 +102,7 @@ def build_inference(gb: GraphBuilder) -> list[SectionOp]:
     gb.check_supported(nodes)
     inputs = sorted_inputs(traced.inputs)
     args = [SectionArg(i.name, i.role, gb.input_type(i)) for i in inputs]
+    args += _rng_seed_arg(nodes)
 
     def body(em: Emitter, values: dict[str, SSAValue]) -> list[SectionResult]:
         env: Env = {}
@@ -165,6 +177,7 @@ def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
     # forward
     inputs = sorted_inputs(traced.inputs)
     fwd_args = [SectionArg(i.name, i.role, gb.input_type(i)) for i in inputs]
+    fwd_args += _rng_seed_arg(fwd_nodes)
 
     def forward_body(em: Emitter, values: dict[str, SSAValue]) -> list[SectionResult]:
         env: Env = {}

@@ -19,6 +19,21 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return ConvertRduTileToPcuPmu
 
+    def fuse_elementwise() -> type[ModulePass]:
+        from compiler.passes.fuse_elementwise import FuseElementwise
+
+        return FuseElementwise
+
+    def split_units() -> type[ModulePass]:
+        from compiler.passes.split_units import SplitUnits
+
+        return SplitUnits
+
+    def partition_sections() -> type[ModulePass]:
+        from compiler.passes.partition_sections import PartitionSections
+
+        return PartitionSections
+
     def place_and_route() -> type[ModulePass]:
         from compiler.passes.place_and_route import PlaceAndRoute
 
@@ -31,7 +46,10 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
     return {
         "convert-dataflow-to-rdu-tile": convert_dataflow_to_rdu_tile,
+        "fuse-elementwise": fuse_elementwise,
         "convert-rdu-tile-to-pcu-pmu": convert_rdu_tile_to_pcu_pmu,
+        "split-units": split_units,
+        "partition-sections": partition_sections,
         "place-and-route": place_and_route,
         "emit-pef": emit_pef,
     }

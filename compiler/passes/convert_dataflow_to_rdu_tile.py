@@ -9,13 +9,18 @@ Inside each ``dataflow.section``:
 - ``reduce``: counters = the input's dims, out stride 0 on the reduced dims, combiner
   ``add``/``max``/``min``, body yields its argument;
 - ``fill``: no operands, the body yields an ``arith.constant``; ``iota``: yields
-  ``rdu_tile.index``.
+  ``rdu_tile.index``;
+- ``pad``: counters = the input's dims; the out access has an offset (``low``) and strides
+  spread by ``interior + 1``, so the rest of the (zero-initialised) result stays zero;
+- a float ``mul`` read only by a ``sum`` fuses with it into one ``contract`` kernel over the
+  product's space (body ``mulf``, combiner ``add``): convolutions are built so.
 
-Views (``transpose``, ``reshape``, ``broadcast``) produce no kernel: every operand is walked back
-through its views to the materialized tensor (a section argument or a kernel result) and the
-views fold into the operand's access (transpose permutes strides, broadcast gives stride 0,
-reshape re-strides). A reshape the strides cannot express (it merges dims that are not
-contiguous, e.g. after a transpose) first materializes a copy kernel. A view that a section yields
+Views (``transpose``, ``reshape``, ``broadcast``, ``as_strided``) produce no kernel: every operand
+is walked back through its views to the materialized tensor (a section argument or a kernel
+result) and the views fold into the operand's access (transpose permutes strides, broadcast gives
+stride 0, reshape re-strides, as_strided of a row-major layout is its own access). A reshape the
+strides cannot express (it merges dims that are not contiguous, e.g. after a transpose) first
+materializes a copy kernel. A view that a section yields
 is materialized by a copy kernel too, so every section result is a kernel result or an argument.
 The dataflow ops are erased; kernels keep the locations of the ops they come from and are named
 ``<kind>_<i>`` (``matmul_0``, ``relu_1``, ``sum_2``, ``copy_3``...: the kind and the kernel's
@@ -68,10 +73,12 @@ from xdsl.utils.exceptions import DiagnosticException
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from dialects import dataflow as df
-from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
 
-VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp)
-COMPUTE_OPS = (df.MatmulOp, df.PointwiseOp, df.ReduceOp, df.FillOp, df.IotaOp)
+VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp, df.AsStridedOp, df.ExtractSliceOp)
+COMPUTE_OPS = (df.MatmulOp, df.PointwiseOp, df.ReduceOp, df.FillOp, df.IotaOp, df.PadOp)
+INDEXING_OPS = (df.TakeOp, df.PutAddOp, df.RandomOp)
+"""Gather, scatter-add and random numbers: kernels with data-dependent accesses or hashes."""
 REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
 
 
@@ -296,6 +303,41 @@ def pointwise_body(op: df.PointwiseOp, args: Sequence[SSAValue]) -> list[Operati
     raise fail(op, f"pointwise '{kind}' on {atype} has no lowering to the fabric")
 
 
+def fuses_into_reduce(value: SSAValue) -> bool:
+    """Whether ``value`` is a float ``mul`` read only by a ``sum``: the pair lowers to one
+    multiply-accumulate kernel (a contraction, like a matmul's), so that a convolution built
+    as ``sum(window(x) * w)`` over ``(n, oc, oh, ow, ic, kh, kw)`` never materializes the
+    product."""
+    owner = value.owner
+    if not isinstance(owner, df.PointwiseOp) or owner.kind.data != "mul":
+        return False
+    if not isinstance(elt_of(value), AnyFloat):
+        return False
+    uses = list(value.uses)
+    if len(uses) != 1:
+        return False
+    user = uses[0].operation
+    return isinstance(user, df.ReduceOp) and user.kind.data == "sum"
+
+
+def reduce_out_strides(op: df.ReduceOp) -> list[int]:
+    """The out strides of a reduce over its input's dims: 0 on the reduced ones."""
+    in_shape = shape_of(op.input)
+    dims = set(op.dims.get_values())
+    ro = row_major(shape_of(op.result))
+    keeps = len(shape_of(op.result)) == len(in_shape)
+    strides: list[int] = []
+    j = 0
+    for i in range(len(in_shape)):
+        if i in dims:
+            strides.append(0)
+            j += 1 if keeps else 0
+        else:
+            strides.append(ro[j])
+            j += 1
+    return strides
+
+
 # --------------------------------------------------------------------------------------------
 # The pass
 # --------------------------------------------------------------------------------------------
@@ -328,6 +370,10 @@ class _SectionLowering:
             inner = self.layout(owner.input)
             strides = broadcast_strides(inner.strides, shape_of(owner.input), shape_of(value))
             result = Layout(inner.source, inner.offset, strides)
+        elif isinstance(owner, df.ExtractSliceOp):
+            result = self.slice_layout(owner)
+        elif isinstance(owner, df.AsStridedOp):
+            result = self.strided_layout(owner)
         elif isinstance(owner, df.ReshapeOp):
             inner = self.layout(owner.input)
             strides = reshape_strides(shape_of(owner.input), inner.strides, shape_of(value))
@@ -370,11 +416,13 @@ class _SectionLowering:
         combiner: str,
         body: Block,
         out_strides: Sequence[int] | None = None,
+        out_offset: int = 0,
+        out_index: Sequence[int] = (),
     ) -> KernelOp:
         """A kernel with a tile chosen from the target, at ``origin``'s location."""
         if out_strides is None:
             out_strides = row_major(out_shape)
-        out = AccessAttr(0, out_strides)
+        out = AccessAttr(out_offset, out_strides, out_index)
         accesses = [
             (a.stride_values, element_bytes(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
         ]
@@ -400,6 +448,10 @@ class _SectionLowering:
             return self.lower_reduce(op)
         if isinstance(op, df.FillOp):
             return self.lower_fill(op)
+        if isinstance(op, df.PadOp):
+            return self.lower_pad(op)
+        if isinstance(op, INDEXING_OPS):
+            return self.lower_indexing(op)
         assert isinstance(op, df.IotaOp)
         return self.lower_iota(op)
 
@@ -453,6 +505,8 @@ class _SectionLowering:
         )
 
     def lower_reduce(self, op: df.ReduceOp) -> KernelOp:
+        if fuses_into_reduce(op.input):
+            return self.lower_contraction(op)
         in_shape = shape_of(op.input)
         dims = set(op.dims.get_values())
         src, acc = self.access(op.input, list(range(len(in_shape))))
@@ -502,12 +556,147 @@ class _SectionLowering:
         body.add_op(YieldOp(ops[-1].results[0]))
         return self.kernel("iota", op, [], [], op.result.type, shape, shape, "none", body)
 
+    # -- windows, padding and contractions (convolution, pooling) ---------------------------
+
+    def strided_layout(self, op: df.AsStridedOp) -> Layout:
+        """An ``as_strided`` view is affine in its input's row-major elements: it folds into
+        the input's layout when that is row-major (otherwise the input is copied first)."""
+        shape = shape_of(op.input)
+        dense = tuple(row_major(shape))
+        inner = self.layout(op.input)
+        contiguous = all(
+            s == d for s, d, n in zip(inner.strides, dense, shape, strict=True) if n != 1
+        )
+        if not contiguous:
+            copy = self.copy_kernel(op.input, op, InsertPoint.before(op))
+            inner = Layout(copy.result, 0, dense)
+        offset = inner.offset + op.offset.value.data
+        return Layout(inner.source, offset, tuple(op.strides.get_values()))
+
+    def lower_pad(self, op: df.PadOp) -> KernelOp:
+        """A copy of the input into its (zero-initialised) result through an out access with an
+        offset (``low``) and strides spread by ``interior + 1``: the rest stays zero."""
+        shape = shape_of(op.input)
+        src, acc = self.access(op.input, list(range(len(shape))))
+        result_shape = shape_of(op.result)
+        ro = row_major(result_shape)
+        low, interior = op.low.get_values(), op.interior.get_values()
+        offset = sum(lo * r for lo, r in zip(low, ro, strict=True))
+        strides = [(mid + 1) * r for mid, r in zip(interior, ro, strict=True)]
+        body = Block(arg_types=[elt_of(op.input)])
+        body.add_op(YieldOp(body.args[0]))
+        return self.kernel(
+            "pad", op, [src], [acc], op.result.type, shape, result_shape, "none", body,
+            strides, offset,
+        )  # fmt: skip
+
+    def lower_contraction(self, op: df.ReduceOp) -> KernelOp:
+        """``sum(a * b)`` as one multiply-accumulate kernel over the product's space (see
+        ``fuses_into_reduce``): the product is never materialized."""
+        mul = op.input.owner
+        assert isinstance(mul, df.PointwiseOp)
+        space = shape_of(op.input)
+        inputs: list[SSAValue] = []
+        ins: list[AccessAttr] = []
+        for operand in mul.inputs:
+            lay = self.layout(operand)
+            inputs.append(lay.source)
+            ins.append(
+                AccessAttr(lay.offset, broadcast_strides(lay.strides, shape_of(operand), space))
+            )
+        body = Block(arg_types=[elt_of(v) for v in mul.inputs])
+        ops = pointwise_body(mul, body.args)
+        body.add_ops(ops)
+        body.add_op(YieldOp(ops[-1].results[0]))
+        return self.kernel(
+            "contract", op, inputs, ins, op.result.type, space, shape_of(op.result), "add",
+            body, reduce_out_strides(op),
+        )  # fmt: skip
+
+    # -- slices, gather, scatter-add, random numbers (transformers) --------------------------
+
+    def slice_layout(self, op: df.ExtractSliceOp) -> Layout:
+        """A slice folds into any layout: the offset moves to the first element, every stride
+        is multiplied by its step (a negative step walks backwards)."""
+        inner = self.layout(op.input)
+        offsets, steps = op.offsets.get_values(), op.steps.get_values()
+        offset = inner.offset + sum(o * s for o, s in zip(offsets, inner.strides, strict=True))
+        strides = tuple(s * k for s, k in zip(inner.strides, steps, strict=True))
+        return Layout(inner.source, offset, strides)
+
+    def lower_indexing(self, op: df.TakeOp | df.PutAddOp | df.RandomOp) -> KernelOp:
+        if isinstance(op, df.RandomOp):
+            return self.lower_random(op)
+        if isinstance(op, df.TakeOp):
+            return self.lower_take(op)
+        return self.lower_put_add(op)
+
+    def _index_access(
+        self, op: df.TakeOp | df.PutAddOp, rank: int
+    ) -> tuple[int, int, SSAValue, AccessAttr]:
+        """The dim, index rank, source and access of the index operand over a space of rank
+        ``rank`` whose counters ``dim .. dim + q - 1`` walk the index."""
+        d = op.dim.value.data
+        q = len(shape_of(op.index))
+        lay = self.layout(op.index)
+        strides = [0] * d + list(lay.strides) + [0] * (rank - d - q)
+        return d, q, lay.source, AccessAttr(lay.offset, strides)
+
+    def lower_take(self, op: df.TakeOp) -> KernelOp:
+        """``take``: space = the result; the table's access has no stride on the index
+        counters but a data-dependent term: ``table_stride[dim] * ins[1]``."""
+        space = shape_of(op.result)
+        d, q, idx, idx_acc = self._index_access(op, len(space))
+        lay = self.layout(op.input)
+        limit = shape_of(op.input)[d]
+        strides = [*lay.strides[:d], *([0] * q), *lay.strides[d + 1 :]]
+        table_acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], limit))
+        body = Block(arg_types=[elt_of(op.input), i64])
+        body.add_op(YieldOp(body.args[0]))
+        return self.kernel(
+            "take", op, [lay.source, idx], [table_acc, idx_acc], op.result.type, space, space,
+            "none", body,
+        )  # fmt: skip
+
+    def lower_put_add(self, op: df.PutAddOp) -> KernelOp:
+        """``put_add``: space = the input; the out access skips the index counters and adds
+        ``row_major(result)[dim] * ins[1]``; values meeting at one element add up."""
+        space = shape_of(op.input)
+        d, q, idx, idx_acc = self._index_access(op, len(space))
+        src, acc = self.access(op.input, list(range(len(space))))
+        result = shape_of(op.result)
+        ro = row_major(result)
+        out_strides = [*ro[:d], *([0] * q), *ro[d + 1 :]]
+        body = Block(arg_types=[elt_of(op.input), i64])
+        body.add_op(YieldOp(body.args[0]))
+        return self.kernel(
+            "put_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
+            body, out_strides, 0, (1, ro[d], result[d]),
+        )  # fmt: skip
+
+    def lower_random(self, op: df.RandomOp) -> KernelOp:
+        """``random``: the key is the seed plus ``stream << 32``; the ``rand`` stage hashes it
+        with each point's row-major index."""
+        space = shape_of(op.result)
+        lay = self.layout(op.seed)
+        seed_acc = AccessAttr(lay.offset, [0] * len(space))
+        body = Block(arg_types=[i64])
+        stream = _constant(op.stream.value.data << 32, i64)
+        key = arith.AddiOp(body.args[0], stream.results[0])
+        value = RandomOp(key.result, elt_of(op.result))
+        body.add_ops([stream, key, value, YieldOp(value.result)])
+        return self.kernel(
+            "random", op, [lay.source], [seed_acc], op.result.type, space, space, "none", body
+        )
+
     def run(self) -> None:
         block = self.section.body.block
         for op in list(block.ops):
             if isinstance(op, (*VIEW_OPS, df.YieldOp, KernelOp)):
                 continue
-            if not isinstance(op, COMPUTE_OPS):
+            if isinstance(op, df.PointwiseOp) and fuses_into_reduce(op.result):
+                continue  # lowered with (and erased by) the reduce that reads it
+            if not isinstance(op, (*COMPUTE_OPS, *INDEXING_OPS)):
                 raise fail(op, f"'{op_name(op)}' cannot be lowered to rdu_tile")
             kernel = self.lower(op)
             Rewriter.insert_op(kernel, InsertPoint.before(op))
@@ -519,6 +708,9 @@ class _SectionLowering:
                 copy = self.copy_kernel(value, value.owner, InsertPoint.before(yield_op))
                 yield_op.operands[i] = copy.result
         for op in reversed(list(block.ops)):
+            if isinstance(op, df.PointwiseOp) and not op.results[0].uses:
+                Rewriter.erase_op(op)  # fused into the reduce that read it
+                continue
             if isinstance(op, VIEW_OPS):
                 if op.results[0].uses:
                     user = next(iter(op.results[0].uses)).operation

@@ -177,6 +177,8 @@ def convert_body(kernel: rdu_tile.KernelOp, name: str) -> Block:
                 new = ConstOp(int(number != 0) if typ == i1 else number, typ)
         elif isinstance(op, rdu_tile.IndexOp):
             new = CounterOp(op.counter.value.data)
+        elif isinstance(op, rdu_tile.RandomOp):
+            new = StageOp("rand", [vmap[op.key]], op.result.type)
         elif isinstance(op, arith.CmpfOp | arith.CmpiOp):
             table = (
                 arith.CMPF_COMPARISON_OPERATIONS

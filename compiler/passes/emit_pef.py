@@ -422,6 +422,14 @@ def _shape_dtype(typ: Attribute, what: str) -> tuple[list[int], schema.Dtype]:
 
 
 def _access(attr: AccessAttr) -> schema.Access:
+    if attr.is_indexed:
+        return schema.Access(
+            offset=attr.offset_value,
+            strides=list(attr.stride_values),
+            index_port=attr.index_port,
+            index_stride=attr.index_stride,
+            index_limit=attr.index_limit,
+        )
     return schema.Access(offset=attr.offset_value, strides=list(attr.stride_values))
 
 

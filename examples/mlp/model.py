@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 
@@ -52,6 +51,10 @@ def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
 
 
 def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    # Imported here, not at the top: scikit-learn (and scipy) take about a second to import,
+    # and rdu-compile never needs the data.
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     y = digits.target.astype(np.int64)

@@ -16,6 +16,13 @@ Type rules (``d`` is the stage's own dtype, the dtype of the value it produces):
 - ``cast``: any operand dtype to ``d``.                          cast
 - ``const``: no operand, ``imm`` is the number.                  const
 - ``counter``: no operand, ``imm`` is the counter index, ``d`` is ``i64``.  counter
+- ``rand``: one ``i64`` operand (the key), ``d`` is ``f32``.          rand
+
+``rand`` is a counter-based generator: with ``n`` the point's row-major index in the PCU's
+whole space (independent of tiles and lanes), ``G = 0x9E3779B97F4A7C15`` and ``mix`` the
+splitmix64 finalizer (``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
+z *= 0x94D049BB133111EB; z ^= z >> 31``, all modulo 2**64), it gives
+``(mix(mix(key) + (n + 1) * G) >> 40) * 2**-24``: 24 random bits, a float32 in ``[0, 1)``.
 
 Integer ``div`` rounds toward zero (like ``arith.divsi``); ``f32 -> i64`` casts truncate.
 """
@@ -25,7 +32,17 @@ from __future__ import annotations
 from typing import Final, Literal, NamedTuple
 
 TypeRule = Literal[
-    "float", "arith", "arith1", "pow", "logic", "compare", "select", "cast", "const", "counter"
+    "float",
+    "arith",
+    "arith1",
+    "pow",
+    "logic",
+    "compare",
+    "select",
+    "cast",
+    "const",
+    "counter",
+    "rand",
 ]
 
 
@@ -49,6 +66,7 @@ SIGNATURES: Final[dict[str, Signature]] = {
     "select": Signature(3, "select"),
     "const": Signature(0, "const"),
     "counter": Signature(0, "counter"),
+    "rand": Signature(1, "rand"),
 }
 
 
@@ -78,6 +96,9 @@ def type_error(op: str, dtype: str, operands: list[str]) -> str | None:
     elif rule == "counter":
         ok = dtype == "i64"
         need = "an i64 result"
+    elif rule == "rand":
+        ok = dtype == "f32" and operands[0] == "i64"
+        need = "an i64 key and an f32 result"
     else:  # cast, const
         return None
     return None if ok else f"{shown} is ill-typed: needs {need}"

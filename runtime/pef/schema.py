@@ -46,10 +46,18 @@ class Symbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """An address generator program: flat address = offset + sum(strides[c] * counter[c])."""
+    """An address generator program: flat address = offset + sum(strides[c] * counter[c]).
+
+    A data-dependent access (``index_port >= 0``: a gather on an input port, a scatter on the
+    output) adds ``index_stride * v``, ``v`` being the i64 value input port ``index_port``
+    reads at the same point; ``v`` must be in ``[0, index_limit)`` (checked at run time).
+    """
 
     offset: int
     strides: list[int]
+    index_port: int = -1
+    index_stride: int = 0
+    index_limit: int = 0
 
 
 class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -103,6 +111,10 @@ class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: Literal["dram", "pcu"]
     symbol: int = -1
     producer: int = -1
+    bank_skew: int = 0
+    """Banking: element ``a`` lives in bank ``(a + a // bank_skew) % banks`` (0: ``a % banks``),
+    so that vectors along a row and down a column of ``bank_skew`` elements both spread over
+    the banks."""
 
 
 class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -149,6 +161,25 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pmu_banks: int
     clock_ghz: float
     link_capacity: int
+    dram_gbps: float = 0.0
+    """Off-chip (DRAM) bandwidth in GB/s (1e9 bytes a second); 0: not given, not modelled."""
+    stream_bytes_per_cycle: int = 0
+    """Bytes one stream moves over a link in a cycle; 0: not given, one vector of ``pcu_lanes``
+    32-bit words."""
+
+
+class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A data-parallel exchange between ranks that the host runs just before section ``before``.
+
+    ``allreduce_mean``: each rank's tensors are replaced by their mean over the ranks (the
+    gradients, between the backward and the optimizer sections). ``broadcast``: rank 0's tensors
+    replace every rank's (buffers a section updates, such as batch-norm running statistics, as
+    torch's DistributedDataParallel does). With one rank a collective changes nothing.
+    """
+
+    op: Literal["allreduce_mean", "broadcast"]
+    before: str
+    symbols: list[int]
 
 
 class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -164,6 +195,9 @@ class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source_hash: str
     optimizer: str
     loss: bool
+    data_parallel: bool = False
+    """Compiled with ``--data-parallel``: ``collectives`` say what the ranks exchange."""
+    collectives: list[Collective] = []
 
 
 class Program(msgspec.Struct, frozen=True):

@@ -8,7 +8,9 @@ message names the section, the unit and the field.
 
 Routes: a link is one direction of a wire between two adjacent switches; a route uses a link at
 most once however many times it lists it, and ``target.link_capacity`` bounds the routes per
-link.
+link. A route starts at its source's switch and ends at its destination's (a unit's is the
+switch of its slot; DRAM's is the left-edge switch ``[0, y]`` of the other endpoint's row), and
+every stream of a section (each PMU's fill, each PCU port, each store to DRAM) has one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from collections import Counter
 
 from runtime.errors import RduError
 from runtime.pef import isa
-from runtime.pef.schema import Access, Meta, Pcu, Pmu, Program, Section, Symbol, Target
+from runtime.pef.schema import (
+    Access,
+    Meta,
+    Pcu,
+    Pmu,
+    Program,
+    Route,
+    Section,
+    Symbol,
+    Target,
+)
 
 DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
 
@@ -33,9 +45,13 @@ def numel(shape: list[int]) -> int:
 
 
 def access_range(access: Access, space: list[int]) -> tuple[int, int]:
-    """The lowest and highest flat address ``access`` reaches over a non-empty ``space``."""
+    """The lowest and highest flat address ``access`` reaches over a non-empty ``space`` (with
+    index values in ``[0, index_limit)`` for a data-dependent access)."""
     lo = hi = access.offset
-    for stride, extent in zip(access.strides, space, strict=True):
+    spans = [(stride, extent) for stride, extent in zip(access.strides, space, strict=True)]
+    if access.index_port >= 0:
+        spans.append((access.index_stride, access.index_limit))
+    for stride, extent in spans:
         span = stride * (extent - 1)
         if span > 0:
             hi += span
@@ -55,6 +71,7 @@ def validate(program: Program) -> None:
             raise PefError(f"section '{section.name}' appears twice")
         seen.add(section.name)
         _SectionChecker(section, meta).check()
+    _check_collectives(program)
 
 
 def _check_target(target: Target) -> None:
@@ -65,6 +82,9 @@ def _check_target(target: Target) -> None:
         raise PefError(f"meta: target.link_capacity is {target.link_capacity}, must be >= 1")
     if not target.clock_ghz > 0:
         raise PefError(f"meta: target.clock_ghz is {target.clock_ghz}, must be > 0")
+    for field in ("dram_gbps", "stream_bytes_per_cycle"):  # 0: not given
+        if not getattr(target, field) >= 0:
+            raise PefError(f"meta: target.{field} is {getattr(target, field)}, must be >= 0")
 
 
 def _check_symbols(symbols: list[Symbol]) -> None:
@@ -78,6 +98,29 @@ def _check_symbols(symbols: list[Symbol]) -> None:
         for d, dim in enumerate(sym.shape):
             if dim < 0:
                 raise PefError(f"meta: symbol {i} '{sym.name}' has negative dim {d}: {sym.shape}")
+
+
+def _check_collectives(program: Program) -> None:
+    """A data-parallel PEF's collectives: before a real section, on real, distinct symbols."""
+    meta = program.meta
+    if meta.collectives and not meta.data_parallel:
+        raise PefError("meta: collectives given but data_parallel is false")
+    if meta.data_parallel and meta.inference:
+        raise PefError("meta: an inference PEF cannot be data-parallel (it has no gradients)")
+    names = {s.name for s in program.sections}
+    nsym = len(meta.symbols)
+    for c, collective in enumerate(meta.collectives):
+        where = f"meta: collective {c} ({collective.op})"
+        if collective.before not in names:
+            raise PefError(f"{where}: runs before section '{collective.before}', which is absent")
+        if len(set(collective.symbols)) != len(collective.symbols):
+            raise PefError(f"{where}: lists a symbol twice")
+        for i in collective.symbols:
+            if not 0 <= i < nsym:
+                raise PefError(f"{where}: symbol {_out_of(i, nsym)}")
+            sym = meta.symbols[i]
+            if collective.op == "allreduce_mean" and sym.dtype != "f32":
+                raise PefError(f"{where}: averages '{sym.name}', which is {sym.dtype}, not f32")
 
 
 class _SectionChecker:
@@ -188,6 +231,27 @@ class _SectionChecker:
                 f"{self.pmu_label(pmu)} of {size} elements"
             )
 
+    def check_index(self, label: str, what: str, access: Access, pcu: Pcu, port: int) -> None:
+        """A data-dependent access: indexed by another input port, affine and i64, with a
+        positive limit."""
+        if access.index_port < 0:
+            return
+        k = access.index_port
+        if k >= len(pcu.inputs) or k == port or pcu.inputs[k].access.index_port >= 0:
+            raise self.fail(
+                f"{label}: {what} is indexed by input {k}, which must be another input port "
+                "with an affine access"
+            )
+        pmu = pcu.inputs[k].pmu
+        if 0 <= pmu < len(self.s.pmus) and self.s.pmus[pmu].dtype != "i64":
+            raise self.fail(f"{label}: {what} is indexed by input {k}, which is not i64")
+        if access.index_limit < 1:
+            raise self.fail(f"{label}: {what} has index limit {access.index_limit}, must be >= 1")
+        if port < 0 and pcu.combiner not in ("add", "none"):
+            raise self.fail(
+                f"{label}: a scatter output combines with 'add' or 'none', not '{pcu.combiner}'"
+            )
+
     def check_pcu(self, i: int, pcu: Pcu, written_before: set[int]) -> None:
         label = self.pcu_label(i)
         s, t = self.s, self.t
@@ -209,9 +273,11 @@ class _SectionChecker:
                     f"{label}: {what} reads {self.pmu_label(port.pmu)} before any earlier PCU "
                     "writes it (PCUs must be in dataflow order)"
                 )
+            self.check_index(label, what, port.access, pcu, k)
             if nonempty:
                 self.check_bounds(label, what, port.access, pcu.space, port.pmu)
             dtypes.append(pmu.dtype)
+        self.check_index(label, "output", pcu.out, pcu, -1)
         self.check_access(label, "output", pcu.out, pcu, pcu.out_pmu)
         out_pmu = s.pmus[pcu.out_pmu]
         if out_pmu.source != "pcu":
@@ -324,6 +390,57 @@ class _SectionChecker:
                 raise self.fail(
                     f"link {list(a)} -> {list(b)} carries {n} routes, capacity {t.link_capacity}"
                 )
+        for r, route in enumerate(s.routes):
+            label = f"route {r} ({route.src[0]} {route.src[1]} -> {route.dst[0]} {route.dst[1]})"
+            self.check_route_ends(label, route)
+        self.check_streams_routed()
+
+    def endpoint_switch(self, end: tuple[str, int], other: tuple[str, int]) -> list[int]:
+        """The switch where an endpoint meets the network: a unit's own slot's switch; for DRAM,
+        the left-edge switch ``[0, y]`` of the other endpoint's row."""
+        kind, index = end
+        if kind == "dram":
+            return [0, self.endpoint_switch(other, end)[1]]
+        unit = self.s.pcus[index] if kind == "pcu" else self.s.pmus[index]
+        return list(unit.at)
+
+    def check_route_ends(self, label: str, route: Route) -> None:
+        """A route starts at its source's switch and ends at its destination's."""
+        if route.src[0] == "dram" and route.dst[0] == "dram":
+            raise self.fail(f"{label}: goes from DRAM to DRAM")
+        if not route.hops:
+            raise self.fail(f"{label}: has no hops")
+        first, last = list(route.hops[0]), list(route.hops[-1])
+        src = self.endpoint_switch(route.src, route.dst)
+        dst = self.endpoint_switch(route.dst, route.src)
+        if first != src:
+            raise self.fail(f"{label}: starts at switch {first}, its source's switch is {src}")
+        if last != dst:
+            raise self.fail(f"{label}: ends at switch {last}, its destination's switch is {dst}")
+
+    def check_streams_routed(self) -> None:
+        """Every stream of the section has a route: each PMU's fill (from DRAM or from the PCUs
+        writing it), each PCU input port, each output's store to DRAM."""
+        s = self.s
+        routed = {(tuple(r.src), tuple(r.dst)) for r in s.routes}
+        needed: list[tuple[tuple[str, int], tuple[str, int], str]] = []
+        for i, pmu in enumerate(s.pmus):
+            if pmu.source == "dram":
+                what = f"the load of {self.pmu_label(i)}"
+                needed.append((("dram", pmu.symbol), ("pmu", i), what))
+        for i, pcu in enumerate(s.pcus):
+            for k, port in enumerate(pcu.inputs):
+                what = f"input {k} of {self.pcu_label(i)}"
+                needed.append((("pmu", port.pmu), ("pcu", i), what))
+            what = f"the output of {self.pcu_label(i)}"
+            needed.append((("pcu", i), ("pmu", pcu.out_pmu), what))
+        for out in s.outputs:
+            name = self.meta.symbols[out.symbol].name
+            what = f"the store of {self.pmu_label(out.pmu)} to '{name}'"
+            needed.append((("pmu", out.pmu), ("dram", out.symbol), what))
+        for src, dst, what in needed:
+            if (src, dst) not in routed:
+                raise self.fail(f"no route for {what} ({src[0]} {src[1]} -> {dst[0]} {dst[1]})")
 
 
 def _is_integral(x: float | int | None) -> bool:

@@ -137,16 +137,17 @@ class SectionBuilder:
         self.outputs.append(schema.Output(symbol=index, pmu=pmu))
         self.streams.append((("pmu", pmu), ("dram", index)))
 
-    def _position(self, end: tuple[str, int]) -> list[int]:
+    def _position(self, end: tuple[str, int], other: tuple[str, int]) -> list[int]:
+        """The switch of an endpoint: a unit's slot; DRAM: the left edge of the other's row."""
         kind, index = end
         if kind == "dram":
-            return [0, 0]
+            return [0, self._position(other, end)[1]]
         return (self.pcus if kind == "pcu" else self.pmus)[index].at
 
     def build(self) -> schema.Section:
         routes = []
         for src, dst in self.streams:
-            (x0, y0), (x1, y1) = self._position(src), self._position(dst)
+            (x0, y0), (x1, y1) = self._position(src, dst), self._position(dst, src)
             hops = [[x0, y0]]
             x, y = x0, y0
             while x != x1:

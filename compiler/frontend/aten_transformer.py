@@ -1,0 +1,391 @@
+"""ATen converters for transformers: slices and concatenation, gather and scatter-add
+(embedding), masks, safe softmax, dropout, cumulative sums, with their gradients.
+
+They register into the one op table of ``compiler/frontend/aten.py`` (which imports this file at
+its end). The dataflow primitives they build on:
+
+- ``dataflow.extract_slice``: a view (``slice``, ``select``, ``split``, ``narrow``, ``flip``);
+  its gradient is ``dataflow.pad`` (the slice placed into zeros), and ``cat`` adds up padded
+  parts;
+- ``dataflow.take`` / ``dataflow.put_add``: a gather along a dim by an index tensor, and its
+  transpose, a scatter-add into zeros (``embedding`` and ``embedding_dense_backward``,
+  ``index_select``, one-tensor ``index`` and ``index_put(accumulate=True)``); on the fabric an
+  access with a data-dependent term;
+- ``dataflow.random``: dropout's mask, from the section input ``rng_seed`` (a 0-d i64 the
+  session sets every step) and a stream per dropout op.
+
+Scaled dot-product attention is traced in its math form (``bmm``, masks built with ``tril`` or
+comparisons of ``arange``s, ``_safe_softmax``), so it needs nothing of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from xdsl.dialects.builtin import f32, i1, i64
+from xdsl.ir import SSAValue
+
+from compiler.frontend.aten import (
+    Call,
+    ConversionError,
+    Result,
+    _dims,
+    _truth,
+    converts,
+)
+from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
+
+RNG_SEED = "rng_seed"
+"""The section input (hyperparameter role, 0-d i64) that random ops hash: set by the session."""
+
+RANDOM_OPS = frozenset({"aten.native_dropout.default"})
+"""Ops whose converters read ``RNG_SEED`` (when they are random: training, p > 0)."""
+
+
+def needs_rng_seed(name: str, args: Sequence[Any]) -> bool:
+    """Whether a call of ``name`` with positional ``args`` draws random numbers."""
+    if name != "aten.native_dropout.default":
+        return False
+    p = args[1] if len(args) > 1 else 0.0
+    train = args[2] if len(args) > 2 else True
+    return bool(train is not False and float(p) > 0)
+
+
+# ------------------------------------------------------------------------------------------
+# slices
+# ------------------------------------------------------------------------------------------
+
+
+def _slice_bounds(n: int, start: int | None, end: int | None, step: int) -> tuple[int, int]:
+    """Python slice semantics (clamped): the first index and the number of elements."""
+    if step < 1:
+        raise ConversionError(f"slice step {step} (must be positive)")
+    first, stop, _ = slice(start, end, step).indices(n)
+    return first, max(0, -(-(stop - first) // step))
+
+
+def _slice(em: Emitter, x: SSAValue, dim: int, first: int, count: int, step: int) -> SSAValue:
+    shape = list(shape_of(x))
+    rank = len(shape)
+    offsets, steps = [0] * rank, [1] * rank
+    offsets[dim], steps[dim], shape[dim] = (first if count else 0), step, count
+    return em.extract_slice(x, offsets, steps, shape)
+
+
+def _unslice(em: Emitter, g: SSAValue, dim: int, first: int, step: int, extent: int) -> SSAValue:
+    """``g`` placed along ``dim`` at ``first, first + step, ...`` of ``extent`` zeros."""
+    rank = len(shape_of(g))
+    k = shape_of(g)[dim]
+    low, high, interior = [0] * rank, [0] * rank, [0] * rank
+    if k == 0:
+        shape = list(shape_of(g))
+        shape[dim] = extent
+        return em.fill(0, shape, elt_of(g))
+    low[dim] = first
+    interior[dim] = step - 1
+    high[dim] = extent - first - (k - 1) * step - 1
+    return em.pad(g, low, high, interior)
+
+
+@converts("aten.slice.Tensor", "aten.slice_copy.Tensor")
+def _slice_op(c: Call) -> Result:
+    x = c.tensor("self")
+    rank = len(shape_of(x))
+    dim = c.a["dim"] % rank
+    step = int(c.a.get("step") or 1)
+    first, count = _slice_bounds(shape_of(x)[dim], c.a.get("start"), c.a.get("end"), step)
+    return _slice(c.em, x, dim, first, count, step)
+
+
+@converts("aten.narrow.default", "aten.narrow_copy.default")
+def _narrow(c: Call) -> Result:
+    x = c.tensor("self")
+    dim = c.a["dim"] % len(shape_of(x))
+    start = int(c.a["start"]) % max(shape_of(x)[dim], 1)
+    return _slice(c.em, x, dim, start, int(c.a["length"]), 1)
+
+
+@converts("aten.select.int", "aten.select_copy.int")
+def _select(c: Call) -> Result:
+    x = c.tensor("self")
+    dim = c.a["dim"] % len(shape_of(x))
+    index = int(c.a["index"]) % shape_of(x)[dim]
+    return c.em.reshape(_slice(c.em, x, dim, index, 1, 1), c.out_shape)
+
+
+@converts("aten.split.Tensor", "aten.split_with_sizes.default", "aten.unsafe_split.Tensor")
+def _split(c: Call) -> Result:
+    x = c.tensor("self")
+    dim = c.a["dim"] % len(shape_of(x))
+    n = shape_of(x)[dim]
+    if "split_sizes" in c.a:
+        sizes = [int(s) for s in c.a["split_sizes"]]
+    else:
+        size = int(c.a["split_size"])
+        sizes = [min(size, n - i) for i in range(0, n, size)] if size else [n]
+    parts: list[SSAValue] = []
+    start = 0
+    for size in sizes:
+        parts.append(_slice(c.em, x, dim, start, size, 1))
+        start += size
+    return tuple(parts)
+
+
+@converts("aten.unbind.int")
+def _unbind(c: Call) -> Result:
+    x = c.tensor("self")
+    dim = c.a["dim"] % len(shape_of(x))
+    shape = [s for i, s in enumerate(shape_of(x)) if i != dim]
+    return tuple(
+        c.em.reshape(_slice(c.em, x, dim, i, 1, 1), shape) for i in range(shape_of(x)[dim])
+    )
+
+
+@converts("aten.flip.default")
+def _flip(c: Call) -> Result:
+    x = c.tensor("self")
+    shape = shape_of(x)
+    dims = {d % len(shape) for d in c.a["dims"]}
+    offsets = [n - 1 if d in dims and n > 0 else 0 for d, n in enumerate(shape)]
+    steps = [-1 if d in dims else 1 for d in range(len(shape))]
+    if not any(n > 1 for d, n in enumerate(shape) if d in dims):
+        return x
+    return c.em.extract_slice(x, offsets, steps, shape)
+
+
+@converts("aten.slice_backward.default")
+def _slice_backward(c: Call) -> Result:
+    g = c.tensor("grad_output")
+    sizes = [int(s) for s in c.a["input_sizes"]]
+    dim = c.a["dim"] % len(sizes)
+    step = int(c.a.get("step") or 1)
+    first, count = _slice_bounds(sizes[dim], c.a.get("start"), c.a.get("end"), step)
+    if count != shape_of(g)[dim]:
+        raise ConversionError(f"slice_backward of {count} elements, the gradient has another")
+    return _unslice(c.em, g, dim, first, step, sizes[dim])
+
+
+@converts("aten.select_backward.default")
+def _select_backward(c: Call) -> Result:
+    g = c.tensor("grad_output")
+    sizes = [int(s) for s in c.a["input_sizes"]]
+    dim = c.a["dim"] % len(sizes)
+    index = int(c.a["index"]) % sizes[dim]
+    kept = list(sizes)
+    kept[dim] = 1
+    return _unslice(c.em, c.em.reshape(g, kept), dim, index, 1, sizes[dim])
+
+
+def _cat(em: Emitter, xs: Sequence[SSAValue], dim: int, elt: Any) -> SSAValue:
+    """Each part padded to the whole extent along ``dim``, the parts added up."""
+    xs = [em.cast(x, elt) for x in xs if shape_of(x) != (0,)]  # torch skips legacy empty 1-d
+    if len(xs) == 1:
+        return xs[0]
+    total = sum(shape_of(x)[dim] for x in xs)
+    out: SSAValue | None = None
+    start = 0
+    for x in xs:
+        n = shape_of(x)[dim]
+        part = _unslice(em, x, dim, start, 1, total)
+        start += n
+        out = part if out is None else em.add(out, part)
+    assert out is not None
+    return out
+
+
+@converts("aten.cat.default", "aten.concat.default", "aten.concatenate.default")
+def _cat_op(c: Call) -> Result:
+    xs = [v for v in c.a["tensors"] if isinstance(v, SSAValue)]
+    if len(xs) != len(c.a["tensors"]):
+        raise ConversionError("cat of non-tensor values")
+    rank = len(c.out_shape)
+    return _cat(c.em, xs, c.a["dim"] % rank, c.out_elt)
+
+
+@converts("aten.stack.default")
+def _stack(c: Call) -> Result:
+    xs = [v for v in c.a["tensors"] if isinstance(v, SSAValue)]
+    rank = len(c.out_shape)
+    dim = c.a["dim"] % rank
+    parts = []
+    for x in xs:
+        shape = list(shape_of(x))
+        shape.insert(dim, 1)
+        parts.append(c.em.reshape(x, shape))
+    return _cat(c.em, parts, dim, c.out_elt)
+
+
+# ------------------------------------------------------------------------------------------
+# masks, safe softmax, any/all, cumulative sums
+# ------------------------------------------------------------------------------------------
+
+
+def _triangle(c: Call, keep: str) -> Result:
+    """``x`` where ``col - row`` compares with ``diagonal`` by ``keep`` (le: tril, ge: triu)."""
+    x, em = c.tensor("self"), c.em
+    shape = shape_of(x)
+    if len(shape) < 2:
+        raise ConversionError("tril/triu of a tensor of rank < 2")
+    rows, cols = shape[-2], shape[-1]
+    offset = em.sub(em.iota(1, (rows, cols)), em.iota(0, (rows, cols)))
+    mask = em.binary(keep, offset, int(c.a.get("diagonal") or 0), i64)
+    return em.select(mask, x, em.scalar(0, elt_of(x)))
+
+
+@converts("aten.tril.default")
+def _tril(c: Call) -> Result:
+    return _triangle(c, "le")
+
+
+@converts("aten.triu.default")
+def _triu(c: Call) -> Result:
+    return _triangle(c, "ge")
+
+
+@converts("aten._safe_softmax.default")
+def _safe_softmax(c: Call) -> Result:
+    """Softmax whose fully masked rows (all ``-inf``) are 0 rather than NaN."""
+    x, em = c.em.cast(c.tensor("self"), c.out_elt), c.em
+    dim = c.a["dim"] % len(shape_of(x))
+    m = em.reduce("max", x, [dim], True)
+    m = em.select(em.binary("eq", m, float("-inf")), 0.0, m)
+    e = em.unary("exp", em.sub(x, m))
+    s = em.reduce("sum", e, [dim], True)
+    return em.div(e, em.select(em.binary("eq", s, 0.0), 1.0, s))
+
+
+def _any_all(c: Call, kind: str) -> Result:
+    x = _truth(c.em, c.a["self"])
+    rank = len(shape_of(x))
+    dim = c.a.get("dim")
+    dims = _dims(dim, rank)
+    return c.em.reduce(kind, x, dims, bool(c.a.get("keepdim", False)))
+
+
+@converts("aten.any.dim", "aten.any.dims", "aten.any.default")
+def _any(c: Call) -> Result:
+    return _any_all(c, "max")
+
+
+@converts("aten.all.dim", "aten.all.dims", "aten.all.default")
+def _all(c: Call) -> Result:
+    return _any_all(c, "min")
+
+
+@converts("aten.cumsum.default")
+def _cumsum(c: Call) -> Result:
+    """``out[..., i, ...] = sum_{j <= i} x[..., j, ...]``: a masked sum over a second copy of
+    ``dim`` (quadratic in the extent of ``dim``, fine for sequence lengths)."""
+    em = c.em
+    x = em.cast(c.tensor("self"), c.out_elt)
+    shape = shape_of(x)
+    if not shape:
+        return x
+    dim = c.a["dim"] % len(shape)
+    n = shape[dim]
+    # dims [..., i, j, ...]: x varies over j, the mask j <= i
+    pair = (*shape[:dim], n, n, *shape[dim + 1 :])
+    spread = (*shape[:dim], 1, n, *shape[dim + 1 :])
+    xs = em.broadcast(em.reshape(x, spread), pair)
+    mask_shape = [1] * len(pair)
+    mask_shape[dim], mask_shape[dim + 1] = n, n
+    mask = em.binary("le", em.iota(dim + 1, mask_shape), em.iota(dim, mask_shape), i64)
+    return em.reduce("sum", em.select(mask, xs, em.scalar(0, elt_of(x))), [dim + 1], False)
+
+
+# ------------------------------------------------------------------------------------------
+# gather and scatter-add
+# ------------------------------------------------------------------------------------------
+
+
+@converts("aten.embedding.default")
+def _embedding(c: Call) -> Result:
+    return c.em.take(c.tensor("weight"), c.tensor("indices"), 0)
+
+
+@converts("aten.embedding_dense_backward.default")
+def _embedding_backward(c: Call) -> Result:
+    em = c.em
+    g, idx = c.tensor("grad_output"), c.tensor("indices")
+    if c.a.get("scale_grad_by_freq"):
+        raise ConversionError("scale_grad_by_freq=True")
+    padding = int(c.a.get("padding_idx", -1))
+    if padding >= 0:
+        keep = em.binary("ne", idx, padding, i64)
+        keep = em.reshape(keep, (*shape_of(idx), 1))
+        g = em.select(keep, g, em.scalar(0, elt_of(g)))
+    return em.put_add(g, idx, 0, int(c.a["num_weights"]))
+
+
+@converts("aten.index_select.default")
+def _index_select(c: Call) -> Result:
+    x, idx = c.tensor("self"), c.tensor("index")
+    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    return c.em.take(x, c.em.reshape(idx, (math.prod(shape_of(idx)),)), dim)
+
+
+def _one_index(c: Call, x: SSAValue) -> tuple[int, SSAValue]:
+    """The dim and tensor of ``indices``, which must hold one integer tensor (Nones before)."""
+    indices = list(c.a["indices"])
+    while indices and indices[-1] is None:
+        indices.pop()
+    if not indices or any(i is not None for i in indices[:-1]):
+        raise ConversionError("indexing with more than one index tensor")
+    idx = indices[-1]
+    if not isinstance(idx, SSAValue) or elt_of(idx) == i1 or is_float(elt_of(idx)):
+        raise ConversionError("indexing with a boolean mask or a non-integer tensor")
+    return len(indices) - 1, idx
+
+
+@converts("aten.index.Tensor")
+def _index(c: Call) -> Result:
+    x = c.tensor("self")
+    dim, idx = _one_index(c, x)
+    return c.em.take(x, idx, dim)
+
+
+@converts("aten.index_put.default")
+def _index_put(c: Call) -> Result:
+    """``index_put(x, [idx], values, accumulate=True)``: ``x`` plus the values scattered."""
+    em = c.em
+    x = c.tensor("self")
+    if not c.a.get("accumulate"):
+        raise ConversionError("index_put with accumulate=False (overwriting) is not supported")
+    dim, idx = _one_index(c, x)
+    shape = shape_of(x)
+    want = (*shape[:dim], *shape_of(idx), *shape[dim + 1 :])
+    values = em.broadcast(em.as_tensor(c.a["values"], elt_of(x)), want)
+    return em.add(x, em.put_add(values, idx, dim, shape[dim]))
+
+
+# ------------------------------------------------------------------------------------------
+# dropout
+# ------------------------------------------------------------------------------------------
+
+
+@converts("aten.native_dropout.default")
+def _native_dropout(c: Call) -> Result:
+    """``(x * keep / (1 - p), keep)`` with ``keep = u >= p``, ``u`` uniform from the fabric's
+    counter-based generator (so ``P(keep) = 1 - p``); eval or ``p == 0``: ``(x, all true)``."""
+    em = c.em
+    x = c.tensor("input")
+    p = float(c.a["p"])
+    shape = shape_of(x)
+    if not needs_rng_seed("aten.native_dropout.default", [x, p, c.a.get("train")]):
+        return x, em.fill(1, shape, i1)
+    seed = em.section_args.get(RNG_SEED)
+    if seed is None:
+        raise ConversionError("dropout outside the forward section (no rng_seed input)")
+    keep = em.binary("ge", em.random(seed, shape), p, f32)
+    scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+    return em.mul(em.mul(x, em.cast(keep, elt_of(x))), scale), keep
+
+
+@converts("aten.native_dropout_backward.default")
+def _native_dropout_backward(c: Call) -> Result:
+    em = c.em
+    g = c.tensor("grad_output")
+    mask = em.cast(c.tensor("mask"), elt_of(g))
+    return em.mul(em.mul(g, mask), float(c.a["scale"]))

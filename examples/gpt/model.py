@@ -1,0 +1,216 @@
+"""A GPT-style character language model on Shakespeare's sonnets (public domain, shipped here).
+
+Token and position embeddings, ``--n-layer`` blocks of causal self-attention (LayerNorm, GELU MLP,
+residuals), a final LayerNorm and a head tied to the token embedding; AdamW. ``rdu-run
+--inference --prompt TEXT`` generates text: the ``generate`` hook calls the inference PEF once per
+new character (see the README's model.py contract).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+TEXT = Path(__file__).resolve().parent / "data" / "sonnets.txt"
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """This model's own arguments (shown by ``rdu-compile model.py --help``)."""
+    parser.add_argument("--block-size", type=int, default=32, help="context length (characters)")
+    parser.add_argument("--n-embd", type=int, default=48, help="embedding width")
+    parser.add_argument("--n-head", type=int, default=4, help="attention heads")
+    parser.add_argument("--n-layer", type=int, default=2, help="transformer blocks")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
+    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
+    parser.add_argument("--steps-per-epoch", type=int, default=100, help="training batches")
+    parser.add_argument("--prompt", default="Shall I compare thee", help="--inference: the prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
+    parser.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)"
+    )
+
+
+def corpus() -> str:
+    """The training text."""
+    return TEXT.read_text(encoding="utf-8")
+
+
+def vocabulary() -> list[str]:
+    """The characters of the text, sorted: token ``i`` is ``vocabulary()[i]``."""
+    return sorted(set(corpus()))
+
+
+def unigram_entropy() -> float:
+    """Entropy (nats per character) of the text's character frequencies: the loss a model that
+    ignores the context reaches at best."""
+    counts = np.unique(np.frombuffer(corpus().encode("utf-32-le"), np.uint32), return_counts=True)
+    p = counts[1] / counts[1].sum()
+    return float(-(p * np.log(p)).sum())
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.c_proj = nn.Linear(n_embd, n_embd)
+        self.dropout = dropout
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q = q.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        k = k.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        v = v.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        y = y.transpose(1, 2).reshape(b, t, c)
+        return self.resid_drop(self.c_proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(4 * n_embd, n_embd),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab: int, args: argparse.Namespace) -> None:
+        super().__init__()
+        c = args.n_embd
+        self.wte = nn.Embedding(vocab, c)
+        self.wpe = nn.Embedding(args.block_size, c)
+        self.drop = nn.Dropout(args.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c, args.n_head, args.dropout) for _ in range(args.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(c)
+        self.head = nn.Linear(c, vocab, bias=False)
+        self.head.weight = self.wte.weight  # tied
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * args.n_layer))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        pos = torch.arange(t, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def model(args: argparse.Namespace) -> nn.Module:
+    return GPT(len(vocabulary()), args)
+
+
+def example_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    return (torch.zeros(args.batch_size, args.block_size, dtype=torch.int64),)
+
+
+def example_targets(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
+    return (torch.zeros(args.batch_size, args.block_size, dtype=torch.int64),)
+
+
+def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+
+
+def encode(text: str) -> np.ndarray:
+    """Token ids of ``text`` (characters outside the vocabulary are refused)."""
+    index = {ch: i for i, ch in enumerate(vocabulary())}
+    unknown = sorted({ch for ch in text if ch not in index})
+    if unknown:
+        raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
+    return np.array([index[ch] for ch in text], dtype=np.int64)
+
+
+def decode(tokens) -> str:
+    chars = vocabulary()
+    return "".join(chars[int(t)] for t in tokens)
+
+
+def data(
+    split: str, args: argparse.Namespace
+) -> Iterator[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
+    """Windows of ``block_size`` characters and the same shifted by one: the first 90% of the
+    text trains (random windows, by seed and epoch), the last 10% tests (consecutive)."""
+    tokens = encode(corpus())
+    cut = int(0.9 * len(tokens))
+    t, b = args.block_size, args.batch_size
+    if split == "train":
+        part = tokens[:cut]
+        rng = np.random.default_rng([args.seed, args.epoch])
+        starts = rng.integers(0, len(part) - t - 1, size=(args.steps_per_epoch, b))
+    else:
+        part = tokens[cut:]
+        all_starts = np.arange(0, len(part) - t - 1, t)
+        starts = all_starts[: len(all_starts) // b * b].reshape(-1, b)
+    offsets = np.arange(t)
+    for row in starts:
+        x = part[row[:, None] + offsets]
+        y = part[row[:, None] + offsets + 1]
+        yield (torch.from_numpy(x),), (torch.from_numpy(y),)
+
+
+def generate(
+    forward: Callable[[tuple[torch.Tensor, ...]], tuple[np.ndarray, ...]],
+    args: argparse.Namespace,
+) -> str:
+    """``args.prompt`` continued by ``args.max_new_tokens`` characters, one forward a character.
+
+    The context is the last ``block_size`` characters, placed at positions ``0..n-1`` (causal
+    attention: the padding after them does not change the logits at ``n-1``); greedy at
+    temperature 0, else sampled (seeded by ``args.seed``).
+    """
+    tokens = list(encode(args.prompt))
+    if not tokens:
+        raise ValueError("--prompt is empty")
+    rng = np.random.default_rng(args.seed)
+    t = args.block_size
+    for _ in range(args.max_new_tokens):
+        context = tokens[-t:]
+        window = np.zeros((args.batch_size, t), np.int64)
+        window[:, : len(context)] = context
+        logits = np.asarray(forward((torch.from_numpy(window),))[0])[0, len(context) - 1]
+        if args.temperature <= 0:
+            tokens.append(int(np.argmax(logits)))
+        else:
+            z = logits.astype(np.float64) / args.temperature
+            p = np.exp(z - z.max())
+            tokens.append(int(rng.choice(len(p), p=p / p.sum())))
+    return decode(tokens)

@@ -1,0 +1,144 @@
+"""Target files: a custom fabric described in TOML, checked field by field when it is read.
+
+The compiler (``rdu-compile --arch FILE.toml``) and the runtime (``rdu-run --arch FILE.toml``)
+read target files here, so both accept exactly the same files. The keys are the fields of
+``schema.Target`` (what a PEF records about its target)::
+
+    name = "my-fabric"            # optional: the file's stem by default
+    cols = 8                      # unit slots across (PCUs and PMUs in a checkerboard)
+    rows = 4                      # unit slots down
+    pcu_lanes = 16                # SIMD lanes of a PCU (32-bit words)
+    pcu_stages = 6                # pipeline stages of a PCU
+    pmu_bytes = 262144            # bytes of one PMU
+    pmu_banks = 16                # banks of one PMU
+    clock_ghz = 1.0
+    link_capacity = 4             # streams one switch-to-switch link carries at once
+    dram_gbps = 51.2              # off-chip bandwidth, GB/s
+    stream_bytes_per_cycle = 64   # bytes one stream moves over a link in a cycle
+
+Every key but ``name`` is required. A key that is not a field, a value of the wrong type (an
+integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``) is refused with a
+one-line ``TargetFileError`` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from runtime.errors import RduError
+from runtime.pef.schema import Target
+
+FIELDS: tuple[str, ...] = Target.__struct_fields__
+"""Every key a target file may hold."""
+
+REQUIRED: tuple[str, ...] = tuple(f for f in FIELDS if f != "name")
+"""The keys a target file must hold."""
+
+_AT_FIELD = re.compile(r"^(?P<msg>.*?) - at `\$\.(?P<field>\w+)`")
+
+
+class TargetFileError(RduError):
+    """A target file that cannot be read or does not describe a fabric (one line, names the
+    file and the field)."""
+
+
+def looks_like_target_file(arch: str) -> bool:
+    """Whether ``--arch`` names a file (``.toml`` or a path) rather than a preset."""
+    return arch.endswith(".toml") or "/" in arch or Path(arch).is_file()
+
+
+def check_target(target: Target, where: str) -> None:
+    """Every figure of ``target`` in range, else a ``TargetFileError`` naming ``where`` and the
+    field."""
+    positive_ints = (
+        "cols",
+        "rows",
+        "pcu_lanes",
+        "pcu_stages",
+        "pmu_bytes",
+        "pmu_banks",
+        "link_capacity",
+        "stream_bytes_per_cycle",
+    )
+    for field in positive_ints:
+        value = getattr(target, field)
+        if value < 1:
+            raise TargetFileError(f"{where}: field '{field}' is {value}, must be >= 1")
+    for field in ("clock_ghz", "dram_gbps"):
+        value = getattr(target, field)
+        if not value > 0 or value == float("inf"):
+            raise TargetFileError(f"{where}: field '{field}' is {value}, must be > 0 and finite")
+    if target.cols * target.rows < 2:
+        raise TargetFileError(
+            f"{where}: fields 'cols' x 'rows' is {target.cols}x{target.rows}, must hold at least "
+            "one PCU and one PMU"
+        )
+    if not target.name:
+        raise TargetFileError(f"{where}: field 'name' is empty")
+
+
+def read_target_file(path: str | Path) -> Target:
+    """The target described by the TOML file at ``path`` (see the module docstring)."""
+    path = Path(path)
+    where = f"target file {path}"
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise TargetFileError(f"{where}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise TargetFileError(f"{where}: not a text file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise TargetFileError(f"{where}: not valid TOML ({err})") from None
+    for key in data:
+        if key not in FIELDS:
+            raise TargetFileError(
+                f"{where}: unknown field '{key}' (the fields are: {', '.join(FIELDS)})"
+            )
+    for key in REQUIRED:
+        if key not in data:
+            raise TargetFileError(f"{where}: missing field '{key}'")
+    data.setdefault("name", path.stem)
+    for key, value in data.items():
+        # TOML has booleans and msgspec would not take one for an int; say so by name.
+        if isinstance(value, bool):
+            raise TargetFileError(f"{where}: field '{key}' is a boolean, expected a number")
+    try:
+        target = msgspec.convert(data, Target)
+    except msgspec.ValidationError as err:
+        match = _AT_FIELD.match(str(err))
+        if match is None:
+            raise TargetFileError(f"{where}: {err}") from None
+        message = match["msg"].replace("`", "")
+        raise TargetFileError(f"{where}: field '{match['field']}': {message.lower()}") from None
+    check_target(target, where)
+    return target
+
+
+class TargetMismatchError(RduError):
+    """A PEF asked to run on a fabric other than the one it was compiled for."""
+
+
+def check_same_target(recorded: Target, arch: str, pef: str) -> None:
+    """Refuse to run ``pef`` (compiled for ``recorded``) on the fabric ``arch``: a preset name or
+    a target file. A preset is compared by name (the PEF records the figures it was compiled
+    with); a target file figure by figure."""
+    if not looks_like_target_file(arch):
+        if arch != recorded.name:
+            raise TargetMismatchError(
+                f"{pef} was compiled for target '{recorded.name}', not '{arch}': recompile it "
+                f"with rdu-compile --arch {arch}"
+            )
+        return
+    wanted = read_target_file(arch)
+    for field in FIELDS:
+        have, want = getattr(recorded, field), getattr(wanted, field)
+        if have != want:
+            raise TargetMismatchError(
+                f"{pef} was compiled for target '{recorded.name}', not the one in {arch} "
+                f"({field} {have} in the PEF, {want} in the file): recompile it with "
+                f"rdu-compile --arch {arch}"
+            )

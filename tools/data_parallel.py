@@ -1,0 +1,160 @@
+"""rdu-run's data-parallel side: launching the ranks, and running as one of them.
+
+    torchrun --standalone --nproc-per-node 2 -m tools.rdu_run model.py --pef P --data-parallel
+    rdu-run model.py --pef P --data-parallel --world-size 2        (the same, launched for you)
+
+``launch`` is what ``--world-size N`` does: it checks the PEF once, then starts N ranks on this
+machine with torch's own launcher (``torch.distributed.launcher.api.elastic_launch``, what
+``torchrun --standalone`` runs), each rank being ``python -m tools.rdu_run`` with the same
+arguments. If a rank fails, the launcher stops the others and says which rank failed and how,
+in one line, with the last checkpoint that was written completely.
+
+``as_rank`` wraps a rank's training: a rank that loses its peers (``DistributedError``) prints
+one line and leaves at once (``os._exit``: gloo's teardown can abort while a peer is gone).
+SIGTERM (the launcher stopping the job) keeps its default action, so that it ends a rank even
+while it waits inside a collective; a checkpoint being written then leaves only a temporary file
+behind (checkpoints are written atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import sys
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from runtime.distributed import Communicator, DistributedError, TorchCommunicator, launched
+from runtime.pef.schema import Meta
+from tools.cli import ToolError
+
+
+def rank_argv(ctx: click.Context, model_path: str) -> list[str]:
+    """The command line each rank runs: this one, without ``--world-size``."""
+    argv = [model_path, "--data-parallel"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in (
+            "world_size",
+            "data_parallel",
+            "show_help",
+        ):
+            continue
+        value = ctx.params.get(param.name or "")
+        if param.is_flag:
+            if value:
+                argv.append(param.opts[0])
+        elif value is not None and value != param.default:
+            argv += [param.opts[0], str(value)]
+    return argv + list(ctx.args)
+
+
+def check_pef(pef_path: str) -> None:
+    """Refuse, once and before any rank starts, a PEF that cannot train data-parallel."""
+    from runtime.pef import read_pef
+
+    check_meta(read_pef(pef_path).meta, pef_path)
+
+
+def check_meta(meta: Meta, pef_path: str) -> None:
+    """A ``ToolError`` unless the PEF is a data-parallel training PEF."""
+    if meta.inference:
+        raise ToolError(f"{pef_path} is an inference PEF; data-parallel runs train")
+    if not meta.data_parallel:
+        raise ToolError(
+            f"{pef_path} was not compiled for data-parallel training: "
+            "recompile with rdu-compile --data-parallel"
+        )
+
+
+def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
+    """Run ``opts["world_size"]`` ranks of this command on this machine; 0 if all succeed."""
+    world_size = opts["world_size"]
+    if world_size < 1:
+        raise ToolError(f"--world-size must be positive, got {world_size}")
+    if launched():
+        raise ToolError(
+            "--world-size starts the ranks itself: under torchrun, leave it out "
+            "(torchrun's --nproc-per-node and --nnodes set the world size)"
+        )
+    check_pef(opts["pef_path"])
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if world_size > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun does: no oversubscription
+    if not debug:
+        logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=world_size,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port, as torchrun --standalone
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "tools.rdu_run", *rank_argv(ctx, model_path))
+    except ChildFailedError as error:
+        raise ToolError(_failure_line(error, opts)) from None
+    return 0
+
+
+def _failure_line(error: object, opts: dict) -> str:
+    """One line: which rank failed first and how, and the last complete checkpoint."""
+    failures = error.failures  # type: ignore[attr-defined]
+
+    def severity(rank: int) -> tuple[int, int]:
+        code = failures[rank].exitcode
+        stopped = code == -signal.SIGTERM
+        return (2 if stopped else 0 if code < 0 else 1, failures[rank].timestamp)
+
+    rank = min(failures, key=severity)
+    failure = failures[rank]
+    if failure.exitcode < 0:
+        how = f"was killed by {failure.signal_name()}"
+    else:
+        how = f"exited with status {failure.exitcode}"
+    line = f"rank {rank} (pid {failure.pid}) {how}; the other ranks were stopped"
+    last = last_checkpoint(opts)
+    if last is not None:
+        line += f"; last complete checkpoint: {last}"
+    return line
+
+
+def last_checkpoint(opts: dict) -> Path | None:
+    """The newest ``step-N.pt`` / ``last.pt`` in the checkpoint folder (written atomically, so
+    every one there is complete)."""
+    folder = opts.get("ckpt_dir") or Path(opts["pef_path"]).resolve().parent / "checkpoints"
+    paths = [p for p in Path(folder).glob("*.pt") if re.fullmatch(r"step-\d+|last", p.stem)]
+    return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
+
+
+def join(timeout: float) -> Communicator:
+    """This process's place in a data-parallel job: a torch.distributed rank if a launcher
+    started it, else a job of one rank."""
+    if not launched():
+        return Communicator()
+    return TorchCommunicator(timeout)
+
+
+def as_rank(communicator: Communicator, body: Callable[[], int], debug: bool) -> int:
+    """Run ``body`` as one rank of a job; on a lost peer print one line and leave at once."""
+    try:
+        code = body()
+    except DistributedError as error:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"rdu-run: error: {error}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    communicator.close()
+    return code
