@@ -71,16 +71,16 @@ def main() -> None:
     args = parser.parse_args()
 
     out = ROOT / "out" / "bench"
-    run(str(BIN / "rdu-compile"), str(MLP), "--data-parallel", "-b", str(args.batch),
-        "--output-folder", str(out), "--pef-name", "mlp-dp")  # fmt: skip
+    compile_args = ["--data-parallel", "-b", str(args.batch), "--output-folder", str(out)]
+    run(str(BIN / "rdu-compile"), str(MLP), *compile_args, "--pef-name", "mlp-dp")
     pef = out / "mlp-dp" / "mlp-dp.pef"
     rows = {}
     for ranks in (1, 2):
         runs = [measure(pef, ranks, args.steps) for _ in range(args.repeats)]
         rows[str(ranks)] = max(runs, key=lambda r: r["steps_per_s"])
     base = rows["1"]["samples_per_s"]
-    print(f"data-parallel MLP 64-128-10, batch {args.batch} a rank, {args.steps} steps, "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    title = f"data-parallel MLP 64-128-10, batch {args.batch} a rank, {args.steps} steps"
+    print(f"{title}, {os.cpu_count()} cores")
     print(f"{'ranks':>5} {'steps/s':>9} {'samples/s':>10} {'speed-up':>9}")
     for ranks, row in rows.items():
         speedup = row["samples_per_s"] / base
@@ -88,8 +88,7 @@ def main() -> None:
             f"{ranks:>5} {row['steps_per_s']:>9.1f} {row['samples_per_s']:>10.0f} {speedup:>8.2f}x"
         )
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["data_parallel"] = {
+    doc = {
         "model": "examples/mlp (64-128-10)",
         "batch_per_rank": args.batch,
         "steps": args.steps,
@@ -98,8 +97,16 @@ def main() -> None:
         "machine": platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    results: dict = {}
+    if RESULTS.exists():
+        try:
+            results = json.loads(RESULTS.read_text())
+        except json.JSONDecodeError:
+            results = {}
+    results = results if isinstance(results, dict) else {}
+    results["data_parallel"] = doc  # the other scripts' keys stay
+    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, RESULTS)
     print(f"wrote {RESULTS.relative_to(ROOT)} (data_parallel)")
 

@@ -17,10 +17,12 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.printer import Printer
 
+from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
+from compiler.report import format_summary, write_report
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.pef import encode_pef, write_pef
@@ -38,6 +40,10 @@ class CompileResult:
     """Number of ops per dialect in the final (placed) IR."""
     units: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per section: (PCUs, PMUs) used."""
+    report_path: Path | None = None
+    """``report.json`` (with a ``fabric-<section>.png`` a section beside it)."""
+    summary: str = ""
+    """The report's readable summary (also in the log)."""
 
 
 def make_context() -> Context:
@@ -86,8 +92,12 @@ def compile_model(
     batch_size: int,
     log: list[str] | None = None,
     data_parallel: bool = False,
+    opt_level: int = 1,
 ) -> CompileResult:
-    """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically)."""
+    """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically).
+
+    ``opt_level``: 1 fuses elementwise ops and cuts sections only where the fabric is full;
+    0 fuses nothing and gives every op its own section (``compiler.pipeline``)."""
     log = [] if log is None else log
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -97,11 +107,15 @@ def compile_model(
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
+    batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
+    batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
+    check_model_fits(target, spec.source_file, spec.module, batch)
     module = build_dataflow(spec, inference=inference)
     module.verify()
+    check_sections_fit(target, spec.source_file, module)
     note("dataflow", module)
     ctx = make_context()
-    for stage, pass_ in lowering_passes(target.spec):
+    for stage, pass_ in lowering_passes(target.spec, opt_level=opt_level):
         pass_.apply(ctx, module)
         module.verify()
         note(stage, module)
@@ -131,16 +145,24 @@ def compile_model(
     units = {s.name: (len(s.pcus), len(s.pmus)) for s in program.sections}
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
+    report_path = write_report(program, target, out_dir)
+    summary = format_summary(program, target)
+    log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {report_path}")
+    log.append(summary)
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
-    return CompileResult(pef_path, size, log_path, count_ops(module), units)
+    return CompileResult(
+        pef_path, size, log_path, count_ops(module), units, report_path, summary
+    )
 
 
-def compile_in_memory(spec: ModelSpec, *, inference: bool, target: Target) -> Program:
+def compile_in_memory(
+    spec: ModelSpec, *, inference: bool, target: Target, opt_level: int = 1
+) -> Program:
     """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks)."""
     module = build_dataflow(spec, inference=inference)
     ctx = make_context()
-    for _, pass_ in lowering_passes(target.spec):
+    for _, pass_ in lowering_passes(target.spec, opt_level=opt_level):
         pass_.apply(ctx, module)
     module.verify()
     return module_to_program(

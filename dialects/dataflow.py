@@ -76,6 +76,7 @@ ROLES = (
     "gradient",
     "optimizer_state",
     "hyperparameter",
+    "spill",
 )
 """The roles of a DRAM tensor (see the symbol table in docs/design.md)."""
 

@@ -42,15 +42,17 @@ A section runs its PCUs concurrently, streaming to each other through PMUs, as o
 
 - ``compute = max(V * II over PCUs) + fill``, ``fill`` being the longest chain of PCU fills
   through the PMUs between them (the first result of the last PCU waits for every earlier one);
-- every PMU serves its readers and writer from its banks: ``pmu = max over PMUs of the cycles
-  its banks are busy`` (the sum over its ports of vectors times ``bank_cycles``);
-- off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits one PMU
-  (``pmu_bytes``) is loaded once; a larger one is streamed in tiles for every reader, reloaded
-  whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])`` tiles each) moves a
-  counter the reader's access varies with, after the innermost run of counters it does not:
-  ``tiles / reuse * tile elements * bytes``. A tensor a PCU writes that does not fit one PMU
-  spills: it goes off-chip once and comes back like a large input for each reader. Every
-  section output is stored once. ``dram = bytes / (dram_gbps / clock_ghz)`` cycles;
+- every PMU serves its readers and writer from its banks: ``pmu = max over buffers of the cycles
+  their banks are busy`` (the sum over its ports of vectors times ``bank_cycles``, shared by the
+  ``pmus`` PMUs a buffer spans);
+- off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
+  PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
+  reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
+  tiles each) moves a counter the reader's access varies with: ``tiles / reuse * tile elements
+  * bytes``, ``reuse`` being the tiles of the innermost counters (those of one tile aside) it
+  does not vary with. A tensor a PCU writes that does not fit its PMUs spills: it goes off-chip
+  once and comes back like a large input for each reader. Every section output is stored once.
+  ``dram = bytes / (dram_gbps / clock_ghz)`` cycles;
 - ``cycles(section) = max(compute, pmu, dram)``, named by ``bound``.
 
 Peak: every stage of every lane of every PCU doing a multiply-add (2 FLOPs) a cycle,
@@ -205,58 +207,90 @@ class UnitModel:
         return self.steady + self.fill
 
 
-def _depth(pcu: Pcu, lanes_at: int, reduced: set[int], lanes: int) -> int:
-    nin = len(pcu.inputs)
-    depth = sum(1 for s in pcu.stages if s.op not in FREE_OPCODES)
-    if pcu.combiner != "none":
-        result = pcu.stages[pcu.result - nin] if pcu.result >= nin else None
-        fused = pcu.combiner == "add" and result is not None and result.op == "mul"
-        depth += 0 if fused else 1
-        if lanes_at in reduced:
-            width = min(lanes, pcu.space[lanes_at])
-            depth += math.ceil(math.log2(width)) if width > 1 else 0
+def pipeline_depth(
+    stage_ops: Sequence[str], combiner: str, result_op: str | None, tree_width: int = 1
+) -> int:
+    """The stages a body takes (see the module docstring): ``stage_ops`` are its opcodes,
+    ``result_op`` the opcode of the value it yields (None: an input), ``tree_width`` the lanes a
+    reduction over the lanes counter folds (1: none)."""
+    depth = sum(1 for op in stage_ops if op not in FREE_OPCODES)
+    if combiner != "none":
+        depth += 0 if combiner == "add" and result_op == "mul" else 1
+        depth += math.ceil(math.log2(tree_width)) if tree_width > 1 else 0
     return max(depth, 1)
+
+
+@dataclass(frozen=True)
+class VectorShape:
+    """How a PCU walks its space a vector at a time: ``width`` points of the lanes counter and
+    ``unroll`` points of the unroll counter (-1: none) per vector."""
+
+    lanes_at: int
+    width: int
+    unroll_at: int
+    unroll: int
+
+    def along(self, strides: Sequence[int], space: Sequence[int]) -> list[tuple[int, int]]:
+        """``(stride, count)`` of the elements one vector reads through an access."""
+        along: list[tuple[int, int]] = []
+        if _varies(strides, space, self.lanes_at):
+            along.append((strides[self.lanes_at], self.width))
+        if _varies(strides, space, self.unroll_at):
+            along.append((strides[self.unroll_at], self.unroll))
+        return along
+
+    def vectors(self, space: Sequence[int]) -> int:
+        """Vectors over the whole space."""
+        if math.prod(space) == 0:
+            return 0
+        n = 1
+        for c, extent in enumerate(space):
+            if c == self.lanes_at:
+                n *= -(-extent // max(self.width, 1))
+            elif c == self.unroll_at:
+                n *= -(-extent // self.unroll)
+            else:
+                n *= extent
+        return n
+
+
+def vector_shape(
+    space: Sequence[int], out_strides: Sequence[int], lanes: int, depth: int, stages: int
+) -> VectorShape:
+    """The vector shape of a PCU of ``lanes`` lanes and ``stages`` stages running a body of
+    ``depth`` stages over ``space`` (see the module docstring)."""
+    at_l = lanes_counter(space, out_strides)
+    at_u = unroll_counter(space, out_strides, at_l)
+    unroll = 1
+    if at_u >= 0 and depth <= stages:
+        unroll = max(1, min(stages // depth, space[at_u]))
+    width = min(lanes, space[at_l]) if at_l >= 0 else 1
+    return VectorShape(at_l, max(width, 1), at_u if unroll > 1 else -1, unroll)
 
 
 def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
     return c >= 0 and strides[c] != 0 and space[c] > 1
 
 
-def unit_model(
-    index: int, pcu: Pcu, section: Section, target: Target, in_hops: int = 0
-) -> UnitModel:
-    """The model of PCU ``index`` of ``section`` (``in_hops``: its longest input route)."""
+def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> UnitModel:
+    """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route)."""
     space = pcu.space
     lanes = max(1, pcu.lanes)
     reduced = set(reduced_counters(space, pcu.out.strides))
     at_l = lanes_counter(space, pcu.out.strides)
-    at_u = unroll_counter(space, pcu.out.strides, at_l)
-    depth = _depth(pcu, at_l, reduced, lanes)
+    nin = len(pcu.inputs)
+    result_op = pcu.stages[pcu.result - nin].op if pcu.result >= nin else None
+    tree = min(lanes, space[at_l]) if at_l in reduced else 1
+    depth = pipeline_depth([st.op for st in pcu.stages], pcu.combiner, result_op, tree)
     passes = -(-depth // target.pcu_stages)
-    unroll = 1
-    if at_u >= 0 and depth <= target.pcu_stages:
-        unroll = max(1, min(target.pcu_stages // depth, space[at_u]))
+    shape = vector_shape(space, pcu.out.strides, lanes, depth, target.pcu_stages)
+    unroll = shape.unroll
     iterations = math.prod(space)
-    width = min(lanes, space[at_l]) if at_l >= 0 else 1
-    if iterations == 0:
-        vectors = 0
-    else:
-        vectors = 1
-        for c, extent in enumerate(space):
-            if c == at_l:
-                vectors *= -(-extent // lanes)
-            elif c == at_u:
-                vectors *= -(-extent // unroll)
-            else:
-                vectors *= extent
+    vectors = shape.vectors(space)
     link = stream_bytes(target)
 
     def stream(pmu: int, strides: Sequence[int], offset: int, port: int) -> PortModel:
-        along: list[tuple[int, int]] = []
-        if _varies(strides, space, at_l):
-            along.append((strides[at_l], width))
-        if _varies(strides, space, at_u):
-            along.append((strides[at_u], unroll))
+        along = shape.along(strides, space)
         elements = math.prod(n for _, n in along)
         buffer = section.pmus[pmu]
         nbytes = elements * DTYPE_BYTES[buffer.dtype]
@@ -307,7 +341,9 @@ def streamed_bytes(pcu: Pcu, strides: Sequence[int], dtype: str) -> int:
     trips = [-(-e // max(t, 1)) if e else 0 for e, t in zip(pcu.space, pcu.tile, strict=True)]
     reuse = 1
     for c in reversed(range(len(trips))):
-        if strides[c] != 0 and pcu.space[c] > 1:
+        if trips[c] == 1:
+            continue  # one tile: the loop never moves it
+        if strides[c] != 0:
             break
         reuse *= trips[c]
     loads = math.prod(trips) // max(reuse, 1)
@@ -340,7 +376,7 @@ def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target)
     bytes_in = spilled = 0
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
-        if size <= target.pmu_bytes:
+        if size <= target.pmu_bytes * max(1, pmu.pmus):
             bytes_in += size if pmu.source == "dram" else 0
             continue
         streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
@@ -425,7 +461,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
             i = route.dst[1]
             in_hops[i] = max(in_hops.get(i, 0), len(route.hops) - 1)
     units = tuple(
-        unit_model(i, p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
+        unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
     )
     # The fill of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
@@ -442,7 +478,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         for port in unit.ports:
             vectors = unit.vectors if port.port >= 0 else unit.out_vectors
             busy[port.pmu] = busy.get(port.pmu, 0) + vectors * port.bank_cycles
-    pmu = max(busy.values(), default=0)
+    pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target)
     per_cycle = dram_bytes_per_cycle(target)
     dram = math.ceil(traffic.total / per_cycle) if math.isfinite(per_cycle) else 0
@@ -452,7 +488,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         section=section.name,
         units=units,
         pcus_used=len(section.pcus),
-        pmus_used=len(section.pmus),
+        pmus_used=sum(max(1, p.pmus) for p in section.pmus),
         links_used=_links(section),
         pcus_available=num_pcus(target),
         pmus_available=num_pmus(target),

@@ -10,7 +10,8 @@ arguments. If a rank fails, the launcher stops the others and says which rank fa
 in one line, with the last checkpoint that was written completely.
 
 ``as_rank`` wraps a rank's training: a rank that loses its peers (``DistributedError``) prints
-one line and leaves at once (``os._exit``: gloo's teardown can abort while a peer is gone).
+one line and leaves at once. A rank leaves with ``os._exit`` after flushing its output, done or
+not: gloo's threads can abort the interpreter's teardown (SIGABRT), the more so with a peer gone.
 SIGTERM (the launcher stopping the job) keeps its default action, so that it ends a rank even
 while it waits inside a collective; a checkpoint being written then leaves only a temporary file
 behind (checkpoints are written atomically).
@@ -27,12 +28,13 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from runtime.distributed import Communicator, DistributedError, TorchCommunicator, launched
+from runtime.distributed import Communicator, TorchCommunicator, launched
 from runtime.pef.schema import Meta
-from tools.cli import ToolError
+from tools.cli import ToolError, guarded
 
 
 def rank_argv(ctx: click.Context, model_path: str) -> list[str]:
@@ -146,15 +148,25 @@ def join(timeout: float) -> Communicator:
 
 
 def as_rank(communicator: Communicator, body: Callable[[], int], debug: bool) -> int:
-    """Run ``body`` as one rank of a job; on a lost peer print one line and leave at once."""
+    """Run ``body`` as one rank of a job: an error is one line (``rdu-run: error: rank R: ...``
+    for a lost peer), and a torch.distributed rank leaves through ``os._exit``."""
     try:
-        code = body()
-    except DistributedError as error:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"rdu-run: error: {error}", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    communicator.close()
+        guarded("rdu-run", debug, body)  # prints the one-line error; always raises SystemExit
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    except BaseException:  # --debug: guarded lets the exception through
+        traceback.print_exc()
+        code = 2
+    if code == 0:
+        communicator.close()
+    if isinstance(communicator, TorchCommunicator):
+        _leave(code)  # gloo's threads can abort the interpreter's teardown (SIGABRT)
     return code
+
+
+def _leave(code: int) -> NoReturn:
+    """Exit now, without the interpreter's teardown (files are closed; streams flushed here)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -69,6 +69,31 @@ class ModelFile:
                 f"{self._where(error)}: {function}() raised {_describe(error)}"
             ) from error
 
+    def tensors(self, function: str, *args: Any) -> tuple[Any, ...]:
+        """Call ``function`` (``example_inputs``, ``example_targets``), which must return a tuple
+        (or list) of torch tensors; anything else is one line naming the function and what it
+        gave."""
+        import torch
+
+        value = self.call(function, *args)
+        if isinstance(value, torch.Tensor):
+            raise ModelFileError(
+                f"{self.path}: {function}() returned a bare tensor; return a tuple of tensors, "
+                "e.g. (x,)"
+            )
+        if not isinstance(value, tuple | list):
+            raise ModelFileError(
+                f"{self.path}: {function}() returned a {type(value).__name__}, "
+                "not a tuple of tensors"
+            )
+        for i, item in enumerate(value):
+            if not isinstance(item, torch.Tensor):
+                raise ModelFileError(
+                    f"{self.path}: {function}() item {i} is a {type(item).__name__}, "
+                    "not a torch tensor"
+                )
+        return tuple(value)
+
     def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
         """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples."""
         for batch in self.call("data", split, args):
@@ -77,6 +102,11 @@ class ModelFile:
                     f"{self.path}: data() must yield ((inputs...), (targets...)) pairs"
                 )
             inputs, targets = batch
+            if not (isinstance(inputs, tuple | list) and isinstance(targets, tuple | list)):
+                raise ModelFileError(
+                    f"{self.path}: data() must yield ((inputs...), (targets...)) pairs of tuples, "
+                    f"got ({type(inputs).__name__}, {type(targets).__name__})"
+                )
             yield tuple(inputs), tuple(targets)
 
     def _where(self, error: BaseException) -> str:

@@ -29,10 +29,12 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp
 from xdsl.ir import Operation
 from xdsl.parser import Parser
+from xdsl.parser.generic_parser import ParserState
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.arg_spec import ArgSpecParseError, parse_pipeline
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
-from xdsl.utils.lexer import Span
+from xdsl.utils.lexer import Input, Span
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from compiler.passes import all_passes
@@ -55,11 +57,24 @@ class OptUsageError(Exception):
 # -- the parser front ----------------------------------------------------------------------------
 
 
+class _Lexer(MLIRLexer):
+    """xDSL's lexer with a string-literal pattern that cannot backtrack exponentially.
+
+    xdsl 0.74 matches string literals with ``"(?:[^"...]+|escape)*"``: a ``+`` inside a
+    ``*``, which on a string missing its closing quote tries every way of cutting the line and
+    never finishes (the fuzz test found rdu-opt hanging on such an input). One character per
+    repetition accepts the same strings in linear time.
+    """
+
+    _unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*"')
+
+
 class _LocatingParser(Parser):
     """xDSL's parser, remembering where each operation starts (verifier errors point there)."""
 
     def __init__(self, ctx: Context, text: str, name: str) -> None:
-        super().__init__(ctx, text, name)
+        super().__init__(ctx, "", name)
+        self._parser_state = ParserState(_Lexer(Input(text, name)))
         self.starts: dict[Operation, Span[str]] = {}
 
     def parse_operation(self) -> Operation:
@@ -132,15 +147,20 @@ def load_ir(
 ) -> ModuleOp:
     """Parse and verify IR as rdu-opt does; anything wrong is an ``IrError`` with its position."""
     ctx = ctx if ctx is not None else make_context()
-    parser = _LocatingParser(ctx, _decode(data, name, line_offset), name)
+    text = _decode(data, name, line_offset)
+    parser: _LocatingParser | None = None
     try:
+        parser = _LocatingParser(ctx, text, name)  # lexes the first token: may raise
         module = parser.parse_module(implicit_module)
     except ParseError as error:
         raise IrError(_span_where(error.span, line_offset), error.msg) from None
     except (VerifyException, ValueError) as error:
         # An attribute or type that fails its own checks while being built: xdsl raises these
         # from inside the parser, without a position; the parser's current token is the place.
-        raise IrError(_span_where(parser._current_token.span, line_offset), str(error)) from None
+        where = f"{name}:{1 + line_offset}:1"
+        if parser is not None:
+            where = _span_where(parser._current_token.span, line_offset)
+        raise IrError(where, str(error)) from None
     starts = {op: _span_where(span, line_offset) for op, span in parser.starts.items()}
     try:
         module.verify()

@@ -15,8 +15,12 @@ from __future__ import annotations
 import copy
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -43,6 +47,18 @@ from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespac
 )
 @click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
+@click.option(
+    "--arch",
+    default=None,
+    help="The fabric to run on: a preset name or a target file FILE.toml [default: the PEF's "
+    "own target]; a PEF compiled for another target is refused.",
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="At the end, print every section's counters (runs, modelled cycles and time, FLOPs, "
+    "off-chip bytes, fraction of peak).",
+)
 @click.option(
     "--data-parallel",
     is_flag=True,
@@ -112,6 +128,10 @@ class Run:
         self.debug = debug
         self.program = read_pef(opts["pef_path"])
         meta = self.program.meta
+        if opts.get("arch"):
+            from runtime.pef.target_file import check_same_target
+
+            check_same_target(meta.target, opts["arch"], opts["pef_path"])
         self.model_file = load_model_file(model_path)
         self.args = model_namespace(
             self.model_file,
@@ -281,9 +301,11 @@ class Run:
         inputs, targets = next(iter(self.batches("train" if not self.is_inference else "test", 0)))
         feed = self.batch(inputs, targets)
         if self.is_inference:
-            outputs = InferenceSession(self.program, state).run(feed)
+            session = InferenceSession(self.program, state)
+            outputs = session.run(feed)
         else:
-            result = TrainingSession(self.program, state).step(feed, self.hyperparameters())
+            session = TrainingSession(self.program, state)
+            result = session.step(feed, self.hyperparameters())
             outputs = dict(result.outputs, loss=np.asarray(result.loss))
         for name, value in outputs.items():
             symbol = self.symbols.get(name)
@@ -295,7 +317,18 @@ class Run:
                 raise ToolError(f"output {name} is not finite")
         names = ", ".join(s.name for s in self.program.sections)
         click.echo(f"test run passed: sections {names} ran; outputs {', '.join(outputs)} finite")
+        self.profile(session)
         return 0
+
+    def profile(self, session) -> None:
+        """With ``--profile``: the per-section counters the fabric kept while it ran."""
+        if not self.opts.get("profile") or not self.is_rank0:
+            return
+        from runtime.perf import format_report
+
+        counters = {k: c for k, c in session.fabric.counters.items() if c.runs}
+        click.echo(f"profile (target {self.program.meta.target.name}, model runtime/perf.py):")
+        click.echo(format_report(counters))
 
     @property
     def is_inference(self) -> bool:
@@ -331,8 +364,9 @@ class Run:
                         continue
                     if step >= total:
                         break
-                    result = session.step(self.batch(inputs, targets), hyper)
-                    step += 1
+                    with _interrupts_between_steps():
+                        result = session.step(self.batch(inputs, targets), hyper)
+                        step += 1
                     losses.append(result.loss)
                     c, n = _accuracy(result.outputs, targets)
                     correct, seen = correct + c, seen + n
@@ -370,6 +404,7 @@ class Run:
                     f"{step - start} steps in {seconds:.2f} s: {rate:.1f} steps/s, "
                     f"{samples:.0f} samples/s on {ranks}"
                 )
+        self.profile(session)
         return 0
 
     def evaluate(self, session, progress, epoch: int) -> None:
@@ -421,7 +456,32 @@ class Run:
         )
         acc = f"; accuracy {correct / seen:.4f}" if seen else ""
         click.echo(f"wrote {results / 'predictions.csv'} ({len(rows)} rows){acc}")
+        self.profile(session)
         return 0
+
+
+@contextmanager
+def _interrupts_between_steps() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the step in hand is done, then raise KeyboardInterrupt: the
+    final checkpoint of an interrupted run then holds whole steps (parameters, optimizer state
+    and step count agree), and data-parallel ranks stop at the same step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(
+            signal.SIGINT, previous if previous is not None else signal.default_int_handler
+        )
+    if pending:
+        raise KeyboardInterrupt
 
 
 def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]:

@@ -206,8 +206,9 @@ class _Conv:
 
 
 def _conv_geometry(c: Call, x: SSAValue, w: SSAValue, y_shape: Sequence[int]) -> _Conv:
-    if c.a.get("transposed"):
-        raise ConversionError("transposed convolution")
+    """The shapes of ``y = convolution(x, w)``, as the direct convolution they stand for: a
+    transposed convolution is the input gradient of the direct convolution of ``y`` with ``w``
+    (``w [C_in, C_out/G, *K]``: ``x`` is the direct one's output)."""
     xs, ws = shape_of(x), shape_of(w)
     if len(xs) < 3 or len(xs) != len(ws):
         raise ConversionError(f"convolution of a {list(xs)} input (needs [N, C, *spatial])")
@@ -215,8 +216,14 @@ def _conv_geometry(c: Call, x: SSAValue, w: SSAValue, y_shape: Sequence[int]) ->
     stride = _ints(c.a["stride"], nsp)
     padding = _ints(c.a["padding"], nsp)
     dilation = _ints(c.a["dilation"], nsp)
+    groups = int(c.a["groups"])
+    if c.a.get("transposed"):
+        win = Window(tuple(y_shape[2:]), xs[2:], ws[2:], stride, dilation, padding)
+        return _Conv(xs[0], y_shape[1], ws[0], groups, win)
+    if any(int(p) for p in c.a.get("output_padding") or []):
+        raise ConversionError("output_padding of a direct convolution")
     win = Window(xs[2:], tuple(y_shape[2:]), ws[2:], stride, dilation, padding)
-    return _Conv(xs[0], xs[1], ws[0], int(c.a["groups"]), win)
+    return _Conv(xs[0], xs[1], ws[0], groups, win)
 
 
 def _conv_forward(em: Emitter, x: SSAValue, w: SSAValue, g: _Conv) -> SSAValue:
@@ -317,13 +324,14 @@ def _conv_weight_grad(em: Emitter, gy: SSAValue, x: SSAValue, g: _Conv) -> SSAVa
 def _convolution(c: Call) -> Result:
     em = c.em
     x, w = c.tensor("input"), c.tensor("weight")
-    if any(int(p) for p in c.a.get("output_padding") or []):
-        raise ConversionError("output_padding")
     g = _conv_geometry(c, x, w, c.out_shape)
-    y = _conv_forward(em, x, w, g)
+    if c.a.get("transposed"):
+        y = _conv_input_grad(em, x, w, g)
+    else:
+        y = _conv_forward(em, x, w, g)
     if c.a.get("bias") is not None:
-        nsp = len(g.win.size)
-        y = em.add(y, em.reshape(c.tensor("bias"), (g.oc, *[1] * nsp)))
+        bias = c.tensor("bias")
+        y = em.add(y, em.reshape(bias, (*shape_of(bias), *[1] * len(g.win.size))))
     return y
 
 
@@ -333,9 +341,13 @@ def _convolution_backward(c: Call) -> Result:
     gy, x, w = c.tensor("grad_output"), c.tensor("input"), c.tensor("weight")
     g = _conv_geometry(c, x, w, shape_of(gy))
     want_input, want_weight, want_bias = (bool(m) for m in c.a["output_mask"])
-    gx = _conv_input_grad(em, gy, w, g) if want_input else None
-    gw = _conv_weight_grad(em, gy, x, g) if want_weight else None
-    gb = None
+    gx = gw = gb = None
+    if c.a.get("transposed"):  # the direct convolution's output is x, its input gy
+        gx = _conv_forward(em, gy, w, g) if want_input else None
+        gw = _conv_weight_grad(em, x, gy, g) if want_weight else None
+    else:
+        gx = _conv_input_grad(em, gy, w, g) if want_input else None
+        gw = _conv_weight_grad(em, gy, x, g) if want_weight else None
     if want_bias:
         gb = em.reduce("sum", gy, [0, *range(2, len(shape_of(gy)))], False)
     return gx, gw, gb

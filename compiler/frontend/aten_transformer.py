@@ -339,6 +339,19 @@ def _one_index(c: Call, x: SSAValue) -> tuple[int, SSAValue]:
     return len(indices) - 1, idx
 
 
+@converts("aten.index_add.default")
+def _index_add(c: Call) -> Result:
+    """``x`` plus ``alpha * source`` added at ``index`` along ``dim`` (the gradient of
+    ``index_select``)."""
+    em = c.em
+    x, source = c.tensor("self"), c.tensor("source")
+    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    alpha = c.a.get("alpha", 1)
+    if alpha != 1:
+        source = em.mul(source, alpha)
+    return em.add(x, em.put_add(source, c.tensor("index"), dim, shape_of(x)[dim]))
+
+
 @converts("aten.index.Tensor")
 def _index(c: Call) -> Result:
     x = c.tensor("self")

@@ -143,11 +143,12 @@ def build_optimizer(
     def body(em: Emitter, v: dict[str, SSAValue]) -> list[SectionResult]:
         new_params: list[SectionResult] = []
         new_state: list[SectionResult] = []
+        coefficients = _adamw_coefficients(em, v) if plan.kind == "adamw" else {}
         for p in plan.params:
             param, grad = v[p], v[f"{p}.grad"]
             if plan.kind == "adamw":
                 p_new, m_new, v_new = _adamw(
-                    em, v, param, grad, v[f"{p}.exp_avg"], v[f"{p}.exp_avg_sq"]
+                    em, {**v, **coefficients}, param, grad, v[f"{p}.exp_avg"], v[f"{p}.exp_avg_sq"]
                 )
                 new_state.append(SectionResult(f"{p}.exp_avg", "optimizer_state", m_new))
                 new_state.append(SectionResult(f"{p}.exp_avg_sq", "optimizer_state", v_new))
@@ -165,6 +166,17 @@ def build_optimizer(
     return make_section("optimizer", "optimizer", args, body, where)
 
 
+def _adamw_coefficients(em: Emitter, h: dict[str, SSAValue]) -> dict[str, SSAValue]:
+    """The 0-d factors every parameter's update shares, computed once per step (so the section
+    does not repeat them per parameter, nor read one constant from every unit)."""
+    return {
+        "decay": em.sub(1.0, em.mul(h["lr"], h["weight_decay"])),
+        "one_minus_beta1": em.sub(1.0, h["beta1"]),
+        "one_minus_beta2": em.sub(1.0, h["beta2"]),
+        "step_size": em.div(h["lr"], h["bias_correction1"]),
+    }
+
+
 def _adamw(
     em: Emitter,
     h: dict[str, SSAValue],
@@ -173,10 +185,9 @@ def _adamw(
     m: SSAValue,
     v: SSAValue,
 ) -> tuple[SSAValue, SSAValue, SSAValue]:
-    p1 = em.mul(p, em.sub(1.0, em.mul(h["lr"], h["weight_decay"])))
-    m_new = em.add(m, em.mul(em.sub(1.0, h["beta1"]), em.sub(g, m)))
-    v_new = em.add(em.mul(v, h["beta2"]), em.mul(em.mul(em.sub(1.0, h["beta2"]), g), g))
+    p1 = em.mul(p, h["decay"])
+    m_new = em.add(m, em.mul(h["one_minus_beta1"], em.sub(g, m)))
+    v_new = em.add(em.mul(v, h["beta2"]), em.mul(em.mul(h["one_minus_beta2"], g), g))
     denom = em.add(em.div(em.unary("sqrt", v_new), h["bias_correction2_sqrt"]), h["eps"])
-    step = em.div(h["lr"], h["bias_correction1"])
-    p_new = em.sub(p1, em.mul(step, em.div(m_new, denom)))
+    p_new = em.sub(p1, em.mul(h["step_size"], em.div(m_new, denom)))
     return p_new, m_new, v_new

@@ -15,7 +15,8 @@ Inside each ``dataflow.section``:
 
 A PMU's ``tile_bytes`` is the largest tile any unit streams through it (see
 ``compiler/passes/tiling.py``), ``nbuf`` is ``tiling.NBUF`` and ``banks`` is
-``target.pmu_banks``.
+``target.pmu_banks``; ``bank_skew`` is set where skewed banking makes the vectors its units
+stream through it cheaper (``tiling.choose_bank_skew``).
 
 Before (target ``plasticine``)::
 
@@ -49,6 +50,7 @@ After::
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,13 +71,20 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, fail, op_name
-from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
+from compiler.passes.tiling import (
+    NBUF,
+    buffer_tile_bytes,
+    choose_bank_skew,
+    element_bytes,
+    tile_elements,
+)
 from compiler.targets import Target, get_target
 from dialects import dataflow as df
 from dialects import rdu_tile
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
 from dialects.pcu import YieldOp as PcuYieldOp
 from dialects.pmu import BufferOp
+from runtime import perf
 
 OPCODES: dict[str, str] = {
     "arith.addf": "add",
@@ -309,10 +318,57 @@ class _SectionLowering:
             Rewriter.insert_op([unit, buf], InsertPoint.before(k))
             buffers[k.result] = buf
 
+        skew_banks([op for op in block.ops if isinstance(op, UnitOp)], self.target)
         for i, value in enumerate(yield_op.values):
             yield_op.operands[i] = buffers[value].result
         for k in reversed(kernels):
             Rewriter.erase_op(k)
+
+
+def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
+    """How ``unit`` walks its space a vector at a time (``runtime.perf.vector_shape``)."""
+    space = unit.space_values
+    out_strides = unit.out.stride_values
+    ops: list[str] = []
+    for op in unit.body.block.ops:
+        if isinstance(op, StageOp):
+            ops.append(op.opcode.data)
+        elif isinstance(op, ConstOp | CounterOp):
+            ops.append("const")
+    yielded = unit.body.block.last_op
+    result_op = None
+    if isinstance(yielded, PcuYieldOp) and isinstance(yielded.value.owner, StageOp):
+        result_op = yielded.value.owner.opcode.data
+    at_lanes = perf.lanes_counter(space, out_strides)
+    reduced = perf.reduced_counters(space, out_strides)
+    lanes = unit.lanes.value.data
+    tree = min(lanes, space[at_lanes]) if at_lanes in reduced else 1
+    depth = perf.pipeline_depth(ops, unit.combiner.data, result_op, tree)
+    return perf.vector_shape(space, out_strides, lanes, depth, target.pcu_stages)
+
+
+def skew_banks(units: Sequence[UnitOp], target: Target) -> None:
+    """Give every buffer the bank skew (``tiling.choose_bank_skew``) that makes the vectors its
+    units stream through it cheapest; a buffer that needs none gets no ``bank_skew``."""
+    streams: dict[BufferOp, list[tuple[int, list[tuple[int, int]]]]] = {}
+    for unit in units:
+        shape = unit_vector_shape(unit, target)
+        space = unit.space_values
+        vectors = shape.vectors(space)
+        for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+            if isinstance(value.owner, BufferOp):
+                along = shape.along(access.stride_values, space)
+                streams.setdefault(value.owner, []).append((vectors, along))
+        along = shape.along(unit.out.stride_values, space)
+        kept = [e for e, s in zip(space, unit.out.stride_values, strict=True) if s != 0 or e == 1]
+        out_vectors = -(-math.prod(kept) // max(1, math.prod(n for _, n in along)))
+        for use in unit.result.uses:
+            if isinstance(use.operation, BufferOp):
+                streams.setdefault(use.operation, []).append((out_vectors, along))
+    for buf, vectors in streams.items():
+        skew = choose_bank_skew(vectors, buf.banks.value.data)
+        if skew:
+            buf.properties["bank_skew"] = IntegerAttr(skew, i64)
 
 
 @dataclass(frozen=True)

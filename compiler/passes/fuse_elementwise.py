@@ -88,7 +88,8 @@ class Composition:
             sum(s * row[c] for s, row in zip(strides, self.m, strict=True))
             for c in range(self.counters)
         ]
-        return AccessAttr(offset, new)
+        index = access.index if access.is_indexed else ()
+        return AccessAttr(offset, new, index)
 
 
 def is_elementwise(kernel: KernelOp) -> bool:
@@ -99,8 +100,7 @@ def is_elementwise(kernel: KernelOp) -> bool:
     space = kernel.space_values
     expected = row_major(space)
     return all(
-        e <= 1 or s == r
-        for e, s, r in zip(space, kernel.out.stride_values, expected, strict=True)
+        e <= 1 or s == r for e, s, r in zip(space, kernel.out.stride_values, expected, strict=True)
     )
 
 

@@ -6,7 +6,10 @@ streams between them become a ``placement.Graph``:
 - a ``pmu.buffer`` whose source is a section argument is filled from DRAM, one whose source is a
   ``pcu.unit`` result by that PCU;
 - each input port of a ``pcu.unit`` is a stream from the port's ``pmu.buffer``;
-- each ``pmu.buffer`` the section's ``dataflow.yield`` returns is stored to DRAM.
+- each ``pmu.buffer`` the section's ``dataflow.yield`` returns is stored to DRAM;
+- a ``pmu.buffer`` that spans ``pmus = N`` PMUs takes ``N - 1`` more PMU slots, each joined to
+  its first PMU by a stream (the traffic between the pieces of its address range), so they are
+  placed close by and the links they need are reserved; their slots go on ``more_at``.
 
 ``placement.place_and_route`` places and routes that graph (greedy, then simulated annealing of
 the total stream length, then dimension-ordered routing within the links' capacity) and the
@@ -87,7 +90,7 @@ class PlaceAndRoute(ModulePass):
 class Sink:
     """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
 
-    kind: Literal["fill", "store", "port"]
+    kind: Literal["fill", "store", "port", "bank"]
     op: Operation
     port: int = 0
 
@@ -99,6 +102,8 @@ class SectionGraph:
     graph: Graph
     units: Sequence[UnitOp | BufferOp]
     sinks: Sequence[Sink]
+    banks: Sequence[BufferOp] = ()
+    """The buffer each PMU after ``units`` belongs to (a buffer's second, third... PMU)."""
 
 
 def section_graph(section: SectionOp) -> SectionGraph:
@@ -141,8 +146,16 @@ def section_graph(section: SectionOp) -> SectionGraph:
             stored.add(b)
             streams.append(Stream(b, DRAM))
             sinks.append(Sink("store", units[b]))
-    graph = Graph([_unit(op) for op in units], streams)
-    return SectionGraph(graph, units, sinks)
+    banks: list[BufferOp] = []
+    for i, op in enumerate(units):
+        if isinstance(op, BufferOp):
+            for _ in range(op.num_pmus - 1):
+                banks.append(op)
+                streams.append(Stream(i, len(units) + len(banks) - 1))
+                sinks.append(Sink("bank", op))
+    more = [Unit(f'pmu.buffer "{b.buffer_name.data}" (one more PMU)', "pmu") for b in banks]
+    graph = Graph([*(_unit(op) for op in units), *more], streams)
+    return SectionGraph(graph, units, sinks, banks)
 
 
 def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
@@ -154,15 +167,23 @@ def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
         )
     except PlacementError as err:
         raise PassFailedException(str(err)) from None
-    for op, (x, y) in zip(sg.units, result.at, strict=True):
-        for stale in ("route", "store_route", "routes"):  # from an earlier placement, if any
+    count = len(sg.units)
+    for op, (x, y) in zip(sg.units, result.at[:count], strict=True):
+        for stale in ("route", "store_route", "routes", "more_at"):  # from an earlier placement
             op.properties.pop(stale, None)
         op.properties["at"] = dense_i64([x, y])
+    more_at: dict[BufferOp, list[int]] = {}
+    for op, (x, y) in zip(sg.banks, result.at[count:], strict=True):
+        more_at.setdefault(op, []).extend([x, y])
+    for op, flat in more_at.items():
+        op.properties["more_at"] = dense_i64(flat)
     port_routes: dict[Operation, list[DenseArrayBase[IntegerType]]] = {
         op: [dense_i64([])] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
     }
     for sink, hops in zip(sg.sinks, result.routes, strict=True):
         flat = _flatten(hops)
+        if sink.kind == "bank":
+            continue  # reserved by the placement; the PEF has no stream between a buffer's PMUs
         if sink.kind == "port":
             port_routes[sink.op][sink.port] = flat
         else:

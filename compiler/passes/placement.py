@@ -235,6 +235,21 @@ def anneal(
         return at
     rng = random.Random(seed)
     incident = _incident_streams(graph)
+    others = _other_ends(graph, incident)
+    units = [[o for o in ends if o != DRAM] for ends in others]
+    drams = [len(ends) - len(near) for ends, near in zip(others, units, strict=True)]
+
+    def wire_delta(w: int, src: Coord, dst: Coord, skip: int) -> int:
+        """How much ``w``'s streams lengthen when ``w`` moves ``src -> dst`` (the other units
+        staying put; a stream to ``skip``, the unit swapped with ``w``, keeps its length)."""
+        (sx, sy), (dx, dy) = src, dst
+        delta = drams[w] * (dx - sx)  # a DRAM stream's length is its unit's column
+        for o in units[w]:
+            if o != skip:
+                ox, oy = at[o]
+                delta += abs(dx - ox) + abs(dy - oy) - abs(sx - ox) - abs(sy - oy)
+        return delta
+
     dram = _dram_degree(graph)
     row_load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
@@ -253,7 +268,7 @@ def anneal(
         u = rng.randrange(len(at))
         kind = graph.units[u].kind
         if rng.random() < 0.5:
-            centre = _neighbour_median(graph, incident[u], at, u)
+            centre = _median_of(others[u], at, u)
             radius = 1
         else:
             centre = at[u]
@@ -262,13 +277,10 @@ def anneal(
         if slot == at[u]:
             continue
         v = occupant.get(slot)
-        touched = sorted(set(incident[u]) | (set(incident[v]) if v is not None else set()))
-        before = sum(stream_length(at, graph.streams[s]) for s in touched)
         old = at[u]
-        at[u] = slot
+        delta = wire_delta(u, old, slot, DRAM if v is None else v)
         if v is not None:
-            at[v] = old
-        delta = sum(stream_length(at, graph.streams[s]) for s in touched) - before
+            delta += wire_delta(v, slot, old, u)
         # DRAM loads and stores that move from the old row to the new one.
         shift = _sub(dram[u], dram[v] if v is not None else (0, 0))
         moved = shift != (0, 0) and old[1] != slot[1]
@@ -278,6 +290,9 @@ def anneal(
             delta += _row_penalty(_add(b, shift), target) - _row_penalty(b, target)
         if delta <= 0 or rng.random() < math.exp(-delta / temperature):
             cost += delta
+            at[u] = slot
+            if v is not None:
+                at[v] = old
             if moved:
                 row_load[old[1]] = _sub(row_load[old[1]], shift)
                 row_load[slot[1]] = _add(row_load[slot[1]], shift)
@@ -288,27 +303,24 @@ def anneal(
                 del occupant[old]
             if cost < best_cost:
                 best, best_cost = list(at), cost
-        else:
-            at[u] = old
-            if v is not None:
-                at[v] = slot
     return best
 
 
-def _neighbour_median(graph: Graph, streams: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
-    """The median of the switches at the other end of ``u``'s streams (``at[u]`` if none)."""
-    xs: list[int] = []
-    ys: list[int] = []
-    for s in streams:
-        stream = graph.streams[s]
-        other = stream.dst if stream.src == u else stream.src
-        x, y = endpoint_switch(at, stream, other)
-        xs.append(x)
-        ys.append(y)
-    if not xs:
+def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Per unit, the other end of each of its streams (in ``incident`` order; DRAM as is)."""
+    return [
+        [graph.streams[s].dst if graph.streams[s].src == u else graph.streams[s].src for s in ss]
+        for u, ss in enumerate(incident)
+    ]
+
+
+def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
+    """The median of the switches at the other end of ``u``'s streams (``at[u]`` if none), from
+    ``_other_ends``: DRAM's switch is the left edge of ``u``'s row."""
+    if not others:
         return at[u]
-    xs.sort()
-    ys.sort()
+    xs = sorted(0 if o == DRAM else at[o][0] for o in others)
+    ys = sorted(at[u][1] if o == DRAM else at[o][1] for o in others)
     return xs[len(xs) // 2], ys[len(ys) // 2]
 
 
@@ -316,8 +328,9 @@ def _slot_near(
     target: Target, kind: UnitKind, centre: Coord, radius: int, rng: random.Random
 ) -> Coord:
     """A random slot of ``kind`` within ``radius`` (per axis) of ``centre``, clamped to the grid."""
-    x = min(target.cols - 1, max(0, centre[0] + rng.randint(-radius, radius)))
-    y = min(target.rows - 1, max(0, centre[1] + rng.randint(-radius, radius)))
+    # randrange(-r, r + 1) is what randint(-r, r) calls: the same draws, one call less.
+    x = min(target.cols - 1, max(0, centre[0] + rng.randrange(-radius, radius + 1)))
+    y = min(target.rows - 1, max(0, centre[1] + rng.randrange(-radius, radius + 1)))
     if target.is_pcu_slot(x, y) != (kind == "pcu"):
         # One step along x (or y on a one-column grid) flips the checkerboard colour.
         if target.cols > 1:

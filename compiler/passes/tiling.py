@@ -8,13 +8,23 @@ next tile loads while the PCU works on the current one.
 
 The rule (``choose_tile``), from the target:
 
-1. the innermost counter that is not reduced gets ``min(extent, pcu_lanes)`` (a full vector of
-   lanes), every other counter 1;
+1. the lanes counter (``runtime.perf.lanes_counter``: the innermost counter that is not reduced
+   and has an extent above 1) gets ``min(extent, pcu_lanes)`` (a full vector of lanes), every
+   other counter 1;
 2. then, in rounds, each counter in turn (the lanes counter first, then from the innermost
    outwards) doubles, capped by its extent, if the bytes of all the tiles (every operand's and
    the result's) times ``NBUF`` still fit one PMU (``target.pmu_bytes``); rounds repeat until no
-   counter can grow. Doubling keeps the lanes counter a multiple of ``pcu_lanes`` (or its whole
-   extent) and spreads the tile over all counters, so operands are reused across it.
+   counter can grow. A tile is spread over the PMU's ``pmu_banks`` banks, so it takes its
+   elements rounded up to a multiple of the banks (a bank holds whole words). Doubling keeps the
+   lanes counter a multiple of ``pcu_lanes`` (or its whole extent) and spreads the tile over all
+   counters, so operands are reused across it.
+
+Banking (``choose_bank_skew``): a PMU delivers a vector in as many cycles as the most of its
+elements that fall in one bank (``runtime.perf.bank_cycles``). A vector that walks down a column
+(a stride that is a multiple of the banks: a transposed operand, the rows of an outer-product
+matrix multiply) would hit one bank only; a skewed PMU puts element ``a`` in bank
+``(a + a // skew) % banks``, and each buffer gets the skew (none, or one of the strides its
+units' vectors walk) that makes its units' vectors cheapest, weighted by how many they read.
 
 For example on ``plasticine`` (16 lanes, 256 KiB PMUs) a ``[16, 64] x [64, 128]`` f32 matmul
 (counters M, N, K) fits whole: ``tile [16, 128, 64]``; ``[1024, 4096] x [4096, 4096]`` gets
@@ -31,6 +41,7 @@ from xdsl.dialects.builtin import IndexType, IntegerType
 from xdsl.ir import Attribute
 
 from compiler.targets import Target
+from runtime.perf import bank_cycles, lanes_counter
 
 NBUF = 2
 """N-buffering of every PMU: one tile in use, one loading."""
@@ -75,20 +86,18 @@ def choose_tile(
     rank = len(space)
     if rank == 0:
         return []
-    reduced = set(reduced_counters(space, out_strides))
-    free = [c for c in range(rank) if c not in reduced]
-    lanes_counter = free[-1] if free else rank - 1
-    lanes = target.pcu_lanes
+    at_lanes = lanes_counter(space, out_strides)
     tile = [1] * rank
-    tile[lanes_counter] = max(1, min(space[lanes_counter], lanes))
+    tile[at_lanes] = max(1, min(space[at_lanes], target.pcu_lanes))
+    banks = max(1, target.pmu_banks)
 
     def fits(candidate: Sequence[int]) -> bool:
-        total = sum(tile_elements(s, candidate) * b for s, b in accesses)
+        total = sum(-(-tile_elements(s, candidate) // banks) * banks * b for s, b in accesses)
         return total * NBUF <= target.pmu_bytes
 
     if not fits(tile):
         return tile
-    order = [lanes_counter] + [c for c in reversed(range(rank)) if c != lanes_counter]
+    order = [at_lanes] + [c for c in reversed(range(rank)) if c != at_lanes]
     grew = True
     while grew:
         grew = False
@@ -113,3 +122,15 @@ def buffer_tile_bytes(footprints: Sequence[int], total_bytes: int, target: Targe
     if not footprints:
         return max(1, min(total_bytes, limit))
     return max(1, min(max(footprints), limit))
+
+
+def choose_bank_skew(vectors: Sequence[tuple[int, Sequence[tuple[int, int]]]], banks: int) -> int:
+    """The bank skew of a PMU (see the module docstring): ``vectors`` lists, for every stream
+    through the PMU, how many vectors it moves and the ``(stride, count)`` of the elements of one
+    vector. 0 (no skew) unless a skew makes the streams cheaper; ties go to the smaller skew."""
+    candidates = sorted({0} | {abs(s) for _, along in vectors for s, n in along if n > 1 and s})
+
+    def cost(skew: int) -> int:
+        return sum(n * bank_cycles(along, banks, skew) for n, along in vectors)
+
+    return min(candidates, key=lambda skew: (cost(skew), skew))

@@ -52,6 +52,13 @@ class Target:
     source: str = ""
     """The target file this target was read from ("" for a preset); what the passes are given
     as their ``target`` option so that they find the same target again."""
+    pcu_ports: int = 6
+    """Input streams (ports) one PCU reads at once; split-units splits a unit that needs more.
+    Our assumption for every preset (vector and scalar inputs alike); not in the PEF or target
+    files yet, so a target file gets this default."""
+    dram_bytes: int = 0
+    """Off-chip (DRAM) capacity in bytes: a single tensor larger than this cannot run, and
+    rdu-compile refuses it (0: not modelled). Not in the PEF or target files yet."""
 
     @property
     def num_pcus(self) -> int:
@@ -101,6 +108,7 @@ PRESETS: dict[str, Target] = {
         "plasticine", cols=16, rows=8, pcu_lanes=16, pcu_stages=6, pmu_bytes=256 * 1024,
         pmu_banks=16, clock_ghz=1.0, link_capacity=4, dram_gbps=51.2,
         stream_bytes_per_cycle=64,
+        dram_bytes=16 * 2**30,  # ours: the paper gives no DRAM capacity
     ),
     # SN10: 640 PCUs + 640 PMUs, 320 MB SRAM (512 KB a PMU), 1.5 TB DDR4 on 6 channels, about
     # 320 BF16 TFLOPS. Ours: 16 lanes x 6 stages, 16 banks, 1.3 GHz (see the module docstring),
@@ -109,6 +117,7 @@ PRESETS: dict[str, Target] = {
         "sn10", cols=40, rows=32, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.3, link_capacity=8, dram_gbps=153.6,
         stream_bytes_per_cycle=64,
+        dram_bytes=1536 * 2**30,  # the published 1.5 TB of DDR4
     ),
     # SN30: 8 tiles (two SN10s), 688 BF16 TFLOPS. Ours: 1280 PCUs + 1280 PMUs of 512 KB (twice
     # SN10), 16 lanes x 6 stages, 16 banks, 1.4 GHz, link_capacity, 64 bytes a stream a cycle,
@@ -117,6 +126,7 @@ PRESETS: dict[str, Target] = {
         "sn30", cols=64, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.4, link_capacity=8, dram_gbps=307.2,
         stream_bytes_per_cycle=64,
+        dram_bytes=3072 * 2**30,  # ours: twice SN10's, like the channels
     ),
     # SN40L: 1,040 PCUs + 1,040 PMUs, 520 MB SRAM (512 KB a PMU), 64 GB HBM + up to 1.5 TB
     # DDR5, 638 BF16 TFLOPS. Ours: 16 lanes x 6 stages, 16 banks, 1.6 GHz, link_capacity,
@@ -125,11 +135,13 @@ PRESETS: dict[str, Target] = {
         "sn40l", cols=52, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.6, link_capacity=8, dram_gbps=1600.0,
         stream_bytes_per_cycle=64,
+        dram_bytes=(64 + 1536) * 2**30,  # the published 64 GB HBM + 1.5 TB DDR5
     ),
     # A few units, so that tests exercise capacity limits. All figures are ours.
     "tiny": Target(
         "tiny", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=16 * 1024, pmu_banks=4,
         clock_ghz=1.0, link_capacity=2, dram_gbps=4.0, stream_bytes_per_cycle=16,
+        pcu_ports=3, dram_bytes=64 * 2**20,
     ),
 }  # fmt: skip
 

@@ -68,7 +68,7 @@ def loss(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
+    return torch.optim.AdamW(params, lr=3e-3)
 
 
 def _split(split: str, upsample: int) -> tuple[np.ndarray, np.ndarray]:

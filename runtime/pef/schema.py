@@ -31,7 +31,10 @@ Role = Literal[
     "hyperparameter",
     "output",
     "loss",
+    "spill",
 ]
+"""``spill``: a value one section of a cut graph leaves in DRAM for a later one of the same kind
+(named ``spill.<section>.<buffer>``, see ``compiler/passes/partition_sections.py``)."""
 SectionKind = Literal["forward", "backward", "optimizer"]
 Combiner = Literal["none", "add", "max", "min"]
 
@@ -115,6 +118,11 @@ class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Banking: element ``a`` lives in bank ``(a + a // bank_skew) % banks`` (0: ``a % banks``),
     so that vectors along a row and down a column of ``bank_skew`` elements both spread over
     the banks."""
+    pmus: int = 1
+    """How many PMUs the tensor occupies: one unless it must stay on chip whole and is larger
+    than a PMU; then its address range is cut into consecutive pieces of ``target.pmu_bytes``."""
+    more_at: list[list[int]] = []
+    """The slots of its PMUs after the first (``at``): ``pmus - 1`` of them."""
 
 
 class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -177,6 +177,8 @@ class _SectionChecker:
                 f"{label}: tile_bytes {pmu.tile_bytes}, nbuf {pmu.nbuf}, banks {pmu.banks} "
                 "(need tile_bytes >= 0, nbuf >= 1, banks >= 1)"
             )
+        if pmu.bank_skew < 0:
+            raise self.fail(f"{label}: bank_skew {pmu.bank_skew} must be >= 0 (0: none)")
         if pmu.tile_bytes * pmu.nbuf > t.pmu_bytes:
             raise self.fail(
                 f"{label}: tile_bytes {pmu.tile_bytes} x nbuf {pmu.nbuf} = "
@@ -184,6 +186,18 @@ class _SectionChecker:
             )
         if pmu.banks > t.pmu_banks:
             raise self.fail(f"{label}: {pmu.banks} banks, the target's PMUs have {t.pmu_banks}")
+        if pmu.pmus < 1 or len(pmu.more_at) != pmu.pmus - 1:
+            raise self.fail(
+                f"{label}: spans {pmu.pmus} PMUs but more_at lists {len(pmu.more_at)} slots "
+                "(need pmus >= 1 and pmus - 1 slots)"
+            )
+        for k, at in enumerate(pmu.more_at):
+            self.check_at(f"{label} more_at[{k}]", at)
+        held = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
+        if pmu.pmus > 1 and held > pmu.pmus * t.pmu_bytes:
+            raise self.fail(
+                f"{label}: holds {held} bytes in {pmu.pmus} PMUs of {t.pmu_bytes} bytes"
+            )
         if pmu.source == "dram":
             symbols = self.meta.symbols
             if not 0 <= pmu.symbol < len(symbols):
@@ -434,13 +448,18 @@ class _SectionChecker:
                 needed.append((("pmu", port.pmu), ("pcu", i), what))
             what = f"the output of {self.pcu_label(i)}"
             needed.append((("pcu", i), ("pmu", pcu.out_pmu), what))
-        for out in s.outputs:
-            name = self.meta.symbols[out.symbol].name
-            what = f"the store of {self.pmu_label(out.pmu)} to '{name}'"
-            needed.append((("pmu", out.pmu), ("dram", out.symbol), what))
         for src, dst, what in needed:
             if (src, dst) not in routed:
                 raise self.fail(f"no route for {what} ({src[0]} {src[1]} -> {dst[0]} {dst[1]})")
+        # A PMU stored under several names streams to DRAM once.
+        stores = {r.src[1] for r in s.routes if r.src[0] == "pmu" and r.dst[0] == "dram"}
+        for out in s.outputs:
+            if out.pmu not in stores:
+                name = self.meta.symbols[out.symbol].name
+                raise self.fail(
+                    f"no route for the store of {self.pmu_label(out.pmu)} to '{name}' "
+                    f"(pmu {out.pmu} -> dram)"
+                )
 
 
 def _is_integral(x: float | int | None) -> bool:

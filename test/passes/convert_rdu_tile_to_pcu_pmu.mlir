@@ -59,12 +59,15 @@ builtin.module {
   }
 }
 
+// Banking: the matmul's vectors walk the weight down its columns (lanes over n, stride 64) and
+// the input down its rows (its 6 unrolled rows m, stride 64); max_3 and sum_6 read relu_2 and
+// exp_5 down their columns (stride 128). Those PMUs get that bank_skew.
 // CHECK:      builtin.module {
 // CHECK-NEXT:   dataflow.section @forward "forward" attributes {arg_names = ["net.0.weight", "net.0.bias", "input.0"], arg_roles = ["parameter", "parameter", "input"], result_names = ["output.0", "saved.relu", "saved.weight_t", "net.0.bias"], result_roles = ["output", "activation", "activation", "parameter"]} {
 // CHECK-NEXT:   ^bb0(%w: tensor<128x64xf32>, %b: tensor<128xf32>, %x: tensor<16x64xf32>):
-// CHECK-NEXT:     %net_0_weight_pmu = pmu.buffer %w {name = "net.0.weight", tile_bytes = 32768 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<128x64xf32> -> memref<128x64xf32>
+// CHECK-NEXT:     %net_0_weight_pmu = pmu.buffer %w {name = "net.0.weight", tile_bytes = 32768 : i64, nbuf = 2 : i64, banks = 16 : i64, bank_skew = 64 : i64} : tensor<128x64xf32> -> memref<128x64xf32>
 // CHECK-NEXT:     %net_0_bias_pmu = pmu.buffer %b {name = "net.0.bias", tile_bytes = 512 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<128xf32> -> memref<128xf32>
-// CHECK-NEXT:     %input_0_pmu = pmu.buffer %x {name = "input.0", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<16x64xf32> -> memref<16x64xf32>
+// CHECK-NEXT:     %input_0_pmu = pmu.buffer %x {name = "input.0", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : i64, bank_skew = 64 : i64} : tensor<16x64xf32> -> memref<16x64xf32>
 // CHECK-NEXT:     %mm = pcu.unit @matmul_0 (%input_0_pmu, %net_0_weight_pmu) space [16, 128, 64] tile [16, 128, 64] lanes 16 ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 64, 1]>] out #rdu_tile.access<0 : [128, 1, 0]> combiner "add" : (memref<16x64xf32>, memref<128x64xf32>) -> tensor<16x128xf32> {
 // CHECK-NEXT:     ^bb0(%0: f32, %1: f32):
 // CHECK-NEXT:       %2 = pcu.stage "mul"(%0, %1) : (f32, f32) -> f32
@@ -83,7 +86,7 @@ builtin.module {
 // CHECK-NEXT:       %2 = pcu.stage "max"(%0, %1) : (f32, f32) -> f32
 // CHECK-NEXT:       pcu.yield %2 : f32
 // CHECK-NEXT:     }
-// CHECK-NEXT:     %relu_2_pmu = pmu.buffer %r {name = "relu_2", tile_bytes = 8192 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<16x128xf32> -> memref<16x128xf32>
+// CHECK-NEXT:     %relu_2_pmu = pmu.buffer %r {name = "relu_2", tile_bytes = 8192 : i64, nbuf = 2 : i64, banks = 16 : i64, bank_skew = 128 : i64} : tensor<16x128xf32> -> memref<16x128xf32>
 // CHECK-NEXT:     %m = pcu.unit @max_3 (%relu_2_pmu) space [16, 128] tile [16, 128] lanes 16 ins [#rdu_tile.access<0 : [128, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "max" : (memref<16x128xf32>) -> tensor<16x1xf32> {
 // CHECK-NEXT:     ^bb0(%0: f32):
 // CHECK-NEXT:       pcu.yield %0 : f32
@@ -100,7 +103,7 @@ builtin.module {
 // CHECK-NEXT:       %1 = pcu.stage "exp"(%0) : (f32) -> f32
 // CHECK-NEXT:       pcu.yield %1 : f32
 // CHECK-NEXT:     }
-// CHECK-NEXT:     %exp_5_pmu = pmu.buffer %e {name = "exp_5", tile_bytes = 8192 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<16x128xf32> -> memref<16x128xf32>
+// CHECK-NEXT:     %exp_5_pmu = pmu.buffer %e {name = "exp_5", tile_bytes = 8192 : i64, nbuf = 2 : i64, banks = 16 : i64, bank_skew = 128 : i64} : tensor<16x128xf32> -> memref<16x128xf32>
 // CHECK-NEXT:     %se = pcu.unit @sum_6 (%exp_5_pmu) space [16, 128] tile [16, 128] lanes 16 ins [#rdu_tile.access<0 : [128, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "add" : (memref<16x128xf32>) -> tensor<16xf32> {
 // CHECK-NEXT:     ^bb0(%0: f32):
 // CHECK-NEXT:       pcu.yield %0 : f32

@@ -67,4 +67,4 @@ builtin.module {
 
 // CHECK: section 'forward' cannot be routed on target 'tiny': no path with room left for the stream pmu.buffer "a" -> pcu.unit @square_{{[0-9]}} (link capacity 2)
 
-// TARGET: unknown target 'nope' (choose from plasticine, tiny)
+// TARGET: unknown target 'nope' (choose from plasticine, sn10, sn30, sn40l, tiny, or give a target file NAME.toml)

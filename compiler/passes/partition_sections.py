@@ -1,0 +1,388 @@
+"""partition-sections: cut every section that does not fit the fabric into several that do.
+
+A section runs on the fabric all at once: its PCUs, and the PMUs of its buffers (``pmus`` of
+them for a buffer that spans several, see split-units), must fit the target's, and its streams
+must route within the links' capacity. A section that does not fit is cut, in dataflow order,
+into consecutive sections ``<name>.0``, ``<name>.1``... of the same kind that run one after the
+other: each takes as many units as fit (counting PCUs and PMUs, then checked by placing and
+routing it as place-and-route will, seeded alike; a piece that does not route gives back units
+until it does). ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit with the
+parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed. A section
+that fits stays whole and keeps its name.
+
+Tensors crossing a cut go through DRAM. A buffer read by a later piece is yielded by its own
+piece and loaded by the readers' pieces under its section result name if it has one, else
+under a new symbol ``spill.<section>.<buffer>`` with role ``spill``. Every piece loads the
+section arguments it reads; the last one also stores the arguments the section yields as they
+are. A result that replaces an argument of the same name (an optimizer's updated parameter)
+while a later piece still reads the old value is yielded as a spill and copied to its name by
+one more section at the end (no PCU: a PMU loads the spill and stores it back).
+
+Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
+``input.0 -> relu_0 -> ... -> relu_9 -> output.0``, after (schematically)::
+
+    dataflow.section @"forward.0" "forward" {arg_names = ["input.0"], result_names =
+        ["spill.forward.relu_6"], result_roles = ["spill"]} { relu_0 .. relu_6 }
+    dataflow.section @"forward.1" "forward" {arg_names = ["spill.forward.relu_6"],
+        result_names = ["output.0"]} { relu_7 .. relu_9 }
+
+(relu_0 .. relu_6 take 7 PCUs and 8 PMUs: the input's and the seven results').
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import PassFailedException
+
+from compiler.passes import placement
+from compiler.passes.place_and_route import section_graph
+from compiler.passes.split_units import assign_pmus, is_resident, tensor_bytes
+from compiler.targets import Target, TargetError, get_target
+from dialects.dataflow import SectionOp, YieldOp
+from dialects.pcu import UnitOp
+from dialects.pmu import BufferOp
+
+SPILL_ROLE = "spill"
+
+_TRANSIENT = ("at", "route", "store_route", "more_at", "pmus")
+"""Buffer properties a piece recomputes (placement, and the PMUs it spans in its piece)."""
+
+
+def op_of(unit: UnitOp) -> str:
+    """The op a unit belongs to: its name, or ``<unit>`` for a part ``<unit>.<k>``."""
+    return unit.sym_name.data.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class _Result:
+    name: str
+    role: str
+
+
+class _Partitioner:
+    """Cuts one section (see the module docstring)."""
+
+    def __init__(self, section: SectionOp, target: Target, max_ops: int, seed: int) -> None:
+        self.section = section
+        self.target = target
+        self.max_ops = max_ops
+        self.seed = seed
+        self.name = section.sym_name.data
+        block = section.body.block
+        self.block = block
+        self.units = [op for op in block.ops if isinstance(op, UnitOp)]
+        self.index = {u: i for i, u in enumerate(self.units)}
+        self.out: dict[UnitOp, BufferOp] = {}
+        for u in self.units:
+            readers = [use.operation for use in u.result.uses]
+            if len(readers) != 1 or not isinstance(readers[0], BufferOp):
+                raise self.fail(f"pcu.unit @{u.sym_name.data} must fill exactly one pmu.buffer")
+            self.out[u] = readers[0]
+        self.writer = {b: u for u, b in self.out.items()}
+        self.loads: dict[BlockArgument, BufferOp] = {}
+        for op in block.ops:
+            if isinstance(op, BufferOp) and isinstance(op.source, BlockArgument):
+                self.loads.setdefault(op.source, op)
+        self.arg_name = {a: n.data for a, n in zip(block.args, section.arg_names, strict=True)}
+        self.arg_role = {a: r.data for a, r in zip(block.args, section.arg_roles, strict=True)}
+        self.arg_by_name = {n: a for a, n in self.arg_name.items()}
+        self.results: list[tuple[SSAValue, _Result]] = [
+            (v, _Result(n.data, r.data))
+            for v, n, r in zip(
+                section.yield_op.values, section.result_names, section.result_roles, strict=True
+            )
+        ]
+        # Per unit: the last unit reading its result, and the units reading each argument.
+        self.last_reader: dict[UnitOp, int] = {}
+        self.arg_readers: dict[BlockArgument, list[int]] = {}
+        for i, u in enumerate(self.units):
+            for value in u.inputs:
+                buf = value.owner
+                assert isinstance(buf, BufferOp)
+                if buf in self.writer:
+                    w = self.writer[buf]
+                    self.last_reader[w] = max(self.last_reader.get(w, -1), i)
+                elif isinstance(buf.source, BlockArgument):
+                    self.arg_readers.setdefault(buf.source, []).append(i)
+
+    def fail(self, message: str) -> PassFailedException:
+        return PassFailedException(f"section '{self.name}': {message}")
+
+    # -- what a piece needs ------------------------------------------------------------------
+
+    def sources(self, i: int, j: int) -> list[tuple[str, object]]:
+        """The DRAM tensors units ``i..j-1`` read, in order: ``("arg", block argument)`` or
+        ``("unit", writer)`` for a result of an earlier piece."""
+        seen: dict[tuple[str, object], None] = {}
+        for u in self.units[i:j]:
+            for value in u.inputs:
+                buf = value.owner
+                assert isinstance(buf, BufferOp)
+                if buf in self.writer:
+                    w = self.writer[buf]
+                    if self.index[w] < i:
+                        seen.setdefault(("unit", w), None)
+                else:
+                    seen.setdefault(("arg", buf.source), None)
+        if j == len(self.units):
+            for value, _ in self.results:
+                if isinstance(value.owner, BufferOp) and value.owner not in self.writer:
+                    seen.setdefault(("arg", value.owner.source), None)
+        return list(seen)
+
+    def pmus_needed(self, i: int, j: int) -> int:
+        """PMUs of the piece of units ``i..j-1``: one a DRAM tensor it loads, plus its results'."""
+        total = len(self.sources(i, j))
+        inside = set(self.units[i:j])
+        for u in self.units[i:j]:
+            buf = self.out[u]
+            readers = [
+                (use.operation, use.operation.ins.data[use.index])
+                for use in buf.result.uses
+                if isinstance(use.operation, UnitOp) and use.operation in inside
+            ]
+            count = 1
+            if is_resident(buf, readers):
+                count = max(1, -(-tensor_bytes(buf) // self.target.pmu_bytes))
+            total += count
+        return total
+
+    def fits(self, i: int, j: int) -> bool:
+        if self.max_ops and len({op_of(u) for u in self.units[i:j]}) > self.max_ops:
+            return False
+        t = self.target
+        return j - i <= t.num_pcus and self.pmus_needed(i, j) <= t.num_pmus
+
+    # -- names -------------------------------------------------------------------------------
+
+    def conflicting(self, name: str, j: int) -> bool:
+        """Whether ``name`` is also an argument that a unit from ``j`` on still reads."""
+        arg = self.arg_by_name.get(name)
+        return arg is not None and any(r >= j for r in self.arg_readers.get(arg, []))
+
+    def spill_name(self, u: UnitOp) -> str:
+        return f"spill.{self.name}.{self.out[u].buffer_name.data}"
+
+    def stored(self, u: UnitOp, j: int) -> tuple[list[_Result], str | None]:
+        """What the piece ending before ``j`` stores of ``u``'s result: its section result
+        names, and the name later pieces load it by (None: none reads it)."""
+        buf = self.out[u]
+        names = [r for v, r in self.results if v.owner is buf]
+        kept = [r for r in names if not self.conflicting(r.name, j)]
+        read_later = self.last_reader.get(u, -1) >= j
+        spilled = (read_later and not kept) or len(kept) < len(names)
+        results = list(kept)
+        if spilled:
+            results.append(_Result(self.spill_name(u), SPILL_ROLE))
+        crossing = None
+        if read_later:
+            crossing = kept[0].name if kept else self.spill_name(u)
+        return results, crossing
+
+    def crossing(self, u: UnitOp, end: int) -> _Result:
+        """The name and role a later piece loads ``u``'s result by (its piece ends at ``end``)."""
+        results, name = self.stored(u, end)
+        assert name is not None
+        return next(r for r in results if r.name == name)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def build(self, k: int, i: int, j: int, ends: dict[UnitOp, int]) -> SectionOp:
+        """Piece ``k``: units ``i..j-1`` as a section (``ends[u]``: where ``u``'s piece ends)."""
+        names: list[str] = []
+        roles: list[str] = []
+        types: list[Attribute] = []
+        origins: list[BufferOp] = []
+        for kind, what in self.sources(i, j):
+            if kind == "arg":
+                assert isinstance(what, BlockArgument)
+                names.append(self.arg_name[what])
+                roles.append(self.arg_role[what])
+                types.append(what.type)
+                origins.append(self.loads[what])
+            else:
+                assert isinstance(what, UnitOp)
+                r = self.crossing(what, ends[what])
+                names.append(r.name)
+                roles.append(r.role)
+                types.append(what.result.type)
+                origins.append(self.out[what])
+        block = Block(arg_types=types)
+        vmap: dict[SSAValue, SSAValue] = {}
+        ops: list[Operation] = []
+        for arg, name, origin in zip(block.args, names, origins, strict=True):
+            load = origin.clone(value_mapper={origin.source: arg})
+            for key in _TRANSIENT:
+                load.properties.pop(key, None)
+            load.properties["name"] = StringAttr(name)
+            vmap[origin.result] = load.result
+            ops.append(load)
+        last = j == len(self.units)
+        result_values: list[SSAValue] = []
+        result_names: list[str] = []
+        result_roles: list[str] = []
+        for u in self.units[i:j]:
+            unit = u.clone(value_mapper=vmap)
+            buf = self.out[u].clone(value_mapper=vmap)
+            for key in _TRANSIENT:
+                buf.properties.pop(key, None)
+            ops += [unit, buf]
+            for r in self.stored(u, j)[0]:
+                result_values.append(buf.result)
+                result_names.append(r.name)
+                result_roles.append(r.role)
+        if last:
+            for value, r in self.results:
+                owner = value.owner
+                if isinstance(owner, BufferOp) and owner not in self.writer:
+                    result_values.append(vmap[owner.result])
+                    result_names.append(r.name)
+                    result_roles.append(r.role)
+        block.add_ops([*ops, YieldOp(*result_values)])
+        piece = SectionOp(
+            f"{self.name}.{k}",
+            self.section.kind.data,
+            names,
+            roles,
+            result_names,
+            result_roles,
+            block,
+        )
+        piece.location = self.section.location
+        assign_pmus(piece, self.target)
+        return piece
+
+    def copies(self, k: int, ends: dict[UnitOp, int]) -> list[SectionOp]:
+        """Sections storing the spilled results whose names later pieces still read as
+        arguments (see the module docstring), as many PMUs as the target has a section."""
+        pending: list[tuple[_Result, _Result, BufferOp]] = []
+        for u in self.units:
+            results, _ = self.stored(u, ends[u])
+            spill = next((r for r in results if r.role == SPILL_ROLE), None)
+            for v, r in self.results:
+                if v.owner is self.out[u] and self.conflicting(r.name, ends[u]):
+                    assert spill is not None
+                    pending.append((spill, r, self.out[u]))
+        sections: list[SectionOp] = []
+        start = 0
+        while start < len(pending):
+            count = min(self.target.num_pmus, len(pending) - start)
+            while True:
+                chunk = pending[start : start + count]
+                section = self.copy_section(k + len(sections), chunk)
+                if self.routable(section) or count == 1:
+                    break
+                count -= 1
+            sections.append(section)
+            start += count
+        return sections
+
+    def copy_section(self, k: int, chunk: Sequence[tuple[_Result, _Result, BufferOp]]) -> SectionOp:
+        block = Block(arg_types=[self.writer[b].result.type for _, _, b in chunk])
+        ops: list[Operation] = []
+        for arg, (spill, _, origin) in zip(block.args, chunk, strict=True):
+            load = BufferOp(arg, spill.name, origin.tile_bytes.value.data, origin.nbuf.value.data,
+                            origin.banks.value.data)  # fmt: skip
+            load.location = origin.location
+            ops.append(load)
+        block.add_ops([*ops, YieldOp(*(op.results[0] for op in ops))])
+        section = SectionOp(
+            f"{self.name}.{k}",
+            self.section.kind.data,
+            [s.name for s, _, _ in chunk],
+            [s.role for s, _, _ in chunk],
+            [r.name for _, r, _ in chunk],
+            [r.role for _, r, _ in chunk],
+            block,
+        )
+        section.location = self.section.location
+        return section
+
+    def routable(self, piece: SectionOp) -> bool:
+        try:
+            placement.place_and_route(
+                section_graph(piece).graph, self.target, section=piece.sym_name.data, seed=self.seed
+            )
+        except placement.PlacementError:
+            return False
+        return True
+
+    # -- the cut -------------------------------------------------------------------------------
+
+    def run(self) -> list[SectionOp] | None:
+        """The pieces, or None when the section fits as it is."""
+        n = len(self.units)
+        if n == 0:
+            return None
+        if self.fits(0, n) and self.routable(self.section):
+            return None
+        pieces: list[tuple[int, int]] = []
+        i = 0
+        while i < n:
+            if not self.fits(i, i + 1):
+                u = self.units[i]
+                raise self.fail(
+                    f"pcu.unit @{u.sym_name.data} alone needs {self.pmus_needed(i, i + 1)} PMUs, "
+                    f"target '{self.target.name}' has {self.target.num_pmus}"
+                )
+            j = i + 1
+            while j < n and self.fits(i, j + 1):
+                j += 1
+            pieces.append((i, j))
+            i = j
+        # Check each piece routes; a piece that does not gives its last units to the next.
+        k = 0
+        while k < len(pieces):
+            i, j = pieces[k]
+            ends = self.ends(pieces)
+            if self.routable(self.build(k, i, j, ends)):
+                k += 1
+                continue
+            if j - i == 1:
+                raise self.fail(
+                    f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
+                    f"'{self.target.name}'"
+                )
+            pieces[k] = (i, j - 1)
+            if k + 1 < len(pieces) and self.fits(j - 1, pieces[k + 1][1]):
+                pieces[k + 1] = (j - 1, pieces[k + 1][1])
+            else:
+                pieces.insert(k + 1, (j - 1, j))
+        ends = self.ends(pieces)
+        built = [self.build(k, i, j, ends) for k, (i, j) in enumerate(pieces)]
+        return built + self.copies(len(built), ends)
+
+    def ends(self, pieces: Sequence[tuple[int, int]]) -> dict[UnitOp, int]:
+        return {u: j for i, j in pieces for u in self.units[i:j]}
+
+
+@dataclass(frozen=True)
+class PartitionSections(ModulePass):
+    """Cut sections that do not fit the target into several (see the module docstring)."""
+
+    name = "partition-sections"
+
+    target: str = "plasticine"
+    max_ops: int = 0
+    """At most this many ops a section (0: no limit; ``--o0`` is 1)."""
+    seed: int = 0
+    """The placement seed (place-and-route's), for the check that a piece routes."""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        try:
+            target = get_target(self.target)
+        except TargetError as err:
+            raise PassFailedException(str(err)) from None
+        for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
+            pieces = _Partitioner(section, target, self.max_ops, self.seed).run()
+            if pieces is None:
+                continue
+            Rewriter.insert_op(pieces, InsertPoint.before(section))
+            Rewriter.erase_op(section)

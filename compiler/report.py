@@ -1,0 +1,239 @@
+"""The compile report: what a PEF uses of its target and how fast the performance model says it
+runs, as ``report.json``, a readable summary, and a picture of each section's placed units.
+
+Every figure comes from ``runtime/perf.py`` applied to the program the compiler wrote (the same
+model ``rdu-run --profile`` counts with), so the report and the runtime never disagree:
+
+- per section: units used (PCUs, PMUs, switch links) of those the target has, modelled cycles
+  and time, FLOPs, bytes moved off-chip, the fraction of the target's peak achieved and the
+  roofline bound (the fraction the off-chip traffic allows at most), and what bounds the time;
+- per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs;
+- ``fabric-<section>.png``: the grid (PCU slots squares, PMU slots circles, DRAM on the left
+  edge), the section's units labelled, and every route drawn through the switches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from compiler.targets import Target
+from runtime.atomic import atomic_write_bytes
+from runtime.pef.schema import Program, Section
+from runtime.perf import SectionModel, format_models, model_section, si
+
+REPORT_VERSION = 1
+
+
+def section_models(program: Program) -> list[SectionModel]:
+    """The model of one run of every section, in run order."""
+    return [model_section(s, program.meta) for s in program.sections]
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def build_report(program: Program, target: Target) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring)."""
+    models = section_models(program)
+    sections = []
+    for section, m in zip(program.sections, models, strict=True):
+        units = []
+        for pcu, u in zip(section.pcus, m.units, strict=True):
+            units.append(
+                {
+                    "name": u.name,
+                    "loc": pcu.loc,
+                    "cycles": u.cycles,
+                    "vectors": u.vectors,
+                    "initiation_interval": u.ii,
+                    "unroll": u.unroll,
+                    "depth": u.depth,
+                    "passes": u.passes,
+                    "fill": u.fill,
+                    "flops": u.flops,
+                    "bound": u.bound,
+                }
+            )
+        sections.append(
+            {
+                "name": m.section,
+                "kind": section.kind,
+                "pcus": {"used": m.pcus_used, "available": m.pcus_available},
+                "pmus": {"used": m.pmus_used, "available": m.pmus_available},
+                "links": {"used": m.links_used, "available": m.links_available},
+                "cycles": m.cycles,
+                "seconds": _round(m.seconds),
+                "compute_cycles": m.compute_cycles,
+                "fill_cycles": m.fill_cycles,
+                "pmu_cycles": m.pmu_cycles,
+                "dram_cycles": m.dram_cycles,
+                "bound": m.bound,
+                "flops": m.flops,
+                "offchip_bytes": {
+                    "loaded": m.traffic.bytes_in,
+                    "stored": m.traffic.bytes_out,
+                    "spilled": m.traffic.spilled,
+                    "total": m.dram_bytes,
+                },
+                "fraction_of_peak": _round(m.fraction_of_peak),
+                "roofline_fraction": _round(m.roofline_fraction),
+                "units": units,
+            }
+        )
+    cycles = sum(m.cycles for m in models)
+    flops = sum(m.flops for m in models)
+    moved = sum(m.dram_bytes for m in models)
+    peak = target.peak_flops_per_cycle
+    per_cycle = target.dram_gbps / target.clock_ghz if target.dram_gbps > 0 else math.inf
+    roofline = 1.0 if moved == 0 else min(1.0, flops / moved * per_cycle / peak)
+    return {
+        "version": REPORT_VERSION,
+        "model": program.meta.model_name,
+        "batch_size": program.meta.batch_size,
+        "inference": program.meta.inference,
+        "target": {
+            "name": target.name,
+            "grid": [target.cols, target.rows],
+            "pcus": target.num_pcus,
+            "pmus": target.num_pmus,
+            "links": target.num_links,
+            "pcu_lanes": target.pcu_lanes,
+            "pcu_stages": target.pcu_stages,
+            "pmu_bytes": target.pmu_bytes,
+            "pmu_banks": target.pmu_banks,
+            "clock_ghz": target.clock_ghz,
+            "dram_gbps": target.dram_gbps,
+            "stream_bytes_per_cycle": target.stream_bytes_per_cycle,
+            "peak_flops": _round(target.peak_flops),
+        },
+        "sections": sections,
+        "total": {
+            "cycles": cycles,
+            "seconds": _round(cycles / (target.clock_ghz * 1e9)),
+            "flops": flops,
+            "offchip_bytes": moved,
+            "fraction_of_peak": _round(flops / (cycles * peak) if cycles else 0.0),
+            "roofline_fraction": _round(roofline),
+        },
+    }
+
+
+def format_summary(program: Program, target: Target) -> str:
+    """The readable summary: the target's peak, then a line a section and the total."""
+    models = section_models(program)
+    head = (
+        f"target {target.name}: {target.num_pcus} PCUs, {target.num_pmus} PMUs, "
+        f"{target.num_links} links, peak {si(target.peak_flops, 'FLOP/s')}, "
+        f"DRAM {target.dram_gbps:g} GB/s, {target.clock_ghz:g} GHz"
+    )
+    legend = (
+        "(peak: FLOPs over what the fabric could do in the modelled time; roof: the most the "
+        "off-chip traffic allows)"
+    )
+    return f"{head}\n{format_models(models)}\n{legend}"
+
+
+def write_report(program: Program, target: Target, out_dir: Path) -> Path:
+    """Write ``out_dir/report.json`` (atomically) and a ``fabric-<section>.png`` a section."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.json"
+    report = build_report(program, target)
+    atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+    for section in program.sections:
+        draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
+    return path
+
+
+# -- the picture ----------------------------------------------------------------------------------
+
+_PCU_COLOUR = "#4c72b0"
+_PMU_COLOUR = "#dd8452"
+_FREE_COLOUR = "#e8e8e8"
+
+
+def _short(name: str, limit: int = 12) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "~"
+
+
+def draw_fabric(section: Section, target: Target, path: Path) -> None:
+    """``path``: the grid of ``target`` with the units of ``section`` placed and its routes.
+
+    A unit at slot ``(x, y)`` is drawn in the cell whose lower-left corner is switch ``(x, y)``;
+    routes run along the switch grid (offset a little by stream, so that parallel streams on a
+    link stay apart), starting and ending with a short tick into their units.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Circle, Rectangle
+
+    cols, rows = target.cols, target.rows
+    scale = 0.55 if max(cols, rows) <= 16 else 0.3
+    fig, ax = plt.subplots(figsize=(max(6.0, (cols + 2) * scale), max(4.0, (rows + 1.5) * scale)))
+    used: dict[tuple[int, int], tuple[str, str]] = {}
+    for pcu in section.pcus:
+        used[(pcu.at[0], pcu.at[1])] = ("pcu", pcu.name)
+    for pmu in section.pmus:
+        used[(pmu.at[0], pmu.at[1])] = ("pmu", pmu.name)
+    small = max(cols, rows) > 16
+    for x in range(cols):
+        for y in range(rows):
+            kind, name = used.get((x, y), ("", ""))
+            pcu_slot = target.is_pcu_slot(x, y)
+            colour = (_PCU_COLOUR if pcu_slot else _PMU_COLOUR) if kind else _FREE_COLOUR
+            if pcu_slot:
+                ax.add_patch(Rectangle((x + 0.15, y + 0.15), 0.7, 0.7, color=colour, lw=0))
+            else:
+                ax.add_patch(Circle((x + 0.5, y + 0.5), 0.36, color=colour, lw=0))
+            if kind and not small:
+                ax.text(x + 0.5, y + 0.5, _short(name), ha="center", va="center", fontsize=5,
+                        color="white", rotation=30)  # fmt: skip
+    segments = []
+    for r, route in enumerate(section.routes):
+        shift = ((r % 7) - 3) * 0.025
+        points = [(h[0] + shift, h[1] + shift) for h in route.hops]
+        ends = []
+        for end in (route.src, route.dst):
+            kind, index = end
+            if kind == "dram":
+                ends.append(None)
+            else:
+                unit = section.pcus[index] if kind == "pcu" else section.pmus[index]
+                ends.append((unit.at[0] + 0.5, unit.at[1] + 0.5))
+        if ends[0] is not None:
+            points.insert(0, ends[0])
+        else:
+            points.insert(0, (-0.6, points[0][1]))
+        if ends[1] is not None:
+            points.append(ends[1])
+        else:
+            points.append((-0.6, points[-1][1]))
+        segments.append(points)
+    ax.add_collection(LineCollection(segments, colors="#2a2a2a", linewidths=0.6, alpha=0.55))
+    ax.add_patch(Rectangle((-0.9, -0.2), 0.4, rows + 0.4, color="#55a868", lw=0))
+    ax.text(-0.7, rows / 2, "DRAM", rotation=90, ha="center", va="center", fontsize=7,
+            color="white")  # fmt: skip
+    links = {
+        ((a[0], a[1]), (b[0], b[1]))
+        for route in section.routes
+        for a, b in zip(route.hops, route.hops[1:], strict=False)
+    }
+    ax.set_title(
+        f"section '{section.name}' on {target.name}: {len(section.pcus)}/{target.num_pcus} "
+        f"PCUs, {len(section.pmus)}/{target.num_pmus} PMUs, {len(links)}/{target.num_links} "
+        f"links, {len(section.routes)} streams",
+        fontsize=8,
+    )
+    ax.set_xlim(-1.0, cols + 0.2)
+    ax.set_ylim(-0.2, rows + 0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

@@ -1,0 +1,59 @@
+"""Tiling from the target: tiles padded to the PMU's banks, bank skews, and what the performance
+model makes of a lowered linear layer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from compiler.driver import compile_in_memory
+from compiler.frontend import ModelSpec
+from compiler.passes.tiling import choose_bank_skew, choose_tile
+from compiler.targets import get_target
+from runtime.perf import model_section
+
+COPY = [((3, 1), 4), ((3, 1), 4)]
+"""A copy of a [16, 3] f32 tensor: the input's and the result's (strides, element bytes)."""
+
+
+def test_tiles_are_padded_to_the_banks() -> None:
+    # A [8, 3] tile holds 24 elements: 384 bytes double-buffered for input and result, but a
+    # PMU of 16 banks stores each tile in whole rows of 16 words: 32 elements, 512 bytes.
+    target = replace(get_target("plasticine"), pmu_bytes=400)
+    assert choose_tile([16, 3], COPY, (3, 1), replace(target, pmu_banks=1)) == [8, 3]
+    assert choose_tile([16, 3], COPY, (3, 1), target) == [4, 3]
+
+
+def test_bank_skew_spreads_columns() -> None:
+    rows = (1000, [(1, 16)])  # 1000 vectors along a row of 16
+    columns = (1000, [(64, 16)])  # down a column of a 64-wide matrix
+    assert choose_bank_skew([rows], 16) == 0
+    assert choose_bank_skew([columns], 16) == 64
+    assert choose_bank_skew([rows, columns], 16) == 64  # rows stay spread when skewed
+    assert choose_bank_skew([(1, [])], 16) == 0
+
+
+def test_lowered_linear_layer_streams_a_vector_a_cycle() -> None:
+    """x @ W.T reads W down its columns: the skewed PMU lets every port deliver a vector a
+    cycle, so the matmul unit is compute-bound: 16 lanes x 6 unrolled rows a cycle."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 128, bias=False)
+    spec = ModelSpec(
+        name="linear",
+        module=layer,
+        example_inputs=(torch.zeros(48, 64),),
+        example_targets=(),
+        loss_fn=None,
+        optimizer=None,
+        source_file="linear.py",
+    )
+    program = compile_in_memory(spec, inference=True, target=get_target("plasticine"))
+    section = program.sections[0]
+    weight = next(p for p in section.pmus if p.name == "weight")
+    assert weight.bank_skew == 64
+    model = model_section(section, program.meta)
+    (unit,) = [u for u in model.units if u.name.startswith("matmul")]
+    assert all(p.bank_cycles == 1 for p in unit.ports[:-1])
+    assert (unit.unroll, unit.ii, unit.bound) == (6, 1, "compute")
+    assert unit.vectors == (128 // 16) * (48 // 6) * 64

@@ -1,0 +1,214 @@
+"""The performance model (runtime/perf.py) on hand-built programs, every figure worked out by hand.
+
+pefkit's programs run on a 16x16 grid (128 PCUs) of PCUs with 16 lanes and 6 stages, one
+stream a cycle carrying 64 bytes; its PMUs have 4 banks (``with_banks`` changes that). Units
+are placed in the order they are made, along row 0, so a route from slot ``i`` to slot ``j``
+takes ``|i - j|`` hops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from pefkit import TARGET, ProgramBuilder, matmul_program, replace, st
+
+from runtime.pef import schema
+from runtime.perf import (
+    bank_cycles,
+    format_report,
+    lanes_counter,
+    model_section,
+    peak_flops_per_cycle,
+    pipeline_depth,
+    section_counters,
+    streamed_bytes,
+    unroll_counter,
+)
+
+PEAK = 128 * 16 * 6 * 2  # pefkit's grid: FLOPs a cycle
+
+
+def with_banks(program: schema.Program, banks: int, skews: dict[str, int] | None = None):
+    """``program`` with every PMU of ``banks`` banks (and the given bank skews, by PMU name)."""
+    skews = skews or {}
+    sections = []
+    for s in program.sections:
+        pmus = [replace(p, banks=banks, bank_skew=skews.get(p.name, 0)) for p in s.pmus]
+        sections.append(replace(s, pmus=pmus))
+    return replace(program, sections=sections)
+
+
+def with_target(program: schema.Program, **changes: object) -> schema.Program:
+    meta = replace(program.meta, target=replace(program.meta.target, **changes))
+    return replace(program, meta=meta)
+
+
+def relu_program(rows: int = 64, cols: int = 16, dtype: str = "f32") -> schema.Program:
+    """forward: y = max(x, 0) over [rows, cols]: PMU x at slot 0, PMU y at 1, the PCU at 2."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [rows, cols], dtype)
+    p.symbol("y", [rows, cols], dtype, role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    zero = st("const", dtype=dtype, imm=0.0 if dtype == "f32" else 0)
+    y = s.pcu("relu", [rows, cols], [(x, 0, [cols, 1])], [zero, st("max", 0, 1, dtype=dtype)],
+              [rows, cols], dtype=dtype)  # fmt: skip
+    s.store("y", y)
+    return p.build()
+
+
+def model(program: schema.Program):
+    return model_section(program.sections[0], program.meta)
+
+
+def test_counters_of_a_unit() -> None:
+    assert lanes_counter([64, 16], [16, 1]) == 1
+    assert lanes_counter([16, 1], [1, 1]) == 0  # an extent-1 counter gets no lanes
+    assert lanes_counter([4, 16, 8], [16, 1, 0]) == 1  # k is reduced
+    assert unroll_counter([4, 16, 8], [16, 1, 0], 1) == 0  # the rows of a matmul
+    assert unroll_counter([64, 16], [16, 1], 1) == -1  # no reduction, no unroll
+    assert pipeline_depth(["mul"], "add", "mul") == 1  # a multiply-add
+    assert pipeline_depth(["const", "max"], "none", "max") == 1  # constants are free
+    assert pipeline_depth(["exp"], "add", "exp") == 2  # an accumulate of its own
+    assert pipeline_depth([], "add", None, tree_width=16) == 5  # + the 4-level lane tree
+
+
+def test_bank_cycles() -> None:
+    assert bank_cycles([(1, 16)], 16) == 1  # a row: one element a bank
+    assert bank_cycles([(2, 16)], 16) == 2  # every other bank
+    assert bank_cycles([(64, 16)], 16) == 16  # a column of a 64-wide matrix: one bank
+    assert bank_cycles([(64, 16)], 16, skew=64) == 1  # skewed: spread again
+    assert bank_cycles([(1, 16)], 16, skew=64) == 1  # and rows stay spread
+    assert bank_cycles([(1, 16)], 4) == 4  # 16 elements from 4 banks
+    assert bank_cycles([], 16) == 1  # one element
+
+
+def test_elementwise_unit() -> None:
+    m = model(with_banks(relu_program(), 16))
+    (u,) = m.units
+    # 16 lanes over the 16 columns, 64 rows: 64 vectors, each a 64-byte stream from 16 banks.
+    assert (u.vectors, u.ii, u.unroll, u.depth, u.passes) == (64, 1, 1, 1, 1)
+    assert u.out_vectors == 64
+    assert u.fill == 6 + 2  # the pipeline, and the route from PMU x (slot 0) to slot 2
+    assert u.cycles == 64 + 8 and u.bound == "compute"
+    assert u.flops == 64 * 16  # one max a point
+    assert m.cycles == 72 and m.bound == "compute"
+    assert m.pmu_cycles == 64  # each PMU busy one cycle a vector
+    assert (m.traffic.bytes_in, m.traffic.bytes_out, m.traffic.spilled) == (4096, 4096, 0)
+    assert m.dram_cycles == 0  # pefkit's target gives no DRAM bandwidth
+    assert m.fraction_of_peak == pytest.approx(1024 / (72 * PEAK))
+    assert (m.pcus_used, m.pmus_used, m.pcus_available, m.pmus_available) == (1, 2, 128, 128)
+    # x -> PCU: 2 links, PCU -> y: 1, the store y -> DRAM: 1 (the load of x takes none).
+    assert m.links_used == 4
+    assert m.links_available == 2 * (16 * 17 + 16 * 17)
+
+
+def test_four_banks_make_a_vector_take_four_cycles() -> None:
+    (u,) = model(relu_program()).units  # pefkit's 4-bank PMUs
+    assert (u.ii, u.bound) == (4, "banks")
+    assert u.cycles == 64 * 4 + 8
+
+
+def test_wide_elements_are_stream_bound() -> None:
+    (u,) = model(with_banks(relu_program(dtype="i64"), 16)).units
+    # 16 lanes of 8 bytes = 128 bytes a vector, 64 bytes a cycle on the stream.
+    assert (u.ii, u.bound) == (2, "stream")
+    assert u.cycles == 64 * 2 + 8
+
+
+def test_a_body_deeper_than_the_pipeline_takes_passes() -> None:
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [16])
+    p.symbol("y", [16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    stages = [st("add", 0, 0)] + [st("add", 1 + i, 0) for i in range(6)]  # 7 adds
+    s.store("y", s.pcu("chain", [16], [(x, 0, [1])], stages, [16]))
+    (u,) = model(with_banks(p.build(), 16)).units
+    assert (u.depth, u.passes, u.ii) == (7, 2, 2)
+    assert u.fill == 2 * 6 + 2
+    assert u.flops == 16 * 7
+
+
+def test_matmul_unrolls_its_rows_down_the_pipeline() -> None:
+    # out[4, 16] = a[4, 8] @ b[8, 16], space (m, n, k): lanes over n, the 4 rows m unrolled
+    # down the 6 stages (one multiply-add each), k accumulated: 8 vectors.
+    m = model(matmul_program(4, 8, 16))
+    (u,) = m.units
+    assert (u.unroll, u.vectors, u.depth) == (4, 8, 1)
+    # 4 banks: a's 4 rows (stride 8) all fall in bank 0, b's 16 columns take 4 cycles.
+    assert [p.bank_cycles for p in u.ports] == [4, 4, 16]
+    assert (u.ii, u.out_vectors, u.fill) == (4, 1, 6 + 3)
+    assert u.cycles == 8 * 4 + 9
+    assert u.flops == 4 * 16 * 8 * 2
+
+    # 16 banks, and a skewed by its row length: every vector in one cycle.
+    m = model(with_banks(matmul_program(4, 8, 16), 16, {"a": 8}))
+    (u,) = m.units
+    assert [p.bank_cycles for p in u.ports] == [1, 1, 4]
+    assert u.ii == 1
+    # the output: 4 rows x 16 columns once, 256 bytes = 4 stream cycles.
+    assert u.steady == max(8 * 1, 1 * 4)
+    assert m.cycles == 8 + 9
+
+
+def test_fill_of_a_chain_adds_up() -> None:
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [16])
+    p.symbol("z", [16], role="output")
+    s = p.section("forward")
+    x = s.load("x")  # slot 0
+    y = s.pcu("neg", [16], [(x, 0, [1])], [st("neg", 0)], [16])  # PMU slot 1, PCU slot 2
+    z = s.pcu("exp", [16], [(y, 0, [1])], [st("exp", 0)], [16])  # PMU slot 3, PCU slot 4
+    s.store("z", z)
+    m = model(with_banks(p.build(), 16))
+    first, second = m.units
+    assert (first.fill, second.fill) == (6 + 2, 6 + 3)
+    assert m.fill_cycles == first.fill + second.fill
+    assert m.compute_cycles == 1 + m.fill_cycles  # one vector each
+
+
+def test_dram_bound_section_and_roofline() -> None:
+    # 1 GB/s at 1 GHz: a byte a cycle; x in and y out are 8192 bytes.
+    program = with_target(with_banks(relu_program(), 16), dram_gbps=1.0)
+    m = model(program)
+    assert m.dram_cycles == 8192 and m.cycles == 8192 and m.bound == "dram"
+    assert m.fraction_of_peak == pytest.approx(1024 / (8192 * PEAK))
+    assert m.roofline_fraction == pytest.approx(1024 / 8192 * 1.0 / PEAK)
+    assert m.fraction_of_peak <= m.roofline_fraction
+
+
+def test_tensors_larger_than_a_pmu_stream_tile_by_tile() -> None:
+    # 64x64x64 with 8 KiB PMUs: each 16 KiB operand is streamed in pefkit's [1, 1, 16] tiles.
+    program = with_target(matmul_program(64, 64, 64), pmu_bytes=8192)
+    section = program.sections[0]
+    pcu = section.pcus[0]
+    assert pcu.tile == [1, 1, 16]
+    # a[m, k] varies with the innermost (k) tile counter: reloaded for every one of the
+    # 64 * 64 * 4 tiles, 16 elements each: a is read 64 times over (once per column n).
+    a_bytes = streamed_bytes(pcu, pcu.inputs[0].access.strides, "f32")
+    assert a_bytes == 64 * 64 * 4 * 16 * 4 == 64 * (64 * 64 * 4)
+    m = model(program)
+    assert m.traffic.bytes_in == 2 * a_bytes
+    assert m.traffic.bytes_out == 64 * 64 * 4
+    # Reuse: with all of k in one tile, a's tile of a row stays while the n tiles go by.
+    moved = replace(pcu, tile=[1, 16, 64])
+    assert streamed_bytes(moved, [64, 0, 1], "f32") == 64 * 64 * 4  # a read once
+
+
+def test_peak_is_every_stage_of_every_lane() -> None:
+    assert peak_flops_per_cycle(TARGET) == PEAK
+    plasticine = replace(TARGET, cols=16, rows=8)
+    assert peak_flops_per_cycle(plasticine) * 1e9 == pytest.approx(12.3e12, rel=0.01)
+
+
+def test_counters_and_profile_table() -> None:
+    program = with_banks(relu_program(), 16)
+    counters = section_counters(program.sections[0], program.meta)
+    counters.runs = 3
+    assert counters.total_cycles == 3 * 72
+    text = format_report({"forward": counters})
+    line = next(x for x in text.splitlines() if x.startswith("forward"))
+    assert "216" in line and line.rstrip().endswith("3")  # 3 runs of 72 cycles
+    assert math.isclose(counters.seconds, 72e-9)
