@@ -153,6 +153,8 @@ def write_report(program: Program, target: Target, out_dir: Path) -> Path:
 _PCU_COLOUR = "#4c72b0"
 _PMU_COLOUR = "#dd8452"
 _FREE_COLOUR = "#e8e8e8"
+_ROUTE_COLOURS = {"load": "#2f8f4e", "store": "#8c4fb0", "unit": "#2a2a2a"}
+"""Streams from DRAM, to DRAM, and between units."""
 
 
 def _short(name: str, limit: int = 12) -> str:
@@ -171,6 +173,7 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Rectangle
 
     cols, rows = target.cols, target.rows
@@ -180,7 +183,8 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
     for pcu in section.pcus:
         used[(pcu.at[0], pcu.at[1])] = ("pcu", pcu.name)
     for pmu in section.pmus:
-        used[(pmu.at[0], pmu.at[1])] = ("pmu", pmu.name)
+        for x, y in [pmu.at, *pmu.more_at]:  # a buffer may span several PMUs
+            used[(x, y)] = ("pmu", pmu.name)
     small = max(cols, rows) > 16
     for x in range(cols):
         for y in range(rows):
@@ -195,6 +199,7 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
                 ax.text(x + 0.5, y + 0.5, _short(name), ha="center", va="center", fontsize=5,
                         color="white", rotation=30)  # fmt: skip
     segments = []
+    colours = []
     for r, route in enumerate(section.routes):
         shift = ((r % 7) - 3) * 0.025
         points = [(h[0] + shift, h[1] + shift) for h in route.hops]
@@ -215,7 +220,11 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
         else:
             points.append((-0.6, points[-1][1]))
         segments.append(points)
-    ax.add_collection(LineCollection(segments, colors="#2a2a2a", linewidths=0.6, alpha=0.55))
+        kind = "load" if route.src[0] == "dram" else "store" if route.dst[0] == "dram" else "unit"
+        colours.append(_ROUTE_COLOURS[kind])
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.9, alpha=0.7))
+    switches = [(x, y) for x in range(cols + 1) for y in range(rows + 1)]
+    ax.scatter(*zip(*switches, strict=True), s=2, color="#9a9a9a", zorder=0)
     ax.add_patch(Rectangle((-0.9, -0.2), 0.4, rows + 0.4, color="#55a868", lw=0))
     ax.text(-0.7, rows / 2, "DRAM", rotation=90, ha="center", va="center", fontsize=7,
             color="white")  # fmt: skip
@@ -224,9 +233,20 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
         for route in section.routes
         for a, b in zip(route.hops, route.hops[1:], strict=False)
     }
+    pmus = sum(max(1, p.pmus) for p in section.pmus)
+    handles = [
+        Line2D([], [], color=c, label=f"{k} stream" if k != "unit" else "unit to unit")
+        for k, c in _ROUTE_COLOURS.items()
+    ]
+    handles += [
+        Rectangle((0, 0), 1, 1, color=_PCU_COLOUR, label="PCU"),
+        Circle((0, 0), 1, color=_PMU_COLOUR, label="PMU"),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5,
+              fontsize=6, frameon=False)  # fmt: skip
     ax.set_title(
         f"section '{section.name}' on {target.name}: {len(section.pcus)}/{target.num_pcus} "
-        f"PCUs, {len(section.pmus)}/{target.num_pmus} PMUs, {len(links)}/{target.num_links} "
+        f"PCUs, {pmus}/{target.num_pmus} PMUs, {len(links)}/{target.num_links} "
         f"links, {len(section.routes)} streams",
         fontsize=8,
     )

@@ -50,7 +50,10 @@ class StepResult:
 
 def conform(sym: Symbol, value: object, what: str) -> np.ndarray:
     """``value`` as an array of ``sym``'s shape and dtype, or a ``SessionError``."""
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:  # e.g. a ragged list
+        raise SessionError(f"{what} '{sym.name}' is not an array: {error}") from None
     want = DTYPES[sym.dtype]
     if array.shape != tuple(sym.shape):
         raise SessionError(
@@ -58,7 +61,10 @@ def conform(sym: Symbol, value: object, what: str) -> np.ndarray:
         )
     if array.dtype != want:
         if array.dtype.kind not in _KINDS[sym.dtype]:
-            raise SessionError(f"{what} '{sym.name}' is {array.dtype}, the PEF expects {sym.dtype}")
+            raise SessionError(
+                f"{what} '{sym.name}' is {array.dtype} {list(array.shape)}, the PEF expects "
+                f"{sym.dtype} {sym.shape}"
+            )
         array = array.astype(want)
     return array
 
@@ -220,7 +226,7 @@ class TrainingSession(_Session):
         return {"rng_seed": np.asarray(value, dtype=np.int64)}
 
     def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
-        needed = [n for n in COMPUTED_HYPERPARAMETERS if n in self._reads]
+        needed = [n for n in ("bias_correction1", "bias_correction2_sqrt") if n in self._reads]
         if not needed:
             return {}
         for beta in ("beta1", "beta2"):

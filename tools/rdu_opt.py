@@ -27,14 +27,14 @@ from typing import IO, NoReturn
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FileLineColLoc, ModuleOp
-from xdsl.ir import Operation
+from xdsl.ir import Operation, TypeAttribute
 from xdsl.parser import Parser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.arg_spec import ArgSpecParseError, parse_pipeline
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 from xdsl.utils.lexer import Input, Span
-from xdsl.utils.mlir_lexer import MLIRLexer
+from xdsl.utils.mlir_lexer import MLIRLexer, MLIRTokenKind
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from compiler.passes import all_passes
@@ -57,6 +57,10 @@ class OptUsageError(Exception):
 # -- the parser front ----------------------------------------------------------------------------
 
 
+MAX_INTEGER_WIDTH = 16_777_215
+"""The widest integer type MLIR accepts (``IntegerType::kMaxWidth``)."""
+
+
 class _Lexer(MLIRLexer):
     """xDSL's lexer with a string-literal pattern that cannot backtrack exponentially.
 
@@ -76,6 +80,20 @@ class _LocatingParser(Parser):
         super().__init__(ctx, "", name)
         self._parser_state = ParserState(_Lexer(Input(text, name)))
         self.starts: dict[Operation, Span[str]] = {}
+
+    def _parse_optional_integer_or_float_type(self) -> TypeAttribute | None:
+        """Refuse an integer type wider than MLIR allows before xdsl computes its bounds (a
+        ``1 << width`` that takes forever or overflows for a mistyped ``i99999999999``)."""
+        token = self._current_token
+        if token.kind == MLIRTokenKind.BARE_IDENT:
+            match = self._builtin_integer_type_regex.match(token.text)
+            if match is not None and (
+                len(match.group(1)) > 8 or int(match.group(1)) > MAX_INTEGER_WIDTH
+            ):
+                self.raise_error(
+                    f"integer type is wider than {MAX_INTEGER_WIDTH} bits", token.span
+                )
+        return super()._parse_optional_integer_or_float_type()
 
     def parse_operation(self) -> Operation:
         start = self._current_token.span

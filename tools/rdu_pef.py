@@ -33,7 +33,8 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
     yield (
         f"target: {t.cols}x{t.rows} grid, PCU {t.pcu_lanes} lanes x {t.pcu_stages} stages, "
         f"PMU {t.pmu_bytes} B in {t.pmu_banks} banks, {t.clock_ghz} GHz, "
-        f"{t.link_capacity} streams a link"
+        f"{t.link_capacity} streams a link, {t.stream_bytes_per_cycle} B a stream a cycle, "
+        f"DRAM {t.dram_gbps} GB/s"
     )
     yield (
         f"meta: model {meta.model_name}, batch {meta.batch_size}, optimizer {meta.optimizer}, "

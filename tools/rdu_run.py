@@ -346,6 +346,7 @@ class Run:
             self.program, state, step=start, communicator=self.communicator
         )
         start = session.step_count  # rank 0's, when data-parallel
+        session.seed = self.opts["seed"]  # dropout's random numbers
         hyper = self.hyperparameters()
         steps_per_epoch = sum(1 for _ in self.batches("train", 0))
         if steps_per_epoch == 0:
@@ -420,6 +421,25 @@ class Run:
             acc = f" test acc {accuracy:.4f}" if accuracy is not None else ""
             progress.line(f"epoch {epoch} test loss {mean:.4f}{acc}")
 
+    def generate(self, session, results: Path) -> int:
+        """The model's ``generate(forward, args)`` hook (a language model's text from a
+        prompt): ``forward(inputs)`` runs one batch of model inputs through the inference PEF
+        and gives the outputs as numpy arrays; the text it returns is printed and written."""
+        from runtime.atomic import atomic_write_bytes
+
+        def forward(inputs: tuple) -> tuple[np.ndarray, ...]:
+            outputs = session.run(self.batch(tuple(inputs), ()))
+            return tuple(outputs[f"output.{i}"] for i in range(len(outputs)))
+
+        text = self.model_file.call("generate", forward, self.args)
+        if not isinstance(text, str):
+            raise ToolError(f"generate() returned a {type(text).__name__}, not a str")
+        path = results / "generated.txt"
+        atomic_write_bytes(path, text.encode())
+        click.echo(text)
+        click.echo(f"wrote {path}", err=True)
+        return 0
+
     def inference(self) -> int:
         from runtime.session import InferenceSession
 
@@ -431,6 +451,8 @@ class Run:
         session = InferenceSession(self.program, state)
         results = Path(self.opts["results_dir"] or self.out_dir / "results")
         results.mkdir(parents=True, exist_ok=True)
+        if self.model_file.has("generate"):
+            return self.generate(session, results)
         rows, outputs_all = [], []
         correct = seen = 0
         for inputs, targets in self.batches("test", 0):

@@ -93,9 +93,7 @@ class Window:
     @property
     def padded(self) -> tuple[int, ...]:
         """Extents of the padded input the windows read."""
-        return tuple(
-            n + p + h for n, p, h in zip(self.size, self.padding, self.high, strict=True)
-        )
+        return tuple(n + p + h for n, p, h in zip(self.size, self.padding, self.high, strict=True))
 
 
 def _window(
@@ -361,18 +359,18 @@ def _convolution_backward(c: Call) -> Result:
 def _positions(em: Emitter, w: Window) -> SSAValue:
     """``[*O, *K]`` i64: the flat index (in the unpadded ``[*S]`` plane, torch's index of a max
     pooling) of the element each window position reads."""
-    # The index is affine in (o, k): sum_i (o_i*s_i + k_i*d_i - p_i) * rm_i. So it is a window
-    # over a ramp ``j - base`` (``base`` the padding's share): three small kernels whatever the
-    # number of dims, instead of a few ops per dim.
+    # The index is affine in (o, k): sum_i (o_i*s_i + k_i*d_i) * rm_i - base (``base`` the
+    # padding's share). So it is a window over the ramp ``j - base``: three small kernels
+    # whatever the number of dims, instead of a few ops per dim.
     rm = _row_major(w.size)
     base = sum(p * st for p, st in zip(w.padding, rm, strict=True))
     strides = [
         *(s * st for s, st in zip(w.stride, rm, strict=True)),
         *(d * st for d, st in zip(w.dilation, rm, strict=True)),
     ]
-    extent = base + sum(st * (n - 1) for st, n in zip(strides, [*w.out, *w.kernel], strict=True))
+    extent = sum(st * (n - 1) for st, n in zip(strides, [*w.out, *w.kernel], strict=True))
     ramp = em.sub(em.iota(0, (extent + 1,)), base)
-    return em.as_strided(ramp, [*w.out, *w.kernel], strides, base)
+    return em.as_strided(ramp, [*w.out, *w.kernel], strides)
 
 
 def _expand_windows(em: Emitter, y: SSAValue, w: Window) -> SSAValue:

@@ -28,7 +28,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-head", type=int, default=4, help="attention heads")
     parser.add_argument("--n-layer", type=int, default=2, help="transformer blocks")
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
-    parser.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     parser.add_argument("--steps-per-epoch", type=int, default=100, help="training batches")
     parser.add_argument("--prompt", default="Shall I compare thee", help="--inference: the prompt")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="characters to generate")
@@ -147,7 +146,7 @@ def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    return torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
 
 
 def encode(text: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""One matrix multiply, ``x @ w`` with ``x`` of ``[batch, k]`` and the parameter ``w`` of ``[k, n]``.
+"""One matrix multiply, ``x @ w``: ``x`` is ``[batch, k]``, the parameter ``w`` is ``[k, n]``.
 
 The smallest model that loads the fabric with arithmetic: what the performance model's reports
 are checked against (``rdu-compile examples/matmul/model.py --inference -b 4096 --arch sn10``

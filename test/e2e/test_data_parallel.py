@@ -33,18 +33,17 @@ GRADIENTS = ["fc1.weight.grad", "fc1.bias.grad", "fc2.weight.grad", "fc2.bias.gr
 
 
 @pytest.fixture(scope="module")
-def pefs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A data-parallel PEF of per-rank batch 8 and a plain one of batch 16."""
+def pefs(tmp_path_factory: pytest.TempPathFactory, mlp_pef: Path) -> dict[str, Path]:
+    """A data-parallel PEF of per-rank batch 8, and the plain one of batch 16."""
     out = tmp_path_factory.mktemp("dp")
-    return {
-        "dp8": compile_mlp(out, "-b", "8", "--data-parallel", "--pef-name", "dp8"),
-        "b16": compile_mlp(out, "-b", "16", "--pef-name", "b16"),
-    }
+    dp8 = compile_mlp(out, "-b", "8", "--data-parallel", "--pef-name", "dp8")
+    assert read_pef(mlp_pef).meta.batch_size == 16
+    return {"dp8": dp8, "b16": mlp_pef}
 
 
 def _train(pef: Path, ckpt: Path, steps: int, *extra: str, launcher: str = "rdu-run"):
     common = [str(MLP), "--pef", str(pef), "--num-steps", str(steps), "--ckpt-dir", str(ckpt)]
-    common += ["--ckpt-every", "0", "--log-every", "10", *extra]
+    common += ["--ckpt-every", str(STEPS // 2), "--log-every", "10", *extra]
     if launcher == "torchrun":
         args = ["--standalone", "--nproc-per-node", "2", "-m", "tools.rdu_run", *common]
         result = tool("torchrun", *args, "--data-parallel")
@@ -56,14 +55,15 @@ def _train(pef: Path, ckpt: Path, steps: int, *extra: str, launcher: str = "rdu-
 
 @pytest.fixture(scope="module")
 def straight(pefs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """20 steps with 2 ranks (launched by torchrun) and with 1 rank of twice the batch."""
+    """20 steps with 2 ranks (launched by torchrun) and with 1 rank of twice the batch, with a
+    checkpoint half way."""
     out = tmp_path_factory.mktemp("straight")
     two = _train(pefs["dp8"], out / "two", STEPS, launcher="torchrun")
     _train(pefs["b16"], out / "one", STEPS)
     # rank 0 alone prints: each line once
     assert two.stdout.count("wrote ") == 1 and two.stdout.count(f"step {STEPS} ") == 1
     assert "on 2 ranks" in two.stdout
-    return {"two": out / "two" / "last.pt", "one": out / "one" / "last.pt"}
+    return {"two": out / "two", "one": out / "one"}
 
 
 def _assert_close(a_path: Path, b_path: Path) -> None:
@@ -99,27 +99,25 @@ def test_pef_marks_the_gradients_it_averages(pefs: dict[str, Path]) -> None:
 
 
 def test_two_ranks_match_one_rank_of_twice_the_batch(straight: dict[str, Path]) -> None:
-    _assert_close(straight["two"], straight["one"])
+    _assert_close(straight["two"] / "last.pt", straight["one"] / "last.pt")
     init = load_model_file(MLP)
     torch.manual_seed(0)
     start = init.call("model", _args(8)).state_dict()
-    trained = torch.load(straight["two"], weights_only=True)["model"]
+    trained = torch.load(straight["two"] / "last.pt", weights_only=True)["model"]
     assert not torch.allclose(trained["fc1.weight"], start["fc1.weight"], atol=1e-3)
 
 
 def test_checkpoints_move_between_world_sizes(
     pefs: dict[str, Path], straight: dict[str, Path], tmp_path: Path
 ) -> None:
-    # 2 ranks for 10 steps, then 1 rank (batch 16) to 20
-    _train(pefs["dp8"], tmp_path / "a", STEPS // 2, "--world-size", "2")
-    resume = ["--init-ckpt-path", str(tmp_path / "a" / "last.pt")]
-    _train(pefs["b16"], tmp_path / "a", STEPS, *resume)
-    _assert_close(tmp_path / "a" / "last.pt", straight["one"])
-    # 1 rank for 10 steps, then 2 ranks to 20
-    _train(pefs["b16"], tmp_path / "b", STEPS // 2)
-    resume = ["--init-ckpt-path", str(tmp_path / "b" / "last.pt")]
-    _train(pefs["dp8"], tmp_path / "b", STEPS, "--world-size", "2", *resume)
-    _assert_close(tmp_path / "b" / "last.pt", straight["two"])
+    half = f"step-{STEPS // 2}.pt"
+    # 2 ranks' checkpoint at step 10, resumed by 1 rank (batch 16) to step 20
+    _train(pefs["b16"], tmp_path / "a", STEPS, "--init-ckpt-path", str(straight["two"] / half))
+    _assert_close(tmp_path / "a" / "last.pt", straight["one"] / "last.pt")
+    # 1 rank's checkpoint at step 10, resumed by 2 ranks to step 20
+    resume = ["--init-ckpt-path", str(straight["one"] / half), "--world-size", "2"]
+    _train(pefs["dp8"], tmp_path / "b", STEPS, *resume)
+    _assert_close(tmp_path / "b" / "last.pt", straight["two"] / "last.pt")
 
 
 def _children(pid: int) -> dict[int, int]:

@@ -16,10 +16,12 @@ from xdsl.dialects.builtin import Float32Type, IntegerType, TensorType
 from xdsl.ir import Attribute, SSAValue
 
 from dialects.dataflow import (
+    AsStridedOp,
     BroadcastOp,
     FillOp,
     IotaOp,
     MatmulOp,
+    PadOp,
     PointwiseOp,
     ReduceOp,
     ReshapeOp,
@@ -136,4 +138,23 @@ def _eval(op: object, env: dict[SSAValue, np.ndarray]) -> np.ndarray:
     if isinstance(op, BroadcastOp):
         shape, _ = _result_type(op.result)
         return np.broadcast_to(env[op.input], shape)
+    if isinstance(op, AsStridedOp):
+        shape, _ = _result_type(op.result)
+        flat = np.ascontiguousarray(env[op.input]).reshape(-1)
+        index = op.offset.value.data + sum(
+            np.arange(n).reshape([-1 if i == d else 1 for i in range(len(shape))]) * s
+            for d, (n, s) in enumerate(zip(shape, op.strides.get_values(), strict=True))
+        )
+        return flat[np.broadcast_to(index, shape)]
+    if isinstance(op, PadOp):
+        shape, dtype = _result_type(op.result)
+        out = np.zeros(shape, dtype)
+        where = tuple(
+            slice(lo, lo + (n - 1) * (mid + 1) + 1, mid + 1)
+            for n, lo, mid in zip(
+                env[op.input].shape, op.low.get_values(), op.interior.get_values(), strict=True
+            )
+        )
+        out[where] = env[op.input]
+        return out
     raise NotImplementedError(f"no interpreter rule for {op}")

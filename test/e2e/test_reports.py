@@ -1,0 +1,97 @@
+"""rdu-compile's report (report.json, the summary, the fabric pictures), rdu-run's profile, and
+targets end to end: a target file, and a PEF refused on a fabric it was not compiled for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from e2e_helpers import MLP, tool
+
+from runtime.pef import read_pef
+from runtime.perf import model_section
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+SMALL = """\
+name = "small"
+cols = 8
+rows = 8
+pcu_lanes = 8
+pcu_stages = 4
+pmu_bytes = 65536
+pmu_banks = 8
+clock_ghz = 0.5
+link_capacity = 4
+dram_gbps = 10
+stream_bytes_per_cycle = 32
+"""
+
+
+def test_compile_writes_the_report(mlp_pef: Path) -> None:
+    out = mlp_pef.parent
+    report = json.loads((out / "report.json").read_text())
+    program = read_pef(mlp_pef)
+    assert report["target"]["name"] == "plasticine"
+    assert report["target"]["peak_flops"] == 64 * 16 * 6 * 2 * 1e9
+    assert [s["name"] for s in report["sections"]] == ["forward", "backward", "optimizer"]
+    for entry, section in zip(report["sections"], program.sections, strict=True):
+        model = model_section(section, program.meta)  # the report is the model of the PEF
+        assert entry["cycles"] == model.cycles > 0
+        assert entry["flops"] == model.flops > 0
+        assert entry["offchip_bytes"]["total"] == model.dram_bytes > 0
+        assert entry["pcus"] == {"used": len(section.pcus), "available": 64}
+        assert entry["pmus"]["available"] == 64 and entry["links"]["used"] > 0
+        assert 0 < entry["fraction_of_peak"] <= entry["roofline_fraction"] <= 1
+        assert [u["name"] for u in entry["units"]] == [p.name for p in section.pcus]
+        assert (out / f"fabric-{section.name}.png").read_bytes()[:8] == PNG
+    total = report["total"]
+    assert total["cycles"] == sum(s["cycles"] for s in report["sections"])
+    log = (out / "mlp.log").read_text()
+    assert "target plasticine: 64 PCUs, 64 PMUs" in log
+    assert any(line.startswith("backward") and "%" in line for line in log.splitlines())
+
+
+def test_run_profile_and_arch(mlp_pef: Path) -> None:
+    result = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--test", "--profile",
+                  "--arch", "plasticine")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    profile = lines[next(i for i, x in enumerate(lines) if x.startswith("profile")) :]
+    assert profile[1].split()[-1] == "runs"
+    for name in ("forward", "backward", "optimizer"):
+        row = next(x for x in profile if x.startswith(name))
+        assert row.split()[-1] == "1"  # one run of each
+    assert any(x.startswith("host (emulation) time") for x in profile)
+
+    refused = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--test", "--arch", "sn10")
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    assert "was compiled for target 'plasticine', not 'sn10'" in refused.stderr
+
+
+def test_target_file_end_to_end(tmp_path: Path) -> None:
+    small = tmp_path / "small.toml"
+    small.write_text(SMALL)
+    result = tool("rdu-compile", str(MLP), "--inference", "--arch", str(small),
+                  "--output-folder", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "target small: 32 PCUs, 32 PMUs" in result.stdout
+    pef = tmp_path / "mlp" / "mlp.pef"
+    recorded = read_pef(pef).meta.target
+    assert (recorded.name, recorded.cols, recorded.pcu_lanes) == ("small", 8, 8)
+    assert (recorded.dram_gbps, recorded.stream_bytes_per_cycle) == (10.0, 32)
+
+    other = tmp_path / "other.toml"
+    other.write_text(SMALL.replace("clock_ghz = 0.5", "clock_ghz = 1.0"))
+    refused = tool("rdu-run", str(MLP), "--pef", str(pef), "--test", "--arch", str(other))
+    assert refused.returncode == 1
+    assert "(clock_ghz 0.5 in the PEF, 1.0 in the file)" in refused.stderr
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace("pcu_lanes = 8", "pcu_lanes = -8"))
+    failed = tool("rdu-compile", str(MLP), "--arch", str(bad), "--output-folder", str(tmp_path))
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == (
+        f"rdu-compile: error: target file {bad}: field 'pcu_lanes' is -8, must be >= 1"
+    )

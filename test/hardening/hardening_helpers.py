@@ -1,0 +1,60 @@
+"""Helpers for the hardening tests: run the rdu-* commands and check their one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = ROOT / "examples" / "mlp" / "model.py"
+DROPOUT_MLP = Path(__file__).resolve().parent / "models" / "dropout_mlp" / "model.py"
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+
+Result = subprocess.CompletedProcess
+
+
+def tool(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
+    """Run an rdu-* console script; return the CompletedProcess (text)."""
+    return subprocess.run(
+        [str(BIN / name), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def tools(*commands: tuple[str, ...]) -> list[Result]:
+    """Run several ``(name, *args)`` commands at once (two at a time: CI has two cores)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda command: tool(*command), commands))
+
+
+def one_line_error(result: Result, code: int = 1) -> str:
+    """The single stderr line of a refused command (exit ``code``, no traceback)."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def compile_model(model: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> Path:
+    """rdu-compile ``model`` into ``out``; the PEF's path."""
+    result = tool("rdu-compile", str(model), "--output-folder", str(out), *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    name = extra[extra.index("--pef-name") + 1] if "--pef-name" in extra else model.parent.name
+    return out / name / f"{name}.pef"
+
+
+def write_model(folder: Path, source: str) -> Path:
+    """A model.py with ``source`` in its own folder under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.py"
+    path.write_text(source)
+    return path
