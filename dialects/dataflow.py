@@ -972,6 +972,109 @@ class TakeOp(IRDLOperation):
 
 
 @irdl_op_definition
+class GatherOp(IRDLOperation):
+    """A data-dependent gather along ``dim`` with an index of the input's rank (torch's
+    ``gather``, numpy's ``take_along_axis``): ``result[i] = input[i with i[dim] = index[i]]``;
+    the result has the index's shape (no larger than the input's on the other dims).
+    """
+
+    name = "dataflow.gather"
+
+    dim = prop_def(IntegerAttr[I64])
+    input = operand_def(TensorType)
+    index = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `,` $index `dim` $dim attr-dict `:` functional-type(operands, results)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        index: SSAValue | Operation,
+        dim: int,
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input, index],
+            result_types=[result_type],
+            properties={"dim": IntegerAttr(dim, i64)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "gather input")
+        i = _static_tensor(self.index, "gather index")
+        r = _static_tensor(self.result, "gather result")
+        if i.element_type != i64:
+            raise VerifyException(f"gather index must be i64, got {i.element_type}")
+        sa, si, d = a.get_shape(), i.get_shape(), self.dim.value.data
+        if len(sa) != len(si) or not 0 <= d < len(sa):
+            raise VerifyException(
+                f"gather: index {_fmt_shape(si)} and input {_fmt_shape(sa)} need one rank and "
+                f"dim {d} in it"
+            )
+        if any(n > m for k, (n, m) in enumerate(zip(si, sa, strict=True)) if k != d):
+            raise VerifyException(f"gather: index {_fmt_shape(si)} exceeds input {_fmt_shape(sa)}")
+        if tuple(r.get_shape()) != tuple(si) or a.element_type != r.element_type:
+            raise VerifyException("gather result must have the index's shape, the input's type")
+
+
+@irdl_op_definition
+class ScatterAddOp(IRDLOperation):
+    """The transpose of ``gather`` (torch's ``scatter_add`` into zeros): for every point ``i``
+    of the index, ``result[i with i[dim] = index[i]] += input[i]``.
+    """
+
+    name = "dataflow.scatter_add"
+
+    dim = prop_def(IntegerAttr[I64])
+    input = operand_def(TensorType)
+    index = operand_def(TensorType)
+    result = result_def(TensorType)
+
+    assembly_format = (
+        "$input `,` $index `dim` $dim attr-dict `:` functional-type(operands, results)"
+    )
+
+    traits = traits_def(NoMemoryEffect())
+
+    def __init__(
+        self,
+        input: SSAValue | Operation,
+        index: SSAValue | Operation,
+        dim: int,
+        result_type: Attribute,
+    ) -> None:
+        super().__init__(
+            operands=[input, index],
+            result_types=[result_type],
+            properties={"dim": IntegerAttr(dim, i64)},
+        )
+
+    def verify_(self) -> None:
+        a = _static_tensor(self.input, "scatter_add input")
+        i = _static_tensor(self.index, "scatter_add index")
+        r = _static_tensor(self.result, "scatter_add result")
+        if i.element_type != i64:
+            raise VerifyException(f"scatter_add index must be i64, got {i.element_type}")
+        sa, si, sr, d = a.get_shape(), i.get_shape(), r.get_shape(), self.dim.value.data
+        if not len(sa) == len(si) == len(sr) or not 0 <= d < len(sr):
+            raise VerifyException("scatter_add: input, index and result need one rank")
+        if any(n > m for n, m in zip(si, sa, strict=True)) or any(
+            n > m for k, (n, m) in enumerate(zip(si, sr, strict=True)) if k != d
+        ):
+            raise VerifyException(
+                f"scatter_add: index {_fmt_shape(si)} exceeds input {_fmt_shape(sa)} or "
+                f"result {_fmt_shape(sr)}"
+            )
+        if a.element_type != r.element_type:
+            raise VerifyException("scatter_add must keep the element type")
+
+
+@irdl_op_definition
 class PutAddOp(IRDLOperation):
     """The transpose of ``take`` (a scatter-add into zeros, numpy's ``add.at``):
     ``result[a..., k, b...] = sum over j with index[j...] == k of input[a..., j..., b...]``.
@@ -1071,6 +1174,8 @@ Dataflow = Dialect(
         PadOp,
         ExtractSliceOp,
         TakeOp,
+        GatherOp,
+        ScatterAddOp,
         PutAddOp,
         RandomOp,
     ],

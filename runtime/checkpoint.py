@@ -17,6 +17,7 @@ torch is imported lazily, only here: the rest of the runtime runs without it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
@@ -121,8 +122,7 @@ def load_checkpoint(
     except FileNotFoundError:
         raise CheckpointError(f"{where}: no such checkpoint file") from None
     except Exception as exc:  # torch raises many types for a foreign or damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{where}: not a readable checkpoint: {first}") from None
+        raise CheckpointError(f"{where}: not a readable checkpoint: {_why(exc)}") from None
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{where}: holds a {type(data).__name__}, not a checkpoint dict")
     if "model" in data:
@@ -148,6 +148,20 @@ def load_checkpoint(
         optimizer=_to_numpy(dict(optimizer)) if optimizer is not None else None,
         step=step,
     )
+
+
+def _why(exc: Exception) -> str:
+    """torch.load's complaint in one line, without its terminal colours; for a file that holds
+    more than tensors, what it would have run."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" ({found.group(1)})" if found else ""
+        return (
+            f"it holds Python objects{what} that loading would run; checkpoints are read with "
+            "torch.load(weights_only=True) and hold only tensors"
+        )
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def conform_tensors(

@@ -32,7 +32,7 @@ from typing import NoReturn
 
 import click
 
-from runtime.distributed import Communicator, TorchCommunicator, launched
+from runtime.distributed import Communicator, DistributedError, TorchCommunicator, launched
 from runtime.pef.schema import Meta
 from tools.cli import ToolError, guarded
 
@@ -85,13 +85,16 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
             "(torchrun's --nproc-per-node and --nnodes set the world size)"
         )
     check_pef(opts["pef_path"])
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     if world_size > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun does: no oversubscription
-    if not debug:
-        logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)
+    if not debug:  # the agent's own log lines; the failure is summed up in one line below
+        for name in list(logging.Logger.manager.loggerDict):
+            if name.startswith("torch.distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -106,6 +109,10 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
         elastic_launch(config, sys.executable)("-m", "tools.rdu_run", *rank_argv(ctx, model_path))
     except ChildFailedError as error:
         raise ToolError(_failure_line(error, opts)) from None
+    except SignalException as error:  # Ctrl-C or a kill: the agent passed it on to the ranks
+        if error.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise ToolError(f"stopped by {error.sigval.name}; the ranks were stopped") from None
     return 0
 
 
@@ -147,11 +154,32 @@ def join(timeout: float) -> Communicator:
     return TorchCommunicator(timeout)
 
 
+class _Interrupt:
+    """Ctrl-C, remembered: then a peer that leaves first is no error of ours."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
 def as_rank(communicator: Communicator, body: Callable[[], int], debug: bool) -> int:
     """Run ``body`` as one rank of a job: an error is one line (``rdu-run: error: rank R: ...``
     for a lost peer), and a torch.distributed rank leaves through ``os._exit``."""
+    signal.signal(signal.SIGINT, _Interrupt.handler)
+
+    def train() -> int:
+        try:
+            return body()
+        except DistributedError:
+            if _Interrupt.seen:
+                return 130  # Ctrl-C reached the ranks one after another
+            raise
+
     try:
-        guarded("rdu-run", debug, body)  # prints the one-line error; always raises SystemExit
+        guarded("rdu-run", debug, train)  # prints the one-line error; always raises SystemExit
         code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else 1

@@ -22,7 +22,10 @@ def _at(at: list[int]) -> str:
 
 
 def _access(access: schema.Access) -> str:
-    return f"offset {access.offset} strides [{','.join(map(str, access.strides))}]"
+    text = f"offset {access.offset} strides [{','.join(map(str, access.strides))}]"
+    if access.index_port >= 0:  # a gather or scatter: plus stride * (the index port's value)
+        text += f" + {access.index_stride} * in{access.index_port} (index < {access.index_limit})"
+    return text
 
 
 def format_program(program: schema.Program, section: str | None, summary: bool) -> Iterator[str]:

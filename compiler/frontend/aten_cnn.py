@@ -95,6 +95,21 @@ class Window:
         """Extents of the padded input the windows read."""
         return tuple(n + p + h for n, p, h in zip(self.size, self.padding, self.high, strict=True))
 
+    def spread(self) -> tuple[list[int], list[int], list[int]]:
+        """``dataflow.pad``'s (low, high, interior) per spatial dim that turn a gradient over
+        the windows ``[.., *O]`` into what the input gradient reads (see ``_col2im``): the
+        windows ``s`` apart (``s - 1`` zeros between), the reach ``L`` in front, and room up to
+        the last input element's read at ``S - 1 + p + L``."""
+        low, high, interior = [], [], []
+        for n, p, r, o, s in zip(
+            self.size, self.padding, self.reach, self.out, self.stride, strict=True
+        ):
+            dilated = (o - 1) * s + 1
+            low.append(r)
+            high.append(max(n + p + r, r + dilated) - r - dilated)
+            interior.append(s - 1)
+        return low, high, interior
+
 
 def _window(
     c: Call,
@@ -154,18 +169,13 @@ def _col2im(em: Emitter, grads: SSAValue, w: Window) -> SSAValue:
     shape = shape_of(grads)
     nsp = len(w.size)
     lead = len(shape) - 2 * nsp
-    extent = [
-        max(n + p + r, r + (o - 1) * s + 1)
-        for n, p, r, o, s in zip(w.size, w.padding, w.reach, w.out, w.stride, strict=True)
-    ]
-    dilated = [(o - 1) * s + 1 for o, s in zip(w.out, w.stride, strict=True)]
-    zeros = [0] * lead
-    knone = [0] * nsp
+    low, high, interior = w.spread()
+    zeros, knone = [0] * lead, [0] * nsp
     padded = em.pad(
         grads,
-        [*zeros, *w.reach, *knone],
-        [*zeros, *(e - r - d for e, r, d in zip(extent, w.reach, dilated, strict=True)), *knone],
-        [*zeros, *(s - 1 for s in w.stride), *knone],
+        [*zeros, *low, *knone],
+        [*zeros, *high, *knone],
+        [*zeros, *interior, *knone],
     )
     rm = _row_major(shape_of(padded))
     spatial, kdims = rm[lead : lead + nsp], rm[lead + nsp :]
@@ -257,17 +267,8 @@ def _conv_input_grad(em: Emitter, gy: SSAValue, w: SSAValue, g: _Conv) -> SSAVal
     ``_col2im``), over the space ``[N, G, Cg, *S, OCg, *K]``."""
     win = g.win
     nsp = len(win.size)
-    extent = [
-        max(n + p + r, r + (o - 1) * s + 1)
-        for n, p, r, o, s in zip(win.size, win.padding, win.reach, win.out, win.stride, strict=True)
-    ]
-    dilated = [(o - 1) * s + 1 for o, s in zip(win.out, win.stride, strict=True)]
-    gd = em.pad(
-        gy,
-        [0, 0, *win.reach],
-        [0, 0, *(e - r - d for e, r, d in zip(extent, win.reach, dilated, strict=True))],
-        [0, 0, *(s - 1 for s in win.stride)],
-    )
+    low, high, interior = win.spread()
+    gd = em.pad(gy, [0, 0, *low], [0, 0, *high], [0, 0, *interior])
     gs = _row_major(shape_of(gd))
     ws = _row_major(shape_of(w))
     chan, spatial = gs[1], gs[2:]

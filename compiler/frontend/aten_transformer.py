@@ -352,6 +352,24 @@ def _index_add(c: Call) -> Result:
     return em.add(x, em.put_add(source, c.tensor("index"), dim, shape_of(x)[dim]))
 
 
+@converts("aten.gather.default")
+def _gather(c: Call) -> Result:
+    x = c.tensor("self")
+    if c.a.get("sparse_grad"):
+        raise ConversionError("sparse_grad=True")
+    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    return c.em.gather(x, c.tensor("index"), dim)
+
+
+@converts("aten.scatter_add.default")
+def _scatter_add(c: Call) -> Result:
+    """``x`` plus ``src`` added at ``index`` along ``dim`` (the gradient of ``gather``)."""
+    x = c.tensor("self")
+    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    added = c.em.scatter_add(c.tensor("src"), c.tensor("index"), dim, shape_of(x))
+    return c.em.add(x, added)
+
+
 @converts("aten.index.Tensor")
 def _index(c: Call) -> Result:
     x = c.tensor("self")

@@ -32,6 +32,7 @@ from dialects.dataflow import (
     BroadcastOp,
     ExtractSliceOp,
     FillOp,
+    GatherOp,
     IotaOp,
     MatmulOp,
     PadOp,
@@ -40,6 +41,7 @@ from dialects.dataflow import (
     RandomOp,
     ReduceOp,
     ReshapeOp,
+    ScatterAddOp,
     TakeOp,
     TransposeOp,
     broadcast_shapes,
@@ -326,3 +328,13 @@ class Emitter:
         stream = self.random_streams
         self.random_streams += 1
         return self._emit(RandomOp(seed, stream, tensor(shape, f32)))
+
+    def gather(self, x: SSAValue, index: SSAValue, dim: int) -> SSAValue:
+        """``x`` with ``dim`` indexed by ``index`` (torch's ``gather``): the index's shape."""
+        index = self.cast(index, i64)
+        return self._emit(GatherOp(x, index, dim, tensor(shape_of(index), elt_of(x))))
+
+    def scatter_add(self, x: SSAValue, index: SSAValue, dim: int, shape: Sequence[int]) -> SSAValue:
+        """The transpose of ``gather``: ``x`` added into zeros of ``shape`` at ``index``."""
+        index = self.cast(index, i64)
+        return self._emit(ScatterAddOp(x, index, dim, tensor(shape, elt_of(x))))

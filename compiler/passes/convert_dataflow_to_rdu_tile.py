@@ -77,7 +77,7 @@ from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
 
 VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp, df.AsStridedOp, df.ExtractSliceOp)
 COMPUTE_OPS = (df.MatmulOp, df.PointwiseOp, df.ReduceOp, df.FillOp, df.IotaOp, df.PadOp)
-INDEXING_OPS = (df.TakeOp, df.PutAddOp, df.RandomOp)
+INDEXING_OPS = (df.TakeOp, df.GatherOp, df.ScatterAddOp, df.PutAddOp, df.RandomOp)
 """Gather, scatter-add and random numbers: kernels with data-dependent accesses or hashes."""
 REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
 
@@ -624,9 +624,15 @@ class _SectionLowering:
         strides = tuple(s * k for s, k in zip(inner.strides, steps, strict=True))
         return Layout(inner.source, offset, strides)
 
-    def lower_indexing(self, op: df.TakeOp | df.PutAddOp | df.RandomOp) -> KernelOp:
+    def lower_indexing(
+        self, op: df.TakeOp | df.GatherOp | df.ScatterAddOp | df.PutAddOp | df.RandomOp
+    ) -> KernelOp:
         if isinstance(op, df.RandomOp):
             return self.lower_random(op)
+        if isinstance(op, df.GatherOp):
+            return self.lower_gather(op)
+        if isinstance(op, df.ScatterAddOp):
+            return self.lower_scatter_add(op)
         if isinstance(op, df.TakeOp):
             return self.lower_take(op)
         return self.lower_put_add(op)
@@ -656,6 +662,39 @@ class _SectionLowering:
         return self.kernel(
             "take", op, [lay.source, idx], [table_acc, idx_acc], op.result.type, space, space,
             "none", body,
+        )  # fmt: skip
+
+    def lower_gather(self, op: df.GatherOp) -> KernelOp:
+        """``gather``: space = the index; the input's access is its own on every counter but
+        ``dim``, where it is ``input_stride[dim] * ins[1]``."""
+        space = shape_of(op.result)
+        d = op.dim.value.data
+        lay = self.layout(op.input)
+        idx, idx_acc = self.access(op.index, list(range(len(space))))
+        strides = [0 if c == d else s for c, s in enumerate(lay.strides)]
+        acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
+        body = Block(arg_types=[elt_of(op.input), i64])
+        body.add_op(YieldOp(body.args[0]))
+        return self.kernel(
+            "gather", op, [lay.source, idx], [acc, idx_acc], op.result.type, space, space,
+            "none", body,
+        )  # fmt: skip
+
+    def lower_scatter_add(self, op: df.ScatterAddOp) -> KernelOp:
+        """``scatter_add``: space = the index; the out access is row-major on every counter but
+        ``dim``, where it is ``row_major(result)[dim] * ins[1]``; values meeting add up."""
+        space = shape_of(op.index)
+        d = op.dim.value.data
+        src, acc = self.access(op.input, list(range(len(space))))
+        idx, idx_acc = self.access(op.index, list(range(len(space))))
+        result = shape_of(op.result)
+        ro = row_major(result)
+        out_strides = [0 if c == d else s for c, s in enumerate(ro)]
+        body = Block(arg_types=[elt_of(op.input), i64])
+        body.add_op(YieldOp(body.args[0]))
+        return self.kernel(
+            "scatter_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
+            body, out_strides, 0, (1, ro[d], result[d]),
         )  # fmt: skip
 
     def lower_put_add(self, op: df.PutAddOp) -> KernelOp:

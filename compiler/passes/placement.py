@@ -250,6 +250,24 @@ def anneal(
                 delta += abs(dx - ox) + abs(dy - oy) - abs(sx - ox) - abs(sy - oy)
         return delta
 
+    cols, rows = target.cols, target.rows
+    pcu_slot = [[target.is_pcu_slot(x, y) for y in range(rows)] for x in range(cols)]
+    randrange, uniform = rng.randrange, rng.random
+
+    def slot_near(want_pcu: bool, centre: Coord, radius: int) -> Coord:
+        """A random slot of the kind within ``radius`` (per axis) of ``centre``, clamped to the
+        grid (``randrange(-r, r + 1)`` is what ``randint(-r, r)`` draws)."""
+        x = min(cols - 1, max(0, centre[0] + randrange(-radius, radius + 1)))
+        y = min(rows - 1, max(0, centre[1] + randrange(-radius, radius + 1)))
+        if pcu_slot[x][y] != want_pcu:
+            # One step along x (or y on a one-column grid) flips the checkerboard colour.
+            if cols > 1:
+                x = x + 1 if x + 1 < cols and (x == 0 or uniform() < 0.5) else x - 1
+            else:
+                y = y + 1 if y + 1 < rows else y - 1
+        return x, y
+
+    is_pcu = [unit.kind == "pcu" for unit in graph.units]
     dram = _dram_degree(graph)
     row_load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
@@ -265,15 +283,14 @@ def anneal(
     span = max(target.cols, target.rows)
     for step in range(moves):
         temperature *= cooling
-        u = rng.randrange(len(at))
-        kind = graph.units[u].kind
-        if rng.random() < 0.5:
+        u = randrange(len(at))
+        if uniform() < 0.5:
             centre = _median_of(others[u], at, u)
             radius = 1
         else:
             centre = at[u]
             radius = max(1, round(span * (1 - step / moves)))
-        slot = _slot_near(target, kind, centre, radius, rng)
+        slot = slot_near(is_pcu[u], centre, radius)
         if slot == at[u]:
             continue
         v = occupant.get(slot)
@@ -288,7 +305,7 @@ def anneal(
             a, b = row_load[old[1]], row_load[slot[1]]
             delta += _row_penalty(_sub(a, shift), target) - _row_penalty(a, target)
             delta += _row_penalty(_add(b, shift), target) - _row_penalty(b, target)
-        if delta <= 0 or rng.random() < math.exp(-delta / temperature):
+        if delta <= 0 or uniform() < math.exp(-delta / temperature):
             cost += delta
             at[u] = slot
             if v is not None:
@@ -322,22 +339,6 @@ def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
     xs = sorted(0 if o == DRAM else at[o][0] for o in others)
     ys = sorted(at[u][1] if o == DRAM else at[o][1] for o in others)
     return xs[len(xs) // 2], ys[len(ys) // 2]
-
-
-def _slot_near(
-    target: Target, kind: UnitKind, centre: Coord, radius: int, rng: random.Random
-) -> Coord:
-    """A random slot of ``kind`` within ``radius`` (per axis) of ``centre``, clamped to the grid."""
-    # randrange(-r, r + 1) is what randint(-r, r) calls: the same draws, one call less.
-    x = min(target.cols - 1, max(0, centre[0] + rng.randrange(-radius, radius + 1)))
-    y = min(target.rows - 1, max(0, centre[1] + rng.randrange(-radius, radius + 1)))
-    if target.is_pcu_slot(x, y) != (kind == "pcu"):
-        # One step along x (or y on a one-column grid) flips the checkerboard colour.
-        if target.cols > 1:
-            x = x + 1 if x + 1 < target.cols and (x == 0 or rng.random() < 0.5) else x - 1
-        else:
-            y = y + 1 if y + 1 < target.rows else y - 1
-    return x, y
 
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:

@@ -302,3 +302,10 @@ def test_dropout_on_the_fabric() -> None:
 def test_unsupported_indexing_is_refused_with_the_line() -> None:
     with pytest.raises(FrontendError, match=r"aten\.index_put\.default.*accumulate=False"):
         check(lambda x, v, i: torch.index_put(x, (i,), v), rand(6, 4), rand(2, 4), ints(6, 2))
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_gather_and_scatter_add(dim: int) -> None:
+    """torch.gather (BERT gathers its token-type buffer); its gradient is a scatter_add."""
+    index = torch.tensor([[0, 3, 3], [2, 1, 0]])
+    check(lambda x, i: torch.gather(x, dim, i), rand(4, 5), index)

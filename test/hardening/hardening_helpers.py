@@ -35,6 +35,23 @@ def tools(*commands: tuple[str, ...]) -> list[Result]:
         return list(pool.map(lambda command: tool(*command), commands))
 
 
+def in_process(name: str, *args: str) -> Result:
+    """An rdu-compile or rdu-run command run in this process (click's test runner): the same
+    code, exit status and output as the command, without a second of imports each time."""
+    from click.testing import CliRunner
+
+    if name == "rdu-compile":
+        from tools.rdu_compile import rdu_compile as command
+    elif name == "rdu-run":
+        from tools.rdu_run import rdu_run as command
+    else:
+        raise ValueError(f"no in-process runner for {name}")
+    result = CliRunner().invoke(command, list(args))
+    return subprocess.CompletedProcess(
+        [name, *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
 def one_line_error(result: Result, code: int = 1) -> str:
     """The single stderr line of a refused command (exit ``code``, no traceback)."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
