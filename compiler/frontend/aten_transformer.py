@@ -326,19 +326,6 @@ def _index_select(c: Call) -> Result:
     return c.em.take(x, c.em.reshape(idx, (math.prod(shape_of(idx)),)), dim)
 
 
-def _one_index(c: Call, x: SSAValue) -> tuple[int, SSAValue]:
-    """The dim and tensor of ``indices``, which must hold one integer tensor (Nones before)."""
-    indices = list(c.a["indices"])
-    while indices and indices[-1] is None:
-        indices.pop()
-    if not indices or any(i is not None for i in indices[:-1]):
-        raise ConversionError("indexing with more than one index tensor")
-    idx = indices[-1]
-    if not isinstance(idx, SSAValue) or elt_of(idx) == i1 or is_float(elt_of(idx)):
-        raise ConversionError("indexing with a boolean mask or a non-integer tensor")
-    return len(indices) - 1, idx
-
-
 @converts("aten.index_add.default")
 def _index_add(c: Call) -> Result:
     """``x`` plus ``alpha * source`` added at ``index`` along ``dim`` (the gradient of
@@ -370,25 +357,54 @@ def _scatter_add(c: Call) -> Result:
     return c.em.add(x, added)
 
 
+def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
+    """``indices`` (Nones, then integer tensors on consecutive dims ``a .. a+k-1``) as one index
+    into ``x`` with those dims merged: ``(a, flat index, merged shape)``. The index tensors
+    broadcast together; the flat index is ``sum_j t_j * (row-major stride of dim a+j)``."""
+    em = c.em
+    indices = list(c.a["indices"])
+    while indices and indices[-1] is None:
+        indices.pop()
+    a = 0
+    while a < len(indices) and indices[a] is None:
+        a += 1
+    tensors = indices[a:]
+    if not tensors or any(t is None for t in tensors):
+        raise ConversionError("index tensors on dims that are not next to each other")
+    for t in tensors:
+        if not isinstance(t, SSAValue) or elt_of(t) == i1 or is_float(elt_of(t)):
+            raise ConversionError("indexing with a boolean mask or a non-integer tensor")
+    shape = shape_of(x)
+    k = len(tensors)
+    merged = (*shape[:a], math.prod(shape[a : a + k]), *shape[a + k :])
+    flat: SSAValue | None = None
+    for j, t in enumerate(tensors):
+        stride = math.prod(shape[a + j + 1 : a + k])
+        term = em.cast(t, i64) if stride == 1 else em.mul(em.cast(t, i64), stride)
+        flat = term if flat is None else em.add(flat, term)
+    assert flat is not None
+    return a, flat, merged
+
+
 @converts("aten.index.Tensor")
 def _index(c: Call) -> Result:
     x = c.tensor("self")
-    dim, idx = _one_index(c, x)
-    return c.em.take(x, idx, dim)
+    dim, idx, merged = _flat_index(c, x)
+    return c.em.take(c.em.reshape(x, merged), idx, dim)
 
 
 @converts("aten.index_put.default")
 def _index_put(c: Call) -> Result:
-    """``index_put(x, [idx], values, accumulate=True)``: ``x`` plus the values scattered."""
+    """``index_put(x, indices, values, accumulate=True)``: ``x`` plus the values scattered."""
     em = c.em
     x = c.tensor("self")
     if not c.a.get("accumulate"):
         raise ConversionError("index_put with accumulate=False (overwriting) is not supported")
-    dim, idx = _one_index(c, x)
-    shape = shape_of(x)
-    want = (*shape[:dim], *shape_of(idx), *shape[dim + 1 :])
+    dim, idx, merged = _flat_index(c, x)
+    want = (*merged[:dim], *shape_of(idx), *merged[dim + 1 :])
     values = em.broadcast(em.as_tensor(c.a["values"], elt_of(x)), want)
-    return em.add(x, em.put_add(values, idx, dim, shape[dim]))
+    added = em.put_add(values, idx, dim, merged[dim])
+    return em.add(x, em.reshape(added, shape_of(x)))
 
 
 # ------------------------------------------------------------------------------------------

@@ -199,18 +199,22 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
     for u, unit in enumerate(graph.units):
-        known = [
-            stream
+        # The streams to DRAM or to placed units: a DRAM stream's length is u's column.
+        ends = [
+            stream.dst if stream.src == u else stream.src
             for stream in (graph.streams[s] for s in incident[u])
-            if all(e in (DRAM, u) or placed[e] for e in (stream.src, stream.dst))
+        ]
+        drams = sum(1 for e in ends if e == DRAM)
+        near = [at[e] for e in ends if e != DRAM and placed[e]]
+        penalty = [
+            _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
+            for load in row_load
         ]
         best_slot = free[unit.kind][0]
         best_cost = math.inf
         for slot in free[unit.kind]:
-            at[u] = slot
-            cost = sum(stream_length(at, s) for s in known)
-            load = row_load[slot[1]]
-            cost += _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
+            x, y = slot
+            cost = drams * x + sum(abs(x - ox) + abs(y - oy) for ox, oy in near) + penalty[y]
             if cost < best_cost:
                 best_slot, best_cost = slot, cost
         at[u] = best_slot
@@ -252,13 +256,23 @@ def anneal(
 
     cols, rows = target.cols, target.rows
     pcu_slot = [[target.is_pcu_slot(x, y) for y in range(rows)] for x in range(cols)]
-    randrange, uniform = rng.randrange, rng.random
+    getrandbits, uniform = rng.getrandbits, rng.random
+
+    def below(n: int) -> int:
+        """``rng.randrange(n)`` (for ``n >= 1``): the draws CPython's ``randrange`` makes
+        (``_randbelow``: rejection sampling of ``n.bit_length()`` random bits), minus the
+        argument checks that took a quarter of the annealing's time."""
+        k = n.bit_length()
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r
 
     def slot_near(want_pcu: bool, centre: Coord, radius: int) -> Coord:
         """A random slot of the kind within ``radius`` (per axis) of ``centre``, clamped to the
-        grid (``randrange(-r, r + 1)`` is what ``randint(-r, r)`` draws)."""
-        x = min(cols - 1, max(0, centre[0] + randrange(-radius, radius + 1)))
-        y = min(rows - 1, max(0, centre[1] + randrange(-radius, radius + 1)))
+        grid (the draws of ``randint(-radius, radius)``)."""
+        x = min(cols - 1, max(0, centre[0] - radius + below(2 * radius + 1)))
+        y = min(rows - 1, max(0, centre[1] - radius + below(2 * radius + 1)))
         if pcu_slot[x][y] != want_pcu:
             # One step along x (or y on a one-column grid) flips the checkerboard colour.
             if cols > 1:
@@ -283,7 +297,7 @@ def anneal(
     span = max(target.cols, target.rows)
     for step in range(moves):
         temperature *= cooling
-        u = randrange(len(at))
+        u = below(len(at))
         if uniform() < 0.5:
             centre = _median_of(others[u], at, u)
             radius = 1

@@ -206,6 +206,12 @@ def test_index_with_a_tensor() -> None:
     check(lambda x, i: x[:, i] + x[i[:2]].sum(), rand(5, 6, 3), torch.tensor([[1, 4], [0, 4]]))
 
 
+def test_index_with_several_tensors() -> None:
+    """Broadcast index tensors on adjacent dims (how Hugging Face builds causal masks)."""
+    rows, cols = torch.tensor([[0], [2], [3]]), torch.tensor([[1, 4]])
+    check(lambda x, r, c: x[:, r, c] * 2, rand(2, 4, 5), rows, cols)
+
+
 def test_index_put_accumulate() -> None:
     def fn(x, v, i):
         return torch.index_put(x, (i,), v, accumulate=True)

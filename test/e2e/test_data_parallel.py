@@ -288,6 +288,20 @@ def test_data_parallel_pef_checks(pefs: dict[str, Path]) -> None:
     assert isinstance(program.meta.collectives[0], Collective)
 
 
+def test_buffers_a_section_writes_are_broadcast_from_rank_0(pefs: dict[str, Path]) -> None:
+    """As torch's DDP does with batch-norm statistics; the MLP has none, so make one: the
+    forward section's output stands in for a buffer it updates."""
+    program = read_pef(pefs["b16"])
+    symbols = list(program.meta.symbols)
+    out = next(i for i, s in enumerate(symbols) if s.name == "output.0")
+    symbols[out] = msgspec.structs.replace(symbols[out], role="buffer")
+    meta = msgspec.structs.replace(program.meta, symbols=symbols)
+    marked = mark_data_parallel(msgspec.structs.replace(program, meta=meta)).meta
+    ops = [(c.op, c.before, c.symbols) for c in marked.collectives]
+    assert ops[0] == ("broadcast", "forward", [out])
+    assert [o[:2] for o in ops[1:]] == [("allreduce_mean", "optimizer")]
+
+
 def test_shards_and_error_gist() -> None:
     rows = np.arange(12).reshape(6, 2)
     assert shard(rows, 1, 2).tolist() == rows[3:].tolist()
