@@ -153,43 +153,6 @@ def _identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
-_IMPLS: dict[str, Callable[..., np.ndarray] | None] = {
-    "neg": np.negative,
-    "exp": np.exp,
-    "log": np.log,
-    "sqrt": np.sqrt,
-    "rsqrt": _rsqrt,
-    "tanh": np.tanh,
-    "erf": erf,
-    "abs": np.abs,
-    "not": np.invert,  # logical not on i1, bitwise on i64
-    "cast": _identity,  # the conversion is the cast to the stage dtype every stage gets
-    "add": np.add,
-    "sub": np.subtract,
-    "mul": np.multiply,
-    "div": _div,
-    "max": np.maximum,  # NaN-propagating, like torch.maximum
-    "min": np.minimum,
-    "pow": _pow,
-    "eq": np.equal,
-    "ne": np.not_equal,
-    "lt": np.less,
-    "le": np.less_equal,
-    "gt": np.greater,
-    "ge": np.greater_equal,
-    "and": np.bitwise_and,  # logical on i1
-    "or": np.bitwise_or,
-    "select": _select,
-    "const": None,
-    "counter": None,
-    "rand": None,  # planned per PCU: it needs the point's index in the space (see _rand)
-}
-
-OPCODES: dict[str, Opcode] = {
-    name: Opcode(name, sig.arity, _IMPLS[name]) for name, sig in isa.SIGNATURES.items()
-}
-
-
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -222,6 +185,43 @@ def _flat_index(axes: tuple[int, ...], space: tuple[int, ...]) -> np.ndarray:
             shape
         )
     return index.reshape(tuple(space[c] for c in axes))
+
+
+_IMPLS: dict[str, Callable[..., np.ndarray] | None] = {
+    "neg": np.negative,
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": np.sqrt,
+    "rsqrt": _rsqrt,
+    "tanh": np.tanh,
+    "erf": erf,
+    "abs": np.abs,
+    "not": np.invert,  # logical not on i1, bitwise on i64
+    "cast": _identity,  # the conversion is the cast to the stage dtype every stage gets
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": _div,
+    "max": np.maximum,  # NaN-propagating, like torch.maximum
+    "min": np.minimum,
+    "pow": _pow,
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+    "and": np.bitwise_and,  # logical on i1
+    "or": np.bitwise_or,
+    "select": _select,
+    "const": None,
+    "counter": None,
+    "rand": _rand,  # called as _rand(index, key): the PCU's plan binds each point's index
+}
+
+OPCODES: dict[str, Opcode] = {
+    name: Opcode(name, sig.arity, _IMPLS[name]) for name, sig in isa.SIGNATURES.items()
+}
 
 
 # -- configuration: every PCU compiled once into a plan of numpy calls ---------------------------
@@ -525,8 +525,9 @@ def _plan_scatter(
     addresses = _Indexed.of(pcu.out, space, index_axes, f"{label}: output")
     axes = tuple(sorted(set(addresses.axes) | set(value_axes)))
     if axes != addresses.axes:  # the addresses broadcast over the value's axes too
-        reshape = _broadcast_shape(addresses.axes, axes, space)
-        affine = addresses.affine.reshape(reshape) if reshape else addresses.affine
+        old = addresses.axes  # the affine part has extent 1 on the index's own axes: keep it
+        reshape = tuple(addresses.affine.shape[old.index(c)] if c in old else 1 for c in axes)
+        affine = addresses.affine.reshape(reshape)
         index_shape = _broadcast_shape(index_axes, axes, space) if index_axes else None
         addresses = _Indexed(
             addresses.port, addresses.stride, addresses.limit, affine, index_shape, axes,

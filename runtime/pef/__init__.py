@@ -1,6 +1,8 @@
-"""The PEF file format: payload schema (``schema``), container (``container``), checks.
+"""The PEF file format: payload schema (``schema``), container (``container``), checks, and the
+target files (``target_file``: a fabric in TOML, the fields of a PEF's target).
 
-The compiler's emit-pef pass and the runtime both use this package; it imports only msgspec.
+The compiler's emit-pef pass and the runtime both use this package; it imports only msgspec
+(and tomllib).
 """
 
 from runtime.pef.container import decode_pef, encode_pef, read_pef, write_pef

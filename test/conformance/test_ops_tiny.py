@@ -26,7 +26,7 @@ def test_linear() -> None:
     check(torch.nn.functional.linear, rand(6, 11), rand(5, 11), rand(5), target="tiny")
 
 
-def test_matmul_larger_than_a_pmu() -> None:
+def test_matmul_of_tensors_larger_than_a_pmu() -> None:
     check(torch.mm, rand(40, 72), rand(72, 64), target="tiny")
 
 
