@@ -13,12 +13,20 @@ Inside each ``dataflow.section``:
 - ``pad``: counters = the input's dims; the out access has an offset (``low``) and strides
   spread by ``interior + 1``, so the rest of the (zero-initialised) result stays zero;
 - a float ``mul`` read only by a ``sum`` fuses with it into one ``contract`` kernel over the
-  product's space (body ``mulf``, combiner ``add``): convolutions are built so.
+  product's space (body ``mulf``, combiner ``add``): convolutions are built so;
+- ``take`` / ``gather``: counters = the result's dims; the table's access has no stride on the
+  counters that walk the index and a data-dependent term ``stride[dim] * ins[1]``
+  (``#rdu_tile.access<0 : [0, 1] + 16 * ins[1] of 65>``); ``put_add`` / ``scatter_add``:
+  counters = the input's dims, the same term on the out access, combiner ``add``;
+- ``random``: counters = the result's dims, body ``rdu_tile.random`` of the seed plus
+  ``stream << 32``.
 
-Views (``transpose``, ``reshape``, ``broadcast``, ``as_strided``) produce no kernel: every operand
+Views (``transpose``, ``reshape``, ``broadcast``, ``as_strided``, ``extract_slice``) produce
+no kernel: every operand
 is walked back through its views to the materialized tensor (a section argument or a kernel
 result) and the views fold into the operand's access (transpose permutes strides, broadcast gives
-stride 0, reshape re-strides, as_strided of a row-major layout is its own access). A reshape the
+stride 0, reshape re-strides, as_strided of a row-major layout is its own access, a slice moves
+the offset and multiplies the strides by its steps). A reshape the
 strides cannot express (it merges dims that are not contiguous, e.g. after a transpose) first
 materializes a copy kernel. A view that a section yields
 is materialized by a copy kernel too, so every section result is a kernel result or an argument.

@@ -14,6 +14,11 @@ A kernel ``P`` is fused into a kernel ``K`` when
   ``K``'s stride of ``c`` (a stride 0, a broadcast, walks no dim). A read that crosses ``P``'s
   dims (a reshape that merges them) does not compose and is not fused.
 
+Not fused: a result ``K`` reads through a data-dependent access (a gather) or uses as another
+access's index, and a producer drawing random numbers (``rdu_tile.random`` hashes the point's
+index in its space) unless ``K`` runs over the same space point for point. Index ports of the
+accesses are renumbered as operands move.
+
 ``K`` may be elementwise itself or a reduction (a ``sum`` of an ``exp``, a matmul of a
 ``relu``). The fused kernel keeps ``K``'s name, space, result access, combiner and location;
 ``P``'s operands replace the fused operand, read through ``P``'s accesses composed with ``M``

@@ -86,10 +86,10 @@ class _Partitioner:
                 raise self.fail(f"pcu.unit @{u.sym_name.data} must fill exactly one pmu.buffer")
             self.out[u] = readers[0]
         self.writer = {b: u for u, b in self.out.items()}
-        self.loads: dict[BlockArgument, BufferOp] = {}
+        self.loads: dict[BlockArgument, list[BufferOp]] = {}
         for op in block.ops:
             if isinstance(op, BufferOp) and isinstance(op.source, BlockArgument):
-                self.loads.setdefault(op.source, op)
+                self.loads.setdefault(op.source, []).append(op)
         self.arg_name = {a: n.data for a, n in zip(block.args, section.arg_names, strict=True)}
         self.arg_role = {a: r.data for a, r in zip(block.args, section.arg_roles, strict=True)}
         self.arg_by_name = {n: a for a, n in self.arg_name.items()}
@@ -206,7 +206,7 @@ class _Partitioner:
                 names.append(self.arg_name[what])
                 roles.append(self.arg_role[what])
                 types.append(what.type)
-                origins.append(self.loads[what])
+                origins.append(self.loads[what][0])
             else:
                 assert isinstance(what, UnitOp)
                 r = self.crossing(what, ends[what])
@@ -222,6 +222,9 @@ class _Partitioner:
             for key in _TRANSIENT:
                 load.properties.pop(key, None)
             load.properties["name"] = StringAttr(name)
+            if isinstance(origin.source, BlockArgument):
+                for other in self.loads[origin.source]:  # one load a piece serves every reader
+                    vmap[other.result] = load.result
             vmap[origin.result] = load.result
             ops.append(load)
         last = j == len(self.units)

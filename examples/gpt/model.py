@@ -146,7 +146,7 @@ def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    return torch.optim.AdamW(params, lr=2e-3, betas=(0.9, 0.99), weight_decay=0.01)
 
 
 def encode(text: str) -> np.ndarray:

@@ -75,10 +75,12 @@ def test_50_adamw_steps_track_torch_and_beat_the_unigram_entropy(gpt_pef: Path) 
         optimizer.step()
         torch_losses.append(loss.item())
     fabric, reference = np.array(fabric_losses), np.array(torch_losses)
+    # (At lr 3e-3 this run has a loss spike at step 32 where torch alone, its weights nudged by
+    # 1e-7, moves by 1.2e-3: the example's 2e-3 keeps training well-conditioned, 4e-6.)
     np.testing.assert_allclose(fabric, reference, rtol=1e-3)
     entropy = model_file.module.unigram_entropy()
     assert 3.0 < entropy < 3.2  # nats a character, for the shipped sonnets
-    assert np.mean(fabric[-10:]) < entropy, (fabric[-10:], entropy)  # 3.05 against 3.11
+    assert np.mean(fabric[-10:]) < entropy, (fabric[-10:], entropy)  # 3.03 against 3.11
 
 
 def test_inference_generates_torchs_text_from_a_prompt(tmp_path: Path) -> None:

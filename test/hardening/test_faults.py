@@ -174,9 +174,10 @@ def test_compiling_twice_gives_byte_identical_pefs(tmp_path: Path, mlp_pef: Path
     seed = "12345" if os.environ.get("PYTHONHASHSEED") != "12345" else "54321"
     again = compile_model(MLP, tmp_path, env={"PYTHONHASHSEED": seed})
     assert again.read_bytes() == mlp_pef.read_bytes()
-    for stage in ("dataflow", "placed"):
-        name = f"mlp.{stage}.mlir"
-        assert (again.parent / name).read_text() == (mlp_pef.parent / name).read_text()
+    stages = sorted(p.name for p in mlp_pef.parent.glob("mlp.*.mlir"))
+    assert stages and stages == sorted(p.name for p in again.parent.glob("mlp.*.mlir"))
+    for name in stages:  # every stage's IR too
+        assert (again.parent / name).read_text() == (mlp_pef.parent / name).read_text(), name
 
 
 # -- resuming ------------------------------------------------------------------------------------
