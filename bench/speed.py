@@ -85,6 +85,9 @@ class Model:
     folders: tuple[str, ...]
     batch: int
     knobs: dict[str, int] = field(default_factory=dict)
+    preferred: dict[str, int] = field(default_factory=dict)
+    """Knobs set when the model.py has an option for them (else its own value is measured,
+    and the rows say so)."""
     emulator: bool = True
 
     def path(self) -> Path | None:
@@ -101,9 +104,10 @@ MODELS: dict[str, Model] = {
     "gpt": Model("gpt", ("gpt",), 8, {"seq": 64}),
     "gpt2": Model(
         "gpt2",
-        ("gpt2", "hf_gpt2", "hf-gpt2", "gpt2_hf"),
+        ("hf_gpt2", "gpt2", "hf-gpt2", "gpt2_hf"),
         8,
-        {"layers": 2, "hidden": 128, "vocab": 1000, "seq": 64},
+        {"seq": 64},
+        {"layers": 2, "hidden": 128, "vocab": 1000},
     ),
 }
 
@@ -385,22 +389,29 @@ def _median_time(call: Callable[[], object], repeats: int, budget: float) -> dic
 # -- measurements (the parent) -------------------------------------------------------------------
 
 
-def model_args(model: Model, knobs: dict[str, int], options: dict[str, Any] | None) -> list[str]:
-    """The command-line options that set ``knobs`` for ``model`` (raises if one is missing)."""
-    if not knobs:
-        return []
-    if options is None:
-        path = model.path()
-        assert path is not None
-        options = child_json(run_child(self_argv("options", path), timeout=300))
+def model_args(
+    model: Model,
+    knobs: dict[str, int],
+    options: dict[str, Any],
+    preferred: dict[str, int] | None = None,
+    notes: list[str] | None = None,
+) -> list[str]:
+    """The command-line options that set ``knobs`` for ``model`` (raises if one is missing),
+    and ``preferred`` where the model has an option (else a line in ``notes``)."""
     argv: list[str] = []
-    for knob, value in knobs.items():
+    wanted = [(k, v, True) for k, v in knobs.items()]
+    wanted += [(k, v, False) for k, v in (preferred or {}).items() if k not in knobs]
+    for knob, value, required in wanted:
         flag = next((f for f in KNOBS[knob] if f in options), None)
-        if flag is None:
+        if flag is None and required:
             raise Unavailable(
                 f"{model.name}'s model.py has no option for {knob} "
                 f"(looked for {', '.join(KNOBS[knob])})"
             )
+        if flag is None:
+            if notes is not None:
+                notes.append(f"{knob} as the model.py sets it (no option for {value})")
+            continue
         argv += [flag, str(value)]
     return argv
 
@@ -525,13 +536,17 @@ class Bench:
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    def argv_for(self, model: Model, knobs: dict[str, int]) -> list[str]:
+    def argv_for(
+        self, model: Model, knobs: dict[str, int], notes: list[str] | None = None
+    ) -> list[str]:
         path = model.path()
         assert path is not None
-        if knobs and model.name not in self.options:
+        if not knobs and not model.preferred:
+            return []
+        if model.name not in self.options:
             child = run_child(self_argv("options", path), timeout=300)
             self.options[model.name] = child_json(child)
-        return model_args(model, knobs, self.options.get(model.name))
+        return model_args(model, knobs, self.options[model.name], model.preferred, notes)
 
     def model(self, model: Model) -> None:
         path = model.path()
@@ -540,14 +555,18 @@ class Bench:
             self.compile_rows.append({"model": model.name, "kind": "training", "error": reason})
             self.emulator_rows.append({"model": model.name, "mode": "train", "error": reason})
             return
+        notes: list[str] = []
         try:
-            argv = self.argv_for(model, model.knobs)
+            argv = self.argv_for(model, model.knobs, notes)
         except Unavailable as error:
             self.compile_rows.append({"model": model.name, "kind": "training", "error": str(error)})
             return
         pefs: dict[str, str | None] = {}
         for kind in ("training", "inference"):
             row: dict[str, Any] = {"model": model.name, "kind": kind, "batch": model.batch}
+            row["args"] = argv
+            if notes:
+                row["notes"] = notes
             name = f"{model.name}-{kind}"
             self.log(f"[speed] rdu-compile {model.name} ({kind})")
             try:
@@ -751,6 +770,10 @@ def table(doc: dict[str, Any]) -> str:
             f"{_f(r.get('ratio'), '8.3f')}{r['cycles']:>12}  {_met(met)}{label}"
             + (f" torch.compile: {tc['error']}" if "error" in tc else "")
         )
+    for r in doc["compile"]:
+        if r["kind"] == "training" and (r.get("args") or r.get("notes")):
+            args = " ".join(r.get("args", []))
+            lines.append(f"  {r['model']}: {args} {'; '.join(r.get('notes', []))}".rstrip())
     lines += ["", "emulator (one thread each, median; the target is judged on CPU time)"]
     lines.append(
         f"{'model':<8}{'run':<11}{'fabric ms':>10}{'torch ms':>10}{'ratio':>8}{'cpu ms':>9}"
