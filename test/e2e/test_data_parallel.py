@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -223,8 +224,8 @@ def test_surviving_rank_exits_with_one_line_when_a_peer_dies(
     assert out == ""  # rank 1 never prints progress
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("rdu-run: error: rank 1: the allreduce_mean of 4 tensors")
-    assert "another rank died" in lines[0]
+    # the gradients' all-reduce, or the metrics' at a logging step
+    assert re.fullmatch(r"rdu-run: error: rank 1: the .* failed: .*another rank died.*", lines[0])
     _assert_loadable(ckpt)
 
 

@@ -112,3 +112,17 @@ def test_inference_generates_torchs_text_from_a_prompt(tmp_path: Path) -> None:
             return (model(*inputs).numpy(),)
 
     assert model_file.call("generate", forward, args) == text
+
+
+def test_gpt_on_tiny_is_cut_into_sections_and_still_matches_torch(tmp_path: Path) -> None:
+    """Issue 4: the GPT example on the tiny target needs several sections and stays exact."""
+    result = tool(
+        "rdu-compile", str(GPT), "-b", str(BATCH), "--arch", "tiny",
+        "--output-folder", str(tmp_path), *SMALL,
+    )
+    assert result.returncode == 0, result.stderr
+    pef = tmp_path / "gpt" / "gpt.pef"
+    kinds = [s.kind for s in read_pef(pef).sections]
+    assert kinds.count("forward") > 1 and kinds.count("backward") > 1
+    check = tool("rdu-test", str(GPT), "--pef", str(pef), "--rtol", "1e-4", *SMALL)
+    assert check.returncode == 0, check.stdout + check.stderr
