@@ -119,6 +119,16 @@ def place_and_route(
     _check_capacity(graph, target, section)
     if moves is None:
         moves = default_moves(len(graph.units))
+    key = (
+        tuple(unit.kind for unit in graph.units),
+        tuple((stream.src, stream.dst) for stream in graph.streams),
+        target,
+        seed,
+        moves,
+    )
+    placed = _PLACED.get(key)
+    if placed is not None:
+        return placed
     failure = ""
     for attempt in range(ROUTE_ATTEMPTS):
         at = anneal(
@@ -129,11 +139,22 @@ def place_and_route(
         except _Unroutable as err:
             failure = _describe(graph, err.stream)
             continue
-        return Placement(tuple(at), tuple(routes))
+        placed = Placement(tuple(at), tuple(routes))
+        if len(_PLACED) >= _PLACED_SIZE:
+            del _PLACED[next(iter(_PLACED))]  # the oldest
+        _PLACED[key] = placed
+        return placed
     raise PlacementError(
         f"section '{section}' cannot be routed on target '{target.name}': no path with room "
         f"left for the stream {failure} (link capacity {target.link_capacity})"
     )
+
+
+_PLACED: dict[tuple[object, ...], Placement] = {}
+"""Placements found, by what determines them (unit kinds, streams, target, seed, moves: names
+only appear in errors). partition-sections places every piece it cuts to check that it routes,
+and place-and-route then places the same sections again: the second time is a look-up."""
+_PLACED_SIZE = 1024
 
 
 def default_moves(num_units: int) -> int:

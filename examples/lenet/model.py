@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 
@@ -72,6 +71,9 @@ def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
 
 
 def _split(split: str, upsample: int) -> tuple[np.ndarray, np.ndarray]:
+    # Imported here: scikit-learn takes about a second to import and rdu-compile needs no data.
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)
     x = np.kron(x, np.ones((upsample, upsample), np.float32))[:, None]  # nearest neighbour
