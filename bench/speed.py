@@ -691,12 +691,16 @@ class Bench:
         return out
 
     def document(self) -> dict[str, Any]:
+        def rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            # The PEFs were in a temporary folder: keep their names only.
+            return [{**r, "pef": Path(r["pef"]).name} if "pef" in r else r for r in rows]
+
         return {
             "machine": machine(),
             "quick": self.opts.quick,
-            "compile": self.compile_rows,
+            "compile": rows(self.compile_rows),
             "emulator": self.emulator_rows,
-            "scaling": self.scaling_rows,
+            "scaling": rows(self.scaling_rows),
             "targets": self.verdicts(),
         }
 
