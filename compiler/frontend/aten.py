@@ -304,22 +304,23 @@ def _arith(c: Call, kind: str, a: Operand, b: Operand) -> SSAValue:
     return c.em.binary(kind, a, b, elt)
 
 
-@converts("aten.add.Tensor", "aten.add.Scalar")
-def _add(c: Call) -> Result:
+def _with_alpha(c: Call, kind: str) -> SSAValue:
+    """``self <kind> alpha * other`` (torch's add/sub with their ``alpha`` argument)."""
     b = _operand(c, "other")
     alpha = c.a.get("alpha", 1)
     if alpha != 1:
         b = _arith(c, "mul", b, alpha)
-    return _arith(c, "add", _operand(c, "self"), b)
+    return _arith(c, kind, _operand(c, "self"), b)
+
+
+@converts("aten.add.Tensor", "aten.add.Scalar")
+def _add(c: Call) -> Result:
+    return _with_alpha(c, "add")
 
 
 @converts("aten.sub.Tensor", "aten.sub.Scalar")
 def _sub(c: Call) -> Result:
-    b = _operand(c, "other")
-    alpha = c.a.get("alpha", 1)
-    if alpha != 1:
-        b = _arith(c, "mul", b, alpha)
-    return _arith(c, "sub", _operand(c, "self"), b)
+    return _with_alpha(c, "sub")
 
 
 @converts("aten.rsub.Scalar", "aten.rsub.Tensor")
