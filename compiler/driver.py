@@ -7,6 +7,7 @@ The IR stays in memory between stages; each stage's IR is also written next to t
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Attribute
 from xdsl.printer import Printer
 
 from compiler.capacity import check_model_fits, check_sections_fit
@@ -60,14 +62,23 @@ def make_context() -> Context:
     return ctx
 
 
+@dataclass(eq=False, repr=False)
 class _DumpPrinter(Printer):
-    """xdsl's Printer, writing text without newlines straight to the stream.
+    """xdsl's Printer, writing text without newlines straight to the stream, and each distinct
+    attribute's text once.
 
     The base class sends every fragment through ``print(..., end="", file=stream)``; the IR
     dumps are hundreds of thousands of fragments (a GPT compile prints about 1 MB of IR), and
     this shortcut prints the same text in about 30% less time. Text with newlines (indentation,
     pending messages) still goes through the base class.
+
+    Attributes are immutable values and most recur (types, access patterns, shapes), so the
+    text of one is kept (``texts``, which may be shared by the dumps of one compile) and
+    written again; one whose text has a newline, or that registers a dialect resource, is
+    printed each time.
     """
+
+    texts: dict[Attribute, str] = field(default_factory=dict, kw_only=True)
 
     def print_string(self, text: str, *, indent: int | None = None) -> None:
         if "\n" in text:
@@ -76,10 +87,34 @@ class _DumpPrinter(Printer):
             self._current_column += len(text)
             self.stream.write(text)  # type: ignore[union-attr]
 
+    def print_attribute(self, attribute: Attribute) -> None:
+        try:
+            text = self.texts.get(attribute)
+        except TypeError:  # an attribute holding something unhashable
+            super().print_attribute(attribute)
+            return
+        if text is not None:
+            self._current_column += len(text)
+            self.stream.write(text)  # type: ignore[union-attr]
+            return
+        stream, column, resources = self.stream, self._current_column, len(self._dialect_resources)
+        self.stream = buffer = io.StringIO()
+        try:
+            super().print_attribute(attribute)
+        finally:
+            self.stream = stream
+        text = buffer.getvalue()
+        stream.write(text)  # type: ignore[union-attr]
+        if "\n" not in text and resources == len(self._dialect_resources):
+            self.texts[attribute] = text
+            self._current_column = column + len(text)
 
-def print_ir(module: ModuleOp) -> str:
+
+def print_ir(module: ModuleOp, texts: dict[Attribute, str] | None = None) -> str:
+    """``module`` as text (with locations); ``texts``: attribute texts kept between calls."""
     out = io.StringIO()
-    _DumpPrinter(stream=out, print_debuginfo=True).print_op(module)
+    printer = _DumpPrinter(stream=out, print_debuginfo=True, texts={} if texts is None else texts)
+    printer.print_op(module)
     return out.getvalue() + "\n"
 
 
@@ -110,32 +145,41 @@ def compile_model(
     log: list[str] | None = None,
     data_parallel: bool = False,
     opt_level: int = 1,
+    verify_each_stage: bool = False,
 ) -> CompileResult:
     """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically).
 
     ``opt_level``: 1 fuses elementwise ops and cuts sections only where the fabric is full;
-    0 fuses nothing and gives every op its own section (``compiler.pipeline``)."""
+    0 fuses nothing and gives every op its own section (``compiler.pipeline``).
+
+    The frontend's IR and the final IR are verified; ``verify_each_stage`` (rdu-compile
+    ``--debug``) verifies the IR after every pass too, to name the pass that broke it (each
+    verification of a GPT-sized module takes about 0.1 s)."""
     log = [] if log is None else log
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
+    texts: dict[Attribute, str] = {}  # attribute texts, shared by the stage dumps
+
     def note(stage: str, module: ModuleOp) -> None:
-        (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module))
+        (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module, texts))
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
     batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
     batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
     check_model_fits(target, spec.source_file, spec.module, batch)
-    module = build_dataflow(spec, inference=inference)
-    module.verify()
+    module = build_dataflow(spec, inference=inference)  # verified
     check_sections_fit(target, spec.source_file, module)
     note("dataflow", module)
     ctx = make_context()
     for stage, pass_ in lowering_passes(target.spec, opt_level=opt_level):
         pass_.apply(ctx, module)
-        module.verify()
+        if verify_each_stage:
+            module.verify()
         note(stage, module)
+    if not verify_each_stage:
+        module.verify()
 
     program = module_to_program(
         module,
@@ -159,7 +203,10 @@ def compile_model(
     write_pef(pef_path, program)
     size = len(encode_pef(program))
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
-    units = {s.name: (len(s.pcus), len(s.pmus)) for s in program.sections}
+    units = {  # a parallel PCU is its copies, a buffer its PMUs
+        s.name: (sum(math.prod(p.parallel) for p in s.pcus), sum(p.pmus for p in s.pmus))
+        for s in program.sections
+    }
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
     report_path = write_report(program, target, out_dir)
@@ -168,18 +215,23 @@ def compile_model(
     log.append(summary)
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
-    return CompileResult(
-        pef_path, size, log_path, count_ops(module), units, report_path, summary
-    )
+    return CompileResult(pef_path, size, log_path, count_ops(module), units, report_path, summary)
 
 
 def compile_in_memory(
-    spec: ModelSpec, *, inference: bool, target: Target, opt_level: int = 1
+    spec: ModelSpec,
+    *,
+    inference: bool,
+    target: Target,
+    opt_level: int = 1,
+    min_vectors: int | None = None,
 ) -> Program:
-    """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks)."""
+    """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks).
+
+    ``min_vectors``: parallelize-units' threshold (None: its default)."""
     module = build_dataflow(spec, inference=inference)
     ctx = make_context()
-    for _, pass_ in lowering_passes(target.spec, opt_level=opt_level):
+    for _, pass_ in lowering_passes(target.spec, opt_level=opt_level, min_vectors=min_vectors):
         pass_.apply(ctx, module)
     module.verify()
     return module_to_program(

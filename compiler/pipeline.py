@@ -7,25 +7,33 @@ from xdsl.passes import ModulePass
 from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
 from compiler.passes.fuse_elementwise import FuseElementwise
+from compiler.passes.parallelize_units import ParallelizeUnits
 from compiler.passes.partition_sections import PartitionSections
 from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.split_units import SplitUnits
 
 
-def lowering_passes(target: str, *, opt_level: int = 1) -> list[tuple[str, ModulePass]]:
+def lowering_passes(
+    target: str, *, opt_level: int = 1, min_vectors: int | None = None
+) -> list[tuple[str, ModulePass]]:
     """(stage name, pass) from dataflow IR down to placed and routed PCU/PMU IR.
 
     ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels and cuts a section only
     where it does not fit the target; 0 (``--o0``) does not fuse and gives every op a section.
+    ``min_vectors`` overrides parallelize-units' threshold (tests spread small kernels with it).
     """
     fusion: list[tuple[str, ModulePass]] = []
     if opt_level >= 1:
         fusion = [("fused", FuseElementwise(target=target))]
+    parallelize = ParallelizeUnits(target=target)
+    if min_vectors is not None:
+        parallelize = ParallelizeUnits(target=target, min_vectors=min_vectors)
     return [
         ("rdu_tile", ConvertDataflowToRduTile(target=target)),
         *fusion,
         ("pcu_pmu", ConvertRduTileToPcuPmu(target=target)),
         ("split", SplitUnits(target=target)),
+        ("parallel", parallelize),
         ("sections", PartitionSections(target=target, max_ops=0 if opt_level >= 1 else 1)),
         ("placed", PlaceAndRoute(target=target)),
     ]

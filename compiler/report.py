@@ -7,9 +7,11 @@ model ``rdu-run --profile`` counts with), so the report and the runtime never di
 - per section: units used (PCUs, PMUs, switch links) of those the target has, modelled cycles
   and time, FLOPs, bytes moved off-chip, the fraction of the target's peak achieved and the
   roofline bound (the fraction the off-chip traffic allows at most), and what bounds the time;
-- per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs;
+- per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs (of a
+  parallel unit: one copy's, and its ``parallel`` factors and ``copies``);
 - ``fabric-<section>.png``: the grid (PCU slots squares, PMU slots circles, DRAM on the left
-  edge), the section's units labelled, and every route drawn through the switches.
+  edge), the slots the section's units occupy coloured, and every route drawn through the
+  switches.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from compiler.targets import Target
 from runtime.atomic import atomic_write_bytes
-from runtime.pef.schema import Program, Section
+from runtime.pef.schema import Pcu, Pmu, Program, Section
 from runtime.perf import SectionModel, format_models, model_section, si
 
 REPORT_VERSION = 1
@@ -56,6 +58,8 @@ def build_report(program: Program, target: Target) -> dict[str, Any]:
                     "fill": u.fill,
                     "flops": u.flops,
                     "bound": u.bound,
+                    "copies": u.copies,
+                    "parallel": list(pcu.parallel),
                 }
             )
         sections.append(
@@ -157,72 +161,61 @@ _ROUTE_COLOURS = {"load": "#2f8f4e", "store": "#8c4fb0", "unit": "#2a2a2a"}
 """Streams from DRAM, to DRAM, and between units."""
 
 
-def _short(name: str, limit: int = 12) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "~"
-
-
 def draw_fabric(section: Section, target: Target, path: Path) -> None:
     """``path``: the grid of ``target`` with the units of ``section`` placed and its routes.
 
-    A unit at slot ``(x, y)`` is drawn in the cell whose lower-left corner is switch ``(x, y)``;
-    routes run along the switch grid (offset a little by stream, so that parallel streams on a
-    link stay apart), starting and ending with a short tick into their units.
-    """
-    import matplotlib
+    A unit at slot ``(x, y)`` is drawn in the cell whose lower-left corner is switch ``(x, y)``
+    (PCU slots squares, PMU slots circles; coloured where the section uses them, grey where
+    free; every slot of a unit spanning several: ``more_at``); routes run along the switch grid
+    as polylines through their hops (offset a little by stream, so that parallel streams on a
+    link stay apart), starting and ending with a short tick into their units (the unit's slot
+    nearest the route's end). Units are not labelled: ``report.json`` gives each unit's slot.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
+    Cheap by construction (it runs for every section of every compile): matplotlib's
+    object-oriented API on an Agg canvas (no pyplot), the slots as one ``PatchCollection`` and
+    the routes as one ``LineCollection`` instead of an artist each, a fixed layout (no
+    ``tight_layout``, which draws the figure twice) and 100 dpi.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection, PatchCollection
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Circle, Rectangle
 
     cols, rows = target.cols, target.rows
     scale = 0.55 if max(cols, rows) <= 16 else 0.3
-    fig, ax = plt.subplots(figsize=(max(6.0, (cols + 2) * scale), max(4.0, (rows + 1.5) * scale)))
-    used: dict[tuple[int, int], tuple[str, str]] = {}
-    for pcu in section.pcus:
-        used[(pcu.at[0], pcu.at[1])] = ("pcu", pcu.name)
-    for pmu in section.pmus:
-        for x, y in [pmu.at, *pmu.more_at]:  # a buffer may span several PMUs
-            used[(x, y)] = ("pmu", pmu.name)
-    small = max(cols, rows) > 16
+    fig = Figure(figsize=(max(6.0, (cols + 2) * scale), max(4.0, (rows + 1.5) * scale)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, 0.09, 0.98, 0.83))
+    used: set[tuple[int, int]] = set()
+    for unit in [*section.pcus, *section.pmus]:
+        for x, y in _slots(unit):  # a buffer may span several PMUs, a PCU have copies
+            used.add((x, y))
+    slots: list[Rectangle | Circle] = []
+    colours: list[str] = []
     for x in range(cols):
         for y in range(rows):
-            kind, name = used.get((x, y), ("", ""))
             pcu_slot = target.is_pcu_slot(x, y)
-            colour = (_PCU_COLOUR if pcu_slot else _PMU_COLOUR) if kind else _FREE_COLOUR
-            if pcu_slot:
-                ax.add_patch(Rectangle((x + 0.15, y + 0.15), 0.7, 0.7, color=colour, lw=0))
+            if (x, y) not in used:
+                colours.append(_FREE_COLOUR)
             else:
-                ax.add_patch(Circle((x + 0.5, y + 0.5), 0.36, color=colour, lw=0))
-            if kind and not small:
-                ax.text(x + 0.5, y + 0.5, _short(name), ha="center", va="center", fontsize=5,
-                        color="white", rotation=30)  # fmt: skip
-    segments = []
-    colours = []
+                colours.append(_PCU_COLOUR if pcu_slot else _PMU_COLOUR)
+            if pcu_slot:
+                slots.append(Rectangle((x + 0.15, y + 0.15), 0.7, 0.7))
+            else:
+                slots.append(Circle((x + 0.5, y + 0.5), 0.36))
+    ax.add_collection(PatchCollection(slots, facecolors=colours, linewidths=0))
+    segments: list[list[tuple[float, float]]] = []
+    route_colours: list[str] = []
     for r, route in enumerate(section.routes):
         shift = ((r % 7) - 3) * 0.025
         points = [(h[0] + shift, h[1] + shift) for h in route.hops]
-        ends = []
-        for end in (route.src, route.dst):
-            kind, index = end
-            if kind == "dram":
-                ends.append(None)
-            else:
-                unit = section.pcus[index] if kind == "pcu" else section.pmus[index]
-                ends.append((unit.at[0] + 0.5, unit.at[1] + 0.5))
-        if ends[0] is not None:
-            points.insert(0, ends[0])
-        else:
-            points.insert(0, (-0.6, points[0][1]))
-        if ends[1] is not None:
-            points.append(ends[1])
-        else:
-            points.append((-0.6, points[-1][1]))
+        points.insert(0, _end_point(section, route.src, route.hops[0], shift))
+        points.append(_end_point(section, route.dst, route.hops[-1], shift))
         segments.append(points)
         kind = "load" if route.src[0] == "dram" else "store" if route.dst[0] == "dram" else "unit"
-        colours.append(_ROUTE_COLOURS[kind])
-    ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.9, alpha=0.7))
+        route_colours.append(_ROUTE_COLOURS[kind])
+    ax.add_collection(LineCollection(segments, colors=route_colours, linewidths=0.9, alpha=0.7))
     switches = [(x, y) for x in range(cols + 1) for y in range(rows + 1)]
     ax.scatter(*zip(*switches, strict=True), s=2, color="#9a9a9a", zorder=0)
     ax.add_patch(Rectangle((-0.9, -0.2), 0.4, rows + 0.4, color="#55a868", lw=0))
@@ -233,8 +226,9 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
         for route in section.routes
         for a, b in zip(route.hops, route.hops[1:], strict=False)
     }
+    pcus = sum(1 + len(_more_at(p)) for p in section.pcus)
     pmus = sum(max(1, p.pmus) for p in section.pmus)
-    handles = [
+    handles: list[Line2D | Rectangle | Circle] = [
         Line2D([], [], color=c, label=f"{k} stream" if k != "unit" else "unit to unit")
         for k, c in _ROUTE_COLOURS.items()
     ]
@@ -242,18 +236,39 @@ def draw_fabric(section: Section, target: Target, path: Path) -> None:
         Rectangle((0, 0), 1, 1, color=_PCU_COLOUR, label="PCU"),
         Circle((0, 0), 1, color=_PMU_COLOUR, label="PMU"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5,
-              fontsize=6, frameon=False)  # fmt: skip
-    ax.set_title(
-        f"section '{section.name}' on {target.name}: {len(section.pcus)}/{target.num_pcus} "
+    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=6, frameon=False)
+    fig.suptitle(
+        f"section '{section.name}' on {target.name}: {pcus}/{target.num_pcus} "
         f"PCUs, {pmus}/{target.num_pmus} PMUs, {len(links)}/{target.num_links} "
         f"links, {len(section.routes)} streams",
         fontsize=8,
+        y=0.97,
     )
     ax.set_xlim(-1.0, cols + 0.2)
     ax.set_ylim(-0.2, rows + 0.2)
     ax.set_aspect("equal")
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    fig.savefig(path, dpi=100, pil_kwargs={"compress_level": 1})
+
+
+def _more_at(unit: Pcu | Pmu) -> list[list[int]]:
+    """The slots of a unit after ``at``: a buffer's further PMUs, a parallel PCU's copies."""
+    return list(getattr(unit, "more_at", []))
+
+
+def _slots(unit: Pcu | Pmu) -> list[list[int]]:
+    return [unit.at, *_more_at(unit)]
+
+
+def _end_point(
+    section: Section, end: tuple[str, int], hop: list[int], shift: float
+) -> tuple[float, float]:
+    """Where a route's tick ends: the centre of the endpoint unit's slot nearest ``hop`` (the
+    route's first or last switch), or the DRAM bar at ``hop``'s height (plus the route's
+    ``shift``)."""
+    kind, index = end
+    if kind == "dram":
+        return (-0.6, hop[1] + shift)
+    unit = section.pcus[index] if kind == "pcu" else section.pmus[index]
+    x, y = min(_slots(unit), key=lambda s: abs(s[0] - hop[0]) + abs(s[1] - hop[1]))
+    return (x + 0.5, y + 0.5)

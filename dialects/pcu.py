@@ -18,14 +18,23 @@ input ports:
       pcu.yield %p : f32
     }
 
-(the printer puts the header on one line). Stage ops: ``pcu.stage "opcode"(...)`` (see
-``OPCODE_ARITY``), ``pcu.const <number> : type``, ``pcu.counter <c> : i64``, ``pcu.yield``.
+(the printer puts the header on one line). parallelize-units may add ``parallel [p0, p1, ...]``
+after ``combiner``: the unit is ``prod(p)`` identical PCUs ("copies"), copy ``k`` running
+counter ``c`` over the block ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``,
+``b[c] = ceil(S[c] / p[c])`` (see ``runtime/pef/schema.py``, ``Pcu.parallel``).
+
+Stage ops: ``pcu.stage "opcode"(...)`` (see ``OPCODE_ARITY``), ``pcu.const <number> : type``,
+``pcu.counter <c> : i64``, ``pcu.yield``.
 
 place-and-route adds, printed after ``combiner``: ``at [x, y]`` (the PCU's slot) and
 ``routes [[x0, y0, x1, y1, ...], ...]``: one route per input port, the flattened switch
 coordinates of the stream from that port's PMU to this PCU (stored as an ``ArrayAttr`` of
 ``array<i64>``). The stream out of the PCU is routed on the receiving ``pmu.buffer``
-(its ``route``).
+(its ``route``). A parallel unit gets instead (see ``compiler/passes/parallel_layout.py``):
+``at`` (copy 0), ``more_at [x1, y1, x2, y2, ...]`` (copies 1..P-1), ``streams [[port, n,
+copy_1 .. copy_n, x0, y0, ...], ...]``: multicast streams, each from a PMU of ``port``'s buffer
+through the switches of the ``n`` copies it feeds, and ``out_routes [[x0, y0, ...], ...]``: the
+route of each copy's output to a PMU of its result buffer.
 """
 
 from __future__ import annotations
@@ -343,6 +352,10 @@ class UnitOp(IRDLOperation):
     combiner = prop_def(StringAttr)
     at = opt_prop_def(DenseArrayBase.constr(I64))
     routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
+    parallel = opt_prop_def(DenseArrayBase.constr(I64))
+    more_at = opt_prop_def(DenseArrayBase.constr(I64))
+    streams = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
+    out_routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
 
     body = region_def("single_block")
 
@@ -387,6 +400,16 @@ class UnitOp(IRDLOperation):
         return tuple(self.tile.get_values())
 
     @property
+    def parallel_values(self) -> tuple[int, ...]:
+        """The factors of a parallel unit (``()``: one PCU)."""
+        return () if self.parallel is None else tuple(self.parallel.get_values())
+
+    @property
+    def copies(self) -> int:
+        """How many PCUs the unit is (the product of its factors)."""
+        return math.prod(self.parallel_values)
+
+    @property
     def route_values(self) -> list[list[tuple[int, int]]] | None:
         """The routes as lists of (x, y) switch coordinates, one per input port (or None)."""
         if self.routes is None:
@@ -418,15 +441,26 @@ class UnitOp(IRDLOperation):
             self.out,
             self.combiner,
         )
+        if self.parallel is not None:
+            printer.print_string(" parallel ")
+            print_int_list(printer, self.parallel.get_values())
         if self.at is not None:
             printer.print_string(" at ")
             print_int_list(printer, self.at.get_values())
-        if self.routes is not None:
-            printer.print_string(" routes ")
-            with printer.in_square_brackets():
-                printer.print_list(
-                    self.routes.data, lambda r: print_int_list(printer, r.get_values())
-                )
+        if self.more_at is not None:
+            printer.print_string(" more_at ")
+            print_int_list(printer, self.more_at.get_values())
+        for key, lists in (
+            ("routes", self.routes),
+            ("streams", self.streams),
+            ("out_routes", self.out_routes),
+        ):
+            if lists is not None:
+                printer.print_string(f" {key} ")
+                with printer.in_square_brackets():
+                    printer.print_list(
+                        lists.data, lambda r: print_int_list(printer, r.get_values())
+                    )
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
         printer.print_function_type(self.operand_types, self.result_types)
@@ -441,14 +475,17 @@ class UnitOp(IRDLOperation):
         )
         props = parse_space_props(parser, ("lanes",))
         props["sym_name"] = name
-        if parser.parse_optional_keyword("at") is not None:
-            props["at"] = dense_i64(parse_int_list(parser, "at"))
-        if parser.parse_optional_keyword("routes") is not None:
-            props["routes"] = ArrayAttr(
-                parser.parse_comma_separated_list(
-                    parser.Delimiter.SQUARE, lambda: dense_i64(parse_int_list(parser, "a route"))
+        for key in ("parallel", "at", "more_at"):
+            if parser.parse_optional_keyword(key) is not None:
+                props[key] = dense_i64(parse_int_list(parser, key))
+        for key in ("routes", "streams", "out_routes"):
+            if parser.parse_optional_keyword(key) is not None:
+                props[key] = ArrayAttr(
+                    parser.parse_comma_separated_list(
+                        parser.Delimiter.SQUARE,
+                        lambda: dense_i64(parse_int_list(parser, "a route")),
+                    )
                 )
-            )
         attrs = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":")
         pos = parser.pos
@@ -495,6 +532,25 @@ class UnitOp(IRDLOperation):
         )
         if self.at is not None and len(self.at) != 2:
             raise VerifyException(f"{what}: 'at' must be [x, y], got {len(self.at)} values")
+        if self.parallel is not None:
+            factors = self.parallel_values
+            space = self.space_values
+            if len(factors) != len(space) or any(
+                not 1 <= p <= max(e, 1) for p, e in zip(factors, space, strict=True)
+            ):
+                raise VerifyException(
+                    f"{what}: parallel {list(factors)} needs one factor a counter, each from 1 "
+                    f"to its extent (space {list(space)})"
+                )
+            if self.more_at is not None and len(self.more_at) != 2 * (self.copies - 1):
+                raise VerifyException(
+                    f"{what}: 'more_at' must hold the [x, y] slots of its other "
+                    f"{self.copies - 1} copies, got {len(self.more_at)} values"
+                )
+            if self.out_routes is not None and len(self.out_routes) != self.copies:
+                raise VerifyException(
+                    f"{what}: {len(self.out_routes)} out_routes for {self.copies} copies"
+                )
         if self.routes is not None:
             if len(self.routes) != len(self.inputs):
                 raise VerifyException(

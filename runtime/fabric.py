@@ -18,6 +18,10 @@ A PCU runs over its whole iteration space at once, never a Python loop per eleme
   ``add``, the multiply-accumulate is one contraction (``np.matmul``, so BLAS for f32, batched
   over the counters both operands share that are not reduced), never an M*N*K temporary.
 
+A parallel PCU (``Pcu.parallel``) runs copy by copy: each copy is planned as a PCU of its own
+over its block of the space (``copy_pcus``: the block's extents, every access's offset moved to
+the block's first point), so the emulator computes what the PEF configures, block by block.
+
 Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is kept in its
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
@@ -28,12 +32,14 @@ without a copy.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 import numpy as np
 
 from runtime import perf
@@ -637,6 +643,38 @@ def _plan_contraction(
     return plan, axes
 
 
+def copy_pcus(pcu: Pcu) -> list[Pcu]:
+    """The copies of a parallel PCU as PCUs of their own (``[pcu]`` if it is not parallel):
+    copy ``k`` runs over its block, its accesses starting at the block's first point."""
+    if not pcu.parallel:
+        return [pcu]
+    blocks = [-(-e // p) for e, p in zip(pcu.space, pcu.parallel, strict=True)]
+    copies: list[Pcu] = []
+    for index in itertools.product(*(range(p) for p in pcu.parallel)):
+        start = [k * b for k, b in zip(index, blocks, strict=True)]
+        space = [
+            max(0, min(e, s + b) - s) for e, s, b in zip(pcu.space, start, blocks, strict=True)
+        ]
+
+        def moved(access: Access, start: list[int] = start) -> Access:
+            shift = sum(st * s for st, s in zip(access.strides, start, strict=True))
+            return msgspec.structs.replace(access, offset=access.offset + shift)
+
+        copies.append(
+            msgspec.structs.replace(
+                pcu,
+                space=space,
+                tile=[min(t, max(e, 1)) for t, e in zip(pcu.tile, space, strict=True)],
+                inputs=[msgspec.structs.replace(p, access=moved(p.access)) for p in pcu.inputs],
+                out=moved(pcu.out),
+                parallel=[],
+                more_at=[],
+                name=f"{pcu.name} copy {len(copies)}",
+            )
+        )
+    return copies
+
+
 @dataclass(frozen=True)
 class _SectionPlan:
     section: Section
@@ -756,7 +794,10 @@ class Fabric:
         self.program = program
         self.meta: Meta = program.meta
         self._plans: dict[str, _SectionPlan] = {
-            s.name: _SectionPlan(s, tuple(_PcuPlan.build(i, p, s) for i, p in enumerate(s.pcus)))
+            s.name: _SectionPlan(
+                s,
+                tuple(_PcuPlan.build(i, c, s) for i, p in enumerate(s.pcus) for c in copy_pcus(p)),
+            )
             for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {

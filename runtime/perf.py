@@ -37,6 +37,11 @@ extent above 1):
 - ``cycles(pcu) = max(V * II, out_vectors * II_out) + fill``.
 - **FLOPs**: ``prod(S)`` times (the arithmetic stages, ``add sub mul div max min neg exp log
   sqrt rsqrt tanh erf abs pow``, plus one for a combiner).
+- a **parallel** PCU (``Pcu.parallel``, factors ``p``) is ``P = prod(p)`` copies running at
+  once, each over its block of ``b[c] = ceil(S[c] / p[c])`` points of counter ``c``: its
+  vectors, output vectors, lanes and unroll are one copy's (over the extents ``b``, the largest
+  block), its fill the stages plus the hops of its longest input route (a multicast route's
+  whole path); FLOPs are still over the whole space ``S``. It uses ``P`` PCUs.
 
 A section runs its PCUs concurrently, streaming to each other through PMUs, as one pipeline:
 
@@ -44,7 +49,8 @@ A section runs its PCUs concurrently, streaming to each other through PMUs, as o
   through the PMUs between them (the first result of the last PCU waits for every earlier one);
 - every PMU serves its readers and writer from its banks: ``pmu = max over buffers of the cycles
   their banks are busy`` (the sum over its ports of vectors times ``bank_cycles``, shared by the
-  ``pmus`` PMUs a buffer spans);
+  ``pmus`` PMUs a buffer spans). A parallel PCU's port counts once a stream feeding it (a
+  multicast stream is read once for all the copies it feeds), its output once a copy;
 - off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
   PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
   reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
@@ -196,6 +202,8 @@ class UnitModel:
     ports: tuple[PortModel, ...]
     bound: str
     """What sets the unit's time: "compute", "stream", "banks" (an input's), or "output"."""
+    copies: int = 1
+    """The PCUs it takes: ``prod(parallel)`` for a parallel PCU, else 1."""
 
     @property
     def steady(self) -> int:
@@ -274,7 +282,11 @@ def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
 
 def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> UnitModel:
     """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route)."""
+    iterations = math.prod(pcu.space)
+    copies = math.prod(pcu.parallel) if pcu.parallel else 1
     space = pcu.space
+    if pcu.parallel:  # one copy: the largest block
+        space = [-(-e // p) for e, p in zip(pcu.space, pcu.parallel, strict=True)]
     lanes = max(1, pcu.lanes)
     reduced = set(reduced_counters(space, pcu.out.strides))
     at_l = lanes_counter(space, pcu.out.strides)
@@ -285,7 +297,6 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
     passes = -(-depth // target.pcu_stages)
     shape = vector_shape(space, pcu.out.strides, lanes, depth, target.pcu_stages)
     unroll = shape.unroll
-    iterations = math.prod(space)
     vectors = shape.vectors(space)
     link = stream_bytes(target)
 
@@ -300,7 +311,7 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
     ports = [stream(p.pmu, p.access.strides, p.access.offset, k) for k, p in enumerate(pcu.inputs)]
     out = stream(pcu.out_pmu, pcu.out.strides, pcu.out.offset, -1)
     out_elements = math.prod(e for c, e in enumerate(space) if c not in reduced)
-    out_vectors = -(-out_elements // max(out.elements, 1)) if iterations else 0
+    out_vectors = -(-out_elements // max(out.elements, 1)) if math.prod(space) else 0
     ii = max([passes] + [p.cycles for p in ports])
     bound = "compute"
     if ii > passes:
@@ -324,6 +335,7 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         fill=target.pcu_stages * passes + in_hops,
         ports=(*ports, out),
         bound=bound,
+        copies=copies,
     )
 
 
@@ -473,11 +485,17 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         fill = max(fill, done)
     steady = max((u.steady for u in units), default=0)
     compute = steady + fill if units else 0
+    streams: dict[tuple[int, int], int] = {}  # (pmu, pcu) -> multicast routes between them
+    for route in section.routes:
+        if route.taps and route.src[0] == "pmu":
+            key = (route.src[1], route.dst[1])
+            streams[key] = streams.get(key, 0) + 1
     busy: dict[int, int] = {}
-    for unit in units:
+    for i, unit in enumerate(units):
         for port in unit.ports:
             vectors = unit.vectors if port.port >= 0 else unit.out_vectors
-            busy[port.pmu] = busy.get(port.pmu, 0) + vectors * port.bank_cycles
+            times = unit.copies if port.port < 0 else streams.get((port.pmu, i), 1)
+            busy[port.pmu] = busy.get(port.pmu, 0) + vectors * port.bank_cycles * times
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target)
     per_cycle = dram_bytes_per_cycle(target)
@@ -487,7 +505,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
     return SectionModel(
         section=section.name,
         units=units,
-        pcus_used=len(section.pcus),
+        pcus_used=sum(u.copies for u in units),
         pmus_used=sum(max(1, p.pmus) for p in section.pmus),
         links_used=_links(section),
         pcus_available=num_pcus(target),

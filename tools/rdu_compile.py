@@ -196,6 +196,7 @@ def _compile(
         log=log,
         data_parallel=data_parallel,
         opt_level=opt_level,
+        verify_each_stage=debug,
     )
     if debug:
         click.echo("\n".join(log))

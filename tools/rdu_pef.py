@@ -5,6 +5,7 @@ rdu-pef out/mlp/mlp.pef [--section forward] [--summary]
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import click
@@ -74,6 +75,11 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
                 f"tile [{','.join(map(str, p.tile))}] lanes {p.lanes} {p.dtype} "
                 f"combiner {p.combiner} loc {p.loc}"
             )
+            if p.parallel:
+                yield (
+                    f"    parallel [{','.join(map(str, p.parallel))}]: "
+                    f"{math.prod(p.parallel)} copies, more at {' '.join(_at(a) for a in p.more_at)}"
+                )
             for j, port in enumerate(p.inputs):
                 yield f"    v{j} = in pmu {port.pmu} {_access(port.access)}"
             base = len(p.inputs)
@@ -84,7 +90,8 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             yield f"    out v{p.result} -> pmu {p.out_pmu} {_access(p.out)}"
         for r in sec.routes:
             hops = " ".join(_at(h) for h in r.hops)
-            yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}: {hops}"
+            taps = f" taps {' '.join(f'{t[0]}.{t[1]}' for t in r.taps)}" if r.taps else ""
+            yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}: {hops}{taps}"
         for o in sec.outputs:
             yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
 

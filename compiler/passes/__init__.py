@@ -29,6 +29,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return SplitUnits
 
+    def parallelize_units() -> type[ModulePass]:
+        from compiler.passes.parallelize_units import ParallelizeUnits
+
+        return ParallelizeUnits
+
     def partition_sections() -> type[ModulePass]:
         from compiler.passes.partition_sections import PartitionSections
 
@@ -49,6 +54,7 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "fuse-elementwise": fuse_elementwise,
         "convert-rdu-tile-to-pcu-pmu": convert_rdu_tile_to_pcu_pmu,
         "split-units": split_units,
+        "parallelize-units": parallelize_units,
         "partition-sections": partition_sections,
         "place-and-route": place_and_route,
         "emit-pef": emit_pef,

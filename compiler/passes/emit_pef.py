@@ -37,7 +37,10 @@ the PEF gets:
   ``counter`` with the counter index), ``result`` is the value ``pcu.yield`` gives and ``loc``
   the unit's location as ``file:line``. Routes come in IR order: into each PMU (from DRAM or
   its PCU), into each PCU port, then the stores of the yielded PMUs to DRAM; ``outputs`` bind
-  each yielded PMU to its symbol.
+  each yielded PMU to its symbol. A parallel unit (``parallel [...]``) gets ``parallel`` and
+  ``more_at`` (its copies' slots); its ``streams`` become multicast routes into it (``taps``:
+  the copies each feeds) and its ``out_routes`` one route a copy into its result's PMUs (``taps``:
+  that copy), in place of the unit's port routes and the result buffer's fill route.
 
 The same module always gives byte-identical output: everything is emitted in IR order.
 """
@@ -269,6 +272,10 @@ class _SectionEmitter:
             if isinstance(op, BufferOp):
                 i = self.pmu_index[op]
                 src = self.source_of(op)
+                writer = op.source.owner
+                if isinstance(writer, UnitOp) and writer.parallel is not None:
+                    routes += self.out_routes(writer, src, i)
+                    continue
                 routes.append(schema.Route(src=src, dst=("pmu", i), hops=self.hops(op, "route")))
             elif isinstance(op, UnitOp):
                 routes += self.port_routes(op)
@@ -315,11 +322,42 @@ class _SectionEmitter:
             )
         return _unflatten(attr.get_values())
 
+    def out_routes(self, op: UnitOp, src: tuple[str, int], pmu: int) -> list[schema.Route]:
+        """The routes of a parallel unit's copies into its result buffer's PMUs."""
+        if op.out_routes is None:
+            raise self.fail(f"pcu.unit @{op.sym_name.data} has no out_routes (run place-and-route)")
+        return [
+            schema.Route(
+                src=src, dst=("pmu", pmu), hops=_unflatten(r.get_values()), taps=[[src[1], k]]
+            )
+            for k, r in enumerate(op.out_routes.data)
+        ]
+
     def port_routes(self, op: UnitOp) -> list[schema.Route]:
+        i = self.pcu_index[op]
+        if op.parallel is not None:
+            if op.streams is None:
+                raise self.fail(
+                    f"pcu.unit @{op.sym_name.data} has no streams (run place-and-route)"
+                )
+            result: list[schema.Route] = []
+            for stream in op.streams.data:
+                flat = list(stream.get_values())
+                port, n = flat[0], flat[1]
+                value = op.inputs[port]
+                src = self.pmu_of(value, f"input {port} of pcu.unit @{op.sym_name.data}")
+                result.append(
+                    schema.Route(
+                        src=("pmu", src),
+                        dst=("pcu", i),
+                        hops=_unflatten(flat[2 + n :]),
+                        taps=[[i, k] for k in flat[2 : 2 + n]],
+                    )
+                )
+            return result
         routes = op.route_values
         if routes is None:
             raise self.fail(f"pcu.unit @{op.sym_name.data} has no routes (run place-and-route)")
-        i = self.pcu_index[op]
         return [
             schema.Route(
                 src=("pmu", self.pmu_of(value, f"input {k} of pcu.unit @{op.sym_name.data}")),
@@ -378,6 +416,8 @@ class _SectionEmitter:
             out=_access(op.out),
             combiner=cast(schema.Combiner, combiner),
             dtype=dtype,
+            parallel=list(op.parallel_values),
+            more_at=_unflatten(op.more_at.get_values()) if op.more_at is not None else [],
         )
 
 

@@ -4,11 +4,18 @@ A section runs on the fabric all at once: its PCUs, and the PMUs of its buffers 
 them for a buffer that spans several, see split-units), must fit the target's, and its streams
 must route within the links' capacity. A section that does not fit is cut, in dataflow order,
 into consecutive sections ``<name>.0``, ``<name>.1``... of the same kind that run one after the
-other: each takes as many units as fit (counting PCUs and PMUs, then checked by placing and
-routing it as place-and-route will, seeded alike; a piece that does not route gives back units
-until it does). ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit with the
-parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed. A section
-that fits stays whole and keeps its name.
+other: each, from where the one before ends, takes as many units as fit (counting PCUs and
+PMUs) and is checked by placing and routing it as place-and-route will, seeded alike (which
+then finds the placement cached). A piece that does not route is shortened to the longest that
+does: one unit at a time, where a piece whose streams out of (or into) one unit exceed what
+the links of a slot carry (``placement.fanout_excess``, e.g. a buffer spanning more PMUs than
+its switch has links for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces
+placed in vain, by galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts
+after every op (a unit with the parts split-units made of it, ``<unit>.<k>``); 0, the default,
+cuts only where needed. A section that fits stays whole and keeps its name. A parallel unit
+(``parallel [...]``, see parallelize-units) counts its copies as PCUs and is cut out alone: its
+piece holds only it and its buffers (all of their PMUs), and is checked with its structured
+layout (``parallel_layout``).
 
 Tensors crossing a cut go through DRAM. A buffer read by a later piece is yielded by its own
 piece and loaded by the readers' pieces under its section result name if it has one, else
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -41,7 +49,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes import placement
+from compiler.passes import parallel_layout, placement
 from compiler.passes.place_and_route import section_graph
 from compiler.passes.split_units import assign_pmus, is_resident, tensor_bytes
 from compiler.targets import Target, TargetError, get_target
@@ -50,6 +58,12 @@ from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 
 SPILL_ROLE = "spill"
+
+SHRINK_MISSES = 3
+"""Pieces one unit shorter each that may fail to route before the cut is bisected instead."""
+
+Verdict = Literal["routes", "too many streams", "unroutable"]
+"""Whether a piece routes; "too many streams": ruled out without placing it."""
 
 _TRANSIENT = ("at", "route", "store_route", "more_at", "pmus")
 """Buffer properties a piece recomputes (placement, and the PMUs it spans in its piece)."""
@@ -138,7 +152,12 @@ class _Partitioner:
         return list(seen)
 
     def pmus_needed(self, i: int, j: int) -> int:
-        """PMUs of the piece of units ``i..j-1``: one a DRAM tensor it loads, plus its results'."""
+        """PMUs of the piece of units ``i..j-1``: one a DRAM tensor it loads, plus its results'
+        (a parallel unit's: all of its buffers' PMUs)."""
+        if j - i == 1 and self.units[i].parallel is not None:
+            unit = self.units[i]
+            held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
+            return sum(n for _, n in held)
         total = len(self.sources(i, j))
         inside = set(self.units[i:j])
         for u in self.units[i:j]:
@@ -158,7 +177,11 @@ class _Partitioner:
         if self.max_ops and len({op_of(u) for u in self.units[i:j]}) > self.max_ops:
             return False
         t = self.target
-        return j - i <= t.num_pcus and self.pmus_needed(i, j) <= t.num_pmus
+        units = self.units[i:j]
+        if j - i > 1 and any(u.parallel is not None for u in units):
+            return False  # a parallel unit has a section of its own
+        pcus = sum(u.copies for u in units)
+        return pcus <= t.num_pcus and self.pmus_needed(i, j) <= t.num_pmus
 
     # -- names -------------------------------------------------------------------------------
 
@@ -309,13 +332,29 @@ class _Partitioner:
         return section
 
     def routable(self, piece: SectionOp) -> bool:
+        return self.verdict(piece) == "routes"
+
+    def verdict(self, piece: SectionOp) -> Verdict:
+        """Whether ``piece`` routes as place-and-route will route it; "too many streams" when
+        ``placement.fanout_excess`` rules it out without placing it."""
+        unit = parallel_layout.parallel_unit(piece)
+        if unit is not None:
+            try:
+                spec, _ = parallel_layout.section_spec(piece, unit)
+                parallel_layout.layout(spec, self.target)
+            except placement.PlacementError:
+                return "unroutable"
+            return "routes"
+        graph = section_graph(piece).graph
+        if placement.fanout_excess(graph, self.target) is not None:
+            return "too many streams"
         try:
             placement.place_and_route(
-                section_graph(piece).graph, self.target, section=piece.sym_name.data, seed=self.seed
+                graph, self.target, section=piece.sym_name.data, seed=self.seed
             )
         except placement.PlacementError:
-            return False
-        return True
+            return "unroutable"
+        return "routes"
 
     # -- the cut -------------------------------------------------------------------------------
 
@@ -327,6 +366,7 @@ class _Partitioner:
         if self.fits(0, n) and self.routable(self.section):
             return None
         pieces: list[tuple[int, int]] = []
+        ends: dict[UnitOp, int] = {}
         i = 0
         while i < n:
             if not self.fits(i, i + 1):
@@ -338,32 +378,53 @@ class _Partitioner:
             j = i + 1
             while j < n and self.fits(i, j + 1):
                 j += 1
+            j = self.cut(len(pieces), i, j, ends)
             pieces.append((i, j))
+            ends.update((u, j) for u in self.units[i:j])
             i = j
-        # Check each piece routes; a piece that does not gives its last units to the next.
-        k = 0
-        while k < len(pieces):
-            i, j = pieces[k]
-            ends = self.ends(pieces)
-            if self.routable(self.build(k, i, j, ends)):
-                k += 1
-                continue
-            if j - i == 1:
-                raise self.fail(
-                    f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
-                    f"'{self.target.name}'"
-                )
-            pieces[k] = (i, j - 1)
-            if k + 1 < len(pieces) and self.fits(j - 1, pieces[k + 1][1]):
-                pieces[k + 1] = (j - 1, pieces[k + 1][1])
-            else:
-                pieces.insert(k + 1, (j - 1, j))
-        ends = self.ends(pieces)
         built = [self.build(k, i, j, ends) for k, (i, j) in enumerate(pieces)]
         return built + self.copies(len(built), ends)
 
-    def ends(self, pieces: Sequence[tuple[int, int]]) -> dict[UnitOp, int]:
-        return {u: j for i, j in pieces for u in self.units[i:j]}
+    def cut(self, k: int, i: int, most: int, ends: dict[UnitOp, int]) -> int:
+        """Where piece ``k``, from unit ``i``, ends: the longest piece of at most ``most``
+        units (as many as fit) that routes (``ends``: where the units of the earlier pieces end).
+
+        Pieces are tried from the longest down, one unit shorter each time; one that
+        ``placement.fanout_excess`` rules out costs no placement. After ``SHRINK_MISSES``
+        placed pieces that did not route, the rest of the range is searched by galloping up
+        from one unit (1, 2, 4... units more) and bisecting between the longest piece that
+        routed and the shortest that did not.
+        """
+
+        def verdict(j: int) -> Verdict:
+            return self.verdict(self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)}))
+
+        bad, misses = most + 1, 0
+        while bad - 1 > i and misses < SHRINK_MISSES:
+            answer = verdict(bad - 1)
+            if answer == "routes":
+                return bad - 1
+            bad -= 1
+            misses += answer == "unroutable"
+        good, step = i, 1
+        while good + step < bad:
+            if verdict(good + step) != "routes":
+                bad = good + step
+                break
+            good += step
+            step *= 2
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if verdict(mid) == "routes":
+                good = mid
+            else:
+                bad = mid
+        if good == i:
+            raise self.fail(
+                f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
+                f"'{self.target.name}'"
+            )
+        return good
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ after:
     %y = pmu.buffer %r {name = "output.0", ..., at = array<i64: 1, 0>,
                         route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : ...
 
+A section holding a parallel unit (``parallel [...]``, alone with its buffers) is not annealed:
+``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
+
 A section that needs more PCUs or PMUs than the target has, or whose streams cannot be routed,
 fails the pass with one line naming the section and the target.
 """
@@ -53,7 +56,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes import placement
+from compiler.passes import parallel_layout, placement
 from compiler.passes.placement import DRAM, Coord, Graph, PlacementError, Stream, Unit
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
@@ -160,6 +163,13 @@ def section_graph(section: SectionOp) -> SectionGraph:
 
 def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
     """Place and route one section in place: ``at`` on its units, routes on the consumers."""
+    unit = parallel_layout.parallel_unit(section)
+    if unit is not None:
+        try:
+            parallel_layout.place_parallel_section(section, unit, target)
+        except PlacementError as err:
+            raise PassFailedException(f"section '{section.sym_name.data}': {err}") from None
+        return
     sg = section_graph(section)
     try:
         result = placement.place_and_route(

@@ -127,34 +127,42 @@ def place_and_route(
         moves,
     )
     placed = _PLACED.get(key)
-    if placed is not None:
+    if isinstance(placed, Placement):
         return placed
-    failure = ""
-    for attempt in range(ROUTE_ATTEMPTS):
+    failed = placed
+    for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
         at = anneal(
             graph, target, greedy_placement(graph, target), seed=seed + attempt, moves=moves
         )
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
-            failure = _describe(graph, err.stream)
+            failed = err.stream
             continue
         placed = Placement(tuple(at), tuple(routes))
-        if len(_PLACED) >= _PLACED_SIZE:
-            del _PLACED[next(iter(_PLACED))]  # the oldest
-        _PLACED[key] = placed
+        _remember(key, placed)
         return placed
+    assert failed is not None
+    _remember(key, failed)
     raise PlacementError(
         f"section '{section}' cannot be routed on target '{target.name}': no path with room "
-        f"left for the stream {failure} (link capacity {target.link_capacity})"
+        f"left for the stream {_describe(graph, failed)} (link capacity {target.link_capacity})"
     )
 
 
-_PLACED: dict[tuple[object, ...], Placement] = {}
+_PLACED: dict[tuple[object, ...], Placement | int] = {}
 """Placements found, by what determines them (unit kinds, streams, target, seed, moves: names
-only appear in errors). partition-sections places every piece it cuts to check that it routes,
-and place-and-route then places the same sections again: the second time is a look-up."""
+only appear in errors), or for a graph that did not route the index of the stream that last
+found no path. partition-sections places every piece it cuts to check that it routes (the
+layers of a model give it the same pieces over and over), and place-and-route then places the
+same sections again: the second time is a look-up."""
 _PLACED_SIZE = 1024
+
+
+def _remember(key: tuple[object, ...], answer: Placement | int) -> None:
+    if len(_PLACED) >= _PLACED_SIZE:
+        del _PLACED[next(iter(_PLACED))]  # the oldest
+    _PLACED[key] = answer
 
 
 def default_moves(num_units: int) -> int:
@@ -531,4 +539,44 @@ def _detour(a: Coord, b: Coord, usage: dict[Link, int], target: Target) -> tuple
                 continue
             parent[q] = p
             queue.append(q)
+    return None
+
+
+def fanout_excess(graph: Graph, target: Target) -> str | None:
+    """Why ``graph`` cannot be routed whatever the placement, seen without placing it; or None.
+
+    Two units never share a switch, so every stream between two units leaves its source's switch
+    over one of that switch's links and enters its destination's switch over another; a stream
+    between DRAM and a unit does too unless the unit sits in column 0 (where DRAM's switch is
+    its own). So a unit needs a slot whose switch's links (``link_capacity`` streams each; 4
+    links inside the grid, 3 on an edge, 2 in a corner) carry its streams out, and its streams
+    in: a buffer spanning ``pmus = N`` PMUs sends ``N - 1`` streams from its first PMU besides
+    the ones to its readers and its store. A necessary condition only: None does not mean that
+    the graph routes.
+    """
+    cap = target.link_capacity
+    rooms: dict[UnitKind, set[tuple[bool, int]]] = {"pcu": set(), "pmu": set()}
+    for kind, found in rooms.items():
+        for x, y in slots(target, kind):
+            links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
+            found.add((x == 0, links * cap))
+    out = [[0, 0] for _ in graph.units]  # per unit: streams to units, to DRAM
+    into = [[0, 0] for _ in graph.units]  # from units, from DRAM
+    for stream in graph.streams:
+        if stream.src != DRAM:
+            out[stream.src][stream.dst == DRAM] += 1
+        if stream.dst != DRAM:
+            into[stream.dst][stream.src == DRAM] += 1
+    for u, unit in enumerate(graph.units):
+        (to_units, to_dram), (from_units, from_dram) = out[u], into[u]
+        if not any(
+            to_units + (0 if edge else to_dram) <= room
+            and from_units + (0 if edge else from_dram) <= room
+            for edge, room in rooms[unit.kind]
+        ):
+            best = max((room for _, room in rooms[unit.kind]), default=0)
+            return (
+                f"{unit.name} has {to_units + to_dram} streams out and {from_units + from_dram} "
+                f"in, the links of a {unit.kind.upper()} slot carry {best} each way"
+            )
     return None

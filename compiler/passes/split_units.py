@@ -19,7 +19,10 @@ ports. A unit over either is split into a chain of units, each computing part of
 Then every ``pmu.buffer`` gets ``pmus``, the PMUs its tensor occupies (``assign_pmus``): a
 buffer a PCU writes and another PCU of the section reads out of the order it was written (a
 transposed or broadcast read, a reduction's result read before the reduction is over) must hold
-the whole tensor on chip: ``ceil(bytes / target.pmu_bytes)`` PMUs. Every other buffer streams
+the whole tensor on chip: ``ceil(bytes / target.pmu_bytes)`` PMUs; so must every buffer a
+parallel unit (see parallelize-units) reads or writes, its copies each reading or writing their
+own block of it, loaded from DRAM once (in at least as many PMUs as streams leave or enter it,
+``parallel_layout.held_pmus``). Every other buffer streams
 its tensor through in tiles (loaded from or stored to DRAM, or written and read in the same
 order) and takes one PMU.
 
@@ -64,6 +67,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
+from compiler.passes import parallel_layout
 from compiler.passes.convert_dataflow_to_rdu_tile import describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
@@ -130,6 +134,17 @@ def is_resident(buffer: BufferOp, readers: Sequence[tuple[UnitOp, AccessAttr]]) 
     return any(_in_order(unit.space_values, access) != written for unit, access in readers)
 
 
+def touches_parallel(buffer: BufferOp) -> bool:
+    """Whether a parallel unit (``parallel [...]``) writes or reads ``buffer``."""
+    writer = buffer.source.owner
+    if isinstance(writer, UnitOp) and writer.parallel is not None:
+        return True
+    return any(
+        isinstance(use.operation, UnitOp) and use.operation.parallel is not None
+        for use in buffer.result.uses
+    )
+
+
 def tensor_bytes(buffer: BufferOp) -> int:
     """Bytes of the tensor ``buffer`` holds."""
     return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
@@ -147,7 +162,9 @@ def assign_pmus(section: SectionOp, target: Target) -> None:
         if not isinstance(op, BufferOp):
             continue
         count = 1
-        if is_resident(op, readers.get(op, [])):
+        if touches_parallel(op):
+            count = parallel_layout.held_pmus(op, target)
+        elif is_resident(op, readers.get(op, [])):
             count = max(1, -(-tensor_bytes(op) // target.pmu_bytes))
         op.properties.pop("pmus", None)
         if count > 1:

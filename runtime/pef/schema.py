@@ -99,6 +99,17 @@ class Pcu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     out: Access
     combiner: Combiner
     dtype: Dtype
+    parallel: list[int] = []
+    """A parallel unit (empty: one PCU): one factor ``p[c]`` a counter, the unit being ``P =
+    prod(p)`` identical PCUs ("copies"). Copy ``k`` (row-major over the factors, a multi-index
+    ``k[c]``) runs counter ``c`` over its block ``[k[c] * b[c], min(space[c], (k[c] + 1) *
+    b[c]))``, ``b[c] = ceil(space[c] / p[c])``, with the same accesses (each copy's counters
+    start at its block): together they compute what the unit computes on one PCU. A factor above
+    1 only on a counter that is not reduced; no data-dependent access, ``counter`` or ``rand``
+    stage (they would see the copy's own counters); a PMU read through one access only (its
+    multicast routes feed every port reading it)."""
+    more_at: list[list[int]] = []
+    """The slots of copies ``1 .. P-1`` (copy 0 is at ``at``); distinct PCU slots."""
 
 
 class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -136,6 +147,13 @@ class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     src: tuple[str, int]
     dst: tuple[str, int]
     hops: list[list[int]]
+    taps: list[list[int]] = []
+    """Only on a route of a parallel PCU (``Pcu.parallel``): ``[pcu, copy]`` pairs. A route
+    into a parallel PCU is a multicast: one stream from a PMU of the buffer (``hops[0]`` is the
+    switch of ``at`` or of one of ``more_at``) that feeds every copy in ``taps``, passing each
+    one's switch on its way (every input port of those copies reading that PMU). A route out of
+    a parallel PCU names its one source copy (``hops[0]`` is that copy's switch) and ends at the
+    switch of one of the PMUs of the output buffer."""
 
 
 class Output(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -11,6 +11,15 @@ most once however many times it lists it, and ``target.link_capacity`` bounds th
 link. A route starts at its source's switch and ends at its destination's (a unit's is the
 switch of its slot; DRAM's is the left-edge switch ``[0, y]`` of the other endpoint's row), and
 every stream of a section (each PMU's fill, each PCU port, each store to DRAM) has one.
+
+A parallel PCU (``Pcu.parallel``): one factor a counter, from 1 to its extent, no empty block,
+above 1 only on a counter that is not reduced, no data-dependent access, ``counter`` or ``rand``
+stage, no PMU read through two different accesses; its copies' slots (``at``, ``more_at``)
+distinct from each other and from every other PCU's. Its routes carry ``taps``: every input port
+of every copy is fed by exactly one route from its PMU's buffer (starting at the switch of one
+of the buffer's PMUs) that passes the copy's switch; every copy's output has exactly one route,
+from its switch to the switch of one of its output buffer's PMUs. Link capacity counts every
+route, multicast or not.
 """
 
 from __future__ import annotations
@@ -150,6 +159,7 @@ class _SectionChecker:
             self.check_pcu(i, pcu, written)
             written.add(pcu.out_pmu)
         self.check_outputs()
+        self.check_copy_slots()
         self.check_routes()
 
     # -- units ---------------------------------------------------------------------------------
@@ -270,6 +280,7 @@ class _SectionChecker:
         label = self.pcu_label(i)
         s, t = self.s, self.t
         self.check_at(label, pcu.at)
+        self.check_parallel(label, pcu)
         if any(e < 0 for e in pcu.space):
             raise self.fail(f"{label}: negative extent in space {pcu.space}")
         if len(pcu.tile) != len(pcu.space) or any(e < 1 for e in pcu.tile):
@@ -348,6 +359,57 @@ class _SectionChecker:
                 f"produces {pcu.dtype}"
             )
 
+    def check_parallel(self, label: str, pcu: Pcu) -> None:
+        """A parallel PCU's factors and copies (see the module docstring)."""
+        p = pcu.parallel
+        if not p:
+            if pcu.more_at:
+                raise self.fail(f"{label}: more_at lists {len(pcu.more_at)} slots, not parallel")
+            return
+        if len(p) != len(pcu.space):
+            raise self.fail(f"{label}: parallel has {len(p)} factors for {len(pcu.space)} counters")
+        for c, (f, e, st) in enumerate(zip(p, pcu.space, pcu.out.strides, strict=True)):
+            block = -(-e // f) if f >= 1 else 0
+            if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * block >= e):
+                raise self.fail(
+                    f"{label}: parallel factor {f} of counter {c} (extent {e}) leaves a copy "
+                    "no block (need 1 <= factor and every block non-empty)"
+                )
+            if f > 1 and st == 0:
+                raise self.fail(f"{label}: parallel factor {f} on reduced counter {c}")
+        if pcu.out.index_port >= 0 or any(port.access.index_port >= 0 for port in pcu.inputs):
+            raise self.fail(f"{label}: a parallel unit with a data-dependent access")
+        if any(st.op in ("counter", "rand") for st in pcu.stages):
+            raise self.fail(f"{label}: a parallel unit with a 'counter' or 'rand' stage")
+        seen: dict[int, Access] = {}
+        for k, port in enumerate(pcu.inputs):
+            if seen.setdefault(port.pmu, port.access) != port.access:
+                raise self.fail(
+                    f"{label}: input {k} reads pmu {port.pmu} through another access than an "
+                    "earlier input (a parallel unit reads a PMU through one access)"
+                )
+        copies = math.prod(p)
+        if len(pcu.more_at) != copies - 1:
+            raise self.fail(
+                f"{label}: parallel {p} is {copies} copies but more_at lists "
+                f"{len(pcu.more_at)} slots (need {copies - 1})"
+            )
+        for k, at in enumerate(pcu.more_at):
+            self.check_at(f"{label} more_at[{k}]", at)
+
+    def check_copy_slots(self) -> None:
+        """The copies of parallel PCUs sit on slots of their own."""
+        if not any(p.parallel for p in self.s.pcus):
+            return
+        taken: dict[tuple[int, ...], str] = {}
+        for i, pcu in enumerate(self.s.pcus):
+            for k, at in enumerate([pcu.at, *pcu.more_at]):
+                what = f"{self.pcu_label(i)} copy {k}"
+                slot = tuple(at)
+                if slot in taken:
+                    raise self.fail(f"{what}: slot {list(slot)} (more_at) is also {taken[slot]}'s")
+                taken[slot] = what
+
     def check_outputs(self) -> None:
         s = self.s
         symbols = self.meta.symbols
@@ -406,8 +468,104 @@ class _SectionChecker:
                 )
         for r, route in enumerate(s.routes):
             label = f"route {r} ({route.src[0]} {route.src[1]} -> {route.dst[0]} {route.dst[1]})"
-            self.check_route_ends(label, route)
+            if route.taps or self.parallel_end(route):
+                self.check_taps(label, route)
+            else:
+                self.check_route_ends(label, route)
         self.check_streams_routed()
+        self.check_copies_fed()
+
+    def parallel_end(self, route: Route) -> bool:
+        """Whether an endpoint of ``route`` is a parallel PCU."""
+        return any(kind == "pcu" and self.s.pcus[i].parallel for kind, i in (route.src, route.dst))
+
+    def copy_slot(self, pcu: Pcu, copy: int) -> list[int]:
+        return list(pcu.at if copy == 0 else pcu.more_at[copy - 1])
+
+    def check_taps(self, label: str, route: Route) -> None:
+        """A route of a parallel PCU (see the module docstring)."""
+        s = self.s
+        if route.src[0] == "pmu" and route.dst[0] == "pcu":
+            pcu_index, pmu_index, way = route.dst[1], route.src[1], "into"
+        elif route.src[0] == "pcu" and route.dst[0] == "pmu":
+            pcu_index, pmu_index, way = route.src[1], route.dst[1], "out of"
+        else:
+            raise self.fail(f"{label}: taps on a route that is not between a PMU and a PCU")
+        pcu = s.pcus[pcu_index]
+        if not pcu.parallel:
+            raise self.fail(
+                f"{label}: taps on a route of {self.pcu_label(pcu_index)}, not parallel"
+            )
+        copies = math.prod(pcu.parallel)
+        if not route.taps:
+            raise self.fail(f"{label}: no taps on a route {way} parallel pcu {pcu_index}")
+        if not route.hops:
+            raise self.fail(f"{label}: has no hops")
+        for t, tap in enumerate(route.taps):
+            if len(tap) != 2 or tap[0] != pcu_index or not 0 <= tap[1] < copies:
+                raise self.fail(
+                    f"{label}: taps[{t}] {tap} is not [{pcu_index}, copy] with copy in "
+                    f"0..{copies - 1}"
+                )
+        pmu = s.pmus[pmu_index]
+        pmu_slots = [list(pmu.at), *(list(a) for a in pmu.more_at)]
+        hops = [list(h) for h in route.hops]
+        if way == "into":
+            if hops[0] not in pmu_slots:
+                raise self.fail(
+                    f"{label}: starts at switch {hops[0]}, not at one of "
+                    f"{self.pmu_label(pmu_index)}'s PMUs"
+                )
+            for tap in route.taps:
+                slot = self.copy_slot(pcu, tap[1])
+                if slot not in hops:
+                    raise self.fail(
+                        f"{label}: feeds copy {tap[1]} at {slot} (taps) but does not pass its "
+                        "switch"
+                    )
+        else:
+            if pcu.out_pmu != pmu_index:
+                raise self.fail(f"{label}: goes to pmu {pmu_index}, not its pcu's output")
+            if len(route.taps) != 1:
+                raise self.fail(f"{label}: a route out of a parallel PCU names one copy (taps)")
+            slot = self.copy_slot(pcu, route.taps[0][1])
+            if hops[0] != slot:
+                raise self.fail(
+                    f"{label}: starts at switch {hops[0]}, its copy {route.taps[0][1]} is at {slot}"
+                )
+            if hops[-1] not in pmu_slots:
+                raise self.fail(
+                    f"{label}: ends at switch {hops[-1]}, not at one of "
+                    f"{self.pmu_label(pmu_index)}'s PMUs"
+                )
+
+    def check_copies_fed(self) -> None:
+        """Every input port and the output of every copy of a parallel PCU has one route."""
+        s = self.s
+        fed: Counter[tuple[int, int, int]] = Counter()  # (pmu, pcu, copy) into; (-1, ..) out
+        for route in s.routes:
+            for tap in route.taps:
+                if route.dst[0] == "pcu":
+                    fed[(route.src[1], tap[0], tap[1])] += 1
+                else:
+                    fed[(-1, tap[0], tap[1])] += 1
+        for i, pcu in enumerate(s.pcus):
+            if not pcu.parallel:
+                continue
+            for copy in range(math.prod(pcu.parallel)):
+                for k, port in enumerate(pcu.inputs):
+                    n = fed[(port.pmu, i, copy)]
+                    if n != 1:
+                        raise self.fail(
+                            f"input {k} of {self.pcu_label(i)} copy {copy} is fed by {n} routes "
+                            f"(taps) from pmu {port.pmu}, need exactly 1"
+                        )
+                n = fed[(-1, i, copy)]
+                if n != 1:
+                    raise self.fail(
+                        f"the output of {self.pcu_label(i)} copy {copy} has {n} routes (taps), "
+                        "need exactly 1"
+                    )
 
     def endpoint_switch(self, end: tuple[str, int], other: tuple[str, int]) -> list[int]:
         """The switch where an endpoint meets the network: a unit's own slot's switch; for DRAM,

@@ -1,14 +1,15 @@
 """What the performance model says the reference workloads reach on sn10, from the compile report.
 
-Both figures are below what issue 4 hoped for (60% of peak for the matmul, 20% for the MLP's
-training step), and the model is honest about why; these tests hold the figures it reaches and
-the bounds it proves:
+Issue 4 hoped for 60% of peak for the matmul and 20% for the MLP's training step; these tests
+hold the figures the model reaches and the bounds it proves:
 
-- the 4096^3 f32 matmul runs on one PCU of sn10's 640, at that PCU's full rate (16 lanes x 6
-  stages of multiply-adds a cycle): 1/640 of the fabric's peak. Spreading one kernel over many
-  PCUs (with operands multicast to them and held across many PMUs) is what it lacks. Even then
-  its compulsory off-chip traffic (a, w and the result once: 3 x 64 MiB at 153.6 GB/s, 1.31 ms)
-  against 0.86 ms of work at peak bounds it at 65.6%;
+- the 4096^3 f32 matmul is spread by parallelize-units over all 640 PCUs of sn10 (parallel
+  [32, 20, 1]: 32 row blocks of 128 rows over the grid's rows, 20 column blocks of 205 columns
+  over the PCU slots of a row), its operands and result held whole on chip (128 PMUs each,
+  loaded once) and multicast to the copies that share a block. Each copy runs 1.17M vectors at
+  its full rate (16 lanes x 6 stages of multiply-adds a cycle), under the 1.70M cycles of its
+  compulsory off-chip traffic (x, w and the result once: 3 x 64 MiB at 118 bytes a cycle,
+  1.31 ms), which bounds it: 65.6% of peak (0.86 ms of work at peak);
 - the 64-128-10 MLP's training step at batch 256 does 10.6 MFLOPs and moves about 0.7 MB
   off-chip (inputs, parameters, activations the backward reads, gradients, optimizer state):
   on sn10 (peak 122,880 FLOPs a cycle, 118 bytes a cycle of DDR4) that traffic alone bounds it
@@ -58,7 +59,10 @@ def test_matmul_4096_on_sn10() -> None:
     (unit,) = section["units"]
     assert section["flops"] == 2 * 4096**3
     assert (unit["unroll"], unit["initiation_interval"], unit["bound"]) == (6, 1, "compute")
-    assert section["fraction_of_peak"] >= 0.99 / 640  # one PCU of 640 at its full rate
+    assert (unit["parallel"], unit["copies"]) == ([32, 20, 1], 640)
+    assert section["pcus"]["used"] == 640  # every PCU of sn10, a copy each
+    assert section["bound"] == "dram"  # the operands and the result cross DRAM once
+    assert section["fraction_of_peak"] >= 0.60
     assert section["fraction_of_peak"] <= section["roofline_fraction"]
     assert report["total"]["fraction_of_peak"] == section["fraction_of_peak"]
 

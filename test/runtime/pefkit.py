@@ -236,6 +236,41 @@ def matmul_program(m: int, k: int, n: int, *, transpose_b: bool = False) -> sche
     return p.build()
 
 
+def parallel_matmul_program(m: int, k: int, n: int) -> schema.Program:
+    """``matmul_program`` with its PCU made parallel ``[2, 2, 1]``: four copies, copy ``c`` at
+    slot ``[3 + c, 0]`` (copy 0 at the PCU's own slot), row-major over the factors (copy
+    ``2 * i + j`` runs rows block ``i`` and columns block ``j``). ``a`` is multicast to the
+    copies of each row block (copies 0, 1 and 2, 3), ``b`` to those of each column block
+    (0, 2 and 1, 3); each copy's output goes back along row 0 to the out PMU at ``[2, 0]``."""
+    program = matmul_program(m, k, n)
+    section = program.sections[0]
+    (pcu,) = section.pcus
+    assert pcu.at == [3, 0] and [p.at for p in section.pmus] == [[0, 0], [1, 0], [2, 0]]
+    pcu = replace(pcu, parallel=[2, 2, 1], more_at=[[4, 0], [5, 0], [6, 0]])
+
+    def along(x0: int, x1: int) -> list[list[int]]:
+        step = 1 if x1 >= x0 else -1
+        return [[x, 0] for x in range(x0, x1 + step, step)]
+
+    routes = [r for r in section.routes if "pcu" not in (r.src[0], r.dst[0])]
+    for pmu, groups in ((0, [[0, 1], [2, 3]]), (1, [[0, 2], [1, 3]])):
+        for copies in groups:
+            routes.append(
+                schema.Route(
+                    src=("pmu", pmu),
+                    dst=("pcu", 0),
+                    hops=along(pmu, 3 + max(copies)),
+                    taps=[[0, c] for c in copies],
+                )
+            )
+    for c in range(4):
+        routes.append(
+            schema.Route(src=("pcu", 0), dst=("pmu", 2), hops=along(3 + c, 2), taps=[[0, c]])
+        )
+    section = replace(section, pcus=[pcu], routes=routes)
+    return replace(program, sections=[section])
+
+
 def broadcast_strides(shape: list[int], out_shape: list[int]) -> list[int]:
     """Strides reading a row-major ``shape`` tensor broadcast (numpy rules) to ``out_shape``."""
     own = row_major(shape)

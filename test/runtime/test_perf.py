@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from pefkit import TARGET, ProgramBuilder, matmul_program, replace, st
+from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_program, replace, st
 
 from runtime.pef import schema
 from runtime.perf import (
@@ -151,6 +151,29 @@ def test_matmul_unrolls_its_rows_down_the_pipeline() -> None:
     # the output: 4 rows x 16 columns once, 256 bytes = 4 stream cycles.
     assert u.steady == max(8 * 1, 1 * 4)
     assert m.cycles == 8 + 9
+
+
+def test_parallel_matmul_is_one_copy_plus_the_longest_multicast_route() -> None:
+    # out[8, 32] = a[8, 8] @ b[8, 32] in 4 copies (parallel [2, 2, 1]), each over a block of
+    # (4, 16, 8): 16 columns on the lanes, its 4 rows unrolled, 8 vectors (32 on one PCU).
+    skews = {"a": 8}
+    one = model(with_banks(matmul_program(8, 8, 32), 16, skews)).units[0]
+    assert one.vectors == 2 * 2 * 8
+    m = model(with_banks(parallel_matmul_program(8, 8, 32), 16, skews))
+    (u,) = m.units
+    assert (u.copies, u.lanes, u.unroll, u.vectors) == (4, 16, 4, 8)
+    # a's 4 rows skewed into distinct banks, b's 16 columns too; the output block (4 rows of
+    # 16) puts 4 elements in every bank and takes 4 stream cycles (256 bytes).
+    assert [p.bank_cycles for p in u.ports] == [1, 1, 4]
+    assert (u.ii, u.out_vectors, u.steady) == (1, 1, max(8 * 1, 1 * 4))
+    # fill: 6 stages and the longest route in, a's stream from [0, 0] past copy 3 at [6, 0].
+    assert u.fill == 6 + 6
+    assert u.flops == 8 * 32 * 8 * 2  # the whole space
+    assert m.pcus_used == 4
+    assert m.compute_cycles == 8 + 12 and m.cycles == 20
+    # banks: a and b feed 2 multicast streams each, 8 vectors of 1 cycle: 16 cycles; the out
+    # PMU takes 4 copies' one vector of 4 cycles: 16.
+    assert m.pmu_cycles == 16
 
 
 def test_fill_of_a_chain_adds_up() -> None:

@@ -1,0 +1,484 @@
+"""The structured layout of a parallel unit's section: copies on a grid, operands multicast.
+
+A section holding a parallel ``pcu.unit`` (``parallel [p0, p1, ...]``, set by parallelize-units)
+holds only that unit and its buffers (partition-sections cuts it out alone). It is not annealed:
+``layout`` puts it down directly, in time linear in its copies and PMUs.
+
+- **copies**: at most two counters are split. The one the performance model spreads over the
+  lanes (``runtime.perf.lanes_counter``) runs over the PCU slots of a row, the other over the
+  rows (``grid_axes``); copy ``(r, c)`` of that grid sits at row ``y = r``, slot ``x = 2c + y % 2``
+  (the checkerboard's PCU slots, from the left, the DRAM edge).
+- **PMUs**: a buffer of a parallel unit stays whole on chip, in at least as many PMUs as streams
+  leave or enter it (``buffer_pmus``: its multicast streams, or its writers over the links'
+  capacity, halved), so that no PMU's links carry more than they can. A buffer's ``n`` PMUs (its
+  address range cut in consecutive pieces) go near the rows of copies: piece ``q`` prefers row
+  ``floor((q + 1/2) * rows_used / n)`` (a row-blocked operand, such as a matmul's left operand
+  or result, lands in the row of the copies that read or write that block), the pieces wanting
+  a row spread evenly over it, the buffers interleaved; each takes the free PMU slot nearest to
+  where it prefers.
+- **multicast streams**: the copies that read the same addresses of an operand (the same block
+  of every split counter its access varies with) share one stream: a path of adjacent switches
+  from a PMU of the buffer through the switch of every copy it feeds, in grid order (a row of
+  copies: along the row; a column: a zig-zag down the rows). It enters at the copy nearest the
+  PMU, runs to the nearer end and back to the other; the PMU is the one cheapest in hops, with
+  the detour back, and ``SOURCE_PENALTY`` hops for every stream already leaving it.
+- **outputs**: each copy's output goes to a PMU of its result buffer, nearest pairs first, at
+  most ``link_capacity`` copies writing one PMU (more only if the PMUs are too few).
+- the loads from DRAM (one route a buffer, to its first PMU, from the left-edge switch of its
+  row) and the stores to DRAM are routed like place-and-route's (X then Y, Y then X, a detour).
+
+Every stream is checked against the links' capacity; a layout that does not fit raises
+``placement.PlacementError``. ``place_parallel_section`` writes a layout onto the IR (see
+``dialects/pcu.py`` for the unit's ``more_at``, ``streams`` and ``out_routes``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerType
+
+from compiler.passes.placement import (
+    Coord,
+    Link,
+    PlacementError,
+    _detour,
+    _links,
+    _xy_path,
+    _yx_path,
+)
+from compiler.passes.tiling import element_bytes
+from compiler.targets import Target
+from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
+from dialects.pmu import BufferOp
+from dialects.rdu_tile import dense_i64, element_type, shape_of
+from runtime import perf
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """A buffer of the section: its PMUs and whether it is loaded from / stored to DRAM."""
+
+    name: str
+    pmus: int
+    from_dram: bool
+    stored: bool
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """An input port of the unit: its buffer (index into the buffers) and access strides."""
+
+    buffer: int
+    strides: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ParallelSpec:
+    """A parallel unit and its buffers, as the layout sees them."""
+
+    name: str
+    space: tuple[int, ...]
+    out_strides: tuple[int, ...]
+    factors: tuple[int, ...]
+    ports: tuple[PortSpec, ...]
+    out: int
+    buffers: tuple[BufferSpec, ...]
+
+
+@dataclass(frozen=True)
+class Multicast:
+    """One stream from a PMU of port ``port``'s buffer through the switches of ``copies``."""
+
+    port: int
+    copies: tuple[int, ...]
+    hops: tuple[Coord, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes: ``copies[k]`` the slot of copy ``k``; ``pmus[b]`` the slots of
+    buffer ``b``'s PMUs; the multicast streams; ``outputs[k]`` the route of copy ``k``'s output;
+    ``fills[b]`` / ``stores[b]`` the route of buffer ``b``'s load from / store to DRAM."""
+
+    copies: tuple[Coord, ...]
+    pmus: tuple[tuple[Coord, ...], ...]
+    streams: tuple[Multicast, ...]
+    outputs: tuple[tuple[Coord, ...], ...]
+    fills: dict[int, tuple[Coord, ...]]
+    stores: dict[int, tuple[Coord, ...]]
+
+
+def row_slots(target: Target) -> int:
+    """PCU slots every row has (the checkerboard gives odd rows one fewer on an odd width)."""
+    return target.cols // 2 if target.rows > 1 else (target.cols + 1) // 2
+
+
+def buffer_pmus(nbytes: int, elements: int, streams: int, target: Target) -> int:
+    """The PMUs of a buffer a parallel unit reads or writes: enough for its bytes, and at least
+    ``streams`` (but no more than its elements), its address range cut into that many pieces."""
+    return max(1, min(max(1, elements), max(-(-nbytes // target.pmu_bytes), streams)))
+
+
+def port_streams(factors: Sequence[int], strides: Sequence[int]) -> int:
+    """The multicast streams an input port of a parallel unit takes: one a block of the split
+    counters its access varies with."""
+    return math.prod(p for p, s in zip(factors, strides, strict=True) if s != 0)
+
+
+def out_streams(factors: Sequence[int], target: Target) -> int:
+    """The PMUs a parallel unit's copies write into at least: ``link_capacity / 2`` copies each,
+    so that the nearest PMUs have room for every copy near them."""
+    return -(-math.prod(factors) // max(1, target.link_capacity // 2))
+
+
+def unit_buffers(
+    unit: UnitOp, factors: Sequence[int], target: Target
+) -> list[tuple[BufferOp, int]]:
+    """The buffers of ``unit`` (inputs in port order, then its result) and the PMUs each takes
+    (``buffer_pmus``) when ``unit`` has the factors ``factors`` and a section of its own."""
+    out = next(use.operation for use in unit.result.uses)
+    assert isinstance(out, BufferOp)
+    streams: dict[BufferOp, int] = {}
+    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+        owner = value.owner
+        assert isinstance(owner, BufferOp)
+        streams[owner] = max(streams.get(owner, 0), port_streams(factors, access.stride_values))
+    streams[out] = max(streams.get(out, 0), out_streams(factors, target))
+    result = []
+    for buffer, n in streams.items():
+        elements = math.prod(shape_of(buffer.result.type))
+        nbytes = elements * element_bytes(element_type(buffer.result.type))
+        result.append((buffer, buffer_pmus(nbytes, elements, n, target)))
+    return result
+
+
+def held_pmus(buffer: BufferOp, target: Target) -> int:
+    """``buffer_pmus`` of a buffer in the IR, from the parallel units that read or write it
+    (1 if none does)."""
+    streams = 0
+    writer = buffer.source.owner
+    if isinstance(writer, UnitOp) and writer.parallel is not None:
+        streams = out_streams(writer.parallel_values, target)
+    for use in buffer.result.uses:
+        unit = use.operation
+        if isinstance(unit, UnitOp) and unit.parallel is not None:
+            access = unit.ins.data[use.index]
+            streams = max(streams, port_streams(unit.parallel_values, access.stride_values))
+    if streams == 0:
+        return 1
+    elements = math.prod(shape_of(buffer.result.type))
+    nbytes = elements * element_bytes(element_type(buffer.result.type))
+    return buffer_pmus(nbytes, elements, streams, target)
+
+
+def grid_axes(
+    space: Sequence[int], out_strides: Sequence[int], factors: Sequence[int], target: Target
+) -> tuple[int, int]:
+    """The counters over the rows and over the PCU slots of a row (-1: none), see the module
+    docstring. Raises ``PlacementError`` for more than two split counters."""
+    split = [c for c, p in enumerate(factors) if p > 1]
+    if len(split) > 2:
+        raise PlacementError(f"parallel {list(factors)}: more than two split counters")
+    if not split:
+        return -1, -1
+    if len(split) == 1:
+        c = split[0]
+        return (-1, c) if factors[c] <= row_slots(target) else (c, -1)
+    lanes = perf.lanes_counter(space, out_strides)
+    col = lanes if lanes in split else split[-1]
+    row = split[0] if split[1] == col else split[1]
+    return row, col
+
+
+def blocks(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
+    """The block extents ``b[c] = ceil(S[c] / p[c])``."""
+    return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
+
+
+def copy_indices(factors: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every copy's multi-index, copy ``k`` being row-major over the factors."""
+    return list(itertools.product(*(range(p) for p in factors)))
+
+
+_LAID: dict[tuple[ParallelSpec, Target], Layout] = {}
+"""Layouts found: parallelize-units, partition-sections and place-and-route lay the same unit
+out; the second and third time is a look-up."""
+
+
+def layout(spec: ParallelSpec, target: Target) -> Layout:
+    """The layout of ``spec`` on ``target`` (see the module docstring)."""
+    key = (spec, target)
+    if key not in _LAID:
+        if len(_LAID) >= 64:
+            del _LAID[next(iter(_LAID))]  # the oldest
+        _LAID[key] = _layout(spec, target)
+    return _LAID[key]
+
+
+def _layout(spec: ParallelSpec, target: Target) -> Layout:
+    where = f"parallel pcu.unit @{spec.name} ({math.prod(spec.factors)} copies)"
+    row_c, col_c = grid_axes(spec.space, spec.out_strides, spec.factors, target)
+    rows_used = spec.factors[row_c] if row_c >= 0 else 1
+    cols_used = spec.factors[col_c] if col_c >= 0 else 1
+    if rows_used > target.rows or cols_used > row_slots(target):
+        raise PlacementError(
+            f"{where}: a {rows_used} x {cols_used} grid of copies does not fit target "
+            f"'{target.name}' ({target.rows} rows of {row_slots(target)} PCU slots)"
+        )
+    indices = copy_indices(spec.factors)
+    grid = [(k[row_c] if row_c >= 0 else 0, k[col_c] if col_c >= 0 else 0) for k in indices]
+    copies = tuple((2 * c + r % 2, r) for r, c in grid)
+
+    # PMUs: each piece near the rows of copies, spread over its row.
+    free = [
+        (x, y)
+        for y in range(target.rows)
+        for x in range(target.cols)
+        if not target.is_pcu_slot(x, y)
+    ]
+    need = sum(b.pmus for b in spec.buffers)
+    if need > len(free):
+        raise PlacementError(f"{where}: needs {need} PMUs, target '{target.name}' has {len(free)}")
+    wants: dict[int, list[tuple[int, int]]] = {}
+    for b, buf in enumerate(spec.buffers):
+        for q in range(buf.pmus):
+            row = min(target.rows - 1, int((q + 0.5) * rows_used / buf.pmus))
+            wants.setdefault(row, []).append((b, q))
+    pmus: list[list[Coord]] = [[(0, 0)] * buf.pmus for buf in spec.buffers]
+    by_row = list(free)
+    for row in sorted(wants):
+        # Interleave the buffers along the row: every buffer's pieces spread over all of it.
+        rank: dict[int, int] = {}
+        order = []
+        for b, q in wants[row]:
+            order.append((rank.get(b, 0), b, q))
+            rank[b] = rank.get(b, 0) + 1
+        pieces = [(b, q) for _, b, q in sorted(order)]
+        for t, (b, q) in enumerate(pieces):
+            want = ((t + 0.5) * target.cols / len(pieces), row)
+            best = min(by_row, key=lambda s: (abs(s[0] - want[0]) + 2 * abs(s[1] - want[1]), s))
+            by_row.remove(best)
+            pmus[b][q] = best
+
+    usage: dict[Link, int] = {}
+
+    def take(hops: Sequence[Coord], what: str) -> None:
+        for link in set(_links(hops)):
+            usage[link] = usage.get(link, 0) + 1
+            if usage[link] > target.link_capacity:
+                raise PlacementError(
+                    f"{where} cannot be routed on target '{target.name}': {what} overloads link "
+                    f"{list(link[0])} -> {list(link[1])} (link capacity {target.link_capacity})"
+                )
+
+    # Multicast streams: one a group of copies reading the same block of a port's operand.
+    streams: list[Multicast] = []
+    split = [c for c, p in enumerate(spec.factors) if p > 1]
+    for p, port in enumerate(spec.ports):
+        if any(port.buffer == q.buffer and port.strides == q.strides for q in spec.ports[:p]):
+            continue  # the same stream as an earlier port's
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, index in enumerate(indices):
+            key = tuple(index[c] for c in split if port.strides[c] != 0)
+            groups.setdefault(key, []).append(k)
+        sources = [0] * len(pmus[port.buffer])  # streams leaving each PMU of the buffer
+        for members in groups.values():
+            order = [copies[k] for k in sorted(members, key=lambda k: grid[k])]
+            src, enter = _source(pmus[port.buffer], sources, order)
+            sources[src] += 1
+            # From the PMU to the copy nearest it, on to the nearer end, back to the other.
+            if enter <= len(order) - 1 - enter:
+                seq = order[enter::-1] + order[enter + 1 :]
+            else:
+                seq = order[enter:] + order[enter - 1 :: -1]
+            path = _path([pmus[port.buffer][src], *seq])
+            take(path, f"the stream of input {p}")
+            streams.append(Multicast(p, tuple(sorted(members)), path))
+
+    # Outputs: nearest pairs of a copy and a PMU of its result buffer with room first.
+    slots = pmus[spec.out]
+    cap = max(target.link_capacity, -(-len(copies) // len(slots)))
+    writers = [0] * len(slots)
+    into: list[int] = [-1] * len(copies)
+    pairs = sorted(
+        (_dist(slots[q], at), k, q) for k, at in enumerate(copies) for q in range(len(slots))
+    )
+    for _, k, q in pairs:
+        if into[k] < 0 and writers[q] < cap:
+            into[k] = q
+            writers[q] += 1
+    outputs = [
+        _route(at, slots[into[k]], usage, target, where, f"the output of copy {k}")
+        for k, at in enumerate(copies)
+    ]
+
+    fills: dict[int, tuple[Coord, ...]] = {}
+    stores: dict[int, tuple[Coord, ...]] = {}
+    for b, buf in enumerate(spec.buffers):
+        at = pmus[b][0]
+        if buf.from_dram:
+            fills[b] = _route((0, at[1]), at, usage, target, where, f'the load of "{buf.name}"')
+    for b, buf in enumerate(spec.buffers):
+        at = pmus[b][0]
+        if buf.stored:
+            stores[b] = _route(at, (0, at[1]), usage, target, where, f'the store of "{buf.name}"')
+    return Layout(
+        copies, tuple(tuple(p) for p in pmus), tuple(streams), tuple(outputs), fills, stores
+    )
+
+
+SOURCE_PENALTY = 4
+"""Placement cost of each stream already leaving a PMU, in hops: streams spread over the PMUs."""
+
+
+def _source(slots: Sequence[Coord], used: Sequence[int], order: Sequence[Coord]) -> tuple[int, int]:
+    """The PMU (of ``slots``) a multicast stream through the copies at ``order`` starts from, and
+    the copy it enters at: the cheapest in hops to that copy plus the detour back from the nearer
+    end of ``order``, plus ``SOURCE_PENALTY`` a stream already leaving that PMU."""
+    best: tuple[int, int, int] | None = None
+    for q, slot in enumerate(slots):
+        for m, at in enumerate(order):
+            back = min(m, len(order) - 1 - m)
+            cost = _dist(slot, at) + 2 * back * _step_len(order) + SOURCE_PENALTY * used[q]
+            if best is None or cost < best[0]:
+                best = (cost, q, m)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _step_len(order: Sequence[Coord]) -> int:
+    """Hops between neighbouring copies of a stream (1 along a row, 2 down a zig-zag column)."""
+    if len(order) < 2:
+        return 1
+    return max(1, _dist(order[0], order[1]))
+
+
+def _dist(a: Coord, b: Coord) -> int:
+    return abs(a[0] - b[0]) + abs(a[1] - b[1])
+
+
+def _path(points: Sequence[Coord]) -> tuple[Coord, ...]:
+    """The X-then-Y path through ``points`` in order."""
+    hops: list[Coord] = [points[0]]
+    for a, b in zip(points, points[1:], strict=False):
+        hops += _xy_path(a, b)[1:]
+    return tuple(hops)
+
+
+def _route(
+    a: Coord, b: Coord, usage: dict[Link, int], target: Target, where: str, what: str
+) -> tuple[Coord, ...]:
+    """A point-to-point route within the links' capacity (X then Y, Y then X, a detour)."""
+    cap = target.link_capacity
+    for hops in (_xy_path(a, b), _yx_path(a, b)):
+        if all(usage.get(link, 0) < cap for link in _links(hops)):
+            break
+    else:
+        found = _detour(a, b, usage, target)
+        if found is None:
+            raise PlacementError(
+                f"{where} cannot be routed on target '{target.name}': no path with room left for "
+                f"{what} (link capacity {cap})"
+            )
+        hops = found
+    for link in _links(hops):
+        usage[link] = usage.get(link, 0) + 1
+    return hops
+
+
+# -- the IR ---------------------------------------------------------------------------------------
+
+
+def parallel_unit(section: SectionOp) -> UnitOp | None:
+    """The parallel unit of ``section``, if it holds one."""
+    for op in section.body.block.ops:
+        if isinstance(op, UnitOp) and op.parallel is not None:
+            return op
+    return None
+
+
+def section_spec(section: SectionOp, unit: UnitOp) -> tuple[ParallelSpec, list[BufferOp]]:
+    """The layout's view of a section holding the parallel ``unit`` (and its buffers only)."""
+    where = f"section '{section.sym_name.data}'"
+    ops = list(section.body.block.ops)
+    units = [op for op in ops if isinstance(op, UnitOp)]
+    if units != [unit]:
+        raise PlacementError(
+            f"{where}: a parallel unit (@{unit.sym_name.data}) must be alone in its section"
+        )
+    buffers = [op for op in ops if isinstance(op, BufferOp)]
+    stored = {v.owner for v in section.yield_op.values}
+    return unit_spec(unit, buffers, stored), buffers
+
+
+def unit_spec(
+    unit: UnitOp, buffers: Sequence[BufferOp], stored: set[object] | None = None
+) -> ParallelSpec:
+    """The layout's view of ``unit`` with ``buffers`` (its own among them); ``stored``: the
+    buffers stored to DRAM (None: its result)."""
+    index = {b: i for i, b in enumerate(buffers)}
+    out = next(use.operation for use in unit.result.uses)
+    assert isinstance(out, BufferOp)
+    ports = []
+    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+        owner = value.owner
+        assert isinstance(owner, BufferOp)
+        ports.append(PortSpec(index[owner], tuple(access.stride_values)))
+    specs = tuple(
+        BufferSpec(
+            b.buffer_name.data,
+            b.num_pmus,
+            b.from_dram,
+            (b is out) if stored is None else (b in stored),
+        )
+        for b in buffers
+    )
+    return ParallelSpec(
+        unit.sym_name.data,
+        unit.space_values,
+        tuple(unit.out.stride_values),
+        unit.parallel_values,
+        tuple(ports),
+        index[out],
+        specs,
+    )
+
+
+def place_parallel_section(section: SectionOp, unit: UnitOp, target: Target) -> None:
+    """Lay out a section holding the parallel ``unit`` and write it onto the IR: ``at``,
+    ``more_at``, ``route`` and ``store_route`` on the buffers (the result buffer's fill is the
+    unit's ``out_routes``); ``at``, ``more_at``, ``streams`` and ``out_routes`` on the unit."""
+    spec, buffers = section_spec(section, unit)
+    placed = layout(spec, target)
+    for b, op in enumerate(buffers):
+        for stale in ("route", "store_route", "more_at"):
+            op.properties.pop(stale, None)
+        slots = placed.pmus[b]
+        op.properties["at"] = dense_i64(slots[0])
+        if len(slots) > 1:
+            op.properties["more_at"] = dense_i64([v for s in slots[1:] for v in s])
+        if b in placed.fills:
+            op.properties["route"] = _flat(placed.fills[b])
+        if b in placed.stores:
+            op.properties["store_route"] = _flat(placed.stores[b])
+    for stale in ("routes", "more_at", "streams", "out_routes"):
+        unit.properties.pop(stale, None)
+    unit.properties["at"] = dense_i64(placed.copies[0])
+    if len(placed.copies) > 1:
+        unit.properties["more_at"] = dense_i64([v for s in placed.copies[1:] for v in s])
+    unit.properties["streams"] = ArrayAttr(
+        [
+            dense_i64([s.port, len(s.copies), *s.copies, *(v for h in s.hops for v in h)])
+            for s in placed.streams
+        ]
+    )
+    unit.properties["out_routes"] = ArrayAttr([_flat(hops) for hops in placed.outputs])
+
+
+def _flat(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:
+    return dense_i64([v for h in hops for v in h])

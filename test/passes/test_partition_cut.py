@@ -1,0 +1,232 @@
+# ruff: noqa: E501  (IR text in the tests is kept one op a line, as rdu-opt prints it)
+"""Where partition-sections cuts: the fan-out bound that rules pieces out without placing them,
+the look-up of placements that failed, and the search for the longest piece that routes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.parser import Parser
+from xdsl.utils.exceptions import PassFailedException
+
+from compiler.driver import make_context
+from compiler.passes import partition_sections, placement
+from compiler.passes.emit_pef import module_to_program
+from compiler.passes.partition_sections import PartitionSections, _Partitioner
+from compiler.passes.place_and_route import PlaceAndRoute, section_graph
+from compiler.passes.placement import DRAM, Graph, PlacementError, Stream, Unit
+from compiler.passes.split_units import SplitUnits
+from compiler.targets import Target, get_target
+from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
+from runtime.fabric import Fabric
+
+
+def fan(readers: int, store: bool) -> Graph:
+    """A PMU loaded from DRAM and read by ``readers`` PCUs (and stored back if ``store``)."""
+    units = [Unit('pmu.buffer "w"', "pmu")] + [
+        Unit(f"pcu.unit @r{k}", "pcu") for k in range(readers)
+    ]
+    streams = [Stream(DRAM, 0)] + [Stream(0, k + 1) for k in range(readers)]
+    return Graph(units, streams + ([Stream(0, DRAM)] if store else []))
+
+
+def test_fanout_excess_counts_the_links_of_a_slot() -> None:
+    tiny = get_target("tiny")  # link capacity 2: 8 streams out of a slot inside the grid
+    assert placement.fanout_excess(fan(8, store=False), tiny) is None
+    assert placement.fanout_excess(fan(7, store=True), tiny) is None
+    # 8 readers and the store: 9 out of a slot inside the grid; in column 0 the store needs no
+    # link, but its switch has 3 links (6 streams) for the 8 readers.
+    why = placement.fanout_excess(fan(8, store=True), tiny)
+    assert (
+        why == 'pmu.buffer "w" has 9 streams out and 1 in, the links of a PMU slot carry 8 each way'
+    )
+    with pytest.raises(PlacementError):
+        placement.place_and_route(fan(8, store=True), tiny, section="fan")
+
+
+def test_fanout_excess_only_rules_out_what_does_not_route() -> None:
+    """A necessary condition: every graph it rules out fails to place and route."""
+    target = Target("grid", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                    pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
+    rng = random.Random(0)
+    ruled_out = 0
+    for case in range(40):
+        kinds = ["pmu"] * rng.randint(1, 5) + ["pcu"] * rng.randint(1, 5)
+        units = [Unit(f"u{i}", k) for i, k in enumerate(kinds)]  # type: ignore[arg-type]
+        ends = [DRAM, *range(len(units))]
+        streams = []
+        for _ in range(rng.randint(len(units), 3 * len(units))):
+            a, b = rng.sample(ends, 2)
+            streams.append(Stream(a, b))
+        graph = Graph(units, streams)
+        if placement.fanout_excess(graph, target) is not None:
+            ruled_out += 1
+            with pytest.raises(PlacementError):
+                placement.place_and_route(graph, target, section=f"case{case}")
+    assert ruled_out >= 5
+
+
+def test_a_graph_that_did_not_route_fails_again_without_annealing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiny = get_target("tiny")
+    graph = fan(8, store=True)
+    with pytest.raises(PlacementError) as first:
+        placement.place_and_route(graph, tiny, section="first", seed=12345)
+
+    def no_annealing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("annealed again")
+
+    monkeypatch.setattr(placement, "anneal", no_annealing)
+    with pytest.raises(PlacementError) as second:
+        placement.place_and_route(graph, tiny, section="second", seed=12345)
+    assert str(second.value) == str(first.value).replace("'first'", "'second'")
+
+
+# -- the search for the cut --------------------------------------------------------------------
+
+
+def relu_chain(n: int) -> str:
+    ops = []
+    previous = "%b"
+    for i in range(n):
+        ops.append(
+            f'    %u{i} = pcu.unit @relu_{i} ({previous}) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<8xf32>) -> tensor<8xf32> {{\n'
+            "    ^bb0(%a: f32):\n"
+            "      %z = pcu.const 0.000000e+00 : f32\n"
+            '      %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32\n'
+            "      pcu.yield %m : f32\n"
+            "    }\n"
+            f'    %r{i} = pmu.buffer %u{i} {{name = "relu_{i}", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64}} : tensor<8xf32> -> memref<8xf32>'
+        )
+        previous = f"%r{i}"
+    body = "\n".join(ops)
+    return f"""
+builtin.module {{
+  dataflow.section @forward "forward" attributes {{arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]}} {{
+  ^bb0(%x: tensor<8xf32>):
+    %b = pmu.buffer %x {{name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64}} : tensor<8xf32> -> memref<8xf32>
+{body}
+    dataflow.yield {previous} : memref<8xf32>
+  }}
+}}
+"""
+
+
+class Scripted(_Partitioner):
+    """A partitioner whose pieces route (or not) as ``answer(units in the piece)`` says."""
+
+    def __init__(self, answer: dict[int, str], n: int = 10) -> None:
+        module = Parser(make_context(), relu_chain(n)).parse_module()
+        section = next(op for op in module.walk() if isinstance(op, SectionOp))
+        super().__init__(section, get_target("plasticine"), 0, 0)
+        self.answer = answer
+        self.asked: list[int] = []
+
+    def verdict(self, piece: SectionOp) -> partition_sections.Verdict:
+        size = sum(1 for op in piece.body.block.ops if isinstance(op, UnitOp))
+        self.asked.append(size)
+        return self.answer[size]  # type: ignore[return-value]
+
+
+def answers(longest: int, beyond: str, n: int = 10) -> dict[int, str]:
+    return {size: "routes" if size <= longest else beyond for size in range(1, n + 1)}
+
+
+def test_the_cut_tries_pieces_from_the_longest_down() -> None:
+    scripted = Scripted(answers(8, "unroutable"))
+    assert scripted.cut(0, 0, 10, {}) == 8
+    assert scripted.asked == [10, 9, 8]
+
+
+def test_pieces_ruled_out_without_placing_them_do_not_count_as_misses() -> None:
+    scripted = Scripted(answers(3, "too many streams"))
+    assert scripted.cut(0, 0, 10, {}) == 3
+    assert scripted.asked == [10, 9, 8, 7, 6, 5, 4, 3]
+
+
+def test_after_three_misses_the_cut_is_bisected() -> None:
+    assert partition_sections.SHRINK_MISSES == 3
+    for longest in range(1, 8):
+        scripted = Scripted(answers(longest, "unroutable"))
+        assert scripted.cut(0, 0, 10, {}) == longest
+        assert scripted.asked[:3] == [10, 9, 8]
+        assert len(scripted.asked) <= 3 + 6  # galloping up to 7 units, then bisecting
+
+
+def test_a_unit_that_routes_nowhere_is_an_error() -> None:
+    scripted = Scripted(answers(0, "unroutable"))
+    with pytest.raises(PassFailedException, match="pcu.unit @relu_0 cannot be routed alone"):
+        scripted.cut(0, 0, 10, {})
+
+
+# -- a resident tensor whose PMUs its switch cannot all reach ---------------------------------
+
+SCALED_MATMUL = """
+builtin.module {
+  dataflow.section @forward "forward" attributes {arg_names = ["a", "b"], arg_roles = ["input", "input"], result_names = ["output.0"], result_roles = ["output"]} {
+  ^bb0(%a: tensor<64x128xf32>, %b: tensor<128x4xf32>):
+    %0 = pmu.buffer %a {name = "a", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64x128xf32> -> memref<64x128xf32>
+    %1 = pmu.buffer %b {name = "b", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<128x4xf32> -> memref<128x4xf32>
+    %r = pcu.unit @matmul_0 (%0, %1) space [64, 4, 128] tile [4, 4, 128] lanes 4 ins [#rdu_tile.access<0 : [128, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner "add" : (memref<64x128xf32>, memref<128x4xf32>) -> tensor<64x4xf32> {
+    ^bb0(%x: f32, %y: f32):
+      %c2 = pcu.const 2.000000e+00 : f32
+      %2 = pcu.stage "mul"(%x, %c2) : (f32, f32) -> f32
+      %c1 = pcu.const 1.000000e+00 : f32
+      %3 = pcu.stage "add"(%2, %c1) : (f32, f32) -> f32
+      %4 = pcu.stage "mul"(%3, %y) : (f32, f32) -> f32
+      pcu.yield %4 : f32
+    }
+    %rb = pmu.buffer %r {name = "matmul_0", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64x4xf32> -> memref<64x4xf32>
+    dataflow.yield %rb : memref<64x4xf32>
+  }
+}
+"""
+
+NARROW = """
+name = "narrow"
+cols = 6
+rows = 4
+pcu_lanes = 4
+pcu_stages = 2
+pmu_bytes = 4096
+pmu_banks = 4
+clock_ghz = 1.0
+link_capacity = 1
+dram_gbps = 4.0
+stream_bytes_per_cycle = 16
+"""
+
+
+def test_a_resident_tensor_with_too_many_pmus_for_its_links_is_cut_from_its_reader(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "narrow.toml"
+    path.write_text(NARROW)
+    target = get_target(str(path))
+    ctx = make_context()
+    module = Parser(ctx, SCALED_MATMUL).parse_module()
+    assert isinstance(module, ModuleOp)
+    SplitUnits(target=str(path)).apply(ctx, module)
+    # The scaled ``a`` (32 KiB, 8 PMUs of 4 KiB) is read out of order by the matmul: resident,
+    # its first PMU joined to 7 more, past the 4 streams the links of one slot carry.
+    (whole,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    assert placement.fanout_excess(section_graph(whole).graph, target) is not None
+    PartitionSections(target=str(path)).apply(ctx, module)
+    PlaceAndRoute(target=str(path)).apply(ctx, module)
+    module.verify()
+    program = module_to_program(module, target)
+    assert len(program.sections) >= 2
+    assert all(p.pmus == 1 for s in program.sections for p in s.pmus)
+    a = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((128, 4)).astype(np.float32)
+    dram = {"a": a, "b": b}
+    fabric = Fabric(program)
+    for section in program.sections:
+        fabric.run_section(section.name, dram)
+    np.testing.assert_allclose(dram["output.0"], (a * 2 + 1) @ b, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,123 @@
+"""A parallel PCU (``Pcu.parallel``) in the runtime: run copy by copy, validated copy by copy.
+
+``pefkit.parallel_matmul_program`` makes the matmul PCU four copies (``[2, 2, 1]``) with
+multicast routes (``taps``) into them and one route out of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from pefkit import parallel_matmul_program, replace
+
+from runtime.fabric import Fabric, copy_pcus
+from runtime.pef import PefError, schema, validate
+
+
+def run(program: schema.Program, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dram = {"a": a, "b": b}
+    Fabric(program).run_section("forward", dram)
+    return dram["out"]
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 32), (7, 5, 9)])
+def test_copies_compute_the_product(shape: tuple[int, int, int]) -> None:
+    m, k, n = shape  # (7, 5, 9): blocks of 4 and 3 rows, 5 and 4 columns
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = run(parallel_matmul_program(m, k, n), a, b)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_copy_blocks_and_offsets() -> None:
+    (pcu,) = parallel_matmul_program(7, 5, 9).sections[0].pcus
+    copies = copy_pcus(pcu)
+    assert [c.space for c in copies] == [[4, 5, 5], [4, 4, 5], [3, 5, 5], [3, 4, 5]]
+    # copy 3 starts at row 4, column 5: a at 4 * 5, b at column 5, out at 4 * 9 + 5.
+    last = copies[3]
+    assert [p.access.offset for p in last.inputs] == [20, 5]
+    assert last.out.offset == 41
+
+
+def _section(program: schema.Program) -> schema.Section:
+    return program.sections[0]
+
+
+def _with(program: schema.Program, **changes: object) -> schema.Program:
+    return replace(program, sections=[replace(_section(program), **changes)])
+
+
+def _with_pcu(program: schema.Program, **changes: object) -> schema.Program:
+    (pcu,) = _section(program).pcus
+    return _with(program, pcus=[replace(pcu, **changes)])
+
+
+def _drop_route(program: schema.Program, index: int) -> schema.Program:
+    routes = [r for r in _section(program).routes if r.taps]
+    victim = routes[index]
+    return _with(program, routes=[r for r in _section(program).routes if r is not victim])
+
+
+def _replace_route(program: schema.Program, index: int, **changes: object) -> schema.Program:
+    routes = list(_section(program).routes)
+    tapped = [i for i, r in enumerate(routes) if r.taps]
+    routes[tapped[index]] = replace(routes[tapped[index]], **changes)
+    return _with(program, routes=routes)
+
+
+P = parallel_matmul_program(8, 8, 32)
+
+BROKEN: list[tuple[Callable[[], schema.Program], str]] = [
+    (lambda: _with_pcu(P, more_at=[[4, 0], [4, 0], [6, 0]]), r"copy 2: slot \[4, 0\] \(more_at\)"),
+    (lambda: _with_pcu(P, more_at=[[4, 0], [5, 0]]), r"4 copies but more_at lists 2 slots"),
+    (lambda: _with_pcu(P, parallel=[2, 2, 2]), r"parallel factor 2 on reduced counter 2"),
+    (lambda: _with_pcu(P, parallel=[2, 2]), r"parallel has 2 factors for 3 counters"),
+    (
+        lambda: _with_pcu(P, parallel=[6, 1, 1], more_at=[[4 + c, 0] for c in range(5)]),
+        r"factor 6 of counter 0 \(extent 8\) leaves a copy no block",
+    ),
+    (
+        lambda: _with_pcu(
+            P,
+            inputs=[_section(P).pcus[0].inputs[0]] * 2
+            + [
+                replace(
+                    _section(P).pcus[0].inputs[0], access=schema.Access(offset=0, strides=[8, 0, 0])
+                )
+            ],
+        ),
+        r"input 2 reads pmu 0 through another access",
+    ),
+    (lambda: _drop_route(P, 0), r"input 0 of pcu 0 'matmul' .* copy 0 is fed by 0 routes"),
+    (lambda: _drop_route(P, 5), r"the output of pcu 0 'matmul' .* copy 1 has 0 routes"),
+    (
+        lambda: _replace_route(P, 1, hops=[[0, 0], [1, 0], [2, 0], [3, 0], [4, 0], [5, 0]]),
+        r"feeds copy 3 at \[6, 0\] \(taps\) but does not pass its switch",
+    ),
+    (lambda: _replace_route(P, 0, hops=[[3, 0], [4, 0]]), r"starts at switch \[3, 0\], not at"),
+    (lambda: _replace_route(P, 0, taps=[[0, 0], [0, 4]]), r"taps\[1\] \[0, 4\] is not"),
+    (
+        lambda: _replace_route(P, 4, hops=[[4, 0], [3, 0], [2, 0]]),
+        r"starts at switch \[4, 0\], its copy 0 is at \[3, 0\]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("program", "match"), BROKEN)
+def test_validate_refuses_a_broken_parallel_pcu(
+    program: Callable[[], schema.Program], match: str
+) -> None:
+    validate(P)
+    with pytest.raises(PefError, match=match) as info:
+        validate(program())
+    assert "\n" not in str(info.value)
+
+
+def test_multicast_routes_count_against_link_capacity() -> None:
+    # Links [1, 0] -> [2, 0] .. [3, 0] -> [4, 0] carry a's two streams and b's two.
+    program = replace(P, meta=replace(P.meta, target=replace(P.meta.target, link_capacity=3)))
+    with pytest.raises(PefError, match=r"link \[\d, 0\] -> \[\d, 0\] carries 4 routes, capacity 3"):
+        validate(program)
