@@ -23,11 +23,13 @@ from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.passes.emit_pef import module_to_program
+from compiler.pictures import PictureWorker
 from compiler.pipeline import lowering_passes
 from compiler.report import format_summary, write_report
 from compiler.targets import Target
 from dialects import all_dialects
-from runtime.pef import encode_pef, write_pef
+from runtime.atomic import atomic_write_bytes
+from runtime.pef import encode_pef
 from runtime.pef.schema import Program
 
 COMPILER_VERSION = "0.1.0"
@@ -146,11 +148,14 @@ def compile_model(
     data_parallel: bool = False,
     opt_level: int = 1,
     verify_each_stage: bool = False,
+    pictures: PictureWorker | None = None,
 ) -> CompileResult:
     """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically).
 
     ``opt_level``: 1 fuses elementwise ops and cuts sections only where the fabric is full;
     0 fuses nothing and gives every op its own section (``compiler.pipeline``).
+    ``pictures``: a worker that draws the report's pictures while this process writes the rest
+    (None: drawn here).
 
     The frontend's IR and the final IR are verified; ``verify_each_stage`` (rdu-compile
     ``--debug``) verifies the IR after every pass too, to name the pass that broke it (each
@@ -161,8 +166,12 @@ def compile_model(
 
     texts: dict[Attribute, str] = {}  # attribute texts, shared by the stage dumps
 
-    def note(stage: str, module: ModuleOp) -> None:
+    def dump(stage: str, module: ModuleOp) -> None:
         (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module, texts))
+
+    def note(stage: str, module: ModuleOp, write: bool = True) -> None:
+        if write:
+            dump(stage, module)
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
@@ -173,35 +182,45 @@ def compile_model(
     check_sections_fit(target, spec.source_file, module)
     note("dataflow", module)
     ctx = make_context()
-    for stage, pass_ in lowering_passes(target.spec, opt_level=opt_level):
+    passes = list(lowering_passes(target.spec, opt_level=opt_level))
+    # With a picture worker, the final IR's dump is written while the worker draws (the module
+    # does not change after the last pass), or when the compile fails after that pass.
+    deferred = passes[-1][0] if pictures is not None and passes else None
+    for stage, pass_ in passes:
         pass_.apply(ctx, module)
         if verify_each_stage:
             module.verify()
-        note(stage, module)
-    if not verify_each_stage:
-        module.verify()
-
-    program = module_to_program(
-        module,
-        target,
-        model_name=spec.name,
-        batch_size=batch_size,
-        compiler_version=COMPILER_VERSION,
-        compile_flags=flags,
-        source_hash=source_hash,
-        optimizer=_optimizer_name(spec, inference),
-        loss=not inference,
-    )
-    if data_parallel:
-        program = mark_data_parallel(program)
-        for collective in program.meta.collectives:
-            log.append(
-                f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors before "
-                f"section {collective.before}"
-            )
+        note(stage, module, write=stage != deferred)
     pef_path = out_dir / f"{pef_name}.pef"
-    write_pef(pef_path, program)
-    size = len(encode_pef(program))
+    try:
+        if not verify_each_stage:
+            module.verify()
+        program = module_to_program(
+            module,
+            target,
+            model_name=spec.name,
+            batch_size=batch_size,
+            compiler_version=COMPILER_VERSION,
+            compile_flags=flags,
+            source_hash=source_hash,
+            optimizer=_optimizer_name(spec, inference),
+            loss=not inference,
+        )
+        if data_parallel:
+            program = mark_data_parallel(program)
+            for collective in program.meta.collectives:
+                log.append(
+                    f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
+                    f"before section {collective.before}"
+                )
+        data = encode_pef(program)
+        atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
+        size = len(data)
+        if pictures is not None:
+            pictures.draw(pef_path, target, out_dir)
+    finally:
+        if deferred is not None:
+            dump(deferred, module)
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
     units = {  # a parallel PCU is its copies, a buffer its PMUs
         s.name: (sum(math.prod(p.parallel) for p in s.pcus), sum(p.pmus for p in s.pmus))
@@ -209,12 +228,14 @@ def compile_model(
     }
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-    report_path = write_report(program, target, out_dir)
+    report_path = write_report(program, target, out_dir, pictures=pictures is None)
     summary = format_summary(program, target)
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {report_path}")
     log.append(summary)
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
+    if pictures is not None:
+        pictures.wait()
     return CompileResult(pef_path, size, log_path, count_ops(module), units, report_path, summary)
 
 

@@ -141,14 +141,16 @@ def format_summary(program: Program, target: Target) -> str:
     return f"{head}\n{format_models(models)}\n{legend}"
 
 
-def write_report(program: Program, target: Target, out_dir: Path) -> Path:
-    """Write ``out_dir/report.json`` (atomically) and a ``fabric-<section>.png`` a section."""
+def write_report(program: Program, target: Target, out_dir: Path, *, pictures: bool = True) -> Path:
+    """Write ``out_dir/report.json`` (atomically) and, with ``pictures``, a
+    ``fabric-<section>.png`` a section (without: ``compiler.pictures`` draws them)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.json"
     report = build_report(program, target)
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
-    for section in program.sections:
-        draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
+    if pictures:
+        for section in program.sections:
+            draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
     return path
 
 

@@ -78,9 +78,9 @@ from dialects.rdu_tile import (
     AccessAttr,
     dense_i64,
     element_type,
+    int_list_text,
     parse_int_list,
     parse_space_props,
-    print_int_list,
     print_space_props,
     shape_of,
     verify_body,
@@ -441,26 +441,20 @@ class UnitOp(IRDLOperation):
             self.out,
             self.combiner,
         )
-        if self.parallel is not None:
-            printer.print_string(" parallel ")
-            print_int_list(printer, self.parallel.get_values())
-        if self.at is not None:
-            printer.print_string(" at ")
-            print_int_list(printer, self.at.get_values())
-        if self.more_at is not None:
-            printer.print_string(" more_at ")
-            print_int_list(printer, self.more_at.get_values())
+        placed = ""  # built as one string: most units print all of these
+        for key, ints in (("parallel", self.parallel), ("at", self.at), ("more_at", self.more_at)):
+            if ints is not None:
+                placed += f" {key} {int_list_text(ints.get_values())}"
         for key, lists in (
             ("routes", self.routes),
             ("streams", self.streams),
             ("out_routes", self.out_routes),
         ):
             if lists is not None:
-                printer.print_string(f" {key} ")
-                with printer.in_square_brackets():
-                    printer.print_list(
-                        lists.data, lambda r: print_int_list(printer, r.get_values())
-                    )
+                texts = ", ".join([int_list_text(r.get_values()) for r in lists.data])
+                placed += f" {key} [{texts}]"
+        if placed:
+            printer.print_string(placed)
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
         printer.print_function_type(self.operand_types, self.result_types)

@@ -27,11 +27,13 @@ verification of a tiled iteration space are shared with ``pcu.unit`` (dialects/p
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
+    BytesAttr,
     DenseArrayBase,
     IndexType,
     IntAttr,
@@ -202,14 +204,28 @@ class AccessAttr(ParametrizedAttribute):
 
 
 def dense_i64(values: Sequence[int]) -> DenseArrayBase[IntegerType]:
-    """A ``DenseArrayBase`` of i64 holding ``values``."""
-    return DenseArrayBase.from_list(i64, list(values))
+    """A ``DenseArrayBase`` of i64 holding ``values``.
+
+    Packed straight into bytes (xdsl's ``from_list`` checks and normalizes one value at a time,
+    a tenth of the lowering passes' time); a value outside the signed 64-bit range goes through
+    ``from_list``, which normalizes it or raises as before."""
+    values = list(values)
+    try:
+        data = struct.pack(f"<{len(values)}q", *values)
+    except struct.error:
+        return DenseArrayBase.from_list(i64, values)
+    return DenseArrayBase(i64, BytesAttr(data))
 
 
 def print_int_list(printer: Printer, values: Sequence[int]) -> None:
     """``[1, 2, 3]``."""
-    with printer.in_square_brackets():
-        printer.print_list(values, printer.print_int)
+    printer.print_string(int_list_text(values))
+
+
+def int_list_text(values: Sequence[int]) -> str:
+    """``[1, 2, 3]`` as one string (what ``print_list`` of ``print_int`` prints, built at once:
+    the IR dumps print hundreds of thousands of these fragments)."""
+    return "[" + ", ".join([f"{v:d}" for v in values]) + "]"
 
 
 def parse_int_list(parser: Parser | AttrParser, what: str) -> list[int]:
@@ -229,16 +245,10 @@ def print_space_props(
     combiner: StringAttr,
 ) -> None:
     """`` space [..] tile [..] <extra k v>.. ins [..] out #.. combiner "..."``."""
-    printer.print_string(" space ")
-    print_int_list(printer, space.get_values())
-    printer.print_string(" tile ")
-    print_int_list(printer, tile.get_values())
-    for key, value in extra:
-        printer.print_string(f" {key} {value}")
-    printer.print_string(" ins ")
-    with printer.in_square_brackets():
-        printer.print_list(ins.data, printer.print_attribute)
-    printer.print_string(" out ")
+    head = f" space {int_list_text(space.get_values())} tile {int_list_text(tile.get_values())}"
+    printer.print_string(head + "".join([f" {key} {value}" for key, value in extra]) + " ins [")
+    printer.print_list(ins.data, printer.print_attribute)
+    printer.print_string("] out ")
     printer.print_attribute(out)
     printer.print_string(" combiner ")
     printer.print_string_literal(combiner.data)

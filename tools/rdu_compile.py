@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from tools.cli import (
     model_namespace,
     print_help,
 )
+
+if TYPE_CHECKING:
+    from compiler.pictures import PictureWorker
 
 
 @click.command(context_settings=MODEL_COMMAND_SETTINGS)
@@ -140,6 +144,33 @@ def _compile(
     data_parallel: bool = False,
     opt_level: int = 1,
 ) -> int:
+    from compiler.pictures import PictureWorker
+
+    pictures = PictureWorker.start()  # first: it forks while this process is small
+    try:
+        return _compile_with(
+            pictures, model_path, extra, inference, batch_size, pef_name, output_folder, arch,
+            seed, debug, data_parallel, opt_level,
+        )  # fmt: skip
+    finally:
+        if pictures is not None:
+            pictures.close()
+
+
+def _compile_with(
+    pictures: PictureWorker | None,
+    model_path: str,
+    extra: list[str],
+    inference: bool,
+    batch_size: int,
+    pef_name: str | None,
+    output_folder: str,
+    arch: str,
+    seed: int,
+    debug: bool,
+    data_parallel: bool,
+    opt_level: int,
+) -> int:
     from pathlib import Path
 
     import torch
@@ -197,6 +228,7 @@ def _compile(
         data_parallel=data_parallel,
         opt_level=opt_level,
         verify_each_stage=debug,
+        pictures=pictures,
     )
     if debug:
         click.echo("\n".join(log))

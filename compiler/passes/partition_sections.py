@@ -365,7 +365,7 @@ class _Partitioner:
             return None
         if self.fits(0, n) and self.routable(self.section):
             return None
-        pieces: list[tuple[int, int]] = []
+        built: list[SectionOp] = []
         ends: dict[UnitOp, int] = {}
         i = 0
         while i < n:
@@ -375,19 +375,35 @@ class _Partitioner:
                     f"pcu.unit @{u.sym_name.data} alone needs {self.pmus_needed(i, i + 1)} PMUs, "
                     f"target '{self.target.name}' has {self.target.num_pmus}"
                 )
-            j = i + 1
-            while j < n and self.fits(i, j + 1):
-                j += 1
-            j = self.cut(len(pieces), i, j, ends)
-            pieces.append((i, j))
+            j, piece = self.cut(len(built), i, self.most(i), ends)
+            built.append(piece)
             ends.update((u, j) for u in self.units[i:j])
             i = j
-        built = [self.build(k, i, j, ends) for k, (i, j) in enumerate(pieces)]
         return built + self.copies(len(built), ends)
 
-    def cut(self, k: int, i: int, most: int, ends: dict[UnitOp, int]) -> int:
-        """Where piece ``k``, from unit ``i``, ends: the longest piece of at most ``most``
-        units (as many as fit) that routes (``ends``: where the units of the earlier pieces end).
+    def most(self, i: int) -> int:
+        """The end of the longest piece from unit ``i`` that fits (``fits`` only turns false as
+        a piece grows: it reads more tensors, and its buffers get more readers, never fewer):
+        galloping up, then bisecting."""
+        good, step, bad = i + 1, 1, len(self.units) + 1
+        while good + step < bad:
+            if not self.fits(i, good + step):
+                bad = good + step
+                break
+            good += step
+            step *= 2
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if self.fits(i, mid):
+                good = mid
+            else:
+                bad = mid
+        return good
+
+    def cut(self, k: int, i: int, most: int, ends: dict[UnitOp, int]) -> tuple[int, SectionOp]:
+        """Piece ``k``, from unit ``i``, and where it ends: the longest piece that ends at
+        ``most`` at the latest (as many units as fit) and routes (``ends``: where the units of
+        the earlier pieces end).
 
         Pieces are tried from the longest down, one unit shorter each time; one that
         ``placement.fanout_excess`` rules out costs no placement. After ``SHRINK_MISSES``
@@ -396,14 +412,17 @@ class _Partitioner:
         routed and the shortest that did not.
         """
 
+        pieces: dict[int, SectionOp] = {}
+
         def verdict(j: int) -> Verdict:
-            return self.verdict(self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)}))
+            pieces[j] = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
+            return self.verdict(pieces[j])
 
         bad, misses = most + 1, 0
         while bad - 1 > i and misses < SHRINK_MISSES:
             answer = verdict(bad - 1)
             if answer == "routes":
-                return bad - 1
+                return bad - 1, pieces[bad - 1]
             bad -= 1
             misses += answer == "unroutable"
         good, step = i, 1
@@ -424,7 +443,7 @@ class _Partitioner:
                 f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
                 f"'{self.target.name}'"
             )
-        return good
+        return good, pieces[good]
 
 
 @dataclass(frozen=True)

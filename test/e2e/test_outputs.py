@@ -1,10 +1,12 @@
 """What rdu-compile writes beside the PEF, made cheap (issue 6): the stage IR dumps (xdsl's text,
-with each distinct attribute's text kept and reused) and the fabric pictures (collections on an
-Agg canvas; every slot of a unit, routes as polylines)."""
+with each distinct attribute's text kept and reused), the fabric pictures (collections on an
+Agg canvas; every slot of a unit, routes as polylines), and the picture worker that draws them
+beside the compiler (the same files as drawn in-process)."""
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 from compiler.driver import make_context, print_ir
+from compiler.pictures import PictureWorker
 from compiler.report import _end_point, draw_fabric
 from compiler.targets import get_target
-from runtime.pef import schema
+from runtime.pef import read_pef, schema
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -78,3 +81,75 @@ def _section_with_routes() -> schema.Section:
     return schema.Section(
         name="forward", kind="forward", inputs=[], outputs=[], pmus=pmus, pcus=[], routes=routes
     )
+
+
+def _worker() -> PictureWorker:
+    worker = PictureWorker.start(always=True)
+    assert worker is not None  # Linux
+    return worker
+
+
+def test_the_picture_worker_draws_what_draw_fabric_draws(mlp_pef: Path, tmp_path: Path) -> None:
+    """The worker's pictures, and those of the rdu-compile run (which used a worker), are the
+    bytes ``draw_fabric`` writes in this process."""
+    target = get_target("plasticine")
+    (tmp_path / "worker").mkdir()
+    worker = _worker()
+    worker.draw(mlp_pef, target, tmp_path / "worker")
+    worker.wait()
+    sections = read_pef(mlp_pef).sections
+    assert len(sections) == 3
+    for section in sections:
+        name = f"fabric-{section.name}.png"
+        draw_fabric(section, target, tmp_path / name)
+        expected = (tmp_path / name).read_bytes()
+        assert (tmp_path / "worker" / name).read_bytes() == expected
+        assert (mlp_pef.parent / name).read_bytes() == expected
+
+
+def test_the_picture_worker_reports_its_error_in_one_line(tmp_path: Path) -> None:
+    worker = _worker()
+    worker.draw(tmp_path / "missing.pef", get_target("plasticine"), tmp_path)
+    with pytest.raises(RuntimeError, match=r"^drawing the fabric pictures failed: PefError: "):
+        worker.wait()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_picture_worker_without_a_request_is_stopped() -> None:
+    worker = _worker()
+    pid = worker.pid
+    worker.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no longer this process's child
+
+
+def test_compile_model_with_a_picture_worker_writes_the_same_files(tmp_path: Path) -> None:
+    """With a worker, the final IR's dump is written while the worker draws: every file but the
+    log (its times) is the same as without one."""
+    import torch
+
+    from compiler.driver import compile_model
+    from compiler.frontend import ModelSpec
+    from tools.cli import model_namespace
+    from tools.model_file import load_model_file
+
+    model_file = load_model_file(ROOT / "examples" / "mlp" / "model.py")
+    args = model_namespace(model_file, [], {"batch_size": 16, "seed": 0, "epoch": 0})
+    outputs: dict[str, dict[str, bytes]] = {}
+    for kind, worker in (("here", None), ("worker", _worker())):
+        torch.manual_seed(0)
+        module = model_file.call("model", args)
+        spec = ModelSpec(
+            "mlp", module, model_file.tensors("example_inputs", args),
+            model_file.tensors("example_targets", args), model_file.function("loss"),
+            model_file.call("optimizer", module.parameters(), args), model_file.path,
+        )  # fmt: skip
+        compile_model(
+            spec, inference=False, target=get_target("plasticine"), out_dir=tmp_path / kind,
+            pef_name="mlp", flags=[], source_hash="", batch_size=16, pictures=worker,
+        )  # fmt: skip
+        outputs[kind] = {
+            p.name: p.read_bytes() for p in (tmp_path / kind).iterdir() if p.suffix != ".log"
+        }
+    assert "mlp.placed.mlir" in outputs["here"] and "fabric-optimizer.png" in outputs["here"]
+    assert outputs["worker"] == outputs["here"]

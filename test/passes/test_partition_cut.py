@@ -140,13 +140,13 @@ def answers(longest: int, beyond: str, n: int = 10) -> dict[int, str]:
 
 def test_the_cut_tries_pieces_from_the_longest_down() -> None:
     scripted = Scripted(answers(8, "unroutable"))
-    assert scripted.cut(0, 0, 10, {}) == 8
+    assert scripted.cut(0, 0, 10, {})[0] == 8
     assert scripted.asked == [10, 9, 8]
 
 
 def test_pieces_ruled_out_without_placing_them_do_not_count_as_misses() -> None:
     scripted = Scripted(answers(3, "too many streams"))
-    assert scripted.cut(0, 0, 10, {}) == 3
+    assert scripted.cut(0, 0, 10, {})[0] == 3
     assert scripted.asked == [10, 9, 8, 7, 6, 5, 4, 3]
 
 
@@ -154,9 +154,21 @@ def test_after_three_misses_the_cut_is_bisected() -> None:
     assert partition_sections.SHRINK_MISSES == 3
     for longest in range(1, 8):
         scripted = Scripted(answers(longest, "unroutable"))
-        assert scripted.cut(0, 0, 10, {}) == longest
+        assert scripted.cut(0, 0, 10, {})[0] == longest
         assert scripted.asked[:3] == [10, 9, 8]
         assert len(scripted.asked) <= 3 + 6  # galloping up to 7 units, then bisecting
+
+
+def test_the_longest_piece_that_fits_is_found_as_a_linear_scan_finds_it() -> None:
+    module = Parser(make_context(), relu_chain(20)).parse_module()
+    section = next(op for op in module.walk() if isinstance(op, SectionOp))
+    partitioner = _Partitioner(section, get_target("tiny"), 0, 0)
+    for i in range(20):
+        j = i + 1
+        while j < 20 and partitioner.fits(i, j + 1):
+            j += 1
+        assert partitioner.most(i) == j
+    assert partitioner.most(0) == 7  # 7 PCUs; 8 PMUs: the input's and the seven results'
 
 
 def test_a_unit_that_routes_nowhere_is_an_error() -> None:
