@@ -119,6 +119,9 @@ def _serve(requests: int, replies: int) -> None:
         from matplotlib import collections, figure, lines, patches  # noqa: F401
         from matplotlib.backends import backend_agg  # noqa: F401
 
+        import compiler.report  # noqa: F401
+        import runtime.pef  # noqa: F401
+
         request = _read_all(requests)
         if request:  # empty: the compile stopped before its PEF
             pef_path, target, out_dir = pickle.loads(request)

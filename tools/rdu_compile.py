@@ -6,9 +6,10 @@ rdu-compile examples/mlp/model.py [--inference] [-b 16] [--arch plasticine] [mod
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -242,7 +243,38 @@ def _compile_with(
 
 
 def main() -> None:
-    rdu_compile()
+    """The console command: ``rdu_compile``, then ``_exit_now``."""
+    try:
+        rdu_compile()
+    except SystemExit as done:
+        _exit_now(done.code)
+
+
+def _exit_now(code: str | int | None) -> NoReturn:
+    """End the process without tearing the interpreter down: the ``atexit`` functions run and
+    the standard streams are flushed, as at a normal exit, then ``os._exit``.
+
+    With torch, torch._dynamo and a compiled model loaded, freeing every module and object one
+    by one took 0.55 s of each rdu-compile (about a tenth of a GPT compile; the ``atexit``
+    functions take 0.01 s) and does nothing a finished command needs: every file it writes is
+    closed (atomically replaced) before this, and its picture worker has ended."""
+    import atexit
+    import os
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): the message on stderr, status 1
+        print(code, file=sys.stderr)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what Python's own exit reports as 120
+            status = status or 120
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -87,13 +87,29 @@ class Locator:
         loss_line = _first_line(loss_fn, self.source, want_return=True)
         self.loss = SourceLine(self.name, loss_line) if loss_line else self.default
         self.loss_call = loss_call
+        self._lines: dict[str | None, SourceLine] = {}
+        """``of_trace`` by stack trace (nodes share their traces; resolving each frame's path
+        asks the file system)."""
+        self._paths: dict[str, Path] = {}
 
     def _display(self, path: Path) -> str:
         return self.name if path == self.source else path.name
 
     def of_trace(self, stack_trace: str | None) -> SourceLine:
         """The user's line for a recorded stack trace."""
-        frames = [(_resolve(f), int(n)) for f, n in _FRAME.findall(stack_trace or "")]
+        line = self._lines.get(stack_trace)
+        if line is None:
+            line = self._lines[stack_trace] = self._of_trace(stack_trace)
+        return line
+
+    def _resolve(self, path: str) -> Path:
+        resolved = self._paths.get(path)
+        if resolved is None:
+            resolved = self._paths[path] = _resolve(path)
+        return resolved
+
+    def _of_trace(self, stack_trace: str | None) -> SourceLine:
+        frames = [(self._resolve(f), int(n)) for f, n in _FRAME.findall(stack_trace or "")]
         in_loss = self.loss_call is not None and self.loss_call in frames
         for path, line in reversed(frames):
             if path == self.source:
