@@ -18,9 +18,9 @@ The algorithm:
 
 1. greedy: in dataflow order, each unit takes the free slot of its kind that is closest (in
    Manhattan distance over its streams) to its already placed neighbours and to DRAM;
-2. simulated annealing of the total Manhattan length of all streams: a few thousand moves (move
-   a unit to a free slot of its kind or swap it with the unit there), seeded, so the same graph
-   always gets the same placement;
+2. simulated annealing of the total Manhattan length of all streams: one or two thousand moves
+   (move a unit to a free slot of its kind or swap it with the unit there), seeded, so the
+   same graph always gets the same placement;
 3. routing, stream by stream in order: X then Y; Y then X if that would overload a link; a
    shortest detour over links with room left if both would. If a stream still finds no path,
    the annealing is retried with other seeds before giving up.
@@ -111,7 +111,7 @@ def place_and_route(
     """Place every unit of ``graph`` on a slot of its kind and route every stream.
 
     ``section`` names the section in error messages; ``moves`` overrides the number of annealing
-    moves (default: scaled with the number of units, a few thousand at most). Raises
+    moves (default: scaled with the number of units, 2000 at most). Raises
     ``PlacementError`` when the section needs more units of a kind than the target has, or when
     a stream cannot be routed within the links' capacity.
     """
@@ -166,10 +166,15 @@ def _remember(key: tuple[object, ...], answer: Placement | int) -> None:
 
 
 def default_moves(num_units: int) -> int:
-    """Annealing moves for a section of ``num_units`` units: enough to settle, cheap per compile."""
+    """Annealing moves for a section of ``num_units`` units: enough to settle, cheap per compile.
+
+    At most 2000: on the GPT example (12 sections of about 100 units on plasticine) 8000 moves
+    a section gave 6% fewer links and 15% fewer fill cycles than 2000, but 0.5 s more of a 5.6 s
+    compile, and no fewer sections (2000 gave 11 instead of 12); the modelled time is the same
+    to within 0.01%, since a section's fill is small next to its streaming time."""
     if num_units <= 1:
         return 0
-    return min(8000, max(1000, 100 * num_units))
+    return min(2000, max(1000, 100 * num_units))
 
 
 def slots(target: Target, kind: UnitKind) -> list[Coord]:
