@@ -555,9 +555,8 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
     between DRAM and a unit does too unless the unit sits in column 0 (where DRAM's switch is
     its own). So a unit needs a slot whose switch's links (``link_capacity`` streams each; 4
     links inside the grid, 3 on an edge, 2 in a corner) carry its streams out, and its streams
-    in: a buffer spanning ``pmus = N`` PMUs sends ``N - 1`` streams from its first PMU besides
-    the ones to its readers and its store. A necessary condition only: None does not mean that
-    the graph routes.
+    in (the streams that chain a buffer's PMUs count like any other). A necessary condition
+    only: None does not mean that the graph routes.
     """
     cap = target.link_capacity
     rooms: dict[UnitKind, set[tuple[bool, int]]] = {"pcu": set(), "pmu": set()}

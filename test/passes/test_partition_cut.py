@@ -215,7 +215,7 @@ stream_bytes_per_cycle = 16
 """
 
 
-def test_a_resident_tensor_with_too_many_pmus_for_its_links_is_cut_from_its_reader(
+def test_a_resident_tensor_chains_its_pmus_and_stays_with_its_reader(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "narrow.toml"
@@ -225,16 +225,23 @@ def test_a_resident_tensor_with_too_many_pmus_for_its_links_is_cut_from_its_read
     module = Parser(ctx, SCALED_MATMUL).parse_module()
     assert isinstance(module, ModuleOp)
     SplitUnits(target=str(path)).apply(ctx, module)
-    # The scaled ``a`` (32 KiB, 8 PMUs of 4 KiB) is read out of order by the matmul: resident,
-    # its first PMU joined to 7 more, past the 4 streams the links of one slot carry.
+    # The scaled ``a`` (32 KiB, 8 PMUs of 4 KiB) is read out of order by the matmul: resident.
+    # Its PMUs form a chain (two streams each at most): as a star, its first PMU would send 7
+    # streams to the others, past the 4 the links of one slot carry, and ``a`` would have to be
+    # cut from its reader.
     (whole,) = [op for op in module.walk() if isinstance(op, SectionOp)]
-    assert placement.fanout_excess(section_graph(whole).graph, target) is not None
+    sg = section_graph(whole)
+    first = next(i for i, op in enumerate(sg.units) if getattr(op, "num_pmus", 1) == 8)
+    more = range(len(sg.units), len(sg.graph.units))
+    into_more = sorted((s.src, s.dst) for s in sg.graph.streams if s.dst in more)
+    assert into_more == list(zip([first, *more][:-1], more, strict=True))
+    assert placement.fanout_excess(sg.graph, target) is None
     PartitionSections(target=str(path)).apply(ctx, module)
     PlaceAndRoute(target=str(path)).apply(ctx, module)
     module.verify()
     program = module_to_program(module, target)
-    assert len(program.sections) >= 2
-    assert all(p.pmus == 1 for s in program.sections for p in s.pmus)
+    (section,) = program.sections
+    assert sorted(p.pmus for p in section.pmus) == [1, 1, 1, 1, 8]
     a = np.random.default_rng(0).standard_normal((64, 128)).astype(np.float32)
     b = np.random.default_rng(1).standard_normal((128, 4)).astype(np.float32)
     dram = {"a": a, "b": b}
