@@ -170,11 +170,10 @@ def _draw_all(pef_path: str, target: Target, out_dir: Path) -> str:
 
 def _draw(sections: list[Section], target: Target, out_dir: Path) -> str:
     """Draw ``sections``: "ok", or the error in one line."""
-    from compiler.report import draw_fabric
+    from compiler.report import draw_fabrics
 
     try:
-        for section in sections:
-            draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
+        draw_fabrics(sections, target, out_dir)
     except Exception as error:
         return _one_line(error)
     return "ok"

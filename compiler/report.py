@@ -149,9 +149,14 @@ def write_report(program: Program, target: Target, out_dir: Path, *, pictures: b
     report = build_report(program, target)
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
     if pictures:
-        for section in program.sections:
-            draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
+        draw_fabrics(program.sections, target, out_dir)
     return path
+
+
+def draw_fabrics(sections: list[Section], target: Target, out_dir: Path) -> None:
+    """``out_dir/fabric-<section>.png`` of each of ``sections`` (``draw_fabric``)."""
+    for section in sections:
+        draw_fabric(section, target, out_dir / f"fabric-{section.name}.png")
 
 
 # -- the picture ----------------------------------------------------------------------------------

@@ -217,11 +217,6 @@ def dense_i64(values: Sequence[int]) -> DenseArrayBase[IntegerType]:
     return DenseArrayBase(i64, BytesAttr(data))
 
 
-def print_int_list(printer: Printer, values: Sequence[int]) -> None:
-    """``[1, 2, 3]``."""
-    printer.print_string(int_list_text(values))
-
-
 def int_list_text(values: Sequence[int]) -> str:
     """``[1, 2, 3]`` as one string (what ``print_list`` of ``print_int`` prints, built at once:
     the IR dumps print hundreds of thousands of these fragments)."""

@@ -412,11 +412,9 @@ class _PcuPlan:
             if s == 0 and e > 1
         }
         views = [_View.of(p.pmu, p.access, space, pmu_dtypes[p.pmu].itemsize) for p in pcu.inputs]
-        index_label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
+        label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
         gathers = {
-            k: _Indexed.of(
-                p.access, space, views[p.access.index_port].axes, f"{index_label}: input {k}"
-            )
+            k: _Indexed.of(p.access, space, views[p.access.index_port].axes, f"{label}: input {k}")
             for k, p in enumerate(pcu.inputs)
             if p.access.index_port >= 0
         }
@@ -505,10 +503,9 @@ class _PcuPlan:
         scatter = None
         if pcu.out.index_port >= 0:
             scatter = _plan_scatter(
-                pcu, space, axes[pcu.result], views[pcu.out.index_port].axes, index_label
+                pcu, space, axes[pcu.result], views[pcu.out.index_port].axes, label
             )
         out_size = math.prod(section.pmus[pcu.out_pmu].shape)
-        label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
         return _PcuPlan(
             label=label,
             space=space,

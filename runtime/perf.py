@@ -77,8 +77,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
+from runtime.pef.validate import DTYPE_BYTES
 
-DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
 FLOP_OPCODES = frozenset("add sub mul div max min neg exp log sqrt rsqrt tanh erf abs pow".split())
 """Stage opcodes that count as a floating-point operation (one each)."""
 FREE_OPCODES = frozenset(("const", "counter"))

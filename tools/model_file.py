@@ -94,6 +94,26 @@ class ModelFile:
                 )
         return tuple(value)
 
+    def spec(self, module: Any, args: argparse.Namespace, *, inference: bool) -> Any:
+        """What the compiler compiles (a ``compiler.frontend.ModelSpec``): ``module`` (built by
+        ``model(args)``) with one batch of example inputs and, for training, example targets,
+        the loss and the optimizer (``optimizer(params, args)``; SGD at lr 0.01 if the file has
+        none)."""
+        import torch
+
+        from compiler.frontend import ModelSpec  # here: rdu-run loads model files without it
+
+        inputs = self.tensors("example_inputs", args)
+        if inference:
+            return ModelSpec(self.name, module, inputs, (), None, None, self.path)
+        targets = self.tensors("example_targets", args)
+        loss_fn = self.function("loss")
+        if self.has("optimizer"):
+            optimizer = self.call("optimizer", module.parameters(), args)
+        else:
+            optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+        return ModelSpec(self.name, module, inputs, targets, loss_fn, optimizer, self.path)
+
     def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
         """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples."""
         for batch in self.call("data", split, args):

@@ -87,8 +87,9 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
-        with _fewer_collections():
+        with _fewer_collections(), _picture_worker() as pictures:
             return _compile(
+                pictures,
                 model_path,
                 ctx.args,
                 inference,
@@ -132,33 +133,21 @@ def _collect_again() -> None:
     gc.enable()
 
 
-def _compile(
-    model_path: str,
-    extra: list[str],
-    inference: bool,
-    batch_size: int,
-    pef_name: str | None,
-    output_folder: str,
-    arch: str,
-    seed: int,
-    debug: bool,
-    data_parallel: bool = False,
-    opt_level: int = 1,
-) -> int:
+@contextmanager
+def _picture_worker() -> Iterator[PictureWorker | None]:
+    """A ``PictureWorker`` forked now, while this process is small (before torch loads), and
+    ended on the way out if the compile did not wait for it (None: pictures drawn here)."""
     from compiler.pictures import PictureWorker
 
-    pictures = PictureWorker.start()  # first: it forks while this process is small
+    pictures = PictureWorker.start()
     try:
-        return _compile_with(
-            pictures, model_path, extra, inference, batch_size, pef_name, output_folder, arch,
-            seed, debug, data_parallel, opt_level,
-        )  # fmt: skip
+        yield pictures
     finally:
         if pictures is not None:
             pictures.close()
 
 
-def _compile_with(
+def _compile(
     pictures: PictureWorker | None,
     model_path: str,
     extra: list[str],
@@ -177,7 +166,6 @@ def _compile_with(
     import torch
 
     from compiler.driver import compile_model
-    from compiler.frontend import ModelSpec
     from compiler.targets import get_target
     from tools.model_file import load_model_file
 
@@ -188,27 +176,8 @@ def _compile_with(
     )
     torch.manual_seed(seed)
     module = model_file.call("model", args)
-    inputs = model_file.tensors("example_inputs", args)
-    targets: tuple = ()
-    loss_fn = None
-    optimizer = None
-    if not inference:
-        targets = model_file.tensors("example_targets", args)
-        loss_fn = model_file.function("loss")
-        if model_file.has("optimizer"):
-            optimizer = model_file.call("optimizer", module.parameters(), args)
-        else:
-            optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+    spec = model_file.spec(module, args, inference=inference)
     name = pef_name or model_file.name
-    spec = ModelSpec(
-        name=model_file.name,
-        module=module,
-        example_inputs=inputs,
-        example_targets=targets,
-        loss_fn=loss_fn,
-        optimizer=optimizer,
-        source_file=model_file.path,
-    )
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += ["--inference"] if inference else []
     flags += ["--data-parallel"] if data_parallel else []

@@ -416,11 +416,9 @@ def section_spec(section: SectionOp, unit: UnitOp) -> tuple[ParallelSpec, list[B
     return unit_spec(unit, buffers, stored), buffers
 
 
-def unit_spec(
-    unit: UnitOp, buffers: Sequence[BufferOp], stored: set[object] | None = None
-) -> ParallelSpec:
+def unit_spec(unit: UnitOp, buffers: Sequence[BufferOp], stored: set[object]) -> ParallelSpec:
     """The layout's view of ``unit`` with ``buffers`` (its own among them); ``stored``: the
-    buffers stored to DRAM (None: its result)."""
+    buffers stored to DRAM."""
     index = {b: i for i, b in enumerate(buffers)}
     out = next(use.operation for use in unit.result.uses)
     assert isinstance(out, BufferOp)
@@ -430,13 +428,7 @@ def unit_spec(
         assert isinstance(owner, BufferOp)
         ports.append(PortSpec(index[owner], tuple(access.stride_values)))
     specs = tuple(
-        BufferSpec(
-            b.buffer_name.data,
-            b.num_pmus,
-            b.from_dram,
-            (b is out) if stored is None else (b in stored),
-        )
-        for b in buffers
+        BufferSpec(b.buffer_name.data, b.num_pmus, b.from_dram, b in stored) for b in buffers
     )
     return ParallelSpec(
         unit.sym_name.data,

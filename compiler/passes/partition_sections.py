@@ -38,7 +38,7 @@ Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,7 +51,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes import parallel_layout, placement
 from compiler.passes.place_and_route import section_graph
-from compiler.passes.split_units import assign_pmus, is_resident, tensor_bytes
+from compiler.passes.split_units import assign_pmus, is_resident, resident_pmus
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp, YieldOp
 from dialects.pcu import UnitOp
@@ -169,7 +169,7 @@ class _Partitioner:
             ]
             count = 1
             if is_resident(buf, readers):
-                count = max(1, -(-tensor_bytes(buf) // self.target.pmu_bytes))
+                count = resident_pmus(buf, self.target)
             total += count
         return total
 
@@ -385,20 +385,7 @@ class _Partitioner:
         """The end of the longest piece from unit ``i`` that fits (``fits`` only turns false as
         a piece grows: it reads more tensors, and its buffers get more readers, never fewer):
         galloping up, then bisecting."""
-        good, step, bad = i + 1, 1, len(self.units) + 1
-        while good + step < bad:
-            if not self.fits(i, good + step):
-                bad = good + step
-                break
-            good += step
-            step *= 2
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            if self.fits(i, mid):
-                good = mid
-            else:
-                bad = mid
-        return good
+        return _last_true(i + 1, len(self.units) + 1, lambda j: self.fits(i, j))
 
     def cut(self, k: int, i: int, most: int, ends: dict[UnitOp, int]) -> tuple[int, SectionOp]:
         """Piece ``k``, from unit ``i``, and where it ends: the longest piece that ends at
@@ -425,25 +412,33 @@ class _Partitioner:
                 return bad - 1, pieces[bad - 1]
             bad -= 1
             misses += answer == "unroutable"
-        good, step = i, 1
-        while good + step < bad:
-            if verdict(good + step) != "routes":
-                bad = good + step
-                break
-            good += step
-            step *= 2
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            if verdict(mid) == "routes":
-                good = mid
-            else:
-                bad = mid
+        good = _last_true(i, bad, lambda j: verdict(j) == "routes")
         if good == i:
             raise self.fail(
                 f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
                 f"'{self.target.name}'"
             )
         return good, pieces[good]
+
+
+def _last_true(good: int, bad: int, ok: Callable[[int], bool]) -> int:
+    """The last ``j`` in ``good..bad-1`` with ``ok(j)``, for ``ok`` true up to some point and
+    false after it (``good``: known true or the floor; ``ok`` is not asked about it or ``bad``):
+    galloping up from ``good`` (1, 2, 4... more), then bisecting."""
+    step = 1
+    while good + step < bad:
+        if not ok(good + step):
+            bad = good + step
+            break
+        good += step
+        step *= 2
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 @dataclass(frozen=True)

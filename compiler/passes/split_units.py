@@ -150,6 +150,11 @@ def tensor_bytes(buffer: BufferOp) -> int:
     return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
 
 
+def resident_pmus(buffer: BufferOp, target: Target) -> int:
+    """PMUs of a resident buffer: its whole tensor on chip."""
+    return max(1, -(-tensor_bytes(buffer) // target.pmu_bytes))
+
+
 def assign_pmus(section: SectionOp, target: Target) -> None:
     """Set ``pmus`` on every buffer of ``section`` (see the module docstring); 1 is left unset."""
     readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
@@ -165,7 +170,7 @@ def assign_pmus(section: SectionOp, target: Target) -> None:
         if touches_parallel(op):
             count = parallel_layout.held_pmus(op, target)
         elif is_resident(op, readers.get(op, [])):
-            count = max(1, -(-tensor_bytes(op) // target.pmu_bytes))
+            count = resident_pmus(op, target)
         op.properties.pop("pmus", None)
         if count > 1:
             op.properties["pmus"] = IntegerAttr(count, i64)

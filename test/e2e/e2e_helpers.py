@@ -1,11 +1,19 @@
-"""Helpers for the end-to-end tests: run the rdu-* commands, compile the MLP example."""
+"""Helpers for the end-to-end tests: run the rdu-* commands, compile the MLP example, train on
+the fabric beside torch."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime.session import TrainingSession
 
 ROOT = Path(__file__).resolve().parents[2]
 MLP = ROOT / "examples" / "mlp" / "model.py"
@@ -29,3 +37,26 @@ def compile_mlp(out: Path, *extra: str) -> Path:
     assert result.returncode == 0, result.stderr
     name = extra[extra.index("--pef-name") + 1] if "--pef-name" in extra else "mlp"
     return out / name / f"{name}.pef"
+
+
+def losses_beside_torch(
+    session: TrainingSession,
+    model_file: Any,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[tuple[tuple[torch.Tensor], tuple[torch.Tensor]]],
+    hyper: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """One training step on the fabric and one in torch per batch ``((x,), (y,))``: the losses of
+    each, step by step."""
+    fabric_losses, torch_losses = [], []
+    for (x,), (y,) in batches:
+        fabric_losses.append(
+            session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
+        )
+        optimizer.zero_grad()
+        loss = model_file.call("loss", model(x), y)
+        loss.backward()
+        optimizer.step()
+        torch_losses.append(loss.item())
+    return np.array(fabric_losses), np.array(torch_losses)

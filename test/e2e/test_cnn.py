@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, tool
+from e2e_helpers import ROOT, losses_beside_torch, tool
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -81,16 +81,10 @@ def test_resnet_loss_falls_and_tracks_torch(resnet_pef: Path) -> None:
     group = optimizer.param_groups[0]
     hyper = {k: group[k] for k in ("lr", "momentum", "weight_decay", "dampening")}
     batches = list(model_file.batches("train", args))[:40]
-    fabric_losses, torch_losses = [], []
-    for (x,), (y,) in batches[:15]:  # later, a ReLU kink crossed the other way adds up
-        fabric_losses.append(
-            session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
-        )
-        optimizer.zero_grad()
-        loss = model_file.call("loss", model(x), y)
-        loss.backward()
-        optimizer.step()
-        torch_losses.append(loss.item())
+    # Later, a ReLU kink crossed the other way adds up: 15 steps.
+    fabric_losses, torch_losses = losses_beside_torch(
+        session, model_file, model, optimizer, batches[:15], hyper
+    )
     np.testing.assert_allclose(fabric_losses, torch_losses, rtol=1e-4)
     state = session.state()
     for name, buffer in model.state_dict().items():
@@ -98,8 +92,8 @@ def test_resnet_loss_falls_and_tracks_torch(resnet_pef: Path) -> None:
             np.testing.assert_allclose(state[name], buffer.numpy(), rtol=1e-4, atol=1e-6)
         if "num_batches_tracked" in name:
             assert int(state[name]) == 15
-    for (x,), (y,) in batches[15:]:
-        fabric_losses.append(
-            session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
-        )
-    assert np.mean(fabric_losses[-5:]) < 0.5 * np.mean(fabric_losses[:5])  # it is learning
+    later = [
+        session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
+        for (x,), (y,) in batches[15:]
+    ]
+    assert np.mean(later[-5:]) < 0.5 * np.mean(fabric_losses[:5])  # it is learning

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 
 from compiler.driver import compile_in_memory
-from compiler.frontend import ModelSpec
 from compiler.report import build_report
 from compiler.targets import get_target
 from tools.model_file import load_model_file
@@ -41,15 +40,7 @@ def report_for(path: Path, args: dict[str, Any], *, inference: bool, arch: str) 
     ns = argparse.Namespace(seed=0, epoch=0, debug=False, **args)
     torch.manual_seed(0)
     module = model_file.call("model", ns)
-    spec = ModelSpec(
-        name=model_file.name,
-        module=module,
-        example_inputs=tuple(model_file.call("example_inputs", ns)),
-        example_targets=() if inference else tuple(model_file.call("example_targets", ns)),
-        loss_fn=None if inference else model_file.function("loss"),
-        optimizer=None if inference else model_file.call("optimizer", module.parameters(), ns),
-        source_file=model_file.path,
-    )
+    spec = model_file.spec(module, ns, inference=inference)
     target = get_target(arch)
     return build_report(compile_in_memory(spec, inference=inference, target=target), target)
 

@@ -9,12 +9,13 @@ a minute; the example's defaults are larger.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, tool
+from e2e_helpers import ROOT, losses_beside_torch, tool
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -63,18 +64,8 @@ def test_50_adamw_steps_track_torch_and_beat_the_unigram_entropy(gpt_pef: Path) 
     group = optimizer.param_groups[0]
     hyper = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group["eps"]}
     hyper["beta1"], hyper["beta2"] = group["betas"]
-    fabric_losses, torch_losses = [], []
-    for step, ((x,), (y,)) in enumerate(model_file.batches("train", args)):
-        if step == 50:
-            break
-        result = session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper)
-        fabric_losses.append(result.loss)
-        optimizer.zero_grad()
-        loss = model_file.call("loss", model(x), y)
-        loss.backward()
-        optimizer.step()
-        torch_losses.append(loss.item())
-    fabric, reference = np.array(fabric_losses), np.array(torch_losses)
+    batches = itertools.islice(model_file.batches("train", args), 50)
+    fabric, reference = losses_beside_torch(session, model_file, model, optimizer, batches, hyper)
     # (At lr 3e-3 this run has a loss spike at step 32 where torch alone, its weights nudged by
     # 1e-7, moves by 1.2e-3: the example's 2e-3 keeps training well-conditioned, 4e-6.)
     np.testing.assert_allclose(fabric, reference, rtol=1e-3)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from e2e_helpers import MLP, compile_mlp, tool
+from e2e_helpers import MLP, compile_mlp, losses_beside_torch, tool
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -43,17 +43,9 @@ def test_100_steps_track_torch_within_1e_4(mlp_pef: Path) -> None:
     for epoch in range(2):
         args.epoch = epoch
         batches += list(model_file.batches("train", args))
-    fabric_losses, torch_losses = [], []
-    for (x,), (y,) in batches[:100]:
-        fabric_losses.append(
-            session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
-        )
-        optimizer.zero_grad()
-        loss = model_file.call("loss", model(x), y)
-        loss.backward()
-        optimizer.step()
-        torch_losses.append(loss.item())
-    fabric, reference = np.array(fabric_losses), np.array(torch_losses)
+    fabric, reference = losses_beside_torch(
+        session, model_file, model, optimizer, batches[:100], hyper
+    )
     assert reference[-1] < reference[0] / 2  # it is learning
     np.testing.assert_allclose(fabric, reference, rtol=1e-4)
 

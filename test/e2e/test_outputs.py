@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from xdsl.dialects.builtin import DenseArrayBase, i64
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
@@ -17,6 +18,7 @@ from compiler.driver import make_context, print_ir
 from compiler.pictures import PictureWorker
 from compiler.report import _end_point, draw_fabric
 from compiler.targets import get_target
+from dialects.rdu_tile import dense_i64
 from runtime.pef import read_pef, schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,13 @@ def test_ir_dump_is_xdsl_text(name: str) -> None:
     assert texts  # attribute texts were kept ...
     assert print_ir(module, texts) == expected  # ... and printing from them gives the same text
     assert print_ir(module) == expected
+
+
+@pytest.mark.parametrize("values", [[], [1, -2, 3], [2**63 - 1, -(2**63)], [2**63, 2**64 - 1]])
+def test_dense_i64_is_what_xdsl_builds(values: list[int]) -> None:
+    """``dense_i64`` packs the bytes itself; the last case (outside the signed range) goes
+    through xdsl's ``from_list``, which normalizes it."""
+    assert dense_i64(values) == DenseArrayBase.from_list(i64, values)
 
 
 def _pmu(name: str, at: list[int], more_at: list[list[int]] | None = None) -> schema.Pmu:
@@ -129,7 +138,6 @@ def test_compile_model_with_a_picture_worker_writes_the_same_files(tmp_path: Pat
     import torch
 
     from compiler.driver import compile_model
-    from compiler.frontend import ModelSpec
     from tools.cli import model_namespace
     from tools.model_file import load_model_file
 
@@ -139,11 +147,7 @@ def test_compile_model_with_a_picture_worker_writes_the_same_files(tmp_path: Pat
     for kind, worker in (("here", None), ("worker", _worker())):
         torch.manual_seed(0)
         module = model_file.call("model", args)
-        spec = ModelSpec(
-            "mlp", module, model_file.tensors("example_inputs", args),
-            model_file.tensors("example_targets", args), model_file.function("loss"),
-            model_file.call("optimizer", module.parameters(), args), model_file.path,
-        )  # fmt: skip
+        spec = model_file.spec(module, args, inference=False)
         compile_model(
             spec, inference=False, target=get_target("plasticine"), out_dir=tmp_path / kind,
             pef_name="mlp", flags=[], source_hash="", batch_size=16, pictures=worker,

@@ -31,15 +31,7 @@ def _spec(example: str, inference: bool, **args: int) -> tuple[ModelSpec, torch.
     ns = argparse.Namespace(seed=0, epoch=0, debug=False, **args)
     torch.manual_seed(0)
     module = model_file.call("model", ns)
-    spec = ModelSpec(
-        name=model_file.name,
-        module=module,
-        example_inputs=tuple(model_file.call("example_inputs", ns)),
-        example_targets=() if inference else tuple(model_file.call("example_targets", ns)),
-        loss_fn=None if inference else model_file.function("loss"),
-        optimizer=None if inference else model_file.call("optimizer", module.parameters(), ns),
-        source_file=model_file.path,
-    )
+    spec = model_file.spec(module, ns, inference=inference)
     return spec, module
 
 

@@ -32,15 +32,7 @@ def mlp_spec() -> tuple[ModelSpec, dict[str, np.ndarray]]:
     args = argparse.Namespace(batch_size=16, seed=0, epoch=0, hidden=128, classes=10, debug=False)
     torch.manual_seed(0)
     module = model_file.call("model", args)
-    spec = ModelSpec(
-        name="mlp",
-        module=module,
-        example_inputs=tuple(model_file.call("example_inputs", args)),
-        example_targets=tuple(model_file.call("example_targets", args)),
-        loss_fn=model_file.function("loss"),
-        optimizer=model_file.call("optimizer", module.parameters(), args),
-        source_file=model_file.path,
-    )
+    spec = model_file.spec(module, args, inference=False)
     state = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
     return spec, state
 

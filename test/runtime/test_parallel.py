@@ -40,6 +40,17 @@ def test_copy_blocks_and_offsets() -> None:
     last = copies[3]
     assert [p.access.offset for p in last.inputs] == [20, 5]
     assert last.out.offset == 41
+    # Together the copies write every element of out[7, 9] exactly once.
+    written = [
+        c.out.offset + i * c.out.strides[0] + j * c.out.strides[1]
+        for c in copies
+        for i in range(c.space[0])
+        for j in range(c.space[1])
+    ]
+    assert sorted(written) == list(range(7 * 9))
+    # The emulator plans the copies, not the whole unit.
+    plans = Fabric(parallel_matmul_program(7, 5, 9))._plans["forward"].pcus
+    assert [p.space for p in plans] == [tuple(c.space) for c in copies]
 
 
 def _section(program: schema.Program) -> schema.Section:
