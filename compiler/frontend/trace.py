@@ -133,19 +133,36 @@ def _as_export_traces() -> Iterator[None]:
         graph_capture.make_fx = make_fx
 
 
-def _give_backward_stack_traces(graph: torch.fx.Graph) -> None:
-    """A backward node without a stack trace gets that of the first forward node of its
-    autograd sequence number (``meta["seq_nr"]``): the forward code it differentiates."""
+def _locate_backward(graph: torch.fx.Graph) -> None:
+    """Stack traces for the backward nodes, as they had when the exported graph was traced again:
+
+    - a backward node without one takes that of the first forward node of its autograd sequence
+      number (``meta["seq_nr"]``, the forward op it differentiates; torch's own
+      ``copy_fwd_metadata_to_bw_nodes`` pairs them the same way);
+    - a gradient sum (``meta["is_gradient_acc"]``: a tensor with several uses gets their
+      gradients added) has a header without frames: it takes the header and the trace of its
+      operand computed last (the gradient of the use whose gradient completes the sum).
+    """
     forward: dict[int, str] = {}
+    position = {node: i for i, node in enumerate(graph.nodes)}
     for node in graph.nodes:
         seq, trace = node.meta.get("seq_nr"), node.meta.get("stack_trace")
         if seq is not None and trace and node.meta.get("partitioner_tag") != "is_backward":
             forward.setdefault(seq, trace)
     for node in graph.nodes:
-        if node.meta.get("partitioner_tag") == "is_backward" and not node.meta.get("stack_trace"):
-            trace = forward.get(node.meta.get("seq_nr", -1))
-            if trace:
-                node.meta["stack_trace"] = trace
+        if node.meta.get("partitioner_tag") != "is_backward":
+            continue
+        trace = node.meta.get("stack_trace") or ""
+        if node.meta.get("is_gradient_acc"):
+            if 'File "' not in trace:
+                traced = [
+                    o for o in node.all_input_nodes if 'File "' in (o.meta.get("stack_trace") or "")
+                ]
+                if traced:
+                    latest = max(traced, key=position.__getitem__)
+                    node.meta["stack_trace"] = f"{trace}\n{latest.meta['stack_trace']}".strip()
+        elif not trace and node.meta.get("seq_nr") in forward:
+            node.meta["stack_trace"] = forward[node.meta["seq_nr"]]
 
 
 @contextlib.contextmanager
@@ -212,7 +229,7 @@ def trace_training(spec: ModelSpec) -> Traced:
             )
             gm = joint.graph_module
     graph = gm.graph
-    _give_backward_stack_traces(graph)
+    _locate_backward(graph)
     canonical = canonical_names(spec.module)
 
     def symbol(target: str) -> str:

@@ -282,6 +282,52 @@ FFT_MODEL = """
 """
 
 
+TWO_LINE_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1 = nn.Linear(8, 16)
+            self.fc2 = nn.Linear(16, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.fc1(x))
+            return self.fc2(h) * h.sum(dim=1, keepdim=True)
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+def test_backward_ops_point_at_the_lines_they_differentiate(tmp_path: Path) -> None:
+    """Each backward op is located at the forward line it is the gradient of (the joint trace
+    records stack traces on forward nodes; backward nodes take their forward node's); ``h``,
+    used twice, has its two gradients added at one of its uses."""
+    path = _write_model(tmp_path, TWO_LINE_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 4),))
+    module = build_dataflow(spec, inference=False)
+    first, second = _line_of(path, "torch.tanh"), _line_of(path, "self.fc2(h)")
+    lines = {"forward": {}, "backward": {}}  # op name -> lines
+    for name in ("forward", "backward"):
+        for op in sections(module)[name].body.block.ops:
+            assert isinstance(op.location, FileLineColLoc), op
+            lines[name].setdefault(op.name, set()).add(op.location.line.data)
+    assert lines["forward"]["dataflow.matmul"] == {first, second}
+    assert lines["backward"]["dataflow.matmul"] == {first, second}  # dW1, dW2, dh
+    tanh_grad = [  # d tanh = (1 - y^2) dy: its "mul"/"sub" ops sit on the tanh line
+        op.location.line.data
+        for op in sections(module)["backward"].body.block.ops
+        if op.name == "dataflow.pointwise" and "tanh" in str(op.operands)
+    ]
+    assert set(tanh_grad) <= {first}
+    backward_lines = set().union(*lines["backward"].values())
+    assert {first, second} <= backward_lines <= {first, second, _line_of(path, "return ((")}
+
+
 @pytest.mark.parametrize("inference", [True, False])
 def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> None:
     path = _write_model(tmp_path, FFT_MODEL)
