@@ -6,7 +6,6 @@ The IR stays in memory between stages; each stage's IR is also written next to t
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections import Counter
@@ -16,12 +15,11 @@ from pathlib import Path
 import torch
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Attribute
-from xdsl.printer import Printer
 
 from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
+from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
 from compiler.pictures import PictureWorker
 from compiler.pipeline import lowering_passes
@@ -62,62 +60,6 @@ def make_context() -> Context:
         if dialect.name not in ctx.registered_dialect_names:
             ctx.load_dialect(dialect)
     return ctx
-
-
-@dataclass(eq=False, repr=False)
-class _DumpPrinter(Printer):
-    """xdsl's Printer, writing text without newlines straight to the stream, and each distinct
-    attribute's text once.
-
-    The base class sends every fragment through ``print(..., end="", file=stream)``; the IR
-    dumps are hundreds of thousands of fragments (a GPT compile prints about 1 MB of IR), and
-    this shortcut prints the same text in about 30% less time. Text with newlines (indentation,
-    pending messages) still goes through the base class.
-
-    Attributes are immutable values and most recur (types, access patterns, shapes), so the
-    text of one is kept (``texts``, which may be shared by the dumps of one compile) and
-    written again; one whose text has a newline, or that registers a dialect resource, is
-    printed each time.
-    """
-
-    texts: dict[Attribute, str] = field(default_factory=dict, kw_only=True)
-
-    def print_string(self, text: str, *, indent: int | None = None) -> None:
-        if "\n" in text:
-            super().print_string(text, indent=indent)
-        else:
-            self._current_column += len(text)
-            self.stream.write(text)  # type: ignore[union-attr]
-
-    def print_attribute(self, attribute: Attribute) -> None:
-        try:
-            text = self.texts.get(attribute)
-        except TypeError:  # an attribute holding something unhashable
-            super().print_attribute(attribute)
-            return
-        if text is not None:
-            self._current_column += len(text)
-            self.stream.write(text)  # type: ignore[union-attr]
-            return
-        stream, column, resources = self.stream, self._current_column, len(self._dialect_resources)
-        self.stream = buffer = io.StringIO()
-        try:
-            super().print_attribute(attribute)
-        finally:
-            self.stream = stream
-        text = buffer.getvalue()
-        stream.write(text)  # type: ignore[union-attr]
-        if "\n" not in text and resources == len(self._dialect_resources):
-            self.texts[attribute] = text
-            self._current_column = column + len(text)
-
-
-def print_ir(module: ModuleOp, texts: dict[Attribute, str] | None = None) -> str:
-    """``module`` as text (with locations); ``texts``: attribute texts kept between calls."""
-    out = io.StringIO()
-    printer = _DumpPrinter(stream=out, print_debuginfo=True, texts={} if texts is None else texts)
-    printer.print_op(module)
-    return out.getvalue() + "\n"
 
 
 def count_ops(module: ModuleOp) -> dict[str, int]:
@@ -164,7 +106,7 @@ def compile_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    texts: dict[Attribute, str] = {}  # attribute texts, shared by the stage dumps
+    texts = AttributeTexts()  # shared by the stage dumps
 
     def dump(stage: str, module: ModuleOp) -> None:
         (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module, texts))

@@ -240,22 +240,34 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
         ]
         drams = sum(1 for e in ends if e == DRAM)
         near = [at[e] for e in ends if e != DRAM and placed[e]]
-        penalty = [
-            _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
-            for load in row_load
-        ]
-        best_slot = free[unit.kind][0]
-        best_cost = math.inf
-        for slot in free[unit.kind]:
-            x, y = slot
-            cost = drams * x + sum(abs(x - ox) + abs(y - oy) for ox, oy in near) + penalty[y]
-            if cost < best_cost:
-                best_slot, best_cost = slot, cost
+        # A slot's cost: the Manhattan distances split by axis, summed once per column and row;
+        # the first slot of least cost.
+        by_x = [drams * x for x in range(target.cols)]
+        by_y = [0] * target.rows
+        if dram[u] != (0, 0):
+            by_y = [
+                _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
+                for load in row_load
+            ]
+        for ox, oy in near:
+            by_x = [c + abs(x - ox) for x, c in enumerate(by_x)]
+            by_y = [c + abs(y - oy) for y, c in enumerate(by_y)]
+        best_slot = min(free[unit.kind], key=lambda slot: by_x[slot[0]] + by_y[slot[1]])
         at[u] = best_slot
         placed[u] = True
         row_load[best_slot[1]] = _add(row_load[best_slot[1]], dram[u])
         free[unit.kind].remove(best_slot)
     return at
+
+
+def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
+    """The median of the switches at the other end of ``u``'s streams (``at[u]`` if none), from
+    ``_other_ends``: DRAM's switch is the left edge of ``u``'s row."""
+    if not others:
+        return at[u]
+    xs = sorted(0 if o == DRAM else at[o][0] for o in others)
+    ys = sorted(at[u][1] if o == DRAM else at[o][1] for o in others)
+    return xs[len(xs) // 2], ys[len(ys) // 2]
 
 
 def anneal(
@@ -377,16 +389,6 @@ def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[in
         [graph.streams[s].dst if graph.streams[s].src == u else graph.streams[s].src for s in ss]
         for u, ss in enumerate(incident)
     ]
-
-
-def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
-    """The median of the switches at the other end of ``u``'s streams (``at[u]`` if none), from
-    ``_other_ends``: DRAM's switch is the left edge of ``u``'s row."""
-    if not others:
-        return at[u]
-    xs = sorted(0 if o == DRAM else at[o][0] for o in others)
-    ys = sorted(at[u][1] if o == DRAM else at[o][1] for o in others)
-    return xs[len(xs) // 2], ys[len(ys) // 2]
 
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:

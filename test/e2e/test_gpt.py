@@ -110,7 +110,7 @@ def test_gpt_on_tiny_is_cut_into_sections_and_still_matches_torch(tmp_path: Path
     result = tool(
         "rdu-compile", str(GPT), "-b", str(BATCH), "--arch", "tiny",
         "--output-folder", str(tmp_path), *SMALL,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     pef = tmp_path / "gpt" / "gpt.pef"
     kinds = [s.kind for s in read_pef(pef).sections]

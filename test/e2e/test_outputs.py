@@ -5,6 +5,7 @@ beside the compiler (the same files as drawn in-process)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 from pathlib import Path
@@ -14,12 +15,16 @@ from xdsl.dialects.builtin import DenseArrayBase, i64
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
-from compiler.driver import make_context, print_ir
+from compiler.driver import make_context
+from compiler.frontend import build_dataflow
+from compiler.ir_text import AttributeTexts, print_ir
 from compiler.pictures import PictureWorker
+from compiler.pipeline import lowering_passes
 from compiler.report import _end_point, draw_fabric
 from compiler.targets import get_target
 from dialects.rdu_tile import dense_i64
 from runtime.pef import read_pef, schema
+from tools.model_file import load_model_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -36,11 +41,30 @@ def test_ir_dump_is_xdsl_text(name: str) -> None:
     text = (ROOT / "test" / "passes" / name).read_text().split("// -----")[0]
     module = Parser(make_context(), text).parse_module()
     expected = _xdsl_text(module)
-    texts: dict = {}
+    texts = AttributeTexts()
     assert print_ir(module, texts) == expected
-    assert texts  # attribute texts were kept ...
+    assert texts.by_value and texts.by_id  # attribute texts were kept ...
     assert print_ir(module, texts) == expected  # ... and printing from them gives the same text
     assert print_ir(module) == expected
+
+
+def test_every_stage_of_a_compile_dumps_as_xdsl_prints_it() -> None:
+    """The dumps of one compile share their attribute texts across stages (the IR changes in
+    between); each stage's text is still exactly xdsl's (the GPT example: attention, layer
+    norm, several sections and multi-PMU buffers)."""
+    model_file = load_model_file(str(ROOT / "examples" / "gpt" / "model.py"))
+    args = argparse.Namespace(
+        seed=0, epoch=0, debug=False, batch_size=2, block_size=8, n_embd=16, n_head=2, n_layer=1,
+        dropout=0.0, steps_per_epoch=1,
+    )  # fmt: skip
+    spec = model_file.spec(model_file.call("model", args), args, inference=False)
+    module = build_dataflow(spec, inference=False)
+    texts = AttributeTexts()
+    assert print_ir(module, texts) == _xdsl_text(module)
+    ctx = make_context()
+    for stage, pass_ in lowering_passes(get_target("tiny").spec):
+        pass_.apply(ctx, module)
+        assert print_ir(module, texts) == _xdsl_text(module), stage
 
 
 @pytest.mark.parametrize("values", [[], [1, -2, 3], [2**63 - 1, -(2**63)], [2**63, 2**64 - 1]])
