@@ -1,12 +1,12 @@
 """The fabric pictures drawn by a helper process that starts before torch loads (issue 6).
 
-``fabric-<section>.png`` (``compiler.report.draw_fabric``) costs a GPT compile about a second:
-0.4 s importing matplotlib and 0.5 s drawing a dozen sections, all after the PEF is written, at
-the end of the compile. ``rdu-compile`` forks a ``PictureWorker`` first thing, while the
+``fabric-<section>.png`` (``compiler.report.draw_fabrics``) costs a GPT compile 0.4 s importing
+matplotlib and 0.3 s drawing a dozen sections, all after the PEF is written, at the end of the
+compile. ``rdu-compile`` forks a ``PictureWorker`` first thing, while the
 process is still small (tens of MB: fork is cheap and the copy-on-write pages stay few): the
 worker imports matplotlib while the compiler loads torch, then waits. Once the PEF is written,
 the compiler sends the worker the PEF's path (``draw``); the worker reads the PEF and draws
-every section's picture, the same ``draw_fabric`` on the same program, so the same bytes, while
+every section's picture, the same ``draw_fabrics`` on the same program, so the same bytes, while
 the compiler writes ``report.json``, the summary and the log; ``wait`` then returns when the
 pictures are written, or raises with the worker's error in one line.
 
