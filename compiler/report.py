@@ -211,6 +211,9 @@ class FabricCanvas:
         self.canvas = FigureCanvasAgg(fig)
         ax = fig.add_axes((0.01, 0.09, 0.98, 0.83))
         self.cells = [(x, y) for x in range(cols) for y in range(rows)]
+        self.used_colours = [  # a cell's colour when a unit occupies it
+            _PCU_COLOUR if target.is_pcu_slot(x, y) else _PMU_COLOUR for x, y in self.cells
+        ]
         shapes: list[Rectangle | Circle] = []
         for x, y in self.cells:
             if target.is_pcu_slot(x, y):
@@ -251,16 +254,8 @@ class FabricCanvas:
         for unit in [*section.pcus, *section.pmus]:
             for x, y in _slots(unit):  # a buffer may span several PMUs, a PCU have copies
                 used.add((x, y))
-        self.slots.set_facecolors(
-            [
-                _FREE_COLOUR
-                if cell not in used
-                else _PCU_COLOUR
-                if target.is_pcu_slot(*cell)
-                else _PMU_COLOUR
-                for cell in self.cells
-            ]
-        )
+        colours = zip(self.cells, self.used_colours, strict=True)
+        self.slots.set_facecolors([c if cell in used else _FREE_COLOUR for cell, c in colours])
         segments: list[list[tuple[float, float]]] = []
         route_colours: list[str] = []
         for r, route in enumerate(section.routes):

@@ -153,14 +153,11 @@ def _locate_backward(graph: torch.fx.Graph) -> None:
         if node.meta.get("partitioner_tag") != "is_backward":
             continue
         trace = node.meta.get("stack_trace") or ""
-        if node.meta.get("is_gradient_acc"):
-            if 'File "' not in trace:
-                traced = [
-                    o for o in node.all_input_nodes if 'File "' in (o.meta.get("stack_trace") or "")
-                ]
-                if traced:
-                    latest = max(traced, key=position.__getitem__)
-                    node.meta["stack_trace"] = f"{trace}\n{latest.meta['stack_trace']}".strip()
+        if node.meta.get("is_gradient_acc") and 'File "' not in trace:
+            ins = [o for o in node.all_input_nodes if 'File "' in (o.meta.get("stack_trace") or "")]
+            if ins:
+                latest = max(ins, key=position.__getitem__)
+                node.meta["stack_trace"] = f"{trace}\n{latest.meta['stack_trace']}".strip()
         elif not trace and node.meta.get("seq_nr") in forward:
             node.meta["stack_trace"] = forward[node.meta["seq_nr"]]
 
