@@ -14,6 +14,10 @@ Host arrays are converted to the symbol's dtype when the kind fits (any float to
 to i64, bool to i1); a wrong shape or kind is a ``SessionError`` naming the tensor. Keys that
 are not symbols of the PEF are ignored in batches and hyperparameters and carried along
 unchanged in the state (so a checkpoint keeps them).
+
+A non-persistent buffer (``meta.non_persistent``: registered with ``persistent=False``, absent
+from checkpoints) must be given in the state like any buffer, from the model; a session refuses
+one whose values differ from those the PEF was compiled for (their digest is in the PEF).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from runtime.distributed import Communicator
 from runtime.errors import RduError
 from runtime.fabric import DTYPES, Fabric
+from runtime.pef.digest import value_sha256
 from runtime.pef.schema import Collective, Program, Section, Symbol
 
 STATE_ROLES = ("parameter", "buffer", "optimizer_state")
@@ -97,10 +102,27 @@ class _Session:
         return self._required_cache[key]
 
     def _check_state(self) -> None:
+        non_persistent = {
+            self.program.meta.symbols[e.symbol].name: e.sha256
+            for e in self.program.meta.non_persistent
+        }
         for sym in self._required(("parameter", "buffer")):
             if sym.name not in self._state:
+                why = ""
+                if sym.name in non_persistent:
+                    why = (
+                        " (the model registers it with persistent=False: checkpoints lack it, "
+                        "its value comes from the model's named_buffers())"
+                    )
                 raise SessionError(
-                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the state"
+                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the state{why}"
+                )
+            digest = non_persistent.get(sym.name)
+            if digest and value_sha256(sym.dtype, self._state[sym.name]) != digest:
+                raise SessionError(
+                    f"buffer '{sym.name}' (persistent=False, taken from the model) holds other "
+                    "values than the PEF was compiled for: compile the PEF from this model "
+                    "(same model arguments and seed)"
                 )
 
     def _batch(self, batch: Mapping[str, object]) -> dict[str, np.ndarray]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.spec import ModelSpec
 
 if TYPE_CHECKING:
     from compiler.frontend.optimizer import OptimizerPlan
+    from compiler.frontend.trace import Traced
 
 __all__ = [
     "FrontendError",
@@ -42,6 +43,7 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     if inference:
         traced = trace_inference(spec)
         module = ModuleOp(build_inference(GraphBuilder(traced, locator)))
+        _note_non_persistent(module, spec, traced)
         module.verify()
         return module
     plan = optimizer_plan(spec)  # refuse an unsupported optimizer before tracing
@@ -58,8 +60,25 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
         where = locator.of_text(r"optim\.\w+\(|\b(SGD|AdamW)\(")
         sections.append(build_optimizer(plan, shapes, where))
     module = ModuleOp(sections)
+    _note_non_persistent(module, spec, traced)
     module.verify()
     return module
+
+
+NON_PERSISTENT_ATTR = "rdu.non_persistent"
+"""Module attribute: ``{symbol = "sha256"}`` of the non-persistent buffers the sections read
+(emit-pef records them in ``meta.non_persistent``)."""
+
+
+def _note_non_persistent(module: ModuleOp, spec: ModelSpec, traced: Traced) -> None:
+    """Record the model's non-persistent buffers and the digests of their values on ``module``."""
+    from compiler.frontend.trace import non_persistent_buffers
+
+    found = non_persistent_buffers(spec.module, traced)
+    if found:
+        module.attributes[NON_PERSISTENT_ATTR] = DictionaryAttr(
+            {name: StringAttr(digest) for name, digest in found.items()}
+        )
 
 
 def optimizer_plan(spec: ModelSpec) -> OptimizerPlan | None:

@@ -201,6 +201,38 @@ def canonical_names(module: torch.nn.Module) -> dict[str, str]:
     return names
 
 
+def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str, str]:
+    """The buffer symbols of ``traced`` that ``module`` keeps out of its ``state_dict``
+    (registered with ``persistent=False``) -> the digest of their values now (empty for one the
+    graph updates: its value is then training state, not a constant of the model).
+
+    Checkpoints lack them, so the runtime takes their values from the model; the digest lets it
+    refuse a model whose values differ from those the PEF was compiled for.
+    """
+    import numpy as np
+
+    from runtime.pef.digest import value_sha256
+
+    canonical = canonical_names(module)
+    persistent = {canonical.get(name, name) for name in module.state_dict()}
+    values = dict(module.named_buffers(remove_duplicate=False))
+    updated = {o.name for o in traced.outputs if o.role == "buffer"}
+    out: dict[str, str] = {}
+    for gi in traced.inputs:
+        if gi.role != "buffer" or gi.name in persistent or gi.name not in values:
+            continue
+        digest = ""
+        if gi.name not in updated:
+            array = np.ascontiguousarray(values[gi.name].detach().cpu().numpy())
+            digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
+        out[gi.name] = digest
+    return dict(sorted(out.items()))
+
+
+_PEF_DTYPES = {"f4": "f32", "i8": "i64", "b1": "i1"}
+"""numpy dtype codes (without byte order) -> PEF dtypes (the frontend accepts only these)."""
+
+
 def _strip(name: str) -> str:
     prefix = _WRAPPED + "."
     return name[len(prefix) :] if name.startswith(prefix) else name

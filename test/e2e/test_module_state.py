@@ -1,0 +1,214 @@
+"""Every kind of module state compiles, trains beside torch, infers, is checkpointed and resumes:
+non-persistent buffers, frozen parameters, tied parameters, unused parameters, and buffers the
+forward updates. The models are in ``models/state.py`` (``--kind``); each test trains a few
+steps with ``rdu-run`` (in this process), compares the checkpoint with torch trained on the same
+batches, loads it into the torch model strictly, and resumes from it."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from e2e_helpers import ROOT
+
+from runtime.pef import read_pef
+from tools.model_file import load_model_file
+
+MODEL = ROOT / "test" / "e2e" / "models" / "state.py"
+BATCH = 4
+STEPS = 4  # one epoch of the model's data
+RTOL = 1e-5
+
+Compiled = Callable[..., Path]
+
+
+def _command(name: str, *args: str) -> subprocess.CompletedProcess:
+    """An rdu-* command run in this process (click's test runner): same code, exit status and
+    output, without a second of imports each time."""
+    from click.testing import CliRunner
+
+    if name == "rdu-compile":
+        from tools.rdu_compile import rdu_compile as command
+    elif name == "rdu-run":
+        from tools.rdu_run import rdu_run as command
+    else:
+        from tools.rdu_test import rdu_test as command
+    result = CliRunner().invoke(command, list(args))
+    return subprocess.CompletedProcess(
+        [name, *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
+def _ok(name: str, *args: str) -> str:
+    result = _command(name, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
+    """``compiled(kind, *extra)``: the PEF of ``state.py --kind kind`` (compiled once)."""
+    cache: dict[tuple[str, ...], Path] = {}
+
+    def compile_(kind: str, *extra: str) -> Path:
+        key = (kind, *extra)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(kind)
+            _ok("rdu-compile", str(MODEL), "--kind", kind, "-b", str(BATCH),
+                "--output-folder", str(out), *extra)  # fmt: skip
+            cache[key] = out / "state" / "state.pef"
+        return cache[key]
+
+    return compile_
+
+
+def _model_args(kind: str, optimizer: str = "sgd", **more: object) -> list[str]:
+    args = ["--kind", kind, "--optimizer", optimizer]
+    for key, value in more.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def _train(pef: Path, ckpt_dir: Path, steps: int, args: list[str], resume: Path | None = None):
+    """``rdu-run`` training ``steps`` steps in all; the checkpoint it writes at the end."""
+    extra = ["--init-ckpt-path", str(resume)] if resume else []
+    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--num-steps", str(steps),
+        "--ckpt-dir", str(ckpt_dir), "--ckpt-every", "0", *extra, *args)  # fmt: skip
+    return torch.load(ckpt_dir / "last.pt", weights_only=True)
+
+
+def _torch_model(kind: str, optimizer: str = "sgd", scale: float = 1.0):
+    """The torch model, its optimizer and its model file, as rdu-run builds them."""
+    model_file = load_model_file(MODEL)
+    args = argparse.Namespace(
+        kind=kind, optimizer=optimizer, scale=scale, batch_size=BATCH, seed=0, epoch=0
+    )
+    torch.manual_seed(0)
+    model = model_file.call("model", args)
+    return model, model_file.call("optimizer", model.parameters(), args), model_file, args
+
+
+def _torch_train(kind: str, optimizer: str = "sgd", steps: int = STEPS):
+    """The torch model and optimizer after ``steps`` steps on rdu-run's batches."""
+    model, opt, model_file, args = _torch_model(kind, optimizer)
+    model.train()
+    for step, (inputs, targets) in enumerate(model_file.batches("train", args)):
+        if step == steps:
+            break
+        opt.zero_grad()
+        model_file.call("loss", model(*inputs), *targets).backward()
+        opt.step()
+    return model, opt
+
+
+def _close(name: str, fabric: torch.Tensor, reference: torch.Tensor) -> None:
+    """Within RTOL of the reference's largest magnitude (exactly equal for integers)."""
+    assert fabric.shape == reference.shape, name
+    if not reference.is_floating_point():
+        assert torch.equal(fabric, reference), (name, fabric, reference)
+        return
+    error = (fabric - reference).abs().max().item()
+    scale = reference.abs().max().item() or 1.0
+    assert error <= RTOL * scale, f"{name}: max error {error:.3g} (scale {scale:.3g})"
+
+
+def _matches_torch(
+    checkpoint: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, kind: str, optimizer: str
+) -> None:
+    """The checkpoint is the torch model's state (strict) and its optimizer's state, and loads
+    into a fresh torch model (strictly) and optimizer."""
+    reference = model.state_dict()
+    assert set(checkpoint["model"]) == set(reference)
+    for name, value in reference.items():
+        _close(name, checkpoint["model"][name], value)
+    expected = opt.state_dict()["state"]
+    assert set(checkpoint["optimizer"]["state"]) == set(expected)
+    for index, entry in expected.items():
+        for key, value in entry.items():
+            _close(f"optimizer state {index}.{key}", checkpoint["optimizer"]["state"][index][key],
+                   value)  # fmt: skip
+    fresh, fresh_opt, _, _ = _torch_model(kind, optimizer)
+    fresh.load_state_dict(checkpoint["model"])  # strict
+    fresh_opt.load_state_dict(checkpoint["optimizer"])
+
+
+def _trains_and_resumes(
+    compiled: Compiled, tmp_path: Path, kind: str, optimizer: str = "sgd"
+) -> tuple[dict, torch.nn.Module, dict[str, torch.Tensor]]:
+    """Train STEPS steps on the fabric and in torch and compare; resume STEPS/2 + STEPS/2 and
+    compare with the straight run bit for bit. The checkpoint, the trained torch model and the
+    torch model's initial state."""
+    pef = compiled(kind)
+    if optimizer != "sgd":
+        pef = compiled(kind, "--optimizer", optimizer)
+    args = _model_args(kind, optimizer)
+    straight = _train(pef, tmp_path / "straight", STEPS, args)
+    model, opt = _torch_train(kind, optimizer)
+    _matches_torch(straight, model, opt, kind, optimizer)
+    half = _train(pef, tmp_path / "half", STEPS // 2, args)
+    resumed = _train(pef, tmp_path / "resumed", STEPS, args, resume=tmp_path / "half" / "last.pt")
+    assert half["step"] == STEPS // 2 and resumed["step"] == straight["step"] == STEPS
+    for name, value in straight["model"].items():
+        assert torch.equal(resumed["model"][name], value), f"resumed {name} differs"
+    initial = _torch_model(kind, optimizer)[0].state_dict()
+    return straight, model, initial
+
+
+def _infers(compiled: Compiled, tmp_path: Path, kind: str, checkpoint: Path) -> None:
+    """An inference PEF run from ``checkpoint`` gives torch's eval-mode outputs."""
+    pef = compiled(kind, "--inference", "--pef-name", "state")
+    results = tmp_path / "results"
+    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--inference", "--init-ckpt-path",
+        str(checkpoint), "--results-dir", str(results), *_model_args(kind))  # fmt: skip
+    model, _, model_file, args = _torch_model(kind)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
+    model.eval()
+    with torch.no_grad():
+        expected = torch.cat([model(*inputs) for inputs, _ in model_file.batches("test", args)])
+    _close("outputs", torch.from_numpy(np.load(results / "outputs.npy")), expected)
+
+
+def _symbols(pef: Path) -> dict[str, str]:
+    return {s.name: s.role for s in read_pef(pef).meta.symbols}
+
+
+# -- 1. non-persistent buffers ---------------------------------------------------------------
+
+
+def test_non_persistent_buffers_come_from_the_model(compiled: Compiled, tmp_path: Path) -> None:
+    """Absent from checkpoints (which load strictly), taken from the model when training,
+    resuming and inferring; the PEF keeps their digests, not their values."""
+    checkpoint, model, _ = _trains_and_resumes(compiled, tmp_path, "non_persistent")
+    assert "scale" not in checkpoint["model"] and "positions" not in checkpoint["model"]
+    pef = compiled("non_persistent")
+    meta = read_pef(pef).meta
+    recorded = {meta.symbols[e.symbol].name: e.sha256 for e in meta.non_persistent}
+    assert set(recorded) == {"scale", "positions"} and all(len(d) == 64 for d in recorded.values())
+    assert pef.stat().st_size < 64 * 1024  # digests, not values
+    _infers(compiled, tmp_path, "non_persistent", tmp_path / "straight" / "last.pt")
+
+
+def test_non_persistent_buffers_must_match_the_compiled_values(
+    compiled: Compiled, tmp_path: Path
+) -> None:
+    """A model whose non-persistent buffer differs from the one compiled is refused (one line),
+    with or without a checkpoint."""
+    pef = compiled("non_persistent")
+    for extra in ([], ["--test"]):
+        result = _command("rdu-run", str(MODEL), "--pef", str(pef), "--num-steps", "1",
+                          "--ckpt-dir", str(tmp_path), *extra,
+                          *_model_args("non_persistent", scale=2.0))  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "buffer 'scale'" in result.stderr and "compiled for" in result.stderr
+    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--test", *_model_args("non_persistent"))
+
+
+def test_rdu_test_runs_with_non_persistent_buffers(compiled: Compiled) -> None:
+    out = _ok("rdu-test", str(MODEL), "--pef", str(compiled("non_persistent")),
+              *_model_args("non_persistent"))  # fmt: skip
+    assert "fc.weight.grad" in out
