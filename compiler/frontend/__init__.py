@@ -51,6 +51,11 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     forward, backward = build_training(GraphBuilder(traced, locator))
     sections = [forward, backward]
     if plan is not None:
+        # torch's optimizers skip a parameter without a gradient (one the loss does not depend
+        # on): no weight decay, no momentum, no state. So does this section.
+        graded = {o.name for o in traced.outputs if o.role == "gradient"}
+        plan.params = [p for p in plan.params if f"{p}.grad" in graded]
+    if plan is not None and plan.params:
         shapes = {
             name: tuple(int(d) for d in t.type.get_shape())  # type: ignore[attr-defined]
             for name, t in zip(

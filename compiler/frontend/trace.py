@@ -41,13 +41,15 @@ class GraphInput:
 
 @dataclass
 class GraphOutput:
-    """A graph result bound to a DRAM symbol (``node`` None: a gradient that is zero)."""
+    """A graph result bound to a DRAM symbol.
 
-    node: torch.fx.Node | None
+    A parameter whose loss does not depend on it (unused, or read only through ``detach``)
+    has no gradient output at all, as it has no ``.grad`` in torch: the optimizer leaves it
+    alone (no weight decay, no momentum)."""
+
+    node: torch.fx.Node
     name: str
     role: str  # loss | output | gradient | buffer
-    like: torch.fx.Node | None = None
-    """For a zero gradient: the parameter it has the shape of."""
     more: list[torch.fx.Node] = field(default_factory=list)
     """Further terms to add (the gradient of a tied tensor used under several names)."""
 
@@ -288,7 +290,6 @@ def trace_training(spec: ModelSpec) -> Traced:
             tangents.append(node)
         else:
             raise FrontendError(f"unsupported graph input {desc} in the training trace")
-    by_name = {i.name: i.node for i in inputs}
     (output,) = [n for n in graph.nodes if n.op == "output"]
     values = output.args[0]
     descs = output.meta.get("desc")
@@ -301,18 +302,13 @@ def trace_training(spec: ModelSpec) -> Traced:
             outputs.append(GraphOutput(value, name, role))
         elif isinstance(desc, d.GradAOTOutput):
             of = desc.grad_of
-            if isinstance(of, d.ParamAOTInput):
+            if isinstance(of, d.ParamAOTInput) and value is not None:  # None: no gradient
                 pname = symbol(of.target)
                 same = [o for o in outputs if o.name == f"{pname}.grad"]
-                if same and value is not None:  # a tied tensor: add up the gradients
-                    if same[0].node is None:
-                        same[0].node = value
-                    else:
-                        same[0].more.append(value)
-                elif not same:
-                    outputs.append(
-                        GraphOutput(value, f"{pname}.grad", "gradient", by_name.get(pname))
-                    )
+                if same:  # a tied tensor: add up the gradients
+                    same[0].more.append(value)
+                else:
+                    outputs.append(GraphOutput(value, f"{pname}.grad", "gradient"))
             # gradients of user inputs are not wanted (and None)
         elif isinstance(desc, d.InputMutationAOTOutput):
             mutated = desc.mutated_input
@@ -324,18 +320,7 @@ def trace_training(spec: ModelSpec) -> Traced:
             continue
         else:
             raise FrontendError(f"unsupported graph output {desc} in the training trace")
-    for p in inputs:
-        if p.role == "parameter" and not any(o.name == f"{p.name}.grad" for o in outputs):
-            if _requires_grad(spec.module, p.name):
-                outputs.append(GraphOutput(None, f"{p.name}.grad", "gradient", p.node))
     return Traced(graph, inputs, outputs, tangents, constants, param_symbols(spec.module))
-
-
-def _requires_grad(module: torch.nn.Module, name: str) -> bool:
-    try:
-        return bool(module.get_parameter(name).requires_grad)
-    except AttributeError:
-        return False
 
 
 def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:

@@ -212,3 +212,74 @@ def test_rdu_test_runs_with_non_persistent_buffers(compiled: Compiled) -> None:
     out = _ok("rdu-test", str(MODEL), "--pef", str(compiled("non_persistent")),
               *_model_args("non_persistent"))  # fmt: skip
     assert "fc.weight.grad" in out
+
+
+# -- 2. frozen parameters --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_frozen_parameters_are_never_updated(
+    compiled: Compiled, tmp_path: Path, optimizer: str
+) -> None:
+    """No gradient, no optimizer state, not even weight decay; still in the checkpoint."""
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "frozen", optimizer)
+    for name in ("features.weight", "features.bias"):
+        assert torch.equal(checkpoint["model"][name], initial[name]), name
+    assert not torch.equal(checkpoint["model"]["head.weight"], initial["head.weight"])
+    symbols = _symbols(
+        compiled("frozen") if optimizer == "sgd" else compiled("frozen", "--optimizer", optimizer)
+    )
+    assert symbols["features.weight"] == "parameter"
+    assert not [s for s in symbols if s.startswith("features.") and s.count(".") > 1]
+    assert "head.weight.grad" in symbols
+    _infers(compiled, tmp_path, "frozen", tmp_path / "straight" / "last.pt")
+
+
+# -- 3. tied parameters ----------------------------------------------------------------------
+
+
+def test_tied_parameters_get_one_summed_gradient_and_one_update(
+    compiled: Compiled, tmp_path: Path
+) -> None:
+    """The embedding and the head are one tensor: one symbol, one gradient (the sum of both
+    uses'), one update, matching torch; both names in the checkpoint."""
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "tied")
+    assert torch.equal(checkpoint["model"]["embed.weight"], checkpoint["model"]["head.weight"])
+    assert not torch.equal(checkpoint["model"]["embed.weight"], initial["embed.weight"])
+    symbols = _symbols(compiled("tied"))
+    assert "embed.weight.grad" in symbols and "embed.weight.momentum_buffer" in symbols
+    assert not [s for s in symbols if s.startswith("head.")]
+    _infers(compiled, tmp_path, "tied", tmp_path / "straight" / "last.pt")
+
+
+# -- 4. unused parameters --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_unused_parameters_are_left_alone(
+    compiled: Compiled, tmp_path: Path, optimizer: str
+) -> None:
+    """A parameter the forward never reads has no gradient in torch, so no weight decay, no
+    momentum, no AdamW step: the fabric leaves it as it is too."""
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "unused", optimizer)
+    for name in ("spare.weight", "spare.bias"):
+        assert torch.equal(checkpoint["model"][name], initial[name]), name
+    pef = compiled("unused") if optimizer == "sgd" else compiled("unused", "--optimizer", optimizer)
+    symbols = _symbols(pef)
+    assert symbols["spare.weight"] == "parameter"
+    assert not [s for s in symbols if s.startswith("spare.") and s.count(".") > 1]
+    _infers(compiled, tmp_path, "unused", tmp_path / "straight" / "last.pt")
+
+
+# -- 5. buffers the forward updates ----------------------------------------------------------
+
+
+def test_buffers_the_forward_updates_follow_torch(compiled: Compiled, tmp_path: Path) -> None:
+    """A running mean and an integer step counter updated in place in training: updated on the
+    fabric each step like torch's, saved, resumed; inference reads them without updating."""
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "updated")
+    assert checkpoint["model"]["steps"].item() == STEPS
+    assert not torch.equal(checkpoint["model"]["running_mean"], initial["running_mean"])
+    roles = _symbols(compiled("updated"))
+    assert roles["running_mean"] == roles["steps"] == "buffer"
+    _infers(compiled, tmp_path, "updated", tmp_path / "straight" / "last.pt")
