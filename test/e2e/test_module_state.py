@@ -189,23 +189,31 @@ def test_non_persistent_buffers_come_from_the_model(compiled: Compiled, tmp_path
     meta = read_pef(pef).meta
     recorded = {meta.symbols[e.symbol].name: e.sha256 for e in meta.non_persistent}
     assert set(recorded) == {"scale", "positions"} and all(len(d) == 64 for d in recorded.values())
-    assert pef.stat().st_size < 64 * 1024  # digests, not values
+    for name in recorded:  # digests, not values
+        assert getattr(model, name).numpy().tobytes() not in pef.read_bytes()
     _infers(compiled, tmp_path, "non_persistent", tmp_path / "straight" / "last.pt")
 
 
 def test_non_persistent_buffers_must_match_the_compiled_values(
     compiled: Compiled, tmp_path: Path
 ) -> None:
-    """A model whose non-persistent buffer differs from the one compiled is refused (one line),
-    with or without a checkpoint."""
+    """A model whose non-persistent buffer differs from the one compiled is refused (one line,
+    exit 1) when training, testing, resuming and inferring."""
     pef = compiled("non_persistent")
-    for extra in ([], ["--test"]):
-        result = _command("rdu-run", str(MODEL), "--pef", str(pef), "--num-steps", "1",
-                          "--ckpt-dir", str(tmp_path), *extra,
-                          *_model_args("non_persistent", scale=2.0))  # fmt: skip
+    inference = compiled("non_persistent", "--inference", "--pef-name", "state")
+    _train(pef, tmp_path / "ck", 1, _model_args("non_persistent"))
+    resume = ["--init-ckpt-path", str(tmp_path / "ck" / "last.pt")]
+    for extra in (
+        ["--pef", str(pef), "--num-steps", "1", "--ckpt-dir", str(tmp_path / "other")],
+        ["--pef", str(pef), "--test"],
+        ["--pef", str(pef), "--num-steps", "2", "--ckpt-dir", str(tmp_path / "other"), *resume],
+        ["--pef", str(inference), "--inference", *resume],
+    ):
+        result = _command("rdu-run", str(MODEL), *extra, *_model_args("non_persistent", scale=2))
         assert result.returncode == 1, result.stdout + result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "buffer 'scale'" in result.stderr and "compiled for" in result.stderr
-    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--test", *_model_args("non_persistent"))
+    assert not (tmp_path / "other").exists()
 
 
 def test_rdu_test_runs_with_non_persistent_buffers(compiled: Compiled) -> None:
