@@ -213,18 +213,25 @@ class Run:
         return {n: buffers[n].detach().cpu().numpy().copy() for n in sorted(names) if n in buffers}
 
     def parameter_names(self) -> list[str]:
-        """The model's parameters in ``parameters()`` order (what torch's optimizer indexes)."""
-        return [name for name, _ in self.torch_model().named_parameters()]
+        """The parameters the model's optimizer holds, in its order (what torch's optimizer
+        state_dict indexes): ``parameters()`` order, or the optimizer's own choice, e.g. only
+        the trainable ones of a model with frozen layers."""
+        model = self.torch_model()
+        names = {id(p): name for name, p in model.named_parameters()}
+        optimizer = self.torch_optimizer(model)
+        return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+    def torch_optimizer(self, model):
+        """The model file's optimizer over ``model.parameters()`` (SGD, lr 0.01 without one)."""
+        import torch
+
+        if self.model_file.has("optimizer"):
+            return self.model_file.call("optimizer", model.parameters(), self.args)
+        return torch.optim.SGD(model.parameters(), lr=0.01)
 
     def hyperparameters(self) -> dict[str, float]:
         """The model's optimizer settings, overridden from the command line."""
-        import torch
-
-        model = self.torch_model()
-        if self.model_file.has("optimizer"):
-            optimizer = self.model_file.call("optimizer", model.parameters(), self.args)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        optimizer = self.torch_optimizer(self.torch_model())
         group = optimizer.param_groups[0]
         hyper = {"lr": group["lr"], "weight_decay": group.get("weight_decay", 0.0)}
         if "momentum" in group:

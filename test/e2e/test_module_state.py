@@ -52,26 +52,21 @@ def _ok(name: str, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Compiled:
-    """``compiled(kind, *extra)``: the PEF of ``state.py --kind kind`` (compiled once)."""
-    cache: dict[tuple[str, ...], Path] = {}
+    """``compiled(*model_args, inference=False)``: the PEF of ``state.py`` with these model
+    arguments (``--kind ...``), compiled once."""
+    cache: dict[tuple[object, ...], Path] = {}
 
-    def compile_(kind: str, *extra: str) -> Path:
-        key = (kind, *extra)
+    def compile_(*model_args: str, inference: bool = False) -> Path:
+        key = (*model_args, inference)
         if key not in cache:
-            out = tmp_path_factory.mktemp(kind)
-            _ok("rdu-compile", str(MODEL), "--kind", kind, "-b", str(BATCH),
-                "--output-folder", str(out), *extra)  # fmt: skip
+            out = tmp_path_factory.mktemp("state")
+            extra = ["--inference"] if inference else []
+            _ok("rdu-compile", str(MODEL), "-b", str(BATCH), "--output-folder", str(out),
+                *extra, *model_args)  # fmt: skip
             cache[key] = out / "state" / "state.pef"
         return cache[key]
 
     return compile_
-
-
-def _model_args(kind: str, optimizer: str = "sgd", **more: object) -> list[str]:
-    args = ["--kind", kind, "--optimizer", optimizer]
-    for key, value in more.items():
-        args += [f"--{key}", str(value)]
-    return args
 
 
 def _train(pef: Path, ckpt_dir: Path, steps: int, args: list[str], resume: Path | None = None):
@@ -82,20 +77,22 @@ def _train(pef: Path, ckpt_dir: Path, steps: int, args: list[str], resume: Path 
     return torch.load(ckpt_dir / "last.pt", weights_only=True)
 
 
-def _torch_model(kind: str, optimizer: str = "sgd", scale: float = 1.0):
-    """The torch model, its optimizer and its model file, as rdu-run builds them."""
+def _torch_model(model_args: list[str]):
+    """The torch model, its optimizer, the model file and its arguments, as rdu-run builds
+    them from ``model_args``."""
     model_file = load_model_file(MODEL)
-    args = argparse.Namespace(
-        kind=kind, optimizer=optimizer, scale=scale, batch_size=BATCH, seed=0, epoch=0
-    )
+    parser = argparse.ArgumentParser()
+    model_file.add_args(parser)
+    args = parser.parse_args(model_args)
+    args.batch_size, args.seed, args.epoch = BATCH, 0, 0
     torch.manual_seed(0)
     model = model_file.call("model", args)
     return model, model_file.call("optimizer", model.parameters(), args), model_file, args
 
 
-def _torch_train(kind: str, optimizer: str = "sgd", steps: int = STEPS):
+def _torch_train(model_args: list[str], steps: int = STEPS):
     """The torch model and optimizer after ``steps`` steps on rdu-run's batches."""
-    model, opt, model_file, args = _torch_model(kind, optimizer)
+    model, opt, model_file, args = _torch_model(model_args)
     model.train()
     for step, (inputs, targets) in enumerate(model_file.batches("train", args)):
         if step == steps:
@@ -117,59 +114,64 @@ def _close(name: str, fabric: torch.Tensor, reference: torch.Tensor) -> None:
     assert error <= RTOL * scale, f"{name}: max error {error:.3g} (scale {scale:.3g})"
 
 
-def _matches_torch(
-    checkpoint: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, kind: str, optimizer: str
-) -> None:
-    """The checkpoint is the torch model's state (strict) and its optimizer's state, and loads
-    into a fresh torch model (strictly) and optimizer."""
+def _matches_torch(checkpoint: dict, model_args: list[str]) -> torch.nn.Module:
+    """The checkpoint is the state of the torch model and optimizer trained on the same batches
+    (the torch model returned), and loads into a fresh torch model (strictly) and optimizer."""
+    model, opt = _torch_train(model_args)
     reference = model.state_dict()
     assert set(checkpoint["model"]) == set(reference)
     for name, value in reference.items():
         _close(name, checkpoint["model"][name], value)
-    expected = opt.state_dict()["state"]
-    assert set(checkpoint["optimizer"]["state"]) == set(expected)
-    for index, entry in expected.items():
+    expected = opt.state_dict()
+    assert (
+        checkpoint["optimizer"]["param_groups"][0]["params"]
+        == expected["param_groups"][0]["params"]
+    )
+    assert set(checkpoint["optimizer"]["state"]) == set(expected["state"])
+    for index, entry in expected["state"].items():
         for key, value in entry.items():
             _close(f"optimizer state {index}.{key}", checkpoint["optimizer"]["state"][index][key],
                    value)  # fmt: skip
-    fresh, fresh_opt, _, _ = _torch_model(kind, optimizer)
+    fresh, fresh_opt, _, _ = _torch_model(model_args)
     fresh.load_state_dict(checkpoint["model"])  # strict
     fresh_opt.load_state_dict(checkpoint["optimizer"])
+    return model
 
 
 def _trains_and_resumes(
-    compiled: Compiled, tmp_path: Path, kind: str, optimizer: str = "sgd"
+    compiled: Compiled, tmp_path: Path, *model_args: str
 ) -> tuple[dict, torch.nn.Module, dict[str, torch.Tensor]]:
     """Train STEPS steps on the fabric and in torch and compare; resume STEPS/2 + STEPS/2 and
     compare with the straight run bit for bit. The checkpoint, the trained torch model and the
     torch model's initial state."""
-    pef = compiled(kind)
-    if optimizer != "sgd":
-        pef = compiled(kind, "--optimizer", optimizer)
-    args = _model_args(kind, optimizer)
+    args = list(model_args)
+    pef = compiled(*args)
     straight = _train(pef, tmp_path / "straight", STEPS, args)
-    model, opt = _torch_train(kind, optimizer)
-    _matches_torch(straight, model, opt, kind, optimizer)
+    model = _matches_torch(straight, args)
     half = _train(pef, tmp_path / "half", STEPS // 2, args)
     resumed = _train(pef, tmp_path / "resumed", STEPS, args, resume=tmp_path / "half" / "last.pt")
     assert half["step"] == STEPS // 2 and resumed["step"] == straight["step"] == STEPS
     for name, value in straight["model"].items():
         assert torch.equal(resumed["model"][name], value), f"resumed {name} differs"
-    initial = _torch_model(kind, optimizer)[0].state_dict()
+    for index, entry in straight["optimizer"]["state"].items():
+        for key, value in entry.items():
+            assert torch.equal(resumed["optimizer"]["state"][index][key], value), (index, key)
+    initial = _torch_model(args)[0].state_dict()
     return straight, model, initial
 
 
-def _infers(compiled: Compiled, tmp_path: Path, kind: str, checkpoint: Path) -> None:
+def _infers(compiled: Compiled, tmp_path: Path, checkpoint: Path, *model_args: str) -> None:
     """An inference PEF run from ``checkpoint`` gives torch's eval-mode outputs."""
-    pef = compiled(kind, "--inference", "--pef-name", "state")
+    args = list(model_args)
     results = tmp_path / "results"
-    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--inference", "--init-ckpt-path",
-        str(checkpoint), "--results-dir", str(results), *_model_args(kind))  # fmt: skip
-    model, _, model_file, args = _torch_model(kind)
+    _ok("rdu-run", str(MODEL), "--pef", str(compiled(*args, inference=True)), "--inference",
+        "--init-ckpt-path", str(checkpoint), "--results-dir", str(results), *args)  # fmt: skip
+    model, _, model_file, namespace = _torch_model(args)
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     model.eval()
     with torch.no_grad():
-        expected = torch.cat([model(*inputs) for inputs, _ in model_file.batches("test", args)])
+        batches = model_file.batches("test", namespace)
+        expected = torch.cat([model(*inputs) for inputs, _ in batches])
     _close("outputs", torch.from_numpy(np.load(results / "outputs.npy")), expected)
 
 
@@ -179,19 +181,21 @@ def _symbols(pef: Path) -> dict[str, str]:
 
 # -- 1. non-persistent buffers ---------------------------------------------------------------
 
+NON_PERSISTENT = ("--kind", "non_persistent")
+
 
 def test_non_persistent_buffers_come_from_the_model(compiled: Compiled, tmp_path: Path) -> None:
     """Absent from checkpoints (which load strictly), taken from the model when training,
     resuming and inferring; the PEF keeps their digests, not their values."""
-    checkpoint, model, _ = _trains_and_resumes(compiled, tmp_path, "non_persistent")
+    checkpoint, model, _ = _trains_and_resumes(compiled, tmp_path, *NON_PERSISTENT)
     assert "scale" not in checkpoint["model"] and "positions" not in checkpoint["model"]
-    pef = compiled("non_persistent")
+    pef = compiled(*NON_PERSISTENT)
     meta = read_pef(pef).meta
     recorded = {meta.symbols[e.symbol].name: e.sha256 for e in meta.non_persistent}
     assert set(recorded) == {"scale", "positions"} and all(len(d) == 64 for d in recorded.values())
     for name in recorded:  # digests, not values
         assert getattr(model, name).numpy().tobytes() not in pef.read_bytes()
-    _infers(compiled, tmp_path, "non_persistent", tmp_path / "straight" / "last.pt")
+    _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *NON_PERSISTENT)
 
 
 def test_non_persistent_buffers_must_match_the_compiled_values(
@@ -199,9 +203,9 @@ def test_non_persistent_buffers_must_match_the_compiled_values(
 ) -> None:
     """A model whose non-persistent buffer differs from the one compiled is refused (one line,
     exit 1) when training, testing, resuming and inferring."""
-    pef = compiled("non_persistent")
-    inference = compiled("non_persistent", "--inference", "--pef-name", "state")
-    _train(pef, tmp_path / "ck", 1, _model_args("non_persistent"))
+    pef = compiled(*NON_PERSISTENT)
+    inference = compiled(*NON_PERSISTENT, inference=True)
+    _train(pef, tmp_path / "ck", 1, list(NON_PERSISTENT))
     resume = ["--init-ckpt-path", str(tmp_path / "ck" / "last.pt")]
     for extra in (
         ["--pef", str(pef), "--num-steps", "1", "--ckpt-dir", str(tmp_path / "other")],
@@ -209,7 +213,7 @@ def test_non_persistent_buffers_must_match_the_compiled_values(
         ["--pef", str(pef), "--num-steps", "2", "--ckpt-dir", str(tmp_path / "other"), *resume],
         ["--pef", str(inference), "--inference", *resume],
     ):
-        result = _command("rdu-run", str(MODEL), *extra, *_model_args("non_persistent", scale=2))
+        result = _command("rdu-run", str(MODEL), *extra, *NON_PERSISTENT, "--scale", "2")
         assert result.returncode == 1, result.stdout + result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "buffer 'scale'" in result.stderr and "compiled for" in result.stderr
@@ -217,30 +221,38 @@ def test_non_persistent_buffers_must_match_the_compiled_values(
 
 
 def test_rdu_test_runs_with_non_persistent_buffers(compiled: Compiled) -> None:
-    out = _ok("rdu-test", str(MODEL), "--pef", str(compiled("non_persistent")),
-              *_model_args("non_persistent"))  # fmt: skip
+    out = _ok("rdu-test", str(MODEL), "--pef", str(compiled(*NON_PERSISTENT)), *NON_PERSISTENT)
     assert "fc.weight.grad" in out
 
 
 # -- 2. frozen parameters --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize(
+    "model_args",
+    [
+        ("--optimizer", "sgd"),
+        ("--optimizer", "adamw"),
+        ("--optimizer", "sgd", "--trainable-only"),
+        ("--optimizer", "adamw", "--trainable-only"),
+    ],
+    ids=["sgd", "adamw", "sgd-trainable-only", "adamw-trainable-only"],
+)
 def test_frozen_parameters_are_never_updated(
-    compiled: Compiled, tmp_path: Path, optimizer: str
+    compiled: Compiled, tmp_path: Path, model_args: tuple[str, ...]
 ) -> None:
-    """No gradient, no optimizer state, not even weight decay; still in the checkpoint."""
-    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "frozen", optimizer)
+    """No gradient, no optimizer state, not even weight decay; still in the checkpoint. The
+    checkpoint's optimizer state fits the model's optimizer, whether it was given every
+    parameter or the trainable ones only (as fine-tuning scripts do)."""
+    args = ("--kind", "frozen", *model_args)
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, *args)
     for name in ("features.weight", "features.bias"):
         assert torch.equal(checkpoint["model"][name], initial[name]), name
     assert not torch.equal(checkpoint["model"]["head.weight"], initial["head.weight"])
-    symbols = _symbols(
-        compiled("frozen") if optimizer == "sgd" else compiled("frozen", "--optimizer", optimizer)
-    )
-    assert symbols["features.weight"] == "parameter"
+    symbols = _symbols(compiled(*args))
+    assert symbols["features.weight"] == "parameter" and "head.weight.grad" in symbols
     assert not [s for s in symbols if s.startswith("features.") and s.count(".") > 1]
-    assert "head.weight.grad" in symbols
-    _infers(compiled, tmp_path, "frozen", tmp_path / "straight" / "last.pt")
+    _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *args)
 
 
 # -- 3. tied parameters ----------------------------------------------------------------------
@@ -251,13 +263,14 @@ def test_tied_parameters_get_one_summed_gradient_and_one_update(
 ) -> None:
     """The embedding and the head are one tensor: one symbol, one gradient (the sum of both
     uses'), one update, matching torch; both names in the checkpoint."""
-    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "tied")
+    args = ("--kind", "tied")
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, *args)
     assert torch.equal(checkpoint["model"]["embed.weight"], checkpoint["model"]["head.weight"])
     assert not torch.equal(checkpoint["model"]["embed.weight"], initial["embed.weight"])
-    symbols = _symbols(compiled("tied"))
+    symbols = _symbols(compiled(*args))
     assert "embed.weight.grad" in symbols and "embed.weight.momentum_buffer" in symbols
     assert not [s for s in symbols if s.startswith("head.")]
-    _infers(compiled, tmp_path, "tied", tmp_path / "straight" / "last.pt")
+    _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *args)
 
 
 # -- 4. unused parameters --------------------------------------------------------------------
@@ -268,15 +281,15 @@ def test_unused_parameters_are_left_alone(
     compiled: Compiled, tmp_path: Path, optimizer: str
 ) -> None:
     """A parameter the forward never reads has no gradient in torch, so no weight decay, no
-    momentum, no AdamW step: the fabric leaves it as it is too."""
-    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "unused", optimizer)
+    momentum, no AdamW step, no optimizer state: the fabric leaves it as it is too."""
+    args = ("--kind", "unused", "--optimizer", optimizer)
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, *args)
     for name in ("spare.weight", "spare.bias"):
         assert torch.equal(checkpoint["model"][name], initial[name]), name
-    pef = compiled("unused") if optimizer == "sgd" else compiled("unused", "--optimizer", optimizer)
-    symbols = _symbols(pef)
+    symbols = _symbols(compiled(*args))
     assert symbols["spare.weight"] == "parameter"
     assert not [s for s in symbols if s.startswith("spare.") and s.count(".") > 1]
-    _infers(compiled, tmp_path, "unused", tmp_path / "straight" / "last.pt")
+    _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *args)
 
 
 # -- 5. buffers the forward updates ----------------------------------------------------------
@@ -285,9 +298,10 @@ def test_unused_parameters_are_left_alone(
 def test_buffers_the_forward_updates_follow_torch(compiled: Compiled, tmp_path: Path) -> None:
     """A running mean and an integer step counter updated in place in training: updated on the
     fabric each step like torch's, saved, resumed; inference reads them without updating."""
-    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, "updated")
+    args = ("--kind", "updated")
+    checkpoint, _, initial = _trains_and_resumes(compiled, tmp_path, *args)
     assert checkpoint["model"]["steps"].item() == STEPS
     assert not torch.equal(checkpoint["model"]["running_mean"], initial["running_mean"])
-    roles = _symbols(compiled("updated"))
+    roles = _symbols(compiled(*args))
     assert roles["running_mean"] == roles["steps"] == "buffer"
-    _infers(compiled, tmp_path, "updated", tmp_path / "straight" / "last.pt")
+    _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *args)

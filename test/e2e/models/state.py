@@ -38,6 +38,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=KINDS, default="non_persistent")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     parser.add_argument("--scale", type=float, default=1.0, help="non_persistent: buffer scale")
+    parser.add_argument(
+        "--trainable-only", action="store_true", help="give the optimizer trainable parameters only"
+    )
 
 
 class NonPersistent(nn.Module):
@@ -139,6 +142,8 @@ def loss(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
+    if args.trainable_only:  # as fine-tuning scripts do with frozen layers
+        params = [p for p in params if p.requires_grad]
     if args.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=0.01, weight_decay=0.1)
     return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
