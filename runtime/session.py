@@ -222,8 +222,7 @@ class TrainingSession(_Session):
         """The ``rng_seed`` input of step ``step`` (nothing if no section reads it)."""
         if "rng_seed" not in self._reads:
             return {}
-        value = ((self.seed % (1 << 23)) << 40) | (step % (1 << 32))
-        return {"rng_seed": np.asarray(value, dtype=np.int64)}
+        return {"rng_seed": np.asarray(rng_seed_value(self.seed, step), dtype=np.int64)}
 
     def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
         needed = [n for n in ("bias_correction1", "bias_correction2_sqrt") if n in self._reads]
@@ -286,6 +285,12 @@ class TrainingSession(_Session):
             float(loss) if loss is not None else math.nan,
             self._results(dram, "output"),
         )
+
+
+def rng_seed_value(seed: int, step: int) -> int:
+    """The ``rng_seed`` input of step ``step`` of a run seeded ``seed`` (``rdu-run --seed``):
+    ``(seed mod 2**23) << 40 | step`` (rdu-test draws torch's dropout masks from it too)."""
+    return ((seed % (1 << 23)) << 40) | (step % (1 << 32))
 
 
 class InferenceSession(_Session):
