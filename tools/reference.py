@@ -269,6 +269,8 @@ def step_hyperparameters(hyper: Mapping[str, float], step: int) -> dict[str, flo
     if "beta1" in hyper and "beta2" in hyper:
         out["bias_correction1"] = 1.0 - float(hyper["beta1"]) ** (step + 1)
         out["bias_correction2_sqrt"] = math.sqrt(1.0 - float(hyper["beta2"]) ** (step + 1))
+        out["one_minus_beta1"] = 1.0 - float(hyper["beta1"])
+        out["one_minus_beta2"] = 1.0 - float(hyper["beta2"])
     return out
 
 
