@@ -42,13 +42,17 @@ def _judge(
     roles: dict[str, str],
     before: dict[str, np.ndarray],
     overrides: dict[str, float | None],
+    scales: dict[str, float] | None = None,
 ) -> list[Comparison]:
-    """Every tensor of ``expected`` judged against the fabric's value in ``got``."""
+    """Every tensor of ``expected`` judged against the fabric's value in ``got`` (``scales``:
+    forward values' operand sizes, see ``SectionCase.scales``)."""
     rows = []
     for name, want in expected.items():
         if name not in got:
             raise ToolError(f"internal: the fabric gave no {name} in {section}")
         scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
+        if scales and name in scales:
+            scale = scales[name]
         tol = tolerance_for(np.asarray(want).dtype, overrides)  # type: ignore[arg-type]
         rows.append(
             compare(
@@ -86,9 +90,12 @@ def check_against_torch(
     rows: list[Comparison] = []
     for case in cases:
         got = case.run(fabric)
-        rows += _judge(case.kind, got, case.expected, roles, state, overrides)
+        rows += _judge(case.kind, got, case.expected, roles, state, overrides, case.scales)
     if not run.is_inference:
-        rows += _end_to_end(run, joint, state, step, inputs, targets, feed, hyper, seed, overrides)
+        scales = {k: v for case in cases if case.kind == "forward" for k, v in case.scales.items()}
+        rows += _end_to_end(
+            run, joint, state, step, (inputs, targets), feed, hyper, seed, overrides, scales
+        )
     return rows
 
 
@@ -97,14 +104,16 @@ def _end_to_end(
     joint: Any,
     state: dict[str, np.ndarray],
     step: int,
-    inputs: tuple,
-    targets: tuple,
+    batch: tuple[tuple, tuple],
     feed: dict[str, np.ndarray],
     hyper: dict[str, float],
     seed: int,
     overrides: dict[str, float | None],
+    scales: dict[str, float],
 ) -> list[Comparison]:
-    """One step of the fabric's session against eager torch (the fabric's dropout masks)."""
+    """One step of the fabric's session against eager torch (the fabric's dropout masks);
+    ``scales``: the forward values' operand sizes from the per-section reference."""
+    inputs, targets = batch
     import torch
 
     from runtime.session import TrainingSession, rng_seed_value
@@ -144,7 +153,7 @@ def _end_to_end(
         if roles.get(name) == "buffer" and name in after:
             expected[name] = buffer.detach().numpy()
             got[name] = after[name]
-    rows = _judge(END_TO_END, got, expected, roles, state, overrides)
+    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales)
 
     with torch.no_grad():
         stepped = optimizer_step(run, state, step, result.gradients, hyper)

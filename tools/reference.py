@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,9 @@ class SectionCase:
     sections: list[str]
     inputs: dict[str, np.ndarray]
     expected: dict[str, np.ndarray]
+    scales: dict[str, float] = field(default_factory=dict)
+    """For forward values: the size of each one's operands in torch (the scale of the absolute
+    part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
 
     def run(self, fabric: Fabric) -> dict[str, np.ndarray]:
         """The fabric's values of ``expected``'s tensors: the sections run in order on
@@ -172,24 +176,55 @@ def run_joint(
     return env
 
 
+def _largest(value: Any) -> float:
+    """The largest finite magnitude of a float tensor with at least one dimension, else 0 (a
+    0-d operand is a constant or a scalar: a fill value such as -1e9 is no size of the data)."""
+    if not isinstance(value, torch.Tensor) or value.ndim == 0 or not value.is_floating_point():
+        return 0.0
+    v = value.detach().abs()
+    v = v[torch.isfinite(v)]
+    return float(v.max()) if v.numel() else 0.0
+
+
+def operand_size(node: torch.fx.Node, env: Mapping[torch.fx.Node, Any]) -> float:
+    """The size of what ``node`` computes from: the largest magnitude among its tensor operands
+    and itself. A mean of numbers that cancel is known to their rounding, not to its own."""
+    source = node
+    if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+        source = node.args[0]  # an element of a tuple result: the op's operands
+    sizes = [_largest(env[node])]
+    for a in source.all_input_nodes:
+        value = env.get(a)
+        if isinstance(value, tuple | list):
+            sizes += [_largest(v) for v in value]
+        else:
+            sizes.append(_largest(value))
+    return max(sizes)
+
+
 def joint_values(
     joint: Joint, program: Program, feed: Mapping[str, np.ndarray], rng_seed: int
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """torch's values of the step's DRAM tensors that the joint graph computes, by PEF name:
-    loss, outputs, updated buffers, ``saved.*`` activations, gradients."""
+    loss, outputs, updated buffers, ``saved.*`` activations, gradients; and the size of each
+    forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)."""
     env = run_joint(joint, feed, rng_seed)
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     out: dict[str, np.ndarray] = {}
+    scales: dict[str, float] = {}
 
     def array(node: torch.fx.Node) -> np.ndarray:
+        if node.op == "call_function":
+            scales[name] = operand_size(node, env)
         return env[node].detach().numpy().copy()
 
     for o in joint.traced.outputs:
+        name = o.name
         if o.role == "gradient":
             if o.node is None:
                 if o.like is None:
                     continue
-                out[o.name] = np.zeros_like(array(o.like))
+                out[o.name] = np.zeros(tuple(o.like.meta["val"].shape), np.float32)
                 continue
             total = env[o.node]
             for term in o.more:
@@ -200,6 +235,7 @@ def joint_values(
     for sym in program.meta.symbols:
         if sym.role != "activation":
             continue
+        name = sym.name
         node = by_name.get(sym.name.removeprefix("saved."))
         if node is None:
             raise ToolError(
@@ -207,7 +243,7 @@ def joint_values(
                 "compiled from this model file with these arguments?)"
             )
         out[sym.name] = array(node)
-    return out
+    return out, scales
 
 
 def load_weights(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> None:
@@ -295,6 +331,7 @@ def section_cases(
     program = run.program
     symbols = {s.name: s for s in program.meta.symbols}
     values: dict[str, np.ndarray] = {**state, **feed}
+    scales: dict[str, float] = {}
     if run.is_inference:
         model = run.torch_model()
         load_weights(model, state)
@@ -307,7 +344,8 @@ def section_cases(
         rng_seed = rng_seed_value(seed, step)
         values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
         joint = joint or trace_joint(run)
-        values.update(joint_values(joint, program, values, rng_seed))
+        computed, scales = joint_values(joint, program, values, rng_seed)
+        values.update(computed)
         scalars = step_hyperparameters(hyper, step)
         values.update({k: np.asarray(v, dtype=np.float32) for k, v in scalars.items()})
         grads = {
@@ -317,7 +355,10 @@ def section_cases(
         # the optimizer's inputs are the state before the step
         for name, value in state.items():
             values.setdefault(name, value)
-    return _cases(program, symbols, values, state, hyper)
+    cases = _cases(program, symbols, values, state)
+    for case in cases:
+        case.scales = {k: v for k, v in scales.items() if k in case.expected}
+    return cases
 
 
 def _cases(
@@ -325,7 +366,6 @@ def _cases(
     symbols: dict[str, Symbol],
     values: Mapping[str, np.ndarray],
     state: Mapping[str, np.ndarray],
-    hyper: Mapping[str, float],
 ) -> list[SectionCase]:
     cases: list[SectionCase] = []
     by_kind: dict[str, list[Any]] = {}
