@@ -86,6 +86,8 @@ class Joint:
     """Random node -> the stream the compiler gave it."""
     random_nodes: list[torch.fx.Node]
     """The forward's random nodes (training, p > 0) in graph order, with or without a stream."""
+    module: torch.nn.Module
+    """The model traced: its buffers stand for those the PEF does not hold (non-persistent)."""
 
     def draws(self, rng_seed: int) -> list[Draw]:
         """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
@@ -135,7 +137,7 @@ def trace_joint(run: Any) -> Joint:
         and not gb.is_backward(n)
         and needs_rng_seed(op_name(n.target), n.args)
     ]
-    return Joint(traced, streams, random_nodes)
+    return Joint(traced, streams, random_nodes, module)
 
 
 def run_joint(
@@ -145,6 +147,8 @@ def run_joint(
     1, random nodes from their fabric streams, every other node its ATen op on the CPU."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
+    own = {n: b.detach().numpy() for n, b in joint.module.named_buffers()}
+    feed = {**own, **feed}
     env: dict[torch.fx.Node, Any] = {}
 
     def value(a: Any) -> Any:
