@@ -175,7 +175,10 @@ def build_optimizer(
 
 def _adamw_coefficients(em: Emitter, h: dict[str, SSAValue]) -> dict[str, SSAValue]:
     """The 0-d factors every parameter's update shares, computed once per step (so the section
-    does not repeat them per parameter, nor read one constant from every unit)."""
+    does not repeat them per parameter, nor read one constant from every unit).
+
+    ``1 - beta1`` and ``1 - beta2`` are inputs the host computes in double precision, as torch
+    does: ``1 - float32(0.999)`` on the fabric would be 1.3e-5 off ``0.001``."""
     return {
         "decay": em.sub(1.0, em.mul(h["lr"], h["weight_decay"])),
         "step_size": em.div(h["lr"], h["bias_correction1"]),
