@@ -114,6 +114,9 @@ def _as_tuple(outputs) -> tuple:
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance.")
 @click.option("--init-ckpt-path", default=None, help="Compare with these weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--localize", is_flag=True, help="Name the first unit that diverges even when all pass."
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
@@ -124,6 +127,7 @@ def rdu_test(
     rtol: float,
     init_ckpt_path: str | None,
     seed: int,
+    localize: bool,
     debug: bool,
     show_help: bool,
 ) -> None:
@@ -145,7 +149,8 @@ def rdu_test(
             "momentum": None,
             "weight_decay": None,
         }
-        rows = check_against_torch(Run(model_path, ctx.args, debug=debug, **opts), rtol)
+        run = Run(model_path, ctx.args, debug=debug, **opts)
+        rows = check_against_torch(run, rtol)
         width = max(len(r.name) for r in rows)
         for r in rows:
             mark = "ok" if r.ok else "MISMATCH"
@@ -153,6 +158,12 @@ def rdu_test(
                 f"{r.name:<{width}}  max abs {r.max_abs:.3e}  max rel {r.max_rel:.3e}  {mark}"
             )
         bad = [r.name for r in rows if not r.ok]
+        if bad or localize:
+            from tools.divergence import localize as first_divergence
+            from tools.divergence import within
+
+            found = first_divergence(run, within(rtol))
+            click.echo(f"first divergence: {found or f'none (every unit within rtol {rtol})'}")
         if bad:
             click.echo(
                 f"rdu-test: {len(bad)} of {len(rows)} tensors past rtol {rtol}: {', '.join(bad)}"

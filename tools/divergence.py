@@ -1,0 +1,370 @@
+"""The first unit of a PEF that diverges from torch (what ``rdu-test`` prints on a mismatch).
+
+    first divergence: forward unit 3 tanh_2 (add, tanh = aten.tanh 'tanh') on PCU (1,4)
+        at model.py:12 (torch/nn/modules/activation.py:392): max abs 2.1e-03, max rel 1.0e-03
+
+How a unit is judged (``first_divergence``):
+
+- Each PCU of the PEF says which traced value its output PMU holds (``Pcu.value``, an FX node
+  name, from the compiler's named locations: ``compiler/value_names.py``), or its output is
+  stored to a DRAM symbol torch has a value for (the loss, a gradient, an updated parameter).
+  torch's values come from running the compiler's own traced graph (the joint training graph,
+  or the inference graph) with an FX interpreter on the same parameters and batch
+  (``torch_values``).
+- Sections and their units are visited in run (dataflow) order. A unit is run alone
+  (``Fabric.run_unit``) on torch's values of its inputs: section inputs torch has a value for
+  (parameters, the batch, saved activations, gradients) and the outputs of earlier units that
+  hold a traced value; an input torch has no value for (an intermediate, such as the matmul
+  inside an ``addmm``) is recomputed the same way by its unit. So a unit's error is its own
+  (with those intermediates' since the last traced values): rounding upstream is not
+  amplified, and a correct unit stays within float32 rounding of torch. Comparing every
+  captured output with torch's instead would blame the first unit that amplifies an upstream
+  error past the tolerance (a difference of nearly equal values), not the unit that made it.
+- The first unit whose output is past the tolerance (``max|fabric - torch| <= atol + rtol *
+  max|torch|``, normwise like rdu-test's rows) is the divergence; the intermediates recomputed
+  for it are listed (the fault may be there: torch has no value to tell them apart).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.fabric import DTYPES, Fabric
+from runtime.pef.schema import Pcu, Program, Section
+from tools.cli import ToolError
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first unit, in dataflow order, whose output differs from torch's value."""
+
+    section: str
+    unit: int  # the PCU's index in its section
+    name: str  # the unit's (kernel's) name, ``<kind>_<i>``
+    ops: tuple[str, ...]  # its opcodes, a reduction last (``reduce add``)
+    value: str  # the traced value (FX node) or DRAM symbol its output holds
+    op: str  # the ATen op of that FX node ("" for a symbol torch's graph does not name)
+    at: tuple[int, int]  # the PCU's slot on the grid
+    loc: str  # the user's line (``model.py:12``)
+    library: str  # the innermost library frame of the node's stack trace ("" if none)
+    max_abs: float
+    max_rel: float
+    upstream: tuple[str, ...] = ()  # units without a traced value recomputed for this one
+
+    def __str__(self) -> str:
+        what = self.op.removesuffix(".default") if self.op else "symbol"
+        where = self.loc + (f" ({self.library})" if self.library else "")
+        text = (
+            f"{self.section} unit {self.unit} {self.name} ({', '.join(self.ops)} = {what} "
+            f"'{self.value}') on PCU ({self.at[0]},{self.at[1]}) at {where}: "
+            f"max abs {self.max_abs:.1e}, max rel {self.max_rel:.1e}"
+        )
+        if self.upstream:
+            text += f" (computed from units torch has no value for: {', '.join(self.upstream)})"
+        return text
+
+
+@dataclass
+class Reference:
+    """torch's side of one step, by name: what each section reads and each unit should hold."""
+
+    inputs: dict[str, np.ndarray]
+    """The DRAM a step starts from (state, batch, hyperparameters), the same on both sides."""
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    """torch's value of every traced value (FX node name)."""
+    reads: dict[str, np.ndarray] = field(default_factory=dict)
+    """torch's value of a symbol a later section reads (``saved.*``, gradients)."""
+    writes: dict[str, np.ndarray] = field(default_factory=dict)
+    """torch's value of a symbol a section writes (loss, outputs, gradients, updated state)."""
+    traces: dict[str, str] = field(default_factory=dict)
+    """The stack trace of every traced value (FX node name), for the library line."""
+    ops: dict[str, str] = field(default_factory=dict)
+    """The ATen op of every traced value (``aten.tanh.default``)."""
+
+
+Judge = Callable[[np.ndarray, np.ndarray], tuple[float, float, bool]]
+
+
+def within(rtol: float, atol: float = 0.0) -> Judge:
+    """Normwise closeness: ``max|fabric - torch| <= atol + rtol * max|torch|``; the errors
+    are the max absolute one and that over ``max|torch|`` (the absolute one when it is 0)."""
+
+    def judge(fabric: np.ndarray, torch_value: np.ndarray) -> tuple[float, float, bool]:
+        diff = np.abs(fabric.astype(np.float64) - torch_value.astype(np.float64))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        scale = float(np.abs(torch_value.astype(np.float64)).max()) if diff.size else 0.0
+        max_rel = max_abs / scale if scale > 0 else max_abs
+        ok = math.isfinite(max_abs) and max_abs <= atol + rtol * scale
+        return max_abs, max_rel, ok
+
+    return judge
+
+
+def unit_ops(pcu: Pcu) -> tuple[str, ...]:
+    """A unit's opcodes in stage order (constants and counters left out), then its reduction."""
+    ops = tuple(s.op for s in pcu.stages if s.op not in ("const", "counter"))
+    if pcu.combiner != "none":
+        ops += (f"reduce {pcu.combiner}",)
+    return ops or ("copy",)
+
+
+def library_line(trace: str) -> str:
+    """The innermost frame of a stack trace in torch or another installed library, as
+    ``torch/nn/modules/activation.py:392`` ("" if the innermost frame is the user's)."""
+    frames = _FRAME.findall(trace or "")
+    if not frames:
+        return ""
+    path, line = frames[-1]
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return f"{path.split(marker, 1)[1]}:{line}"
+    return ""
+
+
+def _as_pmu(value: np.ndarray, shape: list[int], dtype: str) -> np.ndarray | None:
+    """``value`` as a PMU's flat buffer (None if it does not have the PMU's shape)."""
+    array = np.asarray(value)
+    if tuple(array.shape) != tuple(shape):
+        return None
+    return np.ascontiguousarray(array, dtype=DTYPES[dtype]).reshape(-1)
+
+
+def first_divergence(
+    program: Program,
+    reference: Reference,
+    judge: Judge,
+    *,
+    sections: list[str] | None = None,
+    fabric: Fabric | None = None,
+) -> Divergence | None:
+    """The first unit (sections in run order, PCUs in dataflow order) whose output, computed
+    alone from torch's values of its inputs, fails ``judge`` against torch's value; None if
+    every unit torch has a value for passes. ``sections``: judge only these (all run)."""
+    fabric = fabric or Fabric(program)
+    symbols = program.meta.symbols
+    dram = dict(reference.inputs)  # the fabric's own step, for values torch has no name for
+    holds: dict[str, str] = {}  # a spill symbol -> the traced value its PMU held
+    for section in program.sections:
+        known = {}  # what the section reads: torch's value where torch has one
+        for i in section.inputs:
+            name = symbols[i].name
+            if name in reference.reads:
+                known[name] = reference.reads[name]
+            elif holds.get(name) in reference.values:
+                known[name] = reference.values[holds[name]]
+            elif name in dram:
+                known[name] = dram[name]
+        stored = {o.pmu: symbols[o.symbol].name for o in section.outputs}
+        for o in section.outputs:
+            producer = section.pmus[o.pmu].producer
+            if producer >= 0 and section.pcus[producer].value:
+                holds[symbols[o.symbol].name] = section.pcus[producer].value
+        if sections is None or section.name in sections:
+            found = _judge_section(fabric, section, symbols, known, stored, reference, judge)
+            if found is not None:
+                return found
+        fabric.run_section(section.name, dram)
+    return None
+
+
+def _judge_section(
+    fabric: Fabric,
+    section: Section,
+    symbols: list,
+    known: Mapping[str, np.ndarray],
+    stored: Mapping[int, str],
+    reference: Reference,
+    judge: Judge,
+) -> Divergence | None:
+    buffers: dict[int, np.ndarray] = {}  # PMU -> torch's value, or the unit's on torch's inputs
+    for k, pmu in enumerate(section.pmus):
+        if pmu.source == "dram":
+            name = symbols[pmu.symbol].name
+            if name in known:
+                flat = _as_pmu(known[name], pmu.shape, pmu.dtype)
+                if flat is not None:
+                    buffers[k] = flat
+    recomputed: dict[int, tuple[int, ...]] = {}  # PMU -> the untraced units behind its value
+    for index, pcu in enumerate(section.pcus):
+        out = section.pmus[pcu.out_pmu]
+        expected = None
+        if pcu.value in reference.values:
+            expected = _as_pmu(reference.values[pcu.value], out.shape, out.dtype)
+        if expected is None and stored.get(pcu.out_pmu) in reference.writes:
+            expected = _as_pmu(reference.writes[stored[pcu.out_pmu]], out.shape, out.dtype)
+        if any(p.pmu not in buffers for p in pcu.inputs):
+            if expected is not None:  # not judged (an input neither torch nor a unit gives)
+                buffers[pcu.out_pmu] = expected
+            continue
+        got = fabric.run_unit(section.name, index, buffers)
+        behind = tuple(sorted({u for p in pcu.inputs for u in recomputed.get(p.pmu, ())}))
+        if expected is None:
+            buffers[pcu.out_pmu] = got
+            recomputed[pcu.out_pmu] = (*behind, index)
+            continue
+        max_abs, max_rel, ok = judge(got, expected)
+        if not ok:
+            value = pcu.value or stored[pcu.out_pmu]
+            return Divergence(
+                section=section.name,
+                unit=index,
+                name=pcu.name,
+                ops=unit_ops(pcu),
+                value=value,
+                op=reference.ops.get(pcu.value, ""),
+                at=(pcu.at[0], pcu.at[1]),
+                loc=pcu.loc,
+                library=library_line(reference.traces.get(pcu.value, "")),
+                max_abs=max_abs,
+                max_rel=max_rel,
+                upstream=tuple(f"{u} {section.pcus[u].name}" for u in behind),
+            )
+        buffers[pcu.out_pmu] = expected
+    return None
+
+
+# -- torch's values --------------------------------------------------------------------------
+
+
+def torch_values(
+    traced: Any,
+    inputs: Mapping[str, Any],
+    random: Callable[[Any, tuple, dict], Any] | None = None,
+) -> dict[str, Any]:
+    """Every FX node's value (by node name) of a ``compiler.frontend.trace.Traced`` graph run
+    on ``inputs`` (by DRAM symbol: parameters, buffers, ``input.<i>``, ``target.<i>``); the
+    loss tangent is 1. ``random(node, args, kwargs)`` computes a random node (dropout) with
+    the fabric's numbers; without it a random node refuses to run."""
+    import torch
+
+    from compiler.frontend.aten import op_name
+    from compiler.frontend.aten_transformer import RANDOM_OPS, needs_rng_seed
+
+    bound = {i.node: i.name for i in traced.inputs}
+    env: dict[Any, Any] = {}
+
+    def value_of(a: Any) -> Any:
+        return env[a] if isinstance(a, torch.fx.Node) else a
+
+    for node in traced.graph.nodes:
+        if node.op == "placeholder":
+            if node in bound:
+                env[node] = torch.as_tensor(np.asarray(inputs[bound[node]]))
+            elif node in traced.tangents:
+                val = node.meta["val"]
+                env[node] = torch.ones(val.shape, dtype=val.dtype)
+            else:
+                env[node] = traced.constants[node.name]
+        elif node.op == "get_attr":
+            env[node] = traced.constants[node.name]
+        elif node.op == "call_function":
+            args = torch.fx.node.map_aggregate(node.args, value_of)
+            kwargs = torch.fx.node.map_aggregate(node.kwargs, value_of)
+            name = op_name(node.target)
+            if name in RANDOM_OPS and needs_rng_seed(name, list(args)):
+                if random is None:
+                    raise ToolError(f"{node.name}: a random op ({name}) without the fabric's draws")
+                env[node] = random(node, args, kwargs)
+            else:
+                env[node] = node.target(*args, **kwargs)
+    return {
+        n.name: env[n].detach().numpy()
+        for n in traced.graph.nodes
+        if n in env and isinstance(env[n], torch.Tensor)
+    }
+
+
+def reference_of(traced: Any, inputs: Mapping[str, np.ndarray], random: Any = None) -> Reference:
+    """torch's side of a step from the traced graph: every node's value, the symbols sections
+    read (``saved.<node>``, gradients) and write (loss, outputs, buffers, gradients)."""
+    values = torch_values(traced, inputs, random)
+    reference = Reference(dict(inputs), values)
+    for node in traced.graph.nodes:
+        reference.traces[node.name] = node.meta.get("stack_trace") or ""
+        reference.ops[node.name] = str(node.target) if node.op == "call_function" else ""
+        reference.reads[f"saved.{node.name}"] = values.get(node.name)  # type: ignore[assignment]
+    for out in traced.outputs:
+        if out.node is None:
+            if out.like is not None and out.like.name in values:
+                value = np.zeros_like(values[out.like.name])
+            else:
+                continue
+        else:
+            value = values[out.node.name]
+            for term in out.more:
+                value = value + values[term.name]
+        reference.writes[out.name] = value
+        if out.role == "gradient":
+            reference.reads[out.name] = value
+    reference.reads = {k: v for k, v in reference.reads.items() if v is not None}
+    return reference
+
+
+def localize(run: Any, judge: Judge) -> Divergence | None:
+    """The first divergence of the batch rdu-test compares, for ``run`` (a
+    ``tools.rdu_run.Run``): the model traced as the compiler traces it, run with torch's FX
+    interpreter on the PEF's initial state and the first batch; for a training PEF torch's
+    optimizer then steps on those gradients (what the optimizer section should write)."""
+    import torch
+
+    from compiler.frontend.trace import trace_inference, trace_training
+    from runtime.session import InferenceSession, TrainingSession, conform
+
+    program = run.program
+    roles = {s.name: s.role for s in program.meta.symbols}
+    state, step = run.initial_state()
+    split = "test" if run.is_inference else "train"
+    inputs, targets = next(iter(run.batches(split, 0)))
+    feed = run.batch(inputs, targets)
+    spec = run.model_file.spec(run.torch_model(), run.args, inference=run.is_inference)
+    traced = trace_inference(spec) if run.is_inference else trace_training(spec)
+    symbols = {s.name: s for s in program.meta.symbols}
+    batch = {k: conform(symbols[k], v, roles[k]) for k, v in feed.items() if k in symbols}
+    if run.is_inference:
+        start = {**InferenceSession(program, state).state(), **batch}
+        return first_divergence(program, reference_of(traced, start), judge)
+    hyper = run.hyperparameters()
+    session = TrainingSession(program, state, step=step)
+    start = session.state()
+    session.step(feed, hyper)
+    start.update(batch)  # and the hyperparameters the session computed (rng_seed, ...):
+    start.update({k: v for k, v in session.last_dram.items() if roles.get(k) == "hyperparameter"})
+    reference = reference_of(traced, start)
+
+    model = run.torch_model()
+    weights = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
+    model.load_state_dict(weights, strict=False)
+    if run.model_file.has("optimizer"):
+        optimizer = run.model_file.call("optimizer", model.parameters(), run.args)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    if run.opts.get("init_ckpt_path"):
+        saved = torch.load(run.opts["init_ckpt_path"], weights_only=True).get("optimizer")
+        if saved:
+            optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:
+        for key in ("lr", "momentum", "weight_decay"):
+            if key in group and key in hyper:
+                group[key] = hyper[key]
+    for name, param in model.named_parameters():
+        grad = reference.reads.get(f"{name}.grad")
+        if grad is not None:
+            param.grad = torch.from_numpy(np.array(grad))
+    optimizer.step()
+    from runtime.checkpoint import optimizer_from_torch
+
+    for name, param in model.named_parameters():
+        reference.writes.setdefault(name, param.detach().numpy())
+    moments = optimizer_from_torch(
+        optimizer.state_dict(), run.parameter_names(), program.meta.optimizer
+    )
+    reference.writes.update(moments)
+    return first_divergence(program, reference, judge)
