@@ -27,6 +27,7 @@ How a unit is judged (``first_divergence``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -37,7 +38,6 @@ import numpy as np
 
 from runtime.fabric import DTYPES, Fabric
 from runtime.pef.schema import Pcu, Program, Section
-from tools.cli import ToolError
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
@@ -58,6 +58,10 @@ class Divergence:
     max_abs: float
     max_rel: float
     upstream: tuple[str, ...] = ()  # units without a traced value recomputed for this one
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, for ``rdu-test --json``."""
+        return dataclasses.asdict(self)
 
     def __str__(self) -> str:
         what = self.op.removesuffix(".default") if self.op else "symbol"
@@ -90,14 +94,20 @@ class Reference:
     """The ATen op of every traced value (``aten.tanh.default``)."""
 
 
-Judge = Callable[[np.ndarray, np.ndarray], tuple[float, float, bool]]
+Judge = Callable[
+    [str, str, np.ndarray, np.ndarray, Mapping[str, np.ndarray]], tuple[float, float, bool]
+]
+"""``judge(section kind, name, fabric, torch, torch's section results) -> (max abs, max rel, ok)``:
+``name`` is the unit's traced value or symbol, the arrays flat."""
 
 
 def within(rtol: float, atol: float = 0.0) -> Judge:
-    """Normwise closeness: ``max|fabric - torch| <= atol + rtol * max|torch|``; the errors
-    are the max absolute one and that over ``max|torch|`` (the absolute one when it is 0)."""
+    """A plain normwise rule, ``max|fabric - torch| <= atol + rtol * max|torch|`` (rdu-test
+    uses ``tolerance_judge``, its own rule)."""
 
-    def judge(fabric: np.ndarray, torch_value: np.ndarray) -> tuple[float, float, bool]:
+    def judge(
+        kind: str, name: str, fabric: np.ndarray, torch_value: np.ndarray, writes: Mapping
+    ) -> tuple[float, float, bool]:
         diff = np.abs(fabric.astype(np.float64) - torch_value.astype(np.float64))
         max_abs = float(diff.max()) if diff.size else 0.0
         scale = float(np.abs(torch_value.astype(np.float64)).max()) if diff.size else 0.0
@@ -210,9 +220,9 @@ def _judge_section(
             buffers[pcu.out_pmu] = got
             recomputed[pcu.out_pmu] = (*behind, index)
             continue
-        max_abs, max_rel, ok = judge(got, expected)
+        value = pcu.value if pcu.value in reference.values else stored[pcu.out_pmu]
+        max_abs, max_rel, ok = judge(section.kind, value, got, expected, reference.writes)
         if not ok:
-            value = pcu.value or stored[pcu.out_pmu]
             return Divergence(
                 section=section.name,
                 unit=index,
@@ -234,137 +244,116 @@ def _judge_section(
 # -- torch's values --------------------------------------------------------------------------
 
 
-def torch_values(
-    traced: Any,
-    inputs: Mapping[str, Any],
-    random: Callable[[Any, tuple, dict], Any] | None = None,
-) -> dict[str, Any]:
-    """Every FX node's value (by node name) of a ``compiler.frontend.trace.Traced`` graph run
-    on ``inputs`` (by DRAM symbol: parameters, buffers, ``input.<i>``, ``target.<i>``); the
-    loss tangent is 1. ``random(node, args, kwargs)`` computes a random node (dropout) with
-    the fabric's numbers; without it a random node refuses to run."""
+def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Every FX node's value (by node name) of an inference graph (a
+    ``compiler.frontend.trace.Traced``: no tangent, no random op) run on ``inputs`` (by DRAM
+    symbol). Training graphs run in ``tools.reference.run_joint`` (the fabric's dropout)."""
     import torch
-
-    from compiler.frontend.aten import op_name
-    from compiler.frontend.aten_transformer import RANDOM_OPS, needs_rng_seed
 
     bound = {i.node: i.name for i in traced.inputs}
     env: dict[Any, Any] = {}
-
-    def value_of(a: Any) -> Any:
-        return env[a] if isinstance(a, torch.fx.Node) else a
-
-    for node in traced.graph.nodes:
-        if node.op == "placeholder":
-            if node in bound:
-                env[node] = torch.as_tensor(np.asarray(inputs[bound[node]]))
-            elif node in traced.tangents:
-                val = node.meta["val"]
-                env[node] = torch.ones(val.shape, dtype=val.dtype)
-            else:
+    with torch.no_grad():
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                if node in bound:
+                    env[node] = torch.from_numpy(np.array(inputs[bound[node]]))
+                else:
+                    env[node] = traced.constants[node.name]
+            elif node.op == "get_attr":
                 env[node] = traced.constants[node.name]
-        elif node.op == "get_attr":
-            env[node] = traced.constants[node.name]
-        elif node.op == "call_function":
-            args = torch.fx.node.map_aggregate(node.args, value_of)
-            kwargs = torch.fx.node.map_aggregate(node.kwargs, value_of)
-            name = op_name(node.target)
-            if name in RANDOM_OPS and needs_rng_seed(name, list(args)):
-                if random is None:
-                    raise ToolError(f"{node.name}: a random op ({name}) without the fabric's draws")
-                env[node] = random(node, args, kwargs)
-            else:
+            elif node.op == "call_function":
+                args = torch.fx.node.map_arg(node.args, env.__getitem__)
+                kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
                 env[node] = node.target(*args, **kwargs)
+    return _arrays(env)
+
+
+def _arrays(env: Mapping[Any, Any]) -> dict[str, np.ndarray]:
+    import torch
+
     return {
-        n.name: env[n].detach().numpy()
-        for n in traced.graph.nodes
-        if n in env and isinstance(env[n], torch.Tensor)
+        node.name: value.detach().numpy()
+        for node, value in env.items()
+        if isinstance(value, torch.Tensor)
     }
 
 
-def reference_of(traced: Any, inputs: Mapping[str, np.ndarray], random: Any = None) -> Reference:
-    """torch's side of a step from the traced graph: every node's value, the symbols sections
-    read (``saved.<node>``, gradients) and write (loss, outputs, buffers, gradients)."""
-    values = torch_values(traced, inputs, random)
-    reference = Reference(dict(inputs), values)
+def _describe(traced: Any, reference: Reference) -> None:
+    """The ATen op and the stack trace of every node (a ``getitem`` is its tuple's op, indexed)."""
+    import operator
+
     for node in traced.graph.nodes:
         reference.traces[node.name] = node.meta.get("stack_trace") or ""
-        reference.ops[node.name] = str(node.target) if node.op == "call_function" else ""
-        reference.reads[f"saved.{node.name}"] = values.get(node.name)  # type: ignore[assignment]
-    for out in traced.outputs:
-        if out.node is None:
-            if out.like is not None and out.like.name in values:
-                value = np.zeros_like(values[out.like.name])
-            else:
-                continue
+        if node.op != "call_function":
+            continue
+        if node.target is operator.getitem and hasattr(node.args[0], "target"):
+            source = str(node.args[0].target)
+            reference.ops[node.name] = f"{source.removesuffix('.default')}[{node.args[1]}]"
         else:
-            value = values[out.node.name]
-            for term in out.more:
-                value = value + values[term.name]
-        reference.writes[out.name] = value
-        if out.role == "gradient":
-            reference.reads[out.name] = value
-    reference.reads = {k: v for k, v in reference.reads.items() if v is not None}
-    return reference
+            reference.ops[node.name] = str(node.target)
 
 
-def localize(run: Any, judge: Judge) -> Divergence | None:
+def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed: int = 0):
     """The first divergence of the batch rdu-test compares, for ``run`` (a
-    ``tools.rdu_run.Run``): the model traced as the compiler traces it, run with torch's FX
-    interpreter on the PEF's initial state and the first batch; for a training PEF torch's
-    optimizer then steps on those gradients (what the optimizer section should write)."""
-    import torch
-
-    from compiler.frontend.trace import trace_inference, trace_training
-    from runtime.session import InferenceSession, TrainingSession, conform
+    ``tools.rdu_run.Run``): torch's values from ``tools.reference`` (the graph the compiler
+    traced, run in torch with the fabric's dropout; each kind of section's inputs and results),
+    judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
+    from compiler.frontend.trace import trace_inference
+    from runtime.session import rng_seed_value
+    from tools.reference import run_joint, section_cases, trace_joint
 
     program = run.program
-    roles = {s.name: s.role for s in program.meta.symbols}
     state, step = run.initial_state()
+    hyper = {} if run.is_inference else run.hyperparameters()
     split = "test" if run.is_inference else "train"
     inputs, targets = next(iter(run.batches(split, 0)))
     feed = run.batch(inputs, targets)
-    spec = run.model_file.spec(run.torch_model(), run.args, inference=run.is_inference)
-    traced = trace_inference(spec) if run.is_inference else trace_training(spec)
-    symbols = {s.name: s for s in program.meta.symbols}
-    batch = {k: conform(symbols[k], v, roles[k]) for k, v in feed.items() if k in symbols}
     if run.is_inference:
-        start = {**InferenceSession(program, state).state(), **batch}
-        return first_divergence(program, reference_of(traced, start), judge)
-    hyper = run.hyperparameters()
-    session = TrainingSession(program, state, step=step)
-    start = session.state()
-    session.step(feed, hyper)
-    start.update(batch)  # and the hyperparameters the session computed (rng_seed, ...):
-    start.update({k: v for k, v in session.last_dram.items() if roles.get(k) == "hyperparameter"})
-    reference = reference_of(traced, start)
-
-    model = run.torch_model()
-    weights = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
-    model.load_state_dict(weights, strict=False)
-    if run.model_file.has("optimizer"):
-        optimizer = run.model_file.call("optimizer", model.parameters(), run.args)
+        traced = trace_inference(run.model_file.spec(run.torch_model(), run.args, inference=True))
+        cases = section_cases(run, state, step, feed, hyper, seed)
+        values = torch_values(traced, {**state, **feed})
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    if run.opts.get("init_ckpt_path"):
-        saved = torch.load(run.opts["init_ckpt_path"], weights_only=True).get("optimizer")
-        if saved:
-            optimizer.load_state_dict(saved)
-    for group in optimizer.param_groups:
-        for key in ("lr", "momentum", "weight_decay"):
-            if key in group and key in hyper:
-                group[key] = hyper[key]
-    for name, param in model.named_parameters():
-        grad = reference.reads.get(f"{name}.grad")
-        if grad is not None:
-            param.grad = torch.from_numpy(np.array(grad))
-    optimizer.step()
-    from runtime.checkpoint import optimizer_from_torch
+        joint = trace_joint(run)
+        traced = joint.traced
+        cases = section_cases(run, state, step, feed, hyper, seed, joint)
+        rng_seed = rng_seed_value(seed, step)
+        start = {**state, **feed, "rng_seed": np.asarray(rng_seed, dtype=np.int64)}
+        values = _arrays(run_joint(joint, start, rng_seed))
+    reference = Reference({}, values)
+    for case in cases:
+        reference.inputs.update(case.inputs)
+        reference.writes.update(case.expected)
+    reference.reads = dict(reference.inputs)
+    _describe(traced, reference)
+    roles = {s.name: s.role for s in program.meta.symbols}
+    return first_divergence(program, reference, tolerance_judge(roles, state, overrides))
 
-    for name, param in model.named_parameters():
-        reference.writes.setdefault(name, param.detach().numpy())
-    moments = optimizer_from_torch(
-        optimizer.state_dict(), run.parameter_names(), program.meta.optimizer
-    )
-    reference.writes.update(moments)
-    return first_divergence(program, reference, judge)
+
+def tolerance_judge(
+    roles: Mapping[str, str],
+    before: Mapping[str, np.ndarray],
+    overrides: Mapping[str, float | None] | None = None,
+) -> Judge:
+    """rdu-test's rule (``tools.tolerance``) for a unit's output: scaled like the tensors
+    rdu-test judges. A forward value by itself; a backward value by the larger of itself and
+    the step's largest gradient (rounding in the backward is of the gradients' size: a value
+    that cancels to almost nothing is not held to its own digits); a parameter the optimizer
+    writes by its update (``tools.tolerance.scale_of``)."""
+    from tools.tolerance import compare, largest, scale_of, tolerance_for
+
+    def judge(
+        kind: str, name: str, got: np.ndarray, expected: np.ndarray, writes: Mapping
+    ) -> tuple[float, float, bool]:
+        tol = tolerance_for(expected.dtype, dict(overrides or {}))
+        scale, relative_to = None, None
+        if kind == "backward":
+            grads = {k: v for k, v in writes.items() if roles.get(k) == "gradient"}
+            scale = max(largest(grads), largest({name: expected}))
+        elif roles.get(name) in ("parameter", "optimizer_state"):
+            scale, relative_to = scale_of(roles[name], name, writes, before)
+            if relative_to is not None:
+                relative_to = relative_to.reshape(-1)
+        row = compare(name, got, expected, scale=scale, relative_to=relative_to, tolerance=tol)
+        return row.max_abs, row.max_rel, row.ok
+
+    return judge

@@ -342,9 +342,7 @@ class Run:
                 f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
             )
         state, start = self.initial_state()
-        session = TrainingSession(
-            self.program, state, step=start, communicator=self.communicator
-        )
+        session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
         start = session.step_count  # rank 0's, when data-parallel
         session.seed = self.opts["seed"]  # dropout's random numbers
         hyper = self.hyperparameters()
