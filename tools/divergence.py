@@ -162,17 +162,23 @@ def first_divergence(
     symbols = program.meta.symbols
     dram = dict(reference.inputs)  # the fabric's own step, for values torch has no name for
     holds: dict[str, str] = {}  # a spill symbol -> the traced value its PMU held
+    written: set[str] = set()  # symbols an earlier section of the step wrote
     for section in program.sections:
         known = {}  # what the section reads: torch's value where torch has one
         for i in section.inputs:
             name = symbols[i].name
-            if name in reference.reads:
-                known[name] = reference.reads[name]
+            if name in written:  # e.g. a parameter an earlier piece of the optimizer updated
+                source = reference.writes
+            else:
+                source = reference.reads
+            if name in source:
+                known[name] = source[name]
             elif holds.get(name) in reference.values:
                 known[name] = reference.values[holds[name]]
             elif name in dram:
                 known[name] = dram[name]
         stored = {o.pmu: symbols[o.symbol].name for o in section.outputs}
+        written.update(stored.values())
         for o in section.outputs:
             producer = section.pmus[o.pmu].producer
             if producer >= 0 and section.pcus[producer].value:
