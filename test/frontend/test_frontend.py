@@ -320,12 +320,13 @@ def test_backward_ops_point_at_the_lines_they_differentiate(tmp_path: Path) -> N
     lines = {"forward": {}, "backward": {}}  # op name -> lines
     for name in ("forward", "backward"):
         for op in sections(module)[name].body.block.ops:
-            assert isinstance(op.location, FileLineColLoc), op
-            lines[name].setdefault(op.name, set()).add(op.location.line.data)
+            loc = source_location(op.location)
+            assert isinstance(loc, FileLineColLoc), op
+            lines[name].setdefault(op.name, set()).add(loc.line.data)
     assert lines["forward"]["dataflow.matmul"] == {first, second}
     assert lines["backward"]["dataflow.matmul"] == {first, second}  # dW1, dW2, dh
     tanh_grad = [  # d tanh = (1 - y^2) dy: its "mul"/"sub" ops sit on the tanh line
-        op.location.line.data
+        source_location(op.location).line.data  # type: ignore[attr-defined]
         for op in sections(module)["backward"].body.block.ops
         if op.name == "dataflow.pointwise" and "tanh" in str(op.operands)
     ]
