@@ -156,6 +156,9 @@ class _DumpPrinter(Printer):
         return name
 
     def print_attribute(self, attribute: Attribute) -> None:
+        if self.printing_location:  # inside a location (a named one's): printed without loc()
+            super().print_attribute(attribute)
+            return
         texts = self.texts
         known = texts.by_id.get(id(attribute))
         if known is not None and known[0] is attribute:

@@ -35,7 +35,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -675,7 +675,7 @@ def copy_pcus(pcu: Pcu) -> list[Pcu]:
 @dataclass(frozen=True)
 class _SectionPlan:
     section: Section
-    pcus: tuple[_PcuPlan, ...]
+    pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its copies' plans
 
 
 # -- execution -----------------------------------------------------------------------------------
@@ -793,7 +793,10 @@ class Fabric:
         self._plans: dict[str, _SectionPlan] = {
             s.name: _SectionPlan(
                 s,
-                tuple(_PcuPlan.build(i, c, s) for i, p in enumerate(s.pcus) for c in copy_pcus(p)),
+                tuple(
+                    tuple(_PcuPlan.build(i, c, s) for c in copy_pcus(p))
+                    for i, p in enumerate(s.pcus)
+                ),
             )
             for s in program.sections
         }
@@ -806,22 +809,37 @@ class Fabric:
         """The sections, in run order."""
         return [s.name for s in self.program.sections]
 
-    def run_section(self, name: str, dram: MutableMapping[str, np.ndarray]) -> None:
-        """Run section ``name``: read its inputs from ``dram``, store its outputs into it.
-
-        Outputs replace the ``dram`` entries (arrays given as inputs are never written).
-        """
+    def _plan(self, name: str) -> _SectionPlan:
         plan = self._plans.get(name)
         if plan is None:
             raise FabricError(
                 f"no section '{name}' in this PEF (it has: {', '.join(self.section_names)})"
             )
+        return plan
+
+    def run_section(
+        self,
+        name: str,
+        dram: MutableMapping[str, np.ndarray],
+        pmus: dict[int, np.ndarray] | None = None,
+    ) -> None:
+        """Run section ``name``: read its inputs from ``dram``, store its outputs into it.
+
+        Outputs replace the ``dram`` entries (arrays given as inputs are never written).
+        ``pmus`` (a capture, for inspection: rdu-test's divergence search) receives every PMU's
+        flat buffer after the run, by PMU index: a PMU a PCU writes holds that PCU's output
+        (one producer a PMU), so this is every unit's output; nothing is copied.
+        """
+        plan = self._plan(name)
         start = time.perf_counter()
         section = plan.section
         buffers = self._bind(section, dram)
         with np.errstate(all="ignore"):
-            for pcu in plan.pcus:
-                _run_pcu(pcu, buffers)
+            for copies in plan.pcus:
+                for pcu in copies:
+                    _run_pcu(pcu, buffers)
+        if pmus is not None:
+            pmus.update((i, b) for i, b in enumerate(buffers) if b is not None)
         symbols = self.meta.symbols
         for out in section.outputs:
             sym = symbols[out.symbol]
@@ -835,6 +853,36 @@ class Fabric:
         counters = self.counters[name]
         counters.runs += 1
         counters.host_seconds += time.perf_counter() - start
+
+    def run_unit(self, name: str, index: int, pmus: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Run PCU ``index`` of section ``name`` alone (every copy of a parallel one) on the
+        input PMUs' flat buffers ``pmus`` (by PMU index, as ``run_section`` captures them) and
+        return its output PMU's flat buffer. Nothing else is read or written: rdu-test runs a
+        unit on torch's values of its inputs this way."""
+        plan = self._plan(name)
+        section = plan.section
+        if not 0 <= index < len(section.pcus):
+            raise FabricError(f"section '{name}' has no pcu {index}")
+        pcu = section.pcus[index]
+        buffers: list[np.ndarray | None] = [None] * len(section.pmus)
+        for port in pcu.inputs:
+            pmu = section.pmus[port.pmu]
+            array = pmus.get(port.pmu)
+            want = DTYPES[pmu.dtype]
+            if array is None or array.size != math.prod(pmu.shape) or array.dtype != want:
+                raise FabricError(
+                    f"section '{name}' pcu {index} '{pcu.name}': pmu {port.pmu} '{pmu.name}' "
+                    f"needs {math.prod(pmu.shape)} {pmu.dtype} elements"
+                )
+            buffers[port.pmu] = np.ascontiguousarray(array).reshape(-1)
+        with np.errstate(all="ignore"):
+            for copy in plan.pcus[index]:
+                _run_pcu(copy, buffers)
+        out = buffers[pcu.out_pmu]
+        if out is None:  # an empty iteration space wrote nothing
+            out_pmu = section.pmus[pcu.out_pmu]
+            out = np.zeros(math.prod(out_pmu.shape), DTYPES[out_pmu.dtype])
+        return out
 
     def _bind(
         self, section: Section, dram: MutableMapping[str, np.ndarray]

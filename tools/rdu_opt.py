@@ -38,6 +38,7 @@ from xdsl.utils.mlir_lexer import MLIRLexer, MLIRTokenKind
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from compiler.passes import all_passes
+from compiler.value_names import source_location
 from dialects import all_dialects
 
 
@@ -126,7 +127,7 @@ def _op_where(op: Operation, starts: dict[Operation, str], fallback: str) -> str
     """Where ``op`` starts in the input, else its ``loc(...)``, else ``fallback``."""
     if op in starts:
         return starts[op]
-    loc = op.location
+    loc = source_location(op.location)
     if isinstance(loc, FileLineColLoc):
         return f"{loc.filename.data}:{loc.line.data}:{loc.column.data}"
     return fallback

@@ -78,7 +78,7 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             yield (
                 f"  pcu {i} {p.name} at {_at(p.at)} space [{','.join(map(str, p.space))}] "
                 f"tile [{','.join(map(str, p.tile))}] lanes {p.lanes} {p.dtype} "
-                f"combiner {p.combiner} loc {p.loc}"
+                f"combiner {p.combiner} loc {p.loc}" + (f" value {p.value}" if p.value else "")
             )
             if p.parallel:
                 yield (

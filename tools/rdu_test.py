@@ -219,6 +219,9 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     "[default: 2**-22].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (for tools).")
+@click.option(
+    "--localize", is_flag=True, help="Name the first unit that diverges, even when all pass."
+)
 @click.option("--init-ckpt-path", default=None, help="Compare with these weights.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and dropout seed.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
@@ -231,6 +234,7 @@ def rdu_test(
     rtol: float | None,
     atol: float | None,
     as_json: bool,
+    localize: bool,
     init_ckpt_path: str | None,
     seed: int,
     debug: bool,
@@ -263,6 +267,11 @@ def rdu_test(
         rows.sort(key=lambda r: -r.ratio)
         sections = verdict(sorted(rows, key=lambda r: SECTION_ORDER.get(r.section, 9)))
         failed = any(v["failed"] for v in sections.values())
+        found = None
+        if failed or localize:
+            from tools.divergence import localize as first_divergence
+
+            found = first_divergence(run, overrides, seed)
         if as_json:
             tol = tolerance_for("float32", overrides)
             doc = {
@@ -282,6 +291,8 @@ def rdu_test(
                     for r in rows
                 ],
             }
+            if failed or localize:
+                doc["first_divergence"] = None if found is None else found.as_dict()
             click.echo(json.dumps(doc, indent=1, allow_nan=True))
             return 1 if failed else 0
         width = max(len(r.name) for r in rows)
@@ -293,6 +304,8 @@ def rdu_test(
                 f"max rel {r.max_rel:.3e}  limit {r.limit:.3e}  {mark}"
             )
         click.echo(f"tolerance: {_tolerance_text(overrides)}")
+        if failed or localize:
+            click.echo(f"first divergence: {found or 'none (every unit within the tolerance)'}")
         click.echo(_verdict_line(sections, rows))
         return 1 if failed else 0
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch.fx.node import map_aggregate
 from xdsl.dialects.builtin import TensorType
-from xdsl.ir import Attribute, Block, SSAValue
+from xdsl.ir import Attribute, Block, OpResult, SSAValue
 
 from compiler.frontend.aten import (
     CONVERTERS,
@@ -34,6 +34,7 @@ from compiler.frontend.emitter import Emitter, ShapeError, shape_of, tensor
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.locations import Locator, SourceLine
 from compiler.frontend.trace import GraphInput, Traced
+from compiler.value_names import named
 from dialects.dataflow import SectionOp, YieldOp
 
 ROLE_ORDER = {"parameter": 0, "buffer": 1, "input": 2, "label": 3}
@@ -223,8 +224,8 @@ class GraphBuilder:
         if node.target is operator.getitem:
             base = lookup(node.args[0])  # type: ignore[arg-type]
             value = base[node.args[1]]  # type: ignore[index]
-            if isinstance(value, SSAValue) and value.name_hint is None:
-                value.name_hint = node.name
+            if isinstance(value, SSAValue):
+                _name_value(value, node)
             return value
         name = op_name(node.target)
         where = self.where(node)
@@ -270,8 +271,8 @@ class GraphBuilder:
                 f"internal: converted to shape {list(shape_of(value))}, torch says {list(shape)}"
             )
         value = em.cast(value, elt_of_dtype(val.dtype))
-        if hint and value.name_hint is None:
-            value.name_hint = node.name
+        if hint:
+            _name_value(value, node)
         return value
 
     def arg_type(self, node: torch.fx.Node, what: str) -> TensorType[Attribute]:
@@ -281,6 +282,18 @@ class GraphBuilder:
         """The type of a section input bound to a graph placeholder."""
         where = self.locator.default
         return tensor_type_of(gi.node.meta.get("val"), gi.name, where)
+
+
+def _name_value(value: SSAValue, node: torch.fx.Node) -> None:
+    """Name ``value`` after the FX node it is the value of, unless it has a name already (a
+    value a converter passed through): its name hint, and its op's location
+    ``loc("node"(file:line))`` (``compiler/value_names.py``: rdu-test finds the unit that holds
+    a node's value by it)."""
+    if value.name_hint is not None:
+        return
+    value.name_hint = node.name
+    if isinstance(value, OpResult):
+        value.op.location = named(node.name, value.op.location)
 
 
 def live_nodes(

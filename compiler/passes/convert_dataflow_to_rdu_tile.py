@@ -80,6 +80,7 @@ from xdsl.utils.exceptions import DiagnosticException
 
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
+from compiler.value_names import source_location
 from dialects import dataflow as df
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
 
@@ -92,7 +93,7 @@ REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
 
 def describe_location(op: Operation) -> str:
     """``file:line`` of an op's location, or the op name when it has none."""
-    loc = op.location
+    loc = source_location(op.location)
     filename = getattr(loc, "filename", None)
     line = getattr(loc, "line", None)
     if filename is not None and line is not None:
@@ -409,6 +410,8 @@ class _SectionLowering:
         body = Block(arg_types=[elt_of(value)])
         body.add_op(YieldOp(body.args[0]))
         kernel = self.kernel("copy", at, [src], [acc], value.type, shape, shape, "none", body)
+        if value not in at.results:  # a copy of the view's input holds no value of ``at``'s
+            kernel.location = source_location(at.location)
         Rewriter.insert_op(kernel, where)
         return kernel
 

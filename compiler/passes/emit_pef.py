@@ -36,13 +36,15 @@ the PEF gets:
   A PMU loaded from DRAM names its symbol, one written by a PCU its producer. A PCU's input
   ports name their PMU and access, its stages are numbered inputs first, then one value per
   stage (``pcu.const`` is opcode ``const`` with the number as ``imm``, ``pcu.counter`` is
-  ``counter`` with the counter index), ``result`` is the value ``pcu.yield`` gives and ``loc``
-  the unit's location as ``file:line``. Routes come in IR order: into each PMU (from DRAM or
-  its PCU), into each PCU port, then the stores of the yielded PMUs to DRAM; ``outputs`` bind
-  each yielded PMU to its symbol. A parallel unit (``parallel [...]``) gets ``parallel`` and
-  ``more_at`` (its copies' slots); its ``streams`` become multicast routes into it (``taps``:
-  the copies each feeds) and its ``out_routes`` one route a copy into its result's PMUs (``taps``:
-  that copy), in place of the unit's port routes and the result buffer's fill route.
+  ``counter`` with the counter index), ``result`` is the value ``pcu.yield`` gives, ``loc``
+  the unit's location as ``file:line`` and ``value`` the traced value its location names
+  (``loc("relu"(...))``, see ``compiler/value_names.py``; "" if none). Routes come in IR
+  order: into each PMU (from DRAM or its PCU), into each PCU port, then the stores of the
+  yielded PMUs to DRAM; ``outputs`` bind each yielded PMU to its symbol. A parallel unit
+  (``parallel [...]``) gets ``parallel`` and ``more_at`` (its copies' slots); its ``streams``
+  become multicast routes into it (``taps``: the copies each feeds) and its ``out_routes`` one
+  route a copy into its result's PMUs (``taps``: that copy), in place of the unit's port routes
+  and the result buffer's fill route.
 
 The same module always gives byte-identical output: everything is emitted in IR order.
 """
@@ -77,6 +79,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes.place_and_route import TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
+from compiler.value_names import value_name
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
@@ -423,6 +426,7 @@ class _SectionEmitter:
         return schema.Pcu(
             name=op.sym_name.data,
             loc=_loc(op),
+            value=value_name(op.location),
             at=self.at(op, label),
             space=list(op.space_values),
             tile=list(op.tile_values),

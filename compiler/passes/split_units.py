@@ -71,6 +71,7 @@ from compiler.passes import parallel_layout
 from compiler.passes.convert_dataflow_to_rdu_tile import describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
+from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
@@ -473,7 +474,8 @@ class _UnitSplitter:
             combiner,
             body,
         )
-        unit.location = self.unit.location
+        # Only the last part computes the unit's value: the others take the plain location.
+        unit.location = self.unit.location if op is None else source_location(self.unit.location)
         return unit, tile_elements(out.stride_values, tile)
 
     def position(self, op: _Cut) -> int:

@@ -99,6 +99,11 @@ class Pcu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     out: Access
     combiner: Combiner
     dtype: Dtype
+    value: str = ""
+    """The traced value (FX node name, e.g. ``relu``) whose value the output PMU holds once the
+    unit has run, in the torch tensor's row-major order; "" when it holds an intermediate value
+    (a part of a split unit, the matmul inside an ``addmm``). ``rdu-test`` compares it with
+    torch's value of that node to find the first unit that diverges."""
     parallel: list[int] = []
     """A parallel unit (empty: one PCU): one factor ``p[c]`` a counter, the unit being ``P =
     prod(p)`` identical PCUs ("copies"). Copy ``k`` (row-major over the factors, a multi-index

@@ -25,6 +25,7 @@ route, multicast or not.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 from runtime.errors import RduError
@@ -42,6 +43,9 @@ from runtime.pef.schema import (
 )
 
 DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
+
+_VALUE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+"""A ``Pcu.value``: an FX node's name."""
 
 
 class PefError(RduError):
@@ -300,6 +304,8 @@ class _SectionChecker:
         label = self.pcu_label(i)
         s, t = self.s, self.t
         self.check_at(label, pcu.at)
+        if pcu.value and not _VALUE_NAME.fullmatch(pcu.value):
+            raise self.fail(f"{label}: value '{pcu.value}' is not a traced value's name")
         self.check_parallel(label, pcu)
         if any(e < 0 for e in pcu.space):
             raise self.fail(f"{label}: negative extent in space {pcu.space}")

@@ -49,7 +49,7 @@ def test_copy_blocks_and_offsets() -> None:
     ]
     assert sorted(written) == list(range(7 * 9))
     # The emulator plans the copies, not the whole unit.
-    plans = Fabric(parallel_matmul_program(7, 5, 9))._plans["forward"].pcus
+    (plans,) = Fabric(parallel_matmul_program(7, 5, 9))._plans["forward"].pcus  # one PCU
     assert [p.space for p in plans] == [tuple(c.space) for c in copies]
 
 
@@ -132,3 +132,27 @@ def test_multicast_routes_count_against_link_capacity() -> None:
     program = replace(P, meta=replace(P.meta, target=replace(P.meta.target, link_capacity=3)))
     with pytest.raises(PefError, match=r"link \[\d, 0\] -> \[\d, 0\] carries 4 routes, capacity 3"):
         validate(program)
+
+
+def test_a_captured_run_and_a_unit_run_alone_agree() -> None:
+    """``run_section(pmus=...)`` captures every PMU (each unit's output); ``run_unit`` on the
+    captured inputs gives the same output, every copy of a parallel unit included."""
+    program = parallel_matmul_program(7, 5, 9)
+    fabric = Fabric(program)
+    rng = np.random.default_rng(1)
+    dram = {
+        "a": rng.standard_normal((7, 5), np.float32),
+        "b": rng.standard_normal((5, 9), np.float32),
+    }
+    captured: dict[int, np.ndarray] = {}
+    fabric.run_section("forward", dram, pmus=captured)
+    section = _section(program)
+    (pcu,) = section.pcus
+    assert set(captured) == set(range(len(section.pmus)))
+    np.testing.assert_array_equal(captured[pcu.out_pmu], dram["out"].reshape(-1))
+    inputs = {p.pmu: captured[p.pmu] for p in pcu.inputs}
+    np.testing.assert_array_equal(fabric.run_unit("forward", 0, inputs), dram["out"].reshape(-1))
+    perturbed = {**inputs, pcu.inputs[0].pmu: inputs[pcu.inputs[0].pmu] * 2}
+    np.testing.assert_allclose(
+        fabric.run_unit("forward", 0, perturbed), 2 * dram["out"].reshape(-1), rtol=1e-6
+    )
