@@ -36,6 +36,7 @@ from compiler.frontend.aten import (
 )
 from compiler.frontend.emitter import Emitter, ShapeError, shape_of, tensor
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
+from compiler.frontend.int_bounds import fits_int32
 from compiler.frontend.locations import CallSite, Locator, SourceLine
 from compiler.frontend.trace import GraphInput, Traced
 from dialects.dataflow import SectionOp, YieldOp
@@ -344,6 +345,11 @@ class GraphBuilder:
             raise ShapeError(
                 f"internal: converted to shape {list(shape_of(value))}, torch says {list(shape)}"
             )
+        if val.dtype == torch.int32 and not fits_int32(node):
+            raise ConversionError(
+                "an int32 result not provably within int32 (int32 is computed as int64, "
+                "which does not wrap around)"
+            )
         value = em.cast(value, elt_of_dtype(val.dtype))
         if hint and value.name_hint is None:
             value.name_hint = node.name
@@ -355,7 +361,13 @@ class GraphBuilder:
     def input_type(self, gi: GraphInput) -> TensorType[Attribute]:
         """The type of a section input bound to a graph placeholder."""
         where = self.locator.default
-        return tensor_type_of(gi.node.meta.get("val"), gi.name, where)
+        val = gi.node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dtype == torch.int32:
+            raise FrontendError(
+                f"{where}: {gi.name} has unsupported dtype torch.int32 in DRAM "
+                "(int32 is computed as int64: make it int64)"
+            )
+        return tensor_type_of(val, gi.name, where)
 
 
 def live_nodes(
