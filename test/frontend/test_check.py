@@ -207,3 +207,28 @@ def test_qualified_names_of_library_functions(tmp_path: Path) -> None:
     assert qualified_name(path, 10, "forward") == "Outer.Inner.forward"
     assert qualified_name(path, 9, "local") == "Outer.Inner.forward.<locals>.local"
     assert qualified_name(path, 4, "?") == "?"
+
+
+@pytest.mark.parametrize(
+    ("zoo", "inference"),
+    [("mobilenet", False), ("roberta", False), ("roberta", True), ("swin", False), ("swin", True)],
+)
+def test_zoo_models_convert_every_op(zoo: str, inference: bool) -> None:
+    """MobileNetV2 (in-place dropout), RoBERTa (int32 position ids) and Swin (drop path, the
+    channels-last restride of its pooling) at their library defaults: nothing refused (the
+    whole compiles take longer: see the zoo's own test)."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from compiler.frontend import check_ops
+    from tools.cli import model_namespace
+    from tools.model_file import load_model_file
+
+    model_file = load_model_file(ROOT / "examples" / "zoo" / "model.py")
+    shared = {"batch_size": 2, "seed": 0, "epoch": 0, "debug": False}
+    args = model_namespace(model_file, ["--zoo", zoo], shared)
+    torch.manual_seed(0)
+    spec = model_file.spec(model_file.call("model", args), args, inference=inference)
+    result = check_ops(spec, inference=inference)
+    assert result.issues == [], [str(i.error()) for i in result.issues]
+    assert len(result.ops) > 10
