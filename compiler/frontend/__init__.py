@@ -7,7 +7,8 @@
 Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten.py (the op
 table: one converter per ATen op), emitter.py (IR helpers), build.py + sections.py (cutting the
 graph into sections), optimizer.py (SGD / AdamW update), locations.py (user file:line per op),
-decompositions.py (our decomposition table). DRAM symbol names follow docs/design.md.
+decompositions.py (our decomposition table), int_bounds.py (when int32 may be computed as
+int64). DRAM symbol names follow docs/design.md.
 """
 
 from __future__ import annotations

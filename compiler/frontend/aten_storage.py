@@ -1,7 +1,8 @@
 """ATen converters for ops that speak of storage: uninitialised tensors, copies, and views and
 scatters through explicit strides (``as_strided``), which torch's decompositions and the
 functionalisation of in-place code bring into graphs (MobileNet's in-place dropout, the
-channels-last restride of a 1x1 adaptive pooling in Swin, and its gradient).
+channels-last restride of a 1x1 adaptive pooling in Swin, and its gradient); and ``floor``,
+with which Swin's drop path rounds its random numbers.
 
 Our tensors are values without a layout: a tensor's elements are its row-major elements. An op
 addressing a tensor's storage is converted when the storage is the tensor's own elements in some
