@@ -1,6 +1,7 @@
 """rdu-compile: model.py -> out/<name>/<name>.pef (plus a compile log and each stage's IR).
 
 rdu-compile examples/mlp/model.py [--inference] [-b 16] [--arch plasticine] [model args]
+rdu-compile examples/mlp/model.py --check [--inference]   # every op the frontend refuses
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tools.cli import (
 )
 
 if TYPE_CHECKING:
+    from compiler.frontend import OpCheck
     from compiler.pictures import PictureWorker
 
 
@@ -58,6 +60,12 @@ if TYPE_CHECKING:
     help="Mark the gradients to average across ranks (rdu-run --data-parallel); "
     "-b is the batch of one rank.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Trace the model and list every op the frontend cannot convert (lowering nothing); "
+    "exit 1 if there is one.",
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks and verbose logs.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
@@ -72,6 +80,7 @@ def rdu_compile(
     seed: int,
     opt_level: int,
     data_parallel: bool,
+    check: bool,
     debug: bool,
     show_help: bool,
 ) -> None:
@@ -87,6 +96,8 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
+        if check:
+            return _check(model_path, ctx.args, inference, batch_size, seed, debug)
         with _fewer_collections(), _picture_worker() as pictures:
             return _compile(
                 pictures,
@@ -209,6 +220,67 @@ def _compile(
     click.echo(f"log: {result.log_path}")
     click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
     return 0
+
+
+def _check(
+    model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
+) -> int:
+    """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
+    import torch
+
+    from compiler.frontend import check_ops
+    from tools.model_file import load_model_file
+
+    model_file = load_model_file(model_path)
+    args = model_namespace(
+        model_file, extra, {"batch_size": batch_size, "seed": seed, "epoch": 0, "debug": debug}
+    )
+    torch.manual_seed(seed)
+    module = model_file.call("model", args)
+    spec = model_file.spec(module, args, inference=inference)
+    result = check_ops(spec, inference=inference)
+    what = f"{model_file.path.name} ({'inference' if inference else 'training'})"
+    click.echo("\n".join(format_check(result, what)))
+    if result.issues:
+        refused = len({i.op for i in result.issues})
+        raise ToolError(
+            f"{model_file.path}: {refused} of {len(result.ops)} ops not supported (listed above)"
+        )
+    return 0
+
+
+def format_check(result: OpCheck, what: str) -> list[str]:
+    """The ``--check`` listing: one line if every op converts; else a header, then each refused
+    op (in graph order) with its count of calls and one line a distinct place::
+
+        aten.cosh.default: 3 calls
+          model.py:19 -> spectral.py:12 in spectral_mix  (x2)
+          model.py:19 -> spectral.py:12 in spectral_mix (gradient)
+    """
+    calls = sum(result.ops.values())
+    if not result.issues:
+        return [f"{what}: all {len(result.ops)} ops supported ({calls} calls)"]
+    by_op: dict[str, list[str]] = {}
+    for issue in result.issues:
+        line = f"  {issue.where}"
+        if issue.call_site is not None:
+            line += f" -> {issue.call_site}"
+        if issue.detail:
+            line += f": {issue.detail}"
+        if issue.backward:
+            line += " (gradient)"
+        by_op.setdefault(issue.op, []).append(line)
+    n_calls = sum(len(v) for v in by_op.values())
+    out = [
+        f"{what}: {len(by_op)} of {len(result.ops)} ops not supported ({n_calls} of {calls} calls):"
+    ]
+    for op, lines in by_op.items():
+        out.append(f"{op}: {len(lines)} call{'s' if len(lines) > 1 else ''}")
+        counts: dict[str, int] = {}
+        for line in lines:
+            counts[line] = counts.get(line, 0) + 1
+        out += [line if n == 1 else f"{line}  (x{n})" for line, n in counts.items()]
+    return out
 
 
 def main() -> None:

@@ -2,15 +2,18 @@
 
     module = build_dataflow(spec, inference=False)   # forward, backward, optimizer sections
     module = build_dataflow(spec, inference=True)    # one forward section
+    check = check_ops(spec, inference=False)         # every refused op, nothing raised
 
 Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten.py (the op
 table: one converter per ATen op), emitter.py (IR helpers), build.py + sections.py (cutting the
 graph into sections), optimizer.py (SGD / AdamW update), locations.py (user file:line per op),
-decompositions.py (our decomposition table). DRAM symbol names follow docs/design.md.
+decompositions.py (our decomposition table), int_bounds.py (when int32 may be computed as
+int64). DRAM symbol names follow docs/design.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
@@ -19,20 +22,56 @@ from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from compiler.frontend.build import GraphBuilder, OpIssue
     from compiler.frontend.optimizer import OptimizerPlan
     from compiler.frontend.trace import Traced
+    from dialects.dataflow import SectionOp
 
 __all__ = [
     "FrontendError",
     "ModelSpec",
+    "OpCheck",
     "UnsupportedOpError",
     "build_dataflow",
+    "check_ops",
     "optimizer_plan",
 ]
 
 
 def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     """Trace ``spec`` with torch and build its dataflow sections (raises FrontendError)."""
+    sections, gb = _build_sections(spec, inference, collect=False)
+    module = ModuleOp(sections)
+    _note_non_persistent(module, spec, gb.traced)
+    module.verify()
+    return module
+
+
+@dataclass
+class OpCheck:
+    """What ``check_ops`` found: the ops of the traced graph and the calls refused."""
+
+    ops: dict[str, int]
+    """Every ATen op the graph calls (that the sections need), with its number of calls."""
+    issues: list[OpIssue]
+    """Each call the frontend cannot convert, in graph order."""
+
+
+def check_ops(spec: ModelSpec, inference: bool) -> OpCheck:
+    """Trace ``spec`` and convert every op, noting each one the frontend refuses instead of
+    stopping at the first (``rdu-compile --check``). The IR is dropped: nothing is lowered."""
+    _, gb = _build_sections(spec, inference, collect=True)
+    assert gb.issues is not None
+    ops: dict[str, int] = {}
+    for name in gb.converted.values():
+        ops[name] = ops.get(name, 0) + 1
+    return OpCheck(dict(sorted(ops.items())), list(gb.issues))
+
+
+def _build_sections(
+    spec: ModelSpec, inference: bool, collect: bool
+) -> tuple[list[SectionOp], GraphBuilder]:
+    """The sections of ``spec`` and the builder that converted its graph."""
     from compiler.frontend.build import GraphBuilder
     from compiler.frontend.locations import Locator
     from compiler.frontend.optimizer import build_optimizer
@@ -41,19 +80,16 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
 
     locator = Locator(spec.source_file, spec.module, spec.loss_fn, loss_call_site())
     if inference:
-        traced = trace_inference(spec)
-        module = ModuleOp(build_inference(GraphBuilder(traced, locator)))
-        _note_non_persistent(module, spec, traced)
-        module.verify()
-        return module
+        gb = GraphBuilder(trace_inference(spec), locator, collect)
+        return build_inference(gb), gb
     plan = optimizer_plan(spec)  # refuse an unsupported optimizer before tracing
-    traced = trace_training(spec)
-    forward, backward = build_training(GraphBuilder(traced, locator))
+    gb = GraphBuilder(trace_training(spec), locator, collect)
+    forward, backward = build_training(gb)
     sections = [forward, backward]
     if plan is not None:
         # torch's optimizers skip a parameter without a gradient (one the loss does not depend
         # on): no weight decay, no momentum, no state. So does this section.
-        graded = {o.name for o in traced.outputs if o.role == "gradient"}
+        graded = {o.name for o in gb.traced.outputs if o.role == "gradient"}
         plan.params = [p for p in plan.params if f"{p}.grad" in graded]
     if plan is not None and plan.params:
         shapes = {
@@ -64,10 +100,7 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
         }
         where = locator.of_text(r"optim\.\w+\(|\b(SGD|AdamW)\(")
         sections.append(build_optimizer(plan, shapes, where))
-    module = ModuleOp(sections)
-    _note_non_persistent(module, spec, traced)
-    module.verify()
-    return module
+    return sections, gb
 
 
 NON_PERSISTENT_ATTR = "rdu.non_persistent"

@@ -28,13 +28,18 @@ class ConversionError(Exception):
     """A form of a supported op that the frontend cannot convert (the message says which)."""
 
 
-_DTYPES: dict[torch.dtype, Attribute] = {torch.float32: f32, torch.int64: i64, torch.bool: i1}
+_DTYPES: dict[torch.dtype, Attribute] = {
+    torch.float32: f32,
+    torch.int64: i64,
+    torch.int32: i64,  # where its values fit: compiler/frontend/int_bounds.py
+    torch.bool: i1,
+}
 
 
 def elt_of_dtype(dtype: torch.dtype) -> Attribute:
-    """The IR element type of a torch dtype (f32, i64, bool)."""
+    """The IR element type of a torch dtype (f32, i64, bool; int32 is computed as i64)."""
     if dtype not in _DTYPES:
-        raise ConversionError(f"dtype {dtype} (supported: float32, int64, bool)")
+        raise ConversionError(f"dtype {dtype} (supported: float32, int64, int32, bool)")
     return _DTYPES[dtype]
 
 
@@ -843,5 +848,6 @@ def _mse_loss_backward(c: Call) -> Result:
 
 from compiler.frontend import (  # noqa: E402
     aten_cnn,  # noqa: F401  (convolution, pooling, padding)
+    aten_storage,  # noqa: F401  (empty tensors, copies, as_strided views and scatters, floor)
     aten_transformer,  # noqa: F401  (slices, gather and scatter-add, dropout)
 )

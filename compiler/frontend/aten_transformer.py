@@ -11,8 +11,8 @@ its end). The dataflow primitives they build on:
   transpose, a scatter-add into zeros (``embedding`` and ``embedding_dense_backward``,
   ``index_select``, one-tensor ``index`` and ``index_put(accumulate=True)``); on the fabric an
   access with a data-dependent term;
-- ``dataflow.random``: dropout's mask, from the section input ``rng_seed`` (a 0-d i64 the
-  session sets every step) and a stream per dropout op.
+- ``dataflow.random``: dropout's mask, ``rand`` and ``bernoulli``, from the section input
+  ``rng_seed`` (a 0-d i64 the session sets every step) and a stream per random op.
 
 Scaled dot-product attention is traced in its math form (``bmm``, masks built with ``tril`` or
 comparisons of ``arange``s, ``_safe_softmax``), so it needs nothing of its own.
@@ -40,14 +40,25 @@ from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
 RNG_SEED = "rng_seed"
 """The section input (hyperparameter role, 0-d i64) that random ops hash: set by the session."""
 
-RANDOM_OPS = frozenset({"aten.native_dropout.default"})
-"""Ops whose converters read ``RNG_SEED`` (when they are random: training, p > 0)."""
+RANDOM_OPS = frozenset(
+    {
+        "aten.native_dropout.default",
+        "aten.rand.default",
+        "aten.rand_like.default",
+        "aten.bernoulli.p",
+        "aten.bernoulli.default",
+    }
+)
+"""Ops whose converters read ``RNG_SEED`` (dropout only when it is random: training, p > 0);
+each draws one stream (``Emitter.random``)."""
 
 
 def needs_rng_seed(name: str, args: Sequence[Any]) -> bool:
     """Whether a call of ``name`` with positional ``args`` draws random numbers."""
-    if name != "aten.native_dropout.default":
+    if name not in RANDOM_OPS:
         return False
+    if name != "aten.native_dropout.default":
+        return True
     p = args[1] if len(args) > 1 else 0.0
     train = args[2] if len(args) > 2 else True
     return bool(train is not False and float(p) > 0)
@@ -428,6 +439,35 @@ def _native_dropout(c: Call) -> Result:
     keep = em.binary("ge", em.random(seed, shape), p, f32)
     scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
     return em.mul(em.mul(x, em.cast(keep, elt_of(x))), scale), keep
+
+
+def _uniform(c: Call, shape: Sequence[int]) -> SSAValue:
+    """Uniform f32 numbers in ``[0, 1)`` of ``shape``: the op's own stream of the fabric's
+    counter-based generator."""
+    seed = c.em.section_args.get(RNG_SEED)
+    if seed is None:
+        raise ConversionError("random numbers outside the forward section (no rng_seed input)")
+    return c.em.random(seed, shape)
+
+
+@converts("aten.rand.default", "aten.rand_like.default")
+def _rand(c: Call) -> Result:
+    """``torch.rand``: the fabric's uniform numbers (Swin's stochastic depth draws them)."""
+    shape, elt = c.out()
+    if not is_float(elt):
+        raise ConversionError(f"rand of dtype {elt}")
+    return c.em.cast(_uniform(c, shape), elt)
+
+
+@converts("aten.bernoulli.p", "aten.bernoulli.default")
+def _bernoulli(c: Call) -> Result:
+    """``1`` with probability ``p`` (a number, or a tensor of ``self``'s shape), else ``0``, in
+    ``self``'s dtype: ``u < p`` (in-place dropout on the CPU draws its mask so)."""
+    shape, elt = c.out()
+    p = c.a.get("p") if "aten.bernoulli.p" == str(c.node.target) else c.tensor("self")
+    if not isinstance(p, SSAValue | float | int):
+        raise ConversionError(f"bernoulli with p of type {type(p).__name__}")
+    return c.em.cast(c.em.binary("lt", _uniform(c, shape), p, f32), elt)
 
 
 @converts("aten.native_dropout_backward.default")

@@ -6,6 +6,10 @@ the backward reads out) and a ``backward`` section (what it reads in; ``<param>.
 loss tangent is a ``dataflow.fill 1.0``. Views of section inputs (``t``, ``view``, ...) that the
 backward needs are recomputed there rather than saved. Every op that will be converted is checked
 against the table first, so an unsupported op is reported before any IR is built.
+
+With ``collect=True`` (``rdu-compile --check``) nothing is refused on the way: each op without a
+converter, or whose converter refuses its form (a ``ConversionError``), is noted as an
+``OpIssue`` and stands in as zeros of torch's shape, so the conversion goes on and finds the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import torch
 from torch.fx.node import map_aggregate
-from xdsl.dialects.builtin import TensorType
+from xdsl.dialects.builtin import TensorType, f32
 from xdsl.ir import Attribute, Block, OpResult, SSAValue
 
 from compiler.frontend.aten import (
@@ -32,7 +36,8 @@ from compiler.frontend.aten import (
 )
 from compiler.frontend.emitter import Emitter, ShapeError, shape_of, tensor
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
-from compiler.frontend.locations import Locator, SourceLine
+from compiler.frontend.int_bounds import fits_int32
+from compiler.frontend.locations import CallSite, Locator, SourceLine
 from compiler.frontend.trace import GraphInput, Traced
 from compiler.value_names import named
 from dialects.dataflow import SectionOp, YieldOp
@@ -72,6 +77,26 @@ class SectionResult:
     name: str
     role: str
     value: SSAValue
+
+
+@dataclass(frozen=True)
+class OpIssue:
+    """One call of an op the frontend does not convert (``rdu-compile --check`` lists them)."""
+
+    op: str
+    where: SourceLine
+    """The user's line."""
+    call_site: CallSite | None
+    """The library line that called the op (None: the user's line calls it)."""
+    backward: bool
+    detail: str = ""
+    """Why a converter refused this form ("" when the op has no converter)."""
+
+    def error(self) -> UnsupportedOpError:
+        """The error an ordinary compile raises for it."""
+        return UnsupportedOpError(
+            str(self.where), self.op, self.detail, self.backward, self.call_site
+        )
 
 
 def tensor_type_of(val: Any, what: str, where: SourceLine) -> TensorType[Attribute]:
@@ -130,7 +155,7 @@ def remove_dead_ops(block: Block) -> None:
 class GraphBuilder:
     """Converts FX nodes of one traced graph, section by section."""
 
-    def __init__(self, traced: Traced, locator: Locator) -> None:
+    def __init__(self, traced: Traced, locator: Locator, collect: bool = False) -> None:
         self.traced = traced
         self.locator = locator
         self.input_of: dict[torch.fx.Node, GraphInput] = {i.node: i for i in traced.inputs}
@@ -138,6 +163,12 @@ class GraphBuilder:
         self.random_streams: dict[torch.fx.Node, tuple[int, ...]] = {}
         """The random streams (``dataflow.random``) each converted node drew, by node: how
         rdu-test gives torch's reference run the fabric's dropout masks."""
+        self.issues: list[OpIssue] | None = [] if collect else None
+        """With ``collect``: every refused op call, in conversion order (else None: raise)."""
+        self.converted: dict[torch.fx.Node, str] = {}
+        """Every call_function node converted (or refused), with its op name."""
+        self._stand_ins: set[SSAValue] = set()
+        self._refused_nodes: set[torch.fx.Node] = set()
 
     # classification ----------------------------------------------------------------------
 
@@ -188,14 +219,26 @@ class GraphBuilder:
     def where(self, node: torch.fx.Node) -> SourceLine:
         return self.locator.of_node(node)
 
+    def issue(self, node: torch.fx.Node, detail: str = "") -> OpIssue:
+        """The refusal of ``node``'s op, located at the user's line and the library's."""
+        return OpIssue(
+            op_name(node.target),
+            self.where(node),
+            self.locator.call_site_of(node),
+            self.is_backward(node),
+            detail,
+        )
+
     def check_supported(self, nodes: Iterable[torch.fx.Node]) -> None:
-        """Raise UnsupportedOpError for the first op (in graph order) without a converter."""
+        """Raise UnsupportedOpError for the first op (in graph order) without a converter
+        (collecting: nothing, ``convert`` notes them)."""
+        if self.issues is not None:
+            return
         for node in nodes:
             if node.op != "call_function" or node.target is operator.getitem:
                 continue
-            name = op_name(node.target)
-            if name not in CONVERTERS:
-                raise UnsupportedOpError(str(self.where(node)), name, "", self.is_backward(node))
+            if op_name(node.target) not in CONVERTERS:
+                raise self.issue(node).error()
 
     # conversion --------------------------------------------------------------------------
 
@@ -230,22 +273,61 @@ class GraphBuilder:
         name = op_name(node.target)
         where = self.where(node)
         em.loc = where.loc()
+        self.converted[node] = name
         args = map_aggregate(node.args, lambda a: lookup(a) if isinstance(a, torch.fx.Node) else a)
         kwargs = map_aggregate(
             node.kwargs, lambda a: lookup(a) if isinstance(a, torch.fx.Node) else a
         )
+        if name not in CONVERTERS:  # only when collecting: check_supported raised otherwise
+            return self._refused(em, node, self.issue(node))
         call = Call(em, node, normalize_args(node, args, kwargs))  # type: ignore[arg-type]
         first_stream = em.random_streams
         try:
             result = CONVERTERS[name](call)
             result = self._match_meta(em, node, result)
         except (ConversionError, ShapeError) as error:
-            raise UnsupportedOpError(
-                str(where), name, str(error), self.is_backward(node)
-            ) from error
+            if self.issues is None:
+                raise self.issue(node, str(error)).error() from error
+            if self._reads_stand_in((args, kwargs)):
+                # its inputs are made up: whether it refuses the real ones is not known
+                return self._stand_in(em, node.meta.get("val"))
+            return self._refused(em, node, self.issue(node, str(error)))
         if em.random_streams > first_stream:
             self.random_streams[node] = tuple(range(first_stream, em.random_streams))
         return result
+
+    def _refused(self, em: Emitter, node: torch.fx.Node, issue: OpIssue) -> Any:
+        """Note ``issue`` (once a node: recomputed views convert twice); zeros stand in."""
+        assert self.issues is not None
+        if node not in self._refused_nodes:
+            self._refused_nodes.add(node)
+            self.issues.append(issue)
+        return self._stand_in(em, node.meta.get("val"))
+
+    def _stand_in(self, em: Emitter, val: Any) -> Any:
+        """Zeros of torch's shape and dtype (f32 for a dtype we lack) for a refused op."""
+        if isinstance(val, tuple | list):
+            return tuple(self._stand_in(em, v) for v in val)
+        if not isinstance(val, torch.Tensor):
+            return None
+        try:
+            elt = elt_of_dtype(val.dtype)
+        except ConversionError:
+            elt = f32
+        value = em.fill(0, [int(d) for d in val.shape], elt)
+        self._stand_ins.add(value)
+        return value
+
+    def _reads_stand_in(self, args: Any) -> bool:
+        found = False
+
+        def visit(a: Any) -> Any:
+            nonlocal found
+            found = found or (isinstance(a, SSAValue) and a in self._stand_ins)
+            return a
+
+        map_aggregate(args, visit)
+        return found
 
     def _match_meta(self, em: Emitter, node: torch.fx.Node, result: Any) -> Any:
         """Check the converter's result against torch's shapes; cast to torch's dtypes."""
@@ -270,6 +352,11 @@ class GraphBuilder:
             raise ShapeError(
                 f"internal: converted to shape {list(shape_of(value))}, torch says {list(shape)}"
             )
+        if val.dtype == torch.int32 and not fits_int32(node):
+            raise ConversionError(
+                "an int32 result not provably within int32 (int32 is computed as int64, "
+                "which does not wrap around)"
+            )
         value = em.cast(value, elt_of_dtype(val.dtype))
         if hint:
             _name_value(value, node)
@@ -281,7 +368,13 @@ class GraphBuilder:
     def input_type(self, gi: GraphInput) -> TensorType[Attribute]:
         """The type of a section input bound to a graph placeholder."""
         where = self.locator.default
-        return tensor_type_of(gi.node.meta.get("val"), gi.name, where)
+        val = gi.node.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.dtype == torch.int32:
+            raise FrontendError(
+                f"{where}: {gi.name} has unsupported dtype torch.int32 in DRAM "
+                "(int32 is computed as int64: make it int64)"
+            )
+        return tensor_type_of(val, gi.name, where)
 
 
 def _name_value(value: SSAValue, node: torch.fx.Node) -> None:

@@ -5,10 +5,17 @@ first); backward nodes carry the trace of the forward code they differentiate. W
 innermost frame in the user's file, else the innermost frame outside torch and outside this
 frontend, else a fallback line (the loss function's ``return`` for the loss, whose frames torch
 does not record, or the model's ``forward``).
+
+Errors name a second frame too: the library line that made the call (``call_site``), the
+innermost frame of the trace when it lies below the user's line (``modeling_llama.py:113 in
+LlamaRotaryEmbedding.forward``), its function's qualified name read from the library's source.
+Frames of generated code (``<eval_with_key>.N``, FX graph modules) are never shown.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -19,7 +26,7 @@ from typing import Any
 import torch
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, StringAttr
 
-_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)(?:, in (\S+))?')
 _TORCH_DIR = Path(torch.__file__).resolve().parent
 _SITE_DIR = _TORCH_DIR.parent
 _FRONTEND_DIR = Path(__file__).resolve().parent
@@ -38,6 +45,57 @@ class SourceLine:
     def loc(self) -> FileLineColLoc:
         """The xdsl location ``loc("model.py":LINE:0)``."""
         return FileLineColLoc(StringAttr(self.file), IntAttr(self.line), IntAttr(0))
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A library line that called an op: file name, line, qualified function name."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}"
+        return f"{where} in {self.function}" if self.function else where
+
+
+def _qualified_names(path: Path) -> list[tuple[int, int, str]]:
+    """``(first line, last line, qualified name)`` of every function in a Python file."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    out: list[tuple[int, int, str]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                name = f"{prefix}{child.name}"
+                out.append((child.lineno, child.end_lineno or child.lineno, name))
+                visit(child, f"{name}.<locals>.")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return out
+
+
+@functools.cache
+def _functions_of(path: Path) -> list[tuple[int, int, str]]:
+    return _qualified_names(path)
+
+
+def qualified_name(path: Path, line: int, fallback: str) -> str:
+    """The qualified name of the innermost function of ``path`` around ``line``
+    (``LlamaRotaryEmbedding.forward``); ``fallback`` (the trace's bare name) if none is found."""
+    best: tuple[int, str] | None = None
+    for first, last, name in _functions_of(path):
+        if first <= line <= last and (best is None or first >= best[0]):
+            best = (first, name)
+    return best[1] if best else fallback
 
 
 def _resolve(path: str) -> Path:
@@ -108,16 +166,48 @@ class Locator:
             resolved = self._paths[path] = _resolve(path)
         return resolved
 
+    def _frames(self, stack_trace: str | None) -> list[tuple[Path, int, str]]:
+        """``(file, line, function)`` of each frame, outermost first, without generated code."""
+        return [
+            (self._resolve(f), int(n), fn)
+            for f, n, fn in _FRAME.findall(stack_trace or "")
+            if not f.startswith("<")  # <eval_with_key>.N: an FX graph module's generated code
+        ]
+
+    def _user_frame(self, frames: list[tuple[Path, int, str]]) -> int | None:
+        """The index of the frame shown as the user's line: the innermost in the model file,
+        else the innermost outside torch and this frontend."""
+        for i in reversed(range(len(frames))):
+            if frames[i][0] == self.source:
+                return i
+        for i in reversed(range(len(frames))):
+            if not _is_library(frames[i][0]):
+                return i
+        return None
+
     def _of_trace(self, stack_trace: str | None) -> SourceLine:
-        frames = [(self._resolve(f), int(n)) for f, n in _FRAME.findall(stack_trace or "")]
-        in_loss = self.loss_call is not None and self.loss_call in frames
-        for path, line in reversed(frames):
-            if path == self.source:
-                return SourceLine(self.name, line)
-        for path, line in reversed(frames):
-            if not _is_library(path):
-                return SourceLine(self._display(path), line)
+        frames = self._frames(stack_trace)
+        i = self._user_frame(frames)
+        if i is not None:
+            return SourceLine(self._display(frames[i][0]), frames[i][1])
+        in_loss = self.loss_call is not None and self.loss_call in [(p, n) for p, n, _ in frames]
         return self.loss if in_loss else self.default
+
+    def call_site(self, stack_trace: str | None) -> CallSite | None:
+        """The library line that called the op: the innermost frame, when it lies below the
+        user's line (None when the user's own line calls it, or the trace has no frames)."""
+        frames = self._frames(stack_trace)
+        i = self._user_frame(frames)
+        if not frames or (i is not None and i == len(frames) - 1):
+            return None
+        path, line, function = frames[-1]
+        if path.is_relative_to(_FRONTEND_DIR):  # the training wrapper's own frames
+            return None
+        return CallSite(path.name, line, qualified_name(path, line, function))
+
+    def call_site_of(self, node: torch.fx.Node) -> CallSite | None:
+        """``call_site`` of an FX node's stack trace."""
+        return self.call_site(node.meta.get("stack_trace"))
 
     def of_node(self, node: torch.fx.Node) -> SourceLine:
         """The user's line for an FX node (backward nodes: the forward line they come from)."""

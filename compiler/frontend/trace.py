@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -332,15 +333,70 @@ def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:
     return obj
 
 
+_GENERATED_FRAME = re.compile(r'File "<eval_with_key>[^"]*", line \d+.*\n\s*(\w+) = ')
+"""A frame of an FX graph module's generated code, and the node its line assigns."""
+
+
+def _subgraph_traces(ep: torch.export.ExportedProgram) -> dict[tuple[str, str], str]:
+    """``(higher-order op node, inner node) -> stack trace`` for the ops inside the subgraphs
+    of higher-order ops (``wrap_with_set_grad_enabled``: a ``torch.no_grad()`` block, such as
+    Llama's rotary embedding), which export records with the model's frames."""
+    traces: dict[tuple[str, str], str] = {}
+    for node in ep.graph.nodes:
+        if node.op != "call_function":
+            continue
+        for arg in node.args:
+            if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr"):
+                continue
+            sub = getattr(ep.graph_module, str(arg.target), None)
+            if not isinstance(sub, torch.fx.GraphModule):
+                continue
+            for inner in sub.graph.nodes:
+                if inner.meta.get("stack_trace"):
+                    traces[(node.name, inner.name)] = inner.meta["stack_trace"]
+    return traces
+
+
+def _restore_subgraph_traces(graph: torch.fx.Graph, traces: dict[tuple[str, str], str]) -> None:
+    """Give the ops that ``run_decompositions`` inlined from a higher-order op's subgraph the
+    stack traces they had in it.
+
+    Decomposing runs a subgraph as its generated code, so its ops were recorded at
+    ``<eval_with_key>.N:LINE`` instead of the model's lines; the line of generated code names
+    the inner node, and ``meta["from_node"]`` the higher-order op it was inlined from.
+    """
+    if not traces:
+        return
+    outer = {name for name, _ in traces}
+    for node in graph.nodes:
+        match = _GENERATED_FRAME.search(node.meta.get("stack_trace") or "")
+        if match is None:
+            continue
+        for source in _provenance(node.meta.get("from_node") or []):
+            trace = traces.get((source, match.group(1))) if source in outer else None
+            if trace is not None:
+                node.meta["stack_trace"] = trace
+                break
+
+
+def _provenance(sources: list[Any]) -> Iterator[str]:
+    """The names of the nodes in a ``from_node`` provenance chain, nearest first."""
+    for source in sources:
+        yield source.name
+        yield from _provenance(source.from_node)
+
+
 def trace_inference(spec: ModelSpec) -> Traced:
     """The forward graph of ``module.eval()`` on the example inputs."""
     from torch.export.graph_signature import InputKind, OutputKind
 
     _check_tensors("example input", spec.example_inputs)
     with _tracing("exporting the model"), _mode(spec.module, training=False):
-        ep = torch.export.export(spec.module, tuple(spec.example_inputs))
-        ep = ep.run_decompositions(inference_table())
+        exported = torch.export.export(spec.module, tuple(spec.example_inputs))
+        inner = _subgraph_traces(exported)
+        ep = exported.run_decompositions(inference_table())
     graph = ep.graph
+    _restore_subgraph_traces(graph, inner)
     canonical = canonical_names(spec.module)
     placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
     inputs: list[GraphInput] = []

@@ -348,7 +348,8 @@ def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> No
 
 
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An op only the backward uses is reported at the forward line it differentiates."""
+    """An op only the backward uses is reported at the forward line it differentiates, and at
+    the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
     from compiler.frontend import aten
 
     monkeypatch.delitem(aten.CONVERTERS, "aten.threshold_backward.default")
@@ -358,7 +359,8 @@ def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) 
         build_dataflow(spec, inference=False)
     line = source_line("return self.fc2(self.act(self.fc1(x)))")
     assert str(info.value) == (
-        f"model.py:{line}: unsupported op aten.threshold_backward.default (gradient of this line)"
+        f"model.py:{line}: unsupported op aten.threshold_backward.default "
+        f"(gradient of activation.py:143 in ReLU.forward, from model.py:{line})"
     )
 
 

@@ -1,0 +1,162 @@
+"""int32 tensors, computed as int64: allowed where their values provably fit in int32.
+
+The IR has one integer type, i64. torch's int32 arithmetic wraps around at 2**31 where int64's
+does not, so an int32 value computed in int64 is the same number exactly when no int32 result
+on the way leaves the int32 range. ``int_range`` bounds a node's values from the graph (bools,
+constants, casts, sums and cumulative sums over known extents, interval arithmetic); a node
+whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder`` checks), so the
+numbers are torch's. RoBERTa's position ids are the case in point: ``(cumsum(ids != pad) *
+(ids != pad)).int()``, at most the sequence length.
+
+int32 DRAM tensors (model inputs, parameters, buffers) are refused: their symbol would be i64.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+INT32 = (-(2**31), 2**31 - 1)
+
+Range = tuple[int, int] | None
+"""Inclusive bounds of an integer (or bool) value; None: not known."""
+
+_KEY = "rdu_int_range"
+"""Where a node's bounds are kept (``node.meta``): each is worked out once."""
+
+_SAME = {
+    # casts and copies keep the values (a cast of a float is not bounded: see _range)
+    "aten._to_copy.default",
+    "aten.to.dtype",
+    "aten.to.dtype_layout",
+    "aten._to_dtype.default",
+    "aten.type_as.default",
+    "aten.clone.default",
+    "aten.alias.default",
+    "aten.detach.default",
+    "aten.contiguous.default",
+    "aten.lift_fresh_copy.default",
+    # views and rearrangements
+    "aten.view.default",
+    "aten._unsafe_view.default",
+    "aten.reshape.default",
+    "aten.expand.default",
+    "aten.unsqueeze.default",
+    "aten.squeeze.dim",
+    "aten.squeeze.dims",
+    "aten.squeeze.default",
+    "aten.permute.default",
+    "aten.transpose.int",
+    "aten.t.default",
+    "aten.slice.Tensor",
+    "aten.select.int",
+    "aten.flatten.using_ints",
+    "aten.unflatten.int",
+    "aten.flip.default",
+}
+
+
+def fits_int32(node: torch.fx.Node) -> bool:
+    """Whether every value of ``node`` provably lies in the int32 range."""
+    r = int_range(node)
+    return r is not None and INT32[0] <= r[0] and r[1] <= INT32[1]
+
+
+def int_range(node: Any) -> Range:
+    """Bounds of the values of an FX node or a Python number (None if unknown)."""
+    if isinstance(node, bool):
+        return (int(node), int(node))
+    if isinstance(node, int):
+        return (node, node)
+    if not isinstance(node, torch.fx.Node):
+        return None
+    if _KEY not in node.meta:
+        node.meta[_KEY] = _range(node)
+    return node.meta[_KEY]
+
+
+def _dtype(node: torch.fx.Node) -> torch.dtype | None:
+    val = node.meta.get("val")
+    return val.dtype if isinstance(val, torch.Tensor) else None
+
+
+def _range(node: torch.fx.Node) -> Range:
+    dtype = _dtype(node)
+    if dtype == torch.bool:
+        return (0, 1)
+    if dtype is not None and dtype.is_floating_point:
+        return None
+    if node.op != "call_function":
+        return None
+    name = str(node.target)
+    args = node.args
+    if name in _SAME:
+        source = args[0]
+        if isinstance(source, torch.fx.Node) and not _is_integer(source):
+            return None  # a float cast to an integer: any value
+        return int_range(source)
+    if name in ("aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar"):
+        a, b = int_range(args[0]), int_range(args[1])
+        alpha = node.kwargs.get("alpha", 1)
+        if a is None or b is None or not isinstance(alpha, int):
+            return None
+        b = _scale(b, alpha)
+        return _add(a, b) if "add" in name else _add(a, _scale(b, -1))
+    if name in ("aten.mul.Tensor", "aten.mul.Scalar"):
+        a, b = int_range(args[0]), int_range(args[1])
+        if a is None or b is None:
+            return None
+        products = [x * y for x in a for y in b]
+        return (min(products), max(products))
+    if name == "aten.neg.default":
+        a = int_range(args[0])
+        return None if a is None else _scale(a, -1)
+    if name in ("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther"):
+        a, b = int_range(args[1]), int_range(args[2])
+        return None if a is None or b is None else (min(a[0], b[0]), max(a[1], b[1]))
+    if name == "aten.cumsum.default":
+        source = args[0]
+        assert isinstance(source, torch.fx.Node)
+        shape = source.meta["val"].shape
+        return _sum_of(int_range(source), int(shape[int(args[1]) % max(len(shape), 1)]))
+    if name in ("aten.sum.dim_IntList", "aten.sum.default"):
+        source = args[0]
+        assert isinstance(source, torch.fx.Node)
+        shape = [int(d) for d in source.meta["val"].shape]
+        dims = args[1] if len(args) > 1 and args[1] else range(len(shape))
+        return _sum_of(int_range(source), math.prod(shape[d] for d in dims))
+    if name in ("aten.full.default", "aten.scalar_tensor.default"):
+        return int_range(args[1] if name == "aten.full.default" else args[0])
+    if name in ("aten.zeros.default", "aten.zeros_like.default"):
+        return (0, 0)
+    if name in ("aten.ones.default", "aten.ones_like.default"):
+        return (1, 1)
+    if name.startswith("aten.arange."):
+        numbers = [a for a in args if isinstance(a, int)]
+        start, end = (0, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
+        return (min(start, end), max(start, end))
+    return None
+
+
+def _is_integer(node: torch.fx.Node) -> bool:
+    dtype = _dtype(node)
+    return dtype is not None and not dtype.is_floating_point and not dtype.is_complex
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return (a[0] + b[0], a[1] + b[1])
+
+
+def _scale(a: tuple[int, int], k: int) -> tuple[int, int]:
+    return (min(a[0] * k, a[1] * k), max(a[0] * k, a[1] * k))
+
+
+def _sum_of(a: Range, n: int) -> Range:
+    """Bounds of a sum of 1 to ``n`` terms each within ``a`` (a cumulative sum's partial sums)."""
+    if a is None:
+        return None
+    if n == 0:
+        return (0, 0)
+    return (min(a[0], n * a[0]), max(a[1], n * a[1]))
