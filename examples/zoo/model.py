@@ -30,8 +30,12 @@ class Entry:
     """One architecture: how to build it and what it eats."""
 
     family: str  # what the README's table says
-    task: str  # "lm" (tokens -> logits per token) | "classify" (tokens -> class) | "image"
+    task: str  # "lm" | "seq2seq" (tokens -> logits per token) | "classify" | "image" (-> class)
     build: Callable[[], nn.Module]
+
+    @property
+    def needs_transformers(self) -> bool:
+        return not self.family.startswith("`torch.nn")
 
 
 def _hf(config_name: str, model_name: str, **config: object) -> Callable[[], nn.Module]:
@@ -44,10 +48,23 @@ def _hf(config_name: str, model_name: str, **config: object) -> Callable[[], nn.
     return build
 
 
-_LM = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-           intermediate_size=64, max_position_embeddings=64)
-_ENCODER = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                intermediate_size=64, max_position_embeddings=64, num_labels=CLASSES)
+_LM = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
+_ENCODER = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    num_labels=CLASSES,
+)
 
 
 class _TorchEncoder(nn.Module):
@@ -70,8 +87,9 @@ class _TorchDecoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Embedding(VOCAB, 32)
-        self.layer = nn.TransformerDecoderLayer(32, 4, dim_feedforward=64, batch_first=True,
-                                                norm_first=True)
+        self.layer = nn.TransformerDecoderLayer(
+            32, 4, dim_feedforward=64, batch_first=True, norm_first=True
+        )
         self.head = nn.Linear(32, VOCAB)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -81,45 +99,160 @@ class _TorchDecoder(nn.Module):
 
 
 ZOO: dict[str, Entry] = {
-    "gpt2": Entry("GPT-2 (`GPT2LMHeadModel`)", "lm", _hf(
-        "GPT2Config", "GPT2LMHeadModel", vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4,
-        n_positions=64)),
-    "llama": Entry("Llama (`LlamaForCausalLM`)", "lm", _hf(
-        "LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2, **_LM)),
-    "mistral": Entry("Mistral (`MistralForCausalLM`)", "lm", _hf(
-        "MistralConfig", "MistralForCausalLM", num_key_value_heads=2, **_LM)),
-    "qwen2": Entry("Qwen2 (`Qwen2ForCausalLM`)", "lm", _hf(
-        "Qwen2Config", "Qwen2ForCausalLM", num_key_value_heads=2, **_LM)),
+    "gpt2": Entry(
+        "GPT-2 (`GPT2LMHeadModel`)",
+        "lm",
+        _hf(
+            "GPT2Config",
+            "GPT2LMHeadModel",
+            vocab_size=VOCAB,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=64,
+        ),
+    ),
+    "llama": Entry(
+        "Llama (`LlamaForCausalLM`)",
+        "lm",
+        _hf("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2, **_LM),
+    ),
+    "mistral": Entry(
+        "Mistral (`MistralForCausalLM`)",
+        "lm",
+        _hf("MistralConfig", "MistralForCausalLM", num_key_value_heads=2, **_LM),
+    ),
+    "qwen2": Entry(
+        "Qwen2 (`Qwen2ForCausalLM`)",
+        "lm",
+        _hf("Qwen2Config", "Qwen2ForCausalLM", num_key_value_heads=2, **_LM),
+    ),
     "phi": Entry("Phi (`PhiForCausalLM`)", "lm", _hf("PhiConfig", "PhiForCausalLM", **_LM)),
-    "bert": Entry("BERT (`BertForSequenceClassification`)", "classify", _hf(
-        "BertConfig", "BertForSequenceClassification", **_ENCODER)),
-    "distilbert": Entry("DistilBERT (`DistilBertForSequenceClassification`)", "classify", _hf(
-        "DistilBertConfig", "DistilBertForSequenceClassification", vocab_size=VOCAB, dim=32,
-        n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64, num_labels=CLASSES)),
-    "roberta": Entry("RoBERTa (`RobertaForSequenceClassification`)", "classify", _hf(
-        "RobertaConfig", "RobertaForSequenceClassification", pad_token_id=1, **_ENCODER)),
-    "t5": Entry("T5 (`T5ForConditionalGeneration`)", "lm", _hf(
-        "T5Config", "T5ForConditionalGeneration", vocab_size=VOCAB, d_model=32, d_kv=8,
-        d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0)),
-    "vit": Entry("ViT (`ViTForImageClassification`)", "image", _hf(
-        "ViTConfig", "ViTForImageClassification", image_size=IMAGE, patch_size=4,
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        num_labels=CLASSES)),
-    "resnet": Entry("ResNet (`ResNetForImageClassification`)", "image", _hf(
-        "ResNetConfig", "ResNetForImageClassification", embedding_size=8,
-        hidden_sizes=[8, 16], depths=[1, 1], num_labels=CLASSES)),
-    "convnext": Entry("ConvNeXt (`ConvNextForImageClassification`)", "image", _hf(
-        "ConvNextConfig", "ConvNextForImageClassification", hidden_sizes=[8, 16],
-        depths=[1, 1], num_stages=2, num_labels=CLASSES, image_size=IMAGE)),
-    "mobilenet": Entry("MobileNetV2 (`MobileNetV2ForImageClassification`)", "image", _hf(
-        "MobileNetV2Config", "MobileNetV2ForImageClassification", image_size=IMAGE,
-        depth_multiplier=0.25, num_labels=CLASSES)),
-    "swin": Entry("Swin (`SwinForImageClassification`)", "image", _hf(
-        "SwinConfig", "SwinForImageClassification", image_size=IMAGE, patch_size=2,
-        embed_dim=16, depths=[1, 1], num_heads=[2, 4], window_size=4, num_labels=CLASSES)),
+    "bert": Entry(
+        "BERT (`BertForSequenceClassification`)",
+        "classify",
+        _hf("BertConfig", "BertForSequenceClassification", **_ENCODER),
+    ),
+    "distilbert": Entry(
+        "DistilBERT (`DistilBertForSequenceClassification`)",
+        "classify",
+        _hf(
+            "DistilBertConfig",
+            "DistilBertForSequenceClassification",
+            vocab_size=VOCAB,
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            num_labels=CLASSES,
+        ),
+    ),
+    "roberta": Entry(
+        "RoBERTa (`RobertaForSequenceClassification`)",
+        "classify",
+        _hf("RobertaConfig", "RobertaForSequenceClassification", pad_token_id=1, **_ENCODER),
+    ),
+    "t5": Entry(
+        "T5 (`T5ForConditionalGeneration`)",
+        "seq2seq",
+        _hf(
+            "T5Config",
+            "T5ForConditionalGeneration",
+            vocab_size=VOCAB,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            decoder_start_token_id=0,
+        ),
+    ),
+    "vit": Entry(
+        "ViT (`ViTForImageClassification`)",
+        "image",
+        _hf(
+            "ViTConfig",
+            "ViTForImageClassification",
+            image_size=IMAGE,
+            patch_size=4,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            num_labels=CLASSES,
+        ),
+    ),
+    "resnet": Entry(
+        "ResNet (`ResNetForImageClassification`)",
+        "image",
+        _hf(
+            "ResNetConfig",
+            "ResNetForImageClassification",
+            embedding_size=8,
+            hidden_sizes=[8, 16],
+            depths=[1, 1],
+            num_labels=CLASSES,
+        ),
+    ),
+    "convnext": Entry(
+        "ConvNeXt (`ConvNextForImageClassification`)",
+        "image",
+        _hf(
+            "ConvNextConfig",
+            "ConvNextForImageClassification",
+            hidden_sizes=[8, 16],
+            depths=[1, 1],
+            num_stages=2,
+            num_labels=CLASSES,
+            image_size=IMAGE,
+        ),
+    ),
+    "mobilenet": Entry(
+        "MobileNetV2 (`MobileNetV2ForImageClassification`)",
+        "image",
+        _hf(
+            "MobileNetV2Config",
+            "MobileNetV2ForImageClassification",
+            image_size=IMAGE,
+            depth_multiplier=0.25,
+            num_labels=CLASSES,
+        ),
+    ),
+    "swin": Entry(
+        "Swin (`SwinForImageClassification`)",
+        "image",
+        _hf(
+            "SwinConfig",
+            "SwinForImageClassification",
+            image_size=IMAGE,
+            patch_size=2,
+            embed_dim=16,
+            depths=[1, 1],
+            num_heads=[2, 4],
+            window_size=4,
+            num_labels=CLASSES,
+        ),
+    ),
     "torch-encoder": Entry("`torch.nn.TransformerEncoder`", "classify", _TorchEncoder),
     "torch-decoder": Entry("`torch.nn.TransformerDecoderLayer`", "lm", _TorchDecoder),
 }
+
+
+TASKS = {
+    "lm": "causal LM: logits per token, cross-entropy on the next token",
+    "classify": "sequence classification",
+    "image": "image classification (3x16x16)",
+    "seq2seq": "encoder-decoder: the decoder predicts the next token of the encoder's tokens",
+}
+
+
+def readme_table() -> str:
+    """The README's table of the zoo (``test/e2e/test_zoo.py`` checks that the README has it)."""
+    rows = ["| `--zoo` | architecture | task |", "|---|---|---|"]
+    for name, entry in ZOO.items():
+        rows.append(f"| `{name}` | {entry.family} | {TASKS[entry.task]} |")
+    return "\n".join(rows)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -141,7 +274,7 @@ class TensorsOnly(nn.Module):
             return self.inner(x)
         if self.task == "image":
             return self.inner(pixel_values=x).logits
-        if hasattr(self.inner.config, "decoder_start_token_id") and self.inner.config.is_encoder_decoder:
+        if self.task == "seq2seq":  # T5: the decoder reads the same tokens
             return self.inner(input_ids=x, decoder_input_ids=x, use_cache=False).logits
         kwargs = {"use_cache": False} if self.task == "lm" else {}
         return self.inner(input_ids=x, **kwargs).logits
@@ -160,7 +293,7 @@ def example_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
 
 
 def example_targets(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:
-    if ZOO[args.zoo].task == "lm":
+    if ZOO[args.zoo].task in ("lm", "seq2seq"):
         return (torch.zeros(args.batch_size, args.seq_len, dtype=torch.int64),)
     return (torch.zeros(args.batch_size, dtype=torch.int64),)
 
@@ -185,7 +318,7 @@ def data(split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
             x = rng.standard_normal((b, 3, IMAGE, IMAGE)).astype(np.float32)
             y = x.mean((2, 3)).argmax(1)
             yield (torch.from_numpy(x),), (torch.from_numpy(y),)
-        elif task == "lm":
+        elif task in ("lm", "seq2seq"):
             start = rng.integers(0, VOCAB, size=(b, 1))
             step = rng.integers(1, 4, size=(b, 1))
             x = (start + step * np.arange(n + 1)) % VOCAB
