@@ -18,6 +18,7 @@ from harness import check
 
 transformers = pytest.importorskip("transformers")
 from transformers import LlamaConfig, MistralConfig  # noqa: E402
+from transformers.integrations.sdpa_attention import sdpa_attention_forward  # noqa: E402
 from transformers.masking_utils import (  # noqa: E402
     create_causal_mask,
     create_sliding_window_causal_mask,
@@ -118,9 +119,11 @@ def test_repeat_kv() -> None:
 
 
 class _Groups(torch.nn.Module):
-    """What ``eager_attention_forward`` reads off the attention module."""
+    """What the attention functions read off the attention module: 4 query heads share 2
+    key/value heads, causal."""
 
     num_key_value_groups = 2
+    is_causal = True
 
 
 def test_grouped_query_attention_eager() -> None:
@@ -147,9 +150,17 @@ def test_grouped_query_attention_sdpa_enable_gqa() -> None:
 # -- the causal masks as transformers builds them ---------------------------------------------
 
 
+def _attention(config, q, k, v, mask):
+    """The model's attention implementation (``config._attn_implementation``) through ``mask``:
+    sdpa (a bool mask, or ``is_causal`` when there is none) or eager (an additive one)."""
+    if config._attn_implementation == "sdpa":
+        return sdpa_attention_forward(_Groups().eval(), q, k, v, mask, scaling=0.5)[0]
+    return eager_attention_forward(_Groups().eval(), q, k, v, mask, scaling=0.5)[0]
+
+
 def _masked_attention(make_mask, config):
     """Attention through the mask ``make_mask`` builds from a padding mask (an input), as the
-    model hands it to its attention implementation (sdpa: a bool mask; eager: a float one)."""
+    model hands it to its attention implementation."""
 
     def attend(q, k, v, attention_mask):
         batch, seq = attention_mask.shape
@@ -160,11 +171,29 @@ def _masked_attention(make_mask, config):
             past_key_values=None,
             position_ids=torch.arange(seq).unsqueeze(0),
         )
-        if config._attn_implementation == "sdpa":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return eager_attention_forward(_Groups().eval(), q, k, v, mask, scaling=0.5)[0]
+        return _attention(config, q, k, v, mask)
 
     return attend
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_causal_mask_as_the_model_builds_it(attn: str) -> None:
+    """No padding mask, positions ``0..n-1`` (what LlamaModel passes): under tracing the mask is
+    built from the positions; in eager torch sdpa may skip it for ``is_causal``."""
+    config = _config(attn)
+
+    def attend(q, k, v):
+        batch, _, seq, _ = q.shape
+        mask = create_causal_mask(
+            config=config,
+            inputs_embeds=torch.zeros(batch, seq, config.hidden_size),
+            attention_mask=None,
+            past_key_values=None,
+            position_ids=torch.arange(seq).unsqueeze(0),
+        )
+        return _attention(config, q, k, v, mask)
+
+    check(attend, rand(2, 4, 6, 4), rand(2, 2, 6, 4), rand(2, 2, 6, 4), rtol=1e-4)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -172,9 +201,7 @@ def test_causal_mask_with_padding(attn: str) -> None:
     config = _config(attn)
     # Right padding: every query still sees at least its first token.
     padding = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
-    q, k, v = rand(2, 4, 6, 4), rand(2, 4, 6, 4), rand(2, 4, 6, 4)
-    if attn == "eager":
-        k, v = k[:, :2], v[:, :2]  # grouped: eager_attention_forward repeats them
+    q, k, v = rand(2, 4, 6, 4), rand(2, 2, 6, 4), rand(2, 2, 6, 4)
     check(_masked_attention(create_causal_mask, config), q, k, v, padding, rtol=1e-4)
 
 
@@ -185,6 +212,6 @@ def test_sliding_window_causal_mask() -> None:
     )  # fmt: skip
     config._attn_implementation = "sdpa"
     padding = torch.ones(2, 7, dtype=torch.int64)
-    q, k, v = rand(2, 4, 7, 4), rand(2, 4, 7, 4), rand(2, 4, 7, 4)
+    q, k, v = rand(2, 4, 7, 4), rand(2, 2, 7, 4), rand(2, 2, 7, 4)
     attend = _masked_attention(create_sliding_window_causal_mask, config)
     check(attend, q, k, v, padding, rtol=1e-4)
