@@ -65,7 +65,9 @@ def model(args: argparse.Namespace) -> nn.Module:
 
     vocab = len(_gpt_example().vocabulary())
     if args.pretrained:
-        lm = LlamaForCausalLM.from_pretrained(args.pretrained)
+        if not Path(args.pretrained, "config.json").is_file():
+            raise FileNotFoundError(f"--pretrained {args.pretrained}: no save_pretrained folder")
+        lm = LlamaForCausalLM.from_pretrained(args.pretrained, local_files_only=True)
         if lm.config.vocab_size < vocab:
             raise ValueError(
                 f"{args.pretrained}: vocab_size {lm.config.vocab_size} is smaller than the "
