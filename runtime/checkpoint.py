@@ -243,17 +243,18 @@ def optimizer_to_torch(
     per_param: dict[int, dict[str, Any]] = {}
     if step > 0:
         for i, name in enumerate(params):
+            keys = [key for key in STATE_KEYS[kind] if f"{name}.{key}" in state]
+            if not keys:  # frozen or without a gradient: torch keeps no state for it either
+                continue
             entry: dict[str, Any] = {}
             if kind != "sgd":
                 entry["step"] = torch.tensor(float(step), dtype=torch.float32)
-            for key in STATE_KEYS[kind]:
-                full = f"{name}.{key}"
-                if full in state:
-                    entry[key] = torch.from_numpy(np.array(state[full], copy=True))
-                elif kind != "sgd":
-                    raise CheckpointError(f"optimizer state: missing tensor '{full}'")
-            if any(k != "step" for k in entry):
-                per_param[i] = entry
+                if len(keys) != len(STATE_KEYS[kind]):
+                    missing = next(k for k in STATE_KEYS[kind] if k not in keys)
+                    raise CheckpointError(f"optimizer state: missing tensor '{name}.{missing}'")
+            for key in keys:
+                entry[key] = torch.from_numpy(np.array(state[f"{name}.{key}"], copy=True))
+            per_param[i] = entry
     return {"state": per_param, "param_groups": [_param_group(kind, hyper, len(params))]}
 
 

@@ -8,12 +8,17 @@ their outputs, so the optimizer's updated parameters and state become the sessio
 The session counts steps (``step_count``, starting at 0 or at a resumed checkpoint's step) and
 increments the count just before the first optimizer section of a step; for AdamW it then
 computes ``bias_correction1 = 1 - beta1**step`` and ``bias_correction2_sqrt =
-sqrt(1 - beta2**step)`` (from the ``beta1``/``beta2`` hyperparameters) like torch does.
+sqrt(1 - beta2**step)`` (from the ``beta1``/``beta2`` hyperparameters) like torch does, and
+``one_minus_beta1``, ``one_minus_beta2`` in double precision (as torch's ``1 - beta``).
 
 Host arrays are converted to the symbol's dtype when the kind fits (any float to f32, any integer
 to i64, bool to i1); a wrong shape or kind is a ``SessionError`` naming the tensor. Keys that
 are not symbols of the PEF are ignored in batches and hyperparameters and carried along
 unchanged in the state (so a checkpoint keeps them).
+
+A non-persistent buffer (``meta.non_persistent``: registered with ``persistent=False``, absent
+from checkpoints) must be given in the state like any buffer, from the model; a session refuses
+one whose values differ from those the PEF was compiled for (their digest is in the PEF).
 """
 
 from __future__ import annotations
@@ -27,11 +32,18 @@ import numpy as np
 from runtime.distributed import Communicator
 from runtime.errors import RduError
 from runtime.fabric import DTYPES, Fabric
+from runtime.pef.digest import value_sha256
 from runtime.pef.schema import Collective, Program, Section, Symbol
 
 STATE_ROLES = ("parameter", "buffer", "optimizer_state")
 BATCH_ROLES = ("input", "label")
-COMPUTED_HYPERPARAMETERS = ("bias_correction1", "bias_correction2_sqrt", "rng_seed")
+ADAMW_COEFFICIENTS = (
+    "bias_correction1",
+    "bias_correction2_sqrt",
+    "one_minus_beta1",
+    "one_minus_beta2",
+)
+COMPUTED_HYPERPARAMETERS = (*ADAMW_COEFFICIENTS, "rng_seed")
 _KINDS = {"f32": "fiub", "i64": "iu", "i1": "b"}
 
 
@@ -97,10 +109,27 @@ class _Session:
         return self._required_cache[key]
 
     def _check_state(self) -> None:
+        non_persistent = {
+            self.program.meta.symbols[e.symbol].name: e.sha256
+            for e in self.program.meta.non_persistent
+        }
         for sym in self._required(("parameter", "buffer")):
             if sym.name not in self._state:
+                why = ""
+                if sym.name in non_persistent:
+                    why = (
+                        " (the model registers it with persistent=False: checkpoints lack it, "
+                        "its value comes from the model's named_buffers())"
+                    )
                 raise SessionError(
-                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the state"
+                    f"missing {sym.role} '{sym.name}' ({sym.shape} {sym.dtype}) in the state{why}"
+                )
+            digest = non_persistent.get(sym.name)
+            if digest and value_sha256(sym.dtype, self._state[sym.name]) != digest:
+                raise SessionError(
+                    f"buffer '{sym.name}' (persistent=False, taken from the model) holds other "
+                    "values than the PEF was compiled for: compile the PEF from this model "
+                    "(same model arguments and seed)"
                 )
 
     def _batch(self, batch: Mapping[str, object]) -> dict[str, np.ndarray]:
@@ -222,20 +251,22 @@ class TrainingSession(_Session):
         """The ``rng_seed`` input of step ``step`` (nothing if no section reads it)."""
         if "rng_seed" not in self._reads:
             return {}
-        value = ((self.seed % (1 << 23)) << 40) | (step % (1 << 32))
-        return {"rng_seed": np.asarray(value, dtype=np.int64)}
+        return {"rng_seed": np.asarray(rng_seed_value(self.seed, step), dtype=np.int64)}
 
     def _bias_corrections(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
-        needed = [n for n in ("bias_correction1", "bias_correction2_sqrt") if n in self._reads]
+        needed = [n for n in ADAMW_COEFFICIENTS if n in self._reads]
         if not needed:
             return {}
         for beta in ("beta1", "beta2"):
             if beta not in hyper:
                 raise SessionError(f"missing hyperparameter '{beta}' (for the bias corrections)")
         step = self.step_count
+        beta1, beta2 = float(hyper["beta1"]), float(hyper["beta2"])
         values = {
-            "bias_correction1": 1.0 - float(hyper["beta1"]) ** step,
-            "bias_correction2_sqrt": math.sqrt(1.0 - float(hyper["beta2"]) ** step),
+            "bias_correction1": 1.0 - beta1**step,
+            "bias_correction2_sqrt": math.sqrt(1.0 - beta2**step),
+            "one_minus_beta1": 1.0 - beta1,
+            "one_minus_beta2": 1.0 - beta2,
         }
         return {n: np.asarray(values[n], dtype=np.float32) for n in needed}
 
@@ -286,6 +317,12 @@ class TrainingSession(_Session):
             float(loss) if loss is not None else math.nan,
             self._results(dram, "output"),
         )
+
+
+def rng_seed_value(seed: int, step: int) -> int:
+    """The ``rng_seed`` input of step ``step`` of a run seeded ``seed`` (``rdu-run --seed``):
+    ``(seed mod 2**23) << 40 | step`` (rdu-test draws torch's dropout masks from it too)."""
+    return ((seed % (1 << 23)) << 40) | (step % (1 << 32))
 
 
 class InferenceSession(_Session):

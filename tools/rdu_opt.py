@@ -90,9 +90,7 @@ class _LocatingParser(Parser):
             if match is not None and (
                 len(match.group(1)) > 8 or int(match.group(1)) > MAX_INTEGER_WIDTH
             ):
-                self.raise_error(
-                    f"integer type is wider than {MAX_INTEGER_WIDTH} bits", token.span
-                )
+                self.raise_error(f"integer type is wider than {MAX_INTEGER_WIDTH} bits", token.span)
         return super()._parse_optional_integer_or_float_type()
 
     def parse_operation(self) -> Operation:

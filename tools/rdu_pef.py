@@ -45,8 +45,13 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
         f"compiler {meta.compiler_version}, flags [{' '.join(meta.compile_flags)}], "
         f"source sha256 {meta.source_hash[:16]}"
     )
+    non_persistent = {e.symbol: e.sha256 for e in meta.non_persistent}
     for i, s in enumerate(meta.symbols):
-        yield f"symbol {i}: {s.name} {_shape(s.dtype, s.shape)} {s.role}"
+        line = f"symbol {i}: {s.name} {_shape(s.dtype, s.shape)} {s.role}"
+        if i in non_persistent:  # its values come from the model, checked against this digest
+            digest = non_persistent[i]
+            line += f" non-persistent sha256 {digest[:16]}" if digest else " non-persistent"
+        yield line
     for c in meta.collectives:
         names = " ".join(meta.symbols[i].name for i in c.symbols)
         yield f"collective {c.op} before section {c.before}: {names}"

@@ -172,14 +172,23 @@ class Run:
         return self.model_file.call("model", self.args)
 
     def initial_state(self) -> tuple[dict[str, np.ndarray], int]:
-        """Parameters, buffers and optimizer state for the PEF, and the step to start from."""
+        """Parameters, buffers and optimizer state for the PEF, and the step to start from.
+
+        Non-persistent buffers (``meta.non_persistent``) are never in a checkpoint (nor in the
+        model's ``state_dict``): they always come from the model, which the session checks
+        against the values the PEF was compiled for."""
         from runtime.checkpoint import load_checkpoint, optimizer_from_torch
 
         symbols = self.program.meta.symbols
-        weights = [s for s in symbols if s.role in ("parameter", "buffer")]
+        non_persistent = {symbols[e.symbol].name for e in self.program.meta.non_persistent}
+        weights = [
+            s for s in symbols if s.role in ("parameter", "buffer") and s.name not in non_persistent
+        ]
         if self.opts["init_ckpt_path"]:
             checkpoint = load_checkpoint(self.opts["init_ckpt_path"], expected=weights)
             state = {s.name: checkpoint["model"][s.name] for s in weights}
+            if non_persistent:
+                state.update(self.non_persistent_buffers(self.torch_model(), non_persistent))
             moments = [s for s in symbols if s.role == "optimizer_state"]
             if moments and checkpoint["optimizer"] is not None:
                 state.update(
@@ -193,21 +202,36 @@ class Run:
             return state, checkpoint["step"]
         model = self.torch_model()
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-        return {s.name: initial[s.name] for s in weights if s.name in initial}, 0
+        state = {s.name: initial[s.name] for s in weights if s.name in initial}
+        state.update(self.non_persistent_buffers(model, non_persistent))
+        return state, 0
+
+    @staticmethod
+    def non_persistent_buffers(model, names: set[str]) -> dict[str, np.ndarray]:
+        """The values of the model's buffers ``names`` (registered with ``persistent=False``)."""
+        buffers = dict(model.named_buffers(remove_duplicate=False))
+        return {n: buffers[n].detach().cpu().numpy().copy() for n in sorted(names) if n in buffers}
 
     def parameter_names(self) -> list[str]:
-        """The model's parameters in ``parameters()`` order (what torch's optimizer indexes)."""
-        return [name for name, _ in self.torch_model().named_parameters()]
+        """The parameters the model's optimizer holds, in its order (what torch's optimizer
+        state_dict indexes): ``parameters()`` order, or the optimizer's own choice, e.g. only
+        the trainable ones of a model with frozen layers."""
+        model = self.torch_model()
+        names = {id(p): name for name, p in model.named_parameters()}
+        optimizer = self.torch_optimizer(model)
+        return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+    def torch_optimizer(self, model):
+        """The model file's optimizer over ``model.parameters()`` (SGD, lr 0.01 without one)."""
+        import torch
+
+        if self.model_file.has("optimizer"):
+            return self.model_file.call("optimizer", model.parameters(), self.args)
+        return torch.optim.SGD(model.parameters(), lr=0.01)
 
     def hyperparameters(self) -> dict[str, float]:
         """The model's optimizer settings, overridden from the command line."""
-        import torch
-
-        model = self.torch_model()
-        if self.model_file.has("optimizer"):
-            optimizer = self.model_file.call("optimizer", model.parameters(), self.args)
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        optimizer = self.torch_optimizer(self.torch_model())
         group = optimizer.param_groups[0]
         hyper = {"lr": group["lr"], "weight_decay": group.get("weight_decay", 0.0)}
         if "momentum" in group:
@@ -342,9 +366,7 @@ class Run:
                 f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
             )
         state, start = self.initial_state()
-        session = TrainingSession(
-            self.program, state, step=start, communicator=self.communicator
-        )
+        session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
         start = session.step_count  # rank 0's, when data-parallel
         session.seed = self.opts["seed"]  # dropout's random numbers
         hyper = self.hyperparameters()

@@ -1,119 +1,226 @@
 """rdu-test: run one batch on the CPU with torch and on the emulated fabric; compare.
 
-    rdu-test examples/mlp/model.py --pef out/mlp/mlp.pef [--rtol 1e-5]
+    rdu-test examples/mlp/model.py --pef out/mlp/mlp.pef [--rtol R] [--atol A] [--json]
 
-For a training PEF it compares the loss, every model output, every parameter gradient, and the
-parameters after one optimizer step; for an inference PEF, the outputs. The error of a tensor is
-normwise: ``max|fabric - torch| / max|torch|`` (the absolute error when torch's tensor is 0).
-Exit status 1 when any tensor is past ``--rtol``.
+A training PEF is judged section by section, each on torch's values of its own inputs
+(``tools/reference.py``), so an error is measured where it is made:
+
+- ``forward``: the batch and the weights in; the loss, outputs, updated buffers and every
+  activation the backward reads (``saved.*``) out;
+- ``backward``: torch's saved activations in; every parameter gradient out;
+- ``optimizer``: torch's gradients and optimizer state in; parameters and state after the step;
+- ``end to end``: a whole step on the fabric against eager torch (the loss, outputs, gradients
+  and buffers), and the state after it against torch's optimizer applied to the fabric's own
+  gradients (so AdamW's division of tiny, noisy gradients by their own size is not counted).
+
+torch draws the fabric's dropout masks (``tools/fabric_random.py``) and runs its math attention.
+Every tensor is judged by ``tools.tolerance.compare`` (the rule and the defaults are there and in
+the README). An inference PEF: the outputs of the forward section. Output: one line a tensor,
+worst first, then a one-line verdict per section; exit status 1 when a section fails.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from typing import Any
 
 import click
 import numpy as np
 
 from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, print_help
+from tools.tolerance import Comparison, compare, scale_of, tolerance_for
+
+END_TO_END = "end to end"
+"""The name of the whole-step comparison among the sections."""
+SECTION_ORDER = {"forward": 0, "backward": 1, "optimizer": 2, END_TO_END: 3}
 
 
-@dataclass
-class Comparison:
-    name: str
-    max_abs: float
-    max_rel: float
-    ok: bool
-
-
-def compare(name: str, fabric: np.ndarray, reference: np.ndarray, rtol: float) -> Comparison:
-    fabric = np.asarray(fabric)
-    reference = np.asarray(reference)
-    if fabric.shape != reference.shape:
-        raise ToolError(f"{name}: fabric shape {fabric.shape} != torch shape {reference.shape}")
-    diff = np.abs(fabric.astype(np.float64) - reference.astype(np.float64))
-    max_abs = float(diff.max()) if diff.size else 0.0
-    scale = float(np.abs(reference).max()) if reference.size else 0.0
-    max_rel = max_abs / scale if scale > 0 else max_abs
-    return Comparison(name, max_abs, max_rel, bool(np.isfinite(max_rel) and max_rel <= rtol))
-
-
-def check_against_torch(run, rtol: float) -> list[Comparison]:
-    """Compare one batch of ``run`` (an rdu_run.Run) on the fabric with torch on the CPU."""
-    import torch
-
-    from runtime.session import InferenceSession, TrainingSession
-
-    state, _ = run.initial_state()
-    model = run.torch_model()
-    if run.opts["init_ckpt_path"]:
-        from runtime.checkpoint import load_checkpoint
-
-        model.load_state_dict(
-            {
-                k: torch.from_numpy(v)
-                for k, v in load_checkpoint(run.opts["init_ckpt_path"]).model.items()
-            }
-        )
-    split = "test" if run.is_inference else "train"
-    inputs, targets = next(iter(run.batches(split, 0)))
-    feed = run.batch(inputs, targets)
-    rows: list[Comparison] = []
-    if run.is_inference:
-        model.eval()
-        with torch.no_grad():
-            outputs = _as_tuple(model(*inputs))
-        fabric = InferenceSession(run.program, state).run(feed)
-        for i, out in enumerate(outputs):
-            rows.append(compare(f"output.{i}", fabric[f"output.{i}"], out.numpy(), rtol))
-        return rows
-
-    model.train()
-    if run.model_file.has("optimizer"):
-        optimizer = run.model_file.call("optimizer", model.parameters(), run.args)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    hyper = run.hyperparameters()
-    for group in optimizer.param_groups:
-        for key in ("lr", "momentum", "weight_decay"):
-            if key in group and key in hyper:
-                group[key] = hyper[key]
-    raw = model(*inputs)
-    outputs = _as_tuple(raw)
-    loss = run.model_file.function("loss")(raw, *targets)
-    optimizer.zero_grad()
-    loss.backward()
-    session = TrainingSession(run.program, state)
-    result = session.step(feed, hyper)
-    rows.append(compare("loss", np.asarray(result.loss), loss.detach().numpy(), rtol))
-    for i, out in enumerate(outputs):
+def _judge(
+    section: str,
+    got: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+    roles: dict[str, str],
+    before: dict[str, np.ndarray],
+    overrides: dict[str, float | None],
+    scales: dict[str, float] | None = None,
+) -> list[Comparison]:
+    """Every tensor of ``expected`` judged against the fabric's value in ``got`` (``scales``:
+    forward values' operand sizes, see ``SectionCase.scales``)."""
+    rows = []
+    for name, want in expected.items():
+        if name not in got:
+            raise ToolError(f"internal: the fabric gave no {name} in {section}")
+        scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
+        if scales and name in scales:
+            scale = scales[name]
+        tol = tolerance_for(np.asarray(want).dtype, overrides)  # type: ignore[arg-type]
         rows.append(
-            compare(f"output.{i}", result.outputs[f"output.{i}"], out.detach().numpy(), rtol)
-        )
-    gradients = result.gradients
-    for name, param in model.named_parameters():
-        if param.grad is not None and f"{name}.grad" in gradients:
-            rows.append(
-                compare(f"{name}.grad", gradients[f"{name}.grad"], param.grad.numpy(), rtol)
+            compare(
+                name,
+                got[name],
+                want,
+                scale=scale,
+                relative_to=relative_to,
+                tolerance=tol,
+                section=section,
             )
-    optimizer.step()
-    after = session.state()
-    for name, param in model.named_parameters():
-        if name in after:
-            rows.append(compare(f"{name} (after step)", after[name], param.detach().numpy(), rtol))
+        )
     return rows
 
 
-def _as_tuple(outputs) -> tuple:
-    return outputs if isinstance(outputs, tuple) else (outputs,)
+def check_against_torch(
+    run: Any, overrides: dict[str, float | None] | None = None, seed: int = 0
+) -> list[Comparison]:
+    """Compare one batch of ``run`` (an rdu_run.Run) on the fabric with torch on the CPU: every
+    section on torch's inputs, then (training) a whole step end to end."""
+    from runtime.fabric import Fabric
+    from tools.reference import section_cases, trace_joint
+
+    overrides = overrides or {}
+    program = run.program
+    roles = {s.name: s.role for s in program.meta.symbols}
+    state, step = run.initial_state()
+    hyper = {} if run.is_inference else run.hyperparameters()
+    split = "test" if run.is_inference else "train"
+    inputs, targets = next(iter(run.batches(split, 0)))
+    feed = run.batch(inputs, targets)
+    joint = None if run.is_inference else trace_joint(run)
+    cases = section_cases(run, state, step, feed, hyper, seed, joint)
+    fabric = Fabric(program)
+    rows: list[Comparison] = []
+    for case in cases:
+        got = case.run(fabric)
+        rows += _judge(case.kind, got, case.expected, roles, state, overrides, case.scales)
+    if not run.is_inference:
+        scales = {k: v for case in cases if case.kind == "forward" for k, v in case.scales.items()}
+        rows += _end_to_end(
+            run, joint, state, step, (inputs, targets), feed, hyper, seed, overrides, scales
+        )
+    return rows
+
+
+def _end_to_end(
+    run: Any,
+    joint: Any,
+    state: dict[str, np.ndarray],
+    step: int,
+    batch: tuple[tuple, tuple],
+    feed: dict[str, np.ndarray],
+    hyper: dict[str, float],
+    seed: int,
+    overrides: dict[str, float | None],
+    scales: dict[str, float],
+) -> list[Comparison]:
+    """One step of the fabric's session against eager torch (the fabric's dropout masks);
+    ``scales``: the forward values' operand sizes from the per-section reference."""
+    inputs, targets = batch
+    import torch
+
+    from runtime.session import TrainingSession, rng_seed_value
+    from tools.fabric_random import FabricRandomMode, RandomMismatch
+    from tools.reference import as_tuple, load_weights, optimizer_step, reference_attention
+
+    program = run.program
+    roles = {s.name: s.role for s in program.meta.symbols}
+    session = TrainingSession(program, state, step=step)
+    session.seed = seed
+    result = session.step(feed, hyper)
+    after = session.state()
+
+    model = run.torch_model()
+    load_weights(model, state)
+    model.train()
+    mode = FabricRandomMode(joint.draws(rng_seed_value(seed, step)))
+    try:
+        with reference_attention(), mode:
+            raw = model(*inputs)
+            loss = run.model_file.function("loss")(raw, *targets)
+            loss.backward()
+        mode.check_done()
+    except RandomMismatch as error:
+        raise ToolError(f"torch's dropout cannot be matched to the fabric's: {error}") from error
+
+    expected: dict[str, np.ndarray] = {"loss": loss.detach().numpy()}
+    got: dict[str, np.ndarray] = {"loss": np.asarray(result.loss, dtype=np.float32)}
+    for i, out in enumerate(as_tuple(raw)):
+        expected[f"output.{i}"] = out.detach().numpy()
+        got[f"output.{i}"] = result.outputs[f"output.{i}"]
+    for name, param in model.named_parameters():
+        if param.grad is not None and f"{name}.grad" in result.gradients:
+            expected[f"{name}.grad"] = param.grad.numpy()
+            got[f"{name}.grad"] = result.gradients[f"{name}.grad"]
+    for name, buffer in model.named_buffers():
+        if roles.get(name) == "buffer" and name in after:
+            expected[name] = buffer.detach().numpy()
+            got[name] = after[name]
+    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales)
+
+    with torch.no_grad():
+        stepped = optimizer_step(run, state, step, result.gradients, hyper)
+    stepped = {k: v for k, v in stepped.items() if k in after and k not in expected}
+    rows += [
+        _rename(r, " (after step)")
+        for r in _judge(END_TO_END, after, stepped, roles, state, overrides)
+    ]
+    return rows
+
+
+def _rename(row: Comparison, suffix: str) -> Comparison:
+    row.name += suffix
+    return row
+
+
+def verdict(rows: list[Comparison]) -> dict[str, dict[str, Any]]:
+    """Per section (in order of appearance): tensors judged, those past the limit, the worst."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        v = out.setdefault(r.section, {"tensors": 0, "failed": [], "worst": None, "ratio": 0.0})
+        v["tensors"] += 1
+        if not r.ok:
+            v["failed"].append(r.name)
+        if v["worst"] is None or r.ratio > v["ratio"]:
+            v["worst"], v["ratio"] = r.name, r.ratio
+    return out
+
+
+def _verdict_line(sections: dict[str, dict[str, Any]], rows: list[Comparison]) -> str:
+    parts = []
+    for name, v in sections.items():
+        if v["failed"]:
+            parts.append(
+                f"{name} FAILS ({len(v['failed'])} of {v['tensors']} past the limit, worst "
+                f"{v['worst']} at {v['ratio']:.3g}x)"
+            )
+        else:
+            parts.append(f"{name} ok ({v['tensors']} tensors, worst at {v['ratio']:.2g}x)")
+    failed = any(v["failed"] for v in sections.values())
+    return f"rdu-test: {'FAIL' if failed else 'PASS'}: " + "; ".join(parts)
+
+
+def _tolerance_text(overrides: dict[str, float | None]) -> str:
+    tol = tolerance_for("float32", overrides)
+    return f"float32 rtol {tol.rtol:.3g}, atol {tol.atol:.3g} (of each tensor's scale)"
 
 
 @click.command(context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
-@click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance.")
+@click.option(
+    "--rtol",
+    type=float,
+    default=None,
+    help="Relative part of the float32 tolerance [default: 1e-5] (see tools/tolerance.py).",
+)
+@click.option(
+    "--atol",
+    type=float,
+    default=None,
+    help="Absolute part of the float32 tolerance, a fraction of each tensor's scale "
+    "[default: 2**-22].",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (for tools).")
 @click.option("--init-ckpt-path", default=None, help="Compare with these weights.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Init and dropout seed.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context
@@ -121,13 +228,15 @@ def rdu_test(
     ctx: click.Context,
     model_path: str | None,
     pef_path: str | None,
-    rtol: float,
+    rtol: float | None,
+    atol: float | None,
+    as_json: bool,
     init_ckpt_path: str | None,
     seed: int,
     debug: bool,
     show_help: bool,
 ) -> None:
-    """Compare MODEL.py on the emulated fabric with torch on the CPU."""
+    """Compare MODEL.py on the emulated fabric with torch on the CPU, section by section."""
 
     def body() -> int:
         from tools.rdu_run import Run
@@ -137,6 +246,9 @@ def rdu_test(
             return 0
         if model_path is None or pef_path is None:
             raise ToolError("usage: rdu-test MODEL.py --pef PEF (see --help)")
+        for flag, value in (("--rtol", rtol), ("--atol", atol)):
+            if value is not None and not value >= 0:
+                raise ToolError(f"{flag} must be a number >= 0, got {value}")
         opts = {
             "pef_path": pef_path,
             "seed": seed,
@@ -145,21 +257,44 @@ def rdu_test(
             "momentum": None,
             "weight_decay": None,
         }
-        rows = check_against_torch(Run(model_path, ctx.args, debug=debug, **opts), rtol)
+        overrides = {"rtol": rtol, "atol": atol}
+        run = Run(model_path, ctx.args, debug=debug, **opts)
+        rows = check_against_torch(run, overrides, seed)
+        rows.sort(key=lambda r: -r.ratio)
+        sections = verdict(sorted(rows, key=lambda r: SECTION_ORDER.get(r.section, 9)))
+        failed = any(v["failed"] for v in sections.values())
+        if as_json:
+            tol = tolerance_for("float32", overrides)
+            doc = {
+                "verdict": "fail" if failed else "pass",
+                "tolerance": {"float32": {"rtol": tol.rtol, "atol": tol.atol}},
+                "sections": sections,
+                "tensors": [
+                    {
+                        "section": r.section,
+                        "name": r.name,
+                        "max_abs": r.max_abs,
+                        "max_rel": r.max_rel,
+                        "limit": r.limit,
+                        "ratio": r.ratio,
+                        "ok": r.ok,
+                    }
+                    for r in rows
+                ],
+            }
+            click.echo(json.dumps(doc, indent=1, allow_nan=True))
+            return 1 if failed else 0
         width = max(len(r.name) for r in rows)
+        swidth = max(len(r.section) for r in rows)
         for r in rows:
             mark = "ok" if r.ok else "MISMATCH"
             click.echo(
-                f"{r.name:<{width}}  max abs {r.max_abs:.3e}  max rel {r.max_rel:.3e}  {mark}"
+                f"{r.section:<{swidth}}  {r.name:<{width}}  max abs {r.max_abs:.3e}  "
+                f"max rel {r.max_rel:.3e}  limit {r.limit:.3e}  {mark}"
             )
-        bad = [r.name for r in rows if not r.ok]
-        if bad:
-            click.echo(
-                f"rdu-test: {len(bad)} of {len(rows)} tensors past rtol {rtol}: {', '.join(bad)}"
-            )
-            return 1
-        click.echo(f"rdu-test: all {len(rows)} tensors within rtol {rtol}")
-        return 0
+        click.echo(f"tolerance: {_tolerance_text(overrides)}")
+        click.echo(_verdict_line(sections, rows))
+        return 1 if failed else 0
 
     guarded("rdu-test", debug, body)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.spec import ModelSpec
 
 if TYPE_CHECKING:
     from compiler.frontend.optimizer import OptimizerPlan
+    from compiler.frontend.trace import Traced
 
 __all__ = [
     "FrontendError",
@@ -42,6 +43,7 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     if inference:
         traced = trace_inference(spec)
         module = ModuleOp(build_inference(GraphBuilder(traced, locator)))
+        _note_non_persistent(module, spec, traced)
         module.verify()
         return module
     plan = optimizer_plan(spec)  # refuse an unsupported optimizer before tracing
@@ -49,6 +51,11 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
     forward, backward = build_training(GraphBuilder(traced, locator))
     sections = [forward, backward]
     if plan is not None:
+        # torch's optimizers skip a parameter without a gradient (one the loss does not depend
+        # on): no weight decay, no momentum, no state. So does this section.
+        graded = {o.name for o in traced.outputs if o.role == "gradient"}
+        plan.params = [p for p in plan.params if f"{p}.grad" in graded]
+    if plan is not None and plan.params:
         shapes = {
             name: tuple(int(d) for d in t.type.get_shape())  # type: ignore[attr-defined]
             for name, t in zip(
@@ -58,8 +65,25 @@ def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
         where = locator.of_text(r"optim\.\w+\(|\b(SGD|AdamW)\(")
         sections.append(build_optimizer(plan, shapes, where))
     module = ModuleOp(sections)
+    _note_non_persistent(module, spec, traced)
     module.verify()
     return module
+
+
+NON_PERSISTENT_ATTR = "rdu.non_persistent"
+"""Module attribute: ``{symbol = "sha256"}`` of the non-persistent buffers the sections read
+(emit-pef records them in ``meta.non_persistent``)."""
+
+
+def _note_non_persistent(module: ModuleOp, spec: ModelSpec, traced: Traced) -> None:
+    """Record the model's non-persistent buffers and the digests of their values on ``module``."""
+    from compiler.frontend.trace import non_persistent_buffers
+
+    found = non_persistent_buffers(spec.module, traced)
+    if found:
+        module.attributes[NON_PERSISTENT_ATTR] = DictionaryAttr(
+            {name: StringAttr(digest) for name, digest in found.items()}
+        )
 
 
 def optimizer_plan(spec: ModelSpec) -> OptimizerPlan | None:

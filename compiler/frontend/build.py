@@ -134,6 +134,9 @@ class GraphBuilder:
         self.locator = locator
         self.input_of: dict[torch.fx.Node, GraphInput] = {i.node: i for i in traced.inputs}
         self._backward = self._tag_backward()
+        self.random_streams: dict[torch.fx.Node, tuple[int, ...]] = {}
+        """The random streams (``dataflow.random``) each converted node drew, by node: how
+        rdu-test gives torch's reference run the fabric's dropout masks."""
 
     # classification ----------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class GraphBuilder:
             node.kwargs, lambda a: lookup(a) if isinstance(a, torch.fx.Node) else a
         )
         call = Call(em, node, normalize_args(node, args, kwargs))  # type: ignore[arg-type]
+        first_stream = em.random_streams
         try:
             result = CONVERTERS[name](call)
             result = self._match_meta(em, node, result)
@@ -238,6 +242,8 @@ class GraphBuilder:
             raise UnsupportedOpError(
                 str(where), name, str(error), self.is_backward(node)
             ) from error
+        if em.random_streams > first_stream:
+            self.random_streams[node] = tuple(range(first_stream, em.random_streams))
         return result
 
     def _match_meta(self, em: Emitter, node: torch.fx.Node, result: Any) -> Any:

@@ -13,9 +13,12 @@ SGD (dampening 0, no nesterov, no maximize)::
 AdamW (no amsgrad, no maximize)::
 
     p1 = p * (1 - lr * weight_decay)
-    m' = m + (1 - beta1) * (g - m);   v' = v * beta2 + (1 - beta2) * g * g
+    m' = m + one_minus_beta1 * (g - m);   v' = v * beta2 + one_minus_beta2 * g * g
     denom = sqrt(v') / bias_correction2_sqrt + eps
     p' = p1 - (lr / bias_correction1) * m' / denom
+
+``one_minus_beta1/2`` are inputs, computed on the host in double precision as torch computes
+them: ``1 - beta2`` in f32 from a rounded 0.999 is 1.3e-5 off, and so would be every ``v'``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ HYPERPARAMETERS = {
         "weight_decay",
         "bias_correction1",
         "bias_correction2_sqrt",
+        "one_minus_beta1",
+        "one_minus_beta2",
     ),
 }
 """The hyperparameter section arguments of each optimizer form, in argument order."""
@@ -121,6 +126,8 @@ def hyperparameter_values(plan: OptimizerPlan, step: int) -> dict[str, float]:
             eps=float(g["eps"]),  # type: ignore[arg-type]
             bias_correction1=1.0 - beta1**step,
             bias_correction2_sqrt=math.sqrt(1.0 - beta2**step),
+            one_minus_beta1=1.0 - beta1,
+            one_minus_beta2=1.0 - beta2,
         )
     return {k: values[k] for k in HYPERPARAMETERS[plan.kind]}
 
@@ -168,11 +175,12 @@ def build_optimizer(
 
 def _adamw_coefficients(em: Emitter, h: dict[str, SSAValue]) -> dict[str, SSAValue]:
     """The 0-d factors every parameter's update shares, computed once per step (so the section
-    does not repeat them per parameter, nor read one constant from every unit)."""
+    does not repeat them per parameter, nor read one constant from every unit).
+
+    ``1 - beta1`` and ``1 - beta2`` are inputs the host computes in double precision, as torch
+    does: ``1 - float32(0.999)`` on the fabric would be 1.3e-5 off ``0.001``."""
     return {
         "decay": em.sub(1.0, em.mul(h["lr"], h["weight_decay"])),
-        "one_minus_beta1": em.sub(1.0, h["beta1"]),
-        "one_minus_beta2": em.sub(1.0, h["beta2"]),
         "step_size": em.div(h["lr"], h["bias_correction1"]),
     }
 

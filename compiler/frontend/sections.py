@@ -156,8 +156,7 @@ def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
 
     grad_roots: list[torch.fx.Node] = []
     for o in grad_outputs:
-        if o.node is not None:
-            grad_roots.extend(_backward_ref(_output_node(o)))
+        grad_roots.extend(_backward_ref(_output_node(o)))
         for term in o.more:
             grad_roots.extend(_backward_ref(term))
     bwd_live = live_nodes(grad_roots, backward_expand)
@@ -207,16 +206,10 @@ def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
         lookup = _convert_all(gb, em, bwd_nodes, env, values, saved_names)
         results: list[SectionResult] = []
         for o in grad_outputs:
-            if o.node is None:
-                assert o.like is not None
-                typ = gb.arg_type(o.like, o.name)
-                em.loc = gb.locator.default.loc()
-                value = em.fill(0.0, typ.get_shape(), typ.element_type)
-            else:
-                value = _value(lookup, o.node)
-                for term in o.more:
-                    em.loc = gb.where(term).loc()
-                    value = em.add(value, _value(lookup, term))
+            value = _value(lookup, o.node)
+            for term in o.more:
+                em.loc = gb.where(term).loc()
+                value = em.add(value, _value(lookup, term))
             results.append(SectionResult(o.name, o.role, value))
         return results
 

@@ -41,13 +41,15 @@ class GraphInput:
 
 @dataclass
 class GraphOutput:
-    """A graph result bound to a DRAM symbol (``node`` None: a gradient that is zero)."""
+    """A graph result bound to a DRAM symbol.
 
-    node: torch.fx.Node | None
+    A parameter whose loss does not depend on it (unused, or read only through ``detach``)
+    has no gradient output at all, as it has no ``.grad`` in torch: the optimizer leaves it
+    alone (no weight decay, no momentum)."""
+
+    node: torch.fx.Node
     name: str
     role: str  # loss | output | gradient | buffer
-    like: torch.fx.Node | None = None
-    """For a zero gradient: the parameter it has the shape of."""
     more: list[torch.fx.Node] = field(default_factory=list)
     """Further terms to add (the gradient of a tied tensor used under several names)."""
 
@@ -201,6 +203,38 @@ def canonical_names(module: torch.nn.Module) -> dict[str, str]:
     return names
 
 
+def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str, str]:
+    """The buffer symbols of ``traced`` that ``module`` keeps out of its ``state_dict``
+    (registered with ``persistent=False``) -> the digest of their values now (empty for one the
+    graph updates: its value is then training state, not a constant of the model).
+
+    Checkpoints lack them, so the runtime takes their values from the model; the digest lets it
+    refuse a model whose values differ from those the PEF was compiled for.
+    """
+    import numpy as np
+
+    from runtime.pef.digest import value_sha256
+
+    canonical = canonical_names(module)
+    persistent = {canonical.get(name, name) for name in module.state_dict()}
+    values = dict(module.named_buffers(remove_duplicate=False))
+    updated = {o.name for o in traced.outputs if o.role == "buffer"}
+    out: dict[str, str] = {}
+    for gi in traced.inputs:
+        if gi.role != "buffer" or gi.name in persistent or gi.name not in values:
+            continue
+        digest = ""
+        if gi.name not in updated:
+            array = np.ascontiguousarray(values[gi.name].detach().cpu().numpy())
+            digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
+        out[gi.name] = digest
+    return dict(sorted(out.items()))
+
+
+_PEF_DTYPES = {"f4": "f32", "i8": "i64", "b1": "i1"}
+"""numpy dtype codes (without byte order) -> PEF dtypes (the frontend accepts only these)."""
+
+
 def _strip(name: str) -> str:
     prefix = _WRAPPED + "."
     return name[len(prefix) :] if name.startswith(prefix) else name
@@ -256,7 +290,6 @@ def trace_training(spec: ModelSpec) -> Traced:
             tangents.append(node)
         else:
             raise FrontendError(f"unsupported graph input {desc} in the training trace")
-    by_name = {i.name: i.node for i in inputs}
     (output,) = [n for n in graph.nodes if n.op == "output"]
     values = output.args[0]
     descs = output.meta.get("desc")
@@ -269,18 +302,13 @@ def trace_training(spec: ModelSpec) -> Traced:
             outputs.append(GraphOutput(value, name, role))
         elif isinstance(desc, d.GradAOTOutput):
             of = desc.grad_of
-            if isinstance(of, d.ParamAOTInput):
+            if isinstance(of, d.ParamAOTInput) and value is not None:  # None: no gradient
                 pname = symbol(of.target)
                 same = [o for o in outputs if o.name == f"{pname}.grad"]
-                if same and value is not None:  # a tied tensor: add up the gradients
-                    if same[0].node is None:
-                        same[0].node = value
-                    else:
-                        same[0].more.append(value)
-                elif not same:
-                    outputs.append(
-                        GraphOutput(value, f"{pname}.grad", "gradient", by_name.get(pname))
-                    )
+                if same:  # a tied tensor: add up the gradients
+                    same[0].more.append(value)
+                else:
+                    outputs.append(GraphOutput(value, f"{pname}.grad", "gradient"))
             # gradients of user inputs are not wanted (and None)
         elif isinstance(desc, d.InputMutationAOTOutput):
             mutated = desc.mutated_input
@@ -292,18 +320,7 @@ def trace_training(spec: ModelSpec) -> Traced:
             continue
         else:
             raise FrontendError(f"unsupported graph output {desc} in the training trace")
-    for p in inputs:
-        if p.role == "parameter" and not any(o.name == f"{p.name}.grad" for o in outputs):
-            if _requires_grad(spec.module, p.name):
-                outputs.append(GraphOutput(None, f"{p.name}.grad", "gradient", p.node))
     return Traced(graph, inputs, outputs, tangents, constants, param_symbols(spec.module))
-
-
-def _requires_grad(module: torch.nn.Module, name: str) -> bool:
-    try:
-        return bool(module.get_parameter(name).requires_grad)
-    except AttributeError:
-        return False
 
 
 def _get_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:

@@ -29,7 +29,9 @@ the PEF gets:
   ``input.0``, else 1), ``rdu.compiler_version`` (the installed package's version),
   ``rdu.compile_flags`` (array of strings, default none), ``rdu.source_hash`` (default ""),
   ``rdu.optimizer`` (default "none" without an optimizer section, else "unknown"),
-  ``rdu.loss`` (bool; default: whether a section yields a ``loss`` result);
+  ``rdu.loss`` (bool; default: whether a section yields a ``loss`` result),
+  ``rdu.non_persistent`` (``{symbol = "sha256"}``: the model's non-persistent buffers, recorded
+  in ``meta.non_persistent`` for the symbols a section reads; default none);
 - per ``dataflow.section``, a ``schema.Section``: its PMUs and PCUs in IR (dataflow) order.
   A PMU loaded from DRAM names its symbol, one written by a PCU its producer. A PCU's input
   ports name their PMU and access, its stages are numbered inputs first, then one value per
@@ -56,6 +58,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
     CallSiteLoc,
+    DictionaryAttr,
     FileLineColLoc,
     Float32Type,
     FusedLoc,
@@ -172,8 +175,23 @@ def module_to_program(
             "unknown" if "optimizer" in kinds else "none",
         ),
         loss=_pick(loss, _bool_attr(module, "rdu.loss"), has_loss),
+        non_persistent=_non_persistent(module, table),
     )
     return schema.Program(meta=meta, sections=pef_sections)
+
+
+def _non_persistent(module: ModuleOp, table: _SymbolTable) -> list[schema.NonPersistentBuffer]:
+    """``meta.non_persistent`` from the ``rdu.non_persistent`` module attribute (the frontend's
+    ``{symbol = "sha256"}``), for the symbols some section reads, in symbol order."""
+    attr = module.attributes.get("rdu.non_persistent")
+    if not isinstance(attr, DictionaryAttr):
+        return []
+    entries = [
+        schema.NonPersistentBuffer(symbol=table.index[name], sha256=digest.data)
+        for name, digest in attr.data.items()
+        if name in table.index and isinstance(digest, StringAttr)
+    ]
+    return sorted(entries, key=lambda e: e.symbol)
 
 
 # --------------------------------------------------------------------------------------------

@@ -208,6 +208,18 @@ class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     symbols: list[int]
 
 
+class NonPersistentBuffer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A buffer the model registers with ``persistent=False`` (BERT's ``token_type_ids``,
+    Llama's rotary ``inv_freq``): not in its ``state_dict``, so not in checkpoints either. The
+    host takes its value from the model at run time; the PEF keeps only the digest of the value
+    it was compiled for (``runtime.pef.digest.value_sha256``), so a run with other values is
+    refused. ``sha256`` is empty for a buffer a section updates (its value is training state).
+    """
+
+    symbol: int
+    sha256: str
+
+
 class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The ``meta`` section: target, symbols and metadata about the compile."""
 
@@ -224,6 +236,8 @@ class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data_parallel: bool = False
     """Compiled with ``--data-parallel``: ``collectives`` say what the ranks exchange."""
     collectives: list[Collective] = []
+    non_persistent: list[NonPersistentBuffer] = []
+    """The buffer symbols whose values come from the model at run time, not from checkpoints."""
 
 
 class Program(msgspec.Struct, frozen=True):

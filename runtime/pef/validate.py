@@ -81,6 +81,7 @@ def validate(program: Program) -> None:
         seen.add(section.name)
         _SectionChecker(section, meta).check()
     _check_collectives(program)
+    _check_non_persistent(meta)
 
 
 def _check_target(target: Target) -> None:
@@ -130,6 +131,25 @@ def _check_collectives(program: Program) -> None:
             sym = meta.symbols[i]
             if collective.op == "allreduce_mean" and sym.dtype != "f32":
                 raise PefError(f"{where}: averages '{sym.name}', which is {sym.dtype}, not f32")
+
+
+def _check_non_persistent(meta: Meta) -> None:
+    """Non-persistent buffers: distinct buffer symbols, each with an empty or sha256 digest."""
+    nsym = len(meta.symbols)
+    seen: set[int] = set()
+    for n, entry in enumerate(meta.non_persistent):
+        where = f"meta: non_persistent[{n}]"
+        if not 0 <= entry.symbol < nsym:
+            raise PefError(f"{where}: symbol {_out_of(entry.symbol, nsym)}")
+        sym = meta.symbols[entry.symbol]
+        if sym.role != "buffer":
+            raise PefError(f"{where}: '{sym.name}' is not a buffer (its role is {sym.role})")
+        if entry.symbol in seen:
+            raise PefError(f"{where}: lists '{sym.name}' twice")
+        seen.add(entry.symbol)
+        digest = entry.sha256
+        if digest and (len(digest) != 64 or digest.strip("0123456789abcdef")):
+            raise PefError(f"{where}: '{sym.name}' has a malformed sha256 {digest[:80]!r}")
 
 
 class _SectionChecker:

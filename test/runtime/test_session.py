@@ -165,3 +165,36 @@ def test_inference_session() -> None:
     session = InferenceSession(linear_program(B, K, N, None), {"weight": w})
     with pytest.raises(SessionError, match="missing input 'input.0'"):
         session.run({})
+
+
+def _with_non_persistent_weight(digest: str):
+    """The inference linear PEF with its weight a non-persistent buffer of this digest."""
+    import msgspec
+
+    from runtime.pef.schema import NonPersistentBuffer
+
+    program = linear_program(B, K, N, None)
+    meta = program.meta
+    index = next(i for i, s in enumerate(meta.symbols) if s.name == "weight")
+    symbols = list(meta.symbols)
+    symbols[index] = msgspec.structs.replace(symbols[index], role="buffer")
+    meta = msgspec.structs.replace(
+        meta, symbols=symbols, non_persistent=[NonPersistentBuffer(index, digest)]
+    )
+    return decode_pef(encode_pef(msgspec.structs.replace(program, meta=meta)))
+
+
+def test_non_persistent_buffers_are_checked_against_the_compiled_values() -> None:
+    from runtime.pef.digest import value_sha256
+
+    w = initial_weight()
+    program = _with_non_persistent_weight(value_sha256("f32", w))
+    x, _ = data(3)
+    out = InferenceSession(program, {"weight": w.astype(np.float64)}).run({"input.0": x})
+    np.testing.assert_allclose(out["output.0"], x @ w.T, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SessionError, match=r"buffer 'weight' .* other values than the PEF"):
+        InferenceSession(program, {"weight": w * 2})
+    with pytest.raises(SessionError, match=r"missing buffer 'weight' .* persistent=False"):
+        InferenceSession(program, {})
+    # an empty digest (a buffer the model updates) is not checked
+    InferenceSession(_with_non_persistent_weight(""), {"weight": w * 2})

@@ -209,6 +209,43 @@ CASES: list[tuple[str, Callable[[], schema.Program], str]] = [
 ]
 
 
+def _non_persistent(program: schema.Program, *entries: tuple[int, str]) -> schema.Program:
+    listed = [schema.NonPersistentBuffer(symbol=i, sha256=d) for i, d in entries]
+    return replace(program, meta=replace(program.meta, non_persistent=listed))
+
+
+def _buffer_x() -> schema.Program:
+    """two_stage_program with its input ``x`` a buffer (symbol 0)."""
+    program = two_stage_program()
+    symbols = list(program.meta.symbols)
+    symbols[0] = replace(symbols[0], role="buffer")
+    return replace(program, meta=replace(program.meta, symbols=symbols))
+
+
+CASES += [
+    (
+        "non-persistent out of range",
+        lambda: _non_persistent(_buffer_x(), (7, "")),
+        r"meta: non_persistent\[0\]: symbol 7",
+    ),
+    (
+        "non-persistent not a buffer",
+        lambda: _non_persistent(two_stage_program(), (0, "")),
+        r"'x' is not a buffer \(its role is input\)",
+    ),
+    (
+        "non-persistent twice",
+        lambda: _non_persistent(_buffer_x(), (0, ""), (0, "")),
+        r"lists 'x' twice",
+    ),
+    (
+        "non-persistent digest",
+        lambda: _non_persistent(_buffer_x(), (0, "xyz")),
+        r"'x' has a malformed sha256 'xyz'",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("program", "match"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES]
 )

@@ -1,0 +1,424 @@
+"""torch's values for rdu-test: the whole step in eager torch, and every section on its own inputs.
+
+rdu-test may import the compiler (the runtime may not): the joint forward+backward graph that
+``rdu-compile`` lowered is traced again here (``compiler.frontend``; the same model, arguments
+and batch size give the same graph and node names) and run in torch, node by node, so that every
+DRAM tensor of a training step has a torch value under its PEF name:
+
+- ``loss``, ``output.<i>``, updated ``<buffer>`` and the activations ``saved.<node>`` the
+  backward reads: the forward nodes of those names;
+- ``<param>.grad``: the graph's gradient outputs (the loss's tangent is 1, as the backward
+  section's);
+- parameters and optimizer state after the step: torch's own optimizer (``optimizer()`` of
+  model.py) applied to given gradients.
+
+Random ops draw the fabric's numbers (``tools/fabric_random.py``): a graph node by the stream the
+compiler gave it, an eager run by the order of its draws.
+
+:func:`section_cases` is the per-section runner: for each kind of section (``forward``,
+``backward``, ``optimizer``; a kind cut into pieces ``forward.0``, ``forward.1``... runs its pieces
+in order, spills staying inside) the DRAM inputs torch gives it and torch's values of its results.
+Running a case on the fabric measures the error a section makes on its own, no section amplifying
+another's rounding::
+
+    cases = section_cases(run, state, step, inputs, targets, hyper, seed)
+    for case in cases:
+        fabric_values = case.run(Fabric(run.program))   # {symbol: array}, like case.expected
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import operator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime.fabric import Fabric
+from runtime.pef.schema import Program, Symbol
+from runtime.session import conform, rng_seed_value
+from tools.cli import ToolError
+from tools.fabric_random import Draw, random_op, stream_key
+
+OPTIMIZER_STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
+"""torch's per-parameter optimizer state keys the PEF names ``<param>.<key>``."""
+
+EXPECTED_ROLES = {
+    "forward": ("loss", "output", "activation", "buffer"),
+    "backward": ("gradient",),
+    "optimizer": ("parameter", "optimizer_state"),
+}
+"""The results of each kind of section that torch has values of (spills are internal)."""
+
+
+@dataclass
+class SectionCase:
+    """One kind of section on torch's values: ``inputs`` are the DRAM tensors its sections read
+    (and no earlier piece of the kind writes), ``expected`` torch's values of its results."""
+
+    kind: str
+    sections: list[str]
+    inputs: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    scales: dict[str, float] = field(default_factory=dict)
+    """For forward values: the size of each one's operands in torch (the scale of the absolute
+    part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
+
+    def run(self, fabric: Fabric) -> dict[str, np.ndarray]:
+        """The fabric's values of ``expected``'s tensors: the sections run in order on
+        ``inputs``."""
+        dram = dict(self.inputs)
+        for name in self.sections:
+            fabric.run_section(name, dram)
+        return {name: dram[name] for name in self.expected}
+
+
+@dataclass
+class Joint:
+    """The traced joint graph, with what the compiler made of it."""
+
+    traced: Any  # compiler.frontend.trace.Traced
+    streams: dict[torch.fx.Node, int]
+    """Random node -> the stream the compiler gave it."""
+    random_nodes: list[torch.fx.Node]
+    """The forward's random nodes (training, p > 0) in graph order, with or without a stream."""
+    module: torch.nn.Module
+    """The model traced: its buffers stand for those the PEF does not hold (non-persistent)."""
+
+    def draws(self, rng_seed: int) -> list[Draw]:
+        """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
+        out = []
+        for node in self.random_nodes:
+            val = node.meta.get("val")
+            first = val[0] if isinstance(val, tuple | list) else val
+            p = float(node.args[1]) if len(node.args) > 1 else None  # type: ignore[arg-type]
+            if node.target != torch.ops.aten.native_dropout.default:
+                p = None
+            stream = self.streams.get(node)
+            key = None if stream is None else stream_key(rng_seed, stream)
+            out.append(Draw(node.name, node.target, tuple(first.shape), p, key))
+        return out
+
+
+def trace_joint(run: Any) -> Joint:
+    """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
+    the model's arguments), and the random streams the frontend gives its random nodes."""
+    from compiler.frontend.aten import op_name
+    from compiler.frontend.aten_transformer import needs_rng_seed
+    from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.errors import FrontendError
+    from compiler.frontend.locations import Locator
+    from compiler.frontend.sections import build_training
+    from compiler.frontend.trace import loss_call_site, trace_training
+
+    module = run.torch_model()
+    spec = run.model_file.spec(module, run.args, inference=False)
+    try:
+        traced = trace_training(spec)
+        gb = GraphBuilder(
+            traced, Locator(spec.source_file, spec.module, spec.loss_fn, loss_call_site())
+        )
+        build_training(gb)
+    except FrontendError as error:
+        raise ToolError(f"tracing the model again for torch's reference failed: {error}") from error
+    streams: dict[torch.fx.Node, int] = {}
+    for node, drawn in gb.random_streams.items():
+        if len(drawn) != 1:
+            raise ToolError(f"internal: random node {node.name} draws {len(drawn)} streams")
+        streams[node] = drawn[0]
+    random_nodes = [
+        n
+        for n in traced.graph.nodes
+        if n.op == "call_function"
+        and not gb.is_backward(n)
+        and needs_rng_seed(op_name(n.target), n.args)
+    ]
+    return Joint(traced, streams, random_nodes, module)
+
+
+def run_joint(
+    joint: Joint, feed: Mapping[str, np.ndarray], rng_seed: int
+) -> dict[torch.fx.Node, Any]:
+    """Every node's value in torch: placeholders from ``feed`` (DRAM names), the loss's tangent
+    1, random nodes from their fabric streams, every other node its ATen op on the CPU."""
+    traced = joint.traced
+    by_node = {gi.node: gi.name for gi in traced.inputs}
+    own = {n: b.detach().numpy() for n, b in joint.module.named_buffers()}
+    feed = {**own, **feed}
+    env: dict[torch.fx.Node, Any] = {}
+
+    def value(a: Any) -> Any:
+        return torch.fx.node.map_arg(a, env.__getitem__)
+
+    with torch.no_grad():
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                if node in traced.tangents:
+                    val = node.meta["val"]
+                    env[node] = torch.ones(val.shape, dtype=val.dtype)
+                elif node.name in traced.constants:
+                    env[node] = traced.constants[node.name]
+                else:
+                    name = by_node[node]
+                    if name not in feed:
+                        raise ToolError(f"internal: no value for the graph input {name}")
+                    env[node] = torch.from_numpy(np.array(feed[name]))
+            elif node.op == "get_attr":
+                env[node] = traced.constants[node.name]
+            elif node.op == "call_function":
+                args, kwargs = value(node.args), value(node.kwargs)
+                if node in joint.streams:
+                    env[node] = random_op(
+                        node.target, args, stream_key(rng_seed, joint.streams[node])
+                    )
+                else:
+                    env[node] = node.target(*args, **kwargs)
+    return env
+
+
+def _largest(value: Any) -> float:
+    """The largest finite magnitude of a float tensor with at least one dimension, else 0 (a
+    0-d operand is a constant or a scalar: a fill value such as -1e9 is no size of the data)."""
+    if not isinstance(value, torch.Tensor) or value.ndim == 0 or not value.is_floating_point():
+        return 0.0
+    v = value.detach().abs()
+    v = v[torch.isfinite(v)]
+    return float(v.max()) if v.numel() else 0.0
+
+
+def operand_size(node: torch.fx.Node, env: Mapping[torch.fx.Node, Any]) -> float:
+    """The size of what ``node`` computes from: the largest magnitude among its tensor operands
+    and itself. A mean of numbers that cancel is known to their rounding, not to its own."""
+    source = node
+    if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+        source = node.args[0]  # an element of a tuple result: the op's operands
+    sizes = [_largest(env[node])]
+    for a in source.all_input_nodes:
+        value = env.get(a)
+        if isinstance(value, tuple | list):
+            sizes += [_largest(v) for v in value]
+        else:
+            sizes.append(_largest(value))
+    return max(sizes)
+
+
+def joint_values(
+    joint: Joint, program: Program, feed: Mapping[str, np.ndarray], rng_seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """torch's values of the step's DRAM tensors that the joint graph computes, by PEF name:
+    loss, outputs, updated buffers, ``saved.*`` activations, gradients; and the size of each
+    forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)."""
+    env = run_joint(joint, feed, rng_seed)
+    by_name = {n.name: n for n in joint.traced.graph.nodes}
+    out: dict[str, np.ndarray] = {}
+    scales: dict[str, float] = {}
+
+    def array(node: torch.fx.Node) -> np.ndarray:
+        if node.op == "call_function":
+            scales[name] = operand_size(node, env)
+        return env[node].detach().numpy().copy()
+
+    for o in joint.traced.outputs:
+        name = o.name
+        if o.role == "gradient":
+            if o.node is None:
+                if o.like is None:
+                    continue
+                out[o.name] = np.zeros(tuple(o.like.meta["val"].shape), np.float32)
+                continue
+            total = env[o.node]
+            for term in o.more:
+                total = total + env[term]
+            out[o.name] = total.detach().numpy().copy()
+        else:
+            out[o.name] = array(o.node)
+    for sym in program.meta.symbols:
+        if sym.role != "activation":
+            continue
+        name = sym.name
+        node = by_name.get(sym.name.removeprefix("saved."))
+        if node is None:
+            raise ToolError(
+                f"the PEF's {sym.name} is no node of the model's graph traced again (was the PEF "
+                "compiled from this model file with these arguments?)"
+            )
+        out[sym.name] = array(node)
+    return out, scales
+
+
+def load_weights(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> None:
+    """Copy the parameters and buffers of ``state`` (DRAM names) into ``model``."""
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name in state:
+                tensor.copy_(torch.from_numpy(np.asarray(state[name])))
+
+
+def torch_optimizer(run: Any, model: torch.nn.Module, hyper: Mapping[str, float]):
+    """model.py's optimizer (SGD at lr 0.01 without one) with the run's hyperparameters."""
+    if run.model_file.has("optimizer"):
+        optimizer = run.model_file.call("optimizer", model.parameters(), run.args)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for group in optimizer.param_groups:
+        for key in ("lr", "momentum", "weight_decay"):
+            if key in group and key in hyper:
+                group[key] = hyper[key]
+    return optimizer
+
+
+def optimizer_step(
+    run: Any,
+    state: Mapping[str, np.ndarray],
+    step: int,
+    gradients: Mapping[str, np.ndarray],
+    hyper: Mapping[str, float],
+) -> dict[str, np.ndarray]:
+    """Parameters and optimizer state (DRAM names) after torch's optimizer takes step ``step + 1``
+    from ``state`` with ``gradients``."""
+    from runtime.checkpoint import optimizer_to_torch
+
+    model = run.torch_model()
+    load_weights(model, state)
+    optimizer = torch_optimizer(run, model, hyper)
+    names = [name for name, _ in model.named_parameters()]
+    kind = run.program.meta.optimizer
+    if step > 0 and kind != "none":
+        optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
+    for name, p in model.named_parameters():
+        grad = gradients.get(f"{name}.grad")
+        p.grad = None if grad is None else torch.from_numpy(np.array(grad))
+    optimizer.step()
+    out: dict[str, np.ndarray] = {}
+    for name, p in model.named_parameters():
+        out[name] = p.detach().numpy().copy()
+        for key, value in optimizer.state.get(p, {}).items():
+            if key in OPTIMIZER_STATE_KEYS:
+                out[f"{name}.{key}"] = value.detach().numpy().copy()
+    return out
+
+
+def step_hyperparameters(hyper: Mapping[str, float], step: int) -> dict[str, float]:
+    """The optimizer section's scalar inputs for step ``step + 1``: the run's hyperparameters and
+    AdamW's bias corrections as torch computes them."""
+    out = dict(hyper)
+    if "beta1" in hyper and "beta2" in hyper:
+        out["bias_correction1"] = 1.0 - float(hyper["beta1"]) ** (step + 1)
+        out["bias_correction2_sqrt"] = math.sqrt(1.0 - float(hyper["beta2"]) ** (step + 1))
+        out["one_minus_beta1"] = 1.0 - float(hyper["beta1"])
+        out["one_minus_beta2"] = 1.0 - float(hyper["beta2"])
+    return out
+
+
+def section_cases(
+    run: Any,
+    state: Mapping[str, np.ndarray],
+    step: int,
+    feed: Mapping[str, np.ndarray],
+    hyper: Mapping[str, float],
+    seed: int,
+    joint: Joint | None = None,
+) -> list[SectionCase]:
+    """Every kind of section of ``run.program`` with torch's values of its inputs and results.
+
+    ``state``: parameters, buffers and optimizer state before the step (DRAM names); ``step``:
+    the steps taken before; ``feed``: the batch (``input.<i>``, ``target.<i>``); ``hyper``: the
+    run's hyperparameters; ``seed``: the run's seed (dropout). The forward runs on the batch and
+    the state; the backward on torch's ``saved.*`` activations (and the state and batch); the
+    optimizer on torch's gradients, the state, the hyperparameters and the bias corrections.
+    An inference PEF has one case, the forward on the batch, against the model in eval mode.
+    """
+    program = run.program
+    symbols = {s.name: s for s in program.meta.symbols}
+    values: dict[str, np.ndarray] = {**state, **feed}
+    scales: dict[str, float] = {}
+    if run.is_inference:
+        model = run.torch_model()
+        load_weights(model, state)
+        model.eval()
+        inputs = [torch.from_numpy(np.array(feed[n])) for n in run.inputs]
+        with torch.no_grad(), reference_attention():
+            outputs = as_tuple(model(*inputs))
+        values.update({f"output.{i}": o.detach().numpy() for i, o in enumerate(outputs)})
+    else:
+        rng_seed = rng_seed_value(seed, step)
+        values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
+        joint = joint or trace_joint(run)
+        computed, scales = joint_values(joint, program, values, rng_seed)
+        values.update(computed)
+        scalars = step_hyperparameters(hyper, step)
+        values.update({k: np.asarray(v, dtype=np.float32) for k, v in scalars.items()})
+        grads = {
+            n: v for n, v in values.items() if symbols.get(n) and symbols[n].role == "gradient"
+        }
+        values.update(optimizer_step(run, state, step, grads, hyper))
+        # the optimizer's inputs are the state before the step
+        for name, value in state.items():
+            values.setdefault(name, value)
+    cases = _cases(program, symbols, values, state)
+    for case in cases:
+        case.scales = {k: v for k, v in scales.items() if k in case.expected}
+    return cases
+
+
+def _cases(
+    program: Program,
+    symbols: dict[str, Symbol],
+    values: Mapping[str, np.ndarray],
+    state: Mapping[str, np.ndarray],
+) -> list[SectionCase]:
+    cases: list[SectionCase] = []
+    by_kind: dict[str, list[Any]] = {}
+    for section in program.sections:
+        by_kind.setdefault(section.kind, []).append(section)
+    for kind, sections in by_kind.items():
+        written: set[str] = set()
+        inputs: dict[str, np.ndarray] = {}
+        expected: dict[str, np.ndarray] = {}
+        for section in sections:
+            for i in section.inputs:
+                sym = program.meta.symbols[i]
+                if sym.name in written or sym.name in inputs:
+                    continue
+                source = state if sym.role in ("parameter", "buffer", "optimizer_state") else values
+                if sym.name not in source:
+                    if sym.role == "optimizer_state":  # before torch's first step: zeros
+                        inputs[sym.name] = np.zeros(sym.shape, np.float32)
+                        continue
+                    raise ToolError(
+                        f"internal: no torch value for {sym.name}, an input of {section.name}"
+                    )
+                inputs[sym.name] = conform(sym, source[sym.name], sym.role)
+            for out in section.outputs:
+                sym = program.meta.symbols[out.symbol]
+                written.add(sym.name)
+                if sym.role in EXPECTED_ROLES.get(kind, ()) and sym.name in values:
+                    expected[sym.name] = np.asarray(values[sym.name])
+                elif sym.role in EXPECTED_ROLES.get(kind, ()):
+                    raise ToolError(
+                        f"internal: no torch value for {sym.name}, a result of {section.name}"
+                    )
+        cases.append(SectionCase(kind, [s.name for s in sections], inputs, expected))
+    return cases
+
+
+@contextlib.contextmanager
+def reference_attention() -> Iterator[None]:
+    """torch's math attention (what the compiler traces; the other kernels draw dropout their own
+    way)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+def as_tuple(outputs: Any) -> tuple:
+    return tuple(outputs) if isinstance(outputs, tuple | list) else (outputs,)
+
+
+def symbols_of(program: Program, role: str) -> Sequence[Symbol]:
+    return [s for s in program.meta.symbols if s.role == role]

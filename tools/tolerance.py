@@ -1,0 +1,155 @@
+"""When a fabric tensor agrees with torch's: the rule rdu-test judges by, importable on its own.
+
+    from tools.tolerance import compare
+    row = compare("fc1.weight.grad", fabric, torch_value, scale=largest_gradient)
+    row.ok, row.max_abs, row.limit
+
+The rule, in the spirit of ``torch.testing.assert_close`` but normwise (one number a tensor, so
+an element that cancels to almost nothing is not held to its own digits)::
+
+    max|fabric - torch| <= rtol * max|torch| + atol * scale
+
+``rtol`` and ``atol`` depend on the dtype (:data:`DEFAULT_TOLERANCES`: float32 ``rtol = 1e-5``,
+``atol = 2**-22``, about two units in the last place; integer and bool tensors must be equal).
+``scale`` is the size of the quantity the tensor is part of (:func:`scale_of` says which), so the
+absolute part is rounding of that size, never a fixed number:
+
+- a forward value (loss, output, activation, buffer) and optimizer state: the tensor itself;
+- a gradient: the largest gradient element of the step (the scale of the loss's gradient): the
+  gradient of attention's key bias is zero in exact arithmetic (softmax ignores a constant
+  shift) and in float32 it is rounding noise of the terms that cancel, of the size of the other
+  gradients' rounding, not of its own;
+- a parameter after the optimizer: ``rtol`` applies to the update (``max|torch - before|``) and
+  the absolute part to the parameter (``scale = max|before|``): a step of 1e-3 on a weight near 1
+  is only known to float32's spacing at 1.
+
+Non-finite elements must be non-finite in the same places with the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A relative part (of the tensor's largest magnitude) and an absolute part (of its scale)."""
+
+    rtol: float
+    atol: float
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(rtol=1e-5, atol=2.0**-22),
+    "float64": Tolerance(rtol=1e-12, atol=2.0**-51),
+    "float16": Tolerance(rtol=1e-3, atol=2.0**-9),
+    "bfloat16": Tolerance(rtol=1e-2, atol=2.0**-6),
+}
+"""Per float dtype; any other dtype (integers, bool) must match exactly."""
+
+EXACT = Tolerance(rtol=0.0, atol=0.0)
+
+
+def tolerance_for(dtype: np.dtype | str, overrides: Mapping[str, float] | None = None) -> Tolerance:
+    """The tolerance of ``dtype`` (exact for non-float dtypes), with ``rtol``/``atol`` overrides
+    (``None`` values ignored) for float dtypes."""
+    name = np.dtype(dtype).name
+    base = DEFAULT_TOLERANCES.get(name, EXACT)
+    if base is EXACT or not overrides:
+        return base
+    rtol = overrides.get("rtol")
+    atol = overrides.get("atol")
+    return Tolerance(
+        base.rtol if rtol is None else float(rtol), base.atol if atol is None else float(atol)
+    )
+
+
+@dataclass
+class Comparison:
+    """One tensor judged: its errors, the limit they are held to, the verdict."""
+
+    name: str
+    max_abs: float
+    """max|fabric - torch| (inf where only one side is finite)."""
+    max_rel: float
+    """max_abs / max|torch| (max_abs when torch's tensor is 0): for reading, not the rule."""
+    limit: float
+    """rtol * max|torch| + atol * scale."""
+    ok: bool
+    section: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """How much of the limit the error uses (> 1: past it)."""
+        if self.limit > 0:
+            return self.max_abs / self.limit
+        return 0.0 if self.max_abs == 0 else float("inf")
+
+
+def compare(
+    name: str,
+    actual: np.ndarray,
+    expected: np.ndarray,
+    *,
+    scale: float | None = None,
+    relative_to: np.ndarray | None = None,
+    tolerance: Tolerance | None = None,
+    section: str = "",
+) -> Comparison:
+    """Judge ``actual`` (the fabric's) against ``expected`` (torch's) by the module's rule.
+
+    ``scale``: the size of the quantity (the absolute part's unit; default ``max|expected|``).
+    ``relative_to``: what the relative part is of, if not ``expected`` (a parameter's update:
+    ``expected - before``). ``tolerance``: default by ``expected``'s dtype. Shapes must be equal.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        return Comparison(name, float("inf"), float("inf"), 0.0, False, section)
+    tol = tolerance or tolerance_for(expected.dtype)
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    finite = np.isfinite(e)
+    if not np.array_equal(np.isfinite(a), finite) or not np.array_equal(a[~finite], e[~finite]):
+        return Comparison(name, float("inf"), float("inf"), 0.0, False, section)
+    diff = np.abs(a[finite] - e[finite])
+    max_abs = float(diff.max()) if diff.size else 0.0
+    size = float(np.abs(e[finite]).max()) if diff.size else 0.0
+    rel_base = size
+    if relative_to is not None:
+        r = np.abs(np.asarray(relative_to, dtype=np.float64))
+        r = r[np.isfinite(r)]
+        rel_base = float(r.max()) if r.size else 0.0
+    limit = tol.rtol * rel_base + tol.atol * (size if scale is None else float(scale))
+    max_rel = max_abs / size if size > 0 else max_abs
+    return Comparison(name, max_abs, max_rel, limit, max_abs <= limit, section)
+
+
+def largest(arrays: Mapping[str, np.ndarray]) -> float:
+    """The largest finite magnitude over ``arrays`` (0 when there is none)."""
+    best = 0.0
+    for value in arrays.values():
+        v = np.abs(np.asarray(value, dtype=np.float64))
+        v = v[np.isfinite(v)]
+        if v.size:
+            best = max(best, float(v.max()))
+    return best
+
+
+def scale_of(
+    role: str, name: str, expected: Mapping[str, np.ndarray], before: Mapping[str, np.ndarray]
+) -> tuple[float | None, np.ndarray | None]:
+    """``(scale, relative_to)`` for :func:`compare` of tensor ``name`` of PEF role ``role``:
+    ``expected`` are torch's values of the tensors judged together (a section's results),
+    ``before`` the state before the step (for parameters after the optimizer)."""
+    if role == "gradient":
+        grads = {k: v for k, v in expected.items() if k.endswith(".grad")}
+        return largest(grads), None
+    if role == "parameter" and name in before:
+        prior = np.asarray(before[name], dtype=np.float64)
+        update = np.asarray(expected[name], dtype=np.float64) - prior
+        return largest({name: prior}), update
+    return None, None
