@@ -1,11 +1,12 @@
 """The Hugging Face Llama example end to end: ``LlamaForCausalLM`` from a small config (hidden
-32, 2 layers, 4 heads over 2 key/value heads) compiles for training and inference; 30 AdamW steps
-on the fabric track torch's losses within 1e-3 at every step and the loss falls; greedy
-generation through the inference PEF is torch's (the example's loop and transformers' own
-``generate``); a ``save_pretrained`` folder loads with ``--pretrained``.
+32, 2 layers, 4 heads over 2 key/value heads) compiles for training and inference and passes
+``rdu-test`` at its defaults; 30 AdamW steps on the fabric track torch's losses within 1e-3 at
+every step and the loss falls; greedy generation with ``rdu-run --inference`` is torch's (the
+example's loop and transformers' own ``generate``); a ``save_pretrained`` folder loads with
+``--pretrained``.
 
-The sessions' state is ``state_dict()`` plus the non-persistent buffers (the rotary
-``inv_freq``), which ``state_dict()`` leaves out.
+A session's state is ``state_dict()`` plus the non-persistent buffers (the rotary ``inv_freq``),
+which ``state_dict()`` and checkpoints leave out and the tools take from the model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from e2e_helpers import ROOT, losses_beside_torch, tool
 
 from runtime.pef import read_pef
-from runtime.session import InferenceSession, TrainingSession
+from runtime.session import TrainingSession
 from tools.model_file import load_model_file
 
 pytest.importorskip("transformers")
@@ -57,6 +58,12 @@ def llama_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _compile(tmp_path_factory.mktemp("llama"), "-b", str(BATCH))
 
 
+def test_rdu_test_passes_at_its_defaults(llama_pef: Path) -> None:
+    result = tool("rdu-test", str(LLAMA), "--pef", str(llama_pef), *SMALL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rdu-test: PASS" in result.stdout
+
+
 def test_30_adamw_steps_track_torch_and_the_loss_falls(llama_pef: Path) -> None:
     model_file = load_model_file(LLAMA)
     args = _args()
@@ -91,7 +98,7 @@ def _train_in_torch(model_file, model: torch.nn.Module, steps: int) -> None:
 
 def test_greedy_generation_through_the_inference_pef_is_torchs(tmp_path: Path) -> None:
     pef = _compile(tmp_path, "--inference", "-b", "1", "--pef-name", "llama-inf")
-    assert [s.kind for s in read_pef(pef).sections] == ["forward"] * len(read_pef(pef).sections)
+    assert {s.kind for s in read_pef(pef).sections} == {"forward"}
     model_file = load_model_file(LLAMA)
     prompt, new = "Shall I", 9  # 16 characters: the whole text fits the context
     args = _args("--prompt", prompt, "--max-new-tokens", str(new), batch=1)
@@ -99,17 +106,21 @@ def test_greedy_generation_through_the_inference_pef_is_torchs(tmp_path: Path) -
     model = model_file.call("model", args)
     _train_in_torch(model_file, model, 30)
     model.eval()
-    session = InferenceSession(read_pef(pef), _state(model))
-
-    def on_fabric(inputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
-        return (session.run({"input.0": inputs[0].numpy()})["output.0"],)
+    torch.save(model.state_dict(), tmp_path / "trained.pt")  # no inv_freq: persistent=False
+    result = tool(
+        "rdu-run", str(LLAMA), "--pef", str(pef), "--inference", "--results-dir", str(tmp_path),
+        "--init-ckpt-path", str(tmp_path / "trained.pt"), "--prompt", prompt,
+        "--max-new-tokens", str(new), *SMALL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "generated.txt").read_text()
+    assert text.startswith(prompt) and len(text) == len(prompt) + new
+    assert len(set(text[len(prompt) :])) > 1, text  # trained past a constant guess
 
     def on_torch(inputs: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
         with torch.no_grad():
             return (model(*inputs).numpy(),)
 
-    text = model_file.call("generate", on_fabric, args)
-    assert text.startswith(prompt) and len(text) == len(prompt) + new
     assert text == model_file.call("generate", on_torch, args)
 
     # transformers' own greedy decoding (a growing sequence and a KV cache) agrees.
@@ -128,16 +139,11 @@ def test_a_save_pretrained_folder_loads_with_pretrained(tmp_path: Path) -> None:
         saved.lm.model.norm.weight.copy_(torch.linspace(0.5, 1.5, 32))
     saved.lm.save_pretrained(tmp_path / "llama")
     pretrained = ["--pretrained", str(tmp_path / "llama")]
-    pef = _compile(tmp_path / "out", "-b", str(BATCH), *pretrained)
 
-    args = _args(*pretrained)
     torch.manual_seed(0)
-    model = model_file.call("model", args)
+    model = model_file.call("model", _args(*pretrained))
     for name, value in saved.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
-    session = TrainingSession(read_pef(pef), _state(model))
-    (x,), (y,) = next(iter(model_file.batches("train", args)))
-    loss, _ = session.evaluate({"input.0": x.numpy(), "target.0": y.numpy()})
-    with torch.no_grad():
-        reference = model_file.call("loss", model(x), y).item()
-    assert loss == pytest.approx(reference, rel=1e-5)
+    pef = _compile(tmp_path / "out", "--inference", "-b", "2", *pretrained)
+    result = tool("rdu-test", str(LLAMA), "--pef", str(pef), *SMALL, *pretrained)
+    assert result.returncode == 0, result.stdout + result.stderr
