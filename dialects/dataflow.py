@@ -80,7 +80,21 @@ ROLES = (
 )
 """The roles of a DRAM tensor (see the symbol table in docs/design.md)."""
 
-UNARY_KINDS = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "relu", "not", "cast")
+UNARY_KINDS = (
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "tanh",
+    "erf",
+    "cos",
+    "sin",
+    "abs",
+    "relu",
+    "not",
+    "cast",
+)
 BINARY_KINDS = (
     "add",
     "sub",
@@ -101,6 +115,8 @@ BINARY_KINDS = (
 TERNARY_KINDS = ("select",)
 COMPARISON_KINDS = ("eq", "ne", "lt", "le", "gt", "ge")
 LOGICAL_KINDS = ("and", "or", "not")
+FLOAT_KINDS = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "cos", "sin", "pow")
+"""Kinds defined on floats only (the PCU's ``float`` type rule, runtime/pef/isa.py)."""
 POINTWISE_KINDS = UNARY_KINDS + BINARY_KINDS + TERNARY_KINDS
 REDUCE_KINDS = ("sum", "max", "min")
 
@@ -347,9 +363,9 @@ class MatmulOp(IRDLOperation):
 class PointwiseOp(IRDLOperation):
     """An elementwise op; operands broadcast (numpy rules) to the result shape.
 
-    unary: neg exp log sqrt rsqrt tanh erf abs relu not cast; binary: add sub mul div max min
-    pow eq ne lt le gt ge and or; ternary: select(cond, a, b). Comparisons and logical ops give
-    i1; ``cast`` converts to the result's element type.
+    unary: neg exp log sqrt rsqrt tanh erf cos sin abs relu not cast; binary: add sub mul div
+    max min pow eq ne lt le gt ge and or; ternary: select(cond, a, b). Comparisons and logical
+    ops give i1; ``cast`` converts to the result's element type.
     """
 
     name = "dataflow.pointwise"
@@ -424,7 +440,7 @@ class PointwiseOp(IRDLOperation):
             raise VerifyException(
                 f"pointwise '{kind}' result element type {rel} should be {elts[0]}"
             )
-        if kind in ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "pow") and not _is_float(rel):
+        if kind in FLOAT_KINDS and not _is_float(rel):
             raise VerifyException(f"pointwise '{kind}' needs a float element type, got {rel}")
 
 

@@ -87,7 +87,20 @@ from dialects.rdu_tile import (
     verify_space,
 )
 
-UNARY_OPCODES = ("neg", "exp", "log", "sqrt", "rsqrt", "tanh", "erf", "abs", "not", "cast")
+UNARY_OPCODES = (
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "rsqrt",
+    "tanh",
+    "erf",
+    "cos",
+    "sin",
+    "abs",
+    "not",
+    "cast",
+)
 BINARY_OPCODES = (
     "add",
     "sub",
@@ -108,7 +121,7 @@ BINARY_OPCODES = (
 TERNARY_OPCODES = ("select",)
 COMPARISON_OPCODES = ("eq", "ne", "lt", "le", "gt", "ge")
 LOGICAL_OPCODES = ("and", "or", "not")
-FLOAT_OPCODES = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "pow")
+FLOAT_OPCODES = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "cos", "sin", "pow")
 
 OPCODE_ARITY: dict[str, int] = {
     **{k: 1 for k in UNARY_OPCODES},

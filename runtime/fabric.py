@@ -219,6 +219,8 @@ _IMPLS: dict[str, Callable[..., np.ndarray] | None] = {
     "rsqrt": _rsqrt,
     "tanh": np.tanh,
     "erf": erf,
+    "cos": np.cos,
+    "sin": np.sin,
     "abs": np.abs,
     "not": np.invert,  # logical not on i1, bitwise on i64
     "cast": _identity,  # the conversion is the cast to the stage dtype every stage gets

@@ -36,7 +36,7 @@ extent above 1):
 - **fill**: ``pcu_stages * passes`` plus the hops of its longest input route (a hop a cycle).
 - ``cycles(pcu) = max(V * II, out_vectors * II_out) + fill``.
 - **FLOPs**: ``prod(S)`` times (the arithmetic stages, ``add sub mul div max min neg exp log
-  sqrt rsqrt tanh erf abs pow``, plus one for a combiner).
+  sqrt rsqrt tanh erf cos sin abs pow``, plus one for a combiner).
 - a **parallel** PCU (``Pcu.parallel``, factors ``p``) is ``P = prod(p)`` copies running at
   once, each over its block of ``b[c] = ceil(S[c] / p[c])`` points of counter ``c``: its
   vectors, output vectors, lanes and unroll are one copy's (over the extents ``b``, the largest
@@ -79,7 +79,9 @@ from dataclasses import dataclass, field
 from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
 from runtime.pef.validate import DTYPE_BYTES
 
-FLOP_OPCODES = frozenset("add sub mul div max min neg exp log sqrt rsqrt tanh erf abs pow".split())
+FLOP_OPCODES = frozenset(
+    "add sub mul div max min neg exp log sqrt rsqrt tanh erf cos sin abs pow".split()
+)
 """Stage opcodes that count as a floating-point operation (one each)."""
 FREE_OPCODES = frozenset(("const", "counter"))
 """Stage opcodes that take no pipeline stage: immediates and the counter chain."""

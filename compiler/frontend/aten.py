@@ -392,6 +392,8 @@ for _kind, _names in {
     "rsqrt": ("aten.rsqrt.default",),
     "tanh": ("aten.tanh.default",),
     "erf": ("aten.erf.default",),
+    "cos": ("aten.cos.default",),
+    "sin": ("aten.sin.default",),
     "abs": ("aten.abs.default",),
     "relu": ("aten.relu.default",),
 }.items():

@@ -270,6 +270,8 @@ _FLOAT_UNARY: dict[str, Callable[[SSAValue], Operation]] = {
     "rsqrt": math.RsqrtOp,
     "tanh": math.TanhOp,
     "erf": math.ErfOp,
+    "cos": math.CosOp,
+    "sin": math.SinOp,
     "abs": math.AbsFOp,
 }
 

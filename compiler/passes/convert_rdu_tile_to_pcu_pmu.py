@@ -125,6 +125,8 @@ OPCODES: dict[str, str] = {
     "math.rsqrt": "rsqrt",
     "math.tanh": "tanh",
     "math.erf": "erf",
+    "math.cos": "cos",
+    "math.sin": "sin",
     "math.absf": "abs",
     "math.absi": "abs",
     "math.powf": "pow",

@@ -5,7 +5,7 @@ emulator in ``runtime.fabric`` implements them). Pure data: no numpy here.
 
 Type rules (``d`` is the stage's own dtype, the dtype of the value it produces):
 
-- ``float``: every operand ``f32``; ``d`` is ``f32``.            exp log sqrt rsqrt tanh erf
+- ``float``: every operand ``f32``; ``d`` is ``f32``.    exp log sqrt rsqrt tanh erf cos sin
 - ``arith``: every operand ``d``; ``d`` is ``f32`` or ``i64``.    neg abs sub div
 - ``arith1``: like arith but ``d`` may also be ``i1``
   (``add`` is or, ``mul`` and ``min`` are and, ``max`` is or).   add mul max min
@@ -54,7 +54,10 @@ class Signature(NamedTuple):
 
 
 SIGNATURES: Final[dict[str, Signature]] = {
-    **{op: Signature(1, "float") for op in ("exp", "log", "sqrt", "rsqrt", "tanh", "erf")},
+    **{
+        op: Signature(1, "float")
+        for op in ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "cos", "sin")
+    },
     **{op: Signature(1, "arith") for op in ("neg", "abs")},
     "not": Signature(1, "logic"),
     "cast": Signature(1, "cast"),

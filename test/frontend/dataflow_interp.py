@@ -58,6 +58,8 @@ _POINTWISE: dict[str, Callable[..., np.ndarray]] = {
     "rsqrt": lambda x: 1 / np.sqrt(x),
     "tanh": np.tanh,
     "erf": lambda x: _erf(x),
+    "cos": np.cos,
+    "sin": np.sin,
     "abs": np.abs,
     "relu": lambda x: np.maximum(x, 0),
     "not": np.logical_not,

@@ -199,3 +199,34 @@ builtin.module {
 }
 
 // CHECK: model.py:7: 'test.op' cannot be lowered to rdu_tile
+
+// -----
+
+
+// cos and sin (the rotary embedding's): one kernel each, a math.cos / math.sin body.
+
+builtin.module {
+  dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["c", "s"], result_roles = ["output", "output"]} {
+  ^bb0(%x: tensor<8x4xf32>):
+    %c = dataflow.pointwise "cos"(%x) : (tensor<8x4xf32>) -> tensor<8x4xf32>
+    %s = dataflow.pointwise "sin"(%x) : (tensor<8x4xf32>) -> tensor<8x4xf32>
+    dataflow.yield %c, %s : tensor<8x4xf32>, tensor<8x4xf32>
+  }
+}
+
+// CHECK:      builtin.module {
+// CHECK-NEXT:   dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["c", "s"], result_roles = ["output", "output"]} {
+// CHECK-NEXT:   ^bb0(%x: tensor<8x4xf32>):
+// CHECK-NEXT:     %c = rdu_tile.kernel @cos_0 (%x) space [8, 4] tile [8, 4] ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (tensor<8x4xf32>) -> tensor<8x4xf32> {
+// CHECK-NEXT:     ^bb0(%0: f32):
+// CHECK-NEXT:       %1 = math.cos %0 : f32
+// CHECK-NEXT:       rdu_tile.yield %1 : f32
+// CHECK-NEXT:     }
+// CHECK-NEXT:     %s = rdu_tile.kernel @sin_1 (%x) space [8, 4] tile [8, 4] ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (tensor<8x4xf32>) -> tensor<8x4xf32> {
+// CHECK-NEXT:     ^bb0(%0: f32):
+// CHECK-NEXT:       %1 = math.sin %0 : f32
+// CHECK-NEXT:       rdu_tile.yield %1 : f32
+// CHECK-NEXT:     }
+// CHECK-NEXT:     dataflow.yield %c, %s : tensor<8x4xf32>, tensor<8x4xf32>
+// CHECK-NEXT:   }
+// CHECK-NEXT: }

@@ -193,13 +193,56 @@ builtin.module {
 builtin.module {
   dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
   ^bb0(%x: tensor<4xf32>):
-    %y = rdu_tile.kernel @sin_0 (%x) space [4] tile [4] ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (tensor<4xf32>) -> tensor<4xf32> {
+    %y = rdu_tile.kernel @atan_0 (%x) space [4] tile [4] ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (tensor<4xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
-      %s = math.sin %a : f32
+      %s = math.atan %a : f32
       rdu_tile.yield %s : f32
     } loc("model.py":8:0)
     dataflow.yield %y : tensor<4xf32>
   }
 }
 
-// CHECK: model.py:8: 'math.sin' in kernel @sin_0 has no PCU stage
+// CHECK: model.py:8: 'math.atan' in kernel @atan_0 has no PCU stage
+
+// -----
+
+
+// cos and sin: a PCU stage each.
+
+builtin.module {
+  dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["c", "s"], result_roles = ["output", "output"]} {
+  ^bb0(%x: tensor<8x4xf32>):
+    %c = rdu_tile.kernel @cos_0 (%x) space [8, 4] tile [8, 4] ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (tensor<8x4xf32>) -> tensor<8x4xf32> {
+    ^bb0(%0: f32):
+      %1 = math.cos %0 : f32
+      rdu_tile.yield %1 : f32
+    }
+    %s = rdu_tile.kernel @sin_1 (%x) space [8, 4] tile [8, 4] ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (tensor<8x4xf32>) -> tensor<8x4xf32> {
+    ^bb0(%0: f32):
+      %1 = math.sin %0 : f32
+      rdu_tile.yield %1 : f32
+    }
+    dataflow.yield %c, %s : tensor<8x4xf32>, tensor<8x4xf32>
+  }
+}
+
+
+// CHECK:      builtin.module {
+// CHECK-NEXT:   dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["c", "s"], result_roles = ["output", "output"]} {
+// CHECK-NEXT:   ^bb0(%x: tensor<8x4xf32>):
+// CHECK-NEXT:     %x_pmu = pmu.buffer %x {name = "x", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x4xf32> -> memref<8x4xf32>
+// CHECK-NEXT:     %c = pcu.unit @cos_0 (%x_pmu) space [8, 4] tile [8, 4] lanes 16 ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (memref<8x4xf32>) -> tensor<8x4xf32> {
+// CHECK-NEXT:     ^bb0(%0: f32):
+// CHECK-NEXT:       %1 = pcu.stage "cos"(%0) : (f32) -> f32
+// CHECK-NEXT:       pcu.yield %1 : f32
+// CHECK-NEXT:     }
+// CHECK-NEXT:     %cos_0_pmu = pmu.buffer %c {name = "cos_0", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x4xf32> -> memref<8x4xf32>
+// CHECK-NEXT:     %s = pcu.unit @sin_1 (%x_pmu) space [8, 4] tile [8, 4] lanes 16 ins [#rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner "none" : (memref<8x4xf32>) -> tensor<8x4xf32> {
+// CHECK-NEXT:     ^bb0(%0: f32):
+// CHECK-NEXT:       %1 = pcu.stage "sin"(%0) : (f32) -> f32
+// CHECK-NEXT:       pcu.yield %1 : f32
+// CHECK-NEXT:     }
+// CHECK-NEXT:     %sin_1_pmu = pmu.buffer %s {name = "sin_1", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x4xf32> -> memref<8x4xf32>
+// CHECK-NEXT:     dataflow.yield %cos_0_pmu, %sin_1_pmu : memref<8x4xf32>, memref<8x4xf32>
+// CHECK-NEXT:   }
+// CHECK-NEXT: }

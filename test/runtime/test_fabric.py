@@ -253,6 +253,8 @@ UNARY = {
     "rsqrt": torch.rsqrt,
     "tanh": torch.tanh,
     "erf": torch.erf,
+    "cos": torch.cos,
+    "sin": torch.sin,
     "abs": torch.abs,
 }
 BINARY = {

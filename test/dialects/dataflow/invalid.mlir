@@ -228,6 +228,15 @@ builtin.module {
 // -----
 
 builtin.module {
+  %0 = dataflow.fill 1 : tensor<4xi64>
+  %1 = dataflow.pointwise "cos"(%0) : (tensor<4xi64>) -> tensor<4xi64>
+}
+
+// CHECK: pointwise 'cos' needs a float element type, got i64
+
+// -----
+
+builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4x5xf32>
   %1 = dataflow.reduce "mean" %0 dims [1] : (tensor<4x5xf32>) -> tensor<4xf32>
 }

@@ -109,6 +109,25 @@ builtin.module {
 
 // -----
 
+// So do cos and sin.
+builtin.module {
+  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  ^bb0(%a: tensor<4x8xf32>):
+    %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%x: f32):
+      %c = pcu.counter 0 : i64
+      %r = pcu.stage "sin"(%c) : (i64) -> i64
+      pcu.yield %x : f32
+    }
+    dataflow.yield
+  }
+}
+
+// CHECK: pcu.stage "sin" needs a float type, got i64
+
+// -----
+
 // Counters exist.
 builtin.module {
   dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
