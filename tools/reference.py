@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -418,7 +418,3 @@ def reference_attention() -> Iterator[None]:
 
 def as_tuple(outputs: Any) -> tuple:
     return tuple(outputs) if isinstance(outputs, tuple | list) else (outputs,)
-
-
-def symbols_of(program: Program, role: str) -> Sequence[Symbol]:
-    return [s for s in program.meta.symbols if s.role == role]
