@@ -125,6 +125,8 @@ class FabricRandomMode(TorchDispatchMode):
         super().__init__()
         self.draws = list(draws)
         self.count = 0
+        self.masks: list[torch.Tensor] = []
+        """The dropout masks drawn (bool), in order: for tests and inspection."""
 
     def _next(self, kind: str, shape: tuple[int, ...], what: str) -> Draw:
         if self.count >= len(self.draws):
@@ -147,7 +149,9 @@ class FabricRandomMode(TorchDispatchMode):
         if kind is None:
             return func(*args, **kwargs)
         if func == aten.bernoulli_.float:
-            noise, keep_probability = args[0], float(args[1] if len(args) > 1 else kwargs["p"])
+            # p is left out when it is the schema's default (0.5: dropout with p = 0.5)
+            noise = args[0]
+            keep_probability = float(args[1] if len(args) > 1 else kwargs.get("p", 0.5))
             if keep_probability >= 1.0:  # p == 0: every element kept, no random op compiled
                 return func(*args, **kwargs)
             draw = self._next(kind, tuple(noise.shape), "bernoulli_")
@@ -160,17 +164,21 @@ class FabricRandomMode(TorchDispatchMode):
             if draw.key is None:
                 return func(*args, **kwargs)
             keep = dropout_keep(draw.key, noise.shape, draw.p)
+            self.masks.append(keep)
             with torch.no_grad():
                 noise.copy_(keep)
             return noise
         if func == aten.native_dropout.default:
             x, p = args[0], float(args[1])
-            if p <= 0 or args[2] is False:
+            train = args[2] if len(args) > 2 else kwargs.get("train", True)
+            if p <= 0 or train is False:
                 return func(*args, **kwargs)
             draw = self._next(kind, tuple(x.shape), "native_dropout")
             if draw.key is None:
                 return func(*args, **kwargs)
-            return random_op(func, args, draw.key)
+            out, keep = random_op(func, args, draw.key)
+            self.masks.append(keep)
+            return out, keep
         # rand / rand_like
         shape = tuple(args[0] if func == aten.rand.default else args[0].shape)
         draw = self._next(kind, shape, str(func))

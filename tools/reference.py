@@ -21,9 +21,16 @@ in order, spills staying inside) the DRAM inputs torch gives it and torch's valu
 Running a case on the fabric measures the error a section makes on its own, no section amplifying
 another's rounding::
 
-    cases = section_cases(run, state, step, inputs, targets, hyper, seed)
-    for case in cases:
+    run = Run(model_path, extra, debug=False, pef_path=pef, seed=0, ...)  # tools.rdu_run.Run
+    state, step = run.initial_state()
+    inputs, targets = next(iter(run.batches("train", 0)))
+    cases = section_cases(run, state, step, run.batch(inputs, targets), run.hyperparameters(), 0)
+    for case in cases:   # forward, backward, optimizer
         fabric_values = case.run(Fabric(run.program))   # {symbol: array}, like case.expected
+        # judge each with tools.tolerance.compare (case.scales: forward values' scales)
+
+A case's ``inputs`` are plain DRAM arrays, so a tool that localises an error (the first unit
+that diverges) can run the case's sections unit by unit on them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -418,7 +425,3 @@ def reference_attention() -> Iterator[None]:
 
 def as_tuple(outputs: Any) -> tuple:
     return tuple(outputs) if isinstance(outputs, tuple | list) else (outputs,)
-
-
-def symbols_of(program: Program, role: str) -> Sequence[Symbol]:
-    return [s for s in program.meta.symbols if s.role == role]

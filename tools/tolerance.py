@@ -15,10 +15,11 @@ an element that cancels to almost nothing is not held to its own digits)::
 absolute part is rounding of that size, never a fixed number:
 
 - a forward value (loss, output, activation, buffer) and optimizer state: the tensor itself;
-- a gradient: the largest gradient element of the step (the scale of the loss's gradient): the
-  gradient of attention's key bias is zero in exact arithmetic (softmax ignores a constant
-  shift) and in float32 it is rounding noise of the terms that cancel, of the size of the other
-  gradients' rounding, not of its own;
+- a gradient: the largest gradient element of its module (``blocks.0.attn.key.bias.grad`` and
+  ``blocks.0.attn.key.weight.grad``: a layer's gradients come from one upstream gradient of the
+  loss, so they are rounded at one scale). The gradient of attention's key bias is zero in exact
+  arithmetic (softmax ignores a constant shift); in float32 it is the rounding noise of terms
+  that cancel, of the size of its weight's gradient, not of its own;
 - a parameter after the optimizer: ``rtol`` applies to the update (``max|torch - before|``) and
   the absolute part to the parameter (``scale = max|before|``): a step of 1e-3 on a weight near 1
   is only known to float32's spacing at 1.
@@ -146,8 +147,13 @@ def scale_of(
     ``expected`` are torch's values of the tensors judged together (a section's results),
     ``before`` the state before the step (for parameters after the optimizer)."""
     if role == "gradient":
-        grads = {k: v for k, v in expected.items() if k.endswith(".grad")}
-        return largest(grads), None
+        module = name.removesuffix(".grad").rpartition(".")[0]
+        siblings = {
+            k: v
+            for k, v in expected.items()
+            if k.endswith(".grad") and k.removesuffix(".grad").rpartition(".")[0] == module
+        }
+        return largest(siblings or {name: expected[name]}), None
     if role == "parameter" and name in before:
         prior = np.asarray(before[name], dtype=np.float64)
         update = np.asarray(expected[name], dtype=np.float64) - prior

@@ -32,6 +32,23 @@ def tool(name: str, *args: str, cwd: Path | None = None, env: dict | None = None
     )
 
 
+def rdu_test(model: Path, pef: Path, *extra: str) -> dict[str, Any]:
+    """Run ``rdu-test --json`` at its default tolerances; assert it passes; return its report
+    (``sections``: kind -> verdict, ``tensors``: one row a tensor)."""
+    import json
+
+    result = tool("rdu-test", str(model), "--pef", str(pef), "--json", *extra)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "pass"
+    return report
+
+
+def judged(report: dict[str, Any], section: str) -> set[str]:
+    """The tensors ``rdu-test`` judged within tolerance in ``section``."""
+    return {t["name"] for t in report["tensors"] if t["section"] == section and t["ok"]}
+
+
 def compile_mlp(out: Path, *extra: str) -> Path:
     result = tool("rdu-compile", str(MLP), "--output-folder", str(out), *extra)
     assert result.returncode == 0, result.stderr

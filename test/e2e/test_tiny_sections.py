@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from e2e_helpers import MLP, compile_mlp, tool
+from e2e_helpers import MLP, compile_mlp, rdu_test
 
 from runtime.pef import read_pef
 
@@ -20,8 +20,7 @@ def test_mlp_on_tiny_is_cut_into_sections_and_matches_torch(tmp_path: Path) -> N
     assert any(
         p.pmus > 1 and len(p.more_at) == p.pmus - 1 for s in program.sections for p in s.pmus
     )
-    result = tool("rdu-test", str(MLP), "--pef", str(pef), "--rtol", "1e-5")
-    assert result.returncode == 0, result.stdout + result.stderr
+    rdu_test(MLP, pef)
 
 
 def test_o0_gives_every_op_a_section_and_matches_torch(tmp_path: Path) -> None:
@@ -31,5 +30,4 @@ def test_o0_gives_every_op_a_section_and_matches_torch(tmp_path: Path) -> None:
     for section in program.sections:
         assert len({p.name.split(".", 1)[0] for p in section.pcus}) <= 1, section.name
     assert "--o0" in program.meta.compile_flags
-    result = tool("rdu-test", str(MLP), "--pef", str(pef), "--rtol", "1e-5")
-    assert result.returncode == 0, result.stdout + result.stderr
+    rdu_test(MLP, pef)

@@ -1,0 +1,234 @@
+"""rdu-test tells the truth: torch's reference draws the fabric's dropout masks bit for bit, the
+tolerance rule passes rounding noise and fails a 1e-4 error, each section is judged on torch's
+values of its inputs, and the report is worst first with a verdict per section (or JSON)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from e2e_helpers import MLP, rdu_test, tool
+
+import runtime.fabric as fabric_module
+from runtime.pef import read_pef
+from runtime.session import TrainingSession, rng_seed_value
+from tools.fabric_random import FabricRandomMode, stream_key, uniform
+from tools.rdu_run import Run
+from tools.rdu_test import END_TO_END, check_against_torch
+from tools.reference import joint_values, load_weights, trace_joint
+from tools.tolerance import DEFAULT_TOLERANCES, compare, scale_of
+
+TWO_DROPOUTS = textwrap.dedent(
+    '''
+    """Two dropout layers of one shape (so only the order of the streams tells them apart)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.Sequential(
+                nn.Linear(8, 16), nn.Dropout(0.25), nn.ReLU(),
+                nn.Linear(16, 16), nn.Dropout(0.5), nn.Tanh(), nn.Linear(16, 3),
+            )
+
+        def forward(self, x):
+            return self.layers(x)
+
+
+    def model(args):
+        return Net()
+
+
+    def example_inputs(args):
+        return (torch.zeros(args.batch_size, 8),)
+
+
+    def example_targets(args):
+        return (torch.zeros(args.batch_size, dtype=torch.int64),)
+
+
+    def loss(out, y):
+        return F.cross_entropy(out, y)
+
+
+    def optimizer(params, args):
+        return torch.optim.AdamW(params, lr=1e-2)
+
+
+    def data(split, args):
+        g = torch.Generator().manual_seed(args.seed)
+        for _ in range(2):
+            x = torch.randn(args.batch_size, 8, generator=g)
+            yield (x,), (torch.randint(0, 3, (args.batch_size,), generator=g),)
+    '''
+)
+SEED = 3
+
+
+def _run(model: Path, pef: Path, seed: int = 0) -> Run:
+    opts = {"seed": seed, "init_ckpt_path": None, "lr": None, "momentum": None}
+    return Run(str(model), [], debug=True, pef_path=str(pef), weight_decay=None, **opts)
+
+
+@pytest.fixture(scope="module")
+def dropout_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("dropout")
+    model = folder / "model.py"
+    model.write_text(TWO_DROPOUTS)
+    out = str(folder / "out")
+    result = tool("rdu-compile", str(model), "-b", "16", "--output-folder", out, "--pef-name", "d")
+    assert result.returncode == 0, result.stderr
+    return model, folder / "out" / "d" / "d.pef"
+
+
+def test_the_generator_is_the_fabrics() -> None:
+    """tools/fabric_random.py transcribes the ISA's ``rand``; it gives the emulator's numbers."""
+    key = stream_key(rng_seed_value(12345, 7), 3)
+    index = np.arange(6 * 5, dtype=np.uint64).reshape(6, 5)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the fabric runs it
+        fabric = fabric_module._rand(index, np.asarray(key, dtype=np.int64))
+    np.testing.assert_array_equal(uniform(key, (6, 5)), fabric)
+
+
+def test_two_dropouts_draw_the_fabrics_masks_bit_for_bit(dropout_model: tuple[Path, Path]) -> None:
+    model_path, pef = dropout_model
+    run = _run(model_path, pef, SEED)
+    state, step = run.initial_state()
+    inputs, targets = next(iter(run.batches("train", 0)))
+    feed = run.batch(inputs, targets)
+    joint = trace_joint(run)
+    assert [joint.streams[n] for n in joint.random_nodes] == [0, 1]
+
+    session = TrainingSession(read_pef(pef), state)
+    session.seed = SEED
+    result = session.step(feed, run.hyperparameters())
+    rng_seed = rng_seed_value(SEED, step)
+    assert int(session.last_dram["rng_seed"]) == rng_seed
+
+    # The masks the forward saves for the backward: node by node, as the graph is run in torch.
+    masks = [
+        f"saved.{user.name}" for n in joint.random_nodes for user in n.users if user.args[1] == 1
+    ]
+    assert len(masks) == 2
+    from_graph, _ = joint_values(joint, run.program, {**state, **feed}, rng_seed)
+    fabric = [session.last_dram[m] for m in masks]
+    for name, mask in zip(masks, fabric, strict=True):
+        assert mask.dtype == np.bool_
+        np.testing.assert_array_equal(mask, from_graph[name])
+    assert abs(fabric[0].mean() - 0.75) < 0.1 and abs(fabric[1].mean() - 0.5) < 0.1
+
+    # Eager torch draws them in order, and its backward multiplies by the same masks.
+    model = run.torch_model()
+    load_weights(model, state)
+    mode = FabricRandomMode(joint.draws(rng_seed))
+    with mode:
+        loss = run.model_file.function("loss")(model(*inputs), *targets)
+        loss.backward()
+    mode.check_done()
+    for drawn, mask in zip(mode.masks, fabric, strict=True):
+        np.testing.assert_array_equal(drawn.numpy(), mask)
+    grads = {f"{n}.grad": p.grad.numpy() for n, p in model.named_parameters()}
+    for name, want in grads.items():  # the first layer's gradient passes through both masks
+        scale, _ = scale_of("gradient", name, grads, {})
+        assert compare(name, result.gradients[name], want, scale=scale).ok, name
+    assert np.isclose(result.loss, loss.item(), rtol=1e-6)
+
+
+def test_rdu_test_passes_with_dropout_and_a_seed(dropout_model: tuple[Path, Path]) -> None:
+    model_path, pef = dropout_model
+    report = rdu_test(model_path, pef, "--seed", str(SEED))
+    exact = {t["name"] for t in report["tensors"] if t["section"] == "forward" and t["limit"] == 0}
+    assert len(exact) == 2  # the two bool masks, held to equality
+
+
+def test_the_rule_passes_rounding_noise_and_fails_a_1e_4_error() -> None:
+    f32 = DEFAULT_TOLERANCES["float32"]
+    assert f32.rtol <= 1e-5
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((16, 16)).astype(np.float32)
+    noisy = (weight * (1 + rng.uniform(-2e-7, 2e-7, weight.shape))).astype(np.float32)
+    assert compare("w", noisy, weight).ok
+    assert not compare("w", weight * np.float32(1 + 1e-4), weight).ok
+    # A gradient whose true value is 0 (attention's key bias): noise judged at its module's size
+    grads = {"k.weight.grad": weight, "k.bias.grad": np.full(16, 3e-8, np.float32)}
+    fabric_bias = np.full(16, -2e-8, np.float32)
+    scale, _ = scale_of("gradient", "k.bias.grad", grads, {})
+    assert scale == np.abs(weight).max()
+    assert not compare("k.bias.grad", fabric_bias, grads["k.bias.grad"]).ok  # own size: noise
+    assert compare("k.bias.grad", fabric_bias, grads["k.bias.grad"], scale=scale).ok
+    # A parameter after a step: relative to the update, absolute to the parameter's own size
+    before = {"w": np.ones(4, np.float32)}
+    after = np.full(4, 1 - 1e-3, np.float32)
+    scale, update = scale_of("parameter", "w", {"w": after}, before)
+    one_ulp = np.nextafter(after, np.float32(2))
+    assert compare("w", one_ulp, after, scale=scale, relative_to=update).ok
+    wrong = (1 - np.float32(1e-3) * np.float32(1.001)).astype(np.float32) * np.ones(4, np.float32)
+    assert not compare("w", wrong, after, scale=scale, relative_to=update).ok
+    # Exact dtypes and non-finite values
+    assert not compare("mask", np.array([True, False]), np.array([True, True])).ok
+    assert compare("x", np.array([np.inf, 1.0]), np.array([np.inf, 1.0])).ok
+    assert not compare("x", np.array([np.nan, 1.0]), np.array([0.0, 1.0])).ok
+
+
+@pytest.mark.parametrize(
+    "kind,unit", [("forward", "matmul"), ("backward", "matmul"), ("optimizer", "sub")]
+)
+def test_a_1e_4_error_in_one_unit_fails_its_section(
+    mlp_pef: Path, monkeypatch: pytest.MonkeyPatch, kind: str, unit: str
+) -> None:
+    """A unit of the MLP whose result is 1e-4 off fails its own section at the defaults."""
+    program = read_pef(mlp_pef)
+    names = [p.name for s in program.sections if s.kind == kind for p in s.pcus]
+    target = next(n for n in names if n.startswith(unit))
+    write = fabric_module._write
+
+    def faulty(plan, buffers, array):  # noqa: ANN001
+        if f"'{target}'" in plan.label:
+            array = np.asarray(array) * np.float32(1 + 1e-4)
+        return write(plan, buffers, array)
+
+    monkeypatch.setattr(fabric_module, "_write", faulty)
+    rows = check_against_torch(_run(MLP, mlp_pef))
+    failed = {r.section for r in rows if not r.ok}
+    assert kind in failed, (
+        target,
+        max((r for r in rows if r.section == kind), key=lambda r: r.ratio),
+    )
+
+
+def test_report_is_worst_first_with_a_verdict_per_section(mlp_pef: Path) -> None:
+    result = tool("rdu-test", str(MLP), "--pef", str(mlp_pef))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("rdu-test: PASS: forward ok")
+    assert all(s in lines[-1] for s in ("backward ok", "optimizer ok", f"{END_TO_END} ok"))
+    limits = [float(line.split("limit ")[1].split()[0]) for line in lines if " limit " in line]
+    errors = [float(line.split("max abs ")[1].split()[0]) for line in lines if " limit " in line]
+    ratios = [e / max(lim, 1e-300) for e, lim in zip(errors, limits, strict=True)]
+    assert ratios == sorted(ratios, reverse=True) and len(ratios) > 20
+
+    strict = tool(
+        "rdu-test", str(MLP), "--pef", str(mlp_pef), "--json", "--rtol", "0", "--atol", "0"
+    )
+    assert strict.returncode == 1
+    report = json.loads(strict.stdout)
+    assert report["verdict"] == "fail" and report["tolerance"]["float32"] == {"rtol": 0, "atol": 0}
+    assert report["sections"]["forward"]["failed"]
+
+
+def test_inference_pef_judges_the_forward(mlp_inference_pef: Path) -> None:
+    report = rdu_test(MLP, mlp_inference_pef)
+    assert list(report["sections"]) == ["forward"]
+    assert {t["name"] for t in report["tensors"]} == {"output.0"}
+
+
+def test_a_bad_tolerance_is_one_line(mlp_pef: Path) -> None:
+    result = tool("rdu-test", str(MLP), "--pef", str(mlp_pef), "--rtol", "-1")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "rdu-test: error: --rtol must be a number >= 0, got -1.0"
