@@ -10,7 +10,8 @@ computes from the run's seed and the step (``runtime.session.rng_seed_value``).
 Here the same numbers are computed again (an independent numpy transcription of the ISA's
 definition, so a test comparing masks also checks the fabric's generator) and handed to torch:
 
-- :func:`random_op` runs one random ATen op (``native_dropout``, ``rand``; a graph node) on a
+- :func:`random_op` runs one random ATen op (``native_dropout``, ``rand``, ``rand_like``,
+  ``bernoulli``; a graph node) on a
   stream's numbers; rdu-test's FX run of the joint graph calls it for the nodes that have a
   stream;
 - :class:`FabricRandomMode`, a ``TorchDispatchMode``, replaces the random draws of an eager torch
@@ -74,6 +75,14 @@ def dropout_keep(key: int, shape: Sequence[int], p: float) -> torch.Tensor:
     return torch.from_numpy(uniform(key, shape) >= np.float32(p))
 
 
+def bernoulli(key: int, like: torch.Tensor, p: float | torch.Tensor) -> torch.Tensor:
+    """``bernoulli`` on the fabric: ``u < p`` (p as float32) in ``like``'s dtype and shape
+    (in-place dropout on the CPU draws its keep mask so, with ``p`` the keep probability)."""
+    u = torch.from_numpy(uniform(key, like.shape))
+    threshold = p.to(torch.float32) if isinstance(p, torch.Tensor) else np.float32(p).item()
+    return (u < threshold).to(like.dtype)
+
+
 def random_op(target: Any, args: Sequence[Any], key: int) -> Any:
     """The value of random ATen op ``target`` called with ``args`` (positional, as in the FX
     graph), drawing the fabric's numbers of ``key``."""
@@ -85,6 +94,10 @@ def random_op(target: Any, args: Sequence[Any], key: int) -> Any:
     if target == aten.rand.default:
         shape = args[0]
         return torch.from_numpy(uniform(key, shape))
+    if target == aten.rand_like.default:
+        return torch.from_numpy(uniform(key, args[0].shape)).to(args[0].dtype)
+    if target in (aten.bernoulli.p, aten.bernoulli.default):
+        return bernoulli(key, args[0], args[1] if target == aten.bernoulli.p else args[0])
     raise RandomMismatch(f"no fabric form of the random op {target}")
 
 
@@ -95,7 +108,7 @@ class Draw:
     node: str  # the FX node's name
     target: Any  # its ATen op
     shape: tuple[int, ...]
-    p: float | None  # dropout's probability (None for rand)
+    p: float | None  # native_dropout: the drop probability; bernoulli.p: the keep one; else None
     key: int | None  # the fabric's key; None: the compiler gave it no stream (a dead node)
 
 
@@ -105,10 +118,18 @@ def _eager_kind(func: Any) -> str | None:
         return "dropout"
     if func in (aten.rand.default, aten.rand_like.default):
         return "rand"
+    if func in (aten.bernoulli.p, aten.bernoulli.default):
+        return "bernoulli"
     return None
 
 
-_EAGER_OPS = {aten.native_dropout.default: "dropout", aten.rand.default: "rand"}
+_EAGER_OPS = {
+    aten.native_dropout.default: "dropout",
+    aten.bernoulli.p: "dropout",  # in-place dropout traces as bernoulli(empty, 1 - p)
+    aten.rand.default: "rand",
+    aten.rand_like.default: "rand",
+    aten.bernoulli.default: "bernoulli",
+}
 """Graph random op -> the kind of eager draw that stands for it."""
 
 
@@ -156,6 +177,19 @@ class FabricRandomMode(TorchDispatchMode):
                 return func(*args, **kwargs)
             draw = self._next(kind, tuple(noise.shape), "bernoulli_")
             assert draw.p is not None
+            if draw.target == aten.bernoulli.p:  # the graph draws the keep mask itself
+                if abs(keep_probability - draw.p) > 1e-12:
+                    raise RandomMismatch(
+                        f"torch keeps with p={keep_probability}, the graph's {draw.node} "
+                        f"with p={draw.p}"
+                    )
+                if draw.key is None:
+                    return func(*args, **kwargs)
+                keep = bernoulli(draw.key, noise, draw.p)
+                self.masks.append(keep.bool())
+                with torch.no_grad():
+                    noise.copy_(keep)
+                return noise
             if abs((1.0 - keep_probability) - draw.p) > 1e-12:
                 raise RandomMismatch(
                     f"torch drops with p={1.0 - keep_probability}, the graph's {draw.node} "
@@ -179,6 +213,13 @@ class FabricRandomMode(TorchDispatchMode):
             out, keep = random_op(func, args, draw.key)
             self.masks.append(keep)
             return out, keep
+        if kind == "bernoulli":  # torch.bernoulli(probs) or (x, p)
+            like = args[0]
+            draw = self._next(kind, tuple(like.shape), str(func))
+            if draw.key is None:
+                return func(*args, **kwargs)
+            p = args[1] if func == aten.bernoulli.p else args[0]
+            return bernoulli(draw.key, like, p)
         # rand / rand_like
         shape = tuple(args[0] if func == aten.rand.default else args[0].shape)
         draw = self._next(kind, shape, str(func))

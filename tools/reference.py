@@ -103,7 +103,10 @@ class Joint:
             val = node.meta.get("val")
             first = val[0] if isinstance(val, tuple | list) else val
             p = float(node.args[1]) if len(node.args) > 1 else None  # type: ignore[arg-type]
-            if node.target != torch.ops.aten.native_dropout.default:
+            if node.target not in (
+                torch.ops.aten.native_dropout.default,  # p: the drop probability
+                torch.ops.aten.bernoulli.p,  # p: the probability of a one (a keep)
+            ):
                 p = None
             stream = self.streams.get(node)
             key = None if stream is None else stream_key(rng_seed, stream)
@@ -197,20 +200,55 @@ def _largest(value: Any) -> float:
     return float(v.max()) if v.numel() else 0.0
 
 
-def operand_size(node: torch.fx.Node, env: Mapping[torch.fx.Node, Any]) -> float:
-    """The size of what ``node`` computes from: the largest magnitude among its tensor operands
-    and itself. A mean of numbers that cancel is known to their rounding, not to its own."""
+_CANCELLING = frozenset(
+    {
+        "aten.add.Tensor",
+        "aten.sub.Tensor",
+        "aten.mul.Tensor",
+        "aten.div.Tensor",
+        "aten.neg.default",
+        "aten.sum.dim_IntList",
+        "aten.mean.dim",
+        "aten.select.int",
+        "aten.slice.Tensor",
+    }
+)
+"""Ops whose result may be far smaller than what it is computed from, without being known any
+better (sums that cancel, and the scalings and views on the way to a compared tensor): their
+operands' sizes are followed further back by :func:`operand_size`."""
+
+
+def operand_size(
+    node: torch.fx.Node, env: Mapping[torch.fx.Node, Any], memo: dict | None = None
+) -> float:
+    """The size of what ``node`` computes from: the largest magnitude among itself and its
+    tensor operands, following back through views, element picks and the ops of
+    :data:`_CANCELLING` (a batch norm's running mean is ``0.9 * rm + 0.1 * squeeze(mean)``, a
+    mean of numbers that cancel: known to their rounding, not to its own size)."""
+    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS, op_name
+
+    memo = {} if memo is None else memo
+    if node in memo:
+        return memo[node]
+    memo[node] = _largest(env.get(node))  # cycles cannot happen; this guards re-entry
     source = node
     if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
         source = node.args[0]  # an element of a tuple result: the op's operands
-    sizes = [_largest(env[node])]
+    sizes = [memo[node]]
     for a in source.all_input_nodes:
         value = env.get(a)
-        if isinstance(value, tuple | list):
+        follow = a.op == "call_function" and (
+            a.target is operator.getitem
+            or op_name(a.target) in VIEW_OPS | IDENTITY_OPS | _CANCELLING
+        )
+        if follow:
+            sizes.append(operand_size(a, env, memo))
+        elif isinstance(value, tuple | list):
             sizes += [_largest(v) for v in value]
         else:
             sizes.append(_largest(value))
-    return max(sizes)
+    memo[node] = max(sizes)
+    return memo[node]
 
 
 def joint_values(
@@ -223,10 +261,11 @@ def joint_values(
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     out: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
+    memo: dict[torch.fx.Node, float] = {}
 
     def array(node: torch.fx.Node) -> np.ndarray:
         if node.op == "call_function":
-            scales[name] = operand_size(node, env)
+            scales[name] = operand_size(node, env, memo)
         return env[node].detach().numpy().copy()
 
     for o in joint.traced.outputs:
