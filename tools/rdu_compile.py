@@ -23,8 +23,9 @@ from tools.cli import (
 )
 
 if TYPE_CHECKING:
-    from compiler.frontend import OpCheck
+    from compiler.frontend import ModelSpec, OpCheck
     from compiler.pictures import PictureWorker
+    from tools.model_file import ModelFile
 
 
 @click.command(context_settings=MODEL_COMMAND_SETTINGS)
@@ -174,20 +175,11 @@ def _compile(
 ) -> int:
     from pathlib import Path
 
-    import torch
-
     from compiler.driver import compile_model
     from compiler.targets import get_target
-    from tools.model_file import load_model_file
 
     target = get_target(arch)
-    model_file = load_model_file(model_path)
-    args = model_namespace(
-        model_file, extra, {"batch_size": batch_size, "seed": seed, "epoch": 0, "debug": debug}
-    )
-    torch.manual_seed(seed)
-    module = model_file.call("model", args)
-    spec = model_file.spec(module, args, inference=inference)
+    model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
     name = pef_name or model_file.name
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += ["--inference"] if inference else []
@@ -222,13 +214,13 @@ def _compile(
     return 0
 
 
-def _check(
+def _model_spec(
     model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
-) -> int:
-    """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
+) -> tuple[ModelFile, ModelSpec]:
+    """The model file and what the compiler compiles of it: ``model(args)`` built under
+    ``seed``, with its example batch (and, for training, its loss and optimizer)."""
     import torch
 
-    from compiler.frontend import check_ops
     from tools.model_file import load_model_file
 
     model_file = load_model_file(model_path)
@@ -237,7 +229,16 @@ def _check(
     )
     torch.manual_seed(seed)
     module = model_file.call("model", args)
-    spec = model_file.spec(module, args, inference=inference)
+    return model_file, model_file.spec(module, args, inference=inference)
+
+
+def _check(
+    model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
+) -> int:
+    """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
+    from compiler.frontend import check_ops
+
+    model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
     result = check_ops(spec, inference=inference)
     what = f"{model_file.path.name} ({'inference' if inference else 'training'})"
     click.echo("\n".join(format_check(result, what)))
