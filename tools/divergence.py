@@ -20,9 +20,15 @@ How a unit is judged (``first_divergence``):
   amplified, and a correct unit stays within float32 rounding of torch. Comparing every
   captured output with torch's instead would blame the first unit that amplifies an upstream
   error past the tolerance (a difference of nearly equal values), not the unit that made it.
-- The first unit whose output is past the tolerance (``max|fabric - torch| <= atol + rtol *
-  max|torch|``, normwise like rdu-test's rows) is the divergence; the intermediates recomputed
-  for it are listed (the fault may be there: torch has no value to tell them apart).
+- The first unit whose output is past the tolerance (``tolerance_judge``: rdu-test's rule,
+  ``tools.tolerance``) is the divergence; the intermediates recomputed for it are listed (the
+  fault may be there: torch has no value to tell them apart). A forward value's scale is its
+  operands' size (``tools.reference.operand_size``: a batch norm's mean that cancels to 1e-9
+  is known to its operands' rounding), and torch's own float32 error is that of the node's op
+  alone (``tools.reference.op_errors``: the op in float64 on torch's float32 operands), not
+  the whole run's in float64: a unit is fed torch's float32 values of its inputs, so its error
+  is its own op's rounding, and the whole run's error (upstream rounding amplified through the
+  depth) would let a unit's own fault hide behind it.
 """
 
 from __future__ import annotations
@@ -92,6 +98,11 @@ class Reference:
     """The stack trace of every traced value (FX node name), for the library line."""
     ops: dict[str, str] = field(default_factory=dict)
     """The ATen op of every traced value (``aten.tanh.default``)."""
+    scales: dict[str, float] = field(default_factory=dict)
+    """The operand size of every traced value (``tools.reference.operand_size``)."""
+    errors: dict[str, float] = field(default_factory=dict)
+    """torch's own float32 error of every traced value (its op alone,
+    ``tools.reference.op_errors``) and of every symbol written (its section's)."""
 
 
 Judge = Callable[
@@ -254,6 +265,11 @@ def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
     """Every FX node's value (by node name) of an inference graph (a
     ``compiler.frontend.trace.Traced``: no tangent, no random op) run on ``inputs`` (by DRAM
     symbol). Training graphs run in ``tools.reference.run_joint`` (the fabric's dropout)."""
+    return _arrays(_run_inference(traced, inputs))
+
+
+def _run_inference(traced: Any, inputs: Mapping[str, Any]) -> dict[Any, Any]:
+    """:func:`torch_values` by FX node, as torch tensors."""
     import torch
 
     bound = {i.node: i.name for i in traced.inputs}
@@ -271,7 +287,7 @@ def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
                 args = torch.fx.node.map_arg(node.args, env.__getitem__)
                 kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
                 env[node] = node.target(*args, **kwargs)
-    return _arrays(env)
+    return env
 
 
 def _arrays(env: Mapping[Any, Any]) -> dict[str, np.ndarray]:
@@ -306,7 +322,7 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
     from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
-    from tools.reference import run_joint, section_cases, trace_joint
+    from tools.reference import op_errors, operand_size, run_joint, section_cases, trace_joint
 
     program = run.program
     state, step = run.initial_state()
@@ -317,34 +333,47 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     if run.is_inference:
         traced = trace_inference(run.model_file.spec(run.torch_model(), run.args, inference=True))
         cases = section_cases(run, state, step, feed, hyper, seed)
-        values = torch_values(traced, {**state, **feed})
+        env = _run_inference(traced, {**state, **feed})
+        random: set = set()
     else:
         joint = trace_joint(run)
         traced = joint.traced
         cases = section_cases(run, state, step, feed, hyper, seed, joint)
         rng_seed = rng_seed_value(seed, step)
         start = {**state, **feed, "rng_seed": np.asarray(rng_seed, dtype=np.int64)}
-        values = _arrays(run_joint(joint, start, rng_seed))
-    reference = Reference({}, values)
+        env = run_joint(joint, start, rng_seed)
+        random = set(joint.streams)
+    reference = Reference({}, _arrays(env))
+    memo: dict = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_function":
+            reference.scales[node.name] = operand_size(node, env, memo)
     for case in cases:
         reference.inputs.update(case.inputs)
         reference.writes.update(case.expected)
+        reference.errors.update(case.errors)
+    reference.errors.update(op_errors(traced.graph, env, frozenset(random)))
     reference.reads = dict(reference.inputs)
     _describe(traced, reference)
     roles = {s.name: s.role for s in program.meta.symbols}
-    return first_divergence(program, reference, tolerance_judge(roles, state, overrides))
+    judge = tolerance_judge(roles, state, overrides, reference.scales, reference.errors)
+    return first_divergence(program, reference, judge)
 
 
 def tolerance_judge(
     roles: Mapping[str, str],
     before: Mapping[str, np.ndarray],
     overrides: Mapping[str, float | None] | None = None,
+    scales: Mapping[str, float] | None = None,
+    errors: Mapping[str, float] | None = None,
 ) -> Judge:
     """rdu-test's rule (``tools.tolerance``) for a unit's output: scaled like the tensors
-    rdu-test judges. A forward value by itself; a backward value by the larger of itself and
-    the step's largest gradient (rounding in the backward is of the gradients' size: a value
-    that cancels to almost nothing is not held to its own digits); a parameter the optimizer
-    writes by its update (``tools.tolerance.scale_of``)."""
+    rdu-test judges. A forward value by its operands' size (``scales``: by traced value, as
+    ``tools.reference.operand_size`` gives; itself without one); a backward value by the larger
+    of itself and the step's largest gradient (rounding in the backward is of the gradients'
+    size: a value that cancels to almost nothing is not held to its own digits); a parameter
+    the optimizer writes by its update (``tools.tolerance.scale_of``). ``errors``: torch's own
+    float32 error of each value (``Reference.errors``), added to the limit as rdu-test does."""
     from tools.tolerance import compare, largest, scale_of, tolerance_for
 
     def judge(
@@ -359,7 +388,17 @@ def tolerance_judge(
             scale, relative_to = scale_of(roles[name], name, writes, before)
             if relative_to is not None:
                 relative_to = relative_to.reshape(-1)
-        row = compare(name, got, expected, scale=scale, relative_to=relative_to, tolerance=tol)
+        elif kind == "forward" and scales and name in scales:
+            scale = max(scales[name], largest({name: expected}))
+        row = compare(
+            name,
+            got,
+            expected,
+            scale=scale,
+            relative_to=relative_to,
+            tolerance=tol,
+            torch_error=(errors or {}).get(name, 0.0),
+        )
         return row.max_abs, row.max_rel, row.ok
 
     return judge
