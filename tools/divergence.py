@@ -24,11 +24,13 @@ How a unit is judged (``first_divergence``):
   ``tools.tolerance``) is the divergence; the intermediates recomputed for it are listed (the
   fault may be there: torch has no value to tell them apart). A forward value's scale is its
   operands' size (``tools.reference.operand_size``: a batch norm's mean that cancels to 1e-9
-  is known to its operands' rounding), and torch's own float32 error is that of the node's op
-  alone (``tools.reference.op_errors``: the op in float64 on torch's float32 operands), not
-  the whole run's in float64: a unit is fed torch's float32 values of its inputs, so its error
-  is its own op's rounding, and the whole run's error (upstream rounding amplified through the
-  depth) would let a unit's own fault hide behind it.
+  is known to its operands' rounding), and torch's own float32 error is the unit's
+  (``tools.reference.OwnError``: the FX nodes from the traced values the unit reads to the one
+  it holds, run in float64 on torch's float32 values of those), not the whole run's in
+  float64: a unit is fed torch's float32 values of its inputs, so its error is its own ops'
+  rounding (a batch norm's ``(x - mean) * rstd`` in one unit is as ill-conditioned in torch),
+  and the whole run's error (upstream rounding amplified through the depth) would let a unit's
+  own fault hide behind it.
 """
 
 from __future__ import annotations
@@ -101,8 +103,14 @@ class Reference:
     scales: dict[str, float] = field(default_factory=dict)
     """The operand size of every traced value (``tools.reference.operand_size``)."""
     errors: dict[str, float] = field(default_factory=dict)
-    """torch's own float32 error of every traced value (its op alone,
-    ``tools.reference.op_errors``) and of every symbol written (its section's)."""
+    """torch's own float32 error of every symbol written (its section's); a traced value's is
+    set before its unit is judged (``own_error``)."""
+    own_error: Callable[[str, set[str]], float] | None = None
+    """``own_error(value, given)``: torch's own float32 error of traced value ``value``
+    computed from the traced values ``given`` (those its unit reads) in float64
+    (``tools.reference.OwnError``)."""
+    nodes: dict[str, str] = field(default_factory=dict)
+    """DRAM symbol -> the traced value it holds (parameters, the batch, ``saved.*``)."""
 
 
 Judge = Callable[
@@ -212,6 +220,7 @@ def _judge_section(
     judge: Judge,
 ) -> Divergence | None:
     buffers: dict[int, np.ndarray] = {}  # PMU -> torch's value, or the unit's on torch's inputs
+    given: dict[int, set[str]] = {}  # PMU -> the traced values (torch's) its value comes from
     for k, pmu in enumerate(section.pmus):
         if pmu.source == "dram":
             name = symbols[pmu.symbol].name
@@ -219,6 +228,7 @@ def _judge_section(
                 flat = _as_pmu(known[name], pmu.shape, pmu.dtype)
                 if flat is not None:
                     buffers[k] = flat
+                    given[k] = {reference.nodes.get(name, name)}
     recomputed: dict[int, tuple[int, ...]] = {}  # PMU -> the untraced units behind its value
     for index, pcu in enumerate(section.pcus):
         out = section.pmus[pcu.out_pmu]
@@ -230,14 +240,19 @@ def _judge_section(
         if any(p.pmu not in buffers for p in pcu.inputs):
             if expected is not None:  # not judged (an input neither torch nor a unit gives)
                 buffers[pcu.out_pmu] = expected
+                given[pcu.out_pmu] = {pcu.value}
             continue
         got = fabric.run_unit(section.name, index, buffers)
         behind = tuple(sorted({u for p in pcu.inputs for u in recomputed.get(p.pmu, ())}))
         if expected is None:
             buffers[pcu.out_pmu] = got
             recomputed[pcu.out_pmu] = (*behind, index)
+            given[pcu.out_pmu] = {v for p in pcu.inputs for v in given.get(p.pmu, ())}
             continue
         value = pcu.value if pcu.value in reference.values else stored[pcu.out_pmu]
+        if reference.own_error is not None and value == pcu.value:
+            reads = {v for p in pcu.inputs for v in given.get(p.pmu, ())}
+            reference.errors[value] = reference.own_error(value, reads)
         max_abs, max_rel, ok = judge(section.kind, value, got, expected, reference.writes)
         if not ok:
             return Divergence(
@@ -255,6 +270,7 @@ def _judge_section(
                 upstream=tuple(f"{u} {section.pcus[u].name}" for u in behind),
             )
         buffers[pcu.out_pmu] = expected
+        given[pcu.out_pmu] = {reference.nodes.get(value, value)}
     return None
 
 
@@ -322,7 +338,7 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
     from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
-    from tools.reference import op_errors, operand_size, run_joint, section_cases, trace_joint
+    from tools.reference import OwnError, operand_size, run_joint, section_cases, trace_joint
 
     program = run.program
     state, step = run.initial_state()
@@ -352,7 +368,9 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
         reference.inputs.update(case.inputs)
         reference.writes.update(case.expected)
         reference.errors.update(case.errors)
-    reference.errors.update(op_errors(traced.graph, env, frozenset(random)))
+    reference.own_error = OwnError(traced.graph, env, frozenset(random))
+    reference.nodes = {gi.name: gi.node.name for gi in traced.inputs}
+    reference.nodes.update({f"saved.{n.name}": n.name for n in traced.graph.nodes})
     reference.reads = dict(reference.inputs)
     _describe(traced, reference)
     roles = {s.name: s.role for s in program.meta.symbols}

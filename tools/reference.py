@@ -218,37 +218,64 @@ def run_joint(
     return env
 
 
-def op_errors(
-    graph: torch.fx.Graph, env: Mapping[torch.fx.Node, Any], skip: frozenset | set = frozenset()
-) -> dict[str, float]:
-    """torch's own float32 error of each op, by node name: ``max|torch - torch64|``, torch64 the
-    node's op run in float64 on torch's float32 operands (so each node's error is its own, as a
-    unit of the divergence search computes it on torch's values of its inputs). An element of a
-    tuple result is its op's (a batch norm's mean is ``var_mean``'s second result). ``skip``:
-    nodes not run again (random ops: the same numbers)."""
-    from tools.tolerance import float_error
+class OwnError:
+    """torch's own float32 error of a traced value computed from given ones: the FX nodes from
+    the ``given`` values (and the graph's inputs, constants and random nodes) to the value, run
+    again in float64 on torch's float32 values of those (``env``), as a unit of the divergence
+    search computes it on torch's values of its inputs. A value more than :attr:`LIMIT` nodes
+    from what is given is judged by its own op alone (the search's units are short chains)."""
 
-    wide_tuples: dict[torch.fx.Node, Any] = {}
-    errors: dict[str, float] = {}
-    with torch.no_grad():
-        for node in graph.nodes:
-            if node.op != "call_function" or node in skip:
+    LIMIT = 256
+
+    def __init__(
+        self, graph: torch.fx.Graph, env: Mapping[torch.fx.Node, Any], random: frozenset
+    ) -> None:
+        self.env = env
+        self.random = random
+        self.by_name = {n.name: n for n in graph.nodes}
+        self.order = {n: i for i, n in enumerate(graph.nodes)}
+
+    def __call__(self, name: str, given: set[str]) -> float:
+        from tools.tolerance import float_error
+
+        node = self.by_name.get(name)
+        value = self.env.get(node) if node is not None else None
+        if not isinstance(value, torch.Tensor):
+            return 0.0
+        chain = self._chain(node, given)
+        if chain is None:
+            chain = {node} | ({node.args[0]} if node.target is operator.getitem else set())
+        wide: dict[torch.fx.Node, Any] = {}
+
+        def operand(a: torch.fx.Node) -> Any:
+            return wide[a] if a in wide else widen(self.env[a])
+
+        with torch.no_grad():
+            for n in sorted(chain, key=self.order.__getitem__):
+                args = torch.fx.node.map_arg(n.args, operand)
+                kwargs = torch.fx.node.map_arg(n.kwargs, operand)
+                wide[n] = n.target(*args, **kwargs)
+        result = wide[node]
+        if not isinstance(result, torch.Tensor):
+            return 0.0
+        return float_error(value.numpy(), result.numpy())
+
+    def _chain(self, node: torch.fx.Node, given: set[str]) -> set[torch.fx.Node] | None:
+        """The nodes between ``given`` and ``node`` (``node`` included); None past LIMIT."""
+        chain: set[torch.fx.Node] = set()
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            if n in chain:
                 continue
-            value = env.get(node)
-            source = node.args[0] if node.target is operator.getitem else None
-            if isinstance(source, torch.fx.Node):
-                if source not in wide_tuples:
-                    continue
-                wide = wide_tuples[source][node.args[1]]
-            else:
-                args = widen(torch.fx.node.map_arg(node.args, env.__getitem__))
-                kwargs = widen(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
-                wide = node.target(*args, **kwargs)
-                if isinstance(wide, tuple | list):
-                    wide_tuples[node] = wide
-            if isinstance(value, torch.Tensor) and isinstance(wide, torch.Tensor):
-                errors[node.name] = float_error(value.numpy(), wide.numpy())
-    return errors
+            chain.add(n)
+            if len(chain) > self.LIMIT:
+                return None
+            for a in n.all_input_nodes:
+                stop = a.op != "call_function" or a.name in given or a in self.random
+                if not stop:
+                    todo.append(a)
+        return chain
 
 
 def _largest(value: Any) -> float:
