@@ -202,6 +202,7 @@ def first_divergence(
             producer = section.pmus[o.pmu].producer
             if producer >= 0 and section.pcus[producer].value:
                 holds[symbols[o.symbol].name] = section.pcus[producer].value
+                reference.nodes[symbols[o.symbol].name] = section.pcus[producer].value
         if sections is None or section.name in sections:
             found = _judge_section(fabric, section, symbols, known, stored, reference, judge)
             if found is not None:
@@ -284,25 +285,29 @@ def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
     return _arrays(_run_inference(traced, inputs))
 
 
-def _run_inference(traced: Any, inputs: Mapping[str, Any]) -> dict[Any, Any]:
-    """:func:`torch_values` by FX node, as torch tensors."""
+def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -> dict[Any, Any]:
+    """:func:`torch_values` by FX node, as torch tensors (``wide``: in float64,
+    ``tools.reference.widen``)."""
     import torch
 
+    from tools.reference import widen
+
+    cast = widen if wide else (lambda v: v)
     bound = {i.node: i.name for i in traced.inputs}
     env: dict[Any, Any] = {}
     with torch.no_grad():
         for node in traced.graph.nodes:
             if node.op == "placeholder":
                 if node in bound:
-                    env[node] = torch.from_numpy(np.array(inputs[bound[node]]))
+                    env[node] = cast(torch.from_numpy(np.array(inputs[bound[node]])))
                 else:
-                    env[node] = traced.constants[node.name]
+                    env[node] = cast(traced.constants[node.name])
             elif node.op == "get_attr":
-                env[node] = traced.constants[node.name]
+                env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
-                args = torch.fx.node.map_arg(node.args, env.__getitem__)
-                kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
-                env[node] = node.target(*args, **kwargs)
+                args = cast(torch.fx.node.map_arg(node.args, env.__getitem__))
+                kwargs = cast(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
+                env[node] = cast(node.target(*args, **kwargs))
     return env
 
 
@@ -336,9 +341,12 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     ``tools.rdu_run.Run``): torch's values from ``tools.reference`` (the graph the compiler
     traced, run in torch with the fabric's dropout; each kind of section's inputs and results),
     judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
+    import torch
+
     from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
     from tools.reference import OwnError, operand_size, run_joint, section_cases, trace_joint
+    from tools.tolerance import float_error
 
     program = run.program
     state, step = run.initial_state()
@@ -350,6 +358,7 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
         traced = trace_inference(run.model_file.spec(run.torch_model(), run.args, inference=True))
         cases = section_cases(run, state, step, feed, hyper, seed)
         env = _run_inference(traced, {**state, **feed})
+        env64 = _run_inference(traced, {**state, **feed}, wide=True)
         random: set = set()
     else:
         joint = trace_joint(run)
@@ -358,6 +367,7 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
         rng_seed = rng_seed_value(seed, step)
         start = {**state, **feed, "rng_seed": np.asarray(rng_seed, dtype=np.int64)}
         env = run_joint(joint, start, rng_seed)
+        env64 = run_joint(joint, start, rng_seed, wide=True)
         random = set(joint.streams)
     reference = Reference({}, _arrays(env))
     memo: dict = {}
@@ -368,7 +378,12 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
         reference.inputs.update(case.inputs)
         reference.writes.update(case.expected)
         reference.errors.update(case.errors)
-    reference.own_error = OwnError(traced.graph, env, frozenset(random))
+    whole = {
+        n.name: float_error(env[n].numpy(), env64[n].numpy())
+        for n in env
+        if isinstance(env[n], torch.Tensor) and isinstance(env64.get(n), torch.Tensor)
+    }
+    reference.own_error = OwnError(traced.graph, env, frozenset(random), whole)
     reference.nodes = {gi.name: gi.node.name for gi in traced.inputs}
     reference.nodes.update({f"saved.{n.name}": n.name for n in traced.graph.nodes})
     reference.reads = dict(reference.inputs)

@@ -222,16 +222,24 @@ class OwnError:
     """torch's own float32 error of a traced value computed from given ones: the FX nodes from
     the ``given`` values (and the graph's inputs, constants and random nodes) to the value, run
     again in float64 on torch's float32 values of those (``env``), as a unit of the divergence
-    search computes it on torch's values of its inputs. A value more than :attr:`LIMIT` nodes
-    from what is given is judged by its own op alone (the search's units are short chains)."""
+    search computes it on torch's values of its inputs. When a unit reads a value torch has
+    none for (the fabric's own, e.g. a spilled intermediate inside an op), or the value is more
+    than :attr:`LIMIT` nodes from what is given, its error is the whole run's (``whole``: by node
+    name, ``max|torch - torch64|`` of the whole step in float64): the unit's input then carries
+    the fabric's upstream rounding, as torch's value carries torch's."""
 
     LIMIT = 256
 
     def __init__(
-        self, graph: torch.fx.Graph, env: Mapping[torch.fx.Node, Any], random: frozenset
+        self,
+        graph: torch.fx.Graph,
+        env: Mapping[torch.fx.Node, Any],
+        random: frozenset,
+        whole: Mapping[str, float],
     ) -> None:
         self.env = env
         self.random = random
+        self.whole = whole
         self.by_name = {n.name: n for n in graph.nodes}
         self.order = {n: i for i, n in enumerate(graph.nodes)}
 
@@ -243,8 +251,8 @@ class OwnError:
         if not isinstance(value, torch.Tensor):
             return 0.0
         chain = self._chain(node, given)
-        if chain is None:
-            chain = {node} | ({node.args[0]} if node.target is operator.getitem else set())
+        if chain is None or any(g not in self.by_name for g in given):
+            return self.whole.get(name, 0.0)
         wide: dict[torch.fx.Node, Any] = {}
 
         def operand(a: torch.fx.Node) -> Any:
