@@ -20,9 +20,17 @@ How a unit is judged (``first_divergence``):
   amplified, and a correct unit stays within float32 rounding of torch. Comparing every
   captured output with torch's instead would blame the first unit that amplifies an upstream
   error past the tolerance (a difference of nearly equal values), not the unit that made it.
-- The first unit whose output is past the tolerance (``max|fabric - torch| <= atol + rtol *
-  max|torch|``, normwise like rdu-test's rows) is the divergence; the intermediates recomputed
-  for it are listed (the fault may be there: torch has no value to tell them apart).
+- The first unit whose output is past the tolerance (``tolerance_judge``: rdu-test's rule,
+  ``tools.tolerance``) is the divergence; the intermediates recomputed for it are listed (the
+  fault may be there: torch has no value to tell them apart). A forward value's scale is its
+  operands' size (``tools.reference.operand_size``: a batch norm's mean that cancels to 1e-9
+  is known to its operands' rounding), and torch's own float32 error is the unit's
+  (``tools.reference.OwnError``: the FX nodes from the traced values the unit reads to the one
+  it holds, run in float64 on torch's float32 values of those), not the whole run's in
+  float64: a unit is fed torch's float32 values of its inputs, so its error is its own ops'
+  rounding (a batch norm's ``(x - mean) * rstd`` in one unit is as ill-conditioned in torch),
+  and the whole run's error (upstream rounding amplified through the depth) would let a unit's
+  own fault hide behind it.
 """
 
 from __future__ import annotations
@@ -92,6 +100,17 @@ class Reference:
     """The stack trace of every traced value (FX node name), for the library line."""
     ops: dict[str, str] = field(default_factory=dict)
     """The ATen op of every traced value (``aten.tanh.default``)."""
+    scales: dict[str, float] = field(default_factory=dict)
+    """The operand size of every traced value (``tools.reference.operand_size``)."""
+    errors: dict[str, float] = field(default_factory=dict)
+    """torch's own float32 error of every symbol written (its section's); a traced value's is
+    set before its unit is judged (``own_error``)."""
+    own_error: Callable[[str, set[str]], float] | None = None
+    """``own_error(value, given)``: torch's own float32 error of traced value ``value``
+    computed from the traced values ``given`` (those its unit reads) in float64
+    (``tools.reference.OwnError``)."""
+    nodes: dict[str, str] = field(default_factory=dict)
+    """DRAM symbol -> the traced value it holds (parameters, the batch, ``saved.*``)."""
 
 
 Judge = Callable[
@@ -183,6 +202,7 @@ def first_divergence(
             producer = section.pmus[o.pmu].producer
             if producer >= 0 and section.pcus[producer].value:
                 holds[symbols[o.symbol].name] = section.pcus[producer].value
+                reference.nodes[symbols[o.symbol].name] = section.pcus[producer].value
         if sections is None or section.name in sections:
             found = _judge_section(fabric, section, symbols, known, stored, reference, judge)
             if found is not None:
@@ -201,6 +221,7 @@ def _judge_section(
     judge: Judge,
 ) -> Divergence | None:
     buffers: dict[int, np.ndarray] = {}  # PMU -> torch's value, or the unit's on torch's inputs
+    given: dict[int, set[str]] = {}  # PMU -> the traced values (torch's) its value comes from
     for k, pmu in enumerate(section.pmus):
         if pmu.source == "dram":
             name = symbols[pmu.symbol].name
@@ -208,6 +229,7 @@ def _judge_section(
                 flat = _as_pmu(known[name], pmu.shape, pmu.dtype)
                 if flat is not None:
                     buffers[k] = flat
+                    given[k] = {reference.nodes.get(name, name)}
     recomputed: dict[int, tuple[int, ...]] = {}  # PMU -> the untraced units behind its value
     for index, pcu in enumerate(section.pcus):
         out = section.pmus[pcu.out_pmu]
@@ -219,14 +241,19 @@ def _judge_section(
         if any(p.pmu not in buffers for p in pcu.inputs):
             if expected is not None:  # not judged (an input neither torch nor a unit gives)
                 buffers[pcu.out_pmu] = expected
+                given[pcu.out_pmu] = {pcu.value}
             continue
         got = fabric.run_unit(section.name, index, buffers)
         behind = tuple(sorted({u for p in pcu.inputs for u in recomputed.get(p.pmu, ())}))
         if expected is None:
             buffers[pcu.out_pmu] = got
             recomputed[pcu.out_pmu] = (*behind, index)
+            given[pcu.out_pmu] = {v for p in pcu.inputs for v in given.get(p.pmu, ())}
             continue
         value = pcu.value if pcu.value in reference.values else stored[pcu.out_pmu]
+        if reference.own_error is not None and value == pcu.value:
+            reads = {v for p in pcu.inputs for v in given.get(p.pmu, ())}
+            reference.errors[value] = reference.own_error(value, reads)
         max_abs, max_rel, ok = judge(section.kind, value, got, expected, reference.writes)
         if not ok:
             return Divergence(
@@ -244,6 +271,7 @@ def _judge_section(
                 upstream=tuple(f"{u} {section.pcus[u].name}" for u in behind),
             )
         buffers[pcu.out_pmu] = expected
+        given[pcu.out_pmu] = {reference.nodes.get(value, value)}
     return None
 
 
@@ -254,24 +282,33 @@ def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
     """Every FX node's value (by node name) of an inference graph (a
     ``compiler.frontend.trace.Traced``: no tangent, no random op) run on ``inputs`` (by DRAM
     symbol). Training graphs run in ``tools.reference.run_joint`` (the fabric's dropout)."""
+    return _arrays(_run_inference(traced, inputs))
+
+
+def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -> dict[Any, Any]:
+    """:func:`torch_values` by FX node, as torch tensors (``wide``: in float64,
+    ``tools.reference.widen``)."""
     import torch
 
+    from tools.reference import widen
+
+    cast = widen if wide else (lambda v: v)
     bound = {i.node: i.name for i in traced.inputs}
     env: dict[Any, Any] = {}
     with torch.no_grad():
         for node in traced.graph.nodes:
             if node.op == "placeholder":
                 if node in bound:
-                    env[node] = torch.from_numpy(np.array(inputs[bound[node]]))
+                    env[node] = cast(torch.from_numpy(np.array(inputs[bound[node]])))
                 else:
-                    env[node] = traced.constants[node.name]
+                    env[node] = cast(traced.constants[node.name])
             elif node.op == "get_attr":
-                env[node] = traced.constants[node.name]
+                env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
-                args = torch.fx.node.map_arg(node.args, env.__getitem__)
-                kwargs = torch.fx.node.map_arg(node.kwargs, env.__getitem__)
-                env[node] = node.target(*args, **kwargs)
-    return _arrays(env)
+                args = cast(torch.fx.node.map_arg(node.args, env.__getitem__))
+                kwargs = cast(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
+                env[node] = cast(node.target(*args, **kwargs))
+    return env
 
 
 def _arrays(env: Mapping[Any, Any]) -> dict[str, np.ndarray]:
@@ -304,9 +341,12 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     ``tools.rdu_run.Run``): torch's values from ``tools.reference`` (the graph the compiler
     traced, run in torch with the fabric's dropout; each kind of section's inputs and results),
     judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
+    import torch
+
     from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
-    from tools.reference import run_joint, section_cases, trace_joint
+    from tools.reference import OwnError, operand_size, run_joint, section_cases, trace_joint
+    from tools.tolerance import float_error
 
     program = run.program
     state, step = run.initial_state()
@@ -317,34 +357,56 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     if run.is_inference:
         traced = trace_inference(run.model_file.spec(run.torch_model(), run.args, inference=True))
         cases = section_cases(run, state, step, feed, hyper, seed)
-        values = torch_values(traced, {**state, **feed})
+        env = _run_inference(traced, {**state, **feed})
+        env64 = _run_inference(traced, {**state, **feed}, wide=True)
+        random: set = set()
     else:
         joint = trace_joint(run)
         traced = joint.traced
         cases = section_cases(run, state, step, feed, hyper, seed, joint)
         rng_seed = rng_seed_value(seed, step)
         start = {**state, **feed, "rng_seed": np.asarray(rng_seed, dtype=np.int64)}
-        values = _arrays(run_joint(joint, start, rng_seed))
-    reference = Reference({}, values)
+        env = run_joint(joint, start, rng_seed)
+        env64 = run_joint(joint, start, rng_seed, wide=True)
+        random = set(joint.streams)
+    reference = Reference({}, _arrays(env))
+    memo: dict = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_function":
+            reference.scales[node.name] = operand_size(node, env, memo)
     for case in cases:
         reference.inputs.update(case.inputs)
         reference.writes.update(case.expected)
+        reference.errors.update(case.errors)
+    whole = {
+        n.name: float_error(env[n].numpy(), env64[n].numpy())
+        for n in env
+        if isinstance(env[n], torch.Tensor) and isinstance(env64.get(n), torch.Tensor)
+    }
+    reference.own_error = OwnError(traced.graph, env, frozenset(random), whole)
+    reference.nodes = {gi.name: gi.node.name for gi in traced.inputs}
+    reference.nodes.update({f"saved.{n.name}": n.name for n in traced.graph.nodes})
     reference.reads = dict(reference.inputs)
     _describe(traced, reference)
     roles = {s.name: s.role for s in program.meta.symbols}
-    return first_divergence(program, reference, tolerance_judge(roles, state, overrides))
+    judge = tolerance_judge(roles, state, overrides, reference.scales, reference.errors)
+    return first_divergence(program, reference, judge)
 
 
 def tolerance_judge(
     roles: Mapping[str, str],
     before: Mapping[str, np.ndarray],
     overrides: Mapping[str, float | None] | None = None,
+    scales: Mapping[str, float] | None = None,
+    errors: Mapping[str, float] | None = None,
 ) -> Judge:
     """rdu-test's rule (``tools.tolerance``) for a unit's output: scaled like the tensors
-    rdu-test judges. A forward value by itself; a backward value by the larger of itself and
-    the step's largest gradient (rounding in the backward is of the gradients' size: a value
-    that cancels to almost nothing is not held to its own digits); a parameter the optimizer
-    writes by its update (``tools.tolerance.scale_of``)."""
+    rdu-test judges. A forward value by its operands' size (``scales``: by traced value, as
+    ``tools.reference.operand_size`` gives; itself without one); a backward value by the larger
+    of itself and the step's largest gradient (rounding in the backward is of the gradients'
+    size: a value that cancels to almost nothing is not held to its own digits); a parameter
+    the optimizer writes by its update (``tools.tolerance.scale_of``). ``errors``: torch's own
+    float32 error of each value (``Reference.errors``), added to the limit as rdu-test does."""
     from tools.tolerance import compare, largest, scale_of, tolerance_for
 
     def judge(
@@ -359,7 +421,17 @@ def tolerance_judge(
             scale, relative_to = scale_of(roles[name], name, writes, before)
             if relative_to is not None:
                 relative_to = relative_to.reshape(-1)
-        row = compare(name, got, expected, scale=scale, relative_to=relative_to, tolerance=tol)
+        elif kind == "forward" and scales and name in scales:
+            scale = max(scales[name], largest({name: expected}))
+        row = compare(
+            name,
+            got,
+            expected,
+            scale=scale,
+            relative_to=relative_to,
+            tolerance=tol,
+            torch_error=(errors or {}).get(name, 0.0),
+        )
         return row.max_abs, row.max_rel, row.ok
 
     return judge

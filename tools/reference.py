@@ -74,6 +74,9 @@ class SectionCase:
     scales: dict[str, float] = field(default_factory=dict)
     """For forward values: the size of each one's operands in torch (the scale of the absolute
     part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
+    errors: dict[str, float] = field(default_factory=dict)
+    """torch's own float32 error of each expected tensor, ``max|torch - torch64|``: torch64 is
+    the section's computation in float64 on the same inputs (``tools.tolerance``)."""
 
     def run(self, fabric: Fabric) -> dict[str, np.ndarray]:
         """The fabric's values of ``expected``'s tensors: the sections run in order on
@@ -150,44 +153,137 @@ def trace_joint(run: Any) -> Joint:
     return Joint(traced, streams, random_nodes, module)
 
 
+def widen(value: Any) -> Any:
+    """``value`` with float32 tensors as float64 and ``torch.float32`` (a ``dtype`` argument) as
+    ``torch.float64``, through tuples and lists: the float64 reference. Other dtypes (integer
+    indices, bool masks, a model's own half precision) are left as they are."""
+
+    def one(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+            return v.to(torch.float64)
+        return torch.float64 if v is torch.float32 else v
+
+    return torch.fx.node.map_aggregate(value, one)
+
+
 def run_joint(
-    joint: Joint, feed: Mapping[str, np.ndarray], rng_seed: int
+    joint: Joint,
+    feed: Mapping[str, np.ndarray],
+    rng_seed: int,
+    *,
+    wide: bool = False,
+    pinned: Mapping[torch.fx.Node, Any] | None = None,
 ) -> dict[torch.fx.Node, Any]:
     """Every node's value in torch: placeholders from ``feed`` (DRAM names), the loss's tangent
-    1, random nodes from their fabric streams, every other node its ATen op on the CPU."""
+    1, random nodes from their fabric streams, every other node its ATen op on the CPU.
+
+    ``wide``: the float64 reference (:func:`widen` applied to every input, constant, argument
+    and result; the random numbers are the same). ``pinned``: nodes whose value is given, not
+    computed (the backward's float64 run on the float32 activations it reads)."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
     own = {n: b.detach().numpy() for n, b in joint.module.named_buffers()}
     feed = {**own, **feed}
     env: dict[torch.fx.Node, Any] = {}
+    cast = widen if wide else (lambda v: v)
 
     def value(a: Any) -> Any:
         return torch.fx.node.map_arg(a, env.__getitem__)
 
     with torch.no_grad():
         for node in traced.graph.nodes:
-            if node.op == "placeholder":
+            if pinned is not None and node in pinned:
+                env[node] = cast(pinned[node])
+            elif node.op == "placeholder":
                 if node in traced.tangents:
                     val = node.meta["val"]
-                    env[node] = torch.ones(val.shape, dtype=val.dtype)
+                    env[node] = cast(torch.ones(val.shape, dtype=val.dtype))
                 elif node.name in traced.constants:
-                    env[node] = traced.constants[node.name]
+                    env[node] = cast(traced.constants[node.name])
                 else:
                     name = by_node[node]
                     if name not in feed:
                         raise ToolError(f"internal: no value for the graph input {name}")
-                    env[node] = torch.from_numpy(np.array(feed[name]))
+                    env[node] = cast(torch.from_numpy(np.array(feed[name])))
             elif node.op == "get_attr":
-                env[node] = traced.constants[node.name]
+                env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
-                args, kwargs = value(node.args), value(node.kwargs)
+                args, kwargs = cast(value(node.args)), cast(value(node.kwargs))
                 if node in joint.streams:
-                    env[node] = random_op(
-                        node.target, args, stream_key(rng_seed, joint.streams[node])
+                    env[node] = cast(
+                        random_op(node.target, args, stream_key(rng_seed, joint.streams[node]))
                     )
                 else:
-                    env[node] = node.target(*args, **kwargs)
+                    env[node] = cast(node.target(*args, **kwargs))
     return env
+
+
+class OwnError:
+    """torch's own float32 error of a traced value computed from given ones: the FX nodes from
+    the ``given`` values (and the graph's inputs, constants and random nodes) to the value, run
+    again in float64 on torch's float32 values of those (``env``), as a unit of the divergence
+    search computes it on torch's values of its inputs. When a unit reads a value torch has
+    none for (the fabric's own, e.g. a spilled intermediate inside an op), or the value is more
+    than :attr:`LIMIT` nodes from what is given, its error is the whole run's (``whole``: by node
+    name, ``max|torch - torch64|`` of the whole step in float64): the unit's input then carries
+    the fabric's upstream rounding, as torch's value carries torch's."""
+
+    LIMIT = 256
+
+    def __init__(
+        self,
+        graph: torch.fx.Graph,
+        env: Mapping[torch.fx.Node, Any],
+        random: frozenset,
+        whole: Mapping[str, float],
+    ) -> None:
+        self.env = env
+        self.random = random
+        self.whole = whole
+        self.by_name = {n.name: n for n in graph.nodes}
+        self.order = {n: i for i, n in enumerate(graph.nodes)}
+
+    def __call__(self, name: str, given: set[str]) -> float:
+        from tools.tolerance import float_error
+
+        node = self.by_name.get(name)
+        value = self.env.get(node) if node is not None else None
+        if not isinstance(value, torch.Tensor):
+            return 0.0
+        chain = self._chain(node, given)
+        if chain is None or any(g not in self.by_name for g in given):
+            return self.whole.get(name, 0.0)
+        wide: dict[torch.fx.Node, Any] = {}
+
+        def operand(a: torch.fx.Node) -> Any:
+            return wide[a] if a in wide else widen(self.env[a])
+
+        with torch.no_grad():
+            for n in sorted(chain, key=self.order.__getitem__):
+                args = torch.fx.node.map_arg(n.args, operand)
+                kwargs = torch.fx.node.map_arg(n.kwargs, operand)
+                wide[n] = n.target(*args, **kwargs)
+        result = wide[node]
+        if not isinstance(result, torch.Tensor):
+            return 0.0
+        return float_error(value.numpy(), result.numpy())
+
+    def _chain(self, node: torch.fx.Node, given: set[str]) -> set[torch.fx.Node] | None:
+        """The nodes between ``given`` and ``node`` (``node`` included); None past LIMIT."""
+        chain: set[torch.fx.Node] = set()
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            if n in chain:
+                continue
+            chain.add(n)
+            if len(chain) > self.LIMIT:
+                return None
+            for a in n.all_input_nodes:
+                stop = a.op != "call_function" or a.name in given or a in self.random
+                if not stop:
+                    todo.append(a)
+        return chain
 
 
 def _largest(value: Any) -> float:
@@ -258,13 +354,46 @@ def joint_values(
     loss, outputs, updated buffers, ``saved.*`` activations, gradients; and the size of each
     forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)."""
     env = run_joint(joint, feed, rng_seed)
+    scales: dict[str, float] = {}
+    out = _dram_values(joint, program, env, scales)
+    return out, scales
+
+
+def float64_values(
+    joint: Joint,
+    program: Program,
+    feed: Mapping[str, np.ndarray],
+    rng_seed: int,
+    pinned: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`joint_values`'s tensors from the joint graph run in float64 (float32 inputs,
+    parameters, state and ``dtype`` arguments as float64; the fabric's random numbers):
+    the exact values torch's float32 ones are rounding of. ``pinned``: ``saved.*`` activations
+    (PEF names) whose value is given (the backward's run on the float32 activations it reads)."""
+    by_name = {n.name: n for n in joint.traced.graph.nodes}
+    nodes = {}
+    for name, value in (pinned or {}).items():
+        node = by_name.get(name.removeprefix("saved."))
+        if node is not None:
+            nodes[node] = torch.from_numpy(np.array(value))
+    env = run_joint(joint, feed, rng_seed, wide=True, pinned=nodes)
+    return _dram_values(joint, program, env, None)
+
+
+def _dram_values(
+    joint: Joint,
+    program: Program,
+    env: Mapping[torch.fx.Node, Any],
+    scales: dict[str, float] | None,
+) -> dict[str, np.ndarray]:
+    """The DRAM tensors of a run of the joint graph, by PEF name (``scales``, if given: filled
+    with each forward value's operand size)."""
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     out: dict[str, np.ndarray] = {}
-    scales: dict[str, float] = {}
     memo: dict[torch.fx.Node, float] = {}
 
     def array(node: torch.fx.Node) -> np.ndarray:
-        if node.op == "call_function":
+        if node.op == "call_function" and scales is not None:
             scales[name] = operand_size(node, env, memo)
         return env[node].detach().numpy().copy()
 
@@ -293,7 +422,7 @@ def joint_values(
                 "compiled from this model file with these arguments?)"
             )
         out[sym.name] = array(node)
-    return out, scales
+    return out
 
 
 def load_weights(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> None:
@@ -323,12 +452,16 @@ def optimizer_step(
     step: int,
     gradients: Mapping[str, np.ndarray],
     hyper: Mapping[str, float],
+    *,
+    wide: bool = False,
 ) -> dict[str, np.ndarray]:
     """Parameters and optimizer state (DRAM names) after torch's optimizer takes step ``step + 1``
-    from ``state`` with ``gradients``."""
+    from ``state`` with ``gradients``; ``wide``: in float64 (the same inputs, widened)."""
     from runtime.checkpoint import optimizer_to_torch
 
     model = run.torch_model()
+    if wide:
+        model = model.double()
     load_weights(model, state)
     optimizer = torch_optimizer(run, model, hyper)
     names = [name for name, _ in model.named_parameters()]
@@ -337,7 +470,7 @@ def optimizer_step(
         optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
     for name, p in model.named_parameters():
         grad = gradients.get(f"{name}.grad")
-        p.grad = None if grad is None else torch.from_numpy(np.array(grad))
+        p.grad = None if grad is None else torch.from_numpy(np.array(grad)).to(p.dtype)
     optimizer.step()
     out: dict[str, np.ndarray] = {}
     for name, p in model.named_parameters():
@@ -368,6 +501,7 @@ def section_cases(
     hyper: Mapping[str, float],
     seed: int,
     joint: Joint | None = None,
+    wide: Mapping[str, np.ndarray] | None = None,
 ) -> list[SectionCase]:
     """Every kind of section of ``run.program`` with torch's values of its inputs and results.
 
@@ -377,11 +511,20 @@ def section_cases(
     the state; the backward on torch's ``saved.*`` activations (and the state and batch); the
     optimizer on torch's gradients, the state, the hyperparameters and the bias corrections.
     An inference PEF has one case, the forward on the batch, against the model in eval mode.
+
+    Each case's ``errors`` is torch's own float32 error of its results, each section run again
+    in float64 on its inputs: the forward on the batch and state (``wide``: that run's values,
+    :func:`float64_values`, if already computed), the backward on torch's float32 ``saved.*``
+    activations (so the forward's error carried into them is not counted twice: the fabric's
+    backward reads the same float32 activations), the optimizer on torch's float32 gradients.
     """
+    from tools.tolerance import float_error
+
     program = run.program
     symbols = {s.name: s for s in program.meta.symbols}
     values: dict[str, np.ndarray] = {**state, **feed}
     scales: dict[str, float] = {}
+    wide_values: dict[str, np.ndarray] = {}
     if run.is_inference:
         model = run.torch_model()
         load_weights(model, state)
@@ -389,25 +532,39 @@ def section_cases(
         inputs = [torch.from_numpy(np.array(feed[n])) for n in run.inputs]
         with torch.no_grad(), reference_attention():
             outputs = as_tuple(model(*inputs))
+            wide_outputs = as_tuple(model.double()(*widen(inputs)))
         values.update({f"output.{i}": o.detach().numpy() for i, o in enumerate(outputs)})
+        wide_values.update({f"output.{i}": o.numpy() for i, o in enumerate(wide_outputs)})
     else:
         rng_seed = rng_seed_value(seed, step)
         values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
         joint = joint or trace_joint(run)
-        computed, scales = joint_values(joint, program, values, rng_seed)
+        start = dict(values)
+        computed, scales = joint_values(joint, program, start, rng_seed)
         values.update(computed)
+        if wide is None:
+            wide = float64_values(joint, program, start, rng_seed)
+        saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
+        backward = float64_values(joint, program, start, rng_seed, pinned=saved)
+        for name in computed:
+            role = symbols[name].role if name in symbols else ""
+            source = backward if role == "gradient" else wide
+            if name in source:
+                wide_values[name] = source[name]
         scalars = step_hyperparameters(hyper, step)
         values.update({k: np.asarray(v, dtype=np.float32) for k, v in scalars.items()})
         grads = {
             n: v for n, v in values.items() if symbols.get(n) and symbols[n].role == "gradient"
         }
         values.update(optimizer_step(run, state, step, grads, hyper))
+        wide_values.update(optimizer_step(run, state, step, grads, hyper, wide=True))
         # the optimizer's inputs are the state before the step
         for name, value in state.items():
             values.setdefault(name, value)
     cases = _cases(program, symbols, values, state)
     for case in cases:
         case.scales = {k: v for k, v in scales.items() if k in case.expected}
+        case.errors = {k: float_error(v, wide_values.get(k)) for k, v in case.expected.items()}
     return cases
 
 

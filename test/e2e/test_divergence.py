@@ -25,7 +25,7 @@ import runtime.fabric as fabric
 import tools.reference
 from runtime.pef import read_pef
 from tools.rdu_run import Run
-from tools.rdu_test import check_against_torch, rdu_test
+from tools.rdu_test import END_TO_END, check_against_torch, rdu_test
 
 TANH_MLP = ROOT / "test" / "e2e" / "models" / "tanh_mlp.py"
 GPT = ROOT / "examples" / "gpt" / "model.py"
@@ -142,3 +142,35 @@ def test_an_error_of_1e_4_in_any_one_op_is_caught(
             if all(r.ok for r in check_against_torch(run)):
                 missed.append(op)
     assert not missed, f"{example}: a 1e-4 error in {missed} passes rdu-test"
+
+
+ZOO = ROOT / "examples" / "zoo" / "model.py"
+
+
+@pytest.fixture(scope="module")
+def mobilenet_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mobilenet")
+    return _compile(out, ZOO, "zoo", "--zoo", "mobilenet", "-b", "2")
+
+
+def test_deep_batch_norm_passes_within_torchs_own_error_and_a_1e_3_fault_fails(
+    mobilenet_pef: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MobileNetV2 (17 blocks, batch norm in training over 2 images): torch's own float32
+    error reaches past rtol (the tensors that pass only by it), the fabric passes at the
+    defaults, and an opcode 1e-3 off still fails."""
+    opts = {"pef_path": str(mobilenet_pef), "seed": 0, "init_ckpt_path": None}
+    args = ["--zoo", "mobilenet"]
+    run = Run(str(ZOO), args, debug=True, lr=None, momentum=None, weight_decay=None, **opts)
+    monkeypatch.setattr(
+        tools.reference, "trace_joint", functools.cache(tools.reference.trace_joint)
+    )
+    rows = check_against_torch(run)
+    assert all(r.ok for r in rows), max(rows, key=lambda r: r.ratio)
+    leaning = [r for r in rows if r.by_torch_error]
+    assert {r.section for r in leaning} >= {"forward", "backward", END_TO_END}
+    for op in ("mul", "rsqrt"):
+        with monkeypatch.context() as patch:
+            patch.setitem(fabric.OPCODES, op, _perturbed(op, 1e-3))
+            failed = {r.section for r in check_against_torch(run) if not r.ok}
+        assert "forward" in failed and END_TO_END in failed, op

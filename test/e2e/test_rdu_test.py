@@ -214,7 +214,17 @@ def test_report_is_worst_first_with_a_verdict_per_section(mlp_pef: Path) -> None
     assert ratios == sorted(ratios, reverse=True) and len(ratios) > 20
 
     strict = tool(
-        "rdu-test", str(MLP), "--pef", str(mlp_pef), "--json", "--rtol", "0", "--atol", "0"
+        "rdu-test",
+        str(MLP),
+        "--pef",
+        str(mlp_pef),
+        "--json",
+        "--rtol",
+        "0",
+        "--atol",
+        "0",
+        "--torch-error",
+        "0",
     )
     assert strict.returncode == 1
     report = json.loads(strict.stdout)
