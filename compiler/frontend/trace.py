@@ -212,7 +212,6 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
     Checkpoints lack them, so the runtime takes their values from the model; the digest lets it
     refuse a model whose values differ from those the PEF was compiled for.
     """
-    import numpy as np
 
     from runtime.pef.digest import value_sha256
 
@@ -226,7 +225,8 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
             continue
         digest = ""
         if gi.name not in updated:
-            array = np.ascontiguousarray(values[gi.name].detach().cpu().numpy())
+            # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
+            array = values[gi.name].detach().cpu().contiguous().numpy()
             digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
         out[gi.name] = digest
     return dict(sorted(out.items()))
