@@ -212,11 +212,20 @@ def test_index_with_several_tensors() -> None:
     check(lambda x, r, c: x[:, r, c] * 2, rand(2, 4, 5), rows, cols)
 
 
+def test_index_with_negative_indices() -> None:
+    """A negative index counts from the end of its dim: a constant list (Falcon's multi-query
+    ``qkv[..., [-2], :]``) and an input tensor, through the gradient (``index_put``) too."""
+    check(lambda x: x[..., [-2], :] * 2 + x[:, [-1]].sum(), rand(2, 3, 5, 4))
+    check(lambda x, r, c: x[r, c] * 3, rand(4, 5), torch.tensor([[-1], [2]]),
+          torch.tensor([[-5, 1, -2]]))  # fmt: skip
+
+
 def test_index_put_accumulate() -> None:
     def fn(x, v, i):
         return torch.index_put(x, (i,), v, accumulate=True)
 
     check(fn, rand(6, 4), rand(5, 4), torch.tensor([1, 3, 1, 0, 1]))
+    check(fn, rand(6, 4), rand(5, 4), torch.tensor([1, -3, 1, -6, -1]))
 
 
 def test_index_out_of_range_is_a_one_line_error() -> None:
