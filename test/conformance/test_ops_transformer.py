@@ -87,6 +87,20 @@ def test_expand_permute() -> None:
     check(lambda x, y: x.expand(4, 3, 5).permute(2, 0, 1) * y, rand(3, 1), rand(5, 4, 3))
 
 
+@pytest.mark.parametrize("times", [(2, 3), (3, 1, 2)])
+def test_repeat(times: tuple[int, ...]) -> None:
+    """``Tensor.repeat`` (tiling, GPT-J's rotary sin and cos), by torch's decomposition."""
+    check(lambda x: x.repeat(*times) * torch.arange(1.0, 16.0).reshape(3, 5).repeat(*times),
+          rand(3, 5))  # fmt: skip
+
+
+def test_baddbmm() -> None:
+    """``beta * x + alpha * (a @ b)`` batched (BLOOM's attention scores with ALiBi), by torch's
+    decomposition."""
+    check(lambda x, a, b: torch.baddbmm(x, a, b, beta=0.5, alpha=0.25), rand(3, 1, 6),
+          rand(3, 5, 7), rand(3, 7, 6))  # fmt: skip
+
+
 # -- masks, softmax, attention ---------------------------------------------------------------
 
 
