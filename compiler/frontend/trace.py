@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,7 +108,26 @@ def _tracing(what: str) -> Iterator[None]:
             raise
         except Exception as error:  # torch raises many kinds; the user needs the first line
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise FrontendError(f"{what} failed: {type(error).__name__}: {first}") from error
+            where = _raised_at(error)
+            raise FrontendError(f"{what} failed{where}: {type(error).__name__}: {first}") from error
+
+
+def _raised_at(error: BaseException) -> str:
+    """`` at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and
+    this file (the model's or a library's line that made torch fail, e.g. Python control flow
+    on a tensor's value); "" if there is none."""
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    here = str(Path(__file__).resolve())
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not str(Path(f.filename).resolve()).startswith((torch_dir, here))
+        and "contextlib" not in f.filename
+    ]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {Path(f.filename).name}:{f.lineno} in {f.name}"
 
 
 @contextlib.contextmanager
