@@ -12,6 +12,8 @@ input) takes the plain location (``source_location``).
 
 from __future__ import annotations
 
+import re
+
 from xdsl.dialects.builtin import NameLoc, StringAttr
 from xdsl.ir import Attribute
 
@@ -31,3 +33,11 @@ def source_location(loc: Attribute) -> Attribute:
     while isinstance(loc, NameLoc):
         loc = loc.location
     return loc
+
+
+def ssa_hint(name: str) -> str:
+    """``name`` as a valid SSA name hint (``[A-Za-z_$.-][A-Za-z0-9_$.-]*``): other characters
+    become ``_``, and a name starting with a digit (an ``nn.Sequential``'s ``0.weight``) gets a
+    ``_`` before it. Hints only make the IR readable; names that matter are attributes."""
+    name = re.sub(r"[^A-Za-z0-9_$.-]", "_", name)
+    return "_" + name if not name or name[0].isdigit() else name

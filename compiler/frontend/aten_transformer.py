@@ -36,6 +36,7 @@ from compiler.frontend.aten import (
     converts,
 )
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
+from compiler.frontend.int_bounds import int_range
 
 RNG_SEED = "rng_seed"
 """The section input (hyperparameter role, 0-d i64) that random ops hash: set by the session."""
@@ -371,7 +372,9 @@ def _scatter_add(c: Call) -> Result:
 def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     """``indices`` (Nones, then integer tensors on consecutive dims ``a .. a+k-1``) as one index
     into ``x`` with those dims merged: ``(a, flat index, merged shape)``. The index tensors
-    broadcast together; the flat index is ``sum_j t_j * (row-major stride of dim a+j)``."""
+    broadcast together; the flat index is ``sum_j t_j * (row-major stride of dim a+j)``, a
+    negative ``t_j`` counting from the end of its dim as in torch (Falcon's ``qkv[..., [-2], :]``)
+    unless its bounds (``int_range``) show it is not negative."""
     em = c.em
     indices = list(c.a["indices"])
     while indices and indices[-1] is None:
@@ -388,10 +391,15 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     shape = shape_of(x)
     k = len(tensors)
     merged = (*shape[:a], math.prod(shape[a : a + k]), *shape[a + k :])
+    nodes = list(c.node.kwargs.get("indices", c.node.args[1]))[a : a + k]
     flat: SSAValue | None = None
     for j, t in enumerate(tensors):
+        t = em.cast(t, i64)
+        bounds = int_range(nodes[j])
+        if bounds is None or bounds[0] < 0:  # torch counts a negative index from the end
+            t = em.select(em.binary("lt", t, 0, i64), em.add(t, shape[a + j]), t)
         stride = math.prod(shape[a + j + 1 : a + k])
-        term = em.cast(t, i64) if stride == 1 else em.mul(em.cast(t, i64), stride)
+        term = t if stride == 1 else em.mul(t, stride)
         flat = term if flat is None else em.add(flat, term)
     assert flat is not None
     return a, flat, merged

@@ -39,7 +39,7 @@ from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.int_bounds import fits_int32
 from compiler.frontend.locations import CallSite, Locator, SourceLine
 from compiler.frontend.trace import GraphInput, Traced
-from compiler.value_names import named
+from compiler.value_names import named, ssa_hint
 from dialects.dataflow import SectionOp, YieldOp
 
 ROLE_ORDER = {"parameter": 0, "buffer": 1, "input": 2, "label": 3}
@@ -120,7 +120,7 @@ def make_section(
     """A section whose block has ``args`` and whose body ``body`` emits (returning the yields)."""
     block = Block(arg_types=[a.type for a in args])
     for a, v in zip(args, block.args, strict=True):
-        v.name_hint = a.name
+        v.name_hint = ssa_hint(a.name)
     em = Emitter(block)
     em.loc = where.loc()
     em.section_args = {a.name: v for a, v in zip(args, block.args, strict=True)}
@@ -384,7 +384,7 @@ def _name_value(value: SSAValue, node: torch.fx.Node) -> None:
     a node's value by it)."""
     if value.name_hint is not None:
         return
-    value.name_hint = node.name
+    value.name_hint = ssa_hint(node.name)
     if isinstance(value, OpResult):
         value.op.location = named(node.name, value.op.location)
 

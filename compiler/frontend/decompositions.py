@@ -46,6 +46,8 @@ DECOMPOSED: list[Any] = [
     aten.binary_cross_entropy,
     aten.binary_cross_entropy_backward,
     aten.binary_cross_entropy_with_logits,
+    aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
+    aten.baddbmm,  # BLOOM's attention scores
 ]
 
 

@@ -34,6 +34,7 @@ from compiler.frontend.build import SectionArg, SectionResult, make_section
 from compiler.frontend.emitter import Emitter, tensor
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.locations import SourceLine
+from compiler.value_names import ssa_hint
 from dialects.dataflow import SectionOp
 
 HYPERPARAMETERS = {
@@ -166,7 +167,7 @@ def build_optimizer(
                     new_state.append(SectionResult(f"{p}.momentum_buffer", "optimizer_state", buf))
                     d = buf
                 p_new = em.sub(param, em.mul(v["lr"], d))
-            p_new.name_hint = p
+            p_new.name_hint = ssa_hint(p)
             new_params.append(SectionResult(p, "parameter", p_new))
         return new_params + new_state
 

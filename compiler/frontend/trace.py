@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,7 +108,26 @@ def _tracing(what: str) -> Iterator[None]:
             raise
         except Exception as error:  # torch raises many kinds; the user needs the first line
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise FrontendError(f"{what} failed: {type(error).__name__}: {first}") from error
+            where = _raised_at(error)
+            raise FrontendError(f"{what} failed{where}: {type(error).__name__}: {first}") from error
+
+
+def _raised_at(error: BaseException) -> str:
+    """`` at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and
+    this file (the model's or a library's line that made torch fail, e.g. Python control flow
+    on a tensor's value); "" if there is none."""
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    here = str(Path(__file__).resolve())
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not str(Path(f.filename).resolve()).startswith((torch_dir, here))
+        and "contextlib" not in f.filename
+    ]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {Path(f.filename).name}:{f.lineno} in {f.name}"
 
 
 @contextlib.contextmanager
@@ -212,7 +232,6 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
     Checkpoints lack them, so the runtime takes their values from the model; the digest lets it
     refuse a model whose values differ from those the PEF was compiled for.
     """
-    import numpy as np
 
     from runtime.pef.digest import value_sha256
 
@@ -226,7 +245,8 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
             continue
         digest = ""
         if gi.name not in updated:
-            array = np.ascontiguousarray(values[gi.name].detach().cpu().numpy())
+            # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
+            array = values[gi.name].detach().cpu().contiguous().numpy()
             digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
         out[gi.name] = digest
     return dict(sorted(out.items()))

@@ -79,6 +79,7 @@ from compiler.passes.tiling import (
     tile_elements,
 )
 from compiler.targets import Target, get_target
+from compiler.value_names import ssa_hint
 from dialects import dataflow as df
 from dialects import rdu_tile
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
@@ -257,7 +258,7 @@ class _SectionLowering:
         tile_bytes = buffer_tile_bytes(footprints, tensor_bytes(value), self.target)
         buf = BufferOp(value, name, tile_bytes, NBUF, self.target.pmu_banks)
         buf.location = origin.location
-        buf.result.name_hint = re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu"
+        buf.result.name_hint = ssa_hint(re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu")
         return buf
 
     def run(self) -> None:

@@ -71,7 +71,7 @@ from compiler.passes import parallel_layout
 from compiler.passes.convert_dataflow_to_rdu_tile import describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
-from compiler.value_names import source_location
+from compiler.value_names import source_location, ssa_hint
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
@@ -374,7 +374,7 @@ class _UnitSplitter:
         tile_bytes = buffer_tile_bytes([written], total, self.target)
         buffer = BufferOp(unit, name, tile_bytes, NBUF, self.target.pmu_banks)
         buffer.location = self.unit.location
-        buffer.result.name_hint = re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu"
+        buffer.result.name_hint = ssa_hint(re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu")
         return unit, buffer
 
     def build(

@@ -87,6 +87,20 @@ def test_expand_permute() -> None:
     check(lambda x, y: x.expand(4, 3, 5).permute(2, 0, 1) * y, rand(3, 1), rand(5, 4, 3))
 
 
+@pytest.mark.parametrize("times", [(2, 3), (3, 1, 2)])
+def test_repeat(times: tuple[int, ...]) -> None:
+    """``Tensor.repeat`` (tiling, GPT-J's rotary sin and cos), by torch's decomposition."""
+    check(lambda x: x.repeat(*times) * torch.arange(1.0, 16.0).reshape(3, 5).repeat(*times),
+          rand(3, 5))  # fmt: skip
+
+
+def test_baddbmm() -> None:
+    """``beta * x + alpha * (a @ b)`` batched (BLOOM's attention scores with ALiBi), by torch's
+    decomposition."""
+    check(lambda x, a, b: torch.baddbmm(x, a, b, beta=0.5, alpha=0.25), rand(3, 1, 6),
+          rand(3, 5, 7), rand(3, 7, 6))  # fmt: skip
+
+
 # -- masks, softmax, attention ---------------------------------------------------------------
 
 
@@ -212,11 +226,20 @@ def test_index_with_several_tensors() -> None:
     check(lambda x, r, c: x[:, r, c] * 2, rand(2, 4, 5), rows, cols)
 
 
+def test_index_with_negative_indices() -> None:
+    """A negative index counts from the end of its dim: a constant list (Falcon's multi-query
+    ``qkv[..., [-2], :]``) and an input tensor, through the gradient (``index_put``) too."""
+    check(lambda x: x[..., [-2], :] * 2 + x[:, [-1]].sum(), rand(2, 3, 5, 4))
+    check(lambda x, r, c: x[r, c] * 3, rand(4, 5), torch.tensor([[-1], [2]]),
+          torch.tensor([[-5, 1, -2]]))  # fmt: skip
+
+
 def test_index_put_accumulate() -> None:
     def fn(x, v, i):
         return torch.index_put(x, (i,), v, accumulate=True)
 
     check(fn, rand(6, 4), rand(5, 4), torch.tensor([1, 3, 1, 0, 1]))
+    check(fn, rand(6, 4), rand(5, 4), torch.tensor([1, -3, 1, -6, -1]))
 
 
 def test_index_out_of_range_is_a_one_line_error() -> None:

@@ -347,6 +347,40 @@ def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> No
     assert "\n" not in message
 
 
+BRANCHING_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if torch.rand([]) < 0.5:  # a LayerDrop: Python control flow on a random value
+                x = self.fc(x)
+            return x
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+def test_tracing_failure_names_the_line(tmp_path: Path) -> None:
+    """A model torch cannot trace (control flow on a tensor's value, as Wav2Vec2's LayerDrop)
+    fails in one line naming the line of the model that made it fail."""
+    path = _write_model(tmp_path, BRANCHING_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(FrontendError) as info:
+        build_dataflow(spec, inference=False)
+    line = _line_of(path, "if torch.rand")
+    message = str(info.value)
+    assert message.startswith(f"tracing the training step failed at model.py:{line} in forward: ")
+    assert "\n" not in message
+
+
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """An op only the backward uses is reported at the forward line it differentiates, and at
     the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
