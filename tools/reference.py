@@ -193,7 +193,7 @@ def run_joint(
     with torch.no_grad():
         for node in traced.graph.nodes:
             if pinned is not None and node in pinned:
-                env[node] = cast(pinned[node])
+                env[node] = cast(_as_traced(pinned[node], node))
             elif node.op == "placeholder":
                 if node in traced.tangents:
                     val = node.meta["val"]
@@ -216,6 +216,18 @@ def run_joint(
                 else:
                     env[node] = cast(node.target(*args, **kwargs))
     return env
+
+
+def _as_traced(value: Any, node: torch.fx.Node) -> Any:
+    """``value`` with the strides the traced graph gave ``node`` (a value from DRAM is
+    row-major; a saved ``permute`` that the graph later permutes back and ``view``s must keep
+    its own layout, or the ``view`` fails)."""
+    meta = node.meta.get("val")
+    if not isinstance(value, torch.Tensor) or not isinstance(meta, torch.Tensor):
+        return value
+    if tuple(meta.shape) != tuple(value.shape) or meta.stride() == value.stride():
+        return value
+    return torch.empty_strided(value.shape, meta.stride(), dtype=value.dtype).copy_(value)
 
 
 class OwnError:
