@@ -37,7 +37,9 @@ def structure_mismatch(module: Any, symbols: Sequence[Symbol]) -> str:
     for sym in wanted:
         tensor = params.get(sym.name, buffers.get(sym.name))
         if tensor is None:
-            return f"the PEF has {sym.role} '{sym.name}' {sym.shape} {sym.dtype}, the model has none"
+            return (
+                f"the PEF has {sym.role} '{sym.name}' {sym.shape} {sym.dtype}, the model has none"
+            )
         role = "parameter" if sym.name in params else "buffer"
         shape, dtype = list(tensor.shape), _pef_dtype(tensor)
         if role != sym.role or shape != list(sym.shape) or dtype != sym.dtype:
@@ -46,9 +48,7 @@ def structure_mismatch(module: Any, symbols: Sequence[Symbol]) -> str:
                 f"{sym.shape} {sym.dtype} in the PEF"
             )
     names = {s.name for s in wanted}
-    storages = {
-        t.data_ptr() for n, t in {**params, **buffers}.items() if n in names and t.numel()
-    }
+    storages = {t.data_ptr() for n, t in {**params, **buffers}.items() if n in names and t.numel()}
     for name, tensor in params.items():
         if name not in names and not (tensor.numel() and tensor.data_ptr() in storages):
             return (
