@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -108,12 +108,17 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], *, expected: Sequence[Symbol] | None = None
+    path: str | os.PathLike[str],
+    *,
+    expected: Sequence[Symbol] | None = None,
+    allowed: Collection[str] | None = None,
 ) -> Checkpoint:
     """Read a checkpoint (or a bare model state_dict) as numpy arrays.
 
     With ``expected``, the model tensors are checked against those symbols (every one present,
-    shapes equal) and converted to their dtypes; extra tensors are kept.
+    shapes equal) and converted to their dtypes. With ``allowed`` too (the model's state_dict
+    keys), loading is strict like ``load_state_dict``: a tensor neither expected nor allowed is
+    refused by name (a checkpoint of another model).
     """
     torch = _torch()
     where = os.fspath(path)
@@ -143,6 +148,15 @@ def load_checkpoint(
     arrays = _to_numpy(dict(model))
     if expected is not None:
         arrays = conform_tensors(arrays, expected, f"{where}: model")
+        if allowed is not None:
+            known = set(allowed) | {s.name for s in expected}
+            extra = [name for name in arrays if name not in known]
+            if extra:
+                more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+                raise CheckpointError(
+                    f"{where}: model: unexpected tensor '{extra[0]}'{more}: not in the model "
+                    "or the PEF (a checkpoint of another model?)"
+                )
     return Checkpoint(
         model=arrays,
         optimizer=_to_numpy(dict(optimizer)) if optimizer is not None else None,
@@ -186,6 +200,50 @@ def conform_tensors(
             )
         out[sym.name] = array.astype(_NP_DTYPES[sym.dtype], copy=False)
     return out
+
+
+_DISPLAY = {"sgd": "SGD", "adamw": "AdamW", "adam": "Adam"}
+
+
+def _family(kind: str) -> str:
+    """Optimizers whose state is the same tensors (Adam and AdamW: ``exp_avg``,
+    ``exp_avg_sq``)."""
+    return "adam" if kind in ("adam", "adamw") else kind
+
+
+def saved_optimizer_kind(state_dict: Mapping[str, Any]) -> str | None:
+    """Which optimizer a torch optimizer state_dict comes from: ``sgd`` or ``adam`` (Adam,
+    AdamW), from its param_groups' settings or its per-parameter state; None if it does not
+    say."""
+    groups = state_dict.get("param_groups")
+    if isinstance(groups, list) and groups and isinstance(groups[0], Mapping):
+        if "betas" in groups[0]:
+            return "adam"
+        if "momentum" in groups[0]:
+            return "sgd"
+    per_param = state_dict.get("state")
+    if isinstance(per_param, Mapping):
+        for entry in per_param.values():
+            if isinstance(entry, Mapping):
+                if "exp_avg" in entry:
+                    return "adam"
+                if "momentum_buffer" in entry:
+                    return "sgd"
+    return None
+
+
+def optimizer_mismatch(checkpoint: Checkpoint, optimizer: str) -> str:
+    """Why ``checkpoint``'s optimizer state cannot continue a PEF's ``optimizer``, or "": it
+    has none, or it is another optimizer's."""
+    name = _DISPLAY.get(optimizer.lower(), optimizer)
+    saved = checkpoint["optimizer"]
+    if saved is None:
+        return f"has no optimizer state for the PEF's {name}"
+    kind = saved_optimizer_kind(saved)
+    if kind is not None and kind != _family(optimizer.lower()):
+        saved_name = "SGD" if kind == "sgd" else "Adam/AdamW"
+        return f"holds {saved_name} optimizer state, the PEF's optimizer is {name}"
+    return ""
 
 
 def _kind(optimizer: str) -> str:

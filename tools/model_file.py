@@ -94,6 +94,18 @@ class ModelFile:
                 )
         return tuple(value)
 
+    def batch_tensors(self, function: str, *args: Any) -> tuple[Any, ...]:
+        """``tensors(function)``, each with at least one row: a 0-row example batch compiles
+        to a program that computes nothing (a mean over no rows is NaN)."""
+        tensors = self.tensors(function, *args)
+        for i, tensor in enumerate(tensors):
+            if tensor.dim() >= 1 and tensor.shape[0] == 0:
+                raise ModelFileError(
+                    f"{self.path}: {function}() item {i} has 0 rows (shape "
+                    f"{list(tensor.shape)}); a batch needs at least one"
+                )
+        return tensors
+
     def spec(self, module: Any, args: argparse.Namespace, *, inference: bool) -> Any:
         """What the compiler compiles (a ``compiler.frontend.ModelSpec``): ``module`` (built by
         ``model(args)``) with one batch of example inputs and, for training, example targets,
@@ -103,13 +115,18 @@ class ModelFile:
 
         from compiler.frontend import ModelSpec  # here: rdu-run loads model files without it
 
-        inputs = self.tensors("example_inputs", args)
+        inputs = self.batch_tensors("example_inputs", args)
         if inference:
             return ModelSpec(self.name, module, inputs, (), None, None, self.path)
-        targets = self.tensors("example_targets", args)
+        targets = self.batch_tensors("example_targets", args)
         loss_fn = self.function("loss")
         if self.has("optimizer"):
             optimizer = self.call("optimizer", module.parameters(), args)
+            if not isinstance(optimizer, torch.optim.Optimizer):
+                raise ModelFileError(
+                    f"{self.path}: optimizer() returned {_a(optimizer)}, not a "
+                    "torch.optim.Optimizer (e.g. torch.optim.SGD(params, lr=0.01))"
+                )
         else:
             optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
         return ModelSpec(self.name, module, inputs, targets, loss_fn, optimizer, self.path)
@@ -136,6 +153,11 @@ class ModelFile:
         if frames:
             return f"{self.path}:{frames[-1].lineno}"
         return str(self.path)
+
+
+def _a(value: Any) -> str:
+    """``None``, or ``a <type>``: what a function returned, for a message."""
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _describe(error: BaseException) -> str:

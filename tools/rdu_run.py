@@ -43,6 +43,18 @@ from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespac
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
 @click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
 @click.option(
+    "--reset-optimizer",
+    is_flag=True,
+    help="Start the optimizer state at zero instead of taking it from --init-ckpt-path (one "
+    "from another optimizer, or without optimizer state).",
+)
+@click.option(
+    "--allow-source-change",
+    is_flag=True,
+    help="Run a PEF although MODEL.py changed since it was compiled (comments, data code); "
+    "the model's parameters and buffers must still match the PEF's.",
+)
+@click.option(
     "--results-dir", default=None, help="Inference results [default: out/<name>/results]."
 )
 @click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
@@ -138,6 +150,7 @@ class Run:
             extra,
             {"batch_size": meta.batch_size, "seed": opts["seed"], "epoch": 0, "debug": debug},
         )
+        self.check_model()
         self.symbols = {s.name: s for s in meta.symbols}
         self.inputs = sorted(
             (s.name for s in meta.symbols if s.role == "input"), key=lambda n: int(n.split(".")[1])
@@ -165,6 +178,29 @@ class Run:
 
     # -- state ---------------------------------------------------------------------------
 
+    def check_model(self) -> None:
+        """Refuse a stale PEF: one compiled from another version of the model file (its
+        sha256, ``meta.source_hash``; unless ``--allow-source-change``; a PEF compiled in
+        memory has none) or for another module structure (parameter and buffer names, shapes
+        and dtypes against the PEF's symbols; always)."""
+        meta = self.program.meta
+        pef, path = self.opts["pef_path"], self.model_file.path
+        if (
+            meta.source_hash
+            and not self.opts.get("allow_source_change")
+            and self.model_file.source_hash() != meta.source_hash
+        ):
+            raise ToolError(
+                f"{pef} was compiled from another version of {path} (its sha256 differs): "
+                "recompile it, or pass --allow-source-change if only comments or data code "
+                "changed"
+            )
+        from tools.model_fit import structure_mismatch
+
+        problem = structure_mismatch(self.torch_model(), meta.symbols)
+        if problem:
+            raise ToolError(f"{pef} does not fit the model of {path}: {problem}; recompile it")
+
     def torch_model(self):
         import torch
 
@@ -177,7 +213,7 @@ class Run:
         Non-persistent buffers (``meta.non_persistent``) are never in a checkpoint (nor in the
         model's ``state_dict``): they always come from the model, which the session checks
         against the values the PEF was compiled for."""
-        from runtime.checkpoint import load_checkpoint, optimizer_from_torch
+        from runtime.checkpoint import load_checkpoint
 
         symbols = self.program.meta.symbols
         non_persistent = {symbols[e.symbol].name for e in self.program.meta.non_persistent}
@@ -185,26 +221,57 @@ class Run:
             s for s in symbols if s.role in ("parameter", "buffer") and s.name not in non_persistent
         ]
         if self.opts["init_ckpt_path"]:
-            checkpoint = load_checkpoint(self.opts["init_ckpt_path"], expected=weights)
+            path = self.opts["init_ckpt_path"]
+            model = self.torch_model()
+            checkpoint = load_checkpoint(
+                path, expected=weights, allowed=set(model.state_dict()) | non_persistent
+            )
             state = {s.name: checkpoint["model"][s.name] for s in weights}
             if non_persistent:
-                state.update(self.non_persistent_buffers(self.torch_model(), non_persistent))
-            moments = [s for s in symbols if s.role == "optimizer_state"]
-            if moments and checkpoint["optimizer"] is not None:
-                state.update(
-                    optimizer_from_torch(
-                        checkpoint["optimizer"],
-                        self.parameter_names(),
-                        self.program.meta.optimizer,
-                        expected=moments,
-                    )
-                )
+                state.update(self.non_persistent_buffers(model, non_persistent))
+            state.update(self.checkpoint_optimizer(path, checkpoint))
             return state, checkpoint["step"]
         model = self.torch_model()
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         state = {s.name: initial[s.name] for s in weights if s.name in initial}
         state.update(self.non_persistent_buffers(model, non_persistent))
         return state, 0
+
+    def checkpoint_optimizer(self, path: str, checkpoint) -> dict[str, np.ndarray]:
+        """The optimizer state of ``checkpoint`` for the PEF's optimizer_state symbols.
+
+        A checkpoint without optimizer state, from another optimizer, or lacking a tensor a
+        resumed step needs is refused (resuming would restart the state at zero without a
+        word), unless ``--reset-optimizer``: then the state starts at zero, said on stderr."""
+        from runtime.checkpoint import optimizer_from_torch, optimizer_mismatch
+
+        meta = self.program.meta
+        moments = [s for s in meta.symbols if s.role == "optimizer_state"]
+        if meta.inference or meta.optimizer == "none":
+            return {}
+        problem = optimizer_mismatch(checkpoint, meta.optimizer)
+        if self.opts.get("reset_optimizer"):
+            if self.is_rank0:
+                click.echo(
+                    f"note: --reset-optimizer: the {meta.optimizer} optimizer state starts at "
+                    f"zero at step {checkpoint['step']}",
+                    err=True,
+                )
+            return {}
+        if problem:
+            raise ToolError(f"{path}: {problem}; pass --reset-optimizer to start it at zero")
+        if not moments:
+            return {}
+        state = optimizer_from_torch(
+            checkpoint["optimizer"], self.parameter_names(), meta.optimizer, expected=moments
+        )
+        missing = [s.name for s in moments if s.name not in state]
+        if missing and checkpoint["step"] > 0:
+            raise ToolError(
+                f"{path}: optimizer state lacks '{missing[0]}' after step {checkpoint['step']}; "
+                "pass --reset-optimizer to start it at zero"
+            )
+        return state
 
     @staticmethod
     def non_persistent_buffers(model, names: set[str]) -> dict[str, np.ndarray]:

@@ -262,6 +262,17 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     "--localize", is_flag=True, help="Name the first unit that diverges, even when all pass."
 )
 @click.option("--init-ckpt-path", default=None, help="Compare with these weights.")
+@click.option(
+    "--reset-optimizer",
+    is_flag=True,
+    help="Start the optimizer state at zero instead of taking it from --init-ckpt-path.",
+)
+@click.option(
+    "--allow-source-change",
+    is_flag=True,
+    help="Test a PEF although MODEL.py changed since it was compiled (comments, data code); "
+    "the model's parameters and buffers must still match the PEF's.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Init and dropout seed.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
@@ -276,6 +287,8 @@ def rdu_test(
     as_json: bool,
     localize: bool,
     init_ckpt_path: str | None,
+    reset_optimizer: bool,
+    allow_source_change: bool,
     seed: int,
     debug: bool,
     show_help: bool,
@@ -297,6 +310,8 @@ def rdu_test(
             "pef_path": pef_path,
             "seed": seed,
             "init_ckpt_path": init_ckpt_path,
+            "reset_optimizer": reset_optimizer,
+            "allow_source_change": allow_source_change,
             "lr": None,
             "momentum": None,
             "weight_decay": None,

@@ -73,16 +73,33 @@ class Traced:
 class _TrainStep(torch.nn.Module):
     """``forward(*inputs, *targets) -> (loss, *outputs detached)``."""
 
-    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any], n_inputs: int) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[..., Any],
+        n_inputs: int,
+        source: Path | str = "model.py",
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
         self.n_inputs = n_inputs
+        self.source = source
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs, targets = args[: self.n_inputs], args[self.n_inputs :]
         out = self.model(*inputs)
         loss = self.loss_fn(out, *targets)  # see loss_call_site()
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            what = (
+                f"a tensor of shape {list(loss.shape)}"
+                if isinstance(loss, torch.Tensor)
+                else f"a {type(loss).__name__}"
+            )
+            raise FrontendError(
+                f"{self.source}: loss() returned {what}, not a 0-d loss tensor (reduce it, "
+                "e.g. with .mean())"
+            )
         outs = out if isinstance(out, tuple | list) else (out,)
         return (loss, *(o.detach() for o in outs))
 
@@ -271,7 +288,7 @@ def trace_training(spec: ModelSpec) -> Traced:
     _check_tensors("example input", spec.example_inputs)
     _check_tensors("example target", spec.example_targets)
     n_in = len(spec.example_inputs)
-    step = _TrainStep(spec.module, spec.loss_fn, n_in)
+    step = _TrainStep(spec.module, spec.loss_fn, n_in, spec.source_file)
     args = tuple(spec.example_inputs) + tuple(spec.example_targets)
     with _tracing("tracing the training step"), _mode(spec.module, training=True):
         with contextlib.ExitStack() as stack:

@@ -124,21 +124,30 @@ class TargetMismatchError(RduError):
 
 def check_same_target(recorded: Target, arch: str, pef: str) -> None:
     """Refuse to run ``pef`` (compiled for ``recorded``) on the fabric ``arch``: a preset name or
-    a target file. A preset is compared by name (the PEF records the figures it was compiled
-    with); a target file figure by figure."""
+    a target file. Both are compared figure by figure (``runtime/pef/presets.py`` for a
+    preset), not by name: a target file called ``sn10.toml`` records the name ``sn10``."""
+    from runtime.pef.presets import PRESETS
+
     if not looks_like_target_file(arch):
         if arch != recorded.name:
             raise TargetMismatchError(
                 f"{pef} was compiled for target '{recorded.name}', not '{arch}': recompile it "
                 f"with rdu-compile --arch {arch}"
             )
-        return
-    wanted = read_target_file(arch)
+        if arch not in PRESETS:
+            raise TargetMismatchError(
+                f"--arch {arch}: no such preset (choose from {', '.join(sorted(PRESETS))}, or "
+                "give the target file FILE.toml)"
+            )
+        wanted, where = PRESETS[arch], "the preset"
+    else:
+        wanted, where = read_target_file(arch), "the file"
     for field in FIELDS:
         have, want = getattr(recorded, field), getattr(wanted, field)
         if have != want:
+            which = f"the preset '{arch}'" if where == "the preset" else f"the one in {arch}"
             raise TargetMismatchError(
-                f"{pef} was compiled for target '{recorded.name}', not the one in {arch} "
-                f"({field} {have} in the PEF, {want} in the file): recompile it with "
+                f"{pef} was compiled for target '{recorded.name}', not {which} "
+                f"({field} {have} in the PEF, {want} in {where}): recompile it with "
                 f"rdu-compile --arch {arch}"
             )

@@ -84,8 +84,34 @@ def validate(program: Program) -> None:
             raise PefError(f"section '{section.name}' appears twice")
         seen.add(section.name)
         _SectionChecker(section, meta).check()
+    _check_sections(program)
     _check_collectives(program)
     _check_non_persistent(meta)
+
+
+def _check_sections(program: Program) -> None:
+    """The sections a PEF of its kind needs: a forward; an inference PEF nothing else; a
+    training PEF whose backward computes gradients (``gradient`` symbols) a backward and an
+    optimizer section, else its parameters would never change. A training PEF of a model
+    without a trainable parameter has no gradient and no optimizer section."""
+    meta = program.meta
+    kinds = Counter(s.kind for s in program.sections)
+    if not kinds["forward"]:
+        raise PefError("sections: no forward section")
+    if meta.inference:
+        for kind in ("backward", "optimizer"):
+            if kinds[kind]:
+                raise PefError(f"meta: inference is true but the PEF has a {kind} section")
+        return
+    gradients = [s.name for s in meta.symbols if s.role == "gradient"]
+    if not gradients:
+        return
+    for kind in ("backward", "optimizer"):
+        if not kinds[kind]:
+            raise PefError(
+                f"sections: a training PEF (meta.inference false) with gradients "
+                f"('{gradients[0]}') has no {kind} section: its parameters would never change"
+            )
 
 
 def _check_target(target: Target) -> None:
