@@ -322,7 +322,12 @@ class Run:
                 step,
             )
         path = self.ckpt_dir / name
-        save_checkpoint(path, model=weights, optimizer=optimizer, step=step)
+        try:
+            save_checkpoint(path, model=weights, optimizer=optimizer, step=step)
+        except OSError as error:  # the disk is full, the folder was removed...
+            raise ToolError(
+                f"{path}: cannot write the checkpoint: {error.strerror or error}"
+            ) from error
         return path
 
     # -- modes ---------------------------------------------------------------------------
@@ -544,7 +549,8 @@ class Run:
             raise
         progress.close()
         if self.is_rank0:
-            path = self.save(session, step, "last.pt")
+            with _signals_held():  # the run is done: a Ctrl-C now must not lose its end
+                path = self.save(session, step, "last.pt")
             click.echo(f"wrote {path}")
             seconds = time.perf_counter() - started - paused
             if step > start and seconds > 0:
@@ -758,13 +764,25 @@ def _on_main_thread() -> bool:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """While training, SIGTERM raises ``Terminated`` (as SIGINT raises KeyboardInterrupt), so
-    the run stops the same way: a final ``last.pt``. Both handlers are restored after."""
+    """While training, SIGTERM raises ``Terminated`` as SIGINT raises KeyboardInterrupt, so
+    the run stops the same way (a final ``last.pt``); the first of them makes the process
+    ignore any more (a second Ctrl-C while the final checkpoint is written). Both handlers
+    are restored after."""
     if not _on_main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
-    signal.signal(signal.SIGTERM, lambda signum, frame: _raise_for(signum))
+
+    def stop(signum: int, frame: object) -> None:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        chained = previous[signum]
+        if signum == signal.SIGINT and callable(chained):
+            chained(signum, frame)  # e.g. a data-parallel rank's, which remembers it
+        _raise_for(signum)
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, stop)
     try:
         yield
     finally:
@@ -794,6 +812,9 @@ def _signals_held(*, then_raise: bool = False) -> Iterator[None]:
                 handler = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
             signal.signal(signum, handler)
     if pending and then_raise:
+        handler = signal.getsignal(pending[0])
+        if callable(handler):
+            handler(pending[0], None)
         _raise_for(pending[0])
 
 
