@@ -497,6 +497,8 @@ class Run:
                     feed = self.batch(inputs, targets)
                     self.check_labels(feed, where)
                     before = session.state()
+                    if step == start:  # steps/s: not the import of the data (scikit-learn...)
+                        started = time.perf_counter()
                     with _interrupts_between_steps():
                         result = session.step(feed, hyper)
                         step += 1
