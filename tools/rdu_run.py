@@ -444,7 +444,11 @@ class Run:
         session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
         session.seed = self.opts["seed"]  # dropout's random numbers
         with _terminate_as_interrupt():
-            return self._train(session, hyper)
+            try:
+                return self._train(session, hyper)
+            except Terminated:  # before the first step (finding the place to resume)
+                click.echo("rdu-run: error: terminated", err=True)
+                return 143
 
     def _epoch_length(self, start: int) -> int | None:
         """The number of batches of an epoch when a resumed run needs it to find its place
