@@ -62,9 +62,11 @@ def guarded(tool: str, debug: bool, body: Callable[[], int | None]) -> None:
         if debug:
             raise
         text = " ".join(str(error).split()) or type(error).__name__
+        # What the command did about it (PEP 678 notes: "stopped at step 7; wrote last.pt").
+        notes = "".join(f"; {' '.join(str(n).split())}" for n in getattr(error, "__notes__", ()))
         if isinstance(error, user_error_types()):
-            fail(tool, text, 1)
-        fail(tool, f"internal error: {type(error).__name__}: {text} (rerun with --debug)", 2)
+            fail(tool, text + notes, 1)
+        fail(tool, f"internal error: {type(error).__name__}: {text} (rerun with --debug){notes}", 2)
     sys.exit(code or 0)
 
 

@@ -132,8 +132,28 @@ class ModelFile:
         return ModelSpec(self.name, module, inputs, targets, loss_fn, optimizer, self.path)
 
     def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
-        """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples."""
-        for batch in self.call("data", split, args):
+        """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples, drawn
+        lazily (``data()`` may never end); an exception raised while drawing one is a
+        ModelFileError naming the model file's line, like one raised by the call itself."""
+        batches = self.call("data", split, args)
+        try:
+            iterator = iter(batches)
+        except TypeError:
+            raise ModelFileError(
+                f"{self.path}: data() returned a {type(batches).__name__}, not an iterator of "
+                "batches"
+            ) from None
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except ModelFileError:
+                raise
+            except Exception as error:
+                raise ModelFileError(
+                    f"{self._where(error)}: data('{split}') raised {_describe(error)}"
+                ) from error
             if not (isinstance(batch, tuple) and len(batch) == 2):
                 raise ModelFileError(
                     f"{self.path}: data() must yield ((inputs...), (targets...)) pairs"

@@ -13,15 +13,17 @@ This command never imports the compiler: it needs only the runtime, numpy, and t
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import numpy as np
@@ -111,6 +113,7 @@ def rdu_run(
                 f"started as one of {os.environ['WORLD_SIZE']} ranks (by torchrun): "
                 "add --data-parallel"
             )
+        check_options(opts)
         if opts["world_size"] is not None:
             from tools.data_parallel import launch
 
@@ -354,11 +357,19 @@ class Run:
         loss = totals[0] / totals[1] if totals[1] else math.nan
         return loss, (totals[2] / totals[3] if totals[3] else None)
 
-    def save(self, session, step: int, name: str) -> Path:
-        """A checkpoint that loads into the torch model (tied weights under every name)."""
+    @property
+    def ckpt_dir(self) -> Path:
+        """Where checkpoints go (``--ckpt-dir``, else ``checkpoints`` beside the PEF)."""
+        return Path(self.opts["ckpt_dir"] or self.out_dir / "checkpoints")
+
+    def save(
+        self, session, step: int, name: str, state: dict[str, np.ndarray] | None = None
+    ) -> Path:
+        """A checkpoint that loads into the torch model (tied weights under every name): the
+        session's state, or ``state`` (the state of step ``step``) when given."""
         from runtime.checkpoint import optimizer_to_torch, save_checkpoint
 
-        state = session.state()
+        state = session.state() if state is None else state
         model = self.torch_model()
         by_storage = {}
         for key, value in model.state_dict().items():
@@ -377,9 +388,13 @@ class Run:
                 self.hyperparameters(),
                 step,
             )
-        ckpt_dir = Path(self.opts["ckpt_dir"] or self.out_dir / "checkpoints")
-        path = ckpt_dir / name
-        save_checkpoint(path, model=weights, optimizer=optimizer, step=step)
+        path = self.ckpt_dir / name
+        try:
+            save_checkpoint(path, model=weights, optimizer=optimizer, step=step)
+        except OSError as error:  # the disk is full, the folder was removed...
+            raise ToolError(
+                f"{path}: cannot write the checkpoint: {error.strerror or error}"
+            ) from error
         return path
 
     # -- modes ---------------------------------------------------------------------------
@@ -389,8 +404,10 @@ class Run:
         from runtime.session import InferenceSession, TrainingSession
 
         state, _ = self.initial_state()
+        self.check_finite_state(state)
         inputs, targets = next(iter(self.batches("train" if not self.is_inference else "test", 0)))
         feed = self.batch(inputs, targets)
+        self.check_labels(feed, "the test batch")
         if self.is_inference:
             session = InferenceSession(self.program, state)
             outputs = session.run(feed)
@@ -425,38 +442,141 @@ class Run:
     def is_inference(self) -> bool:
         return self.program.meta.inference
 
+    # -- checks ----------------------------------------------------------------------------
+
+    def check_finite_state(self, state: dict[str, np.ndarray]) -> None:
+        """Refuse a start from NaN or inf weights (a checkpoint of a diverged run): every
+        step after it would be NaN too."""
+        name = _first_non_finite(state)
+        if name is not None:
+            source = self.opts["init_ckpt_path"] or "the model's initial state"
+            raise ToolError(f"{source}: tensor '{name}' {_non_finite_summary(state[name])}")
+
+    def check_hyperparameters(self, hyper: dict[str, float]) -> None:
+        """The checks torch's optimizers make (and finiteness), before the first step."""
+        for key, ok, rule in _HYPER_RULES:
+            if key not in hyper:
+                continue
+            value = float(hyper[key])
+            if math.isfinite(value) and ok(value):
+                continue
+            if key in ("lr", "momentum", "weight_decay") and self.opts[key] is not None:
+                where = f"--{key.replace('_', '-')} {self.opts[key]}"
+            else:
+                where = f"the model's optimizer has {key} {value}"
+            raise ToolError(f"{where}: {key} must be {rule}")
+
+    def check_labels(self, feed: dict[str, np.ndarray], where: str) -> None:
+        """Class labels outside ``[0, classes)`` (other than cross entropy's ignore_index
+        -100), which torch's cross entropy refuses and the PEF's one-hot selection would
+        silently drop: for a classifier, a 1-d integer label per row of 2-d logits."""
+        logits = self.symbols.get("output.0")
+        if logits is None or len(logits.shape) != 2 or not self.labels:
+            return
+        rows, classes = logits.shape
+        name = self.labels[0]
+        symbol = self.symbols[name]
+        labels = feed.get(name)
+        if symbol.dtype != "i64" or list(symbol.shape) != [rows] or labels is None:
+            return
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iu" or labels.shape != (rows,):
+            return  # the session refuses it, naming both shapes
+        bad = (labels < 0) | (labels >= classes)
+        bad &= labels != IGNORE_INDEX
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ToolError(
+                f"{where}: label '{name}' row {row} is {int(labels[row])}, outside the "
+                f"{classes} classes [0, {classes}) of output.0 (torch's cross_entropy raises)"
+            )
+
+    # -- training ------------------------------------------------------------------------
+
     def train(self) -> int:
+        """Train to ``--num-steps`` (or ``--num-epochs``); ``last.pt`` is written at the end
+        and on any stop after the state was loaded (Ctrl-C, SIGTERM, an error)."""
         from runtime.session import TrainingSession
 
         if self.is_inference:
             raise ToolError(
                 f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
             )
+        if self.is_rank0:
+            check_output_dir(self.ckpt_dir, "--ckpt-dir")
         state, start = self.initial_state()
-        session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
-        start = session.step_count  # rank 0's, when data-parallel
-        session.seed = self.opts["seed"]  # dropout's random numbers
+        self.check_finite_state(state)
         hyper = self.hyperparameters()
-        steps_per_epoch = sum(1 for _ in self.batches("train", 0))
-        if steps_per_epoch == 0:
+        self.check_hyperparameters(hyper)
+        session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
+        session.seed = self.opts["seed"]  # dropout's random numbers
+        with _terminate_as_interrupt():
+            try:
+                return self._train(session, hyper)
+            except Terminated:  # before the first step (finding the place to resume)
+                click.echo("rdu-run: error: terminated", err=True)
+                return 143
+
+    def _epoch_length(self, start: int) -> int | None:
+        """The number of batches of an epoch when a resumed run needs it to find its place
+        (``start`` past epoch 0's end), drawn lazily: None when ``start`` is within epoch 0."""
+        if start == 0:
+            return None
+        count = 0
+        for _ in self.batches("train", 0):
+            count += 1
+            if count > start:
+                return None
+        if count == 0:
             raise ToolError("data('train') yields no full batch")
-        total = self.opts["num_steps"] or steps_per_epoch * self.opts["num_epochs"]
+        return count
+
+    def _train(self, session, hyper: dict[str, float]) -> int:
+        start = session.step_count  # rank 0's, when data-parallel
+        length = self._epoch_length(start)
+        epochs = self.opts["num_epochs"]
+        total = self.opts["num_steps"] or (length * epochs if length else None)
+        if total is not None and start >= total:
+            target = f"--num-steps {total}" if self.opts["num_steps"] else f"--num-epochs {epochs}"
+            click.echo(
+                f"rdu-run: nothing to train: {self.opts['init_ckpt_path']} is at step {start}, "
+                f"at or past the target step {total} ({target}, counted from step 0); "
+                "wrote nothing",
+                err=True,
+            )
+            return 0
         progress = _progress(total, start, enabled=self.is_rank0)
         step = start
+        epoch, skip = divmod(start, length) if length else (0, start)
         losses: list[float] = []
         correct = seen = 0
         started, paused = time.perf_counter(), 0.0  # paused: evaluating, writing checkpoints
+        finite: tuple[dict[str, np.ndarray], int] | None = None  # set when a step went NaN
         try:
-            while step < total:
-                epoch, skip = divmod(step, steps_per_epoch)
-                for i, (inputs, targets) in enumerate(self.batches("train", epoch)):
-                    if i < skip:
-                        continue
-                    if step >= total:
+            while total is None or step < total:
+                batches = self.batches("train", epoch)
+                drawn = sum(1 for _ in itertools.islice(batches, skip))
+                trained, ended = 0, False
+                while total is None or step < total:
+                    batch = next(batches, None)
+                    if batch is None:
+                        ended = True
                         break
+                    inputs, targets = batch
+                    where = f"step {step + 1} (batch {drawn} of epoch {epoch})"
+                    drawn += 1
+                    feed = self.batch(inputs, targets)
+                    self.check_labels(feed, where)
+                    before = session.state()
+                    if step == start:  # steps/s: not the import of the data (scikit-learn...)
+                        started = time.perf_counter()
                     with _interrupts_between_steps():
-                        result = session.step(self.batch(inputs, targets), hyper)
+                        result = session.step(feed, hyper)
                         step += 1
+                    trained += 1
+                    if not math.isfinite(result.loss):
+                        finite = (before, step - 1)
+                        raise ToolError(f"{where}: the loss is {result.loss}: {_nan_cause(feed)}")
                     losses.append(result.loss)
                     c, n = _accuracy(result.outputs, targets)
                     correct, seen = correct + c, seen + n
@@ -471,19 +591,39 @@ class Run:
                         paused -= time.perf_counter()
                         self.save(session, step, f"step-{step}.pt")
                         paused += time.perf_counter()
-                if step % steps_per_epoch == 0 or step >= total:
-                    paused -= time.perf_counter()
-                    self.evaluate(session, progress, epoch)
-                    paused += time.perf_counter()
-        except KeyboardInterrupt:
+                if ended:
+                    if trained == 0:
+                        raise ToolError(
+                            f"data('train') yields no full batch in epoch {epoch}"
+                            + (f" after the {skip} already trained" if skip else "")
+                        )
+                    if length is None:
+                        length = drawn
+                        total = total or length * epochs
+                        progress.set_total(total)
+                paused -= time.perf_counter()
+                self.evaluate(session, progress, epoch)
+                paused += time.perf_counter()
+                if ended:
+                    epoch, skip = epoch + 1, 0
+        except KeyboardInterrupt as stop:
+            progress.close()
+            code, what = (
+                (143, "terminated") if isinstance(stop, Terminated) else (130, "interrupted")
+            )
+            if self.is_rank0:
+                click.echo(f"{what} at step {step}; {self._save_last(session, step)}", err=True)
+            return code
+        except Exception as error:
             progress.close()
             if self.is_rank0:
-                path = self.save(session, step, "last.pt")
-                click.echo(f"interrupted at step {step}; wrote {path}", err=True)
-            return 130
+                state, at = finite if finite is not None else (None, step)
+                error.add_note(self._save_last(session, at, state, stopped=step))
+            raise
         progress.close()
         if self.is_rank0:
-            path = self.save(session, step, "last.pt")
+            with _signals_held():  # the run is done: a Ctrl-C now must not lose its end
+                path = self.save(session, step, "last.pt")
             click.echo(f"wrote {path}")
             seconds = time.perf_counter() - started - paused
             if step > start and seconds > 0:
@@ -497,11 +637,41 @@ class Run:
         self.profile(session)
         return 0
 
+    def _save_last(
+        self,
+        session,
+        step: int,
+        state: dict[str, np.ndarray] | None = None,
+        *,
+        stopped: int | None = None,
+    ) -> str:
+        """Write ``last.pt`` on a stop (further Ctrl-C and SIGTERM held off meanwhile) unless
+        the state is not finite; what was done, for the one line that reports the stop."""
+        state = session.state() if state is None else state
+        prefix = f"stopped at step {stopped}; " if stopped is not None else ""
+        name = _first_non_finite(state)
+        if name is not None:
+            return f"{prefix}wrote no checkpoint: tensor '{name}' of the state is not finite"
+        with _signals_held():
+            try:
+                path = self.save(session, step, "last.pt", state)
+            except Exception as error:  # e.g. the disk is full
+                text = " ".join(str(error).split()) or type(error).__name__
+                return f"{prefix}could not write {self.ckpt_dir / 'last.pt'}: {text}"
+        at = f" (step {step}, the last finite state)" if stopped not in (None, step) else ""
+        return f"{prefix}wrote {path}{at}"
+
     def evaluate(self, session, progress, epoch: int) -> None:
         """Loss and accuracy over the test split with the forward section alone."""
         losses, correct, seen = [], 0, 0
-        for inputs, targets in self.batches("test", epoch):
-            loss, outputs = session.evaluate(self.batch(inputs, targets))
+        for i, (inputs, targets) in enumerate(self.batches("test", epoch)):
+            try:
+                feed = self.batch(inputs, targets)
+                self.check_labels(feed, "data('test')")
+                loss, outputs = session.evaluate(feed)
+            except Exception as error:
+                error.add_note(f"evaluating test batch {i} after epoch {epoch}")
+                raise
             losses.append(loss)
             c, n = _accuracy(outputs, targets)
             correct, seen = correct + c, seen + n
@@ -532,13 +702,15 @@ class Run:
     def inference(self) -> int:
         from runtime.session import InferenceSession
 
+        results = Path(self.opts["results_dir"] or self.out_dir / "results")
+        check_output_dir(results, "--results-dir")
         state, _ = self.initial_state()
+        self.check_finite_state(state)
         if not self.opts["init_ckpt_path"]:
             click.echo(
                 "warning: no --init-ckpt-path: running the model's initial weights", err=True
             )
         session = InferenceSession(self.program, state)
-        results = Path(self.opts["results_dir"] or self.out_dir / "results")
         results.mkdir(parents=True, exist_ok=True)
         if self.model_file.has("generate"):
             return self.generate(session, results)
@@ -571,12 +743,132 @@ class Run:
         return 0
 
 
+IGNORE_INDEX = -100
+"""torch's cross_entropy ``ignore_index`` default: a label that is skipped, not refused."""
+
+_HYPER_RULES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    ("lr", lambda v: v >= 0, "a finite number >= 0"),
+    ("momentum", lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
+    ("dampening", lambda v: 0 <= v <= 1, "a finite number in [0, 1]"),
+    ("weight_decay", lambda v: v >= 0, "a finite number >= 0"),
+    ("beta1", lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
+    ("beta2", lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
+    ("eps", lambda v: v >= 0, "a finite number >= 0"),
+)
+"""Hyperparameter, its test, the rule in words (torch's optimizers check the same)."""
+
+
+def check_options(opts: dict) -> None:
+    """rdu-run's numeric options, before anything is loaded: one line naming the option."""
+    rules = (
+        ("num_epochs", lambda v: v >= 1, "a whole number >= 1"),
+        ("num_steps", lambda v: v >= 1, "a whole number >= 1"),
+        ("log_every", lambda v: v >= 1, "a whole number >= 1"),
+        ("ckpt_every", lambda v: v >= 0, "a whole number >= 0 (0: only last.pt)"),
+        ("seed", lambda v: 0 <= v < 2**63, "a whole number >= 0"),
+        ("world_size", lambda v: v >= 1, "a whole number >= 1"),
+        ("dp_timeout", lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0"),
+    )
+    for key, ok, rule in rules:
+        value = opts.get(key)
+        if value is not None and not ok(value):
+            raise ToolError(f"--{key.replace('_', '-')} {value}: must be {rule}")
+    for key, ok, rule in _HYPER_RULES:
+        value = opts.get(key)
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            raise ToolError(f"--{key.replace('_', '-')} {value}: {key} must be {rule}")
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """``path`` is a directory, or can be made one: refuse a file there or on the way."""
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "is" if folder == path else f"cannot be made: {folder} is"
+                raise ToolError(f"{option} {path}: {what} a file, not a directory")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ToolError(f"{option} {path}: {folder} is not writable")
+            return
+
+
+def _first_non_finite(state: dict[str, np.ndarray]) -> str | None:
+    """The first (by name) floating-point tensor of ``state`` holding NaN or inf."""
+    for name in sorted(state):
+        value = np.asarray(state[name])
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            return name
+    return None
+
+
+def _non_finite_summary(value: np.ndarray) -> str:
+    """``holds 3 NaN and 1 inf of 8192 values`` (for one line)."""
+    value = np.asarray(value)
+    nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+    parts = [f"{nan} NaN" if nan else "", f"{inf} inf" if inf else ""]
+    return f"holds {' and '.join(p for p in parts if p)} of {value.size} values"
+
+
+def _nan_cause(feed: dict[str, np.ndarray]) -> str:
+    """Why a step's loss is not finite: a non-finite input, or else divergence."""
+    for name in sorted(feed):
+        value = np.asarray(feed[name])
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            return f"{'input' if name.startswith('input.') else 'label'} '{name}' " + (
+                _non_finite_summary(value)
+            )
+    return "the batch and the hyperparameters are finite: training diverged (lower --lr?)"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's stop) during training: stopped like Ctrl-C, with
+    exit status 143 (128 + 15)."""
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_for(signum: int) -> NoReturn:
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextmanager
-def _interrupts_between_steps() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) until the step in hand is done, then raise KeyboardInterrupt: the
-    final checkpoint of an interrupted run then holds whole steps (parameters, optimizer state
-    and step count agree), and data-parallel ranks stop at the same step."""
-    if threading.current_thread() is not threading.main_thread():
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM raises ``Terminated`` as SIGINT raises KeyboardInterrupt, so
+    the run stops the same way (a final ``last.pt``); the first of them makes the process
+    ignore any more (a second Ctrl-C while the final checkpoint is written). Both handlers
+    are restored after."""
+    if not _on_main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+
+    def stop(signum: int, frame: object) -> None:
+        for s in _STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+        chained = previous[signum]
+        if signum == signal.SIGINT and callable(chained):
+            chained(signum, frame)  # e.g. a data-parallel rank's, which remembers it
+        _raise_for(signum)
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def _signals_held(*, then_raise: bool = False) -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block is done; then, with ``then_raise``,
+    raise KeyboardInterrupt (or Terminated) for the first one that came, else drop them (a
+    second or third Ctrl-C while the final checkpoint is written)."""
+    if not _on_main_thread():
         yield
         return
     pending: list[int] = []
@@ -584,15 +876,26 @@ def _interrupts_between_steps() -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    previous = {s: signal.signal(s, hold) for s in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(
-            signal.SIGINT, previous if previous is not None else signal.default_int_handler
-        )
-    if pending:
-        raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            if handler is None:
+                handler = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, handler)
+    if pending and then_raise:
+        handler = signal.getsignal(pending[0])
+        if callable(handler):
+            handler(pending[0], None)
+        _raise_for(pending[0])
+
+
+def _interrupts_between_steps():
+    """Hold Ctrl-C and SIGTERM until the step in hand is done, then stop: the final checkpoint
+    of a stopped run then holds whole steps (parameters, optimizer state and step count
+    agree), and data-parallel ranks stop at the same step."""
+    return _signals_held(then_raise=True)
 
 
 def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]:
@@ -609,7 +912,7 @@ def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]
 class _progress:
     """A tqdm bar on a terminal, plain lines in a pipe."""
 
-    def __init__(self, total: int, start: int, *, enabled: bool = True) -> None:
+    def __init__(self, total: int | None, start: int, *, enabled: bool = True) -> None:
         self.bar = None
         self.enabled = enabled
         if enabled and sys.stdout.isatty():
@@ -621,6 +924,12 @@ class _progress:
         if self.bar is not None:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def set_total(self, total: int) -> None:
+        """The number of steps, once known (after the first epoch of ``--num-epochs``)."""
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.refresh()
 
     def line(self, text: str) -> None:
         if not self.enabled:

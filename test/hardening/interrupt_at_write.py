@@ -1,6 +1,6 @@
 """Run an rdu-* command and interrupt it at the worst moment: while it writes a file.
 
-    python interrupt_at_write.py kill|ctrl-c SUFFIX[@N] rdu-compile|rdu-run ARGS...
+    python interrupt_at_write.py kill|ctrl-c|ctrl-c-again SUFFIX[@N] rdu-compile|rdu-run ARGS...
 
 When the command is about to move the N-th (default first) finished temporary file into place
 over a destination ending in SUFFIX (``os.replace``, the last step of an atomic write), ``kill``
@@ -28,7 +28,11 @@ def main(argv: list[str]) -> None:
             if remaining[0] == 0:
                 if mode == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
-                raise KeyboardInterrupt
+                if mode == "ctrl-c-again":
+                    for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM):
+                        os.kill(os.getpid(), signum)
+                else:
+                    raise KeyboardInterrupt
         replace(src, dst)
 
     os.replace = interrupted_replace  # type: ignore[assignment]
