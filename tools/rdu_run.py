@@ -324,7 +324,28 @@ class Run:
             feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
         if len(inputs) != len(self.inputs):
             raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
+        for name, value in feed.items():
+            self._check_dtype(name, value)
         return feed
+
+    _EXACT = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}
+    """The numpy dtype a batch tensor of each PEF dtype must have."""
+
+    def _check_dtype(self, name: str, value: np.ndarray) -> None:
+        """A batch tensor of another dtype than the PEF's (float64 inputs, int32 labels) is
+        refused, as torch's model refuses it (``mat1 and mat2 must have the same dtype``,
+        cross entropy's ``expected scalar type Long``); the session itself would cast it. Other
+        kinds (a float label) are the session's one-line refusal."""
+        sym = self.symbols.get(name)
+        if sym is None or value.dtype == self._EXACT.get(sym.dtype, value.dtype):
+            return
+        kinds = {"f32": "f", "i64": "iu", "i1": "b"}
+        if value.dtype.kind in kinds.get(sym.dtype, ""):
+            role = "input" if sym.role == "input" else "label"
+            raise ToolError(
+                f"{role} '{name}' is {value.dtype} {list(value.shape)}, the PEF expects "
+                f"{sym.dtype} {sym.shape}: convert it in data() (torch's model refuses it too)"
+            )
 
     def batches(self, split: str, epoch: int):
         """The model's batches; data-parallel, this rank's shard of each global batch.

@@ -96,6 +96,12 @@ BATCHES = {
     "float-labels": ("(x,), (y.float(),)", [
         "label 'target.0' is float32 [16], the PEF expects i64 [16]"
     ]),
+    "float64-inputs": ("(x.double(),), (y,)", [
+        "input 'input.0' is float64 [16, 64], the PEF expects f32 [16, 64]: convert it in data()"
+    ]),
+    "int32-labels": ("(x,), (y.int(),)", [
+        "label 'target.0' is int32 [16], the PEF expects i64 [16]: convert it in data()"
+    ]),
     "two-inputs": ("(x, x), (y,)", ["data() gave 2 inputs, the PEF takes 1"]),
     "bare-inputs": ("x, (y,)", ["data() must yield ((inputs...), (targets...)) pairs of tuples"]),
 }  # fmt: skip
