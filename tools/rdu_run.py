@@ -523,6 +523,11 @@ class Run:
             raise ToolError(
                 f"{self.opts['pef_path']} is an inference PEF; compile without --inference to train"
             )
+        if self.program.meta.optimizer == "none":
+            raise ToolError(
+                f"{self.opts['pef_path']} was compiled without an optimizer (it computes "
+                "gradients only): it cannot train"
+            )
         if self.is_rank0:
             check_output_dir(self.ckpt_dir, "--ckpt-dir")
         state, start = self.initial_state()

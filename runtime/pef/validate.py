@@ -91,9 +91,10 @@ def validate(program: Program) -> None:
 
 def _check_sections(program: Program) -> None:
     """The sections a PEF of its kind needs: a forward; an inference PEF nothing else; a
-    training PEF whose backward computes gradients (``gradient`` symbols) a backward and an
-    optimizer section, else its parameters would never change. A training PEF of a model
-    without a trainable parameter has no gradient and no optimizer section."""
+    training PEF whose backward computes gradients (``gradient`` symbols) a backward section,
+    and an optimizer section exactly when ``meta.optimizer`` names one (a PEF compiled without
+    an optimizer, in memory, computes gradients only; ``rdu-run`` refuses to train with it). A
+    training PEF of a model without a trainable parameter has no gradient and no optimizer."""
     meta = program.meta
     kinds = Counter(s.kind for s in program.sections)
     if not kinds["forward"]:
@@ -103,14 +104,18 @@ def _check_sections(program: Program) -> None:
             if kinds[kind]:
                 raise PefError(f"meta: inference is true but the PEF has a {kind} section")
         return
+    if meta.optimizer == "none" and kinds["optimizer"]:
+        raise PefError("meta: optimizer is 'none' but the PEF has an optimizer section")
     gradients = [s.name for s in meta.symbols if s.role == "gradient"]
     if not gradients:
         return
-    for kind in ("backward", "optimizer"):
+    needed = ["backward"] + ([] if meta.optimizer == "none" else ["optimizer"])
+    for kind in needed:
         if not kinds[kind]:
             raise PefError(
-                f"sections: a training PEF (meta.inference false) with gradients "
-                f"('{gradients[0]}') has no {kind} section: its parameters would never change"
+                f"sections: a training PEF (meta.inference false, optimizer "
+                f"'{meta.optimizer}') with gradients ('{gradients[0]}') has no {kind} section: "
+                "its parameters would never change"
             )
 
 

@@ -190,8 +190,8 @@ def test_a_training_pef_without_its_optimizer_is_refused(tmp_path: Path, mlp_pef
     for result in (run, shown):
         error = one_line_error(result)
         assert error.endswith(
-            "sections: a training PEF (meta.inference false) with gradients ('fc1.weight.grad') "
-            "has no optimizer section: its parameters would never change"
+            "sections: a training PEF (meta.inference false, optimizer 'sgd') with gradients "
+            "('fc1.weight.grad') has no optimizer section: its parameters would never change"
         ), error
 
 
