@@ -210,7 +210,10 @@ def _compile(
     sections = ", ".join(f"{s} ({p} PCUs, {m} PMUs)" for s, (p, m) in result.units.items())
     click.echo(f"wrote {result.pef_path} ({result.pef_bytes} bytes): {sections}")
     click.echo(f"log: {result.log_path}")
-    click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
+    if result.pictures_skipped is None:
+        click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
+    else:
+        click.echo(f"report: {result.report_path} ({result.pictures_skipped})")
     return 0
 
 
