@@ -6,10 +6,12 @@ rdu-compile examples/mlp/model.py --check [--inference]   # every op the fronten
 
 from __future__ import annotations
 
+import errno
 import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -173,14 +175,15 @@ def _compile(
     data_parallel: bool,
     opt_level: int,
 ) -> int:
-    from pathlib import Path
-
     from compiler.driver import compile_model
     from compiler.targets import get_target
 
     target = get_target(arch)
+    _check_pef_name(pef_name)
+    _check_output_folder(Path(output_folder))
     model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
     name = pef_name or model_file.name
+    _check_output_folder(Path(output_folder) / name)
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += ["--inference"] if inference else []
     flags += ["--data-parallel"] if data_parallel else []
@@ -188,21 +191,24 @@ def _compile(
     flags += list(extra)
     log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
     _collect_again()
-    result = compile_model(
-        spec,
-        inference=inference,
-        target=target,
-        out_dir=Path(output_folder) / name,
-        pef_name=name,
-        flags=flags,
-        source_hash=model_file.source_hash(),
-        batch_size=batch_size,
-        log=log,
-        data_parallel=data_parallel,
-        opt_level=opt_level,
-        verify_each_stage=debug,
-        pictures=pictures,
-    )
+    try:
+        result = compile_model(
+            spec,
+            inference=inference,
+            target=target,
+            out_dir=Path(output_folder) / name,
+            pef_name=name,
+            flags=flags,
+            source_hash=model_file.source_hash(),
+            batch_size=batch_size,
+            log=log,
+            data_parallel=data_parallel,
+            opt_level=opt_level,
+            verify_each_stage=debug,
+            pictures=pictures,
+        )
+    except OSError as error:
+        raise _write_error(error, Path(output_folder) / name) from error
     if debug:
         click.echo("\n".join(log))
     else:
@@ -217,6 +223,50 @@ def _compile(
     return 0
 
 
+_WRITE_ERRORS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+     errno.EISDIR, errno.ENAMETOOLONG, errno.EFBIG, errno.EEXIST, errno.ENOENT)
+)  # fmt: skip
+"""The errors of writing the outputs that are the user's or the machine's (a full disk, a
+read-only or missing folder), not the compiler's."""
+
+
+def _write_error(error: OSError, out_dir: Path) -> Exception:
+    """A failed write under ``out_dir``: a ToolError naming the file and the reason when the
+    problem is the disk's or the folder's, else ``error`` itself (an internal error)."""
+    if error.errno not in _WRITE_ERRORS:
+        return error
+    what = error.filename2 or error.filename or out_dir
+    return ToolError(f"cannot write {what}: {error.strerror or error}")
+
+
+def _check_pef_name(pef_name: str | None) -> None:
+    """``--pef-name`` is a name (of the PEF and its folder), not a path."""
+    if pef_name is None:
+        return
+    if pef_name in ("", ".", "..") or "/" in pef_name or "\\" in pef_name or "\0" in pef_name:
+        raise ToolError(
+            f"--pef-name {pef_name!r} is not a name: give a plain name (no '/'); the PEF goes "
+            "to --output-folder/NAME/NAME.pef"
+        )
+
+
+def _check_output_folder(folder: Path) -> None:
+    """``folder`` is a folder, or can be made one: the nearest existing path on the way is a
+    writable folder (checked before tracing, so that nothing is written before the error)."""
+    import os
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link
+            raise ToolError(f"--output-folder: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ToolError(f"--output-folder: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ToolError(f"--output-folder: cannot write in {existing} (permission denied)")
+
+
 def _model_spec(
     model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
 ) -> tuple[ModelFile, ModelSpec]:
@@ -224,7 +274,7 @@ def _model_spec(
     ``seed``, with its example batch (and, for training, its loss and optimizer)."""
     import torch
 
-    from tools.model_file import load_model_file
+    from tools.model_file import ModelFileError, load_model_file
 
     model_file = load_model_file(model_path)
     args = model_namespace(
@@ -232,6 +282,10 @@ def _model_spec(
     )
     torch.manual_seed(seed)
     module = model_file.call("model", args)
+    if not isinstance(module, torch.nn.Module):
+        raise ModelFileError(
+            f"{model_file.path}: model() must return a torch.nn.Module, got {type(module).__name__}"
+        )
     return model_file, model_file.spec(module, args, inference=inference)
 
 

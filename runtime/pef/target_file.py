@@ -17,8 +17,9 @@ read target files here, so both accept exactly the same files. The keys are the 
     stream_bytes_per_cycle = 64   # bytes one stream moves over a link in a cycle
 
 Every key but ``name`` is required. A key that is not a field, a value of the wrong type (an
-integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``, or above ``UPPER_BOUNDS``) is refused with a
-one-line ``TargetFileError`` naming the file and the field.
+integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``, or above
+``UPPER_BOUNDS``, or more than ``MAX_SLOTS`` slots) is refused with a one-line
+``TargetFileError`` naming the file and the field.
 """
 
 from __future__ import annotations
