@@ -18,6 +18,7 @@ import click
 
 from tools.cli import (
     MODEL_COMMAND_SETTINGS,
+    OneLineCommand,
     ToolError,
     guarded,
     model_namespace,
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from tools.model_file import ModelFile
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--inference", is_flag=True, help="Compile the forward section only.")
 @click.option("-b", "--batch-size", type=int, default=16, show_default=True)

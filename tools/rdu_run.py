@@ -26,10 +26,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespace, print_help
+from tools.cli import (
+    MODEL_COMMAND_SETTINGS,
+    OneLineCommand,
+    ToolError,
+    guarded,
+    model_namespace,
+    print_help,
+)
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
 @click.option("--test", "test_run", is_flag=True, help="A short test run on one batch.")

@@ -31,7 +31,7 @@ from typing import Any
 import click
 import numpy as np
 
-from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, print_help
+from tools.cli import MODEL_COMMAND_SETTINGS, OneLineCommand, ToolError, guarded, print_help
 from tools.tolerance import Comparison, compare, float_error, scale_of, tolerance_for
 
 END_TO_END = "end to end"
@@ -233,7 +233,7 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     )
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
 @click.option(
