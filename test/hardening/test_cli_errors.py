@@ -178,3 +178,55 @@ def test_a_grid_too_big_to_draw_compiles_without_pictures(tmp_path: Path) -> Non
     assert (out / "mlp" / "mlp.pef").exists()
     assert (out / "mlp" / "report.json").exists()
     assert not list(out.rglob("*.png"))
+
+
+USAGE: dict[str, tuple[list[str], str]] = {
+    # name: (command line, "{mlp}" the MLP example, "{pef}" its PEF; the whole error line)
+    "compile-close-option": (
+        ["rdu-compile", "{mlp}", "--outputfolder", "x"],
+        "rdu-compile: error: no such option: --outputfolder (did you mean --output-folder?)",
+    ),
+    "compile-model-option": (
+        ["rdu-compile", "{mlp}", "--check", "--hiden", "3"],
+        "rdu-compile: error: no such option: --hiden (did you mean --hidden or --help?)",
+    ),
+    "compile-bad-int": (
+        ["rdu-compile", "{mlp}", "-b", "x"],
+        "rdu-compile: error: invalid value for '-b' / '--batch-size': 'x' is not a valid "
+        "integer (see --help)",
+    ),
+    "compile-missing-value": (
+        ["rdu-compile", "{mlp}", "--output-folder"],
+        "rdu-compile: error: option '--output-folder' requires an argument (see --help)",
+    ),
+    "run-close-option": (
+        ["rdu-run", "{mlp}", "--pef", "{pef}", "--lrr", "0.1"],
+        "rdu-run: error: no such option: --lrr (did you mean --lr?)",
+    ),
+    "run-bad-float": (
+        ["rdu-run", "{mlp}", "--pef", "{pef}", "--lr", "x"],
+        "rdu-run: error: invalid value for '--lr': 'x' is not a valid float (see --help)",
+    ),
+    "test-bad-float": (
+        ["rdu-test", "{mlp}", "--pef", "{pef}", "--rtol", "x"],
+        "rdu-test: error: invalid value for '--rtol': 'x' is not a valid float (see --help)",
+    ),
+    "pef-unknown-option": (
+        ["rdu-pef", "--bogus"],
+        "rdu-pef: error: no such option: --bogus (see --help)",
+    ),
+    "pef-missing-argument": (["rdu-pef"], "rdu-pef: error: missing argument 'PEF' (see --help)"),
+}
+
+
+@pytest.fixture(scope="module")
+def usage_outcomes(mlp_pef: Path) -> dict[str, Result]:
+    commands = [tuple(a.format(mlp=MLP, pef=mlp_pef) for a in line) for line, _ in USAGE.values()]
+    return dict(zip(USAGE, tools(*commands), strict=True))
+
+
+@pytest.mark.parametrize("case", list(USAGE))
+def test_usage_error_in_one_line(usage_outcomes: dict[str, Result], case: str) -> None:
+    """Not click's usage, hint and error (exit 2): one line, exit 1, as the README says."""
+    assert one_line_error(usage_outcomes[case]) == USAGE[case][1]
+    assert usage_outcomes[case].stdout == ""
