@@ -44,7 +44,13 @@ if TYPE_CHECKING:
     help="Target fabric: a preset (plasticine, sn10, sn30, sn40l, tiny) or a target file "
     "FILE.toml.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's init.")
+@click.option(
+    "--seed",
+    type=click.IntRange(-(2**63), 2**64 - 1),  # what torch.manual_seed takes
+    default=0,
+    show_default=True,
+    help="Seed for the model's init.",
+)
 @click.option(
     "--o0",
     "opt_level",
@@ -241,6 +247,10 @@ def _write_error(error: OSError, out_dir: Path) -> Exception:
     return ToolError(f"cannot write {what}: {error.strerror or error}")
 
 
+_MAX_NAME_BYTES = 240
+"""255 bytes a file name (Linux file systems), less our longest suffix (``.sections.mlir``)."""
+
+
 def _check_pef_name(pef_name: str | None) -> None:
     """``--pef-name`` is a name (of the PEF and its folder), not a path."""
     if pef_name is None:
@@ -250,6 +260,12 @@ def _check_pef_name(pef_name: str | None) -> None:
             f"--pef-name {pef_name!r} is not a name: give a plain name (no '/'); the PEF goes "
             "to --output-folder/NAME/NAME.pef"
         )
+    size = len(pef_name.encode(errors="surrogateescape"))
+    if size > _MAX_NAME_BYTES:
+        raise ToolError(
+            f"--pef-name is {size} bytes long, more than the {_MAX_NAME_BYTES} a file name "
+            "leaves for it (NAME.sections.mlir is written)"
+        )
 
 
 def _check_output_folder(folder: Path) -> None:
@@ -257,12 +273,18 @@ def _check_output_folder(folder: Path) -> None:
     writable folder (checked before tracing, so that nothing is written before the error)."""
     import os
 
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():  # a dangling link
-            raise ToolError(f"--output-folder: {existing} is a broken symbolic link")
-        existing = existing.parent
-    if not existing.is_dir():
+    if "\0" in str(folder):
+        raise ToolError(f"--output-folder {str(folder)!r} holds a NUL character")
+    try:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():  # a dangling link
+                raise ToolError(f"--output-folder: {existing} is a broken symbolic link")
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as error:  # a name too long, a loop of links...
+        raise ToolError(f"--output-folder: {folder}: {error.strerror or error}") from None
+    if not is_dir:
         raise ToolError(f"--output-folder: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ToolError(f"--output-folder: cannot write in {existing} (permission denied)")
