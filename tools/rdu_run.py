@@ -52,8 +52,20 @@ from tools.cli import (
 @click.option(
     "--results-dir", default=None, help="Inference results [default: out/<name>/results]."
 )
-@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
+@click.option(
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Steps between lines.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),  # what numpy and torch.manual_seed both take
+    default=0,
+    show_default=True,
+    help="Init and data order seed.",
+)
 @click.option(
     "--arch",
     default=None,

@@ -262,7 +262,13 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     "--localize", is_flag=True, help="Name the first unit that diverges, even when all pass."
 )
 @click.option("--init-ckpt-path", default=None, help="Compare with these weights.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Init and dropout seed.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),  # what numpy and torch.manual_seed both take
+    default=0,
+    show_default=True,
+    help="Init and dropout seed.",
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context

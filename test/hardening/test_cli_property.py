@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import string
+from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from hardening_helpers import MLP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -154,7 +155,58 @@ def test_rdu_compile_never_fails_internally(
     finally:
         os.chdir(here)
         shutil.rmtree(root, ignore_errors=True)
-    where = f"rdu-compile {' '.join(repr(a) for a in args)}"
+    check_outcome("rdu-compile", args, result)
+
+
+RUN_OPTIONS: dict[str, tuple[st.SearchStrategy[object], st.SearchStrategy[object]]] = {
+    # option: (valid values, wild values); --num-steps stays small so that a run is short (it
+    # overrides --num-epochs)
+    "--num-steps": (st.integers(1, 3), st.integers(-3, 0)),
+    "--num-epochs": (st.integers(1, 2), wild_numbers),
+    "--lr": (
+        st.sampled_from([0.0, 0.01, 1.0]),
+        st.sampled_from(["-1", "nan", "inf", "1e999", "x"]),
+    ),
+    "--momentum": (st.sampled_from([0.0, 0.9]), st.sampled_from(["-1", "nan", "2", "x"])),
+    "--weight-decay": (st.sampled_from([0.0, 1e-4]), st.sampled_from(["-1", "nan", "inf"])),
+    "--ckpt-every": (st.integers(1, 3), wild_numbers),
+    "--log-every": (st.integers(1, 3), wild_numbers),
+    "--seed": (st.integers(0, 2**32), wild_numbers),
+    "--ckpt-dir": (
+        st.sampled_from(["ckpt", "folder"]),
+        st.one_of(st.sampled_from(["a-file", "a-file/ckpt"]), wild_names),
+    ),
+}
+"""rdu-run's numeric and path options for training."""
+
+
+@PROPERTY
+@given(wild=st.sets(st.sampled_from(list(RUN_OPTIONS)), max_size=1), data=st.data())
+def test_rdu_run_never_fails_internally(
+    tmp_path_factory: pytest.TempPathFactory, mlp_pef: Path, wild: set[str], data: st.DataObject
+) -> None:
+    """A few training steps of the MLP with every option valid but one."""
+    from tools.rdu_run import rdu_run
+
+    root = tmp_path_factory.mktemp("property-run")
+    (root / "a-file").write_text("")
+    (root / "folder").mkdir()
+    args = [str(MLP), "--pef", str(mlp_pef)]
+    for option, (valid, odd) in RUN_OPTIONS.items():
+        args += [option, str(data.draw(odd if option in wild else valid, label=option))]
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        result = CliRunner().invoke(rdu_run, args)
+    finally:
+        os.chdir(here)
+        shutil.rmtree(root, ignore_errors=True)
+    check_outcome("rdu-run", args, result)
+
+
+def check_outcome(tool: str, args: list[str], result: Result) -> None:
+    """Exit 0, or 1 with one line on stderr; never an escaped exception, exit 2 or a traceback."""
+    where = f"{tool} {' '.join(repr(a) for a in args)}"
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         where,
         result.exception,
@@ -163,4 +215,4 @@ def test_rdu_compile_never_fails_internally(
     assert "Traceback" not in result.stderr, (where, result.stderr)
     if result.exit_code == 1:
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("rdu-compile: error: "), (where, lines)
+        assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: "), (where, lines)
