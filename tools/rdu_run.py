@@ -43,9 +43,18 @@ from tools.cli import (
 @click.option("--inference", is_flag=True, help="Forward only; write results.")
 @click.option("--num-epochs", type=int, default=1, show_default=True)
 @click.option("--num-steps", type=int, default=None, help="Stop after this many steps in all.")
-@click.option("--lr", type=float, default=None, help="Learning rate [default: the model's].")
-@click.option("--momentum", type=float, default=None, help="SGD momentum [default: the model's].")
-@click.option("--weight-decay", type=float, default=None, help="[default: the model's]")
+@click.option(
+    "--lr", type=click.FloatRange(min=0), default=None, help="Learning rate [default: the model's]."
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="SGD momentum [default: the model's].",
+)
+@click.option(
+    "--weight-decay", type=click.FloatRange(min=0), default=None, help="[default: the model's]"
+)
 @click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
 @click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
