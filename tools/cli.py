@@ -86,6 +86,8 @@ def usage_message(error: click.UsageError) -> str:
     if isinstance(error, click.NoSuchOption):
         return no_such_option(error.option_name, sorted(error.possibilities or ()))
     text = " ".join(error.format_message().split()).rstrip(".")
+    for kind in ("integer", "float"):  # click names an IntRange's or FloatRange's type so
+        text = text.replace(f"is not a valid {kind} range", f"is not a valid {kind}")
     return f"{text[:1].lower()}{text[1:]} (see --help)"
 
 

@@ -207,6 +207,24 @@ USAGE: dict[str, tuple[list[str], str]] = {
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--lr", "x"],
         "rdu-run: error: invalid value for '--lr': 'x' is not a valid float (see --help)",
     ),
+    "run-negative-lr": (
+        ["rdu-run", "{mlp}", "--pef", "{pef}", "--lr", "-1"],
+        "rdu-run: error: invalid value for '--lr': -1.0 is not in the range x>=0 (see --help)",
+    ),
+    "run-log-every-0": (
+        ["rdu-run", "{mlp}", "--pef", "{pef}", "--log-every", "0"],
+        "rdu-run: error: invalid value for '--log-every': 0 is not in the range x>=1 (see --help)",
+    ),
+    "run-negative-seed": (
+        ["rdu-run", "{mlp}", "--pef", "{pef}", "--seed", "-1"],
+        "rdu-run: error: invalid value for '--seed': -1 is not in the range "
+        "0<=x<=18446744073709551615 (see --help)",
+    ),
+    "compile-huge-seed": (
+        ["rdu-compile", "{mlp}", "--seed", "18446744073709551616"],
+        "rdu-compile: error: invalid value for '--seed': 18446744073709551616 is not in the range "
+        "-9223372036854775808<=x<=18446744073709551615 (see --help)",
+    ),
     "test-bad-float": (
         ["rdu-test", "{mlp}", "--pef", "{pef}", "--rtol", "x"],
         "rdu-test: error: invalid value for '--rtol': 'x' is not a valid float (see --help)",
