@@ -23,7 +23,7 @@ from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
 from compiler.pictures import PictureWorker
 from compiler.pipeline import lowering_passes
-from compiler.report import format_summary, write_report
+from compiler.report import format_summary, pictures_skipped, write_report
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.atomic import atomic_write_bytes
@@ -46,6 +46,8 @@ class CompileResult:
     """``report.json`` (with a ``fabric-<section>.png`` a section beside it)."""
     summary: str = ""
     """The report's readable summary (also in the log)."""
+    pictures_skipped: str | None = None
+    """Why no fabric pictures were drawn (the grid is too big), or None."""
 
 
 def make_context() -> Context:
@@ -103,6 +105,10 @@ def compile_model(
     ``--debug``) verifies the IR after every pass too, to name the pass that broke it (each
     verification of a GPT-sized module takes about 0.1 s)."""
     log = [] if log is None else log
+    skipped = pictures_skipped(target)
+    if skipped is not None and pictures is not None:
+        pictures.close()  # nothing to draw: end the worker now
+        pictures = None
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -174,11 +180,15 @@ def compile_model(
     summary = format_summary(program, target)
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {report_path}")
     log.append(summary)
+    if skipped is not None:
+        log.append(skipped)
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
     if pictures is not None:
         pictures.wait()
-    return CompileResult(pef_path, size, log_path, count_ops(module), units, report_path, summary)
+    return CompileResult(
+        pef_path, size, log_path, count_ops(module), units, report_path, summary, skipped
+    )
 
 
 def compile_in_memory(

@@ -153,10 +153,27 @@ def write_report(program: Program, target: Target, out_dir: Path, *, pictures: b
     return path
 
 
+MAX_DRAWN_SIDE = 128
+"""The pictures are drawn for grids of at most this many slots a side (sn30's is 64 x 40): a
+larger one is a picture of tens of thousands of pixels a side that nobody can read, and takes
+longer to draw than the compile."""
+
+
+def pictures_skipped(target: Target) -> str | None:
+    """Why no ``fabric-<section>.png`` is drawn for ``target`` (None: they are)."""
+    if max(target.cols, target.rows) <= MAX_DRAWN_SIDE:
+        return None
+    return (
+        f"no fabric pictures: the {target.cols}x{target.rows} grid is too big to draw, "
+        f"at {MAX_DRAWN_SIDE} slots a side at most"
+    )
+
+
 def draw_fabrics(sections: list[Section], target: Target, out_dir: Path) -> None:
     """``out_dir/fabric-<section>.png`` of each of ``sections`` (``draw_fabric``), on one
-    ``FabricCanvas``: the grid, legend and DRAM bar are drawn once for all of them."""
-    if sections:
+    ``FabricCanvas``: the grid, legend and DRAM bar are drawn once for all of them. Nothing for
+    a grid too big to draw (``pictures_skipped``)."""
+    if sections and pictures_skipped(target) is None:
         canvas = FabricCanvas(target)
         for section in sections:
             canvas.draw(section, out_dir / f"fabric-{section.name}.png")

@@ -70,6 +70,47 @@ def guarded(tool: str, debug: bool, body: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+class OneLineCommand(click.Command):
+    """A click command whose usage errors (an unknown option, a bad value, a missing argument)
+    are one line, ``rdu-run: error: no such option: --lrr (did you mean --lr?)``, and exit 1
+    like every other bad input (click's own are usage, a hint and the error, exit 2)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            fail(self.name or ctx.info_name or "rdu", usage_message(error), 1)
+
+
+def usage_message(error: click.UsageError) -> str:
+    """Click's usage error in one line: what is wrong and, for an unknown option, the closest
+    options."""
+    if isinstance(error, click.NoSuchOption):
+        return no_such_option(error.option_name, sorted(error.possibilities or ()))
+    text = " ".join(error.format_message().split()).rstrip(".")
+    for kind in ("integer", "float"):  # click names an IntRange's or FloatRange's type so
+        text = text.replace(f"is not a valid {kind} range", f"is not a valid {kind}")
+    return f"{text[:1].lower()}{text[1:]} (see --help)"
+
+
+def no_such_option(option: str, close: list[str]) -> str:
+    """``no such option: --lrr (did you mean --lr?)``."""
+    if not close:
+        return f"no such option: {option} (see --help)"
+    return f"no such option: {option} (did you mean {' or '.join(close)}?)"
+
+
+def _close_options(option: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The options of the running command and of the model closest to ``option``."""
+    import difflib
+
+    names = [o for action in parser._actions for o in action.option_strings]
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        names += [o for p in ctx.command.params if isinstance(p, click.Option) for o in p.opts]
+    return difflib.get_close_matches(option.split("=", 1)[0], names, n=3, cutoff=0.6)
+
+
 class _ModelArgumentParser(argparse.ArgumentParser):
     """argparse that raises a ToolError instead of printing usage and exiting."""
 
@@ -92,7 +133,10 @@ def model_namespace(
     parser = shared_model_parser(model_file)
     args, unknown = parser.parse_known_args(extra)
     if unknown:
-        raise ToolError(f"unknown option(s) {' '.join(unknown)} (see --help)")
+        option = next((u for u in unknown if u.startswith("-")), None)
+        if option is None:
+            raise ToolError(f"unexpected argument(s) {' '.join(unknown)} (see --help)")
+        raise ToolError(no_such_option(option, _close_options(option, parser)))
     for key, value in shared.items():
         setattr(args, key, value)
     return args

@@ -6,16 +6,19 @@ rdu-compile examples/mlp/model.py --check [--inference]   # every op the fronten
 
 from __future__ import annotations
 
+import errno
 import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from tools.cli import (
     MODEL_COMMAND_SETTINGS,
+    OneLineCommand,
     ToolError,
     guarded,
     model_namespace,
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from tools.model_file import ModelFile
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--inference", is_flag=True, help="Compile the forward section only.")
 @click.option("-b", "--batch-size", type=int, default=16, show_default=True)
@@ -41,7 +44,13 @@ if TYPE_CHECKING:
     help="Target fabric: a preset (plasticine, sn10, sn30, sn40l, tiny) or a target file "
     "FILE.toml.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the model's init.")
+@click.option(
+    "--seed",
+    type=click.IntRange(-(2**63), 2**64 - 1),  # what torch.manual_seed takes
+    default=0,
+    show_default=True,
+    help="Seed for the model's init.",
+)
 @click.option(
     "--o0",
     "opt_level",
@@ -173,14 +182,15 @@ def _compile(
     data_parallel: bool,
     opt_level: int,
 ) -> int:
-    from pathlib import Path
-
     from compiler.driver import compile_model
     from compiler.targets import get_target
 
     target = get_target(arch)
+    _check_pef_name(pef_name)
+    _check_output_folder(Path(output_folder))
     model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
     name = pef_name or model_file.name
+    _check_output_folder(Path(output_folder) / name)
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += ["--inference"] if inference else []
     flags += ["--data-parallel"] if data_parallel else []
@@ -188,21 +198,24 @@ def _compile(
     flags += list(extra)
     log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
     _collect_again()
-    result = compile_model(
-        spec,
-        inference=inference,
-        target=target,
-        out_dir=Path(output_folder) / name,
-        pef_name=name,
-        flags=flags,
-        source_hash=model_file.source_hash(),
-        batch_size=batch_size,
-        log=log,
-        data_parallel=data_parallel,
-        opt_level=opt_level,
-        verify_each_stage=debug,
-        pictures=pictures,
-    )
+    try:
+        result = compile_model(
+            spec,
+            inference=inference,
+            target=target,
+            out_dir=Path(output_folder) / name,
+            pef_name=name,
+            flags=flags,
+            source_hash=model_file.source_hash(),
+            batch_size=batch_size,
+            log=log,
+            data_parallel=data_parallel,
+            opt_level=opt_level,
+            verify_each_stage=debug,
+            pictures=pictures,
+        )
+    except OSError as error:
+        raise _write_error(error, Path(output_folder) / name) from error
     if debug:
         click.echo("\n".join(log))
     else:
@@ -210,8 +223,71 @@ def _compile(
     sections = ", ".join(f"{s} ({p} PCUs, {m} PMUs)" for s, (p, m) in result.units.items())
     click.echo(f"wrote {result.pef_path} ({result.pef_bytes} bytes): {sections}")
     click.echo(f"log: {result.log_path}")
-    click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
+    if result.pictures_skipped is None:
+        click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
+    else:
+        click.echo(f"report: {result.report_path} ({result.pictures_skipped})")
     return 0
+
+
+_WRITE_ERRORS = frozenset(
+    (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+     errno.EISDIR, errno.ENAMETOOLONG, errno.EFBIG, errno.EEXIST, errno.ENOENT)
+)  # fmt: skip
+"""The errors of writing the outputs that are the user's or the machine's (a full disk, a
+read-only or missing folder), not the compiler's."""
+
+
+def _write_error(error: OSError, out_dir: Path) -> Exception:
+    """A failed write under ``out_dir``: a ToolError naming the file and the reason when the
+    problem is the disk's or the folder's, else ``error`` itself (an internal error)."""
+    if error.errno not in _WRITE_ERRORS:
+        return error
+    what = error.filename2 or error.filename or out_dir
+    return ToolError(f"cannot write {what}: {error.strerror or error}")
+
+
+_MAX_NAME_BYTES = 240
+"""255 bytes a file name (Linux file systems), less our longest suffix (``.sections.mlir``)."""
+
+
+def _check_pef_name(pef_name: str | None) -> None:
+    """``--pef-name`` is a name (of the PEF and its folder), not a path."""
+    if pef_name is None:
+        return
+    if pef_name in ("", ".", "..") or "/" in pef_name or "\\" in pef_name or "\0" in pef_name:
+        raise ToolError(
+            f"--pef-name {pef_name!r} is not a name: give a plain name (no '/'); the PEF goes "
+            "to --output-folder/NAME/NAME.pef"
+        )
+    size = len(pef_name.encode(errors="surrogateescape"))
+    if size > _MAX_NAME_BYTES:
+        raise ToolError(
+            f"--pef-name is {size} bytes long, more than the {_MAX_NAME_BYTES} a file name "
+            "leaves for it (NAME.sections.mlir is written)"
+        )
+
+
+def _check_output_folder(folder: Path) -> None:
+    """``folder`` is a folder, or can be made one: the nearest existing path on the way is a
+    writable folder (checked before tracing, so that nothing is written before the error)."""
+    import os
+
+    if "\0" in str(folder):
+        raise ToolError(f"--output-folder {str(folder)!r} holds a NUL character")
+    try:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            if existing.is_symlink():  # a dangling link
+                raise ToolError(f"--output-folder: {existing} is a broken symbolic link")
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as error:  # a name too long, a loop of links...
+        raise ToolError(f"--output-folder: {folder}: {error.strerror or error}") from None
+    if not is_dir:
+        raise ToolError(f"--output-folder: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ToolError(f"--output-folder: cannot write in {existing} (permission denied)")
 
 
 def _model_spec(
@@ -221,7 +297,7 @@ def _model_spec(
     ``seed``, with its example batch (and, for training, its loss and optimizer)."""
     import torch
 
-    from tools.model_file import load_model_file
+    from tools.model_file import ModelFileError, load_model_file
 
     model_file = load_model_file(model_path)
     args = model_namespace(
@@ -229,6 +305,10 @@ def _model_spec(
     )
     torch.manual_seed(seed)
     module = model_file.call("model", args)
+    if not isinstance(module, torch.nn.Module):
+        raise ModelFileError(
+            f"{model_file.path}: model() must return a torch.nn.Module, got {type(module).__name__}"
+        )
     return model_file, model_file.spec(module, args, inference=inference)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import click
 
 from runtime.pef import schema
-from tools.cli import guarded
+from tools.cli import OneLineCommand, guarded
 
 
 def _shape(dtype: str, shape: list[int]) -> str:
@@ -101,7 +101,7 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
 
 
-@click.command()
+@click.command(cls=OneLineCommand)
 @click.argument("pef_path", metavar="PEF")
 @click.option("--section", default=None, help="Print only this section.")
 @click.option("--summary", is_flag=True, help="Symbols and per-section unit counts only.")

@@ -28,19 +28,35 @@ from typing import NoReturn
 import click
 import numpy as np
 
-from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespace, print_help
+from tools.cli import (
+    MODEL_COMMAND_SETTINGS,
+    OneLineCommand,
+    ToolError,
+    guarded,
+    model_namespace,
+    print_help,
+)
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
 @click.option("--test", "test_run", is_flag=True, help="A short test run on one batch.")
 @click.option("--inference", is_flag=True, help="Forward only; write results.")
 @click.option("--num-epochs", type=int, default=1, show_default=True)
 @click.option("--num-steps", type=int, default=None, help="Stop after this many steps in all.")
-@click.option("--lr", type=float, default=None, help="Learning rate [default: the model's].")
-@click.option("--momentum", type=float, default=None, help="SGD momentum [default: the model's].")
-@click.option("--weight-decay", type=float, default=None, help="[default: the model's]")
+@click.option(
+    "--lr", type=click.FloatRange(min=0), default=None, help="Learning rate [default: the model's]."
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="SGD momentum [default: the model's].",
+)
+@click.option(
+    "--weight-decay", type=click.FloatRange(min=0), default=None, help="[default: the model's]"
+)
 @click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
 @click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
@@ -59,8 +75,20 @@ from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, model_namespac
 @click.option(
     "--results-dir", default=None, help="Inference results [default: out/<name>/results]."
 )
-@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Init and data order seed.")
+@click.option(
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Steps between lines.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),  # what numpy and torch.manual_seed both take
+    default=0,
+    show_default=True,
+    help="Init and data order seed.",
+)
 @click.option(
     "--arch",
     default=None,

@@ -31,7 +31,7 @@ from typing import Any
 import click
 import numpy as np
 
-from tools.cli import MODEL_COMMAND_SETTINGS, ToolError, guarded, print_help
+from tools.cli import MODEL_COMMAND_SETTINGS, OneLineCommand, ToolError, guarded, print_help
 from tools.tolerance import Comparison, compare, float_error, scale_of, tolerance_for
 
 END_TO_END = "end to end"
@@ -233,7 +233,7 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     )
 
 
-@click.command(context_settings=MODEL_COMMAND_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
 @click.argument("model_path", required=False, metavar="MODEL.py")
 @click.option("--pef", "pef_path", help="The compiled program (from rdu-compile).")
 @click.option(
@@ -273,7 +273,13 @@ def _tolerance_text(overrides: dict[str, float | None]) -> str:
     help="Test a PEF although MODEL.py changed since it was compiled (comments, data code); "
     "the model's parameters and buffers must still match the PEF's.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Init and dropout seed.")
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),  # what numpy and torch.manual_seed both take
+    default=0,
+    show_default=True,
+    help="Init and dropout seed.",
+)
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 @click.option("--help", "show_help", is_flag=True, help="Show this message and the model's.")
 @click.pass_context

@@ -114,10 +114,17 @@ def loss_call_site() -> tuple[Path, int]:
     raise AssertionError("the training wrapper does not call loss_fn")
 
 
+_DATA_DEPENDENT = ("GuardOnDataDependentSymNode", "DataDependentOutputException")
+"""torch's errors for a Python decision on a tensor's value (``if x.sum() > 0``, ``.item()``)."""
+
+
 @contextlib.contextmanager
-def _tracing(what: str) -> Iterator[None]:
-    """Math SDPA, and torch's tracing failures turned into one-line FrontendErrors."""
-    with sdpa_kernel([SDPBackend.MATH]), warnings.catch_warnings():
+def _tracing(what: str, source: Path | None = None) -> Iterator[None]:
+    """Math SDPA, torch's own log output off (unless ``TORCH_LOGS`` asks for it), and torch's
+    tracing failures turned into one-line FrontendErrors that start with the model's
+    ``file:line`` where it failed (the deepest frame in ``source``, the model file, else in
+    the user's code outside torch) when there is one."""
+    with sdpa_kernel([SDPBackend.MATH]), warnings.catch_warnings(), _quiet_torch_logs():
         warnings.simplefilter("ignore")
         try:
             yield
@@ -125,26 +132,73 @@ def _tracing(what: str) -> Iterator[None]:
             raise
         except Exception as error:  # torch raises many kinds; the user needs the first line
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            where = _raised_at(error)
-            raise FrontendError(f"{what} failed{where}: {type(error).__name__}: {first}") from error
+            where = _user_line(error, source)
+            prefix = f"{where}: " if where else ""
+            kind = type(error).__name__
+            if kind in _DATA_DEPENDENT:
+                raise FrontendError(
+                    f"{prefix}{what} failed: the model decides on a tensor's value in Python "
+                    "(an `if` on a tensor, `.item()`, `.tolist()`...), which a dataflow graph "
+                    f"cannot do; compute both branches and use torch.where ({kind})"
+                ) from error
+            raise FrontendError(f"{prefix}{what} failed: {kind}: {first}") from error
 
 
-def _raised_at(error: BaseException) -> str:
-    """`` at FILE:LINE in FUNCTION``: the innermost frame of the traceback outside torch and
-    this file (the model's or a library's line that made torch fail, e.g. Python control flow
-    on a tensor's value); "" if there is none."""
-    torch_dir = str(Path(torch.__file__).resolve().parent)
-    here = str(Path(__file__).resolve())
-    frames = [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if not str(Path(f.filename).resolve()).startswith((torch_dir, here))
-        and "contextlib" not in f.filename
-    ]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" at {Path(f.filename).name}:{f.lineno} in {f.name}"
+@contextlib.contextmanager
+def _quiet_torch_logs() -> Iterator[None]:
+    """No log records while torch traces, and what it prints on stderr held back (on a failure
+    torch logs and prints the partial graph, tens of lines, before it raises): written out if
+    the trace succeeds, dropped if it fails (the one-line error says what failed). Unless the
+    user set ``TORCH_LOGS``."""
+    import io
+    import logging
+    import os
+    import sys
+
+    if os.environ.get("TORCH_LOGS"):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    finally:
+        logging.disable(previous)
+    sys.stderr.write(held.getvalue())  # reached only when tracing succeeded
+
+
+def _user_line(error: BaseException, source: Path | None) -> str | None:
+    """``file:line`` of the deepest frame of ``error`` (or of the errors it came from) in
+    ``source``, else in a file outside torch and this compiler; None when there is none."""
+    import sysconfig
+
+    root = Path(__file__).resolve().parents[2]
+    library = tuple(  # torch, this compiler and its tools, Python's own modules
+        str(p)
+        for p in (
+            Path(torch.__file__).resolve().parent,
+            root / "compiler",
+            root / "tools",
+            Path(sysconfig.get_paths()["stdlib"]).resolve(),
+        )
+    )
+    model = str(Path(source).resolve()) if source is not None else None
+    own: str | None = None
+    other: str | None = None
+    seen: set[int] = set()
+    chain: BaseException | None = error
+    while chain is not None and id(chain) not in seen and own is None:
+        seen.add(id(chain))
+        for frame in traceback.extract_tb(chain.__traceback__):
+            path = str(Path(frame.filename).resolve())
+            if path == model:
+                own = f"{frame.filename}:{frame.lineno}"
+            elif not (path.startswith(library) or "<" in path):
+                other = f"{frame.filename}:{frame.lineno}"
+        chain = chain.__cause__ or chain.__context__
+    return own or other
 
 
 @contextlib.contextmanager
@@ -290,7 +344,7 @@ def trace_training(spec: ModelSpec) -> Traced:
     n_in = len(spec.example_inputs)
     step = _TrainStep(spec.module, spec.loss_fn, n_in, spec.source_file)
     args = tuple(spec.example_inputs) + tuple(spec.example_targets)
-    with _tracing("tracing the training step"), _mode(spec.module, training=True):
+    with _tracing("tracing the training step", spec.source_file), _mode(spec.module, training=True):
         with contextlib.ExitStack() as stack:
             stack.enter_context(_as_export_traces())
             joint = aot_export_joint_with_descriptors(
@@ -428,7 +482,7 @@ def trace_inference(spec: ModelSpec) -> Traced:
     from torch.export.graph_signature import InputKind, OutputKind
 
     _check_tensors("example input", spec.example_inputs)
-    with _tracing("exporting the model"), _mode(spec.module, training=False):
+    with _tracing("exporting the model", spec.source_file), _mode(spec.module, training=False):
         exported = torch.export.export(spec.module, tuple(spec.example_inputs))
         inner = _subgraph_traces(exported)
         ep = exported.run_decompositions(inference_table())

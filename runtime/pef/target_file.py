@@ -17,8 +17,9 @@ read target files here, so both accept exactly the same files. The keys are the 
     stream_bytes_per_cycle = 64   # bytes one stream moves over a link in a cycle
 
 Every key but ``name`` is required. A key that is not a field, a value of the wrong type (an
-integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``) is refused with a
-one-line ``TargetFileError`` naming the file and the field.
+integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``, or above
+``UPPER_BOUNDS``, or more than ``MAX_SLOTS`` slots) is refused with a one-line
+``TargetFileError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -51,6 +52,29 @@ def looks_like_target_file(arch: str) -> bool:
     return arch.endswith(".toml") or "/" in arch or Path(arch).is_file()
 
 
+UPPER_BOUNDS: dict[str, int | float] = {
+    "cols": 1024,
+    "rows": 1024,
+    "pcu_lanes": 1024,
+    "pcu_stages": 256,
+    "pmu_bytes": 2**30,
+    "pmu_banks": 1024,
+    "clock_ghz": 100.0,
+    "link_capacity": 1024,
+    "dram_gbps": 1_000_000.0,
+    "stream_bytes_per_cycle": 65536,
+}
+"""The largest value of each field a target file may give: the largest preset's figure (sn30's
+64 x 40 grid, 16 lanes x 6 stages, 512 KiB PMUs in 16 banks, 1.6 GHz, 8 streams a link, 1.6 TB/s,
+64 bytes a stream a cycle) times a generous factor (16 to 2048), so that any fabric one may want
+to model fits, while a typo (``cols = 100000000000``) is refused at once instead of making the
+compiler allocate the grid (a 1e20-column grid was killed for memory)."""
+
+MAX_SLOTS = 65536
+"""At most this many unit slots (``cols x rows``): 25 times sn30's 2,560. The placer and the
+pictures walk every slot; a 1000 x 1000 grid took a minute to place the MLP."""
+
+
 def check_target(target: Target, where: str) -> None:
     """Every figure of ``target`` in range, else a ``TargetFileError`` naming ``where`` and the
     field."""
@@ -72,10 +96,22 @@ def check_target(target: Target, where: str) -> None:
         value = getattr(target, field)
         if not value > 0 or value == float("inf"):
             raise TargetFileError(f"{where}: field '{field}' is {value}, must be > 0 and finite")
+    for field, bound in UPPER_BOUNDS.items():
+        value = getattr(target, field)
+        if value > bound:
+            raise TargetFileError(
+                f"{where}: field '{field}' is {value}, must be <= {bound} (the largest preset's "
+                "figure times a generous factor)"
+            )
     if target.cols * target.rows < 2:
         raise TargetFileError(
             f"{where}: fields 'cols' x 'rows' is {target.cols}x{target.rows}, must hold at least "
             "one PCU and one PMU"
+        )
+    if target.cols * target.rows > MAX_SLOTS:
+        raise TargetFileError(
+            f"{where}: fields 'cols' x 'rows' is {target.cols}x{target.rows} = "
+            f"{target.cols * target.rows} slots, must be <= {MAX_SLOTS} (25 times sn30's)"
         )
     if not target.name:
         raise TargetFileError(f"{where}: field 'name' is empty")

@@ -377,7 +377,7 @@ def test_tracing_failure_names_the_line(tmp_path: Path) -> None:
         build_dataflow(spec, inference=False)
     line = _line_of(path, "if torch.rand")
     message = str(info.value)
-    assert message.startswith(f"tracing the training step failed at model.py:{line} in forward: ")
+    assert message.startswith(f"{path}:{line}: tracing the training step failed: "), message
     assert "\n" not in message
 
 
