@@ -46,16 +46,16 @@ from tools.cli import (
 @click.option("--num-epochs", type=int, default=1, show_default=True)
 @click.option("--num-steps", type=int, default=None, help="Stop after this many steps in all.")
 @click.option(
-    "--lr", type=click.FloatRange(min=0), default=None, help="Learning rate [default: the model's]."
+    "--lr", type=float, default=None, help="Learning rate [default: the model's]."
 )
 @click.option(
     "--momentum",
-    type=click.FloatRange(min=0),
+    type=float,
     default=None,
     help="SGD momentum [default: the model's].",
 )
 @click.option(
-    "--weight-decay", type=click.FloatRange(min=0), default=None, help="[default: the model's]"
+    "--weight-decay", type=float, default=None, help="[default: the model's]"
 )
 @click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
@@ -75,20 +75,10 @@ from tools.cli import (
 @click.option(
     "--results-dir", default=None, help="Inference results [default: out/<name>/results]."
 )
+@click.option("--log-every", type=int, default=20, show_default=True, help="Steps between lines.")
 @click.option(
-    "--log-every",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Steps between lines.",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**64 - 1),  # what numpy and torch.manual_seed both take
-    default=0,
-    show_default=True,
-    help="Init and data order seed.",
-)
+    "--seed", type=int, default=0, show_default=True, help="Init and data order seed."
+)  # both checked by check_options, with the other numbers, before anything is loaded
 @click.option(
     "--arch",
     default=None,

@@ -227,6 +227,8 @@ def _as_traced(value: Any, node: torch.fx.Node) -> Any:
         return value
     if tuple(meta.shape) != tuple(value.shape) or meta.stride() == value.stride():
         return value
+    if 0 in meta.stride():  # an expanded view: its elements share memory, only a view has it
+        return value
     return torch.empty_strided(value.shape, meta.stride(), dtype=value.dtype).copy_(value)
 
 

@@ -209,16 +209,15 @@ USAGE: dict[str, tuple[list[str], str]] = {
     ),
     "run-negative-lr": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--lr", "-1"],
-        "rdu-run: error: invalid value for '--lr': -1.0 is not in the range x>=0 (see --help)",
+        "rdu-run: error: --lr -1.0: lr must be a finite number >= 0",
     ),
     "run-log-every-0": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--log-every", "0"],
-        "rdu-run: error: invalid value for '--log-every': 0 is not in the range x>=1 (see --help)",
+        "rdu-run: error: --log-every 0: must be a whole number >= 1",
     ),
     "run-negative-seed": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--seed", "-1"],
-        "rdu-run: error: invalid value for '--seed': -1 is not in the range "
-        "0<=x<=18446744073709551615 (see --help)",
+        "rdu-run: error: --seed -1: must be a whole number >= 0",
     ),
     "compile-huge-seed": (
         ["rdu-compile", "{mlp}", "--seed", "18446744073709551616"],
