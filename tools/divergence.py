@@ -36,7 +36,6 @@ How a unit is judged (``first_divergence``):
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -118,23 +117,6 @@ Judge = Callable[
 ]
 """``judge(section kind, name, fabric, torch, torch's section results) -> (max abs, max rel, ok)``:
 ``name`` is the unit's traced value or symbol, the arrays flat."""
-
-
-def within(rtol: float, atol: float = 0.0) -> Judge:
-    """A plain normwise rule, ``max|fabric - torch| <= atol + rtol * max|torch|`` (rdu-test
-    uses ``tolerance_judge``, its own rule)."""
-
-    def judge(
-        kind: str, name: str, fabric: np.ndarray, torch_value: np.ndarray, writes: Mapping
-    ) -> tuple[float, float, bool]:
-        diff = np.abs(fabric.astype(np.float64) - torch_value.astype(np.float64))
-        max_abs = float(diff.max()) if diff.size else 0.0
-        scale = float(np.abs(torch_value.astype(np.float64)).max()) if diff.size else 0.0
-        max_rel = max_abs / scale if scale > 0 else max_abs
-        ok = math.isfinite(max_abs) and max_abs <= atol + rtol * scale
-        return max_abs, max_rel, ok
-
-    return judge
 
 
 def unit_ops(pcu: Pcu) -> tuple[str, ...]:

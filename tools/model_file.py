@@ -111,7 +111,6 @@ class ModelFile:
         ``model(args)``) with one batch of example inputs and, for training, example targets,
         the loss and the optimizer (``optimizer(params, args)``; SGD at lr 0.01 if the file has
         none)."""
-        import torch
 
         from compiler.frontend import ModelSpec  # here: rdu-run loads model files without it
 
@@ -120,16 +119,23 @@ class ModelFile:
             return ModelSpec(self.name, module, inputs, (), None, None, self.path)
         targets = self.batch_tensors("example_targets", args)
         loss_fn = self.function("loss")
-        if self.has("optimizer"):
-            optimizer = self.call("optimizer", module.parameters(), args)
-            if not isinstance(optimizer, torch.optim.Optimizer):
-                raise ModelFileError(
-                    f"{self.path}: optimizer() returned {_a(optimizer)}, not a "
-                    "torch.optim.Optimizer (e.g. torch.optim.SGD(params, lr=0.01))"
-                )
-        else:
-            optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+        optimizer = self.optimizer(module.parameters(), args)
         return ModelSpec(self.name, module, inputs, targets, loss_fn, optimizer, self.path)
+
+    def optimizer(self, params: Any, args: argparse.Namespace) -> Any:
+        """The model's ``optimizer(params, args)``, which must be a ``torch.optim.Optimizer``;
+        SGD at lr 0.01 when the file defines none."""
+        import torch
+
+        if not self.has("optimizer"):
+            return torch.optim.SGD(params, lr=0.01)
+        optimizer = self.call("optimizer", params, args)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ModelFileError(
+                f"{self.path}: optimizer() returned {_a(optimizer)}, not a "
+                "torch.optim.Optimizer (e.g. torch.optim.SGD(params, lr=0.01))"
+            )
+        return optimizer
 
     def batches(self, split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
         """The model's ``data(split, args)`` batches as ``(inputs, targets)`` tuples, drawn

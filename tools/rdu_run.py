@@ -311,11 +311,7 @@ class Run:
 
     def torch_optimizer(self, model):
         """The model file's optimizer over ``model.parameters()`` (SGD, lr 0.01 without one)."""
-        import torch
-
-        if self.model_file.has("optimizer"):
-            return self.model_file.call("optimizer", model.parameters(), self.args)
-        return torch.optim.SGD(model.parameters(), lr=0.01)
+        return self.model_file.optimizer(model.parameters(), self.args)
 
     def hyperparameters(self) -> dict[str, float]:
         """The model's optimizer settings, overridden from the command line."""

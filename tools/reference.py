@@ -36,7 +36,6 @@ that diverges) can run the case's sections unit by unit on them.
 from __future__ import annotations
 
 import contextlib
-import math
 import operator
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -449,10 +448,7 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> Non
 
 def torch_optimizer(run: Any, model: torch.nn.Module, hyper: Mapping[str, float]):
     """model.py's optimizer (SGD at lr 0.01 without one) with the run's hyperparameters."""
-    if run.model_file.has("optimizer"):
-        optimizer = run.model_file.call("optimizer", model.parameters(), run.args)
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer = run.torch_optimizer(model)
     for group in optimizer.param_groups:
         for key in ("lr", "momentum", "weight_decay"):
             if key in group and key in hyper:
@@ -498,12 +494,11 @@ def optimizer_step(
 def step_hyperparameters(hyper: Mapping[str, float], step: int) -> dict[str, float]:
     """The optimizer section's scalar inputs for step ``step + 1``: the run's hyperparameters and
     AdamW's bias corrections as torch computes them."""
+    from runtime.session import adamw_coefficients
+
     out = dict(hyper)
     if "beta1" in hyper and "beta2" in hyper:
-        out["bias_correction1"] = 1.0 - float(hyper["beta1"]) ** (step + 1)
-        out["bias_correction2_sqrt"] = math.sqrt(1.0 - float(hyper["beta2"]) ** (step + 1))
-        out["one_minus_beta1"] = 1.0 - float(hyper["beta1"])
-        out["one_minus_beta2"] = 1.0 - float(hyper["beta2"])
+        out.update(adamw_coefficients(float(hyper["beta1"]), float(hyper["beta2"]), step + 1))
     return out
 
 
