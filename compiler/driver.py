@@ -198,10 +198,17 @@ def compile_in_memory(
     target: Target,
     opt_level: int = 1,
     min_vectors: int | None = None,
+    flags: list[str] | None = None,
+    source_hash: str = "",
+    batch_size: int | None = None,
 ) -> Program:
     """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks).
 
-    ``min_vectors``: parallelize-units' threshold (None: its default)."""
+    ``min_vectors``: parallelize-units' threshold (None: its default). ``flags``,
+    ``source_hash`` and ``batch_size`` are what ``meta`` records (None: ``--inference`` or
+    nothing, and the first input's length); with rdu-compile's own
+    (``tools.rdu_compile.compile_flags``) the program encodes to the bytes rdu-compile writes."""
+    default_batch = len(spec.example_inputs[0]) if spec.example_inputs else 1
     module = build_dataflow(spec, inference=inference)
     ctx = make_context()
     for _, pass_ in lowering_passes(target.spec, opt_level=opt_level, min_vectors=min_vectors):
@@ -211,10 +218,10 @@ def compile_in_memory(
         module,
         target,
         model_name=spec.name,
-        batch_size=len(spec.example_inputs[0]) if spec.example_inputs else 1,
+        batch_size=batch_size if batch_size is not None else default_batch,
         compiler_version=COMPILER_VERSION,
-        compile_flags=["--inference"] if inference else [],
-        source_hash="",
+        compile_flags=flags if flags is not None else ["--inference"] if inference else [],
+        source_hash=source_hash,
         optimizer=_optimizer_name(spec, inference),
         loss=not inference,
     )

@@ -188,14 +188,10 @@ def _compile(
     target = get_target(arch)
     _check_pef_name(pef_name)
     _check_output_folder(Path(output_folder))
-    model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
+    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug)
     name = pef_name or model_file.name
     _check_output_folder(Path(output_folder) / name)
-    flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
-    flags += ["--inference"] if inference else []
-    flags += ["--data-parallel"] if data_parallel else []
-    flags += [f"--o{opt_level}"]
-    flags += list(extra)
+    flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra)
     log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
     _collect_again()
     try:
@@ -228,6 +224,22 @@ def _compile(
     else:
         click.echo(f"report: {result.report_path} ({result.pictures_skipped})")
     return 0
+
+
+def compile_flags(
+    arch: str,
+    batch_size: int,
+    inference: bool,
+    data_parallel: bool,
+    opt_level: int,
+    extra: list[str],
+) -> list[str]:
+    """The options a PEF records (``meta.compile_flags``), the model's own arguments last."""
+    flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
+    flags += ["--inference"] if inference else []
+    flags += ["--data-parallel"] if data_parallel else []
+    flags += [f"--o{opt_level}"]
+    return flags + list(extra)
 
 
 _WRITE_ERRORS = frozenset(
@@ -290,7 +302,7 @@ def _check_output_folder(folder: Path) -> None:
         raise ToolError(f"--output-folder: cannot write in {existing} (permission denied)")
 
 
-def _model_spec(
+def model_spec(
     model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
 ) -> tuple[ModelFile, ModelSpec]:
     """The model file and what the compiler compiles of it: ``model(args)`` built under
@@ -318,7 +330,7 @@ def _check(
     """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
     from compiler.frontend import check_ops
 
-    model_file, spec = _model_spec(model_path, extra, inference, batch_size, seed, debug)
+    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug)
     result = check_ops(spec, inference=inference)
     what = f"{model_file.path.name} ({'inference' if inference else 'training'})"
     click.echo("\n".join(format_check(result, what)))

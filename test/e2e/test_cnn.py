@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from e2e_helpers import ROOT, judged, losses_beside_torch, rdu_test, tool
 
@@ -19,23 +18,6 @@ from tools.model_file import load_model_file
 
 LENET = ROOT / "examples" / "lenet" / "model.py"
 RESNET = ROOT / "examples" / "resnet" / "model.py"
-
-
-def _compile(model: Path, out: Path) -> Path:
-    result = tool("rdu-compile", str(model), "--output-folder", str(out))
-    assert result.returncode == 0, result.stderr
-    name = model.parent.name
-    return out / name / f"{name}.pef"
-
-
-@pytest.fixture(scope="module")
-def lenet_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _compile(LENET, tmp_path_factory.mktemp("lenet"))
-
-
-@pytest.fixture(scope="module")
-def resnet_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _compile(RESNET, tmp_path_factory.mktemp("resnet"))
 
 
 def _rdu_test(model: Path, pef: Path) -> set[str]:
