@@ -25,8 +25,8 @@ other keys belong to the other bench scripts and are kept):
   2- and 4-layer times) and within 1.3x flat in hidden size (slowest over fastest).
 
 Every row also gives the modelled cycles of the compiled program (one run of every section,
-from ``runtime.perf``), so the speed of the tool and of the program sit side by side. A model
-whose example is missing or does not compile yet gets a row "not available: <reason>".
+from ``runtime.machine.perf``), so the speed of the tool and of the program sit side by side.
+A model whose example is missing or does not compile yet gets a row "not available: <reason>".
 """
 
 from __future__ import annotations
@@ -420,7 +420,7 @@ def modelled(pef: Path) -> dict[str, Any]:
     """Modelled cycles of one run of every section and the PEF's size.
 
     The cycles are the fabric's performance counters (``Fabric.counters``, the model of
-    ``runtime/perf.py``), fixed by the configuration: no section needs to run.
+    ``runtime/machine/perf.py``), fixed by the configuration: no section needs to run.
     """
     from runtime.fabric import Fabric
     from runtime.pef import read_pef

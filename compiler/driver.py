@@ -26,7 +26,7 @@ from compiler.pipeline import lowering_passes
 from compiler.report import format_summary, pictures_skipped, write_report
 from compiler.targets import Target
 from dialects import all_dialects
-from runtime.atomic import atomic_write_bytes
+from runtime.machine.atomic import atomic_write_bytes
 from runtime.pef import encode_pef
 from runtime.pef.schema import Program
 

@@ -1,8 +1,8 @@
 """The compile report: what a PEF uses of its target and how fast the performance model says it
 runs, as ``report.json``, a readable summary, and a picture of each section's placed units.
 
-Every figure comes from ``runtime/perf.py`` applied to the program the compiler wrote (the same
-model ``rdu-run --profile`` counts with), so the report and the runtime never disagree:
+Every figure comes from ``runtime/machine/perf.py`` applied to the program the compiler wrote (the
+same model ``rdu-run --profile`` counts with), so the report and the runtime never disagree:
 
 - per section: units used (PCUs, PMUs, switch links) of those the target has, modelled cycles
   and time, FLOPs, bytes moved off-chip, the fraction of the target's peak achieved and the
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from compiler.targets import Target
-from runtime.atomic import atomic_write_bytes
+from runtime.machine.atomic import atomic_write_bytes
+from runtime.machine.perf import SectionModel, format_models, model_section, si
 from runtime.pef.schema import Pcu, Pmu, Program, Section
-from runtime.perf import SectionModel, format_models, model_section, si
 
 REPORT_VERSION = 1
 

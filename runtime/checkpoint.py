@@ -23,8 +23,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from runtime.atomic import atomic_writer
 from runtime.errors import RduError
+from runtime.machine.atomic import atomic_writer
 from runtime.pef.schema import Symbol
 
 _NP_DTYPES: dict[str, np.dtype] = {

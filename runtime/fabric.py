@@ -42,8 +42,8 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from runtime import perf
 from runtime.errors import RduError
+from runtime.machine import perf
 from runtime.pef import isa
 from runtime.pef.schema import Access, Meta, Pcu, Program, Section
 from runtime.pef.validate import validate
@@ -785,7 +785,8 @@ class Fabric:
 
     Configuring validates the program (so PMU capacities, ``tile_bytes * nbuf <=
     target.pmu_bytes``, and every access bound are enforced before anything runs) and plans every
-    PCU once. ``counters[section]`` holds the section's performance counters (``runtime.perf``).
+    PCU once. ``counters[section]`` holds the section's performance counters
+    (``runtime.machine.perf``).
     """
 
     def __init__(self, program: Program) -> None:

@@ -467,10 +467,11 @@ class Run:
         """With ``--profile``: the per-section counters the fabric kept while it ran."""
         if not self.opts.get("profile") or not self.is_rank0:
             return
-        from runtime.perf import format_report
+        from runtime.machine.perf import format_report
 
         counters = {k: c for k, c in session.fabric.counters.items() if c.runs}
-        click.echo(f"profile (target {self.program.meta.target.name}, model runtime/perf.py):")
+        target = self.program.meta.target.name
+        click.echo(f"profile (target {target}, model runtime/machine/perf.py):")
         click.echo(format_report(counters))
 
     @property
@@ -724,7 +725,7 @@ class Run:
         """The model's ``generate(forward, args)`` hook (a language model's text from a
         prompt): ``forward(inputs)`` runs one batch of model inputs through the inference PEF
         and gives the outputs as numpy arrays; the text it returns is printed and written."""
-        from runtime.atomic import atomic_write_bytes
+        from runtime.machine.atomic import atomic_write_bytes
 
         def forward(inputs: tuple) -> tuple[np.ndarray, ...]:
             outputs = session.run(self.batch(tuple(inputs), ()))
@@ -768,7 +769,7 @@ class Run:
                     rows.append(f"{len(rows)},{int(p)},{label}")
             c, n = _accuracy(outputs, targets)
             correct, seen = correct + c, seen + n
-        from runtime.atomic import atomic_write_bytes
+        from runtime.machine.atomic import atomic_write_bytes
 
         atomic_write_bytes(
             results / "predictions.csv",

@@ -85,7 +85,7 @@ from dialects import rdu_tile
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
 from dialects.pcu import YieldOp as PcuYieldOp
 from dialects.pmu import BufferOp
-from runtime import perf
+from runtime.machine import perf
 
 OPCODES: dict[str, str] = {
     "arith.addf": "add",
@@ -329,7 +329,7 @@ class _SectionLowering:
 
 
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
-    """How ``unit`` walks its space a vector at a time (``runtime.perf.vector_shape``)."""
+    """How ``unit`` walks its space a vector at a time (``runtime.machine.perf.vector_shape``)."""
     space = unit.space_values
     out_strides = unit.out.stride_values
     ops: list[str] = []

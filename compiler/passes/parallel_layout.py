@@ -5,9 +5,9 @@ holds only that unit and its buffers (partition-sections cuts it out alone). It 
 ``layout`` puts it down directly, in time linear in its copies and PMUs.
 
 - **copies**: at most two counters are split. The one the performance model spreads over the
-  lanes (``runtime.perf.lanes_counter``) runs over the PCU slots of a row, the other over the
-  rows (``grid_axes``); copy ``(r, c)`` of that grid sits at row ``y = r``, slot ``x = 2c + y % 2``
-  (the checkerboard's PCU slots, from the left, the DRAM edge).
+  lanes (``runtime.machine.perf.lanes_counter``) runs over the PCU slots of a row, the other
+  over the rows (``grid_axes``); copy ``(r, c)`` of that grid sits at row ``y = r``, slot
+  ``x = 2c + y % 2`` (the checkerboard's PCU slots, from the left, the DRAM edge).
 - **PMUs**: a buffer of a parallel unit stays whole on chip, in at least as many PMUs as streams
   leave or enter it (``buffer_pmus``: its multicast streams, or its writers over the links'
   capacity, halved), so that no PMU's links carry more than they can. A buffer's ``n`` PMUs (its
@@ -56,7 +56,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64, element_type, shape_of
-from runtime import perf
+from runtime.machine import perf
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """parallelize-units: spread a unit with a lot of work over many PCUs ("copies").
 
-A ``pcu.unit`` whose modelled work on one PCU (its vectors, ``runtime.perf``) is at least
+A ``pcu.unit`` whose modelled work on one PCU (its vectors, ``runtime.machine.perf``) is at least
 ``min_vectors`` gets ``parallel [p0, p1, ...]``, one factor a counter: it becomes ``P = prod(p)``
 identical PCUs, copy ``k`` (a multi-index) running counter ``c`` over its block
 ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``, ``b[c] = ceil(S[c] / p[c])``. Each output
@@ -58,7 +58,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
-from runtime import perf
+from runtime.machine import perf
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -96,7 +96,7 @@ def unit_shape(unit: UnitOp) -> tuple[int, int]:
 def copy_vectors(
     block: Sequence[int], out_strides: Sequence[int], lanes: int, depth: int, stages: int
 ) -> int:
-    """Vectors one copy running over ``block`` takes (``runtime.perf``)."""
+    """Vectors one copy running over ``block`` takes (``runtime.machine.perf``)."""
     return perf.vector_shape(block, out_strides, lanes, depth, stages).vectors(block)
 
 

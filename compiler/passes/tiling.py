@@ -8,9 +8,9 @@ next tile loads while the PCU works on the current one.
 
 The rule (``choose_tile``), from the target:
 
-1. the lanes counter (``runtime.perf.lanes_counter``: the innermost counter that is not reduced
-   and has an extent above 1) gets ``min(extent, pcu_lanes)`` (a full vector of lanes), every
-   other counter 1;
+1. the lanes counter (``runtime.machine.perf.lanes_counter``: the innermost counter that is not
+   reduced and has an extent above 1) gets ``min(extent, pcu_lanes)`` (a full vector of lanes),
+   every other counter 1;
 2. then, in rounds, each counter in turn (the lanes counter first, then from the innermost
    outwards) doubles, capped by its extent, if the bytes of all the tiles (every operand's and
    the result's) times ``NBUF`` still fit one PMU (``target.pmu_bytes``); rounds repeat until no
@@ -20,8 +20,8 @@ The rule (``choose_tile``), from the target:
    counters, so operands are reused across it.
 
 Banking (``choose_bank_skew``): a PMU delivers a vector in as many cycles as the most of its
-elements that fall in one bank (``runtime.perf.bank_cycles``). A vector that walks down a column
-(a stride that is a multiple of the banks: a transposed operand, the rows of an outer-product
+elements that fall in one bank (``runtime.machine.perf.bank_cycles``). A vector that walks down a
+column (a stride that is a multiple of the banks: a transposed operand, the rows of an outer-product
 matrix multiply) would hit one bank only; a skewed PMU puts element ``a`` in bank
 ``(a + a // skew) % banks``, and each buffer gets the skew (none, or one of the strides its
 units' vectors walk) that makes its units' vectors cheapest, weighted by how many they read.
@@ -41,7 +41,7 @@ from xdsl.dialects.builtin import IndexType, IntegerType
 from xdsl.ir import Attribute
 
 from compiler.targets import Target
-from runtime.perf import bank_cycles, lanes_counter
+from runtime.machine.perf import bank_cycles, lanes_counter
 
 NBUF = 2
 """N-buffering of every PMU: one tile in use, one loading."""

@@ -1,8 +1,8 @@
 """Fabric targets: the hardware model the passes query (never constants inside a pass).
 
 A ``Target`` describes a grid of PCUs and PMUs in a checkerboard joined by switches, with the
-figures the performance model (``runtime/perf.py``) needs: clock, off-chip (DRAM) bandwidth and
-the bandwidth of one stream over a link. ``get_target(arch)`` gives a preset by name or reads a
+figures the performance model (``runtime/machine/perf.py``) needs: clock, off-chip (DRAM) bandwidth
+and the bandwidth of one stream over a link. ``get_target(arch)`` gives a preset by name or reads a
 target file (TOML, see ``runtime/pef/target_file.py``, validated field by field on load).
 
 The presets come from the public figures (``ARCHITECTURE.md``: Plasticine, ISCA 2017; SambaNova

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import msgspec
 
-from runtime.atomic import atomic_write_bytes
+from runtime.machine.atomic import atomic_write_bytes
 from runtime.pef import schema
 from runtime.pef.validate import PefError, validate
 

@@ -67,7 +67,7 @@ def recorded_digests() -> dict[str, str]:
 
 def main() -> None:
     """Compile every example's PEFs and write their digests to ``pef_digests.txt``."""
-    from runtime.atomic import atomic_write_bytes
+    from runtime.machine.atomic import atomic_write_bytes
 
     lines = []
     for example in EXAMPLES:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from e2e_helpers import MLP, tool
 
+from runtime.machine.perf import model_section
 from runtime.pef import read_pef
-from runtime.perf import model_section
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

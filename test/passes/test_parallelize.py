@@ -18,8 +18,8 @@ from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
 from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS
 from compiler.targets import get_target
+from runtime.machine.perf import model_section
 from runtime.pef import schema, validate
-from runtime.perf import model_section
 from runtime.session import InferenceSession
 from tools.model_file import load_model_file
 

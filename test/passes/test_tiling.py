@@ -11,7 +11,7 @@ from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
 from compiler.passes.tiling import choose_bank_skew, choose_tile
 from compiler.targets import get_target
-from runtime.perf import model_section
+from runtime.machine.perf import model_section
 
 COPY = [((3, 1), 4), ((3, 1), 4)]
 """A copy of a [16, 3] f32 tensor: the input's and the result's (strides, element bytes)."""

@@ -414,8 +414,8 @@ def test_performance_counters() -> None:
     fabric = Fabric(program)
     fabric.run_section("forward", {"a": randn(4, 8), "b": randn(8, 16)})
     c = fabric.counters["forward"]
-    # runtime/perf.py, worked out in test_perf.py: 8 vectors, 4 cycles each (the 4-bank PMUs),
-    # plus a fill of 6 stages and 3 hops.
+    # runtime/machine/perf.py, worked out in test_perf.py: 8 vectors, 4 cycles each (the 4-bank
+    # PMUs), plus a fill of 6 stages and 3 hops.
     assert c.units[0].cycles == 8 * 4 + 6 + 3
     assert c.cycles == c.units[0].cycles
     assert c.dram_bytes_in == (4 * 8 + 8 * 16) * 4

@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     import runtime.checkpoint  # torch only when a checkpoint is read or written
-    import runtime.perf
+    import runtime.machine.perf
     from runtime.fabric import Fabric
     from runtime.pef import read_pef
     from runtime.session import InferenceSession

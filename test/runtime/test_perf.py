@@ -1,4 +1,5 @@
-"""The performance model (runtime/perf.py) on hand-built programs, every figure worked out by hand.
+"""The performance model (runtime/machine/perf.py) on hand-built programs, every figure worked out
+by hand.
 
 pefkit's programs run on a 16x16 grid (128 PCUs) of PCUs with 16 lanes and 6 stages, one
 stream a cycle carrying 64 bytes; its PMUs have 4 banks (``with_banks`` changes that). Units
@@ -13,8 +14,7 @@ import math
 import pytest
 from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_program, replace, st
 
-from runtime.pef import schema
-from runtime.perf import (
+from runtime.machine.perf import (
     bank_cycles,
     format_report,
     lanes_counter,
@@ -25,6 +25,7 @@ from runtime.perf import (
     streamed_bytes,
     unroll_counter,
 )
+from runtime.pef import schema
 
 PEAK = 128 * 16 * 6 * 2  # pefkit's grid: FLOPs a cycle
 
