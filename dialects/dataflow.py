@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolNameConstraint,
     TensorType,
+    f32,
     f64,
     i1,
     i64,
@@ -62,6 +63,8 @@ from xdsl.traits import (
 )
 from xdsl.utils.exceptions import VerifyException
 
+from runtime.machine.opcodes import OPCODES, TypeRule, opcodes_with, rule_error
+
 SECTION_KINDS = ("forward", "backward", "optimizer")
 """The kinds of section, in the order a training step runs them."""
 
@@ -80,44 +83,21 @@ ROLES = (
 )
 """The roles of a DRAM tensor (see the symbol table in docs/design.md)."""
 
-UNARY_KINDS = (
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "tanh",
-    "erf",
-    "cos",
-    "sin",
-    "abs",
-    "relu",
-    "not",
-    "cast",
-)
-BINARY_KINDS = (
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "max",
-    "min",
-    "pow",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "and",
-    "or",
-)
-TERNARY_KINDS = ("select",)
-COMPARISON_KINDS = ("eq", "ne", "lt", "le", "gt", "ge")
-LOGICAL_KINDS = ("and", "or", "not")
-FLOAT_KINDS = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "cos", "sin", "pow")
-"""Kinds defined on floats only (the PCU's ``float`` type rule, runtime/pef/isa.py)."""
-POINTWISE_KINDS = UNARY_KINDS + BINARY_KINDS + TERNARY_KINDS
+POINTWISE_RULES: dict[str, tuple[int, TypeRule]] = {
+    **{
+        name: (op.arity, op.rule)
+        for name, op in OPCODES.items()
+        if op.arity > 0 and name != "rand"  # random numbers are dataflow.random's
+    },
+    "relu": (1, "arith"),  # max(x, 0)
+}
+"""Every pointwise kind: its arity and its type rule (``runtime/machine/opcodes.py``; every
+kind but ``relu`` is the PCU opcode of its name)."""
+POINTWISE_KINDS = tuple(POINTWISE_RULES)
+UNARY_KINDS = tuple(k for k, (arity, _) in POINTWISE_RULES.items() if arity == 1)
+BINARY_KINDS = tuple(k for k, (arity, _) in POINTWISE_RULES.items() if arity == 2)
+COMPARISON_KINDS = opcodes_with("compare")
+LOGICAL_KINDS = opcodes_with("logic")
 REDUCE_KINDS = ("sum", "max", "min")
 
 
@@ -158,6 +138,15 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
             dim = d
         out.append(dim)
     return tuple(out)
+
+
+def fabric_dtype(typ: Attribute) -> str:
+    """The fabric's name of an element type (``f32``, ``i64``, ``i1``; else its IR text, which
+    no type rule but ``cast``'s accepts)."""
+    for name, fabric_type in (("f32", f32), ("i64", i64), ("i1", i1)):
+        if typ == fabric_type:
+            return name
+    return str(typ)
 
 
 def _is_float(t: Attribute) -> bool:
@@ -364,8 +353,10 @@ class PointwiseOp(IRDLOperation):
     """An elementwise op; operands broadcast (numpy rules) to the result shape.
 
     unary: neg exp log sqrt rsqrt tanh erf cos sin abs relu not cast; binary: add sub mul div
-    max min pow eq ne lt le gt ge and or; ternary: select(cond, a, b). Comparisons and logical
-    ops give i1; ``cast`` converts to the result's element type.
+    max min pow eq ne lt le gt ge and or; ternary: select(cond, a, b). Element types follow the
+    PCU opcode's type rule (``runtime/machine/opcodes.py``; ``relu`` is ``max(x, 0)``):
+    comparisons give i1, ``and``/``or``/``not`` are logical on i1 and bitwise on i64, ``cast``
+    converts to the result's element type.
     """
 
     name = "dataflow.pointwise"
@@ -391,7 +382,7 @@ class PointwiseOp(IRDLOperation):
         kind = self.kind.data
         if kind not in POINTWISE_KINDS:
             raise VerifyException(f"unknown pointwise kind '{kind}'")
-        arity = 1 if kind in UNARY_KINDS else 2 if kind in BINARY_KINDS else 3
+        arity = POINTWISE_RULES[kind][0]
         if len(self.inputs) != arity:
             raise VerifyException(
                 f"pointwise '{kind}' takes {arity} operand(s), got {len(self.inputs)}"
@@ -410,38 +401,11 @@ class PointwiseOp(IRDLOperation):
                 f"pointwise '{kind}': operands broadcast to {_fmt_shape(bshape)} but the result "
                 f"is {_fmt_shape(r.get_shape())}"
             )
-        elts = [t.element_type for t in types]
-        rel = r.element_type
-        if kind == "cast":
-            return
-        if kind in LOGICAL_KINDS:
-            if any(e != i1 for e in elts) or rel != i1:
-                raise VerifyException(f"pointwise '{kind}' takes and gives i1")
-            return
-        if kind == "select":
-            if elts[0] != i1:
-                raise VerifyException(f"pointwise 'select' condition must be i1, got {elts[0]}")
-            if not (elts[1] == elts[2] == rel):
-                raise VerifyException(
-                    f"pointwise 'select' branches and result must have one element type, got "
-                    f"{elts[1]}, {elts[2]} -> {rel}"
-                )
-            return
-        if any(e != elts[0] for e in elts):
-            raise VerifyException(
-                f"pointwise '{kind}' operands must have one element type, got "
-                f"{', '.join(str(e) for e in elts)}"
-            )
-        if kind in COMPARISON_KINDS:
-            if rel != i1:
-                raise VerifyException(f"pointwise '{kind}' is a comparison and gives i1, got {rel}")
-            return
-        if rel != elts[0]:
-            raise VerifyException(
-                f"pointwise '{kind}' result element type {rel} should be {elts[0]}"
-            )
-        if kind in FLOAT_KINDS and not _is_float(rel):
-            raise VerifyException(f"pointwise '{kind}' needs a float element type, got {rel}")
+        rule = POINTWISE_RULES[kind][1]
+        operands = [fabric_dtype(t.element_type) for t in types]
+        problem = rule_error(rule, kind, fabric_dtype(r.element_type), operands)
+        if problem:
+            raise VerifyException(f"pointwise {problem}")
 
 
 @irdl_op_definition

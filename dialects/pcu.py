@@ -23,7 +23,7 @@ after ``combiner``: the unit is ``prod(p)`` identical PCUs ("copies"), copy ``k`
 counter ``c`` over the block ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``,
 ``b[c] = ceil(S[c] / p[c])`` (see ``runtime/pef/schema.py``, ``Pcu.parallel``).
 
-Stage ops: ``pcu.stage "opcode"(...)`` (see ``OPCODE_ARITY``), ``pcu.const <number> : type``,
+Stage ops: ``pcu.stage "opcode"(...)`` (see ``STAGE_OPCODES``), ``pcu.const <number> : type``,
 ``pcu.counter <c> : i64``, ``pcu.yield``.
 
 place-and-route adds, printed after ``combiner``: ``at [x, y]`` (the PCU's slot) and
@@ -74,6 +74,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
+from dialects.dataflow import fabric_dtype
 from dialects.rdu_tile import (
     AccessAttr,
     dense_i64,
@@ -86,50 +87,12 @@ from dialects.rdu_tile import (
     verify_body,
     verify_space,
 )
+from runtime.machine.opcodes import OPCODES, Opcode, type_error
+from runtime.machine.rules import unit_depth
 
-UNARY_OPCODES = (
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "rsqrt",
-    "tanh",
-    "erf",
-    "cos",
-    "sin",
-    "abs",
-    "not",
-    "cast",
-)
-BINARY_OPCODES = (
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "max",
-    "min",
-    "pow",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "and",
-    "or",
-)
-TERNARY_OPCODES = ("select",)
-COMPARISON_OPCODES = ("eq", "ne", "lt", "le", "gt", "ge")
-LOGICAL_OPCODES = ("and", "or", "not")
-FLOAT_OPCODES = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "cos", "sin", "pow")
-
-OPCODE_ARITY: dict[str, int] = {
-    **{k: 1 for k in UNARY_OPCODES},
-    **{k: 2 for k in BINARY_OPCODES},
-    **{k: 3 for k in TERNARY_OPCODES},
-    "rand": 1,
-}
-"""Every stage opcode and its number of operands."""
+STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if op.arity > 0}
+"""The opcodes of ``pcu.stage`` (``runtime/machine/opcodes.py``): every opcode with operands
+(``const`` and ``counter`` are ``pcu.const`` and ``pcu.counter``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,8 +104,9 @@ OPCODE_ARITY: dict[str, int] = {
 class StageOp(IRDLOperation):
     """One pipeline stage: ``%r = pcu.stage "add"(%a, %b) : (f32, f32) -> f32``.
 
-    Comparisons give i1; ``and``/``or``/``not`` take and give i1; ``select`` is (cond, a, b);
-    ``cast`` converts to its result type; every other opcode keeps its operands' type.
+    Its operand and result types follow the opcode's type rule (``runtime/machine/opcodes.py``,
+    the rules the PEF validator checks too): comparisons give i1; ``select`` is (cond, a, b);
+    ``cast`` converts to its result type.
     """
 
     name = "pcu.stage"
@@ -166,51 +130,19 @@ class StageOp(IRDLOperation):
 
     def verify_(self) -> None:
         op = self.opcode.data
-        if op not in OPCODE_ARITY:
+        if op not in STAGE_OPCODES:
             raise VerifyException(
-                f"pcu.stage: unknown opcode '{op}' (expected one of {', '.join(OPCODE_ARITY)})"
+                f"pcu.stage: unknown opcode '{op}' (expected one of {', '.join(STAGE_OPCODES)})"
             )
-        arity = OPCODE_ARITY[op]
+        arity = STAGE_OPCODES[op].arity
         if len(self.args) != arity:
             raise VerifyException(
                 f'pcu.stage "{op}" takes {arity} operand(s), got {len(self.args)}'
             )
-        types = [a.type for a in self.args]
-        res = self.result.type
-        if op == "cast":
-            return
-        if op == "rand":
-            if types[0] != i64 or not isinstance(res, AnyFloat):
-                raise VerifyException(
-                    f'pcu.stage "rand" takes an i64 key and gives a float, got {types[0]} -> {res}'
-                )
-            return
-        if op in LOGICAL_OPCODES:
-            if any(t != i1 for t in types) or res != i1:
-                raise VerifyException(f'pcu.stage "{op}" takes and gives i1')
-            return
-        if op == "select":
-            if types[0] != i1:
-                raise VerifyException(f'pcu.stage "select" condition must be i1, got {types[0]}')
-            if not types[1] == types[2] == res:
-                raise VerifyException(
-                    f'pcu.stage "select" branches and result must have one type, got '
-                    f"{types[1]}, {types[2]} -> {res}"
-                )
-            return
-        if any(t != types[0] for t in types):
-            raise VerifyException(
-                f'pcu.stage "{op}" operands must have one type, got '
-                f"{', '.join(str(t) for t in types)}"
-            )
-        if op in COMPARISON_OPCODES:
-            if res != i1:
-                raise VerifyException(f'pcu.stage "{op}" is a comparison and gives i1, got {res}')
-            return
-        if res != types[0]:
-            raise VerifyException(f'pcu.stage "{op}" result type {res} should be {types[0]}')
-        if op in FLOAT_OPCODES and not isinstance(res, AnyFloat):
-            raise VerifyException(f'pcu.stage "{op}" needs a float type, got {res}')
+        operands = [fabric_dtype(a.type) for a in self.args]
+        problem = type_error(op, fabric_dtype(self.result.type), operands)
+        if problem:
+            raise VerifyException(f"pcu.stage {problem}")
 
 
 @irdl_op_definition
@@ -438,6 +370,32 @@ class UnitOp(IRDLOperation):
         last = self.body.block.last_op
         assert isinstance(last, YieldOp)
         return last
+
+    def stage_opcodes(self) -> list[str]:
+        """The body's opcodes in order (``const`` and ``counter`` for those ops)."""
+        ops: list[str] = []
+        for op in self.body.block.ops:
+            if isinstance(op, StageOp):
+                ops.append(op.opcode.data)
+            elif isinstance(op, ConstOp):
+                ops.append("const")
+            elif isinstance(op, CounterOp):
+                ops.append("counter")
+        return ops
+
+    def depth(self, space: Sequence[int] | None = None) -> int:
+        """The pipeline stages the unit takes (``runtime.machine.rules.unit_depth``) over its
+        space, or over ``space`` (a parallel copy's block)."""
+        yielded = self.yield_op.value.owner
+        result_op = yielded.opcode.data if isinstance(yielded, StageOp) else None
+        return unit_depth(
+            self.stage_opcodes(),
+            self.combiner.data,
+            result_op,
+            self.space_values if space is None else space,
+            self.out.stride_values,
+            self.lanes.value.data,
+        )
 
     def print(self, printer: Printer) -> None:
         printer.print_string(" ")

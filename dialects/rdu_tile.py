@@ -65,6 +65,8 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
 from xdsl.utils.exceptions import VerifyException
 
+from runtime.machine.rules import address_range, reduced_counters
+
 COMBINERS = ("none", "add", "max", "min")
 """How values meeting at one result element (over the reduction counters) combine."""
 
@@ -188,14 +190,11 @@ class AccessAttr(ParametrizedAttribute):
     def address_range(self, space: Sequence[int]) -> tuple[int, int]:
         """The lowest and highest flat address the access touches over ``space`` (non-empty),
         index values in ``[0, index_limit)``."""
-        lo = hi = self.offset_value
-        spans = [s * (e - 1) for s, e in zip(self.stride_values, space, strict=True)]
-        if self.is_indexed:
-            spans.append(self.index_stride * (self.index_limit - 1))
-        for span in spans:
-            lo += min(0, span)
-            hi += max(0, span)
-        return lo, hi
+        if not self.is_indexed:
+            return address_range(self.offset_value, self.stride_values, space)
+        return address_range(
+            self.offset_value, self.stride_values, space, self.index_stride, self.index_limit
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,9 +331,7 @@ def verify_space(
                 f"{what}: {label} access {access} reaches addresses [{lo}, {hi}] over space "
                 f"{_fmt(space)}, outside its buffer of {size} elements (shape {_fmt(shape)})"
             )
-    reduced = [
-        c for c, (s, e) in enumerate(zip(out.stride_values, space, strict=True)) if s == 0 and e > 1
-    ]
+    reduced = reduced_counters(space, out.stride_values)
     if reduced and combiner == "none":
         raise VerifyException(
             f"{what}: counters {_fmt(reduced)} have out stride 0 (reduction) but combiner is 'none'"
@@ -446,7 +443,7 @@ class IndexOp(IRDLOperation):
 class RandomOp(IRDLOperation):
     """A uniform f32 in ``[0, 1)`` hashed from an i64 key and the point's row-major index in
     the kernel's space: ``%u = rdu_tile.random %key : f32`` (the PCU's ``rand`` stage; the
-    hash is documented in runtime/pef/isa.py)."""
+    hash is documented in runtime/machine/opcodes.py)."""
 
     name = "rdu_tile.random"
 

@@ -44,7 +44,8 @@ import numpy as np
 
 from runtime.errors import RduError
 from runtime.machine import perf
-from runtime.pef import isa
+from runtime.machine.opcodes import OPCODES as OPCODE_TABLE
+from runtime.machine.rules import copy_block, reduced_counters
 from runtime.pef.schema import Access, Meta, Pcu, Program, Section
 from runtime.pef.validate import validate
 
@@ -192,7 +193,7 @@ def _mix64(z: np.ndarray) -> np.ndarray:
 
 
 def _rand(index: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """The ``rand`` opcode (runtime/pef/isa.py): a float32 in [0, 1) from ``key`` and the
+    """The ``rand`` opcode (runtime/machine/opcodes.py): a float32 in [0, 1) from ``key`` and the
     row-major ``index`` of each point of the space."""
     z = _mix64(_mix64(np.asarray(key).astype(np.uint64)) + (index + np.uint64(1)) * _GOLDEN)
     return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
@@ -246,8 +247,9 @@ _IMPLS: dict[str, Callable[..., np.ndarray] | None] = {
 }
 
 OPCODES: dict[str, Opcode] = {
-    name: Opcode(name, sig.arity, _IMPLS[name]) for name, sig in isa.SIGNATURES.items()
+    name: Opcode(name, op.arity, _IMPLS[name]) for name, op in OPCODE_TABLE.items()
 }
+"""Every opcode of the instruction set (``runtime.machine.opcodes``) with its implementation."""
 
 
 # -- configuration: every PCU compiled once into a plan of numpy calls ---------------------------
@@ -408,11 +410,7 @@ class _PcuPlan:
         space = tuple(pcu.space)
         nin = len(pcu.inputs)
         pmu_dtypes = [DTYPES[p.dtype] for p in section.pmus]
-        reduced = {
-            c
-            for c, (s, e) in enumerate(zip(pcu.out.strides, space, strict=True))
-            if s == 0 and e > 1
-        }
+        reduced = set(reduced_counters(space, pcu.out.strides))
         views = [_View.of(p.pmu, p.access, space, pmu_dtypes[p.pmu].itemsize) for p in pcu.inputs]
         label = f"pcu {index} '{pcu.name}'" + (f" ({pcu.loc})" if pcu.loc else "")
         gathers = {
@@ -647,7 +645,7 @@ def copy_pcus(pcu: Pcu) -> list[Pcu]:
     copy ``k`` runs over its block, its accesses starting at the block's first point."""
     if not pcu.parallel:
         return [pcu]
-    blocks = [-(-e // p) for e, p in zip(pcu.space, pcu.parallel, strict=True)]
+    blocks = copy_block(pcu.space, pcu.parallel)
     copies: list[Pcu] = []
     for index in itertools.product(*(range(p) for p in pcu.parallel)):
         start = [k * b for k, b in zip(index, blocks, strict=True)]

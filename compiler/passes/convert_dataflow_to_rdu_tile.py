@@ -83,6 +83,7 @@ from compiler.targets import Target, get_target
 from compiler.value_names import source_location
 from dialects import dataflow as df
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
+from runtime.machine.rules import reduced_counters
 
 VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp, df.AsStridedOp, df.ExtractSliceOp)
 COMPUTE_OPS = (df.MatmulOp, df.PointwiseOp, df.ReduceOp, df.FillOp, df.IotaOp, df.PadOp)
@@ -296,6 +297,8 @@ def pointwise_body(op: df.PointwiseOp, args: Sequence[SSAValue]) -> list[Operati
     if kind == "abs" and not is_float:
         return [math.AbsIOp(args[0])]
     if kind == "not":
+        if atype != i1:
+            raise fail(op, f"pointwise 'not' on {atype} has no lowering to the fabric yet")
         true = arith.ConstantOp(IntegerAttr(1, i1))
         return [true, arith.XOrIOp(args[0], true)]
     if kind == "select":
@@ -307,6 +310,8 @@ def pointwise_body(op: df.PointwiseOp, args: Sequence[SSAValue]) -> list[Operati
         return [arith.CmpiOp(args[0], args[1], table[kind])]
     if is_float and kind in _FLOAT_UNARY:
         return [_FLOAT_UNARY[kind](args[0])]
+    if kind == "pow" and args[1].type != atype:
+        raise fail(op, f"pointwise 'pow' with a {args[1].type} exponent has no lowering yet")
     if is_float and kind in _FLOAT_BINARY:
         return [_FLOAT_BINARY[kind](args[0], args[1])]
     if not is_float and kind in _INT_BINARY:
@@ -441,9 +446,7 @@ class _SectionLowering:
         ]
         accesses.append((tuple(out_strides), element_bytes(elt_of(result_type))))
         tile = choose_tile(space, accesses, out_strides, self.target)
-        if combiner != "none" and not any(
-            s == 0 and e > 1 for s, e in zip(out_strides, space, strict=True)
-        ):
+        if combiner != "none" and not reduced_counters(space, out_strides):
             combiner = "none"
         kernel = KernelOp(
             inputs, result_type, space, tile, ins, out, combiner, body, self.name(kind)

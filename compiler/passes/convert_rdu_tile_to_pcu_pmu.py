@@ -331,23 +331,8 @@ class _SectionLowering:
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
     """How ``unit`` walks its space a vector at a time (``runtime.machine.perf.vector_shape``)."""
     space = unit.space_values
-    out_strides = unit.out.stride_values
-    ops: list[str] = []
-    for op in unit.body.block.ops:
-        if isinstance(op, StageOp):
-            ops.append(op.opcode.data)
-        elif isinstance(op, ConstOp | CounterOp):
-            ops.append("const")
-    yielded = unit.body.block.last_op
-    result_op = None
-    if isinstance(yielded, PcuYieldOp) and isinstance(yielded.value.owner, StageOp):
-        result_op = yielded.value.owner.opcode.data
-    at_lanes = perf.lanes_counter(space, out_strides)
-    reduced = perf.reduced_counters(space, out_strides)
     lanes = unit.lanes.value.data
-    tree = min(lanes, space[at_lanes]) if at_lanes in reduced else 1
-    depth = perf.pipeline_depth(ops, unit.combiner.data, result_op, tree)
-    return perf.vector_shape(space, out_strides, lanes, depth, target.pcu_stages)
+    return perf.vector_shape(space, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages)
 
 
 def skew_banks(units: Sequence[UnitOp], target: Target) -> None:

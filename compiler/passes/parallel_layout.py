@@ -5,7 +5,7 @@ holds only that unit and its buffers (partition-sections cuts it out alone). It 
 ``layout`` puts it down directly, in time linear in its copies and PMUs.
 
 - **copies**: at most two counters are split. The one the performance model spreads over the
-  lanes (``runtime.machine.perf.lanes_counter``) runs over the PCU slots of a row, the other
+  lanes (``runtime.machine.rules.lanes_counter``) runs over the PCU slots of a row, the other
   over the rows (``grid_axes``); copy ``(r, c)`` of that grid sits at row ``y = r``, slot
   ``x = 2c + y % 2`` (the checkerboard's PCU slots, from the left, the DRAM edge).
 - **PMUs**: a buffer of a parallel unit stays whole on chip, in at least as many PMUs as streams
@@ -56,7 +56,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64, element_type, shape_of
-from runtime.machine import perf
+from runtime.machine import rules
 
 
 @dataclass(frozen=True)
@@ -189,15 +189,10 @@ def grid_axes(
     if len(split) == 1:
         c = split[0]
         return (-1, c) if factors[c] <= row_slots(target) else (c, -1)
-    lanes = perf.lanes_counter(space, out_strides)
+    lanes = rules.lanes_counter(space, out_strides)
     col = lanes if lanes in split else split[-1]
     row = split[0] if split[1] == col else split[1]
     return row, col
-
-
-def blocks(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
-    """The block extents ``b[c] = ceil(S[c] / p[c])``."""
-    return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
 
 
 def copy_indices(factors: Sequence[int]) -> list[tuple[int, ...]]:

@@ -55,10 +55,10 @@ from compiler.passes.placement import PlacementError
 from compiler.passes.split_units import RANDOM_OPCODES, assign_pmus
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
-from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
+from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
-from runtime.machine import perf
+from runtime.machine import perf, rules
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -67,30 +67,9 @@ LAYOUT_TRIES = 8
 """How many of the best grids are tried with the layout before giving up on a unit."""
 
 
-def _opcodes(unit: UnitOp) -> list[str]:
-    ops: list[str] = []
-    for op in unit.body.block.ops:
-        if isinstance(op, StageOp):
-            ops.append(op.opcode.data)
-        elif isinstance(op, ConstOp):
-            ops.append("const")
-        elif isinstance(op, CounterOp):
-            ops.append("counter")
-    return ops
-
-
 def unit_shape(unit: UnitOp) -> tuple[int, int]:
     """(depth, lanes) of ``unit`` under the performance model."""
-    space = unit.space_values
-    out = unit.out.stride_values
-    lanes = max(1, unit.lanes.value.data)
-    at_l = perf.lanes_counter(space, out)
-    reduced = set(perf.reduced_counters(space, out))
-    yielded = unit.yield_op.value.owner
-    result_op = yielded.opcode.data if isinstance(yielded, StageOp) else None
-    tree = min(lanes, space[at_l]) if at_l in reduced else 1
-    depth = perf.pipeline_depth(_opcodes(unit), unit.combiner.data, result_op, tree)
-    return depth, lanes
+    return unit.depth(), max(1, unit.lanes.value.data)
 
 
 def copy_vectors(
@@ -104,8 +83,8 @@ def split_counters(unit: UnitOp) -> tuple[int, int]:
     """(row counter, lanes counter) a unit may be split over (-1: none)."""
     space = unit.space_values
     out = unit.out.stride_values
-    reduced = set(perf.reduced_counters(space, out))
-    at_l = perf.lanes_counter(space, out)
+    reduced = set(rules.reduced_counters(space, out))
+    at_l = rules.lanes_counter(space, out)
     if at_l in reduced or at_l < 0 or space[at_l] <= 1:
         at_l = -1
     at_u = perf.unroll_counter(space, out, at_l)
@@ -124,7 +103,7 @@ def can_parallelize(unit: UnitOp) -> bool:
     for value, access in zip(unit.inputs, unit.ins.data, strict=True):
         if accesses.setdefault(value, access) != access:
             return False
-    return not any(op in ("counter", *RANDOM_OPCODES) for op in _opcodes(unit))
+    return not any(op in ("counter", *RANDOM_OPCODES) for op in unit.stage_opcodes())
 
 
 def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
@@ -143,7 +122,7 @@ def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            block = parallel_layout.blocks(space, factors)
+            block = rules.copy_block(space, factors)
             if any((p - 1) * b >= e for p, b, e in zip(factors, block, space, strict=True)):
                 continue  # an empty last block
             vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)

@@ -8,7 +8,7 @@ next tile loads while the PCU works on the current one.
 
 The rule (``choose_tile``), from the target:
 
-1. the lanes counter (``runtime.machine.perf.lanes_counter``: the innermost counter that is not
+1. the lanes counter (``runtime.machine.rules.lanes_counter``: the innermost counter that is not
    reduced and has an extent above 1) gets ``min(extent, pcu_lanes)`` (a full vector of lanes),
    every other counter 1;
 2. then, in rounds, each counter in turn (the lanes counter first, then from the innermost
@@ -41,7 +41,8 @@ from xdsl.dialects.builtin import IndexType, IntegerType
 from xdsl.ir import Attribute
 
 from compiler.targets import Target
-from runtime.machine.perf import bank_cycles, lanes_counter
+from runtime.machine.perf import bank_cycles
+from runtime.machine.rules import lanes_counter
 
 NBUF = 2
 """N-buffering of every PMU: one tile in use, one loading."""
@@ -66,11 +67,6 @@ def tile_elements(strides: Sequence[int], tile: Sequence[int]) -> int:
         if stride != 0:
             n *= extent
     return n
-
-
-def reduced_counters(space: Sequence[int], out_strides: Sequence[int]) -> list[int]:
-    """Counters with out stride 0 and extent above 1: those the combiner folds."""
-    return [c for c, (e, s) in enumerate(zip(space, out_strides, strict=True)) if s == 0 and e > 1]
 
 
 def choose_tile(

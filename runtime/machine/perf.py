@@ -11,10 +11,11 @@ extent above 1):
 - **lanes**: the lanes counter ``L`` (``lanes_counter``: the innermost counter that is not
   reduced and has an extent above 1, else the innermost not reduced, else the innermost) is
   spread over the SIMD lanes, ``min(lanes, S[L])`` points a vector.
-- **depth** ``d``: the stages the body takes, one an op; ``const`` and ``counter`` take none
-  (immediates, the counter chain). A combiner takes one stage, except that an ``add`` combiner
-  fuses with a ``mul`` result into one multiply-add; a reduction over the lanes counter adds the
-  cross-lane reduction tree, ``ceil(log2(min(lanes, S[L])))`` stages. ``d >= 1``.
+- **depth** ``d`` (``runtime.machine.rules.unit_depth``): the stages the body takes, one an
+  op; ``const`` and ``counter`` take none (immediates, the counter chain: ``Opcode.stages``). A
+  combiner takes one stage, except that an ``add`` combiner fuses with a ``mul`` result into one
+  multiply-add; a reduction over the lanes counter adds the cross-lane reduction tree,
+  ``ceil(log2(min(lanes, S[L])))`` stages. ``d >= 1``.
 - **passes** ``ceil(d / pcu_stages)``: a body deeper than the pipeline goes round it that often.
 - **unroll** ``u``: a reduction puts ``u = min(pcu_stages // d, S[U])`` copies of its body down
   the pipeline, each accumulating a different value of the unroll counter ``U`` (the innermost
@@ -36,7 +37,8 @@ extent above 1):
 - **fill**: ``pcu_stages * passes`` plus the hops of its longest input route (a hop a cycle).
 - ``cycles(pcu) = max(V * II, out_vectors * II_out) + fill``.
 - **FLOPs**: ``prod(S)`` times (the arithmetic stages, ``add sub mul div max min neg exp log
-  sqrt rsqrt tanh erf cos sin abs pow``, plus one for a combiner).
+  sqrt rsqrt tanh erf cos sin abs pow``: ``Opcode.flops`` in ``runtime.machine.opcodes``, plus
+  one for a combiner).
 - a **parallel** PCU (``Pcu.parallel``, factors ``p``) is ``P = prod(p)`` copies running at
   once, each over its block of ``b[c] = ceil(S[c] / p[c])`` points of counter ``c``: its
   vectors, output vectors, lanes and unroll are one copy's (over the extents ``b``, the largest
@@ -76,15 +78,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from runtime.machine.opcodes import OPCODES
+from runtime.machine.rules import copy_block, lanes_counter, reduced_counters, unit_depth
 from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
 from runtime.pef.validate import DTYPE_BYTES
 
-FLOP_OPCODES = frozenset(
-    "add sub mul div max min neg exp log sqrt rsqrt tanh erf cos sin abs pow".split()
-)
-"""Stage opcodes that count as a floating-point operation (one each)."""
-FREE_OPCODES = frozenset(("const", "counter"))
-"""Stage opcodes that take no pipeline stage: immediates and the counter chain."""
 FLOPS_PER_FMA = 2
 
 
@@ -124,24 +122,6 @@ def dram_bytes_per_cycle(target: Target) -> float:
 
 
 # -- the counters of a unit -----------------------------------------------------------------------
-
-
-def reduced_counters(space: Sequence[int], out_strides: Sequence[int]) -> list[int]:
-    """Counters with out stride 0 and extent above 1: those the combiner folds."""
-    return [c for c, (e, s) in enumerate(zip(space, out_strides, strict=True)) if s == 0 and e > 1]
-
-
-def lanes_counter(space: Sequence[int], out_strides: Sequence[int]) -> int:
-    """The counter spread over the lanes: the innermost not reduced with an extent above 1, else
-    the innermost not reduced, else the innermost (-1 for a 0-d space). Tiling uses it too."""
-    if not space:
-        return -1
-    reduced = set(reduced_counters(space, out_strides))
-    free = [c for c in range(len(space)) if c not in reduced]
-    wide = [c for c in free if space[c] > 1]
-    if wide:
-        return wide[-1]
-    return free[-1] if free else len(space) - 1
 
 
 def unroll_counter(space: Sequence[int], out_strides: Sequence[int], lanes_at: int) -> int:
@@ -217,19 +197,6 @@ class UnitModel:
         return self.steady + self.fill
 
 
-def pipeline_depth(
-    stage_ops: Sequence[str], combiner: str, result_op: str | None, tree_width: int = 1
-) -> int:
-    """The stages a body takes (see the module docstring): ``stage_ops`` are its opcodes,
-    ``result_op`` the opcode of the value it yields (None: an input), ``tree_width`` the lanes a
-    reduction over the lanes counter folds (1: none)."""
-    depth = sum(1 for op in stage_ops if op not in FREE_OPCODES)
-    if combiner != "none":
-        depth += 0 if combiner == "add" and result_op == "mul" else 1
-        depth += math.ceil(math.log2(tree_width)) if tree_width > 1 else 0
-    return max(depth, 1)
-
-
 @dataclass(frozen=True)
 class VectorShape:
     """How a PCU walks its space a vector at a time: ``width`` points of the lanes counter and
@@ -288,14 +255,13 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
     copies = math.prod(pcu.parallel) if pcu.parallel else 1
     space = pcu.space
     if pcu.parallel:  # one copy: the largest block
-        space = [-(-e // p) for e, p in zip(pcu.space, pcu.parallel, strict=True)]
+        space = list(copy_block(pcu.space, pcu.parallel))
     lanes = max(1, pcu.lanes)
     reduced = set(reduced_counters(space, pcu.out.strides))
-    at_l = lanes_counter(space, pcu.out.strides)
     nin = len(pcu.inputs)
     result_op = pcu.stages[pcu.result - nin].op if pcu.result >= nin else None
-    tree = min(lanes, space[at_l]) if at_l in reduced else 1
-    depth = pipeline_depth([st.op for st in pcu.stages], pcu.combiner, result_op, tree)
+    stage_ops = [st.op for st in pcu.stages]
+    depth = unit_depth(stage_ops, pcu.combiner, result_op, space, pcu.out.strides, lanes)
     passes = -(-depth // target.pcu_stages)
     shape = vector_shape(space, pcu.out.strides, lanes, depth, target.pcu_stages)
     unroll = shape.unroll
@@ -321,7 +287,7 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         bound = "banks" if worst.bank_cycles > worst.stream_cycles else "stream"
     if out_vectors * out.cycles > vectors * ii:
         bound = "output"
-    flops_each = sum(1 for s in pcu.stages if s.op in FLOP_OPCODES)
+    flops_each = sum(OPCODES[s.op].flops for s in pcu.stages)
     flops_each += 1 if pcu.combiner != "none" else 0
     return UnitModel(
         name=pcu.name,

@@ -29,7 +29,8 @@ import re
 from collections import Counter
 
 from runtime.errors import RduError
-from runtime.pef import isa
+from runtime.machine.opcodes import OPCODES, type_error
+from runtime.machine.rules import address_range, copy_block, reduced_counters
 from runtime.pef.schema import (
     Access,
     Meta,
@@ -58,19 +59,12 @@ def numel(shape: list[int]) -> int:
 
 
 def access_range(access: Access, space: list[int]) -> tuple[int, int]:
-    """The lowest and highest flat address ``access`` reaches over a non-empty ``space`` (with
-    index values in ``[0, index_limit)`` for a data-dependent access)."""
-    lo = hi = access.offset
-    spans = [(stride, extent) for stride, extent in zip(access.strides, space, strict=True)]
-    if access.index_port >= 0:
-        spans.append((access.index_stride, access.index_limit))
-    for stride, extent in spans:
-        span = stride * (extent - 1)
-        if span > 0:
-            hi += span
-        else:
-            lo += span
-    return lo, hi
+    """The lowest and highest flat address ``access`` reaches over a non-empty ``space``."""
+    if access.index_port < 0:
+        return address_range(access.offset, access.strides, space)
+    return address_range(
+        access.offset, access.strides, space, access.index_stride, access.index_limit
+    )
 
 
 def validate(program: Program) -> None:
@@ -371,11 +365,7 @@ class _SectionChecker:
             )
         if all(e > 0 for e, st in zip(pcu.space, pcu.out.strides, strict=True) if st != 0):
             self.check_bounds(label, "output", pcu.out, pcu.space, pcu.out_pmu)
-        reduced = [
-            c
-            for c, (e, st) in enumerate(zip(pcu.space, pcu.out.strides, strict=True))
-            if st == 0 and e > 1
-        ]
+        reduced = reduced_counters(pcu.space, pcu.out.strides)
         if pcu.combiner == "none" and reduced:
             raise self.fail(
                 f"{label}: counters {reduced} have output stride 0 (a reduction) but the "
@@ -384,7 +374,7 @@ class _SectionChecker:
         for k, stage in enumerate(pcu.stages):
             value = len(pcu.inputs) + k
             where = f"{label}: stage {k} '{stage.op}'"
-            sig = isa.SIGNATURES.get(stage.op)
+            sig = OPCODES.get(stage.op)
             if sig is None:
                 raise self.fail(f"{where}: unknown opcode")
             if len(stage.args) != sig.arity:
@@ -404,7 +394,7 @@ class _SectionChecker:
                 )
             if stage.op == "const" and stage.dtype != "f32" and not _is_integral(stage.imm):
                 raise self.fail(f"{where}: immediate {stage.imm} is not an {stage.dtype}")
-            problem = isa.type_error(stage.op, stage.dtype, [dtypes[a] for a in stage.args])
+            problem = type_error(stage.op, stage.dtype, [dtypes[a] for a in stage.args])
             if problem:
                 raise self.fail(f"{label}: stage {k} {problem}")
             dtypes.append(stage.dtype)
@@ -425,8 +415,9 @@ class _SectionChecker:
             return
         if len(p) != len(pcu.space):
             raise self.fail(f"{label}: parallel has {len(p)} factors for {len(pcu.space)} counters")
+        blocks = copy_block(pcu.space, p)
         for c, (f, e, st) in enumerate(zip(p, pcu.space, pcu.out.strides, strict=True)):
-            block = -(-e // f) if f >= 1 else 0
+            block = blocks[c] if f >= 1 else 0
             if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * block >= e):
                 raise self.fail(
                     f"{label}: parallel factor {f} of counter {c} (extent {e}) leaves a copy "

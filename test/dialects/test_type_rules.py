@@ -1,25 +1,150 @@
-"""The opcode type rules live in three places (dataflow's pointwise kinds, pcu's stage opcodes,
-the PEF's ISA in runtime/pef/isa.py): they must agree, or a kernel that verifies in one layer is
-refused by the next."""
+"""The opcodes' type rules, one table (``runtime/machine/opcodes.py``) read by every layer: for
+every opcode and every combination of operand and result dtypes, the pcu verifier accepts a
+stage exactly when the PEF validator accepts it in a program, the dataflow verifier accepts the
+pointwise kind of that name exactly when both do, and the emulator runs every accepted one.
+
+So a program the verifier accepts is never refused by the runtime, and the reverse."""
 
 from __future__ import annotations
 
-from dialects import dataflow, pcu
-from runtime.pef.isa import SIGNATURES
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xdsl.dialects.builtin import TensorType, f32, i1, i64
+from xdsl.ir import Attribute, Block
+from xdsl.utils.exceptions import VerifyException
+
+from dialects.dataflow import POINTWISE_RULES, PointwiseOp
+from dialects.pcu import STAGE_OPCODES, StageOp
+from runtime.fabric import Fabric
+from runtime.machine.opcodes import DTYPES, OPCODES
+from runtime.pef import PefError, validate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))  # the PEF test kit
+from pefkit import ProgramBuilder, elementwise, st  # noqa: E402
+
+IR_TYPES: dict[str, Attribute] = {"f32": f32, "i64": i64, "i1": i1}
+SAMPLES: dict[str, np.ndarray] = {
+    "f32": np.array([0.5, 1.5, 2.0, 3.25], np.float32),  # positive: log and sqrt are defined
+    "i64": np.array([3, -2, 0, 7], np.int64),
+    "i1": np.array([True, False, True, False]),
+}
+
+CASES = [
+    (name, result, operands)
+    for name, op in STAGE_OPCODES.items()
+    for result in DTYPES
+    for operands in itertools.product(DTYPES, repeat=op.arity)
+]
+"""Every stage opcode with every result dtype and operand dtypes (``const`` and ``counter``
+are ops of their own in the pcu dialect and take no operands)."""
 
 
-def test_pcu_opcodes_have_the_isa_arities() -> None:
-    for op, arity in pcu.OPCODE_ARITY.items():
-        assert SIGNATURES[op].arity == arity, op
+def pcu_accepts(name: str, result: str, operands: tuple[str, ...]) -> bool:
+    block = Block(arg_types=[IR_TYPES[d] for d in operands])
+    stage = StageOp(name, block.args, IR_TYPES[result])
+    try:
+        stage.verify_()
+    except VerifyException as error:
+        assert "ill-typed" in str(error), error
+        return False
+    return True
 
 
-def test_float_only_opcodes_agree_in_all_three_places() -> None:
-    # ``pow`` aside: the ISA's own rule also takes an i64 base, which the dialects refuse.
-    isa_float = {op for op, sig in SIGNATURES.items() if sig.rule == "float"}
-    assert set(pcu.FLOAT_OPCODES) - {"pow"} == isa_float
-    assert set(dataflow.FLOAT_KINDS) - {"pow"} == isa_float
+def dataflow_accepts(kind: str, result: str, operands: tuple[str, ...]) -> bool:
+    block = Block(arg_types=[TensorType(IR_TYPES[d], [4]) for d in operands])
+    op = PointwiseOp(kind, block.args, TensorType(IR_TYPES[result], [4]))
+    try:
+        op.verify_()
+    except VerifyException as error:
+        assert "ill-typed" in str(error), error
+        return False
+    return True
 
 
-def test_every_float_pointwise_kind_is_a_pcu_opcode() -> None:
-    for kind in dataflow.FLOAT_KINDS:
-        assert kind in pcu.OPCODE_ARITY, kind
+def one_stage_program(name: str, result: str, operands: tuple[str, ...]):
+    """A PEF whose one PCU computes ``name`` over inputs of ``operands`` dtypes."""
+    p = ProgramBuilder(inference=True)
+    for k, dtype in enumerate(operands):
+        p.symbol(f"x{k}", [4], dtype)
+    p.symbol("y", [4], result, role="output")
+    s = p.section("forward")
+    inputs = [(s.load(f"x{k}"), [4]) for k in range(len(operands))]
+    stage = st(name, *range(len(operands)), dtype=result)
+    s.store("y", elementwise(s, name, [4], inputs, [stage], dtype=result))
+    return p.build()
+
+
+def runtime_accepts(name: str, result: str, operands: tuple[str, ...]) -> bool:
+    try:
+        validate(one_stage_program(name, result, operands))
+    except PefError as error:
+        assert "ill-typed" in str(error), error
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_OPCODES))
+def test_verifier_and_pef_validator_accept_the_same_stages(name: str) -> None:
+    cases = [c for c in CASES if c[0] == name]
+    accepted = [c for c in cases if pcu_accepts(*c)]
+    assert accepted, f"'{name}' is accepted with no dtypes at all"
+    for case in cases:
+        assert pcu_accepts(*case) == runtime_accepts(*case), case
+
+
+@pytest.mark.parametrize("kind", sorted(POINTWISE_RULES))
+def test_dataflow_pointwise_kinds_follow_the_same_rules(kind: str) -> None:
+    opcode = "max" if kind == "relu" else kind  # relu is max(x, 0)
+    arity = POINTWISE_RULES[kind][0]
+    for result in DTYPES:
+        for operands in itertools.product(DTYPES, repeat=arity):
+            pcu_operands = (*operands, operands[0]) if kind == "relu" else operands
+            expected = pcu_accepts(opcode, result, pcu_operands)
+            if kind == "relu":
+                expected = expected and result != "i1"  # max on i1 is or; relu is not
+            assert dataflow_accepts(kind, result, operands) == expected, (kind, result, operands)
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_OPCODES))
+def test_the_emulator_runs_every_accepted_stage_in_its_dtype(name: str) -> None:
+    for case in CASES:
+        if case[0] != name or not pcu_accepts(*case):
+            continue
+        _, result, operands = case
+        dram = {f"x{k}": SAMPLES[d] for k, d in enumerate(operands)}
+        with np.errstate(all="ignore"):  # i64 pow to a negative power, 1/0: defined results
+            Fabric(one_stage_program(*case)).run_section("forward", dram)
+        assert dram["y"].dtype == SAMPLES[result].dtype, case
+
+
+def test_the_resolved_disagreements() -> None:
+    """What the layers disagreed on before the one table, resolved to what the emulator
+    computes correctly: bitwise ``and``/``or``/``not`` on i64 (numpy's bitwise ops, torch's
+    ``bitwise_*``) and an f32 base to an i64 exponent are accepted; ``neg``/``sub`` on i1 (numpy
+    refuses to negate booleans) and an i64 base to an f32 exponent (the exponent would be
+    truncated where torch gives a float) are refused."""
+    for name, result, operands in [
+        ("and", "i64", ("i64", "i64")),
+        ("or", "i64", ("i64", "i64")),
+        ("not", "i64", ("i64",)),
+        ("pow", "f32", ("f32", "i64")),
+    ]:
+        assert pcu_accepts(name, result, operands) and runtime_accepts(name, result, operands)
+    for name, result, operands in [
+        ("neg", "i1", ("i1",)),
+        ("sub", "i1", ("i1", "i1")),
+        ("pow", "i64", ("i64", "f32")),
+    ]:
+        assert not pcu_accepts(name, result, operands)
+        assert not runtime_accepts(name, result, operands)
+    with pytest.raises(TypeError):
+        np.negative(SAMPLES["i1"])
+
+
+def test_every_opcode_is_in_the_one_table() -> None:
+    assert set(STAGE_OPCODES) == {name for name, op in OPCODES.items() if op.arity > 0}
+    assert set(OPCODES) - set(STAGE_OPCODES) == {"const", "counter"}

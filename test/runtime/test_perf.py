@@ -17,14 +17,13 @@ from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_progr
 from runtime.machine.perf import (
     bank_cycles,
     format_report,
-    lanes_counter,
     model_section,
     peak_flops_per_cycle,
-    pipeline_depth,
     section_counters,
     streamed_bytes,
     unroll_counter,
 )
+from runtime.machine.rules import lanes_counter, pipeline_depth
 from runtime.pef import schema
 
 PEAK = 128 * 16 * 6 * 2  # pefkit's grid: FLOPs a cycle

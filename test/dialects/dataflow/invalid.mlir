@@ -166,7 +166,7 @@ builtin.module {
   %2 = dataflow.pointwise "and"(%0, %1) : (tensor<4xi1>, tensor<4xf32>) -> tensor<4xi1>
 }
 
-// CHECK: pointwise 'and' takes and gives i1
+// CHECK: pointwise 'and' (i1, f32) -> i1 is ill-typed: needs i1 or i64 operands of the result dtype
 
 // -----
 
@@ -175,7 +175,7 @@ builtin.module {
   %1 = dataflow.pointwise "select"(%0, %0, %0) : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
 }
 
-// CHECK: pointwise 'select' condition must be i1, got f32
+// CHECK: pointwise 'select' (f32, f32, f32) -> f32 is ill-typed: needs an i1 condition and two operands of the result dtype
 
 // -----
 
@@ -186,7 +186,7 @@ builtin.module {
   %3 = dataflow.pointwise "select"(%0, %1, %2) : (tensor<4xi1>, tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
 }
 
-// CHECK: pointwise 'select' branches and result must have one element type, got f32, i64 -> f32
+// CHECK: pointwise 'select' (i1, f32, i64) -> f32 is ill-typed: needs an i1 condition and two operands of the result dtype
 
 // -----
 
@@ -196,7 +196,7 @@ builtin.module {
   %2 = dataflow.pointwise "add"(%0, %1) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
 }
 
-// CHECK: pointwise 'add' operands must have one element type, got f32, i64
+// CHECK: pointwise 'add' (f32, i64) -> f32 is ill-typed: needs operands of the result dtype, one of f32/i64/i1
 
 // -----
 
@@ -205,7 +205,7 @@ builtin.module {
   %1 = dataflow.pointwise "lt"(%0, %0) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
 }
 
-// CHECK: pointwise 'lt' is a comparison and gives i1, got f32
+// CHECK: pointwise 'lt' (f32, f32) -> f32 is ill-typed: needs two operands of one dtype and an i1 result
 
 // -----
 
@@ -214,7 +214,7 @@ builtin.module {
   %1 = dataflow.pointwise "neg"(%0) : (tensor<4xf32>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'neg' result element type i64 should be f32
+// CHECK: pointwise 'neg' (f32) -> i64 is ill-typed: needs operands of the result dtype, one of f32/i64
 
 // -----
 
@@ -223,7 +223,7 @@ builtin.module {
   %1 = dataflow.pointwise "exp"(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'exp' needs a float element type, got i64
+// CHECK: pointwise 'exp' (i64) -> i64 is ill-typed: needs f32 operands and result
 
 // -----
 
@@ -232,7 +232,7 @@ builtin.module {
   %1 = dataflow.pointwise "cos"(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'cos' needs a float element type, got i64
+// CHECK: pointwise 'cos' (i64) -> i64 is ill-typed: needs f32 operands and result
 
 // -----
 

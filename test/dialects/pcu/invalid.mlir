@@ -68,7 +68,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage "lt" is a comparison and gives i1, got f32
+// CHECK: pcu.stage 'lt' (f32, f32) -> f32 is ill-typed: needs two operands of one dtype and an i1 result
 
 // -----
 
@@ -86,7 +86,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage "select" condition must be i1, got f32
+// CHECK: pcu.stage 'select' (f32, f32, f32) -> f32 is ill-typed: needs an i1 condition and two operands of the result dtype
 
 // -----
 
@@ -105,7 +105,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage "exp" needs a float type, got i64
+// CHECK: pcu.stage 'exp' (i64) -> i64 is ill-typed: needs f32 operands and result
 
 // -----
 
@@ -124,7 +124,26 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage "sin" needs a float type, got i64
+// CHECK: pcu.stage 'sin' (i64) -> i64 is ill-typed: needs f32 operands and result
+
+// -----
+
+// Booleans are not negated: the emulator (numpy) cannot, so the PEF validator refuses it too.
+builtin.module {
+  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  ^bb0(%a: tensor<4x8xf32>):
+    %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%x: f32):
+      %b = pcu.stage "lt"(%x, %x) : (f32, f32) -> i1
+      %r = pcu.stage "neg"(%b) : (i1) -> i1
+      pcu.yield %x : f32
+    }
+    dataflow.yield
+  }
+}
+
+// CHECK: pcu.stage 'neg' (i1) -> i1 is ill-typed: needs operands of the result dtype, one of f32/i64
 
 // -----
 

@@ -1,0 +1,155 @@
+"""The PCU's instruction set: one table of every opcode (name, arity, type rule, FLOPs, stages).
+
+Everything that knows an opcode reads it here: the dataflow and pcu verifiers
+(``dialects/dataflow.py``, ``dialects/pcu.py``), the PEF validator (``runtime/pef/validate.py``),
+the performance model (``runtime/machine/perf.py``) and the emulator (``runtime/fabric.py``,
+which holds each opcode's numpy implementation). Adding an opcode is one entry in ``OPCODES``
+plus its implementation in the emulator. Pure data: no numpy, no xdsl.
+
+Values are ``f32``, ``i64`` or ``i1`` (``DTYPES``). Type rules (``d`` is the stage's own dtype,
+the dtype of the value it produces); each accepts exactly what the emulator computes correctly:
+
+- ``float``: every operand ``f32``; ``d`` is ``f32``.    exp log sqrt rsqrt tanh erf cos sin
+- ``arith``: every operand ``d``; ``d`` is ``f32`` or ``i64``.    neg abs sub div
+  (not ``i1``: numpy refuses to negate or subtract booleans)
+- ``arith1``: like arith but ``d`` may also be ``i1``
+  (``add`` is or, ``mul`` and ``min`` are and, ``max`` is or).   add mul max min
+- ``pow``: base ``d`` (``f32``/``i64``), exponent ``d``, or ``i64`` when ``d`` is ``f32``
+  (an ``f32`` exponent of an ``i64`` base would be truncated: torch gives a float).   pow
+- ``logic``: every operand ``d``; ``d`` is ``i1`` (logical) or ``i64`` (bitwise). not and or
+- ``compare``: both operands of one dtype; ``d`` is ``i1``.      eq ne lt le gt ge
+- ``select``: ``(cond: i1, a: d, b: d)``.                        select
+- ``cast``: any operand dtype to ``d``.                          cast
+- ``const``: no operand, the immediate is the number.            const
+- ``counter``: no operand, the immediate is the counter index, ``d`` is ``i64``.  counter
+- ``rand``: one ``i64`` operand (the key), ``d`` is ``f32``.          rand
+
+``rand`` is a counter-based generator: with ``n`` the point's row-major index in the PCU's
+whole space (independent of tiles and lanes), ``G = 0x9E3779B97F4A7C15`` and ``mix`` the
+splitmix64 finalizer (``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
+z *= 0x94D049BB133111EB; z ^= z >> 31``, all modulo 2**64), it gives
+``(mix(mix(key) + (n + 1) * G) >> 40) * 2**-24``: 24 random bits, a float32 in ``[0, 1)``.
+
+Integer ``div`` rounds toward zero (like ``arith.divsi``); ``f32 -> i64`` casts truncate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+DTYPES: Final = ("f32", "i64", "i1")
+"""The dtypes of the fabric's values (float32, int64, bool)."""
+
+TypeRule = Literal[
+    "float",
+    "arith",
+    "arith1",
+    "pow",
+    "logic",
+    "compare",
+    "select",
+    "cast",
+    "const",
+    "counter",
+    "rand",
+]
+
+
+@dataclass(frozen=True)
+class Opcode:
+    """One opcode of the PCU."""
+
+    name: str
+    arity: int
+    """Operands it takes."""
+    rule: TypeRule
+    """Its type rule (the module docstring)."""
+    flops: int
+    """Floating-point operations it counts for, at each point (the performance model)."""
+    stages: int
+    """Pipeline stages it takes: 1, or 0 for an immediate or the counter chain."""
+
+
+def _ops(names: str, arity: int, rule: TypeRule, flops: int, stages: int = 1) -> list[Opcode]:
+    return [Opcode(name, arity, rule, flops, stages) for name in names.split()]
+
+
+OPCODES: Final[dict[str, Opcode]] = {
+    op.name: op
+    for op in (
+        *_ops("exp log sqrt rsqrt tanh erf cos sin", 1, "float", flops=1),
+        *_ops("neg abs", 1, "arith", flops=1),
+        *_ops("not", 1, "logic", flops=0),
+        *_ops("cast", 1, "cast", flops=0),
+        *_ops("sub div", 2, "arith", flops=1),
+        *_ops("add mul max min", 2, "arith1", flops=1),
+        *_ops("pow", 2, "pow", flops=1),
+        *_ops("eq ne lt le gt ge", 2, "compare", flops=0),
+        *_ops("and or", 2, "logic", flops=0),
+        *_ops("select", 3, "select", flops=0),
+        *_ops("const", 0, "const", flops=0, stages=0),
+        *_ops("counter", 0, "counter", flops=0, stages=0),
+        *_ops("rand", 1, "rand", flops=0),
+    )
+}
+"""Every opcode by name."""
+
+
+def opcodes_with(rule: TypeRule) -> tuple[str, ...]:
+    """The opcodes of one type rule, in the table's order."""
+    return tuple(name for name, op in OPCODES.items() if op.rule == rule)
+
+
+_NEEDS: Final[dict[TypeRule, str]] = {
+    "float": "f32 operands and result",
+    "arith": "operands of the result dtype, one of f32/i64",
+    "arith1": "operands of the result dtype, one of f32/i64/i1",
+    "pow": "a base of the result dtype (f32/i64) and an exponent of that dtype, or i64 for f32",
+    "logic": "i1 or i64 operands of the result dtype",
+    "compare": "two operands of one dtype and an i1 result",
+    "select": "an i1 condition and two operands of the result dtype",
+    "counter": "an i64 result",
+    "rand": "an i64 key and an f32 result",
+}
+
+
+def rule_accepts(rule: TypeRule, dtype: str, operands: list[str]) -> bool:
+    """Whether ``rule`` allows a value of ``dtype`` computed from operands of ``operands``
+    dtypes (the operand count is the caller's to check)."""
+    if dtype not in DTYPES or any(o not in DTYPES for o in operands):
+        return False
+    if rule == "float":
+        return dtype == "f32" and all(o == "f32" for o in operands)
+    if rule in ("arith", "arith1"):
+        allowed = ("f32", "i64", "i1") if rule == "arith1" else ("f32", "i64")
+        return dtype in allowed and all(o == dtype for o in operands)
+    if rule == "pow":
+        exponents = ("f32", "i64") if dtype == "f32" else ("i64",)
+        return dtype in ("f32", "i64") and operands[0] == dtype and operands[1] in exponents
+    if rule == "logic":
+        return dtype in ("i1", "i64") and all(o == dtype for o in operands)
+    if rule == "compare":
+        return dtype == "i1" and operands[0] == operands[1]
+    if rule == "select":
+        return operands[0] == "i1" and operands[1] == dtype and operands[2] == dtype
+    if rule == "counter":
+        return dtype == "i64"
+    if rule == "rand":
+        return dtype == "f32" and operands[0] == "i64"
+    return True  # cast, const: any dtype
+
+
+def rule_error(rule: TypeRule, name: str, dtype: str, operands: list[str]) -> str | None:
+    """Why ``name`` (of type rule ``rule``) producing ``dtype`` from operands of ``operands``
+    dtypes is ill-typed, or None."""
+    if rule_accepts(rule, dtype, operands):
+        return None
+    shown = f"'{name}' ({', '.join(operands)}) -> {dtype}"
+    return f"{shown} is ill-typed: needs {_NEEDS.get(rule, 'f32, i64 or i1 values')}"
+
+
+def type_error(op: str, dtype: str, operands: list[str]) -> str | None:
+    """Why opcode ``op`` producing ``dtype`` from operands of ``operands`` dtypes is ill-typed,
+    or None. ``op`` must be in ``OPCODES`` and ``operands`` of its arity."""
+    return rule_error(OPCODES[op].rule, op, dtype, operands)

@@ -1,0 +1,96 @@
+"""The arithmetic of a unit's configuration, written once for the compiler and the runtime.
+
+A PCU runs over an iteration space of counters ``c`` with extents ``S[c]`` (outermost first)
+and reads and writes its buffers through accesses, ``address = offset + sum(strides[c] *
+counter[c])`` (plus ``index_stride`` times an index value in ``[0, index_limit)`` for a
+data-dependent access). The dialects' verifiers, the passes, the PEF validator, the emulator and
+the performance model all ask these questions; here is the one answer to each:
+
+- which counters a unit reduces (``reduced_counters``) and spreads over its lanes
+  (``lanes_counter``);
+- which addresses an access reaches (``address_range``);
+- the block of a parallel unit's copy (``copy_block``);
+- how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from runtime.machine.opcodes import OPCODES
+
+
+def reduced_counters(space: Sequence[int], out_strides: Sequence[int]) -> list[int]:
+    """Counters with out stride 0 and extent above 1: those the combiner folds."""
+    return [c for c, (e, s) in enumerate(zip(space, out_strides, strict=True)) if s == 0 and e > 1]
+
+
+def lanes_counter(space: Sequence[int], out_strides: Sequence[int]) -> int:
+    """The counter spread over the lanes: the innermost not reduced with an extent above 1, else
+    the innermost not reduced, else the innermost (-1 for a 0-d space)."""
+    if not space:
+        return -1
+    reduced = set(reduced_counters(space, out_strides))
+    free = [c for c in range(len(space)) if c not in reduced]
+    wide = [c for c in free if space[c] > 1]
+    if wide:
+        return wide[-1]
+    return free[-1] if free else len(space) - 1
+
+
+def address_range(
+    offset: int,
+    strides: Sequence[int],
+    space: Sequence[int],
+    index_stride: int = 0,
+    index_limit: int = 1,
+) -> tuple[int, int]:
+    """The lowest and highest flat address an access reaches over a non-empty ``space`` (with
+    index values in ``[0, index_limit)`` for a data-dependent access)."""
+    lo = hi = offset
+    spans = [s * (e - 1) for s, e in zip(strides, space, strict=True)]
+    spans.append(index_stride * (index_limit - 1))
+    for span in spans:
+        lo += min(0, span)
+        hi += max(0, span)
+    return lo, hi
+
+
+def copy_block(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
+    """The block of each copy of a parallel unit: ``b[c] = ceil(S[c] / p[c])`` points of counter
+    ``c`` (copy ``k`` runs over ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``)."""
+    return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
+
+
+def pipeline_depth(
+    stage_ops: Sequence[str], combiner: str, result_op: str | None, tree_width: int = 1
+) -> int:
+    """The pipeline stages a body takes: one a stage (``Opcode.stages``: none for an immediate
+    or the counter chain); a combiner takes one more, except that an ``add`` combiner fuses with
+    a ``mul`` result into one multiply-add; a reduction over ``tree_width`` lanes adds the
+    cross-lane tree, ``ceil(log2(tree_width))`` stages. At least 1.
+
+    ``stage_ops`` are the body's opcodes, ``result_op`` the opcode of the value it yields (None:
+    an input)."""
+    depth = sum(OPCODES[op].stages for op in stage_ops)
+    if combiner != "none":
+        depth += 0 if combiner == "add" and result_op == "mul" else 1
+        depth += math.ceil(math.log2(tree_width)) if tree_width > 1 else 0
+    return max(depth, 1)
+
+
+def unit_depth(
+    stage_ops: Sequence[str],
+    combiner: str,
+    result_op: str | None,
+    space: Sequence[int],
+    out_strides: Sequence[int],
+    lanes: int,
+) -> int:
+    """The pipeline depth of a unit of ``lanes`` lanes over ``space``: its body's, plus the
+    cross-lane tree when it reduces its lanes counter."""
+    at_lanes = lanes_counter(space, out_strides)
+    reduces_lanes = at_lanes in reduced_counters(space, out_strides)
+    tree = min(max(1, lanes), space[at_lanes]) if reduces_lanes else 1
+    return pipeline_depth(stage_ops, combiner, result_op, tree)
