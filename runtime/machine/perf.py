@@ -80,46 +80,16 @@ from dataclasses import dataclass, field
 
 from runtime.machine.opcodes import OPCODES
 from runtime.machine.rules import copy_block, lanes_counter, reduced_counters, unit_depth
+from runtime.machine.targets import (
+    dram_bytes_per_cycle,
+    num_links,
+    num_pcus,
+    num_pmus,
+    peak_flops_per_cycle,
+    stream_bytes,
+)
 from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
 from runtime.pef.validate import DTYPE_BYTES
-
-FLOPS_PER_FMA = 2
-
-
-# -- figures of a target --------------------------------------------------------------------------
-
-
-def num_pcus(target: Target) -> int:
-    """PCU slots of the checkerboard (``x + y`` even)."""
-    return (target.cols * target.rows + 1) // 2
-
-
-def num_pmus(target: Target) -> int:
-    """PMU slots of the checkerboard (``x + y`` odd)."""
-    return target.cols * target.rows // 2
-
-
-def num_links(target: Target) -> int:
-    """Directed links between adjacent switches of the ``(cols+1) x (rows+1)`` switch grid."""
-    return 2 * (target.cols * (target.rows + 1) + target.rows * (target.cols + 1))
-
-
-def peak_flops_per_cycle(target: Target) -> int:
-    """Every stage of every lane of every PCU doing a multiply-add."""
-    return num_pcus(target) * target.pcu_lanes * target.pcu_stages * FLOPS_PER_FMA
-
-
-def stream_bytes(target: Target) -> int:
-    """Bytes one stream moves over a link in a cycle (default: a vector of 32-bit words)."""
-    return target.stream_bytes_per_cycle or 4 * target.pcu_lanes
-
-
-def dram_bytes_per_cycle(target: Target) -> float:
-    """Off-chip bytes a cycle (``inf`` when the target gives no DRAM bandwidth)."""
-    if target.dram_gbps <= 0:
-        return math.inf
-    return target.dram_gbps / target.clock_ghz
-
 
 # -- the counters of a unit -----------------------------------------------------------------------
 

@@ -160,9 +160,9 @@ class TargetMismatchError(RduError):
 
 def check_same_target(recorded: Target, arch: str, pef: str) -> None:
     """Refuse to run ``pef`` (compiled for ``recorded``) on the fabric ``arch``: a preset name or
-    a target file. Both are compared figure by figure (``runtime/pef/presets.py`` for a
+    a target file. Both are compared figure by figure (``runtime/machine/targets.py`` for a
     preset), not by name: a target file called ``sn10.toml`` records the name ``sn10``."""
-    from runtime.pef.presets import PRESETS
+    from runtime.machine.targets import PRESETS
 
     if not looks_like_target_file(arch):
         if arch != recorded.name:
@@ -175,7 +175,7 @@ def check_same_target(recorded: Target, arch: str, pef: str) -> None:
                 f"--arch {arch}: no such preset (choose from {', '.join(sorted(PRESETS))}, or "
                 "give the target file FILE.toml)"
             )
-        wanted, where = PRESETS[arch], "the preset"
+        wanted, where = PRESETS[arch].to_pef(), "the preset"
     else:
         wanted, where = read_target_file(arch), "the file"
     for field in FIELDS:
