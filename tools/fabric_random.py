@@ -1,7 +1,7 @@
 """The fabric's random numbers on the torch side, for rdu-test's reference runs only.
 
 The fabric draws dropout's mask (and any random op's numbers) from a counter-based generator
-(the ``rand`` opcode, runtime/pef/isa.py): a float32 in ``[0, 1)`` from a key and each
+(the ``rand`` opcode, runtime/machine/opcodes.py): a float32 in ``[0, 1)`` from a key and each
 element's row-major index. The compiler gives every random op of the forward graph its own
 stream, in the order it converts them (``GraphBuilder.random_streams``: FX node -> stream), and
 the key of stream ``s`` in a step is ``rng_seed + (s << 32)``, ``rng_seed`` being what the session
