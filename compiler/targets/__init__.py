@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.machine.targets import FLOPS_PER_FMA, PRESETS, Target
+from runtime.machine.targets import PRESETS, Target
 from runtime.pef.target_file import TargetFileError, looks_like_target_file, read_target_file
 
-__all__ = ["FLOPS_PER_FMA", "PRESETS", "Target", "TargetError", "get_target", "load_target_file"]
+__all__ = ["PRESETS", "Target", "TargetError", "get_target", "load_target_file"]
 
 
 class TargetError(Exception):
