@@ -5,7 +5,7 @@ A refactor of the compiler, the dialects or the shared rules must leave these PE
 A deliberate change re-records the digests (``PYTHONPATH=$PWD .venv/bin/python
 test/e2e/pef_guard.py``) and says in its commit which PEFs changed and why. The PEFs the suite
 already compiles with rdu-compile (the MLP's, LeNet's and the ResNet's training PEF) are reused;
-the others are compiled in this process (about 25 s for the fourteen on one core).
+the others are compiled in this process (about 30 s of CPU for the fourteen).
 """
 
 from __future__ import annotations
