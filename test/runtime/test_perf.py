@@ -18,12 +18,12 @@ from runtime.machine.perf import (
     bank_cycles,
     format_report,
     model_section,
-    peak_flops_per_cycle,
     section_counters,
     streamed_bytes,
     unroll_counter,
 )
 from runtime.machine.rules import lanes_counter, pipeline_depth
+from runtime.machine.targets import peak_flops_per_cycle
 from runtime.pef import schema
 
 PEAK = 128 * 16 * 6 * 2  # pefkit's grid: FLOPs a cycle
