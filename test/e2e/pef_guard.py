@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
+from typing import Any
 
+import click
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +32,11 @@ def pef_name(example: str, inference: bool) -> str:
     return f"{example}-inference" if inference else example
 
 
+def option_default(command: click.Command, name: str) -> Any:
+    """The default of ``command``'s option ``name``."""
+    return next(param.default for param in command.params if param.name == name)
+
+
 def compile_example(example: str, inference: bool) -> bytes:
     """The PEF rdu-compile writes for ``examples/<example>/model.py`` at its defaults, compiled in
     this process (the torch random state is left as it was)."""
@@ -38,8 +45,9 @@ def compile_example(example: str, inference: bool) -> bytes:
     from runtime.pef import encode_pef
     from tools.rdu_compile import compile_flags, model_spec, rdu_compile
 
-    defaults = {param.name: param.default for param in rdu_compile.params}
-    arch, batch_size, seed = defaults["arch"], defaults["batch_size"], defaults["seed"]
+    arch: str = option_default(rdu_compile, "arch")
+    batch_size: int = option_default(rdu_compile, "batch_size")
+    seed: int = option_default(rdu_compile, "seed")
     with torch.random.fork_rng():
         model_file, spec = model_spec(
             str(ROOT / "examples" / example / "model.py"), [], inference, batch_size, seed, False

@@ -8,11 +8,10 @@ So a program the verifier accepts is never refused by the runtime, and the rever
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from pefkit import ProgramBuilder, elementwise, st
 from xdsl.dialects.builtin import TensorType, f32, i1, i64
 from xdsl.ir import Attribute, Block
 from xdsl.utils.exceptions import VerifyException
@@ -21,10 +20,7 @@ from dialects.dataflow import POINTWISE_RULES, PointwiseOp
 from dialects.pcu import STAGE_OPCODES, StageOp
 from runtime.fabric import Fabric
 from runtime.machine.opcodes import DTYPES, OPCODES
-from runtime.pef import PefError, validate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))  # the PEF test kit
-from pefkit import ProgramBuilder, elementwise, st  # noqa: E402
+from runtime.pef import PefError, schema, validate
 
 IR_TYPES: dict[str, Attribute] = {"f32": f32, "i64": i64, "i1": i1}
 SAMPLES: dict[str, np.ndarray] = {
@@ -65,7 +61,7 @@ def dataflow_accepts(kind: str, result: str, operands: tuple[str, ...]) -> bool:
     return True
 
 
-def one_stage_program(name: str, result: str, operands: tuple[str, ...]):
+def one_stage_program(name: str, result: str, operands: tuple[str, ...]) -> schema.Program:
     """A PEF whose one PCU computes ``name`` over inputs of ``operands`` dtypes."""
     p = ProgramBuilder(inference=True)
     for k, dtype in enumerate(operands):
