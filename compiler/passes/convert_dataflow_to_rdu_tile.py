@@ -311,7 +311,8 @@ def pointwise_body(op: df.PointwiseOp, args: Sequence[SSAValue]) -> list[Operati
     if is_float and kind in _FLOAT_UNARY:
         return [_FLOAT_UNARY[kind](args[0])]
     if kind == "pow" and args[1].type != atype:
-        raise fail(op, f"pointwise 'pow' with a {args[1].type} exponent has no lowering yet")
+        powers = f"{atype} to {args[1].type} powers"
+        raise fail(op, f"pointwise 'pow' of {powers} has no lowering to the fabric yet")
     if is_float and kind in _FLOAT_BINARY:
         return [_FLOAT_BINARY[kind](args[0], args[1])]
     if not is_float and kind in _INT_BINARY:

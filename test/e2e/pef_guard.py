@@ -5,8 +5,10 @@ The PEF's bytes depend on the model, the compiler and the target only (not on th
 the PEF's name or the time; checked by recompiling elsewhere), so a refactor that keeps them
 equal changed nothing a user runs. The one way the machine enters is torch's float32 arithmetic
 in the digest of a non-persistent buffer torch computes (hf_llama's ``rotary_emb.inv_freq``):
-a CPU whose torch rounds that differently would change hf_llama's PEFs. After a deliberate change to the PEFs, re-record the digests
-(and say in the commit which PEFs changed and why):
+a CPU whose torch rounds that differently would change hf_llama's PEFs.
+
+After a deliberate change to the PEFs, re-record the digests (and say in the commit which PEFs
+changed and why):
 
     PYTHONPATH=$PWD .venv/bin/python test/e2e/pef_guard.py
 """
