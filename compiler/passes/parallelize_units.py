@@ -52,13 +52,14 @@ from xdsl.utils.exceptions import PassFailedException
 from compiler.passes import parallel_layout
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
-from compiler.passes.split_units import RANDOM_OPCODES, assign_pmus
+from compiler.passes.split_units import assign_pmus
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
 from runtime.machine import perf, rules
+from runtime.machine.opcodes import OPCODES
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -103,7 +104,7 @@ def can_parallelize(unit: UnitOp) -> bool:
     for value, access in zip(unit.inputs, unit.ins.data, strict=True):
         if accesses.setdefault(value, access) != access:
             return False
-    return not any(op in ("counter", *RANDOM_OPCODES) for op in unit.stage_opcodes())
+    return not any(OPCODES[op].positional for op in unit.stage_opcodes())
 
 
 def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:

@@ -1,4 +1,5 @@
-"""The PCU's instruction set: one table of every opcode (name, arity, type rule, FLOPs, stages).
+"""The PCU's instruction set: one table of every opcode (name, arity, type rule, FLOPs, stages,
+whether it reads the point's position).
 
 Everything that knows an opcode reads it here: the dataflow and pcu verifiers
 (``dialects/dataflow.py``, ``dialects/pcu.py``), the PEF validator (``runtime/pef/validate.py``),
@@ -69,10 +70,15 @@ class Opcode:
     """Floating-point operations it counts for, at each point (the performance model)."""
     stages: int
     """Pipeline stages it takes: 1, or 0 for an immediate or the counter chain."""
+    positional: bool = False
+    """Its value depends on the point's position in the unit's whole space (a counter, ``rand``):
+    a unit holding one is never split into parallel copies, which each start at their block."""
 
 
-def _ops(names: str, arity: int, rule: TypeRule, flops: int, stages: int = 1) -> list[Opcode]:
-    return [Opcode(name, arity, rule, flops, stages) for name in names.split()]
+def _ops(
+    names: str, arity: int, rule: TypeRule, flops: int, stages: int = 1, positional: bool = False
+) -> list[Opcode]:
+    return [Opcode(name, arity, rule, flops, stages, positional) for name in names.split()]
 
 
 OPCODES: Final[dict[str, Opcode]] = {
@@ -89,8 +95,8 @@ OPCODES: Final[dict[str, Opcode]] = {
         *_ops("and or", 2, "logic", flops=0),
         *_ops("select", 3, "select", flops=0),
         *_ops("const", 0, "const", flops=0, stages=0),
-        *_ops("counter", 0, "counter", flops=0, stages=0),
-        *_ops("rand", 1, "rand", flops=0),
+        *_ops("counter", 0, "counter", flops=0, stages=0, positional=True),
+        *_ops("rand", 1, "rand", flops=0, positional=True),
     )
 }
 """Every opcode by name."""

@@ -427,7 +427,7 @@ class _SectionChecker:
                 raise self.fail(f"{label}: parallel factor {f} on reduced counter {c}")
         if pcu.out.index_port >= 0 or any(port.access.index_port >= 0 for port in pcu.inputs):
             raise self.fail(f"{label}: a parallel unit with a data-dependent access")
-        if any(st.op in ("counter", "rand") for st in pcu.stages):
+        if any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES):
             raise self.fail(f"{label}: a parallel unit with a 'counter' or 'rand' stage")
         seen: dict[int, Access] = {}
         for k, port in enumerate(pcu.inputs):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from pefkit import parallel_matmul_program, replace
+from pefkit import parallel_matmul_program, replace, st
 
 from runtime.fabric import Fabric, copy_pcus
 from runtime.pef import PefError, schema, validate
@@ -109,6 +109,10 @@ BROKEN: list[tuple[Callable[[], schema.Program], str]] = [
         r"feeds copy 3 at \[6, 0\] \(taps\) but does not pass its switch",
     ),
     (lambda: _replace_route(P, 0, hops=[[3, 0], [4, 0]]), r"starts at switch \[3, 0\], not at"),
+    (
+        lambda: _with_pcu(P, stages=[st("counter", imm=0, dtype="i64"), st("mul", 0, 1)]),
+        r"a parallel unit with a 'counter' or 'rand' stage",
+    ),
     (lambda: _replace_route(P, 0, taps=[[0, 0], [0, 4]]), r"taps\[1\] \[0, 4\] is not"),
     (
         lambda: _replace_route(P, 4, hops=[[4, 0], [3, 0], [2, 0]]),
