@@ -156,10 +156,13 @@ class TraceBuilder:
     HOST_PID = 1
     """The host's process; each section's is ``2 + its index``."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, models: Sequence[SectionModel] | None = None) -> None:
+        """``models``: the sections' models, in order, when already computed."""
         self.program = program
         self.events: list[dict[str, Any]] = []
-        self.models = {s.name: model_section(s, program.meta) for s in program.sections}
+        if models is None:
+            models = [model_section(s, program.meta) for s in program.sections]
+        self.models = {s.name: m for s, m in zip(program.sections, models, strict=True)}
         self.index = {s.name: i for i, s in enumerate(program.sections)}
         self.starts = {s.name: unit_starts(s, self.models[s.name]) for s in program.sections}
         self.clock_ghz = program.meta.target.clock_ghz
