@@ -89,7 +89,8 @@ from tools.cli import (
     "--profile",
     is_flag=True,
     help="At the end, print every section's counters (runs, modelled cycles and time, FLOPs, "
-    "off-chip bytes, fraction of peak).",
+    "off-chip bytes, fraction of peak) and write trace.json, the run's timeline (beside the "
+    "checkpoints; inference and --test: in the results folder).",
 )
 @click.option(
     "--data-parallel",
@@ -182,11 +183,19 @@ class Run:
         self.out_dir = Path(opts["pef_path"]).resolve().parent
         self.communicator = None
         """This process's place in a data-parallel job (``--data-parallel``), else None."""
+        self.recorder = None
+        """With ``--profile``: every section run and collective, for ``trace.json``."""
+        if opts.get("profile"):
+            from runtime.trace import RunRecorder
+
+            self.recorder = RunRecorder()
         if opts.get("data_parallel"):
             from tools.data_parallel import check_meta, join
 
             check_meta(meta, opts["pef_path"])
             self.communicator = join(opts.get("dp_timeout", 300.0))
+            if self.recorder is not None:
+                self.communicator = self.recorder.timed(self.communicator)
 
     @property
     def is_rank0(self) -> bool:
@@ -445,9 +454,11 @@ class Run:
         self.check_labels(feed, "the test batch")
         if self.is_inference:
             session = InferenceSession(self.program, state)
+            self.record(session)
             outputs = session.run(feed)
         else:
             session = TrainingSession(self.program, state)
+            self.record(session)
             result = session.step(feed, self.hyperparameters())
             outputs = dict(result.outputs, loss=np.asarray(result.loss))
         for name, value in outputs.items():
@@ -460,18 +471,36 @@ class Run:
                 raise ToolError(f"output {name} is not finite")
         names = ", ".join(s.name for s in self.program.sections)
         click.echo(f"test run passed: sections {names} ran; outputs {', '.join(outputs)} finite")
-        self.profile(session)
+        self.profile(session, self.results_dir)
         return 0
 
-    def profile(self, session) -> None:
-        """With ``--profile``: the per-section counters the fabric kept while it ran."""
+    @property
+    def results_dir(self) -> Path:
+        """Where inference results go (``--results-dir``, else ``results`` beside the PEF)."""
+        return Path(self.opts["results_dir"] or self.out_dir / "results")
+
+    def record(self, session) -> None:
+        """With ``--profile``: record every section the session's fabric runs."""
+        if self.recorder is not None:
+            self.recorder.attach(session.fabric)
+
+    def profile(self, session, folder: Path) -> None:
+        """With ``--profile``: the per-section counters the fabric kept while it ran, and the
+        run's timeline, ``folder/trace.json`` (``runtime.trace``)."""
         if not self.opts.get("profile") or not self.is_rank0:
             return
         from runtime.perf import format_report
+        from runtime.trace import run_trace, write_trace
 
         counters = {k: c for k, c in session.fabric.counters.items() if c.runs}
         click.echo(f"profile (target {self.program.meta.target.name}, model runtime/perf.py):")
         click.echo(format_report(counters))
+        if self.recorder is None:
+            return
+        check_output_dir(folder, "the trace's folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = write_trace(folder / "trace.json", run_trace(self.program, self.recorder))
+        click.echo(f"wrote {path} (open it in ui.perfetto.dev or chrome://tracing)")
 
     @property
     def is_inference(self) -> bool:
@@ -550,6 +579,7 @@ class Run:
         self.check_hyperparameters(hyper)
         session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
         session.seed = self.opts["seed"]  # dropout's random numbers
+        self.record(session)
         with _terminate_as_interrupt():
             try:
                 return self._train(session, hyper)
@@ -586,6 +616,7 @@ class Run:
             )
             return 0
         progress = _progress(total, start, enabled=self.is_rank0)
+        metrics = self.metrics_log(session, start)
         step = start
         epoch, skip = divmod(start, length) if length else (0, start)
         losses: list[float] = []
@@ -610,6 +641,7 @@ class Run:
                     before = session.state()
                     if step == start:  # steps/s: not the import of the data (scikit-learn...)
                         started = time.perf_counter()
+                        metrics.restart()
                     with _interrupts_between_steps():
                         result = session.step(feed, hyper)
                         step += 1
@@ -625,11 +657,14 @@ class Run:
                         loss, accuracy = self.metrics(losses, correct, seen)
                         acc = f" acc {accuracy:.3f}" if accuracy is not None else ""
                         progress.line(f"step {step} epoch {epoch} loss {loss:.4f}{acc}")
+                        metrics.log(step, epoch, loss, accuracy, len(losses))
                         losses, correct, seen = [], 0, 0
                     every = self.opts["ckpt_every"]
                     if every and step % every == 0 and self.is_rank0:
                         paused -= time.perf_counter()
+                        metrics.pause()
                         self.save(session, step, f"step-{step}.pt")
+                        metrics.resume()
                         paused += time.perf_counter()
                 if ended:
                     if trained == 0:
@@ -642,7 +677,9 @@ class Run:
                         total = total or length * epochs
                         progress.set_total(total)
                 paused -= time.perf_counter()
+                metrics.pause()
                 self.evaluate(session, progress, epoch)
+                metrics.resume()
                 paused += time.perf_counter()
                 if ended:
                     epoch, skip = epoch + 1, 0
@@ -674,8 +711,20 @@ class Run:
                     f"{step - start} steps in {seconds:.2f} s: {rate:.1f} steps/s, "
                     f"{samples:.0f} samples/s on {ranks}"
                 )
-        self.profile(session)
+        self.profile(session, self.ckpt_dir)
         return 0
+
+    def metrics_log(self, session, start: int) -> _Metrics:
+        """The run's ``metrics.csv`` rows (``tools.metrics_log``; rank 0 writes them)."""
+        log = None
+        if self.is_rank0:
+            from tools.metrics_log import MetricsLog
+
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            log = MetricsLog(self.ckpt_dir / "metrics.csv", start)
+        step_seconds = sum(c.seconds for c in session.fabric.counters.values())
+        samples = self.program.meta.batch_size * self.world_size
+        return _Metrics(log, samples, samples / step_seconds if step_seconds > 0 else math.inf)
 
     def _save_last(
         self,
@@ -742,7 +791,7 @@ class Run:
     def inference(self) -> int:
         from runtime.session import InferenceSession
 
-        results = Path(self.opts["results_dir"] or self.out_dir / "results")
+        results = self.results_dir
         check_output_dir(results, "--results-dir")
         state, _ = self.initial_state()
         self.check_finite_state(state)
@@ -751,9 +800,12 @@ class Run:
                 "warning: no --init-ckpt-path: running the model's initial weights", err=True
             )
         session = InferenceSession(self.program, state)
+        self.record(session)
         results.mkdir(parents=True, exist_ok=True)
         if self.model_file.has("generate"):
-            return self.generate(session, results)
+            code = self.generate(session, results)
+            self.profile(session, results)
+            return code
         rows, outputs_all = [], []
         correct = seen = 0
         for inputs, targets in self.batches("test", 0):
@@ -779,7 +831,7 @@ class Run:
         )
         acc = f"; accuracy {correct / seen:.4f}" if seen else ""
         click.echo(f"wrote {results / 'predictions.csv'} ({len(rows)} rows){acc}")
-        self.profile(session)
+        self.profile(session, results)
         return 0
 
 
@@ -947,6 +999,39 @@ def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(logits):
         return 0, 0
     return int((logits.argmax(axis=1) == labels).sum()), len(labels)
+
+
+class _Metrics:
+    """The rows of ``metrics.csv`` as training goes: the emulator's samples/s over the steps
+    since the last row, its pauses (checkpoints, evaluation) left out."""
+
+    def __init__(self, log, samples_per_step: int, modelled: float) -> None:
+        self.log_file = log
+        self.samples_per_step = samples_per_step
+        self.modelled = modelled
+        self.restart()
+
+    def restart(self) -> None:
+        self.started = time.perf_counter()
+        self.paused = 0.0
+
+    def pause(self) -> None:
+        self.paused -= time.perf_counter()
+
+    def resume(self) -> None:
+        self.paused += time.perf_counter()
+
+    def log(self, step: int, epoch: int, loss: float, accuracy: float | None, steps: int) -> None:
+        """A row for ``step``, over the ``steps`` steps since the last one."""
+        seconds = time.perf_counter() - self.started - self.paused
+        emulated = steps * self.samples_per_step / seconds if seconds > 0 else math.inf
+        if self.log_file is not None:
+            from tools.metrics_log import MetricsRow
+
+            self.log_file.append(
+                MetricsRow(step, epoch, loss, accuracy, emulated, self.modelled)
+            )
+        self.restart()
 
 
 class _progress:
