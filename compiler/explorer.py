@@ -389,7 +389,7 @@ svg.grid{display:block;margin:4px 0 18px;background:#fff}
 .free rect,.free circle{fill:#e6e6e6}
 .dram{fill:#55a868}.dram-label{font-size:0.35px;fill:#fff;text-anchor:middle}
 .link{stroke-width:0.07;stroke-linecap:round}
-.unit{cursor:pointer}.unit.pmu circle{fill:#dd8452}
+.unit{cursor:pointer}.unit.pmu circle{fill:#dd8452}.unit.pcu rect{stroke:#2d4f86;stroke-width:0.03}
 .unit:hover rect,.unit:hover circle,.unit.on rect,.unit.on circle{stroke:#000;stroke-width:0.08}
 .unit.hit rect,.unit.hit circle{stroke:#e0007a;stroke-width:0.14}
 .route{fill:none;stroke:#000;stroke-width:0.05;stroke-dasharray:0.12 0.08;display:none}
