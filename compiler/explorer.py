@@ -362,11 +362,16 @@ def _roofline_svg(report: Mapping[str, Any]) -> str:
     line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in roof)
     out.append(f'<polyline class="roof" points="{line}"><title>peak {_si(peak, "FLOP/s")}, '
                f'DRAM {target["dram_gbps"]:g} GB/s</title></polyline>')  # fmt: skip
+    placed: list[tuple[float, float]] = []  # labels' anchors: a label moves down off another
     for name, intensity, achieved in points:
         label = "inf" if not math.isfinite(intensity) else f"{intensity:.3g}"
+        tx, ty = px(intensity) + 6, py(achieved) - 5
+        while any(abs(tx - x) < 70 and abs(ty - y) < 11 for x, y in placed):
+            ty += 11
+        placed.append((tx, ty))
         out.append(
             f'<g class="point"><circle cx="{px(intensity):.1f}" cy="{py(achieved):.1f}" r="4"/>'
-            f'<text x="{px(intensity) + 6:.1f}" y="{py(achieved) - 5:.1f}">{html.escape(name)}'
+            f'<text x="{tx:.1f}" y="{ty:.1f}">{html.escape(name)}'
             f"</text><title>{html.escape(name)}: {label} FLOP/B, {_si(achieved, 'FLOP/s')}"
             "</title></g>"
         )
