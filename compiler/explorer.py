@@ -366,13 +366,16 @@ def _roofline_svg(report: Mapping[str, Any]) -> str:
     for name, intensity, achieved in points:
         label = "inf" if not math.isfinite(intensity) else f"{intensity:.3g}"
         tx, ty = px(intensity) + 6, py(achieved) - 5
-        while any(abs(tx - x) < 70 and abs(ty - y) < 11 for x, y in placed):
-            ty += 11
-        placed.append((tx, ty))
+        moves = 0
+        while moves < 3 and any(abs(tx - x) < 70 and abs(ty - y) < 11 for x, y in placed):
+            ty, moves = ty + 11, moves + 1
+        text = ""  # a crowded point keeps its name in its tooltip only
+        if moves < 3:
+            placed.append((tx, ty))
+            text = f'<text x="{tx:.1f}" y="{ty:.1f}">{html.escape(name)}</text>'
         out.append(
             f'<g class="point"><circle cx="{px(intensity):.1f}" cy="{py(achieved):.1f}" r="4"/>'
-            f'<text x="{tx:.1f}" y="{ty:.1f}">{html.escape(name)}'
-            f"</text><title>{html.escape(name)}: {label} FLOP/B, {_si(achieved, 'FLOP/s')}"
+            f"{text}<title>{html.escape(name)}: {label} FLOP/B, {_si(achieved, 'FLOP/s')}"
             "</title></g>"
         )
     out.append(f'<text class="label" x="{(w + left) / 2}" y="{h - 6}">FLOPs per off-chip byte'
@@ -390,7 +393,7 @@ border-left:1px solid #ccc;padding:8px 10px;box-sizing:border-box;font-size:13px
 table.summary{border-collapse:collapse}table.summary td,table.summary th{padding:2px 8px;
 text-align:right;border-bottom:1px solid #ddd}table.summary td:first-child{text-align:left}
 tr.total td{font-weight:600}
-svg.grid{display:block;margin:4px 0 18px;background:#fff}
+svg.grid{display:block;margin:4px 0 18px;background:#fff;max-width:100%;height:auto}
 .free rect,.free circle{fill:#e6e6e6}
 .dram{fill:#55a868}.dram-label{font-size:0.35px;fill:#fff;text-anchor:middle}
 .link{stroke-width:0.07;stroke-linecap:round}
