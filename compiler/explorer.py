@@ -19,7 +19,7 @@ What it shows, all from the report (``compiler/report.py``, the performance mode
 - a search box: a model line (``model.py:27``, or ``27``) highlights the units that implement
   it; other text matches unit names, traced values and torch ops.
 
-Building it is string formatting, a few milliseconds for the GPT example.
+Building it is string formatting: about 35 ms for the GPT example (batch 8 by 64, 11 sections).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any
 
 from compiler.provenance import KernelKey, Origin, unit_kernel
 from runtime.pef.schema import Pcu, Pmu, Program, Section
+from runtime.pef.validate import DTYPE_BYTES
 
 
 def build_explorer(
@@ -50,7 +51,7 @@ def build_explorer(
                                                  strict=True)):  # fmt: skip
         first = len(units)
         units += _section_units(index, section, entry, origins, ops, program)
-        grids.append(_grid_svg(index, section, program, units[first:], first, entry))
+        grids.append(_grid_svg(index, section, program, units[first:], first))
     title = f"{report['model']} on {report['target']['name']}"
     data = json.dumps({"units": units}, separators=(",", ":")).replace("</", "<\\/")
     sections_html = "\n".join(
@@ -126,8 +127,7 @@ def _section_units(
             "tensor": f"{pmu.dtype}{list(pmu.shape)}",
             "source": (f"DRAM {symbols[pmu.symbol].name}" if pmu.source == "dram"
                        else f"pcu {pmu.producer} {section.pcus[pmu.producer].name}"),
-            "bytes": math.prod(pmu.shape) * (8 if pmu.dtype == "i64" else
-                                             1 if pmu.dtype == "i1" else 4),
+            "bytes": math.prod(pmu.shape) * DTYPE_BYTES[pmu.dtype],
             "pmus": pmu.pmus,
             "streams": streams.get(("pmu", i), []),
             "routes": routes.get(("pmu", i), []),
@@ -173,9 +173,9 @@ def _grid_svg(
     program: Program,
     units: Sequence[Mapping[str, Any]],
     first: int,
-    entry: Mapping[str, Any],
 ) -> str:
-    """The grid of ``section``: free slots (a pattern), its units, its links by load."""
+    """The grid of ``section``: free slots (a pattern), its units (``units``, numbered from
+    ``first`` in the page's list), its links by load, its routes (shown with their unit)."""
     target = program.meta.target
     cols, rows = target.cols, target.rows
 

@@ -96,7 +96,7 @@ def test_the_grid_of_a_section_with_spanning_units() -> None:
     target = get_target("tiny")
     program = SimpleNamespace(meta=SimpleNamespace(target=target))
     units = [{"kind": "pmu", "at": [p.at, *p.more_at]} for p in pmus]
-    svg = _grid_svg(0, section, program, units, 5, {})  # type: ignore[arg-type]
+    svg = _grid_svg(0, section, program, units, 5)  # type: ignore[arg-type]
     assert svg.count('<g class="unit pmu"') == 2 and 'data-u="6"' in svg
     assert svg.split('data-u="6">')[1].split("</g>")[0].count("<circle") == 2
     assert svg.count('class="link"') == 4  # (1,1)-(2,1) both ways is one line
