@@ -447,6 +447,8 @@ class Run:
         """Configure and run every section once on one batch; check shapes and finiteness."""
         from runtime.session import InferenceSession, TrainingSession
 
+        if self.recorder is not None:
+            check_output_dir(self.results_dir, "--results-dir")  # trace.json goes there
         state, _ = self.initial_state()
         self.check_finite_state(state)
         inputs, targets = next(iter(self.batches("train" if not self.is_inference else "test", 0)))
@@ -497,8 +499,7 @@ class Run:
         click.echo(format_report(counters))
         if self.recorder is None:
             return
-        check_output_dir(folder, "the trace's folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)  # checked before the run
         path = write_trace(folder / "trace.json", run_trace(self.program, self.recorder))
         click.echo(f"wrote {path} (open it in ui.perfetto.dev or chrome://tracing)")
 

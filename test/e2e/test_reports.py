@@ -64,6 +64,8 @@ def test_run_profile_and_arch(mlp_pef: Path) -> None:
         row = next(x for x in profile if x.startswith(name))
         assert row.split()[-1] == "1"  # one run of each
     assert any(x.startswith("host (emulation) time") for x in profile)
+    trace = mlp_pef.parent / "results" / "trace.json"  # --test: in the results folder
+    assert profile[-1].startswith(f"wrote {trace} ") and trace.stat().st_size > 0
 
     refused = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--test", "--arch", "sn10")
     assert refused.returncode == 1
