@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,36 @@ def _step(line: str) -> float:
     """The step of a row (``inf`` for a line that is not a row: dropped)."""
     head = line.split(",", 1)[0]
     return int(head) if head.isdigit() else math.inf
+
+
+class RunMetrics:
+    """The rows of a training run as it goes: the emulator's samples/s over the steps since the
+    last row, its pauses (checkpoints, evaluation) left out; ``log`` None on a rank that writes
+    nothing (data-parallel ranks but 0)."""
+
+    def __init__(self, log: MetricsLog | None, samples_per_step: int, modelled: float) -> None:
+        self.log_file = log
+        self.samples_per_step = samples_per_step
+        """The global batch: every rank's samples."""
+        self.modelled = modelled
+        """Samples a second on the modelled fabric."""
+        self.restart()
+
+    def restart(self) -> None:
+        """Start timing the steps up to the next row."""
+        self.started = time.perf_counter()
+        self.paused = 0.0
+
+    def pause(self) -> None:
+        self.paused -= time.perf_counter()
+
+    def resume(self) -> None:
+        self.paused += time.perf_counter()
+
+    def log(self, step: int, epoch: int, loss: float, accuracy: float | None, steps: int) -> None:
+        """The row of ``step``, over the ``steps`` steps since the last row."""
+        seconds = time.perf_counter() - self.started - self.paused
+        emulated = steps * self.samples_per_step / seconds if seconds > 0 else math.inf
+        if self.log_file is not None:
+            self.log_file.append(MetricsRow(step, epoch, loss, accuracy, emulated, self.modelled))
+        self.restart()

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import numpy as np
@@ -36,6 +36,9 @@ from tools.cli import (
     model_namespace,
     print_help,
 )
+
+if TYPE_CHECKING:
+    from tools.metrics_log import RunMetrics
 
 
 @click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
@@ -715,17 +718,17 @@ class Run:
         self.profile(session, self.ckpt_dir)
         return 0
 
-    def metrics_log(self, session, start: int) -> _Metrics:
+    def metrics_log(self, session, start: int) -> RunMetrics:
         """The run's ``metrics.csv`` rows (``tools.metrics_log``; rank 0 writes them)."""
+        from tools.metrics_log import MetricsLog, RunMetrics
+
         log = None
         if self.is_rank0:
-            from tools.metrics_log import MetricsLog
-
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             log = MetricsLog(self.ckpt_dir / "metrics.csv", start)
         step_seconds = sum(c.seconds for c in session.fabric.counters.values())
         samples = self.program.meta.batch_size * self.world_size
-        return _Metrics(log, samples, samples / step_seconds if step_seconds > 0 else math.inf)
+        return RunMetrics(log, samples, samples / step_seconds if step_seconds > 0 else math.inf)
 
     def _save_last(
         self,
@@ -1000,39 +1003,6 @@ def _accuracy(outputs: dict[str, np.ndarray], targets: tuple) -> tuple[int, int]
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(logits):
         return 0, 0
     return int((logits.argmax(axis=1) == labels).sum()), len(labels)
-
-
-class _Metrics:
-    """The rows of ``metrics.csv`` as training goes: the emulator's samples/s over the steps
-    since the last row, its pauses (checkpoints, evaluation) left out."""
-
-    def __init__(self, log, samples_per_step: int, modelled: float) -> None:
-        self.log_file = log
-        self.samples_per_step = samples_per_step
-        self.modelled = modelled
-        self.restart()
-
-    def restart(self) -> None:
-        self.started = time.perf_counter()
-        self.paused = 0.0
-
-    def pause(self) -> None:
-        self.paused -= time.perf_counter()
-
-    def resume(self) -> None:
-        self.paused += time.perf_counter()
-
-    def log(self, step: int, epoch: int, loss: float, accuracy: float | None, steps: int) -> None:
-        """A row for ``step``, over the ``steps`` steps since the last one."""
-        seconds = time.perf_counter() - self.started - self.paused
-        emulated = steps * self.samples_per_step / seconds if seconds > 0 else math.inf
-        if self.log_file is not None:
-            from tools.metrics_log import MetricsRow
-
-            self.log_file.append(
-                MetricsRow(step, epoch, loss, accuracy, emulated, self.modelled)
-            )
-        self.restart()
 
 
 class _progress:
