@@ -25,7 +25,6 @@ from runtime.pef import schema
 from tools.model_file import load_model_file
 
 ROOT = Path(__file__).resolve().parents[2]
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _xdsl_text(module: object) -> str:
