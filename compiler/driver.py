@@ -21,9 +21,9 @@ from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
-from compiler.pictures import PictureWorker
 from compiler.pipeline import lowering_passes
-from compiler.report import format_summary, pictures_skipped, write_report
+from compiler.provenance import Provenance
+from compiler.report import write_report
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.machine.atomic import atomic_write_bytes
@@ -43,11 +43,9 @@ class CompileResult:
     units: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per section: (PCUs, PMUs) used."""
     report_path: Path | None = None
-    """``report.json`` (with a ``fabric-<section>.png`` a section beside it)."""
+    """``report.json`` (with ``report.html`` and ``trace.json`` beside it)."""
     summary: str = ""
     """The report's readable summary (also in the log)."""
-    pictures_skipped: str | None = None
-    """Why no fabric pictures were drawn (the grid is too big), or None."""
 
 
 def make_context() -> Context:
@@ -92,23 +90,15 @@ def compile_model(
     data_parallel: bool = False,
     opt_level: int = 1,
     verify_each_stage: bool = False,
-    pictures: PictureWorker | None = None,
 ) -> CompileResult:
     """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically).
 
     ``opt_level``: 1 fuses elementwise ops and cuts sections only where the fabric is full;
     0 fuses nothing and gives every op its own section (``compiler.pipeline``).
-    ``pictures``: a worker that draws the report's pictures while this process writes the rest
-    (None: drawn here).
-
     The frontend's IR and the final IR are verified; ``verify_each_stage`` (rdu-compile
     ``--debug``) verifies the IR after every pass too, to name the pass that broke it (each
     verification of a GPT-sized module takes about 0.1 s)."""
     log = [] if log is None else log
-    skipped = pictures_skipped(target)
-    if skipped is not None and pictures is not None:
-        pictures.close()  # nothing to draw: end the worker now
-        pictures = None
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -126,49 +116,44 @@ def compile_model(
     batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
     batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
     check_model_fits(target, spec.source_file, spec.module, batch)
-    module = build_dataflow(spec, inference=inference)  # verified
+    aten_ops: dict[str, str] = {}
+    module = build_dataflow(spec, inference=inference, ops=aten_ops)  # verified
     check_sections_fit(target, spec.source_file, module)
     note("dataflow", module)
     ctx = make_context()
     passes = list(lowering_passes(target.spec, opt_level=opt_level))
-    # With a picture worker, the final IR's dump is written while the worker draws (the module
-    # does not change after the last pass), or when the compile fails after that pass.
-    deferred = passes[-1][0] if pictures is not None and passes else None
+    provenance = Provenance()  # what each unit implements, for the report's explorer
     for stage, pass_ in passes:
         pass_.apply(ctx, module)
         if verify_each_stage:
             module.verify()
-        note(stage, module, write=stage != deferred)
+        if stage in ("rdu_tile", "fused"):
+            provenance.note_kernels(module, fused=stage == "fused")
+        note(stage, module)
     pef_path = out_dir / f"{pef_name}.pef"
-    try:
-        if not verify_each_stage:
-            module.verify()
-        program = module_to_program(
-            module,
-            target,
-            model_name=spec.name,
-            batch_size=batch_size,
-            compiler_version=COMPILER_VERSION,
-            compile_flags=flags,
-            source_hash=source_hash,
-            optimizer=_optimizer_name(spec, inference),
-            loss=not inference,
-        )
-        if data_parallel:
-            program = mark_data_parallel(program)
-            for collective in program.meta.collectives:
-                log.append(
-                    f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
-                    f"before section {collective.before}"
-                )
-        data = encode_pef(program)
-        atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
-        size = len(data)
-        if pictures is not None:
-            pictures.draw(pef_path, target, out_dir)
-    finally:
-        if deferred is not None:
-            dump(deferred, module)
+    if not verify_each_stage:
+        module.verify()
+    program = module_to_program(
+        module,
+        target,
+        model_name=spec.name,
+        batch_size=batch_size,
+        compiler_version=COMPILER_VERSION,
+        compile_flags=flags,
+        source_hash=source_hash,
+        optimizer=_optimizer_name(spec, inference),
+        loss=not inference,
+    )
+    if data_parallel:
+        program = mark_data_parallel(program)
+        for collective in program.meta.collectives:
+            log.append(
+                f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
+                f"before section {collective.before}"
+            )
+    data = encode_pef(program)
+    atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
+    size = len(data)
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
     units = {  # a parallel PCU is its copies, a buffer its PMUs
         s.name: (sum(math.prod(p.parallel) for p in s.pcus), sum(p.pmus for p in s.pmus))
@@ -176,18 +161,18 @@ def compile_model(
     }
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-    report_path = write_report(program, target, out_dir, pictures=pictures is None)
-    summary = format_summary(program, target)
-    log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {report_path}")
-    log.append(summary)
-    if skipped is not None:
-        log.append(skipped)
+    report = write_report(
+        program, target, out_dir, origins=provenance.origins(), ops=aten_ops
+    )
+    log.append(
+        f"[{time.perf_counter() - started:7.3f}s] wrote {report.json}, {report.html.name}, "
+        f"{report.trace.name}"
+    )
+    log.append(report.summary)
     log_path = out_dir / f"{pef_name}.log"
     log_path.write_text("\n".join(log) + "\n")
-    if pictures is not None:
-        pictures.wait()
     return CompileResult(
-        pef_path, size, log_path, count_ops(module), units, report_path, summary, skipped
+        pef_path, size, log_path, count_ops(module), units, report.json, report.summary
     )
 
 

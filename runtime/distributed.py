@@ -23,12 +23,14 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from runtime.errors import RduError
+from runtime.machine.trace import RunRecorder
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -162,3 +164,33 @@ def _dist() -> Any:
     if not dist.is_available() or not dist.is_gloo_available():
         raise DistributedError("this torch build has no torch.distributed gloo backend")
     return dist
+
+
+class TimedCommunicator(Communicator):
+    """A communicator that records in ``recorder`` how long each collective of ``inner`` took
+    (``rdu-run --profile``'s timeline)."""
+
+    def __init__(self, inner: Communicator, recorder: RunRecorder) -> None:
+        self.inner = inner
+        self.recorder = recorder
+        self.rank = inner.rank
+        self.world_size = inner.world_size
+
+    def _timed(self, op: str, arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+        start = time.perf_counter()
+        try:
+            return getattr(self.inner, op)(arrays, what)
+        finally:
+            self.recorder.collective_ran(what, op, start, time.perf_counter() - start)
+
+    def allreduce_mean(self, arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+        return self._timed("allreduce_mean", arrays, what)
+
+    def allreduce_sum(self, arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+        return self._timed("allreduce_sum", arrays, what)
+
+    def broadcast(self, arrays: Sequence[np.ndarray], what: str) -> list[np.ndarray]:
+        return self._timed("broadcast", arrays, what)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -804,6 +804,9 @@ class Fabric:
         self.counters: dict[str, perf.SectionCounters] = {
             s.name: perf.section_counters(s, self.meta) for s in program.sections
         }
+        self.on_run: Callable[[str, float, float], None] | None = None
+        """Called after every section run with the section's name, the host time it started
+        (``time.perf_counter``) and the seconds it took (a timeline: ``runtime.machine.trace``)."""
 
     @property
     def section_names(self) -> list[str]:
@@ -853,7 +856,10 @@ class Fabric:
             dram[sym.name] = buffer.reshape(sym.shape)
         counters = self.counters[name]
         counters.runs += 1
-        counters.host_seconds += time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        counters.host_seconds += seconds
+        if self.on_run is not None:
+            self.on_run(name, start, seconds)
 
     def run_unit(self, name: str, index: int, pmus: Mapping[int, np.ndarray]) -> np.ndarray:
         """Run PCU ``index`` of section ``name`` alone (every copy of a parallel one) on the

@@ -27,7 +27,6 @@ from tools.cli import (
 
 if TYPE_CHECKING:
     from compiler.frontend import ModelSpec, OpCheck
-    from compiler.pictures import PictureWorker
     from tools.model_file import ModelFile
 
 
@@ -108,9 +107,8 @@ def rdu_compile(
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
         if check:
             return _check(model_path, ctx.args, inference, batch_size, seed, debug)
-        with _fewer_collections(), _picture_worker() as pictures:
+        with _fewer_collections():
             return _compile(
-                pictures,
                 model_path,
                 ctx.args,
                 inference,
@@ -154,22 +152,7 @@ def _collect_again() -> None:
     gc.enable()
 
 
-@contextmanager
-def _picture_worker() -> Iterator[PictureWorker | None]:
-    """A ``PictureWorker`` forked now, while this process is small (before torch loads), and
-    ended on the way out if the compile did not wait for it (None: pictures drawn here)."""
-    from compiler.pictures import PictureWorker
-
-    pictures = PictureWorker.start()
-    try:
-        yield pictures
-    finally:
-        if pictures is not None:
-            pictures.close()
-
-
 def _compile(
-    pictures: PictureWorker | None,
     model_path: str,
     extra: list[str],
     inference: bool,
@@ -208,7 +191,6 @@ def _compile(
             data_parallel=data_parallel,
             opt_level=opt_level,
             verify_each_stage=debug,
-            pictures=pictures,
         )
     except OSError as error:
         raise _write_error(error, Path(output_folder) / name) from error
@@ -219,10 +201,8 @@ def _compile(
     sections = ", ".join(f"{s} ({p} PCUs, {m} PMUs)" for s, (p, m) in result.units.items())
     click.echo(f"wrote {result.pef_path} ({result.pef_bytes} bytes): {sections}")
     click.echo(f"log: {result.log_path}")
-    if result.pictures_skipped is None:
-        click.echo(f"report: {result.report_path} (and a fabric-<section>.png a section)")
-    else:
-        click.echo(f"report: {result.report_path} ({result.pictures_skipped})")
+    folder = result.report_path.parent if result.report_path else Path(output_folder) / name
+    click.echo(f"report: {folder / 'report.html'} (and report.json, trace.json)")
     return 0
 
 
@@ -391,7 +371,7 @@ def _exit_now(code: str | int | None) -> NoReturn:
     With torch, torch._dynamo and a compiled model loaded, freeing every module and object one
     by one took 0.55 s of each rdu-compile (about a tenth of a GPT compile; the ``atexit``
     functions take 0.01 s) and does nothing a finished command needs: every file it writes is
-    closed (atomically replaced) before this, and its picture worker has ended."""
+    closed (atomically replaced) before this."""
     import atexit
     import os
 

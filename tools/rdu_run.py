@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import numpy as np
@@ -36,6 +36,9 @@ from tools.cli import (
     model_namespace,
     print_help,
 )
+
+if TYPE_CHECKING:
+    from tools.metrics_log import RunMetrics
 
 
 @click.command(cls=OneLineCommand, context_settings=MODEL_COMMAND_SETTINGS)
@@ -89,7 +92,8 @@ from tools.cli import (
     "--profile",
     is_flag=True,
     help="At the end, print every section's counters (runs, modelled cycles and time, FLOPs, "
-    "off-chip bytes, fraction of peak).",
+    "off-chip bytes, fraction of peak) and write trace.json, the run's timeline (beside the "
+    "checkpoints; inference and --test: in the results folder).",
 )
 @click.option(
     "--data-parallel",
@@ -182,11 +186,21 @@ class Run:
         self.out_dir = Path(opts["pef_path"]).resolve().parent
         self.communicator = None
         """This process's place in a data-parallel job (``--data-parallel``), else None."""
+        self.recorder = None
+        """With ``--profile``: every section run and collective, for ``trace.json``."""
+        if opts.get("profile"):
+            from runtime.machine.trace import RunRecorder
+
+            self.recorder = RunRecorder()
         if opts.get("data_parallel"):
             from tools.data_parallel import check_meta, join
 
             check_meta(meta, opts["pef_path"])
             self.communicator = join(opts.get("dp_timeout", 300.0))
+            if self.recorder is not None:
+                from runtime.distributed import TimedCommunicator
+
+                self.communicator = TimedCommunicator(self.communicator, self.recorder)
 
     @property
     def is_rank0(self) -> bool:
@@ -438,6 +452,8 @@ class Run:
         """Configure and run every section once on one batch; check shapes and finiteness."""
         from runtime.session import InferenceSession, TrainingSession
 
+        if self.recorder is not None:
+            check_output_dir(self.results_dir, "--results-dir")  # trace.json goes there
         state, _ = self.initial_state()
         self.check_finite_state(state)
         inputs, targets = next(iter(self.batches("train" if not self.is_inference else "test", 0)))
@@ -445,9 +461,11 @@ class Run:
         self.check_labels(feed, "the test batch")
         if self.is_inference:
             session = InferenceSession(self.program, state)
+            self.record(session)
             outputs = session.run(feed)
         else:
             session = TrainingSession(self.program, state)
+            self.record(session)
             result = session.step(feed, self.hyperparameters())
             outputs = dict(result.outputs, loss=np.asarray(result.loss))
         for name, value in outputs.items():
@@ -460,19 +478,36 @@ class Run:
                 raise ToolError(f"output {name} is not finite")
         names = ", ".join(s.name for s in self.program.sections)
         click.echo(f"test run passed: sections {names} ran; outputs {', '.join(outputs)} finite")
-        self.profile(session)
+        self.profile(session, self.results_dir)
         return 0
 
-    def profile(self, session) -> None:
-        """With ``--profile``: the per-section counters the fabric kept while it ran."""
+    @property
+    def results_dir(self) -> Path:
+        """Where inference results go (``--results-dir``, else ``results`` beside the PEF)."""
+        return Path(self.opts["results_dir"] or self.out_dir / "results")
+
+    def record(self, session) -> None:
+        """With ``--profile``: record every section the session's fabric runs."""
+        if self.recorder is not None:
+            self.recorder.attach(session.fabric)
+
+    def profile(self, session, folder: Path) -> None:
+        """With ``--profile``: the per-section counters the fabric kept while it ran, and the
+        run's timeline, ``folder/trace.json`` (``runtime.machine.trace``)."""
         if not self.opts.get("profile") or not self.is_rank0:
             return
         from runtime.machine.perf import format_report
+        from runtime.machine.trace import run_trace, write_trace
 
         counters = {k: c for k, c in session.fabric.counters.items() if c.runs}
         target = self.program.meta.target.name
         click.echo(f"profile (target {target}, model runtime/machine/perf.py):")
         click.echo(format_report(counters))
+        if self.recorder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)  # checked before the run
+        path = write_trace(folder / "trace.json", run_trace(self.program, self.recorder))
+        click.echo(f"wrote {path} (open it in ui.perfetto.dev or chrome://tracing)")
 
     @property
     def is_inference(self) -> bool:
@@ -551,6 +586,7 @@ class Run:
         self.check_hyperparameters(hyper)
         session = TrainingSession(self.program, state, step=start, communicator=self.communicator)
         session.seed = self.opts["seed"]  # dropout's random numbers
+        self.record(session)
         with _terminate_as_interrupt():
             try:
                 return self._train(session, hyper)
@@ -587,6 +623,7 @@ class Run:
             )
             return 0
         progress = _progress(total, start, enabled=self.is_rank0)
+        metrics = self.metrics_log(session, start)
         step = start
         epoch, skip = divmod(start, length) if length else (0, start)
         losses: list[float] = []
@@ -611,6 +648,7 @@ class Run:
                     before = session.state()
                     if step == start:  # steps/s: not the import of the data (scikit-learn...)
                         started = time.perf_counter()
+                        metrics.restart()
                     with _interrupts_between_steps():
                         result = session.step(feed, hyper)
                         step += 1
@@ -626,11 +664,14 @@ class Run:
                         loss, accuracy = self.metrics(losses, correct, seen)
                         acc = f" acc {accuracy:.3f}" if accuracy is not None else ""
                         progress.line(f"step {step} epoch {epoch} loss {loss:.4f}{acc}")
+                        metrics.log(step, epoch, loss, accuracy, len(losses))
                         losses, correct, seen = [], 0, 0
                     every = self.opts["ckpt_every"]
                     if every and step % every == 0 and self.is_rank0:
                         paused -= time.perf_counter()
+                        metrics.pause()
                         self.save(session, step, f"step-{step}.pt")
+                        metrics.resume()
                         paused += time.perf_counter()
                 if ended:
                     if trained == 0:
@@ -643,7 +684,9 @@ class Run:
                         total = total or length * epochs
                         progress.set_total(total)
                 paused -= time.perf_counter()
+                metrics.pause()
                 self.evaluate(session, progress, epoch)
+                metrics.resume()
                 paused += time.perf_counter()
                 if ended:
                     epoch, skip = epoch + 1, 0
@@ -675,8 +718,20 @@ class Run:
                     f"{step - start} steps in {seconds:.2f} s: {rate:.1f} steps/s, "
                     f"{samples:.0f} samples/s on {ranks}"
                 )
-        self.profile(session)
+        self.profile(session, self.ckpt_dir)
         return 0
+
+    def metrics_log(self, session, start: int) -> RunMetrics:
+        """The run's ``metrics.csv`` rows (``tools.metrics_log``; rank 0 writes them)."""
+        from tools.metrics_log import MetricsLog, RunMetrics
+
+        log = None
+        if self.is_rank0:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            log = MetricsLog(self.ckpt_dir / "metrics.csv", start)
+        step_seconds = sum(c.seconds for c in session.fabric.counters.values())
+        samples = self.program.meta.batch_size * self.world_size
+        return RunMetrics(log, samples, samples / step_seconds if step_seconds > 0 else math.inf)
 
     def _save_last(
         self,
@@ -743,7 +798,7 @@ class Run:
     def inference(self) -> int:
         from runtime.session import InferenceSession
 
-        results = Path(self.opts["results_dir"] or self.out_dir / "results")
+        results = self.results_dir
         check_output_dir(results, "--results-dir")
         state, _ = self.initial_state()
         self.check_finite_state(state)
@@ -752,9 +807,12 @@ class Run:
                 "warning: no --init-ckpt-path: running the model's initial weights", err=True
             )
         session = InferenceSession(self.program, state)
+        self.record(session)
         results.mkdir(parents=True, exist_ok=True)
         if self.model_file.has("generate"):
-            return self.generate(session, results)
+            code = self.generate(session, results)
+            self.profile(session, results)
+            return code
         rows, outputs_all = [], []
         correct = seen = 0
         for inputs, targets in self.batches("test", 0):
@@ -780,7 +838,7 @@ class Run:
         )
         acc = f"; accuracy {correct / seen:.4f}" if seen else ""
         click.echo(f"wrote {results / 'predictions.csv'} ({len(rows)} rows){acc}")
-        self.profile(session)
+        self.profile(session, results)
         return 0
 
 

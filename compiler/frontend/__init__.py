@@ -38,13 +38,34 @@ __all__ = [
 ]
 
 
-def build_dataflow(spec: ModelSpec, inference: bool) -> ModuleOp:
-    """Trace ``spec`` with torch and build its dataflow sections (raises FrontendError)."""
+def build_dataflow(
+    spec: ModelSpec, inference: bool, ops: dict[str, str] | None = None
+) -> ModuleOp:
+    """Trace ``spec`` with torch and build its dataflow sections (raises FrontendError).
+
+    ``ops``, if given, receives the ATen op of every traced value the IR names (FX node name ->
+    ``aten.tanh.default``; an element of a tuple result: ``aten.native_layer_norm.default[0]``),
+    for the report's explorer."""
     sections, gb = _build_sections(spec, inference, collect=False)
+    if ops is not None:
+        ops.update(_traced_ops(gb))
     module = ModuleOp(sections)
     _note_non_persistent(module, spec, gb.traced)
     module.verify()
     return module
+
+
+def _traced_ops(gb: GraphBuilder) -> dict[str, str]:
+    """FX node name -> the ATen op computing it (see ``build_dataflow``)."""
+    import operator
+
+    ops = {node.name: name for node, name in gb.converted.items()}
+    for node in gb.traced.graph.nodes:
+        if node.op == "call_function" and node.target is operator.getitem:
+            base, index = node.args[0], node.args[1]
+            if getattr(base, "name", None) in ops:
+                ops[node.name] = f"{ops[base.name]}[{index}]"  # type: ignore[union-attr]
+    return ops
 
 
 @dataclass

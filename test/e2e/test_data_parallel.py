@@ -59,10 +59,10 @@ def straight(pefs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     """20 steps with 2 ranks (launched by torchrun) and with 1 rank of twice the batch, with a
     checkpoint half way."""
     out = tmp_path_factory.mktemp("straight")
-    two = _train(pefs["dp8"], out / "two", STEPS, launcher="torchrun")
+    two = _train(pefs["dp8"], out / "two", STEPS, "--profile", launcher="torchrun")
     _train(pefs["b16"], out / "one", STEPS)
-    # rank 0 alone prints: each line once
-    assert two.stdout.count("wrote ") == 1 and two.stdout.count(f"step {STEPS} ") == 1
+    # rank 0 alone prints (and writes last.pt, trace.json): each line once
+    assert two.stdout.count("wrote ") == 2 and two.stdout.count(f"step {STEPS} ") == 1
     assert "on 2 ranks" in two.stdout
     return {"two": out / "two", "one": out / "one"}
 
@@ -106,6 +106,31 @@ def test_two_ranks_match_one_rank_of_twice_the_batch(straight: dict[str, Path]) 
     start = init.call("model", _args(8)).state_dict()
     trained = torch.load(straight["two"] / "last.pt", weights_only=True)["model"]
     assert not torch.allclose(trained["fc1.weight"], start["fc1.weight"], atol=1e-3)
+
+
+def test_rank_0_writes_the_jobs_timeline_and_metrics(
+    pefs: dict[str, Path], straight: dict[str, Path]
+) -> None:
+    """``--profile``: the collectives on the host track of ``trace.json`` (a gradient all-reduce
+    a step, the initial broadcast); ``metrics.csv`` counts both ranks' samples."""
+    import json
+
+    from runtime.machine.perf import model_section
+
+    doc = json.loads((straight["two"] / "trace.json").read_text())
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"]
+               if e["ph"] == "M" and e["name"] == "thread_name"}  # fmt: skip
+    calls = [e for e in doc["traceEvents"]
+             if e["ph"] == "X" and threads[(e["pid"], e["tid"])] == "collectives"]  # fmt: skip
+    ops = [c["name"] for c in calls]
+    assert ops.count("allreduce_mean") == STEPS and ops[0] == "broadcast"
+    assert all(c["dur"] > 0 for c in calls)
+    assert sum("before section 'optimizer'" in c["args"]["what"] for c in calls) == STEPS
+    rows = (straight["two"] / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["10", "20"]
+    program = read_pef(pefs["dp8"])
+    step = sum(model_section(s, program.meta).seconds for s in program.sections)
+    assert float(rows[1].split(",")[5]) == pytest.approx(2 * 8 / step, rel=1e-6)
 
 
 def test_checkpoints_move_between_world_sizes(

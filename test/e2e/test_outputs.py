@@ -1,14 +1,13 @@
 """What rdu-compile writes beside the PEF, made cheap (issue 6): the stage IR dumps (xdsl's text,
-with each distinct attribute's text kept and reused), the fabric pictures (collections on an
-Agg canvas; every slot of a unit, routes as polylines), and the picture worker that draws them
-beside the compiler (the same files as drawn in-process)."""
+with each distinct attribute's text kept and reused) and the grids of report.html (every slot
+of a unit in its element, links by load)."""
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from xdsl.dialects.builtin import DenseArrayBase, i64
@@ -16,18 +15,16 @@ from xdsl.parser import Parser
 from xdsl.printer import Printer
 
 from compiler.driver import make_context
+from compiler.explorer import _grid_svg
 from compiler.frontend import build_dataflow
 from compiler.ir_text import AttributeTexts, print_ir
-from compiler.pictures import PictureWorker
 from compiler.pipeline import lowering_passes
-from compiler.report import _end_point, draw_fabric
 from compiler.targets import get_target
 from dialects.rdu_tile import dense_i64
-from runtime.pef import read_pef, schema
+from runtime.pef import schema
 from tools.model_file import load_model_file
 
 ROOT = Path(__file__).resolve().parents[2]
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _xdsl_text(module: object) -> str:
@@ -82,102 +79,27 @@ def _pmu(name: str, at: list[int], more_at: list[list[int]] | None = None) -> sc
     )  # fmt: skip
 
 
-def test_route_ticks_end_at_the_nearest_slot_of_a_unit() -> None:
-    pmu = _pmu("w", [1, 0], [[3, 0], [3, 2]])
-    section = schema.Section(
-        name="forward", kind="forward", inputs=[], outputs=[], pmus=[pmu], pcus=[], routes=[]
-    )
-    assert _end_point(section, ("pmu", 0), [1, 1], 0.0) == (1.5, 0.5)
-    assert _end_point(section, ("pmu", 0), [4, 2], 0.0) == (3.5, 2.5)
-    assert _end_point(section, ("dram", 0), [0, 3], 0.05) == (-0.6, 3.05)
-
-
-def test_picture_of_a_section_with_spanning_units(tmp_path: Path) -> None:
-    """A buffer on several PMUs, routes from DRAM, between units and to DRAM: a PNG of the size
-    the grid asks for (100 dpi)."""
-    path = tmp_path / "fabric-forward.png"
-    draw_fabric(_section_with_routes(), get_target("tiny"), path)
-    data = path.read_bytes()
-    assert data[:8] == PNG
-    width = int.from_bytes(data[16:20], "big")
-    height = int.from_bytes(data[20:24], "big")
-    assert (width, height) == (600, 400)  # max(6, (4 + 2) * 0.55) x max(4, ...) inches, 100 dpi
-
-
-def _section_with_routes() -> schema.Section:
+def test_the_grid_of_a_section_with_spanning_units() -> None:
+    """A buffer on two PMUs is one unit element with a circle a PMU; each used link is drawn
+    once, coloured by the streams over it; a stream's route from DRAM starts at the DRAM bar."""
     pmus = [_pmu("x", [1, 0]), _pmu("w", [0, 1], [[2, 1]])]
     routes = [
         schema.Route(src=("dram", 0), dst=("pmu", 0), hops=[[0, 0], [1, 0]]),
         schema.Route(src=("pmu", 0), dst=("pmu", 1), hops=[[1, 0], [1, 1], [2, 1]]),
         schema.Route(src=("pmu", 1), dst=("dram", 1), hops=[[0, 1], [0, 0]]),
+        schema.Route(src=("pmu", 1), dst=("pmu", 0), hops=[[2, 1], [1, 1]]),
     ]
-    return schema.Section(
+    section = schema.Section(
         name="forward", kind="forward", inputs=[], outputs=[], pmus=pmus, pcus=[], routes=routes
     )
-
-
-def _worker() -> PictureWorker:
-    worker = PictureWorker.start(always=True)
-    assert worker is not None  # Linux
-    return worker
-
-
-def test_the_picture_worker_draws_what_draw_fabric_draws(mlp_pef: Path, tmp_path: Path) -> None:
-    """The worker's pictures, and those of the rdu-compile run (which used a worker), are the
-    bytes ``draw_fabric`` writes in this process."""
-    target = get_target("plasticine")
-    (tmp_path / "worker").mkdir()
-    worker = _worker()
-    worker.draw(mlp_pef, target, tmp_path / "worker")
-    worker.wait()
-    sections = read_pef(mlp_pef).sections
-    assert len(sections) == 3
-    for section in sections:
-        name = f"fabric-{section.name}.png"
-        draw_fabric(section, target, tmp_path / name)
-        expected = (tmp_path / name).read_bytes()
-        assert (tmp_path / "worker" / name).read_bytes() == expected
-        assert (mlp_pef.parent / name).read_bytes() == expected
-
-
-def test_the_picture_worker_reports_its_error_in_one_line(tmp_path: Path) -> None:
-    worker = _worker()
-    worker.draw(tmp_path / "missing.pef", get_target("plasticine"), tmp_path)
-    with pytest.raises(RuntimeError, match=r"^drawing the fabric pictures failed: PefError: "):
-        worker.wait()
-    assert not list(tmp_path.iterdir())
-
-
-def test_a_picture_worker_without_a_request_is_stopped() -> None:
-    worker = _worker()
-    pid = worker.pid
-    worker.close()
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped: no longer this process's child
-
-
-def test_compile_model_with_a_picture_worker_writes_the_same_files(tmp_path: Path) -> None:
-    """With a worker, the final IR's dump is written while the worker draws: every file but the
-    log (its times) is the same as without one."""
-    import torch
-
-    from compiler.driver import compile_model
-    from tools.cli import model_namespace
-    from tools.model_file import load_model_file
-
-    model_file = load_model_file(ROOT / "examples" / "mlp" / "model.py")
-    args = model_namespace(model_file, [], {"batch_size": 16, "seed": 0, "epoch": 0})
-    outputs: dict[str, dict[str, bytes]] = {}
-    for kind, worker in (("here", None), ("worker", _worker())):
-        torch.manual_seed(0)
-        module = model_file.call("model", args)
-        spec = model_file.spec(module, args, inference=False)
-        compile_model(
-            spec, inference=False, target=get_target("plasticine"), out_dir=tmp_path / kind,
-            pef_name="mlp", flags=[], source_hash="", batch_size=16, pictures=worker,
-        )  # fmt: skip
-        outputs[kind] = {
-            p.name: p.read_bytes() for p in (tmp_path / kind).iterdir() if p.suffix != ".log"
-        }
-    assert "mlp.placed.mlir" in outputs["here"] and "fabric-optimizer.png" in outputs["here"]
-    assert outputs["worker"] == outputs["here"]
+    target = get_target("tiny")
+    program = SimpleNamespace(meta=SimpleNamespace(target=target))
+    units = [{"kind": "pmu", "at": [p.at, *p.more_at]} for p in pmus]
+    svg = _grid_svg(0, section, program, units, 5)  # type: ignore[arg-type]
+    assert svg.count('<g class="unit pmu"') == 2 and 'data-u="6"' in svg
+    assert svg.split('data-u="6">')[1].split("</g>")[0].count("<circle") == 2
+    assert svg.count('class="link"') == 4  # (1,1)-(2,1) both ways is one line
+    capacity = target.link_capacity
+    assert f"link (1,1)-(2,1): 1 and 1 streams of {capacity}" in svg
+    assert f"link (0,0)-(1,0): 1 and 0 streams of {capacity}" in svg
+    assert f'points="-0.45,{target.rows}' in svg  # from the DRAM bar at switch (0, 0)

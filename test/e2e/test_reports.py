@@ -1,5 +1,6 @@
-"""rdu-compile's report (report.json, the summary, the fabric pictures), rdu-run's profile, and
-targets end to end: a target file, and a PEF refused on a fabric it was not compiled for."""
+"""rdu-compile's report (report.json, the summary, report.html and trace.json beside them),
+rdu-run's profile, and targets end to end: a target file, and a PEF refused on a fabric it was
+not compiled for."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from e2e_helpers import MLP, tool
 
 from runtime.machine.perf import model_section
 from runtime.pef import read_pef
-
-PNG = b"\x89PNG\r\n\x1a\n"
 
 SMALL = """\
 name = "small"
@@ -44,7 +43,9 @@ def test_compile_writes_the_report(mlp_pef: Path) -> None:
         assert entry["pmus"]["available"] == 64 and entry["links"]["used"] > 0
         assert 0 < entry["fraction_of_peak"] <= entry["roofline_fraction"] <= 1
         assert [u["name"] for u in entry["units"]] == [p.name for p in section.pcus]
-        assert (out / f"fabric-{section.name}.png").read_bytes()[:8] == PNG
+    page = (out / "report.html").read_text()
+    assert page.count('<svg class="grid"') == len(program.sections)
+    assert (out / "trace.json").exists() and not list(out.glob("*.png"))
     total = report["total"]
     assert total["cycles"] == sum(s["cycles"] for s in report["sections"])
     log = (out / "mlp.log").read_text()
@@ -63,6 +64,8 @@ def test_run_profile_and_arch(mlp_pef: Path) -> None:
         row = next(x for x in profile if x.startswith(name))
         assert row.split()[-1] == "1"  # one run of each
     assert any(x.startswith("host (emulation) time") for x in profile)
+    trace = mlp_pef.parent / "results" / "trace.json"  # --test: in the results folder
+    assert profile[-1].startswith(f"wrote {trace} ") and trace.stat().st_size > 0
 
     refused = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--test", "--arch", "sn10")
     assert refused.returncode == 1

@@ -169,15 +169,17 @@ def test_torch_logs_held_back_until_the_trace_succeeds(tmp_path: Path) -> None:
     assert "from forward" in result.stderr
 
 
-def test_a_grid_too_big_to_draw_compiles_without_pictures(tmp_path: Path) -> None:
+def test_a_wide_grid_gets_its_report_page(tmp_path: Path) -> None:
+    """The page draws free slots as one SVG pattern: a 200-slot-wide grid costs what a small one
+    does (the PNG pictures it replaced were skipped above 128 slots a side)."""
     (tmp_path / "wide.toml").write_text(TARGET.format(cols=200, rows=8))
     out, arch = tmp_path / "out", str(tmp_path / "wide.toml")
     (result,) = tools(("rdu-compile", str(MLP), "--output-folder", str(out), "--arch", arch))
     assert result.returncode == 0, result.stderr
-    assert "no fabric pictures: the 200x8 grid is too big to draw" in result.stdout
     assert (out / "mlp" / "mlp.pef").exists()
     assert (out / "mlp" / "report.json").exists()
-    assert not list(out.rglob("*.png"))
+    page = (out / "mlp" / "report.html").read_text()
+    assert 'viewBox="-1 -0.3 201.3 8.6"' in page and page.count("<pattern") == 3
 
 
 USAGE: dict[str, tuple[list[str], str]] = {

@@ -48,6 +48,12 @@ SCRIPT = textwrap.dedent(
     assert np.array_equal(dram["out"], a @ b), dram["out"]
     out = InferenceSession(program, {}).run({"a": a, "b": b})
     assert np.array_equal(out["out"], a @ b)
+    from runtime.machine.trace import RunRecorder, run_trace  # rdu-run --profile's timeline
+
+    recorder, session = RunRecorder(), InferenceSession(program, {})
+    recorder.attach(session.fabric)
+    session.run({"a": a, "b": b})
+    assert run_trace(program, recorder)["otherData"]["section_runs"] == {"forward": 1}
     try:
         import xdsl  # noqa: F401
     except ImportError:

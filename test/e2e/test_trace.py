@@ -1,0 +1,213 @@
+"""``trace.json`` (``runtime/machine/trace.py``): of an MLP training run (``rdu-run --profile``)
+and of a compile (one modelled step), checked against the trace-event format's rules as
+Perfetto's JSON
+importer applies them (``check_trace_events``) and against the performance model: the tracks
+(a process a section with its runs, DRAM and one track a PCU; the host's wall time beside),
+and every interval (a run as long as its section's modelled cycles, a unit's busy time inside
+its run).
+
+Perfetto's trace processor itself (the ``perfetto`` package's ``TraceProcessor``) needs its
+``trace_processor_shell`` binary, which the package downloads from Google's storage at first
+use; no package registry this project uses ships it (PyPI's ``perfetto`` wheel has only the
+Python side, npm and Debian have no package of it). ``test_the_trace_loads_in_perfetto`` runs
+where one is installed (``RDU_TRACE_PROCESSOR=/path/to/trace_processor_shell``, or on PATH) and
+is skipped, saying so, elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from e2e_helpers import MLP, tool
+
+from runtime.distributed import Communicator, TimedCommunicator
+from runtime.machine.perf import model_section
+from runtime.machine.trace import DETAIL_RUNS, RunRecorder, run_trace
+from runtime.pef import read_pef
+
+PHASES = {"X", "i", "M"}
+METADATA = {"process_name", "thread_name", "process_sort_index", "thread_sort_index"}
+
+
+def check_trace_events(doc: dict[str, Any]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """Assert that ``doc`` is a trace in the JSON object format with the events we write, each
+    well formed, every track named, and slices on one track nested or apart (Perfetto drops a
+    slice that overlaps another partially); return each track's slices in time order."""
+    assert set(doc) == {"traceEvents", "displayTimeUnit", "otherData"}
+    assert doc["displayTimeUnit"] in ("ms", "ns")
+    tracks: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    processes, threads = set(), set()
+    for event in doc["traceEvents"]:
+        assert event["ph"] in PHASES, event
+        assert isinstance(event["pid"], int) and isinstance(event["tid"], int), event
+        assert isinstance(event["name"], str) and event["name"], event
+        if event["ph"] == "M":
+            assert event["name"] in METADATA, event
+            value = event["args"]["name" if event["name"].endswith("_name") else "sort_index"]
+            assert isinstance(value, str if event["name"].endswith("_name") else int), event
+            if event["name"] == "process_name":
+                processes.add(event["pid"])
+            if event["name"] == "thread_name":
+                threads.add((event["pid"], event["tid"]))
+            continue
+        assert isinstance(event["ts"], (int, float)) and math.isfinite(event["ts"]), event
+        assert event["ts"] >= 0 and isinstance(event.get("args", {}), dict), event
+        if event["ph"] == "i":
+            assert event["s"] in ("g", "p", "t"), event
+        else:
+            assert isinstance(event["dur"], (int, float)) and event["dur"] >= 0, event
+            assert isinstance(event["cat"], str), event
+            tracks.setdefault((event["pid"], event["tid"]), []).append(event)
+    for key, slices in tracks.items():
+        assert key[0] in processes and key in threads, f"track {key} is not named"
+        slices.sort(key=lambda e: (e["ts"], -e["dur"]))
+        open_ends: list[float] = []
+        for e in slices:
+            while open_ends and open_ends[-1] <= e["ts"] + 1e-9 * max(1.0, e["ts"]):
+                open_ends.pop()
+            end = e["ts"] + e["dur"]
+            assert not open_ends or end <= open_ends[-1] + 1e-9 * max(1.0, end), (
+                f"slice {e['name']} at {e['ts']} overlaps another on track {key} partially"
+            )
+            open_ends.append(end)
+    return tracks
+
+
+def _names(doc: dict[str, Any]) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
+    processes = {e["pid"]: e["args"]["name"] for e in doc["traceEvents"]
+                 if e["ph"] == "M" and e["name"] == "process_name"}  # fmt: skip
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"]
+               if e["ph"] == "M" and e["name"] == "thread_name"}  # fmt: skip
+    return processes, threads
+
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def run_trace_path(mlp_pef: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ckpt = tmp_path_factory.mktemp("trace-run")
+    result = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--num-steps", str(STEPS),
+                  "--ckpt-dir", str(ckpt), "--ckpt-every", "0", "--profile")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {ckpt / 'trace.json'}" in result.stdout
+    return ckpt / "trace.json"
+
+
+def test_the_trace_of_a_training_run(run_trace_path: Path, mlp_pef: Path) -> None:
+    doc = json.loads(run_trace_path.read_text())
+    tracks = check_trace_events(doc)
+    processes, threads = _names(doc)
+    program = read_pef(mlp_pef)
+    clock = program.meta.target.clock_ghz
+    runs = doc["otherData"]["section_runs"]
+    assert runs["backward"] == runs["optimizer"] == STEPS and runs["forward"] >= STEPS
+    modelled_end = 0.0
+    for section in program.sections:
+        model = model_section(section, program.meta)
+        pid = next(p for p, n in processes.items() if n == f"section {section.name} (modelled)")
+        names = {tid: n for (p, tid), n in threads.items() if p == pid}
+        expected = {0: "runs", 1: "DRAM"}
+        expected.update({2 + i: f"pcu {i} {p.name}" for i, p in enumerate(section.pcus)})
+        assert names == expected
+        section_runs = tracks[(pid, 0)]
+        assert len(section_runs) == runs[section.name]
+        for run in section_runs:
+            assert run["name"] == section.name and run["args"]["cycles"] == model.cycles
+            assert run["dur"] == pytest.approx(model.cycles / (clock * 1e3))
+            modelled_end = max(modelled_end, run["ts"] + run["dur"])
+        detailed = section_runs[:DETAIL_RUNS]
+        for i, unit in enumerate(model.units):
+            busy = tracks[(pid, 2 + i)]
+            assert len(busy) == len(detailed)  # units drawn for the first runs only
+            for run, b in zip(detailed, busy, strict=True):
+                assert b["name"] == unit.name and b["args"]["cycles"] == unit.cycles
+                assert b["dur"] == pytest.approx(unit.cycles / (clock * 1e3))
+                assert run["ts"] <= b["ts"] and b["ts"] + b["dur"] <= run["ts"] + run["dur"] + 1e-9
+        first = detailed[0]
+        transfers = [e for e in tracks[(pid, 1)]
+                     if first["ts"] <= e["ts"] < first["ts"] + first["dur"]]  # fmt: skip
+        assert sum(e["args"]["bytes"] for e in transfers) == model.dram_bytes
+        assert {e["name"].split()[0] for e in transfers} <= {"load", "spill", "store"}
+    # sections run one after another: the modelled runs tile the time without gaps
+    all_runs = sorted((e for (p, t), es in tracks.items() if t == 0 and p != 1 for e in es),
+                      key=lambda e: e["ts"])  # fmt: skip
+    for before, after in zip(all_runs, all_runs[1:], strict=False):
+        assert after["ts"] == pytest.approx(before["ts"] + before["dur"])
+    assert doc["otherData"]["modelled_us"] == pytest.approx(modelled_end)
+    host = next(p for p, n in processes.items() if n == "emulator (host wall time)")
+    assert threads[(host, 0)] == "sections"
+    assert len(tracks[(host, 0)]) == sum(runs.values())
+    assert all(e["dur"] > 0 for e in tracks[(host, 0)])
+
+
+def test_the_trace_of_a_compile_is_one_modelled_step(mlp_pef: Path) -> None:
+    doc = json.loads((mlp_pef.parent / "trace.json").read_text())
+    tracks = check_trace_events(doc)
+    program = read_pef(mlp_pef)
+    processes, _ = _names(doc)
+    assert sorted(processes.values()) == sorted(
+        f"section {s.name} (modelled)" for s in program.sections
+    )  # no host: nothing ran
+    runs = [e for (p, t), es in tracks.items() if t == 0 for e in es]
+    assert sorted(e["name"] for e in runs) == sorted(s.name for s in program.sections)
+    cycles = sum(model_section(s, program.meta).cycles for s in program.sections)
+    clock = program.meta.target.clock_ghz
+    assert doc["otherData"]["modelled_step_us"] == pytest.approx(cycles / (clock * 1e3))
+
+
+def test_collectives_are_on_the_host_track(mlp_pef: Path) -> None:
+    """A data-parallel run's collectives, recorded through the communicator the session uses."""
+    recorder = RunRecorder()
+    communicator = TimedCommunicator(Communicator(), recorder)
+    arrays = [np.ones(3, np.float32)]
+    assert np.array_equal(communicator.allreduce_mean(arrays, "the allreduce_mean of 1 tensor")[0],
+                          arrays[0])  # fmt: skip
+    communicator.broadcast(arrays, "the broadcast of rank 0's initial state")
+    doc = run_trace(read_pef(mlp_pef), recorder)
+    tracks = check_trace_events(doc)
+    _, threads = _names(doc)
+    calls = tracks[next(k for k, n in threads.items() if n == "collectives")]
+    assert [(c["name"], c["args"]["what"]) for c in calls] == [
+        ("allreduce_mean", "the allreduce_mean of 1 tensor"),
+        ("broadcast", "the broadcast of rank 0's initial state"),
+    ]
+
+
+def _trace_processor() -> str | None:
+    path = os.environ.get("RDU_TRACE_PROCESSOR")
+    if path:
+        return path
+    return shutil.which("trace_processor_shell") or shutil.which("trace_processor")
+
+
+def test_the_trace_loads_in_perfetto(run_trace_path: Path) -> None:
+    binary = _trace_processor()
+    if binary is None:
+        pytest.skip(
+            "no trace_processor_shell here: the perfetto package downloads it at first use "
+            "and no registry ships it (set RDU_TRACE_PROCESSOR to one)"
+        )
+    from perfetto.trace_processor import TraceProcessor, TraceProcessorConfig
+
+    doc = json.loads(run_trace_path.read_text())
+    slices = sum(1 for e in doc["traceEvents"] if e["ph"] in ("X", "i"))
+    runs = doc["otherData"]["section_runs"]
+    processor = TraceProcessor(trace=str(run_trace_path),
+                               config=TraceProcessorConfig(bin_path=binary))  # fmt: skip
+    try:
+        total = processor.query("select count(*) as n from slice").as_pandas_dataframe()
+        assert int(total["n"][0]) == slices
+        backward = processor.query(
+            "select count(*) as n from slice where name = 'backward'"
+        ).as_pandas_dataframe()
+        assert int(backward["n"][0]) == 2 * runs["backward"]  # modelled and host
+    finally:
+        processor.close()
