@@ -1,7 +1,7 @@
 """``trace.json`` (``runtime/machine/trace.py``): of an MLP training run (``rdu-run --profile``)
 and of a compile (one modelled step), checked against the trace-event format's rules as
-Perfetto's JSON
-importer applies them (``check_trace_events``) and against the performance model: the tracks
+Perfetto's JSON importer applies them (``check_trace_events``) and against the performance model:
+the tracks
 (a process a section with its runs, DRAM and one track a PCU; the host's wall time beside),
 and every interval (a run as long as its section's modelled cycles, a unit's busy time inside
 its run).
