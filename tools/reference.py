@@ -119,9 +119,9 @@ class Joint:
 def trace_joint(run: Any) -> Joint:
     """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
     the model's arguments), and the random streams the frontend gives its random nodes."""
-    from compiler.frontend.aten import op_name
     from compiler.frontend.aten_transformer import needs_rng_seed
     from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.converter import op_name
     from compiler.frontend.errors import FrontendError
     from compiler.frontend.locations import Locator
     from compiler.frontend.sections import build_training
@@ -334,7 +334,8 @@ def operand_size(
     tensor operands, following back through views, element picks and the ops of
     :data:`_CANCELLING` (a batch norm's running mean is ``0.9 * rm + 0.1 * squeeze(mean)``, a
     mean of numbers that cancel: known to their rounding, not to its own size)."""
-    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS, op_name
+    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+    from compiler.frontend.converter import op_name
 
     memo = {} if memo is None else memo
     if node in memo:

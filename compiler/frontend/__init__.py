@@ -4,8 +4,9 @@
     module = build_dataflow(spec, inference=True)    # one forward section
     check = check_ops(spec, inference=False)         # every refused op, nothing raised
 
-Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten.py (the op
-table: one converter per ATen op), emitter.py (IR helpers), build.py + sections.py (cutting the
+Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten*.py (one
+converter per ATen op, a table per family; converter.py says what a converter is, registry.py
+joins the families' tables), emitter.py (IR helpers), build.py + sections.py (cutting the
 graph into sections), optimizer.py (SGD / AdamW update), locations.py (user file:line per op),
 decompositions.py (our decomposition table), int_bounds.py (when int32 may be computed as
 int64). DRAM symbol names follow docs/design.md.

@@ -9,7 +9,7 @@ addressing a tensor's storage is converted when the storage is the tensor's own 
 order, which ``node.meta["val"]`` (torch's strides on the trace) tells: dense, without gaps or
 overlaps. Storage offsets count from the tensor's first element.
 
-They register into the one op table of ``compiler/frontend/aten.py`` (imported at its end).
+Their table joins the others in ``compiler/frontend/registry.py``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ import torch
 from xdsl.dialects.builtin import f32, i64
 from xdsl.ir import SSAValue
 
-from compiler.frontend.aten import Call, ConversionError, Result, converts
+from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
+
+TABLE = ConverterTable()
+"""This family's converters (the registry joins it with the others)."""
+converts = TABLE.converts
 
 
 @converts(

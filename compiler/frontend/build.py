@@ -24,10 +24,8 @@ from torch.fx.node import map_aggregate
 from xdsl.dialects.builtin import TensorType, f32
 from xdsl.ir import Attribute, Block, OpResult, SSAValue
 
-from compiler.frontend.aten import (
-    CONVERTERS,
-    IDENTITY_OPS,
-    VIEW_OPS,
+from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+from compiler.frontend.converter import (
     Call,
     ConversionError,
     elt_of_dtype,
@@ -38,6 +36,7 @@ from compiler.frontend.emitter import Emitter, ShapeError, shape_of, tensor
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.int_bounds import fits_int32
 from compiler.frontend.locations import CallSite, Locator, SourceLine
+from compiler.frontend.registry import CONVERTERS
 from compiler.frontend.trace import GraphInput, Traced
 from compiler.value_names import named, ssa_hint
 from dialects.dataflow import SectionOp, YieldOp
