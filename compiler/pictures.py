@@ -1,4 +1,4 @@
-"""The fabric pictures drawn by a helper process that starts before torch loads (issue 6).
+"""The fabric pictures drawn by a helper process that starts before torch loads.
 
 ``fabric-<section>.png`` (``compiler.report.draw_fabrics``) costs a GPT compile 0.4 s importing
 matplotlib and 0.3 s drawing a dozen sections, all after the PEF is written, at the end of the

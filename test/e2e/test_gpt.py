@@ -1,4 +1,4 @@
-"""The GPT example end to end (issue 3): rdu-test at its defaults (with dropout too), 50 AdamW
+"""The GPT example end to end: rdu-test at its defaults (with dropout too), 50 AdamW
 steps on the fabric and in torch agreeing within 1e-3 at every step, the loss below the text's
 unigram entropy, and ``rdu-run --inference`` generating the same text from a prompt as torch does.
 
@@ -122,7 +122,7 @@ def test_inference_generates_torchs_text_from_a_prompt(tmp_path: Path) -> None:
 
 
 def test_gpt_on_tiny_is_cut_into_sections_and_still_matches_torch(tmp_path: Path) -> None:
-    """Issue 4: the GPT example on the tiny target needs several sections and stays exact."""
+    """The GPT example on the tiny target needs several sections and stays exact."""
     result = tool(
         "rdu-compile", str(GPT), "-b", str(BATCH), "--arch", "tiny",
         "--output-folder", str(tmp_path), *SMALL,

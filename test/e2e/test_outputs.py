@@ -1,4 +1,4 @@
-"""What rdu-compile writes beside the PEF, made cheap (issue 6): the stage IR dumps (xdsl's text,
+"""What rdu-compile writes beside the PEF, made cheap: the stage IR dumps (xdsl's text,
 with each distinct attribute's text kept and reused), the fabric pictures (collections on an
 Agg canvas; every slot of a unit, routes as polylines), and the picture worker that draws them
 beside the compiler (the same files as drawn in-process)."""

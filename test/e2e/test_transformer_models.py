@@ -1,4 +1,4 @@
-"""Transformer models a user brings (issue 3): Hugging Face GPT2LMHeadModel and
+"""Transformer models a user brings: Hugging Face GPT2LMHeadModel and
 BertForSequenceClassification built from a config (2 layers, hidden 128) and loaded from a local
 ``save_pretrained`` folder, and torch.nn.TransformerEncoderLayer with MultiheadAttention in a
 user model, each with its library's dropout and AdamW. Each compiles, passes rdu-test at its

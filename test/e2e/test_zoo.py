@@ -1,4 +1,4 @@
-"""The zoo (issue 12): architectures nobody here wrote, from ``transformers`` and ``torch.nn``,
+"""The zoo: architectures nobody here wrote, from ``transformers`` and ``torch.nn``,
 built from small configs with the library defaults left as they are (``examples/zoo/model.py``).
 
 Each, as a user would run it: ``rdu-compile`` for training and for inference, ``rdu-test`` on both
