@@ -5,8 +5,9 @@ figures the performance model (``runtime/perf.py``) needs: clock, off-chip (DRAM
 the bandwidth of one stream over a link. ``get_target(arch)`` gives a preset by name or reads a
 target file (TOML, see ``runtime/pef/target_file.py``, validated field by field on load).
 
-The presets come from the public figures (``ARCHITECTURE.md``: Plasticine, ISCA 2017; SambaNova
-SN10, SN30, SN40L); every figure that is not published is our assumption and says so below.
+The presets come from the public figures (Prabhakar et al., "Plasticine: A Reconfigurable
+Architecture for Parallel Patterns", ISCA 2017; SambaNova's published SN10, SN30 and SN40L
+figures); every figure that is not published is our assumption and says so below.
 Peak throughput is derived, never stored: every stage of every lane of every PCU does one f32
 fused multiply-add (2 FLOPs) a cycle, ``peak_flops = num_pcus * pcu_lanes * pcu_stages * 2 *
 clock``. For Plasticine this gives the published 12.3 FP32 TFLOPS. The SambaNova figures are

@@ -36,7 +36,7 @@ def _xdsl_text(module: object) -> str:
     return out.getvalue() + "\n"
 
 
-@pytest.mark.parametrize("name", ["place-and-route.mlir", "fuse_elementwise.mlir"])
+@pytest.mark.parametrize("name", ["place_and_route.mlir", "fuse_elementwise.mlir"])
 def test_ir_dump_is_xdsl_text(name: str) -> None:
     text = (ROOT / "test" / "passes" / name).read_text().split("// -----")[0]
     module = Parser(make_context(), text).parse_module()
