@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -sv test/
 	$(BIN)/pytest -q -n auto
 
@@ -32,6 +33,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 # Every bench/*.py script; each prints its table and merges its own key into bench/results.json.
 bench: $(STAMP)

@@ -237,10 +237,10 @@ class FabricCanvas:
                 shapes.append(Rectangle((x + 0.15, y + 0.15), 0.7, 0.7))
             else:
                 shapes.append(Circle((x + 0.5, y + 0.5), 0.36))
-        self.slots = ax.add_collection(PatchCollection(shapes, linewidths=0, animated=True))
-        self.routes = ax.add_collection(
-            LineCollection([], linewidths=0.9, alpha=0.7, animated=True)
-        )
+        self.slots = PatchCollection(shapes, linewidths=0, animated=True)
+        self.routes = LineCollection([], linewidths=0.9, alpha=0.7, animated=True)
+        ax.add_collection(self.slots)
+        ax.add_collection(self.routes)
         switches = [(x, y) for x in range(cols + 1) for y in range(rows + 1)]
         ax.scatter(*zip(*switches, strict=True), s=2, color="#9a9a9a", zorder=0)
         ax.add_patch(Rectangle((-0.9, -0.2), 0.4, rows + 0.4, color="#55a868", lw=0))
@@ -272,7 +272,7 @@ class FabricCanvas:
             for x, y in _slots(unit):  # a buffer may span several PMUs, a PCU have copies
                 used.add((x, y))
         colours = zip(self.cells, self.used_colours, strict=True)
-        self.slots.set_facecolors([c if cell in used else _FREE_COLOUR for cell, c in colours])
+        self.slots.set_facecolor([c if cell in used else _FREE_COLOUR for cell, c in colours])
         segments: list[list[tuple[float, float]]] = []
         route_colours: list[str] = []
         for r, route in enumerate(section.routes):
@@ -285,7 +285,7 @@ class FabricCanvas:
             kind = "load" if src == "dram" else "store" if dst == "dram" else "unit"
             route_colours.append(_ROUTE_COLOURS[kind])
         self.routes.set_segments(segments)
-        self.routes.set_colors(route_colours)
+        self.routes.set_color(route_colours)
         links = {
             ((a[0], a[1]), (b[0], b[1]))
             for route in section.routes

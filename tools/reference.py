@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.fx.node import map_aggregate, map_arg
 
 from runtime.fabric import Fabric
 from runtime.pef.schema import Program, Symbol
@@ -102,14 +103,16 @@ class Joint:
         """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
         out = []
         for node in self.random_nodes:
-            val = node.meta.get("val")
+            val = node.meta["val"]
             first = val[0] if isinstance(val, tuple | list) else val
-            p = float(node.args[1]) if len(node.args) > 1 else None  # type: ignore[arg-type]
-            if node.target not in (
+            p = None
+            if len(node.args) > 1 and node.target in (
                 torch.ops.aten.native_dropout.default,  # p: the drop probability
                 torch.ops.aten.bernoulli.p,  # p: the probability of a one (a keep)
             ):
-                p = None
+                probability = node.args[1]
+                assert isinstance(probability, float | int), probability
+                p = float(probability)
             stream = self.streams.get(node)
             key = None if stream is None else stream_key(rng_seed, stream)
             out.append(Draw(node.name, node.target, tuple(first.shape), p, key))
@@ -162,7 +165,7 @@ def widen(value: Any) -> Any:
             return v.to(torch.float64)
         return torch.float64 if v is torch.float32 else v
 
-    return torch.fx.node.map_aggregate(value, one)
+    return map_aggregate(value, one)
 
 
 def run_joint(
@@ -187,7 +190,7 @@ def run_joint(
     cast = widen if wide else (lambda v: v)
 
     def value(a: Any) -> Any:
-        return torch.fx.node.map_arg(a, env.__getitem__)
+        return map_arg(a, env.__getitem__)
 
     with torch.no_grad():
         for node in traced.graph.nodes:
@@ -263,6 +266,7 @@ class OwnError:
         value = self.env.get(node) if node is not None else None
         if not isinstance(value, torch.Tensor):
             return 0.0
+        assert node is not None  # value, a tensor, is the value of a node
         chain = self._chain(node, given)
         if chain is None or any(g not in self.by_name for g in given):
             return self.whole.get(name, 0.0)
@@ -273,8 +277,9 @@ class OwnError:
 
         with torch.no_grad():
             for n in sorted(chain, key=self.order.__getitem__):
-                args = torch.fx.node.map_arg(n.args, operand)
-                kwargs = torch.fx.node.map_arg(n.kwargs, operand)
+                args = map_arg(n.args, operand)
+                kwargs = map_arg(n.kwargs, operand)
+                assert callable(n.target), n.target  # call_function nodes
                 wide[n] = n.target(*args, **kwargs)
         result = wide[node]
         if not isinstance(result, torch.Tensor):

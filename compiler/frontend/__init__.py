@@ -74,6 +74,7 @@ def _build_sections(
 ) -> tuple[list[SectionOp], GraphBuilder]:
     """The sections of ``spec`` and the builder that converted its graph."""
     from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.emitter import shape_of
     from compiler.frontend.locations import Locator
     from compiler.frontend.optimizer import build_optimizer
     from compiler.frontend.sections import build_inference, build_training
@@ -94,7 +95,7 @@ def _build_sections(
         plan.params = [p for p in plan.params if f"{p}.grad" in graded]
     if plan is not None and plan.params:
         shapes = {
-            name: tuple(int(d) for d in t.type.get_shape())  # type: ignore[attr-defined]
+            name: shape_of(t)
             for name, t in zip(
                 [n.data for n in forward.arg_names], forward.body.block.args, strict=True
             )

@@ -91,8 +91,8 @@ def _in_storage_order(em: Emitter, x: SSAValue, val: Any, what: str) -> SSAValue
 
 def _offset(c: Call, val: torch.Tensor) -> int:
     """The view's storage offset counted from the input's first element."""
-    offset = c.a.get("storage_offset")
-    return (val.storage_offset() if offset is None else int(offset)) - val.storage_offset()
+    offset, own = c.a.get("storage_offset"), int(val.storage_offset())
+    return (own if offset is None else int(offset)) - own
 
 
 @converts("aten.as_strided.default", "aten.as_strided_copy.default")

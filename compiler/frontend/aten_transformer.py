@@ -389,7 +389,9 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     shape = shape_of(x)
     k = len(tensors)
     merged = (*shape[:a], math.prod(shape[a : a + k]), *shape[a + k :])
-    nodes = list(c.node.kwargs.get("indices", c.node.args[1]))[a : a + k]
+    index_nodes = c.node.kwargs.get("indices", c.node.args[1])
+    assert isinstance(index_nodes, list | tuple), index_nodes
+    nodes = list(index_nodes)[a : a + k]
     flat: SSAValue | None = None
     for j, t in enumerate(tensors):
         t = em.cast(t, i64)

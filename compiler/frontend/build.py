@@ -264,8 +264,9 @@ class GraphBuilder:
     ) -> Any:
         """The IR value(s) of one call_function node."""
         if node.target is operator.getitem:
-            base = lookup(node.args[0])  # type: ignore[arg-type]
-            value = base[node.args[1]]  # type: ignore[index]
+            source, index = node.args
+            assert isinstance(source, torch.fx.Node) and isinstance(index, int), node.args
+            value = lookup(source)[index]
             if isinstance(value, SSAValue):
                 _name_value(value, node)
             return value
@@ -279,7 +280,7 @@ class GraphBuilder:
         )
         if name not in CONVERTERS:  # only when collecting: check_supported raised otherwise
             return self._refused(em, node, self.issue(node))
-        call = Call(em, node, normalize_args(node, args, kwargs))  # type: ignore[arg-type]
+        call = Call(em, node, normalize_args(node, args, kwargs))
         first_stream = em.random_streams
         try:
             result = CONVERTERS[name](call)

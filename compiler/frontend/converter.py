@@ -60,7 +60,9 @@ class Call:
         """Shape and element type of the result (``i``: of the i-th result)."""
         val = self.node.meta.get("val")
         if i is not None:
-            val = val[i]  # type: ignore[index]
+            if not isinstance(val, tuple | list):
+                raise ConversionError(f"result {i} of a single result")
+            val = val[i]
         return _meta_type(val)
 
     @property
