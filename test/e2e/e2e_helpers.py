@@ -1,5 +1,6 @@
-"""Helpers for the end-to-end tests: run the rdu-* commands, compile the MLP example, train on
-the fabric beside torch."""
+"""Helpers for the end-to-end tests: run the rdu-* commands (as processes, or in this process
+where what they compute is the subject), compile the MLP example, train on the fabric beside
+torch."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def rdu_test(model: Path, pef: Path, *extra: str) -> dict[str, Any]:
     (``sections``: kind -> verdict, ``tensors``: one row a tensor)."""
     import json
 
-    result = tool("rdu-test", str(model), "--pef", str(pef), "--json", *extra)
+    result = in_process("rdu-test", str(model), "--pef", str(pef), "--json", *extra)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     report = json.loads(result.stdout)
     assert report["verdict"] == "pass"
@@ -79,7 +80,7 @@ def judged(report: dict[str, Any], section: str) -> set[str]:
 
 
 def compile_mlp(out: Path, *extra: str) -> Path:
-    result = tool("rdu-compile", str(MLP), "--output-folder", str(out), *extra)
+    result = in_process("rdu-compile", str(MLP), "--output-folder", str(out), *extra)
     assert result.returncode == 0, result.stderr
     name = extra[extra.index("--pef-name") + 1] if "--pef-name" in extra else "mlp"
     return out / name / f"{name}.pef"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, judged, losses_beside_torch, rdu_test, tool
+from e2e_helpers import ROOT, in_process, judged, losses_beside_torch, rdu_test
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -22,7 +22,7 @@ RESNET = ROOT / "examples" / "resnet" / "model.py"
 
 
 def _compile(model: Path, out: Path) -> Path:
-    result = tool("rdu-compile", str(model), "--output-folder", str(out))
+    result = in_process("rdu-compile", str(model), "--output-folder", str(out))
     assert result.returncode == 0, result.stderr
     name = model.parent.name
     return out / name / f"{name}.pef"
@@ -59,7 +59,7 @@ def test_resnet_matches_torch(resnet_pef: Path) -> None:
 
 
 def test_lenet_trains_to_90_percent(tmp_path: Path, lenet_pef: Path) -> None:
-    run = tool(
+    run = in_process(
         "rdu-run", str(LENET), "--pef", str(lenet_pef), "--num-epochs", "3",
         "--ckpt-dir", str(tmp_path / "ck"), "--ckpt-every", "0",
     )  # fmt: skip
