@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,11 +23,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -sv test/
 	$(BIN)/pytest -q -n auto
 
+# The runs marked slow (bench/speed.py --quick end to end), left out of `make test`.
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 # Every bench/*.py script; each prints its table and merges its own key into bench/results.json.
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""Speed of the tools beside torch on the same machine, in the same run (issue 6).
+"""Speed of the tools beside torch on the same machine, in the same run.
 
     python bench/speed.py                 # everything (several minutes)
     python bench/speed.py --quick         # MLP only, one repeat, torch.compile backend "eager"

@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from xdsl.dialects.builtin import ModuleOp, UnregisteredOp
 from xdsl.ir import Attribute, Operation, SSAValue
@@ -66,14 +66,19 @@ class _DumpPrinter(Printer):
     """
 
     texts: AttributeTexts = field(default_factory=AttributeTexts, kw_only=True)
+    out: IO[str] = field(kw_only=True)
+    """Where the text goes (the base class's ``stream``, which may be None: stdout)."""
     _names: dict[int, tuple[SSAValue, str]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.stream = self.out
 
     def print_string(self, text: str, *, indent: int | None = None) -> None:
         if "\n" in text:
             super().print_string(text, indent=indent)
         else:
             self._current_column += len(text)
-            self.stream.write(text)  # type: ignore[union-attr]
+            self.out.write(text)
 
     def print_op(self, op: Operation) -> None:
         kind = type(op)
@@ -90,16 +95,16 @@ class _DumpPrinter(Printer):
         if op.results:
             self.print_list(op.results, self.print_ssa_value)
             self._current_column += 3
-            self.stream.write(" = ")  # type: ignore[union-attr]
+            self.out.write(" = ")
         isolated = custom[0]
         if isolated:
             self.enter_scope()
         self._current_column += len(op.name)
-        self.stream.write(op.name)  # type: ignore[union-attr]
+        self.out.write(op.name)
         op.print(self)
         if self.print_debuginfo:
             self._current_column += 1
-            self.stream.write(" ")  # type: ignore[union-attr]
+            self.out.write(" ")
             self.print_attribute(op.location)
         if isolated:
             self.exit_scope()
@@ -116,7 +121,7 @@ class _DumpPrinter(Printer):
                 first = False
             else:
                 self._current_column += len(delimiter)
-                self.stream.write(delimiter)  # type: ignore[union-attr]
+                self.out.write(delimiter)
             print_fn(elem)
 
     def print_bytes_literal(self, bytestring: bytes) -> None:
@@ -124,14 +129,14 @@ class _DumpPrinter(Printer):
             super().print_bytes_literal(bytestring)
             return
         self._current_column += len(bytestring) + 2
-        self.stream.write(f'"{bytestring.decode()}"')  # type: ignore[union-attr]
+        self.out.write(f'"{bytestring.decode()}"')
 
     def _print_new_line(self, indent: int | None = None, print_message: bool = True) -> None:
         if print_message and self._next_line_callback:
             super()._print_new_line(indent, print_message)
             return
         spaces = (self._indent if indent is None else indent) * self.indent_num_spaces
-        self.stream.write("\n" + " " * spaces)  # type: ignore[union-attr]
+        self.out.write("\n" + " " * spaces)
         self._current_line += 1
         self._current_column = spaces
 
@@ -140,7 +145,7 @@ class _DumpPrinter(Printer):
         if named is not None and named[0] is value:
             name = named[1]
             self._current_column += len(name) + 1
-            self.stream.write("%" + name)  # type: ignore[union-attr]
+            self.out.write("%" + name)
             return name
         # A new name, as the base class gives it.
         hint = value.name_hint
@@ -152,7 +157,7 @@ class _DumpPrinter(Printer):
             name = self._get_new_valid_name_id()
         self._names[id(value)] = (value, name)
         self._current_column += len(name) + 1
-        self.stream.write("%" + name)  # type: ignore[union-attr]
+        self.out.write("%" + name)
         return name
 
     def print_attribute(self, attribute: Attribute) -> None:
@@ -164,7 +169,7 @@ class _DumpPrinter(Printer):
         if known is not None and known[0] is attribute:
             text = known[1]
             self._current_column += len(text)
-            self.stream.write(text)  # type: ignore[union-attr]
+            self.out.write(text)
             return
         try:
             text = texts.by_value.get(attribute)
@@ -172,22 +177,22 @@ class _DumpPrinter(Printer):
             super().print_attribute(attribute)
             return
         if text is None:
-            stream = self.stream
+            out = self.out
             column, resources = self._current_column, len(self._dialect_resources)
-            self.stream = buffer = io.StringIO()
+            self.stream = self.out = buffer = io.StringIO()
             try:
                 super().print_attribute(attribute)
             finally:
-                self.stream = stream
+                self.stream = self.out = out
             text = buffer.getvalue()
-            stream.write(text)  # type: ignore[union-attr]
+            out.write(text)
             if "\n" in text or resources != len(self._dialect_resources):
                 return
             texts.by_value[attribute] = text
             self._current_column = column + len(text)
         else:
             self._current_column += len(text)
-            self.stream.write(text)  # type: ignore[union-attr]
+            self.out.write(text)
         texts.by_id[id(attribute)] = (attribute, text)
 
 
@@ -195,7 +200,9 @@ def print_ir(module: ModuleOp, texts: AttributeTexts | None = None) -> str:
     """``module`` as text (with locations); ``texts``: attribute texts kept between calls."""
     out = io.StringIO()
     printer = _DumpPrinter(
-        stream=out, print_debuginfo=True, texts=AttributeTexts() if texts is None else texts
+        out=out,
+        print_debuginfo=True,
+        texts=AttributeTexts() if texts is None else texts,
     )
     printer.print_op(module)
     return out.getvalue() + "\n"

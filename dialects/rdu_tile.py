@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import cast
 
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
     BytesAttr,
+    ContainerType,
     DenseArrayBase,
     IndexType,
     IntAttr,
@@ -379,8 +381,8 @@ def verify_body(
 
 def element_type(typ: Attribute) -> Attribute:
     """The element type of a shaped type."""
-    assert isinstance(typ, ShapedType)
-    return typ.get_element_type()  # pyright: ignore[reportUnknownMemberType]
+    assert isinstance(typ, ContainerType)
+    return cast(Attribute, typ.get_element_type())
 
 
 def shape_of(typ: Attribute) -> tuple[int, ...]:

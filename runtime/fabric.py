@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 import numpy as np
@@ -46,7 +46,7 @@ from runtime.errors import RduError
 from runtime.machine import perf
 from runtime.machine.opcodes import OPCODES as OPCODE_TABLE
 from runtime.machine.rules import copy_block, reduced_counters
-from runtime.pef.schema import Access, Meta, Pcu, Program, Section
+from runtime.pef.schema import Access, Meta, Pcu, Program, Section, Stage
 from runtime.pef.validate import validate
 
 DTYPES: dict[str, np.dtype] = {
@@ -430,7 +430,7 @@ class _PcuPlan:
             if stage.op == "const":
                 axes.append(())
             elif stage.op == "counter":
-                c = int(stage.imm)  # type: ignore[arg-type]
+                c = _counter_index(stage)
                 axes.append((c,) if space[c] != 1 else ())
             elif stage.op == "rand":
                 axes.append(tuple(c for c, e in enumerate(space) if e != 1))
@@ -469,7 +469,7 @@ class _PcuPlan:
             if stage.op == "const":
                 consts.append((v, np.asarray(stage.imm, dtype=dtype)))
             elif stage.op == "counter":
-                c = int(stage.imm)  # type: ignore[arg-type]
+                c = _counter_index(stage)
                 counter = np.arange(space[c], dtype=np.int64) if axes[v] else np.zeros((), np.int64)
                 counter.flags.writeable = False
                 consts.append((v, counter))
@@ -720,17 +720,32 @@ def _identity_of(combiner: str, dtype: np.dtype) -> np.ndarray:
     return np.asarray(info.min if combiner == "max" else info.max, dtype)
 
 
+def _counter_index(stage: Stage) -> int:
+    """The counter a ``counter`` stage reads (``validate.py`` checked that it is an int)."""
+    assert isinstance(stage.imm, int), stage.imm
+    return stage.imm
+
+
+def _written(buffers: list[np.ndarray | None], pmu: int) -> np.ndarray:
+    """The contents of a PMU a PCU reads: the host or an earlier unit wrote it (dataflow order)."""
+    buffer = buffers[pmu]
+    assert buffer is not None, f"PMU {pmu} is read before it is written"
+    return buffer
+
+
 def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
     """Run one PCU over its whole iteration space and write its output PMU."""
     if plan.empty:
         if math.prod(plan.out.shape):
             _write(plan, buffers, _identity_of(plan.combiner, plan.dtype))
         return
-    values: list[np.ndarray] = [None] * plan.nvalues  # type: ignore[list-item]
+    # Every value is written (ports, gathers, constants, then steps in value order) before
+    # a step reads it: the slots start empty.
+    values = cast(list[np.ndarray], [None] * plan.nvalues)
     for v, view in plan.ports:
-        values[v] = view.over(buffers[view.pmu])  # type: ignore[arg-type]
+        values[v] = view.over(_written(buffers, view.pmu))
     for v, gather, pmu in plan.gathers:
-        values[v] = buffers[pmu][gather.addresses(values)]  # type: ignore[index]
+        values[v] = _written(buffers, pmu)[gather.addresses(values)]
     for v, const in plan.consts:
         values[v] = const
     for step in plan.steps:

@@ -28,13 +28,16 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from runtime.distributed import Communicator, DistributedError, TorchCommunicator, launched
 from runtime.pef.schema import Meta
 from tools.cli import ToolError, guarded
+
+if TYPE_CHECKING:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 
 def rank_argv(ctx: click.Context, model_path: str) -> list[str]:
@@ -116,9 +119,9 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     return 0
 
 
-def _failure_line(error: object, opts: dict) -> str:
+def _failure_line(error: ChildFailedError, opts: dict) -> str:
     """One line: which rank failed first and how, and the last complete checkpoint."""
-    failures = error.failures  # type: ignore[attr-defined]
+    failures = error.failures
 
     def severity(rank: int) -> tuple[int, int]:
         code = failures[rank].exitcode

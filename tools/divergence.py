@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from runtime.fabric import DTYPES, Fabric
-from runtime.pef.schema import Pcu, Program, Section
+from runtime.pef.schema import Pcu, Program, Section, Symbol
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
@@ -196,7 +196,7 @@ def first_divergence(
 def _judge_section(
     fabric: Fabric,
     section: Section,
-    symbols: list,
+    symbols: list[Symbol],
     known: Mapping[str, np.ndarray],
     stored: Mapping[int, str],
     reference: Reference,
@@ -271,6 +271,7 @@ def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -
     """:func:`torch_values` by FX node, as torch tensors (``wide``: in float64,
     ``tools.reference.widen``)."""
     import torch
+    from torch.fx.node import map_arg
 
     from tools.reference import widen
 
@@ -287,8 +288,8 @@ def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
-                args = cast(torch.fx.node.map_arg(node.args, env.__getitem__))
-                kwargs = cast(torch.fx.node.map_arg(node.kwargs, env.__getitem__))
+                args = cast(map_arg(node.args, env.__getitem__))
+                kwargs = cast(map_arg(node.kwargs, env.__getitem__))
                 env[node] = cast(node.target(*args, **kwargs))
     return env
 

@@ -31,8 +31,13 @@ from xdsl.ir import Operation, TypeAttribute
 from xdsl.parser import Parser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.passes import ModulePass, PassPipeline
-from xdsl.utils.arg_spec import ArgSpecParseError, parse_pipeline
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
+from xdsl.utils.exceptions import (
+    ArgSpecParseError,
+    DiagnosticException,
+    ParseError,
+    VerifyException,
+)
 from xdsl.utils.lexer import Input, Span
 from xdsl.utils.mlir_lexer import MLIRLexer, MLIRTokenKind
 from xdsl.xdsl_opt_main import xDSLOptMain
@@ -231,7 +236,7 @@ class RduOptMain(xDSLOptMain):
         def error(message: str) -> NoReturn:
             raise OptUsageError(message)
 
-        arg_parser.error = error  # type: ignore[method-assign]
+        arg_parser.error = error
 
     def register_all_frontends(self) -> None:
         super().register_all_frontends()
@@ -330,16 +335,16 @@ class RduOptMain(xDSLOptMain):
             raise IrError(self.get_input_name(), f"{pass_name}: {error}") from error
 
 
-def _check_options(name: str, pass_class: type[ModulePass], spec: object) -> None:
+def _check_options(name: str, pass_class: type[ModulePass], spec: ArgSpec) -> None:
     """An option the pass does not have, or a value of the wrong type, is an OptUsageError."""
     options = [f.name for f in dataclasses.fields(pass_class) if f.init and f.name != "name"]
-    given = spec.normalize_parameter_names().parameters  # type: ignore[attr-defined]
+    given = spec.normalize_parameter_names().parameters
     for option in given:
         if option not in options:
             known = ", ".join(o.replace("_", "-") for o in options) or "none"
             raise OptUsageError(f"pass '{name}' has no option '{option}' (options: {known})")
     try:
-        pass_class.from_pass_spec(spec)  # type: ignore[arg-type]
+        pass_class.from_pass_spec(spec)
     except (ValueError, TypeError) as error:
         text = re.sub(r"<class '(\w+)'>", r"\1", " ".join(str(error).split()))
         raise OptUsageError(f"pass '{name}': {text}") from None

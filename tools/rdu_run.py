@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -38,6 +39,7 @@ from tools.cli import (
 )
 
 if TYPE_CHECKING:
+    from runtime.distributed import Communicator
     from tools.metrics_log import RunMetrics
 
 
@@ -375,7 +377,7 @@ class Run:
                 f"{sym.dtype} {sym.shape}: convert it in data() (torch's model refuses it too)"
             )
 
-    def batches(self, split: str, epoch: int):
+    def batches(self, split: str, epoch: int) -> Iterator[tuple[tuple, tuple]]:
         """The model's batches; data-parallel, this rank's shard of each global batch.
 
         A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch (the
@@ -384,12 +386,11 @@ class Run:
         self.args.epoch = epoch
         if self.communicator is None:
             return self.model_file.batches(split, self.args)
-        return self._shards(split)
+        return self._shards(split, self.communicator)
 
-    def _shards(self, split: str):
+    def _shards(self, split: str, comm: Communicator) -> Iterator[tuple[tuple, tuple]]:
         from runtime.distributed import shard
 
-        comm = self.communicator
         args = copy.copy(self.args)
         args.batch_size = self.args.batch_size * comm.world_size
         for inputs, targets in self.model_file.batches(split, args):
@@ -945,10 +946,10 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
     previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
 
-    def stop(signum: int, frame: object) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         for s in _STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
-        chained = previous[signum]
+        chained = previous[signal.Signals(signum)]
         if signum == signal.SIGINT and callable(chained):
             chained(signum, frame)  # e.g. a data-parallel rank's, which remembers it
         _raise_for(signum)

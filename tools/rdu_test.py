@@ -59,7 +59,7 @@ def _judge(
         scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
         if scales and name in scales:
             scale = scales[name]
-        tol = tolerance_for(np.asarray(want).dtype, overrides)  # type: ignore[arg-type]
+        tol = tolerance_for(np.asarray(want).dtype, overrides)
         rows.append(
             compare(
                 name,

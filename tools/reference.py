@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.fx.node import map_aggregate, map_arg
 
 from runtime.fabric import Fabric
 from runtime.pef.schema import Program, Symbol
@@ -102,14 +103,16 @@ class Joint:
         """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
         out = []
         for node in self.random_nodes:
-            val = node.meta.get("val")
+            val = node.meta["val"]
             first = val[0] if isinstance(val, tuple | list) else val
-            p = float(node.args[1]) if len(node.args) > 1 else None  # type: ignore[arg-type]
-            if node.target not in (
+            p = None
+            if len(node.args) > 1 and node.target in (
                 torch.ops.aten.native_dropout.default,  # p: the drop probability
                 torch.ops.aten.bernoulli.p,  # p: the probability of a one (a keep)
             ):
-                p = None
+                probability = node.args[1]
+                assert isinstance(probability, float | int), probability
+                p = float(probability)
             stream = self.streams.get(node)
             key = None if stream is None else stream_key(rng_seed, stream)
             out.append(Draw(node.name, node.target, tuple(first.shape), p, key))
@@ -119,9 +122,9 @@ class Joint:
 def trace_joint(run: Any) -> Joint:
     """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
     the model's arguments), and the random streams the frontend gives its random nodes."""
-    from compiler.frontend.aten import op_name
     from compiler.frontend.aten_transformer import needs_rng_seed
     from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.converter import op_name
     from compiler.frontend.errors import FrontendError
     from compiler.frontend.locations import Locator
     from compiler.frontend.sections import build_training
@@ -162,7 +165,7 @@ def widen(value: Any) -> Any:
             return v.to(torch.float64)
         return torch.float64 if v is torch.float32 else v
 
-    return torch.fx.node.map_aggregate(value, one)
+    return map_aggregate(value, one)
 
 
 def run_joint(
@@ -187,7 +190,7 @@ def run_joint(
     cast = widen if wide else (lambda v: v)
 
     def value(a: Any) -> Any:
-        return torch.fx.node.map_arg(a, env.__getitem__)
+        return map_arg(a, env.__getitem__)
 
     with torch.no_grad():
         for node in traced.graph.nodes:
@@ -263,6 +266,7 @@ class OwnError:
         value = self.env.get(node) if node is not None else None
         if not isinstance(value, torch.Tensor):
             return 0.0
+        assert node is not None  # value, a tensor, is the value of a node
         chain = self._chain(node, given)
         if chain is None or any(g not in self.by_name for g in given):
             return self.whole.get(name, 0.0)
@@ -273,8 +277,9 @@ class OwnError:
 
         with torch.no_grad():
             for n in sorted(chain, key=self.order.__getitem__):
-                args = torch.fx.node.map_arg(n.args, operand)
-                kwargs = torch.fx.node.map_arg(n.kwargs, operand)
+                args = map_arg(n.args, operand)
+                kwargs = map_arg(n.kwargs, operand)
+                assert callable(n.target), n.target  # call_function nodes
                 wide[n] = n.target(*args, **kwargs)
         result = wide[node]
         if not isinstance(result, torch.Tensor):
@@ -334,7 +339,8 @@ def operand_size(
     tensor operands, following back through views, element picks and the ops of
     :data:`_CANCELLING` (a batch norm's running mean is ``0.9 * rm + 0.1 * squeeze(mean)``, a
     mean of numbers that cancel: known to their rounding, not to its own size)."""
-    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS, op_name
+    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+    from compiler.frontend.converter import op_name
 
     memo = {} if memo is None else memo
     if node in memo:

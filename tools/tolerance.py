@@ -71,7 +71,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 EXACT = Tolerance(rtol=0.0, atol=0.0)
 
 
-def tolerance_for(dtype: np.dtype | str, overrides: Mapping[str, float] | None = None) -> Tolerance:
+def tolerance_for(
+    dtype: np.dtype | str, overrides: Mapping[str, float | None] | None = None
+) -> Tolerance:
     """The tolerance of ``dtype`` (exact for non-float dtypes), with ``rtol``/``atol``/
     ``torch_factor`` overrides (``None`` values ignored) for float dtypes."""
     name = np.dtype(dtype).name

@@ -4,8 +4,9 @@
     module = build_dataflow(spec, inference=True)    # one forward section
     check = check_ops(spec, inference=False)         # every refused op, nothing raised
 
-Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten.py (the op
-table: one converter per ATen op), emitter.py (IR helpers), build.py + sections.py (cutting the
+Layout: trace.py (torch.export / aot_autograd, signature from descriptors), aten*.py (one
+converter per ATen op, a table per family; converter.py says what a converter is, registry.py
+joins the families' tables), emitter.py (IR helpers), build.py + sections.py (cutting the
 graph into sections), optimizer.py (SGD / AdamW update), locations.py (user file:line per op),
 decompositions.py (our decomposition table), int_bounds.py (when int32 may be computed as
 int64). DRAM symbol names follow docs/design.md.
@@ -94,6 +95,7 @@ def _build_sections(
 ) -> tuple[list[SectionOp], GraphBuilder]:
     """The sections of ``spec`` and the builder that converted its graph."""
     from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.emitter import shape_of
     from compiler.frontend.locations import Locator
     from compiler.frontend.optimizer import build_optimizer
     from compiler.frontend.sections import build_inference, build_training
@@ -114,7 +116,7 @@ def _build_sections(
         plan.params = [p for p in plan.params if f"{p}.grad" in graded]
     if plan is not None and plan.params:
         shapes = {
-            name: tuple(int(d) for d in t.type.get_shape())  # type: ignore[attr-defined]
+            name: shape_of(t)
             for name, t in zip(
                 [n.data for n in forward.arg_names], forward.body.block.args, strict=True
             )

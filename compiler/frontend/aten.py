@@ -10,126 +10,22 @@ their IR values) and returns the op's value (or a tuple for multi-result ops). R
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from xdsl.dialects.builtin import f32, i1, i64
-from xdsl.ir import Attribute, SSAValue
+from xdsl.dialects.builtin import i1, i64
+from xdsl.ir import SSAValue
 
+from compiler.frontend.converter import Call, ConversionError, Converter, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, Operand, elt_of, is_float, promote, shape_of
 
-Result = SSAValue | tuple[SSAValue | None, ...] | None
-"""What a converter returns: one value, a tuple for multi-result ops, None for no result."""
+TABLE = ConverterTable()
+"""This family's converters (the registry joins it with the others)."""
+converts = TABLE.converts
 
 
-class ConversionError(Exception):
-    """A form of a supported op that the frontend cannot convert (the message says which)."""
-
-
-_DTYPES: dict[torch.dtype, Attribute] = {
-    torch.float32: f32,
-    torch.int64: i64,
-    torch.int32: i64,  # where its values fit: compiler/frontend/int_bounds.py
-    torch.bool: i1,
-}
-
-
-def elt_of_dtype(dtype: torch.dtype) -> Attribute:
-    """The IR element type of a torch dtype (f32, i64, bool; int32 is computed as i64)."""
-    if dtype not in _DTYPES:
-        raise ConversionError(f"dtype {dtype} (supported: float32, int64, int32, bool)")
-    return _DTYPES[dtype]
-
-
-def _meta_type(val: Any) -> tuple[tuple[int, ...], Attribute]:
-    if not isinstance(val, torch.Tensor):
-        raise ConversionError(f"non-tensor value {type(val).__name__}")
-    shape = tuple(int(d) for d in val.shape)
-    return shape, elt_of_dtype(val.dtype)
-
-
-@dataclass
-class Call:
-    """One ATen call being converted."""
-
-    em: Emitter
-    node: torch.fx.Node
-    a: dict[str, Any]
-    """Arguments by schema name (defaults filled in), FX nodes replaced by IR values."""
-
-    def out(self, i: int | None = None) -> tuple[tuple[int, ...], Attribute]:
-        """Shape and element type of the result (``i``: of the i-th result)."""
-        val = self.node.meta.get("val")
-        if i is not None:
-            val = val[i]  # type: ignore[index]
-        return _meta_type(val)
-
-    @property
-    def out_shape(self) -> tuple[int, ...]:
-        return self.out()[0]
-
-    @property
-    def out_elt(self) -> Attribute:
-        return self.out()[1]
-
-    def tensor(self, name: str) -> SSAValue:
-        """A tensor argument."""
-        v = self.a[name]
-        if not isinstance(v, SSAValue):
-            raise ConversionError(f"argument {name} is not a tensor")
-        return v
-
-
-Converter = Callable[[Call], Result]
-
-CONVERTERS: dict[str, Converter] = {}
-"""The table: ATen op name (``aten.add.Tensor``) -> converter."""
-
-
-def converts(*names: str) -> Callable[[Converter], Converter]:
-    """Register a converter for the given ATen op names."""
-
-    def register(fn: Converter) -> Converter:
-        for name in names:
-            CONVERTERS[name] = fn
-        return fn
-
-    return register
-
-
-def op_name(target: Any) -> str:
-    """The table key of an FX call target (``aten.add.Tensor``)."""
-    return str(target)
-
-
-def is_supported(target: Any) -> bool:
-    """Whether the table has a converter for this call target."""
-    return op_name(target) in CONVERTERS
-
-
-def normalize_args(
-    node: torch.fx.Node, args: Sequence[Any], kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """Arguments by schema name, defaults filled in."""
-    schema = getattr(node.target, "_schema", None)
-    if schema is None:
-        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
-    out: dict[str, Any] = {}
-    for i, arg in enumerate(schema.arguments):
-        if not arg.kwarg_only and i < len(args):
-            out[arg.name] = args[i]
-        elif arg.name in kwargs:
-            out[arg.name] = kwargs[arg.name]
-        elif arg.has_default_value():
-            out[arg.name] = arg.default_value
-        else:
-            out[arg.name] = None
-    return out
-
-
-def _dims(dim: Any, rank: int) -> list[int]:
+def reduction_dims(dim: Any, rank: int) -> list[int]:
     """Normalized reduction dims; None or [] means all dims."""
     if dim is None:
         return list(range(rank))
@@ -531,10 +427,11 @@ def _logical(c: Call, kind: str) -> SSAValue:
     if c.out_elt != i1:
         raise ConversionError("bitwise ops on non-bool tensors")
     em = c.em
-    return em.binary(kind, _truth(em, a), _truth(em, b))
+    return em.binary(kind, truth(em, a), truth(em, b))
 
 
-def _truth(em: Emitter, x: Operand) -> SSAValue:
+def truth(em: Emitter, x: Operand) -> SSAValue:
+    """``x`` as an i1 tensor (non-zero is true); a Python scalar becomes an i1 constant."""
     if isinstance(x, SSAValue):
         return x if elt_of(x) == i1 else em.binary("ne", x, 0, elt_of(x))
     return em.scalar(bool(x), i1)
@@ -544,7 +441,7 @@ def _truth(em: Emitter, x: Operand) -> SSAValue:
 def _not(c: Call) -> Result:
     if c.out_elt != i1:
         raise ConversionError("bitwise not on a non-bool tensor")
-    return c.em.pointwise("not", _truth(c.em, _operand(c, "self")))
+    return c.em.pointwise("not", truth(c.em, _operand(c, "self")))
 
 
 @converts(
@@ -555,7 +452,7 @@ def _not(c: Call) -> Result:
 )
 def _where(c: Call) -> Result:
     em, elt = c.em, c.out_elt
-    cond = _truth(em, _operand(c, "condition"))
+    cond = truth(em, _operand(c, "condition"))
     return em.select(
         cond, em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
     )
@@ -565,7 +462,7 @@ def _where(c: Call) -> Result:
 def _masked_fill(c: Call) -> Result:
     em, elt = c.em, c.out_elt
     x = c.tensor("self")
-    return em.select(_truth(em, _operand(c, "mask")), em.as_tensor(_operand(c, "value"), elt), x)
+    return em.select(truth(em, _operand(c, "mask")), em.as_tensor(_operand(c, "value"), elt), x)
 
 
 @converts(
@@ -603,7 +500,7 @@ def _reduce(c: Call, kind: str, dim: Any, keepdim: bool) -> SSAValue:
     elt = c.out_elt
     if kind == "sum":
         x = c.em.cast(x, elt)
-    return c.em.reduce(kind, x, _dims(dim, len(shape_of(x))), keepdim)
+    return c.em.reduce(kind, x, reduction_dims(dim, len(shape_of(x))), keepdim)
 
 
 @converts("aten.sum.dim_IntList", "aten.sum.default")
@@ -614,7 +511,7 @@ def _sum(c: Call) -> Result:
 @converts("aten.mean.dim", "aten.mean.default")
 def _mean(c: Call) -> Result:
     x = c.tensor("self")
-    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    dims = reduction_dims(c.a.get("dim"), len(shape_of(x)))
     count = math.prod(shape_of(x)[d] for d in dims)
     total = _reduce(c, "sum", dims, bool(c.a.get("keepdim", False)))
     return c.em.div(total, float(count))
@@ -652,21 +549,21 @@ def _correction(c: Call) -> float:
 @converts("aten.var.correction", "aten.var.dim")
 def _var_op(c: Call) -> Result:
     x = c.tensor("self")
-    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    dims = reduction_dims(c.a.get("dim"), len(shape_of(x)))
     return _var(c.em, x, dims, _correction(c), bool(c.a.get("keepdim", False)))[0]
 
 
 @converts("aten.var_mean.correction", "aten.var_mean.dim")
 def _var_mean(c: Call) -> Result:
     x = c.tensor("self")
-    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    dims = reduction_dims(c.a.get("dim"), len(shape_of(x)))
     return _var(c.em, x, dims, _correction(c), bool(c.a.get("keepdim", False)))
 
 
 @converts("aten.logsumexp.default")
 def _logsumexp(c: Call) -> Result:
     x, em = c.tensor("self"), c.em
-    dims = _dims(c.a.get("dim"), len(shape_of(x)))
+    dims = reduction_dims(c.a.get("dim"), len(shape_of(x)))
     keep = bool(c.a.get("keepdim", False))
     m = em.reduce("max", x, dims, True)
     s = em.unary("log", em.reduce("sum", em.unary("exp", em.sub(x, m)), dims, True))
@@ -842,14 +739,3 @@ def _mse_loss_backward(c: Call) -> Result:
     x, t, g = c.tensor("self"), c.tensor("target"), c.tensor("grad_output")
     scale = 2.0 / math.prod(shape_of(x)) if int(c.a["reduction"]) == 1 else 2.0
     return em.mul(em.mul(em.sub(x, t), g), scale)
-
-
-# ------------------------------------------------------------------------------------------
-# op families kept in files of their own register into the same table
-# ------------------------------------------------------------------------------------------
-
-from compiler.frontend import (  # noqa: E402
-    aten_cnn,  # noqa: F401  (convolution, pooling, padding)
-    aten_storage,  # noqa: F401  (empty tensors, copies, as_strided views and scatters, floor)
-    aten_transformer,  # noqa: F401  (slices, gather and scatter-add, dropout)
-)

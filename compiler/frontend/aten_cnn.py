@@ -1,7 +1,7 @@
 """ATen converters for convolutional networks: convolution, pooling and padding, with backward.
 
-They register into the one op table of ``compiler/frontend/aten.py`` (which imports this file at
-its end). Everything is built from a few dataflow primitives, so the IR never grows with the
+Their table joins the others in ``compiler/frontend/registry.py``.
+Everything is built from a few dataflow primitives, so the IR never grows with the
 size of a tensor or a kernel:
 
 - ``dataflow.pad``: zero padding at the edges, and between elements (the dilation of a strided
@@ -29,8 +29,12 @@ from typing import Any
 from xdsl.dialects.builtin import f32, i1, i64
 from xdsl.ir import SSAValue
 
-from compiler.frontend.aten import Call, ConversionError, Result, converts
+from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, elt_of, shape_of
+
+TABLE = ConverterTable()
+"""This family's converters (the registry joins it with the others)."""
+converts = TABLE.converts
 
 _NO_INDEX = 2**62
 """Larger than any flat index: what a window position that is not a maximum offers to ``min``."""

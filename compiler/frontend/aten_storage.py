@@ -9,7 +9,7 @@ addressing a tensor's storage is converted when the storage is the tensor's own 
 order, which ``node.meta["val"]`` (torch's strides on the trace) tells: dense, without gaps or
 overlaps. Storage offsets count from the tensor's first element.
 
-They register into the one op table of ``compiler/frontend/aten.py`` (imported at its end).
+Their table joins the others in ``compiler/frontend/registry.py``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ import torch
 from xdsl.dialects.builtin import f32, i64
 from xdsl.ir import SSAValue
 
-from compiler.frontend.aten import Call, ConversionError, Result, converts
+from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
+
+TABLE = ConverterTable()
+"""This family's converters (the registry joins it with the others)."""
+converts = TABLE.converts
 
 
 @converts(
@@ -87,8 +91,8 @@ def _in_storage_order(em: Emitter, x: SSAValue, val: Any, what: str) -> SSAValue
 
 def _offset(c: Call, val: torch.Tensor) -> int:
     """The view's storage offset counted from the input's first element."""
-    offset = c.a.get("storage_offset")
-    return (val.storage_offset() if offset is None else int(offset)) - val.storage_offset()
+    offset, own = c.a.get("storage_offset"), int(val.storage_offset())
+    return (own if offset is None else int(offset)) - own
 
 
 @converts("aten.as_strided.default", "aten.as_strided_copy.default")

@@ -1,8 +1,8 @@
 """ATen converters for transformers: slices and concatenation, gather and scatter-add
 (embedding), masks, safe softmax, dropout, cumulative sums, with their gradients.
 
-They register into the one op table of ``compiler/frontend/aten.py`` (which imports this file at
-its end). The dataflow primitives they build on:
+Their table joins the others in ``compiler/frontend/registry.py``. The dataflow primitives they
+build on:
 
 - ``dataflow.extract_slice``: a view (``slice``, ``select``, ``split``, ``narrow``, ``flip``);
   its gradient is ``dataflow.pad`` (the slice placed into zeros), and ``cat`` adds up padded
@@ -27,16 +27,14 @@ from typing import Any
 from xdsl.dialects.builtin import f32, i1, i64
 from xdsl.ir import SSAValue
 
-from compiler.frontend.aten import (
-    Call,
-    ConversionError,
-    Result,
-    _dims,
-    _truth,
-    converts,
-)
+from compiler.frontend.aten import reduction_dims, truth
+from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
 from compiler.frontend.int_bounds import int_range
+
+TABLE = ConverterTable()
+"""This family's converters (the registry joins it with the others)."""
+converts = TABLE.converts
 
 RNG_SEED = "rng_seed"
 """The section input (hyperparameter role, 0-d i64) that random ops hash: set by the session."""
@@ -269,10 +267,10 @@ def _safe_softmax(c: Call) -> Result:
 
 
 def _any_all(c: Call, kind: str) -> Result:
-    x = _truth(c.em, c.a["self"])
+    x = truth(c.em, c.a["self"])
     rank = len(shape_of(x))
     dim = c.a.get("dim")
-    dims = _dims(dim, rank)
+    dims = reduction_dims(dim, rank)
     return c.em.reduce(kind, x, dims, bool(c.a.get("keepdim", False)))
 
 
@@ -391,7 +389,9 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     shape = shape_of(x)
     k = len(tensors)
     merged = (*shape[:a], math.prod(shape[a : a + k]), *shape[a + k :])
-    nodes = list(c.node.kwargs.get("indices", c.node.args[1]))[a : a + k]
+    index_nodes = c.node.kwargs.get("indices", c.node.args[1])
+    assert isinstance(index_nodes, list | tuple), index_nodes
+    nodes = list(index_nodes)[a : a + k]
     flat: SSAValue | None = None
     for j, t in enumerate(tensors):
         t = em.cast(t, i64)

@@ -24,10 +24,8 @@ from torch.fx.node import map_aggregate
 from xdsl.dialects.builtin import TensorType, f32
 from xdsl.ir import Attribute, Block, OpResult, SSAValue
 
-from compiler.frontend.aten import (
-    CONVERTERS,
-    IDENTITY_OPS,
-    VIEW_OPS,
+from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+from compiler.frontend.converter import (
     Call,
     ConversionError,
     elt_of_dtype,
@@ -38,6 +36,7 @@ from compiler.frontend.emitter import Emitter, ShapeError, shape_of, tensor
 from compiler.frontend.errors import FrontendError, UnsupportedOpError
 from compiler.frontend.int_bounds import fits_int32
 from compiler.frontend.locations import CallSite, Locator, SourceLine
+from compiler.frontend.registry import CONVERTERS
 from compiler.frontend.trace import GraphInput, Traced
 from compiler.value_names import named, ssa_hint
 from dialects.dataflow import SectionOp, YieldOp
@@ -265,8 +264,9 @@ class GraphBuilder:
     ) -> Any:
         """The IR value(s) of one call_function node."""
         if node.target is operator.getitem:
-            base = lookup(node.args[0])  # type: ignore[arg-type]
-            value = base[node.args[1]]  # type: ignore[index]
+            source, index = node.args
+            assert isinstance(source, torch.fx.Node) and isinstance(index, int), node.args
+            value = lookup(source)[index]
             if isinstance(value, SSAValue):
                 _name_value(value, node)
             return value
@@ -280,7 +280,7 @@ class GraphBuilder:
         )
         if name not in CONVERTERS:  # only when collecting: check_supported raised otherwise
             return self._refused(em, node, self.issue(node))
-        call = Call(em, node, normalize_args(node, args, kwargs))  # type: ignore[arg-type]
+        call = Call(em, node, normalize_args(node, args, kwargs))
         first_stream = em.random_streams
         try:
             result = CONVERTERS[name](call)

@@ -1,6 +1,6 @@
 """Our decomposition table: the ATen ops torch rewrites into simpler ones before we convert.
 
-Ops we convert directly (compiler/frontend/aten.py: linear, softmax, nll_loss, ...) stay fused;
+Ops we convert directly (compiler/frontend/registry.py: linear, softmax, nll_loss, ...) stay fused;
 the ones listed here are rewritten by torch's own decompositions into ops the table handles.
 Extend ``DECOMPOSED`` when a model brings a composite op whose parts we already convert.
 """
@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 from torch._decomp import get_decompositions
+
+from compiler.frontend.registry import CONVERTERS
 
 aten = torch.ops.aten
 
@@ -62,8 +64,6 @@ def inference_table() -> Any:
     torch's default (core ATen) table, minus the ops we convert directly (they stay fused),
     plus ours: composite ops become the same core ops the training trace shows.
     """
-    from compiler.frontend.aten import CONVERTERS
-
     table = torch.export.default_decompositions()
     for op in list(table.keys()):
         if str(op) in CONVERTERS:

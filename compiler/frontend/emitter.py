@@ -107,7 +107,7 @@ class Emitter:
     def __init__(self, block: Block) -> None:
         self.builder = Builder(InsertPoint.at_end(block))
         self.loc: FileLineColLoc = FileLineColLoc(StringAttr("unknown"), IntAttr(0), IntAttr(0))
-        self._scalars: dict[tuple[str, Scalar], SSAValue] = {}
+        self._scalars: dict[tuple[str, Scalar | str], SSAValue] = {}
         self.section_args: dict[str, SSAValue] = {}
         """The section's block arguments by DRAM name (converters needing ``rng_seed``)."""
         self.random_streams = 0

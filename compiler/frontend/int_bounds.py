@@ -14,7 +14,7 @@ int32 DRAM tensors (model inputs, parameters, buffers) are refused: their symbol
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -119,13 +119,14 @@ def _range(node: torch.fx.Node) -> Range:
     if name == "aten.cumsum.default":
         source = args[0]
         assert isinstance(source, torch.fx.Node)
-        shape = source.meta["val"].shape
-        return _sum_of(int_range(source), int(shape[int(args[1]) % max(len(shape), 1)]))
+        shape, dim = source.meta["val"].shape, args[1]
+        assert isinstance(dim, int), dim
+        return _sum_of(int_range(source), int(shape[dim % max(len(shape), 1)]))
     if name in ("aten.sum.dim_IntList", "aten.sum.default"):
         source = args[0]
         assert isinstance(source, torch.fx.Node)
         shape = [int(d) for d in source.meta["val"].shape]
-        dims = args[1] if len(args) > 1 and args[1] else range(len(shape))
+        dims = cast(list[int], args[1]) if len(args) > 1 and args[1] else range(len(shape))
         return _sum_of(int_range(source), math.prod(shape[d] for d in dims))
     if name in ("aten.full.default", "aten.scalar_tensor.default"):
         return int_range(args[1] if name == "aten.full.default" else args[0])

@@ -113,18 +113,31 @@ def plan_optimizer(
     return OptimizerPlan(kind, [p for p in trainable if p in in_optimizer], dict(group))
 
 
+def _number(value: object, name: str) -> float:
+    """A hyperparameter of the param group as a float (torch allows a 0-d tensor too)."""
+    if not isinstance(value, int | float | torch.Tensor):
+        raise FrontendError(f"optimizer {name} {value!r} is not a number")
+    return float(value)
+
+
 def hyperparameter_values(plan: OptimizerPlan, step: int) -> dict[str, float]:
     """The hyperparameter inputs for the ``step``-th update (1-based), from the param group."""
     g = plan.group
-    values: dict[str, float] = {"lr": float(g["lr"]), "weight_decay": float(g["weight_decay"])}  # type: ignore[arg-type]
+    values: dict[str, float] = {
+        "lr": _number(g["lr"], "lr"),
+        "weight_decay": _number(g["weight_decay"], "weight_decay"),
+    }
     if plan.kind == "sgd":
-        values["momentum"] = float(g["momentum"])  # type: ignore[arg-type]
+        values["momentum"] = _number(g["momentum"], "momentum")
     if plan.kind == "adamw":
-        beta1, beta2 = (float(b) for b in g["betas"])  # type: ignore[attr-defined]
+        betas = g["betas"]
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise FrontendError(f"optimizer betas {betas!r} are not two numbers")
+        beta1, beta2 = _number(betas[0], "beta1"), _number(betas[1], "beta2")
         values.update(
             beta1=beta1,
             beta2=beta2,
-            eps=float(g["eps"]),  # type: ignore[arg-type]
+            eps=_number(g["eps"], "eps"),
             bias_correction1=1.0 - beta1**step,
             bias_correction2_sqrt=math.sqrt(1.0 - beta2**step),
             one_minus_beta1=1.0 - beta1,

@@ -9,7 +9,6 @@ import torch
 from xdsl.dialects.builtin import i64
 from xdsl.ir import SSAValue
 
-from compiler.frontend.aten import op_name
 from compiler.frontend.aten_transformer import RNG_SEED, needs_rng_seed
 from compiler.frontend.build import (
     Env,
@@ -21,6 +20,7 @@ from compiler.frontend.build import (
     ordered,
     sorted_inputs,
 )
+from compiler.frontend.converter import op_name
 from compiler.frontend.emitter import Emitter, tensor
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.trace import GraphInput, GraphOutput

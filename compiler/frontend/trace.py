@@ -214,17 +214,15 @@ def _as_export_traces() -> Iterator[None]:
     pinned; ``test/frontend`` checks the locations this gives).
     """
     import functools
+    from unittest import mock
 
     from torch._export.utils import _compiling_state_context
     from torch._functorch._aot_autograd import graph_capture
+    from torch.fx.experimental.proxy_tensor import make_fx
 
-    make_fx = graph_capture.make_fx
-    graph_capture.make_fx = functools.partial(make_fx, record_stack_traces=True)
-    try:
-        with _compiling_state_context():
-            yield
-    finally:
-        graph_capture.make_fx = make_fx
+    recording = functools.partial(make_fx, record_stack_traces=True)
+    with mock.patch.object(graph_capture, "make_fx", recording), _compiling_state_context():
+        yield
 
 
 def _locate_backward(graph: torch.fx.Graph) -> None:
@@ -505,7 +503,10 @@ def trace_inference(spec: ModelSpec) -> Traced:
             inputs.append(GraphInput(node, f"input.{n_user}", "input"))
             n_user += 1
         elif spec_in.kind == InputKind.CONSTANT_TENSOR:
-            constants[node.name] = ep.constants[str(spec_in.target)]
+            constant = ep.constants[str(spec_in.target)]
+            if not isinstance(constant, torch.Tensor):
+                raise FrontendError(f"graph constant {spec_in.target} is not a tensor")
+            constants[node.name] = constant
         else:
             raise FrontendError(f"unsupported graph input kind {spec_in.kind.name}")
     (output,) = [n for n in graph.nodes if n.op == "output"]

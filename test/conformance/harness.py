@@ -22,6 +22,10 @@ from compiler.frontend import ModelSpec
 from compiler.targets import get_target
 from runtime.session import InferenceSession, TrainingSession
 
+GENERATOR = torch.Generator()
+"""Where the tests' inputs come from: reseeded before every test (``conftest.py``), so a test's
+inputs are the same whichever tests ran before it in the same process (``-n auto``, ``-k``)."""
+
 
 class _OpModule(torch.nn.Module):
     """Float arguments as parameters (``arg0``, ``arg1``...), integer ones as model inputs."""

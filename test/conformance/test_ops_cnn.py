@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from harness import check
+from harness import GENERATOR, check
 
 from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec, UnsupportedOpError
@@ -18,11 +18,10 @@ from compiler.targets import get_target
 from runtime.session import InferenceSession, TrainingSession
 
 F = torch.nn.functional
-g = torch.Generator().manual_seed(0)
 
 
 def rand(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=g)
+    return torch.randn(*shape, generator=GENERATOR)
 
 
 # -- convolution ---------------------------------------------------------------------------------

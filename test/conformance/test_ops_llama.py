@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import check
+from harness import GENERATOR, check
 
 transformers = pytest.importorskip("transformers")
 from transformers import LlamaConfig, MistralConfig  # noqa: E402
@@ -34,11 +34,9 @@ from transformers.models.llama.modeling_llama import (  # noqa: E402
 
 TRANSCENDENTAL = 1e-4
 
-g = torch.Generator().manual_seed(0)
-
 
 def rand(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=g)
+    return torch.randn(*shape, generator=GENERATOR)
 
 
 def _config(attn: str, **extra: object) -> LlamaConfig:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import check
+from harness import GENERATOR, check
 
 from compiler.frontend.errors import FrontendError
 
-g = torch.Generator().manual_seed(0)
-
 
 def rand(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=g)
+    return torch.randn(*shape, generator=GENERATOR)
 
 
 # -- empty tensors and copies -----------------------------------------------------------------

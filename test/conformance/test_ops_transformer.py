@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from harness import check
+from harness import GENERATOR, check
 
 from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
@@ -26,15 +26,13 @@ from runtime.session import InferenceSession, TrainingSession
 
 TRANSCENDENTAL = 1e-4
 
-g = torch.Generator().manual_seed(0)
-
 
 def rand(*shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=g)
+    return torch.randn(*shape, generator=GENERATOR)
 
 
 def ints(high: int, *shape: int) -> torch.Tensor:
-    return torch.randint(0, high, shape, generator=g)
+    return torch.randint(0, high, shape, generator=GENERATOR)
 
 
 # -- views: slice, select, split, flip, expand, permute -------------------------------------
@@ -142,7 +140,7 @@ def test_scaled_dot_product_attention(causal: bool) -> None:
 
 
 def test_attention_with_masks() -> None:
-    bool_mask = torch.rand(5, 5, generator=g) > 0.3
+    bool_mask = torch.rand(5, 5, generator=GENERATOR) > 0.3
     bool_mask[:, 0] = True  # every row sees something
 
     def fn(q, k, v, b, m):

@@ -1,5 +1,6 @@
-"""Helpers for the end-to-end tests: run the rdu-* commands, compile the MLP example, train on
-the fabric beside torch."""
+"""Helpers for the end-to-end tests: run the rdu-* commands (as processes, or in this process
+where what they compute is the subject), compile the MLP example, train on the fabric beside
+torch."""
 
 from __future__ import annotations
 
@@ -32,12 +33,41 @@ def tool(name: str, *args: str, cwd: Path | None = None, env: dict | None = None
     )
 
 
+def in_process(name: str, *args: str) -> subprocess.CompletedProcess:
+    """An rdu-compile, rdu-test or rdu-run command run in this process (click's test runner):
+    the same code, exit status and output as the command, without its seconds of imports.
+
+    For the tests whose subject is what the command computes; its exit codes and one-line
+    errors as a process are ``test/hardening``'s. An exception the command did not turn into
+    its one-line error (``--debug``) is appended to stderr with its traceback."""
+    import gc
+    import traceback
+
+    from click.testing import CliRunner
+
+    from tools.rdu_compile import rdu_compile
+    from tools.rdu_run import rdu_run
+    from tools.rdu_test import rdu_test
+
+    commands = {"rdu-compile": rdu_compile, "rdu-run": rdu_run, "rdu-test": rdu_test}
+    result = CliRunner().invoke(commands[name], list(args))
+    if name == "rdu-compile":
+        # The command freezes what is loaded (its process ends right after): unfreeze it, so
+        # that what this compile left behind can be collected before the next one.
+        gc.unfreeze()
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        assert result.exc_info is not None
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess([name, *args], result.exit_code, result.stdout, stderr)
+
+
 def rdu_test(model: Path, pef: Path, *extra: str) -> dict[str, Any]:
     """Run ``rdu-test --json`` at its default tolerances; assert it passes; return its report
     (``sections``: kind -> verdict, ``tensors``: one row a tensor)."""
     import json
 
-    result = tool("rdu-test", str(model), "--pef", str(pef), "--json", *extra)
+    result = in_process("rdu-test", str(model), "--pef", str(pef), "--json", *extra)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr
     report = json.loads(result.stdout)
     assert report["verdict"] == "pass"
@@ -50,7 +80,7 @@ def judged(report: dict[str, Any], section: str) -> set[str]:
 
 
 def compile_mlp(out: Path, *extra: str) -> Path:
-    result = tool("rdu-compile", str(MLP), "--output-folder", str(out), *extra)
+    result = in_process("rdu-compile", str(MLP), "--output-folder", str(out), *extra)
     assert result.returncode == 0, result.stderr
     name = extra[extra.index("--pef-name") + 1] if "--pef-name" in extra else "mlp"
     return out / name / f"{name}.pef"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from e2e_helpers import ROOT, judged, losses_beside_torch, rdu_test, tool
+from e2e_helpers import ROOT, in_process, judged, losses_beside_torch, rdu_test
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -41,7 +41,7 @@ def test_resnet_matches_torch(resnet_pef: Path) -> None:
 
 
 def test_lenet_trains_to_90_percent(tmp_path: Path, lenet_pef: Path) -> None:
-    run = tool(
+    run = in_process(
         "rdu-run", str(LENET), "--pef", str(lenet_pef), "--num-epochs", "3",
         "--ckpt-dir", str(tmp_path / "ck"), "--ckpt-every", "0",
     )  # fmt: skip

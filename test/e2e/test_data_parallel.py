@@ -1,4 +1,4 @@
-"""Data-parallel training of the MLP (issue 7): ranks are local processes over loopback (gloo).
+"""Data-parallel training of the MLP: ranks are local processes over loopback (gloo).
 
 The reference for 2 ranks of per-rank batch 8 is 1 rank of batch 16: the same global batches
 in the same order, so after the same steps the parameters agree to rounding.

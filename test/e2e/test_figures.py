@@ -1,6 +1,6 @@
 """What the performance model says the reference workloads reach on sn10, from the compile report.
 
-Issue 4 hoped for 60% of peak for the matmul and 20% for the MLP's training step; these tests
+The goal was 60% of peak for the matmul and 20% for the MLP's training step; these tests
 hold the figures the model reaches and the bounds it proves:
 
 - the 4096^3 f32 matmul is spread by parallelize-units over all 640 PCUs of sn10 (parallel
@@ -77,4 +77,4 @@ def test_mlp_training_step_at_batch_256_on_sn10() -> None:
     batch_bytes = 256 * 64 * 4 + 256 * 8
     dram_cycles = batch_bytes / (target.dram_gbps / target.clock_ghz)
     compute_cycles = total["flops"] / target.peak_flops_per_cycle
-    assert compute_cycles / dram_cycles < 0.16  # < 20%: issue 4's MLP figure cannot be met
+    assert compute_cycles / dram_cycles < 0.16  # < 20%: the MLP's goal cannot be met

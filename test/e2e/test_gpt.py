@@ -1,4 +1,4 @@
-"""The GPT example end to end (issue 3): rdu-test at its defaults (with dropout too), 50 AdamW
+"""The GPT example end to end: rdu-test at its defaults (with dropout too), 50 AdamW
 steps on the fabric and in torch agreeing within 1e-3 at every step, the loss below the text's
 unigram entropy, and ``rdu-run --inference`` generating the same text from a prompt as torch does.
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, judged, losses_beside_torch, rdu_test, tool
+from e2e_helpers import ROOT, in_process, judged, losses_beside_torch, rdu_test
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -38,7 +38,9 @@ def _args() -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def gpt_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gpt")
-    result = tool("rdu-compile", str(GPT), "-b", str(BATCH), "--output-folder", str(out), *SMALL)
+    result = in_process(
+        "rdu-compile", str(GPT), "-b", str(BATCH), "--output-folder", str(out), *SMALL
+    )
     assert result.returncode == 0, result.stderr
     return out / "gpt" / "gpt.pef"
 
@@ -58,7 +60,7 @@ def test_rdu_test_passes_with_dropout(tmp_path: Path) -> None:
     """Dropout in the embeddings, the attention (SDPA's dropout_p) and the residuals: torch's
     reference draws the fabric's masks, so the step matches."""
     drop = [*SMALL, "--dropout", "0.1"]
-    result = tool(
+    result = in_process(
         "rdu-compile", str(GPT), "-b", str(BATCH), "--output-folder", str(tmp_path), *drop
     )
     assert result.returncode == 0, result.stderr
@@ -92,14 +94,14 @@ def test_50_adamw_steps_track_torch_and_beat_the_unigram_entropy(gpt_pef: Path) 
 
 def test_inference_generates_torchs_text_from_a_prompt(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = tool(
+    result = in_process(
         "rdu-compile", str(GPT), "--inference", "-b", "1", "--pef-name", "gpt-inf",
         "--output-folder", str(out), *SMALL,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     pef = out / "gpt-inf" / "gpt-inf.pef"
     prompt, new = "Shall I compare", 12
-    result = tool(
+    result = in_process(
         "rdu-run", str(GPT), "--pef", str(pef), "--inference", "--results-dir", str(tmp_path),
         "--prompt", prompt, "--max-new-tokens", str(new), *SMALL,
     )  # fmt: skip
@@ -122,8 +124,8 @@ def test_inference_generates_torchs_text_from_a_prompt(tmp_path: Path) -> None:
 
 
 def test_gpt_on_tiny_is_cut_into_sections_and_still_matches_torch(tmp_path: Path) -> None:
-    """Issue 4: the GPT example on the tiny target needs several sections and stays exact."""
-    result = tool(
+    """The GPT example on the tiny target needs several sections and stays exact."""
+    result = in_process(
         "rdu-compile", str(GPT), "-b", str(BATCH), "--arch", "tiny",
         "--output-folder", str(tmp_path), *SMALL,
     )  # fmt: skip

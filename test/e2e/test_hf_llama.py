@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, losses_beside_torch, tool
+from e2e_helpers import ROOT, in_process, losses_beside_torch
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -48,7 +48,7 @@ def _state(model: torch.nn.Module) -> dict[str, np.ndarray]:
 
 def _compile(out: Path, *extra: str) -> Path:
     name = extra[extra.index("--pef-name") + 1] if "--pef-name" in extra else "hf_llama"
-    result = tool("rdu-compile", str(LLAMA), "--output-folder", str(out), *SMALL, *extra)
+    result = in_process("rdu-compile", str(LLAMA), "--output-folder", str(out), *SMALL, *extra)
     assert result.returncode == 0, result.stderr
     return out / name / f"{name}.pef"
 
@@ -59,7 +59,7 @@ def llama_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_rdu_test_passes_at_its_defaults(llama_pef: Path) -> None:
-    result = tool("rdu-test", str(LLAMA), "--pef", str(llama_pef), *SMALL)
+    result = in_process("rdu-test", str(LLAMA), "--pef", str(llama_pef), *SMALL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "rdu-test: PASS" in result.stdout
 
@@ -107,7 +107,7 @@ def test_greedy_generation_through_the_inference_pef_is_torchs(tmp_path: Path) -
     _train_in_torch(model_file, model, 30)
     model.eval()
     torch.save(model.state_dict(), tmp_path / "trained.pt")  # no inv_freq: persistent=False
-    result = tool(
+    result = in_process(
         "rdu-run", str(LLAMA), "--pef", str(pef), "--inference", "--results-dir", str(tmp_path),
         "--init-ckpt-path", str(tmp_path / "trained.pt"), "--prompt", prompt,
         "--max-new-tokens", str(new), *SMALL,
@@ -145,5 +145,5 @@ def test_a_save_pretrained_folder_loads_with_pretrained(tmp_path: Path) -> None:
     for name, value in saved.state_dict().items():
         torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
     pef = _compile(tmp_path / "out", "--inference", "-b", "2", *pretrained)
-    result = tool("rdu-test", str(LLAMA), "--pef", str(pef), *SMALL, *pretrained)
+    result = in_process("rdu-test", str(LLAMA), "--pef", str(pef), *SMALL, *pretrained)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""The MLP end to end: compile, compare with torch, train, resume, infer (issue 2's checks)."""
+"""The MLP end to end: compile, compare with torch, train, resume, infer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What rdu-compile writes beside the PEF, made cheap (issue 6): the stage IR dumps (xdsl's text,
+"""What rdu-compile writes beside the PEF, made cheap: the stage IR dumps (xdsl's text,
 with each distinct attribute's text kept and reused) and the grids of report.html (every slot
 of a unit in its element, links by load)."""
 
@@ -33,7 +33,7 @@ def _xdsl_text(module: object) -> str:
     return out.getvalue() + "\n"
 
 
-@pytest.mark.parametrize("name", ["place-and-route.mlir", "fuse_elementwise.mlir"])
+@pytest.mark.parametrize("name", ["place_and_route.mlir", "fuse_elementwise.mlir"])
 def test_ir_dump_is_xdsl_text(name: str) -> None:
     text = (ROOT / "test" / "passes" / name).read_text().split("// -----")[0]
     module = Parser(make_context(), text).parse_module()

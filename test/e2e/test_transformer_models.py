@@ -1,4 +1,4 @@
-"""Transformer models a user brings (issue 3): Hugging Face GPT2LMHeadModel and
+"""Transformer models a user brings: Hugging Face GPT2LMHeadModel and
 BertForSequenceClassification built from a config (2 layers, hidden 128) and loaded from a local
 ``save_pretrained`` folder, and torch.nn.TransformerEncoderLayer with MultiheadAttention in a
 user model, each with its library's dropout and AdamW. Each compiles, passes rdu-test at its
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, rdu_test, tool
+from e2e_helpers import ROOT, in_process, rdu_test
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -33,7 +33,7 @@ def _needs(name: str) -> None:
 
 def _compile(name: str, out: Path, *extra: str) -> Path:
     model = ROOT / "examples" / name / "model.py"
-    result = tool(
+    result = in_process(
         "rdu-compile", str(model), "-b", str(BATCH), "--output-folder", str(out),
         *MODELS[name], *extra,
     )  # fmt: skip

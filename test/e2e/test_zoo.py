@@ -1,9 +1,11 @@
-"""The zoo (issue 12): architectures nobody here wrote, from ``transformers`` and ``torch.nn``,
+"""The zoo: architectures nobody here wrote, from ``transformers`` and ``torch.nn``,
 built from small configs with the library defaults left as they are (``examples/zoo/model.py``).
 
 Each, as a user would run it: ``rdu-compile`` for training and for inference, ``rdu-test`` on both
 PEFs at its default tolerances, and three training steps with ``rdu-run`` whose losses are
-finite. The README's supported-models table is generated from the same list (checked here)."""
+finite. The commands run in this process (``in_process``: the same code, exit status and output,
+without five process starts a model); as processes they are tested in ``test/hardening``. The
+README's supported-models table is generated from the same list (checked here)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, tool
+from e2e_helpers import ROOT, in_process
 
 ZOO_FILE = ROOT / "examples" / "zoo" / "model.py"
 BATCH = "2"
@@ -34,7 +36,7 @@ ZOO = _zoo()
 
 def _compile(name: str, out: Path, *extra: str) -> Path:
     pef_name = f"{name}{'-inference' if extra else ''}"
-    result = tool(
+    result = in_process(
         "rdu-compile", str(ZOO_FILE), "--zoo", name, "-b", BATCH, "--output-folder", str(out),
         "--pef-name", pef_name, *extra,
     )  # fmt: skip
@@ -49,9 +51,9 @@ def test_zoo_model_compiles_matches_torch_and_trains(name: str, tmp_path: Path) 
     training = _compile(name, tmp_path)
     inference = _compile(name, tmp_path, "--inference")
     for pef in (training, inference):
-        checked = tool("rdu-test", str(ZOO_FILE), "--zoo", name, "--pef", str(pef))
+        checked = in_process("rdu-test", str(ZOO_FILE), "--zoo", name, "--pef", str(pef))
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    run = tool(
+    run = in_process(
         "rdu-run", str(ZOO_FILE), "--zoo", name, "--pef", str(training), "--num-steps", "3",
         "--ckpt-dir", str(tmp_path / "ckpt"),
     )  # fmt: skip

@@ -384,9 +384,9 @@ def test_tracing_failure_names_the_line(tmp_path: Path) -> None:
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """An op only the backward uses is reported at the forward line it differentiates, and at
     the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
-    from compiler.frontend import aten
+    from compiler.frontend import registry
 
-    monkeypatch.delitem(aten.CONVERTERS, "aten.threshold_backward.default")
+    monkeypatch.delitem(registry.CONVERTERS, "aten.threshold_backward.default")
     spec = mlp_spec()
     build_dataflow(spec, inference=True)  # the forward alone does not need it
     with pytest.raises(UnsupportedOpError) as info:

@@ -1,4 +1,4 @@
-"""Issue 14: user errors of rdu-compile and of every rdu-* command line in one line, exit 1.
+"""User errors of rdu-compile and of every rdu-* command line in one line, exit 1.
 
 Every case runs the real command (a process): the exit status, the one stderr line, no
 traceback, and nothing written where the compile was refused.

@@ -1,4 +1,4 @@
-"""rdu-run training is never silently wrong and never lost (issue 14).
+"""rdu-run training is never silently wrong and never lost.
 
 Refused before the first step (exit 1, one line, nothing written): bad numeric options, NaN or
 out-of-range hyperparameters, output folders that cannot be, a NaN checkpoint. Stopped at the

@@ -21,7 +21,7 @@ from compiler.targets import get_target
 from dialects import all_dialects
 from runtime.pef import encode_pef, read_pef, schema
 
-PLACED = Path(__file__).with_name("emit-pef.mlir")
+PLACED = Path(__file__).with_name("emit_pef.mlir")
 """A placed training module (forward, backward, optimizer) on tiny; its lit test pins the text."""
 
 TINY = get_target("tiny")
