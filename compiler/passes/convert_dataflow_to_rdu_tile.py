@@ -69,15 +69,14 @@ from xdsl.dialects.builtin import (
     IntegerType,
     ModuleOp,
     TensorType,
-    UnregisteredOp,
     i1,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.exceptions import DiagnosticException
 
+from compiler.ir_helpers import elt_of, fail, op_name, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
@@ -91,46 +90,10 @@ INDEXING_OPS = (df.TakeOp, df.GatherOp, df.ScatterAddOp, df.PutAddOp, df.RandomO
 REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
 
 
-def describe_location(op: Operation) -> str:
-    """``file:line`` of an op's location, or the op name when it has none."""
-    loc = source_location(op.location)
-    filename = getattr(loc, "filename", None)
-    line = getattr(loc, "line", None)
-    if filename is not None and line is not None:
-        return f"{filename.data}:{line.data}"
-    return op.name
-
-
-def op_name(op: Operation) -> str:
-    """The op's name as written (an unregistered op's own name, not ``builtin.unregistered``)."""
-    if isinstance(op, UnregisteredOp):
-        return op.op_name.data
-    return op.name
-
-
-def fail(op: Operation, message: str) -> DiagnosticException:
-    """A one-line error that points at the op's source line."""
-    return DiagnosticException(f"{describe_location(op)}: {message}")
-
-
-def row_major(shape: Sequence[int]) -> list[int]:
-    """Row-major strides (in elements) of ``shape``."""
-    strides = [1] * len(shape)
-    for i in range(len(shape) - 2, -1, -1):
-        strides[i] = strides[i + 1] * shape[i + 1]
-    return strides
-
-
 def shape_of(value: SSAValue) -> tuple[int, ...]:
     typ = value.type
     assert isinstance(typ, TensorType)
     return tuple(typ.get_shape())
-
-
-def elt_of(value: SSAValue | Attribute) -> Attribute:
-    typ = value.type if isinstance(value, SSAValue) else value
-    assert isinstance(typ, TensorType)
-    return typ.element_type
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, fail, op_name
+from compiler.ir_helpers import elt_of, fail, op_name
 from compiler.passes.tiling import (
     NBUF,
     buffer_tile_bytes,

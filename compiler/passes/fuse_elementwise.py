@@ -67,7 +67,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, row_major
+from compiler.ir_helpers import elt_of, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from dialects import dataflow as df

@@ -49,10 +49,10 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
+from compiler.ir_helpers import RANDOM_OPCODES, assign_pmus
 from compiler.passes import parallel_layout
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
-from compiler.passes.split_units import RANDOM_OPCODES, assign_pmus
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp

@@ -49,9 +49,8 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
+from compiler.ir_helpers import assign_pmus, is_resident, resident_pmus, section_graph
 from compiler.passes import parallel_layout, placement
-from compiler.passes.place_and_route import section_graph
-from compiler.passes.split_units import assign_pmus, is_resident, resident_pmus
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp, YieldOp
 from dialects.pcu import UnitOp

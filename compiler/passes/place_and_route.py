@@ -45,7 +45,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -55,20 +54,18 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
 )
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
+from compiler.ir_helpers import TARGET_ATTR, section_graph
 from compiler.passes import parallel_layout, placement
-from compiler.passes.placement import DRAM, Coord, Graph, PlacementError, Stream, Unit
+from compiler.passes.placement import Coord, PlacementError
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
-
-TARGET_ATTR = "rdu.target"
-"""The module attribute naming the target a module was placed for."""
 
 
 @dataclass(frozen=True)
@@ -90,80 +87,6 @@ class PlaceAndRoute(ModulePass):
             if isinstance(section, SectionOp):
                 place_section(section, target, seed=self.seed)
         op.attributes[TARGET_ATTR] = StringAttr(target.name)
-
-
-@dataclass(frozen=True)
-class Sink:
-    """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
-
-    kind: Literal["fill", "store", "port", "bank"]
-    op: Operation
-    port: int = 0
-
-
-@dataclass(frozen=True)
-class SectionGraph:
-    """A section as the placer sees it, plus where each stream's route goes on the IR."""
-
-    graph: Graph
-    units: Sequence[UnitOp | BufferOp]
-    sinks: Sequence[Sink]
-    banks: Sequence[BufferOp] = ()
-    """The buffer each PMU after ``units`` belongs to (a buffer's second, third... PMU)."""
-
-
-def section_graph(section: SectionOp) -> SectionGraph:
-    """The units of ``section`` in dataflow order and its streams (see the module docstring)."""
-    where = f"section '{section.sym_name.data}'"
-    units: list[UnitOp | BufferOp] = [
-        op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
-    ]
-    index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
-    streams: list[Stream] = []
-    sinks: list[Sink] = []
-
-    def buffer_of(value: SSAValue, what: str) -> int:
-        owner = value.owner
-        if not isinstance(owner, BufferOp):
-            raise PassFailedException(f"{where}: {what} is not a pmu.buffer")
-        return index[owner]
-
-    for i, op in enumerate(units):
-        if isinstance(op, BufferOp):
-            owner = op.source.owner
-            if op.from_dram:
-                streams.append(Stream(DRAM, i))
-            elif isinstance(owner, UnitOp):
-                streams.append(Stream(index[owner], i))
-            else:
-                raise PassFailedException(
-                    f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
-                )
-            sinks.append(Sink("fill", op))
-        else:
-            for port, value in enumerate(op.inputs):
-                what = f"input {port} of pcu.unit @{op.sym_name.data}"
-                streams.append(Stream(buffer_of(value, what), i))
-                sinks.append(Sink("port", op, port))
-    stored: set[int] = set()
-    for k, value in enumerate(section.yield_op.values):
-        b = buffer_of(value, f"result {k} of the section")
-        if b not in stored:
-            stored.add(b)
-            streams.append(Stream(b, DRAM))
-            sinks.append(Sink("store", units[b]))
-    banks: list[BufferOp] = []
-    for i, op in enumerate(units):
-        if isinstance(op, BufferOp):
-            previous = i
-            for _ in range(op.num_pmus - 1):
-                banks.append(op)
-                streams.append(Stream(previous, len(units) + len(banks) - 1))
-                sinks.append(Sink("bank", op))
-                previous = len(units) + len(banks) - 1
-    more = [Unit(f'pmu.buffer "{b.buffer_name.data}" (one more PMU)', "pmu") for b in banks]
-    graph = Graph([*(_unit(op) for op in units), *more], streams)
-    return SectionGraph(graph, units, sinks, banks)
 
 
 def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
@@ -205,12 +128,6 @@ def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
             sink.op.properties["route" if sink.kind == "fill" else "store_route"] = flat
     for op, routes in port_routes.items():
         op.properties["routes"] = ArrayAttr(routes)
-
-
-def _unit(op: UnitOp | BufferOp) -> Unit:
-    if isinstance(op, UnitOp):
-        return Unit(f"pcu.unit @{op.sym_name.data}", "pcu")
-    return Unit(f'pmu.buffer "{op.buffer_name.data}"', "pmu")
 
 
 def _flatten(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:

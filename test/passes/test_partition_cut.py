@@ -15,10 +15,11 @@ from xdsl.parser import Parser
 from xdsl.utils.exceptions import PassFailedException
 
 from compiler.driver import make_context
+from compiler.ir_helpers import section_graph
 from compiler.passes import partition_sections, placement
 from compiler.passes.emit_pef import module_to_program
 from compiler.passes.partition_sections import PartitionSections, _Partitioner
-from compiler.passes.place_and_route import PlaceAndRoute, section_graph
+from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.placement import DRAM, Graph, PlacementError, Stream, Unit
 from compiler.passes.split_units import SplitUnits
 from compiler.targets import Target, get_target
