@@ -60,7 +60,8 @@ from xdsl.utils.exceptions import PassFailedException
 
 from compiler.ir_helpers import TARGET_ATTR, section_graph
 from compiler.passes import parallel_layout, placement
-from compiler.passes.placement import Coord, PlacementError
+from compiler.passes.placement import PlacementError
+from compiler.passes.routing import Coord
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp

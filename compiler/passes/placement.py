@@ -21,26 +21,23 @@ The algorithm:
 2. simulated annealing of the total Manhattan length of all streams: one or two thousand moves
    (move a unit to a free slot of its kind or swap it with the unit there), seeded, so the
    same graph always gets the same placement;
-3. routing, stream by stream in order: X then Y; Y then X if that would overload a link; a
-   shortest detour over links with room left if both would. If a stream still finds no path,
-   the annealing is retried with other seeds before giving up.
+3. routing (``routing.Router``), stream by stream in order: X then Y; Y then X if that would
+   overload a link; a shortest detour over links with room left if both would. If a stream
+   still finds no path, the annealing is retried with other seeds before giving up.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from compiler.passes.routing import Coord, Router
 from compiler.targets import Target
 
 UnitKind = Literal["pcu", "pmu"]
-Coord = tuple[int, int]
-Link = tuple[Coord, Coord]
-"""A directed link: (from switch, to switch)."""
 
 DRAM: Final = -1
 """The endpoint index of off-chip memory in a ``Stream``."""
@@ -392,36 +389,19 @@ def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[in
 
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:
-    """Route every stream, in order, within ``target.link_capacity`` streams per link.
-
-    Each stream tries X-then-Y, then Y-then-X, then the shortest path over links with room left.
-    """
-    usage: dict[Link, int] = {}
+    """Route every stream, in order, within ``target.link_capacity`` streams per link
+    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room)."""
+    router = Router(target)
     routes: list[tuple[Coord, ...]] = []
     for index, stream in enumerate(graph.streams):
         a = endpoint_switch(at, stream, stream.src)
         b = endpoint_switch(at, stream, stream.dst)
-        hops = next(
-            (p for p in (_xy_path(a, b), _yx_path(a, b)) if _fits(p, usage, target)),
-            None,
-        )
-        if hops is None:
-            hops = _detour(a, b, usage, target)
+        hops = router.path(a, b)
         if hops is None:
             raise _Unroutable(index)
-        for link in _links(hops):
-            usage[link] = usage.get(link, 0) + 1
+        router.take(hops)
         routes.append(hops)
     return routes
-
-
-def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
-    """How many streams use each (directed) link."""
-    usage: dict[Link, int] = {}
-    for hops in routes:
-        for link in _links(hops):
-            usage[link] = usage.get(link, 0) + 1
-    return usage
 
 
 class _Unroutable(Exception):
@@ -489,64 +469,6 @@ def _describe(graph: Graph, index: int) -> str:
     stream = graph.streams[index]
     names = ["DRAM" if e == DRAM else graph.units[e].name for e in (stream.src, stream.dst)]
     return f"{names[0]} -> {names[1]}"
-
-
-def _step(a: int, b: int) -> int:
-    return (b > a) - (b < a)
-
-
-def _xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
-    x, y = a
-    hops = [a]
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    return tuple(hops)
-
-
-def _yx_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
-    x, y = a
-    hops = [a]
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    return tuple(hops)
-
-
-def _links(hops: Sequence[Coord]) -> list[Link]:
-    return [(hops[i], hops[i + 1]) for i in range(len(hops) - 1)]
-
-
-def _fits(hops: Sequence[Coord], usage: dict[Link, int], target: Target) -> bool:
-    return all(usage.get(link, 0) < target.link_capacity for link in _links(hops))
-
-
-def _detour(a: Coord, b: Coord, usage: dict[Link, int], target: Target) -> tuple[Coord, ...] | None:
-    """Shortest path from ``a`` to ``b`` over links with room left (breadth first)."""
-    parent: dict[Coord, Coord] = {a: a}
-    queue = deque([a])
-    while queue:
-        p = queue.popleft()
-        if p == b:
-            hops = [b]
-            while hops[-1] != a:
-                hops.append(parent[hops[-1]])
-            return tuple(reversed(hops))
-        x, y = p
-        for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-            if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
-                continue
-            if usage.get((p, q), 0) >= target.link_capacity:
-                continue
-            parent[q] = p
-            queue.append(q)
-    return None
 
 
 def fanout_excess(graph: Graph, target: Target) -> str | None:

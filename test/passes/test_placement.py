@@ -8,18 +8,17 @@ import pytest
 
 from compiler.passes.placement import (
     DRAM,
-    Coord,
     Graph,
     Placement,
     PlacementError,
     Stream,
     Unit,
     endpoint_switch,
-    link_usage,
     place_and_route,
     slots,
     wire_length,
 )
+from compiler.passes.routing import Coord, link_usage
 from compiler.targets import Target, get_target
 
 GRID = Target("grid4x3", cols=4, rows=3, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
