@@ -1,7 +1,7 @@
 """partition-sections: cut every section that does not fit the fabric into several that do.
 
 A section runs on the fabric all at once: its PCUs, and the PMUs of its buffers (``pmus`` of
-them for a buffer that spans several, see split-units), must fit the target's, and its streams
+them for a buffer that spans several, see assign-pmus), must fit the target's, and its streams
 must route within the links' capacity. A section that does not fit is cut, in dataflow order,
 into consecutive sections ``<name>.0``, ``<name>.1``... of the same kind that run one after the
 other: each, from where the one before ends, takes as many units as fit (counting PCUs and

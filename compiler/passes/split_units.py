@@ -16,15 +16,7 @@ ports. A unit over either is split into a chain of units, each computing part of
 - the last part keeps the unit's name, space, result access and combiner; a part is named
   ``<unit>.<k>`` (``k`` from 0, in dataflow order) and sits just before the unit.
 
-Then every ``pmu.buffer`` gets ``pmus``, the PMUs its tensor occupies (``assign_pmus``): a
-buffer a PCU writes and another PCU of the section reads out of the order it was written (a
-transposed or broadcast read, a reduction's result read before the reduction is over) must hold
-the whole tensor on chip: ``ceil(bytes / target.pmu_bytes)`` PMUs; so must every buffer a
-parallel unit (see parallelize-units) reads or writes, its copies each reading or writing their
-own block of it, loaded from DRAM once (in at least as many PMUs as streams leave or enter it,
-``parallel_layout.held_pmus``). Every other buffer streams
-its tensor through in tiles (loaded from or stored to DRAM, or written and read in the same
-order) and takes one PMU.
+How many PMUs each buffer takes is assign-pmus' (after parallelize-units).
 
 Before, on ``tiny`` (4 stages, 3 ports)::
 
@@ -67,7 +59,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from compiler.ir_helpers import RANDOM_OPCODES, assign_pmus, describe_location, row_major
+from compiler.ir_helpers import RANDOM_OPCODES, describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location, ssa_hint
@@ -403,7 +395,7 @@ class _UnitSplitter:
 
 
 def split_section(section: SectionOp, target: Target) -> None:
-    """Split the units of ``section`` that do not fit ``target``, then ``assign_pmus``."""
+    """Split the units of ``section`` that do not fit ``target``."""
     block = section.body.block
     taken: set[str] = set()
     for op in block.ops:
@@ -414,13 +406,11 @@ def split_section(section: SectionOp, target: Target) -> None:
     for unit in [op for op in block.ops if isinstance(op, UnitOp)]:
         if needs_split(unit, target):
             _UnitSplitter(unit, target, taken).run()
-    assign_pmus(section, target)
 
 
 @dataclass(frozen=True)
 class SplitUnits(ModulePass):
-    """Split units over the target's PCU stages or ports; count the PMUs of every buffer (see
-    the module docstring)."""
+    """Split units over the target's PCU stages or ports (see the module docstring)."""
 
     name = "split-units"
 

@@ -17,6 +17,7 @@ from xdsl.utils.exceptions import PassFailedException
 from compiler.driver import make_context
 from compiler.ir_helpers import section_graph
 from compiler.passes import partition_sections, placement
+from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.emit_pef import module_to_program
 from compiler.passes.partition_sections import PartitionSections, _Partitioner
 from compiler.passes.place_and_route import PlaceAndRoute
@@ -206,6 +207,7 @@ def test_a_resident_tensor_chains_its_pmus_and_stays_with_its_reader(
     module = Parser(ctx, SCALED_MATMUL).parse_module()
     assert isinstance(module, ModuleOp)
     SplitUnits(target=str(path)).apply(ctx, module)
+    AssignPmus(target=str(path)).apply(ctx, module)
     # The scaled ``a`` (32 KiB, 8 PMUs of 4 KiB) is read out of order by the matmul: resident.
     # Its PMUs form a chain (two streams each at most): as a star, its first PMU would send 7
     # streams to the others, past the 4 the links of one slot carry, and ``a`` would have to be
