@@ -4,8 +4,9 @@
 - shapes and strides of tensor values (``elt_of``, ``row_major``);
 - how many PMUs a buffer spans (``assign_pmus``, run by assign-pmus and again by
   partition-sections on the pieces it cuts, with ``is_resident`` and ``resident_pmus``);
-- a section as the placer sees it (``section_graph``, read by partition-sections and
-  place-and-route);
+- a section as the placer sees it (``section_graph``), and the placement partition-sections
+  found for it, recorded on the section for place-and-route (``record_placement``,
+  ``recorded_placement``);
 - the module attribute naming the target a module was placed for (``TARGET_ATTR``).
 """
 
@@ -16,22 +17,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from xdsl.dialects.builtin import IntegerAttr, TensorType, UnregisteredOp, i64
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    IntegerAttr,
+    IntegerType,
+    TensorType,
+    UnregisteredOp,
+    i64,
+)
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.utils.exceptions import DiagnosticException, PassFailedException
 
 from compiler.passes import parallel_layout
-from compiler.passes.placement import DRAM, Graph, Stream, Unit
+from compiler.passes.placement import DRAM, Graph, Placement, Stream, Unit
 from compiler.passes.tiling import element_bytes
 from compiler.targets import Target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
-from dialects.rdu_tile import AccessAttr, element_type, shape_of
+from dialects.rdu_tile import AccessAttr, dense_i64, element_type, shape_of
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
+
+PLACEMENT_ATTR = "rdu.placement"
+"""The section attribute holding the placement partition-sections found for it (its slots and
+routes, in ``section_graph`` order), which place-and-route writes onto the units."""
 
 RANDOM_OPCODES = ("rand",)
 """Stages whose value depends on the point's index in the unit's whole space."""
@@ -255,3 +269,45 @@ def _placed_unit(op: UnitOp | BufferOp) -> Unit:
     if isinstance(op, UnitOp):
         return Unit(f"pcu.unit @{op.sym_name.data}", "pcu")
     return Unit(f'pmu.buffer "{op.buffer_name.data}"', "pmu")
+
+
+def record_placement(section: SectionOp, placed: Placement) -> None:
+    """Record ``placed`` (a placement of ``section_graph(section)``) on ``section``:
+    ``rdu.placement = {at = array<i64: x0, y0, ...>, routes = [array<i64: x0, y0, ...>, ...]}``,
+    the slot of every unit and the switches of every stream, in graph order."""
+    section.attributes[PLACEMENT_ATTR] = DictionaryAttr(
+        {
+            "at": dense_i64([c for slot in placed.at for c in slot]),
+            "routes": ArrayAttr(
+                [dense_i64([c for hop in hops for c in hop]) for hops in placed.routes]
+            ),
+        }
+    )
+
+
+def recorded_placement(section: SectionOp) -> Placement | None:
+    """The placement ``record_placement`` left on ``section`` (None: none), unchecked."""
+    attr = section.attributes.get(PLACEMENT_ATTR)
+    if attr is None:
+        return None
+    where = f"section '{section.sym_name.data}'"
+    if not isinstance(attr, DictionaryAttr):
+        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} must be a dictionary")
+    at, routes = attr.data.get("at"), attr.data.get("routes")
+    if (
+        not isinstance(at, DenseArrayBase)
+        or not isinstance(at.elt_type, IntegerType)
+        or not isinstance(routes, ArrayAttr)
+    ):
+        raise PassFailedException(
+            f"{where}: {PLACEMENT_ATTR} must hold 'at' (an array<i64>) and 'routes' (a list)"
+        )
+    flat = [at.get_values()]
+    for route in routes.data:
+        if not isinstance(route, DenseArrayBase) or not isinstance(route.elt_type, IntegerType):
+            raise PassFailedException(f"{where}: a route of {PLACEMENT_ATTR} is not an array<i64>")
+        flat.append(route.get_values())
+    if any(len(values) % 2 for values in flat):
+        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} holds an odd number of coordinates")
+    pairs = [tuple((int(v[i]), int(v[i + 1])) for i in range(0, len(v), 2)) for v in flat]
+    return Placement(pairs[0], tuple(pairs[1:]))

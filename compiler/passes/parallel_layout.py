@@ -199,22 +199,8 @@ def copy_indices(factors: Sequence[int]) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(p) for p in factors)))
 
 
-_LAID: dict[tuple[ParallelSpec, Target], Layout] = {}
-"""Layouts found: parallelize-units, partition-sections and place-and-route lay the same unit
-out; the second and third time is a look-up."""
-
-
 def layout(spec: ParallelSpec, target: Target) -> Layout:
     """The layout of ``spec`` on ``target`` (see the module docstring)."""
-    key = (spec, target)
-    if key not in _LAID:
-        if len(_LAID) >= 64:
-            del _LAID[next(iter(_LAID))]  # the oldest
-        _LAID[key] = _layout(spec, target)
-    return _LAID[key]
-
-
-def _layout(spec: ParallelSpec, target: Target) -> Layout:
     where = f"parallel pcu.unit @{spec.name} ({math.prod(spec.factors)} copies)"
     row_c, col_c = grid_axes(spec.space, spec.out_strides, spec.factors, target)
     rows_used = spec.factors[row_c] if row_c >= 0 else 1

@@ -14,12 +14,15 @@ streams between them become a ``placement.Graph``:
   readers' and its store, more than the links of a switch carry once ``N`` is in the tens (GPT
   at hidden 2048: 35 sections as a star, 21 as a chain, and 26% fewer modelled cycles).
 
-``placement.place_and_route`` places and routes that graph (greedy, then simulated annealing of
-the total stream length, then dimension-ordered routing within the links' capacity) and the
-answer goes back onto the IR: ``at`` on every unit, the stream into a PMU on its ``route``, the
-store to DRAM on its ``store_route``, the stream into each PCU port on the PCU's ``routes``
-(routes are flattened switch coordinates ``x0, y0, x1, y1, ...``). The module gets
-``rdu.target`` so emit-pef knows what the placement is for. Before, on target ``tiny``:
+The placement is the one partition-sections found and recorded on the section
+(``rdu.placement``: slots and routes in that graph's order; checked, then dropped). A section
+without one (place-and-route run alone) is placed here: ``placement.place_and_route`` (greedy,
+then simulated annealing of the total stream length with seed 0, then dimension-ordered routing
+within the links' capacity). Either way the answer goes onto the IR: ``at`` on every unit,
+the stream into a PMU on its ``route``, the store to DRAM on its ``store_route``, the stream
+into each PCU port on the PCU's ``routes`` (routes are flattened switch coordinates ``x0, y0,
+x1, y1, ...``). The module gets ``rdu.target`` so emit-pef knows what the placement is for.
+Before, on target ``tiny``:
 
     %x = pmu.buffer %arg {name = "input.0", ...} : tensor<4xf32> -> memref<4xf32>
     %r = pcu.unit @relu (%x) space [4] ... combiner "none" : (memref<4xf32>) -> tensor<4xf32> {..}
@@ -58,7 +61,12 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.ir_helpers import TARGET_ATTR, section_graph
+from compiler.ir_helpers import (
+    PLACEMENT_ATTR,
+    TARGET_ATTR,
+    recorded_placement,
+    section_graph,
+)
 from compiler.passes import parallel_layout, placement
 from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord
@@ -77,7 +85,6 @@ class PlaceAndRoute(ModulePass):
     name = "place-and-route"
 
     target: str = "plasticine"
-    seed: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -86,12 +93,13 @@ class PlaceAndRoute(ModulePass):
             raise PassFailedException(str(err)) from None
         for section in op.walk():
             if isinstance(section, SectionOp):
-                place_section(section, target, seed=self.seed)
+                place_section(section, target)
         op.attributes[TARGET_ATTR] = StringAttr(target.name)
 
 
-def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
-    """Place and route one section in place: ``at`` on its units, routes on the consumers."""
+def place_section(section: SectionOp, target: Target) -> None:
+    """Place and route one section in place: ``at`` on its units, routes on the consumers (the
+    placement recorded on the section, else one found here)."""
     unit = parallel_layout.parallel_unit(section)
     if unit is not None:
         try:
@@ -100,12 +108,21 @@ def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
             raise PassFailedException(f"section '{section.sym_name.data}': {err}") from None
         return
     sg = section_graph(section)
-    try:
-        result = placement.place_and_route(
-            sg.graph, target, section=section.sym_name.data, seed=seed
-        )
-    except PlacementError as err:
-        raise PassFailedException(str(err)) from None
+    name = section.sym_name.data
+    result = recorded_placement(section)
+    if result is not None:
+        wrong = placement.check_placement(sg.graph, target, result)
+        if wrong is not None:
+            raise PassFailedException(
+                f"section '{name}': the placement recorded on it ({PLACEMENT_ATTR}) does not fit "
+                f"its units on target '{target.name}': {wrong}"
+            )
+        del section.attributes[PLACEMENT_ATTR]
+    else:
+        try:
+            result = placement.place_and_route(sg.graph, target, section=name)
+        except PlacementError as err:
+            raise PassFailedException(str(err)) from None
     count = len(sg.units)
     for op, (x, y) in zip(sg.units, result.at[:count], strict=True):
         for stale in ("route", "store_route", "routes", "more_at"):  # from an earlier placement

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from compiler.passes.routing import Coord, Router
+from compiler.passes.routing import Coord, Router, link_usage
 from compiler.targets import Target
 
 UnitKind = Literal["pcu", "pmu"]
@@ -97,6 +97,13 @@ class Placement:
         return sum(len(hops) - 1 for hops in self.routes)
 
 
+Known = dict[tuple[object, ...], Placement | int]
+"""Answers of ``place_and_route`` a caller keeps, by what determines them (unit kinds, streams,
+target, seed, moves: names only appear in errors): a placement, or for a graph that did not
+route the index of the stream that last found no path. partition-sections keeps one for a run:
+the layers of a model give it the same pieces over and over."""
+
+
 def place_and_route(
     graph: Graph,
     target: Target,
@@ -104,13 +111,15 @@ def place_and_route(
     section: str = "section",
     seed: int = 0,
     moves: int | None = None,
+    known: Known | None = None,
 ) -> Placement:
     """Place every unit of ``graph`` on a slot of its kind and route every stream.
 
     ``section`` names the section in error messages; ``moves`` overrides the number of annealing
-    moves (default: scaled with the number of units, 2000 at most). Raises
-    ``PlacementError`` when the section needs more units of a kind than the target has, or when
-    a stream cannot be routed within the links' capacity.
+    moves (default: scaled with the number of units, 2000 at most). ``known`` holds the answers
+    found so far by the caller (see ``Known``): an answer found there is not searched again, a
+    new one is added. Raises ``PlacementError`` when the section needs more units of a kind than
+    the target has, or when a stream cannot be routed within the links' capacity.
     """
     _check_graph(graph)
     _check_capacity(graph, target, section)
@@ -123,7 +132,9 @@ def place_and_route(
         seed,
         moves,
     )
-    placed = _PLACED.get(key)
+    if known is None:
+        known = {}
+    placed = known.get(key)
     if isinstance(placed, Placement):
         return placed
     failed = placed
@@ -137,29 +148,45 @@ def place_and_route(
             failed = err.stream
             continue
         placed = Placement(tuple(at), tuple(routes))
-        _remember(key, placed)
+        known[key] = placed
         return placed
     assert failed is not None
-    _remember(key, failed)
+    known[key] = failed
     raise PlacementError(
         f"section '{section}' cannot be routed on target '{target.name}': no path with room "
         f"left for the stream {_describe(graph, failed)} (link capacity {target.link_capacity})"
     )
 
 
-_PLACED: dict[tuple[object, ...], Placement | int] = {}
-"""Placements found, by what determines them (unit kinds, streams, target, seed, moves: names
-only appear in errors), or for a graph that did not route the index of the stream that last
-found no path. partition-sections places every piece it cuts to check that it routes (the
-layers of a model give it the same pieces over and over), and place-and-route then places the
-same sections again: the second time is a look-up."""
-_PLACED_SIZE = 1024
-
-
-def _remember(key: tuple[object, ...], answer: Placement | int) -> None:
-    if len(_PLACED) >= _PLACED_SIZE:
-        del _PLACED[next(iter(_PLACED))]  # the oldest
-    _PLACED[key] = answer
+def check_placement(graph: Graph, target: Target, placed: Placement) -> str | None:
+    """What is wrong with ``placed`` as a placement of ``graph`` on ``target``, or None: every
+    unit on a distinct slot of its kind, every stream's route a path of adjacent switches from
+    its source's switch to its destination's, no link over its capacity."""
+    if len(placed.at) != len(graph.units) or len(placed.routes) != len(graph.streams):
+        return (
+            f"{len(placed.at)} slots and {len(placed.routes)} routes for {len(graph.units)} "
+            f"units and {len(graph.streams)} streams"
+        )
+    kinds = {kind: set(slots(target, kind)) for kind in ("pcu", "pmu")}
+    for unit, slot in zip(graph.units, placed.at, strict=True):
+        if tuple(slot) not in kinds[unit.kind]:
+            return f"{unit.name} at {list(slot)}, not a {unit.kind.upper()} slot"
+    if len(set(placed.at)) != len(placed.at):
+        return "two units on one slot"
+    for index, (stream, hops) in enumerate(zip(graph.streams, placed.routes, strict=True)):
+        ends = (endpoint_switch(placed.at, stream, stream.src),
+                endpoint_switch(placed.at, stream, stream.dst))  # fmt: skip
+        steps = zip(hops, hops[1:], strict=False)
+        if (
+            not hops
+            or (hops[0], hops[-1]) != ends
+            or any(abs(a[0] - b[0]) + abs(a[1] - b[1]) != 1 for a, b in steps)
+        ):
+            return f"the route of the stream {_describe(graph, index)} does not join its ends"
+    usage = link_usage(placed.routes)
+    if any(n > target.link_capacity for n in usage.values()):
+        return f"a link carries more than {target.link_capacity} streams"
+    return None
 
 
 def default_moves(num_units: int) -> int:

@@ -79,16 +79,19 @@ def test_a_graph_that_did_not_route_fails_again_without_annealing(
 ) -> None:
     tiny = get_target("tiny")
     graph = fan(8, store=True)
+    known: placement.Known = {}
     with pytest.raises(PlacementError) as first:
-        placement.place_and_route(graph, tiny, section="first", seed=12345)
+        placement.place_and_route(graph, tiny, section="first", seed=12345, known=known)
 
     def no_annealing(*args: object, **kwargs: object) -> None:
         raise AssertionError("annealed again")
 
     monkeypatch.setattr(placement, "anneal", no_annealing)
     with pytest.raises(PlacementError) as second:
-        placement.place_and_route(graph, tiny, section="second", seed=12345)
+        placement.place_and_route(graph, tiny, section="second", seed=12345, known=known)
     assert str(second.value) == str(first.value).replace("'first'", "'second'")
+    with pytest.raises(AssertionError, match="annealed again"):  # the answers are the caller's
+        placement.place_and_route(graph, tiny, section="third", seed=12345)
 
 
 # -- the search for the cut --------------------------------------------------------------------
@@ -127,7 +130,7 @@ class Scripted(_Partitioner):
     def __init__(self, answer: dict[int, str], n: int = 10) -> None:
         module = Parser(make_context(), relu_chain(n)).parse_module()
         section = next(op for op in module.walk() if isinstance(op, SectionOp))
-        super().__init__(section, get_target("plasticine"), 0, 0)
+        super().__init__(section, get_target("plasticine"), 0, 0, {})
         self.answer = answer
         self.asked: list[int] = []
 
@@ -165,7 +168,7 @@ def test_after_three_misses_the_cut_is_bisected() -> None:
 def test_the_longest_piece_that_fits_is_found_as_a_linear_scan_finds_it() -> None:
     module = Parser(make_context(), relu_chain(20)).parse_module()
     section = next(op for op in module.walk() if isinstance(op, SectionOp))
-    partitioner = _Partitioner(section, get_target("tiny"), 0, 0)
+    partitioner = _Partitioner(section, get_target("tiny"), 0, 0, {})
     for i in range(20):
         j = i + 1
         while j < 20 and partitioner.fits(i, j + 1):
