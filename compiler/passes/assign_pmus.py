@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.ir_helpers import assign_pmus
+from compiler.passes.ir_helpers import assign_pmus
 from compiler.targets import TargetError, get_target
 from dialects.dataflow import SectionOp
 

@@ -89,7 +89,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint
 
-from compiler.ir_helpers import elt_of, fail, op_name, row_major
+from compiler.passes.ir_helpers import elt_of, fail, op_name, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location

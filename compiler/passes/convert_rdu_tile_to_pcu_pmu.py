@@ -83,7 +83,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.ir_helpers import elt_of, fail, op_name
+from compiler.passes.ir_helpers import elt_of, fail, op_name
 from compiler.passes.tiling import (
     NBUF,
     buffer_tile_bytes,

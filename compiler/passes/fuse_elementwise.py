@@ -74,7 +74,7 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from compiler.ir_helpers import elt_of, row_major
+from compiler.passes.ir_helpers import elt_of, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp

@@ -48,8 +48,8 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.ir_helpers import RANDOM_OPCODES
 from compiler.passes import parallel_layout
+from compiler.passes.ir_helpers import RANDOM_OPCODES
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
 from compiler.targets import Target, TargetError, get_target

@@ -54,14 +54,14 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.ir_helpers import (
+from compiler.passes import parallel_layout, placement
+from compiler.passes.ir_helpers import (
     assign_pmus,
     is_resident,
     record_placement,
     resident_pmus,
     section_graph,
 )
-from compiler.passes import parallel_layout, placement
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp, YieldOp
 from dialects.pcu import UnitOp

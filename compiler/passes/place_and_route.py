@@ -61,13 +61,13 @@ from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.ir_helpers import (
+from compiler.passes import parallel_layout, placement
+from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     TARGET_ATTR,
     recorded_placement,
     section_graph,
 )
-from compiler.passes import parallel_layout, placement
 from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord
 from compiler.targets import Target, TargetError, get_target

@@ -59,7 +59,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from compiler.ir_helpers import RANDOM_OPCODES, describe_location, row_major
+from compiler.passes.ir_helpers import RANDOM_OPCODES, describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location, ssa_hint

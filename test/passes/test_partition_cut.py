@@ -15,10 +15,10 @@ from xdsl.parser import Parser
 from xdsl.utils.exceptions import PassFailedException
 
 from compiler.driver import make_context
-from compiler.ir_helpers import section_graph
 from compiler.passes import partition_sections, placement
 from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.emit_pef import module_to_program
+from compiler.passes.ir_helpers import section_graph
 from compiler.passes.partition_sections import PartitionSections, _Partitioner
 from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.placement import DRAM, Graph, PlacementError, Stream, Unit

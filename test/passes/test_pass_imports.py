@@ -1,5 +1,5 @@
-"""The passes share code through modules no pass owns (``compiler/ir_helpers.py``, routing,
-placement, tiling...): no pass module imports another pass's module, and no module of the
+"""The passes share code through modules no pass owns (``ir_helpers``, ``routing``,
+``placement``, ``tiling``...): no pass module imports another pass's module, and no module of the
 passes' layer (``compiler/passes``, ``compiler/*.py``) imports another module's private
 (``_``-prefixed) names."""
 
