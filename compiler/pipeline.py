@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xdsl.passes import ModulePass
 
+from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
 from compiler.passes.fuse_elementwise import FuseElementwise
@@ -34,6 +35,7 @@ def lowering_passes(
         ("pcu_pmu", ConvertRduTileToPcuPmu(target=target)),
         ("split", SplitUnits(target=target)),
         ("parallel", parallelize),
+        ("pmus", AssignPmus(target=target)),
         ("sections", PartitionSections(target=target, max_ops=0 if opt_level >= 1 else 1)),
         ("placed", PlaceAndRoute(target=target)),
     ]

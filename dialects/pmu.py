@@ -8,7 +8,7 @@ generator loads it from DRAM) or a ``pcu.unit`` result (the PCU writes it). Its 
     %w_pmu = pmu.buffer %w {name = "net.0.weight", tile_bytes = 8192 : i64, nbuf = 2 : i64,
                             banks = 16 : i64} : tensor<64x128xf32> -> memref<64x128xf32>
 
-A tensor that must stay on chip whole (see split-units) and is larger than one PMU spans
+A tensor that must stay on chip whole (see assign-pmus) and is larger than one PMU spans
 several: ``pmus = N : i64`` (absent: 1) says how many PMUs of the grid the buffer occupies, its
 address range cut into ``N`` consecutive pieces of at most ``target.pmu_bytes`` each.
 

@@ -29,6 +29,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return SplitUnits
 
+    def assign_pmus() -> type[ModulePass]:
+        from compiler.passes.assign_pmus import AssignPmus
+
+        return AssignPmus
+
     def parallelize_units() -> type[ModulePass]:
         from compiler.passes.parallelize_units import ParallelizeUnits
 
@@ -55,6 +60,7 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "convert-rdu-tile-to-pcu-pmu": convert_rdu_tile_to_pcu_pmu,
         "split-units": split_units,
         "parallelize-units": parallelize_units,
+        "assign-pmus": assign_pmus,
         "partition-sections": partition_sections,
         "place-and-route": place_and_route,
         "emit-pef": emit_pef,

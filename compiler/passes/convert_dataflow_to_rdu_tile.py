@@ -34,6 +34,11 @@ The dataflow ops are erased; kernels keep the locations of the ops they come fro
 ``<kind>_<i>`` (``matmul_0``, ``relu_1``, ``sum_2``, ``copy_3``...: the kind and the kernel's
 index in its section), the names the PCUs and PMUs carry on.
 
+How: the ``ComputeToKernel`` pattern lowers each compute op (its kernel builder in ``_LOWER``),
+asking the section's ``ViewLayouts`` (the view-layout analysis) where its operands' elements
+live; ``CopyYieldedViews`` materializes yielded views; ``RefuseOp`` stops at anything else; then
+``EraseFoldedOps``, walking each section bottom-up, erases the views and contracted ``mul`` ops.
+
 Tiles come from the target (see ``compiler/passes/tiling.py``): the innermost non-reduced counter
 gets a vector of ``pcu_lanes``, and counters grow from the innermost outwards while the tiles of
 every operand and the result, double-buffered, fit one PMU.
@@ -58,7 +63,8 @@ After::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects import arith, math
@@ -69,15 +75,21 @@ from xdsl.dialects.builtin import (
     IntegerType,
     ModuleOp,
     TensorType,
-    UnregisteredOp,
     i1,
     i64,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
-from xdsl.utils.exceptions import DiagnosticException
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
 
+from compiler.passes.ir_helpers import elt_of, fail, op_name, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
@@ -92,46 +104,10 @@ INDEXING_OPS = (df.TakeOp, df.GatherOp, df.ScatterAddOp, df.PutAddOp, df.RandomO
 REDUCE_COMBINER = {"sum": "add", "max": "max", "min": "min"}
 
 
-def describe_location(op: Operation) -> str:
-    """``file:line`` of an op's location, or the op name when it has none."""
-    loc = source_location(op.location)
-    filename = getattr(loc, "filename", None)
-    line = getattr(loc, "line", None)
-    if filename is not None and line is not None:
-        return f"{filename.data}:{line.data}"
-    return op.name
-
-
-def op_name(op: Operation) -> str:
-    """The op's name as written (an unregistered op's own name, not ``builtin.unregistered``)."""
-    if isinstance(op, UnregisteredOp):
-        return op.op_name.data
-    return op.name
-
-
-def fail(op: Operation, message: str) -> DiagnosticException:
-    """A one-line error that points at the op's source line."""
-    return DiagnosticException(f"{describe_location(op)}: {message}")
-
-
-def row_major(shape: Sequence[int]) -> list[int]:
-    """Row-major strides (in elements) of ``shape``."""
-    strides = [1] * len(shape)
-    for i in range(len(shape) - 2, -1, -1):
-        strides[i] = strides[i + 1] * shape[i + 1]
-    return strides
-
-
 def shape_of(value: SSAValue) -> tuple[int, ...]:
     typ = value.type
     assert isinstance(typ, TensorType)
     return tuple(typ.get_shape())
-
-
-def elt_of(value: SSAValue | Attribute) -> Attribute:
-    typ = value.type if isinstance(value, SSAValue) else value
-    assert isinstance(typ, TensorType)
-    return typ.element_type
 
 
 @dataclass(frozen=True)
@@ -361,43 +337,49 @@ def reduce_out_strides(op: df.ReduceOp) -> list[int]:
 
 
 @dataclass
-class _SectionLowering:
-    """Lowers one section's body in place."""
+class ViewLayouts:
+    """The view-layout analysis of one section, which the patterns query: where the elements
+    of each value live over its materialized source (``layout``: views fold into offsets and
+    strides; a view the strides cannot express is copied, through the rewriter, by a kernel
+    inserted before it), and the kernels' names (``<kind>_<i>``, ``i`` counting the section's
+    kernels in the order they are made)."""
 
     section: df.SectionOp
     target: Target
-    layouts: dict[SSAValue, Layout]
+    layouts: dict[SSAValue, Layout] = field(default_factory=dict)
     count: int = 0
+    contracted: set[Operation] = field(default_factory=set)
+    """The ``mul`` ops lowered with the ``sum`` reading them (erased last, not lowered)."""
 
     def name(self, kind: str) -> str:
         name = f"{kind}_{self.count}"
         self.count += 1
         return name
 
-    def layout(self, value: SSAValue) -> Layout:
+    def layout(self, value: SSAValue, rewriter: PatternRewriter) -> Layout:
         """The layout of ``value`` over its materialized source (copying where views cannot)."""
         if value in self.layouts:
             return self.layouts[value]
         owner = value.owner
         if isinstance(owner, df.TransposeOp):
-            inner = self.layout(owner.input)
+            inner = self.layout(owner.input, rewriter)
             perm = tuple(owner.perm.get_values())
             result = Layout(inner.source, inner.offset, tuple(inner.strides[p] for p in perm))
         elif isinstance(owner, df.BroadcastOp):
-            inner = self.layout(owner.input)
+            inner = self.layout(owner.input, rewriter)
             strides = broadcast_strides(inner.strides, shape_of(owner.input), shape_of(value))
             result = Layout(inner.source, inner.offset, strides)
         elif isinstance(owner, df.ExtractSliceOp):
-            result = self.slice_layout(owner)
+            result = self.slice_layout(owner, rewriter)
         elif isinstance(owner, df.AsStridedOp):
-            result = self.strided_layout(owner)
+            result = self.strided_layout(owner, rewriter)
         elif isinstance(owner, df.ReshapeOp):
-            inner = self.layout(owner.input)
+            inner = self.layout(owner.input, rewriter)
             strides = reshape_strides(shape_of(owner.input), inner.strides, shape_of(value))
             if strides is not None:
                 result = Layout(inner.source, inner.offset, strides)
             else:
-                copy = self.copy_kernel(owner.input, owner, InsertPoint.before(owner))
+                copy = self.copy_kernel(owner.input, owner, InsertPoint.before(owner), rewriter)
                 result = Layout(copy.result, 0, tuple(row_major(shape_of(value))))
         else:
             # A section argument or a kernel result: the tensor itself, row-major.
@@ -405,22 +387,27 @@ class _SectionLowering:
         self.layouts[value] = result
         return result
 
-    def access(self, value: SSAValue, dims: Sequence[int | None]) -> tuple[SSAValue, AccessAttr]:
+    def access(
+        self, value: SSAValue, dims: Sequence[int | None], rewriter: PatternRewriter
+    ) -> tuple[SSAValue, AccessAttr]:
         """The source and access of ``value``: ``dims[c]`` is the dim counter ``c`` walks."""
-        lay = self.layout(value)
+        lay = self.layout(value, rewriter)
         strides = [0 if d is None else lay.strides[d] for d in dims]
         return lay.source, AccessAttr(lay.offset, strides)
 
-    def copy_kernel(self, value: SSAValue, at: Operation, where: InsertPoint) -> KernelOp:
-        """A kernel writing ``value`` (a view) row-major into a new tensor."""
+    def copy_kernel(
+        self, value: SSAValue, at: Operation, where: InsertPoint, rewriter: PatternRewriter
+    ) -> KernelOp:
+        """A kernel writing ``value`` (a view) row-major into a new tensor, inserted at
+        ``where``."""
         shape = shape_of(value)
-        src, acc = self.access(value, list(range(len(shape))))
+        src, acc = self.access(value, list(range(len(shape))), rewriter)
         body = Block(arg_types=[elt_of(value)])
         body.add_op(YieldOp(body.args[0]))
         kernel = self.kernel("copy", at, [src], [acc], value.type, shape, shape, "none", body)
         if value not in at.results:  # a copy of the view's input holds no value of ``at``'s
             kernel.location = source_location(at.location)
-        Rewriter.insert_op(kernel, where)
+        rewriter.insert(kernel, where)
         return kernel
 
     def kernel(
@@ -455,323 +442,381 @@ class _SectionLowering:
         kernel.location = origin.location
         return kernel
 
-    def lower(self, op: Operation) -> KernelOp:
-        """The kernel for one dataflow compute op."""
-        if isinstance(op, df.MatmulOp):
-            return self.lower_matmul(op)
-        if isinstance(op, df.PointwiseOp):
-            return self.lower_pointwise(op)
-        if isinstance(op, df.ReduceOp):
-            return self.lower_reduce(op)
-        if isinstance(op, df.FillOp):
-            return self.lower_fill(op)
-        if isinstance(op, df.PadOp):
-            return self.lower_pad(op)
-        if isinstance(op, INDEXING_OPS):
-            return self.lower_indexing(op)
-        assert isinstance(op, df.IotaOp)
-        return self.lower_iota(op)
-
-    def lower_matmul(self, op: df.MatmulOp) -> KernelOp:
-        sa, sb = shape_of(op.lhs), shape_of(op.rhs)
-        nb = len(sa) - 2
-        m, k, n = sa[-2], sa[-1], sb[-1]
-        batch = list(range(nb))
-        space = (*sa[:nb], m, n, k)
-        a, acc_a = self.access(op.lhs, [*batch, nb, None, nb + 1])
-        b, acc_b = self.access(op.rhs, [*batch, None, nb + 1, nb])
-        out_shape = shape_of(op.result)
-        ro = row_major(out_shape)
-        out_strides = [*ro[:nb], ro[nb], ro[nb + 1], 0]
-        elt = elt_of(op.result)
-        body = Block(arg_types=[elt, elt])
-        x, y = body.args
-        mul = arith.MulfOp(x, y) if isinstance(elt, AnyFloat) else arith.MuliOp(x, y)
-        body.add_ops([mul, YieldOp(mul.result)])
-        return self.kernel(
-            "matmul",
-            op,
-            [a, b],
-            [acc_a, acc_b],
-            op.result.type,
-            space,
-            out_shape,
-            "add",
-            body,
-            out_strides,
-        )
-
-    def lower_pointwise(self, op: df.PointwiseOp) -> KernelOp:
-        shape = shape_of(op.result)
-        rank = len(shape)
-        inputs: list[SSAValue] = []
-        ins: list[AccessAttr] = []
-        for operand in op.inputs:
-            lay = self.layout(operand)
-            strides = broadcast_strides(lay.strides, shape_of(operand), shape)
-            inputs.append(lay.source)
-            ins.append(AccessAttr(lay.offset, strides))
-            assert len(strides) == rank
-        body = Block(arg_types=[elt_of(v) for v in op.inputs])
-        ops = pointwise_body(op, body.args)
-        body.add_ops(ops)
-        value = ops[-1].results[0] if ops else body.args[0]
-        body.add_op(YieldOp(value))
-        return self.kernel(
-            op.kind.data, op, inputs, ins, op.result.type, shape, shape, "none", body
-        )
-
-    def lower_reduce(self, op: df.ReduceOp) -> KernelOp:
-        if fuses_into_reduce(op.input):
-            return self.lower_contraction(op)
-        in_shape = shape_of(op.input)
-        dims = set(op.dims.get_values())
-        src, acc = self.access(op.input, list(range(len(in_shape))))
-        out_shape = shape_of(op.result)
-        ro = row_major(out_shape)
-        keeps = len(out_shape) == len(in_shape)
-        out_strides: list[int] = []
-        j = 0
-        for i in range(len(in_shape)):
-            if i in dims:
-                out_strides.append(0)
-                j += 1 if keeps else 0
-            else:
-                out_strides.append(ro[j])
-                j += 1
-        body = Block(arg_types=[elt_of(op.input)])
-        body.add_op(YieldOp(body.args[0]))
-        kind = op.kind.data
-        return self.kernel(
-            kind,
-            op,
-            [src],
-            [acc],
-            op.result.type,
-            in_shape,
-            out_shape,
-            REDUCE_COMBINER[kind],
-            body,
-            out_strides,
-        )
-
-    def lower_fill(self, op: df.FillOp) -> KernelOp:
-        shape = shape_of(op.result)
-        elt = elt_of(op.result)
-        body = Block()
-        const = _constant(op.number, elt)
-        body.add_ops([const, YieldOp(const.results[0])])
-        return self.kernel("fill", op, [], [], op.result.type, shape, shape, "none", body)
-
-    def lower_iota(self, op: df.IotaOp) -> KernelOp:
-        shape = shape_of(op.result)
-        elt = elt_of(op.result)
-        body = Block()
-        index = IndexOp(op.dim.value.data, i64)
-        ops: list[Operation] = [index, *cast_ops(index.result, i64, elt)]
-        body.add_ops(ops)
-        body.add_op(YieldOp(ops[-1].results[0]))
-        return self.kernel("iota", op, [], [], op.result.type, shape, shape, "none", body)
-
-    # -- windows, padding and contractions (convolution, pooling) ---------------------------
-
-    def strided_layout(self, op: df.AsStridedOp) -> Layout:
+    def strided_layout(self, op: df.AsStridedOp, rewriter: PatternRewriter) -> Layout:
         """An ``as_strided`` view is affine in its input's row-major elements: it folds into
         the input's layout when that is row-major (otherwise the input is copied first)."""
         shape = shape_of(op.input)
         dense = tuple(row_major(shape))
-        inner = self.layout(op.input)
+        inner = self.layout(op.input, rewriter)
         contiguous = all(
             s == d for s, d, n in zip(inner.strides, dense, shape, strict=True) if n != 1
         )
         if not contiguous:
-            copy = self.copy_kernel(op.input, op, InsertPoint.before(op))
+            copy = self.copy_kernel(op.input, op, InsertPoint.before(op), rewriter)
             inner = Layout(copy.result, 0, dense)
         offset = inner.offset + op.offset.value.data
         return Layout(inner.source, offset, tuple(op.strides.get_values()))
 
-    def lower_pad(self, op: df.PadOp) -> KernelOp:
-        """A copy of the input into its (zero-initialised) result through an out access with an
-        offset (``low``) and strides spread by ``interior + 1``: the rest stays zero."""
-        shape = shape_of(op.input)
-        src, acc = self.access(op.input, list(range(len(shape))))
-        result_shape = shape_of(op.result)
-        ro = row_major(result_shape)
-        low, interior = op.low.get_values(), op.interior.get_values()
-        offset = sum(lo * r for lo, r in zip(low, ro, strict=True))
-        strides = [(mid + 1) * r for mid, r in zip(interior, ro, strict=True)]
-        body = Block(arg_types=[elt_of(op.input)])
-        body.add_op(YieldOp(body.args[0]))
-        return self.kernel(
-            "pad", op, [src], [acc], op.result.type, shape, result_shape, "none", body,
-            strides, offset,
-        )  # fmt: skip
-
-    def lower_contraction(self, op: df.ReduceOp) -> KernelOp:
-        """``sum(a * b)`` as one multiply-accumulate kernel over the product's space (see
-        ``fuses_into_reduce``): the product is never materialized."""
-        mul = op.input.owner
-        assert isinstance(mul, df.PointwiseOp)
-        space = shape_of(op.input)
-        inputs: list[SSAValue] = []
-        ins: list[AccessAttr] = []
-        for operand in mul.inputs:
-            lay = self.layout(operand)
-            inputs.append(lay.source)
-            ins.append(
-                AccessAttr(lay.offset, broadcast_strides(lay.strides, shape_of(operand), space))
-            )
-        body = Block(arg_types=[elt_of(v) for v in mul.inputs])
-        ops = pointwise_body(mul, body.args)
-        body.add_ops(ops)
-        body.add_op(YieldOp(ops[-1].results[0]))
-        return self.kernel(
-            "contract", op, inputs, ins, op.result.type, space, shape_of(op.result), "add",
-            body, reduce_out_strides(op),
-        )  # fmt: skip
-
-    # -- slices, gather, scatter-add, random numbers (transformers) --------------------------
-
-    def slice_layout(self, op: df.ExtractSliceOp) -> Layout:
+    def slice_layout(self, op: df.ExtractSliceOp, rewriter: PatternRewriter) -> Layout:
         """A slice folds into any layout: the offset moves to the first element, every stride
         is multiplied by its step (a negative step walks backwards)."""
-        inner = self.layout(op.input)
+        inner = self.layout(op.input, rewriter)
         offsets, steps = op.offsets.get_values(), op.steps.get_values()
         offset = inner.offset + sum(o * s for o, s in zip(offsets, inner.strides, strict=True))
         strides = tuple(s * k for s, k in zip(inner.strides, steps, strict=True))
         return Layout(inner.source, offset, strides)
 
-    def lower_indexing(
-        self, op: df.TakeOp | df.GatherOp | df.ScatterAddOp | df.PutAddOp | df.RandomOp
-    ) -> KernelOp:
-        if isinstance(op, df.RandomOp):
-            return self.lower_random(op)
-        if isinstance(op, df.GatherOp):
-            return self.lower_gather(op)
-        if isinstance(op, df.ScatterAddOp):
-            return self.lower_scatter_add(op)
-        if isinstance(op, df.TakeOp):
-            return self.lower_take(op)
-        return self.lower_put_add(op)
 
-    def _index_access(
-        self, op: df.TakeOp | df.PutAddOp, rank: int
-    ) -> tuple[int, int, SSAValue, AccessAttr]:
-        """The dim, index rank, source and access of the index operand over a space of rank
-        ``rank`` whose counters ``dim .. dim + q - 1`` walk the index."""
-        d = op.dim.value.data
-        q = len(shape_of(op.index))
-        lay = self.layout(op.index)
-        strides = [0] * d + list(lay.strides) + [0] * (rank - d - q)
-        return d, q, lay.source, AccessAttr(lay.offset, strides)
+@dataclass
+class Lowering:
+    """The sections being lowered and their view layouts, for the patterns to ask about."""
 
-    def lower_take(self, op: df.TakeOp) -> KernelOp:
-        """``take``: space = the result; the table's access has no stride on the index
-        counters but a data-dependent term: ``table_stride[dim] * ins[1]``."""
-        space = shape_of(op.result)
-        d, q, idx, idx_acc = self._index_access(op, len(space))
-        lay = self.layout(op.input)
-        limit = shape_of(op.input)[d]
-        strides = [*lay.strides[:d], *([0] * q), *lay.strides[d + 1 :]]
-        table_acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], limit))
-        body = Block(arg_types=[elt_of(op.input), i64])
-        body.add_op(YieldOp(body.args[0]))
-        return self.kernel(
-            "take", op, [lay.source, idx], [table_acc, idx_acc], op.result.type, space, space,
-            "none", body,
-        )  # fmt: skip
+    target: Target
+    sections: dict[df.SectionOp, ViewLayouts] = field(default_factory=dict)
 
-    def lower_gather(self, op: df.GatherOp) -> KernelOp:
-        """``gather``: space = the index; the input's access is its own on every counter but
-        ``dim``, where it is ``input_stride[dim] * ins[1]``."""
-        space = shape_of(op.result)
-        d = op.dim.value.data
-        lay = self.layout(op.input)
-        idx, idx_acc = self.access(op.index, list(range(len(space))))
-        strides = [0 if c == d else s for c, s in enumerate(lay.strides)]
-        acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
-        body = Block(arg_types=[elt_of(op.input), i64])
-        body.add_op(YieldOp(body.args[0]))
-        return self.kernel(
-            "gather", op, [lay.source, idx], [acc, idx_acc], op.result.type, space, space,
-            "none", body,
-        )  # fmt: skip
+    def views(self, op: Operation) -> ViewLayouts:
+        """The view layouts of the section ``op`` is in."""
+        section = op.parent_op()
+        assert isinstance(section, df.SectionOp)
+        if section not in self.sections:
+            self.sections[section] = ViewLayouts(section, self.target)
+        return self.sections[section]
 
-    def lower_scatter_add(self, op: df.ScatterAddOp) -> KernelOp:
-        """``scatter_add``: space = the index; the out access is row-major on every counter but
-        ``dim``, where it is ``row_major(result)[dim] * ins[1]``; values meeting add up."""
-        space = shape_of(op.index)
-        d = op.dim.value.data
-        src, acc = self.access(op.input, list(range(len(space))))
-        idx, idx_acc = self.access(op.index, list(range(len(space))))
-        result = shape_of(op.result)
-        ro = row_major(result)
-        out_strides = [0 if c == d else s for c, s in enumerate(ro)]
-        body = Block(arg_types=[elt_of(op.input), i64])
-        body.add_op(YieldOp(body.args[0]))
-        return self.kernel(
-            "scatter_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
-            body, out_strides, 0, (1, ro[d], result[d]),
-        )  # fmt: skip
 
-    def lower_put_add(self, op: df.PutAddOp) -> KernelOp:
-        """``put_add``: space = the input; the out access skips the index counters and adds
-        ``row_major(result)[dim] * ins[1]``; values meeting at one element add up."""
-        space = shape_of(op.input)
-        d, q, idx, idx_acc = self._index_access(op, len(space))
-        src, acc = self.access(op.input, list(range(len(space))))
-        result = shape_of(op.result)
-        ro = row_major(result)
-        out_strides = [*ro[:d], *([0] * q), *ro[d + 1 :]]
-        body = Block(arg_types=[elt_of(op.input), i64])
-        body.add_op(YieldOp(body.args[0]))
-        return self.kernel(
-            "put_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
-            body, out_strides, 0, (1, ro[d], result[d]),
-        )  # fmt: skip
+# --------------------------------------------------------------------------------------------
+# The kernel of each compute op
+# --------------------------------------------------------------------------------------------
 
-    def lower_random(self, op: df.RandomOp) -> KernelOp:
-        """``random``: the key is the seed plus ``stream << 32``; the ``rand`` stage hashes it
-        with each point's row-major index."""
-        space = shape_of(op.result)
-        lay = self.layout(op.seed)
-        seed_acc = AccessAttr(lay.offset, [0] * len(space))
-        body = Block(arg_types=[i64])
-        stream = _constant(op.stream.value.data << 32, i64)
-        key = arith.AddiOp(body.args[0], stream.results[0])
-        value = RandomOp(key.result, elt_of(op.result))
-        body.add_ops([stream, key, value, YieldOp(value.result)])
-        return self.kernel(
-            "random", op, [lay.source], [seed_acc], op.result.type, space, space, "none", body
-        )
 
-    def run(self) -> None:
-        block = self.section.body.block
-        for op in list(block.ops):
-            if isinstance(op, (*VIEW_OPS, df.YieldOp, KernelOp)):
-                continue
-            if isinstance(op, df.PointwiseOp) and fuses_into_reduce(op.result):
-                continue  # lowered with (and erased by) the reduce that reads it
-            if not isinstance(op, (*COMPUTE_OPS, *INDEXING_OPS)):
-                raise fail(op, f"'{op_name(op)}' cannot be lowered to rdu_tile")
-            kernel = self.lower(op)
-            Rewriter.insert_op(kernel, InsertPoint.before(op))
-            op.results[0].replace_all_uses_with(kernel.result)
-            Rewriter.erase_op(op)
-        yield_op = self.section.yield_op
-        for i, value in enumerate(yield_op.values):
+def lower_matmul(views: ViewLayouts, op: df.MatmulOp, rewriter: PatternRewriter) -> KernelOp:
+    sa, sb = shape_of(op.lhs), shape_of(op.rhs)
+    nb = len(sa) - 2
+    m, k, n = sa[-2], sa[-1], sb[-1]
+    batch = list(range(nb))
+    space = (*sa[:nb], m, n, k)
+    a, acc_a = views.access(op.lhs, [*batch, nb, None, nb + 1], rewriter)
+    b, acc_b = views.access(op.rhs, [*batch, None, nb + 1, nb], rewriter)
+    out_shape = shape_of(op.result)
+    ro = row_major(out_shape)
+    out_strides = [*ro[:nb], ro[nb], ro[nb + 1], 0]
+    elt = elt_of(op.result)
+    body = Block(arg_types=[elt, elt])
+    x, y = body.args
+    mul = arith.MulfOp(x, y) if isinstance(elt, AnyFloat) else arith.MuliOp(x, y)
+    body.add_ops([mul, YieldOp(mul.result)])
+    return views.kernel(
+        "matmul",
+        op,
+        [a, b],
+        [acc_a, acc_b],
+        op.result.type,
+        space,
+        out_shape,
+        "add",
+        body,
+        out_strides,
+    )
+
+
+def lower_pointwise(views: ViewLayouts, op: df.PointwiseOp, rewriter: PatternRewriter) -> KernelOp:
+    shape = shape_of(op.result)
+    rank = len(shape)
+    inputs: list[SSAValue] = []
+    ins: list[AccessAttr] = []
+    for operand in op.inputs:
+        lay = views.layout(operand, rewriter)
+        strides = broadcast_strides(lay.strides, shape_of(operand), shape)
+        inputs.append(lay.source)
+        ins.append(AccessAttr(lay.offset, strides))
+        assert len(strides) == rank
+    body = Block(arg_types=[elt_of(v) for v in op.inputs])
+    ops = pointwise_body(op, body.args)
+    body.add_ops(ops)
+    value = ops[-1].results[0] if ops else body.args[0]
+    body.add_op(YieldOp(value))
+    return views.kernel(op.kind.data, op, inputs, ins, op.result.type, shape, shape, "none", body)
+
+
+def lower_reduce(views: ViewLayouts, op: df.ReduceOp, rewriter: PatternRewriter) -> KernelOp:
+    if fuses_into_reduce(op.input):
+        return lower_contraction(views, op, rewriter)
+    in_shape = shape_of(op.input)
+    dims = set(op.dims.get_values())
+    src, acc = views.access(op.input, list(range(len(in_shape))), rewriter)
+    out_shape = shape_of(op.result)
+    ro = row_major(out_shape)
+    keeps = len(out_shape) == len(in_shape)
+    out_strides: list[int] = []
+    j = 0
+    for i in range(len(in_shape)):
+        if i in dims:
+            out_strides.append(0)
+            j += 1 if keeps else 0
+        else:
+            out_strides.append(ro[j])
+            j += 1
+    body = Block(arg_types=[elt_of(op.input)])
+    body.add_op(YieldOp(body.args[0]))
+    kind = op.kind.data
+    return views.kernel(
+        kind,
+        op,
+        [src],
+        [acc],
+        op.result.type,
+        in_shape,
+        out_shape,
+        REDUCE_COMBINER[kind],
+        body,
+        out_strides,
+    )
+
+
+def lower_fill(views: ViewLayouts, op: df.FillOp, rewriter: PatternRewriter) -> KernelOp:
+    shape = shape_of(op.result)
+    elt = elt_of(op.result)
+    body = Block()
+    const = _constant(op.number, elt)
+    body.add_ops([const, YieldOp(const.results[0])])
+    return views.kernel("fill", op, [], [], op.result.type, shape, shape, "none", body)
+
+
+def lower_iota(views: ViewLayouts, op: df.IotaOp, rewriter: PatternRewriter) -> KernelOp:
+    shape = shape_of(op.result)
+    elt = elt_of(op.result)
+    body = Block()
+    index = IndexOp(op.dim.value.data, i64)
+    ops: list[Operation] = [index, *cast_ops(index.result, i64, elt)]
+    body.add_ops(ops)
+    body.add_op(YieldOp(ops[-1].results[0]))
+    return views.kernel("iota", op, [], [], op.result.type, shape, shape, "none", body)
+
+
+def lower_pad(views: ViewLayouts, op: df.PadOp, rewriter: PatternRewriter) -> KernelOp:
+    """A copy of the input into its (zero-initialised) result through an out access with an
+    offset (``low``) and strides spread by ``interior + 1``: the rest stays zero."""
+    shape = shape_of(op.input)
+    src, acc = views.access(op.input, list(range(len(shape))), rewriter)
+    result_shape = shape_of(op.result)
+    ro = row_major(result_shape)
+    low, interior = op.low.get_values(), op.interior.get_values()
+    offset = sum(lo * r for lo, r in zip(low, ro, strict=True))
+    strides = [(mid + 1) * r for mid, r in zip(interior, ro, strict=True)]
+    body = Block(arg_types=[elt_of(op.input)])
+    body.add_op(YieldOp(body.args[0]))
+    return views.kernel(
+        "pad", op, [src], [acc], op.result.type, shape, result_shape, "none", body,
+        strides, offset,
+    )  # fmt: skip
+
+
+def lower_contraction(views: ViewLayouts, op: df.ReduceOp, rewriter: PatternRewriter) -> KernelOp:
+    """``sum(a * b)`` as one multiply-accumulate kernel over the product's space (see
+    ``fuses_into_reduce``): the product is never materialized."""
+    mul = op.input.owner
+    assert isinstance(mul, df.PointwiseOp)
+    views.contracted.add(mul)
+    space = shape_of(op.input)
+    inputs: list[SSAValue] = []
+    ins: list[AccessAttr] = []
+    for operand in mul.inputs:
+        lay = views.layout(operand, rewriter)
+        inputs.append(lay.source)
+        ins.append(AccessAttr(lay.offset, broadcast_strides(lay.strides, shape_of(operand), space)))
+    body = Block(arg_types=[elt_of(v) for v in mul.inputs])
+    ops = pointwise_body(mul, body.args)
+    body.add_ops(ops)
+    body.add_op(YieldOp(ops[-1].results[0]))
+    return views.kernel(
+        "contract", op, inputs, ins, op.result.type, space, shape_of(op.result), "add",
+        body, reduce_out_strides(op),
+    )  # fmt: skip
+
+
+def _index_access(
+    views: ViewLayouts, op: df.TakeOp | df.PutAddOp, rewriter: PatternRewriter, rank: int
+) -> tuple[int, int, SSAValue, AccessAttr]:
+    """The dim, index rank, source and access of the index operand over a space of rank
+    ``rank`` whose counters ``dim .. dim + q - 1`` walk the index."""
+    d = op.dim.value.data
+    q = len(shape_of(op.index))
+    lay = views.layout(op.index, rewriter)
+    strides = [0] * d + list(lay.strides) + [0] * (rank - d - q)
+    return d, q, lay.source, AccessAttr(lay.offset, strides)
+
+
+def lower_take(views: ViewLayouts, op: df.TakeOp, rewriter: PatternRewriter) -> KernelOp:
+    """``take``: space = the result; the table's access has no stride on the index
+    counters but a data-dependent term: ``table_stride[dim] * ins[1]``."""
+    space = shape_of(op.result)
+    d, q, idx, idx_acc = _index_access(views, op, rewriter, len(space))
+    lay = views.layout(op.input, rewriter)
+    limit = shape_of(op.input)[d]
+    strides = [*lay.strides[:d], *([0] * q), *lay.strides[d + 1 :]]
+    table_acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], limit))
+    body = Block(arg_types=[elt_of(op.input), i64])
+    body.add_op(YieldOp(body.args[0]))
+    return views.kernel(
+        "take", op, [lay.source, idx], [table_acc, idx_acc], op.result.type, space, space,
+        "none", body,
+    )  # fmt: skip
+
+
+def lower_gather(views: ViewLayouts, op: df.GatherOp, rewriter: PatternRewriter) -> KernelOp:
+    """``gather``: space = the index; the input's access is its own on every counter but
+    ``dim``, where it is ``input_stride[dim] * ins[1]``."""
+    space = shape_of(op.result)
+    d = op.dim.value.data
+    lay = views.layout(op.input, rewriter)
+    idx, idx_acc = views.access(op.index, list(range(len(space))), rewriter)
+    strides = [0 if c == d else s for c, s in enumerate(lay.strides)]
+    acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
+    body = Block(arg_types=[elt_of(op.input), i64])
+    body.add_op(YieldOp(body.args[0]))
+    return views.kernel(
+        "gather", op, [lay.source, idx], [acc, idx_acc], op.result.type, space, space,
+        "none", body,
+    )  # fmt: skip
+
+
+def lower_scatter_add(
+    views: ViewLayouts, op: df.ScatterAddOp, rewriter: PatternRewriter
+) -> KernelOp:
+    """``scatter_add``: space = the index; the out access is row-major on every counter but
+    ``dim``, where it is ``row_major(result)[dim] * ins[1]``; values meeting add up."""
+    space = shape_of(op.index)
+    d = op.dim.value.data
+    src, acc = views.access(op.input, list(range(len(space))), rewriter)
+    idx, idx_acc = views.access(op.index, list(range(len(space))), rewriter)
+    result = shape_of(op.result)
+    ro = row_major(result)
+    out_strides = [0 if c == d else s for c, s in enumerate(ro)]
+    body = Block(arg_types=[elt_of(op.input), i64])
+    body.add_op(YieldOp(body.args[0]))
+    return views.kernel(
+        "scatter_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
+        body, out_strides, 0, (1, ro[d], result[d]),
+    )  # fmt: skip
+
+
+def lower_put_add(views: ViewLayouts, op: df.PutAddOp, rewriter: PatternRewriter) -> KernelOp:
+    """``put_add``: space = the input; the out access skips the index counters and adds
+    ``row_major(result)[dim] * ins[1]``; values meeting at one element add up."""
+    space = shape_of(op.input)
+    d, q, idx, idx_acc = _index_access(views, op, rewriter, len(space))
+    src, acc = views.access(op.input, list(range(len(space))), rewriter)
+    result = shape_of(op.result)
+    ro = row_major(result)
+    out_strides = [*ro[:d], *([0] * q), *ro[d + 1 :]]
+    body = Block(arg_types=[elt_of(op.input), i64])
+    body.add_op(YieldOp(body.args[0]))
+    return views.kernel(
+        "put_add", op, [src, idx], [acc, idx_acc], op.result.type, space, result, "add",
+        body, out_strides, 0, (1, ro[d], result[d]),
+    )  # fmt: skip
+
+
+def lower_random(views: ViewLayouts, op: df.RandomOp, rewriter: PatternRewriter) -> KernelOp:
+    """``random``: the key is the seed plus ``stream << 32``; the ``rand`` stage hashes it
+    with each point's row-major index."""
+    space = shape_of(op.result)
+    lay = views.layout(op.seed, rewriter)
+    seed_acc = AccessAttr(lay.offset, [0] * len(space))
+    body = Block(arg_types=[i64])
+    stream = _constant(op.stream.value.data << 32, i64)
+    key = arith.AddiOp(body.args[0], stream.results[0])
+    value = RandomOp(key.result, elt_of(op.result))
+    body.add_ops([stream, key, value, YieldOp(value.result)])
+    return views.kernel(
+        "random", op, [lay.source], [seed_acc], op.result.type, space, space, "none", body
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The patterns
+# --------------------------------------------------------------------------------------------
+
+
+_LOWER: dict[type[Operation], Callable[[ViewLayouts, Any, PatternRewriter], KernelOp]] = {
+    df.MatmulOp: lower_matmul,
+    df.PointwiseOp: lower_pointwise,
+    df.ReduceOp: lower_reduce,
+    df.FillOp: lower_fill,
+    df.IotaOp: lower_iota,
+    df.PadOp: lower_pad,
+    df.TakeOp: lower_take,
+    df.GatherOp: lower_gather,
+    df.ScatterAddOp: lower_scatter_add,
+    df.PutAddOp: lower_put_add,
+    df.RandomOp: lower_random,
+}
+"""The kernel builder of every dataflow compute op (one pattern applies them all)."""
+
+
+@dataclass
+class ComputeToKernel(RewritePattern):
+    """A dataflow compute op becomes its kernel (``_LOWER``); its operands are walked back
+    through their views (``ViewLayouts``). A float ``mul`` read only by a ``sum`` is left for
+    the ``sum``, which lowers the pair to one contraction."""
+
+    lowering: Lowering
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        lower = _LOWER.get(type(op))
+        if lower is None or not isinstance(op.parent_op(), df.SectionOp):
+            return
+        views = self.lowering.views(op)
+        if op in views.contracted or (
+            isinstance(op, df.PointwiseOp) and fuses_into_reduce(op.result)
+        ):
+            return
+        kernel = lower(views, op, rewriter)
+        rewriter.replace(op, kernel)
+
+
+@dataclass
+class CopyYieldedViews(RewritePattern):
+    """A view a section yields is materialized by a copy kernel before the yield."""
+
+    lowering: Lowering
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: df.YieldOp, rewriter: PatternRewriter) -> None:
+        if not isinstance(op.parent_op(), df.SectionOp):
+            return
+        views = self.lowering.views(op)
+        for i, value in enumerate(op.values):
             if isinstance(value.owner, VIEW_OPS):
-                copy = self.copy_kernel(value, value.owner, InsertPoint.before(yield_op))
-                yield_op.operands[i] = copy.result
-        for op in reversed(list(block.ops)):
-            if isinstance(op, df.PointwiseOp) and not op.results[0].uses:
-                Rewriter.erase_op(op)  # fused into the reduce that read it
-                continue
-            if isinstance(op, VIEW_OPS):
-                if op.results[0].uses:
-                    user = next(iter(op.results[0].uses)).operation
-                    raise fail(user, f"'{op_name(user)}' reads a view and cannot be lowered")
-                Rewriter.erase_op(op)
+                copy = views.copy_kernel(value, value.owner, InsertPoint.before(op), rewriter)
+                op.operands[i] = copy.result
+                rewriter.notify_op_modified(op)
+
+
+class RefuseOp(RewritePattern):
+    """An op of a section that is no view, compute op, kernel or yield cannot be lowered."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op.parent_op(), df.SectionOp):
+            return
+        if isinstance(op, (*VIEW_OPS, df.YieldOp, KernelOp, *COMPUTE_OPS, *INDEXING_OPS)):
+            return
+        raise fail(op, f"'{op_name(op)}' cannot be lowered to rdu_tile")
+
+
+class EraseFoldedOps(RewritePattern):
+    """Last, from the bottom of each section up: the views (folded into the accesses of their
+    readers) and the ``mul`` of a contraction go; a view something still reads is an error."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op.parent_op(), df.SectionOp):
+            return
+        if isinstance(op, df.PointwiseOp) and not op.results[0].uses:
+            rewriter.erase(op)  # fused into the reduce that read it
+        elif isinstance(op, VIEW_OPS):
+            if op.results[0].uses:
+                user = next(iter(op.results[0].uses)).operation
+                raise fail(user, f"'{op_name(user)}' reads a view and cannot be lowered")
+            rewriter.erase(op)
 
 
 @dataclass(frozen=True)
@@ -783,7 +828,9 @@ class ConvertDataflowToRduTile(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = get_target(self.target)
-        sections = [s for s in op.walk() if isinstance(s, df.SectionOp)]
-        for section in sections:
-            _SectionLowering(section, target, {}).run()
+        lowering = Lowering(get_target(self.target))
+        patterns = [ComputeToKernel(lowering), CopyYieldedViews(lowering), RefuseOp()]
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(patterns, dce_enabled=False)
+        ).rewrite_module(op)
+        PatternRewriteWalker(EraseFoldedOps(), walk_reverse=True).rewrite_module(op)

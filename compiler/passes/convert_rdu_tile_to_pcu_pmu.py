@@ -18,6 +18,13 @@ A PMU's ``tile_bytes`` is the largest tile any unit streams through it (see
 ``target.pmu_banks``; ``bank_skew`` is set where skewed banking makes the vectors its units
 stream through it cheaper (``tiling.choose_bank_skew``).
 
+How: ``SectionBuffers`` looks at a section once (the tiles streamed through each tensor, the
+unit names) and loads its arguments; then rewrite patterns, one a concern: ``KernelToUnit``
+(a kernel becomes a unit, its body moved in, and a buffer), the body's ops one pattern each
+(``ConstantToConst``, ``CompareToStage``, ``XorToStage``, ``ArithToStage``, ``IndexToCounter``,
+``RandomToStage``, ``YieldToPcuYield``; ``EraseUnusedStage``; ``RefuseBodyOp`` for the rest),
+``YieldBuffers`` (the section yields PMUs); and last ``SkewBanks`` on every buffer.
+
 Before (target ``plasticine``)::
 
     ^bb0(%x: tensor<16x128xf32>):
@@ -52,8 +59,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects import arith
@@ -66,11 +72,18 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, fail, op_name
+from compiler.passes.ir_helpers import elt_of, fail, op_name
 from compiler.passes.tiling import (
     NBUF,
     buffer_tile_bytes,
@@ -163,105 +176,44 @@ def stage_type(typ: Attribute) -> Attribute:
 
 
 def _is_true(value: SSAValue) -> bool:
+    """Whether ``value`` is the boolean constant true (as an ``arith`` or a ``pcu`` constant)."""
     owner = value.owner
-    if not isinstance(owner, arith.ConstantOp) or value.type != i1:
+    if value.type != i1:
         return False
-    attr = owner.value
-    return isinstance(attr, IntegerAttr) and attr.value.data != 0
-
-
-def convert_body(kernel: rdu_tile.KernelOp, name: str) -> Block:
-    """The stage pipeline of ``kernel``'s body."""
-    old = kernel.body.block
-    block = Block(arg_types=[stage_type(t) for t in old.arg_types])
-    vmap: dict[SSAValue, SSAValue] = dict(zip(old.args, block.args, strict=True))
-    for op in old.ops:
-        new: Operation | None = None
-        if isinstance(op, rdu_tile.YieldOp):
-            new = PcuYieldOp(vmap[op.value])
-        elif isinstance(op, arith.ConstantOp):
-            attr = op.value
-            typ = stage_type(op.result.type)
-            if isinstance(attr, FloatAttr):
-                new = ConstOp(float(attr.value.data), typ)
-            elif isinstance(attr, IntegerAttr):
-                number = attr.value.data
-                new = ConstOp(int(number != 0) if typ == i1 else number, typ)
-        elif isinstance(op, rdu_tile.IndexOp):
-            new = CounterOp(op.counter.value.data)
-        elif isinstance(op, rdu_tile.RandomOp):
-            new = StageOp("rand", [vmap[op.key]], op.result.type)
-        elif isinstance(op, arith.CmpfOp | arith.CmpiOp):
-            table = (
-                arith.CMPF_COMPARISON_OPERATIONS
-                if isinstance(op, arith.CmpfOp)
-                else arith.CMPI_COMPARISON_OPERATIONS
-            )
-            predicate = table[op.predicate.value.data]
-            if predicate in CMP_OPCODES:
-                args = [vmap[op.lhs], vmap[op.rhs]]
-                new = StageOp(CMP_OPCODES[predicate], args, i1)
-        elif isinstance(op, arith.XOrIOp) and op.result.type == i1:
-            # x ^ true is not x; x ^ y on booleans is x != y.
-            if _is_true(op.rhs) or _is_true(op.lhs):
-                x = op.lhs if _is_true(op.rhs) else op.rhs
-                new = StageOp("not", [vmap[x]], i1)
-            else:
-                new = StageOp("ne", [vmap[op.lhs], vmap[op.rhs]], i1)
-        elif op.name in OPCODES:
-            opcode = OPCODES[op.name]
-            args = [vmap[v] for v in op.operands]
-            rtype = stage_type(op.results[0].type)
-            if opcode == "cast" and args[0].type == rtype:
-                vmap[op.results[0]] = args[0]  # index <-> i64: nothing to do on the fabric
-                continue
-            new = StageOp(opcode, args, rtype)
-        if new is None:
-            raise fail(kernel, f"'{op_name(op)}' in kernel @{name} has no PCU stage")
-        block.add_op(new)
-        if op.results:
-            vmap[op.results[0]] = new.results[0]
-    # A stage nothing reads (the `true` of a `not`) would only waste a pipeline stage.
-    for op in reversed(list(block.ops)):
-        if not isinstance(op, PcuYieldOp) and not any(r.uses for r in op.results):
-            block.erase_op(op)
-    return block
+    if isinstance(owner, ConstOp):
+        return owner.number != 0
+    if isinstance(owner, arith.ConstantOp):
+        attr = owner.value
+        return isinstance(attr, IntegerAttr) and attr.value.data != 0
+    return False
 
 
 def tensor_bytes(value: SSAValue) -> int:
     typ = value.type
     assert isinstance(typ, TensorType)
-    n = 1
-    for d in typ.get_shape():
-        n *= d
-    return n * element_bytes(typ.element_type)
+    return math.prod(typ.get_shape()) * element_bytes(typ.element_type)
+
+
+# --------------------------------------------------------------------------------------------
+# What the patterns ask about a section
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
-class _SectionLowering:
-    """Lowers one section's kernels to units and buffers."""
+class SectionBuffers:
+    """One section as its lowering sees it: the bytes of the tile each kernel streams through
+    each tensor it reads or writes, the first kernel reading each argument, the unit name of
+    every kernel (its own, made unique against the argument names), and the PMU of each
+    section argument a kernel reads or the section yields (``load_arguments``)."""
 
     section: df.SectionOp
     target: Target
+    footprints: dict[SSAValue, list[int]] = field(default_factory=dict)
+    first_reader: dict[SSAValue, Operation] = field(default_factory=dict)
+    names: dict[rdu_tile.KernelOp, str] = field(default_factory=dict)
+    loads: dict[SSAValue, BufferOp] = field(default_factory=dict)
 
-    def unique(self, name: str, taken: set[str]) -> str:
-        result, n = name, 1
-        while result in taken:
-            result = f"{name}_{n}"
-            n += 1
-        taken.add(result)
-        return result
-
-    def buffer(
-        self, value: SSAValue, name: str, footprints: Sequence[int], origin: Operation
-    ) -> BufferOp:
-        tile_bytes = buffer_tile_bytes(footprints, tensor_bytes(value), self.target)
-        buf = BufferOp(value, name, tile_bytes, NBUF, self.target.pmu_banks)
-        buf.location = origin.location
-        buf.result.name_hint = ssa_hint(re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu")
-        return buf
-
-    def run(self) -> None:
+    def __post_init__(self) -> None:
         block = self.section.body.block
         yield_op = self.section.yield_op
         kernels: list[rdu_tile.KernelOp] = []
@@ -270,62 +222,263 @@ class _SectionLowering:
                 kernels.append(op)
             elif op is not yield_op:
                 raise fail(op, f"'{op_name(op)}' cannot be lowered to PCUs and PMUs")
-
-        # Bytes of the tile each unit streams through each tensor it reads or writes.
-        footprints: dict[SSAValue, list[int]] = {}
-        first_reader: dict[SSAValue, Operation] = {}
         for k in kernels:
             tile = k.tile_values
             for v, acc in zip(k.inputs, k.ins.data, strict=True):
                 n = tile_elements(acc.stride_values, tile) * element_bytes(elt_of(v))
-                footprints.setdefault(v, []).append(n)
-                first_reader.setdefault(v, k)
+                self.footprints.setdefault(v, []).append(n)
+                self.first_reader.setdefault(v, k)
             n = tile_elements(k.out.stride_values, tile) * element_bytes(elt_of(k.result))
-            footprints.setdefault(k.result, []).append(n)
+            self.footprints.setdefault(k.result, []).append(n)
+        taken = {n.data for n in self.section.arg_names}
+        for i, k in enumerate(kernels):
+            name = base = k.sym_name.data if k.sym_name is not None else f"unit_{i}"
+            n = 1
+            while name in taken:
+                name = f"{base}_{n}"
+                n += 1
+            taken.add(name)
+            self.names[k] = name
 
-        taken: set[str] = set()
-        buffers: dict[SSAValue, BufferOp] = {}
-        yielded = set(yield_op.values)
+    def buffer(
+        self, value: SSAValue, name: str, origin: Operation, tiles_of: SSAValue | None = None
+    ) -> BufferOp:
+        """A PMU holding ``value`` (a section argument or a unit's result), its tile the
+        largest streamed through ``tiles_of`` (the kernel result a unit's replaces; default
+        ``value``)."""
+        footprints = self.footprints.get(value if tiles_of is None else tiles_of, [])
+        tile_bytes = buffer_tile_bytes(footprints, tensor_bytes(value), self.target)
+        buf = BufferOp(value, name, tile_bytes, NBUF, self.target.pmu_banks)
+        buf.location = origin.location
+        buf.result.name_hint = ssa_hint(re.sub(r"[^A-Za-z0-9_]", "_", name) + "_pmu")
+        return buf
+
+    def load_arguments(self) -> None:
+        """A PMU loaded from DRAM, at the top of the section, for every argument a kernel
+        reads or the section yields."""
+        block = self.section.body.block
+        yielded = set(self.section.yield_op.values)
         names = [n.data for n in self.section.arg_names]
-        taken.update(names)
         loads: list[Operation] = []
         for arg, name in zip(block.args, names, strict=True):
-            if arg not in footprints and arg not in yielded:
+            if arg not in self.footprints and arg not in yielded:
                 continue
-            origin = first_reader.get(arg, self.section)
-            buf = self.buffer(arg, name, footprints.get(arg, []), origin)
-            buffers[arg] = buf
+            buf = self.buffer(arg, name, self.first_reader.get(arg, self.section))
+            self.loads[arg] = buf
             loads.append(buf)
         if block.first_op is not None:
             Rewriter.insert_op(loads, InsertPoint.before(block.first_op))
 
-        for i, k in enumerate(kernels):
-            base = k.sym_name.data if k.sym_name is not None else f"unit_{i}"
-            name = self.unique(base, taken)
-            body = convert_body(k, name)
-            unit = UnitOp(
-                name,
-                [buffers[v].result for v in k.inputs],
-                k.result.type,
-                k.space_values,
-                k.tile_values,
-                self.target.pcu_lanes,
-                list(k.ins.data),
-                k.out,
-                k.combiner.data,
-                body,
-            )
-            unit.location = k.location
-            unit.result.name_hint = k.result.name_hint
-            buf = self.buffer(unit.result, name, footprints[k.result], k)
-            Rewriter.insert_op([unit, buf], InsertPoint.before(k))
-            buffers[k.result] = buf
+    def pmu_of(self, value: SSAValue) -> BufferOp | None:
+        """The PMU holding ``value``: its load, or the buffer its unit writes (None: its kernel
+        is not a unit yet)."""
+        if value in self.loads:
+            return self.loads[value]
+        if isinstance(value.owner, UnitOp):
+            return next(u.operation for u in value.uses if isinstance(u.operation, BufferOp))
+        return None
 
-        skew_banks([op for op in block.ops if isinstance(op, UnitOp)], self.target)
-        for i, value in enumerate(yield_op.values):
-            yield_op.operands[i] = buffers[value].result
-        for k in reversed(kernels):
-            Rewriter.erase_op(k)
+
+@dataclass
+class Lowering:
+    """The sections being lowered, for the patterns to ask about."""
+
+    target: Target
+    sections: dict[df.SectionOp, SectionBuffers] = field(default_factory=dict)
+
+    def of(self, op: Operation) -> SectionBuffers:
+        section = op.parent_op()
+        assert isinstance(section, df.SectionOp)
+        return self.sections[section]
+
+
+def _in_unit(op: Operation) -> UnitOp | None:
+    """The ``pcu.unit`` whose body ``op`` is in (None: another place)."""
+    parent = op.parent_op()
+    return parent if isinstance(parent, UnitOp) else None
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels, and what the section yields
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KernelToUnit(RewritePattern):
+    """A kernel becomes a ``pcu.unit`` (its body moved in, ``index`` arguments made i64) reading
+    its operands' PMUs, and a ``pmu.buffer`` holding its result."""
+
+    lowering: Lowering
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, k: rdu_tile.KernelOp, rewriter: PatternRewriter) -> None:
+        section = self.lowering.of(k)
+        pmus = [section.pmu_of(v) for v in k.inputs]
+        if any(p is None for p in pmus):
+            return  # a producer is not a unit yet
+        name = section.names[k]
+        for block in k.body.blocks:  # a unit's stages are numbered, not named
+            for value in (*block.args, *(r for op in block.walk() for r in op.results)):
+                value.name_hint = None
+        unit = UnitOp(
+            name,
+            [p.result for p in pmus if p is not None],
+            k.result.type,
+            k.space_values,
+            k.tile_values,
+            self.lowering.target.pcu_lanes,
+            list(k.ins.data),
+            k.out,
+            k.combiner.data,
+            rewriter.move_region_contents_to_new_regions(k.body),
+        )
+        unit.location = k.location
+        unit.result.name_hint = k.result.name_hint
+        for arg in unit.body.block.args:
+            if stage_type(arg.type) != arg.type:
+                rewriter.replace_value_with_new_type(arg, stage_type(arg.type))
+        buf = section.buffer(unit.result, name, k, tiles_of=k.result)
+        rewriter.replace(k, [unit, buf], [unit.result])
+
+
+@dataclass
+class YieldBuffers(RewritePattern):
+    """The section yields the PMUs of its results (an argument yielded as is: its load)."""
+
+    lowering: Lowering
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: df.YieldOp, rewriter: PatternRewriter) -> None:
+        if not isinstance(op.parent_op(), df.SectionOp):
+            return
+        if not any(isinstance(v.type, TensorType) for v in op.values):
+            return
+        section = self.lowering.of(op)
+        pmus = [section.pmu_of(v) for v in op.values]
+        if any(p is None for p in pmus):
+            return  # a kernel is not a unit yet
+        new = df.YieldOp(*(p.result for p in pmus if p is not None))
+        new.location = op.location
+        rewriter.replace(op, new)
+
+
+# --------------------------------------------------------------------------------------------
+# A unit's body: one stage an op
+# --------------------------------------------------------------------------------------------
+
+
+class ConstantToConst(RewritePattern):
+    """``arith.constant`` is ``pcu.const`` (a boolean as 0 or 1)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.ConstantOp, rewriter: PatternRewriter) -> None:
+        if _in_unit(op) is None:
+            return
+        attr = op.value
+        typ = stage_type(op.result.type)
+        if isinstance(attr, FloatAttr):
+            rewriter.replace(op, ConstOp(float(attr.value.data), typ))
+        elif isinstance(attr, IntegerAttr):
+            number = attr.value.data
+            rewriter.replace(op, ConstOp(int(number != 0) if typ == i1 else number, typ))
+
+
+class CompareToStage(RewritePattern):
+    """``arith.cmpf`` / ``arith.cmpi`` are a comparison stage (``CMP_OPCODES``)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, arith.CmpfOp | arith.CmpiOp) or _in_unit(op) is None:
+            return
+        table = (
+            arith.CMPF_COMPARISON_OPERATIONS
+            if isinstance(op, arith.CmpfOp)
+            else arith.CMPI_COMPARISON_OPERATIONS
+        )
+        predicate = table[op.predicate.value.data]
+        if predicate in CMP_OPCODES:
+            rewriter.replace(op, StageOp(CMP_OPCODES[predicate], [op.lhs, op.rhs], i1))
+
+
+class XorToStage(RewritePattern):
+    """A boolean ``arith.xori``: with ``true`` it is ``not``, else ``ne``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: arith.XOrIOp, rewriter: PatternRewriter) -> None:
+        if _in_unit(op) is None or op.result.type != i1:
+            return
+        if _is_true(op.rhs) or _is_true(op.lhs):
+            x = op.lhs if _is_true(op.rhs) else op.rhs
+            rewriter.replace(op, StageOp("not", [x], i1))
+        else:
+            rewriter.replace(op, StageOp("ne", [op.lhs, op.rhs], i1))
+
+
+class ArithToStage(RewritePattern):
+    """Every other arith/math op is the stage ``OPCODES`` names; a cast between types a PCU
+    holds alike (``index`` and i64) is no stage at all."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if op.name not in OPCODES or _in_unit(op) is None:
+            return
+        opcode = OPCODES[op.name]
+        args = list(op.operands)
+        rtype = stage_type(op.results[0].type)
+        if opcode == "cast" and stage_type(args[0].type) == rtype:
+            rewriter.replace(op, [], [args[0]])  # index <-> i64: nothing to do on the fabric
+            return
+        rewriter.replace(op, StageOp(opcode, args, rtype))
+
+
+class IndexToCounter(RewritePattern):
+    """``rdu_tile.index`` is ``pcu.counter``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu_tile.IndexOp, rewriter: PatternRewriter) -> None:
+        if _in_unit(op) is not None:
+            rewriter.replace(op, CounterOp(op.counter.value.data))
+
+
+class RandomToStage(RewritePattern):
+    """``rdu_tile.random`` is the ``rand`` stage."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu_tile.RandomOp, rewriter: PatternRewriter) -> None:
+        if _in_unit(op) is not None:
+            rewriter.replace(op, StageOp("rand", [op.key], op.result.type))
+
+
+class YieldToPcuYield(RewritePattern):
+    """``rdu_tile.yield`` is ``pcu.yield``."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: rdu_tile.YieldOp, rewriter: PatternRewriter) -> None:
+        if _in_unit(op) is not None:
+            rewriter.replace(op, PcuYieldOp(op.value))
+
+
+class EraseUnusedStage(RewritePattern):
+    """A stage nothing reads (the ``true`` of a ``not``) would only waste a pipeline stage."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, StageOp | ConstOp | CounterOp) or _in_unit(op) is None:
+            return
+        if not any(r.uses for r in op.results):
+            rewriter.erase(op)
+
+
+class RefuseBodyOp(RewritePattern):
+    """An op of a unit's body that no pattern before this one turned into a stage."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        unit = _in_unit(op)
+        if unit is None or isinstance(op, StageOp | ConstOp | CounterOp | PcuYieldOp):
+            return
+        raise fail(unit, f"'{op_name(op)}' in kernel @{unit.sym_name.data} has no PCU stage")
+
+
+# --------------------------------------------------------------------------------------------
+# Bank skews
+# --------------------------------------------------------------------------------------------
 
 
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
@@ -335,28 +488,41 @@ def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
     return perf.vector_shape(space, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages)
 
 
-def skew_banks(units: Sequence[UnitOp], target: Target) -> None:
-    """Give every buffer the bank skew (``tiling.choose_bank_skew``) that makes the vectors its
+@dataclass
+class SkewBanks(RewritePattern):
+    """Give a buffer the bank skew (``tiling.choose_bank_skew``) that makes the vectors its
     units stream through it cheapest; a buffer that needs none gets no ``bank_skew``."""
-    streams: dict[BufferOp, list[tuple[int, list[tuple[int, int]]]]] = {}
-    for unit in units:
-        shape = unit_vector_shape(unit, target)
-        space = unit.space_values
-        vectors = shape.vectors(space)
-        for value, access in zip(unit.inputs, unit.ins.data, strict=True):
-            if isinstance(value.owner, BufferOp):
-                along = shape.along(access.stride_values, space)
-                streams.setdefault(value.owner, []).append((vectors, along))
-        along = shape.along(unit.out.stride_values, space)
-        kept = [e for e, s in zip(space, unit.out.stride_values, strict=True) if s != 0 or e == 1]
-        out_vectors = -(-math.prod(kept) // max(1, math.prod(n for _, n in along)))
-        for use in unit.result.uses:
-            if isinstance(use.operation, BufferOp):
-                streams.setdefault(use.operation, []).append((out_vectors, along))
-    for buf, vectors in streams.items():
-        skew = choose_bank_skew(vectors, buf.banks.value.data)
-        if skew:
+
+    target: Target
+    shapes: dict[UnitOp, perf.VectorShape] = field(default_factory=dict)
+    """Each unit's ``unit_vector_shape``, found once."""
+
+    def shape(self, unit: UnitOp) -> perf.VectorShape:
+        if unit not in self.shapes:
+            self.shapes[unit] = unit_vector_shape(unit, self.target)
+        return self.shapes[unit]
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, buf: BufferOp, rewriter: PatternRewriter) -> None:
+        streams: list[tuple[int, list[tuple[int, int]]]] = []
+        writer = buf.source.owner
+        for use in buf.result.uses:
+            unit = use.operation
+            if isinstance(unit, UnitOp):
+                shape = self.shape(unit)
+                access = unit.ins.data[use.index]
+                along = shape.along(access.stride_values, unit.space_values)
+                streams.append((shape.vectors(unit.space_values), along))
+        if isinstance(writer, UnitOp):
+            shape = self.shape(writer)
+            space, out = writer.space_values, writer.out.stride_values
+            along = shape.along(out, space)
+            kept = [e for e, s in zip(space, out, strict=True) if s != 0 or e == 1]
+            streams.append((-(-math.prod(kept) // max(1, math.prod(n for _, n in along))), along))
+        skew = choose_bank_skew(streams, buf.banks.value.data)
+        if skew and (buf.bank_skew is None or buf.bank_skew.value.data != skew):
             buf.properties["bank_skew"] = IntegerAttr(skew, i64)
+            rewriter.notify_op_modified(buf)
 
 
 @dataclass(frozen=True)
@@ -369,7 +535,25 @@ class ConvertRduTileToPcuPmu(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = get_target(self.target)
-        sections = [s for s in op.walk() if isinstance(s, df.SectionOp)]
-        for section in sections:
-            _SectionLowering(section, target).run()
+        lowering = Lowering(get_target(self.target))
+        for section in [s for s in op.walk() if isinstance(s, df.SectionOp)]:
+            lowering.sections[section] = SectionBuffers(section, lowering.target)
+        for section in lowering.sections.values():
+            section.load_arguments()
+        patterns: list[RewritePattern] = [
+            KernelToUnit(lowering),
+            YieldBuffers(lowering),
+            ConstantToConst(),
+            CompareToStage(),
+            XorToStage(),
+            ArithToStage(),
+            IndexToCounter(),
+            RandomToStage(),
+            YieldToPcuYield(),
+            EraseUnusedStage(),
+            RefuseBodyOp(),
+        ]
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier(patterns, dce_enabled=False)
+        ).rewrite_module(op)
+        PatternRewriteWalker(SkewBanks(lowering.target), apply_recursively=False).rewrite_module(op)

@@ -77,7 +77,7 @@ from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes.place_and_route import TARGET_ATTR
+from compiler.passes.ir_helpers import TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import value_name
 from dialects.dataflow import SectionOp

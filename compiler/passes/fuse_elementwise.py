@@ -25,7 +25,8 @@ accesses are renumbered as operands move.
 and ``q``; ``P``'s body is inlined ahead of ``K``'s (an ``rdu_tile.index d`` of ``P`` becomes
 ``q[d] + sum_c M[d][c] * index c``); operands that are the same tensor through the same access
 are merged; the tile is chosen again (``tiling.choose_tile``) for the new accesses. Fusing
-repeats until no kernel can be fused, so chains fold into their last consumer. The numbers do
+repeats until no kernel can be fused (the ``FuseProducer`` pattern, applied to a fixpoint), so
+chains fold into their last consumer. The numbers do
 not change: the same scalar ops run on the same values.
 
 Before (target ``plasticine``)::
@@ -65,12 +66,17 @@ from xdsl.dialects import arith
 from xdsl.dialects.builtin import IndexType, IntegerAttr, ModuleOp, i64
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
 
-from compiler.passes.convert_dataflow_to_rdu_tile import elt_of, row_major
+from compiler.passes.ir_helpers import elt_of, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
-from dialects import dataflow as df
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
 
 
@@ -291,24 +297,25 @@ def fusable_slot(kernel: KernelOp) -> tuple[KernelOp, int] | None:
     return None
 
 
-def fuse_section(section: df.SectionOp, target: Target) -> None:
-    """Fuse every fusable producer of ``section`` into its consumer (see the module docstring)."""
-    block = section.body.block
-    for kernel in [op for op in block.ops if isinstance(op, KernelOp)]:
-        while True:
-            found = fusable_slot(kernel)
-            if found is None:
-                break
-            producer, slot = found
-            fused = fuse(producer, kernel, slot, target)
-            assert fused is not None
-            fused.result.name_hint = kernel.result.name_hint
-            Rewriter.insert_op(fused, InsertPoint.before(kernel))
-            kernel.result.replace_all_uses_with(fused.result)
-            Rewriter.erase_op(kernel)
-            if not producer.result.uses:
-                Rewriter.erase_op(producer)
-            kernel = fused
+@dataclass
+class FuseProducer(RewritePattern):
+    """Fuse into a kernel the first of its producers that may be fused (``fusable_slot``);
+    applied until no kernel has one, so chains fold into their last consumer."""
+
+    target: Target
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, kernel: KernelOp, rewriter: PatternRewriter) -> None:
+        found = fusable_slot(kernel)
+        if found is None:
+            return
+        producer, slot = found
+        fused = fuse(producer, kernel, slot, self.target)
+        assert fused is not None
+        fused.result.name_hint = kernel.result.name_hint
+        rewriter.replace(kernel, fused)
+        if not producer.result.uses:
+            rewriter.erase(producer)
 
 
 @dataclass(frozen=True)
@@ -320,6 +327,7 @@ class FuseElementwise(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = get_target(self.target)
-        for section in [s for s in op.walk() if isinstance(s, df.SectionOp)]:
-            fuse_section(section, target)
+        fusion = FuseProducer(get_target(self.target))
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([fusion], dce_enabled=False)
+        ).rewrite_module(op)

@@ -25,7 +25,8 @@ holds only that unit and its buffers (partition-sections cuts it out alone). It 
 - **outputs**: each copy's output goes to a PMU of its result buffer, nearest pairs first, at
   most ``link_capacity`` copies writing one PMU (more only if the PMUs are too few).
 - the loads from DRAM (one route a buffer, to its first PMU, from the left-edge switch of its
-  row) and the stores to DRAM are routed like place-and-route's (X then Y, Y then X, a detour).
+  row) and the stores to DRAM are routed like place-and-route's (``routing.Router.path``: X
+  then Y, Y then X, a detour).
 
 Every stream is checked against the links' capacity; a layout that does not fit raises
 ``placement.PlacementError``. ``place_parallel_section`` writes a layout onto the IR (see
@@ -41,15 +42,8 @@ from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerType
 
-from compiler.passes.placement import (
-    Coord,
-    Link,
-    PlacementError,
-    _detour,
-    _links,
-    _xy_path,
-    _yx_path,
-)
+from compiler.passes.placement import PlacementError
+from compiler.passes.routing import Coord, Router, xy_path
 from compiler.passes.tiling import element_bytes
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
@@ -200,22 +194,8 @@ def copy_indices(factors: Sequence[int]) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(p) for p in factors)))
 
 
-_LAID: dict[tuple[ParallelSpec, Target], Layout] = {}
-"""Layouts found: parallelize-units, partition-sections and place-and-route lay the same unit
-out; the second and third time is a look-up."""
-
-
 def layout(spec: ParallelSpec, target: Target) -> Layout:
     """The layout of ``spec`` on ``target`` (see the module docstring)."""
-    key = (spec, target)
-    if key not in _LAID:
-        if len(_LAID) >= 64:
-            del _LAID[next(iter(_LAID))]  # the oldest
-        _LAID[key] = _layout(spec, target)
-    return _LAID[key]
-
-
-def _layout(spec: ParallelSpec, target: Target) -> Layout:
     where = f"parallel pcu.unit @{spec.name} ({math.prod(spec.factors)} copies)"
     row_c, col_c = grid_axes(spec.space, spec.out_strides, spec.factors, target)
     rows_used = spec.factors[row_c] if row_c >= 0 else 1
@@ -260,16 +240,15 @@ def _layout(spec: ParallelSpec, target: Target) -> Layout:
             by_row.remove(best)
             pmus[b][q] = best
 
-    usage: dict[Link, int] = {}
+    router = Router(target)
 
     def take(hops: Sequence[Coord], what: str) -> None:
-        for link in set(_links(hops)):
-            usage[link] = usage.get(link, 0) + 1
-            if usage[link] > target.link_capacity:
-                raise PlacementError(
-                    f"{where} cannot be routed on target '{target.name}': {what} overloads link "
-                    f"{list(link[0])} -> {list(link[1])} (link capacity {target.link_capacity})"
-                )
+        over = router.take(hops)
+        if over is not None:
+            raise PlacementError(
+                f"{where} cannot be routed on target '{target.name}': {what} overloads link "
+                f"{list(over[0])} -> {list(over[1])} (link capacity {target.link_capacity})"
+            )
 
     # Multicast streams: one a group of copies reading the same block of a port's operand.
     streams: list[Multicast] = []
@@ -308,7 +287,7 @@ def _layout(spec: ParallelSpec, target: Target) -> Layout:
             into[k] = q
             writers[q] += 1
     outputs = [
-        _route(at, slots[into[k]], usage, target, where, f"the output of copy {k}")
+        _route(at, slots[into[k]], router, where, f"the output of copy {k}")
         for k, at in enumerate(copies)
     ]
 
@@ -317,11 +296,11 @@ def _layout(spec: ParallelSpec, target: Target) -> Layout:
     for b, buf in enumerate(spec.buffers):
         at = pmus[b][0]
         if buf.from_dram:
-            fills[b] = _route((0, at[1]), at, usage, target, where, f'the load of "{buf.name}"')
+            fills[b] = _route((0, at[1]), at, router, where, f'the load of "{buf.name}"')
     for b, buf in enumerate(spec.buffers):
         at = pmus[b][0]
         if buf.stored:
-            stores[b] = _route(at, (0, at[1]), usage, target, where, f'the store of "{buf.name}"')
+            stores[b] = _route(at, (0, at[1]), router, where, f'the store of "{buf.name}"')
     return Layout(
         copies, tuple(tuple(p) for p in pmus), tuple(streams), tuple(outputs), fills, stores
     )
@@ -361,28 +340,20 @@ def _path(points: Sequence[Coord]) -> tuple[Coord, ...]:
     """The X-then-Y path through ``points`` in order."""
     hops: list[Coord] = [points[0]]
     for a, b in zip(points, points[1:], strict=False):
-        hops += _xy_path(a, b)[1:]
+        hops += xy_path(a, b)[1:]
     return tuple(hops)
 
 
-def _route(
-    a: Coord, b: Coord, usage: dict[Link, int], target: Target, where: str, what: str
-) -> tuple[Coord, ...]:
-    """A point-to-point route within the links' capacity (X then Y, Y then X, a detour)."""
-    cap = target.link_capacity
-    for hops in (_xy_path(a, b), _yx_path(a, b)):
-        if all(usage.get(link, 0) < cap for link in _links(hops)):
-            break
-    else:
-        found = _detour(a, b, usage, target)
-        if found is None:
-            raise PlacementError(
-                f"{where} cannot be routed on target '{target.name}': no path with room left for "
-                f"{what} (link capacity {cap})"
-            )
-        hops = found
-    for link in _links(hops):
-        usage[link] = usage.get(link, 0) + 1
+def _route(a: Coord, b: Coord, router: Router, where: str, what: str) -> tuple[Coord, ...]:
+    """A point-to-point route within the links' capacity, taken (``Router.path``)."""
+    hops = router.path(a, b)
+    if hops is None:
+        target = router.target
+        raise PlacementError(
+            f"{where} cannot be routed on target '{target.name}': no path with room left for "
+            f"{what} (link capacity {target.link_capacity})"
+        )
+    router.take(hops)
     return hops
 
 

@@ -12,9 +12,9 @@ without one, the innermost other counter that is not reduced; over the rows, at 
 never a reduced counter (output stride 0). Of every ``p[U] x p[L]`` grid whose blocks are all
 non-empty, the one whose copies have the fewest vectors (then the fewest copies) that the
 structured layout (``parallel_layout``) can place and route is taken. The buffers a parallel
-unit reads and writes stay whole on chip, all their PMUs (split-units' ``assign_pmus``, run
-again here), so its operands are loaded from DRAM once; partition-sections then gives the unit
-a section of its own. Not parallelized (left as they are): units below the threshold, with a
+unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
+next), so its operands are loaded from DRAM once; partition-sections then gives the unit a
+section of its own. Not parallelized (left as they are): units below the threshold, with a
 data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
 reading a buffer through two different accesses (a buffer feeds a copy one stream), whose
 buffers do not fit the PMUs, or with no grid of more than one copy that routes.
@@ -31,11 +31,10 @@ Before, on sn10, the 4096^3 matmul (one PCU: 716M vectors)::
             out #rdu_tile.access<0 : [4096, 1, 0]> combiner "add" : ... {...}
     %r = pmu.buffer %mm {name = "matmul_0", ...} : tensor<4096x4096xf32> -> ...
 
-After (640 copies of 1.17M vectors; each buffer in 128 PMUs)::
+After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMUs)::
 
     %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] ... combiner "add"
             parallel [32, 20, 1] : ... {...}
-    %r = pmu.buffer %mm {name = "matmul_0", ..., pmus = 128 : i64} : ...
 """
 
 from __future__ import annotations
@@ -52,9 +51,7 @@ from xdsl.utils.exceptions import PassFailedException
 from compiler.passes import parallel_layout
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
-from compiler.passes.split_units import assign_pmus
 from compiler.targets import Target, TargetError, get_target
-from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
@@ -189,14 +186,9 @@ class ParallelizeUnits(ModulePass):
             target = get_target(self.target)
         except TargetError as err:
             raise PassFailedException(str(err)) from None
-        for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
-            changed = False
-            for unit in [u for u in section.body.block.ops if isinstance(u, UnitOp)]:
-                if unit.parallel is not None:
-                    continue
-                factors = choose_factors(unit, target, self.min_vectors)
-                if factors is not None:
-                    unit.properties["parallel"] = dense_i64(factors)
-                    changed = True
-            if changed:
-                assign_pmus(section, target)
+        for unit in [u for u in op.walk() if isinstance(u, UnitOp)]:
+            if unit.parallel is not None:
+                continue
+            factors = choose_factors(unit, target, self.min_vectors)
+            if factors is not None:
+                unit.properties["parallel"] = dense_i64(factors)

@@ -1,21 +1,26 @@
 """partition-sections: cut every section that does not fit the fabric into several that do.
 
 A section runs on the fabric all at once: its PCUs, and the PMUs of its buffers (``pmus`` of
-them for a buffer that spans several, see split-units), must fit the target's, and its streams
+them for a buffer that spans several, see assign-pmus), must fit the target's, and its streams
 must route within the links' capacity. A section that does not fit is cut, in dataflow order,
 into consecutive sections ``<name>.0``, ``<name>.1``... of the same kind that run one after the
 other: each, from where the one before ends, takes as many units as fit (counting PCUs and
-PMUs) and is checked by placing and routing it as place-and-route will, seeded alike (which
-then finds the placement cached). A piece that does not route is shortened to the longest that
-does: one unit at a time, where a piece whose streams out of (or into) one unit exceed what
-the links of a slot carry (``placement.fanout_excess``, e.g. a buffer spanning more PMUs than
-its switch has links for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces
-placed in vain, by galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts
-after every op (a unit with the parts split-units made of it, ``<unit>.<k>``); 0, the default,
-cuts only where needed. A section that fits stays whole and keeps its name. A parallel unit
-(``parallel [...]``, see parallelize-units) counts its copies as PCUs and is cut out alone: its
-piece holds only it and its buffers (all of their PMUs), and is checked with its structured
-layout (``parallel_layout``).
+PMUs) and is checked by placing and routing it (``placement.place_and_route``, with the pass's
+``seed``). A piece that does not route is shortened to the longest that does: one unit at a
+time, where a piece whose streams out of (or into) one unit exceed what the links of a slot
+carry (``placement.fanout_excess``, e.g. a buffer spanning more PMUs than its switch has links
+for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces placed in vain, by
+galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit
+with the parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed.
+A section that fits stays whole and keeps its name. A parallel unit (``parallel [...]``, see
+parallelize-units) counts its copies as PCUs and is cut out alone: its piece holds only it and
+its buffers (all of their PMUs), and is checked with its structured layout
+(``parallel_layout``).
+
+The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement = {at
+= array<i64: x0, y0, ...>, routes = [array<i64: ...>, ...]}`` (its units' slots and its
+streams' routes, see ``ir_helpers.record_placement``), and place-and-route writes it onto the
+units: the seed is this pass's alone.
 
 Tensors crossing a cut go through DRAM. A buffer read by a later piece is yielded by its own
 piece and loaded by the readers' pieces under its section result name if it has one, else
@@ -50,8 +55,13 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes import parallel_layout, placement
-from compiler.passes.place_and_route import section_graph
-from compiler.passes.split_units import assign_pmus, is_resident, resident_pmus
+from compiler.passes.ir_helpers import (
+    assign_pmus,
+    is_resident,
+    record_placement,
+    resident_pmus,
+    section_graph,
+)
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp, YieldOp
 from dialects.pcu import UnitOp
@@ -83,11 +93,19 @@ class _Result:
 class _Partitioner:
     """Cuts one section (see the module docstring)."""
 
-    def __init__(self, section: SectionOp, target: Target, max_ops: int, seed: int) -> None:
+    def __init__(
+        self,
+        section: SectionOp,
+        target: Target,
+        max_ops: int,
+        seed: int,
+        known: placement.Known,
+    ) -> None:
         self.section = section
         self.target = target
         self.max_ops = max_ops
         self.seed = seed
+        self.known = known
         self.name = section.sym_name.data
         block = section.body.block
         self.block = block
@@ -335,8 +353,8 @@ class _Partitioner:
         return self.verdict(piece) == "routes"
 
     def verdict(self, piece: SectionOp) -> Verdict:
-        """Whether ``piece`` routes as place-and-route will route it; "too many streams" when
-        ``placement.fanout_excess`` rules it out without placing it."""
+        """Whether ``piece`` routes (its placement then recorded on it for place-and-route);
+        "too many streams" when ``placement.fanout_excess`` rules it out without placing it."""
         unit = parallel_layout.parallel_unit(piece)
         if unit is not None:
             try:
@@ -349,11 +367,12 @@ class _Partitioner:
         if placement.fanout_excess(graph, self.target) is not None:
             return "too many streams"
         try:
-            placement.place_and_route(
-                graph, self.target, section=piece.sym_name.data, seed=self.seed
+            placed = placement.place_and_route(
+                graph, self.target, section=piece.sym_name.data, seed=self.seed, known=self.known
             )
         except placement.PlacementError:
             return "unroutable"
+        record_placement(piece, placed)
         return "routes"
 
     # -- the cut -------------------------------------------------------------------------------
@@ -451,15 +470,17 @@ class PartitionSections(ModulePass):
     max_ops: int = 0
     """At most this many ops a section (0: no limit; ``--o0`` is 1)."""
     seed: int = 0
-    """The placement seed (place-and-route's), for the check that a piece routes."""
+    """The seed of the placements (annealing) that check that a piece routes, and that
+    place-and-route then takes."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
             target = get_target(self.target)
         except TargetError as err:
             raise PassFailedException(str(err)) from None
+        known: placement.Known = {}  # the layers of a model give the same pieces again
         for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
-            pieces = _Partitioner(section, target, self.max_ops, self.seed).run()
+            pieces = _Partitioner(section, target, self.max_ops, self.seed, known).run()
             if pieces is None:
                 continue
             Rewriter.insert_op(pieces, InsertPoint.before(section))

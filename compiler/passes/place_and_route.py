@@ -14,12 +14,15 @@ streams between them become a ``placement.Graph``:
   readers' and its store, more than the links of a switch carry once ``N`` is in the tens (GPT
   at hidden 2048: 35 sections as a star, 21 as a chain, and 26% fewer modelled cycles).
 
-``placement.place_and_route`` places and routes that graph (greedy, then simulated annealing of
-the total stream length, then dimension-ordered routing within the links' capacity) and the
-answer goes back onto the IR: ``at`` on every unit, the stream into a PMU on its ``route``, the
-store to DRAM on its ``store_route``, the stream into each PCU port on the PCU's ``routes``
-(routes are flattened switch coordinates ``x0, y0, x1, y1, ...``). The module gets
-``rdu.target`` so emit-pef knows what the placement is for. Before, on target ``tiny``:
+The placement is the one partition-sections found and recorded on the section
+(``rdu.placement``: slots and routes in that graph's order; checked, then dropped). A section
+without one (place-and-route run alone) is placed here: ``placement.place_and_route`` (greedy,
+then simulated annealing of the total stream length with seed 0, then dimension-ordered routing
+within the links' capacity). Either way the answer goes onto the IR: ``at`` on every unit,
+the stream into a PMU on its ``route``, the store to DRAM on its ``store_route``, the stream
+into each PCU port on the PCU's ``routes`` (routes are flattened switch coordinates ``x0, y0,
+x1, y1, ...``). The module gets ``rdu.target`` so emit-pef knows what the placement is for.
+Before, on target ``tiny``:
 
     %x = pmu.buffer %arg {name = "input.0", ...} : tensor<4xf32> -> memref<4xf32>
     %r = pcu.unit @relu (%x) space [4] ... combiner "none" : (memref<4xf32>) -> tensor<4xf32> {..}
@@ -45,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -55,20 +57,24 @@ from xdsl.dialects.builtin import (
     ModuleOp,
     StringAttr,
 )
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes import parallel_layout, placement
-from compiler.passes.placement import DRAM, Coord, Graph, PlacementError, Stream, Unit
+from compiler.passes.ir_helpers import (
+    PLACEMENT_ATTR,
+    TARGET_ATTR,
+    recorded_placement,
+    section_graph,
+)
+from compiler.passes.placement import PlacementError
+from compiler.passes.routing import Coord
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
-
-TARGET_ATTR = "rdu.target"
-"""The module attribute naming the target a module was placed for."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,6 @@ class PlaceAndRoute(ModulePass):
     name = "place-and-route"
 
     target: str = "plasticine"
-    seed: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         try:
@@ -88,86 +93,13 @@ class PlaceAndRoute(ModulePass):
             raise PassFailedException(str(err)) from None
         for section in op.walk():
             if isinstance(section, SectionOp):
-                place_section(section, target, seed=self.seed)
+                place_section(section, target)
         op.attributes[TARGET_ATTR] = StringAttr(target.name)
 
 
-@dataclass(frozen=True)
-class Sink:
-    """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
-
-    kind: Literal["fill", "store", "port", "bank"]
-    op: Operation
-    port: int = 0
-
-
-@dataclass(frozen=True)
-class SectionGraph:
-    """A section as the placer sees it, plus where each stream's route goes on the IR."""
-
-    graph: Graph
-    units: Sequence[UnitOp | BufferOp]
-    sinks: Sequence[Sink]
-    banks: Sequence[BufferOp] = ()
-    """The buffer each PMU after ``units`` belongs to (a buffer's second, third... PMU)."""
-
-
-def section_graph(section: SectionOp) -> SectionGraph:
-    """The units of ``section`` in dataflow order and its streams (see the module docstring)."""
-    where = f"section '{section.sym_name.data}'"
-    units: list[UnitOp | BufferOp] = [
-        op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
-    ]
-    index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
-    streams: list[Stream] = []
-    sinks: list[Sink] = []
-
-    def buffer_of(value: SSAValue, what: str) -> int:
-        owner = value.owner
-        if not isinstance(owner, BufferOp):
-            raise PassFailedException(f"{where}: {what} is not a pmu.buffer")
-        return index[owner]
-
-    for i, op in enumerate(units):
-        if isinstance(op, BufferOp):
-            owner = op.source.owner
-            if op.from_dram:
-                streams.append(Stream(DRAM, i))
-            elif isinstance(owner, UnitOp):
-                streams.append(Stream(index[owner], i))
-            else:
-                raise PassFailedException(
-                    f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
-                )
-            sinks.append(Sink("fill", op))
-        else:
-            for port, value in enumerate(op.inputs):
-                what = f"input {port} of pcu.unit @{op.sym_name.data}"
-                streams.append(Stream(buffer_of(value, what), i))
-                sinks.append(Sink("port", op, port))
-    stored: set[int] = set()
-    for k, value in enumerate(section.yield_op.values):
-        b = buffer_of(value, f"result {k} of the section")
-        if b not in stored:
-            stored.add(b)
-            streams.append(Stream(b, DRAM))
-            sinks.append(Sink("store", units[b]))
-    banks: list[BufferOp] = []
-    for i, op in enumerate(units):
-        if isinstance(op, BufferOp):
-            previous = i
-            for _ in range(op.num_pmus - 1):
-                banks.append(op)
-                streams.append(Stream(previous, len(units) + len(banks) - 1))
-                sinks.append(Sink("bank", op))
-                previous = len(units) + len(banks) - 1
-    more = [Unit(f'pmu.buffer "{b.buffer_name.data}" (one more PMU)', "pmu") for b in banks]
-    graph = Graph([*(_unit(op) for op in units), *more], streams)
-    return SectionGraph(graph, units, sinks, banks)
-
-
-def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
-    """Place and route one section in place: ``at`` on its units, routes on the consumers."""
+def place_section(section: SectionOp, target: Target) -> None:
+    """Place and route one section in place: ``at`` on its units, routes on the consumers (the
+    placement recorded on the section, else one found here)."""
     unit = parallel_layout.parallel_unit(section)
     if unit is not None:
         try:
@@ -176,12 +108,21 @@ def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
             raise PassFailedException(f"section '{section.sym_name.data}': {err}") from None
         return
     sg = section_graph(section)
-    try:
-        result = placement.place_and_route(
-            sg.graph, target, section=section.sym_name.data, seed=seed
-        )
-    except PlacementError as err:
-        raise PassFailedException(str(err)) from None
+    name = section.sym_name.data
+    result = recorded_placement(section)
+    if result is not None:
+        wrong = placement.check_placement(sg.graph, target, result)
+        if wrong is not None:
+            raise PassFailedException(
+                f"section '{name}': the placement recorded on it ({PLACEMENT_ATTR}) does not fit "
+                f"its units on target '{target.name}': {wrong}"
+            )
+        del section.attributes[PLACEMENT_ATTR]
+    else:
+        try:
+            result = placement.place_and_route(sg.graph, target, section=name)
+        except PlacementError as err:
+            raise PassFailedException(str(err)) from None
     count = len(sg.units)
     for op, (x, y) in zip(sg.units, result.at[:count], strict=True):
         for stale in ("route", "store_route", "routes", "more_at"):  # from an earlier placement
@@ -205,12 +146,6 @@ def place_section(section: SectionOp, target: Target, *, seed: int = 0) -> None:
             sink.op.properties["route" if sink.kind == "fill" else "store_route"] = flat
     for op, routes in port_routes.items():
         op.properties["routes"] = ArrayAttr(routes)
-
-
-def _unit(op: UnitOp | BufferOp) -> Unit:
-    if isinstance(op, UnitOp):
-        return Unit(f"pcu.unit @{op.sym_name.data}", "pcu")
-    return Unit(f'pmu.buffer "{op.buffer_name.data}"', "pmu")
 
 
 def _flatten(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:

@@ -21,26 +21,23 @@ The algorithm:
 2. simulated annealing of the total Manhattan length of all streams: one or two thousand moves
    (move a unit to a free slot of its kind or swap it with the unit there), seeded, so the
    same graph always gets the same placement;
-3. routing, stream by stream in order: X then Y; Y then X if that would overload a link; a
-   shortest detour over links with room left if both would. If a stream still finds no path,
-   the annealing is retried with other seeds before giving up.
+3. routing (``routing.Router``), stream by stream in order: X then Y; Y then X if that would
+   overload a link; a shortest detour over links with room left if both would. If a stream
+   still finds no path, the annealing is retried with other seeds before giving up.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from compiler.passes.routing import Coord, Router, link_usage
 from compiler.targets import Target
 
 UnitKind = Literal["pcu", "pmu"]
-Coord = tuple[int, int]
-Link = tuple[Coord, Coord]
-"""A directed link: (from switch, to switch)."""
 
 DRAM: Final = -1
 """The endpoint index of off-chip memory in a ``Stream``."""
@@ -100,6 +97,13 @@ class Placement:
         return sum(len(hops) - 1 for hops in self.routes)
 
 
+Known = dict[tuple[object, ...], Placement | int]
+"""Answers of ``place_and_route`` a caller keeps, by what determines them (unit kinds, streams,
+target, seed, moves: names only appear in errors): a placement, or for a graph that did not
+route the index of the stream that last found no path. partition-sections keeps one for a run:
+the layers of a model give it the same pieces over and over."""
+
+
 def place_and_route(
     graph: Graph,
     target: Target,
@@ -107,13 +111,15 @@ def place_and_route(
     section: str = "section",
     seed: int = 0,
     moves: int | None = None,
+    known: Known | None = None,
 ) -> Placement:
     """Place every unit of ``graph`` on a slot of its kind and route every stream.
 
     ``section`` names the section in error messages; ``moves`` overrides the number of annealing
-    moves (default: scaled with the number of units, 2000 at most). Raises
-    ``PlacementError`` when the section needs more units of a kind than the target has, or when
-    a stream cannot be routed within the links' capacity.
+    moves (default: scaled with the number of units, 2000 at most). ``known`` holds the answers
+    found so far by the caller (see ``Known``): an answer found there is not searched again, a
+    new one is added. Raises ``PlacementError`` when the section needs more units of a kind than
+    the target has, or when a stream cannot be routed within the links' capacity.
     """
     _check_graph(graph)
     _check_capacity(graph, target, section)
@@ -126,7 +132,9 @@ def place_and_route(
         seed,
         moves,
     )
-    placed = _PLACED.get(key)
+    if known is None:
+        known = {}
+    placed = known.get(key)
     if isinstance(placed, Placement):
         return placed
     failed = placed
@@ -140,29 +148,45 @@ def place_and_route(
             failed = err.stream
             continue
         placed = Placement(tuple(at), tuple(routes))
-        _remember(key, placed)
+        known[key] = placed
         return placed
     assert failed is not None
-    _remember(key, failed)
+    known[key] = failed
     raise PlacementError(
         f"section '{section}' cannot be routed on target '{target.name}': no path with room "
         f"left for the stream {_describe(graph, failed)} (link capacity {target.link_capacity})"
     )
 
 
-_PLACED: dict[tuple[object, ...], Placement | int] = {}
-"""Placements found, by what determines them (unit kinds, streams, target, seed, moves: names
-only appear in errors), or for a graph that did not route the index of the stream that last
-found no path. partition-sections places every piece it cuts to check that it routes (the
-layers of a model give it the same pieces over and over), and place-and-route then places the
-same sections again: the second time is a look-up."""
-_PLACED_SIZE = 1024
-
-
-def _remember(key: tuple[object, ...], answer: Placement | int) -> None:
-    if len(_PLACED) >= _PLACED_SIZE:
-        del _PLACED[next(iter(_PLACED))]  # the oldest
-    _PLACED[key] = answer
+def check_placement(graph: Graph, target: Target, placed: Placement) -> str | None:
+    """What is wrong with ``placed`` as a placement of ``graph`` on ``target``, or None: every
+    unit on a distinct slot of its kind, every stream's route a path of adjacent switches from
+    its source's switch to its destination's, no link over its capacity."""
+    if len(placed.at) != len(graph.units) or len(placed.routes) != len(graph.streams):
+        return (
+            f"{len(placed.at)} slots and {len(placed.routes)} routes for {len(graph.units)} "
+            f"units and {len(graph.streams)} streams"
+        )
+    kinds = {kind: set(slots(target, kind)) for kind in ("pcu", "pmu")}
+    for unit, slot in zip(graph.units, placed.at, strict=True):
+        if tuple(slot) not in kinds[unit.kind]:
+            return f"{unit.name} at {list(slot)}, not a {unit.kind.upper()} slot"
+    if len(set(placed.at)) != len(placed.at):
+        return "two units on one slot"
+    for index, (stream, hops) in enumerate(zip(graph.streams, placed.routes, strict=True)):
+        ends = (endpoint_switch(placed.at, stream, stream.src),
+                endpoint_switch(placed.at, stream, stream.dst))  # fmt: skip
+        steps = zip(hops, hops[1:], strict=False)
+        if (
+            not hops
+            or (hops[0], hops[-1]) != ends
+            or any(abs(a[0] - b[0]) + abs(a[1] - b[1]) != 1 for a, b in steps)
+        ):
+            return f"the route of the stream {_describe(graph, index)} does not join its ends"
+    usage = link_usage(placed.routes)
+    if any(n > target.link_capacity for n in usage.values()):
+        return f"a link carries more than {target.link_capacity} streams"
+    return None
 
 
 def default_moves(num_units: int) -> int:
@@ -392,36 +416,19 @@ def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[in
 
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:
-    """Route every stream, in order, within ``target.link_capacity`` streams per link.
-
-    Each stream tries X-then-Y, then Y-then-X, then the shortest path over links with room left.
-    """
-    usage: dict[Link, int] = {}
+    """Route every stream, in order, within ``target.link_capacity`` streams per link
+    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room)."""
+    router = Router(target)
     routes: list[tuple[Coord, ...]] = []
     for index, stream in enumerate(graph.streams):
         a = endpoint_switch(at, stream, stream.src)
         b = endpoint_switch(at, stream, stream.dst)
-        hops = next(
-            (p for p in (_xy_path(a, b), _yx_path(a, b)) if _fits(p, usage, target)),
-            None,
-        )
-        if hops is None:
-            hops = _detour(a, b, usage, target)
+        hops = router.path(a, b)
         if hops is None:
             raise _Unroutable(index)
-        for link in _links(hops):
-            usage[link] = usage.get(link, 0) + 1
+        router.take(hops)
         routes.append(hops)
     return routes
-
-
-def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
-    """How many streams use each (directed) link."""
-    usage: dict[Link, int] = {}
-    for hops in routes:
-        for link in _links(hops):
-            usage[link] = usage.get(link, 0) + 1
-    return usage
 
 
 class _Unroutable(Exception):
@@ -489,64 +496,6 @@ def _describe(graph: Graph, index: int) -> str:
     stream = graph.streams[index]
     names = ["DRAM" if e == DRAM else graph.units[e].name for e in (stream.src, stream.dst)]
     return f"{names[0]} -> {names[1]}"
-
-
-def _step(a: int, b: int) -> int:
-    return (b > a) - (b < a)
-
-
-def _xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
-    x, y = a
-    hops = [a]
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    return tuple(hops)
-
-
-def _yx_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
-    x, y = a
-    hops = [a]
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    return tuple(hops)
-
-
-def _links(hops: Sequence[Coord]) -> list[Link]:
-    return [(hops[i], hops[i + 1]) for i in range(len(hops) - 1)]
-
-
-def _fits(hops: Sequence[Coord], usage: dict[Link, int], target: Target) -> bool:
-    return all(usage.get(link, 0) < target.link_capacity for link in _links(hops))
-
-
-def _detour(a: Coord, b: Coord, usage: dict[Link, int], target: Target) -> tuple[Coord, ...] | None:
-    """Shortest path from ``a`` to ``b`` over links with room left (breadth first)."""
-    parent: dict[Coord, Coord] = {a: a}
-    queue = deque([a])
-    while queue:
-        p = queue.popleft()
-        if p == b:
-            hops = [b]
-            while hops[-1] != a:
-                hops.append(parent[hops[-1]])
-            return tuple(reversed(hops))
-        x, y = p
-        for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-            if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
-                continue
-            if usage.get((p, q), 0) >= target.link_capacity:
-                continue
-            parent[q] = p
-            queue.append(q)
-    return None
 
 
 def fanout_excess(graph: Graph, target: Target) -> str | None:

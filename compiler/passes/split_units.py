@@ -16,15 +16,7 @@ ports. A unit over either is split into a chain of units, each computing part of
 - the last part keeps the unit's name, space, result access and combiner; a part is named
   ``<unit>.<k>`` (``k`` from 0, in dataflow order) and sits just before the unit.
 
-Then every ``pmu.buffer`` gets ``pmus``, the PMUs its tensor occupies (``assign_pmus``): a
-buffer a PCU writes and another PCU of the section reads out of the order it was written (a
-transposed or broadcast read, a reduction's result read before the reduction is over) must hold
-the whole tensor on chip: ``ceil(bytes / target.pmu_bytes)`` PMUs; so must every buffer a
-parallel unit (see parallelize-units) reads or writes, its copies each reading or writing their
-own block of it, loaded from DRAM once (in at least as many PMUs as streams leave or enter it,
-``parallel_layout.held_pmus``). Every other buffer streams
-its tensor through in tiles (loaded from or stored to DRAM, or written and read in the same
-order) and takes one PMU.
+How many PMUs each buffer takes is assign-pmus' (after parallelize-units).
 
 Before, on ``tiny`` (4 stages, 3 ports)::
 
@@ -61,14 +53,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i64
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import DiagnosticException
 
-from compiler.passes import parallel_layout
-from compiler.passes.convert_dataflow_to_rdu_tile import describe_location, row_major
+from compiler.passes.ir_helpers import RANDOM_OPCODES, describe_location, row_major
 from compiler.passes.tiling import NBUF, buffer_tile_bytes, element_bytes, tile_elements
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location, ssa_hint
@@ -76,9 +67,6 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
-
-RANDOM_OPCODES = ("rand",)
-"""Stages whose value depends on the point's index in the unit's whole space."""
 
 
 def stage_count(unit: UnitOp) -> int:
@@ -89,92 +77,6 @@ def stage_count(unit: UnitOp) -> int:
 def needs_split(unit: UnitOp, target: Target) -> bool:
     """Whether ``unit`` has more stages or input ports than one PCU of ``target``."""
     return stage_count(unit) > target.pcu_stages or len(unit.inputs) > target.pcu_ports
-
-
-# --------------------------------------------------------------------------------------------
-# How many PMUs a buffer takes
-# --------------------------------------------------------------------------------------------
-
-
-def _walk_order(space: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
-    """The (extent, stride) loops an access walks, extent-1 loops dropped, contiguous loops
-    merged (so ``[4, 8]`` with strides ``[8, 1]`` is the one loop ``(32, 1)``)."""
-    loops: list[tuple[int, int]] = []
-    for extent, stride in zip(space, strides, strict=True):
-        if extent <= 1:
-            continue
-        if loops and loops[-1][1] == stride * extent:
-            loops[-1] = (loops[-1][0] * extent, stride)
-        else:
-            loops.append((extent, stride))
-    return loops
-
-
-def _in_order(space: Sequence[int], access: AccessAttr) -> tuple[int, list[tuple[int, int]]] | None:
-    """The elements ``access`` visits, in order, as (offset, loops) if each is visited in one
-    run (a counter of stride 0 only innermost: a value held while it repeats), else None."""
-    if access.is_indexed:
-        return None
-    loops = _walk_order(space, access.stride_values)
-    while loops and loops[-1][1] == 0:
-        loops.pop()
-    if any(stride == 0 for _, stride in loops):
-        return None
-    return access.offset_value, loops
-
-
-def is_resident(buffer: BufferOp, readers: Sequence[tuple[UnitOp, AccessAttr]]) -> bool:
-    """Whether ``buffer`` must hold its whole tensor: a PCU writes it and one of ``readers``
-    (units of the same section and the accesses they read it through) reads it out of order."""
-    writer = buffer.source.owner
-    if not isinstance(writer, UnitOp) or not readers:
-        return False
-    written = _in_order(writer.space_values, writer.out)
-    if written is None:
-        return True
-    return any(_in_order(unit.space_values, access) != written for unit, access in readers)
-
-
-def touches_parallel(buffer: BufferOp) -> bool:
-    """Whether a parallel unit (``parallel [...]``) writes or reads ``buffer``."""
-    writer = buffer.source.owner
-    if isinstance(writer, UnitOp) and writer.parallel is not None:
-        return True
-    return any(
-        isinstance(use.operation, UnitOp) and use.operation.parallel is not None
-        for use in buffer.result.uses
-    )
-
-
-def tensor_bytes(buffer: BufferOp) -> int:
-    """Bytes of the tensor ``buffer`` holds."""
-    return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
-
-
-def resident_pmus(buffer: BufferOp, target: Target) -> int:
-    """PMUs of a resident buffer: its whole tensor on chip."""
-    return max(1, -(-tensor_bytes(buffer) // target.pmu_bytes))
-
-
-def assign_pmus(section: SectionOp, target: Target) -> None:
-    """Set ``pmus`` on every buffer of ``section`` (see the module docstring); 1 is left unset."""
-    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
-    for op in section.body.block.ops:
-        if isinstance(op, UnitOp):
-            for value, access in zip(op.inputs, op.ins.data, strict=True):
-                if isinstance(value.owner, BufferOp):
-                    readers.setdefault(value.owner, []).append((op, access))
-    for op in section.body.block.ops:
-        if not isinstance(op, BufferOp):
-            continue
-        count = 1
-        if touches_parallel(op):
-            count = parallel_layout.held_pmus(op, target)
-        elif is_resident(op, readers.get(op, [])):
-            count = resident_pmus(op, target)
-        op.properties.pop("pmus", None)
-        if count > 1:
-            op.properties["pmus"] = IntegerAttr(count, i64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +395,7 @@ class _UnitSplitter:
 
 
 def split_section(section: SectionOp, target: Target) -> None:
-    """Split the units of ``section`` that do not fit ``target``, then ``assign_pmus``."""
+    """Split the units of ``section`` that do not fit ``target``."""
     block = section.body.block
     taken: set[str] = set()
     for op in block.ops:
@@ -504,13 +406,11 @@ def split_section(section: SectionOp, target: Target) -> None:
     for unit in [op for op in block.ops if isinstance(op, UnitOp)]:
         if needs_split(unit, target):
             _UnitSplitter(unit, target, taken).run()
-    assign_pmus(section, target)
 
 
 @dataclass(frozen=True)
 class SplitUnits(ModulePass):
-    """Split units over the target's PCU stages or ports; count the PMUs of every buffer (see
-    the module docstring)."""
+    """Split units over the target's PCU stages or ports (see the module docstring)."""
 
     name = "split-units"
 

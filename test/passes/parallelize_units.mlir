@@ -1,13 +1,13 @@
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1}' | filecheck %s
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny}' | filecheck %s --check-prefix=DEFAULT
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1},partition-sections{target=tiny},place-and-route{target=tiny}' | filecheck %s --check-prefix=PLACED
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1},assign-pmus{target=tiny}' | filecheck %s
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny},assign-pmus{target=tiny}' | filecheck %s --check-prefix=DEFAULT
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1},assign-pmus{target=tiny},partition-sections{target=tiny},place-and-route{target=tiny}' | filecheck %s --check-prefix=PLACED
 
 // An 8x8x16 matmul on tiny (4x4 grid: 2 rows of 2 PCU slots each, 4 lanes, 4 stages). One PCU
 // takes 2 (columns over the lanes) x 2 (rows unrolled 4 at a time) x 16 = 64 vectors. Forced
 // (min_vectors=1), its rows go over 2 grid rows and its columns over 2 PCU slots: 4 copies of
 // 16 vectors, parallel [2, 2, 1] (never the reduced counter k). Its buffers stay whole on chip,
 // in as many PMUs as streams leave or enter them: x's 2 row blocks, w's 2 column blocks, the
-// result's 4 writers, one a PMU (half tiny's link capacity of 2).
+// result's 4 writers, one a PMU (half tiny's link capacity of 2): assign-pmus counts them.
 // At the default threshold (2^28 vectors) nothing changes.
 
 builtin.module {

@@ -68,3 +68,25 @@ builtin.module {
 // CHECK: section 'forward' cannot be routed on target 'tiny': no path with room left for the stream pmu.buffer "a" -> pcu.unit @square_{{[0-9]}} (link capacity 2)
 
 // TARGET: unknown target 'nope' (choose from plasticine, sn10, sn30, sn40l, tiny, or give a target file NAME.toml)
+
+// -----
+
+// A recorded placement (rdu.placement, see partition-sections) that does not fit the section's
+// units is refused: here the PCU sits on a PMU slot (x + y odd).
+
+builtin.module {
+  dataflow.section @forward "forward" attributes {rdu.placement = {at = array<i64: 1, 0, 0, 1, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 0, 0, 0, 1>, array<i64: 0, 1, 1, 1, 2, 1, 3, 1, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+  ^bb0(%x: tensor<4xf32>):
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
+    %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>) -> tensor<4xf32> {
+    ^bb0(%a: f32):
+      %z = pcu.const 0.000000e+00 : f32
+      %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+      pcu.yield %m : f32
+    }
+    %rb = pmu.buffer %r {name = "relu_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
+    dataflow.yield %rb : memref<4xf32>
+  }
+}
+
+// CHECK: section 'forward': the placement recorded on it (rdu.placement) does not fit its units on target 'tiny': pcu.unit @relu_0 at [0, 1], not a PCU slot

@@ -42,7 +42,7 @@ builtin.module {
 
 // A matmul whose left operand is scaled and shifted first (5 stages): the scale-and-shift
 // becomes a part over the counters it varies over (m, k), a 64x128 tensor the matmul reads once
-// for every n. Read out of the order it is written, it stays whole on chip: 32 KiB in 2 PMUs.
+// for every n (read out of the order it is written, assign-pmus keeps it whole on chip).
 
 builtin.module {
   dataflow.section @forward "forward" attributes {arg_names = ["a", "b"], arg_roles = ["input", "input"], result_names = ["output.0"], result_roles = ["output"]} {
@@ -71,7 +71,7 @@ builtin.module {
 // CHECK-NEXT:   %5 = pcu.stage "add"(%4, %c1) : (f32, f32) -> f32
 // CHECK-NEXT:   pcu.yield %5 : f32
 // CHECK-NEXT: }
-// CHECK-NEXT: %matmul_0_0_pmu = pmu.buffer %2 {name = "matmul_0.0", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64, pmus = 2 : i64} : tensor<64x128xf32> -> memref<64x128xf32>
+// CHECK-NEXT: %matmul_0_0_pmu = pmu.buffer %2 {name = "matmul_0.0", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64x128xf32> -> memref<64x128xf32>
 // CHECK-NEXT: %r = pcu.unit @matmul_0 (%1, %matmul_0_0_pmu) space [64, 4, 128] tile [4, 4, 128] lanes 4 ins [#rdu_tile.access<0 : [0, 1, 4]>, #rdu_tile.access<0 : [128, 0, 1]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner "add" : (memref<128x4xf32>, memref<64x128xf32>) -> tensor<64x4xf32> {
 // CHECK-NEXT: ^bb0(%3: f32, %4: f32):
 // CHECK-NEXT:   %5 = pcu.stage "mul"(%4, %3) : (f32, f32) -> f32

@@ -16,9 +16,11 @@ from xdsl.utils.exceptions import PassFailedException
 
 from compiler.driver import make_context
 from compiler.passes import partition_sections, placement
+from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.emit_pef import module_to_program
+from compiler.passes.ir_helpers import section_graph
 from compiler.passes.partition_sections import PartitionSections, _Partitioner
-from compiler.passes.place_and_route import PlaceAndRoute, section_graph
+from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.placement import DRAM, Graph, PlacementError, Stream, Unit
 from compiler.passes.split_units import SplitUnits
 from compiler.targets import Target, get_target
@@ -77,16 +79,19 @@ def test_a_graph_that_did_not_route_fails_again_without_annealing(
 ) -> None:
     tiny = get_target("tiny")
     graph = fan(8, store=True)
+    known: placement.Known = {}
     with pytest.raises(PlacementError) as first:
-        placement.place_and_route(graph, tiny, section="first", seed=12345)
+        placement.place_and_route(graph, tiny, section="first", seed=12345, known=known)
 
     def no_annealing(*args: object, **kwargs: object) -> None:
         raise AssertionError("annealed again")
 
     monkeypatch.setattr(placement, "anneal", no_annealing)
     with pytest.raises(PlacementError) as second:
-        placement.place_and_route(graph, tiny, section="second", seed=12345)
+        placement.place_and_route(graph, tiny, section="second", seed=12345, known=known)
     assert str(second.value) == str(first.value).replace("'first'", "'second'")
+    with pytest.raises(AssertionError, match="annealed again"):  # the answers are the caller's
+        placement.place_and_route(graph, tiny, section="third", seed=12345)
 
 
 # -- the search for the cut --------------------------------------------------------------------
@@ -125,7 +130,7 @@ class Scripted(_Partitioner):
     def __init__(self, answer: dict[int, str], n: int = 10) -> None:
         module = Parser(make_context(), relu_chain(n)).parse_module()
         section = next(op for op in module.walk() if isinstance(op, SectionOp))
-        super().__init__(section, get_target("plasticine"), 0, 0)
+        super().__init__(section, get_target("plasticine"), 0, 0, {})
         self.answer = answer
         self.asked: list[int] = []
 
@@ -163,7 +168,7 @@ def test_after_three_misses_the_cut_is_bisected() -> None:
 def test_the_longest_piece_that_fits_is_found_as_a_linear_scan_finds_it() -> None:
     module = Parser(make_context(), relu_chain(20)).parse_module()
     section = next(op for op in module.walk() if isinstance(op, SectionOp))
-    partitioner = _Partitioner(section, get_target("tiny"), 0, 0)
+    partitioner = _Partitioner(section, get_target("tiny"), 0, 0, {})
     for i in range(20):
         j = i + 1
         while j < 20 and partitioner.fits(i, j + 1):
@@ -205,6 +210,7 @@ def test_a_resident_tensor_chains_its_pmus_and_stays_with_its_reader(
     module = Parser(ctx, SCALED_MATMUL).parse_module()
     assert isinstance(module, ModuleOp)
     SplitUnits(target=str(path)).apply(ctx, module)
+    AssignPmus(target=str(path)).apply(ctx, module)
     # The scaled ``a`` (32 KiB, 8 PMUs of 4 KiB) is read out of order by the matmul: resident.
     # Its PMUs form a chain (two streams each at most): as a star, its first PMU would send 7
     # streams to the others, past the 4 the links of one slot carry, and ``a`` would have to be

@@ -8,18 +8,18 @@ import pytest
 
 from compiler.passes.placement import (
     DRAM,
-    Coord,
     Graph,
     Placement,
     PlacementError,
     Stream,
     Unit,
     endpoint_switch,
-    link_usage,
     place_and_route,
     slots,
     wire_length,
 )
+from compiler.passes.placement import check_placement as what_is_wrong
+from compiler.passes.routing import Coord, link_usage
 from compiler.targets import Target, get_target
 
 GRID = Target("grid4x3", cols=4, rows=3, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
@@ -182,3 +182,22 @@ def test_links_are_directed() -> None:
     placement = place_and_route(graph, target)
     check_placement(graph, target, placement)
     assert placement.routes == (((1, 0), (0, 0)), ((0, 0), (1, 0)))
+
+
+def test_check_placement_accepts_what_place_and_route_finds_and_names_what_is_wrong() -> None:
+    graph = two_layer_graph()
+    placed = place_and_route(graph, GRID)
+    assert what_is_wrong(graph, GRID, placed) is None
+    at = placed.at
+    swapped = Placement((at[2], at[1], at[0], *at[3:]), placed.routes)
+    assert what_is_wrong(graph, GRID, swapped) == f"x at {list(at[2])}, not a PMU slot"
+    shared = Placement((at[1], *at[1:]), placed.routes)
+    assert what_is_wrong(graph, GRID, shared) == "two units on one slot"
+    moved = tuple((x + 1, y) for x, y in placed.routes[0])  # starts one switch off DRAM's
+    cut = Placement(at, (moved, *placed.routes[1:]))
+    assert (
+        what_is_wrong(graph, GRID, cut)
+        == "the route of the stream DRAM -> x does not join its ends"
+    )
+    short = Placement(at[:-1], placed.routes)
+    assert what_is_wrong(graph, GRID, short) == "6 slots and 11 routes for 7 units and 11 streams"

@@ -14,6 +14,7 @@ from xdsl.parser import Parser
 
 from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
+from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.emit_pef import module_to_program
 from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.split_units import SplitUnits
@@ -141,6 +142,7 @@ def test_a_resident_tensor_spans_pmus_that_placement_reserves() -> None:
     module = Parser(ctx, SCALED_MATMUL).parse_module()
     assert isinstance(module, ModuleOp)
     SplitUnits(target="tiny").apply(ctx, module)
+    AssignPmus(target="tiny").apply(ctx, module)
     PlaceAndRoute(target="tiny").apply(ctx, module)
     module.verify()
     program = module_to_program(module, get_target("tiny"))

@@ -1,0 +1,313 @@
+"""IR helpers the passes share; no pass owns them (a pass imports this, never another pass).
+
+- errors that point at the user's line (``describe_location``, ``fail``, ``op_name``);
+- shapes and strides of tensor values (``elt_of``, ``row_major``);
+- how many PMUs a buffer spans (``assign_pmus``, run by assign-pmus and again by
+  partition-sections on the pieces it cuts, with ``is_resident`` and ``resident_pmus``);
+- a section as the placer sees it (``section_graph``), and the placement partition-sections
+  found for it, recorded on the section for place-and-route (``record_placement``,
+  ``recorded_placement``);
+- the module attribute naming the target a module was placed for (``TARGET_ATTR``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DenseArrayBase,
+    DictionaryAttr,
+    IntegerAttr,
+    IntegerType,
+    TensorType,
+    UnregisteredOp,
+    i64,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.utils.exceptions import DiagnosticException, PassFailedException
+
+from compiler.passes import parallel_layout
+from compiler.passes.placement import DRAM, Graph, Placement, Stream, Unit
+from compiler.passes.tiling import element_bytes
+from compiler.targets import Target
+from compiler.value_names import source_location
+from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
+from dialects.pmu import BufferOp
+from dialects.rdu_tile import AccessAttr, dense_i64, element_type, shape_of
+
+TARGET_ATTR = "rdu.target"
+"""The module attribute naming the target a module was placed for (set by place-and-route)."""
+
+PLACEMENT_ATTR = "rdu.placement"
+"""The section attribute holding the placement partition-sections found for it (its slots and
+routes, in ``section_graph`` order), which place-and-route writes onto the units."""
+
+RANDOM_OPCODES = ("rand",)
+"""Stages whose value depends on the point's index in the unit's whole space."""
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------
+
+
+def describe_location(op: Operation) -> str:
+    """``file:line`` of an op's location, or the op name when it has none."""
+    loc = source_location(op.location)
+    filename = getattr(loc, "filename", None)
+    line = getattr(loc, "line", None)
+    if filename is not None and line is not None:
+        return f"{filename.data}:{line.data}"
+    return op.name
+
+
+def op_name(op: Operation) -> str:
+    """The op's name as written (an unregistered op's own name, not ``builtin.unregistered``)."""
+    if isinstance(op, UnregisteredOp):
+        return op.op_name.data
+    return op.name
+
+
+def fail(op: Operation, message: str) -> DiagnosticException:
+    """A one-line error that points at the op's source line."""
+    return DiagnosticException(f"{describe_location(op)}: {message}")
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes and strides
+# --------------------------------------------------------------------------------------------
+
+
+def row_major(shape: Sequence[int]) -> list[int]:
+    """Row-major strides (in elements) of ``shape``."""
+    strides = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        strides[i] = strides[i + 1] * shape[i + 1]
+    return strides
+
+
+def elt_of(value: SSAValue | Attribute) -> Attribute:
+    """The element type of a tensor value (or of a tensor type)."""
+    typ = value.type if isinstance(value, SSAValue) else value
+    assert isinstance(typ, TensorType)
+    return typ.element_type
+
+
+# --------------------------------------------------------------------------------------------
+# How many PMUs a buffer takes
+# --------------------------------------------------------------------------------------------
+
+
+def _walk_order(space: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
+    """The (extent, stride) loops an access walks, extent-1 loops dropped, contiguous loops
+    merged (so ``[4, 8]`` with strides ``[8, 1]`` is the one loop ``(32, 1)``)."""
+    loops: list[tuple[int, int]] = []
+    for extent, stride in zip(space, strides, strict=True):
+        if extent <= 1:
+            continue
+        if loops and loops[-1][1] == stride * extent:
+            loops[-1] = (loops[-1][0] * extent, stride)
+        else:
+            loops.append((extent, stride))
+    return loops
+
+
+def _in_order(space: Sequence[int], access: AccessAttr) -> tuple[int, list[tuple[int, int]]] | None:
+    """The elements ``access`` visits, in order, as (offset, loops) if each is visited in one
+    run (a counter of stride 0 only innermost: a value held while it repeats), else None."""
+    if access.is_indexed:
+        return None
+    loops = _walk_order(space, access.stride_values)
+    while loops and loops[-1][1] == 0:
+        loops.pop()
+    if any(stride == 0 for _, stride in loops):
+        return None
+    return access.offset_value, loops
+
+
+def is_resident(buffer: BufferOp, readers: Sequence[tuple[UnitOp, AccessAttr]]) -> bool:
+    """Whether ``buffer`` must hold its whole tensor: a PCU writes it and one of ``readers``
+    (units of the same section and the accesses they read it through) reads it out of order."""
+    writer = buffer.source.owner
+    if not isinstance(writer, UnitOp) or not readers:
+        return False
+    written = _in_order(writer.space_values, writer.out)
+    if written is None:
+        return True
+    return any(_in_order(unit.space_values, access) != written for unit, access in readers)
+
+
+def touches_parallel(buffer: BufferOp) -> bool:
+    """Whether a parallel unit (``parallel [...]``) writes or reads ``buffer``."""
+    writer = buffer.source.owner
+    if isinstance(writer, UnitOp) and writer.parallel is not None:
+        return True
+    return any(
+        isinstance(use.operation, UnitOp) and use.operation.parallel is not None
+        for use in buffer.result.uses
+    )
+
+
+def buffer_bytes(buffer: BufferOp) -> int:
+    """Bytes of the tensor ``buffer`` holds."""
+    return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
+
+
+def resident_pmus(buffer: BufferOp, target: Target) -> int:
+    """PMUs of a resident buffer: its whole tensor on chip."""
+    return max(1, -(-buffer_bytes(buffer) // target.pmu_bytes))
+
+
+def assign_pmus(section: SectionOp, target: Target) -> None:
+    """Set ``pmus`` on every buffer of ``section`` (see assign-pmus); 1 is left unset."""
+    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
+    for op in section.body.block.ops:
+        if isinstance(op, UnitOp):
+            for value, access in zip(op.inputs, op.ins.data, strict=True):
+                if isinstance(value.owner, BufferOp):
+                    readers.setdefault(value.owner, []).append((op, access))
+    for op in section.body.block.ops:
+        if not isinstance(op, BufferOp):
+            continue
+        count = 1
+        if touches_parallel(op):
+            count = parallel_layout.held_pmus(op, target)
+        elif is_resident(op, readers.get(op, [])):
+            count = resident_pmus(op, target)
+        op.properties.pop("pmus", None)
+        if count > 1:
+            op.properties["pmus"] = IntegerAttr(count, i64)
+
+
+# --------------------------------------------------------------------------------------------
+# A section as the placer sees it
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
+
+    kind: Literal["fill", "store", "port", "bank"]
+    op: Operation
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class SectionGraph:
+    """A section as the placer sees it, plus where each stream's route goes on the IR."""
+
+    graph: Graph
+    units: Sequence[UnitOp | BufferOp]
+    sinks: Sequence[Sink]
+    banks: Sequence[BufferOp] = ()
+    """The buffer each PMU after ``units`` belongs to (a buffer's second, third... PMU)."""
+
+
+def section_graph(section: SectionOp) -> SectionGraph:
+    """The units of ``section`` in dataflow order and its streams: a buffer's fill (from DRAM or
+    its PCU), every PCU input port, every yielded buffer's store to DRAM, and a chain of streams
+    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route)."""
+    where = f"section '{section.sym_name.data}'"
+    units: list[UnitOp | BufferOp] = [
+        op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
+    ]
+    index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
+    streams: list[Stream] = []
+    sinks: list[Sink] = []
+
+    def buffer_of(value: SSAValue, what: str) -> int:
+        owner = value.owner
+        if not isinstance(owner, BufferOp):
+            raise PassFailedException(f"{where}: {what} is not a pmu.buffer")
+        return index[owner]
+
+    for i, op in enumerate(units):
+        if isinstance(op, BufferOp):
+            owner = op.source.owner
+            if op.from_dram:
+                streams.append(Stream(DRAM, i))
+            elif isinstance(owner, UnitOp):
+                streams.append(Stream(index[owner], i))
+            else:
+                raise PassFailedException(
+                    f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
+                )
+            sinks.append(Sink("fill", op))
+        else:
+            for port, value in enumerate(op.inputs):
+                what = f"input {port} of pcu.unit @{op.sym_name.data}"
+                streams.append(Stream(buffer_of(value, what), i))
+                sinks.append(Sink("port", op, port))
+    stored: set[int] = set()
+    for k, value in enumerate(section.yield_op.values):
+        b = buffer_of(value, f"result {k} of the section")
+        if b not in stored:
+            stored.add(b)
+            streams.append(Stream(b, DRAM))
+            sinks.append(Sink("store", units[b]))
+    banks: list[BufferOp] = []
+    for i, op in enumerate(units):
+        if isinstance(op, BufferOp):
+            previous = i
+            for _ in range(op.num_pmus - 1):
+                banks.append(op)
+                streams.append(Stream(previous, len(units) + len(banks) - 1))
+                sinks.append(Sink("bank", op))
+                previous = len(units) + len(banks) - 1
+    more = [Unit(f'pmu.buffer "{b.buffer_name.data}" (one more PMU)', "pmu") for b in banks]
+    graph = Graph([*(_placed_unit(op) for op in units), *more], streams)
+    return SectionGraph(graph, units, sinks, banks)
+
+
+def _placed_unit(op: UnitOp | BufferOp) -> Unit:
+    if isinstance(op, UnitOp):
+        return Unit(f"pcu.unit @{op.sym_name.data}", "pcu")
+    return Unit(f'pmu.buffer "{op.buffer_name.data}"', "pmu")
+
+
+def record_placement(section: SectionOp, placed: Placement) -> None:
+    """Record ``placed`` (a placement of ``section_graph(section)``) on ``section``:
+    ``rdu.placement = {at = array<i64: x0, y0, ...>, routes = [array<i64: x0, y0, ...>, ...]}``,
+    the slot of every unit and the switches of every stream, in graph order."""
+    section.attributes[PLACEMENT_ATTR] = DictionaryAttr(
+        {
+            "at": dense_i64([c for slot in placed.at for c in slot]),
+            "routes": ArrayAttr(
+                [dense_i64([c for hop in hops for c in hop]) for hops in placed.routes]
+            ),
+        }
+    )
+
+
+def recorded_placement(section: SectionOp) -> Placement | None:
+    """The placement ``record_placement`` left on ``section`` (None: none), unchecked."""
+    attr = section.attributes.get(PLACEMENT_ATTR)
+    if attr is None:
+        return None
+    where = f"section '{section.sym_name.data}'"
+    if not isinstance(attr, DictionaryAttr):
+        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} must be a dictionary")
+    at, routes = attr.data.get("at"), attr.data.get("routes")
+    if (
+        not isinstance(at, DenseArrayBase)
+        or not isinstance(at.elt_type, IntegerType)
+        or not isinstance(routes, ArrayAttr)
+    ):
+        raise PassFailedException(
+            f"{where}: {PLACEMENT_ATTR} must hold 'at' (an array<i64>) and 'routes' (a list)"
+        )
+    flat = [at.get_values()]
+    for route in routes.data:
+        if not isinstance(route, DenseArrayBase) or not isinstance(route.elt_type, IntegerType):
+            raise PassFailedException(f"{where}: a route of {PLACEMENT_ATTR} is not an array<i64>")
+        flat.append(route.get_values())
+    if any(len(values) % 2 for values in flat):
+        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} holds an odd number of coordinates")
+    pairs = [tuple((int(v[i]), int(v[i + 1])) for i in range(0, len(v), 2)) for v in flat]
+    return Placement(pairs[0], tuple(pairs[1:]))
