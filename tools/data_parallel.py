@@ -26,7 +26,8 @@ import signal
 import sys
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -108,6 +109,9 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "tools.rdu_run", *rank_argv(ctx, model_path))
     except ChildFailedError as error:
+        first = error.failures[_first_failure(error.failures)]
+        if first.exitcode > 0:  # a rank that said what went wrong, in its own one line
+            return first.exitcode
         raise ToolError(_failure_line(error, opts)) from None
     except SignalException as error:  # Ctrl-C or a kill: the agent passed it on to the ranks
         if error.sigval == signal.SIGINT:
@@ -116,16 +120,22 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     return 0
 
 
-def _failure_line(error: object, opts: dict) -> str:
-    """One line: which rank failed first and how, and the last complete checkpoint."""
-    failures = error.failures  # type: ignore[attr-defined]
+def _first_failure(failures: dict) -> int:
+    """The rank whose failure caused the others': a rank killed by a signal (no word from it),
+    else the first that exited with an error; the ranks the launcher stopped (SIGTERM) last."""
 
     def severity(rank: int) -> tuple[int, int]:
         code = failures[rank].exitcode
         stopped = code == -signal.SIGTERM
         return (2 if stopped else 0 if code < 0 else 1, failures[rank].timestamp)
 
-    rank = min(failures, key=severity)
+    return min(failures, key=severity)
+
+
+def _failure_line(error: object, opts: dict) -> str:
+    """One line: which rank was killed (or stopped) and how, and the last complete checkpoint."""
+    failures = error.failures  # type: ignore[attr-defined]
+    rank = _first_failure(failures)
     failure = failures[rank]
     if failure.exitcode < 0:
         how = f"was killed by {failure.signal_name()}"
@@ -144,6 +154,33 @@ def last_checkpoint(opts: dict) -> Path | None:
     folder = opts.get("ckpt_dir") or Path(opts["pef_path"]).resolve().parent / "checkpoints"
     paths = [p for p in Path(folder).glob("*.pt") if re.fullmatch(r"step-\d+|last", p.stem)]
     return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
+
+
+_EVERY_RANK = "rdu_every_rank"
+"""The attribute that marks an error every rank meets at the same point."""
+
+
+def every_rank(error: BaseException) -> BaseException:
+    """Mark ``error`` as one that every rank of the job meets at the same point (raised from
+    the data they all draw, a check of the whole global batch, or an outcome they agreed on:
+    the ranks' mean loss, whether rank 0 wrote a checkpoint): rank 0 reports it in one line,
+    the others leave with the same status without a word (``as_rank``)."""
+    setattr(error, _EVERY_RANK, True)
+    return error
+
+
+def is_every_rank(error: BaseException) -> bool:
+    return getattr(error, _EVERY_RANK, False)
+
+
+@contextmanager
+def on_every_rank() -> Iterator[None]:
+    """Mark every error raised in the block with ``every_rank``."""
+    try:
+        yield
+    except Exception as error:
+        every_rank(error)
+        raise
 
 
 def join(timeout: float) -> Communicator:
@@ -176,6 +213,10 @@ def as_rank(communicator: Communicator, body: Callable[[], int], debug: bool) ->
         except DistributedError:
             if _Interrupt.seen:
                 return 130  # Ctrl-C reached the ranks one after another
+            raise
+        except Exception as error:
+            if communicator.rank != 0 and is_every_rank(error):
+                return 1  # rank 0 says it, in one line
             raise
 
     try:

@@ -340,6 +340,7 @@ class Run:
             raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
         for name, value in feed.items():
             self._check_dtype(name, value)
+            self._check_rows(name, value)
         return feed
 
     _EXACT = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}
@@ -362,26 +363,43 @@ class Run:
             )
 
     def batches(self, split: str, epoch: int):
-        """The model's batches; data-parallel, this rank's shard of each global batch.
+        """The model's batches; data-parallel, global batches (``shard`` takes this rank's).
 
-        A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch (the
-        same order on every rank: same seed and epoch); rank r takes its r-th slice of rows.
+        A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch: every
+        rank draws the same ones (same seed and epoch) and checks them whole, so a bad batch
+        stops every rank at the same step; rank r trains on its r-th slice of rows.
         """
         self.args.epoch = epoch
-        if self.communicator is None:
+        if self.world_size == 1:
             return self.model_file.batches(split, self.args)
-        return self._shards(split)
+        args = copy.copy(self.args)
+        args.batch_size = self.args.batch_size * self.world_size
+        return self.model_file.batches(split, args)
 
-    def _shards(self, split: str):
+    def shard(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This rank's rows of a global batch (checked by ``batch``): the batch itself unless
+        data-parallel over more than one rank."""
+        if self.world_size == 1:
+            return feed
         from runtime.distributed import shard
 
         comm = self.communicator
-        args = copy.copy(self.args)
-        args.batch_size = self.args.batch_size * comm.world_size
-        for inputs, targets in self.model_file.batches(split, args):
-            yield (
-                tuple(shard(x, comm.rank, comm.world_size) for x in inputs),
-                tuple(shard(t, comm.rank, comm.world_size) for t in targets),
+        assert comm is not None
+        return {name: shard(value, comm.rank, comm.world_size) for name, value in feed.items()}
+
+    def _check_rows(self, name: str, value: np.ndarray) -> None:
+        """A global batch of exactly ``world_size x`` the PEF's rows: a shard of another size
+        would drop rows without a word (or differ between ranks)."""
+        sym = self.symbols.get(name)
+        if self.world_size == 1 or sym is None or not sym.shape:
+            return
+        rows = self.world_size * sym.shape[0]
+        if value.ndim == 0 or value.shape[0] != rows:
+            role = "input" if sym.role == "input" else "label"
+            raise ToolError(
+                f"{role} '{name}' of the global batch is {list(value.shape)}: "
+                f"{self.world_size} ranks of the PEF's batch {sym.shape[0]} take {rows} rows "
+                "(data() must yield batches of args.batch_size rows)"
             )
 
     def metrics(self, losses: list[float], correct: int, seen: int) -> tuple[float, float | None]:
@@ -515,15 +533,16 @@ class Run:
         if symbol.dtype != "i64" or list(symbol.shape) != [rows] or labels is None:
             return
         labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu" or labels.shape != (rows,):
+        if labels.dtype.kind not in "iu" or labels.shape != (rows * self.world_size,):
             return  # the session refuses it, naming both shapes
         bad = (labels < 0) | (labels >= classes)
         bad &= labels != IGNORE_INDEX
         if bad.any():
             row = int(np.argmax(bad))
             raise ToolError(
-                f"{where}: label '{name}' row {row} is {int(labels[row])}, outside the "
-                f"{classes} classes [0, {classes}) of output.0 (torch's cross_entropy raises)"
+                f"{where}: label '{name}' row {row}{_rank_of(row, rows, self.world_size)} is "
+                f"{int(labels[row])}, outside the {classes} classes [0, {classes}) of output.0 "
+                "(torch's cross_entropy raises)"
             )
 
     # -- training ------------------------------------------------------------------------
@@ -572,6 +591,8 @@ class Run:
         return count
 
     def _train(self, session, hyper: dict[str, float]) -> int:
+        from tools.data_parallel import every_rank, is_every_rank, on_every_rank
+
         start = session.step_count  # rank 0's, when data-parallel
         length = self._epoch_length(start)
         epochs = self.opts["num_epochs"]
@@ -595,30 +616,33 @@ class Run:
         try:
             while total is None or step < total:
                 batches = self.batches("train", epoch)
-                drawn = sum(1 for _ in itertools.islice(batches, skip))
+                with on_every_rank():  # the same data on every rank
+                    drawn = sum(1 for _ in itertools.islice(batches, skip))
                 trained, ended = 0, False
                 while total is None or step < total:
-                    batch = next(batches, None)
-                    if batch is None:
-                        ended = True
-                        break
-                    inputs, targets = batch
                     where = f"step {step + 1} (batch {drawn} of epoch {epoch})"
+                    with on_every_rank():  # the whole global batch checked on every rank
+                        batch = next(batches, None)
+                        if batch is None:
+                            ended = True
+                            break
+                        feed = self.batch(*batch)
+                        self.check_labels(feed, where)
                     drawn += 1
-                    feed = self.batch(inputs, targets)
-                    self.check_labels(feed, where)
+                    local = self.shard(feed)
                     before = session.state()
                     if step == start:  # steps/s: not the import of the data (scikit-learn...)
                         started = time.perf_counter()
                     with _interrupts_between_steps():
-                        result = session.step(feed, hyper)
+                        result = session.step(local, hyper)  # data-parallel: the ranks' mean loss
                         step += 1
                     trained += 1
                     if not math.isfinite(result.loss):
                         finite = (before, step - 1)
-                        raise ToolError(f"{where}: the loss is {result.loss}: {_nan_cause(feed)}")
+                        cause = _nan_cause(feed, self.program.meta.batch_size, self.world_size)
+                        raise every_rank(ToolError(f"{where}: the loss is {result.loss}: {cause}"))
                     losses.append(result.loss)
-                    c, n = _accuracy(result.outputs, targets)
+                    c, n = _accuracy(result.outputs, self.label_values(local))
                     correct, seen = correct + c, seen + n
                     progress.update(step, result.loss)
                     if step % self.opts["log_every"] == 0 or step == total:
@@ -627,15 +651,17 @@ class Run:
                         progress.line(f"step {step} epoch {epoch} loss {loss:.4f}{acc}")
                         losses, correct, seen = [], 0, 0
                     every = self.opts["ckpt_every"]
-                    if every and step % every == 0 and self.is_rank0:
+                    if every and step % every == 0:
                         paused -= time.perf_counter()
-                        self.save(session, step, f"step-{step}.pt")
+                        self.save_step(session, step)
                         paused += time.perf_counter()
                 if ended:
                     if trained == 0:
-                        raise ToolError(
-                            f"data('train') yields no full batch in epoch {epoch}"
-                            + (f" after the {skip} already trained" if skip else "")
+                        raise every_rank(
+                            ToolError(
+                                f"data('train') yields no full batch in epoch {epoch}"
+                                + (f" after the {skip} already trained" if skip else "")
+                            )
                         )
                     if length is None:
                         length = drawn
@@ -659,6 +685,8 @@ class Run:
             if self.is_rank0:
                 state, at = finite if finite is not None else (None, step)
                 error.add_note(self._save_last(session, at, state, stopped=step))
+            if self.world_size > 1 and is_every_rank(error):
+                self._wait_for_rank0()  # its last.pt, before the launcher stops the job
             raise
         progress.close()
         if self.is_rank0:
@@ -676,6 +704,41 @@ class Run:
                 )
         self.profile(session)
         return 0
+
+    def save_step(self, session, step: int) -> None:
+        """``step-N.pt``, written by rank 0; data-parallel, rank 0 tells every rank whether it
+        was written, so that a full disk stops every rank at this step."""
+        from tools.data_parallel import every_rank
+
+        error: ToolError | None = None
+        if self.is_rank0:
+            try:
+                self.save(session, step, f"step-{step}.pt")
+            except ToolError as failed:
+                error = failed
+        if self.world_size > 1:
+            assert self.communicator is not None
+            outcome = np.asarray([error is not None], dtype=np.int64)
+            what = f"the broadcast of whether rank 0 wrote step-{step}.pt"
+            if self.communicator.broadcast([outcome], what)[0][0] and error is None:
+                error = ToolError(f"rank 0 could not write step-{step}.pt")
+        if error is not None:
+            raise every_rank(error)
+
+    def _wait_for_rank0(self) -> None:
+        """Every rank waits until rank 0 is done (after a stop they all met): a rank that left
+        first would make the launcher stop rank 0 while it writes ``last.pt``."""
+        from runtime.distributed import DistributedError
+
+        assert self.communicator is not None
+        try:
+            self.communicator.broadcast([np.zeros(1, np.int64)], "the end of a stopped job")
+        except DistributedError:
+            pass  # rank 0 is gone already: nothing to wait for
+
+    def label_values(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """The labels of ``feed`` in order (for the accuracy)."""
+        return tuple(feed[name] for name in self.labels if name in feed)
 
     def _save_last(
         self,
@@ -703,17 +766,26 @@ class Run:
 
     def evaluate(self, session, progress, epoch: int) -> None:
         """Loss and accuracy over the test split with the forward section alone."""
+        from tools.data_parallel import on_every_rank
+
         losses, correct, seen = [], 0, 0
-        for i, (inputs, targets) in enumerate(self.batches("test", epoch)):
+        batches = iter(self.batches("test", epoch))
+        while True:
+            i = len(losses)
             try:
-                feed = self.batch(inputs, targets)
-                self.check_labels(feed, "data('test')")
-                loss, outputs = session.evaluate(feed)
+                with on_every_rank():  # the same global batch, checked whole, on every rank
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    feed = self.batch(*batch)
+                    self.check_labels(feed, "data('test')")
+                local = self.shard(feed)
+                loss, outputs = session.evaluate(local)
             except Exception as error:
                 error.add_note(f"evaluating test batch {i} after epoch {epoch}")
                 raise
             losses.append(loss)
-            c, n = _accuracy(outputs, targets)
+            c, n = _accuracy(outputs, self.label_values(local))
             correct, seen = correct + c, seen + n
         mean, accuracy = self.metrics(losses, correct, seen)
         if losses:
@@ -848,15 +920,23 @@ def _non_finite_summary(value: np.ndarray) -> str:
     return f"holds {' and '.join(p for p in parts if p)} of {value.size} values"
 
 
-def _nan_cause(feed: dict[str, np.ndarray]) -> str:
-    """Why a step's loss is not finite: a non-finite input, or else divergence."""
+def _nan_cause(feed: dict[str, np.ndarray], rows: int, world_size: int) -> str:
+    """Why a step's loss is not finite: a non-finite input (in which rank's rows of a global
+    batch of ``world_size`` shards of ``rows``), or else divergence."""
     for name in sorted(feed):
         value = np.asarray(feed[name])
         if value.dtype.kind in "fc" and not np.isfinite(value).all():
-            return f"{'input' if name.startswith('input.') else 'label'} '{name}' " + (
-                _non_finite_summary(value)
-            )
+            by_row = value.reshape(value.shape[0] if value.ndim else 1, -1)
+            row = int(np.argmax(~np.isfinite(by_row).all(axis=1)))
+            where = f" (first in row {row}{_rank_of(row, rows, world_size)})"
+            kind = "input" if name.startswith("input.") else "label"
+            return f"{kind} '{name}' {_non_finite_summary(value)}{where if world_size > 1 else ''}"
     return "the batch and the hyperparameters are finite: training diverged (lower --lr?)"
+
+
+def _rank_of(row: int, rows: int, world_size: int) -> str:
+    """``, rank 1's shard`` for row ``row`` of a global batch of ``world_size`` x ``rows``."""
+    return f", rank {row // rows}'s shard" if world_size > 1 else ""
 
 
 class Terminated(KeyboardInterrupt):
