@@ -77,9 +77,7 @@ def check_meta(meta: Meta, pef_path: str) -> None:
 
 def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     """Run ``opts["world_size"]`` ranks of this command on this machine; 0 if all succeed."""
-    world_size = opts["world_size"]
-    if world_size < 1:
-        raise ToolError(f"--world-size must be positive, got {world_size}")
+    world_size = opts["world_size"]  # in range: rdu_run.check_options
     if launched():
         raise ToolError(
             "--world-size starts the ranks itself: under torchrun, leave it out "

@@ -590,6 +590,20 @@ class Run:
             raise ToolError("data('train') yields no full batch")
         return count
 
+    def _check_total(self, total: int, length: int | None) -> None:
+        """``--num-epochs`` of ``length`` steps each within ``MAX_STEPS`` (known before the first
+        step when resuming past epoch 0, else when epoch 0 ends, drawn lazily)."""
+        from tools.data_parallel import every_rank
+
+        if total > MAX_STEPS:
+            raise every_rank(
+                ToolError(
+                    f"--num-epochs {self.opts['num_epochs']}: {length} steps an epoch make "
+                    f"{total} steps, more than the {MAX_STEPS} (2**24) a run counts; pass "
+                    "--num-steps or fewer epochs"
+                )
+            )
+
     def _train(self, session, hyper: dict[str, float]) -> int:
         from tools.data_parallel import every_rank, is_every_rank, on_every_rank
 
@@ -597,6 +611,8 @@ class Run:
         length = self._epoch_length(start)
         epochs = self.opts["num_epochs"]
         total = self.opts["num_steps"] or (length * epochs if length else None)
+        if total is not None:
+            self._check_total(total, length)
         if total is not None and start >= total:
             target = f"--num-steps {total}" if self.opts["num_steps"] else f"--num-epochs {epochs}"
             click.echo(
@@ -667,6 +683,7 @@ class Run:
                         length = drawn
                         total = total or length * epochs
                         progress.set_total(total)
+                        self._check_total(total, length)  # after epoch 0: a stop, not a refusal
                 paused -= time.perf_counter()
                 self.evaluate(session, progress, epoch)
                 paused += time.perf_counter()
@@ -870,16 +887,43 @@ _HYPER_RULES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
 """Hyperparameter, its test, the rule in words (torch's optimizers check the same)."""
 
 
+MAX_STEPS = 2**24
+"""The most steps a run counts (16,777,216): a checkpoint stores its step in the optimizer
+state as torch does, a float32 (AdamW's ``step``), which holds every whole number up to 2**24
+and no further; so does the bound of ``--num-steps``, ``--num-epochs`` (and the steps they
+make), ``--ckpt-every`` and ``--log-every``."""
+
+MAX_LOCAL_RANKS = 64
+"""The most ranks ``--world-size`` starts on this machine (each one a process with torch)."""
+
+MAX_DP_TIMEOUT = 10**6
+"""The longest ``--dp-timeout`` in seconds (11.6 days; torch.distributed's timeout is a
+``timedelta``, which ends near 10**14 s)."""
+
+
 def check_options(opts: dict) -> None:
     """rdu-run's numeric options, before anything is loaded: one line naming the option."""
+    steps = f"a whole number from 1 to {MAX_STEPS} (2**24, the most steps a run counts)"
     rules = (
-        ("num_epochs", lambda v: v >= 1, "a whole number >= 1"),
-        ("num_steps", lambda v: v >= 1, "a whole number >= 1"),
-        ("log_every", lambda v: v >= 1, "a whole number >= 1"),
-        ("ckpt_every", lambda v: v >= 0, "a whole number >= 0 (0: only last.pt)"),
+        ("num_epochs", lambda v: 1 <= v <= MAX_STEPS, steps),
+        ("num_steps", lambda v: 1 <= v <= MAX_STEPS, steps),
+        ("log_every", lambda v: 1 <= v <= MAX_STEPS, steps),
+        (
+            "ckpt_every",
+            lambda v: 0 <= v <= MAX_STEPS,
+            f"a whole number from 0 (only last.pt) to {MAX_STEPS} (2**24)",
+        ),
         ("seed", lambda v: 0 <= v < 2**63, "a whole number >= 0"),
-        ("world_size", lambda v: v >= 1, "a whole number >= 1"),
-        ("dp_timeout", lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0"),
+        (
+            "world_size",
+            lambda v: 1 <= v <= MAX_LOCAL_RANKS,
+            f"a whole number from 1 to {MAX_LOCAL_RANKS} (ranks started on this machine)",
+        ),
+        (
+            "dp_timeout",
+            lambda v: math.isfinite(v) and 0 < v <= MAX_DP_TIMEOUT,
+            f"a number of seconds > 0 and <= {MAX_DP_TIMEOUT}",
+        ),
     )
     for key, ok, rule in rules:
         value = opts.get(key)
