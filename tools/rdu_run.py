@@ -33,8 +33,10 @@ from tools.cli import (
     OneLineCommand,
     ToolError,
     guarded,
+    host_memory_bytes,
     model_namespace,
     print_help,
+    size_text,
 )
 
 
@@ -161,6 +163,7 @@ class Run:
         self.debug = debug
         self.program = read_pef(opts["pef_path"])
         meta = self.program.meta
+        self.check_memory()
         if opts.get("arch"):
             from runtime.pef.target_file import check_same_target
 
@@ -198,6 +201,28 @@ class Run:
         return 1 if self.communicator is None else self.communicator.world_size
 
     # -- state ---------------------------------------------------------------------------
+
+    _ITEM_BYTES = {"f32": 4, "i64": 8, "i1": 1}
+
+    def check_memory(self) -> None:
+        """Refuse, before anything is allocated, a PEF whose tensors alone (its symbols: the
+        batch, the state, activations and gradients) take more than this machine's memory, as
+        one compiled with a huge ``-b`` would: the emulated off-chip memory is host memory."""
+        memory = host_memory_bytes()
+        if memory is None:
+            return
+        sizes = {
+            s.name: math.prod(s.shape) * self._ITEM_BYTES.get(s.dtype, 4)
+            for s in self.program.meta.symbols
+        }
+        total = sum(sizes.values())
+        if total > memory:
+            largest = max(sizes, key=lambda name: sizes[name])
+            raise ToolError(
+                f"{self.opts['pef_path']}: its tensors take {size_text(total)} ('{largest}' "
+                f"{size_text(sizes[largest])}, batch {self.program.meta.batch_size}), more than "
+                f"this machine's {size_text(memory)} of memory: compile with a smaller -b"
+            )
 
     def check_model(self) -> None:
         """Refuse a stale PEF: one compiled from another version of the model file (its
