@@ -115,7 +115,7 @@ def compile_model(
     texts = AttributeTexts()  # shared by the stage dumps
 
     def dump(stage: str, module: ModuleOp) -> None:
-        (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module, texts))
+        atomic_write_bytes(out_dir / f"{pef_name}.{stage}.mlir", print_ir(module, texts).encode())
 
     def note(stage: str, module: ModuleOp, write: bool = True) -> None:
         if write:
@@ -183,7 +183,7 @@ def compile_model(
     if skipped is not None:
         log.append(skipped)
     log_path = out_dir / f"{pef_name}.log"
-    log_path.write_text("\n".join(log) + "\n")
+    atomic_write_bytes(log_path, ("\n".join(log) + "\n").encode())
     if pictures is not None:
         pictures.wait()
     return CompileResult(

@@ -16,6 +16,7 @@ torch is imported lazily, only here: the rest of the runtime runs without it.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -103,8 +104,12 @@ def save_checkpoint(
     }
     directory = os.path.dirname(os.path.abspath(os.fspath(path)))
     os.makedirs(directory, exist_ok=True)
+    # Serialized in memory first: torch.save's zip writer reports a full disk as a RuntimeError
+    # ("unexpected pos"), a plain write reports it as the OSError it is (ENOSPC).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_writer(path) as handle:
-        torch.save(payload, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(

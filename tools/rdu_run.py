@@ -801,8 +801,14 @@ class Run:
             try:
                 path = self.save(session, step, "last.pt", state)
             except Exception as error:  # e.g. the disk is full
+                from tools.data_parallel import last_checkpoint
+
                 text = " ".join(str(error).split()) or type(error).__name__
-                return f"{prefix}could not write {self.ckpt_dir / 'last.pt'}: {text}"
+                if not isinstance(error, ToolError):  # a ToolError names the file already
+                    text = f"could not write {self.ckpt_dir / 'last.pt'}: {text}"
+                previous = last_checkpoint({"ckpt_dir": self.ckpt_dir})
+                kept = f" (the newest checkpoint there: {previous.name})" if previous else ""
+                return f"{prefix}{text}{kept}"
         at = f" (step {step}, the last finite state)" if stopped not in (None, step) else ""
         return f"{prefix}wrote {path}{at}"
 

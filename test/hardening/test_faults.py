@@ -169,6 +169,27 @@ def test_an_interrupted_compile_never_replaces_a_good_pef(tmp_path: Path, mlp_pe
     assert [p.name for p in good.parent.glob("*.pef")] == ["mlp.pef"]
 
 
+@pytest.mark.parametrize("small_disk", ["64k"], indirect=True)
+def test_a_compile_on_a_full_disk_names_the_file_and_leaves_no_torn_file(
+    small_disk: Path, mlp_pef: Path
+) -> None:
+    """A real full disk (a 64 KiB tmpfs) part way through the stage files: one line naming the
+    file that did not fit; the files written are whole (written atomically), none torn."""
+    result = tool("rdu-compile", str(MLP), "--output-folder", str(small_disk))
+    error = one_line_error(result)
+    found = re.fullmatch(
+        rf"rdu-compile: error: cannot write {re.escape(str(small_disk / 'mlp'))}/(mlp\.\w+\.mlir): "
+        "No space left on device",
+        error,
+    )
+    assert found, error
+    written = sorted(p.name for p in (small_disk / "mlp").iterdir())
+    assert found.group(1) not in written and not any(n.startswith(".") for n in written)
+    assert written
+    for name in written:  # every file there is whole: what a compile on a roomy disk writes
+        assert (small_disk / "mlp" / name).read_bytes() == (mlp_pef.parent / name).read_bytes()
+
+
 def test_compiling_twice_gives_byte_identical_pefs(tmp_path: Path, mlp_pef: Path) -> None:
     """Another folder, another hash seed (set and dict orders), the same bytes."""
     seed = "12345" if os.environ.get("PYTHONHASHSEED") != "12345" else "54321"

@@ -312,6 +312,34 @@ def test_a_full_disk_at_a_step_checkpoint_still_writes_last_pt(
     assert load_checkpoint(ckpt / "last.pt")["step"] == 2
 
 
+def test_a_disk_that_fills_up_stops_the_run_and_the_last_checkpoint_resumes_exactly(
+    tmp_path: Path, mlp_pef: Path, small_disk: Path
+) -> None:
+    """A real full disk (a 1 MiB tmpfs), a checkpoint a step: the step whose checkpoint does not
+    fit stops the run in one line naming the newest checkpoint, which resumes bit for bit; no
+    temporary file is left behind."""
+    ckpt = small_disk / "ck"
+    result = tool(
+        "rdu-run", str(MLP), "--pef", str(mlp_pef), "--ckpt-dir", str(ckpt), "--num-steps",
+        "100", "--ckpt-every", "1", "--log-every", "50",
+    )  # fmt: skip
+    error = one_line_error(result)
+    full = "cannot write the checkpoint: No space left on device"
+    found = re.fullmatch(
+        rf"rdu-run: error: {re.escape(str(ckpt))}/step-(\d+)\.pt: {full}; stopped at step \1; "
+        rf"{re.escape(str(ckpt / 'last.pt'))}: {full} \(the newest checkpoint there: "
+        r"step-(\d+)\.pt\)",
+        error,
+    )
+    assert found, error
+    stopped, newest = int(found.group(1)), int(found.group(2))
+    assert newest == stopped - 1
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(
+        f"step-{n}.pt" for n in range(1, stopped)
+    )
+    assert_resumes_exactly(tmp_path, mlp_pef, ckpt / f"step-{newest}.pt")
+
+
 # -- killed: the checkpoint on disk resumes exactly -------------------------------------------
 
 
