@@ -241,9 +241,20 @@ class Run:
                 "recompile it, or pass --allow-source-change if only comments or data code "
                 "changed"
             )
-        from tools.model_fit import structure_mismatch
+        from tools.model_fit import optimizer_mismatch, structure_mismatch
 
-        problem = structure_mismatch(self.torch_model(), meta.symbols)
+        model = self.torch_model()
+        problem = structure_mismatch(model, meta.symbols)
+        if not problem and not meta.inference and meta.optimizer != "none":
+            updated = {
+                meta.symbols[out.symbol].name
+                for section in self.program.sections
+                if section.kind == "optimizer"
+                for out in section.outputs
+                if meta.symbols[out.symbol].role == "parameter"
+            }
+            optimizer = self.torch_optimizer(model)
+            problem = optimizer_mismatch(optimizer, model, meta.optimizer, updated)
         if problem:
             raise ToolError(f"{pef} does not fit the model of {path}: {problem}; recompile it")
 
@@ -355,14 +366,19 @@ class Run:
         return hyper
 
     def batch(self, inputs: tuple, targets: tuple) -> dict[str, np.ndarray]:
-        """A host batch bound to the PEF's input and label symbols."""
-        feed = {}
-        for name, value in zip(self.inputs, inputs, strict=False):
-            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
-        for name, value in zip(self.labels, targets, strict=False):
-            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+        """A host batch bound to the PEF's input and label symbols: as many tensors (CPU torch
+        tensors or numpy arrays) as the PEF takes, of its dtypes."""
         if len(inputs) != len(self.inputs):
             raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
+        if self.labels and len(targets) != len(self.labels):  # an inference PEF takes none
+            raise ToolError(
+                f"data() gave {len(targets)} targets, the PEF takes {len(self.labels)}"
+            )
+        feed = {
+            name: _host_array(name, value)
+            for names, values in ((self.inputs, inputs), (self.labels, targets))
+            for name, value in zip(names, values, strict=False)
+        }
         for name, value in feed.items():
             self._check_dtype(name, value)
             self._check_rows(name, value)
@@ -531,13 +547,25 @@ class Run:
             raise ToolError(f"{source}: tensor '{name}' {_non_finite_summary(state[name])}")
 
     def check_hyperparameters(self, hyper: dict[str, float]) -> None:
-        """The checks torch's optimizers make (and finiteness), before the first step."""
+        """The checks torch's optimizers make (and finiteness, in float32: the PEF's inputs are
+        float32), before the first step; an option the PEF's optimizer has no input for (SGD's
+        ``--momentum`` to AdamW, or to SGD compiled without momentum) is refused, not dropped."""
+        inputs = {s.name for s in self.program.meta.symbols if s.role == "hyperparameter"}
+        for key in ("lr", "momentum", "weight_decay"):
+            if self.opts[key] is not None and key not in inputs:
+                raise ToolError(
+                    f"--{key.replace('_', '-')} {self.opts[key]}: the PEF's optimizer "
+                    f"({self.program.meta.optimizer}) has no {key} (it is compiled from the "
+                    "model's optimizer(): recompile with one)"
+                )
         for key, ok, rule in _HYPER_RULES:
             if key not in hyper:
                 continue
             value = float(hyper[key])
-            if math.isfinite(value) and ok(value):
+            if _finite32(value) and ok(value):
                 continue
+            if math.isfinite(value) and ok(value):
+                rule += " (as the PEF's float32, at most 3.4e38)"
             if key in ("lr", "momentum", "weight_decay") and self.opts[key] is not None:
                 where = f"--{key.replace('_', '-')} {self.opts[key]}"
             else:
@@ -720,13 +748,14 @@ class Run:
                 (143, "terminated") if isinstance(stop, Terminated) else (130, "interrupted")
             )
             if self.is_rank0:
-                click.echo(f"{what} at step {step}; {self._save_last(session, step)}", err=True)
+                saved = self._save_last(session, step, start=start)
+                click.echo(f"{what} at step {step}; {saved}", err=True)
             return code
         except Exception as error:
             progress.close()
             if self.is_rank0:
                 state, at = finite if finite is not None else (None, step)
-                error.add_note(self._save_last(session, at, state, stopped=step))
+                error.add_note(self._save_last(session, at, state, stopped=step, start=start))
             if self.world_size > 1 and is_every_rank(error):
                 self._wait_for_rank0()  # its last.pt, before the launcher stops the job
             raise
@@ -789,11 +818,16 @@ class Run:
         state: dict[str, np.ndarray] | None = None,
         *,
         stopped: int | None = None,
+        start: int,
     ) -> str:
         """Write ``last.pt`` on a stop (further Ctrl-C and SIGTERM held off meanwhile) unless
-        the state is not finite; what was done, for the one line that reports the stop."""
+        the state is not finite or is the one the run started from (``step == start``: no step
+        trained, so nothing to keep, and a ``last.pt`` already there stays); what was done, for
+        the one line that reports the stop."""
         state = session.state() if state is None else state
         prefix = f"stopped at step {stopped}; " if stopped is not None else ""
+        if step == start:
+            return f"{prefix}wrote no checkpoint: no step was trained"
         name = _first_non_finite(state)
         if name is not None:
             return f"{prefix}wrote no checkpoint: tensor '{name}' of the state is not finite"
@@ -915,7 +949,8 @@ _HYPER_RULES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("beta2", lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
     ("eps", lambda v: v >= 0, "a finite number >= 0"),
 )
-"""Hyperparameter, its test, the rule in words (torch's optimizers check the same)."""
+"""Hyperparameter, its test, the rule in words (torch's optimizers check the same); "finite"
+as a float32 too, the PEF's hyperparameter inputs."""
 
 
 MAX_STEPS = 2**24
@@ -962,8 +997,15 @@ def check_options(opts: dict) -> None:
             raise ToolError(f"--{key.replace('_', '-')} {value}: must be {rule}")
     for key, ok, rule in _HYPER_RULES:
         value = opts.get(key)
-        if value is not None and not (math.isfinite(value) and ok(value)):
+        if value is not None and not (_finite32(value) and ok(value)):
+            if math.isfinite(value) and ok(value):
+                rule += " (as the PEF's float32, at most 3.4e38)"
             raise ToolError(f"--{key.replace('_', '-')} {value}: {key} must be {rule}")
+
+
+def _finite32(value: float) -> bool:
+    """Finite, and still finite as the float32 the PEF takes (1e39 is not: inf)."""
+    return math.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max)
 
 
 def check_output_dir(path: Path, option: str) -> None:
@@ -976,6 +1018,20 @@ def check_output_dir(path: Path, option: str) -> None:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise ToolError(f"{option} {path}: {folder} is not writable")
             return
+
+
+def _host_array(name: str, value: object) -> np.ndarray:
+    """A batch tensor from ``data()`` as numpy: a torch tensor on the CPU, or a numpy array."""
+    if isinstance(value, np.ndarray):
+        return value
+    device = getattr(value, "device", None)
+    if device is None or not hasattr(value, "detach"):
+        raise ToolError(
+            f"data() gave '{name}' as a {type(value).__name__}, not a torch tensor or numpy array"
+        )
+    if device.type != "cpu":
+        raise ToolError(f"data() gave '{name}' on device {device}; give CPU tensors")
+    return value.detach().numpy()
 
 
 def _first_non_finite(state: dict[str, np.ndarray]) -> str | None:

@@ -213,7 +213,8 @@ USAGE: dict[str, tuple[list[str], str]] = {
     ),
     "run-log-every-0": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--log-every", "0"],
-        "rdu-run: error: --log-every 0: must be a whole number >= 1",
+        "rdu-run: error: --log-every 0: must be a whole number from 1 to 16777216 (2**24, the most "
+        "steps a run counts)",
     ),
     "run-negative-seed": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--seed", "-1"],
