@@ -625,9 +625,9 @@ class Run:
         with _terminate_as_interrupt():
             try:
                 return self._train(session, hyper)
-            except Terminated:  # before the first step (finding the place to resume)
-                click.echo("rdu-run: error: terminated", err=True)
-                return 143
+            except Terminated as stop:  # before the first step (finding the place to resume)
+                click.echo(f"rdu-run: error: {stop.what}", err=True)
+                return stop.code
 
     def _epoch_length(self, start: int) -> int | None:
         """The number of batches of an epoch when a resumed run needs it to find its place
@@ -745,7 +745,7 @@ class Run:
         except KeyboardInterrupt as stop:
             progress.close()
             code, what = (
-                (143, "terminated") if isinstance(stop, Terminated) else (130, "interrupted")
+                (stop.code, stop.what) if isinstance(stop, Terminated) else (130, "interrupted")
             )
             if self.is_rank0:
                 saved = self._save_last(session, step, start=start)
@@ -1071,15 +1071,25 @@ def _rank_of(row: int, rows: int, world_size: int) -> str:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a job scheduler's stop) during training: stopped like Ctrl-C, with
-    exit status 143 (128 + 15)."""
+    """SIGTERM (``kill``, a job scheduler's stop) or SIGHUP (the terminal or the ssh session
+    closed) during training: stopped like Ctrl-C, with exit status 128 + the signal's number
+    (143, 129)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.code = 128 + signum
+        self.what = "hung up" if signum == signal.SIGHUP else "terminated"
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+def _stop_signals() -> tuple[int, ...]:
+    """Ctrl-C, SIGTERM, and SIGHUP unless it is ignored (``nohup``: the run outlives its
+    terminal)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 def _raise_for(signum: int) -> NoReturn:
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
 def _on_main_thread() -> bool:
@@ -1088,24 +1098,25 @@ def _on_main_thread() -> bool:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """While training, SIGTERM raises ``Terminated`` as SIGINT raises KeyboardInterrupt, so
+    """While training, SIGTERM and SIGHUP raise ``Terminated`` as SIGINT raises
+    KeyboardInterrupt, so
     the run stops the same way (a final ``last.pt``); the first of them makes the process
     ignore any more (a second Ctrl-C while the final checkpoint is written). Both handlers
     are restored after."""
     if not _on_main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    previous = {s: signal.getsignal(s) for s in _stop_signals()}
 
     def stop(signum: int, frame: object) -> None:
-        for s in _STOP_SIGNALS:
+        for s in previous:
             signal.signal(s, signal.SIG_IGN)
         chained = previous[signum]
         if signum == signal.SIGINT and callable(chained):
             chained(signum, frame)  # e.g. a data-parallel rank's, which remembers it
         _raise_for(signum)
 
-    for signum in _STOP_SIGNALS:
+    for signum in previous:
         signal.signal(signum, stop)
     try:
         yield
@@ -1127,7 +1138,7 @@ def _signals_held(*, then_raise: bool = False) -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = {s: signal.signal(s, hold) for s in _STOP_SIGNALS}
+    previous = {s: signal.signal(s, hold) for s in _stop_signals()}
     try:
         yield
     finally:

@@ -42,6 +42,7 @@ def interrupted(mode: str, target: str, *command: str) -> subprocess.CompletedPr
 
 
 def start_training(pef: Path, ckpt_dir: Path, *extra: str) -> subprocess.Popen:
+    """A long rdu-run training, SIGHUP at its default even under ``nohup``."""
     return subprocess.Popen(
         [str(BIN / "rdu-run"), str(MLP), "--pef", str(pef), "--num-epochs", "1000"]
         + ["--log-every", "1", "--ckpt-dir", str(ckpt_dir), *extra],
@@ -49,6 +50,7 @@ def start_training(pef: Path, ckpt_dir: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
 
 

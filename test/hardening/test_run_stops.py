@@ -357,13 +357,20 @@ def test_data_raising_in_epoch_2_keeps_the_training(
     assert_resumes_exactly(tmp_path, mlp_pef, last)
 
 
-def test_sigterm_stops_like_ctrl_c(tmp_path: Path, mlp_pef: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "what"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hung up")],
+)
+def test_sigterm_and_sighup_stop_like_ctrl_c(
+    tmp_path: Path, mlp_pef: Path, signum: int, code: int, what: str
+) -> None:
+    """A job scheduler's stop, or the terminal (an ssh session) closing."""
     proc = start_training(mlp_pef, tmp_path / "ck", "--ckpt-every", "0")
     wait_for_step(proc, 5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 143, err
-    found = re.fullmatch(r"terminated at step (\d+); wrote (\S+)\n", err)
+    assert proc.returncode == code, err
+    found = re.fullmatch(rf"{what} at step (\d+); wrote (\S+)\n", err)
     assert found, err
     assert Path(found.group(2)) == tmp_path / "ck" / "last.pt"
     assert load_checkpoint(found.group(2))["step"] == int(found.group(1)) >= 5
