@@ -26,6 +26,7 @@ import numpy as np
 
 from runtime.atomic import atomic_writer
 from runtime.errors import RduError
+from runtime.files import not_a_regular_file
 from runtime.pef.schema import Symbol
 
 _NP_DTYPES: dict[str, np.dtype] = {
@@ -127,6 +128,9 @@ def load_checkpoint(
     """
     torch = _torch()
     where = os.fspath(path)
+    problem = not_a_regular_file(where)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}")
     try:
         data = torch.load(where, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -2,15 +2,17 @@
 without a word: the model's ``optimizer()`` (its kind, the settings compiled into the PEF, one
 value of each hyperparameter, the parameters the PEF updates), hyperparameters as the PEF's
 float32, and ``data()``'s batches (CPU tensors or arrays, as many as the PEF takes). A failure
-at the first batch writes no checkpoint: nothing was trained, and a ``last.pt`` there stays.
+at the first batch writes no checkpoint: nothing was trained, and a ``last.pt`` there stays. A
+path to read (a PEF, a checkpoint, a model or target file) must name a regular file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from hardening_helpers import DROPOUT_MLP, MLP, compile_model, in_process, one_line_error
+from hardening_helpers import DROPOUT_MLP, MLP, compile_model, in_process, one_line_error, tools
 
 HEAD = f"""\
 import importlib.util
@@ -128,3 +130,32 @@ def test_momentum_for_a_pef_without_it_is_refused_not_dropped(tmp_path: Path) ->
         "compiled from the model's optimizer(): recompile with one)"
     )
     assert not (tmp_path / "ck").exists()
+
+
+def test_a_pipe_or_a_device_is_refused_instead_of_read_forever(
+    tmp_path: Path, mlp_pef: Path
+) -> None:
+    """A named pipe would block the read, /dev/zero never ends (all memory): each path that is
+    read, refused by name first. Run as processes, so that a regression fails by timeout."""
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)
+    model_pipe = tmp_path / "model.py"
+    os.mkfifo(model_pipe)
+    target_pipe = tmp_path / "target.toml"
+    os.mkfifo(target_pipe)
+    commands = {
+        "rdu-run: error: /dev/zero: is a device, not a file": (
+            "rdu-run", str(MLP), "--pef", "/dev/zero", "--test",
+        ),
+        f"rdu-run: error: {pipe}: is a named pipe, not a file": (
+            "rdu-run", str(MLP), "--pef", str(mlp_pef), "--test", "--init-ckpt-path", str(pipe),
+        ),
+        f"rdu-run: error: {model_pipe}: is a named pipe, not a file": (
+            "rdu-run", str(model_pipe), "--pef", str(mlp_pef), "--test",
+        ),
+        f"rdu-compile: error: target file {target_pipe}: is a named pipe, not a file": (
+            "rdu-compile", str(MLP), "--arch", str(target_pipe), "--check",
+        ),
+    }  # fmt: skip
+    for expected, result in zip(commands, tools(*commands.values()), strict=True):
+        assert one_line_error(result) == expected
