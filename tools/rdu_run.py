@@ -134,6 +134,7 @@ def rdu_run(
                 "add --data-parallel"
             )
         check_options(opts)
+        check_mode_options(ctx, opts)
         if opts["world_size"] is not None:
             from tools.data_parallel import launch
 
@@ -1006,6 +1007,34 @@ def check_options(opts: dict) -> None:
 def _finite32(value: float) -> bool:
     """Finite, and still finite as the float32 the PEF takes (1e39 is not: inf)."""
     return math.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max)
+
+
+_TRAINING_ONLY = (
+    "num_epochs", "num_steps", "lr", "momentum", "weight_decay", "ckpt_dir", "ckpt_every",
+    "log_every", "reset_optimizer",
+)  # fmt: skip
+
+
+def check_mode_options(ctx: click.Context, opts: dict) -> None:
+    """An option given on the command line that the mode would ignore is refused, not dropped:
+    a training option with ``--test`` or ``--inference``, ``--results-dir`` without
+    ``--inference``, ``--reset-optimizer`` without ``--init-ckpt-path``."""
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    mode = "--test" if opts["test_run"] else "--inference" if opts["inference"] else None
+    if mode is not None:
+        for name in _TRAINING_ONLY:
+            if given(name) and not (name == "reset_optimizer" and mode == "--test"):
+                option = f"--{name.replace('_', '-')}"
+                raise ToolError(f"{option} is for training: leave it out with {mode}")
+    if given("results_dir") and not opts["inference"]:
+        raise ToolError("--results-dir is where --inference writes its results: add --inference")
+    if opts["reset_optimizer"] and not opts["init_ckpt_path"]:
+        raise ToolError(
+            "--reset-optimizer starts the optimizer state of --init-ckpt-path at zero: give one"
+        )
 
 
 def check_output_dir(path: Path, option: str) -> None:

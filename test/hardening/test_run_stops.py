@@ -164,6 +164,20 @@ def _refusals(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["--inference", "--results-dir", str(tmp / "a-file")],
             f"--results-dir {tmp / 'a-file'}: is a file, not a directory",
         ),
+        # an option the mode would ignore
+        "lr-with-test": (["--test", "--lr", "0.1"], "--lr is for training: leave it out with"),
+        "steps-with-inference": (
+            ["--inference", "--num-steps", "3"],
+            "--num-steps is for training: leave it out with --inference",
+        ),
+        "results-dir-training": (
+            ["--results-dir", str(tmp / "results")],
+            "--results-dir is where --inference writes its results: add --inference",
+        ),
+        "reset-without-checkpoint": (
+            ["--reset-optimizer"],
+            "--reset-optimizer starts the optimizer state of --init-ckpt-path at zero: give one",
+        ),
     }  # fmt: skip
 
 
@@ -171,7 +185,8 @@ def test_bad_options_are_refused_before_the_first_step(tmp_path: Path, mlp_pef: 
     cases = _refusals(tmp_path)
     commands = []
     for options, _ in cases.values():
-        ckpt = ["--ckpt-dir", str(tmp_path / "ck")] if "--ckpt-dir" not in options else []
+        training = not {"--ckpt-dir", "--test", "--inference"} & set(options)
+        ckpt = ["--ckpt-dir", str(tmp_path / "ck")] if training else []
         commands.append(("rdu-run", str(MLP), "--pef", str(mlp_pef), *ckpt, *options))
     results = tools(*commands)
     for (name, (_, expected)), result in zip(cases.items(), results, strict=True):
