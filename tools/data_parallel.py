@@ -6,8 +6,13 @@
 ``launch`` is what ``--world-size N`` does: it checks the PEF once, then starts N ranks on this
 machine with torch's own launcher (``torch.distributed.launcher.api.elastic_launch``, what
 ``torchrun --standalone`` runs), each rank being ``python -m tools.rdu_run`` with the same
-arguments. If a rank fails, the launcher stops the others and says which rank failed and how,
-in one line, with the last checkpoint that was written completely.
+arguments. If a rank fails, the launcher stops the others; a rank killed by a signal cannot
+speak, so the launcher says which one and how, in one line, with the last checkpoint that was
+written completely; a rank that exited with an error has said it in its own line.
+
+A stop that every rank meets at the same step (``every_rank``: the data they all draw, checks of
+the whole global batch, the ranks' mean loss, whether rank 0 wrote a checkpoint) is reported by
+rank 0 alone, after its ``last.pt``; the other ranks wait for that and leave without a word.
 
 ``as_rank`` wraps a rank's training: a rank that loses its peers (``DistributedError``) prints
 one line and leaves at once. A rank leaves with ``os._exit`` after flushing its output, done or
