@@ -56,6 +56,14 @@ def check_model_fits(
     _check(target, str(source), tensors())
 
 
+def check_batch_fits(
+    target: Target, source: Path | str, batch: Iterable[tuple[str, torch.Tensor]]
+) -> None:
+    """Every example tensor fits the target's off-chip memory (``batch`` may be meta tensors:
+    shapes without memory)."""
+    check_model_fits(target, source, torch.nn.Module(), batch)
+
+
 def check_sections_fit(target: Target, source: Path | str, module: ModuleOp) -> None:
     """Every DRAM symbol the dataflow sections read or write fits the off-chip memory."""
 

@@ -105,7 +105,7 @@ def compile_model(
     texts = AttributeTexts()  # shared by the stage dumps
 
     def dump(stage: str, module: ModuleOp) -> None:
-        (out_dir / f"{pef_name}.{stage}.mlir").write_text(print_ir(module, texts))
+        atomic_write_bytes(out_dir / f"{pef_name}.{stage}.mlir", print_ir(module, texts).encode())
 
     def note(stage: str, module: ModuleOp, write: bool = True) -> None:
         if write:
@@ -170,7 +170,7 @@ def compile_model(
     )
     log.append(report.summary)
     log_path = out_dir / f"{pef_name}.log"
-    log_path.write_text("\n".join(log) + "\n")
+    atomic_write_bytes(log_path, ("\n".join(log) + "\n").encode())
     return CompileResult(
         pef_path, size, log_path, count_ops(module), units, report.json, report.summary
     )

@@ -16,6 +16,7 @@ torch is imported lazily, only here: the rest of the runtime runs without it.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -25,6 +26,7 @@ import numpy as np
 
 from runtime.errors import RduError
 from runtime.machine.atomic import atomic_writer
+from runtime.machine.files import not_a_regular_file
 from runtime.pef.schema import Symbol
 
 _NP_DTYPES: dict[str, np.dtype] = {
@@ -103,8 +105,12 @@ def save_checkpoint(
     }
     directory = os.path.dirname(os.path.abspath(os.fspath(path)))
     os.makedirs(directory, exist_ok=True)
+    # Serialized in memory first: torch.save's zip writer reports a full disk as a RuntimeError
+    # ("unexpected pos"), a plain write reports it as the OSError it is (ENOSPC).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_writer(path) as handle:
-        torch.save(payload, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(
@@ -122,6 +128,9 @@ def load_checkpoint(
     """
     torch = _torch()
     where = os.fspath(path)
+    problem = not_a_regular_file(where)
+    if problem:
+        raise CheckpointError(f"{where}: {problem}")
     try:
         data = torch.load(where, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -164,7 +164,9 @@ class TrainingSession(_Session):
     0's state and step (as torch's DistributedDataParallel does) and runs the PEF's collectives
     (``meta.collectives``: the gradient all-reduce before the optimizer) before their sections.
     Without one, a data-parallel PEF trains as a job of one rank (its collectives change
-    nothing).
+    nothing). A data-parallel step's loss is the mean of the ranks' losses, carried in the
+    gradient all-reduce (one value more, no collective more): every rank sees the same loss, so
+    a NaN on one rank's shard stops every rank at the same step.
     """
 
     def __init__(
@@ -207,24 +209,30 @@ class TrainingSession(_Session):
         self._state.update(zip(names, values[:-1], strict=True))
         self.step_count = int(values[-1][0])
 
-    def _run_collectives(self, section: str, dram: dict[str, np.ndarray], step: int) -> None:
-        """The PEF's collectives that run before ``section`` in step ``step``, on ``dram``."""
+    def _run_collectives(
+        self, section: str, dram: dict[str, np.ndarray], step: int, *, with_loss: bool
+    ) -> bool:
+        """The PEF's collectives that run before ``section`` in step ``step``, on ``dram``;
+        ``with_loss``: the first all-reduce averages the loss too. Whether it did."""
         assert self.communicator is not None
         symbols = self.program.meta.symbols
         for collective in self._collectives.get(section, ()):
             names = [symbols[i].name for i in collective.symbols if symbols[i].name in dram]
             if not names:
                 continue
-            what = (
-                f"the {collective.op} of {len(names)} tensors before section '{section}' "
-                f"in step {step}"
-            )
+            what = f"the {collective.op} of {len(names)} tensors"
+            if with_loss and collective.op == "allreduce_mean" and "loss" in dram:
+                names.append("loss")
+                what += " (and the loss)"
+                with_loss = False
+            what += f" before section '{section}' in step {step}"
             arrays = [dram[n] for n in names]
             if collective.op == "broadcast":
                 values = self.communicator.broadcast(arrays, what)
             else:
                 values = self.communicator.allreduce_mean(arrays, what)
             dram.update(zip(names, values, strict=True))
+        return not with_loss
 
     def _hyper(self, hyper: Mapping[str, float]) -> dict[str, np.ndarray]:
         out = {}
@@ -270,7 +278,7 @@ class TrainingSession(_Session):
         dram.update(self._hyper(hyper))
         step = self.step_count
         dram.update(self._rng_seed(step))
-        stepped = False
+        stepped = loss_agreed = False
         for section in self._sections:
             if section.kind == "optimizer" and not stepped:
                 stepped = True
@@ -278,11 +286,16 @@ class TrainingSession(_Session):
                 dram.update(self._bias_corrections(hyper))
             try:
                 if section.name in self._collectives:
-                    self._run_collectives(section.name, dram, step + 1)
+                    loss_agreed |= self._run_collectives(
+                        section.name, dram, step + 1, with_loss=not loss_agreed
+                    )
                 self.fabric.run_section(section.name, dram)
             except BaseException:
                 self.step_count = step
                 raise
+        if self.communicator is not None and not loss_agreed and "loss" in dram:
+            what = f"the all-reduce of the loss in step {step + 1}"
+            dram["loss"] = self.communicator.allreduce_mean([dram["loss"]], what)[0]
         for name, sym in self.symbols.items():
             if sym.role in STATE_ROLES and name in dram:
                 self._state[name] = dram[name]

@@ -8,6 +8,7 @@ Every command takes ``--debug``. Without it an error is one line on stderr
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -43,6 +44,23 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 class ToolError(Exception):
     """A bad command line or a failed check (one-line message)."""
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory (None where the system does not say): no example batch
+    or PEF whose tensors alone take more can be compiled or run here."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def size_text(n: float) -> str:
+    """``25.6 GiB``, ``12.0 MiB``, ``512 bytes``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def fail(tool: str, message: str, code: int) -> NoReturn:

@@ -6,8 +6,13 @@
 ``launch`` is what ``--world-size N`` does: it checks the PEF once, then starts N ranks on this
 machine with torch's own launcher (``torch.distributed.launcher.api.elastic_launch``, what
 ``torchrun --standalone`` runs), each rank being ``python -m tools.rdu_run`` with the same
-arguments. If a rank fails, the launcher stops the others and says which rank failed and how,
-in one line, with the last checkpoint that was written completely.
+arguments. If a rank fails, the launcher stops the others; a rank killed by a signal cannot
+speak, so the launcher says which one and how, in one line, with the last checkpoint that was
+written completely; a rank that exited with an error has said it in its own line.
+
+A stop that every rank meets at the same step (``every_rank``: the data they all draw, checks of
+the whole global batch, the ranks' mean loss, whether rank 0 wrote a checkpoint) is reported by
+rank 0 alone, after its ``last.pt``; the other ranks wait for that and leave without a word.
 
 ``as_rank`` wraps a rank's training: a rank that loses its peers (``DistributedError``) prints
 one line and leaves at once. A rank leaves with ``os._exit`` after flushing its output, done or
@@ -26,7 +31,8 @@ import signal
 import sys
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -79,9 +85,7 @@ def check_meta(meta: Meta, pef_path: str) -> None:
 
 def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     """Run ``opts["world_size"]`` ranks of this command on this machine; 0 if all succeed."""
-    world_size = opts["world_size"]
-    if world_size < 1:
-        raise ToolError(f"--world-size must be positive, got {world_size}")
+    world_size = opts["world_size"]  # in range: rdu_run.check_options
     if launched():
         raise ToolError(
             "--world-size starts the ranks itself: under torchrun, leave it out "
@@ -111,6 +115,9 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "tools.rdu_run", *rank_argv(ctx, model_path))
     except ChildFailedError as error:
+        first = error.failures[_first_failure(error.failures)]
+        if first.exitcode > 0:  # a rank that said what went wrong, in its own one line
+            return first.exitcode
         raise ToolError(_failure_line(error, opts)) from None
     except SignalException as error:  # Ctrl-C or a kill: the agent passed it on to the ranks
         if error.sigval == signal.SIGINT:
@@ -119,16 +126,22 @@ def launch(ctx: click.Context, model_path: str, opts: dict, debug: bool) -> int:
     return 0
 
 
-def _failure_line(error: ChildFailedError, opts: dict) -> str:
-    """One line: which rank failed first and how, and the last complete checkpoint."""
-    failures = error.failures
+def _first_failure(failures: dict) -> int:
+    """The rank whose failure caused the others': a rank killed by a signal (no word from it),
+    else the first that exited with an error; the ranks the launcher stopped (SIGTERM) last."""
 
     def severity(rank: int) -> tuple[int, int]:
         code = failures[rank].exitcode
         stopped = code == -signal.SIGTERM
         return (2 if stopped else 0 if code < 0 else 1, failures[rank].timestamp)
 
-    rank = min(failures, key=severity)
+    return min(failures, key=severity)
+
+
+def _failure_line(error: ChildFailedError, opts: dict) -> str:
+    """One line: which rank was killed (or stopped) and how, and the last complete checkpoint."""
+    failures = error.failures
+    rank = _first_failure(failures)
     failure = failures[rank]
     if failure.exitcode < 0:
         how = f"was killed by {failure.signal_name()}"
@@ -147,6 +160,33 @@ def last_checkpoint(opts: dict) -> Path | None:
     folder = opts.get("ckpt_dir") or Path(opts["pef_path"]).resolve().parent / "checkpoints"
     paths = [p for p in Path(folder).glob("*.pt") if re.fullmatch(r"step-\d+|last", p.stem)]
     return max(paths, key=lambda p: p.stat().st_mtime_ns) if paths else None
+
+
+_EVERY_RANK = "rdu_every_rank"
+"""The attribute that marks an error every rank meets at the same point."""
+
+
+def every_rank(error: BaseException) -> BaseException:
+    """Mark ``error`` as one that every rank of the job meets at the same point (raised from
+    the data they all draw, a check of the whole global batch, or an outcome they agreed on:
+    the ranks' mean loss, whether rank 0 wrote a checkpoint): rank 0 reports it in one line,
+    the others leave with the same status without a word (``as_rank``)."""
+    setattr(error, _EVERY_RANK, True)
+    return error
+
+
+def is_every_rank(error: BaseException) -> bool:
+    return getattr(error, _EVERY_RANK, False)
+
+
+@contextmanager
+def on_every_rank() -> Iterator[None]:
+    """Mark every error raised in the block with ``every_rank``."""
+    try:
+        yield
+    except Exception as error:
+        every_rank(error)
+        raise
 
 
 def join(timeout: float) -> Communicator:
@@ -179,6 +219,10 @@ def as_rank(communicator: Communicator, body: Callable[[], int], debug: bool) ->
         except DistributedError:
             if _Interrupt.seen:
                 return 130  # Ctrl-C reached the ranks one after another
+            raise
+        except Exception as error:
+            if communicator.rank != 0 and is_every_rank(error):
+                return 1  # rank 0 says it, in one line
             raise
 
     try:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.machine.files import not_a_regular_file
+
 
 class ModelFileError(Exception):
     """model.py is missing, broken or lacks what a command needs (one-line message)."""
@@ -198,6 +200,9 @@ def load_model_file(path: str | Path) -> ModelFile:
         raise ModelFileError(f"{path}: no such model file")
     if path.suffix != ".py":
         raise ModelFileError(f"{path}: not a Python file (expected a model.py)")
+    problem = not_a_regular_file(path)
+    if problem:
+        raise ModelFileError(f"{path}: {problem}")
     name = f"rdu_user_model_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

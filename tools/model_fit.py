@@ -56,3 +56,52 @@ def structure_mismatch(module: Any, symbols: Sequence[Symbol]) -> str:
                 f"{_pef_dtype(tensor)}, the PEF has none"
             )
     return ""
+
+
+_COMPILED_IN = {"SGD": ("nesterov", "maximize"), "AdamW": ("amsgrad", "maximize")}
+"""Settings an optimizer section is compiled with (rdu-compile refuses them set): a run cannot
+change them, only the run-time hyperparameters (lr, momentum, weight decay, betas, eps)."""
+
+_RUN_TIME = ("lr", "momentum", "dampening", "weight_decay", "betas", "eps")
+
+
+def optimizer_mismatch(optimizer: Any, module: Any, compiled: str, updated: set[str]) -> str:
+    """The first way the model file's ``optimizer`` differs from the update the PEF's optimizer
+    section computes (``compiled``: ``sgd``, ``sgd_no_momentum``, ``adamw``; ``updated``: the
+    parameters it writes), in one phrase; "" when it fits. A difference would be dropped
+    without a word: the PEF's update is fixed and takes one value of each run-time
+    hyperparameter."""
+    import torch
+
+    name = type(optimizer).__name__
+    kinds = {"sgd": torch.optim.SGD, "sgd_no_momentum": torch.optim.SGD, "adamw": torch.optim.AdamW}
+    wanted = kinds.get(compiled)
+    if wanted is None or type(optimizer) is not wanted:
+        return f"the model's optimizer() is {name}, the PEF was compiled for '{compiled}'"
+    groups = optimizer.param_groups
+    for key in _COMPILED_IN[name]:
+        if any(group.get(key) for group in groups):
+            return f"the model's optimizer() is {name} with {key}=True (not supported yet)"
+    for key in _RUN_TIME:
+        values = {repr(group.get(key)) for group in groups}
+        if len(values) > 1:
+            return (
+                f"the model's optimizer() has param groups with different {key} "
+                f"({', '.join(sorted(values))}), the PEF takes one"
+            )
+    if compiled == "sgd_no_momentum" and groups[0].get("momentum", 0) != 0:
+        return (
+            f"the model's optimizer() has momentum {groups[0]['momentum']}, the PEF was compiled "
+            "without momentum"
+        )
+    params = dict(module.named_parameters(remove_duplicate=False))
+    held = {id(p) for group in groups for p in group["params"]}
+    if held - {id(p) for p in params.values()}:
+        return "the model's optimizer() holds a tensor that is not a parameter of the model"
+    left_out = sorted(n for n in updated if n in params and id(params[n]) not in held)
+    if left_out:
+        return (
+            f"the PEF's optimizer updates '{left_out[0]}', the model's optimizer() does not "
+            f"hold it ({len(left_out)} such)"
+        )
+    return ""

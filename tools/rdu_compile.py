@@ -21,12 +21,17 @@ from tools.cli import (
     OneLineCommand,
     ToolError,
     guarded,
+    host_memory_bytes,
     model_namespace,
     print_help,
+    size_text,
 )
 
 if TYPE_CHECKING:
+    import argparse
+
     from compiler.frontend import ModelSpec, OpCheck
+    from compiler.targets import Target
     from tools.model_file import ModelFile
 
 
@@ -106,7 +111,7 @@ def rdu_compile(
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
         if check:
-            return _check(model_path, ctx.args, inference, batch_size, seed, debug)
+            return _check(model_path, ctx.args, inference, batch_size, seed, debug, arch)
         with _fewer_collections():
             return _compile(
                 model_path,
@@ -171,7 +176,7 @@ def _compile(
     target = get_target(arch)
     _check_pef_name(pef_name)
     _check_output_folder(Path(output_folder))
-    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug)
+    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug, target)
     name = pef_name or model_file.name
     _check_output_folder(Path(output_folder) / name)
     flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra)
@@ -282,8 +287,46 @@ def _check_output_folder(folder: Path) -> None:
         raise ToolError(f"--output-folder: cannot write in {existing} (permission denied)")
 
 
+def _check_batch_size(
+    model_file: ModelFile, args: argparse.Namespace, inference: bool, target: Target
+) -> None:
+    """Refuse an example batch too large (``-b 100000000``) before it is allocated: the model's
+    example functions run first on torch's meta device, which gives shapes without memory; each
+    tensor must fit the target's off-chip memory and all of them this machine's memory."""
+    import torch
+
+    from compiler.capacity import check_batch_fits
+
+    functions = ["example_inputs"] + ([] if inference else ["example_targets"])
+    try:
+        with torch.device("meta"):
+            batch = [
+                (f"{function}()[{i}]", tensor)
+                for function in functions
+                for i, tensor in enumerate(model_file.tensors(function, args))
+            ]
+    except Exception:  # the dry run cannot tell (e.g. the function reads data from a file):
+        return  # the real call then runs, and reports its own errors
+    check_batch_fits(target, model_file.path, batch)
+    total = sum(t.numel() * t.element_size() for _, t in batch)
+    memory = host_memory_bytes()
+    if memory is not None and total > memory:
+        name, largest = max(batch, key=lambda item: item[1].numel() * item[1].element_size())
+        raise ToolError(
+            f"-b {args.batch_size}: the example batch would take {size_text(total)} ({name} is "
+            f"{list(largest.shape)} {str(largest.dtype).removeprefix('torch.')}), more than "
+            f"this machine's {size_text(memory)} of memory"
+        )
+
+
 def model_spec(
-    model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
+    model_path: str,
+    extra: list[str],
+    inference: bool,
+    batch_size: int,
+    seed: int,
+    debug: bool,
+    target: Target,
 ) -> tuple[ModelFile, ModelSpec]:
     """The model file and what the compiler compiles of it: ``model(args)`` built under
     ``seed``, with its example batch (and, for training, its loss and optimizer)."""
@@ -295,6 +338,7 @@ def model_spec(
     args = model_namespace(
         model_file, extra, {"batch_size": batch_size, "seed": seed, "epoch": 0, "debug": debug}
     )
+    _check_batch_size(model_file, args, inference, target)
     torch.manual_seed(seed)
     module = model_file.call("model", args)
     if not isinstance(module, torch.nn.Module):
@@ -305,12 +349,20 @@ def model_spec(
 
 
 def _check(
-    model_path: str, extra: list[str], inference: bool, batch_size: int, seed: int, debug: bool
+    model_path: str,
+    extra: list[str],
+    inference: bool,
+    batch_size: int,
+    seed: int,
+    debug: bool,
+    arch: str,
 ) -> int:
     """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
     from compiler.frontend import check_ops
+    from compiler.targets import get_target
 
-    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug)
+    target = get_target(arch)
+    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug, target)
     result = check_ops(spec, inference=inference)
     what = f"{model_file.path.name} ({'inference' if inference else 'training'})"
     click.echo("\n".join(format_check(result, what)))

@@ -34,12 +34,13 @@ from tools.cli import (
     OneLineCommand,
     ToolError,
     guarded,
+    host_memory_bytes,
     model_namespace,
     print_help,
+    size_text,
 )
 
 if TYPE_CHECKING:
-    from runtime.distributed import Communicator
     from tools.metrics_log import RunMetrics
 
 
@@ -138,6 +139,7 @@ def rdu_run(
                 "add --data-parallel"
             )
         check_options(opts)
+        check_mode_options(ctx, opts)
         if opts["world_size"] is not None:
             from tools.data_parallel import launch
 
@@ -167,6 +169,7 @@ class Run:
         self.debug = debug
         self.program = read_pef(opts["pef_path"])
         meta = self.program.meta
+        self.check_memory()
         if opts.get("arch"):
             from runtime.pef.target_file import check_same_target
 
@@ -215,6 +218,28 @@ class Run:
 
     # -- state ---------------------------------------------------------------------------
 
+    _ITEM_BYTES = {"f32": 4, "i64": 8, "i1": 1}
+
+    def check_memory(self) -> None:
+        """Refuse, before anything is allocated, a PEF whose tensors alone (its symbols: the
+        batch, the state, activations and gradients) take more than this machine's memory, as
+        one compiled with a huge ``-b`` would: the emulated off-chip memory is host memory."""
+        memory = host_memory_bytes()
+        if memory is None:
+            return
+        sizes = {
+            s.name: math.prod(s.shape) * self._ITEM_BYTES.get(s.dtype, 4)
+            for s in self.program.meta.symbols
+        }
+        total = sum(sizes.values())
+        if total > memory:
+            largest = max(sizes, key=lambda name: sizes[name])
+            raise ToolError(
+                f"{self.opts['pef_path']}: its tensors take {size_text(total)} ('{largest}' "
+                f"{size_text(sizes[largest])}, batch {self.program.meta.batch_size}), more than "
+                f"this machine's {size_text(memory)} of memory: compile with a smaller -b"
+            )
+
     def check_model(self) -> None:
         """Refuse a stale PEF: one compiled from another version of the model file (its
         sha256, ``meta.source_hash``; unless ``--allow-source-change``; a PEF compiled in
@@ -232,9 +257,20 @@ class Run:
                 "recompile it, or pass --allow-source-change if only comments or data code "
                 "changed"
             )
-        from tools.model_fit import structure_mismatch
+        from tools.model_fit import optimizer_mismatch, structure_mismatch
 
-        problem = structure_mismatch(self.torch_model(), meta.symbols)
+        model = self.torch_model()
+        problem = structure_mismatch(model, meta.symbols)
+        if not problem and not meta.inference and meta.optimizer != "none":
+            updated = {
+                meta.symbols[out.symbol].name
+                for section in self.program.sections
+                if section.kind == "optimizer"
+                for out in section.outputs
+                if meta.symbols[out.symbol].role == "parameter"
+            }
+            optimizer = self.torch_optimizer(model)
+            problem = optimizer_mismatch(optimizer, model, meta.optimizer, updated)
         if problem:
             raise ToolError(f"{pef} does not fit the model of {path}: {problem}; recompile it")
 
@@ -346,16 +382,22 @@ class Run:
         return hyper
 
     def batch(self, inputs: tuple, targets: tuple) -> dict[str, np.ndarray]:
-        """A host batch bound to the PEF's input and label symbols."""
-        feed = {}
-        for name, value in zip(self.inputs, inputs, strict=False):
-            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
-        for name, value in zip(self.labels, targets, strict=False):
-            feed[name] = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+        """A host batch bound to the PEF's input and label symbols: as many tensors (CPU torch
+        tensors or numpy arrays) as the PEF takes, of its dtypes."""
         if len(inputs) != len(self.inputs):
             raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
+        if self.labels and len(targets) != len(self.labels):  # an inference PEF takes none
+            raise ToolError(
+                f"data() gave {len(targets)} targets, the PEF takes {len(self.labels)}"
+            )
+        feed = {
+            name: _host_array(name, value)
+            for names, values in ((self.inputs, inputs), (self.labels, targets))
+            for name, value in zip(names, values, strict=False)
+        }
         for name, value in feed.items():
             self._check_dtype(name, value)
+            self._check_rows(name, value)
         return feed
 
     _EXACT = {"f32": np.float32, "i64": np.int64, "i1": np.bool_}
@@ -378,25 +420,43 @@ class Run:
             )
 
     def batches(self, split: str, epoch: int) -> Iterator[tuple[tuple, tuple]]:
-        """The model's batches; data-parallel, this rank's shard of each global batch.
+        """The model's batches; data-parallel, global batches (``shard`` takes this rank's).
 
-        A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch (the
-        same order on every rank: same seed and epoch); rank r takes its r-th slice of rows.
+        A global batch is what ``data()`` yields for ``world_size x`` the PEF's batch: every
+        rank draws the same ones (same seed and epoch) and checks them whole, so a bad batch
+        stops every rank at the same step; rank r trains on its r-th slice of rows.
         """
         self.args.epoch = epoch
-        if self.communicator is None:
+        if self.world_size == 1:
             return self.model_file.batches(split, self.args)
-        return self._shards(split, self.communicator)
+        args = copy.copy(self.args)
+        args.batch_size = self.args.batch_size * self.world_size
+        return self.model_file.batches(split, args)
 
-    def _shards(self, split: str, comm: Communicator) -> Iterator[tuple[tuple, tuple]]:
+    def shard(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """This rank's rows of a global batch (checked by ``batch``): the batch itself unless
+        data-parallel over more than one rank."""
+        if self.world_size == 1:
+            return feed
         from runtime.distributed import shard
 
-        args = copy.copy(self.args)
-        args.batch_size = self.args.batch_size * comm.world_size
-        for inputs, targets in self.model_file.batches(split, args):
-            yield (
-                tuple(shard(x, comm.rank, comm.world_size) for x in inputs),
-                tuple(shard(t, comm.rank, comm.world_size) for t in targets),
+        comm = self.communicator
+        assert comm is not None
+        return {name: shard(value, comm.rank, comm.world_size) for name, value in feed.items()}
+
+    def _check_rows(self, name: str, value: np.ndarray) -> None:
+        """A global batch of exactly ``world_size x`` the PEF's rows: a shard of another size
+        would drop rows without a word (or differ between ranks)."""
+        sym = self.symbols.get(name)
+        if self.world_size == 1 or sym is None or not sym.shape:
+            return
+        rows = self.world_size * sym.shape[0]
+        if value.ndim == 0 or value.shape[0] != rows:
+            role = "input" if sym.role == "input" else "label"
+            raise ToolError(
+                f"{role} '{name}' of the global batch is {list(value.shape)}: "
+                f"{self.world_size} ranks of the PEF's batch {sym.shape[0]} take {rows} rows "
+                "(data() must yield batches of args.batch_size rows)"
             )
 
     def metrics(self, losses: list[float], correct: int, seen: int) -> tuple[float, float | None]:
@@ -525,13 +585,25 @@ class Run:
             raise ToolError(f"{source}: tensor '{name}' {_non_finite_summary(state[name])}")
 
     def check_hyperparameters(self, hyper: dict[str, float]) -> None:
-        """The checks torch's optimizers make (and finiteness), before the first step."""
+        """The checks torch's optimizers make (and finiteness, in float32: the PEF's inputs are
+        float32), before the first step; an option the PEF's optimizer has no input for (SGD's
+        ``--momentum`` to AdamW, or to SGD compiled without momentum) is refused, not dropped."""
+        inputs = {s.name for s in self.program.meta.symbols if s.role == "hyperparameter"}
+        for key in ("lr", "momentum", "weight_decay"):
+            if self.opts[key] is not None and key not in inputs:
+                raise ToolError(
+                    f"--{key.replace('_', '-')} {self.opts[key]}: the PEF's optimizer "
+                    f"({self.program.meta.optimizer}) has no {key} (it is compiled from the "
+                    "model's optimizer(): recompile with one)"
+                )
         for key, ok, rule in _HYPER_RULES:
             if key not in hyper:
                 continue
             value = float(hyper[key])
-            if math.isfinite(value) and ok(value):
+            if _finite32(value) and ok(value):
                 continue
+            if math.isfinite(value) and ok(value):
+                rule += " (as the PEF's float32, at most 3.4e38)"
             if key in ("lr", "momentum", "weight_decay") and self.opts[key] is not None:
                 where = f"--{key.replace('_', '-')} {self.opts[key]}"
             else:
@@ -552,15 +624,16 @@ class Run:
         if symbol.dtype != "i64" or list(symbol.shape) != [rows] or labels is None:
             return
         labels = np.asarray(labels)
-        if labels.dtype.kind not in "iu" or labels.shape != (rows,):
+        if labels.dtype.kind not in "iu" or labels.shape != (rows * self.world_size,):
             return  # the session refuses it, naming both shapes
         bad = (labels < 0) | (labels >= classes)
         bad &= labels != IGNORE_INDEX
         if bad.any():
             row = int(np.argmax(bad))
             raise ToolError(
-                f"{where}: label '{name}' row {row} is {int(labels[row])}, outside the "
-                f"{classes} classes [0, {classes}) of output.0 (torch's cross_entropy raises)"
+                f"{where}: label '{name}' row {row}{_rank_of(row, rows, self.world_size)} is "
+                f"{int(labels[row])}, outside the {classes} classes [0, {classes}) of output.0 "
+                "(torch's cross_entropy raises)"
             )
 
     # -- training ------------------------------------------------------------------------
@@ -591,9 +664,9 @@ class Run:
         with _terminate_as_interrupt():
             try:
                 return self._train(session, hyper)
-            except Terminated:  # before the first step (finding the place to resume)
-                click.echo("rdu-run: error: terminated", err=True)
-                return 143
+            except Terminated as stop:  # before the first step (finding the place to resume)
+                click.echo(f"rdu-run: error: {stop.what}", err=True)
+                return stop.code
 
     def _epoch_length(self, start: int) -> int | None:
         """The number of batches of an epoch when a resumed run needs it to find its place
@@ -609,11 +682,29 @@ class Run:
             raise ToolError("data('train') yields no full batch")
         return count
 
+    def _check_total(self, total: int, length: int | None) -> None:
+        """``--num-epochs`` of ``length`` steps each within ``MAX_STEPS`` (known before the first
+        step when resuming past epoch 0, else when epoch 0 ends, drawn lazily)."""
+        from tools.data_parallel import every_rank
+
+        if total > MAX_STEPS:
+            raise every_rank(
+                ToolError(
+                    f"--num-epochs {self.opts['num_epochs']}: {length} steps an epoch make "
+                    f"{total} steps, more than the {MAX_STEPS} (2**24) a run counts; pass "
+                    "--num-steps or fewer epochs"
+                )
+            )
+
     def _train(self, session, hyper: dict[str, float]) -> int:
+        from tools.data_parallel import every_rank, is_every_rank, on_every_rank
+
         start = session.step_count  # rank 0's, when data-parallel
         length = self._epoch_length(start)
         epochs = self.opts["num_epochs"]
         total = self.opts["num_steps"] or (length * epochs if length else None)
+        if total is not None:
+            self._check_total(total, length)
         if total is not None and start >= total:
             target = f"--num-steps {total}" if self.opts["num_steps"] else f"--num-epochs {epochs}"
             click.echo(
@@ -634,31 +725,34 @@ class Run:
         try:
             while total is None or step < total:
                 batches = self.batches("train", epoch)
-                drawn = sum(1 for _ in itertools.islice(batches, skip))
+                with on_every_rank():  # the same data on every rank
+                    drawn = sum(1 for _ in itertools.islice(batches, skip))
                 trained, ended = 0, False
                 while total is None or step < total:
-                    batch = next(batches, None)
-                    if batch is None:
-                        ended = True
-                        break
-                    inputs, targets = batch
                     where = f"step {step + 1} (batch {drawn} of epoch {epoch})"
+                    with on_every_rank():  # the whole global batch checked on every rank
+                        batch = next(batches, None)
+                        if batch is None:
+                            ended = True
+                            break
+                        feed = self.batch(*batch)
+                        self.check_labels(feed, where)
                     drawn += 1
-                    feed = self.batch(inputs, targets)
-                    self.check_labels(feed, where)
+                    local = self.shard(feed)
                     before = session.state()
                     if step == start:  # steps/s: not the import of the data (scikit-learn...)
                         started = time.perf_counter()
                         metrics.restart()
                     with _interrupts_between_steps():
-                        result = session.step(feed, hyper)
+                        result = session.step(local, hyper)  # data-parallel: the ranks' mean loss
                         step += 1
                     trained += 1
                     if not math.isfinite(result.loss):
                         finite = (before, step - 1)
-                        raise ToolError(f"{where}: the loss is {result.loss}: {_nan_cause(feed)}")
+                        cause = _nan_cause(feed, self.program.meta.batch_size, self.world_size)
+                        raise every_rank(ToolError(f"{where}: the loss is {result.loss}: {cause}"))
                     losses.append(result.loss)
-                    c, n = _accuracy(result.outputs, targets)
+                    c, n = _accuracy(result.outputs, self.label_values(local))
                     correct, seen = correct + c, seen + n
                     progress.update(step, result.loss)
                     if step % self.opts["log_every"] == 0 or step == total:
@@ -668,22 +762,25 @@ class Run:
                         metrics.log(step, epoch, loss, accuracy, len(losses))
                         losses, correct, seen = [], 0, 0
                     every = self.opts["ckpt_every"]
-                    if every and step % every == 0 and self.is_rank0:
+                    if every and step % every == 0:
                         paused -= time.perf_counter()
                         metrics.pause()
-                        self.save(session, step, f"step-{step}.pt")
+                        self.save_step(session, step)
                         metrics.resume()
                         paused += time.perf_counter()
                 if ended:
                     if trained == 0:
-                        raise ToolError(
-                            f"data('train') yields no full batch in epoch {epoch}"
-                            + (f" after the {skip} already trained" if skip else "")
+                        raise every_rank(
+                            ToolError(
+                                f"data('train') yields no full batch in epoch {epoch}"
+                                + (f" after the {skip} already trained" if skip else "")
+                            )
                         )
                     if length is None:
                         length = drawn
                         total = total or length * epochs
                         progress.set_total(total)
+                        self._check_total(total, length)  # after epoch 0: a stop, not a refusal
                 paused -= time.perf_counter()
                 metrics.pause()
                 self.evaluate(session, progress, epoch)
@@ -694,16 +791,19 @@ class Run:
         except KeyboardInterrupt as stop:
             progress.close()
             code, what = (
-                (143, "terminated") if isinstance(stop, Terminated) else (130, "interrupted")
+                (stop.code, stop.what) if isinstance(stop, Terminated) else (130, "interrupted")
             )
             if self.is_rank0:
-                click.echo(f"{what} at step {step}; {self._save_last(session, step)}", err=True)
+                saved = self._save_last(session, step, start=start)
+                click.echo(f"{what} at step {step}; {saved}", err=True)
             return code
         except Exception as error:
             progress.close()
             if self.is_rank0:
                 state, at = finite if finite is not None else (None, step)
-                error.add_note(self._save_last(session, at, state, stopped=step))
+                error.add_note(self._save_last(session, at, state, stopped=step, start=start))
+            if self.world_size > 1 and is_every_rank(error):
+                self._wait_for_rank0()  # its last.pt, before the launcher stops the job
             raise
         progress.close()
         if self.is_rank0:
@@ -734,6 +834,41 @@ class Run:
         samples = self.program.meta.batch_size * self.world_size
         return RunMetrics(log, samples, samples / step_seconds if step_seconds > 0 else math.inf)
 
+    def save_step(self, session, step: int) -> None:
+        """``step-N.pt``, written by rank 0; data-parallel, rank 0 tells every rank whether it
+        was written, so that a full disk stops every rank at this step."""
+        from tools.data_parallel import every_rank
+
+        error: ToolError | None = None
+        if self.is_rank0:
+            try:
+                self.save(session, step, f"step-{step}.pt")
+            except ToolError as failed:
+                error = failed
+        if self.world_size > 1:
+            assert self.communicator is not None
+            outcome = np.asarray([error is not None], dtype=np.int64)
+            what = f"the broadcast of whether rank 0 wrote step-{step}.pt"
+            if self.communicator.broadcast([outcome], what)[0][0] and error is None:
+                error = ToolError(f"rank 0 could not write step-{step}.pt")
+        if error is not None:
+            raise every_rank(error)
+
+    def _wait_for_rank0(self) -> None:
+        """Every rank waits until rank 0 is done (after a stop they all met): a rank that left
+        first would make the launcher stop rank 0 while it writes ``last.pt``."""
+        from runtime.distributed import DistributedError
+
+        assert self.communicator is not None
+        try:
+            self.communicator.broadcast([np.zeros(1, np.int64)], "the end of a stopped job")
+        except DistributedError:
+            pass  # rank 0 is gone already: nothing to wait for
+
+    def label_values(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """The labels of ``feed`` in order (for the accuracy)."""
+        return tuple(feed[name] for name in self.labels if name in feed)
+
     def _save_last(
         self,
         session,
@@ -741,11 +876,16 @@ class Run:
         state: dict[str, np.ndarray] | None = None,
         *,
         stopped: int | None = None,
+        start: int,
     ) -> str:
         """Write ``last.pt`` on a stop (further Ctrl-C and SIGTERM held off meanwhile) unless
-        the state is not finite; what was done, for the one line that reports the stop."""
+        the state is not finite or is the one the run started from (``step == start``: no step
+        trained, so nothing to keep, and a ``last.pt`` already there stays); what was done, for
+        the one line that reports the stop."""
         state = session.state() if state is None else state
         prefix = f"stopped at step {stopped}; " if stopped is not None else ""
+        if step == start:
+            return f"{prefix}wrote no checkpoint: no step was trained"
         name = _first_non_finite(state)
         if name is not None:
             return f"{prefix}wrote no checkpoint: tensor '{name}' of the state is not finite"
@@ -753,24 +893,39 @@ class Run:
             try:
                 path = self.save(session, step, "last.pt", state)
             except Exception as error:  # e.g. the disk is full
+                from tools.data_parallel import last_checkpoint
+
                 text = " ".join(str(error).split()) or type(error).__name__
-                return f"{prefix}could not write {self.ckpt_dir / 'last.pt'}: {text}"
+                if not isinstance(error, ToolError):  # a ToolError names the file already
+                    text = f"could not write {self.ckpt_dir / 'last.pt'}: {text}"
+                previous = last_checkpoint({"ckpt_dir": self.ckpt_dir})
+                kept = f" (the newest checkpoint there: {previous.name})" if previous else ""
+                return f"{prefix}{text}{kept}"
         at = f" (step {step}, the last finite state)" if stopped not in (None, step) else ""
         return f"{prefix}wrote {path}{at}"
 
     def evaluate(self, session, progress, epoch: int) -> None:
         """Loss and accuracy over the test split with the forward section alone."""
+        from tools.data_parallel import on_every_rank
+
         losses, correct, seen = [], 0, 0
-        for i, (inputs, targets) in enumerate(self.batches("test", epoch)):
+        batches = iter(self.batches("test", epoch))
+        while True:
+            i = len(losses)
             try:
-                feed = self.batch(inputs, targets)
-                self.check_labels(feed, "data('test')")
-                loss, outputs = session.evaluate(feed)
+                with on_every_rank():  # the same global batch, checked whole, on every rank
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    feed = self.batch(*batch)
+                    self.check_labels(feed, "data('test')")
+                local = self.shard(feed)
+                loss, outputs = session.evaluate(local)
             except Exception as error:
                 error.add_note(f"evaluating test batch {i} after epoch {epoch}")
                 raise
             losses.append(loss)
-            c, n = _accuracy(outputs, targets)
+            c, n = _accuracy(outputs, self.label_values(local))
             correct, seen = correct + c, seen + n
         mean, accuracy = self.metrics(losses, correct, seen)
         if losses:
@@ -855,19 +1010,47 @@ _HYPER_RULES: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     ("beta2", lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
     ("eps", lambda v: v >= 0, "a finite number >= 0"),
 )
-"""Hyperparameter, its test, the rule in words (torch's optimizers check the same)."""
+"""Hyperparameter, its test, the rule in words (torch's optimizers check the same); "finite"
+as a float32 too, the PEF's hyperparameter inputs."""
+
+
+MAX_STEPS = 2**24
+"""The most steps a run counts (16,777,216): a checkpoint stores its step in the optimizer
+state as torch does, a float32 (AdamW's ``step``), which holds every whole number up to 2**24
+and no further; so does the bound of ``--num-steps``, ``--num-epochs`` (and the steps they
+make), ``--ckpt-every`` and ``--log-every``."""
+
+MAX_LOCAL_RANKS = 64
+"""The most ranks ``--world-size`` starts on this machine (each one a process with torch)."""
+
+MAX_DP_TIMEOUT = 10**6
+"""The longest ``--dp-timeout`` in seconds (11.6 days; torch.distributed's timeout is a
+``timedelta``, which ends near 10**14 s)."""
 
 
 def check_options(opts: dict) -> None:
     """rdu-run's numeric options, before anything is loaded: one line naming the option."""
+    steps = f"a whole number from 1 to {MAX_STEPS} (2**24, the most steps a run counts)"
     rules = (
-        ("num_epochs", lambda v: v >= 1, "a whole number >= 1"),
-        ("num_steps", lambda v: v >= 1, "a whole number >= 1"),
-        ("log_every", lambda v: v >= 1, "a whole number >= 1"),
-        ("ckpt_every", lambda v: v >= 0, "a whole number >= 0 (0: only last.pt)"),
+        ("num_epochs", lambda v: 1 <= v <= MAX_STEPS, steps),
+        ("num_steps", lambda v: 1 <= v <= MAX_STEPS, steps),
+        ("log_every", lambda v: 1 <= v <= MAX_STEPS, steps),
+        (
+            "ckpt_every",
+            lambda v: 0 <= v <= MAX_STEPS,
+            f"a whole number from 0 (only last.pt) to {MAX_STEPS} (2**24)",
+        ),
         ("seed", lambda v: 0 <= v < 2**63, "a whole number >= 0"),
-        ("world_size", lambda v: v >= 1, "a whole number >= 1"),
-        ("dp_timeout", lambda v: math.isfinite(v) and v > 0, "a number of seconds > 0"),
+        (
+            "world_size",
+            lambda v: 1 <= v <= MAX_LOCAL_RANKS,
+            f"a whole number from 1 to {MAX_LOCAL_RANKS} (ranks started on this machine)",
+        ),
+        (
+            "dp_timeout",
+            lambda v: math.isfinite(v) and 0 < v <= MAX_DP_TIMEOUT,
+            f"a number of seconds > 0 and <= {MAX_DP_TIMEOUT}",
+        ),
     )
     for key, ok, rule in rules:
         value = opts.get(key)
@@ -875,8 +1058,43 @@ def check_options(opts: dict) -> None:
             raise ToolError(f"--{key.replace('_', '-')} {value}: must be {rule}")
     for key, ok, rule in _HYPER_RULES:
         value = opts.get(key)
-        if value is not None and not (math.isfinite(value) and ok(value)):
+        if value is not None and not (_finite32(value) and ok(value)):
+            if math.isfinite(value) and ok(value):
+                rule += " (as the PEF's float32, at most 3.4e38)"
             raise ToolError(f"--{key.replace('_', '-')} {value}: {key} must be {rule}")
+
+
+def _finite32(value: float) -> bool:
+    """Finite, and still finite as the float32 the PEF takes (1e39 is not: inf)."""
+    return math.isfinite(value) and abs(value) <= float(np.finfo(np.float32).max)
+
+
+_TRAINING_ONLY = (
+    "num_epochs", "num_steps", "lr", "momentum", "weight_decay", "ckpt_dir", "ckpt_every",
+    "log_every", "reset_optimizer",
+)  # fmt: skip
+
+
+def check_mode_options(ctx: click.Context, opts: dict) -> None:
+    """An option given on the command line that the mode would ignore is refused, not dropped:
+    a training option with ``--test`` or ``--inference``, ``--results-dir`` without
+    ``--inference``, ``--reset-optimizer`` without ``--init-ckpt-path``."""
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    mode = "--test" if opts["test_run"] else "--inference" if opts["inference"] else None
+    if mode is not None:
+        for name in _TRAINING_ONLY:
+            if given(name) and not (name == "reset_optimizer" and mode == "--test"):
+                option = f"--{name.replace('_', '-')}"
+                raise ToolError(f"{option} is for training: leave it out with {mode}")
+    if given("results_dir") and not opts["inference"]:
+        raise ToolError("--results-dir is where --inference writes its results: add --inference")
+    if opts["reset_optimizer"] and not opts["init_ckpt_path"]:
+        raise ToolError(
+            "--reset-optimizer starts the optimizer state of --init-ckpt-path at zero: give one"
+        )
 
 
 def check_output_dir(path: Path, option: str) -> None:
@@ -889,6 +1107,20 @@ def check_output_dir(path: Path, option: str) -> None:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise ToolError(f"{option} {path}: {folder} is not writable")
             return
+
+
+def _host_array(name: str, value: object) -> np.ndarray:
+    """A batch tensor from ``data()`` as numpy: a torch tensor on the CPU, or a numpy array."""
+    if isinstance(value, np.ndarray):
+        return value
+    device = getattr(value, "device", None)
+    if device is None or not hasattr(value, "detach"):
+        raise ToolError(
+            f"data() gave '{name}' as a {type(value).__name__}, not a torch tensor or numpy array"
+        )
+    if device.type != "cpu":
+        raise ToolError(f"data() gave '{name}' on device {device}; give CPU tensors")
+    return value.detach().numpy()
 
 
 def _first_non_finite(state: dict[str, np.ndarray]) -> str | None:
@@ -908,27 +1140,45 @@ def _non_finite_summary(value: np.ndarray) -> str:
     return f"holds {' and '.join(p for p in parts if p)} of {value.size} values"
 
 
-def _nan_cause(feed: dict[str, np.ndarray]) -> str:
-    """Why a step's loss is not finite: a non-finite input, or else divergence."""
+def _nan_cause(feed: dict[str, np.ndarray], rows: int, world_size: int) -> str:
+    """Why a step's loss is not finite: a non-finite input (in which rank's rows of a global
+    batch of ``world_size`` shards of ``rows``), or else divergence."""
     for name in sorted(feed):
         value = np.asarray(feed[name])
         if value.dtype.kind in "fc" and not np.isfinite(value).all():
-            return f"{'input' if name.startswith('input.') else 'label'} '{name}' " + (
-                _non_finite_summary(value)
-            )
+            by_row = value.reshape(value.shape[0] if value.ndim else 1, -1)
+            row = int(np.argmax(~np.isfinite(by_row).all(axis=1)))
+            where = f" (first in row {row}{_rank_of(row, rows, world_size)})"
+            kind = "input" if name.startswith("input.") else "label"
+            return f"{kind} '{name}' {_non_finite_summary(value)}{where if world_size > 1 else ''}"
     return "the batch and the hyperparameters are finite: training diverged (lower --lr?)"
 
 
+def _rank_of(row: int, rows: int, world_size: int) -> str:
+    """``, rank 1's shard`` for row ``row`` of a global batch of ``world_size`` x ``rows``."""
+    return f", rank {row // rows}'s shard" if world_size > 1 else ""
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a job scheduler's stop) during training: stopped like Ctrl-C, with
-    exit status 143 (128 + 15)."""
+    """SIGTERM (``kill``, a job scheduler's stop) or SIGHUP (the terminal or the ssh session
+    closed) during training: stopped like Ctrl-C, with exit status 128 + the signal's number
+    (143, 129)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.code = 128 + signum
+        self.what = "hung up" if signum == signal.SIGHUP else "terminated"
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+def _stop_signals() -> tuple[int, ...]:
+    """Ctrl-C, SIGTERM, and SIGHUP unless it is ignored (``nohup``: the run outlives its
+    terminal)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
 
 def _raise_for(signum: int) -> NoReturn:
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
 def _on_main_thread() -> bool:
@@ -937,24 +1187,25 @@ def _on_main_thread() -> bool:
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """While training, SIGTERM raises ``Terminated`` as SIGINT raises KeyboardInterrupt, so
+    """While training, SIGTERM and SIGHUP raise ``Terminated`` as SIGINT raises
+    KeyboardInterrupt, so
     the run stops the same way (a final ``last.pt``); the first of them makes the process
     ignore any more (a second Ctrl-C while the final checkpoint is written). Both handlers
     are restored after."""
     if not _on_main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    previous = {s: signal.getsignal(s) for s in _stop_signals()}
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        for s in _STOP_SIGNALS:
+        for s in previous:
             signal.signal(s, signal.SIG_IGN)
         chained = previous[signal.Signals(signum)]
         if signum == signal.SIGINT and callable(chained):
             chained(signum, frame)  # e.g. a data-parallel rank's, which remembers it
         _raise_for(signum)
 
-    for signum in _STOP_SIGNALS:
+    for signum in previous:
         signal.signal(signum, stop)
     try:
         yield
@@ -976,7 +1227,7 @@ def _signals_held(*, then_raise: bool = False) -> Iterator[None]:
     def hold(signum: int, frame: object) -> None:
         pending.append(signum)
 
-    previous = {s: signal.signal(s, hold) for s in _STOP_SIGNALS}
+    previous = {s: signal.signal(s, hold) for s in _stop_signals()}
     try:
         yield
     finally:

@@ -26,6 +26,7 @@ from typing import TypeVar
 import msgspec
 
 from runtime.machine.atomic import atomic_write_bytes
+from runtime.machine.files import not_a_regular_file
 from runtime.pef import schema
 from runtime.pef.validate import PefError, validate
 
@@ -200,6 +201,9 @@ def write_pef(path: str | os.PathLike[str], program: schema.Program) -> None:
 
 def read_pef(path: str | os.PathLike[str]) -> schema.Program:
     """Read and decode the PEF at ``path``; errors are ``PefError`` starting with the path."""
+    problem = not_a_regular_file(path)
+    if problem:
+        raise PefError(f"{os.fspath(path)}: {problem}")
     try:
         with open(path, "rb") as handle:
             data = handle.read()

@@ -31,6 +31,7 @@ from pathlib import Path
 import msgspec
 
 from runtime.errors import RduError
+from runtime.machine.files import not_a_regular_file
 from runtime.pef.schema import Target
 
 FIELDS: tuple[str, ...] = Target.__struct_fields__
@@ -121,6 +122,9 @@ def read_target_file(path: str | Path) -> Target:
     """The target described by the TOML file at ``path`` (see the module docstring)."""
     path = Path(path)
     where = f"target file {path}"
+    problem = not_a_regular_file(path)
+    if problem:
+        raise TargetFileError(f"{where}: {problem}")
     try:
         data = tomllib.loads(path.read_text())
     except OSError as err:

@@ -54,7 +54,13 @@ def compile_example(example: str, inference: bool) -> bytes:
     seed: int = option_default(rdu_compile, "seed")
     with torch.random.fork_rng():
         model_file, spec = model_spec(
-            str(ROOT / "examples" / example / "model.py"), [], inference, batch_size, seed, False
+            str(ROOT / "examples" / example / "model.py"),
+            [],
+            inference,
+            batch_size,
+            seed,
+            False,
+            get_target(arch),
         )
         program = compile_in_memory(
             spec,

@@ -281,7 +281,10 @@ def test_session_averages_gradients_before_the_optimizer(pefs: dict[str, Path]) 
     batch = {"input.0": x, "target.0": np.arange(8) % 10}
     hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "dampening": 0.0}
     result = session.step(batch, hyper)
-    assert comm.calls == ["the allreduce_mean of 4 tensors before section 'optimizer' in step 1"]
+    assert comm.calls == [
+        "the allreduce_mean of 4 tensors (and the loss) before section 'optimizer' in step 1"
+    ]
+    assert result.loss == 0.0  # the ranks' mean loss: every rank stops on the same NaN
     assert sorted(result.gradients) == sorted(GRADIENTS)
     assert all(not g.any() for g in result.gradients.values())  # what the optimizer saw
     for name, value in session.state().items():  # zero gradients, no weight decay: no change

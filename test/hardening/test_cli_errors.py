@@ -70,8 +70,13 @@ import sys
 import compiler.driver
 
 
+write = compiler.driver.atomic_write_bytes
+
+
 def full(path, data):
-    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    if str(path).endswith(".pef"):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    write(path, data)
 
 
 compiler.driver.atomic_write_bytes = full
@@ -215,7 +220,8 @@ USAGE: dict[str, tuple[list[str], str]] = {
     ),
     "run-log-every-0": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--log-every", "0"],
-        "rdu-run: error: --log-every 0: must be a whole number >= 1",
+        "rdu-run: error: --log-every 0: must be a whole number from 1 to 16777216 (2**24, the most "
+        "steps a run counts)",
     ),
     "run-negative-seed": (
         ["rdu-run", "{mlp}", "--pef", "{pef}", "--seed", "-1"],

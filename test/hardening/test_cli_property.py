@@ -161,20 +161,25 @@ def test_rdu_compile_never_fails_internally(
 RUN_OPTIONS: dict[str, tuple[st.SearchStrategy[object], st.SearchStrategy[object]]] = {
     # option: (valid values, wild values); --num-steps stays small so that a run is short (it
     # overrides --num-epochs)
-    "--num-steps": (st.integers(1, 3), st.integers(-3, 0)),
+    "--num-steps": (st.integers(1, 3), st.one_of(st.integers(-3, 0), wild_numbers)),
     "--num-epochs": (st.integers(1, 2), wild_numbers),
     "--lr": (
         st.sampled_from([0.0, 0.01, 1.0]),
-        st.sampled_from(["-1", "nan", "inf", "1e999", "x"]),
+        st.sampled_from(["-1", "nan", "inf", "1e999", "1e39", "x"]),
     ),
     "--momentum": (st.sampled_from([0.0, 0.9]), st.sampled_from(["-1", "nan", "2", "x"])),
-    "--weight-decay": (st.sampled_from([0.0, 1e-4]), st.sampled_from(["-1", "nan", "inf"])),
+    "--weight-decay": (
+        st.sampled_from([0.0, 1e-4]),
+        st.sampled_from(["-1", "nan", "inf", "1e39"]),
+    ),
+    "--dp-timeout": (st.sampled_from([1.0, 300.0]), st.sampled_from(["0", "-1", "nan", "1e300"])),
     "--ckpt-every": (st.integers(1, 3), wild_numbers),
     "--log-every": (st.integers(1, 3), wild_numbers),
     "--seed": (st.integers(0, 2**32), wild_numbers),
-    # --ckpt-dir: valid folders only; rdu-run's output paths are branch guardrun's (a file there
-    # is an internal error today)
-    "--ckpt-dir": (st.sampled_from(["ckpt", "folder", "new/deeper"]), st.just("ckpt")),
+    "--ckpt-dir": (
+        st.sampled_from(["ckpt", "folder", "new/deeper"]),
+        st.sampled_from(["a-file", "a-file/ck", "."]),
+    ),
 }
 """rdu-run's numeric options for training (and a checkpoint folder)."""
 

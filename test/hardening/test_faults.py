@@ -42,6 +42,7 @@ def interrupted(mode: str, target: str, *command: str) -> subprocess.CompletedPr
 
 
 def start_training(pef: Path, ckpt_dir: Path, *extra: str) -> subprocess.Popen:
+    """A long rdu-run training, SIGHUP at its default even under ``nohup``."""
     return subprocess.Popen(
         [str(BIN / "rdu-run"), str(MLP), "--pef", str(pef), "--num-epochs", "1000"]
         + ["--log-every", "1", "--ckpt-dir", str(ckpt_dir), *extra],
@@ -49,6 +50,7 @@ def start_training(pef: Path, ckpt_dir: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
 
 
@@ -167,6 +169,27 @@ def test_an_interrupted_compile_never_replaces_a_good_pef(tmp_path: Path, mlp_pe
     read_pef(good)
     # Ctrl-C cleaned up its temporary file; kill -9 could not (a hidden .mlp.pef.*.tmp).
     assert [p.name for p in good.parent.glob("*.pef")] == ["mlp.pef"]
+
+
+@pytest.mark.parametrize("small_disk", ["64k"], indirect=True)
+def test_a_compile_on_a_full_disk_names_the_file_and_leaves_no_torn_file(
+    small_disk: Path, mlp_pef: Path
+) -> None:
+    """A real full disk (a 64 KiB tmpfs) part way through the stage files: one line naming the
+    file that did not fit; the files written are whole (written atomically), none torn."""
+    result = tool("rdu-compile", str(MLP), "--output-folder", str(small_disk))
+    error = one_line_error(result)
+    found = re.fullmatch(
+        rf"rdu-compile: error: cannot write {re.escape(str(small_disk / 'mlp'))}/(mlp\.\w+\.mlir): "
+        "No space left on device",
+        error,
+    )
+    assert found, error
+    written = sorted(p.name for p in (small_disk / "mlp").iterdir())
+    assert found.group(1) not in written and not any(n.startswith(".") for n in written)
+    assert written
+    for name in written:  # every file there is whole: what a compile on a roomy disk writes
+        assert (small_disk / "mlp" / name).read_bytes() == (mlp_pef.parent / name).read_bytes()
 
 
 def test_compiling_twice_gives_byte_identical_pefs(tmp_path: Path, mlp_pef: Path) -> None:

@@ -147,10 +147,10 @@ def _refusals(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "momentum-inf": (["--momentum", "inf"], "--momentum inf: momentum must be a finite"),
         "momentum-1": (["--momentum", "1"], "--momentum 1.0: momentum must be a finite number in"),
         "weight-decay": (["--weight-decay", "-0.1"], "--weight-decay -0.1: weight_decay must be"),
-        "num-steps": (["--num-steps", "-5"], "--num-steps -5: must be a whole number >= 1"),
-        "num-epochs": (["--num-epochs", "0"], "--num-epochs 0: must be a whole number >= 1"),
-        "log-every": (["--log-every", "0"], "--log-every 0: must be a whole number >= 1"),
-        "ckpt-every": (["--ckpt-every", "-1"], "--ckpt-every -1: must be a whole number >= 0"),
+        "num-steps": (["--num-steps", "-5"], "--num-steps -5: must be a whole number from 1 to"),
+        "num-epochs": (["--num-epochs", "0"], "--num-epochs 0: must be a whole number from"),
+        "log-every": (["--log-every", "0"], "--log-every 0: must be a whole number from 1"),
+        "ckpt-every": (["--ckpt-every", "-1"], "--ckpt-every -1: must be a whole number from 0"),
         "seed": (["--seed", "-1"], "--seed -1: must be a whole number >= 0"),
         "ckpt-dir-file": (
             ["--ckpt-dir", str(tmp / "a-file")],
@@ -164,6 +164,20 @@ def _refusals(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["--inference", "--results-dir", str(tmp / "a-file")],
             f"--results-dir {tmp / 'a-file'}: is a file, not a directory",
         ),
+        # an option the mode would ignore
+        "lr-with-test": (["--test", "--lr", "0.1"], "--lr is for training: leave it out with"),
+        "steps-with-inference": (
+            ["--inference", "--num-steps", "3"],
+            "--num-steps is for training: leave it out with --inference",
+        ),
+        "results-dir-training": (
+            ["--results-dir", str(tmp / "results")],
+            "--results-dir is where --inference writes its results: add --inference",
+        ),
+        "reset-without-checkpoint": (
+            ["--reset-optimizer"],
+            "--reset-optimizer starts the optimizer state of --init-ckpt-path at zero: give one",
+        ),
     }  # fmt: skip
 
 
@@ -171,7 +185,8 @@ def test_bad_options_are_refused_before_the_first_step(tmp_path: Path, mlp_pef: 
     cases = _refusals(tmp_path)
     commands = []
     for options, _ in cases.values():
-        ckpt = ["--ckpt-dir", str(tmp_path / "ck")] if "--ckpt-dir" not in options else []
+        training = not {"--ckpt-dir", "--test", "--inference"} & set(options)
+        ckpt = ["--ckpt-dir", str(tmp_path / "ck")] if training else []
         commands.append(("rdu-run", str(MLP), "--pef", str(mlp_pef), *ckpt, *options))
     results = tools(*commands)
     for (name, (_, expected)), result in zip(cases.items(), results, strict=True):
@@ -312,6 +327,34 @@ def test_a_full_disk_at_a_step_checkpoint_still_writes_last_pt(
     assert load_checkpoint(ckpt / "last.pt")["step"] == 2
 
 
+def test_a_disk_that_fills_up_stops_the_run_and_the_last_checkpoint_resumes_exactly(
+    tmp_path: Path, mlp_pef: Path, small_disk: Path
+) -> None:
+    """A real full disk (a 1 MiB tmpfs), a checkpoint a step: the step whose checkpoint does not
+    fit stops the run in one line naming the newest checkpoint, which resumes bit for bit; no
+    temporary file is left behind."""
+    ckpt = small_disk / "ck"
+    result = tool(
+        "rdu-run", str(MLP), "--pef", str(mlp_pef), "--ckpt-dir", str(ckpt), "--num-steps",
+        "100", "--ckpt-every", "1", "--log-every", "50",
+    )  # fmt: skip
+    error = one_line_error(result)
+    full = "cannot write the checkpoint: No space left on device"
+    found = re.fullmatch(
+        rf"rdu-run: error: {re.escape(str(ckpt))}/step-(\d+)\.pt: {full}; stopped at step \1; "
+        rf"{re.escape(str(ckpt / 'last.pt'))}: {full} \(the newest checkpoint there: "
+        r"step-(\d+)\.pt\)",
+        error,
+    )
+    assert found, error
+    stopped, newest = int(found.group(1)), int(found.group(2))
+    assert newest == stopped - 1
+    assert sorted(p.name for p in ckpt.iterdir()) == sorted(
+        f"step-{n}.pt" for n in range(1, stopped)
+    )
+    assert_resumes_exactly(tmp_path, mlp_pef, ckpt / f"step-{newest}.pt")
+
+
 # -- killed: the checkpoint on disk resumes exactly -------------------------------------------
 
 
@@ -329,13 +372,20 @@ def test_data_raising_in_epoch_2_keeps_the_training(
     assert_resumes_exactly(tmp_path, mlp_pef, last)
 
 
-def test_sigterm_stops_like_ctrl_c(tmp_path: Path, mlp_pef: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "what"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "hung up")],
+)
+def test_sigterm_and_sighup_stop_like_ctrl_c(
+    tmp_path: Path, mlp_pef: Path, signum: int, code: int, what: str
+) -> None:
+    """A job scheduler's stop, or the terminal (an ssh session) closing."""
     proc = start_training(mlp_pef, tmp_path / "ck", "--ckpt-every", "0")
     wait_for_step(proc, 5)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 143, err
-    found = re.fullmatch(r"terminated at step (\d+); wrote (\S+)\n", err)
+    assert proc.returncode == code, err
+    found = re.fullmatch(rf"{what} at step (\d+); wrote (\S+)\n", err)
     assert found, err
     assert Path(found.group(2)) == tmp_path / "ck" / "last.pt"
     assert load_checkpoint(found.group(2))["step"] == int(found.group(1)) >= 5
