@@ -838,9 +838,7 @@ class Fabric:
             s.name: _SectionPlan(
                 s,
                 tuple(
-                    tuple(
-                        _PcuPlan.build(i, b, s) for c in copy_pcus(p) for b in cache_blocks(c)
-                    )
+                    tuple(_PcuPlan.build(i, b, s) for c in copy_pcus(p) for b in cache_blocks(c))
                     for i, p in enumerate(s.pcus)
                 ),
             )
