@@ -576,8 +576,10 @@ def _scatter(plan: _PcuPlan, buffers: list[np.ndarray | None], values: list[np.n
         buffer[addresses] = value
         return
     if plan.dtype.kind == "f":  # float64 sums in one pass: no float32 rounding per addition
-        total = np.bincount(addresses, weights=value, minlength=plan.out_size)
-        buffer[...] = total * scatter.scale
+        # Over the addresses written only (an embedding's gradient touches a few of its rows).
+        written, slot = np.unique(addresses, return_inverse=True)
+        total = np.bincount(slot, weights=value, minlength=written.size)
+        buffer[written] = total * scatter.scale
     else:
         np.add.at(buffer, addresses, value)
         buffer *= np.asarray(scatter.scale, plan.dtype)
@@ -652,24 +654,65 @@ def copy_pcus(pcu: Pcu) -> list[Pcu]:
         space = [
             max(0, min(e, s + b) - s) for e, s, b in zip(pcu.space, start, blocks, strict=True)
         ]
-
-        def moved(access: Access, start: list[int] = start) -> Access:
-            shift = sum(st * s for st, s in zip(access.strides, start, strict=True))
-            return msgspec.structs.replace(access, offset=access.offset + shift)
-
-        copies.append(
-            msgspec.structs.replace(
-                pcu,
-                space=space,
-                tile=[min(t, max(e, 1)) for t, e in zip(pcu.tile, space, strict=True)],
-                inputs=[msgspec.structs.replace(p, access=moved(p.access)) for p in pcu.inputs],
-                out=moved(pcu.out),
-                parallel=[],
-                more_at=[],
-                name=f"{pcu.name} copy {len(copies)}",
-            )
-        )
+        copies.append(_moved(pcu, start, space, f"{pcu.name} copy {len(copies)}"))
     return copies
+
+
+_BLOCK_ELEMENTS = 1 << 16
+"""Points of an elementwise PCU's block: its temporaries (256 KB a float32 value) stay in the L2
+cache and are reused by the allocator, instead of a fresh array of the whole space a stage."""
+
+
+def cache_blocks(pcu: Pcu) -> list[Pcu]:
+    """An elementwise PCU over a large space as PCUs over consecutive blocks of it (``[pcu]``
+    for any other): each block is planned like a parallel copy (its extents, every access's
+    offset moved to its first point), so the numbers are the same, computed block by block.
+
+    Elementwise: combiner none, no data-dependent access, and no stage that reads the point's
+    position (``counter``, ``rand``): every point's value depends only on what its accesses
+    read. The blocks split the outermost counters, whole rows of the inner ones at a time.
+    """
+    space = pcu.space
+    positional = any(stage.op in ("counter", "rand") for stage in pcu.stages)
+    indexed = pcu.out.index_port >= 0 or any(p.access.index_port >= 0 for p in pcu.inputs)
+    if (
+        pcu.combiner != "none"
+        or positional
+        or indexed
+        or pcu.parallel
+        or math.prod(space) <= 2 * _BLOCK_ELEMENTS
+    ):
+        return [pcu]
+    split = 0  # the counter cut into runs of rows; the ones before it go one index at a time
+    while math.prod(space[split + 1 :]) > _BLOCK_ELEMENTS:
+        split += 1
+    rows = max(1, _BLOCK_ELEMENTS // math.prod(space[split + 1 :]))
+    starts = [range(e) for e in space[:split]] + [range(0, space[split], rows)]
+    blocks: list[Pcu] = []
+    for start in itertools.product(*starts):
+        first = list(start) + [0] * (len(space) - split - 1)
+        extent = [1] * split + [min(rows, space[split] - start[split])] + space[split + 1 :]
+        blocks.append(_moved(pcu, first, extent, f"{pcu.name} block {len(blocks)}"))
+    return blocks
+
+
+def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
+    """``pcu`` over the part of its space from ``first`` with ``extent``: its accesses moved."""
+
+    def moved(access: Access) -> Access:
+        shift = sum(st * s for st, s in zip(access.strides, first, strict=True))
+        return msgspec.structs.replace(access, offset=access.offset + shift)
+
+    return msgspec.structs.replace(
+        pcu,
+        space=extent,
+        tile=[min(t, max(e, 1)) for t, e in zip(pcu.tile, extent, strict=True)],
+        inputs=[msgspec.structs.replace(p, access=moved(p.access)) for p in pcu.inputs],
+        out=moved(pcu.out),
+        parallel=[],
+        more_at=[],
+        name=name,
+    )
 
 
 @dataclass(frozen=True)
@@ -810,7 +853,7 @@ class Fabric:
             s.name: _SectionPlan(
                 s,
                 tuple(
-                    tuple(_PcuPlan.build(i, c, s) for c in copy_pcus(p))
+                    tuple(_PcuPlan.build(i, b, s) for c in copy_pcus(p) for b in cache_blocks(c))
                     for i, p in enumerate(s.pcus)
                 ),
             )

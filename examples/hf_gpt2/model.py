@@ -1,6 +1,12 @@
-"""Hugging Face ``GPT2LMHeadModel`` built from a config (2 layers, hidden 128; no download), or
-loaded from a local ``save_pretrained`` folder (``--pretrained DIR``), fine-tuned as a character
-language model on the GPT example's sonnets.
+"""Hugging Face ``GPT2LMHeadModel`` built from a config (no download), or loaded from a local
+``save_pretrained`` folder (``--pretrained DIR``), fine-tuned as a character language model on
+the GPT example's sonnets.
+
+``--size tiny`` (the default) is 2 layers at hidden 128 over the sonnets' characters;
+``--size small`` is ``GPT2Config()`` as the library defines it: GPT-2 small, 12 layers, hidden
+768, 12 heads, the 50,257-token vocabulary, 124M parameters (random init; the sonnets'
+character ids are tokens of it). ``--dropout P`` sets the config's three dropout rates (default:
+the config's own, 0.1).
 
 Needs the ``transformers`` package (``pip install -e '.[hf]'``; ``make test`` installs it).
 """
@@ -11,10 +17,14 @@ import argparse
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from transformers import GPT2Config
 
 _GPT = Path(__file__).resolve().parents[1] / "gpt" / "model.py"
 
@@ -30,6 +40,10 @@ def _gpt_example():
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", default=None, help="a local save_pretrained folder")
+    parser.add_argument(
+        "--size", choices=("tiny", "small"), default="tiny", help="tiny: 2 x 128; small: GPT-2"
+    )
+    parser.add_argument("--dropout", type=float, default=None, help="dropout rates (default 0.1)")
     parser.add_argument("--block-size", type=int, default=16, help="context length")
     parser.add_argument("--steps-per-epoch", type=int, default=20, help="training batches")
 
@@ -46,10 +60,21 @@ class LogitsOnly(nn.Module):
 
 
 def model(args: argparse.Namespace) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     if args.pretrained:
         lm = GPT2LMHeadModel.from_pretrained(args.pretrained)
+    else:
+        lm = GPT2LMHeadModel(config(args))
+    return LogitsOnly(lm)
+
+
+def config(args: argparse.Namespace) -> GPT2Config:
+    """The ``GPT2Config`` of ``--size`` and ``--dropout``."""
+    from transformers import GPT2Config
+
+    if args.size == "small":
+        config = GPT2Config()
     else:
         config = GPT2Config(
             vocab_size=len(_gpt_example().vocabulary()),
@@ -60,9 +85,15 @@ def model(args: argparse.Namespace) -> nn.Module:
             bos_token_id=0,
             eos_token_id=0,
         )
-        config._attn_implementation = "sdpa"  # attention in its math form when traced
-        lm = GPT2LMHeadModel(config)
-    return LogitsOnly(lm)
+    if args.block_size > config.n_positions:
+        raise ValueError(
+            f"--block-size {args.block_size} is longer than the model's {config.n_positions} "
+            "positions"
+        )
+    if args.dropout is not None:
+        config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = args.dropout
+    config._attn_implementation = "sdpa"  # attention in its math form when traced
+    return config
 
 
 def example_inputs(args: argparse.Namespace) -> tuple[torch.Tensor, ...]:

@@ -1,0 +1,229 @@
+"""GPT-2 small on the emulated fabric: one training step beside torch eager, at 1 and 2 threads.
+
+    .venv/bin/python bench/gpt2_small.py                    # compile, then measure (minutes)
+    .venv/bin/python bench/gpt2_small.py --pef P.pef        # measure an already compiled PEF
+
+The model is ``examples/hf_gpt2 --size small --dropout 0``: ``transformers``' ``GPT2Config()``
+(12 layers, hidden 768, vocabulary 50,257; 124M parameters, no download), batch 1 x 128
+tokens, AdamW, compiled with ``rdu-compile --arch sn40l`` (wall time and peak memory of the
+whole command are recorded). Then, for 1 and 2 threads, two fresh processes each (so that each
+peak memory is its own): the emulator's training step (``TrainingSession.step``, set up like
+``rdu-run``) and torch eager's (forward, loss, backward, ``AdamW.step``), with
+``OMP/OPENBLAS/MKL_NUM_THREADS`` set before numpy and torch load and
+``torch.set_num_threads``; medians of the wall time and of the process's CPU time over
+``--repeats`` steps after one warm-up step; peak memory is ``ru_maxrss``. Target: the
+emulator's step within 2x of torch eager's at the same thread count.
+
+Prints a table and writes it under "gpt2_small" in bench/results.json (other benchmarks keep
+their own keys there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "examples" / "hf_gpt2" / "model.py"
+MODEL_ARGS = ["--size", "small", "--dropout", "0", "--block-size", "128"]
+BATCH = 1
+ARCH = "sn40l"
+RESULTS = ROOT / "bench" / "results.json"
+KEY = "gpt2_small"
+TARGET = 2.0  # emulator step / torch eager step, at most, at the same thread count
+THREADS = (1, 2)
+
+
+def _speed() -> ModuleType:
+    """bench/speed.py (its child-process runner, timing and results merging)."""
+    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "bench" / "speed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_speed"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+speed = _speed()
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    return {**os.environ, **{name: str(threads) for name in speed.ONE_THREAD}}
+
+
+# -- what the children run ----------------------------------------------------------------------
+
+
+def _median_step(call: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Medians of the wall and process CPU time of ``call`` after one warm-up call."""
+    started = time.perf_counter()
+    call()
+    warmup = time.perf_counter() - started
+    walls, cpus = [], []
+    for _ in range(max(repeats, 1)):
+        c0, t0 = time.process_time(), time.perf_counter()
+        call()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return {
+        "median_s": statistics.median(walls),
+        "cpu_median_s": statistics.median(cpus),
+        "runs": len(walls),
+        "warmup_s": warmup,
+    }
+
+
+def child(side: str, pef: str, threads: int, repeats: int) -> dict[str, Any]:
+    """One side's training step at ``threads`` threads (this process's environment set them)."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    model_file, args = speed._load(str(MODEL), MODEL_ARGS, BATCH)
+    inputs, targets = speed._one_batch(model_file, args)
+    if side == "fabric":
+        from runtime.pef import read_pef
+        from runtime.session import TrainingSession
+        from tools.rdu_run import Run
+
+        opts = {
+            "seed": 0,
+            "init_ckpt_path": None,
+            "lr": None,
+            "momentum": None,
+            "weight_decay": None,
+            "ckpt_dir": None,
+            "results_dir": None,
+        }
+        run = Run(str(MODEL), MODEL_ARGS, debug=False, pef_path=pef, **opts)
+        state, _ = run.initial_state()
+        feed = run.batch(inputs, targets)
+        session = TrainingSession(read_pef(pef), state)
+        del state
+        hyper = run.hyperparameters()
+        result = _median_step(lambda: session.step(feed, hyper), repeats)
+        result["loss"] = session.step(feed, hyper).loss
+    else:
+        torch.manual_seed(0)
+        module = model_file.call("model", args).train()
+        loss_fn = model_file.function("loss")
+        optimizer = model_file.call("optimizer", module.parameters(), args)
+
+        def train_step() -> None:
+            optimizer.zero_grad()
+            loss_fn(module(*inputs), *targets).backward()
+            optimizer.step()
+
+        result = _median_step(train_step, repeats)
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["threads"] = threads
+    return result
+
+
+# -- the parent -----------------------------------------------------------------------------------
+
+
+def compile_pef(folder: Path) -> tuple[Path, dict[str, Any]]:
+    argv = [speed.tool("rdu-compile"), str(MODEL), "--arch", ARCH, "-b", str(BATCH)]
+    argv += ["--output-folder", str(folder), "--pef-name", "gpt2-small", *MODEL_ARGS]
+    done = speed.run_child(argv, timeout=3 * 3600)
+    if done.returncode != 0:
+        sys.exit(f"bench/gpt2_small.py: rdu-compile failed: {done.reason()}")
+    row = {"seconds": done.seconds, "cpu_seconds": done.cpu_seconds, "peak_mb": done.peak_mb}
+    return folder / "gpt2-small" / "gpt2-small.pef", row
+
+
+def measure(pef: Path, repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for threads in THREADS:
+        row: dict[str, Any] = {"threads": threads}
+        for side in ("fabric", "torch"):
+            argv = [sys.executable, str(Path(__file__).resolve()), "--child", side]
+            argv += ["--pef", str(pef), "--threads", str(threads), "--repeats", str(repeats)]
+            row[side] = speed.child_json(speed.run_child(argv, env=thread_env(threads)))
+        row["ratio"] = row["fabric"]["median_s"] / row["torch"]["median_s"]
+        row["cpu_ratio"] = row["fabric"]["cpu_median_s"] / row["torch"]["cpu_median_s"]
+        row["met"] = row["ratio"] <= TARGET
+        rows.append(row)
+    return rows
+
+
+def table(doc: dict[str, Any]) -> str:
+    lines = [f"machine: {doc['machine']['cpu']}, {doc['machine']['nproc']} CPUs, "
+             f"load {doc['machine']['loadavg_1m']}"]  # fmt: skip
+    c = doc.get("compile")
+    if c:
+        lines.append(
+            f"rdu-compile --arch {ARCH}: {c['seconds']:.1f} s ({c['cpu_seconds']:.1f} s CPU), "
+            f"{c['peak_mb']:.0f} MB peak"
+        )
+    lines.append("")
+    lines.append("one training step, GPT-2 small (124M), batch 1 x 128, median")
+    lines.append(
+        f"{'threads':>7}{'fabric s':>10}{'cpu s':>8}{'MB':>7}{'torch s':>9}{'cpu s':>8}"
+        f"{'MB':>7}{'ratio':>7}{'cpu':>6}  target <= {TARGET}"
+    )
+    for r in doc["steps"]:
+        f, t = r["fabric"], r["torch"]
+        lines.append(
+            f"{r['threads']:>7}{f['median_s']:>10.3f}{f['cpu_median_s']:>8.3f}"
+            f"{f['peak_mb']:>7.0f}{t['median_s']:>9.3f}{t['cpu_median_s']:>8.3f}"
+            f"{t['peak_mb']:>7.0f}{r['ratio']:>7.2f}{r['cpu_ratio']:>6.2f}  "
+            + ("ok" if r["met"] else "MISSED")
+        )
+    return "\n".join(lines)
+
+
+def merge_results(path: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` under ``KEY`` in ``path``, keeping the other scripts' keys (atomically)."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            data = {}
+    data = data if isinstance(data, dict) else {}
+    data[KEY] = doc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pef", type=Path, default=None, help="a compiled PEF (skip compiling)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps a side (median)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")
+    parser.add_argument("--child", choices=("fabric", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.child:
+        print(json.dumps(child(opts.child, str(opts.pef), opts.threads, opts.repeats)))
+        return 0
+    doc: dict[str, Any] = {"model": "examples/hf_gpt2 " + " ".join(MODEL_ARGS), "arch": ARCH}
+    with tempfile.TemporaryDirectory(prefix="rdu-bench-gpt2-") as tmp:
+        pef = opts.pef
+        if pef is None:
+            pef, doc["compile"] = compile_pef(Path(tmp))
+        doc["steps"] = measure(pef, opts.repeats)
+    doc["machine"] = speed.machine()
+    print(table(doc))
+    merge_results(opts.out, doc)
+    print(f"\nwrote {opts.out} (key '{KEY}')")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
