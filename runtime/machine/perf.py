@@ -78,8 +78,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from runtime.machine.opcodes import OPCODES
-from runtime.machine.rules import copy_block, lanes_counter, reduced_counters, unit_depth
+from runtime.machine.rules import (
+    copy_block,
+    lanes_counter,
+    reduced_counters,
+    unit_depth,
+    visit_order,
+)
 from runtime.machine.targets import (
     dram_bytes_per_cycle,
     num_links,
@@ -88,7 +96,7 @@ from runtime.machine.targets import (
     peak_flops_per_cycle,
     stream_bytes,
 )
-from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
+from runtime.pef.schema import Access, Meta, Pcu, Section, Symbol, Target
 from runtime.pef.validate import DTYPE_BYTES
 
 # -- the counters of a unit -----------------------------------------------------------------------
@@ -156,6 +164,9 @@ class UnitModel:
     """What sets the unit's time: "compute", "stream", "banks" (an input's), or "output"."""
     copies: int = 1
     """The PCUs it takes: ``prod(parallel)`` for a parallel PCU, else 1."""
+    first_vectors: int = 0
+    """Vectors it reads before its first result is complete: those of its counters from the
+    outermost reduced one inwards (0 without a reduction)."""
 
     @property
     def steady(self) -> int:
@@ -257,6 +268,10 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         bound = "banks" if worst.bank_cycles > worst.stream_cycles else "stream"
     if out_vectors * out.cycles > vectors * ii:
         bound = "output"
+    first_vectors = 0
+    if reduced:
+        outermost = min(reduced)
+        first_vectors = shape.vectors([1] * outermost + list(space[outermost:]))
     flops_each = sum(OPCODES[s.op].flops for s in pcu.stages)
     flops_each += 1 if pcu.combiner != "none" else 0
     return UnitModel(
@@ -274,6 +289,7 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         ports=(*ports, out),
         bound=bound,
         copies=copies,
+        first_vectors=first_vectors,
     )
 
 
@@ -316,27 +332,201 @@ class Traffic:
         return self.bytes_in + self.bytes_out + self.spilled
 
 
-def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
-    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
+def pmu_loads(section: Section, target: Target) -> dict[int, int]:
+    """Off-chip bytes each PMU moves in one run (see the module docstring): a PMU loaded from
+    DRAM its loads, a PMU a PCU writes that does not fit its PMUs its spill (out and back)."""
     readers: dict[int, list[tuple[Pcu, list[int]]]] = {}
     for pcu in section.pcus:
         for port in pcu.inputs:
             readers.setdefault(port.pmu, []).append((pcu, port.access.strides))
     stored = {out.pmu for out in section.outputs}
-    bytes_in = spilled = 0
+    loads: dict[int, int] = {}
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
         if size <= target.pmu_bytes * max(1, pmu.pmus):
-            bytes_in += size if pmu.source == "dram" else 0
+            loads[i] = size if pmu.source == "dram" else 0
             continue
         streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
         if pmu.source == "dram":
-            bytes_in += streamed if i in readers else size
+            loads[i] = streamed if i in readers else size
         else:
-            spilled += streamed + (0 if i in stored else size)
+            loads[i] = streamed + (0 if i in stored else size)
+    return loads
+
+
+def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
+    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
+    loads = pmu_loads(section, target)
+    bytes_in = sum(n for i, n in loads.items() if section.pmus[i].source == "dram")
+    spilled = sum(n for i, n in loads.items() if section.pmus[i].source != "dram")
     stores = [symbols[o.symbol] for o in section.outputs]
     bytes_out = sum(nbytes(sym.shape, sym.dtype) for sym in stores)
     return Traffic(bytes_in, bytes_out, spilled)
+
+
+# -- when each unit runs, and what the links carry ----------------------------------------------
+
+
+def ns_to_cycles(ns: float, clock_ghz: float) -> int:
+    """Whole cycles that ``ns`` nanoseconds take at ``clock_ghz``."""
+    return math.ceil(ns * clock_ghz) if ns > 0 else 0
+
+
+def _row_major(shape: Sequence[int]) -> list[int]:
+    strides, step = [], 1
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return strides[::-1]
+
+
+def _written_order(pcu: Pcu) -> tuple[int, list[tuple[int, int]]] | None:
+    """The order ``pcu`` writes its output in (None: not one run, or copies writing at once)."""
+    if pcu.parallel:
+        return None
+    out = pcu.out
+    return visit_order(pcu.space, out.strides, out.offset, out.index_port >= 0)
+
+
+def _read_order(pcu: Pcu, access: Access) -> tuple[int, list[tuple[int, int]]] | None:
+    """The order ``pcu`` reads a buffer through ``access`` in (None: not one run, or copies)."""
+    if pcu.parallel:
+        return None
+    return visit_order(pcu.space, access.strides, access.offset, access.index_port >= 0)
+
+
+@dataclass(frozen=True)
+class UnitTime:
+    """When one PCU of a section runs, in cycles from the start of the section's run (once it
+    is loaded): see the module docstring."""
+
+    start: int
+    """Its first inputs are there."""
+    first: int
+    """Its first result is there, for a reader that reads it in the order it is written."""
+    end: int
+    """Its last result is written."""
+
+
+def unit_times(
+    section: Section, units: Sequence[UnitModel], target: Target, loads: Mapping[int, int]
+) -> tuple[UnitTime, ...]:
+    """When each PCU of ``section`` runs (see the module docstring); ``loads``: each PMU's
+    off-chip bytes (``pmu_loads``)."""
+    latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
+    first_at: dict[int, int] = {}  # PMU -> its first element is there
+    all_at: dict[int, int] = {}  # PMU -> its last element is there
+    written: dict[int, tuple[int, list[tuple[int, int]]] | None] = {}  # PMU -> its write order
+    for i, pmu in enumerate(section.pmus):
+        if pmu.source != "dram":
+            continue
+        first_at[i] = latency
+        all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
+        if nbytes(pmu.shape, pmu.dtype) > target.pmu_bytes * max(1, pmu.pmus):
+            written[i] = None  # streamed in tiles in each reader's own order: see below
+        else:
+            written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
+    times: list[UnitTime] = []
+    for pcu, unit in zip(section.pcus, units, strict=True):
+        start = last_input = 0
+        for port in pcu.inputs:
+            pmu = section.pmus[port.pmu]
+            tiled = pmu.source == "dram" and written.get(port.pmu, ()) is None
+            order = written.get(port.pmu)
+            if tiled or (order is not None and _read_order(pcu, port.access) == order):
+                start = max(start, first_at.get(port.pmu, 0))  # streams: each element on arrival
+                last_input = max(last_input, all_at.get(port.pmu, 0))
+            else:
+                start = max(start, all_at.get(port.pmu, 0))  # waits for the whole buffer
+        end = max(start + unit.cycles, last_input + unit.fill)
+        order = _written_order(pcu)
+        first = end if order is None else min(end, start + unit.fill + unit.first_vectors * unit.ii)
+        times.append(UnitTime(start, first, end))
+        first_at[pcu.out_pmu] = max(first_at.get(pcu.out_pmu, 0), first)
+        all_at[pcu.out_pmu] = max(all_at.get(pcu.out_pmu, 0), end)
+        written[pcu.out_pmu] = order
+    return tuple(times)
+
+
+def compute_cycles(
+    section: Section, times: Sequence[UnitTime], target: Target, loads: Mapping[int, int]
+) -> int:
+    """When the last unit of ``section`` ends, or the last output reaches DRAM (a DRAM
+    latency after its PMU is complete)."""
+    latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
+    done = max((t.end for t in times), default=0)
+    writer = {pcu.out_pmu: t.end for pcu, t in zip(section.pcus, times, strict=True)}
+    for out in section.outputs:
+        complete = writer.get(out.pmu)
+        if complete is None:  # a PMU loaded from DRAM and stored again (a PCU-less piece)
+            load = loads.get(out.pmu, 0)
+            complete = latency + (math.ceil(load / per_cycle) if math.isfinite(per_cycle) else 0)
+        done = max(done, complete + latency)
+    return done
+
+
+def route_bytes(
+    section: Section,
+    units: Sequence[UnitModel],
+    symbols: Sequence[Symbol],
+    loads: Mapping[int, int],
+) -> list[int]:
+    """Bytes each route of ``section`` carries in one run: a load its PMU's off-chip bytes, a
+    store its symbol's bytes, a stream into a PCU the vectors times the elements its ports read
+    (shared evenly by the routes between the same PMU and PCU; a multicast carries one copy's
+    port once), a stream out of a PCU its output (one copy's, a route a copy)."""
+    port_bytes: dict[tuple[int, int], list[int]] = {}  # (pmu, pcu) -> bytes of each port
+    out_bytes: list[int] = []
+    for i, unit in enumerate(units):
+        for port in unit.ports:
+            size = DTYPE_BYTES[section.pmus[port.pmu].dtype]
+            if port.port >= 0:
+                moved = unit.vectors * port.elements * size
+                port_bytes.setdefault((port.pmu, i), []).append(moved)
+            else:
+                out_bytes.append(unit.out_vectors * port.elements * size)
+    plain_routes: dict[tuple[int, int], int] = {}
+    for route in section.routes:
+        if route.src[0] == "pmu" and route.dst[0] == "pcu" and not route.taps:
+            key = (route.src[1], route.dst[1])
+            plain_routes[key] = plain_routes.get(key, 0) + 1
+    carried: list[int] = []
+    for route in section.routes:
+        (src, a), (dst, b) = route.src, route.dst
+        if src == "dram":
+            carried.append(loads.get(b, 0))
+        elif dst == "dram":
+            carried.append(nbytes(symbols[b].shape, symbols[b].dtype))
+        elif src == "pmu" and route.taps:
+            carried.append(max(port_bytes.get((a, b), [0])))
+        elif src == "pmu":
+            total = sum(port_bytes.get((a, b), []))
+            carried.append(-(-total // plain_routes[(a, b)]))
+        else:
+            carried.append(out_bytes[a])
+    return carried
+
+
+def link_cycles(section: Section, carried: Sequence[int], target: Target) -> int:
+    """The cycles the busiest switch-to-switch link needs for the bytes of every route through
+    it, at one stream's bytes a cycle: the streams on a link share its bandwidth."""
+    load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
+    for route, moved in zip(section.routes, carried, strict=True):
+        for a, b in zip(route.hops, route.hops[1:], strict=False):
+            link = ((a[0], a[1]), (b[0], b[1]))
+            load[link] = load.get(link, 0) + moved
+    return -(-max(load.values(), default=0) // stream_bytes(target))
+
+
+def load_cycles(section: Section, target: Target) -> int:
+    """Cycles loading ``section`` onto the fabric takes: its configuration (the section's bytes
+    in the PEF) read from DRAM, plus the target's fixed ``config_latency_ns``."""
+    per_cycle = dram_bytes_per_cycle(target)
+    config = len(msgspec.msgpack.encode(section))
+    read = math.ceil(config / per_cycle) if math.isfinite(per_cycle) else 0
+    return ns_to_cycles(target.config_latency_ns, target.clock_ghz) + read
 
 
 # -- a section ------------------------------------------------------------------------------------
@@ -355,18 +545,26 @@ class SectionModel:
     pmus_available: int
     links_available: int
     compute_cycles: int
-    """The slowest unit's steady cycles plus the fill of the longest chain."""
+    """When the last unit ends (its outputs in DRAM), its units running as ``times`` says."""
     fill_cycles: int
+    """The fills of the longest chain of PCUs (part of ``compute_cycles``)."""
     pmu_cycles: int
     dram_cycles: int
+    link_cycles: int
+    """The busiest link's bytes at one stream's bytes a cycle."""
+    load_cycles: int
+    """Loading the section's configuration, before it runs."""
     cycles: int
+    """``load_cycles`` plus the largest of compute, PMU, DRAM and link cycles."""
     bound: str
-    """What sets the section's time: "compute" (its PCUs), "pmu" or "dram"."""
+    """What sets the section's time: "compute" (its PCUs), "pmu", "dram" or "link"."""
     flops: int
     traffic: Traffic
     clock_ghz: float
     peak_flops_per_cycle: int
     dram_bytes_per_cycle: float
+    times: tuple[UnitTime, ...] = ()
+    """When each PCU runs (``unit_times``), in the order of ``units``."""
 
     @property
     def dram_bytes(self) -> int:
@@ -413,7 +611,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
     units = tuple(
         unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
     )
-    # The fill of the longest chain: a PCU's first result waits for its inputs' producers.
+    # The fills of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
     fill = 0
     for pcu, unit in zip(section.pcus, units, strict=True):
@@ -421,8 +619,9 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         done = start + unit.fill
         ready[pcu.out_pmu] = max(ready.get(pcu.out_pmu, 0), done)
         fill = max(fill, done)
-    steady = max((u.steady for u in units), default=0)
-    compute = steady + fill if units else 0
+    loads = pmu_loads(section, target)
+    times = unit_times(section, units, target, loads)
+    compute = compute_cycles(section, times, target, loads)
     streams: dict[tuple[int, int], int] = {}  # (pmu, pcu) -> multicast routes between them
     for route in section.routes:
         if route.taps and route.src[0] == "pmu":
@@ -437,9 +636,15 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target)
     per_cycle = dram_bytes_per_cycle(target)
-    dram = math.ceil(traffic.total / per_cycle) if math.isfinite(per_cycle) else 0
-    cycles = max(compute, pmu, dram)
-    bound = "compute" if cycles == compute else ("dram" if cycles == dram else "pmu")
+    dram = 0
+    if traffic.total and math.isfinite(per_cycle):
+        latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+        dram = latency + math.ceil(traffic.total / per_cycle)
+    links = link_cycles(section, route_bytes(section, units, meta.symbols, loads), target)
+    bounds = {"compute": compute, "dram": dram, "pmu": pmu, "link": links}
+    bound = max(bounds, key=lambda k: bounds[k])  # the first of the largest
+    load = load_cycles(section, target)
+    cycles = load + bounds[bound]
     return SectionModel(
         section=section.name,
         units=units,
@@ -453,6 +658,8 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         fill_cycles=fill,
         pmu_cycles=pmu,
         dram_cycles=dram,
+        link_cycles=links,
+        load_cycles=load,
         cycles=cycles,
         bound=bound,
         flops=sum(u.flops for u in units),
@@ -460,6 +667,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         clock_ghz=target.clock_ghz,
         peak_flops_per_cycle=peak_flops_per_cycle(target),
         dram_bytes_per_cycle=per_cycle,
+        times=times,
     )
 
 
