@@ -45,31 +45,63 @@ extent above 1):
   block), its fill the stages plus the hops of its longest input route (a multicast route's
   whole path); FLOPs are still over the whole space ``S``. It uses ``P`` PCUs.
 
-A section runs its PCUs concurrently, streaming to each other through PMUs, as one pipeline:
+A section runs its PCUs concurrently, streaming to each other through PMUs. The rules, each
+tested on a hand-computed case in ``test/runtime/test_perf.py``:
 
-- ``compute = max(V * II over PCUs) + fill``, ``fill`` being the longest chain of PCU fills
-  through the PMUs between them (the first result of the last PCU waits for every earlier one);
-- every PMU serves its readers and writer from its banks: ``pmu = max over buffers of the cycles
-  their banks are busy`` (the sum over its ports of vectors times ``bank_cycles``, shared by the
-  ``pmus`` PMUs a buffer spans). A parallel PCU's port counts once a stream feeding it (a
-  multicast stream is read once for all the copies it feeds), its output once a copy;
-- off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
-  PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
-  reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
-  tiles each) moves a counter the reader's access varies with: ``tiles / reuse * tile elements
-  * bytes``, ``reuse`` being the tiles of the innermost counters (those of one tile aside) it
-  does not vary with. A tensor a PCU writes that does not fit its PMUs spills: it goes off-chip
-  once and comes back like a large input for each reader. Every section output is stored once.
-  ``dram = bytes / (dram_gbps / clock_ghz)`` cycles;
-- ``cycles(section) = max(compute, pmu, dram)``, named by ``bound``.
+1. **Dependences** (``unit_times``; cycles from the start of the section's run). A buffer's
+   *first* element is there when its writer's first result is, its *last* when its writer
+   ends; a buffer loaded from DRAM has its first element a DRAM latency after the start and its
+   last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
+   it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
+   written row-major, and one streamed in tiles is streamed in each reader's order) starts when
+   the first element is there; one reading it in another order (transposed, broadcast over an
+   outer counter, gathered; every access of a parallel PCU) starts only when the last is there.
+   ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
+   input + fill)`` (it cannot finish before its inputs have). Its first result is there at
+   ``start + fill + first_vectors * II``, ``first_vectors`` being the vectors of its counters
+   from the outermost reduced one inwards (a matmul accumulating ``k`` innermost emits after
+   its first ``k`` sweep); but a unit whose result is not written in one run (a reduction over
+   an outer counter, such as ``dW = X^T dY`` summing over the tokens, which are the producer's
+   streamed, outermost dimension) emits only at its ``end``, so every reader of it starts after
+   it ends. ``compute`` is the latest ``end``, or the time the last output reaches DRAM (a
+   DRAM latency after its buffer is complete).
+2. **PMU banks**: every PMU serves its readers and writer from its banks: ``pmu = max over
+   buffers of the cycles their banks are busy`` (the sum over its ports of vectors times
+   ``bank_cycles``, shared by the ``pmus`` PMUs a buffer spans). A parallel PCU's port counts
+   once a stream feeding it (a multicast stream is read once for all the copies it feeds), its
+   output once a copy.
+3. **Links are shared** (``route_bytes``, ``link_cycles``): a switch-to-switch link moves
+   ``stream_bytes_per_cycle`` bytes a cycle, whatever the number of streams on it, so ``link =
+   max over links of the bytes of every route through it / stream_bytes_per_cycle``. A route
+   carries: a load its PMU's off-chip bytes, a store its symbol's bytes, a stream into a PCU the
+   vectors times the elements of its ports (a multicast once, for one copy), a stream out of a
+   PCU its output.
+4. **Off-chip traffic** (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
+   PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
+   reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
+   tiles each) moves a counter the reader's access varies with: ``tiles / reuse * tile elements
+   * bytes``, ``reuse`` being the tiles of the innermost counters (those of one tile aside) it
+   does not vary with. A tensor a PCU writes that does not fit its PMUs spills: it goes off-chip
+   once and comes back like a large input for each reader. Every section output is stored once.
+   ``dram = latency + bytes / (dram_gbps / clock_ghz)`` cycles (0 without traffic), ``latency``
+   being the target's ``dram_latency_ns``, paid once: requests are pipelined.
+5. **Loading a section** (``load_cycles``): before it runs, its configuration, the section's
+   bytes in the PEF, is read from DRAM at ``dram_gbps``, and loading takes the target's fixed
+   ``config_latency_ns`` more. A section is loaded every time it runs (a step runs its sections
+   in turn, so the fabric holds another one in between).
+6. ``cycles(section) = load + max(compute, pmu, dram, link)``, the largest named by ``bound``.
+
+The latencies are the target's figures (our assumptions for every preset, see
+``runtime/machine/targets.py``), 0 when a target gives none.
 
 Peak: every stage of every lane of every PCU doing a multiply-add (2 FLOPs) a cycle,
 ``num_pcus * pcu_lanes * pcu_stages * 2``. ``fraction_of_peak = FLOPs / (cycles * peak)``; the
 roofline bound is ``min(1, FLOPs / bytes off-chip * DRAM bytes a cycle / peak)``, the fraction
 no mapping can beat with that much off-chip traffic.
 
-Not modelled: switch contention beyond the routes' link capacity, DRAM latency, reconfiguring
-the fabric between sections, control (the units of a section start together).
+Not modelled: control beyond the dependences (a unit starts as soon as its inputs are there),
+the DRAM latency of each tile of a streamed tensor (requests are pipelined), several DRAM
+channels' own bandwidths (one figure for all), and keeping a section loaded across runs.
 """
 
 from __future__ import annotations
@@ -620,8 +652,8 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         ready[pcu.out_pmu] = max(ready.get(pcu.out_pmu, 0), done)
         fill = max(fill, done)
     loads = pmu_loads(section, target)
-    times = unit_times(section, units, target, loads)
-    compute = compute_cycles(section, times, target, loads)
+    timeline = unit_times(section, units, target, loads)
+    compute = compute_cycles(section, timeline, target, loads)
     streams: dict[tuple[int, int], int] = {}  # (pmu, pcu) -> multicast routes between them
     for route in section.routes:
         if route.taps and route.src[0] == "pmu":
@@ -667,7 +699,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         clock_ghz=target.clock_ghz,
         peak_flops_per_cycle=peak_flops_per_cycle(target),
         dram_bytes_per_cycle=per_cycle,
-        times=times,
+        times=timeline,
     )
 
 
