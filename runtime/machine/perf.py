@@ -54,8 +54,12 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
    it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
    written row-major, and one streamed in tiles is streamed in each reader's order) starts when
-   the first element is there; one reading it in another order (transposed, broadcast over an
-   outer counter, gathered; every access of a parallel PCU) starts only when the last is there.
+   the first element is there. One reading a buffer written in increasing addresses through
+   an outermost loop over ``E`` consecutive blocks of it, each iteration touching its own block
+   only (a matmul reading the rows of its left operand, each row several times), starts when
+   the first block is there: ``E`` blocks written evenly between the first element and the last
+   (``read_blocks``). One reading it in any other order (transposed, broadcast over an outer
+   counter, gathered; every access of a parallel PCU) starts only when the last is there.
    ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
    input + fill)`` (it cannot finish before its inputs have). Its first result is there at
    ``start + fill + first_vectors * II``, ``first_vectors`` being the vectors of its counters
@@ -440,6 +444,34 @@ class UnitTime:
     """Its last result is written."""
 
 
+def read_blocks(
+    written: tuple[int, list[tuple[int, int]]] | None, pcu: Pcu, access: Access, elements: int
+) -> int:
+    """In how many consecutive blocks ``pcu`` can read, through ``access``, a buffer of
+    ``elements`` elements written in the order ``written`` (``visit_order``): 0 if it reads it
+    in that very order (element by element as it is written); ``E`` if the buffer is written
+    in increasing addresses and the reader's outermost loop walks ``E`` consecutive blocks of
+    it, touching only the block of its iteration (a matmul reading the rows of its left
+    operand, each row several times); else 1 (it needs the whole buffer from the start)."""
+    read = _read_order(pcu, access)
+    if written is not None and read == written:
+        return 0
+    if written != (0, [(elements, 1)]) or pcu.parallel or access.offset != 0:
+        return 1
+    if access.index_port >= 0:
+        return 1
+    loops = [
+        (e, st) for e, st in zip(pcu.space, access.strides, strict=True) if e > 1
+    ]  # unmerged: the outermost loop's blocks
+    if not loops or loops[0][1] <= 0:
+        return 1
+    extent, stride = loops[0]
+    reach = sum((e - 1) * st for e, st in loops[1:])
+    if extent * stride != elements or any(st < 0 for _, st in loops) or reach >= stride:
+        return 1
+    return extent
+
+
 def unit_times(
     section: Section, units: Sequence[UnitModel], target: Target, loads: Mapping[int, int]
 ) -> tuple[UnitTime, ...]:
@@ -450,27 +482,28 @@ def unit_times(
     first_at: dict[int, int] = {}  # PMU -> its first element is there
     all_at: dict[int, int] = {}  # PMU -> its last element is there
     written: dict[int, tuple[int, list[tuple[int, int]]] | None] = {}  # PMU -> its write order
+    tiled: set[int] = set()  # PMUs streamed from DRAM in tiles, in each reader's own order
     for i, pmu in enumerate(section.pmus):
         if pmu.source != "dram":
             continue
         first_at[i] = latency
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
+        written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
         if nbytes(pmu.shape, pmu.dtype) > target.pmu_bytes * max(1, pmu.pmus):
-            written[i] = None  # streamed in tiles in each reader's own order: see below
-        else:
-            written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
+            tiled.add(i)
     times: list[UnitTime] = []
     for pcu, unit in zip(section.pcus, units, strict=True):
         start = last_input = 0
         for port in pcu.inputs:
-            pmu = section.pmus[port.pmu]
-            tiled = pmu.source == "dram" and written.get(port.pmu, ()) is None
-            order = written.get(port.pmu)
-            if tiled or (order is not None and _read_order(pcu, port.access) == order):
-                start = max(start, first_at.get(port.pmu, 0))  # streams: each element on arrival
-                last_input = max(last_input, all_at.get(port.pmu, 0))
-            else:
-                start = max(start, all_at.get(port.pmu, 0))  # waits for the whole buffer
+            b = port.pmu
+            first, last = first_at.get(b, 0), all_at.get(b, 0)
+            elements = math.prod(section.pmus[b].shape)
+            blocks = 0 if b in tiled else read_blocks(written.get(b), pcu, port.access, elements)
+            if blocks == 0:  # streams: each element as it arrives
+                start = max(start, first)
+            else:  # waits for the first of its blocks, written evenly over the writer's run
+                start = max(start, first + -(-(last - first) // blocks))
+            last_input = max(last_input, last)
         end = max(start + unit.cycles, last_input + unit.fill)
         order = _written_order(pcu)
         first = end if order is None else min(end, start + unit.fill + unit.first_vectors * unit.ii)

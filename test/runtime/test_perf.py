@@ -307,6 +307,20 @@ def test_a_streaming_consumer_starts_at_its_producers_first_result() -> None:
     m = model(with_banks(p.build(), 16, {"neg.out": 16}))
     first, second = m.times
     assert second.start == first.end == 16 + 8
+    # Read row by row, each row twice (a matmul reading its left operand): the reader's i-th
+    # outer iteration touches row i only, so it waits for the first of the 16 rows, written
+    # evenly between neg's first result (8) and its end (24): 8 + 16 / 16.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [16, 16])
+    p.symbol("z", [16, 2, 16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("neg", [16, 16], [(x, 0, [16, 1])], [st("neg", 0)], [16, 16])
+    z = s.pcu("exp", [16, 2, 16], [(y, 0, [16, 0, 1])], [st("exp", 0)], [16, 2, 16])
+    s.store("z", z)
+    first, second = model(with_banks(p.build(), 16)).times
+    assert (first.first, first.end) == (8, 24)
+    assert second.start == 8 + 1
 
 
 def two_readers_of_one_buffer(readers: int) -> schema.Program:
