@@ -75,6 +75,8 @@ def build_report(program: Program, target: Target) -> dict[str, Any]:
                 "fill_cycles": m.fill_cycles,
                 "pmu_cycles": m.pmu_cycles,
                 "dram_cycles": m.dram_cycles,
+                "link_cycles": m.link_cycles,
+                "load_cycles": m.load_cycles,
                 "bound": m.bound,
                 "flops": m.flops,
                 "offchip_bytes": {
