@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import ModuleOp
 from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
+from compiler.ideal import step_ideal
 from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
 from compiler.pictures import PictureWorker
@@ -176,8 +177,10 @@ def compile_model(
     }
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-    report_path = write_report(program, target, out_dir, pictures=pictures is None)
-    summary = format_summary(program, target)
+    ideal = step_ideal(spec, program, target)
+    log.append(f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes")
+    report_path = write_report(program, target, out_dir, pictures=pictures is None, ideal=ideal)
+    summary = format_summary(program, target, ideal)
     log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {report_path}")
     log.append(summary)
     if skipped is not None:

@@ -9,6 +9,8 @@ same model ``rdu-run --profile`` counts with), so the report and the runtime nev
   roofline bound (the fraction the off-chip traffic allows at most), and what bounds the time;
 - per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs (of a
   parallel unit: one copy's, and its ``parallel`` factors and ``copies``);
+- ``ideal`` (when the compiler gives it): the step's bound computed without the performance
+  model (``compiler/ideal.py``), without and with residency, and the modelled time over each;
 - ``fabric-<section>.png``: the grid (PCU slots squares, PMU slots circles, DRAM on the left
   edge), the slots the section's units occupy coloured, and every route drawn through the
   switches.
@@ -21,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from compiler.ideal import Ideal
 from compiler.targets import Target
 from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.perf import SectionModel, format_models, model_section, si
@@ -38,8 +41,42 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
-def build_report(program: Program, target: Target) -> dict[str, Any]:
-    """The report as a JSON-ready dict (see the module docstring)."""
+def ideal_entry(ideal: Ideal, modelled_seconds: float) -> dict[str, Any]:
+    """The report's ``ideal``: the bound computed without our cost model (``compiler.ideal``),
+    without and with residency, and the modelled time over each (``of_ideal``)."""
+    return {
+        "flops": ideal.flops,
+        "flop_counter_flops": ideal.counted_flops,
+        "batch_bytes": ideal.batch_bytes,
+        "state_bytes": ideal.state_bytes,
+        "updated_bytes": ideal.updated_bytes,
+        "resident": ideal.resident,
+        "seconds": _round(ideal.seconds),
+        "resident_seconds": _round(ideal.resident_seconds),
+        "of_ideal": _round(modelled_seconds / ideal.seconds),
+        "of_resident_ideal": _round(modelled_seconds / ideal.resident_seconds),
+    }
+
+
+def format_ideal(ideal: Ideal, modelled_seconds: float) -> str:
+    """The summary's ideal lines: the bound without and with residency and the modelled time
+    over each."""
+    compute = si(ideal.compute_seconds, "s")
+    lines = []
+    for label, seconds, moved in (
+        ("ideal", ideal.seconds, ideal.offchip_bytes),
+        ("resident", ideal.resident_seconds, ideal.batch_bytes if ideal.resident else None),
+    ):
+        what = f"{si(moved, 'B')} off-chip" if moved is not None else "state does not fit"
+        lines.append(
+            f"{label:<12}{si(seconds, 's'):>11}  of ideal {modelled_seconds / seconds:6.1f}x  "
+            f"({si(ideal.flops, 'FLOPs')} at peak {compute}, {what})"
+        )
+    return "\n".join(lines)
+
+
+def build_report(program: Program, target: Target, ideal: Ideal | None = None) -> dict[str, Any]:
+    """The report as a JSON-ready dict (see the module docstring); with ``ideal``, its bound."""
     models = section_models(program)
     sections = []
     for section, m in zip(program.sections, models, strict=True):
@@ -96,7 +133,7 @@ def build_report(program: Program, target: Target) -> dict[str, Any]:
     peak = target.peak_flops_per_cycle
     per_cycle = target.dram_gbps / target.clock_ghz if target.dram_gbps > 0 else math.inf
     roofline = 1.0 if moved == 0 else min(1.0, flops / moved * per_cycle / peak)
-    return {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "model": program.meta.model_name,
         "batch_size": program.meta.batch_size,
@@ -126,10 +163,14 @@ def build_report(program: Program, target: Target) -> dict[str, Any]:
             "roofline_fraction": _round(roofline),
         },
     }
+    if ideal is not None:
+        report["ideal"] = ideal_entry(ideal, cycles / (target.clock_ghz * 1e9))
+    return report
 
 
-def format_summary(program: Program, target: Target) -> str:
-    """The readable summary: the target's peak, then a line a section and the total."""
+def format_summary(program: Program, target: Target, ideal: Ideal | None = None) -> str:
+    """The readable summary: the target's peak, then a line a section and the total, and with
+    ``ideal`` the bound without and with residency (``format_ideal``)."""
     models = section_models(program)
     head = (
         f"target {target.name}: {target.num_pcus} PCUs, {target.num_pmus} PMUs, "
@@ -140,15 +181,30 @@ def format_summary(program: Program, target: Target) -> str:
         "(peak: FLOPs over what the fabric could do in the modelled time; roof: the most the "
         "off-chip traffic allows)"
     )
-    return f"{head}\n{format_models(models)}\n{legend}"
+    table = format_models(models)
+    if ideal is not None:
+        seconds = sum(m.seconds for m in models)
+        table += "\n" + format_ideal(ideal, seconds)
+        legend += (
+            "\n(ideal: torch's FlopCounterMode FLOPs plus the optimizer's at peak, or the batch "
+            "and the state through DRAM once, the larger; resident: the state kept on chip)"
+        )
+    return f"{head}\n{table}\n{legend}"
 
 
-def write_report(program: Program, target: Target, out_dir: Path, *, pictures: bool = True) -> Path:
+def write_report(
+    program: Program,
+    target: Target,
+    out_dir: Path,
+    *,
+    pictures: bool = True,
+    ideal: Ideal | None = None,
+) -> Path:
     """Write ``out_dir/report.json`` (atomically) and, with ``pictures``, a
     ``fabric-<section>.png`` a section (without: ``compiler.pictures`` draws them)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.json"
-    report = build_report(program, target)
+    report = build_report(program, target, ideal)
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
     if pictures:
         draw_fabrics(program.sections, target, out_dir)
