@@ -797,6 +797,7 @@ def si(x: float, unit: str) -> str:
     """``x`` with an SI prefix and three significant digits: ``1.23 GB``, ``4.5 us``."""
     if x == 0:
         return f"0 {unit}"
+    x = float(f"{x:.3g}")  # rounded first, so that 999.96 is 1.00 k, not 1e+03
     for scale, prefix in _PREFIXES if abs(x) >= 1 else _SMALL:
         if abs(x) >= scale:
             return f"{x / scale:.3g} {prefix}{unit}"
