@@ -19,6 +19,7 @@ from xdsl.dialects.builtin import ModuleOp
 from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
+from compiler.ideal import step_ideal
 from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
@@ -161,8 +162,10 @@ def compile_model(
     }
     for name, (pcus, pmus) in units.items():
         log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
+    ideal = step_ideal(spec, program, target)
+    log.append(f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes")
     report = write_report(
-        program, target, out_dir, origins=provenance.origins(), ops=aten_ops
+        program, target, out_dir, origins=provenance.origins(), ops=aten_ops, ideal=ideal
     )
     log.append(
         f"[{time.perf_counter() - started:7.3f}s] wrote {report.json}, {report.html.name}, "

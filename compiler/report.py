@@ -11,6 +11,8 @@ same model ``rdu-run --profile`` counts with), so the report and the runtime nev
   roofline bound (the fraction the off-chip traffic allows at most), and what bounds the time;
 - per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs (of a
   parallel unit: one copy's, and its ``parallel`` factors and ``copies``);
+- ``ideal`` (when the compiler gives it): the step's bound computed without the performance
+  model (``compiler/ideal.py``), without and with residency, and the modelled time over each;
 - ``report.html``: the summary, a roofline plot and every section's grid, where each unit
   shows its kernel, torch ops, model lines, cycles and streams (replacing the PNG pictures of
   each section that matplotlib drew: the page costs 35 ms of a GPT compile, they cost 0.6 s).
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.explorer import build_explorer
+from compiler.ideal import Ideal
 from compiler.provenance import KernelKey, Origin
 from compiler.targets import Target
 from runtime.machine.atomic import atomic_write_bytes
@@ -45,11 +48,48 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+def ideal_entry(ideal: Ideal, modelled_seconds: float) -> dict[str, Any]:
+    """The report's ``ideal``: the bound computed without our cost model (``compiler.ideal``),
+    without and with residency, and the modelled time over each (``of_ideal``)."""
+    return {
+        "flops": ideal.flops,
+        "flop_counter_flops": ideal.counted_flops,
+        "batch_bytes": ideal.batch_bytes,
+        "state_bytes": ideal.state_bytes,
+        "updated_bytes": ideal.updated_bytes,
+        "resident": ideal.resident,
+        "seconds": _round(ideal.seconds),
+        "resident_seconds": _round(ideal.resident_seconds),
+        "of_ideal": _round(modelled_seconds / ideal.seconds),
+        "of_resident_ideal": _round(modelled_seconds / ideal.resident_seconds),
+    }
+
+
+def format_ideal(ideal: Ideal, modelled_seconds: float) -> str:
+    """The summary's ideal lines: the bound without and with residency and the modelled time
+    over each."""
+    compute = si(ideal.compute_seconds, "s")
+    lines = []
+    for label, seconds, moved in (
+        ("ideal", ideal.seconds, ideal.offchip_bytes),
+        ("resident", ideal.resident_seconds, ideal.batch_bytes if ideal.resident else None),
+    ):
+        what = f"{si(moved, 'B')} off-chip" if moved is not None else "state does not fit"
+        lines.append(
+            f"{label:<12}{si(seconds, 's'):>11}  of ideal {modelled_seconds / seconds:6.1f}x  "
+            f"({si(ideal.flops, 'FLOPs')} at peak {compute}, {what})"
+        )
+    return "\n".join(lines)
+
+
 def build_report(
-    program: Program, target: Target, models: Sequence[SectionModel] | None = None
+    program: Program,
+    target: Target,
+    models: Sequence[SectionModel] | None = None,
+    ideal: Ideal | None = None,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict (see the module docstring); ``models``: the sections'
-    (``section_models``) when already computed."""
+    (``section_models``) when already computed; with ``ideal``, its bound."""
     models = section_models(program) if models is None else models
     sections = []
     for section, m in zip(program.sections, models, strict=True):
@@ -85,6 +125,8 @@ def build_report(
                 "fill_cycles": m.fill_cycles,
                 "pmu_cycles": m.pmu_cycles,
                 "dram_cycles": m.dram_cycles,
+                "link_cycles": m.link_cycles,
+                "load_cycles": m.load_cycles,
                 "bound": m.bound,
                 "flops": m.flops,
                 "offchip_bytes": {
@@ -104,7 +146,7 @@ def build_report(
     peak = target.peak_flops_per_cycle
     per_cycle = target.dram_gbps / target.clock_ghz if target.dram_gbps > 0 else math.inf
     roofline = 1.0 if moved == 0 else min(1.0, flops / moved * per_cycle / peak)
-    return {
+    report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "model": program.meta.model_name,
         "batch_size": program.meta.batch_size,
@@ -134,12 +176,19 @@ def build_report(
             "roofline_fraction": _round(roofline),
         },
     }
+    if ideal is not None:
+        report["ideal"] = ideal_entry(ideal, cycles / (target.clock_ghz * 1e9))
+    return report
 
 
 def format_summary(
-    program: Program, target: Target, models: Sequence[SectionModel] | None = None
+    program: Program,
+    target: Target,
+    models: Sequence[SectionModel] | None = None,
+    ideal: Ideal | None = None,
 ) -> str:
-    """The readable summary: the target's peak, then a line a section and the total."""
+    """The readable summary: the target's peak, then a line a section and the total, and with
+    ``ideal`` the bound without and with residency (``format_ideal``)."""
     models = section_models(program) if models is None else models
     head = (
         f"target {target.name}: {target.num_pcus} PCUs, {target.num_pmus} PMUs, "
@@ -150,7 +199,15 @@ def format_summary(
         "(peak: FLOPs over what the fabric could do in the modelled time; roof: the most the "
         "off-chip traffic allows)"
     )
-    return f"{head}\n{format_models(models)}\n{legend}"
+    table = format_models(models)
+    if ideal is not None:
+        seconds = sum(m.seconds for m in models)
+        table += "\n" + format_ideal(ideal, seconds)
+        legend += (
+            "\n(ideal: torch's FlopCounterMode FLOPs plus the optimizer's at peak, or the batch "
+            "and the state through DRAM once, the larger; resident: the state kept on chip)"
+        )
+    return f"{head}\n{table}\n{legend}"
 
 
 @dataclass(frozen=True)
@@ -170,13 +227,15 @@ def write_report(
     *,
     origins: Mapping[KernelKey, Origin] | None = None,
     ops: Mapping[str, str] | None = None,
+    ideal: Ideal | None = None,
 ) -> ReportFiles:
     """Write ``out_dir/report.json``, ``report.html`` and ``trace.json`` (each atomically) from
     one computation of the sections' model. ``origins`` and ``ops``: what each unit implements
-    (``compiler.provenance``) and the ATen op of each traced value, for the explorer."""
+    (``compiler.provenance``) and the ATen op of each traced value, for the explorer;
+    ``ideal``: the step's bound (``compiler.ideal``) for the report and the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     models = section_models(program)
-    report = build_report(program, target, models)
+    report = build_report(program, target, models, ideal)
     json_path = out_dir / "report.json"
     atomic_write_bytes(json_path, (json.dumps(report, indent=2) + "\n").encode())
     html_path = out_dir / "report.html"
@@ -184,4 +243,5 @@ def write_report(
     trace = TraceBuilder(program, models)
     trace.modelled_step()
     trace_path = write_trace(out_dir / "trace.json", trace.document())
-    return ReportFiles(json_path, html_path, trace_path, format_summary(program, target, models))
+    summary = format_summary(program, target, models, ideal)
+    return ReportFiles(json_path, html_path, trace_path, summary)

@@ -38,7 +38,8 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
         f"target: {t.cols}x{t.rows} grid, PCU {t.pcu_lanes} lanes x {t.pcu_stages} stages, "
         f"PMU {t.pmu_bytes} B in {t.pmu_banks} banks, {t.clock_ghz} GHz, "
         f"{t.link_capacity} streams a link, {t.stream_bytes_per_cycle} B a stream a cycle, "
-        f"DRAM {t.dram_gbps} GB/s"
+        f"DRAM {t.dram_gbps} GB/s, DRAM latency {t.dram_latency_ns} ns, section load "
+        f"{t.config_latency_ns} ns"
     )
     yield (
         f"meta: model {meta.model_name}, batch {meta.batch_size}, optimizer {meta.optimizer}, "

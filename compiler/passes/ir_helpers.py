@@ -39,6 +39,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import AccessAttr, dense_i64, element_type, shape_of
+from runtime.machine.rules import visit_order
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
@@ -103,31 +104,9 @@ def elt_of(value: SSAValue | Attribute) -> Attribute:
 # --------------------------------------------------------------------------------------------
 
 
-def _walk_order(space: Sequence[int], strides: Sequence[int]) -> list[tuple[int, int]]:
-    """The (extent, stride) loops an access walks, extent-1 loops dropped, contiguous loops
-    merged (so ``[4, 8]`` with strides ``[8, 1]`` is the one loop ``(32, 1)``)."""
-    loops: list[tuple[int, int]] = []
-    for extent, stride in zip(space, strides, strict=True):
-        if extent <= 1:
-            continue
-        if loops and loops[-1][1] == stride * extent:
-            loops[-1] = (loops[-1][0] * extent, stride)
-        else:
-            loops.append((extent, stride))
-    return loops
-
-
 def _in_order(space: Sequence[int], access: AccessAttr) -> tuple[int, list[tuple[int, int]]] | None:
-    """The elements ``access`` visits, in order, as (offset, loops) if each is visited in one
-    run (a counter of stride 0 only innermost: a value held while it repeats), else None."""
-    if access.is_indexed:
-        return None
-    loops = _walk_order(space, access.stride_values)
-    while loops and loops[-1][1] == 0:
-        loops.pop()
-    if any(stride == 0 for _, stride in loops):
-        return None
-    return access.offset_value, loops
+    """The elements ``access`` visits, in order (``runtime.machine.rules.visit_order``)."""
+    return visit_order(space, access.stride_values, access.offset_value, access.is_indexed)
 
 
 def is_resident(buffer: BufferOp, readers: Sequence[tuple[UnitOp, AccessAttr]]) -> bool:

@@ -45,31 +45,67 @@ extent above 1):
   block), its fill the stages plus the hops of its longest input route (a multicast route's
   whole path); FLOPs are still over the whole space ``S``. It uses ``P`` PCUs.
 
-A section runs its PCUs concurrently, streaming to each other through PMUs, as one pipeline:
+A section runs its PCUs concurrently, streaming to each other through PMUs. The rules, each
+tested on a hand-computed case in ``test/runtime/test_perf.py``:
 
-- ``compute = max(V * II over PCUs) + fill``, ``fill`` being the longest chain of PCU fills
-  through the PMUs between them (the first result of the last PCU waits for every earlier one);
-- every PMU serves its readers and writer from its banks: ``pmu = max over buffers of the cycles
-  their banks are busy`` (the sum over its ports of vectors times ``bank_cycles``, shared by the
-  ``pmus`` PMUs a buffer spans). A parallel PCU's port counts once a stream feeding it (a
-  multicast stream is read once for all the copies it feeds), its output once a copy;
-- off-chip traffic (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
-  PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
-  reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
-  tiles each) moves a counter the reader's access varies with: ``tiles / reuse * tile elements
-  * bytes``, ``reuse`` being the tiles of the innermost counters (those of one tile aside) it
-  does not vary with. A tensor a PCU writes that does not fit its PMUs spills: it goes off-chip
-  once and comes back like a large input for each reader. Every section output is stored once.
-  ``dram = bytes / (dram_gbps / clock_ghz)`` cycles;
-- ``cycles(section) = max(compute, pmu, dram)``, named by ``bound``.
+1. **Dependences** (``unit_times``; cycles from the start of the section's run). A buffer's
+   *first* element is there when its writer's first result is, its *last* when its writer
+   ends; a buffer loaded from DRAM has its first element a DRAM latency after the start and its
+   last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
+   it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
+   written row-major, and one streamed in tiles is streamed in each reader's order) starts when
+   the first element is there. One reading a buffer written in increasing addresses through
+   an outermost loop over ``E`` consecutive blocks of it, each iteration touching its own block
+   only (a matmul reading the rows of its left operand, each row several times), starts when
+   the first block is there: ``E`` blocks written evenly between the first element and the last
+   (``read_blocks``). One reading it in any other order (transposed, broadcast over an outer
+   counter, gathered; every access of a parallel PCU) starts only when the last is there.
+   ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
+   input + fill)`` (it cannot finish before its inputs have). Its first result is there at
+   ``start + fill + first_vectors * II``, ``first_vectors`` being the vectors of its counters
+   from the outermost reduced one inwards (a matmul accumulating ``k`` innermost emits after
+   its first ``k`` sweep); but a unit whose result is not written in one run (a reduction over
+   an outer counter, such as ``dW = X^T dY`` summing over the tokens, which are the producer's
+   streamed, outermost dimension) emits only at its ``end``, so every reader of it starts after
+   it ends. ``compute`` is the latest ``end``, or the time the last output reaches DRAM (a
+   DRAM latency after its buffer is complete).
+2. **PMU banks**: every PMU serves its readers and writer from its banks: ``pmu = max over
+   buffers of the cycles their banks are busy`` (the sum over its ports of vectors times
+   ``bank_cycles``, shared by the ``pmus`` PMUs a buffer spans). A parallel PCU's port counts
+   once a stream feeding it (a multicast stream is read once for all the copies it feeds), its
+   output once a copy.
+3. **Links are shared** (``route_bytes``, ``link_cycles``): a switch-to-switch link moves
+   ``stream_bytes_per_cycle`` bytes a cycle, whatever the number of streams on it, so ``link =
+   max over links of the bytes of every route through it / stream_bytes_per_cycle``. A route
+   carries: a load its PMU's off-chip bytes, a store its symbol's bytes, a stream into a PCU the
+   vectors times the elements of its ports (a multicast once, for one copy), a stream out of a
+   PCU its output.
+4. **Off-chip traffic** (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
+   PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
+   reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
+   tiles each) moves a counter the reader's access varies with: ``tiles / reuse * tile elements
+   * bytes``, ``reuse`` being the tiles of the innermost counters (those of one tile aside) it
+   does not vary with. A tensor a PCU writes that does not fit its PMUs spills: it goes off-chip
+   once and comes back like a large input for each reader. Every section output is stored once.
+   ``dram = latency + bytes / (dram_gbps / clock_ghz)`` cycles (0 without traffic), ``latency``
+   being the target's ``dram_latency_ns``, paid once: requests are pipelined.
+5. **Loading a section** (``load_cycles``): before it runs, its configuration, the section's
+   bytes in the PEF, is read from DRAM at ``dram_gbps``, and loading takes the target's fixed
+   ``config_latency_ns`` more. A section is loaded every time it runs (a step runs its sections
+   in turn, so the fabric holds another one in between).
+6. ``cycles(section) = load + max(compute, pmu, dram, link)``, the largest named by ``bound``.
+
+The latencies are the target's figures (our assumptions for every preset, see
+``runtime/machine/targets.py``), 0 when a target gives none.
 
 Peak: every stage of every lane of every PCU doing a multiply-add (2 FLOPs) a cycle,
 ``num_pcus * pcu_lanes * pcu_stages * 2``. ``fraction_of_peak = FLOPs / (cycles * peak)``; the
 roofline bound is ``min(1, FLOPs / bytes off-chip * DRAM bytes a cycle / peak)``, the fraction
 no mapping can beat with that much off-chip traffic.
 
-Not modelled: switch contention beyond the routes' link capacity, DRAM latency, reconfiguring
-the fabric between sections, control (the units of a section start together).
+Not modelled: control beyond the dependences (a unit starts as soon as its inputs are there),
+the DRAM latency of each tile of a streamed tensor (requests are pipelined), several DRAM
+channels' own bandwidths (one figure for all), and keeping a section loaded across runs.
 """
 
 from __future__ import annotations
@@ -78,8 +114,16 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
+
 from runtime.machine.opcodes import OPCODES
-from runtime.machine.rules import copy_block, lanes_counter, reduced_counters, unit_depth
+from runtime.machine.rules import (
+    copy_block,
+    lanes_counter,
+    reduced_counters,
+    unit_depth,
+    visit_order,
+)
 from runtime.machine.targets import (
     dram_bytes_per_cycle,
     num_links,
@@ -88,7 +132,7 @@ from runtime.machine.targets import (
     peak_flops_per_cycle,
     stream_bytes,
 )
-from runtime.pef.schema import Meta, Pcu, Section, Symbol, Target
+from runtime.pef.schema import Access, Meta, Pcu, Section, Symbol, Target
 from runtime.pef.validate import DTYPE_BYTES
 
 # -- the counters of a unit -----------------------------------------------------------------------
@@ -156,6 +200,9 @@ class UnitModel:
     """What sets the unit's time: "compute", "stream", "banks" (an input's), or "output"."""
     copies: int = 1
     """The PCUs it takes: ``prod(parallel)`` for a parallel PCU, else 1."""
+    first_vectors: int = 0
+    """Vectors it reads before its first result is complete: those of its counters from the
+    outermost reduced one inwards (0 without a reduction)."""
 
     @property
     def steady(self) -> int:
@@ -257,6 +304,10 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         bound = "banks" if worst.bank_cycles > worst.stream_cycles else "stream"
     if out_vectors * out.cycles > vectors * ii:
         bound = "output"
+    first_vectors = 0
+    if reduced:
+        outermost = min(reduced)
+        first_vectors = shape.vectors([1] * outermost + list(space[outermost:]))
     flops_each = sum(OPCODES[s.op].flops for s in pcu.stages)
     flops_each += 1 if pcu.combiner != "none" else 0
     return UnitModel(
@@ -274,6 +325,7 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         ports=(*ports, out),
         bound=bound,
         copies=copies,
+        first_vectors=first_vectors,
     )
 
 
@@ -316,27 +368,230 @@ class Traffic:
         return self.bytes_in + self.bytes_out + self.spilled
 
 
-def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
-    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
+def pmu_loads(section: Section, target: Target) -> dict[int, int]:
+    """Off-chip bytes each PMU moves in one run (see the module docstring): a PMU loaded from
+    DRAM its loads, a PMU a PCU writes that does not fit its PMUs its spill (out and back)."""
     readers: dict[int, list[tuple[Pcu, list[int]]]] = {}
     for pcu in section.pcus:
         for port in pcu.inputs:
             readers.setdefault(port.pmu, []).append((pcu, port.access.strides))
     stored = {out.pmu for out in section.outputs}
-    bytes_in = spilled = 0
+    loads: dict[int, int] = {}
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
         if size <= target.pmu_bytes * max(1, pmu.pmus):
-            bytes_in += size if pmu.source == "dram" else 0
+            loads[i] = size if pmu.source == "dram" else 0
             continue
         streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
         if pmu.source == "dram":
-            bytes_in += streamed if i in readers else size
+            loads[i] = streamed if i in readers else size
         else:
-            spilled += streamed + (0 if i in stored else size)
+            loads[i] = streamed + (0 if i in stored else size)
+    return loads
+
+
+def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
+    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
+    loads = pmu_loads(section, target)
+    bytes_in = sum(n for i, n in loads.items() if section.pmus[i].source == "dram")
+    spilled = sum(n for i, n in loads.items() if section.pmus[i].source != "dram")
     stores = [symbols[o.symbol] for o in section.outputs]
     bytes_out = sum(nbytes(sym.shape, sym.dtype) for sym in stores)
     return Traffic(bytes_in, bytes_out, spilled)
+
+
+# -- when each unit runs, and what the links carry ----------------------------------------------
+
+
+def ns_to_cycles(ns: float, clock_ghz: float) -> int:
+    """Whole cycles that ``ns`` nanoseconds take at ``clock_ghz``."""
+    return math.ceil(ns * clock_ghz) if ns > 0 else 0
+
+
+def _row_major(shape: Sequence[int]) -> list[int]:
+    strides, step = [], 1
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= max(extent, 1)
+    return strides[::-1]
+
+
+def _written_order(pcu: Pcu) -> tuple[int, list[tuple[int, int]]] | None:
+    """The order ``pcu`` writes its output in (None: not one run, or copies writing at once)."""
+    if pcu.parallel:
+        return None
+    out = pcu.out
+    return visit_order(pcu.space, out.strides, out.offset, out.index_port >= 0)
+
+
+def _read_order(pcu: Pcu, access: Access) -> tuple[int, list[tuple[int, int]]] | None:
+    """The order ``pcu`` reads a buffer through ``access`` in (None: not one run, or copies)."""
+    if pcu.parallel:
+        return None
+    return visit_order(pcu.space, access.strides, access.offset, access.index_port >= 0)
+
+
+@dataclass(frozen=True)
+class UnitTime:
+    """When one PCU of a section runs, in cycles from the start of the section's run (once it
+    is loaded): see the module docstring."""
+
+    start: int
+    """Its first inputs are there."""
+    first: int
+    """Its first result is there, for a reader that reads it in the order it is written."""
+    end: int
+    """Its last result is written."""
+
+
+def read_blocks(
+    written: tuple[int, list[tuple[int, int]]] | None, pcu: Pcu, access: Access, elements: int
+) -> int:
+    """In how many consecutive blocks ``pcu`` can read, through ``access``, a buffer of
+    ``elements`` elements written in the order ``written`` (``visit_order``): 0 if it reads it
+    in that very order (element by element as it is written); ``E`` if the buffer is written
+    in increasing addresses and the reader's outermost loop walks ``E`` consecutive blocks of
+    it, touching only the block of its iteration (a matmul reading the rows of its left
+    operand, each row several times); else 1 (it needs the whole buffer from the start)."""
+    read = _read_order(pcu, access)
+    if written is not None and read == written:
+        return 0
+    if written != (0, [(elements, 1)]) or pcu.parallel or access.offset != 0:
+        return 1
+    if access.index_port >= 0:
+        return 1
+    loops = [
+        (e, st) for e, st in zip(pcu.space, access.strides, strict=True) if e > 1
+    ]  # unmerged: the outermost loop's blocks
+    if not loops or loops[0][1] <= 0:
+        return 1
+    extent, stride = loops[0]
+    reach = sum((e - 1) * st for e, st in loops[1:])
+    if extent * stride != elements or any(st < 0 for _, st in loops) or reach >= stride:
+        return 1
+    return extent
+
+
+def unit_times(
+    section: Section, units: Sequence[UnitModel], target: Target, loads: Mapping[int, int]
+) -> tuple[UnitTime, ...]:
+    """When each PCU of ``section`` runs (see the module docstring); ``loads``: each PMU's
+    off-chip bytes (``pmu_loads``)."""
+    latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
+    first_at: dict[int, int] = {}  # PMU -> its first element is there
+    all_at: dict[int, int] = {}  # PMU -> its last element is there
+    written: dict[int, tuple[int, list[tuple[int, int]]] | None] = {}  # PMU -> its write order
+    tiled: set[int] = set()  # PMUs streamed from DRAM in tiles, in each reader's own order
+    for i, pmu in enumerate(section.pmus):
+        if pmu.source != "dram":
+            continue
+        first_at[i] = latency
+        all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
+        written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
+        if nbytes(pmu.shape, pmu.dtype) > target.pmu_bytes * max(1, pmu.pmus):
+            tiled.add(i)
+    times: list[UnitTime] = []
+    for pcu, unit in zip(section.pcus, units, strict=True):
+        start = last_input = 0
+        for port in pcu.inputs:
+            b = port.pmu
+            first, last = first_at.get(b, 0), all_at.get(b, 0)
+            elements = math.prod(section.pmus[b].shape)
+            blocks = 0 if b in tiled else read_blocks(written.get(b), pcu, port.access, elements)
+            if blocks == 0:  # streams: each element as it arrives
+                start = max(start, first)
+            else:  # waits for the first of its blocks, written evenly over the writer's run
+                start = max(start, first + -(-(last - first) // blocks))
+            last_input = max(last_input, last)
+        end = max(start + unit.cycles, last_input + unit.fill)
+        order = _written_order(pcu)
+        first = end if order is None else min(end, start + unit.fill + unit.first_vectors * unit.ii)
+        times.append(UnitTime(start, first, end))
+        first_at[pcu.out_pmu] = max(first_at.get(pcu.out_pmu, 0), first)
+        all_at[pcu.out_pmu] = max(all_at.get(pcu.out_pmu, 0), end)
+        written[pcu.out_pmu] = order
+    return tuple(times)
+
+
+def compute_cycles(
+    section: Section, times: Sequence[UnitTime], target: Target, loads: Mapping[int, int]
+) -> int:
+    """When the last unit of ``section`` ends, or the last output reaches DRAM (a DRAM
+    latency after its PMU is complete)."""
+    latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
+    done = max((t.end for t in times), default=0)
+    writer = {pcu.out_pmu: t.end for pcu, t in zip(section.pcus, times, strict=True)}
+    for out in section.outputs:
+        complete = writer.get(out.pmu)
+        if complete is None:  # a PMU loaded from DRAM and stored again (a PCU-less piece)
+            load = loads.get(out.pmu, 0)
+            complete = latency + (math.ceil(load / per_cycle) if math.isfinite(per_cycle) else 0)
+        done = max(done, complete + latency)
+    return done
+
+
+def route_bytes(
+    section: Section,
+    units: Sequence[UnitModel],
+    symbols: Sequence[Symbol],
+    loads: Mapping[int, int],
+) -> list[int]:
+    """Bytes each route of ``section`` carries in one run: a load its PMU's off-chip bytes, a
+    store its symbol's bytes, a stream into a PCU the vectors times the elements its ports read
+    (shared evenly by the routes between the same PMU and PCU; a multicast carries one copy's
+    port once), a stream out of a PCU its output (one copy's, a route a copy)."""
+    port_bytes: dict[tuple[int, int], list[int]] = {}  # (pmu, pcu) -> bytes of each port
+    out_bytes: list[int] = []
+    for i, unit in enumerate(units):
+        for port in unit.ports:
+            size = DTYPE_BYTES[section.pmus[port.pmu].dtype]
+            if port.port >= 0:
+                moved = unit.vectors * port.elements * size
+                port_bytes.setdefault((port.pmu, i), []).append(moved)
+            else:
+                out_bytes.append(unit.out_vectors * port.elements * size)
+    plain_routes: dict[tuple[int, int], int] = {}
+    for route in section.routes:
+        if route.src[0] == "pmu" and route.dst[0] == "pcu" and not route.taps:
+            key = (route.src[1], route.dst[1])
+            plain_routes[key] = plain_routes.get(key, 0) + 1
+    carried: list[int] = []
+    for route in section.routes:
+        (src, a), (dst, b) = route.src, route.dst
+        if src == "dram":
+            carried.append(loads.get(b, 0))
+        elif dst == "dram":
+            carried.append(nbytes(symbols[b].shape, symbols[b].dtype))
+        elif src == "pmu" and route.taps:
+            carried.append(max(port_bytes.get((a, b), [0])))
+        elif src == "pmu":
+            total = sum(port_bytes.get((a, b), []))
+            carried.append(-(-total // plain_routes[(a, b)]))
+        else:
+            carried.append(out_bytes[a])
+    return carried
+
+
+def link_cycles(section: Section, carried: Sequence[int], target: Target) -> int:
+    """The cycles the busiest switch-to-switch link needs for the bytes of every route through
+    it, at one stream's bytes a cycle: the streams on a link share its bandwidth."""
+    load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
+    for route, moved in zip(section.routes, carried, strict=True):
+        for a, b in zip(route.hops, route.hops[1:], strict=False):
+            link = ((a[0], a[1]), (b[0], b[1]))
+            load[link] = load.get(link, 0) + moved
+    return -(-max(load.values(), default=0) // stream_bytes(target))
+
+
+def load_cycles(section: Section, target: Target) -> int:
+    """Cycles loading ``section`` onto the fabric takes: its configuration (the section's bytes
+    in the PEF) read from DRAM, plus the target's fixed ``config_latency_ns``."""
+    per_cycle = dram_bytes_per_cycle(target)
+    config = len(msgspec.msgpack.encode(section))
+    read = math.ceil(config / per_cycle) if math.isfinite(per_cycle) else 0
+    return ns_to_cycles(target.config_latency_ns, target.clock_ghz) + read
 
 
 # -- a section ------------------------------------------------------------------------------------
@@ -355,18 +610,26 @@ class SectionModel:
     pmus_available: int
     links_available: int
     compute_cycles: int
-    """The slowest unit's steady cycles plus the fill of the longest chain."""
+    """When the last unit ends (its outputs in DRAM), its units running as ``times`` says."""
     fill_cycles: int
+    """The fills of the longest chain of PCUs (part of ``compute_cycles``)."""
     pmu_cycles: int
     dram_cycles: int
+    link_cycles: int
+    """The busiest link's bytes at one stream's bytes a cycle."""
+    load_cycles: int
+    """Loading the section's configuration, before it runs."""
     cycles: int
+    """``load_cycles`` plus the largest of compute, PMU, DRAM and link cycles."""
     bound: str
-    """What sets the section's time: "compute" (its PCUs), "pmu" or "dram"."""
+    """What sets the section's time: "compute" (its PCUs), "pmu", "dram" or "link"."""
     flops: int
     traffic: Traffic
     clock_ghz: float
     peak_flops_per_cycle: int
     dram_bytes_per_cycle: float
+    times: tuple[UnitTime, ...] = ()
+    """When each PCU runs (``unit_times``), in the order of ``units``."""
 
     @property
     def dram_bytes(self) -> int:
@@ -413,7 +676,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
     units = tuple(
         unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
     )
-    # The fill of the longest chain: a PCU's first result waits for its inputs' producers.
+    # The fills of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
     fill = 0
     for pcu, unit in zip(section.pcus, units, strict=True):
@@ -421,8 +684,9 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         done = start + unit.fill
         ready[pcu.out_pmu] = max(ready.get(pcu.out_pmu, 0), done)
         fill = max(fill, done)
-    steady = max((u.steady for u in units), default=0)
-    compute = steady + fill if units else 0
+    loads = pmu_loads(section, target)
+    timeline = unit_times(section, units, target, loads)
+    compute = compute_cycles(section, timeline, target, loads)
     streams: dict[tuple[int, int], int] = {}  # (pmu, pcu) -> multicast routes between them
     for route in section.routes:
         if route.taps and route.src[0] == "pmu":
@@ -437,9 +701,15 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target)
     per_cycle = dram_bytes_per_cycle(target)
-    dram = math.ceil(traffic.total / per_cycle) if math.isfinite(per_cycle) else 0
-    cycles = max(compute, pmu, dram)
-    bound = "compute" if cycles == compute else ("dram" if cycles == dram else "pmu")
+    dram = 0
+    if traffic.total and math.isfinite(per_cycle):
+        latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+        dram = latency + math.ceil(traffic.total / per_cycle)
+    links = link_cycles(section, route_bytes(section, units, meta.symbols, loads), target)
+    bounds = {"compute": compute, "dram": dram, "pmu": pmu, "link": links}
+    bound = max(bounds, key=lambda k: bounds[k])  # the first of the largest
+    load = load_cycles(section, target)
+    cycles = load + bounds[bound]
     return SectionModel(
         section=section.name,
         units=units,
@@ -453,6 +723,8 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         fill_cycles=fill,
         pmu_cycles=pmu,
         dram_cycles=dram,
+        link_cycles=links,
+        load_cycles=load,
         cycles=cycles,
         bound=bound,
         flops=sum(u.flops for u in units),
@@ -460,6 +732,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         clock_ghz=target.clock_ghz,
         peak_flops_per_cycle=peak_flops_per_cycle(target),
         dram_bytes_per_cycle=per_cycle,
+        times=timeline,
     )
 
 
@@ -524,6 +797,7 @@ def si(x: float, unit: str) -> str:
     """``x`` with an SI prefix and three significant digits: ``1.23 GB``, ``4.5 us``."""
     if x == 0:
         return f"0 {unit}"
+    x = float(f"{x:.3g}")  # rounded first, so that 999.96 is 1.00 k, not 1e+03
     for scale, prefix in _PREFIXES if abs(x) >= 1 else _SMALL:
         if abs(x) >= scale:
             return f"{x / scale:.3g} {prefix}{unit}"

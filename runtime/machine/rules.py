@@ -10,6 +10,8 @@ the performance model all ask these questions; here is the one answer to each:
   (``lanes_counter``);
 - which addresses an access reaches (``address_range``);
 - the block of a parallel unit's copy (``copy_block``);
+- the order in which an access visits its buffer's elements (``visit_order``), so whether a
+  reader reads a buffer in the order its writer wrote it;
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
 """
 
@@ -94,3 +96,32 @@ def unit_depth(
     reduces_lanes = at_lanes in reduced_counters(space, out_strides)
     tree = min(max(1, lanes), space[at_lanes]) if reduces_lanes else 1
     return pipeline_depth(stage_ops, combiner, result_op, tree)
+
+
+def visit_order(
+    space: Sequence[int], strides: Sequence[int], offset: int = 0, indexed: bool = False
+) -> tuple[int, list[tuple[int, int]]] | None:
+    """The elements an access visits, in order, as ``(offset, loops)`` (``(extent, stride)``
+    loops outermost first, extent-1 loops dropped, contiguous loops merged: ``[4, 8]`` with
+    strides ``[8, 1]`` is the one loop ``(32, 1)``) if it visits each element in one run, a
+    counter of stride 0 only innermost (a value held while it repeats: a reduction's result
+    written once its innermost reduction is over); else None (a gather, a broadcast over an
+    outer counter, a reduction over an outer counter, whose result is complete only at the end).
+
+    Two accesses with equal orders visit the same elements in the same order: a reader whose
+    order equals its writer's can read each element as soon as it is written."""
+    if indexed:
+        return None
+    loops: list[tuple[int, int]] = []
+    for extent, stride in zip(space, strides, strict=True):
+        if extent <= 1:
+            continue
+        if loops and loops[-1][1] == stride * extent:
+            loops[-1] = (loops[-1][0] * extent, stride)
+        else:
+            loops.append((extent, stride))
+    while loops and loops[-1][1] == 0:
+        loops.pop()
+    if any(stride == 0 for _, stride in loops):
+        return None
+    return offset, loops

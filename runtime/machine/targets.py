@@ -8,6 +8,12 @@ bandwidth and the bandwidth of one stream over a link. A PEF records the figures
 ``runtime.pef.schema.Target`` (``Target.to_pef``); the figure functions (``num_pcus``,
 ``peak_flops_per_cycle``, ...) take either.
 
+The latencies (``dram_latency_ns``, ``config_latency_ns``) are our assumptions for every preset
+(none is published): 100 ns from a DRAM request to its first bytes (a DDR4 or HBM row miss and
+the memory controller, the usual order of magnitude), and 500 ns to load a section beyond reading
+its configuration from DRAM (sending it through the fabric's configuration network and starting
+the units; ``tiny``: 20 ns and 50 ns).
+
 The presets come from the public figures (``ARCHITECTURE.md``: Plasticine, ISCA 2017; SambaNova
 SN10, SN30, SN40L); every figure that is not published is our assumption and says so below.
 Peak throughput is derived, never stored: every stage of every lane of every PCU does one f32
@@ -103,6 +109,11 @@ class Target:
     """Off-chip (DRAM) bandwidth, GB/s (0: not modelled)."""
     stream_bytes_per_cycle: int = 0
     """Bytes one stream moves over a link in a cycle (0: one vector of ``pcu_lanes`` words)."""
+    dram_latency_ns: float = 0.0
+    """Nanoseconds from a DRAM request to its first bytes (0: not modelled)."""
+    config_latency_ns: float = 0.0
+    """Nanoseconds loading a section takes beyond reading its configuration bytes from DRAM at
+    ``dram_gbps``: distributing them to the units and starting them (0: not modelled)."""
     source: str = ""
     """The target file this target was read from ("" for a preset); what the passes are given
     as their ``target`` option so that they find the same target again."""
@@ -157,44 +168,47 @@ class Target:
 
 PRESETS: dict[str, Target] = {
     # Plasticine (ISCA 2017): 64 PCU + 64 PMU, 16 lanes x 6 stages, 256 KB PMUs in 16 banks,
-    # 1 GHz, 51.2 GB/s DRAM. Ours: link_capacity; a stream moves one 16-lane vector a cycle.
+    # 1 GHz, 51.2 GB/s DRAM. Ours: link_capacity, the latencies; a stream moves one 16-lane
+    # vector a cycle.
     "plasticine": Target(
         "plasticine", cols=16, rows=8, pcu_lanes=16, pcu_stages=6, pmu_bytes=256 * 1024,
         pmu_banks=16, clock_ghz=1.0, link_capacity=4, dram_gbps=51.2,
-        stream_bytes_per_cycle=64,
+        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         dram_bytes=16 * 2**30,  # ours: the paper gives no DRAM capacity
     ),
     # SN10: 640 PCUs + 640 PMUs, 320 MB SRAM (512 KB a PMU), 1.5 TB DDR4 on 6 channels, about
     # 320 BF16 TFLOPS. Ours: 16 lanes x 6 stages, 16 banks, 1.3 GHz (see the module docstring),
-    # link_capacity, 64 bytes a stream a cycle, DDR4-3200 on the 6 channels = 153.6 GB/s.
+    # link_capacity, the latencies, 64 bytes a stream a cycle, DDR4-3200 on the 6 channels =
+    # 153.6 GB/s.
     "sn10": Target(
         "sn10", cols=40, rows=32, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.3, link_capacity=8, dram_gbps=153.6,
-        stream_bytes_per_cycle=64,
+        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         dram_bytes=1536 * 2**30,  # the published 1.5 TB of DDR4
     ),
     # SN30: 8 tiles (two SN10s), 688 BF16 TFLOPS. Ours: 1280 PCUs + 1280 PMUs of 512 KB (twice
-    # SN10), 16 lanes x 6 stages, 16 banks, 1.4 GHz, link_capacity, 64 bytes a stream a cycle,
-    # 12 DDR4-3200 channels (twice SN10's) = 307.2 GB/s.
+    # SN10), 16 lanes x 6 stages, 16 banks, 1.4 GHz, link_capacity, the latencies, 64 bytes a
+    # stream a cycle, 12 DDR4-3200 channels (twice SN10's) = 307.2 GB/s.
     "sn30": Target(
         "sn30", cols=64, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.4, link_capacity=8, dram_gbps=307.2,
-        stream_bytes_per_cycle=64,
+        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         dram_bytes=3072 * 2**30,  # ours: twice SN10's, like the channels
     ),
     # SN40L: 1,040 PCUs + 1,040 PMUs, 520 MB SRAM (512 KB a PMU), 64 GB HBM + up to 1.5 TB
-    # DDR5, 638 BF16 TFLOPS. Ours: 16 lanes x 6 stages, 16 banks, 1.6 GHz, link_capacity,
+    # DDR5, 638 BF16 TFLOPS. Ours: 16 lanes x 6 stages, 16 banks, 1.6 GHz, link_capacity, the
+    # latencies,
     # 64 bytes a stream a cycle; off-chip traffic goes to the HBM, at 1.6 TB/s.
     "sn40l": Target(
         "sn40l", cols=52, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.6, link_capacity=8, dram_gbps=1600.0,
-        stream_bytes_per_cycle=64,
+        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         dram_bytes=(64 + 1536) * 2**30,  # the published 64 GB HBM + 1.5 TB DDR5
     ),
     # A few units, so that tests exercise capacity limits. All figures are ours.
     "tiny": Target(
         "tiny", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=16 * 1024, pmu_banks=4,
         clock_ghz=1.0, link_capacity=2, dram_gbps=4.0, stream_bytes_per_cycle=16,
-        pcu_ports=3, dram_bytes=64 * 2**20,
+        dram_latency_ns=20.0, config_latency_ns=50.0, pcu_ports=3, dram_bytes=64 * 2**20,
     ),
 }  # fmt: skip

@@ -197,6 +197,11 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_bytes_per_cycle: int = 0
     """Bytes one stream moves over a link in a cycle; 0: not given, one vector of ``pcu_lanes``
     32-bit words."""
+    dram_latency_ns: float = 0.0
+    """Nanoseconds from a DRAM request to its first bytes (0: not given, not modelled)."""
+    config_latency_ns: float = 0.0
+    """Nanoseconds loading a section takes beyond reading its configuration bytes from DRAM
+    (0: not given, not modelled)."""
 
 
 class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -124,6 +124,11 @@ def _check_target(target: Target) -> None:
     for field in ("dram_gbps", "stream_bytes_per_cycle"):  # 0: not given
         if not getattr(target, field) >= 0:
             raise PefError(f"meta: target.{field} is {getattr(target, field)}, must be >= 0")
+    for field in ("dram_latency_ns", "config_latency_ns"):  # 0: not given
+        if not 0 <= getattr(target, field) < math.inf:
+            raise PefError(
+                f"meta: target.{field} is {getattr(target, field)}, must be >= 0 and finite"
+            )
 
 
 def _check_symbols(symbols: list[Symbol]) -> None:

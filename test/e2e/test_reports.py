@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from e2e_helpers import MLP, tool
 
 from runtime.machine.perf import model_section
@@ -98,3 +99,34 @@ def test_target_file_end_to_end(tmp_path: Path) -> None:
     assert failed.stderr.strip() == (
         f"rdu-compile: error: target file {bad}: field 'pcu_lanes' is -8, must be >= 1"
     )
+
+
+def test_report_ideal_is_worked_out_without_the_cost_model(mlp_pef: Path) -> None:
+    # The MLP 64-128-10 at rdu-compile's batch 16 on plasticine (12.288 TFLOP/s, 51.2 GB/s,
+    # 64 PMUs of 256 KiB). FlopCounterMode counts the matmuls: forward 2 x 16 x (64 x 128 +
+    # 128 x 10), backward both weight gradients and the second layer's input gradient (the
+    # input needs none): 2 x 16 x (2 x 64 x 128 + 3 x 128 x 10) = 647,168. SGD with momentum
+    # and weight decay: 7 FLOPs for each of the 9,610 parameters' elements.
+    report = json.loads((mlp_pef.parent / "report.json").read_text())
+    ideal = report["ideal"]
+    assert ideal["flop_counter_flops"] == 2 * 16 * (2 * 64 * 128 + 3 * 128 * 10) == 647168
+    assert ideal["flops"] == 647168 + 7 * 9610
+    # The batch: 16 x 64 f32 inputs and 16 i64 labels; the state: parameters and momentum
+    # buffers, 2 x 9,610 f32, read once and written once.
+    assert ideal["batch_bytes"] == 16 * 64 * 4 + 16 * 8 == 4224
+    assert ideal["state_bytes"] == ideal["updated_bytes"] == 2 * 9610 * 4
+    assert ideal["resident"]  # 77 kB of state in 16 MiB of PMUs
+    dram = (4224 + 2 * 2 * 9610 * 4) / 51.2e9  # 3.09 us, above the compute's 58 ns
+    assert ideal["seconds"] == float(f"{dram:.6g}")
+    assert ideal["resident_seconds"] == float(f"{4224 / 51.2e9:.6g}")  # the batch alone
+    modelled = report["total"]["seconds"]
+    assert ideal["of_ideal"] == pytest.approx(modelled / dram, rel=1e-5)
+    log = (mlp_pef.parent / "mlp.log").read_text()
+    assert any(line.startswith("ideal") and "of ideal" in line for line in log.splitlines())
+    assert any(line.startswith("resident") and "of ideal" in line for line in log.splitlines())
+
+
+def test_report_ideal_of_inference_is_the_forward(mlp_inference_pef: Path) -> None:
+    report = json.loads((mlp_inference_pef.parent / "report.json").read_text())
+    assert report["ideal"]["flops"] == 2 * 16 * (64 * 128 + 128 * 10)  # no backward, no step
+    assert report["ideal"]["updated_bytes"] == 0

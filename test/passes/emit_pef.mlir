@@ -76,7 +76,7 @@ builtin.module attributes {rdu.model_name = "tiny_mlp", rdu.batch_size = 2 : i64
 }
 
 // CHECK:      pef: target tiny, training
-// CHECK-NEXT: target: 4x4 grid, PCU 4 lanes x 4 stages, PMU 16384 B in 4 banks, 1.0 GHz, 2 streams a link, 16 B a stream a cycle, DRAM 4.0 GB/s
+// CHECK-NEXT: target: 4x4 grid, PCU 4 lanes x 4 stages, PMU 16384 B in 4 banks, 1.0 GHz, 2 streams a link, 16 B a stream a cycle, DRAM 4.0 GB/s, DRAM latency 20.0 ns, section load 50.0 ns
 // CHECK-NEXT: meta: model tiny_mlp, batch 2, optimizer sgd, compiler 0.1.0+test, flags [--arch=tiny -b 2], source sha256 5eed
 // CHECK-NEXT: symbol 0: input.0 f32[2,4] input
 // CHECK-NEXT: symbol 1: net.0.weight f32[4,4] parameter

@@ -54,6 +54,8 @@ def test_presets_from_the_public_figures() -> None:
         assert t.num_pmus * t.pmu_bytes == sram_mb * 2**20, name
         assert 2 * t.peak_flops == pytest.approx(bf16_tflops * 1e12, rel=0.01), name
     assert PRESETS["sn10"].dram_gbps == pytest.approx(6 * 25.6)  # 6 DDR4-3200 channels
+    for target in PRESETS.values():  # our assumptions, recorded in the PEF like every figure
+        assert target.dram_latency_ns > 0 and target.config_latency_ns > 0, target.name
     tiny = PRESETS["tiny"]
     assert tiny.num_pcus + tiny.num_pmus <= 16
 
@@ -78,6 +80,15 @@ def test_target_file(tmp_path: Path) -> None:
     assert target.peak_flops == pytest.approx(32 * 16 * 6 * 2 * 1e9)
     unnamed = target_file(tmp_path, GOOD.replace('name = "half-plasticine"\n', ""), "mine.toml")
     assert load_target_file(unnamed).name == "mine"
+    # The latencies are optional: 0 (not modelled) when absent, else as given.
+    assert (target.dram_latency_ns, target.config_latency_ns) == (0.0, 0.0)
+    timed = target_file(
+        tmp_path, GOOD + "dram_latency_ns = 80\nconfig_latency_ns = 250.5\n", "t.toml"
+    )
+    assert (load_target_file(timed).dram_latency_ns, load_target_file(timed).config_latency_ns) == (
+        80.0,
+        250.5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,6 +102,14 @@ def test_target_file(tmp_path: Path) -> None:
         (("dram_gbps = 25.6", "dram_gbps = 0"), r"field 'dram_gbps' is 0.0, must be > 0"),
         (("pcu_stages = 6", "pcu_stages = true"), r"field 'pcu_stages' is a boolean"),
         (("rows = 8", "rows = 8 8"), r"not valid TOML"),
+        (
+            ("cols = 8", "cols = 8\ndram_latency_ns = -1"),
+            r"field 'dram_latency_ns' is -1.0, must be >= 0",
+        ),
+        (
+            ("cols = 8", "cols = 8\nconfig_latency_ns = 1e7"),
+            r"field 'config_latency_ns' is 10000000.0, must be <= 1000000.0",
+        ),
     ],
 )
 def test_bad_target_file_names_the_field(

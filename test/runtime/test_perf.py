@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_program, replace, st
 
@@ -196,8 +197,11 @@ def test_dram_bound_section_and_roofline() -> None:
     # 1 GB/s at 1 GHz: a byte a cycle; x in and y out are 8192 bytes.
     program = with_target(with_banks(relu_program(), 16), dram_gbps=1.0)
     m = model(program)
-    assert m.dram_cycles == 8192 and m.cycles == 8192 and m.bound == "dram"
-    assert m.fraction_of_peak == pytest.approx(1024 / (8192 * PEAK))
+    assert m.dram_cycles == 8192 and m.bound == "dram"
+    # Before it runs, the section's configuration (its bytes in the PEF) is read at a byte a cycle.
+    config = len(msgspec.msgpack.encode(program.sections[0]))
+    assert m.load_cycles == config and m.cycles == config + 8192
+    assert m.fraction_of_peak == pytest.approx(1024 / ((config + 8192) * PEAK))
     assert m.roofline_fraction == pytest.approx(1024 / 8192 * 1.0 / PEAK)
     assert m.fraction_of_peak <= m.roofline_fraction
 
@@ -235,3 +239,147 @@ def test_counters_and_profile_table() -> None:
     line = next(x for x in text.splitlines() if x.startswith("forward"))
     assert "216" in line and line.rstrip().endswith("3")  # 3 runs of 72 cycles
     assert math.isclose(counters.seconds, 72e-9)
+
+
+# -- the dependence rules (the module docstring's rules 1, 3, 4 and 5) ----------------------------
+
+
+def column_sum_then_negate() -> schema.Program:
+    """forward: s = x.sum(0) over x [64, 16] (the reduction over the streamed, outermost
+    dimension, like dW = X^T dY over the tokens), then z = -s. PMU x at slot 0, PMU s at 1, the
+    sum's PCU at 2, PMU z at 3, the negation's PCU at 4."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 16])
+    p.symbol("z", [16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    total = s.pcu("colsum", [64, 16], [(x, 0, [16, 1])], [], [16], (0, [0, 1]), combiner="add")
+    z = s.pcu("neg", [16], [(total, 0, [1])], [st("neg", 0)], [16])
+    s.store("z", z)
+    return with_banks(p.build(), 16)
+
+
+def test_a_reduction_over_the_streamed_dimension_holds_its_consumer_until_it_ends() -> None:
+    m = model(column_sum_then_negate())
+    colsum, neg = m.units
+    # The sum: 16 lanes over the columns, 64 vectors of one cycle (no unroll: no free counter
+    # besides the lanes'), an accumulate stage; fill: 6 stages and 2 hops from x.
+    assert (colsum.vectors, colsum.ii, colsum.depth, colsum.fill) == (64, 1, 1, 8)
+    assert colsum.first_vectors == 64  # its first result needs every row
+    assert colsum.cycles == 72
+    # The negation: one vector; fill 6 stages and the 3 hops from s (slot 1 to 4).
+    assert (neg.vectors, neg.fill, neg.cycles) == (1, 9, 10)
+    sum_time, neg_time = m.times
+    assert (sum_time.start, sum_time.first, sum_time.end) == (0, 72, 72)
+    # s's first element is complete only when the sum ends: its consumer starts then, not a
+    # fill after the sum started (as "slowest unit plus fill" had it: 64 + 8 + 9 = 81).
+    assert neg_time.start == sum_time.end == 72
+    assert neg_time.end == 72 + 10
+    assert m.compute_cycles == 82 and m.cycles == 82
+
+
+def test_a_streaming_consumer_starts_at_its_producers_first_result() -> None:
+    # y = -x, z = exp(y) element by element: z reads y in the order y is written, so it starts
+    # when y's first vector is out (the pipeline's 6 stages and 2 hops) and ends a fill (6
+    # stages and the 3 hops from y) after y's last vector.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 16])
+    p.symbol("z", [64, 16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("neg", [64, 16], [(x, 0, [16, 1])], [st("neg", 0)], [64, 16])
+    z = s.pcu("exp", [64, 16], [(y, 0, [16, 1])], [st("exp", 0)], [64, 16])
+    s.store("z", z)
+    m = model(with_banks(p.build(), 16))
+    first, second = m.times
+    assert (first.start, first.first, first.end) == (0, 8, 64 + 8)
+    assert second.start == 8
+    assert second.end == max(8 + 64 + 9, first.end + 9) == 81
+    # Read transposed, the same buffer must be complete first: exp starts when neg ends.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [16, 16])
+    p.symbol("z", [16, 16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("neg", [16, 16], [(x, 0, [16, 1])], [st("neg", 0)], [16, 16])
+    z = s.pcu("exp", [16, 16], [(y, 0, [1, 16])], [st("exp", 0)], [16, 16])
+    s.store("z", z)
+    m = model(with_banks(p.build(), 16, {"neg.out": 16}))
+    first, second = m.times
+    assert second.start == first.end == 16 + 8
+    # Read row by row, each row twice (a matmul reading its left operand): the reader's i-th
+    # outer iteration touches row i only, so it waits for the first of the 16 rows, written
+    # evenly between neg's first result (8) and its end (24): 8 + 16 / 16.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [16, 16])
+    p.symbol("z", [16, 2, 16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("neg", [16, 16], [(x, 0, [16, 1])], [st("neg", 0)], [16, 16])
+    z = s.pcu("exp", [16, 2, 16], [(y, 0, [16, 0, 1])], [st("exp", 0)], [16, 2, 16])
+    s.store("z", z)
+    first, second = model(with_banks(p.build(), 16)).times
+    assert (first.first, first.end) == (8, 24)
+    assert second.start == 8 + 1
+
+
+def two_readers_of_one_buffer(readers: int) -> schema.Program:
+    """forward: ``readers`` PCUs each computing max(x, 0) of x [64, 16] i64 (8 KiB). PMU x at
+    slot 0; reader k's output PMU at slot 1 + 2k, its PCU at 2 + 2k."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 16], "i64")
+    s = p.section("forward")
+    x = s.load("x")
+    for k in range(readers):
+        p.symbol(f"y{k}", [64, 16], "i64", role="output")
+        zero = st("const", dtype="i64", imm=0)
+        y = s.pcu(f"relu{k}", [64, 16], [(x, 0, [16, 1])], [zero, st("max", 0, 1, dtype="i64")],
+                  [64, 16], dtype="i64")  # fmt: skip
+        s.store(f"y{k}", y)
+    return with_banks(p.build(), 16)
+
+
+def test_streams_on_a_link_share_its_bandwidth() -> None:
+    # One reader: a vector of 16 i64 is 128 bytes, 2 cycles of a 64-byte stream: 64 vectors
+    # take 128 cycles, and the link from x (slot 0 to 1) carries x's 8192 bytes in as many.
+    alone = model(two_readers_of_one_buffer(1))
+    assert alone.units[0].ii == 2 and alone.units[0].steady == 128
+    assert alone.link_cycles == 8192 // 64 == 128
+    assert alone.bound == "compute"  # 128 cycles and the fill
+    # Two readers: both streams from x pass the links (0,0)-(1,0)-(2,0), and both stores the
+    # link (1,0)-(0,0): 16384 bytes a link, 256 cycles, though each unit alone takes 128 and
+    # x's banks are busy 2 x 64 cycles.
+    m = model(two_readers_of_one_buffer(2))
+    assert max(u.cycles for u in m.units) == 128 + 6 + 4
+    assert m.pmu_cycles == 128
+    assert m.link_cycles == 2 * 8192 // 64 == 256
+    assert m.bound == "link" and m.cycles == 256
+
+
+def test_loading_a_section_costs_its_bytes_at_dram_bandwidth_plus_a_latency() -> None:
+    # 2 GB/s at 2 GHz: a byte a cycle; 100 ns at 2 GHz: 200 cycles.
+    program = with_target(with_banks(relu_program(), 16), dram_gbps=2.0, clock_ghz=2.0,
+                          config_latency_ns=100.0)  # fmt: skip
+    m = model(program)
+    config = len(msgspec.msgpack.encode(program.sections[0]))
+    assert m.load_cycles == 200 + config
+    # then the section runs: x (4096 bytes) in and y out, a byte a cycle.
+    assert m.dram_cycles == 8192 and m.bound == "dram"
+    assert m.cycles == 200 + config + 8192
+
+
+def test_dram_latency_delays_the_first_input_and_the_last_output() -> None:
+    # 50 ns at 1 GHz: x's first element 50 cycles after the start, y in DRAM 50 cycles after
+    # its PMU is complete; no DRAM bandwidth given (no load or DRAM bound).
+    m = model(with_target(with_banks(relu_program(), 16), dram_latency_ns=50.0))
+    (t,) = m.times
+    assert (t.start, t.end) == (50, 50 + 72)
+    assert m.compute_cycles == 50 + 72 + 50 and m.cycles == 172
+    # With 1 GB/s (a byte a cycle): x's last byte arrives at 50 + 4096, the unit ends a fill
+    # later, y is in DRAM 50 after; the DRAM bound pays the latency once: 50 + 8192.
+    program = with_target(with_banks(relu_program(), 16), dram_latency_ns=50.0, dram_gbps=1.0)
+    m = model(program)
+    (t,) = m.times
+    assert t.end == 50 + 4096 + 8
+    assert m.compute_cycles == 50 + 4096 + 8 + 50
+    assert m.dram_cycles == 50 + 8192 and m.bound == "dram"

@@ -10,6 +10,7 @@ from runtime.machine.rules import (
     pipeline_depth,
     reduced_counters,
     unit_depth,
+    visit_order,
 )
 
 
@@ -47,3 +48,15 @@ def test_unit_depth_adds_the_lane_tree_of_a_reduction_over_the_lanes() -> None:
     assert unit_depth([], "add", None, [8, 64], [1, 0], lanes=16) == 1
     # A matmul's reduction is not over its lanes counter: the multiply-add alone.
     assert unit_depth(["mul"], "add", "mul", [4, 16, 8], [16, 1, 0], lanes=16) == 1
+
+
+def test_visit_order() -> None:
+    # Row-major [4, 8]: one run of 32 consecutive elements.
+    assert visit_order([4, 8], [8, 1]) == (0, [(32, 1)])
+    # Transposed: two loops, not the same order as row-major.
+    assert visit_order([8, 4], [1, 8]) == (0, [(8, 1), (4, 8)])
+    # A reduction innermost writes each element once, when its sum is over: in order.
+    assert visit_order([4, 8, 16], [8, 1, 0]) == (0, [(32, 1)])
+    # A reduction (or broadcast) over an outer counter revisits elements: no one run.
+    assert visit_order([16, 8], [0, 1]) is None
+    assert visit_order([8], [1], indexed=True) is None  # a gather

@@ -1,0 +1,158 @@
+"""The ideal: a bound on a compiled step's time computed independently of our cost model.
+
+The report sets the modelled time (``runtime/machine/perf.py``) against this bound, so that a
+mapping is judged by something it cannot flatter:
+
+- **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over the model's forward and, in
+  training, its backward (the loss's ``backward()``) on the example batch (attention in its
+  math form, as the frontend traces it), plus the optimizer's
+  update: ``optimizer_flops``, the elementwise operations of torch's update formula, one FLOP
+  each, for every element of every trainable parameter (FlopCounterMode counts matrix products
+  and convolutions only, and no optimizer step). At the target's peak.
+- **off-chip bytes**: the batch (the PEF's ``input`` and ``label`` symbols) plus the state
+  (``parameter``, ``buffer`` and ``optimizer_state`` symbols) read once, and the state a step
+  updates (a section result under its own name) written once. At the target's DRAM bandwidth.
+- the ideal time is the larger of the two; **with residency** the state stays on chip across
+  steps when the target's SRAM (every PMU's bytes) holds it, so only the batch crosses DRAM.
+
+torch runs the model once more, eagerly, on a copy (the compiled model's parameters, buffers
+and random state are left alone).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from compiler.frontend import ModelSpec
+from compiler.targets import Target
+from runtime.pef.schema import Program
+from runtime.pef.validate import DTYPE_BYTES
+
+STATE_ROLES = ("parameter", "buffer", "optimizer_state")
+"""The symbols a step keeps from one step to the next."""
+
+BATCH_ROLES = ("input", "label")
+
+
+@dataclass(frozen=True)
+class Ideal:
+    """The bound of one step (see the module docstring)."""
+
+    flops: int
+    """FlopCounterMode's forward (and backward), plus the optimizer's."""
+    counted_flops: int
+    """FlopCounterMode's part."""
+    batch_bytes: int
+    state_bytes: int
+    """Read once a step (parameters, buffers, optimizer state)."""
+    updated_bytes: int
+    """Written once a step (the state the step updates)."""
+    peak_flops: float
+    dram_bytes_per_second: float
+    sram_bytes: int
+
+    @property
+    def compute_seconds(self) -> float:
+        return self.flops / self.peak_flops
+
+    @property
+    def offchip_bytes(self) -> int:
+        """Without residency: the batch, the state read and the updated state written."""
+        return self.batch_bytes + self.state_bytes + self.updated_bytes
+
+    @property
+    def resident(self) -> bool:
+        """Whether the state fits in the target's SRAM."""
+        return self.state_bytes <= self.sram_bytes
+
+    @property
+    def seconds(self) -> float:
+        """The ideal without residency."""
+        return max(self.compute_seconds, self.offchip_bytes / self.dram_bytes_per_second)
+
+    @property
+    def resident_seconds(self) -> float:
+        """The ideal with residency (the same as without when the state does not fit)."""
+        moved = self.batch_bytes if self.resident else self.offchip_bytes
+        return max(self.compute_seconds, moved / self.dram_bytes_per_second)
+
+
+def optimizer_flops(optimizer: torch.optim.Optimizer | None) -> int:
+    """The FLOPs of one ``optimizer.step()``: per element of each trainable parameter, the
+    elementwise operations of torch's update (``torch/optim/sgd.py``, ``adamw.py``), one each:
+
+    - SGD: ``p -= lr * g`` 2; weight decay ``g += wd * p`` 2; momentum ``b = m * b + (1 - d) *
+      g`` 3, and Nesterov ``g += m * b`` 2 more;
+    - AdamW: decay ``p *= 1 - lr * wd`` 1; ``m = b1 * m + (1 - b1) * g`` 3; ``v = b2 * v + (1 -
+      b2) * g * g`` 4; ``d = sqrt(v) / sqrt(c2) + eps`` 3; ``p -= lr / c1 * m / d`` 2: 13.
+    """
+    if optimizer is None:
+        return 0
+    total = 0
+    for group in optimizer.param_groups:
+        elements = sum(p.numel() for p in group["params"] if p.requires_grad)
+        if isinstance(optimizer, torch.optim.AdamW):
+            each = 13
+        elif isinstance(optimizer, torch.optim.SGD):
+            each = 2 + (2 if group.get("weight_decay", 0) else 0)
+            if group.get("momentum", 0):
+                each += 3 + (2 if group.get("nesterov", False) else 0)
+        else:
+            raise NotImplementedError(
+                f"the ideal of {type(optimizer).__name__} is not supported yet (SGD and AdamW)"
+            )
+        total += elements * each
+    return total
+
+
+def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
+    """FlopCounterMode's FLOPs of the model's forward (and, in training, the loss's backward) on
+    the example batch, run on a copy of the module."""
+    module = copy.deepcopy(spec.module)
+    module.train(not inference)
+    counter = FlopCounterMode(display=False)
+    # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
+    # counts (it has no count for the CPU's fused attention kernel).
+    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), counter:
+        if inference:
+            with torch.no_grad():
+                module(*spec.example_inputs)
+        else:
+            assert spec.loss_fn is not None
+            outputs = module(*spec.example_inputs)
+            spec.loss_fn(outputs, *spec.example_targets).backward()
+    return int(counter.get_total_flops())
+
+
+def step_ideal(spec: ModelSpec, program: Program, target: Target) -> Ideal:
+    """The ideal of one step of ``program``, compiled from ``spec`` for ``target``."""
+    inference = program.meta.inference
+    symbols = program.meta.symbols
+
+    def size(index: int) -> int:
+        symbol = symbols[index]
+        return math.prod(symbol.shape) * DTYPE_BYTES[symbol.dtype]
+
+    updated = {
+        out.symbol
+        for section in program.sections
+        for out in section.outputs
+        if symbols[out.symbol].role in STATE_ROLES
+    }
+    counted = counted_flops(spec, inference=inference)
+    return Ideal(
+        flops=counted + (0 if inference else optimizer_flops(spec.optimizer)),
+        counted_flops=counted,
+        batch_bytes=sum(size(i) for i, s in enumerate(symbols) if s.role in BATCH_ROLES),
+        state_bytes=sum(size(i) for i, s in enumerate(symbols) if s.role in STATE_ROLES),
+        updated_bytes=sum(size(i) for i in updated),
+        peak_flops=target.peak_flops,
+        dram_bytes_per_second=target.dram_gbps * 1e9 if target.dram_gbps > 0 else math.inf,
+        sram_bytes=target.num_pmus * target.pmu_bytes,
+    )
