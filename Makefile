@@ -23,7 +23,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pyright
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -sv test/
 	$(BIN)/pytest -q -n auto
 
