@@ -333,8 +333,10 @@ def _roofline_svg(report: Mapping[str, Any]) -> str:
 
     def py(y: float) -> float:
         y = min(max(y, y_lo), y_hi)
-        return h - bottom - (math.log10(y) - math.log10(y_lo)) / math.log10(y_hi / y_lo) * (
-            h - bottom - 10
+        return (
+            h
+            - bottom
+            - (math.log10(y) - math.log10(y_lo)) / math.log10(y_hi / y_lo) * (h - bottom - 10)
         )
 
     out = [f'<svg class="roofline" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
@@ -354,8 +356,10 @@ def _roofline_svg(report: Mapping[str, Any]) -> str:
                        f'y2="{py(y):.1f}"/><text class="axis" x="{left - 4}" y="{py(y) + 4:.1f}" '
                        f'text-anchor="end">{_si(y, "")}</text>')  # fmt: skip
     if bandwidth > 0:
-        roof = [(x_lo, min(peak, bandwidth * x_lo)), (min(ridge, x_hi), min(peak, bandwidth *
-                                                                         min(ridge, x_hi)))]
+        roof = [
+            (x_lo, min(peak, bandwidth * x_lo)),
+            (min(ridge, x_hi), min(peak, bandwidth * min(ridge, x_hi))),
+        ]
         roof.append((x_hi, peak))
     else:
         roof = [(x_lo, peak), (x_hi, peak)]

@@ -126,7 +126,9 @@ def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
         else:
             assert spec.loss_fn is not None
             outputs = module(*spec.example_inputs)
-            spec.loss_fn(outputs, *spec.example_targets).backward()
+            loss = spec.loss_fn(outputs, *spec.example_targets)
+            if loss.requires_grad:  # a model with nothing to train has no backward to count
+                loss.backward()
     return int(counter.get_total_flops())
 
 

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 
-from compiler.passes.emit_pef import _loc as source_line
-from compiler.value_names import value_name
+from compiler.value_names import source_line, value_name
 from dialects.dataflow import SectionOp
 from dialects.rdu_tile import KernelOp
 
@@ -63,7 +62,7 @@ class Provenance:
             if fused:
                 continue
             self.order.append(key)
-            self.own[key] = (value_name(kernel.location), source_line(kernel))
+            self.own[key] = (value_name(kernel.location), source_line(kernel.location))
             for operand in kernel.inputs:
                 producer = operand.owner
                 if isinstance(producer, KernelOp) and producer.sym_name:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from xdsl.dialects.builtin import NameLoc, StringAttr
+from xdsl.dialects.builtin import CallSiteLoc, FileLineColLoc, FusedLoc, NameLoc, StringAttr
 from xdsl.ir import Attribute
 
 
@@ -33,6 +33,21 @@ def source_location(loc: Attribute) -> Attribute:
     while isinstance(loc, NameLoc):
         loc = loc.location
     return loc
+
+
+def source_line(loc: Attribute) -> str:
+    """``file:line`` a location points at ("" if it names none)."""
+    while True:
+        if isinstance(loc, FileLineColLoc):
+            return f"{loc.filename.data}:{loc.line.data}"
+        if isinstance(loc, NameLoc):
+            loc = loc.location
+        elif isinstance(loc, CallSiteLoc):
+            loc = loc.callee
+        elif isinstance(loc, FusedLoc) and loc.locations.data:
+            loc = loc.locations.data[0]
+        else:
+            return ""
 
 
 def ssa_hint(name: str) -> str:

@@ -39,9 +39,7 @@ __all__ = [
 ]
 
 
-def build_dataflow(
-    spec: ModelSpec, inference: bool, ops: dict[str, str] | None = None
-) -> ModuleOp:
+def build_dataflow(spec: ModelSpec, inference: bool, ops: dict[str, str] | None = None) -> ModuleOp:
     """Trace ``spec`` with torch and build its dataflow sections (raises FrontendError).
 
     ``ops``, if given, receives the ATen op of every traced value the IR names (FX node name ->

@@ -59,16 +59,12 @@ from typing import TypeVar, cast, get_args
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    CallSiteLoc,
     DictionaryAttr,
-    FileLineColLoc,
     Float32Type,
-    FusedLoc,
     IntegerAttr,
     IntegerType,
     MemRefType,
     ModuleOp,
-    NameLoc,
     StringAttr,
     TensorType,
     UnitAttr,
@@ -79,7 +75,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes.ir_helpers import TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
-from compiler.value_names import value_name
+from compiler.value_names import source_line, value_name
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
@@ -425,7 +421,7 @@ class _SectionEmitter:
         stages, result = _stages(op, label)
         return schema.Pcu(
             name=op.sym_name.data,
-            loc=_loc(op),
+            loc=source_line(op.location),
             value=value_name(op.location),
             at=self.at(op, label),
             space=list(op.space_values),
@@ -500,22 +496,6 @@ def _access(attr: AccessAttr) -> schema.Access:
 
 def _unflatten(flat: Sequence[int]) -> list[list[int]]:
     return [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]
-
-
-def _loc(op: Operation) -> str:
-    """``file:line`` of the op's location ("" if it has none)."""
-    loc: Attribute = op.location
-    while True:
-        if isinstance(loc, FileLineColLoc):
-            return f"{loc.filename.data}:{loc.line.data}"
-        if isinstance(loc, NameLoc):
-            loc = loc.location
-        elif isinstance(loc, CallSiteLoc):
-            loc = loc.callee
-        elif isinstance(loc, FusedLoc) and loc.locations.data:
-            loc = loc.locations.data[0]
-        else:
-            return ""
 
 
 def _pick(explicit: _T | None, attribute: _T | None, default: _T) -> _T:

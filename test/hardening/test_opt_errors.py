@@ -135,7 +135,7 @@ def test_verify_diagnostics_still_prints_and_succeeds(
         ("no-such-pass", "rdu-opt: error: unknown pass 'no-such-pass'"),
         ("place-and-rout", "unknown pass 'place-and-rout' (did you mean 'place-and-route'?)"),
         ("place-and-route{bogus=1}", "pass 'place-and-route' has no option 'bogus' (options:"),
-        ("place-and-route{seed=abc}", "rdu-opt: error: pass 'place-and-route': "),
+        ("partition-sections{seed=abc}", "rdu-opt: error: pass 'partition-sections': "),
         ("place-and-route{seed=1", "rdu-opt: error: bad pass pipeline 'place-and-route{seed=1'"),
         ("place-and-route{target=nope}", "error: place-and-route: unknown target 'nope'"),
         ("convert-dataflow-to-rdu-tile{target=nope}", "rdu-tile: unknown target 'nope'"),

@@ -115,5 +115,5 @@ def test_the_commands_refuse_in_one_line(tmp_path: Path, good: bytes) -> None:
 
 
 def test_a_directory_or_missing_pef_is_one_line(tmp_path: Path) -> None:
-    assert "cannot read" in one_line_error(tool("rdu-pef", str(tmp_path)))
+    assert "is a directory, not a file" in one_line_error(tool("rdu-pef", str(tmp_path)))
     assert "cannot read" in one_line_error(tool("rdu-pef", str(tmp_path / "none.pef")))
