@@ -7,8 +7,8 @@ writes (``result_names`` / ``result_roles``). Inside a section, values are built
 types with static shapes and these primitives compute on them:
 
 - ``dataflow.matmul``: batched matrix product with equal batch dims,
-- ``dataflow.pointwise "kind"``: elementwise op with numpy broadcasting of its operands,
-- ``dataflow.reduce "sum"|"max"|"min"``: reduction over some dims (kept as 1 or dropped),
+- ``dataflow.pointwise <kind>``: elementwise op with numpy broadcasting of its operands,
+- ``dataflow.reduce sum|max|min``: reduction over some dims (kept as 1 or dropped),
 - ``dataflow.fill``: a splat constant; ``dataflow.iota``: indices along a dim,
 - views: ``dataflow.transpose``, ``dataflow.reshape``, ``dataflow.broadcast``,
   ``dataflow.as_strided`` (affine windows: convolution, pooling),
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from enum import auto
+from typing import TYPE_CHECKING, get_args
 
 from xdsl.dialects.builtin import (
     I64,
@@ -41,10 +43,20 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.dialects.utils import EnumAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    Operation,
+    Region,
+    SpacedOpaqueSyntaxAttribute,
+    SSAValue,
+)
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
+    irdl_attr_definition,
     irdl_op_definition,
     operand_def,
     prop_def,
@@ -53,7 +65,7 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.parser import Parser
+from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import (
     IsolatedFromAbove,
@@ -62,26 +74,11 @@ from xdsl.traits import (
     SymbolOpInterface,
 )
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
 
+from dialects.enums import parse_member, table_enum
 from runtime.machine.opcodes import OPCODES, TypeRule, opcodes_with, rule_error
-
-SECTION_KINDS = ("forward", "backward", "optimizer")
-"""The kinds of section, in the order a training step runs them."""
-
-ROLES = (
-    "parameter",
-    "buffer",
-    "input",
-    "label",
-    "output",
-    "loss",
-    "activation",
-    "gradient",
-    "optimizer_state",
-    "hyperparameter",
-    "spill",
-)
-"""The roles of a DRAM tensor (see the symbol table in docs/design.md)."""
+from runtime.pef import schema
 
 POINTWISE_RULES: dict[str, tuple[int, TypeRule]] = {
     **{
@@ -93,12 +90,85 @@ POINTWISE_RULES: dict[str, tuple[int, TypeRule]] = {
 }
 """Every pointwise kind: its arity and its type rule (``runtime/machine/opcodes.py``; every
 kind but ``relu`` is the PCU opcode of its name)."""
-POINTWISE_KINDS = tuple(POINTWISE_RULES)
 UNARY_KINDS = tuple(k for k, (arity, _) in POINTWISE_RULES.items() if arity == 1)
 BINARY_KINDS = tuple(k for k, (arity, _) in POINTWISE_RULES.items() if arity == 2)
 COMPARISON_KINDS = opcodes_with("compare")
 LOGICAL_KINDS = opcodes_with("logic")
-REDUCE_KINDS = ("sum", "max", "min")
+
+
+# --------------------------------------------------------------------------------------------
+# Enum attributes: section kinds, roles, pointwise and reduce kinds
+# --------------------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+
+    class SectionKind(StrEnum):
+        """The kinds of section (``runtime/pef/schema.py``), in the order a training step runs
+        them: ``forward``, ``backward``, ``optimizer``."""
+
+    class Role(StrEnum):
+        """The roles of a DRAM tensor (``runtime/pef/schema.py``; the symbol table in
+        docs/design.md)."""
+
+    class PointwiseKind(StrEnum):
+        """The kinds of ``dataflow.pointwise``: the keys of ``POINTWISE_RULES``."""
+
+else:
+    SectionKind = table_enum("SectionKind", get_args(schema.SectionKind), __name__)
+    Role = table_enum("Role", get_args(schema.Role), __name__)
+    PointwiseKind = table_enum("PointwiseKind", POINTWISE_RULES, __name__)
+
+
+class ReduceKind(StrEnum):
+    """How ``dataflow.reduce`` combines the values of its reduced dims."""
+
+    SUM = auto()
+    MAX = auto()
+    MIN = auto()
+
+
+@irdl_attr_definition
+class SectionKindAttr(EnumAttribute[SectionKind], SpacedOpaqueSyntaxAttribute):
+    """A section's kind: ``forward`` (``#dataflow<section_kind forward>``)."""
+
+    name = "dataflow.section_kind"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> SectionKind:
+        return parse_member(parser, SectionKind, "section kind")
+
+
+@irdl_attr_definition
+class RoleAttr(EnumAttribute[Role], SpacedOpaqueSyntaxAttribute):
+    """A DRAM tensor's role: ``#dataflow<role parameter>``."""
+
+    name = "dataflow.role"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Role:
+        return parse_member(parser, Role, "role")
+
+
+@irdl_attr_definition
+class PointwiseKindAttr(EnumAttribute[PointwiseKind], SpacedOpaqueSyntaxAttribute):
+    """A pointwise kind: ``#dataflow<pointwise add>`` (``add`` in ``dataflow.pointwise``)."""
+
+    name = "dataflow.pointwise"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> PointwiseKind:
+        return parse_member(parser, PointwiseKind, "pointwise kind")
+
+
+@irdl_attr_definition
+class ReduceKindAttr(EnumAttribute[ReduceKind], SpacedOpaqueSyntaxAttribute):
+    """A reduce kind: ``#dataflow<reduce sum>`` (``sum`` in ``dataflow.reduce``)."""
+
+    name = "dataflow.reduce"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> ReduceKind:
+        return parse_member(parser, ReduceKind, "reduce kind")
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +236,10 @@ def _string_array(values: Sequence[str]) -> ArrayAttr[StringAttr]:
     return ArrayAttr([StringAttr(v) for v in values])
 
 
+def _role_array(values: Sequence[str]) -> ArrayAttr[RoleAttr]:
+    return ArrayAttr([RoleAttr(Role(v)) for v in values])
+
+
 @irdl_op_definition
 class YieldOp(IRDLOperation):
     """Terminator of a section: the values stored to DRAM under the section's result names.
@@ -202,11 +276,11 @@ class SectionOp(IRDLOperation):
     name = "dataflow.section"
 
     sym_name = prop_def(SymbolNameConstraint())
-    kind = prop_def(StringAttr)
+    kind = prop_def(SectionKindAttr)
     arg_names = prop_def(ArrayAttr[StringAttr])
-    arg_roles = prop_def(ArrayAttr[StringAttr])
+    arg_roles = prop_def(ArrayAttr[RoleAttr])
     result_names = prop_def(ArrayAttr[StringAttr])
-    result_roles = prop_def(ArrayAttr[StringAttr])
+    result_roles = prop_def(ArrayAttr[RoleAttr])
 
     body = region_def("single_block")
 
@@ -230,11 +304,11 @@ class SectionOp(IRDLOperation):
         super().__init__(
             properties={
                 "sym_name": StringAttr(sym_name),
-                "kind": StringAttr(kind),
+                "kind": SectionKindAttr(SectionKind(kind)),
                 "arg_names": _string_array(arg_names),
-                "arg_roles": _string_array(arg_roles),
+                "arg_roles": _role_array(arg_roles),
                 "result_names": _string_array(result_names),
-                "result_roles": _string_array(result_roles),
+                "result_roles": _role_array(result_roles),
             },
             regions=[body],
         )
@@ -258,11 +332,6 @@ class SectionOp(IRDLOperation):
 
     def verify_(self) -> None:
         name = self.sym_name.data
-        if self.kind.data not in SECTION_KINDS:
-            raise VerifyException(
-                f"section @{name}: kind must be one of {', '.join(SECTION_KINDS)}, "
-                f"got '{self.kind.data}'"
-            )
         block = self.body.block
         nargs = len(block.args)
         if len(self.arg_names) != nargs or len(self.arg_roles) != nargs:
@@ -285,12 +354,6 @@ class SectionOp(IRDLOperation):
                 if n.data in seen:
                     raise VerifyException(f"section @{name}: duplicate name '{n.data}' in {what}")
                 seen.add(n.data)
-        for role in (*self.arg_roles, *self.result_roles):
-            if role.data not in ROLES:
-                raise VerifyException(
-                    f"section @{name}: unknown role '{role.data}' (expected one of "
-                    f"{', '.join(ROLES)})"
-                )
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +424,7 @@ class PointwiseOp(IRDLOperation):
 
     name = "dataflow.pointwise"
 
-    kind = prop_def(StringAttr)
+    kind = prop_def(PointwiseKindAttr)
     inputs = var_operand_def(TensorType)
     result = result_def(TensorType)
 
@@ -375,13 +438,11 @@ class PointwiseOp(IRDLOperation):
         super().__init__(
             operands=[list(inputs)],
             result_types=[result_type],
-            properties={"kind": StringAttr(kind)},
+            properties={"kind": PointwiseKindAttr(PointwiseKind(kind))},
         )
 
     def verify_(self) -> None:
         kind = self.kind.data
-        if kind not in POINTWISE_KINDS:
-            raise VerifyException(f"unknown pointwise kind '{kind}'")
         arity = POINTWISE_RULES[kind][0]
         if len(self.inputs) != arity:
             raise VerifyException(
@@ -418,7 +479,7 @@ class ReduceOp(IRDLOperation):
 
     name = "dataflow.reduce"
 
-    kind = prop_def(StringAttr)
+    kind = prop_def(ReduceKindAttr)
     dims = prop_def(DenseArrayBase.constr(I64))
     input = operand_def(TensorType)
     result = result_def(TensorType)
@@ -437,7 +498,7 @@ class ReduceOp(IRDLOperation):
         super().__init__(
             operands=[input],
             result_types=[result_type],
-            properties={"kind": StringAttr(kind), "dims": _dense_i64(dims)},
+            properties={"kind": ReduceKindAttr(ReduceKind(kind)), "dims": _dense_i64(dims)},
         )
 
     def keeps_dims(self) -> bool:
@@ -447,9 +508,6 @@ class ReduceOp(IRDLOperation):
         return len(r.get_shape()) == len(a.get_shape()) and len(self.dims) > 0
 
     def verify_(self) -> None:
-        kind = self.kind.data
-        if kind not in REDUCE_KINDS:
-            raise VerifyException(f"unknown reduce kind '{kind}' (expected sum, max or min)")
         a = _static_tensor(self.input, "reduce input")
         r = _static_tensor(self.result, "reduce result")
         shape = a.get_shape()
@@ -707,8 +765,7 @@ class AsStridedOp(IRDLOperation):
     result = result_def(TensorType)
 
     assembly_format = (
-        "$input `offset` $offset `strides` $strides attr-dict `:` "
-        "functional-type($input, $result)"
+        "$input `offset` $offset `strides` $strides attr-dict `:` functional-type($input, $result)"
     )
 
     traits = traits_def(NoMemoryEffect())
@@ -1159,6 +1216,6 @@ Dataflow = Dialect(
         PutAddOp,
         RandomOp,
     ],
-    [],
+    [SectionKindAttr, RoleAttr, PointwiseKindAttr, ReduceKindAttr],
 )
 """The dataflow dialect."""

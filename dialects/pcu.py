@@ -11,10 +11,10 @@ input ports:
 
     %c = pcu.unit @matmul_3 (%a_pmu, %b_pmu) space [16, 128, 64] tile [16, 128, 64] lanes 16
            ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
-           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner add
            : (memref<16x64xf32>, memref<64x128xf32>) -> tensor<16x128xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
 
@@ -23,7 +23,7 @@ after ``combiner``: the unit is ``prod(p)`` identical PCUs ("copies"), copy ``k`
 counter ``c`` over the block ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``,
 ``b[c] = ceil(S[c] / p[c])`` (see ``runtime/pef/schema.py``, ``Pcu.parallel``).
 
-Stage ops: ``pcu.stage "opcode"(...)`` (see ``STAGE_OPCODES``), ``pcu.const <number> : type``,
+Stage ops: ``pcu.stage <opcode>(...)`` (see ``StageOpcode``), ``pcu.const <number> : type``,
 ``pcu.counter <c> : i64``, ``pcu.yield``.
 
 place-and-route adds, printed after ``combiner``: ``at [x, y]`` (the PCU's slot) and
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from xdsl.dialects.builtin import (
     I64,
@@ -56,9 +57,19 @@ from xdsl.dialects.builtin import (
     i1,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, Region, SSAValue
+from xdsl.dialects.utils import EnumAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    Operation,
+    Region,
+    SpacedOpaqueSyntaxAttribute,
+    SSAValue,
+)
 from xdsl.irdl import (
     IRDLOperation,
+    irdl_attr_definition,
     irdl_op_definition,
     lazy_traits_def,
     operand_def,
@@ -69,14 +80,18 @@ from xdsl.irdl import (
     traits_def,
     var_operand_def,
 )
-from xdsl.parser import Parser
+from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
 
 from dialects.dataflow import fabric_dtype
+from dialects.enums import parse_member, table_enum
 from dialects.rdu_tile import (
     AccessAttr,
+    Combiner,
+    CombinerAttr,
     dense_i64,
     element_type,
     int_list_text,
@@ -94,6 +109,25 @@ STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if 
 """The opcodes of ``pcu.stage`` (``runtime/machine/opcodes.py``): every opcode with operands
 (``const`` and ``counter`` are ``pcu.const`` and ``pcu.counter``)."""
 
+if TYPE_CHECKING:
+
+    class StageOpcode(StrEnum):
+        """The opcode of a ``pcu.stage``: the keys of ``STAGE_OPCODES``."""
+
+else:
+    StageOpcode = table_enum("StageOpcode", STAGE_OPCODES, __name__)
+
+
+@irdl_attr_definition
+class StageOpcodeAttr(EnumAttribute[StageOpcode], SpacedOpaqueSyntaxAttribute):
+    """A stage's opcode: ``#pcu<opcode mul>`` (``mul`` in ``pcu.stage``)."""
+
+    name = "pcu.opcode"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> StageOpcode:
+        return parse_member(parser, StageOpcode, "opcode")
+
 
 # --------------------------------------------------------------------------------------------
 # Stage ops
@@ -102,7 +136,7 @@ STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if 
 
 @irdl_op_definition
 class StageOp(IRDLOperation):
-    """One pipeline stage: ``%r = pcu.stage "add"(%a, %b) : (f32, f32) -> f32``.
+    """One pipeline stage: ``%r = pcu.stage add(%a, %b) : (f32, f32) -> f32``.
 
     Its operand and result types follow the opcode's type rule (``runtime/machine/opcodes.py``,
     the rules the PEF validator checks too): comparisons give i1; ``select`` is (cond, a, b);
@@ -111,7 +145,7 @@ class StageOp(IRDLOperation):
 
     name = "pcu.stage"
 
-    opcode = prop_def(StringAttr)
+    opcode = prop_def(StageOpcodeAttr)
     args = var_operand_def()
     result = result_def()
 
@@ -125,20 +159,14 @@ class StageOp(IRDLOperation):
         super().__init__(
             operands=[list(args)],
             result_types=[result_type],
-            properties={"opcode": StringAttr(opcode)},
+            properties={"opcode": StageOpcodeAttr(StageOpcode(opcode))},
         )
 
     def verify_(self) -> None:
         op = self.opcode.data
-        if op not in STAGE_OPCODES:
-            raise VerifyException(
-                f"pcu.stage: unknown opcode '{op}' (expected one of {', '.join(STAGE_OPCODES)})"
-            )
         arity = STAGE_OPCODES[op].arity
         if len(self.args) != arity:
-            raise VerifyException(
-                f'pcu.stage "{op}" takes {arity} operand(s), got {len(self.args)}'
-            )
+            raise VerifyException(f"pcu.stage {op} takes {arity} operand(s), got {len(self.args)}")
         operands = [fabric_dtype(a.type) for a in self.args]
         problem = type_error(op, fabric_dtype(self.result.type), operands)
         if problem:
@@ -294,7 +322,7 @@ class UnitOp(IRDLOperation):
     lanes = prop_def(IntegerAttr[I64])
     ins = prop_def(ArrayAttr[AccessAttr])
     out = prop_def(AccessAttr)
-    combiner = prop_def(StringAttr)
+    combiner = prop_def(CombinerAttr)
     at = opt_prop_def(DenseArrayBase.constr(I64))
     routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
     parallel = opt_prop_def(DenseArrayBase.constr(I64))
@@ -331,7 +359,7 @@ class UnitOp(IRDLOperation):
                 "lanes": IntegerAttr(lanes, i64),
                 "ins": ArrayAttr(ins),
                 "out": out,
-                "combiner": StringAttr(combiner),
+                "combiner": CombinerAttr(Combiner(combiner)),
             },
             regions=[body],
         )
@@ -529,5 +557,5 @@ class UnitOp(IRDLOperation):
                     )
 
 
-Pcu = Dialect("pcu", [UnitOp, StageOp, ConstOp, CounterOp, YieldOp], [])
+Pcu = Dialect("pcu", [UnitOp, StageOp, ConstOp, CounterOp, YieldOp], [StageOpcodeAttr])
 """The pcu dialect."""

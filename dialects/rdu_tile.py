@@ -12,7 +12,7 @@ reduction counter.
 
     %c = rdu_tile.kernel @matmul_0 (%a, %b) space [16, 128, 64] tile [16, 128, 64]
            ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
-           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner add
            : (tensor<16x64xf32>, tensor<64x128xf32>) -> tensor<16x128xf32> {
     ^bb0(%x: f32, %y: f32):
       %p = arith.mulf %x, %y : f32
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast, get_args
 
 from xdsl.dialects.builtin import (
     I64,
@@ -46,7 +46,17 @@ from xdsl.dialects.builtin import (
     TensorType,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region, SSAValue
+from xdsl.dialects.utils import EnumAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    Dialect,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SpacedOpaqueSyntaxAttribute,
+    SSAValue,
+)
 from xdsl.irdl import (
     BaseAttr,
     EqAttrConstraint,
@@ -66,11 +76,33 @@ from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoMemoryEffect
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
 
+from dialects.enums import parse_member, table_enum
 from runtime.machine.rules import address_range, reduced_counters
+from runtime.pef import schema
 
-COMBINERS = ("none", "add", "max", "min")
-"""How values meeting at one result element (over the reduction counters) combine."""
+if TYPE_CHECKING:
+
+    class Combiner(StrEnum):
+        """How values meeting at one result element (over the reduction counters) combine:
+        ``none``, ``add``, ``max``, ``min`` (``runtime/pef/schema.py``)."""
+
+else:
+    Combiner = table_enum("Combiner", get_args(schema.Combiner), __name__)
+
+
+@irdl_attr_definition
+class CombinerAttr(EnumAttribute[Combiner], SpacedOpaqueSyntaxAttribute):
+    """A combiner: ``#rdu_tile<combiner add>`` (``combiner add`` in ``rdu_tile.kernel`` and
+    ``pcu.unit``)."""
+
+    name = "rdu_tile.combiner"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> Combiner:
+        return parse_member(parser, Combiner, "combiner")
+
 
 BODY_DIALECTS = ("arith", "math", "rdu_tile")
 """The dialects whose ops may appear in a kernel body."""
@@ -238,16 +270,16 @@ def print_space_props(
     extra: Sequence[tuple[str, int]],
     ins: ArrayAttr[AccessAttr],
     out: AccessAttr,
-    combiner: StringAttr,
+    combiner: CombinerAttr,
 ) -> None:
-    """`` space [..] tile [..] <extra k v>.. ins [..] out #.. combiner "..."``."""
+    """`` space [..] tile [..] <extra k v>.. ins [..] out #.. combiner <combiner>``."""
     head = f" space {int_list_text(space.get_values())} tile {int_list_text(tile.get_values())}"
     printer.print_string(head + "".join([f" {key} {value}" for key, value in extra]) + " ins [")
     printer.print_list(ins.data, printer.print_attribute)
     printer.print_string("] out ")
     printer.print_attribute(out)
     printer.print_string(" combiner ")
-    printer.print_string_literal(combiner.data)
+    combiner.print_parameter(printer)
 
 
 def parse_space_props(parser: Parser, extra: Sequence[str]) -> dict[str, Attribute]:
@@ -267,7 +299,7 @@ def parse_space_props(parser: Parser, extra: Sequence[str]) -> dict[str, Attribu
     parser.parse_keyword("out")
     props["out"] = parser.parse_attribute()
     parser.parse_keyword("combiner")
-    props["combiner"] = StringAttr(parser.parse_str_literal(context_msg=" (the combiner)"))
+    props["combiner"] = CombinerAttr(CombinerAttr.parse_parameter(parser))
     return props
 
 
@@ -306,10 +338,6 @@ def verify_space(
             )
     if len(ins) != len(operand_shapes):
         raise VerifyException(f"{what}: {len(operand_shapes)} operands but {len(ins)} ins accesses")
-    if combiner not in COMBINERS:
-        raise VerifyException(
-            f"{what}: combiner must be one of {', '.join(COMBINERS)}, got '{combiner}'"
-        )
     named = [(f"ins[{i}]", a, s) for i, (a, s) in enumerate(zip(ins, operand_shapes, strict=True))]
     for label, access, shape in [*named, ("out", out, result_shape)]:
         if access.is_indexed:
@@ -473,7 +501,7 @@ class KernelOp(IRDLOperation):
     tile = prop_def(DenseArrayBase.constr(I64))
     ins = prop_def(ArrayAttr[AccessAttr])
     out = prop_def(AccessAttr)
-    combiner = prop_def(StringAttr)
+    combiner = prop_def(CombinerAttr)
     sym_name = opt_prop_def(StringAttr)
     """An optional name (``@matmul_0``), carried on to the PCU and PMU the kernel becomes."""
 
@@ -500,7 +528,7 @@ class KernelOp(IRDLOperation):
             "tile": dense_i64(tile),
             "ins": ArrayAttr(ins),
             "out": out,
-            "combiner": StringAttr(combiner),
+            "combiner": CombinerAttr(Combiner(combiner)),
         }
         if name is not None:
             props["sym_name"] = StringAttr(name)
@@ -586,5 +614,5 @@ class KernelOp(IRDLOperation):
         )
 
 
-RduTile = Dialect("rdu_tile", [KernelOp, YieldOp, IndexOp, RandomOp], [AccessAttr])
+RduTile = Dialect("rdu_tile", [KernelOp, YieldOp, IndexOp, RandomOp], [AccessAttr, CombinerAttr])
 """The rdu_tile dialect."""

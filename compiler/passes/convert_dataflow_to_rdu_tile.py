@@ -52,7 +52,7 @@ After::
 
     %y = rdu_tile.kernel @matmul_0 (%x, %w) space [16, 128, 64] tile [16, 128, 64]
            ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 64, 1]>]
-           out #rdu_tile.access<0 : [128, 1, 0]> combiner "add"
+           out #rdu_tile.access<0 : [128, 1, 0]> combiner add
            : (tensor<16x64xf32>, tensor<128x64xf32>) -> tensor<16x128xf32> {
     ^bb0(%a: f32, %b: f32):
       %p = arith.mulf %a, %b : f32

@@ -30,7 +30,7 @@ Before (target ``plasticine``)::
     ^bb0(%x: tensor<16x128xf32>):
       %r = rdu_tile.kernel @relu_0 (%x) space [16, 128] tile [16, 128]
              ins [#rdu_tile.access<0 : [128, 1]>] out #rdu_tile.access<0 : [128, 1]>
-             combiner "none" : (tensor<16x128xf32>) -> tensor<16x128xf32> {
+             combiner none : (tensor<16x128xf32>) -> tensor<16x128xf32> {
       ^bb0(%a: f32):
         %z = arith.constant 0.000000e+00 : f32
         %m = arith.maximumf %a, %z : f32
@@ -45,10 +45,10 @@ After::
                           banks = 16 : i64} : tensor<16x128xf32> -> memref<16x128xf32>
       %r = pcu.unit @relu_0 (%0) space [16, 128] tile [16, 128] lanes 16
              ins [#rdu_tile.access<0 : [128, 1]>] out #rdu_tile.access<0 : [128, 1]>
-             combiner "none" : (memref<16x128xf32>) -> tensor<16x128xf32> {
+             combiner none : (memref<16x128xf32>) -> tensor<16x128xf32> {
       ^bb0(%a: f32):
         %z = pcu.const 0.000000e+00 : f32
-        %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+        %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
         pcu.yield %m : f32
       }
       %1 = pmu.buffer %r {name = "relu_0", ...} : tensor<16x128xf32> -> memref<16x128xf32>

@@ -5,13 +5,13 @@
 From the IR:
 
     builtin.module attributes {rdu.target = "tiny", rdu.model_name = "mlp"} {
-      dataflow.section @forward "forward" attributes {arg_names = ["input.0"], ...} {
+      dataflow.section @forward forward attributes {arg_names = ["input.0"], ...} {
       ^bb0(%x: tensor<2x4xf32>):
         %xb = pmu.buffer %x {name = "input.0", ..., at = array<i64: 0, 1>, route = ...}
         %r = pcu.unit @relu_1 (%xb) ... at [0, 0] routes [[0, 1, 0, 0]] ... {
         ^bb0(%a: f32):
           %z = pcu.const 0.0 : f32
-          %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+          %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
           pcu.yield %m : f32
         } loc("model.py":13:0)
         %rb = pmu.buffer %r {..., at = array<i64: 1, 0>, route = ..., store_route = ...}
@@ -54,7 +54,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast, get_args
+from typing import TypeVar, cast
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -85,9 +85,6 @@ from runtime.pef import PefError, schema, write_pef
 DEFAULT_TARGET = "plasticine"
 
 _T = TypeVar("_T")
-_ROLES: tuple[str, ...] = get_args(schema.Role)
-_KINDS: tuple[str, ...] = get_args(schema.SectionKind)
-_COMBINERS: tuple[str, ...] = get_args(schema.Combiner)
 
 
 class EmitPefError(PassFailedException):
@@ -155,7 +152,7 @@ def module_to_program(
     for section in sections:
         table.add_section(section)
     pef_sections = [_SectionEmitter(section, table).emit() for section in sections]
-    kinds = [s.kind.data for s in sections]
+    kinds = [s.kind.data.value for s in sections]
     has_loss = any(sym.role == "loss" for sym in table.symbols)
     meta = schema.Meta(
         target=target.to_pef(),
@@ -210,17 +207,15 @@ class _SymbolTable:
         where = f"section '{section.sym_name.data}'"
         block = section.body.block
         for name, role, arg in zip(section.arg_names, section.arg_roles, block.args, strict=True):
-            self.add(name.data, role.data, arg.type, f"{where} argument")
+            self.add(name.data, role.data.value, arg.type, f"{where} argument")
         results = section.yield_op.values
         for name, role, value in zip(
             section.result_names, section.result_roles, results, strict=True
         ):
-            self.add(name.data, role.data, value.type, f"{where} result")
+            self.add(name.data, role.data.value, value.type, f"{where} result")
 
     def add(self, name: str, role: str, typ: Attribute, where: str) -> None:
         shape, dtype = _shape_dtype(typ, f"{where} '{name}'")
-        if role not in _ROLES:
-            raise EmitPefError(f"emit-pef: {where} '{name}' has unknown role '{role}'")
         symbol = schema.Symbol(name=name, shape=shape, dtype=dtype, role=cast(schema.Role, role))
         if name not in self.index:
             self.index[name] = len(self.symbols)
@@ -271,9 +266,7 @@ class _SectionEmitter:
 
     def emit(self) -> schema.Section:
         section = self.section
-        kind = section.kind.data
-        if kind not in _KINDS:
-            raise self.fail(f"unknown kind '{kind}'")
+        kind = section.kind.data.value
         pmus = [self.pmu(op) for op in self.buffers]
         pcus = [self.pcu(op) for op in self.units]
         outputs: list[schema.Output] = []
@@ -415,9 +408,7 @@ class _SectionEmitter:
             schema.Port(pmu=self.pmu_of(value, f"input {k} of {label}"), access=_access(access))
             for k, (value, access) in enumerate(zip(op.inputs, op.ins.data, strict=True))
         ]
-        combiner = op.combiner.data
-        if combiner not in _COMBINERS:
-            raise self.fail(f"{label}: unknown combiner '{combiner}'")
+        combiner = op.combiner.data.value
         stages, result = _stages(op, label)
         return schema.Pcu(
             name=op.sym_name.data,
@@ -450,7 +441,8 @@ def _stages(op: UnitOp, label: str) -> tuple[list[schema.Stage], int]:
             result = number[stage_op.value]
             continue
         if isinstance(stage_op, StageOp):
-            op_name, args, imm = stage_op.opcode.data, [number[a] for a in stage_op.args], None
+            op_name = stage_op.opcode.data.value
+            args, imm = [number[a] for a in stage_op.args], None
         elif isinstance(stage_op, ConstOp):
             op_name, args, imm = "const", [], stage_op.number
         elif isinstance(stage_op, CounterOp):

@@ -32,14 +32,14 @@ not change: the same scalar ops run on the same values.
 Before (target ``plasticine``)::
 
     %e = rdu_tile.kernel @exp_0 (%x) space [4, 8] tile [4, 8]
-           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none"
+           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none
            : (tensor<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%a: f32):
       %r = math.exp %a : f32
       rdu_tile.yield %r : f32
     }
     %s = rdu_tile.kernel @sum_1 (%e) space [4, 8] tile [4, 8]
-           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "add"
+           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner add
            : (tensor<4x8xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
       rdu_tile.yield %a : f32
@@ -48,7 +48,7 @@ Before (target ``plasticine``)::
 After::
 
     %s = rdu_tile.kernel @sum_1 (%x) space [4, 8] tile [4, 8]
-           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "add"
+           ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner add
            : (tensor<4x8xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
       %r = math.exp %a : f32

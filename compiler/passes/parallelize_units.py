@@ -28,12 +28,12 @@ Before, on sn10, the 4096^3 matmul (one PCU: 716M vectors)::
 
     %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] tile [...] lanes 16
             ins [#rdu_tile.access<0 : [4096, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4096]>]
-            out #rdu_tile.access<0 : [4096, 1, 0]> combiner "add" : ... {...}
+            out #rdu_tile.access<0 : [4096, 1, 0]> combiner add : ... {...}
     %r = pmu.buffer %mm {name = "matmul_0", ...} : tensor<4096x4096xf32> -> ...
 
 After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMUs)::
 
-    %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] ... combiner "add"
+    %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] ... combiner add
             parallel [32, 20, 1] : ... {...}
 """
 

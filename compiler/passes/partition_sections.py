@@ -34,7 +34,7 @@ Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 ``input.0 -> relu_0 -> ... -> relu_9 -> output.0``, after (schematically)::
 
     dataflow.section @"forward.0" "forward" {arg_names = ["input.0"], result_names =
-        ["spill.forward.relu_6"], result_roles = ["spill"]} { relu_0 .. relu_6 }
+        ["spill.forward.relu_6"], result_roles = [#dataflow<role spill>]} { relu_0 .. relu_6 }
     dataflow.section @"forward.1" "forward" {arg_names = ["spill.forward.relu_6"],
         result_names = ["output.0"]} { relu_7 .. relu_9 }
 

@@ -25,7 +25,7 @@ x1, y1, ...``). The module gets ``rdu.target`` so emit-pef knows what the placem
 Before, on target ``tiny``:
 
     %x = pmu.buffer %arg {name = "input.0", ...} : tensor<4xf32> -> memref<4xf32>
-    %r = pcu.unit @relu (%x) space [4] ... combiner "none" : (memref<4xf32>) -> tensor<4xf32> {..}
+    %r = pcu.unit @relu (%x) space [4] ... combiner none : (memref<4xf32>) -> tensor<4xf32> {..}
     %y = pmu.buffer %r {name = "output.0", ...} : tensor<4xf32> -> memref<4xf32>
     dataflow.yield %y : memref<4xf32>
 
@@ -33,7 +33,7 @@ after:
 
     %x = pmu.buffer %arg {name = "input.0", ..., at = array<i64: 0, 1>,
                           route = array<i64: 0, 1>} : ...
-    %r = pcu.unit @relu (%x) space [4] ... combiner "none" at [0, 0] routes [[0, 1, 0, 0]] : ...
+    %r = pcu.unit @relu (%x) space [4] ... combiner none at [0, 0] routes [[0, 1, 0, 0]] : ...
     %y = pmu.buffer %r {name = "output.0", ..., at = array<i64: 1, 0>,
                         route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : ...
 

@@ -21,11 +21,11 @@ How many PMUs each buffer takes is assign-pmus' (after parallelize-units).
 Before, on ``tiny`` (4 stages, 3 ports)::
 
     %r = pcu.unit @add_0 (%a, %b, %c, %d) space [8] tile [8] lanes 4 ins [...x4] out ...
-           combiner "none" : (...) -> tensor<8xf32> {
+           combiner none : (...) -> tensor<8xf32> {
     ^bb0(%0: f32, %1: f32, %2: f32, %3: f32):
-      %4 = pcu.stage "add"(%0, %1) : (f32, f32) -> f32
-      %5 = pcu.stage "add"(%2, %3) : (f32, f32) -> f32
-      %6 = pcu.stage "add"(%4, %5) : (f32, f32) -> f32
+      %4 = pcu.stage add(%0, %1) : (f32, f32) -> f32
+      %5 = pcu.stage add(%2, %3) : (f32, f32) -> f32
+      %6 = pcu.stage add(%4, %5) : (f32, f32) -> f32
       pcu.yield %6 : f32
     }
 
@@ -33,14 +33,14 @@ After::
 
     %p = pcu.unit @"add_0.0" (%a, %b) space [8] ... : (...) -> tensor<8xf32> {
     ^bb0(%0: f32, %1: f32):
-      %2 = pcu.stage "add"(%0, %1) : (f32, f32) -> f32
+      %2 = pcu.stage add(%0, %1) : (f32, f32) -> f32
       pcu.yield %2 : f32
     }
     %pb = pmu.buffer %p {name = "add_0.0", ...} : tensor<8xf32> -> memref<8xf32>
     %r = pcu.unit @add_0 (%c, %d, %pb) space [8] ... {
     ^bb0(%0: f32, %1: f32, %2: f32):
-      %3 = pcu.stage "add"(%0, %1) : (f32, f32) -> f32
-      %4 = pcu.stage "add"(%2, %3) : (f32, f32) -> f32
+      %3 = pcu.stage add(%0, %1) : (f32, f32) -> f32
+      %4 = pcu.stage add(%2, %3) : (f32, f32) -> f32
       pcu.yield %4 : f32
     }
 """

@@ -33,10 +33,20 @@ builtin.module {
 }
 """
 
+UNKNOWN_KIND = """\
+builtin.module {
+  dataflow.section @s sideways attributes {arg_names = [], arg_roles = [],
+                                              result_names = [], result_roles = []} {
+    dataflow.yield
+  }
+}
+"""
+
 VERIFIER = """\
 builtin.module {
-  dataflow.section @s "sideways" attributes {arg_names = [], arg_roles = [],
-                                              result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["a"], arg_roles = [],
+                                             result_names = [], result_roles = []} {
+  ^bb0(%a: tensor<f32>):
     dataflow.yield
   }
 }
@@ -89,11 +99,15 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (SYNTAX, 3, 22, "Expected ','"),
         (UNKNOWN_OP, 2, 23, "Operation dataflow.bogus is not registered"),
         (TYPE_MISMATCH, 3, 19, "used with type i64, but has been previously used or defined"),
-        (VERIFIER, 2, 3, "section @s: kind must be one of forward, backward, optimizer, got"),
+        (UNKNOWN_KIND, 2, 23, "unknown section kind 'sideways' (expected one of forward, backward"),
+        (VERIFIER, 2, 3, "section @s: 1 block arguments but 1 arg_names and 0 arg_roles"),
         (NESTED_VERIFIER, 4, 3, "matmul contraction dims differ"),
         (UNTERMINATED_STRING, 2, 23, "closing string literal"),
     ],
-    ids=["syntax", "unknown-op", "type-mismatch", "verifier", "nested-verifier", "unterminated"],
+    ids=[
+        "syntax", "unknown-op", "type-mismatch", "unknown-kind", "verifier", "nested-verifier",
+        "unterminated",
+    ],
 )  # fmt: skip
 def test_bad_ir_is_one_located_line(
     tmp_path: Path,
@@ -126,7 +140,7 @@ def test_verify_diagnostics_still_prints_and_succeeds(
     path = tmp_path / "bad.mlir"
     path.write_text(VERIFIER)
     code, out, _ = run_opt(capsys, str(path), "--verify-diagnostics")
-    assert code == 0 and "kind must be one of forward" in out
+    assert code == 0 and "1 block arguments but 1 arg_names" in out
 
 
 @pytest.mark.parametrize(

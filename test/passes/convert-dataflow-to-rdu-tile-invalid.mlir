@@ -5,9 +5,9 @@
 
 // Bitwise not of an i64: the PCU's `not` computes it, the lowering has only the i1 form.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = ["out"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = ["out"], result_roles = [#dataflow<role output>]} {
   ^bb0(%a: tensor<4xi64>):
-    %0 = dataflow.pointwise "not"(%a) : (tensor<4xi64>) -> tensor<4xi64>
+    %0 = dataflow.pointwise not(%a) : (tensor<4xi64>) -> tensor<4xi64>
     dataflow.yield %0 : tensor<4xi64>
   }
 }
@@ -18,9 +18,9 @@ builtin.module {
 
 // A float to integer powers: math.powf takes two floats.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a", "e"], arg_roles = ["input", "input"], result_names = ["out"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["a", "e"], arg_roles = [#dataflow<role input>, #dataflow<role input>], result_names = ["out"], result_roles = [#dataflow<role output>]} {
   ^bb0(%a: tensor<4xf32>, %e: tensor<4xi64>):
-    %0 = dataflow.pointwise "pow"(%a, %e) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
+    %0 = dataflow.pointwise pow(%a, %e) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
     dataflow.yield %0 : tensor<4xf32>
   }
 }

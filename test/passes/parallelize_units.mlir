@@ -11,13 +11,13 @@
 // At the default threshold (2^28 vectors) nothing changes.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["input.0", "w"], arg_roles = ["input", "parameter"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["input.0", "w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<8x16xf32>, %w: tensor<16x8xf32>):
     %xb = pmu.buffer %x {name = "input.0", tile_bytes = 512 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8x16xf32> -> memref<8x16xf32>
     %wb = pmu.buffer %w {name = "w", tile_bytes = 512 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<16x8xf32> -> memref<16x8xf32>
-    %mm = pcu.unit @matmul_0 (%xb, %wb) space [8, 8, 16] tile [8, 8, 16] lanes 4 ins [#rdu_tile.access<0 : [16, 0, 1]>, #rdu_tile.access<0 : [0, 1, 8]>] out #rdu_tile.access<0 : [8, 1, 0]> combiner "add" : (memref<8x16xf32>, memref<16x8xf32>) -> tensor<8x8xf32> {
+    %mm = pcu.unit @matmul_0 (%xb, %wb) space [8, 8, 16] tile [8, 8, 16] lanes 4 ins [#rdu_tile.access<0 : [16, 0, 1]>, #rdu_tile.access<0 : [0, 1, 8]>] out #rdu_tile.access<0 : [8, 1, 0]> combiner add : (memref<8x16xf32>, memref<16x8xf32>) -> tensor<8x8xf32> {
     ^bb0(%a: f32, %b: f32):
-      %p = pcu.stage "mul"(%a, %b) : (f32, f32) -> f32
+      %p = pcu.stage mul(%a, %b) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %mmb = pmu.buffer %mm {name = "matmul_0", tile_bytes = 256 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8x8xf32> -> memref<8x8xf32>
@@ -27,11 +27,11 @@ builtin.module {
 
 // CHECK:      %xb = pmu.buffer %x {name = "input.0", {{.*}}, pmus = 2 : i64}
 // CHECK-NEXT: %wb = pmu.buffer %w {name = "w", {{.*}}, pmus = 2 : i64}
-// CHECK-NEXT: %mm = pcu.unit @matmul_0 (%xb, %wb) space [8, 8, 16] {{.*}} combiner "add" parallel [2, 2, 1] :
+// CHECK-NEXT: %mm = pcu.unit @matmul_0 (%xb, %wb) space [8, 8, 16] {{.*}} combiner add parallel [2, 2, 1] :
 // CHECK:      %mmb = pmu.buffer %mm {name = "matmul_0", {{.*}}, pmus = 4 : i64}
 
 // DEFAULT-NOT: pmus =
-// DEFAULT:     %mm = pcu.unit @matmul_0 (%xb, %wb) {{.*}} combiner "add" : (
+// DEFAULT:     %mm = pcu.unit @matmul_0 (%xb, %wb) {{.*}} combiner add : (
 // DEFAULT-NOT: pmus =
 
 // The structured layout: copy (row block r, column block c) at [2c + r % 2, r]: copy 0 at
@@ -52,13 +52,13 @@ builtin.module {
 // never parallelized, whatever the threshold.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<64xi64>):
     %xb = pmu.buffer %x {name = "x", tile_bytes = 512 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64xi64> -> memref<64xi64>
-    %r = pcu.unit @iota_0 (%xb) space [64] tile [64] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<64xi64>) -> tensor<64xi64> {
+    %r = pcu.unit @iota_0 (%xb) space [64] tile [64] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<64xi64>) -> tensor<64xi64> {
     ^bb0(%a: i64):
       %i = pcu.counter 0 : i64
-      %s = pcu.stage "add"(%a, %i) : (i64, i64) -> i64
+      %s = pcu.stage add(%a, %i) : (i64, i64) -> i64
       pcu.yield %s : i64
     }
     %rb = pmu.buffer %r {name = "iota_0", tile_bytes = 512 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64xi64> -> memref<64xi64>

@@ -7,13 +7,13 @@
 // the record.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {rdu.placement = {at = array<i64: 1, 0, 2, 0, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 2, 0>, array<i64: 2, 0, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {rdu.placement = {at = array<i64: 1, 0, 2, 0, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 2, 0>, array<i64: 2, 0, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
     %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>) -> tensor<4xf32> {
+    %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
       %z = pcu.const 0.000000e+00 : f32
-      %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+      %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
       pcu.yield %m : f32
     }
     %rb = pmu.buffer %r {name = "relu_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
@@ -21,8 +21,8 @@ builtin.module {
   }
 }
 
-// CHECK:      dataflow.section @forward "forward" attributes {arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+// CHECK:      dataflow.section @forward forward attributes {arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
 // CHECK:      %xb = pmu.buffer %x {{{.*}}, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>}
-// CHECK-NEXT: %r = pcu.unit @relu_0 (%xb) {{.*}} combiner "none" at [2, 0] routes {{\[}}[1, 0, 2, 0]] :
+// CHECK-NEXT: %r = pcu.unit @relu_0 (%xb) {{.*}} combiner none at [2, 0] routes {{\[}}[1, 0, 2, 0]] :
 // CHECK:      %rb = pmu.buffer %r {{{.*}}, at = array<i64: 3, 0>, route = array<i64: 2, 0, 3, 0>, store_route = array<i64: 3, 0, 2, 0, 1, 0, 0, 0>}
 // CHECK-NOT:  rdu.placement

@@ -5,7 +5,7 @@
 // section and the target (splitting it into smaller sections is a later pass's job).
 
 builtin.module {
-  dataflow.section @backward "backward" attributes {arg_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"], arg_roles = ["input", "input", "input", "input", "input", "input", "input", "input", "input"], result_names = [], result_roles = []} {
+  dataflow.section @backward backward attributes {arg_names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"], arg_roles = [#dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>, #dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4xf32>, %b: tensor<4xf32>, %c: tensor<4xf32>, %d: tensor<4xf32>, %e: tensor<4xf32>, %f: tensor<4xf32>, %g: tensor<4xf32>, %h: tensor<4xf32>, %i: tensor<4xf32>):
     %0 = pmu.buffer %a {name = "a", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
     %1 = pmu.buffer %b {name = "b", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
@@ -28,36 +28,36 @@ builtin.module {
 // links carry two streams each on tiny.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = ["out.0", "out.1", "out.2", "out.3", "out.4"], result_roles = ["output", "output", "output", "output", "output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = ["out.0", "out.1", "out.2", "out.3", "out.4"], result_roles = [#dataflow<role output>, #dataflow<role output>, #dataflow<role output>, #dataflow<role output>, #dataflow<role output>]} {
   ^bb0(%a: tensor<4xf32>):
     %0 = pmu.buffer %a {name = "a", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %s0 = pcu.unit @square_0 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
+    %s0 = pcu.unit @square_0 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %b0 = pmu.buffer %s0 {name = "square_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %s1 = pcu.unit @square_1 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
+    %s1 = pcu.unit @square_1 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %b1 = pmu.buffer %s1 {name = "square_1", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %s2 = pcu.unit @square_2 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
+    %s2 = pcu.unit @square_2 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %b2 = pmu.buffer %s2 {name = "square_2", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %s3 = pcu.unit @square_3 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
+    %s3 = pcu.unit @square_3 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %b3 = pmu.buffer %s3 {name = "square_3", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %s4 = pcu.unit @square_4 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
+    %s4 = pcu.unit @square_4 (%0, %0) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>, memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32, %y: f32):
-      %p = pcu.stage "mul"(%x, %y) : (f32, f32) -> f32
+      %p = pcu.stage mul(%x, %y) : (f32, f32) -> f32
       pcu.yield %p : f32
     }
     %b4 = pmu.buffer %s4 {name = "square_4", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
@@ -75,13 +75,13 @@ builtin.module {
 // units is refused: here the PCU sits on a PMU slot (x + y odd).
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {rdu.placement = {at = array<i64: 1, 0, 0, 1, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 0, 0, 0, 1>, array<i64: 0, 1, 1, 1, 2, 1, 3, 1, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {rdu.placement = {at = array<i64: 1, 0, 0, 1, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 0, 0, 0, 1>, array<i64: 0, 1, 1, 1, 2, 1, 3, 1, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
     %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
-    %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<4xf32>) -> tensor<4xf32> {
+    %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
       %z = pcu.const 0.000000e+00 : f32
-      %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32
+      %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
       pcu.yield %m : f32
     }
     %rb = pmu.buffer %r {name = "relu_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>

@@ -205,11 +205,11 @@ def test_target_must_match_the_placement(tmp_path: Path) -> None:
 
 FORWARD_ONLY = """
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["input.0", "w"], arg_roles = ["input", "parameter"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["input.0", "w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<3x4xf32>, %w: tensor<4x2xf32>):
     %m = dataflow.matmul %x, %w : (tensor<3x4xf32>, tensor<4x2xf32>) -> tensor<3x2xf32> loc("model.py":5:0)
     %z = dataflow.fill 0.0 : tensor<f32>
-    %r = dataflow.pointwise "max"(%m, %z) : (tensor<3x2xf32>, tensor<f32>) -> tensor<3x2xf32> loc("model.py":6:0)
+    %r = dataflow.pointwise max(%m, %z) : (tensor<3x2xf32>, tensor<f32>) -> tensor<3x2xf32> loc("model.py":6:0)
     dataflow.yield %r : tensor<3x2xf32>
   }
 }

@@ -27,19 +27,19 @@ def linear_module(n: int, batch: int = 16, k: int = 64) -> str:
     """x[batch, k] @ w[k, n] + b, relu, log-softmax over n (w stored transposed, as torch does)."""
     return f"""
 builtin.module {{
-  dataflow.section @forward "forward" attributes {{arg_names = ["w", "b", "input.0"], arg_roles = ["parameter", "parameter", "input"], result_names = ["output.0", "w"], result_roles = ["output", "parameter"]}} {{
+  dataflow.section @forward forward attributes {{arg_names = ["w", "b", "input.0"], arg_roles = [#dataflow<role parameter>, #dataflow<role parameter>, #dataflow<role input>], result_names = ["output.0", "w"], result_roles = [#dataflow<role output>, #dataflow<role parameter>]}} {{
   ^bb0(%w: tensor<{n}x{k}xf32>, %b: tensor<{n}xf32>, %x: tensor<{batch}x{k}xf32>):
     %wt = dataflow.transpose %w perm [1, 0] : (tensor<{n}x{k}xf32>) -> tensor<{k}x{n}xf32>
     %mm = dataflow.matmul %x, %wt : (tensor<{batch}x{k}xf32>, tensor<{k}x{n}xf32>) -> tensor<{batch}x{n}xf32> loc("model.py":3:0)
-    %h = dataflow.pointwise "add"(%mm, %b) : (tensor<{batch}x{n}xf32>, tensor<{n}xf32>) -> tensor<{batch}x{n}xf32>
-    %r = dataflow.pointwise "relu"(%h) : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x{n}xf32>
-    %m = dataflow.reduce "max" %r dims [1] : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x1xf32>
-    %s = dataflow.pointwise "sub"(%r, %m) : (tensor<{batch}x{n}xf32>, tensor<{batch}x1xf32>) -> tensor<{batch}x{n}xf32>
-    %e = dataflow.pointwise "exp"(%s) : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x{n}xf32>
-    %se = dataflow.reduce "sum" %e dims [1] : (tensor<{batch}x{n}xf32>) -> tensor<{batch}xf32>
-    %l = dataflow.pointwise "log"(%se) : (tensor<{batch}xf32>) -> tensor<{batch}xf32>
+    %h = dataflow.pointwise add(%mm, %b) : (tensor<{batch}x{n}xf32>, tensor<{n}xf32>) -> tensor<{batch}x{n}xf32>
+    %r = dataflow.pointwise relu(%h) : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x{n}xf32>
+    %m = dataflow.reduce max %r dims [1] : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x1xf32>
+    %s = dataflow.pointwise sub(%r, %m) : (tensor<{batch}x{n}xf32>, tensor<{batch}x1xf32>) -> tensor<{batch}x{n}xf32>
+    %e = dataflow.pointwise exp(%s) : (tensor<{batch}x{n}xf32>) -> tensor<{batch}x{n}xf32>
+    %se = dataflow.reduce sum %e dims [1] : (tensor<{batch}x{n}xf32>) -> tensor<{batch}xf32>
+    %l = dataflow.pointwise log(%se) : (tensor<{batch}xf32>) -> tensor<{batch}xf32>
     %l2 = dataflow.reshape %l : (tensor<{batch}xf32>) -> tensor<{batch}x1xf32>
-    %o = dataflow.pointwise "sub"(%s, %l2) : (tensor<{batch}x{n}xf32>, tensor<{batch}x1xf32>) -> tensor<{batch}x{n}xf32>
+    %o = dataflow.pointwise sub(%s, %l2) : (tensor<{batch}x{n}xf32>, tensor<{batch}x1xf32>) -> tensor<{batch}x{n}xf32>
     dataflow.yield %o, %w : tensor<{batch}x{n}xf32>, tensor<{n}x{k}xf32>
   }}
 }}
@@ -49,7 +49,7 @@ builtin.module {{
 def matmul_module(m: int, k: int, n: int) -> str:
     return f"""
 builtin.module {{
-  dataflow.section @forward "forward" attributes {{arg_names = ["a", "b"], arg_roles = ["input", "parameter"], result_names = ["output.0"], result_roles = ["output"]}} {{
+  dataflow.section @forward forward attributes {{arg_names = ["a", "b"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>], result_names = ["output.0"], result_roles = [#dataflow<role output>]}} {{
   ^bb0(%a: tensor<{m}x{k}xf32>, %b: tensor<{k}x{n}xf32>):
     %c = dataflow.matmul %a, %b : (tensor<{m}x{k}xf32>, tensor<{k}x{n}xf32>) -> tensor<{m}x{n}xf32>
     dataflow.yield %c : tensor<{m}x{n}xf32>
@@ -176,7 +176,7 @@ def test_units_buffers_and_names() -> None:
 def test_unsupported_op_points_at_its_line() -> None:
     text = """
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
     %y = "test.op"(%x) : (tensor<4xf32>) -> tensor<4xf32> loc("model.py":7:0)
     dataflow.yield %y : tensor<4xf32>
@@ -198,22 +198,22 @@ def test_lowered_views_compute_what_numpy_does() -> None:
 
     text = """
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a", "q", "k"], arg_roles = ["input", "input", "input"], result_names = ["o1", "o2", "o3", "o4", "o5"], result_roles = ["output", "output", "output", "output", "output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["a", "q", "k"], arg_roles = [#dataflow<role input>, #dataflow<role input>, #dataflow<role input>], result_names = ["o1", "o2", "o3", "o4", "o5"], result_roles = [#dataflow<role output>, #dataflow<role output>, #dataflow<role output>, #dataflow<role output>, #dataflow<role output>]} {
   ^bb0(%a: tensor<4x6xf32>, %q: tensor<2x3x5xf32>, %k: tensor<2x5x7xf32>):
     %t = dataflow.transpose %a perm [1, 0] : (tensor<4x6xf32>) -> tensor<6x4xf32>
     %r = dataflow.reshape %t : (tensor<6x4xf32>) -> tensor<24xf32>
-    %n = dataflow.pointwise "neg"(%r) : (tensor<24xf32>) -> tensor<24xf32>
+    %n = dataflow.pointwise neg(%r) : (tensor<24xf32>) -> tensor<24xf32>
     %r2 = dataflow.reshape %a : (tensor<4x6xf32>) -> tensor<2x2x6xf32>
     %bm = dataflow.matmul %q, %k : (tensor<2x3x5xf32>, tensor<2x5x7xf32>) -> tensor<2x3x7xf32>
     %i = dataflow.iota dim 1 : tensor<4x6xi64>
     %f = dataflow.fill 2.5 : tensor<f32>
-    %c = dataflow.pointwise "cast"(%i) : (tensor<4x6xi64>) -> tensor<4x6xf32>
-    %g = dataflow.pointwise "gt"(%c, %f) : (tensor<4x6xf32>, tensor<f32>) -> tensor<4x6xi1>
-    %ng = dataflow.pointwise "not"(%g) : (tensor<4x6xi1>) -> tensor<4x6xi1>
-    %s = dataflow.pointwise "select"(%ng, %a, %f) : (tensor<4x6xi1>, tensor<4x6xf32>, tensor<f32>) -> tensor<4x6xf32>
-    %tot = dataflow.reduce "sum" %s dims [0, 1] : (tensor<4x6xf32>) -> tensor<f32>
+    %c = dataflow.pointwise cast(%i) : (tensor<4x6xi64>) -> tensor<4x6xf32>
+    %g = dataflow.pointwise gt(%c, %f) : (tensor<4x6xf32>, tensor<f32>) -> tensor<4x6xi1>
+    %ng = dataflow.pointwise not(%g) : (tensor<4x6xi1>) -> tensor<4x6xi1>
+    %s = dataflow.pointwise select(%ng, %a, %f) : (tensor<4x6xi1>, tensor<4x6xf32>, tensor<f32>) -> tensor<4x6xf32>
+    %tot = dataflow.reduce sum %s dims [0, 1] : (tensor<4x6xf32>) -> tensor<f32>
     %b = dataflow.broadcast %tot : (tensor<f32>) -> tensor<3x4xf32>
-    %ib = dataflow.pointwise "cast"(%g) : (tensor<4x6xi1>) -> tensor<4x6xi64>
+    %ib = dataflow.pointwise cast(%g) : (tensor<4x6xi1>) -> tensor<4x6xi64>
     dataflow.yield %n, %r2, %bm, %b, %ib : tensor<24xf32>, tensor<2x2x6xf32>, tensor<2x3x7xf32>, tensor<3x4xf32>, tensor<4x6xi64>
   }
 }

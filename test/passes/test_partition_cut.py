@@ -102,10 +102,10 @@ def relu_chain(n: int) -> str:
     previous = "%b"
     for i in range(n):
         ops.append(
-            f'    %u{i} = pcu.unit @relu_{i} ({previous}) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner "none" : (memref<8xf32>) -> tensor<8xf32> {{\n'
+            f"    %u{i} = pcu.unit @relu_{i} ({previous}) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<8xf32>) -> tensor<8xf32> {{\n"
             "    ^bb0(%a: f32):\n"
             "      %z = pcu.const 0.000000e+00 : f32\n"
-            '      %m = pcu.stage "max"(%a, %z) : (f32, f32) -> f32\n'
+            "      %m = pcu.stage max(%a, %z) : (f32, f32) -> f32\n"
             "      pcu.yield %m : f32\n"
             "    }\n"
             f'    %r{i} = pmu.buffer %u{i} {{name = "relu_{i}", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64}} : tensor<8xf32> -> memref<8xf32>'
@@ -114,7 +114,7 @@ def relu_chain(n: int) -> str:
     body = "\n".join(ops)
     return f"""
 builtin.module {{
-  dataflow.section @forward "forward" attributes {{arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]}} {{
+  dataflow.section @forward forward attributes {{arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]}} {{
   ^bb0(%x: tensor<8xf32>):
     %b = pmu.buffer %x {{name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64}} : tensor<8xf32> -> memref<8xf32>
 {body}

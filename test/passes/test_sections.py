@@ -117,17 +117,17 @@ def test_tiny_and_plasticine_train_alike(programs: dict[tuple[str, int], Program
 
 SCALED_MATMUL = """
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a", "b"], arg_roles = ["input", "input"], result_names = ["output.0"], result_roles = ["output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["a", "b"], arg_roles = [#dataflow<role input>, #dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%a: tensor<64x128xf32>, %b: tensor<128x4xf32>):
     %0 = pmu.buffer %a {name = "a", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64x128xf32> -> memref<64x128xf32>
     %1 = pmu.buffer %b {name = "b", tile_bytes = 2048 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<128x4xf32> -> memref<128x4xf32>
-    %r = pcu.unit @matmul_0 (%0, %1) space [64, 4, 128] tile [4, 4, 128] lanes 4 ins [#rdu_tile.access<0 : [128, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner "add" : (memref<64x128xf32>, memref<128x4xf32>) -> tensor<64x4xf32> {
+    %r = pcu.unit @matmul_0 (%0, %1) space [64, 4, 128] tile [4, 4, 128] lanes 4 ins [#rdu_tile.access<0 : [128, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner add : (memref<64x128xf32>, memref<128x4xf32>) -> tensor<64x4xf32> {
     ^bb0(%x: f32, %y: f32):
       %c2 = pcu.const 2.000000e+00 : f32
-      %2 = pcu.stage "mul"(%x, %c2) : (f32, f32) -> f32
+      %2 = pcu.stage mul(%x, %c2) : (f32, f32) -> f32
       %c1 = pcu.const 1.000000e+00 : f32
-      %3 = pcu.stage "add"(%2, %c1) : (f32, f32) -> f32
-      %4 = pcu.stage "mul"(%3, %y) : (f32, f32) -> f32
+      %3 = pcu.stage add(%2, %c1) : (f32, f32) -> f32
+      %4 = pcu.stage mul(%3, %y) : (f32, f32) -> f32
       pcu.yield %4 : f32
     }
     %rb = pmu.buffer %r {name = "matmul_0", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<64x4xf32> -> memref<64x4xf32>

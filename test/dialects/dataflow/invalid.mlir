@@ -1,19 +1,19 @@
-// RUN: rdu-opt %s --verify-diagnostics --split-input-file | filecheck %s
+// RUN: rdu-opt %s --parsing-diagnostics --verify-diagnostics --split-input-file | filecheck %s
 
 // One case per verifier message of the dataflow dialect.
 
 builtin.module {
-  dataflow.section @s "sideways" attributes {arg_names = [], arg_roles = [], result_names = [], result_roles = []} {
+  dataflow.section @s sideways attributes {arg_names = [], arg_roles = [], result_names = [], result_roles = []} {
     dataflow.yield
   }
 }
 
-// CHECK: section @s: kind must be one of forward, backward, optimizer, got 'sideways'
+// CHECK: unknown section kind 'sideways' (expected one of forward, backward, optimizer)
 
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["a"], arg_roles = [], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["a"], arg_roles = [], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<f32>):
     dataflow.yield
   }
@@ -24,7 +24,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<f32>):
     dataflow.yield %a : tensor<f32>
   }
@@ -35,7 +35,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["a", "a"], arg_roles = ["input", "input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["a", "a"], arg_roles = [#dataflow<role input>, #dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<f32>, %b: tensor<f32>):
     dataflow.yield
   }
@@ -46,13 +46,13 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["a"], arg_roles = ["weights"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role weights>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<f32>):
     dataflow.yield
   }
 }
 
-// CHECK: section @s: unknown role 'weights'
+// CHECK: unknown role 'weights' (expected one of input, label, parameter,
 
 // -----
 
@@ -124,16 +124,16 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
-  %1 = dataflow.pointwise "frobnicate"(%0) : (tensor<4xf32>) -> tensor<4xf32>
+  %1 = dataflow.pointwise frobnicate(%0) : (tensor<4xf32>) -> tensor<4xf32>
 }
 
-// CHECK: unknown pointwise kind 'frobnicate'
+// CHECK: unknown pointwise kind 'frobnicate' (expected one of exp, log,
 
 // -----
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
-  %1 = dataflow.pointwise "add"(%0) : (tensor<4xf32>) -> tensor<4xf32>
+  %1 = dataflow.pointwise add(%0) : (tensor<4xf32>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'add' takes 2 operand(s), got 1
@@ -143,7 +143,7 @@ builtin.module {
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
   %1 = dataflow.fill 1.0 : tensor<3xf32>
-  %2 = dataflow.pointwise "add"(%0, %1) : (tensor<4xf32>, tensor<3xf32>) -> tensor<4xf32>
+  %2 = dataflow.pointwise add(%0, %1) : (tensor<4xf32>, tensor<3xf32>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'add': operand shapes [4], [3] do not broadcast
@@ -153,7 +153,7 @@ builtin.module {
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
   %1 = dataflow.fill 1.0 : tensor<2x1xf32>
-  %2 = dataflow.pointwise "mul"(%0, %1) : (tensor<4xf32>, tensor<2x1xf32>) -> tensor<4xf32>
+  %2 = dataflow.pointwise mul(%0, %1) : (tensor<4xf32>, tensor<2x1xf32>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'mul': operands broadcast to [2, 4] but the result is [4]
@@ -163,7 +163,7 @@ builtin.module {
 builtin.module {
   %0 = dataflow.fill 1 : tensor<4xi1>
   %1 = dataflow.fill 1.0 : tensor<4xf32>
-  %2 = dataflow.pointwise "and"(%0, %1) : (tensor<4xi1>, tensor<4xf32>) -> tensor<4xi1>
+  %2 = dataflow.pointwise and(%0, %1) : (tensor<4xi1>, tensor<4xf32>) -> tensor<4xi1>
 }
 
 // CHECK: pointwise 'and' (i1, f32) -> i1 is ill-typed: needs i1 or i64 operands of the result dtype
@@ -172,7 +172,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
-  %1 = dataflow.pointwise "select"(%0, %0, %0) : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  %1 = dataflow.pointwise select(%0, %0, %0) : (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'select' (f32, f32, f32) -> f32 is ill-typed: needs an i1 condition and two operands of the result dtype
@@ -183,7 +183,7 @@ builtin.module {
   %0 = dataflow.fill 1 : tensor<4xi1>
   %1 = dataflow.fill 1.0 : tensor<4xf32>
   %2 = dataflow.fill 1 : tensor<4xi64>
-  %3 = dataflow.pointwise "select"(%0, %1, %2) : (tensor<4xi1>, tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
+  %3 = dataflow.pointwise select(%0, %1, %2) : (tensor<4xi1>, tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'select' (i1, f32, i64) -> f32 is ill-typed: needs an i1 condition and two operands of the result dtype
@@ -193,7 +193,7 @@ builtin.module {
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
   %1 = dataflow.fill 1 : tensor<4xi64>
-  %2 = dataflow.pointwise "add"(%0, %1) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
+  %2 = dataflow.pointwise add(%0, %1) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'add' (f32, i64) -> f32 is ill-typed: needs operands of the result dtype, one of f32/i64/i1
@@ -202,7 +202,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
-  %1 = dataflow.pointwise "lt"(%0, %0) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  %1 = dataflow.pointwise lt(%0, %0) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
 }
 
 // CHECK: pointwise 'lt' (f32, f32) -> f32 is ill-typed: needs two operands of one dtype and an i1 result
@@ -211,7 +211,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4xf32>
-  %1 = dataflow.pointwise "neg"(%0) : (tensor<4xf32>) -> tensor<4xi64>
+  %1 = dataflow.pointwise neg(%0) : (tensor<4xf32>) -> tensor<4xi64>
 }
 
 // CHECK: pointwise 'neg' (f32) -> i64 is ill-typed: needs operands of the result dtype, one of f32/i64
@@ -220,7 +220,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1 : tensor<4xi64>
-  %1 = dataflow.pointwise "exp"(%0) : (tensor<4xi64>) -> tensor<4xi64>
+  %1 = dataflow.pointwise exp(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
 // CHECK: pointwise 'exp' (i64) -> i64 is ill-typed: needs f32 operands and result
@@ -229,7 +229,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1 : tensor<4xi64>
-  %1 = dataflow.pointwise "cos"(%0) : (tensor<4xi64>) -> tensor<4xi64>
+  %1 = dataflow.pointwise cos(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
 // CHECK: pointwise 'cos' (i64) -> i64 is ill-typed: needs f32 operands and result
@@ -238,16 +238,16 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4x5xf32>
-  %1 = dataflow.reduce "mean" %0 dims [1] : (tensor<4x5xf32>) -> tensor<4xf32>
+  %1 = dataflow.reduce mean %0 dims [1] : (tensor<4x5xf32>) -> tensor<4xf32>
 }
 
-// CHECK: unknown reduce kind 'mean' (expected sum, max or min)
+// CHECK: unknown reduce kind 'mean' (expected one of sum, max, min)
 
 // -----
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4x5xf32>
-  %1 = dataflow.reduce "sum" %0 dims [2] : (tensor<4x5xf32>) -> tensor<4xf32>
+  %1 = dataflow.reduce sum %0 dims [2] : (tensor<4x5xf32>) -> tensor<4xf32>
 }
 
 // CHECK: reduce dims [2] must be distinct and in [0, 2)
@@ -256,7 +256,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4x5xf32>
-  %1 = dataflow.reduce "sum" %0 dims [1] : (tensor<4x5xf32>) -> tensor<5xf32>
+  %1 = dataflow.reduce sum %0 dims [1] : (tensor<4x5xf32>) -> tensor<5xf32>
 }
 
 // CHECK: reduce result shape [5] should be [4] (dims dropped) or [4, 1] (dims kept)
@@ -265,7 +265,7 @@ builtin.module {
 
 builtin.module {
   %0 = dataflow.fill 1.0 : tensor<4x5xf32>
-  %1 = dataflow.reduce "max" %0 dims [1] : (tensor<4x5xf32>) -> tensor<4xi64>
+  %1 = dataflow.reduce max %0 dims [1] : (tensor<4x5xf32>) -> tensor<4xi64>
 }
 
 // CHECK: reduce element types differ: f32 -> i64

@@ -4,7 +4,7 @@
 // its scatter-add transpose, random numbers.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["w", "input.0", "rng_seed"], arg_roles = ["parameter", "input", "hyperparameter"], result_names = ["output.0", "output.1", "output.2"], result_roles = ["output", "output", "output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["w", "input.0", "rng_seed"], arg_roles = [#dataflow<role parameter>, #dataflow<role input>, #dataflow<role hyperparameter>], result_names = ["output.0", "output.1", "output.2"], result_roles = [#dataflow<role output>, #dataflow<role output>, #dataflow<role output>]} {
   ^bb0(%w: tensor<11x5xf32>, %i: tensor<3x4xi64>, %s: tensor<i64>):
     %v = dataflow.extract_slice %w offsets [10, 1] steps [-2, 1] : (tensor<11x5xf32>) -> tensor<4x4xf32>
     %e = dataflow.take %w, %i dim 0 : (tensor<11x5xf32>, tensor<3x4xi64>) -> tensor<3x4x5xf32>

@@ -3,7 +3,7 @@
 // The window and padding ops (convolution, pooling) survive print -> parse -> print.
 
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = ["w", "p"], result_roles = ["output", "output"]} {
+  dataflow.section @forward forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = ["w", "p"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
   ^bb0(%x: tensor<2x3x7x6xf32>):
     %w = dataflow.as_strided %x offset 7 strides [126, 42, 12, 2, 6, 1] : (tensor<2x3x7x6xf32>) -> tensor<2x3x3x2x2x2xf32>
     %f = dataflow.as_strided %x offset 41 strides [0, 0, -6, -1] : (tensor<2x3x7x6xf32>) -> tensor<4x5x7x6xf32>

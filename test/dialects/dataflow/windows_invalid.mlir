@@ -3,7 +3,7 @@
 // One case per verifier message of the window and padding ops.
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.as_strided %x offset 0 strides [6] : (tensor<4x6xf32>) -> tensor<4x6xf32>
     dataflow.yield
@@ -15,7 +15,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.as_strided %x offset 2 strides [6, 1] : (tensor<4x6xf32>) -> tensor<4x6xf32>
     dataflow.yield
@@ -27,7 +27,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.as_strided %x offset 0 strides [-1, 1] : (tensor<4x6xf32>) -> tensor<4x6xf32>
     dataflow.yield
@@ -39,7 +39,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.as_strided %x offset 0 strides [6, 1] : (tensor<4x6xf32>) -> tensor<4x6xi64>
     dataflow.yield
@@ -51,7 +51,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.pad %x low [1] high [1, 1] interior [0, 0] : (tensor<4x6xf32>) -> tensor<6x8xf32>
     dataflow.yield
@@ -63,7 +63,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.pad %x low [-1, 0] high [1, 1] interior [0, 0] : (tensor<4x6xf32>) -> tensor<4x7xf32>
     dataflow.yield
@@ -75,7 +75,7 @@ builtin.module {
 // -----
 
 builtin.module {
-  dataflow.section @s "forward" attributes {arg_names = ["x"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @s forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<4x6xf32>):
     %0 = dataflow.pad %x low [1, 0] high [0, 0] interior [1, 0] : (tensor<4x6xf32>) -> tensor<9x6xf32>
     dataflow.yield

@@ -1,67 +1,67 @@
-// RUN: rdu-opt %s --verify-diagnostics --split-input-file | filecheck %s
+// RUN: rdu-opt %s --parsing-diagnostics --verify-diagnostics --split-input-file | filecheck %s
 
 // Unknown opcodes are refused.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %r = pcu.stage "fma"(%x, %x) : (f32, f32) -> f32
+      %r = pcu.stage fma(%x, %x) : (f32, f32) -> f32
       pcu.yield %r : f32
     }
     dataflow.yield
   }
 }
 
-// CHECK: pcu.stage: unknown opcode 'fma'
+// CHECK: unknown opcode 'fma' (expected one of exp, log,
 
 // -----
 
 // Arity is checked.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %r = pcu.stage "add"(%x) : (f32) -> f32
+      %r = pcu.stage add(%x) : (f32) -> f32
       pcu.yield %r : f32
     }
     dataflow.yield
   }
 }
 
-// CHECK: pcu.stage "add" takes 2 operand(s), got 1
+// CHECK: pcu.stage add takes 2 operand(s), got 1
 
 // -----
 
 // Arity is checked (unary).
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %r = pcu.stage "exp"(%x, %x) : (f32, f32) -> f32
+      %r = pcu.stage exp(%x, %x) : (f32, f32) -> f32
       pcu.yield %r : f32
     }
     dataflow.yield
   }
 }
 
-// CHECK: pcu.stage "exp" takes 1 operand(s), got 2
+// CHECK: pcu.stage exp takes 1 operand(s), got 2
 
 // -----
 
 // Comparisons give i1.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %r = pcu.stage "lt"(%x, %x) : (f32, f32) -> f32
+      %r = pcu.stage lt(%x, %x) : (f32, f32) -> f32
       pcu.yield %r : f32
     }
     dataflow.yield
@@ -74,12 +74,12 @@ builtin.module {
 
 // select needs an i1 condition.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %r = pcu.stage "select"(%x, %x, %x) : (f32, f32, f32) -> f32
+      %r = pcu.stage select(%x, %x, %x) : (f32, f32, f32) -> f32
       pcu.yield %r : f32
     }
     dataflow.yield
@@ -92,13 +92,13 @@ builtin.module {
 
 // Transcendental opcodes need floats.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       %c = pcu.counter 0 : i64
-      %r = pcu.stage "exp"(%c) : (i64) -> i64
+      %r = pcu.stage exp(%c) : (i64) -> i64
       pcu.yield %x : f32
     }
     dataflow.yield
@@ -111,13 +111,13 @@ builtin.module {
 
 // So do cos and sin.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       %c = pcu.counter 0 : i64
-      %r = pcu.stage "sin"(%c) : (i64) -> i64
+      %r = pcu.stage sin(%c) : (i64) -> i64
       pcu.yield %x : f32
     }
     dataflow.yield
@@ -130,13 +130,13 @@ builtin.module {
 
 // Booleans are not negated: the emulator (numpy) cannot, so the PEF validator refuses it too.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
-      %b = pcu.stage "lt"(%x, %x) : (f32, f32) -> i1
-      %r = pcu.stage "neg"(%b) : (i1) -> i1
+      %b = pcu.stage lt(%x, %x) : (f32, f32) -> i1
+      %r = pcu.stage neg(%b) : (i1) -> i1
       pcu.yield %x : f32
     }
     dataflow.yield
@@ -149,10 +149,10 @@ builtin.module {
 
 // Counters exist.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       %c = pcu.counter 2 : i64
       pcu.yield %x : f32
@@ -167,10 +167,10 @@ builtin.module {
 
 // A constant has its result's type.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       %c = "pcu.const"() <{value = 1.0 : f64}> : () -> f32
       pcu.yield %x : f32
@@ -185,10 +185,10 @@ builtin.module {
 
 // Only pcu ops in a unit body.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       %r = arith.addf %x, %x : f32
       pcu.yield %r : f32
@@ -203,10 +203,10 @@ builtin.module {
 
 // The body yields the result's element type.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xi1> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xi1> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -220,10 +220,10 @@ builtin.module {
 
 // Lanes are positive.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 0 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 0 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -237,10 +237,10 @@ builtin.module {
 
 // Accesses are checked as in rdu_tile.kernel.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<1 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<1 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -254,10 +254,10 @@ builtin.module {
 
 // The combiner matches the reduction counters.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "none" : (memref<4x8xf32>) -> tensor<4xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner none : (memref<4x8xf32>) -> tensor<4xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -271,10 +271,10 @@ builtin.module {
 
 // One route per input port.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" at [0, 0] routes [[0, 1, 0, 0], [1, 1]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none at [0, 0] routes [[0, 1, 0, 0], [1, 1]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -288,10 +288,10 @@ builtin.module {
 
 // Routes are flattened coordinate pairs.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" routes [[0, 1, 0]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none routes [[0, 1, 0]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -305,10 +305,10 @@ builtin.module {
 
 // 'at' is [x, y].
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" at [0] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none at [0] : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -322,11 +322,11 @@ builtin.module {
 
 // Operands are pmu buffers.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %m = "test.op"() : () -> memref<4x8xf32>
-    %u = pcu.unit @u (%m) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner "none" : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%m) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }

@@ -2,7 +2,7 @@
 
 // The memref has the source's shape.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<8x4xf32>
@@ -16,7 +16,7 @@ builtin.module {
 
 // The memref has the source's element type.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xi64>
@@ -30,7 +30,7 @@ builtin.module {
 
 // N-buffering is at least 1.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 0 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
@@ -44,7 +44,7 @@ builtin.module {
 
 // Tiles have bytes.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 0 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
@@ -58,7 +58,7 @@ builtin.module {
 
 // The source is a section argument or a PCU.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %t = "test.op"() : () -> tensor<4x8xf32>
@@ -73,7 +73,7 @@ builtin.module {
 
 // 'at' is [x, y].
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, at = array<i64: 1, 2, 3>} : tensor<4x8xf32> -> memref<4x8xf32>
@@ -87,7 +87,7 @@ builtin.module {
 
 // A route is flattened coordinate pairs.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, route = array<i64>} : tensor<4x8xf32> -> memref<4x8xf32>
@@ -101,7 +101,7 @@ builtin.module {
 
 // A store route is flattened coordinate pairs.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, store_route = array<i64: 1>} : tensor<4x8xf32> -> memref<4x8xf32>
@@ -115,7 +115,7 @@ builtin.module {
 
 // All properties are required.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64} : tensor<4x8xf32> -> memref<4x8xf32>

@@ -1,9 +1,9 @@
-// RUN: rdu-opt %s --verify-diagnostics --split-input-file | filecheck %s
+// RUN: rdu-opt %s --parsing-diagnostics --verify-diagnostics --split-input-file | filecheck %s
 // One access per operand.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -17,9 +17,9 @@ builtin.module {
 
 // One stride per counter.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -33,9 +33,9 @@ builtin.module {
 
 // Accesses stay inside the buffer.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [65, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [65, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -49,9 +49,9 @@ builtin.module {
 
 // Negative addresses are out of bounds too.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<-1 : [1, 0]> combiner "add" : (tensor<16x64xf32>) -> tensor<16xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<-1 : [1, 0]> combiner add : (tensor<16x64xf32>) -> tensor<16xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -65,9 +65,9 @@ builtin.module {
 
 // A reduction counter needs a combiner.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "none" : (tensor<16x64xf32>) -> tensor<16xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner none : (tensor<16x64xf32>) -> tensor<16xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -81,9 +81,9 @@ builtin.module {
 
 // A combiner needs a reduction counter.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "add" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner add : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -97,9 +97,9 @@ builtin.module {
 
 // Known combiners only.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner "mul" : (tensor<16x64xf32>) -> tensor<16xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [1, 0]> combiner mul : (tensor<16x64xf32>) -> tensor<16xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -107,15 +107,15 @@ builtin.module {
   }
 }
 
-// CHECK: rdu_tile.kernel: combiner must be one of none, add, max, min, got 'mul'
+// CHECK: unknown combiner 'mul' (expected one of none, add, max, min)
 
 // -----
 
 // A tile is no larger than its counter.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 128] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 128] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -129,9 +129,9 @@ builtin.module {
 
 // One tile extent per counter.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -145,9 +145,9 @@ builtin.module {
 
 // Body arguments are the operands' scalars.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f64):
       rdu_tile.yield %x : f64
     }
@@ -161,9 +161,9 @@ builtin.module {
 
 // The body yields the result's element type.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xi1> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xi1> {
     ^bb0(%x: f32):
       rdu_tile.yield %x : f32
     }
@@ -177,9 +177,9 @@ builtin.module {
 
 // Only scalar arith/math ops in a body.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xf32> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xf32> {
     ^bb0(%x: f32):
       %t = tensor.empty() : tensor<2xf32>
       rdu_tile.yield %x : f32
@@ -194,9 +194,9 @@ builtin.module {
 
 // Counters exist.
 builtin.module {
-  dataflow.section @forward "forward" attributes {arg_names = ["a"], arg_roles = ["input"], result_names = [], result_roles = []} {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<16x64xf32>):
-    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner "none" : (tensor<16x64xf32>) -> tensor<16x64xi64> {
+    %c = rdu_tile.kernel (%a) space [16, 64] tile [16, 64] ins [#rdu_tile.access<0 : [64, 1]>] out #rdu_tile.access<0 : [64, 1]> combiner none : (tensor<16x64xf32>) -> tensor<16x64xi64> {
     ^bb0(%x: f32):
       %i = rdu_tile.index 2 : i64
       rdu_tile.yield %i : i64
