@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import re
 
-from xdsl.dialects.builtin import CallSiteLoc, FileLineColLoc, FusedLoc, NameLoc, StringAttr
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    CallSiteLoc,
+    FileLineColLoc,
+    FusedLoc,
+    LocationAttr,
+    NameLoc,
+    StringAttr,
+    UnknownLoc,
+)
 from xdsl.ir import Attribute
 
 
@@ -28,11 +37,12 @@ def value_name(loc: Attribute) -> str:
     return loc.desc.data if isinstance(loc, NameLoc) else ""
 
 
-def source_location(loc: Attribute) -> Attribute:
-    """The location without its value name (the source line it points at)."""
+def source_location(loc: Attribute) -> LocationAttr:
+    """The location without its value name (the source line it points at; unknown if a name
+    wraps no location)."""
     while isinstance(loc, NameLoc):
         loc = loc.location
-    return loc
+    return loc if isinstance(loc, LocationAttr) else UnknownLoc()
 
 
 def source_line(loc: Attribute) -> str:
@@ -44,7 +54,7 @@ def source_line(loc: Attribute) -> str:
             loc = loc.location
         elif isinstance(loc, CallSiteLoc):
             loc = loc.callee
-        elif isinstance(loc, FusedLoc) and loc.locations.data:
+        elif isinstance(loc, FusedLoc) and isinstance(loc.locations, ArrayAttr) and loc.locations:
             loc = loc.locations.data[0]
         else:
             return ""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerType
@@ -382,7 +382,7 @@ def section_spec(section: SectionOp, unit: UnitOp) -> tuple[ParallelSpec, list[B
     return unit_spec(unit, buffers, stored), buffers
 
 
-def unit_spec(unit: UnitOp, buffers: Sequence[BufferOp], stored: set[object]) -> ParallelSpec:
+def unit_spec(unit: UnitOp, buffers: Sequence[BufferOp], stored: Container[object]) -> ParallelSpec:
     """The layout's view of ``unit`` with ``buffers`` (its own among them); ``stored``: the
     buffers stored to DRAM."""
     index = {b: i for i, b in enumerate(buffers)}

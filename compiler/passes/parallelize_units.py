@@ -134,15 +134,17 @@ def _spec(unit: UnitOp, factors: tuple[int, ...], target: Target) -> ParallelSpe
     held = parallel_layout.unit_buffers(unit, factors, target)
     index = {b: i for i, (b, _) in enumerate(held)}
     out = held[-1][0]
+    ports: list[PortSpec] = []
+    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+        owner = value.owner
+        assert isinstance(owner, BufferOp)
+        ports.append(PortSpec(index[owner], tuple(access.stride_values)))
     return ParallelSpec(
         unit.sym_name.data,
         unit.space_values,
         tuple(unit.out.stride_values),
         factors,
-        tuple(
-            PortSpec(index[v.owner], tuple(a.stride_values))  # type: ignore[index]
-            for v, a in zip(unit.inputs, unit.ins.data, strict=True)
-        ),
+        tuple(ports),
         len(held) - 1,
         tuple(BufferSpec(b.buffer_name.data, n, b is not out, b is out) for b, n in held),
     )
