@@ -5,11 +5,13 @@ is refused where it is written, with the names it could have been."""
 
 from __future__ import annotations
 
+from io import StringIO
 from typing import get_args
 
 import pytest
 from xdsl.dialects.builtin import TensorType, f32
 from xdsl.ir import Block
+from xdsl.printer import Printer
 
 from dialects.dataflow import POINTWISE_RULES, PointwiseKind, PointwiseOp, ReduceKind, Role
 from dialects.dataflow import SectionKind as SectionKindEnum
@@ -88,6 +90,10 @@ def test_the_names_print_bare_and_parse_quoted_too() -> None:
     text = str(module)
     assert "dataflow.pointwise exp(%0)" in text and "dataflow.reduce sum %1" in text
     assert str(load_ir(text)) == text
+    generic = StringIO()
+    Printer(generic, print_generic_format=True).print_op(module)
+    assert "kind = #dataflow<pointwise exp>" in generic.getvalue()
+    assert str(load_ir(generic.getvalue())) == text
 
 
 def test_a_builder_refuses_an_unknown_name() -> None:
