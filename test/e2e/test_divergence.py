@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from e2e_helpers import MLP, ROOT, tool
+from e2e_helpers import MLP, ROOT, in_process, tool
 
 import runtime.fabric as fabric
 import tools.reference
@@ -37,7 +37,7 @@ def _line(path: Path, text: str) -> int:
 
 
 def _compile(out: Path, model: Path, name: str, *args: str) -> Path:
-    result = tool("rdu-compile", str(model), "--output-folder", str(out), *args)
+    result = in_process("rdu-compile", str(model), "--output-folder", str(out), *args)
     assert result.returncode == 0, result.stderr
     return out / name / f"{name}.pef"
 
@@ -169,8 +169,7 @@ def test_deep_batch_norm_passes_within_torchs_own_error_and_a_1e_3_fault_fails(
     assert all(r.ok for r in rows), max(rows, key=lambda r: r.ratio)
     leaning = [r for r in rows if r.by_torch_error]
     assert {r.section for r in leaning} >= {"forward", "backward", END_TO_END}
-    for op in ("mul", "rsqrt"):
-        with monkeypatch.context() as patch:
-            patch.setitem(fabric.OPCODES, op, _perturbed(op, 1e-3))
-            failed = {r.section for r in check_against_torch(run) if not r.ok}
-        assert "forward" in failed and END_TO_END in failed, op
+    with monkeypatch.context() as patch:  # batch norm's own opcode
+        patch.setitem(fabric.OPCODES, "rsqrt", _perturbed("rsqrt", 1e-3))
+        failed = {r.section for r in check_against_torch(run) if not r.ok}
+    assert "forward" in failed and END_TO_END in failed

@@ -211,12 +211,12 @@ def test_qualified_names_of_library_functions(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("zoo", "inference"),
-    [("mobilenet", False), ("roberta", False), ("roberta", True), ("swin", False), ("swin", True)],
+    [("roberta", False), ("roberta", True), ("swin", True)],
 )
 def test_zoo_models_convert_every_op(zoo: str, inference: bool) -> None:
-    """MobileNetV2 (in-place dropout), RoBERTa (int32 position ids) and Swin (drop path, the
-    channels-last restride of its pooling) at their library defaults: nothing refused (the
-    whole compiles take longer: see the zoo's own test)."""
+    """RoBERTa (int32 position ids) and Swin (the channels-last restride of its pooling) at
+    their library defaults: nothing refused. The zoo's own test compiles every zoo model whole
+    (MobileNetV2's in-place dropout and Swin's drop path in training among them)."""
     pytest.importorskip("transformers")
     import torch
 
