@@ -75,7 +75,7 @@ SHRINK_MISSES = 3
 Verdict = Literal["routes", "too many streams", "unroutable"]
 """Whether a piece routes; "too many streams": ruled out without placing it."""
 
-_TRANSIENT = ("at", "route", "store_route", "more_at", "pmus")
+_TRANSIENT = ("placement", "pmus")
 """Buffer properties a piece recomputes (placement, and the PMUs it spans in its piece)."""
 
 

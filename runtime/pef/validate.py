@@ -30,7 +30,7 @@ from collections import Counter
 
 from runtime.errors import RduError
 from runtime.machine.opcodes import OPCODES, type_error
-from runtime.machine.rules import address_range, copy_block, reduced_counters
+from runtime.machine.rules import address_range, adjacent, copy_block, reduced_counters
 from runtime.pef.schema import (
     Access,
     Meta,
@@ -506,7 +506,7 @@ class _SectionChecker:
                     )
                 cur = (hop[0], hop[1])
                 if prev is not None:
-                    if abs(cur[0] - prev[0]) + abs(cur[1] - prev[1]) != 1:
+                    if not adjacent(prev, cur):
                         raise self.fail(
                             f"{label}: hop {h} {list(cur)} is not adjacent to hop {h - 1} "
                             f"{list(prev)}"

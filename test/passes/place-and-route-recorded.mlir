@@ -22,7 +22,7 @@ builtin.module {
 }
 
 // CHECK:      dataflow.section @forward "forward" attributes {arg_names = ["input.0"], arg_roles = ["input"], result_names = ["output.0"], result_roles = ["output"]} {
-// CHECK:      %xb = pmu.buffer %x {{{.*}}, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>}
-// CHECK-NEXT: %r = pcu.unit @relu_0 (%xb) {{.*}} combiner "none" at [2, 0] routes {{\[}}[1, 0, 2, 0]] :
-// CHECK:      %rb = pmu.buffer %r {{{.*}}, at = array<i64: 3, 0>, route = array<i64: 2, 0, 3, 0>, store_route = array<i64: 3, 0, 2, 0, 1, 0, 0, 0>}
+// CHECK:      %xb = pmu.buffer %x {{{.*}}, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>}
+// CHECK-NEXT: %r = pcu.unit @relu_0 (%xb) {{.*}} combiner "none" placed #pcu.placement<at (2, 0), routes [(1, 0) -> (2, 0)]> :
+// CHECK:      %rb = pmu.buffer %r {{{.*}}, placement = #pmu.placement<at (3, 0), fill (2, 0) -> (3, 0), store (3, 0) -> (2, 0) -> (1, 0) -> (0, 0)>}
 // CHECK-NOT:  rdu.placement
