@@ -92,10 +92,10 @@ from dialects.pmu import (
     checked,
     flat_slots,
     pairs,
-    parse_fields,
+    parse_placement,
     parse_route,
+    placement_text,
     route_list_text,
-    slots_text,
 )
 from dialects.rdu_tile import (
     AccessAttr,
@@ -413,10 +413,7 @@ class PlacementAttr(ParametrizedAttribute):
 
     def verify(self) -> None:
         what = "pcu.placement"
-        if len(self.at) % 2:
-            raise VerifyException(f"{what}: 'at' must hold (x, y) slots")
-        slots = self.slots
-        check_slots(what, slots)
+        slots = check_slots(what, self.at)
         if not self.is_parallel:
             if len(slots) != 1:
                 raise VerifyException(
@@ -440,36 +437,21 @@ class PlacementAttr(ParametrizedAttribute):
                 )
 
     def print_parameters(self, printer: Printer) -> None:
-        text = f"<at {slots_text(self.slots)}"
+        fields: list[tuple[str, str]] = []
         if self.routes.data:
-            text += f", routes {route_list_text(self.routes.data)}"
+            fields.append(("routes", route_list_text(self.routes.data)))
         if self.streams.data:
-            text += ", streams [" + ", ".join([s.text() for s in self.streams.data]) + "]"
+            fields.append(("streams", "[" + ", ".join([s.text() for s in self.streams.data]) + "]"))
         if self.out_routes.data:
-            text += f", out_routes {route_list_text(self.out_routes.data)}"
-        printer.print_string(text + ">")
+            fields.append(("out_routes", route_list_text(self.out_routes.data)))
+        printer.print_string(placement_text(self.slots, fields))
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        pos = parser.pos
-        with parser.in_angle_brackets():
-            fields = parse_fields(
-                parser,
-                "pcu.placement",
-                {
-                    "routes": lambda: _parse_routes(parser),
-                    "streams": lambda: _parse_streams(parser),
-                    "out_routes": lambda: _parse_routes(parser),
-                },
-            )
-        empty = ArrayAttr(())
-        params = (
-            fields["at"],
-            fields.get("routes", empty),
-            fields.get("streams", empty),
-            fields.get("out_routes", empty),
-        )
-        return checked(parser, cls, params, pos)
+        routes = (lambda: _parse_routes(parser), ArrayAttr(()))
+        streams = (lambda: _parse_streams(parser), ArrayAttr(()))
+        fields = {"routes": routes, "streams": streams, "out_routes": routes}
+        return parse_placement(parser, cls, fields)
 
 
 # --------------------------------------------------------------------------------------------

@@ -110,8 +110,12 @@ def parse_slots(parser: AttrParser) -> list[Slot]:
     return slots
 
 
-def check_slots(what: str, slots: Sequence[Slot]) -> None:
-    """Raise unless ``slots`` are at least one, on the grid (coordinates >= 0) and distinct."""
+def check_slots(what: str, at: DenseArrayBase[IntegerType]) -> tuple[Slot, ...]:
+    """The slots ``at`` holds (flattened), once they are pairs, at least one, on the grid
+    (coordinates >= 0) and distinct; else raise."""
+    if len(at) % 2:
+        raise VerifyException(f"{what}: 'at' must hold (x, y) slots")
+    slots = pairs(at.get_values())
     if not slots:
         raise VerifyException(f"{what}: 'at' needs at least one slot")
     for x, y in slots:
@@ -119,6 +123,12 @@ def check_slots(what: str, slots: Sequence[Slot]) -> None:
             raise VerifyException(f"{what}: slot ({x}, {y}) is off the grid (negative)")
     if len(set(slots)) != len(slots):
         raise VerifyException(f"{what}: 'at' lists a slot twice: {slots_text(slots)}")
+    return slots
+
+
+def placement_text(slots: Sequence[Slot], fields: Sequence[tuple[str, str]]) -> str:
+    """A placement's parameters: ``<at SLOTS, KEY VALUE, ...>`` for the fields given."""
+    return f"<at {slots_text(slots)}" + "".join([f", {k} {v}" for k, v in fields]) + ">"
 
 
 @irdl_attr_definition
@@ -227,45 +237,44 @@ class BufferPlacementAttr(ParametrizedAttribute):
         return self.store if isinstance(self.store, RouteAttr) else None
 
     def verify(self) -> None:
-        if len(self.at) % 2:
-            raise VerifyException("pmu.placement: 'at' must hold (x, y) slots")
-        check_slots("pmu.placement", self.slots)
+        check_slots("pmu.placement", self.at)
 
     def print_parameters(self, printer: Printer) -> None:
-        text = f"<at {slots_text(self.slots)}"
-        if isinstance(self.fill, RouteAttr):
-            text += f", fill {self.fill.text()}"
-        if isinstance(self.store, RouteAttr):
-            text += f", store {self.store.text()}"
-        printer.print_string(text + ">")
+        fields = [
+            (key, route.text())
+            for key, route in (("fill", self.fill), ("store", self.store))
+            if isinstance(route, RouteAttr)
+        ]
+        printer.print_string(placement_text(self.slots, fields))
 
     @classmethod
     def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
-        pos = parser.pos
-        with parser.in_angle_brackets():
-            fields = parse_fields(
-                parser,
-                "pmu.placement",
-                {"fill": lambda: parse_route(parser), "store": lambda: parse_route(parser)},
-            )
-        params = (fields["at"], fields.get("fill", NoneAttr()), fields.get("store", NoneAttr()))
-        return checked(parser, cls, params, pos)
+        route = (lambda: parse_route(parser), NoneAttr())
+        return parse_placement(parser, cls, {"fill": route, "store": route})
 
 
-def parse_fields(
-    parser: AttrParser, what: str, fields: dict[str, Callable[[], Attribute]]
-) -> dict[str, Attribute]:
-    """A placement's parameters: ``at SLOTS`` then ``, KEY VALUE`` for any of ``fields``, each
-    at most once, in any order; the slots under ``"at"`` (flattened)."""
-    parser.parse_keyword("at", f" ({what} starts with its slots)")
-    result: dict[str, Attribute] = {"at": flat_slots(parse_slots(parser))}
-    while parser.parse_optional_punctuation(",") is not None:
-        pos = parser.pos
-        key = parser.parse_keyword_in(list(fields), f" (a field of {what})")
-        if key in result:
-            parser.raise_error(f"{what}: '{key}' given twice", pos, parser.pos)
-        result[key] = fields[key]()
-    return result
+def parse_placement(
+    parser: AttrParser,
+    cls: type[ParametrizedAttribute],
+    fields: dict[str, tuple[Callable[[], Attribute], Attribute]],
+) -> Sequence[Attribute]:
+    """A placement's parameters, checked: ``<at SLOTS, KEY VALUE, ...>``, each of ``fields``
+    (``key: (parse its value, its value when absent)``, in the order of ``cls``'s parameters
+    after ``at``) at most once, in any order."""
+    what = cls.name
+    pos = parser.pos
+    found: dict[str, Attribute] = {}
+    with parser.in_angle_brackets():
+        parser.parse_keyword("at", f" ({what} starts with its slots)")
+        at = flat_slots(parse_slots(parser))
+        while parser.parse_optional_punctuation(",") is not None:
+            key_pos = parser.pos
+            key = parser.parse_keyword_in(list(fields), f" (a field of {what})")
+            if key in found:
+                parser.raise_error(f"{what}: '{key}' given twice", key_pos, parser.pos)
+            found[key] = fields[key][0]()
+    params = (at, *(found.get(key, absent) for key, (_, absent) in fields.items()))
+    return checked(parser, cls, params, pos)
 
 
 def checked(
