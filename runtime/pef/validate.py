@@ -29,7 +29,7 @@ import re
 from collections import Counter
 
 from runtime.errors import RduError
-from runtime.machine.opcodes import OPCODES, type_error
+from runtime.machine.opcodes import DTYPE_BYTES, OPCODES, type_error
 from runtime.machine.rules import address_range, adjacent, copy_block, reduced_counters
 from runtime.pef.schema import (
     Access,
@@ -42,8 +42,6 @@ from runtime.pef.schema import (
     Symbol,
     Target,
 )
-
-DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
 
 _VALUE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 """A ``Pcu.value``: an FX node's name."""
