@@ -454,6 +454,40 @@ class PlacementAttr(ParametrizedAttribute):
         return parse_placement(parser, cls, fields)
 
 
+@irdl_attr_definition
+class SectionPlacementAttr(ParametrizedAttribute):
+    """A section's placement as partition-sections found it, for place-and-route (the
+    section's ``rdu.placement``): the slot of every unit and the route of every stream of the
+    section's graph, in the graph's order (``compiler/passes/ir_helpers.section_graph``):
+    ``#pcu.section_placement<at [(1, 0), (2, 0)], routes [(0, 0) -> (1, 0), (1, 0) -> (2, 0)]>``.
+    """
+
+    name = "pcu.section_placement"
+
+    at: DenseArrayBase[I64]
+    """The slots, flattened ``x0, y0, x1, y1, ...``."""
+    routes: ArrayAttr[RouteAttr]
+
+    def __init__(self, slots: Sequence[Sequence[int]], routes: Sequence[RouteAttr]) -> None:
+        super().__init__(flat_slots(slots), ArrayAttr(routes))
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return pairs(self.at.get_values())
+
+    def verify(self) -> None:
+        check_slots("pcu.section_placement", self.at)
+
+    def print_parameters(self, printer: Printer) -> None:
+        fields = [("routes", route_list_text(self.routes.data))] if self.routes.data else []
+        printer.print_string(placement_text(self.slots, fields))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        routes = (lambda: _parse_routes(parser), ArrayAttr(()))
+        return parse_placement(parser, cls, {"routes": routes})
+
+
 # --------------------------------------------------------------------------------------------
 # The unit
 # --------------------------------------------------------------------------------------------
@@ -689,5 +723,9 @@ class UnitOp(IRDLOperation):
                 )
 
 
-Pcu = Dialect("pcu", [UnitOp, StageOp, ConstOp, CounterOp, YieldOp], [StreamAttr, PlacementAttr])
+Pcu = Dialect(
+    "pcu",
+    [UnitOp, StageOp, ConstOp, CounterOp, YieldOp],
+    [StreamAttr, PlacementAttr, SectionPlacementAttr],
+)
 """The pcu dialect."""

@@ -1,7 +1,8 @@
 """The placement attributes (``#pmu.route``, ``#pmu.placement``, ``#pcu.stream``,
-``#pcu.placement``): their text round-trips, and a malformed one is refused, when parsed or
-built, with a message saying what is wrong. (How a placement must fit its op is in the lit tests
-``test/dialects/pcu/invalid.mlir`` and ``test/dialects/pmu/invalid.mlir``.)"""
+``#pcu.placement``, ``#pcu.section_placement``): their text round-trips, and a malformed one is
+refused, when parsed or built, with a message saying what is wrong. (How a placement must fit
+its op is in the lit tests ``test/dialects/pcu/invalid.mlir`` and
+``test/dialects/pmu/invalid.mlir``.)"""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def parse(text: str) -> Attribute:
         "#pcu.placement<at (0, 2), routes [(0, 1) -> (0, 2), (0, 3) -> (0, 2)]>",
         "#pcu.placement<at [(0, 0), (2, 0)], streams [port 0 to copies [0, 1] via (1, 0) -> "
         "(0, 0) -> (1, 0) -> (2, 0)], out_routes [(0, 0) -> (1, 0), (2, 0) -> (1, 0)]>",
+        "#pcu.section_placement<at [(1, 0), (2, 0)], routes [(0, 0) -> (1, 0), (1, 0) -> (2, 0)]>",
     ],
 )
 def test_text_round_trips(text: str) -> None:
@@ -142,6 +144,11 @@ def test_fields_read_back_as_coordinates() -> None:
             "Expected one of 'out_routes', 'routes', 'streams' (a field of pcu.placement)",
         ),
         ("#pcu.placement<at (0, 0), routes [(1, 0), (0, 0) -> (0, 2)]>", "is not adjacent"),
+        (
+            "#pcu.section_placement<at [(1, 0), (1, 0)]>",
+            "pcu.section_placement: 'at' lists a slot twice",
+        ),
+        ("#pcu.section_placement<at (1, 0), routes [(0, 0) -> (2, 0)]>", "is not adjacent"),
     ],
 )
 def test_malformed_text_is_refused(text: str, message: str) -> None:
