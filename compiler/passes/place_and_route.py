@@ -92,8 +92,8 @@ class PlaceAndRoute(ModulePass):
 
 
 def place_section(section: SectionOp, target: Target) -> None:
-    """Place and route one section in place: ``at`` on its units, routes on the consumers (the
-    placement recorded on the section, else one found here)."""
+    """Place and route one section in place: a placement attribute on each of its units and
+    buffers (the placement recorded on the section, else one found here)."""
     unit = parallel_layout.parallel_unit(section)
     if unit is not None:
         try:
