@@ -75,12 +75,13 @@ Slot = tuple[int, int]
 
 def pairs(values: Sequence[int]) -> tuple[Slot, ...]:
     """``[x0, y0, x1, y1, ...]`` as ``((x0, y0), (x1, y1), ...)``."""
-    return tuple((int(values[i]), int(values[i + 1])) for i in range(0, len(values), 2))
+    it = iter(values)
+    return tuple(zip(it, it, strict=True))
 
 
 def flat_slots(slots: Sequence[Sequence[int]]) -> DenseArrayBase[IntegerType]:
     """Slots ``[(x0, y0), ...]`` stored as one ``array<i64: x0, y0, ...>``."""
-    return dense_i64([int(v) for slot in slots for v in slot])
+    return dense_i64([v for slot in slots for v in slot])
 
 
 def slots_text(slots: Sequence[Slot]) -> str:

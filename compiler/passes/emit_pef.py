@@ -496,7 +496,7 @@ def _access(attr: AccessAttr) -> schema.Access:
 
 
 def _hops(route: RouteAttr) -> list[list[int]]:
-    return [[x, y] for x, y in route.hops]
+    return [list(hop) for hop in route.hops]
 
 
 def _pick(explicit: _T | None, attribute: _T | None, default: _T) -> _T:
