@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from compiler.provenance import KernelKey, Origin, unit_kernel
+from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.pef.schema import Pcu, Pmu, Program, Section
-from runtime.pef.validate import DTYPE_BYTES
 
 
 def build_explorer(

@@ -31,8 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from compiler.frontend import ModelSpec
 from compiler.targets import Target
+from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.pef.schema import Program
-from runtime.pef.validate import DTYPE_BYTES
 
 STATE_ROLES = ("parameter", "buffer", "optimizer_state")
 """The symbols a step keeps from one step to the next."""

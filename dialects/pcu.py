@@ -26,15 +26,23 @@ counter ``c`` over the block ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``,
 Stage ops: ``pcu.stage <opcode>(...)`` (see ``StageOpcode``), ``pcu.const <number> : type``,
 ``pcu.counter <c> : i64``, ``pcu.yield``.
 
-place-and-route adds, printed after ``combiner``: ``at [x, y]`` (the PCU's slot) and
-``routes [[x0, y0, x1, y1, ...], ...]``: one route per input port, the flattened switch
-coordinates of the stream from that port's PMU to this PCU (stored as an ``ArrayAttr`` of
-``array<i64>``). The stream out of the PCU is routed on the receiving ``pmu.buffer``
-(its ``route``). A parallel unit gets instead (see ``compiler/passes/parallel_layout.py``):
-``at`` (copy 0), ``more_at [x1, y1, x2, y2, ...]`` (copies 1..P-1), ``streams [[port, n,
-copy_1 .. copy_n, x0, y0, ...], ...]``: multicast streams, each from a PMU of ``port``'s buffer
-through the switches of the ``n`` copies it feeds, and ``out_routes [[x0, y0, ...], ...]``: the
-route of each copy's output to a PMU of its result buffer.
+place-and-route adds, printed after ``combiner`` (and ``parallel``), ``placed
+#pcu.placement<...>`` (a ``PlacementAttr``; routes are ``#pmu.route``s written without their
+``#pmu.route<>``, see ``dialects/pmu.py``). A unit of one PCU:
+
+    placed #pcu.placement<at (0, 0), routes [(1, 0) -> (0, 0), (1, 1) -> (0, 1) -> (0, 0)]>
+
+``at``: the PCU's slot; ``routes``: one a input port, the stream from that port's PMU to this
+PCU. The stream out of the PCU is routed on the receiving ``pmu.buffer`` (its ``fill``). A
+parallel unit (see ``compiler/passes/parallel_layout.py``):
+
+    placed #pcu.placement<at [(0, 0), (2, 0)],
+      streams [port 0 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0)],
+      out_routes [(0, 0) -> (1, 0), (2, 0) -> (1, 0)]>
+
+``at``: the slots of its copies, copy 0 first; ``streams``: multicast streams (``#pcu.stream``),
+each from a PMU of input ``port``'s buffer through the switches of the copies it feeds;
+``out_routes``: one a copy, from its switch to a PMU of its result buffer.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
     FloatAttr,
+    IntAttr,
     IntegerAttr,
     IntegerType,
     MemRefType,
@@ -63,6 +72,7 @@ from xdsl.ir import (
     Block,
     Dialect,
     Operation,
+    ParametrizedAttribute,
     Region,
     SpacedOpaqueSyntaxAttribute,
     SSAValue,
@@ -88,6 +98,18 @@ from xdsl.utils.str_enum import StrEnum
 
 from dialects.dataflow import fabric_dtype
 from dialects.enums import parse_member, table_enum
+from dialects.pmu import (
+    RouteAttr,
+    Slot,
+    check_slots,
+    checked,
+    flat_slots,
+    pairs,
+    parse_placement,
+    parse_route,
+    placement_text,
+    route_list_text,
+)
 from dialects.rdu_tile import (
     AccessAttr,
     Combiner,
@@ -303,6 +325,198 @@ class YieldOp(IRDLOperation):
 
 
 # --------------------------------------------------------------------------------------------
+# Placement
+# --------------------------------------------------------------------------------------------
+
+
+@irdl_attr_definition
+class StreamAttr(ParametrizedAttribute):
+    """A multicast stream into a parallel unit: from a PMU of input ``port``'s buffer through the
+    switch of every copy in ``copies``, along ``route``:
+    ``#pcu.stream<port 0 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0)>``."""
+
+    name = "pcu.stream"
+
+    port: IntAttr
+    copies: DenseArrayBase[I64]
+    route: RouteAttr
+
+    def __init__(self, port: int, copies: Sequence[int], route: RouteAttr) -> None:
+        super().__init__(IntAttr(port), dense_i64(copies), route)
+
+    @property
+    def copy_values(self) -> tuple[int, ...]:
+        """The copies it feeds."""
+        return tuple(self.copies.get_values())
+
+    def verify(self) -> None:
+        copies = self.copy_values
+        if self.port.data < 0:
+            raise VerifyException(f"pcu.stream: port {self.port.data} must be >= 0")
+        if not copies or min(copies) < 0 or len(set(copies)) != len(copies):
+            raise VerifyException(
+                f"pcu.stream: copies {int_list_text(copies)} must be distinct copy numbers "
+                "(>= 0), at least one"
+            )
+
+    def text(self) -> str:
+        """The parameters' syntax, without the angle brackets."""
+        return (
+            f"port {self.port.data:d} to copies {int_list_text(self.copy_values)} "
+            f"via {self.route.text()}"
+        )
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.text()}>")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        pos = parser.pos
+        with parser.in_angle_brackets():
+            params = parse_stream(parser)
+        return checked(parser, cls, params, pos)
+
+
+def parse_stream(parser: AttrParser) -> tuple[IntAttr, DenseArrayBase[IntegerType], RouteAttr]:
+    """``port P to copies [k, ...] via ROUTE`` (a stream's parameters)."""
+    parser.parse_keyword("port", " (a pcu.stream starts with its port)")
+    port = parser.parse_integer(context_msg=" (the stream's port)")
+    parser.parse_keyword("to")
+    parser.parse_keyword("copies")
+    copies = parse_int_list(parser, "the stream's copies")
+    parser.parse_keyword("via")
+    return IntAttr(port), dense_i64(copies), parse_route(parser)
+
+
+def _parse_streams(parser: AttrParser) -> ArrayAttr[StreamAttr]:
+    def one() -> StreamAttr:
+        pos = parser.pos
+        params = parse_stream(parser)
+        checked(parser, StreamAttr, params, pos)
+        return StreamAttr.new(params)
+
+    return ArrayAttr(parser.parse_comma_separated_list(parser.Delimiter.SQUARE, one))
+
+
+def _parse_routes(parser: AttrParser) -> ArrayAttr[RouteAttr]:
+    return ArrayAttr(
+        parser.parse_comma_separated_list(parser.Delimiter.SQUARE, lambda: parse_route(parser))
+    )
+
+
+@irdl_attr_definition
+class PlacementAttr(ParametrizedAttribute):
+    """Where a ``pcu.unit``'s PCUs are and how its operands reach them (see the module
+    docstring): one PCU has one slot and ``routes``, one a input port; a parallel unit has a
+    slot a copy, ``streams`` and ``out_routes`` (one a copy)."""
+
+    name = "pcu.placement"
+
+    at: DenseArrayBase[I64]
+    """The slots, flattened ``x0, y0, x1, y1, ...``."""
+    routes: ArrayAttr[RouteAttr]
+    streams: ArrayAttr[StreamAttr]
+    out_routes: ArrayAttr[RouteAttr]
+
+    def __init__(
+        self,
+        slots: Sequence[Sequence[int]],
+        routes: Sequence[RouteAttr] = (),
+        streams: Sequence[StreamAttr] = (),
+        out_routes: Sequence[RouteAttr] = (),
+    ) -> None:
+        super().__init__(
+            flat_slots(slots), ArrayAttr(routes), ArrayAttr(streams), ArrayAttr(out_routes)
+        )
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        """The PCU's slot, or its copies' (copy 0 first)."""
+        return pairs(self.at.get_values())
+
+    @property
+    def is_parallel(self) -> bool:
+        """Whether it places the copies of a parallel unit (streams and out routes)."""
+        return bool(self.streams.data or self.out_routes.data)
+
+    def verify(self) -> None:
+        what = "pcu.placement"
+        slots = check_slots(what, self.at)
+        if not self.is_parallel:
+            if len(slots) != 1:
+                raise VerifyException(
+                    f"{what}: {len(slots)} slots but no streams and out_routes (one PCU has one "
+                    "slot and routes; a parallel unit's copies have streams and out_routes)"
+                )
+            return
+        if self.routes.data:
+            raise VerifyException(
+                f"{what}: routes (one PCU) and streams or out_routes (a parallel unit) both given"
+            )
+        if len(self.out_routes) != len(slots):
+            raise VerifyException(
+                f"{what}: {len(self.out_routes)} out_routes for {len(slots)} copies (one a copy)"
+            )
+        for stream in self.streams.data:
+            high = max(stream.copy_values)
+            if high >= len(slots):
+                raise VerifyException(
+                    f"{what}: a stream feeds copy {high}, there are {len(slots)} copies"
+                )
+
+    def print_parameters(self, printer: Printer) -> None:
+        fields: list[tuple[str, str]] = []
+        if self.routes.data:
+            fields.append(("routes", route_list_text(self.routes.data)))
+        if self.streams.data:
+            fields.append(("streams", "[" + ", ".join([s.text() for s in self.streams.data]) + "]"))
+        if self.out_routes.data:
+            fields.append(("out_routes", route_list_text(self.out_routes.data)))
+        printer.print_string(placement_text(self.slots, fields))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        routes = (lambda: _parse_routes(parser), ArrayAttr(()))
+        streams = (lambda: _parse_streams(parser), ArrayAttr(()))
+        fields = {"routes": routes, "streams": streams, "out_routes": routes}
+        return parse_placement(parser, cls, fields)
+
+
+@irdl_attr_definition
+class SectionPlacementAttr(ParametrizedAttribute):
+    """A section's placement as partition-sections found it, for place-and-route (the
+    section's ``rdu.placement``): the slot of every unit and the route of every stream of the
+    section's graph, in the graph's order (``compiler/passes/ir_helpers.section_graph``):
+    ``#pcu.section_placement<at [(1, 0), (2, 0)], routes [(0, 0) -> (1, 0), (1, 0) -> (2, 0)]>``.
+    """
+
+    name = "pcu.section_placement"
+
+    at: DenseArrayBase[I64]
+    """The slots, flattened ``x0, y0, x1, y1, ...``."""
+    routes: ArrayAttr[RouteAttr]
+
+    def __init__(self, slots: Sequence[Sequence[int]], routes: Sequence[RouteAttr]) -> None:
+        super().__init__(flat_slots(slots), ArrayAttr(routes))
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        return pairs(self.at.get_values())
+
+    def verify(self) -> None:
+        check_slots("pcu.section_placement", self.at)
+
+    def print_parameters(self, printer: Printer) -> None:
+        fields = [("routes", route_list_text(self.routes.data))] if self.routes.data else []
+        printer.print_string(placement_text(self.slots, fields))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        routes = (lambda: _parse_routes(parser), ArrayAttr(()))
+        return parse_placement(parser, cls, {"routes": routes})
+
+
+# --------------------------------------------------------------------------------------------
 # The unit
 # --------------------------------------------------------------------------------------------
 
@@ -323,12 +537,8 @@ class UnitOp(IRDLOperation):
     ins = prop_def(ArrayAttr[AccessAttr])
     out = prop_def(AccessAttr)
     combiner = prop_def(CombinerAttr)
-    at = opt_prop_def(DenseArrayBase.constr(I64))
-    routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
     parallel = opt_prop_def(DenseArrayBase.constr(I64))
-    more_at = opt_prop_def(DenseArrayBase.constr(I64))
-    streams = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
-    out_routes = opt_prop_def(ArrayAttr[DenseArrayBase[IntegerType]])
+    placement = opt_prop_def(PlacementAttr)
 
     body = region_def("single_block")
 
@@ -383,17 +593,6 @@ class UnitOp(IRDLOperation):
         return math.prod(self.parallel_values)
 
     @property
-    def route_values(self) -> list[list[tuple[int, int]]] | None:
-        """The routes as lists of (x, y) switch coordinates, one per input port (or None)."""
-        if self.routes is None:
-            return None
-        result: list[list[tuple[int, int]]] = []
-        for r in self.routes.data:
-            flat = tuple(r.get_values())
-            result.append([(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
-        return result
-
-    @property
     def yield_op(self) -> YieldOp:
         last = self.body.block.last_op
         assert isinstance(last, YieldOp)
@@ -440,20 +639,11 @@ class UnitOp(IRDLOperation):
             self.out,
             self.combiner,
         )
-        placed = ""  # built as one string: most units print all of these
-        for key, ints in (("parallel", self.parallel), ("at", self.at), ("more_at", self.more_at)):
-            if ints is not None:
-                placed += f" {key} {int_list_text(ints.get_values())}"
-        for key, lists in (
-            ("routes", self.routes),
-            ("streams", self.streams),
-            ("out_routes", self.out_routes),
-        ):
-            if lists is not None:
-                texts = ", ".join([int_list_text(r.get_values()) for r in lists.data])
-                placed += f" {key} [{texts}]"
-        if placed:
-            printer.print_string(placed)
+        if self.parallel is not None:
+            printer.print_string(f" parallel {int_list_text(self.parallel.get_values())}")
+        if self.placement is not None:
+            printer.print_string(" placed ")
+            printer.print_attribute(self.placement)
         printer.print_op_attributes(self.attributes)
         printer.print_string(" : ")
         printer.print_function_type(self.operand_types, self.result_types)
@@ -468,17 +658,16 @@ class UnitOp(IRDLOperation):
         )
         props = parse_space_props(parser, ("lanes",))
         props["sym_name"] = name
-        for key in ("parallel", "at", "more_at"):
-            if parser.parse_optional_keyword(key) is not None:
-                props[key] = dense_i64(parse_int_list(parser, key))
-        for key in ("routes", "streams", "out_routes"):
-            if parser.parse_optional_keyword(key) is not None:
-                props[key] = ArrayAttr(
-                    parser.parse_comma_separated_list(
-                        parser.Delimiter.SQUARE,
-                        lambda: dense_i64(parse_int_list(parser, "a route")),
-                    )
+        if parser.parse_optional_keyword("parallel") is not None:
+            props["parallel"] = dense_i64(parse_int_list(parser, "parallel"))
+        if parser.parse_optional_keyword("placed") is not None:
+            pos = parser.pos
+            placement = parser.parse_attribute()
+            if not isinstance(placement, PlacementAttr):
+                parser.raise_error(
+                    "pcu.unit: 'placed' takes a #pcu.placement<...>", pos, parser.pos
                 )
+            props["placement"] = placement
         attrs = parser.parse_optional_attr_dict()
         parser.parse_punctuation(":")
         pos = parser.pos
@@ -523,8 +712,6 @@ class UnitOp(IRDLOperation):
             YieldOp,
             ("pcu",),
         )
-        if self.at is not None and len(self.at) != 2:
-            raise VerifyException(f"{what}: 'at' must be [x, y], got {len(self.at)} values")
         if self.parallel is not None:
             factors = self.parallel_values
             space = self.space_values
@@ -535,27 +722,38 @@ class UnitOp(IRDLOperation):
                     f"{what}: parallel {list(factors)} needs one factor a counter, each from 1 "
                     f"to its extent (space {list(space)})"
                 )
-            if self.more_at is not None and len(self.more_at) != 2 * (self.copies - 1):
+        if self.placement is not None:
+            self.verify_placement(what, self.placement)
+
+    def verify_placement(self, what: str, placed: PlacementAttr) -> None:
+        """``placed`` against the unit: one PCU's slot and routes, or a slot a copy."""
+        if self.parallel is None:
+            if placed.is_parallel:
                 raise VerifyException(
-                    f"{what}: 'more_at' must hold the [x, y] slots of its other "
-                    f"{self.copies - 1} copies, got {len(self.more_at)} values"
+                    f"{what}: placed as a parallel unit (streams, out_routes), but not parallel"
                 )
-            if self.out_routes is not None and len(self.out_routes) != self.copies:
+            if len(placed.routes) != len(self.inputs):
                 raise VerifyException(
-                    f"{what}: {len(self.out_routes)} out_routes for {self.copies} copies"
+                    f"{what}: {len(placed.routes)} routes for {len(self.inputs)} input ports"
                 )
-        if self.routes is not None:
-            if len(self.routes) != len(self.inputs):
+            return
+        if len(placed.slots) != self.copies or not placed.is_parallel:
+            raise VerifyException(
+                f"{what}: parallel {list(self.parallel_values)} is {self.copies} copies: its "
+                f"placement needs a slot, and an out route, a copy (got {len(placed.slots)} "
+                f"slot(s), {len(placed.out_routes)} out route(s))"
+            )
+        for stream in placed.streams.data:
+            if stream.port.data >= len(self.inputs):
                 raise VerifyException(
-                    f"{what}: {len(self.routes)} routes for {len(self.inputs)} input ports"
+                    f"{what}: a stream feeds port {stream.port.data}, the unit has "
+                    f"{len(self.inputs)} input ports"
                 )
-            for i, r in enumerate(self.routes.data):
-                if len(r) == 0 or len(r) % 2:
-                    raise VerifyException(
-                        f"{what}: route {i} must be flattened [x, y] switch coordinates (a "
-                        f"non-empty, even number of values), got {len(r)} values"
-                    )
 
 
-Pcu = Dialect("pcu", [UnitOp, StageOp, ConstOp, CounterOp, YieldOp], [StageOpcodeAttr])
+Pcu = Dialect(
+    "pcu",
+    [UnitOp, StageOp, ConstOp, CounterOp, YieldOp],
+    [StageOpcodeAttr, StreamAttr, PlacementAttr, SectionPlacementAttr],
+)
 """The pcu dialect."""

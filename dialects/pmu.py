@@ -16,34 +16,39 @@ address range cut into ``N`` consecutive pieces of at most ``target.pmu_bytes`` 
 lives in bank ``(a + a // N) % banks`` instead of ``a % banks``, so that vectors down a column of
 ``N`` elements spread over the banks too (see ``compiler/passes/tiling.py``).
 
-place-and-route adds (all ``array<i64: ...>``):
+place-and-route adds ``placement = #pmu.placement<...>`` (a ``BufferPlacementAttr``):
 
-- ``at = array<i64: x, y>``: the PMU's slot on the grid;
-- ``route = array<i64: x0, y0, x1, y1, ...>``: the switch coordinates (flattened pairs) of the
-  stream that fills the buffer, from DRAM or from its producing PCU;
-- ``store_route = array<i64: ...>``: likewise, of the stream storing it to DRAM (only on buffers
-  that a section yields);
-- ``more_at = array<i64: x1, y1, ...>``: the slots of the buffer's other PMUs when ``pmus > 1``
-  (flattened pairs, ``pmus - 1`` of them).
+    #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>
+
+- ``at``: the PMU's slot on the grid ``(x, y)``; a buffer of ``pmus = N`` PMUs lists the slots
+  of all ``N``, first PMU first: ``at [(1, 0), (3, 0)]``;
+- ``fill``: the route (``#pmu.route``, the switch coordinates from the source's switch to the
+  buffer's, each adjacent to the next) of the stream that fills the buffer, from DRAM or from
+  its producing PCU (absent when a parallel unit writes it: its copies' ``out_routes``);
+- ``store``: likewise, of the stream storing it to DRAM (only on buffers that a section yields).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 from xdsl.dialects.builtin import (
     I64,
     DenseArrayBase,
     IntegerAttr,
+    IntegerType,
     MemRefType,
+    NoneAttr,
     StringAttr,
     TensorType,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
+    irdl_attr_definition,
     irdl_op_definition,
     operand_def,
     opt_prop_def,
@@ -51,8 +56,238 @@ from xdsl.irdl import (
     result_def,
     traits_def,
 )
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
 from xdsl.traits import NoMemoryEffect
 from xdsl.utils.exceptions import VerifyException
+
+from dialects.rdu_tile import dense_i64
+from runtime.machine.rules import route_break
+
+Slot = tuple[int, int]
+"""A switch or unit slot on the grid, ``(x, y)``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Slots and routes (shared with pcu.unit's placement)
+# --------------------------------------------------------------------------------------------
+
+
+def pairs(values: Sequence[int]) -> tuple[Slot, ...]:
+    """``[x0, y0, x1, y1, ...]`` as ``((x0, y0), (x1, y1), ...)``."""
+    it = iter(values)
+    return tuple(zip(it, it, strict=True))
+
+
+def flat_slots(slots: Sequence[Sequence[int]]) -> DenseArrayBase[IntegerType]:
+    """Slots ``[(x0, y0), ...]`` stored as one ``array<i64: x0, y0, ...>``."""
+    return dense_i64([v for slot in slots for v in slot])
+
+
+def slots_text(slots: Sequence[Slot]) -> str:
+    """``(x, y)`` for one slot, ``[(x0, y0), (x1, y1), ...]`` for several."""
+    text = ", ".join([f"({x:d}, {y:d})" for x, y in slots])
+    return text if len(slots) == 1 else f"[{text}]"
+
+
+def parse_slot(parser: AttrParser) -> Slot:
+    """``(x, y)``."""
+    x, y = 0, 0
+    with parser.in_parens():
+        x = parser.parse_integer(context_msg=" (a slot's x)")
+        parser.parse_punctuation(",")
+        y = parser.parse_integer(context_msg=" (a slot's y)")
+    return (x, y)
+
+
+def parse_slots(parser: AttrParser) -> list[Slot]:
+    """``(x, y)`` or ``[(x0, y0), (x1, y1), ...]``."""
+    if parser.parse_optional_punctuation("[") is None:
+        return [parse_slot(parser)]
+    slots = [parse_slot(parser)]
+    while parser.parse_optional_punctuation(",") is not None:
+        slots.append(parse_slot(parser))
+    parser.parse_punctuation("]")
+    return slots
+
+
+def check_slots(what: str, at: DenseArrayBase[IntegerType]) -> tuple[Slot, ...]:
+    """The slots ``at`` holds (flattened), once they are pairs, at least one, on the grid
+    (coordinates >= 0) and distinct; else raise."""
+    if len(at) % 2:
+        raise VerifyException(f"{what}: 'at' must hold (x, y) slots")
+    slots = pairs(at.get_values())
+    if not slots:
+        raise VerifyException(f"{what}: 'at' needs at least one slot")
+    for x, y in slots:
+        if x < 0 or y < 0:
+            raise VerifyException(f"{what}: slot ({x}, {y}) is off the grid (negative)")
+    if len(set(slots)) != len(slots):
+        raise VerifyException(f"{what}: 'at' lists a slot twice: {slots_text(slots)}")
+    return slots
+
+
+def placement_text(slots: Sequence[Slot], fields: Sequence[tuple[str, str]]) -> str:
+    """A placement's parameters: ``<at SLOTS, KEY VALUE, ...>`` for the fields given."""
+    return f"<at {slots_text(slots)}" + "".join([f", {k} {v}" for k, v in fields]) + ">"
+
+
+@irdl_attr_definition
+class RouteAttr(ParametrizedAttribute):
+    """A stream's path through the switches, from the source's switch to the destination's,
+    each adjacent to the next: ``#pmu.route<(0, 1) -> (0, 0) -> (1, 0)>`` (one hop when both
+    ends share a switch)."""
+
+    name = "pmu.route"
+
+    flat: DenseArrayBase[I64]
+    """The hops' coordinates ``x0, y0, x1, y1, ...``."""
+
+    def __init__(self, hops: Sequence[Sequence[int]]) -> None:
+        super().__init__(flat_slots(hops))
+
+    @property
+    def hops(self) -> tuple[Slot, ...]:
+        """The switches ``(x, y)`` in order."""
+        return pairs(self.flat.get_values())
+
+    def verify(self) -> None:
+        n = len(self.flat)
+        if n == 0 or n % 2:
+            raise VerifyException(
+                f"pmu.route: needs at least one (x, y) switch, got {n} coordinate(s)"
+            )
+        hops = self.hops
+        if any(x < 0 or y < 0 for x, y in hops):
+            raise VerifyException(f"pmu.route: {self.text()} leaves the grid (a negative switch)")
+        h = route_break(hops)
+        if h is not None:
+            raise VerifyException(
+                f"pmu.route: hop {h} {hops[h]} is not adjacent to hop {h - 1} {hops[h - 1]}"
+            )
+
+    def text(self) -> str:
+        """``(x0, y0) -> (x1, y1) -> ...``, the parameters' syntax."""
+        return " -> ".join([f"({x:d}, {y:d})" for x, y in self.hops])
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.text()}>")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        pos = parser.pos
+        with parser.in_angle_brackets():
+            hops = parse_hops(parser)
+        return checked(parser, cls, (flat_slots(hops),), pos)
+
+
+def parse_hops(parser: AttrParser) -> list[Slot]:
+    """``(x0, y0) -> (x1, y1) -> ...`` (a route's parameters)."""
+    hops = [parse_slot(parser)]
+    while parser.parse_optional_punctuation("->") is not None:
+        hops.append(parse_slot(parser))
+    return hops
+
+
+def parse_route(parser: AttrParser) -> RouteAttr:
+    """A route written without its ``#pmu.route<>`` (inside a placement)."""
+    pos = parser.pos
+    hops = parse_hops(parser)
+    try:
+        return RouteAttr(hops)
+    except VerifyException as err:
+        parser.raise_error(str(err), pos, parser.pos)
+
+
+def route_list_text(routes: Sequence[RouteAttr]) -> str:
+    """``[(x, y) -> ..., ...]``: routes written without their ``#pmu.route<>``."""
+    return "[" + ", ".join([r.text() for r in routes]) + "]"
+
+
+@irdl_attr_definition
+class BufferPlacementAttr(ParametrizedAttribute):
+    """Where a ``pmu.buffer``'s PMUs are and the routes that fill and store it (see the module
+    docstring): ``#pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>``."""
+
+    name = "pmu.placement"
+
+    at: DenseArrayBase[I64]
+    """The slots of its PMUs, flattened ``x0, y0, x1, y1, ...``."""
+    fill: RouteAttr | NoneAttr
+    store: RouteAttr | NoneAttr
+
+    def __init__(
+        self,
+        slots: Sequence[Sequence[int]],
+        fill: RouteAttr | None = None,
+        store: RouteAttr | None = None,
+    ) -> None:
+        super().__init__(flat_slots(slots), fill or NoneAttr(), store or NoneAttr())
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        """The slots of its PMUs, first PMU first."""
+        return pairs(self.at.get_values())
+
+    @property
+    def fill_route(self) -> RouteAttr | None:
+        return self.fill if isinstance(self.fill, RouteAttr) else None
+
+    @property
+    def store_route(self) -> RouteAttr | None:
+        return self.store if isinstance(self.store, RouteAttr) else None
+
+    def verify(self) -> None:
+        check_slots("pmu.placement", self.at)
+
+    def print_parameters(self, printer: Printer) -> None:
+        fields = [
+            (key, route.text())
+            for key, route in (("fill", self.fill), ("store", self.store))
+            if isinstance(route, RouteAttr)
+        ]
+        printer.print_string(placement_text(self.slots, fields))
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> Sequence[Attribute]:
+        route = (lambda: parse_route(parser), NoneAttr())
+        return parse_placement(parser, cls, {"fill": route, "store": route})
+
+
+def parse_placement(
+    parser: AttrParser,
+    cls: type[ParametrizedAttribute],
+    fields: dict[str, tuple[Callable[[], Attribute], Attribute]],
+) -> Sequence[Attribute]:
+    """A placement's parameters, checked: ``<at SLOTS, KEY VALUE, ...>``, each of ``fields``
+    (``key: (parse its value, its value when absent)``, in the order of ``cls``'s parameters
+    after ``at``) at most once, in any order."""
+    what = cls.name
+    pos = parser.pos
+    found: dict[str, Attribute] = {}
+    with parser.in_angle_brackets():
+        parser.parse_keyword("at", f" ({what} starts with its slots)")
+        at = flat_slots(parse_slots(parser))
+        while parser.parse_optional_punctuation(",") is not None:
+            key_pos = parser.pos
+            key = parser.parse_keyword_in(list(fields), f" (a field of {what})")
+            if key in found:
+                parser.raise_error(f"{what}: '{key}' given twice", key_pos, parser.pos)
+            found[key] = fields[key][0]()
+    params = (at, *(found.get(key, absent) for key, (_, absent) in fields.items()))
+    return checked(parser, cls, params, pos)
+
+
+def checked(
+    parser: AttrParser, cls: type[ParametrizedAttribute], params: Sequence[Attribute], pos: int
+) -> Sequence[Attribute]:
+    """``params`` once ``cls``'s verifier accepts them, else a parse error at ``pos`` (the
+    attribute's text) saying why."""
+    try:
+        cls.new(params)
+    except VerifyException as err:
+        parser.raise_error(str(err), pos, parser.pos)
+    return params
 
 
 @functools.lru_cache(maxsize=1024)
@@ -77,11 +312,8 @@ class BufferOp(IRDLOperation):
     nbuf = prop_def(IntegerAttr[I64])
     banks = prop_def(IntegerAttr[I64])
     bank_skew = opt_prop_def(IntegerAttr[I64])
-    at = opt_prop_def(DenseArrayBase.constr(I64))
-    route = opt_prop_def(DenseArrayBase.constr(I64))
-    store_route = opt_prop_def(DenseArrayBase.constr(I64))
     pmus = opt_prop_def(IntegerAttr[I64])
-    more_at = opt_prop_def(DenseArrayBase.constr(I64))
+    placement = opt_prop_def(BufferPlacementAttr)
 
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$source attr-dict `:` type($source) `->` type($result)"
@@ -149,22 +381,14 @@ class BufferOp(IRDLOperation):
                 f"{what}: bank_skew must be >= 1 (leave it out for none), got "
                 f"{self.bank_skew.value.data}"
             )
-        if self.at is not None and len(self.at) != 2:
-            raise VerifyException(f"{what}: 'at' must be [x, y], got {len(self.at)} values")
         if self.num_pmus < 1:
             raise VerifyException(f"{what}: pmus must be >= 1, got {self.num_pmus}")
-        if self.more_at is not None and len(self.more_at) != 2 * (self.num_pmus - 1):
+        if self.placement is not None and len(self.placement.slots) != self.num_pmus:
             raise VerifyException(
-                f"{what}: 'more_at' must hold the [x, y] slots of its other {self.num_pmus - 1} "
-                f"PMUs, got {len(self.more_at)} values"
+                f"{what}: its placement lists {len(self.placement.slots)} slot(s) for its "
+                f"{self.num_pmus} PMU(s)"
             )
-        for key, route in (("route", self.route), ("store_route", self.store_route)):
-            if route is not None and (len(route) == 0 or len(route) % 2):
-                raise VerifyException(
-                    f"{what}: '{key}' must be flattened [x, y] switch coordinates (a non-empty, "
-                    f"even number of values), got {len(route)} values"
-                )
 
 
-Pmu = Dialect("pmu", [BufferOp], [])
+Pmu = Dialect("pmu", [BufferOp], [RouteAttr, BufferPlacementAttr])
 """The pmu dialect."""

@@ -102,7 +102,7 @@ def _transpose(c: Call) -> Result:
     if rank < 2:
         return x
     perm = list(range(rank))
-    d0, d1 = c.a["dim0"] % rank, c.a["dim1"] % rank
+    d0, d1 = c.dim(rank, "dim0"), c.dim(rank, "dim1")
     perm[d0], perm[d1] = perm[d1], perm[d0]
     return c.em.transpose(x, perm)
 
@@ -631,7 +631,7 @@ def _linear(c: Call) -> Result:
 @converts("aten._log_softmax.default")
 def _log_softmax(c: Call) -> Result:
     x, em = c.tensor("self"), c.em
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     shifted = em.sub(x, em.reduce("max", x, [dim], True))
     lse = em.unary("log", em.reduce("sum", em.unary("exp", shifted), [dim], True))
     return em.sub(shifted, lse)
@@ -640,7 +640,7 @@ def _log_softmax(c: Call) -> Result:
 @converts("aten._softmax.default")
 def _softmax(c: Call) -> Result:
     x, em = c.tensor("self"), c.em
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     e = em.unary("exp", em.sub(x, em.reduce("max", x, [dim], True)))
     return em.div(e, em.reduce("sum", e, [dim], True))
 
@@ -648,14 +648,14 @@ def _softmax(c: Call) -> Result:
 @converts("aten._log_softmax_backward_data.default")
 def _log_softmax_backward(c: Call) -> Result:
     g, y, em = c.tensor("grad_output"), c.tensor("output"), c.em
-    dim = c.a["dim"] % len(shape_of(y))
+    dim = c.dim(len(shape_of(y)))
     return em.sub(g, em.mul(em.unary("exp", y), em.reduce("sum", g, [dim], True)))
 
 
 @converts("aten._softmax_backward_data.default")
 def _softmax_backward(c: Call) -> Result:
     g, y, em = c.tensor("grad_output"), c.tensor("output"), c.em
-    dim = c.a["dim"] % len(shape_of(y))
+    dim = c.dim(len(shape_of(y)))
     return em.mul(y, em.sub(g, em.reduce("sum", em.mul(g, y), [dim], True)))
 
 

@@ -103,7 +103,7 @@ def _unslice(em: Emitter, g: SSAValue, dim: int, first: int, step: int, extent: 
 def _slice_op(c: Call) -> Result:
     x = c.tensor("self")
     rank = len(shape_of(x))
-    dim = c.a["dim"] % rank
+    dim = c.dim(rank)
     step = int(c.a.get("step") or 1)
     first, count = _slice_bounds(shape_of(x)[dim], c.a.get("start"), c.a.get("end"), step)
     return _slice(c.em, x, dim, first, count, step)
@@ -112,7 +112,7 @@ def _slice_op(c: Call) -> Result:
 @converts("aten.narrow.default", "aten.narrow_copy.default")
 def _narrow(c: Call) -> Result:
     x = c.tensor("self")
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     start = int(c.a["start"]) % max(shape_of(x)[dim], 1)
     return _slice(c.em, x, dim, start, int(c.a["length"]), 1)
 
@@ -120,7 +120,7 @@ def _narrow(c: Call) -> Result:
 @converts("aten.select.int", "aten.select_copy.int")
 def _select(c: Call) -> Result:
     x = c.tensor("self")
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     index = int(c.a["index"]) % shape_of(x)[dim]
     return c.em.reshape(_slice(c.em, x, dim, index, 1, 1), c.out_shape)
 
@@ -128,7 +128,7 @@ def _select(c: Call) -> Result:
 @converts("aten.split.Tensor", "aten.split_with_sizes.default", "aten.unsafe_split.Tensor")
 def _split(c: Call) -> Result:
     x = c.tensor("self")
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     n = shape_of(x)[dim]
     if "split_sizes" in c.a:
         sizes = [int(s) for s in c.a["split_sizes"]]
@@ -146,7 +146,7 @@ def _split(c: Call) -> Result:
 @converts("aten.unbind.int")
 def _unbind(c: Call) -> Result:
     x = c.tensor("self")
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     shape = [s for i, s in enumerate(shape_of(x)) if i != dim]
     return tuple(
         c.em.reshape(_slice(c.em, x, dim, i, 1, 1), shape) for i in range(shape_of(x)[dim])
@@ -169,7 +169,7 @@ def _flip(c: Call) -> Result:
 def _slice_backward(c: Call) -> Result:
     g = c.tensor("grad_output")
     sizes = [int(s) for s in c.a["input_sizes"]]
-    dim = c.a["dim"] % len(sizes)
+    dim = c.dim(len(sizes))
     step = int(c.a.get("step") or 1)
     first, count = _slice_bounds(sizes[dim], c.a.get("start"), c.a.get("end"), step)
     if count != shape_of(g)[dim]:
@@ -181,7 +181,7 @@ def _slice_backward(c: Call) -> Result:
 def _select_backward(c: Call) -> Result:
     g = c.tensor("grad_output")
     sizes = [int(s) for s in c.a["input_sizes"]]
-    dim = c.a["dim"] % len(sizes)
+    dim = c.dim(len(sizes))
     index = int(c.a["index"]) % sizes[dim]
     kept = list(sizes)
     kept[dim] = 1
@@ -211,14 +211,14 @@ def _cat_op(c: Call) -> Result:
     if len(xs) != len(c.a["tensors"]):
         raise ConversionError("cat of non-tensor values")
     rank = len(c.out_shape)
-    return _cat(c.em, xs, c.a["dim"] % rank, c.out_elt)
+    return _cat(c.em, xs, c.dim(rank), c.out_elt)
 
 
 @converts("aten.stack.default")
 def _stack(c: Call) -> Result:
     xs = [v for v in c.a["tensors"] if isinstance(v, SSAValue)]
     rank = len(c.out_shape)
-    dim = c.a["dim"] % rank
+    dim = c.dim(rank)
     parts = []
     for x in xs:
         shape = list(shape_of(x))
@@ -258,7 +258,7 @@ def _triu(c: Call) -> Result:
 def _safe_softmax(c: Call) -> Result:
     """Softmax whose fully masked rows (all ``-inf``) are 0 rather than NaN."""
     x, em = c.em.cast(c.tensor("self"), c.out_elt), c.em
-    dim = c.a["dim"] % len(shape_of(x))
+    dim = c.dim(len(shape_of(x)))
     m = em.reduce("max", x, [dim], True)
     m = em.select(em.binary("eq", m, float("-inf")), 0.0, m)
     e = em.unary("exp", em.sub(x, m))
@@ -293,7 +293,7 @@ def _cumsum(c: Call) -> Result:
     shape = shape_of(x)
     if not shape:
         return x
-    dim = c.a["dim"] % len(shape)
+    dim = c.dim(len(shape))
     n = shape[dim]
     # dims [..., i, j, ...]: x varies over j, the mask j <= i
     pair = (*shape[:dim], n, n, *shape[dim + 1 :])
@@ -332,7 +332,7 @@ def _embedding_backward(c: Call) -> Result:
 @converts("aten.index_select.default")
 def _index_select(c: Call) -> Result:
     x, idx = c.tensor("self"), c.tensor("index")
-    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    dim = c.dim(len(shape_of(x)))
     return c.em.take(x, c.em.reshape(idx, (math.prod(shape_of(idx)),)), dim)
 
 
@@ -342,7 +342,7 @@ def _index_add(c: Call) -> Result:
     ``index_select``)."""
     em = c.em
     x, source = c.tensor("self"), c.tensor("source")
-    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    dim = c.dim(len(shape_of(x)))
     alpha = c.a.get("alpha", 1)
     if alpha != 1:
         source = em.mul(source, alpha)
@@ -354,7 +354,7 @@ def _gather(c: Call) -> Result:
     x = c.tensor("self")
     if c.a.get("sparse_grad"):
         raise ConversionError("sparse_grad=True")
-    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    dim = c.dim(len(shape_of(x)))
     return c.em.gather(x, c.tensor("index"), dim)
 
 
@@ -362,7 +362,7 @@ def _gather(c: Call) -> Result:
 def _scatter_add(c: Call) -> Result:
     """``x`` plus ``src`` added at ``index`` along ``dim`` (the gradient of ``gather``)."""
     x = c.tensor("self")
-    dim = c.a["dim"] % max(len(shape_of(x)), 1)
+    dim = c.dim(len(shape_of(x)))
     added = c.em.scatter_add(c.tensor("src"), c.tensor("index"), dim, shape_of(x))
     return c.em.add(x, added)
 
@@ -441,10 +441,7 @@ def _native_dropout(c: Call) -> Result:
     shape = shape_of(x)
     if not needs_rng_seed("aten.native_dropout.default", [x, p, c.a.get("train")]):
         return x, em.fill(1, shape, i1)
-    seed = em.section_args.get(RNG_SEED)
-    if seed is None:
-        raise ConversionError("dropout outside the forward section (no rng_seed input)")
-    keep = em.binary("ge", em.random(seed, shape), p, f32)
+    keep = em.binary("ge", _uniform(c, shape), p, f32)
     scale = 0.0 if p >= 1 else 1.0 / (1.0 - p)
     return em.mul(em.mul(x, em.cast(keep, elt_of(x))), scale), keep
 

@@ -73,6 +73,11 @@ class Call:
     def out_elt(self) -> Attribute:
         return self.out()[1]
 
+    def dim(self, rank: int, name: str = "dim") -> int:
+        """The dim argument ``name`` as an index into ``rank`` dims (a negative dim counts from
+        the end, as in torch; a 0-d tensor's dim is 0)."""
+        return self.a[name] % max(rank, 1)
+
     def tensor(self, name: str) -> SSAValue:
         """A tensor argument."""
         v = self.a[name]

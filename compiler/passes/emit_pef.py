@@ -7,14 +7,14 @@ From the IR:
     builtin.module attributes {rdu.target = "tiny", rdu.model_name = "mlp"} {
       dataflow.section @forward forward attributes {arg_names = ["input.0"], ...} {
       ^bb0(%x: tensor<2x4xf32>):
-        %xb = pmu.buffer %x {name = "input.0", ..., at = array<i64: 0, 1>, route = ...}
-        %r = pcu.unit @relu_1 (%xb) ... at [0, 0] routes [[0, 1, 0, 0]] ... {
+        %xb = pmu.buffer %x {name = "input.0", ..., placement = #pmu.placement<at (0, 1), ...>}
+        %r = pcu.unit @relu_1 (%xb) ... placed #pcu.placement<at (0, 0), routes [...]> ... {
         ^bb0(%a: f32):
           %z = pcu.const 0.0 : f32
           %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
           pcu.yield %m : f32
         } loc("model.py":13:0)
-        %rb = pmu.buffer %r {..., at = array<i64: 1, 0>, route = ..., store_route = ...}
+        %rb = pmu.buffer %r {..., placement = #pmu.placement<at (1, 0), fill ..., store ...>}
         dataflow.yield %rb : memref<2x4xf32>
       }
     }
@@ -41,10 +41,11 @@ the PEF gets:
   (``loc("relu"(...))``, see ``compiler/value_names.py``; "" if none). Routes come in IR
   order: into each PMU (from DRAM or its PCU), into each PCU port, then the stores of the
   yielded PMUs to DRAM; ``outputs`` bind each yielded PMU to its symbol. A parallel unit
-  (``parallel [...]``) gets ``parallel`` and ``more_at`` (its copies' slots); its ``streams``
-  become multicast routes into it (``taps``: the copies each feeds) and its ``out_routes`` one
-  route a copy into its result's PMUs (``taps``: that copy), in place of the unit's port routes
-  and the result buffer's fill route.
+  (``parallel [...]``) gets ``parallel`` and ``more_at`` (its copies' slots after copy 0's);
+  its placement's ``streams`` become multicast routes into it (``taps``: the copies each feeds)
+  and its ``out_routes`` one route a copy into its result's PMUs (``taps``: that copy), in place
+  of the unit's port routes and the result buffer's fill route. A buffer of several PMUs gets
+  ``more_at`` likewise.
 
 The same module always gives byte-identical output: everything is emitted in IR order.
 """
@@ -77,8 +78,8 @@ from compiler.passes.ir_helpers import TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_line, value_name
 from dialects.dataflow import SectionOp
-from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
-from dialects.pmu import BufferOp
+from dialects.pcu import ConstOp, CounterOp, PlacementAttr, StageOp, UnitOp, YieldOp
+from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr
 from runtime.pef import PefError, schema, write_pef
 
@@ -286,11 +287,11 @@ class _SectionEmitter:
                 if isinstance(writer, UnitOp) and writer.parallel is not None:
                     routes += self.out_routes(writer, src, i)
                     continue
-                routes.append(schema.Route(src=src, dst=("pmu", i), hops=self.hops(op, "route")))
+                routes.append(schema.Route(src=src, dst=("pmu", i), hops=self.hops(op, "fill")))
             elif isinstance(op, UnitOp):
                 routes += self.port_routes(op)
         for pmu, symbol in stored:
-            hops = self.hops(self.buffers[pmu], "store_route")
+            hops = self.hops(self.buffers[pmu], "store")
             routes.append(schema.Route(src=("pmu", pmu), dst=("dram", symbol), hops=hops))
         return schema.Section(
             name=section.sym_name.data,
@@ -319,71 +320,70 @@ class _SectionEmitter:
             return ("pcu", self.pcu_index[owner])
         raise self.fail(f'pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU')
 
-    def at(self, op: UnitOp | BufferOp, label: str) -> list[int]:
-        if op.at is None:
+    def slots(self, op: UnitOp | BufferOp, label: str) -> list[list[int]]:
+        """The unit's slots (a parallel unit's copies', a buffer's PMUs'), first one first."""
+        if op.placement is None:
             raise self.fail(f"{label} is not placed (run place-and-route first)")
-        return list(op.at.get_values())
+        return [[x, y] for x, y in op.placement.slots]
 
     def hops(self, op: BufferOp, key: str) -> list[list[int]]:
-        attr = op.route if key == "route" else op.store_route
-        if attr is None:
+        placement = op.placement
+        route = None
+        if placement is not None:
+            route = placement.fill_route if key == "fill" else placement.store_route
+        if route is None:
             raise self.fail(
-                f'pmu.buffer "{op.buffer_name.data}" has no {key} (run place-and-route first)'
+                f'pmu.buffer "{op.buffer_name.data}" has no {key} route (run place-and-route first)'
             )
-        return _unflatten(attr.get_values())
+        return _hops(route)
+
+    def unit_placement(self, op: UnitOp) -> PlacementAttr:
+        if op.placement is None:
+            raise self.fail(f"pcu.unit @{op.sym_name.data} is not placed (run place-and-route)")
+        return op.placement
 
     def out_routes(self, op: UnitOp, src: tuple[str, int], pmu: int) -> list[schema.Route]:
         """The routes of a parallel unit's copies into its result buffer's PMUs."""
-        if op.out_routes is None:
-            raise self.fail(f"pcu.unit @{op.sym_name.data} has no out_routes (run place-and-route)")
         return [
-            schema.Route(
-                src=src, dst=("pmu", pmu), hops=_unflatten(r.get_values()), taps=[[src[1], k]]
-            )
-            for k, r in enumerate(op.out_routes.data)
+            schema.Route(src=src, dst=("pmu", pmu), hops=_hops(r), taps=[[src[1], k]])
+            for k, r in enumerate(self.unit_placement(op).out_routes.data)
         ]
 
     def port_routes(self, op: UnitOp) -> list[schema.Route]:
         i = self.pcu_index[op]
+        placement = self.unit_placement(op)
         if op.parallel is not None:
-            if op.streams is None:
-                raise self.fail(
-                    f"pcu.unit @{op.sym_name.data} has no streams (run place-and-route)"
-                )
             result: list[schema.Route] = []
-            for stream in op.streams.data:
-                flat = list(stream.get_values())
-                port, n = flat[0], flat[1]
+            for stream in placement.streams.data:
+                port = stream.port.data
                 value = op.inputs[port]
                 src = self.pmu_of(value, f"input {port} of pcu.unit @{op.sym_name.data}")
                 result.append(
                     schema.Route(
                         src=("pmu", src),
                         dst=("pcu", i),
-                        hops=_unflatten(flat[2 + n :]),
-                        taps=[[i, k] for k in flat[2 : 2 + n]],
+                        hops=_hops(stream.route),
+                        taps=[[i, k] for k in stream.copy_values],
                     )
                 )
             return result
-        routes = op.route_values
-        if routes is None:
-            raise self.fail(f"pcu.unit @{op.sym_name.data} has no routes (run place-and-route)")
         return [
             schema.Route(
                 src=("pmu", self.pmu_of(value, f"input {k} of pcu.unit @{op.sym_name.data}")),
                 dst=("pcu", i),
-                hops=[[x, y] for x, y in hops],
+                hops=_hops(route),
             )
-            for k, (value, hops) in enumerate(zip(op.inputs, routes, strict=True))
+            for k, (value, route) in enumerate(zip(op.inputs, placement.routes.data, strict=True))
         ]
 
     def pmu(self, op: BufferOp) -> schema.Pmu:
         label = f'pmu.buffer "{op.buffer_name.data}"'
         shape, dtype = _shape_dtype(op.result.type, label)
         kind, index = self.source_of(op)
+        slots = self.slots(op, label)
         return schema.Pmu(
             name=op.buffer_name.data,
-            at=self.at(op, label),
+            at=slots[0],
             shape=shape,
             dtype=dtype,
             tile_bytes=op.tile_bytes.value.data,
@@ -391,7 +391,7 @@ class _SectionEmitter:
             banks=op.banks.value.data,
             bank_skew=op.bank_skew.value.data if op.bank_skew is not None else 0,
             pmus=op.num_pmus,
-            more_at=_unflatten(op.more_at.get_values()) if op.more_at is not None else [],
+            more_at=slots[1:],
             source="dram" if kind == "dram" else "pcu",
             symbol=index if kind == "dram" else -1,
             producer=index if kind == "pcu" else -1,
@@ -410,11 +410,12 @@ class _SectionEmitter:
         ]
         combiner = op.combiner.data.value
         stages, result = _stages(op, label)
+        slots = self.slots(op, label)
         return schema.Pcu(
             name=op.sym_name.data,
             loc=source_line(op.location),
             value=value_name(op.location),
-            at=self.at(op, label),
+            at=slots[0],
             space=list(op.space_values),
             tile=list(op.tile_values),
             lanes=op.lanes.value.data,
@@ -426,7 +427,7 @@ class _SectionEmitter:
             combiner=cast(schema.Combiner, combiner),
             dtype=dtype,
             parallel=list(op.parallel_values),
-            more_at=_unflatten(op.more_at.get_values()) if op.more_at is not None else [],
+            more_at=slots[1:],
         )
 
 
@@ -486,8 +487,8 @@ def _access(attr: AccessAttr) -> schema.Access:
     return schema.Access(offset=attr.offset_value, strides=list(attr.stride_values))
 
 
-def _unflatten(flat: Sequence[int]) -> list[list[int]]:
-    return [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]
+def _hops(route: RouteAttr) -> list[list[int]]:
+    return [list(hop) for hop in route.hops]
 
 
 def _pick(explicit: _T | None, attribute: _T | None, default: _T) -> _T:

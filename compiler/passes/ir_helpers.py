@@ -18,11 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from xdsl.dialects.builtin import (
-    ArrayAttr,
-    DenseArrayBase,
-    DictionaryAttr,
     IntegerAttr,
-    IntegerType,
     TensorType,
     UnregisteredOp,
     i64,
@@ -36,9 +32,9 @@ from compiler.passes.tiling import element_bytes
 from compiler.targets import Target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
-from dialects.pcu import UnitOp
-from dialects.pmu import BufferOp
-from dialects.rdu_tile import AccessAttr, dense_i64, element_type, shape_of
+from dialects.pcu import SectionPlacementAttr, UnitOp
+from dialects.pmu import BufferOp, RouteAttr
+from dialects.rdu_tile import AccessAttr, element_type, shape_of
 from runtime.machine.rules import visit_order
 
 TARGET_ATTR = "rdu.target"
@@ -252,16 +248,10 @@ def _placed_unit(op: UnitOp | BufferOp) -> Unit:
 
 def record_placement(section: SectionOp, placed: Placement) -> None:
     """Record ``placed`` (a placement of ``section_graph(section)``) on ``section``:
-    ``rdu.placement = {at = array<i64: x0, y0, ...>, routes = [array<i64: x0, y0, ...>, ...]}``,
-    the slot of every unit and the switches of every stream, in graph order."""
-    section.attributes[PLACEMENT_ATTR] = DictionaryAttr(
-        {
-            "at": dense_i64([c for slot in placed.at for c in slot]),
-            "routes": ArrayAttr(
-                [dense_i64([c for hop in hops for c in hop]) for hops in placed.routes]
-            ),
-        }
-    )
+    ``rdu.placement = #pcu.section_placement<at [(x0, y0), ...], routes [...]>``, the slot of
+    every unit and the switches of every stream, in graph order."""
+    routes = [RouteAttr(hops) for hops in placed.routes]
+    section.attributes[PLACEMENT_ATTR] = SectionPlacementAttr(placed.at, routes)
 
 
 def recorded_placement(section: SectionOp) -> Placement | None:
@@ -269,24 +259,9 @@ def recorded_placement(section: SectionOp) -> Placement | None:
     attr = section.attributes.get(PLACEMENT_ATTR)
     if attr is None:
         return None
-    where = f"section '{section.sym_name.data}'"
-    if not isinstance(attr, DictionaryAttr):
-        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} must be a dictionary")
-    at, routes = attr.data.get("at"), attr.data.get("routes")
-    if (
-        not isinstance(at, DenseArrayBase)
-        or not isinstance(at.elt_type, IntegerType)
-        or not isinstance(routes, ArrayAttr)
-    ):
+    if not isinstance(attr, SectionPlacementAttr):
         raise PassFailedException(
-            f"{where}: {PLACEMENT_ATTR} must hold 'at' (an array<i64>) and 'routes' (a list)"
+            f"section '{section.sym_name.data}': {PLACEMENT_ATTR} must be a "
+            "#pcu.section_placement<...>"
         )
-    flat = [at.get_values()]
-    for route in routes.data:
-        if not isinstance(route, DenseArrayBase) or not isinstance(route.elt_type, IntegerType):
-            raise PassFailedException(f"{where}: a route of {PLACEMENT_ATTR} is not an array<i64>")
-        flat.append(route.get_values())
-    if any(len(values) % 2 for values in flat):
-        raise PassFailedException(f"{where}: {PLACEMENT_ATTR} holds an odd number of coordinates")
-    pairs = [tuple((int(v[i]), int(v[i + 1])) for i in range(0, len(v), 2)) for v in flat]
-    return Placement(pairs[0], tuple(pairs[1:]))
+    return Placement(attr.slots, tuple(route.hops for route in attr.routes.data))

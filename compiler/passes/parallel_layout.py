@@ -30,7 +30,8 @@ holds only that unit and its buffers (partition-sections cuts it out alone). It 
 
 Every stream is checked against the links' capacity; a layout that does not fit raises
 ``placement.PlacementError``. ``place_parallel_section`` writes a layout onto the IR (see
-``dialects/pcu.py`` for the unit's ``more_at``, ``streams`` and ``out_routes``).
+``dialects/pcu.py`` for the unit's ``#pcu.placement``: its copies' slots, ``streams`` and
+``out_routes``).
 """
 
 from __future__ import annotations
@@ -40,16 +41,14 @@ import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, IntegerType
-
 from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord, Router, xy_path
 from compiler.passes.tiling import element_bytes
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
-from dialects.pcu import UnitOp
-from dialects.pmu import BufferOp
-from dialects.rdu_tile import dense_i64, element_type, shape_of
+from dialects.pcu import PlacementAttr, StreamAttr, UnitOp
+from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
+from dialects.rdu_tile import element_type, shape_of
 from runtime.machine import rules
 
 
@@ -408,35 +407,20 @@ def unit_spec(unit: UnitOp, buffers: Sequence[BufferOp], stored: Container[objec
 
 
 def place_parallel_section(section: SectionOp, unit: UnitOp, target: Target) -> None:
-    """Lay out a section holding the parallel ``unit`` and write it onto the IR: ``at``,
-    ``more_at``, ``route`` and ``store_route`` on the buffers (the result buffer's fill is the
-    unit's ``out_routes``); ``at``, ``more_at``, ``streams`` and ``out_routes`` on the unit."""
+    """Lay out a section holding the parallel ``unit`` and write it onto the IR (replacing any
+    earlier placement): each buffer's slots, fill and store routes (the result buffer's fill is
+    the unit's ``out_routes``); the unit's copies' slots, ``streams`` and ``out_routes``."""
     spec, buffers = section_spec(section, unit)
     placed = layout(spec, target)
     for b, op in enumerate(buffers):
-        for stale in ("route", "store_route", "more_at"):
-            op.properties.pop(stale, None)
-        slots = placed.pmus[b]
-        op.properties["at"] = dense_i64(slots[0])
-        if len(slots) > 1:
-            op.properties["more_at"] = dense_i64([v for s in slots[1:] for v in s])
-        if b in placed.fills:
-            op.properties["route"] = _flat(placed.fills[b])
-        if b in placed.stores:
-            op.properties["store_route"] = _flat(placed.stores[b])
-    for stale in ("routes", "more_at", "streams", "out_routes"):
-        unit.properties.pop(stale, None)
-    unit.properties["at"] = dense_i64(placed.copies[0])
-    if len(placed.copies) > 1:
-        unit.properties["more_at"] = dense_i64([v for s in placed.copies[1:] for v in s])
-    unit.properties["streams"] = ArrayAttr(
-        [
-            dense_i64([s.port, len(s.copies), *s.copies, *(v for h in s.hops for v in h)])
-            for s in placed.streams
-        ]
+        fill, store = placed.fills.get(b), placed.stores.get(b)
+        op.placement = BufferPlacementAttr(
+            placed.pmus[b],
+            RouteAttr(fill) if fill is not None else None,
+            RouteAttr(store) if store is not None else None,
+        )
+    unit.placement = PlacementAttr(
+        placed.copies,
+        streams=[StreamAttr(s.port, s.copies, RouteAttr(s.hops)) for s in placed.streams],
+        out_routes=[RouteAttr(hops) for hops in placed.outputs],
     )
-    unit.properties["out_routes"] = ArrayAttr([_flat(hops) for hops in placed.outputs])
-
-
-def _flat(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:
-    return dense_i64([v for h in hops for v in h])

@@ -17,10 +17,10 @@ parallelize-units) counts its copies as PCUs and is cut out alone: its piece hol
 its buffers (all of their PMUs), and is checked with its structured layout
 (``parallel_layout``).
 
-The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement = {at
-= array<i64: x0, y0, ...>, routes = [array<i64: ...>, ...]}`` (its units' slots and its
-streams' routes, see ``ir_helpers.record_placement``), and place-and-route writes it onto the
-units: the seed is this pass's alone.
+The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
+#pcu.section_placement<at [(x0, y0), ...], routes [...]>`` (its units' slots and its streams'
+routes, see ``ir_helpers.record_placement``), and place-and-route writes it onto the units: the
+seed is this pass's alone.
 
 Tensors crossing a cut go through DRAM. A buffer read by a later piece is yielded by its own
 piece and loaded by the readers' pieces under its section result name if it has one, else
@@ -75,7 +75,7 @@ SHRINK_MISSES = 3
 Verdict = Literal["routes", "too many streams", "unroutable"]
 """Whether a piece routes; "too many streams": ruled out without placing it."""
 
-_TRANSIENT = ("at", "route", "store_route", "more_at", "pmus")
+_TRANSIENT = ("placement", "pmus")
 """Buffer properties a piece recomputes (placement, and the PMUs it spans in its piece)."""
 
 

@@ -9,7 +9,8 @@ streams between them become a ``placement.Graph``:
 - each ``pmu.buffer`` the section's ``dataflow.yield`` returns is stored to DRAM;
 - a ``pmu.buffer`` that spans ``pmus = N`` PMUs takes ``N - 1`` more PMU slots in a chain, each
   joined to the one before by a stream (the traffic between the pieces of its address range), so
-  they are placed close by and the links they need are reserved; their slots go on ``more_at``.
+  they are placed close by and the links they need are reserved; their slots follow the first
+  PMU's on its ``at``.
   A chain rather than a star: a star's first PMU would send ``N - 1`` streams besides its
   readers' and its store, more than the links of a switch carry once ``N`` is in the tens (GPT
   at hidden 2048: 35 sections as a star, 21 as a chain, and 26% fewer modelled cycles).
@@ -18,10 +19,11 @@ The placement is the one partition-sections found and recorded on the section
 (``rdu.placement``: slots and routes in that graph's order; checked, then dropped). A section
 without one (place-and-route run alone) is placed here: ``placement.place_and_route`` (greedy,
 then simulated annealing of the total stream length with seed 0, then dimension-ordered routing
-within the links' capacity). Either way the answer goes onto the IR: ``at`` on every unit,
-the stream into a PMU on its ``route``, the store to DRAM on its ``store_route``, the stream
-into each PCU port on the PCU's ``routes`` (routes are flattened switch coordinates ``x0, y0,
-x1, y1, ...``). The module gets ``rdu.target`` so emit-pef knows what the placement is for.
+within the links' capacity). Either way the answer goes onto the IR as placement attributes
+(``dialects/pmu.py``, ``dialects/pcu.py``): a buffer's ``#pmu.placement`` holds its slots
+(``at``), the stream into it (``fill``) and its store to DRAM (``store``); a unit's
+``#pcu.placement`` its slot and the stream into each input port (``routes``). The module gets
+``rdu.target`` so emit-pef knows what the placement is for.
 Before, on target ``tiny``:
 
     %x = pmu.buffer %arg {name = "input.0", ...} : tensor<4xf32> -> memref<4xf32>
@@ -31,11 +33,12 @@ Before, on target ``tiny``:
 
 after:
 
-    %x = pmu.buffer %arg {name = "input.0", ..., at = array<i64: 0, 1>,
-                          route = array<i64: 0, 1>} : ...
-    %r = pcu.unit @relu (%x) space [4] ... combiner none at [0, 0] routes [[0, 1, 0, 0]] : ...
-    %y = pmu.buffer %r {name = "output.0", ..., at = array<i64: 1, 0>,
-                        route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : ...
+    %x = pmu.buffer %arg {name = "input.0", ...,
+                          placement = #pmu.placement<at (0, 1), fill (0, 1)>} : ...
+    %r = pcu.unit @relu (%x) space [4] ... combiner none
+           placed #pcu.placement<at (0, 0), routes [(0, 1) -> (0, 0)]> : ...
+    %y = pmu.buffer %r {name = "output.0", ..., placement = #pmu.placement<at (1, 0),
+                        fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : ...
 
 A section holding a parallel unit (``parallel [...]``, alone with its buffers) is not annealed:
 ``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
@@ -46,18 +49,10 @@ fails the pass with one line naming the section and the target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import (
-    ArrayAttr,
-    DenseArrayBase,
-    IntegerType,
-    ModuleOp,
-    StringAttr,
-)
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
@@ -72,9 +67,8 @@ from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord
 from compiler.targets import Target, TargetError, get_target
 from dialects.dataflow import SectionOp
-from dialects.pcu import UnitOp
-from dialects.pmu import BufferOp
-from dialects.rdu_tile import dense_i64
+from dialects.pcu import PlacementAttr, UnitOp
+from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
 
 
 @dataclass(frozen=True)
@@ -98,8 +92,8 @@ class PlaceAndRoute(ModulePass):
 
 
 def place_section(section: SectionOp, target: Target) -> None:
-    """Place and route one section in place: ``at`` on its units, routes on the consumers (the
-    placement recorded on the section, else one found here)."""
+    """Place and route one section in place: a placement attribute on each of its units and
+    buffers (the placement recorded on the section, else one found here)."""
     unit = parallel_layout.parallel_unit(section)
     if unit is not None:
         try:
@@ -124,29 +118,30 @@ def place_section(section: SectionOp, target: Target) -> None:
         except PlacementError as err:
             raise PassFailedException(str(err)) from None
     count = len(sg.units)
-    for op, (x, y) in zip(sg.units, result.at[:count], strict=True):
-        for stale in ("route", "store_route", "routes", "more_at"):  # from an earlier placement
-            op.properties.pop(stale, None)
-        op.properties["at"] = dense_i64([x, y])
-    more_at: dict[BufferOp, list[int]] = {}
-    for op, (x, y) in zip(sg.banks, result.at[count:], strict=True):
-        more_at.setdefault(op, []).extend([x, y])
-    for op, flat in more_at.items():
-        op.properties["more_at"] = dense_i64(flat)
-    port_routes: dict[Operation, list[DenseArrayBase[IntegerType]]] = {
-        op: [dense_i64([])] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
+    slots: dict[UnitOp | BufferOp, list[Coord]] = {
+        op: [slot] for op, slot in zip(sg.units, result.at[:count], strict=True)
     }
+    for op, slot in zip(sg.banks, result.at[count:], strict=True):
+        slots[op].append(slot)
+    port_routes: dict[UnitOp, list[RouteAttr | None]] = {
+        op: [None] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
+    }
+    fills: dict[BufferOp, RouteAttr] = {}
+    stores: dict[BufferOp, RouteAttr] = {}
     for sink, hops in zip(sg.sinks, result.routes, strict=True):
-        flat = _flatten(hops)
         if sink.kind == "bank":
             continue  # reserved by the placement; the PEF has no stream between a buffer's PMUs
+        route = RouteAttr(hops)
         if sink.kind == "port":
-            port_routes[sink.op][sink.port] = flat
+            assert isinstance(sink.op, UnitOp)
+            port_routes[sink.op][sink.port] = route
         else:
-            sink.op.properties["route" if sink.kind == "fill" else "store_route"] = flat
-    for op, routes in port_routes.items():
-        op.properties["routes"] = ArrayAttr(routes)
-
-
-def _flatten(hops: Sequence[Coord]) -> DenseArrayBase[IntegerType]:
-    return dense_i64([c for hop in hops for c in hop])
+            assert isinstance(sink.op, BufferOp)
+            (fills if sink.kind == "fill" else stores)[sink.op] = route
+    for op in sg.units:  # replaces any earlier placement
+        if isinstance(op, UnitOp):
+            routes = port_routes[op]
+            assert all(r is not None for r in routes), f"an input of {op.sym_name.data} unrouted"
+            op.placement = PlacementAttr(slots[op], [r for r in routes if r is not None])
+        else:
+            op.placement = BufferPlacementAttr(slots[op], fills.get(op), stores.get(op))

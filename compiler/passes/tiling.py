@@ -37,10 +37,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects.builtin import IndexType, IntegerType
 from xdsl.ir import Attribute
 
 from compiler.targets import Target
+from dialects.dataflow import fabric_dtype
+from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.machine.perf import bank_cycles
 from runtime.machine.rules import lanes_counter
 
@@ -49,15 +50,11 @@ NBUF = 2
 
 
 def element_bytes(typ: Attribute) -> int:
-    """Bytes one element of ``typ`` takes in a PMU (i1 takes a byte, index 8)."""
-    if isinstance(typ, IndexType):
-        return 8
-    width = getattr(typ, "bitwidth", None)
-    if isinstance(typ, IntegerType):
-        width = typ.width.data
-    if not isinstance(width, int):
-        raise ValueError(f"no byte size for element type {typ}")
-    return max(1, (width + 7) // 8)
+    """Bytes one element of ``typ`` takes in a PMU: ``DTYPE_BYTES`` of its fabric dtype."""
+    nbytes = DTYPE_BYTES.get(fabric_dtype(typ))
+    if nbytes is None:
+        raise ValueError(f"element type {typ} is not supported yet (the fabric holds f32, i64, i1)")
+    return nbytes
 
 
 def tile_elements(strides: Sequence[int], tile: Sequence[int]) -> int:

@@ -42,6 +42,9 @@ from typing import Final, Literal
 DTYPES: Final = ("f32", "i64", "i1")
 """The dtypes of the fabric's values (float32, int64, bool)."""
 
+DTYPE_BYTES: Final[dict[str, int]] = {"f32": 4, "i64": 8, "i1": 1}
+"""Bytes one element of each dtype takes, in a PMU and in DRAM (a bool a byte)."""
+
 TypeRule = Literal[
     "float",
     "arith",

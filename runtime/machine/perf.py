@@ -116,7 +116,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from runtime.machine.opcodes import OPCODES
+from runtime.machine.opcodes import DTYPE_BYTES, OPCODES
 from runtime.machine.rules import (
     copy_block,
     lanes_counter,
@@ -133,7 +133,6 @@ from runtime.machine.targets import (
     stream_bytes,
 )
 from runtime.pef.schema import Access, Meta, Pcu, Section, Symbol, Target
-from runtime.pef.validate import DTYPE_BYTES
 
 # -- the counters of a unit -----------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ the performance model all ask these questions; here is the one answer to each:
   (``lanes_counter``);
 - which addresses an access reaches (``address_range``);
 - the block of a parallel unit's copy (``copy_block``);
+- whether two switches are joined by a link (``adjacent``), so whether a route's switches
+  follow one another over links (``route_break``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
@@ -63,6 +65,20 @@ def copy_block(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
     """The block of each copy of a parallel unit: ``b[c] = ceil(S[c] / p[c])`` points of counter
     ``c`` (copy ``k`` runs over ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``)."""
     return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
+
+
+def adjacent(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Whether a link joins switches ``a`` and ``b`` (``[x, y]``): one apart in x or in y."""
+    return abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1
+
+
+def route_break(hops: Sequence[Sequence[int]]) -> int | None:
+    """The first hop of a route that is not adjacent to the hop before it, None when every hop
+    is."""
+    for h in range(1, len(hops)):
+        if not adjacent(hops[h - 1], hops[h]):
+            return h
+    return None
 
 
 def pipeline_depth(

@@ -31,7 +31,6 @@ peak is half the published BF16 one, and choose the clock that gives it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from typing import Protocol
 
 from runtime.pef import schema
@@ -91,29 +90,12 @@ def dram_bytes_per_cycle(target: Figures) -> float:
     return target.dram_gbps / target.clock_ghz
 
 
-@dataclass(frozen=True)
-class Target:
-    """A fabric: ``cols x rows`` unit slots, checkerboarded (PCU where x + y is even)."""
+class Target(schema.Target, frozen=True, kw_only=True):
+    """A fabric: ``cols x rows`` unit slots, checkerboarded (PCU where x + y is even).
 
-    name: str
-    cols: int
-    rows: int
-    pcu_lanes: int
-    pcu_stages: int
-    pmu_bytes: int
-    pmu_banks: int
-    clock_ghz: float
-    link_capacity: int
-    """Streams one switch-to-switch link carries at once."""
-    dram_gbps: float = 0.0
-    """Off-chip (DRAM) bandwidth, GB/s (0: not modelled)."""
-    stream_bytes_per_cycle: int = 0
-    """Bytes one stream moves over a link in a cycle (0: one vector of ``pcu_lanes`` words)."""
-    dram_latency_ns: float = 0.0
-    """Nanoseconds from a DRAM request to its first bytes (0: not modelled)."""
-    config_latency_ns: float = 0.0
-    """Nanoseconds loading a section takes beyond reading its configuration bytes from DRAM at
-    ``dram_gbps``: distributing them to the units and starting them (0: not modelled)."""
+    The figures a PEF records are ``schema.Target``'s fields, written once there; a ``Target``
+    adds what only the compiler reads (below), and ``to_pef`` drops it again."""
+
     source: str = ""
     """The target file this target was read from ("" for a preset); what the passes are given
     as their ``target`` option so that they find the same target again."""
@@ -161,8 +143,7 @@ class Target:
 
     @staticmethod
     def from_pef(target: schema.Target, source: str = "") -> Target:
-        known = {f.name for f in fields(Target)}
-        values = {f: getattr(target, f) for f in target.__struct_fields__ if f in known}
+        values = {f: getattr(target, f) for f in schema.Target.__struct_fields__}
         return Target(**values, source=source)
 
 

@@ -192,6 +192,7 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pmu_banks: int
     clock_ghz: float
     link_capacity: int
+    """Streams one switch-to-switch link carries at once."""
     dram_gbps: float = 0.0
     """Off-chip (DRAM) bandwidth in GB/s (1e9 bytes a second); 0: not given, not modelled."""
     stream_bytes_per_cycle: int = 0

@@ -29,8 +29,8 @@ import re
 from collections import Counter
 
 from runtime.errors import RduError
-from runtime.machine.opcodes import OPCODES, type_error
-from runtime.machine.rules import address_range, copy_block, reduced_counters
+from runtime.machine.opcodes import DTYPE_BYTES, OPCODES, type_error
+from runtime.machine.rules import address_range, adjacent, copy_block, reduced_counters
 from runtime.pef.schema import (
     Access,
     Meta,
@@ -42,8 +42,6 @@ from runtime.pef.schema import (
     Symbol,
     Target,
 )
-
-DTYPE_BYTES: dict[str, int] = {"f32": 4, "i64": 8, "i1": 1}
 
 _VALUE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 """A ``Pcu.value``: an FX node's name."""
@@ -506,7 +504,7 @@ class _SectionChecker:
                     )
                 cur = (hop[0], hop[1])
                 if prev is not None:
-                    if abs(cur[0] - prev[0]) + abs(cur[1] - prev[1]) != 1:
+                    if not adjacent(prev, cur):
                         raise self.fail(
                             f"{label}: hop {h} {list(cur)} is not adjacent to hop {h - 1} "
                             f"{list(prev)}"

@@ -15,29 +15,29 @@
 builtin.module attributes {rdu.model_name = "tiny_mlp", rdu.batch_size = 2 : i64, rdu.compile_flags = ["--arch=tiny", "-b", "2"], rdu.source_hash = "5eed", rdu.optimizer = "sgd", rdu.compiler_version = "0.1.0+test", rdu.target = "tiny"} {
   dataflow.section @forward forward attributes {arg_names = ["input.0", "net.0.weight", "target.0"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role label>], result_names = ["output.0", "saved.mm", "loss"], result_roles = [#dataflow<role output>, #dataflow<role activation>, #dataflow<role loss>]} {
   ^bb0(%x: tensor<2x4xf32>, %w: tensor<4x4xf32>, %t: tensor<2x4xf32>):
-    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 0, 1>, route = array<i64: 0, 1>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %wb = pmu.buffer %w {name = "net.0.weight", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 0, 3>, route = array<i64: 0, 3>} : tensor<4x4xf32> -> memref<4x4xf32>
-    %mm = pcu.unit @matmul_0 (%xb, %wb) space [2, 4, 4] tile [2, 4, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner add at [0, 2] routes [[0, 1, 0, 2], [0, 3, 0, 2]] : (memref<2x4xf32>, memref<4x4xf32>) -> tensor<2x4xf32> {
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (0, 1), fill (0, 1)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %wb = pmu.buffer %w {name = "net.0.weight", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (0, 3), fill (0, 3)>} : tensor<4x4xf32> -> memref<4x4xf32>
+    %mm = pcu.unit @matmul_0 (%xb, %wb) space [2, 4, 4] tile [2, 4, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 0, 1]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner add placed #pcu.placement<at (0, 2), routes [(0, 1) -> (0, 2), (0, 3) -> (0, 2)]> : (memref<2x4xf32>, memref<4x4xf32>) -> tensor<2x4xf32> {
     ^bb0(%a: f32, %b: f32):
       %p = pcu.stage mul(%a, %b) : (f32, f32) -> f32
       pcu.yield %p : f32
     } loc("model.py":12:0)
-    %mmb = pmu.buffer %mm {name = "matmul_0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 2>, route = array<i64: 0, 2, 1, 2>, store_route = array<i64: 1, 2, 0, 2>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %tb = pmu.buffer %t {name = "target.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %l = pcu.unit @mse_1 (%mmb, %tb) space [2, 4] tile [2, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [0, 0]> combiner add at [1, 1] routes [[1, 2, 1, 1], [1, 0, 1, 1]] : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<f32> {
+    %mmb = pmu.buffer %mm {name = "matmul_0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2), store (1, 2) -> (0, 2)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %tb = pmu.buffer %t {name = "target.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %l = pcu.unit @mse_1 (%mmb, %tb) space [2, 4] tile [2, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [0, 0]> combiner add placed #pcu.placement<at (1, 1), routes [(1, 2) -> (1, 1), (1, 0) -> (1, 1)]> : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<f32> {
     ^bb0(%a: f32, %b: f32):
       %d = pcu.stage sub(%a, %b) : (f32, f32) -> f32
       %s = pcu.stage mul(%d, %d) : (f32, f32) -> f32
       pcu.yield %s : f32
     } loc(callsite("model.py":20:0 at "train.py":3:0))
-    %lb = pmu.buffer %l {name = "mse_1", tile_bytes = 4 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 2, 1>, route = array<i64: 1, 1, 2, 1>, store_route = array<i64: 2, 1, 1, 1, 0, 1>} : tensor<f32> -> memref<f32>
+    %lb = pmu.buffer %l {name = "mse_1", tile_bytes = 4 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (2, 1), fill (1, 1) -> (2, 1), store (2, 1) -> (1, 1) -> (0, 1)>} : tensor<f32> -> memref<f32>
     dataflow.yield %mmb, %mmb, %lb : memref<2x4xf32>, memref<2x4xf32>, memref<f32>
   }
   dataflow.section @backward backward attributes {arg_names = ["saved.mm", "target.0", "input.0"], arg_roles = [#dataflow<role activation>, #dataflow<role label>, #dataflow<role input>], result_names = ["net.0.weight.grad"], result_roles = [#dataflow<role gradient>]} {
   ^bb0(%mm: tensor<2x4xf32>, %t: tensor<2x4xf32>, %x: tensor<2x4xf32>):
-    %mmb = pmu.buffer %mm {name = "saved.mm", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 0, 1>, route = array<i64: 0, 1>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %tb = pmu.buffer %t {name = "target.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 0, 3>, route = array<i64: 0, 3>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %d = pcu.unit @mse_1_grad (%mmb, %tb) space [2, 4] tile [2, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner none at [0, 2] routes [[0, 1, 0, 2], [0, 3, 0, 2]] : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<2x4xf32> {
+    %mmb = pmu.buffer %mm {name = "saved.mm", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (0, 1), fill (0, 1)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %tb = pmu.buffer %t {name = "target.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (0, 3), fill (0, 3)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %d = pcu.unit @mse_1_grad (%mmb, %tb) space [2, 4] tile [2, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner none placed #pcu.placement<at (0, 2), routes [(0, 1) -> (0, 2), (0, 3) -> (0, 2)]> : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<2x4xf32> {
     ^bb0(%a: f32, %b: f32):
       %two = pcu.const 2.000000e+00 : f32
       %s = pcu.stage sub(%a, %b) : (f32, f32) -> f32
@@ -49,28 +49,28 @@ builtin.module attributes {rdu.model_name = "tiny_mlp", rdu.batch_size = 2 : i64
       %r = pcu.stage select(%lt, %g, %zero) : (i1, f32, f32) -> f32
       pcu.yield %r : f32
     } loc("model.py":20:0)
-    %db = pmu.buffer %d {name = "mse_1_grad", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 2>, route = array<i64: 0, 2, 1, 2>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>} : tensor<2x4xf32> -> memref<2x4xf32>
-    %g = pcu.unit @matmul_0_grad (%xb, %db) space [4, 4, 2] tile [4, 4, 2] lanes 4 ins [#rdu_tile.access<0 : [1, 0, 4]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner add at [1, 1] routes [[1, 0, 1, 1], [1, 2, 1, 1]] : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<4x4xf32> {
+    %db = pmu.buffer %d {name = "mse_1_grad", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>} : tensor<2x4xf32> -> memref<2x4xf32>
+    %g = pcu.unit @matmul_0_grad (%xb, %db) space [4, 4, 2] tile [4, 4, 2] lanes 4 ins [#rdu_tile.access<0 : [1, 0, 4]>, #rdu_tile.access<0 : [0, 1, 4]>] out #rdu_tile.access<0 : [4, 1, 0]> combiner add placed #pcu.placement<at (1, 1), routes [(1, 0) -> (1, 1), (1, 2) -> (1, 1)]> : (memref<2x4xf32>, memref<2x4xf32>) -> tensor<4x4xf32> {
     ^bb0(%a: f32, %b: f32):
       %p = pcu.stage mul(%a, %b) : (f32, f32) -> f32
       pcu.yield %p : f32
     } loc("model.py":12:0)
-    %gb = pmu.buffer %g {name = "matmul_0_grad", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 2, 1>, route = array<i64: 1, 1, 2, 1>, store_route = array<i64: 2, 1, 1, 1, 0, 1>} : tensor<4x4xf32> -> memref<4x4xf32>
+    %gb = pmu.buffer %g {name = "matmul_0_grad", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (2, 1), fill (1, 1) -> (2, 1), store (2, 1) -> (1, 1) -> (0, 1)>} : tensor<4x4xf32> -> memref<4x4xf32>
     dataflow.yield %gb : memref<4x4xf32>
   }
   dataflow.section @optimizer optimizer attributes {arg_names = ["net.0.weight", "net.0.weight.grad", "lr"], arg_roles = [#dataflow<role parameter>, #dataflow<role gradient>, #dataflow<role hyperparameter>], result_names = ["net.0.weight"], result_roles = [#dataflow<role parameter>]} {
   ^bb0(%w: tensor<4x4xf32>, %g: tensor<4x4xf32>, %lr: tensor<f32>):
-    %wb = pmu.buffer %w {name = "net.0.weight", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>} : tensor<4x4xf32> -> memref<4x4xf32>
-    %gb = pmu.buffer %g {name = "net.0.weight.grad", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 0, 1>, route = array<i64: 0, 1>} : tensor<4x4xf32> -> memref<4x4xf32>
-    %lrb = pmu.buffer %lr {name = "lr", tile_bytes = 4 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 2, 1>, route = array<i64: 0, 1, 1, 1, 2, 1>} : tensor<f32> -> memref<f32>
-    %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) space [4, 4] tile [4, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [0, 0]>] out #rdu_tile.access<0 : [4, 1]> combiner none at [1, 1] routes [[1, 0, 1, 1], [0, 1, 1, 1], [2, 1, 1, 1]] : (memref<4x4xf32>, memref<4x4xf32>, memref<f32>) -> tensor<4x4xf32> {
+    %wb = pmu.buffer %w {name = "net.0.weight", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>} : tensor<4x4xf32> -> memref<4x4xf32>
+    %gb = pmu.buffer %g {name = "net.0.weight.grad", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (0, 1), fill (0, 1)>} : tensor<4x4xf32> -> memref<4x4xf32>
+    %lrb = pmu.buffer %lr {name = "lr", tile_bytes = 4 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (2, 1), fill (0, 1) -> (1, 1) -> (2, 1)>} : tensor<f32> -> memref<f32>
+    %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) space [4, 4] tile [4, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [0, 0]>] out #rdu_tile.access<0 : [4, 1]> combiner none placed #pcu.placement<at (1, 1), routes [(1, 0) -> (1, 1), (0, 1) -> (1, 1), (2, 1) -> (1, 1)]> : (memref<4x4xf32>, memref<4x4xf32>, memref<f32>) -> tensor<4x4xf32> {
     ^bb0(%a: f32, %b: f32, %c: f32):
       %s = pcu.stage mul(%c, %b) : (f32, f32) -> f32
       %n = pcu.stage sub(%a, %s) : (f32, f32) -> f32
       pcu.yield %n : f32
     }
-    %ub = pmu.buffer %u {name = "sgd_0", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, at = array<i64: 1, 2>, route = array<i64: 1, 1, 1, 2>, store_route = array<i64: 1, 2, 0, 2>} : tensor<4x4xf32> -> memref<4x4xf32>
+    %ub = pmu.buffer %u {name = "sgd_0", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64, placement = #pmu.placement<at (1, 2), fill (1, 1) -> (1, 2), store (1, 2) -> (0, 2)>} : tensor<4x4xf32> -> memref<4x4xf32>
     dataflow.yield %ub : memref<4x4xf32>
   }
 }

@@ -21,14 +21,14 @@ builtin.module {
 builtin.module attributes {rdu.target = "tiny"} {
   dataflow.section @forward forward attributes {arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
-    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : tensor<4xf32> -> memref<4xf32>
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : tensor<4xf32> -> memref<4xf32>
     %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>) -> tensor<4xf32> {
     ^bb0(%a: f32):
       %z = pcu.const 0.0 : f32
       %m = pcu.stage max(%a, %z) : (f32, f32) -> f32
       pcu.yield %m : f32
     }
-    %rb = pmu.buffer %r {name = "relu_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 0, 1>, route = array<i64: 0, 0, 0, 1>} : tensor<4xf32> -> memref<4xf32>
+    %rb = pmu.buffer %r {name = "relu_0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (0, 1), fill (0, 0) -> (0, 1)>} : tensor<4xf32> -> memref<4xf32>
     dataflow.yield %xb : memref<4xf32>
   }
 }
@@ -40,7 +40,7 @@ builtin.module attributes {rdu.target = "tiny"} {
 builtin.module attributes {rdu.target = "plasticine"} {
   dataflow.section @forward forward attributes {arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
-    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : tensor<4xf32> -> memref<4xf32>
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : tensor<4xf32> -> memref<4xf32>
     dataflow.yield %xb : memref<4xf32>
   }
 }
@@ -52,12 +52,12 @@ builtin.module attributes {rdu.target = "plasticine"} {
 builtin.module attributes {rdu.target = "tiny"} {
   dataflow.section @forward forward attributes {arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["saved.x"], result_roles = [#dataflow<role activation>]} {
   ^bb0(%x: tensor<4xf32>):
-    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>, store_route = array<i64: 1, 0, 0, 0>} : tensor<4xf32> -> memref<4xf32>
+    %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : tensor<4xf32> -> memref<4xf32>
     dataflow.yield %xb : memref<4xf32>
   }
   dataflow.section @backward backward attributes {arg_names = ["saved.x"], arg_roles = [#dataflow<role activation>], result_names = [], result_roles = []} {
   ^bb0(%x: tensor<2x2xf32>):
-    %xb = pmu.buffer %x {name = "saved.x", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>} : tensor<2x2xf32> -> memref<2x2xf32>
+    %xb = pmu.buffer %x {name = "saved.x", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>} : tensor<2x2xf32> -> memref<2x2xf32>
     dataflow.yield
   }
 }

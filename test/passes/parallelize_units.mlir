@@ -34,17 +34,17 @@ builtin.module {
 // DEFAULT:     %mm = pcu.unit @matmul_0 (%xb, %wb) {{.*}} combiner add : (
 // DEFAULT-NOT: pmus =
 
-// The structured layout: copy (row block r, column block c) at [2c + r % 2, r]: copy 0 at
-// [0, 0], then [2, 0], [1, 1], [3, 1] (more_at). Four multicast streams, each from a PMU of its
-// buffer through the switches of the copies it feeds ([port, copies, copy..., x0, y0, ...]):
-// x's row block 0 to copies 0 and 1, row block 1 to copies 2 and 3; w's column block 0 to
-// copies 0 and 2, column block 1 to 1 and 3. Each copy's output goes to a PMU of the result.
+// The structured layout: copy (row block r, column block c) at (2c + r % 2, r): copy 0 at
+// (0, 0), then (2, 0), (1, 1), (3, 1). Four multicast streams, each from a PMU of its buffer
+// through the switches of the copies it feeds: x's row block 0 to copies 0 and 1, row block 1
+// to copies 2 and 3; w's column block 0 to copies 0 and 2, column block 1 to 1 and 3. Each
+// copy's output goes to a PMU of the result.
 
-// PLACED:      %xb = pmu.buffer %x {name = "input.0", {{.*}}, pmus = 2 : i64, at = array<i64: 1, 0>, more_at = array<i64: 0, 1>, route = array<i64: 0, 0, 1, 0>}
-// PLACED:      pcu.unit @matmul_0 {{.*}} parallel [2, 2, 1] at [0, 0] more_at [2, 0, 1, 1, 3, 1]
-// PLACED-SAME: streams {{\[}}[0, 2, 0, 1, 1, 0, 0, 0, 1, 0, 2, 0], [0, 2, 2, 3, 0, 1, 1, 1, 2, 1, 3, 1], [1, 2, 0, 2, 1, 2, 1, 1, 0, 1, 0, 0], [1, 2, 1, 3, 3, 0, 2, 0, 3, 0, 3, 1]]
-// PLACED-SAME: out_routes {{\[}}[0, 0, 0, 1, 0, 2, 0, 3], [2, 0, 2, 1], [1, 1, 2, 1], [3, 1, 3, 2]]
-// PLACED:      %mmb = pmu.buffer %mm {{.*}} pmus = 4 : i64, at = array<i64: 2, 1>, more_at = array<i64: 3, 2, 2, 3, 0, 3>, store_route = {{.*}}
+// PLACED:      %xb = pmu.buffer %x {name = "input.0", {{.*}}, pmus = 2 : i64, placement = #pmu.placement<at [(1, 0), (0, 1)], fill (0, 0) -> (1, 0)>}
+// PLACED:      pcu.unit @matmul_0 {{.*}} parallel [2, 2, 1] placed #pcu.placement<at [(0, 0), (2, 0), (1, 1), (3, 1)],
+// PLACED-SAME: streams [port 0 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0), port 0 to copies [2, 3] via (0, 1) -> (1, 1) -> (2, 1) -> (3, 1), port 1 to copies [0, 2] via (1, 2) -> (1, 1) -> (0, 1) -> (0, 0), port 1 to copies [1, 3] via (3, 0) -> (2, 0) -> (3, 0) -> (3, 1)],
+// PLACED-SAME: out_routes [(0, 0) -> (0, 1) -> (0, 2) -> (0, 3), (2, 0) -> (2, 1), (1, 1) -> (2, 1), (3, 1) -> (3, 2)]>
+// PLACED:      %mmb = pmu.buffer %mm {{.*}} pmus = 4 : i64, placement = #pmu.placement<at [(2, 1), (3, 2), (2, 3), (0, 3)], store {{.*}}>}
 
 // -----
 

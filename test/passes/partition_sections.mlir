@@ -87,14 +87,14 @@ builtin.module {
   }
 }
 
-// CHECK:      dataflow.section @forward.0 forward attributes {rdu.placement = {at = array<i64: 1, 0, 2, 0, 3, 0, 3, 1, 3, 2, 3, 3, 2, 3, 2, 2, 2, 1, 1, 1, 1, 2, 1, 3, 0, 3, 0, 2, 0, 1>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 2, 0>, array<i64: 2, 0, 3, 0>, array<i64: 3, 0, 3, 1>, array<i64: 3, 1, 3, 2>, array<i64: 3, 2, 3, 3>, array<i64: 3, 3, 2, 3>, array<i64: 2, 3, 2, 2>, array<i64: 2, 2, 2, 1>, array<i64: 2, 1, 1, 1>, array<i64: 1, 1, 1, 2>, array<i64: 1, 2, 1, 3>, array<i64: 1, 3, 0, 3>, array<i64: 0, 3, 0, 2>, array<i64: 0, 2, 0, 1>, array<i64: 0, 1>]}, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["spill.forward.relu_6"], result_roles = [#dataflow<role spill>]} {
+// CHECK:      dataflow.section @forward.0 forward attributes {rdu.placement = #pcu.section_placement<at [(1, 0), (2, 0), (3, 0), (3, 1), (3, 2), (3, 3), (2, 3), (2, 2), (2, 1), (1, 1), (1, 2), (1, 3), (0, 3), (0, 2), (0, 1)], routes [(0, 0) -> (1, 0), (1, 0) -> (2, 0), (2, 0) -> (3, 0), (3, 0) -> (3, 1), (3, 1) -> (3, 2), (3, 2) -> (3, 3), (3, 3) -> (2, 3), (2, 3) -> (2, 2), (2, 2) -> (2, 1), (2, 1) -> (1, 1), (1, 1) -> (1, 2), (1, 2) -> (1, 3), (1, 3) -> (0, 3), (0, 3) -> (0, 2), (0, 2) -> (0, 1), (0, 1)]>, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["spill.forward.relu_6"], result_roles = [#dataflow<role spill>]} {
 // CHECK-NEXT: ^bb0(%0: tensor<8xf32>):
 // CHECK-NEXT:   %b = pmu.buffer %0 {name = "input.0",
 // CHECK:        %u6 = pcu.unit @relu_6 (%r5)
 // CHECK:        %r6 = pmu.buffer %u6 {name = "relu_6",
 // CHECK-NEXT:   dataflow.yield %r6 : memref<8xf32>
 // CHECK-NEXT: }
-// CHECK-NEXT: dataflow.section @forward.1 forward attributes {rdu.placement = {at = array<i64: {{[-0-9, ]+}}>, routes = [{{.*}}]}, arg_names = ["spill.forward.relu_6", "p"], arg_roles = [#dataflow<role spill>, #dataflow<role parameter>], result_names = ["output.0", "p"], result_roles = [#dataflow<role output>, #dataflow<role parameter>]} {
+// CHECK-NEXT: dataflow.section @forward.1 forward attributes {rdu.placement = #pcu.section_placement<at {{.*}}>, arg_names = ["spill.forward.relu_6", "p"], arg_roles = [#dataflow<role spill>, #dataflow<role parameter>], result_names = ["output.0", "p"], result_roles = [#dataflow<role output>, #dataflow<role parameter>]} {
 // CHECK-NEXT: ^bb0(%0: tensor<8xf32>, %1: tensor<8xf32>):
 // CHECK-NEXT:   %r6 = pmu.buffer %0 {name = "spill.forward.relu_6", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8xf32> -> memref<8xf32>
 // CHECK-NEXT:   %pb = pmu.buffer %1 {name = "p",
@@ -134,11 +134,11 @@ builtin.module {
 // CHECK:      dataflow.section @optimizer optimizer
 // CHECK-NOT:  dataflow.section
 
-// O0:         dataflow.section @optimizer.0 optimizer attributes {rdu.placement = {at = array<i64: {{[-0-9, ]+}}>, routes = [{{.*}}]}, arg_names = ["p"], arg_roles = [#dataflow<role parameter>], result_names = ["spill.optimizer.neg_0"], result_roles = [#dataflow<role spill>]} {
+// O0:         dataflow.section @optimizer.0 optimizer attributes {rdu.placement = #pcu.section_placement<at {{.*}}>, arg_names = ["p"], arg_roles = [#dataflow<role parameter>], result_names = ["spill.optimizer.neg_0"], result_roles = [#dataflow<role spill>]} {
 // O0:           %u0 = pcu.unit @neg_0 (%pb)
-// O0:         dataflow.section @optimizer.1 optimizer attributes {rdu.placement = {at = array<i64: {{[-0-9, ]+}}>, routes = [{{.*}}]}, arg_names = ["p"], arg_roles = [#dataflow<role parameter>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
+// O0:         dataflow.section @optimizer.1 optimizer attributes {rdu.placement = #pcu.section_placement<at {{.*}}>, arg_names = ["p"], arg_roles = [#dataflow<role parameter>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
 // O0:           %u1 = pcu.unit @exp_1 (%pb)
-// O0:         dataflow.section @optimizer.2 optimizer attributes {rdu.placement = {at = array<i64: {{[-0-9, ]+}}>, routes = [{{.*}}]}, arg_names = ["spill.optimizer.neg_0"], arg_roles = [#dataflow<role spill>], result_names = ["p"], result_roles = [#dataflow<role parameter>]} {
+// O0:         dataflow.section @optimizer.2 optimizer attributes {rdu.placement = #pcu.section_placement<at {{.*}}>, arg_names = ["spill.optimizer.neg_0"], arg_roles = [#dataflow<role spill>], result_names = ["p"], result_roles = [#dataflow<role parameter>]} {
 // O0-NEXT:    ^bb0(%0: tensor<8xf32>):
 // O0-NEXT:      %1 = pmu.buffer %0 {name = "spill.optimizer.neg_0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8xf32> -> memref<8xf32>
 // O0-NEXT:      dataflow.yield %1 : memref<8xf32>

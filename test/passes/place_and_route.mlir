@@ -3,10 +3,11 @@
 
 // place-and-route puts every pmu.buffer and pcu.unit of each section on a slot of the 4x4 tiny
 // grid (PCU where x + y is even, PMU where odd), and routes every stream through the 5x5 switch
-// grid: a PMU's `route` is the stream that fills it (from DRAM, entering at the left-edge switch
-// (0, y) of its row, or from its PCU), a yielded PMU's `store_route` its store to DRAM, a PCU's
-// `routes` one stream per input port. Each section has the whole grid to itself. Running the
-// pass twice gives the same answer (old routes are replaced, not kept).
+// grid: a PMU's placement gets its slot (`at`), the stream that fills it (`fill`: from DRAM,
+// entering at the left-edge switch (0, y) of its row, or from its PCU) and, when yielded, its
+// store to DRAM (`store`); a PCU's placement its slot and one stream per input port (`routes`).
+// Each section has the whole grid to itself. Running the pass twice gives the same answer (the
+// old placement is replaced, not kept).
 
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["input.0", "net.0.weight", "target.0"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role label>], result_names = ["output.0", "saved.mm", "loss"], result_roles = [#dataflow<role output>, #dataflow<role activation>, #dataflow<role loss>]} {
@@ -47,18 +48,18 @@ builtin.module {
 
 // CHECK:      builtin.module attributes {rdu.target = "tiny"} {
 // CHECK:        dataflow.section @forward
-// CHECK:          %xb = pmu.buffer %x {{{.*}}, at = array<i64: 0, 1>, route = array<i64: 0, 1>}
-// CHECK-NEXT:     %wb = pmu.buffer %w {{{.*}}, at = array<i64: 0, 3>, route = array<i64: 0, 3>}
-// CHECK-NEXT:     %mm = pcu.unit @matmul_0 (%xb, %wb) {{.*}} combiner add at [0, 2] routes {{\[}}[0, 1, 0, 2], [0, 3, 0, 2]] :
-// CHECK:          %mmb = pmu.buffer %mm {{{.*}}, at = array<i64: 1, 2>, route = array<i64: 0, 2, 1, 2>, store_route = array<i64: 1, 2, 0, 2>}
-// CHECK-NEXT:     %tb = pmu.buffer %t {{{.*}}, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>}
-// CHECK-NEXT:     %l = pcu.unit @mse_1 (%mmb, %tb) {{.*}} combiner add at [1, 1] routes {{\[}}[1, 2, 1, 1], [1, 0, 1, 1]] :
-// CHECK:          %lb = pmu.buffer %l {{{.*}}, at = array<i64: 2, 1>, route = array<i64: 1, 1, 2, 1>, store_route = array<i64: 2, 1, 1, 1, 0, 1>}
+// CHECK:          %xb = pmu.buffer %x {{{.*}}, placement = #pmu.placement<at (0, 1), fill (0, 1)>}
+// CHECK-NEXT:     %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 3)>}
+// CHECK-NEXT:     %mm = pcu.unit @matmul_0 (%xb, %wb) {{.*}} combiner add placed #pcu.placement<at (0, 2), routes [(0, 1) -> (0, 2), (0, 3) -> (0, 2)]> :
+// CHECK:          %mmb = pmu.buffer %mm {{{.*}}, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2), store (1, 2) -> (0, 2)>}
+// CHECK-NEXT:     %tb = pmu.buffer %t {{{.*}}, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>}
+// CHECK-NEXT:     %l = pcu.unit @mse_1 (%mmb, %tb) {{.*}} combiner add placed #pcu.placement<at (1, 1), routes [(1, 2) -> (1, 1), (1, 0) -> (1, 1)]> :
+// CHECK:          %lb = pmu.buffer %l {{{.*}}, placement = #pmu.placement<at (2, 1), fill (1, 1) -> (2, 1), store (2, 1) -> (1, 1) -> (0, 1)>}
 // CHECK-NEXT:     dataflow.yield %mmb, %mmb, %lb
 // CHECK:        dataflow.section @optimizer
-// CHECK:          %wb = pmu.buffer %w {{{.*}}, at = array<i64: 1, 0>, route = array<i64: 0, 0, 1, 0>}
-// CHECK-NEXT:     %gb = pmu.buffer %g {{{.*}}, at = array<i64: 0, 1>, route = array<i64: 0, 1>}
-// CHECK-NEXT:     %lrb = pmu.buffer %lr {{{.*}}, at = array<i64: 2, 1>, route = array<i64: 0, 1, 1, 1, 2, 1>}
-// CHECK-NEXT:     %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) {{.*}} combiner none at [1, 1] routes {{\[}}[1, 0, 1, 1], [0, 1, 1, 1], [2, 1, 1, 1]] :
-// CHECK:          %ub = pmu.buffer %u {{{.*}}, at = array<i64: 1, 2>, route = array<i64: 1, 1, 1, 2>, store_route = array<i64: 1, 2, 0, 2>}
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>}
+// CHECK-NEXT:     %gb = pmu.buffer %g {{{.*}}, placement = #pmu.placement<at (0, 1), fill (0, 1)>}
+// CHECK-NEXT:     %lrb = pmu.buffer %lr {{{.*}}, placement = #pmu.placement<at (2, 1), fill (0, 1) -> (1, 1) -> (2, 1)>}
+// CHECK-NEXT:     %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) {{.*}} combiner none placed #pcu.placement<at (1, 1), routes [(1, 0) -> (1, 1), (0, 1) -> (1, 1), (2, 1) -> (1, 1)]> :
+// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (1, 2), fill (1, 1) -> (1, 2), store (1, 2) -> (0, 2)>}
 // CHECK-NEXT:     dataflow.yield %ub

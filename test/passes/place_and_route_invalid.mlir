@@ -75,7 +75,7 @@ builtin.module {
 // units is refused: here the PCU sits on a PMU slot (x + y odd).
 
 builtin.module {
-  dataflow.section @forward forward attributes {rdu.placement = {at = array<i64: 1, 0, 0, 1, 3, 0>, routes = [array<i64: 0, 0, 1, 0>, array<i64: 1, 0, 0, 0, 0, 1>, array<i64: 0, 1, 1, 1, 2, 1, 3, 1, 3, 0>, array<i64: 3, 0, 2, 0, 1, 0, 0, 0>]}, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
+  dataflow.section @forward forward attributes {rdu.placement = #pcu.section_placement<at [(1, 0), (0, 1), (3, 0)], routes [(0, 0) -> (1, 0), (1, 0) -> (0, 0) -> (0, 1), (0, 1) -> (1, 1) -> (2, 1) -> (3, 1) -> (3, 0), (3, 0) -> (2, 0) -> (1, 0) -> (0, 0)]>, arg_names = ["input.0"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
   ^bb0(%x: tensor<4xf32>):
     %xb = pmu.buffer %x {name = "input.0", tile_bytes = 16 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<4xf32> -> memref<4xf32>
     %r = pcu.unit @relu_0 (%xb) space [4] tile [4] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<4xf32>) -> tensor<4xf32> {

@@ -3,18 +3,28 @@ model makes of a lowered linear layer."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+import pytest
 import torch
+from msgspec.structs import replace
+from xdsl.dialects.builtin import f32, f64, i1, i64
 
 from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
-from compiler.passes.tiling import choose_bank_skew, choose_tile
+from compiler.passes.tiling import choose_bank_skew, choose_tile, element_bytes
 from compiler.targets import get_target
+from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.machine.perf import model_section
 
 COPY = [((3, 1), 4), ((3, 1), 4)]
 """A copy of a [16, 3] f32 tensor: the input's and the result's (strides, element bytes)."""
+
+
+def test_element_bytes_are_the_fabric_dtypes() -> None:
+    assert [element_bytes(t) for t in (f32, i64, i1)] == [
+        DTYPE_BYTES[d] for d in ("f32", "i64", "i1")
+    ]
+    with pytest.raises(ValueError, match="element type f64 is not supported yet"):
+        element_bytes(f64)
 
 
 def test_tiles_are_padded_to_the_banks() -> None:

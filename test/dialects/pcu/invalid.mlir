@@ -269,12 +269,13 @@ builtin.module {
 
 // -----
 
-// One route per input port.
+// One route per input port. (A malformed placement attribute is refused by its parser:
+// test/dialects/test_placement_attrs.py.)
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none at [0, 0] routes [[0, 1, 0, 0], [1, 1]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none placed #pcu.placement<at (0, 0), routes [(0, 1) -> (0, 0), (1, 1)]> : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -286,12 +287,12 @@ builtin.module {
 
 // -----
 
-// Routes are flattened coordinate pairs.
+// A unit that is not parallel is one PCU.
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none routes [[0, 1, 0]] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none placed #pcu.placement<at [(0, 0), (2, 0)], streams [port 0 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0)], out_routes [(0, 0) -> (1, 0), (2, 0) -> (1, 0)]> : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -299,16 +300,16 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @u: route 0 must be flattened [x, y] switch coordinates (a non-empty, even number of values), got 3 values
+// CHECK: pcu.unit @u: placed as a parallel unit (streams, out_routes), but not parallel
 
 // -----
 
-// 'at' is [x, y].
+// A parallel unit has a slot and an out route a copy.
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none at [0] : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none parallel [2, 1] placed #pcu.placement<at (0, 0), streams [port 0 to copies [0] via (1, 0) -> (0, 0)], out_routes [(0, 0) -> (1, 0)]> : (memref<4x8xf32>) -> tensor<4x8xf32> {
     ^bb0(%x: f32):
       pcu.yield %x : f32
     }
@@ -316,7 +317,24 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @u: 'at' must be [x, y], got 1 values
+// CHECK: pcu.unit @u: parallel [2, 1] is 2 copies: its placement needs a slot, and an out route, a copy (got 1 slot(s), 1 out route(s))
+
+// -----
+
+// A parallel unit's streams feed its input ports.
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
+  ^bb0(%a: tensor<4x8xf32>):
+    %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
+    %u = pcu.unit @u (%ap) space [4, 8] tile [4, 8] lanes 16 ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none parallel [2, 1] placed #pcu.placement<at [(0, 0), (2, 0)], streams [port 1 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0)], out_routes [(0, 0) -> (1, 0), (2, 0) -> (1, 0)]> : (memref<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%x: f32):
+      pcu.yield %x : f32
+    }
+    dataflow.yield
+  }
+}
+
+// CHECK: pcu.unit @u: a stream feeds port 1, the unit has 1 input ports
 
 // -----
 

@@ -71,45 +71,32 @@ builtin.module {
 
 // -----
 
-// 'at' is [x, y].
+// One slot a PMU. (A malformed placement attribute is refused by its parser:
+// test/dialects/test_placement_attrs.py.)
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, at = array<i64: 1, 2, 3>} : tensor<4x8xf32> -> memref<4x8xf32>
+    %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, placement = #pmu.placement<at (1, 2)>, pmus = 2 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
     dataflow.yield
   }
 }
 
-// CHECK: pmu.buffer "b": 'at' must be [x, y], got 3 values
+// CHECK: pmu.buffer "b": its placement lists 1 slot(s) for its 2 PMU(s)
 
 // -----
 
-// A route is flattened coordinate pairs.
+// A placement is a #pmu.placement.
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
   ^bb0(%a: tensor<4x8xf32>):
     %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, route = array<i64>} : tensor<4x8xf32> -> memref<4x8xf32>
+    %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, placement = array<i64: 1, 2>} : tensor<4x8xf32> -> memref<4x8xf32>
     dataflow.yield
   }
 }
 
-// CHECK: pmu.buffer "b": 'route' must be flattened [x, y] switch coordinates (a non-empty, even number of values), got 0 values
-
-// -----
-
-// A store route is flattened coordinate pairs.
-builtin.module {
-  dataflow.section @forward forward attributes {arg_names = ["a"], arg_roles = [#dataflow<role input>], result_names = [], result_roles = []} {
-  ^bb0(%a: tensor<4x8xf32>):
-    %ap = pmu.buffer %a {name = "a", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<4x8xf32> -> memref<4x8xf32>
-    %b = pmu.buffer %a {name = "b", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, store_route = array<i64: 1>} : tensor<4x8xf32> -> memref<4x8xf32>
-    dataflow.yield
-  }
-}
-
-// CHECK: pmu.buffer "b": 'store_route' must be flattened [x, y] switch coordinates (a non-empty, even number of values), got 1 values
+// CHECK: array<i64: 1, 2> should be of base attribute pmu.placement
 
 // -----
 

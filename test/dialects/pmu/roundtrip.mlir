@@ -12,7 +12,7 @@ builtin.module {
       %y = pcu.stage neg(%x) : (f32) -> f32
       pcu.yield %y : f32
     }
-    %np = pmu.buffer %n {name = "neg_1", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, at = array<i64: 1, 2>, route = array<i64: 0, 2, 1, 2>, store_route = array<i64: 1, 2, 0, 2>} : tensor<4x8xf32> -> memref<4x8xf32>
+    %np = pmu.buffer %n {name = "neg_1", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2), store (1, 2) -> (0, 2)>} : tensor<4x8xf32> -> memref<4x8xf32>
     dataflow.yield %np, %wp : memref<4x8xf32>, memref<4x8xf32>
   }
 }
@@ -26,7 +26,7 @@ builtin.module {
 // CHECK-NEXT:       %y = pcu.stage neg(%x) : (f32) -> f32
 // CHECK-NEXT:       pcu.yield %y : f32
 // CHECK-NEXT:     }
-// CHECK-NEXT:     %np = pmu.buffer %n {name = "neg_1", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, at = array<i64: 1, 2>, route = array<i64: 0, 2, 1, 2>, store_route = array<i64: 1, 2, 0, 2>} : tensor<4x8xf32> -> memref<4x8xf32>
+// CHECK-NEXT:     %np = pmu.buffer %n {name = "neg_1", tile_bytes = 128 : i64, nbuf = 2 : i64, banks = 16 : i64, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2), store (1, 2) -> (0, 2)>} : tensor<4x8xf32> -> memref<4x8xf32>
 // CHECK-NEXT:     dataflow.yield %np, %wp : memref<4x8xf32>, memref<4x8xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
