@@ -8,7 +8,9 @@ the performance model all ask these questions; here is the one answer to each:
 
 - which counters a unit reduces (``reduced_counters``) and spreads over its lanes
   (``lanes_counter``);
-- which addresses an access reaches (``address_range``);
+- whether a unit's combiner fits its output (``combiner_problem``);
+- whether an access reaches any address at all (``reaches_any``) and which it reaches
+  (``address_range``);
 - the block of a parallel unit's copy (``copy_block``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
@@ -39,6 +41,38 @@ def lanes_counter(space: Sequence[int], out_strides: Sequence[int]) -> int:
     if wide:
         return wide[-1]
     return free[-1] if free else len(space) - 1
+
+
+def combiner_problem(
+    space: Sequence[int], out_strides: Sequence[int], combiner: str, scatter: bool = False
+) -> str | None:
+    """What is wrong with ``combiner`` for a unit over ``space`` writing through ``out_strides``
+    (a data-dependent output if ``scatter``), or None.
+
+    Values meet at one result element over the reduced counters and, for a scatter, wherever the
+    index repeats. So a reduction needs a combiner; a combiner needs a reduction or a scatter;
+    and a scatter adds the values that meet (``add``) or stores them (``none``), never ``max``
+    or ``min``."""
+    reduced = reduced_counters(space, out_strides)
+    if reduced and combiner == "none":
+        return f"counters {reduced} have out stride 0 (a reduction) but the combiner is 'none'"
+    if scatter and combiner not in ("add", "none"):
+        return f"a scatter output combines with 'add' or 'none', not '{combiner}'"
+    if not reduced and not scatter and combiner != "none":
+        return (
+            f"combiner '{combiner}' but no counter is reduced (none has out stride 0 and "
+            "extent > 1) and the output is not a scatter"
+        )
+    return None
+
+
+def reaches_any(space: Sequence[int], strides: Sequence[int], output: bool = False) -> bool:
+    """Whether an access reaches any address over ``space``: an input's only if the space has
+    points; an output's if every counter it moves along has points (a reduction over no points
+    still writes its result, the combiner's identity)."""
+    if output:
+        return all(e > 0 for e, s in zip(space, strides, strict=True) if s != 0)
+    return all(e > 0 for e in space)
 
 
 def address_range(

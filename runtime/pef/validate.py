@@ -30,7 +30,12 @@ from collections import Counter
 
 from runtime.errors import RduError
 from runtime.machine.opcodes import OPCODES, type_error
-from runtime.machine.rules import address_range, copy_block, reduced_counters
+from runtime.machine.rules import (
+    address_range,
+    combiner_problem,
+    copy_block,
+    reaches_any,
+)
 from runtime.pef.schema import (
     Access,
     Meta,
@@ -325,10 +330,6 @@ class _SectionChecker:
             raise self.fail(f"{label}: {what} is indexed by input {k}, which is not i64")
         if access.index_limit < 1:
             raise self.fail(f"{label}: {what} has index limit {access.index_limit}, must be >= 1")
-        if port < 0 and pcu.combiner not in ("add", "none"):
-            raise self.fail(
-                f"{label}: a scatter output combines with 'add' or 'none', not '{pcu.combiner}'"
-            )
 
     def check_pcu(self, i: int, pcu: Pcu, written_before: set[int]) -> None:
         label = self.pcu_label(i)
@@ -343,7 +344,6 @@ class _SectionChecker:
             raise self.fail(f"{label}: tile {pcu.tile} does not fit space {pcu.space}")
         if not 1 <= pcu.lanes <= t.pcu_lanes:
             raise self.fail(f"{label}: {pcu.lanes} lanes, the target's PCUs have {t.pcu_lanes}")
-        nonempty = all(e > 0 for e in pcu.space)
         dtypes: list[str] = []
         for k, port in enumerate(pcu.inputs):
             what = f"input {k}"
@@ -355,7 +355,7 @@ class _SectionChecker:
                     "writes it (PCUs must be in dataflow order)"
                 )
             self.check_index(label, what, port.access, pcu, k)
-            if nonempty:
+            if reaches_any(pcu.space, port.access.strides):
                 self.check_bounds(label, what, port.access, pcu.space, port.pmu)
             dtypes.append(pmu.dtype)
         self.check_index(label, "output", pcu.out, pcu, -1)
@@ -368,14 +368,13 @@ class _SectionChecker:
                 f"{label}: produces {pcu.dtype} into {self.pmu_label(pcu.out_pmu)} of "
                 f"{out_pmu.dtype}"
             )
-        if all(e > 0 for e, st in zip(pcu.space, pcu.out.strides, strict=True) if st != 0):
+        if reaches_any(pcu.space, pcu.out.strides, output=True):
             self.check_bounds(label, "output", pcu.out, pcu.space, pcu.out_pmu)
-        reduced = reduced_counters(pcu.space, pcu.out.strides)
-        if pcu.combiner == "none" and reduced:
-            raise self.fail(
-                f"{label}: counters {reduced} have output stride 0 (a reduction) but the "
-                "combiner is 'none'"
-            )
+        problem = combiner_problem(
+            pcu.space, pcu.out.strides, pcu.combiner, scatter=pcu.out.index_port >= 0
+        )
+        if problem:
+            raise self.fail(f"{label}: {problem}")
         for k, stage in enumerate(pcu.stages):
             value = len(pcu.inputs) + k
             where = f"{label}: stage {k} '{stage.op}'"

@@ -96,10 +96,11 @@ class SectionBuilder:
         combiner: str = "none",
         dtype: str = "f32",
         into: int | None = None,
+        out_index: tuple[int, int, int] | None = None,
     ) -> int:
         """A PCU writing a new PMU of ``out_shape`` (or the existing PMU ``into``); returns that
         PMU. ``inputs``: (pmu, offset, strides). ``out`` defaults to row-major over the leading
-        counters."""
+        counters; ``out_index`` (port, stride, limit) makes it a scatter."""
         index = len(self.pcus)
         if out is None:
             out = (0, row_major(out_shape) + [0] * (len(space) - len(out_shape)))
@@ -122,7 +123,13 @@ class SectionBuilder:
                 stages=list(stages),
                 result=len(inputs) + len(stages) - 1 if result is None else result,
                 out_pmu=pmu,
-                out=schema.Access(offset=out[0], strides=list(out[1])),
+                out=schema.Access(
+                    offset=out[0],
+                    strides=list(out[1]),
+                    index_port=out_index[0] if out_index else -1,
+                    index_stride=out_index[1] if out_index else 0,
+                    index_limit=out_index[2] if out_index else 0,
+                ),
                 combiner=combiner,  # type: ignore[arg-type]
                 dtype=dtype,  # type: ignore[arg-type]
             )
