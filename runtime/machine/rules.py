@@ -11,7 +11,8 @@ the performance model all ask these questions; here is the one answer to each:
 - whether a unit's combiner fits its output (``combiner_problem``);
 - whether an access reaches any address at all (``reaches_any``) and which it reaches
   (``address_range``);
-- the block of a parallel unit's copy (``copy_block``);
+- the block of a parallel unit's copy (``copy_block``) and whether a unit can be made parallel
+  with given factors (``parallel_problem``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
@@ -97,6 +98,48 @@ def copy_block(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
     """The block of each copy of a parallel unit: ``b[c] = ceil(S[c] / p[c])`` points of counter
     ``c`` (copy ``k`` runs over ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``)."""
     return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
+
+
+def parallel_problem(
+    space: Sequence[int],
+    out_strides: Sequence[int],
+    factors: Sequence[int],
+    *,
+    indexed: bool = False,
+    positional: bool = False,
+    reads: Sequence[tuple[str, object]] = (),
+) -> str | None:
+    """What forbids running a unit over ``space`` as ``prod(factors)`` copies, or None.
+
+    One factor a counter, from 1 to its extent, every copy's block non-empty (``copy_block``),
+    above 1 only on a counter that is not reduced; and the unit has no data-dependent access
+    (``indexed``), no ``counter`` or ``rand`` stage (``positional``: a copy would see its own
+    block's counters) and reads each buffer through one access (``reads``: ``(buffer, access)``
+    an input port, the buffer named as the message should name it)."""
+    if len(factors) != len(space):
+        return f"parallel has {len(factors)} factors for {len(space)} counters"
+    blocks = copy_block(space, factors)
+    reduced = reduced_counters(space, out_strides)
+    for c, (f, e, b) in enumerate(zip(factors, space, blocks, strict=True)):
+        if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * b >= e):
+            return (
+                f"parallel factor {f} of counter {c} (extent {e}) leaves a copy no block (need "
+                "1 <= factor and every block non-empty)"
+            )
+        if f > 1 and c in reduced:
+            return f"parallel factor {f} on reduced counter {c}"
+    if indexed:
+        return "a parallel unit with a data-dependent access"
+    if positional:
+        return "a parallel unit with a 'counter' or 'rand' stage"
+    seen: dict[str, object] = {}
+    for k, (buffer, access) in enumerate(reads):
+        if seen.setdefault(buffer, access) != access:
+            return (
+                f"input {k} reads {buffer} through another access than an earlier input (a "
+                "parallel unit reads a buffer through one access)"
+            )
+    return None
 
 
 def pipeline_depth(

@@ -33,7 +33,7 @@ from runtime.machine.opcodes import OPCODES, type_error
 from runtime.machine.rules import (
     address_range,
     combiner_problem,
-    copy_block,
+    parallel_problem,
     reaches_any,
 )
 from runtime.pef.schema import (
@@ -337,7 +337,6 @@ class _SectionChecker:
         self.check_at(label, pcu.at)
         if pcu.value and not _VALUE_NAME.fullmatch(pcu.value):
             raise self.fail(f"{label}: value '{pcu.value}' is not a traced value's name")
-        self.check_parallel(label, pcu)
         if any(e < 0 for e in pcu.space):
             raise self.fail(f"{label}: negative extent in space {pcu.space}")
         if len(pcu.tile) != len(pcu.space) or any(e < 1 for e in pcu.tile):
@@ -360,6 +359,7 @@ class _SectionChecker:
             dtypes.append(pmu.dtype)
         self.check_index(label, "output", pcu.out, pcu, -1)
         self.check_access(label, "output", pcu.out, pcu, pcu.out_pmu)
+        self.check_parallel(label, pcu)  # once every access has a stride a counter
         out_pmu = s.pmus[pcu.out_pmu]
         if out_pmu.source != "pcu":
             raise self.fail(f"{label}: writes {self.pmu_label(pcu.out_pmu)}, loaded from DRAM")
@@ -417,29 +417,16 @@ class _SectionChecker:
             if pcu.more_at:
                 raise self.fail(f"{label}: more_at lists {len(pcu.more_at)} slots, not parallel")
             return
-        if len(p) != len(pcu.space):
-            raise self.fail(f"{label}: parallel has {len(p)} factors for {len(pcu.space)} counters")
-        blocks = copy_block(pcu.space, p)
-        for c, (f, e, st) in enumerate(zip(p, pcu.space, pcu.out.strides, strict=True)):
-            block = blocks[c] if f >= 1 else 0
-            if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * block >= e):
-                raise self.fail(
-                    f"{label}: parallel factor {f} of counter {c} (extent {e}) leaves a copy "
-                    "no block (need 1 <= factor and every block non-empty)"
-                )
-            if f > 1 and st == 0:
-                raise self.fail(f"{label}: parallel factor {f} on reduced counter {c}")
-        if pcu.out.index_port >= 0 or any(port.access.index_port >= 0 for port in pcu.inputs):
-            raise self.fail(f"{label}: a parallel unit with a data-dependent access")
-        if any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES):
-            raise self.fail(f"{label}: a parallel unit with a 'counter' or 'rand' stage")
-        seen: dict[int, Access] = {}
-        for k, port in enumerate(pcu.inputs):
-            if seen.setdefault(port.pmu, port.access) != port.access:
-                raise self.fail(
-                    f"{label}: input {k} reads pmu {port.pmu} through another access than an "
-                    "earlier input (a parallel unit reads a PMU through one access)"
-                )
+        problem = parallel_problem(
+            pcu.space,
+            pcu.out.strides,
+            p,
+            indexed=pcu.out.index_port >= 0 or any(k.access.index_port >= 0 for k in pcu.inputs),
+            positional=any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES),
+            reads=[(f"pmu {port.pmu}", port.access) for port in pcu.inputs],
+        )
+        if problem:
+            raise self.fail(f"{label}: {problem}")
         copies = math.prod(p)
         if len(pcu.more_at) != copies - 1:
             raise self.fail(

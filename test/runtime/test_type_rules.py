@@ -2,26 +2,28 @@
 every opcode and every combination of operand and result dtypes, the pcu verifier accepts a
 stage exactly when the PEF validator accepts it in a program, the dataflow verifier accepts the
 pointwise kind of that name exactly when both do, and the emulator runs every accepted one.
-Likewise for every combiner on an output that reduces or not and is a scatter or not.
+Likewise for every combiner on an output that reduces or not and is a scatter or not, and for
+every vector of parallel factors of a unit.
 
 So a program the verifier accepts is never refused by the runtime, and the reverse."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from typing import get_args
 
 import numpy as np
 import pytest
-from pefkit import ProgramBuilder, elementwise, st
+from pefkit import ProgramBuilder, elementwise, matmul_program, replace, st
 from xdsl.dialects.builtin import MemRefType, TensorType, f32, i1, i64
 from xdsl.ir import Attribute, Block
 from xdsl.utils.exceptions import VerifyException
 
 from dialects.dataflow import POINTWISE_RULES, PointwiseOp
-from dialects.pcu import STAGE_OPCODES, StageOp, UnitOp
+from dialects.pcu import STAGE_OPCODES, CounterOp, StageOp, UnitOp
 from dialects.pcu import YieldOp as PcuYieldOp
-from dialects.rdu_tile import AccessAttr
+from dialects.rdu_tile import AccessAttr, dense_i64
 from runtime.fabric import Fabric
 from runtime.machine.opcodes import DTYPES, OPCODES
 from runtime.pef import PefError, schema, validate
@@ -272,3 +274,85 @@ def test_the_emulator_runs_every_accepted_combiner(dtype: str) -> None:
         else:
             expected = x
         np.testing.assert_array_equal(dram["y"].reshape(expected.shape), expected, str(case))
+
+
+# --------------------------------------------------------------------------------------------
+# Parallel factors: a matmul over space [m, n, k] = [4, 6, 3] (k reduced) as copies
+# --------------------------------------------------------------------------------------------
+
+FACTORS = list(itertools.product(range(1, 6), range(1, 8), range(1, 4)))
+"""Every factor vector up to one past each extent."""
+VARIANTS = ("matmul", "counter stage", "one buffer, two accesses")
+
+
+def parallel_unit(variant: str, factors: tuple[int, ...]) -> UnitOp:
+    a = MemRefType(f32, [4, 3])
+    b = MemRefType(f32, [3, 6])
+    block = Block(arg_types=[a, b])
+    operands = [block.args[0], block.args[0 if variant == "one buffer, two accesses" else 1]]
+    ins = [AccessAttr(0, [3, 0, 1]), AccessAttr(0, [0, 1, 6])]
+    if variant == "one buffer, two accesses":
+        ins[1] = AccessAttr(0, [0, 0, 1])
+    body = Block(arg_types=[f32, f32])
+    if variant == "counter stage":
+        body.add_op(CounterOp(0))
+    mul = StageOp("mul", body.args, f32)
+    body.add_ops([mul, PcuYieldOp(mul)])
+    unit = UnitOp(
+        "u", operands, TensorType(f32, [4, 6]), [4, 6, 3], [1, 6, 3], 16, ins,
+        AccessAttr(0, [6, 1, 0]), "add", body,
+    )  # fmt: skip
+    unit.properties["parallel"] = dense_i64(factors)
+    return unit
+
+
+def parallel_program(variant: str, factors: tuple[int, ...]) -> schema.Program:
+    program = matmul_program(4, 3, 6)
+    section = program.sections[0]
+    (pcu,) = section.pcus
+    copies = math.prod(factors)
+    changes: dict[str, object] = {
+        "parallel": list(factors),
+        "more_at": [[4 + c % 12, 1 + c // 12] for c in range(copies - 1)],
+    }
+    if variant == "counter stage":
+        changes["stages"] = [st("counter", imm=0, dtype="i64"), st("mul", 0, 1)]
+    if variant == "one buffer, two accesses":
+        a = schema.Port(pmu=0, access=schema.Access(offset=0, strides=[0, 0, 1]))
+        changes["inputs"] = [pcu.inputs[0], a]
+    pcu = replace(pcu, **changes)
+    return replace(program, sections=[replace(section, pcus=[pcu])])
+
+
+def unit_runs_parallel(variant: str, factors: tuple[int, ...]) -> bool:
+    try:
+        parallel_unit(variant, factors).verify()
+    except VerifyException as error:
+        assert "parallel" in str(error), error
+        return False
+    return True
+
+
+def program_runs_parallel(variant: str, factors: tuple[int, ...]) -> bool:
+    """Whether the validator takes the factors (it may refuse the copies' slots and routes,
+    which this program does not lay out, after them)."""
+    try:
+        validate(parallel_program(variant, factors))
+    except PefError as error:
+        return not any(what in str(error) for what in PARALLEL_REFUSALS)
+    return True
+
+
+PARALLEL_REFUSALS = ("parallel has", "parallel factor", "a parallel unit", "another access")
+"""The validator's refusals of factors (``runtime.machine.rules.parallel_problem``)."""
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_verifier_and_pef_validator_accept_the_same_parallel_factors(variant: str) -> None:
+    accepted = [f for f in FACTORS if unit_runs_parallel(variant, f)]
+    assert accepted == [f for f in FACTORS if program_runs_parallel(variant, f)]
+    if variant == "matmul":
+        assert (2, 3, 1) in accepted and (3, 1, 1) not in accepted  # 3 blocks of 2 rows over 4
+        assert not [f for f in accepted if f[2] > 1]  # k is reduced
+    else:
+        assert accepted == []
