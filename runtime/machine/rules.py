@@ -51,18 +51,20 @@ def combiner_problem(
     (a data-dependent output if ``scatter``), or None.
 
     Values meet at one result element over the reduced counters and, for a scatter, wherever the
-    index repeats. So a reduction needs a combiner; a combiner needs a reduction or a scatter;
-    and a scatter adds the values that meet (``add``) or stores them (``none``), never ``max``
-    or ``min``."""
+    index repeats. So a reduction needs a combiner; a combiner needs a reduction (or an empty
+    one, a counter of out stride 0 and extent 0: a reduction over no points writes the
+    combiner's identity) or a scatter; and a scatter adds the values that meet (``add``) or
+    stores them (``none``), never ``max`` or ``min``."""
     reduced = reduced_counters(space, out_strides)
+    empty = any(e == 0 and s == 0 for e, s in zip(space, out_strides, strict=True))
     if reduced and combiner == "none":
         return f"counters {reduced} have out stride 0 (a reduction) but the combiner is 'none'"
     if scatter and combiner not in ("add", "none"):
         return f"a scatter output combines with 'add' or 'none', not '{combiner}'"
-    if not reduced and not scatter and combiner != "none":
+    if not reduced and not empty and not scatter and combiner != "none":
         return (
             f"combiner '{combiner}' but no counter is reduced (none has out stride 0 and "
-            "extent > 1) and the output is not a scatter"
+            "extent other than 1) and the output is not a scatter"
         )
     return None
 

@@ -69,6 +69,7 @@ def test_a_combiner_needs_values_that_meet() -> None:
     assert combiner_problem([4, 8], [1, 0], "add") is None  # a row sum
     assert "combiner is 'none'" in str(combiner_problem([4, 8], [1, 0], "none"))
     assert "no counter is reduced" in str(combiner_problem([4, 8], [8, 1], "max"))
+    assert combiner_problem([3, 0], [1, 0], "max") is None  # writes max's identity, -inf
     # A scatter's index may repeat: it adds (or stores), never takes a max.
     assert combiner_problem([4, 8], [8, 1], "add", scatter=True) is None
     assert combiner_problem([4, 8], [8, 1], "none", scatter=True) is None

@@ -91,7 +91,7 @@ builtin.module {
   }
 }
 
-// CHECK: rdu_tile.kernel: combiner 'add' but no counter is reduced (none has out stride 0 and extent > 1) and the output is not a scatter
+// CHECK: rdu_tile.kernel: combiner 'add' but no counter is reduced (none has out stride 0 and extent other than 1) and the output is not a scatter
 
 // -----
 
