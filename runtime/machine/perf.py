@@ -119,6 +119,7 @@ import msgspec
 from runtime.machine.opcodes import OPCODES
 from runtime.machine.rules import (
     copy_block,
+    held,
     lanes_counter,
     reduced_counters,
     unit_depth,
@@ -379,7 +380,7 @@ def pmu_loads(section: Section, target: Target) -> dict[int, int]:
     loads: dict[int, int] = {}
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
-        if size <= target.pmu_bytes * max(1, pmu.pmus):
+        if held(size, pmu.pmus, target.pmu_bytes):
             loads[i] = size if pmu.source == "dram" else 0
             continue
         streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
@@ -489,7 +490,7 @@ def unit_times(
         first_at[i] = latency
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
         written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
-        if nbytes(pmu.shape, pmu.dtype) > target.pmu_bytes * max(1, pmu.pmus):
+        if not held(nbytes(pmu.shape, pmu.dtype), pmu.pmus, target.pmu_bytes):
             tiled.add(i)
     times: list[UnitTime] = []
     for pcu, unit in zip(section.pcus, units, strict=True):

@@ -15,6 +15,7 @@ the performance model all ask these questions; here is the one answer to each:
   with given factors (``parallel_problem``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
+- how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
 """
 
@@ -142,6 +143,18 @@ def parallel_problem(
                 "parallel unit reads a buffer through one access)"
             )
     return None
+
+
+def pmus_to_hold(nbytes: int, pmu_bytes: int) -> int:
+    """The PMUs a buffer of ``nbytes`` needs to stay whole on chip: ``ceil(nbytes / pmu_bytes)``,
+    at least 1 (its address range cut into consecutive pieces of ``pmu_bytes``)."""
+    return max(1, -(-nbytes // pmu_bytes))
+
+
+def held(nbytes: int, pmus: int, pmu_bytes: int) -> bool:
+    """Whether ``pmus`` PMUs (at least one) hold a buffer of ``nbytes`` whole; else it streams
+    through them in tiles."""
+    return nbytes <= max(1, pmus) * pmu_bytes
 
 
 def pipeline_depth(

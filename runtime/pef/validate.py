@@ -33,6 +33,7 @@ from runtime.machine.opcodes import OPCODES, type_error
 from runtime.machine.rules import (
     address_range,
     combiner_problem,
+    held,
     parallel_problem,
     reaches_any,
 )
@@ -262,10 +263,10 @@ class _SectionChecker:
             )
         for k, at in enumerate(pmu.more_at):
             self.check_at(f"{label} more_at[{k}]", at)
-        held = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
-        if pmu.pmus > 1 and held > pmu.pmus * t.pmu_bytes:
+        size = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
+        if pmu.pmus > 1 and not held(size, pmu.pmus, t.pmu_bytes):
             raise self.fail(
-                f"{label}: holds {held} bytes in {pmu.pmus} PMUs of {t.pmu_bytes} bytes"
+                f"{label}: holds {size} bytes in {pmu.pmus} PMUs of {t.pmu_bytes} bytes"
             )
         if pmu.source == "dram":
             symbols = self.meta.symbols

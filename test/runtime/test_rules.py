@@ -7,9 +7,11 @@ from runtime.machine.rules import (
     address_range,
     combiner_problem,
     copy_block,
+    held,
     lanes_counter,
     parallel_problem,
     pipeline_depth,
+    pmus_to_hold,
     reaches_any,
     reduced_counters,
     unit_depth,
@@ -90,3 +92,9 @@ def test_parallel_factors() -> None:
     assert "data-dependent" in str(parallel_problem([4], [1], [2], indexed=True))
     reads = [("a", (0, (1,))), ("a", (0, (2,)))]
     assert "input 1 reads a" in str(parallel_problem([4], [1], [2], reads=reads))
+
+
+def test_pmus_hold_a_buffer_whole_in_pieces_of_pmu_bytes() -> None:
+    assert [pmus_to_hold(n, 1024) for n in (0, 1, 1024, 1025, 4096)] == [1, 1, 1, 2, 4]
+    assert held(1024, 1, 1024) and not held(1025, 1, 1024) and held(1025, 2, 1024)
+    assert held(0, 0, 1024)  # a buffer in no PMU yet is in one
