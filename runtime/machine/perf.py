@@ -598,6 +598,16 @@ def load_cycles(section: Section, target: Target) -> int:
 # -- a section ------------------------------------------------------------------------------------
 
 
+def cycles_to_seconds(cycles: float, clock_ghz: float) -> float:
+    """The time ``cycles`` take at ``clock_ghz``."""
+    return cycles / (clock_ghz * 1e9)
+
+
+def fraction_of_peak(flops: float, cycles: float, peak_flops_per_cycle: float) -> float:
+    """``flops`` over what the whole fabric could do in ``cycles`` (0 for no cycles)."""
+    return flops / (cycles * peak_flops_per_cycle) if cycles else 0.0
+
+
 @dataclass(frozen=True)
 class SectionModel:
     """One run of a section under the model (see the module docstring)."""
@@ -640,14 +650,12 @@ class SectionModel:
     @property
     def seconds(self) -> float:
         """Modelled time at the target's clock."""
-        return self.cycles / (self.clock_ghz * 1e9)
+        return cycles_to_seconds(self.cycles, self.clock_ghz)
 
     @property
     def fraction_of_peak(self) -> float:
         """FLOPs over what the whole fabric could do in the section's cycles."""
-        if self.cycles == 0:
-            return 0.0
-        return self.flops / (self.cycles * self.peak_flops_per_cycle)
+        return fraction_of_peak(self.flops, self.cycles, self.peak_flops_per_cycle)
 
     @property
     def roofline_fraction(self) -> float:
