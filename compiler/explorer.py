@@ -93,9 +93,9 @@ def _section_units(
     for r, route in enumerate(section.routes):
         src, dst = _end_name(section, route.src, symbols), _end_name(section, route.dst, symbols)
         text = f"{src} \u2192 {dst} ({len(route.hops) - 1} hops)"
-        for end in {tuple(route.src), tuple(route.dst)}:
-            streams.setdefault(end, []).append(text)  # type: ignore[arg-type]
-            routes.setdefault(end, []).append(r)  # type: ignore[arg-type]
+        for end in {route.src, route.dst}:
+            streams.setdefault(end, []).append(text)
+            routes.setdefault(end, []).append(r)
     units: list[dict[str, Any]] = []
     for i, (pcu, model) in enumerate(zip(section.pcus, entry["units"], strict=True)):
         origin = origins.get(unit_kernel(section.kind, pcu.name))
@@ -233,7 +233,7 @@ def _grid_svg(
         parts.append(f'<g class="unit {unit["kind"]}" data-u="{first + k}">{"".join(shapes)}</g>')
     routes = []
     for r, route in enumerate(section.routes):
-        points = [(h[0], sy(h[1])) for h in route.hops]
+        points: list[tuple[float, float]] = [(h[0], sy(h[1])) for h in route.hops]
         if route.src[0] == "dram":
             points.insert(0, (-0.45, points[0][1]))
         if route.dst[0] == "dram":

@@ -35,9 +35,6 @@ class AttributeTexts:
 
 T = TypeVar("T")
 
-_CUSTOM_PRINT: dict[type[Operation], tuple[bool, ...]] = {}
-"""Per op class: ``(isolated from above,)`` if it has a custom format, else ``()``."""
-
 _ESCAPED = re.compile(rb"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 """A byte xdsl's ``print_bytes_literal`` escapes: a quote, a backslash, one outside 0x20-0x7E."""
 
@@ -69,6 +66,8 @@ class _DumpPrinter(Printer):
     out: IO[str] = field(kw_only=True)
     """Where the text goes (the base class's ``stream``, which may be None: stdout)."""
     _names: dict[int, tuple[SSAValue, str]] = field(default_factory=dict, init=False)
+    _custom: dict[type[Operation], tuple[bool, ...]] = field(default_factory=dict, init=False)
+    """Per op class: ``(isolated from above,)`` if it has a custom format, else ``()``."""
 
     def __post_init__(self) -> None:
         self.stream = self.out
@@ -82,12 +81,12 @@ class _DumpPrinter(Printer):
 
     def print_op(self, op: Operation) -> None:
         kind = type(op)
-        custom = _CUSTOM_PRINT.get(kind)
+        custom = self._custom.get(kind)
         if custom is None:
             isolated = bool(op.get_traits_of_type(IsolatedFromAbove))
             registered = not issubclass(kind, UnregisteredOp)
             custom = (isolated,) if registered and Operation.print is not kind.print else ()
-            _CUSTOM_PRINT[kind] = custom
+            self._custom[kind] = custom
         if not custom or self.print_generic_format or self.diagnostic.op_messages:
             super().print_op(op)
             return

@@ -32,7 +32,14 @@ from compiler.ideal import Ideal
 from compiler.provenance import KernelKey, Origin
 from compiler.targets import Target
 from runtime.machine.atomic import atomic_write_bytes
-from runtime.machine.perf import SectionModel, format_models, model_section, si
+from runtime.machine.perf import (
+    SectionModel,
+    cycles_to_seconds,
+    format_models,
+    fraction_of_peak,
+    model_section,
+    si,
+)
 from runtime.machine.trace import TraceBuilder, write_trace
 from runtime.pef.schema import Program
 
@@ -169,15 +176,15 @@ def build_report(
         "sections": sections,
         "total": {
             "cycles": cycles,
-            "seconds": _round(cycles / (target.clock_ghz * 1e9)),
+            "seconds": _round(cycles_to_seconds(cycles, target.clock_ghz)),
             "flops": flops,
             "offchip_bytes": moved,
-            "fraction_of_peak": _round(flops / (cycles * peak) if cycles else 0.0),
+            "fraction_of_peak": _round(fraction_of_peak(flops, cycles, peak)),
             "roofline_fraction": _round(roofline),
         },
     }
     if ideal is not None:
-        report["ideal"] = ideal_entry(ideal, cycles / (target.clock_ghz * 1e9))
+        report["ideal"] = ideal_entry(ideal, cycles_to_seconds(cycles, target.clock_ghz))
     return report
 
 

@@ -78,6 +78,7 @@ from xdsl.utils.str_enum import StrEnum
 
 from dialects.enums import parse_member, table_enum
 from runtime.machine.opcodes import OPCODES, TypeRule, opcodes_with, rule_error
+from runtime.machine.rules import address_range
 from runtime.pef import schema
 
 POINTWISE_RULES: dict[str, tuple[int, TypeRule]] = {
@@ -796,10 +797,7 @@ class AsStridedOp(IRDLOperation):
             raise VerifyException("as_strided must keep the element type")
         if math.prod(shape) == 0:
             return
-        lo = hi = self.offset.value.data
-        for stride, extent in zip(strides, shape, strict=True):
-            lo += min(0, stride * (extent - 1))
-            hi += max(0, stride * (extent - 1))
+        lo, hi = address_range(self.offset.value.data, strides, shape)
         size = math.prod(a.get_shape())
         if lo < 0 or hi >= size:
             raise VerifyException(

@@ -125,7 +125,7 @@ from dialects.rdu_tile import (
     verify_space,
 )
 from runtime.machine.opcodes import OPCODES, Opcode, type_error
-from runtime.machine.rules import unit_depth
+from runtime.machine.rules import parallel_problem, unit_depth
 
 STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if op.arity > 0}
 """The opcodes of ``pcu.stage`` (``runtime/machine/opcodes.py``): every opcode with operands
@@ -598,6 +598,22 @@ class UnitOp(IRDLOperation):
         assert isinstance(last, YieldOp)
         return last
 
+    def parallel_problem(self, factors: Sequence[int]) -> str | None:
+        """What forbids running the unit as ``prod(factors)`` copies, or None
+        (``runtime.machine.rules.parallel_problem``, as the PEF validator asks it)."""
+        operands = list(self.inputs)
+        return parallel_problem(
+            self.space_values,
+            self.out.stride_values,
+            factors,
+            indexed=self.out.is_indexed or any(a.is_indexed for a in self.ins.data),
+            positional=any(OPCODES[op].positional for op in self.stage_opcodes()),
+            reads=[
+                (f"operand {operands.index(v)}", a)
+                for v, a in zip(operands, self.ins.data, strict=True)
+            ],
+        )
+
     def stage_opcodes(self) -> list[str]:
         """The body's opcodes in order (``const`` and ``counter`` for those ops)."""
         ops: list[str] = []
@@ -713,15 +729,9 @@ class UnitOp(IRDLOperation):
             ("pcu",),
         )
         if self.parallel is not None:
-            factors = self.parallel_values
-            space = self.space_values
-            if len(factors) != len(space) or any(
-                not 1 <= p <= max(e, 1) for p, e in zip(factors, space, strict=True)
-            ):
-                raise VerifyException(
-                    f"{what}: parallel {list(factors)} needs one factor a counter, each from 1 "
-                    f"to its extent (space {list(space)})"
-                )
+            problem = self.parallel_problem(self.parallel_values)
+            if problem:
+                raise VerifyException(f"{what}: {problem}")
         if self.placement is not None:
             self.verify_placement(what, self.placement)
 

@@ -7,8 +7,9 @@ one scalar per operand at flat address ``offset + sum_c strides[c] * counter[c]`
 row-major buffer, computes with ``arith``/``math`` ops and writes (or, on a reduction counter,
 combines into) the result at the address the ``out`` access gives. A counter whose out stride is 0
 (and whose extent is above 1) is a reduction counter; ``combiner`` says how the values meeting
-at one result element combine (``add``/``max``/``min``), and is ``none`` exactly when there is no
-reduction counter.
+at one result element combine (``add``/``max``/``min``), and is ``none`` exactly when no values
+meet: no reduction counter and no data-dependent ``out`` access (a scatter, whose index may
+repeat; a scatter adds or stores, ``runtime/machine/rules.py``'s ``combiner_problem``).
 
     %c = rdu_tile.kernel @matmul_0 (%a, %b) space [16, 128, 64] tile [16, 128, 64]
            ins [#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 128]>]
@@ -79,7 +80,7 @@ from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.str_enum import StrEnum
 
 from dialects.enums import parse_member, table_enum
-from runtime.machine.rules import address_range, reduced_counters
+from runtime.machine.rules import address_range, combiner_problem, reaches_any
 from runtime.pef import schema
 
 if TYPE_CHECKING:
@@ -352,7 +353,7 @@ def verify_space(
                 f"{what}: {label} access has {len(access.stride_values)} strides but the space "
                 f"has {len(space)} counters"
             )
-        if any(e == 0 for e in space):
+        if not reaches_any(space, access.stride_values, output=label == "out"):
             continue
         lo, hi = access.address_range(space)
         size = _num_elements(shape)
@@ -361,16 +362,9 @@ def verify_space(
                 f"{what}: {label} access {access} reaches addresses [{lo}, {hi}] over space "
                 f"{_fmt(space)}, outside its buffer of {size} elements (shape {_fmt(shape)})"
             )
-    reduced = reduced_counters(space, out.stride_values)
-    if reduced and combiner == "none":
-        raise VerifyException(
-            f"{what}: counters {_fmt(reduced)} have out stride 0 (reduction) but combiner is 'none'"
-        )
-    if not reduced and combiner != "none":
-        raise VerifyException(
-            f"{what}: combiner '{combiner}' but no counter is reduced (none has out stride 0 "
-            "and extent > 1)"
-        )
+    problem = combiner_problem(space, out.stride_values, combiner, scatter=out.is_indexed)
+    if problem:
+        raise VerifyException(f"{what}: {problem}")
 
 
 def verify_body(

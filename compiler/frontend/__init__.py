@@ -58,12 +58,14 @@ def _traced_ops(gb: GraphBuilder) -> dict[str, str]:
     """FX node name -> the ATen op computing it (see ``build_dataflow``)."""
     import operator
 
+    import torch.fx
+
     ops = {node.name: name for node, name in gb.converted.items()}
     for node in gb.traced.graph.nodes:
         if node.op == "call_function" and node.target is operator.getitem:
             base, index = node.args[0], node.args[1]
-            if getattr(base, "name", None) in ops:
-                ops[node.name] = f"{ops[base.name]}[{index}]"  # type: ignore[union-attr]
+            if isinstance(base, torch.fx.Node) and base.name in ops:
+                ops[node.name] = f"{ops[base.name]}[{index}]"
     return ops
 
 

@@ -15,7 +15,6 @@ Frames of generated code (``<eval_with_key>.N``, FX graph modules) are never sho
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -83,16 +82,22 @@ def _qualified_names(path: Path) -> list[tuple[int, int, str]]:
     return out
 
 
-@functools.cache
-def _functions_of(path: Path) -> list[tuple[int, int, str]]:
-    return _qualified_names(path)
-
-
-def qualified_name(path: Path, line: int, fallback: str) -> str:
+def qualified_name(
+    path: Path,
+    line: int,
+    fallback: str,
+    functions: dict[Path, list[tuple[int, int, str]]] | None = None,
+) -> str:
     """The qualified name of the innermost function of ``path`` around ``line``
-    (``LlamaRotaryEmbedding.forward``); ``fallback`` (the trace's bare name) if none is found."""
+    (``LlamaRotaryEmbedding.forward``); ``fallback`` (the trace's bare name) if none is found.
+    ``functions`` keeps each file's functions for the next call (one compile's ``Locator``)."""
+    found = functions.get(path) if functions is not None else None
+    if found is None:
+        found = _qualified_names(path)
+        if functions is not None:
+            functions[path] = found
     best: tuple[int, str] | None = None
-    for first, last, name in _functions_of(path):
+    for first, last, name in found:
         if first <= line <= last and (best is None or first >= best[0]):
             best = (first, name)
     return best[1] if best else fallback
@@ -149,6 +154,8 @@ class Locator:
         """``of_trace`` by stack trace (nodes share their traces; resolving each frame's path
         asks the file system)."""
         self._paths: dict[str, Path] = {}
+        self._functions: dict[Path, list[tuple[int, int, str]]] = {}
+        """The functions of each library file a call site is in (``qualified_name``)."""
 
     def _display(self, path: Path) -> str:
         return self.name if path == self.source else path.name
@@ -203,7 +210,7 @@ class Locator:
         path, line, function = frames[-1]
         if path.is_relative_to(_FRONTEND_DIR):  # the training wrapper's own frames
             return None
-        return CallSite(path.name, line, qualified_name(path, line, function))
+        return CallSite(path.name, line, qualified_name(path, line, function, self._functions))
 
     def call_site_of(self, node: torch.fx.Node) -> CallSite | None:
         """``call_site`` of an FX node's stack trace."""

@@ -78,6 +78,7 @@ from compiler.passes.ir_helpers import elt_of, row_major
 from compiler.passes.tiling import choose_tile, element_bytes
 from compiler.targets import Target, get_target
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
+from runtime.machine.rules import address_range
 
 
 @dataclass(frozen=True)
@@ -137,10 +138,7 @@ def composition(producer: KernelOp, read: AccessAttr, space: Sequence[int]) -> C
             return None
         m[walked][c] = stride // strides[walked]
     for d, extent in enumerate(dims_space):
-        lo = hi = q[d]
-        for c, e in enumerate(space):
-            span = m[d][c] * (e - 1)
-            lo, hi = lo + min(0, span), hi + max(0, span)
+        lo, hi = address_range(q[d], m[d], space)
         if lo < 0 or hi > max(extent, 1) - 1:
             return None
     return Composition(tuple(q), tuple(tuple(row) for row in m), len(space))

@@ -35,7 +35,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import SectionPlacementAttr, UnitOp
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
-from runtime.machine.rules import visit_order
+from runtime.machine.rules import pmus_to_hold, visit_order
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
@@ -135,7 +135,7 @@ def buffer_bytes(buffer: BufferOp) -> int:
 
 def resident_pmus(buffer: BufferOp, target: Target) -> int:
     """PMUs of a resident buffer: its whole tensor on chip."""
-    return max(1, -(-buffer_bytes(buffer) // target.pmu_bytes))
+    return pmus_to_hold(buffer_bytes(buffer), target.pmu_bytes)
 
 
 def assign_pmus(section: SectionOp, target: Target) -> None:

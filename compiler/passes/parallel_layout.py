@@ -114,7 +114,7 @@ def row_slots(target: Target) -> int:
 def buffer_pmus(nbytes: int, elements: int, streams: int, target: Target) -> int:
     """The PMUs of a buffer a parallel unit reads or writes: enough for its bytes, and at least
     ``streams`` (but no more than its elements), its address range cut into that many pieces."""
-    return max(1, min(max(1, elements), max(-(-nbytes // target.pmu_bytes), streams)))
+    return max(1, min(max(1, elements), max(rules.pmus_to_hold(nbytes, target.pmu_bytes), streams)))
 
 
 def port_streams(factors: Sequence[int], strides: Sequence[int]) -> int:

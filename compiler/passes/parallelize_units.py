@@ -56,7 +56,6 @@ from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
 from runtime.machine import perf, rules
-from runtime.machine.opcodes import OPCODES
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -94,14 +93,8 @@ def split_counters(unit: UnitOp) -> tuple[int, int]:
 
 def can_parallelize(unit: UnitOp) -> bool:
     """No data-dependent access, ``counter`` or ``rand`` stage, and one access a buffer (see the
-    module docstring)."""
-    if unit.out.is_indexed or any(a.is_indexed for a in unit.ins.data):
-        return False
-    accesses: dict[object, object] = {}
-    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
-        if accesses.setdefault(value, access) != access:
-            return False
-    return not any(OPCODES[op].positional for op in unit.stage_opcodes())
+    module docstring): one copy a counter passes the shared rule."""
+    return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
 def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
@@ -120,9 +113,9 @@ def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            block = rules.copy_block(space, factors)
-            if any((p - 1) * b >= e for p, b, e in zip(factors, block, space, strict=True)):
+            if unit.parallel_problem(factors) is not None:
                 continue  # an empty last block
+            block = rules.copy_block(space, factors)
             vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()

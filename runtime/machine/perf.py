@@ -119,6 +119,7 @@ import msgspec
 from runtime.machine.opcodes import DTYPE_BYTES, OPCODES
 from runtime.machine.rules import (
     copy_block,
+    held,
     lanes_counter,
     reduced_counters,
     unit_depth,
@@ -378,7 +379,7 @@ def pmu_loads(section: Section, target: Target) -> dict[int, int]:
     loads: dict[int, int] = {}
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
-        if size <= target.pmu_bytes * max(1, pmu.pmus):
+        if held(size, pmu.pmus, target.pmu_bytes):
             loads[i] = size if pmu.source == "dram" else 0
             continue
         streamed = sum(streamed_bytes(p, s, pmu.dtype) for p, s in readers.get(i, []))
@@ -488,7 +489,7 @@ def unit_times(
         first_at[i] = latency
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
         written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
-        if nbytes(pmu.shape, pmu.dtype) > target.pmu_bytes * max(1, pmu.pmus):
+        if not held(nbytes(pmu.shape, pmu.dtype), pmu.pmus, target.pmu_bytes):
             tiled.add(i)
     times: list[UnitTime] = []
     for pcu, unit in zip(section.pcus, units, strict=True):
@@ -596,6 +597,16 @@ def load_cycles(section: Section, target: Target) -> int:
 # -- a section ------------------------------------------------------------------------------------
 
 
+def cycles_to_seconds(cycles: float, clock_ghz: float) -> float:
+    """The time ``cycles`` take at ``clock_ghz``."""
+    return cycles / (clock_ghz * 1e9)
+
+
+def fraction_of_peak(flops: float, cycles: float, peak_flops_per_cycle: float) -> float:
+    """``flops`` over what the whole fabric could do in ``cycles`` (0 for no cycles)."""
+    return flops / (cycles * peak_flops_per_cycle) if cycles else 0.0
+
+
 @dataclass(frozen=True)
 class SectionModel:
     """One run of a section under the model (see the module docstring)."""
@@ -638,14 +649,12 @@ class SectionModel:
     @property
     def seconds(self) -> float:
         """Modelled time at the target's clock."""
-        return self.cycles / (self.clock_ghz * 1e9)
+        return cycles_to_seconds(self.cycles, self.clock_ghz)
 
     @property
     def fraction_of_peak(self) -> float:
         """FLOPs over what the whole fabric could do in the section's cycles."""
-        if self.cycles == 0:
-            return 0.0
-        return self.flops / (self.cycles * self.peak_flops_per_cycle)
+        return fraction_of_peak(self.flops, self.cycles, self.peak_flops_per_cycle)
 
     @property
     def roofline_fraction(self) -> float:

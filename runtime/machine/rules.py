@@ -8,12 +8,16 @@ the performance model all ask these questions; here is the one answer to each:
 
 - which counters a unit reduces (``reduced_counters``) and spreads over its lanes
   (``lanes_counter``);
-- which addresses an access reaches (``address_range``);
-- the block of a parallel unit's copy (``copy_block``);
+- whether a unit's combiner fits its output (``combiner_problem``);
+- whether an access reaches any address at all (``reaches_any``) and which it reaches
+  (``address_range``);
+- the block of a parallel unit's copy (``copy_block``) and whether a unit can be made parallel
+  with given factors (``parallel_problem``);
 - whether two switches are joined by a link (``adjacent``), so whether a route's switches
   follow one another over links (``route_break``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
+- how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
 """
 
@@ -41,6 +45,40 @@ def lanes_counter(space: Sequence[int], out_strides: Sequence[int]) -> int:
     if wide:
         return wide[-1]
     return free[-1] if free else len(space) - 1
+
+
+def combiner_problem(
+    space: Sequence[int], out_strides: Sequence[int], combiner: str, scatter: bool = False
+) -> str | None:
+    """What is wrong with ``combiner`` for a unit over ``space`` writing through ``out_strides``
+    (a data-dependent output if ``scatter``), or None.
+
+    Values meet at one result element over the reduced counters and, for a scatter, wherever the
+    index repeats. So a reduction needs a combiner; a combiner needs a reduction (or an empty
+    one, a counter of out stride 0 and extent 0: a reduction over no points writes the
+    combiner's identity) or a scatter; and a scatter adds the values that meet (``add``) or
+    stores them (``none``), never ``max`` or ``min``."""
+    reduced = reduced_counters(space, out_strides)
+    empty = any(e == 0 and s == 0 for e, s in zip(space, out_strides, strict=True))
+    if reduced and combiner == "none":
+        return f"counters {reduced} have out stride 0 (a reduction) but the combiner is 'none'"
+    if scatter and combiner not in ("add", "none"):
+        return f"a scatter output combines with 'add' or 'none', not '{combiner}'"
+    if not reduced and not empty and not scatter and combiner != "none":
+        return (
+            f"combiner '{combiner}' but no counter is reduced (none has out stride 0 and "
+            "extent other than 1) and the output is not a scatter"
+        )
+    return None
+
+
+def reaches_any(space: Sequence[int], strides: Sequence[int], output: bool = False) -> bool:
+    """Whether an access reaches any address over ``space``: an input's only if the space has
+    points; an output's if every counter it moves along has points (a reduction over no points
+    still writes its result, the combiner's identity)."""
+    if output:
+        return all(e > 0 for e, s in zip(space, strides, strict=True) if s != 0)
+    return all(e > 0 for e in space)
 
 
 def address_range(
@@ -79,6 +117,60 @@ def route_break(hops: Sequence[Sequence[int]]) -> int | None:
         if not adjacent(hops[h - 1], hops[h]):
             return h
     return None
+
+
+def parallel_problem(
+    space: Sequence[int],
+    out_strides: Sequence[int],
+    factors: Sequence[int],
+    *,
+    indexed: bool = False,
+    positional: bool = False,
+    reads: Sequence[tuple[str, object]] = (),
+) -> str | None:
+    """What forbids running a unit over ``space`` as ``prod(factors)`` copies, or None.
+
+    One factor a counter, from 1 to its extent, every copy's block non-empty (``copy_block``),
+    above 1 only on a counter that is not reduced; and the unit has no data-dependent access
+    (``indexed``), no ``counter`` or ``rand`` stage (``positional``: a copy would see its own
+    block's counters) and reads each buffer through one access (``reads``: ``(buffer, access)``
+    an input port, the buffer named as the message should name it)."""
+    if len(factors) != len(space):
+        return f"parallel has {len(factors)} factors for {len(space)} counters"
+    blocks = copy_block(space, factors)
+    reduced = reduced_counters(space, out_strides)
+    for c, (f, e, b) in enumerate(zip(factors, space, blocks, strict=True)):
+        if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * b >= e):
+            return (
+                f"parallel factor {f} of counter {c} (extent {e}) leaves a copy no block (need "
+                "1 <= factor and every block non-empty)"
+            )
+        if f > 1 and c in reduced:
+            return f"parallel factor {f} on reduced counter {c}"
+    if indexed:
+        return "a parallel unit with a data-dependent access"
+    if positional:
+        return "a parallel unit with a 'counter' or 'rand' stage"
+    seen: dict[str, object] = {}
+    for k, (buffer, access) in enumerate(reads):
+        if seen.setdefault(buffer, access) != access:
+            return (
+                f"input {k} reads {buffer} through another access than an earlier input (a "
+                "parallel unit reads a buffer through one access)"
+            )
+    return None
+
+
+def pmus_to_hold(nbytes: int, pmu_bytes: int) -> int:
+    """The PMUs a buffer of ``nbytes`` needs to stay whole on chip: ``ceil(nbytes / pmu_bytes)``,
+    at least 1 (its address range cut into consecutive pieces of ``pmu_bytes``)."""
+    return max(1, -(-nbytes // pmu_bytes))
+
+
+def held(nbytes: int, pmus: int, pmu_bytes: int) -> bool:
+    """Whether ``pmus`` PMUs (at least one) hold a buffer of ``nbytes`` whole; else it streams
+    through them in tiles."""
+    return nbytes <= max(1, pmus) * pmu_bytes
 
 
 def pipeline_depth(

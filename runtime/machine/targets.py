@@ -14,7 +14,7 @@ the memory controller, the usual order of magnitude), and 500 ns to load a secti
 its configuration from DRAM (sending it through the fabric's configuration network and starting
 the units; ``tiny``: 20 ns and 50 ns).
 
-The presets come from the public figures (``ARCHITECTURE.md``: Plasticine, ISCA 2017; SambaNova
+The presets come from the public figures (the papers: Plasticine, ISCA 2017; SambaNova
 SN10, SN30, SN40L); every figure that is not published is our assumption and says so below.
 Peak throughput is derived, never stored: every stage of every lane of every PCU does one f32
 fused multiply-add (2 FLOPs) a cycle, ``peak_flops = num_pcus * pcu_lanes * pcu_stages * 2 *

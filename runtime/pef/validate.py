@@ -30,7 +30,14 @@ from collections import Counter
 
 from runtime.errors import RduError
 from runtime.machine.opcodes import DTYPE_BYTES, OPCODES, type_error
-from runtime.machine.rules import address_range, adjacent, copy_block, reduced_counters
+from runtime.machine.rules import (
+    address_range,
+    adjacent,
+    combiner_problem,
+    held,
+    parallel_problem,
+    reaches_any,
+)
 from runtime.pef.schema import (
     Access,
     Meta,
@@ -255,10 +262,10 @@ class _SectionChecker:
             )
         for k, at in enumerate(pmu.more_at):
             self.check_at(f"{label} more_at[{k}]", at)
-        held = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
-        if pmu.pmus > 1 and held > pmu.pmus * t.pmu_bytes:
+        size = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
+        if pmu.pmus > 1 and not held(size, pmu.pmus, t.pmu_bytes):
             raise self.fail(
-                f"{label}: holds {held} bytes in {pmu.pmus} PMUs of {t.pmu_bytes} bytes"
+                f"{label}: holds {size} bytes in {pmu.pmus} PMUs of {t.pmu_bytes} bytes"
             )
         if pmu.source == "dram":
             symbols = self.meta.symbols
@@ -323,10 +330,6 @@ class _SectionChecker:
             raise self.fail(f"{label}: {what} is indexed by input {k}, which is not i64")
         if access.index_limit < 1:
             raise self.fail(f"{label}: {what} has index limit {access.index_limit}, must be >= 1")
-        if port < 0 and pcu.combiner not in ("add", "none"):
-            raise self.fail(
-                f"{label}: a scatter output combines with 'add' or 'none', not '{pcu.combiner}'"
-            )
 
     def check_pcu(self, i: int, pcu: Pcu, written_before: set[int]) -> None:
         label = self.pcu_label(i)
@@ -334,14 +337,12 @@ class _SectionChecker:
         self.check_at(label, pcu.at)
         if pcu.value and not _VALUE_NAME.fullmatch(pcu.value):
             raise self.fail(f"{label}: value '{pcu.value}' is not a traced value's name")
-        self.check_parallel(label, pcu)
         if any(e < 0 for e in pcu.space):
             raise self.fail(f"{label}: negative extent in space {pcu.space}")
         if len(pcu.tile) != len(pcu.space) or any(e < 1 for e in pcu.tile):
             raise self.fail(f"{label}: tile {pcu.tile} does not fit space {pcu.space}")
         if not 1 <= pcu.lanes <= t.pcu_lanes:
             raise self.fail(f"{label}: {pcu.lanes} lanes, the target's PCUs have {t.pcu_lanes}")
-        nonempty = all(e > 0 for e in pcu.space)
         dtypes: list[str] = []
         for k, port in enumerate(pcu.inputs):
             what = f"input {k}"
@@ -353,11 +354,12 @@ class _SectionChecker:
                     "writes it (PCUs must be in dataflow order)"
                 )
             self.check_index(label, what, port.access, pcu, k)
-            if nonempty:
+            if reaches_any(pcu.space, port.access.strides):
                 self.check_bounds(label, what, port.access, pcu.space, port.pmu)
             dtypes.append(pmu.dtype)
         self.check_index(label, "output", pcu.out, pcu, -1)
         self.check_access(label, "output", pcu.out, pcu, pcu.out_pmu)
+        self.check_parallel(label, pcu)  # once every access has a stride a counter
         out_pmu = s.pmus[pcu.out_pmu]
         if out_pmu.source != "pcu":
             raise self.fail(f"{label}: writes {self.pmu_label(pcu.out_pmu)}, loaded from DRAM")
@@ -366,14 +368,13 @@ class _SectionChecker:
                 f"{label}: produces {pcu.dtype} into {self.pmu_label(pcu.out_pmu)} of "
                 f"{out_pmu.dtype}"
             )
-        if all(e > 0 for e, st in zip(pcu.space, pcu.out.strides, strict=True) if st != 0):
+        if reaches_any(pcu.space, pcu.out.strides, output=True):
             self.check_bounds(label, "output", pcu.out, pcu.space, pcu.out_pmu)
-        reduced = reduced_counters(pcu.space, pcu.out.strides)
-        if pcu.combiner == "none" and reduced:
-            raise self.fail(
-                f"{label}: counters {reduced} have output stride 0 (a reduction) but the "
-                "combiner is 'none'"
-            )
+        problem = combiner_problem(
+            pcu.space, pcu.out.strides, pcu.combiner, scatter=pcu.out.index_port >= 0
+        )
+        if problem:
+            raise self.fail(f"{label}: {problem}")
         for k, stage in enumerate(pcu.stages):
             value = len(pcu.inputs) + k
             where = f"{label}: stage {k} '{stage.op}'"
@@ -416,29 +417,16 @@ class _SectionChecker:
             if pcu.more_at:
                 raise self.fail(f"{label}: more_at lists {len(pcu.more_at)} slots, not parallel")
             return
-        if len(p) != len(pcu.space):
-            raise self.fail(f"{label}: parallel has {len(p)} factors for {len(pcu.space)} counters")
-        blocks = copy_block(pcu.space, p)
-        for c, (f, e, st) in enumerate(zip(p, pcu.space, pcu.out.strides, strict=True)):
-            block = blocks[c] if f >= 1 else 0
-            if f < 1 or f > max(e, 1) or (e > 0 and (f - 1) * block >= e):
-                raise self.fail(
-                    f"{label}: parallel factor {f} of counter {c} (extent {e}) leaves a copy "
-                    "no block (need 1 <= factor and every block non-empty)"
-                )
-            if f > 1 and st == 0:
-                raise self.fail(f"{label}: parallel factor {f} on reduced counter {c}")
-        if pcu.out.index_port >= 0 or any(port.access.index_port >= 0 for port in pcu.inputs):
-            raise self.fail(f"{label}: a parallel unit with a data-dependent access")
-        if any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES):
-            raise self.fail(f"{label}: a parallel unit with a 'counter' or 'rand' stage")
-        seen: dict[int, Access] = {}
-        for k, port in enumerate(pcu.inputs):
-            if seen.setdefault(port.pmu, port.access) != port.access:
-                raise self.fail(
-                    f"{label}: input {k} reads pmu {port.pmu} through another access than an "
-                    "earlier input (a parallel unit reads a PMU through one access)"
-                )
+        problem = parallel_problem(
+            pcu.space,
+            pcu.out.strides,
+            p,
+            indexed=pcu.out.index_port >= 0 or any(k.access.index_port >= 0 for k in pcu.inputs),
+            positional=any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES),
+            reads=[(f"pmu {port.pmu}", port.access) for port in pcu.inputs],
+        )
+        if problem:
+            raise self.fail(f"{label}: {problem}")
         copies = math.prod(p)
         if len(pcu.more_at) != copies - 1:
             raise self.fail(

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from xdsl.dialects.builtin import DenseArrayBase, i64
+from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 
@@ -27,9 +28,9 @@ from tools.model_file import load_model_file
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _xdsl_text(module: object) -> str:
+def _xdsl_text(module: Operation) -> str:
     out = io.StringIO()
-    Printer(stream=out, print_debuginfo=True).print_op(module)  # type: ignore[arg-type]
+    Printer(stream=out, print_debuginfo=True).print_op(module)
     return out.getvalue() + "\n"
 
 

@@ -62,7 +62,8 @@ def wait_for_step(proc: subprocess.Popen, step: int, timeout: float = 300) -> No
         if line.startswith(f"step {step} "):
             return
         assert time.monotonic() < deadline, "the run did not get there in time"
-    raise AssertionError(f"the run ended before step {step}: {proc.stderr.read()}")  # type: ignore[union-attr]
+    assert proc.stderr is not None
+    raise AssertionError(f"the run ended before step {step}: {proc.stderr.read()}")
 
 
 def visible_checkpoints(folder: Path) -> list[Path]:
@@ -119,7 +120,9 @@ def test_kill_9_at_any_moment_leaves_loadable_checkpoints(
     found = visible_checkpoints(tmp_path)
     assert found, "no checkpoint written"
     for path in found:
-        step = int(re.fullmatch(r"step-(\d+)\.pt", path.name).group(1))  # type: ignore[union-attr]
+        name = re.fullmatch(r"step-(\d+)\.pt", path.name)
+        assert name, path
+        step = int(name.group(1))
         assert load_checkpoint(path)["step"] == step
 
 

@@ -18,6 +18,7 @@ from compiler.passes.convert_dataflow_to_rdu_tile import (
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
 from compiler.passes.tiling import NBUF, choose_tile, element_bytes, tile_elements
 from compiler.targets import get_target
+from dialects.dataflow import SectionOp
 from dialects.pcu import StageOp, UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import KernelOp
@@ -95,7 +96,9 @@ def test_transposed_weight_folds_into_strides() -> None:
     matmul = kernels[0]
     # w is [n, k] row-major; walking (m, n, k) over its transpose reads w[n, k] at 64*n + k.
     assert [a.stride_values for a in matmul.ins.data] == [(64, 0, 1), (0, 64, 1)]
-    assert matmul.inputs[1] is module.body.block.first_op.body.block.args[0]  # type: ignore[union-attr]
+    section = module.body.block.first_op
+    assert isinstance(section, SectionOp)
+    assert matmul.inputs[1] is section.body.block.args[0]
     add = kernels[1]
     assert add.ins.data[1].stride_values == (0, 1)  # the bias broadcasts over rows
     assert str(matmul.location) == 'loc("model.py":3:0)'
@@ -165,7 +168,8 @@ def test_units_buffers_and_names() -> None:
     assert all(buffers[u.sym_name.data].source is u.result for u in units)
     assert all(u.lanes.value.data == 16 for u in units)
     section = module.body.block.first_op
-    yielded = section.yield_op.values  # type: ignore[union-attr]
+    assert isinstance(section, SectionOp)
+    yielded = section.yield_op.values
     assert yielded[0] is buffers["sub_8"].result
     assert yielded[1] is buffers["w"].result  # the weight passes through its PMU
     relu = units[2]

@@ -7,10 +7,13 @@ so the programs it builds pass ``validate``; tests then break one thing on purpo
 from __future__ import annotations
 
 import math
+from typing import Literal, TypeVar, cast
 
 import msgspec
 
 from runtime.pef import schema
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 TARGET = schema.Target(
     name="test",
@@ -34,16 +37,18 @@ def row_major(shape: list[int]) -> list[int]:
     return strides[::-1]
 
 
-def st(op: str, *args: int, dtype: str = "f32", imm: float | int | None = None) -> schema.Stage:
+def st(
+    op: str, *args: int, dtype: schema.Dtype = "f32", imm: float | int | None = None
+) -> schema.Stage:
     """A stage."""
-    return schema.Stage(op=op, args=list(args), dtype=dtype, imm=imm)  # type: ignore[arg-type]
+    return schema.Stage(op=op, args=list(args), dtype=dtype, imm=imm)
 
 
 class SectionBuilder:
-    def __init__(self, program: ProgramBuilder, name: str, kind: str) -> None:
+    def __init__(self, program: ProgramBuilder, name: str, kind: schema.SectionKind) -> None:
         self.program = program
         self.name = name
-        self.kind = kind
+        self.kind: schema.SectionKind = kind
         self.inputs: list[int] = []
         self.outputs: list[schema.Output] = []
         self.pmus: list[schema.Pmu] = []
@@ -57,18 +62,28 @@ class SectionBuilder:
         cols = self.program.target.cols
         return [slot % cols, (slot // cols) % self.program.target.rows]
 
-    def _pmu(self, name: str, shape: list[int], dtype: str, **kw: int | str) -> int:
+    def _pmu(
+        self,
+        name: str,
+        shape: list[int],
+        dtype: schema.Dtype,
+        source: Literal["dram", "pcu"],
+        symbol: int = -1,
+        producer: int = -1,
+    ) -> int:
         nbytes = math.prod(shape) * {"f32": 4, "i64": 8, "i1": 1}[dtype]
         self.pmus.append(
             schema.Pmu(
                 name=name,
                 at=self._at(),
                 shape=list(shape),
-                dtype=dtype,  # type: ignore[arg-type]
+                dtype=dtype,
                 tile_bytes=min(max(nbytes, 1), 4096),
                 nbuf=2,
                 banks=4,
-                **kw,  # type: ignore[arg-type]
+                source=source,
+                symbol=symbol,
+                producer=producer,
             )
         )
         return len(self.pmus) - 1
@@ -93,13 +108,14 @@ class SectionBuilder:
         out: tuple[int, list[int]] | None = None,
         *,
         result: int | None = None,
-        combiner: str = "none",
-        dtype: str = "f32",
+        combiner: schema.Combiner = "none",
+        dtype: schema.Dtype = "f32",
         into: int | None = None,
+        out_index: tuple[int, int, int] | None = None,
     ) -> int:
         """A PCU writing a new PMU of ``out_shape`` (or the existing PMU ``into``); returns that
         PMU. ``inputs``: (pmu, offset, strides). ``out`` defaults to row-major over the leading
-        counters."""
+        counters; ``out_index`` (port, stride, limit) makes it a scatter."""
         index = len(self.pcus)
         if out is None:
             out = (0, row_major(out_shape) + [0] * (len(space) - len(out_shape)))
@@ -122,9 +138,15 @@ class SectionBuilder:
                 stages=list(stages),
                 result=len(inputs) + len(stages) - 1 if result is None else result,
                 out_pmu=pmu,
-                out=schema.Access(offset=out[0], strides=list(out[1])),
-                combiner=combiner,  # type: ignore[arg-type]
-                dtype=dtype,  # type: ignore[arg-type]
+                out=schema.Access(
+                    offset=out[0],
+                    strides=list(out[1]),
+                    index_port=out_index[0] if out_index else -1,
+                    index_stride=out_index[1] if out_index else 0,
+                    index_limit=out_index[2] if out_index else 0,
+                ),
+                combiner=combiner,
+                dtype=dtype,
             )
         )
         for p, _, _ in inputs:
@@ -159,7 +181,7 @@ class SectionBuilder:
             routes.append(schema.Route(src=src, dst=dst, hops=hops))
         return schema.Section(
             name=self.name,
-            kind=self.kind,  # type: ignore[arg-type]
+            kind=self.kind,
             inputs=self.inputs,
             outputs=self.outputs,
             pmus=self.pmus,
@@ -175,22 +197,27 @@ class ProgramBuilder:
         self.symbols: list[schema.Symbol] = []
         self.sections: list[SectionBuilder] = []
 
-    def symbol(self, name: str, shape: list[int], dtype: str = "f32", role: str = "input") -> int:
-        self.symbols.append(
-            schema.Symbol(name=name, shape=list(shape), dtype=dtype, role=role)  # type: ignore[arg-type]
-        )
+    def symbol(
+        self,
+        name: str,
+        shape: list[int],
+        dtype: schema.Dtype = "f32",
+        role: schema.Role = "input",
+    ) -> int:
+        self.symbols.append(schema.Symbol(name=name, shape=list(shape), dtype=dtype, role=role))
         return len(self.symbols) - 1
 
     def index(self, name: str) -> int:
         return next(i for i, s in enumerate(self.symbols) if s.name == name)
 
-    def section(self, name: str, kind: str | None = None) -> SectionBuilder:
-        section = SectionBuilder(self, name, kind or name)
+    def section(self, name: str, kind: schema.SectionKind | None = None) -> SectionBuilder:
+        section = SectionBuilder(self, name, kind or cast(schema.SectionKind, name))
         self.sections.append(section)
         return section
 
     def build(self, **meta: object) -> schema.Program:
-        fields = dict(
+        """The program; ``meta`` overrides fields of its ``Meta``."""
+        fields = schema.Meta(
             target=self.target,
             inference=self.inference,
             symbols=self.symbols,
@@ -202,14 +229,13 @@ class ProgramBuilder:
             optimizer="sgd",
             loss=not self.inference,
         )
-        fields.update(meta)
         return schema.Program(
-            meta=schema.Meta(**fields),  # type: ignore[arg-type]
+            meta=msgspec.structs.replace(fields, **meta),
             sections=[s.build() for s in self.sections],
         )
 
 
-def replace(struct: msgspec.Struct, **changes: object) -> msgspec.Struct:
+def replace(struct: S, **changes: object) -> S:
     """A copy of a frozen struct with some fields changed."""
     return msgspec.structs.replace(struct, **changes)
 
@@ -285,7 +311,7 @@ def elementwise(
     inputs: list[tuple[int, list[int]]],
     stages: list[schema.Stage],
     *,
-    dtype: str = "f32",
+    dtype: schema.Dtype = "f32",
 ) -> int:
     """A PCU over ``out_shape`` reading each (pmu, shape) input broadcast to it."""
     ports = [(pmu, 0, broadcast_strides(shape, out_shape)) for pmu, shape in inputs]

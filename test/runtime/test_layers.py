@@ -1,7 +1,7 @@
 """Who may import whom (``docs/design.md``, "Layers"): the compiler reads the runtime only
 through the PEF format (``runtime.pef``) and the fabric's shared rules (``runtime.machine``); the
 dialects read xdsl and the shared rules; the shared layer imports neither side (no compiler, no
-dialects, no xdsl, no emulator or sessions, no torch).
+dialects, no xdsl, no emulator or sessions, no torch, no numpy).
 
 The compiler's and the dialects' imports are read from their source (every import, also those
 inside functions); the shared layer's are checked by importing all of it in a subprocess that
@@ -71,8 +71,8 @@ SCRIPT = textwrap.dedent(
     import sys
 
     BLOCKED = (
-        "xdsl", "dialects", "compiler", "tools", "torch", "runtime.fabric", "runtime.session",
-        "runtime.checkpoint", "runtime.distributed",
+        "xdsl", "dialects", "compiler", "tools", "torch", "numpy", "runtime.fabric",
+        "runtime.session", "runtime.checkpoint", "runtime.distributed",
     )
 
     def blocked(name):

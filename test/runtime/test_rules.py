@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from runtime.machine.rules import (
     address_range,
+    combiner_problem,
     copy_block,
+    held,
     lanes_counter,
+    parallel_problem,
     pipeline_depth,
+    pmus_to_hold,
+    reaches_any,
     reduced_counters,
     unit_depth,
     visit_order,
@@ -60,3 +65,36 @@ def test_visit_order() -> None:
     # A reduction (or broadcast) over an outer counter revisits elements: no one run.
     assert visit_order([16, 8], [0, 1]) is None
     assert visit_order([8], [1], indexed=True) is None  # a gather
+
+
+def test_a_combiner_needs_values_that_meet() -> None:
+    assert combiner_problem([4, 8], [1, 0], "add") is None  # a row sum
+    assert "combiner is 'none'" in str(combiner_problem([4, 8], [1, 0], "none"))
+    assert "no counter is reduced" in str(combiner_problem([4, 8], [8, 1], "max"))
+    assert combiner_problem([3, 0], [1, 0], "max") is None  # writes max's identity, -inf
+    # A scatter's index may repeat: it adds (or stores), never takes a max.
+    assert combiner_problem([4, 8], [8, 1], "add", scatter=True) is None
+    assert combiner_problem([4, 8], [8, 1], "none", scatter=True) is None
+    assert "scatter" in str(combiner_problem([4, 8], [0, 1], "max", scatter=True))
+
+
+def test_an_output_reaches_addresses_when_its_kept_counters_have_points() -> None:
+    assert not reaches_any([4, 0], [1, 0])  # an input over an empty space reads nothing
+    assert reaches_any([4, 0], [1, 0], output=True)  # a sum over nothing still writes zeros
+    assert not reaches_any([0, 4], [4, 1], output=True)
+
+
+def test_parallel_factors() -> None:
+    assert parallel_problem([4, 6, 3], [6, 1, 0], [2, 3, 1]) is None
+    assert "no block" in str(parallel_problem([4, 6, 3], [6, 1, 0], [3, 1, 1]))  # 2, 2, 0 rows
+    assert "reduced counter 2" in str(parallel_problem([4, 6, 3], [6, 1, 0], [1, 1, 3]))
+    assert "2 factors" in str(parallel_problem([4, 6, 3], [6, 1, 0], [1, 1]))
+    assert "data-dependent" in str(parallel_problem([4], [1], [2], indexed=True))
+    reads = [("a", (0, (1,))), ("a", (0, (2,)))]
+    assert "input 1 reads a" in str(parallel_problem([4], [1], [2], reads=reads))
+
+
+def test_pmus_hold_a_buffer_whole_in_pieces_of_pmu_bytes() -> None:
+    assert [pmus_to_hold(n, 1024) for n in (0, 1, 1024, 1025, 4096)] == [1, 1, 1, 2, 4]
+    assert held(1024, 1, 1024) and not held(1025, 1, 1024) and held(1025, 2, 1024)
+    assert held(0, 0, 1024)  # a buffer in no PMU yet is in one

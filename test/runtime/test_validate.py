@@ -199,7 +199,7 @@ CASES: list[tuple[str, Callable[[], schema.Program], str]] = [
     (
         "reduction without combiner",
         lambda: edit_pcu(MM, combiner="none"),
-        r"counters \[2\] have output stride 0 \(a reduction\) but the combiner is 'none'",
+        r"counters \[2\] have out stride 0 \(a reduction\) but the combiner is 'none'",
     ),
     (
         "result dtype",

@@ -265,7 +265,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @u: counters [1] have out stride 0 (reduction) but combiner is 'none'
+// CHECK: pcu.unit @u: counters [1] have out stride 0 (a reduction) but the combiner is 'none'
 
 // -----
 

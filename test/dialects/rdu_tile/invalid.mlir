@@ -75,7 +75,7 @@ builtin.module {
   }
 }
 
-// CHECK: rdu_tile.kernel: counters [1] have out stride 0 (reduction) but combiner is 'none'
+// CHECK: rdu_tile.kernel: counters [1] have out stride 0 (a reduction) but the combiner is 'none'
 
 // -----
 
@@ -91,7 +91,7 @@ builtin.module {
   }
 }
 
-// CHECK: rdu_tile.kernel: combiner 'add' but no counter is reduced (none has out stride 0 and extent > 1)
+// CHECK: rdu_tile.kernel: combiner 'add' but no counter is reduced (none has out stride 0 and extent other than 1) and the output is not a scatter
 
 // -----
 
