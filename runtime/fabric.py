@@ -719,6 +719,32 @@ def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
 class _SectionPlan:
     section: Section
     pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its copies' plans
+    frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
+
+    @staticmethod
+    def build(section: Section) -> _SectionPlan:
+        pcus = tuple(
+            tuple(_PcuPlan.build(i, b, section) for c in copy_pcus(p) for b in cache_blocks(c))
+            for i, p in enumerate(section.pcus)
+        )
+        return _SectionPlan(section, pcus, last_readers(section))
+
+
+def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
+    """Per PCU (in run order), the PMUs that are free once it has run: every PMU it reads or
+    writes that no later PCU reads and that is not a section output (the section's live
+    buffers are then the ones a later unit or the host still needs)."""
+    kept = {out.pmu for out in section.outputs}
+    last: dict[int, int] = {}
+    for i, pcu in enumerate(section.pcus):
+        last[pcu.out_pmu] = max(last.get(pcu.out_pmu, i), i)
+        for port in pcu.inputs:
+            last[port.pmu] = i
+    frees: list[list[int]] = [[] for _ in section.pcus]
+    for pmu, i in last.items():
+        if pmu not in kept:
+            frees[i].append(pmu)
+    return tuple(tuple(sorted(f)) for f in frees)
 
 
 # -- execution -----------------------------------------------------------------------------------
@@ -850,14 +876,7 @@ class Fabric:
         self.program = program
         self.meta: Meta = program.meta
         self._plans: dict[str, _SectionPlan] = {
-            s.name: _SectionPlan(
-                s,
-                tuple(
-                    tuple(_PcuPlan.build(i, b, s) for c in copy_pcus(p) for b in cache_blocks(c))
-                    for i, p in enumerate(s.pcus)
-                ),
-            )
-            for s in program.sections
+            s.name: _SectionPlan.build(s) for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {
             s.name: perf.section_counters(s, self.meta) for s in program.sections
@@ -890,16 +909,22 @@ class Fabric:
         Outputs replace the ``dram`` entries (arrays given as inputs are never written).
         ``pmus`` (a capture, for inspection: rdu-test's divergence search) receives every PMU's
         flat buffer after the run, by PMU index: a PMU a PCU writes holds that PCU's output
-        (one producer a PMU), so this is every unit's output; nothing is copied.
+        (one producer a PMU), so this is every unit's output; nothing is copied. Without a
+        capture, a PMU's buffer is dropped as soon as its last reader has run (memory stays
+        bounded by the live values, not by every value of the section).
         """
         plan = self._plan(name)
         start = time.perf_counter()
         section = plan.section
         buffers = self._bind(section, dram)
+        keep = pmus is not None
         with np.errstate(all="ignore"):
-            for copies in plan.pcus:
+            for copies, frees in zip(plan.pcus, plan.frees, strict=True):
                 for pcu in copies:
                     _run_pcu(pcu, buffers)
+                if not keep:
+                    for pmu in frees:
+                        buffers[pmu] = None
         if pmus is not None:
             pmus.update((i, b) for i, b in enumerate(buffers) if b is not None)
         symbols = self.meta.symbols

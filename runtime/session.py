@@ -183,8 +183,13 @@ class TrainingSession(_Session):
         for sym in self.program.meta.symbols:
             if sym.role == "optimizer_state" and sym.name not in self._state:
                 self._state[sym.name] = np.zeros(sym.shape, DTYPES[sym.dtype])
+        self.keep_activations = False
+        """Keep every activation and spill in ``last_dram`` (for inspection); by default each
+        is dropped from the step's DRAM once the last section reading it has run."""
         self.last_dram: dict[str, np.ndarray] = {}
-        """The DRAM of the last step (activations and gradients included), for inspection."""
+        """The DRAM of the last step (gradients included; activations with
+        ``keep_activations``), for inspection."""
+        self._dead_after = _dead_after(program)
         self.communicator = communicator
         self._collectives: dict[str, list[Collective]] = {}
         if communicator is not None:
@@ -293,6 +298,9 @@ class TrainingSession(_Session):
             except BaseException:
                 self.step_count = step
                 raise
+            if not self.keep_activations:
+                for name in self._dead_after.get(section.name, ()):
+                    dram.pop(name, None)
         if self.communicator is not None and not loss_agreed and "loss" in dram:
             what = f"the all-reduce of the loss in step {step + 1}"
             dram["loss"] = self.communicator.allreduce_mean([dram["loss"]], what)[0]
@@ -323,6 +331,25 @@ class TrainingSession(_Session):
             float(loss) if loss is not None else math.nan,
             self._results(dram, "output"),
         )
+
+
+_TRANSIENT_ROLES = ("activation", "spill")
+
+
+def _dead_after(program: Program) -> dict[str, list[str]]:
+    """By section name, the activations and spills no later section of a step reads."""
+    symbols = program.meta.symbols
+    last: dict[str, str] = {}
+    for section in program.sections:
+        for index in section.inputs:
+            last[symbols[index].name] = section.name
+        for out in section.outputs:
+            last.setdefault(symbols[out.symbol].name, section.name)
+    dead: dict[str, list[str]] = {}
+    for sym in symbols:
+        if sym.role in _TRANSIENT_ROLES and sym.name in last:
+            dead.setdefault(last[sym.name], []).append(sym.name)
+    return dead
 
 
 def adamw_coefficients(beta1: float, beta2: float, step: int) -> dict[str, float]:

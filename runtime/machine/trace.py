@@ -99,7 +99,6 @@ class RunRecorder:
             self.collectives_dropped += 1
 
 
-
 # -- the events -----------------------------------------------------------------------------------
 
 
