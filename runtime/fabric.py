@@ -43,6 +43,7 @@ import msgspec
 import numpy as np
 
 from runtime.errors import RduError
+from runtime.host_memory import keep_freed_memory
 from runtime.machine import perf
 from runtime.machine.opcodes import OPCODES as OPCODE_TABLE
 from runtime.machine.rules import copy_block, reduced_counters
@@ -873,6 +874,7 @@ class Fabric:
 
     def __init__(self, program: Program) -> None:
         validate(program)
+        keep_freed_memory()  # every step's arrays reuse the pages the last step's freed
         self.program = program
         self.meta: Meta = program.meta
         self._plans: dict[str, _SectionPlan] = {
