@@ -34,13 +34,16 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import msgspec
 import numpy as np
+import threadpoolctl
 
 from runtime.errors import RduError
 from runtime.host_memory import keep_freed_memory
@@ -721,6 +724,7 @@ class _SectionPlan:
     section: Section
     pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its copies' plans
     frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
+    blocked: tuple[bool, ...]  # per PCU, split into cache blocks (independent: run concurrently)
 
     @staticmethod
     def build(section: Section) -> _SectionPlan:
@@ -728,7 +732,10 @@ class _SectionPlan:
             tuple(_PcuPlan.build(i, b, section) for c in copy_pcus(p) for b in cache_blocks(c))
             for i, p in enumerate(section.pcus)
         )
-        return _SectionPlan(section, pcus, last_readers(section))
+        blocked = tuple(
+            not p.parallel and len(plans) > 1 for p, plans in zip(section.pcus, pcus, strict=True)
+        )
+        return _SectionPlan(section, pcus, last_readers(section), blocked)
 
 
 def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
@@ -856,6 +863,34 @@ def _write(plan: _PcuPlan, buffers: list[np.ndarray | None], array: np.ndarray) 
     plan.out.over(buffer)[...] = array
 
 
+def _run_blocks(
+    plans: tuple[_PcuPlan, ...], buffers: list[np.ndarray | None], pool: ThreadPoolExecutor
+) -> None:
+    """Run the cache blocks of one elementwise PCU on the pool's threads (numpy releases the GIL
+    in its loops). The blocks write disjoint parts of one output PMU, allocated first."""
+    first = plans[0]
+    if buffers[first.out.pmu] is None:
+        buffers[first.out.pmu] = np.zeros(first.out_size, first.dtype)
+
+    def run(plan: _PcuPlan) -> None:
+        with np.errstate(all="ignore"):  # the error state is the thread's own
+            _run_pcu(plan, buffers)
+
+    for _ in pool.map(run, plans):  # every block done (the first error raised)
+        pass
+
+
+def host_threads() -> int:
+    """The threads the emulator computes with: numpy's BLAS library's thread count (what
+    ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` or ``threadpoolctl`` set), at most the CPUs."""
+    counts = [
+        int(info.get("num_threads") or 1)
+        for info in threadpoolctl.threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return max(1, min(max(counts, default=1), os.cpu_count() or 1))
+
+
 def _dtype_name(dtype: np.dtype) -> str:
     for name, d in DTYPES.items():
         if d == dtype:
@@ -872,7 +907,7 @@ class Fabric:
     (``runtime.machine.perf``).
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, threads: int | None = None) -> None:
         validate(program)
         keep_freed_memory()  # every step's arrays reuse the pages the last step's freed
         self.program = program
@@ -883,6 +918,10 @@ class Fabric:
         self.counters: dict[str, perf.SectionCounters] = {
             s.name: perf.section_counters(s, self.meta) for s in program.sections
         }
+        self.threads = host_threads() if threads is None else max(1, threads)
+        """Host threads: the BLAS calls use the library's own; with more than one, the cache
+        blocks of an elementwise unit run concurrently on a pool of this many."""
+        self._pool: ThreadPoolExecutor | None = None
         self.on_run: Callable[[str, float, float], None] | None = None
         """Called after every section run with the section's name, the host time it started
         (``time.perf_counter``) and the seconds it took (a timeline: ``runtime.machine.trace``)."""
@@ -920,10 +959,14 @@ class Fabric:
         section = plan.section
         buffers = self._bind(section, dram)
         keep = pmus is not None
+        pool = self._threads_pool()
         with np.errstate(all="ignore"):
-            for copies, frees in zip(plan.pcus, plan.frees, strict=True):
-                for pcu in copies:
-                    _run_pcu(pcu, buffers)
+            for copies, frees, blocked in zip(plan.pcus, plan.frees, plan.blocked, strict=True):
+                if pool is not None and blocked:
+                    _run_blocks(copies, buffers, pool)
+                else:
+                    for pcu in copies:
+                        _run_pcu(pcu, buffers)
                 if not keep:
                     for pmu in frees:
                         buffers[pmu] = None
@@ -945,6 +988,12 @@ class Fabric:
         counters.host_seconds += seconds
         if self.on_run is not None:
             self.on_run(name, start, seconds)
+
+    def _threads_pool(self) -> ThreadPoolExecutor | None:
+        """The pool of ``threads`` workers (None at one thread), made on first use."""
+        if self.threads > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rdu-fabric")
+        return self._pool
 
     def run_unit(self, name: str, index: int, pmus: Mapping[int, np.ndarray]) -> np.ndarray:
         """Run PCU ``index`` of section ``name`` alone (every copy of a parallel one) on the
