@@ -707,7 +707,8 @@ class AsStridedOp(IRDLOperation):
     result = result_def(TensorType)
 
     assembly_format = (
-        "$input `offset` $offset `strides` $strides attr-dict `:` functional-type($input, $result)"
+        "$input `offset` $offset `strides` $strides attr-dict `:` "
+        "functional-type($input, $result)"
     )
 
     traits = traits_def(NoMemoryEffect())

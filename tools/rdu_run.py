@@ -51,14 +51,18 @@ if TYPE_CHECKING:
 @click.option("--inference", is_flag=True, help="Forward only; write results.")
 @click.option("--num-epochs", type=int, default=1, show_default=True)
 @click.option("--num-steps", type=int, default=None, help="Stop after this many steps in all.")
-@click.option("--lr", type=float, default=None, help="Learning rate [default: the model's].")
+@click.option(
+    "--lr", type=float, default=None, help="Learning rate [default: the model's]."
+)
 @click.option(
     "--momentum",
     type=float,
     default=None,
     help="SGD momentum [default: the model's].",
 )
-@click.option("--weight-decay", type=float, default=None, help="[default: the model's]")
+@click.option(
+    "--weight-decay", type=float, default=None, help="[default: the model's]"
+)
 @click.option("--ckpt-dir", default=None, help="Where to write checkpoints.")
 @click.option("--ckpt-every", type=int, default=100, show_default=True, help="Steps between.")
 @click.option("--init-ckpt-path", default=None, help="Start from (resume) this checkpoint.")
@@ -383,7 +387,9 @@ class Run:
         if len(inputs) != len(self.inputs):
             raise ToolError(f"data() gave {len(inputs)} inputs, the PEF takes {len(self.inputs)}")
         if self.labels and len(targets) != len(self.labels):  # an inference PEF takes none
-            raise ToolError(f"data() gave {len(targets)} targets, the PEF takes {len(self.labels)}")
+            raise ToolError(
+                f"data() gave {len(targets)} targets, the PEF takes {len(self.labels)}"
+            )
         feed = {
             name: _host_array(name, value)
             for names, values in ((self.inputs, inputs), (self.labels, targets))

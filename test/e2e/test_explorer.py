@@ -163,10 +163,9 @@ def test_the_report_in_a_browser(gpt_report: Path, browser: Any) -> None:
     first = browser.find_element(By.CSS_SELECTOR, "g.unit.hit")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", first)
     ActionChains(browser).move_to_element(first).click().perform()
-    assert (
-        units[int(first.get_attribute("data-u"))]["name"]
-        in browser.find_element(By.ID, "info").text
-    )
+    assert units[int(first.get_attribute("data-u"))]["name"] in browser.find_element(
+        By.ID, "info"
+    ).text
     shot = gpt_report.parent / "report.png"
     browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
