@@ -667,7 +667,12 @@ _BLOCK_ELEMENTS = 1 << 16
 cache and are reused by the allocator, instead of a fresh array of the whole space a stage."""
 
 
-def cache_blocks(pcu: Pcu) -> list[Pcu]:
+_SHARE_ELEMENTS = 1 << 14
+"""Fewest points of a block cut for a thread's share of a unit (smaller ones cost more in calls
+than a second thread saves)."""
+
+
+def cache_blocks(pcu: Pcu, threads: int = 1) -> list[Pcu]:
     """An elementwise PCU over a large space as PCUs over consecutive blocks of it (``[pcu]``
     for any other): each block is planned like a parallel copy (its extents, every access's
     offset moved to its first point), so the numbers are the same, computed block by block.
@@ -675,8 +680,14 @@ def cache_blocks(pcu: Pcu) -> list[Pcu]:
     Elementwise: combiner none, no data-dependent access, and no stage that reads the point's
     position (``counter``, ``rand``): every point's value depends only on what its accesses
     read. The blocks split the outermost counters, whole rows of the inner ones at a time.
+    With ``threads`` above 1 (they run the blocks concurrently), a unit of at least
+    ``threads * _SHARE_ELEMENTS`` points is cut into at least ``threads`` blocks.
     """
     space = pcu.space
+    points = math.prod(space)
+    block = _BLOCK_ELEMENTS
+    if threads > 1 and points >= threads * _SHARE_ELEMENTS:
+        block = min(block, -(-points // threads))
     positional = any(stage.op in ("counter", "rand") for stage in pcu.stages)
     indexed = pcu.out.index_port >= 0 or any(p.access.index_port >= 0 for p in pcu.inputs)
     if (
@@ -684,13 +695,15 @@ def cache_blocks(pcu: Pcu) -> list[Pcu]:
         or positional
         or indexed
         or pcu.parallel
-        or math.prod(space) <= 2 * _BLOCK_ELEMENTS
+        or points <= 2 * block
+        and block == _BLOCK_ELEMENTS
     ):
         return [pcu]
     split = 0  # the counter cut into runs of rows; the ones before it go one index at a time
-    while math.prod(space[split + 1 :]) > _BLOCK_ELEMENTS:
+    while math.prod(space[split + 1 :]) > block:
         split += 1
-    rows = max(1, _BLOCK_ELEMENTS // math.prod(space[split + 1 :]))
+    inner = math.prod(space[split + 1 :])
+    rows = max(1, block // inner if block == _BLOCK_ELEMENTS else -(-block // inner))
     starts = [range(e) for e in space[:split]] + [range(0, space[split], rows)]
     blocks: list[Pcu] = []
     for start in itertools.product(*starts):
@@ -727,9 +740,13 @@ class _SectionPlan:
     blocked: tuple[bool, ...]  # per PCU, split into cache blocks (independent: run concurrently)
 
     @staticmethod
-    def build(section: Section) -> _SectionPlan:
+    def build(section: Section, threads: int) -> _SectionPlan:
         pcus = tuple(
-            tuple(_PcuPlan.build(i, b, section) for c in copy_pcus(p) for b in cache_blocks(c))
+            tuple(
+                _PcuPlan.build(i, b, section)
+                for c in copy_pcus(p)
+                for b in cache_blocks(c, threads)
+            )
             for i, p in enumerate(section.pcus)
         )
         blocked = tuple(
@@ -912,15 +929,15 @@ class Fabric:
         keep_freed_memory()  # every step's arrays reuse the pages the last step's freed
         self.program = program
         self.meta: Meta = program.meta
+        self.threads = host_threads() if threads is None else max(1, threads)
+        """Host threads: the BLAS calls use the library's own; with more than one, the cache
+        blocks of an elementwise unit run concurrently on a pool of this many."""
         self._plans: dict[str, _SectionPlan] = {
-            s.name: _SectionPlan.build(s) for s in program.sections
+            s.name: _SectionPlan.build(s, self.threads) for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {
             s.name: perf.section_counters(s, self.meta) for s in program.sections
         }
-        self.threads = host_threads() if threads is None else max(1, threads)
-        """Host threads: the BLAS calls use the library's own; with more than one, the cache
-        blocks of an elementwise unit run concurrently on a pool of this many."""
         self._pool: ThreadPoolExecutor | None = None
         self.on_run: Callable[[str, float, float], None] | None = None
         """Called after every section run with the section's name, the host time it started

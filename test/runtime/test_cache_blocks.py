@@ -80,3 +80,12 @@ def test_a_pmu_is_freed_after_its_last_reader() -> None:
     for i, pmus in enumerate(frees):
         for pmu in pmus:  # no later unit reads it
             assert all(p.pmu != pmu for later in forward.pcus[i + 1 :] for p in later.inputs)
+
+
+def test_two_threads_cut_a_mid_sized_unit_in_two() -> None:
+    optimizer = linear_program(2, 300, 200, "adamw").sections[-1]  # a 60,000-point update
+    pcu = max(optimizer.pcus, key=lambda p: math.prod(p.space))
+    assert cache_blocks(pcu) == [pcu]
+    halves = cache_blocks(pcu, threads=2)
+    assert pcu.space == [200, 300]
+    assert [b.space for b in halves] == [[100, 300], [100, 300]]
