@@ -408,6 +408,7 @@ class _PcuPlan:
     empty: bool  # the iteration space has no point
     gathers: tuple[tuple[int, _Indexed, int], ...] = ()  # (port, addresses, pmu): indexed reads
     scatter: _Scatter | None = None  # an indexed output (a scatter)
+    final: _Step | None = None  # the result's ufunc, computed straight into the out view
 
     @staticmethod
     def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
@@ -510,6 +511,24 @@ class _PcuPlan:
                 pcu, space, axes[pcu.result], views[pcu.out.index_port].axes, label
             )
         out_size = math.prod(section.pmus[pcu.out_pmu].shape)
+        adopt = is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize)
+        final = None
+        if (
+            not adopt
+            and not contract
+            and not reduce_dims
+            and scatter is None
+            and scale == 1
+            and result_axes == out.axes
+            and steps
+            and steps[-1].value == pcu.result
+            and isinstance(steps[-1].impl, np.ufunc)
+            and steps[-1].impl.nout == 1
+            and out_dtype.kind == "f"
+            and steps[-1].dtype == out_dtype
+            and all(dtypes[a] == out_dtype for a in steps[-1].args)
+        ):  # a float ufunc of float operands: its own result dtype is the output's
+            final = steps.pop()
         return _PcuPlan(
             label=label,
             space=space,
@@ -526,10 +545,11 @@ class _PcuPlan:
             out_size=out_size,
             combiner=pcu.combiner,
             dtype=out_dtype,
-            adopt=is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize),
+            adopt=adopt,
             empty=math.prod(space) == 0,
             gathers=tuple((k, g, views[k].pmu) for k, g in gathers.items() if k in needed),
             scatter=scatter,
+            final=final,
         )
 
 
@@ -851,6 +871,17 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
         if result.dtype != step.dtype:
             result = result.astype(step.dtype)
         values[step.value] = result
+    final = plan.final
+    if final is not None:  # no temporary of the result, no copy of it into the PMU
+        buffer = buffers[plan.out.pmu]
+        if buffer is None:
+            buffer = buffers[plan.out.pmu] = np.zeros(plan.out_size, plan.dtype)
+        operands = [
+            values[a] if shape is None else values[a].reshape(shape)
+            for a, shape in zip(final.args, final.shapes, strict=True)
+        ]
+        final.impl(*operands, out=plan.out.over(buffer))
+        return
     if plan.scatter is not None:
         _scatter(plan, buffers, values)
         return
