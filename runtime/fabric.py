@@ -26,7 +26,14 @@ Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is 
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
 result that is a fresh array already laid out as its whole output PMU becomes that PMU's buffer
-without a copy.
+without a copy; the last float ufunc of an elementwise unit that does not (a cache block of a
+large one) writes straight into its output view.
+
+Memory and threads: a PMU's buffer is dropped once the last PCU reading it has run (a section
+holds its live values only); freed arrays' pages are reused by the next allocation
+(``runtime.host_memory``). The matmuls run on numpy's BLAS with its threads; with more than one
+(``host_threads``), the cache blocks of an elementwise unit run concurrently on a pool of as
+many threads, a unit of ``threads * 16K`` points or more cut into a block a thread at least.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A training step runs the sections in PEF order (forward, backward, optimizer) ov
 holding the state (parameters, buffers, optimizer state), the batch (``input.<i>``,
 ``target.<i>``) and the hyperparameters (0-d f32 arrays). Sections replace DRAM entries with
 their outputs, so the optimizer's updated parameters and state become the session's new state.
+An activation or spill is dropped from a step's DRAM once the last section reading it has run
+(``TrainingSession.keep_activations`` keeps them all in ``last_dram``, for inspection).
 
 The session counts steps (``step_count``, starting at 0 or at a resumed checkpoint's step) and
 increments the count just before the first optimizer section of a step; for AdamW it then
