@@ -54,6 +54,7 @@ def test_reductions_and_small_spaces_are_not_blocked() -> None:
 def test_blocked_training_equals_one_call_over_the_space(monkeypatch: pytest.MonkeyPatch) -> None:
     optimizer = linear_program(B, K, N, "adamw").sections[-1]
     assert max(len(cache_blocks(p)) for p in optimizer.pcus) > 2
+    monkeypatch.setattr(fabric, "host_threads", lambda: 1)  # one thread: no cut for a share
     blocked = _two_steps()
     monkeypatch.setattr(fabric, "_BLOCK_ELEMENTS", 1 << 40)
     whole = _two_steps()
