@@ -206,7 +206,7 @@ def merge_results(path: Path, doc: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pef", type=Path, default=None, help="a compiled PEF (skip compiling)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps a side (median)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")
