@@ -11,8 +11,10 @@ peak memory is its own): the emulator's training step (``TrainingSession.step``,
 ``rdu-run``) and torch eager's (forward, loss, backward, ``AdamW.step``), with
 ``OMP/OPENBLAS/MKL_NUM_THREADS`` set before numpy and torch load and
 ``torch.set_num_threads``; medians of the wall time and of the process's CPU time over
-``--repeats`` steps after one warm-up step; peak memory is ``ru_maxrss``. Target: the
-emulator's step within 2x of torch eager's at the same thread count.
+``--repeats`` steps after one warm-up step; peak memory is ``ru_maxrss``. The emulator uses
+the threads of numpy's BLAS (``runtime.fabric.host_threads``) for its matmuls and a pool of as
+many for its elementwise units' blocks. Target: the emulator's step within 2x of torch eager's
+at the same thread count.
 
 Prints a table and writes it under "gpt2_small" in bench/results.json (other benchmarks keep
 their own keys there).
@@ -114,6 +116,7 @@ def child(side: str, pef: str, threads: int, repeats: int) -> dict[str, Any]:
         hyper = run.hyperparameters()
         result = _median_step(lambda: session.step(feed, hyper), repeats)
         result["loss"] = session.step(feed, hyper).loss
+        result["host_threads"] = session.fabric.threads  # the emulator's pool (BLAS: its own)
     else:
         torch.manual_seed(0)
         module = model_file.call("model", args).train()
@@ -128,6 +131,7 @@ def child(side: str, pef: str, threads: int, repeats: int) -> dict[str, Any]:
         result = _median_step(train_step, repeats)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = threads
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other jobs on the machine
     return result
 
 
@@ -202,7 +206,7 @@ def merge_results(path: Path, doc: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pef", type=Path, default=None, help="a compiled PEF (skip compiling)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps a side (median)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")

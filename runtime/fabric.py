@@ -26,7 +26,14 @@ Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is 
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
 result that is a fresh array already laid out as its whole output PMU becomes that PMU's buffer
-without a copy.
+without a copy; the last float ufunc of an elementwise unit that does not (a cache block of a
+large one) writes straight into its output view.
+
+Memory and threads: a PMU's buffer is dropped once the last PCU reading it has run (a section
+holds its live values only); freed arrays' pages are reused by the next allocation
+(``runtime.host_memory``). The matmuls run on numpy's BLAS with its threads; with more than one
+(``host_threads``), the cache blocks of an elementwise unit run concurrently on a pool of as
+many threads, a unit of ``threads * 16K`` points or more cut into a block a thread at least.
 """
 
 from __future__ import annotations
@@ -34,15 +41,19 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import msgspec
 import numpy as np
+import threadpoolctl
 
 from runtime.errors import RduError
+from runtime.host_memory import keep_freed_memory
 from runtime.machine import perf
 from runtime.machine.opcodes import OPCODES as OPCODE_TABLE
 from runtime.machine.rules import copy_block, reduced_counters
@@ -404,6 +415,7 @@ class _PcuPlan:
     empty: bool  # the iteration space has no point
     gathers: tuple[tuple[int, _Indexed, int], ...] = ()  # (port, addresses, pmu): indexed reads
     scatter: _Scatter | None = None  # an indexed output (a scatter)
+    final: _Step | None = None  # the result's ufunc, computed straight into the out view
 
     @staticmethod
     def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
@@ -506,6 +518,24 @@ class _PcuPlan:
                 pcu, space, axes[pcu.result], views[pcu.out.index_port].axes, label
             )
         out_size = math.prod(section.pmus[pcu.out_pmu].shape)
+        adopt = is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize)
+        final = None
+        if (
+            not adopt
+            and not contract
+            and not reduce_dims
+            and scatter is None
+            and scale == 1
+            and result_axes == out.axes
+            and steps
+            and steps[-1].value == pcu.result
+            and isinstance(steps[-1].impl, np.ufunc)
+            and steps[-1].impl.nout == 1
+            and out_dtype.kind == "f"
+            and steps[-1].dtype == out_dtype
+            and all(dtypes[a] == out_dtype for a in steps[-1].args)
+        ):  # a float ufunc of float operands: its own result dtype is the output's
+            final = steps.pop()
         return _PcuPlan(
             label=label,
             space=space,
@@ -522,10 +552,11 @@ class _PcuPlan:
             out_size=out_size,
             combiner=pcu.combiner,
             dtype=out_dtype,
-            adopt=is_fresh and result_axes == out.axes and out.covers(out_size, out_dtype.itemsize),
+            adopt=adopt,
             empty=math.prod(space) == 0,
             gathers=tuple((k, g, views[k].pmu) for k, g in gathers.items() if k in needed),
             scatter=scatter,
+            final=final,
         )
 
 
@@ -663,7 +694,12 @@ _BLOCK_ELEMENTS = 1 << 16
 cache and are reused by the allocator, instead of a fresh array of the whole space a stage."""
 
 
-def cache_blocks(pcu: Pcu) -> list[Pcu]:
+_SHARE_ELEMENTS = 1 << 14
+"""Fewest points of a block cut for a thread's share of a unit (smaller ones cost more in calls
+than a second thread saves)."""
+
+
+def cache_blocks(pcu: Pcu, threads: int = 1) -> list[Pcu]:
     """An elementwise PCU over a large space as PCUs over consecutive blocks of it (``[pcu]``
     for any other): each block is planned like a parallel copy (its extents, every access's
     offset moved to its first point), so the numbers are the same, computed block by block.
@@ -671,8 +707,14 @@ def cache_blocks(pcu: Pcu) -> list[Pcu]:
     Elementwise: combiner none, no data-dependent access, and no stage that reads the point's
     position (``counter``, ``rand``): every point's value depends only on what its accesses
     read. The blocks split the outermost counters, whole rows of the inner ones at a time.
+    With ``threads`` above 1 (they run the blocks concurrently), a unit of at least
+    ``threads * _SHARE_ELEMENTS`` points is cut into at least ``threads`` blocks.
     """
     space = pcu.space
+    points = math.prod(space)
+    block = _BLOCK_ELEMENTS
+    if threads > 1 and points >= threads * _SHARE_ELEMENTS:
+        block = min(block, -(-points // threads))
     positional = any(stage.op in ("counter", "rand") for stage in pcu.stages)
     indexed = pcu.out.index_port >= 0 or any(p.access.index_port >= 0 for p in pcu.inputs)
     if (
@@ -680,13 +722,15 @@ def cache_blocks(pcu: Pcu) -> list[Pcu]:
         or positional
         or indexed
         or pcu.parallel
-        or math.prod(space) <= 2 * _BLOCK_ELEMENTS
+        or points <= 2 * block
+        and block == _BLOCK_ELEMENTS
     ):
         return [pcu]
     split = 0  # the counter cut into runs of rows; the ones before it go one index at a time
-    while math.prod(space[split + 1 :]) > _BLOCK_ELEMENTS:
+    while math.prod(space[split + 1 :]) > block:
         split += 1
-    rows = max(1, _BLOCK_ELEMENTS // math.prod(space[split + 1 :]))
+    inner = math.prod(space[split + 1 :])
+    rows = max(1, block // inner if block == _BLOCK_ELEMENTS else -(-block // inner))
     starts = [range(e) for e in space[:split]] + [range(0, space[split], rows)]
     blocks: list[Pcu] = []
     for start in itertools.product(*starts):
@@ -719,6 +763,40 @@ def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
 class _SectionPlan:
     section: Section
     pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its copies' plans
+    frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
+    blocked: tuple[bool, ...]  # per PCU, split into cache blocks (independent: run concurrently)
+
+    @staticmethod
+    def build(section: Section, threads: int) -> _SectionPlan:
+        pcus = tuple(
+            tuple(
+                _PcuPlan.build(i, b, section)
+                for c in copy_pcus(p)
+                for b in cache_blocks(c, threads)
+            )
+            for i, p in enumerate(section.pcus)
+        )
+        blocked = tuple(
+            not p.parallel and len(plans) > 1 for p, plans in zip(section.pcus, pcus, strict=True)
+        )
+        return _SectionPlan(section, pcus, last_readers(section), blocked)
+
+
+def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
+    """Per PCU (in run order), the PMUs that are free once it has run: every PMU it reads or
+    writes that no later PCU reads and that is not a section output (the section's live
+    buffers are then the ones a later unit or the host still needs)."""
+    kept = {out.pmu for out in section.outputs}
+    last: dict[int, int] = {}
+    for i, pcu in enumerate(section.pcus):
+        last[pcu.out_pmu] = max(last.get(pcu.out_pmu, i), i)
+        for port in pcu.inputs:
+            last[port.pmu] = i
+    frees: list[list[int]] = [[] for _ in section.pcus]
+    for pmu, i in last.items():
+        if pmu not in kept:
+            frees[i].append(pmu)
+    return tuple(tuple(sorted(f)) for f in frees)
 
 
 # -- execution -----------------------------------------------------------------------------------
@@ -800,6 +878,17 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
         if result.dtype != step.dtype:
             result = result.astype(step.dtype)
         values[step.value] = result
+    final = plan.final
+    if final is not None:  # no temporary of the result, no copy of it into the PMU
+        buffer = buffers[plan.out.pmu]
+        if buffer is None:
+            buffer = buffers[plan.out.pmu] = np.zeros(plan.out_size, plan.dtype)
+        operands = [
+            values[a] if shape is None else values[a].reshape(shape)
+            for a, shape in zip(final.args, final.shapes, strict=True)
+        ]
+        final.impl(*operands, out=plan.out.over(buffer))
+        return
     if plan.scatter is not None:
         _scatter(plan, buffers, values)
         return
@@ -829,6 +918,34 @@ def _write(plan: _PcuPlan, buffers: list[np.ndarray | None], array: np.ndarray) 
     plan.out.over(buffer)[...] = array
 
 
+def _run_blocks(
+    plans: tuple[_PcuPlan, ...], buffers: list[np.ndarray | None], pool: ThreadPoolExecutor
+) -> None:
+    """Run the cache blocks of one elementwise PCU on the pool's threads (numpy releases the GIL
+    in its loops). The blocks write disjoint parts of one output PMU, allocated first."""
+    first = plans[0]
+    if buffers[first.out.pmu] is None:
+        buffers[first.out.pmu] = np.zeros(first.out_size, first.dtype)
+
+    def run(plan: _PcuPlan) -> None:
+        with np.errstate(all="ignore"):  # the error state is the thread's own
+            _run_pcu(plan, buffers)
+
+    for _ in pool.map(run, plans):  # every block done (the first error raised)
+        pass
+
+
+def host_threads() -> int:
+    """The threads the emulator computes with: numpy's BLAS library's thread count (what
+    ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` or ``threadpoolctl`` set), at most the CPUs."""
+    counts = [
+        int(info.get("num_threads") or 1)
+        for info in threadpoolctl.threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return max(1, min(max(counts, default=1), os.cpu_count() or 1))
+
+
 def _dtype_name(dtype: np.dtype) -> str:
     for name, d in DTYPES.items():
         if d == dtype:
@@ -845,23 +962,21 @@ class Fabric:
     (``runtime.machine.perf``).
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, threads: int | None = None) -> None:
         validate(program)
+        keep_freed_memory()  # every step's arrays reuse the pages the last step's freed
         self.program = program
         self.meta: Meta = program.meta
+        self.threads = host_threads() if threads is None else max(1, threads)
+        """Host threads: the BLAS calls use the library's own; with more than one, the cache
+        blocks of an elementwise unit run concurrently on a pool of this many."""
         self._plans: dict[str, _SectionPlan] = {
-            s.name: _SectionPlan(
-                s,
-                tuple(
-                    tuple(_PcuPlan.build(i, b, s) for c in copy_pcus(p) for b in cache_blocks(c))
-                    for i, p in enumerate(s.pcus)
-                ),
-            )
-            for s in program.sections
+            s.name: _SectionPlan.build(s, self.threads) for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {
             s.name: perf.section_counters(s, self.meta) for s in program.sections
         }
+        self._pool: ThreadPoolExecutor | None = None
         self.on_run: Callable[[str, float, float], None] | None = None
         """Called after every section run with the section's name, the host time it started
         (``time.perf_counter``) and the seconds it took (a timeline: ``runtime.machine.trace``)."""
@@ -890,16 +1005,26 @@ class Fabric:
         Outputs replace the ``dram`` entries (arrays given as inputs are never written).
         ``pmus`` (a capture, for inspection: rdu-test's divergence search) receives every PMU's
         flat buffer after the run, by PMU index: a PMU a PCU writes holds that PCU's output
-        (one producer a PMU), so this is every unit's output; nothing is copied.
+        (one producer a PMU), so this is every unit's output; nothing is copied. Without a
+        capture, a PMU's buffer is dropped as soon as its last reader has run (memory stays
+        bounded by the live values, not by every value of the section).
         """
         plan = self._plan(name)
         start = time.perf_counter()
         section = plan.section
         buffers = self._bind(section, dram)
+        keep = pmus is not None
+        pool = self._threads_pool()
         with np.errstate(all="ignore"):
-            for copies in plan.pcus:
-                for pcu in copies:
-                    _run_pcu(pcu, buffers)
+            for copies, frees, blocked in zip(plan.pcus, plan.frees, plan.blocked, strict=True):
+                if pool is not None and blocked:
+                    _run_blocks(copies, buffers, pool)
+                else:
+                    for pcu in copies:
+                        _run_pcu(pcu, buffers)
+                if not keep:
+                    for pmu in frees:
+                        buffers[pmu] = None
         if pmus is not None:
             pmus.update((i, b) for i, b in enumerate(buffers) if b is not None)
         symbols = self.meta.symbols
@@ -918,6 +1043,12 @@ class Fabric:
         counters.host_seconds += seconds
         if self.on_run is not None:
             self.on_run(name, start, seconds)
+
+    def _threads_pool(self) -> ThreadPoolExecutor | None:
+        """The pool of ``threads`` workers (None at one thread), made on first use."""
+        if self.threads > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="rdu-fabric")
+        return self._pool
 
     def run_unit(self, name: str, index: int, pmus: Mapping[int, np.ndarray]) -> np.ndarray:
         """Run PCU ``index`` of section ``name`` alone (every copy of a parallel one) on the

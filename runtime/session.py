@@ -4,6 +4,8 @@ A training step runs the sections in PEF order (forward, backward, optimizer) ov
 holding the state (parameters, buffers, optimizer state), the batch (``input.<i>``,
 ``target.<i>``) and the hyperparameters (0-d f32 arrays). Sections replace DRAM entries with
 their outputs, so the optimizer's updated parameters and state become the session's new state.
+An activation or spill is dropped from a step's DRAM once the last section reading it has run
+(``TrainingSession.keep_activations`` keeps them all in ``last_dram``, for inspection).
 
 The session counts steps (``step_count``, starting at 0 or at a resumed checkpoint's step) and
 increments the count just before the first optimizer section of a step; for AdamW it then
@@ -183,8 +185,13 @@ class TrainingSession(_Session):
         for sym in self.program.meta.symbols:
             if sym.role == "optimizer_state" and sym.name not in self._state:
                 self._state[sym.name] = np.zeros(sym.shape, DTYPES[sym.dtype])
+        self.keep_activations = False
+        """Keep every activation and spill in ``last_dram`` (for inspection); by default each
+        is dropped from the step's DRAM once the last section reading it has run."""
         self.last_dram: dict[str, np.ndarray] = {}
-        """The DRAM of the last step (activations and gradients included), for inspection."""
+        """The DRAM of the last step (gradients included; activations with
+        ``keep_activations``), for inspection."""
+        self._dead_after = _dead_after(program)
         self.communicator = communicator
         self._collectives: dict[str, list[Collective]] = {}
         if communicator is not None:
@@ -293,6 +300,9 @@ class TrainingSession(_Session):
             except BaseException:
                 self.step_count = step
                 raise
+            if not self.keep_activations:
+                for name in self._dead_after.get(section.name, ()):
+                    dram.pop(name, None)
         if self.communicator is not None and not loss_agreed and "loss" in dram:
             what = f"the all-reduce of the loss in step {step + 1}"
             dram["loss"] = self.communicator.allreduce_mean([dram["loss"]], what)[0]
@@ -323,6 +333,25 @@ class TrainingSession(_Session):
             float(loss) if loss is not None else math.nan,
             self._results(dram, "output"),
         )
+
+
+_TRANSIENT_ROLES = ("activation", "spill")
+
+
+def _dead_after(program: Program) -> dict[str, list[str]]:
+    """By section name, the activations and spills no later section of a step reads."""
+    symbols = program.meta.symbols
+    last: dict[str, str] = {}
+    for section in program.sections:
+        for index in section.inputs:
+            last[symbols[index].name] = section.name
+        for out in section.outputs:
+            last.setdefault(symbols[out.symbol].name, section.name)
+    dead: dict[str, list[str]] = {}
+    for sym in symbols:
+        if sym.role in _TRANSIENT_ROLES and sym.name in last:
+            dead.setdefault(last[sym.name], []).append(sym.name)
+    return dead
 
 
 def adamw_coefficients(beta1: float, beta2: float, step: int) -> dict[str, float]:

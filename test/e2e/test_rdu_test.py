@@ -107,6 +107,7 @@ def test_two_dropouts_draw_the_fabrics_masks_bit_for_bit(dropout_model: tuple[Pa
 
     session = TrainingSession(read_pef(pef), state)
     session.seed = SEED
+    session.keep_activations = True  # the saved masks, read below
     result = session.step(feed, run.hyperparameters())
     rng_seed = rng_seed_value(SEED, step)
     assert int(session.last_dram["rng_seed"]) == rng_seed

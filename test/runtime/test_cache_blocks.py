@@ -54,9 +54,39 @@ def test_reductions_and_small_spaces_are_not_blocked() -> None:
 def test_blocked_training_equals_one_call_over_the_space(monkeypatch: pytest.MonkeyPatch) -> None:
     optimizer = linear_program(B, K, N, "adamw").sections[-1]
     assert max(len(cache_blocks(p)) for p in optimizer.pcus) > 2
+    monkeypatch.setattr(fabric, "host_threads", lambda: 1)  # one thread: no cut for a share
     blocked = _two_steps()
     monkeypatch.setattr(fabric, "_BLOCK_ELEMENTS", 1 << 40)
     whole = _two_steps()
     assert blocked.keys() == whole.keys()
     for name in whole:
         np.testing.assert_array_equal(blocked[name], whole[name], err_msg=name)
+
+
+def test_blocks_on_two_threads_equal_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fabric, "host_threads", lambda: 2)
+    two = _two_steps()
+    monkeypatch.setattr(fabric, "host_threads", lambda: 1)
+    one = _two_steps()
+    for name in one:
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+
+
+def test_a_pmu_is_freed_after_its_last_reader() -> None:
+    forward = linear_program(B, K, N, "adamw").sections[0]
+    frees = fabric.last_readers(forward)
+    outputs = {out.pmu for out in forward.outputs}
+    freed = [pmu for f in frees for pmu in f]
+    assert len(freed) == len(set(freed)) and not outputs & set(freed)
+    for i, pmus in enumerate(frees):
+        for pmu in pmus:  # no later unit reads it
+            assert all(p.pmu != pmu for later in forward.pcus[i + 1 :] for p in later.inputs)
+
+
+def test_two_threads_cut_a_mid_sized_unit_in_two() -> None:
+    optimizer = linear_program(2, 300, 200, "adamw").sections[-1]  # a 60,000-point update
+    pcu = max(optimizer.pcus, key=lambda p: math.prod(p.space))
+    assert cache_blocks(pcu) == [pcu]
+    halves = cache_blocks(pcu, threads=2)
+    assert pcu.space == [200, 300]
+    assert [b.space for b in halves] == [[100, 300], [100, 300]]

@@ -198,3 +198,17 @@ def test_non_persistent_buffers_are_checked_against_the_compiled_values() -> Non
         InferenceSession(program, {})
     # an empty digest (a buffer the model updates) is not checked
     InferenceSession(_with_non_persistent_weight(""), {"weight": w * 2})
+
+
+def test_activations_are_dropped_after_their_last_reader_unless_kept() -> None:
+    hyper = {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "dampening": 0.0}
+    x, t = data(0)
+    session = TrainingSession(linear_program(B, K, N, "sgd"), {"weight": initial_weight()})
+    dropped = session.step({"input.0": x, "target.0": t}, hyper)
+    assert "saved.diff" not in session.last_dram and "weight.grad" in session.last_dram
+    kept = TrainingSession(linear_program(B, K, N, "sgd"), {"weight": initial_weight()})
+    kept.keep_activations = True
+    same = kept.step({"input.0": x, "target.0": t}, hyper)
+    assert "saved.diff" in kept.last_dram
+    assert dropped.loss == same.loss
+    np.testing.assert_array_equal(session.state()["weight"], kept.state()["weight"])
