@@ -16,7 +16,7 @@ mapping is judged by something it cannot flatter:
   steps when the target's SRAM (every PMU's bytes) holds it, so only the batch crosses DRAM.
 
 torch runs the model once more, eagerly, on a copy (the compiled model's parameters, buffers
-and random state are left alone).
+and random state are left alone; the copy shares the parameters' storage).
 """
 
 from __future__ import annotations
@@ -113,8 +113,17 @@ def optimizer_flops(optimizer: torch.optim.Optimizer | None) -> int:
 
 def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     """FlopCounterMode's FLOPs of the model's forward (and, in training, the loss's backward) on
-    the example batch, run on a copy of the module."""
-    module = copy.deepcopy(spec.module)
+    the example batch, run on a copy of the module.
+
+    The copy shares the parameters' storage (new ``Parameter`` objects over the same data, so
+    the gradients land on the copy's): a deep copy of GPT-2 small's 124M parameters was 0.5 GB
+    more peak memory for nothing (a forward does not write its parameters). Buffers, which a
+    forward may update (batch norm's running statistics), are copied."""
+    memo: dict[int, object] = {
+        id(p): torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+        for p in spec.module.parameters()
+    }
+    module = copy.deepcopy(spec.module, memo)
     module.train(not inference)
     counter = FlopCounterMode(display=False)
     # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
