@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright dialects runtime compiler
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/lit -sv test/
 	$(BIN)/pytest -q -n auto --dist worksteal
 
@@ -32,6 +33,7 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pyright
 
 # Every bench/*.py script; each prints its table and merges its own key into bench/results.json.
