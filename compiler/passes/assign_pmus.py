@@ -35,10 +35,8 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
-from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes.ir_helpers import assign_pmus
-from compiler.targets import TargetError, get_target
+from compiler.passes.ir_helpers import assign_pmus, pass_target
 from dialects.dataflow import SectionOp
 
 
@@ -51,10 +49,7 @@ class AssignPmus(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        try:
-            target = get_target(self.target)
-        except TargetError as err:
-            raise PassFailedException(str(err)) from None
+        target = pass_target(self.target)
         for section in op.walk():
             if isinstance(section, SectionOp):
                 assign_pmus(section, target)

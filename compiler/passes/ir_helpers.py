@@ -7,7 +7,8 @@
 - a section as the placer sees it (``section_graph``), and the placement partition-sections
   found for it, recorded on the section for place-and-route (``record_placement``,
   ``recorded_placement``);
-- the module attribute naming the target a module was placed for (``TARGET_ATTR``).
+- the module attribute naming the target a module was placed for (``TARGET_ATTR``), and the
+  target a pass's option names (``pass_target``: an unknown one fails the pass in one line).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from xdsl.utils.exceptions import DiagnosticException, PassFailedException
 from compiler.passes import parallel_layout
 from compiler.passes.placement import DRAM, Graph, Placement, Stream, Unit
 from compiler.passes.tiling import element_bytes
-from compiler.targets import Target
+from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
 from dialects.pcu import SectionPlacementAttr, UnitOp
@@ -131,6 +132,14 @@ def touches_parallel(buffer: BufferOp) -> bool:
 def buffer_bytes(buffer: BufferOp) -> int:
     """Bytes of the tensor ``buffer`` holds."""
     return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
+
+
+def pass_target(name: str) -> Target:
+    """The target a pass's ``target`` option names; an unknown one fails the pass in one line."""
+    try:
+        return get_target(name)
+    except TargetError as err:
+        raise PassFailedException(str(err)) from None
 
 
 def resident_pmus(buffer: BufferOp, target: Target) -> int:

@@ -46,12 +46,12 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
-from xdsl.utils.exceptions import PassFailedException
 
 from compiler.passes import parallel_layout
+from compiler.passes.ir_helpers import pass_target
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
-from compiler.targets import Target, TargetError, get_target
+from compiler.targets import Target
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import dense_i64
@@ -177,10 +177,7 @@ class ParallelizeUnits(ModulePass):
     """Units with fewer vectors on one PCU are left alone."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        try:
-            target = get_target(self.target)
-        except TargetError as err:
-            raise PassFailedException(str(err)) from None
+        target = pass_target(self.target)
         for unit in [u for u in op.walk() if isinstance(u, UnitOp)]:
             if unit.parallel is not None:
                 continue

@@ -58,11 +58,12 @@ from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     assign_pmus,
     is_resident,
+    pass_target,
     record_placement,
     resident_pmus,
     section_graph,
 )
-from compiler.targets import Target, TargetError, get_target
+from compiler.targets import Target
 from dialects.dataflow import SectionOp, YieldOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
@@ -474,10 +475,7 @@ class PartitionSections(ModulePass):
     place-and-route then takes."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        try:
-            target = get_target(self.target)
-        except TargetError as err:
-            raise PassFailedException(str(err)) from None
+        target = pass_target(self.target)
         known: placement.Known = {}  # the layers of a model give the same pieces again
         for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
             pieces = _Partitioner(section, target, self.max_ops, self.seed, known).run()

@@ -60,12 +60,13 @@ from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     TARGET_ATTR,
+    pass_target,
     recorded_placement,
     section_graph,
 )
 from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord
-from compiler.targets import Target, TargetError, get_target
+from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pcu import PlacementAttr, UnitOp
 from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
@@ -81,10 +82,7 @@ class PlaceAndRoute(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        try:
-            target = get_target(self.target)
-        except TargetError as err:
-            raise PassFailedException(str(err)) from None
+        target = pass_target(self.target)
         for section in op.walk():
             if isinstance(section, SectionOp):
                 place_section(section, target)
