@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -443,24 +442,24 @@ def test_pmu_capacity_is_enforced_on_configure() -> None:
         Fabric(bad)
 
 
-def test_large_matmul_runs_at_numpy_speed() -> None:
+def test_large_matmul_is_one_blas_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A matmul unit runs as one ``np.matmul`` over its whole tile space (BLAS's speed; its time
+    against numpy's is bench/'s, not a test's)."""
     m, k, n = 64, 4096, 4096
     a, b = randn(m, k), randn(k, n)
     fabric = Fabric(matmul_program(m, k, n))
     dram = {"a": a, "b": b}
+    calls: list[tuple[int, int]] = []
+    matmul = np.matmul
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+    def counted(x: np.ndarray, y: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        calls.append((x.size, y.size))
+        return matmul(x, y, *args, **kwargs)
 
-    t_fabric = best(lambda: fabric.run_section("forward", dram))
-    t_numpy = best(lambda: a @ b)
+    monkeypatch.setattr(np, "matmul", counted)
+    fabric.run_section("forward", dram)
+    assert calls == [(m * k, k * n)]
     np.testing.assert_allclose(dram["out"], a @ b, rtol=1e-4, atol=1e-3)
-    assert t_fabric < 2 * t_numpy + 0.02, (t_fabric, t_numpy)
 
 
 def test_broadcast_strides_helper() -> None:
