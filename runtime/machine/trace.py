@@ -119,6 +119,12 @@ class TraceBuilder:
 
     HOST_PID = 1
     """The host's process; each section's is ``2 + its index``."""
+    RUNS, DRAM, FIRST_PCU = 1, 2, 3
+    """Track (thread) ids in a section's process: its runs, its DRAM traffic, and PCU ``i`` at
+    ``FIRST_PCU + i``. Never 0: Perfetto's JSON importer takes thread 0 for the process's main
+    thread (tid = pid) and would merge that track with the one whose tid is the pid."""
+    SECTIONS, COLLECTIVES = 1, 2
+    """Track ids in the host's process."""
 
     def __init__(self, program: Program, models: Sequence[SectionModel] | None = None) -> None:
         """``models``: the sections' models, in order, when already computed."""
@@ -160,22 +166,23 @@ class TraceBuilder:
         pid = 2 + self.index[name]
         process = f"section {name} (modelled)"
         dur = self.us(model.cycles)
-        self.track(pid, 0, process, "runs")
+        self.track(pid, self.RUNS, process, "runs")
         self.events.append(
-            {"ph": "i", "s": "t", "pid": pid, "tid": 0, "ts": ts, "name": f"load {name}",
+            {"ph": "i", "s": "t", "pid": pid, "tid": self.RUNS, "ts": ts, "name": f"load {name}",
              "cat": "config", "args": {"note": "reconfiguring the fabric is not modelled"}}
         )  # fmt: skip
         self.events.append(
-            _slice(pid, 0, ts, dur, name, "section", run=run, cycles=model.cycles,
+            _slice(pid, self.RUNS, ts, dur, name, "section", run=run, cycles=model.cycles,
                    bound=model.bound, flops=model.flops, offchip_bytes=model.dram_bytes,
                    fraction_of_peak=round(model.fraction_of_peak, 6))
         )  # fmt: skip
         if detail:
             self._dram(pid, process, ts, model)
             for i, (unit, start) in enumerate(zip(model.units, self.starts[name], strict=True)):
-                self.track(pid, 2 + i, process, f"pcu {i} {unit.name}")
+                tid = self.FIRST_PCU + i
+                self.track(pid, tid, process, f"pcu {i} {unit.name}")
                 self.events.append(
-                    _slice(pid, 2 + i, ts + self.us(start), self.us(unit.cycles), unit.name,
+                    _slice(pid, tid, ts + self.us(start), self.us(unit.cycles), unit.name,
                            "unit", cycles=unit.cycles, bound=unit.bound, vectors=unit.vectors,
                            initiation_interval=unit.ii, fill=unit.fill, copies=unit.copies,
                            loc=section.pcus[i].loc)
@@ -187,7 +194,7 @@ class TraceBuilder:
         per_cycle = model.dram_bytes_per_cycle
         if not model.dram_bytes or per_cycle == float("inf"):
             return
-        self.track(pid, 1, process, "DRAM")
+        self.track(pid, self.DRAM, process, "DRAM")
         traffic = model.traffic
         end = ts + self.us(model.cycles)
         load, spill = self.us(traffic.bytes_in / per_cycle), self.us(traffic.spilled / per_cycle)
@@ -198,7 +205,7 @@ class TraceBuilder:
             ("store", end - store, store, traffic.bytes_out),
         ):
             if size:
-                self.events.append(_slice(pid, 1, start, dur, f"{what} {size} B", "dram",
+                self.events.append(_slice(pid, self.DRAM, start, dur, f"{what} {size} B", "dram",
                                           bytes=size))  # fmt: skip
 
     def modelled_step(self) -> None:
@@ -221,16 +228,16 @@ class TraceBuilder:
             n = runs.get(run.section, 0)
             runs[run.section] = n + 1
             ts = self.modelled_run(run.section, ts, n, detail=n < DETAIL_RUNS)
-            self.track(self.HOST_PID, 0, host, "sections")
+            self.track(self.HOST_PID, self.SECTIONS, host, "sections")
             self.events.append(
-                _slice(self.HOST_PID, 0, (run.start - origin) * 1e6, run.seconds * 1e6,
+                _slice(self.HOST_PID, self.SECTIONS, (run.start - origin) * 1e6, run.seconds * 1e6,
                        run.section, "host", run=n)
             )  # fmt: skip
         for call in recorder.collectives:
-            self.track(self.HOST_PID, 1, host, "collectives")
+            self.track(self.HOST_PID, self.COLLECTIVES, host, "collectives")
             self.events.append(
-                _slice(self.HOST_PID, 1, (call.start - origin) * 1e6, call.seconds * 1e6,
-                       call.op, "collective", what=call.what)
+                _slice(self.HOST_PID, self.COLLECTIVES, (call.start - origin) * 1e6,
+                       call.seconds * 1e6, call.op, "collective", what=call.what)
             )  # fmt: skip
         self.other.update(
             modelled_us=ts,

@@ -12,10 +12,7 @@ implements (the values fused into it, with their torch ops).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,40 +70,6 @@ def test_the_report_is_self_contained_and_lists_what_units_implement(gpt_report:
     assert {"embedding", "embedding_1", "add"} <= set(embed["values"])
     assert "aten.embedding.default" in embed["ops"]
     assert (gpt_report.parent / "trace.json").exists() and (gpt_report.parent / "report.json")
-
-
-def _chromium() -> tuple[str, str] | None:
-    browser = next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p),
-        None,
-    )
-    driver = shutil.which("chromedriver") or (
-        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
-    )
-    return (browser, driver) if browser and driver else None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    found = _chromium()
-    if found is None:
-        pytest.skip("no Chromium and chromedriver here (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium never downloads a browser or driver
-    options = Options()
-    options.binary_location = found[0]
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):  # fmt: skip
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(found[1]), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_report_in_a_browser(gpt_report: Path, browser: Any) -> None:
