@@ -26,6 +26,9 @@ and the result is the unit's on one PCU bit for bit, whatever its split (``copy_
 the copies as PCUs of their own: the same points, and the same numbers up to the order of a
 sum's additions).
 
+A register port (``Port.register``: one address at every point) is read once, its element
+copied into a 0-d array that every stage broadcasts, instead of a view of the PMU.
+
 Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is kept in its
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
@@ -420,6 +423,7 @@ class _PcuPlan:
     gathers: tuple[tuple[int, _Indexed, int], ...] = ()  # (port, addresses, pmu): indexed reads
     scatter: _Scatter | None = None  # an indexed output (a scatter)
     final: _Step | None = None  # the result's ufunc, computed straight into the out view
+    registers: tuple[tuple[int, _View], ...] = ()  # (value number, 0-d view): read once
 
     @staticmethod
     def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
@@ -543,7 +547,14 @@ class _PcuPlan:
         return _PcuPlan(
             label=label,
             space=space,
-            ports=tuple((i, views[i]) for i in range(nin) if i in needed and i not in gathers),
+            ports=tuple(
+                (i, views[i])
+                for i in range(nin)
+                if i in needed and i not in gathers and not pcu.inputs[i].register
+            ),
+            registers=tuple(
+                (i, views[i]) for i in range(nin) if i in needed and pcu.inputs[i].register
+            ),
             consts=tuple(consts),
             steps=tuple(steps),
             nvalues=nin + len(pcu.stages),
@@ -872,6 +883,8 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
     values = cast(list[np.ndarray], [None] * plan.nvalues)
     for v, view in plan.ports:
         values[v] = view.over(_written(buffers, view.pmu))
+    for v, view in plan.registers:  # one element, read once and held (a copy, not a view)
+        values[v] = view.over(_written(buffers, view.pmu)).copy()
     for v, gather, pmu in plan.gathers:
         values[v] = _written(buffers, pmu)[gather.addresses(values)]
     for v, const in plan.consts:

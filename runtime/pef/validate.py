@@ -20,6 +20,9 @@ of every copy is fed by exactly one route from its PMU's buffer (starting at the
 of the buffer's PMUs) that passes the copy's switch; every copy's output has exactly one route,
 from its switch to the switch of one of its output buffer's PMUs. Link capacity counts every
 route, multicast or not.
+
+A register port (``Port.register``, read once when the section starts) must read one address
+at every point (``runtime.machine.rules.register_problem``); it has its route like any port.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from runtime.machine.rules import (
     held,
     parallel_problem,
     reaches_any,
+    register_problem,
 )
 from runtime.pef.schema import (
     Access,
@@ -355,6 +359,12 @@ class _SectionChecker:
                     "writes it (PCUs must be in dataflow order)"
                 )
             self.check_index(label, what, port.access, pcu, k)
+            if port.register:
+                problem = register_problem(
+                    pcu.space, port.access.strides, port.access.index_port >= 0
+                )
+                if problem:
+                    raise self.fail(f"{label}: {what} is a register port but {problem}")
             if reaches_any(pcu.space, port.access.strides):
                 self.check_bounds(label, what, port.access, pcu.space, port.pmu)
             dtypes.append(pmu.dtype)
