@@ -18,9 +18,16 @@ A PCU runs over its whole iteration space at once, never a Python loop per eleme
   ``add``, the multiply-accumulate is one contraction (``np.matmul``, so BLAS for f32, batched
   over the counters both operands share that are not reduced), never an M*N*K temporary.
 
-A parallel PCU (``Pcu.parallel``) runs copy by copy: each copy is planned as a PCU of its own
-over its block of the space (``copy_pcus``: the block's extents, every access's offset moved to
-the block's first point), so the emulator computes what the PEF configures, block by block.
+A parallel PCU (``Pcu.parallel``) runs its copies together, as one computation over the whole
+space (``whole_unit``): its copies' blocks partition the space (``validate`` proved every block
+non-empty, none cut a reduced counter, each buffer read through one access), so one plan over
+their union computes every copy's points, one ``np.matmul`` for a matmul however many copies,
+and the result is the unit's on one PCU bit for bit, whatever its split (``copy_pcus`` gives
+the copies as PCUs of their own: the same points, and the same numbers up to the order of a
+sum's additions).
+
+A register port (``Port.register``: one address at every point) is read once, its element
+copied into a 0-d array that every stage broadcasts, instead of a view of the PMU.
 
 Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is kept in its
 dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
@@ -416,6 +423,7 @@ class _PcuPlan:
     gathers: tuple[tuple[int, _Indexed, int], ...] = ()  # (port, addresses, pmu): indexed reads
     scatter: _Scatter | None = None  # an indexed output (a scatter)
     final: _Step | None = None  # the result's ufunc, computed straight into the out view
+    registers: tuple[tuple[int, _View], ...] = ()  # (value number, 0-d view): read once
 
     @staticmethod
     def build(index: int, pcu: Pcu, section: Section) -> _PcuPlan:
@@ -539,7 +547,14 @@ class _PcuPlan:
         return _PcuPlan(
             label=label,
             space=space,
-            ports=tuple((i, views[i]) for i in range(nin) if i in needed and i not in gathers),
+            ports=tuple(
+                (i, views[i])
+                for i in range(nin)
+                if i in needed and i not in gathers and not pcu.inputs[i].register
+            ),
+            registers=tuple(
+                (i, views[i]) for i in range(nin) if i in needed and pcu.inputs[i].register
+            ),
             consts=tuple(consts),
             steps=tuple(steps),
             nvalues=nin + len(pcu.stages),
@@ -673,9 +688,18 @@ def _plan_contraction(
     return plan, axes
 
 
+def whole_unit(pcu: Pcu) -> Pcu:
+    """A parallel PCU as one PCU over its whole space (``pcu`` itself if it is not parallel):
+    what its copies compute together, since their blocks partition the space."""
+    if not pcu.parallel:
+        return pcu
+    return msgspec.structs.replace(pcu, parallel=[], more_at=[])
+
+
 def copy_pcus(pcu: Pcu) -> list[Pcu]:
     """The copies of a parallel PCU as PCUs of their own (``[pcu]`` if it is not parallel):
-    copy ``k`` runs over its block, its accesses starting at the block's first point."""
+    copy ``k`` runs over its block, its accesses starting at the block's first point. The
+    emulator runs ``whole_unit`` instead; these are what the PEF configures, one a PCU."""
     if not pcu.parallel:
         return [pcu]
     blocks = copy_block(pcu.space, pcu.parallel)
@@ -762,23 +786,17 @@ def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
 @dataclass(frozen=True)
 class _SectionPlan:
     section: Section
-    pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its copies' plans
+    pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its cache blocks' plans
     frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
     blocked: tuple[bool, ...]  # per PCU, split into cache blocks (independent: run concurrently)
 
     @staticmethod
     def build(section: Section, threads: int) -> _SectionPlan:
         pcus = tuple(
-            tuple(
-                _PcuPlan.build(i, b, section)
-                for c in copy_pcus(p)
-                for b in cache_blocks(c, threads)
-            )
+            tuple(_PcuPlan.build(i, b, section) for b in cache_blocks(whole_unit(p), threads))
             for i, p in enumerate(section.pcus)
         )
-        blocked = tuple(
-            not p.parallel and len(plans) > 1 for p, plans in zip(section.pcus, pcus, strict=True)
-        )
+        blocked = tuple(len(plans) > 1 for plans in pcus)
         return _SectionPlan(section, pcus, last_readers(section), blocked)
 
 
@@ -865,6 +883,8 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
     values = cast(list[np.ndarray], [None] * plan.nvalues)
     for v, view in plan.ports:
         values[v] = view.over(_written(buffers, view.pmu))
+    for v, view in plan.registers:  # one element, read once and held (a copy, not a view)
+        values[v] = view.over(_written(buffers, view.pmu)).copy()
     for v, gather, pmu in plan.gathers:
         values[v] = _written(buffers, pmu)[gather.addresses(values)]
     for v, const in plan.consts:
@@ -1016,11 +1036,11 @@ class Fabric:
         keep = pmus is not None
         pool = self._threads_pool()
         with np.errstate(all="ignore"):
-            for copies, frees, blocked in zip(plan.pcus, plan.frees, plan.blocked, strict=True):
+            for blocks, frees, blocked in zip(plan.pcus, plan.frees, plan.blocked, strict=True):
                 if pool is not None and blocked:
-                    _run_blocks(copies, buffers, pool)
+                    _run_blocks(blocks, buffers, pool)
                 else:
-                    for pcu in copies:
+                    for pcu in blocks:
                         _run_pcu(pcu, buffers)
                 if not keep:
                     for pmu in frees:
@@ -1051,7 +1071,7 @@ class Fabric:
         return self._pool
 
     def run_unit(self, name: str, index: int, pmus: Mapping[int, np.ndarray]) -> np.ndarray:
-        """Run PCU ``index`` of section ``name`` alone (every copy of a parallel one) on the
+        """Run PCU ``index`` of section ``name`` alone (all copies of a parallel one) on the
         input PMUs' flat buffers ``pmus`` (by PMU index, as ``run_section`` captures them) and
         return its output PMU's flat buffer. Nothing else is read or written: rdu-test runs a
         unit on torch's values of its inputs this way."""
@@ -1072,8 +1092,8 @@ class Fabric:
                 )
             buffers[port.pmu] = np.ascontiguousarray(array).reshape(-1)
         with np.errstate(all="ignore"):
-            for copy in plan.pcus[index]:
-                _run_pcu(copy, buffers)
+            for block in plan.pcus[index]:
+                _run_pcu(block, buffers)
         out = buffers[pcu.out_pmu]
         if out is None:  # an empty iteration space wrote nothing
             out_pmu = section.pmus[pcu.out_pmu]

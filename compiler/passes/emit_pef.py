@@ -38,7 +38,9 @@ the PEF gets:
   stage (``pcu.const`` is opcode ``const`` with the number as ``imm``, ``pcu.counter`` is
   ``counter`` with the counter index), ``result`` is the value ``pcu.yield`` gives, ``loc``
   the unit's location as ``file:line`` and ``value`` the traced value its location names
-  (``loc("relu"(...))``, see ``compiler/value_names.py``; "" if none). Routes come in IR
+  (``loc("relu"(...))``, see ``compiler/value_names.py``; "" if none). A port that reads one
+  address at every point (``runtime.machine.rules.register_problem``: a scalar) is a register
+  port (``Port.register``: read once when the section starts). Routes come in IR
   order: into each PMU (from DRAM or its PCU), into each PCU port, then the stores of the
   yielded PMUs to DRAM; ``outputs`` bind each yielded PMU to its symbol. A parallel unit
   (``parallel [...]``) gets ``parallel`` and ``more_at`` (its copies' slots after copy 0's);
@@ -81,6 +83,7 @@ from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, PlacementAttr, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr
+from runtime.machine.rules import register_problem
 from runtime.pef import PefError, schema, write_pef
 
 DEFAULT_TARGET = "plasticine"
@@ -404,8 +407,13 @@ class _SectionEmitter:
         out = [r for r in readers if isinstance(r, BufferOp)]
         if len(out) != 1 or len(readers) != 1:
             raise self.fail(f"{label}: its result must fill exactly one pmu.buffer")
+        space = list(op.space_values)
         inputs = [
-            schema.Port(pmu=self.pmu_of(value, f"input {k} of {label}"), access=_access(access))
+            schema.Port(
+                pmu=self.pmu_of(value, f"input {k} of {label}"),
+                access=_access(access),
+                register=register_problem(space, access.stride_values, access.is_indexed) is None,
+            )
             for k, (value, access) in enumerate(zip(op.inputs, op.ins.data, strict=True))
         ]
         combiner = op.combiner.data.value

@@ -32,6 +32,8 @@ extent above 1):
   cycles as the most elements that fall in one bank (``bank_cycles``; a bank gives one element a
   cycle; element ``a`` is in bank ``(a + a // skew) mod banks``, ``skew`` being the PMU's
   ``bank_skew``, 0 for none).
+  A **register port** (``Port.register``: one address at every point, a scalar) is read once,
+  when the section starts, into a register: it takes no cycles a vector (it sets no ``II``).
 - **output**: ``prod(S[c], c not in R)`` elements, written in vectors the same way: a unit is
   also bound by ``out_vectors * II_out`` cycles.
 - **fill**: ``pcu_stages * passes`` plus the hops of its longest input route (a hop a cycle).
@@ -59,7 +61,8 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    only (a matmul reading the rows of its left operand, each row several times), starts when
    the first block is there: ``E`` blocks written evenly between the first element and the last
    (``read_blocks``). One reading it in any other order (transposed, broadcast over an outer
-   counter, gathered; every access of a parallel PCU) starts only when the last is there.
+   counter, gathered; every access of a parallel PCU; a register port) starts only when the
+   last is there.
    ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
    input + fill)`` (it cannot finish before its inputs have). Its first result is there at
    ``start + fill + first_vectors * II``, ``first_vectors`` being the vectors of its counters
@@ -73,13 +76,14 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    buffers of the cycles their banks are busy`` (the sum over its ports of vectors times
    ``bank_cycles``, shared by the ``pmus`` PMUs a buffer spans). A parallel PCU's port counts
    once a stream feeding it (a multicast stream is read once for all the copies it feeds), its
-   output once a copy.
+   output once a copy. A register port costs its PMU one cycle a stream feeding it (one
+   read), not one a vector: a scalar read by many units does not serialise them.
 3. **Links are shared** (``route_bytes``, ``link_cycles``): a switch-to-switch link moves
    ``stream_bytes_per_cycle`` bytes a cycle, whatever the number of streams on it, so ``link =
    max over links of the bytes of every route through it / stream_bytes_per_cycle``. A route
    carries: a load its PMU's off-chip bytes, a store its symbol's bytes, a stream into a PCU the
-   vectors times the elements of its ports (a multicast once, for one copy), a stream out of a
-   PCU its output.
+   vectors times the elements of its ports (a multicast once, for one copy; a register port
+   its one element), a stream out of a PCU its output.
 4. **Off-chip traffic** (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
    PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
    reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
@@ -173,6 +177,9 @@ class PortModel:
     """Elements a vector."""
     stream_cycles: int
     bank_cycles: int
+    register: bool = False
+    """A register port: read once when the section starts (``stream_cycles`` and
+    ``bank_cycles`` 0: no cycles a vector)."""
 
     @property
     def cycles(self) -> int:
@@ -293,7 +300,12 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         banks = bank_cycles(along, max(1, buffer.banks), buffer.bank_skew, offset)
         return PortModel(port, pmu, elements, -(-nbytes // link), banks)
 
-    ports = [stream(p.pmu, p.access.strides, p.access.offset, k) for k, p in enumerate(pcu.inputs)]
+    ports = [
+        PortModel(k, p.pmu, 1, 0, 0, register=True)
+        if p.register
+        else stream(p.pmu, p.access.strides, p.access.offset, k)
+        for k, p in enumerate(pcu.inputs)
+    ]
     out = stream(pcu.out_pmu, pcu.out.strides, pcu.out.offset, -1)
     out_elements = math.prod(e for c, e in enumerate(space) if c not in reduced)
     out_vectors = -(-out_elements // max(out.elements, 1)) if math.prod(space) else 0
@@ -499,6 +511,8 @@ def unit_times(
             first, last = first_at.get(b, 0), all_at.get(b, 0)
             elements = math.prod(section.pmus[b].shape)
             blocks = 0 if b in tiled else read_blocks(written.get(b), pcu, port.access, elements)
+            if port.register:  # read once, complete
+                blocks = 1
             if blocks == 0:  # streams: each element as it arrives
                 start = max(start, first)
             else:  # waits for the first of its blocks, written evenly over the writer's run
@@ -548,7 +562,7 @@ def route_bytes(
         for port in unit.ports:
             size = DTYPE_BYTES[section.pmus[port.pmu].dtype]
             if port.port >= 0:
-                moved = unit.vectors * port.elements * size
+                moved = size if port.register else unit.vectors * port.elements * size
                 port_bytes.setdefault((port.pmu, i), []).append(moved)
             else:
                 out_bytes.append(unit.out_vectors * port.elements * size)
@@ -705,7 +719,8 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         for port in unit.ports:
             vectors = unit.vectors if port.port >= 0 else unit.out_vectors
             times = unit.copies if port.port < 0 else streams.get((port.pmu, i), 1)
-            busy[port.pmu] = busy.get(port.pmu, 0) + vectors * port.bank_cycles * times
+            reads = 1 if port.register else vectors * port.bank_cycles  # a register: one read
+            busy[port.pmu] = busy.get(port.pmu, 0) + reads * times
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target)
     per_cycle = dram_bytes_per_cycle(target)

@@ -18,7 +18,9 @@ the performance model all ask these questions; here is the one answer to each:
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it;
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
-- how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``).
+- how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
+- whether an input port may be a register port (``register_problem``): read once, when its
+  section starts, and held in a register of the PCU (every copy's) for the whole run.
 """
 
 from __future__ import annotations
@@ -233,3 +235,19 @@ def visit_order(
     if any(stride == 0 for _, stride in loops):
         return None
     return offset, loops
+
+
+def register_problem(space: Sequence[int], strides: Sequence[int], indexed: bool) -> str | None:
+    """What forbids an input port reading through an access (``strides`` over ``space``) from
+    being a register port, or None. A register port reads its PMU once, when the section
+    starts, and the PCU holds the value in a register for its whole run, instead of a stream
+    of vectors from the PMU: a scalar (a learning rate, a bias correction, ``eps``) read by
+    many units then costs its PMU one read a reader, not one a vector. The access must read
+    one address at every point: every stride 0 on a counter of extent above 1, no
+    data-dependent term."""
+    if indexed:
+        return "its access is data-dependent"
+    moving = [c for c, (e, st) in enumerate(zip(space, strides, strict=True)) if e > 1 and st]
+    if moving:
+        return f"its address moves with counter {moving[0]}, not one address at every point"
+    return None

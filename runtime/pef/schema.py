@@ -63,11 +63,16 @@ class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     index_limit: int = 0
 
 
-class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A PCU input port: which PMU streams into it and with what address pattern."""
 
     pmu: int
     access: Access
+    register: bool = False
+    """A register port: the PCU reads its one address once, when the section starts, and holds
+    the value in a register for the whole run, instead of a stream of vectors (allowed when
+    ``runtime.machine.rules.register_problem`` says so: one address at every point). Its route
+    carries that one element."""
 
 
 class Stage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -20,6 +20,9 @@ of every copy is fed by exactly one route from its PMU's buffer (starting at the
 of the buffer's PMUs) that passes the copy's switch; every copy's output has exactly one route,
 from its switch to the switch of one of its output buffer's PMUs. Link capacity counts every
 route, multicast or not.
+
+A register port (``Port.register``, read once when the section starts) must read one address
+at every point (``runtime.machine.rules.register_problem``); it has its route like any port.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from runtime.machine.rules import (
     held,
     parallel_problem,
     reaches_any,
+    register_problem,
 )
 from runtime.pef.schema import (
     Access,
@@ -199,6 +203,7 @@ class _SectionChecker:
         self.meta = meta
         self.t = meta.target
         self.where = f"section '{section.name}'"
+        self.slots: dict[int, set[tuple[int, ...]]] = {}
 
     def fail(self, what: str) -> PefError:
         return PefError(f"{self.where}: {what}")
@@ -354,6 +359,12 @@ class _SectionChecker:
                     "writes it (PCUs must be in dataflow order)"
                 )
             self.check_index(label, what, port.access, pcu, k)
+            if port.register:
+                problem = register_problem(
+                    pcu.space, port.access.strides, port.access.index_port >= 0
+                )
+                if problem:
+                    raise self.fail(f"{label}: {what} is a register port but {problem}")
             if reaches_any(pcu.space, port.access.strides):
                 self.check_bounds(label, what, port.access, pcu.space, port.pmu)
             dtypes.append(pmu.dtype)
@@ -518,6 +529,14 @@ class _SectionChecker:
         """Whether an endpoint of ``route`` is a parallel PCU."""
         return any(kind == "pcu" and self.s.pcus[i].parallel for kind, i in (route.src, route.dst))
 
+    def pmu_slots(self, index: int) -> set[tuple[int, ...]]:
+        """The slots of PMU ``index`` (``at`` and ``more_at``), made once a PMU."""
+        slots = self.slots.get(index)
+        if slots is None:
+            pmu = self.s.pmus[index]
+            slots = self.slots[index] = {tuple(pmu.at), *(tuple(a) for a in pmu.more_at)}
+        return slots
+
     def copy_slot(self, pcu: Pcu, copy: int) -> list[int]:
         return list(pcu.at if copy == 0 else pcu.more_at[copy - 1])
 
@@ -546,18 +565,18 @@ class _SectionChecker:
                     f"{label}: taps[{t}] {tap} is not [{pcu_index}, copy] with copy in "
                     f"0..{copies - 1}"
                 )
-        pmu = s.pmus[pmu_index]
-        pmu_slots = [list(pmu.at), *(list(a) for a in pmu.more_at)]
+        pmu_slots = self.pmu_slots(pmu_index)
         hops = [list(h) for h in route.hops]
         if way == "into":
-            if hops[0] not in pmu_slots:
+            if tuple(hops[0]) not in pmu_slots:
                 raise self.fail(
                     f"{label}: starts at switch {hops[0]}, not at one of "
                     f"{self.pmu_label(pmu_index)}'s PMUs"
                 )
+            passed = {tuple(h) for h in hops}
             for tap in route.taps:
                 slot = self.copy_slot(pcu, tap[1])
-                if slot not in hops:
+                if tuple(slot) not in passed:
                     raise self.fail(
                         f"{label}: feeds copy {tap[1]} at {slot} (taps) but does not pass its "
                         "switch"
@@ -572,7 +591,7 @@ class _SectionChecker:
                 raise self.fail(
                     f"{label}: starts at switch {hops[0]}, its copy {route.taps[0][1]} is at {slot}"
                 )
-            if hops[-1] not in pmu_slots:
+            if tuple(hops[-1]) not in pmu_slots:
                 raise self.fail(
                     f"{label}: ends at switch {hops[-1]}, not at one of "
                     f"{self.pmu_label(pmu_index)}'s PMUs"

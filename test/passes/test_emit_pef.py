@@ -239,3 +239,31 @@ def test_whole_pipeline_from_dataflow(tmp_path: Path) -> None:
     assert forward.pcus and all(pcu.at for pcu in forward.pcus)
     assert [out.symbol for out in forward.outputs] == [2]
     assert {pcu.loc for pcu in forward.pcus} <= {"model.py:5", "model.py:6", ""}
+
+
+def test_every_scalar_operand_is_a_register_port() -> None:
+    """A port reading one address at every point (``rules.register_problem``) is a register
+    port, every other port a stream: the MLP's SGD step reads its hyperparameters (0-d
+    tensors) as registers, its parameters and gradients as streams."""
+    from compiler.driver import compile_in_memory
+    from runtime.machine.rules import register_problem
+    from tools.rdu_compile import model_spec
+
+    target = get_target("sn10")
+    root = Path(__file__).resolve().parents[2]
+    _, spec = model_spec(str(root / "examples/mlp/model.py"), [], False, 8, 0, False, target)
+    program = compile_in_memory(spec, inference=False, target=target)
+    registers: set[str] = set()
+    streams = 0
+    for section in program.sections:
+        for pcu in section.pcus:
+            for port in pcu.inputs:
+                allowed = register_problem(
+                    pcu.space, port.access.strides, port.access.index_port >= 0
+                )
+                assert port.register == (allowed is None), (pcu.name, port)
+                if port.register:
+                    registers.add(section.pmus[port.pmu].name)
+                else:
+                    streams += 1
+    assert {"lr", "momentum"} <= registers and streams > 10

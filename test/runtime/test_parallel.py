@@ -1,4 +1,5 @@
-"""A parallel PCU (``Pcu.parallel``) in the runtime: run copy by copy, validated copy by copy.
+"""A parallel PCU (``Pcu.parallel``) in the runtime: its copies run together (one computation
+over the whole space), validated copy by copy.
 
 ``pefkit.parallel_matmul_program`` makes the matmul PCU four copies (``[2, 2, 1]``) with
 multicast routes (``taps``) into them and one route out of each.
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from pefkit import parallel_matmul_program, replace, st
 
-from runtime.fabric import Fabric, copy_pcus
+from runtime.fabric import Fabric, _PcuPlan, _run_pcu, copy_pcus
 from runtime.pef import PefError, schema, validate
 
 
@@ -48,9 +49,39 @@ def test_copy_blocks_and_offsets() -> None:
         for j in range(c.space[1])
     ]
     assert sorted(written) == list(range(7 * 9))
-    # The emulator plans the copies, not the whole unit.
-    (plans,) = Fabric(parallel_matmul_program(7, 5, 9))._plans["forward"].pcus  # one PCU
-    assert [p.space for p in plans] == [tuple(c.space) for c in copies]
+
+
+def test_a_parallel_matmul_runs_its_copies_as_one_np_matmul(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The four copies of the parallel matmul are one ``np.matmul`` over the whole space (one
+    plan, not one a copy), and compute what the copies run one by one compute."""
+    m, k, n = 7, 5, 9
+    program = parallel_matmul_program(m, k, n)
+    fabric = Fabric(program)
+    (plans,) = fabric._plans["forward"].pcus  # one PCU
+    assert [p.space for p in plans] == [(m, n, k)]
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((m, k), np.float32)
+    b = rng.standard_normal((k, n), np.float32)
+    calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    matmul = np.matmul
+
+    def counted(x: np.ndarray, y: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        calls.append((x.shape, y.shape))
+        return matmul(x, y, *args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", counted)
+    dram = {"a": a, "b": b}
+    fabric.run_section("forward", dram)
+    assert calls == [((m, k), (k, n))]
+    section = _section(program)
+    buffers: list[np.ndarray | None] = [a.reshape(-1), b.reshape(-1), None]  # pmus a, b, out
+    for copy in copy_pcus(section.pcus[0]):  # the copies one by one, as the PEF configures them
+        _run_pcu(_PcuPlan.build(0, copy, section), buffers)
+    assert len(calls) == 1 + 4
+    np.testing.assert_allclose(dram["out"], a @ b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dram["out"].reshape(-1), buffers[2], rtol=1e-6, atol=1e-6)
 
 
 def _section(program: schema.Program) -> schema.Section:

@@ -1,0 +1,147 @@
+"""Register ports (``Port.register``): a scalar operand read once when the section starts and
+held in a register of the PCU, instead of a stream of vectors from its PMU. One rule
+(``runtime.machine.rules.register_problem``), asked by emit-pef, the validator, the emulator
+and the performance model; figures worked out by hand (pefkit's target: 16 lanes, 6 stages,
+64-byte streams; PMUs of 16 banks here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pefkit import ProgramBuilder, replace, st
+
+from runtime.fabric import Fabric
+from runtime.machine.perf import model_section, pmu_loads, route_bytes
+from runtime.machine.rules import register_problem
+from runtime.pef import PefError, decode_pef, encode_pef, schema, validate
+
+ROWS, COLS = 64, 16
+
+
+def scaled_program(readers: int, register: bool) -> schema.Program:
+    """forward: ``y{i} = x{i} * lr`` for ``i < readers``, every unit reading the one scalar
+    ``lr`` (a 0-d tensor) through strides ``[0, 0]``; PMUs of 16 banks."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("lr", [])
+    for i in range(readers):
+        p.symbol(f"x{i}", [ROWS, COLS])
+        p.symbol(f"y{i}", [ROWS, COLS], role="output")
+    s = p.section("forward")
+    lr = s.load("lr")
+    for i in range(readers):
+        x = s.load(f"x{i}")
+        y = s.pcu(f"scale{i}", [ROWS, COLS], [(x, 0, [COLS, 1]), (lr, 0, [0, 0])],
+                  [st("mul", 0, 1)], [ROWS, COLS])  # fmt: skip
+        s.store(f"y{i}", y)
+    program = p.build()
+    (section,) = program.sections
+    pcus = [
+        replace(pcu, inputs=[pcu.inputs[0], replace(pcu.inputs[1], register=register)])
+        for pcu in section.pcus
+    ]
+    pmus = [replace(pmu, banks=16) for pmu in section.pmus]
+    return replace(program, sections=[replace(section, pcus=pcus, pmus=pmus)])
+
+
+def test_the_rule() -> None:
+    assert register_problem([64, 16], [0, 0], indexed=False) is None
+    assert register_problem([1, 16], [5, 0], indexed=False) is None  # extent 1: one address
+    assert register_problem([], [], indexed=False) is None
+    assert register_problem([64, 16], [16, 0], indexed=False) == (
+        "its address moves with counter 0, not one address at every point"
+    )
+    assert register_problem([64, 16], [0, 0], indexed=True) == "its access is data-dependent"
+
+
+def test_a_scalar_read_by_four_units_costs_its_pmu_one_read_each() -> None:
+    # Streamed: each unit reads lr once a vector, 64 vectors (64 rows of 16 lanes): lr's PMU
+    # serves 4 x 64 = 256 vector reads, the section's PMU bound, though each x{i} and y{i}
+    # PMU is busy 64 cycles. Its routes carry 64 vectors of one 4-byte element: 256 bytes.
+    streamed = scaled_program(4, register=False)
+    (section,) = streamed.sections
+    m = model_section(section, streamed.meta)
+    assert m.pmu_cycles == 4 * 64
+    loads = pmu_loads(section, streamed.meta.target)
+    carried = route_bytes(section, m.units, streamed.meta.symbols, loads)
+    lr_routes = [b for r, b in zip(section.routes, carried, strict=True) if r.src == ("pmu", 0)]
+    assert lr_routes == [64 * 4] * 4
+    # Registers: one read a unit, 4 cycles of lr's PMU; the bound is the x{i}/y{i} PMUs' 64.
+    # Each route carries the one element (4 bytes); the units' II and cycles are unchanged
+    # (a scalar port never set them: one element a vector, one bank, 1 cycle).
+    held = scaled_program(4, register=True)
+    (section,) = held.sections
+    r = model_section(section, held.meta)
+    assert r.pmu_cycles == 64
+    loads = pmu_loads(section, held.meta.target)
+    carried = route_bytes(section, r.units, held.meta.symbols, loads)
+    lr_routes = [b for r_, b in zip(section.routes, carried, strict=True) if r_.src == ("pmu", 0)]
+    assert lr_routes == [4] * 4
+    for unit, before in zip(r.units, m.units, strict=True):
+        lr_port = unit.ports[1]
+        assert lr_port.register and lr_port.cycles == 0
+        assert (unit.ii, unit.vectors, unit.cycles) == (before.ii, before.vectors, before.cycles)
+
+
+def test_a_register_port_waits_for_its_value_to_be_complete() -> None:
+    # lr computed by a unit first (lr2 = lr + lr, one point, fill 6 + its route), then read by
+    # scale0 as a register: scale0 starts when lr2's writer ends, not at its first result.
+    p = ProgramBuilder(inference=True)
+    p.symbol("lr", [])
+    p.symbol("x", [ROWS, COLS])
+    p.symbol("y", [ROWS, COLS], role="output")
+    s = p.section("forward")
+    lr = s.load("lr")
+    x = s.load("x")
+    lr2 = s.pcu("double", [], [(lr, 0, [])], [st("add", 0, 0)], [])
+    y = s.pcu("scale", [ROWS, COLS], [(x, 0, [COLS, 1]), (lr2, 0, [0, 0])],
+              [st("mul", 0, 1)], [ROWS, COLS])  # fmt: skip
+    s.store("y", y)
+    program = p.build()
+    (section,) = program.sections
+    scale = section.pcus[1]
+    scale = replace(scale, inputs=[scale.inputs[0], replace(scale.inputs[1], register=True)])
+    section = replace(section, pcus=[section.pcus[0], scale])
+    program = replace(program, sections=[section])
+    validate(program)
+    m = model_section(section, program.meta)
+    double, scaled = m.times
+    assert scaled.start == double.end
+
+
+def test_the_emulator_reads_a_register_once_and_computes_the_same_numbers() -> None:
+    rng = np.random.default_rng(0)
+    dram = {"lr": np.asarray(0.25, np.float32)}
+    for i in range(2):
+        dram[f"x{i}"] = rng.standard_normal((ROWS, COLS), dtype=np.float32)
+    results = []
+    for register in (False, True):
+        program = decode_pef(encode_pef(scaled_program(2, register)))
+        assert all(pcu.inputs[1].register == register for pcu in program.sections[0].pcus)
+        plans = Fabric(program)._plans["forward"].pcus
+        assert all(len(plan[0].registers) == register for plan in plans)
+        out = dict(dram)
+        Fabric(program).run_section("forward", out)
+        results.append([out[f"y{i}"] for i in range(2)])
+    for i in range(2):
+        np.testing.assert_array_equal(results[1][i], dram[f"x{i}"] * np.float32(0.25))
+        np.testing.assert_array_equal(results[0][i], results[1][i])
+
+
+def test_a_port_that_is_not_one_address_cannot_be_a_register() -> None:
+    program = scaled_program(1, register=True)
+    validate(program)
+    (section,) = program.sections
+    (pcu,) = section.pcus
+    bad = replace(pcu, inputs=[replace(pcu.inputs[0], register=True), pcu.inputs[1]])
+    with pytest.raises(PefError, match="input 0 is a register port but its address moves with "
+                       "counter 0, not one address at every point") as info:  # fmt: skip
+        validate(replace(program, sections=[replace(section, pcus=[bad])]))
+    assert "\n" not in str(info.value)
+
+
+def test_a_pef_without_registers_encodes_as_before() -> None:
+    # The field is omitted when false: a PEF without register ports has the bytes it had.
+    port = schema.Port(pmu=1, access=schema.Access(offset=0, strides=[1]))
+    assert b"register" not in encode_pef(scaled_program(1, register=False))
+    assert b"register" in encode_pef(scaled_program(1, register=True))
+    assert port.register is False
