@@ -376,6 +376,78 @@ class _Partitioner:
         record_placement(piece, placed)
         return "routes"
 
+    # -- a piece's streams, without building it -------------------------------------------------
+
+    def held_pmus(self, u: UnitOp, inside: set[UnitOp]) -> int:
+        """PMUs of ``u``'s result buffer in a piece of the units ``inside`` (as ``assign_pmus``
+        sets them on the built piece): its whole tensor's when a unit of the piece reads it
+        out of order, else 1."""
+        buf = self.out[u]
+        readers = [
+            (use.operation, use.operation.ins.data[use.index])
+            for use in buf.result.uses
+            if isinstance(use.operation, UnitOp) and use.operation in inside
+        ]
+        return resident_pmus(buf, self.target) if is_resident(buf, readers) else 1
+
+    def piece_graph(self, i: int, j: int, ends: dict[UnitOp, int]) -> placement.Graph:
+        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order)
+        computed from this section as it is, cloning nothing: what ``placement.fanout_excess``
+        judges a piece by, so that a piece it rules out is never built. Not for a parallel
+        unit's piece (its buffers span the PMUs ``parallel_layout`` gives them)."""
+        sources = self.sources(i, j)
+        units: list[placement.Unit] = []
+        streams: list[placement.Stream] = []
+        load_of: dict[object, int] = {}  # a DRAM tensor (arg or earlier unit) -> its load
+        for kind, what in sources:
+            if kind == "arg":
+                assert isinstance(what, BlockArgument)
+                name = self.arg_name[what]
+            else:
+                assert isinstance(what, UnitOp)
+                name = self.crossing(what, ends[what]).name
+            load_of[what] = len(units)
+            streams.append(placement.Stream(placement.DRAM, len(units)))
+            units.append(placement.Unit(f'pmu.buffer "{name}"', "pmu"))
+        inside = set(self.units[i:j])
+        at: dict[BufferOp, int] = {}  # a result buffer of the piece -> its index
+        pmus: list[tuple[int, int]] = []  # (buffer index, PMUs) of the buffers spanning several
+        for u in self.units[i:j]:
+            me = len(units)
+            units.append(placement.Unit(f"pcu.unit @{u.sym_name.data}", "pcu"))
+            for value in u.inputs:
+                buf = value.owner
+                assert isinstance(buf, BufferOp)
+                if buf in at:
+                    src = at[buf]
+                elif buf in self.writer:
+                    src = load_of[self.writer[buf]]
+                else:
+                    src = load_of[buf.source]
+                streams.append(placement.Stream(src, me))
+            buf = self.out[u]
+            at[buf] = len(units)
+            streams.append(placement.Stream(me, len(units)))
+            units.append(placement.Unit(f'pmu.buffer "{buf.buffer_name.data}"', "pmu"))
+            count = self.held_pmus(u, inside)
+            if count > 1:
+                pmus.append((at[buf], count))
+        stored: list[int] = [at[self.out[u]] for u in self.units[i:j] if self.stored(u, j)[0]]
+        if j == len(self.units):
+            for value, _ in self.results:
+                owner = value.owner
+                if isinstance(owner, BufferOp) and owner not in self.writer:
+                    stored.append(load_of[owner.source])
+        streams += [placement.Stream(b, placement.DRAM) for b in dict.fromkeys(stored)]
+        more: list[placement.Unit] = []
+        for b, count in pmus:
+            previous = b
+            for _ in range(count - 1):
+                more.append(placement.Unit(f"{units[b].name} (one more PMU)", "pmu"))
+                streams.append(placement.Stream(previous, len(units) + len(more) - 1))
+                previous = len(units) + len(more) - 1
+        return placement.Graph([*units, *more], streams)
+
     # -- the cut -------------------------------------------------------------------------------
 
     def run(self) -> list[SectionOp] | None:
@@ -413,7 +485,8 @@ class _Partitioner:
         the earlier pieces end).
 
         Pieces are tried from the longest down, one unit shorter each time; one that
-        ``placement.fanout_excess`` rules out costs no placement. After ``SHRINK_MISSES``
+        ``placement.fanout_excess`` rules out costs no placement, and is not even built (its
+        streams counted on this section, ``piece_graph``). After ``SHRINK_MISSES``
         placed pieces that did not route, the rest of the range is searched by galloping up
         from one unit (1, 2, 4... units more) and bisecting between the longest piece that
         routed and the shortest that did not.
@@ -422,7 +495,11 @@ class _Partitioner:
         pieces: dict[int, SectionOp] = {}
 
         def verdict(j: int) -> Verdict:
-            pieces[j] = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
+            piece_ends = {**ends, **dict.fromkeys(self.units[i:j], j)}
+            graph = None if self.units[i].parallel else self.piece_graph(i, j, piece_ends)
+            if graph is not None and placement.fanout_excess(graph, self.target) is not None:
+                return "too many streams"  # ruled out before building it
+            pieces[j] = self.build(k, i, j, piece_ends)
             return self.verdict(pieces[j])
 
         bad, misses = most + 1, 0
