@@ -144,6 +144,10 @@ class _Partitioner:
                     self.last_reader[w] = max(self.last_reader.get(w, -1), i)
                 elif isinstance(buf.source, BlockArgument):
                     self.arg_readers.setdefault(buf.source, []).append(i)
+        # For piece_graph: the buffers yielded as section results, and per unit the units
+        # reading its result out of order (filled as pieces ask).
+        self._named = {v.owner for v, _ in self.results}
+        self._out_of_order: dict[UnitOp, list[int]] = {}
 
     def fail(self, message: str) -> PassFailedException:
         return PassFailedException(f"section '{self.name}': {message}")
@@ -177,20 +181,7 @@ class _Partitioner:
             unit = self.units[i]
             held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
             return sum(n for _, n in held)
-        total = len(self.sources(i, j))
-        inside = set(self.units[i:j])
-        for u in self.units[i:j]:
-            buf = self.out[u]
-            readers = [
-                (use.operation, use.operation.ins.data[use.index])
-                for use in buf.result.uses
-                if isinstance(use.operation, UnitOp) and use.operation in inside
-            ]
-            count = 1
-            if is_resident(buf, readers):
-                count = resident_pmus(buf, self.target)
-            total += count
-        return total
+        return len(self.sources(i, j)) + sum(self.held_pmus(u, i, j) for u in self.units[i:j])
 
     def fits(self, i: int, j: int) -> bool:
         if self.max_ops and len({op_of(u) for u in self.units[i:j]}) > self.max_ops:
@@ -378,17 +369,21 @@ class _Partitioner:
 
     # -- a piece's streams, without building it -------------------------------------------------
 
-    def held_pmus(self, u: UnitOp, inside: set[UnitOp]) -> int:
-        """PMUs of ``u``'s result buffer in a piece of the units ``inside`` (as ``assign_pmus``
+    def held_pmus(self, u: UnitOp, i: int, j: int) -> int:
+        """PMUs of ``u``'s result buffer in the piece of units ``i..j-1`` (as ``assign_pmus``
         sets them on the built piece): its whole tensor's when a unit of the piece reads it
-        out of order, else 1."""
-        buf = self.out[u]
-        readers = [
-            (use.operation, use.operation.ins.data[use.index])
-            for use in buf.result.uses
-            if isinstance(use.operation, UnitOp) and use.operation in inside
-        ]
-        return resident_pmus(buf, self.target) if is_resident(buf, readers) else 1
+        out of order (``is_resident``), else 1."""
+        if u not in self._out_of_order:  # computed once a unit: the same for every piece
+            buf = self.out[u]
+            self._out_of_order[u] = [
+                self.index[reader]
+                for use in buf.result.uses
+                if isinstance(reader := use.operation, UnitOp)
+                and is_resident(buf, [(reader, reader.ins.data[use.index])])
+            ]
+        if any(i <= r < j for r in self._out_of_order[u]):
+            return resident_pmus(self.out[u], self.target)
+        return 1
 
     def piece_graph(self, i: int, j: int, ends: dict[UnitOp, int]) -> placement.Graph:
         """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order)
@@ -409,7 +404,6 @@ class _Partitioner:
             load_of[what] = len(units)
             streams.append(placement.Stream(placement.DRAM, len(units)))
             units.append(placement.Unit(f'pmu.buffer "{name}"', "pmu"))
-        inside = set(self.units[i:j])
         at: dict[BufferOp, int] = {}  # a result buffer of the piece -> its index
         pmus: list[tuple[int, int]] = []  # (buffer index, PMUs) of the buffers spanning several
         for u in self.units[i:j]:
@@ -429,10 +423,14 @@ class _Partitioner:
             at[buf] = len(units)
             streams.append(placement.Stream(me, len(units)))
             units.append(placement.Unit(f'pmu.buffer "{buf.buffer_name.data}"', "pmu"))
-            count = self.held_pmus(u, inside)
+            count = self.held_pmus(u, i, j)
             if count > 1:
                 pmus.append((at[buf], count))
-        stored: list[int] = [at[self.out[u]] for u in self.units[i:j] if self.stored(u, j)[0]]
+        stored = [  # what stored(u, j) yields: u's section results, or a spill read later
+            at[self.out[u]]
+            for u in self.units[i:j]
+            if self.out[u] in self._named or self.last_reader.get(u, -1) >= j
+        ]
         if j == len(self.units):
             for value, _ in self.results:
                 owner = value.owner
