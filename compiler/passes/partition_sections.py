@@ -144,9 +144,12 @@ class _Partitioner:
                     self.last_reader[w] = max(self.last_reader.get(w, -1), i)
                 elif isinstance(buf.source, BlockArgument):
                     self.arg_readers.setdefault(buf.source, []).append(i)
-        # For piece_graph: the buffers yielded as section results, and per unit the units
-        # reading its result out of order (filled as pieces ask).
-        self._named = {v.owner for v, _ in self.results}
+        # The section results of each buffer (one lookup, not a walk over all results, for
+        # every unit of every piece), and per unit the units reading its result out of order
+        # (filled as pieces ask).
+        self._named: dict[Operation | Block, list[_Result]] = {}  # a buffer -> its section results
+        for v, r in self.results:
+            self._named.setdefault(v.owner, []).append(r)
         self._out_of_order: dict[UnitOp, list[int]] = {}
 
     def fail(self, message: str) -> PassFailedException:
@@ -207,7 +210,7 @@ class _Partitioner:
         """What the piece ending before ``j`` stores of ``u``'s result: its section result
         names, and the name later pieces load it by (None: none reads it)."""
         buf = self.out[u]
-        names = [r for v, r in self.results if v.owner is buf]
+        names = self._named.get(buf, [])
         kept = [r for r in names if not self.conflicting(r.name, j)]
         read_later = self.last_reader.get(u, -1) >= j
         spilled = (read_later and not kept) or len(kept) < len(names)
@@ -302,8 +305,8 @@ class _Partitioner:
         for u in self.units:
             results, _ = self.stored(u, ends[u])
             spill = next((r for r in results if r.role == SPILL_ROLE), None)
-            for v, r in self.results:
-                if v.owner is self.out[u] and self.conflicting(r.name, ends[u]):
+            for r in self._named.get(self.out[u], []):
+                if self.conflicting(r.name, ends[u]):
                     assert spill is not None
                     pending.append((spill, r, self.out[u]))
         sections: list[SectionOp] = []
