@@ -151,6 +151,24 @@ class _Partitioner:
         for v, r in self.results:
             self._named.setdefault(v.owner, []).append(r)
         self._out_of_order: dict[UnitOp, list[int]] = {}
+        # Per unit, in plain values (``sources`` and ``piece_graph`` ask about every candidate
+        # piece): what each of its inputs reads, ``(writer's index, writer)`` for a unit's
+        # result and ``(-1, block argument)`` for an argument; its and its buffer's names; and
+        # whether its piece yields its result whatever the cut (a section result).
+        self._reads: list[list[tuple[int, object]]] = []
+        for u in self.units:
+            reads: list[tuple[int, object]] = []
+            for value in u.inputs:
+                buf = value.owner
+                assert isinstance(buf, BufferOp)
+                w = self.writer.get(buf)
+                reads.append((self.index[w], w) if w is not None else (-1, buf.source))
+            self._reads.append(reads)
+        self._labels = [
+            (f"pcu.unit @{u.sym_name.data}", f'pmu.buffer "{self.out[u].buffer_name.data}"')
+            for u in self.units
+        ]
+        self._yielded = [self.out[u] in self._named for u in self.units]
 
     def fail(self, message: str) -> PassFailedException:
         return PassFailedException(f"section '{self.name}': {message}")
@@ -161,16 +179,12 @@ class _Partitioner:
         """The DRAM tensors units ``i..j-1`` read, in order: ``("arg", block argument)`` or
         ``("unit", writer)`` for a result of an earlier piece."""
         seen: dict[tuple[str, object], None] = {}
-        for u in self.units[i:j]:
-            for value in u.inputs:
-                buf = value.owner
-                assert isinstance(buf, BufferOp)
-                if buf in self.writer:
-                    w = self.writer[buf]
-                    if self.index[w] < i:
-                        seen.setdefault(("unit", w), None)
-                else:
-                    seen.setdefault(("arg", buf.source), None)
+        for reads in self._reads[i:j]:
+            for w, what in reads:
+                if w < 0:
+                    seen.setdefault(("arg", what), None)
+                elif w < i:
+                    seen.setdefault(("unit", what), None)
         if j == len(self.units):
             for value, _ in self.results:
                 if isinstance(value.owner, BufferOp) and value.owner not in self.writer:
@@ -407,33 +421,23 @@ class _Partitioner:
             load_of[what] = len(units)
             streams.append(placement.Stream(placement.DRAM, len(units)))
             units.append(placement.Unit(f'pmu.buffer "{name}"', "pmu"))
-        at: dict[BufferOp, int] = {}  # a result buffer of the piece -> its index
+        first = len(units)  # unit i + k at first + 2k, its result buffer at first + 2k + 1
         pmus: list[tuple[int, int]] = []  # (buffer index, PMUs) of the buffers spanning several
-        for u in self.units[i:j]:
-            me = len(units)
-            units.append(placement.Unit(f"pcu.unit @{u.sym_name.data}", "pcu"))
-            for value in u.inputs:
-                buf = value.owner
-                assert isinstance(buf, BufferOp)
-                if buf in at:
-                    src = at[buf]
-                elif buf in self.writer:
-                    src = load_of[self.writer[buf]]
-                else:
-                    src = load_of[buf.source]
+        stored: list[int] = []  # what stored(u, j) yields: u's section results, a spill read later
+        for k in range(i, j):
+            me = first + 2 * (k - i)
+            pcu, buffer = self._labels[k]
+            units.append(placement.Unit(pcu, "pcu"))
+            for w, what in self._reads[k]:
+                src = first + 2 * (w - i) + 1 if w >= i else load_of[what]
                 streams.append(placement.Stream(src, me))
-            buf = self.out[u]
-            at[buf] = len(units)
-            streams.append(placement.Stream(me, len(units)))
-            units.append(placement.Unit(f'pmu.buffer "{buf.buffer_name.data}"', "pmu"))
-            count = self.held_pmus(u, i, j)
+            streams.append(placement.Stream(me, me + 1))
+            units.append(placement.Unit(buffer, "pmu"))
+            count = self.held_pmus(self.units[k], i, j)
             if count > 1:
-                pmus.append((at[buf], count))
-        stored = [  # what stored(u, j) yields: u's section results, or a spill read later
-            at[self.out[u]]
-            for u in self.units[i:j]
-            if self.out[u] in self._named or self.last_reader.get(u, -1) >= j
-        ]
+                pmus.append((me + 1, count))
+            if self._yielded[k] or self.last_reader.get(self.units[k], -1) >= j:
+                stored.append(me + 1)
         if j == len(self.units):
             for value, _ in self.results:
                 owner = value.owner
