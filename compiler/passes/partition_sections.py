@@ -9,13 +9,15 @@ PMUs) and is checked by placing and routing it (``placement.place_and_route``, w
 ``seed``). A piece that does not route is shortened to the longest that does: one unit at a
 time, where a piece whose streams out of (or into) one unit exceed what the links of a slot
 carry (``placement.fanout_excess``, e.g. a buffer spanning more PMUs than its switch has links
-for) is ruled out without placing or even building it (its streams counted on the section);
-after ``SHRINK_MISSES`` pieces placed in vain, by galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit
+for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces placed in vain, by
+galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit
 with the parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed.
 A section that fits stays whole and keeps its name. A parallel unit (``parallel [...]``, see
 parallelize-units) counts its copies as PCUs and is cut out alone: its piece holds only it and
 its buffers (all of their PMUs), and is checked with its structured layout
 (``parallel_layout``).
+A candidate piece ``fanout_excess`` rules out is not even built: its streams are counted on the
+section (``piece_graph``).
 
 The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
 #pcu.section_placement<at [(x0, y0), ...], routes [...]>`` (its units' slots and its streams'
