@@ -239,13 +239,13 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def earlier_steps(path: Path) -> list[dict[str, Any]]:
-    """The training-step rows ``path`` holds from an earlier run (none: [])."""
+def earlier_doc(path: Path) -> dict[str, Any]:
+    """What ``path`` holds under ``KEY`` from an earlier run (none: {})."""
     try:
-        steps = json.loads(path.read_text()).get(KEY, {}).get("steps", [])
+        doc = json.loads(path.read_text()).get(KEY, {})
     except (OSError, json.JSONDecodeError, AttributeError):
-        return []
-    return steps if isinstance(steps, list) else []
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def merge_results(path: Path, doc: dict[str, Any]) -> None:
@@ -283,8 +283,10 @@ def main() -> int:
         pef = opts.pef
         if pef is None:
             pef, doc["compile"] = compile_rows(Path(tmp))
-        if opts.compile_only:  # the steps of the last full run stay in the results
-            doc["steps"] = earlier_steps(opts.out)
+        if opts.compile_only:  # the steps of the last full run stay, with its machine line
+            earlier = earlier_doc(opts.out)
+            doc["steps"] = earlier.get("steps", [])
+            doc["steps_machine"] = earlier.get("steps_machine", earlier.get("machine"))
         else:
             doc["steps"] = measure(pef, opts.repeats)
     doc["machine"] = speed.machine()
