@@ -2,14 +2,18 @@
 
     .venv/bin/python bench/gpt2_small.py                    # compile, then measure (minutes)
     .venv/bin/python bench/gpt2_small.py --pef P.pef        # measure an already compiled PEF
+    .venv/bin/python bench/gpt2_small.py --compile-only     # the compile rows (steps kept)
 
 The model is ``examples/hf_gpt2 --size small --dropout 0``: ``transformers``' ``GPT2Config()``
 (12 layers, hidden 768, vocabulary 50,257; 124M parameters, no download), batch 1 x 128
 tokens, AdamW, compiled with ``rdu-compile --arch sn40l`` (wall time and peak memory of the
-whole command are recorded). Then, for 1 and 2 threads, two fresh processes each (so that each
-peak memory is its own): the emulator's training step (``TrainingSession.step``, set up like
-``rdu-run``) and torch eager's (forward, loss, backward, ``AdamW.step``), with
-``OMP/OPENBLAS/MKL_NUM_THREADS`` set before numpy and torch load and
+whole command are recorded) beside ``torch.compile`` (inductor, cold cache, forward and
+backward: bench/speed.py's child) in the same run, target at most 0.5x of it and 3 GB peak;
+then rdu-compile again at 2 and 6 blocks (``--n-layer``), the 12-block time within 1.3x of the
+line through those two (``speed.linearity``). Then, for 1 and 2 threads, two fresh processes
+each (so that each peak memory is its own): the emulator's training step
+(``TrainingSession.step``, set up like ``rdu-run``) and torch eager's (forward, loss, backward,
+``AdamW.step``), with ``OMP/OPENBLAS/MKL_NUM_THREADS`` set before numpy and torch load and
 ``torch.set_num_threads``; medians of the wall time and of the process's CPU time over
 ``--repeats`` steps after one warm-up step; peak memory is ``ru_maxrss``. The emulator uses
 the threads of numpy's BLAS (``runtime.fabric.host_threads``) for its matmuls and a pool of as
@@ -44,6 +48,10 @@ RESULTS = ROOT / "bench" / "results.json"
 KEY = "gpt2_small"
 TARGET = 2.0  # emulator step / torch eager step, at most, at the same thread count
 THREADS = (1, 2)
+COMPILE_TARGET = 0.5  # rdu-compile / torch.compile (inductor, cold), at most
+COMPILE_PEAK_MB = 3000.0  # rdu-compile's peak memory, at most
+LAYERS = (2, 6, 12)
+"""The compile scaling rows (``--n-layer``, hidden 768); 12 is the compile measured anyway."""
 
 
 def _speed() -> ModuleType:
@@ -138,14 +146,42 @@ def child(side: str, pef: str, threads: int, repeats: int) -> dict[str, Any]:
 # -- the parent -----------------------------------------------------------------------------------
 
 
-def compile_pef(folder: Path) -> tuple[Path, dict[str, Any]]:
+def compile_pef(folder: Path, extra: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """rdu-compile of the model (``extra``: more model options), whole command, fresh process:
+    its PEF and its wall time, CPU time and peak memory."""
+    name = "-".join(["gpt2-small", *(a.lstrip("-") for a in extra)])
     argv = [speed.tool("rdu-compile"), str(MODEL), "--arch", ARCH, "-b", str(BATCH)]
-    argv += ["--output-folder", str(folder), "--pef-name", "gpt2-small", *MODEL_ARGS]
+    argv += ["--output-folder", str(folder), "--pef-name", name, *MODEL_ARGS, *extra]
     done = speed.run_child(argv, timeout=3 * 3600)
     if done.returncode != 0:
         sys.exit(f"bench/gpt2_small.py: rdu-compile failed: {done.reason()}")
     row = {"seconds": done.seconds, "cpu_seconds": done.cpu_seconds, "peak_mb": done.peak_mb}
-    return folder / "gpt2-small" / "gpt2-small.pef", row
+    return folder / name / f"{name}.pef", row
+
+
+def compile_rows(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The compile of GPT-2 small beside torch.compile's cold compile of the same model
+    (bench/speed.py's inductor child, in the same run), and the scaling rows: rdu-compile at
+    ``LAYERS`` blocks, the largest judged against the line through the two smallest."""
+    pef, row = compile_pef(folder)
+    row["loadavg_1m"] = os.getloadavg()[0]
+    print(f"[gpt2_small] rdu-compile {row['seconds']:.1f} s; torch.compile", file=sys.stderr)
+    row["torch_compile"] = speed.inductor(MODEL, MODEL_ARGS, BATCH, "inductor")
+    row["ratio"] = row["seconds"] / row["torch_compile"]["seconds"]
+    row["met"] = row["ratio"] <= COMPILE_TARGET and row["peak_mb"] <= COMPILE_PEAK_MB
+    scaling: dict[int, dict[str, Any]] = {max(LAYERS): row}
+    for layers in LAYERS:
+        if layers not in scaling:
+            print(f"[gpt2_small] rdu-compile --n-layer {layers}", file=sys.stderr)
+            scaling[layers] = compile_pef(folder, ("--n-layer", str(layers)))[1]
+    row["scaling"] = [
+        {"layers": n, **{k: r[k] for k in ("seconds", "cpu_seconds", "peak_mb")}}
+        for n, r in sorted(scaling.items())
+    ]
+    linear = speed.linearity({n: r["seconds"] for n, r in scaling.items()})
+    row["linearity"] = linear
+    row["linearity_met"] = None if linear is None else linear <= speed.SCALING_TARGET
+    return pef, row
 
 
 def measure(pef: Path, repeats: int) -> list[dict[str, Any]]:
@@ -168,9 +204,23 @@ def table(doc: dict[str, Any]) -> str:
              f"load {doc['machine']['loadavg_1m']}"]  # fmt: skip
     c = doc.get("compile")
     if c:
+        tc = c["torch_compile"]
         lines.append(
             f"rdu-compile --arch {ARCH}: {c['seconds']:.1f} s ({c['cpu_seconds']:.1f} s CPU), "
-            f"{c['peak_mb']:.0f} MB peak"
+            f"{c['peak_mb']:.0f} MB peak; torch.compile (inductor, cold): {tc['seconds']:.1f} s "
+            f"({tc['cpu_seconds']:.1f} s CPU), {tc['peak_mb']:.0f} MB; ratio {c['ratio']:.2f} "
+            f"(target <= {COMPILE_TARGET}, peak <= {COMPILE_PEAK_MB:.0f} MB) "
+            + ("ok" if c["met"] else "MISSED")
+        )
+        lines.append(f"{'layers':>7}{'rdu s':>8}{'cpu s':>8}{'MB':>7}  (hidden 768)")
+        for r in c["scaling"]:
+            lines.append(
+                f"{r['layers']:>7}{r['seconds']:>8.1f}{r['cpu_seconds']:>8.1f}{r['peak_mb']:>7.0f}"
+            )
+        linear = c["linearity"]
+        lines.append(
+            f"layers: {'-' if linear is None else format(linear, '.2f')}x of linear (target <= "
+            f"{speed.SCALING_TARGET}) " + ("ok" if c["linearity_met"] else "MISSED")
         )
     lines.append("")
     lines.append("one training step, GPT-2 small (124M), batch 1 x 128, median")
@@ -187,6 +237,15 @@ def table(doc: dict[str, Any]) -> str:
             + ("ok" if r["met"] else "MISSED")
         )
     return "\n".join(lines)
+
+
+def earlier_doc(path: Path) -> dict[str, Any]:
+    """What ``path`` holds under ``KEY`` from an earlier run (none: {})."""
+    try:
+        doc = json.loads(path.read_text()).get(KEY, {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def merge_results(path: Path, doc: dict[str, Any]) -> None:
@@ -209,6 +268,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pef", type=Path, default=None, help="a compiled PEF (skip compiling)")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps a side (median)")
+    parser.add_argument(
+        "--compile-only", action="store_true", help="the compile rows only (no training steps)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")
     parser.add_argument("--child", choices=("fabric", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -220,8 +282,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rdu-bench-gpt2-") as tmp:
         pef = opts.pef
         if pef is None:
-            pef, doc["compile"] = compile_pef(Path(tmp))
-        doc["steps"] = measure(pef, opts.repeats)
+            pef, doc["compile"] = compile_rows(Path(tmp))
+        if opts.compile_only:  # the steps of the last full run stay, with its machine line
+            earlier = earlier_doc(opts.out)
+            doc["steps"] = earlier.get("steps", [])
+            doc["steps_machine"] = earlier.get("steps_machine", earlier.get("machine"))
+        else:
+            doc["steps"] = measure(pef, opts.repeats)
     doc["machine"] = speed.machine()
     print(table(doc))
     merge_results(opts.out, doc)

@@ -16,6 +16,8 @@ A section that fits stays whole and keeps its name. A parallel unit (``parallel 
 parallelize-units) counts its copies as PCUs and is cut out alone: its piece holds only it and
 its buffers (all of their PMUs), and is checked with its structured layout
 (``parallel_layout``).
+A candidate piece ``fanout_excess`` rules out is not even built: its streams are counted on the
+section (``piece_graph``).
 
 The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
 #pcu.section_placement<at [(x0, y0), ...], routes [...]>`` (its units' slots and its streams'
@@ -144,6 +146,31 @@ class _Partitioner:
                     self.last_reader[w] = max(self.last_reader.get(w, -1), i)
                 elif isinstance(buf.source, BlockArgument):
                     self.arg_readers.setdefault(buf.source, []).append(i)
+        # The section results of each buffer (one lookup, not a walk over all results, for
+        # every unit of every piece), and per unit the units reading its result out of order
+        # (filled as pieces ask).
+        self._named: dict[Operation | Block, list[_Result]] = {}  # a buffer -> its section results
+        for v, r in self.results:
+            self._named.setdefault(v.owner, []).append(r)
+        self._out_of_order: dict[UnitOp, list[int]] = {}
+        # Per unit, in plain values (``sources`` and ``piece_graph`` ask about every candidate
+        # piece): what each of its inputs reads, ``(writer's index, writer)`` for a unit's
+        # result and ``(-1, block argument)`` for an argument; its and its buffer's names; and
+        # whether its piece yields its result whatever the cut (a section result).
+        self._reads: list[list[tuple[int, object]]] = []
+        for u in self.units:
+            reads: list[tuple[int, object]] = []
+            for value in u.inputs:
+                buf = value.owner
+                assert isinstance(buf, BufferOp)
+                w = self.writer.get(buf)
+                reads.append((self.index[w], w) if w is not None else (-1, buf.source))
+            self._reads.append(reads)
+        self._labels = [
+            (f"pcu.unit @{u.sym_name.data}", f'pmu.buffer "{self.out[u].buffer_name.data}"')
+            for u in self.units
+        ]
+        self._yielded = [self.out[u] in self._named for u in self.units]
 
     def fail(self, message: str) -> PassFailedException:
         return PassFailedException(f"section '{self.name}': {message}")
@@ -154,16 +181,12 @@ class _Partitioner:
         """The DRAM tensors units ``i..j-1`` read, in order: ``("arg", block argument)`` or
         ``("unit", writer)`` for a result of an earlier piece."""
         seen: dict[tuple[str, object], None] = {}
-        for u in self.units[i:j]:
-            for value in u.inputs:
-                buf = value.owner
-                assert isinstance(buf, BufferOp)
-                if buf in self.writer:
-                    w = self.writer[buf]
-                    if self.index[w] < i:
-                        seen.setdefault(("unit", w), None)
-                else:
-                    seen.setdefault(("arg", buf.source), None)
+        for reads in self._reads[i:j]:
+            for w, what in reads:
+                if w < 0:
+                    seen.setdefault(("arg", what), None)
+                elif w < i:
+                    seen.setdefault(("unit", what), None)
         if j == len(self.units):
             for value, _ in self.results:
                 if isinstance(value.owner, BufferOp) and value.owner not in self.writer:
@@ -177,20 +200,7 @@ class _Partitioner:
             unit = self.units[i]
             held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
             return sum(n for _, n in held)
-        total = len(self.sources(i, j))
-        inside = set(self.units[i:j])
-        for u in self.units[i:j]:
-            buf = self.out[u]
-            readers = [
-                (use.operation, use.operation.ins.data[use.index])
-                for use in buf.result.uses
-                if isinstance(use.operation, UnitOp) and use.operation in inside
-            ]
-            count = 1
-            if is_resident(buf, readers):
-                count = resident_pmus(buf, self.target)
-            total += count
-        return total
+        return len(self.sources(i, j)) + sum(self.held_pmus(u, i, j) for u in self.units[i:j])
 
     def fits(self, i: int, j: int) -> bool:
         if self.max_ops and len({op_of(u) for u in self.units[i:j]}) > self.max_ops:
@@ -216,7 +226,7 @@ class _Partitioner:
         """What the piece ending before ``j`` stores of ``u``'s result: its section result
         names, and the name later pieces load it by (None: none reads it)."""
         buf = self.out[u]
-        names = [r for v, r in self.results if v.owner is buf]
+        names = self._named.get(buf, [])
         kept = [r for r in names if not self.conflicting(r.name, j)]
         read_later = self.last_reader.get(u, -1) >= j
         spilled = (read_later and not kept) or len(kept) < len(names)
@@ -311,8 +321,8 @@ class _Partitioner:
         for u in self.units:
             results, _ = self.stored(u, ends[u])
             spill = next((r for r in results if r.role == SPILL_ROLE), None)
-            for v, r in self.results:
-                if v.owner is self.out[u] and self.conflicting(r.name, ends[u]):
+            for r in self._named.get(self.out[u], []):
+                if self.conflicting(r.name, ends[u]):
                     assert spill is not None
                     pending.append((spill, r, self.out[u]))
         sections: list[SectionOp] = []
@@ -376,6 +386,75 @@ class _Partitioner:
         record_placement(piece, placed)
         return "routes"
 
+    # -- a piece's streams, without building it -------------------------------------------------
+
+    def held_pmus(self, u: UnitOp, i: int, j: int) -> int:
+        """PMUs of ``u``'s result buffer in the piece of units ``i..j-1`` (as ``assign_pmus``
+        sets them on the built piece): its whole tensor's when a unit of the piece reads it
+        out of order (``is_resident``), else 1."""
+        if u not in self._out_of_order:  # computed once a unit: the same for every piece
+            buf = self.out[u]
+            self._out_of_order[u] = [
+                self.index[reader]
+                for use in buf.result.uses
+                if isinstance(reader := use.operation, UnitOp)
+                and is_resident(buf, [(reader, reader.ins.data[use.index])])
+            ]
+        if any(i <= r < j for r in self._out_of_order[u]):
+            return resident_pmus(self.out[u], self.target)
+        return 1
+
+    def piece_graph(self, i: int, j: int, ends: dict[UnitOp, int]) -> placement.Graph:
+        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order)
+        computed from this section as it is, cloning nothing: what ``placement.fanout_excess``
+        judges a piece by, so that a piece it rules out is never built. Not for a parallel
+        unit's piece (its buffers span the PMUs ``parallel_layout`` gives them)."""
+        sources = self.sources(i, j)
+        units: list[placement.Unit] = []
+        streams: list[placement.Stream] = []
+        load_of: dict[object, int] = {}  # a DRAM tensor (arg or earlier unit) -> its load
+        for kind, what in sources:
+            if kind == "arg":
+                assert isinstance(what, BlockArgument)
+                name = self.arg_name[what]
+            else:
+                assert isinstance(what, UnitOp)
+                name = self.crossing(what, ends[what]).name
+            load_of[what] = len(units)
+            streams.append(placement.Stream(placement.DRAM, len(units)))
+            units.append(placement.Unit(f'pmu.buffer "{name}"', "pmu"))
+        first = len(units)  # unit i + k at first + 2k, its result buffer at first + 2k + 1
+        pmus: list[tuple[int, int]] = []  # (buffer index, PMUs) of the buffers spanning several
+        stored: list[int] = []  # what stored(u, j) yields: u's section results, a spill read later
+        for k in range(i, j):
+            me = first + 2 * (k - i)
+            pcu, buffer = self._labels[k]
+            units.append(placement.Unit(pcu, "pcu"))
+            for w, what in self._reads[k]:
+                src = first + 2 * (w - i) + 1 if w >= i else load_of[what]
+                streams.append(placement.Stream(src, me))
+            streams.append(placement.Stream(me, me + 1))
+            units.append(placement.Unit(buffer, "pmu"))
+            count = self.held_pmus(self.units[k], i, j)
+            if count > 1:
+                pmus.append((me + 1, count))
+            if self._yielded[k] or self.last_reader.get(self.units[k], -1) >= j:
+                stored.append(me + 1)
+        if j == len(self.units):
+            for value, _ in self.results:
+                owner = value.owner
+                if isinstance(owner, BufferOp) and owner not in self.writer:
+                    stored.append(load_of[owner.source])
+        streams += [placement.Stream(b, placement.DRAM) for b in dict.fromkeys(stored)]
+        more: list[placement.Unit] = []
+        for b, count in pmus:
+            previous = b
+            for _ in range(count - 1):
+                more.append(placement.Unit(f"{units[b].name} (one more PMU)", "pmu"))
+                streams.append(placement.Stream(previous, len(units) + len(more) - 1))
+                previous = len(units) + len(more) - 1
+        return placement.Graph([*units, *more], streams)
+
     # -- the cut -------------------------------------------------------------------------------
 
     def run(self) -> list[SectionOp] | None:
@@ -413,7 +492,8 @@ class _Partitioner:
         the earlier pieces end).
 
         Pieces are tried from the longest down, one unit shorter each time; one that
-        ``placement.fanout_excess`` rules out costs no placement. After ``SHRINK_MISSES``
+        ``placement.fanout_excess`` rules out costs no placement, and is not even built (its
+        streams counted on this section, ``piece_graph``). After ``SHRINK_MISSES``
         placed pieces that did not route, the rest of the range is searched by galloping up
         from one unit (1, 2, 4... units more) and bisecting between the longest piece that
         routed and the shortest that did not.
@@ -422,7 +502,11 @@ class _Partitioner:
         pieces: dict[int, SectionOp] = {}
 
         def verdict(j: int) -> Verdict:
-            pieces[j] = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
+            piece_ends = {**ends, **dict.fromkeys(self.units[i:j], j)}
+            graph = None if self.units[i].parallel else self.piece_graph(i, j, piece_ends)
+            if graph is not None and placement.fanout_excess(graph, self.target) is not None:
+                return "too many streams"  # ruled out before building it
+            pieces[j] = self.build(k, i, j, piece_ends)
             return self.verdict(pieces[j])
 
         bad, misses = most + 1, 0

@@ -34,10 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import numpy as np
+
 from compiler.passes.routing import Coord, Router, link_usage
 from compiler.targets import Target
 
 UnitKind = Literal["pcu", "pmu"]
+KINDS: Final[tuple[UnitKind, ...]] = ("pcu", "pmu")
 
 DRAM: Final = -1
 """The endpoint index of off-chip memory in a ``Stream``."""
@@ -248,12 +251,16 @@ def placement_cost(graph: Graph, target: Target, at: Sequence[Coord]) -> int:
 def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     """Units in dataflow order, each on the free slot of its kind nearest its placed neighbours.
 
-    Ties go to the leftmost slot (nearest DRAM), then the lowest row.
+    Ties go to the leftmost slot (nearest DRAM), then the lowest row. A slot's cost is the sum
+    of a column's and a row's (the Manhattan distances split by axis), so the costs of all the
+    free slots of a kind are one numpy sum, and the first of least cost its ``argmin``.
     """
     incident = _incident_streams(graph)
     dram = _dram_degree(graph)
-    row_load = [(0, 0)] * target.rows
-    free = {"pcu": slots(target, "pcu"), "pmu": slots(target, "pmu")}
+    row_load = np.zeros((target.rows, 2), dtype=np.int64)  # per row: DRAM loads, stores
+    free = {kind: np.array(slots(target, kind), dtype=np.int64).reshape(-1, 2) for kind in KINDS}
+    taken = {kind: np.zeros(len(free[kind]), dtype=bool) for kind in KINDS}
+    columns, rows = np.arange(target.cols), np.arange(target.rows)
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
     for u, unit in enumerate(graph.units):
@@ -263,24 +270,25 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
             for stream in (graph.streams[s] for s in incident[u])
         ]
         drams = sum(1 for e in ends if e == DRAM)
-        near = [at[e] for e in ends if e != DRAM and placed[e]]
-        # A slot's cost: the Manhattan distances split by axis, summed once per column and row;
-        # the first slot of least cost.
-        by_x = [drams * x for x in range(target.cols)]
-        by_y = [0] * target.rows
-        if dram[u] != (0, 0):
-            by_y = [
-                _row_penalty(_add(load, dram[u]), target) - _row_penalty(load, target)
-                for load in row_load
-            ]
-        for ox, oy in near:
-            by_x = [c + abs(x - ox) for x, c in enumerate(by_x)]
-            by_y = [c + abs(y - oy) for y, c in enumerate(by_y)]
-        best_slot = min(free[unit.kind], key=lambda slot: by_x[slot[0]] + by_y[slot[1]])
+        near = np.array([at[e] for e in ends if e != DRAM and placed[e]], dtype=np.int64)
+        near = near.reshape(-1, 2)
+        by_x = drams * columns + np.abs(columns[:, None] - near[None, :, 0]).sum(axis=1)
+        by_y = np.abs(rows[:, None] - near[None, :, 1]).sum(axis=1)
+        if dram[u] != (0, 0):  # _row_penalty of every row with u's DRAM streams, less without
+            over = np.maximum(row_load + np.array(dram[u]) - target.link_capacity, 0)
+            over -= np.maximum(row_load - target.link_capacity, 0)
+            by_y += DRAM_DETOUR * over.sum(axis=1)
+        xy = free[unit.kind]
+        cost = by_x[xy[:, 0]] + by_y[xy[:, 1]]
+        cost[taken[unit.kind]] = np.iinfo(np.int64).max
+        best = int(np.argmin(cost))  # the first of least cost
+        if taken[unit.kind][best]:
+            raise PlacementError(f"no free {unit.kind.upper()} slot left for {unit.name}")
+        best_slot = (int(xy[best, 0]), int(xy[best, 1]))
         at[u] = best_slot
         placed[u] = True
-        row_load[best_slot[1]] = _add(row_load[best_slot[1]], dram[u])
-        free[unit.kind].remove(best_slot)
+        row_load[best_slot[1]] += dram[u]
+        taken[unit.kind][best] = True
     return at
 
 

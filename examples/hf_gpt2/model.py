@@ -5,7 +5,8 @@ the GPT example's sonnets.
 ``--size tiny`` (the default) is 2 layers at hidden 128 over the sonnets' characters;
 ``--size small`` is ``GPT2Config()`` as the library defines it: GPT-2 small, 12 layers, hidden
 768, 12 heads, the 50,257-token vocabulary, 124M parameters (random init; the sonnets'
-character ids are tokens of it). ``--dropout P`` sets the config's three dropout rates (default:
+character ids are tokens of it). ``--n-layer N`` overrides the size's number of blocks (the
+compile-time scaling rows). ``--dropout P`` sets the config's three dropout rates (default:
 the config's own, 0.1).
 
 Needs the ``transformers`` package (``pip install -e '.[hf]'``; ``make test`` installs it).
@@ -45,6 +46,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dropout", type=float, default=None, help="dropout rates (default 0.1)")
     parser.add_argument("--block-size", type=int, default=16, help="context length")
+    parser.add_argument(
+        "--n-layer", type=int, default=None, help="transformer blocks (default: the size's own)"
+    )
     parser.add_argument("--steps-per-epoch", type=int, default=20, help="training batches")
 
 
@@ -90,6 +94,10 @@ def config(args: argparse.Namespace) -> GPT2Config:
             f"--block-size {args.block_size} is longer than the model's {config.n_positions} "
             "positions"
         )
+    if args.n_layer is not None:
+        if args.n_layer < 1:
+            raise ValueError(f"--n-layer {args.n_layer}: at least 1")
+        config.n_layer = args.n_layer
     if args.dropout is not None:
         config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = args.dropout
     config._attn_implementation = "sdpa"  # attention in its math form when traced

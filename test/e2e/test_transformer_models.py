@@ -79,19 +79,28 @@ def test_hugging_face_model_from_a_save_pretrained_folder(tmp_path: Path) -> Non
 
 def test_hf_gpt2_size_small_is_the_library_default_config() -> None:
     """``--size small`` is GPT-2 small as ``GPT2Config()`` defines it (checked on the config,
-    without building the 124M-parameter model); ``--dropout`` sets all three rates."""
+    without building the 124M-parameter model); ``--dropout`` sets all three rates, ``--n-layer``
+    the number of blocks."""
     transformers = pytest.importorskip("transformers")
     example = load_model_file(str(ROOT / "examples" / "hf_gpt2" / "model.py"))
     gpt2_config = example.function("config")
-    small = argparse.Namespace(size="small", dropout=0.0, block_size=128, pretrained=None)
+    small = argparse.Namespace(
+        size="small", dropout=0.0, block_size=128, pretrained=None, n_layer=None
+    )
     config = gpt2_config(small)
     default = transformers.GPT2Config()
     assert (config.n_layer, config.n_embd, config.n_head) == (12, 768, 12)
     assert (config.vocab_size, config.n_positions) == (default.vocab_size, default.n_positions)
     assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.0
-    tiny = argparse.Namespace(size="tiny", dropout=None, block_size=8, pretrained=None)
+    tiny = argparse.Namespace(
+        size="tiny", dropout=None, block_size=8, pretrained=None, n_layer=None
+    )
     assert gpt2_config(tiny).n_layer == 2
     assert gpt2_config(tiny).resid_pdrop == default.resid_pdrop
-    too_long = argparse.Namespace(size="tiny", dropout=None, block_size=65, pretrained=None)
+    six = argparse.Namespace(size="small", dropout=0.0, block_size=128, pretrained=None, n_layer=6)
+    assert (gpt2_config(six).n_layer, gpt2_config(six).n_embd) == (6, 768)
+    too_long = argparse.Namespace(
+        size="tiny", dropout=None, block_size=65, pretrained=None, n_layer=None
+    )
     with pytest.raises(ValueError, match="longer than the model's 64 positions"):
         gpt2_config(too_long)

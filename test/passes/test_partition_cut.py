@@ -235,3 +235,62 @@ def test_a_resident_tensor_chains_its_pmus_and_stays_with_its_reader(
     for section in program.sections:
         fabric.run_section(section.name, dram)
     np.testing.assert_allclose(dram["output.0"], (a * 2 + 1) @ b, rtol=1e-5, atol=1e-5)
+
+
+# -- a piece's streams counted without building it ---------------------------------------------
+
+
+def piece_graphs_match(module: ModuleOp, target: Target) -> dict[str, int]:
+    """Check ``piece_graph`` against ``section_graph`` of the built piece on pieces of every
+    section of ``module`` (earlier units cut every 4); count what the pieces had."""
+    seen = {"crossing": 0, "more PMUs": 0, "last": 0}
+    for section in [op for op in module.walk() if isinstance(op, SectionOp)]:
+        cutter = _Partitioner(section, target, 0, 0, {})
+        n = len(cutter.units)
+        for i in range(0, n, 8):
+            ends = {u: min(i, (k // 4 + 1) * 4) for k, u in enumerate(cutter.units[:i])}
+            for j in sorted({i + 1, i + 6, n} & set(range(i + 1, n + 1))):
+                if any(u.parallel is not None for u in cutter.units[i:j]):
+                    continue
+                piece_ends = {**ends, **dict.fromkeys(cutter.units[i:j], j)}
+                expected = section_graph(cutter.build(0, i, j, piece_ends)).graph
+                got = cutter.piece_graph(i, j, piece_ends)
+                assert got == expected, (section.sym_name.data, i, j)
+                seen["crossing"] += any(k == "unit" for k, _ in cutter.sources(i, j))
+                seen["more PMUs"] += any(u.name.endswith("(one more PMU)") for u in got.units)
+                seen["last"] += j == n
+    return seen
+
+
+def test_a_piece_graph_is_the_graph_of_the_piece_built(tmp_path: Path) -> None:
+    """``piece_graph`` (what ``fanout_excess`` rules a piece out by, cloning nothing) is exactly
+    ``section_graph`` of the piece ``build`` makes: on the GPT example's sections for ``tiny``
+    (arguments read by several units, results of earlier pieces, the last piece's stores), and
+    on a resident tensor spanning 8 PMUs."""
+    import argparse
+
+    from compiler.frontend import build_dataflow
+    from compiler.pipeline import lowering_passes
+    from tools.model_file import load_model_file
+
+    root = Path(__file__).resolve().parents[2]
+    model_file = load_model_file(str(root / "examples" / "gpt" / "model.py"))
+    args = argparse.Namespace(
+        seed=0, epoch=0, debug=False, batch_size=2, block_size=8, n_embd=16, n_head=2, n_layer=1,
+        dropout=0.0, steps_per_epoch=1,
+    )  # fmt: skip
+    spec = model_file.spec(model_file.call("model", args), args, inference=False)
+    module = build_dataflow(spec, inference=False)
+    ctx = make_context()
+    for stage, pass_ in lowering_passes("tiny"):
+        if stage == "sections":
+            break
+        pass_.apply(ctx, module)
+    seen = piece_graphs_match(module, get_target("tiny"))
+    assert seen["crossing"] and seen["last"], seen
+    path = tmp_path / "narrow.toml"
+    path.write_text(NARROW)
+    module = Parser(ctx, SCALED_MATMUL).parse_module()
+    SplitUnits(target=str(path)).apply(ctx, module)
+    AssignPmus(target=str(path)).apply(ctx, module)
+    assert piece_graphs_match(module, get_target(str(path)))["more PMUs"]

@@ -14,6 +14,7 @@ from compiler.passes.placement import (
     Stream,
     Unit,
     endpoint_switch,
+    greedy_placement,
     place_and_route,
     slots,
     wire_length,
@@ -201,3 +202,53 @@ def test_check_placement_accepts_what_place_and_route_finds_and_names_what_is_wr
     )
     short = Placement(at[:-1], placed.routes)
     assert what_is_wrong(graph, GRID, short) == "6 slots and 11 routes for 7 units and 11 streams"
+
+
+def _greedy_by_definition(graph: Graph, target: Target) -> list[Coord]:
+    """``greedy_placement`` as its docstring defines it, slot by slot: in dataflow order, the
+    first free slot of the unit's kind (column by column from the left) of least Manhattan
+    length to its placed neighbours and to DRAM (its column), plus its row's DRAM detour."""
+    from compiler.passes.placement import _row_penalty
+
+    free = {kind: slots(target, kind) for kind in ("pcu", "pmu")}
+    at: list[Coord] = []
+    row_load = [(0, 0)] * target.rows
+    for u, unit in enumerate(graph.units):
+        loads = sum(1 for s in graph.streams if s.src == DRAM and s.dst == u)
+        stores = sum(1 for s in graph.streams if s.dst == DRAM and s.src == u)
+        near = [at[s.src] for s in graph.streams if s.dst == u and 0 <= s.src < u]
+        near += [at[s.dst] for s in graph.streams if s.src == u and 0 <= s.dst < u]
+
+        def cost(
+            slot: Coord, near: list[Coord] = near, d: tuple[int, int] = (loads, stores)
+        ) -> int:
+            x, y = slot
+            load = row_load[y]
+            detour = _row_penalty((load[0] + d[0], load[1] + d[1]), target)
+            detour -= _row_penalty(load, target)
+            return (d[0] + d[1]) * x + sum(abs(x - a) + abs(y - b) for a, b in near) + detour
+
+        best = min(free[unit.kind], key=cost)
+        free[unit.kind].remove(best)
+        at.append(best)
+        row_load[best[1]] = (row_load[best[1]][0] + loads, row_load[best[1]][1] + stores)
+    return at
+
+
+@pytest.mark.parametrize("name", ["tiny", "plasticine", "sn40l"])
+def test_greedy_placement_is_the_slot_by_slot_choice(name: str) -> None:
+    """The vectorised greedy start picks exactly the slots the definition does (ties to the
+    left, then down), on random graphs with many DRAM streams (rows over their edge links)."""
+    import random
+
+    target = get_target(name)
+    rng = random.Random(0)
+    for _ in range(6):
+        n = rng.randint(1, min(target.num_pcus, target.num_pmus, 120))
+        units = [Unit(f"u{i}", rng.choice(["pcu", "pmu"])) for i in range(n)]
+        streams = []
+        for u in range(n):
+            streams += [Stream(DRAM, u)] * rng.randint(0, 4) + [Stream(u, DRAM)] * rng.randint(0, 2)
+            streams += [Stream(rng.randrange(u), u) for _ in range(rng.randint(0, 2)) if u]
+        graph = Graph(units, streams)
+        assert greedy_placement(graph, target) == _greedy_by_definition(graph, target)
