@@ -41,8 +41,9 @@ MODELS = (("MLP", "mlp", 64), ("MLP", "mlp", 256), ("GPT", "gpt", 8), ("HF GPT-2
 
 def measure(example: str, batch: int, arch: str) -> dict[str, Any]:
     """One row: compile the training step of ``examples/<example>`` for ``arch``."""
-    _, spec = model_spec(str(ROOT / "examples" / example / "model.py"), [], False, batch, 0, False)
     target = get_target(arch)
+    path = str(ROOT / "examples" / example / "model.py")
+    _, spec = model_spec(path, [], False, batch, 0, False, target)
     started = time.perf_counter()
     program = compile_in_memory(spec, inference=False, target=target)
     compiled = time.perf_counter()

@@ -367,6 +367,15 @@ def parallel_unit(section: SectionOp) -> UnitOp | None:
     return None
 
 
+def lone_parallel_unit(section: SectionOp) -> UnitOp | None:
+    """The unit of ``section`` if it is its only unit and parallel (laid out by ``layout``; a
+    parallel unit beside others is placed with them by ``placement``)."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    if len(units) == 1 and units[0].parallel is not None:
+        return units[0]
+    return None
+
+
 def section_spec(section: SectionOp, unit: UnitOp) -> tuple[ParallelSpec, list[BufferOp]]:
     """The layout's view of a section holding the parallel ``unit`` (and its buffers only)."""
     where = f"section '{section.sym_name.data}'"

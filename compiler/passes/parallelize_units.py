@@ -47,15 +47,24 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.passes import parallel_layout
-from compiler.passes.ir_helpers import pass_target
+from compiler.passes import parallel_layout, placement
+from compiler.passes.ir_helpers import (
+    assign_pmus,
+    buffer_bytes,
+    is_resident,
+    pass_target,
+    resident_pmus,
+    section_graph,
+)
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
 from compiler.targets import Target
+from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
-from dialects.rdu_tile import dense_i64
+from dialects.rdu_tile import AccessAttr, dense_i64, shape_of
 from runtime.machine import perf, rules
+from runtime.machine.targets import dram_bytes_per_cycle
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -97,8 +106,9 @@ def can_parallelize(unit: UnitOp) -> bool:
     return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
-def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
-    """The factor vectors worth trying, best first (see the module docstring)."""
+def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
+    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
     space = unit.space_values
     out = unit.out.stride_values
     depth, lanes = unit_shape(unit)
@@ -119,7 +129,12 @@ def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
             vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()
-    return [f for _, p, f in scored if p > 1]
+    return scored
+
+
+def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
+    """The factor vectors worth trying, best first (see the module docstring)."""
+    return [f for _, p, f in scored_candidates(unit, target) if p > 1]
 
 
 def _spec(unit: UnitOp, factors: tuple[int, ...], target: Target) -> ParallelSpec:
@@ -166,15 +181,241 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
     return None
 
 
+# -- work-proportional allocation inside a section -------------------------------------------
+
+
+ROUTE_TRIES = 4
+"""How many allocations of a section are placed (each undoing half of the copies the one before
+added) before the section is left as it was."""
+
+MIN_COPY_VECTORS = 32
+"""A unit is not split below this many vectors a copy: its fill and routes would dominate."""
+
+
+def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(copies, vectors a copy, factors)`` a unit may take, one copy first, each with more
+    copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
+    unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
+    readers than its buffer."""
+    depth, lanes = unit_shape(unit)
+    one = (1, copy_vectors(unit.space_values, unit.out.stride_values, lanes, depth,
+                           target.pcu_stages), (1,) * len(unit.space_values))  # fmt: skip
+    readers = [use.operation for use in unit.result.uses]
+    if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
+        return [one]
+    options = [one]
+    for vectors, copies, factors in sorted(scored_candidates(unit, target), key=lambda c: c[1:]):
+        if copies > options[-1][0] and vectors < options[-1][1]:
+            options.append((copies, vectors, factors))
+    return options
+
+
+@dataclass
+class _Allocation:
+    """The copies given to the units of one section, and the PCUs and PMUs they take."""
+
+    section: SectionOp
+    target: Target
+    units: list[UnitOp]
+    options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
+    level: dict[UnitOp, int]
+    base_pmus: dict[BufferOp, int]
+    """The PMUs each buffer takes without parallel units (assign-pmus' count)."""
+
+    def factors(self, unit: UnitOp) -> tuple[int, ...]:
+        return self.options[unit][self.level[unit]][2]
+
+    def vectors(self, unit: UnitOp) -> int:
+        return self.options[unit][self.level[unit]][1]
+
+    def pcus(self) -> int:
+        return sum(self.options[u][self.level[u]][0] for u in self.units)
+
+    def buffer_pmus(self, buffer: BufferOp) -> int:
+        """What ``parallel_layout.held_pmus`` would give ``buffer`` with these factors."""
+        streams = 0
+        writer = buffer.source.owner
+        if isinstance(writer, UnitOp) and self.level.get(writer, 0) > 0:
+            streams = parallel_layout.out_streams(self.factors(writer), self.target)
+        for use in buffer.result.uses:
+            unit = use.operation
+            if isinstance(unit, UnitOp) and self.level.get(unit, 0) > 0:
+                strides = unit.ins.data[use.index].stride_values
+                streams = max(streams, parallel_layout.port_streams(self.factors(unit), strides))
+        if streams == 0:
+            return self.base_pmus[buffer]
+        elements = math.prod(shape_of(buffer.result.type))
+        return parallel_layout.buffer_pmus(buffer_bytes(buffer), elements, streams, self.target)
+
+    def unit_pmus(self, unit: UnitOp) -> dict[BufferOp, int]:
+        """The PMUs of the buffers ``unit`` reads and writes."""
+        bufs = [v.owner for v in unit.inputs] + [u.operation for u in unit.result.uses]
+        return {b: self.buffer_pmus(b) for b in bufs if isinstance(b, BufferOp)}
+
+    def critical_path(self) -> tuple[int, list[UnitOp]]:
+        """The longest chain of units, each starting when its inputs' writers end, in vectors
+        (a parallel unit's readers do wait for it to end; ordinary ones stream, so this is an
+        upper bound of theirs), and its units."""
+        finish: dict[UnitOp, int] = {}
+        before: dict[UnitOp, UnitOp | None] = {}
+        for u in self.units:
+            start, prev = 0, None
+            for value in u.inputs:
+                buf = value.owner
+                writer = buf.source.owner if isinstance(buf, BufferOp) else None
+                if isinstance(writer, UnitOp) and writer in finish and finish[writer] > start:
+                    start, prev = finish[writer], writer
+            finish[u] = start + self.vectors(u)
+            before[u] = prev
+        if not finish:
+            return 0, []
+        last: UnitOp | None = max(self.units, key=lambda u: finish[u])
+        length = finish[last]
+        path: list[UnitOp] = []
+        while last is not None:
+            path.append(last)
+            last = before[last]
+        return length, path
+
+
+def dram_floor(section: SectionOp, target: Target) -> int:
+    """Cycles the section's DRAM traffic takes at least: its loads (each buffer once) and its
+    stores at the target's DRAM bandwidth (0 without one)."""
+    per_cycle = dram_bytes_per_cycle(target)
+    if not math.isfinite(per_cycle):
+        return 0
+    ops = list(section.body.block.ops)
+    loaded = sum(buffer_bytes(b) for b in ops if isinstance(b, BufferOp) and b.from_dram)
+    stored = {v.owner for v in section.yield_op.values}
+    total = loaded + sum(buffer_bytes(b) for b in stored if isinstance(b, BufferOp))
+    return math.ceil(total / per_cycle)
+
+
+def allocate(section: SectionOp, target: Target) -> dict[UnitOp, tuple[int, ...]]:
+    """The factors of the units of ``section`` that get more than one copy (see the module
+    docstring): the unit with the most vectors a copy on the section's critical path gets its
+    next grid, until that path is no longer than the section's DRAM floor, no unit on it can
+    be split further, or the target's PCUs and PMUs are taken. A section that does not fit the
+    target as it is (partition-sections will cut it) gets nothing."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    if not units or any(u.parallel is not None for u in units):
+        return {}
+    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
+    for u in units:
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            if isinstance(value.owner, BufferOp):
+                readers.setdefault(value.owner, []).append((u, access))
+    base: dict[BufferOp, int] = {}
+    for op in section.body.block.ops:
+        if isinstance(op, BufferOp):
+            resident = is_resident(op, readers.get(op, []))
+            base[op] = resident_pmus(op, target) if resident else 1
+    if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
+        return {}
+    alloc = _Allocation(
+        section, target, units, {u: frontier(u, target) for u in units}, dict.fromkeys(units, 0),
+        base,
+    )  # fmt: skip
+    pmus = dict(base)
+    floor = dram_floor(section, target)
+    frozen: set[UnitOp] = set()
+    while True:
+        length, path = alloc.critical_path()
+        if length <= floor:
+            break
+        open_ = [
+            u
+            for u in path
+            if u not in frozen
+            and alloc.level[u] + 1 < len(alloc.options[u])
+            and alloc.vectors(u) > MIN_COPY_VECTORS
+        ]
+        if not open_:
+            break
+        pick = max(open_, key=alloc.vectors)
+        alloc.level[pick] += 1
+        changed = alloc.unit_pmus(pick)
+        total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
+        if alloc.pcus() > target.num_pcus or total > target.num_pmus:
+            alloc.level[pick] -= 1
+            frozen.add(pick)
+            continue
+        pmus.update(changed)
+    return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+
+
+def routes(section: SectionOp, target: Target) -> bool:
+    """Whether ``section``, with the factors its units have, places and routes (seed 0)."""
+    assign_pmus(section, target)
+    try:
+        unit = parallel_layout.lone_parallel_unit(section)
+        if unit is not None:
+            spec, _ = parallel_layout.section_spec(section, unit)
+            parallel_layout.layout(spec, target)
+            return True
+        graph = section_graph(section).graph
+        if placement.fanout_excess(graph, target) is not None:
+            return False
+        placement.place_and_route(graph, target)
+        return True
+    except PlacementError:
+        return False
+    finally:
+        for op in section.body.block.ops:
+            if isinstance(op, BufferOp):
+                op.properties.pop("pmus", None)
+
+
+def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]]) -> None:
+    for unit in units:
+        if unit in factors:
+            unit.properties["parallel"] = dense_i64(factors[unit])
+        else:
+            unit.properties.pop("parallel", None)
+
+
+def balance_section(section: SectionOp, target: Target) -> None:
+    """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
+    and route: after a failure, the copies the last allocation added are halved (each unit back
+    towards one copy), ``ROUTE_TRIES`` times, then none."""
+    factors = allocate(section, target)
+    if not factors:
+        return
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    for _ in range(ROUTE_TRIES):
+        set_factors(units, factors)
+        if routes(section, target):
+            return
+        factors = _halved(factors, target)
+        if not factors:
+            break
+    set_factors(units, {})
+
+
+def _halved(
+    factors: dict[UnitOp, tuple[int, ...]], target: Target
+) -> dict[UnitOp, tuple[int, ...]]:
+    """Each unit's grid with about half its copies (the frontier's option nearest below)."""
+    result: dict[UnitOp, tuple[int, ...]] = {}
+    for unit, f in factors.items():
+        want = math.prod(f) // 2
+        options = [o for o in frontier(unit, target) if 1 < o[0] <= want]
+        if options:
+            result[unit] = options[-1][2]
+    return result
+
+
 @dataclass(frozen=True)
 class ParallelizeUnits(ModulePass):
-    """Give units with a lot of work ``parallel`` factors (see the module docstring)."""
+    """Give units copies in proportion to their work (see the module docstring)."""
 
     name = "parallelize-units"
 
     target: str = "plasticine"
     min_vectors: int = DEFAULT_MIN_VECTORS
-    """Units with fewer vectors on one PCU are left alone."""
+    """Units with at least this many vectors on one PCU get a section of their own."""
+    balance: bool = True
+    """Spread the units of each section that fits the target over its free PCUs."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = pass_target(self.target)
@@ -184,3 +425,6 @@ class ParallelizeUnits(ModulePass):
             factors = choose_factors(unit, target, self.min_vectors)
             if factors is not None:
                 unit.properties["parallel"] = dense_i64(factors)
+        if self.balance:
+            for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
+                balance_section(section, target)

@@ -172,13 +172,25 @@ class _Partitioner:
 
     def pmus_needed(self, i: int, j: int) -> int:
         """PMUs of the piece of units ``i..j-1``: one a DRAM tensor it loads, plus its results'
-        (a parallel unit's: all of its buffers' PMUs)."""
+        (a buffer a parallel unit reads or writes: all of its PMUs, ``parallel_layout``)."""
         if j - i == 1 and self.units[i].parallel is not None:
             unit = self.units[i]
             held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
             return sum(n for _, n in held)
-        total = len(self.sources(i, j))
         inside = set(self.units[i:j])
+        held: dict[BufferOp, int] = {}  # the buffers of the piece's parallel units
+        for u in self.units[i:j]:
+            if u.parallel is not None:
+                for buf, n in parallel_layout.unit_buffers(u, u.parallel_values, self.target):
+                    held[buf] = max(held.get(buf, 0), n)
+        total = 0
+        for kind, what in self.sources(i, j):
+            if kind == "arg":
+                assert isinstance(what, BlockArgument)
+                total += max((held.get(b, 1) for b in self.loads[what]), default=1)
+            else:
+                assert isinstance(what, UnitOp)
+                total += held.get(self.out[what], 1)
         for u in self.units[i:j]:
             buf = self.out[u]
             readers = [
@@ -189,7 +201,7 @@ class _Partitioner:
             count = 1
             if is_resident(buf, readers):
                 count = resident_pmus(buf, self.target)
-            total += count
+            total += max(count, held.get(buf, 0))
         return total
 
     def fits(self, i: int, j: int) -> bool:
@@ -197,8 +209,6 @@ class _Partitioner:
             return False
         t = self.target
         units = self.units[i:j]
-        if j - i > 1 and any(u.parallel is not None for u in units):
-            return False  # a parallel unit has a section of its own
         pcus = sum(u.copies for u in units)
         return pcus <= t.num_pcus and self.pmus_needed(i, j) <= t.num_pmus
 
@@ -356,7 +366,7 @@ class _Partitioner:
     def verdict(self, piece: SectionOp) -> Verdict:
         """Whether ``piece`` routes (its placement then recorded on it for place-and-route);
         "too many streams" when ``placement.fanout_excess`` rules it out without placing it."""
-        unit = parallel_layout.parallel_unit(piece)
+        unit = parallel_layout.lone_parallel_unit(piece)
         if unit is not None:
             try:
                 spec, _ = parallel_layout.section_spec(piece, unit)
