@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -123,13 +123,18 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            if unit.parallel_problem(factors) is not None:
-                continue  # an empty last block
+            if not _blocks_filled(space, factors):
+                continue  # an empty last block (``rules.parallel_problem``'s rule)
             block = rules.copy_block(space, factors)
             vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()
     return scored
+
+
+def _blocks_filled(space: Sequence[int], factors: Sequence[int]) -> bool:
+    """Whether every copy's block is non-empty: ``(p - 1) * ceil(S / p) < S`` a counter."""
+    return all(p == 1 or (p - 1) * -(-e // p) < e for e, p in zip(space, factors, strict=True))
 
 
 def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
@@ -185,8 +190,11 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
 
 
 ROUTE_TRIES = 4
-"""How many allocations of a section are placed (each undoing half of the copies the one before
-added) before the section is left as it was."""
+"""How many allocations of a section are placed (each with fewer PCUs than the one before)
+before the section is left as it was."""
+
+SHRINK = 0.7
+"""The share of its extra PCUs an allocation that did not route keeps in the next try."""
 
 MIN_COPY_VECTORS = 32
 """A unit is not split below this many vectors a copy: its fill and routes would dominate."""
@@ -217,19 +225,41 @@ class _Allocation:
     section: SectionOp
     target: Target
     units: list[UnitOp]
-    options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
     level: dict[UnitOp, int]
     base_pmus: dict[BufferOp, int]
     """The PMUs each buffer takes without parallel units (assign-pmus' count)."""
+    writers: dict[UnitOp, list[tuple[UnitOp, bool]]]
+    """Per unit, the units of the section whose results it reads, and whether it reads one in
+    another order than it is written (``is_resident``: it waits for the whole)."""
+
+    known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
+    """Each unit's ``frontier``, found when first needed."""
+    one: dict[UnitOp, int] = field(default_factory=dict)
+    """Each unit's vectors on one PCU."""
+
+    def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
+        if unit not in self.known:
+            self.known[unit] = frontier(unit, self.target)
+        return self.known[unit]
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
-        return self.options[unit][self.level[unit]][2]
+        return self.options(unit)[self.level[unit]][2]
 
     def vectors(self, unit: UnitOp) -> int:
-        return self.options[unit][self.level[unit]][1]
+        if self.level[unit] == 0:
+            if unit not in self.one:
+                depth, lanes = unit_shape(unit)
+                self.one[unit] = copy_vectors(
+                    unit.space_values, unit.out.stride_values, lanes, depth, self.target.pcu_stages
+                )
+            return self.one[unit]
+        return self.options(unit)[self.level[unit]][1]
+
+    def copies(self, unit: UnitOp) -> int:
+        return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
 
     def pcus(self) -> int:
-        return sum(self.options[u][self.level[u]][0] for u in self.units)
+        return sum(self.copies(u) for u in self.units)
 
     def buffer_pmus(self, buffer: BufferOp) -> int:
         """What ``parallel_layout.held_pmus`` would give ``buffer`` with these factors."""
@@ -253,28 +283,39 @@ class _Allocation:
         return {b: self.buffer_pmus(b) for b in bufs if isinstance(b, BufferOp)}
 
     def critical_path(self) -> tuple[int, list[UnitOp]]:
-        """The longest chain of units, each starting when its inputs' writers end, in vectors
-        (a parallel unit's readers do wait for it to end; ordinary ones stream, so this is an
-        upper bound of theirs), and its units."""
-        finish: dict[UnitOp, int] = {}
-        before: dict[UnitOp, UnitOp | None] = {}
+        """When the section's last unit ends, in vectors from its start, and the units whose
+        own time sets that (those worth splitting), last first, under the rules of the
+        performance model simplified: a unit streams from a writer whose result it reads in
+        the order it is written (it starts when the writer starts and ends no sooner than the
+        writer does), and waits for the writer to end when it reads it in another order or
+        when either of them is parallel (``runtime.machine.perf``)."""
+        start: dict[UnitOp, int] = {}
+        end: dict[UnitOp, int] = {}
+        before: dict[UnitOp, tuple[bool, UnitOp | None]] = {}
         for u in self.units:
-            start, prev = 0, None
-            for value in u.inputs:
-                buf = value.owner
-                writer = buf.source.owner if isinstance(buf, BufferOp) else None
-                if isinstance(writer, UnitOp) and writer in finish and finish[writer] > start:
-                    start, prev = finish[writer], writer
-            finish[u] = start + self.vectors(u)
-            before[u] = prev
-        if not finish:
+            at, at_from, done, done_from = 0, None, 0, None
+            for w, waits in self.writers[u]:
+                whole = waits or self.level[w] > 0 or self.level[u] > 0
+                t = end[w] if whole else start[w]
+                if t > at:
+                    at, at_from = t, w
+                if end[w] > done:
+                    done, done_from = end[w], w
+            start[u] = at
+            if at + self.vectors(u) >= done:
+                end[u], before[u] = at + self.vectors(u), (True, at_from)
+            else:
+                end[u], before[u] = done, (False, done_from)
+        if not end:
             return 0, []
-        last: UnitOp | None = max(self.units, key=lambda u: finish[u])
-        length = finish[last]
+        last: UnitOp | None = max(self.units, key=lambda u: end[u])
+        length = end[last]
         path: list[UnitOp] = []
         while last is not None:
-            path.append(last)
-            last = before[last]
+            own, previous = before[last]
+            if own:
+                path.append(last)
+            last = previous
         return length, path
 
 
@@ -291,12 +332,16 @@ def dram_floor(section: SectionOp, target: Target) -> int:
     return math.ceil(total / per_cycle)
 
 
-def allocate(section: SectionOp, target: Target) -> dict[UnitOp, tuple[int, ...]]:
+def allocate(
+    section: SectionOp, target: Target, pcus: int | None = None
+) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): the unit with the most vectors a copy on the section's critical path gets its
     next grid, until that path is no longer than the section's DRAM floor, no unit on it can
-    be split further, or the target's PCUs and PMUs are taken. A section that does not fit the
-    target as it is (partition-sections will cut it) gets nothing."""
+    be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
+    section that does not fit the target as it is (partition-sections will cut it) gets
+    nothing."""
+    budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if not units or any(u.parallel is not None for u in units):
         return {}
@@ -312,10 +357,14 @@ def allocate(section: SectionOp, target: Target) -> dict[UnitOp, tuple[int, ...]
             base[op] = resident_pmus(op, target) if resident else 1
     if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
         return {}
-    alloc = _Allocation(
-        section, target, units, {u: frontier(u, target) for u in units}, dict.fromkeys(units, 0),
-        base,
-    )  # fmt: skip
+    writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
+    for u in units:
+        writers[u] = []
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            buf = value.owner
+            if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
+                writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
+    alloc = _Allocation(section, target, units, dict.fromkeys(units, 0), base, writers)
     pmus = dict(base)
     floor = dram_floor(section, target)
     frozen: set[UnitOp] = set()
@@ -327,7 +376,7 @@ def allocate(section: SectionOp, target: Target) -> dict[UnitOp, tuple[int, ...]
             u
             for u in path
             if u not in frozen
-            and alloc.level[u] + 1 < len(alloc.options[u])
+            and alloc.level[u] + 1 < len(alloc.options(u))
             and alloc.vectors(u) > MIN_COPY_VECTORS
         ]
         if not open_:
@@ -336,7 +385,7 @@ def allocate(section: SectionOp, target: Target) -> dict[UnitOp, tuple[int, ...]
         alloc.level[pick] += 1
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
-        if alloc.pcus() > target.num_pcus or total > target.num_pmus:
+        if alloc.pcus() > budget or total > target.num_pmus:
             alloc.level[pick] -= 1
             frozen.add(pick)
             continue
@@ -376,33 +425,23 @@ def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]])
 
 def balance_section(section: SectionOp, target: Target) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
-    and route: after a failure, the copies the last allocation added are halved (each unit back
-    towards one copy), ``ROUTE_TRIES`` times, then none."""
+    and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
+    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
     factors = allocate(section, target)
     if not factors:
-        return
+        return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     for _ in range(ROUTE_TRIES):
+        if not factors:
+            break
         set_factors(units, factors)
         if routes(section, target):
             return
-        factors = _halved(factors, target)
-        if not factors:
-            break
+        used = sum(u.copies for u in units)
+        budget = len(units) + int((used - len(units)) * SHRINK)
+        set_factors(units, {})
+        factors = allocate(section, target, budget)
     set_factors(units, {})
-
-
-def _halved(
-    factors: dict[UnitOp, tuple[int, ...]], target: Target
-) -> dict[UnitOp, tuple[int, ...]]:
-    """Each unit's grid with about half its copies (the frontier's option nearest below)."""
-    result: dict[UnitOp, tuple[int, ...]] = {}
-    for unit, f in factors.items():
-        want = math.prod(f) // 2
-        options = [o for o in frontier(unit, target) if 1 < o[0] <= want]
-        if options:
-            result[unit] = options[-1][2]
-    return result
 
 
 @dataclass(frozen=True)

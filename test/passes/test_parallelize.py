@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from xdsl.parser import Parser
 
-from compiler.driver import compile_in_memory
+from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
-from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS
+from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS, allocate
 from compiler.targets import get_target
+from dialects.dataflow import SectionOp
 from runtime.machine.perf import model_section
 from runtime.pef import schema, validate
 from runtime.session import InferenceSession
@@ -71,19 +73,60 @@ def test_matmul_in_copies_matches_torch(
 
 @pytest.mark.parametrize("arch", ["tiny", "sn10"])
 def test_mlp_with_every_unit_in_copies_matches_torch(arch: str) -> None:
-    # Every unit spread: each parallel unit is cut into a section of its own.
+    # Every unit spread: parallel units share a section where the fabric holds them all (sn10),
+    # placed together with their multicast streams; on tiny the section is cut.
     spec, module = _spec("mlp", True, batch_size=8, hidden=16, classes=10)
     program = compile_in_memory(spec, inference=True, target=get_target(arch), min_vectors=1)
     parallel = _parallel(program)
     assert parallel
-    for section in program.sections:
-        assert len(section.pcus) == 1 or not any(p.parallel for p in section.pcus)
+    most = max(sum(1 for p in s.pcus if p.parallel) for s in program.sections)
+    assert most > 1 if arch == "sn10" else most >= 1
     x = torch.randn(8, *spec.example_inputs[0].shape[1:])
     _check_against_torch(program, module, x)
 
 
-def test_the_default_threshold_leaves_the_mlp_alone() -> None:
+def test_the_default_threshold_gives_no_unit_a_section_of_its_own() -> None:
     spec, _ = _spec("mlp", False, batch_size=256, hidden=128, classes=10)
     program = compile_in_memory(spec, inference=False, target=get_target("sn10"))
-    assert not _parallel(program)
+    assert [s.name for s in program.sections] == ["forward", "backward", "optimizer"]
     assert DEFAULT_MIN_VECTORS >= 1 << 24
+
+
+def test_balance_spreads_the_mlp_inside_its_sections() -> None:
+    # At the defaults on sn10 (640 PCUs) every section keeps its units together; the units on
+    # its critical path get copies (parallel units beside ordinary ones, placed together), and
+    # the sections are as many as without copies.
+    spec, module = _spec("mlp", True, batch_size=256, hidden=128, classes=10)
+    target = get_target("sn10")
+    program = compile_in_memory(spec, inference=True, target=target)
+    (section,) = program.sections
+    copies = {p.name: math.prod(p.parallel) if p.parallel else 1 for p in section.pcus}
+    assert any(n == 1 for n in copies.values()) and any(n > 1 for n in copies.values())
+    assert copies["matmul_0"] > 1 and copies["matmul_3"] > 1
+    model = model_section(section, program.meta)
+    assert model.pcus_used == sum(copies.values()) <= target.num_pcus
+    by_name = {u.name: u for u in model.units}
+    assert by_name["matmul_0"].vectors * 16 < by_name["matmul_0"].iterations // 16
+    alone = compile_in_memory(
+        spec, inference=True, target=target, min_vectors=DEFAULT_MIN_VECTORS, balance=False
+    )
+    assert not _parallel(alone)
+    assert model.cycles * 3 < model_section(alone.sections[0], alone.meta).cycles
+    x = torch.randn(256, *spec.example_inputs[0].shape[1:])
+    _check_against_torch(program, module, x)
+
+
+def test_allocation_gives_more_copies_to_more_work() -> None:
+    # parallelize_units_balance.mlir: two independent matmuls of 256 and 64 rows on sn10. With
+    # 6 PCUs, the one with four times the work gets more copies (each step splits the unit
+    # with the most vectors a copy on the critical path); without a limit, both get copies
+    # until the section is down to its DRAM traffic, four times the copies to four times the
+    # work.
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    target = get_target("sn10")
+    few = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target, 6).items()}
+    assert few == {"ma": 4, "mb": 2}
+    many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
+    assert many == {"ma": 8, "mb": 2}
