@@ -1,7 +1,6 @@
-"""parallelize-units: spread a unit with a lot of work over many PCUs ("copies").
+"""parallelize-units: spread units over many PCUs ("copies"), in proportion to their work.
 
-A ``pcu.unit`` whose modelled work on one PCU (its vectors, ``runtime.machine.perf``) is at least
-``min_vectors`` gets ``parallel [p0, p1, ...]``, one factor a counter: it becomes ``P = prod(p)``
+A ``pcu.unit`` with ``parallel [p0, p1, ...]``, one factor a counter, is ``P = prod(p)``
 identical PCUs, copy ``k`` (a multi-index) running counter ``c`` over its block
 ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``, ``b[c] = ceil(S[c] / p[c])``. Each output
 element is computed by one copy, in the same order as on one PCU: the result is the same.
@@ -9,20 +8,34 @@ element is computed by one copy, in the same order as on one PCU: the result is 
 The factors: at most two counters are split, the lanes counter ``L`` of the performance model
 (over the PCU slots of a row, at most ``cols // 2`` copies) and its unroll counter ``U`` (or,
 without one, the innermost other counter that is not reduced; over the rows, at most ``rows``);
-never a reduced counter (output stride 0). Of every ``p[U] x p[L]`` grid whose blocks are all
-non-empty, the one whose copies have the fewest vectors (then the fewest copies) that the
-structured layout (``parallel_layout``) can place and route is taken. The buffers a parallel
-unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
-next), so its operands are loaded from DRAM once; partition-sections then gives the unit a
-section of its own. Not parallelized (left as they are): units below the threshold, with a
-data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
-reading a buffer through two different accesses (a buffer feeds a copy one stream), whose
-buffers do not fit the PMUs, or with no grid of more than one copy that routes.
+never a reduced counter (output stride 0). A grid ``p[U] x p[L]`` whose blocks are all non-empty
+is scored by the vectors of a copy (``runtime.machine.perf``). The buffers a parallel unit reads
+and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs next), so its
+operands are loaded from DRAM once. Not parallelized: units with a data-dependent access, a
+``counter`` or ``rand`` stage (they would see a copy's own counters), reading a buffer through
+two different accesses (a buffer feeds a copy one stream), or whose result has other readers
+than its buffer.
 
-``min_vectors`` (default ``2**28``: about 0.2 s of one PCU at 1.3 GHz) is far above any unit
-of the examples (at their default sizes the largest, ResNet's, has 262k vectors on sn10; a
-512x2048x8192 matmul, the size of a GPT layer's at hidden 2048, 90M), so their mapping never
-changes; tests force it lower.
+Two rules give factors:
+
+1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
+   target as it is (its units and PMUs; a larger one is cut by partition-sections and left
+   alone), the units on the critical path get copies. The path is in vectors, each unit
+   starting when its inputs' writers start (it streams) or end (it reads a writer's result in
+   another order than it is written, or either is parallel: the performance model's rules); of
+   its units whose own time sets the path, the one with the most vectors a copy takes its next
+   grid (``frontier``: more copies, fewer vectors), until the path is no longer than the
+   section's DRAM traffic (``dram_floor``: below it more copies gain nothing), no unit on it
+   can be split further or below ``MIN_COPY_VECTORS``, or the target's PCUs and PMUs are taken.
+   The section is then placed and routed (as partition-sections will, seed 0); if it does not
+   route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
+   left as it was. The units keep their section: partition-sections and place-and-route place
+   a parallel unit's copies beside the other units, its operands multicast.
+2. **Threshold**: a unit whose work on one PCU is at least ``min_vectors`` vectors (default
+   ``2**28``, about 0.2 s of one PCU at 1.3 GHz: no unit of the examples at their sizes; the
+   4096^3 matmul's 716M) takes the grid whose copies have the fewest vectors (then the fewest
+   copies) that the structured layout (``parallel_layout``) can place and route, and a section
+   of its own (a section holding such a unit is not balanced).
 
 Before, on sn10, the 4096^3 matmul (one PCU: 716M vectors)::
 
@@ -35,6 +48,11 @@ After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMU
 
     %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] ... combiner add
             parallel [32, 20, 1] : ... {...}
+
+Balancing two independent matmuls of 256 and 64 rows on sn10 (11008 and 2816 vectors on one
+PCU; test/passes/parallelize_units_balance.mlir) gives them ``parallel [2, 4, 1]`` and
+``parallel [1, 2, 1]``: 8 copies of 1376 vectors and 2 of 1408, under the section's 1526
+cycles of DRAM traffic.
 """
 
 from __future__ import annotations
@@ -206,12 +224,12 @@ def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ..
     unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
     readers than its buffer."""
     depth, lanes = unit_shape(unit)
-    one = (1, copy_vectors(unit.space_values, unit.out.stride_values, lanes, depth,
-                           target.pcu_stages), (1,) * len(unit.space_values))  # fmt: skip
+    space = unit.space_values
+    vectors = copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
-        return [one]
-    options = [one]
+        return options
     for vectors, copies, factors in sorted(scored_candidates(unit, target), key=lambda c: c[1:]):
         if copies > options[-1][0] and vectors < options[-1][1]:
             options.append((copies, vectors, factors))

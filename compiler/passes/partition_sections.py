@@ -13,8 +13,10 @@ for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces placed in v
 galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit
 with the parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed.
 A section that fits stays whole and keeps its name. A parallel unit (``parallel [...]``, see
-parallelize-units) counts its copies as PCUs and is cut out alone: its piece holds only it and
-its buffers (all of their PMUs), and is checked with its structured layout
+parallelize-units) counts its copies as PCUs and the PMUs of the buffers it reads and writes
+(``parallel_layout.unit_buffers``: whole on chip, a PMU a stream at least); a piece holding it
+and other units is placed like any other (its copies and multicast streams in the section's
+graph, ``ir_helpers.section_graph``), a piece holding it alone with its structured layout
 (``parallel_layout``).
 
 The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
@@ -175,8 +177,8 @@ class _Partitioner:
         (a buffer a parallel unit reads or writes: all of its PMUs, ``parallel_layout``)."""
         if j - i == 1 and self.units[i].parallel is not None:
             unit = self.units[i]
-            held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
-            return sum(n for _, n in held)
+            alone = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
+            return sum(n for _, n in alone)
         inside = set(self.units[i:j])
         held: dict[BufferOp, int] = {}  # the buffers of the piece's parallel units
         for u in self.units[i:j]:

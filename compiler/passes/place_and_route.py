@@ -40,8 +40,12 @@ after:
     %y = pmu.buffer %r {name = "output.0", ..., placement = #pmu.placement<at (1, 0),
                         fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : ...
 
-A section holding a parallel unit (``parallel [...]``, alone with its buffers) is not annealed:
-``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
+A parallel unit (``parallel [...]``) beside other units is placed with them: its copies are
+PCUs of the graph, each copy's output a stream to a PMU of its result buffer, each multicast
+stream a chain of legs from a PMU of the operand through the copies it feeds, whose routes are
+joined into the stream's (``ir_helpers.section_graph``; ``#pcu.placement<at [...], streams
+[...], out_routes [...]>``). A section holding a parallel unit alone with its buffers is not
+annealed: ``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
 
 A section that needs more PCUs or PMUs than the target has, or whose streams cannot be routed,
 fails the pass with one line naming the section and the target.
