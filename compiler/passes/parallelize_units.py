@@ -67,10 +67,12 @@ from xdsl.passes import ModulePass
 
 from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
+    PLACEMENT_ATTR,
     assign_pmus,
     buffer_bytes,
     is_resident,
     pass_target,
+    record_placement,
     resident_pmus,
     section_graph,
 )
@@ -249,6 +251,11 @@ class _Allocation:
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]]
     """Per unit, the units of the section whose results it reads, and whether it reads one in
     another order than it is written (``is_resident``: it waits for the whole)."""
+    loads: dict[UnitOp, list[tuple[int, int]]]
+    """Per unit, when the first and the last element of each buffer it reads from DRAM are
+    there (cycles from the section's start)."""
+    latency: int
+    """The DRAM latency in cycles (the last store's, after the last unit)."""
 
     known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
     """Each unit's ``frontier``, found when first needed."""
@@ -301,17 +308,24 @@ class _Allocation:
         return {b: self.buffer_pmus(b) for b in bufs if isinstance(b, BufferOp)}
 
     def critical_path(self) -> tuple[int, list[UnitOp]]:
-        """When the section's last unit ends, in vectors from its start, and the units whose
+        """When the section's last unit ends, in cycles from its start, and the units whose
         own time sets that (those worth splitting), last first, under the rules of the
-        performance model simplified: a unit streams from a writer whose result it reads in
-        the order it is written (it starts when the writer starts and ends no sooner than the
-        writer does), and waits for the writer to end when it reads it in another order or
-        when either of them is parallel (``runtime.machine.perf``)."""
+        performance model simplified (``runtime.machine.perf``): a unit takes its vectors plus
+        its pipeline's stages; it streams from a writer whose result it reads in the order it
+        is written (it starts when the writer starts and ends no sooner than the writer does),
+        and waits for the writer to end when it reads it in another order or when either of
+        them is parallel; a buffer from DRAM has its first element a DRAM latency after the
+        start, its last once its bytes have followed (what a parallel unit waits for)."""
         start: dict[UnitOp, int] = {}
         end: dict[UnitOp, int] = {}
         before: dict[UnitOp, tuple[bool, UnitOp | None]] = {}
         for u in self.units:
-            at, at_from, done, done_from = 0, None, 0, None
+            at, done = 0, 0
+            at_from: UnitOp | None = None
+            done_from: UnitOp | None = None
+            for first_in, last_in in self.loads[u]:
+                at = max(at, last_in if self.level[u] > 0 else first_in)
+                done = max(done, last_in)
             for w, waits in self.writers[u]:
                 whole = waits or self.level[w] > 0 or self.level[u] > 0
                 t = end[w] if whole else start[w]
@@ -320,14 +334,15 @@ class _Allocation:
                 if end[w] > done:
                     done, done_from = end[w], w
             start[u] = at
-            if at + self.vectors(u) >= done:
-                end[u], before[u] = at + self.vectors(u), (True, at_from)
+            own = at + self.vectors(u) + self.target.pcu_stages
+            if own >= done:
+                end[u], before[u] = own, (True, at_from)
             else:
                 end[u], before[u] = done, (False, done_from)
         if not end:
             return 0, []
         last: UnitOp | None = max(self.units, key=lambda u: end[u])
-        length = end[last]
+        length = end[last] + self.latency
         path: list[UnitOp] = []
         while last is not None:
             own, previous = before[last]
@@ -339,7 +354,7 @@ class _Allocation:
 
 def dram_floor(section: SectionOp, target: Target) -> int:
     """Cycles the section's DRAM traffic takes at least: its loads (each buffer once) and its
-    stores at the target's DRAM bandwidth (0 without one)."""
+    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency."""
     per_cycle = dram_bytes_per_cycle(target)
     if not math.isfinite(per_cycle):
         return 0
@@ -347,11 +362,16 @@ def dram_floor(section: SectionOp, target: Target) -> int:
     loaded = sum(buffer_bytes(b) for b in ops if isinstance(b, BufferOp) and b.from_dram)
     stored = {v.owner for v in section.yield_op.values}
     total = loaded + sum(buffer_bytes(b) for b in stored if isinstance(b, BufferOp))
-    return math.ceil(total / per_cycle)
+    latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    return latency + math.ceil(total / per_cycle)
+
+
+Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
+"""Each unit's ``frontier``, kept by a caller that allocates a section more than once."""
 
 
 def allocate(
-    section: SectionOp, target: Target, pcus: int | None = None
+    section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): the unit with the most vectors a copy on the section's critical path gets its
@@ -375,14 +395,23 @@ def allocate(
             base[op] = resident_pmus(op, target) if resident else 1
     if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
         return {}
+    latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
+    loads: dict[UnitOp, list[tuple[int, int]]] = {}
     for u in units:
-        writers[u] = []
+        writers[u], loads[u] = [], []
         for value, access in zip(u.inputs, u.ins.data, strict=True):
             buf = value.owner
             if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
                 writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
-    alloc = _Allocation(section, target, units, dict.fromkeys(units, 0), base, writers)
+            elif isinstance(buf, BufferOp) and buf.from_dram:
+                moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
+                loads[u].append((latency, latency + math.ceil(moved)))
+    alloc = _Allocation(
+        section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
+        {} if known is None else known,
+    )  # fmt: skip
     pmus = dict(base)
     floor = dram_floor(section, target)
     frozen: set[UnitOp] = set()
@@ -412,7 +441,9 @@ def allocate(
 
 
 def routes(section: SectionOp, target: Target) -> bool:
-    """Whether ``section``, with the factors its units have, places and routes (seed 0)."""
+    """Whether ``section``, with the factors its units have, places and routes (seed 0); the
+    placement found is recorded on it (``ir_helpers.record_placement``), which
+    partition-sections takes if the section is still the same."""
     assign_pmus(section, target)
     try:
         unit = parallel_layout.lone_parallel_unit(section)
@@ -423,7 +454,7 @@ def routes(section: SectionOp, target: Target) -> bool:
         graph = section_graph(section).graph
         if placement.fanout_excess(graph, target) is not None:
             return False
-        placement.place_and_route(graph, target)
+        record_placement(section, placement.place_and_route(graph, target))
         return True
     except PlacementError:
         return False
@@ -445,7 +476,8 @@ def balance_section(section: SectionOp, target: Target) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
     and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
     the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
-    factors = allocate(section, target)
+    known: Frontiers = {}
+    factors = allocate(section, target, known=known)
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
@@ -455,10 +487,11 @@ def balance_section(section: SectionOp, target: Target) -> None:
         set_factors(units, factors)
         if routes(section, target):
             return
+        section.attributes.pop(PLACEMENT_ATTR, None)
         used = sum(u.copies for u in units)
         budget = len(units) + int((used - len(units)) * SHRINK)
         set_factors(units, {})
-        factors = allocate(section, target, budget)
+        factors = allocate(section, target, budget, known)
     set_factors(units, {})
 
 

@@ -19,7 +19,10 @@ and other units is placed like any other (its copies and multicast streams in th
 graph, ``ir_helpers.section_graph``), a piece holding it alone with its structured layout
 (``parallel_layout``).
 
-The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
+A section parallelize-units balanced arrives with the placement it found for it (seed 0),
+taken as it is when the pass's seed is 0 and the section still fits it
+(``placement.check_placement``). The placement found for a section (whole or a piece) is
+recorded on it, ``rdu.placement =
 #pcu.section_placement<at [(x0, y0), ...], routes [...]>`` (its units' slots and its streams'
 routes, see ``ir_helpers.record_placement``), and place-and-route writes it onto the units: the
 seed is this pass's alone.
@@ -62,6 +65,7 @@ from compiler.passes.ir_helpers import (
     is_resident,
     pass_target,
     record_placement,
+    recorded_placement,
     resident_pmus,
     section_graph,
 )
@@ -377,6 +381,9 @@ class _Partitioner:
                 return "unroutable"
             return "routes"
         graph = section_graph(piece).graph
+        recorded = recorded_placement(piece) if self.seed == 0 else None
+        if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
+            return "routes"  # placed by parallelize-units (seed 0) as it is
         if placement.fanout_excess(graph, self.target) is not None:
             return "too many streams"
         try:

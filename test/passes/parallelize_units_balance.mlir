@@ -3,13 +3,14 @@
 
 // Two independent matmuls on sn10, of 256 and 64 rows (x @ w, w 64 x 64 and shared): one PCU
 // takes 11008 and 2816 vectors. parallelize-units spreads the units of the section over the
-// free PCUs (the unit with the most vectors a copy on the critical path gets its next grid of
-// copies, row blocks over the grid's rows and column blocks over the PCU slots of a row)
-// until the section's time is down to its DRAM traffic (a, b, w in, ya and yb out: 176 kB at
-// 118 bytes a cycle, 1526 cycles): 8 copies of 1376 vectors and 2 of 1408, four times the
-// copies to four times the work. They stay in one section, placed with their multicast
-// streams (#pcu.stream: one a block of an operand, through the copies reading it) and one
-// output route a copy; test/passes/test_parallelize.py also limits the PCUs.
+// free PCUs (the unit with the most cycles on the critical path gets its next grid of copies,
+// row blocks over the grid's rows and column blocks over the PCU slots of a row) until the
+// section's time is down to its DRAM traffic (a, b, w in, ya and yb out: 176 kB at 118 bytes
+// a cycle and the DRAM latency, 1656 cycles; a parallel unit waits for its operands to load
+// whole): 15 copies of 768 vectors and 3 of 1024. They stay in one section, placed with their
+// multicast streams (#pcu.stream: one a block of an operand, through the copies reading it:
+// a row block of a or b to its copy, w to every copy) and one output route a copy;
+// test/passes/test_parallelize.py also limits the PCUs.
 
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a", "b", "w"], arg_roles = [#dataflow<role input>, #dataflow<role input>, #dataflow<role parameter>], result_names = ["ya", "yb"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
@@ -33,11 +34,11 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [2, 4, 1] :
-// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [1, 2, 1] :
+// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [15, 1, 1] :
+// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [3, 1, 1] :
 
 // PLACED:      dataflow.section @forward
 // PLACED-NOT:  dataflow.section
-// PLACED:      pcu.unit @ma {{.*}} parallel [2, 4, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){7}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 0 to copies [4, 5, 6, 7] via {{.*}}, port 1 to copies [0, 4] via {{.*}}, port 1 to copies [1, 5] via {{.*}}, port 1 to copies [2, 6] via {{.*}}, port 1 to copies [3, 7] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @ma {{.*}} parallel [15, 1, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){14}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [14] via {{.*}}, port 1 to copies [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] via {{.*}}], out_routes [{{.*}}]>
 // PLACED:      pmu.buffer %ma {name = "ya", {{.*}}placement = #pmu.placement<at {{.*}}, store {{.*}}>}
-// PLACED:      pcu.unit @mb {{.*}} parallel [1, 2, 1] placed #pcu.placement<at [{{\([0-9]+, [0-9]+\), \([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1] via {{.*}}, port 1 to copies [0] via {{.*}}, port 1 to copies [1] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @mb {{.*}} parallel [3, 1, 1] placed #pcu.placement<at [{{\([0-9]+, [0-9]+\), \([0-9]+, [0-9]+\), \([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [1] via {{.*}}, port 0 to copies [2] via {{.*}}, port 1 to copies [0, 1, 2] via {{.*}}], out_routes [{{.*}}]>
