@@ -22,11 +22,13 @@ def lowering_passes(
     ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels and cuts a section only
     where it does not fit the target; 0 (``--o0``) does not fuse and gives every op a section.
     ``min_vectors`` overrides parallelize-units' threshold (tests spread small kernels with it);
-    ``balance=False`` turns off its work-proportional spreading inside sections (tests compare).
+    ``balance=False`` turns off its work-proportional spreading inside sections (tests compare;
+    ``--o0`` too: its sections of one op each would undo the allocation's sections).
     """
     fusion: list[tuple[str, ModulePass]] = []
     if opt_level >= 1:
         fusion = [("fused", FuseElementwise(target=target))]
+    balance = balance and opt_level >= 1
     parallelize = ParallelizeUnits(target=target, balance=balance)
     if min_vectors is not None:
         parallelize = ParallelizeUnits(target=target, min_vectors=min_vectors, balance=balance)
