@@ -42,8 +42,8 @@ MODELS = (("MLP", "mlp", 64), ("MLP", "mlp", 256), ("GPT", "gpt", 8), ("HF GPT-2
 def measure(example: str, batch: int, arch: str) -> dict[str, Any]:
     """One row: compile the training step of ``examples/<example>`` for ``arch``."""
     target = get_target(arch)
-    model = str(ROOT / "examples" / example / "model.py")
-    _, spec = model_spec(model, [], False, batch, 0, False, target)
+    path = str(ROOT / "examples" / example / "model.py")
+    _, spec = model_spec(path, [], False, batch, 0, False, target)
     started = time.perf_counter()
     program = compile_in_memory(spec, inference=False, target=target)
     compiled = time.perf_counter()

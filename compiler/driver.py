@@ -186,20 +186,25 @@ def compile_in_memory(
     target: Target,
     opt_level: int = 1,
     min_vectors: int | None = None,
+    balance: bool = True,
     flags: list[str] | None = None,
     source_hash: str = "",
     batch_size: int | None = None,
 ) -> Program:
     """The PEF program for ``spec`` without writing any file (tests, benchmarks, notebooks).
 
-    ``min_vectors``: parallelize-units' threshold (None: its default). ``flags``,
+    ``min_vectors``: parallelize-units' threshold (None: its default); ``balance``: its
+    spreading of each section's units over the free PCUs (on by default). ``flags``,
     ``source_hash`` and ``batch_size`` are what ``meta`` records (None: ``--inference`` or
     nothing, and the first input's length); with rdu-compile's own
     (``tools.rdu_compile.compile_flags``) the program encodes to the bytes rdu-compile writes."""
     default_batch = len(spec.example_inputs[0]) if spec.example_inputs else 1
     module = build_dataflow(spec, inference=inference)
     ctx = make_context()
-    for _, pass_ in lowering_passes(target.spec, opt_level=opt_level, min_vectors=min_vectors):
+    passes = lowering_passes(
+        target.spec, opt_level=opt_level, min_vectors=min_vectors, balance=balance
+    )
+    for _, pass_ in passes:
         pass_.apply(ctx, module)
     module.verify()
     return module_to_program(

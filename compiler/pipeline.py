@@ -15,20 +15,23 @@ from compiler.passes.split_units import SplitUnits
 
 
 def lowering_passes(
-    target: str, *, opt_level: int = 1, min_vectors: int | None = None
+    target: str, *, opt_level: int = 1, min_vectors: int | None = None, balance: bool = True
 ) -> list[tuple[str, ModulePass]]:
     """(stage name, pass) from dataflow IR down to placed and routed PCU/PMU IR.
 
     ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels and cuts a section only
     where it does not fit the target; 0 (``--o0``) does not fuse and gives every op a section.
-    ``min_vectors`` overrides parallelize-units' threshold (tests spread small kernels with it).
+    ``min_vectors`` overrides parallelize-units' threshold (tests spread small kernels with it);
+    ``balance=False`` turns off its work-proportional spreading inside sections (tests compare;
+    ``--o0`` too: its sections of one op each would undo the allocation's sections).
     """
     fusion: list[tuple[str, ModulePass]] = []
     if opt_level >= 1:
         fusion = [("fused", FuseElementwise(target=target))]
-    parallelize = ParallelizeUnits(target=target)
+    balance = balance and opt_level >= 1
+    parallelize = ParallelizeUnits(target=target, balance=balance)
     if min_vectors is not None:
-        parallelize = ParallelizeUnits(target=target, min_vectors=min_vectors)
+        parallelize = ParallelizeUnits(target=target, min_vectors=min_vectors, balance=balance)
     return [
         ("rdu_tile", ConvertDataflowToRduTile(target=target)),
         *fusion,

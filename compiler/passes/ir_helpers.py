@@ -175,11 +175,17 @@ def assign_pmus(section: SectionOp, target: Target) -> None:
 
 @dataclass(frozen=True)
 class Sink:
-    """Where the route of one stream is written: a PMU's fill or store route, or a PCU port."""
+    """Where the route of one stream is written: a PMU's fill or store route, a PCU port, a leg
+    of a parallel unit's multicast stream, or a parallel unit's copy's output."""
 
-    kind: Literal["fill", "store", "port", "bank"]
+    kind: Literal["fill", "store", "port", "bank", "leg", "out"]
     op: Operation
     port: int = 0
+    """A port's index; a leg's: the first port reading the stream's buffer."""
+    copies: tuple[int, ...] = ()
+    """A leg's: the copies its multicast stream feeds (the legs of one stream are consecutive,
+    one a copy: from a PMU of the buffer to the first copy, then from each copy to the next);
+    an output's: its copy."""
 
 
 @dataclass(frozen=True)
@@ -191,12 +197,37 @@ class SectionGraph:
     sinks: Sequence[Sink]
     banks: Sequence[BufferOp] = ()
     """The buffer each PMU after ``units`` belongs to (a buffer's second, third... PMU)."""
+    copies: Sequence[tuple[UnitOp, int]] = ()
+    """The parallel unit and copy of each PCU after the banks (copies 1, 2...; copy 0 is the
+    unit's own index in ``units``)."""
+
+
+def multicast_groups(unit: UnitOp, port: int) -> list[tuple[int, ...]]:
+    """The copies of the parallel ``unit`` that read the same block of input ``port``'s buffer,
+    each group fed by one multicast stream (the split counters its access varies with), in
+    order of their first copy."""
+    factors = unit.parallel_values
+    strides = unit.ins.data[port].stride_values
+    split = [c for c, p in enumerate(factors) if p > 1]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, index in enumerate(parallel_layout.copy_indices(factors)):
+        key = tuple(index[c] for c in split if strides[c] != 0)
+        groups.setdefault(key, []).append(k)
+    return [tuple(g) for g in groups.values()]
 
 
 def section_graph(section: SectionOp) -> SectionGraph:
     """The units of ``section`` in dataflow order and its streams: a buffer's fill (from DRAM or
     its PCU), every PCU input port, every yielded buffer's store to DRAM, and a chain of streams
-    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route)."""
+    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route).
+
+    A parallel unit (``parallel [...]``) beside other units is ``P`` PCUs, copy 0 at the unit's
+    index and copies 1.. after the banks. Each of its copies writes its result into one PMU of
+    the result buffer (copy ``k`` into its ``k mod pmus``-th), and each group of copies reading
+    the same block of a buffer (``multicast_groups``) is fed by one multicast stream, placed as
+    a chain of legs: from a PMU of the buffer (the group's number mod its PMUs) to the group's
+    first copy, then from each copy to the next; place-and-route joins the legs' routes into
+    the stream's. The streams of a section without a parallel unit are as they always were."""
     where = f"section '{section.sym_name.data}'"
     units: list[UnitOp | BufferOp] = [
         op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
@@ -204,6 +235,23 @@ def section_graph(section: SectionOp) -> SectionGraph:
     index: dict[Operation, int] = {op: i for i, op in enumerate(units)}
     streams: list[Stream] = []
     sinks: list[Sink] = []
+    # The graph index of every PMU of each buffer, and of every copy of each parallel unit.
+    pmus_of: dict[BufferOp, list[int]] = {}
+    banks: list[BufferOp] = []
+    for i, op in enumerate(units):
+        if isinstance(op, BufferOp):
+            pmus_of[op] = [i]
+            for _ in range(op.num_pmus - 1):
+                banks.append(op)
+                pmus_of[op].append(len(units) + len(banks) - 1)
+    copies: list[tuple[UnitOp, int]] = []
+    copies_of: dict[UnitOp, list[int]] = {}
+    for i, op in enumerate(units):
+        if isinstance(op, UnitOp) and op.parallel is not None:
+            copies_of[op] = [i]
+            for k in range(1, op.copies):
+                copies.append((op, k))
+                copies_of[op].append(len(units) + len(banks) + len(copies) - 1)
 
     def buffer_of(value: SSAValue, what: str) -> int:
         owner = value.owner
@@ -216,6 +264,12 @@ def section_graph(section: SectionOp) -> SectionGraph:
             owner = op.source.owner
             if op.from_dram:
                 streams.append(Stream(DRAM, i))
+            elif isinstance(owner, UnitOp) and owner in copies_of:
+                targets = pmus_of[op]
+                for k, at in enumerate(copies_of[owner]):
+                    streams.append(Stream(at, targets[k % len(targets)]))
+                    sinks.append(Sink("out", owner, 0, (k,)))
+                continue
             elif isinstance(owner, UnitOp):
                 streams.append(Stream(index[owner], i))
             else:
@@ -223,6 +277,22 @@ def section_graph(section: SectionOp) -> SectionGraph:
                     f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
                 )
             sinks.append(Sink("fill", op))
+        elif op in copies_of:
+            fed: set[int] = set()
+            for port, value in enumerate(op.inputs):
+                b = buffer_of(value, f"input {port} of pcu.unit @{op.sym_name.data}")
+                if b in fed:
+                    continue  # one access a buffer: its streams feed every port reading it
+                fed.add(b)
+                owner = value.owner
+                assert isinstance(owner, BufferOp)
+                sources = pmus_of[owner]
+                for g, group in enumerate(multicast_groups(op, port)):
+                    previous = sources[g % len(sources)]
+                    for k in group:
+                        streams.append(Stream(previous, copies_of[op][k]))
+                        sinks.append(Sink("leg", op, port, group))
+                        previous = copies_of[op][k]
         else:
             for port, value in enumerate(op.inputs):
                 what = f"input {port} of pcu.unit @{op.sym_name.data}"
@@ -235,18 +305,14 @@ def section_graph(section: SectionOp) -> SectionGraph:
             stored.add(b)
             streams.append(Stream(b, DRAM))
             sinks.append(Sink("store", units[b]))
-    banks: list[BufferOp] = []
-    for i, op in enumerate(units):
-        if isinstance(op, BufferOp):
-            previous = i
-            for _ in range(op.num_pmus - 1):
-                banks.append(op)
-                streams.append(Stream(previous, len(units) + len(banks) - 1))
-                sinks.append(Sink("bank", op))
-                previous = len(units) + len(banks) - 1
+    for op, at in pmus_of.items():
+        for previous, nxt in zip(at, at[1:], strict=False):
+            streams.append(Stream(previous, nxt))
+            sinks.append(Sink("bank", op))
     more = [Unit(f'pmu.buffer "{b.buffer_name.data}" (one more PMU)', "pmu") for b in banks]
-    graph = Graph([*(_placed_unit(op) for op in units), *more], streams)
-    return SectionGraph(graph, units, sinks, banks)
+    more_pcus = [Unit(f"pcu.unit @{u.sym_name.data} (copy {k})", "pcu") for u, k in copies]
+    graph = Graph([*(_placed_unit(op) for op in units), *more, *more_pcus], streams)
+    return SectionGraph(graph, units, sinks, banks, copies)
 
 
 def _placed_unit(op: UnitOp | BufferOp) -> Unit:

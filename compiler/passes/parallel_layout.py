@@ -1,8 +1,9 @@
 """The structured layout of a parallel unit's section: copies on a grid, operands multicast.
 
 A section holding a parallel ``pcu.unit`` (``parallel [p0, p1, ...]``, set by parallelize-units)
-holds only that unit and its buffers (partition-sections cuts it out alone). It is not annealed:
-``layout`` puts it down directly, in time linear in its copies and PMUs.
+and only its buffers (``lone_parallel_unit``; a parallel unit beside others is placed with
+them by ``placement``) is not annealed: ``layout`` puts it down directly, in time linear in
+its copies and PMUs.
 
 - **copies**: at most two counters are split. The one the performance model spreads over the
   lanes (``runtime.machine.rules.lanes_counter``) runs over the PCU slots of a row, the other
@@ -359,11 +360,12 @@ def _route(a: Coord, b: Coord, router: Router, where: str, what: str) -> tuple[C
 # -- the IR ---------------------------------------------------------------------------------------
 
 
-def parallel_unit(section: SectionOp) -> UnitOp | None:
-    """The parallel unit of ``section``, if it holds one."""
-    for op in section.body.block.ops:
-        if isinstance(op, UnitOp) and op.parallel is not None:
-            return op
+def lone_parallel_unit(section: SectionOp) -> UnitOp | None:
+    """The unit of ``section`` if it is its only unit and parallel (laid out by ``layout``; a
+    parallel unit beside others is placed with them by ``placement``)."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    if len(units) == 1 and units[0].parallel is not None:
+        return units[0]
     return None
 
 

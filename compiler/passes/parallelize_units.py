@@ -1,7 +1,6 @@
-"""parallelize-units: spread a unit with a lot of work over many PCUs ("copies").
+"""parallelize-units: spread units over many PCUs ("copies"), in proportion to their work.
 
-A ``pcu.unit`` whose modelled work on one PCU (its vectors, ``runtime.machine.perf``) is at least
-``min_vectors`` gets ``parallel [p0, p1, ...]``, one factor a counter: it becomes ``P = prod(p)``
+A ``pcu.unit`` with ``parallel [p0, p1, ...]``, one factor a counter, is ``P = prod(p)``
 identical PCUs, copy ``k`` (a multi-index) running counter ``c`` over its block
 ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``, ``b[c] = ceil(S[c] / p[c])``. Each output
 element is computed by one copy, in the same order as on one PCU: the result is the same.
@@ -9,20 +8,34 @@ element is computed by one copy, in the same order as on one PCU: the result is 
 The factors: at most two counters are split, the lanes counter ``L`` of the performance model
 (over the PCU slots of a row, at most ``cols // 2`` copies) and its unroll counter ``U`` (or,
 without one, the innermost other counter that is not reduced; over the rows, at most ``rows``);
-never a reduced counter (output stride 0). Of every ``p[U] x p[L]`` grid whose blocks are all
-non-empty, the one whose copies have the fewest vectors (then the fewest copies) that the
-structured layout (``parallel_layout``) can place and route is taken. The buffers a parallel
-unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
-next), so its operands are loaded from DRAM once; partition-sections then gives the unit a
-section of its own. Not parallelized (left as they are): units below the threshold, with a
-data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
-reading a buffer through two different accesses (a buffer feeds a copy one stream), whose
-buffers do not fit the PMUs, or with no grid of more than one copy that routes.
+never a reduced counter (output stride 0). A grid ``p[U] x p[L]`` whose blocks are all non-empty
+is scored by the vectors of a copy (``runtime.machine.perf``). The buffers a parallel unit reads
+and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs next), so its
+operands are loaded from DRAM once. Not parallelized: units with a data-dependent access, a
+``counter`` or ``rand`` stage (they would see a copy's own counters), reading a buffer through
+two different accesses (a buffer feeds a copy one stream), or whose result has other readers
+than its buffer.
 
-``min_vectors`` (default ``2**28``: about 0.2 s of one PCU at 1.3 GHz) is far above any unit
-of the examples (at their default sizes the largest, ResNet's, has 262k vectors on sn10; a
-512x2048x8192 matmul, the size of a GPT layer's at hidden 2048, 90M), so their mapping never
-changes; tests force it lower.
+Two rules give factors:
+
+1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
+   target as it is (its units and PMUs; a larger one is cut by partition-sections and left
+   alone), the units on the critical path get copies. The path is in vectors, each unit
+   starting when its inputs' writers start (it streams) or end (it reads a writer's result in
+   another order than it is written, or either is parallel: the performance model's rules); of
+   its units whose own time sets the path, the one with the most vectors a copy takes its next
+   grid (``frontier``: more copies, fewer vectors), until the path is no longer than the
+   section's DRAM traffic (``dram_floor``: below it more copies gain nothing), no unit on it
+   can be split further or below ``MIN_COPY_VECTORS``, or the target's PCUs and PMUs are taken.
+   The section is then placed and routed (as partition-sections will, seed 0); if it does not
+   route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
+   left as it was. The units keep their section: partition-sections and place-and-route place
+   a parallel unit's copies beside the other units, its operands multicast.
+2. **Threshold**: a unit whose work on one PCU is at least ``min_vectors`` vectors (default
+   ``2**28``, about 0.2 s of one PCU at 1.3 GHz: no unit of the examples at their sizes; the
+   4096^3 matmul's 716M) takes the grid whose copies have the fewest vectors (then the fewest
+   copies) that the structured layout (``parallel_layout``) can place and route, and a section
+   of its own (a section holding such a unit is not balanced).
 
 Before, on sn10, the 4096^3 matmul (one PCU: 716M vectors)::
 
@@ -35,27 +48,43 @@ After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMU
 
     %mm = pcu.unit @matmul_0 (%x, %w) space [4096, 4096, 4096] ... combiner add
             parallel [32, 20, 1] : ... {...}
+
+Balancing two independent matmuls of 256 and 64 rows on sn10 (11008 and 2816 vectors on one
+PCU; test/passes/parallelize_units_balance.mlir) gives them ``parallel [2, 4, 1]`` and
+``parallel [1, 2, 1]``: 8 copies of 1376 vectors and 2 of 1408, under the section's 1526
+cycles of DRAM traffic.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from compiler.passes import parallel_layout
-from compiler.passes.ir_helpers import pass_target
+from compiler.passes import parallel_layout, placement
+from compiler.passes.ir_helpers import (
+    PLACEMENT_ATTR,
+    assign_pmus,
+    buffer_bytes,
+    is_resident,
+    pass_target,
+    record_placement,
+    resident_pmus,
+    section_graph,
+)
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
 from compiler.targets import Target
+from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
-from dialects.rdu_tile import dense_i64
+from dialects.rdu_tile import AccessAttr, dense_i64, shape_of
 from runtime.machine import perf, rules
+from runtime.machine.targets import dram_bytes_per_cycle
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -97,8 +126,9 @@ def can_parallelize(unit: UnitOp) -> bool:
     return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
-def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
-    """The factor vectors worth trying, best first (see the module docstring)."""
+def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
+    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
     space = unit.space_values
     out = unit.out.stride_values
     depth, lanes = unit_shape(unit)
@@ -113,13 +143,23 @@ def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            if unit.parallel_problem(factors) is not None:
-                continue  # an empty last block
+            if not _blocks_filled(space, factors):
+                continue  # an empty last block (``rules.parallel_problem``'s rule)
             block = rules.copy_block(space, factors)
             vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()
-    return [f for _, p, f in scored if p > 1]
+    return scored
+
+
+def _blocks_filled(space: Sequence[int], factors: Sequence[int]) -> bool:
+    """Whether every copy's block is non-empty: ``(p - 1) * ceil(S / p) < S`` a counter."""
+    return all(p == 1 or (p - 1) * -(-e // p) < e for e, p in zip(space, factors, strict=True))
+
+
+def candidates(unit: UnitOp, target: Target) -> list[tuple[int, ...]]:
+    """The factor vectors worth trying, best first (see the module docstring)."""
+    return [f for _, p, f in scored_candidates(unit, target) if p > 1]
 
 
 def _spec(unit: UnitOp, factors: tuple[int, ...], target: Target) -> ParallelSpec:
@@ -166,15 +206,306 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
     return None
 
 
+# -- work-proportional allocation inside a section -------------------------------------------
+
+
+ROUTE_TRIES = 4
+"""How many allocations of a section are placed (each with fewer PCUs than the one before)
+before the section is left as it was."""
+
+SHRINK = 0.7
+"""The share of its extra PCUs an allocation that did not route keeps in the next try."""
+
+MIN_COPY_VECTORS = 32
+"""A unit is not split below this many vectors a copy: its fill and routes would dominate."""
+
+
+def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(copies, vectors a copy, factors)`` a unit may take, one copy first, each with more
+    copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
+    unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
+    readers than its buffer."""
+    depth, lanes = unit_shape(unit)
+    space = unit.space_values
+    vectors = copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
+    readers = [use.operation for use in unit.result.uses]
+    if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
+        return options
+    for vectors, copies, factors in sorted(scored_candidates(unit, target), key=lambda c: c[1:]):
+        if copies > options[-1][0] and vectors < options[-1][1]:
+            options.append((copies, vectors, factors))
+    return options
+
+
+@dataclass
+class _Allocation:
+    """The copies given to the units of one section, and the PCUs and PMUs they take."""
+
+    section: SectionOp
+    target: Target
+    units: list[UnitOp]
+    level: dict[UnitOp, int]
+    base_pmus: dict[BufferOp, int]
+    """The PMUs each buffer takes without parallel units (assign-pmus' count)."""
+    writers: dict[UnitOp, list[tuple[UnitOp, bool]]]
+    """Per unit, the units of the section whose results it reads, and whether it reads one in
+    another order than it is written (``is_resident``: it waits for the whole)."""
+    loads: dict[UnitOp, list[tuple[int, int]]]
+    """Per unit, when the first and the last element of each buffer it reads from DRAM are
+    there (cycles from the section's start)."""
+    latency: int
+    """The DRAM latency in cycles (the last store's, after the last unit)."""
+
+    known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
+    """Each unit's ``frontier``, found when first needed."""
+    one: dict[UnitOp, int] = field(default_factory=dict)
+    """Each unit's vectors on one PCU."""
+
+    def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
+        if unit not in self.known:
+            self.known[unit] = frontier(unit, self.target)
+        return self.known[unit]
+
+    def factors(self, unit: UnitOp) -> tuple[int, ...]:
+        return self.options(unit)[self.level[unit]][2]
+
+    def vectors(self, unit: UnitOp) -> int:
+        if self.level[unit] == 0:
+            if unit not in self.one:
+                depth, lanes = unit_shape(unit)
+                self.one[unit] = copy_vectors(
+                    unit.space_values, unit.out.stride_values, lanes, depth, self.target.pcu_stages
+                )
+            return self.one[unit]
+        return self.options(unit)[self.level[unit]][1]
+
+    def copies(self, unit: UnitOp) -> int:
+        return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
+
+    def pcus(self) -> int:
+        return sum(self.copies(u) for u in self.units)
+
+    def buffer_pmus(self, buffer: BufferOp) -> int:
+        """What ``parallel_layout.held_pmus`` would give ``buffer`` with these factors."""
+        streams = 0
+        writer = buffer.source.owner
+        if isinstance(writer, UnitOp) and self.level.get(writer, 0) > 0:
+            streams = parallel_layout.out_streams(self.factors(writer), self.target)
+        for use in buffer.result.uses:
+            unit = use.operation
+            if isinstance(unit, UnitOp) and self.level.get(unit, 0) > 0:
+                strides = unit.ins.data[use.index].stride_values
+                streams = max(streams, parallel_layout.port_streams(self.factors(unit), strides))
+        if streams == 0:
+            return self.base_pmus[buffer]
+        elements = math.prod(shape_of(buffer.result.type))
+        return parallel_layout.buffer_pmus(buffer_bytes(buffer), elements, streams, self.target)
+
+    def unit_pmus(self, unit: UnitOp) -> dict[BufferOp, int]:
+        """The PMUs of the buffers ``unit`` reads and writes."""
+        bufs = [v.owner for v in unit.inputs] + [u.operation for u in unit.result.uses]
+        return {b: self.buffer_pmus(b) for b in bufs if isinstance(b, BufferOp)}
+
+    def critical_path(self) -> tuple[int, list[UnitOp]]:
+        """When the section's last unit ends, in cycles from its start, and the units whose
+        own time sets that (those worth splitting), last first, under the rules of the
+        performance model simplified (``runtime.machine.perf``): a unit takes its vectors plus
+        its pipeline's stages; it streams from a writer whose result it reads in the order it
+        is written (it starts when the writer starts and ends no sooner than the writer does),
+        and waits for the writer to end when it reads it in another order or when either of
+        them is parallel; a buffer from DRAM has its first element a DRAM latency after the
+        start, its last once its bytes have followed (what a parallel unit waits for)."""
+        start: dict[UnitOp, int] = {}
+        end: dict[UnitOp, int] = {}
+        before: dict[UnitOp, tuple[bool, UnitOp | None]] = {}
+        for u in self.units:
+            at, done = 0, 0
+            at_from: UnitOp | None = None
+            done_from: UnitOp | None = None
+            for first_in, last_in in self.loads[u]:
+                at = max(at, last_in if self.level[u] > 0 else first_in)
+                done = max(done, last_in)
+            for w, waits in self.writers[u]:
+                whole = waits or self.level[w] > 0 or self.level[u] > 0
+                t = end[w] if whole else start[w]
+                if t > at:
+                    at, at_from = t, w
+                if end[w] > done:
+                    done, done_from = end[w], w
+            start[u] = at
+            own = at + self.vectors(u) + self.target.pcu_stages
+            if own >= done:
+                end[u], before[u] = own, (True, at_from)
+            else:
+                end[u], before[u] = done, (False, done_from)
+        if not end:
+            return 0, []
+        last: UnitOp | None = max(self.units, key=lambda u: end[u])
+        length = end[last] + self.latency
+        path: list[UnitOp] = []
+        while last is not None:
+            own, previous = before[last]
+            if own:
+                path.append(last)
+            last = previous
+        return length, path
+
+
+def dram_floor(section: SectionOp, target: Target) -> int:
+    """Cycles the section's DRAM traffic takes at least: its loads (each buffer once) and its
+    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency."""
+    per_cycle = dram_bytes_per_cycle(target)
+    if not math.isfinite(per_cycle):
+        return 0
+    ops = list(section.body.block.ops)
+    loaded = sum(buffer_bytes(b) for b in ops if isinstance(b, BufferOp) and b.from_dram)
+    stored = {v.owner for v in section.yield_op.values}
+    total = loaded + sum(buffer_bytes(b) for b in stored if isinstance(b, BufferOp))
+    latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    return latency + math.ceil(total / per_cycle)
+
+
+Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
+"""Each unit's ``frontier``, kept by a caller that allocates a section more than once."""
+
+
+def allocate(
+    section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
+) -> dict[UnitOp, tuple[int, ...]]:
+    """The factors of the units of ``section`` that get more than one copy (see the module
+    docstring): the unit with the most vectors a copy on the section's critical path gets its
+    next grid, until that path is no longer than the section's DRAM floor, no unit on it can
+    be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
+    section that does not fit the target as it is (partition-sections will cut it) gets
+    nothing."""
+    budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    if not units or any(u.parallel is not None for u in units):
+        return {}
+    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
+    for u in units:
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            if isinstance(value.owner, BufferOp):
+                readers.setdefault(value.owner, []).append((u, access))
+    base: dict[BufferOp, int] = {}
+    for op in section.body.block.ops:
+        if isinstance(op, BufferOp):
+            resident = is_resident(op, readers.get(op, []))
+            base[op] = resident_pmus(op, target) if resident else 1
+    if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
+        return {}
+    latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+    per_cycle = dram_bytes_per_cycle(target)
+    writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
+    loads: dict[UnitOp, list[tuple[int, int]]] = {}
+    for u in units:
+        writers[u], loads[u] = [], []
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            buf = value.owner
+            if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
+                writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
+            elif isinstance(buf, BufferOp) and buf.from_dram:
+                moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
+                loads[u].append((latency, latency + math.ceil(moved)))
+    alloc = _Allocation(
+        section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
+        {} if known is None else known,
+    )  # fmt: skip
+    pmus = dict(base)
+    floor = dram_floor(section, target)
+    frozen: set[UnitOp] = set()
+    while True:
+        length, path = alloc.critical_path()
+        if length <= floor:
+            break
+        open_ = [
+            u
+            for u in path
+            if u not in frozen
+            and alloc.level[u] + 1 < len(alloc.options(u))
+            and alloc.vectors(u) > MIN_COPY_VECTORS
+        ]
+        if not open_:
+            break
+        pick = max(open_, key=alloc.vectors)
+        alloc.level[pick] += 1
+        changed = alloc.unit_pmus(pick)
+        total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
+        if alloc.pcus() > budget or total > target.num_pmus:
+            alloc.level[pick] -= 1
+            frozen.add(pick)
+            continue
+        pmus.update(changed)
+    return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+
+
+def routes(section: SectionOp, target: Target) -> bool:
+    """Whether ``section``, with the factors its units have, places and routes (seed 0); the
+    placement found is recorded on it (``ir_helpers.record_placement``), which
+    partition-sections takes if the section is still the same."""
+    assign_pmus(section, target)
+    try:
+        unit = parallel_layout.lone_parallel_unit(section)
+        if unit is not None:
+            spec, _ = parallel_layout.section_spec(section, unit)
+            parallel_layout.layout(spec, target)
+            return True
+        graph = section_graph(section).graph
+        if placement.fanout_excess(graph, target) is not None:
+            return False
+        record_placement(section, placement.place_and_route(graph, target))
+        return True
+    except PlacementError:
+        return False
+    finally:
+        for op in section.body.block.ops:
+            if isinstance(op, BufferOp):
+                op.properties.pop("pmus", None)
+
+
+def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]]) -> None:
+    for unit in units:
+        if unit in factors:
+            unit.properties["parallel"] = dense_i64(factors[unit])
+        else:
+            unit.properties.pop("parallel", None)
+
+
+def balance_section(section: SectionOp, target: Target) -> None:
+    """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
+    and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
+    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
+    known: Frontiers = {}
+    factors = allocate(section, target, known=known)
+    if not factors:
+        return  # nothing to spread (or a unit parallel already: its own section)
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    for _ in range(ROUTE_TRIES):
+        if not factors:
+            break
+        set_factors(units, factors)
+        if routes(section, target):
+            return
+        section.attributes.pop(PLACEMENT_ATTR, None)
+        used = sum(u.copies for u in units)
+        budget = len(units) + int((used - len(units)) * SHRINK)
+        set_factors(units, {})
+        factors = allocate(section, target, budget, known)
+    set_factors(units, {})
+
+
 @dataclass(frozen=True)
 class ParallelizeUnits(ModulePass):
-    """Give units with a lot of work ``parallel`` factors (see the module docstring)."""
+    """Give units copies in proportion to their work (see the module docstring)."""
 
     name = "parallelize-units"
 
     target: str = "plasticine"
     min_vectors: int = DEFAULT_MIN_VECTORS
-    """Units with fewer vectors on one PCU are left alone."""
+    """Units with at least this many vectors on one PCU get a section of their own."""
+    balance: bool = True
+    """Spread the units of each section that fits the target over its free PCUs."""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = pass_target(self.target)
@@ -184,3 +515,6 @@ class ParallelizeUnits(ModulePass):
             factors = choose_factors(unit, target, self.min_vectors)
             if factors is not None:
                 unit.properties["parallel"] = dense_i64(factors)
+        if self.balance:
+            for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
+                balance_section(section, target)

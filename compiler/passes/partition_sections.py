@@ -13,13 +13,18 @@ for) is ruled out without placing it; after ``SHRINK_MISSES`` pieces placed in v
 galloping and bisection. ``max_ops=1`` (``rdu-compile --o0``) also cuts after every op (a unit
 with the parts split-units made of it, ``<unit>.<k>``); 0, the default, cuts only where needed.
 A section that fits stays whole and keeps its name. A parallel unit (``parallel [...]``, see
-parallelize-units) counts its copies as PCUs and is cut out alone: its piece holds only it and
-its buffers (all of their PMUs), and is checked with its structured layout
+parallelize-units) counts its copies as PCUs and the PMUs of the buffers it reads and writes
+(``parallel_layout.unit_buffers``: whole on chip, a PMU a stream at least); a piece holding it
+and other units is placed like any other (its copies and multicast streams in the section's
+graph, ``ir_helpers.section_graph``), a piece holding it alone with its structured layout
 (``parallel_layout``).
 A candidate piece ``fanout_excess`` rules out is not even built: its streams are counted on the
 section (``piece_graph``).
 
-The placement found for a section (whole or a piece) is recorded on it, ``rdu.placement =
+A section parallelize-units balanced arrives with the placement it found for it (seed 0),
+taken as it is when the pass's seed is 0 and the section still fits it
+(``placement.check_placement``). The placement found for a section (whole or a piece) is
+recorded on it, ``rdu.placement =
 #pcu.section_placement<at [(x0, y0), ...], routes [...]>`` (its units' slots and its streams'
 routes, see ``ir_helpers.record_placement``), and place-and-route writes it onto the units: the
 seed is this pass's alone.
@@ -62,6 +67,7 @@ from compiler.passes.ir_helpers import (
     is_resident,
     pass_target,
     record_placement,
+    recorded_placement,
     resident_pmus,
     section_graph,
 )
@@ -195,20 +201,35 @@ class _Partitioner:
 
     def pmus_needed(self, i: int, j: int) -> int:
         """PMUs of the piece of units ``i..j-1``: one a DRAM tensor it loads, plus its results'
-        (a parallel unit's: all of its buffers' PMUs)."""
+        (a buffer a parallel unit reads or writes: all of its PMUs, ``parallel_layout``)."""
         if j - i == 1 and self.units[i].parallel is not None:
             unit = self.units[i]
-            held = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
-            return sum(n for _, n in held)
-        return len(self.sources(i, j)) + sum(self.held_pmus(u, i, j) for u in self.units[i:j])
+            alone = parallel_layout.unit_buffers(unit, unit.parallel_values, self.target)
+            return sum(n for _, n in alone)
+        held: dict[BufferOp, int] = {}  # the buffers of the piece's parallel units
+        for u in self.units[i:j]:
+            if u.parallel is not None:
+                for buf, n in parallel_layout.unit_buffers(u, u.parallel_values, self.target):
+                    held[buf] = max(held.get(buf, 0), n)
+        if not held:
+            return len(self.sources(i, j)) + sum(self.held_pmus(u, i, j) for u in self.units[i:j])
+        total = 0
+        for kind, what in self.sources(i, j):
+            if kind == "arg":
+                assert isinstance(what, BlockArgument)
+                total += max((held.get(b, 1) for b in self.loads[what]), default=1)
+            else:
+                assert isinstance(what, UnitOp)
+                total += held.get(self.out[what], 1)
+        for u in self.units[i:j]:
+            total += max(self.held_pmus(u, i, j), held.get(self.out[u], 0))
+        return total
 
     def fits(self, i: int, j: int) -> bool:
         if self.max_ops and len({op_of(u) for u in self.units[i:j]}) > self.max_ops:
             return False
         t = self.target
         units = self.units[i:j]
-        if j - i > 1 and any(u.parallel is not None for u in units):
-            return False  # a parallel unit has a section of its own
         pcus = sum(u.copies for u in units)
         return pcus <= t.num_pcus and self.pmus_needed(i, j) <= t.num_pmus
 
@@ -366,7 +387,7 @@ class _Partitioner:
     def verdict(self, piece: SectionOp) -> Verdict:
         """Whether ``piece`` routes (its placement then recorded on it for place-and-route);
         "too many streams" when ``placement.fanout_excess`` rules it out without placing it."""
-        unit = parallel_layout.parallel_unit(piece)
+        unit = parallel_layout.lone_parallel_unit(piece)
         if unit is not None:
             try:
                 spec, _ = parallel_layout.section_spec(piece, unit)
@@ -375,6 +396,9 @@ class _Partitioner:
                 return "unroutable"
             return "routes"
         graph = section_graph(piece).graph
+        recorded = recorded_placement(piece) if self.seed == 0 else None
+        if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
+            return "routes"  # placed by parallelize-units (seed 0) as it is
         if placement.fanout_excess(graph, self.target) is not None:
             return "too many streams"
         try:
@@ -503,7 +527,8 @@ class _Partitioner:
 
         def verdict(j: int) -> Verdict:
             piece_ends = {**ends, **dict.fromkeys(self.units[i:j], j)}
-            graph = None if self.units[i].parallel else self.piece_graph(i, j, piece_ends)
+            parallel = any(u.parallel is not None for u in self.units[i:j])
+            graph = None if parallel else self.piece_graph(i, j, piece_ends)
             if graph is not None and placement.fanout_excess(graph, self.target) is not None:
                 return "too many streams"  # ruled out before building it
             pieces[j] = self.build(k, i, j, piece_ends)

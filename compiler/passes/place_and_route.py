@@ -40,8 +40,12 @@ after:
     %y = pmu.buffer %r {name = "output.0", ..., placement = #pmu.placement<at (1, 0),
                         fill (0, 0) -> (1, 0), store (1, 0) -> (0, 0)>} : ...
 
-A section holding a parallel unit (``parallel [...]``, alone with its buffers) is not annealed:
-``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
+A parallel unit (``parallel [...]``) beside other units is placed with them: its copies are
+PCUs of the graph, each copy's output a stream to a PMU of its result buffer, each multicast
+stream a chain of legs from a PMU of the operand through the copies it feeds, whose routes are
+joined into the stream's (``ir_helpers.section_graph``; ``#pcu.placement<at [...], streams
+[...], out_routes [...]>``). A section holding a parallel unit alone with its buffers is not
+annealed: ``parallel_layout`` lays its copies out on a grid and multicasts its operands to them.
 
 A section that needs more PCUs or PMUs than the target has, or whose streams cannot be routed,
 fails the pass with one line naming the section and the target.
@@ -60,6 +64,7 @@ from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     TARGET_ATTR,
+    SectionGraph,
     pass_target,
     recorded_placement,
     section_graph,
@@ -68,7 +73,7 @@ from compiler.passes.placement import PlacementError
 from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
-from dialects.pcu import PlacementAttr, UnitOp
+from dialects.pcu import PlacementAttr, StreamAttr, UnitOp
 from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
 
 
@@ -92,7 +97,7 @@ class PlaceAndRoute(ModulePass):
 def place_section(section: SectionOp, target: Target) -> None:
     """Place and route one section in place: a placement attribute on each of its units and
     buffers (the placement recorded on the section, else one found here)."""
-    unit = parallel_layout.parallel_unit(section)
+    unit = parallel_layout.lone_parallel_unit(section)
     if unit is not None:
         try:
             parallel_layout.place_parallel_section(section, unit, target)
@@ -115,29 +120,59 @@ def place_section(section: SectionOp, target: Target) -> None:
             result = placement.place_and_route(sg.graph, target, section=name)
         except PlacementError as err:
             raise PassFailedException(str(err)) from None
-    count = len(sg.units)
+    write_placement(sg, result)
+
+
+def write_placement(sg: SectionGraph, result: placement.Placement) -> None:
+    """Write ``result``, a placement of ``sg.graph``, onto the section's units and buffers: a
+    PCU's slot and port routes; a parallel unit's copies' slots, its multicast streams (the
+    routes of a stream's legs joined) and one output route a copy; a buffer's slots, fill and
+    store routes (a parallel unit's result buffer has no fill: the copies' outputs)."""
+    count, nbanks = len(sg.units), len(sg.banks)
     slots: dict[UnitOp | BufferOp, list[Coord]] = {
         op: [slot] for op, slot in zip(sg.units, result.at[:count], strict=True)
     }
-    for op, slot in zip(sg.banks, result.at[count:], strict=True):
+    for op, slot in zip(sg.banks, result.at[count : count + nbanks], strict=True):
+        slots[op].append(slot)
+    for (op, _), slot in zip(sg.copies, result.at[count + nbanks :], strict=True):
         slots[op].append(slot)
     port_routes: dict[UnitOp, list[RouteAttr | None]] = {
         op: [None] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
     }
+    legs: dict[tuple[UnitOp, int, tuple[int, ...]], list[Coord]] = {}
+    outs: dict[UnitOp, dict[int, RouteAttr]] = {}
     fills: dict[BufferOp, RouteAttr] = {}
     stores: dict[BufferOp, RouteAttr] = {}
     for sink, hops in zip(sg.sinks, result.routes, strict=True):
         if sink.kind == "bank":
             continue  # reserved by the placement; the PEF has no stream between a buffer's PMUs
+        if sink.kind == "leg":
+            assert isinstance(sink.op, UnitOp)
+            path = legs.setdefault((sink.op, sink.port, sink.copies), [])
+            path += hops[1:] if path else hops
+            continue
         route = RouteAttr(hops)
-        if sink.kind == "port":
+        if sink.kind == "out":
+            assert isinstance(sink.op, UnitOp)
+            outs.setdefault(sink.op, {})[sink.copies[0]] = route
+        elif sink.kind == "port":
             assert isinstance(sink.op, UnitOp)
             port_routes[sink.op][sink.port] = route
         else:
             assert isinstance(sink.op, BufferOp)
             (fills if sink.kind == "fill" else stores)[sink.op] = route
+    streams: dict[UnitOp, list[StreamAttr]] = {}
+    for (op, port, copies), path in legs.items():
+        streams.setdefault(op, []).append(StreamAttr(port, copies, RouteAttr(path)))
     for op in sg.units:  # replaces any earlier placement
-        if isinstance(op, UnitOp):
+        if isinstance(op, UnitOp) and op.parallel is not None:
+            out = outs[op]
+            op.placement = PlacementAttr(
+                slots[op],
+                streams=streams.get(op, []),
+                out_routes=[out[k] for k in range(op.copies)],
+            )
+        elif isinstance(op, UnitOp):
             routes = port_routes[op]
             assert all(r is not None for r in routes), f"an input of {op.sym_name.data} unrouted"
             op.placement = PlacementAttr(slots[op], [r for r in routes if r is not None])

@@ -5,6 +5,7 @@ not compiled for."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,15 @@ def test_compile_writes_the_report(mlp_pef: Path) -> None:
         assert entry["cycles"] == model.cycles > 0
         assert entry["flops"] == model.flops > 0
         assert entry["offchip_bytes"]["total"] == model.dram_bytes > 0
-        assert entry["pcus"] == {"used": len(section.pcus), "available": 64}
+        copies = sum(math.prod(p.parallel) if p.parallel else 1 for p in section.pcus)
+        assert (
+            entry["pcus"]
+            == {"used": copies, "available": 64}
+            == {
+                "used": model.pcus_used,
+                "available": 64,
+            }
+        )
         assert entry["pmus"]["available"] == 64 and entry["links"]["used"] > 0
         assert 0 < entry["fraction_of_peak"] <= entry["roofline_fraction"] <= 1
         assert [u["name"] for u in entry["units"]] == [p.name for p in section.pcus]

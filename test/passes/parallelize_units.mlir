@@ -1,6 +1,6 @@
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1},assign-pmus{target=tiny}' | filecheck %s
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny},assign-pmus{target=tiny}' | filecheck %s --check-prefix=DEFAULT
-// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1},assign-pmus{target=tiny},partition-sections{target=tiny},place-and-route{target=tiny}' | filecheck %s --check-prefix=PLACED
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1 balance=false},assign-pmus{target=tiny}' | filecheck %s
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny balance=false},assign-pmus{target=tiny}' | filecheck %s --check-prefix=DEFAULT
+// RUN: rdu-opt %s --split-input-file -p 'parallelize-units{target=tiny min_vectors=1 balance=false},assign-pmus{target=tiny},partition-sections{target=tiny},place-and-route{target=tiny}' | filecheck %s --check-prefix=PLACED
 
 // An 8x8x16 matmul on tiny (4x4 grid: 2 rows of 2 PCU slots each, 4 lanes, 4 stages). One PCU
 // takes 2 (columns over the lanes) x 2 (rows unrolled 4 at a time) x 16 = 64 vectors. Forced

@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from xdsl.parser import Parser
 
-from compiler.driver import compile_in_memory
+from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
-from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS
+from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS, allocate
 from compiler.targets import get_target
+from dialects.dataflow import SectionOp
 from runtime.fabric import DTYPES, Fabric, _PcuPlan, _run_pcu, copy_pcus
 from runtime.machine.perf import model_section
 from runtime.pef import schema, validate
@@ -73,21 +75,22 @@ def test_matmul_in_copies_matches_torch(
 
 @pytest.mark.parametrize("arch", ["tiny", "sn10"])
 def test_mlp_with_every_unit_in_copies_matches_torch(arch: str) -> None:
-    # Every unit spread: each parallel unit is cut into a section of its own.
+    # Every unit spread: parallel units share a section where the fabric holds them all (sn10),
+    # placed together with their multicast streams; on tiny the section is cut.
     spec, module = _spec("mlp", True, batch_size=8, hidden=16, classes=10)
     program = compile_in_memory(spec, inference=True, target=get_target(arch), min_vectors=1)
     parallel = _parallel(program)
     assert parallel
-    for section in program.sections:
-        assert len(section.pcus) == 1 or not any(p.parallel for p in section.pcus)
+    most = max(sum(1 for p in s.pcus if p.parallel) for s in program.sections)
+    assert most > 1 if arch == "sn10" else most >= 1
     x = torch.randn(8, *spec.example_inputs[0].shape[1:])
     _check_against_torch(program, module, x)
 
 
-def test_the_default_threshold_leaves_the_mlp_alone() -> None:
+def test_the_default_threshold_gives_no_unit_a_section_of_its_own() -> None:
     spec, _ = _spec("mlp", False, batch_size=256, hidden=128, classes=10)
     program = compile_in_memory(spec, inference=False, target=get_target("sn10"))
-    assert not _parallel(program)
+    assert [s.name for s in program.sections] == ["forward", "backward", "optimizer"]
     assert DEFAULT_MIN_VECTORS >= 1 << 24
 
 
@@ -121,7 +124,7 @@ def test_a_training_step_in_copies_is_the_unsplit_step_bit_for_bit(arch: str, ba
     spec, _ = _spec("mlp", False, batch_size=batch, hidden=128, classes=10)
     target = get_target(arch)
     split = compile_in_memory(spec, inference=False, target=target, min_vectors=1)
-    whole = compile_in_memory(spec, inference=False, target=target)
+    whole = compile_in_memory(spec, inference=False, target=target, balance=False)
     assert len(_parallel(split)) > 20 and not _parallel(whole)
     loss, values = _one_step(split, spec)
     want_loss, want = _one_step(whole, spec)
@@ -169,3 +172,46 @@ def test_copies_run_together_compute_what_they_compute_one_by_one() -> None:
             else:
                 np.testing.assert_array_equal(together, one_by_one)
     assert {"add", "none"} <= combiners
+
+
+def test_balance_spreads_the_mlp_inside_its_sections() -> None:
+    # At the defaults on sn10 (640 PCUs) every section keeps its units together and the units
+    # on its critical path get copies, placed with the others. Training: parallel units beside
+    # ordinary ones (the numbers of such sections against torch: rdu-test in test_mlp.py, on
+    # plasticine); inference: its three fused units all spread in one section, against torch.
+    target = get_target("sn10")
+    spec, _ = _spec("mlp", False, batch_size=256, hidden=128, classes=10)
+    training = compile_in_memory(spec, inference=False, target=target)
+    validate(training)
+    assert [s.name for s in training.sections] == ["forward", "backward", "optimizer"]
+    forward = training.sections[0]
+    copies = {p.name: math.prod(p.parallel) if p.parallel else 1 for p in forward.pcus}
+    assert copies["matmul_0"] > copies["matmul_3"] > 1 and min(copies.values()) == 1
+    model = model_section(forward, training.meta)
+    assert model.pcus_used == sum(copies.values()) <= target.num_pcus
+    alone = compile_in_memory(spec, inference=False, target=target, balance=False)
+    assert not _parallel(alone)
+    assert model.cycles * 3 < model_section(alone.sections[0], alone.meta).cycles
+
+    spec, module = _spec("mlp", True, batch_size=256, hidden=128, classes=10)
+    program = compile_in_memory(spec, inference=True, target=target)
+    (section,) = program.sections
+    assert len([p for p in section.pcus if p.parallel]) == len(section.pcus) > 1
+    x = torch.randn(256, *spec.example_inputs[0].shape[1:])
+    _check_against_torch(program, module, x)
+
+
+def test_allocation_gives_more_copies_to_more_work() -> None:
+    # parallelize_units_balance.mlir: two independent matmuls of 256 and 64 rows on sn10. With
+    # 8 PCUs, the one with four times the work gets three times the copies (each step splits
+    # the unit with the most cycles on the critical path); without a limit, both get copies
+    # until the section is down to its DRAM traffic: five times the copies (the bigger one
+    # also waits for its larger operand to load).
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    target = get_target("sn10")
+    few = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target, 8).items()}
+    assert few == {"ma": 6, "mb": 2}
+    many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
+    assert many == {"ma": 15, "mb": 3}
