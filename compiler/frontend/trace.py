@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from compiler.frontend.decompositions import decomposition_table, inference_table
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.spec import ModelSpec
+from runtime.dtypes import fabric_dtype_of
 
 _WRAPPED = "model"
 """Attribute under which the training wrapper holds the user's module."""
@@ -316,12 +317,13 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
         if gi.name not in updated:
             # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
             array = values[gi.name].detach().cpu().contiguous().numpy()
-            digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
+            dtype = fabric_dtype_of(array.dtype)
+            assert dtype is not None, array.dtype
+            digest = value_sha256(dtype, array)
         out[gi.name] = digest
     return dict(sorted(out.items()))
 
 
-_PEF_DTYPES = {"f4": "f32", "i8": "i64", "b1": "i1"}
 """numpy dtype codes (without byte order) -> PEF dtypes (the frontend accepts only these)."""
 
 
