@@ -59,7 +59,8 @@ def _judge(
         scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
         if scales and name in scales:
             scale = scales[name]
-        tol = tolerance_for(np.asarray(want).dtype, overrides)
+        dtype = np.asarray(want).dtype
+        tol = tolerance_for(dtype, overrides if dtype == np.float32 else None)
         rows.append(
             compare(
                 name,
@@ -134,9 +135,17 @@ def _end_to_end(
     inputs, targets = batch
     import torch
 
+    from compiler.frontend.trace import precision_context
     from runtime.session import TrainingSession, rng_seed_value
     from tools.fabric_random import FabricRandomMode, RandomMismatch
-    from tools.reference import as_tuple, load_weights, optimizer_step, reference_attention
+    from tools.reference import (
+        as_numpy,
+        as_tuple,
+        load_weights,
+        optimizer_step,
+        pef_precision,
+        reference_attention,
+    )
 
     program = run.program
     roles = {s.name: s.role for s in program.meta.symbols}
@@ -151,17 +160,18 @@ def _end_to_end(
     mode = FabricRandomMode(joint.draws(rng_seed_value(seed, step)))
     try:
         with reference_attention(), mode:
-            raw = model(*inputs)
-            loss = run.model_file.function("loss")(raw, *targets)
+            with precision_context(pef_precision(program)):
+                raw = model(*inputs)
+                loss = run.model_file.function("loss")(raw, *targets)
             loss.backward()
         mode.check_done()
     except RandomMismatch as error:
         raise ToolError(f"torch's dropout cannot be matched to the fabric's: {error}") from error
 
-    expected: dict[str, np.ndarray] = {"loss": loss.detach().numpy()}
+    expected: dict[str, np.ndarray] = {"loss": as_numpy(loss)}
     got: dict[str, np.ndarray] = {"loss": np.asarray(result.loss, dtype=np.float32)}
     for i, out in enumerate(as_tuple(raw)):
-        expected[f"output.{i}"] = out.detach().numpy()
+        expected[f"output.{i}"] = as_numpy(out)
         got[f"output.{i}"] = result.outputs[f"output.{i}"]
     for name, param in model.named_parameters():
         if param.grad is not None and f"{name}.grad" in result.gradients:
@@ -348,6 +358,7 @@ def rdu_test(
                         "max_rel": r.max_rel,
                         "limit": r.limit,
                         "torch_error": r.torch_term,
+                        "mismatched": r.mismatched,
                         "ratio": r.ratio,
                         "ok": r.ok,
                         "by_torch_error": r.by_torch_error,
@@ -368,7 +379,8 @@ def rdu_test(
             click.echo(
                 f"{r.section:<{swidth}}  {r.name:<{width}}  max abs {r.max_abs:.3e}  "
                 f"max rel {r.max_rel:.3e}  limit {r.limit:.3e} (torch f32 {r.torch_term:.1e})  "
-                f"{mark}"
+                + (f"differ {r.mismatched:.1%}  " if r.mismatched else "")
+                + mark
             )
         click.echo(f"tolerance: {_tolerance_text(overrides)}")
         if failed or localize:

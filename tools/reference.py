@@ -119,6 +119,14 @@ class Joint:
         return out
 
 
+def pef_precision(program: Any) -> str:
+    """The precision a PEF was compiled in: its ``--precision=`` compile flag (none: fp32)."""
+    for flag in program.meta.compile_flags:
+        if flag.startswith("--precision="):
+            return flag.removeprefix("--precision=")
+    return "fp32"
+
+
 def trace_joint(run: Any) -> Joint:
     """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
     the model's arguments), and the random streams the frontend gives its random nodes."""
@@ -132,6 +140,7 @@ def trace_joint(run: Any) -> Joint:
 
     module = run.torch_model()
     spec = run.model_file.spec(module, run.args, inference=False)
+    spec.precision = pef_precision(run.program)
     try:
         traced = trace_training(spec)
         gb = GraphBuilder(
@@ -153,6 +162,27 @@ def trace_joint(run: Any) -> Joint:
         and needs_rng_seed(op_name(n.target), n.args)
     ]
     return Joint(traced, streams, random_nodes, module)
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A copy of ``t`` as a numpy array; a bfloat16 tensor as ``ml_dtypes.bfloat16`` (the same
+    bits: numpy has no bfloat16 of its own, so ``Tensor.numpy`` refuses it)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        from runtime.dtypes import BF16
+
+        return t.contiguous().view(torch.int16).numpy().view(BF16).copy()
+    return t.numpy().copy()
+
+
+def as_torch(a: np.ndarray) -> torch.Tensor:
+    """A torch tensor of a copy of ``a``; a bfloat16 array as ``torch.bfloat16``."""
+    from runtime.dtypes import BF16
+
+    a = np.array(a)
+    if a.dtype == BF16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def widen(value: Any) -> Any:
@@ -184,7 +214,7 @@ def run_joint(
     computed (the backward's float64 run on the float32 activations it reads)."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
-    own = {n: b.detach().numpy() for n, b in joint.module.named_buffers()}
+    own = {n: as_numpy(b) for n, b in joint.module.named_buffers()}
     feed = {**own, **feed}
     env: dict[torch.fx.Node, Any] = {}
     cast = widen if wide else (lambda v: v)
@@ -206,7 +236,7 @@ def run_joint(
                     name = by_node[node]
                     if name not in feed:
                         raise ToolError(f"internal: no value for the graph input {name}")
-                    env[node] = cast(torch.from_numpy(np.array(feed[name])))
+                    env[node] = cast(as_torch(feed[name]))
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
@@ -284,7 +314,7 @@ class OwnError:
         result = wide[node]
         if not isinstance(result, torch.Tensor):
             return 0.0
-        return float_error(value.numpy(), result.numpy())
+        return float_error(as_numpy(value), as_numpy(result))
 
     def _chain(self, node: torch.fx.Node, given: set[str]) -> set[torch.fx.Node] | None:
         """The nodes between ``given`` and ``node`` (``node`` included); None past LIMIT."""
@@ -394,7 +424,7 @@ def float64_values(
     for name, value in (pinned or {}).items():
         node = by_name.get(name.removeprefix("saved."))
         if node is not None:
-            nodes[node] = torch.from_numpy(np.array(value))
+            nodes[node] = as_torch(value)
     env = run_joint(joint, feed, rng_seed, wide=True, pinned=nodes)
     return _dram_values(joint, program, env, None)
 
@@ -414,7 +444,7 @@ def _dram_values(
     def array(node: torch.fx.Node) -> np.ndarray:
         if node.op == "call_function" and scales is not None:
             scales[name] = operand_size(node, env, memo)
-        return env[node].detach().numpy().copy()
+        return as_numpy(env[node])
 
     for o in joint.traced.outputs:
         name = o.name
@@ -427,7 +457,7 @@ def _dram_values(
             total = env[o.node]
             for term in o.more:
                 total = total + env[term]
-            out[o.name] = total.detach().numpy().copy()
+            out[o.name] = as_numpy(total)
         else:
             out[o.name] = array(o.node)
     for sym in program.meta.symbols:
