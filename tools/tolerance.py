@@ -48,8 +48,9 @@ nearest even, so they differ only where the float32 value lies within float32 ro
 (another summation order) of a halfway point between two bf16 numbers, a few elements in a
 thousand; a fabric that truncated instead of rounding would differ in about half of them
 (``test/conformance/test_ops_bf16_mixed.py`` and ``test/e2e/test_mlp_bf16_mixed.py`` flip the
-emulator's rounding to truncation and check that this rule fails it). Torch's own error is not added for bf16 tensors: its float64
-run keeps torch's bf16 casts, so its distance is bf16 roundings, not float32 noise.
+emulator's rounding to truncation and check that this rule fails it). Torch's own error is
+not added for bf16 tensors: its float64 run keeps torch's bf16 casts, so its distance is bf16
+roundings, not float32 noise.
 """
 
 from __future__ import annotations
