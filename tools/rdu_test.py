@@ -32,7 +32,14 @@ import click
 import numpy as np
 
 from tools.cli import MODEL_COMMAND_SETTINGS, OneLineCommand, ToolError, guarded, print_help
-from tools.tolerance import Comparison, compare, float_error, scale_of, tolerance_for
+from tools.tolerance import (
+    Comparison,
+    compare,
+    float_error,
+    scale_of,
+    through_bf16,
+    tolerance_for,
+)
 
 END_TO_END = "end to end"
 """The name of the whole-step comparison among the sections."""
@@ -48,6 +55,7 @@ def _judge(
     overrides: dict[str, float | None],
     scales: dict[str, float] | None = None,
     errors: dict[str, float] | None = None,
+    bf16: bool = False,
 ) -> list[Comparison]:
     """Every tensor of ``expected`` judged against the fabric's value in ``got`` (``scales``:
     forward values' operand sizes, see ``SectionCase.scales``; ``errors``: torch's own float32
@@ -61,6 +69,8 @@ def _judge(
             scale = scales[name]
         dtype = np.asarray(want).dtype
         tol = tolerance_for(dtype, overrides if dtype == np.float32 else None)
+        if bf16 and dtype == np.float32:
+            tol = through_bf16(tol)
         rows.append(
             compare(
                 name,
@@ -83,10 +93,11 @@ def check_against_torch(
     section on torch's inputs, then (training) a whole step end to end."""
     from runtime.fabric import Fabric
     from runtime.session import rng_seed_value
-    from tools.reference import float64_values, section_cases, trace_joint
+    from tools.reference import float64_values, pef_precision, section_cases, trace_joint
 
     overrides = overrides or {}
     program = run.program
+    bf16 = pef_precision(program) != "fp32"  # forward and backward computed through bf16
     roles = {s.name: s.role for s in program.meta.symbols}
     state, step = run.initial_state()
     hyper = {} if run.is_inference else run.hyperparameters()
@@ -104,8 +115,17 @@ def check_against_torch(
     rows: list[Comparison] = []
     for case in cases:
         got = case.run(fabric)
+        through = bf16 and case.kind in ("forward", "backward")
         rows += _judge(
-            case.kind, got, case.expected, roles, state, overrides, case.scales, case.errors
+            case.kind,
+            got,
+            case.expected,
+            roles,
+            state,
+            overrides,
+            case.scales,
+            case.errors,
+            bf16=through,
         )
     if not run.is_inference:
         assert wide is not None
@@ -182,7 +202,8 @@ def _end_to_end(
             expected[name] = buffer.detach().numpy()
             got[name] = after[name]
     errors = {k: float_error(v, wide.get(k)) for k, v in expected.items()}
-    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales, errors)
+    bf16 = pef_precision(program) != "fp32"  # loss, outputs and gradients through bf16
+    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales, errors, bf16=bf16)
 
     with torch.no_grad():
         stepped = optimizer_step(run, state, step, result.gradients, hyper)

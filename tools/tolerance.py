@@ -51,6 +51,13 @@ thousand; a fabric that truncated instead of rounding would differ in about half
 emulator's rounding to truncation and check that this rule fails it). Torch's own error is
 not added for bf16 tensors: its float64 run keeps torch's bf16 casts, so its distance is bf16
 roundings, not float32 noise.
+
+A float32 tensor computed through bf16 values (a bf16-mixed PEF's forward and backward: the
+loss from bf16 logits, a weight's gradient cast from a bf16 matmul) carries their roundings: a
+bf16 value on the way that rounded to the other neighbour (float32 noise across a halfway
+point) moves it by a bf16 unit. Such tensors are held to the float32 rule with the bf16
+normwise part in place of float32's (:func:`through_bf16`: ``rtol`` and ``atol`` at least
+``2**-8``); the optimizer's float32 arithmetic on float32 master weights keeps the float32 rule.
 """
 
 from __future__ import annotations
@@ -84,6 +91,13 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 """Per float dtype; any other dtype (integers, bool) must match exactly."""
 
 EXACT = Tolerance(rtol=0.0, atol=0.0)
+
+
+def through_bf16(tol: Tolerance) -> Tolerance:
+    """``tol`` (a float32 tolerance) for a tensor computed through bf16 values: its normwise
+    parts at least bf16's (the module docstring)."""
+    bf16 = DEFAULT_TOLERANCES["bfloat16"]
+    return Tolerance(max(tol.rtol, bf16.rtol), max(tol.atol, bf16.atol), tol.torch_factor)
 
 
 def tolerance_for(
