@@ -34,3 +34,12 @@ def fabric_dtype_of(dtype: np.dtype) -> str | None:
 def is_float(dtype: np.dtype) -> bool:
     """Whether ``dtype`` is a float of numpy's own or bfloat16 (whose numpy kind is ``V``)."""
     return dtype.kind == "f" or dtype == BF16
+
+
+def pef_precision(compile_flags: list[str]) -> str:
+    """The precision a PEF was compiled in (``rdu-compile --precision``), from its
+    ``meta.compile_flags``: the ``--precision=`` flag, or ``fp32`` without one."""
+    for flag in compile_flags:
+        if flag.startswith("--precision="):
+            return flag.removeprefix("--precision=")
+    return "fp32"

@@ -121,10 +121,9 @@ class Joint:
 
 def pef_precision(program: Any) -> str:
     """The precision a PEF was compiled in: its ``--precision=`` compile flag (none: fp32)."""
-    for flag in program.meta.compile_flags:
-        if flag.startswith("--precision="):
-            return flag.removeprefix("--precision=")
-    return "fp32"
+    from runtime.dtypes import pef_precision as precision_of
+
+    return precision_of(program.meta.compile_flags)
 
 
 def trace_joint(run: Any) -> Joint:

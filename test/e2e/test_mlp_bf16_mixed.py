@@ -79,3 +79,12 @@ def test_bf16_mixed_inference_is_refused_in_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "not supported yet" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_report_says_the_precision(bf16_pef: Path) -> None:
+    import json
+
+    report = json.loads((bf16_pef.parent / "report.json").read_text())
+    assert report["precision"] == "bf16-mixed"
+    log = (bf16_pef.parent / "mlp-bf16.log").read_text()
+    assert "precision bf16-mixed (peak and PCU cycles modelled at the f32 rate)" in log
