@@ -70,12 +70,12 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16-mixed"]),
+    type=click.Choice(["fp32", "bf16-mixed", "bf16"]),
     default="fp32",
     show_default=True,
-    help="fp32, or bf16-mixed: torch.autocast(device_type='cpu', dtype=torch.bfloat16) "
+    help="fp32; bf16-mixed: torch.autocast(device_type='cpu', dtype=torch.bfloat16) "
     "semantics (matmuls in bf16 accumulating in fp32, fp32 master weights, gradients and "
-    "optimizer state).",
+    "optimizer state); bf16 (with --inference): the model in bf16, weights and activations.",
 )
 @click.option(
     "--data-parallel",
@@ -120,8 +120,13 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
-        if precision != "fp32" and inference:
-            raise ToolError(f"--precision {precision} with --inference is not supported yet")
+        if precision == "bf16-mixed" and inference:
+            raise ToolError("--precision bf16-mixed with --inference is not supported yet")
+        if precision == "bf16" and not inference:
+            raise ToolError(
+                "--precision bf16 is for inference PEFs (add --inference); train with "
+                "--precision bf16-mixed (fp32 master weights)"
+            )
         if check:
             return _check(model_path, ctx.args, inference, batch_size, seed, debug, arch, precision)
         with _fewer_collections():
@@ -369,6 +374,12 @@ def model_spec(
             f"{model_file.path}: model() must return a torch.nn.Module, got {type(module).__name__}"
         )
     spec = model_file.spec(module, args, inference=inference)
+    if precision == "bf16":  # inference as deployed: bf16 weights, buffers and inputs
+        module.to(torch.bfloat16)
+        inputs = tuple(
+            x.to(torch.bfloat16) if x.is_floating_point() else x for x in spec.example_inputs
+        )
+        spec = dataclasses.replace(spec, example_inputs=inputs)
     return model_file, dataclasses.replace(spec, precision=precision)
 
 

@@ -72,6 +72,35 @@ def test_it_trains_and_checkpoints_fp32_master_weights(bf16_pef: Path, tmp_path:
     assert all(v.dtype == torch.float32 for v in state.values())
 
 
+def test_bf16_inference_pef_runs_a_bf16_mixed_checkpoint(bf16_pef: Path, tmp_path: Path) -> None:
+    pef = compile_mlp(tmp_path, "--inference", "--precision", "bf16", "--pef-name", "mlp-bf16i")
+    program = read_pef(pef)
+    dtypes = {s.name: s.dtype for s in program.meta.symbols}
+    assert dtypes["fc1.weight"] == "bf16" and dtypes["input.0"] == "bf16"
+    report = rdu_test(MLP, pef)  # against the torch model in bf16
+    assert all(t["ok"] for t in report["tensors"])
+    ckpt = tmp_path / "ckpt"
+    trained = in_process(
+        "rdu-run", str(MLP), "--pef", str(bf16_pef), "--num-steps", "100", "--ckpt-dir", str(ckpt)
+    )
+    assert trained.returncode == 0, trained.stderr
+    results = tmp_path / "results"
+    result = in_process(
+        "rdu-run", str(MLP), "--pef", str(pef), "--inference",
+        "--init-ckpt-path", str(ckpt / "last.pt"), "--results-dir", str(results),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.rsplit("accuracy ", 1)[1].split()[0])
+    assert accuracy > 0.85, result.stdout
+
+
+def test_bf16_precisions_refused_where_not_supported(tmp_path: Path) -> None:
+    result = in_process(
+        "rdu-compile", str(MLP), "--precision", "bf16", "--output-folder", str(tmp_path)
+    )
+    assert result.returncode == 1 and "add --inference" in result.stderr
+
+
 def test_bf16_mixed_inference_is_refused_in_one_line(tmp_path: Path) -> None:
     result = in_process(
         "rdu-compile", str(MLP), "--precision", "bf16-mixed", "--inference",
