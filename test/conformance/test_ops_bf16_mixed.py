@@ -108,3 +108,32 @@ def test_a_precision_we_lack_is_refused_in_one_line() -> None:
     with pytest.raises(FrontendError, match="precision 'bf16' is not supported yet") as info:
         compile_in_memory(spec, inference=False, target=get_target("plasticine"))
     assert "\n" not in str(info.value)
+
+
+class ScaledMatMul(MatMul):
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        # torch keeps 0.1 and 0.7 in f32 (mul, div) and rounds 0.3 and 0.2 to bf16 (add, sub)
+        return ((a @ self.b) * 0.1 + 0.3) / 0.7 - 0.2
+
+
+def test_bf16_ops_with_python_numbers_round_them_as_torch() -> None:
+    a = torch.randn(M, K, generator=GENERATOR)
+    module = ScaledMatMul(torch.randn(K, N, generator=GENERATOR))
+    w = torch.randn(M, N, generator=GENERATOR)
+    spec = ModelSpec(
+        name="scaled",
+        module=module,
+        example_inputs=(a,),
+        example_targets=(w,),
+        loss_fn=lambda out, w: (out.float() * w).sum(),
+        optimizer=None,
+        source_file=Path(__file__),
+        precision="bf16-mixed",
+    )
+    program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
+    state = {"b": module.b.detach().numpy().copy()}
+    result = TrainingSession(program, state).step({"input.0": a.numpy(), "target.0": w.numpy()}, {})
+    with precision_context("bf16-mixed"), torch.no_grad():
+        want = as_numpy(module(a))
+    # the other way round, two fifths of the elements would differ
+    assert compare("out", result.outputs["output.0"], want).ok
