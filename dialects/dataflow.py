@@ -38,7 +38,6 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolNameConstraint,
     TensorType,
-    f32,
     f64,
     i1,
     i64,
@@ -212,11 +211,9 @@ def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...] | None:
 
 
 def fabric_dtype(typ: Attribute) -> str:
-    """The fabric's name of an element type (``f32``, ``i64``, ``i1``; else its IR text, which
-    no type rule but ``cast``'s accepts)."""
-    for name, fabric_type in (("f32", f32), ("i64", i64), ("i1", i1)):
-        if typ == fabric_type:
-            return name
+    """The fabric's name of an element type: its IR text, which for the fabric's element types
+    (``runtime.machine.opcodes.DTYPES``: ``f32``, ``bf16``, ``i64``, ``i1``) is their name;
+    any other type's text no type rule but ``cast``'s accepts."""
     return str(typ)
 
 

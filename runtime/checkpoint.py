@@ -24,17 +24,14 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from runtime.dtypes import HOST_KINDS, NUMPY_DTYPES
 from runtime.errors import RduError
 from runtime.machine.atomic import atomic_writer
 from runtime.machine.files import not_a_regular_file
 from runtime.pef.schema import Symbol
 
-_NP_DTYPES: dict[str, np.dtype] = {
-    "f32": np.dtype(np.float32),
-    "i64": np.dtype(np.int64),
-    "i1": np.dtype(np.bool_),
-}
-_KINDS = {"f32": "fiub", "i64": "iu", "i1": "b"}
+_NP_DTYPES = NUMPY_DTYPES
+_KINDS = HOST_KINDS
 
 STATE_KEYS: dict[str, tuple[str, ...]] = {
     "sgd": ("momentum_buffer",),

@@ -29,8 +29,12 @@ sum's additions).
 A register port (``Port.register``: one address at every point) is read once, its element
 copied into a 0-d array that every stage broadcasts, instead of a view of the PMU.
 
-Values are ``f32``/``i64``/``i1`` (float32/int64/bool); every stage's result is kept in its
-dtype (float32 math stays float32). Strided views are made with ``np.ndarray(buffer=...)``,
+Values are ``f32``/``bf16``/``i64``/``i1`` (float32/``ml_dtypes.bfloat16``/int64/bool); every
+stage's result is kept in its dtype (float32 math stays float32). bf16 computes as torch's CPU
+kernels do: a stage widens its bf16 operands to float32, computes in float32 and rounds its
+result to bf16 (``round_to_bf16``: to nearest even); a contraction or an ``add`` reduction of
+bf16 values accumulates in float32 and rounds once, at the end; ``cast`` to bf16 rounds.
+Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
 result that is a fresh array already laid out as its whole output PMU becomes that PMU's buffer
 without a copy; the last float ufunc of an elementwise unit that does not (a cache block of a
@@ -59,6 +63,7 @@ import msgspec
 import numpy as np
 import threadpoolctl
 
+from runtime.dtypes import BF16, NUMPY_DTYPES, is_float
 from runtime.errors import RduError
 from runtime.host_memory import keep_freed_memory
 from runtime.machine import perf
@@ -67,11 +72,8 @@ from runtime.machine.rules import copy_block, reduced_counters
 from runtime.pef.schema import Access, Meta, Pcu, Program, Section, Stage
 from runtime.pef.validate import validate
 
-DTYPES: dict[str, np.dtype] = {
-    "f32": np.dtype(np.float32),
-    "i64": np.dtype(np.int64),
-    "i1": np.dtype(np.bool_),
-}
+DTYPES: dict[str, np.dtype] = NUMPY_DTYPES
+"""The numpy dtype of every fabric dtype (``runtime/dtypes.py``)."""
 
 
 class FabricError(RduError):
@@ -380,6 +382,29 @@ class _Step:
     args: tuple[int, ...]
     shapes: tuple[Shape | None, ...]
     dtype: np.dtype
+    widen: bool = False  # some operand is bf16: computed on float32 copies (the module docstring)
+
+
+def round_to_bf16(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to bfloat16, to nearest even (torch's ``.to(torch.bfloat16)``); a
+    non-float32 ``x`` goes through float32 first (an int64 as torch converts it, a bool
+    exactly). Every rounding of the emulator to bf16 is this function."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    return x.astype(BF16)
+
+
+def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``x`` converted to ``dtype`` (to bf16 by ``round_to_bf16``)."""
+    if dtype == BF16:
+        return round_to_bf16(x)
+    return x.astype(dtype)
+
+
+def _widened(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 when it is bf16 (exact), else as it is."""
+    return x.astype(np.float32) if x.dtype == BF16 else x
 
 
 @dataclass(frozen=True)
@@ -465,7 +490,7 @@ class _PcuPlan:
         contract = False
         if pcu.combiner == "add" and reduced and pcu.result >= nin:
             stage = pcu.stages[pcu.result - nin]
-            contract = stage.op == "mul" and stage.dtype in ("f32", "i64")
+            contract = stage.op == "mul" and stage.dtype in ("f32", "bf16", "i64")
         contract = contract and pcu.out.index_port < 0
 
         needed: set[int] = set()
@@ -499,7 +524,8 @@ class _PcuPlan:
                     impl = functools.partial(_rand, _flat_index(axes[v], space))
                 assert impl is not None
                 shapes = tuple(_broadcast_shape(axes[a], axes[v], space) for a in stage.args)
-                steps.append(_Step(v, impl, tuple(stage.args), shapes, dtype))
+                widen = any(dtypes[a] == BF16 for a in stage.args)
+                steps.append(_Step(v, impl, tuple(stage.args), shapes, dtype, widen))
 
         contraction = None
         if contract:
@@ -621,11 +647,12 @@ def _scatter(plan: _PcuPlan, buffers: list[np.ndarray | None], values: list[np.n
     if plan.combiner == "none":
         buffer[addresses] = value
         return
-    if plan.dtype.kind == "f":  # float64 sums in one pass: no float32 rounding per addition
+    if is_float(plan.dtype):  # float64 sums in one pass: no float32 rounding per addition
         # Over the addresses written only (an embedding's gradient touches a few of its rows).
         written, slot = np.unique(addresses, return_inverse=True)
-        total = np.bincount(slot, weights=value, minlength=written.size)
-        buffer[written] = total * scatter.scale
+        total = np.bincount(slot, weights=_widened(value), minlength=written.size)
+        total *= scatter.scale
+        buffer[written] = round_to_bf16(total) if plan.dtype == BF16 else total
     else:
         np.add.at(buffer, addresses, value)
         buffer *= np.asarray(scatter.scale, plan.dtype)
@@ -821,7 +848,7 @@ def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
 
 
 def _contract(plan: _Contraction, values: list[np.ndarray]) -> np.ndarray:
-    x, y = values[plan.x], values[plan.y]
+    x, y = _widened(values[plan.x]), _widened(values[plan.y])  # bf16: float32 accumulation
     if plan.x_sum:
         x = np.sum(x, axis=plan.x_sum)
     if plan.y_sum:
@@ -851,7 +878,7 @@ def _identity_of(combiner: str, dtype: np.dtype) -> np.ndarray:
     """The combiner's neutral element: what a reduction over no point yields."""
     if combiner in ("add", "none"):
         return np.zeros((), dtype)
-    if dtype.kind == "f":
+    if is_float(dtype):
         return np.asarray(-np.inf if combiner == "max" else np.inf, dtype)
     if dtype.kind == "b":
         return np.asarray(combiner == "min", dtype)
@@ -894,9 +921,11 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
             values[a] if shape is None else values[a].reshape(shape)
             for a, shape in zip(step.args, step.shapes, strict=True)
         ]
+        if step.widen:
+            operands = [_widened(o) for o in operands]
         result = step.impl(*operands)
         if result.dtype != step.dtype:
-            result = result.astype(step.dtype)
+            result = _to_dtype(result, step.dtype)
         values[step.value] = result
     final = plan.final
     if final is not None:  # no temporary of the result, no copy of it into the PMU
@@ -916,13 +945,14 @@ def _run_pcu(plan: _PcuPlan, buffers: list[np.ndarray | None]) -> None:
         array = _contract(plan.contraction, values)
     else:
         array = values[plan.result]
-        if plan.reduce_dims:
-            array = _REDUCERS[plan.combiner](array, axis=plan.reduce_dims)
+        if plan.reduce_dims:  # bf16: float32 accumulation
+            array = _REDUCERS[plan.combiner](_widened(array), axis=plan.reduce_dims)
     if plan.scale != 1:
+        array = _widened(array)
         array = array * np.asarray(plan.scale, dtype=array.dtype)
     array = np.asarray(array)
     if array.dtype != plan.dtype:
-        array = array.astype(plan.dtype)
+        array = _to_dtype(array, plan.dtype)
     if plan.out_shape is not None:
         array = array.reshape(plan.out_shape)
     _write(plan, buffers, array)

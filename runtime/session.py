@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runtime.distributed import Communicator
+from runtime.dtypes import HOST_KINDS
 from runtime.errors import RduError
 from runtime.fabric import DTYPES, Fabric
 from runtime.pef.digest import value_sha256
@@ -46,7 +47,7 @@ ADAMW_COEFFICIENTS = (
     "one_minus_beta2",
 )
 COMPUTED_HYPERPARAMETERS = (*ADAMW_COEFFICIENTS, "rng_seed")
-_KINDS = {"f32": "fiub", "i64": "iu", "i1": "b"}
+_KINDS = HOST_KINDS
 
 
 class SessionError(RduError):

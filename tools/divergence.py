@@ -273,7 +273,7 @@ def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -
     import torch
     from torch.fx.node import map_arg
 
-    from tools.reference import widen
+    from tools.reference import as_torch, widen
 
     cast = widen if wide else (lambda v: v)
     bound = {i.node: i.name for i in traced.inputs}
@@ -282,7 +282,7 @@ def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -
         for node in traced.graph.nodes:
             if node.op == "placeholder":
                 if node in bound:
-                    env[node] = cast(torch.from_numpy(np.array(inputs[bound[node]])))
+                    env[node] = cast(as_torch(inputs[bound[node]]))
                 else:
                     env[node] = cast(traced.constants[node.name])
             elif node.op == "get_attr":
@@ -297,10 +297,10 @@ def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -
 def _arrays(env: Mapping[Any, Any]) -> dict[str, np.ndarray]:
     import torch
 
+    from tools.reference import as_numpy
+
     return {
-        node.name: value.detach().numpy()
-        for node, value in env.items()
-        if isinstance(value, torch.Tensor)
+        node.name: as_numpy(value) for node, value in env.items() if isinstance(value, torch.Tensor)
     }
 
 
@@ -328,7 +328,14 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
 
     from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
-    from tools.reference import OwnError, operand_size, run_joint, section_cases, trace_joint
+    from tools.reference import (
+        OwnError,
+        as_numpy,
+        operand_size,
+        run_joint,
+        section_cases,
+        trace_joint,
+    )
     from tools.tolerance import float_error
 
     program = run.program
@@ -362,7 +369,7 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
         reference.writes.update(case.expected)
         reference.errors.update(case.errors)
     whole = {
-        n.name: float_error(env[n].numpy(), env64[n].numpy())
+        n.name: float_error(as_numpy(env[n]), as_numpy(env64[n]))
         for n in env
         if isinstance(env[n], torch.Tensor) and isinstance(env64.get(n), torch.Tensor)
     }

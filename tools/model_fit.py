@@ -28,7 +28,8 @@ def structure_mismatch(module: Any, symbols: Sequence[Symbol]) -> str:
     """The first difference between ``module``'s parameters and buffers and the PEF's
     ``parameter``/``buffer`` symbols, in one phrase; "" when they agree.
 
-    Every symbol must be a tensor of the module of the same role, shape and dtype; every
+    Every symbol must be a tensor of the module of the same role, shape and dtype (a float
+    tensor fits an ``f32`` or a ``bf16`` symbol); every
     parameter of the module must be a symbol, or share its storage with one (tied weights are
     compiled once, under one name)."""
     params = dict(module.named_parameters(remove_duplicate=False))
@@ -42,7 +43,9 @@ def structure_mismatch(module: Any, symbols: Sequence[Symbol]) -> str:
             )
         role = "parameter" if sym.name in params else "buffer"
         shape, dtype = list(tensor.shape), _pef_dtype(tensor)
-        if role != sym.role or shape != list(sym.shape) or dtype != sym.dtype:
+        # a float tensor fits a bf16 symbol too (--precision bf16: rounded when it is loaded)
+        fits = dtype == sym.dtype or (dtype == "f32" and sym.dtype == "bf16")
+        if role != sym.role or shape != list(sym.shape) or not fits:
             return (
                 f"'{sym.name}' is a {role} {shape} {dtype} in the model, a {sym.role} "
                 f"{sym.shape} {sym.dtype} in the PEF"

@@ -69,6 +69,15 @@ if TYPE_CHECKING:
     help="Fuse elementwise ops; cut sections only where the fabric is full (the default).",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16-mixed", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="fp32; bf16-mixed: torch.autocast(device_type='cpu', dtype=torch.bfloat16) "
+    "semantics (matmuls in bf16 accumulating in fp32, fp32 master weights, gradients and "
+    "optimizer state); bf16 (with --inference): the model in bf16, weights and activations.",
+)
+@click.option(
     "--data-parallel",
     is_flag=True,
     help="Mark the gradients to average across ranks (rdu-run --data-parallel); "
@@ -93,6 +102,7 @@ def rdu_compile(
     arch: str,
     seed: int,
     opt_level: int,
+    precision: str,
     data_parallel: bool,
     check: bool,
     debug: bool,
@@ -110,8 +120,15 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
+        if precision == "bf16-mixed" and inference:
+            raise ToolError("--precision bf16-mixed with --inference is not supported yet")
+        if precision == "bf16" and not inference:
+            raise ToolError(
+                "--precision bf16 is for inference PEFs (add --inference); train with "
+                "--precision bf16-mixed (fp32 master weights)"
+            )
         if check:
-            return _check(model_path, ctx.args, inference, batch_size, seed, debug, arch)
+            return _check(model_path, ctx.args, inference, batch_size, seed, debug, arch, precision)
         with _fewer_collections():
             return _compile(
                 model_path,
@@ -125,6 +142,7 @@ def rdu_compile(
                 debug,
                 data_parallel=data_parallel,
                 opt_level=opt_level,
+                precision=precision,
             )
 
     guarded("rdu-compile", debug, body)
@@ -169,6 +187,7 @@ def _compile(
     debug: bool,
     data_parallel: bool,
     opt_level: int,
+    precision: str = "fp32",
 ) -> int:
     from compiler.driver import compile_model
     from compiler.targets import get_target
@@ -176,10 +195,12 @@ def _compile(
     target = get_target(arch)
     _check_pef_name(pef_name)
     _check_output_folder(Path(output_folder))
-    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug, target)
+    model_file, spec = model_spec(
+        model_path, extra, inference, batch_size, seed, debug, target, precision
+    )
     name = pef_name or model_file.name
     _check_output_folder(Path(output_folder) / name)
-    flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra)
+    flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra, precision)
     log: list[str] = [f"rdu-compile {model_file.path} {' '.join(flags)}"]
     _collect_again()
     try:
@@ -218,9 +239,12 @@ def compile_flags(
     data_parallel: bool,
     opt_level: int,
     extra: list[str],
+    precision: str = "fp32",
 ) -> list[str]:
-    """The options a PEF records (``meta.compile_flags``), the model's own arguments last."""
+    """The options a PEF records (``meta.compile_flags``), the model's own arguments last; the
+    precision only when it is not fp32 (``tools.cli.pef_precision`` reads it back)."""
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
+    flags += [f"--precision={precision}"] if precision != "fp32" else []
     flags += ["--inference"] if inference else []
     flags += ["--data-parallel"] if data_parallel else []
     flags += [f"--o{opt_level}"]
@@ -327,9 +351,13 @@ def model_spec(
     seed: int,
     debug: bool,
     target: Target,
+    precision: str = "fp32",
 ) -> tuple[ModelFile, ModelSpec]:
     """The model file and what the compiler compiles of it: ``model(args)`` built under
-    ``seed``, with its example batch (and, for training, its loss and optimizer)."""
+    ``seed``, with its example batch (and, for training, its loss and optimizer), traced in
+    ``precision``."""
+    import dataclasses
+
     import torch
 
     from tools.model_file import ModelFileError, load_model_file
@@ -345,7 +373,14 @@ def model_spec(
         raise ModelFileError(
             f"{model_file.path}: model() must return a torch.nn.Module, got {type(module).__name__}"
         )
-    return model_file, model_file.spec(module, args, inference=inference)
+    spec = model_file.spec(module, args, inference=inference)
+    if precision == "bf16":  # inference as deployed: bf16 weights, buffers and inputs
+        module.to(torch.bfloat16)
+        inputs = tuple(
+            x.to(torch.bfloat16) if x.is_floating_point() else x for x in spec.example_inputs
+        )
+        spec = dataclasses.replace(spec, example_inputs=inputs)
+    return model_file, dataclasses.replace(spec, precision=precision)
 
 
 def _check(
@@ -356,13 +391,16 @@ def _check(
     seed: int,
     debug: bool,
     arch: str,
+    precision: str = "fp32",
 ) -> int:
     """``--check``: trace the model, convert every op, list the ones refused (exit 1)."""
     from compiler.frontend import check_ops
     from compiler.targets import get_target
 
     target = get_target(arch)
-    model_file, spec = model_spec(model_path, extra, inference, batch_size, seed, debug, target)
+    model_file, spec = model_spec(
+        model_path, extra, inference, batch_size, seed, debug, target, precision
+    )
     result = check_ops(spec, inference=inference)
     what = f"{model_file.path.name} ({'inference' if inference else 'training'})"
     click.echo("\n".join(format_check(result, what)))

@@ -32,7 +32,14 @@ import click
 import numpy as np
 
 from tools.cli import MODEL_COMMAND_SETTINGS, OneLineCommand, ToolError, guarded, print_help
-from tools.tolerance import Comparison, compare, float_error, scale_of, tolerance_for
+from tools.tolerance import (
+    Comparison,
+    compare,
+    float_error,
+    scale_of,
+    through_bf16,
+    tolerance_for,
+)
 
 END_TO_END = "end to end"
 """The name of the whole-step comparison among the sections."""
@@ -48,6 +55,7 @@ def _judge(
     overrides: dict[str, float | None],
     scales: dict[str, float] | None = None,
     errors: dict[str, float] | None = None,
+    bf16: bool = False,
 ) -> list[Comparison]:
     """Every tensor of ``expected`` judged against the fabric's value in ``got`` (``scales``:
     forward values' operand sizes, see ``SectionCase.scales``; ``errors``: torch's own float32
@@ -59,7 +67,10 @@ def _judge(
         scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
         if scales and name in scales:
             scale = scales[name]
-        tol = tolerance_for(np.asarray(want).dtype, overrides)
+        dtype = np.asarray(want).dtype
+        tol = tolerance_for(dtype, overrides if dtype == np.float32 else None)
+        if bf16 and dtype == np.float32:
+            tol = through_bf16(tol)
         rows.append(
             compare(
                 name,
@@ -82,10 +93,11 @@ def check_against_torch(
     section on torch's inputs, then (training) a whole step end to end."""
     from runtime.fabric import Fabric
     from runtime.session import rng_seed_value
-    from tools.reference import float64_values, section_cases, trace_joint
+    from tools.reference import float64_values, pef_precision, section_cases, trace_joint
 
     overrides = overrides or {}
     program = run.program
+    bf16 = pef_precision(program) != "fp32"  # forward and backward computed through bf16
     roles = {s.name: s.role for s in program.meta.symbols}
     state, step = run.initial_state()
     hyper = {} if run.is_inference else run.hyperparameters()
@@ -103,8 +115,17 @@ def check_against_torch(
     rows: list[Comparison] = []
     for case in cases:
         got = case.run(fabric)
+        through = bf16 and case.kind in ("forward", "backward")
         rows += _judge(
-            case.kind, got, case.expected, roles, state, overrides, case.scales, case.errors
+            case.kind,
+            got,
+            case.expected,
+            roles,
+            state,
+            overrides,
+            case.scales,
+            case.errors,
+            bf16=through,
         )
     if not run.is_inference:
         assert wide is not None
@@ -134,9 +155,17 @@ def _end_to_end(
     inputs, targets = batch
     import torch
 
+    from compiler.frontend.trace import precision_context
     from runtime.session import TrainingSession, rng_seed_value
     from tools.fabric_random import FabricRandomMode, RandomMismatch
-    from tools.reference import as_tuple, load_weights, optimizer_step, reference_attention
+    from tools.reference import (
+        as_numpy,
+        as_tuple,
+        load_weights,
+        optimizer_step,
+        pef_precision,
+        reference_attention,
+    )
 
     program = run.program
     roles = {s.name: s.role for s in program.meta.symbols}
@@ -151,17 +180,18 @@ def _end_to_end(
     mode = FabricRandomMode(joint.draws(rng_seed_value(seed, step)))
     try:
         with reference_attention(), mode:
-            raw = model(*inputs)
-            loss = run.model_file.function("loss")(raw, *targets)
+            with precision_context(pef_precision(program)):
+                raw = model(*inputs)
+                loss = run.model_file.function("loss")(raw, *targets)
             loss.backward()
         mode.check_done()
     except RandomMismatch as error:
         raise ToolError(f"torch's dropout cannot be matched to the fabric's: {error}") from error
 
-    expected: dict[str, np.ndarray] = {"loss": loss.detach().numpy()}
+    expected: dict[str, np.ndarray] = {"loss": as_numpy(loss)}
     got: dict[str, np.ndarray] = {"loss": np.asarray(result.loss, dtype=np.float32)}
     for i, out in enumerate(as_tuple(raw)):
-        expected[f"output.{i}"] = out.detach().numpy()
+        expected[f"output.{i}"] = as_numpy(out)
         got[f"output.{i}"] = result.outputs[f"output.{i}"]
     for name, param in model.named_parameters():
         if param.grad is not None and f"{name}.grad" in result.gradients:
@@ -172,7 +202,8 @@ def _end_to_end(
             expected[name] = buffer.detach().numpy()
             got[name] = after[name]
     errors = {k: float_error(v, wide.get(k)) for k, v in expected.items()}
-    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales, errors)
+    bf16 = pef_precision(program) != "fp32"  # loss, outputs and gradients through bf16
+    rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales, errors, bf16=bf16)
 
     with torch.no_grad():
         stepped = optimizer_step(run, state, step, result.gradients, hyper)
@@ -348,6 +379,7 @@ def rdu_test(
                         "max_rel": r.max_rel,
                         "limit": r.limit,
                         "torch_error": r.torch_term,
+                        "mismatched": r.mismatched,
                         "ratio": r.ratio,
                         "ok": r.ok,
                         "by_torch_error": r.by_torch_error,
@@ -368,7 +400,8 @@ def rdu_test(
             click.echo(
                 f"{r.section:<{swidth}}  {r.name:<{width}}  max abs {r.max_abs:.3e}  "
                 f"max rel {r.max_rel:.3e}  limit {r.limit:.3e} (torch f32 {r.torch_term:.1e})  "
-                f"{mark}"
+                + (f"differ {r.mismatched:.1%}  " if r.mismatched else "")
+                + mark
             )
         click.echo(f"tolerance: {_tolerance_text(overrides)}")
         if failed or localize:

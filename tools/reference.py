@@ -119,6 +119,13 @@ class Joint:
         return out
 
 
+def pef_precision(program: Any) -> str:
+    """The precision a PEF was compiled in: its ``--precision=`` compile flag (none: fp32)."""
+    from runtime.dtypes import pef_precision as precision_of
+
+    return precision_of(program.meta.compile_flags)
+
+
 def trace_joint(run: Any) -> Joint:
     """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
     the model's arguments), and the random streams the frontend gives its random nodes."""
@@ -132,6 +139,7 @@ def trace_joint(run: Any) -> Joint:
 
     module = run.torch_model()
     spec = run.model_file.spec(module, run.args, inference=False)
+    spec.precision = pef_precision(run.program)
     try:
         traced = trace_training(spec)
         gb = GraphBuilder(
@@ -153,6 +161,27 @@ def trace_joint(run: Any) -> Joint:
         and needs_rng_seed(op_name(n.target), n.args)
     ]
     return Joint(traced, streams, random_nodes, module)
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A copy of ``t`` as a numpy array; a bfloat16 tensor as ``ml_dtypes.bfloat16`` (the same
+    bits: numpy has no bfloat16 of its own, so ``Tensor.numpy`` refuses it)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        from runtime.dtypes import BF16
+
+        return t.contiguous().view(torch.int16).numpy().view(BF16).copy()
+    return t.numpy().copy()
+
+
+def as_torch(a: np.ndarray) -> torch.Tensor:
+    """A torch tensor of a copy of ``a``; a bfloat16 array as ``torch.bfloat16``."""
+    from runtime.dtypes import BF16
+
+    a = np.array(a)
+    if a.dtype == BF16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def widen(value: Any) -> Any:
@@ -184,7 +213,7 @@ def run_joint(
     computed (the backward's float64 run on the float32 activations it reads)."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
-    own = {n: b.detach().numpy() for n, b in joint.module.named_buffers()}
+    own = {n: as_numpy(b) for n, b in joint.module.named_buffers()}
     feed = {**own, **feed}
     env: dict[torch.fx.Node, Any] = {}
     cast = widen if wide else (lambda v: v)
@@ -206,7 +235,7 @@ def run_joint(
                     name = by_node[node]
                     if name not in feed:
                         raise ToolError(f"internal: no value for the graph input {name}")
-                    env[node] = cast(torch.from_numpy(np.array(feed[name])))
+                    env[node] = cast(as_torch(feed[name]))
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
@@ -284,7 +313,7 @@ class OwnError:
         result = wide[node]
         if not isinstance(result, torch.Tensor):
             return 0.0
-        return float_error(value.numpy(), result.numpy())
+        return float_error(as_numpy(value), as_numpy(result))
 
     def _chain(self, node: torch.fx.Node, given: set[str]) -> set[torch.fx.Node] | None:
         """The nodes between ``given`` and ``node`` (``node`` included); None past LIMIT."""
@@ -394,7 +423,7 @@ def float64_values(
     for name, value in (pinned or {}).items():
         node = by_name.get(name.removeprefix("saved."))
         if node is not None:
-            nodes[node] = torch.from_numpy(np.array(value))
+            nodes[node] = as_torch(value)
     env = run_joint(joint, feed, rng_seed, wide=True, pinned=nodes)
     return _dram_values(joint, program, env, None)
 
@@ -414,7 +443,7 @@ def _dram_values(
     def array(node: torch.fx.Node) -> np.ndarray:
         if node.op == "call_function" and scales is not None:
             scales[name] = operand_size(node, env, memo)
-        return env[node].detach().numpy().copy()
+        return as_numpy(env[node])
 
     for o in joint.traced.outputs:
         name = o.name
@@ -427,7 +456,7 @@ def _dram_values(
             total = env[o.node]
             for term in o.more:
                 total = total + env[term]
-            out[o.name] = total.detach().numpy().copy()
+            out[o.name] = as_numpy(total)
         else:
             out[o.name] = array(o.node)
     for sym in program.meta.symbols:
@@ -544,12 +573,17 @@ def section_cases(
         model = run.torch_model()
         load_weights(model, state)
         model.eval()
-        inputs = [torch.from_numpy(np.array(feed[n])) for n in run.inputs]
+        inputs = [as_torch(feed[n]) for n in run.inputs]
+        bf16 = pef_precision(run.program) == "bf16"
+        if bf16:  # torch's bf16 inference: the model and its float inputs in bf16
+            model.to(torch.bfloat16)
+            inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs]
         with torch.no_grad(), reference_attention():
             outputs = as_tuple(model(*inputs))
-            wide_outputs = as_tuple(model.double()(*widen(inputs)))
-        values.update({f"output.{i}": o.detach().numpy() for i, o in enumerate(outputs)})
-        wide_values.update({f"output.{i}": o.numpy() for i, o in enumerate(wide_outputs)})
+            # bf16 tensors are judged without torch's own error (tools/tolerance.py)
+            wide_outputs = () if bf16 else as_tuple(model.double()(*widen(inputs)))
+        values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(outputs)})
+        wide_values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(wide_outputs)})
     else:
         rng_seed = rng_seed_value(seed, step)
         values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)

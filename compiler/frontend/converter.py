@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from xdsl.dialects.builtin import f32, i1, i64
+from xdsl.dialects.builtin import bf16, f32, i1, i64
 from xdsl.ir import Attribute, SSAValue
 
 from compiler.frontend.emitter import Emitter
@@ -27,6 +27,7 @@ class ConversionError(Exception):
 
 _DTYPES: dict[torch.dtype, Attribute] = {
     torch.float32: f32,
+    torch.bfloat16: bf16,
     torch.int64: i64,
     torch.int32: i64,  # where its values fit: compiler/frontend/int_bounds.py
     torch.bool: i1,
@@ -34,9 +35,9 @@ _DTYPES: dict[torch.dtype, Attribute] = {
 
 
 def elt_of_dtype(dtype: torch.dtype) -> Attribute:
-    """The IR element type of a torch dtype (f32, i64, bool; int32 is computed as i64)."""
+    """The IR element type of a torch dtype (f32, bf16, i64, bool; int32 is computed as i64)."""
     if dtype not in _DTYPES:
-        raise ConversionError(f"dtype {dtype} (supported: float32, int64, int32, bool)")
+        raise ConversionError(f"dtype {dtype} (supported: float32, bfloat16, int64, int32, bool)")
     return _DTYPES[dtype]
 
 

@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import (
     IntAttr,
     StringAttr,
     TensorType,
+    bf16,
     f32,
     i1,
     i64,
@@ -178,11 +179,20 @@ class Emitter:
         return self.pointwise(kind, self.as_tensor(x, elt))
 
     def binary(self, kind: str, a: Operand, b: Operand, elt: Attribute | None = None) -> SSAValue:
-        """A binary pointwise op; operands are converted to ``elt`` (default: promoted)."""
+        """A binary pointwise op; operands are converted to ``elt`` (default: promoted).
+
+        A bf16 ``mul`` or ``div`` by a Python number computes in f32, the number unrounded, as
+        torch's CPU kernels do (they keep it in their f32 "opmath" type), and rounds its result
+        once; torch's ``add`` and ``sub`` round the number to bf16 first, as any other op here
+        does (measured against torch 2.13 on the CPU: test/conformance/test_ops_bf16_mixed.py)."""
         assert kind in BINARY_KINDS
         if kind in LOGICAL_KINDS:
             elt = i1
         elt = elt or promote(a, b)
+        scalar = not (isinstance(a, SSAValue) and isinstance(b, SSAValue))
+        if elt == bf16 and scalar and kind in ("mul", "div"):
+            wide = self.pointwise(kind, self.as_tensor(a, f32), self.as_tensor(b, f32))
+            return self.cast(wide, bf16)
         return self.pointwise(kind, self.as_tensor(a, elt), self.as_tensor(b, elt))
 
     def add(self, a: Operand, b: Operand) -> SSAValue:

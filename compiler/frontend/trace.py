@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from compiler.frontend.decompositions import decomposition_table, inference_table
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.spec import ModelSpec
+from runtime.dtypes import fabric_dtype_of
 
 _WRAPPED = "model"
 """Attribute under which the training wrapper holds the user's module."""
@@ -70,6 +71,21 @@ class Traced:
     """id(parameter tensor) -> its symbol (the first state_dict name of a tied tensor)."""
 
 
+PRECISIONS = ("fp32", "bf16-mixed")
+"""The precisions a model compiles in (``rdu-compile --precision``)."""
+
+
+def precision_context(precision: str) -> contextlib.AbstractContextManager[Any]:
+    """What a model's forward and loss run under in ``precision``: nothing for ``fp32``,
+    ``torch.autocast(device_type="cpu", dtype=torch.bfloat16)`` for ``bf16-mixed`` (the
+    backward follows the forward's dtypes, as autograd does)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16-mixed":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    raise FrontendError(f"precision {precision!r} is not supported yet (supported: {PRECISIONS})")
+
+
 class _TrainStep(torch.nn.Module):
     """``forward(*inputs, *targets) -> (loss, *outputs detached)``."""
 
@@ -79,17 +95,20 @@ class _TrainStep(torch.nn.Module):
         loss_fn: Callable[..., Any],
         n_inputs: int,
         source: Path | str = "model.py",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         self.model = model
         self.loss_fn = loss_fn
         self.n_inputs = n_inputs
         self.source = source
+        self.precision = precision
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs, targets = args[: self.n_inputs], args[self.n_inputs :]
-        out = self.model(*inputs)
-        loss = self.loss_fn(out, *targets)  # see loss_call_site()
+        with precision_context(self.precision):
+            out = self.model(*inputs)
+            loss = self.loss_fn(out, *targets)  # see loss_call_site()
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             what = (
                 f"a tensor of shape {list(loss.shape)}"
@@ -316,12 +335,13 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
         if gi.name not in updated:
             # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
             array = values[gi.name].detach().cpu().contiguous().numpy()
-            digest = value_sha256(_PEF_DTYPES[array.dtype.str[1:]], array)
+            dtype = fabric_dtype_of(array.dtype)
+            assert dtype is not None, array.dtype
+            digest = value_sha256(dtype, array)
         out[gi.name] = digest
     return dict(sorted(out.items()))
 
 
-_PEF_DTYPES = {"f4": "f32", "i8": "i64", "b1": "i1"}
 """numpy dtype codes (without byte order) -> PEF dtypes (the frontend accepts only these)."""
 
 
@@ -340,7 +360,7 @@ def trace_training(spec: ModelSpec) -> Traced:
     _check_tensors("example input", spec.example_inputs)
     _check_tensors("example target", spec.example_targets)
     n_in = len(spec.example_inputs)
-    step = _TrainStep(spec.module, spec.loss_fn, n_in, spec.source_file)
+    step = _TrainStep(spec.module, spec.loss_fn, n_in, spec.source_file, spec.precision)
     args = tuple(spec.example_inputs) + tuple(spec.example_targets)
     with _tracing("tracing the training step", spec.source_file), _mode(spec.module, training=True):
         with contextlib.ExitStack() as stack:

@@ -90,7 +90,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from compiler.passes.ir_helpers import elt_of, fail, op_name, row_major
-from compiler.passes.tiling import choose_tile, element_bytes
+from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
 from dialects import dataflow as df
@@ -430,9 +430,9 @@ class ViewLayouts:
             out_strides = row_major(out_shape)
         out = AccessAttr(out_offset, out_strides, out_index)
         accesses = [
-            (a.stride_values, element_bytes(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
+            (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
         ]
-        accesses.append((tuple(out_strides), element_bytes(elt_of(result_type))))
+        accesses.append((tuple(out_strides), element_dtype(elt_of(result_type))))
         tile = choose_tile(space, accesses, out_strides, self.target)
         if combiner != "none" and not reduced_counters(space, out_strides):
             combiner = "none"

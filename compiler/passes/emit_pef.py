@@ -63,9 +63,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
-    Float32Type,
     IntegerAttr,
-    IntegerType,
     MemRefType,
     ModuleOp,
     StringAttr,
@@ -79,10 +77,11 @@ from xdsl.utils.exceptions import PassFailedException
 from compiler.passes.ir_helpers import TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_line, value_name
-from dialects.dataflow import SectionOp
+from dialects.dataflow import SectionOp, fabric_dtype
 from dialects.pcu import ConstOp, CounterOp, PlacementAttr, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr
+from runtime.machine.opcodes import DTYPES
 from runtime.machine.rules import register_problem
 from runtime.pef import PefError, schema, write_pef
 
@@ -476,11 +475,11 @@ def _shape_dtype(typ: Attribute, what: str) -> tuple[list[int], schema.Dtype]:
     if isinstance(typ, TensorType | MemRefType):
         shape = [int(d) for d in typ.get_shape()]
         element = typ.get_element_type()
-    if isinstance(element, Float32Type):
-        return shape, "f32"
-    if isinstance(element, IntegerType) and element.width.data in (1, 64):
-        return shape, "i1" if element.width.data == 1 else "i64"
-    raise EmitPefError(f"emit-pef: {what} has type {typ}; the PEF holds f32, i64 and i1")
+    name = fabric_dtype(element)
+    if name in DTYPES:
+        return shape, cast(schema.Dtype, name)
+    held = ", ".join(DTYPES)
+    raise EmitPefError(f"emit-pef: {what} has type {typ}; the PEF holds {held}")
 
 
 def _access(attr: AccessAttr) -> schema.Access:

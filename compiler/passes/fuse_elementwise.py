@@ -75,7 +75,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from compiler.passes.ir_helpers import elt_of, row_major
-from compiler.passes.tiling import choose_tile, element_bytes
+from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target, get_target
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
 from runtime.machine.rules import address_range
@@ -221,9 +221,9 @@ def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> K
     inputs, ins, out = _merge_duplicates(block, inputs, ins, out)
 
     accesses = [
-        (a.stride_values, element_bytes(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
+        (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
     ]
-    accesses.append((out.stride_values, element_bytes(elt_of(consumer.result))))
+    accesses.append((out.stride_values, element_dtype(elt_of(consumer.result))))
     tile = choose_tile(space, accesses, out.stride_values, target)
     name = consumer.sym_name.data if consumer.sym_name is not None else None
     fused = KernelOp(

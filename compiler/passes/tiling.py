@@ -9,15 +9,18 @@ next tile loads while the PCU works on the current one.
 The rule (``choose_tile``), from the target:
 
 1. the lanes counter (``runtime.machine.rules.lanes_counter``: the innermost counter that is not
-   reduced and has an extent above 1) gets ``min(extent, pcu_lanes)`` (a full vector of lanes),
-   every other counter 1;
+   reduced and has an extent above 1) gets ``min(extent, pcu_lanes * per_lane)`` (a full vector
+   of lanes; ``per_lane``, the elements a 32-bit lane holds, is 2 when every operand and the
+   result are bf16, else 1: ``runtime.machine.opcodes.ELEMENT_TYPES``), every other counter 1;
 2. then, in rounds, each counter in turn (the lanes counter first, then from the innermost
    outwards) doubles, capped by its extent, if the bytes of all the tiles (every operand's and
    the result's) times ``NBUF`` still fit one PMU (``target.pmu_bytes``); rounds repeat until no
    counter can grow. A tile is spread over the PMU's ``pmu_banks`` banks, so it takes its
    elements rounded up to a multiple of the banks (a bank holds whole words). Doubling keeps the
    lanes counter a multiple of ``pcu_lanes`` (or its whole extent) and spreads the tile over all
-   counters, so operands are reused across it.
+   counters, so operands are reused across it. A bank word holds ``per_lane`` elements of the
+   buffer's dtype (two bf16), so a tile's bytes are its elements rounded up to whole words of
+   every bank: ``ceil(n / (banks * per_lane)) * banks * per_lane * bytes``.
 
 Banking (``choose_bank_skew``): a PMU delivers a vector in as many cycles as the most of its
 elements that fall in one bank (``runtime.machine.perf.bank_cycles``). A vector that walks down a
@@ -41,7 +44,7 @@ from xdsl.ir import Attribute
 
 from compiler.targets import Target
 from dialects.dataflow import fabric_dtype
-from runtime.machine.opcodes import DTYPE_BYTES
+from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES
 from runtime.machine.perf import bank_cycles
 from runtime.machine.rules import lanes_counter
 
@@ -49,12 +52,18 @@ NBUF = 2
 """N-buffering of every PMU: one tile in use, one loading."""
 
 
+def element_dtype(typ: Attribute) -> str:
+    """The fabric dtype of element type ``typ`` (a ``ValueError`` when the fabric lacks it)."""
+    name = fabric_dtype(typ)
+    if name not in DTYPE_BYTES:
+        held = ", ".join(DTYPE_BYTES)
+        raise ValueError(f"element type {typ} is not supported yet (the fabric holds {held})")
+    return name
+
+
 def element_bytes(typ: Attribute) -> int:
     """Bytes one element of ``typ`` takes in a PMU: ``DTYPE_BYTES`` of its fabric dtype."""
-    nbytes = DTYPE_BYTES.get(fabric_dtype(typ))
-    if nbytes is None:
-        raise ValueError(f"element type {typ} is not supported yet (the fabric holds f32, i64, i1)")
-    return nbytes
+    return DTYPE_BYTES[element_dtype(typ)]
 
 
 def tile_elements(strides: Sequence[int], tile: Sequence[int]) -> int:
@@ -68,24 +77,26 @@ def tile_elements(strides: Sequence[int], tile: Sequence[int]) -> int:
 
 def choose_tile(
     space: Sequence[int],
-    accesses: Sequence[tuple[Sequence[int], int]],
+    accesses: Sequence[tuple[Sequence[int], str]],
     out_strides: Sequence[int],
     target: Target,
 ) -> list[int]:
     """A tile for ``space`` (see the module docstring).
 
-    ``accesses`` lists ``(strides, element bytes)`` for every operand and the result.
+    ``accesses`` lists ``(strides, fabric dtype)`` for every operand and the result.
     """
     rank = len(space)
     if rank == 0:
         return []
     at_lanes = lanes_counter(space, out_strides)
     tile = [1] * rank
-    tile[at_lanes] = max(1, min(space[at_lanes], target.pcu_lanes))
+    per_lane = min((ELEMENT_TYPES[d].per_lane for _, d in accesses), default=1)
+    tile[at_lanes] = max(1, min(space[at_lanes], target.pcu_lanes * per_lane))
     banks = max(1, target.pmu_banks)
+    widths = [(s, ELEMENT_TYPES[d].bytes, banks * ELEMENT_TYPES[d].per_lane) for s, d in accesses]
 
     def fits(candidate: Sequence[int]) -> bool:
-        total = sum(-(-tile_elements(s, candidate) // banks) * banks * b for s, b in accesses)
+        total = sum(-(-tile_elements(s, candidate) // row) * row * b for s, b, row in widths)
         return total * NBUF <= target.pmu_bytes
 
     if not fits(tile):

@@ -7,16 +7,22 @@ the performance model (``runtime/machine/perf.py``) and the emulator (``runtime/
 which holds each opcode's numpy implementation). Adding an opcode is one entry in ``OPCODES``
 plus its implementation in the emulator. Pure data: no numpy, no xdsl.
 
-Values are ``f32``, ``i64`` or ``i1`` (``DTYPES``). Type rules (``d`` is the stage's own dtype,
-the dtype of the value it produces); each accepts exactly what the emulator computes correctly:
+Values are ``f32``, ``bf16``, ``i64`` or ``i1``: one table, ``ELEMENT_TYPES`` (bytes, kind,
+numpy name, elements a lane holds), from which ``DTYPES``, ``DTYPE_BYTES``, ``FLOAT_DTYPES``, the
+PEF's ``Dtype``, the dialects' fabric names, tiling's element sizes and the emulator's numpy
+dtypes all come. A "float" below is ``f32`` or ``bf16``. A ``bf16`` stage computes as torch's CPU
+kernels do: its operands widened to f32, the f32 result rounded (to nearest even) to bf16; a
+``bf16`` multiply-accumulate (combiner ``add``) accumulates in f32 and rounds once at the end.
+Type rules (``d`` is the stage's own dtype, the dtype of the value it produces); each accepts
+exactly what the emulator computes correctly:
 
-- ``float``: every operand ``f32``; ``d`` is ``f32``.    exp log sqrt rsqrt tanh erf cos sin
-- ``arith``: every operand ``d``; ``d`` is ``f32`` or ``i64``.    neg abs sub div
+- ``float``: every operand ``d``; ``d`` is a float.    exp log sqrt rsqrt tanh erf cos sin
+- ``arith``: every operand ``d``; ``d`` is a float or ``i64``.    neg abs sub div
   (not ``i1``: numpy refuses to negate or subtract booleans)
 - ``arith1``: like arith but ``d`` may also be ``i1``
   (``add`` is or, ``mul`` and ``min`` are and, ``max`` is or).   add mul max min
-- ``pow``: base ``d`` (``f32``/``i64``), exponent ``d``, or ``i64`` when ``d`` is ``f32``
-  (an ``f32`` exponent of an ``i64`` base would be truncated: torch gives a float).   pow
+- ``pow``: base ``d`` (a float or ``i64``), exponent ``d``, or ``i64`` when ``d`` is a float
+  (a float exponent of an ``i64`` base would be truncated: torch gives a float).   pow
 - ``logic``: every operand ``d``; ``d`` is ``i1`` (logical) or ``i64`` (bitwise). not and or
 - ``compare``: both operands of one dtype; ``d`` is ``i1``.      eq ne lt le gt ge
 - ``select``: ``(cond: i1, a: d, b: d)``.                        select
@@ -31,7 +37,9 @@ splitmix64 finalizer (``z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
 z *= 0x94D049BB133111EB; z ^= z >> 31``, all modulo 2**64), it gives
 ``(mix(mix(key) + (n + 1) * G) >> 40) * 2**-24``: 24 random bits, a float32 in ``[0, 1)``.
 
-Integer ``div`` rounds toward zero (like ``arith.divsi``); ``f32 -> i64`` casts truncate.
+Integer ``div`` rounds toward zero (like ``arith.divsi``); float ``-> i64`` casts truncate;
+``f32 -> bf16`` rounds to nearest even (as torch's ``.to(torch.bfloat16)``), ``bf16 -> f32`` is
+exact.
 """
 
 from __future__ import annotations
@@ -39,11 +47,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-DTYPES: Final = ("f32", "i64", "i1")
-"""The dtypes of the fabric's values (float32, int64, bool)."""
+Dtype = Literal["f32", "bf16", "i64", "i1"]
+"""The fabric's element types (also the PEF's ``dtype`` field and the MLIR spelling)."""
 
-DTYPE_BYTES: Final[dict[str, int]] = {"f32": 4, "i64": 8, "i1": 1}
+
+@dataclass(frozen=True)
+class ElementType:
+    """One element type of the fabric."""
+
+    name: Dtype
+    bytes: int
+    """Bytes one element takes, in a PMU and in DRAM (a bool a byte)."""
+    kind: Literal["float", "int", "bool"]
+    numpy: str
+    """numpy's name of the dtype (``bfloat16`` is ``ml_dtypes``', registered on its import)."""
+    host_kinds: str
+    """numpy kinds (``dtype.kind``) of host arrays the runtime converts to it (``V``: bf16)."""
+    per_lane: int
+    """Elements one 32-bit PCU lane holds (a vector of a PCU's lanes, a PMU bank's word)."""
+
+
+ELEMENT_TYPES: Final[dict[str, ElementType]] = {
+    e.name: e
+    for e in (
+        ElementType("f32", 4, "float", "float32", "fiubV", 1),
+        ElementType("bf16", 2, "float", "bfloat16", "fiubV", 2),
+        ElementType("i64", 8, "int", "int64", "iu", 1),
+        ElementType("i1", 1, "bool", "bool", "b", 1),
+    )
+}
+"""Every element type of the fabric, by name: the one table the others derive from."""
+
+DTYPES: Final[tuple[str, ...]] = tuple(ELEMENT_TYPES)
+"""The dtypes of the fabric's values (float32, bfloat16, int64, bool)."""
+
+DTYPE_BYTES: Final[dict[str, int]] = {n: e.bytes for n, e in ELEMENT_TYPES.items()}
 """Bytes one element of each dtype takes, in a PMU and in DRAM (a bool a byte)."""
+
+FLOAT_DTYPES: Final[tuple[str, ...]] = tuple(
+    n for n, e in ELEMENT_TYPES.items() if e.kind == "float"
+)
+"""The float dtypes (``f32``, ``bf16``)."""
 
 TypeRule = Literal[
     "float",
@@ -111,10 +155,10 @@ def opcodes_with(rule: TypeRule) -> tuple[str, ...]:
 
 
 _NEEDS: Final[dict[TypeRule, str]] = {
-    "float": "f32 operands and result",
-    "arith": "operands of the result dtype, one of f32/i64",
-    "arith1": "operands of the result dtype, one of f32/i64/i1",
-    "pow": "a base of the result dtype (f32/i64) and an exponent of that dtype, or i64 for f32",
+    "float": "float (f32/bf16) operands of the result dtype",
+    "arith": "operands of the result dtype, one of f32/bf16/i64",
+    "arith1": "operands of the result dtype, one of f32/bf16/i64/i1",
+    "pow": "a base of the result dtype (f32/bf16/i64), an exponent of that dtype or i64",
     "logic": "i1 or i64 operands of the result dtype",
     "compare": "two operands of one dtype and an i1 result",
     "select": "an i1 condition and two operands of the result dtype",
@@ -129,13 +173,13 @@ def rule_accepts(rule: TypeRule, dtype: str, operands: list[str]) -> bool:
     if dtype not in DTYPES or any(o not in DTYPES for o in operands):
         return False
     if rule == "float":
-        return dtype == "f32" and all(o == "f32" for o in operands)
+        return dtype in FLOAT_DTYPES and all(o == dtype for o in operands)
     if rule in ("arith", "arith1"):
-        allowed = ("f32", "i64", "i1") if rule == "arith1" else ("f32", "i64")
+        allowed = (*FLOAT_DTYPES, "i64", "i1") if rule == "arith1" else (*FLOAT_DTYPES, "i64")
         return dtype in allowed and all(o == dtype for o in operands)
     if rule == "pow":
-        exponents = ("f32", "i64") if dtype == "f32" else ("i64",)
-        return dtype in ("f32", "i64") and operands[0] == dtype and operands[1] in exponents
+        exponents = (dtype, "i64") if dtype in FLOAT_DTYPES else ("i64",)
+        return dtype in (*FLOAT_DTYPES, "i64") and operands[0] == dtype and operands[1] in exponents
     if rule == "logic":
         return dtype in ("i1", "i64") and all(o == dtype for o in operands)
     if rule == "compare":
@@ -155,7 +199,7 @@ def rule_error(rule: TypeRule, name: str, dtype: str, operands: list[str]) -> st
     if rule_accepts(rule, dtype, operands):
         return None
     shown = f"'{name}' ({', '.join(operands)}) -> {dtype}"
-    return f"{shown} is ill-typed: needs {_NEEDS.get(rule, 'f32, i64 or i1 values')}"
+    return f"{shown} is ill-typed: needs {_NEEDS.get(rule, 'fabric values')}"
 
 
 def type_error(op: str, dtype: str, operands: list[str]) -> str | None:

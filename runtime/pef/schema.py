@@ -19,7 +19,8 @@ from typing import Literal
 
 import msgspec
 
-Dtype = Literal["f32", "i64", "i1"]
+from runtime.machine.opcodes import Dtype
+
 Role = Literal[
     "input",
     "label",

@@ -32,7 +32,7 @@ import re
 from collections import Counter
 
 from runtime.errors import RduError
-from runtime.machine.opcodes import DTYPE_BYTES, OPCODES, type_error
+from runtime.machine.opcodes import DTYPE_BYTES, FLOAT_DTYPES, OPCODES, type_error
 from runtime.machine.rules import (
     address_range,
     adjacent,
@@ -407,7 +407,11 @@ class _SectionChecker:
                 raise self.fail(
                     f"{where}: counter {stage.imm} is not one of the {len(pcu.space)} counters"
                 )
-            if stage.op == "const" and stage.dtype != "f32" and not _is_integral(stage.imm):
+            if (
+                stage.op == "const"
+                and stage.dtype not in FLOAT_DTYPES
+                and not _is_integral(stage.imm)
+            ):
                 raise self.fail(f"{where}: immediate {stage.imm} is not an {stage.dtype}")
             problem = type_error(stage.op, stage.dtype, [dtypes[a] for a in stage.args])
             if problem:

@@ -139,12 +139,12 @@ def test_tiles_fit_the_target(target_name: str, n: int) -> None:
 
 def test_choose_tile_grows_while_it_fits() -> None:
     plasticine = get_target("plasticine")
-    accesses = [((64, 0, 1), 4), ((0, 1, 128), 4), ((128, 1, 0), 4)]
+    accesses = [((64, 0, 1), "f32"), ((0, 1, 128), "f32"), ((128, 1, 0), "f32")]
     assert choose_tile([16, 128, 64], accesses, (128, 1, 0), plasticine) == [16, 128, 64]
-    big = [((4096, 0, 1), 4), ((0, 1, 4096), 4), ((4096, 1, 0), 4)]
+    big = [((4096, 0, 1), "f32"), ((0, 1, 4096), "f32"), ((4096, 1, 0), "f32")]
     tile = choose_tile([1024, 4096, 4096], big, (4096, 1, 0), plasticine)
     assert tile[1] % plasticine.pcu_lanes == 0
-    assert sum(tile_elements(s, tile) * b for s, b in big) * NBUF <= plasticine.pmu_bytes
+    assert sum(tile_elements(s, tile) * 4 for s, _ in big) * NBUF <= plasticine.pmu_bytes
     assert all(t > 1 for t in tile)
 
 

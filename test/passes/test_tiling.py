@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from msgspec.structs import replace
-from xdsl.dialects.builtin import f32, f64, i1, i64
+from xdsl.dialects.builtin import bf16, f32, f64, i1, i64
 
 from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
@@ -15,14 +15,15 @@ from compiler.targets import get_target
 from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.machine.perf import model_section
 
-COPY = [((3, 1), 4), ((3, 1), 4)]
+COPY = [((3, 1), "f32"), ((3, 1), "f32")]
 """A copy of a [16, 3] f32 tensor: the input's and the result's (strides, element bytes)."""
 
 
 def test_element_bytes_are_the_fabric_dtypes() -> None:
-    assert [element_bytes(t) for t in (f32, i64, i1)] == [
-        DTYPE_BYTES[d] for d in ("f32", "i64", "i1")
+    assert [element_bytes(t) for t in (f32, bf16, i64, i1)] == [
+        DTYPE_BYTES[d] for d in ("f32", "bf16", "i64", "i1")
     ]
+    assert DTYPE_BYTES["bf16"] == 2
     with pytest.raises(ValueError, match="element type f64 is not supported yet"):
         element_bytes(f64)
 
@@ -33,6 +34,26 @@ def test_tiles_are_padded_to_the_banks() -> None:
     target = replace(get_target("plasticine"), pmu_bytes=400)
     assert choose_tile([16, 3], COPY, (3, 1), replace(target, pmu_banks=1)) == [8, 3]
     assert choose_tile([16, 3], COPY, (3, 1), target) == [4, 3]
+
+
+def test_bf16_tiles_hold_twice_the_elements_per_vector_and_bank() -> None:
+    plasticine = get_target("plasticine")
+    bf16_copy = [((64, 1), "bf16"), ((64, 1), "bf16")]
+    f32_copy = [((64, 1), "f32"), ((64, 1), "f32")]
+    # Nothing grows in a PMU of one byte: the lanes counter gets a vector of the lanes, a 32-bit
+    # lane holding two bf16; a kernel with any f32 access keeps one element a lane.
+    one_byte = replace(plasticine, pmu_bytes=1)
+    assert choose_tile([1, 64], bf16_copy, (64, 1), one_byte) == [1, 32]
+    assert choose_tile([1, 64], f32_copy, (64, 1), one_byte) == [1, 16]
+    assert choose_tile([1, 64], [bf16_copy[0], f32_copy[1]], (64, 1), one_byte) == [1, 16]
+    # A bank word holds two bf16: with 16 banks a row of words holds 16 f32 or 32 bf16. In 256
+    # bytes (two tiles, input and result, double-buffered: 64 bytes a tile) fit one row of f32,
+    # a [2, 6] tile, or one row of bf16 (64 bytes too), a [4, 6] tile.
+    target = replace(plasticine, pmu_bytes=256, pmu_banks=16)
+    copy6 = [((6, 1), "f32"), ((6, 1), "f32")]
+    assert choose_tile([8, 6], copy6, (6, 1), target) == [2, 6]
+    copy6b = [((6, 1), "bf16"), ((6, 1), "bf16")]
+    assert choose_tile([8, 6], copy6b, (6, 1), target) == [4, 6]
 
 
 def test_bank_skew_spreads_columns() -> None:

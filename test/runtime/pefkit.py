@@ -11,6 +11,7 @@ from typing import Literal, TypeVar, cast
 
 import msgspec
 
+from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.pef import schema
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -71,7 +72,7 @@ class SectionBuilder:
         symbol: int = -1,
         producer: int = -1,
     ) -> int:
-        nbytes = math.prod(shape) * {"f32": 4, "i64": 8, "i1": 1}[dtype]
+        nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
         self.pmus.append(
             schema.Pmu(
                 name=name,
@@ -240,12 +241,15 @@ def replace(struct: S, **changes: object) -> S:
     return msgspec.structs.replace(struct, **changes)
 
 
-def matmul_program(m: int, k: int, n: int, *, transpose_b: bool = False) -> schema.Program:
-    """forward: out = a @ b (or a @ b.T stored as [n, k]) as one PCU over space [m, n, k]."""
+def matmul_program(
+    m: int, k: int, n: int, *, transpose_b: bool = False, dtype: schema.Dtype = "f32"
+) -> schema.Program:
+    """forward: out = a @ b (or a @ b.T stored as [n, k]) as one PCU over space [m, n, k], every
+    tensor of ``dtype``."""
     p = ProgramBuilder(inference=True)
-    p.symbol("a", [m, k])
-    p.symbol("b", [n, k] if transpose_b else [k, n])
-    p.symbol("out", [m, n], role="output")
+    p.symbol("a", [m, k], dtype)
+    p.symbol("b", [n, k] if transpose_b else [k, n], dtype)
+    p.symbol("out", [m, n], dtype, role="output")
     s = p.section("forward")
     a, b = s.load("a"), s.load("b")
     b_strides = [0, k, 1] if transpose_b else [0, 1, n]
@@ -253,10 +257,11 @@ def matmul_program(m: int, k: int, n: int, *, transpose_b: bool = False) -> sche
         "matmul",
         [m, n, k],
         [(a, 0, [k, 0, 1]), (b, 0, b_strides)],
-        [st("mul", 0, 1)],
+        [st("mul", 0, 1, dtype=dtype)],
         [m, n],
         (0, [n, 1, 0]),
         combiner="add",
+        dtype=dtype,
     )
     s.store("out", out)
     return p.build()

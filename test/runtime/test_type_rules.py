@@ -16,7 +16,7 @@ from typing import get_args
 import numpy as np
 import pytest
 from pefkit import ProgramBuilder, elementwise, matmul_program, replace, st
-from xdsl.dialects.builtin import MemRefType, TensorType, f32, i1, i64
+from xdsl.dialects.builtin import MemRefType, TensorType, bf16, f32, i1, i64
 from xdsl.ir import Attribute, Block
 from xdsl.utils.exceptions import VerifyException
 
@@ -24,13 +24,15 @@ from dialects.dataflow import POINTWISE_RULES, PointwiseOp
 from dialects.pcu import STAGE_OPCODES, CounterOp, StageOp, UnitOp
 from dialects.pcu import YieldOp as PcuYieldOp
 from dialects.rdu_tile import AccessAttr, dense_i64
+from runtime.dtypes import NUMPY_DTYPES
 from runtime.fabric import Fabric
 from runtime.machine.opcodes import DTYPES, OPCODES
 from runtime.pef import PefError, schema, validate
 
-IR_TYPES: dict[str, Attribute] = {"f32": f32, "i64": i64, "i1": i1}
+IR_TYPES: dict[str, Attribute] = {"f32": f32, "bf16": bf16, "i64": i64, "i1": i1}
 SAMPLES: dict[str, np.ndarray] = {
     "f32": np.array([0.5, 1.5, 2.0, 3.25], np.float32),  # positive: log and sqrt are defined
+    "bf16": np.array([0.5, 1.5, 2.0, 3.25], NUMPY_DTYPES["bf16"]),
     "i64": np.array([3, -2, 0, 7], np.int64),
     "i1": np.array([True, False, True, False]),
 }

@@ -196,7 +196,7 @@ builtin.module {
   %2 = dataflow.pointwise add(%0, %1) : (tensor<4xf32>, tensor<4xi64>) -> tensor<4xf32>
 }
 
-// CHECK: pointwise 'add' (f32, i64) -> f32 is ill-typed: needs operands of the result dtype, one of f32/i64/i1
+// CHECK: pointwise 'add' (f32, i64) -> f32 is ill-typed: needs operands of the result dtype, one of f32/bf16/i64/i1
 
 // -----
 
@@ -214,7 +214,7 @@ builtin.module {
   %1 = dataflow.pointwise neg(%0) : (tensor<4xf32>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'neg' (f32) -> i64 is ill-typed: needs operands of the result dtype, one of f32/i64
+// CHECK: pointwise 'neg' (f32) -> i64 is ill-typed: needs operands of the result dtype, one of f32/bf16/i64
 
 // -----
 
@@ -223,7 +223,7 @@ builtin.module {
   %1 = dataflow.pointwise exp(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'exp' (i64) -> i64 is ill-typed: needs f32 operands and result
+// CHECK: pointwise 'exp' (i64) -> i64 is ill-typed: needs float (f32/bf16) operands of the result dtype
 
 // -----
 
@@ -232,7 +232,7 @@ builtin.module {
   %1 = dataflow.pointwise cos(%0) : (tensor<4xi64>) -> tensor<4xi64>
 }
 
-// CHECK: pointwise 'cos' (i64) -> i64 is ill-typed: needs f32 operands and result
+// CHECK: pointwise 'cos' (i64) -> i64 is ill-typed: needs float (f32/bf16) operands of the result dtype
 
 // -----
 

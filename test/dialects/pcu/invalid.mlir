@@ -105,7 +105,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage 'exp' (i64) -> i64 is ill-typed: needs f32 operands and result
+// CHECK: pcu.stage 'exp' (i64) -> i64 is ill-typed: needs float (f32/bf16) operands of the result dtype
 
 // -----
 
@@ -124,7 +124,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage 'sin' (i64) -> i64 is ill-typed: needs f32 operands and result
+// CHECK: pcu.stage 'sin' (i64) -> i64 is ill-typed: needs float (f32/bf16) operands of the result dtype
 
 // -----
 
@@ -143,7 +143,7 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.stage 'neg' (i1) -> i1 is ill-typed: needs operands of the result dtype, one of f32/i64
+// CHECK: pcu.stage 'neg' (i1) -> i1 is ill-typed: needs operands of the result dtype, one of f32/bf16/i64
 
 // -----
 

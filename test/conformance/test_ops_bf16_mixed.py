@@ -1,0 +1,139 @@
+"""bf16-mixed (``rdu-compile --precision bf16-mixed``) against torch's CPU autocast: a matmul
+through the compiler and the emulator agrees with torch's bf16 matmul within one bf16 ulp, on
+shapes that divide no tile; rdu-test's bf16 rule (``tools.tolerance``) passes it and fails an
+emulator that truncates instead of rounding to nearest even."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from harness import GENERATOR
+
+import runtime.fabric as fabric_module
+from compiler.driver import compile_in_memory
+from compiler.frontend import ModelSpec
+from compiler.frontend.errors import FrontendError
+from compiler.frontend.trace import precision_context
+from compiler.targets import get_target
+from runtime.dtypes import BF16
+from runtime.session import TrainingSession
+from tools.reference import as_numpy
+from tools.tolerance import compare
+
+M, K, N = 37, 53, 29
+
+
+class MatMul(torch.nn.Module):
+    def __init__(self, b: torch.Tensor) -> None:
+        super().__init__()
+        self.b = torch.nn.Parameter(b)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return a @ self.b
+
+
+def ordered(x: np.ndarray) -> np.ndarray:
+    """bf16 values as integers in the order of the numbers, one apart a bf16 ulp."""
+    bits = np.asarray(x).astype(BF16).view(np.int16).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFF), bits)
+
+
+def truncate_to_bf16(x: np.ndarray) -> np.ndarray:
+    """A wrong rounding to bf16: the low 16 bits of the float32 dropped (toward zero)."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
+
+
+def fabric_and_torch() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    a = torch.randn(M, K, generator=GENERATOR)
+    b = torch.randn(K, N, generator=GENERATOR)
+    w = torch.randn(M, N, generator=GENERATOR)
+    module = MatMul(b.clone())
+    spec = ModelSpec(
+        name="matmul",
+        module=module,
+        example_inputs=(a,),
+        example_targets=(w,),
+        loss_fn=lambda out, w: (out.float() * w).sum(),
+        optimizer=None,
+        source_file=Path(__file__),
+        precision="bf16-mixed",
+    )
+    program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
+    result = TrainingSession(program, {"b": b.numpy().copy()}).step(
+        {"input.0": a.numpy(), "target.0": w.numpy()}, {}
+    )
+    with precision_context("bf16-mixed"):
+        out = module(a)
+        loss = (out.float() * w).sum()
+    loss.backward()
+    assert module.b.grad is not None
+    fabric = {"out": result.outputs["output.0"], "grad": result.gradients["b.grad"]}
+    reference = {"out": as_numpy(out), "grad": as_numpy(module.b.grad)}
+    return fabric, reference
+
+
+def test_bf16_mixed_matmul_is_within_one_bf16_ulp_of_torch_autocast() -> None:
+    fabric, reference = fabric_and_torch()
+    assert fabric["out"].dtype == BF16 and reference["out"].dtype == BF16
+    assert fabric["grad"].dtype == np.float32  # master weights' gradients stay float32
+    for name in ("out", "grad"):
+        ulps = np.abs(ordered(fabric[name]) - ordered(reference[name]))
+        assert ulps.max() <= 1, (name, ulps.max())
+    assert compare("out", fabric["out"], reference["out"]).ok
+
+
+def test_a_truncating_cast_fails_the_bf16_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fabric_module, "round_to_bf16", truncate_to_bf16)
+    fabric, reference = fabric_and_torch()
+    row = compare("out", fabric["out"], reference["out"])
+    assert not row.ok and row.mismatched > 0.25, row
+
+
+def test_a_precision_we_lack_is_refused_in_one_line() -> None:
+    module = MatMul(torch.randn(8, 3, generator=GENERATOR))
+    spec = ModelSpec(
+        name="bf16",
+        module=module,
+        example_inputs=(torch.randn(4, 8, generator=GENERATOR),),
+        example_targets=(torch.zeros(4, 3),),
+        loss_fn=lambda out, w: (out.float() * w).sum(),
+        optimizer=None,
+        source_file=Path(__file__),
+        precision="bf16",
+    )
+    with pytest.raises(FrontendError, match="precision 'bf16' is not supported yet") as info:
+        compile_in_memory(spec, inference=False, target=get_target("plasticine"))
+    assert "\n" not in str(info.value)
+
+
+class ScaledMatMul(MatMul):
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        # torch keeps 0.1 and 0.7 in f32 (mul, div) and rounds 0.3 and 0.2 to bf16 (add, sub)
+        return ((a @ self.b) * 0.1 + 0.3) / 0.7 - 0.2
+
+
+def test_bf16_ops_with_python_numbers_round_them_as_torch() -> None:
+    a = torch.randn(M, K, generator=GENERATOR)
+    module = ScaledMatMul(torch.randn(K, N, generator=GENERATOR))
+    w = torch.randn(M, N, generator=GENERATOR)
+    spec = ModelSpec(
+        name="scaled",
+        module=module,
+        example_inputs=(a,),
+        example_targets=(w,),
+        loss_fn=lambda out, w: (out.float() * w).sum(),
+        optimizer=None,
+        source_file=Path(__file__),
+        precision="bf16-mixed",
+    )
+    program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
+    state = {"b": module.b.detach().numpy().copy()}
+    result = TrainingSession(program, state).step({"input.0": a.numpy(), "target.0": w.numpy()}, {})
+    with precision_context("bf16-mixed"), torch.no_grad():
+        want = as_numpy(module(a))
+    # the other way round, two fifths of the elements would differ
+    assert compare("out", result.outputs["output.0"], want).ok
