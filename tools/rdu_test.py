@@ -151,7 +151,7 @@ def _end_to_end(
 ) -> list[Comparison]:
     """One step of the fabric's session against eager torch (the fabric's dropout masks);
     ``scales``: the forward values' operand sizes from the per-section reference; ``wide``: the
-    step in float64 (eager torch's own error is its distance to it)."""
+    step in float64 (eager torch's own error is its distance to it; emptied once read)."""
     inputs, targets = batch
     import torch
 
@@ -202,13 +202,16 @@ def _end_to_end(
             expected[name] = buffer.detach().numpy()
             got[name] = after[name]
     errors = {k: float_error(v, wide.get(k)) for k, v in expected.items()}
+    wide.clear()  # the caller's last use: the optimizer's references below need the memory
     bf16 = pef_precision(program) != "fp32"  # loss, outputs and gradients through bf16
     rows = _judge(END_TO_END, got, expected, roles, state, overrides, scales, errors, bf16=bf16)
+    judged = set(expected)
+    del model, raw, loss, expected, got
 
     with torch.no_grad():
         stepped = optimizer_step(run, state, step, result.gradients, hyper)
         exact = optimizer_step(run, state, step, result.gradients, hyper, wide=True)
-    stepped = {k: v for k, v in stepped.items() if k in after and k not in expected}
+    stepped = {k: v for k, v in stepped.items() if k in after and k not in judged}
     errors = {k: float_error(v, exact.get(k)) for k, v in stepped.items()}
     rows += [
         _rename(r, " (after step)")

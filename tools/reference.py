@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,25 +204,40 @@ def run_joint(
     *,
     wide: bool = False,
     pinned: Mapping[torch.fx.Node, Any] | None = None,
+    keep: Collection[torch.fx.Node] | None = None,
 ) -> dict[torch.fx.Node, Any]:
     """Every node's value in torch: placeholders from ``feed`` (DRAM names), the loss's tangent
     1, random nodes from their fabric streams, every other node its ATen op on the CPU.
 
     ``wide``: the float64 reference (:func:`widen` applied to every input, constant, argument
     and result; the random numbers are the same). ``pinned``: nodes whose value is given, not
-    computed (the backward's float64 run on the float32 activations it reads)."""
+    computed (the backward's float64 run on the float32 activations it reads). ``keep``: the
+    nodes whose values the caller reads; every other value is dropped once its last reader has
+    run (at 0.5B parameters, keeping every intermediate of the step took more memory than the
+    machine has), and only these are in the result. None: every node's value."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
     own = {n: as_numpy(b) for n, b in joint.module.named_buffers()}
     feed = {**own, **feed}
     env: dict[torch.fx.Node, Any] = {}
     cast = widen if wide else (lambda v: v)
+    last_reader: dict[torch.fx.Node, torch.fx.Node] = {}
+    for node in traced.graph.nodes:
+        for a in node.all_input_nodes:
+            last_reader[a] = node
+    done_with: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    if keep is not None:
+        for a, reader in last_reader.items():
+            if a not in keep:
+                done_with.setdefault(reader, []).append(a)
 
     def value(a: Any) -> Any:
         return map_arg(a, env.__getitem__)
 
     with torch.no_grad():
         for node in traced.graph.nodes:
+            if keep is not None and node not in keep and node not in last_reader:
+                continue  # read by nothing and not asked for (graph outputs, unused results)
             if pinned is not None and node in pinned:
                 env[node] = cast(_as_traced(pinned[node], node))
             elif node.op == "placeholder":
@@ -246,6 +261,9 @@ def run_joint(
                     )
                 else:
                     env[node] = cast(node.target(*args, **kwargs))
+                del args, kwargs
+            for a in done_with.get(node, ()):
+                env.pop(a, None)
     return env
 
 
@@ -395,13 +413,53 @@ def operand_size(
     return memo[node]
 
 
+def _dram_nodes(joint: Joint, program: Program, scales: bool) -> set[torch.fx.Node]:
+    """The nodes whose values :func:`_dram_values` reads: the graph's outputs and gradient terms,
+    the ``saved.*`` activations, and (``scales``) what :func:`operand_size` reads from them."""
+    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+    from compiler.frontend.converter import op_name
+
+    by_name = {n.name: n for n in joint.traced.graph.nodes}
+    values: set[torch.fx.Node] = set()
+    for o in joint.traced.outputs:
+        if o.node is not None:
+            values.add(o.node)
+            values.update(o.more if o.role == "gradient" else ())
+    for sym in program.meta.symbols:
+        node = by_name.get(sym.name.removeprefix("saved."))
+        if sym.role == "activation" and node is not None:
+            values.add(node)
+    if not scales:
+        return values
+    out = set(values)
+    todo = [n for n in values if n.op == "call_function"]
+    seen: set[torch.fx.Node] = set()
+    while todo:  # operand_size's walk, without the values
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        out.add(node)
+        source = node
+        if node.target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+            source = node.args[0]
+        for a in source.all_input_nodes:
+            out.add(a)
+            if a.op == "call_function" and (
+                a.target is operator.getitem
+                or op_name(a.target) in VIEW_OPS | IDENTITY_OPS | _CANCELLING
+            ):
+                todo.append(a)
+    return out
+
+
 def joint_values(
     joint: Joint, program: Program, feed: Mapping[str, np.ndarray], rng_seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """torch's values of the step's DRAM tensors that the joint graph computes, by PEF name:
     loss, outputs, updated buffers, ``saved.*`` activations, gradients; and the size of each
     forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)."""
-    env = run_joint(joint, feed, rng_seed)
+    env = run_joint(joint, feed, rng_seed, keep=_dram_nodes(joint, program, scales=True))
     scales: dict[str, float] = {}
     out = _dram_values(joint, program, env, scales)
     return out, scales
@@ -424,7 +482,8 @@ def float64_values(
         node = by_name.get(name.removeprefix("saved."))
         if node is not None:
             nodes[node] = as_torch(value)
-    env = run_joint(joint, feed, rng_seed, wide=True, pinned=nodes)
+    keep = _dram_nodes(joint, program, scales=False)
+    env = run_joint(joint, feed, rng_seed, wide=True, pinned=nodes, keep=keep)
     return _dram_values(joint, program, env, None)
 
 
@@ -439,11 +498,22 @@ def _dram_values(
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     out: dict[str, np.ndarray] = {}
     memo: dict[torch.fx.Node, float] = {}
+    storages: set[int] = set()
+
+    def own(tensor: torch.Tensor) -> np.ndarray:
+        """``tensor`` as an array of its own: shared with the run's value (the caller drops the
+        run) unless another result already holds that memory (a bfloat16 one: a copy, as
+        ``ml_dtypes.bfloat16``)."""
+        ptr = tensor.untyped_storage().data_ptr()
+        if tensor.dtype == torch.bfloat16 or ptr in storages or not tensor.is_contiguous():
+            return as_numpy(tensor)
+        storages.add(ptr)
+        return tensor.detach().numpy()
 
     def array(node: torch.fx.Node) -> np.ndarray:
         if node.op == "call_function" and scales is not None:
             scales[name] = operand_size(node, env, memo)
-        return as_numpy(env[node])
+        return own(env[node])
 
     for o in joint.traced.outputs:
         name = o.name
@@ -456,7 +526,7 @@ def _dram_values(
             total = env[o.node]
             for term in o.more:
                 total = total + env[term]
-            out[o.name] = as_numpy(total)
+            out[o.name] = own(total)
         else:
             out[o.name] = array(o.node)
     for sym in program.meta.symbols:
@@ -518,11 +588,12 @@ def optimizer_step(
         p.grad = None if grad is None else torch.from_numpy(np.array(grad)).to(p.dtype)
     optimizer.step()
     out: dict[str, np.ndarray] = {}
-    for name, p in model.named_parameters():
-        out[name] = p.detach().numpy().copy()
+    for name, p in model.named_parameters():  # the model is dropped: its memory, no copies
+        p.grad = None
+        out[name] = p.detach().numpy()
         for key, value in optimizer.state.get(p, {}).items():
             if key in OPTIMIZER_STATE_KEYS:
-                out[f"{name}.{key}"] = value.detach().numpy().copy()
+                out[f"{name}.{key}"] = value.detach().numpy()
     return out
 
 

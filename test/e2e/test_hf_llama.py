@@ -147,3 +147,75 @@ def test_a_save_pretrained_folder_loads_with_pretrained(tmp_path: Path) -> None:
     pef = _compile(tmp_path / "out", "--inference", "-b", "2", *pretrained)
     result = in_process("rdu-test", str(LLAMA), "--pef", str(pef), *SMALL, *pretrained)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- --size 0.5b: Qwen2.5-0.5B's architecture (Qwen2ForCausalLM), plain SGD, hashed words --------
+
+QWEN_SMALL = [
+    "--size", "0.5b", "--num-layers", "2", "--hidden-size", "32", "--heads", "4",
+    "--kv-heads", "2", "--intermediate-size", "64", "--vocab-size", "512", "--block-size", "16",
+]  # fmt: skip
+"""The 0.5B preset's architecture (q/k/v biases, tied embeddings, rope theta 1e6, eps 1e-6,
+SGD, hashed word tokens) at a test's size; the 0.5B itself is bench/llm.py's (minutes)."""
+
+
+def _qwen_args(*extra: str) -> argparse.Namespace:
+    model_file = load_model_file(LLAMA)
+    parser = argparse.ArgumentParser()
+    model_file.add_args(parser)
+    args = parser.parse_args([*QWEN_SMALL, *extra])
+    args.batch_size, args.seed, args.epoch = 1, 0, 0
+    return args
+
+
+def test_size_05b_is_qwen25_05b_published_config() -> None:
+    from transformers import Qwen2ForCausalLM
+
+    model_file = load_model_file(LLAMA)
+    parser = argparse.ArgumentParser()
+    model_file.add_args(parser)
+    args = parser.parse_args(["--size", "0.5b", "--block-size", "128"])
+    config = model_file.module.qwen_config(args)
+    assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (
+        896, 24, 4864,
+    )  # fmt: skip
+    assert (config.num_attention_heads, config.num_key_value_heads) == (14, 2)
+    assert (config.vocab_size, config.tie_word_embeddings) == (151936, True)
+    assert config.rope_parameters["rope_theta"] == 1e6 and config.rms_norm_eps == 1e-6
+    with torch.device("meta"):  # the shapes without the 2 GB
+        lm = Qwen2ForCausalLM(config)
+    assert sum(p.numel() for p in lm.parameters()) == 494_032_768  # Qwen2.5-0.5B's count
+    assert lm.model.layers[0].self_attn.q_proj.bias is not None
+    assert isinstance(model_file.call("optimizer", lm.parameters(), args), torch.optim.SGD)
+    tokens = model_file.module.word_tokens(config.vocab_size)
+    assert tokens.min() >= 0 and tokens.max() < config.vocab_size
+    assert len(np.unique(tokens)) > 800  # the 890 distinct words of the sonnets, spread
+
+
+def test_size_05b_architecture_compiles_matches_torch_and_trains_with_sgd(
+    tmp_path: Path,
+) -> None:
+    pef = tmp_path / "qwen" / "qwen.pef"
+    result = in_process(
+        "rdu-compile", str(LLAMA), "--output-folder", str(tmp_path), "-b", "1",
+        "--pef-name", "qwen", *QWEN_SMALL,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = in_process("rdu-test", str(LLAMA), "--pef", str(pef), *QWEN_SMALL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rdu-test: PASS" in result.stdout
+
+    model_file = load_model_file(LLAMA)
+    args = _qwen_args()
+    torch.manual_seed(0)
+    model = model_file.call("model", args)
+    assert type(model.lm).__name__ == "Qwen2ForCausalLM"
+    session = TrainingSession(read_pef(pef), _state(model))
+    optimizer = model_file.call("optimizer", model.parameters(), args)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["momentum"] == 0
+    group = optimizer.param_groups[0]
+    hyper = {k: group[k] for k in ("lr", "weight_decay", "momentum", "dampening")}
+    batches = itertools.islice(model_file.batches("train", args), 3)
+    fabric, reference = losses_beside_torch(session, model_file, model, optimizer, batches, hyper)
+    assert len(fabric) == 3 and np.all(np.isfinite(fabric))
+    np.testing.assert_allclose(fabric, reference, rtol=1e-5)

@@ -194,3 +194,30 @@ def test_load_never_runs_code(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_failed_write_is_the_oserror_it_is_and_leaves_no_file(tmp_path, monkeypatch) -> None:
+    """The checkpoint is streamed to its file (not serialised in memory first): a full disk is
+    still reported as ENOSPC, not as torch's zip writer's RuntimeError."""
+    import contextlib
+    import errno
+
+    import runtime.checkpoint as checkpoint
+
+    class Full:
+        written = 0
+
+        def write(self, data) -> int:
+            Full.written += len(data)
+            if Full.written > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(checkpoint, "atomic_writer", lambda path: contextlib.nullcontext(Full()))
+    model = {"w": np.ones((64, 64), np.float32)}
+    with pytest.raises(OSError) as raised:
+        save_checkpoint(tmp_path / "c.pt", model=model, optimizer=None, step=0)
+    assert raised.value.errno == errno.ENOSPC
