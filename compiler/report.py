@@ -31,7 +31,6 @@ from compiler.explorer import build_explorer
 from compiler.ideal import Ideal
 from compiler.provenance import KernelKey, Origin
 from compiler.targets import Target
-from runtime.dtypes import pef_precision
 from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.perf import (
     SectionModel,
@@ -159,7 +158,7 @@ def build_report(
         "model": program.meta.model_name,
         "batch_size": program.meta.batch_size,
         "inference": program.meta.inference,
-        "precision": pef_precision(program.meta.compile_flags),
+        "precision": program.meta.precision(),
         "target": {
             "name": target.name,
             "grid": [target.cols, target.rows],
@@ -199,7 +198,7 @@ def format_summary(
     """The readable summary: the target's peak, then a line a section and the total, and with
     ``ideal`` the bound without and with residency (``format_ideal``)."""
     models = section_models(program) if models is None else models
-    precision = pef_precision(program.meta.compile_flags)
+    precision = program.meta.precision()
     head = (
         f"target {target.name}: {target.num_pcus} PCUs, {target.num_pmus} PMUs, "
         f"{target.num_links} links, peak {si(target.peak_flops, 'FLOP/s')}, "

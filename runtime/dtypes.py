@@ -23,23 +23,6 @@ HOST_KINDS: Final[dict[str, str]] = {n: e.host_kinds for n, e in ELEMENT_TYPES.i
 """The numpy kinds of host arrays converted to each fabric dtype."""
 
 
-def fabric_dtype_of(dtype: np.dtype) -> str | None:
-    """The fabric dtype whose numpy dtype is ``dtype``, or None."""
-    for name, d in NUMPY_DTYPES.items():
-        if d == dtype:
-            return name
-    return None
-
-
 def is_float(dtype: np.dtype) -> bool:
     """Whether ``dtype`` is a float of numpy's own or bfloat16 (whose numpy kind is ``V``)."""
     return dtype.kind == "f" or dtype == BF16
-
-
-def pef_precision(compile_flags: list[str]) -> str:
-    """The precision a PEF was compiled in (``rdu-compile --precision``), from its
-    ``meta.compile_flags``: the ``--precision=`` flag, or ``fp32`` without one."""
-    for flag in compile_flags:
-        if flag.startswith("--precision="):
-            return flag.removeprefix("--precision=")
-    return "fp32"

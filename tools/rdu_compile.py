@@ -242,7 +242,7 @@ def compile_flags(
     precision: str = "fp32",
 ) -> list[str]:
     """The options a PEF records (``meta.compile_flags``), the model's own arguments last; the
-    precision only when it is not fp32 (``tools.cli.pef_precision`` reads it back)."""
+    precision only when it is not fp32 (``Meta.precision`` reads it back)."""
     flags = [f"--arch={arch}", f"--batch-size={batch_size}"]
     flags += [f"--precision={precision}"] if precision != "fp32" else []
     flags += ["--inference"] if inference else []

@@ -121,9 +121,7 @@ class Joint:
 
 def pef_precision(program: Any) -> str:
     """The precision a PEF was compiled in: its ``--precision=`` compile flag (none: fp32)."""
-    from runtime.dtypes import pef_precision as precision_of
-
-    return precision_of(program.meta.compile_flags)
+    return program.meta.precision()
 
 
 def trace_joint(run: Any) -> Joint:

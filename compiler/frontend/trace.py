@@ -27,7 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from compiler.frontend.decompositions import decomposition_table, inference_table
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.spec import ModelSpec
-from runtime.dtypes import fabric_dtype_of
+from runtime.machine.opcodes import ELEMENT_TYPES
 
 _WRAPPED = "model"
 """Attribute under which the training wrapper holds the user's module."""
@@ -335,8 +335,7 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
         if gi.name not in updated:
             # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
             array = values[gi.name].detach().cpu().contiguous().numpy()
-            dtype = fabric_dtype_of(array.dtype)
-            assert dtype is not None, array.dtype
+            dtype = next(n for n, e in ELEMENT_TYPES.items() if e.numpy == array.dtype.name)
             digest = value_sha256(dtype, array)
         out[gi.name] = digest
     return dict(sorted(out.items()))

@@ -256,6 +256,14 @@ class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     non_persistent: list[NonPersistentBuffer] = []
     """The buffer symbols whose values come from the model at run time, not from checkpoints."""
 
+    def precision(self) -> str:
+        """The precision the PEF was compiled in (``rdu-compile --precision``): its
+        ``--precision=`` compile flag, or ``fp32`` without one."""
+        for flag in self.compile_flags:
+            if flag.startswith("--precision="):
+                return flag.removeprefix("--precision=")
+        return "fp32"
+
 
 class Program(msgspec.Struct, frozen=True):
     """A whole PEF, decoded: meta plus sections in run order."""
