@@ -178,7 +178,15 @@ def data(
 ) -> Iterator[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
     """Windows of ``block_size`` characters and the same shifted by one: the first 90% of the
     text trains (random windows, by seed and epoch), the last 10% tests (consecutive)."""
-    tokens = encode(corpus())
+    return windows(encode(corpus()), split, args)
+
+
+def windows(
+    tokens: np.ndarray, split: str, args: argparse.Namespace
+) -> Iterator[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]:
+    """Windows of ``block_size`` tokens and the same shifted by one, of the first 90% of
+    ``tokens`` (``split`` "train": random windows, by seed and epoch) or of the last 10%
+    (consecutive)."""
     cut = int(0.9 * len(tokens))
     t, b = args.block_size, args.batch_size
     if split == "train":

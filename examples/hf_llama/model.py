@@ -206,28 +206,7 @@ def data(split: str, args: argparse.Namespace) -> Iterator[tuple[tuple, tuple]]:
     first 90% training in random windows, the last 10% testing in consecutive ones)."""
     if args.size != "0.5b":
         return _gpt_example().data(split, args)
-    return _windows(word_tokens(qwen_config(args).vocab_size), split, args)
-
-
-def _windows(
-    tokens: np.ndarray, split: str, args: argparse.Namespace
-) -> Iterator[tuple[tuple, tuple]]:
-    """Windows of ``block_size`` tokens and the same shifted by one (the GPT example's split)."""
-    cut = int(0.9 * len(tokens))
-    t, b = args.block_size, args.batch_size
-    if split == "train":
-        part = tokens[:cut]
-        rng = np.random.default_rng([args.seed, args.epoch])
-        starts = rng.integers(0, len(part) - t - 1, size=(args.steps_per_epoch, b))
-    else:
-        part = tokens[cut:]
-        all_starts = np.arange(0, len(part) - t - 1, t)
-        starts = all_starts[: len(all_starts) // b * b].reshape(-1, b)
-    offsets = np.arange(t)
-    for row in starts:
-        x = part[row[:, None] + offsets]
-        y = part[row[:, None] + offsets + 1]
-        yield (torch.from_numpy(x),), (torch.from_numpy(y),)
+    return _gpt_example().windows(word_tokens(qwen_config(args).vocab_size), split, args)
 
 
 def generate(
