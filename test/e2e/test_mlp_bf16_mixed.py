@@ -116,4 +116,8 @@ def test_the_report_says_the_precision(bf16_pef: Path) -> None:
     report = json.loads((bf16_pef.parent / "report.json").read_text())
     assert report["precision"] == "bf16-mixed"
     log = (bf16_pef.parent / "mlp-bf16.log").read_text()
-    assert "precision bf16-mixed (peak and PCU cycles modelled at the f32 rate)" in log
+    assert "(bf16), DRAM" in log and "precision bf16-mixed" in log  # the bf16 peak
+    assert report["target"]["peak_dtype"] == "bf16"
+    # plasticine (the default) has no bf16 rate: its bf16 peak is the f32 one, 64 PCUs x 16
+    # lanes x 6 stages x 2 FLOPs at 1 GHz.
+    assert report["target"]["peak_flops"] == 64 * 16 * 6 * 2 * 1e9

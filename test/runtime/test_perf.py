@@ -224,6 +224,63 @@ def test_tensors_larger_than_a_pmu_stream_tile_by_tile() -> None:
     assert streamed_bytes(moved, [64, 0, 1], "f32") == 64 * 64 * 4  # a read once
 
 
+def test_bank_words_hold_two_bf16() -> None:
+    assert bank_cycles([(1, 32)], 16) == 2  # 32 f32 in 16 banks
+    assert bank_cycles([(1, 32)], 16, per_word=2) == 1  # 32 bf16: 16 words, one a bank
+    # A column of bf16 (rows of 64): element 64i is word 32i, bank 0 for all...
+    assert bank_cycles([(64, 16)], 16, per_word=2) == 16
+    # ... unless skewed by the row: word 32i in bank (32i + 64i // 64) % 16 = i % 16.
+    assert bank_cycles([(64, 16)], 16, skew=64, per_word=2) == 1
+    assert bank_cycles([(0, 1), (1, 4)], 4, per_word=1) == 1  # per_word 1: as before
+
+
+def bf16_mixed(program: schema.Program) -> schema.Program:
+    """``program`` as a ``--precision bf16-mixed`` PEF (its compile flag)."""
+    meta = replace(program.meta, compile_flags=["--precision=bf16-mixed"])
+    return replace(program, meta=meta)
+
+
+def test_a_bf16_unit_runs_at_the_targets_bf16_rate() -> None:
+    # y = max(x, 0) over [64, 32] bf16, 16 banks, on pefkit's 16 lanes with 32 bf16 lanes: every
+    # stream is bf16, so a vector is 32 points of the 32 columns, 64 bytes (one stream cycle),
+    # 16 words of two bf16 (one a bank): 64 vectors at II 1, plus the fill (6 stages, 2 hops).
+    program = with_banks(relu_program(64, 32, "bf16"), 16)
+    (u,) = model(with_target(program, pcu_bf16_lanes=32)).units
+    assert (u.lanes, u.vectors, u.ii, u.out_vectors) == (32, 64, 1, 64)
+    assert u.cycles == 64 + 8
+    # Without a bf16 rate (pcu_bf16_lanes 0): 16 points a vector, 128 vectors.
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors, u.ii) == (16, 128, 1)
+    assert u.cycles == 128 + 8
+    # An f32 unit gains nothing from the bf16 rate.
+    f32 = with_target(with_banks(relu_program(64, 32, "f32"), 16), pcu_bf16_lanes=32)
+    (u,) = model(f32).units
+    assert (u.lanes, u.vectors) == (16, 128)
+
+
+def test_a_unit_with_an_f32_stream_runs_at_the_f32_rate() -> None:
+    # x bf16 -> cast -> y f32: the output stream is f32, so 16 lanes: 2 * 64 vectors.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 32], "bf16")
+    p.symbol("y", [64, 32], "f32", role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("widen", [64, 32], [(x, 0, [32, 1])], [st("cast", 0, dtype="f32")], [64, 32])
+    s.store("y", y)
+    program = with_target(with_banks(p.build(), 16), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors) == (16, 128)
+
+
+def test_a_bf16_pef_is_judged_against_the_bf16_peak() -> None:
+    program = with_target(with_banks(relu_program(64, 32, "bf16"), 16), pcu_bf16_lanes=32)
+    assert peak_flops_per_cycle(TARGET, "bf16") == PEAK  # no bf16 rate: the f32 one
+    assert model(program).peak_flops_per_cycle == PEAK  # an fp32 PEF
+    assert model(bf16_mixed(program)).peak_flops_per_cycle == 2 * PEAK
+    m = model(bf16_mixed(program))
+    assert m.fraction_of_peak == pytest.approx(64 * 32 / (m.cycles * 2 * PEAK))
+
+
 def test_peak_is_every_stage_of_every_lane() -> None:
     assert peak_flops_per_cycle(TARGET) == PEAK
     plasticine = replace(TARGET, cols=16, rows=8)
