@@ -12,14 +12,15 @@ extent above 1):
   reduced and has an extent above 1, else the innermost not reduced, else the innermost) is
   spread over the SIMD lanes, ``min(lanes, S[L])`` points a vector. ``lanes`` is the PCU's
   (``Pcu.lanes``, the target's ``pcu_lanes``), except in a **bf16 unit** (``unit_lanes``): one
-  whose every stream (each input port that is not a register, and its output) is a bf16 PMU,
-  a 32-bit lane holding two elements as tiling packs them. It runs at the target's bf16 rate,
+  with at least one input stream and every input stream (an input port that is not a
+  register) a bf16 PMU, a 32-bit lane taking two operands. It runs at the target's bf16 rate,
   ``lanes * bf16_lanes // pcu_lanes`` points a vector (``bf16_lanes``: the target's
   ``pcu_bf16_lanes``, or ``pcu_lanes`` when it gives none): on sn10 32 instead of 16. Its
-  stages may be f32 inside (a bf16-mixed matmul widens its bf16 operands, multiplies, and
-  accumulates in f32, rounding once to bf16): the rate is that of the operands the lanes take
-  in, a bf16 multiply with f32 accumulation as the vendor's bf16 peak counts it. A unit with
-  any f32 (or i64, i1) stream runs at ``pcu_lanes``.
+  stages may be f32 inside and its output f32 (a bf16-mixed matmul widens its bf16 operands,
+  multiplies and accumulates in f32): the rate is that of the operands the lanes take in, a
+  bf16 multiply with f32 accumulation, as the vendor's bf16 peak counts it; an f32 output
+  moves twice the bytes of a bf16 one, which its output vectors pay (``II_out`` below). A unit
+  with any f32 (or i64, i1) input stream runs at ``pcu_lanes``.
 - **depth** ``d`` (``runtime.machine.rules.unit_depth``): the stages the body takes, one an
   op; ``const`` and ``counter`` take none (immediates, the counter chain: ``Opcode.stages``). A
   combiner takes one stage, except that an ``add`` combiner fuses with a ``mul`` result into one
@@ -200,11 +201,10 @@ def bank_cycles(
 
 def unit_lanes(pcu: Pcu, section: Section, target: Target) -> int:
     """The points a vector of ``pcu`` spreads over its lanes (see the module docstring): the
-    PCU's lanes, or in a bf16 unit (every stream a bf16 PMU) the target's bf16 rate."""
+    PCU's lanes, or in a bf16 unit (every input stream a bf16 PMU) the target's bf16 rate."""
     lanes = max(1, pcu.lanes)
     streams = [section.pmus[p.pmu].dtype for p in pcu.inputs if not p.register]
-    streams.append(section.pmus[pcu.out_pmu].dtype)
-    if all(d == "bf16" for d in streams):
+    if streams and all(d == "bf16" for d in streams):
         return max(1, lanes * bf16_lanes(target) // max(1, target.pcu_lanes))
     return lanes
 

@@ -258,18 +258,50 @@ def test_a_bf16_unit_runs_at_the_targets_bf16_rate() -> None:
     assert (u.lanes, u.vectors) == (16, 128)
 
 
-def test_a_unit_with_an_f32_stream_runs_at_the_f32_rate() -> None:
-    # x bf16 -> cast -> y f32: the output stream is f32, so 16 lanes: 2 * 64 vectors.
+def test_a_unit_with_an_f32_input_runs_at_the_f32_rate() -> None:
+    # y = x + z, x bf16 and z f32, y bf16: the f32 input takes one element a lane, so 16 lanes,
+    # 2 * 64 vectors.
     p = ProgramBuilder(inference=True)
     p.symbol("x", [64, 32], "bf16")
-    p.symbol("y", [64, 32], "f32", role="output")
+    p.symbol("z", [64, 32], "f32")
+    p.symbol("y", [64, 32], "bf16", role="output")
     s = p.section("forward")
-    x = s.load("x")
-    y = s.pcu("widen", [64, 32], [(x, 0, [32, 1])], [st("cast", 0, dtype="f32")], [64, 32])
+    x, z = s.load("x"), s.load("z")
+    stages = [st("cast", 0, dtype="f32"), st("add", 2, 1), st("cast", 3, dtype="bf16")]
+    y = s.pcu("add", [64, 32], [(x, 0, [32, 1]), (z, 0, [32, 1])], stages, [64, 32],
+              dtype="bf16")  # fmt: skip
     s.store("y", y)
     program = with_target(with_banks(p.build(), 16), pcu_bf16_lanes=32)
     (u,) = model(program).units
     assert (u.lanes, u.vectors) == (16, 128)
+
+
+def test_a_bf16_matmul_accumulating_in_f32_runs_at_the_bf16_rate() -> None:
+    # out[4, 32] (f32) = a[4, 8] @ b[8, 32], a and b bf16, as bf16-mixed compiles it: both
+    # operands widened (a stage each), multiplied and accumulated in f32, depth 3. Space (m, n,
+    # k): the bf16 inputs give 32 lanes over n, the 4 rows unrolled 6 // 3 = 2 down the stages,
+    # k accumulated: 2 * 8 = 16 vectors. a's 2 rows (stride 8, skewed by 8) in 2 banks, b's 32
+    # bf16 columns 16 words in 16 banks: II 1. The output: 4 x 32 f32 in 2 vectors of the 2
+    # unrolled rows, 64 f32 each (256 bytes: 4 stream cycles, 4 a bank): 8 cycles, under 16.
+    p = ProgramBuilder(inference=True)
+    p.symbol("a", [4, 8], "bf16")
+    p.symbol("b", [8, 32], "bf16")
+    p.symbol("out", [4, 32], "f32", role="output")
+    s = p.section("forward")
+    a, b = s.load("a"), s.load("b")
+    stages = [st("cast", 0, dtype="f32"), st("cast", 1, dtype="f32"), st("mul", 2, 3)]
+    out = s.pcu("matmul", [4, 32, 8], [(a, 0, [8, 0, 1]), (b, 0, [0, 1, 32])], stages, [4, 32],
+                (0, [32, 1, 0]), combiner="add")  # fmt: skip
+    s.store("out", out)
+    program = with_target(with_banks(p.build(), 16, {"a": 8}), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.depth, u.unroll, u.vectors) == (32, 3, 2, 16)
+    assert [p.bank_cycles for p in u.ports] == [1, 1, 4]
+    assert (u.ii, u.out_vectors, u.ports[-1].stream_cycles) == (1, 2, 4)
+    assert u.steady == 16
+    # At the f32 rate: 16 lanes, 2 * 2 * 8 = 32 vectors.
+    (u,) = model(with_target(program, pcu_bf16_lanes=0)).units
+    assert (u.lanes, u.vectors, u.steady) == (16, 32, 32)
 
 
 def test_a_bf16_pef_is_judged_against_the_bf16_peak() -> None:
