@@ -20,7 +20,12 @@ extent above 1):
   multiplies and accumulates in f32): the rate is that of the operands the lanes take in, a
   bf16 multiply with f32 accumulation, as the vendor's bf16 peak counts it; an f32 output
   moves twice the bytes of a bf16 one, which its output vectors pay (``II_out`` below). A unit
-  with any f32 (or i64, i1) input stream runs at ``pcu_lanes``.
+  with any f32 (or i64, i1) input stream runs at ``pcu_lanes``. A bf16 unit may also put one
+  element a lane (``pcu_lanes`` points a vector): it is modelled at the packing that takes
+  fewer cycles (two a lane can lose where a vector's words crowd into few banks, a transposed
+  read, or where the lanes counter's extent is not a multiple of the wider vector, 48 on 32
+  lanes taking two vectors where 16 lanes take three full ones). The PEF does not record the
+  packing; the emulator computes the same numbers either way.
 - **depth** ``d`` (``runtime.machine.rules.unit_depth``): the stages the body takes, one an
   op; ``const`` and ``counter`` take none (immediates, the counter chain: ``Opcode.stages``). A
   combiner takes one stage, except that an ``add`` combiner fuses with a ``mul`` result into one
@@ -202,8 +207,15 @@ def bank_cycles(
 def unit_lanes(pcu: Pcu, section: Section, target: Target) -> int:
     """The points a vector of ``pcu`` spreads over its lanes (see the module docstring): the
     PCU's lanes, or in a bf16 unit (every input stream a bf16 PMU) the target's bf16 rate."""
-    lanes = max(1, pcu.lanes)
     streams = [section.pmus[p.pmu].dtype for p in pcu.inputs if not p.register]
+    return stream_lanes(pcu.lanes, streams, target)
+
+
+def stream_lanes(lanes: int, streams: Sequence[str], target: Target) -> int:
+    """``unit_lanes`` of a unit of ``lanes`` lanes whose input streams hold ``streams`` (their
+    dtypes): the target's bf16 rate when there is one and all are bf16 (the compiler asks it
+    of its units to choose bank skews and parallel factors)."""
+    lanes = max(1, lanes)
     if streams and all(d == "bf16" for d in streams):
         return max(1, lanes * bf16_lanes(target) // max(1, target.pcu_lanes))
     return lanes
@@ -316,13 +328,23 @@ def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
 
 
 def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> UnitModel:
-    """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route)."""
+    """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route); a
+    bf16 unit at the better of its two packings (see the module docstring)."""
+    packed = unit_lanes(pcu, section, target)
+    plain = max(1, pcu.lanes)
+    model = _unit_model(pcu, section, target, in_hops, packed)
+    if packed == plain:
+        return model
+    one = _unit_model(pcu, section, target, in_hops, plain)
+    return one if one.cycles < model.cycles else model
+
+
+def _unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int, lanes: int) -> UnitModel:
     iterations = math.prod(pcu.space)
     copies = math.prod(pcu.parallel) if pcu.parallel else 1
     space = pcu.space
     if pcu.parallel:  # one copy: the largest block
         space = list(copy_block(pcu.space, pcu.parallel))
-    lanes = unit_lanes(pcu, section, target)
     reduced = set(reduced_counters(space, pcu.out.strides))
     nin = len(pcu.inputs)
     result_op = pcu.stages[pcu.result - nin].op if pcu.result >= nin else None

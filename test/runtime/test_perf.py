@@ -258,6 +258,16 @@ def test_a_bf16_unit_runs_at_the_targets_bf16_rate() -> None:
     assert (u.lanes, u.vectors) == (16, 128)
 
 
+def test_a_bf16_unit_packs_one_element_a_lane_when_that_is_faster() -> None:
+    # y = max(x, 0) over [64, 48] bf16 with pefkit's 4 banks: two a lane, a row is 2 vectors of
+    # 32 (16 words: 4 a bank, II 4), 64 * 2 * 4 = 512 cycles; one a lane, 3 vectors of 16 (8
+    # words, 2 a bank, II 2), 64 * 3 * 2 = 384: the model takes 384 (+ the fill, 8).
+    program = with_target(relu_program(64, 48, "bf16"), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors, u.ii) == (16, 192, 2)
+    assert u.cycles == 384 + 8
+
+
 def test_a_unit_with_an_f32_input_runs_at_the_f32_rate() -> None:
     # y = x + z, x bf16 and z f32, y bf16: the f32 input takes one element a lane, so 16 lanes,
     # 2 * 64 vectors.
