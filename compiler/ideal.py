@@ -8,7 +8,8 @@ mapping is judged by something it cannot flatter:
   math form, as the frontend traces it), plus the optimizer's
   update: ``optimizer_flops``, the elementwise operations of torch's update formula, one FLOP
   each, for every element of every trainable parameter (FlopCounterMode counts matrix products
-  and convolutions only, and no optimizer step). At the target's peak.
+  and convolutions only, and no optimizer step). At the target's peak at the PEF's precision
+  (``runtime.machine.targets.peak_dtype``: bf16's for ``bf16-mixed`` and ``bf16``).
 - **off-chip bytes**: the batch (the PEF's ``input`` and ``label`` symbols) plus the state
   (``parameter``, ``buffer`` and ``optimizer_state`` symbols) read once, and the state a step
   updates (a section result under its own name) written once. At the target's DRAM bandwidth.
@@ -163,7 +164,7 @@ def step_ideal(spec: ModelSpec, program: Program, target: Target) -> Ideal:
         batch_bytes=sum(size(i) for i, s in enumerate(symbols) if s.role in BATCH_ROLES),
         state_bytes=sum(size(i) for i, s in enumerate(symbols) if s.role in STATE_ROLES),
         updated_bytes=sum(size(i) for i in updated),
-        peak_flops=target.peak_flops,
+        peak_flops=target.peak_flops_of(program.meta.precision()),
         dram_bytes_per_second=target.dram_gbps * 1e9 if target.dram_gbps > 0 else math.inf,
         sram_bytes=target.num_pmus * target.pmu_bytes,
     )

@@ -40,6 +40,7 @@ from runtime.machine.perf import (
     model_section,
     si,
 )
+from runtime.machine.targets import bf16_lanes, peak_dtype, peak_flops_per_cycle
 from runtime.machine.trace import TraceBuilder, write_trace
 from runtime.pef.schema import Program
 
@@ -150,7 +151,8 @@ def build_report(
     cycles = sum(m.cycles for m in models)
     flops = sum(m.flops for m in models)
     moved = sum(m.dram_bytes for m in models)
-    peak = target.peak_flops_per_cycle
+    precision = program.meta.precision()
+    peak = peak_flops_per_cycle(target, peak_dtype(precision))
     per_cycle = target.dram_gbps / target.clock_ghz if target.dram_gbps > 0 else math.inf
     roofline = 1.0 if moved == 0 else min(1.0, flops / moved * per_cycle / peak)
     report: dict[str, Any] = {
@@ -158,7 +160,7 @@ def build_report(
         "model": program.meta.model_name,
         "batch_size": program.meta.batch_size,
         "inference": program.meta.inference,
-        "precision": program.meta.precision(),
+        "precision": precision,
         "target": {
             "name": target.name,
             "grid": [target.cols, target.rows],
@@ -166,13 +168,15 @@ def build_report(
             "pmus": target.num_pmus,
             "links": target.num_links,
             "pcu_lanes": target.pcu_lanes,
+            "pcu_bf16_lanes": bf16_lanes(target),
             "pcu_stages": target.pcu_stages,
             "pmu_bytes": target.pmu_bytes,
             "pmu_banks": target.pmu_banks,
             "clock_ghz": target.clock_ghz,
             "dram_gbps": target.dram_gbps,
             "stream_bytes_per_cycle": target.stream_bytes_per_cycle,
-            "peak_flops": _round(target.peak_flops),
+            "peak_flops": _round(target.peak_flops_of(precision)),
+            "peak_dtype": peak_dtype(precision),
         },
         "sections": sections,
         "total": {
@@ -201,9 +205,9 @@ def format_summary(
     precision = program.meta.precision()
     head = (
         f"target {target.name}: {target.num_pcus} PCUs, {target.num_pmus} PMUs, "
-        f"{target.num_links} links, peak {si(target.peak_flops, 'FLOP/s')}, "
-        f"DRAM {target.dram_gbps:g} GB/s, {target.clock_ghz:g} GHz, precision {precision}"
-        + ("" if precision == "fp32" else " (peak and PCU cycles modelled at the f32 rate)")
+        f"{target.num_links} links, peak {si(target.peak_flops_of(precision), 'FLOP/s')} "
+        f"({peak_dtype(precision)}), DRAM {target.dram_gbps:g} GB/s, {target.clock_ghz:g} GHz, "
+        f"precision {precision}"
     )
     legend = (
         "(peak: FLOPs over what the fabric could do in the modelled time; roof: the most the "

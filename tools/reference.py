@@ -322,10 +322,13 @@ class OwnError:
 
         with torch.no_grad():
             for n in sorted(chain, key=self.order.__getitem__):
-                args = map_arg(n.args, operand)
-                kwargs = map_arg(n.kwargs, operand)
+                # Widened as run_joint's float64 run widens: the operands and also the dtype
+                # arguments (autocast's _to_copy(x, dtype=torch.float32) would otherwise give
+                # float32 among float64 values) and the results.
+                args = widen(map_arg(n.args, operand))
+                kwargs = widen(map_arg(n.kwargs, operand))
                 assert callable(n.target), n.target  # call_function nodes
-                wide[n] = n.target(*args, **kwargs)
+                wide[n] = widen(n.target(*args, **kwargs))
         result = wide[node]
         if not isinstance(result, torch.Tensor):
             return 0.0

@@ -67,6 +67,7 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IndexType,
     IntegerAttr,
+    MemRefType,
     ModuleOp,
     TensorType,
     i1,
@@ -89,6 +90,7 @@ from compiler.passes.tiling import (
     buffer_tile_bytes,
     choose_bank_skew,
     element_bytes,
+    element_dtype,
     tile_elements,
 )
 from compiler.targets import Target, get_target
@@ -99,6 +101,7 @@ from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp
 from dialects.pcu import YieldOp as PcuYieldOp
 from dialects.pmu import BufferOp
 from runtime.machine import perf
+from runtime.machine.opcodes import ELEMENT_TYPES
 
 OPCODES: dict[str, str] = {
     "arith.addf": "add",
@@ -484,7 +487,11 @@ class RefuseBodyOp(RewritePattern):
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
     """How ``unit`` walks its space a vector at a time (``runtime.machine.perf.vector_shape``)."""
     space = unit.space_values
-    lanes = unit.lanes.value.data
+    streams = []
+    for v in unit.inputs:
+        assert isinstance(v.type, MemRefType)
+        streams.append(element_dtype(v.type.element_type))
+    lanes = perf.stream_lanes(unit.lanes.value.data, streams, target)
     return perf.vector_shape(space, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages)
 
 
@@ -519,7 +526,8 @@ class SkewBanks(RewritePattern):
             along = shape.along(out, space)
             kept = [e for e, s in zip(space, out, strict=True) if s != 0 or e == 1]
             streams.append((-(-math.prod(kept) // max(1, math.prod(n for _, n in along))), along))
-        skew = choose_bank_skew(streams, buf.banks.value.data)
+        per_word = ELEMENT_TYPES[element_dtype(elt_of(buf.source))].per_lane
+        skew = choose_bank_skew(streams, buf.banks.value.data, per_word)
         if skew and (buf.bank_skew is None or buf.bank_skew.value.data != skew):
             buf.properties["bank_skew"] = IntegerAttr(skew, i64)
             rewriter.notify_op_modified(buf)

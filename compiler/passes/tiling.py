@@ -128,13 +128,16 @@ def buffer_tile_bytes(footprints: Sequence[int], total_bytes: int, target: Targe
     return max(1, min(max(footprints), limit))
 
 
-def choose_bank_skew(vectors: Sequence[tuple[int, Sequence[tuple[int, int]]]], banks: int) -> int:
+def choose_bank_skew(
+    vectors: Sequence[tuple[int, Sequence[tuple[int, int]]]], banks: int, per_word: int = 1
+) -> int:
     """The bank skew of a PMU (see the module docstring): ``vectors`` lists, for every stream
     through the PMU, how many vectors it moves and the ``(stride, count)`` of the elements of one
-    vector. 0 (no skew) unless a skew makes the streams cheaper; ties go to the smaller skew."""
+    vector; ``per_word``: elements a bank word holds (2 for bf16). 0 (no skew) unless a skew
+    makes the streams cheaper; ties go to the smaller skew."""
     candidates = sorted({0} | {abs(s) for _, along in vectors for s, n in along if n > 1 and s})
 
     def cost(skew: int) -> int:
-        return sum(n * bank_cycles(along, banks, skew) for n, along in vectors)
+        return sum(n * bank_cycles(along, banks, skew, per_word=per_word) for n, along in vectors)
 
     return min(candidates, key=lambda skew: (cost(skew), skew))

@@ -10,7 +10,22 @@ extent above 1):
 
 - **lanes**: the lanes counter ``L`` (``lanes_counter``: the innermost counter that is not
   reduced and has an extent above 1, else the innermost not reduced, else the innermost) is
-  spread over the SIMD lanes, ``min(lanes, S[L])`` points a vector.
+  spread over the SIMD lanes, ``min(lanes, S[L])`` points a vector. ``lanes`` is the PCU's
+  (``Pcu.lanes``, the target's ``pcu_lanes``), except in a **bf16 unit** (``unit_lanes``): one
+  with at least one input stream and every input stream (an input port that is not a
+  register) a bf16 PMU, a 32-bit lane taking two operands. It runs at the target's bf16 rate,
+  ``lanes * bf16_lanes // pcu_lanes`` points a vector (``bf16_lanes``: the target's
+  ``pcu_bf16_lanes``, or ``pcu_lanes`` when it gives none): on sn10 32 instead of 16. Its
+  stages may be f32 inside and its output f32 (a bf16-mixed matmul widens its bf16 operands,
+  multiplies and accumulates in f32): the rate is that of the operands the lanes take in, a
+  bf16 multiply with f32 accumulation, as the vendor's bf16 peak counts it; an f32 output
+  moves twice the bytes of a bf16 one, which its output vectors pay (``II_out`` below). A unit
+  with any f32 (or i64, i1) input stream runs at ``pcu_lanes``. A bf16 unit may also put one
+  element a lane (``pcu_lanes`` points a vector): it is modelled at the packing that takes
+  fewer cycles (two a lane can lose where a vector's words crowd into few banks, a transposed
+  read, or where the lanes counter's extent is not a multiple of the wider vector, 48 on 32
+  lanes taking two vectors where 16 lanes take three full ones). The PEF does not record the
+  packing; the emulator computes the same numbers either way.
 - **depth** ``d`` (``runtime.machine.rules.unit_depth``): the stages the body takes, one an
   op; ``const`` and ``counter`` take none (immediates, the counter chain: ``Opcode.stages``). A
   combiner takes one stage, except that an ``add`` combiner fuses with a ``mul`` result into one
@@ -29,9 +44,11 @@ extent above 1):
   every input port, the cycles its vector of operands takes: ``w`` elements (``min(lanes, S[L])``
   if the port varies with ``L``, times ``u`` if it varies with ``U``), which the stream moves in
   ``ceil(w * bytes / stream_bytes_per_cycle)`` cycles and the PMU's banks deliver in as many
-  cycles as the most elements that fall in one bank (``bank_cycles``; a bank gives one element a
-  cycle; element ``a`` is in bank ``(a + a // skew) mod banks``, ``skew`` being the PMU's
-  ``bank_skew``, 0 for none).
+  cycles as the most words that fall in one bank (``bank_cycles``; a bank gives one word a
+  cycle, a word holding ``per_lane`` elements of the PMU's dtype, one f32 or two bf16:
+  ``runtime.machine.opcodes.ELEMENT_TYPES``; element ``a`` is in word ``w = a // per_lane``, of
+  bank ``(w + w * per_lane // skew) mod banks``, ``skew`` being the PMU's ``bank_skew`` in
+  elements, 0 for none; with ``per_lane`` 1: ``(a + a // skew) mod banks``).
   A **register port** (``Port.register``: one address at every point, a scalar) is read once,
   when the section starts, into a register: it takes no cycles a vector (it sets no ``II``).
 - **output**: ``prod(S[c], c not in R)`` elements, written in vectors the same way: a unit is
@@ -103,9 +120,12 @@ The latencies are the target's figures (our assumptions for every preset, see
 ``runtime/machine/targets.py``), 0 when a target gives none.
 
 Peak: every stage of every lane of every PCU doing a multiply-add (2 FLOPs) a cycle,
-``num_pcus * pcu_lanes * pcu_stages * 2``. ``fraction_of_peak = FLOPs / (cycles * peak)``; the
-roofline bound is ``min(1, FLOPs / bytes off-chip * DRAM bytes a cycle / peak)``, the fraction
-no mapping can beat with that much off-chip traffic.
+``num_pcus * lanes * pcu_stages * 2``, ``lanes`` at the PEF's precision
+(``runtime.machine.targets.peak_dtype``): ``pcu_lanes`` for ``fp32``, ``bf16_lanes`` for
+``bf16-mixed`` and ``bf16`` (every section of a bf16-mixed PEF, the f32 optimizer included, is
+judged against the bf16 peak, the figure a user of the machine is sold). ``fraction_of_peak =
+FLOPs / (cycles * peak)``; the roofline bound is ``min(1, FLOPs / bytes off-chip * DRAM bytes a
+cycle / peak)``, the fraction no mapping can beat with that much off-chip traffic.
 
 Not modelled: control beyond the dependences (a unit starts as soon as its inputs are there),
 the DRAM latency of each tile of a streamed tensor (requests are pipelined), several DRAM
@@ -120,7 +140,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from runtime.machine.opcodes import DTYPE_BYTES, OPCODES
+from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
     copy_block,
     held,
@@ -130,10 +150,12 @@ from runtime.machine.rules import (
     visit_order,
 )
 from runtime.machine.targets import (
+    bf16_lanes,
     dram_bytes_per_cycle,
     num_links,
     num_pcus,
     num_pmus,
+    peak_dtype,
     peak_flops_per_cycle,
     stream_bytes,
 )
@@ -152,19 +174,51 @@ def unroll_counter(space: Sequence[int], out_strides: Sequence[int], lanes_at: i
 
 
 def bank_cycles(
-    vector: Sequence[tuple[int, int]], banks: int, skew: int = 0, offset: int = 0
+    vector: Sequence[tuple[int, int]],
+    banks: int,
+    skew: int = 0,
+    offset: int = 0,
+    per_word: int = 1,
 ) -> int:
-    """Cycles a PMU of ``banks`` banks takes to deliver one vector of elements: the most that fall
-    in one bank. ``vector`` lists ``(stride, count)``: the addresses are ``offset + sum of i *
-    stride`` for ``i < count`` of each; element ``a`` lives in bank ``(a + a // skew) % banks``."""
+    """Cycles a PMU of ``banks`` banks takes to deliver one vector of elements: the most words
+    that fall in one bank (a bank gives one word a cycle). ``vector`` lists ``(stride,
+    count)``: the addresses are ``offset + sum of i * stride`` for ``i < count`` of each;
+    element ``a`` is in word ``w = a // per_word`` (``per_word`` elements a word: 2 for bf16),
+    which lives in bank ``(w + w * per_word // skew) % banks``; an address the vector reads
+    twice takes two reads of its word."""
     addresses = [offset]
     for stride, count in vector:
         addresses = [a + i * stride for a in addresses for i in range(max(count, 1))]
-    load: dict[int, int] = {}
+    per_word = max(1, per_word)
+    reads: dict[int, int] = {}  # address -> times the vector reads it
     for a in addresses:
-        bank = (a + (a // skew if skew > 0 else 0)) % banks
-        load[bank] = load.get(bank, 0) + 1
+        reads[a] = reads.get(a, 0) + 1
+    word_reads: dict[int, int] = {}  # word -> reads of it (its elements come together)
+    for a, n in reads.items():
+        word_reads[a // per_word] = max(word_reads.get(a // per_word, 0), n)
+    load: dict[int, int] = {}
+    for word, n in word_reads.items():
+        a = word * per_word
+        bank = (word + (a // skew if skew > 0 else 0)) % banks
+        load[bank] = load.get(bank, 0) + n
     return max(load.values(), default=1)
+
+
+def unit_lanes(pcu: Pcu, section: Section, target: Target) -> int:
+    """The points a vector of ``pcu`` spreads over its lanes (see the module docstring): the
+    PCU's lanes, or in a bf16 unit (every input stream a bf16 PMU) the target's bf16 rate."""
+    streams = [section.pmus[p.pmu].dtype for p in pcu.inputs if not p.register]
+    return stream_lanes(pcu.lanes, streams, target)
+
+
+def stream_lanes(lanes: int, streams: Sequence[str], target: Target) -> int:
+    """``unit_lanes`` of a unit of ``lanes`` lanes whose input streams hold ``streams`` (their
+    dtypes): the target's bf16 rate when there is one and all are bf16 (the compiler asks it
+    of its units to choose bank skews and parallel factors)."""
+    lanes = max(1, lanes)
+    if streams and all(d == "bf16" for d in streams):
+        return max(1, lanes * bf16_lanes(target) // max(1, target.pcu_lanes))
+    return lanes
 
 
 @dataclass(frozen=True)
@@ -274,13 +328,23 @@ def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
 
 
 def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> UnitModel:
-    """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route)."""
+    """The model of ``pcu``, one of ``section``'s (``in_hops``: its longest input route); a
+    bf16 unit at the better of its two packings (see the module docstring)."""
+    packed = unit_lanes(pcu, section, target)
+    plain = max(1, pcu.lanes)
+    model = _unit_model(pcu, section, target, in_hops, packed)
+    if packed == plain:
+        return model
+    one = _unit_model(pcu, section, target, in_hops, plain)
+    return one if one.cycles < model.cycles else model
+
+
+def _unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int, lanes: int) -> UnitModel:
     iterations = math.prod(pcu.space)
     copies = math.prod(pcu.parallel) if pcu.parallel else 1
     space = pcu.space
     if pcu.parallel:  # one copy: the largest block
         space = list(copy_block(pcu.space, pcu.parallel))
-    lanes = max(1, pcu.lanes)
     reduced = set(reduced_counters(space, pcu.out.strides))
     nin = len(pcu.inputs)
     result_op = pcu.stages[pcu.result - nin].op if pcu.result >= nin else None
@@ -297,7 +361,8 @@ def unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int = 0) -> 
         elements = math.prod(n for _, n in along)
         buffer = section.pmus[pmu]
         nbytes = elements * DTYPE_BYTES[buffer.dtype]
-        banks = bank_cycles(along, max(1, buffer.banks), buffer.bank_skew, offset)
+        per_word = ELEMENT_TYPES[buffer.dtype].per_lane
+        banks = bank_cycles(along, max(1, buffer.banks), buffer.bank_skew, offset, per_word)
         return PortModel(port, pmu, elements, -(-nbytes // link), banks)
 
     ports = [
@@ -753,7 +818,7 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         flops=sum(u.flops for u in units),
         traffic=traffic,
         clock_ghz=target.clock_ghz,
-        peak_flops_per_cycle=peak_flops_per_cycle(target),
+        peak_flops_per_cycle=peak_flops_per_cycle(target, peak_dtype(meta.precision())),
         dram_bytes_per_cycle=per_cycle,
         times=timeline,
     )

@@ -16,16 +16,19 @@ the units; ``tiny``: 20 ns and 50 ns).
 
 The presets come from the public figures (the papers: Plasticine, ISCA 2017; SambaNova
 SN10, SN30, SN40L); every figure that is not published is our assumption and says so below.
-Peak throughput is derived, never stored: every stage of every lane of every PCU does one f32
-fused multiply-add (2 FLOPs) a cycle, ``peak_flops = num_pcus * pcu_lanes * pcu_stages * 2 *
-clock``. For Plasticine this gives the published 12.3 FP32 TFLOPS. The SambaNova figures are
-BF16: we assume 32-bit lanes that do two BF16 or one f32 multiply-add a cycle, so our (f32)
-peak is half the published BF16 one, and choose the clock that gives it.
+Peak throughput is derived, never stored: every stage of every lane of every PCU does one
+fused multiply-add (2 FLOPs) a cycle, ``peak_flops = num_pcus * lanes * pcu_stages * 2 *
+clock``, ``lanes`` being ``pcu_lanes`` for f32 and ``pcu_bf16_lanes`` for bf16 (``bf16_lanes``:
+``pcu_lanes`` when the target gives none). For Plasticine the f32 peak is the published 12.3
+FP32 TFLOPS; the paper gives no bf16 rate, so bf16 runs at the f32 one. The SambaNova figures
+are BF16: we assume 32-bit lanes that do two BF16 or one f32 multiply-add a cycle
+(``pcu_bf16_lanes = 2 * pcu_lanes``, our assumption: SambaNova publishes no f32 figure), and
+choose the clock that gives the published BF16 peak; the f32 peak is then half of it.
 
-    target  units (PCU+PMU)   lanes x stages  clock    f32 peak      BF16 (published)
-    sn10    640 + 640         16 x 6          1.3 GHz  159.7 TFLOPS  320
-    sn30    1280 + 1280       16 x 6          1.4 GHz  344.1 TFLOPS  688
-    sn40l   1040 + 1040       16 x 6          1.6 GHz  319.5 TFLOPS  638
+    target  units (PCU+PMU)   lanes (f32/bf16) x stages  clock    f32 peak  bf16 peak (published)
+    sn10    640 + 640         16/32 x 6                  1.3 GHz  159.7     319.5 TFLOPS (320)
+    sn30    1280 + 1280       16/32 x 6                  1.4 GHz  344.1     688.1 TFLOPS (688)
+    sn40l   1040 + 1040       16/32 x 6                  1.6 GHz  319.5     638.9 TFLOPS (638)
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class Figures(Protocol):
     def dram_gbps(self) -> float: ...
     @property
     def stream_bytes_per_cycle(self) -> int: ...
+    @property
+    def pcu_bf16_lanes(self) -> int: ...
 
 
 def num_pcus(target: Figures) -> int:
@@ -73,9 +78,23 @@ def num_links(target: Figures) -> int:
     return 2 * (target.cols * (target.rows + 1) + target.rows * (target.cols + 1))
 
 
-def peak_flops_per_cycle(target: Figures) -> int:
-    """Every stage of every lane of every PCU doing a fused multiply-add."""
-    return num_pcus(target) * target.pcu_lanes * target.pcu_stages * FLOPS_PER_FMA
+def bf16_lanes(target: Figures) -> int:
+    """bf16 multiply-adds a PCU stage does a cycle: ``pcu_bf16_lanes``, or ``pcu_lanes`` (the
+    f32 rate) when the target gives none."""
+    return target.pcu_bf16_lanes or target.pcu_lanes
+
+
+def peak_dtype(precision: str) -> str:
+    """The element type whose peak a PEF of ``precision`` (``rdu-compile --precision``) is
+    judged against: ``bf16`` for ``bf16-mixed`` and ``bf16``, else ``f32``."""
+    return "bf16" if precision.startswith("bf16") else "f32"
+
+
+def peak_flops_per_cycle(target: Figures, dtype: str = "f32") -> int:
+    """Every stage of every lane of every PCU doing a fused multiply-add of ``dtype``
+    (``f32``: ``pcu_lanes``; ``bf16``: ``bf16_lanes``)."""
+    lanes = bf16_lanes(target) if dtype == "bf16" else target.pcu_lanes
+    return num_pcus(target) * lanes * target.pcu_stages * FLOPS_PER_FMA
 
 
 def stream_bytes(target: Figures) -> int:
@@ -130,6 +149,10 @@ class Target(schema.Target, frozen=True, kw_only=True):
         """Peak f32 FLOPs a second."""
         return self.peak_flops_per_cycle * self.clock_ghz * 1e9
 
+    def peak_flops_of(self, precision: str) -> float:
+        """Peak FLOPs a second of a PEF compiled at ``precision`` (``peak_dtype``)."""
+        return peak_flops_per_cycle(self, peak_dtype(precision)) * self.clock_ghz * 1e9
+
     @property
     def spec(self) -> str:
         """What ``get_target`` takes to give this target back: the file or the preset name."""
@@ -150,7 +173,7 @@ class Target(schema.Target, frozen=True, kw_only=True):
 PRESETS: dict[str, Target] = {
     # Plasticine (ISCA 2017): 64 PCU + 64 PMU, 16 lanes x 6 stages, 256 KB PMUs in 16 banks,
     # 1 GHz, 51.2 GB/s DRAM. Ours: link_capacity, the latencies; a stream moves one 16-lane
-    # vector a cycle.
+    # vector a cycle. No bf16 rate (the paper is f32): bf16 at the f32 rate.
     "plasticine": Target(
         "plasticine", cols=16, rows=8, pcu_lanes=16, pcu_stages=6, pmu_bytes=256 * 1024,
         pmu_banks=16, clock_ghz=1.0, link_capacity=4, dram_gbps=51.2,
@@ -165,6 +188,7 @@ PRESETS: dict[str, Target] = {
         "sn10", cols=40, rows=32, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.3, link_capacity=8, dram_gbps=153.6,
         stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=1536 * 2**30,  # the published 1.5 TB of DDR4
     ),
     # SN30: 8 tiles (two SN10s), 688 BF16 TFLOPS. Ours: 1280 PCUs + 1280 PMUs of 512 KB (twice
@@ -174,6 +198,7 @@ PRESETS: dict[str, Target] = {
         "sn30", cols=64, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.4, link_capacity=8, dram_gbps=307.2,
         stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=3072 * 2**30,  # ours: twice SN10's, like the channels
     ),
     # SN40L: 1,040 PCUs + 1,040 PMUs, 520 MB SRAM (512 KB a PMU), 64 GB HBM + up to 1.5 TB
@@ -184,6 +209,7 @@ PRESETS: dict[str, Target] = {
         "sn40l", cols=52, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
         pmu_banks=16, clock_ghz=1.6, link_capacity=8, dram_gbps=1600.0,
         stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=(64 + 1536) * 2**30,  # the published 64 GB HBM + 1.5 TB DDR5
     ),
     # A few units, so that tests exercise capacity limits. All figures are ours.
@@ -191,5 +217,6 @@ PRESETS: dict[str, Target] = {
         "tiny", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=16 * 1024, pmu_banks=4,
         clock_ghz=1.0, link_capacity=2, dram_gbps=4.0, stream_bytes_per_cycle=16,
         dram_latency_ns=20.0, config_latency_ns=50.0, pcu_ports=3, dram_bytes=64 * 2**20,
+        pcu_bf16_lanes=8,
     ),
 }  # fmt: skip

@@ -209,6 +209,11 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config_latency_ns: float = 0.0
     """Nanoseconds loading a section takes beyond reading its configuration bytes from DRAM
     (0: not given, not modelled)."""
+    pcu_bf16_lanes: int = 0
+    """bf16 multiply-adds a PCU stage does a cycle (a 32-bit lane doing two bf16 ones: twice
+    ``pcu_lanes``); 0: not given, bf16 at the f32 rate (``pcu_lanes``). A unit whose every
+    stream is bf16 runs at this rate (``runtime/machine/perf.py``), and a bf16 PEF's peak is
+    counted with it."""
 
 
 class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

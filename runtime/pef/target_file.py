@@ -17,12 +17,13 @@ read target files here, so both accept exactly the same files. The keys are the 
     stream_bytes_per_cycle = 64   # bytes one stream moves over a link in a cycle
     dram_latency_ns = 100         # optional: from a DRAM request to its first bytes
     config_latency_ns = 500       # optional: loading a section, beyond reading its bytes
+    pcu_bf16_lanes = 32           # optional: bf16 multiply-adds a PCU stage does a cycle
 
 Every key but ``name``, ``dram_latency_ns`` and ``config_latency_ns`` (0 when absent: not
-modelled) is required. A key that is not a field, a value of the wrong type (an
-integer field given ``16.0`` or ``"16"``) or out of range (``pcu_lanes = -4``, or above
-``UPPER_BOUNDS``, or more than ``MAX_SLOTS`` slots) is refused with a one-line
-``TargetFileError`` naming the file and the field.
+modelled) and ``pcu_bf16_lanes`` (0 when absent: bf16 at the f32 rate) is required. A key that
+is not a field, a value of the wrong type (an integer field given ``16.0`` or ``"16"``) or out
+of range (``pcu_lanes = -4``, or above ``UPPER_BOUNDS``, or more than ``MAX_SLOTS`` slots) is
+refused with a one-line ``TargetFileError`` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from runtime.pef.schema import Target
 FIELDS: tuple[str, ...] = Target.__struct_fields__
 """Every key a target file may hold."""
 
-OPTIONAL: tuple[str, ...] = ("name", "dram_latency_ns", "config_latency_ns")
+OPTIONAL: tuple[str, ...] = ("name", "dram_latency_ns", "config_latency_ns", "pcu_bf16_lanes")
 """The keys a target file may leave out (``name``: the file's stem; the latencies: 0, not
-modelled)."""
+modelled; ``pcu_bf16_lanes``: 0, bf16 at the f32 rate)."""
 
 REQUIRED: tuple[str, ...] = tuple(f for f in FIELDS if f not in OPTIONAL)
 """The keys a target file must hold."""
@@ -73,6 +74,7 @@ UPPER_BOUNDS: dict[str, int | float] = {
     "stream_bytes_per_cycle": 65536,
     "dram_latency_ns": 1_000_000.0,
     "config_latency_ns": 1_000_000.0,
+    "pcu_bf16_lanes": 4096,
 }
 """The largest value of each field a target file may give: the largest preset's figure (sn30's
 64 x 40 grid, 16 lanes x 6 stages, 512 KiB PMUs in 16 banks, 1.6 GHz, 8 streams a link, 1.6 TB/s,
@@ -102,7 +104,7 @@ def check_target(target: Target, where: str) -> None:
         value = getattr(target, field)
         if value < 1:
             raise TargetFileError(f"{where}: field '{field}' is {value}, must be >= 1")
-    for field in ("dram_latency_ns", "config_latency_ns"):
+    for field in ("dram_latency_ns", "config_latency_ns", "pcu_bf16_lanes"):
         value = getattr(target, field)
         if not value >= 0:
             raise TargetFileError(f"{where}: field '{field}' is {value}, must be >= 0")

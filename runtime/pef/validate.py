@@ -130,7 +130,7 @@ def _check_target(target: Target) -> None:
         raise PefError(f"meta: target.link_capacity is {target.link_capacity}, must be >= 1")
     if not target.clock_ghz > 0:
         raise PefError(f"meta: target.clock_ghz is {target.clock_ghz}, must be > 0")
-    for field in ("dram_gbps", "stream_bytes_per_cycle"):  # 0: not given
+    for field in ("dram_gbps", "stream_bytes_per_cycle", "pcu_bf16_lanes"):  # 0: not given
         if not getattr(target, field) >= 0:
             raise PefError(f"meta: target.{field} is {getattr(target, field)}, must be >= 0")
     for field in ("dram_latency_ns", "config_latency_ns"):  # 0: not given

@@ -116,4 +116,36 @@ def test_the_report_says_the_precision(bf16_pef: Path) -> None:
     report = json.loads((bf16_pef.parent / "report.json").read_text())
     assert report["precision"] == "bf16-mixed"
     log = (bf16_pef.parent / "mlp-bf16.log").read_text()
-    assert "precision bf16-mixed (peak and PCU cycles modelled at the f32 rate)" in log
+    assert "(bf16), DRAM" in log and "precision bf16-mixed" in log  # the bf16 peak
+    assert report["target"]["peak_dtype"] == "bf16"
+    # plasticine (the default) has no bf16 rate: its bf16 peak is the f32 one, 64 PCUs x 16
+    # lanes x 6 stages x 2 FLOPs at 1 GHz.
+    assert report["target"]["peak_flops"] == 64 * 16 * 6 * 2 * 1e9
+
+
+def test_a_faulty_bf16_backward_unit_is_localized(
+    bf16_pef: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The divergence search runs torch's own error of every unit it judges on the autocast
+    graph: a backward unit 10% off is named, where OwnError used to crash on the loss's
+    gradient ("expected scalar type Float but found Double": autocast's _to_copy(x,
+    dtype=torch.float32) left float32 among the float64 values)."""
+    from click.testing import CliRunner
+
+    from tools.rdu_test import rdu_test as rdu_test_cli
+
+    program = read_pef(bf16_pef)
+    names = [p.name for s in program.sections if s.kind == "backward" for p in s.pcus]
+    target = [n for n in names if n.startswith("matmul")][-1]  # after the loss's gradient
+    write = fabric_module._write
+
+    def faulty(plan, buffers, array):  # noqa: ANN001
+        if f"'{target}'" in plan.label or f"'{target} copy " in plan.label:
+            array = np.asarray(array) * np.float32(1.1)
+        return write(plan, buffers, array)
+
+    monkeypatch.setattr(fabric_module, "_write", faulty)
+    result = CliRunner().invoke(rdu_test_cli, [str(MLP), "--pef", str(bf16_pef)])
+    assert result.exit_code == 1, result.output
+    found = next(x for x in result.output.splitlines() if x.startswith("first divergence:"))
+    assert found.startswith("first divergence: backward unit ") and target in found, found

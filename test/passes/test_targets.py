@@ -42,6 +42,8 @@ def test_presets_from_the_public_figures() -> None:
     plasticine = PRESETS["plasticine"]
     assert (plasticine.num_pcus, plasticine.num_pmus) == (64, 64)
     assert plasticine.peak_flops == pytest.approx(12.3e12, rel=0.01)  # FP32, published
+    # No bf16 rate published: bf16 at the f32 rate.
+    assert plasticine.peak_flops_of("bf16-mixed") == plasticine.peak_flops
     assert plasticine.dram_gbps == 51.2
     # The SambaNova peaks are BF16: two a 32-bit lane, twice our f32 peak.
     for name, units, sram_mb, bf16_tflops in (
@@ -53,6 +55,10 @@ def test_presets_from_the_public_figures() -> None:
         assert (t.num_pcus, t.num_pmus) == (units, units), name
         assert t.num_pmus * t.pmu_bytes == sram_mb * 2**20, name
         assert 2 * t.peak_flops == pytest.approx(bf16_tflops * 1e12, rel=0.01), name
+        assert t.pcu_bf16_lanes == 2 * t.pcu_lanes, name
+        for precision in ("bf16-mixed", "bf16"):
+            assert t.peak_flops_of(precision) == pytest.approx(bf16_tflops * 1e12, rel=0.01)
+        assert t.peak_flops_of("fp32") == t.peak_flops
     assert PRESETS["sn10"].dram_gbps == pytest.approx(6 * 25.6)  # 6 DDR4-3200 channels
     for target in PRESETS.values():  # our assumptions, recorded in the PEF like every figure
         assert target.dram_latency_ns > 0 and target.config_latency_ns > 0, target.name
@@ -82,6 +88,11 @@ def test_target_file(tmp_path: Path) -> None:
     assert load_target_file(unnamed).name == "mine"
     # The latencies are optional: 0 (not modelled) when absent, else as given.
     assert (target.dram_latency_ns, target.config_latency_ns) == (0.0, 0.0)
+    # The bf16 rate too: 0, bf16 at the f32 rate (a file older than the field still loads).
+    assert target.pcu_bf16_lanes == 0
+    assert target.peak_flops_of("bf16-mixed") == target.peak_flops
+    fast = load_target_file(target_file(tmp_path, GOOD + "pcu_bf16_lanes = 32\n", "b.toml"))
+    assert fast.peak_flops_of("bf16-mixed") == pytest.approx(2 * target.peak_flops)
     timed = target_file(
         tmp_path, GOOD + "dram_latency_ns = 80\nconfig_latency_ns = 250.5\n", "t.toml"
     )

@@ -224,6 +224,105 @@ def test_tensors_larger_than_a_pmu_stream_tile_by_tile() -> None:
     assert streamed_bytes(moved, [64, 0, 1], "f32") == 64 * 64 * 4  # a read once
 
 
+def test_bank_words_hold_two_bf16() -> None:
+    assert bank_cycles([(1, 32)], 16) == 2  # 32 f32 in 16 banks
+    assert bank_cycles([(1, 32)], 16, per_word=2) == 1  # 32 bf16: 16 words, one a bank
+    # A column of bf16 (rows of 64): element 64i is word 32i, bank 0 for all...
+    assert bank_cycles([(64, 16)], 16, per_word=2) == 16
+    # ... unless skewed by the row: word 32i in bank (32i + 64i // 64) % 16 = i % 16.
+    assert bank_cycles([(64, 16)], 16, skew=64, per_word=2) == 1
+    assert bank_cycles([(0, 1), (1, 4)], 4, per_word=1) == 1  # per_word 1: as before
+
+
+def bf16_mixed(program: schema.Program) -> schema.Program:
+    """``program`` as a ``--precision bf16-mixed`` PEF (its compile flag)."""
+    meta = replace(program.meta, compile_flags=["--precision=bf16-mixed"])
+    return replace(program, meta=meta)
+
+
+def test_a_bf16_unit_runs_at_the_targets_bf16_rate() -> None:
+    # y = max(x, 0) over [64, 32] bf16, 16 banks, on pefkit's 16 lanes with 32 bf16 lanes: every
+    # stream is bf16, so a vector is 32 points of the 32 columns, 64 bytes (one stream cycle),
+    # 16 words of two bf16 (one a bank): 64 vectors at II 1, plus the fill (6 stages, 2 hops).
+    program = with_banks(relu_program(64, 32, "bf16"), 16)
+    (u,) = model(with_target(program, pcu_bf16_lanes=32)).units
+    assert (u.lanes, u.vectors, u.ii, u.out_vectors) == (32, 64, 1, 64)
+    assert u.cycles == 64 + 8
+    # Without a bf16 rate (pcu_bf16_lanes 0): 16 points a vector, 128 vectors.
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors, u.ii) == (16, 128, 1)
+    assert u.cycles == 128 + 8
+    # An f32 unit gains nothing from the bf16 rate.
+    f32 = with_target(with_banks(relu_program(64, 32, "f32"), 16), pcu_bf16_lanes=32)
+    (u,) = model(f32).units
+    assert (u.lanes, u.vectors) == (16, 128)
+
+
+def test_a_bf16_unit_packs_one_element_a_lane_when_that_is_faster() -> None:
+    # y = max(x, 0) over [64, 48] bf16 with pefkit's 4 banks: two a lane, a row is 2 vectors of
+    # 32 (16 words: 4 a bank, II 4), 64 * 2 * 4 = 512 cycles; one a lane, 3 vectors of 16 (8
+    # words, 2 a bank, II 2), 64 * 3 * 2 = 384: the model takes 384 (+ the fill, 8).
+    program = with_target(relu_program(64, 48, "bf16"), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors, u.ii) == (16, 192, 2)
+    assert u.cycles == 384 + 8
+
+
+def test_a_unit_with_an_f32_input_runs_at_the_f32_rate() -> None:
+    # y = x + z, x bf16 and z f32, y bf16: the f32 input takes one element a lane, so 16 lanes,
+    # 2 * 64 vectors.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 32], "bf16")
+    p.symbol("z", [64, 32], "f32")
+    p.symbol("y", [64, 32], "bf16", role="output")
+    s = p.section("forward")
+    x, z = s.load("x"), s.load("z")
+    stages = [st("cast", 0, dtype="f32"), st("add", 2, 1), st("cast", 3, dtype="bf16")]
+    y = s.pcu("add", [64, 32], [(x, 0, [32, 1]), (z, 0, [32, 1])], stages, [64, 32],
+              dtype="bf16")  # fmt: skip
+    s.store("y", y)
+    program = with_target(with_banks(p.build(), 16), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.vectors) == (16, 128)
+
+
+def test_a_bf16_matmul_accumulating_in_f32_runs_at_the_bf16_rate() -> None:
+    # out[4, 32] (f32) = a[4, 8] @ b[8, 32], a and b bf16, as bf16-mixed compiles it: both
+    # operands widened (a stage each), multiplied and accumulated in f32, depth 3. Space (m, n,
+    # k): the bf16 inputs give 32 lanes over n, the 4 rows unrolled 6 // 3 = 2 down the stages,
+    # k accumulated: 2 * 8 = 16 vectors. a's 2 rows (stride 8, skewed by 8) in 2 banks, b's 32
+    # bf16 columns 16 words in 16 banks: II 1. The output: 4 x 32 f32 in 2 vectors of the 2
+    # unrolled rows, 64 f32 each (256 bytes: 4 stream cycles, 4 a bank): 8 cycles, under 16.
+    p = ProgramBuilder(inference=True)
+    p.symbol("a", [4, 8], "bf16")
+    p.symbol("b", [8, 32], "bf16")
+    p.symbol("out", [4, 32], "f32", role="output")
+    s = p.section("forward")
+    a, b = s.load("a"), s.load("b")
+    stages = [st("cast", 0, dtype="f32"), st("cast", 1, dtype="f32"), st("mul", 2, 3)]
+    out = s.pcu("matmul", [4, 32, 8], [(a, 0, [8, 0, 1]), (b, 0, [0, 1, 32])], stages, [4, 32],
+                (0, [32, 1, 0]), combiner="add")  # fmt: skip
+    s.store("out", out)
+    program = with_target(with_banks(p.build(), 16, {"a": 8}), pcu_bf16_lanes=32)
+    (u,) = model(program).units
+    assert (u.lanes, u.depth, u.unroll, u.vectors) == (32, 3, 2, 16)
+    assert [p.bank_cycles for p in u.ports] == [1, 1, 4]
+    assert (u.ii, u.out_vectors, u.ports[-1].stream_cycles) == (1, 2, 4)
+    assert u.steady == 16
+    # At the f32 rate: 16 lanes, 2 * 2 * 8 = 32 vectors.
+    (u,) = model(with_target(program, pcu_bf16_lanes=0)).units
+    assert (u.lanes, u.vectors, u.steady) == (16, 32, 32)
+
+
+def test_a_bf16_pef_is_judged_against_the_bf16_peak() -> None:
+    program = with_target(with_banks(relu_program(64, 32, "bf16"), 16), pcu_bf16_lanes=32)
+    assert peak_flops_per_cycle(TARGET, "bf16") == PEAK  # no bf16 rate: the f32 one
+    assert model(program).peak_flops_per_cycle == PEAK  # an fp32 PEF
+    assert model(bf16_mixed(program)).peak_flops_per_cycle == 2 * PEAK
+    m = model(bf16_mixed(program))
+    assert m.fraction_of_peak == pytest.approx(64 * 32 / (m.cycles * 2 * PEAK))
+
+
 def test_peak_is_every_stage_of_every_lane() -> None:
     assert peak_flops_per_cycle(TARGET) == PEAK
     plasticine = replace(TARGET, cols=16, rows=8)
