@@ -211,8 +211,6 @@ class _Partitioner:
             if u.parallel is not None:
                 for buf, n in parallel_layout.unit_buffers(u, u.parallel_values, self.target):
                     held[buf] = max(held.get(buf, 0), n)
-        if not held:
-            return len(self.sources(i, j)) + sum(self.held_pmus(u, i, j) for u in self.units[i:j])
         total = 0
         for kind, what in self.sources(i, j):
             if kind == "arg":

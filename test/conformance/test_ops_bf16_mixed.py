@@ -47,21 +47,28 @@ def truncate_to_bf16(x: np.ndarray) -> np.ndarray:
     return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
 
 
-def fabric_and_torch() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    a = torch.randn(M, K, generator=GENERATOR)
-    b = torch.randn(K, N, generator=GENERATOR)
-    w = torch.randn(M, N, generator=GENERATOR)
-    module = MatMul(b.clone())
-    spec = ModelSpec(
-        name="matmul",
+def _spec(
+    name: str, module: torch.nn.Module, a: torch.Tensor, w: torch.Tensor, precision: str
+) -> ModelSpec:
+    """``module`` on input ``a`` with the loss ``sum(out * w)`` (its gradient is ``w``)."""
+    return ModelSpec(
+        name=name,
         module=module,
         example_inputs=(a,),
         example_targets=(w,),
         loss_fn=lambda out, w: (out.float() * w).sum(),
         optimizer=None,
         source_file=Path(__file__),
-        precision="bf16-mixed",
+        precision=precision,
     )
+
+
+def fabric_and_torch() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    a = torch.randn(M, K, generator=GENERATOR)
+    b = torch.randn(K, N, generator=GENERATOR)
+    w = torch.randn(M, N, generator=GENERATOR)
+    module = MatMul(b.clone())
+    spec = _spec("matmul", module, a, w, "bf16-mixed")
     program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
     result = TrainingSession(program, {"b": b.numpy().copy()}).step(
         {"input.0": a.numpy(), "target.0": w.numpy()}, {}
@@ -95,16 +102,7 @@ def test_a_truncating_cast_fails_the_bf16_rule(monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_precision_we_lack_is_refused_in_one_line() -> None:
     module = MatMul(torch.randn(8, 3, generator=GENERATOR))
-    spec = ModelSpec(
-        name="bf16",
-        module=module,
-        example_inputs=(torch.randn(4, 8, generator=GENERATOR),),
-        example_targets=(torch.zeros(4, 3),),
-        loss_fn=lambda out, w: (out.float() * w).sum(),
-        optimizer=None,
-        source_file=Path(__file__),
-        precision="bf16",
-    )
+    spec = _spec("bf16", module, torch.randn(4, 8, generator=GENERATOR), torch.zeros(4, 3), "bf16")
     with pytest.raises(FrontendError, match="precision 'bf16' is not supported yet") as info:
         compile_in_memory(spec, inference=False, target=get_target("plasticine"))
     assert "\n" not in str(info.value)
@@ -120,16 +118,7 @@ def test_bf16_ops_with_python_numbers_round_them_as_torch() -> None:
     a = torch.randn(M, K, generator=GENERATOR)
     module = ScaledMatMul(torch.randn(K, N, generator=GENERATOR))
     w = torch.randn(M, N, generator=GENERATOR)
-    spec = ModelSpec(
-        name="scaled",
-        module=module,
-        example_inputs=(a,),
-        example_targets=(w,),
-        loss_fn=lambda out, w: (out.float() * w).sum(),
-        optimizer=None,
-        source_file=Path(__file__),
-        precision="bf16-mixed",
-    )
+    spec = _spec("scaled", module, a, w, "bf16-mixed")
     program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
     state = {"b": module.b.detach().numpy().copy()}
     result = TrainingSession(program, state).step({"input.0": a.numpy(), "target.0": w.numpy()}, {})
