@@ -9,25 +9,43 @@ its copies and PMUs.
   lanes (``runtime.machine.rules.lanes_counter``) runs over the PCU slots of a row, the other
   over the rows (``grid_axes``); copy ``(r, c)`` of that grid sits at row ``y = r``, slot
   ``x = 2c + y % 2`` (the checkerboard's PCU slots, from the left, the DRAM edge).
+- **multicast lines**: the copies that read the same addresses of an operand (the same block
+  of every split counter its access varies with) form a group; a group in one row is one line
+  of copies along it, a group over several rows a line per column of the grid (the
+  checkerboard puts a column of copies on two: ``straight_lines``). Each line is one stream,
+  a path of adjacent switches from a PMU of the buffer through the switch of every copy of
+  the line, so that a stream uses the links of its own row or column only: a matmul's left
+  operand flows along the rows, its right operand down the columns, and no link carries
+  both (each link 64 bytes a cycle, shared by its streams: ``runtime/machine/perf.py``). A
+  buffer with fewer PMUs than lines gets one stream a group instead, zig-zagging through the
+  group in grid order.
 - **PMUs**: a buffer of a parallel unit stays whole on chip, in at least as many PMUs as streams
-  leave or enter it (``buffer_pmus``: its multicast streams, or its writers over the links'
-  capacity, halved), so that no PMU's links carry more than they can. A buffer's ``n`` PMUs (its
-  address range cut in consecutive pieces) go near the rows of copies: piece ``q`` prefers row
-  ``floor((q + 1/2) * rows_used / n)`` (a row-blocked operand, such as a matmul's left operand
-  or result, lands in the row of the copies that read or write that block), the pieces wanting
-  a row spread evenly over it, the buffers interleaved; each takes the free PMU slot nearest to
-  where it prefers.
-- **multicast streams**: the copies that read the same addresses of an operand (the same block
-  of every split counter its access varies with) share one stream: a path of adjacent switches
-  from a PMU of the buffer through the switch of every copy it feeds, in grid order (a row of
-  copies: along the row; a column: a zig-zag down the rows). It enters at the copy nearest the
-  PMU, runs to the nearer end and back to the other; the PMU is the one cheapest in hops, with
-  the detour back, and ``SOURCE_PENALTY`` hops for every stream already leaving it.
+  leave or enter it (``buffer_pmus``: its multicast groups, or its writers over the links'
+  capacity, halved), so that no PMU's links carry more than they can; its address range is cut
+  in consecutive pieces. Pieces are given slots in this order: the first piece of a buffer
+  loaded from or stored to DRAM a free PMU slot of column 0, where DRAM's address generators
+  attach to the switch network (its load or store takes no link); a piece for each line, a
+  free PMU slot on the line from its far end (``line_slots``; the lines with the fewest such
+  slots choose first), so the line's stream starts there and runs one way; the other pieces
+  near the rows of copies: piece ``q`` prefers row ``floor((q + 1/2) * rows_used / n)``, the
+  pieces wanting a row spread evenly over it, the buffers interleaved, each taking the free
+  PMU slot nearest to where it prefers.
+- **streams**: a line's stream enters at the copy nearest its PMU, runs to the nearer end and
+  back to the other (from a PMU at an end: straight along the line). A line without a PMU of
+  its own starts from the buffer's PMU cheapest in hops, with the detour back, plus
+  ``SOURCE_PENALTY`` hops for every stream already leaving it.
 - **outputs**: each copy's output goes to a PMU of its result buffer, nearest pairs first, at
   most ``link_capacity`` copies writing one PMU (more only if the PMUs are too few).
 - the loads from DRAM (one route a buffer, to its first PMU, from the left-edge switch of its
   row) and the stores to DRAM are routed like place-and-route's (``routing.Router.path``: X
   then Y, Y then X, a detour).
+
+On sn10 the 4096^3 matmul (``parallel [32, 20, 1]``) gets 32 row streams of its left operand
+(28.1 MB each) and 40 column streams of its right operand (75.0 MB each) on links of their
+own, and both operands' loads and the result's store at the DRAM edge: its busiest link
+carries 75.5 MB (1.18M cycles at 64 bytes a cycle), under its compute (1.74M cycles); the
+earlier layout (loads into row 0 through one link, column streams zig-zagging over the rows'
+links) put 237 MB on one link (3.71M cycles, 30.1% of peak).
 
 Every stream is checked against the links' capacity; a layout that does not fit raises
 ``placement.PlacementError``. ``place_parallel_section`` writes a layout onto the IR (see
@@ -209,23 +227,56 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
     grid = [(k[row_c] if row_c >= 0 else 0, k[col_c] if col_c >= 0 else 0) for k in indices]
     copies = tuple((2 * c + r % 2, r) for r, c in grid)
 
-    # PMUs: each piece near the rows of copies, spread over its row.
-    free = [
+    # Multicast lines: the copies reading the same block of a port's operand, in straight lines.
+    free = {
         (x, y)
         for y in range(target.rows)
         for x in range(target.cols)
         if not target.is_pcu_slot(x, y)
-    ]
+    }
     need = sum(b.pmus for b in spec.buffers)
     if need > len(free):
         raise PlacementError(f"{where}: needs {need} PMUs, target '{target.name}' has {len(free)}")
+    lines: list[tuple[int, tuple[int, ...]]] = []  # (port, its copies in line order)
+    split = [c for c, p in enumerate(spec.factors) if p > 1]
+    for p, port in enumerate(spec.ports):
+        if any(port.buffer == q.buffer and port.strides == q.strides for q in spec.ports[:p]):
+            continue  # the same stream as an earlier port's
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, index in enumerate(indices):
+            key = tuple(index[c] for c in split if port.strides[c] != 0)
+            groups.setdefault(key, []).append(k)
+        straight = [line for ks in groups.values() for line in straight_lines(ks, copies)]
+        if len(straight) > spec.buffers[port.buffer].pmus:  # too few PMUs: a stream a group
+            straight = [tuple(sorted(ks, key=lambda k: grid[k])) for ks in groups.values()]
+        lines += [(p, line) for line in straight]
+
+    # PMUs: a DRAM buffer's first at the DRAM edge; a line's source at its far end, on it.
+    pmus: list[list[Coord | None]] = [[None] * buf.pmus for buf in spec.buffers]
+    for b, buf in enumerate(spec.buffers):
+        if buf.from_dram or buf.stored:
+            edge = sorted((s for s in free if s[0] == 0), key=lambda s: (s[1], s[0]))
+            if edge:
+                pmus[b][0] = edge[0]
+                free.discard(edge[0])
+    line_source: dict[int, int] = {}  # line -> the piece of its buffer it starts from
+    ends = [line_slots([copies[k] for k in line], target) for _, line in lines]
+    for i in sorted(range(len(lines)), key=lambda i: len(ends[i])):  # the fewest choices first
+        pieces = pmus[spec.ports[lines[i][0]].buffer]
+        q = next((q for q, at in enumerate(pieces) if at is None), None)
+        slot = next((s for s in ends[i] if s in free), None)
+        if q is not None and slot is not None:
+            pieces[q] = slot
+            free.discard(slot)
+            line_source[i] = q
+    # The other pieces near the rows of copies, spread over their row.
     wants: dict[int, list[tuple[int, int]]] = {}
     for b, buf in enumerate(spec.buffers):
         for q in range(buf.pmus):
-            row = min(target.rows - 1, int((q + 0.5) * rows_used / buf.pmus))
-            wants.setdefault(row, []).append((b, q))
-    pmus: list[list[Coord]] = [[(0, 0)] * buf.pmus for buf in spec.buffers]
-    by_row = list(free)
+            if pmus[b][q] is None:
+                row = min(target.rows - 1, int((q + 0.5) * rows_used / buf.pmus))
+                wants.setdefault(row, []).append((b, q))
+    by_row = sorted(free, key=lambda s: (s[1], s[0]))
     for row in sorted(wants):
         # Interleave the buffers along the row: every buffer's pieces spread over all of it.
         rank: dict[int, int] = {}
@@ -239,6 +290,7 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
             best = min(by_row, key=lambda s: (abs(s[0] - want[0]) + 2 * abs(s[1] - want[1]), s))
             by_row.remove(best)
             pmus[b][q] = best
+    placed = [[at for at in pieces if at is not None] for pieces in pmus]
 
     router = Router(target)
 
@@ -250,32 +302,28 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
                 f"{list(over[0])} -> {list(over[1])} (link capacity {target.link_capacity})"
             )
 
-    # Multicast streams: one a group of copies reading the same block of a port's operand.
+    # Multicast streams, one a line: from its source into the copy nearest it, on to the
+    # nearer end of the line, back to the other (straight when the source is at an end).
     streams: list[Multicast] = []
-    split = [c for c, p in enumerate(spec.factors) if p > 1]
-    for p, port in enumerate(spec.ports):
-        if any(port.buffer == q.buffer and port.strides == q.strides for q in spec.ports[:p]):
-            continue  # the same stream as an earlier port's
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for k, index in enumerate(indices):
-            key = tuple(index[c] for c in split if port.strides[c] != 0)
-            groups.setdefault(key, []).append(k)
-        sources = [0] * len(pmus[port.buffer])  # streams leaving each PMU of the buffer
-        for members in groups.values():
-            order = [copies[k] for k in sorted(members, key=lambda k: grid[k])]
-            src, enter = _source(pmus[port.buffer], sources, order)
-            sources[src] += 1
-            # From the PMU to the copy nearest it, on to the nearer end, back to the other.
-            if enter <= len(order) - 1 - enter:
-                seq = order[enter::-1] + order[enter + 1 :]
-            else:
-                seq = order[enter:] + order[enter - 1 :: -1]
-            path = _path([pmus[port.buffer][src], *seq])
-            take(path, f"the stream of input {p}")
-            streams.append(Multicast(p, tuple(sorted(members)), path))
+    sources = [[0] * len(pieces) for pieces in placed]  # streams leaving each PMU
+    for i, (p, line) in enumerate(lines):
+        buffer = spec.ports[p].buffer
+        order = [copies[k] for k in line]
+        src = line_source.get(i)
+        if src is None:  # more lines than pieces: the cheapest piece
+            src, _ = _source(placed[buffer], sources[buffer], order)
+        enter = _entry(placed[buffer][src], order)
+        sources[buffer][src] += 1
+        if enter <= len(order) - 1 - enter:
+            seq = order[enter::-1] + order[enter + 1 :]
+        else:
+            seq = order[enter:] + order[enter - 1 :: -1]
+        path = _path([placed[buffer][src], *seq])
+        take(path, f"the stream of input {p}")
+        streams.append(Multicast(p, tuple(sorted(line)), path))
 
     # Outputs: nearest pairs of a copy and a PMU of its result buffer with room first.
-    slots = pmus[spec.out]
+    slots = placed[spec.out]
     cap = max(target.link_capacity, -(-len(copies) // len(slots)))
     writers = [0] * len(slots)
     into: list[int] = [-1] * len(copies)
@@ -294,20 +342,58 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
     fills: dict[int, tuple[Coord, ...]] = {}
     stores: dict[int, tuple[Coord, ...]] = {}
     for b, buf in enumerate(spec.buffers):
-        at = pmus[b][0]
+        at = placed[b][0]
         if buf.from_dram:
             fills[b] = _route((0, at[1]), at, router, where, f'the load of "{buf.name}"')
     for b, buf in enumerate(spec.buffers):
-        at = pmus[b][0]
+        at = placed[b][0]
         if buf.stored:
             stores[b] = _route(at, (0, at[1]), router, where, f'the store of "{buf.name}"')
     return Layout(
-        copies, tuple(tuple(p) for p in pmus), tuple(streams), tuple(outputs), fills, stores
+        copies, tuple(tuple(p) for p in placed), tuple(streams), tuple(outputs), fills, stores
     )
+
+
+def straight_lines(members: Sequence[int], copies: Sequence[Coord]) -> list[tuple[int, ...]]:
+    """The copies ``members`` (indices into ``copies``, their slots) of one multicast group in
+    straight lines of the grid: a group in one row is one line, along it; a group over several
+    rows is a line a column (the checkerboard puts a column of copies on two), down it. A
+    stream along a line uses the links of that row or column only: x's row streams and w's
+    column streams of a matmul never share a link."""
+    if len({copies[k][1] for k in members}) == 1:
+        return [tuple(sorted(members, key=lambda k: copies[k][0]))]
+    by_x: dict[int, list[int]] = {}
+    for k in members:
+        by_x.setdefault(copies[k][0], []).append(k)
+    return [tuple(sorted(ks, key=lambda k: copies[k][1])) for _, ks in sorted(by_x.items())]
+
+
+def line_slots(line: Sequence[Coord], target: Target) -> list[Coord]:
+    """The PMU slots on ``line`` (copy slots along one row or down one column) in the order a
+    stream would rather start from: a row's from its east end (away from the DRAM edge) back;
+    a column's from its bottom up, or from its top down in every other pair of columns (so that
+    the columns' sources take at most half of the top and bottom rows' PMU slots, and each row
+    keeps one for its own line). From an end, a stream runs along the line one way, over the
+    links of the line only."""
+    (x0, y0), (x1, y1) = min(line), max(line)
+    if x0 != x1 or len(line) == 1:  # along a row
+        slots = [(x, y0) for x in range(min(x1 + 1, target.cols - 1), max(x0 - 1, 0) - 1, -1)]
+    else:  # down a column
+        slots = [(x0, y) for y in range(min(y1 + 1, target.rows - 1), max(y0 - 1, 0) - 1, -1)]
+        if x0 // 2 % 2:
+            slots.reverse()
+    return [s for s in slots if not target.is_pcu_slot(*s)]
 
 
 SOURCE_PENALTY = 4
 """Placement cost of each stream already leaving a PMU, in hops: streams spread over the PMUs."""
+
+
+def _entry(slot: Coord, order: Sequence[Coord]) -> int:
+    """The copy (index into ``order``) a stream from ``slot`` through the copies at ``order``
+    enters at: the cheapest in hops plus the detour back from the nearer end (``_source``)."""
+    _, enter = _source([slot], [0], order)
+    return enter
 
 
 def _source(slots: Sequence[Coord], used: Sequence[int], order: Sequence[Coord]) -> tuple[int, int]:

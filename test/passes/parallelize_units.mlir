@@ -35,16 +35,21 @@ builtin.module {
 // DEFAULT-NOT: pmus =
 
 // The structured layout: copy (row block r, column block c) at (2c + r % 2, r): copy 0 at
-// (0, 0), then (2, 0), (1, 1), (3, 1). Four multicast streams, each from a PMU of its buffer
-// through the switches of the copies it feeds: x's row block 0 to copies 0 and 1, row block 1
-// to copies 2 and 3; w's column block 0 to copies 0 and 2, column block 1 to 1 and 3. Each
-// copy's output goes to a PMU of the result.
+// (0, 0), then (2, 0), (1, 1), (3, 1). The first PMU of each buffer loaded from DRAM sits at
+// the DRAM edge (column 0), so its load enters there: x's at (0, 1), w's at (0, 3) (the result
+// finds none left). Each multicast stream runs from a PMU of its buffer through the switches
+// of the copies it feeds, along a straight line of the grid where the buffer has a PMU for
+// every line: x's row block 0 along row 0 from its east end, (3, 0), and row block 1 along
+// row 1 from (0, 1). w's column blocks would be four lines (the checkerboard puts a column of
+// copies on two columns) but w has two PMUs: one stream a block, column block 0 to copies 0
+// and 2, column block 1 to 1 and 3. Each copy's output goes to a PMU of the result.
 
-// PLACED:      %xb = pmu.buffer %x {name = "input.0", {{.*}}, pmus = 2 : i64, placement = #pmu.placement<at [(1, 0), (0, 1)], fill (0, 0) -> (1, 0)>}
+// PLACED:      %xb = pmu.buffer %x {name = "input.0", {{.*}}, pmus = 2 : i64, placement = #pmu.placement<at [(0, 1), (3, 0)], fill (0, 1)>}
+// PLACED:      %wb = pmu.buffer %w {name = "w", {{.*}}, pmus = 2 : i64, placement = #pmu.placement<at [(0, 3), (1, 0)], fill (0, 3)>}
 // PLACED:      pcu.unit @matmul_0 {{.*}} parallel [2, 2, 1] placed #pcu.placement<at [(0, 0), (2, 0), (1, 1), (3, 1)],
-// PLACED-SAME: streams [port 0 to copies [0, 1] via (1, 0) -> (0, 0) -> (1, 0) -> (2, 0), port 0 to copies [2, 3] via (0, 1) -> (1, 1) -> (2, 1) -> (3, 1), port 1 to copies [0, 2] via (1, 2) -> (1, 1) -> (0, 1) -> (0, 0), port 1 to copies [1, 3] via (3, 0) -> (2, 0) -> (3, 0) -> (3, 1)],
-// PLACED-SAME: out_routes [(0, 0) -> (0, 1) -> (0, 2) -> (0, 3), (2, 0) -> (2, 1), (1, 1) -> (2, 1), (3, 1) -> (3, 2)]>
-// PLACED:      %mmb = pmu.buffer %mm {{.*}} pmus = 4 : i64, placement = #pmu.placement<at [(2, 1), (3, 2), (2, 3), (0, 3)], store {{.*}}>}
+// PLACED-SAME: streams [port 0 to copies [0, 1] via (3, 0) -> (2, 0) -> (1, 0) -> (0, 0), port 0 to copies [2, 3] via (0, 1) -> (1, 1) -> (2, 1) -> (3, 1), port 1 to copies [0, 2] via (1, 0) -> (0, 0) -> (1, 0) -> (1, 1), port 1 to copies [1, 3] via (0, 3) -> (1, 3) -> (2, 3) -> (2, 2) -> (2, 1) -> (2, 0) -> (3, 0) -> (3, 1)],
+// PLACED-SAME: out_routes [(0, 0) -> (1, 0) -> (1, 1) -> (1, 2), (2, 0) -> (2, 1), (1, 1) -> (2, 1), (3, 1) -> (3, 2)]>
+// PLACED:      %mmb = pmu.buffer %mm {{.*}} pmus = 4 : i64, placement = #pmu.placement<at [(2, 1), (3, 2), (1, 2), (2, 3)], store (2, 1) -> (1, 1) -> (0, 1)>}
 
 // -----
 
