@@ -49,7 +49,7 @@ from runtime.machine import perf
 from runtime.pef import encode_pef
 from runtime.pef.schema import Program
 from tools.model_file import load_model_file
-from tools.rdu_compile import compile_flags
+from tools.rdu_compile import compile_flags, model_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,19 +78,17 @@ def _link_loads(program: Program) -> dict[tuple[tuple[int, int], tuple[int, int]
     return links
 
 
-def _matmul(m: int, k: int, n: int, **compile_args: Any) -> Program:
+def _matmul(m: int, k: int, n: int, precision: str = "fp32", **compile_args: Any) -> Program:
     """The matmul example's inference PEF on sn10, compiled as rdu-compile would."""
-    path = ROOT / "examples/matmul/model.py"
-    model_file = load_model_file(str(path))
-    ns = argparse.Namespace(seed=0, epoch=0, debug=False, batch_size=m, k=k, n=n)
-    torch.manual_seed(0)
-    spec = model_file.spec(model_file.call("model", ns), ns, inference=True)
-    flags = compile_flags("sn10", m, True, False, 1, [f"--k={k}", f"--n={n}"])
+    path = str(ROOT / "examples/matmul/model.py")
+    target = get_target("sn10")
+    extra = [f"--k={k}", f"--n={n}"]
+    model_file, spec = model_spec(path, extra, True, m, 0, False, target, precision)
     return compile_in_memory(
         spec,
         inference=True,
-        target=get_target("sn10"),
-        flags=flags,
+        target=target,
+        flags=compile_flags("sn10", m, True, False, 1, extra, precision),
         source_hash=model_file.source_hash(),
         **compile_args,
     )
@@ -118,8 +116,9 @@ def test_matmul_4096_on_sn10() -> None:
     assert report["total"]["fraction_of_peak"] == section["fraction_of_peak"]
 
 
-def test_matmul_bf16_bound_on_sn10() -> None:
-    """60% of the bf16 peak is not ruled out by the target's published figures: the bound."""
+def test_matmul_bf16_on_sn10_its_bound_and_what_we_reach() -> None:
+    """60% of the bf16 peak is not ruled out by the target's published figures (the bound);
+    our compile is below it for two reasons of the bf16 lowering (issue 17, not done)."""
     target = get_target("sn10")
     flops = 2 * 4096**3
     compulsory = 3 * 4096 * 4096 * 2  # bf16 x and w in, the bf16 result out, once each
@@ -127,6 +126,12 @@ def test_matmul_bf16_bound_on_sn10() -> None:
     through_dram = compulsory / (target.dram_gbps * 1e9)  # 153.6 GB/s
     bound = at_peak / max(at_peak, through_dram)
     assert 0.655 < bound < 0.657  # the same 65.6% as fp32's: half the bytes, twice the peak
+    report = build_report(_matmul(4096, 4096, 4096, "bf16"), target)
+    matmul, cast = report["sections"]  # the f32 accumulator spilled, cast to bf16 after
+    (unit,) = matmul["units"]
+    assert (unit["parallel"], unit["unroll"]) == ([32, 20, 1], 2)  # a cast stage an operand
+    assert [u["name"] for u in cast["units"]] == ["cast_3"]
+    assert 0.17 < report["total"]["fraction_of_peak"] < 0.6
 
 
 def test_matmul_in_the_4096_mapping_passes_rdu_test(tmp_path: Path) -> None:
