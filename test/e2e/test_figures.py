@@ -16,7 +16,7 @@ hold the figures the model reaches and the bounds it proves:
   MB a column: w's block is re-read for every 6 rows), one stream a line, so no link carries
   two operand streams: the busiest carries one of w's and a few copies' result blocks, 1.18M
   cycles. The section is bound by its copies, which start once both loads are in (0.57M
-  cycles) and run 1.17M: 64.2% of peak (30.1% before, when both loads and a multicast of
+  cycles) and run 1.17M: 64.3% of peak (30.1% before, when both loads and a multicast of
   each went through the one link from DRAM into row 0: 237 MB, 3.71M cycles);
 - the same matmul in bf16 (``--precision bf16``: bf16 x and w, a bf16 result as torch's):
   its compulsory traffic is 3 x 32 MiB, against the bf16 peak (twice the f32 one): at most
