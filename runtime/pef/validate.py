@@ -216,9 +216,10 @@ def _check_weights(program: Program) -> None:
             raise PefError(f"{where}: symbol {_out_of(tensor.symbol, nsym)}")
         sym = meta.symbols[tensor.symbol]
         where += f" ('{sym.name}')"
-        if sym.role not in ("parameter", "buffer") or tensor.symbol in non_persistent:
-            what = "a non-persistent buffer" if sym.role == "buffer" else f"a {sym.role}"
-            raise PefError(f"{where}: is {what}, not a parameter or persistent buffer")
+        if sym.role not in ("parameter", "buffer"):
+            raise PefError(f"{where}: its role is {sym.role}, not parameter or buffer")
+        if tensor.symbol in non_persistent:
+            raise PefError(f"{where}: a non-persistent buffer (its values come from the model)")
         if tensor.symbol in seen:
             raise PefError(f"{where}: given twice")
         seen.add(tensor.symbol)
