@@ -80,7 +80,8 @@ if TYPE_CHECKING:
     show_default=True,
     help="fp32; bf16-mixed: torch.autocast(device_type='cpu', dtype=torch.bfloat16) "
     "semantics (matmuls in bf16 accumulating in fp32, fp32 master weights, gradients and "
-    "optimizer state); bf16 (with --inference): the model in bf16, weights and activations.",
+    "optimizer state; with --inference the forward under autocast, fp32 weights); bf16 (with "
+    "--inference): the model in bf16, weights and activations.",
 )
 @click.option(
     "--weights",
@@ -135,8 +136,6 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
-        if precision == "bf16-mixed" and inference:
-            raise ToolError("--precision bf16-mixed with --inference is not supported yet")
         if precision == "bf16" and not inference:
             raise ToolError(
                 "--precision bf16 is for inference PEFs (add --inference); train with "
