@@ -89,8 +89,8 @@ if TYPE_CHECKING:
     default=None,
     metavar="CKPT",
     help="With --inference: store these weights in the PEF, at its precision (bf16 with "
-    "--precision bf16): a checkpoint rdu-run wrote or a torch state_dict .pt; rdu-run "
-    "--inference then needs no --init-ckpt-path.",
+    "--precision bf16): a checkpoint rdu-run wrote or a torch state_dict .pt, or 'model' for "
+    "the model's own (model() at --seed); rdu-run --inference then needs no --init-ckpt-path.",
 )
 @click.option(
     "--data-parallel",
@@ -217,13 +217,16 @@ def _compile(
     _check_pef_name(pef_name)
     _check_output_folder(Path(output_folder))
     tensors = None
-    if weights_path is not None:  # read first: a bad file is refused before the compile
+    if weights_path not in (None, MODEL_WEIGHTS):  # read first: refused before the compile
         from runtime.checkpoint import load_checkpoint
 
         tensors = load_checkpoint(weights_path)["model"]
     model_file, spec = model_spec(
         model_path, extra, inference, batch_size, seed, debug, target, precision
     )
+    if weights_path == MODEL_WEIGHTS:
+        tensors = model_state(spec.module)
+        weights_path = f"model() at --seed {seed}"
     name = pef_name or model_file.name
     _check_output_folder(Path(output_folder) / name)
     flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra, precision)
@@ -259,6 +262,20 @@ def _compile(
     folder = result.report_path.parent if result.report_path else Path(output_folder) / name
     click.echo(f"report: {folder / 'report.html'} (and report.json, trace.json)")
     return 0
+
+
+MODEL_WEIGHTS = "model"
+"""``--weights model``: the weights ``model(args)`` has when built at ``--seed`` (a model that
+loads pretrained weights itself, e.g. from a ``--pretrained DIR``); a file named ``model`` is
+``--weights ./model``."""
+
+
+def model_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    """``module.state_dict()`` as numpy arrays, bf16 and f16 widened to float32 (exactly)."""
+    return {
+        name: (t.detach().float() if t.is_floating_point() else t.detach()).numpy().copy()
+        for name, t in module.state_dict().items()
+    }
 
 
 def _weights_maker(

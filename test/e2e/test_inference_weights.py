@@ -118,3 +118,17 @@ def test_weights_of_another_model_refused_in_one_line(tmp_path: Path) -> None:
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "mlp" / "mlp.pef").exists()
+
+
+def test_weights_model_stores_the_models_own(tmp_path: Path) -> None:
+    """``--weights model``: model() as built at ``--seed`` (a model that loads pretrained
+    weights itself), rounded to bf16 at ``--precision bf16``."""
+    from runtime.weights import embedded_state
+
+    pef = compile_mlp(tmp_path, "--inference", "--precision", "bf16", "--seed", "3",
+                      "--weights", "model")  # fmt: skip
+    program = read_pef(pef)
+    assert program.weights is not None and program.weights.source == "model() at --seed 3"
+    state = embedded_state(program)
+    for name, tensor in _mlp(3).state_dict().items():
+        np.testing.assert_array_equal(state[name], tensor.to(torch.bfloat16).float().numpy())
