@@ -142,3 +142,26 @@ def _sections(data: bytes) -> list[tuple[str, bytes]]:
         raw, offset, size, _ = struct.unpack_from("<24sQII", data, 20 + 40 * i)
         out.append((raw.rstrip(b"\0").decode(), data[offset : offset + size]))
     return out
+
+
+def test_non_persistent_buffers_stay_out_of_the_weights() -> None:
+    """A buffer registered with ``persistent=False`` comes from the model: not required in the
+    weights, and refused there."""
+    from runtime.pef.schema import NonPersistentBuffer, Symbol
+
+    program = linear_program(2, 5, 3, optimizer=None)
+    meta = program.meta
+    rope = Symbol(name="rope", shape=[2], dtype="f32", role="buffer")
+    meta = replace(
+        meta,
+        symbols=[*meta.symbols, rope],
+        non_persistent=[NonPersistentBuffer(symbol=len(meta.symbols), sha256="")],
+    )
+    program = replace(program, meta=meta)
+    made = weights_section(program, {"weight": WEIGHT}, "w.pt", allowed={"rope"})
+    assert [t.symbol for t in made.tensors] == [0]
+    decode_pef(encode_pef(replace(program, weights=made)))
+    extra = WeightTensor(symbol=len(meta.symbols) - 1, dtype="f32", data=bytes(8))
+    bad = replace(made, tensors=[*made.tensors, extra])
+    with pytest.raises(PefError, match=r"\('rope'\): a non-persistent buffer"):
+        decode_pef(encode_pef(replace(program, weights=bad), check=False))
