@@ -309,13 +309,14 @@ class Run:
                 state.update(self.non_persistent_buffers(model, non_persistent))
             state.update(self.checkpoint_optimizer(path, checkpoint))
             return state, checkpoint["step"]
-        model = self.torch_model()
         if self.program.weights is not None:
             from runtime.weights import embedded_state
 
             state = embedded_state(self.program)
-            state.update(self.non_persistent_buffers(model, non_persistent))
+            if non_persistent:  # the model is built only for them
+                state.update(self.non_persistent_buffers(self.torch_model(), non_persistent))
             return state, 0
+        model = self.torch_model()
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         state = {s.name: initial[s.name] for s in weights if s.name in initial}
         state.update(self.non_persistent_buffers(model, non_persistent))
