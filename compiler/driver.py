@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import torch
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -29,7 +31,7 @@ from compiler.targets import Target
 from dialects import all_dialects
 from runtime.machine.atomic import atomic_write_bytes
 from runtime.pef import encode_pef
-from runtime.pef.schema import Program
+from runtime.pef.schema import Program, Weights
 
 COMPILER_VERSION = "0.1.0"
 
@@ -91,8 +93,12 @@ def compile_model(
     data_parallel: bool = False,
     opt_level: int = 1,
     verify_each_stage: bool = False,
+    weights: Callable[[Program], Weights] | None = None,
 ) -> CompileResult:
     """Compile ``spec`` for ``target`` and write ``out_dir/pef_name.pef`` (atomically).
+
+    ``weights`` (an inference PEF, ``rdu-compile --weights``): the weights section to store in
+    the PEF, made from the compiled program (its symbols name the tensors and their dtypes).
 
     ``opt_level``: 1 fuses elementwise ops and cuts sections only where the fabric is full;
     0 fuses nothing and gives every op its own section (``compiler.pipeline``).
@@ -152,6 +158,10 @@ def compile_model(
                 f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
                 f"before section {collective.before}"
             )
+    if weights is not None:
+        embedded = weights(program)
+        program = msgspec.structs.replace(program, weights=embedded)
+        log.append(f"  weights: {len(embedded.tensors)} tensors from {embedded.source}")
     data = encode_pef(program)
     atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
     size = len(data)

@@ -29,9 +29,14 @@ from tools.cli import (
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
+
+    import numpy as np
+    import torch
 
     from compiler.frontend import ModelSpec, OpCheck
     from compiler.targets import Target
+    from runtime.pef.schema import Program, Weights
     from tools.model_file import ModelFile
 
 
@@ -75,7 +80,17 @@ if TYPE_CHECKING:
     show_default=True,
     help="fp32; bf16-mixed: torch.autocast(device_type='cpu', dtype=torch.bfloat16) "
     "semantics (matmuls in bf16 accumulating in fp32, fp32 master weights, gradients and "
-    "optimizer state); bf16 (with --inference): the model in bf16, weights and activations.",
+    "optimizer state; with --inference the forward under autocast, fp32 weights); bf16 (with "
+    "--inference): the model in bf16, weights and activations.",
+)
+@click.option(
+    "--weights",
+    "weights_path",
+    default=None,
+    metavar="CKPT",
+    help="With --inference: store these weights in the PEF, at its precision (bf16 with "
+    "--precision bf16): a checkpoint rdu-run wrote or a torch state_dict .pt, or 'model' for "
+    "the model's own (model() at --seed); rdu-run --inference then needs no --init-ckpt-path.",
 )
 @click.option(
     "--data-parallel",
@@ -103,6 +118,7 @@ def rdu_compile(
     seed: int,
     opt_level: int,
     precision: str,
+    weights_path: str | None,
     data_parallel: bool,
     check: bool,
     debug: bool,
@@ -120,12 +136,15 @@ def rdu_compile(
             raise ToolError(f"--batch-size must be positive, got {batch_size}")
         if data_parallel and inference:
             raise ToolError("--data-parallel is for training: an inference PEF has no gradients")
-        if precision == "bf16-mixed" and inference:
-            raise ToolError("--precision bf16-mixed with --inference is not supported yet")
         if precision == "bf16" and not inference:
             raise ToolError(
                 "--precision bf16 is for inference PEFs (add --inference); train with "
                 "--precision bf16-mixed (fp32 master weights)"
+            )
+        if weights_path is not None and not inference:
+            raise ToolError(
+                "--weights is for inference PEFs (add --inference); training starts from a "
+                "checkpoint: rdu-run --init-ckpt-path"
             )
         if check:
             return _check(model_path, ctx.args, inference, batch_size, seed, debug, arch, precision)
@@ -143,6 +162,7 @@ def rdu_compile(
                 data_parallel=data_parallel,
                 opt_level=opt_level,
                 precision=precision,
+                weights_path=weights_path,
             )
 
     guarded("rdu-compile", debug, body)
@@ -188,6 +208,7 @@ def _compile(
     data_parallel: bool,
     opt_level: int,
     precision: str = "fp32",
+    weights_path: str | None = None,
 ) -> int:
     from compiler.driver import compile_model
     from compiler.targets import get_target
@@ -195,9 +216,17 @@ def _compile(
     target = get_target(arch)
     _check_pef_name(pef_name)
     _check_output_folder(Path(output_folder))
+    tensors = None
+    if weights_path not in (None, MODEL_WEIGHTS):  # read first: refused before the compile
+        from runtime.checkpoint import load_checkpoint
+
+        tensors = load_checkpoint(weights_path)["model"]
     model_file, spec = model_spec(
         model_path, extra, inference, batch_size, seed, debug, target, precision
     )
+    if weights_path == MODEL_WEIGHTS:
+        tensors = model_state(spec.module)
+        weights_path = f"model() at --seed {seed}"
     name = pef_name or model_file.name
     _check_output_folder(Path(output_folder) / name)
     flags = compile_flags(arch, batch_size, inference, data_parallel, opt_level, extra, precision)
@@ -217,6 +246,9 @@ def _compile(
             data_parallel=data_parallel,
             opt_level=opt_level,
             verify_each_stage=debug,
+            weights=None
+            if tensors is None or weights_path is None
+            else _weights_maker(tensors, weights_path, spec.module),
         )
     except OSError as error:
         raise _write_error(error, Path(output_folder) / name) from error
@@ -230,6 +262,32 @@ def _compile(
     folder = result.report_path.parent if result.report_path else Path(output_folder) / name
     click.echo(f"report: {folder / 'report.html'} (and report.json, trace.json)")
     return 0
+
+
+MODEL_WEIGHTS = "model"
+"""``--weights model``: the weights ``model(args)`` has when built at ``--seed`` (a model that
+loads pretrained weights itself, e.g. from a ``--pretrained DIR``); a file named ``model`` is
+``--weights ./model``."""
+
+
+def model_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    """``module.state_dict()`` as numpy arrays, bf16 and f16 widened to float32 (exactly)."""
+    return {
+        name: (t.detach().float() if t.is_floating_point() else t.detach()).numpy().copy()
+        for name, t in module.state_dict().items()
+    }
+
+
+def _weights_maker(
+    tensors: dict[str, np.ndarray], path: str, module: torch.nn.Module
+) -> Callable[[Program], Weights]:
+    """``--weights CKPT``: what makes the PEF's weights section from the compiled program
+    (``runtime.weights.weights_section``: ``tensors`` conformed to its symbols; the module's
+    other state names, such as a tied weight's second name, allowed in the checkpoint)."""
+    from runtime.weights import weights_section
+
+    names = set(module.state_dict()) | {n for n, _ in module.named_buffers()}
+    return lambda program: weights_section(program, tensors, path, allowed=names)
 
 
 def compile_flags(

@@ -100,11 +100,21 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}: {hops}{taps}"
         for o in sec.outputs:
             yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
+    weights = program.weights
+    if weights is not None and section in (None, "weights"):
+        size = sum(len(t.data) for t in weights.tensors)
+        yield f"weights: {len(weights.tensors)} tensors, {size} bytes, from {weights.source}"
+        if not summary:
+            for t in weights.tensors:
+                s = meta.symbols[t.symbol]
+                yield f"  weight {s.name} {_shape(t.dtype, s.shape)}: {len(t.data)} bytes"
 
 
 @click.command(cls=OneLineCommand)
 @click.argument("pef_path", metavar="PEF")
-@click.option("--section", default=None, help="Print only this section.")
+@click.option(
+    "--section", default=None, help="Print only this section ('weights': the embedded weights)."
+)
 @click.option("--summary", is_flag=True, help="Symbols and per-section unit counts only.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
 def rdu_pef(pef_path: str, section: str | None, summary: bool, debug: bool) -> None:

@@ -281,7 +281,10 @@ class Run:
 
         Non-persistent buffers (``meta.non_persistent``) are never in a checkpoint (nor in the
         model's ``state_dict``): they always come from the model, which the session checks
-        against the values the PEF was compiled for."""
+        against the values the PEF was compiled for. An inference PEF with embedded weights
+        (``rdu-compile --weights``) runs them, unless ``--init-ckpt-path`` gives others (said
+        on stderr): the checkpoint's replace them, rounded to the PEF's dtypes as they would
+        have been at compile time."""
         from runtime.checkpoint import load_checkpoint
 
         symbols = self.program.meta.symbols
@@ -296,10 +299,23 @@ class Run:
                 path, expected=weights, allowed=set(model.state_dict()) | non_persistent
             )
             state = {s.name: checkpoint["model"][s.name] for s in weights}
+            if self.program.weights is not None and self.is_rank0:
+                click.echo(
+                    f"note: --init-ckpt-path: the weights of {path} replace the "
+                    f"{self.program.weights.source} weights embedded in the PEF",
+                    err=True,
+                )
             if non_persistent:
                 state.update(self.non_persistent_buffers(model, non_persistent))
             state.update(self.checkpoint_optimizer(path, checkpoint))
             return state, checkpoint["step"]
+        if self.program.weights is not None:
+            from runtime.weights import embedded_state
+
+            state = embedded_state(self.program)
+            if non_persistent:  # the model is built only for them
+                state.update(self.non_persistent_buffers(self.torch_model(), non_persistent))
+            return state, 0
         model = self.torch_model()
         initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         state = {s.name: initial[s.name] for s in weights if s.name in initial}
@@ -575,7 +591,11 @@ class Run:
         step after it would be NaN too."""
         name = _first_non_finite(state)
         if name is not None:
-            source = self.opts["init_ckpt_path"] or "the model's initial state"
+            source = self.opts["init_ckpt_path"] or (
+                "the PEF's embedded weights"
+                if self.program.weights is not None
+                else "the model's initial state"
+            )
             raise ToolError(f"{source}: tensor '{name}' {_non_finite_summary(state[name])}")
 
     def check_hyperparameters(self, hyper: dict[str, float]) -> None:
@@ -952,7 +972,7 @@ class Run:
         check_output_dir(results, "--results-dir")
         state, _ = self.initial_state()
         self.check_finite_state(state)
-        if not self.opts["init_ckpt_path"]:
+        if not self.opts["init_ckpt_path"] and self.program.weights is None:
             click.echo(
                 "warning: no --init-ckpt-path: running the model's initial weights", err=True
             )

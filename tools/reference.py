@@ -646,12 +646,16 @@ def section_cases(
         load_weights(model, state)
         model.eval()
         inputs = [as_torch(feed[n]) for n in run.inputs]
-        bf16 = pef_precision(run.program) == "bf16"
+        from compiler.frontend.trace import precision_context
+
+        precision = pef_precision(run.program)
+        bf16 = precision == "bf16"
         if bf16:  # torch's bf16 inference: the model and its float inputs in bf16
             model.to(torch.bfloat16)
             inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs]
         with torch.no_grad(), reference_attention():
-            outputs = as_tuple(model(*inputs))
+            with precision_context(precision):  # bf16-mixed: under autocast, as compiled
+                outputs = as_tuple(model(*inputs))
             # bf16 tensors are judged without torch's own error (tools/tolerance.py)
             wide_outputs = () if bf16 else as_tuple(model.double()(*widen(inputs)))
         values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(outputs)})

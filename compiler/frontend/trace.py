@@ -71,15 +71,17 @@ class Traced:
     """id(parameter tensor) -> its symbol (the first state_dict name of a tied tensor)."""
 
 
-PRECISIONS = ("fp32", "bf16-mixed")
+PRECISIONS = ("fp32", "bf16-mixed", "bf16")
 """The precisions a model compiles in (``rdu-compile --precision``)."""
 
 
 def precision_context(precision: str) -> contextlib.AbstractContextManager[Any]:
     """What a model's forward and loss run under in ``precision``: nothing for ``fp32``,
     ``torch.autocast(device_type="cpu", dtype=torch.bfloat16)`` for ``bf16-mixed`` (the
-    backward follows the forward's dtypes, as autograd does)."""
-    if precision == "fp32":
+    backward follows the forward's dtypes, as autograd does); nothing for ``bf16`` either
+    (inference: the model and its float inputs are bf16 themselves, ``rdu-compile`` makes
+    them so)."""
+    if precision in ("fp32", "bf16"):
         return contextlib.nullcontext()
     if precision == "bf16-mixed":
         return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
@@ -495,11 +497,17 @@ def _provenance(sources: list[Any]) -> Iterator[str]:
 
 
 def trace_inference(spec: ModelSpec) -> Traced:
-    """The forward graph of ``module.eval()`` on the example inputs."""
+    """The forward graph of ``module.eval()`` on the example inputs, under ``spec.precision``
+    (``bf16-mixed``: exported under autocast, so the graph holds autocast's casts as the
+    training step's forward does)."""
     from torch.export.graph_signature import InputKind, OutputKind
 
     _check_tensors("example input", spec.example_inputs)
-    with _tracing("exporting the model", spec.source_file), _mode(spec.module, training=False):
+    with (
+        _tracing("exporting the model", spec.source_file),
+        _mode(spec.module, training=False),
+        precision_context(spec.precision),
+    ):
         exported = torch.export.export(spec.module, tuple(spec.example_inputs))
         inner = _subgraph_traces(exported)
         ep = exported.run_decompositions(inference_table())

@@ -4,7 +4,7 @@ Layout (little endian, see docs/design.md)::
 
     0   8  magic  b"RDUPEF\\0\\1"
     8   2  format version (u16, currently 1)
-    10  2  flags (u16; bit 0: inference)
+    10  2  flags (u16; bit 0: inference; bit 1: the last section is "weights")
     12  4  section count N (u32)
     16  4  crc32 of bytes [0, 16) and the section table
     20  N * 40 section table: name (24 bytes ascii, zero padded), offset u64, size u32, crc32 u32
@@ -12,6 +12,8 @@ Layout (little endian, see docs/design.md)::
 
 Every byte of a PEF is covered by a checksum: the header and table by the header crc, each payload
 by its own, and the payloads must tile the rest of the file exactly (no gaps, no trailing bytes).
+An inference PEF compiled with weights (``rdu-compile --weights``) sets flag bit 1 and ends with
+a section named ``weights`` (``schema.Weights``); without the flag no section has that name.
 Decoding is typed (msgspec against ``schema``), so loading a PEF never runs code from it, and is
 followed by ``validate``. Every refusal is a ``PefError``.
 """
@@ -33,7 +35,10 @@ from runtime.pef.validate import PefError, validate
 MAGIC = b"RDUPEF\0\1"
 VERSION = 1
 FLAG_INFERENCE = 0x1
-KNOWN_FLAGS = FLAG_INFERENCE
+FLAG_WEIGHTS = 0x2
+KNOWN_FLAGS = FLAG_INFERENCE | FLAG_WEIGHTS
+WEIGHTS = "weights"
+"""The name of the embedded weights' section (``schema.Weights``), last in the table."""
 
 _HEADER = struct.Struct("<8sHHII")
 _ENTRY = struct.Struct("<24sQII")
@@ -47,6 +52,7 @@ T = TypeVar("T")
 _encoder = msgspec.msgpack.Encoder()
 _meta_decoder = msgspec.msgpack.Decoder(schema.Meta)
 _section_decoder = msgspec.msgpack.Decoder(schema.Section)
+_weights_decoder = msgspec.msgpack.Decoder(schema.Weights)
 
 
 def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
@@ -55,7 +61,11 @@ def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
         validate(program)
     payloads = [("meta", _encoder.encode(program.meta))]
     payloads += [(s.name, _encoder.encode(s)) for s in program.sections]
-    return pack_sections(payloads, flags=FLAG_INFERENCE if program.meta.inference else 0)
+    flags = FLAG_INFERENCE if program.meta.inference else 0
+    if program.weights is not None:
+        payloads.append((WEIGHTS, _encoder.encode(program.weights)))
+        flags |= FLAG_WEIGHTS
+    return pack_sections(payloads, flags=flags)
 
 
 def pack_sections(
@@ -114,8 +124,19 @@ def decode_pef(data: bytes) -> schema.Program:
         raise PefError(f"unknown flags 0x{flags:04x} at offset 10")
 
     entries = _read_table(data, count, table_end)
+    has_weights = bool(flags & FLAG_WEIGHTS)
+    names = [name for name, *_ in entries]
+    if has_weights and (count < 2 or names[-1] != WEIGHTS):
+        raise PefError(
+            f"flags (offset 10) say the PEF has weights but its last section is '{names[-1]}', "
+            f"not '{WEIGHTS}'"
+        )
+    if WEIGHTS in names[: count - 1 if has_weights else count]:
+        where = "before the last section" if has_weights else "without the weights flag"
+        raise PefError(f"section '{WEIGHTS}' appears {where} (flags at offset 10)")
     meta: schema.Meta | None = None
     sections: list[schema.Section] = []
+    weights: schema.Weights | None = None
     for index, (name, offset, size, crc) in enumerate(entries):
         payload = data[offset : offset + size]
         if zlib.crc32(payload) != crc:
@@ -124,6 +145,9 @@ def decode_pef(data: bytes) -> schema.Program:
             )
         if index == 0:
             meta = _decode_payload(_meta_decoder, name, payload)
+            continue
+        if has_weights and index == count - 1:
+            weights = _decode_payload(_weights_decoder, name, payload)
             continue
         section = _decode_payload(_section_decoder, name, payload)
         if section.name != name:
@@ -135,7 +159,7 @@ def decode_pef(data: bytes) -> schema.Program:
             f"flags (offset 10) say {'inference' if flags & FLAG_INFERENCE else 'training'} "
             f"but section 'meta' says {'inference' if meta.inference else 'training'}"
         )
-    program = schema.Program(meta=meta, sections=sections)
+    program = schema.Program(meta=meta, sections=sections, weights=weights)
     validate(program)
     return program
 

@@ -270,8 +270,31 @@ class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return "fp32"
 
 
+class WeightTensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The values of one parameter or buffer symbol: its elements in row-major order, little
+    endian, of ``dtype`` (the symbol's own: bf16 in a ``--precision bf16`` PEF, two bytes an
+    element, else f32), ``len(data) == numel(shape) * bytes(dtype)``."""
+
+    symbol: int
+    dtype: Dtype
+    data: bytes
+
+
+class Weights(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``weights`` section of an inference PEF compiled with ``rdu-compile --weights``:
+    every parameter and persistent buffer symbol of the PEF, once each, so that
+    ``rdu-run --inference`` needs no checkpoint. Non-persistent buffers are not here: they come
+    from the model (``Meta.non_persistent``)."""
+
+    source: str
+    """Where the values came from (the checkpoint's file name), for ``rdu-pef``."""
+    tensors: list[WeightTensor]
+
+
 class Program(msgspec.Struct, frozen=True):
-    """A whole PEF, decoded: meta plus sections in run order."""
+    """A whole PEF, decoded: meta plus sections in run order, and the embedded weights of an
+    inference PEF that has them (the container's ``weights`` section, last; else None)."""
 
     meta: Meta
     sections: list[Section]
+    weights: Weights | None = None

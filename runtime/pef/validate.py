@@ -52,6 +52,7 @@ from runtime.pef.schema import (
     Section,
     Symbol,
     Target,
+    Weights,
 )
 
 _VALUE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -90,6 +91,7 @@ def validate(program: Program) -> None:
     _check_sections(program)
     _check_collectives(program)
     _check_non_persistent(meta)
+    _check_weights(program)
 
 
 def _check_sections(program: Program) -> None:
@@ -193,6 +195,44 @@ def _check_non_persistent(meta: Meta) -> None:
         digest = entry.sha256
         if digest and (len(digest) != 64 or digest.strip("0123456789abcdef")):
             raise PefError(f"{where}: '{sym.name}' has a malformed sha256 {digest[:80]!r}")
+
+
+def _check_weights(program: Program) -> None:
+    """Embedded weights (``Program.weights``): only in an inference PEF; every parameter and
+    persistent buffer symbol once, nothing else, each of its symbol's dtype with
+    ``numel(shape) * bytes(dtype)`` bytes of data."""
+    weights: Weights | None = program.weights
+    if weights is None:
+        return
+    meta = program.meta
+    if not meta.inference:
+        raise PefError("weights: a training PEF holds no weights (its state is a checkpoint)")
+    nsym = len(meta.symbols)
+    non_persistent = {e.symbol for e in meta.non_persistent}
+    seen: set[int] = set()
+    for n, tensor in enumerate(weights.tensors):
+        where = f"weights: tensor {n}"
+        if not 0 <= tensor.symbol < nsym:
+            raise PefError(f"{where}: symbol {_out_of(tensor.symbol, nsym)}")
+        sym = meta.symbols[tensor.symbol]
+        where += f" ('{sym.name}')"
+        if sym.role not in ("parameter", "buffer"):
+            raise PefError(f"{where}: its role is {sym.role}, not parameter or buffer")
+        if tensor.symbol in non_persistent:
+            raise PefError(f"{where}: a non-persistent buffer (its values come from the model)")
+        if tensor.symbol in seen:
+            raise PefError(f"{where}: given twice")
+        seen.add(tensor.symbol)
+        if tensor.dtype != sym.dtype:
+            raise PefError(f"{where}: is {tensor.dtype}, the symbol is {sym.dtype}")
+        size = numel(sym.shape) * DTYPE_BYTES[sym.dtype]
+        if len(tensor.data) != size:
+            raise PefError(
+                f"{where}: holds {len(tensor.data)} bytes, {sym.dtype} {sym.shape} is {size}"
+            )
+    for i, sym in enumerate(meta.symbols):
+        if sym.role in ("parameter", "buffer") and i not in non_persistent and i not in seen:
+            raise PefError(f"weights: no values for {sym.role} '{sym.name}' (symbol {i})")
 
 
 class _SectionChecker:

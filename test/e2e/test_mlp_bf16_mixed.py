@@ -101,15 +101,6 @@ def test_bf16_precisions_refused_where_not_supported(tmp_path: Path) -> None:
     assert result.returncode == 1 and "add --inference" in result.stderr
 
 
-def test_bf16_mixed_inference_is_refused_in_one_line(tmp_path: Path) -> None:
-    result = in_process(
-        "rdu-compile", str(MLP), "--precision", "bf16-mixed", "--inference",
-        "--output-folder", str(tmp_path),
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "not supported yet" in result.stderr and result.stderr.count("\n") == 1
-
-
 def test_the_report_says_the_precision(bf16_pef: Path) -> None:
     import json
 

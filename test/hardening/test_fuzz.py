@@ -166,3 +166,62 @@ def test_fuzz_helpers_reach_the_decoder(pef_bytes: bytes) -> None:
     reach the typed decoder and validate, not just the checksums)."""
     program = decode_pef(reframe(pef_bytes, 1, split_sections(pef_bytes)[1][1]))
     assert encode_pef(program) == pef_bytes
+
+
+# -- an inference PEF with embedded weights (its last section) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weights_pef_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The MLP example at ``--inference --precision bf16 --weights``: meta, forward, weights."""
+    import argparse
+
+    import torch
+    from hardening_helpers import MLP, compile_model
+
+    from tools.model_file import load_model_file
+
+    out = tmp_path_factory.mktemp("hardening-weights")
+    torch.manual_seed(1)
+    module = load_model_file(MLP).call("model", argparse.Namespace(hidden=128, classes=10))
+    torch.save(module.state_dict(), out / "mlp.pt")
+    extra = ("--inference", "--precision", "bf16", "--weights", str(out / "mlp.pt"))
+    data = compile_model(MLP, out, *extra, "--pef-name", "mlp-w").read_bytes()
+    assert decode_pef(data).weights is not None
+    assert [name for name, _ in split_sections(data)] == ["meta", "forward", "weights"]
+    return data
+
+
+@FUZZ
+@given(changes=edits)
+def test_mutated_pef_with_weights_is_refused(weights_pef_bytes: bytes, changes: list) -> None:
+    with time_bound(10):
+        check_pef(mutate(weights_pef_bytes, changes), original=weights_pef_bytes)
+
+
+@FUZZ
+@given(section=st.sampled_from([0, 2]), changes=edits)
+def test_mutated_weights_or_meta_with_good_checksums_decode_or_are_refused(
+    weights_pef_bytes: bytes, section: int, changes: list
+) -> None:
+    payload = split_sections(weights_pef_bytes)[section][1]
+    with time_bound(10):
+        check_pef(reframe(weights_pef_bytes, section, mutate(payload, changes)))
+
+
+@FUZZ
+@given(picks=st.lists(st.tuples(st.integers(0, 1 << 20), VALUES), min_size=1, max_size=3))
+def test_wrong_weights_field_values_are_refused_by_schema_or_validate(
+    weights_pef_bytes: bytes, picks: list
+) -> None:
+    """Any field of the weights section (a symbol index, a dtype, the data) set to any value."""
+    document = msgspec.msgpack.decode(split_sections(weights_pef_bytes)[2][1])
+    leaves = _leaves(document)
+    for position, value in picks:
+        *parents, last = leaves[position % len(leaves)]
+        node = document
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    with time_bound(10):
+        check_pef(reframe(weights_pef_bytes, 2, msgspec.msgpack.encode(document)))
