@@ -586,7 +586,8 @@ def optimizer_step(
         optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
     for name, p in model.named_parameters():
         grad = gradients.get(f"{name}.grad")
-        p.grad = None if grad is None else torch.from_numpy(np.array(grad)).to(p.dtype)
+        # a copy of its own (an optimizer may write its gradient), made at the model's dtype
+        p.grad = None if grad is None else torch.from_numpy(np.asarray(grad)).to(p.dtype, copy=True)
     optimizer.step()
     out: dict[str, np.ndarray] = {}
     for name, p in model.named_parameters():  # the model is dropped: its memory, no copies
@@ -640,7 +641,7 @@ def section_cases(
     symbols = {s.name: s for s in program.meta.symbols}
     values: dict[str, np.ndarray] = {**state, **feed}
     scales: dict[str, float] = {}
-    wide_values: dict[str, np.ndarray] = {}
+    errors: dict[str, float] = {}  # torch's own error of each value, once its float64 is read
     if run.is_inference:
         model = run.torch_model()
         load_weights(model, state)
@@ -655,7 +656,8 @@ def section_cases(
             # bf16 tensors are judged without torch's own error (tools/tolerance.py)
             wide_outputs = () if bf16 else as_tuple(model.double()(*widen(inputs)))
         values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(outputs)})
-        wide_values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(wide_outputs)})
+        for i, o in enumerate(wide_outputs):
+            errors[f"output.{i}"] = float_error(values[f"output.{i}"], as_numpy(o))
     else:
         rng_seed = rng_seed_value(seed, step)
         values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
@@ -663,29 +665,35 @@ def section_cases(
         start = dict(values)
         computed, scales = joint_values(joint, program, start, rng_seed)
         values.update(computed)
-        if wide is None:
-            wide = float64_values(joint, program, start, rng_seed)
-        saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
-        backward = float64_values(joint, program, start, rng_seed, pinned=saved)
-        for name in computed:
-            role = symbols[name].role if name in symbols else ""
-            source = backward if role == "gradient" else wide
-            if name in source:
-                wide_values[name] = source[name]
         scalars = step_hyperparameters(hyper, step)
         values.update({k: np.asarray(v, dtype=np.float32) for k, v in scalars.items()})
         grads = {
             n: v for n, v in values.items() if symbols.get(n) and symbols[n].role == "gradient"
         }
         values.update(optimizer_step(run, state, step, grads, hyper))
-        wide_values.update(optimizer_step(run, state, step, grads, hyper, wide=True))
+        # Every value is final now: each float64 run is read into ``errors`` and dropped at
+        # once (at 0.5B parameters, holding the three runs' arrays together took 12 GB).
+        # Gradients: the backward on torch's float32 activations; the rest: the whole step.
+        gradient = {n for n in computed if n in symbols and symbols[n].role == "gradient"}
+        if wide is None:
+            wide = float64_values(joint, program, start, rng_seed)
+        errors.update(
+            {n: float_error(values[n], wide[n]) for n in computed if n not in gradient and n in wide}
+        )
+        saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
+        backward = float64_values(joint, program, start, rng_seed, pinned=saved)
+        errors.update({n: float_error(values[n], backward[n]) for n in gradient if n in backward})
+        del backward
+        exact = optimizer_step(run, state, step, grads, hyper, wide=True)
+        errors.update({n: float_error(values[n], v) for n, v in exact.items() if n in values})
+        del exact
         # the optimizer's inputs are the state before the step
         for name, value in state.items():
             values.setdefault(name, value)
     cases = _cases(program, symbols, values, state)
     for case in cases:
         case.scales = {k: v for k, v in scales.items() if k in case.expected}
-        case.errors = {k: float_error(v, wide_values.get(k)) for k, v in case.expected.items()}
+        case.errors = {k: errors.get(k, 0.0) for k in case.expected}
     return cases
 
 
