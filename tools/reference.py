@@ -678,7 +678,11 @@ def section_cases(
         if wide is None:
             wide = float64_values(joint, program, start, rng_seed)
         errors.update(
-            {n: float_error(values[n], wide[n]) for n in computed if n not in gradient and n in wide}
+            {
+                n: float_error(values[n], wide[n])
+                for n in computed
+                if n not in gradient and n in wide
+            }
         )
         saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
         backward = float64_values(joint, program, start, rng_seed, pinned=saved)
