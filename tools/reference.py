@@ -96,8 +96,11 @@ class Joint:
     """Random node -> the stream the compiler gave it."""
     random_nodes: list[torch.fx.Node]
     """The forward's random nodes (training, p > 0) in graph order, with or without a stream."""
-    module: torch.nn.Module
-    """The model traced: its buffers stand for those the PEF does not hold (non-persistent)."""
+    buffers: dict[str, np.ndarray]
+    """The traced model's buffers: they stand for those the PEF does not hold (non-persistent).
+    (Not the model itself: at 0.5B parameters its weights were 2 GB held for nothing.)"""
+    mutates: bool = False
+    """Some op of the graph writes an operand in place (then the run copies its inputs)."""
 
     def draws(self, rng_seed: int) -> list[Draw]:
         """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
@@ -158,7 +161,14 @@ def trace_joint(run: Any) -> Joint:
         and not gb.is_backward(n)
         and needs_rng_seed(op_name(n.target), n.args)
     ]
-    return Joint(traced, streams, random_nodes, module)
+    buffers = {n: as_numpy(b) for n, b in module.named_buffers()}
+    mutates = any(
+        n.op == "call_function"
+        and isinstance(n.target, torch._ops.OpOverload)
+        and n.target._schema.is_mutable
+        for n in traced.graph.nodes
+    )
+    return Joint(traced, streams, random_nodes, buffers, mutates)
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -179,6 +189,14 @@ def as_torch(a: np.ndarray) -> torch.Tensor:
     a = np.array(a)
     if a.dtype == BF16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _shared(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a torch tensor sharing its memory (a read-only or bfloat16 one: a copy)."""
+    a = np.asarray(a)
+    if not a.flags.writeable or not a.flags.c_contiguous or a.dtype.kind not in "fiub":
+        return as_torch(a)
     return torch.from_numpy(a)
 
 
@@ -215,8 +233,11 @@ def run_joint(
     machine has), and only these are in the result. None: every node's value."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
-    own = {n: as_numpy(b) for n, b in joint.module.named_buffers()}
-    feed = {**own, **feed}
+    feed = {**joint.buffers, **feed}
+    # The graph's inputs as they are, without copies, unless an op writes one in place; in the
+    # float64 run they are widened where they are read (each op's arguments), so no float64
+    # copy of every parameter lives through the whole run (4 GB at 0.5B parameters).
+    load = as_torch if joint.mutates else _shared
     env: dict[torch.fx.Node, Any] = {}
     cast = widen if wide else (lambda v: v)
     last_reader: dict[torch.fx.Node, torch.fx.Node] = {}
@@ -248,7 +269,7 @@ def run_joint(
                     name = by_node[node]
                     if name not in feed:
                         raise ToolError(f"internal: no value for the graph input {name}")
-                    env[node] = cast(as_torch(feed[name]))
+                    env[node] = load(feed[name])
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
