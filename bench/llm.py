@@ -8,7 +8,7 @@ The model is ``examples/hf_llama --size 0.5b``: Qwen2.5-0.5B's published config
 (``Qwen2ForCausalLM``, 24 layers, hidden 896, vocabulary 151,936, tied embeddings; 494M
 parameters, random init, no download), plain SGD, batch 1 x 128 hashed word tokens, for
 ``--arch sn40l``. Each command runs as its own process, one at a time, under an address-space
-limit (``--limit-gb``, default 14: the machine's 24 GB are shared), at ``nice`` 10; wall time,
+limit (``--limit-gb``, default 24, the machine: rdu-test peaks at 21 GB), at ``nice`` 10; wall time,
 CPU time and peak memory (``ru_maxrss``) of each whole command are recorded:
 
 - ``rdu-compile --arch sn40l``;
@@ -175,7 +175,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pef", type=Path, default=None, help="a compiled PEF (skip compiling)")
     parser.add_argument("--num-layers", type=int, default=None, help="of the 24 (scaling)")
-    parser.add_argument("--limit-gb", type=float, default=14.0, help="address space a command")
+    parser.add_argument(
+        "--limit-gb", type=float, default=24.0, help="address space a command (rdu-test: 21 GB)"
+    )
     parser.add_argument("--skip-test", action="store_true", help="no rdu-test row")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -113,7 +113,9 @@ def check_against_torch(
     cases = section_cases(run, state, step, feed, hyper, seed, joint, wide)
     fabric = Fabric(program)
     rows: list[Comparison] = []
-    for case in cases:
+    scales = {k: v for case in cases if case.kind == "forward" for k, v in case.scales.items()}
+    while cases:  # each case dropped once judged: the end to end below needs the memory
+        case = cases.pop(0)
         got = case.run(fabric)
         through = bf16 and case.kind in ("forward", "backward")
         rows += _judge(
@@ -127,9 +129,9 @@ def check_against_torch(
             case.errors,
             bf16=through,
         )
+        del case, got
     if not run.is_inference:
         assert wide is not None
-        scales = {k: v for case in cases if case.kind == "forward" for k, v in case.scales.items()}
         rows += _end_to_end(
             run, joint, state, step, (inputs, targets), feed, hyper, seed, overrides, scales, wide
         )

@@ -96,8 +96,11 @@ class Joint:
     """Random node -> the stream the compiler gave it."""
     random_nodes: list[torch.fx.Node]
     """The forward's random nodes (training, p > 0) in graph order, with or without a stream."""
-    module: torch.nn.Module
-    """The model traced: its buffers stand for those the PEF does not hold (non-persistent)."""
+    buffers: dict[str, np.ndarray]
+    """The traced model's buffers: they stand for those the PEF does not hold (non-persistent).
+    (Not the model itself: at 0.5B parameters its weights were 2 GB held for nothing.)"""
+    mutates: bool = False
+    """Some op of the graph writes an operand in place (then the run copies its inputs)."""
 
     def draws(self, rng_seed: int) -> list[Draw]:
         """What an eager run's random draws must be, in order (``FabricRandomMode``)."""
@@ -158,7 +161,14 @@ def trace_joint(run: Any) -> Joint:
         and not gb.is_backward(n)
         and needs_rng_seed(op_name(n.target), n.args)
     ]
-    return Joint(traced, streams, random_nodes, module)
+    buffers = {n: as_numpy(b) for n, b in module.named_buffers()}
+    mutates = any(
+        n.op == "call_function"
+        and isinstance(n.target, torch._ops.OpOverload)
+        and n.target._schema.is_mutable
+        for n in traced.graph.nodes
+    )
+    return Joint(traced, streams, random_nodes, buffers, mutates)
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -179,6 +189,14 @@ def as_torch(a: np.ndarray) -> torch.Tensor:
     a = np.array(a)
     if a.dtype == BF16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _shared(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a torch tensor sharing its memory (a read-only or bfloat16 one: a copy)."""
+    a = np.asarray(a)
+    if not a.flags.writeable or not a.flags.c_contiguous or a.dtype.kind not in "fiub":
+        return as_torch(a)
     return torch.from_numpy(a)
 
 
@@ -215,8 +233,11 @@ def run_joint(
     machine has), and only these are in the result. None: every node's value."""
     traced = joint.traced
     by_node = {gi.node: gi.name for gi in traced.inputs}
-    own = {n: as_numpy(b) for n, b in joint.module.named_buffers()}
-    feed = {**own, **feed}
+    feed = {**joint.buffers, **feed}
+    # The graph's inputs as they are, without copies, unless an op writes one in place; in the
+    # float64 run they are widened where they are read (each op's arguments), so no float64
+    # copy of every parameter lives through the whole run (4 GB at 0.5B parameters).
+    load = as_torch if joint.mutates else _shared
     env: dict[torch.fx.Node, Any] = {}
     cast = widen if wide else (lambda v: v)
     last_reader: dict[torch.fx.Node, torch.fx.Node] = {}
@@ -248,7 +269,7 @@ def run_joint(
                     name = by_node[node]
                     if name not in feed:
                         raise ToolError(f"internal: no value for the graph input {name}")
-                    env[node] = cast(as_torch(feed[name]))
+                    env[node] = load(feed[name])
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
@@ -586,7 +607,8 @@ def optimizer_step(
         optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
     for name, p in model.named_parameters():
         grad = gradients.get(f"{name}.grad")
-        p.grad = None if grad is None else torch.from_numpy(np.array(grad)).to(p.dtype)
+        # a copy of its own (an optimizer may write its gradient), made at the model's dtype
+        p.grad = None if grad is None else torch.from_numpy(np.asarray(grad)).to(p.dtype, copy=True)
     optimizer.step()
     out: dict[str, np.ndarray] = {}
     for name, p in model.named_parameters():  # the model is dropped: its memory, no copies
@@ -640,7 +662,7 @@ def section_cases(
     symbols = {s.name: s for s in program.meta.symbols}
     values: dict[str, np.ndarray] = {**state, **feed}
     scales: dict[str, float] = {}
-    wide_values: dict[str, np.ndarray] = {}
+    errors: dict[str, float] = {}  # torch's own error of each value, once its float64 is read
     if run.is_inference:
         model = run.torch_model()
         load_weights(model, state)
@@ -659,7 +681,8 @@ def section_cases(
             # bf16 tensors are judged without torch's own error (tools/tolerance.py)
             wide_outputs = () if bf16 else as_tuple(model.double()(*widen(inputs)))
         values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(outputs)})
-        wide_values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(wide_outputs)})
+        for i, o in enumerate(wide_outputs):
+            errors[f"output.{i}"] = float_error(values[f"output.{i}"], as_numpy(o))
     else:
         rng_seed = rng_seed_value(seed, step)
         values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
@@ -667,29 +690,39 @@ def section_cases(
         start = dict(values)
         computed, scales = joint_values(joint, program, start, rng_seed)
         values.update(computed)
-        if wide is None:
-            wide = float64_values(joint, program, start, rng_seed)
-        saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
-        backward = float64_values(joint, program, start, rng_seed, pinned=saved)
-        for name in computed:
-            role = symbols[name].role if name in symbols else ""
-            source = backward if role == "gradient" else wide
-            if name in source:
-                wide_values[name] = source[name]
         scalars = step_hyperparameters(hyper, step)
         values.update({k: np.asarray(v, dtype=np.float32) for k, v in scalars.items()})
         grads = {
             n: v for n, v in values.items() if symbols.get(n) and symbols[n].role == "gradient"
         }
         values.update(optimizer_step(run, state, step, grads, hyper))
-        wide_values.update(optimizer_step(run, state, step, grads, hyper, wide=True))
+        # Every value is final now: each float64 run is read into ``errors`` and dropped at
+        # once (at 0.5B parameters, holding the three runs' arrays together took 12 GB).
+        # Gradients: the backward on torch's float32 activations; the rest: the whole step.
+        gradient = {n for n in computed if n in symbols and symbols[n].role == "gradient"}
+        if wide is None:
+            wide = float64_values(joint, program, start, rng_seed)
+        errors.update(
+            {
+                n: float_error(values[n], wide[n])
+                for n in computed
+                if n not in gradient and n in wide
+            }
+        )
+        saved = {k: v for k, v in computed.items() if k.startswith("saved.")}
+        backward = float64_values(joint, program, start, rng_seed, pinned=saved)
+        errors.update({n: float_error(values[n], backward[n]) for n in gradient if n in backward})
+        del backward
+        exact = optimizer_step(run, state, step, grads, hyper, wide=True)
+        errors.update({n: float_error(values[n], v) for n, v in exact.items() if n in values})
+        del exact
         # the optimizer's inputs are the state before the step
         for name, value in state.items():
             values.setdefault(name, value)
     cases = _cases(program, symbols, values, state)
     for case in cases:
         case.scales = {k: v for k, v in scales.items() if k in case.expected}
-        case.errors = {k: float_error(v, wide_values.get(k)) for k, v in case.expected.items()}
+        case.errors = {k: errors.get(k, 0.0) for k in case.expected}
     return cases
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from e2e_helpers import MLP, rdu_test, tool
 
 import runtime.fabric as fabric_module
@@ -18,7 +19,7 @@ from runtime.session import TrainingSession, rng_seed_value
 from tools.fabric_random import FabricRandomMode, stream_key, uniform
 from tools.rdu_run import Run
 from tools.rdu_test import END_TO_END, check_against_torch
-from tools.reference import joint_values, load_weights, trace_joint
+from tools.reference import joint_values, load_weights, run_joint, trace_joint
 from tools.tolerance import DEFAULT_TOLERANCES, compare, scale_of
 
 TWO_DROPOUTS = textwrap.dedent(
@@ -139,6 +140,32 @@ def test_two_dropouts_draw_the_fabrics_masks_bit_for_bit(dropout_model: tuple[Pa
         scale, _ = scale_of("gradient", name, grads, {})
         assert compare(name, result.gradients[name], want, scale=scale).ok, name
     assert np.isclose(result.loss, loss.item(), rtol=1e-6)
+
+
+def test_the_reference_reads_the_state_in_place(mlp_pef: Path) -> None:
+    """At 0.5B parameters a copy of the state per run (and a float64 one living through the
+    float64 run) did not fit: the runs read the caller's arrays, widening where they are read,
+    and write none of them."""
+    run = _run(MLP, mlp_pef)
+    state, step = run.initial_state()
+    inputs, targets = next(iter(run.batches("train", 0)))
+    feed = {**state, **run.batch(inputs, targets)}
+    before = {k: np.array(v) for k, v in feed.items()}
+    joint = trace_joint(run)
+    assert not joint.mutates
+    rng_seed = rng_seed_value(0, step)
+    for wide in (False, True):
+        env = run_joint(joint, feed, rng_seed, wide=wide)
+        by_name = {gi.node: gi.name for gi in joint.traced.inputs}
+        placeholders = [n for n in env if n in by_name and by_name[n] in state]
+        assert placeholders
+        for node in placeholders:
+            assert np.shares_memory(env[node].numpy(), feed[by_name[node]]), node
+        results = [v for n, v in env.items() if n.op == "call_function" and hasattr(v, "dtype")]
+        floats = {v.dtype for v in results if v.is_floating_point()}
+        assert floats == ({torch.float64} if wide else {torch.float32})
+    for name, value in before.items():
+        np.testing.assert_array_equal(feed[name], value, err_msg=name)
 
 
 def test_rdu_test_passes_with_dropout_and_a_seed(dropout_model: tuple[Path, Path]) -> None:
