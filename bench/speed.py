@@ -24,6 +24,12 @@ other keys belong to the other bench scripts and are kept):
   Targets: within 1.3x of linear in layers (the 8-layer time over the straight line through the
   2- and 4-layer times) and within 1.3x flat in hidden size (slowest over fastest).
 
+Each model is measured again at ``rdu-compile --precision bf16-mixed`` (rows ``bf16-mixed``;
+``--no-bf16`` leaves them out): the training PEF's compile beside ``torch.compile`` of the same
+step under ``torch.autocast(device_type="cpu", dtype=torch.bfloat16)``, and its emulated
+training step beside torch eager under the same autocast, one thread each. The targets are
+judged on the fp32 rows; the bf16-mixed ones are figures.
+
 Every row also gives the modelled cycles of the compiled program (one run of every section,
 from ``runtime.machine.perf``), so the speed of the tool and of the program sit side by side.
 A model whose example is missing or does not compile yet gets a row "not available: <reason>".
@@ -60,6 +66,8 @@ COMPILE_TARGET = 0.25  # rdu-compile (training) / inductor, at most
 EMULATOR_TARGET = 3.0  # fabric / torch eager, at most
 SCALING_TARGET = 1.3
 EMULATOR_TARGET_MODELS = ("mlp", "gpt")
+BF16_MIXED = "bf16-mixed"
+"""The rows of a model compiled and run at ``rdu-compile --precision bf16-mixed``."""
 SCALING_BASE = {"layers": 2, "hidden": 128}
 """The GPT example's point both scaling sweeps go through (the other knob's value)."""
 TIMEOUT = 1800.0  # seconds for any one child process
@@ -242,9 +250,14 @@ def child_options(model_path: str) -> dict[str, Any]:
     return options
 
 
-def child_inductor(model_path: str, extra: list[str], batch: int, backend: str) -> dict[str, Any]:
-    """``torch.compile`` of forward + loss + backward; the first call compiles (cold cache)."""
+def child_inductor(
+    model_path: str, extra: list[str], batch: int, backend: str, precision: str = "fp32"
+) -> dict[str, Any]:
+    """``torch.compile`` of forward + loss + backward (under ``precision``'s autocast); the first
+    call compiles (cold cache)."""
     import torch
+
+    from compiler.frontend.trace import precision_context
 
     model_file, args = _load(model_path, extra, batch)
     torch.manual_seed(0)
@@ -253,8 +266,9 @@ def child_inductor(model_path: str, extra: list[str], batch: int, backend: str) 
     loss_fn = model_file.function("loss")
 
     def step(*batch: torch.Tensor) -> torch.Tensor:
-        outputs = module(*batch[: len(inputs)])
-        loss = loss_fn(outputs, *batch[len(inputs) :])
+        with precision_context(precision):
+            outputs = module(*batch[: len(inputs)])
+            loss = loss_fn(outputs, *batch[len(inputs) :])
         loss.backward()
         return loss.detach()
 
@@ -272,8 +286,10 @@ def child_emulator(
     inference_pef: str | None,
     repeats: int,
     budget: float,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Fabric vs torch eager, one training step and one inference batch, one thread each."""
+    """Fabric vs torch eager, one training step and one inference batch, one thread each; torch's
+    forward and loss under ``precision``'s autocast (the PEFs' precision)."""
     import resource
 
     import numpy as np
@@ -319,6 +335,8 @@ def child_emulator(
         result[mode] = {"fabric": _median_time(call, repeats, budget)}
     result["runtime_peak_mb"] = peak_mb()
 
+    from compiler.frontend.trace import precision_context  # after the fabric's peak memory
+
     for mode, run in runs.items():
         torch.manual_seed(0)
         module = run.model_file.call("model", run.args)
@@ -339,7 +357,9 @@ def child_emulator(
                 t: tuple = targets,
             ) -> None:
                 o.zero_grad()
-                lf(m(*i), *t).backward()
+                with precision_context(precision):
+                    loss = lf(m(*i), *t)
+                loss.backward()
                 o.step()
 
             result[mode]["torch"] = _median_time(train_step, repeats, budget)
@@ -462,14 +482,19 @@ def rdu_compile(
     return row
 
 
-def inductor(path: Path, argv: list[str], batch: int, backend: str) -> dict[str, Any]:
+def inductor(
+    path: Path, argv: list[str], batch: int, backend: str, precision: str = "fp32"
+) -> dict[str, Any]:
     """torch.compile in a fresh process with a fresh (empty) inductor cache directory."""
     with tempfile.TemporaryDirectory(prefix="inductor-cache-") as cache:
         env = dict(os.environ)
         env["TORCHINDUCTOR_CACHE_DIR"] = cache
         env["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
         env.pop("TORCHINDUCTOR_FORCE_DISABLE_CACHES", None)
-        command = self_argv("inductor", path, argv, "--batch", str(batch), "--backend", backend)
+        command = self_argv(
+            "inductor", path, argv, "--batch", str(batch), "--backend", backend,
+            "--precision", precision,
+        )  # fmt: skip
         child = run_child(command, env=env)
         data = child_json(child)
     return {
@@ -488,10 +513,12 @@ def emulator(
     inference_pef: str | None,
     repeats: int,
     budget: float,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     env = dict(os.environ)
     env.update(ONE_THREAD)
     command = self_argv("emulator", path, argv, "--repeats", str(repeats), "--budget", str(budget))
+    command += ["--precision", precision]
     command += ["--train-pef", train_pef] if train_pef else []
     command += ["--inference-pef", inference_pef] if inference_pef else []
     child = run_child(command, env=env)
@@ -562,18 +589,20 @@ class Bench:
             self.compile_rows.append({"model": model.name, "kind": "training", "error": str(error)})
             return
         pefs: dict[str, str | None] = {}
-        for kind in ("training", "inference"):
+        kinds = ["training", "inference"] + ([BF16_MIXED] if self.opts.bf16 else [])
+        for kind in kinds:
             row: dict[str, Any] = {"model": model.name, "kind": kind, "batch": model.batch}
             row["args"] = argv
             if notes:
                 row["notes"] = notes
             name = f"{model.name}-{kind}"
+            precision = ["--precision", kind] if kind == BF16_MIXED else []
             self.log(f"[speed] rdu-compile {model.name} ({kind})")
             try:
                 row.update(
                     rdu_compile(
-                        path, argv, model.batch, kind == "inference", self.workdir, name,
-                        self.opts.compile_repeats,
+                        path, argv + precision, model.batch, kind == "inference", self.workdir,
+                        name, self.opts.compile_repeats,
                     )
                 )  # fmt: skip
                 pefs[kind] = row["pef"]
@@ -581,54 +610,72 @@ class Bench:
                 row["error"] = str(error)
                 pefs[kind] = None
             self.compile_rows.append(row)
-        train_row = self.compile_rows[-2]
-        if self.opts.inductor and "error" not in train_row:
-            self.log(f"[speed] torch.compile ({self.opts.backend}) {model.name}")
-            try:
-                ind = inductor(path, argv, model.batch, self.opts.backend)
-                for row in self.compile_rows[-2:]:
-                    row["torch_compile"] = ind
-                    if "seconds" in row:
-                        row["ratio"] = row["seconds"] / ind["seconds"]
-            except Unavailable as error:
-                train_row["torch_compile"] = {"error": str(error)}
-        if not model.emulator or not any(pefs.values()):
+        rows = {r["kind"]: r for r in self.compile_rows if r["model"] == model.name}
+        if self.opts.inductor:
+            # the fp32 step's compile beside both fp32 PEFs, the autocast one beside bf16-mixed's
+            pairs = (("fp32", ("training", "inference")), (BF16_MIXED, (BF16_MIXED,)))
+            for precision, kinds_of in pairs:
+                judged = [rows[k] for k in kinds_of if k in rows]
+                if not judged or "error" in judged[0]:
+                    continue
+                self.log(f"[speed] torch.compile ({self.opts.backend}, {precision}) {model.name}")
+                try:
+                    ind = inductor(path, argv, model.batch, self.opts.backend, precision)
+                    for row in judged:
+                        row["torch_compile"] = ind
+                        if "seconds" in row:
+                            row["ratio"] = row["seconds"] / ind["seconds"]
+                except Unavailable as error:
+                    judged[0]["torch_compile"] = {"error": str(error)}
+        if not model.emulator:
             return
-        self.log(f"[speed] emulator vs torch eager {model.name}")
-        try:
-            data = emulator(
-                path, argv, pefs.get("training"), pefs.get("inference"),
-                self.opts.repeats, self.opts.budget,
-            )  # fmt: skip
-        except Unavailable as error:
-            self.emulator_rows.append({"model": model.name, "mode": "train", "error": str(error)})
-            return
-        for mode, kind in (("train", "training"), ("inference", "inference")):
-            if mode not in data:
+        runs: list[tuple[str, str, str | None]] = [("fp32", "training", "inference")]
+        if self.opts.bf16:
+            runs.append((BF16_MIXED, BF16_MIXED, None))  # no bf16-mixed inference PEF (yet)
+        for precision, train_kind, inference_kind in runs:
+            train_pef = pefs.get(train_kind)
+            inference_pef = pefs.get(inference_kind) if inference_kind else None
+            if not (train_pef or inference_pef):
                 continue
-            fabric, eager = data[mode]["fabric"], data[mode].get("torch", {})
-            compiled = next(
-                r for r in self.compile_rows if r["model"] == model.name and r["kind"] == kind
-            )
-            row = {
-                "model": model.name,
-                "mode": mode,
-                "batch": model.batch,
-                "fabric_ms": fabric["median_s"] * 1e3,
-                "torch_ms": eager.get("median_s", float("nan")) * 1e3,
-                "fabric_cpu_ms": fabric["cpu_median_s"] * 1e3,
-                "torch_cpu_ms": eager.get("cpu_median_s", float("nan")) * 1e3,
-                "runs": fabric["runs"],
-                "runtime_peak_mb": data["runtime_peak_mb"],
-                "threads": data["threads"],
-                "blas": data["blas"],
-                "cycles": compiled.get("cycles"),
-                "modelled_us": compiled.get("modelled_us"),
-            }
-            if eager:
-                row["ratio"] = fabric["median_s"] / eager["median_s"]
-                row["cpu_ratio"] = fabric["cpu_median_s"] / eager["cpu_median_s"]
-            self.emulator_rows.append(row)
+            self.log(f"[speed] emulator vs torch eager ({precision}) {model.name}")
+            try:
+                data = emulator(
+                    path, argv, train_pef, inference_pef, self.opts.repeats, self.opts.budget,
+                    precision,
+                )  # fmt: skip
+            except Unavailable as error:
+                mode = "train" if precision == "fp32" else precision
+                self.emulator_rows.append({"model": model.name, "mode": mode, "error": str(error)})
+                continue
+            for mode, kind in (("train", train_kind), ("inference", inference_kind)):
+                if kind and mode in data:
+                    self.emulator_rows.append(self.emulator_row(model, data, mode, rows[kind]))
+
+    def emulator_row(
+        self, model: Model, data: dict[str, Any], mode: str, compiled: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The emulator's row of ``mode`` (``train``, ``inference``; a bf16-mixed PEF's
+        training step is mode ``bf16-mixed``) from a child's ``data``, beside the compile row."""
+        fabric, eager = data[mode]["fabric"], data[mode].get("torch", {})
+        row = {
+            "model": model.name,
+            "mode": mode if compiled["kind"] != BF16_MIXED else BF16_MIXED,
+            "batch": model.batch,
+            "fabric_ms": fabric["median_s"] * 1e3,
+            "torch_ms": eager.get("median_s", float("nan")) * 1e3,
+            "fabric_cpu_ms": fabric["cpu_median_s"] * 1e3,
+            "torch_cpu_ms": eager.get("cpu_median_s", float("nan")) * 1e3,
+            "runs": fabric["runs"],
+            "runtime_peak_mb": data["runtime_peak_mb"],
+            "threads": data["threads"],
+            "blas": data["blas"],
+            "cycles": compiled.get("cycles"),
+            "modelled_us": compiled.get("modelled_us"),
+        }
+        if eager:
+            row["ratio"] = fabric["median_s"] / eager["median_s"]
+            row["cpu_ratio"] = fabric["cpu_median_s"] / eager["cpu_median_s"]
+        return row
 
     def scaling(self) -> None:
         model = MODELS["gpt"]
@@ -668,7 +715,7 @@ class Bench:
                 met = row["ratio"] <= COMPILE_TARGET
             out[f"compile/{row['model']}"] = {"ratio": row.get("ratio"), "met": met}
         for row in self.emulator_rows:
-            if row["model"] in EMULATOR_TARGET_MODELS:
+            if row["model"] in EMULATOR_TARGET_MODELS and row["mode"] != BF16_MIXED:
                 # Judged on CPU time: both sides run on one thread, so their CPU time is their
                 # wall time on an idle machine, whatever else the machine is running.
                 ratio = row.get("cpu_ratio")
@@ -850,6 +897,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--backend", default="inductor", help="torch.compile backend")
     p.add_argument("--no-inductor", dest="inductor", action="store_false")
     p.add_argument("--no-scaling", dest="scaling", action="store_false")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="no bf16-mixed rows")
     p.add_argument("--layers", default="2,4,8")
     p.add_argument("--hidden", default="128,512,2048")
     p.add_argument("--out", type=Path, default=RESULTS, help="results file (merged)")
@@ -861,6 +909,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--train-pef", default=None, help=argparse.SUPPRESS)
     p.add_argument("--inference-pef", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.quick:
         opts.models, opts.repeats, opts.compile_repeats = "mlp", 1, 1
@@ -898,11 +947,12 @@ def run_as_child(opts: argparse.Namespace) -> int:
     if opts.child == "options":
         result = child_options(model_path)
     elif opts.child == "inductor":
-        result = child_inductor(model_path, extra, opts.batch, opts.backend)
+        result = child_inductor(model_path, extra, opts.batch, opts.backend, opts.precision)
     else:
         result = child_emulator(
-            model_path, extra, opts.train_pef, opts.inference_pef, opts.repeats, opts.budget
-        )
+            model_path, extra, opts.train_pef, opts.inference_pef, opts.repeats, opts.budget,
+            opts.precision,
+        )  # fmt: skip
     print(json.dumps(result))
     return 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from xdsl.dialects.builtin import i1, i64
+from xdsl.dialects.builtin import bf16, f32, i1, i64
 from xdsl.ir import SSAValue
 
 from compiler.frontend.converter import Call, ConversionError, Converter, ConverterTable, Result
@@ -510,11 +510,17 @@ def _sum(c: Call) -> Result:
 
 @converts("aten.mean.dim", "aten.mean.default")
 def _mean(c: Call) -> Result:
+    """The sum over ``dim`` divided by its count. Of a bf16 tensor: summed and divided in f32,
+    rounded to bf16 once, as torch's CPU kernel (a bf16 sum, rounded, then divided and rounded
+    again, is another number where the count is not a power of two: a mean over 12 tokens)."""
     x = c.tensor("self")
     dims = reduction_dims(c.a.get("dim"), len(shape_of(x)))
     count = math.prod(shape_of(x)[d] for d in dims)
-    total = _reduce(c, "sum", dims, bool(c.a.get("keepdim", False)))
-    return c.em.div(total, float(count))
+    keepdim = bool(c.a.get("keepdim", False))
+    if c.out_elt == bf16:
+        total = c.em.reduce("sum", c.em.cast(x, f32), dims, keepdim)
+        return c.em.cast(c.em.div(total, float(count)), bf16)
+    return c.em.div(_reduce(c, "sum", dims, keepdim), float(count))
 
 
 @converts("aten.amax.default", "aten.max.default")

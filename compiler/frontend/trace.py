@@ -275,6 +275,58 @@ def _locate_backward(graph: torch.fx.Graph) -> None:
             node.meta["stack_trace"] = forward[node.meta["seq_nr"]]
 
 
+def _dropout_as_eager(graph: torch.fx.Graph) -> None:
+    """Dropout of a tensor below float32 (bf16 under autocast) as eager torch computes it on the
+    CPU, where the trace says otherwise.
+
+    The trace decomposes ``F.dropout`` into ``native_dropout``, which scales the kept elements
+    by ``1 / (1 - p)`` held in float32. Eager ``F.dropout`` on the CPU (ATen's
+    ``_dropout_impl``) multiplies by a noise tensor of the input's dtype,
+    ``empty_like(x).bernoulli_(1 - p).div_(1 - p)``: the scale rounded to bf16 (1.109375 for
+    ``p = 0.1``, not 1.1111), which moves a quarter of the elements by a bf16 unit. So, for such
+    a ``native_dropout(x, p)`` (same mask), its result ``getitem(., 0)`` becomes
+    ``native_dropout_backward(x, mask, scale)``, the op that computes ``x * mask * scale`` with
+    one rounding, at the rounded scale; its gradient's ``native_dropout_backward(g, mask, .)``
+    takes the rounded scale too (eager's ``grad * noise``). A float32 dropout stays as traced
+    (the two scales agree to a float32 unit)::
+
+        %r = native_dropout(%x, 0.1, True)      %r = native_dropout(%x, 0.1, True)
+        %y = getitem(%r, 0)                  -> %m = getitem(%r, 1)
+        %m = getitem(%r, 1)                     %y = native_dropout_backward(%x, %m, 1.109375)
+        %gx = native_dropout_backward(%g, %m, 1.1111111111111112)   ... (%g, %m, 1.109375)
+    """
+    import operator
+
+    aten = torch.ops.aten
+    for node in list(graph.nodes):
+        if node.target != aten.native_dropout.default:
+            continue
+        x, p = node.args[0], float(node.args[1])
+        dtype = x.meta["val"].dtype
+        if not dtype.is_floating_point or dtype.itemsize >= 4 or not 0 < p < 1:
+            continue
+        if len(node.args) > 2 and node.args[2] is False:
+            continue
+        scale = torch.ones((), dtype=dtype).div_(1 - p).item()  # eager's noise, rounded
+        parts = {u.args[1]: u for u in node.users if u.target is operator.getitem}
+        if 0 not in parts:
+            continue
+        mask = parts.get(1)
+        if mask is None:
+            with graph.inserting_after(node):
+                mask = graph.call_function(operator.getitem, (node, 1))
+            mask.meta = {**parts[0].meta, "val": node.meta["val"][1]}
+        order = {n: i for i, n in enumerate(graph.nodes)}
+        with graph.inserting_after(max(parts[0], mask, key=order.__getitem__)):
+            scaled = graph.call_function(aten.native_dropout_backward.default, (x, mask, scale))
+        scaled.meta = dict(parts[0].meta)
+        parts[0].replace_all_uses_with(scaled)
+        graph.erase_node(parts[0])
+        for user in list(mask.users):
+            if user.target == aten.native_dropout_backward.default and user is not scaled:
+                user.args = (user.args[0], mask, scale)
+
+
 @contextlib.contextmanager
 def _mode(module: torch.nn.Module, training: bool) -> Iterator[None]:
     """``module`` in train or eval mode for the trace, its own mode restored afterwards."""
@@ -372,6 +424,7 @@ def trace_training(spec: ModelSpec) -> Traced:
             gm = joint.graph_module
     graph = gm.graph
     _locate_backward(graph)
+    _dropout_as_eager(graph)
     canonical = canonical_names(spec.module)
 
     def symbol(target: str) -> str:

@@ -41,19 +41,22 @@ def _measured(monkeypatch: pytest.MonkeyPatch, fabric_cpu_s: dict[str, float]) -
     calls: list[str] = []
 
     def rdu_compile(path, argv, batch, inference, out, name, repeats) -> dict[str, Any]:
-        calls.append(f"compile {name}")
+        precision = argv[argv.index("--precision") + 1] if "--precision" in argv else "fp32"
+        calls.append(f"compile {name} ({precision})")
         return {"seconds": 2.0, "all_seconds": [2.0], "cpu_seconds": 1.5, "peak_mb": 300.0,
                 "pef": str(out / name / f"{name}.pef"), "cycles": 1000, "section_cycles": {},
                 "modelled_us": 1.0, "pef_bytes": 10}  # fmt: skip
 
-    def inductor(path, argv, batch, backend) -> dict[str, Any]:
-        calls.append(f"torch.compile {backend}")
+    def inductor(path, argv, batch, backend, precision="fp32") -> dict[str, Any]:
+        calls.append(f"torch.compile {backend} ({precision})")
         return {"backend": backend, "seconds": 10.0, "cpu_seconds": 9.0,
                 "first_call_seconds": 5.0, "peak_mb": 500.0}  # fmt: skip
 
-    def emulator(path, argv, train_pef, inference_pef, repeats, budget) -> dict[str, Any]:
+    def emulator(
+        path, argv, train_pef, inference_pef, repeats, budget, precision="fp32"
+    ) -> dict[str, Any]:
         model = Path(train_pef).name.split("-")[0]
-        calls.append(f"emulator {model}")
+        calls.append(f"emulator {model} ({precision})")
         timing = {"median_s": 0.05, "cpu_median_s": fabric_cpu_s[model], "runs": 1,
                   "warmup_s": 0.1}  # fmt: skip
         eager = {"median_s": 0.01, "cpu_median_s": 0.01, "runs": 1, "warmup_s": 0.1}
@@ -76,8 +79,12 @@ def test_a_run_writes_its_rows_and_verdicts_and_keeps_other_keys(
     argv = ["--models", "mlp,gpt", "--backend", "eager", "--no-scaling", "--out", str(results)]
     assert speed.main(argv) == 0
     assert calls == [
-        "compile mlp-training", "compile mlp-inference", "torch.compile eager", "emulator mlp",
-        "compile gpt-training", "compile gpt-inference", "torch.compile eager", "emulator gpt",
+        "compile mlp-training (fp32)", "compile mlp-inference (fp32)",
+        "compile mlp-bf16-mixed (bf16-mixed)", "torch.compile eager (fp32)",
+        "torch.compile eager (bf16-mixed)", "emulator mlp (fp32)", "emulator mlp (bf16-mixed)",
+        "compile gpt-training (fp32)", "compile gpt-inference (fp32)",
+        "compile gpt-bf16-mixed (bf16-mixed)", "torch.compile eager (fp32)",
+        "torch.compile eager (bf16-mixed)", "emulator gpt (fp32)", "emulator gpt (bf16-mixed)",
     ]  # fmt: skip
     out = capsys.readouterr().out
     assert "compile (whole command, fresh process)" in out
@@ -97,6 +104,26 @@ def test_a_run_writes_its_rows_and_verdicts_and_keeps_other_keys(
     assert doc["targets"]["emulator/gpt/train"]["met"] is False
     assert doc["targets"]["emulator/gpt/train"]["ratio"] == pytest.approx(5.0)
     assert "MISSED" in out and "ok" in out
+    # bf16-mixed: the compile beside torch.compile under autocast, the training step beside
+    # torch under autocast; figures, not judged against the fp32 targets.
+    assert rows[("gpt", "bf16-mixed")]["ratio"] == 0.2
+    modes = {(r["model"], r["mode"]): r for r in doc["emulator"]}
+    assert set(modes) == {
+        (m, k) for m in ("mlp", "gpt") for k in ("train", "inference", "bf16-mixed")
+    }
+    assert modes[("gpt", "bf16-mixed")]["cpu_ratio"] == pytest.approx(5.0)
+    assert not [k for k in doc["targets"] if "bf16" in k]
+    assert "\ngpt     bf16-mixed" in out
+
+
+def test_no_bf16_leaves_the_bf16_mixed_rows_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _measured(monkeypatch, {"mlp": 0.02})
+    argv = ["--models", "mlp", "--no-inductor", "--no-scaling", "--no-bf16"]
+    assert speed.main([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    assert calls == ["compile mlp-training (fp32)", "compile mlp-inference (fp32)",
+                     "emulator mlp (fp32)"]  # fmt: skip
 
 
 def test_quick_mode_is_the_mlp_once_with_torch_eager() -> None:
@@ -192,7 +219,8 @@ def test_quick_run_measures_the_mlp(tmp_path: Path) -> None:
         assert row["seconds"] > 0 and row["peak_mb"] > 0 and row["cycles"] > 0
         assert row["torch_compile"]["backend"] == "eager" and row["ratio"] > 0
     modes = {r["mode"]: r for r in doc["emulator"] if r["model"] == "mlp"}
-    assert set(modes) == {"train", "inference"}
+    assert set(modes) == {"train", "inference", "bf16-mixed"}  # bf16-mixed: its training step
+    assert rows[("mlp", "bf16-mixed")]["torch_compile"]["backend"] == "eager"
     for row in modes.values():
         assert row["fabric_cpu_ms"] > 0 and row["torch_cpu_ms"] > 0 and row["threads"] == 1
         assert row["cycles"] > 0

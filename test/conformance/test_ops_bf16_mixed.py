@@ -126,3 +126,26 @@ def test_bf16_ops_with_python_numbers_round_them_as_torch() -> None:
         want = as_numpy(module(a))
     # the other way round, two fifths of the elements would differ
     assert compare("out", result.outputs["output.0"], want).ok
+
+
+class MeanOfMatMul(MatMul):
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return (a @ self.b).reshape(M, N // 3, 3).mean(1)  # bf16, over 9: not a power of two
+
+
+def test_a_bf16_mean_rounds_once_as_torch() -> None:
+    """torch's CPU mean of a bf16 tensor sums and divides in f32 and rounds once; the bf16 sum
+    rounded first, then divided and rounded again, differs in a fifth of the elements here."""
+    a = torch.randn(M, K, generator=GENERATOR)
+    module = MeanOfMatMul(torch.randn(K, N // 3 * 3, generator=GENERATOR))
+    w = torch.randn(M, 3, generator=GENERATOR)
+    spec = _spec("mean", module, a, w, "bf16-mixed")
+    program = compile_in_memory(spec, inference=False, target=get_target("plasticine"))
+    state = {"b": module.b.detach().numpy().copy()}
+    result = TrainingSession(program, state).step({"input.0": a.numpy(), "target.0": w.numpy()}, {})
+    with precision_context("bf16-mixed"), torch.no_grad():
+        want = as_numpy(module(a))
+    got = result.outputs["output.0"]
+    assert got.dtype == BF16
+    row = compare("out", got, want)
+    assert row.ok and row.mismatched == 0, row

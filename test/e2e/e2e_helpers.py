@@ -93,16 +93,21 @@ def losses_beside_torch(
     optimizer: torch.optim.Optimizer,
     batches: Iterable[tuple[tuple[torch.Tensor], tuple[torch.Tensor]]],
     hyper: dict[str, float],
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training step on the fabric and one in torch per batch ``((x,), (y,))``: the losses of
-    each, step by step."""
+    each, step by step. ``precision``: torch's forward and loss run as ``rdu-compile
+    --precision`` traces them (``bf16-mixed``: under autocast)."""
+    from compiler.frontend.trace import precision_context
+
     fabric_losses, torch_losses = [], []
     for (x,), (y,) in batches:
         fabric_losses.append(
             session.step({"input.0": x.numpy(), "target.0": y.numpy()}, hyper).loss
         )
         optimizer.zero_grad()
-        loss = model_file.call("loss", model(x), y)
+        with precision_context(precision):
+            loss = model_file.call("loss", model(x), y)
         loss.backward()
         optimizer.step()
         torch_losses.append(loss.item())
