@@ -75,6 +75,7 @@ from compiler.passes.ir_helpers import (
     record_placement,
     resident_pmus,
     section_graph,
+    unit_lanes,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
@@ -93,9 +94,10 @@ LAYOUT_TRIES = 8
 """How many of the best grids are tried with the layout before giving up on a unit."""
 
 
-def unit_shape(unit: UnitOp) -> tuple[int, int]:
-    """(depth, lanes) of ``unit`` under the performance model."""
-    return unit.depth(), max(1, unit.lanes.value.data)
+def unit_shape(unit: UnitOp, target: Target) -> tuple[int, int]:
+    """(depth, lanes) of ``unit`` under the performance model (lanes at the bf16 rate for a
+    unit streaming only bf16: ``ir_helpers.unit_lanes``)."""
+    return unit.depth(), max(1, unit_lanes(unit, target))
 
 
 def copy_vectors(
@@ -131,7 +133,7 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
     (fewest vectors, then fewest copies; see the module docstring); one copy included."""
     space = unit.space_values
     out = unit.out.stride_values
-    depth, lanes = unit_shape(unit)
+    depth, lanes = unit_shape(unit, target)
     at_u, at_l = split_counters(unit)
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
@@ -187,7 +189,7 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
     """The factors of ``unit`` (None: leave it on one PCU), see the module docstring."""
     if not can_parallelize(unit):
         return None
-    depth, lanes = unit_shape(unit)
+    depth, lanes = unit_shape(unit, target)
     space = unit.space_values
     if copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages) < min_vectors:
         return None
@@ -225,7 +227,7 @@ def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ..
     copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
     unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
     readers than its buffer."""
-    depth, lanes = unit_shape(unit)
+    depth, lanes = unit_shape(unit, target)
     space = unit.space_values
     vectors = copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
     options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
@@ -273,7 +275,7 @@ class _Allocation:
     def vectors(self, unit: UnitOp) -> int:
         if self.level[unit] == 0:
             if unit not in self.one:
-                depth, lanes = unit_shape(unit)
+                depth, lanes = unit_shape(unit, self.target)
                 self.one[unit] = copy_vectors(
                     unit.space_values, unit.out.stride_values, lanes, depth, self.target.pcu_stages
                 )
