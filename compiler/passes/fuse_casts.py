@@ -15,7 +15,10 @@ reduction. Two rewrites, each keeping the values rounded at the same points:
   (``fusion.composition``, not through a gather or as an index) and which the section does not
   yield, is inlined into every reader (``fusion.fuse``): each reads the bf16 tensor and widens
   it in a stage of its own (exact), or, a multiply of two widened values, reads them as they are
-  (the PCU's bf16 multiplier, chosen by convert-rdu-tile-to-pcu-pmu).
+  (the PCU's bf16 multiplier, chosen by convert-rdu-tile-to-pcu-pmu);
+- **one cast of a value** (``MergeEqualCasts``): in a kernel's body, a second ``extf`` or
+  ``truncf`` of the same value to the same type is the first one's result (fused bodies hold
+  one a reader of the widened value; each would take a pipeline stage).
 
 Before (a bf16-mixed linear layer's output, widened for a f32 softmax)::
 
@@ -51,7 +54,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import BFloat16Type, Float32Type, ModuleOp, TensorType
-from xdsl.ir import Block, SSAValue
+from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -191,6 +194,24 @@ class WidenInReaders(RewritePattern):
         rewriter.erase(cast)
 
 
+class MergeEqualCasts(RewritePattern):
+    """A kernel body widens or rounds a value once: a later ``extf``/``truncf`` of the same
+    value to the same type is the first one's result (inlining may have put several in, a stage
+    each)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, kernel: KernelOp, rewriter: PatternRewriter) -> None:
+        first: dict[tuple[str, SSAValue, Attribute], SSAValue] = {}
+        for op in list(kernel.body.block.ops):
+            if not isinstance(op, arith.ExtFOp | arith.TruncFOp):
+                continue
+            key = (op.name, op.input, op.result.type)
+            if key not in first:
+                first[key] = op.result
+                continue
+            rewriter.replace_op(op, [], [first[key]])
+
+
 @dataclass(frozen=True)
 class FuseCasts(ModulePass):
     """Fuse cast kernels into their neighbours (see the module docstring)."""
@@ -201,7 +222,11 @@ class FuseCasts(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = get_target(self.target)
-        patterns: list[RewritePattern] = [RoundOnTheWayOut(target), WidenInReaders(target)]
+        patterns: list[RewritePattern] = [
+            RoundOnTheWayOut(target),
+            WidenInReaders(target),
+            MergeEqualCasts(),
+        ]
         PatternRewriteWalker(
             GreedyRewritePatternApplier(patterns, dce_enabled=False)
         ).rewrite_module(op)
