@@ -209,7 +209,7 @@ class MergeEqualCasts(RewritePattern):
             if key not in first:
                 first[key] = op.result
                 continue
-            rewriter.replace_op(op, [], [first[key]])
+            rewriter.replace(op, [], [first[key]])
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,30 @@ builtin.module {
 // CHECK:      %r = rdu_tile.kernel @cast_1 (%mm)
 // CHECK:      %f = rdu_tile.kernel @cast_2 (%r)
 // CHECK:      dataflow.yield %mm, %r, %f
+
+// -----
+
+// One widening of a value a kernel: x * x + x of a bf16 x, widened three times by inlining,
+// is widened once.
+
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = ["y"], result_roles = [#dataflow<role output>]} {
+  ^bb0(%x: tensor<8xbf16>):
+    %y = rdu_tile.kernel @add_0 (%x) space [8] tile [8] ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (tensor<8xbf16>) -> tensor<8xf32> {
+    ^bb0(%0: bf16):
+      %1 = arith.extf %0 : bf16 to f32
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.mulf %1, %2 : f32
+      %4 = arith.extf %0 : bf16 to f32
+      %5 = arith.addf %3, %4 : f32
+      rdu_tile.yield %5 : f32
+    }
+    dataflow.yield %y : tensor<8xf32>
+  }
+}
+
+// CHECK:      ^bb0(%0: bf16):
+// CHECK-NEXT:   %1 = arith.extf %0 : bf16 to f32
+// CHECK-NEXT:   %2 = arith.mulf %1, %1 : f32
+// CHECK-NEXT:   %3 = arith.addf %2, %1 : f32
+// CHECK-NEXT:   rdu_tile.yield %3 : f32
