@@ -2,7 +2,7 @@
 
 bf16-mixed graphs hold torch autocast's casts as kernels of their own (``_to_copy``), which
 fuse-elementwise leaves where their result has several readers or their producer is a
-reduction. Two rewrites, each keeping the values rounded at the same points:
+reduction. The rewrites keep the values rounded at the same points:
 
 - **a rounding on the way out** (``RoundOnTheWayOut``): a kernel ``C`` that only rounds
   (``arith.truncf`` f32 to bf16, elementwise, reading its operand in the layout it writes) the
@@ -16,6 +16,11 @@ reduction. Two rewrites, each keeping the values rounded at the same points:
   yield, is inlined into every reader (``fusion.fuse``): each reads the bf16 tensor and widens
   it in a stage of its own (exact), or, a multiply of two widened values, reads them as they are
   (the PCU's bf16 multiplier, chosen by convert-rdu-tile-to-pcu-pmu);
+- **a parameter rounded into the layout its readers stream** (``TransposeRounding``): a
+  ``truncf``-only kernel over a section argument ``W [n, k]`` that no reader gathers writes
+  ``W^T [k, n]`` when more of its readers spread W's rows over their lanes than its columns
+  (a matmul ``x W^T``: 32 bf16 of W^T in a row are 16 bank words, one cycle; 32 of W down a
+  column are 32 words, two); each reader's access is rewritten for the transpose;
 - **one cast of a value** (``MergeEqualCasts``): in a kernel's body, a second ``extf`` or
   ``truncf`` of the same value to the same type is the first one's result (fused bodies hold
   one a reader of the widened value; each would take a pipeline stage).
@@ -49,12 +54,13 @@ After::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import BFloat16Type, Float32Type, ModuleOp, TensorType
-from xdsl.ir import Attribute, Block, SSAValue
+from xdsl.dialects.builtin import ArrayAttr, BFloat16Type, Float32Type, ModuleOp, TensorType
+from xdsl.ir import Attribute, Block, BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -63,12 +69,14 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 
 from compiler.passes.fusion import composition, fuse, is_elementwise
 from compiler.passes.ir_helpers import elt_of
 from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target, get_target
-from dialects.rdu_tile import KernelOp, YieldOp
+from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, dense_i64
+from runtime.machine import rules
 
 
 def only_cast(kernel: KernelOp, cast: type[arith.ExtFOp | arith.TruncFOp]) -> bool:
@@ -194,6 +202,110 @@ class WidenInReaders(RewritePattern):
         rewriter.erase(cast)
 
 
+def transposed_access(
+    access: AccessAttr, space: Sequence[int], rows: int, cols: int
+) -> AccessAttr | None:
+    """``access`` (over a row-major ``[rows, cols]`` tensor) over its transpose ``[cols, rows]``
+    (None: a counter walks neither a row nor a column alone, or the columns it reaches cross a
+    row)."""
+    row0, col0 = divmod(access.offset_value, cols)
+    strides: list[int] = []
+    reach = col0
+    for stride, extent in zip(access.stride_values, space, strict=True):
+        if stride % cols == 0:  # walks the rows (0: neither)
+            strides.append(stride // cols)
+        elif 0 < stride < cols:
+            strides.append(stride * rows)
+            reach += stride * (extent - 1)
+        else:
+            return None
+    if access.is_indexed:
+        return None
+    return AccessAttr(col0 * rows + row0, strides) if reach < cols else None
+
+
+def _walks_rows_on_lanes(reader: KernelOp, slot: int, cols: int) -> bool | None:
+    """Whether ``reader``'s lanes counter walks the rows (True) or the columns (False) of its
+    operand ``slot``, a row-major matrix of ``cols`` columns (None: neither)."""
+    space = reader.space_values
+    lanes = rules.lanes_counter(space, reader.out.stride_values)
+    if lanes < 0 or space[lanes] <= 1:
+        return None
+    stride = reader.ins.data[slot].stride_values[lanes]
+    if stride == 0:
+        return None
+    return stride % cols == 0
+
+
+@dataclass
+class TransposeRounding(RewritePattern):
+    """A parameter rounded to bf16 (a ``truncf``-only kernel over a section argument, a matrix
+    ``[n, k]``) is written transposed, ``[k, n]``, when more of its readers spread its rows over
+    their lanes than its columns: a bf16 matmul ``x W^T`` reads 32 n-points of the weight a
+    vector, 32 bank words at stride ``k`` (two cycles of 16 banks), and of ``W^T`` 16 words in
+    a row (one). Every reader's access is that of the transpose; the values do not change."""
+
+    target: Target
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
+        if not only_cast(cast, arith.TruncFOp) or not isinstance(cast.inputs[0], BlockArgument):
+            return
+        result_type = cast.result.type
+        assert isinstance(result_type, TensorType)
+        shape = result_type.get_shape()
+        if len(shape) != 2 or min(shape) <= 1 or tuple(cast.space_values) != tuple(shape):
+            return
+        rows, cols = shape
+        if cast.out != AccessAttr(0, [cols, 1]) or cast.ins.data[0] != cast.out:
+            return
+        reads: list[tuple[KernelOp, int, AccessAttr]] = []
+        votes = 0
+        for use in cast.result.uses:
+            reader = use.operation
+            if not isinstance(reader, KernelOp):
+                return  # yielded by the section
+            if any(a.index_port == use.index for a in [*reader.ins.data, reader.out]):
+                return
+            moved = transposed_access(reader.ins.data[use.index], reader.space_values, rows, cols)
+            if moved is None:
+                return
+            reads.append((reader, use.index, moved))
+            walks_rows = _walks_rows_on_lanes(reader, use.index, cols)
+            votes += 0 if walks_rows is None else 1 if walks_rows else -1
+        if votes <= 0:
+            return
+        transposed = KernelOp(
+            list(cast.inputs),
+            TensorType(result_type.element_type, [cols, rows]),
+            cast.space_values,
+            cast.tile_values,
+            list(cast.ins.data),
+            AccessAttr(0, [1, rows]),
+            "none",
+            cast.body.clone(),
+            cast.sym_name.data if cast.sym_name is not None else None,
+        )
+        transposed.location = cast.location
+        transposed.result.name_hint = cast.result.name_hint
+        rewriter.insert_op(transposed, InsertPoint.before(cast))
+        for reader, slot, moved in reads:
+            ins = list(reader.ins.data)
+            ins[slot] = moved
+            reader.operands[slot] = transposed.result
+            reader.properties["ins"] = ArrayAttr(ins)
+            accesses = [
+                (a.stride_values, element_dtype(elt_of(v)))
+                for a, v in zip(ins, reader.inputs, strict=True)
+            ]
+            accesses.append((reader.out.stride_values, element_dtype(elt_of(reader.result))))
+            space = reader.space_values
+            tile = choose_tile(space, accesses, reader.out.stride_values, self.target)
+            reader.properties["tile"] = dense_i64(tile)
+            rewriter.notify_op_modified(reader)
+        rewriter.erase(cast)
+
+
 class MergeEqualCasts(RewritePattern):
     """A kernel body widens or rounds a value once: a later ``extf``/``truncf`` of the same
     value to the same type is the first one's result (inlining may have put several in, a stage
@@ -225,6 +337,7 @@ class FuseCasts(ModulePass):
         patterns: list[RewritePattern] = [
             RoundOnTheWayOut(target),
             WidenInReaders(target),
+            TransposeRounding(target),
             MergeEqualCasts(),
         ]
         PatternRewriteWalker(

@@ -118,3 +118,35 @@ builtin.module {
 // CHECK-NEXT:   %2 = arith.mulf %1, %1 : f32
 // CHECK-NEXT:   %3 = arith.addf %2, %1 : f32
 // CHECK-NEXT:   rdu_tile.yield %3 : f32
+
+// -----
+
+// A weight rounded to bf16 and read by a matmul x W^T (its lanes walk W's rows, a stride of 8)
+// is written transposed: the matmul and the transposing copy read W^T along its rows.
+
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["x", "w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>], result_names = ["y", "t"], result_roles = [#dataflow<role output>, #dataflow<role activation>]} {
+  ^bb0(%x: tensor<4x8xbf16>, %w: tensor<6x8xf32>):
+    %wb = rdu_tile.kernel @cast_0 (%w) space [6, 8] tile [6, 8] ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (tensor<6x8xf32>) -> tensor<6x8xbf16> {
+    ^bb0(%0: f32):
+      %1 = arith.truncf %0 : f32 to bf16
+      rdu_tile.yield %1 : bf16
+    }
+    %y = rdu_tile.kernel @matmul_1 (%x, %wb) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<6x8xbf16>) -> tensor<4x6xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %t = rdu_tile.kernel @copy_2 (%wb) space [8, 6] tile [8, 6] ins [#rdu_tile.access<0 : [1, 8]>] out #rdu_tile.access<0 : [6, 1]> combiner none : (tensor<6x8xbf16>) -> tensor<8x6xbf16> {
+    ^bb0(%0: bf16):
+      rdu_tile.yield %0 : bf16
+    }
+    dataflow.yield %y, %t : tensor<4x6xf32>, tensor<8x6xbf16>
+  }
+}
+
+// CHECK:      %wb = rdu_tile.kernel @cast_0 (%w) space [6, 8] tile [6, 8] ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 6]> combiner none : (tensor<6x8xf32>) -> tensor<8x6xbf16> {
+// CHECK:      %y = rdu_tile.kernel @matmul_1 (%x, %wb) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 1, 6]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<8x6xbf16>) -> tensor<4x6xf32> {
+// CHECK:      %t = rdu_tile.kernel @copy_2 (%wb) space [8, 6] tile [8, 6] ins [#rdu_tile.access<0 : [6, 1]>] out #rdu_tile.access<0 : [6, 1]> combiner none : (tensor<8x6xbf16>) -> tensor<8x6xbf16> {
