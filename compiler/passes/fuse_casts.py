@@ -288,7 +288,7 @@ class TransposeRounding(RewritePattern):
         )
         transposed.location = cast.location
         transposed.result.name_hint = cast.result.name_hint
-        rewriter.insert_op(transposed, InsertPoint.before(cast))
+        rewriter.insert(transposed, InsertPoint.before(cast))
         for reader, slot, moved in reads:
             ins = list(reader.ins.data)
             ins[slot] = moved
