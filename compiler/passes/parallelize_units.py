@@ -9,11 +9,14 @@ The factors: at most two counters are split, the lanes counter ``L`` of the perf
 (over the PCU slots of a row, at most ``cols // 2`` copies) and its unroll counter ``U`` (or,
 without one, the innermost other counter that is not reduced; over the rows, at most ``rows``);
 never a reduced counter (output stride 0). A grid ``p[U] x p[L]`` whose blocks are all non-empty
-is scored by the vectors of a copy (``runtime.machine.perf``). The buffers a parallel unit reads
-and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs next), so its
-operands are loaded from DRAM once. Not parallelized: units with a data-dependent access, a
-``counter`` or ``rand`` stage (they would see a copy's own counters), reading a buffer through
-two different accesses (a buffer feeds a copy one stream), or whose result has other readers
+is scored by the vectors of a copy (``runtime.machine.perf``), counted at the lanes the copy runs
+at (``block_lanes``: a unit streaming only bf16 at the target's bf16 rate where that takes
+fewer cycles than its own lanes, as the performance model packs it). The buffers a parallel
+unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
+next), so its operands are loaded from DRAM once. Not parallelized: units with a
+data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
+reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
+result has other readers
 than its buffer.
 
 Two rules give factors:
