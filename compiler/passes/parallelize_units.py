@@ -16,8 +16,7 @@ unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus
 next), so its operands are loaded from DRAM once. Not parallelized: units with a
 data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
 reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
-result has other readers
-than its buffer.
+result has other readers than its buffer.
 
 Two rules give factors:
 
