@@ -134,8 +134,8 @@ def compile_model(
         pass_.apply(ctx, module)
         if verify_each_stage:
             module.verify()
-        if stage in ("rdu_tile", "fused"):
-            provenance.note_kernels(module, fused=stage == "fused")
+        if stage in ("rdu_tile", "fused", "casts"):
+            provenance.note_kernels(module, fused=stage != "rdu_tile")
         note(stage, module)
     pef_path = out_dir / f"{pef_name}.pef"
     if not verify_each_stage:

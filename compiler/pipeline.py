@@ -7,6 +7,7 @@ from xdsl.passes import ModulePass
 from compiler.passes.assign_pmus import AssignPmus
 from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
+from compiler.passes.fuse_casts import FuseCasts
 from compiler.passes.fuse_elementwise import FuseElementwise
 from compiler.passes.parallelize_units import ParallelizeUnits
 from compiler.passes.partition_sections import PartitionSections
@@ -19,7 +20,8 @@ def lowering_passes(
 ) -> list[tuple[str, ModulePass]]:
     """(stage name, pass) from dataflow IR down to placed and routed PCU/PMU IR.
 
-    ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels and cuts a section only
+    ``opt_level`` 1 (``--o1``, the default) fuses elementwise kernels (and casts into their
+    neighbours) and cuts a section only
     where it does not fit the target; 0 (``--o0``) does not fuse and gives every op a section.
     ``min_vectors`` overrides parallelize-units' threshold (tests spread small kernels with it);
     ``balance=False`` turns off its work-proportional spreading inside sections (tests compare;
@@ -27,7 +29,7 @@ def lowering_passes(
     """
     fusion: list[tuple[str, ModulePass]] = []
     if opt_level >= 1:
-        fusion = [("fused", FuseElementwise(target=target))]
+        fusion = [("fused", FuseElementwise(target=target)), ("casts", FuseCasts(target=target))]
     balance = balance and opt_level >= 1
     parallelize = ParallelizeUnits(target=target, balance=balance)
     if min_vectors is not None:

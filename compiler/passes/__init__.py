@@ -24,6 +24,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return FuseElementwise
 
+    def fuse_casts() -> type[ModulePass]:
+        from compiler.passes.fuse_casts import FuseCasts
+
+        return FuseCasts
+
     def split_units() -> type[ModulePass]:
         from compiler.passes.split_units import SplitUnits
 
@@ -57,6 +62,7 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
     return {
         "convert-dataflow-to-rdu-tile": convert_dataflow_to_rdu_tile,
         "fuse-elementwise": fuse_elementwise,
+        "fuse-casts": fuse_casts,
         "convert-rdu-tile-to-pcu-pmu": convert_rdu_tile_to_pcu_pmu,
         "split-units": split_units,
         "parallelize-units": parallelize_units,

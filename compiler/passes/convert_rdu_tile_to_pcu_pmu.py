@@ -22,7 +22,8 @@ How: ``SectionBuffers`` looks at a section once (the tiles streamed through each
 unit names) and loads its arguments; then rewrite patterns, one a concern: ``KernelToUnit``
 (a kernel becomes a unit, its body moved in, and a buffer), the body's ops one pattern each
 (``ConstantToConst``, ``CompareToStage``, ``XorToStage``, ``ArithToStage``, ``IndexToCounter``,
-``RandomToStage``, ``YieldToPcuYield``; ``EraseUnusedStage``; ``RefuseBodyOp`` for the rest),
+``RandomToStage``, ``YieldToPcuYield``; ``Bf16Multiply``, a multiply of widened bf16 values
+reading them as they are; ``EraseUnusedStage``; ``RefuseBodyOp`` for the rest),
 ``YieldBuffers`` (the section yields PMUs); and last ``SkewBanks`` on every buffer.
 
 Before (target ``plasticine``)::
@@ -64,10 +65,11 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
+    BFloat16Type,
+    Float32Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
-    MemRefType,
     ModuleOp,
     TensorType,
     i1,
@@ -84,7 +86,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.ir_helpers import elt_of, fail, op_name
+from compiler.passes.ir_helpers import elt_of, fail, op_name, unit_lanes
 from compiler.passes.tiling import (
     NBUF,
     buffer_tile_bytes,
@@ -432,6 +434,27 @@ class ArithToStage(RewritePattern):
         rewriter.replace(op, StageOp(opcode, args, rtype))
 
 
+class Bf16Multiply(RewritePattern):
+    """A multiply of two widened bf16 values reads the bf16 values: ``mul(cast x, cast y)``,
+    ``x, y: bf16``, is ``mul(x, y) : (bf16, bf16) -> f32``, the PCU's bf16 multiplier (an exact
+    product; ``Opcode.widening``). The widening casts no other stage reads are erased
+    (``EraseUnusedStage``): a bf16-mixed matmul takes no stage to widen its operands."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: StageOp, rewriter: PatternRewriter) -> None:
+        if op.opcode.data != "mul" or stage_type(op.result.type) != Float32Type():
+            return
+        narrow: list[SSAValue] = []
+        for arg in op.args:
+            cast = arg.owner
+            if not isinstance(cast, StageOp) or cast.opcode.data != "cast":
+                return
+            if not isinstance(cast.args[0].type, BFloat16Type):
+                return
+            narrow.append(cast.args[0])
+        rewriter.replace(op, StageOp("mul", narrow, op.result.type))
+
+
 class IndexToCounter(RewritePattern):
     """``rdu_tile.index`` is ``pcu.counter``."""
 
@@ -486,13 +509,10 @@ class RefuseBodyOp(RewritePattern):
 
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
     """How ``unit`` walks its space a vector at a time (``runtime.machine.perf.vector_shape``)."""
-    space = unit.space_values
-    streams = []
-    for v in unit.inputs:
-        assert isinstance(v.type, MemRefType)
-        streams.append(element_dtype(v.type.element_type))
-    lanes = perf.stream_lanes(unit.lanes.value.data, streams, target)
-    return perf.vector_shape(space, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages)
+    lanes = unit_lanes(unit, target)
+    return perf.vector_shape(
+        unit.space_values, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages
+    )
 
 
 @dataclass
@@ -555,6 +575,7 @@ class ConvertRduTileToPcuPmu(ModulePass):
             CompareToStage(),
             XorToStage(),
             ArithToStage(),
+            Bf16Multiply(),
             IndexToCounter(),
             RandomToStage(),
             YieldToPcuYield(),

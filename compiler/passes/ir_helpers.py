@@ -8,7 +8,9 @@
   found for it, recorded on the section for place-and-route (``record_placement``,
   ``recorded_placement``);
 - the module attribute naming the target a module was placed for (``TARGET_ATTR``), and the
-  target a pass's option names (``pass_target``: an unknown one fails the pass in one line).
+  target a pass's option names (``pass_target``: an unknown one fails the pass in one line);
+- the points a vector of a unit spreads over its lanes (``unit_lanes``: the bf16 rate of a
+  unit streaming only bf16).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Literal
 
 from xdsl.dialects.builtin import (
     IntegerAttr,
+    MemRefType,
     TensorType,
     UnregisteredOp,
     i64,
@@ -29,14 +32,15 @@ from xdsl.utils.exceptions import DiagnosticException, PassFailedException
 
 from compiler.passes import parallel_layout
 from compiler.passes.placement import DRAM, Graph, Placement, Stream, Unit
-from compiler.passes.tiling import element_bytes
+from compiler.passes.tiling import element_bytes, element_dtype
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
 from dialects.pcu import SectionPlacementAttr, UnitOp
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
-from runtime.machine.rules import pmus_to_hold, visit_order
+from runtime.machine import perf
+from runtime.machine.rules import pmus_to_hold, register_problem, visit_order
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
@@ -340,3 +344,22 @@ def recorded_placement(section: SectionOp) -> Placement | None:
             "#pcu.section_placement<...>"
         )
     return Placement(attr.slots, tuple(route.hops for route in attr.routes.data))
+
+
+# --------------------------------------------------------------------------------------------
+# Lanes
+# --------------------------------------------------------------------------------------------
+
+
+def unit_lanes(unit: UnitOp, target: Target) -> int:
+    """The points a vector of ``unit`` spreads over its lanes, as the performance model counts
+    them (``runtime.machine.perf.unit_lanes``): its lanes, or the target's bf16 rate when every
+    input stream (a port that is not a register: ``rules.register_problem``) is bf16."""
+    space = unit.space_values
+    streams: list[str] = []
+    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+        if register_problem(space, access.stride_values, access.is_indexed) is None:
+            continue
+        assert isinstance(value.type, MemRefType)
+        streams.append(element_dtype(value.type.element_type))
+    return perf.stream_lanes(unit.lanes.value.data, streams, target)

@@ -9,12 +9,14 @@ The factors: at most two counters are split, the lanes counter ``L`` of the perf
 (over the PCU slots of a row, at most ``cols // 2`` copies) and its unroll counter ``U`` (or,
 without one, the innermost other counter that is not reduced; over the rows, at most ``rows``);
 never a reduced counter (output stride 0). A grid ``p[U] x p[L]`` whose blocks are all non-empty
-is scored by the vectors of a copy (``runtime.machine.perf``). The buffers a parallel unit reads
-and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs next), so its
-operands are loaded from DRAM once. Not parallelized: units with a data-dependent access, a
-``counter`` or ``rand`` stage (they would see a copy's own counters), reading a buffer through
-two different accesses (a buffer feeds a copy one stream), or whose result has other readers
-than its buffer.
+is scored by the vectors of a copy (``runtime.machine.perf``), counted at the lanes the copy runs
+at (``block_lanes``: a unit streaming only bf16 at the target's bf16 rate where that takes
+fewer cycles than its own lanes, as the performance model packs it). The buffers a parallel
+unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
+next), so its operands are loaded from DRAM once. Not parallelized: units with a
+data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
+reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
+result has other readers than its buffer.
 
 Two rules give factors:
 
@@ -70,21 +72,25 @@ from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     assign_pmus,
     buffer_bytes,
+    elt_of,
     is_resident,
     pass_target,
     record_placement,
     resident_pmus,
     section_graph,
+    unit_lanes,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
+from compiler.passes.tiling import element_dtype
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 from dialects.rdu_tile import AccessAttr, dense_i64, shape_of
 from runtime.machine import perf, rules
-from runtime.machine.targets import dram_bytes_per_cycle
+from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES
+from runtime.machine.targets import dram_bytes_per_cycle, stream_bytes
 
 DEFAULT_MIN_VECTORS = 1 << 28
 """Units with fewer vectors on one PCU stay on one PCU."""
@@ -93,16 +99,55 @@ LAYOUT_TRIES = 8
 """How many of the best grids are tried with the layout before giving up on a unit."""
 
 
-def unit_shape(unit: UnitOp) -> tuple[int, int]:
-    """(depth, lanes) of ``unit`` under the performance model."""
-    return unit.depth(), max(1, unit.lanes.value.data)
+def copy_vectors(unit: UnitOp, block: Sequence[int], target: Target) -> int:
+    """Vectors one copy of ``unit`` running over ``block`` takes (``runtime.machine.perf``), at
+    the lanes it runs at (``block_lanes``)."""
+    depth = unit.depth()
+    lanes = block_lanes(unit, block, target, depth)
+    out = unit.out.stride_values
+    return perf.vector_shape(block, out, lanes, depth, target.pcu_stages).vectors(block)
 
 
-def copy_vectors(
-    block: Sequence[int], out_strides: Sequence[int], lanes: int, depth: int, stages: int
+def block_lanes(unit: UnitOp, block: Sequence[int], target: Target, depth: int) -> int:
+    """The lanes a copy of ``unit`` over ``block`` runs at, as the performance model packs it:
+    the bf16 rate for a unit streaming only bf16 (``ir_helpers.unit_lanes``) where its vectors
+    at that rate take fewer cycles than at its own lanes (``vector_cycles``); else its own. A
+    bf16 matmul reading its weight transposed (32 bf16 at a stride: 32 words, two cycles of 16
+    banks) runs no faster than at its own lanes, and is sized at those."""
+    plain = max(1, unit.lanes.value.data)
+    packed = max(1, unit_lanes(unit, target))
+    if packed == plain:
+        return plain
+    faster = vector_cycles(unit, block, target, packed, depth) < vector_cycles(
+        unit, block, target, plain, depth
+    )
+    return packed if faster else plain
+
+
+def vector_cycles(
+    unit: UnitOp, block: Sequence[int], target: Target, lanes: int, depth: int
 ) -> int:
-    """Vectors one copy running over ``block`` takes (``runtime.machine.perf``)."""
-    return perf.vector_shape(block, out_strides, lanes, depth, stages).vectors(block)
+    """Cycles a copy of ``unit`` over ``block`` takes at ``lanes`` lanes: its vectors times
+    the cycles the slowest input port takes to deliver one (its PMU's banks, or the stream's
+    bytes: ``runtime.machine.perf``, "initiation interval"), register ports aside."""
+    space = unit.space_values
+    shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    ii = 1
+    for value, access in zip(unit.inputs, unit.ins.data, strict=True):
+        buffer = value.owner
+        if not isinstance(buffer, BufferOp):
+            continue
+        if rules.register_problem(space, access.stride_values, access.is_indexed) is None:
+            continue
+        along = shape.along(access.stride_values, block)
+        dtype = element_dtype(elt_of(buffer.source))
+        skew = buffer.bank_skew.value.data if buffer.bank_skew is not None else 0
+        per_word = ELEMENT_TYPES[dtype].per_lane
+        nbanks = buffer.banks.value.data
+        banks = perf.bank_cycles(along, nbanks, skew, access.offset_value, per_word)
+        nbytes = math.prod(n for _, n in along) * DTYPE_BYTES[dtype]
+        ii = max(ii, banks, -(-nbytes // stream_bytes(target)))
+    return shape.vectors(block) * ii
 
 
 def split_counters(unit: UnitOp) -> tuple[int, int]:
@@ -130,8 +175,6 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
     """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
     (fewest vectors, then fewest copies; see the module docstring); one copy included."""
     space = unit.space_values
-    out = unit.out.stride_values
-    depth, lanes = unit_shape(unit)
     at_u, at_l = split_counters(unit)
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
@@ -146,7 +189,7 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
             if not _blocks_filled(space, factors):
                 continue  # an empty last block (``rules.parallel_problem``'s rule)
             block = rules.copy_block(space, factors)
-            vectors = copy_vectors(block, out, lanes, depth, target.pcu_stages)
+            vectors = copy_vectors(unit, block, target)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()
     return scored
@@ -187,9 +230,8 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
     """The factors of ``unit`` (None: leave it on one PCU), see the module docstring."""
     if not can_parallelize(unit):
         return None
-    depth, lanes = unit_shape(unit)
     space = unit.space_values
-    if copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages) < min_vectors:
+    if copy_vectors(unit, space, target) < min_vectors:
         return None
     readers = [use.operation for use in unit.result.uses]
     if len(readers) != 1 or not isinstance(readers[0], BufferOp):
@@ -225,9 +267,8 @@ def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ..
     copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
     unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
     readers than its buffer."""
-    depth, lanes = unit_shape(unit)
     space = unit.space_values
-    vectors = copy_vectors(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    vectors = copy_vectors(unit, space, target)
     options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
@@ -273,10 +314,7 @@ class _Allocation:
     def vectors(self, unit: UnitOp) -> int:
         if self.level[unit] == 0:
             if unit not in self.one:
-                depth, lanes = unit_shape(unit)
-                self.one[unit] = copy_vectors(
-                    unit.space_values, unit.out.stride_values, lanes, depth, self.target.pcu_stages
-                )
+                self.one[unit] = copy_vectors(unit, unit.space_values, self.target)
             return self.one[unit]
         return self.options(unit)[self.level[unit]][1]
 

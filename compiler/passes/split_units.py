@@ -5,9 +5,11 @@ A ``pcu.unit`` has at most ``target.pcu_stages`` stages (every op of its body bu
 ports. A unit over either is split into a chain of units, each computing part of the body:
 
 - the body is a tree of stages over the input ports (a stage value read twice is first made a
-  part of its own). Walking it bottom-up, a stage joins its operands' parts until the part
-  would exceed the stages or the ports; then its operand part with the most stages (or ports)
-  becomes a unit of its own, and so on until the part fits;
+  part of its own, except the widening of a bf16 port to f32: every part reading it widens the
+  port again, a stage, instead of a unit writing the widened copy). Walking it bottom-up, a
+  stage joins its operands' parts until the part would exceed the stages or the ports; then
+  its operand part with the most stages (or ports) becomes a unit of its own, and so on until
+  the part fits;
 - a part that became a unit computes one value over the counters that value varies over (the
   counters its ports' accesses and its ``pcu.counter`` stages walk; all of them if it draws
   random numbers, which hash the point's index), writes it row-major into a new ``pmu.buffer``,
@@ -53,7 +55,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import BFloat16Type, Float32Type, ModuleOp, TensorType
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -81,6 +83,16 @@ def needs_split(unit: UnitOp, target: Target) -> bool:
 
 # --------------------------------------------------------------------------------------------
 # Splitting a unit
+def widened_port(stage: StageOp) -> int | None:
+    """The input port ``stage`` widens (a ``cast`` of a bf16 port to f32), or None."""
+    if stage.opcode.data != "cast" or not isinstance(stage.result.type, Float32Type):
+        return None
+    arg = stage.args[0]
+    if not isinstance(arg, BlockArgument) or not isinstance(arg.type, BFloat16Type):
+        return None
+    return arg.index
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -174,7 +186,11 @@ class _UnitSplitter:
                 elif isinstance(owner, ConstOp | CounterOp):
                     part.leaves.add(owner)
                 elif isinstance(owner, StageOp):
-                    if uses[owner] > 1:
+                    port = widened_port(owner)
+                    if uses[owner] > 1 and port is not None:  # widened again where read
+                        part.ops.add(owner)
+                        part.ports.add(port)
+                    elif uses[owner] > 1:
                         part.cuts.add(owner)  # read twice: a part of its own
                     else:
                         children.append(owner)

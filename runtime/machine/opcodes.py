@@ -27,6 +27,9 @@ exactly what the emulator computes correctly:
 - ``compare``: both operands of one dtype; ``d`` is ``i1``.      eq ne lt le gt ge
 - ``select``: ``(cond: i1, a: d, b: d)``.                        select
 - ``cast``: any operand dtype to ``d``.                          cast
+- ``mul`` also takes two ``bf16`` operands to an ``f32`` product (exact: 8-bit significands
+  multiply into 16 bits): the bf16 multiplier feeding an f32 accumulation, as a bf16-mixed
+  matmul reads its bf16 operands without a widening stage (``Opcode.widening``).
 - ``const``: no operand, the immediate is the number.            const
 - ``counter``: no operand, the immediate is the counter index, ``d`` is ``i64``.  counter
 - ``rand``: one ``i64`` operand (the key), ``d`` is ``f32``.          rand
@@ -120,6 +123,8 @@ class Opcode:
     positional: bool = False
     """Its value depends on the point's position in the unit's whole space (a counter, ``rand``):
     a unit holding one is never split into parallel copies, which each start at their block."""
+    widening: bool = False
+    """It also takes ``bf16`` operands to an exact ``f32`` result (the bf16 multiplier)."""
 
 
 def _ops(
@@ -136,7 +141,9 @@ OPCODES: Final[dict[str, Opcode]] = {
         *_ops("not", 1, "logic", flops=0),
         *_ops("cast", 1, "cast", flops=0),
         *_ops("sub div", 2, "arith", flops=1),
-        *_ops("add mul max min", 2, "arith1", flops=1),
+        *_ops("add", 2, "arith1", flops=1),
+        Opcode("mul", 2, "arith1", flops=1, stages=1, widening=True),
+        *_ops("max min", 2, "arith1", flops=1),
         *_ops("pow", 2, "pow", flops=1),
         *_ops("eq ne lt le gt ge", 2, "compare", flops=0),
         *_ops("and or", 2, "logic", flops=0),
@@ -205,4 +212,6 @@ def rule_error(rule: TypeRule, name: str, dtype: str, operands: list[str]) -> st
 def type_error(op: str, dtype: str, operands: list[str]) -> str | None:
     """Why opcode ``op`` producing ``dtype`` from operands of ``operands`` dtypes is ill-typed,
     or None. ``op`` must be in ``OPCODES`` and ``operands`` of its arity."""
+    if OPCODES[op].widening and dtype == "f32" and all(o == "bf16" for o in operands):
+        return None
     return rule_error(OPCODES[op].rule, op, dtype, operands)

@@ -246,3 +246,44 @@ builtin.module {
 // CHECK-NEXT:     dataflow.yield %cos_0_pmu, %sin_1_pmu : memref<8x4xf32>, memref<8x4xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
+
+// -----
+
+// A bf16-mixed matmul: its operands widened and multiplied is the bf16 multiplier, one stage
+// reading the bf16 operands (an exact f32 product, accumulated in f32); a widened value also
+// read elsewhere keeps its cast for that reader.
+
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["a", "b"], arg_roles = [#dataflow<role input>, #dataflow<role input>], result_names = ["c", "d"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
+  ^bb0(%a: tensor<4x8xbf16>, %b: tensor<8x2xbf16>):
+    %c = rdu_tile.kernel @matmul_0 (%a, %b) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 1, 2]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<8x2xbf16>) -> tensor<4x2xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %d = rdu_tile.kernel @mul_1 (%a, %b) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 1, 2]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<8x2xbf16>) -> tensor<4x2xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      %5 = arith.addf %4, %2 : f32
+      rdu_tile.yield %5 : f32
+    }
+    dataflow.yield %c, %d : tensor<4x2xf32>, tensor<4x2xf32>
+  }
+}
+
+// CHECK:      %c = pcu.unit @matmul_0
+// CHECK-NEXT:   ^bb0(%0: bf16, %1: bf16):
+// CHECK-NEXT:     %2 = pcu.stage mul(%0, %1) : (bf16, bf16) -> f32
+// CHECK-NEXT:     pcu.yield %2 : f32
+// CHECK-NEXT:   }
+// CHECK:      %d = pcu.unit @mul_1
+// CHECK-NEXT:   ^bb0(%0: bf16, %1: bf16):
+// CHECK-NEXT:     %2 = pcu.stage cast(%0) : (bf16) -> f32
+// CHECK-NEXT:     %3 = pcu.stage mul(%0, %1) : (bf16, bf16) -> f32
+// CHECK-NEXT:     %4 = pcu.stage add(%3, %2) : (f32, f32) -> f32
+// CHECK-NEXT:     pcu.yield %4 : f32
+// CHECK-NEXT:   }

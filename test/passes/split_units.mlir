@@ -110,3 +110,48 @@ builtin.module {
 // CHECK-NEXT:   %8 = pcu.stage add(%7, %5) : (f32, f32) -> f32
 // CHECK-NEXT:   pcu.yield %8 : f32
 // CHECK-NEXT: }
+
+// -----
+
+// A widened bf16 port read by stages on both sides of the cut (x * tanh(sqrt(|-x|)) + x, on
+// tiny's 4 stages): each part widens the port again, a stage, instead of a part of its own writing the
+// widened copy.
+
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["x"], arg_roles = [#dataflow<role input>], result_names = ["output.0"], result_roles = [#dataflow<role output>]} {
+  ^bb0(%x: tensor<8xbf16>):
+    %0 = pmu.buffer %x {name = "x", tile_bytes = 16 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8xbf16> -> memref<8xbf16>
+    %r = pcu.unit @gelu_0 (%0) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<8xbf16>) -> tensor<8xf32> {
+    ^bb0(%a: bf16):
+      %c = pcu.stage cast(%a) : (bf16) -> f32
+      %1 = pcu.stage neg(%c) : (f32) -> f32
+      %2 = pcu.stage abs(%1) : (f32) -> f32
+      %3 = pcu.stage sqrt(%2) : (f32) -> f32
+      %4 = pcu.stage tanh(%3) : (f32) -> f32
+      %5 = pcu.stage mul(%c, %4) : (f32, f32) -> f32
+      %6 = pcu.stage add(%5, %c) : (f32, f32) -> f32
+      pcu.yield %6 : f32
+    }
+    %rb = pmu.buffer %r {name = "gelu_0", tile_bytes = 32 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<8xf32> -> memref<8xf32>
+    dataflow.yield %rb : memref<8xf32>
+  }
+}
+
+// CHECK:      %0 = pmu.buffer %x {name = "x"
+// CHECK-NEXT: %1 = pcu.unit @gelu_0.0 (%0) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<8xbf16>) -> tensor<8xf32> {
+// CHECK-NEXT: ^bb0(%2: bf16):
+// CHECK-NEXT:   %c = pcu.stage cast(%2) : (bf16) -> f32
+// CHECK-NEXT:   %3 = pcu.stage neg(%c) : (f32) -> f32
+// CHECK-NEXT:   %4 = pcu.stage abs(%3) : (f32) -> f32
+// CHECK-NEXT:   %5 = pcu.stage sqrt(%4) : (f32) -> f32
+// CHECK-NEXT:   pcu.yield %5 : f32
+// CHECK-NEXT: }
+// CHECK-NEXT: %gelu_0_0_pmu = pmu.buffer %1 {name = "gelu_0.0"
+// CHECK-NEXT: %r = pcu.unit @gelu_0 (%0, %gelu_0_0_pmu) space [8] tile [8] lanes 4 ins [#rdu_tile.access<0 : [1]>, #rdu_tile.access<0 : [1]>] out #rdu_tile.access<0 : [1]> combiner none : (memref<8xbf16>, memref<8xf32>) -> tensor<8xf32> {
+// CHECK-NEXT: ^bb0(%2: bf16, %3: f32):
+// CHECK-NEXT:   %c = pcu.stage cast(%2) : (bf16) -> f32
+// CHECK-NEXT:   %4 = pcu.stage tanh(%3) : (f32) -> f32
+// CHECK-NEXT:   %5 = pcu.stage mul(%c, %4) : (f32, f32) -> f32
+// CHECK-NEXT:   %6 = pcu.stage add(%5, %c) : (f32, f32) -> f32
+// CHECK-NEXT:   pcu.yield %6 : f32
+// CHECK-NEXT: }

@@ -215,3 +215,54 @@ def test_allocation_gives_more_copies_to_more_work() -> None:
     assert few == {"ma": 6, "mb": 2}
     many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
     assert many == {"ma": 15, "mb": 3}
+
+
+BF16_MATMULS = """
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["a", "b", "w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role parameter>], result_names = ["c", "d"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
+  ^bb0(%a: tensor<64x32xbf16>, %b: tensor<32x64xbf16>, %w: tensor<64x32xbf16>):
+    %c = rdu_tile.kernel @rows_0 (%a, %b) space [64, 64, 32] tile [64, 64, 32] ins [#rdu_tile.access<0 : [32, 0, 1]>, #rdu_tile.access<0 : [0, 1, 64]>] out #rdu_tile.access<0 : [64, 1, 0]> combiner add : (tensor<64x32xbf16>, tensor<32x64xbf16>) -> tensor<64x64xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %d = rdu_tile.kernel @transposed_1 (%a, %w) space [64, 64, 32] tile [64, 64, 32] ins [#rdu_tile.access<0 : [32, 0, 1]>, #rdu_tile.access<0 : [0, 32, 1]>] out #rdu_tile.access<0 : [64, 1, 0]> combiner add : (tensor<64x32xbf16>, tensor<64x32xbf16>) -> tensor<64x64xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    dataflow.yield %c, %d : tensor<64x64xf32>, tensor<64x64xf32>
+  }
+}
+"""  # noqa: E501
+
+
+def test_a_bf16_unit_is_sized_at_the_rate_it_runs_at() -> None:
+    # sn10: 16 lanes, 32 at the bf16 rate. Reading its right operand along its rows, a bf16
+    # matmul's vector of 32 n-points is 16 words (two bf16 a word): one cycle, the bf16 rate.
+    # Reading it transposed (a weight [n, k] at stride k), 32 points are 32 words, more than
+    # one cycle of the 16 banks: no faster than 16 lanes, so it is sized at 16.
+    from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
+    from compiler.passes.parallelize_units import block_lanes, copy_vectors, vector_cycles
+    from dialects.pcu import UnitOp
+
+    ctx = make_context()
+    module = Parser(ctx, BF16_MATMULS).parse_module()
+    ConvertRduTileToPcuPmu(target="sn10").apply(ctx, module)
+    target = get_target("sn10")
+    units = {u.sym_name.data: u for u in module.walk() if isinstance(u, UnitOp)}
+    rows, transposed = units["rows_0"], units["transposed_1"]
+    space = rows.space_values
+    assert vector_cycles(rows, space, target, 32, 1) < vector_cycles(rows, space, target, 16, 1)
+    assert block_lanes(rows, space, target, 1) == 32
+    assert vector_cycles(transposed, space, target, 32, 1) >= vector_cycles(
+        transposed, space, target, 16, 1
+    )
+    assert block_lanes(transposed, space, target, 1) == 16
+    # 64 m-points unrolled 6 a vector (11 rows of vectors), 64 n-points on the lanes, 32 k-points
+    assert copy_vectors(rows, space, target) == 11 * 2 * 32
+    assert copy_vectors(transposed, space, target) == 11 * 4 * 32

@@ -110,6 +110,10 @@ def test_dataflow_pointwise_kinds_follow_the_same_rules(kind: str) -> None:
             expected = pcu_accepts(opcode, result, pcu_operands)
             if kind == "relu":
                 expected = expected and result != "i1"  # max on i1 is or; relu is not
+            if OPCODES[opcode].widening and result == "f32" and set(operands) == {"bf16"}:
+                # the bf16 multiplier is a stage the lowering picks for mul(cast x, cast y):
+                # the dataflow IR keeps every cast explicit
+                expected = False
             assert dataflow_accepts(kind, result, operands) == expected, (kind, result, operands)
 
 
