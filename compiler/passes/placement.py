@@ -28,11 +28,12 @@ The algorithm:
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 
@@ -517,12 +518,30 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
     in (the streams that chain a buffer's PMUs count like any other). A necessary condition
     only: None does not mean that the graph routes.
     """
-    cap = target.link_capacity
-    rooms: dict[UnitKind, set[tuple[bool, int]]] = {"pcu": set(), "pmu": set()}
-    for kind, found in rooms.items():
-        for x, y in slots(target, kind):
-            links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
-            found.add((x == 0, links * cap))
+    for unit, fanout in zip(graph.units, unit_fanouts(graph), strict=True):
+        if not fits_a_slot(fanout, target):
+            best = max((room for _, room in slot_rooms(target, unit.kind)), default=0)
+            return (
+                f"{unit.name} has {fanout.to_units + fanout.to_dram} streams out and "
+                f"{fanout.from_units + fanout.from_dram} in, the links of a "
+                f"{unit.kind.upper()} slot carry {best} each way"
+            )
+    return None
+
+
+class UnitFanout(NamedTuple):
+    """A unit's streams, as ``fanout_excess`` counts them: out to units and to DRAM, in from
+    units and from DRAM."""
+
+    kind: UnitKind
+    to_units: int
+    to_dram: int
+    from_units: int
+    from_dram: int
+
+
+def unit_fanouts(graph: Graph) -> list[UnitFanout]:
+    """Every unit's streams out and in, to and from units and DRAM (``graph.units`` order)."""
     out = [[0, 0] for _ in graph.units]  # per unit: streams to units, to DRAM
     into = [[0, 0] for _ in graph.units]  # from units, from DRAM
     for stream in graph.streams:
@@ -530,16 +549,29 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
             out[stream.src][stream.dst == DRAM] += 1
         if stream.dst != DRAM:
             into[stream.dst][stream.src == DRAM] += 1
-    for u, unit in enumerate(graph.units):
-        (to_units, to_dram), (from_units, from_dram) = out[u], into[u]
-        if not any(
-            to_units + (0 if edge else to_dram) <= room
-            and from_units + (0 if edge else from_dram) <= room
-            for edge, room in rooms[unit.kind]
-        ):
-            best = max((room for _, room in rooms[unit.kind]), default=0)
-            return (
-                f"{unit.name} has {to_units + to_dram} streams out and {from_units + from_dram} "
-                f"in, the links of a {unit.kind.upper()} slot carry {best} each way"
-            )
-    return None
+    return [
+        UnitFanout(unit.kind, o[0], o[1], n[0], n[1])
+        for unit, o, n in zip(graph.units, out, into, strict=True)
+    ]
+
+
+@functools.cache
+def slot_rooms(target: Target, kind: UnitKind) -> frozenset[tuple[bool, int]]:
+    """The distinct (in column 0, streams its switch's links carry each way) of the slots of a
+    kind (a target has a few: inside the grid, on an edge, in a corner)."""
+    rooms: set[tuple[bool, int]] = set()
+    for x, y in slots(target, kind):
+        links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
+        rooms.add((x == 0, links * target.link_capacity))
+    return frozenset(rooms)
+
+
+@functools.cache
+def fits_a_slot(fanout: UnitFanout, target: Target) -> bool:
+    """Whether a slot of the unit's kind has links for its streams out and in (a DRAM stream
+    of a unit in column 0 uses none of them), see ``fanout_excess``."""
+    return any(
+        fanout.to_units + (0 if edge else fanout.to_dram) <= room
+        and fanout.from_units + (0 if edge else fanout.from_dram) <= room
+        for edge, room in slot_rooms(target, fanout.kind)
+    )
