@@ -117,6 +117,7 @@ class _Partitioner:
         self.seed = seed
         self.known = known
         self.name = section.sym_name.data
+        self.rooms = placement.slot_rooms(target)  # what fanout_excess asks of every piece
         block = section.body.block
         self.block = block
         self.units = [op for op in block.ops if isinstance(op, UnitOp)]
@@ -408,7 +409,7 @@ class _Partitioner:
         recorded = recorded_placement(piece) if self.seed == 0 else None
         if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
             return "routes"  # placed by parallelize-units (seed 0) as it is
-        if placement.fanout_excess(graph, self.target) is not None:
+        if placement.fanout_excess(graph, self.target, self.rooms) is not None:
             return "too many streams"
         try:
             placed = placement.place_and_route(
@@ -583,11 +584,14 @@ class _Partitioner:
             return answer
         if counts is not None:
             assert (counts.i, counts.j) == (i, j)
-            if counts.excess:
-                return "too many streams"
-        graph = self.piece_graph(i, j, ends)
-        if counts is None and placement.fanout_excess(graph, self.target) is not None:
+            excess = counts.excess > 0
+            graph = None
+        else:
+            graph = self.piece_graph(i, j, ends)
+            excess = placement.fanout_excess(graph, self.target, self.rooms) is not None
+        if excess:
             return "too many streams"
+        graph = self.piece_graph(i, j, ends) if graph is None else graph
         try:
             found[j] = placement.place_and_route(
                 graph, self.target, section=f"{self.name}.{k}", seed=self.seed, known=self.known
@@ -651,10 +655,10 @@ class _StreamCounts:
         """Node ``node``'s streams are now ``fanout`` (None: it is no longer in the piece)."""
         old = self.nodes.pop(node, None)
         if old is not None:
-            self.excess -= not placement.fits_a_slot(old, self.cutter.target)
+            self.excess -= not placement.fits_a_slot(old, self.cutter.rooms)
         if fanout is not None:
             self.nodes[node] = fanout
-            self.excess += not placement.fits_a_slot(fanout, self.cutter.target)
+            self.excess += not placement.fits_a_slot(fanout, self.cutter.rooms)
 
     def _buffer(self, w: int) -> None:
         """Count unit ``w``'s result buffer (and the PMUs it chains) again."""

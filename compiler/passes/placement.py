@@ -28,7 +28,6 @@ The algorithm:
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections.abc import Sequence
@@ -142,10 +141,9 @@ def place_and_route(
     if isinstance(placed, Placement):
         return placed
     failed = placed
+    start = greedy_placement(graph, target) if failed is None else []  # the same every attempt
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
-        at = anneal(
-            graph, target, greedy_placement(graph, target), seed=seed + attempt, moves=moves
-        )
+        at = anneal(graph, target, start, seed=seed + attempt, moves=moves)
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
@@ -507,7 +505,7 @@ def _describe(graph: Graph, index: int) -> str:
     return f"{names[0]} -> {names[1]}"
 
 
-def fanout_excess(graph: Graph, target: Target) -> str | None:
+def fanout_excess(graph: Graph, target: Target, rooms: Rooms | None = None) -> str | None:
     """Why ``graph`` cannot be routed whatever the placement, seen without placing it; or None.
 
     Two units never share a switch, so every stream between two units leaves its source's switch
@@ -516,11 +514,13 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
     its own). So a unit needs a slot whose switch's links (``link_capacity`` streams each; 4
     links inside the grid, 3 on an edge, 2 in a corner) carry its streams out, and its streams
     in (the streams that chain a buffer's PMUs count like any other). A necessary condition
-    only: None does not mean that the graph routes.
+    only: None does not mean that the graph routes. ``rooms``: ``slot_rooms(target)``, for a
+    caller that asks often.
     """
+    rooms = slot_rooms(target) if rooms is None else rooms
     for unit, fanout in zip(graph.units, unit_fanouts(graph), strict=True):
-        if not fits_a_slot(fanout, target):
-            best = max((room for _, room in slot_rooms(target, unit.kind)), default=0)
+        if not fits_a_slot(fanout, rooms):
+            best = max((room for _, room in rooms[unit.kind]), default=0)
             return (
                 f"{unit.name} has {fanout.to_units + fanout.to_dram} streams out and "
                 f"{fanout.from_units + fanout.from_dram} in, the links of a "
@@ -555,23 +555,28 @@ def unit_fanouts(graph: Graph) -> list[UnitFanout]:
     ]
 
 
-@functools.cache
-def slot_rooms(target: Target, kind: UnitKind) -> frozenset[tuple[bool, int]]:
-    """The distinct (in column 0, streams its switch's links carry each way) of the slots of a
-    kind (a target has a few: inside the grid, on an edge, in a corner)."""
-    rooms: set[tuple[bool, int]] = set()
-    for x, y in slots(target, kind):
-        links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
-        rooms.add((x == 0, links * target.link_capacity))
-    return frozenset(rooms)
+Rooms = dict[UnitKind, frozenset[tuple[bool, int]]]
+"""Per kind, the distinct (in column 0, streams its switch's links carry each way) of its slots."""
 
 
-@functools.cache
-def fits_a_slot(fanout: UnitFanout, target: Target) -> bool:
+def slot_rooms(target: Target) -> Rooms:
+    """The ``Rooms`` of ``target``'s slots (a target has a few: inside the grid, on an edge, in
+    a corner)."""
+    rooms: Rooms = {}
+    for kind in KINDS:
+        found: set[tuple[bool, int]] = set()
+        for x, y in slots(target, kind):
+            links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
+            found.add((x == 0, links * target.link_capacity))
+        rooms[kind] = frozenset(found)
+    return rooms
+
+
+def fits_a_slot(fanout: UnitFanout, rooms: Rooms) -> bool:
     """Whether a slot of the unit's kind has links for its streams out and in (a DRAM stream
     of a unit in column 0 uses none of them), see ``fanout_excess``."""
     return any(
         fanout.to_units + (0 if edge else fanout.to_dram) <= room
         and fanout.from_units + (0 if edge else fanout.from_dram) <= room
-        for edge, room in slot_rooms(target, fanout.kind)
+        for edge, room in rooms[fanout.kind]
     )
