@@ -264,6 +264,9 @@ class _Allocation:
     _writers_at: list[list[tuple[int, bool]]] = field(default_factory=list)
     """``writers`` by position in ``units`` (``critical_path`` runs over the section for every
     copy it gives: at 12 blocks of GPT-2 small, 1,207 times over 538 units)."""
+    _vectors_at: list[int] = field(default_factory=list)
+    """``vectors`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
+    _levels_seen: list[int] = field(default_factory=list)
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
@@ -326,6 +329,13 @@ class _Allocation:
             self._writers_at = [[(position[w], waits) for w, waits in self.writers[u]]
                                 for u in self.units]  # fmt: skip
         level = [self.level[u] for u in self.units]
+        if len(self._vectors_at) != len(level):
+            self._vectors_at = [self.vectors(u) for u in self.units]
+        else:  # a unit's vectors change with its level only: one or two units a call
+            for i, (now, seen) in enumerate(zip(level, self._levels_seen, strict=True)):
+                if now != seen:
+                    self._vectors_at[i] = self.vectors(self.units[i])
+        self._levels_seen = level
         stages = self.target.pcu_stages
         start: list[int] = []
         end: list[int] = []
@@ -344,7 +354,7 @@ class _Allocation:
                 if end[w] > done:
                     done, done_from = end[w], w
             start.append(at)
-            own = at + self.vectors(u) + stages
+            own = at + self._vectors_at[i] + stages
             if own >= done:
                 end.append(own)
                 before.append((True, at_from))
