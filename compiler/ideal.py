@@ -16,8 +16,8 @@ mapping is judged by something it cannot flatter:
 - the ideal time is the larger of the two; **with residency** the state stays on chip across
   steps when the target's SRAM (every PMU's bytes) holds it, so only the batch crosses DRAM.
 
-torch runs the model once more, eagerly, on a copy (the compiled model's parameters, buffers
-and random state are left alone; the copy shares the parameters' storage).
+torch runs the model once more, eagerly, on a copy whose tensors are fake (shapes only, see
+``counted_flops``; the compiled model's parameters, buffers and random state are left alone).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -114,29 +115,39 @@ def optimizer_flops(optimizer: torch.optim.Optimizer | None) -> int:
 
 def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     """FlopCounterMode's FLOPs of the model's forward (and, in training, the loss's backward) on
-    the example batch, run on a copy of the module.
+    the example batch, run on a copy of the module whose parameters, buffers and batch are fake
+    tensors (``FakeTensorMode``: shapes and dtypes, no data, no arithmetic).
 
-    The copy shares the parameters' storage (new ``Parameter`` objects over the same data, so
-    the gradients land on the copy's): a deep copy of GPT-2 small's 124M parameters was 0.5 GB
-    more peak memory for nothing (a forward does not write its parameters). Buffers, which a
-    forward may update (batch norm's running statistics), are copied."""
+    FlopCounterMode counts from the shapes of each matrix product and convolution, so the count
+    is the one a run on the real tensors gives (test/compiler/test_ideal.py compares both); the
+    real run took 1 to 12 s of a GPT-2 small compile (its backward's products), the fake one
+    takes a fraction of a second. The copy's parameters are new ``Parameter`` objects (the
+    gradients land on the copy's, the model's are left alone), its buffers fakes of the model's
+    (a forward may update them: batch norm's running statistics)."""
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
     memo: dict[int, object] = {
-        id(p): torch.nn.Parameter(p.detach(), requires_grad=p.requires_grad)
+        id(p): torch.nn.Parameter(fake.from_tensor(p.detach()), requires_grad=p.requires_grad)
         for p in spec.module.parameters()
     }
+    memo.update((id(b), fake.from_tensor(b)) for b in spec.module.buffers())
     module = copy.deepcopy(spec.module, memo)
     module.train(not inference)
+
+    def faked(values: tuple[object, ...]) -> list[object]:
+        return [fake.from_tensor(v) if isinstance(v, torch.Tensor) else v for v in values]
+
+    inputs, targets = faked(spec.example_inputs), faked(spec.example_targets)
     counter = FlopCounterMode(display=False)
     # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
     # counts (it has no count for the CPU's fused attention kernel).
-    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), counter:
+    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), fake, counter:
         if inference:
             with torch.no_grad():
-                module(*spec.example_inputs)
+                module(*inputs)
         else:
             assert spec.loss_fn is not None
-            outputs = module(*spec.example_inputs)
-            loss = spec.loss_fn(outputs, *spec.example_targets)
+            outputs = module(*inputs)
+            loss = spec.loss_fn(outputs, *targets)
             if loss.requires_grad:  # a model with nothing to train has no backward to count
                 loss.backward()
     return int(counter.get_total_flops())

@@ -18,8 +18,9 @@ parallelize-units) counts its copies as PCUs and the PMUs of the buffers it read
 and other units is placed like any other (its copies and multicast streams in the section's
 graph, ``ir_helpers.section_graph``), a piece holding it alone with its structured layout
 (``parallel_layout``).
-A candidate piece ``fanout_excess`` rules out is not even built: its streams are counted on the
-section (``piece_graph``).
+A candidate piece is not even built: its streams are counted on the section (``piece_graph``;
+walking down from the longest piece, one unit fewer at a time, ``_StreamCounts``) and it is placed
+on that graph; only the piece chosen is built (one holding a parallel unit is built to be placed).
 
 A section parallelize-units balanced arrives with the placement it found for it (seed 0),
 taken as it is when the pass's seed is 0 and the section still fits it
@@ -116,6 +117,7 @@ class _Partitioner:
         self.seed = seed
         self.known = known
         self.name = section.sym_name.data
+        self.rooms = placement.slot_rooms(target)  # what fanout_excess asks of every piece
         block = section.body.block
         self.block = block
         self.units = [op for op in block.ops if isinstance(op, UnitOp)]
@@ -177,6 +179,16 @@ class _Partitioner:
             for u in self.units
         ]
         self._yielded = [self.out[u] in self._named for u in self.units]
+        # The arguments the section yields as they are (the last piece loads and stores them).
+        self.passed_through: list[BlockArgument] = list(
+            dict.fromkeys(
+                v.owner.source
+                for v, _ in self.results
+                if isinstance(v.owner, BufferOp)
+                and v.owner not in self.writer
+                and isinstance(v.owner.source, BlockArgument)
+            )
+        )
 
     def fail(self, message: str) -> PassFailedException:
         return PassFailedException(f"section '{self.name}': {message}")
@@ -397,7 +409,7 @@ class _Partitioner:
         recorded = recorded_placement(piece) if self.seed == 0 else None
         if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
             return "routes"  # placed by parallelize-units (seed 0) as it is
-        if placement.fanout_excess(graph, self.target) is not None:
+        if placement.fanout_excess(graph, self.target, self.rooms) is not None:
             return "too many streams"
         try:
             placed = placement.place_and_route(
@@ -514,29 +526,35 @@ class _Partitioner:
         the earlier pieces end).
 
         Pieces are tried from the longest down, one unit shorter each time; one that
-        ``placement.fanout_excess`` rules out costs no placement, and is not even built (its
-        streams counted on this section, ``piece_graph``). After ``SHRINK_MISSES``
+        ``placement.fanout_excess`` rules out costs no placement (its streams counted one unit
+        fewer at a time, ``_StreamCounts``). After ``SHRINK_MISSES``
         placed pieces that did not route, the rest of the range is searched by galloping up
         from one unit (1, 2, 4... units more) and bisecting between the longest piece that
-        routed and the shortest that did not.
+        routed and the shortest that did not. A candidate is placed on its graph
+        (``piece_graph``) and only the piece chosen is built (one holding a parallel unit is
+        built to be judged).
         """
+        found: dict[int, SectionOp | placement.Placement] = {}
 
-        pieces: dict[int, SectionOp] = {}
-
-        def verdict(j: int) -> Verdict:
+        def verdict(j: int, counts: _StreamCounts | None = None) -> Verdict:
             piece_ends = {**ends, **dict.fromkeys(self.units[i:j], j)}
-            parallel = any(u.parallel is not None for u in self.units[i:j])
-            graph = None if parallel else self.piece_graph(i, j, piece_ends)
-            if graph is not None and placement.fanout_excess(graph, self.target) is not None:
-                return "too many streams"  # ruled out before building it
-            pieces[j] = self.build(k, i, j, piece_ends)
-            return self.verdict(pieces[j])
+            return self.judge(k, i, j, piece_ends, found, counts)
 
         bad, misses = most + 1, 0
+        counts: _StreamCounts | None = None
+        first_parallel = next(
+            (p for p in range(i, most) if self.units[p].parallel is not None), most
+        )
         while bad - 1 > i and misses < SHRINK_MISSES:
-            answer = verdict(bad - 1)
+            j = bad - 1
+            if j <= first_parallel:  # counted from the longest piece without one, then shorter
+                if counts is None:
+                    counts = _StreamCounts(self, i, j)
+                else:
+                    counts.drop_last()
+            answer = verdict(j, counts if j <= first_parallel else None)
             if answer == "routes":
-                return bad - 1, pieces[bad - 1]
+                return j, self.piece(k, i, j, ends, found[j])
             bad -= 1
             misses += answer == "unroutable"
         good = _last_true(i, bad, lambda j: verdict(j) == "routes")
@@ -545,7 +563,152 @@ class _Partitioner:
                 f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
                 f"'{self.target.name}'"
             )
-        return good, pieces[good]
+        return good, self.piece(k, i, good, ends, found[good])
+
+    def judge(
+        self,
+        k: int,
+        i: int,
+        j: int,
+        ends: dict[UnitOp, int],
+        found: dict[int, SectionOp | placement.Placement],
+        counts: _StreamCounts | None = None,
+    ) -> Verdict:
+        """Whether piece ``k`` of units ``i..j-1`` routes (``ends``: where every unit up to
+        ``j`` ends), its placement (or the piece built and placed, for one holding a parallel
+        unit) then kept in ``found[j]``; ``counts``: its streams counted, if they are."""
+        if any(u.parallel is not None for u in self.units[i:j]):
+            piece = self.build(k, i, j, ends)
+            answer = self.verdict(piece)
+            found[j] = piece
+            return answer
+        if counts is not None:
+            assert (counts.i, counts.j) == (i, j)
+            excess = counts.excess > 0
+            graph = None
+        else:
+            graph = self.piece_graph(i, j, ends)
+            excess = placement.fanout_excess(graph, self.target, self.rooms) is not None
+        if excess:
+            return "too many streams"
+        graph = self.piece_graph(i, j, ends) if graph is None else graph
+        try:
+            found[j] = placement.place_and_route(
+                graph, self.target, section=f"{self.name}.{k}", seed=self.seed, known=self.known
+            )
+        except placement.PlacementError:
+            return "unroutable"
+        return "routes"
+
+    def piece(
+        self,
+        k: int,
+        i: int,
+        j: int,
+        ends: dict[UnitOp, int],
+        judged: SectionOp | placement.Placement,
+    ) -> SectionOp:
+        """Piece ``k`` of units ``i..j-1`` as ``judge`` found it routes: the piece it built, or
+        the piece built now with the placement it found recorded on it."""
+        if isinstance(judged, SectionOp):
+            return judged
+        piece = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
+        record_placement(piece, judged)
+        return piece
+
+
+class _StreamCounts:
+    """The streams into and out of every unit of the piece of units ``i..j-1`` (no parallel
+    unit), counted as ``fanout_excess`` counts them on its ``piece_graph``, and how many units
+    no slot has the links for (``excess``), kept as the piece loses its last unit
+    (``drop_last``): the walk down from the longest piece costs the units it drops, not the
+    piece's graph at every step.
+
+    The nodes are the piece's loads (by the argument or earlier unit they load), each unit's
+    PCU and result buffer, and the more PMUs a buffer spanning several chains. Dropping unit
+    ``k`` changes only the buffers and loads it reads: their readers, whether a result is now
+    read after the piece (stored), whether a buffer it reads out of order stays whole (its PMUs),
+    and at the section's end the loads of the arguments it yields as they are."""
+
+    def __init__(self, cutter: _Partitioner, i: int, j: int) -> None:
+        self.cutter = cutter
+        self.i, self.j = i, j
+        self.nodes: dict[tuple[object, ...], placement.UnitFanout] = {}
+        self.excess = 0
+        self.readers: dict[tuple[object, ...], int] = {}
+        self.chain: dict[int, int] = {}  # a buffer -> its PMUs in the piece
+        for k in range(i, j):
+            self._set(("pcu", k), placement.UnitFanout("pcu", 1, 0, len(cutter._reads[k]), 0))
+            for key in self._read_keys(k):
+                self.readers[key] = self.readers.get(key, 0) + 1
+        for k in range(i, j):
+            self._buffer(k)
+        for what in [key[1] for key in self.readers if key[0] == "load"]:
+            self._load(what)
+        for what in cutter.passed_through if j == len(cutter.units) else ():
+            self._load(what)
+
+    def _read_keys(self, k: int) -> list[tuple[object, ...]]:
+        return [("buf", w) if w >= self.i else ("load", what) for w, what in self.cutter._reads[k]]
+
+    def _set(self, node: tuple[object, ...], fanout: placement.UnitFanout | None) -> None:
+        """Node ``node``'s streams are now ``fanout`` (None: it is no longer in the piece)."""
+        old = self.nodes.pop(node, None)
+        if old is not None:
+            self.excess -= not placement.fits_a_slot(old, self.cutter.rooms)
+        if fanout is not None:
+            self.nodes[node] = fanout
+            self.excess += not placement.fits_a_slot(fanout, self.cutter.rooms)
+
+    def _buffer(self, w: int) -> None:
+        """Count unit ``w``'s result buffer (and the PMUs it chains) again."""
+        c = self.cutter
+        unit = c.units[w]
+        held = c.held_pmus(unit, self.i, self.j)
+        stored = c._yielded[w] or c.last_reader.get(unit, -1) >= self.j
+        readers = self.readers.get(("buf", w), 0) + (held > 1)
+        self._set(("buf", w), placement.UnitFanout("pmu", readers, int(stored), 1, 0))
+        for m in range(held, self.chain.get(w, 1)):
+            self._set(("more", w, m), None)
+        for m in range(1, held):
+            self._set(("more", w, m), placement.UnitFanout("pmu", int(m < held - 1), 0, 1, 0))
+        self.chain[w] = held
+
+    def _load(self, what: object) -> None:
+        """Count the load of ``what`` (an argument, or an earlier piece's unit) again."""
+        readers = self.readers.get(("load", what), 0)
+        kept = self.j == len(self.cutter.units) and what in self.cutter.passed_through
+        fanout = placement.UnitFanout("pmu", readers, int(kept), 0, 1)
+        self._set(("load", what), fanout if readers or kept else None)
+
+    def drop_last(self) -> None:
+        """The piece loses its last unit."""
+        c = self.cutter
+        k = self.j - 1
+        assert k > self.i
+        was_whole = self.j == len(c.units)
+        self.j = k
+        self._set(("pcu", k), None)
+        self._set(("buf", k), None)
+        for m in range(1, self.chain.pop(k, 1)):
+            self._set(("more", k, m), None)
+        buffers: set[int] = set()
+        loads: set[object] = set(c.passed_through) if was_whole else set()
+        for key in self._read_keys(k):
+            self.readers[key] -= 1
+            if key[0] == "buf":
+                assert isinstance(key[1], int)
+                buffers.add(key[1])
+            else:
+                loads.add(key[1])
+        for w in buffers:
+            self._buffer(w)
+        for what in loads:
+            self._load(what)
+
+    def fanouts(self) -> list[placement.UnitFanout]:
+        """Every node's streams (tests compare them with ``piece_graph``'s)."""
+        return list(self.nodes.values())
 
 
 def _last_true(good: int, bad: int, ok: Callable[[int], bool]) -> int:

@@ -32,7 +32,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 
@@ -141,10 +141,9 @@ def place_and_route(
     if isinstance(placed, Placement):
         return placed
     failed = placed
+    start = greedy_placement(graph, target) if failed is None else []  # the same every attempt
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
-        at = anneal(
-            graph, target, greedy_placement(graph, target), seed=seed + attempt, moves=moves
-        )
+        at = anneal(graph, target, start, seed=seed + attempt, moves=moves)
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
@@ -506,7 +505,7 @@ def _describe(graph: Graph, index: int) -> str:
     return f"{names[0]} -> {names[1]}"
 
 
-def fanout_excess(graph: Graph, target: Target) -> str | None:
+def fanout_excess(graph: Graph, target: Target, rooms: Rooms | None = None) -> str | None:
     """Why ``graph`` cannot be routed whatever the placement, seen without placing it; or None.
 
     Two units never share a switch, so every stream between two units leaves its source's switch
@@ -515,14 +514,34 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
     its own). So a unit needs a slot whose switch's links (``link_capacity`` streams each; 4
     links inside the grid, 3 on an edge, 2 in a corner) carry its streams out, and its streams
     in (the streams that chain a buffer's PMUs count like any other). A necessary condition
-    only: None does not mean that the graph routes.
+    only: None does not mean that the graph routes. ``rooms``: ``slot_rooms(target)``, for a
+    caller that asks often.
     """
-    cap = target.link_capacity
-    rooms: dict[UnitKind, set[tuple[bool, int]]] = {"pcu": set(), "pmu": set()}
-    for kind, found in rooms.items():
-        for x, y in slots(target, kind):
-            links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
-            found.add((x == 0, links * cap))
+    rooms = slot_rooms(target) if rooms is None else rooms
+    for unit, fanout in zip(graph.units, unit_fanouts(graph), strict=True):
+        if not fits_a_slot(fanout, rooms):
+            best = max((room for _, room in rooms[unit.kind]), default=0)
+            return (
+                f"{unit.name} has {fanout.to_units + fanout.to_dram} streams out and "
+                f"{fanout.from_units + fanout.from_dram} in, the links of a "
+                f"{unit.kind.upper()} slot carry {best} each way"
+            )
+    return None
+
+
+class UnitFanout(NamedTuple):
+    """A unit's streams, as ``fanout_excess`` counts them: out to units and to DRAM, in from
+    units and from DRAM."""
+
+    kind: UnitKind
+    to_units: int
+    to_dram: int
+    from_units: int
+    from_dram: int
+
+
+def unit_fanouts(graph: Graph) -> list[UnitFanout]:
+    """Every unit's streams out and in, to and from units and DRAM (``graph.units`` order)."""
     out = [[0, 0] for _ in graph.units]  # per unit: streams to units, to DRAM
     into = [[0, 0] for _ in graph.units]  # from units, from DRAM
     for stream in graph.streams:
@@ -530,16 +549,34 @@ def fanout_excess(graph: Graph, target: Target) -> str | None:
             out[stream.src][stream.dst == DRAM] += 1
         if stream.dst != DRAM:
             into[stream.dst][stream.src == DRAM] += 1
-    for u, unit in enumerate(graph.units):
-        (to_units, to_dram), (from_units, from_dram) = out[u], into[u]
-        if not any(
-            to_units + (0 if edge else to_dram) <= room
-            and from_units + (0 if edge else from_dram) <= room
-            for edge, room in rooms[unit.kind]
-        ):
-            best = max((room for _, room in rooms[unit.kind]), default=0)
-            return (
-                f"{unit.name} has {to_units + to_dram} streams out and {from_units + from_dram} "
-                f"in, the links of a {unit.kind.upper()} slot carry {best} each way"
-            )
-    return None
+    return [
+        UnitFanout(unit.kind, o[0], o[1], n[0], n[1])
+        for unit, o, n in zip(graph.units, out, into, strict=True)
+    ]
+
+
+Rooms = dict[UnitKind, frozenset[tuple[bool, int]]]
+"""Per kind, the distinct (in column 0, streams its switch's links carry each way) of its slots."""
+
+
+def slot_rooms(target: Target) -> Rooms:
+    """The ``Rooms`` of ``target``'s slots (a target has a few: inside the grid, on an edge, in
+    a corner)."""
+    rooms: Rooms = {}
+    for kind in KINDS:
+        found: set[tuple[bool, int]] = set()
+        for x, y in slots(target, kind):
+            links = (x > 0) + (x < target.cols) + (y > 0) + (y < target.rows)
+            found.add((x == 0, links * target.link_capacity))
+        rooms[kind] = frozenset(found)
+    return rooms
+
+
+def fits_a_slot(fanout: UnitFanout, rooms: Rooms) -> bool:
+    """Whether a slot of the unit's kind has links for its streams out and in (a DRAM stream
+    of a unit in column 0 uses none of them), see ``fanout_excess``."""
+    return any(
+        fanout.to_units + (0 if edge else fanout.to_dram) <= room
+        and fanout.from_units + (0 if edge else fanout.from_dram) <= room
+        for edge, room in rooms[fanout.kind]
+    )

@@ -27,28 +27,20 @@ Link = tuple[Coord, Coord]
 
 def xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
     """The switches from ``a`` to ``b`` along X first, then along Y."""
-    x, y = a
-    hops = [a]
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    return tuple(hops)
+    (ax, ay), (bx, by) = a, b
+    sx = 1 if bx >= ax else -1
+    sy = 1 if by >= ay else -1
+    return tuple([(x, ay) for x in range(ax, bx + sx, sx)]
+                 + [(bx, y) for y in range(ay + sy, by + sy, sy)])  # fmt: skip
 
 
 def yx_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
     """The switches from ``a`` to ``b`` along Y first, then along X."""
-    x, y = a
-    hops = [a]
-    while y != b[1]:
-        y += _step(y, b[1])
-        hops.append((x, y))
-    while x != b[0]:
-        x += _step(x, b[0])
-        hops.append((x, y))
-    return tuple(hops)
+    (ax, ay), (bx, by) = a, b
+    sx = 1 if bx >= ax else -1
+    sy = 1 if by >= ay else -1
+    return tuple([(ax, y) for y in range(ay, by + sy, sy)]
+                 + [(x, by) for x in range(ax + sx, bx + sx, sx)])  # fmt: skip
 
 
 def links(hops: Sequence[Coord]) -> list[Link]:
@@ -74,20 +66,25 @@ class Router:
 
     def has_room(self, hops: Sequence[Coord]) -> bool:
         """Whether every link of ``hops`` carries fewer streams than its capacity."""
-        cap = self.target.link_capacity
-        return all(self.usage.get(link, 0) < cap for link in links(hops))
+        cap, usage = self.target.link_capacity, self.usage
+        return all(usage.get(link, 0) < cap for link in zip(hops, hops[1:], strict=False))
 
     def path(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
         """A route from switch ``a`` to switch ``b`` over links with room left (X then Y, Y then
         X, the shortest detour), or None if there is none. Does not take it."""
-        for hops in (xy_path(a, b), yx_path(a, b)):
+        hops = xy_path(a, b)
+        if self.has_room(hops):
+            return hops
+        if a[0] != b[0] and a[1] != b[1]:  # else Y then X is the same route
+            hops = yx_path(a, b)
             if self.has_room(hops):
                 return hops
         return self.detour(a, b)
 
     def detour(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
         """The shortest route from ``a`` to ``b`` over links with room left (breadth first)."""
-        target = self.target
+        cols, rows, cap = self.target.cols, self.target.rows, self.target.link_capacity
+        usage = self.usage
         parent: dict[Coord, Coord] = {a: a}
         queue = deque([a])
         while queue:
@@ -99,9 +96,9 @@ class Router:
                 return tuple(reversed(hops))
             x, y = p
             for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
-                if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
+                if q in parent or not (0 <= q[0] <= cols and 0 <= q[1] <= rows):
                     continue
-                if self.usage.get((p, q), 0) >= target.link_capacity:
+                if usage.get((p, q), 0) >= cap:
                     continue
                 parent[q] = p
                 queue.append(q)
@@ -111,12 +108,9 @@ class Router:
         """Count one stream on every link of ``hops`` (once a link, should it pass one twice);
         the first link that it takes over capacity, or None."""
         over = None
-        for link in dict.fromkeys(links(hops)):
-            self.usage[link] = self.usage.get(link, 0) + 1
-            if over is None and self.usage[link] > self.target.link_capacity:
+        cap, usage = self.target.link_capacity, self.usage
+        for link in dict.fromkeys(zip(hops, hops[1:], strict=False)):
+            n = usage[link] = usage.get(link, 0) + 1
+            if over is None and n > cap:
                 over = link
         return over
-
-
-def _step(a: int, b: int) -> int:
-    return (b > a) - (b < a)

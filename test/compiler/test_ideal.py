@@ -1,0 +1,67 @@
+"""The ideal's FLOP count (``compiler.ideal.counted_flops``): FlopCounterMode run on fake tensors
+counts what it counts on the real ones, and leaves the model alone."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from compiler.frontend import ModelSpec
+from compiler.ideal import counted_flops
+from tools.cli import model_namespace
+from tools.model_file import load_model_file
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example_spec(name: str, extra: list[str], *, inference: bool) -> ModelSpec:
+    model_file = load_model_file(EXAMPLES / name / "model.py")
+    shared = {"batch_size": 2, "seed": 0, "epoch": 0, "debug": False}
+    args = model_namespace(model_file, extra, shared)
+    torch.manual_seed(0)
+    return model_file.spec(model_file.call("model", args), args, inference=inference)
+
+
+def real_flops(spec: ModelSpec, *, inference: bool) -> int:
+    """FlopCounterMode on a deep copy of the model with its real tensors (the reference)."""
+    module = copy.deepcopy(spec.module).train(not inference)
+    counter = FlopCounterMode(display=False)
+    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), counter:
+        if inference:
+            with torch.no_grad():
+                module(*spec.example_inputs)
+        else:
+            assert spec.loss_fn is not None
+            loss = spec.loss_fn(module(*spec.example_inputs), *spec.example_targets)
+            loss.backward()
+    return int(counter.get_total_flops())
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("mlp", []),
+        ("lenet", []),  # convolutions (and their backward)
+        ("resnet", ["--width", "4"]),  # batch norm: buffers a training forward updates
+        ("gpt", ["--n-layer", "1"]),  # attention in math form, embeddings
+        ("hf_gpt2", ["--dropout", "0.1"]),  # transformers' GPT-2, dropout on
+        ("hf_llama", []),  # rotary embeddings (a non-persistent buffer)
+    ],
+)
+@pytest.mark.parametrize("inference", [False, True])
+def test_fake_tensors_count_the_flops_of_the_real_ones(
+    name: str, extra: list[str], inference: bool
+) -> None:
+    spec = example_spec(name, extra, inference=inference)
+    state = {k: v.clone() for k, v in spec.module.state_dict().items()}
+    counted = counted_flops(spec, inference=inference)
+    assert counted == real_flops(spec, inference=inference) > 0
+    # The model is left alone: its tensors, their gradients, its mode.
+    for key, value in spec.module.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert all(p.grad is None for p in spec.module.parameters())
