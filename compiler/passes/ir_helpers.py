@@ -219,7 +219,9 @@ def multicast_groups(unit: UnitOp, port: int) -> list[tuple[int, ...]]:
 def section_graph(section: SectionOp) -> SectionGraph:
     """The units of ``section`` in dataflow order and its streams: a buffer's fill (from DRAM or
     its PCU), every PCU input port, every yielded buffer's store to DRAM, and a chain of streams
-    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route).
+    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route). A
+    stream into register ports (``UnitOp.is_register_port``) is marked ``scalar``: it travels
+    the scalar network on a target that has one.
 
     A parallel unit (``parallel [...]``) beside other units is ``P`` PCUs, copy 0 at the unit's
     index and copies 1.. after the banks. Each of its copies writes its result into one PMU of
@@ -287,16 +289,19 @@ def section_graph(section: SectionOp) -> SectionGraph:
                 owner = value.owner
                 assert isinstance(owner, BufferOp)
                 sources = pmus_of[owner]
+                register = op.is_register_port(port)
                 for g, group in enumerate(multicast_groups(op, port)):
                     previous = sources[g % len(sources)]
+                    scalar = previous if register else None
                     for k in group:
-                        streams.append(Stream(previous, copies_of[op][k]))
+                        streams.append(Stream(previous, copies_of[op][k], scalar))
                         sinks.append(Sink("leg", op, port, group))
                         previous = copies_of[op][k]
         else:
             for port, value in enumerate(op.inputs):
                 what = f"input {port} of pcu.unit @{op.sym_name.data}"
-                streams.append(Stream(buffer_of(value, what), i))
+                b = buffer_of(value, what)
+                streams.append(Stream(b, i, b if op.is_register_port(port) else None))
                 sinks.append(Sink("port", op, port))
     stored: set[int] = set()
     for k, value in enumerate(section.yield_op.values):

@@ -242,8 +242,8 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
 
     router = Router(target)
 
-    def take(hops: Sequence[Coord], what: str) -> None:
-        over = router.take(hops)
+    def take(hops: Sequence[Coord], what: str, scalar: int | None = None) -> None:
+        over = router.take(hops, scalar)
         if over is not None:
             raise PlacementError(
                 f"{where} cannot be routed on target '{target.name}': {what} overloads link "
@@ -261,6 +261,9 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
             key = tuple(index[c] for c in split if port.strides[c] != 0)
             groups.setdefault(key, []).append(k)
         sources = [0] * len(pmus[port.buffer])  # streams leaving each PMU of the buffer
+        # A register port's stream is on the scalar network (a 0-d buffer: one PMU).
+        register = rules.register_problem(spec.space, port.strides, indexed=False) is None
+        scalar = port.buffer if register else None
         for members in groups.values():
             order = [copies[k] for k in sorted(members, key=lambda k: grid[k])]
             src, enter = _source(pmus[port.buffer], sources, order)
@@ -271,7 +274,7 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
             else:
                 seq = order[enter:] + order[enter - 1 :: -1]
             path = _path([pmus[port.buffer][src], *seq])
-            take(path, f"the stream of input {p}")
+            take(path, f"the stream of input {p}", scalar)
             streams.append(Multicast(p, tuple(sorted(members)), path))
 
     # Outputs: nearest pairs of a copy and a PMU of its result buffer with room first.

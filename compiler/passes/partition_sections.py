@@ -162,8 +162,12 @@ class _Partitioner:
         # Per unit, in plain values (``sources`` and ``piece_graph`` ask about every candidate
         # piece): what each of its inputs reads, ``(writer's index, writer)`` for a unit's
         # result and ``(-1, block argument)`` for an argument; its and its buffer's names; and
-        # whether its piece yields its result whatever the cut (a section result).
+        # whether its piece yields its result whatever the cut (a section result); and which of
+        # its inputs are register ports (their streams on the scalar network).
         self._reads: list[list[tuple[int, object]]] = []
+        self._registers = [
+            [u.is_register_port(k) for k in range(len(u.inputs))] for u in self.units
+        ]
         for u in self.units:
             reads: list[tuple[int, object]] = []
             for value in u.inputs:
@@ -452,9 +456,9 @@ class _Partitioner:
             me = first + 2 * (k - i)
             pcu, buffer = self._labels[k]
             units.append(placement.Unit(pcu, "pcu"))
-            for w, what in self._reads[k]:
+            for (w, what), register in zip(self._reads[k], self._registers[k], strict=True):
                 src = first + 2 * (w - i) + 1 if w >= i else load_of[what]
-                streams.append(placement.Stream(src, me))
+                streams.append(placement.Stream(src, me, src if register else None))
             streams.append(placement.Stream(me, me + 1))
             units.append(placement.Unit(buffer, "pmu"))
             count = self.held_pmus(self.units[k], i, j)

@@ -5,11 +5,19 @@ two adjacent switches and carries at most ``target.link_capacity`` streams (as
 ``runtime.pef.validate`` checks). A route is the tuple of switches a stream passes, each
 adjacent to the next.
 
-A ``Router`` holds the links one section's streams use so far. ``Router.path`` finds a
-point-to-point route with room left: X then Y, else Y then X, else the shortest detour over the
-links with room left (breadth first); ``Router.take`` counts a route on its links. Both placers
-use it: ``placement`` for the annealed sections, ``parallel_layout`` for a parallel unit's
-(whose multicast streams, one path through many switches, it takes as they are).
+A stream into a register port (one word, read once when the section starts) travels the
+scalar network instead, on a target that has one (``runtime.machine.rules.on_scalar_network``):
+its links are the same switches' but apart, and carry the values of at most
+``target.scalar_link_capacity`` PMUs each, the routes of one PMU's registers sharing a track
+(``rules.link_loads``, the validator's count). Such a stream is routed with ``scalar`` set to
+the PMU it carries the value of.
+
+A ``Router`` holds the links one section's streams use so far, on both networks.
+``Router.path`` finds a point-to-point route with room left: X then Y, else Y then X, else the
+shortest detour over the links with room left (breadth first); ``Router.take`` counts a route on
+its links. Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
+a parallel unit's (whose multicast streams, one path through many switches, it takes as they
+are).
 """
 
 from __future__ import annotations
@@ -66,26 +74,40 @@ def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
 
 
 class Router:
-    """The links a section's streams use so far, on ``target``'s switch grid."""
+    """The links a section's streams use so far, on ``target``'s switch grid: the vector
+    network's (streams a link) and the scalar network's (the PMUs whose values a link carries)."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.usage: dict[Link, int] = {}
+        self.scalars: dict[Link, set[int]] = {}
 
-    def has_room(self, hops: Sequence[Coord]) -> bool:
-        """Whether every link of ``hops`` carries fewer streams than its capacity."""
-        cap = self.target.link_capacity
-        return all(self.usage.get(link, 0) < cap for link in links(hops))
+    def on_scalar(self, scalar: int | None) -> bool:
+        """Whether a stream carrying PMU ``scalar``'s register value (None: a vector stream)
+        goes on the scalar network: the target has one."""
+        return scalar is not None and self.target.scalar_link_capacity > 0
 
-    def path(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
+    def room(self, link: Link, scalar: int | None = None) -> bool:
+        """Whether ``link`` has room for one more stream (carrying PMU ``scalar``'s register
+        value, or None)."""
+        if self.on_scalar(scalar):
+            held = self.scalars.get(link, ())
+            return scalar in held or len(held) < self.target.scalar_link_capacity
+        return self.usage.get(link, 0) < self.target.link_capacity
+
+    def has_room(self, hops: Sequence[Coord], scalar: int | None = None) -> bool:
+        """Whether every link of ``hops`` has room for the stream."""
+        return all(self.room(link, scalar) for link in links(hops))
+
+    def path(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
         """A route from switch ``a`` to switch ``b`` over links with room left (X then Y, Y then
         X, the shortest detour), or None if there is none. Does not take it."""
         for hops in (xy_path(a, b), yx_path(a, b)):
-            if self.has_room(hops):
+            if self.has_room(hops, scalar):
                 return hops
-        return self.detour(a, b)
+        return self.detour(a, b, scalar)
 
-    def detour(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
+    def detour(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
         """The shortest route from ``a`` to ``b`` over links with room left (breadth first)."""
         target = self.target
         parent: dict[Coord, Coord] = {a: a}
@@ -101,19 +123,26 @@ class Router:
             for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
                 if q in parent or not (0 <= q[0] <= target.cols and 0 <= q[1] <= target.rows):
                     continue
-                if self.usage.get((p, q), 0) >= target.link_capacity:
+                if not self.room((p, q), scalar):
                     continue
                 parent[q] = p
                 queue.append(q)
         return None
 
-    def take(self, hops: Sequence[Coord]) -> Link | None:
-        """Count one stream on every link of ``hops`` (once a link, should it pass one twice);
-        the first link that it takes over capacity, or None."""
+    def take(self, hops: Sequence[Coord], scalar: int | None = None) -> Link | None:
+        """Count one stream (carrying PMU ``scalar``'s register value, or None) on every link
+        of ``hops`` (once a link, should it pass one twice); the first link that it takes over
+        capacity, or None."""
         over = None
         for link in dict.fromkeys(links(hops)):
-            self.usage[link] = self.usage.get(link, 0) + 1
-            if over is None and self.usage[link] > self.target.link_capacity:
+            if self.on_scalar(scalar):
+                assert scalar is not None
+                fits = self.room(link, scalar)
+                self.scalars.setdefault(link, set()).add(scalar)
+            else:
+                fits = self.room(link)
+                self.usage[link] = self.usage.get(link, 0) + 1
+            if over is None and not fits:
                 over = link
         return over
 
