@@ -397,7 +397,7 @@ class _Partitioner:
             except placement.PlacementError:
                 return "unroutable"
             return "routes"
-        graph = section_graph(piece).graph
+        graph = section_graph(piece, self.target).graph
         recorded = recorded_placement(piece) if self.seed == 0 else None
         if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
             return "routes"  # placed by parallelize-units (seed 0) as it is
@@ -431,7 +431,8 @@ class _Partitioner:
         return 1
 
     def piece_graph(self, i: int, j: int, ends: dict[UnitOp, int]) -> placement.Graph:
-        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order)
+        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order;
+        no weights)
         computed from this section as it is, cloning nothing: what ``placement.fanout_excess``
         judges a piece by, so that a piece it rules out is never built. Not for a parallel
         unit's piece (its buffers span the PMUs ``parallel_layout`` gives them)."""

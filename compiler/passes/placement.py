@@ -80,6 +80,9 @@ class Stream:
     """A stream into register ports (``runtime.machine.rules.register_problem``): the unit
     index of the PMU whose value it carries; it travels the scalar network on a target that has
     one (``Router``). None: a vector stream."""
+    weight: int = 0
+    """The bytes it moves in one run, as the performance model counts them (0: not known);
+    the router keeps heavy streams off each other's links where it can (``Router.path``)."""
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def place_and_route(
         moves = default_moves(len(graph.units))
     key = (
         tuple(unit.kind for unit in graph.units),
-        tuple((stream.src, stream.dst, stream.scalar) for stream in graph.streams),
+        tuple((s.src, s.dst, s.scalar, s.weight) for s in graph.streams),
         target,
         seed,
         moves,
@@ -445,10 +448,10 @@ def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord
     for index, stream in enumerate(graph.streams):
         a = endpoint_switch(at, stream, stream.src)
         b = endpoint_switch(at, stream, stream.dst)
-        hops = router.path(a, b, stream.scalar)
+        hops = router.path(a, b, stream.scalar, stream.weight)
         if hops is None:
             raise _Unroutable(index)
-        router.take(hops, stream.scalar)
+        router.take(hops, stream.scalar, stream.weight)
         routes.append(hops)
     return routes
 

@@ -15,7 +15,14 @@ the PMU it carries the value of.
 A ``Router`` holds the links one section's streams use so far, on both networks.
 ``Router.path`` finds a point-to-point route with room left: X then Y, else Y then X, else the
 shortest detour over the links with room left (breadth first); ``Router.take`` counts a route on
-its links. Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
+its links. A stream that moves bytes (its ``weight``, the bytes the performance model counts on
+its route) takes whichever of X-then-Y and Y-then-X has the less busy busiest link, counting
+the bytes of the streams routed before it: the model shares a link's bandwidth among its
+streams, so two heavy streams sharing a link when another route of the same length would spare
+it set the section's time (HF GPT-2's backward on sn10: two 2.9 MB streams into the copies of
+one matmul down one column, 109k cycles of link time; 71k apart).
+
+Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
 a parallel unit's (whose multicast streams, one path through many switches, it takes as they
 are).
 """
@@ -81,6 +88,9 @@ class Router:
         self.target = target
         self.usage: dict[Link, int] = {}
         self.scalars: dict[Link, set[int]] = {}
+        self.bytes: dict[Link, int] = {}
+        """The bytes the vector streams taken so far move over each link in one run (their
+        ``weight``s): the performance model's link rule shares a link's bandwidth among them."""
 
     def on_scalar(self, scalar: int | None) -> bool:
         """Whether a stream carrying PMU ``scalar``'s register value (None: a vector stream)
@@ -99,13 +109,24 @@ class Router:
         """Whether every link of ``hops`` has room for the stream."""
         return all(self.room(link, scalar) for link in links(hops))
 
-    def path(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
+    def busiest(self, hops: Sequence[Coord]) -> int:
+        """The most bytes a link of ``hops`` moves so far."""
+        return max((self.bytes.get(link, 0) for link in links(hops)), default=0)
+
+    def path(
+        self, a: Coord, b: Coord, scalar: int | None = None, weight: int = 0
+    ) -> tuple[Coord, ...] | None:
         """A route from switch ``a`` to switch ``b`` over links with room left (X then Y, Y then
-        X, the shortest detour), or None if there is none. Does not take it."""
-        for hops in (xy_path(a, b), yx_path(a, b)):
-            if self.has_room(hops, scalar):
-                return hops
-        return self.detour(a, b, scalar)
+        X, the shortest detour), or None if there is none. Does not take it. A stream that moves
+        bytes (``weight`` > 0) takes Y then X instead of X then Y when that route's busiest
+        link moves fewer bytes so far: two heavy streams do not share a link that another
+        route of the same length would spare them."""
+        options = [h for h in (xy_path(a, b), yx_path(a, b)) if self.has_room(h, scalar)]
+        if not options:
+            return self.detour(a, b, scalar)
+        if weight <= 0 or scalar is not None:
+            return options[0]
+        return min(options, key=self.busiest)  # the first (X then Y) on a tie
 
     def detour(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
         """The shortest route from ``a`` to ``b`` over links with room left (breadth first)."""
@@ -129,10 +150,12 @@ class Router:
                 queue.append(q)
         return None
 
-    def take(self, hops: Sequence[Coord], scalar: int | None = None) -> Link | None:
-        """Count one stream (carrying PMU ``scalar``'s register value, or None) on every link
-        of ``hops`` (once a link, should it pass one twice); the first link that it takes over
-        capacity, or None."""
+    def take(
+        self, hops: Sequence[Coord], scalar: int | None = None, weight: int = 0
+    ) -> Link | None:
+        """Count one stream (carrying PMU ``scalar``'s register value, or None; moving
+        ``weight`` bytes) on every link of ``hops`` (once a link, should it pass one twice); the
+        first link that it takes over capacity, or None."""
         over = None
         for link in dict.fromkeys(links(hops)):
             if self.on_scalar(scalar):
@@ -142,6 +165,7 @@ class Router:
             else:
                 fits = self.room(link)
                 self.usage[link] = self.usage.get(link, 0) + 1
+                self.bytes[link] = self.bytes.get(link, 0) + weight
             if over is None and not fits:
                 over = link
         return over

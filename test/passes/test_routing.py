@@ -48,3 +48,22 @@ def test_take_counts_a_link_once_a_route_and_names_the_one_it_overloads() -> Non
         ((0, 0), (1, 0)): 2,
         ((1, 0), (1, 1)): 1,
     }
+
+
+def test_a_heavy_stream_spares_the_links_of_the_heavy_streams_before_it() -> None:
+    wide = Target("grid4x3", cols=4, rows=3, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                  pmu_banks=4, clock_ghz=1.0, link_capacity=4)  # fmt: skip
+    router = Router(wide)
+    a, b = (0, 0), (2, 2)
+    first = router.path(a, b, weight=1000)
+    assert first == xy_path(a, b)  # nothing moves yet: X then Y, as ever
+    assert first is not None and router.take(first, weight=1000) is None
+    assert router.busiest(first) == 1000
+    # A second heavy stream takes Y then X, whose links move nothing yet; a stream that
+    # moves nothing (weight 0) still takes X then Y.
+    assert router.path(a, b, weight=1000) == yx_path(a, b)
+    assert router.path(a, b) == xy_path(a, b)
+    # With both taken, a third goes where the busiest link moves less: the lighter second.
+    second = yx_path(a, b)
+    assert router.take(second, weight=10) is None
+    assert router.path(a, b, weight=1000) == second
