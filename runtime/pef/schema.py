@@ -148,12 +148,14 @@ class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The slots of its PMUs after the first (``at``): ``pmus - 1`` of them."""
 
 
-class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A stream through the switches.
 
     ``src``/``dst`` name the endpoints as ``["pcu"|"pmu"|"dram", index]``; for ``dram`` the index
     is the symbol. ``hops`` are the switch coordinates from the source's switch to the
-    destination's, each adjacent to the next.
+    destination's, each adjacent to the next. ``taps`` and ``scalar`` are left out of the
+    encoding when empty or false (most routes): a section's configuration bytes, which loading
+    it costs, stay those of its streams.
     """
 
     src: tuple[str, int]

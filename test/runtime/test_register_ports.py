@@ -6,6 +6,7 @@ and the performance model; figures worked out by hand (pefkit's target: 16 lanes
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from pefkit import ProgramBuilder, replace, st
@@ -229,3 +230,14 @@ def test_the_validator_keeps_scalar_routes_to_register_ports() -> None:
                        r"capacity 1") as info:  # fmt: skip
         validate(on_scalar_network(two, capacity=1))
     assert "\n" not in str(info.value)
+
+
+def test_a_route_encodes_its_scalar_flag_only_when_set() -> None:
+    # A section's bytes (what loading it costs) hold "scalar" only on the routes that are.
+    vector = scaled_program(1, register=True)
+    (section,) = vector.sections
+    assert b"scalar" not in msgspec.msgpack.encode(section)
+    assert b"taps" not in msgspec.msgpack.encode(section)
+    scalar = on_scalar_network(vector)
+    assert msgspec.msgpack.encode(scalar.sections[0]).count(b"scalar") == 1
+    assert decode_pef(encode_pef(scalar)) == scalar
