@@ -442,8 +442,19 @@ def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[in
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:
     """Route every stream, in order, within ``target.link_capacity`` streams per link
-    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room)."""
-    router = Router(target)
+    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room),
+    heavy streams detouring round busy links (``Router.spread``); if that leaves a stream no
+    path, again without those detours (they take room other streams need)."""
+    try:
+        return _route(graph, target, at, spread=True)
+    except _Unroutable:
+        return _route(graph, target, at, spread=False)
+
+
+def _route(
+    graph: Graph, target: Target, at: Sequence[Coord], *, spread: bool
+) -> list[tuple[Coord, ...]]:
+    router = Router(target, spread=spread)
     routes: list[tuple[Coord, ...]] = []
     for index, stream in enumerate(graph.streams):
         a = endpoint_switch(at, stream, stream.src)

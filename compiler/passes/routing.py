@@ -22,6 +22,13 @@ streams, so two heavy streams sharing a link when another route of the same leng
 it set the section's time (HF GPT-2's backward on sn10: two 2.9 MB streams into the copies of
 one matmul down one column, 109k cycles of link time; 71k apart).
 
+With ``spread`` (the annealed placer's first try), a heavy stream between two switches of one
+row or column, which has no second route of its length, may detour up to ``DETOUR_HOPS`` hops
+round a link that already moves as many bytes as it would (``Router.quieter``); the placer
+routes again without that if it leaves a stream no path (the detours take room other streams
+need). HF GPT-2's backward on sn10: four 1.1 MB streams from one buffer's PMUs down one column,
+71k -> 62k cycles of link time, no longer the section's bound.
+
 Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
 a parallel unit's (whose multicast streams, one path through many switches, it takes as they
 are).
@@ -29,6 +36,7 @@ are).
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 
@@ -38,6 +46,10 @@ Coord = tuple[int, int]
 """A slot ``(x, y)`` of the grid, or a switch of the switch grid."""
 Link = tuple[Coord, Coord]
 """A directed link: (from switch, to switch)."""
+
+DETOUR_HOPS = 2
+"""How many hops longer than the straight line a heavy stream's route may be to go round a busy
+link, within one row or column of that line (``Router.quieter``)."""
 
 
 def xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
@@ -84,8 +96,11 @@ class Router:
     """The links a section's streams use so far, on ``target``'s switch grid: the vector
     network's (streams a link) and the scalar network's (the PMUs whose values a link carries)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, *, spread: bool = False) -> None:
         self.target = target
+        self.spread = spread
+        """Whether a heavy stream between two switches of one row or column may detour round
+        a busy link (``path``)."""
         self.usage: dict[Link, int] = {}
         self.scalars: dict[Link, set[int]] = {}
         self.bytes: dict[Link, int] = {}
@@ -126,7 +141,47 @@ class Router:
             return self.detour(a, b, scalar)
         if weight <= 0 or scalar is not None:
             return options[0]
-        return min(options, key=self.busiest)  # the first (X then Y) on a tie
+        best = min(options, key=self.busiest)  # the first (X then Y) on a tie
+        busiest = self.busiest(best)
+        if self.spread and busiest >= weight and (a[0] == b[0] or a[1] == b[1]):
+            # One straight line, no second route of its length, and a link on it already moves
+            # as much as the stream would (sharing it at least doubles the stream's time
+            # there): a detour may spare the link.
+            quieter = self.quieter(a, b, len(best) - 1 + DETOUR_HOPS)
+            if quieter is not None and self.busiest(quieter) < busiest:
+                return quieter
+        return best
+
+    def quieter(self, a: Coord, b: Coord, limit: int) -> tuple[Coord, ...] | None:
+        """The route from ``a`` to ``b`` of at most ``limit`` hops, over vector links with room
+        left within one row or column of the box of ``a`` and ``b``, whose busiest link moves
+        the fewest bytes (then the fewest hops); None if there is none. Dijkstra on the pair
+        (busiest link so far, hops), which only grows along a route."""
+        lo_x, hi_x = max(0, min(a[0], b[0]) - 1), min(self.target.cols, max(a[0], b[0]) + 1)
+        lo_y, hi_y = max(0, min(a[1], b[1]) - 1), min(self.target.rows, max(a[1], b[1]) + 1)
+        best: dict[Coord, tuple[int, int]] = {a: (0, 0)}
+        parent: dict[Coord, Coord] = {a: a}
+        heap = [(0, 0, a)]
+        while heap:
+            busy, n, p = heapq.heappop(heap)
+            if p == b:
+                hops = [b]
+                while hops[-1] != a:
+                    hops.append(parent[hops[-1]])
+                return tuple(reversed(hops))
+            if best[p] < (busy, n):
+                continue
+            x, y = p
+            for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+                if not (lo_x <= q[0] <= hi_x and lo_y <= q[1] <= hi_y) or not self.room((p, q)):
+                    continue
+                step = (max(busy, self.bytes.get((p, q), 0)), n + 1)
+                if step[1] > limit or (q in best and best[q] <= step):
+                    continue
+                best[q] = step
+                parent[q] = p
+                heapq.heappush(heap, (*step, q))
+        return None
 
     def detour(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
         """The shortest route from ``a`` to ``b`` over links with room left (breadth first)."""
