@@ -202,6 +202,8 @@ def _grid_svg(
     )
     loads: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
     for route in section.routes:
+        if route.scalar:  # on the scalar network, not a vector link
+            continue
         for a, b in zip(route.hops, route.hops[1:], strict=False):
             key = ((a[0], a[1]), (b[0], b[1]))
             loads[key] = loads.get(key, 0) + 1

@@ -125,7 +125,7 @@ from dialects.rdu_tile import (
     verify_space,
 )
 from runtime.machine.opcodes import OPCODES, Opcode, type_error
-from runtime.machine.rules import parallel_problem, unit_depth
+from runtime.machine.rules import parallel_problem, register_problem, unit_depth
 
 STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if op.arity > 0}
 """The opcodes of ``pcu.stage`` (``runtime/machine/opcodes.py``): every opcode with operands
@@ -613,6 +613,13 @@ class UnitOp(IRDLOperation):
                 for v, a in zip(operands, self.ins.data, strict=True)
             ],
         )
+
+    def is_register_port(self, port: int) -> bool:
+        """Whether input ``port`` reads one address at every point, so that the PCU reads it
+        once into a register (``runtime.machine.rules.register_problem``, which emit-pef and the
+        PEF validator ask too): its stream travels the scalar network."""
+        access = self.ins.data[port]
+        return register_problem(self.space_values, access.stride_values, access.is_indexed) is None
 
     def stage_opcodes(self) -> list[str]:
         """The body's opcodes in order (``const`` and ``counter`` for those ops)."""

@@ -97,7 +97,8 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
         for r in sec.routes:
             hops = " ".join(_at(h) for h in r.hops)
             taps = f" taps {' '.join(f'{t[0]}.{t[1]}' for t in r.taps)}" if r.taps else ""
-            yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}: {hops}{taps}"
+            scalar = " (scalar)" if r.scalar else ""
+            yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}{scalar}: {hops}{taps}"
         for o in sec.outputs:
             yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
     weights = program.weights

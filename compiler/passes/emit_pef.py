@@ -40,7 +40,9 @@ the PEF gets:
   the unit's location as ``file:line`` and ``value`` the traced value its location names
   (``loc("relu"(...))``, see ``compiler/value_names.py``; "" if none). A port that reads one
   address at every point (``runtime.machine.rules.register_problem``: a scalar) is a register
-  port (``Port.register``: read once when the section starts). Routes come in IR
+  port (``Port.register``: read once when the section starts); its route is on the scalar
+  network (``Route.scalar``) when the target has one (``rules.on_scalar_network``). Routes
+  come in IR
   order: into each PMU (from DRAM or its PCU), into each PCU port, then the stores of the
   yielded PMUs to DRAM; ``outputs`` bind each yielded PMU to its symbol. A parallel unit
   (``parallel [...]``) gets ``parallel`` and ``more_at`` (its copies' slots after copy 0's);
@@ -82,7 +84,7 @@ from dialects.pcu import ConstOp, CounterOp, PlacementAttr, StageOp, UnitOp, Yie
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr
 from runtime.machine.opcodes import DTYPES
-from runtime.machine.rules import register_problem
+from runtime.machine.rules import on_scalar_network
 from runtime.pef import PefError, schema, write_pef
 
 DEFAULT_TARGET = "plasticine"
@@ -154,7 +156,8 @@ def module_to_program(
     table = _SymbolTable()
     for section in sections:
         table.add_section(section)
-    pef_sections = [_SectionEmitter(section, table).emit() for section in sections]
+    scalar_tracks = target.scalar_link_capacity
+    pef_sections = [_SectionEmitter(section, table, scalar_tracks).emit() for section in sections]
     kinds = [s.kind.data.value for s in sections]
     has_loss = any(sym.role == "loss" for sym in table.symbols)
     meta = schema.Meta(
@@ -253,9 +256,11 @@ def _show(symbol: schema.Symbol) -> str:
 class _SectionEmitter:
     """Builds one ``schema.Section`` from a placed ``dataflow.section``."""
 
-    def __init__(self, section: SectionOp, table: _SymbolTable) -> None:
+    def __init__(self, section: SectionOp, table: _SymbolTable, scalar_tracks: int) -> None:
         self.section = section
         self.table = table
+        self.scalar_tracks = scalar_tracks
+        """The target's ``scalar_link_capacity`` (0: no scalar network)."""
         self.where = f"emit-pef: section '{section.sym_name.data}'"
         ops = list(section.body.block.ops)
         self.buffers = [op for op in ops if isinstance(op, BufferOp)]
@@ -351,6 +356,10 @@ class _SectionEmitter:
             for k, r in enumerate(self.unit_placement(op).out_routes.data)
         ]
 
+    def on_scalar_network(self, op: UnitOp, port: int) -> bool:
+        """Whether the route into input ``port`` of ``op`` is on the scalar network."""
+        return on_scalar_network(op.is_register_port(port), self.scalar_tracks)
+
     def port_routes(self, op: UnitOp) -> list[schema.Route]:
         i = self.pcu_index[op]
         placement = self.unit_placement(op)
@@ -366,6 +375,7 @@ class _SectionEmitter:
                         dst=("pcu", i),
                         hops=_hops(stream.route),
                         taps=[[i, k] for k in stream.copy_values],
+                        scalar=self.on_scalar_network(op, port),
                     )
                 )
             return result
@@ -374,6 +384,7 @@ class _SectionEmitter:
                 src=("pmu", self.pmu_of(value, f"input {k} of pcu.unit @{op.sym_name.data}")),
                 dst=("pcu", i),
                 hops=_hops(route),
+                scalar=self.on_scalar_network(op, k),
             )
             for k, (value, route) in enumerate(zip(op.inputs, placement.routes.data, strict=True))
         ]
@@ -406,12 +417,11 @@ class _SectionEmitter:
         out = [r for r in readers if isinstance(r, BufferOp)]
         if len(out) != 1 or len(readers) != 1:
             raise self.fail(f"{label}: its result must fill exactly one pmu.buffer")
-        space = list(op.space_values)
         inputs = [
             schema.Port(
                 pmu=self.pmu_of(value, f"input {k} of {label}"),
                 access=_access(access),
-                register=register_problem(space, access.stride_values, access.is_indexed) is None,
+                register=op.is_register_port(k),
             )
             for k, (value, access) in enumerate(zip(op.inputs, op.ins.data, strict=True))
         ]

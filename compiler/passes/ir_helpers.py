@@ -40,7 +40,7 @@ from dialects.pcu import SectionPlacementAttr, UnitOp
 from dialects.pmu import BufferOp, RouteAttr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
 from runtime.machine import perf
-from runtime.machine.rules import pmus_to_hold, register_problem, visit_order
+from runtime.machine.rules import copy_block, pmus_to_hold, register_problem, visit_order
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
@@ -206,6 +206,39 @@ class SectionGraph:
     unit's own index in ``units``)."""
 
 
+def unit_vector_shape(unit: UnitOp, target: Target) -> tuple[tuple[int, ...], perf.VectorShape]:
+    """One copy's block of ``unit`` (its whole space on one PCU) and how the performance model
+    walks it a vector at a time (``runtime.machine.perf.vector_shape``, at the PCU's lanes)."""
+    space = unit.space_values
+    if unit.parallel is not None:
+        space = copy_block(space, unit.parallel_values)
+    lanes = max(1, unit.lanes.value.data)
+    depth = unit.depth(space)
+    return space, perf.vector_shape(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
+
+
+def port_bytes(unit: UnitOp, port: int, target: Target) -> int:
+    """The bytes one copy of ``unit`` reads through input ``port`` in one run, as the
+    performance model counts a stream's (its vectors times the port's elements a vector; one
+    element for a register port)."""
+    size = element_bytes(element_type(unit.inputs[port].type))
+    if unit.is_register_port(port):
+        return size
+    space, shape = unit_vector_shape(unit, target)
+    along = shape.along(unit.ins.data[port].stride_values, space)
+    return shape.vectors(space) * math.prod(n for _, n in along) * size
+
+
+def output_bytes(unit: UnitOp) -> int:
+    """The bytes one copy of ``unit`` writes in one run: its block's points that are not
+    reduced."""
+    space = unit.space_values
+    if unit.parallel is not None:
+        space = copy_block(space, unit.parallel_values)
+    points = math.prod(e for e, s in zip(space, unit.out.stride_values, strict=True) if s != 0)
+    return points * element_bytes(element_type(unit.result.type))
+
+
 def multicast_groups(unit: UnitOp, port: int) -> list[tuple[int, ...]]:
     """The copies of the parallel ``unit`` that read the same block of input ``port``'s buffer,
     each group fed by one multicast stream (the split counters its access varies with), in
@@ -220,10 +253,12 @@ def multicast_groups(unit: UnitOp, port: int) -> list[tuple[int, ...]]:
     return [tuple(g) for g in groups.values()]
 
 
-def section_graph(section: SectionOp) -> SectionGraph:
+def section_graph(section: SectionOp, target: Target | None = None) -> SectionGraph:
     """The units of ``section`` in dataflow order and its streams: a buffer's fill (from DRAM or
     its PCU), every PCU input port, every yielded buffer's store to DRAM, and a chain of streams
-    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route).
+    through the ``pmus - 1`` more PMUs of a buffer that spans several (see place-and-route). A
+    stream into register ports (``UnitOp.is_register_port``) is marked ``scalar``: it travels
+    the scalar network on a target that has one.
 
     A parallel unit (``parallel [...]``) beside other units is ``P`` PCUs, copy 0 at the unit's
     index and copies 1.. after the banks. Each of its copies writes its result into one PMU of
@@ -231,7 +266,12 @@ def section_graph(section: SectionOp) -> SectionGraph:
     the same block of a buffer (``multicast_groups``) is fed by one multicast stream, placed as
     a chain of legs: from a PMU of the buffer (the group's number mod its PMUs) to the group's
     first copy, then from each copy to the next; place-and-route joins the legs' routes into
-    the stream's. The streams of a section without a parallel unit are as they always were."""
+    the stream's. The streams of a section without a parallel unit are as they always were.
+
+    Given the ``target``, each stream carries its ``weight``, the bytes it moves in one run
+    (``port_bytes``, ``output_bytes``, a load or store its tensor's bytes; a chain through a
+    buffer's PMUs none), which the router uses to keep heavy streams apart."""
+    weigh = target is not None
     where = f"section '{section.sym_name.data}'"
     units: list[UnitOp | BufferOp] = [
         op for op in section.body.block.ops if isinstance(op, UnitOp | BufferOp)
@@ -267,15 +307,16 @@ def section_graph(section: SectionOp) -> SectionGraph:
         if isinstance(op, BufferOp):
             owner = op.source.owner
             if op.from_dram:
-                streams.append(Stream(DRAM, i))
+                streams.append(Stream(DRAM, i, weight=buffer_bytes(op) if weigh else 0))
             elif isinstance(owner, UnitOp) and owner in copies_of:
                 targets = pmus_of[op]
+                out = output_bytes(owner) if weigh else 0
                 for k, at in enumerate(copies_of[owner]):
-                    streams.append(Stream(at, targets[k % len(targets)]))
+                    streams.append(Stream(at, targets[k % len(targets)], weight=out))
                     sinks.append(Sink("out", owner, 0, (k,)))
                 continue
             elif isinstance(owner, UnitOp):
-                streams.append(Stream(index[owner], i))
+                streams.append(Stream(index[owner], i, weight=output_bytes(owner) if weigh else 0))
             else:
                 raise PassFailedException(
                     f'{where}: pmu.buffer "{op.buffer_name.data}" is not filled from DRAM or a PCU'
@@ -291,23 +332,31 @@ def section_graph(section: SectionOp) -> SectionGraph:
                 owner = value.owner
                 assert isinstance(owner, BufferOp)
                 sources = pmus_of[owner]
+                register = op.is_register_port(port)
+                moved = port_bytes(op, port, target) if target is not None else 0
                 for g, group in enumerate(multicast_groups(op, port)):
                     previous = sources[g % len(sources)]
+                    scalar = previous if register else None
                     for k in group:
-                        streams.append(Stream(previous, copies_of[op][k]))
+                        streams.append(Stream(previous, copies_of[op][k], scalar, moved))
                         sinks.append(Sink("leg", op, port, group))
                         previous = copies_of[op][k]
         else:
             for port, value in enumerate(op.inputs):
                 what = f"input {port} of pcu.unit @{op.sym_name.data}"
-                streams.append(Stream(buffer_of(value, what), i))
+                b = buffer_of(value, what)
+                scalar = b if op.is_register_port(port) else None
+                moved = port_bytes(op, port, target) if target is not None else 0
+                streams.append(Stream(b, i, scalar, moved))
                 sinks.append(Sink("port", op, port))
     stored: set[int] = set()
     for k, value in enumerate(section.yield_op.values):
         b = buffer_of(value, f"result {k} of the section")
         if b not in stored:
             stored.add(b)
-            streams.append(Stream(b, DRAM))
+            owner = units[b]
+            assert isinstance(owner, BufferOp)
+            streams.append(Stream(b, DRAM, weight=buffer_bytes(owner) if weigh else 0))
             sinks.append(Sink("store", units[b]))
     for op, at in pmus_of.items():
         for previous, nxt in zip(at, at[1:], strict=False):

@@ -294,8 +294,8 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
 
     router = Router(target)
 
-    def take(hops: Sequence[Coord], what: str) -> None:
-        over = router.take(hops)
+    def take(hops: Sequence[Coord], what: str, scalar: int | None = None) -> None:
+        over = router.take(hops, scalar)
         if over is not None:
             raise PlacementError(
                 f"{where} cannot be routed on target '{target.name}': {what} overloads link "
@@ -313,13 +313,16 @@ def layout(spec: ParallelSpec, target: Target) -> Layout:
         if src is None:  # more lines than pieces: the cheapest piece
             src, _ = _source(placed[buffer], sources[buffer], order)
         enter = _entry(placed[buffer][src], order)
+        # A register port's stream is on the scalar network (a 0-d buffer: one PMU).
+        port = spec.ports[p]
+        register = rules.register_problem(spec.space, port.strides, indexed=False) is None
         sources[buffer][src] += 1
         if enter <= len(order) - 1 - enter:
             seq = order[enter::-1] + order[enter + 1 :]
         else:
             seq = order[enter:] + order[enter - 1 :: -1]
         path = _path([placed[buffer][src], *seq])
-        take(path, f"the stream of input {p}")
+        take(path, f"the stream of input {p}", buffer if register else None)
         streams.append(Multicast(p, tuple(sorted(line)), path))
 
     # Outputs: nearest pairs of a copy and a PMU of its result buffer with room first.

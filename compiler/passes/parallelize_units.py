@@ -509,7 +509,7 @@ def routes(section: SectionOp, target: Target) -> bool:
             spec, _ = parallel_layout.section_spec(section, unit)
             parallel_layout.layout(spec, target)
             return True
-        graph = section_graph(section).graph
+        graph = section_graph(section, target).graph
         if placement.fanout_excess(graph, target) is not None:
             return False
         record_placement(section, placement.place_and_route(graph, target))

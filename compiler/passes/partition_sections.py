@@ -164,8 +164,12 @@ class _Partitioner:
         # Per unit, in plain values (``sources`` and ``piece_graph`` ask about every candidate
         # piece): what each of its inputs reads, ``(writer's index, writer)`` for a unit's
         # result and ``(-1, block argument)`` for an argument; its and its buffer's names; and
-        # whether its piece yields its result whatever the cut (a section result).
+        # whether its piece yields its result whatever the cut (a section result); and which of
+        # its inputs are register ports (their streams on the scalar network).
         self._reads: list[list[tuple[int, object]]] = []
+        self._registers = [
+            [u.is_register_port(k) for k in range(len(u.inputs))] for u in self.units
+        ]
         for u in self.units:
             reads: list[tuple[int, object]] = []
             for value in u.inputs:
@@ -405,7 +409,7 @@ class _Partitioner:
             except placement.PlacementError:
                 return "unroutable"
             return "routes"
-        graph = section_graph(piece).graph
+        graph = section_graph(piece, self.target).graph
         recorded = recorded_placement(piece) if self.seed == 0 else None
         if recorded is not None and placement.check_placement(graph, self.target, recorded) is None:
             return "routes"  # placed by parallelize-units (seed 0) as it is
@@ -439,7 +443,8 @@ class _Partitioner:
         return 1
 
     def piece_graph(self, i: int, j: int, ends: dict[UnitOp, int]) -> placement.Graph:
-        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order)
+        """``section_graph(self.build(k, i, j, ends)).graph`` (units, streams, in that order;
+        no weights)
         computed from this section as it is, cloning nothing: what ``placement.fanout_excess``
         judges a piece by, so that a piece it rules out is never built. Not for a parallel
         unit's piece (its buffers span the PMUs ``parallel_layout`` gives them)."""
@@ -464,9 +469,9 @@ class _Partitioner:
             me = first + 2 * (k - i)
             pcu, buffer = self._labels[k]
             units.append(placement.Unit(pcu, "pcu"))
-            for w, what in self._reads[k]:
+            for (w, what), register in zip(self._reads[k], self._registers[k], strict=True):
                 src = first + 2 * (w - i) + 1 if w >= i else load_of[what]
-                streams.append(placement.Stream(src, me))
+                streams.append(placement.Stream(src, me, src if register else None))
             streams.append(placement.Stream(me, me + 1))
             units.append(placement.Unit(buffer, "pmu"))
             count = self.held_pmus(self.units[k], i, j)
@@ -635,12 +640,19 @@ class _StreamCounts:
         self.i, self.j = i, j
         self.nodes: dict[tuple[object, ...], placement.UnitFanout] = {}
         self.excess = 0
-        self.readers: dict[tuple[object, ...], int] = {}
+        self.readers: dict[tuple[object, ...], int] = {}  # every read (a load exists)
+        self.counted: dict[tuple[object, ...], int] = {}  # the reads on the vector network
         self.chain: dict[int, int] = {}  # a buffer -> its PMUs in the piece
+        # A register port's stream is on the scalar network when the target has one, and
+        # ``fanout_excess`` does not count it.
+        self.scalar = cutter.target.scalar_link_capacity > 0
         for k in range(i, j):
-            self._set(("pcu", k), placement.UnitFanout("pcu", 1, 0, len(cutter._reads[k]), 0))
-            for key in self._read_keys(k):
+            reads = self._read_keys(k)
+            vector = sum(counted for _, counted in reads)
+            self._set(("pcu", k), placement.UnitFanout("pcu", 1, 0, vector, 0))
+            for key, counted in reads:
                 self.readers[key] = self.readers.get(key, 0) + 1
+                self.counted[key] = self.counted.get(key, 0) + counted
         for k in range(i, j):
             self._buffer(k)
         for what in [key[1] for key in self.readers if key[0] == "load"]:
@@ -648,8 +660,13 @@ class _StreamCounts:
         for what in cutter.passed_through if j == len(cutter.units) else ():
             self._load(what)
 
-    def _read_keys(self, k: int) -> list[tuple[object, ...]]:
-        return [("buf", w) if w >= self.i else ("load", what) for w, what in self.cutter._reads[k]]
+    def _read_keys(self, k: int) -> list[tuple[tuple[object, ...], bool]]:
+        """Unit ``k``'s reads: what each reads, and whether its stream is counted."""
+        c = self.cutter
+        return [
+            (("buf", w) if w >= self.i else ("load", what), not (self.scalar and register))
+            for (w, what), register in zip(c._reads[k], c._registers[k], strict=True)
+        ]
 
     def _set(self, node: tuple[object, ...], fanout: placement.UnitFanout | None) -> None:
         """Node ``node``'s streams are now ``fanout`` (None: it is no longer in the piece)."""
@@ -666,7 +683,7 @@ class _StreamCounts:
         unit = c.units[w]
         held = c.held_pmus(unit, self.i, self.j)
         stored = c._yielded[w] or c.last_reader.get(unit, -1) >= self.j
-        readers = self.readers.get(("buf", w), 0) + (held > 1)
+        readers = self.counted.get(("buf", w), 0) + (held > 1)
         self._set(("buf", w), placement.UnitFanout("pmu", readers, int(stored), 1, 0))
         for m in range(held, self.chain.get(w, 1)):
             self._set(("more", w, m), None)
@@ -678,7 +695,8 @@ class _StreamCounts:
         """Count the load of ``what`` (an argument, or an earlier piece's unit) again."""
         readers = self.readers.get(("load", what), 0)
         kept = self.j == len(self.cutter.units) and what in self.cutter.passed_through
-        fanout = placement.UnitFanout("pmu", readers, int(kept), 0, 1)
+        counted = self.counted.get(("load", what), 0)
+        fanout = placement.UnitFanout("pmu", counted, int(kept), 0, 1)
         self._set(("load", what), fanout if readers or kept else None)
 
     def drop_last(self) -> None:
@@ -694,8 +712,9 @@ class _StreamCounts:
             self._set(("more", k, m), None)
         buffers: set[int] = set()
         loads: set[object] = set(c.passed_through) if was_whole else set()
-        for key in self._read_keys(k):
+        for key, counted in self._read_keys(k):
             self.readers[key] -= 1
+            self.counted[key] -= counted
             if key[0] == "buf":
                 assert isinstance(key[1], int)
                 buffers.add(key[1])

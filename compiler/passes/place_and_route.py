@@ -104,7 +104,7 @@ def place_section(section: SectionOp, target: Target) -> None:
         except PlacementError as err:
             raise PassFailedException(f"section '{section.sym_name.data}': {err}") from None
         return
-    sg = section_graph(section)
+    sg = section_graph(section, target)
     name = section.sym_name.data
     result = recorded_placement(section)
     if result is not None:

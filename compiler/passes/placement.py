@@ -12,7 +12,10 @@ The grid (docs/design.md, runtime/pef/schema.py):
 - DRAM address generators sit at the left edge: a stream between DRAM and the unit at ``(x, y)``
   enters or leaves the switch network at switch ``(0, y)``;
 - a link is one direction of the wire between two adjacent switches and carries at most
-  ``target.link_capacity`` streams (as ``runtime.pef.validate`` checks).
+  ``target.link_capacity`` streams (as ``runtime.pef.validate`` checks); a stream into a
+  register port (``Stream.scalar``) goes on the scalar network when the target has one, whose
+  links carry the values of ``target.scalar_link_capacity`` PMUs each
+  (``runtime.machine.rules.link_loads``), and takes no room on the vector links.
 
 The algorithm:
 
@@ -36,8 +39,9 @@ from typing import Final, Literal, NamedTuple
 
 import numpy as np
 
-from compiler.passes.routing import Coord, Router, link_usage
+from compiler.passes.routing import Coord, Router
 from compiler.targets import Target
+from runtime.machine.rules import link_loads
 
 UnitKind = Literal["pcu", "pmu"]
 KINDS: Final[tuple[UnitKind, ...]] = ("pcu", "pmu")
@@ -72,6 +76,13 @@ class Stream:
 
     src: int
     dst: int
+    scalar: int | None = None
+    """A stream into register ports (``runtime.machine.rules.register_problem``): the unit
+    index of the PMU whose value it carries; it travels the scalar network on a target that has
+    one (``Router``). None: a vector stream."""
+    weight: int = 0
+    """The bytes it moves in one run, as the performance model counts them (0: not known);
+    the router keeps heavy streams off each other's links where it can (``Router.path``)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,7 @@ def place_and_route(
         moves = default_moves(len(graph.units))
     key = (
         tuple(unit.kind for unit in graph.units),
-        tuple((stream.src, stream.dst) for stream in graph.streams),
+        tuple((s.src, s.dst, s.scalar, s.weight) for s in graph.streams),
         target,
         seed,
         moves,
@@ -185,9 +196,15 @@ def check_placement(graph: Graph, target: Target, placed: Placement) -> str | No
             or any(abs(a[0] - b[0]) + abs(a[1] - b[1]) != 1 for a, b in steps)
         ):
             return f"the route of the stream {_describe(graph, index)} does not join its ends"
-    usage = link_usage(placed.routes)
-    if any(n > target.link_capacity for n in usage.values()):
+    scalar = target.scalar_link_capacity > 0
+    vector, scalars = link_loads(
+        (hops, stream.scalar if scalar else None)
+        for stream, hops in zip(graph.streams, placed.routes, strict=True)
+    )
+    if any(n > target.link_capacity for n in vector.values()):
         return f"a link carries more than {target.link_capacity} streams"
+    if any(n > target.scalar_link_capacity for n in scalars.values()):
+        return f"a scalar link carries the values of more than {target.scalar_link_capacity} PMUs"
     return None
 
 
@@ -424,16 +441,27 @@ def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[in
 
 def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord, ...]]:
     """Route every stream, in order, within ``target.link_capacity`` streams per link
-    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room)."""
-    router = Router(target)
+    (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room),
+    heavy streams detouring round busy links (``Router.spread``); if that leaves a stream no
+    path, again without those detours (they take room other streams need)."""
+    try:
+        return _route(graph, target, at, spread=True)
+    except _Unroutable:
+        return _route(graph, target, at, spread=False)
+
+
+def _route(
+    graph: Graph, target: Target, at: Sequence[Coord], *, spread: bool
+) -> list[tuple[Coord, ...]]:
+    router = Router(target, spread=spread)
     routes: list[tuple[Coord, ...]] = []
     for index, stream in enumerate(graph.streams):
         a = endpoint_switch(at, stream, stream.src)
         b = endpoint_switch(at, stream, stream.dst)
-        hops = router.path(a, b)
+        hops = router.path(a, b, stream.scalar, stream.weight)
         if hops is None:
             raise _Unroutable(index)
-        router.take(hops)
+        router.take(hops, stream.scalar, stream.weight)
         routes.append(hops)
     return routes
 
@@ -513,12 +541,14 @@ def fanout_excess(graph: Graph, target: Target, rooms: Rooms | None = None) -> s
     between DRAM and a unit does too unless the unit sits in column 0 (where DRAM's switch is
     its own). So a unit needs a slot whose switch's links (``link_capacity`` streams each; 4
     links inside the grid, 3 on an edge, 2 in a corner) carry its streams out, and its streams
-    in (the streams that chain a buffer's PMUs count like any other). A necessary condition
-    only: None does not mean that the graph routes. ``rooms``: ``slot_rooms(target)``, for a
-    caller that asks often.
+    in (the streams that chain a buffer's PMUs count like any other). Streams on the scalar
+    network (``Stream.scalar``, on a target that has one) are not counted: a PMU's value takes
+    one track of each link however many units read it. A necessary condition only: None does
+    not mean that the graph routes. ``rooms``: ``slot_rooms(target)``, for a caller that asks
+    often.
     """
     rooms = slot_rooms(target) if rooms is None else rooms
-    for unit, fanout in zip(graph.units, unit_fanouts(graph), strict=True):
+    for unit, fanout in zip(graph.units, unit_fanouts(graph, target), strict=True):
         if not fits_a_slot(fanout, rooms):
             best = max((room for _, room in rooms[unit.kind]), default=0)
             return (
@@ -540,11 +570,15 @@ class UnitFanout(NamedTuple):
     from_dram: int
 
 
-def unit_fanouts(graph: Graph) -> list[UnitFanout]:
-    """Every unit's streams out and in, to and from units and DRAM (``graph.units`` order)."""
+def unit_fanouts(graph: Graph, target: Target) -> list[UnitFanout]:
+    """Every unit's streams out and in, to and from units and DRAM (``graph.units`` order),
+    those on ``target``'s scalar network left out."""
     out = [[0, 0] for _ in graph.units]  # per unit: streams to units, to DRAM
     into = [[0, 0] for _ in graph.units]  # from units, from DRAM
+    scalar_network = target.scalar_link_capacity > 0
     for stream in graph.streams:
+        if stream.scalar is not None and scalar_network:
+            continue
         if stream.src != DRAM:
             out[stream.src][stream.dst == DRAM] += 1
         if stream.dst != DRAM:

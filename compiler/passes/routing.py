@@ -5,15 +5,38 @@ two adjacent switches and carries at most ``target.link_capacity`` streams (as
 ``runtime.pef.validate`` checks). A route is the tuple of switches a stream passes, each
 adjacent to the next.
 
-A ``Router`` holds the links one section's streams use so far. ``Router.path`` finds a
-point-to-point route with room left: X then Y, else Y then X, else the shortest detour over the
-links with room left (breadth first); ``Router.take`` counts a route on its links. Both placers
-use it: ``placement`` for the annealed sections, ``parallel_layout`` for a parallel unit's
-(whose multicast streams, one path through many switches, it takes as they are).
+A stream into a register port (one word, read once when the section starts) travels the
+scalar network instead, on a target that has one (``runtime.machine.rules.on_scalar_network``):
+its links are the same switches' but apart, and carry the values of at most
+``target.scalar_link_capacity`` PMUs each, the routes of one PMU's registers sharing a track
+(``rules.link_loads``, the validator's count). Such a stream is routed with ``scalar`` set to
+the PMU it carries the value of.
+
+A ``Router`` holds the links one section's streams use so far, on both networks.
+``Router.path`` finds a point-to-point route with room left: X then Y, else Y then X, else the
+shortest detour over the links with room left (breadth first); ``Router.take`` counts a route on
+its links. A stream that moves bytes (its ``weight``, the bytes the performance model counts on
+its route) takes whichever of X-then-Y and Y-then-X has the less busy busiest link, counting
+the bytes of the streams routed before it: the model shares a link's bandwidth among its
+streams, so two heavy streams sharing a link when another route of the same length would spare
+it set the section's time (HF GPT-2's backward on sn10: two 2.9 MB streams into the copies of
+one matmul down one column, 109k cycles of link time; 71k apart).
+
+With ``spread`` (the annealed placer's first try), a heavy stream between two switches of one
+row or column, which has no second route of its length, may detour up to ``DETOUR_HOPS`` hops
+round a link that already moves as many bytes as it would (``Router.quieter``); the placer
+routes again without that if it leaves a stream no path (the detours take room other streams
+need). HF GPT-2's backward on sn10: four 1.1 MB streams from one buffer's PMUs down one column,
+71k -> 62k cycles of link time, no longer the section's bound.
+
+Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
+a parallel unit's (whose multicast streams, one path through many switches, it takes as they
+are).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Sequence
 
@@ -23,6 +46,10 @@ Coord = tuple[int, int]
 """A slot ``(x, y)`` of the grid, or a switch of the switch grid."""
 Link = tuple[Coord, Coord]
 """A directed link: (from switch, to switch)."""
+
+DETOUR_HOPS = 2
+"""How many hops longer than the straight line a heavy stream's route may be to go round a busy
+link, within one row or column of that line (``Router.quieter``)."""
 
 
 def xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
@@ -58,33 +85,102 @@ def link_usage(routes: Sequence[Sequence[Coord]]) -> dict[Link, int]:
 
 
 class Router:
-    """The links a section's streams use so far, on ``target``'s switch grid."""
+    """The links a section's streams use so far, on ``target``'s switch grid: the vector
+    network's (streams a link) and the scalar network's (the PMUs whose values a link carries)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, *, spread: bool = False) -> None:
         self.target = target
+        self.spread = spread
+        """Whether a heavy stream between two switches of one row or column may detour round
+        a busy link (``path``)."""
         self.usage: dict[Link, int] = {}
+        self.scalars: dict[Link, set[int]] = {}
+        self.bytes: dict[Link, int] = {}
+        """The bytes the vector streams taken so far move over each link in one run (their
+        ``weight``s): the performance model's link rule shares a link's bandwidth among them."""
 
-    def has_room(self, hops: Sequence[Coord]) -> bool:
-        """Whether every link of ``hops`` carries fewer streams than its capacity."""
-        cap, usage = self.target.link_capacity, self.usage
-        return all(usage.get(link, 0) < cap for link in zip(hops, hops[1:], strict=False))
+    def on_scalar(self, scalar: int | None) -> bool:
+        """Whether a stream carrying PMU ``scalar``'s register value (None: a vector stream)
+        goes on the scalar network: the target has one."""
+        return scalar is not None and self.target.scalar_link_capacity > 0
 
-    def path(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
+    def room(self, link: Link, scalar: int | None = None) -> bool:
+        """Whether ``link`` has room for one more stream (carrying PMU ``scalar``'s register
+        value, or None)."""
+        if self.on_scalar(scalar):
+            held = self.scalars.get(link, ())
+            return scalar in held or len(held) < self.target.scalar_link_capacity
+        return self.usage.get(link, 0) < self.target.link_capacity
+
+    def has_room(self, hops: Sequence[Coord], scalar: int | None = None) -> bool:
+        """Whether every link of ``hops`` has room for the stream."""
+        return all(self.room(link, scalar) for link in links(hops))
+
+    def busiest(self, hops: Sequence[Coord]) -> int:
+        """The most bytes a link of ``hops`` moves so far."""
+        return max((self.bytes.get(link, 0) for link in links(hops)), default=0)
+
+    def path(
+        self, a: Coord, b: Coord, scalar: int | None = None, weight: int = 0
+    ) -> tuple[Coord, ...] | None:
         """A route from switch ``a`` to switch ``b`` over links with room left (X then Y, Y then
-        X, the shortest detour), or None if there is none. Does not take it."""
-        hops = xy_path(a, b)
-        if self.has_room(hops):
-            return hops
+        X, the shortest detour), or None if there is none. Does not take it. A stream that moves
+        bytes (``weight`` > 0) takes Y then X instead of X then Y when that route's busiest
+        link moves fewer bytes so far: two heavy streams do not share a link that another
+        route of the same length would spare them."""
+        routes = [xy_path(a, b)]
         if a[0] != b[0] and a[1] != b[1]:  # else Y then X is the same route
-            hops = yx_path(a, b)
-            if self.has_room(hops):
-                return hops
-        return self.detour(a, b)
+            routes.append(yx_path(a, b))
+        options = [h for h in routes if self.has_room(h, scalar)]
+        if not options:
+            return self.detour(a, b, scalar)
+        if weight <= 0 or scalar is not None:
+            return options[0]
+        best = min(options, key=self.busiest)  # the first (X then Y) on a tie
+        busiest = self.busiest(best)
+        if self.spread and busiest >= weight and (a[0] == b[0] or a[1] == b[1]):
+            # One straight line, no second route of its length, and a link on it already moves
+            # as much as the stream would (sharing it at least doubles the stream's time
+            # there): a detour may spare the link.
+            quieter = self.quieter(a, b, len(best) - 1 + DETOUR_HOPS)
+            if quieter is not None and self.busiest(quieter) < busiest:
+                return quieter
+        return best
 
-    def detour(self, a: Coord, b: Coord) -> tuple[Coord, ...] | None:
+    def quieter(self, a: Coord, b: Coord, limit: int) -> tuple[Coord, ...] | None:
+        """The route from ``a`` to ``b`` of at most ``limit`` hops, over vector links with room
+        left within one row or column of the box of ``a`` and ``b``, whose busiest link moves
+        the fewest bytes (then the fewest hops); None if there is none. Dijkstra on the pair
+        (busiest link so far, hops), which only grows along a route."""
+        lo_x, hi_x = max(0, min(a[0], b[0]) - 1), min(self.target.cols, max(a[0], b[0]) + 1)
+        lo_y, hi_y = max(0, min(a[1], b[1]) - 1), min(self.target.rows, max(a[1], b[1]) + 1)
+        best: dict[Coord, tuple[int, int]] = {a: (0, 0)}
+        parent: dict[Coord, Coord] = {a: a}
+        heap = [(0, 0, a)]
+        while heap:
+            busy, n, p = heapq.heappop(heap)
+            if p == b:
+                hops = [b]
+                while hops[-1] != a:
+                    hops.append(parent[hops[-1]])
+                return tuple(reversed(hops))
+            if best[p] < (busy, n):
+                continue
+            x, y = p
+            for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+                if not (lo_x <= q[0] <= hi_x and lo_y <= q[1] <= hi_y) or not self.room((p, q)):
+                    continue
+                step = (max(busy, self.bytes.get((p, q), 0)), n + 1)
+                if step[1] > limit or (q in best and best[q] <= step):
+                    continue
+                best[q] = step
+                parent[q] = p
+                heapq.heappush(heap, (*step, q))
+        return None
+
+    def detour(self, a: Coord, b: Coord, scalar: int | None = None) -> tuple[Coord, ...] | None:
         """The shortest route from ``a`` to ``b`` over links with room left (breadth first)."""
-        cols, rows, cap = self.target.cols, self.target.rows, self.target.link_capacity
-        usage = self.usage
+        cols, rows = self.target.cols, self.target.rows
         parent: dict[Coord, Coord] = {a: a}
         queue = deque([a])
         while queue:
@@ -98,19 +194,28 @@ class Router:
             for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
                 if q in parent or not (0 <= q[0] <= cols and 0 <= q[1] <= rows):
                     continue
-                if usage.get((p, q), 0) >= cap:
+                if not self.room((p, q), scalar):
                     continue
                 parent[q] = p
                 queue.append(q)
         return None
 
-    def take(self, hops: Sequence[Coord]) -> Link | None:
-        """Count one stream on every link of ``hops`` (once a link, should it pass one twice);
-        the first link that it takes over capacity, or None."""
+    def take(
+        self, hops: Sequence[Coord], scalar: int | None = None, weight: int = 0
+    ) -> Link | None:
+        """Count one stream (carrying PMU ``scalar``'s register value, or None; moving
+        ``weight`` bytes) on every link of ``hops`` (once a link, should it pass one twice); the
+        first link that it takes over capacity, or None."""
         over = None
-        cap, usage = self.target.link_capacity, self.usage
-        for link in dict.fromkeys(zip(hops, hops[1:], strict=False)):
-            n = usage[link] = usage.get(link, 0) + 1
-            if over is None and n > cap:
+        for link in dict.fromkeys(links(hops)):
+            if self.on_scalar(scalar):
+                assert scalar is not None
+                fits = self.room(link, scalar)
+                self.scalars.setdefault(link, set()).add(scalar)
+            else:
+                fits = self.room(link)
+                self.usage[link] = self.usage.get(link, 0) + 1
+                self.bytes[link] = self.bytes.get(link, 0) + weight
+            if over is None and not fits:
                 over = link
         return over

@@ -100,7 +100,10 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    max over links of the bytes of every route through it / stream_bytes_per_cycle``. A route
    carries: a load its PMU's off-chip bytes, a store its symbol's bytes, a stream into a PCU the
    vectors times the elements of its ports (a multicast once, for one copy; a register port
-   its one element), a stream out of a PCU its output.
+   its one element), a stream out of a PCU its output. A route on the scalar network
+   (``Route.scalar``: into register ports, ``runtime.machine.rules.on_scalar_network``) is on
+   no vector link: it carries one word, once, when the section starts, arriving within the
+   unit's fill (its hops), and neither counts here nor among the links used.
 4. **Off-chip traffic** (**bytes moved off-chip**): a PMU loaded from DRAM whose tensor fits its
    PMUs (``pmus * pmu_bytes``) is loaded once; a larger one is streamed in tiles for every
    reader, reloaded whenever the tile loop (counters outermost first, ``ceil(S[c] / tile[c])``
@@ -655,9 +658,12 @@ def route_bytes(
 
 def link_cycles(section: Section, carried: Sequence[int], target: Target) -> int:
     """The cycles the busiest switch-to-switch link needs for the bytes of every route through
-    it, at one stream's bytes a cycle: the streams on a link share its bandwidth."""
+    it, at one stream's bytes a cycle: the streams on a link share its bandwidth. Routes on the
+    scalar network are on no vector link."""
     load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
     for route, moved in zip(section.routes, carried, strict=True):
+        if route.scalar:  # on the scalar network: no vector link
+            continue
         for a, b in zip(route.hops, route.hops[1:], strict=False):
             link = ((a[0], a[1]), (b[0], b[1]))
             load[link] = load.get(link, 0) + moved
@@ -745,8 +751,11 @@ class SectionModel:
 
 
 def _links(section: Section) -> int:
+    """The vector links the routes of ``section`` use (the scalar network's aside)."""
     links: set[tuple[tuple[int, int], tuple[int, int]]] = set()
     for route in section.routes:
+        if route.scalar:
+            continue
         for a, b in zip(route.hops, route.hops[1:], strict=False):
             links.add(((a[0], a[1]), (b[0], b[1])))
     return len(links)

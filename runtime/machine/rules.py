@@ -20,13 +20,16 @@ the performance model all ask these questions; here is the one answer to each:
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
 - whether an input port may be a register port (``register_problem``): read once, when its
-  section starts, and held in a register of the PCU (every copy's) for the whole run.
+  section starts, and held in a register of the PCU (every copy's) for the whole run;
+- which network a stream travels (``on_scalar_network``: a register port's, on a target with a
+  scalar network) and what the routes of a section load each link of either network with
+  (``link_loads``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from runtime.machine.opcodes import OPCODES
 
@@ -251,3 +254,42 @@ def register_problem(space: Sequence[int], strides: Sequence[int], indexed: bool
     if moving:
         return f"its address moves with counter {moving[0]}, not one address at every point"
     return None
+
+
+Link = tuple[tuple[int, int], tuple[int, int]]
+"""A directed link between two adjacent switches: (from switch, to switch)."""
+
+
+def on_scalar_network(register: bool, scalar_link_capacity: int) -> bool:
+    """Whether a stream into a PCU travels the scalar network rather than the vector one.
+
+    Plasticine (ISCA 2017) joins its units by three static networks through the same switches:
+    a word-level scalar one, a multiple-word vector one and a bit-level control one. A register
+    port (``register_problem``) takes one word, once, when its section starts: that is the
+    scalar network's job, so its stream is routed there, on a target that has one
+    (``Target.scalar_link_capacity`` above 0), and takes no room on the vector links; on a
+    target without one (an older PEF's: 0) it rides the vector links like any stream."""
+    return register and scalar_link_capacity > 0
+
+
+def link_loads(
+    routes: Iterable[tuple[Sequence[Sequence[int]], int | None]],
+) -> tuple[dict[Link, int], dict[Link, int]]:
+    """What ``routes`` (each its switches and, for a scalar route, the PMU whose value it
+    carries, else None) load each link with: ``(vector, scalar)``.
+
+    A vector link carries at most ``link_capacity`` routes, counted once a route however often
+    it passes the link. A scalar link carries the values of at most ``scalar_link_capacity``
+    PMUs: a switch copies a scalar onto every link its readers need (a broadcast tree), so the
+    routes of one PMU's registers share one track of each link they pass (a PMU's few register
+    words, read once when the section starts, follow one another on it: a word a cycle)."""
+    vector: dict[Link, int] = {}
+    sources: dict[Link, set[int]] = {}
+    for hops, source in routes:
+        passed = {((a[0], a[1]), (b[0], b[1])) for a, b in zip(hops, hops[1:], strict=False)}
+        for link in passed:
+            if source is None:
+                vector[link] = vector.get(link, 0) + 1
+            else:
+                sources.setdefault(link, set()).add(source)
+    return vector, {link: len(held) for link, held in sources.items()}

@@ -8,6 +8,12 @@ bandwidth and the bandwidth of one stream over a link. A PEF records the figures
 ``runtime.pef.schema.Target`` (``Target.to_pef``); the figure functions (``num_pcus``,
 ``peak_flops_per_cycle``, ...) take either.
 
+The scalar network (``scalar_link_capacity``) is our assumption for every preset: Plasticine
+has a word-level scalar network beside the vector one, through the same switches, but neither
+paper gives its width, so each preset's scalar links carry as many PMUs' values as its vector
+links carry streams (``link_capacity``). Register ports (a learning rate read by every unit of
+an optimizer) travel it (``runtime.machine.rules.on_scalar_network``).
+
 The latencies (``dram_latency_ns``, ``config_latency_ns``) are our assumptions for every preset
 (none is published): 100 ns from a DRAM request to its first bytes (a DDR4 or HBM row miss and
 the memory controller, the usual order of magnitude), and 500 ns to load a section beyond reading
@@ -176,7 +182,7 @@ PRESETS: dict[str, Target] = {
     # vector a cycle. No bf16 rate (the paper is f32): bf16 at the f32 rate.
     "plasticine": Target(
         "plasticine", cols=16, rows=8, pcu_lanes=16, pcu_stages=6, pmu_bytes=256 * 1024,
-        pmu_banks=16, clock_ghz=1.0, link_capacity=4, dram_gbps=51.2,
+        pmu_banks=16, clock_ghz=1.0, link_capacity=4, scalar_link_capacity=4, dram_gbps=51.2,
         stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         dram_bytes=16 * 2**30,  # ours: the paper gives no DRAM capacity
     ),
@@ -186,8 +192,8 @@ PRESETS: dict[str, Target] = {
     # 153.6 GB/s.
     "sn10": Target(
         "sn10", cols=40, rows=32, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
-        pmu_banks=16, clock_ghz=1.3, link_capacity=8, dram_gbps=153.6,
-        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pmu_banks=16, clock_ghz=1.3, link_capacity=8, scalar_link_capacity=8,
+        dram_gbps=153.6, stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=1536 * 2**30,  # the published 1.5 TB of DDR4
     ),
@@ -196,8 +202,8 @@ PRESETS: dict[str, Target] = {
     # stream a cycle, 12 DDR4-3200 channels (twice SN10's) = 307.2 GB/s.
     "sn30": Target(
         "sn30", cols=64, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
-        pmu_banks=16, clock_ghz=1.4, link_capacity=8, dram_gbps=307.2,
-        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pmu_banks=16, clock_ghz=1.4, link_capacity=8, scalar_link_capacity=8,
+        dram_gbps=307.2, stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=3072 * 2**30,  # ours: twice SN10's, like the channels
     ),
@@ -207,15 +213,16 @@ PRESETS: dict[str, Target] = {
     # 64 bytes a stream a cycle; off-chip traffic goes to the HBM, at 1.6 TB/s.
     "sn40l": Target(
         "sn40l", cols=52, rows=40, pcu_lanes=16, pcu_stages=6, pmu_bytes=512 * 1024,
-        pmu_banks=16, clock_ghz=1.6, link_capacity=8, dram_gbps=1600.0,
-        stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
+        pmu_banks=16, clock_ghz=1.6, link_capacity=8, scalar_link_capacity=8,
+        dram_gbps=1600.0, stream_bytes_per_cycle=64, dram_latency_ns=100.0, config_latency_ns=500.0,
         pcu_bf16_lanes=32,  # ours: two bf16 a 32-bit lane, the published bf16 peak
         dram_bytes=(64 + 1536) * 2**30,  # the published 64 GB HBM + 1.5 TB DDR5
     ),
     # A few units, so that tests exercise capacity limits. All figures are ours.
     "tiny": Target(
         "tiny", cols=4, rows=4, pcu_lanes=4, pcu_stages=4, pmu_bytes=16 * 1024, pmu_banks=4,
-        clock_ghz=1.0, link_capacity=2, dram_gbps=4.0, stream_bytes_per_cycle=16,
+        clock_ghz=1.0, link_capacity=2, scalar_link_capacity=2, dram_gbps=4.0,
+        stream_bytes_per_cycle=16,
         dram_latency_ns=20.0, config_latency_ns=50.0, pcu_ports=3, dram_bytes=64 * 2**20,
         pcu_bf16_lanes=8,
     ),

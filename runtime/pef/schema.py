@@ -73,7 +73,8 @@ class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     """A register port: the PCU reads its one address once, when the section starts, and holds
     the value in a register for the whole run, instead of a stream of vectors (allowed when
     ``runtime.machine.rules.register_problem`` says so: one address at every point). Its route
-    carries that one element."""
+    carries that one element, on the scalar network when the target has one
+    (``Route.scalar``)."""
 
 
 class Stage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -147,12 +148,14 @@ class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The slots of its PMUs after the first (``at``): ``pmus - 1`` of them."""
 
 
-class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """A stream through the switches.
 
     ``src``/``dst`` name the endpoints as ``["pcu"|"pmu"|"dram", index]``; for ``dram`` the index
     is the symbol. ``hops`` are the switch coordinates from the source's switch to the
-    destination's, each adjacent to the next.
+    destination's, each adjacent to the next. ``taps`` and ``scalar`` are left out of the
+    encoding when empty or false (most routes): a section's configuration bytes, which loading
+    it costs, stay those of its streams.
     """
 
     src: tuple[str, int]
@@ -165,6 +168,11 @@ class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     one's switch on its way (every input port of those copies reading that PMU). A route out of
     a parallel PCU names its one source copy (``hops[0]`` is that copy's switch) and ends at the
     switch of one of the PMUs of the output buffer."""
+    scalar: bool = False
+    """A route on the scalar network (``runtime.machine.rules.on_scalar_network``): exactly the
+    routes from a PMU into the register ports of a PCU, on a target with a scalar network
+    (``Target.scalar_link_capacity``). It takes no room on the vector links; the routes of one
+    PMU's registers share a track of each scalar link they pass (``rules.link_loads``)."""
 
 
 class Output(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -214,6 +222,10 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ``pcu_lanes``); 0: not given, bf16 at the f32 rate (``pcu_lanes``). A unit whose every
     stream is bf16 runs at this rate (``runtime/machine/perf.py``), and a bf16 PEF's peak is
     counted with it."""
+    scalar_link_capacity: int = 0
+    """PMUs whose register values one link of the scalar network carries at once (a track
+    each, see ``runtime.machine.rules.link_loads``); 0: no scalar network, register ports'
+    routes ride the vector links."""
 
 
 class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

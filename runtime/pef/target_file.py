@@ -18,9 +18,12 @@ read target files here, so both accept exactly the same files. The keys are the 
     dram_latency_ns = 100         # optional: from a DRAM request to its first bytes
     config_latency_ns = 500       # optional: loading a section, beyond reading its bytes
     pcu_bf16_lanes = 32           # optional: bf16 multiply-adds a PCU stage does a cycle
+    scalar_link_capacity = 4      # optional: PMUs' scalars one scalar-network link carries
 
 Every key but ``name``, ``dram_latency_ns`` and ``config_latency_ns`` (0 when absent: not
-modelled) and ``pcu_bf16_lanes`` (0 when absent: bf16 at the f32 rate) is required. A key that
+modelled), ``pcu_bf16_lanes`` (0 when absent: bf16 at the f32 rate) and
+``scalar_link_capacity`` (0 when absent: no scalar network, scalars ride the vector links) is
+required. A key that
 is not a field, a value of the wrong type (an integer field given ``16.0`` or ``"16"``) or out
 of range (``pcu_lanes = -4``, or above ``UPPER_BOUNDS``, or more than ``MAX_SLOTS`` slots) is
 refused with a one-line ``TargetFileError`` naming the file and the field.
@@ -41,9 +44,16 @@ from runtime.pef.schema import Target
 FIELDS: tuple[str, ...] = Target.__struct_fields__
 """Every key a target file may hold."""
 
-OPTIONAL: tuple[str, ...] = ("name", "dram_latency_ns", "config_latency_ns", "pcu_bf16_lanes")
+OPTIONAL: tuple[str, ...] = (
+    "name",
+    "dram_latency_ns",
+    "config_latency_ns",
+    "pcu_bf16_lanes",
+    "scalar_link_capacity",
+)
 """The keys a target file may leave out (``name``: the file's stem; the latencies: 0, not
-modelled; ``pcu_bf16_lanes``: 0, bf16 at the f32 rate)."""
+modelled; ``pcu_bf16_lanes``: 0, bf16 at the f32 rate; ``scalar_link_capacity``: 0, no scalar
+network)."""
 
 REQUIRED: tuple[str, ...] = tuple(f for f in FIELDS if f not in OPTIONAL)
 """The keys a target file must hold."""
@@ -75,6 +85,7 @@ UPPER_BOUNDS: dict[str, int | float] = {
     "dram_latency_ns": 1_000_000.0,
     "config_latency_ns": 1_000_000.0,
     "pcu_bf16_lanes": 4096,
+    "scalar_link_capacity": 1024,
 }
 """The largest value of each field a target file may give: the largest preset's figure (sn30's
 64 x 40 grid, 16 lanes x 6 stages, 512 KiB PMUs in 16 banks, 1.6 GHz, 8 streams a link, 1.6 TB/s,
@@ -104,7 +115,7 @@ def check_target(target: Target, where: str) -> None:
         value = getattr(target, field)
         if value < 1:
             raise TargetFileError(f"{where}: field '{field}' is {value}, must be >= 1")
-    for field in ("dram_latency_ns", "config_latency_ns", "pcu_bf16_lanes"):
+    for field in ("dram_latency_ns", "config_latency_ns", "pcu_bf16_lanes", "scalar_link_capacity"):
         value = getattr(target, field)
         if not value >= 0:
             raise TargetFileError(f"{where}: field '{field}' is {value}, must be >= 0")

@@ -22,7 +22,12 @@ from its switch to the switch of one of its output buffer's PMUs. Link capacity 
 route, multicast or not.
 
 A register port (``Port.register``, read once when the section starts) must read one address
-at every point (``runtime.machine.rules.register_problem``); it has its route like any port.
+at every point (``runtime.machine.rules.register_problem``); it has its route like any port, on
+the scalar network (``Route.scalar``) exactly when the target has one
+(``rules.on_scalar_network``): a scalar route goes from a PMU into a PCU that reads it through
+a register port, takes no room on the vector links, and a scalar link carries the values of at
+most ``target.scalar_link_capacity`` PMUs (``rules.link_loads``: one PMU's routes share a
+track).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from runtime.machine.rules import (
     adjacent,
     combiner_problem,
     held,
+    link_loads,
+    on_scalar_network,
     parallel_problem,
     reaches_any,
     register_problem,
@@ -132,7 +139,7 @@ def _check_target(target: Target) -> None:
         raise PefError(f"meta: target.link_capacity is {target.link_capacity}, must be >= 1")
     if not target.clock_ghz > 0:
         raise PefError(f"meta: target.clock_ghz is {target.clock_ghz}, must be > 0")
-    for field in ("dram_gbps", "stream_bytes_per_cycle", "pcu_bf16_lanes"):  # 0: not given
+    for field in ("dram_gbps", "stream_bytes_per_cycle", "pcu_bf16_lanes", "scalar_link_capacity"):
         if not getattr(target, field) >= 0:
             raise PefError(f"meta: target.{field} is {getattr(target, field)}, must be >= 0")
     for field in ("dram_latency_ns", "config_latency_ns"):  # 0: not given
@@ -527,7 +534,6 @@ class _SectionChecker:
     def check_routes(self) -> None:
         s, t = self.s, self.t
         counts = {"pcu": len(s.pcus), "pmu": len(s.pmus), "dram": len(self.meta.symbols)}
-        load: Counter[tuple[tuple[int, int], tuple[int, int]]] = Counter()
         for r, route in enumerate(s.routes):
             label = f"route {r} ({route.src[0]} {route.src[1]} -> {route.dst[0]} {route.dst[1]})"
             for end, (kind, index) in (("src", route.src), ("dst", route.dst)):
@@ -537,7 +543,6 @@ class _SectionChecker:
                     raise self.fail(
                         f"{label}: {end} {kind} {index} out of range (0..{counts[kind] - 1})"
                     )
-            links: set[tuple[tuple[int, int], tuple[int, int]]] = set()
             prev: tuple[int, int] | None = None
             for h, hop in enumerate(route.hops):
                 if len(hop) != 2 or not (0 <= hop[0] <= t.cols and 0 <= hop[1] <= t.rows):
@@ -552,13 +557,20 @@ class _SectionChecker:
                             f"{label}: hop {h} {list(cur)} is not adjacent to hop {h - 1} "
                             f"{list(prev)}"
                         )
-                    links.add((prev, cur))
                 prev = cur
-            load.update(links)
-        for (a, b), n in load.items():
+            if route.scalar:
+                self.check_scalar_route(label, route)
+        vector, scalar = link_loads((r.hops, r.src[1] if r.scalar else None) for r in s.routes)
+        for (a, b), n in vector.items():
             if n > t.link_capacity:
                 raise self.fail(
                     f"link {list(a)} -> {list(b)} carries {n} routes, capacity {t.link_capacity}"
+                )
+        for (a, b), n in scalar.items():
+            if n > t.scalar_link_capacity:
+                raise self.fail(
+                    f"scalar link {list(a)} -> {list(b)} carries the values of {n} PMUs, "
+                    f"capacity {t.scalar_link_capacity}"
                 )
         for r, route in enumerate(s.routes):
             label = f"route {r} ({route.src[0]} {route.src[1]} -> {route.dst[0]} {route.dst[1]})"
@@ -568,6 +580,23 @@ class _SectionChecker:
                 self.check_route_ends(label, route)
         self.check_streams_routed()
         self.check_copies_fed()
+
+    def check_scalar_route(self, label: str, route: Route) -> None:
+        """A route on the scalar network: the target has one, and it goes from a PMU into a PCU
+        that reads that PMU through a register port."""
+        if self.t.scalar_link_capacity < 1:
+            raise self.fail(
+                f"{label}: is scalar but target '{self.t.name}' has no scalar network "
+                "(scalar_link_capacity 0)"
+            )
+        if route.src[0] != "pmu" or route.dst[0] != "pcu":
+            raise self.fail(f"{label}: is scalar but does not go from a PMU into a PCU")
+        pcu = self.s.pcus[route.dst[1]]
+        if not any(p.register and p.pmu == route.src[1] for p in pcu.inputs):
+            raise self.fail(
+                f"{label}: is scalar but {self.pcu_label(route.dst[1])} reads pmu "
+                f"{route.src[1]} through no register port"
+            )
 
     def parallel_end(self, route: Route) -> bool:
         """Whether an endpoint of ``route`` is a parallel PCU."""
@@ -696,21 +725,25 @@ class _SectionChecker:
         """Every stream of the section has a route: each PMU's fill (from DRAM or from the PCUs
         writing it), each PCU input port, each output's store to DRAM."""
         s = self.s
-        routed = {(tuple(r.src), tuple(r.dst)) for r in s.routes}
-        needed: list[tuple[tuple[str, int], tuple[str, int], str]] = []
+        routed = {(tuple(r.src), tuple(r.dst), r.scalar) for r in s.routes}
+        needed: list[tuple[tuple[str, int], tuple[str, int], bool, str]] = []
         for i, pmu in enumerate(s.pmus):
             if pmu.source == "dram":
                 what = f"the load of {self.pmu_label(i)}"
-                needed.append((("dram", pmu.symbol), ("pmu", i), what))
+                needed.append((("dram", pmu.symbol), ("pmu", i), False, what))
         for i, pcu in enumerate(s.pcus):
             for k, port in enumerate(pcu.inputs):
                 what = f"input {k} of {self.pcu_label(i)}"
-                needed.append((("pmu", port.pmu), ("pcu", i), what))
+                scalar = on_scalar_network(port.register, self.t.scalar_link_capacity)
+                needed.append((("pmu", port.pmu), ("pcu", i), scalar, what))
             what = f"the output of {self.pcu_label(i)}"
-            needed.append((("pcu", i), ("pmu", pcu.out_pmu), what))
-        for src, dst, what in needed:
-            if (src, dst) not in routed:
-                raise self.fail(f"no route for {what} ({src[0]} {src[1]} -> {dst[0]} {dst[1]})")
+            needed.append((("pcu", i), ("pmu", pcu.out_pmu), False, what))
+        for src, dst, scalar, what in needed:
+            if (src, dst, scalar) not in routed:
+                network = " on the scalar network" if scalar else ""
+                raise self.fail(
+                    f"no route{network} for {what} ({src[0]} {src[1]} -> {dst[0]} {dst[1]})"
+                )
         # A PMU stored under several names streams to DRAM once.
         stores = {r.src[1] for r in s.routes if r.src[0] == "pmu" and r.dst[0] == "dram"}
         for out in s.outputs:

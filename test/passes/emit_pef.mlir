@@ -9,8 +9,9 @@
 // place-and-route picks the target); each section lists its PMUs (loaded from a DRAM symbol or
 // written by a PCU), its PCUs in IR order with their stages numbered inputs first, its routes
 // (fills, PCU ports, then stores of the yielded PMUs) and its outputs. `matmul_0` is yielded
-// twice (output.0 and saved.mm): one store route, two outputs. The same module gives the same
-// bytes every time.
+// twice (output.0 and saved.mm): one store route, two outputs. The optimizer's `lr` (strides
+// [0,0]: one address at every point) is a register port, whose route is on tiny's scalar
+// network (`(scalar)`). The same module gives the same bytes every time.
 
 builtin.module attributes {rdu.model_name = "tiny_mlp", rdu.batch_size = 2 : i64, rdu.compile_flags = ["--arch=tiny", "-b", "2"], rdu.source_hash = "5eed", rdu.optimizer = "sgd", rdu.compiler_version = "0.1.0+test", rdu.target = "tiny"} {
   dataflow.section @forward forward attributes {arg_names = ["input.0", "net.0.weight", "target.0"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role label>], result_names = ["output.0", "saved.mm", "loss"], result_roles = [#dataflow<role output>, #dataflow<role activation>, #dataflow<role loss>]} {
@@ -180,7 +181,7 @@ builtin.module attributes {rdu.model_name = "tiny_mlp", rdu.batch_size = 2 : i64
 // CHECK-NEXT:   route dram 7 -> pmu 2: (0,1) (1,1) (2,1)
 // CHECK-NEXT:   route pmu 0 -> pcu 0: (1,0) (1,1)
 // CHECK-NEXT:   route pmu 1 -> pcu 0: (0,1) (1,1)
-// CHECK-NEXT:   route pmu 2 -> pcu 0: (2,1) (1,1)
+// CHECK-NEXT:   route pmu 2 -> pcu 0 (scalar): (2,1) (1,1)
 // CHECK-NEXT:   route pcu 0 -> pmu 3: (1,1) (1,2)
 // CHECK-NEXT:   route pmu 3 -> dram 1: (1,2) (0,2)
 // CHECK-NEXT:   output net.0.weight <- pmu 3

@@ -290,7 +290,7 @@ def stream_counts_match(module: ModuleOp, target: Target) -> int:
                     counts.drop_last()
                 piece_ends = {**ends, **dict.fromkeys(cutter.units[i:j], j)}
                 graph = cutter.piece_graph(i, j, piece_ends)
-                expected = placement.unit_fanouts(graph)
+                expected = placement.unit_fanouts(graph, target)
                 assert sorted(counts.fanouts()) == sorted(expected), (section.sym_name.data, i, j)
                 excess = placement.fanout_excess(graph, target) is not None
                 assert bool(counts.excess) == excess, (section.sym_name.data, i, j)

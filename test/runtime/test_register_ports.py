@@ -6,6 +6,7 @@ and the performance model; figures worked out by hand (pefkit's target: 16 lanes
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from pefkit import ProgramBuilder, replace, st
@@ -145,3 +146,98 @@ def test_a_pef_without_registers_encodes_as_before() -> None:
     assert b"register" not in encode_pef(scaled_program(1, register=False))
     assert b"register" in encode_pef(scaled_program(1, register=True))
     assert port.register is False
+
+
+def on_scalar_network(program: schema.Program, capacity: int = 1) -> schema.Program:
+    """``program`` on a target with a scalar network of ``capacity`` PMUs a link, its routes
+    into register ports marked ``scalar``."""
+    meta = replace(program.meta, target=replace(program.meta.target, scalar_link_capacity=capacity))
+    sections = []
+    for section in program.sections:
+        registers = {
+            (p.pmu, i) for i, pcu in enumerate(section.pcus) for p in pcu.inputs if p.register
+        }
+        routes = [
+            replace(r, scalar=(r.src[0], r.dst[0]) == ("pmu", "pcu")
+                    and (r.src[1], r.dst[1]) in registers)
+            for r in section.routes
+        ]  # fmt: skip
+        sections.append(replace(section, routes=routes))
+    return replace(program, meta=meta, sections=sections)
+
+
+def test_a_route_on_the_scalar_network_is_on_no_vector_link() -> None:
+    # One unit: lr at (0, 0), x at (1, 0), y's PMU at (2, 0), the PCU at (3, 0), all routes
+    # along row 0 (64-byte links). x's load, x's port, the output and the store each move 4096
+    # bytes (64 x 16 f32); lr's route its 4 bytes over (0,0) -> (1,0) -> (2,0) -> (3,0). On the
+    # vector links it shares each of them with a 4096-byte route: ceil(4100 / 64) = 65
+    # cycles. On the scalar network the busiest link moves 4096 bytes: 64 cycles.
+    vector = scaled_program(1, register=True)
+    validate(vector)
+    assert model_section(vector.sections[0], vector.meta).link_cycles == 65
+    scalar = on_scalar_network(vector)
+    validate(scalar)
+    (section,) = scalar.sections
+    assert [r.scalar for r in section.routes].count(True) == 1
+    assert model_section(section, scalar.meta).link_cycles == 64
+
+
+def test_the_validator_keeps_scalar_routes_to_register_ports() -> None:
+    # lr's two routes (to the PCUs at (3, 0) and (6, 0)) share the links from (0, 0) to
+    # (3, 0): one PMU's value, one track, within a capacity of 1.
+    program = on_scalar_network(scaled_program(2, register=True))
+    validate(program)
+    (section,) = program.sections
+    lr = [k for k, r in enumerate(section.routes) if r.scalar]
+
+    def with_routes(routes: list[schema.Route], capacity: int = 1) -> schema.Program:
+        meta = replace(program.meta, target=replace(program.meta.target,
+                                                    scalar_link_capacity=capacity))  # fmt: skip
+        return replace(program, meta=meta, sections=[replace(section, routes=routes)])
+
+    # A register port fed over the vector links on a target with a scalar network.
+    routes = list(section.routes)
+    routes[lr[0]] = replace(routes[lr[0]], scalar=False)
+    with pytest.raises(PefError, match=r"no route on the scalar network for input 1 of pcu 0"):
+        validate(with_routes(routes))
+    # A scalar route on a target without one.
+    with pytest.raises(PefError, match=r"is scalar but target 'test' has no scalar network"):
+        validate(with_routes(list(section.routes), capacity=0))
+    # A scalar route into a port that is not a register.
+    x = next(k for k, r in enumerate(section.routes) if r.src == ("pmu", 1) and r.dst[0] == "pcu")
+    routes = list(section.routes)
+    routes[x] = replace(routes[x], scalar=True)
+    with pytest.raises(PefError, match=r"is scalar but pcu 0 .* reads pmu 1 through no register"):
+        validate(with_routes(routes))
+    # Two PMUs' values (lr's and mu's, both read by one unit) over one scalar link.
+    p = ProgramBuilder(inference=True)
+    for name in ("lr", "mu"):
+        p.symbol(name, [])
+    p.symbol("x", [ROWS, COLS])
+    p.symbol("y", [ROWS, COLS], role="output")
+    s = p.section("forward")
+    lr, mu, x = s.load("lr"), s.load("mu"), s.load("x")
+    y = s.pcu("scale", [ROWS, COLS], [(x, 0, [COLS, 1]), (lr, 0, [0, 0]), (mu, 0, [0, 0])],
+              [st("mul", 0, 1), st("mul", 3, 2)], [ROWS, COLS])  # fmt: skip
+    s.store("y", y)
+    two = p.build()
+    (section,) = two.sections
+    (pcu,) = section.pcus
+    inputs = [pcu.inputs[0], *(replace(q, register=True) for q in pcu.inputs[1:])]
+    two = replace(two, sections=[replace(section, pcus=[replace(pcu, inputs=inputs)])])
+    validate(on_scalar_network(two, capacity=2))
+    with pytest.raises(PefError, match=r"scalar link \[.*\] carries the values of 2 PMUs, "
+                       r"capacity 1") as info:  # fmt: skip
+        validate(on_scalar_network(two, capacity=1))
+    assert "\n" not in str(info.value)
+
+
+def test_a_route_encodes_its_scalar_flag_only_when_set() -> None:
+    # A section's bytes (what loading it costs) hold "scalar" only on the routes that are.
+    vector = scaled_program(1, register=True)
+    (section,) = vector.sections
+    assert b"scalar" not in msgspec.msgpack.encode(section)
+    assert b"taps" not in msgspec.msgpack.encode(section)
+    scalar = on_scalar_network(vector)
+    assert msgspec.msgpack.encode(scalar.sections[0]).count(b"scalar") == 1
+    assert decode_pef(encode_pef(scalar)) == scalar
