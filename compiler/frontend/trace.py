@@ -410,6 +410,11 @@ def trace_training(spec: ModelSpec) -> Traced:
 
     if spec.loss_fn is None:
         raise FrontendError("training needs a loss function (model.py defines no loss())")
+    if spec.precision == "bf16":
+        raise FrontendError(
+            "precision 'bf16' is not supported yet for training (it is for inference PEFs; "
+            "train with bf16-mixed: fp32 master weights)"
+        )
     _check_tensors("example input", spec.example_inputs)
     _check_tensors("example target", spec.example_targets)
     n_in = len(spec.example_inputs)

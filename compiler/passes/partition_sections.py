@@ -618,7 +618,10 @@ class _Partitioner:
         if isinstance(judged, SectionOp):
             return judged
         piece = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
-        record_placement(piece, judged)
+        # ``piece_graph`` has the piece's streams but not the bytes they move: route them again
+        # by bytes on the slots found (``routing.Router.path``), as place-and-route would.
+        weighted = section_graph(piece, self.target).graph
+        record_placement(piece, placement.reroute(weighted, self.target, judged))
         return piece
 
 

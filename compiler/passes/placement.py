@@ -450,6 +450,16 @@ def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord
         return _route(graph, target, at, spread=False)
 
 
+def reroute(graph: Graph, target: Target, placed: Placement) -> Placement:
+    """``placed``'s slots with every stream of ``graph`` routed again by ``route`` (a placement
+    found on the same units and streams without their ``weight``s: routed by bytes now), or
+    ``placed`` as it is if that leaves a stream no path."""
+    try:
+        return Placement(placed.at, tuple(route(graph, target, placed.at)))
+    except _Unroutable:
+        return placed
+
+
 def _route(
     graph: Graph, target: Target, at: Sequence[Coord], *, spread: bool
 ) -> list[tuple[Coord, ...]]:
