@@ -116,9 +116,12 @@ def test_matmul_4096_on_sn10() -> None:
     assert report["total"]["fraction_of_peak"] == section["fraction_of_peak"]
 
 
-def test_matmul_bf16_on_sn10_its_bound_and_what_we_reach() -> None:
-    """60% of the bf16 peak is not ruled out by the target's published figures (the bound);
-    our compile is below it for two reasons of the bf16 lowering (issue 17, not done)."""
+def test_matmul_bf16_on_sn10_at_60_percent_of_the_bf16_peak() -> None:
+    """The 4096^3 matmul in bf16 on sn10 at >= 60% of the bf16 peak (issue 17), under the
+    bound the target's published figures allow (65.6%). The bf16 multiplier reads both bf16
+    operands in one stage (six copies of the body down the pipeline, where a widening cast
+    stage an operand left two) and the f32 accumulator leaves the matmul rounded to bf16 (no
+    spill and no cast section, fuse-casts): 17.6% before them."""
     target = get_target("sn10")
     flops = 2 * 4096**3
     compulsory = 3 * 4096 * 4096 * 2  # bf16 x and w in, the bf16 result out, once each
@@ -127,11 +130,10 @@ def test_matmul_bf16_on_sn10_its_bound_and_what_we_reach() -> None:
     bound = at_peak / max(at_peak, through_dram)
     assert 0.655 < bound < 0.657  # the same 65.6% as fp32's: half the bytes, twice the peak
     report = build_report(_matmul(4096, 4096, 4096, "bf16"), target)
-    matmul, cast = report["sections"]  # the f32 accumulator spilled, cast to bf16 after
+    (matmul,) = report["sections"]
     (unit,) = matmul["units"]
-    assert (unit["parallel"], unit["unroll"]) == ([32, 20, 1], 2)  # a cast stage an operand
-    assert [u["name"] for u in cast["units"]] == ["cast_3"]
-    assert 0.17 < report["total"]["fraction_of_peak"] < 0.6
+    assert unit["unroll"] == 6
+    assert 0.60 <= report["total"]["fraction_of_peak"] <= bound
 
 
 def test_matmul_in_the_4096_mapping_passes_rdu_test(tmp_path: Path) -> None:
