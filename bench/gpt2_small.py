@@ -27,7 +27,6 @@ their own keys there).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -36,8 +35,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+import speed  # bench/speed.py: a script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples" / "hf_gpt2" / "model.py"
@@ -52,19 +52,6 @@ COMPILE_TARGET = 0.5  # rdu-compile / torch.compile (inductor, cold), at most
 COMPILE_PEAK_MB = 3000.0  # rdu-compile's peak memory, at most
 LAYERS = (2, 6, 12)
 """The compile scaling rows (``--n-layer``, hidden 768); 12 is the compile measured anyway."""
-
-
-def _speed() -> ModuleType:
-    """bench/speed.py (its child-process runner, timing and results merging)."""
-    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "bench" / "speed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_speed"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-speed = _speed()
 
 
 def thread_env(threads: int) -> dict[str, str]:

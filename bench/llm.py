@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -35,8 +34,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+import speed  # bench/speed.py: a script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples" / "hf_llama" / "model.py"
@@ -45,19 +45,6 @@ BATCH = 1
 ARCH = "sn40l"
 STEPS = 3
 RESULTS = ROOT / "bench" / "results.json"
-
-
-def _speed() -> ModuleType:
-    """bench/speed.py (its child-process runner and machine description)."""
-    spec = importlib.util.spec_from_file_location("bench_speed", ROOT / "bench" / "speed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_speed"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-speed = _speed()
 
 
 def torch_step(model_args: list[str], repeats: int) -> dict[str, Any]:

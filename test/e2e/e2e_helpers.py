@@ -4,6 +4,7 @@ torch."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from runtime.pef import read_pef
 from runtime.session import TrainingSession
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,3 +114,22 @@ def losses_beside_torch(
         optimizer.step()
         torch_losses.append(loss.item())
     return np.array(fabric_losses), np.array(torch_losses)
+
+
+def adamw_losses_beside_torch(
+    model_file: Any, args: Any, pef: Path, steps: int, precision: str = "fp32"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``losses_beside_torch`` for ``steps`` batches of a model trained with its own AdamW: the
+    fabric's session and torch's model start from the model built at seed 0, and the fabric
+    takes torch's hyperparameters."""
+    torch.manual_seed(0)
+    model = model_file.call("model", args)
+    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    session = TrainingSession(read_pef(pef), state)
+    optimizer = model_file.call("optimizer", model.parameters(), args)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    hyper = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group["eps"]}
+    hyper["beta1"], hyper["beta2"] = group["betas"]
+    batches = itertools.islice(model_file.batches("train", args), steps)
+    return losses_beside_torch(session, model_file, model, optimizer, batches, hyper, precision)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, in_process, judged, losses_beside_torch, rdu_test
+from e2e_helpers import ROOT, adamw_losses_beside_torch, in_process, judged, rdu_test
 
 from runtime.pef import read_pef
-from runtime.session import TrainingSession
 from tools.model_file import load_model_file
 
 GPT_SMALL = ["--n-embd", "32", "--block-size", "16", "--n-head", "2"]
@@ -104,19 +102,9 @@ def test_gpt_50_adamw_steps_track_torch_autocast(compiled: Callable[[str], Path]
     model_file.add_args(parser)
     args = parser.parse_args(GPT_SMALL)
     args.batch_size, args.seed, args.epoch = EXAMPLES["gpt"][0], 0, 0
-    torch.manual_seed(0)
-    model = model_file.call("model", args)
-    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    session = TrainingSession(read_pef(compiled("gpt")), state)
-    optimizer = model_file.call("optimizer", model.parameters(), args)
-    assert isinstance(optimizer, torch.optim.AdamW)
-    group = optimizer.param_groups[0]
-    hyper = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group["eps"]}
-    hyper["beta1"], hyper["beta2"] = group["betas"]
-    batches = itertools.islice(model_file.batches("train", args), 50)
     with reference_attention():
-        fabric, reference = losses_beside_torch(
-            session, model_file, model, optimizer, batches, hyper, "bf16-mixed"
+        fabric, reference = adamw_losses_beside_torch(
+            model_file, args, compiled("gpt"), 50, "bf16-mixed"
         )
     assert len(fabric) == 50
     np.testing.assert_allclose(fabric, reference, rtol=1e-2)

@@ -9,16 +9,14 @@ a minute; the example's defaults are larger.
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import ROOT, in_process, judged, losses_beside_torch, rdu_test
+from e2e_helpers import ROOT, adamw_losses_beside_torch, in_process, judged, rdu_test
 
 from runtime.pef import read_pef
-from runtime.session import TrainingSession
 from tools.model_file import load_model_file
 
 GPT = ROOT / "examples" / "gpt" / "model.py"
@@ -73,17 +71,7 @@ def test_rdu_test_passes_with_dropout(tmp_path: Path) -> None:
 def test_50_adamw_steps_track_torch_and_beat_the_unigram_entropy(gpt_pef: Path) -> None:
     model_file = load_model_file(GPT)
     args = _args()
-    torch.manual_seed(0)
-    model = model_file.call("model", args)
-    state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    session = TrainingSession(read_pef(gpt_pef), state)
-    optimizer = model_file.call("optimizer", model.parameters(), args)
-    assert isinstance(optimizer, torch.optim.AdamW)
-    group = optimizer.param_groups[0]
-    hyper = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group["eps"]}
-    hyper["beta1"], hyper["beta2"] = group["betas"]
-    batches = itertools.islice(model_file.batches("train", args), 50)
-    fabric, reference = losses_beside_torch(session, model_file, model, optimizer, batches, hyper)
+    fabric, reference = adamw_losses_beside_torch(model_file, args, gpt_pef, 50)
     # (At lr 3e-3 this run has a loss spike at step 32 where torch alone, its weights nudged by
     # 1e-7, moves by 1.2e-3: the example's 2e-3 keeps training well-conditioned, 4e-6.)
     np.testing.assert_allclose(fabric, reference, rtol=1e-3)
