@@ -10,6 +10,14 @@ reduction. The rewrites keep the values rounded at the same points:
   two bf16 values, a direct output, no other reader) becomes ``P`` yielding ``mulf a, b : bf16``
   into a bf16 result: a bf16 multiply-add accumulates in f32 and rounds once, at the end
   (``runtime/machine/opcodes.py``), what ``P`` then ``C`` computed;
+- **a rounding inside its reader** (``RoundInProducer``): a kernel ``C`` that reads such a
+  ``P`` (no other reader) and only rounds that operand (its every use in ``C``'s body an
+  ``arith.truncf`` to bf16: a round trip ``extf(truncf(mm))``, torch's bf16 matmul result
+  widened for the f32 ops of a backward, or a rounding fused into a larger body) reads ``P``'s
+  bf16 result: ``P`` rounds on the way out, ``C`` takes the bf16 value as it is. A round trip
+  becomes a widening only, which the next rule inlines into its readers: in a backward, where
+  every parallel unit waits for its writer to end, a cast unit between a matmul and its
+  reader is a unit more on the critical path (GPT's on sn10: seven, 7k cycles);
 - **a widening into its readers** (``WidenInReaders``): a kernel ``C`` that only widens
   (``arith.extf`` bf16 to f32, elementwise) a tensor, whose every reader may inline it
   (``fusion.composition``, not through a gather or as an index) and which the section does not
@@ -60,7 +68,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import ArrayAttr, BFloat16Type, Float32Type, ModuleOp, TensorType
-from xdsl.ir import Attribute, Block, BlockArgument, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -104,6 +112,60 @@ def widened_bf16(value: SSAValue) -> SSAValue | None:
     return None
 
 
+def retiled(
+    kernel: KernelOp, inputs: Sequence[SSAValue], result_type: Attribute, target: Target
+) -> list[int]:
+    """The tile of ``kernel``'s space for these operands and this result (their element sizes
+    set what a PMU holds: ``tiling.choose_tile``)."""
+    accesses = [
+        (a.stride_values, element_dtype(elt_of(v)))
+        for a, v in zip(kernel.ins.data, inputs, strict=True)
+    ]
+    assert isinstance(result_type, TensorType)
+    accesses.append((kernel.out.stride_values, element_dtype(result_type.element_type)))
+    return choose_tile(kernel.space_values, accesses, kernel.out.stride_values, target)
+
+
+def rounded_product(producer: KernelOp, result_type: TensorType, target: Target) -> KernelOp | None:
+    """``producer`` (a multiply-accumulate of two widened bf16 values: combiner ``add``, its
+    yield ``mulf(extf a, extf b)``) as a bf16 multiply-add into ``result_type`` (its shape in
+    bf16): f32 accumulation, one rounding at the end (None: not such a producer)."""
+    if producer.combiner.data != "add" or producer.out.is_indexed:
+        return None
+    product = producer.yield_op.value.owner
+    if not isinstance(product, arith.MulfOp):
+        return None
+    narrow = [widened_bf16(product.lhs), widened_bf16(product.rhs)]
+    if narrow[0] is None or narrow[1] is None:
+        return None
+    block = Block(arg_types=[a.type for a in producer.body.block.args])
+    vmap: dict[SSAValue, SSAValue] = dict(zip(producer.body.block.args, block.args, strict=True))
+    for op in producer.body.block.ops:
+        if op is product or isinstance(op, YieldOp):
+            continue
+        block.add_op(op.clone(value_mapper=vmap))
+    mul = arith.MulfOp(vmap.get(narrow[0], narrow[0]), vmap.get(narrow[1], narrow[1]))
+    block.add_ops([mul, YieldOp(mul.result)])
+    for op in reversed(list(block.ops)):  # the widenings nothing reads any more
+        if isinstance(op, arith.ExtFOp) and not op.result.uses:
+            block.erase_op(op)
+    tile = retiled(producer, list(producer.inputs), result_type, target)
+    name = producer.sym_name.data if producer.sym_name is not None else None
+    rounded = KernelOp(
+        list(producer.inputs),
+        result_type,
+        producer.space_values,
+        tile,
+        list(producer.ins.data),
+        producer.out,
+        "add",
+        block,
+        name,
+    )
+    rounded.location = producer.location
+    return rounded
+
+
 @dataclass
 class RoundOnTheWayOut(RewritePattern):
     """A rounding to bf16 of a multiply-accumulate's result is the multiply-accumulate in bf16
@@ -116,9 +178,7 @@ class RoundOnTheWayOut(RewritePattern):
         if not only_cast(cast, arith.TruncFOp):
             return
         producer = cast.inputs[0].owner
-        if not isinstance(producer, KernelOp) or producer.combiner.data != "add":
-            return
-        if producer.out.is_indexed or sum(1 for _ in producer.result.uses) != 1:
+        if not isinstance(producer, KernelOp) or sum(1 for _ in producer.result.uses) != 1:
             return
         if cast.ins.data[0] != cast.out:  # reads each element where it writes it
             return
@@ -126,48 +186,85 @@ class RoundOnTheWayOut(RewritePattern):
         assert isinstance(result_type, TensorType) and isinstance(producer.result.type, TensorType)
         if result_type.get_shape() != producer.result.type.get_shape():
             return
-        product = producer.yield_op.value.owner
-        if not isinstance(product, arith.MulfOp):
+        rounded = rounded_product(producer, result_type, self.target)
+        if rounded is None:
             return
-        narrow = [widened_bf16(product.lhs), widened_bf16(product.rhs)]
-        if narrow[0] is None or narrow[1] is None:
-            return
-        block = Block(arg_types=[a.type for a in producer.body.block.args])
-        vmap: dict[SSAValue, SSAValue] = dict(
-            zip(producer.body.block.args, block.args, strict=True)
-        )
-        for op in producer.body.block.ops:
-            if op is product or isinstance(op, YieldOp):
-                continue
-            block.add_op(op.clone(value_mapper=vmap))
-        mul = arith.MulfOp(vmap.get(narrow[0], narrow[0]), vmap.get(narrow[1], narrow[1]))
-        block.add_ops([mul, YieldOp(mul.result)])
-        for op in reversed(list(block.ops)):  # the widenings nothing reads any more
-            if isinstance(op, arith.ExtFOp) and not op.result.uses:
-                block.erase_op(op)
-        accesses = [
-            (a.stride_values, element_dtype(elt_of(v)))
-            for a, v in zip(producer.ins.data, producer.inputs, strict=True)
-        ]
-        accesses.append((producer.out.stride_values, element_dtype(result_type.element_type)))
-        space = producer.space_values
-        tile = choose_tile(space, accesses, producer.out.stride_values, self.target)
-        name = producer.sym_name.data if producer.sym_name is not None else None
-        rounded = KernelOp(
-            list(producer.inputs),
-            result_type,
-            space,
-            tile,
-            list(producer.ins.data),
-            producer.out,
-            "add",
-            block,
-            name,
-        )
-        rounded.location = producer.location
         rounded.result.name_hint = cast.result.name_hint
         rewriter.replace(cast, rounded)
         rewriter.erase(producer)
+
+
+@dataclass
+class RoundInProducer(RewritePattern):
+    """A reader that only rounds a multiply-accumulate's result to bf16 (every use of that
+    operand in its body an ``arith.truncf`` to bf16) reads the multiply-accumulate's bf16
+    result instead: the producer rounds on the way out, the reader takes the bf16 value as it
+    is. A round trip ``extf(truncf(mm))`` (torch's bf16 matmul result widened for f32 ops)
+    becomes a widening only, which ``WidenInReaders`` inlines into its readers (see the module
+    docstring)."""
+
+    target: Target
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, reader: KernelOp, rewriter: PatternRewriter) -> None:
+        if only_cast(reader, arith.TruncFOp) and reader.ins.data[0] == reader.out:
+            return  # RoundOnTheWayOut's: the reader goes
+        for slot, value in enumerate(reader.inputs):
+            producer = value.owner
+            if not isinstance(producer, KernelOp) or sum(1 for _ in producer.result.uses) != 1:
+                continue
+            if any(a.index_port == slot for a in [*reader.ins.data, reader.out]):
+                continue
+            arg = reader.body.block.args[slot]
+            uses = [use.operation for use in arg.uses]
+            if not uses or not all(_rounds_to_bf16(op) for op in uses):
+                continue
+            produced = producer.result.type
+            assert isinstance(produced, TensorType)
+            narrow = TensorType(BFloat16Type(), produced.get_shape())
+            rounded = rounded_product(producer, narrow, self.target)
+            if rounded is None:
+                continue
+            rounded.result.name_hint = producer.result.name_hint
+            rewriter.replace(producer, rounded)
+            rewriter.replace(reader, _reading_bf16(reader, slot, self.target))
+            return
+
+
+def _rounds_to_bf16(op: Operation) -> bool:
+    return isinstance(op, arith.TruncFOp) and isinstance(op.result.type, BFloat16Type)
+
+
+def _reading_bf16(reader: KernelOp, slot: int, target: Target) -> KernelOp:
+    """``reader`` with its operand ``slot`` (an f32 value its body only rounds to bf16) taken
+    as bf16: the roundings are the operand itself."""
+    old = reader.body.block.args[slot]
+    arg_types = [a.type for a in reader.body.block.args]
+    arg_types[slot] = BFloat16Type()
+    block = Block(arg_types=arg_types)
+    vmap: dict[SSAValue, SSAValue] = dict(zip(reader.body.block.args, block.args, strict=True))
+    for op in reader.body.block.ops:
+        if isinstance(op, arith.TruncFOp) and op.input == old:
+            vmap[op.result] = block.args[slot]
+            continue
+        block.add_op(op.clone(value_mapper=vmap))
+    inputs = list(reader.inputs)
+    tile = retiled(reader, inputs, reader.result.type, target)
+    name = reader.sym_name.data if reader.sym_name is not None else None
+    kernel = KernelOp(
+        inputs,
+        reader.result.type,
+        reader.space_values,
+        tile,
+        list(reader.ins.data),
+        reader.out,
+        reader.combiner.data,
+        block,
+        name,
+    )
+    kernel.location = reader.location
+    kernel.result.name_hint = reader.result.name_hint
+    return kernel
 
 
 @dataclass
@@ -294,13 +391,7 @@ class TransposeRounding(RewritePattern):
             ins[slot] = moved
             reader.operands[slot] = transposed.result
             reader.properties["ins"] = ArrayAttr(ins)
-            accesses = [
-                (a.stride_values, element_dtype(elt_of(v)))
-                for a, v in zip(ins, reader.inputs, strict=True)
-            ]
-            accesses.append((reader.out.stride_values, element_dtype(elt_of(reader.result))))
-            space = reader.space_values
-            tile = choose_tile(space, accesses, reader.out.stride_values, self.target)
+            tile = retiled(reader, list(reader.inputs), reader.result.type, self.target)
             reader.properties["tile"] = dense_i64(tile)
             rewriter.notify_op_modified(reader)
         rewriter.erase(cast)
@@ -336,6 +427,7 @@ class FuseCasts(ModulePass):
         target = get_target(self.target)
         patterns: list[RewritePattern] = [
             RoundOnTheWayOut(target),
+            RoundInProducer(target),
             WidenInReaders(target),
             TransposeRounding(target),
             MergeEqualCasts(),

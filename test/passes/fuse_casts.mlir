@@ -150,3 +150,94 @@ builtin.module {
 // CHECK:      %wb = rdu_tile.kernel @cast_0 (%w) space [6, 8] tile [6, 8] ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [1, 6]> combiner none : (tensor<6x8xf32>) -> tensor<8x6xbf16> {
 // CHECK:      %y = rdu_tile.kernel @matmul_1 (%x, %wb) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 1, 6]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<8x6xbf16>) -> tensor<4x6xf32> {
 // CHECK:      %t = rdu_tile.kernel @copy_2 (%wb) space [8, 6] tile [8, 6] ins [#rdu_tile.access<0 : [6, 1]>] out #rdu_tile.access<0 : [6, 1]> combiner none : (tensor<8x6xbf16>) -> tensor<8x6xbf16> {
+
+// -----
+
+// A bf16 matmul's result that its one reader only rounds (a round trip to bf16 and back, as
+// torch's bf16 matmul result widened for f32 ops in a backward; or a rounding inside a fused
+// body) is rounded by the matmul on its way out: the round trip becomes a widening, inlined
+// into its reader, and the fused reader takes the bf16 value as it is. Not rewritten: a reader
+// that also uses the f32 value unrounded (matmul_5).
+
+builtin.module {
+  dataflow.section @backward backward attributes {arg_names = ["x", "w", "y"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role input>], result_names = ["e", "g", "h"], result_roles = [#dataflow<role output>, #dataflow<role output>, #dataflow<role output>]} {
+  ^bb0(%x: tensor<4x8xbf16>, %w: tensor<2x8xbf16>, %y: tensor<4x2xf32>):
+    %mm = rdu_tile.kernel @matmul_0 (%x, %w) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<2x8xbf16>) -> tensor<4x2xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %f = rdu_tile.kernel @cast_1 (%mm) space [4, 2] tile [4, 2] ins [#rdu_tile.access<0 : [2, 1]>] out #rdu_tile.access<0 : [2, 1]> combiner none : (tensor<4x2xf32>) -> tensor<4x2xf32> {
+    ^bb0(%0: f32):
+      %1 = arith.truncf %0 : f32 to bf16
+      %2 = arith.extf %1 : bf16 to f32
+      rdu_tile.yield %2 : f32
+    }
+    %e = rdu_tile.kernel @exp_2 (%f) space [4, 2] tile [4, 2] ins [#rdu_tile.access<0 : [2, 1]>] out #rdu_tile.access<0 : [2, 1]> combiner none : (tensor<4x2xf32>) -> tensor<4x2xf32> {
+    ^bb0(%0: f32):
+      %1 = math.exp %0 : f32
+      rdu_tile.yield %1 : f32
+    }
+    %mm2 = rdu_tile.kernel @matmul_3 (%x, %w) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<2x8xbf16>) -> tensor<4x2xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %g = rdu_tile.kernel @mul_4 (%y, %mm2) space [4, 2] tile [4, 2] ins [#rdu_tile.access<0 : [2, 1]>, #rdu_tile.access<0 : [2, 1]>] out #rdu_tile.access<0 : [2, 1]> combiner none : (tensor<4x2xf32>, tensor<4x2xf32>) -> tensor<4x2xbf16> {
+    ^bb0(%0: f32, %1: f32):
+      %2 = arith.truncf %1 : f32 to bf16
+      %3 = arith.extf %2 : bf16 to f32
+      %4 = arith.mulf %0, %3 : f32
+      %5 = arith.truncf %4 : f32 to bf16
+      rdu_tile.yield %5 : bf16
+    }
+    %mm3 = rdu_tile.kernel @matmul_5 (%x, %w) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<2x8xbf16>) -> tensor<4x2xf32> {
+    ^bb0(%0: bf16, %1: bf16):
+      %2 = arith.extf %0 : bf16 to f32
+      %3 = arith.extf %1 : bf16 to f32
+      %4 = arith.mulf %2, %3 : f32
+      rdu_tile.yield %4 : f32
+    }
+    %h = rdu_tile.kernel @sub_6 (%mm3) space [4, 2] tile [4, 2] ins [#rdu_tile.access<0 : [2, 1]>] out #rdu_tile.access<0 : [2, 1]> combiner none : (tensor<4x2xf32>) -> tensor<4x2xf32> {
+    ^bb0(%0: f32):
+      %1 = arith.truncf %0 : f32 to bf16
+      %2 = arith.extf %1 : bf16 to f32
+      %3 = arith.subf %0, %2 : f32
+      rdu_tile.yield %3 : f32
+    }
+    dataflow.yield %e, %g, %h : tensor<4x2xf32>, tensor<4x2xbf16>, tensor<4x2xf32>
+  }
+}
+
+// CHECK:      ^bb0(%x: tensor<4x8xbf16>, %w: tensor<2x8xbf16>, %y: tensor<4x2xf32>):
+// CHECK-NEXT:   %mm = rdu_tile.kernel @matmul_0 (%x, %w) space [4, 2, 8] tile [4, 2, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [2, 1, 0]> combiner add : (tensor<4x8xbf16>, tensor<2x8xbf16>) -> tensor<4x2xbf16> {
+// CHECK-NEXT:   ^bb0(%0: bf16, %1: bf16):
+// CHECK-NEXT:     %2 = arith.mulf %0, %1 : bf16
+// CHECK-NEXT:     rdu_tile.yield %2 : bf16
+// CHECK-NEXT:   }
+// CHECK-NEXT:   %e = rdu_tile.kernel @exp_2 (%mm) space [4, 2] tile [4, 2] ins [#rdu_tile.access<0 : [2, 1]>] out #rdu_tile.access<0 : [2, 1]> combiner none : (tensor<4x2xbf16>) -> tensor<4x2xf32> {
+// CHECK-NEXT:   ^bb0(%0: bf16):
+// CHECK-NEXT:     %1 = arith.extf %0 : bf16 to f32
+// CHECK-NEXT:     %2 = math.exp %1 : f32
+// CHECK-NEXT:     rdu_tile.yield %2 : f32
+// CHECK-NEXT:   }
+// CHECK-NEXT:   %mm2 = rdu_tile.kernel @matmul_3 (%x, %w) {{.*}} -> tensor<4x2xbf16> {
+// CHECK-NEXT:   ^bb0(%0: bf16, %1: bf16):
+// CHECK-NEXT:     %2 = arith.mulf %0, %1 : bf16
+// CHECK-NEXT:     rdu_tile.yield %2 : bf16
+// CHECK-NEXT:   }
+// CHECK-NEXT:   %g = rdu_tile.kernel @mul_4 (%y, %mm2) {{.*}} : (tensor<4x2xf32>, tensor<4x2xbf16>) -> tensor<4x2xbf16> {
+// CHECK-NEXT:   ^bb0(%0: f32, %1: bf16):
+// CHECK-NEXT:     %2 = arith.extf %1 : bf16 to f32
+// CHECK-NEXT:     %3 = arith.mulf %0, %2 : f32
+// CHECK-NEXT:     %4 = arith.truncf %3 : f32 to bf16
+// CHECK-NEXT:     rdu_tile.yield %4 : bf16
+// CHECK-NEXT:   }
+// CHECK-NEXT:   %mm3 = rdu_tile.kernel @matmul_5 (%x, %w) {{.*}} -> tensor<4x2xf32> {
+// CHECK:        %h = rdu_tile.kernel @sub_6 (%mm3) {{.*}} : (tensor<4x2xf32>) -> tensor<4x2xf32> {
+// CHECK-NEXT:   ^bb0(%0: f32):
+// CHECK-NEXT:     %1 = arith.truncf %0 : f32 to bf16
