@@ -132,7 +132,8 @@ def test_a_faulty_bf16_backward_unit_is_localized(
 
     def faulty(plan, buffers, array):  # noqa: ANN001
         if f"'{target}'" in plan.label or f"'{target} copy " in plan.label:
-            array = np.asarray(array) * np.float32(1.1)
+            array = np.asarray(array)  # 10% off, in its own dtype (a bf16 matmul result)
+            array = (array * np.float32(1.1)).astype(array.dtype)
         return write(plan, buffers, array)
 
     monkeypatch.setattr(fabric_module, "_write", faulty)
