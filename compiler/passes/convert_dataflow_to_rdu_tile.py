@@ -94,7 +94,7 @@ from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
 from dialects import dataflow as df
-from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp, access_attr
 from runtime.machine.rules import reduced_counters
 
 VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp, df.AsStridedOp, df.ExtractSliceOp)
@@ -393,7 +393,7 @@ class ViewLayouts:
         """The source and access of ``value``: ``dims[c]`` is the dim counter ``c`` walks."""
         lay = self.layout(value, rewriter)
         strides = [0 if d is None else lay.strides[d] for d in dims]
-        return lay.source, AccessAttr(lay.offset, strides)
+        return lay.source, access_attr(lay.offset, strides)
 
     def copy_kernel(
         self, value: SSAValue, at: Operation, where: InsertPoint, rewriter: PatternRewriter
@@ -428,7 +428,7 @@ class ViewLayouts:
         """A kernel with a tile chosen from the target, at ``origin``'s location."""
         if out_strides is None:
             out_strides = row_major(out_shape)
-        out = AccessAttr(out_offset, out_strides, out_index)
+        out = access_attr(out_offset, out_strides, out_index)
         accesses = [
             (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
         ]
@@ -527,7 +527,7 @@ def lower_pointwise(views: ViewLayouts, op: df.PointwiseOp, rewriter: PatternRew
         lay = views.layout(operand, rewriter)
         strides = broadcast_strides(lay.strides, shape_of(operand), shape)
         inputs.append(lay.source)
-        ins.append(AccessAttr(lay.offset, strides))
+        ins.append(access_attr(lay.offset, strides))
         assert len(strides) == rank
     body = Block(arg_types=[elt_of(v) for v in op.inputs])
     ops = pointwise_body(op, body.args)
@@ -622,7 +622,8 @@ def lower_contraction(views: ViewLayouts, op: df.ReduceOp, rewriter: PatternRewr
     for operand in mul.inputs:
         lay = views.layout(operand, rewriter)
         inputs.append(lay.source)
-        ins.append(AccessAttr(lay.offset, broadcast_strides(lay.strides, shape_of(operand), space)))
+        strides = broadcast_strides(lay.strides, shape_of(operand), space)
+        ins.append(access_attr(lay.offset, strides))
     body = Block(arg_types=[elt_of(v) for v in mul.inputs])
     ops = pointwise_body(mul, body.args)
     body.add_ops(ops)
@@ -642,7 +643,7 @@ def _index_access(
     q = len(shape_of(op.index))
     lay = views.layout(op.index, rewriter)
     strides = [0] * d + list(lay.strides) + [0] * (rank - d - q)
-    return d, q, lay.source, AccessAttr(lay.offset, strides)
+    return d, q, lay.source, access_attr(lay.offset, strides)
 
 
 def lower_take(views: ViewLayouts, op: df.TakeOp, rewriter: PatternRewriter) -> KernelOp:
@@ -653,7 +654,7 @@ def lower_take(views: ViewLayouts, op: df.TakeOp, rewriter: PatternRewriter) -> 
     lay = views.layout(op.input, rewriter)
     limit = shape_of(op.input)[d]
     strides = [*lay.strides[:d], *([0] * q), *lay.strides[d + 1 :]]
-    table_acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], limit))
+    table_acc = access_attr(lay.offset, strides, (1, lay.strides[d], limit))
     body = Block(arg_types=[elt_of(op.input), i64])
     body.add_op(YieldOp(body.args[0]))
     return views.kernel(
@@ -670,7 +671,7 @@ def lower_gather(views: ViewLayouts, op: df.GatherOp, rewriter: PatternRewriter)
     lay = views.layout(op.input, rewriter)
     idx, idx_acc = views.access(op.index, list(range(len(space))), rewriter)
     strides = [0 if c == d else s for c, s in enumerate(lay.strides)]
-    acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
+    acc = access_attr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
     body = Block(arg_types=[elt_of(op.input), i64])
     body.add_op(YieldOp(body.args[0]))
     return views.kernel(
@@ -721,7 +722,7 @@ def lower_random(views: ViewLayouts, op: df.RandomOp, rewriter: PatternRewriter)
     with each point's row-major index."""
     space = shape_of(op.result)
     lay = views.layout(op.seed, rewriter)
-    seed_acc = AccessAttr(lay.offset, [0] * len(space))
+    seed_acc = access_attr(lay.offset, [0] * len(space))
     body = Block(arg_types=[i64])
     stream = _constant(op.stream.value.data << 32, i64)
     key = arith.AddiOp(body.args[0], stream.results[0])

@@ -75,7 +75,7 @@ from compiler.passes.fusion import composition, fuse, is_elementwise
 from compiler.passes.ir_helpers import elt_of
 from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target, get_target
-from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, dense_i64
+from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, access_attr, dense_i64
 from runtime.machine import rules
 
 
@@ -221,7 +221,7 @@ def transposed_access(
             return None
     if access.is_indexed:
         return None
-    return AccessAttr(col0 * rows + row0, strides) if reach < cols else None
+    return access_attr(col0 * rows + row0, strides) if reach < cols else None
 
 
 def _walks_rows_on_lanes(reader: KernelOp, slot: int, cols: int) -> bool | None:
@@ -257,7 +257,7 @@ class TransposeRounding(RewritePattern):
         if len(shape) != 2 or min(shape) <= 1 or tuple(cast.space_values) != tuple(shape):
             return
         rows, cols = shape
-        if cast.out != AccessAttr(0, [cols, 1]) or cast.ins.data[0] != cast.out:
+        if cast.out != access_attr(0, [cols, 1]) or cast.ins.data[0] != cast.out:
             return
         reads: list[tuple[KernelOp, int, AccessAttr]] = []
         votes = 0
@@ -281,7 +281,7 @@ class TransposeRounding(RewritePattern):
             cast.space_values,
             cast.tile_values,
             list(cast.ins.data),
-            AccessAttr(0, [1, rows]),
+            access_attr(0, [1, rows]),
             "none",
             cast.body.clone(),
             cast.sym_name.data if cast.sym_name is not None else None,

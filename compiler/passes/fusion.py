@@ -19,7 +19,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from compiler.passes.ir_helpers import elt_of, row_major
 from compiler.passes.tiling import choose_tile, element_dtype
 from compiler.targets import Target
-from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp, access_attr
 from runtime.machine.rules import address_range
 
 
@@ -43,7 +43,7 @@ class Composition:
             for c in range(self.counters)
         ]
         index = access.index if access.is_indexed else ()
-        return AccessAttr(offset, new, index)
+        return access_attr(offset, new, [v.data for v in index])
 
 
 def is_elementwise(kernel: KernelOp) -> bool:
@@ -121,7 +121,7 @@ def with_ports(access: AccessAttr, ports: Sequence[int]) -> AccessAttr:
     if not access.is_indexed:
         return access
     index = (ports[access.index_port], access.index_stride, access.index_limit)
-    return AccessAttr(access.offset_value, access.stride_values, index)
+    return access_attr(access.offset_value, access.stride_values, index)
 
 
 def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> KernelOp | None:
