@@ -90,7 +90,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from compiler.passes.ir_helpers import elt_of, fail, op_name, row_major
-from compiler.passes.tiling import choose_tile, element_dtype
+from compiler.passes.tiling import TileChoices, element_dtype
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
 from dialects import dataflow as df
@@ -345,7 +345,7 @@ class ViewLayouts:
     kernels in the order they are made)."""
 
     section: df.SectionOp
-    target: Target
+    tiles: TileChoices
     layouts: dict[SSAValue, Layout] = field(default_factory=dict)
     count: int = 0
     contracted: set[Operation] = field(default_factory=set)
@@ -433,7 +433,7 @@ class ViewLayouts:
             (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
         ]
         accesses.append((tuple(out_strides), element_dtype(elt_of(result_type))))
-        tile = choose_tile(space, accesses, out_strides, self.target)
+        tile = self.tiles.tile(space, accesses, out_strides)
         if combiner != "none" and not reduced_counters(space, out_strides):
             combiner = "none"
         kernel = KernelOp(
@@ -473,13 +473,17 @@ class Lowering:
 
     target: Target
     sections: dict[df.SectionOp, ViewLayouts] = field(default_factory=dict)
+    tiles: TileChoices = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tiles = TileChoices(self.target)
 
     def views(self, op: Operation) -> ViewLayouts:
         """The view layouts of the section ``op`` is in."""
         section = op.parent_op()
         assert isinstance(section, df.SectionOp)
         if section not in self.sections:
-            self.sections[section] = ViewLayouts(section, self.target)
+            self.sections[section] = ViewLayouts(section, self.tiles)
         return self.sections[section]
 
 

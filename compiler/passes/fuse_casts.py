@@ -73,8 +73,8 @@ from xdsl.rewriter import InsertPoint
 
 from compiler.passes.fusion import composition, fuse, is_elementwise
 from compiler.passes.ir_helpers import elt_of
-from compiler.passes.tiling import choose_tile, element_dtype
-from compiler.targets import Target, get_target
+from compiler.passes.tiling import TileChoices, element_dtype
+from compiler.targets import get_target
 from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, access_attr, dense_i64
 from runtime.machine import rules
 
@@ -109,7 +109,7 @@ class RoundOnTheWayOut(RewritePattern):
     """A rounding to bf16 of a multiply-accumulate's result is the multiply-accumulate in bf16
     (see the module docstring)."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -151,7 +151,7 @@ class RoundOnTheWayOut(RewritePattern):
         ]
         accesses.append((producer.out.stride_values, element_dtype(result_type.element_type)))
         space = producer.space_values
-        tile = choose_tile(space, accesses, producer.out.stride_values, self.target)
+        tile = self.tiles.tile(space, accesses, producer.out.stride_values)
         name = producer.sym_name.data if producer.sym_name is not None else None
         rounded = KernelOp(
             list(producer.inputs),
@@ -175,7 +175,7 @@ class WidenInReaders(RewritePattern):
     """A widening to f32 is inlined into every reader of its result (see the module
     docstring)."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -195,7 +195,7 @@ class WidenInReaders(RewritePattern):
             use = next(iter(cast.result.uses))
             reader = use.operation
             assert isinstance(reader, KernelOp)
-            fused = fuse(cast, reader, use.index, self.target)
+            fused = fuse(cast, reader, use.index, self.tiles)
             assert fused is not None
             fused.result.name_hint = reader.result.name_hint
             rewriter.replace(reader, fused)
@@ -245,7 +245,7 @@ class TransposeRounding(RewritePattern):
     vector, 32 bank words at stride ``k`` (two cycles of 16 banks), and of ``W^T`` 16 words in
     a row (one). Every reader's access is that of the transpose; the values do not change."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -300,7 +300,7 @@ class TransposeRounding(RewritePattern):
             ]
             accesses.append((reader.out.stride_values, element_dtype(elt_of(reader.result))))
             space = reader.space_values
-            tile = choose_tile(space, accesses, reader.out.stride_values, self.target)
+            tile = self.tiles.tile(space, accesses, reader.out.stride_values)
             reader.properties["tile"] = dense_i64(tile)
             rewriter.notify_op_modified(reader)
         rewriter.erase(cast)
@@ -333,11 +333,11 @@ class FuseCasts(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = get_target(self.target)
+        tiles = TileChoices(get_target(self.target))
         patterns: list[RewritePattern] = [
-            RoundOnTheWayOut(target),
-            WidenInReaders(target),
-            TransposeRounding(target),
+            RoundOnTheWayOut(tiles),
+            WidenInReaders(tiles),
+            TransposeRounding(tiles),
             MergeEqualCasts(),
         ]
         PatternRewriteWalker(

@@ -17,8 +17,7 @@ from xdsl.dialects.builtin import IndexType, IntegerAttr, i64
 from xdsl.ir import Block, Operation, SSAValue
 
 from compiler.passes.ir_helpers import elt_of, row_major
-from compiler.passes.tiling import choose_tile, element_dtype
-from compiler.targets import Target
+from compiler.passes.tiling import TileChoices, element_dtype
 from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp, access_attr
 from runtime.machine.rules import address_range
 
@@ -124,8 +123,9 @@ def with_ports(access: AccessAttr, ports: Sequence[int]) -> AccessAttr:
     return access_attr(access.offset_value, access.stride_values, index)
 
 
-def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> KernelOp | None:
-    """``consumer`` with ``producer`` inlined at operand ``slot`` (None if it does not compose)."""
+def fuse(producer: KernelOp, consumer: KernelOp, slot: int, tiles: TileChoices) -> KernelOp | None:
+    """``consumer`` with ``producer`` inlined at operand ``slot`` (None if it does not compose),
+    its tile from ``tiles``."""
     space = consumer.space_values
     comp = composition(producer, consumer.ins.data[slot], space)
     if comp is None:
@@ -166,7 +166,7 @@ def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> K
         (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
     ]
     accesses.append((out.stride_values, element_dtype(elt_of(consumer.result))))
-    tile = choose_tile(space, accesses, out.stride_values, target)
+    tile = tiles.tile(space, accesses, out.stride_values)
     name = consumer.sym_name.data if consumer.sym_name is not None else None
     fused = KernelOp(
         inputs, consumer.result.type, space, tile, ins, out, consumer.combiner.data, block, name
