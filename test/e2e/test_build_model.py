@@ -15,6 +15,8 @@ import torch
 from tools.model_file import ModelFile, load_model_file
 from tools.rdu_compile import build_model
 
+ROOT = Path(__file__).resolve().parents[2]
+
 MODEL = """
 import torch
 from torch import nn
@@ -104,3 +106,32 @@ def test_values_asked_for_build_it_as_it_is(tmp_path: Path) -> None:
     assert devices == ["cpu"]
     real = _as_built(tmp_path, "plain")
     _assert_same_state(module, real)
+
+
+@pytest.mark.parametrize("zoo", ["gpt2"])  # tied weights; every zoo model was checked once
+def test_the_pef_is_the_one_the_initialised_model_gives(zoo: str) -> None:
+    """The same PEF, byte for byte, from the model built without its init (a zoo model
+    that takes the meta path) as from the model built as it is."""
+    from compiler.driver import compile_in_memory
+    from compiler.targets import get_target
+    from runtime.pef import encode_pef
+    from tools.rdu_compile import compile_flags, model_spec
+
+    target, extra = get_target("plasticine"), ["--zoo", zoo]
+    pefs = []
+    for values in (False, True):
+        with torch.random.fork_rng():
+            model_file, spec = model_spec(
+                str(ROOT / "examples/zoo/model.py"), extra, False, 2, 0, False, target,
+                values=values,
+            )  # fmt: skip
+            program = compile_in_memory(
+                spec,
+                inference=False,
+                target=target,
+                flags=compile_flags("plasticine", 2, False, False, 1, extra),
+                source_hash=model_file.source_hash(),
+                batch_size=2,
+            )
+        pefs.append(encode_pef(program))
+    assert pefs[0] == pefs[1]
