@@ -28,6 +28,7 @@ verification of a tiled iteration space are shared with ``pcu.unit`` (dialects/p
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast, get_args
@@ -232,6 +233,20 @@ class AccessAttr(ParametrizedAttribute):
         )
 
 
+def access_attr(offset: int, strides: Sequence[int], index: Sequence[int] = ()) -> AccessAttr:
+    """``AccessAttr(offset, strides, index)``, one object for equal arguments.
+
+    Attributes are immutable, so the lowering passes share them: building and verifying one
+    takes about 30 us, and lowering GPT-2 small builds about 19,000, most of them equal to
+    one built before (the blocks repeat)."""
+    return _access(offset, tuple(strides), tuple(index))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _access(offset: int, strides: tuple[int, ...], index: tuple[int, ...]) -> AccessAttr:
+    return AccessAttr(offset, strides, index)
+
+
 # --------------------------------------------------------------------------------------------
 # Shared by rdu_tile.kernel and pcu.unit: properties of a tiled iteration space
 # --------------------------------------------------------------------------------------------
@@ -242,8 +257,13 @@ def dense_i64(values: Sequence[int]) -> DenseArrayBase[IntegerType]:
 
     Packed straight into bytes (xdsl's ``from_list`` checks and normalizes one value at a time,
     a tenth of the lowering passes' time); a value outside the signed 64-bit range goes through
-    ``from_list``, which normalizes it or raises as before."""
-    values = list(values)
+    ``from_list``, which normalizes it or raises as before. One object for equal values, as
+    ``access_attr`` (the blocks of a model repeat their spaces and tiles)."""
+    return _dense_i64(tuple(values))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dense_i64(values: tuple[int, ...]) -> DenseArrayBase[IntegerType]:
     try:
         data = struct.pack(f"<{len(values)}q", *values)
     except struct.error:

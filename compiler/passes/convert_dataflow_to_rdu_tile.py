@@ -90,11 +90,11 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 
 from compiler.passes.ir_helpers import elt_of, fail, op_name, row_major
-from compiler.passes.tiling import choose_tile, element_dtype
+from compiler.passes.tiling import TileChoices, element_dtype
 from compiler.targets import Target, get_target
 from compiler.value_names import source_location
 from dialects import dataflow as df
-from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, RandomOp, YieldOp, access_attr
 from runtime.machine.rules import reduced_counters
 
 VIEW_OPS = (df.TransposeOp, df.ReshapeOp, df.BroadcastOp, df.AsStridedOp, df.ExtractSliceOp)
@@ -345,7 +345,7 @@ class ViewLayouts:
     kernels in the order they are made)."""
 
     section: df.SectionOp
-    target: Target
+    tiles: TileChoices
     layouts: dict[SSAValue, Layout] = field(default_factory=dict)
     count: int = 0
     contracted: set[Operation] = field(default_factory=set)
@@ -393,7 +393,7 @@ class ViewLayouts:
         """The source and access of ``value``: ``dims[c]`` is the dim counter ``c`` walks."""
         lay = self.layout(value, rewriter)
         strides = [0 if d is None else lay.strides[d] for d in dims]
-        return lay.source, AccessAttr(lay.offset, strides)
+        return lay.source, access_attr(lay.offset, strides)
 
     def copy_kernel(
         self, value: SSAValue, at: Operation, where: InsertPoint, rewriter: PatternRewriter
@@ -428,12 +428,12 @@ class ViewLayouts:
         """A kernel with a tile chosen from the target, at ``origin``'s location."""
         if out_strides is None:
             out_strides = row_major(out_shape)
-        out = AccessAttr(out_offset, out_strides, out_index)
+        out = access_attr(out_offset, out_strides, out_index)
         accesses = [
             (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
         ]
         accesses.append((tuple(out_strides), element_dtype(elt_of(result_type))))
-        tile = choose_tile(space, accesses, out_strides, self.target)
+        tile = self.tiles.tile(space, accesses, out_strides)
         if combiner != "none" and not reduced_counters(space, out_strides):
             combiner = "none"
         kernel = KernelOp(
@@ -473,13 +473,17 @@ class Lowering:
 
     target: Target
     sections: dict[df.SectionOp, ViewLayouts] = field(default_factory=dict)
+    tiles: TileChoices = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tiles = TileChoices(self.target)
 
     def views(self, op: Operation) -> ViewLayouts:
         """The view layouts of the section ``op`` is in."""
         section = op.parent_op()
         assert isinstance(section, df.SectionOp)
         if section not in self.sections:
-            self.sections[section] = ViewLayouts(section, self.target)
+            self.sections[section] = ViewLayouts(section, self.tiles)
         return self.sections[section]
 
 
@@ -527,7 +531,7 @@ def lower_pointwise(views: ViewLayouts, op: df.PointwiseOp, rewriter: PatternRew
         lay = views.layout(operand, rewriter)
         strides = broadcast_strides(lay.strides, shape_of(operand), shape)
         inputs.append(lay.source)
-        ins.append(AccessAttr(lay.offset, strides))
+        ins.append(access_attr(lay.offset, strides))
         assert len(strides) == rank
     body = Block(arg_types=[elt_of(v) for v in op.inputs])
     ops = pointwise_body(op, body.args)
@@ -622,7 +626,8 @@ def lower_contraction(views: ViewLayouts, op: df.ReduceOp, rewriter: PatternRewr
     for operand in mul.inputs:
         lay = views.layout(operand, rewriter)
         inputs.append(lay.source)
-        ins.append(AccessAttr(lay.offset, broadcast_strides(lay.strides, shape_of(operand), space)))
+        strides = broadcast_strides(lay.strides, shape_of(operand), space)
+        ins.append(access_attr(lay.offset, strides))
     body = Block(arg_types=[elt_of(v) for v in mul.inputs])
     ops = pointwise_body(mul, body.args)
     body.add_ops(ops)
@@ -642,7 +647,7 @@ def _index_access(
     q = len(shape_of(op.index))
     lay = views.layout(op.index, rewriter)
     strides = [0] * d + list(lay.strides) + [0] * (rank - d - q)
-    return d, q, lay.source, AccessAttr(lay.offset, strides)
+    return d, q, lay.source, access_attr(lay.offset, strides)
 
 
 def lower_take(views: ViewLayouts, op: df.TakeOp, rewriter: PatternRewriter) -> KernelOp:
@@ -653,7 +658,7 @@ def lower_take(views: ViewLayouts, op: df.TakeOp, rewriter: PatternRewriter) -> 
     lay = views.layout(op.input, rewriter)
     limit = shape_of(op.input)[d]
     strides = [*lay.strides[:d], *([0] * q), *lay.strides[d + 1 :]]
-    table_acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], limit))
+    table_acc = access_attr(lay.offset, strides, (1, lay.strides[d], limit))
     body = Block(arg_types=[elt_of(op.input), i64])
     body.add_op(YieldOp(body.args[0]))
     return views.kernel(
@@ -670,7 +675,7 @@ def lower_gather(views: ViewLayouts, op: df.GatherOp, rewriter: PatternRewriter)
     lay = views.layout(op.input, rewriter)
     idx, idx_acc = views.access(op.index, list(range(len(space))), rewriter)
     strides = [0 if c == d else s for c, s in enumerate(lay.strides)]
-    acc = AccessAttr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
+    acc = access_attr(lay.offset, strides, (1, lay.strides[d], shape_of(op.input)[d]))
     body = Block(arg_types=[elt_of(op.input), i64])
     body.add_op(YieldOp(body.args[0]))
     return views.kernel(
@@ -721,7 +726,7 @@ def lower_random(views: ViewLayouts, op: df.RandomOp, rewriter: PatternRewriter)
     with each point's row-major index."""
     space = shape_of(op.result)
     lay = views.layout(op.seed, rewriter)
-    seed_acc = AccessAttr(lay.offset, [0] * len(space))
+    seed_acc = access_attr(lay.offset, [0] * len(space))
     body = Block(arg_types=[i64])
     stream = _constant(op.stream.value.data << 32, i64)
     key = arith.AddiOp(body.args[0], stream.results[0])

@@ -89,8 +89,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from compiler.passes.ir_helpers import elt_of, fail, op_name, unit_lanes
 from compiler.passes.tiling import (
     NBUF,
+    TileChoices,
     buffer_tile_bytes,
-    choose_bank_skew,
     element_bytes,
     element_dtype,
     tile_elements,
@@ -523,6 +523,10 @@ class SkewBanks(RewritePattern):
     target: Target
     shapes: dict[UnitOp, perf.VectorShape] = field(default_factory=dict)
     """Each unit's ``unit_vector_shape``, found once."""
+    skews: TileChoices = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.skews = TileChoices(self.target)
 
     def shape(self, unit: UnitOp) -> perf.VectorShape:
         if unit not in self.shapes:
@@ -547,7 +551,7 @@ class SkewBanks(RewritePattern):
             kept = [e for e, s in zip(space, out, strict=True) if s != 0 or e == 1]
             streams.append((-(-math.prod(kept) // max(1, math.prod(n for _, n in along))), along))
         per_word = ELEMENT_TYPES[element_dtype(elt_of(buf.source))].per_lane
-        skew = choose_bank_skew(streams, buf.banks.value.data, per_word)
+        skew = self.skews.bank_skew(streams, buf.banks.value.data, per_word)
         if skew and (buf.bank_skew is None or buf.bank_skew.value.data != skew):
             buf.properties["bank_skew"] = IntegerAttr(skew, i64)
             rewriter.notify_op_modified(buf)

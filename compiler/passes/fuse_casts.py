@@ -81,9 +81,9 @@ from xdsl.rewriter import InsertPoint
 
 from compiler.passes.fusion import composition, fuse, is_elementwise
 from compiler.passes.ir_helpers import elt_of
-from compiler.passes.tiling import choose_tile, element_dtype
-from compiler.targets import Target, get_target
-from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, dense_i64
+from compiler.passes.tiling import TileChoices, element_dtype
+from compiler.targets import get_target
+from dialects.rdu_tile import AccessAttr, KernelOp, YieldOp, access_attr, dense_i64
 from runtime.machine import rules
 
 
@@ -113,20 +113,22 @@ def widened_bf16(value: SSAValue) -> SSAValue | None:
 
 
 def retiled(
-    kernel: KernelOp, inputs: Sequence[SSAValue], result_type: Attribute, target: Target
+    kernel: KernelOp, inputs: Sequence[SSAValue], result_type: Attribute, tiles: TileChoices
 ) -> list[int]:
     """The tile of ``kernel``'s space for these operands and this result (their element sizes
-    set what a PMU holds: ``tiling.choose_tile``)."""
+    set what a PMU holds: ``TileChoices.tile``)."""
     accesses = [
         (a.stride_values, element_dtype(elt_of(v)))
         for a, v in zip(kernel.ins.data, inputs, strict=True)
     ]
     assert isinstance(result_type, TensorType)
     accesses.append((kernel.out.stride_values, element_dtype(result_type.element_type)))
-    return choose_tile(kernel.space_values, accesses, kernel.out.stride_values, target)
+    return tiles.tile(kernel.space_values, accesses, kernel.out.stride_values)
 
 
-def rounded_product(producer: KernelOp, result_type: TensorType, target: Target) -> KernelOp | None:
+def rounded_product(
+    producer: KernelOp, result_type: TensorType, tiles: TileChoices
+) -> KernelOp | None:
     """``producer`` (a multiply-accumulate of two widened bf16 values: combiner ``add``, its
     yield ``mulf(extf a, extf b)``) as a bf16 multiply-add into ``result_type`` (its shape in
     bf16): f32 accumulation, one rounding at the end (None: not such a producer)."""
@@ -149,7 +151,7 @@ def rounded_product(producer: KernelOp, result_type: TensorType, target: Target)
     for op in reversed(list(block.ops)):  # the widenings nothing reads any more
         if isinstance(op, arith.ExtFOp) and not op.result.uses:
             block.erase_op(op)
-    tile = retiled(producer, list(producer.inputs), result_type, target)
+    tile = retiled(producer, list(producer.inputs), result_type, tiles)
     name = producer.sym_name.data if producer.sym_name is not None else None
     rounded = KernelOp(
         list(producer.inputs),
@@ -171,7 +173,7 @@ class RoundOnTheWayOut(RewritePattern):
     """A rounding to bf16 of a multiply-accumulate's result is the multiply-accumulate in bf16
     (see the module docstring)."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -186,7 +188,7 @@ class RoundOnTheWayOut(RewritePattern):
         assert isinstance(result_type, TensorType) and isinstance(producer.result.type, TensorType)
         if result_type.get_shape() != producer.result.type.get_shape():
             return
-        rounded = rounded_product(producer, result_type, self.target)
+        rounded = rounded_product(producer, result_type, self.tiles)
         if rounded is None:
             return
         rounded.result.name_hint = cast.result.name_hint
@@ -203,7 +205,7 @@ class RoundInProducer(RewritePattern):
     becomes a widening only, which ``WidenInReaders`` inlines into its readers (see the module
     docstring)."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, reader: KernelOp, rewriter: PatternRewriter) -> None:
@@ -222,12 +224,12 @@ class RoundInProducer(RewritePattern):
             produced = producer.result.type
             assert isinstance(produced, TensorType)
             narrow = TensorType(BFloat16Type(), produced.get_shape())
-            rounded = rounded_product(producer, narrow, self.target)
+            rounded = rounded_product(producer, narrow, self.tiles)
             if rounded is None:
                 continue
             rounded.result.name_hint = producer.result.name_hint
             rewriter.replace(producer, rounded)
-            rewriter.replace(reader, _reading_bf16(reader, slot, self.target))
+            rewriter.replace(reader, _reading_bf16(reader, slot, self.tiles))
             return
 
 
@@ -235,7 +237,7 @@ def _rounds_to_bf16(op: Operation) -> bool:
     return isinstance(op, arith.TruncFOp) and isinstance(op.result.type, BFloat16Type)
 
 
-def _reading_bf16(reader: KernelOp, slot: int, target: Target) -> KernelOp:
+def _reading_bf16(reader: KernelOp, slot: int, tiles: TileChoices) -> KernelOp:
     """``reader`` with its operand ``slot`` (an f32 value its body only rounds to bf16) taken
     as bf16: the roundings are the operand itself."""
     old = reader.body.block.args[slot]
@@ -249,7 +251,7 @@ def _reading_bf16(reader: KernelOp, slot: int, target: Target) -> KernelOp:
             continue
         block.add_op(op.clone(value_mapper=vmap))
     inputs = list(reader.inputs)
-    tile = retiled(reader, inputs, reader.result.type, target)
+    tile = retiled(reader, inputs, reader.result.type, tiles)
     name = reader.sym_name.data if reader.sym_name is not None else None
     kernel = KernelOp(
         inputs,
@@ -272,7 +274,7 @@ class WidenInReaders(RewritePattern):
     """A widening to f32 is inlined into every reader of its result (see the module
     docstring)."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -292,7 +294,7 @@ class WidenInReaders(RewritePattern):
             use = next(iter(cast.result.uses))
             reader = use.operation
             assert isinstance(reader, KernelOp)
-            fused = fuse(cast, reader, use.index, self.target)
+            fused = fuse(cast, reader, use.index, self.tiles)
             assert fused is not None
             fused.result.name_hint = reader.result.name_hint
             rewriter.replace(reader, fused)
@@ -318,7 +320,7 @@ def transposed_access(
             return None
     if access.is_indexed:
         return None
-    return AccessAttr(col0 * rows + row0, strides) if reach < cols else None
+    return access_attr(col0 * rows + row0, strides) if reach < cols else None
 
 
 def _walks_rows_on_lanes(reader: KernelOp, slot: int, cols: int) -> bool | None:
@@ -342,7 +344,7 @@ class TransposeRounding(RewritePattern):
     vector, 32 bank words at stride ``k`` (two cycles of 16 banks), and of ``W^T`` 16 words in
     a row (one). Every reader's access is that of the transpose; the values do not change."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, cast: KernelOp, rewriter: PatternRewriter) -> None:
@@ -354,7 +356,7 @@ class TransposeRounding(RewritePattern):
         if len(shape) != 2 or min(shape) <= 1 or tuple(cast.space_values) != tuple(shape):
             return
         rows, cols = shape
-        if cast.out != AccessAttr(0, [cols, 1]) or cast.ins.data[0] != cast.out:
+        if cast.out != access_attr(0, [cols, 1]) or cast.ins.data[0] != cast.out:
             return
         reads: list[tuple[KernelOp, int, AccessAttr]] = []
         votes = 0
@@ -378,7 +380,7 @@ class TransposeRounding(RewritePattern):
             cast.space_values,
             cast.tile_values,
             list(cast.ins.data),
-            AccessAttr(0, [1, rows]),
+            access_attr(0, [1, rows]),
             "none",
             cast.body.clone(),
             cast.sym_name.data if cast.sym_name is not None else None,
@@ -391,7 +393,7 @@ class TransposeRounding(RewritePattern):
             ins[slot] = moved
             reader.operands[slot] = transposed.result
             reader.properties["ins"] = ArrayAttr(ins)
-            tile = retiled(reader, list(reader.inputs), reader.result.type, self.target)
+            tile = retiled(reader, list(reader.inputs), reader.result.type, self.tiles)
             reader.properties["tile"] = dense_i64(tile)
             rewriter.notify_op_modified(reader)
         rewriter.erase(cast)
@@ -424,12 +426,12 @@ class FuseCasts(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        target = get_target(self.target)
+        tiles = TileChoices(get_target(self.target))
         patterns: list[RewritePattern] = [
-            RoundOnTheWayOut(target),
-            RoundInProducer(target),
-            WidenInReaders(target),
-            TransposeRounding(target),
+            RoundOnTheWayOut(tiles),
+            RoundInProducer(tiles),
+            WidenInReaders(tiles),
+            TransposeRounding(tiles),
             MergeEqualCasts(),
         ]
         PatternRewriteWalker(

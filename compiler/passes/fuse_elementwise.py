@@ -72,7 +72,8 @@ from xdsl.pattern_rewriter import (
 )
 
 from compiler.passes.fusion import Composition, composition, fuse, is_elementwise
-from compiler.targets import Target, get_target
+from compiler.passes.tiling import TileChoices
+from compiler.targets import get_target
 from dialects.rdu_tile import KernelOp, RandomOp
 
 
@@ -121,7 +122,7 @@ class FuseProducer(RewritePattern):
     """Fuse into a kernel the first of its producers that may be fused (``fusable_slot``);
     applied until no kernel has one, so chains fold into their last consumer."""
 
-    target: Target
+    tiles: TileChoices
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, kernel: KernelOp, rewriter: PatternRewriter) -> None:
@@ -129,7 +130,7 @@ class FuseProducer(RewritePattern):
         if found is None:
             return
         producer, slot = found
-        fused = fuse(producer, kernel, slot, self.target)
+        fused = fuse(producer, kernel, slot, self.tiles)
         assert fused is not None
         fused.result.name_hint = kernel.result.name_hint
         rewriter.replace(kernel, fused)
@@ -146,7 +147,7 @@ class FuseElementwise(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        fusion = FuseProducer(get_target(self.target))
+        fusion = FuseProducer(TileChoices(get_target(self.target)))
         PatternRewriteWalker(
             GreedyRewritePatternApplier([fusion], dce_enabled=False)
         ).rewrite_module(op)

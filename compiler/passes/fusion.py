@@ -17,9 +17,8 @@ from xdsl.dialects.builtin import IndexType, IntegerAttr, i64
 from xdsl.ir import Block, Operation, SSAValue
 
 from compiler.passes.ir_helpers import elt_of, row_major
-from compiler.passes.tiling import choose_tile, element_dtype
-from compiler.targets import Target
-from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp
+from compiler.passes.tiling import TileChoices, element_dtype
+from dialects.rdu_tile import AccessAttr, IndexOp, KernelOp, YieldOp, access_attr
 from runtime.machine.rules import address_range
 
 
@@ -43,7 +42,7 @@ class Composition:
             for c in range(self.counters)
         ]
         index = access.index if access.is_indexed else ()
-        return AccessAttr(offset, new, index)
+        return access_attr(offset, new, [v.data for v in index])
 
 
 def is_elementwise(kernel: KernelOp) -> bool:
@@ -121,11 +120,12 @@ def with_ports(access: AccessAttr, ports: Sequence[int]) -> AccessAttr:
     if not access.is_indexed:
         return access
     index = (ports[access.index_port], access.index_stride, access.index_limit)
-    return AccessAttr(access.offset_value, access.stride_values, index)
+    return access_attr(access.offset_value, access.stride_values, index)
 
 
-def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> KernelOp | None:
-    """``consumer`` with ``producer`` inlined at operand ``slot`` (None if it does not compose)."""
+def fuse(producer: KernelOp, consumer: KernelOp, slot: int, tiles: TileChoices) -> KernelOp | None:
+    """``consumer`` with ``producer`` inlined at operand ``slot`` (None if it does not compose),
+    its tile from ``tiles``."""
     space = consumer.space_values
     comp = composition(producer, consumer.ins.data[slot], space)
     if comp is None:
@@ -166,7 +166,7 @@ def fuse(producer: KernelOp, consumer: KernelOp, slot: int, target: Target) -> K
         (a.stride_values, element_dtype(elt_of(v))) for a, v in zip(ins, inputs, strict=True)
     ]
     accesses.append((out.stride_values, element_dtype(elt_of(consumer.result))))
-    tile = choose_tile(space, accesses, out.stride_values, target)
+    tile = tiles.tile(space, accesses, out.stride_values)
     name = consumer.sym_name.data if consumer.sym_name is not None else None
     fused = KernelOp(
         inputs, consumer.result.type, space, tile, ins, out, consumer.combiner.data, block, name

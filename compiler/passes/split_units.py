@@ -68,7 +68,7 @@ from compiler.value_names import source_location, ssa_hint
 from dialects.dataflow import SectionOp
 from dialects.pcu import ConstOp, CounterOp, StageOp, UnitOp, YieldOp
 from dialects.pmu import BufferOp
-from dialects.rdu_tile import AccessAttr, element_type, shape_of
+from dialects.rdu_tile import AccessAttr, access_attr, element_type, shape_of
 
 
 def stage_count(unit: UnitOp) -> int:
@@ -332,7 +332,7 @@ class _UnitSplitter:
             index: tuple[int, ...] = ()
             if access.is_indexed:
                 index = (port_of[access.index_port], access.index_stride, access.index_limit)
-            ins.append(AccessAttr(access.offset_value, project(access.stride_values), index))
+            ins.append(access_attr(access.offset_value, project(access.stride_values), index))
         cut_port: dict[_Cut, int] = {}
         for cut in sorted(part.cuts, key=self.position):
             buffer = buffers[cut]
@@ -344,7 +344,7 @@ class _UnitSplitter:
             cut_port[cut] = len(inputs)
             inputs.append(buffer.result)
             arg_types.append(element_type(buffer.result.type))
-            ins.append(AccessAttr(0, project(strides)))
+            ins.append(access_attr(0, project(strides)))
 
         body = Block(arg_types=arg_types)
         vmap: dict[SSAValue, SSAValue] = {}
@@ -373,12 +373,12 @@ class _UnitSplitter:
             out = self.unit.out
             if out.is_indexed:
                 index = (port_of[out.index_port], out.index_stride, out.index_limit)
-                out = AccessAttr(out.offset_value, out.stride_values, index)
+                out = access_attr(out.offset_value, out.stride_values, index)
             combiner = self.unit.combiner.data
         else:
             name = self.unique(f"{self.name}.")
             result_type = TensorType(vmap[value].type, space)
-            out = AccessAttr(0, row_major(space))
+            out = access_attr(0, row_major(space))
             combiner = "none"
         unit = UnitOp(
             name,

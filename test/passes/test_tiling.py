@@ -10,7 +10,7 @@ from xdsl.dialects.builtin import bf16, f32, f64, i1, i64
 
 from compiler.driver import compile_in_memory
 from compiler.frontend import ModelSpec
-from compiler.passes.tiling import choose_bank_skew, choose_tile, element_bytes
+from compiler.passes.tiling import TileChoices, choose_bank_skew, choose_tile, element_bytes
 from compiler.targets import get_target
 from runtime.machine.opcodes import DTYPE_BYTES
 from runtime.machine.perf import model_section
@@ -63,6 +63,26 @@ def test_bank_skew_spreads_columns() -> None:
     assert choose_bank_skew([columns], 16) == 64
     assert choose_bank_skew([rows, columns], 16) == 64  # rows stay spread when skewed
     assert choose_bank_skew([(1, [])], 16) == 0
+
+
+def test_tile_choices_answer_as_the_rules_and_remember(monkeypatch: pytest.MonkeyPatch) -> None:
+    import compiler.passes.tiling as tiling
+
+    target = replace(get_target("plasticine"), pmu_bytes=400)
+    choices = TileChoices(target)
+    columns = (1000, [(64, 16)])
+    assert choices.tile([16, 3], COPY, (3, 1)) == choose_tile([16, 3], COPY, (3, 1), target)
+    assert choices.bank_skew([columns], 16, 1) == choose_bank_skew([columns], 16) == 64
+    calls: list[str] = []
+    monkeypatch.setattr(tiling, "choose_tile", lambda *a: calls.append("tile") or [1, 1])
+    monkeypatch.setattr(tiling, "choose_bank_skew", lambda *a: calls.append("skew") or 0)
+    tile = choices.tile((16, 3), [([3, 1], "f32"), ((3, 1), "f32")], [3, 1])
+    assert tile == [4, 3] and choices.bank_skew([(1000, ((64, 16),))], 16, 1) == 64
+    tile.append(0)  # the caller's own list
+    assert choices.tile([16, 3], COPY, (3, 1)) == [4, 3]
+    assert calls == []  # equal arguments: remembered
+    assert choices.tile([16, 4], COPY, (3, 1)) == [1, 1] and calls == ["tile"]
+    assert TileChoices(target).bank_skew([columns], 16, 1) == 0  # a new run asks again
 
 
 def test_lowered_linear_layer_streams_a_vector_a_cycle() -> None:
