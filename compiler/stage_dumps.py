@@ -12,6 +12,7 @@ without ``fork`` it is printed there.
 from __future__ import annotations
 
 import gc
+import json
 import os
 from pathlib import Path
 from types import TracebackType
@@ -52,8 +53,7 @@ class StageDumps:
                 atomic_write_bytes(path, print_ir(module, self.texts).encode())
                 status = 0
             except BaseException as error:  # noqa: BLE001 - every error goes to the parent
-                text = " ".join(str(error).split()) or type(error).__name__
-                os.write(write_end, f"{type(error).__name__}: {text}".encode())
+                os.write(write_end, json.dumps(_describe(error)).encode())
             finally:
                 os._exit(status)  # no atexit functions, no flushing of the parent's buffers
         os.close(write_end)
@@ -79,15 +79,31 @@ class StageDumps:
             pass
 
     def finish(self) -> None:
-        """Wait for every dump written in a child; raise ``OSError`` naming the first file a
-        child failed to write."""
-        failed: str | None = None
+        """Wait for every dump written in a child; raise the ``OSError`` the first child that
+        failed met (its errno, its reason and the file: a full disk is reported as in the
+        process), or an ``OSError`` naming the file for any other failure."""
+        failed: OSError | None = None
         for pid, read_end, path in self.pending:
             with os.fdopen(read_end, "rb") as pipe:
-                message = pipe.read().decode(errors="replace")
+                sent = pipe.read()
             _, status = os.waitpid(pid, 0)
-            if failed is None and os.waitstatus_to_exitcode(status) != 0:
-                failed = f"could not write the IR dump {path}: {message or 'the writer died'}"
+            if failed is not None or os.waitstatus_to_exitcode(status) == 0:
+                continue
+            error = json.loads(sent) if sent else {"message": "the process writing it died"}
+            if error.get("errno") is not None:
+                failed = OSError(error["errno"], error["strerror"], error["filename"] or str(path))
+            else:
+                failed = OSError(f"could not write the IR dump {path}: {error['message']}")
         self.pending.clear()
         if failed is not None:
-            raise OSError(failed)
+            raise failed
+
+
+def _describe(error: BaseException) -> dict[str, object]:
+    """What the parent needs of a child's error to raise it again (``finish``)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    described: dict[str, object] = {"message": f"{type(error).__name__}: {text}"}
+    if isinstance(error, OSError):
+        filename = error.filename if isinstance(error.filename, str) else None
+        described.update(errno=error.errno, strerror=error.strerror, filename=filename)
+    return described
