@@ -68,15 +68,17 @@ class StageDumps:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """``finish``; after an error in the compile, only wait for the children (its error
-        is the one to report)."""
+        """``finish``. After an error in the compile, its error is the one to report, unless
+        both it and a dump met an ``OSError`` (a full disk): the dump's came first, as it would
+        have printed in the process."""
         if error is None:
             self.finish()
             return
         try:
             self.finish()
-        except OSError:
-            pass
+        except OSError as first:
+            if isinstance(error, OSError):
+                raise first from error
 
     def finish(self) -> None:
         """Wait for every dump written in a child; raise the ``OSError`` the first child that

@@ -53,3 +53,16 @@ def test_an_error_in_the_compile_is_the_one_reported(tmp_path: Path) -> None:
             dumps.write("first", _module())
             raise ValueError("the compile's own error")
     assert not dumps.pending
+
+
+def test_a_dump_that_failed_before_the_compiles_own_write_is_the_one_reported(
+    tmp_path: Path,
+) -> None:
+    """A full disk fails a dump and then a later write of the compile (the PEF): the dump's
+    error is reported, as when the dumps were printed in the process."""
+    dumps = StageDumps(tmp_path / "missing", "m")
+    with pytest.raises(OSError) as raised:
+        with dumps:
+            dumps.write("first", _module())
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "m.pef"))
+    assert raised.value.errno == errno.ENOENT and "m.first.mlir" in raised.value.filename
