@@ -493,6 +493,7 @@ def allocate(
         {} if known is None else known,
     )  # fmt: skip
     pmus = dict(base)
+    pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
     floor = dram_floor(section, target)
     frozen: set[UnitOp] = set()
     while True:
@@ -509,13 +510,16 @@ def allocate(
         if not open_:
             break
         pick = max(open_, key=alloc.vectors)
+        before = alloc.copies(pick)
         alloc.level[pick] += 1
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
-        if alloc.pcus() > budget or total > target.num_pmus:
+        used = pcus - before + alloc.copies(pick)
+        if used > budget or total > target.num_pmus:
             alloc.level[pick] -= 1
             frozen.add(pick)
             continue
+        pcus = used
         pmus.update(changed)
     return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
 
