@@ -22,11 +22,11 @@ from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.ideal import step_ideal
-from compiler.ir_text import AttributeTexts, print_ir
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
 from compiler.provenance import Provenance
 from compiler.report import write_report
+from compiler.stage_dumps import StageDumps
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.machine.atomic import atomic_write_bytes
@@ -109,80 +109,78 @@ def compile_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    texts = AttributeTexts()  # shared by the stage dumps
-
-    def dump(stage: str, module: ModuleOp) -> None:
-        atomic_write_bytes(out_dir / f"{pef_name}.{stage}.mlir", print_ir(module, texts).encode())
-
     def note(stage: str, module: ModuleOp, write: bool = True) -> None:
         if write:
-            dump(stage, module)
+            dumps.write(stage, module)
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
-    batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
-    batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
-    check_model_fits(target, spec.source_file, spec.module, batch)
-    aten_ops: dict[str, str] = {}
-    module = build_dataflow(spec, inference=inference, ops=aten_ops)  # verified
-    check_sections_fit(target, spec.source_file, module)
-    note("dataflow", module)
-    ctx = make_context()
-    passes = list(lowering_passes(target.spec, opt_level=opt_level))
-    provenance = Provenance()  # what each unit implements, for the report's explorer
-    for stage, pass_ in passes:
-        pass_.apply(ctx, module)
-        if verify_each_stage:
+    with StageDumps(out_dir, pef_name) as dumps:  # the stage dumps, written by the end
+        batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
+        batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
+        check_model_fits(target, spec.source_file, spec.module, batch)
+        aten_ops: dict[str, str] = {}
+        module = build_dataflow(spec, inference=inference, ops=aten_ops)  # verified
+        check_sections_fit(target, spec.source_file, module)
+        note("dataflow", module)
+        ctx = make_context()
+        passes = list(lowering_passes(target.spec, opt_level=opt_level))
+        provenance = Provenance()  # what each unit implements, for the report's explorer
+        for stage, pass_ in passes:
+            pass_.apply(ctx, module)
+            if verify_each_stage:
+                module.verify()
+            if stage in ("rdu_tile", "fused", "casts"):
+                provenance.note_kernels(module, fused=stage != "rdu_tile")
+            note(stage, module)
+        pef_path = out_dir / f"{pef_name}.pef"
+        if not verify_each_stage:
             module.verify()
-        if stage in ("rdu_tile", "fused", "casts"):
-            provenance.note_kernels(module, fused=stage != "rdu_tile")
-        note(stage, module)
-    pef_path = out_dir / f"{pef_name}.pef"
-    if not verify_each_stage:
-        module.verify()
-    program = module_to_program(
-        module,
-        target,
-        model_name=spec.name,
-        batch_size=batch_size,
-        compiler_version=COMPILER_VERSION,
-        compile_flags=flags,
-        source_hash=source_hash,
-        optimizer=_optimizer_name(spec, inference),
-        loss=not inference,
-    )
-    if data_parallel:
-        program = mark_data_parallel(program)
-        for collective in program.meta.collectives:
-            log.append(
-                f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
-                f"before section {collective.before}"
-            )
-    if weights is not None:
-        embedded = weights(program)
-        program = msgspec.structs.replace(program, weights=embedded)
-        log.append(f"  weights: {len(embedded.tensors)} tensors from {embedded.source}")
-    data = encode_pef(program)
-    atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
-    size = len(data)
-    log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
-    units = {  # a parallel PCU is its copies, a buffer its PMUs
-        s.name: (sum(math.prod(p.parallel) for p in s.pcus), sum(p.pmus for p in s.pmus))
-        for s in program.sections
-    }
-    for name, (pcus, pmus) in units.items():
-        log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-    ideal = step_ideal(spec, program, target)
-    log.append(f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes")
-    report = write_report(
-        program, target, out_dir, origins=provenance.origins(), ops=aten_ops, ideal=ideal
-    )
-    log.append(
-        f"[{time.perf_counter() - started:7.3f}s] wrote {report.json}, {report.html.name}, "
-        f"{report.trace.name}"
-    )
-    log.append(report.summary)
-    log_path = out_dir / f"{pef_name}.log"
+        program = module_to_program(
+            module,
+            target,
+            model_name=spec.name,
+            batch_size=batch_size,
+            compiler_version=COMPILER_VERSION,
+            compile_flags=flags,
+            source_hash=source_hash,
+            optimizer=_optimizer_name(spec, inference),
+            loss=not inference,
+        )
+        if data_parallel:
+            program = mark_data_parallel(program)
+            for collective in program.meta.collectives:
+                log.append(
+                    f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
+                    f"before section {collective.before}"
+                )
+        if weights is not None:
+            embedded = weights(program)
+            program = msgspec.structs.replace(program, weights=embedded)
+            log.append(f"  weights: {len(embedded.tensors)} tensors from {embedded.source}")
+        data = encode_pef(program)
+        atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
+        size = len(data)
+        log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
+        units = {  # a parallel PCU is its copies, a buffer its PMUs
+            s.name: (sum(math.prod(p.parallel) for p in s.pcus), sum(p.pmus for p in s.pmus))
+            for s in program.sections
+        }
+        for name, (pcus, pmus) in units.items():
+            log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
+        ideal = step_ideal(spec, program, target)
+        log.append(
+            f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes"
+        )
+        report = write_report(
+            program, target, out_dir, origins=provenance.origins(), ops=aten_ops, ideal=ideal
+        )
+        log.append(
+            f"[{time.perf_counter() - started:7.3f}s] wrote {report.json}, {report.html.name}, "
+            f"{report.trace.name}"
+        )
+        log.append(report.summary)
+    log_path = out_dir / f"{pef_name}.log"  # after the dumps: every file is there
     atomic_write_bytes(log_path, ("\n".join(log) + "\n").encode())
     return CompileResult(
         pef_path, size, log_path, count_ops(module), units, report.json, report.summary

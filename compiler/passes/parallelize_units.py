@@ -102,10 +102,7 @@ LAYOUT_TRIES = 8
 def copy_vectors(unit: UnitOp, block: Sequence[int], target: Target) -> int:
     """Vectors one copy of ``unit`` running over ``block`` takes (``runtime.machine.perf``), at
     the lanes it runs at (``block_lanes``)."""
-    depth = unit.depth()
-    lanes = block_lanes(unit, block, target, depth)
-    out = unit.out.stride_values
-    return perf.vector_shape(block, out, lanes, depth, target.pcu_stages).vectors(block)
+    return CopyCost(unit, target).vectors(block)
 
 
 def block_lanes(unit: UnitOp, block: Sequence[int], target: Target, depth: int) -> int:
@@ -114,14 +111,38 @@ def block_lanes(unit: UnitOp, block: Sequence[int], target: Target, depth: int) 
     at that rate take fewer cycles than at its own lanes (``vector_cycles``); else its own. A
     bf16 matmul reading its weight transposed (32 bf16 at a stride: 32 words, two cycles of 16
     banks) runs no faster than at its own lanes, and is sized at those."""
-    plain = max(1, unit.lanes.value.data)
-    packed = max(1, unit_lanes(unit, target))
-    if packed == plain:
-        return plain
-    faster = vector_cycles(unit, block, target, packed, depth) < vector_cycles(
-        unit, block, target, plain, depth
-    )
-    return packed if faster else plain
+    return CopyCost(unit, target, depth).lanes(block)
+
+
+class CopyCost:
+    """``copy_vectors`` and ``block_lanes`` of one unit over many blocks: what does not depend
+    on the block (its body's depth, its lanes and bf16 rate, its output's strides) read from
+    the IR once (``scored_candidates`` asks for every grid of copies of every unit)."""
+
+    def __init__(self, unit: UnitOp, target: Target, depth: int | None = None) -> None:
+        self.unit = unit
+        self.target = target
+        self.depth = unit.depth() if depth is None else depth
+        self.out = unit.out.stride_values
+        self.plain = max(1, unit.lanes.value.data)
+        self.packed = max(1, unit_lanes(unit, target))
+
+    def lanes(self, block: Sequence[int]) -> int:
+        """``block_lanes``."""
+        plain, packed = self.plain, self.packed
+        if packed == plain:
+            return plain
+        unit, target, depth = self.unit, self.target, self.depth
+        faster = vector_cycles(unit, block, target, packed, depth) < vector_cycles(
+            unit, block, target, plain, depth
+        )
+        return packed if faster else plain
+
+    def vectors(self, block: Sequence[int]) -> int:
+        """``copy_vectors``."""
+        lanes = self.lanes(block)
+        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
+        return shape.vectors(block)
 
 
 def vector_cycles(
@@ -179,6 +200,7 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
     scored: list[tuple[int, int, tuple[int, ...]]] = []
+    cost = CopyCost(unit, target)
     for pr in rows:
         for pc in cols:
             factors = [1] * len(space)
@@ -189,7 +211,7 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
             if not _blocks_filled(space, factors):
                 continue  # an empty last block (``rules.parallel_problem``'s rule)
             block = rules.copy_block(space, factors)
-            vectors = copy_vectors(unit, block, target)
+            vectors = cost.vectors(block)
             scored.append((vectors, pr * pc, tuple(factors)))
     scored.sort()
     return scored
@@ -471,6 +493,7 @@ def allocate(
         {} if known is None else known,
     )  # fmt: skip
     pmus = dict(base)
+    pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
     floor = dram_floor(section, target)
     frozen: set[UnitOp] = set()
     while True:
@@ -487,13 +510,16 @@ def allocate(
         if not open_:
             break
         pick = max(open_, key=alloc.vectors)
+        before = alloc.copies(pick)
         alloc.level[pick] += 1
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
-        if alloc.pcus() > budget or total > target.num_pmus:
+        used = pcus - before + alloc.copies(pick)
+        if used > budget or total > target.num_pmus:
             alloc.level[pick] -= 1
             frozen.add(pick)
             continue
+        pcus = used
         pmus.update(changed)
     return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
 

@@ -86,3 +86,49 @@ def test_a_heavy_stream_along_one_column_detours_round_a_busy_link_when_spreadin
     router = Router(wide, spread=True)
     router.take(xy_path(a, b), weight=1000)
     assert router.path(a, b) == xy_path(a, b)
+
+
+def _breadth_first(router: Router, a: tuple[int, int], b: tuple[int, int]):
+    """The detour as a plain breadth-first search: a queue, neighbours in the order +x, -x, +y,
+    -y, a switch's parent the first switch to reach it over a link with room."""
+    cols, rows = router.target.cols, router.target.rows
+    parent = {a: a}
+    queue = [a]
+    for p in queue:
+        if p == b:
+            hops = [b]
+            while hops[-1] != a:
+                hops.append(parent[hops[-1]])
+            return tuple(reversed(hops))
+        x, y = p
+        for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+            if q not in parent and 0 <= q[0] <= cols and 0 <= q[1] <= rows and router.room((p, q)):
+                parent[q] = p
+                queue.append(q)
+    return None
+
+
+def test_a_detour_is_the_breadth_first_searchs_route() -> None:
+    """``Router.detour`` searches with bit sets of switches; its route is the one a queue gives
+    (of the shortest routes, the one whose moves come first in the order +x, -x, +y, -y), and
+    None where that finds none, on grids whose links are filled at random."""
+    import random
+
+    grid = Target("grid7x5", cols=7, rows=5, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                  pmu_banks=4, clock_ghz=1.0, link_capacity=1)  # fmt: skip
+    switches = [(x, y) for x in range(grid.cols + 1) for y in range(grid.rows + 1)]
+    rng = random.Random(0)
+    found = unreachable = 0
+    for _ in range(300):
+        router = Router(grid)
+        for _ in range(rng.randrange(0, 150)):
+            p = rng.choice(switches)
+            q = rng.choice(((p[0] + 1, p[1]), (p[0] - 1, p[1]), (p[0], p[1] + 1), (p[0], p[1] - 1)))
+            if q in switches:
+                router.take((p, q))
+        a, b = rng.choice(switches), rng.choice(switches)
+        want = _breadth_first(router, a, b)
+        assert router.detour(a, b) == want, (a, b, sorted(router.full))
+        found += want is not None and len(want) > 1
+        unreachable += want is None
+    assert found > 100 and unreachable > 10, (found, unreachable)  # both cases were seen
