@@ -45,6 +45,14 @@ holds its live values only); freed arrays' pages are reused by the next allocati
 (``runtime.host_memory``). The matmuls run on numpy's BLAS with its threads; with more than one
 (``host_threads``), the cache blocks of an elementwise unit run concurrently on a pool of as
 many threads, a unit of ``threads * 16K`` points or more cut into a block a thread at least.
+
+Chains: consecutive elementwise units over one space where each reads what an earlier one wrote
+at the same point (an optimizer's update cut into units by split-units, a fused activation's
+backward) run block by block (``_Chain``): every unit's first block, then every unit's second,
+so what a unit reads from the one before is still in the cache, and the blocks (not the units)
+go to the threads. A PMU that only the chain reads is never written whole: each block has its
+own small buffer of it (unless ``run_section`` captures every PMU). The plans are the units'
+own cache blocks: every element is computed by the same numpy calls as unit by unit.
 """
 
 from __future__ import annotations
