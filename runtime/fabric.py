@@ -868,13 +868,14 @@ class _SectionPlan:
             tuple(_PcuPlan.build(i, b, section) for b in cache_blocks(whole_unit(p), threads))
             for i, p in enumerate(section.pcus)
         )
+        frees = last_readers(section)
         runs: list[int | _Chain] = []
         for units in _chained_units(section, threads):
             if len(pcus[units[0]]) == 1:
                 runs.append(units[0])
             else:
-                runs.append(_chain(section, units, pcus, threads))
-        return _SectionPlan(section, pcus, last_readers(section), tuple(runs))
+                runs.append(_chain(section, units, pcus, threads, frees))
+        return _SectionPlan(section, pcus, frees, tuple(runs))
 
 
 def _writes_whole(section: Section, pcu: Pcu) -> bool:
@@ -931,21 +932,17 @@ def _chained_units(section: Section, threads: int) -> list[list[int]]:
 
 
 def _chain(
-    section: Section, units: list[int], pcus: tuple[tuple[_PcuPlan, ...], ...], threads: int
+    section: Section,
+    units: list[int],
+    pcus: tuple[tuple[_PcuPlan, ...], ...],
+    threads: int,
+    frees: tuple[tuple[int, ...], ...],
 ) -> _Chain:
-    """The chain of ``units`` (``_chained_units``) with its local PMUs' plans."""
-    outputs = {out.pmu for out in section.outputs}
-    readers: dict[int, set[int]] = {}
-    for i, pcu in enumerate(section.pcus):
-        for port in pcu.inputs:
-            readers.setdefault(port.pmu, set()).add(i)
-    members = set(units)
+    """The chain of ``units`` (``_chained_units``) with its local PMUs' plans: the PMUs it
+    writes that are free once it has run (``frees``: ``last_readers``)."""
     ranges = _block_ranges(whole_unit(section.pcus[units[0]]), threads)
-    local = frozenset(
-        pmu
-        for pmu in (section.pcus[u].out_pmu for u in units)
-        if pmu not in outputs and readers.get(pmu, set()) <= members
-    )
+    freed = {pmu for u in units for pmu in frees[u]}
+    local = frozenset(section.pcus[u].out_pmu for u in units) & freed
     block_points = math.prod(ranges[0][1])
     local_blocks = []
     for k, (first, extent) in enumerate(ranges):
