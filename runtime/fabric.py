@@ -859,8 +859,8 @@ class _Chain:
 class _SectionPlan:
     section: Section
     pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its cache blocks' plans
-    frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
-    runs: tuple[int | _Chain, ...]  # in run order: a PCU run whole, or a chain of cut ones
+    runs: tuple[tuple[int | _Chain, tuple[int, ...]], ...]
+    """In run order: a PCU run whole or a chain of cut ones, and the PMUs free after it."""
 
     @staticmethod
     def build(section: Section, threads: int) -> _SectionPlan:
@@ -869,13 +869,14 @@ class _SectionPlan:
             for i, p in enumerate(section.pcus)
         )
         frees = last_readers(section)
-        runs: list[int | _Chain] = []
+        runs: list[tuple[int | _Chain, tuple[int, ...]]] = []
         for units in _chained_units(section, threads):
+            freed = tuple(pmu for u in units for pmu in frees[u])
             if len(pcus[units[0]]) == 1:
-                runs.append(units[0])
+                runs.append((units[0], freed))
             else:
-                runs.append(_chain(section, units, pcus, threads, frees))
-        return _SectionPlan(section, pcus, frees, tuple(runs))
+                runs.append((_chain(section, units, pcus, threads, frees), freed))
+        return _SectionPlan(section, pcus, tuple(runs))
 
 
 def _writes_whole(section: Section, pcu: Pcu) -> bool:
@@ -1224,15 +1225,13 @@ class Fabric:
         keep = pmus is not None
         pool = self._threads_pool()
         with np.errstate(all="ignore"):
-            for run in plan.runs:
+            for run, frees in plan.runs:
                 if isinstance(run, _Chain):
                     _run_chain(run, buffers, pool, keep)
-                    units = run.units
                 else:
                     _run_pcu(plan.pcus[run][0], buffers)
-                    units = (run,)
                 if not keep:
-                    for pmu in (pmu for u in units for pmu in plan.frees[u]):
+                    for pmu in frees:
                         buffers[pmu] = None
         if pmus is not None:
             pmus.update((i, b) for i, b in enumerate(buffers) if b is not None)

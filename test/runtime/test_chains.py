@@ -64,7 +64,7 @@ def _unit_by_unit(program: schema.Program) -> dict[int, np.ndarray]:
 def test_the_chains_of_the_section() -> None:
     program = _program()
     runs = Fabric(program, threads=1)._plan("forward").runs
-    chains = [r for r in runs if isinstance(r, fabric._Chain)]
+    chains = [r for r, _ in runs if isinstance(r, fabric._Chain)]
     assert [c.units for c in chains] == [(0, 1, 2), (4,), (5,)]
     section = program.sections[0]
     t = section.pcus[0].out_pmu
