@@ -45,6 +45,14 @@ holds its live values only); freed arrays' pages are reused by the next allocati
 (``runtime.host_memory``). The matmuls run on numpy's BLAS with its threads; with more than one
 (``host_threads``), the cache blocks of an elementwise unit run concurrently on a pool of as
 many threads, a unit of ``threads * 16K`` points or more cut into a block a thread at least.
+
+Chains: consecutive elementwise units over one space where each reads what an earlier one wrote
+at the same point (an optimizer's update cut into units by split-units, a fused activation's
+backward) run block by block (``_Chain``): every unit's first block, then every unit's second,
+so what a unit reads from the one before is still in the cache, and the blocks (not the units)
+go to the threads. A PMU that only the chain reads is never written whole: each block has its
+own small buffer of it (unless ``run_section`` captures every PMU). The plans are the units'
+own cache blocks: every element is computed by the same numpy calls as unit by unit.
 """
 
 from __future__ import annotations
@@ -761,6 +769,18 @@ def cache_blocks(pcu: Pcu, threads: int = 1) -> list[Pcu]:
     With ``threads`` above 1 (they run the blocks concurrently), a unit of at least
     ``threads * _SHARE_ELEMENTS`` points is cut into at least ``threads`` blocks.
     """
+    ranges = _block_ranges(pcu, threads)
+    if not ranges:
+        return [pcu]
+    return [
+        _moved(pcu, first, extent, f"{pcu.name} block {k}")
+        for k, (first, extent) in enumerate(ranges)
+    ]
+
+
+def _block_ranges(pcu: Pcu, threads: int) -> list[tuple[list[int], list[int]]]:
+    """The cache blocks of ``cache_blocks`` as (first point, extents) (none: the unit is not
+    cut). Units over one space are cut alike."""
     space = pcu.space
     points = math.prod(space)
     block = _BLOCK_ELEMENTS
@@ -776,25 +796,30 @@ def cache_blocks(pcu: Pcu, threads: int = 1) -> list[Pcu]:
         or points <= 2 * block
         and block == _BLOCK_ELEMENTS
     ):
-        return [pcu]
+        return []
     split = 0  # the counter cut into runs of rows; the ones before it go one index at a time
     while math.prod(space[split + 1 :]) > block:
         split += 1
     inner = math.prod(space[split + 1 :])
     rows = max(1, block // inner if block == _BLOCK_ELEMENTS else -(-block // inner))
     starts = [range(e) for e in space[:split]] + [range(0, space[split], rows)]
-    blocks: list[Pcu] = []
+    ranges: list[tuple[list[int], list[int]]] = []
     for start in itertools.product(*starts):
         first = list(start) + [0] * (len(space) - split - 1)
         extent = [1] * split + [min(rows, space[split] - start[split])] + space[split + 1 :]
-        blocks.append(_moved(pcu, first, extent, f"{pcu.name} block {len(blocks)}"))
-    return blocks
+        ranges.append((first, extent))
+    return ranges
 
 
-def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
-    """``pcu`` over the part of its space from ``first`` with ``extent``: its accesses moved."""
+def _moved(
+    pcu: Pcu, first: list[int], extent: list[int], name: str, local: frozenset[int] = frozenset()
+) -> Pcu:
+    """``pcu`` over the part of its space from ``first`` with ``extent``: its accesses moved,
+    except those of the PMUs in ``local`` (a chain's block-sized buffers: ``_Chain``)."""
 
-    def moved(access: Access) -> Access:
+    def moved(pmu: int, access: Access) -> Access:
+        if pmu in local:
+            return access
         shift = sum(st * s for st, s in zip(access.strides, first, strict=True))
         return msgspec.structs.replace(access, offset=access.offset + shift)
 
@@ -802,8 +827,8 @@ def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
         pcu,
         space=extent,
         tile=[min(t, max(e, 1)) for t, e in zip(pcu.tile, extent, strict=True)],
-        inputs=[msgspec.structs.replace(p, access=moved(p.access)) for p in pcu.inputs],
-        out=moved(pcu.out),
+        inputs=[msgspec.structs.replace(p, access=moved(p.pmu, p.access)) for p in pcu.inputs],
+        out=moved(pcu.out_pmu, pcu.out),
         parallel=[],
         more_at=[],
         name=name,
@@ -811,11 +836,31 @@ def _moved(pcu: Pcu, first: list[int], extent: list[int], name: str) -> Pcu:
 
 
 @dataclass(frozen=True)
+class _Chain:
+    """Elementwise PCUs, consecutive in the section and over one space (so cut into the same
+    cache blocks), run block by block: every unit's block ``k``, in order, then block ``k + 1``.
+    A unit reads what an earlier one of the chain wrote only through the very access it was
+    written with, into a PMU it writes whole, so block ``k`` reads block ``k`` only, while it
+    is still in the cache; the blocks are independent (they run concurrently on the threads).
+    Each point's value is computed by the same plans as unit by unit: the same numbers.
+
+    A PMU written in the chain and read by no unit after it nor by the host (``local``) is kept
+    block-sized, one buffer a block (its accesses not moved: ``local_blocks``), unless every
+    buffer is captured (``run_section(pmus=)``): then the chain writes every PMU whole."""
+
+    units: tuple[int, ...]  # the PCUs, in run order
+    blocks: tuple[tuple[_PcuPlan, ...], ...]  # per block, the units' plans (every PMU whole)
+    local_blocks: tuple[tuple[_PcuPlan, ...], ...]  # the same, over the local PMUs' blocks
+    written: tuple[tuple[int, int, np.dtype, bool], ...]  # (pmu, size, dtype, written whole)
+    local: tuple[tuple[int, int, np.dtype], ...]  # (pmu, points of a block, dtype)
+
+
+@dataclass(frozen=True)
 class _SectionPlan:
     section: Section
     pcus: tuple[tuple[_PcuPlan, ...], ...]  # per PCU of the section, its cache blocks' plans
-    frees: tuple[tuple[int, ...], ...]  # per PCU, the PMUs no later unit reads: freed after it
-    blocked: tuple[bool, ...]  # per PCU, split into cache blocks (independent: run concurrently)
+    runs: tuple[tuple[int | _Chain, tuple[int, ...]], ...]
+    """In run order: a PCU run whole or a chain of cut ones, and the PMUs free after it."""
 
     @staticmethod
     def build(section: Section, threads: int) -> _SectionPlan:
@@ -823,8 +868,105 @@ class _SectionPlan:
             tuple(_PcuPlan.build(i, b, section) for b in cache_blocks(whole_unit(p), threads))
             for i, p in enumerate(section.pcus)
         )
-        blocked = tuple(len(plans) > 1 for plans in pcus)
-        return _SectionPlan(section, pcus, last_readers(section), blocked)
+        frees = last_readers(section)
+        runs: list[tuple[int | _Chain, tuple[int, ...]]] = []
+        for units in _chained_units(section, threads):
+            freed = tuple(pmu for u in units for pmu in frees[u])
+            if len(pcus[units[0]]) == 1:
+                runs.append((units[0], freed))
+            else:
+                runs.append((_chain(section, units, pcus, threads, frees), freed))
+        return _SectionPlan(section, pcus, tuple(runs))
+
+
+def _writes_whole(section: Section, pcu: Pcu) -> bool:
+    """Whether ``pcu`` writes every element of its output PMU, in row-major order."""
+    itemsize = DTYPES[pcu.dtype].itemsize
+    out = _View.of(pcu.out_pmu, pcu.out, tuple(pcu.space), itemsize)
+    size = math.prod(section.pmus[pcu.out_pmu].shape)
+    return pcu.out.index_port < 0 and out.covers(size, itemsize)
+
+
+def _chained_units(section: Section, threads: int) -> list[list[int]]:
+    """The section's PCUs in run order, grouped into the units of each chain (``_Chain``); a
+    unit alone where it chains with none. A unit joins the chain before it when both are cut
+    into cache blocks over one space, every unit writes its PMU whole, and the unit reads the
+    chain's PMUs through their writers' accesses; a chain is cut where no later unit of it
+    reads what an earlier one wrote (chains as short as their data flow)."""
+    runs: list[list[int]] = []
+    written: dict[int, tuple[int, Access]] = {}  # the current run's PMUs: (writer, access)
+    chainable = [
+        bool(_block_ranges(whole_unit(p), threads)) and _writes_whole(section, p)
+        for p in section.pcus
+    ]
+    for i, pcu in enumerate(section.pcus):
+        current = runs[-1] if runs else []
+        joins = (
+            chainable[i]
+            and current
+            and chainable[current[0]]
+            and section.pcus[current[0]].space == pcu.space
+            and all(
+                p.pmu not in written or (not p.register and p.access == written[p.pmu][1])
+                for p in pcu.inputs
+            )
+        )
+        if not joins:
+            written.clear()
+            runs.append([i])
+        else:
+            current.append(i)
+        written[pcu.out_pmu] = (i, pcu.out)
+    chains: list[list[int]] = []
+    for run in runs:  # cut where no later unit reads an earlier one's PMU
+        producer = {section.pcus[u].out_pmu: k for k, u in enumerate(run)}
+        first_read = [
+            min((producer[p.pmu] for p in section.pcus[u].inputs if p.pmu in producer), default=k)
+            for k, u in enumerate(run)
+        ]
+        start = 0
+        for k in range(1, len(run) + 1):
+            if k == len(run) or min(first_read[k:]) >= k:
+                chains.append(run[start:k])
+                start = k
+    return chains
+
+
+def _chain(
+    section: Section,
+    units: list[int],
+    pcus: tuple[tuple[_PcuPlan, ...], ...],
+    threads: int,
+    frees: tuple[tuple[int, ...], ...],
+) -> _Chain:
+    """The chain of ``units`` (``_chained_units``) with its local PMUs' plans: the PMUs it
+    writes that are free once it has run (``frees``: ``last_readers``)."""
+    ranges = _block_ranges(whole_unit(section.pcus[units[0]]), threads)
+    freed = {pmu for u in units for pmu in frees[u]}
+    local = frozenset(section.pcus[u].out_pmu for u in units) & freed
+    block_points = math.prod(ranges[0][1])
+    local_blocks = []
+    for k, (first, extent) in enumerate(ranges):
+        plans = []
+        for u in units:
+            pcu = whole_unit(section.pcus[u])
+            if pcu.out_pmu in local or any(p.pmu in local for p in pcu.inputs):
+                name = f"{pcu.name} block {k}"
+                plans.append(_PcuPlan.build(u, _moved(pcu, first, extent, name, local), section))
+            else:
+                plans.append(pcus[u][k])
+        local_blocks.append(tuple(plans))
+    written = tuple(
+        (p.out_pmu, math.prod(section.pmus[p.out_pmu].shape), DTYPES[p.dtype], whole)
+        for p, whole in ((section.pcus[u], _writes_whole(section, section.pcus[u])) for u in units)
+    )
+    return _Chain(
+        units=tuple(units),
+        blocks=tuple(zip(*(pcus[u] for u in units), strict=True)),
+        local_blocks=tuple(local_blocks),
+        written=written,
+        local=tuple((pmu, block_points, dtype) for pmu, _, dtype, _ in written if pmu in local),
+    )
 
 
 def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
@@ -968,20 +1110,37 @@ def _write(plan: _PcuPlan, buffers: list[np.ndarray | None], array: np.ndarray) 
     plan.out.over(buffer)[...] = array
 
 
-def _run_blocks(
-    plans: tuple[_PcuPlan, ...], buffers: list[np.ndarray | None], pool: ThreadPoolExecutor
+def _run_chain(
+    chain: _Chain,
+    buffers: list[np.ndarray | None],
+    pool: ThreadPoolExecutor | None,
+    keep: bool,
 ) -> None:
-    """Run the cache blocks of one elementwise PCU on the pool's threads (numpy releases the GIL
-    in its loops). The blocks write disjoint parts of one output PMU, allocated first."""
-    first = plans[0]
-    if buffers[first.out.pmu] is None:
-        buffers[first.out.pmu] = np.zeros(first.out_size, first.dtype)
+    """Run a chain block by block (on the pool's threads when there is one: numpy releases the
+    GIL in its loops). Its PMUs are allocated first (left uninitialised where written whole),
+    each local one block-sized, a buffer a block, unless every PMU is kept (``keep``)."""
+    local = () if keep else chain.local
+    skip = {pmu for pmu, _, _ in local}
+    for pmu, size, dtype, whole in chain.written:
+        if pmu not in skip:
+            buffers[pmu] = np.empty(size, dtype) if whole else np.zeros(size, dtype)
 
-    def run(plan: _PcuPlan) -> None:
+    def run(plans: tuple[_PcuPlan, ...]) -> None:
+        block_buffers = buffers
+        if local:  # this block's own buffers of the local PMUs
+            block_buffers = list(buffers)
+            for pmu, points, dtype in local:
+                block_buffers[pmu] = np.empty(points, dtype)
         with np.errstate(all="ignore"):  # the error state is the thread's own
-            _run_pcu(plan, buffers)
+            for plan in plans:
+                _run_pcu(plan, block_buffers)
 
-    for _ in pool.map(run, plans):  # every block done (the first error raised)
+    blocks = chain.local_blocks if local else chain.blocks
+    if pool is None:
+        for plans in blocks:
+            run(plans)
+        return
+    for _ in pool.map(run, blocks):  # every block done (the first error raised)
         pass
 
 
@@ -1066,12 +1225,11 @@ class Fabric:
         keep = pmus is not None
         pool = self._threads_pool()
         with np.errstate(all="ignore"):
-            for blocks, frees, blocked in zip(plan.pcus, plan.frees, plan.blocked, strict=True):
-                if pool is not None and blocked:
-                    _run_blocks(blocks, buffers, pool)
+            for run, frees in plan.runs:
+                if isinstance(run, _Chain):
+                    _run_chain(run, buffers, pool, keep)
                 else:
-                    for pcu in blocks:
-                        _run_pcu(pcu, buffers)
+                    _run_pcu(plan.pcus[run][0], buffers)
                 if not keep:
                     for pmu in frees:
                         buffers[pmu] = None
