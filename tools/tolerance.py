@@ -80,13 +80,33 @@ class Tolerance:
     allows on top."""
     mismatch: float = 1.0
     """The largest fraction of the elements that may differ from torch's at all (bf16)."""
+    mismatch_factor: float = 0.0
+    """How many times torch's own fraction of differing elements (from its wide run,
+    :attr:`TorchError.differ`) the fraction may reach, when that is more than ``mismatch``."""
+
+
+@dataclass(frozen=True)
+class TorchError:
+    """How far torch's value is from its wide run (``tools.reference``: the same computation in
+    float64, rounded to bf16 where torch's value is bf16): torch's own error."""
+
+    max_abs: float = 0.0
+    """``max|torch - torch64|`` over the elements finite in both."""
+    differ: float = 0.0
+    """The fraction of those elements that differ at all (read for bf16 tensors only: a float32
+    value always differs from its float64 one)."""
+
+
+NO_ERROR = TorchError()
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "float32": Tolerance(rtol=1e-5, atol=2.0**-22, torch_factor=4.0),
     "float64": Tolerance(rtol=1e-12, atol=2.0**-51),  # no wider reference: no torch error
     "float16": Tolerance(rtol=1e-3, atol=2.0**-9, torch_factor=4.0),
-    "bfloat16": Tolerance(rtol=2.0**-8, atol=2.0**-8, mismatch=1 / 16),
+    "bfloat16": Tolerance(
+        rtol=2.0**-8, atol=2.0**-8, torch_factor=1.0, mismatch=1 / 16, mismatch_factor=2.0
+    ),
 }
 """Per float dtype; any other dtype (integers, bool) must match exactly."""
 
@@ -109,7 +129,7 @@ def tolerance_for(
     base = DEFAULT_TOLERANCES.get(name, EXACT)
     if base is EXACT or not overrides:
         return base
-    values = {"mismatch": base.mismatch}
+    values = {"mismatch": base.mismatch, "mismatch_factor": base.mismatch_factor}
     for key in ("rtol", "atol", "torch_factor"):
         given = overrides.get(key)
         values[key] = getattr(base, key) if given is None else float(given)
@@ -133,6 +153,8 @@ class Comparison:
     """The part of ``limit`` that is torch's own float32 error: ``C * max|torch - torch64|``."""
     mismatched: float = 0.0
     """The fraction of the elements that differ from torch's (judged for bf16 only)."""
+    mismatch_limit: float = 1.0
+    """The largest fraction allowed: ``max(mismatch, mismatch_factor * torch's own)``."""
 
     @property
     def by_torch_error(self) -> bool:
@@ -156,14 +178,14 @@ def compare(
     relative_to: np.ndarray | None = None,
     tolerance: Tolerance | None = None,
     section: str = "",
-    torch_error: float = 0.0,
+    torch_error: TorchError = NO_ERROR,
 ) -> Comparison:
     """Judge ``actual`` (the fabric's) against ``expected`` (torch's) by the module's rule.
 
     ``scale``: the size of the quantity (the absolute part's unit; default ``max|expected|``).
     ``relative_to``: what the relative part is of, if not ``expected`` (a parameter's update:
     ``expected - before``). ``tolerance``: default by ``expected``'s dtype. ``torch_error``:
-    ``max|expected - expected64|``, torch's own error (:func:`float_error`; 0: not known).
+    torch's own error, ``expected`` against its wide run (:func:`float_error`; none: not known).
     Shapes must be equal.
     """
     actual = np.asarray(actual)
@@ -186,28 +208,35 @@ def compare(
     rel_base = size
     if relative_to is not None:
         rel_base = largest({"": relative_to})
-    term = tol.torch_factor * float(torch_error) if math.isfinite(torch_error) else 0.0
+    own = torch_error.max_abs
+    term = tol.torch_factor * own if math.isfinite(own) else 0.0
     limit = tol.rtol * rel_base + tol.atol * (size if scale is None else float(scale)) + term
     max_rel = max_abs / size if size > 0 else max_abs
-    mismatched = 0.0
+    mismatched, allowed = 0.0, 1.0
     if tol.mismatch < 1 and counted:
         mismatched = differing / counted
-    ok = max_abs <= limit and mismatched <= tol.mismatch
-    return Comparison(name, max_abs, max_rel, limit, ok, section, term, mismatched)
+        allowed = max(tol.mismatch, min(1.0, tol.mismatch_factor * torch_error.differ))
+    ok = max_abs <= limit and mismatched <= allowed
+    return Comparison(name, max_abs, max_rel, limit, ok, section, term, mismatched, allowed)
 
 
-def float_error(value: np.ndarray, wide: np.ndarray | None) -> float:
-    """``max|value - wide|`` over the elements finite in both (0 for non-float tensors, a
-    missing or mis-shaped ``wide``): torch's own error when ``wide`` is its float64 run."""
+def float_error(value: np.ndarray, wide: np.ndarray | None) -> TorchError:
+    """``max|value - wide|`` and the fraction of elements that differ, over the elements finite
+    in both (none for non-float tensors, a missing or mis-shaped ``wide``): torch's own error
+    when ``wide`` is its wide run."""
     value = np.asarray(value)
-    if wide is None or value.dtype.kind != "f" or np.shape(wide) != value.shape:
-        return 0.0
-    error = 0.0
+    floating = value.dtype.kind == "f" or value.dtype.name == "bfloat16"
+    if wide is None or not floating or np.shape(wide) != value.shape:
+        return NO_ERROR
+    error, differing, counted = 0.0, 0, 0
     for a, b in _blocks(value, np.asarray(wide)):
         both = np.isfinite(a) & np.isfinite(b)
         if both.any():
-            error = max(error, float(np.abs(a[both] - b[both]).max()))
-    return error
+            diff = np.abs(a[both] - b[both])
+            error = max(error, float(diff.max()))
+            differing += int(np.count_nonzero(diff))
+            counted += diff.size
+    return TorchError(error, differing / counted if counted else 0.0)
 
 
 BLOCK = 1 << 20
