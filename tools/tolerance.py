@@ -62,7 +62,8 @@ in ``layer1.conv1``, 100 in ``layer1.conv2``, 28% of ``layer2.conv2``'s elements
 goes is the model's, not the fabric's: torch64, for a bf16-mixed step, is another legitimate bf16
 evaluation (``tools.reference.wide_call``): every op computed in float64, rounded to bf16 where
 torch's value is bf16, each element to the other neighbour wherever it lies within the op's
-float32 error (``max|float32 result - float64 result|``, the op run once more in float32) of a
+float32 error (``max|float32 result - float64 result|``, the op run once more in float32; for a
+cast of a float32 value torch computed, two float32 units at its scale, the float32 ``atol``) of a
 halfway point: every rounding that a kernel as accurate as torch's could make differently, made
 differently. ``max|torch - torch64|`` and the fraction of elements where they differ
 (:class:`TorchError`) are torch's own sensitivity; the fabric's flips are a subset of those
