@@ -77,8 +77,9 @@ class SectionCase:
     """For forward values: the size of each one's operands in torch (the scale of the absolute
     part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
     errors: dict[str, TorchError] = field(default_factory=dict)
-    """torch's own float32 error of each expected tensor, ``max|torch - torch64|``: torch64 is
-    the section's computation in float64 on the same inputs (``tools.tolerance``)."""
+    """torch's own error of each expected tensor, ``max|torch - torch64|`` and the fraction of
+    elements that differ: torch64 is the section's computation in float64 on the same inputs,
+    rounded to bf16 where torch's value is bf16 (:func:`wide_call`, ``tools.tolerance``)."""
 
     def run(self, fabric: Fabric) -> dict[str, np.ndarray]:
         """The fabric's values of ``expected``'s tensors: the sections run in order on
@@ -232,21 +233,22 @@ def wide_call(node: torch.fx.Node, fn: Callable[..., Any], args: Any, kwargs: An
     result = fn(*map_aggregate(args, _as_float64), **map_aggregate(kwargs, _as_float64))
     if not _any_bf16(meta):
         return widen(result)
+    if node.target is torch.ops.aten._to_copy.default:  # no arithmetic to run in float32
+        return _round_as_traced(result, None, meta, _cast_band(node, args))
     approx = fn(*map_aggregate(args, _as_float32), **map_aggregate(kwargs, _as_float32))
-    return _round_as_traced(result, approx, meta, _cast_band(node, args))
+    return _round_as_traced(result, approx, meta)
 
 
 def _cast_band(node: torch.fx.Node, args: Any) -> float:
     """The float32 error of what a cast to bf16 rounds, when that is a float32 value torch
     computed (a norm's output, a per-channel statistic): about two float32 units at its scale
     (the float32 rule's ``atol``, ``tools.tolerance``), which the cast's own float32 run cannot
-    show (it starts from the exact value). 0 for other ops and for a cast of a graph input (a
-    float32 weight is exact)."""
+    show (it starts from the exact value). 0 for a cast of a graph input (a float32 weight is
+    exact) or of a bf16 value."""
     source = node.args[0] if node.args else None
     value = args[0] if isinstance(args, tuple | list) and args else None
     if (
-        node.target is not torch.ops.aten._to_copy.default
-        or not isinstance(source, torch.fx.Node)
+        not isinstance(source, torch.fx.Node)
         or source.op != "call_function"
         or not isinstance(value, torch.Tensor)
         or value.dtype != torch.float64  # torch's float32 value, in the wide run
@@ -297,11 +299,12 @@ def _round_as_traced(exact: Any, approx: Any, meta: Any, floor: float = 0.0) -> 
 
 
 def round_legitimately(
-    exact: torch.Tensor, approx: torch.Tensor, floor: float = 0.0
+    exact: torch.Tensor, approx: torch.Tensor | None, floor: float = 0.0
 ) -> torch.Tensor:
     """``exact`` (float64) rounded to bfloat16, each element to its nearest bf16 number unless
     it lies within ``band = max(max|approx - exact|, floor)`` (the op's float32 error,
-    ``approx`` its float32 evaluation; ``floor``: the error of a float32 value it rounds) of
+    ``approx`` its float32 evaluation, None for a cast; ``floor``: the error of a float32
+    value it rounds) of
     the halfway point between two: those go to the other neighbour.
 
     torch's bf16 value of the op is its float32 result rounded to nearest, and a float32
@@ -310,10 +313,11 @@ def round_legitimately(
     (a convolution reading them, a batch norm's statistics) amplifies those flips. Flipping all
     of them is the furthest an evaluation as accurate as torch's may go from it."""
     nearest = exact.to(torch.bfloat16)
-    # in place: a float32 weight cast to bf16 (band 0) is 136M elements at 0.5B parameters
-    error = approx.to(torch.float64).sub_(exact).abs_().nan_to_num_(0.0, 0.0, 0.0)
-    band = max(float(error.max()) if error.numel() else 0.0, floor)
-    del error
+    band = floor
+    if approx is not None and approx.numel():
+        error = approx.to(torch.float64).sub_(exact).abs_().nan_to_num_(0.0, 0.0, 0.0)
+        band = max(band, float(error.max()))  # in place: an activation's float64 copy, once
+        del error
     if band == 0:
         return nearest
     near = nearest.to(torch.float64)
@@ -373,8 +377,9 @@ def run_joint(
     """Every node's value in torch: placeholders from ``feed`` (DRAM names), the loss's tangent
     1, random nodes from their fabric streams, every other node its ATen op on the CPU.
 
-    ``wide``: the float64 reference (:func:`widen` applied to every input, constant, argument
-    and result; the random numbers are the same). ``pinned``: nodes whose value is given, not
+    ``wide``: the float64 reference (:func:`widen` applied to every input and constant, each op
+    by :func:`wide_call`: in float64, bf16 results rounded legitimately; the random numbers are
+    the same). ``pinned``: nodes whose value is given, not
     computed (the backward's float64 run on the float32 activations it reads). ``keep``: the
     nodes whose values the caller reads; every other value is dropped once its last reader has
     run (at 0.5B parameters, keeping every intermediate of the step took more memory than the
@@ -644,8 +649,10 @@ def float64_values(
 ) -> dict[str, np.ndarray]:
     """:func:`joint_values`'s tensors from the joint graph run in float64 (float32 inputs,
     parameters, state and ``dtype`` arguments as float64; the fabric's random numbers):
-    the exact values torch's float32 ones are rounding of. ``pinned``: ``saved.*`` activations
-    (PEF names) whose value is given (the backward's run on the float32 activations it reads)."""
+    the exact values torch's float32 ones are rounding of (in a bf16-mixed step, the values
+    torch holds in bf16 rounded where it rounds: :func:`wide_call`). ``pinned``: ``saved.*``
+    activations (PEF names) whose value is given (the backward's run on the float32 activations
+    it reads)."""
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     nodes = {}
     for name, value in (pinned or {}).items():
