@@ -45,6 +45,7 @@ import numpy as np
 
 from runtime.fabric import DTYPES, Fabric
 from runtime.pef.schema import Pcu, Program, Section, Symbol
+from tools.tolerance import NO_ERROR, TorchError, float_error
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
@@ -101,10 +102,10 @@ class Reference:
     """The ATen op of every traced value (``aten.tanh.default``)."""
     scales: dict[str, float] = field(default_factory=dict)
     """The operand size of every traced value (``tools.reference.operand_size``)."""
-    errors: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, TorchError] = field(default_factory=dict)
     """torch's own float32 error of every symbol written (its section's); a traced value's is
     set before its unit is judged (``own_error``)."""
-    own_error: Callable[[str, set[str]], float] | None = None
+    own_error: Callable[[str, set[str]], TorchError] | None = None
     """``own_error(value, given)``: torch's own float32 error of traced value ``value``
     computed from the traced values ``given`` (those its unit reads) in float64
     (``tools.reference.OwnError``)."""
@@ -264,34 +265,9 @@ def torch_values(traced: Any, inputs: Mapping[str, Any]) -> dict[str, np.ndarray
     """Every FX node's value (by node name) of an inference graph (a
     ``compiler.frontend.trace.Traced``: no tangent, no random op) run on ``inputs`` (by DRAM
     symbol). Training graphs run in ``tools.reference.run_joint`` (the fabric's dropout)."""
-    return _arrays(_run_inference(traced, inputs))
+    from tools.reference import run_inference_graph
 
-
-def _run_inference(traced: Any, inputs: Mapping[str, Any], wide: bool = False) -> dict[Any, Any]:
-    """:func:`torch_values` by FX node, as torch tensors (``wide``: in float64,
-    ``tools.reference.widen``)."""
-    import torch
-    from torch.fx.node import map_arg
-
-    from tools.reference import as_torch, widen
-
-    cast = widen if wide else (lambda v: v)
-    bound = {i.node: i.name for i in traced.inputs}
-    env: dict[Any, Any] = {}
-    with torch.no_grad():
-        for node in traced.graph.nodes:
-            if node.op == "placeholder":
-                if node in bound:
-                    env[node] = cast(as_torch(inputs[bound[node]]))
-                else:
-                    env[node] = cast(traced.constants[node.name])
-            elif node.op == "get_attr":
-                env[node] = cast(traced.constants[node.name])
-            elif node.op == "call_function":
-                args = cast(map_arg(node.args, env.__getitem__))
-                kwargs = cast(map_arg(node.kwargs, env.__getitem__))
-                env[node] = cast(node.target(*args, **kwargs))
-    return env
+    return _arrays(run_inference_graph(traced, inputs))
 
 
 def _arrays(env: Mapping[Any, Any]) -> dict[str, np.ndarray]:
@@ -326,17 +302,17 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     judged by ``tools.tolerance`` at rdu-test's tolerances (``overrides``: ``--rtol/--atol``)."""
     import torch
 
-    from compiler.frontend.trace import trace_inference
     from runtime.session import rng_seed_value
     from tools.reference import (
         OwnError,
         as_numpy,
         operand_size,
+        run_inference_graph,
         run_joint,
         section_cases,
+        trace_inference_graph,
         trace_joint,
     )
-    from tools.tolerance import float_error
 
     program = run.program
     state, step = run.initial_state()
@@ -345,10 +321,10 @@ def localize(run: Any, overrides: Mapping[str, float | None] | None = None, seed
     inputs, targets = next(iter(run.batches(split, 0)))
     feed = run.batch(inputs, targets)
     if run.is_inference:
-        traced = trace_inference(run.model_file.spec(run.torch_model(), run.args, inference=True))
+        traced = trace_inference_graph(run)
         cases = section_cases(run, state, step, feed, hyper, seed)
-        env = _run_inference(traced, {**state, **feed})
-        env64 = _run_inference(traced, {**state, **feed}, wide=True)
+        env = run_inference_graph(traced, {**state, **feed})
+        env64 = run_inference_graph(traced, {**state, **feed}, wide=True)
         random: set = set()
     else:
         joint = trace_joint(run)
@@ -388,7 +364,7 @@ def tolerance_judge(
     before: Mapping[str, np.ndarray],
     overrides: Mapping[str, float | None] | None = None,
     scales: Mapping[str, float] | None = None,
-    errors: Mapping[str, float] | None = None,
+    errors: Mapping[str, TorchError] | None = None,
 ) -> Judge:
     """rdu-test's rule (``tools.tolerance``) for a unit's output: scaled like the tensors
     rdu-test judges. A forward value by its operands' size (``scales``: by traced value, as
@@ -420,7 +396,7 @@ def tolerance_judge(
             scale=scale,
             relative_to=relative_to,
             tolerance=tol,
-            torch_error=(errors or {}).get(name, 0.0),
+            torch_error=(errors or {}).get(name, NO_ERROR),
         )
         return row.max_abs, row.max_rel, row.ok
 

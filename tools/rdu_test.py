@@ -33,7 +33,9 @@ import numpy as np
 
 from tools.cli import MODEL_COMMAND_SETTINGS, OneLineCommand, ToolError, guarded, print_help
 from tools.tolerance import (
+    NO_ERROR,
     Comparison,
+    TorchError,
     compare,
     float_error,
     scale_of,
@@ -54,7 +56,7 @@ def _judge(
     before: dict[str, np.ndarray],
     overrides: dict[str, float | None],
     scales: dict[str, float] | None = None,
-    errors: dict[str, float] | None = None,
+    errors: dict[str, TorchError] | None = None,
     bf16: bool = False,
 ) -> list[Comparison]:
     """Every tensor of ``expected`` judged against the fabric's value in ``got`` (``scales``:
@@ -80,7 +82,7 @@ def _judge(
                 relative_to=relative_to,
                 tolerance=tol,
                 section=section,
-                torch_error=(errors or {}).get(name, 0.0),
+                torch_error=(errors or {}).get(name, NO_ERROR),
             )
         )
     return rows
@@ -385,6 +387,7 @@ def rdu_test(
                         "limit": r.limit,
                         "torch_error": r.torch_term,
                         "mismatched": r.mismatched,
+                        "mismatch_limit": r.mismatch_limit,
                         "ratio": r.ratio,
                         "ok": r.ok,
                         "by_torch_error": r.by_torch_error,
@@ -404,8 +407,12 @@ def rdu_test(
                 mark = "ok (torch's own float32 error)"
             click.echo(
                 f"{r.section:<{swidth}}  {r.name:<{width}}  max abs {r.max_abs:.3e}  "
-                f"max rel {r.max_rel:.3e}  limit {r.limit:.3e} (torch f32 {r.torch_term:.1e})  "
-                + (f"differ {r.mismatched:.1%}  " if r.mismatched else "")
+                f"max rel {r.max_rel:.3e}  limit {r.limit:.3e} (torch's own {r.torch_term:.1e})  "
+                + (
+                    f"differ {r.mismatched:.1%} (limit {r.mismatch_limit:.1%})  "
+                    if r.mismatched
+                    else ""
+                )
                 + mark
             )
         click.echo(f"tolerance: {_tolerance_text(overrides)}")

@@ -36,8 +36,9 @@ that diverges) can run the case's sections unit by unit on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,7 @@ from runtime.pef.schema import Program, Symbol
 from runtime.session import conform, rng_seed_value
 from tools.cli import ToolError
 from tools.fabric_random import Draw, random_op, stream_key
+from tools.tolerance import DEFAULT_TOLERANCES, NO_ERROR, TorchError, float_error
 
 OPTIMIZER_STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
 """torch's per-parameter optimizer state keys the PEF names ``<param>.<key>``."""
@@ -74,9 +76,10 @@ class SectionCase:
     scales: dict[str, float] = field(default_factory=dict)
     """For forward values: the size of each one's operands in torch (the scale of the absolute
     part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
-    errors: dict[str, float] = field(default_factory=dict)
-    """torch's own float32 error of each expected tensor, ``max|torch - torch64|``: torch64 is
-    the section's computation in float64 on the same inputs (``tools.tolerance``)."""
+    errors: dict[str, TorchError] = field(default_factory=dict)
+    """torch's own error of each expected tensor, ``max|torch - torch64|`` and the fraction of
+    elements that differ: torch64 is the section's computation in float64 on the same inputs,
+    rounded to bf16 where torch's value is bf16 (:func:`wide_call`, ``tools.tolerance``)."""
 
     def run(self, fabric: Fabric) -> dict[str, np.ndarray]:
         """The fabric's values of ``expected``'s tensors: the sections run in order on
@@ -213,6 +216,155 @@ def widen(value: Any) -> Any:
     return map_aggregate(value, one)
 
 
+def wide_call(node: torch.fx.Node, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, the op of ``node``, as the wide reference computes it: in
+    float64 (float32 and bfloat16 operands and ``dtype`` arguments as float64), then, where
+    torch's value is bfloat16 (the traced ``node.meta["val"]``), rounded to bfloat16 as
+    :func:`round_legitimately` does, with the op's float32 error measured by running it once
+    more in float32. Other float results stay float64.
+
+    On a float32 graph this is :func:`widen` of everything. On a bf16-mixed graph it is another
+    legitimate bf16 evaluation: every value rounded where torch rounds, each op accurate to
+    torch's float32 accumulation but rounding to the other neighbour wherever an error that size
+    could (``tools.tolerance``: torch's distance from it is its own sensitivity to bf16
+    rounding). Its bf16 values stay bf16 (no float64 copy of a bf16 activation outlives the op
+    that reads it)."""
+    meta = node.meta.get("val")
+    result = fn(*map_aggregate(args, _as_float64), **map_aggregate(kwargs, _as_float64))
+    if not _any_bf16(meta):
+        return widen(result)
+    if node.target is torch.ops.aten._to_copy.default:  # no arithmetic to run in float32
+        return _round_as_traced(result, None, meta, _cast_band(node, args))
+    approx = fn(*map_aggregate(args, _as_float32), **map_aggregate(kwargs, _as_float32))
+    return _round_as_traced(result, approx, meta)
+
+
+def _cast_band(node: torch.fx.Node, args: Any) -> float:
+    """The float32 error of what a cast to bf16 rounds, when that is a float32 value torch
+    computed (a norm's output, a per-channel statistic): about two float32 units at its scale
+    (the float32 rule's ``atol``, ``tools.tolerance``), which the cast's own float32 run cannot
+    show (it starts from the exact value). 0 for a cast of a graph input (a float32 weight is
+    exact) or of a bf16 value."""
+    source = node.args[0] if node.args else None
+    value = args[0] if isinstance(args, tuple | list) and args else None
+    if (
+        not isinstance(source, torch.fx.Node)
+        or source.op != "call_function"
+        or not isinstance(value, torch.Tensor)
+        or value.dtype != torch.float64  # torch's float32 value, in the wide run
+        or value.numel() == 0
+    ):
+        return 0.0
+    finite = value.abs().nan_to_num_(0.0, 0.0, 0.0)
+    return DEFAULT_TOLERANCES["float32"].atol * float(finite.max())
+
+
+def _as_float64(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.dtype in (torch.float32, torch.bfloat16):
+        return v.to(torch.float64)
+    return torch.float64 if v is torch.float32 or v is torch.bfloat16 else v
+
+
+def _as_float32(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.dtype == torch.bfloat16:
+        return v.to(torch.float32)
+    return torch.float32 if v is torch.bfloat16 else v
+
+
+def _any_bf16(meta: Any) -> bool:
+    if isinstance(meta, tuple | list):
+        return any(_any_bf16(m) for m in meta)
+    return isinstance(meta, torch.Tensor) and meta.dtype == torch.bfloat16
+
+
+def _round_as_traced(exact: Any, approx: Any, meta: Any, floor: float = 0.0) -> Any:
+    """``exact`` (a float64 result, or a tuple of them) rounded to bfloat16 by
+    :func:`round_legitimately` where ``meta`` (the traced value) is bfloat16, ``approx`` its
+    float32 evaluation, ``floor`` the least band; other float values as :func:`widen` leaves
+    them."""
+    if isinstance(exact, tuple | list) and isinstance(meta, tuple | list):
+        if len(exact) == len(meta):
+            return type(exact)(
+                _round_as_traced(e, a, m, floor)
+                for e, a, m in zip(exact, approx, meta, strict=True)
+            )
+    if (
+        isinstance(exact, torch.Tensor)
+        and isinstance(meta, torch.Tensor)
+        and meta.dtype == torch.bfloat16
+        and exact.is_floating_point()
+    ):
+        return round_legitimately(exact, approx, floor)
+    return widen(exact)
+
+
+def round_legitimately(
+    exact: torch.Tensor, approx: torch.Tensor | None, floor: float = 0.0
+) -> torch.Tensor:
+    """``exact`` (float64) rounded to bfloat16, each element to its nearest bf16 number unless
+    it lies within ``band = max(max|approx - exact|, floor)`` (the op's float32 error,
+    ``approx`` its float32 evaluation, None for a cast; ``floor``: the error of a float32
+    value it rounds) of
+    the halfway point between two: those go to the other neighbour.
+
+    torch's bf16 value of the op is its float32 result rounded to nearest, and a float32
+    result that close to a halfway point may round either way: another correct kernel (the
+    fabric's, summing in another order) may round any of them the other way, and a later op
+    (a convolution reading them, a batch norm's statistics) amplifies those flips. Flipping all
+    of them is the furthest an evaluation as accurate as torch's may go from it."""
+    nearest = exact.to(torch.bfloat16)
+    band = floor
+    if approx is not None and approx.numel():
+        error = approx.to(torch.float64).sub_(exact).abs_().nan_to_num_(0.0, 0.0, 0.0)
+        band = max(band, float(error.max()))  # in place: an activation's float64 copy, once
+        del error
+    if band == 0:
+        return nearest
+    near = nearest.to(torch.float64)
+    toward = torch.where(exact > near, torch.inf, -torch.inf).to(torch.bfloat16)
+    other = torch.nextafter(nearest, toward)
+    halfway = (near + other.to(torch.float64)) / 2
+    flip = (exact != near) & ((exact - halfway).abs() < band)
+    flip &= torch.isfinite(exact) & torch.isfinite(other)
+    return torch.where(flip, other, nearest)
+
+
+def trace_inference_graph(run: Any) -> Any:
+    """The forward graph of ``run``'s model as ``rdu-compile --inference`` traced it (a
+    ``compiler.frontend.trace.Traced``; under autocast for a bf16-mixed PEF)."""
+    from compiler.frontend.trace import trace_inference
+
+    spec = run.model_file.spec(run.torch_model(), run.args, inference=True)
+    spec.precision = pef_precision(run.program)
+    return trace_inference(spec)
+
+
+def run_inference_graph(
+    traced: Any, inputs: Mapping[str, Any], wide: bool = False
+) -> dict[torch.fx.Node, Any]:
+    """Every node's value of an inference graph (:func:`trace_inference_graph`: no tangent, no
+    random op) run on ``inputs`` (by DRAM symbol); ``wide``: the wide reference
+    (:func:`widen`, :func:`wide_call`)."""
+    cast = widen if wide else (lambda v: v)
+    bound = {i.node: i.name for i in traced.inputs}
+    env: dict[torch.fx.Node, Any] = {}
+    with torch.no_grad():
+        for node in traced.graph.nodes:
+            if node.op == "placeholder":
+                if node in bound:
+                    env[node] = cast(as_torch(inputs[bound[node]]))
+                else:
+                    env[node] = cast(traced.constants[node.name])
+            elif node.op == "get_attr":
+                env[node] = cast(traced.constants[node.name])
+            elif node.op == "call_function":
+                args = map_arg(node.args, env.__getitem__)
+                kwargs = map_arg(node.kwargs, env.__getitem__)
+                fn: Callable[..., Any] = node.target  # type: ignore[assignment]
+                env[node] = wide_call(node, fn, args, kwargs) if wide else fn(*args, **kwargs)
+    return env
+
+
 def run_joint(
     joint: Joint,
     feed: Mapping[str, np.ndarray],
@@ -225,8 +377,9 @@ def run_joint(
     """Every node's value in torch: placeholders from ``feed`` (DRAM names), the loss's tangent
     1, random nodes from their fabric streams, every other node its ATen op on the CPU.
 
-    ``wide``: the float64 reference (:func:`widen` applied to every input, constant, argument
-    and result; the random numbers are the same). ``pinned``: nodes whose value is given, not
+    ``wide``: the float64 reference (:func:`widen` applied to every input and constant, each op
+    by :func:`wide_call`: in float64, bf16 results rounded legitimately; the random numbers are
+    the same). ``pinned``: nodes whose value is given, not
     computed (the backward's float64 run on the float32 activations it reads). ``keep``: the
     nodes whose values the caller reads; every other value is dropped once its last reader has
     run (at 0.5B parameters, keeping every intermediate of the step took more memory than the
@@ -273,17 +426,21 @@ def run_joint(
             elif node.op == "get_attr":
                 env[node] = cast(traced.constants[node.name])
             elif node.op == "call_function":
-                args, kwargs = cast(value(node.args)), cast(value(node.kwargs))
+                args, kwargs = value(node.args), value(node.kwargs)
+                fn: Callable[..., Any] = node.target  # type: ignore[assignment]
                 if node in joint.streams:
-                    env[node] = cast(
-                        random_op(node.target, args, stream_key(rng_seed, joint.streams[node]))
-                    )
-                else:
-                    env[node] = cast(node.target(*args, **kwargs))
+                    key = stream_key(rng_seed, joint.streams[node])
+                    fn = functools.partial(_random, node.target, key)
+                env[node] = wide_call(node, fn, args, kwargs) if wide else fn(*args, **kwargs)
                 del args, kwargs
             for a in done_with.get(node, ()):
                 env.pop(a, None)
     return env
+
+
+def _random(target: Any, key: int, *args: Any) -> Any:
+    """Random op ``target`` on ``args``, drawing the fabric's numbers of ``key``."""
+    return random_op(target, args, key)
 
 
 def _as_traced(value: Any, node: torch.fx.Node) -> Any:
@@ -317,7 +474,7 @@ class OwnError:
         graph: torch.fx.Graph,
         env: Mapping[torch.fx.Node, Any],
         random: frozenset,
-        whole: Mapping[str, float],
+        whole: Mapping[str, TorchError],
     ) -> None:
         self.env = env
         self.random = random
@@ -325,34 +482,30 @@ class OwnError:
         self.by_name = {n.name: n for n in graph.nodes}
         self.order = {n: i for i, n in enumerate(graph.nodes)}
 
-    def __call__(self, name: str, given: set[str]) -> float:
-        from tools.tolerance import float_error
-
+    def __call__(self, name: str, given: set[str]) -> TorchError:
         node = self.by_name.get(name)
         value = self.env.get(node) if node is not None else None
         if not isinstance(value, torch.Tensor):
-            return 0.0
+            return NO_ERROR
         assert node is not None  # value, a tensor, is the value of a node
         chain = self._chain(node, given)
         if chain is None or any(g not in self.by_name for g in given):
-            return self.whole.get(name, 0.0)
+            return self.whole.get(name, NO_ERROR)
         wide: dict[torch.fx.Node, Any] = {}
 
         def operand(a: torch.fx.Node) -> Any:
-            return wide[a] if a in wide else widen(self.env[a])
+            return wide[a] if a in wide else self.env[a]
 
         with torch.no_grad():
             for n in sorted(chain, key=self.order.__getitem__):
-                # Widened as run_joint's float64 run widens: the operands and also the dtype
-                # arguments (autocast's _to_copy(x, dtype=torch.float32) would otherwise give
-                # float32 among float64 values) and the results.
-                args = widen(map_arg(n.args, operand))
-                kwargs = widen(map_arg(n.kwargs, operand))
+                # As run_joint's float64 run computes it (wide_call: float64 operands and dtype
+                # arguments, bf16 results rounded once).
                 assert callable(n.target), n.target  # call_function nodes
-                wide[n] = widen(n.target(*args, **kwargs))
+                args, kwargs = map_arg(n.args, operand), map_arg(n.kwargs, operand)
+                wide[n] = wide_call(n, n.target, args, kwargs)
         result = wide[node]
         if not isinstance(result, torch.Tensor):
-            return 0.0
+            return NO_ERROR
         return float_error(as_numpy(value), as_numpy(result))
 
     def _chain(self, node: torch.fx.Node, given: set[str]) -> set[torch.fx.Node] | None:
@@ -496,8 +649,10 @@ def float64_values(
 ) -> dict[str, np.ndarray]:
     """:func:`joint_values`'s tensors from the joint graph run in float64 (float32 inputs,
     parameters, state and ``dtype`` arguments as float64; the fabric's random numbers):
-    the exact values torch's float32 ones are rounding of. ``pinned``: ``saved.*`` activations
-    (PEF names) whose value is given (the backward's run on the float32 activations it reads)."""
+    the exact values torch's float32 ones are rounding of (in a bf16-mixed step, the values
+    torch holds in bf16 rounded where it rounds: :func:`wide_call`). ``pinned``: ``saved.*``
+    activations (PEF names) whose value is given (the backward's run on the float32 activations
+    it reads)."""
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     nodes = {}
     for name, value in (pinned or {}).items():
@@ -656,13 +811,11 @@ def section_cases(
     activations (so the forward's error carried into them is not counted twice: the fabric's
     backward reads the same float32 activations), the optimizer on torch's float32 gradients.
     """
-    from tools.tolerance import float_error
-
     program = run.program
     symbols = {s.name: s for s in program.meta.symbols}
     values: dict[str, np.ndarray] = {**state, **feed}
     scales: dict[str, float] = {}
-    errors: dict[str, float] = {}  # torch's own error of each value, once its float64 is read
+    errors: dict[str, TorchError] = {}  # torch's own error of each value, once its float64 is read
     if run.is_inference:
         model = run.torch_model()
         load_weights(model, state)
@@ -671,15 +824,21 @@ def section_cases(
         from compiler.frontend.trace import precision_context
 
         precision = pef_precision(run.program)
-        bf16 = precision == "bf16"
-        if bf16:  # torch's bf16 inference: the model and its float inputs in bf16
+        if precision == "bf16":  # torch's bf16 inference: the model and its float inputs in bf16
             model.to(torch.bfloat16)
             inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs]
         with torch.no_grad(), reference_attention():
             with precision_context(precision):  # bf16-mixed: under autocast, as compiled
                 outputs = as_tuple(model(*inputs))
-            # bf16 tensors are judged without torch's own error (tools/tolerance.py)
-            wide_outputs = () if bf16 else as_tuple(model.double()(*widen(inputs)))
+            if precision == "fp32":
+                wide_outputs = as_tuple(model.double()(*widen(inputs)))
+            elif precision == "bf16-mixed":  # autocast's graph, rounded where torch rounds
+                traced = trace_inference_graph(run)
+                env = run_inference_graph(traced, {**state, **feed}, wide=True)
+                wide_outputs = tuple(env[o.node] for o in traced.outputs)
+                del env
+            else:  # bf16 inference: judged without torch's own error (not measured yet)
+                wide_outputs = ()
         values.update({f"output.{i}": as_numpy(o) for i, o in enumerate(outputs)})
         for i, o in enumerate(wide_outputs):
             errors[f"output.{i}"] = float_error(values[f"output.{i}"], as_numpy(o))
@@ -722,7 +881,7 @@ def section_cases(
     cases = _cases(program, symbols, values, state)
     for case in cases:
         case.scales = {k: v for k, v in scales.items() if k in case.expected}
-        case.errors = {k: errors.get(k, 0.0) for k in case.expected}
+        case.errors = {k: errors.get(k, NO_ERROR) for k in case.expected}
     return cases
 
 

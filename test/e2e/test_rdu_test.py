@@ -14,13 +14,20 @@ import torch
 from e2e_helpers import MLP, rdu_test, tool
 
 import runtime.fabric as fabric_module
+from runtime.dtypes import BF16
 from runtime.pef import read_pef
 from runtime.session import TrainingSession, rng_seed_value
 from tools.fabric_random import FabricRandomMode, stream_key, uniform
 from tools.rdu_run import Run
 from tools.rdu_test import END_TO_END, check_against_torch
-from tools.reference import joint_values, load_weights, run_joint, trace_joint
-from tools.tolerance import DEFAULT_TOLERANCES, compare, scale_of
+from tools.reference import (
+    joint_values,
+    load_weights,
+    round_legitimately,
+    run_joint,
+    trace_joint,
+)
+from tools.tolerance import DEFAULT_TOLERANCES, TorchError, compare, float_error, scale_of
 
 TWO_DROPOUTS = textwrap.dedent(
     '''
@@ -202,6 +209,36 @@ def test_the_rule_passes_rounding_noise_and_fails_a_1e_4_error() -> None:
     assert not compare("mask", np.array([True, False]), np.array([True, True])).ok
     assert compare("x", np.array([np.inf, 1.0]), np.array([np.inf, 1.0])).ok
     assert not compare("x", np.array([np.nan, 1.0]), np.array([0.0, 1.0])).ok
+
+
+def test_the_bf16_rule_allows_torchs_own_sensitivity_and_no_more() -> None:
+    """A bf16 tensor may differ from torch's in max(1/16, 2x the fraction torch differs from its
+    legitimately rounded wide run) of its elements, and by torch's own distance normwise."""
+    rng = np.random.default_rng(0)
+    torch_bf16 = rng.standard_normal(1024).astype(BF16)
+    flipped = torch_bf16.copy()
+    flipped.view(np.uint16)[:300] += 1  # 29% of the elements a bf16 unit from torch's
+    assert not compare("x", flipped, torch_bf16).ok  # past 1/16 with no torch error known
+    # torch differs from its wide run in 10%, then 15% of the elements
+    assert not compare("x", flipped, torch_bf16, torch_error=TorchError(0.0, 0.1)).ok
+    row = compare("x", flipped, torch_bf16, torch_error=TorchError(0.0, 0.15))
+    assert row.ok and row.mismatch_limit == pytest.approx(0.3) and row.mismatched > 1 / 16
+    # Truncation where torch's rounding is certain (a weight's cast): the limit stays 1/16
+    weight = rng.standard_normal(1024).astype(np.float32)
+    cut = (weight.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
+    rounded = weight.astype(BF16)
+    row = compare("w", cut, rounded, torch_error=float_error(rounded, rounded.copy()))
+    assert not row.ok and row.mismatch_limit == 1 / 16 and row.mismatched > 0.4
+
+
+def test_the_wide_run_rounds_the_other_way_only_within_the_float32_error() -> None:
+    """round_legitimately: to nearest, except within the op's float32 error of a halfway point."""
+    one, step = 1.0, 2.0**-7  # bf16 numbers near 1: 1, 1 + 2**-7, ...
+    exact = torch.tensor([one + 0.3 * step, one + 0.5 * step - 1e-6, one + 0.5 * step + 2e-6, 2.0])
+    approx = (exact + torch.tensor([0.0, 0.0, 0.0, 1e-5])).to(torch.float32)  # band 1e-5
+    got = round_legitimately(exact.double(), approx).double().tolist()
+    assert got == [one, one + step, one, 2.0]  # the two within 1e-5 of the halfway point flip
+    assert round_legitimately(exact.double(), exact.float()).tolist() == [one, one, one + step, 2]
 
 
 @pytest.mark.parametrize(
