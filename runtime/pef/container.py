@@ -3,7 +3,7 @@
 Layout (little endian, see docs/design.md)::
 
     0   8  magic  b"RDUPEF\\0\\1"
-    8   2  format version (u16, currently 1)
+    8   2  format version (u16, currently 2; 1: payload Structs as msgpack maps, refused)
     10  2  flags (u16; bit 0: inference; bit 1: the last section is "weights")
     12  4  section count N (u32)
     16  4  crc32 of bytes [0, 16) and the section table
@@ -21,11 +21,13 @@ followed by ``validate``. Every refusal is a ``PefError``.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import zlib
 from typing import TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.files import not_a_regular_file
@@ -33,7 +35,12 @@ from runtime.pef import schema
 from runtime.pef.validate import PefError, validate
 
 MAGIC = b"RDUPEF\0\1"
-VERSION = 1
+VERSION = 2
+"""The format version this runtime reads and writes. Version 2 encodes every payload Struct as
+a msgpack array of its field values (``schema.Payload``); version 1 encoded them as maps, each
+field's name repeated in every unit, port and route (a third of the bytes). A version-1 PEF is
+refused with "recompile": PEFs are build products of their model.py, and reading both would
+keep a second schema alive for files that one ``rdu-compile`` replaces."""
 FLAG_INFERENCE = 0x1
 FLAG_WEIGHTS = 0x2
 KNOWN_FLAGS = FLAG_INFERENCE | FLAG_WEIGHTS
@@ -104,6 +111,11 @@ def decode_pef(data: bytes) -> schema.Program:
         raise PefError(
             f"PEF format version {version} (offset 8) is newer than this runtime reads "
             f"(version {VERSION}): update the runtime"
+        )
+    if version == 1:
+        raise PefError(
+            f"PEF format version 1 (offset 8) is older than this runtime reads (version "
+            f"{VERSION}): recompile the model with rdu-compile"
         )
     if version < 1:
         raise PefError(f"unknown PEF format version {version} at offset 8")
@@ -209,13 +221,38 @@ def _decode_payload(decoder: msgspec.msgpack.Decoder[T], name: str, payload: byt
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise PefError(f"section '{name}': invalid payload: {_one_line(exc)}") from None
+        message = _named_path(_one_line(exc), decoder.type)
+        raise PefError(f"section '{name}': invalid payload: {message}") from None
     except Exception as exc:  # msgspec.DecodeError, and e.g. UnicodeDecodeError on bad strings
         raise PefError(f"section '{name}': malformed payload: {_one_line(exc)}") from None
 
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+_PATH = re.compile(r"- at `\$((?:\[\d+\])*)`$")
+
+
+def _named_path(message: str, root: object) -> str:
+    """``message`` with msgspec's path of array indices (``$[5][0][4]``: every Struct is an
+    array on the wire) given the schema's field names (``$.pcus[0].lanes``)."""
+    match = _PATH.search(message)
+    if match is None:
+        return message
+    node = msgspec.inspect.type_info(root)
+    named = "$"
+    for index in map(int, re.findall(r"\d+", match.group(1))):
+        if isinstance(node, msgspec.inspect.StructType) and index < len(node.fields):
+            named += f".{node.fields[index].name}"
+            node = node.fields[index].type
+        elif isinstance(node, msgspec.inspect.ListType):
+            named += f"[{index}]"
+            node = node.item_type
+        else:
+            named += f"[{index}]"
+            node = None
+    return f"{message[: match.start()]}- at `{named}`"
 
 
 def write_pef(path: str | os.PathLike[str], program: schema.Program) -> None:
