@@ -33,6 +33,7 @@ from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.files import not_a_regular_file
 from runtime.pef import schema
 from runtime.pef.validate import PefError, validate
+from runtime.pef.wire import PackedSection, encode_section, unpack_section
 
 MAGIC = b"RDUPEF\0\1"
 VERSION = 2
@@ -58,7 +59,7 @@ T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder()
 _meta_decoder = msgspec.msgpack.Decoder(schema.Meta)
-_section_decoder = msgspec.msgpack.Decoder(schema.Section)
+_section_decoder = msgspec.msgpack.Decoder(PackedSection)
 _weights_decoder = msgspec.msgpack.Decoder(schema.Weights)
 
 
@@ -67,7 +68,7 @@ def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
     if check:
         validate(program)
     payloads = [("meta", _encoder.encode(program.meta))]
-    payloads += [(s.name, _encoder.encode(s)) for s in program.sections]
+    payloads += [(s.name, encode_section(s)) for s in program.sections]
     flags = FLAG_INFERENCE if program.meta.inference else 0
     if program.weights is not None:
         payloads.append((WEIGHTS, _encoder.encode(program.weights)))
@@ -161,7 +162,7 @@ def decode_pef(data: bytes) -> schema.Program:
         if has_weights and index == count - 1:
             weights = _decode_payload(_weights_decoder, name, payload)
             continue
-        section = _decode_payload(_section_decoder, name, payload)
+        section = unpack_section(_decode_payload(_section_decoder, name, payload))
         if section.name != name:
             raise PefError(f"section '{name}': payload is named '{section.name}'")
         sections.append(section)

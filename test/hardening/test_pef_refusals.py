@@ -68,7 +68,7 @@ def _edit(good: bytes, section: int, change) -> bytes:  # noqa: ANN001
 
 
 def _route_to_nowhere(section: list) -> None:
-    section[6][0][1] = ["pcu", 999]  # routes[0].dst (every Struct is an array of its fields)
+    section[6][0][2:4] = [0, 999]  # routes[0] goes to pcu 999 (dst_kind, dst: runtime/pef/wire.py)
 
 
 def _negative_dim(meta: list) -> None:

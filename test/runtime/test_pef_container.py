@@ -13,6 +13,7 @@ from pefkit import ProgramBuilder, elementwise, matmul_program, st
 
 from runtime.pef import PefError, decode_pef, encode_pef, read_pef, schema, write_pef
 from runtime.pef.container import ENTRY_SIZE, HEADER_SIZE, MAGIC, VERSION, pack_sections
+from runtime.pef.wire import encode_section, pack_section
 
 
 def training_program():
@@ -216,7 +217,7 @@ def test_checksum_mismatch_names_the_section() -> None:
 def test_schema_errors_name_the_section_and_path() -> None:
     program = training_program()
     meta = msgspec.msgpack.encode(program.meta)
-    section = msgspec.to_builtins(program.sections[0])
+    section = msgspec.to_builtins(pack_section(program.sections[0]))
     section[5][0][5] = "sixteen"  # pcus[0].lanes
     payloads = [("meta", meta), ("forward", msgspec.msgpack.encode(section))]
     with pytest.raises(
@@ -234,18 +235,18 @@ def test_schema_errors_name_the_section_and_path() -> None:
         decode_pef(pack_sections(payloads))
     with pytest.raises(PefError, match="section 'meta': malformed payload"):
         decode_pef(pack_sections([("meta", b"\xc1")]))
-    payloads = [("meta", meta), ("other", msgspec.msgpack.encode(program.sections[0]))]
+    payloads = [("meta", meta), ("other", encode_section(program.sections[0]))]
     with pytest.raises(PefError, match="section 'other': payload is named 'forward'"):
         decode_pef(pack_sections(payloads))
     with pytest.raises(PefError, match="entry 0 .* is 'forward', expected 'meta'"):
-        decode_pef(pack_sections([("forward", msgspec.msgpack.encode(program.sections[0]))]))
+        decode_pef(pack_sections([("forward", encode_section(program.sections[0]))]))
 
 
 def test_garbage_payloads_with_valid_checksums_are_refused_cleanly() -> None:
     """Mutated msgpack (re-checksummed) decodes, or is a PefError: never another exception."""
     program = training_program()
     originals = [("meta", msgspec.msgpack.encode(program.meta))] + [
-        (s.name, msgspec.msgpack.encode(s)) for s in program.sections
+        (s.name, encode_section(s)) for s in program.sections
     ]
     rng = random.Random(1)
     outcomes = {"ok": 0, "refused": 0}
@@ -277,7 +278,7 @@ def test_refuses_zero_sections_and_duplicate_sections() -> None:
         decode_pef(pack_sections([]))
     program = training_program()
     meta = msgspec.msgpack.encode(program.meta)
-    fwd = msgspec.msgpack.encode(program.sections[0])
+    fwd = encode_section(program.sections[0])
     with pytest.raises(PefError, match="section 'forward' appears twice"):
         decode_pef(pack_sections([("meta", meta), ("forward", fwd), ("forward", fwd)]))
 
