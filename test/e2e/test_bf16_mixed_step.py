@@ -7,7 +7,8 @@ bf16 rate (bf16 operands read by the bf16 multiplier, no widening stage) and fro
 fused into their neighbours (fuse-casts); before those it was 148.5 us against fp32's 128.6 us.
 Routing by bytes (issue 16) then took fp32's backward on sn10 from 84.5k to 64.9k cycles, and
 bf16-mixed's, with every PCU taken (its casts), stays at 75.7k: on sn10 the whole bf16 step is
-not faster yet (155k against 146k cycles), its forward is; on the example's own target
+not faster yet (152k against 144k cycles at PEF format 2, whose sections cost less to load;
+155k against 146k at format 1), its forward is; on the example's own target
 (plasticine, no bf16 rate: half the bytes) the whole step is.
 """
 
