@@ -21,13 +21,11 @@ followed by ``validate``. Every refusal is a ``PefError``.
 from __future__ import annotations
 
 import os
-import re
 import struct
 import zlib
 from typing import TypeVar
 
 import msgspec
-import msgspec.inspect
 
 from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.files import not_a_regular_file
@@ -222,7 +220,7 @@ def _decode_payload(decoder: msgspec.msgpack.Decoder[T], name: str, payload: byt
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        message = _named_path(_one_line(exc), decoder.type)
+        message = schema.named_path(_one_line(exc), decoder.type)
         raise PefError(f"section '{name}': invalid payload: {message}") from None
     except Exception as exc:  # msgspec.DecodeError, and e.g. UnicodeDecodeError on bad strings
         raise PefError(f"section '{name}': malformed payload: {_one_line(exc)}") from None
@@ -230,30 +228,6 @@ def _decode_payload(decoder: msgspec.msgpack.Decoder[T], name: str, payload: byt
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
-
-
-_PATH = re.compile(r"- at `\$((?:\[\d+\])*)`$")
-
-
-def _named_path(message: str, root: object) -> str:
-    """``message`` with msgspec's path of array indices (``$[5][0][4]``: every Struct is an
-    array on the wire) given the schema's field names (``$.pcus[0].lanes``)."""
-    match = _PATH.search(message)
-    if match is None:
-        return message
-    node = msgspec.inspect.type_info(root)
-    named = "$"
-    for index in map(int, re.findall(r"\d+", match.group(1))):
-        if isinstance(node, msgspec.inspect.StructType) and index < len(node.fields):
-            named += f".{node.fields[index].name}"
-            node = node.fields[index].type
-        elif isinstance(node, msgspec.inspect.ListType):
-            named += f"[{index}]"
-            node = node.item_type
-        else:
-            named += f"[{index}]"
-            node = None
-    return f"{message[: match.start()]}- at `{named}`"
 
 
 def write_pef(path: str | os.PathLike[str], program: schema.Program) -> None:

@@ -15,9 +15,11 @@ Conventions:
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
+import msgspec.inspect
 
 from runtime.machine.opcodes import Dtype
 
@@ -47,6 +49,30 @@ class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_lik
     refused while decoding all the same. So a field's place is its name on the wire: a new
     field goes last, with a default, or the format version changes. (Each subclass says
     ``frozen=True`` again for the type checker; msgspec inherits the whole configuration.)"""
+
+
+_INDEX_PATH = re.compile(r"- at `\$((?:\[\d+\])*)`$")
+
+
+def named_path(message: str, root: object) -> str:
+    """``message`` with msgspec's path of array indices (``$[5][0][4]``: every Struct is an
+    array on the wire) given the schema's field names (``$.pcus[0].lanes``)."""
+    match = _INDEX_PATH.search(message)
+    if match is None:
+        return message
+    node = msgspec.inspect.type_info(root)
+    named = "$"
+    for index in map(int, re.findall(r"\d+", match.group(1))):
+        if isinstance(node, msgspec.inspect.StructType) and index < len(node.fields):
+            named += f".{node.fields[index].name}"
+            node = node.fields[index].type
+        elif isinstance(node, msgspec.inspect.ListType):
+            named += f"[{index}]"
+            node = node.item_type
+        else:
+            named += f"[{index}]"
+            node = None
+    return f"{message[: match.start()]}- at `{named}`"
 
 
 class Symbol(Payload, frozen=True):
