@@ -188,7 +188,8 @@ class Route(Payload, frozen=True):
 
     ``src``/``dst`` name the endpoints as ``["pcu"|"pmu"|"dram", index]``; for ``dram`` the index
     is the symbol. ``hops`` are the switch coordinates from the source's switch to the
-    destination's, each adjacent to the next.
+    destination's, each adjacent to the next. In the file a route is packed: its endpoints'
+    kinds as numbers, its path as its first switch and a letter a step (``runtime/pef/wire.py``).
     """
 
     src: tuple[str, int]
