@@ -141,8 +141,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
     copy_block,
@@ -163,6 +161,7 @@ from runtime.machine.targets import (
     stream_bytes,
 )
 from runtime.pef.schema import Access, Meta, Pcu, Section, Symbol, Target
+from runtime.pef.wire import encode_section
 
 # -- the counters of a unit -----------------------------------------------------------------------
 
@@ -674,7 +673,7 @@ def load_cycles(section: Section, target: Target) -> int:
     """Cycles loading ``section`` onto the fabric takes: its configuration (the section's bytes
     in the PEF) read from DRAM, plus the target's fixed ``config_latency_ns``."""
     per_cycle = dram_bytes_per_cycle(target)
-    config = len(msgspec.msgpack.encode(section))
+    config = len(encode_section(section))
     read = math.ceil(config / per_cycle) if math.isfinite(per_cycle) else 0
     return ns_to_cycles(target.config_latency_ns, target.clock_ghz) + read
 

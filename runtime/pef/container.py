@@ -3,7 +3,7 @@
 Layout (little endian, see docs/design.md)::
 
     0   8  magic  b"RDUPEF\\0\\1"
-    8   2  format version (u16, currently 1)
+    8   2  format version (u16, currently 2; 1: payload Structs as msgpack maps, refused)
     10  2  flags (u16; bit 0: inference; bit 1: the last section is "weights")
     12  4  section count N (u32)
     16  4  crc32 of bytes [0, 16) and the section table
@@ -31,9 +31,15 @@ from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.files import not_a_regular_file
 from runtime.pef import schema
 from runtime.pef.validate import PefError, validate
+from runtime.pef.wire import PackedSection, encode_section, unpack_section
 
 MAGIC = b"RDUPEF\0\1"
-VERSION = 1
+VERSION = 2
+"""The format version this runtime reads and writes. Version 2 encodes every payload Struct as
+a msgpack array of its field values (``schema.Payload``); version 1 encoded them as maps, each
+field's name repeated in every unit, port and route (a third of the bytes). A version-1 PEF is
+refused with "recompile": PEFs are build products of their model.py, and reading both would
+keep a second schema alive for files that one ``rdu-compile`` replaces."""
 FLAG_INFERENCE = 0x1
 FLAG_WEIGHTS = 0x2
 KNOWN_FLAGS = FLAG_INFERENCE | FLAG_WEIGHTS
@@ -51,7 +57,7 @@ T = TypeVar("T")
 
 _encoder = msgspec.msgpack.Encoder()
 _meta_decoder = msgspec.msgpack.Decoder(schema.Meta)
-_section_decoder = msgspec.msgpack.Decoder(schema.Section)
+_section_decoder = msgspec.msgpack.Decoder(PackedSection)
 _weights_decoder = msgspec.msgpack.Decoder(schema.Weights)
 
 
@@ -60,7 +66,7 @@ def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
     if check:
         validate(program)
     payloads = [("meta", _encoder.encode(program.meta))]
-    payloads += [(s.name, _encoder.encode(s)) for s in program.sections]
+    payloads += [(s.name, encode_section(s)) for s in program.sections]
     flags = FLAG_INFERENCE if program.meta.inference else 0
     if program.weights is not None:
         payloads.append((WEIGHTS, _encoder.encode(program.weights)))
@@ -104,6 +110,11 @@ def decode_pef(data: bytes) -> schema.Program:
         raise PefError(
             f"PEF format version {version} (offset 8) is newer than this runtime reads "
             f"(version {VERSION}): update the runtime"
+        )
+    if version == 1:
+        raise PefError(
+            f"PEF format version 1 (offset 8) is older than this runtime reads (version "
+            f"{VERSION}): recompile the model with rdu-compile"
         )
     if version < 1:
         raise PefError(f"unknown PEF format version {version} at offset 8")
@@ -149,7 +160,7 @@ def decode_pef(data: bytes) -> schema.Program:
         if has_weights and index == count - 1:
             weights = _decode_payload(_weights_decoder, name, payload)
             continue
-        section = _decode_payload(_section_decoder, name, payload)
+        section = unpack_section(_decode_payload(_section_decoder, name, payload))
         if section.name != name:
             raise PefError(f"section '{name}': payload is named '{section.name}'")
         sections.append(section)
@@ -209,7 +220,8 @@ def _decode_payload(decoder: msgspec.msgpack.Decoder[T], name: str, payload: byt
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:
-        raise PefError(f"section '{name}': invalid payload: {_one_line(exc)}") from None
+        message = schema.named_path(_one_line(exc), decoder.type)
+        raise PefError(f"section '{name}': invalid payload: {message}") from None
     except Exception as exc:  # msgspec.DecodeError, and e.g. UnicodeDecodeError on bad strings
         raise PefError(f"section '{name}': malformed payload: {_one_line(exc)}") from None
 

@@ -15,9 +15,11 @@ Conventions:
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
+import msgspec.inspect
 
 from runtime.machine.opcodes import Dtype
 
@@ -40,7 +42,40 @@ SectionKind = Literal["forward", "backward", "optimizer"]
 Combiner = Literal["none", "add", "max", "min"]
 
 
-class Symbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+    """The base of every Struct a PEF payload holds: encoded as a msgpack array of its fields'
+    values in declaration order (``array_like``), not a map repeating each field's name in
+    every unit, port and route; a missing field, an extra one or a value of the wrong type is
+    refused while decoding all the same. So a field's place is its name on the wire: a new
+    field goes last, with a default, or the format version changes. (Each subclass says
+    ``frozen=True`` again for the type checker; msgspec inherits the whole configuration.)"""
+
+
+_INDEX_PATH = re.compile(r"- at `\$((?:\[\d+\])*)`$")
+
+
+def named_path(message: str, root: object) -> str:
+    """``message`` with msgspec's path of array indices (``$[5][0][4]``: every Struct is an
+    array on the wire) given the schema's field names (``$.pcus[0].lanes``)."""
+    match = _INDEX_PATH.search(message)
+    if match is None:
+        return message
+    node = msgspec.inspect.type_info(root)
+    named = "$"
+    for index in map(int, re.findall(r"\d+", match.group(1))):
+        if isinstance(node, msgspec.inspect.StructType) and index < len(node.fields):
+            named += f".{node.fields[index].name}"
+            node = node.fields[index].type
+        elif isinstance(node, msgspec.inspect.ListType):
+            named += f"[{index}]"
+            node = node.item_type
+        else:
+            named += f"[{index}]"
+            node = None
+    return f"{message[: match.start()]}- at `{named}`"
+
+
+class Symbol(Payload, frozen=True):
     """A tensor in off-chip memory (DRAM), shared by name between sections and the host."""
 
     name: str
@@ -49,7 +84,7 @@ class Symbol(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     role: Role
 
 
-class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Access(Payload, frozen=True):
     """An address generator program: flat address = offset + sum(strides[c] * counter[c]).
 
     A data-dependent access (``index_port >= 0``: a gather on an input port, a scatter on the
@@ -64,7 +99,7 @@ class Access(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     index_limit: int = 0
 
 
-class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Port(Payload, frozen=True):
     """A PCU input port: which PMU streams into it and with what address pattern."""
 
     pmu: int
@@ -77,7 +112,7 @@ class Port(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_default
     (``Route.scalar``)."""
 
 
-class Stage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Stage(Payload, frozen=True):
     """One pipeline stage of a PCU.
 
     ``op`` is an opcode (see ``runtime.fabric.OPCODES``); ``args`` are value numbers;
@@ -90,7 +125,7 @@ class Stage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     imm: float | int | None = None
 
 
-class Pcu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Pcu(Payload, frozen=True):
     """A pattern compute unit: counter chain, input ports, stage pipeline, one output stream."""
 
     name: str
@@ -124,7 +159,7 @@ class Pcu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The slots of copies ``1 .. P-1`` (copy 0 is at ``at``); distinct PCU slots."""
 
 
-class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Pmu(Payload, frozen=True):
     """A pattern memory unit holding one tensor (streamed through in tiles of tile_bytes)."""
 
     name: str
@@ -148,14 +183,13 @@ class Pmu(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The slots of its PMUs after the first (``at``): ``pmus - 1`` of them."""
 
 
-class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+class Route(Payload, frozen=True):
     """A stream through the switches.
 
     ``src``/``dst`` name the endpoints as ``["pcu"|"pmu"|"dram", index]``; for ``dram`` the index
     is the symbol. ``hops`` are the switch coordinates from the source's switch to the
-    destination's, each adjacent to the next. ``taps`` and ``scalar`` are left out of the
-    encoding when empty or false (most routes): a section's configuration bytes, which loading
-    it costs, stay those of its streams.
+    destination's, each adjacent to the next. In the file a route is packed: its endpoints'
+    kinds as numbers, its path as its first switch and a letter a step (``runtime/pef/wire.py``).
     """
 
     src: tuple[str, int]
@@ -175,14 +209,14 @@ class Route(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     PMU's registers share a track of each scalar link they pass (``rules.link_loads``)."""
 
 
-class Output(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Output(Payload, frozen=True):
     """A section result: the PMU whose contents are stored to the DRAM symbol."""
 
     symbol: int
     pmu: int
 
 
-class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Section(Payload, frozen=True):
     """One section: its DRAM bindings and the configured units, PCUs in dataflow order."""
 
     name: str
@@ -194,7 +228,7 @@ class Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes: list[Route]
 
 
-class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Target(Payload, frozen=True):
     """What the PEF was compiled for (the runtime checks capacities against it)."""
 
     name: str
@@ -228,7 +262,7 @@ class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes ride the vector links."""
 
 
-class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Collective(Payload, frozen=True):
     """A data-parallel exchange between ranks that the host runs just before section ``before``.
 
     ``allreduce_mean``: each rank's tensors are replaced by their mean over the ranks (the
@@ -242,7 +276,7 @@ class Collective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     symbols: list[int]
 
 
-class NonPersistentBuffer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class NonPersistentBuffer(Payload, frozen=True):
     """A buffer the model registers with ``persistent=False`` (BERT's ``token_type_ids``,
     Llama's rotary ``inv_freq``): not in its ``state_dict``, so not in checkpoints either. The
     host takes its value from the model at run time; the PEF keeps only the digest of the value
@@ -254,7 +288,7 @@ class NonPersistentBuffer(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
     sha256: str
 
 
-class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Meta(Payload, frozen=True):
     """The ``meta`` section: target, symbols and metadata about the compile."""
 
     target: Target
@@ -282,7 +316,7 @@ class Meta(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return "fp32"
 
 
-class WeightTensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class WeightTensor(Payload, frozen=True):
     """The values of one parameter or buffer symbol: its elements in row-major order, little
     endian, of ``dtype`` (the symbol's own: bf16 in a ``--precision bf16`` PEF, two bytes an
     element, else f32), ``len(data) == numel(shape) * bytes(dtype)``."""
@@ -292,7 +326,7 @@ class WeightTensor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data: bytes
 
 
-class Weights(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class Weights(Payload, frozen=True):
     """The ``weights`` section of an inference PEF compiled with ``rdu-compile --weights``:
     every parameter and persistent buffer symbol of the PEF, once each, so that
     ``rdu-run --inference`` needs no checkpoint. Non-persistent buffers are not here: they come

@@ -36,10 +36,11 @@ import tomllib
 from pathlib import Path
 
 import msgspec
+import msgspec.structs
 
 from runtime.errors import RduError
 from runtime.machine.files import not_a_regular_file
-from runtime.pef.schema import Target
+from runtime.pef.schema import Target, named_path
 
 FIELDS: tuple[str, ...] = Target.__struct_fields__
 """Every key a target file may hold."""
@@ -172,10 +173,14 @@ def read_target_file(path: str | Path) -> Target:
         # TOML has booleans and msgspec would not take one for an int; say so by name.
         if isinstance(value, bool):
             raise TargetFileError(f"{where}: field '{key}' is a boolean, expected a number")
+    # ``Target`` is an array of its fields in a PEF (``schema.Payload``): convert the table to
+    # one, in the fields' order, the defaults where the file leaves a field out.
+    fields = msgspec.structs.fields(Target)
+    values = [data[f.name] if f.name in data else f.default for f in fields]
     try:
-        target = msgspec.convert(data, Target)
+        target = msgspec.convert(values, Target)
     except msgspec.ValidationError as err:
-        match = _AT_FIELD.match(str(err))
+        match = _AT_FIELD.match(named_path(str(err), Target))
         if match is None:
             raise TargetFileError(f"{where}: {err}") from None
         message = match["msg"].replace("`", "")

@@ -77,14 +77,21 @@ def test_the_bf16_pef_holds_the_weights_in_half_the_bytes(deployed: tuple[Path, 
         assert {t.dtype for t in program.weights.tensors} == {dtype}
         sizes.append(sum(len(t.data) for t in program.weights.tensors))
     assert sizes[1] * 2 == sizes[0] > 200_000  # 60,480 parameters (the head tied to wte)
-    # The file: the weights section and the program (units and routes, which grow with the
-    # ops, not with the weights; 59 kB at fp32, 70 kB at bf16): 63.5% at these defaults.
-    ratio = bf16.stat().st_size / fp32.stat().st_size
-    assert 0.5 < ratio < 0.65, ratio
+
+
+def test_a_bf16_pef_is_at_most_55_percent_of_the_fp32_one_at_the_defaults(
+    deployed: tuple[Path, Path, Path],
+) -> None:
+    """The file: the weights section and the program (units and routes, which grow with the
+    ops, not with the weights: 17.6 kB at fp32, 19.3 kB at bf16, whose casts are units and
+    stages of their own): 54.1% at the example's defaults (width 48, 60k parameters)."""
+    _, fp32, bf16 = deployed
+    assert len(encode_pef(read_pef(bf16))) == bf16.stat().st_size  # what was measured: the file
+    assert bf16.stat().st_size <= 0.55 * fp32.stat().st_size
 
 
 def test_a_bf16_pef_is_at_most_55_percent_of_the_fp32_one_at_width_128(tmp_path: Path) -> None:
-    """Where the weights outweigh the program (width 128, 0.41M parameters): 52.4%."""
+    """Where the weights outweigh the program more (width 128, 0.41M parameters): 50.7%."""
     model_file = load_model_file(GPT)
     torch.manual_seed(0)
     torch.save(

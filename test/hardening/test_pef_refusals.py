@@ -67,12 +67,12 @@ def _edit(good: bytes, section: int, change) -> bytes:  # noqa: ANN001
     return reframe(good, section, msgspec.msgpack.encode(document))
 
 
-def _route_to_nowhere(section: dict) -> None:
-    section["routes"][0]["dst"] = ["pcu", 999]
+def _route_to_nowhere(section: list) -> None:
+    section[6][0][2:4] = [0, 999]  # routes[0] goes to pcu 999 (dst_kind, dst: runtime/pef/wire.py)
 
 
-def _negative_dim(meta: dict) -> None:
-    meta["symbols"][0]["shape"] = [-1, *meta["symbols"][0]["shape"][1:]]
+def _negative_dim(meta: list) -> None:
+    meta[2][0][1] = [-1, *meta[2][0][1][1:]]  # symbols[0].shape
 
 
 def _bad_cases(good: bytes) -> dict[str, tuple[bytes, str]]:

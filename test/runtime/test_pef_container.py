@@ -11,8 +11,9 @@ import msgspec
 import pytest
 from pefkit import ProgramBuilder, elementwise, matmul_program, st
 
-from runtime.pef import PefError, decode_pef, encode_pef, read_pef, write_pef
-from runtime.pef.container import ENTRY_SIZE, HEADER_SIZE, MAGIC, pack_sections
+from runtime.pef import PefError, decode_pef, encode_pef, read_pef, schema, write_pef
+from runtime.pef.container import ENTRY_SIZE, HEADER_SIZE, MAGIC, VERSION, pack_sections
+from runtime.pef.wire import encode_section, pack_section
 
 
 def training_program():
@@ -118,11 +119,35 @@ def test_refuses_empty_short_foreign(data: bytes, match: str) -> None:
 
 def test_refuses_newer_version() -> None:
     data = bytearray(encode_pef(training_program()))
-    struct.pack_into("<H", data, 8, 2)
-    with pytest.raises(PefError, match="version 2 .* newer"):
+    assert struct.unpack_from("<H", data, 8)[0] == VERSION == 2
+    struct.pack_into("<H", data, 8, 3)
+    with pytest.raises(PefError, match="version 3 .* newer"):
         decode_pef(bytes(refresh_header_crc(data)))
-    with pytest.raises(PefError, match="version 2 .* newer"):
+    with pytest.raises(PefError, match="version 3 .* newer"):
         decode_pef(bytes(data))
+
+
+def test_refuses_a_version_1_pef_asking_for_a_recompile() -> None:
+    """Version 1 encoded every Struct as a map (field names in every unit): its payloads are
+    not this schema's, and the PEF is refused in one line before any payload is read."""
+    program = training_program()
+    version_1 = [("meta", msgspec.msgpack.encode(msgspec.to_builtins(program.meta)))]
+    data = pack_sections(version_1, version=1)
+    with pytest.raises(
+        PefError, match=r"^PEF format version 1 \(offset 8\) is older .*: recompile the model"
+    ):
+        decode_pef(data)
+
+
+def test_payloads_are_arrays_not_maps() -> None:
+    """Version 2's compaction: no field name is written anywhere in a payload."""
+    program = training_program()
+    data = encode_pef(program)
+    for name in ("offset", "strides", "stages", "combiner", "hops", "tile_bytes", "symbols"):
+        assert name.encode() not in data
+    region = _regions(data)["forward"]
+    forward = msgspec.msgpack.decode(data[region.start : region.stop])
+    assert isinstance(forward, list) and len(forward) == len(schema.Section.__struct_fields__)
 
 
 def test_refuses_unknown_flags_and_flag_meta_mismatch() -> None:
@@ -192,8 +217,8 @@ def test_checksum_mismatch_names_the_section() -> None:
 def test_schema_errors_name_the_section_and_path() -> None:
     program = training_program()
     meta = msgspec.msgpack.encode(program.meta)
-    section = msgspec.to_builtins(program.sections[0])
-    section["pcus"][0]["lanes"] = "sixteen"
+    section = msgspec.to_builtins(pack_section(program.sections[0]))
+    section[5][0][5] = "sixteen"  # pcus[0].lanes
     payloads = [("meta", meta), ("forward", msgspec.msgpack.encode(section))]
     with pytest.raises(
         PefError,
@@ -201,24 +226,27 @@ def test_schema_errors_name_the_section_and_path() -> None:
         r"`str` - at `\$.pcus\[0\].lanes`",
     ):
         decode_pef(pack_sections(payloads))
-    del section["pcus"]
+    del section[5:]
     payloads = [("meta", meta), ("forward", msgspec.msgpack.encode(section))]
-    with pytest.raises(PefError, match="section 'forward': invalid payload: Object missing"):
+    with pytest.raises(
+        PefError,
+        match=r"section 'forward': invalid payload: Expected `array` of at least length 7, got 5$",
+    ):
         decode_pef(pack_sections(payloads))
     with pytest.raises(PefError, match="section 'meta': malformed payload"):
         decode_pef(pack_sections([("meta", b"\xc1")]))
-    payloads = [("meta", meta), ("other", msgspec.msgpack.encode(program.sections[0]))]
+    payloads = [("meta", meta), ("other", encode_section(program.sections[0]))]
     with pytest.raises(PefError, match="section 'other': payload is named 'forward'"):
         decode_pef(pack_sections(payloads))
     with pytest.raises(PefError, match="entry 0 .* is 'forward', expected 'meta'"):
-        decode_pef(pack_sections([("forward", msgspec.msgpack.encode(program.sections[0]))]))
+        decode_pef(pack_sections([("forward", encode_section(program.sections[0]))]))
 
 
 def test_garbage_payloads_with_valid_checksums_are_refused_cleanly() -> None:
     """Mutated msgpack (re-checksummed) decodes, or is a PefError: never another exception."""
     program = training_program()
     originals = [("meta", msgspec.msgpack.encode(program.meta))] + [
-        (s.name, msgspec.msgpack.encode(s)) for s in program.sections
+        (s.name, encode_section(s)) for s in program.sections
     ]
     rng = random.Random(1)
     outcomes = {"ok": 0, "refused": 0}
@@ -250,7 +278,7 @@ def test_refuses_zero_sections_and_duplicate_sections() -> None:
         decode_pef(pack_sections([]))
     program = training_program()
     meta = msgspec.msgpack.encode(program.meta)
-    fwd = msgspec.msgpack.encode(program.sections[0])
+    fwd = encode_section(program.sections[0])
     with pytest.raises(PefError, match="section 'forward' appears twice"):
         decode_pef(pack_sections([("meta", meta), ("forward", fwd), ("forward", fwd)]))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import msgspec
 import pytest
 from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_program, replace, st
 
@@ -26,6 +25,7 @@ from runtime.machine.perf import (
 from runtime.machine.rules import lanes_counter, pipeline_depth
 from runtime.machine.targets import peak_flops_per_cycle
 from runtime.pef import schema
+from runtime.pef.wire import encode_section
 
 PEAK = 128 * 16 * 6 * 2  # pefkit's grid: FLOPs a cycle
 
@@ -199,7 +199,7 @@ def test_dram_bound_section_and_roofline() -> None:
     m = model(program)
     assert m.dram_cycles == 8192 and m.bound == "dram"
     # Before it runs, the section's configuration (its bytes in the PEF) is read at a byte a cycle.
-    config = len(msgspec.msgpack.encode(program.sections[0]))
+    config = len(encode_section(program.sections[0]))
     assert m.load_cycles == config and m.cycles == config + 8192
     assert m.fraction_of_peak == pytest.approx(1024 / ((config + 8192) * PEAK))
     assert m.roofline_fraction == pytest.approx(1024 / 8192 * 1.0 / PEAK)
@@ -460,7 +460,7 @@ def test_loading_a_section_costs_its_bytes_at_dram_bandwidth_plus_a_latency() ->
     program = with_target(with_banks(relu_program(), 16), dram_gbps=2.0, clock_ghz=2.0,
                           config_latency_ns=100.0)  # fmt: skip
     m = model(program)
-    config = len(msgspec.msgpack.encode(program.sections[0]))
+    config = len(encode_section(program.sections[0]))
     assert m.load_cycles == 200 + config
     # then the section runs: x (4096 bytes) in and y out, a byte a cycle.
     assert m.dram_cycles == 8192 and m.bound == "dram"

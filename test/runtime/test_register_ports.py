@@ -6,7 +6,6 @@ and the performance model; figures worked out by hand (pefkit's target: 16 lanes
 
 from __future__ import annotations
 
-import msgspec
 import numpy as np
 import pytest
 from pefkit import ProgramBuilder, replace, st
@@ -15,6 +14,7 @@ from runtime.fabric import Fabric
 from runtime.machine.perf import model_section, pmu_loads, route_bytes
 from runtime.machine.rules import register_problem
 from runtime.pef import PefError, decode_pef, encode_pef, schema, validate
+from runtime.pef.wire import encode_section
 
 ROWS, COLS = 64, 16
 
@@ -140,12 +140,15 @@ def test_a_port_that_is_not_one_address_cannot_be_a_register() -> None:
     assert "\n" not in str(info.value)
 
 
-def test_a_pef_without_registers_encodes_as_before() -> None:
-    # The field is omitted when false: a PEF without register ports has the bytes it had.
+def test_a_register_port_round_trips_through_the_pef() -> None:
+    # A port is a stream unless it says otherwise; the flag is kept, set or not.
     port = schema.Port(pmu=1, access=schema.Access(offset=0, strides=[1]))
-    assert b"register" not in encode_pef(scaled_program(1, register=False))
-    assert b"register" in encode_pef(scaled_program(1, register=True))
     assert port.register is False
+    for register in (False, True):
+        program = scaled_program(1, register=register)
+        decoded = decode_pef(encode_pef(program))
+        assert decoded == program
+        assert any(p.register for p in decoded.sections[0].pcus[0].inputs) is register
 
 
 def on_scalar_network(program: schema.Program, capacity: int = 1) -> schema.Program:
@@ -232,12 +235,11 @@ def test_the_validator_keeps_scalar_routes_to_register_ports() -> None:
     assert "\n" not in str(info.value)
 
 
-def test_a_route_encodes_its_scalar_flag_only_when_set() -> None:
-    # A section's bytes (what loading it costs) hold "scalar" only on the routes that are.
+def test_a_routes_scalar_flag_costs_the_same_byte_set_or_not() -> None:
+    # A section's bytes (what loading it costs) are its packed routes' values, no field names:
+    # a route on the scalar network is the bytes of the same route on the vector links.
     vector = scaled_program(1, register=True)
-    (section,) = vector.sections
-    assert b"scalar" not in msgspec.msgpack.encode(section)
-    assert b"taps" not in msgspec.msgpack.encode(section)
     scalar = on_scalar_network(vector)
-    assert msgspec.msgpack.encode(scalar.sections[0]).count(b"scalar") == 1
+    assert [r.scalar for r in scalar.sections[0].routes] != [False] * len(scalar.sections[0].routes)
+    assert len(encode_section(scalar.sections[0])) == len(encode_section(vector.sections[0]))
     assert decode_pef(encode_pef(scalar)) == scalar

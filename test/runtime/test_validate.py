@@ -10,6 +10,7 @@ from pefkit import ProgramBuilder, elementwise, matmul_program, replace, st
 
 from runtime.pef import PefError, decode_pef, schema, validate
 from runtime.pef.container import pack_sections
+from runtime.pef.wire import encode_section
 
 
 def edit_section(program: schema.Program, **changes: object) -> schema.Program:
@@ -260,7 +261,7 @@ def test_validate_refuses(program: Callable[[], schema.Program], match: str) -> 
 def test_decode_runs_validate() -> None:
     bad = _symbols(MM, shape=[2, -3])
     payloads = [("meta", msgspec.msgpack.encode(bad.meta))] + [
-        (s.name, msgspec.msgpack.encode(s)) for s in bad.sections
+        (s.name, encode_section(s)) for s in bad.sections
     ]
     with pytest.raises(PefError, match="negative dim"):
         decode_pef(pack_sections(payloads, flags=1))
