@@ -438,8 +438,11 @@ def run_joint(
     return env
 
 
-def _random(target: Any, key: int, *args: Any) -> Any:
-    """Random op ``target`` on ``args``, drawing the fabric's numbers of ``key``."""
+def _random(target: Any, key: int, *args: Any, **options: Any) -> Any:
+    """Random op ``target`` on ``args``, drawing the fabric's numbers of ``key``. Its keyword
+    arguments (``dtype``, ``device``, ``layout`` of a ``rand``: Swin's drop path) are the traced
+    call's; the numbers are the fabric's (``tools.fabric_random``), whatever the run's width."""
+    del options
     return random_op(target, args, key)
 
 
