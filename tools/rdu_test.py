@@ -263,11 +263,24 @@ def _verdict_line(sections: dict[str, dict[str, Any]], rows: list[Comparison]) -
     return f"rdu-test: {'FAIL' if failed else 'PASS'}: " + "; ".join(parts)
 
 
-def _tolerance_text(overrides: dict[str, float | None]) -> str:
+def _tolerance_text(overrides: dict[str, float | None], precision: str = "fp32") -> str:
+    """The rule the rows were judged by, in one line; a bf16 PEF's adds what its values through
+    bf16 and its bfloat16 tensors are held to (``tools.tolerance``)."""
     tol = tolerance_for("float32", overrides)
-    return (
+    text = (
         f"float32 rtol {tol.rtol:.3g}, atol {tol.atol:.3g} (of each tensor's scale), "
         f"+ {tol.torch_factor:.3g} x torch's own float32 error (max|torch - torch float64|)"
+    )
+    if precision == "fp32":
+        return text
+    wide = through_bf16(tol)
+    bf16 = tolerance_for("bfloat16")
+    return (
+        f"{text}; --precision {precision}: a float32 value computed through bf16 rtol "
+        f"{wide.rtol:.3g}, atol {wide.atol:.3g}; bfloat16 tensors rtol {bf16.rtol:.3g}, atol "
+        f"{bf16.atol:.3g} + {bf16.torch_factor:.3g} x torch's own distance from its legitimately "
+        f"rounded float64 run, at most max({bf16.mismatch:.3g}, {bf16.mismatch_factor:.3g} x "
+        "torch's own fraction) of the elements a bf16 unit or more off"
     )
 
 
@@ -415,7 +428,10 @@ def rdu_test(
                 )
                 + mark
             )
-        click.echo(f"tolerance: {_tolerance_text(overrides)}")
+        from tools.reference import pef_precision
+
+        precision = pef_precision(run.program)
+        click.echo(f"tolerance: {_tolerance_text(overrides, precision)}")
         if failed or localize:
             click.echo(f"first divergence: {found or 'none (every unit within the tolerance)'}")
         click.echo(_verdict_line(sections, rows))

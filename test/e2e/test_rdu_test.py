@@ -19,7 +19,7 @@ from runtime.pef import read_pef
 from runtime.session import TrainingSession, rng_seed_value
 from tools.fabric_random import FabricRandomMode, stream_key, uniform
 from tools.rdu_run import Run
-from tools.rdu_test import END_TO_END, check_against_torch
+from tools.rdu_test import END_TO_END, _tolerance_text, check_against_torch
 from tools.reference import (
     joint_values,
     load_weights,
@@ -307,3 +307,15 @@ def test_a_bad_tolerance_is_one_line(mlp_pef: Path) -> None:
     result = tool("rdu-test", str(MLP), "--pef", str(mlp_pef), "--rtol", "-1")
     assert result.returncode == 1
     assert result.stderr.strip() == "rdu-test: error: --rtol must be a number >= 0, got -1.0"
+
+
+def test_the_tolerance_line_names_the_bf16_rule_of_a_bf16_pef() -> None:
+    """rdu-test's ``tolerance:`` line says what a bf16-mixed PEF's values were held to, not only
+    the float32 rule (which a float32 value computed through bf16 is not judged by)."""
+    fp32 = _tolerance_text({}, "fp32")
+    mixed = _tolerance_text({}, "bf16-mixed")
+    assert "bf16" not in fp32
+    assert mixed.startswith(fp32)
+    bf16 = DEFAULT_TOLERANCES["bfloat16"]
+    assert "--precision bf16-mixed" in mixed
+    assert f"rtol {bf16.rtol:.3g}" in mixed and f"max({bf16.mismatch:.3g}, " in mixed
