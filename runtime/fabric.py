@@ -212,18 +212,21 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer (uint64 arithmetic wraps modulo 2**64)."""
-    z = z ^ (z >> np.uint64(30))
-    z = z * _MIX1
-    z = z ^ (z >> np.uint64(27))
-    z = z * _MIX2
-    return z ^ (z >> np.uint64(31))
+    """The splitmix64 finalizer (uint64 arithmetic wraps modulo 2**64; numpy warns of the wrap
+    on a 0-d value, which is the arithmetic meant, so the warning is off here)."""
+    with np.errstate(over="ignore"):
+        z = z ^ (z >> np.uint64(30))
+        z = z * _MIX1
+        z = z ^ (z >> np.uint64(27))
+        z = z * _MIX2
+        return z ^ (z >> np.uint64(31))
 
 
 def _rand(index: np.ndarray, key: np.ndarray) -> np.ndarray:
     """The ``rand`` opcode (runtime/machine/opcodes.py): a float32 in [0, 1) from ``key`` and the
     row-major ``index`` of each point of the space."""
-    z = _mix64(_mix64(np.asarray(key).astype(np.uint64)) + (index + np.uint64(1)) * _GOLDEN)
+    with np.errstate(over="ignore"):
+        z = _mix64(_mix64(np.asarray(key).astype(np.uint64)) + (index + np.uint64(1)) * _GOLDEN)
     return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
 
 
