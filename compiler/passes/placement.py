@@ -443,10 +443,14 @@ def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord
     """Route every stream, in order, within ``target.link_capacity`` streams per link
     (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room),
     heavy streams detouring round busy links (``Router.spread``); if that leaves a stream no
-    path, again without those detours (they take room other streams need)."""
+    path, again without those detours (they take room other streams need). When no stream had
+    taken such a detour before the one left without a path, routing again without them takes
+    the same routes up to it and fails there too: it is not done (``Router.spared``)."""
     try:
         return _route(graph, target, at, spread=True)
-    except _Unroutable:
+    except _Unroutable as err:
+        if not err.spared:
+            raise
         return _route(graph, target, at, spread=False)
 
 
@@ -470,16 +474,19 @@ def _route(
         b = endpoint_switch(at, stream, stream.dst)
         hops = router.path(a, b, stream.scalar, stream.weight)
         if hops is None:
-            raise _Unroutable(index)
+            raise _Unroutable(index, spared=router.spared > 0)
         router.take(hops, stream.scalar, stream.weight)
         routes.append(hops)
     return routes
 
 
 class _Unroutable(Exception):
-    def __init__(self, stream: int) -> None:
+    """Stream ``stream`` found no path; ``spared``: a route before it was a ``spread`` detour."""
+
+    def __init__(self, stream: int, *, spared: bool = False) -> None:
         super().__init__(stream)
         self.stream = stream
+        self.spared = spared
 
 
 def _check_graph(graph: Graph) -> None:
