@@ -132,8 +132,13 @@ class Router:
 
     def has_room(self, hops: Sequence[Coord], scalar: int | None = None) -> bool:
         """Whether every link of ``hops`` has room for the stream."""
-        if self.on_scalar(scalar):
-            return all(self.room(link, scalar) for link in links(hops))
+        if self.on_scalar(scalar):  # ``room`` of every link, inline (the scalar routes' most)
+            capacity, held = self.target.scalar_link_capacity, self.scalars.get
+            for link in zip(hops, hops[1:], strict=False):
+                pmus = held(link)
+                if pmus is not None and len(pmus) >= capacity and scalar not in pmus:
+                    return False
+            return True
         if self._closed:
             return len(hops) < 2
         return self.full.isdisjoint(zip(hops, hops[1:], strict=False))
@@ -150,13 +155,17 @@ class Router:
         bytes (``weight`` > 0) takes Y then X instead of X then Y when that route's busiest
         link moves fewer bytes so far: two heavy streams do not share a link that another
         route of the same length would spare them."""
-        routes = [xy_path(a, b)]
+        first = xy_path(a, b)
+        light = weight <= 0 or scalar is not None  # the first route with room will do
+        if light and self.has_room(first, scalar):
+            return first
+        routes = [first]
         if a[0] != b[0] and a[1] != b[1]:  # else Y then X is the same route
             routes.append(yx_path(a, b))
         options = [h for h in routes if self.has_room(h, scalar)]
         if not options:
             return self.detour(a, b, scalar)
-        if weight <= 0 or scalar is not None:
+        if light:
             return options[0]
         best = min(options, key=self.busiest)  # the first (X then Y) on a tie
         busiest = self.busiest(best)
@@ -292,7 +301,8 @@ class Router:
         for link in passed:
             used = usage.get(link, 0)
             usage[link] = used + 1
-            moved[link] = moved.get(link, 0) + weight
+            if weight:  # ``bytes`` is read with 0 for a link it lacks
+                moved[link] = moved.get(link, 0) + weight
             if used + 1 >= capacity:
                 if over is None and used >= capacity:
                     over = link
