@@ -275,37 +275,51 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     dram = _dram_degree(graph)
     row_load = np.zeros((target.rows, 2), dtype=np.int64)  # per row: DRAM loads, stores
     free = {kind: np.array(slots(target, kind), dtype=np.int64).reshape(-1, 2) for kind in KINDS}
-    taken = {kind: np.zeros(len(free[kind]), dtype=bool) for kind in KINDS}
+    xs = {kind: free[kind][:, 0].copy() for kind in KINDS}
+    ys = {kind: free[kind][:, 1].copy() for kind in KINDS}
+    # Added to a taken slot's cost: more than any free slot's, so the first of least cost
+    # (``argmin``) is a free slot's while there is one.
+    taken = {kind: np.zeros(len(free[kind]), dtype=np.int64) for kind in KINDS}
     columns, rows = np.arange(target.cols), np.arange(target.rows)
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
+    streams = graph.streams
     for u, unit in enumerate(graph.units):
         # The streams to DRAM or to placed units: a DRAM stream's length is u's column.
         ends = [
             stream.dst if stream.src == u else stream.src
-            for stream in (graph.streams[s] for s in incident[u])
+            for stream in (streams[s] for s in incident[u])
         ]
-        drams = sum(1 for e in ends if e == DRAM)
-        near = np.array([at[e] for e in ends if e != DRAM and placed[e]], dtype=np.int64)
-        near = near.reshape(-1, 2)
-        by_x = drams * columns + np.abs(columns[:, None] - near[None, :, 0]).sum(axis=1)
-        by_y = np.abs(rows[:, None] - near[None, :, 1]).sum(axis=1)
+        drams = ends.count(DRAM)
+        near = [at[e] for e in ends if e != DRAM and placed[e]]
+        if near:
+            near_xy = np.array(near, dtype=np.int64)
+            by_x = np.abs(columns[:, None] - near_xy[None, :, 0]).sum(axis=1)
+            by_y = np.abs(rows[:, None] - near_xy[None, :, 1]).sum(axis=1)
+            if drams:
+                by_x += drams * columns
+        else:
+            by_x, by_y = drams * columns, np.zeros_like(rows)
         if dram[u] != (0, 0):  # _row_penalty of every row with u's DRAM streams, less without
             over = np.maximum(row_load + np.array(dram[u]) - target.link_capacity, 0)
             over -= np.maximum(row_load - target.link_capacity, 0)
-            by_y += DRAM_DETOUR * over.sum(axis=1)
-        xy = free[unit.kind]
-        cost = by_x[xy[:, 0]] + by_y[xy[:, 1]]
-        cost[taken[unit.kind]] = np.iinfo(np.int64).max
+            by_y = by_y + DRAM_DETOUR * over.sum(axis=1)
+        kind_taken = taken[unit.kind]
+        cost = by_x[xs[unit.kind]] + by_y[ys[unit.kind]] + kind_taken
         best = int(np.argmin(cost))  # the first of least cost
-        if taken[unit.kind][best]:
+        if kind_taken[best]:
             raise PlacementError(f"no free {unit.kind.upper()} slot left for {unit.name}")
+        xy = free[unit.kind]
         best_slot = (int(xy[best, 0]), int(xy[best, 1]))
         at[u] = best_slot
         placed[u] = True
         row_load[best_slot[1]] += dram[u]
-        taken[unit.kind][best] = True
+        kind_taken[best] = _TAKEN
     return at
+
+
+_TAKEN: Final = 1 << 40
+"""``greedy_placement``'s cost of a taken slot: above any free slot's (a sum of distances)."""
 
 
 def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
