@@ -396,16 +396,22 @@ def anneal(
         row_load[y] = _add(row_load[y], dram[u])
     occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
     cost = placement_cost(graph, target, at)
-    best, best_cost = list(at), cost
+    best_cost = cost
+    # The best placement seen is ``at`` with the moves made since undone: each (unit, slot it
+    # left), kept instead of copying ``at`` (1,000 units and more) at every new best.
+    since_best: list[tuple[int, Coord]] = []
     # Starting from a good greedy placement: hot enough to leave its local minimum, not so hot
     # that a few thousand moves cannot settle again.
     t_start, t_end = 2.0, 0.05
     cooling = (t_end / t_start) ** (1.0 / moves)
     temperature = t_start
     span = max(target.cols, target.rows)
+    n_units, unit_bits = len(at), len(at).bit_length()
     for step in range(moves):
         temperature *= cooling
-        u = below(len(at))
+        u = getrandbits(unit_bits)  # below(n_units), inline
+        while u >= n_units:
+            u = getrandbits(unit_bits)
         if uniform() < 0.5:
             centre = _median_of(others[u], at, u)
             radius = 1
@@ -436,13 +442,18 @@ def anneal(
                 row_load[old[1]] = _sub(row_load[old[1]], shift)
                 row_load[slot[1]] = _add(row_load[slot[1]], shift)
             occupant[slot] = u
+            since_best.append((u, old))
             if v is not None:
                 occupant[old] = v
+                since_best.append((v, slot))
             else:
                 del occupant[old]
             if cost < best_cost:
-                best, best_cost = list(at), cost
-    return best
+                best_cost = cost
+                since_best.clear()
+    for w, left in reversed(since_best):
+        at[w] = left
+    return at
 
 
 def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[int]]:
