@@ -153,8 +153,9 @@ def place_and_route(
         return placed
     failed = placed
     start = greedy_placement(graph, target) if failed is None else []  # the same every attempt
+    inputs = anneal_inputs(graph, target, start) if failed is None and moves > 0 else None
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
-        at = anneal(graph, target, start, seed=seed + attempt, moves=moves)
+        at = anneal(graph, target, start, seed=seed + attempt, moves=moves, inputs=inputs)
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
@@ -332,8 +333,51 @@ def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
     return xs[len(xs) // 2], ys[len(ys) // 2]
 
 
+@dataclass(frozen=True)
+class AnnealInputs:
+    """What ``anneal`` reads of a graph, its target and its start, the same for every seed
+    (``place_and_route`` makes it once for its attempts)."""
+
+    others: list[list[int]]
+    """Per unit, the other end of each of its streams (``_other_ends``)."""
+    units: list[list[int]]
+    """Per unit, those of ``others`` that are units."""
+    drams: list[int]
+    """Per unit, how many of its streams go to or come from DRAM."""
+    dram: list[tuple[int, int]]
+    """Per unit, its DRAM loads and stores (``_dram_degree``)."""
+    is_pcu: list[bool]
+    pcu_slot: list[list[bool]]
+    """``target.is_pcu_slot(x, y)`` as ``pcu_slot[x][y]``."""
+    start_cost: int
+    """``placement_cost`` of the start."""
+
+
+def anneal_inputs(graph: Graph, target: Target, start: Sequence[Coord]) -> AnnealInputs:
+    """``AnnealInputs`` of ``graph`` on ``target`` from ``start``."""
+    others = _other_ends(graph, _incident_streams(graph))
+    units = [[o for o in ends if o != DRAM] for ends in others]
+    return AnnealInputs(
+        others=others,
+        units=units,
+        drams=[len(ends) - len(near) for ends, near in zip(others, units, strict=True)],
+        dram=_dram_degree(graph),
+        is_pcu=[unit.kind == "pcu" for unit in graph.units],
+        pcu_slot=[
+            [target.is_pcu_slot(x, y) for y in range(target.rows)] for x in range(target.cols)
+        ],
+        start_cost=placement_cost(graph, target, start),
+    )
+
+
 def anneal(
-    graph: Graph, target: Target, start: Sequence[Coord], *, seed: int, moves: int
+    graph: Graph,
+    target: Target,
+    start: Sequence[Coord],
+    *,
+    seed: int,
+    moves: int,
+    inputs: AnnealInputs | None = None,
 ) -> list[Coord]:
     """Simulated annealing of ``placement_cost`` from ``start``; returns the best placement seen.
 
@@ -341,15 +385,16 @@ def anneal(
     Half the moves aim at the median of the unit's neighbours' switches (where its streams would
     be shortest), half at a random slot within a window that shrinks as the temperature falls.
     The temperature cools geometrically over ``moves`` moves. Deterministic for a given ``seed``.
+    ``inputs``: ``anneal_inputs(graph, target, start)``, for a caller that anneals the same
+    start with several seeds.
     """
     at = list(start)
     if moves <= 0 or len(at) <= 1:
         return at
     rng = random.Random(seed)
-    incident = _incident_streams(graph)
-    others = _other_ends(graph, incident)
-    units = [[o for o in ends if o != DRAM] for ends in others]
-    drams = [len(ends) - len(near) for ends, near in zip(others, units, strict=True)]
+    if inputs is None:
+        inputs = anneal_inputs(graph, target, start)
+    others, units, drams = inputs.others, inputs.units, inputs.drams
 
     def wire_delta(w: int, src: Coord, dst: Coord, skip: int) -> int:
         """How much ``w``'s streams lengthen when ``w`` moves ``src -> dst`` (the other units
@@ -363,7 +408,7 @@ def anneal(
         return delta
 
     cols, rows = target.cols, target.rows
-    pcu_slot = [[target.is_pcu_slot(x, y) for y in range(rows)] for x in range(cols)]
+    pcu_slot = inputs.pcu_slot
     getrandbits, uniform = rng.getrandbits, rng.random
 
     def below(n: int) -> int:
@@ -389,14 +434,12 @@ def anneal(
                 y = y + 1 if y + 1 < rows else y - 1
         return x, y
 
-    is_pcu = [unit.kind == "pcu" for unit in graph.units]
-    dram = _dram_degree(graph)
+    is_pcu, dram = inputs.is_pcu, inputs.dram
     row_load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
         row_load[y] = _add(row_load[y], dram[u])
     occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
-    cost = placement_cost(graph, target, at)
-    best_cost = cost
+    cost = best_cost = inputs.start_cost
     # The best placement seen is ``at`` with the moves made since undone: each (unit, slot it
     # left), kept instead of copying ``at`` (1,000 units and more) at every new best.
     since_best: list[tuple[int, Coord]] = []
