@@ -51,6 +51,9 @@ Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 
 from __future__ import annotations
 
+import gc
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -81,6 +84,11 @@ SPILL_ROLE = "spill"
 
 SHRINK_MISSES = 3
 """Pieces one unit shorter each that may fail to route before the cut is bisected instead."""
+
+Cuts = list[tuple[int, "SectionOp | placement.Placement | None"]]
+"""A section's plan: per piece, where it ends and what ``_Partitioner.judge`` found for it (its
+placement; the piece built, for one holding a parallel unit; None: such a piece judged in a
+child process, ``_plans``)."""
 
 Verdict = Literal["routes", "too many streams", "unroutable"]
 """Whether a piece routes; "too many streams": ruled out without placing it."""
@@ -498,12 +506,19 @@ class _Partitioner:
 
     def run(self) -> list[SectionOp] | None:
         """The pieces, or None when the section fits as it is."""
+        cuts = self.plan()
+        return None if cuts is None else self.pieces(cuts)
+
+    def plan(self) -> Cuts | None:
+        """Where each piece ends and what ``judge`` found for it, or None when the section
+        fits as it is (its placement then recorded on it). Builds only the pieces holding a
+        parallel unit (to judge them)."""
         n = len(self.units)
         if n == 0:
             return None
         if self.fits(0, n) and self.routable(self.section):
             return None
-        built: list[SectionOp] = []
+        cuts: Cuts = []
         ends: dict[UnitOp, int] = {}
         i = 0
         while i < n:
@@ -513,8 +528,19 @@ class _Partitioner:
                     f"pcu.unit @{u.sym_name.data} alone needs {self.pmus_needed(i, i + 1)} PMUs, "
                     f"target '{self.target.name}' has {self.target.num_pmus}"
                 )
-            j, piece = self.cut(len(built), i, self.most(i), ends)
-            built.append(piece)
+            j, judged = self.cut(len(cuts), i, self.most(i), ends)
+            cuts.append((j, judged))
+            ends.update((u, j) for u in self.units[i:j])
+            i = j
+        return cuts
+
+    def pieces(self, cuts: Cuts) -> list[SectionOp]:
+        """The pieces ``plan`` found, built, and the copy sections after them."""
+        built: list[SectionOp] = []
+        ends: dict[UnitOp, int] = {}
+        i = 0
+        for j, judged in cuts:
+            built.append(self.piece(len(built), i, j, ends, judged))
             ends.update((u, j) for u in self.units[i:j])
             i = j
         return built + self.copies(len(built), ends)
@@ -525,10 +551,12 @@ class _Partitioner:
         galloping up, then bisecting."""
         return _last_true(i + 1, len(self.units) + 1, lambda j: self.fits(i, j))
 
-    def cut(self, k: int, i: int, most: int, ends: dict[UnitOp, int]) -> tuple[int, SectionOp]:
-        """Piece ``k``, from unit ``i``, and where it ends: the longest piece that ends at
-        ``most`` at the latest (as many units as fit) and routes (``ends``: where the units of
-        the earlier pieces end).
+    def cut(
+        self, k: int, i: int, most: int, ends: dict[UnitOp, int]
+    ) -> tuple[int, SectionOp | placement.Placement]:
+        """Where piece ``k``, from unit ``i``, ends, and what ``judge`` found for it: the
+        longest piece that ends at ``most`` at the latest (as many units as fit) and routes
+        (``ends``: where the units of the earlier pieces end).
 
         Pieces are tried from the longest down, one unit shorter each time; one that
         ``placement.fanout_excess`` rules out costs no placement (its streams counted one unit
@@ -559,7 +587,7 @@ class _Partitioner:
                     counts.drop_last()
             answer = verdict(j, counts if j <= first_parallel else None)
             if answer == "routes":
-                return j, self.piece(k, i, j, ends, found[j])
+                return j, found[j]
             bad -= 1
             misses += answer == "unroutable"
         good = _last_true(i, bad, lambda j: verdict(j) == "routes")
@@ -568,7 +596,7 @@ class _Partitioner:
                 f"pcu.unit @{self.units[i].sym_name.data} cannot be routed alone on target "
                 f"'{self.target.name}'"
             )
-        return good, self.piece(k, i, good, ends, found[good])
+        return good, found[good]
 
     def judge(
         self,
@@ -611,13 +639,17 @@ class _Partitioner:
         i: int,
         j: int,
         ends: dict[UnitOp, int],
-        judged: SectionOp | placement.Placement,
+        judged: SectionOp | placement.Placement | None,
     ) -> SectionOp:
         """Piece ``k`` of units ``i..j-1`` as ``judge`` found it routes: the piece it built, or
-        the piece built now with the placement it found recorded on it."""
+        the piece built now with the placement it found recorded on it (None: a piece holding
+        a parallel unit judged in a child process, ``_plans``: built and judged again here)."""
         if isinstance(judged, SectionOp):
             return judged
         piece = self.build(k, i, j, {**ends, **dict.fromkeys(self.units[i:j], j)})
+        if judged is None:
+            self.verdict(piece)
+            return piece
         # ``piece_graph`` has the piece's streams but not the bytes they move: route them again
         # by bytes on the slots found (``routing.Router.path``), as place-and-route would.
         weighted = section_graph(piece, self.target).graph
@@ -769,9 +801,107 @@ class PartitionSections(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         target = pass_target(self.target)
         known: placement.Known = {}  # the layers of a model give the same pieces again
-        for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
-            pieces = _Partitioner(section, target, self.max_ops, self.seed, known).run()
-            if pieces is None:
+        sections = [s for s in op.walk() if isinstance(s, SectionOp)]
+        cutters = [_Partitioner(s, target, self.max_ops, self.seed, known) for s in sections]
+        for section, cutter, cuts in zip(sections, cutters, _plans(cutters), strict=True):
+            if cuts is None:
                 continue
-            Rewriter.insert_op(pieces, InsertPoint.before(section))
+            Rewriter.insert_op(cutter.pieces(cuts), InsertPoint.before(section))
             Rewriter.erase_op(section)
+
+
+FORK_UNITS = 200
+"""Sections of at least this many units are planned (``_Partitioner.plan``) side by side, all
+but the last in forked children, when there are two or more (``_plans``)."""
+
+
+def _plans(cutters: Sequence[_Partitioner]) -> list[Cuts | None]:
+    """Every section's ``plan``, in order. On a system with ``os.fork``, the sections of
+    ``FORK_UNITS`` units or more but the last are planned in child processes forked here while
+    this one plans the others (BERT-base: forward, backward and optimizer, 7 s of placements
+    on one core): a plan depends on its section alone, so it is the same wherever it is made.
+    A child sends its cuts back as JSON (placements as lists of coordinates; None for a piece
+    holding a parallel unit, judged again when built); a child that fails is planned again
+    here, which raises its error in the sections' order."""
+    big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
+    forked = big[:-1] if len(big) > 1 and hasattr(os, "fork") else []
+    children = {k: _fork_plan(cutters[k]) for k in forked}
+    try:
+        here: dict[int, Cuts | None | Exception] = {}
+        for k, cutter in enumerate(cutters):
+            if k not in children:
+                try:
+                    here[k] = cutter.plan()
+                except Exception as error:  # noqa: BLE001 - raised below, in section order
+                    here[k] = error
+        plans: list[Cuts | None] = []
+        for k, cutter in enumerate(cutters):
+            answer = _child_plan(cutter, *children.pop(k)) if k in children else here[k]
+            if isinstance(answer, Exception):
+                raise answer
+            plans.append(answer)
+        return plans
+    finally:
+        for pid, read_end in children.values():  # after an error: no child left behind
+            os.close(read_end)
+            os.waitpid(pid, 0)
+
+
+def _fork_plan(cutter: _Partitioner) -> tuple[int, int]:
+    """A child process planning ``cutter``'s section: its pid and the pipe its plan comes on."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: plan, send, exit
+        gc.disable()  # a collection would walk (and copy, page by page) the parent's heap
+        os.close(read_end)
+        status = 1
+        try:
+            cuts = cutter.plan()
+            if cuts is None:
+                whole = recorded_placement(cutter.section)
+                sent: dict[str, object] = {"whole": _placement_json(whole)}
+            else:
+                sent = {"cuts": [[j, _placement_json(judged)] for j, judged in cuts]}
+            with os.fdopen(write_end, "wb") as pipe:
+                pipe.write(json.dumps(sent).encode())
+            status = 0
+        finally:
+            os._exit(status)  # no atexit functions, no flushing of the parent's buffers
+    os.close(write_end)
+    return pid, read_end
+
+
+def _child_plan(cutter: _Partitioner, pid: int, read_end: int) -> Cuts | None | Exception:
+    """The plan a child (``_fork_plan``) sent, or this process's own if the child failed (its
+    error, returned)."""
+    with os.fdopen(read_end, "rb") as pipe:
+        sent = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not sent:
+        try:
+            return cutter.plan()
+        except Exception as error:  # noqa: BLE001 - raised by the caller, in section order
+            return error
+    plan = json.loads(sent)
+    if "whole" in plan:  # the section fits as it is: its placement, as plan records it
+        whole = _placement_from_json(plan["whole"])
+        if whole is not None:
+            record_placement(cutter.section, whole)
+        return None
+    return [(j, _placement_from_json(judged)) for j, judged in plan["cuts"]]
+
+
+def _placement_json(placed: object) -> object:
+    """A placement as JSON lists (None for anything else: a piece built to be judged)."""
+    if not isinstance(placed, placement.Placement):
+        return None
+    return {"at": placed.at, "routes": placed.routes}
+
+
+def _placement_from_json(sent: object) -> placement.Placement | None:
+    """``_placement_json``'s placement again, its coordinates tuples."""
+    if not isinstance(sent, dict):
+        return None
+    at = tuple((x, y) for x, y in sent["at"])
+    routes = tuple(tuple((x, y) for x, y in hops) for hops in sent["routes"])
+    return placement.Placement(at, routes)

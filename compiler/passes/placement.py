@@ -153,8 +153,9 @@ def place_and_route(
         return placed
     failed = placed
     start = greedy_placement(graph, target) if failed is None else []  # the same every attempt
+    inputs = anneal_inputs(graph, target, start) if failed is None and moves > 0 else None
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
-        at = anneal(graph, target, start, seed=seed + attempt, moves=moves)
+        at = anneal(graph, target, start, seed=seed + attempt, moves=moves, inputs=inputs)
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
@@ -275,37 +276,51 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     dram = _dram_degree(graph)
     row_load = np.zeros((target.rows, 2), dtype=np.int64)  # per row: DRAM loads, stores
     free = {kind: np.array(slots(target, kind), dtype=np.int64).reshape(-1, 2) for kind in KINDS}
-    taken = {kind: np.zeros(len(free[kind]), dtype=bool) for kind in KINDS}
+    xs = {kind: free[kind][:, 0].copy() for kind in KINDS}
+    ys = {kind: free[kind][:, 1].copy() for kind in KINDS}
+    # Added to a taken slot's cost: more than any free slot's, so the first of least cost
+    # (``argmin``) is a free slot's while there is one.
+    taken = {kind: np.zeros(len(free[kind]), dtype=np.int64) for kind in KINDS}
     columns, rows = np.arange(target.cols), np.arange(target.rows)
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
+    streams = graph.streams
     for u, unit in enumerate(graph.units):
         # The streams to DRAM or to placed units: a DRAM stream's length is u's column.
         ends = [
             stream.dst if stream.src == u else stream.src
-            for stream in (graph.streams[s] for s in incident[u])
+            for stream in (streams[s] for s in incident[u])
         ]
-        drams = sum(1 for e in ends if e == DRAM)
-        near = np.array([at[e] for e in ends if e != DRAM and placed[e]], dtype=np.int64)
-        near = near.reshape(-1, 2)
-        by_x = drams * columns + np.abs(columns[:, None] - near[None, :, 0]).sum(axis=1)
-        by_y = np.abs(rows[:, None] - near[None, :, 1]).sum(axis=1)
+        drams = ends.count(DRAM)
+        near = [at[e] for e in ends if e != DRAM and placed[e]]
+        if near:
+            near_xy = np.array(near, dtype=np.int64)
+            by_x = np.abs(columns[:, None] - near_xy[None, :, 0]).sum(axis=1)
+            by_y = np.abs(rows[:, None] - near_xy[None, :, 1]).sum(axis=1)
+            if drams:
+                by_x += drams * columns
+        else:
+            by_x, by_y = drams * columns, np.zeros_like(rows)
         if dram[u] != (0, 0):  # _row_penalty of every row with u's DRAM streams, less without
             over = np.maximum(row_load + np.array(dram[u]) - target.link_capacity, 0)
             over -= np.maximum(row_load - target.link_capacity, 0)
-            by_y += DRAM_DETOUR * over.sum(axis=1)
-        xy = free[unit.kind]
-        cost = by_x[xy[:, 0]] + by_y[xy[:, 1]]
-        cost[taken[unit.kind]] = np.iinfo(np.int64).max
+            by_y = by_y + DRAM_DETOUR * over.sum(axis=1)
+        kind_taken = taken[unit.kind]
+        cost = by_x[xs[unit.kind]] + by_y[ys[unit.kind]] + kind_taken
         best = int(np.argmin(cost))  # the first of least cost
-        if taken[unit.kind][best]:
+        if kind_taken[best]:
             raise PlacementError(f"no free {unit.kind.upper()} slot left for {unit.name}")
+        xy = free[unit.kind]
         best_slot = (int(xy[best, 0]), int(xy[best, 1]))
         at[u] = best_slot
         placed[u] = True
         row_load[best_slot[1]] += dram[u]
-        taken[unit.kind][best] = True
+        kind_taken[best] = _TAKEN
     return at
+
+
+_TAKEN: Final = 1 << 40
+"""``greedy_placement``'s cost of a taken slot: above any free slot's (a sum of distances)."""
 
 
 def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
@@ -318,8 +333,51 @@ def _median_of(others: Sequence[int], at: Sequence[Coord], u: int) -> Coord:
     return xs[len(xs) // 2], ys[len(ys) // 2]
 
 
+@dataclass(frozen=True)
+class AnnealInputs:
+    """What ``anneal`` reads of a graph, its target and its start, the same for every seed
+    (``place_and_route`` makes it once for its attempts)."""
+
+    others: list[list[int]]
+    """Per unit, the other end of each of its streams (``_other_ends``)."""
+    units: list[list[int]]
+    """Per unit, those of ``others`` that are units."""
+    drams: list[int]
+    """Per unit, how many of its streams go to or come from DRAM."""
+    dram: list[tuple[int, int]]
+    """Per unit, its DRAM loads and stores (``_dram_degree``)."""
+    is_pcu: list[bool]
+    pcu_slot: list[list[bool]]
+    """``target.is_pcu_slot(x, y)`` as ``pcu_slot[x][y]``."""
+    start_cost: int
+    """``placement_cost`` of the start."""
+
+
+def anneal_inputs(graph: Graph, target: Target, start: Sequence[Coord]) -> AnnealInputs:
+    """``AnnealInputs`` of ``graph`` on ``target`` from ``start``."""
+    others = _other_ends(graph, _incident_streams(graph))
+    units = [[o for o in ends if o != DRAM] for ends in others]
+    return AnnealInputs(
+        others=others,
+        units=units,
+        drams=[len(ends) - len(near) for ends, near in zip(others, units, strict=True)],
+        dram=_dram_degree(graph),
+        is_pcu=[unit.kind == "pcu" for unit in graph.units],
+        pcu_slot=[
+            [target.is_pcu_slot(x, y) for y in range(target.rows)] for x in range(target.cols)
+        ],
+        start_cost=placement_cost(graph, target, start),
+    )
+
+
 def anneal(
-    graph: Graph, target: Target, start: Sequence[Coord], *, seed: int, moves: int
+    graph: Graph,
+    target: Target,
+    start: Sequence[Coord],
+    *,
+    seed: int,
+    moves: int,
+    inputs: AnnealInputs | None = None,
 ) -> list[Coord]:
     """Simulated annealing of ``placement_cost`` from ``start``; returns the best placement seen.
 
@@ -327,15 +385,16 @@ def anneal(
     Half the moves aim at the median of the unit's neighbours' switches (where its streams would
     be shortest), half at a random slot within a window that shrinks as the temperature falls.
     The temperature cools geometrically over ``moves`` moves. Deterministic for a given ``seed``.
+    ``inputs``: ``anneal_inputs(graph, target, start)``, for a caller that anneals the same
+    start with several seeds.
     """
     at = list(start)
     if moves <= 0 or len(at) <= 1:
         return at
     rng = random.Random(seed)
-    incident = _incident_streams(graph)
-    others = _other_ends(graph, incident)
-    units = [[o for o in ends if o != DRAM] for ends in others]
-    drams = [len(ends) - len(near) for ends, near in zip(others, units, strict=True)]
+    if inputs is None:
+        inputs = anneal_inputs(graph, target, start)
+    others, units, drams = inputs.others, inputs.units, inputs.drams
 
     def wire_delta(w: int, src: Coord, dst: Coord, skip: int) -> int:
         """How much ``w``'s streams lengthen when ``w`` moves ``src -> dst`` (the other units
@@ -349,7 +408,7 @@ def anneal(
         return delta
 
     cols, rows = target.cols, target.rows
-    pcu_slot = [[target.is_pcu_slot(x, y) for y in range(rows)] for x in range(cols)]
+    pcu_slot = inputs.pcu_slot
     getrandbits, uniform = rng.getrandbits, rng.random
 
     def below(n: int) -> int:
@@ -375,23 +434,27 @@ def anneal(
                 y = y + 1 if y + 1 < rows else y - 1
         return x, y
 
-    is_pcu = [unit.kind == "pcu" for unit in graph.units]
-    dram = _dram_degree(graph)
+    is_pcu, dram = inputs.is_pcu, inputs.dram
     row_load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
         row_load[y] = _add(row_load[y], dram[u])
     occupant: dict[Coord, int] = {slot: u for u, slot in enumerate(at)}
-    cost = placement_cost(graph, target, at)
-    best, best_cost = list(at), cost
+    cost = best_cost = inputs.start_cost
+    # The best placement seen is ``at`` with the moves made since undone: each (unit, slot it
+    # left), kept instead of copying ``at`` (1,000 units and more) at every new best.
+    since_best: list[tuple[int, Coord]] = []
     # Starting from a good greedy placement: hot enough to leave its local minimum, not so hot
     # that a few thousand moves cannot settle again.
     t_start, t_end = 2.0, 0.05
     cooling = (t_end / t_start) ** (1.0 / moves)
     temperature = t_start
     span = max(target.cols, target.rows)
+    n_units, unit_bits = len(at), len(at).bit_length()
     for step in range(moves):
         temperature *= cooling
-        u = below(len(at))
+        u = getrandbits(unit_bits)  # below(n_units), inline
+        while u >= n_units:
+            u = getrandbits(unit_bits)
         if uniform() < 0.5:
             centre = _median_of(others[u], at, u)
             radius = 1
@@ -422,13 +485,18 @@ def anneal(
                 row_load[old[1]] = _sub(row_load[old[1]], shift)
                 row_load[slot[1]] = _add(row_load[slot[1]], shift)
             occupant[slot] = u
+            since_best.append((u, old))
             if v is not None:
                 occupant[old] = v
+                since_best.append((v, slot))
             else:
                 del occupant[old]
             if cost < best_cost:
-                best, best_cost = list(at), cost
-    return best
+                best_cost = cost
+                since_best.clear()
+    for w, left in reversed(since_best):
+        at[w] = left
+    return at
 
 
 def _other_ends(graph: Graph, incident: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -443,10 +511,14 @@ def route(graph: Graph, target: Target, at: Sequence[Coord]) -> list[tuple[Coord
     """Route every stream, in order, within ``target.link_capacity`` streams per link
     (``routing.Router.path``: X then Y, Y then X, the shortest detour over links with room),
     heavy streams detouring round busy links (``Router.spread``); if that leaves a stream no
-    path, again without those detours (they take room other streams need)."""
+    path, again without those detours (they take room other streams need). When no stream had
+    taken such a detour before the one left without a path, routing again without them takes
+    the same routes up to it and fails there too: it is not done (``Router.spared``)."""
     try:
         return _route(graph, target, at, spread=True)
-    except _Unroutable:
+    except _Unroutable as err:
+        if not err.spared:
+            raise
         return _route(graph, target, at, spread=False)
 
 
@@ -470,16 +542,19 @@ def _route(
         b = endpoint_switch(at, stream, stream.dst)
         hops = router.path(a, b, stream.scalar, stream.weight)
         if hops is None:
-            raise _Unroutable(index)
+            raise _Unroutable(index, spared=router.spared > 0)
         router.take(hops, stream.scalar, stream.weight)
         routes.append(hops)
     return routes
 
 
 class _Unroutable(Exception):
-    def __init__(self, stream: int) -> None:
+    """Stream ``stream`` found no path; ``spared``: a route before it was a ``spread`` detour."""
+
+    def __init__(self, stream: int, *, spared: bool = False) -> None:
         super().__init__(stream)
         self.stream = stream
+        self.spared = spared
 
 
 def _check_graph(graph: Graph) -> None:

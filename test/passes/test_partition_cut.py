@@ -4,6 +4,7 @@ the look-up of placements that failed, and the search for the longest piece that
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -333,3 +334,73 @@ def test_a_piece_graph_is_the_graph_of_the_piece_built(tmp_path: Path) -> None:
     AssignPmus(target=str(path)).apply(ctx, module)
     assert piece_graphs_match(module, get_target(str(path)))["more PMUs"]
     assert stream_counts_match(module, get_target(str(path)))
+
+
+# -- sections planned side by side in child processes ------------------------------------------
+
+
+def _gpt_before_sections() -> ModuleOp:
+    """The GPT example's training IR (one layer, hidden 16) lowered for ``tiny`` up to
+    partition-sections: forward, backward and optimizer sections that are all cut."""
+    import argparse
+
+    from compiler.frontend import build_dataflow
+    from compiler.pipeline import lowering_passes
+    from tools.model_file import load_model_file
+
+    root = Path(__file__).resolve().parents[2]
+    model_file = load_model_file(str(root / "examples" / "gpt" / "model.py"))
+    args = argparse.Namespace(
+        seed=0, epoch=0, debug=False, batch_size=2, block_size=8, n_embd=16, n_head=2, n_layer=1,
+        dropout=0.0, steps_per_epoch=1,
+    )  # fmt: skip
+    spec = model_file.spec(model_file.call("model", args), args, inference=False)
+    module = build_dataflow(spec, inference=False)
+    ctx = make_context()
+    for stage, pass_ in lowering_passes("tiny"):
+        if stage == "sections":
+            break
+        pass_.apply(ctx, module)
+    return module
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="planning in child processes needs os.fork")
+def test_sections_planned_in_child_processes_are_cut_as_in_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``FORK_UNITS`` at 1, every section but the last is planned in a forked child, and
+    the IR after partition-sections is the same text as planned in one process; a child that
+    fails is planned again in the parent, with the same IR again."""
+    from compiler.ir_text import print_ir
+
+    module = _gpt_before_sections()
+    alone = module.clone()
+    PartitionSections(target="tiny").apply(make_context(), alone)
+    want = print_ir(alone)
+    assert want.count("dataflow.section @") > 6  # forward, backward and optimizer cut
+
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(partition_sections, "FORK_UNITS", 1)
+    monkeypatch.setattr(os, "fork", counted_fork)
+    side_by_side = module.clone()
+    PartitionSections(target="tiny").apply(make_context(), side_by_side)
+    assert len(forks) == 2  # forward and backward; the optimizer planned here
+    assert print_ir(side_by_side) == want
+
+    parent, real_plan = os.getpid(), _Partitioner.plan
+
+    def failing_in_a_child(self: _Partitioner) -> partition_sections.Cuts | None:
+        if os.getpid() != parent:
+            raise RuntimeError("a child that fails")
+        return real_plan(self)
+
+    monkeypatch.setattr(_Partitioner, "plan", failing_in_a_child)
+    again = module.clone()
+    PartitionSections(target="tiny").apply(make_context(), again)
+    assert print_ir(again) == want

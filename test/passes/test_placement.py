@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -252,3 +253,80 @@ def test_greedy_placement_is_the_slot_by_slot_choice(name: str) -> None:
             streams += [Stream(rng.randrange(u), u) for _ in range(rng.randint(0, 2)) if u]
         graph = Graph(units, streams)
         assert greedy_placement(graph, target) == _greedy_by_definition(graph, target)
+
+
+def _random_placed_graph(rng: random.Random, target: Target) -> tuple[Graph, list[Coord]]:
+    """Units on random slots of their kinds, and streams between them and DRAM, most of them
+    heavy (a weight) and many along one row or column (where ``spread`` detours)."""
+    free = {kind: slots(target, kind) for kind in ("pcu", "pmu")}
+    for kind_slots in free.values():
+        rng.shuffle(kind_slots)
+    n = rng.randint(4, 30)
+    units = [Unit(f"u{i}", rng.choice(["pcu", "pmu"])) for i in range(n)]
+    at = [free[unit.kind].pop() for unit in units]
+    streams = []
+    for _ in range(rng.randint(n, 4 * n)):
+        src, dst = rng.sample([DRAM, *range(n)], 2)
+        if src != DRAM and dst != DRAM and rng.random() < 0.5:  # a stream along one row
+            same_row = [u for u in range(n) if u != src and at[u][1] == at[src][1]]
+            dst = rng.choice(same_row) if same_row else dst
+        streams.append(Stream(src, dst, weight=rng.choice([0, 64, 1024, 4096])))
+    return Graph(units, streams), at
+
+
+def test_route_tries_again_without_spreading_only_when_a_detour_was_spread() -> None:
+    """``route`` routes a section again without ``spread`` only if a stream before the one left
+    without a path took a ``spread`` detour (else the same routes, the same failure): the same
+    answer as always routing it again, on random placed graphs, routed and not."""
+    from compiler.passes.placement import _route, _Unroutable, route
+
+    def always_again(graph: Graph, at: list[Coord]) -> object:
+        try:
+            return _route(graph, crowded, at, spread=True)
+        except _Unroutable:
+            try:
+                return _route(graph, crowded, at, spread=False)
+            except _Unroutable as err:
+                return err.stream
+
+    crowded = Target("crowded", cols=8, rows=6, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                     pmu_banks=4, clock_ghz=1.0, link_capacity=2)  # fmt: skip
+    rng = random.Random(0)
+    seen = {"spread routes": 0, "fails, no detour before": 0, "fails after a detour": 0}
+    for _ in range(300):
+        graph, at = _random_placed_graph(rng, crowded)
+        try:
+            _route(graph, crowded, at, spread=True)
+            seen["spread routes"] += 1
+        except _Unroutable as err:
+            seen["fails after a detour" if err.spared else "fails, no detour before"] += 1
+        try:
+            answer: object = route(graph, crowded, at)
+        except _Unroutable as err:
+            answer = err.stream
+        assert answer == always_again(graph, at)
+    assert min(seen.values()) > 0, seen  # every case was met
+
+
+def test_anneal_returns_the_best_placement_it_saw() -> None:
+    """The annealing undoes the moves made since its best placement rather than copying every
+    new best: what it returns is a placement (a distinct slot of its kind a unit) no costlier
+    than its start."""
+    from compiler.passes.placement import anneal, placement_cost
+
+    target = get_target("plasticine")
+    rng = random.Random(1)
+    for _ in range(20):
+        graph, _ = _random_placed_graph(rng, target)
+        start = greedy_placement(graph, target)
+        cost = placement_cost(graph, target, start)
+        costs = []
+        for moves in (50, 200, 800):
+            at = anneal(graph, target, start, seed=3, moves=moves)
+            assert len(set(at)) == len(at)
+            assert all(
+                target.is_pcu_slot(*slot) == (unit.kind == "pcu")
+                for unit, slot in zip(graph.units, at, strict=True)
+            )
+            costs.append(placement_cost(graph, target, at))
+        assert max(costs) <= cost
