@@ -18,7 +18,7 @@ data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's 
 reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
 result has other readers than its buffer.
 
-Two rules give factors:
+Three rules give factors (the third shapes the first):
 
 1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
    target as it is (its units and PMUs; a larger one is cut by partition-sections and left
@@ -33,6 +33,14 @@ Two rules give factors:
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
    a parallel unit's copies beside the other units, its operands multicast.
+3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
+   fit the target together (co-place-sections will try to place them all at once), each
+   section is balanced within its share (its own units and buffers' PMUs plus an even part of
+   those left free), so that they still fit together, and against a DRAM floor without the
+   symbols expected to stay on chip (the state, and the activations and gradients another
+   section loads: ``dram_floor``'s ``kept``), which reach their readers at the on-chip stream
+   rate. A program whose sections do not fit together is balanced as before, each section
+   with the whole fabric.
 2. **Threshold**: a unit whose work on one PCU is at least ``min_vectors`` vectors (default
    ``2**28``, about 0.2 s of one PCU at 1.3 GHz: no unit of the examples at their sizes; the
    4096^3 matmul's 716M) takes the grid whose copies have the fewest vectors (then the fewest
@@ -65,6 +73,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument
 from xdsl.passes import ModulePass
 
 from compiler.passes import parallel_layout, placement
@@ -432,15 +441,32 @@ class _Allocation:
         return length, path
 
 
-def dram_floor(section: SectionOp, target: Target) -> int:
+def loaded_from(buffer: BufferOp, section: SectionOp) -> str | None:
+    """The section argument (symbol) ``buffer`` is loaded from, None for one a PCU fills."""
+    source = buffer.source
+    if isinstance(source, BlockArgument) and source.block is section.body.block:
+        return section.arg_names.data[source.index].data
+    return None
+
+
+def dram_floor(section: SectionOp, target: Target, kept: frozenset[str] = frozenset()) -> int:
     """Cycles the section's DRAM traffic takes at least: its loads (each buffer once) and its
-    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency."""
+    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency; the symbols
+    in ``kept`` (on chip, co-place-sections) move no DRAM bytes."""
     per_cycle = dram_bytes_per_cycle(target)
     if not math.isfinite(per_cycle):
         return 0
     ops = list(section.body.block.ops)
-    loaded = sum(buffer_bytes(b) for b in ops if isinstance(b, BufferOp) and b.from_dram)
-    stored = {v.owner for v in section.yield_op.values}
+    loaded = sum(
+        buffer_bytes(b)
+        for b in ops
+        if isinstance(b, BufferOp) and b.from_dram and loaded_from(b, section) not in kept
+    )
+    stored = {
+        v.owner
+        for v, name in zip(section.yield_op.values, section.result_names, strict=True)
+        if name.data not in kept
+    }
     total = loaded + sum(buffer_bytes(b) for b in stored if isinstance(b, BufferOp))
     latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     return latency + math.ceil(total / per_cycle)
@@ -451,15 +477,24 @@ Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
 
 
 def allocate(
-    section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    share: Share | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): the unit with the most vectors a copy on the section's critical path gets its
     next grid, until that path is no longer than the section's DRAM floor, no unit on it can
     be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
     section that does not fit the target as it is (partition-sections will cut it) gets
-    nothing."""
+    nothing. ``share``: the section's share of a fabric it will hold with the program's other
+    sections (rule 3), and the symbols they will keep on chip."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
+    pmu_budget = target.num_pmus
+    kept: frozenset[str] = frozenset()
+    if share is not None:
+        budget, pmu_budget, kept = min(budget, share.pcus), share.pmus, share.kept
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if not units or any(u.parallel is not None for u in units):
         return {}
@@ -485,6 +520,8 @@ def allocate(
             buf = value.owner
             if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
                 writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
+            elif isinstance(buf, BufferOp) and buf.from_dram and loaded_from(buf, section) in kept:
+                loads[u].append((0, -(-buffer_bytes(buf) // stream_bytes(target))))  # on chip
             elif isinstance(buf, BufferOp) and buf.from_dram:
                 moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
                 loads[u].append((latency, latency + math.ceil(moved)))
@@ -494,7 +531,7 @@ def allocate(
     )  # fmt: skip
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
-    floor = dram_floor(section, target)
+    floor = dram_floor(section, target, kept)
     frozen: set[UnitOp] = set()
     while True:
         length, path = alloc.critical_path()
@@ -515,7 +552,7 @@ def allocate(
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
         used = pcus - before + alloc.copies(pick)
-        if used > budget or total > target.num_pmus:
+        if used > budget or total > pmu_budget:
             alloc.level[pick] -= 1
             frozen.add(pick)
             continue
@@ -556,12 +593,12 @@ def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]])
             unit.properties.pop("parallel", None)
 
 
-def balance_section(section: SectionOp, target: Target) -> None:
+def balance_section(section: SectionOp, target: Target, share: Share | None = None) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
     and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
     the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
     known: Frontiers = {}
-    factors = allocate(section, target, known=known)
+    factors = allocate(section, target, known=known, share=share)
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
@@ -575,8 +612,54 @@ def balance_section(section: SectionOp, target: Target) -> None:
         used = sum(u.copies for u in units)
         budget = len(units) + int((used - len(units)) * SHRINK)
         set_factors(units, {})
-        factors = allocate(section, target, budget, known)
+        factors = allocate(section, target, budget, known, share)
     set_factors(units, {})
+
+
+@dataclass(frozen=True)
+class Share:
+    """What a section may take of a fabric it will hold with the program's other sections
+    (rule 3 of the module docstring): its PCUs and PMUs, and the symbols kept on chip."""
+
+    pcus: int
+    pmus: int
+    kept: frozenset[str]
+
+
+def co_resident_shares(sections: Sequence[SectionOp], target: Target) -> list[Share] | None:
+    """Each section's ``Share`` when the sections, as they are, fit the target together (their
+    units and buffers; co-place-sections will try to keep them all on the fabric), else None.
+    The PCUs and PMUs left free are split evenly between the sections; the symbols expected on
+    chip are the state and the activations, gradients and spills that another section loads
+    (co-place-sections decides: this is the pass's estimate)."""
+    if len(sections) < 2:
+        return None
+    units = sum(1 for s in sections for op in s.body.block.ops if isinstance(op, UnitOp))
+    buffers = [op for s in sections for op in s.body.block.ops if isinstance(op, BufferOp)]
+    pmus = sum(resident_pmus(b, target) for b in buffers)
+    if units > target.num_pcus or pmus > target.num_pmus:
+        return None
+    loaded: set[str] = set()
+    kept: set[str] = set()
+    for s in sections:
+        for name, role in zip(s.arg_names, s.arg_roles, strict=True):
+            loaded.add(name.data)
+            if role.data.value in ("parameter", "buffer", "optimizer_state"):
+                kept.add(name.data)
+    for s in sections:
+        for name, role in zip(s.result_names, s.result_roles, strict=True):
+            if role.data.value in ("activation", "gradient", "spill") and name.data in loaded:
+                kept.add(name.data)
+    shares = []
+    n = len(sections)
+    for s in sections:
+        own = sum(1 for op in s.body.block.ops if isinstance(op, UnitOp))
+        own_pmus = sum(
+            resident_pmus(b, target) for b in s.body.block.ops if isinstance(b, BufferOp)
+        )
+        pcus = own + (target.num_pcus - units) // n
+        shares.append(Share(pcus, own_pmus + (target.num_pmus - pmus) // n, frozenset(kept)))
+    return shares
 
 
 @dataclass(frozen=True)
@@ -600,5 +683,7 @@ class ParallelizeUnits(ModulePass):
             if factors is not None:
                 unit.properties["parallel"] = dense_i64(factors)
         if self.balance:
-            for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
-                balance_section(section, target)
+            sections = [s for s in op.walk() if isinstance(s, SectionOp)]
+            shares = co_resident_shares(sections, target)
+            for k, section in enumerate(sections):
+                balance_section(section, target, None if shares is None else shares[k])
