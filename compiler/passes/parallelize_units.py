@@ -40,7 +40,10 @@ Three rules give factors (the third shapes the first):
    symbols expected to stay on chip (the state, and the activations and gradients another
    section loads: ``dram_floor``'s ``kept``), which reach their readers at the on-chip stream
    rate. A program whose sections do not fit together is balanced as before, each section
-   with the whole fabric.
+   with the whole fabric, and so is one where the shares would not pay: the sum over its
+   sections of the critical path (or DRAM floor) with shares is compared with the sum without
+   them plus a configuration latency a section (GPT b8 on sn10 balances each section over all
+   640 PCUs: sharing would take it from 69.5 to 111 us).
 2. **Threshold**: a unit whose work on one PCU is at least ``min_vectors`` vectors (default
    ``2**28``, about 0.2 s of one PCU at 1.3 GHz: no unit of the examples at their sizes; the
    4096^3 matmul's 716M) takes the grid whose copies have the fewest vectors (then the fewest
@@ -483,21 +486,36 @@ def allocate(
     known: Frontiers | None = None,
     share: Share | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
+    """The factors of the units of ``section`` that get more than one copy (``allocation``)."""
+    return allocation(section, target, pcus, known, share)[0]
+
+
+def allocation(
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    share: Share | None = None,
+) -> tuple[dict[UnitOp, tuple[int, ...]], int | None]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): the unit with the most vectors a copy on the section's critical path gets its
     next grid, until that path is no longer than the section's DRAM floor, no unit on it can
     be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
     section that does not fit the target as it is (partition-sections will cut it) gets
     nothing. ``share``: the section's share of a fabric it will hold with the program's other
-    sections (rule 3), and the symbols they will keep on chip."""
+    sections (rule 3), and the symbols they will keep on chip. Also the section's estimated
+    cycles with those factors: the longer of its critical path and its DRAM floor (None for a
+    section that is not balanced: a unit parallel already, or too large)."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     pmu_budget = target.num_pmus
     kept: frozenset[str] = frozenset()
     if share is not None:
         budget, pmu_budget, kept = min(budget, share.pcus), share.pmus, share.kept
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    if not units or any(u.parallel is not None for u in units):
-        return {}
+    if not units:
+        return {}, 0
+    if any(u.parallel is not None for u in units):
+        return {}, None
     readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
     for u in units:
         for value, access in zip(u.inputs, u.ins.data, strict=True):
@@ -509,7 +527,7 @@ def allocate(
             resident = is_resident(op, readers.get(op, []))
             base[op] = resident_pmus(op, target) if resident else 1
     if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
-        return {}
+        return {}, None
     latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
@@ -558,7 +576,8 @@ def allocate(
             continue
         pcus = used
         pmus.update(changed)
-    return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+    factors = {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+    return factors, max(alloc.critical_path()[0], floor)
 
 
 def routes(section: SectionOp, target: Target) -> bool:
@@ -659,7 +678,20 @@ def co_resident_shares(sections: Sequence[SectionOp], target: Target) -> list[Sh
         )
         pcus = own + (target.num_pcus - units) // n
         shares.append(Share(pcus, own_pmus + (target.num_pmus - pmus) // n, frozenset(kept)))
-    return shares
+    # Sharing pays when the step it gives (each section's critical path or on-chip DRAM floor,
+    # loaded once) beats the one without (each section with the whole fabric against its own
+    # DRAM floor, and a configuration latency a section run): e.g. not for GPT on sn10, whose
+    # sections each balance over all 640 PCUs.
+    load = perf.ns_to_cycles(target.config_latency_ns, target.clock_ghz)
+    shared = whole = 0
+    for section, share in zip(sections, shares, strict=True):
+        _, apart = allocation(section, target)
+        _, together = allocation(section, target, share=share)
+        if apart is None or together is None:
+            return None
+        whole += apart + load
+        shared += together
+    return shares if shared < whole else None
 
 
 @dataclass(frozen=True)
