@@ -612,12 +612,20 @@ def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]])
             unit.properties.pop("parallel", None)
 
 
-def balance_section(section: SectionOp, target: Target, share: Share | None = None) -> None:
+def balance_section(
+    section: SectionOp,
+    target: Target,
+    share: Share | None = None,
+    known: Frontiers | None = None,
+    first: dict[UnitOp, tuple[int, ...]] | None = None,
+) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
     and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
-    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
-    known: Frontiers = {}
-    factors = allocate(section, target, known=known, share=share)
+    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was. ``known``:
+    the units' frontiers found so far; ``first``: the first allocation, when already made
+    (``co_resident_shares`` made both)."""
+    known = {} if known is None else known
+    factors = allocate(section, target, known=known, share=share) if first is None else first
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
@@ -645,19 +653,24 @@ class Share:
     kept: frozenset[str]
 
 
-def co_resident_shares(sections: Sequence[SectionOp], target: Target) -> list[Share] | None:
+def co_resident_shares(
+    sections: Sequence[SectionOp], target: Target, known: Frontiers | None = None
+) -> tuple[list[Share] | None, list[dict[UnitOp, tuple[int, ...]]] | None]:
     """Each section's ``Share`` when the sections, as they are, fit the target together (their
     units and buffers; co-place-sections will try to keep them all on the fabric), else None.
     The PCUs and PMUs left free are split evenly between the sections; the symbols expected on
     chip are the state and the activations, gradients and spills that another section loads
-    (co-place-sections decides: this is the pass's estimate)."""
+    (co-place-sections decides: this is the pass's estimate). ``known``: the units' frontiers,
+    kept for the balancing that follows. Also the first allocation of each section under the
+    answer, made by the way (None when not made)."""
+    known = {} if known is None else known
     if len(sections) < 2:
-        return None
+        return None, None
     units = sum(1 for s in sections for op in s.body.block.ops if isinstance(op, UnitOp))
     buffers = [op for s in sections for op in s.body.block.ops if isinstance(op, BufferOp)]
     pmus = sum(resident_pmus(b, target) for b in buffers)
     if units > target.num_pcus or pmus > target.num_pmus:
-        return None
+        return None, None
     loaded: set[str] = set()
     kept: set[str] = set()
     for s in sections:
@@ -684,14 +697,18 @@ def co_resident_shares(sections: Sequence[SectionOp], target: Target) -> list[Sh
     # sections each balance over all 640 PCUs.
     load = perf.ns_to_cycles(target.config_latency_ns, target.clock_ghz)
     shared = whole = 0
+    alone: list[dict[UnitOp, tuple[int, ...]]] = []
+    sharing: list[dict[UnitOp, tuple[int, ...]]] = []
     for section, share in zip(sections, shares, strict=True):
-        _, apart = allocation(section, target)
-        _, together = allocation(section, target, share=share)
+        factors, apart = allocation(section, target, known=known)
+        alone.append(factors)
+        factors, together = allocation(section, target, known=known, share=share)
+        sharing.append(factors)
         if apart is None or together is None:
-            return None
+            return None, None
         whole += apart + load
         shared += together
-    return shares if shared < whole else None
+    return (shares, sharing) if shared < whole else (None, alone)
 
 
 @dataclass(frozen=True)
@@ -716,6 +733,8 @@ class ParallelizeUnits(ModulePass):
                 unit.properties["parallel"] = dense_i64(factors)
         if self.balance:
             sections = [s for s in op.walk() if isinstance(s, SectionOp)]
-            shares = co_resident_shares(sections, target)
+            known: Frontiers = {}  # a unit's frontier is the same whatever its section's share
+            shares, first = co_resident_shares(sections, target, known)
             for k, section in enumerate(sections):
-                balance_section(section, target, None if shares is None else shares[k])
+                share = None if shares is None else shares[k]
+                balance_section(section, target, share, known, None if first is None else first[k])

@@ -116,7 +116,8 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
 5. **Loading a section** (``load_cycles``): before it runs, its configuration, the section's
    bytes in the PEF, is read from DRAM at ``dram_gbps``, and loading takes the target's fixed
    ``config_latency_ns`` more. A section is loaded every time it runs (a step runs its sections
-   in turn, so the fabric holds another one in between).
+   in turn, so the fabric holds another one in between), unless the sections are co-resident
+   (rule 7).
 6. ``cycles(section) = load + max(compute, pmu, dram, link)``, the largest named by ``bound``.
 7. **Co-resident sections** (``OnChip``, from the PEF's ``resident`` section,
    ``runtime.pef.schema.Residency``): the fabric holds every section at once, so a section is
