@@ -11,6 +11,11 @@ stay one model, the PEF marks (``meta.collectives``, run by the runtime's traini
 
     symbol 4: fc1.weight.grad f32[128,64] gradient     (written by backward, read by optimizer)
     ->  Collective(op="allreduce_mean", before="optimizer", symbols=[4, ...])
+
+The host runs the collectives on the tensors in DRAM, so a data-parallel PEF keeps nothing on
+chip: its co-residency (``Program.resident``, co-place-sections) is dropped, and its sections
+are loaded and exchange their tensors through DRAM as when they do not fit together (their
+placement on units of their own stays valid for each section alone).
 """
 
 from __future__ import annotations
@@ -55,4 +60,5 @@ def mark_data_parallel(program: Program) -> Program:
     return msgspec.structs.replace(
         program,
         meta=msgspec.structs.replace(meta, data_parallel=True, collectives=collectives),
+        resident=None,
     )

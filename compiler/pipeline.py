@@ -5,6 +5,7 @@ from __future__ import annotations
 from xdsl.passes import ModulePass
 
 from compiler.passes.assign_pmus import AssignPmus
+from compiler.passes.co_place_sections import CoPlaceSections
 from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.passes.convert_rdu_tile_to_pcu_pmu import ConvertRduTileToPcuPmu
 from compiler.passes.fuse_casts import FuseCasts
@@ -43,4 +44,5 @@ def lowering_passes(
         ("pmus", AssignPmus(target=target)),
         ("sections", PartitionSections(target=target, max_ops=0 if opt_level >= 1 else 1)),
         ("placed", PlaceAndRoute(target=target)),
+        ("resident", CoPlaceSections(target=target)),
     ]

@@ -35,9 +35,10 @@ from runtime.machine.atomic import atomic_write_bytes
 from runtime.machine.perf import (
     SectionModel,
     cycles_to_seconds,
+    first_load_cycles,
     format_models,
     fraction_of_peak,
-    model_section,
+    program_models,
     si,
 )
 from runtime.machine.targets import bf16_lanes, peak_dtype, peak_flops_per_cycle
@@ -49,7 +50,7 @@ REPORT_VERSION = 1
 
 def section_models(program: Program) -> list[SectionModel]:
     """The model of one run of every section, in run order."""
-    return [model_section(s, program.meta) for s in program.sections]
+    return program_models(program)
 
 
 def _round(x: float) -> float:
@@ -188,9 +189,45 @@ def build_report(
             "roofline_fraction": _round(roofline),
         },
     }
+    if program.resident is not None:
+        report["resident"] = resident_entry(program, models)
     if ideal is not None:
         report["ideal"] = ideal_entry(ideal, cycles_to_seconds(cycles, target.clock_ghz))
     return report
+
+
+def resident_entry(program: Program, models: Sequence[SectionModel]) -> dict[str, Any]:
+    """The report's ``resident``: the co-resident sections (loaded once a run, the cycles of
+    that first load apart from the step's) and the symbols kept on chip, each with its home."""
+    assert program.resident is not None
+    first = first_load_cycles(program, models)
+    return {
+        "sections": [m.section for m in models],
+        "first_load_cycles": first,
+        "first_load_seconds": _round(cycles_to_seconds(first, program.meta.target.clock_ghz)),
+        "symbols": [
+            {
+                "name": program.meta.symbols[e.symbol].name,
+                "home": {"section": e.section, "pmu": e.pmu},
+                "handoffs": [{"section": h.section, "pmu": h.pmu} for h in e.handoffs],
+            }
+            for e in program.resident.symbols
+        ],
+    }
+
+
+def format_resident(program: Program, models: Sequence[SectionModel]) -> str:
+    """The summary's co-residency line (empty without one)."""
+    if program.resident is None:
+        return ""
+    first = first_load_cycles(program, models)
+    names = [program.meta.symbols[e.symbol].name for e in program.resident.symbols]
+    seconds = si(cycles_to_seconds(first, program.meta.target.clock_ghz), "s")
+    return (
+        f"co-resident: the {len(models)} sections are configured once ({first} cycles, "
+        f"{seconds}, before the first step, not in the step); {len(names)} symbols on chip: "
+        + ", ".join(names)
+    )
 
 
 def format_summary(
@@ -214,6 +251,8 @@ def format_summary(
         "off-chip traffic allows)"
     )
     table = format_models(models)
+    if program.resident is not None:
+        table += "\n" + format_resident(program, models)
     if ideal is not None:
         seconds = sum(m.seconds for m in models)
         table += "\n" + format_ideal(ideal, seconds)

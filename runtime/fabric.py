@@ -1186,7 +1186,7 @@ class Fabric:
             s.name: _SectionPlan.build(s, self.threads) for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {
-            s.name: perf.section_counters(s, self.meta) for s in program.sections
+            s.name: perf.section_counters(s, self.meta, program.resident) for s in program.sections
         }
         self._pool: ThreadPoolExecutor | None = None
         self.on_run: Callable[[str, float, float], None] | None = None

@@ -101,6 +101,16 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             yield f"  route {r.src[0]} {r.src[1]} -> {r.dst[0]} {r.dst[1]}{scalar}: {hops}{taps}"
         for o in sec.outputs:
             yield f"  output {meta.symbols[o.symbol].name} <- pmu {o.pmu}"
+    resident = program.resident
+    if resident is not None and section in (None, "resident"):
+        names = [meta.symbols[e.symbol].name for e in resident.symbols]
+        yield f"resident: sections co-resident, {len(names)} symbols on chip: {' '.join(names)}"
+        if not summary:
+            for e in resident.symbols:
+                yield f"  on chip {meta.symbols[e.symbol].name}: home {e.section} pmu {e.pmu}"
+                for h in e.handoffs:
+                    hops = " ".join(_at(x) for x in h.hops)
+                    yield f"    hand-off -> {h.section} pmu {h.pmu}: {hops}"
     weights = program.weights
     if weights is not None and section in (None, "weights"):
         size = sum(len(t.data) for t in weights.tensors)
@@ -114,7 +124,10 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
 @click.command(cls=OneLineCommand)
 @click.argument("pef_path", metavar="PEF")
 @click.option(
-    "--section", default=None, help="Print only this section ('weights': the embedded weights)."
+    "--section",
+    default=None,
+    help="Print only this section ('weights': the embedded weights; 'resident': the symbols "
+    "co-resident sections keep on chip).",
 )
 @click.option("--summary", is_flag=True, help="Symbols and per-section unit counts only.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")

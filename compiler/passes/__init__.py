@@ -54,6 +54,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return PlaceAndRoute
 
+    def co_place_sections() -> type[ModulePass]:
+        from compiler.passes.co_place_sections import CoPlaceSections
+
+        return CoPlaceSections
+
     def emit_pef() -> type[ModulePass]:
         from compiler.passes.emit_pef import EmitPef
 
@@ -69,5 +74,6 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "assign-pmus": assign_pmus,
         "partition-sections": partition_sections,
         "place-and-route": place_and_route,
+        "co-place-sections": co_place_sections,
         "emit-pef": emit_pef,
     }

@@ -65,6 +65,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DictionaryAttr,
+    IntAttr,
     IntegerAttr,
     MemRefType,
     ModuleOp,
@@ -76,7 +77,7 @@ from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes.ir_helpers import TARGET_ATTR
+from compiler.passes.ir_helpers import RESIDENT_ATTR, TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_line, value_name
 from dialects.dataflow import SectionOp, fabric_dtype
@@ -179,7 +180,43 @@ def module_to_program(
         loss=_pick(loss, _bool_attr(module, "rdu.loss"), has_loss),
         non_persistent=_non_persistent(module, table),
     )
-    return schema.Program(meta=meta, sections=pef_sections)
+    return schema.Program(meta=meta, sections=pef_sections, resident=_residency(module, table))
+
+
+def _residency(module: ModuleOp, table: _SymbolTable) -> schema.Residency | None:
+    """The PEF's ``resident`` section from co-place-sections' ``rdu.resident`` module attribute
+    (``compiler/passes/co_place_sections.py``), None without it."""
+    attr = module.attributes.get(RESIDENT_ATTR)
+    if attr is None:
+        return None
+    where = f"emit-pef: module attribute {RESIDENT_ATTR}"
+    symbols: list[schema.ResidentSymbol] = []
+    for entry in attr.data if isinstance(attr, ArrayAttr) else ():
+        match entry:
+            case ArrayAttr(
+                data=(
+                    StringAttr() as name,
+                    StringAttr() as home,
+                    IntAttr() as pmu,
+                    ArrayAttr() as handoffs,
+                )
+            ):
+                pass
+            case _:
+                raise EmitPefError(f"{where}: malformed entry {entry}")
+        if name.data not in table.index:
+            raise EmitPefError(f"{where}: no symbol '{name.data}'")
+        moves: list[schema.Handoff] = []
+        for handoff in handoffs.data:
+            match handoff:
+                case ArrayAttr(
+                    data=(StringAttr() as section, IntAttr() as index, RouteAttr() as route)
+                ):
+                    moves.append(schema.Handoff(section.data, index.data, _hops(route)))
+                case _:
+                    raise EmitPefError(f"{where}: malformed hand-off {handoff}")
+        symbols.append(schema.ResidentSymbol(table.index[name.data], home.data, pmu.data, moves))
+    return schema.Residency(symbols)
 
 
 def _non_persistent(module: ModuleOp, table: _SymbolTable) -> list[schema.NonPersistentBuffer]:

@@ -32,17 +32,21 @@ from xdsl.utils.exceptions import DiagnosticException, PassFailedException
 
 from compiler.passes import parallel_layout
 from compiler.passes.placement import DRAM, Graph, Placement, Stream, Unit
+from compiler.passes.routing import Coord
 from compiler.passes.tiling import element_bytes, element_dtype
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
-from dialects.pcu import SectionPlacementAttr, UnitOp
-from dialects.pmu import BufferOp, RouteAttr
+from dialects.pcu import PlacementAttr, SectionPlacementAttr, StreamAttr, UnitOp
+from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
 from runtime.machine import perf
 from runtime.machine.rules import copy_block, pmus_to_hold, register_problem, visit_order
 
 TARGET_ATTR = "rdu.target"
+RESIDENT_ATTR = "rdu.resident"
+"""co-place-sections' module attribute: the symbols kept on chip, their homes and hand-offs
+(``compiler/passes/co_place_sections.py``)."""
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
 
 PLACEMENT_ATTR = "rdu.placement"
@@ -412,3 +416,60 @@ def unit_lanes(unit: UnitOp, target: Target) -> int:
         assert isinstance(value.type, MemRefType)
         streams.append(element_dtype(value.type.element_type))
     return perf.stream_lanes(unit.lanes.value.data, streams, target)
+
+
+def write_placement(sg: SectionGraph, result: Placement) -> None:
+    """Write ``result``, a placement of ``sg.graph``, onto the section's units and buffers: a
+    PCU's slot and port routes; a parallel unit's copies' slots, its multicast streams (the
+    routes of a stream's legs joined) and one output route a copy; a buffer's slots, fill and
+    store routes (a parallel unit's result buffer has no fill: the copies' outputs)."""
+    count, nbanks = len(sg.units), len(sg.banks)
+    slots: dict[UnitOp | BufferOp, list[Coord]] = {
+        op: [slot] for op, slot in zip(sg.units, result.at[:count], strict=True)
+    }
+    for op, slot in zip(sg.banks, result.at[count : count + nbanks], strict=True):
+        slots[op].append(slot)
+    for (op, _), slot in zip(sg.copies, result.at[count + nbanks :], strict=True):
+        slots[op].append(slot)
+    port_routes: dict[UnitOp, list[RouteAttr | None]] = {
+        op: [None] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
+    }
+    legs: dict[tuple[UnitOp, int, tuple[int, ...]], list[Coord]] = {}
+    outs: dict[UnitOp, dict[int, RouteAttr]] = {}
+    fills: dict[BufferOp, RouteAttr] = {}
+    stores: dict[BufferOp, RouteAttr] = {}
+    for sink, hops in zip(sg.sinks, result.routes, strict=True):
+        if sink.kind == "bank":
+            continue  # reserved by the placement; the PEF has no stream between a buffer's PMUs
+        if sink.kind == "leg":
+            assert isinstance(sink.op, UnitOp)
+            path = legs.setdefault((sink.op, sink.port, sink.copies), [])
+            path += hops[1:] if path else hops
+            continue
+        route = RouteAttr(hops)
+        if sink.kind == "out":
+            assert isinstance(sink.op, UnitOp)
+            outs.setdefault(sink.op, {})[sink.copies[0]] = route
+        elif sink.kind == "port":
+            assert isinstance(sink.op, UnitOp)
+            port_routes[sink.op][sink.port] = route
+        else:
+            assert isinstance(sink.op, BufferOp)
+            (fills if sink.kind == "fill" else stores)[sink.op] = route
+    streams: dict[UnitOp, list[StreamAttr]] = {}
+    for (op, port, copies), path in legs.items():
+        streams.setdefault(op, []).append(StreamAttr(port, copies, RouteAttr(path)))
+    for op in sg.units:  # replaces any earlier placement
+        if isinstance(op, UnitOp) and op.parallel is not None:
+            out = outs[op]
+            op.placement = PlacementAttr(
+                slots[op],
+                streams=streams.get(op, []),
+                out_routes=[out[k] for k in range(op.copies)],
+            )
+        elif isinstance(op, UnitOp):
+            routes = port_routes[op]
+            assert all(r is not None for r in routes), f"an input of {op.sym_name.data} unrouted"
+            op.placement = PlacementAttr(slots[op], [r for r in routes if r is not None])
+        else:
+            op.placement = BufferPlacementAttr(slots[op], fills.get(op), stores.get(op))

@@ -18,7 +18,7 @@ data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's 
 reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
 result has other readers than its buffer.
 
-Two rules give factors:
+Three rules give factors (the third shapes the first):
 
 1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
    target as it is (its units and PMUs; a larger one is cut by partition-sections and left
@@ -33,6 +33,17 @@ Two rules give factors:
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
    a parallel unit's copies beside the other units, its operands multicast.
+3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
+   fit the target together (co-place-sections will try to place them all at once), each
+   section is balanced within its share (its own units and buffers' PMUs plus an even part of
+   those left free), so that they still fit together, and against a DRAM floor without the
+   symbols expected to stay on chip (the state, and the activations and gradients another
+   section loads: ``dram_floor``'s ``kept``), which reach their readers at the on-chip stream
+   rate. A program whose sections do not fit together is balanced as before, each section
+   with the whole fabric, and so is one where the shares would not pay: the sum over its
+   sections of the critical path (or DRAM floor) with shares is compared with the sum without
+   them plus a configuration latency a section (GPT b8 on sn10 balances each section over all
+   640 PCUs: sharing would take it from 69.5 to 111 us).
 2. **Threshold**: a unit whose work on one PCU is at least ``min_vectors`` vectors (default
    ``2**28``, about 0.2 s of one PCU at 1.3 GHz: no unit of the examples at their sizes; the
    4096^3 matmul's 716M) takes the grid whose copies have the fewest vectors (then the fewest
@@ -65,6 +76,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import BlockArgument
 from xdsl.passes import ModulePass
 
 from compiler.passes import parallel_layout, placement
@@ -432,15 +444,32 @@ class _Allocation:
         return length, path
 
 
-def dram_floor(section: SectionOp, target: Target) -> int:
+def loaded_from(buffer: BufferOp, section: SectionOp) -> str | None:
+    """The section argument (symbol) ``buffer`` is loaded from, None for one a PCU fills."""
+    source = buffer.source
+    if isinstance(source, BlockArgument) and source.block is section.body.block:
+        return section.arg_names.data[source.index].data
+    return None
+
+
+def dram_floor(section: SectionOp, target: Target, kept: frozenset[str] = frozenset()) -> int:
     """Cycles the section's DRAM traffic takes at least: its loads (each buffer once) and its
-    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency."""
+    stores at the target's DRAM bandwidth (0 without one), and the DRAM latency; the symbols
+    in ``kept`` (on chip, co-place-sections) move no DRAM bytes."""
     per_cycle = dram_bytes_per_cycle(target)
     if not math.isfinite(per_cycle):
         return 0
     ops = list(section.body.block.ops)
-    loaded = sum(buffer_bytes(b) for b in ops if isinstance(b, BufferOp) and b.from_dram)
-    stored = {v.owner for v in section.yield_op.values}
+    loaded = sum(
+        buffer_bytes(b)
+        for b in ops
+        if isinstance(b, BufferOp) and b.from_dram and loaded_from(b, section) not in kept
+    )
+    stored = {
+        v.owner
+        for v, name in zip(section.yield_op.values, section.result_names, strict=True)
+        if name.data not in kept
+    }
     total = loaded + sum(buffer_bytes(b) for b in stored if isinstance(b, BufferOp))
     latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     return latency + math.ceil(total / per_cycle)
@@ -451,18 +480,42 @@ Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
 
 
 def allocate(
-    section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    share: Share | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
+    """The factors of the units of ``section`` that get more than one copy (``allocation``)."""
+    return allocation(section, target, pcus, known, share)[0]
+
+
+def allocation(
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    share: Share | None = None,
+) -> tuple[dict[UnitOp, tuple[int, ...]], int | None]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): the unit with the most vectors a copy on the section's critical path gets its
     next grid, until that path is no longer than the section's DRAM floor, no unit on it can
     be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
     section that does not fit the target as it is (partition-sections will cut it) gets
-    nothing."""
+    nothing. ``share``: the section's share of a fabric it will hold with the program's other
+    sections (rule 3), and the symbols they will keep on chip. Also the section's estimated
+    cycles with those factors: the longer of its critical path and its DRAM floor (None for a
+    section that is not balanced: a unit parallel already, or too large)."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
+    pmu_budget = target.num_pmus
+    kept: frozenset[str] = frozenset()
+    if share is not None:
+        budget, pmu_budget, kept = min(budget, share.pcus), share.pmus, share.kept
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    if not units or any(u.parallel is not None for u in units):
-        return {}
+    if not units:
+        return {}, 0
+    if any(u.parallel is not None for u in units):
+        return {}, None
     readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
     for u in units:
         for value, access in zip(u.inputs, u.ins.data, strict=True):
@@ -474,7 +527,7 @@ def allocate(
             resident = is_resident(op, readers.get(op, []))
             base[op] = resident_pmus(op, target) if resident else 1
     if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
-        return {}
+        return {}, None
     latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
@@ -485,6 +538,8 @@ def allocate(
             buf = value.owner
             if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
                 writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
+            elif isinstance(buf, BufferOp) and buf.from_dram and loaded_from(buf, section) in kept:
+                loads[u].append((0, -(-buffer_bytes(buf) // stream_bytes(target))))  # on chip
             elif isinstance(buf, BufferOp) and buf.from_dram:
                 moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
                 loads[u].append((latency, latency + math.ceil(moved)))
@@ -494,7 +549,7 @@ def allocate(
     )  # fmt: skip
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
-    floor = dram_floor(section, target)
+    floor = dram_floor(section, target, kept)
     frozen: set[UnitOp] = set()
     while True:
         length, path = alloc.critical_path()
@@ -515,13 +570,14 @@ def allocate(
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
         used = pcus - before + alloc.copies(pick)
-        if used > budget or total > target.num_pmus:
+        if used > budget or total > pmu_budget:
             alloc.level[pick] -= 1
             frozen.add(pick)
             continue
         pcus = used
         pmus.update(changed)
-    return {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+    factors = {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+    return factors, max(alloc.critical_path()[0], floor)
 
 
 def routes(section: SectionOp, target: Target) -> bool:
@@ -556,12 +612,20 @@ def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]])
             unit.properties.pop("parallel", None)
 
 
-def balance_section(section: SectionOp, target: Target) -> None:
+def balance_section(
+    section: SectionOp,
+    target: Target,
+    share: Share | None = None,
+    known: Frontiers | None = None,
+    first: dict[UnitOp, tuple[int, ...]] | None = None,
+) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
     and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
-    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
-    known: Frontiers = {}
-    factors = allocate(section, target, known=known)
+    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was. ``known``:
+    the units' frontiers found so far; ``first``: the first allocation, when already made
+    (``co_resident_shares`` made both)."""
+    known = {} if known is None else known
+    factors = allocate(section, target, known=known, share=share) if first is None else first
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
@@ -575,8 +639,76 @@ def balance_section(section: SectionOp, target: Target) -> None:
         used = sum(u.copies for u in units)
         budget = len(units) + int((used - len(units)) * SHRINK)
         set_factors(units, {})
-        factors = allocate(section, target, budget, known)
+        factors = allocate(section, target, budget, known, share)
     set_factors(units, {})
+
+
+@dataclass(frozen=True)
+class Share:
+    """What a section may take of a fabric it will hold with the program's other sections
+    (rule 3 of the module docstring): its PCUs and PMUs, and the symbols kept on chip."""
+
+    pcus: int
+    pmus: int
+    kept: frozenset[str]
+
+
+def co_resident_shares(
+    sections: Sequence[SectionOp], target: Target, known: Frontiers | None = None
+) -> tuple[list[Share] | None, list[dict[UnitOp, tuple[int, ...]]] | None]:
+    """Each section's ``Share`` when the sections, as they are, fit the target together (their
+    units and buffers; co-place-sections will try to keep them all on the fabric), else None.
+    The PCUs and PMUs left free are split evenly between the sections; the symbols expected on
+    chip are the state and the activations, gradients and spills that another section loads
+    (co-place-sections decides: this is the pass's estimate). ``known``: the units' frontiers,
+    kept for the balancing that follows. Also the first allocation of each section under the
+    answer, made by the way (None when not made)."""
+    known = {} if known is None else known
+    if len(sections) < 2:
+        return None, None
+    units = sum(1 for s in sections for op in s.body.block.ops if isinstance(op, UnitOp))
+    buffers = [op for s in sections for op in s.body.block.ops if isinstance(op, BufferOp)]
+    pmus = sum(resident_pmus(b, target) for b in buffers)
+    if units > target.num_pcus or pmus > target.num_pmus:
+        return None, None
+    loaded: set[str] = set()
+    kept: set[str] = set()
+    for s in sections:
+        for name, role in zip(s.arg_names, s.arg_roles, strict=True):
+            loaded.add(name.data)
+            if role.data.value in ("parameter", "buffer", "optimizer_state"):
+                kept.add(name.data)
+    for s in sections:
+        for name, role in zip(s.result_names, s.result_roles, strict=True):
+            if role.data.value in ("activation", "gradient", "spill") and name.data in loaded:
+                kept.add(name.data)
+    shares = []
+    n = len(sections)
+    for s in sections:
+        own = sum(1 for op in s.body.block.ops if isinstance(op, UnitOp))
+        own_pmus = sum(
+            resident_pmus(b, target) for b in s.body.block.ops if isinstance(b, BufferOp)
+        )
+        pcus = own + (target.num_pcus - units) // n
+        shares.append(Share(pcus, own_pmus + (target.num_pmus - pmus) // n, frozenset(kept)))
+    # Sharing pays when the step it gives (each section's critical path or on-chip DRAM floor,
+    # loaded once) beats the one without (each section with the whole fabric against its own
+    # DRAM floor, and a configuration latency a section run): e.g. not for GPT on sn10, whose
+    # sections each balance over all 640 PCUs.
+    load = perf.ns_to_cycles(target.config_latency_ns, target.clock_ghz)
+    shared = whole = 0
+    alone: list[dict[UnitOp, tuple[int, ...]]] = []
+    sharing: list[dict[UnitOp, tuple[int, ...]]] = []
+    for section, share in zip(sections, shares, strict=True):
+        factors, apart = allocation(section, target, known=known)
+        alone.append(factors)
+        factors, together = allocation(section, target, known=known, share=share)
+        sharing.append(factors)
+        if apart is None or together is None:
+            return None, None
+        whole += apart + load
+        shared += together
+    return (shares, sharing) if shared < whole else (None, alone)
 
 
 @dataclass(frozen=True)
@@ -600,5 +732,9 @@ class ParallelizeUnits(ModulePass):
             if factors is not None:
                 unit.properties["parallel"] = dense_i64(factors)
         if self.balance:
-            for section in [s for s in op.walk() if isinstance(s, SectionOp)]:
-                balance_section(section, target)
+            sections = [s for s in op.walk() if isinstance(s, SectionOp)]
+            known: Frontiers = {}  # a unit's frontier is the same whatever its section's share
+            shares, first = co_resident_shares(sections, target, known)
+            for k, section in enumerate(sections):
+                share = None if shares is None else shares[k]
+                balance_section(section, target, share, known, None if first is None else first[k])

@@ -64,17 +64,14 @@ from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     TARGET_ATTR,
-    SectionGraph,
     pass_target,
     recorded_placement,
     section_graph,
+    write_placement,
 )
 from compiler.passes.placement import PlacementError
-from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
-from dialects.pcu import PlacementAttr, StreamAttr, UnitOp
-from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
 
 
 @dataclass(frozen=True)
@@ -121,60 +118,3 @@ def place_section(section: SectionOp, target: Target) -> None:
         except PlacementError as err:
             raise PassFailedException(str(err)) from None
     write_placement(sg, result)
-
-
-def write_placement(sg: SectionGraph, result: placement.Placement) -> None:
-    """Write ``result``, a placement of ``sg.graph``, onto the section's units and buffers: a
-    PCU's slot and port routes; a parallel unit's copies' slots, its multicast streams (the
-    routes of a stream's legs joined) and one output route a copy; a buffer's slots, fill and
-    store routes (a parallel unit's result buffer has no fill: the copies' outputs)."""
-    count, nbanks = len(sg.units), len(sg.banks)
-    slots: dict[UnitOp | BufferOp, list[Coord]] = {
-        op: [slot] for op, slot in zip(sg.units, result.at[:count], strict=True)
-    }
-    for op, slot in zip(sg.banks, result.at[count : count + nbanks], strict=True):
-        slots[op].append(slot)
-    for (op, _), slot in zip(sg.copies, result.at[count + nbanks :], strict=True):
-        slots[op].append(slot)
-    port_routes: dict[UnitOp, list[RouteAttr | None]] = {
-        op: [None] * len(op.inputs) for op in sg.units if isinstance(op, UnitOp)
-    }
-    legs: dict[tuple[UnitOp, int, tuple[int, ...]], list[Coord]] = {}
-    outs: dict[UnitOp, dict[int, RouteAttr]] = {}
-    fills: dict[BufferOp, RouteAttr] = {}
-    stores: dict[BufferOp, RouteAttr] = {}
-    for sink, hops in zip(sg.sinks, result.routes, strict=True):
-        if sink.kind == "bank":
-            continue  # reserved by the placement; the PEF has no stream between a buffer's PMUs
-        if sink.kind == "leg":
-            assert isinstance(sink.op, UnitOp)
-            path = legs.setdefault((sink.op, sink.port, sink.copies), [])
-            path += hops[1:] if path else hops
-            continue
-        route = RouteAttr(hops)
-        if sink.kind == "out":
-            assert isinstance(sink.op, UnitOp)
-            outs.setdefault(sink.op, {})[sink.copies[0]] = route
-        elif sink.kind == "port":
-            assert isinstance(sink.op, UnitOp)
-            port_routes[sink.op][sink.port] = route
-        else:
-            assert isinstance(sink.op, BufferOp)
-            (fills if sink.kind == "fill" else stores)[sink.op] = route
-    streams: dict[UnitOp, list[StreamAttr]] = {}
-    for (op, port, copies), path in legs.items():
-        streams.setdefault(op, []).append(StreamAttr(port, copies, RouteAttr(path)))
-    for op in sg.units:  # replaces any earlier placement
-        if isinstance(op, UnitOp) and op.parallel is not None:
-            out = outs[op]
-            op.placement = PlacementAttr(
-                slots[op],
-                streams=streams.get(op, []),
-                out_routes=[out[k] for k in range(op.copies)],
-            )
-        elif isinstance(op, UnitOp):
-            routes = port_routes[op]
-            assert all(r is not None for r in routes), f"an input of {op.sym_name.data} unrouted"
-            op.placement = PlacementAttr(slots[op], [r for r in routes if r is not None])
-        else:
-            op.placement = BufferPlacementAttr(slots[op], fills.get(op), stores.get(op))

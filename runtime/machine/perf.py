@@ -116,8 +116,21 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
 5. **Loading a section** (``load_cycles``): before it runs, its configuration, the section's
    bytes in the PEF, is read from DRAM at ``dram_gbps``, and loading takes the target's fixed
    ``config_latency_ns`` more. A section is loaded every time it runs (a step runs its sections
-   in turn, so the fabric holds another one in between).
+   in turn, so the fabric holds another one in between), unless the sections are co-resident
+   (rule 7).
 6. ``cycles(section) = load + max(compute, pmu, dram, link)``, the largest named by ``bound``.
+7. **Co-resident sections** (``OnChip``, from the PEF's ``resident`` section,
+   ``runtime.pef.schema.Residency``): the fabric holds every section at once, so a section is
+   loaded once a run, not once a step: its ``load`` is reported apart (``first_load``, with the
+   first DRAM load of the on-chip state) and ``cycles(section) = max(compute, pmu, dram,
+   link)``, the steady step. A symbol kept on chip moves no DRAM bytes: a PMU loaded from it
+   is either its home (already holding it: its first element and its last are there at 0) or
+   filled by a hand-off, an on-chip copy from the home along the hand-off's route (its first
+   element after the route's hops, its last once its bytes have followed at one stream's
+   bytes a cycle; the route's links carry those bytes, rule 3; the copy writes the PMU's banks,
+   a cycle a word a bank, and reads the home's when the home is in the same section, rule 2).
+   A section output to an on-chip symbol is not stored: it is complete when its writer ends.
+   The batch, the hyperparameters, the loss and the outputs still cross DRAM (rule 4).
 
 The latencies are the target's figures (our assumptions for every preset, see
 ``runtime/machine/targets.py``), 0 when a target gives none.
@@ -132,7 +145,8 @@ cycle / peak)``, the fraction no mapping can beat with that much off-chip traffi
 
 Not modelled: control beyond the dependences (a unit starts as soon as its inputs are there),
 the DRAM latency of each tile of a streamed tensor (requests are pipelined), several DRAM
-channels' own bandwidths (one figure for all), and keeping a section loaded across runs.
+channels' own bandwidths (one figure for all), and keeping a section loaded across runs unless
+the sections are co-resident (rule 7).
 """
 
 from __future__ import annotations
@@ -160,7 +174,7 @@ from runtime.machine.targets import (
     peak_flops_per_cycle,
     stream_bytes,
 )
-from runtime.pef.schema import Access, Meta, Pcu, Section, Symbol, Target
+from runtime.pef.schema import Access, Meta, Pcu, Program, Residency, Section, Symbol, Target
 from runtime.pef.wire import encode_section
 
 # -- the counters of a unit -----------------------------------------------------------------------
@@ -408,6 +422,40 @@ def _unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int, lanes:
     )
 
 
+# -- symbols kept on chip (rule 7) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OnChip:
+    """What rule 7 needs of one co-resident section: the symbols kept on chip, the hand-offs
+    into its PMUs and the home PMUs it holds."""
+
+    symbols: frozenset[int]
+    """The symbols (indices into ``meta.symbols``) kept on chip."""
+    handoffs: Mapping[int, tuple[list[list[int]], int]] = field(default_factory=dict)
+    """PMU -> the hand-off filling it: its route's hops and the home PMU when the home is in
+    this section (-1: another section's)."""
+
+
+def on_chip(section: Section, resident: Residency | None) -> OnChip | None:
+    """Rule 7's view of ``section`` when the program's sections are co-resident, else None."""
+    if resident is None:
+        return None
+    handoffs: dict[int, tuple[list[list[int]], int]] = {}
+    for entry in resident.symbols:
+        for h in entry.handoffs:
+            if h.section == section.name:
+                home = entry.pmu if entry.section == section.name else -1
+                handoffs[h.pmu] = (h.hops, home)
+    return OnChip(frozenset(e.symbol for e in resident.symbols), handoffs)
+
+
+def _resident_pmu(section: Section, i: int, onchip: OnChip | None) -> bool:
+    """Whether PMU ``i`` of ``section`` is loaded from a symbol kept on chip."""
+    pmu = section.pmus[i]
+    return onchip is not None and pmu.source == "dram" and pmu.symbol in onchip.symbols
+
+
 # -- off-chip traffic -----------------------------------------------------------------------------
 
 
@@ -447,9 +495,10 @@ class Traffic:
         return self.bytes_in + self.bytes_out + self.spilled
 
 
-def pmu_loads(section: Section, target: Target) -> dict[int, int]:
+def pmu_loads(section: Section, target: Target, onchip: OnChip | None = None) -> dict[int, int]:
     """Off-chip bytes each PMU moves in one run (see the module docstring): a PMU loaded from
-    DRAM its loads, a PMU a PCU writes that does not fit its PMUs its spill (out and back)."""
+    DRAM its loads, a PMU a PCU writes that does not fit its PMUs its spill (out and back); a
+    PMU loaded from a symbol kept on chip none (rule 7)."""
     readers: dict[int, list[tuple[Pcu, list[int]]]] = {}
     for pcu in section.pcus:
         for port in pcu.inputs:
@@ -458,6 +507,9 @@ def pmu_loads(section: Section, target: Target) -> dict[int, int]:
     loads: dict[int, int] = {}
     for i, pmu in enumerate(section.pmus):
         size = nbytes(pmu.shape, pmu.dtype)
+        if _resident_pmu(section, i, onchip):
+            loads[i] = 0
+            continue
         if held(size, pmu.pmus, target.pmu_bytes):
             loads[i] = size if pmu.source == "dram" else 0
             continue
@@ -469,12 +521,16 @@ def pmu_loads(section: Section, target: Target) -> dict[int, int]:
     return loads
 
 
-def section_traffic(section: Section, symbols: Sequence[Symbol], target: Target) -> Traffic:
-    """Off-chip bytes of one run of ``section`` (see the module docstring)."""
-    loads = pmu_loads(section, target)
+def section_traffic(
+    section: Section, symbols: Sequence[Symbol], target: Target, onchip: OnChip | None = None
+) -> Traffic:
+    """Off-chip bytes of one run of ``section`` (see the module docstring): a symbol kept on
+    chip (rule 7) is neither loaded nor stored."""
+    loads = pmu_loads(section, target, onchip)
     bytes_in = sum(n for i, n in loads.items() if section.pmus[i].source == "dram")
     spilled = sum(n for i, n in loads.items() if section.pmus[i].source != "dram")
-    stores = [symbols[o.symbol] for o in section.outputs]
+    kept = onchip.symbols if onchip is not None else frozenset()
+    stores = [symbols[o.symbol] for o in section.outputs if o.symbol not in kept]
     bytes_out = sum(nbytes(sym.shape, sym.dtype) for sym in stores)
     return Traffic(bytes_in, bytes_out, spilled)
 
@@ -551,11 +607,21 @@ def read_blocks(
     return extent
 
 
+def handoff_bytes(section: Section, i: int) -> int:
+    """The bytes a hand-off into PMU ``i`` of ``section`` copies: its whole tensor."""
+    pmu = section.pmus[i]
+    return nbytes(pmu.shape, pmu.dtype)
+
+
 def unit_times(
-    section: Section, units: Sequence[UnitModel], target: Target, loads: Mapping[int, int]
+    section: Section,
+    units: Sequence[UnitModel],
+    target: Target,
+    loads: Mapping[int, int],
+    onchip: OnChip | None = None,
 ) -> tuple[UnitTime, ...]:
     """When each PCU of ``section`` runs (see the module docstring); ``loads``: each PMU's
-    off-chip bytes (``pmu_loads``)."""
+    off-chip bytes (``pmu_loads``); ``onchip``: the symbols kept on chip (rule 7)."""
     latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
     first_at: dict[int, int] = {}  # PMU -> its first element is there
@@ -564,6 +630,14 @@ def unit_times(
     tiled: set[int] = set()  # PMUs streamed from DRAM in tiles, in each reader's own order
     for i, pmu in enumerate(section.pmus):
         if pmu.source != "dram":
+            continue
+        if _resident_pmu(section, i, onchip):  # its home, or a copy from it (rule 7)
+            assert onchip is not None
+            handoff = onchip.handoffs.get(i)
+            hops = len(handoff[0]) - 1 if handoff is not None else 0
+            copy = -(-handoff_bytes(section, i) // stream_bytes(target)) if handoff else 0
+            first_at[i], all_at[i] = hops, hops + copy
+            written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
             continue
         first_at[i] = latency
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
@@ -596,15 +670,22 @@ def unit_times(
 
 
 def compute_cycles(
-    section: Section, times: Sequence[UnitTime], target: Target, loads: Mapping[int, int]
+    section: Section,
+    times: Sequence[UnitTime],
+    target: Target,
+    loads: Mapping[int, int],
+    onchip: OnChip | None = None,
 ) -> int:
     """When the last unit of ``section`` ends, or the last output reaches DRAM (a DRAM
-    latency after its PMU is complete)."""
+    latency after its PMU is complete; an output kept on chip is not stored, rule 7)."""
     latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
     done = max((t.end for t in times), default=0)
     writer = {pcu.out_pmu: t.end for pcu, t in zip(section.pcus, times, strict=True)}
+    kept = onchip.symbols if onchip is not None else frozenset()
     for out in section.outputs:
+        if out.symbol in kept:
+            continue
         complete = writer.get(out.pmu)
         if complete is None:  # a PMU loaded from DRAM and stored again (a PCU-less piece)
             load = loads.get(out.pmu, 0)
@@ -618,11 +699,14 @@ def route_bytes(
     units: Sequence[UnitModel],
     symbols: Sequence[Symbol],
     loads: Mapping[int, int],
+    onchip: OnChip | None = None,
 ) -> list[int]:
     """Bytes each route of ``section`` carries in one run: a load its PMU's off-chip bytes, a
-    store its symbol's bytes, a stream into a PCU the vectors times the elements its ports read
-    (shared evenly by the routes between the same PMU and PCU; a multicast carries one copy's
-    port once), a stream out of a PCU its output (one copy's, a route a copy)."""
+    store its symbol's bytes (none for a symbol kept on chip, rule 7), a stream into a PCU the
+    vectors times the elements its ports read (shared evenly by the routes between the same PMU
+    and PCU; a multicast carries one copy's port once), a stream out of a PCU its output (one
+    copy's, a route a copy)."""
+    kept = onchip.symbols if onchip is not None else frozenset()
     port_bytes: dict[tuple[int, int], list[int]] = {}  # (pmu, pcu) -> bytes of each port
     out_bytes: list[int] = []
     for i, unit in enumerate(units):
@@ -644,7 +728,7 @@ def route_bytes(
         if src == "dram":
             carried.append(loads.get(b, 0))
         elif dst == "dram":
-            carried.append(nbytes(symbols[b].shape, symbols[b].dtype))
+            carried.append(0 if b in kept else nbytes(symbols[b].shape, symbols[b].dtype))
         elif src == "pmu" and route.taps:
             carried.append(max(port_bytes.get((a, b), [0])))
         elif src == "pmu":
@@ -655,15 +739,23 @@ def route_bytes(
     return carried
 
 
-def link_cycles(section: Section, carried: Sequence[int], target: Target) -> int:
+def link_cycles(
+    section: Section,
+    carried: Sequence[int],
+    target: Target,
+    extra: Sequence[tuple[list[list[int]], int]] = (),
+) -> int:
     """The cycles the busiest switch-to-switch link needs for the bytes of every route through
     it, at one stream's bytes a cycle: the streams on a link share its bandwidth. Routes on the
-    scalar network are on no vector link."""
+    scalar network are on no vector link. ``extra``: more routes (hops, bytes), the hand-offs
+    into the section's PMUs (rule 7)."""
     load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
-    for route, moved in zip(section.routes, carried, strict=True):
-        if route.scalar:  # on the scalar network: no vector link
+    routes = [(r.hops, moved) for r, moved in zip(section.routes, carried, strict=True)]
+    scalar = [r.scalar for r in section.routes] + [False] * len(extra)
+    for (hops, moved), on_scalar in zip([*routes, *extra], scalar, strict=True):
+        if on_scalar:  # on the scalar network: no vector link
             continue
-        for a, b in zip(route.hops, route.hops[1:], strict=False):
+        for a, b in zip(hops, hops[1:], strict=False):
             link = ((a[0], a[1]), (b[0], b[1]))
             load[link] = load.get(link, 0) + moved
     return -(-max(load.values(), default=0) // stream_bytes(target))
@@ -712,9 +804,10 @@ class SectionModel:
     link_cycles: int
     """The busiest link's bytes at one stream's bytes a cycle."""
     load_cycles: int
-    """Loading the section's configuration, before it runs."""
+    """Loading the section's configuration, before it runs (once a run when co-resident)."""
     cycles: int
-    """``load_cycles`` plus the largest of compute, PMU, DRAM and link cycles."""
+    """``load_cycles`` plus the largest of compute, PMU, DRAM and link cycles (without
+    ``load_cycles`` when co-resident: rule 7)."""
     bound: str
     """What sets the section's time: "compute" (its PCUs), "pmu", "dram" or "link"."""
     flops: int
@@ -724,6 +817,8 @@ class SectionModel:
     dram_bytes_per_cycle: float
     times: tuple[UnitTime, ...] = ()
     """When each PCU runs (``unit_times``), in the order of ``units``."""
+    resident: bool = False
+    """Co-resident with the program's other sections (rule 7): loaded once a run."""
 
     @property
     def dram_bytes(self) -> int:
@@ -760,9 +855,11 @@ def _links(section: Section) -> int:
     return len(links)
 
 
-def model_section(section: Section, meta: Meta) -> SectionModel:
-    """The model of one run of ``section`` of a program whose meta is ``meta``."""
+def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
+    """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
+    the program's co-residency (rule 7), if it has one."""
     target = meta.target
+    onchip = on_chip(section, resident)
     in_hops: dict[int, int] = {}
     for route in section.routes:
         if route.dst[0] == "pcu":
@@ -779,9 +876,9 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         done = start + unit.fill
         ready[pcu.out_pmu] = max(ready.get(pcu.out_pmu, 0), done)
         fill = max(fill, done)
-    loads = pmu_loads(section, target)
-    timeline = unit_times(section, units, target, loads)
-    compute = compute_cycles(section, timeline, target, loads)
+    loads = pmu_loads(section, target, onchip)
+    timeline = unit_times(section, units, target, loads, onchip)
+    compute = compute_cycles(section, timeline, target, loads, onchip)
     streams: dict[tuple[int, int], int] = {}  # (pmu, pcu) -> multicast routes between them
     for route in section.routes:
         if route.taps and route.src[0] == "pmu":
@@ -794,18 +891,27 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
             times = unit.copies if port.port < 0 else streams.get((port.pmu, i), 1)
             reads = 1 if port.register else vectors * port.bank_cycles  # a register: one read
             busy[port.pmu] = busy.get(port.pmu, 0) + reads * times
+    handoffs: list[tuple[list[list[int]], int]] = []
+    for i, (hops, home) in (onchip.handoffs if onchip is not None else {}).items():
+        buffer = section.pmus[i]  # a copy writes its banks (and reads its home's), a word a bank
+        words = -(-math.prod(buffer.shape) // ELEMENT_TYPES[buffer.dtype].per_lane)
+        for at in (i, home) if home >= 0 else (i,):
+            banks = max(1, section.pmus[at].banks)
+            busy[at] = busy.get(at, 0) + -(-words // banks)
+        handoffs.append((hops, handoff_bytes(section, i)))
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
-    traffic = section_traffic(section, meta.symbols, target)
+    traffic = section_traffic(section, meta.symbols, target, onchip)
     per_cycle = dram_bytes_per_cycle(target)
     dram = 0
     if traffic.total and math.isfinite(per_cycle):
         latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
         dram = latency + math.ceil(traffic.total / per_cycle)
-    links = link_cycles(section, route_bytes(section, units, meta.symbols, loads), target)
+    carried = route_bytes(section, units, meta.symbols, loads, onchip)
+    links = link_cycles(section, carried, target, handoffs)
     bounds = {"compute": compute, "dram": dram, "pmu": pmu, "link": links}
     bound = max(bounds, key=lambda k: bounds[k])  # the first of the largest
     load = load_cycles(section, target)
-    cycles = load + bounds[bound]
+    cycles = bounds[bound] + (0 if onchip is not None else load)  # co-resident: loaded once
     return SectionModel(
         section=section.name,
         units=units,
@@ -829,7 +935,33 @@ def model_section(section: Section, meta: Meta) -> SectionModel:
         peak_flops_per_cycle=peak_flops_per_cycle(target, peak_dtype(meta.precision())),
         dram_bytes_per_cycle=per_cycle,
         times=timeline,
+        resident=onchip is not None,
     )
+
+
+def program_models(program: Program) -> list[SectionModel]:
+    """The model of one run of every section of ``program``, in run order (rule 7 applied to
+    co-resident sections)."""
+    return [model_section(s, program.meta, program.resident) for s in program.sections]
+
+
+def first_load_cycles(program: Program, models: Sequence[SectionModel]) -> int:
+    """Rule 7's one-time cost of a run of co-resident sections, before the first step: every
+    section's configuration (``load_cycles``, one DRAM request and one configuration latency
+    each) and the on-chip symbols a step reads before writing them (the state, loaded from
+    DRAM into their homes once: their bytes at the DRAM bandwidth). 0 without co-residency."""
+    resident = program.resident
+    if resident is None:
+        return 0
+    meta = program.meta
+    state = 0
+    for entry in resident.symbols:
+        symbol = meta.symbols[entry.symbol]
+        if symbol.role in ("parameter", "buffer", "optimizer_state"):
+            state += nbytes(symbol.shape, symbol.dtype)
+    per_cycle = dram_bytes_per_cycle(meta.target)
+    read = math.ceil(state / per_cycle) if state and math.isfinite(per_cycle) else 0
+    return sum(m.load_cycles for m in models) + read
 
 
 # -- counters of a run ----------------------------------------------------------------------------
@@ -880,9 +1012,11 @@ class SectionCounters:
         return self.model.cycles * self.runs
 
 
-def section_counters(section: Section, meta: Meta) -> SectionCounters:
-    """Fresh counters (no run yet) of ``section``."""
-    return SectionCounters(model_section(section, meta))
+def section_counters(
+    section: Section, meta: Meta, resident: Residency | None = None
+) -> SectionCounters:
+    """Fresh counters (no run yet) of ``section`` (``resident``: the program's co-residency)."""
+    return SectionCounters(model_section(section, meta, resident))
 
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))

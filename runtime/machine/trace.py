@@ -41,7 +41,7 @@ from typing import Any
 import msgspec
 
 from runtime.machine.atomic import atomic_write_bytes
-from runtime.machine.perf import SectionModel, model_section
+from runtime.machine.perf import SectionModel, program_models
 from runtime.pef.schema import Program, Section
 
 DETAIL_RUNS = 4
@@ -131,7 +131,7 @@ class TraceBuilder:
         self.program = program
         self.events: list[dict[str, Any]] = []
         if models is None:
-            models = [model_section(s, program.meta) for s in program.sections]
+            models = program_models(program)
         self.models = {s.name: m for s, m in zip(program.sections, models, strict=True)}
         self.index = {s.name: i for i, s in enumerate(program.sections)}
         self.starts = {s.name: unit_starts(s, self.models[s.name]) for s in program.sections}

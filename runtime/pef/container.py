@@ -4,7 +4,8 @@ Layout (little endian, see docs/design.md)::
 
     0   8  magic  b"RDUPEF\\0\\1"
     8   2  format version (u16, currently 2; 1: payload Structs as msgpack maps, refused)
-    10  2  flags (u16; bit 0: inference; bit 1: the last section is "weights")
+    10  2  flags (u16; bit 0: inference; bit 1: the last section is "weights"; bit 2: a
+           section "resident" follows the program's sections, before "weights")
     12  4  section count N (u32)
     16  4  crc32 of bytes [0, 16) and the section table
     20  N * 40 section table: name (24 bytes ascii, zero padded), offset u64, size u32, crc32 u32
@@ -14,6 +15,10 @@ Every byte of a PEF is covered by a checksum: the header and table by the header
 by its own, and the payloads must tile the rest of the file exactly (no gaps, no trailing bytes).
 An inference PEF compiled with weights (``rdu-compile --weights``) sets flag bit 1 and ends with
 a section named ``weights`` (``schema.Weights``); without the flag no section has that name.
+A PEF whose sections are co-resident (``schema.Residency``) sets flag bit 2 and has a section
+named ``resident`` after its program sections; without the flag no section has that name. (The
+flag is new in format 2 without a version change: a PEF without it is byte for byte what it
+was, and a runtime that does not know the flag refuses the PEF as having unknown flags.)
 Decoding is typed (msgspec against ``schema``), so loading a PEF never runs code from it, and is
 followed by ``validate``. Every refusal is a ``PefError``.
 """
@@ -42,7 +47,10 @@ refused with "recompile": PEFs are build products of their model.py, and reading
 keep a second schema alive for files that one ``rdu-compile`` replaces."""
 FLAG_INFERENCE = 0x1
 FLAG_WEIGHTS = 0x2
-KNOWN_FLAGS = FLAG_INFERENCE | FLAG_WEIGHTS
+FLAG_RESIDENT = 0x4
+KNOWN_FLAGS = FLAG_INFERENCE | FLAG_WEIGHTS | FLAG_RESIDENT
+RESIDENT = "resident"
+"""The name of the co-residency section (``schema.Residency``), after the program sections."""
 WEIGHTS = "weights"
 """The name of the embedded weights' section (``schema.Weights``), last in the table."""
 
@@ -59,6 +67,7 @@ _encoder = msgspec.msgpack.Encoder()
 _meta_decoder = msgspec.msgpack.Decoder(schema.Meta)
 _section_decoder = msgspec.msgpack.Decoder(PackedSection)
 _weights_decoder = msgspec.msgpack.Decoder(schema.Weights)
+_resident_decoder = msgspec.msgpack.Decoder(schema.Residency)
 
 
 def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
@@ -68,6 +77,9 @@ def encode_pef(program: schema.Program, *, check: bool = True) -> bytes:
     payloads = [("meta", _encoder.encode(program.meta))]
     payloads += [(s.name, encode_section(s)) for s in program.sections]
     flags = FLAG_INFERENCE if program.meta.inference else 0
+    if program.resident is not None:
+        payloads.append((RESIDENT, _encoder.encode(program.resident)))
+        flags |= FLAG_RESIDENT
     if program.weights is not None:
         payloads.append((WEIGHTS, _encoder.encode(program.weights)))
         flags |= FLAG_WEIGHTS
@@ -145,9 +157,19 @@ def decode_pef(data: bytes) -> schema.Program:
     if WEIGHTS in names[: count - 1 if has_weights else count]:
         where = "before the last section" if has_weights else "without the weights flag"
         raise PefError(f"section '{WEIGHTS}' appears {where} (flags at offset 10)")
+    has_resident = bool(flags & FLAG_RESIDENT)
+    at = count - 1 - (1 if has_weights else 0)  # the resident section's index, if any
+    if has_resident and (at < 1 or names[at] != RESIDENT):
+        raise PefError(
+            f"flags (offset 10) say the sections are co-resident but section '{names[at]}' is "
+            f"not '{RESIDENT}' (it follows the program's sections)"
+        )
+    if RESIDENT in names and not has_resident:
+        raise PefError(f"section '{RESIDENT}' appears without the resident flag (offset 10)")
     meta: schema.Meta | None = None
     sections: list[schema.Section] = []
     weights: schema.Weights | None = None
+    resident: schema.Residency | None = None
     for index, (name, offset, size, crc) in enumerate(entries):
         payload = data[offset : offset + size]
         if zlib.crc32(payload) != crc:
@@ -160,6 +182,9 @@ def decode_pef(data: bytes) -> schema.Program:
         if has_weights and index == count - 1:
             weights = _decode_payload(_weights_decoder, name, payload)
             continue
+        if has_resident and index == at:
+            resident = _decode_payload(_resident_decoder, name, payload)
+            continue
         section = unpack_section(_decode_payload(_section_decoder, name, payload))
         if section.name != name:
             raise PefError(f"section '{name}': payload is named '{section.name}'")
@@ -170,7 +195,7 @@ def decode_pef(data: bytes) -> schema.Program:
             f"flags (offset 10) say {'inference' if flags & FLAG_INFERENCE else 'training'} "
             f"but section 'meta' says {'inference' if meta.inference else 'training'}"
         )
-    program = schema.Program(meta=meta, sections=sections, weights=weights)
+    program = schema.Program(meta=meta, sections=sections, weights=weights, resident=resident)
     validate(program)
     return program
 

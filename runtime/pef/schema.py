@@ -337,6 +337,41 @@ class Weights(Payload, frozen=True):
     tensors: list[WeightTensor]
 
 
+class Handoff(Payload, frozen=True):
+    """An on-chip copy of a resident symbol from its home into the PMU of a section that reads
+    it: before ``section`` runs, the home's PMUs stream the symbol into that section's PMU
+    ``pmu`` (one loaded from DRAM under the symbol's name outside co-residency) along ``hops``
+    (switches, from the home PMU's slot's switch to ``pmu``'s), instead of a DRAM load."""
+
+    section: str
+    pmu: int
+    hops: list[list[int]]
+
+
+class ResidentSymbol(Payload, frozen=True):
+    """A DRAM symbol kept on chip across the co-resident sections and across steps: its value
+    lives in the PMUs of its home, PMU ``pmu`` of section ``section`` (the PMU the last section
+    of a step to write it stores from, or for a symbol no section writes the first one to load
+    it). The first run loads it from DRAM once; a checkpoint reads it out of the home's PMUs
+    (through the home's store route); no step moves it through DRAM."""
+
+    symbol: int
+    section: str
+    pmu: int
+    handoffs: list[Handoff] = []
+
+
+class Residency(Payload, frozen=True):
+    """The ``resident`` section of a PEF whose sections are co-resident (container flag bit 2):
+    every section of the program sits on the fabric at once, on units of its own (no PCU or PMU
+    slot shared between two sections), its routes and the hand-offs' routes within the links'
+    capacity together, so the fabric is configured once per run, not once per section run; the
+    ``symbols`` are kept on chip (``ResidentSymbol``); every other symbol (the batch, the loss,
+    the outputs, the hyperparameters) still crosses DRAM."""
+
+    symbols: list[ResidentSymbol]
+
+
 class Program(msgspec.Struct, frozen=True):
     """A whole PEF, decoded: meta plus sections in run order, and the embedded weights of an
     inference PEF that has them (the container's ``weights`` section, last; else None)."""
@@ -344,3 +379,5 @@ class Program(msgspec.Struct, frozen=True):
     meta: Meta
     sections: list[Section]
     weights: Weights | None = None
+    resident: Residency | None = None
+    """The container's ``resident`` section: the sections are co-resident (``Residency``)."""

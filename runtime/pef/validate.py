@@ -28,6 +28,15 @@ the scalar network (``Route.scalar``) exactly when the target has one
 a register port, takes no room on the vector links, and a scalar link carries the values of at
 most ``target.scalar_link_capacity`` PMUs (``rules.link_loads``: one PMU's routes share a
 track).
+
+Co-resident sections (``Program.resident``, ``schema.Residency``): every section on units of
+its own (no PCU or PMU slot, copies' and buffers' extra slots included, in two sections), all
+their routes and the hand-offs' routes within the links' capacity together (they are configured
+at once). A resident symbol is a state, activation, gradient or spill symbol, listed once; its
+home is a PMU of a section bound to it (loaded from it, or stored to it) that holds it whole;
+each hand-off goes into a PMU of a section loaded from that symbol, along a route from the
+home's switch to that PMU's; every PMU of every section loaded from a resident symbol is its
+home or fed by a hand-off, and holds it whole.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from runtime.pef.schema import (
     Pcu,
     Pmu,
     Program,
+    Residency,
     Route,
     Section,
     Symbol,
@@ -99,6 +109,8 @@ def validate(program: Program) -> None:
     _check_collectives(program)
     _check_non_persistent(meta)
     _check_weights(program)
+    if program.resident is not None:
+        _check_residency(program, program.resident)
 
 
 def _check_sections(program: Program) -> None:
@@ -240,6 +252,124 @@ def _check_weights(program: Program) -> None:
     for i, sym in enumerate(meta.symbols):
         if sym.role in ("parameter", "buffer") and i not in non_persistent and i not in seen:
             raise PefError(f"weights: no values for {sym.role} '{sym.name}' (symbol {i})")
+
+
+RESIDENT_ROLES = ("parameter", "buffer", "optimizer_state", "activation", "gradient", "spill")
+"""The roles of symbols that may stay on chip: the batch, the hyperparameters, the loss and the
+outputs cross DRAM, the host giving or taking them every step."""
+
+
+def _check_residency(program: Program, resident: Residency) -> None:
+    """The co-residency of ``program``'s sections (see the module docstring)."""
+    meta, t = program.meta, program.meta.target
+    sections = {s.name: s for s in program.sections}
+    taken: dict[tuple[int, int], str] = {}  # slot -> the unit that holds it
+
+    def take(at: list[int], what: str) -> None:
+        slot = (at[0], at[1])
+        if slot in taken:
+            raise PefError(f"resident: slot {list(slot)} is both {taken[slot]}'s and {what}'s")
+        taken[slot] = what
+
+    for s in program.sections:
+        for i, pcu in enumerate(s.pcus):
+            for at in [pcu.at, *pcu.more_at]:
+                take(at, f"section '{s.name}' pcu {i} '{pcu.name}'")
+        for i, pmu in enumerate(s.pmus):
+            for at in [pmu.at, *pmu.more_at]:
+                take(at, f"section '{s.name}' pmu {i} '{pmu.name}'")
+    routes: list[tuple[list[list[int]], int | None]] = []
+    base = 0  # a scalar route's PMU, numbered across the sections
+    for s in program.sections:
+        routes += [(r.hops, base + r.src[1] if r.scalar else None) for r in s.routes]
+        base += len(s.pmus)
+    fed: set[tuple[str, int]] = set()  # (section, pmu) holding a resident symbol
+    seen: set[int] = set()
+    for entry in resident.symbols:
+        nsym = len(meta.symbols)
+        if not 0 <= entry.symbol < nsym:
+            raise PefError(f"resident: symbol {_out_of(entry.symbol, nsym)}")
+        sym = meta.symbols[entry.symbol]
+        where = f"resident: symbol '{sym.name}'"
+        if entry.symbol in seen:
+            raise PefError(f"{where} is listed twice")
+        seen.add(entry.symbol)
+        if sym.role not in RESIDENT_ROLES:
+            raise PefError(f"{where} has role '{sym.role}', which crosses DRAM every step")
+        home = _resident_pmu(sections, entry.section, entry.pmu, where + " (home)", t)
+        stored = any(
+            o.symbol == entry.symbol and o.pmu == entry.pmu for o in sections[entry.section].outputs
+        )
+        if home.symbol != entry.symbol and not stored:
+            raise PefError(
+                f"{where}: its home, section '{entry.section}' pmu {entry.pmu}, is neither "
+                "loaded from it nor stored to it"
+            )
+        if home.source == "dram":
+            fed.add((entry.section, entry.pmu))
+        for k, handoff in enumerate(entry.handoffs):
+            label = f"{where} hand-off {k}"
+            pmu = _resident_pmu(sections, handoff.section, handoff.pmu, label, t)
+            if pmu.source != "dram" or pmu.symbol != entry.symbol:
+                raise PefError(
+                    f"{label}: section '{handoff.section}' pmu {handoff.pmu} is not loaded "
+                    f"from '{sym.name}'"
+                )
+            if (handoff.section, handoff.pmu) in fed:
+                raise PefError(f"{label}: section '{handoff.section}' pmu {handoff.pmu} fed twice")
+            fed.add((handoff.section, handoff.pmu))
+            hops = handoff.hops
+            for h, hop in enumerate(hops):
+                if len(hop) != 2 or not (0 <= hop[0] <= t.cols and 0 <= hop[1] <= t.rows):
+                    raise PefError(f"{label}: hop {h} {hop} is outside the switch grid")
+                if h and not adjacent((hops[h - 1][0], hops[h - 1][1]), (hop[0], hop[1])):
+                    raise PefError(f"{label}: hop {h} {hop} is not adjacent to hop {h - 1}")
+            if not hops or hops[0] != list(home.at) or hops[-1] != list(pmu.at):
+                raise PefError(
+                    f"{label}: must go from switch {list(home.at)} (the home) to "
+                    f"{list(pmu.at)} (section '{handoff.section}' pmu {handoff.pmu})"
+                )
+            routes.append((hops, None))
+    for s in program.sections:
+        for i, pmu in enumerate(s.pmus):
+            if pmu.source == "dram" and pmu.symbol in seen and (s.name, i) not in fed:
+                name = meta.symbols[pmu.symbol].name
+                raise PefError(
+                    f"resident: section '{s.name}' pmu {i} loads on-chip symbol '{name}' but "
+                    "is neither its home nor fed by a hand-off"
+                )
+    vector, scalar = link_loads(routes)
+    for (a, b), n in vector.items():
+        if n > t.link_capacity:
+            raise PefError(
+                f"resident: link {list(a)} -> {list(b)} carries {n} routes of the co-resident "
+                f"sections, capacity {t.link_capacity}"
+            )
+    for (a, b), n in scalar.items():
+        if n > t.scalar_link_capacity:
+            raise PefError(
+                f"resident: scalar link {list(a)} -> {list(b)} carries the values of {n} PMUs "
+                f"of the co-resident sections, capacity {t.scalar_link_capacity}"
+            )
+
+
+def _resident_pmu(
+    sections: dict[str, Section], name: str, index: int, where: str, t: Target
+) -> Pmu:
+    """PMU ``index`` of section ``name``, checked to exist and to hold its tensor whole."""
+    section = sections.get(name)
+    if section is None:
+        raise PefError(f"{where}: no section '{name}'")
+    if not 0 <= index < len(section.pmus):
+        raise PefError(f"{where}: section '{name}' pmu {_out_of(index, len(section.pmus))}")
+    pmu = section.pmus[index]
+    size = numel(pmu.shape) * DTYPE_BYTES[pmu.dtype]
+    if not held(size, pmu.pmus, t.pmu_bytes):
+        raise PefError(
+            f"{where}: section '{name}' pmu {index} '{pmu.name}' ({size} bytes) is streamed in "
+            f"tiles through {pmu.pmus} PMUs, it cannot keep the symbol on chip"
+        )
+    return pmu
 
 
 class _SectionChecker:

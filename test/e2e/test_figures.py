@@ -167,8 +167,6 @@ def test_mlp_training_step_at_batch_256_on_sn10() -> None:
     total = report["total"]
     assert total["flops"] > 10e6
     assert total["fraction_of_peak"] >= 0.0015
-    # What the step's off-chip traffic allows at most: far below 20% on sn10.
-    assert total["roofline_fraction"] < 0.02
     # Whatever the mapping: even if parameters, optimizer state and activations never left the
     # chip, the batch itself (256 x 64 f32 inputs, 256 i64 targets) must come in from DRAM.
     target = get_target("sn10")
@@ -176,3 +174,7 @@ def test_mlp_training_step_at_batch_256_on_sn10() -> None:
     dram_cycles = batch_bytes / (target.dram_gbps / target.clock_ghz)
     compute_cycles = total["flops"] / target.peak_flops_per_cycle
     assert compute_cycles / dram_cycles < 0.16  # < 20%: the MLP's goal cannot be met
+    # What the step's own off-chip traffic allows at most: under that bound (co-resident, the
+    # step moves the batch twice, the output and the loss: 7%; 1.8% when every section's
+    # symbols crossed DRAM).
+    assert total["roofline_fraction"] < compute_cycles / dram_cycles

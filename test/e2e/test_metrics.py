@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import MLP, tool
 
-from runtime.machine.perf import model_section
+from runtime.machine.perf import program_models
 from runtime.pef import read_pef
 from tools.cli import ToolError
 from tools.metrics_log import HEADER, MetricsLog, MetricsRow
@@ -38,7 +38,7 @@ def test_a_run_and_its_resume_write_one_history(mlp_pef: Path, tmp_path: Path) -
     rows = _rows(path)
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
     program = read_pef(mlp_pef)
-    step_seconds = sum(model_section(s, program.meta).seconds for s in program.sections)
+    step_seconds = sum(m.seconds for m in program_models(program))  # co-resident: rule 7
     for row in rows:  # the printed line's figures
         assert f"step {row['step']} epoch {row['epoch']} loss {float(row['loss']):.4f} acc " \
                f"{float(row['accuracy']):.3f}" in printed  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import MLP, tool
 
-from runtime.machine.perf import model_section
+from runtime.machine.perf import program_models
 from runtime.pef import read_pef
 
 SMALL = """\
@@ -36,8 +36,13 @@ def test_compile_writes_the_report(mlp_pef: Path) -> None:
     assert report["target"]["name"] == "plasticine"
     assert report["target"]["peak_flops"] == 64 * 16 * 6 * 2 * 1e9
     assert [s["name"] for s in report["sections"]] == ["forward", "backward", "optimizer"]
-    for entry, section in zip(report["sections"], program.sections, strict=True):
-        model = model_section(section, program.meta)  # the report is the model of the PEF
+    models = program_models(program)  # the report is the model of the PEF (co-resident here)
+    assert program.resident is not None and report["resident"]["sections"] == [
+        "forward",
+        "backward",
+        "optimizer",
+    ]
+    for entry, section, model in zip(report["sections"], program.sections, models, strict=True):
         assert entry["cycles"] == model.cycles > 0
         assert entry["flops"] == model.flops > 0
         assert entry["offchip_bytes"]["total"] == model.dram_bytes > 0

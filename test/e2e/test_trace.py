@@ -29,7 +29,7 @@ import pytest
 from e2e_helpers import MLP, tool
 
 from runtime.distributed import Communicator, TimedCommunicator
-from runtime.machine.perf import model_section
+from runtime.machine.perf import program_models
 from runtime.machine.trace import DETAIL_RUNS, RunRecorder, TraceBuilder, run_trace
 from runtime.pef import read_pef
 
@@ -113,8 +113,7 @@ def test_the_trace_of_a_training_run(run_trace_path: Path, mlp_pef: Path) -> Non
     runs = doc["otherData"]["section_runs"]
     assert runs["backward"] == runs["optimizer"] == STEPS and runs["forward"] >= STEPS
     modelled_end = 0.0
-    for section in program.sections:
-        model = model_section(section, program.meta)
+    for section, model in zip(program.sections, program_models(program), strict=True):
         pid = next(p for p, n in processes.items() if n == f"section {section.name} (modelled)")
         names = {tid: n for (p, tid), n in threads.items() if p == pid}
         expected = {RUNS: "runs", DRAM: "DRAM"}
@@ -161,7 +160,7 @@ def test_the_trace_of_a_compile_is_one_modelled_step(mlp_pef: Path) -> None:
     )  # no host: nothing ran
     runs = [e for (p, t), es in tracks.items() if t == RUNS for e in es]
     assert sorted(e["name"] for e in runs) == sorted(s.name for s in program.sections)
-    cycles = sum(model_section(s, program.meta).cycles for s in program.sections)
+    cycles = sum(m.cycles for m in program_models(program))  # co-resident: rule 7
     clock = program.meta.target.clock_ghz
     assert doc["otherData"]["modelled_step_us"] == pytest.approx(cycles / (clock * 1e3))
 

@@ -479,3 +479,31 @@ def linear_program(batch: int, k: int, n: int, optimizer: str | None = "sgd") ->
     opt.store("weight.exp_avg", new_m)
     opt.store("weight.exp_avg_sq", new_v)
     return p.build(optimizer="adamw")
+
+
+def co_resident_relus(*, with_resident: bool = True, second_at: int = 8) -> schema.Program:
+    """Two forward sections on units of their own: ``h = relu(x)`` then ``y = relu(h)``, with
+    ``h`` (an activation) kept on chip: its home is the first section's output PMU (slot
+    (1, 0)), a hand-off copies it into the second section's PMU (slot (8, 0)) along 7 hops.
+    ``second_at``: the column of the second section's first unit."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 16])
+    p.symbol("h", [64, 16], role="activation")
+    p.symbol("y", [64, 16], role="output")
+    zero = st("const", imm=0.0)
+    first = p.section("forward")
+    h = first.pcu("relu", [64, 16], [(first.load("x"), 0, [16, 1])],
+                  [zero, st("max", 0, 1)], [64, 16])  # fmt: skip
+    first.store("h", h)
+    second = p.section("forward.1", "forward")
+    second._slot = second_at  # units of its own
+    y = second.pcu("relu2", [64, 16], [(second.load("h"), 0, [16, 1])],
+                   [zero, st("max", 0, 1)], [64, 16])  # fmt: skip
+    second.store("y", y)
+    program = p.build()
+    if not with_resident:
+        return program
+    hops = [[x, 0] for x in range(1, second_at + 1)]
+    handoff = schema.Handoff(section="forward.1", pmu=0, hops=hops)
+    entry = schema.ResidentSymbol(symbol=1, section="forward", pmu=1, handoffs=[handoff])
+    return replace(program, resident=schema.Residency(symbols=[entry]))

@@ -152,8 +152,11 @@ def test_payloads_are_arrays_not_maps() -> None:
 
 def test_refuses_unknown_flags_and_flag_meta_mismatch() -> None:
     data = bytearray(encode_pef(training_program()))
-    struct.pack_into("<H", data, 10, 4)
-    with pytest.raises(PefError, match="unknown flags 0x0004"):
+    struct.pack_into("<H", data, 10, 8)
+    with pytest.raises(PefError, match="unknown flags 0x0008"):
+        decode_pef(bytes(refresh_header_crc(data)))
+    struct.pack_into("<H", data, 10, 4)  # co-resident, but no "resident" section follows
+    with pytest.raises(PefError, match="co-resident but section 'optimizer' is not 'resident'"):
         decode_pef(bytes(refresh_header_crc(data)))
     struct.pack_into("<H", data, 10, 1)
     with pytest.raises(PefError, match="flags .* say inference but section 'meta' says training"):

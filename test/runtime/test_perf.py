@@ -12,12 +12,22 @@ from __future__ import annotations
 import math
 
 import pytest
-from pefkit import TARGET, ProgramBuilder, matmul_program, parallel_matmul_program, replace, st
+from pefkit import (
+    TARGET,
+    ProgramBuilder,
+    co_resident_relus,
+    matmul_program,
+    parallel_matmul_program,
+    replace,
+    st,
+)
 
 from runtime.machine.perf import (
     bank_cycles,
+    first_load_cycles,
     format_report,
     model_section,
+    program_models,
     section_counters,
     streamed_bytes,
     unroll_counter,
@@ -482,3 +492,42 @@ def test_dram_latency_delays_the_first_input_and_the_last_output() -> None:
     assert t.end == 50 + 4096 + 8
     assert m.compute_cycles == 50 + 4096 + 8 + 50
     assert m.dram_cycles == 50 + 8192 and m.bound == "dram"
+
+
+def test_co_resident_sections_load_once_and_keep_their_symbols_on_chip() -> None:
+    # A byte a cycle of DRAM (2 GB/s at 2 GHz), 200 cycles of configuration latency, 64 bytes a
+    # cycle on a stream (16 f32 lanes); x, h and y are 4096 bytes each.
+    program = with_target(with_banks(co_resident_relus(), 16), dram_gbps=2.0, clock_ghz=2.0,
+                          config_latency_ns=100.0)  # fmt: skip
+    first, second = program_models(program)
+    assert first.resident and second.resident
+    config = [len(encode_section(s)) for s in program.sections]
+    assert [first.load_cycles, second.load_cycles] == [200 + config[0], 200 + config[1]]
+    # The first section loads x (4096 cycles) and does not store h: the relu ends a fill (8)
+    # after x's last byte, the step's cycles leave the load out.
+    assert (first.traffic.bytes_in, first.traffic.bytes_out) == (4096, 0)
+    assert first.dram_cycles == 4096 and first.compute_cycles == 4096 + 8
+    assert first.cycles == 4096 + 8 and first.bound == "compute"
+    # The second reads h from the hand-off: its first element after the route's 7 hops, its
+    # last 4096 / 64 = 64 cycles later; the relu (64 vectors + 8 fill) starts at 7 and ends
+    # at max(7 + 72, 71 + 8) = 79. No DRAM byte for h; y is stored (4096).
+    (t,) = second.times
+    assert (t.start, t.end) == (7, 79)
+    assert (second.traffic.bytes_in, second.traffic.bytes_out) == (4096 - 4096, 4096)
+    # h's PMU: the copy writes 1024 words over 16 banks (64 cycles), the relu reads 64 vectors.
+    assert second.pmu_cycles == 64 + 64
+    # Each of the hand-off's links carries h's 4096 bytes: 64 cycles at least.
+    assert second.link_cycles >= 64
+    assert second.cycles == second.dram_cycles == 4096 and second.bound == "dram"
+    # Loaded once a run: both configurations, and no state to load (h is an activation).
+    assert first_load_cycles(program, [first, second]) == first.load_cycles + second.load_cycles
+
+
+def test_sections_not_co_resident_keep_loading_every_run() -> None:
+    program = with_target(with_banks(co_resident_relus(with_resident=False), 16), dram_gbps=2.0,
+                          clock_ghz=2.0, config_latency_ns=100.0)  # fmt: skip
+    first, second = program_models(program)
+    assert not first.resident and not second.resident
+    assert first.traffic.bytes_out == 4096 and second.traffic.bytes_in == 4096
+    assert first.cycles == first.load_cycles + first.dram_cycles == first.load_cycles + 8192
+    assert first_load_cycles(program, [first, second]) == 0

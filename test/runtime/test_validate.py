@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
-from pefkit import ProgramBuilder, elementwise, matmul_program, replace, st
+from pefkit import ProgramBuilder, co_resident_relus, elementwise, matmul_program, replace, st
 
-from runtime.pef import PefError, decode_pef, schema, validate
+from runtime.pef import PefError, decode_pef, encode_pef, schema, validate
 from runtime.pef.container import pack_sections
 from runtime.pef.wire import encode_section
 
@@ -297,3 +297,68 @@ def test_pcu_cannot_write_a_dram_pmu() -> None:
 def test_more_stages_than_the_target_is_allowed() -> None:
     stages = [st("const", imm=1.0)] + [st("add", 0, 2)] * 20 + [st("mul", 0, 1)]
     validate(edit_pcu(MM, stages=stages, result=2 + len(stages) - 1))
+
+
+def _resident(program: schema.Program, **changes: object) -> schema.Program:
+    """``program`` with its one resident symbol changed (``changes`` on the entry)."""
+    assert program.resident is not None
+    entry = replace(program.resident.symbols[0], **changes)
+    return replace(program, resident=schema.Residency(symbols=[entry]))
+
+
+def test_co_resident_sections_validate_and_round_trip() -> None:
+    program = co_resident_relus()
+    validate(program)
+    decoded = decode_pef(encode_pef(program))
+    assert decoded.resident == program.resident and decoded.sections == program.sections
+    # A PEF without co-residency has no resident section and the same bytes as before.
+    plain = co_resident_relus(with_resident=False)
+    assert decode_pef(encode_pef(plain)).resident is None
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # the second section's h PMU on the first section's relu slot
+        (
+            lambda _: co_resident_relus(second_at=2),
+            r"slot \[2, 0\] is both section 'forward' pcu 0 'relu''s and section 'forward.1' pmu",
+        ),
+        (lambda p: _resident(p, symbol=0), "symbol 'x' has role 'input', which crosses DRAM"),
+        (lambda p: _resident(p, pmu=0), "its home, section 'forward' pmu 0, is neither"),
+        (lambda p: _resident(p, section="backward"), r"symbol 'h' \(home\): no section"),
+        (lambda p: _resident(p, handoffs=[]), "pmu 0 loads on-chip symbol 'h' but is neither"),
+        (
+            lambda p: _resident(
+                p, handoffs=[schema.Handoff(section="forward.1", pmu=0, hops=[[1, 0], [3, 0]])]
+            ),
+            r"hop 1 \[3, 0\] is not adjacent",
+        ),
+        (
+            lambda p: _resident(
+                p, handoffs=[schema.Handoff(section="forward.1", pmu=0, hops=[[1, 0], [2, 0]])]
+            ),
+            r"must go from switch \[1, 0\] \(the home\) to \[8, 0\]",
+        ),
+        (
+            lambda p: _resident(
+                p, handoffs=[schema.Handoff(section="forward.1", pmu=1, hops=[[1, 0]])]
+            ),
+            "pmu 1 is not loaded from 'h'",
+        ),
+    ],
+)
+def test_validate_refuses_bad_co_residency(
+    change: Callable[[schema.Program], schema.Program], match: str
+) -> None:
+    with pytest.raises(PefError, match=match):
+        validate(change(co_resident_relus()))
+
+
+def test_co_resident_routes_share_the_links_capacity() -> None:
+    # Each section alone fits a capacity of one route a link; together (with the hand-off
+    # along row 0) they do not.
+    program = co_resident_relus()
+    target = replace(program.meta.target, link_capacity=1)
+    with pytest.raises(PefError, match="resident: link .* routes of the co-resident sections"):
+        validate(replace(program, meta=replace(program.meta, target=target)))
