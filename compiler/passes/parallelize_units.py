@@ -22,13 +22,15 @@ Two rules give factors:
 
 1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
    target as it is (its units and PMUs; a larger one is cut by partition-sections and left
-   alone), the units on the critical path get copies. The path is in vectors, each unit
+   alone), the units on the critical path get copies. The path is in cycles, a copy taking its
+   vectors times the cycles each takes (``copy_cycles``: its slowest input port's banks or
+   stream, or its passes round the pipeline, as the performance model counts them), each unit
    starting when its inputs' writers start (it streams) or end (it reads a writer's result in
    another order than it is written, or either is parallel: the performance model's rules); of
-   its units whose own time sets the path, the one with the most vectors a copy takes its next
-   grid (``frontier``: more copies, fewer vectors), until the path is no longer than the
+   its units whose own time sets the path, the one with the most cycles a copy takes its next
+   grid (``frontier``: more copies, fewer cycles), until the path is no longer than the
    section's DRAM traffic (``dram_floor``: below it more copies gain nothing), no unit on it
-   can be split further or below ``MIN_COPY_VECTORS``, or the target's PCUs and PMUs are taken.
+   can be split further or below ``MIN_COPY_CYCLES``, or the target's PCUs and PMUs are taken.
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
@@ -52,8 +54,9 @@ After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMU
             parallel [32, 20, 1] : ... {...}
 
 Balancing two independent matmuls of 256 and 64 rows on sn10 (11008 and 2816 vectors on one
-PCU; test/passes/parallelize_units_balance.mlir) gives them ``parallel [2, 4, 1]`` and
-``parallel [1, 2, 1]``: 8 copies of 1376 vectors and 2 of 1408, under the section's 1526
+PCU, six cycles each: the six rows a vector unrolls are in one bank;
+test/passes/parallelize_units_balance.mlir) gives them ``parallel [22, 4, 1]`` and
+``parallel [16, 1, 1]``: 88 copies of 768 cycles and 16 of 1024, under the section's 1656
 cycles of DRAM traffic.
 """
 
@@ -115,9 +118,10 @@ def block_lanes(unit: UnitOp, block: Sequence[int], target: Target, depth: int) 
 
 
 class CopyCost:
-    """``copy_vectors`` and ``block_lanes`` of one unit over many blocks: what does not depend
-    on the block (its body's depth, its lanes and bf16 rate, its output's strides) read from
-    the IR once (``scored_candidates`` asks for every grid of copies of every unit)."""
+    """``copy_vectors``, ``block_lanes`` and ``copy_cycles`` of one unit over many blocks: what
+    does not depend on the block (its body's depth, its lanes and bf16 rate, its output's
+    strides) read from the IR once, and the cycles a vector takes kept by the vector's shape
+    (``scored_candidates`` and ``frontier`` ask for every grid of copies of every unit)."""
 
     def __init__(self, unit: UnitOp, target: Target, depth: int | None = None) -> None:
         self.unit = unit
@@ -126,17 +130,31 @@ class CopyCost:
         self.out = unit.out.stride_values
         self.plain = max(1, unit.lanes.value.data)
         self.packed = max(1, unit_lanes(unit, target))
+        self.passes = max(1, -(-self.depth // target.pcu_stages))
+        self._ii: dict[tuple[int, ...], int] = {}
+
+    def ii(self, block: Sequence[int], lanes: int) -> int:
+        """``vector_ii`` of a copy over ``block`` at ``lanes``, kept by what it depends on (the
+        vector's shape and which of its counters move)."""
+        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
+        moves = tuple(e > 1 for e in block)
+        key = (lanes, shape.lanes_at, shape.width, shape.unroll_at, shape.unroll, *moves)
+        if key not in self._ii:
+            self._ii[key] = vector_ii(self.unit, block, self.target, lanes, self.depth)
+        return self._ii[key]
 
     def lanes(self, block: Sequence[int]) -> int:
         """``block_lanes``."""
         plain, packed = self.plain, self.packed
         if packed == plain:
             return plain
-        unit, target, depth = self.unit, self.target, self.depth
-        faster = vector_cycles(unit, block, target, packed, depth) < vector_cycles(
-            unit, block, target, plain, depth
-        )
+        faster = self.at_lanes(block, packed) < self.at_lanes(block, plain)
         return packed if faster else plain
+
+    def at_lanes(self, block: Sequence[int], lanes: int) -> int:
+        """``vector_cycles`` at ``lanes``."""
+        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
+        return shape.vectors(block) * self.ii(block, lanes)
 
     def vectors(self, block: Sequence[int]) -> int:
         """``copy_vectors``."""
@@ -144,13 +162,35 @@ class CopyCost:
         shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
         return shape.vectors(block)
 
+    def cycles(self, block: Sequence[int]) -> int:
+        """``copy_cycles``."""
+        lanes = self.lanes(block)
+        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
+        return shape.vectors(block) * max(self.passes, self.ii(block, lanes))
+
+
+def copy_cycles(unit: UnitOp, block: Sequence[int], target: Target) -> int:
+    """Cycles one copy of ``unit`` running over ``block`` streams for, fill aside: its vectors
+    (``copy_vectors``) times the cycles each takes (``vector_ii``: a unit whose operand vectors
+    crowd into few banks of their PMU, or take several cycles of a stream, takes that many a
+    vector, and a body deeper than the pipeline a cycle a pass, as the performance model counts
+    it)."""
+    return CopyCost(unit, target).cycles(block)
+
 
 def vector_cycles(
     unit: UnitOp, block: Sequence[int], target: Target, lanes: int, depth: int
 ) -> int:
     """Cycles a copy of ``unit`` over ``block`` takes at ``lanes`` lanes: its vectors times
-    the cycles the slowest input port takes to deliver one (its PMU's banks, or the stream's
-    bytes: ``runtime.machine.perf``, "initiation interval"), register ports aside."""
+    ``vector_ii``."""
+    shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    return shape.vectors(block) * vector_ii(unit, block, target, lanes, depth)
+
+
+def vector_ii(unit: UnitOp, block: Sequence[int], target: Target, lanes: int, depth: int) -> int:
+    """The cycles the slowest input port of a copy of ``unit`` over ``block`` at ``lanes`` lanes
+    takes to deliver one vector (its PMU's banks, or the stream's bytes:
+    ``runtime.machine.perf``, "initiation interval"), register ports aside; at least 1."""
     space = unit.space_values
     shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
     ii = 1
@@ -168,7 +208,7 @@ def vector_cycles(
         banks = perf.bank_cycles(along, nbanks, skew, access.offset_value, per_word)
         nbytes = math.prod(n for _, n in along) * DTYPE_BYTES[dtype]
         ii = max(ii, banks, -(-nbytes // stream_bytes(target)))
-    return shape.vectors(block) * ii
+    return ii
 
 
 def split_counters(unit: UnitOp) -> tuple[int, int]:
@@ -192,15 +232,15 @@ def can_parallelize(unit: UnitOp) -> bool:
     return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
-def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
-    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
-    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
+def grids(unit: UnitOp, target: Target) -> list[tuple[int, tuple[int, ...]]]:
+    """``(copies, factors)`` of every grid of copies worth trying (see the module docstring),
+    one copy included: ``p[U] x p[L]`` within the rows and a row's PCU slots, every block
+    non-empty."""
     space = unit.space_values
     at_u, at_l = split_counters(unit)
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
-    scored: list[tuple[int, int, tuple[int, ...]]] = []
-    cost = CopyCost(unit, target)
+    found: list[tuple[int, tuple[int, ...]]] = []
     for pr in rows:
         for pc in cols:
             factors = [1] * len(space)
@@ -208,11 +248,20 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            if not _blocks_filled(space, factors):
-                continue  # an empty last block (``rules.parallel_problem``'s rule)
-            block = rules.copy_block(space, factors)
-            vectors = cost.vectors(block)
-            scored.append((vectors, pr * pc, tuple(factors)))
+            if _blocks_filled(space, factors):  # else an empty last block (``parallel_problem``)
+                found.append((pr * pc, tuple(factors)))
+    return found
+
+
+def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
+    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
+    space = unit.space_values
+    cost = CopyCost(unit, target)
+    scored = [
+        (cost.vectors(rules.copy_block(space, factors)), copies, factors)
+        for copies, factors in grids(unit, target)
+    ]
     scored.sort()
     return scored
 
@@ -280,24 +329,28 @@ before the section is left as it was."""
 SHRINK = 0.7
 """The share of its extra PCUs an allocation that did not route keeps in the next try."""
 
-MIN_COPY_VECTORS = 32
-"""A unit is not split below this many vectors a copy: its fill and routes would dominate."""
+MIN_COPY_CYCLES = 32
+"""A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 
 def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
-    """``(copies, vectors a copy, factors)`` a unit may take, one copy first, each with more
-    copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
-    unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
-    readers than its buffer."""
+    """``(copies, cycles a copy, factors)`` a unit may take (``copy_cycles``), one copy first,
+    each with more copies and fewer cycles than the one before (of the grids of ``grids``, the
+    fewest copies for their cycles); just one copy for a unit that cannot be parallelized (see
+    ``can_parallelize``) or whose result has other readers than its buffer."""
     space = unit.space_values
-    vectors = copy_vectors(unit, space, target)
-    options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
+    cost = CopyCost(unit, target)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
         return options
-    for vectors, copies, factors in sorted(scored_candidates(unit, target), key=lambda c: c[1:]):
-        if copies > options[-1][0] and vectors < options[-1][1]:
-            options.append((copies, vectors, factors))
+    scored = [
+        (copies, cost.cycles(rules.copy_block(space, factors)), factors)
+        for copies, factors in grids(unit, target)
+    ]
+    for copies, cycles, factors in sorted(scored, key=lambda c: (c[0], c[1], c[2])):
+        if copies > options[-1][0] and cycles < options[-1][1]:
+            options.append((copies, cycles, factors))
     return options
 
 
@@ -323,12 +376,12 @@ class _Allocation:
     known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
     """Each unit's ``frontier``, found when first needed."""
     one: dict[UnitOp, int] = field(default_factory=dict)
-    """Each unit's vectors on one PCU."""
+    """Each unit's cycles on one PCU (``copy_cycles``)."""
     _writers_at: list[list[tuple[int, bool]]] = field(default_factory=list)
     """``writers`` by position in ``units`` (``critical_path`` runs over the section for every
     copy it gives: at 12 blocks of GPT-2 small, 1,207 times over 538 units)."""
-    _vectors_at: list[int] = field(default_factory=list)
-    """``vectors`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
+    _cycles_at: list[int] = field(default_factory=list)
+    """``cycles`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
     _levels_seen: list[int] = field(default_factory=list)
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -339,10 +392,11 @@ class _Allocation:
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
         return self.options(unit)[self.level[unit]][2]
 
-    def vectors(self, unit: UnitOp) -> int:
+    def cycles(self, unit: UnitOp) -> int:
+        """Cycles a copy of ``unit`` streams for at its level (``copy_cycles``)."""
         if self.level[unit] == 0:
             if unit not in self.one:
-                self.one[unit] = copy_vectors(unit, unit.space_values, self.target)
+                self.one[unit] = copy_cycles(unit, unit.space_values, self.target)
             return self.one[unit]
         return self.options(unit)[self.level[unit]][1]
 
@@ -376,12 +430,13 @@ class _Allocation:
     def critical_path(self) -> tuple[int, list[UnitOp]]:
         """When the section's last unit ends, in cycles from its start, and the units whose
         own time sets that (those worth splitting), last first, under the rules of the
-        performance model simplified (``runtime.machine.perf``): a unit takes its vectors plus
-        its pipeline's stages; it streams from a writer whose result it reads in the order it
-        is written (it starts when the writer starts and ends no sooner than the writer does),
-        and waits for the writer to end when it reads it in another order or when either of
-        them is parallel; a buffer from DRAM has its first element a DRAM latency after the
-        start, its last once its bytes have followed (what a parallel unit waits for)."""
+        performance model simplified (``runtime.machine.perf``): a unit takes its cycles
+        (``copy_cycles``) plus its pipeline's stages; it streams from a writer whose result it
+        reads in the order it is written (it starts when the writer starts and ends no sooner
+        than the writer does), and waits for the writer to end when it reads it in another
+        order or when either of them is parallel; a buffer from DRAM has its first element a
+        DRAM latency after the start, its last once its bytes have followed (what a parallel
+        unit waits for)."""
         if not self.units:
             return 0, []
         if not self._writers_at:  # the writers by position: no op hashed in the loop below
@@ -389,12 +444,12 @@ class _Allocation:
             self._writers_at = [[(position[w], waits) for w, waits in self.writers[u]]
                                 for u in self.units]  # fmt: skip
         level = [self.level[u] for u in self.units]
-        if len(self._vectors_at) != len(level):
-            self._vectors_at = [self.vectors(u) for u in self.units]
-        else:  # a unit's vectors change with its level only: one or two units a call
+        if len(self._cycles_at) != len(level):
+            self._cycles_at = [self.cycles(u) for u in self.units]
+        else:  # a unit's cycles change with its level only: one or two units a call
             for i, (now, seen) in enumerate(zip(level, self._levels_seen, strict=True)):
                 if now != seen:
-                    self._vectors_at[i] = self.vectors(self.units[i])
+                    self._cycles_at[i] = self.cycles(self.units[i])
         self._levels_seen = level
         stages = self.target.pcu_stages
         start: list[int] = []
@@ -414,7 +469,7 @@ class _Allocation:
                 if end[w] > done:
                     done, done_from = end[w], w
             start.append(at)
-            own = at + self._vectors_at[i] + stages
+            own = at + self._cycles_at[i] + stages
             if own >= done:
                 end.append(own)
                 before.append((True, at_from))
@@ -454,7 +509,7 @@ def allocate(
     section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
-    docstring): the unit with the most vectors a copy on the section's critical path gets its
+    docstring): the unit with the most cycles a copy on the section's critical path gets its
     next grid, until that path is no longer than the section's DRAM floor, no unit on it can
     be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
     section that does not fit the target as it is (partition-sections will cut it) gets
@@ -505,11 +560,11 @@ def allocate(
             for u in path
             if u not in frozen
             and alloc.level[u] + 1 < len(alloc.options(u))
-            and alloc.vectors(u) > MIN_COPY_VECTORS
+            and alloc.cycles(u) > MIN_COPY_CYCLES
         ]
         if not open_:
             break
-        pick = max(open_, key=alloc.vectors)
+        pick = max(open_, key=alloc.cycles)
         before = alloc.copies(pick)
         alloc.level[pick] += 1
         changed = alloc.unit_pmus(pick)
