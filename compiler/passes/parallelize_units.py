@@ -27,10 +27,13 @@ Two rules give factors:
    stream, or its passes round the pipeline, as the performance model counts them), each unit
    starting when its inputs' writers start (it streams) or end (it reads a writer's result in
    another order than it is written, or either is parallel: the performance model's rules); of
-   its units whose own time sets the path, the one with the most cycles a copy takes its next
-   grid (``frontier``: more copies, fewer cycles), until the path is no longer than the
-   section's DRAM traffic (``dram_floor``: below it more copies gain nothing), no unit on it
-   can be split further or below ``MIN_COPY_CYCLES``, or the target's PCUs and PMUs are taken.
+   its units whose own time sets the path, the one whose step saves the most cycles a PCU it
+   adds takes it (``best_step``: one of its next ``LOOKAHEAD`` grids in its ``frontier``, more
+   copies and fewer cycles each; a unit on the path adds its cycles to the path's, so a few
+   copies more for an elementwise unit go before a few more for a matmul on 50), until the
+   path is no longer than the section's DRAM traffic (``dram_floor``: below it more copies
+   gain nothing), no unit on it can be split further or below ``MIN_COPY_CYCLES``, or the
+   target's PCUs and PMUs are taken.
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
@@ -330,6 +333,9 @@ SHRINK = 0.7
 """The share of its extra PCUs an allocation that did not route keeps in the next try."""
 
 MIN_COPY_CYCLES = 32
+
+LOOKAHEAD = 4
+"""How many of a unit's next grids (``frontier``) a step of the allocation weighs."""
 """A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 
@@ -383,6 +389,8 @@ class _Allocation:
     _cycles_at: list[int] = field(default_factory=list)
     """``cycles`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
     _levels_seen: list[int] = field(default_factory=list)
+    short: set[UnitOp] = field(default_factory=set)
+    """Units whose longer steps (``best_step``) did not fit: they take their next grid."""
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
@@ -402,6 +410,22 @@ class _Allocation:
 
     def copies(self, unit: UnitOp) -> int:
         return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
+
+    def best_step(self, unit: UnitOp) -> tuple[float, int]:
+        """(cycles saved a PCU added, level) of the best of ``unit``'s next ``LOOKAHEAD`` grids
+        (only the next one for a unit in ``short``); ``(0, level)`` when it has none. A unit on
+        the path adds its cycles to the path's, so the cycles a PCU saves rank the steps: two
+        more copies of an elementwise unit before a few more of a matmul already on 50."""
+        options, level = self.options(unit), self.level[unit]
+        copies, cycles = self.copies(unit), self.cycles(unit)
+        reach = 1 if unit in self.short else LOOKAHEAD
+        best: tuple[float, int] = (0.0, level)
+        for to in range(level + 1, min(len(options), level + 1 + reach)):
+            more, fewer, _ = options[to]
+            gain = (cycles - fewer) / (more - copies)
+            if gain > best[0]:
+                best = (gain, to)
+        return best
 
     def pcus(self) -> int:
         return sum(self.copies(u) for u in self.units)
@@ -509,11 +533,11 @@ def allocate(
     section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
-    docstring): the unit with the most cycles a copy on the section's critical path gets its
-    next grid, until that path is no longer than the section's DRAM floor, no unit on it can
-    be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
-    section that does not fit the target as it is (partition-sections will cut it) gets
-    nothing."""
+    docstring): of the units on the section's critical path, the one whose step
+    (``best_step``) saves the most cycles a PCU takes it, until that path is no longer than
+    the section's DRAM floor, no unit on it can be split further, or the target's PCUs (at
+    most ``pcus`` of them) and PMUs are taken. A section that does not fit the target as it is
+    (partition-sections will cut it) gets nothing."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if not units or any(u.parallel is not None for u in units):
@@ -555,24 +579,27 @@ def allocate(
         length, path = alloc.critical_path()
         if length <= floor:
             break
-        open_ = [
-            u
+        steps = [
+            (gain, u, to)
             for u in path
-            if u not in frozen
-            and alloc.level[u] + 1 < len(alloc.options(u))
-            and alloc.cycles(u) > MIN_COPY_CYCLES
+            if u not in frozen and alloc.cycles(u) > MIN_COPY_CYCLES
+            for gain, to in [alloc.best_step(u)]
+            if to > alloc.level[u]
         ]
-        if not open_:
+        if not steps:
             break
-        pick = max(open_, key=alloc.cycles)
-        before = alloc.copies(pick)
-        alloc.level[pick] += 1
+        _, pick, to = max(steps, key=lambda s: s[0])
+        before, level = alloc.copies(pick), alloc.level[pick]
+        alloc.level[pick] = to
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
         used = pcus - before + alloc.copies(pick)
         if used > budget or total > target.num_pmus:
-            alloc.level[pick] -= 1
-            frozen.add(pick)
+            alloc.level[pick] = level
+            if to == level + 1:
+                frozen.add(pick)
+            else:  # the step too far for what is left: the next grid only, from now on
+                alloc.short.add(pick)
             continue
         pcus = used
         pmus.update(changed)

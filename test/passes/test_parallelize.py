@@ -18,9 +18,15 @@ from xdsl.parser import Parser
 
 from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
-from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS, allocate
+from compiler.passes.parallelize_units import (
+    DEFAULT_MIN_VECTORS,
+    allocate,
+    copy_cycles,
+    copy_vectors,
+)
 from compiler.targets import get_target
 from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
 from runtime.fabric import DTYPES, Fabric, _PcuPlan, _run_pcu, copy_pcus
 from runtime.machine.perf import model_section
 from runtime.pef import schema, validate
@@ -215,6 +221,25 @@ def test_allocation_gives_more_copies_to_more_work() -> None:
     assert few == {"ma": 6, "mb": 2}
     many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
     assert many == {"ma": 88, "mb": 16}
+
+
+def test_a_copy_is_sized_by_its_cycles_not_its_vectors() -> None:
+    # parallelize_units_balance.mlir's matmuls on sn10: 16 lanes over the 64 columns (4
+    # vectors a row block), 6 rows unrolled down the pipeline. The 6 elements of x a vector
+    # reads are 64 apart, in one of the 16 banks: 6 cycles a vector, as the performance model
+    # counts them (its "banks" bound). ma: 256 / 6 -> 43 row blocks x 4 x 64 = 11008 vectors,
+    # 66048 cycles; mb: 64 / 6 -> 11 x 4 x 64 = 2816 vectors, 16896 cycles. A copy of 12 rows
+    # (parallel [22, 4, 1]): 2 row blocks x 1 x 64 = 128 vectors, 768 cycles.
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    units = {u.sym_name.data: u for u in module.walk() if isinstance(u, UnitOp)}
+    target = get_target("sn10")
+    ma, mb = units["ma"], units["mb"]
+    assert copy_vectors(ma, ma.space_values, target) == 11008
+    assert copy_cycles(ma, ma.space_values, target) == 6 * 11008
+    assert copy_vectors(mb, mb.space_values, target) == 2816
+    assert copy_cycles(mb, mb.space_values, target) == 6 * 2816
+    assert copy_cycles(ma, [12, 16, 64], target) == 768
 
 
 BF16_MATMULS = """
