@@ -65,6 +65,7 @@ cycles of DRAM traffic.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -339,22 +340,66 @@ LOOKAHEAD = 4
 """A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 
-def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+def fewest_copies(extent: int, most: int) -> list[int]:
+    """The factors from 1 to ``most`` of a counter of ``extent`` that give a block no smaller
+    factor gives (``ceil(extent / p)``, the fewest copies for each block size); every block of
+    such a factor is non-empty."""
+    found: list[int] = []
+    for p in range(1, min(most, extent) + 1):
+        block = -(-extent // p)
+        if not found or block < -(-extent // found[-1]):
+            found.append(-(-extent // block))
+    return sorted(set(found))
+
+
+def outer_counter(unit: UnitOp, at_u: int, at_l: int) -> int:
+    """The outermost counter a unit's copies may also split beside ``split_counters``' two (-1:
+    none): not reduced, of extent above 1 (the batch and heads of an attention's matmuls)."""
+    space = unit.space_values
+    reduced = set(rules.reduced_counters(space, unit.out.stride_values))
+    for c, extent in enumerate(space):
+        if c not in reduced and c not in (at_u, at_l) and extent > 1:
+            return c
+    return -1
+
+
+def frontier(
+    unit: UnitOp, target: Target, outer: bool = False
+) -> list[tuple[int, int, tuple[int, ...]]]:
     """``(copies, cycles a copy, factors)`` a unit may take (``copy_cycles``), one copy first,
-    each with more copies and fewer cycles than the one before (of the grids of ``grids``, the
-    fewest copies for their cycles); just one copy for a unit that cannot be parallelized (see
-    ``can_parallelize``) or whose result has other readers than its buffer."""
+    each with more copies and fewer cycles than the one before; just one copy for a unit that
+    cannot be parallelized (see ``can_parallelize``) or whose result has other readers than its
+    buffer. The grids: ``p[U]`` within the rows and ``p[L]`` within a row's PCU slots, as
+    ``grids``, and with ``outer`` (a unit beside others, placed by the annealer rather than the
+    structured layout) ``outer_counter`` split too; of the factors giving one block size, the
+    fewest (``fewest_copies``)."""
     space = unit.space_values
     cost = CopyCost(unit, target)
     options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
         return options
-    scored = [
-        (copies, cost.cycles(rules.copy_block(space, factors)), factors)
-        for copies, factors in grids(unit, target)
+    at_u, at_l = split_counters(unit)
+    at_o = outer_counter(unit, at_u, at_l) if outer else -1
+    axes = [
+        (c, fewest_copies(space[c], most))
+        for c, most in (
+            (at_u, target.rows),
+            (at_l, parallel_layout.row_slots(target)),
+            (at_o, space[at_o]),
+        )  # fmt: skip
+        if c >= 0
     ]
-    for copies, cycles, factors in sorted(scored, key=lambda c: (c[0], c[1], c[2])):
+    scored: list[tuple[int, int, tuple[int, ...]]] = []
+    for chosen in itertools.product(*(ps for _, ps in axes)):
+        copies = math.prod(chosen)
+        if copies > target.num_pcus:
+            continue
+        factors = [1] * len(space)
+        for (c, _), p in zip(axes, chosen, strict=True):
+            factors[c] = p
+        scored.append((copies, cost.cycles(rules.copy_block(space, factors)), tuple(factors)))
+    for copies, cycles, factors in sorted(scored):
         if copies > options[-1][0] and cycles < options[-1][1]:
             options.append((copies, cycles, factors))
     return options
@@ -394,7 +439,7 @@ class _Allocation:
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
-            self.known[unit] = frontier(unit, self.target)
+            self.known[unit] = frontier(unit, self.target, len(self.units) > 1)
         return self.known[unit]
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
