@@ -426,6 +426,8 @@ class _Allocation:
 
     known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
     """Each unit's ``frontier``, found when first needed."""
+    outer: bool = True
+    """Whether a unit beside others may split its ``outer_counter`` too."""
     one: dict[UnitOp, int] = field(default_factory=dict)
     """Each unit's cycles on one PCU (``copy_cycles``)."""
     _writers_at: list[list[tuple[int, bool]]] = field(default_factory=list)
@@ -439,7 +441,7 @@ class _Allocation:
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
-            self.known[unit] = frontier(unit, self.target, len(self.units) > 1)
+            self.known[unit] = frontier(unit, self.target, self.outer and len(self.units) > 1)
         return self.known[unit]
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
@@ -575,14 +577,19 @@ Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
 
 
 def allocate(
-    section: SectionOp, target: Target, pcus: int | None = None, known: Frontiers | None = None
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    outer: bool = True,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): of the units on the section's critical path, the one whose step
     (``best_step``) saves the most cycles a PCU takes it, until that path is no longer than
     the section's DRAM floor, no unit on it can be split further, or the target's PCUs (at
-    most ``pcus`` of them) and PMUs are taken. A section that does not fit the target as it is
-    (partition-sections will cut it) gets nothing."""
+    most ``pcus`` of them) and PMUs are taken; ``outer``: units may split their
+    ``outer_counter`` (``known`` holds the frontiers of one ``outer``). A section that does not
+    fit the target as it is (partition-sections will cut it) gets nothing."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if not units or any(u.parallel is not None for u in units):
@@ -614,7 +621,7 @@ def allocate(
                 loads[u].append((latency, latency + math.ceil(moved)))
     alloc = _Allocation(
         section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
-        {} if known is None else known,
+        {} if known is None else known, outer,
     )  # fmt: skip
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
@@ -685,13 +692,16 @@ def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]])
 
 def balance_section(section: SectionOp, target: Target) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
-    and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
-    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was."""
-    known: Frontiers = {}
-    factors = allocate(section, target, known=known)
+    and route: if the first allocation does not, one whose units split two counters only (their
+    streams fewer: no ``outer_counter``) over the same PCUs; then, after each failure, the
+    allocation is made again with ``SHRINK`` of the extra PCUs the last one took, up to
+    ``ROUTE_TRIES`` tries in all, then the section is left as it was."""
+    frontiers: dict[bool, Frontiers] = {True: {}, False: {}}
+    factors = allocate(section, target, known=frontiers[True])
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    outer = True
     for _ in range(ROUTE_TRIES):
         if not factors:
             break
@@ -701,8 +711,11 @@ def balance_section(section: SectionOp, target: Target) -> None:
         section.attributes.pop(PLACEMENT_ATTR, None)
         used = sum(u.copies for u in units)
         budget = len(units) + int((used - len(units)) * SHRINK)
+        if outer and any(f.count(1) < len(f) - 2 for f in factors.values()):
+            budget = used  # first the same PCUs over fewer streams
+        outer = False
         set_factors(units, {})
-        factors = allocate(section, target, budget, known)
+        factors = allocate(section, target, budget, frontiers[False], outer=False)
     set_factors(units, {})
 
 
