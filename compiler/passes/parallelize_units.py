@@ -136,11 +136,27 @@ class CopyCost:
         self.packed = max(1, unit_lanes(unit, target))
         self.passes = max(1, -(-self.depth // target.pcu_stages))
         self._ii: dict[tuple[int, ...], int] = {}
+        self._counters: dict[tuple[bool, ...], tuple[int, int]] = {}
 
-    def ii(self, block: Sequence[int], lanes: int) -> int:
-        """``vector_ii`` of a copy over ``block`` at ``lanes``, kept by what it depends on (the
-        vector's shape and which of its counters move)."""
-        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
+    def shape(self, block: Sequence[int], lanes: int) -> perf.VectorShape:
+        """``perf.vector_shape`` of a copy over ``block`` at ``lanes``, its lanes and unroll
+        counters kept by which counters of the block move (all they depend on)."""
+        moves = tuple(e > 1 for e in block)
+        counters = self._counters.get(moves)
+        if counters is None:
+            at_l = rules.lanes_counter(block, self.out)
+            counters = self._counters[moves] = (at_l, perf.unroll_counter(block, self.out, at_l))
+        at_l, at_u = counters
+        stages = self.target.pcu_stages
+        unroll = 1
+        if at_u >= 0 and self.depth <= stages:
+            unroll = max(1, min(stages // self.depth, block[at_u]))
+        width = min(lanes, block[at_l]) if at_l >= 0 else 1
+        return perf.VectorShape(at_l, max(width, 1), at_u if unroll > 1 else -1, unroll)
+
+    def ii(self, block: Sequence[int], lanes: int, shape: perf.VectorShape) -> int:
+        """``vector_ii`` of a copy over ``block`` at ``lanes`` (its ``shape``), kept by what it
+        depends on (the vector's shape and which of the block's counters move)."""
         moves = tuple(e > 1 for e in block)
         key = (lanes, shape.lanes_at, shape.width, shape.unroll_at, shape.unroll, *moves)
         if key not in self._ii:
@@ -157,20 +173,18 @@ class CopyCost:
 
     def at_lanes(self, block: Sequence[int], lanes: int) -> int:
         """``vector_cycles`` at ``lanes``."""
-        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
-        return shape.vectors(block) * self.ii(block, lanes)
+        shape = self.shape(block, lanes)
+        return shape.vectors(block) * self.ii(block, lanes, shape)
 
     def vectors(self, block: Sequence[int]) -> int:
         """``copy_vectors``."""
-        lanes = self.lanes(block)
-        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
-        return shape.vectors(block)
+        return self.shape(block, self.lanes(block)).vectors(block)
 
     def cycles(self, block: Sequence[int]) -> int:
         """``copy_cycles``."""
         lanes = self.lanes(block)
-        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
-        return shape.vectors(block) * max(self.passes, self.ii(block, lanes))
+        shape = self.shape(block, lanes)
+        return shape.vectors(block) * max(self.passes, self.ii(block, lanes, shape))
 
 
 def copy_cycles(unit: UnitOp, block: Sequence[int], target: Target) -> int:
