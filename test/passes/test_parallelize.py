@@ -25,6 +25,7 @@ from compiler.passes.parallelize_units import (
     copy_vectors,
     fewest_copies,
     frontier,
+    multicast_hops,
 )
 from compiler.targets import get_target
 from dialects.dataflow import SectionOp
@@ -242,6 +243,10 @@ def test_a_copy_is_sized_by_its_cycles_not_its_vectors() -> None:
     assert copy_vectors(mb, mb.space_values, target) == 2816
     assert copy_cycles(mb, mb.space_values, target) == 6 * 2816
     assert copy_cycles(ma, [12, 16, 64], target) == 768
+    # Its 88 copies as parallel [22, 4, 1]: a row block of x feeds the 4 copies of its row, a
+    # column block of w the 22 of its column: the allocation guesses 8 + 2 * 22 hops.
+    assert multicast_hops(ma, (22, 4, 1)) == 8 + 2 * 22
+    assert multicast_hops(ma, (1, 1, 1)) == 8 + 2
 
 
 BATCHED_MATMUL = """
