@@ -22,13 +22,19 @@ Three rules give factors (the third shapes the first):
 
 1. **Balancing** (``balance``, on by default), a section at a time: in a section that fits the
    target as it is (its units and PMUs; a larger one is cut by partition-sections and left
-   alone), the units on the critical path get copies. The path is in vectors, each unit
+   alone), the units on the critical path get copies. The path is in cycles, a copy taking its
+   vectors times the cycles each takes (``copy_cycles``: its slowest input port's banks or
+   stream, or its passes round the pipeline, as the performance model counts them; a parallel
+   unit's also the hops of its multicast streams, guessed by ``multicast_hops``), each unit
    starting when its inputs' writers start (it streams) or end (it reads a writer's result in
    another order than it is written, or either is parallel: the performance model's rules); of
-   its units whose own time sets the path, the one with the most vectors a copy takes its next
-   grid (``frontier``: more copies, fewer vectors), until the path is no longer than the
-   section's DRAM traffic (``dram_floor``: below it more copies gain nothing), no unit on it
-   can be split further or below ``MIN_COPY_VECTORS``, or the target's PCUs and PMUs are taken.
+   its units whose own time sets the path, the one whose step saves the most cycles a PCU it
+   adds takes it (``best_step``: one of its next ``LOOKAHEAD`` grids in its ``frontier``, more
+   copies and fewer cycles each; a unit on the path adds its cycles to the path's, so a few
+   copies more for an elementwise unit go before a few more for a matmul on 50), until the
+   path is no longer than the section's DRAM traffic (``dram_floor``: below it more copies
+   gain nothing), no unit on it can be split further or below ``MIN_COPY_CYCLES``, or the
+   target's PCUs and PMUs are taken.
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
@@ -63,13 +69,15 @@ After (640 copies of 1.17M vectors; assign-pmus then puts each buffer in 128 PMU
             parallel [32, 20, 1] : ... {...}
 
 Balancing two independent matmuls of 256 and 64 rows on sn10 (11008 and 2816 vectors on one
-PCU; test/passes/parallelize_units_balance.mlir) gives them ``parallel [2, 4, 1]`` and
-``parallel [1, 2, 1]``: 8 copies of 1376 vectors and 2 of 1408, under the section's 1526
+PCU, six cycles each: the six rows a vector unrolls are in one bank;
+test/passes/parallelize_units_balance.mlir) gives them ``parallel [22, 4, 1]`` and
+``parallel [16, 1, 1]``: 88 copies of 768 cycles and 16 of 1024, under the section's 1656
 cycles of DRAM traffic.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,9 +135,10 @@ def block_lanes(unit: UnitOp, block: Sequence[int], target: Target, depth: int) 
 
 
 class CopyCost:
-    """``copy_vectors`` and ``block_lanes`` of one unit over many blocks: what does not depend
-    on the block (its body's depth, its lanes and bf16 rate, its output's strides) read from
-    the IR once (``scored_candidates`` asks for every grid of copies of every unit)."""
+    """``copy_vectors``, ``block_lanes`` and ``copy_cycles`` of one unit over many blocks: what
+    does not depend on the block (its body's depth, its lanes and bf16 rate, its output's
+    strides) read from the IR once, and the cycles a vector takes kept by the vector's shape
+    (``scored_candidates`` and ``frontier`` ask for every grid of copies of every unit)."""
 
     def __init__(self, unit: UnitOp, target: Target, depth: int | None = None) -> None:
         self.unit = unit
@@ -138,31 +147,81 @@ class CopyCost:
         self.out = unit.out.stride_values
         self.plain = max(1, unit.lanes.value.data)
         self.packed = max(1, unit_lanes(unit, target))
+        self.passes = max(1, -(-self.depth // target.pcu_stages))
+        self._ii: dict[tuple[int, ...], int] = {}
+        self._counters: dict[tuple[bool, ...], tuple[int, int]] = {}
+
+    def shape(self, block: Sequence[int], lanes: int) -> perf.VectorShape:
+        """``perf.vector_shape`` of a copy over ``block`` at ``lanes``, its lanes and unroll
+        counters kept by which counters of the block move (all they depend on)."""
+        moves = tuple(e > 1 for e in block)
+        counters = self._counters.get(moves)
+        if counters is None:
+            at_l = rules.lanes_counter(block, self.out)
+            counters = self._counters[moves] = (at_l, perf.unroll_counter(block, self.out, at_l))
+        at_l, at_u = counters
+        stages = self.target.pcu_stages
+        unroll = 1
+        if at_u >= 0 and self.depth <= stages:
+            unroll = max(1, min(stages // self.depth, block[at_u]))
+        width = min(lanes, block[at_l]) if at_l >= 0 else 1
+        return perf.VectorShape(at_l, max(width, 1), at_u if unroll > 1 else -1, unroll)
+
+    def ii(self, block: Sequence[int], lanes: int, shape: perf.VectorShape) -> int:
+        """``vector_ii`` of a copy over ``block`` at ``lanes`` (its ``shape``), kept by what it
+        depends on (the vector's shape and which of the block's counters move)."""
+        moves = tuple(e > 1 for e in block)
+        key = (lanes, shape.lanes_at, shape.width, shape.unroll_at, shape.unroll, *moves)
+        if key not in self._ii:
+            self._ii[key] = vector_ii(self.unit, block, self.target, lanes, self.depth)
+        return self._ii[key]
 
     def lanes(self, block: Sequence[int]) -> int:
         """``block_lanes``."""
         plain, packed = self.plain, self.packed
         if packed == plain:
             return plain
-        unit, target, depth = self.unit, self.target, self.depth
-        faster = vector_cycles(unit, block, target, packed, depth) < vector_cycles(
-            unit, block, target, plain, depth
-        )
+        faster = self.at_lanes(block, packed) < self.at_lanes(block, plain)
         return packed if faster else plain
+
+    def at_lanes(self, block: Sequence[int], lanes: int) -> int:
+        """``vector_cycles`` at ``lanes``."""
+        shape = self.shape(block, lanes)
+        return shape.vectors(block) * self.ii(block, lanes, shape)
 
     def vectors(self, block: Sequence[int]) -> int:
         """``copy_vectors``."""
+        return self.shape(block, self.lanes(block)).vectors(block)
+
+    def cycles(self, block: Sequence[int]) -> int:
+        """``copy_cycles``."""
         lanes = self.lanes(block)
-        shape = perf.vector_shape(block, self.out, lanes, self.depth, self.target.pcu_stages)
-        return shape.vectors(block)
+        shape = self.shape(block, lanes)
+        return shape.vectors(block) * max(self.passes, self.ii(block, lanes, shape))
+
+
+def copy_cycles(unit: UnitOp, block: Sequence[int], target: Target) -> int:
+    """Cycles one copy of ``unit`` running over ``block`` streams for, fill aside: its vectors
+    (``copy_vectors``) times the cycles each takes (``vector_ii``: a unit whose operand vectors
+    crowd into few banks of their PMU, or take several cycles of a stream, takes that many a
+    vector, and a body deeper than the pipeline a cycle a pass, as the performance model counts
+    it)."""
+    return CopyCost(unit, target).cycles(block)
 
 
 def vector_cycles(
     unit: UnitOp, block: Sequence[int], target: Target, lanes: int, depth: int
 ) -> int:
     """Cycles a copy of ``unit`` over ``block`` takes at ``lanes`` lanes: its vectors times
-    the cycles the slowest input port takes to deliver one (its PMU's banks, or the stream's
-    bytes: ``runtime.machine.perf``, "initiation interval"), register ports aside."""
+    ``vector_ii``."""
+    shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    return shape.vectors(block) * vector_ii(unit, block, target, lanes, depth)
+
+
+def vector_ii(unit: UnitOp, block: Sequence[int], target: Target, lanes: int, depth: int) -> int:
+    """The cycles the slowest input port of a copy of ``unit`` over ``block`` at ``lanes`` lanes
+    takes to deliver one vector (its PMU's banks, or the stream's bytes:
+    ``runtime.machine.perf``, "initiation interval"), register ports aside; at least 1."""
     space = unit.space_values
     shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
     ii = 1
@@ -180,7 +239,7 @@ def vector_cycles(
         banks = perf.bank_cycles(along, nbanks, skew, access.offset_value, per_word)
         nbytes = math.prod(n for _, n in along) * DTYPE_BYTES[dtype]
         ii = max(ii, banks, -(-nbytes // stream_bytes(target)))
-    return shape.vectors(block) * ii
+    return ii
 
 
 def split_counters(unit: UnitOp) -> tuple[int, int]:
@@ -204,15 +263,15 @@ def can_parallelize(unit: UnitOp) -> bool:
     return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
-def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
-    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
-    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
+def grids(unit: UnitOp, target: Target) -> list[tuple[int, tuple[int, ...]]]:
+    """``(copies, factors)`` of every grid of copies worth trying (see the module docstring),
+    one copy included: ``p[U] x p[L]`` within the rows and a row's PCU slots, every block
+    non-empty."""
     space = unit.space_values
     at_u, at_l = split_counters(unit)
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
-    scored: list[tuple[int, int, tuple[int, ...]]] = []
-    cost = CopyCost(unit, target)
+    found: list[tuple[int, tuple[int, ...]]] = []
     for pr in rows:
         for pc in cols:
             factors = [1] * len(space)
@@ -220,11 +279,20 @@ def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tupl
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
-            if not _blocks_filled(space, factors):
-                continue  # an empty last block (``rules.parallel_problem``'s rule)
-            block = rules.copy_block(space, factors)
-            vectors = cost.vectors(block)
-            scored.append((vectors, pr * pc, tuple(factors)))
+            if _blocks_filled(space, factors):  # else an empty last block (``parallel_problem``)
+                found.append((pr * pc, tuple(factors)))
+    return found
+
+
+def scored_candidates(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(vectors a copy, copies, factors)`` of every grid of copies worth trying, best first
+    (fewest vectors, then fewest copies; see the module docstring); one copy included."""
+    space = unit.space_values
+    cost = CopyCost(unit, target)
+    scored = [
+        (cost.vectors(rules.copy_block(space, factors)), copies, factors)
+        for copies, factors in grids(unit, target)
+    ]
     scored.sort()
     return scored
 
@@ -292,25 +360,95 @@ before the section is left as it was."""
 SHRINK = 0.7
 """The share of its extra PCUs an allocation that did not route keeps in the next try."""
 
-MIN_COPY_VECTORS = 32
-"""A unit is not split below this many vectors a copy: its fill and routes would dominate."""
+MIN_COPY_CYCLES = 32
+
+LOOKAHEAD = 4
+"""How many of a unit's next grids (``frontier``) a step of the allocation weighs."""
+"""A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 
-def frontier(unit: UnitOp, target: Target) -> list[tuple[int, int, tuple[int, ...]]]:
-    """``(copies, vectors a copy, factors)`` a unit may take, one copy first, each with more
-    copies and fewer vectors than the one before (``scored_candidates``); just one copy for a
-    unit that cannot be parallelized (see ``can_parallelize``) or whose result has other
-    readers than its buffer."""
+def fewest_copies(extent: int, most: int) -> list[int]:
+    """The factors from 1 to ``most`` of a counter of ``extent`` that give a block no smaller
+    factor gives (``ceil(extent / p)``, the fewest copies for each block size); every block of
+    such a factor is non-empty."""
+    found: list[int] = []
+    for p in range(1, min(most, extent) + 1):
+        block = -(-extent // p)
+        if not found or block < -(-extent // found[-1]):
+            found.append(-(-extent // block))
+    return sorted(set(found))
+
+
+def outer_counter(unit: UnitOp, at_u: int, at_l: int) -> int:
+    """The outermost counter a unit's copies may also split beside ``split_counters``' two (-1:
+    none): not reduced, of extent above 1 (the batch and heads of an attention's matmuls)."""
     space = unit.space_values
-    vectors = copy_vectors(unit, space, target)
-    options: list[tuple[int, int, tuple[int, ...]]] = [(1, vectors, (1,) * len(space))]
+    reduced = set(rules.reduced_counters(space, unit.out.stride_values))
+    for c, extent in enumerate(space):
+        if c not in reduced and c not in (at_u, at_l) and extent > 1:
+            return c
+    return -1
+
+
+def frontier(
+    unit: UnitOp, target: Target, outer: bool = False
+) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``(copies, cycles a copy, factors)`` a unit may take (``copy_cycles``), one copy first,
+    each with more copies and fewer cycles than the one before; just one copy for a unit that
+    cannot be parallelized (see ``can_parallelize``) or whose result has other readers than its
+    buffer. The grids: ``p[U]`` within the rows and ``p[L]`` within a row's PCU slots, as
+    ``grids``, and with ``outer`` (a unit beside others, placed by the annealer rather than the
+    structured layout) ``outer_counter`` split too; of the factors giving one block size, the
+    fewest (``fewest_copies``)."""
+    space = unit.space_values
+    cost = CopyCost(unit, target)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
         return options
-    for vectors, copies, factors in sorted(scored_candidates(unit, target), key=lambda c: c[1:]):
-        if copies > options[-1][0] and vectors < options[-1][1]:
-            options.append((copies, vectors, factors))
+    at_u, at_l = split_counters(unit)
+    at_o = outer_counter(unit, at_u, at_l) if outer else -1
+    axes = [
+        (c, fewest_copies(space[c], most))
+        for c, most in (
+            (at_u, target.rows),
+            (at_l, parallel_layout.row_slots(target)),
+            (at_o, space[at_o]),
+        )  # fmt: skip
+        if c >= 0
+    ]
+    scored: list[tuple[int, int, tuple[int, ...]]] = []
+    for chosen in itertools.product(*(ps for _, ps in axes)):
+        copies = math.prod(chosen)
+        if copies > target.num_pcus:
+            continue
+        factors = [1] * len(space)
+        for (c, _), p in zip(axes, chosen, strict=True):
+            factors[c] = p
+        scored.append((copies, cost.cycles(rules.copy_block(space, factors)), tuple(factors)))
+    for copies, cycles, factors in sorted(scored):
+        if copies > options[-1][0] and cycles < options[-1][1]:
+            options.append((copies, cycles, factors))
     return options
+
+
+HOPS_BASE = 8
+HOPS_PER_COPY = 2
+"""``multicast_hops``' guess: the hops of a parallel unit's longest input stream, which the
+performance model adds to its fill, grow with the copies the stream visits: on GPT b8's
+sections on sn10 placed, 20 to 67 hops for streams feeding 1 to 22 copies."""
+
+
+def multicast_hops(unit: UnitOp, factors: Sequence[int]) -> int:
+    """The allocation's guess of the hops of the longest input stream of ``unit`` with
+    ``factors`` (the placement is not known yet): ``HOPS_BASE`` plus ``HOPS_PER_COPY`` a copy
+    that its most shared operand block's multicast stream feeds."""
+    copies = math.prod(factors)
+    shared = [
+        copies // parallel_layout.port_streams(factors, access.stride_values)
+        for access in unit.ins.data
+    ]
+    return HOPS_BASE + HOPS_PER_COPY * max(shared, default=1)
 
 
 @dataclass
@@ -334,32 +472,57 @@ class _Allocation:
 
     known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
     """Each unit's ``frontier``, found when first needed."""
+    outer: bool = True
+    """Whether a unit beside others may split its ``outer_counter`` too."""
     one: dict[UnitOp, int] = field(default_factory=dict)
-    """Each unit's vectors on one PCU."""
+    """Each unit's cycles on one PCU (``copy_cycles``)."""
     _writers_at: list[list[tuple[int, bool]]] = field(default_factory=list)
     """``writers`` by position in ``units`` (``critical_path`` runs over the section for every
     copy it gives: at 12 blocks of GPT-2 small, 1,207 times over 538 units)."""
-    _vectors_at: list[int] = field(default_factory=list)
-    """``vectors`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
+    _cycles_at: list[int] = field(default_factory=list)
+    """``cycles`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
     _levels_seen: list[int] = field(default_factory=list)
+    short: set[UnitOp] = field(default_factory=set)
+    """Units whose longer steps (``best_step``) did not fit: they take their next grid."""
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
-            self.known[unit] = frontier(unit, self.target)
+            self.known[unit] = frontier(unit, self.target, self.outer and len(self.units) > 1)
         return self.known[unit]
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
         return self.options(unit)[self.level[unit]][2]
 
-    def vectors(self, unit: UnitOp) -> int:
+    def cycles(self, unit: UnitOp) -> int:
+        """Cycles a copy of ``unit`` takes at its level: ``copy_cycles``, and for a parallel
+        unit the hops of its multicast streams (``multicast_hops``)."""
+        if self.level[unit] > 0:
+            _, cycles, factors = self.options(unit)[self.level[unit]]
+            return cycles + multicast_hops(unit, factors)
         if self.level[unit] == 0:
             if unit not in self.one:
-                self.one[unit] = copy_vectors(unit, unit.space_values, self.target)
+                self.one[unit] = copy_cycles(unit, unit.space_values, self.target)
             return self.one[unit]
         return self.options(unit)[self.level[unit]][1]
 
     def copies(self, unit: UnitOp) -> int:
         return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
+
+    def best_step(self, unit: UnitOp) -> tuple[float, int]:
+        """(cycles saved a PCU added, level) of the best of ``unit``'s next ``LOOKAHEAD`` grids
+        (only the next one for a unit in ``short``); ``(0, level)`` when it has none. A unit on
+        the path adds its cycles to the path's, so the cycles a PCU saves rank the steps: two
+        more copies of an elementwise unit before a few more of a matmul already on 50."""
+        options, level = self.options(unit), self.level[unit]
+        copies, cycles = self.copies(unit), self.cycles(unit)
+        reach = 1 if unit in self.short else LOOKAHEAD
+        best: tuple[float, int] = (0.0, level)
+        for to in range(level + 1, min(len(options), level + 1 + reach)):
+            more, fewer, factors = options[to]
+            gain = (cycles - fewer - multicast_hops(unit, factors)) / (more - copies)
+            if gain > best[0]:
+                best = (gain, to)
+        return best
 
     def pcus(self) -> int:
         return sum(self.copies(u) for u in self.units)
@@ -388,12 +551,13 @@ class _Allocation:
     def critical_path(self) -> tuple[int, list[UnitOp]]:
         """When the section's last unit ends, in cycles from its start, and the units whose
         own time sets that (those worth splitting), last first, under the rules of the
-        performance model simplified (``runtime.machine.perf``): a unit takes its vectors plus
-        its pipeline's stages; it streams from a writer whose result it reads in the order it
-        is written (it starts when the writer starts and ends no sooner than the writer does),
-        and waits for the writer to end when it reads it in another order or when either of
-        them is parallel; a buffer from DRAM has its first element a DRAM latency after the
-        start, its last once its bytes have followed (what a parallel unit waits for)."""
+        performance model simplified (``runtime.machine.perf``): a unit takes its cycles
+        (``copy_cycles``) plus its pipeline's stages; it streams from a writer whose result it
+        reads in the order it is written (it starts when the writer starts and ends no sooner
+        than the writer does), and waits for the writer to end when it reads it in another
+        order or when either of them is parallel; a buffer from DRAM has its first element a
+        DRAM latency after the start, its last once its bytes have followed (what a parallel
+        unit waits for)."""
         if not self.units:
             return 0, []
         if not self._writers_at:  # the writers by position: no op hashed in the loop below
@@ -401,12 +565,12 @@ class _Allocation:
             self._writers_at = [[(position[w], waits) for w, waits in self.writers[u]]
                                 for u in self.units]  # fmt: skip
         level = [self.level[u] for u in self.units]
-        if len(self._vectors_at) != len(level):
-            self._vectors_at = [self.vectors(u) for u in self.units]
-        else:  # a unit's vectors change with its level only: one or two units a call
+        if len(self._cycles_at) != len(level):
+            self._cycles_at = [self.cycles(u) for u in self.units]
+        else:  # a unit's cycles change with its level only: one or two units a call
             for i, (now, seen) in enumerate(zip(level, self._levels_seen, strict=True)):
                 if now != seen:
-                    self._vectors_at[i] = self.vectors(self.units[i])
+                    self._cycles_at[i] = self.cycles(self.units[i])
         self._levels_seen = level
         stages = self.target.pcu_stages
         start: list[int] = []
@@ -426,7 +590,7 @@ class _Allocation:
                 if end[w] > done:
                     done, done_from = end[w], w
             start.append(at)
-            own = at + self._vectors_at[i] + stages
+            own = at + self._cycles_at[i] + stages
             if own >= done:
                 end.append(own)
                 before.append((True, at_from))
@@ -485,9 +649,10 @@ def allocate(
     pcus: int | None = None,
     known: Frontiers | None = None,
     share: Share | None = None,
+    outer: bool = True,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """The factors of the units of ``section`` that get more than one copy (``allocation``)."""
-    return allocation(section, target, pcus, known, share)[0]
+    return allocation(section, target, pcus, known, share, outer)[0]
 
 
 def allocation(
@@ -496,16 +661,19 @@ def allocation(
     pcus: int | None = None,
     known: Frontiers | None = None,
     share: Share | None = None,
+    outer: bool = True,
 ) -> tuple[dict[UnitOp, tuple[int, ...]], int | None]:
     """The factors of the units of ``section`` that get more than one copy (see the module
-    docstring): the unit with the most vectors a copy on the section's critical path gets its
-    next grid, until that path is no longer than the section's DRAM floor, no unit on it can
-    be split further, or the target's PCUs (at most ``pcus`` of them) and PMUs are taken. A
-    section that does not fit the target as it is (partition-sections will cut it) gets
-    nothing. ``share``: the section's share of a fabric it will hold with the program's other
-    sections (rule 3), and the symbols they will keep on chip. Also the section's estimated
-    cycles with those factors: the longer of its critical path and its DRAM floor (None for a
-    section that is not balanced: a unit parallel already, or too large)."""
+    docstring): of the units on the section's critical path, the one whose step
+    (``best_step``) saves the most cycles a PCU takes it, until that path is no longer than
+    the section's DRAM floor, no unit on it can be split further, or the target's PCUs (at
+    most ``pcus`` of them) and PMUs are taken; ``outer``: units may split their
+    ``outer_counter`` (``known`` holds the frontiers of one ``outer``). A section that does not
+    fit the target as it is (partition-sections will cut it) gets nothing. ``share``: the
+    section's share of a fabric it will hold with the program's other sections (rule 3), and
+    the symbols they will keep on chip. Also the section's estimated cycles with those factors:
+    the longer of its critical path and its DRAM floor (None for a section that is not
+    balanced: a unit parallel already, or too large)."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     pmu_budget = target.num_pmus
     kept: frozenset[str] = frozenset()
@@ -545,7 +713,7 @@ def allocation(
                 loads[u].append((latency, latency + math.ceil(moved)))
     alloc = _Allocation(
         section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
-        {} if known is None else known,
+        {} if known is None else known, outer,
     )  # fmt: skip
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
@@ -555,24 +723,27 @@ def allocation(
         length, path = alloc.critical_path()
         if length <= floor:
             break
-        open_ = [
-            u
+        steps = [
+            (gain, u, to)
             for u in path
-            if u not in frozen
-            and alloc.level[u] + 1 < len(alloc.options(u))
-            and alloc.vectors(u) > MIN_COPY_VECTORS
+            if u not in frozen and alloc.cycles(u) > MIN_COPY_CYCLES
+            for gain, to in [alloc.best_step(u)]
+            if to > alloc.level[u]
         ]
-        if not open_:
+        if not steps:
             break
-        pick = max(open_, key=alloc.vectors)
-        before = alloc.copies(pick)
-        alloc.level[pick] += 1
+        _, pick, to = max(steps, key=lambda s: s[0])
+        before, level = alloc.copies(pick), alloc.level[pick]
+        alloc.level[pick] = to
         changed = alloc.unit_pmus(pick)
         total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
         used = pcus - before + alloc.copies(pick)
         if used > budget or total > pmu_budget:
-            alloc.level[pick] -= 1
-            frozen.add(pick)
+            alloc.level[pick] = level
+            if to == level + 1:
+                frozen.add(pick)
+            else:  # the step too far for what is left: the next grid only, from now on
+                alloc.short.add(pick)
             continue
         pcus = used
         pmus.update(changed)
@@ -620,15 +791,21 @@ def balance_section(
     first: dict[UnitOp, tuple[int, ...]] | None = None,
 ) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
-    and route: after a failure, the allocation is made again with ``SHRINK`` of the extra PCUs
-    the last one took, ``ROUTE_TRIES`` times, then the section is left as it was. ``known``:
-    the units' frontiers found so far; ``first``: the first allocation, when already made
-    (``co_resident_shares`` made both)."""
-    known = {} if known is None else known
-    factors = allocate(section, target, known=known, share=share) if first is None else first
+    and route: if the first allocation does not, one whose units split two counters only (their
+    streams fewer: no ``outer_counter``) over the same PCUs; then, after each failure, the
+    allocation is made again with ``SHRINK`` of the extra PCUs the last one took, up to
+    ``ROUTE_TRIES`` tries in all, then the section is left as it was. ``known``: the units'
+    frontiers found so far (with ``outer_counter``); ``first``: the first allocation, when
+    already made (``co_resident_shares`` made both)."""
+    frontiers: dict[bool, Frontiers] = {True: {} if known is None else known, False: {}}
+    if first is None:
+        factors = allocate(section, target, known=frontiers[True], share=share)
+    else:
+        factors = first
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    outer = True
     for _ in range(ROUTE_TRIES):
         if not factors:
             break
@@ -638,8 +815,11 @@ def balance_section(
         section.attributes.pop(PLACEMENT_ATTR, None)
         used = sum(u.copies for u in units)
         budget = len(units) + int((used - len(units)) * SHRINK)
+        if outer and any(f.count(1) < len(f) - 2 for f in factors.values()):
+            budget = used  # first the same PCUs over fewer streams
+        outer = False
         set_factors(units, {})
-        factors = allocate(section, target, budget, known, share)
+        factors = allocate(section, target, budget, frontiers[False], share, outer=False)
     set_factors(units, {})
 
 

@@ -2,12 +2,14 @@
 // RUN: rdu-opt %s -p 'parallelize-units{target=sn10},assign-pmus{target=sn10},partition-sections{target=sn10},place-and-route{target=sn10}' | filecheck %s --check-prefix=PLACED
 
 // Two independent matmuls on sn10, of 256 and 64 rows (x @ w, w 64 x 64 and shared): one PCU
-// takes 11008 and 2816 vectors. parallelize-units spreads the units of the section over the
-// free PCUs (the unit with the most cycles on the critical path gets its next grid of copies,
-// row blocks over the grid's rows and column blocks over the PCU slots of a row) until the
-// section's time is down to its DRAM traffic (a, b, w in, ya and yb out: 176 kB at 118 bytes
-// a cycle and the DRAM latency, 1656 cycles; a parallel unit waits for its operands to load
-// whole): 15 copies of 768 vectors and 3 of 1024. They stay in one section, placed with their
+// takes 11008 and 2816 vectors, six cycles each (the six rows of x a vector reads, unrolled
+// down the pipeline, are 64 elements apart: one bank), 66048 and 16896 cycles.
+// parallelize-units spreads the units of the section over the free PCUs (the unit with the
+// most cycles on the critical path gets its next grid of copies, row blocks over the grid's
+// rows and column blocks over the PCU slots of a row) until the section's time is down to its
+// DRAM traffic (a, b, w in, ya and yb out: 176 kB at 118 bytes a cycle and the DRAM latency,
+// 1656 cycles; a parallel unit waits for its operands to load whole): 88 copies of 768 cycles
+// and 16 of 1024. They stay in one section, placed with their
 // multicast streams (#pcu.stream: one a block of an operand, through the copies reading it:
 // a row block of a or b to its copy, w to every copy) and one output route a copy;
 // test/passes/test_parallelize.py also limits the PCUs.
@@ -34,11 +36,11 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [15, 1, 1] :
-// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [3, 1, 1] :
+// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [22, 4, 1] :
+// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [16, 1, 1] :
 
 // PLACED:      dataflow.section @forward
 // PLACED-NOT:  dataflow.section
-// PLACED:      pcu.unit @ma {{.*}} parallel [15, 1, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){14}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [14] via {{.*}}, port 1 to copies [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @ma {{.*}} parallel [22, 4, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){87}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 1 to copies [0, 4, 8, {{[0-9, ]*}}, 84] via {{.*}}], out_routes [{{.*}}]>
 // PLACED:      pmu.buffer %ma {name = "ya", {{.*}}placement = #pmu.placement<at {{.*}}, store {{.*}}>}
-// PLACED:      pcu.unit @mb {{.*}} parallel [3, 1, 1] placed #pcu.placement<at [{{\([0-9]+, [0-9]+\), \([0-9]+, [0-9]+\), \([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [1] via {{.*}}, port 0 to copies [2] via {{.*}}, port 1 to copies [0, 1, 2] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @mb {{.*}} parallel [16, 1, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){15}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [15] via {{.*}}, port 1 to copies [0, 1, 2, {{[0-9, ]*}}, 15] via {{.*}}], out_routes [{{.*}}]>

@@ -18,9 +18,18 @@ from xdsl.parser import Parser
 
 from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
-from compiler.passes.parallelize_units import DEFAULT_MIN_VECTORS, allocate
+from compiler.passes.parallelize_units import (
+    DEFAULT_MIN_VECTORS,
+    allocate,
+    copy_cycles,
+    copy_vectors,
+    fewest_copies,
+    frontier,
+    multicast_hops,
+)
 from compiler.targets import get_target
 from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
 from runtime.fabric import DTYPES, Fabric, _PcuPlan, _run_pcu, copy_pcus
 from runtime.machine.perf import model_section
 from runtime.pef import schema, validate
@@ -205,8 +214,8 @@ def test_allocation_gives_more_copies_to_more_work() -> None:
     # parallelize_units_balance.mlir: two independent matmuls of 256 and 64 rows on sn10. With
     # 8 PCUs, the one with four times the work gets three times the copies (each step splits
     # the unit with the most cycles on the critical path); without a limit, both get copies
-    # until the section is down to its DRAM traffic: five times the copies (the bigger one
-    # also waits for its larger operand to load).
+    # until the section is down to its DRAM traffic: 88 and 16 (six cycles a vector each, the
+    # bigger one also waiting for its larger operand to load).
     text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
     module = Parser(make_context(), text).parse_module()
     (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
@@ -214,7 +223,74 @@ def test_allocation_gives_more_copies_to_more_work() -> None:
     few = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target, 8).items()}
     assert few == {"ma": 6, "mb": 2}
     many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
-    assert many == {"ma": 15, "mb": 3}
+    assert many == {"ma": 88, "mb": 16}
+
+
+def test_a_copy_is_sized_by_its_cycles_not_its_vectors() -> None:
+    # parallelize_units_balance.mlir's matmuls on sn10: 16 lanes over the 64 columns (4
+    # vectors a row block), 6 rows unrolled down the pipeline. The 6 elements of x a vector
+    # reads are 64 apart, in one of the 16 banks: 6 cycles a vector, as the performance model
+    # counts them (its "banks" bound). ma: 256 / 6 -> 43 row blocks x 4 x 64 = 11008 vectors,
+    # 66048 cycles; mb: 64 / 6 -> 11 x 4 x 64 = 2816 vectors, 16896 cycles. A copy of 12 rows
+    # (parallel [22, 4, 1]): 2 row blocks x 1 x 64 = 128 vectors, 768 cycles.
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    units = {u.sym_name.data: u for u in module.walk() if isinstance(u, UnitOp)}
+    target = get_target("sn10")
+    ma, mb = units["ma"], units["mb"]
+    assert copy_vectors(ma, ma.space_values, target) == 11008
+    assert copy_cycles(ma, ma.space_values, target) == 6 * 11008
+    assert copy_vectors(mb, mb.space_values, target) == 2816
+    assert copy_cycles(mb, mb.space_values, target) == 6 * 2816
+    assert copy_cycles(ma, [12, 16, 64], target) == 768
+    # Its 88 copies as parallel [22, 4, 1]: a row block of x feeds the 4 copies of its row, a
+    # column block of w the 22 of its column: the allocation guesses 8 + 2 * 22 hops.
+    assert multicast_hops(ma, (22, 4, 1)) == 8 + 2 * 22
+    assert multicast_hops(ma, (1, 1, 1)) == 8 + 2
+
+
+BATCHED_MATMUL = """
+builtin.module {
+  dataflow.section @forward forward attributes {arg_names = ["p", "v"], arg_roles = [#dataflow<role input>, #dataflow<role input>], result_names = ["y"], result_roles = [#dataflow<role output>]} {
+  ^bb0(%p: tensor<8x32x32xf32>, %v: tensor<8x32x12xf32>):
+    %pb = pmu.buffer %p {name = "p", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x32x32xf32> -> memref<8x32x32xf32>
+    %vb = pmu.buffer %v {name = "v", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x32x12xf32> -> memref<8x32x12xf32>
+    %y = pcu.unit @pv (%pb, %vb) space [8, 32, 12, 32] tile [8, 32, 12, 32] lanes 16 ins [#rdu_tile.access<0 : [1024, 32, 0, 1]>, #rdu_tile.access<0 : [384, 0, 1, 12]>] out #rdu_tile.access<0 : [384, 12, 1, 0]> combiner add : (memref<8x32x32xf32>, memref<8x32x12xf32>) -> tensor<8x32x12xf32> {
+    ^bb0(%x: f32, %w: f32):
+      %m = pcu.stage mul(%x, %w) : (f32, f32) -> f32
+      pcu.yield %m : f32
+    }
+    %yb = pmu.buffer %y {name = "y", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : i64} : tensor<8x32x12xf32> -> memref<8x32x12xf32>
+    dataflow.yield %yb : memref<8x32x12xf32>
+  }
+}
+"""  # noqa: E501
+
+
+def test_fewest_copies_a_block_size() -> None:
+    # 32 over p copies: blocks 32, 16, 11, 8, 7, 6, 5, 4 (p = 8; 9 and 10 give 4 too), 3 (p =
+    # 11 to 15: 11 the fewest), 2 (16) and 1 (32).
+    assert fewest_copies(32, 32) == [1, 2, 3, 4, 5, 6, 7, 8, 11, 16, 32]
+    assert fewest_copies(32, 10) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert fewest_copies(1, 20) == [1]
+
+
+def test_a_batched_matmul_beside_others_splits_its_batch_too() -> None:
+    # An attention's P @ V over 8 heads: lanes over the 12 columns, 6 of the 32 rows unrolled
+    # down the pipeline, 32 terms summed. Its grids split the rows and the columns; beside
+    # other units (placed by the annealer, not the structured layout) the heads too, down to a
+    # copy of one head and 6 rows: 1 x 1 x 1 x 32 = 32 vectors of a cycle each, where the rows
+    # alone stop at 8 x 1 x 1 x 32 = 256.
+    module = Parser(make_context(), BATCHED_MATMUL).parse_module()
+    (unit,) = [u for u in module.walk() if isinstance(u, UnitOp)]
+    target = get_target("sn10")
+    alone = frontier(unit, target)
+    beside = frontier(unit, target, outer=True)
+    assert all(f[0] == 1 for _, _, f in alone)
+    assert alone[-1][1] == 8 * 32
+    assert any(f[0] > 1 for _, _, f in beside)
+    assert beside[-1][1] == 32
+    assert [c for c, _, _ in beside] == sorted({c for c, _, _ in beside})
 
 
 BF16_MATMULS = """
