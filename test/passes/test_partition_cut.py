@@ -305,25 +305,8 @@ def test_a_piece_graph_is_the_graph_of_the_piece_built(tmp_path: Path) -> None:
     (arguments read by several units, results of earlier pieces, the last piece's stores), and
     on a resident tensor spanning 8 PMUs. And the streams ``_StreamCounts`` keeps as a piece
     loses its last unit, one at a time, are those of its ``piece_graph`` at every length."""
-    import argparse
-
-    from compiler.frontend import build_dataflow
-    from compiler.pipeline import lowering_passes
-    from tools.model_file import load_model_file
-
-    root = Path(__file__).resolve().parents[2]
-    model_file = load_model_file(str(root / "examples" / "gpt" / "model.py"))
-    args = argparse.Namespace(
-        seed=0, epoch=0, debug=False, batch_size=2, block_size=8, n_embd=16, n_head=2, n_layer=1,
-        dropout=0.0, steps_per_epoch=1,
-    )  # fmt: skip
-    spec = model_file.spec(model_file.call("model", args), args, inference=False)
-    module = build_dataflow(spec, inference=False)
+    module = _gpt_before_sections()
     ctx = make_context()
-    for stage, pass_ in lowering_passes("tiny"):
-        if stage == "sections":
-            break
-        pass_.apply(ctx, module)
     seen = piece_graphs_match(module, get_target("tiny"))
     assert seen["crossing"] and seen["last"], seen
     assert stream_counts_match(module, get_target("tiny")) > 100
