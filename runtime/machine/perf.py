@@ -73,16 +73,25 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
    it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
    written row-major, and one streamed in tiles is streamed in each reader's order) starts when
-   the first element is there. One reading a buffer written in increasing addresses through
-   an outermost loop over ``E`` consecutive blocks of it, each iteration touching its own block
-   only (a matmul reading the rows of its left operand, each row several times), starts when
-   the first block is there: ``E`` blocks written evenly between the first element and the last
-   (``read_blocks``). One reading it in any other order (transposed, broadcast over an outer
-   counter, gathered; every access of a parallel PCU; a register port) starts only when the
-   last is there.
+   the first element is there. **Row blocks** (``Rows``, ``block_start``): a buffer is written
+   in ``rows`` blocks of consecutive addresses when its writer's outermost counter walks them in
+   increasing order, each iteration writing its own block only (``rules.row_blocks``; a DRAM
+   load row-major, an element a block); a parallel writer split ``g`` ways along that counter
+   writes ``g`` runs of consecutive blocks at once, each in increasing order, and one PCU a
+   single run; a run's blocks are complete evenly between the buffer's first element and its
+   last. A PCU whose outermost counter walks the buffer in ``E`` blocks the same way (a matmul
+   reading the rows of its left operand, each row several times), parallel or not, reads it a
+   block at a time: a copy split ``q`` ways along that counter walks its run of ``ceil(E / q)``
+   blocks, reaching its ``i``-th ``i * steady / run`` cycles after it starts, and a block is
+   there when every row it overlaps is (all of a writer's run when it straddles two). The PCU
+   starts when its last copy can start without reaching a block before it is there, and its
+   first results follow its last copy's first block (they are paced by the writer's). One
+   reading a buffer in any other order (transposed, broadcast over an outer counter, gathered;
+   a register port) starts only when the last element is there.
    ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
    input + fill)`` (it cannot finish before its inputs have). Its first result is there at
-   ``start + fill + first_vectors * II``, ``first_vectors`` being the vectors of its counters
+   ``start + fill + first_vectors * II`` (``start`` there being its last copy's first block
+   for one reading in row blocks), ``first_vectors`` being the vectors of its counters
    from the outermost reduced one inwards (a matmul accumulating ``k`` innermost emits after
    its first ``k`` sweep); but a unit whose result is not written in one run (a reduction over
    an outer counter, such as ``dW = X^T dY`` summing over the tokens, which are the producer's
@@ -155,12 +164,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
     copy_block,
     held,
     lanes_counter,
     reduced_counters,
+    row_blocks,
     unit_depth,
     visit_order,
 )
@@ -566,45 +578,56 @@ def _read_order(pcu: Pcu, access: Access) -> tuple[int, list[tuple[int, int]]] |
     return visit_order(pcu.space, access.strides, access.offset, access.index_port >= 0)
 
 
+def _access_rows(pcu: Pcu, access: Access, elements: int) -> tuple[int, int] | None:
+    """``(counter, blocks)``: ``row_blocks`` of ``access`` over ``pcu``'s whole space."""
+    return row_blocks(pcu.space, access.strides, elements, access.offset, access.index_port >= 0)
+
+
 @dataclass(frozen=True)
 class UnitTime:
     """When one PCU of a section runs, in cycles from the start of the section's run (once it
     is loaded): see the module docstring."""
 
     start: int
-    """Its first inputs are there."""
+    """Its inputs are there for it to start (a parallel PCU: for its last copy to start)."""
     first: int
     """Its first result is there, for a reader that reads it in the order it is written."""
     end: int
     """Its last result is written."""
 
 
-def read_blocks(
-    written: tuple[int, list[tuple[int, int]]] | None, pcu: Pcu, access: Access, elements: int
-) -> int:
-    """In how many consecutive blocks ``pcu`` can read, through ``access``, a buffer of
-    ``elements`` elements written in the order ``written`` (``visit_order``): 0 if it reads it
-    in that very order (element by element as it is written); ``E`` if the buffer is written
-    in increasing addresses and the reader's outermost loop walks ``E`` consecutive blocks of
-    it, touching only the block of its iteration (a matmul reading the rows of its left
-    operand, each row several times); else 1 (it needs the whole buffer from the start)."""
-    read = _read_order(pcu, access)
-    if written is not None and read == written:
-        return 0
-    if written != (0, [(elements, 1)]) or pcu.parallel or access.offset != 0:
-        return 1
-    if access.index_port >= 0:
-        return 1
-    loops = [
-        (e, st) for e, st in zip(pcu.space, access.strides, strict=True) if e > 1
-    ]  # unmerged: the outermost loop's blocks
-    if not loops or loops[0][1] <= 0:
-        return 1
-    extent, stride = loops[0]
-    reach = sum((e - 1) * st for e, st in loops[1:])
-    if extent * stride != elements or any(st < 0 for _, st in loops) or reach >= stride:
-        return 1
-    return extent
+@dataclass(frozen=True)
+class Rows:
+    """How a buffer is written, for readers that read it in row blocks (rule 1): ``rows``
+    equal blocks of consecutive addresses, in ``groups`` equal runs of consecutive blocks
+    written at once (a parallel writer's copies along its outermost counter; 1 for one PCU or
+    a DRAM load), each run in increasing order, its blocks complete evenly between the
+    buffer's first element and its last."""
+
+    rows: int
+    groups: int = 1
+
+
+def block_start(
+    first: int, last: int, rows: Rows, blocks: int, copies: int, steady: int
+) -> tuple[int, int]:
+    """``(start, begin)`` of a reader that walks a buffer written as ``rows`` (between
+    ``first`` and ``last``) in ``blocks`` consecutive blocks, ``copies`` copies each walking a
+    run of ``ceil(blocks / copies)`` of them in ``steady`` cycles. ``start``: when its last copy
+    can start so that every block is complete when the copy reaches it (it then runs without
+    waiting: it ends ``cycles`` later); ``begin``: when the last copy's first block is
+    complete (its first results follow, paced by the writer's). Block ``j`` needs the rows it
+    overlaps, all of a writer's run if it straddles two; a copy reaches its ``i``-th block
+    ``i * steady / run`` cycles after it starts."""
+    size = -(-rows.rows // rows.groups)
+    j = np.arange(blocks, dtype=np.int64)
+    lo = j * rows.rows // blocks
+    hi = -(-(j + 1) * rows.rows // blocks) - 1
+    local = np.where(lo // size == hi // size, hi - hi // size * size, size - 1)
+    complete = first + -(-(local + 1) * (last - first) // size)
+    run = -(-blocks // max(1, copies))
+    at = j % run
+    return int((complete - at * steady // run).max()), int(complete[at == 0].max())
 
 
 def handoff_bytes(section: Section, i: int) -> int:
@@ -627,45 +650,70 @@ def unit_times(
     first_at: dict[int, int] = {}  # PMU -> its first element is there
     all_at: dict[int, int] = {}  # PMU -> its last element is there
     written: dict[int, tuple[int, list[tuple[int, int]]] | None] = {}  # PMU -> its write order
+    rows_at: dict[int, Rows] = {}  # PMU -> its row blocks, for readers in row blocks
     tiled: set[int] = set()  # PMUs streamed from DRAM in tiles, in each reader's own order
+    writers: dict[int, int] = {}
+    for pcu in section.pcus:
+        writers[pcu.out_pmu] = writers.get(pcu.out_pmu, 0) + 1
     for i, pmu in enumerate(section.pmus):
         if pmu.source != "dram":
             continue
+        written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
+        rows_at[i] = Rows(math.prod(pmu.shape))  # row-major, an element at a time
         if _resident_pmu(section, i, onchip):  # its home, or a copy from it (rule 7)
             assert onchip is not None
             handoff = onchip.handoffs.get(i)
             hops = len(handoff[0]) - 1 if handoff is not None else 0
             copy = -(-handoff_bytes(section, i) // stream_bytes(target)) if handoff else 0
             first_at[i], all_at[i] = hops, hops + copy
-            written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
             continue
         first_at[i] = latency
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
-        written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
         if not held(nbytes(pmu.shape, pmu.dtype), pmu.pmus, target.pmu_bytes):
             tiled.add(i)
     times: list[UnitTime] = []
     for pcu, unit in zip(section.pcus, units, strict=True):
-        start = last_input = 0
+        start = begin = last_input = 0  # begin: its (last copy's) first inputs are there
         for port in pcu.inputs:
             b = port.pmu
             first, last = first_at.get(b, 0), all_at.get(b, 0)
-            elements = math.prod(section.pmus[b].shape)
-            blocks = 0 if b in tiled else read_blocks(written.get(b), pcu, port.access, elements)
-            if port.register:  # read once, complete
-                blocks = 1
-            if blocks == 0:  # streams: each element as it arrives
-                start = max(start, first)
-            else:  # waits for the first of its blocks, written evenly over the writer's run
-                start = max(start, first + -(-(last - first) // blocks))
             last_input = max(last_input, last)
+            if port.register:  # read once, complete
+                start, begin = max(start, last), max(begin, last)
+                continue
+            order = _read_order(pcu, port.access)
+            if b in tiled or (order is not None and order == written.get(b)):
+                start, begin = max(start, first), max(begin, first)  # streams, as it arrives
+                continue
+            elements = math.prod(section.pmus[b].shape)
+            blocks = _access_rows(pcu, port.access, elements)
+            rows = rows_at.get(b)
+            if blocks is None or rows is None:  # needs the whole buffer from the start
+                start, begin = max(start, last), max(begin, last)
+                continue
+            counter, count = blocks
+            copies = pcu.parallel[counter] if pcu.parallel else 1
+            at, first_block = block_start(first, last, rows, count, copies, unit.steady)
+            start, begin = max(start, at), max(begin, first_block)
         end = max(start + unit.cycles, last_input + unit.fill)
+        out = pcu.out_pmu
+        elements = math.prod(section.pmus[out].shape)
         order = _written_order(pcu)
-        first = end if order is None else min(end, start + unit.fill + unit.first_vectors * unit.ii)
+        blocks = _access_rows(pcu, pcu.out, elements)
+        first = end
+        if order is not None or blocks is not None:
+            first = min(end, begin + unit.fill + unit.first_vectors * unit.ii)
         times.append(UnitTime(start, first, end))
-        first_at[pcu.out_pmu] = max(first_at.get(pcu.out_pmu, 0), first)
-        all_at[pcu.out_pmu] = max(all_at.get(pcu.out_pmu, 0), end)
-        written[pcu.out_pmu] = order
+        first_at[out] = max(first_at.get(out, 0), first)
+        all_at[out] = max(all_at.get(out, 0), end)
+        written[out] = order
+        if writers[out] > 1:
+            rows_at.pop(out, None)
+        elif order == (0, [(elements, 1)]):
+            rows_at[out] = Rows(elements)
+        elif blocks is not None:
+            counter, count = blocks
+            rows_at[out] = Rows(count, pcu.parallel[counter] if pcu.parallel else 1)
     return tuple(times)
 
 

@@ -16,7 +16,8 @@ the performance model all ask these questions; here is the one answer to each:
 - whether two switches are joined by a link (``adjacent``), so whether a route's switches
   follow one another over links (``route_break``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
-  reader reads a buffer in the order its writer wrote it;
+  reader reads a buffer in the order its writer wrote it, and whether an access walks a buffer
+  in consecutive row blocks, one an iteration of its outermost counter (``row_blocks``);
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
 - whether an input port may be a register port (``register_problem``): read once, when its
@@ -238,6 +239,35 @@ def visit_order(
     if any(stride == 0 for _, stride in loops):
         return None
     return offset, loops
+
+
+def row_blocks(
+    space: Sequence[int],
+    strides: Sequence[int],
+    elements: int,
+    offset: int = 0,
+    indexed: bool = False,
+) -> tuple[int, int] | None:
+    """``(counter, rows)`` if an access walks a buffer of ``elements`` elements in ``rows``
+    consecutive blocks of ``elements // rows`` addresses, one an iteration of its outermost
+    counter of extent above 1 (``counter``), in increasing order, each iteration touching its
+    own block only (in any order inside it, any number of times: a matmul reading the rows of
+    its left operand, or writing the rows of its result, each after its reduction); else None.
+
+    A writer and a reader that both walk a buffer so can pipeline it a row block at a time, as
+    can their parallel copies when split along that counter (each copy walks its own run of
+    blocks): the performance model's rule 1."""
+    if indexed or offset != 0:
+        return None
+    loops = [(c, e, st) for c, (e, st) in enumerate(zip(space, strides, strict=True)) if e > 1]
+    if not loops:
+        return None
+    counter, extent, stride = loops[0]
+    if stride <= 0 or extent * stride != elements or any(st < 0 for _, _, st in loops):
+        return None
+    if sum((e - 1) * st for _, e, st in loops[1:]) >= stride:
+        return None
+    return counter, extent
 
 
 def register_problem(space: Sequence[int], strides: Sequence[int], indexed: bool) -> str | None:

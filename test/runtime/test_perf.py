@@ -432,6 +432,68 @@ def test_a_streaming_consumer_starts_at_its_producers_first_result() -> None:
     assert second.start == 8 + 1
 
 
+def neg_then_exp(
+    rows: int,
+    writer: list[int],
+    space: list[int],
+    strides: list[int],
+    reader: list[int],
+) -> schema.Program:
+    """y = -x over [rows, 16] by a PCU ``parallel writer``, then z = exp(y) by a PCU over
+    ``space`` reading y through ``strides``, ``parallel reader`` (``[]``: one PCU). Slots: x
+    0, y 1, neg 2, z 3, exp 4; 16 banks."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [rows, 16])
+    p.symbol("z", space, role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    y = s.pcu("neg", [rows, 16], [(x, 0, [16, 1])], [st("neg", 0)], [rows, 16])
+    z = s.pcu("exp", space, [(y, 0, strides)], [st("exp", 0)], space)
+    s.store("z", z)
+    program = with_banks(p.build(), 16)
+    section = program.sections[0]
+    neg, exp = section.pcus
+    pcus = [replace(neg, parallel=writer), replace(exp, parallel=reader)]
+    return replace(program, sections=[replace(section, pcus=pcus)])
+
+
+def test_parallel_units_stream_in_row_blocks() -> None:
+    # neg in 4 copies along its rows writes y [64, 16] in 4 runs of 16 rows at once: a copy's
+    # 16 vectors of one row, fill 6 stages and 2 hops: 24 cycles; its first result at 8, row
+    # l of every run complete at 8 + (l + 1) * (24 - 8) / 16 = 9 + l.
+    m = model(neg_then_exp(64, [4, 1], [64, 16], [16, 1], [4, 1]))
+    neg, exp = m.units
+    assert (neg.copies, neg.steady, neg.fill, neg.cycles) == (4, 16, 8, 24)
+    assert (exp.copies, exp.steady, exp.fill, exp.cycles) == (4, 16, 9, 25)
+    first, second = m.times
+    assert (first.start, first.first, first.end) == (0, 8, 24)
+    # exp in 4 copies along the same rows: copy k walks run k a row a cycle, as neg writes it,
+    # so it starts at its first row (9) and ends a run and a fill later, 9 + 25: not after
+    # neg ends (24 + 25 = 49, as when a parallel reader waited for the whole buffer).
+    assert (second.start, second.first, second.end) == (9, 18, 34)
+    # One PCU reading the 64 rows in order, a row a cycle: row 16 + l is there at 9 + l, when
+    # it gets there (9 + 16 + l), so it starts at 9 too and ends 64 vectors and 9 later.
+    _, alone = model(neg_then_exp(64, [4, 1], [64, 16], [16, 1], [])).times
+    assert (alone.start, alone.end) == (9, 9 + 64 + 9)
+    # Read transposed, the buffer must be complete first.
+    _, transposed = model(neg_then_exp(64, [4, 1], [16, 64], [1, 16], [])).times
+    assert transposed.start == first.end == 24
+
+
+def test_a_row_block_straddling_two_runs_waits_for_the_first_to_end() -> None:
+    # y [6, 16] written by neg in 3 runs of 2 rows (parallel [3, 1]: 2 vectors, ends at 10,
+    # row l of a run at 8 + (l + 1) * 2 / 2 = 9 + l) and read by exp over [3, 32] in 3 copies
+    # of one block of 2 rows (2 vectors, fill 9, 11 cycles): copy k's block is run k, there
+    # at 10; exp ends at 10 + 11.
+    aligned = model(neg_then_exp(6, [3, 1], [3, 32], [32, 1], [3, 1])).times
+    assert aligned[0].end == 10 and (aligned[1].start, aligned[1].end) == (10, 21)
+    # Written in 2 runs of 3 rows (parallel [2, 1]: 3 vectors, ends at 11, row l at 9 + l),
+    # copy 1's block (rows 2 and 3) straddles them: row 2, the end of run 0, is there at 11
+    # only, when neg ends; reading row 3 (there at 9) is not enough.
+    straddling = model(neg_then_exp(6, [2, 1], [3, 32], [32, 1], [3, 1])).times
+    assert straddling[0].end == 11 and (straddling[1].start, straddling[1].end) == (11, 22)
+
+
 def two_readers_of_one_buffer(readers: int) -> schema.Program:
     """forward: ``readers`` PCUs each computing max(x, 0) of x [64, 16] i64 (8 KiB). PMU x at
     slot 0; reader k's output PMU at slot 1 + 2k, its PCU at 2 + 2k."""

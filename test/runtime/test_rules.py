@@ -14,6 +14,7 @@ from runtime.machine.rules import (
     pmus_to_hold,
     reaches_any,
     reduced_counters,
+    row_blocks,
     unit_depth,
     visit_order,
 )
@@ -65,6 +66,22 @@ def test_visit_order() -> None:
     # A reduction (or broadcast) over an outer counter revisits elements: no one run.
     assert visit_order([16, 8], [0, 1]) is None
     assert visit_order([8], [1], indexed=True) is None  # a gather
+
+
+def test_row_blocks() -> None:
+    # A matmul's left operand [4, 8] read over [m, n, k] = [4, 3, 8]: row i each n.
+    assert row_blocks([4, 3, 8], [8, 0, 1], 32) == (0, 4)
+    # Its result written over the same space, each row after its reduction over k.
+    assert row_blocks([4, 3, 8], [3, 1, 0], 12) == (0, 4)
+    # Counters of extent 1 outside do not count; the outermost one left walks the rows.
+    assert row_blocks([1, 4, 8], [0, 8, 1], 32) == (1, 4)
+    # Transposed, broadcast or reduced over an outer counter, offset, gathered: no blocks.
+    assert row_blocks([8, 4], [1, 8], 32) is None
+    assert row_blocks([16, 8], [0, 1], 8) is None
+    assert row_blocks([4, 8], [8, 1], 64, offset=32) is None
+    assert row_blocks([4, 8], [8, 1], 32, indexed=True) is None
+    # Not the whole buffer: no blocks of it.
+    assert row_blocks([2, 8], [8, 1], 32) is None
 
 
 def test_a_combiner_needs_values_that_meet() -> None:
