@@ -164,8 +164,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
     copy_block,
@@ -608,6 +606,12 @@ class Rows:
     groups: int = 1
 
 
+BLOCKS_EXACT = 4096
+"""``block_start`` looks at every block of a reader walking at most this many; one walking more
+is looked at in as many chunks of consecutive blocks, each needing its last block's rows when
+the copy reaches its first (later than each block alone: never earlier than the rule)."""
+
+
 def block_start(
     first: int, last: int, rows: Rows, blocks: int, copies: int, steady: int
 ) -> tuple[int, int]:
@@ -620,14 +624,20 @@ def block_start(
     overlaps, all of a writer's run if it straddles two; a copy reaches its ``i``-th block
     ``i * steady / run`` cycles after it starts."""
     size = -(-rows.rows // rows.groups)
-    j = np.arange(blocks, dtype=np.int64)
-    lo = j * rows.rows // blocks
-    hi = -(-(j + 1) * rows.rows // blocks) - 1
-    local = np.where(lo // size == hi // size, hi - hi // size * size, size - 1)
-    complete = first + -(-(local + 1) * (last - first) // size)
+    span = last - first
     run = -(-blocks // max(1, copies))
-    at = j % run
-    return int((complete - at * steady // run).max()), int(complete[at == 0].max())
+    chunk = -(-blocks // BLOCKS_EXACT)
+    start = begin = first
+    for j in range(0, blocks, chunk):
+        lo = j * rows.rows // blocks
+        hi = -(-min(j + chunk, blocks) * rows.rows // blocks) - 1
+        local = hi - hi // size * size if lo // size == hi // size else size - 1
+        complete = first + -(-(local + 1) * span // size)
+        at = j % run
+        start = max(start, complete - at * steady // run)
+        if at < chunk:  # a copy's first block (or chunk)
+            begin = max(begin, complete)
+    return start, begin
 
 
 def handoff_bytes(section: Section, i: int) -> int:
