@@ -133,18 +133,25 @@ def test_32_greedy_characters_equal_torch_bf16s(
     assert len(text) == len(PROMPT) + NEW and len(set(text[len(PROMPT) :])) >= 4, text
 
 
-def test_the_logits_are_torch_bf16s_bit_for_bit_under_the_attention_it_traces(
+def test_the_logits_round_where_torch_bf16s_do_under_the_attention_it_traces(
     deployed: tuple[Path, Path, Path],
 ) -> None:
     """The compiler traces attention as torch's math kernel (``SDPBackend.MATH``: each op
-    rounded to bf16); with it, torch's bf16 model gives the fabric's logits exactly. (torch's
-    default CPU kernel for bf16, the fused flash attention, rounds once at its end: 23% of the
-    logits then differ by up to 0.031, one bf16 step at their scale; the greedy characters
-    above agree.)"""
+    rounded to bf16), so the fabric rounds the same float32 values to bf16 as torch's bf16
+    model does, and its logits pass rdu-test's bf16 rule (``tools/tolerance.py``: one bf16
+    unit at the tensor's scale, at most 1/16 of the elements differing). They are not equal
+    bit for bit everywhere: a matmul's float32 sum is in the order of the BLAS (numpy's for
+    the fabric, torch's own) on the CPU at hand, so an element whose sum lies within float32
+    noise of a halfway point between two bf16 numbers rounds either way (on an AVX512-BF16
+    EPYC, 4 of the 6,144 elements of the first MLP matmul at batch 1 of these weights, 22 of
+    the 1,856 logits after them; none on the machines before it). torch's default CPU kernel
+    for bf16, the fused flash attention, rounds once at its end instead: a fifth of the logits
+    then differ and the rule fails it (the greedy characters above agree either way)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from runtime.session import InferenceSession
     from runtime.weights import embedded_state
+    from tools.tolerance import DEFAULT_TOLERANCES, compare
 
     weights, _, bf16 = deployed
     program = read_pef(bf16)
@@ -155,8 +162,15 @@ def test_the_logits_are_torch_bf16s_bit_for_bit_under_the_attention_it_traces(
     model = model_file.call("model", args)
     model.load_state_dict(torch.load(weights))
     model = model.eval().to(torch.bfloat16)
+    rule = DEFAULT_TOLERANCES["bfloat16"]
     for (x,), _ in itertools.islice(model_file.batches("test", args), 4):
         got = np.asarray(session.run({"input.0": x.numpy()})["output.0"]).astype(np.float32)
-        with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
-            expected = model(x).float().numpy()
-        np.testing.assert_array_equal(got, expected)
+        with torch.no_grad():
+            with sdpa_kernel([SDPBackend.MATH]):
+                expected = model(x).float().numpy()
+            fused = model(x).float().numpy()
+        row = compare("logits", got, expected, tolerance=rule)
+        assert row.ok, (row.max_abs, row.limit, row.mismatched)
+        assert row.mismatched < 0.02, row.mismatched  # a few sums near a halfway point
+        against_fused = compare("logits", got, fused, tolerance=rule)
+        assert not against_fused.ok and against_fused.mismatched > 0.1, against_fused
