@@ -26,27 +26,34 @@ bound to it (loaded from it or stored to it) holds it whole (``rules.held``), an
 reads, in a PEF without an optimizer, is for the host); a symbol whose buffer streams in tiles
 stays in DRAM. Its **home** is the buffer the last section (in run
 order) to store it stores from, or for a symbol no section stores the first buffer loaded
-from it; every other buffer loaded from it gets a **hand-off**, an on-chip stream from the
-home (a stream of the combined graph, so it is placed and routed with the rest).
+from it. A buffer loaded from it in another section, of the home's tensor type, is **shared**:
+the home's very unit in the combined graph, so it sits on the home's slots and reads the symbol
+where it lives, with no copy (the sections run one at a time; ``share_pmus`` gives the home and
+its shared buffers the most PMUs any of them has). Every other buffer loaded from it (in the
+home's own section: the optimizer's load of a parameter it updates into the home) gets a
+**hand-off**, an on-chip stream from the home (a stream of the combined graph, so it is placed
+and routed with the rest). MLP b256 on sn10: the backward reads the saved activation on its
+home's PMUs instead of waiting for a 2,048-cycle copy of its 131 kB.
 
 The answer goes onto the IR: every unit and buffer gets its placement in the combined layout
 (as place-and-route writes one), and the module gets ``rdu.resident``, one entry a symbol kept
 on chip::
 
-    rdu.resident = [["fc1.weight", "optimizer", 16, [["forward", 0, #pmu.route<...>], ...]]]
+    rdu.resident = [["fc1.weight", "optimizer", 16, [["optimizer", 0, #pmu.route<...>]],
+                     [["forward", 0]]], ...]
 
-(symbol, home section, home buffer index among the section's ``pmu.buffer`` ops, and each
-hand-off's section, buffer index and route), which emit-pef turns into the PEF's ``resident``
-section.
+(symbol, home section, home buffer index among the section's ``pmu.buffer`` ops, each
+hand-off's section, buffer index and route, and each shared buffer's section and index), which
+emit-pef turns into the PEF's ``resident`` section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ArrayAttr, IntAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import ArrayAttr, IntAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import Attribute, BlockArgument
 from xdsl.passes import ModulePass
 
@@ -62,6 +69,7 @@ from compiler.passes.ir_helpers import (
 from compiler.passes.placement import DRAM, Graph, Placement, PlacementError, Stream
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp, RouteAttr
 from runtime.machine.rules import held
 from runtime.pef.validate import RESIDENT_ROLES
@@ -78,7 +86,9 @@ class _Resident:
     home: tuple[int, BufferOp]
     """(section index, buffer)."""
     loads: list[tuple[int, BufferOp]]
-    """(section index, buffer) of every other buffer loaded from it."""
+    """(section index, buffer) of every other buffer loaded from it that a hand-off fills."""
+    shared: list[tuple[int, BufferOp]] = field(default_factory=list)
+    """(section index, buffer) of the buffers loaded from it that sit on the home's slot."""
 
 
 @dataclass(frozen=True)
@@ -96,15 +106,22 @@ class CoPlaceSections(ModulePass):
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
             return
         residents = resident_symbols(sections, op, target)
+        before = share_pmus(residents)
         graphs = [section_graph(s, target) for s in sections]
-        graph, units_at, streams_at, handoffs_at = combined_graph(graphs, residents)
+        graph, nodes, streams_at, handoffs_at = combined_graph(graphs, residents)
         try:
             placed = placement.place_and_route(graph, target, section="co-resident sections")
         except PlacementError:
-            return  # they do not fit together: each section keeps its own placement
-        for sg, u0, s0 in zip(graphs, units_at, streams_at, strict=True):
-            n, m = len(sg.graph.units), len(sg.graph.streams)
-            write_placement(sg, Placement(placed.at[u0 : u0 + n], placed.routes[s0 : s0 + m]))
+            for buffer, pmus in before.items():  # each section keeps its own placement
+                if pmus is None:
+                    buffer.properties.pop("pmus", None)
+                else:
+                    buffer.properties["pmus"] = pmus
+            return
+        for sg, at, s0 in zip(graphs, nodes, streams_at, strict=True):
+            m = len(sg.graph.streams)
+            slots = tuple(placed.at[i] for i in at)
+            write_placement(sg, Placement(slots, placed.routes[s0 : s0 + m]))
         entries: list[Attribute] = []
         for resident, first in zip(residents, handoffs_at, strict=True):
             home_section, home = resident.home
@@ -120,6 +137,12 @@ class CoPlaceSections(ModulePass):
                         ]
                     )
                 )
+            shared = [
+                ArrayAttr(
+                    [StringAttr(sections[s].sym_name.data), IntAttr(_buffer_index(sections[s], b))]
+                )
+                for s, b in resident.shared
+            ]
             entries.append(
                 ArrayAttr(
                     [
@@ -127,6 +150,7 @@ class CoPlaceSections(ModulePass):
                         StringAttr(sections[home_section].sym_name.data),
                         IntAttr(_buffer_index(sections[home_section], home)),
                         ArrayAttr(handoffs),
+                        ArrayAttr(shared),
                     ]
                 )
             )
@@ -181,38 +205,101 @@ def resident_symbols(
             continue  # streamed in tiles somewhere: it stays in DRAM
         home = stores[name][-1] if name in stores else loads[name][0]
         others = [(s, b) for s, b in loads.get(name, []) if b is not home[1]]
-        residents.append(_Resident(name, home, others))
+        shared = [(s, b) for s, b in others if _on_home(home, s, b)]
+        copied = [(s, b) for s, b in others if (s, b) not in shared]
+        residents.append(_Resident(name, home, copied, shared))
     return residents
+
+
+def _on_home(home: tuple[int, BufferOp], section: int, buffer: BufferOp) -> bool:
+    """Whether ``buffer`` (of section ``section``, loaded from a symbol whose home is ``home``)
+    sits on the home's slots instead of being filled by a hand-off: it is in another section
+    than the home (the two never run at once) and holds the same tensor type (``share_pmus``
+    then gives both as many PMUs)."""
+    home_section, home_buffer = home
+    return section != home_section and buffer.result.type == home_buffer.result.type
+
+
+def share_pmus(residents: Sequence[_Resident]) -> dict[BufferOp, Attribute | None]:
+    """Give each resident symbol's home and the buffers on its slots (``_Resident.shared``) the
+    most PMUs any of them has (assign-pmus' count for its readers' streams): one set of PMUs
+    serves every section that reads the symbol where it lives. Returns the ``pmus`` each buffer
+    changed had before."""
+    before: dict[BufferOp, Attribute | None] = {}
+    for resident in residents:
+        if not resident.shared:
+            continue
+        group = [resident.home[1], *(b for _, b in resident.shared)]
+        most = max(b.num_pmus for b in group)
+        for buffer in group:
+            if buffer.num_pmus != most:
+                before[buffer] = buffer.properties.get("pmus")
+                buffer.properties["pmus"] = IntegerAttr(most, i64)
+    return before
 
 
 def combined_graph(
     graphs: Sequence[SectionGraph], residents: Sequence[_Resident]
-) -> tuple[Graph, list[int], list[int], list[int]]:
-    """The sections' graphs side by side (units and streams renumbered), then a hand-off stream
-    from each resident symbol's home to each other buffer loaded from it. Also where each
-    section's units and streams start in it, and where each symbol's hand-offs start."""
+) -> tuple[Graph, list[list[int]], list[int], list[int]]:
+    """The sections' graphs side by side (units and streams renumbered), a buffer on its
+    symbol's home's slot (``_Resident.shared``) the home's unit itself, then a hand-off stream
+    from each resident symbol's home to each other buffer loaded from it. Also, per section,
+    the combined unit of each of its units, where its streams start, and where each symbol's
+    hand-offs start."""
     units: list[placement.Unit] = []
     streams: list[Stream] = []
-    units_at: list[int] = []
     streams_at: list[int] = []
+    on_home = {buffer for r in residents for _, buffer in r.shared}
     index: dict[BufferOp, int] = {}  # a buffer's (first PMU's) unit in the combined graph
+    nodes: list[list[int]] = []
     for sg in graphs:
-        base = len(units)
-        units_at.append(base)
+        local: list[int] = []
+        for i, unit in enumerate(sg.graph.units):
+            op = _node_op(sg, i)
+            if op in on_home:
+                local.append(-1)  # the home's unit, once every section has its units
+                continue
+            local.append(len(units))
+            units.append(unit)
+            if isinstance(op, BufferOp) and i < len(sg.units):
+                index[op] = local[-1]
+        nodes.append(local)
+    for resident in residents:
+        home_section, home = resident.home
+        home_nodes = _buffer_nodes(graphs[home_section], home, nodes[home_section])
+        for s, buffer in resident.shared:
+            at = _buffer_nodes(graphs[s], buffer, list(range(len(graphs[s].graph.units))))
+            for position, node in zip(at, home_nodes, strict=True):
+                nodes[s][position] = node
+    for sg, local in zip(graphs, nodes, strict=True):
         streams_at.append(len(streams))
-        units += sg.graph.units
         for s in sg.graph.streams:
-            src = s.src if s.src == DRAM else s.src + base
-            dst = s.dst if s.dst == DRAM else s.dst + base
-            scalar = None if s.scalar is None else s.scalar + base
+            src = s.src if s.src == DRAM else local[s.src]
+            dst = s.dst if s.dst == DRAM else local[s.dst]
+            scalar = None if s.scalar is None else local[s.scalar]
             streams.append(Stream(src, dst, scalar, s.weight))
-        for i, op in enumerate(sg.units):
-            if isinstance(op, BufferOp):
-                index[op] = base + i
     handoffs_at: list[int] = []
     for resident in residents:
         handoffs_at.append(len(streams))
         home = index[resident.home[1]]
         for _, buffer in resident.loads:
             streams.append(Stream(home, index[buffer], weight=buffer_bytes(buffer)))
-    return Graph(units, streams), units_at, streams_at, handoffs_at
+    return Graph(units, streams), nodes, streams_at, handoffs_at
+
+
+def _buffer_nodes(sg: SectionGraph, buffer: BufferOp, nodes: Sequence[int]) -> list[int]:
+    """``nodes``' entries for the PMUs of ``buffer`` in ``sg``: its first, then its banks."""
+    count = len(sg.units)
+    banks = [count + j for j, b in enumerate(sg.banks) if b is buffer]
+    return [nodes[i] for i in [list(sg.units).index(buffer), *banks]]
+
+
+def _node_op(sg: SectionGraph, i: int) -> UnitOp | BufferOp | None:
+    """The unit or buffer of ``sg.graph.units[i]`` (a bank: its buffer; a parallel unit's copy
+    after copy 0: None)."""
+    count = len(sg.units)
+    if i < count:
+        return sg.units[i]
+    if i < count + len(sg.banks):
+        return sg.banks[i - count]
+    return None

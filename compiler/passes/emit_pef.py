@@ -199,6 +199,7 @@ def _residency(module: ModuleOp, table: _SymbolTable) -> schema.Residency | None
                     StringAttr() as home,
                     IntAttr() as pmu,
                     ArrayAttr() as handoffs,
+                    ArrayAttr() as on_home,
                 )
             ):
                 pass
@@ -215,7 +216,16 @@ def _residency(module: ModuleOp, table: _SymbolTable) -> schema.Residency | None
                     moves.append(schema.Handoff(section.data, index.data, _hops(route)))
                 case _:
                     raise EmitPefError(f"{where}: malformed hand-off {handoff}")
-        symbols.append(schema.ResidentSymbol(table.index[name.data], home.data, pmu.data, moves))
+        shared: list[schema.SharedPmu] = []
+        for item in on_home.data:
+            match item:
+                case ArrayAttr(data=(StringAttr() as section, IntAttr() as index)):
+                    shared.append(schema.SharedPmu(section.data, index.data))
+                case _:
+                    raise EmitPefError(f"{where}: malformed shared PMU {item}")
+        symbols.append(
+            schema.ResidentSymbol(table.index[name.data], home.data, pmu.data, moves, shared)
+        )
     return schema.Residency(symbols)
 
 

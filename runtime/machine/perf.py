@@ -133,11 +133,12 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    loaded once a run, not once a step: its ``load`` is reported apart (``first_load``, with the
    first DRAM load of the on-chip state) and ``cycles(section) = max(compute, pmu, dram,
    link)``, the steady step. A symbol kept on chip moves no DRAM bytes: a PMU loaded from it
-   is either its home (already holding it: its first element and its last are there at 0) or
-   filled by a hand-off, an on-chip copy from the home along the hand-off's route (its first
-   element after the route's hops, its last once its bytes have followed at one stream's
-   bytes a cycle; the route's links carry those bytes, rule 3; the copy writes the PMU's banks,
-   a cycle a word a bank, and reads the home's when the home is in the same section, rule 2).
+   is either its home or a shared PMU on the home's slots (already holding it: its first
+   element and its last are there at 0) or filled by a hand-off, an on-chip copy from the
+   home along the hand-off's route (its first element after the route's hops, its last once
+   its bytes have followed at one stream's bytes a cycle; the route's links carry those
+   bytes, rule 3; the copy writes the PMU's banks, a cycle a word a bank, and reads the
+   home's when the home is in the same section, rule 2).
    A section output to an on-chip symbol is not stored: it is complete when its writer ends.
    The batch, the hyperparameters, the loss and the outputs still cross DRAM (rule 4).
 

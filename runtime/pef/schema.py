@@ -348,26 +348,38 @@ class Handoff(Payload, frozen=True):
     hops: list[list[int]]
 
 
+class SharedPmu(Payload, frozen=True):
+    """A PMU of another section than a resident symbol's home, loaded from the symbol, that
+    sits on the home PMU's own slot: it reads the symbol where it lives, with no hand-off and no
+    copy (the sections run one at a time, so the PMU serves one of them at a time)."""
+
+    section: str
+    pmu: int
+
+
 class ResidentSymbol(Payload, frozen=True):
     """A DRAM symbol kept on chip across the co-resident sections and across steps: its value
     lives in the PMUs of its home, PMU ``pmu`` of section ``section`` (the PMU the last section
     of a step to write it stores from, or for a symbol no section writes the first one to load
     it). The first run loads it from DRAM once; a checkpoint reads it out of the home's PMUs
-    (through the home's store route); no step moves it through DRAM."""
+    (through the home's store route); no step moves it through DRAM. Every other PMU loaded
+    from it is fed by a hand-off (``handoffs``) or sits on the home's slot (``shared``)."""
 
     symbol: int
     section: str
     pmu: int
     handoffs: list[Handoff] = []
+    shared: list[SharedPmu] = []
 
 
 class Residency(Payload, frozen=True):
     """The ``resident`` section of a PEF whose sections are co-resident (container flag bit 2):
     every section of the program sits on the fabric at once, on units of its own (no PCU or PMU
-    slot shared between two sections), its routes and the hand-offs' routes within the links'
-    capacity together, so the fabric is configured once per run, not once per section run; the
-    ``symbols`` are kept on chip (``ResidentSymbol``); every other symbol (the batch, the loss,
-    the outputs, the hyperparameters) still crosses DRAM."""
+    slot shared between two sections, but a resident symbol's ``shared`` PMUs), its routes and
+    the hand-offs' routes within the links' capacity together, so the fabric is configured once
+    per run, not once per section run; the ``symbols`` are kept on chip (``ResidentSymbol``);
+    every other symbol (the batch, the loss, the outputs, the hyperparameters) still crosses
+    DRAM."""
 
     symbols: list[ResidentSymbol]
 

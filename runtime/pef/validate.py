@@ -30,13 +30,15 @@ most ``target.scalar_link_capacity`` PMUs (``rules.link_loads``: one PMU's route
 track).
 
 Co-resident sections (``Program.resident``, ``schema.Residency``): every section on units of
-its own (no PCU or PMU slot, copies' and buffers' extra slots included, in two sections), all
-their routes and the hand-offs' routes within the links' capacity together (they are configured
-at once). A resident symbol is a state, activation, gradient or spill symbol, listed once; its
-home is a PMU of a section bound to it (loaded from it, or stored to it) that holds it whole;
-each hand-off goes into a PMU of a section loaded from that symbol, along a route from the
-home's switch to that PMU's; every PMU of every section loaded from a resident symbol is its
-home or fed by a hand-off, and holds it whole.
+its own (no PCU or PMU slot, copies' and buffers' extra slots included, in two sections, but a
+shared PMU on its symbol's home's slots), all their routes and the hand-offs' routes within the
+links' capacity together (they are configured at once). A resident symbol is a state,
+activation, gradient or spill symbol, listed once; its home is a PMU of a section bound to it
+(loaded from it, or stored to it) that holds it whole; each hand-off goes into a PMU of a
+section loaded from that symbol, along a route from the home's switch to that PMU's; each
+shared PMU is a PMU of another section than the home's, loaded from the symbol, of the home's
+shape and dtype, on exactly the home's slots; every PMU of every section loaded from a
+resident symbol is its home, fed by a hand-off or shared, once, and holds it whole.
 """
 
 from __future__ import annotations
@@ -271,11 +273,14 @@ def _check_residency(program: Program, resident: Residency) -> None:
             raise PefError(f"resident: slot {list(slot)} is both {taken[slot]}'s and {what}'s")
         taken[slot] = what
 
+    on_home = {(sh.section, sh.pmu) for e in resident.symbols for sh in e.shared}
     for s in program.sections:
         for i, pcu in enumerate(s.pcus):
             for at in [pcu.at, *pcu.more_at]:
                 take(at, f"section '{s.name}' pcu {i} '{pcu.name}'")
         for i, pmu in enumerate(s.pmus):
+            if (s.name, i) in on_home:
+                continue  # on its home's slots: checked with its symbol below
             for at in [pmu.at, *pmu.more_at]:
                 take(at, f"section '{s.name}' pmu {i} '{pmu.name}'")
     routes: list[tuple[list[list[int]], int | None]] = []
@@ -330,13 +335,35 @@ def _check_residency(program: Program, resident: Residency) -> None:
                     f"{list(pmu.at)} (section '{handoff.section}' pmu {handoff.pmu})"
                 )
             routes.append((hops, None))
+        for k, shared in enumerate(entry.shared):
+            label = f"{where} shared PMU {k}"
+            if shared.section == entry.section:
+                raise PefError(f"{label}: in the home's own section '{shared.section}'")
+            pmu = _resident_pmu(sections, shared.section, shared.pmu, label, t)
+            if pmu.source != "dram" or pmu.symbol != entry.symbol:
+                raise PefError(
+                    f"{label}: section '{shared.section}' pmu {shared.pmu} is not loaded "
+                    f"from '{sym.name}'"
+                )
+            if (shared.section, shared.pmu) in fed:
+                raise PefError(f"{label}: section '{shared.section}' pmu {shared.pmu} fed twice")
+            fed.add((shared.section, shared.pmu))
+            if [pmu.at, *pmu.more_at] != [home.at, *home.more_at]:
+                raise PefError(
+                    f"{label}: section '{shared.section}' pmu {shared.pmu} sits at "
+                    f"{[pmu.at, *pmu.more_at]}, not on the home's slots {[home.at, *home.more_at]}"
+                )
+            if (pmu.shape, pmu.dtype) != (home.shape, home.dtype):
+                raise PefError(
+                    f"{label}: {pmu.dtype}{pmu.shape} is not the home's {home.dtype}{home.shape}"
+                )
     for s in program.sections:
         for i, pmu in enumerate(s.pmus):
             if pmu.source == "dram" and pmu.symbol in seen and (s.name, i) not in fed:
                 name = meta.symbols[pmu.symbol].name
                 raise PefError(
                     f"resident: section '{s.name}' pmu {i} loads on-chip symbol '{name}' but "
-                    "is neither its home nor fed by a hand-off"
+                    "is neither its home nor fed by a hand-off nor on its home's slots"
                 )
     vector, scalar = link_loads(routes)
     for (a, b), n in vector.items():

@@ -1,14 +1,17 @@
 // RUN: rdu-opt %s -p 'place-and-route{target=plasticine},co-place-sections{target=plasticine}' | filecheck %s
-// RUN: rdu-opt %s -p 'place-and-route{target=tiny},co-place-sections{target=tiny}' | filecheck %s --check-prefix=APART
+// RUN: rdu-opt %s -p 'place-and-route{target=tiny},co-place-sections{target=tiny}' | filecheck %s --check-prefix=TINY
 
 // co-place-sections places all sections together when they fit the fabric together (on
 // plasticine: 3 PCUs and 9 PMUs of 64 each), each unit on a slot of its own, and keeps on chip
 // the symbols the sections hand each other and keep across steps: net.0.weight's home is the
-// optimizer's updated buffer (sgd_0, its 4th pmu.buffer), from where a hand-off route feeds
-// each buffer loaded from it (the forward's 2nd, the optimizer's 1st); the gradient lives in
-// the optimizer's buffer that loads it. saved.mm (an activation) has no reader in the step: it
-// is for the host and crosses DRAM, like the batch, the loss and lr. On tiny (8 PMUs) the 9 PMUs do not fit
-// together: the module is left as place-and-route made it.
+// optimizer's updated buffer (sgd_0, its 4th pmu.buffer); the forward's buffer loaded from it
+// (its 2nd) sits on the home's slot (the forward reads the weight where it lives: the fifth
+// element, the shared PMUs), and a hand-off route feeds the optimizer's own (its 1st, in the
+// home's section); the gradient lives in the optimizer's buffer that loads it. saved.mm (an
+// activation) has no reader in the step: it is for the host and crosses DRAM, like the batch,
+// the loss and lr. On tiny (8 PMUs) the sections' 9 buffers fit together in 8 PMUs, one of
+// them the weight's home shared by the forward (test/e2e/test_mlp.py has sections that do not
+// fit together and keep their own placements).
 
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["input.0", "net.0.weight", "target.0"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role label>], result_names = ["output.0", "saved.mm", "loss"], result_roles = [#dataflow<role output>, #dataflow<role activation>, #dataflow<role loss>]} {
@@ -48,13 +51,13 @@ builtin.module {
 }
 
 // CHECK:      builtin.module attributes {rdu.target = "plasticine", rdu.resident = [
-// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<3>, [["forward", #builtin.int<1>, #pmu.route<(1, 4) -> (1, 3) -> (1, 2)>], ["optimizer", #builtin.int<0>, #pmu.route<(1, 4) -> (1, 5) -> (1, 6)>]]],
-// CHECK-SAME:   ["net.0.weight.grad", "optimizer", #builtin.int<1>, []]]}
+// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<3>, [["optimizer", #builtin.int<0>, #pmu.route<(0, 3) -> (0, 4) -> (0, 5)>]], [["forward", #builtin.int<1>]]],
+// CHECK-SAME:   ["net.0.weight.grad", "optimizer", #builtin.int<1>, [], []]]}
 // CHECK:        dataflow.section @forward
-// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (1, 2), fill (0, 2) -> (1, 2)>}
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 3)>}
 // CHECK:        dataflow.section @optimizer
-// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (1, 6), fill (0, 6) -> (1, 6)>}
-// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (1, 4), fill (1, 5) -> (1, 4), store (1, 4) -> (0, 4)>}
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 5), fill (0, 5)>}
+// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 6) -> (0, 5) -> (0, 4) -> (0, 3), store (0, 3)>}
 
-// APART:      builtin.module attributes {rdu.target = "tiny"} {
-// APART-NOT:  rdu.resident
+// TINY:       builtin.module attributes {rdu.target = "tiny", rdu.resident = [
+// TINY-SAME:    ["net.0.weight", "optimizer", #builtin.int<3>, [["optimizer", #builtin.int<0>, #pmu.route<{{.*}}>]], [["forward", #builtin.int<1>]]],

@@ -481,11 +481,15 @@ def linear_program(batch: int, k: int, n: int, optimizer: str | None = "sgd") ->
     return p.build(optimizer="adamw")
 
 
-def co_resident_relus(*, with_resident: bool = True, second_at: int = 8) -> schema.Program:
+def co_resident_relus(
+    *, with_resident: bool = True, second_at: int = 8, shared: bool = False
+) -> schema.Program:
     """Two forward sections on units of their own: ``h = relu(x)`` then ``y = relu(h)``, with
     ``h`` (an activation) kept on chip: its home is the first section's output PMU (slot
     (1, 0)), a hand-off copies it into the second section's PMU (slot (8, 0)) along 7 hops.
-    ``second_at``: the column of the second section's first unit."""
+    ``second_at``: the column of the second section's first unit. ``shared``: the second
+    section's h PMU sits on the home's slot instead (``schema.SharedPmu``), its routes
+    redrawn from there, and no hand-off."""
     p = ProgramBuilder(inference=True)
     p.symbol("x", [64, 16])
     p.symbol("h", [64, 16], role="activation")
@@ -503,6 +507,26 @@ def co_resident_relus(*, with_resident: bool = True, second_at: int = 8) -> sche
     program = p.build()
     if not with_resident:
         return program
+    if shared:
+        second_section = program.sections[1]
+        home = program.sections[0].pmus[1].at
+        pmus = [replace(second_section.pmus[0], at=list(home)), *second_section.pmus[1:]]
+        routes = []
+        for r in second_section.routes:
+            if r.dst == ("pmu", 0):  # the load: from DRAM at the left edge of the home's row
+                r = replace(r, hops=[[x, home[1]] for x in range(0, home[0] + 1)])
+            elif r.src == ("pmu", 0):  # into relu2, along row 0
+                end = second_section.pcus[0].at
+                r = replace(r, hops=[[x, 0] for x in range(home[0], end[0] + 1)])
+            routes.append(r)
+        program = replace(
+            program,
+            sections=[program.sections[0], replace(second_section, pmus=pmus, routes=routes)],
+        )
+        entry = schema.ResidentSymbol(
+            symbol=1, section="forward", pmu=1, shared=[schema.SharedPmu("forward.1", 0)]
+        )
+        return replace(program, resident=schema.Residency(symbols=[entry]))
     hops = [[x, 0] for x in range(1, second_at + 1)]
     handoff = schema.Handoff(section="forward.1", pmu=0, hops=hops)
     entry = schema.ResidentSymbol(symbol=1, section="forward", pmu=1, handoffs=[handoff])

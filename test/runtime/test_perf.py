@@ -585,6 +585,20 @@ def test_co_resident_sections_load_once_and_keep_their_symbols_on_chip() -> None
     assert first_load_cycles(program, [first, second]) == first.load_cycles + second.load_cycles
 
 
+def test_a_pmu_on_its_homes_slot_holds_the_symbol_from_the_start() -> None:
+    # As above, but the second section's h PMU sits on the home's slot: no hand-off, so h is
+    # there whole at 0 and the relu (64 vectors; fill: 6 stages and h's route to it along row
+    # 0 from column 1 to 10, 9 hops) ends 64 + 15 later; no copy in h's PMU banks or links.
+    program = with_target(with_banks(co_resident_relus(shared=True), 16), dram_gbps=2.0,
+                          clock_ghz=2.0, config_latency_ns=100.0)  # fmt: skip
+    _, second = program_models(program)
+    (unit,) = second.units
+    (t,) = second.times
+    assert unit.fill == 6 + 9 and (t.start, t.end) == (0, 64 + 15)
+    assert second.traffic.bytes_in == 0 and second.pmu_cycles == 64  # the relu's reads
+    assert second.link_cycles == 64  # the relu's 4096 bytes to y's PMU and y's store
+
+
 def test_sections_not_co_resident_keep_loading_every_run() -> None:
     program = with_target(with_banks(co_resident_relus(with_resident=False), 16), dram_gbps=2.0,
                           clock_ghz=2.0, config_latency_ns=100.0)  # fmt: skip

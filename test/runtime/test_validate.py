@@ -355,6 +355,21 @@ def test_validate_refuses_bad_co_residency(
         validate(change(co_resident_relus()))
 
 
+def test_a_pmu_on_its_homes_slot_reads_the_symbol_where_it_lives() -> None:
+    program = co_resident_relus(shared=True)
+    validate(program)
+    assert decode_pef(encode_pef(program)).resident == program.resident
+    entry = program.resident.symbols[0] if program.resident else None
+    assert entry is not None and not entry.handoffs
+    elsewhere = _resident(co_resident_relus(), handoffs=[], shared=entry.shared)  # at (8, 0)
+    with pytest.raises(PefError, match=r"sits at \[\[8, 0\]\], not on the home's slots"):
+        validate(elsewhere)
+    with pytest.raises(PefError, match="in the home's own section 'forward'"):
+        validate(_resident(program, shared=[*entry.shared, schema.SharedPmu("forward", 0)]))
+    with pytest.raises(PefError, match="fed twice"):
+        validate(_resident(program, shared=[schema.SharedPmu("forward.1", 0)] * 2))
+
+
 def test_co_resident_routes_share_the_links_capacity() -> None:
     # Each section alone fits a capacity of one route a link; together (with the hand-off
     # along row 0) they do not.
