@@ -700,6 +700,7 @@ def allocation(
     per_cycle = dram_bytes_per_cycle(target)
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
     loads: dict[UnitOp, list[tuple[int, int]]] = {}
+    stored = {name.data for name in section.result_names}
     for u in units:
         writers[u], loads[u] = [], []
         for value, access in zip(u.inputs, u.ins.data, strict=True):
@@ -707,7 +708,10 @@ def allocation(
             if isinstance(buf, BufferOp) and isinstance(buf.source.owner, UnitOp):
                 writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
             elif isinstance(buf, BufferOp) and buf.from_dram and loaded_from(buf, section) in kept:
-                loads[u].append((0, -(-buffer_bytes(buf) // stream_bytes(target))))  # on chip
+                # on chip: on its home's slots (co-place-sections' shared PMUs) unless this
+                # section stores the symbol too (the home may be here: a hand-off copies it)
+                copy = -(-buffer_bytes(buf) // stream_bytes(target))
+                loads[u].append((0, copy if loaded_from(buf, section) in stored else 0))
             elif isinstance(buf, BufferOp) and buf.from_dram:
                 moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
                 loads[u].append((latency, latency + math.ceil(moved)))
