@@ -607,7 +607,8 @@ class UnitOp(IRDLOperation):
             self.out.stride_values,
             factors,
             indexed=self.out.is_indexed or any(a.is_indexed for a in self.ins.data),
-            positional=any(OPCODES[op].positional for op in self.stage_opcodes()),
+            positional="rand" in self.stage_opcodes(),
+            counters=self.counter_stages(),
             reads=[
                 (f"operand {operands.index(v)}", a)
                 for v, a in zip(operands, self.ins.data, strict=True)
@@ -620,6 +621,10 @@ class UnitOp(IRDLOperation):
         PEF validator ask too): its stream travels the scalar network."""
         access = self.ins.data[port]
         return register_problem(self.space_values, access.stride_values, access.is_indexed) is None
+
+    def counter_stages(self) -> list[int]:
+        """The counters the body's ``pcu.counter`` ops read."""
+        return [op.counter.value.data for op in self.body.block.ops if isinstance(op, CounterOp)]
 
     def stage_opcodes(self) -> list[str]:
         """The body's opcodes in order (``const`` and ``counter`` for those ops)."""

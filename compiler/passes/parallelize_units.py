@@ -14,9 +14,10 @@ at (``block_lanes``: a unit streaming only bf16 at the target's bf16 rate where 
 fewer cycles than its own lanes, as the performance model packs it). The buffers a parallel
 unit reads and writes stay whole on chip, all their PMUs (counted by assign-pmus, which runs
 next), so its operands are loaded from DRAM once. Not parallelized: units with a
-data-dependent access, a ``counter`` or ``rand`` stage (they would see a copy's own counters),
-reading a buffer through two different accesses (a buffer feeds a copy one stream), or whose
-result has other readers than its buffer.
+data-dependent access or a ``rand`` stage (its value depends on every counter), reading a
+buffer through two different accesses (a buffer feeds a copy one stream), or whose result has
+other readers than its buffer; a unit with a ``counter`` stage is split only along the
+counters no such stage reads (a cross-entropy's masked sum over the classes, along its rows).
 
 Three rules give factors (the third shapes the first):
 
@@ -44,8 +45,10 @@ Three rules give factors (the third shapes the first):
    section is balanced within its share (its own units and buffers' PMUs plus an even part of
    those left free), so that they still fit together, and against a DRAM floor without the
    symbols expected to stay on chip (the state, and the activations and gradients another
-   section loads: ``dram_floor``'s ``kept``), which reach their readers at the on-chip stream
-   rate. A program whose sections do not fit together is balanced as before, each section
+   section loads: ``dram_floor``'s ``kept``): a section that does not store such a symbol
+   reads it where it lives, whole from the start (co-place-sections shares its home's PMUs),
+   one that stores it too gets it at the on-chip stream rate (a hand-off may copy it). A
+   program whose sections do not fit together is balanced as before, each section
    with the whole fabric, and so is one where the shares would not pay: the sum over its
    sections of the critical path (or DRAM floor) with shares is compared with the sum without
    them plus a configuration latency a section (GPT b8 on sn10 balances each section over all
@@ -258,8 +261,8 @@ def split_counters(unit: UnitOp) -> tuple[int, int]:
 
 
 def can_parallelize(unit: UnitOp) -> bool:
-    """No data-dependent access, ``counter`` or ``rand`` stage, and one access a buffer (see the
-    module docstring): one copy a counter passes the shared rule."""
+    """No data-dependent access or ``rand`` stage, and one access a buffer (see the module
+    docstring): one copy a counter passes the shared rule."""
     return unit.parallel_problem([1] * len(unit.space_values)) is None
 
 
@@ -272,6 +275,7 @@ def grids(unit: UnitOp, target: Target) -> list[tuple[int, tuple[int, ...]]]:
     rows = range(1, min(target.rows, space[at_u]) + 1) if at_u >= 0 else [1]
     cols = range(1, min(parallel_layout.row_slots(target), space[at_l]) + 1) if at_l >= 0 else [1]
     found: list[tuple[int, tuple[int, ...]]] = []
+    fixed = unit.counter_stages()
     for pr in rows:
         for pc in cols:
             factors = [1] * len(space)
@@ -279,6 +283,8 @@ def grids(unit: UnitOp, target: Target) -> list[tuple[int, tuple[int, ...]]]:
                 factors[at_u] = pr
             if at_l >= 0:
                 factors[at_l] = pc
+            if any(factors[c] > 1 for c in fixed):  # a ``counter`` stage reads it
+                continue
             if _blocks_filled(space, factors):  # else an empty last block (``parallel_problem``)
                 found.append((pr * pc, tuple(factors)))
     return found
@@ -408,6 +414,7 @@ def frontier(
         return options
     at_u, at_l = split_counters(unit)
     at_o = outer_counter(unit, at_u, at_l) if outer else -1
+    fixed = unit.counter_stages()  # a ``counter`` stage reads them: not split
     axes = [
         (c, fewest_copies(space[c], most))
         for c, most in (
@@ -415,7 +422,7 @@ def frontier(
             (at_l, parallel_layout.row_slots(target)),
             (at_o, space[at_o]),
         )  # fmt: skip
-        if c >= 0
+        if c >= 0 and c not in fixed
     ]
     scored: list[tuple[int, int, tuple[int, ...]]] = []
     for chosen in itertools.product(*(ps for _, ps in axes)):

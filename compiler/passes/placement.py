@@ -21,9 +21,13 @@ The algorithm:
 
 1. greedy: in dataflow order, each unit takes the free slot of its kind that is closest (in
    Manhattan distance over its streams) to its already placed neighbours and to DRAM;
-2. simulated annealing of the total Manhattan length of all streams: one or two thousand moves
-   (move a unit to a free slot of its kind or swap it with the unit there), seeded, so the
-   same graph always gets the same placement;
+2. simulated annealing of the total Manhattan length of all streams, each weighed by its bytes
+   (``stream_weights``: 1 to ``WEIGHT_LEVELS``, so that a heavy stream is kept short and off
+   other streams' links: GPT b8's backward on sn10 had three saved activations' streams to
+   their dW matmuls down one column, 31.8k cycles of link time, when a cross-entropy unit's
+   copies changed the placement; 18.4k weighed, under its DRAM time): one or two thousand
+   moves (move a unit to a free slot of its kind or swap it with the unit there), seeded, so
+   the same graph always gets the same placement;
 3. routing (``routing.Router``), stream by stream in order: X then Y; Y then X if that would
    overload a link; a shortest detour over links with room left if both would. If a stream
    still finds no path, the annealing is retried with other seeds before giving up.
@@ -53,6 +57,9 @@ DRAM_DETOUR: Final = 3
 """Placement cost of each DRAM load (or store) of a row beyond ``link_capacity``: all of a row's
 loads leave, and its stores enter, through its left-edge switch, so the extra ones detour through
 a neighbour row."""
+
+WEIGHT_LEVELS: Final = 4
+"""The weight of the heaviest stream's length in ``placement_cost`` (the lightest: 1)."""
 
 ROUTE_ATTEMPTS: Final = 4
 """How many annealing seeds we try before declaring a section unroutable."""
@@ -255,14 +262,28 @@ def wire_length(graph: Graph, at: Sequence[Coord]) -> int:
     return sum(stream_length(at, s) for s in graph.streams)
 
 
+def stream_weights(graph: Graph) -> list[int]:
+    """What each stream's length counts in ``placement_cost``: 1, up to ``WEIGHT_LEVELS`` for
+    the heaviest (in proportion to its bytes, ``Stream.weight``): a stream that moves many
+    bytes is kept short, off other streams' links (the performance model shares a link's
+    bandwidth among its streams)."""
+    heaviest = max((s.weight for s in graph.streams), default=0)
+    if heaviest <= 0:
+        return [1] * len(graph.streams)
+    return [1 + (WEIGHT_LEVELS - 1) * s.weight // heaviest for s in graph.streams]
+
+
 def placement_cost(graph: Graph, target: Target, at: Sequence[Coord]) -> int:
-    """What the placer minimises: ``wire_length`` plus ``DRAM_DETOUR`` per DRAM load or store
-    that its row's edge link cannot carry."""
+    """What the placer minimises: the streams' Manhattan lengths, each times its weight
+    (``stream_weights``), plus ``DRAM_DETOUR`` per DRAM load or store that its row's edge link
+    cannot carry."""
     dram = _dram_degree(graph)
     load = [(0, 0)] * target.rows
     for u, (_, y) in enumerate(at):
         load[y] = _add(load[y], dram[u])
-    return wire_length(graph, at) + sum(_row_penalty(n, target) for n in load)
+    weights = stream_weights(graph)
+    wires = sum(w * stream_length(at, s) for s, w in zip(graph.streams, weights, strict=True))
+    return wires + sum(_row_penalty(n, target) for n in load)
 
 
 def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
@@ -340,10 +361,10 @@ class AnnealInputs:
 
     others: list[list[int]]
     """Per unit, the other end of each of its streams (``_other_ends``)."""
-    units: list[list[int]]
-    """Per unit, those of ``others`` that are units."""
+    units: list[list[tuple[int, int]]]
+    """Per unit, those of ``others`` that are units, each with its stream's weight."""
     drams: list[int]
-    """Per unit, how many of its streams go to or come from DRAM."""
+    """Per unit, the weights of its streams to or from DRAM, summed."""
     dram: list[tuple[int, int]]
     """Per unit, its DRAM loads and stores (``_dram_degree``)."""
     is_pcu: list[bool]
@@ -355,12 +376,21 @@ class AnnealInputs:
 
 def anneal_inputs(graph: Graph, target: Target, start: Sequence[Coord]) -> AnnealInputs:
     """``AnnealInputs`` of ``graph`` on ``target`` from ``start``."""
-    others = _other_ends(graph, _incident_streams(graph))
-    units = [[o for o in ends if o != DRAM] for ends in others]
+    incident = _incident_streams(graph)
+    others = _other_ends(graph, incident)
+    weights = stream_weights(graph)
+    units = [
+        [(o, weights[s]) for o, s in zip(ends, ss, strict=True) if o != DRAM]
+        for ends, ss in zip(others, incident, strict=True)
+    ]
+    drams = [
+        sum(weights[s] for o, s in zip(ends, ss, strict=True) if o == DRAM)
+        for ends, ss in zip(others, incident, strict=True)
+    ]
     return AnnealInputs(
         others=others,
         units=units,
-        drams=[len(ends) - len(near) for ends, near in zip(others, units, strict=True)],
+        drams=drams,
         dram=_dram_degree(graph),
         is_pcu=[unit.kind == "pcu" for unit in graph.units],
         pcu_slot=[
@@ -401,10 +431,10 @@ def anneal(
         staying put; a stream to ``skip``, the unit swapped with ``w``, keeps its length)."""
         (sx, sy), (dx, dy) = src, dst
         delta = drams[w] * (dx - sx)  # a DRAM stream's length is its unit's column
-        for o in units[w]:
+        for o, weight in units[w]:
             if o != skip:
                 ox, oy = at[o]
-                delta += abs(dx - ox) + abs(dy - oy) - abs(sx - ox) - abs(sy - oy)
+                delta += weight * (abs(dx - ox) + abs(dy - oy) - abs(sx - ox) - abs(sy - oy))
         return delta
 
     cols, rows = target.cols, target.rows

@@ -132,15 +132,19 @@ def parallel_problem(
     *,
     indexed: bool = False,
     positional: bool = False,
+    counters: Sequence[int] = (),
     reads: Sequence[tuple[str, object]] = (),
 ) -> str | None:
     """What forbids running a unit over ``space`` as ``prod(factors)`` copies, or None.
 
     One factor a counter, from 1 to its extent, every copy's block non-empty (``copy_block``),
-    above 1 only on a counter that is not reduced; and the unit has no data-dependent access
-    (``indexed``), no ``counter`` or ``rand`` stage (``positional``: a copy would see its own
-    block's counters) and reads each buffer through one access (``reads``: ``(buffer, access)``
-    an input port, the buffer named as the message should name it)."""
+    above 1 only on a counter that is not reduced nor read by a ``counter`` stage (``counters``:
+    a copy's counter runs over its own block, so such a stage would see the block's values; a
+    counter no stage reads may be split, the others keep every value: a cross-entropy's class
+    index beside rows split among copies); and the unit has no data-dependent access
+    (``indexed``), no ``rand`` stage (``positional``: its value depends on every counter) and
+    reads each buffer through one access (``reads``: ``(buffer, access)`` an input port, the
+    buffer named as the message should name it)."""
     if len(factors) != len(space):
         return f"parallel has {len(factors)} factors for {len(space)} counters"
     blocks = copy_block(space, factors)
@@ -153,10 +157,12 @@ def parallel_problem(
             )
         if f > 1 and c in reduced:
             return f"parallel factor {f} on reduced counter {c}"
+        if f > 1 and c in counters:
+            return f"parallel factor {f} on counter {c}, which a 'counter' stage reads"
     if indexed:
         return "a parallel unit with a data-dependent access"
     if positional:
-        return "a parallel unit with a 'counter' or 'rand' stage"
+        return "a parallel unit with a 'rand' stage"
     seen: dict[str, object] = {}
     for k, (buffer, access) in enumerate(reads):
         if seen.setdefault(buffer, access) != access:

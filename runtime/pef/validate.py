@@ -641,7 +641,10 @@ class _SectionChecker:
             pcu.out.strides,
             p,
             indexed=pcu.out.index_port >= 0 or any(k.access.index_port >= 0 for k in pcu.inputs),
-            positional=any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES),
+            positional=any(st.op == "rand" for st in pcu.stages),
+            counters=[
+                st.imm for st in pcu.stages if st.op == "counter" and isinstance(st.imm, int)
+            ],
             reads=[(f"pmu {port.pmu}", port.access) for port in pcu.inputs],
         )
         if problem:

@@ -17,7 +17,9 @@ from compiler.passes.placement import (
     endpoint_switch,
     greedy_placement,
     place_and_route,
+    placement_cost,
     slots,
+    stream_weights,
     wire_length,
 )
 from compiler.passes.placement import check_placement as what_is_wrong
@@ -112,6 +114,21 @@ def test_near_optimal_against_brute_force() -> None:
         placement = place_and_route(graph, GRID, seed=seed)
         check_placement(graph, GRID, placement)
         assert placement.route_length <= 1.5 * optimum, (seed, placement.route_length, optimum)
+
+
+def test_the_placer_keeps_heavy_streams_shorter() -> None:
+    # A PCU reading a 4 MB stream and a 64 kB one: their lengths count 4 and 1 (the heaviest
+    # WEIGHT_LEVELS times, the others in proportion to their bytes, at least once), so the
+    # placement with the heavy stream one hop long costs less than the one with the light one.
+    units = [Unit("heavy", "pmu"), Unit("light", "pmu"), Unit("op", "pcu")]
+    graph = Graph(units, [Stream(0, 2, weight=4 << 20), Stream(1, 2, weight=64 << 10)])
+    assert stream_weights(graph) == [4, 1]
+    near, far = (1, 0), (3, 0)  # PMU slots one and three hops from the PCU at (0, 0)
+    assert placement_cost(graph, GRID, [near, far, (0, 0)]) == 4 * 1 + 1 * 3
+    assert placement_cost(graph, GRID, [far, near, (0, 0)]) == 4 * 3 + 1 * 1
+    # Streams of unknown bytes (weight 0) all count once: the plain wire length.
+    plain = two_layer_graph()
+    assert stream_weights(plain) == [1] * len(plain.streams)
 
 
 def test_dram_streams_enter_at_the_left_edge_of_the_units_row() -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from pefkit import parallel_matmul_program, replace, st
+from pefkit import matmul_program, parallel_matmul_program, replace, st
 
 from runtime.fabric import Fabric, _PcuPlan, _run_pcu, copy_pcus
 from runtime.pef import PefError, schema, validate
@@ -142,7 +142,11 @@ BROKEN: list[tuple[Callable[[], schema.Program], str]] = [
     (lambda: _replace_route(P, 0, hops=[[3, 0], [4, 0]]), r"starts at switch \[3, 0\], not at"),
     (
         lambda: _with_pcu(P, stages=[st("counter", imm=0, dtype="i64"), st("mul", 0, 1)]),
-        r"a parallel unit with a 'counter' or 'rand' stage",
+        r"parallel factor 2 on counter 0, which a 'counter' stage reads",
+    ),
+    (
+        lambda: _with_pcu(P, stages=[st("rand", 0), st("mul", 0, 1)]),
+        r"a parallel unit with a 'rand' stage",
     ),
     (lambda: _replace_route(P, 0, taps=[[0, 0], [0, 4]]), r"taps\[1\] \[0, 4\] is not"),
     (
@@ -160,6 +164,26 @@ def test_validate_refuses_a_broken_parallel_pcu(
     with pytest.raises(PefError, match=match) as info:
         validate(program())
     assert "\n" not in str(info.value)
+
+
+def test_a_counter_stage_on_a_counter_no_copy_splits_sees_every_value() -> None:
+    # out[i, j] = sum_k a[i, k] * b[k, j] * k, the counter stage reading k (the reduced counter,
+    # never split): the copies over rows and columns see k's every value, as one PCU does.
+    stages = [
+        st("counter", imm=2, dtype="i64"),
+        st("cast", 2, dtype="f32"),
+        st("mul", 0, 1),
+        st("mul", 4, 3),
+    ]
+    program = _with_pcu(P, stages=stages, result=5)
+    validate(program)
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((8, 8), dtype=np.float32)
+    b = rng.standard_normal((8, 32), dtype=np.float32)
+    weighted = a * np.arange(8, dtype=np.float32)
+    np.testing.assert_allclose(run(program, a, b), weighted @ b, rtol=1e-5, atol=1e-5)
+    alone = _with_pcu(matmul_program(8, 8, 32), stages=stages, result=5)
+    np.testing.assert_array_equal(run(program, a, b), run(alone, a, b))
 
 
 def test_multicast_routes_count_against_link_capacity() -> None:

@@ -107,6 +107,13 @@ def test_parallel_factors() -> None:
     assert "reduced counter 2" in str(parallel_problem([4, 6, 3], [6, 1, 0], [1, 1, 3]))
     assert "2 factors" in str(parallel_problem([4, 6, 3], [6, 1, 0], [1, 1]))
     assert "data-dependent" in str(parallel_problem([4], [1], [2], indexed=True))
+    # a counter stage reading counter 2 (the classes of a cross-entropy's masked sum): the rows
+    # may be split, not the counter it reads
+    assert parallel_problem([4, 6, 3], [6, 1, 0], [2, 3, 1], counters=[2]) is None
+    assert "counter 1, which a 'counter' stage reads" in str(
+        parallel_problem([4, 6, 3], [6, 1, 0], [2, 3, 1], counters=[1])
+    )
+    assert "'rand' stage" in str(parallel_problem([4], [1], [2], positional=True))
     reads = [("a", (0, (1,))), ("a", (0, (2,)))]
     assert "input 1 reads a" in str(parallel_problem([4], [1], [2], reads=reads))
 
