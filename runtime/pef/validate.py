@@ -314,15 +314,9 @@ def _check_residency(program: Program, resident: Residency) -> None:
             fed.add((entry.section, entry.pmu))
         for k, handoff in enumerate(entry.handoffs):
             label = f"{where} hand-off {k}"
-            pmu = _resident_pmu(sections, handoff.section, handoff.pmu, label, t)
-            if pmu.source != "dram" or pmu.symbol != entry.symbol:
-                raise PefError(
-                    f"{label}: section '{handoff.section}' pmu {handoff.pmu} is not loaded "
-                    f"from '{sym.name}'"
-                )
-            if (handoff.section, handoff.pmu) in fed:
-                raise PefError(f"{label}: section '{handoff.section}' pmu {handoff.pmu} fed twice")
-            fed.add((handoff.section, handoff.pmu))
+            pmu = _fed_once(
+                sections, fed, (handoff.section, handoff.pmu), (entry.symbol, sym.name), label, t
+            )
             hops = handoff.hops
             for h, hop in enumerate(hops):
                 if len(hop) != 2 or not (0 <= hop[0] <= t.cols and 0 <= hop[1] <= t.rows):
@@ -339,15 +333,9 @@ def _check_residency(program: Program, resident: Residency) -> None:
             label = f"{where} shared PMU {k}"
             if shared.section == entry.section:
                 raise PefError(f"{label}: in the home's own section '{shared.section}'")
-            pmu = _resident_pmu(sections, shared.section, shared.pmu, label, t)
-            if pmu.source != "dram" or pmu.symbol != entry.symbol:
-                raise PefError(
-                    f"{label}: section '{shared.section}' pmu {shared.pmu} is not loaded "
-                    f"from '{sym.name}'"
-                )
-            if (shared.section, shared.pmu) in fed:
-                raise PefError(f"{label}: section '{shared.section}' pmu {shared.pmu} fed twice")
-            fed.add((shared.section, shared.pmu))
+            pmu = _fed_once(
+                sections, fed, (shared.section, shared.pmu), (entry.symbol, sym.name), label, t
+            )
             if [pmu.at, *pmu.more_at] != [home.at, *home.more_at]:
                 raise PefError(
                     f"{label}: section '{shared.section}' pmu {shared.pmu} sits at "
@@ -378,6 +366,27 @@ def _check_residency(program: Program, resident: Residency) -> None:
                 f"resident: scalar link {list(a)} -> {list(b)} carries the values of {n} PMUs "
                 f"of the co-resident sections, capacity {t.scalar_link_capacity}"
             )
+
+
+def _fed_once(
+    sections: dict[str, Section],
+    fed: set[tuple[str, int]],
+    at: tuple[str, int],
+    symbol: tuple[int, str],
+    label: str,
+    t: Target,
+) -> Pmu:
+    """PMU ``at`` (section, index) fed with resident symbol ``symbol`` (index, name) by a
+    hand-off or on its home's slots: checked to load it and to be fed once, counted in
+    ``fed``."""
+    section, index = at
+    pmu = _resident_pmu(sections, section, index, label, t)
+    if pmu.source != "dram" or pmu.symbol != symbol[0]:
+        raise PefError(f"{label}: section '{section}' pmu {index} is not loaded from '{symbol[1]}'")
+    if at in fed:
+        raise PefError(f"{label}: section '{section}' pmu {index} fed twice")
+    fed.add(at)
+    return pmu
 
 
 def _resident_pmu(

@@ -357,8 +357,11 @@ PARALLEL_REFUSALS = ("parallel has", "parallel factor", "a parallel unit", "anot
 def test_verifier_and_pef_validator_accept_the_same_parallel_factors(variant: str) -> None:
     accepted = [f for f in FACTORS if unit_runs_parallel(variant, f)]
     assert accepted == [f for f in FACTORS if program_runs_parallel(variant, f)]
+    matmul = [f for f in FACTORS if unit_runs_parallel("matmul", f)]
     if variant == "matmul":
         assert (2, 3, 1) in accepted and (3, 1, 1) not in accepted  # 3 blocks of 2 rows over 4
         assert not [f for f in accepted if f[2] > 1]  # k is reduced
+    elif variant == "counter stage":  # it reads counter 0: the copies may split the others
+        assert accepted == [f for f in matmul if f[0] == 1] and (1, 3, 1) in accepted
     else:
         assert accepted == []
