@@ -489,6 +489,8 @@ class _Allocation:
     _cycles_at: list[int] = field(default_factory=list)
     """``cycles`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
     _levels_seen: list[int] = field(default_factory=list)
+    _hops: dict[tuple[UnitOp, tuple[int, ...]], int] = field(default_factory=dict)
+    """``hops`` by unit and grid."""
     short: set[UnitOp] = field(default_factory=set)
     """Units whose longer steps (``best_step``) did not fit: they take their next grid."""
 
@@ -505,12 +507,20 @@ class _Allocation:
         unit the hops of its multicast streams (``multicast_hops``)."""
         if self.level[unit] > 0:
             _, cycles, factors = self.options(unit)[self.level[unit]]
-            return cycles + multicast_hops(unit, factors)
+            return cycles + self.hops(unit, factors)
         if self.level[unit] == 0:
             if unit not in self.one:
                 self.one[unit] = copy_cycles(unit, unit.space_values, self.target)
             return self.one[unit]
         return self.options(unit)[self.level[unit]][1]
+
+    def hops(self, unit: UnitOp, factors: tuple[int, ...]) -> int:
+        """``multicast_hops``, computed once a unit and grid (``best_step`` asks it of every
+        grid it looks ahead to, at every step)."""
+        key = (unit, factors)
+        if key not in self._hops:
+            self._hops[key] = multicast_hops(unit, factors)
+        return self._hops[key]
 
     def copies(self, unit: UnitOp) -> int:
         return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
@@ -526,7 +536,7 @@ class _Allocation:
         best: tuple[float, int] = (0.0, level)
         for to in range(level + 1, min(len(options), level + 1 + reach)):
             more, fewer, factors = options[to]
-            gain = (cycles - fewer - multicast_hops(unit, factors)) / (more - copies)
+            gain = (cycles - fewer - self.hops(unit, factors)) / (more - copies)
             if gain > best[0]:
                 best = (gain, to)
         return best

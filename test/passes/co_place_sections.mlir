@@ -57,7 +57,7 @@ builtin.module {
 // CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 3)>}
 // CHECK:        dataflow.section @optimizer
 // CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 5), fill (0, 5)>}
-// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 6) -> (0, 5) -> (0, 4) -> (0, 3), store (0, 3)>}
+// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 4) -> (0, 3), store (0, 3)>}
 
 // TINY:       builtin.module attributes {rdu.target = "tiny", rdu.resident = [
 // TINY-SAME:    ["net.0.weight", "optimizer", #builtin.int<3>, [["optimizer", #builtin.int<0>, #pmu.route<{{.*}}>]], [["forward", #builtin.int<1>]]],

@@ -57,9 +57,9 @@ builtin.module {
 // CHECK:          %lb = pmu.buffer %l {{{.*}}, placement = #pmu.placement<at (2, 1), fill (1, 1) -> (2, 1), store (2, 1) -> (1, 1) -> (0, 1)>}
 // CHECK-NEXT:     dataflow.yield %mmb, %mmb, %lb
 // CHECK:        dataflow.section @optimizer
-// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>}
-// CHECK-NEXT:     %gb = pmu.buffer %g {{{.*}}, placement = #pmu.placement<at (0, 1), fill (0, 1)>}
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 1), fill (0, 1)>}
+// CHECK-NEXT:     %gb = pmu.buffer %g {{{.*}}, placement = #pmu.placement<at (1, 0), fill (0, 0) -> (1, 0)>}
 // CHECK-NEXT:     %lrb = pmu.buffer %lr {{{.*}}, placement = #pmu.placement<at (2, 1), fill (0, 1) -> (1, 1) -> (2, 1)>}
-// CHECK-NEXT:     %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) {{.*}} combiner none placed #pcu.placement<at (1, 1), routes [(1, 0) -> (1, 1), (0, 1) -> (1, 1), (2, 1) -> (1, 1)]> :
+// CHECK-NEXT:     %u = pcu.unit @sgd_0 (%wb, %gb, %lrb) {{.*}} combiner none placed #pcu.placement<at (1, 1), routes [(0, 1) -> (1, 1), (1, 0) -> (1, 1), (2, 1) -> (1, 1)]> :
 // CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (1, 2), fill (1, 1) -> (1, 2), store (1, 2) -> (0, 2)>}
 // CHECK-NEXT:     dataflow.yield %ub
