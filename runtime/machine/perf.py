@@ -630,13 +630,15 @@ def block_start(
     chunk = -(-blocks // BLOCKS_EXACT)
     start = begin = first
     for j in range(0, blocks, chunk):
+        end = min(j + chunk, blocks)
         lo = j * rows.rows // blocks
-        hi = -(-min(j + chunk, blocks) * rows.rows // blocks) - 1
+        hi = -(-end * rows.rows // blocks) - 1
         local = hi - hi // size * size if lo // size == hi // size else size - 1
         complete = first + -(-(local + 1) * span // size)
-        at = j % run
+        first_of_copy = (end - 1) // run * run >= j  # a copy's first block is in it
+        at = 0 if first_of_copy else j % run
         start = max(start, complete - at * steady // run)
-        if at < chunk:  # a copy's first block (or chunk)
+        if first_of_copy:
             begin = max(begin, complete)
     return start, begin
 

@@ -23,7 +23,9 @@ from pefkit import (
 )
 
 from runtime.machine.perf import (
+    Rows,
     bank_cycles,
+    block_start,
     first_load_cycles,
     format_report,
     model_section,
@@ -492,6 +494,25 @@ def test_a_row_block_straddling_two_runs_waits_for_the_first_to_end() -> None:
     # only, when neg ends; reading row 3 (there at 9) is not enough.
     straddling = model(neg_then_exp(6, [2, 1], [3, 32], [32, 1], [3, 1])).times
     assert straddling[0].end == 11 and (straddling[1].start, straddling[1].end) == (11, 22)
+
+
+def test_a_reader_of_many_blocks_is_looked_at_in_chunks_never_earlier(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Past BLOCKS_EXACT blocks, block_start looks at chunks of them: its start and its first
+    # block are never earlier than block by block, whatever the runs, copies and rates.
+    cases = [
+        (blocks, copies, rows, groups, pace)
+        for blocks in (1, 7, 64, 250)
+        for copies in (1, 3, 16)
+        for rows, groups in ((250, 1), (64, 4), (101, 7))
+        for pace in (5, 400, 3000)
+    ]
+    exact = [block_start(20, 900, Rows(r, g), b, c, pace) for b, c, r, g, pace in cases]
+    monkeypatch.setattr("runtime.machine.perf.BLOCKS_EXACT", 6)
+    for (b, c, r, g, pace), (start, begin) in zip(cases, exact, strict=True):
+        chunked = block_start(20, 900, Rows(r, g), b, c, pace)
+        assert chunked[0] >= start and chunked[1] >= begin, (b, c, r, g, pace)
 
 
 def two_readers_of_one_buffer(readers: int) -> schema.Program:
