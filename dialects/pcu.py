@@ -607,7 +607,7 @@ class UnitOp(IRDLOperation):
             self.out.stride_values,
             factors,
             indexed=self.out.is_indexed or any(a.is_indexed for a in self.ins.data),
-            positional="rand" in self.stage_opcodes(),
+            positional=any(OPCODES[op].positional for op in self.stage_opcodes()),
             counters=self.counter_stages(),
             reads=[
                 (f"operand {operands.index(v)}", a)

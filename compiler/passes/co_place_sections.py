@@ -266,11 +266,10 @@ def combined_graph(
         nodes.append(local)
     for resident in residents:
         home_section, home = resident.home
-        home_nodes = _buffer_nodes(graphs[home_section], home, nodes[home_section])
+        home_nodes = [nodes[home_section][i] for i in _buffer_units(graphs[home_section], home)]
         for s, buffer in resident.shared:
-            at = _buffer_nodes(graphs[s], buffer, list(range(len(graphs[s].graph.units))))
-            for position, node in zip(at, home_nodes, strict=True):
-                nodes[s][position] = node
+            for i, node in zip(_buffer_units(graphs[s], buffer), home_nodes, strict=True):
+                nodes[s][i] = node
     for sg, local in zip(graphs, nodes, strict=True):
         streams_at.append(len(streams))
         for s in sg.graph.streams:
@@ -287,11 +286,11 @@ def combined_graph(
     return Graph(units, streams), nodes, streams_at, handoffs_at
 
 
-def _buffer_nodes(sg: SectionGraph, buffer: BufferOp, nodes: Sequence[int]) -> list[int]:
-    """``nodes``' entries for the PMUs of ``buffer`` in ``sg``: its first, then its banks."""
+def _buffer_units(sg: SectionGraph, buffer: BufferOp) -> list[int]:
+    """The units of ``sg.graph`` that are ``buffer``'s PMUs: its first, then its banks."""
     count = len(sg.units)
     banks = [count + j for j, b in enumerate(sg.banks) if b is buffer]
-    return [nodes[i] for i in [list(sg.units).index(buffer), *banks]]
+    return [list(sg.units).index(buffer), *banks]
 
 
 def _node_op(sg: SectionGraph, i: int) -> UnitOp | BufferOp | None:

@@ -121,8 +121,10 @@ class Opcode:
     stages: int
     """Pipeline stages it takes: 1, or 0 for an immediate or the counter chain."""
     positional: bool = False
-    """Its value depends on the point's position in the unit's whole space (a counter, ``rand``):
-    a unit holding one is never split into parallel copies, which each start at their block."""
+    """Its value depends on the point's position in the unit's whole space, every counter of it
+    (``rand``): a unit holding one is never split into parallel copies, which each start at
+    their block. A ``counter`` reads one counter only: its unit may be split along the others
+    (``rules.parallel_problem``'s ``counters``)."""
     widening: bool = False
     """It also takes ``bf16`` operands to an exact ``f32`` result (the bf16 multiplier)."""
 
@@ -149,7 +151,7 @@ OPCODES: Final[dict[str, Opcode]] = {
         *_ops("and or", 2, "logic", flops=0),
         *_ops("select", 3, "select", flops=0),
         *_ops("const", 0, "const", flops=0, stages=0),
-        *_ops("counter", 0, "counter", flops=0, stages=0, positional=True),
+        *_ops("counter", 0, "counter", flops=0, stages=0),
         *_ops("rand", 1, "rand", flops=0, positional=True),
     )
 }

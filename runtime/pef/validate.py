@@ -650,7 +650,7 @@ class _SectionChecker:
             pcu.out.strides,
             p,
             indexed=pcu.out.index_port >= 0 or any(k.access.index_port >= 0 for k in pcu.inputs),
-            positional=any(st.op == "rand" for st in pcu.stages),
+            positional=any(OPCODES[st.op].positional for st in pcu.stages if st.op in OPCODES),
             counters=[
                 st.imm for st in pcu.stages if st.op == "counter" and isinstance(st.imm, int)
             ],
