@@ -167,6 +167,8 @@ class GraphBuilder:
         self.converted: dict[torch.fx.Node, str] = {}
         """Every call_function node converted (or refused), with its op name."""
         self._stand_ins: set[SSAValue] = set()
+        self.recompute: set[torch.fx.Node] = set()
+        """Forward ops the backward recomputes rather than loads (see remat.py)."""
         self._refused_nodes: set[torch.fx.Node] = set()
 
     # classification ----------------------------------------------------------------------
@@ -203,7 +205,10 @@ class GraphBuilder:
         return node
 
     def recomputable(self, node: torch.fx.Node) -> bool:
-        """A forward view/constant of section inputs only: cheaper to redo than to save."""
+        """A forward view/constant of section inputs only, or an op the minimum cut chose
+        (``recompute``): cheaper to redo than to save."""
+        if node in self.recompute:
+            return True
         if node.op == "placeholder" or self.is_constant(node):
             return node not in self.traced.tangents
         if node.op != "call_function":

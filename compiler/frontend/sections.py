@@ -23,6 +23,7 @@ from compiler.frontend.build import (
 from compiler.frontend.converter import op_name
 from compiler.frontend.emitter import Emitter, tensor
 from compiler.frontend.errors import FrontendError
+from compiler.frontend.remat import recomputed_in_backward
 from compiler.frontend.trace import GraphInput, GraphOutput
 from dialects.dataflow import SectionOp
 
@@ -114,16 +115,12 @@ def build_inference(gb: GraphBuilder) -> list[SectionOp]:
     return [make_section("forward", "forward", args, body, gb.locator.default)]
 
 
-def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
-    """The ``forward`` and ``backward`` sections of the joint graph."""
+def _backward_needs(
+    gb: GraphBuilder, grad_outputs: list[GraphOutput]
+) -> tuple[list[torch.fx.Node], list[GraphInput], list[torch.fx.Node]]:
+    """What the backward needs: the forward values it loads (saved), the section inputs it
+    reads, and the nodes it converts (its own and the forward ops it recomputes)."""
     traced = gb.traced
-    order = {"loss": 0, "output": 1, "buffer": 2}
-    fwd_outputs = sorted(
-        (o for o in traced.outputs if o.role != "gradient"), key=lambda o: order.get(o.role, 3)
-    )
-    grad_outputs = [o for o in traced.outputs if o.role == "gradient"]
-
-    # What the backward needs: its own nodes, recomputed views, inputs, saved activations.
     saved: list[torch.fx.Node] = []
     bwd_inputs: list[GraphInput] = []
 
@@ -161,6 +158,26 @@ def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
             grad_roots.extend(_backward_ref(term))
     bwd_live = live_nodes(grad_roots, backward_expand)
     bwd_nodes = ordered(traced.graph, {n for n in bwd_live if n.op == "call_function"})
+
+    return saved, bwd_inputs, bwd_nodes
+
+
+def build_training(gb: GraphBuilder) -> tuple[SectionOp, SectionOp]:
+    """The ``forward`` and ``backward`` sections of the joint graph."""
+    traced = gb.traced
+    order = {"loss": 0, "output": 1, "buffer": 2}
+    fwd_outputs = sorted(
+        (o for o in traced.outputs if o.role != "gradient"), key=lambda o: order.get(o.role, 3)
+    )
+    grad_outputs = [o for o in traced.outputs if o.role == "gradient"]
+
+    saved, bwd_inputs, bwd_nodes = _backward_needs(gb, grad_outputs)
+    gb.recompute = recomputed_in_backward(
+        saved + [i.node for i in bwd_inputs],
+        lambda n: n.op != "call_function" or n in gb.input_of,
+    )
+    if gb.recompute:
+        saved, bwd_inputs, bwd_nodes = _backward_needs(gb, grad_outputs)
 
     saved = ordered(traced.graph, set(saved))
     fwd_roots = [_output_node(o) for o in fwd_outputs] + saved
