@@ -15,8 +15,12 @@ A kernel ``P`` is fused into a kernel ``K`` when
   dims (a reshape that merges them) does not compose and is not fused.
 
 Not fused: a result ``K`` reads through a data-dependent access (a gather) or uses as another
-access's index, and a producer drawing random numbers (``rdu_tile.random`` hashes the point's
-index in its space) unless ``K`` runs over the same space point for point. Index ports of the
+access's index, a producer drawing random numbers (``rdu_tile.random`` hashes the point's
+index in its space) unless ``K`` runs over the same space point for point, and a producer of
+several streamed operands (read at moving addresses) whose result ``K`` reads more than once
+an element (a counter of ``K`` walks none of ``P``'s): LayerNorm's affine before a matmul would
+run once a column of the matmul's result, its five operands streaming as often, while a ReLU,
+a cast or a scaling by a scalar adds only stages. Index ports of the
 accesses are renumbered as operands move.
 
 ``K`` may be elementwise itself or a reduction (a ``sum`` of an ``exp``, a matmul of a
@@ -89,6 +93,26 @@ def _is_identity(comp: Composition, producer: KernelOp, consumer: KernelOp) -> b
     )
 
 
+def _streams(kernel: KernelOp) -> int:
+    """The operands ``kernel`` streams: read at an address that moves with a counter of extent
+    above 1 (a scalar read at one address is not one)."""
+    space = kernel.space_values
+    return sum(
+        any(e > 1 and st != 0 for e, st in zip(space, a.stride_values, strict=True))
+        for a in kernel.ins.data
+    )
+
+
+def _reads_again(comp: Composition, consumer: KernelOp) -> bool:
+    """Whether the consumer reads each element of the producer's result more than once: one of
+    its counters of extent above 1 walks none of the producer's (a matmul's left operand, read
+    once a column of its result)."""
+    return any(
+        extent > 1 and all(row[c] == 0 for row in comp.m)
+        for c, extent in enumerate(consumer.space_values)
+    )
+
+
 def fusable_slot(kernel: KernelOp) -> tuple[KernelOp, int] | None:
     """A producer ``kernel`` reads that may be fused into it, and the operand slot.
 
@@ -112,6 +136,8 @@ def fusable_slot(kernel: KernelOp) -> tuple[KernelOp, int] | None:
             continue
         random = any(isinstance(op, RandomOp) for op in producer.body.block.ops)
         if random and not _is_identity(comp, producer, kernel):
+            continue
+        if _streams(producer) > 1 and _reads_again(comp, kernel):
             continue
         return producer, slot
     return None
