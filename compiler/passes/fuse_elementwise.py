@@ -17,10 +17,13 @@ A kernel ``P`` is fused into a kernel ``K`` when
 Not fused: a result ``K`` reads through a data-dependent access (a gather) or uses as another
 access's index, a producer drawing random numbers (``rdu_tile.random`` hashes the point's
 index in its space) unless ``K`` runs over the same space point for point, and a producer of
-several streamed operands (read at moving addresses) whose result ``K`` reads more than once
-an element (a counter of ``K`` walks none of ``P``'s): LayerNorm's affine before a matmul would
-run once a column of the matmul's result, its five operands streaming as often, while a ReLU,
-a cast or a scaling by a scalar adds only stages. Index ports of the
+three or more streamed operands (read at moving addresses) whose result ``K`` reads more than
+once an element (a counter of ``K`` walks none of ``P``'s): a normalisation's affine before a
+matmul (LayerNorm's five operands, RMSNorm's three) would run once a column of the matmul's
+result, its operands streaming as often and its stages taking those the matmul unrolls its
+rows down (OPT's forward.0 on the default target: 2.2k cycles unfused, 3.9k fused). A bias and
+an activation (two streams), a cast or a scaling by a scalar still fuse: fused or not, the
+examples' steps are the same within 1%. Index ports of the
 accesses are renumbered as operands move.
 
 ``K`` may be elementwise itself or a reduction (a ``sum`` of an ``exp``, a matmul of a
@@ -93,6 +96,10 @@ def _is_identity(comp: Composition, producer: KernelOp, consumer: KernelOp) -> b
     )
 
 
+MANY_STREAMS = 3
+"""Streamed operands from which a producer is not fused into a consumer that reads it again."""
+
+
 def _streams(kernel: KernelOp) -> int:
     """The operands ``kernel`` streams: read at an address that moves with a counter of extent
     above 1 (a scalar read at one address is not one)."""
@@ -137,7 +144,7 @@ def fusable_slot(kernel: KernelOp) -> tuple[KernelOp, int] | None:
         random = any(isinstance(op, RandomOp) for op in producer.body.block.ops)
         if random and not _is_identity(comp, producer, kernel):
             continue
-        if _streams(producer) > 1 and _reads_again(comp, kernel):
+        if _streams(producer) >= MANY_STREAMS and _reads_again(comp, kernel):
             continue
         return producer, slot
     return None

@@ -144,39 +144,41 @@ builtin.module {
 // -----
 
 // A matmul reads its left operand once a column of its result (its counter 1 walks none of
-// the operand's dims): a two-operand add (LayerNorm's affine) stays a kernel of its own, as
-// fused it would run and stream its operands once a column; a one-operand ReLU fuses (it adds
-// a stage only).
+// the operand's dims): a three-operand (x - m) * s (a normalisation) stays a kernel of its own,
+// as fused it would run and stream its operands once a column; a two-operand bias and ReLU
+// fuses.
 
 builtin.module {
-  dataflow.section @forward forward attributes {arg_names = ["input.0", "p.bias", "p.w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role parameter>], result_names = ["output.0", "output.1"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
-  ^bb0(%x: tensor<4x8xf32>, %b: tensor<8xf32>, %w: tensor<6x8xf32>):
-    %a = rdu_tile.kernel @add_0 (%x, %b) space [4, 8] tile [4, 8] ins [#rdu_tile.access<0 : [8, 1]>, #rdu_tile.access<0 : [0, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
-    ^bb0(%0: f32, %1: f32):
-      %2 = arith.addf %0, %1 : f32
-      rdu_tile.yield %2 : f32
+  dataflow.section @forward forward attributes {arg_names = ["input.0", "p.m", "p.s", "p.bias", "p.w"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role parameter>, #dataflow<role parameter>, #dataflow<role parameter>], result_names = ["output.0", "output.1"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
+  ^bb0(%x: tensor<4x8xf32>, %m: tensor<4xf32>, %s: tensor<8xf32>, %b: tensor<8xf32>, %w: tensor<6x8xf32>):
+    %a = rdu_tile.kernel @norm_0 (%x, %m, %s) space [4, 8] tile [4, 8] ins [#rdu_tile.access<0 : [8, 1]>, #rdu_tile.access<0 : [1, 0]>, #rdu_tile.access<0 : [0, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (tensor<4x8xf32>, tensor<4xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%0: f32, %1: f32, %2: f32):
+      %3 = arith.subf %0, %1 : f32
+      %4 = arith.mulf %3, %2 : f32
+      rdu_tile.yield %4 : f32
     }
-    %m = rdu_tile.kernel @matmul_1 (%a, %w) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xf32>, tensor<6x8xf32>) -> tensor<4x6xf32> {
+    %mm = rdu_tile.kernel @matmul_1 (%a, %w) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xf32>, tensor<6x8xf32>) -> tensor<4x6xf32> {
     ^bb0(%0: f32, %1: f32):
       %2 = arith.mulf %0, %1 : f32
       rdu_tile.yield %2 : f32
     }
-    %r = rdu_tile.kernel @relu_2 (%x) space [4, 8] tile [4, 8] ins [#rdu_tile.access<0 : [8, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (tensor<4x8xf32>) -> tensor<4x8xf32> {
-    ^bb0(%0: f32):
-      %1 = arith.constant 0.0 : f32
-      %2 = arith.maximumf %0, %1 : f32
-      rdu_tile.yield %2 : f32
+    %r = rdu_tile.kernel @relu_2 (%x, %b) space [4, 8] tile [4, 8] ins [#rdu_tile.access<0 : [8, 1]>, #rdu_tile.access<0 : [0, 1]>] out #rdu_tile.access<0 : [8, 1]> combiner none : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%0: f32, %1: f32):
+      %2 = arith.addf %0, %1 : f32
+      %3 = arith.constant 0.0 : f32
+      %4 = arith.maximumf %2, %3 : f32
+      rdu_tile.yield %4 : f32
     }
     %n = rdu_tile.kernel @matmul_3 (%r, %w) space [4, 6, 8] tile [4, 6, 8] ins [#rdu_tile.access<0 : [8, 0, 1]>, #rdu_tile.access<0 : [0, 8, 1]>] out #rdu_tile.access<0 : [6, 1, 0]> combiner add : (tensor<4x8xf32>, tensor<6x8xf32>) -> tensor<4x6xf32> {
     ^bb0(%0: f32, %1: f32):
       %2 = arith.mulf %0, %1 : f32
       rdu_tile.yield %2 : f32
     }
-    dataflow.yield %m, %n : tensor<4x6xf32>, tensor<4x6xf32>
+    dataflow.yield %mm, %n : tensor<4x6xf32>, tensor<4x6xf32>
   }
 }
 
-// CHECK:      %a = rdu_tile.kernel @add_0 (%x, %b)
-// CHECK:      %m = rdu_tile.kernel @matmul_1 (%a, %w)
-// CHECK:      %n = rdu_tile.kernel @matmul_3 (%x, %w)
+// CHECK:      %a = rdu_tile.kernel @norm_0 (%x, %m, %s)
+// CHECK:      %mm = rdu_tile.kernel @matmul_1 (%a, %w)
+// CHECK:      %n = rdu_tile.kernel @matmul_3 (%x, %b, %w)
 // CHECK:        arith.maximumf
