@@ -8,8 +8,8 @@ construction of torch's ``min_cut_rematerialization_partition``:
 
 - each forward value ``v`` is an edge ``v.in -> v.out`` whose capacity is what loading it costs
   (twice its bytes for an activation, once for a section input the backward reads from DRAM);
-- a value that must be computed in the forward (not a view or pointwise op, or one that draws
-  random numbers) hangs from the source: ``source -> v.in``, unbounded;
+- a value that must be computed in the forward (not a view or pointwise op: a matmul, a
+  reduction, a random draw) hangs from the source: ``source -> v.in``, unbounded;
 - each use is ``v.out -> user.in``, unbounded; a value the backward's own ops read is
   ``v.out -> sink``, unbounded.
 
@@ -42,14 +42,13 @@ def _bytes(node: torch.fx.Node) -> int | None:
 
 
 def cheap_to_recompute(node: torch.fx.Node) -> bool:
-    """A view, identity or pointwise op that draws no random numbers."""
+    """A view, identity or pointwise op (torch's ``Tag.pointwise``). No op that draws random
+    numbers is one (``native_dropout``, ``rand_like``, ``bernoulli`` are tagged
+    ``nondeterministic_seeded``, never ``pointwise``), so the backward never draws again."""
     if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
         return False
     name = op_name(node.target)
-    if name in VIEW_OPS or name in IDENTITY_OPS:
-        return True
-    tags = node.target.tags
-    return torch.Tag.pointwise in tags and torch.Tag.nondeterministic_seeded not in tags
+    return name in VIEW_OPS or name in IDENTITY_OPS or torch.Tag.pointwise in node.target.tags
 
 
 def recomputed_in_backward(

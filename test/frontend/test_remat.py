@@ -78,7 +78,8 @@ def test_the_backward_recomputes_gelu_from_its_input() -> None:
 
 
 def test_a_random_op_is_loaded_not_drawn_again() -> None:
-    """Dropout's mask comes from random numbers: the backward loads what it needs of it."""
+    """Dropout's mask comes from random numbers (``native_dropout``, neither a view nor
+    pointwise): the backward loads the mask rather than drawing it again."""
     _, s = _build(dropout=0.5)
     assert "dataflow.random" not in _op_names(s["backward"])
     assert "dataflow.random" in _op_names(s["forward"])
