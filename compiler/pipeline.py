@@ -12,6 +12,7 @@ from compiler.passes.fuse_casts import FuseCasts
 from compiler.passes.fuse_elementwise import FuseElementwise
 from compiler.passes.parallelize_units import ParallelizeUnits
 from compiler.passes.partition_sections import PartitionSections
+from compiler.passes.pin_resident_symbols import PinResidentSymbols
 from compiler.passes.place_and_route import PlaceAndRoute
 from compiler.passes.split_units import SplitUnits
 
@@ -45,4 +46,5 @@ def lowering_passes(
         ("sections", PartitionSections(target=target, max_ops=0 if opt_level >= 1 else 1)),
         ("placed", PlaceAndRoute(target=target)),
         ("resident", CoPlaceSections(target=target)),
+        ("pinned", PinResidentSymbols(target=target)),
     ]

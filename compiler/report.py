@@ -197,12 +197,15 @@ def build_report(
 
 
 def resident_entry(program: Program, models: Sequence[SectionModel]) -> dict[str, Any]:
-    """The report's ``resident``: the co-resident sections (loaded once a run, the cycles of
-    that first load apart from the step's) and the symbols kept on chip, each with its home."""
+    """The report's ``resident``: the sections (co-resident: loaded once a run; else loaded in
+    turn around pinned homes), the cycles of the first load apart from the step's (the
+    co-resident sections' configurations and the state's one DRAM load) and the symbols kept on
+    chip, each with its home."""
     assert program.resident is not None
     first = first_load_cycles(program, models)
     return {
         "sections": [m.section for m in models],
+        "co_resident": program.resident.co_resident,
         "first_load_cycles": first,
         "first_load_seconds": _round(cycles_to_seconds(first, program.meta.target.clock_ghz)),
         "symbols": [
@@ -217,17 +220,23 @@ def resident_entry(program: Program, models: Sequence[SectionModel]) -> dict[str
 
 
 def format_resident(program: Program, models: Sequence[SectionModel]) -> str:
-    """The summary's co-residency line (empty without one)."""
+    """The summary's residency line (empty without symbols on chip)."""
     if program.resident is None:
         return ""
     first = first_load_cycles(program, models)
     names = [program.meta.symbols[e.symbol].name for e in program.resident.symbols]
     seconds = si(cycles_to_seconds(first, program.meta.target.clock_ghz), "s")
-    return (
-        f"co-resident: the {len(models)} sections are configured once ({first} cycles, "
-        f"{seconds}, before the first step, not in the step); {len(names)} symbols on chip: "
-        + ", ".join(names)
-    )
+    if program.resident.co_resident:
+        head = (
+            f"co-resident: the {len(models)} sections are configured once ({first} cycles, "
+            f"{seconds}, before the first step, not in the step)"
+        )
+    else:
+        head = (
+            f"pinned: the {len(models)} sections are loaded in turn around the homes of the "
+            f"symbols on chip (their first load {first} cycles, {seconds}, before the first step)"
+        )
+    return f"{head}; {len(names)} symbols on chip: " + ", ".join(names)
 
 
 def format_summary(

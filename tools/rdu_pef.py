@@ -104,7 +104,8 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
     resident = program.resident
     if resident is not None and section in (None, "resident"):
         names = [meta.symbols[e.symbol].name for e in resident.symbols]
-        yield f"resident: sections co-resident, {len(names)} symbols on chip: {' '.join(names)}"
+        how = "co-resident" if resident.co_resident else "loaded in turn, homes pinned"
+        yield f"resident: sections {how}, {len(names)} symbols on chip: {' '.join(names)}"
         if not summary:
             for e in resident.symbols:
                 yield f"  on chip {meta.symbols[e.symbol].name}: home {e.section} pmu {e.pmu}"

@@ -59,6 +59,11 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
 
         return CoPlaceSections
 
+    def pin_resident_symbols() -> type[ModulePass]:
+        from compiler.passes.pin_resident_symbols import PinResidentSymbols
+
+        return PinResidentSymbols
+
     def emit_pef() -> type[ModulePass]:
         from compiler.passes.emit_pef import EmitPef
 
@@ -75,5 +80,6 @@ def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:
         "partition-sections": partition_sections,
         "place-and-route": place_and_route,
         "co-place-sections": co_place_sections,
+        "pin-resident-symbols": pin_resident_symbols,
         "emit-pef": emit_pef,
     }

@@ -77,7 +77,7 @@ from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.passes.ir_helpers import RESIDENT_ATTR, TARGET_ATTR
+from compiler.passes.ir_helpers import PINNED_ATTR, RESIDENT_ATTR, TARGET_ATTR
 from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_line, value_name
 from dialects.dataflow import SectionOp, fabric_dtype
@@ -184,8 +184,9 @@ def module_to_program(
 
 
 def _residency(module: ModuleOp, table: _SymbolTable) -> schema.Residency | None:
-    """The PEF's ``resident`` section from co-place-sections' ``rdu.resident`` module attribute
-    (``compiler/passes/co_place_sections.py``), None without it."""
+    """The PEF's ``resident`` section from the ``rdu.resident`` module attribute
+    (``compiler/passes/residency.py``; co-resident unless ``rdu.resident_pinned`` is set),
+    None without it."""
     attr = module.attributes.get(RESIDENT_ATTR)
     if attr is None:
         return None
@@ -226,7 +227,7 @@ def _residency(module: ModuleOp, table: _SymbolTable) -> schema.Residency | None
         symbols.append(
             schema.ResidentSymbol(table.index[name.data], home.data, pmu.data, moves, shared)
         )
-    return schema.Residency(symbols)
+    return schema.Residency(symbols, co_resident=PINNED_ATTR not in module.attributes)
 
 
 def _non_persistent(module: ModuleOp, table: _SymbolTable) -> list[schema.NonPersistentBuffer]:

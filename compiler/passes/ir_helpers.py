@@ -44,10 +44,16 @@ from runtime.machine import perf
 from runtime.machine.rules import copy_block, pmus_to_hold, register_problem, visit_order
 
 TARGET_ATTR = "rdu.target"
-RESIDENT_ATTR = "rdu.resident"
-"""co-place-sections' module attribute: the symbols kept on chip, their homes and hand-offs
-(``compiler/passes/co_place_sections.py``)."""
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
+
+RESIDENT_ATTR = "rdu.resident"
+"""The module attribute of the symbols kept on chip, their homes and hand-offs (set by
+co-place-sections or pin-resident-symbols: ``compiler/passes/residency.py``)."""
+
+PINNED_ATTR = "rdu.resident_pinned"
+"""Set (a unit attribute) with ``RESIDENT_ATTR`` by pin-resident-symbols: the sections are
+loaded in turn, only the symbols' homes stay (``runtime.pef.schema.Residency.co_resident``
+false)."""
 
 PLACEMENT_ATTR = "rdu.placement"
 """The section attribute holding the placement partition-sections found for it (its slots and

@@ -17,17 +17,20 @@ The grid (docs/design.md, runtime/pef/schema.py):
   links carry the values of ``target.scalar_link_capacity`` PMUs each
   (``runtime.machine.rules.link_loads``), and takes no room on the vector links.
 
-The algorithm:
+The algorithm (a caller may give some units' slots, ``fixed``, and slots no unit may take,
+``blocked``: those of units placed before, such as another section's sharing the grid):
 
-1. greedy: in dataflow order, each unit takes the free slot of its kind that is closest (in
-   Manhattan distance over its streams) to its already placed neighbours and to DRAM;
+1. greedy: the fixed units on their slots, then, in dataflow order, each other unit takes the
+   free (not blocked) slot of its kind that is closest (in Manhattan distance over its streams)
+   to its already placed neighbours and to DRAM;
 2. simulated annealing of the total Manhattan length of all streams, each weighed by its bytes
    (``stream_weights``: 1 to ``WEIGHT_LEVELS``, so that a heavy stream is kept short and off
    other streams' links: GPT b8's backward on sn10 had three saved activations' streams to
    their dW matmuls down one column, 31.8k cycles of link time, when a cross-entropy unit's
    copies changed the placement; 18.4k weighed, under its DRAM time): one or two thousand
-   moves (move a unit to a free slot of its kind or swap it with the unit there), seeded, so
-   the same graph always gets the same placement;
+   moves (move a unit that is not fixed to a free slot of its kind or swap it with the unit
+   there, unless that one is fixed; never onto a blocked slot), seeded, so the same graph always
+   gets the same placement;
 3. routing (``routing.Router``), stream by stream in order: X then Y; Y then X if that would
    overload a link; a shortest detour over links with room left if both would. If a stream
    still finds no path, the annealing is retried with other seeds before giving up.
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
@@ -120,9 +123,10 @@ class Placement:
 
 Known = dict[tuple[object, ...], Placement | int]
 """Answers of ``place_and_route`` a caller keeps, by what determines them (unit kinds, streams,
-target, seed, moves: names only appear in errors): a placement, or for a graph that did not
-route the index of the stream that last found no path. partition-sections keeps one for a run:
-the layers of a model give it the same pieces over and over."""
+target, seed, moves, fixed units, blocked slots: names only appear in errors): a placement, or
+for a graph that did not route the index of the stream that last found no path.
+partition-sections keeps one for a run: the layers of a model give it the same pieces over and
+over."""
 
 
 def place_and_route(
@@ -133,17 +137,23 @@ def place_and_route(
     seed: int = 0,
     moves: int | None = None,
     known: Known | None = None,
+    fixed: Mapping[int, Coord] | None = None,
+    blocked: Collection[Coord] = (),
 ) -> Placement:
     """Place every unit of ``graph`` on a slot of its kind and route every stream.
 
     ``section`` names the section in error messages; ``moves`` overrides the number of annealing
     moves (default: scaled with the number of units, 2000 at most). ``known`` holds the answers
     found so far by the caller (see ``Known``): an answer found there is not searched again, a
-    new one is added. Raises ``PlacementError`` when the section needs more units of a kind than
-    the target has, or when a stream cannot be routed within the links' capacity.
+    new one is added. ``fixed``: units (indices into ``graph.units``) placed on the slot given,
+    never moved; ``blocked``: slots no unit of ``graph`` may take (a fixed unit's own is not).
+    Raises ``PlacementError`` when the section needs more units of a kind than the target has
+    slots not blocked, when a fixed slot is not of its unit's kind, is blocked or is another
+    fixed unit's, or when a stream cannot be routed within the links' capacity.
     """
     _check_graph(graph)
-    _check_capacity(graph, target, section)
+    _check_fixed(graph, target, fixed, blocked, section)
+    _check_capacity(graph, target, section, blocked)
     if moves is None:
         moves = default_moves(len(graph.units))
     key = (
@@ -152,6 +162,8 @@ def place_and_route(
         target,
         seed,
         moves,
+        tuple(sorted(fixed.items())) if fixed else (),
+        frozenset(blocked),
     )
     if known is None:
         known = {}
@@ -159,10 +171,20 @@ def place_and_route(
     if isinstance(placed, Placement):
         return placed
     failed = placed
-    start = greedy_placement(graph, target) if failed is None else []  # the same every attempt
+    # The same every attempt.
+    start = greedy_placement(graph, target, fixed=fixed, blocked=blocked) if failed is None else []
     inputs = anneal_inputs(graph, target, start) if failed is None and moves > 0 else None
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
-        at = anneal(graph, target, start, seed=seed + attempt, moves=moves, inputs=inputs)
+        at = anneal(
+            graph,
+            target,
+            start,
+            seed=seed + attempt,
+            moves=moves,
+            inputs=inputs,
+            fixed=fixed,
+            blocked=blocked,
+        )
         try:
             routes = route(graph, target, at)
         except _Unroutable as err:
@@ -286,13 +308,22 @@ def placement_cost(graph: Graph, target: Target, at: Sequence[Coord]) -> int:
     return wires + sum(_row_penalty(n, target) for n in load)
 
 
-def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
+def greedy_placement(
+    graph: Graph,
+    target: Target,
+    *,
+    fixed: Mapping[int, Coord] | None = None,
+    blocked: Collection[Coord] = (),
+) -> list[Coord]:
     """Units in dataflow order, each on the free slot of its kind nearest its placed neighbours.
 
     Ties go to the leftmost slot (nearest DRAM), then the lowest row. A slot's cost is the sum
     of a column's and a row's (the Manhattan distances split by axis), so the costs of all the
     free slots of a kind are one numpy sum, and the first of least cost its ``argmin``.
+    ``fixed`` units are placed first, on their slots (placed neighbours of the others from the
+    start); those slots and the ``blocked`` ones are taken (see ``place_and_route``).
     """
+    _check_fixed(graph, target, fixed, blocked)
     incident = _incident_streams(graph)
     dram = _dram_degree(graph)
     row_load = np.zeros((target.rows, 2), dtype=np.int64)  # per row: DRAM loads, stores
@@ -305,8 +336,23 @@ def greedy_placement(graph: Graph, target: Target) -> list[Coord]:
     columns, rows = np.arange(target.cols), np.arange(target.rows)
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
+    if fixed or blocked:
+        index = {
+            kind: {(int(x), int(y)): i for i, (x, y) in enumerate(free[kind])} for kind in KINDS
+        }
+        for slot in blocked:
+            for kind in KINDS:
+                if slot in index[kind]:
+                    taken[kind][index[kind][slot]] = _TAKEN
+        for u, slot in (fixed or {}).items():
+            at[u] = slot
+            placed[u] = True
+            row_load[slot[1]] += dram[u]
+            taken[graph.units[u].kind][index[graph.units[u].kind][slot]] = _TAKEN
     streams = graph.streams
     for u, unit in enumerate(graph.units):
+        if placed[u]:  # fixed
+            continue
         # The streams to DRAM or to placed units: a DRAM stream's length is u's column.
         ends = [
             stream.dst if stream.src == u else stream.src
@@ -408,10 +454,14 @@ def anneal(
     seed: int,
     moves: int,
     inputs: AnnealInputs | None = None,
+    fixed: Mapping[int, Coord] | None = None,
+    blocked: Collection[Coord] = (),
 ) -> list[Coord]:
     """Simulated annealing of ``placement_cost`` from ``start``; returns the best placement seen.
 
     A move takes a unit to a slot of its kind, swapping it with the unit already there if any.
+    A ``fixed`` unit (on its slot in ``start``) is never moved, nor swapped out of its slot, and
+    no unit moves onto a ``blocked`` slot (see ``place_and_route``).
     Half the moves aim at the median of the unit's neighbours' switches (where its streams would
     be shortest), half at a random slot within a window that shrinks as the temperature falls.
     The temperature cools geometrically over ``moves`` moves. Deterministic for a given ``seed``.
@@ -479,12 +529,19 @@ def anneal(
     cooling = (t_end / t_start) ** (1.0 / moves)
     temperature = t_start
     span = max(target.cols, target.rows)
-    n_units, unit_bits = len(at), len(at).bit_length()
+    # The units that may move, and the slots they may not take: the blocked and the fixed
+    # units' (empty without ``fixed`` and ``blocked``: the same draws as before those).
+    movable = [u for u in range(len(at)) if u not in fixed] if fixed else list(range(len(at)))
+    barred = set(blocked) | set(fixed.values()) if fixed else set(blocked)
+    if not movable:
+        return at
+    n_units, unit_bits = len(movable), len(movable).bit_length()
     for step in range(moves):
         temperature *= cooling
-        u = getrandbits(unit_bits)  # below(n_units), inline
-        while u >= n_units:
-            u = getrandbits(unit_bits)
+        i = getrandbits(unit_bits)  # below(n_units), inline
+        while i >= n_units:
+            i = getrandbits(unit_bits)
+        u = movable[i]
         if uniform() < 0.5:
             centre = _median_of(others[u], at, u)
             radius = 1
@@ -492,7 +549,7 @@ def anneal(
             centre = at[u]
             radius = max(1, round(span * (1 - step / moves)))
         slot = slot_near(is_pcu[u], centre, radius)
-        if slot == at[u]:
+        if slot == at[u] or slot in barred:
             continue
         v = occupant.get(slot)
         old = at[u]
@@ -597,13 +654,47 @@ def _check_graph(graph: Graph) -> None:
             raise ValueError(f"stream from {s.src} to itself")
 
 
-def _check_capacity(graph: Graph, target: Target, section: str) -> None:
+def _check_fixed(
+    graph: Graph,
+    target: Target,
+    fixed: Mapping[int, Coord] | None,
+    blocked: Collection[Coord],
+    section: str = "section",
+) -> None:
+    """Every fixed unit on a slot of its kind, not blocked, not another fixed unit's."""
+    if not fixed:
+        return
+    barred = set(blocked)
+    holder: dict[Coord, int] = {}
+    for u, slot in fixed.items():
+        if not 0 <= u < len(graph.units):
+            raise ValueError(f"fixed unit {u} is not a unit index")
+        unit, (x, y) = graph.units[u], slot
+        where = f"section '{section}': {unit.name} is fixed at {[x, y]}"
+        on_grid = 0 <= x < target.cols and 0 <= y < target.rows
+        if not on_grid or target.is_pcu_slot(x, y) != (unit.kind == "pcu"):
+            raise PlacementError(
+                f"{where}, not a {unit.kind.upper()} slot of target '{target.name}'"
+            )
+        if slot in barred:
+            raise PlacementError(f"{where}, a blocked slot")
+        if slot in holder:
+            raise PlacementError(f"{where}, as is {graph.units[holder[slot]].name}")
+        holder[slot] = u
+
+
+def _check_capacity(
+    graph: Graph, target: Target, section: str, blocked: Collection[Coord] = ()
+) -> None:
+    barred = {(x, y) for x, y in blocked if 0 <= x < target.cols and 0 <= y < target.rows}
     for kind, have in (("pcu", target.num_pcus), ("pmu", target.num_pmus)):
         need = sum(1 for unit in graph.units if unit.kind == kind)
-        if need > have:
+        gone = sum(1 for x, y in barred if target.is_pcu_slot(x, y) == (kind == "pcu"))
+        if need > have - gone:
+            free = f"{have - gone} free of its {have} ({gone} blocked)" if gone else f"{have}"
             raise PlacementError(
                 f"section '{section}' needs {need} {kind.upper()}s, "
-                f"target '{target.name}' has {have}"
+                f"target '{target.name}' has {free}"
             )
 
 

@@ -128,11 +128,14 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    in turn, so the fabric holds another one in between), unless the sections are co-resident
    (rule 7).
 6. ``cycles(section) = load + max(compute, pmu, dram, link)``, the largest named by ``bound``.
-7. **Co-resident sections** (``OnChip``, from the PEF's ``resident`` section,
-   ``runtime.pef.schema.Residency``): the fabric holds every section at once, so a section is
-   loaded once a run, not once a step: its ``load`` is reported apart (``first_load``, with the
-   first DRAM load of the on-chip state) and ``cycles(section) = max(compute, pmu, dram,
-   link)``, the steady step. A symbol kept on chip moves no DRAM bytes: a PMU loaded from it
+7. **Symbols kept on chip** (``OnChip``, from the PEF's ``resident`` section,
+   ``runtime.pef.schema.Residency``). When the sections are **co-resident** the fabric holds
+   every section at once, so a section is loaded once a run, not once a step: its ``load`` is
+   reported apart (``first_load``, with the first DRAM load of the on-chip state) and
+   ``cycles(section) = max(compute, pmu, dram, link)``, the steady step. When they are loaded
+   in turn around **pinned** homes (``Residency.co_resident`` false), each is loaded every run
+   as rule 5 says, and ``first_load`` is the state's first DRAM load alone. Either way, a
+   symbol kept on chip moves no DRAM bytes: a PMU loaded from it
    is either its home or a shared PMU on the home's slots (already holding it: its first
    element and its last are there at 0) or filled by a hand-off, an on-chip copy from the
    home along the hand-off's route (its first element after the route's hops, its last once
@@ -443,13 +446,16 @@ class OnChip:
 
     symbols: frozenset[int]
     """The symbols (indices into ``meta.symbols``) kept on chip."""
+    co_resident: bool = True
+    """The sections sit on the fabric together, configured once a run (else: loaded in turn,
+    around the homes pinned for the symbols)."""
     handoffs: Mapping[int, tuple[list[list[int]], int]] = field(default_factory=dict)
     """PMU -> the hand-off filling it: its route's hops and the home PMU when the home is in
     this section (-1: another section's)."""
 
 
 def on_chip(section: Section, resident: Residency | None) -> OnChip | None:
-    """Rule 7's view of ``section`` when the program's sections are co-resident, else None."""
+    """Rule 7's view of ``section`` when the program keeps symbols on chip, else None."""
     if resident is None:
         return None
     handoffs: dict[int, tuple[list[list[int]], int]] = {}
@@ -458,7 +464,8 @@ def on_chip(section: Section, resident: Residency | None) -> OnChip | None:
             if h.section == section.name:
                 home = entry.pmu if entry.section == section.name else -1
                 handoffs[h.pmu] = (h.hops, home)
-    return OnChip(frozenset(e.symbol for e in resident.symbols), handoffs)
+    symbols = frozenset(e.symbol for e in resident.symbols)
+    return OnChip(symbols, co_resident=resident.co_resident, handoffs=handoffs)
 
 
 def _resident_pmu(section: Section, i: int, onchip: OnChip | None) -> bool:
@@ -972,7 +979,8 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
     bounds = {"compute": compute, "dram": dram, "pmu": pmu, "link": links}
     bound = max(bounds, key=lambda k: bounds[k])  # the first of the largest
     load = load_cycles(section, target)
-    cycles = bounds[bound] + (0 if onchip is not None else load)  # co-resident: loaded once
+    co_resident = onchip is not None and onchip.co_resident
+    cycles = bounds[bound] + (0 if co_resident else load)  # co-resident: loaded once
     return SectionModel(
         section=section.name,
         units=units,
@@ -996,7 +1004,7 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         peak_flops_per_cycle=peak_flops_per_cycle(target, peak_dtype(meta.precision())),
         dram_bytes_per_cycle=per_cycle,
         times=timeline,
-        resident=onchip is not None,
+        resident=co_resident,
     )
 
 
@@ -1007,10 +1015,11 @@ def program_models(program: Program) -> list[SectionModel]:
 
 
 def first_load_cycles(program: Program, models: Sequence[SectionModel]) -> int:
-    """Rule 7's one-time cost of a run of co-resident sections, before the first step: every
-    section's configuration (``load_cycles``, one DRAM request and one configuration latency
-    each) and the on-chip symbols a step reads before writing them (the state, loaded from
-    DRAM into their homes once: their bytes at the DRAM bandwidth). 0 without co-residency."""
+    """Rule 7's one-time cost of a run that keeps symbols on chip, before the first step: when
+    the sections are co-resident, every section's configuration (``load_cycles``, one DRAM
+    request and one configuration latency each); and the on-chip symbols a step reads before
+    writing them (the state, loaded from DRAM into their homes once: their bytes at the DRAM
+    bandwidth). 0 without symbols on chip."""
     resident = program.resident
     if resident is None:
         return 0
@@ -1022,7 +1031,8 @@ def first_load_cycles(program: Program, models: Sequence[SectionModel]) -> int:
             state += nbytes(symbol.shape, symbol.dtype)
     per_cycle = dram_bytes_per_cycle(meta.target)
     read = math.ceil(state / per_cycle) if state and math.isfinite(per_cycle) else 0
-    return sum(m.load_cycles for m in models) + read
+    configure = sum(m.load_cycles for m in models) if resident.co_resident else 0
+    return configure + read
 
 
 # -- counters of a run ----------------------------------------------------------------------------

@@ -15,8 +15,9 @@ Every byte of a PEF is covered by a checksum: the header and table by the header
 by its own, and the payloads must tile the rest of the file exactly (no gaps, no trailing bytes).
 An inference PEF compiled with weights (``rdu-compile --weights``) sets flag bit 1 and ends with
 a section named ``weights`` (``schema.Weights``); without the flag no section has that name.
-A PEF whose sections are co-resident (``schema.Residency``) sets flag bit 2 and has a section
-named ``resident`` after its program sections; without the flag no section has that name. (The
+A PEF that keeps symbols on chip (``schema.Residency``: its sections co-resident, or loaded in
+turn around pinned homes) sets flag bit 2 and has a section named ``resident`` after its
+program sections; without the flag no section has that name. (The
 flag is new in format 2 without a version change: a PEF without it is byte for byte what it
 was, and a runtime that does not know the flag refuses the PEF as having unknown flags.)
 Decoding is typed (msgspec against ``schema``), so loading a PEF never runs code from it, and is

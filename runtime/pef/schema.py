@@ -373,15 +373,25 @@ class ResidentSymbol(Payload, frozen=True):
 
 
 class Residency(Payload, frozen=True):
-    """The ``resident`` section of a PEF whose sections are co-resident (container flag bit 2):
-    every section of the program sits on the fabric at once, on units of its own (no PCU or PMU
-    slot shared between two sections, but a resident symbol's ``shared`` PMUs), its routes and
-    the hand-offs' routes within the links' capacity together, so the fabric is configured once
-    per run, not once per section run; the ``symbols`` are kept on chip (``ResidentSymbol``);
-    every other symbol (the batch, the loss, the outputs, the hyperparameters) still crosses
-    DRAM."""
+    """The ``resident`` section of a PEF (container flag bit 2): the ``symbols`` are kept on
+    chip (``ResidentSymbol``); every other symbol (the batch, the loss, the outputs, the
+    hyperparameters) still crosses DRAM.
+
+    ``co_resident`` (the default): every section of the program sits on the fabric at once, on
+    units of its own (no PCU or PMU slot shared between two sections, but a resident symbol's
+    ``shared`` PMUs), its routes and the hand-offs' routes within the links' capacity together,
+    so the fabric is configured once per run, not once per section run.
+
+    Not ``co_resident``: the sections are configured one at a time, as without residency, but
+    the symbols' homes are **pinned**: no unit of any section sits on a home's slots but the
+    home and its ``shared`` PMUs, so loading a section's configuration leaves them holding
+    their symbols. A section's routes and the hand-offs into it fit the links' capacity
+    together (the hand-offs run after it is loaded, before it starts)."""
 
     symbols: list[ResidentSymbol]
+    co_resident: bool = True
+    """(A ``resident`` section written before this field, a one-element array, decodes as
+    co-resident.)"""
 
 
 class Program(msgspec.Struct, frozen=True):

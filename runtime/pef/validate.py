@@ -29,10 +29,13 @@ a register port, takes no room on the vector links, and a scalar link carries th
 most ``target.scalar_link_capacity`` PMUs (``rules.link_loads``: one PMU's routes share a
 track).
 
-Co-resident sections (``Program.resident``, ``schema.Residency``): every section on units of
-its own (no PCU or PMU slot, copies' and buffers' extra slots included, in two sections, but a
-shared PMU on its symbol's home's slots), all their routes and the hand-offs' routes within the
-links' capacity together (they are configured at once). A resident symbol is a state,
+Symbols kept on chip (``Program.resident``, ``schema.Residency``). Co-resident sections: every
+section on units of its own (no PCU or PMU slot, copies' and buffers' extra slots included, in
+two sections, but a shared PMU on its symbol's home's slots), all their routes and the
+hand-offs' routes within the links' capacity together (they are configured at once). Sections
+loaded in turn (``co_resident`` false): no two homes on one slot and no other unit of any
+section on a home's slots (a shared PMU aside), each section's routes and the hand-offs into it
+within the links' capacity together. A resident symbol is a state,
 activation, gradient or spill symbol, listed once; its home is a PMU of a section bound to it
 (loaded from it, or stored to it) that holds it whole; each hand-off goes into a PMU of a
 section loaded from that symbol, along a route from the home's switch to that PMU's; each
@@ -262,31 +265,21 @@ outputs cross DRAM, the host giving or taking them every step."""
 
 
 def _check_residency(program: Program, resident: Residency) -> None:
-    """The co-residency of ``program``'s sections (see the module docstring)."""
+    """The residency of ``program``'s symbols, its sections co-resident or loaded in turn
+    around pinned homes (see the module docstring)."""
     meta, t = program.meta, program.meta.target
     sections = {s.name: s for s in program.sections}
-    taken: dict[tuple[int, int], str] = {}  # slot -> the unit that holds it
-
-    def take(at: list[int], what: str) -> None:
-        slot = (at[0], at[1])
-        if slot in taken:
-            raise PefError(f"resident: slot {list(slot)} is both {taken[slot]}'s and {what}'s")
-        taken[slot] = what
-
     on_home = {(sh.section, sh.pmu) for e in resident.symbols for sh in e.shared}
-    for s in program.sections:
-        for i, pcu in enumerate(s.pcus):
-            for at in [pcu.at, *pcu.more_at]:
-                take(at, f"section '{s.name}' pcu {i} '{pcu.name}'")
-        for i, pmu in enumerate(s.pmus):
-            if (s.name, i) in on_home:
-                continue  # on its home's slots: checked with its symbol below
-            for at in [pmu.at, *pmu.more_at]:
-                take(at, f"section '{s.name}' pmu {i} '{pmu.name}'")
-    routes: list[tuple[list[list[int]], int | None]] = []
+    homes = {(e.section, e.pmu) for e in resident.symbols}
+    _check_slots(program, resident, on_home, homes)
+    # The routes that must fit the links together: every section's when they are co-resident,
+    # else each section's own with the hand-offs into it (keyed by section; "" for all).
+    routes: dict[str, list[tuple[list[list[int]], int | None]]] = {}
     base = 0  # a scalar route's PMU, numbered across the sections
     for s in program.sections:
-        routes += [(r.hops, base + r.src[1] if r.scalar else None) for r in s.routes]
+        group = "" if resident.co_resident else s.name
+        routes.setdefault(group, [])
+        routes[group] += [(r.hops, base + r.src[1] if r.scalar else None) for r in s.routes]
         base += len(s.pmus)
     fed: set[tuple[str, int]] = set()  # (section, pmu) holding a resident symbol
     seen: set[int] = set()
@@ -328,7 +321,9 @@ def _check_residency(program: Program, resident: Residency) -> None:
                     f"{label}: must go from switch {list(home.at)} (the home) to "
                     f"{list(pmu.at)} (section '{handoff.section}' pmu {handoff.pmu})"
                 )
-            routes.append((hops, None))
+            routes.setdefault("" if resident.co_resident else handoff.section, []).append(
+                (hops, None)
+            )
         for k, shared in enumerate(entry.shared):
             label = f"{where} shared PMU {k}"
             if shared.section == entry.section:
@@ -353,19 +348,66 @@ def _check_residency(program: Program, resident: Residency) -> None:
                     f"resident: section '{s.name}' pmu {i} loads on-chip symbol '{name}' but "
                     "is neither its home nor fed by a hand-off nor on its home's slots"
                 )
-    vector, scalar = link_loads(routes)
-    for (a, b), n in vector.items():
-        if n > t.link_capacity:
-            raise PefError(
-                f"resident: link {list(a)} -> {list(b)} carries {n} routes of the co-resident "
-                f"sections, capacity {t.link_capacity}"
-            )
-    for (a, b), n in scalar.items():
-        if n > t.scalar_link_capacity:
-            raise PefError(
-                f"resident: scalar link {list(a)} -> {list(b)} carries the values of {n} PMUs "
-                f"of the co-resident sections, capacity {t.scalar_link_capacity}"
-            )
+    for group, carried in routes.items():
+        what = "the co-resident sections" if not group else f"section '{group}' and its hand-offs"
+        vector, scalar = link_loads(carried)
+        for (a, b), n in vector.items():
+            if n > t.link_capacity:
+                raise PefError(
+                    f"resident: link {list(a)} -> {list(b)} carries {n} routes of {what}, "
+                    f"capacity {t.link_capacity}"
+                )
+        for (a, b), n in scalar.items():
+            if n > t.scalar_link_capacity:
+                raise PefError(
+                    f"resident: scalar link {list(a)} -> {list(b)} carries the values of {n} "
+                    f"PMUs of {what}, capacity {t.scalar_link_capacity}"
+                )
+
+
+def _check_slots(
+    program: Program,
+    resident: Residency,
+    on_home: set[tuple[str, int]],
+    homes: set[tuple[str, int]],
+) -> None:
+    """Co-resident sections share no slot (but a shared PMU on its home's slots, checked with
+    its symbol); sections loaded in turn put no unit on a home's slots but the home and its
+    shared PMUs."""
+    taken: dict[tuple[int, int], str] = {}  # slot -> the unit that holds it
+
+    def take(at: list[int], what: str) -> None:
+        slot = (at[0], at[1])
+        if slot in taken:
+            raise PefError(f"resident: slot {list(slot)} is both {taken[slot]}'s and {what}'s")
+        taken[slot] = what
+
+    pinned: dict[tuple[int, int], str] = {}  # a home's slot -> its home
+    for s in program.sections:
+        for i, pmu in enumerate(s.pmus):
+            if (s.name, i) in homes:
+                home = f"section '{s.name}' pmu {i} '{pmu.name}'"
+                for at in [pmu.at, *pmu.more_at]:
+                    if (at[0], at[1]) in pinned:
+                        other = pinned[(at[0], at[1])]
+                        raise PefError(f"resident: homes {other} and {home} share slot {at}")
+                    pinned[(at[0], at[1])] = home
+    for s in program.sections:
+        units = [(f"pcu {i} '{p.name}'", [p.at, *p.more_at]) for i, p in enumerate(s.pcus)]
+        for i, pmu in enumerate(s.pmus):
+            if (s.name, i) in on_home or (s.name, i) in homes and not resident.co_resident:
+                continue  # on its home's slots: checked with its symbol below
+            units.append((f"pmu {i} '{pmu.name}'", [pmu.at, *pmu.more_at]))
+        for unit, slots in units:
+            what = f"section '{s.name}' {unit}"
+            for at in slots:
+                if resident.co_resident:
+                    take(at, what)
+                elif (at[0], at[1]) in pinned:
+                    raise PefError(
+                        f"resident: {what} sits at {list(at)}, a slot of the pinned home "
+                        f"{pinned[(at[0], at[1])]}"
+                    )
 
 
 def _fed_once(

@@ -347,3 +347,91 @@ def test_anneal_returns_the_best_placement_it_saw() -> None:
             )
             costs.append(placement_cost(graph, target, at))
         assert max(costs) <= cost
+
+
+def test_fixed_units_keep_their_slots_and_the_others_avoid_blocked_slots() -> None:
+    """A fixed unit ends on its slot (greedy puts it there, the annealing never moves it nor
+    swaps it out); no unit takes a blocked slot; the streams still route."""
+    graph = two_layer_graph()
+    fixed = {2: (2, 0), 6: (3, 2)}  # matmul on a PCU slot, y on a PMU slot
+    blocked = frozenset({(0, 0), (1, 0)})  # a PCU and a PMU slot nearest DRAM: greedy's picks
+    assert blocked & set(greedy_placement(graph, GRID))  # so the test is not vacuous
+    for seed in range(3):
+        placed = place_and_route(graph, GRID, seed=seed, fixed=fixed, blocked=blocked)
+        check_placement(graph, GRID, placed)
+        assert what_is_wrong(graph, GRID, placed) is None
+        assert all(placed.at[u] == slot for u, slot in fixed.items())
+        assert not blocked & set(placed.at)
+    start = greedy_placement(graph, GRID, fixed=fixed, blocked=blocked)
+    assert all(start[u] == slot for u, slot in fixed.items()) and not blocked & set(start)
+
+
+def test_anneal_never_moves_a_fixed_unit_nor_takes_a_blocked_slot() -> None:
+    """On random graphs with a third of their units fixed and a few slots blocked, every seed
+    of the annealing leaves the fixed units where they are and the blocked slots empty."""
+    from compiler.passes.placement import anneal
+
+    target = get_target("plasticine")
+    rng = random.Random(2)
+    for _ in range(10):
+        graph, at = _random_placed_graph(rng, target)
+        fixed = {u: at[u] for u in rng.sample(range(len(at)), len(at) // 3)}
+        used = set(at)
+        blocked = frozenset(rng.sample([s for s in target_slots(target) if s not in used], 8))
+        start = greedy_placement(graph, target, fixed=fixed, blocked=blocked)
+        for seed in range(3):
+            moved = anneal(graph, target, start, seed=seed, moves=500, fixed=fixed,
+                           blocked=blocked)  # fmt: skip
+            assert all(moved[u] == slot for u, slot in fixed.items())
+            assert not blocked & set(moved) and len(set(moved)) == len(moved)
+
+
+def target_slots(target: Target) -> list[Coord]:
+    return slots(target, "pcu") + slots(target, "pmu")
+
+
+def test_no_fixed_and_no_blocked_is_the_placement_as_before() -> None:
+    """``fixed=None`` and ``blocked=()`` (or empty) change no draw: the same placement as a call
+    without them, on a crowded grid where the annealing and the routing both matter."""
+    target = get_target("plasticine")
+    for graph in (chain_graph(20), two_layer_graph()):
+        plain = place_and_route(graph, target, seed=3)
+        assert place_and_route(graph, target, seed=3, fixed=None, blocked=()) == plain
+        assert place_and_route(graph, target, seed=3, fixed={}, blocked=frozenset()) == plain
+        assert greedy_placement(graph, target, fixed={}, blocked=()) == greedy_placement(
+            graph, target
+        )
+
+
+def test_known_answers_are_kept_apart_by_fixed_and_blocked() -> None:
+    graph = two_layer_graph()
+    known: dict[tuple[object, ...], Placement | int] = {}
+    plain = place_and_route(graph, GRID, known=known)
+    blocked = frozenset({plain.at[0]})
+    other = place_and_route(graph, GRID, known=known, blocked=blocked)
+    assert plain.at[0] not in other.at and len(known) == 2
+    assert place_and_route(graph, GRID, known=known) == plain
+
+
+def test_fixed_and_blocked_errors() -> None:
+    graph = two_layer_graph()  # x, w, matmul, h, b, add, y: 2 PCUs, 5 PMUs
+    with pytest.raises(
+        PlacementError,
+        match=r"section 'fwd': matmul is fixed at \[1, 0\], not a PCU slot of target 'grid4x3'",
+    ):
+        place_and_route(graph, GRID, section="fwd", fixed={2: (1, 0)})
+    with pytest.raises(PlacementError, match=r"x is fixed at \[9, 0\], not a PMU slot"):
+        place_and_route(graph, GRID, fixed={0: (9, 0)})  # off the grid
+    with pytest.raises(PlacementError, match=r"section 'fwd': x is fixed at \[1, 0\], a blocked"):
+        place_and_route(graph, GRID, section="fwd", fixed={0: (1, 0)}, blocked={(1, 0)})
+    with pytest.raises(PlacementError, match=r"w is fixed at \[1, 0\], as is x"):
+        place_and_route(graph, GRID, fixed={0: (1, 0), 1: (1, 0)})
+    # GRID has 6 PMU slots for the 5 PMUs: blocking two leaves 4.
+    with pytest.raises(
+        PlacementError,
+        match=r"section 'fwd' needs 5 PMUs, target 'grid4x3' has 4 free of its 6 \(2 blocked\)",
+    ):
+        place_and_route(graph, GRID, section="fwd", blocked={(1, 0), (0, 1)})
+    # Blocked PCU slots (and slots off the grid) leave the PMUs room: it places.
+    placed = place_and_route(graph, GRID, blocked={(0, 0), (2, 0), (9, 9)})
+    check_placement(graph, GRID, placed)

@@ -628,3 +628,20 @@ def test_sections_not_co_resident_keep_loading_every_run() -> None:
     assert first.traffic.bytes_out == 4096 and second.traffic.bytes_in == 4096
     assert first.cycles == first.load_cycles + first.dram_cycles == first.load_cycles + 8192
     assert first_load_cycles(program, [first, second]) == 0
+
+
+def test_sections_around_pinned_homes_load_every_run_and_keep_their_symbols_on_chip() -> None:
+    # As test_co_resident_sections_load_once_and_keep_their_symbols_on_chip, the sections
+    # loaded in turn (``co_resident`` false): each run pays its configuration (rule 5), h
+    # still moves no DRAM byte, and the first load is the state's alone (none here: h is an
+    # activation).
+    program = with_target(with_banks(co_resident_relus(), 16), dram_gbps=2.0, clock_ghz=2.0,
+                          config_latency_ns=100.0)  # fmt: skip
+    assert program.resident is not None
+    program = replace(program, resident=replace(program.resident, co_resident=False))
+    first, second = program_models(program)
+    assert not first.resident and not second.resident
+    assert (first.traffic.bytes_out, second.traffic.bytes_in) == (0, 0)
+    assert first.cycles == first.load_cycles + 4096 + 8
+    assert second.cycles == second.load_cycles + 4096 and second.bound == "dram"
+    assert first_load_cycles(program, [first, second]) == 0

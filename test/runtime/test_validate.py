@@ -377,3 +377,30 @@ def test_co_resident_routes_share_the_links_capacity() -> None:
     target = replace(program.meta.target, link_capacity=1)
     with pytest.raises(PefError, match="resident: link .* routes of the co-resident sections"):
         validate(replace(program, meta=replace(program.meta, target=target)))
+
+
+def _pinned(program: schema.Program) -> schema.Program:
+    """``program``'s residency with its sections loaded in turn around pinned homes."""
+    assert program.resident is not None
+    return replace(program, resident=replace(program.resident, co_resident=False))
+
+
+def test_sections_loaded_in_turn_may_share_slots_but_not_a_pinned_home() -> None:
+    # The second section's h PMU on the first section's relu slot: two co-resident sections
+    # cannot both hold it, two sections loaded in turn can (the relu's slot is not a home).
+    shared_slot = _pinned(co_resident_relus(second_at=2))
+    validate(shared_slot)
+    decoded = decode_pef(encode_pef(shared_slot))
+    assert decoded.resident is not None and not decoded.resident.co_resident
+    # On h's home (slot (1, 0)), another section's PMU would overwrite the symbol it keeps.
+    with pytest.raises(
+        PefError,
+        match=r"section 'forward.1' pmu 0 'h' sits at \[1, 0\], a slot of the pinned home "
+        r"section 'forward' pmu 1",
+    ):
+        validate(_pinned(co_resident_relus(second_at=1)))
+    # A resident section written before the field (its symbols alone): co-resident, as it was.
+    resident = co_resident_relus().resident
+    assert resident is not None
+    old = msgspec.msgpack.encode([msgspec.to_builtins(resident.symbols)])
+    assert msgspec.msgpack.decode(old, type=schema.Residency) == resident

@@ -1,0 +1,294 @@
+"""pin-resident-symbols: keep symbols on chip while the sections are loaded in turn.
+
+When a program's sections do not fit the fabric together (co-place-sections left them apart),
+each is still loaded once a step, but the tensors they hand each other and keep across steps
+need not cross DRAM: the PMUs holding them can stay put while the other sections' configurations
+come and go. This pass chooses such symbols, gives each a **pinned home** (the PMU slots of its
+home buffer, ``residency``'s docstring says which buffer that is) and places every section
+again where needed so that:
+
+- a buffer that is a symbol's home or shares it (loaded from it in another section, of the
+  home's tensor type) sits on the home's slots;
+- no other unit of any section sits on a pinned slot;
+- every other buffer loaded from a pinned symbol (the optimizer's load of the parameter it
+  updates) is filled by a hand-off from the home, a stream routed with its section's own
+  streams (a fixed unit on the home's slot when the home is another section's).
+
+Which symbols: those ``residency.resident_symbols`` allows, most DRAM bytes saved a PMU first
+(a symbol's bytes times the buffers bound to it, over the PMUs its home takes), each taken
+while every section's PMUs, those of the symbols pinned so far included, still fit the target.
+
+Sections are placed again only where they must be: the pins are first taken from the
+placements place-and-route made (a symbol's home or a shared buffer where it already sits, if
+no other pin is there), then every section that breaks a rule above is placed again with its
+pinned units fixed and the other pins blocked (``placement.place_and_route``'s ``fixed`` and
+``blocked``), until none does. If a section cannot be placed so (a full fabric, the pins
+scattered where other sections put them, leaves its streams no path), the pass starts again
+with a quarter fewer PMUs of pinned homes in that section (``SHRINK``: the least valuable
+symbols given up), ``MAX_ROUNDS`` times at most.
+
+The module gets ``rdu.resident`` (``residency.resident_attr``) and ``rdu.resident_pinned``;
+emit-pef writes the PEF's ``resident`` section with ``co_resident`` false, and the performance
+model's rule 7 loads each section every run but moves no pinned symbol through DRAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
+from xdsl.passes import ModulePass
+
+from compiler.passes import parallel_layout, placement
+from compiler.passes.ir_helpers import (
+    PINNED_ATTR,
+    RESIDENT_ATTR,
+    SectionGraph,
+    buffer_bytes,
+    pass_target,
+    section_graph,
+    write_placement,
+)
+from compiler.passes.placement import Graph, Placement, PlacementError, Stream, Unit
+from compiler.passes.residency import (
+    Resident,
+    buffer_units,
+    resident_attr,
+    resident_symbols,
+    share_pmus,
+)
+from compiler.passes.routing import Coord
+from compiler.targets import Target
+from dialects.dataflow import SectionOp
+from dialects.pmu import BufferOp
+
+MAX_ROUNDS = 6
+"""How many times the pass gives up symbols and starts again before keeping none on chip."""
+
+SHRINK = 4
+"""A section that does not place with its pins gets ``1 / SHRINK`` fewer PMUs of other
+symbols' homes in the next round (fewer symbols pinned)."""
+
+
+@dataclass(frozen=True)
+class PinResidentSymbols(ModulePass):
+    """Keep symbols on chip in pinned homes across sections loaded in turn (see the module
+    docstring)."""
+
+    name = "pin-resident-symbols"
+
+    target: str = "plasticine"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if RESIDENT_ATTR in op.attributes:
+            return  # co-resident: every section on the fabric at once
+        target = pass_target(self.target)
+        sections = [s for s in op.walk() if isinstance(s, SectionOp)]
+        if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
+            return
+        candidates = resident_symbols(sections, op, target)
+        total = len(placement.slots(target, "pmu"))
+        room = [total - n for n in _own_pmus(sections)]  # the PMUs pins may add, a section
+        for _ in range(MAX_ROUNDS):
+            chosen, added = _within_budget(sections, candidates, room)
+            if not chosen:
+                return
+            pmus = {b: b.properties.get("pmus") for r in chosen for _, b in _pinned_buffers(r)}
+            share_pmus(chosen)
+            try:
+                placed, handoffs = _Pinning(sections, chosen, target).run()
+            except _Unplaceable as err:
+                for buffer, count in pmus.items():  # as it was
+                    if count is None:
+                        buffer.properties.pop("pmus", None)
+                    else:
+                        buffer.properties["pmus"] = count
+                room[err.section] = added[err.section] * (SHRINK - 1) // SHRINK
+                continue
+            for sg, result in placed.values():
+                write_placement(sg, result)
+            routes = [[handoffs[(r.name, s, id(b))] for s, b in r.loads] for r in chosen]
+            op.attributes[RESIDENT_ATTR] = resident_attr(sections, chosen, routes)
+            op.attributes[PINNED_ATTR] = UnitAttr()
+            return
+
+
+def _pinned_buffers(resident: Resident) -> list[tuple[int, BufferOp]]:
+    """(section index, buffer) of the buffers on ``resident``'s home's slots: the home and the
+    shared ones."""
+    return [resident.home, *resident.shared]
+
+
+def _bound(resident: Resident) -> list[tuple[int, BufferOp]]:
+    """(section index, buffer) of every buffer bound to ``resident``."""
+    return [*_pinned_buffers(resident), *resident.loads]
+
+
+def _pins(resident: Resident) -> int:
+    """The PMUs of ``resident``'s home once ``share_pmus`` has run."""
+    return max(b.num_pmus for _, b in _pinned_buffers(resident))
+
+
+def _own_pmus(sections: Sequence[SectionOp]) -> list[int]:
+    """Each section's PMUs: its buffers'."""
+    return [
+        sum(op.num_pmus for op in s.body.block.ops if isinstance(op, BufferOp)) for s in sections
+    ]
+
+
+def _within_budget(
+    sections: Sequence[SectionOp], candidates: Sequence[Resident], room: Sequence[int]
+) -> tuple[list[Resident], list[int]]:
+    """The candidates to pin, most DRAM bytes saved a PMU first, each taken while the PMUs
+    the pinned homes add to every section (those of a home not on the section's own buffers)
+    stay within its ``room`` (see the module docstring); and those PMUs, a section."""
+
+    def saved(r: Resident) -> float:
+        return buffer_bytes(r.home[1]) * len(_bound(r)) / _pins(r)
+
+    added = [0] * len(sections)
+    chosen: list[Resident] = []
+    for r in sorted(candidates, key=saved, reverse=True):
+        extra = [_pins(r)] * len(sections)  # its home's PMUs, taken from every section
+        for s, buffer in _pinned_buffers(r):
+            extra[s] -= buffer.num_pmus  # already among the section's own
+        if all(a + e <= most for a, e, most in zip(added, extra, room, strict=True)):
+            added = [a + e for a, e in zip(added, extra, strict=True)]
+            chosen.append(r)
+    order = {id(r): i for i, r in enumerate(candidates)}
+    return sorted(chosen, key=lambda r: order[id(r)]), added  # first appearance, as co-placement
+
+
+class _Unplaceable(Exception):
+    """A section does not place with its pins (``section``: its index)."""
+
+    def __init__(self, section: int) -> None:
+        super().__init__(section)
+        self.section = section
+
+
+class _Pinning:
+    """The pins of the chosen symbols and the sections placed again around them."""
+
+    def __init__(
+        self, sections: Sequence[SectionOp], chosen: Sequence[Resident], target: Target
+    ) -> None:
+        self.sections = sections
+        self.chosen = chosen
+        self.target = target
+        self.graphs = [section_graph(s, target) for s in sections]
+        self.pins: dict[str, list[Coord]] = {}
+        self.owner: dict[Coord, str] = {}  # a pinned slot -> its symbol
+        self.placed: dict[int, tuple[SectionGraph, Placement]] = {}
+        self.handoffs: dict[tuple[str, int, int], tuple[Coord, ...]] = {}
+
+    def run(
+        self,
+    ) -> tuple[dict[int, tuple[SectionGraph, Placement]], dict[tuple[str, int, int], tuple]]:
+        """Pin every chosen symbol, placing sections again until each keeps the rules."""
+        for r in self.chosen:  # where place-and-route already put a buffer on its slots
+            for s, buffer in _pinned_buffers(r):
+                slots = self._slots(s, buffer)
+                if len(slots) == _pins(r) and self._free(slots):
+                    self._pin(r, slots)
+                    break
+        for _ in range(len(self.sections) + 1):
+            stale = [s for s in range(len(self.sections)) if not self._keeps_rules(s)]
+            if not stale:
+                return self.placed, self.handoffs
+            for s in stale:
+                self._place(s)
+        raise AssertionError("pin-resident-symbols: the pins did not settle")  # pragma: no cover
+
+    def _pin(self, r: Resident, slots: Sequence[Coord]) -> None:
+        self.pins[r.name] = list(slots)
+        for slot in slots:
+            self.owner[slot] = r.name
+
+    def _free(self, slots: Sequence[Coord]) -> bool:
+        return not any(slot in self.owner for slot in slots)
+
+    def _slots(self, s: int, buffer: BufferOp) -> list[Coord]:
+        """Where ``buffer`` of section ``s`` sits now: its new placement's, or the IR's."""
+        if s in self.placed:
+            sg, result = self.placed[s]
+            return [result.at[i] for i in buffer_units(sg, buffer)]
+        assert buffer.placement is not None
+        return [(slot[0], slot[1]) for slot in buffer.placement.slots]
+
+    def _keeps_rules(self, s: int) -> bool:
+        """Whether section ``s`` as placed now sits on its pins, off the others', with a
+        routed hand-off into every buffer that needs one."""
+        mine: dict[BufferOp, str] = {}
+        for r in self.chosen:
+            for t, buffer in _pinned_buffers(r):
+                if t == s:
+                    mine[buffer] = r.name
+            if any(t == s for t, _ in r.loads) and r.name not in self.pins:
+                return False  # its home is not pinned yet
+            for t, buffer in r.loads:
+                if t == s and (r.name, s, id(buffer)) not in self.handoffs:
+                    return False
+        for op in self.sections[s].body.block.ops:
+            if not isinstance(op, BufferOp):
+                continue
+            slots = self._slots(s, op)
+            name = mine.get(op)
+            if name is not None:
+                if self.pins.get(name) != slots:
+                    return False
+            elif not self._free(slots):
+                return False
+        return True
+
+    def _place(self, s: int) -> None:
+        """Place section ``s`` again: its pinned buffers fixed on their pins (those not pinned
+        yet free, then pinned where they land), every other pin blocked, a hand-off stream
+        from the home into every buffer that needs one."""
+        sg = self.graphs[s]
+        units: list[Unit] = list(sg.graph.units)
+        streams: list[Stream] = list(sg.graph.streams)
+        fixed: dict[int, Coord] = {}
+        later: list[tuple[Resident, BufferOp]] = []
+        homes: dict[str, int] = {}  # a symbol -> its home's (first) unit in this graph
+        for r in self.chosen:
+            for t, buffer in _pinned_buffers(r):
+                if t != s:
+                    continue
+                at = buffer_units(sg, buffer)
+                homes[r.name] = at[0]
+                if r.name in self.pins:
+                    fixed.update(zip(at, self.pins[r.name], strict=True))
+                else:
+                    later.append((r, buffer))
+        wanted: list[tuple[Resident, BufferOp]] = []
+        for r in self.chosen:
+            for t, buffer in r.loads:
+                if t != s or r.name not in self.pins and r.name not in homes:
+                    continue
+                if r.name not in homes:  # another section's home: a fixed unit on its slot
+                    homes[r.name] = len(units)
+                    fixed[len(units)] = self.pins[r.name][0]
+                    units.append(Unit(f"home of '{r.name}'", "pmu"))
+                streams.append(
+                    Stream(homes[r.name], buffer_units(sg, buffer)[0], weight=buffer_bytes(buffer))
+                )
+                wanted.append((r, buffer))
+        blocked = frozenset(slot for slot in self.owner if slot not in fixed.values())
+        name = self.sections[s].sym_name.data
+        try:
+            result = placement.place_and_route(
+                Graph(units, streams), self.target, section=name, fixed=fixed, blocked=blocked
+            )
+        except PlacementError as err:
+            raise _Unplaceable(s) from err
+        n, m = len(sg.graph.units), len(sg.graph.streams)
+        self.placed[s] = (sg, Placement(result.at[:n], result.routes[:m]))
+        for k, (r, buffer) in enumerate(wanted):
+            self.handoffs[(r.name, s, id(buffer))] = result.routes[m + k]
+        for r, buffer in later:
+            slots = self._slots(s, buffer)
+            if self._free(slots):
+                self._pin(r, slots)
