@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from e2e_helpers import MLP, compile_mlp, judged, rdu_test
 
+from compiler.driver import compile_in_memory
+from compiler.ideal import step_ideal
+from compiler.targets import get_target
 from runtime.machine.perf import nbytes, program_models
 from runtime.pef import read_pef
 from runtime.pef.schema import Program, Residency
+from tools.rdu_compile import model_spec
 from tools.rdu_pef import format_program
 
 BATCH = ["-b", "64"]
@@ -84,3 +88,18 @@ def test_rdu_test_passes_on_the_pinned_pef(pinned_pef: Path) -> None:
     for param in ("fc1.weight", "fc2.bias"):
         assert f"{param}.grad" in judged(report, "backward") & judged(report, "end to end")
         assert param in judged(report, "optimizer")
+
+
+def test_hf_gpt2_b8_on_sn10_is_within_1_5x_of_its_ideal() -> None:
+    """Issue 16's line for HF GPT-2 b8 on sn10, compiled as bench/mapping.py does: its state,
+    saved activations and gradients in pinned PMUs (the sections do not fit together), the
+    modelled step within 1.5x of the ideal without residency (``compiler.ideal``: FlopCounterMode
+    and the state through DRAM once, not our cost model). 1.19x (76.7 us of 64.5); 2.1x before,
+    its optimizer streaming the gradients and every parameter and state through DRAM."""
+    target = get_target("sn10")
+    path = Path(__file__).resolve().parents[2] / "examples" / "hf_gpt2" / "model.py"
+    _, spec = model_spec(str(path), [], False, 8, 0, False, target)
+    program = compile_in_memory(spec, inference=False, target=target)
+    assert not resident(program).co_resident
+    modelled = sum(m.seconds for m in program_models(program))
+    assert modelled <= 1.5 * step_ideal(spec, program, target).seconds
