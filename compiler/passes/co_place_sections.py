@@ -55,6 +55,7 @@ from compiler.passes.residency import (
     node_op,
     resident_attr,
     resident_symbols,
+    restore_pmus,
     share_pmus,
 )
 from dialects.dataflow import SectionOp
@@ -82,11 +83,7 @@ class CoPlaceSections(ModulePass):
         try:
             placed = placement.place_and_route(graph, target, section="co-resident sections")
         except PlacementError:
-            for buffer, pmus in before.items():  # each section keeps its own placement
-                if pmus is None:
-                    buffer.properties.pop("pmus", None)
-                else:
-                    buffer.properties["pmus"] = pmus
+            restore_pmus(before)  # each section keeps its own placement
             return
         for sg, at, s0 in zip(graphs, nodes, streams_at, strict=True):
             m = len(sg.graph.streams)

@@ -59,6 +59,7 @@ from compiler.passes.residency import (
     buffer_units,
     resident_attr,
     resident_symbols,
+    restore_pmus,
     share_pmus,
 )
 from compiler.passes.routing import Coord
@@ -104,19 +105,14 @@ class PinResidentSymbols(ModulePass):
             chosen, added = _within_budget(sections, kept, room)
             if sum(_moved(r) for r in chosen) < _dram_bytes(sections) * MIN_SAVED:
                 return  # not worth placing sections again (nor the compile time it takes)
-            pmus = {b: b.properties.get("pmus") for r in chosen for _, b in _pinned_buffers(r)}
-            share_pmus(chosen)
+            before = share_pmus(chosen)
             try:
                 try:
                     placed, handoffs = _Pinning(sections, chosen, target).run()
                 except _Unplaceable:
                     placed, handoffs = _Pinning(sections, chosen, target, True).run()
             except _Unplaceable as err:
-                for buffer, count in pmus.items():  # as it was
-                    if count is None:
-                        buffer.properties.pop("pmus", None)
-                    else:
-                        buffer.properties["pmus"] = count
+                restore_pmus(before)
                 if added[err.section] > 0:  # fewer other symbols' homes in its way
                     room[err.section] = added[err.section] * (SHRINK - 1) // SHRINK
                 else:  # fewer of its own buffers fixed where other sections put them
@@ -239,13 +235,14 @@ class _Pinning:
                 if len(slots) == _pins(r) and self._free(slots):
                     self._pin(r, slots)
                     break
-        for _ in range(len(self.sections) + 1):
+        stale: list[int] = []
+        for _ in range(len(self.sections) + 1):  # a round pins every symbol it places
             stale = [s for s in range(len(self.sections)) if not self._keeps_rules(s)]
             if not stale:
                 return self.placed, self.handoffs
             for s in stale:
                 self._place(s)
-        raise AssertionError("pin-resident-symbols: the pins did not settle")  # pragma: no cover
+        raise _Unplaceable(stale[0])  # did not settle: as a section that does not place
 
     def _pin(self, r: Resident, slots: Sequence[Coord]) -> None:
         self.pins[r.name] = list(slots)

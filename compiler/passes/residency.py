@@ -142,6 +142,15 @@ def share_pmus(residents: Sequence[Resident]) -> dict[BufferOp, Attribute | None
     return before
 
 
+def restore_pmus(before: dict[BufferOp, Attribute | None]) -> None:
+    """Give the buffers ``share_pmus`` changed the ``pmus`` they had (its return value)."""
+    for buffer, pmus in before.items():
+        if pmus is None:
+            buffer.properties.pop("pmus", None)
+        else:
+            buffer.properties["pmus"] = pmus
+
+
 def buffer_units(sg: SectionGraph, buffer: BufferOp) -> list[int]:
     """The units of ``sg.graph`` that are ``buffer``'s PMUs: its first, then its banks."""
     count = len(sg.units)
