@@ -103,7 +103,7 @@ class PinResidentSymbols(ModulePass):
         for _ in range(MAX_ROUNDS):
             kept = [r for r in candidates if r.name not in dropped]
             chosen, added = _within_budget(sections, kept, room)
-            if sum(_moved(r) for r in chosen) < _dram_bytes(sections) * MIN_SAVED:
+            if not chosen or sum(map(_moved, chosen)) < _dram_bytes(sections) * MIN_SAVED:
                 return  # not worth placing sections again (nor the compile time it takes)
             before = share_pmus(chosen)
             try:
