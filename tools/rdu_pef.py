@@ -130,7 +130,7 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
     "--section",
     default=None,
     help="Print only this section ('weights': the embedded weights; 'resident': the symbols "
-    "co-resident sections keep on chip).",
+    "kept on chip, by co-resident sections or in pinned homes).",
 )
 @click.option("--summary", is_flag=True, help="Symbols and per-section unit counts only.")
 @click.option("--debug", is_flag=True, help="Full tracebacks.")
