@@ -122,7 +122,7 @@ class PinResidentSymbols(ModulePass):
                 continue
             for sg, result in placed.values():
                 write_placement(sg, result)
-            routes = [[handoffs[(r.name, s, id(b))] for s, b in r.loads] for r in chosen]
+            routes = [[handoffs[(r.name, b)] for _, b in r.loads] for r in chosen]
             op.attributes[RESIDENT_ATTR] = resident_attr(sections, chosen, routes)
             op.attributes[PINNED_ATTR] = UnitAttr()
             return
@@ -192,6 +192,10 @@ def _within_budget(
     return sorted(chosen, key=lambda r: order[id(r)]), added  # first appearance, as co-placement
 
 
+Handoff = tuple[str, BufferOp]
+"""A hand-off: its symbol and the buffer it fills."""
+
+
 class _Unplaceable(Exception):
     """A section does not place with its pins (``section``: its index)."""
 
@@ -220,11 +224,11 @@ class _Pinning:
         self.pins: dict[str, list[Coord]] = {}
         self.owner: dict[Coord, str] = {}  # a pinned slot -> its symbol
         self.placed: dict[int, tuple[SectionGraph, Placement]] = {}
-        self.handoffs: dict[tuple[str, int, int], tuple[Coord, ...]] = {}
+        self.handoffs: dict[Handoff, tuple[Coord, ...]] = {}  # their routes
 
     def run(
         self,
-    ) -> tuple[dict[int, tuple[SectionGraph, Placement]], dict[tuple[str, int, int], tuple]]:
+    ) -> tuple[dict[int, tuple[SectionGraph, Placement]], dict[Handoff, tuple[Coord, ...]]]:
         """Pin every chosen symbol, placing sections again until each keeps the rules."""
         for r in self.chosen:  # where place-and-route already put a buffer on its slots
             buffers = _pinned_buffers(r)  # the home's first
@@ -271,7 +275,7 @@ class _Pinning:
             if any(t == s for t, _ in r.loads) and r.name not in self.pins:
                 return False  # its home is not pinned yet
             for t, buffer in r.loads:
-                if t == s and (r.name, s, id(buffer)) not in self.handoffs:
+                if t == s and (r.name, buffer) not in self.handoffs:
                     return False
         for op in self.sections[s].body.block.ops:
             if not isinstance(op, BufferOp):
@@ -329,7 +333,7 @@ class _Pinning:
         n, m = len(sg.graph.units), len(sg.graph.streams)
         self.placed[s] = (sg, Placement(result.at[:n], result.routes[:m]))
         for k, (r, buffer) in enumerate(wanted):
-            self.handoffs[(r.name, s, id(buffer))] = result.routes[m + k]
+            self.handoffs[(r.name, buffer)] = result.routes[m + k]
         for r, buffer in later:
             slots = self._slots(s, buffer)
             if self._free(slots):

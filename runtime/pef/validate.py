@@ -395,7 +395,7 @@ def _check_slots(
     for s in program.sections:
         units = [(f"pcu {i} '{p.name}'", [p.at, *p.more_at]) for i, p in enumerate(s.pcus)]
         for i, pmu in enumerate(s.pmus):
-            if (s.name, i) in on_home or (s.name, i) in homes and not resident.co_resident:
+            if (s.name, i) in on_home or ((s.name, i) in homes and not resident.co_resident):
                 continue  # on its home's slots: checked with its symbol below
             units.append((f"pmu {i} '{pmu.name}'", [pmu.at, *pmu.more_at]))
         for unit, slots in units:
