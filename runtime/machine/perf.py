@@ -73,25 +73,28 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
    it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
    written row-major, and one streamed in tiles is streamed in each reader's order) starts when
-   the first element is there. **Row blocks** (``Rows``, ``block_start``): a buffer is written
-   in ``rows`` blocks of consecutive addresses when its writer's outermost counter walks them in
-   increasing order, each iteration writing its own block only (``rules.row_blocks``; a DRAM
-   load row-major, an element a block); a parallel writer split ``g`` ways along that counter
-   writes ``g`` runs of consecutive blocks at once, each in increasing order, and one PCU a
-   single run; a run's blocks are complete evenly between the buffer's first element and its
-   last. A PCU whose outermost counter walks the buffer in ``E`` blocks the same way (a matmul
-   reading the rows of its left operand, each row several times), parallel or not, reads it a
-   block at a time: a copy split ``q`` ways along that counter walks its run of ``ceil(E / q)``
-   blocks, reaching its ``i``-th ``i * steady / run`` cycles after it starts, and a block is
-   there when every row it overlaps is (all of a writer's run when it straddles two). The PCU
-   starts when its last copy can start without reaching a block before it is there, and its
-   first results follow its last copy's first block (they are paced by the writer's). One
-   reading a buffer in any other order (transposed, broadcast over an outer counter, gathered;
-   a register port) starts only when the last element is there.
+   the first element is there. **Rows** (``Walk``, ``walk_start``): a buffer is written in
+   rows of consecutive addresses when its writer's leading counters walk them in increasing
+   order, each iteration writing its own row only (``rules.row_walk``: the leading counters
+   flattened row-major, ``[8, 32, 48]`` written as 256 rows of 48, the lanes counter never
+   split into rows; a DRAM load row-major, an element a row). A writer whose copies split
+   those counters writes every copy's box of rows at once, each row-major, at one pace: a
+   copy's rows are complete evenly between the buffer's first element and its last. A PCU
+   whose leading counters walk the buffer in rows the same way (a matmul reading the rows of
+   its left operand, each row several times), parallel or not, reads it a row at a time: a
+   copy reaches the ``i``-th row of its box ``i * steady / rows of a box`` cycles after it
+   starts, and a row is there when every written row it overlaps is. The PCU starts when its
+   last copy can start without reaching a row before it is there, and its first results
+   follow its copies' first rows (they are paced by the writer's). A copy whose first row is
+   the last of a writer's box waits for the writer's end: readers split as their writer
+   (``[2, 2, 1]`` behind ``[4, 1]`` over the same 64 rows) follow it a row behind. A reader
+   or a parallel writer of more than ``rules.ROWS_MOST`` rows is taken as reading (writing)
+   the whole buffer. One reading a buffer in any other order (transposed, broadcast over an
+   outer counter, gathered; a register port) starts only when the last element is there.
    ``start`` is the latest of these over its inputs, ``end = max(start + cycles(pcu), last
    input + fill)`` (it cannot finish before its inputs have). Its first result is there at
-   ``start + fill + first_vectors * II`` (``start`` there being its last copy's first block
-   for one reading in row blocks), ``first_vectors`` being the vectors of its counters
+   ``start + fill + first_vectors * II`` (``start`` there being its copies' first rows for
+   one reading in rows), ``first_vectors`` being the vectors of its counters
    from the outermost reduced one inwards (a matmul accumulating ``k`` innermost emits after
    its first ``k`` sweep); but a unit whose result is not written in one run (a reduction over
    an outer counter, such as ``dW = X^T dY`` summing over the tokens, which are the producer's
@@ -164,17 +167,19 @@ the sections are co-resident (rule 7).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
+    ROWS_MOST,
     copy_block,
     held,
     lanes_counter,
     reduced_counters,
-    row_blocks,
+    row_walk,
     unit_depth,
     visit_order,
 )
@@ -584,9 +589,18 @@ def _read_order(pcu: Pcu, access: Access) -> tuple[int, list[tuple[int, int]]] |
     return visit_order(pcu.space, access.strides, access.offset, access.index_port >= 0)
 
 
-def _access_rows(pcu: Pcu, access: Access, elements: int) -> tuple[int, int] | None:
-    """``(counter, blocks)``: ``row_blocks`` of ``access`` over ``pcu``'s whole space."""
-    return row_blocks(pcu.space, access.strides, elements, access.offset, access.index_port >= 0)
+def _walk(pcu: Pcu, access: Access, elements: int) -> Walk | None:
+    """How ``pcu`` walks a buffer of ``elements`` through ``access`` in rows (``rules.row_walk``,
+    its lanes counter kept whole), its copies split along them as ``pcu.parallel`` says."""
+    lanes = lanes_counter(pcu.space, pcu.out.strides)
+    found = row_walk(
+        pcu.space, access.strides, elements, access.offset, access.index_port >= 0, lanes
+    )
+    if found is None:
+        return None
+    counters, extents = found
+    factors = tuple(pcu.parallel[c] if pcu.parallel else 1 for c in counters)
+    return Walk(extents, factors)
 
 
 @dataclass(frozen=True)
@@ -603,51 +617,105 @@ class UnitTime:
 
 
 @dataclass(frozen=True)
-class Rows:
-    """How a buffer is written, for readers that read it in row blocks (rule 1): ``rows``
-    equal blocks of consecutive addresses, in ``groups`` equal runs of consecutive blocks
-    written at once (a parallel writer's copies along its outermost counter; 1 for one PCU or
-    a DRAM load), each run in increasing order, its blocks complete evenly between the
-    buffer's first element and its last."""
+class Walk:
+    """A buffer walked in ``prod(extents)`` rows of consecutive addresses (rule 1), the rows
+    numbered row-major over ``extents`` (the walking unit's leading counters, ``row_walk``);
+    its copies split counter ``j`` ``factors[j]`` ways, each copy walking its box of rows
+    (``ceil(extents[j] / factors[j])`` a counter) row-major, all at once and at one pace. A
+    DRAM load, or one PCU writing in address order, is one copy walking every element."""
 
-    rows: int
-    groups: int = 1
+    extents: tuple[int, ...]
+    factors: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return math.prod(self.extents)
+
+    @property
+    def one_run(self) -> bool:
+        """One copy: its rows in increasing order."""
+        return all(f == 1 for f in self.factors)
+
+    @property
+    def box(self) -> int:
+        """The rows a copy walks (its box; the last copies' may be smaller)."""
+        return math.prod(-(-e // f) for e, f in zip(self.extents, self.factors, strict=True))
+
+    def position(self, row: int) -> int:
+        """Where ``row`` comes in its copy's walk (0: the copy's first)."""
+        position, inner = 0, 1
+        for extent, factor in zip(reversed(self.extents), reversed(self.factors), strict=True):
+            block = -(-extent // factor)
+            position += row % extent % block * inner
+            row //= extent
+            inner *= block
+        return position
+
+    def stretches(self) -> set[int]:
+        """The rows that begin a stretch of rows a copy walks one after another (row ``r + 1``
+        right after ``r``): where the innermost counter enters a copy's block."""
+        if self.one_run:
+            return {0}
+        extent = self.extents[-1]
+        block = -(-extent // self.factors[-1])
+        return {o * extent + i for o in range(self.rows // extent) for i in range(0, extent, block)}
 
 
-BLOCKS_EXACT = 4096
-"""``block_start`` looks at every block of a reader walking at most this many; one walking more
-is looked at in as many chunks of consecutive blocks, each needing its last block's rows when
-the copy reaches its first (later than each block alone: never earlier than the rule)."""
+def walk_start(first: int, last: int, written: Walk, read: Walk, steady: int) -> tuple[int, int]:
+    """``(start, begin)`` of a reader walking a buffer as ``read`` in ``steady`` cycles, the
+    buffer written as ``written`` between ``first`` (its first element) and ``last``. A
+    written row is complete when its copy gets past it, each copy's rows evenly between
+    ``first`` and ``last``; a read row is there when every written row it overlaps is. A copy
+    reaches its ``i``-th row ``i * steady / rows of a copy`` cycles after it starts. ``start``:
+    when its last copy can start so that every row is there when the copy reaches it (it then
+    runs without waiting); ``begin``: when every copy's first row is there (its first results
+    follow, paced by the writer's)."""
+    span, box = last - first, read.box
+    points, firsts, whole = _read_rows(written, read)
+    start = first
+    for done, position in points:
+        start = max(start, first + -(-done * span // whole) - position * steady // box)
+    return start, first + -(-firsts * span // whole)
 
 
-def block_start(
-    first: int, last: int, rows: Rows, blocks: int, copies: int, steady: int
-) -> tuple[int, int]:
-    """``(start, begin)`` of a reader that walks a buffer written as ``rows`` (between
-    ``first`` and ``last``) in ``blocks`` consecutive blocks, ``copies`` copies each walking a
-    run of ``ceil(blocks / copies)`` of them in ``steady`` cycles. ``start``: when its last copy
-    can start so that every block is complete when the copy reaches it (it then runs without
-    waiting: it ends ``cycles`` later); ``begin``: when the last copy's first block is
-    complete (its first results follow, paced by the writer's). Block ``j`` needs the rows it
-    overlaps, all of a writer's run if it straddles two; a copy reaches its ``i``-th block
-    ``i * steady / run`` cycles after it starts."""
-    size = -(-rows.rows // rows.groups)
-    span = last - first
-    run = -(-blocks // max(1, copies))
-    chunk = -(-blocks // BLOCKS_EXACT)
-    start = begin = first
-    for j in range(0, blocks, chunk):
-        end = min(j + chunk, blocks)
-        lo = j * rows.rows // blocks
-        hi = -(-end * rows.rows // blocks) - 1
-        local = hi - hi // size * size if lo // size == hi // size else size - 1
-        complete = first + -(-(local + 1) * span // size)
-        first_of_copy = (end - 1) // run * run >= j  # a copy's first block is in it
-        at = 0 if first_of_copy else j % run
-        start = max(start, complete - at * steady // run)
-        if first_of_copy:
-            begin = max(begin, complete)
-    return start, begin
+@functools.cache
+def _read_rows(written: Walk, read: Walk) -> tuple[tuple[tuple[int, int], ...], int, int]:
+    """``walk_start``'s rows, for any times: ``(done, position)`` of the read rows that can
+    set the start, a read row being there ``done / whole`` of the way from the first element
+    to the last and reached at ``position`` in its copy's walk; the largest ``done`` of a
+    copy's first row; and ``whole``. Along a stretch of rows that both walks take one after
+    another the wait changes evenly, so only the stretches' ends are looked at (to a cycle's
+    rounding), and where a finer read enters a written row (a coarser one: every row); of
+    those, only rows no other is both later done and sooner reached than."""
+    rows = read.rows
+    if written.one_run or written.rows <= rows:
+        begins = read.stretches()
+        if written.rows == rows:
+            begins |= written.stretches()
+        elif not written.one_run:  # finer reading: where a read row enters a written one
+            for w in range(written.rows):
+                begins |= {w * rows // written.rows, -(-w * rows // written.rows)}
+        looked: Sequence[int] = sorted(begins | {b - 1 for b in begins if b} | {rows - 1})
+    else:
+        looked = range(rows)
+    whole = written.rows if written.one_run else written.box
+    points: dict[int, int] = {}  # done -> the soonest position
+    firsts = 0
+    for r in looked:
+        if written.one_run:  # complete in address order: a read row needs its last address
+            done = -(-(r + 1) * written.rows // rows)
+        else:
+            lo, hi = r * written.rows // rows, -(-(r + 1) * written.rows // rows)
+            done = 1 + max(written.position(w) for w in range(lo, max(hi, lo + 1)))
+        position = read.position(r)
+        points[done] = min(points.get(done, position), position)
+        if position == 0:
+            firsts = max(firsts, done)
+    kept: list[tuple[int, int]] = []
+    for done in sorted(points, reverse=True):
+        if not kept or points[done] < kept[-1][1]:
+            kept.append((done, points[done]))
+    return tuple(kept), firsts, whole
 
 
 def handoff_bytes(section: Section, i: int) -> int:
@@ -670,7 +738,7 @@ def unit_times(
     first_at: dict[int, int] = {}  # PMU -> its first element is there
     all_at: dict[int, int] = {}  # PMU -> its last element is there
     written: dict[int, tuple[int, list[tuple[int, int]]] | None] = {}  # PMU -> its write order
-    rows_at: dict[int, Rows] = {}  # PMU -> its row blocks, for readers in row blocks
+    rows_at: dict[int, Walk] = {}  # PMU -> how its rows are written, for readers in rows
     tiled: set[int] = set()  # PMUs streamed from DRAM in tiles, in each reader's own order
     writers: dict[int, int] = {}
     for pcu in section.pcus:
@@ -679,7 +747,7 @@ def unit_times(
         if pmu.source != "dram":
             continue
         written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
-        rows_at[i] = Rows(math.prod(pmu.shape))  # row-major, an element at a time
+        rows_at[i] = Walk((math.prod(pmu.shape),), (1,))  # row-major, an element at a time
         if _resident_pmu(section, i, onchip):  # its home, or a copy from it (rule 7)
             assert onchip is not None
             handoff = onchip.handoffs.get(i)
@@ -705,23 +773,20 @@ def unit_times(
             if b in tiled or (order is not None and order == written.get(b)):
                 start, begin = max(start, first), max(begin, first)  # streams, as it arrives
                 continue
-            elements = math.prod(section.pmus[b].shape)
-            blocks = _access_rows(pcu, port.access, elements)
-            rows = rows_at.get(b)
-            if blocks is None or rows is None:  # needs the whole buffer from the start
-                start, begin = max(start, last), max(begin, last)
+            walk = _walk(pcu, port.access, math.prod(section.pmus[b].shape))
+            written_as = rows_at.get(b)
+            if walk is None or written_as is None or walk.rows > ROWS_MOST:
+                start, begin = max(start, last), max(begin, last)  # the whole buffer first
                 continue
-            counter, count = blocks
-            copies = pcu.parallel[counter] if pcu.parallel else 1
-            at, first_block = block_start(first, last, rows, count, copies, unit.steady)
-            start, begin = max(start, at), max(begin, first_block)
+            at, first_row = walk_start(first, last, written_as, walk, unit.steady)
+            start, begin = max(start, at), max(begin, first_row)
         end = max(start + unit.cycles, last_input + unit.fill)
         out = pcu.out_pmu
         elements = math.prod(section.pmus[out].shape)
         order = _written_order(pcu)
-        blocks = _access_rows(pcu, pcu.out, elements)
+        walk = _walk(pcu, pcu.out, elements)
         first = end
-        if order is not None or blocks is not None:
+        if order is not None or walk is not None:
             first = min(end, begin + unit.fill + unit.first_vectors * unit.ii)
         times.append(UnitTime(start, first, end))
         first_at[out] = max(first_at.get(out, 0), first)
@@ -730,10 +795,9 @@ def unit_times(
         if writers[out] > 1:
             rows_at.pop(out, None)
         elif order == (0, [(elements, 1)]):
-            rows_at[out] = Rows(elements)
-        elif blocks is not None:
-            counter, count = blocks
-            rows_at[out] = Rows(count, pcu.parallel[counter] if pcu.parallel else 1)
+            rows_at[out] = Walk((elements,), (1,))
+        elif walk is not None and (walk.one_run or walk.rows <= ROWS_MOST):
+            rows_at[out] = walk
     return tuple(times)
 
 

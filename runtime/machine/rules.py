@@ -17,7 +17,8 @@ the performance model all ask these questions; here is the one answer to each:
   follow one another over links (``route_break``);
 - the order in which an access visits its buffer's elements (``visit_order``), so whether a
   reader reads a buffer in the order its writer wrote it, and whether an access walks a buffer
-  in consecutive row blocks, one an iteration of its outermost counter (``row_blocks``);
+  in consecutive row blocks, one an iteration of its outermost counter (``row_blocks``), or
+  of its leading counters flattened (``row_walk``);
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
 - whether an input port may be a register port (``register_problem``): read once, when its
@@ -274,6 +275,42 @@ def row_blocks(
     if sum((e - 1) * st for _, e, st in loops[1:]) >= stride:
         return None
     return counter, extent
+
+
+ROWS_MOST = 1 << 16
+"""``row_walk`` flattens no more counters into rows than keep their number at most this."""
+
+
+def row_walk(
+    space: Sequence[int],
+    strides: Sequence[int],
+    elements: int,
+    offset: int = 0,
+    indexed: bool = False,
+    whole: int = -1,
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(counters, extents)``: ``row_blocks`` at a finer grain. The leading counters of extent
+    above 1 whose iterations, together, walk the buffer in consecutive blocks (each counter's
+    blocks the previous one's block split evenly, the counters inside it staying inside its
+    block), flattened row-major into ``prod(extents)`` rows: ``[8, 32, 48]`` strides
+    ``[1536, 48, 1]`` walks 256 rows of 48, not 8 of 1536. The first is ``row_blocks``'
+    counter; a counter is added while the rows stay at most ``ROWS_MOST`` and it is not
+    ``whole`` (the lanes counter: a vector's elements arrive together). None where
+    ``row_blocks`` is."""
+    if row_blocks(space, strides, elements, offset, indexed) is None:
+        return None
+    loops = [(c, e, st) for c, (e, st) in enumerate(zip(space, strides, strict=True)) if e > 1]
+    counters, extents = [loops[0][0]], [loops[0][1]]
+    stride = loops[0][2]
+    for j, (c, e, st) in enumerate(loops[1:], start=1):
+        if c == whole or st <= 0 or e * st != stride or math.prod(extents) * e > ROWS_MOST:
+            break
+        if sum((e2 - 1) * st2 for _, e2, st2 in loops[j + 1 :]) >= st:
+            break
+        counters.append(c)
+        extents.append(e)
+        stride = st
+    return tuple(counters), tuple(extents)
 
 
 def register_problem(space: Sequence[int], strides: Sequence[int], indexed: bool) -> str | None:

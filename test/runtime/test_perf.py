@@ -23,9 +23,8 @@ from pefkit import (
 )
 
 from runtime.machine.perf import (
-    Rows,
+    Walk,
     bank_cycles,
-    block_start,
     first_load_cycles,
     format_report,
     model_section,
@@ -33,6 +32,7 @@ from runtime.machine.perf import (
     section_counters,
     streamed_bytes,
     unroll_counter,
+    walk_start,
 )
 from runtime.machine.rules import lanes_counter, pipeline_depth
 from runtime.machine.targets import peak_flops_per_cycle
@@ -496,23 +496,39 @@ def test_a_row_block_straddling_two_runs_waits_for_the_first_to_end() -> None:
     assert straddling[0].end == 11 and (straddling[1].start, straddling[1].end) == (11, 22)
 
 
-def test_a_reader_of_many_blocks_is_looked_at_in_chunks_never_earlier(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Past BLOCKS_EXACT blocks, block_start looks at chunks of them: its start and its first
-    # block are never earlier than block by block, whatever the runs, copies and rates.
-    cases = [
-        (blocks, copies, rows, groups, pace)
-        for blocks in (1, 7, 64, 250)
-        for copies in (1, 3, 16)
-        for rows, groups in ((250, 1), (64, 4), (101, 7))
-        for pace in (5, 400, 3000)
-    ]
-    exact = [block_start(20, 900, Rows(r, g), b, c, pace) for b, c, r, g, pace in cases]
-    monkeypatch.setattr("runtime.machine.perf.BLOCKS_EXACT", 6)
-    for (b, c, r, g, pace), (start, begin) in zip(cases, exact, strict=True):
-        chunked = block_start(20, 900, Rows(r, g), b, c, pace)
-        assert chunked[0] >= start and chunked[1] >= begin, (b, c, r, g, pace)
+def test_a_reader_walking_leading_counters_flattened_streams_behind_its_writer() -> None:
+    # exp over [2, 32, 16] reads y [64, 16] (neg in 4 runs of 16 rows, row l of a run complete
+    # at 9 + l, as above) in 64 rows: its two leading counters flattened (``rules.row_walk``),
+    # not 2 blocks of 32 rows. Split [1, 4, 1], copy k walks rows 32 b + 8 k + j (b < 2, j < 8)
+    # a row a cycle: row 32 b + 8 k + j is row 8 (k % 2) + j of run 2 b + k // 2, there at
+    # 9 + 8 (k % 2) + j, reached b * 8 + j cycles after the copy starts: it starts at
+    # max(9 + 8 (k % 2) - 8 b) = 17 (copies 1 and 3, b = 0) and ends 25 later, at 42. In 2
+    # blocks of 32 rows (each straddling two runs) it waited for neg's end, 24, and ended at 49.
+    m = model(neg_then_exp(64, [4, 1], [2, 32, 16], [512, 16, 1], [1, 4, 1]))
+    assert m.units[1].cycles == 25
+    assert (m.times[1].start, m.times[1].first, m.times[1].end) == (17, 26, 42)
+    # Split [2, 2, 1], copy (b, k) walks run 2 b + k row by row: it follows from row 0, at 9.
+    aligned = model(neg_then_exp(64, [4, 1], [2, 32, 16], [512, 16, 1], [2, 2, 1]))
+    assert (aligned.times[1].start, aligned.times[1].end) == (9, 34)
+    # One PCU walks the 64 rows in order, row r reached r cycles in, there at 9 + r % 16.
+    alone = model(neg_then_exp(64, [4, 1], [2, 32, 16], [512, 16, 1], []))
+    assert (alone.times[1].start, alone.times[1].end) == (9, 9 + 64 + 9)
+
+
+def test_walk_start_maps_rows_of_either_grain() -> None:
+    # Written in 4 rows by 2 copies (rows 0, 1 and 2, 3; a copy's rows there at 10 + 100 (l +
+    # 1) / 2: 60 and 110). Read in 2 rows by one copy, 20 cycles a row: each overlaps a
+    # written row there at 110, so it starts at 110 (row 1, reached 20 cycles in, is no later).
+    assert walk_start(10, 110, Walk((4,), (2,)), Walk((2,), (1,)), 40) == (110, 110)
+    # Read in 8 rows by one copy, 5 cycles a row: row r needs written row r // 2, there at
+    # 60, 110, 60, 110; row 2 (there at 110, reached 10 cycles in) sets the start, 100; row
+    # 0 (60) its first results.
+    assert walk_start(10, 110, Walk((4,), (2,)), Walk((8,), (1,)), 40) == (100, 60)
+    # Written in address order by one PCU (a DRAM load of 1000 elements): read row r of 8
+    # needs element 125 (r + 1) - 1, there at 10 + 12.5 (r + 1) (rounded up); by 2 copies of
+    # 4 rows, 10 cycles a row, copy 1's first row (4, there at 73) is the first results, and
+    # its last (7, there at 110, reached 30 cycles in) the start, 80.
+    assert walk_start(10, 110, Walk((1000,), (1,)), Walk((8,), (2,)), 40) == (80, 73)
 
 
 def two_readers_of_one_buffer(readers: int) -> schema.Program:

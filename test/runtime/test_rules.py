@@ -4,6 +4,7 @@ on small cases worked out by hand."""
 from __future__ import annotations
 
 from runtime.machine.rules import (
+    ROWS_MOST,
     address_range,
     combiner_problem,
     copy_block,
@@ -15,6 +16,7 @@ from runtime.machine.rules import (
     reaches_any,
     reduced_counters,
     row_blocks,
+    row_walk,
     unit_depth,
     visit_order,
 )
@@ -82,6 +84,22 @@ def test_row_blocks() -> None:
     assert row_blocks([4, 8], [8, 1], 32, indexed=True) is None
     # Not the whole buffer: no blocks of it.
     assert row_blocks([2, 8], [8, 1], 32) is None
+
+
+def test_row_walk_flattens_the_leading_counters() -> None:
+    # An elementwise unit over [8, 32, 48] row-major, its lanes counter (2) kept whole: 256
+    # rows of 48, not row_blocks' 8 of 1536.
+    assert row_walk([8, 32, 48], [1536, 48, 1], 12288, whole=2) == ((0, 1), (8, 32))
+    # Without a counter kept whole, every element is a row.
+    assert row_walk([8, 32, 48], [1536, 48, 1], 12288) == ((0, 1, 2), (8, 32, 48))
+    # A matmul's left operand read over [m, n, k]: n (stride 0) stops the rows at m.
+    assert row_walk([4, 3, 8], [8, 0, 1], 32) == ((0,), (4,))
+    # The heads of [8, 32, 4 * 12] read as [8, 4, 32, 12]: h (stride 12) does not split a
+    # batch's block evenly in order, so the rows stop at the batch.
+    assert row_walk([8, 4, 32, 12], [1536, 12, 48, 1], 12288) == ((0,), (8,))
+    # Never more than ROWS_MOST rows; the first counter always.
+    assert row_walk([2, ROWS_MOST, 2], [2 * ROWS_MOST, 2, 1], 4 * ROWS_MOST) == ((0,), (2,))
+    assert row_walk([8, 4], [1, 8], 32) is None  # where row_blocks has no blocks
 
 
 def test_a_combiner_needs_values_that_meet() -> None:
