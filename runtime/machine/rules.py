@@ -261,9 +261,8 @@ def row_blocks(
     own block only (in any order inside it, any number of times: a matmul reading the rows of
     its left operand, or writing the rows of its result, each after its reduction); else None.
 
-    A writer and a reader that both walk a buffer so can pipeline it a row block at a time, as
-    can their parallel copies when split along that counter (each copy walks its own run of
-    blocks): the performance model's rule 1."""
+    The first counter of ``row_walk``, which the performance model's rule 1 reads rows with
+    (a writer and a reader that both walk a buffer so pipeline it a row at a time)."""
     if indexed or offset != 0:
         return None
     loops = [(c, e, st) for c, (e, st) in enumerate(zip(space, strides, strict=True)) if e > 1]
