@@ -113,7 +113,10 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
                     hops = " ".join(_at(x) for x in h.hops)
                     yield f"    hand-off -> {h.section} pmu {h.pmu}: {hops}"
                 for shared in e.shared:
-                    yield f"    shared by {shared.section} pmu {shared.pmu} (on the home's slots)"
+                    how = (
+                        "updated in place" if shared.section == e.section else "on the home's slots"
+                    )
+                    yield f"    shared by {shared.section} pmu {shared.pmu} ({how})"
     weights = program.weights
     if weights is not None and section in (None, "weights"):
         size = sum(len(t.data) for t in weights.tensors)

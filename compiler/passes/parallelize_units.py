@@ -36,6 +36,18 @@ Three rules give factors (the third shapes the first):
    path is no longer than the section's DRAM traffic (``dram_floor``: below it more copies
    gain nothing), no unit on it can be split further or below ``MIN_COPY_CYCLES``, or the
    target's PCUs and PMUs are taken.
+   Then the **chains are cut alike** (``line_up``): units that walk the same rows one after
+   another (``row_chains``: each reads its writer's result in the rows it writes its own, as
+   the performance model's rule 1 reads rows: the MLP's matmul, ReLU, matmul and log-softmax
+   over the batch) follow each other a row behind only if their copies cut those rows into
+   the same runs; each unit choosing its split alone (matmul_0 in 11 runs of 24 rows, the ReLU
+   in 4 of 64, the next matmul in 22 of 12) leaves a copy whose first row ends a writer's run
+   waiting for the writer's end. So each chain, heaviest first, tries every cut into equal
+   runs its units' rows all take (up to twice the most runs any has), each unit with the
+   fewest copies along its lanes that keep up with the chain's slowest, and keeps the cut
+   that shortens the critical path, with such units following each other there, within the
+   PCUs and PMUs the allocation took. MLP b256 on sn10: the forward cut in 8 runs, 1,960 to
+   1,674 cycles.
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
    left as it was. The units keep their section: partition-sections and place-and-route place
@@ -105,6 +117,7 @@ from compiler.passes.ir_helpers import (
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.placement import PlacementError
+from compiler.passes.residency import updates_in_place
 from compiler.passes.tiling import element_dtype
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
@@ -458,6 +471,107 @@ def multicast_hops(unit: UnitOp, factors: Sequence[int]) -> int:
     return HOPS_BASE + HOPS_PER_COPY * max(shared, default=1)
 
 
+def unit_rows(
+    unit: UnitOp, access: AccessAttr, shape: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(counters, extents)``: the rows ``unit`` walks a buffer of ``shape`` in through
+    ``access`` (``rules.row_walk``, its lanes counter kept whole, as the performance model's
+    rule 1 reads them)."""
+    space = unit.space_values
+    lanes = rules.lanes_counter(space, unit.out.stride_values)
+    return rules.row_walk(
+        space,
+        access.stride_values,
+        math.prod(shape),
+        access.offset_value,
+        access.is_indexed,
+        lanes,
+    )
+
+
+def contiguous_split(extents: Sequence[int], copies: int) -> tuple[int, ...] | None:
+    """Factors over counters of ``extents`` (rows row-major) that cut the rows into ``copies``
+    runs of consecutive rows, equal and in order (outer counters first, each factor dividing
+    what it splits), or None: ``[8, 32]`` in 16 is ``[8, 2]``, in 4 ``[4, 1]``, in 3 None."""
+    factors: list[int] = []
+    left = copies
+    for extent in extents:
+        if left == 1:
+            factors.append(1)
+        elif extent % left == 0:
+            factors.append(left)
+            left = 1
+        elif left % extent == 0:
+            factors.append(extent)
+            left //= extent
+        else:
+            return None
+    return tuple(factors) if left == 1 else None
+
+
+@dataclass
+class RowChains:
+    """Units of a section that walk the same rows one after another (each reads its writer's
+    result in the rows it writes its own: the performance model's rule 1), in chains: split
+    alike along those rows, a unit follows its writer a row behind; split otherwise, a copy
+    whose first row ends a writer's run waits for the writer's end."""
+
+    chain: dict[UnitOp, int]
+    """Each unit's chain (a unit in none is not here)."""
+    rows: dict[UnitOp, tuple[tuple[int, ...], tuple[int, ...]]]
+    """Each chained unit's row counters and their extents (its output's ``unit_rows``)."""
+
+    def split(self, unit: UnitOp, factors: Sequence[int]) -> int:
+        """The runs of rows ``unit``'s copies cut its rows into with ``factors`` (0: not
+        equal runs in order; 1: every copy walks every row)."""
+        counters, extents = self.rows[unit]
+        along = [factors[c] for c in counters]
+        copies = math.prod(along)
+        return copies if contiguous_split(extents, copies) == tuple(along) else 0
+
+
+def row_chains(units: Sequence[UnitOp]) -> RowChains:
+    """The ``RowChains`` of ``units``: a unit that may be parallel (``can_parallelize``, its
+    result read through its buffer only) and walks its result in rows joins the chain of a
+    writer it reads in the same rows, through the counters it writes its own rows with."""
+    rows: dict[UnitOp, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for u in units:
+        readers = [use.operation for use in u.result.uses]
+        if not can_parallelize(u) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
+            continue
+        walk = unit_rows(u, u.out, shape_of(u.result.type))
+        fixed = set(u.counter_stages())
+        if walk is not None and not fixed & set(walk[0]):
+            rows[u] = walk
+    parent = {u: u for u in rows}
+
+    def root(u: UnitOp) -> UnitOp:
+        while parent[u] is not u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    for u in rows:
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            buffer = value.owner
+            if not isinstance(buffer, BufferOp) or buffer.source.owner not in rows:
+                continue
+            writer = buffer.source.owner
+            assert isinstance(writer, UnitOp)
+            read = unit_rows(u, access, shape_of(buffer.result.type))
+            if read is None or read[0] != rows[u][0]:
+                continue
+            if math.prod(read[1]) == math.prod(rows[writer][1]) == math.prod(rows[u][1]):
+                parent[root(u)] = root(writer)
+    roots: dict[UnitOp, int] = {}
+    chain = {u: roots.setdefault(root(u), len(roots)) for u in rows}
+    sizes: dict[int, int] = {}
+    for c in chain.values():
+        sizes[c] = sizes.get(c, 0) + 1
+    kept = {u for u, c in chain.items() if sizes[c] > 1}
+    return RowChains({u: chain[u] for u in kept}, {u: rows[u] for u in kept})
+
+
 @dataclass
 class _Allocation:
     """The copies given to the units of one section, and the PCUs and PMUs they take."""
@@ -483,9 +597,10 @@ class _Allocation:
     """Whether a unit beside others may split its ``outer_counter`` too."""
     one: dict[UnitOp, int] = field(default_factory=dict)
     """Each unit's cycles on one PCU (``copy_cycles``)."""
-    _writers_at: list[list[tuple[int, bool]]] = field(default_factory=list)
-    """``writers`` by position in ``units`` (``critical_path`` runs over the section for every
-    copy it gives: at 12 blocks of GPT-2 small, 1,207 times over 538 units)."""
+    _writers_at: list[list[tuple[int, bool, bool]]] = field(default_factory=list)
+    """``writers`` by position in ``units``, each with whether it is in the unit's chain
+    (``critical_path`` runs over the section for every copy it gives: at 12 blocks of GPT-2
+    small, 1,207 times over 538 units)."""
     _cycles_at: list[int] = field(default_factory=list)
     """``cycles`` by position, at the levels ``critical_path`` last saw (``_levels_seen``)."""
     _levels_seen: list[int] = field(default_factory=list)
@@ -493,6 +608,16 @@ class _Allocation:
     """``hops`` by unit and grid."""
     short: set[UnitOp] = field(default_factory=set)
     """Units whose longer steps (``best_step``) did not fit: they take their next grid."""
+    chains: RowChains = field(default_factory=lambda: RowChains({}, {}))
+    """The section's ``row_chains``: a unit follows a writer of its chain split alike."""
+    chosen: dict[UnitOp, tuple[int, int, tuple[int, ...]]] = field(default_factory=dict)
+    """Grids given outside the units' frontiers (``line_up``), by unit: they override the
+    unit's level."""
+    _split_at: list[int] = field(default_factory=list)
+    """``RowChains.split`` by position (-1: not chained), at the levels last seen."""
+    follows: bool = False
+    """Whether ``critical_path`` lets a unit follow a parallel writer of its chain cut alike
+    (``line_up`` weighs its cuts so; the allocation's steps do not, see ``line_up``)."""
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit not in self.known:
@@ -500,11 +625,16 @@ class _Allocation:
         return self.known[unit]
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
+        if unit in self.chosen:
+            return self.chosen[unit][2]
         return self.options(unit)[self.level[unit]][2]
 
     def cycles(self, unit: UnitOp) -> int:
         """Cycles a copy of ``unit`` takes at its level: ``copy_cycles``, and for a parallel
         unit the hops of its multicast streams (``multicast_hops``)."""
+        if unit in self.chosen:
+            _, cycles, factors = self.chosen[unit]
+            return cycles + (self.hops(unit, factors) if math.prod(factors) > 1 else 0)
         if self.level[unit] > 0:
             _, cycles, factors = self.options(unit)[self.level[unit]]
             return cycles + self.hops(unit, factors)
@@ -523,7 +653,12 @@ class _Allocation:
         return self._hops[key]
 
     def copies(self, unit: UnitOp) -> int:
+        if unit in self.chosen:
+            return self.chosen[unit][0]
         return 1 if self.level[unit] == 0 else self.options(unit)[self.level[unit]][0]
+
+    def parallel(self, unit: UnitOp) -> bool:
+        return self.copies(unit) > 1
 
     def best_step(self, unit: UnitOp) -> tuple[float, int]:
         """(cycles saved a PCU added, level) of the best of ``unit``'s next ``LOOKAHEAD`` grids
@@ -548,11 +683,11 @@ class _Allocation:
         """What ``parallel_layout.held_pmus`` would give ``buffer`` with these factors."""
         streams = 0
         writer = buffer.source.owner
-        if isinstance(writer, UnitOp) and self.level.get(writer, 0) > 0:
+        if isinstance(writer, UnitOp) and writer in self.level and self.parallel(writer):
             streams = parallel_layout.out_streams(self.factors(writer), self.target)
         for use in buffer.result.uses:
             unit = use.operation
-            if isinstance(unit, UnitOp) and self.level.get(unit, 0) > 0:
+            if isinstance(unit, UnitOp) and unit in self.level and self.parallel(unit):
                 strides = unit.ins.data[use.index].stride_values
                 streams = max(streams, parallel_layout.port_streams(self.factors(unit), strides))
         if streams == 0:
@@ -564,6 +699,15 @@ class _Allocation:
         """The PMUs of the buffers ``unit`` reads and writes."""
         bufs = [v.owner for v in unit.inputs] + [u.operation for u in unit.result.uses]
         return {b: self.buffer_pmus(b) for b in bufs if isinstance(b, BufferOp)}
+
+    def _split(self, unit: UnitOp) -> int:
+        """1 for one copy; for a chained unit ``RowChains.split`` (its runs of rows, 0: not
+        equal runs); else 0 when it is parallel (it waits for whole buffers)."""
+        if not self.parallel(unit):
+            return 1
+        if unit in self.chains.rows:
+            return self.chains.split(unit, self.factors(unit))
+        return 0
 
     def critical_path(self) -> tuple[int, list[UnitOp]]:
         """When the section's last unit ends, in cycles from its start, and the units whose
@@ -579,28 +723,37 @@ class _Allocation:
             return 0, []
         if not self._writers_at:  # the writers by position: no op hashed in the loop below
             position = {u: i for i, u in enumerate(self.units)}
-            self._writers_at = [[(position[w], waits) for w, waits in self.writers[u]]
-                                for u in self.units]  # fmt: skip
-        level = [self.level[u] for u in self.units]
+            chain = self.chains.chain
+            self._writers_at = [
+                [(position[w], waits, chain.get(w, -1) == chain.get(u, -2))
+                 for w, waits in self.writers[u]]
+                for u in self.units
+            ]  # fmt: skip
+        level = [self.level[u] if u not in self.chosen else -1 - i
+                 for i, u in enumerate(self.units)]  # fmt: skip
         if len(self._cycles_at) != len(level):
             self._cycles_at = [self.cycles(u) for u in self.units]
+            self._split_at = [self._split(u) for u in self.units]
         else:  # a unit's cycles change with its level only: one or two units a call
             for i, (now, seen) in enumerate(zip(level, self._levels_seen, strict=True)):
-                if now != seen:
+                if now != seen or now < 0:
                     self._cycles_at[i] = self.cycles(self.units[i])
+                    self._split_at[i] = self._split(self.units[i])
         self._levels_seen = level
         stages = self.target.pcu_stages
         start: list[int] = []
         end: list[int] = []
         before: list[tuple[bool, int]] = []  # own time, and the unit before on the path (-1)
+        split = self._split_at
         for i, u in enumerate(self.units):
             at, done = 0, 0
             at_from, done_from = -1, -1
             for first_in, last_in in self.loads[u]:
-                at = max(at, last_in if level[i] > 0 else first_in)
+                at = max(at, last_in if level[i] != 0 else first_in)
                 done = max(done, last_in)
-            for w, waits in self._writers_at[i]:
-                whole = waits or level[w] > 0 or level[i] > 0
+            for w, waits, chained in self._writers_at[i]:
+                alike = self.follows and chained and split[w] == split[i] > 0
+                whole = waits or ((level[w] != 0 or level[i] != 0) and not alike)
                 t = end[w] if whole else start[w]
                 if t > at:
                     at, at_from = t, w
@@ -623,6 +776,91 @@ class _Allocation:
                 path.append(self.units[last])
             last = previous
         return length, path
+
+
+def aligned_grid(
+    alloc: _Allocation, unit: UnitOp, runs: int, most: int | None = None
+) -> tuple[int, int, tuple[int, ...]] | None:
+    """``(copies, cycles a copy, factors)`` of ``unit`` cutting its rows into ``runs`` equal
+    runs in order (``contiguous_split``) and its lanes counter into the fewest blocks whose
+    copies take at most ``most`` cycles (the most the lanes allow, if none does; None: as
+    many as the lanes allow)."""
+    counters, extents = alloc.chains.rows[unit]
+    along = contiguous_split(extents, runs)
+    if along is None:
+        return None
+    space = unit.space_values
+    _, at_l = split_counters(unit)
+    lanes = [1]
+    if at_l >= 0 and at_l not in counters and at_l not in unit.counter_stages():
+        lanes = fewest_copies(space[at_l], parallel_layout.row_slots(alloc.target))
+    cost = CopyCost(unit, alloc.target)
+    found = None
+    for q in lanes:
+        factors = [1] * len(space)
+        for c, f in zip(counters, along, strict=True):
+            factors[c] = f
+        if q > 1:
+            factors[at_l] = q
+        copies = math.prod(factors)
+        if copies > alloc.target.num_pcus:
+            break
+        cycles = cost.cycles(rules.copy_block(space, factors))
+        found = (copies, cycles, tuple(factors))
+        if most is not None and cycles + (alloc.hops(unit, found[2]) if copies > 1 else 0) <= most:
+            break
+    return found
+
+
+def line_up(alloc: _Allocation, budget: int, pmus: dict[BufferOp, int]) -> None:
+    """Give each chain of ``alloc.chains`` one cut of its rows (``aligned_grid``), so that its
+    units follow each other a row behind, where that shortens the section's critical path
+    within the PCUs and PMUs: for each chain, heaviest first, every cut into runs that all its
+    units' rows take evenly, up to twice the most runs any of them has now, each unit with
+    the fewest copies along its lanes that keep up with the chain's slowest unit."""
+    chains: dict[int, list[UnitOp]] = {}
+    for u in alloc.units:
+        if u in alloc.chains.chain:
+            chains.setdefault(alloc.chains.chain[u], []).append(u)
+    alloc.follows = True
+    best = alloc.critical_path()[0]
+    for members in sorted(chains.values(), key=lambda m: -sum(alloc.cycles(u) for u in m)):
+        extents = [alloc.chains.rows[u][1] for u in members]
+        most = max(math.prod(alloc.factors(u)[c] for c in alloc.chains.rows[u][0]) for u in members)
+        top = min(math.prod(extents[0]), alloc.target.num_pcus, 2 * most)
+        for runs in range(1, top + 1):
+            if any(contiguous_split(e, runs) is None for e in extents):
+                continue
+            fastest = [aligned_grid(alloc, u, runs) for u in members]
+            if any(g is None for g in fastest):
+                continue
+            slowest = max(  # the chain's pace: its slowest unit at the most lanes
+                g[1] + (alloc.hops(u, g[2]) if g[0] > 1 else 0)
+                for u, g in zip(members, fastest, strict=True)
+                if g is not None
+            )
+            grids = [aligned_grid(alloc, u, runs, slowest) for u in members]
+            saved = {u: alloc.chosen.get(u) for u in members}
+            before = alloc.pcus()
+            for u, grid in zip(members, grids, strict=True):
+                assert grid is not None
+                alloc.chosen[u] = grid
+            changed: dict[BufferOp, int] = {}
+            for u in members:
+                changed.update(alloc.unit_pmus(u))
+            total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
+            fits = alloc.pcus() <= max(budget, before) and total <= sum(pmus.values())
+            length = alloc.critical_path()[0] if fits else best
+            if length < best:
+                best = length
+                pmus.update(changed)
+                continue
+            for u, grid in saved.items():
+                if grid is None:
+                    alloc.chosen.pop(u, None)
+                else:
+                    alloc.chosen[u] = grid
+    alloc.follows = False
 
 
 def loaded_from(buffer: BufferOp, section: SectionOp) -> str | None:
@@ -717,7 +955,10 @@ def allocation(
     per_cycle = dram_bytes_per_cycle(target)
     writers: dict[UnitOp, list[tuple[UnitOp, bool]]] = {}
     loads: dict[UnitOp, list[tuple[int, int]]] = {}
-    stored = {name.data for name in section.result_names}
+    stored = {
+        name.data: value.owner
+        for name, value in zip(section.result_names, section.yield_op.values, strict=True)
+    }
     for u in units:
         writers[u], loads[u] = [], []
         for value, access in zip(u.inputs, u.ins.data, strict=True):
@@ -726,15 +967,20 @@ def allocation(
                 writers[u].append((buf.source.owner, is_resident(buf, [(u, access)])))
             elif isinstance(buf, BufferOp) and buf.from_dram and loaded_from(buf, section) in kept:
                 # on chip: on its home's slots (co-place-sections' shared PMUs) unless this
-                # section stores the symbol too (the home may be here: a hand-off copies it)
+                # section stores the symbol too (the home may be here: a hand-off copies it,
+                # unless the home's writer updates it in place)
+                home = stored.get(loaded_from(buf, section) or "")
+                copied = isinstance(home, BufferOp) and not (
+                    home.result.type == buf.result.type and updates_in_place(home, buf)
+                )
                 copy = -(-buffer_bytes(buf) // stream_bytes(target))
-                loads[u].append((0, copy if loaded_from(buf, section) in stored else 0))
+                loads[u].append((0, copy if copied else 0))
             elif isinstance(buf, BufferOp) and buf.from_dram:
                 moved = buffer_bytes(buf) / per_cycle if math.isfinite(per_cycle) else 0
                 loads[u].append((latency, latency + math.ceil(moved)))
     alloc = _Allocation(
         section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
-        {} if known is None else known, outer,
+        {} if known is None else known, outer, chains=row_chains(units),
     )  # fmt: skip
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
@@ -768,7 +1014,9 @@ def allocation(
             continue
         pcus = used
         pmus.update(changed)
-    factors = {u: alloc.factors(u) for u in units if alloc.level[u] > 0}
+    if alloc.chains.chain:
+        line_up(alloc, budget, pmus)
+    factors = {u: alloc.factors(u) for u in units if alloc.parallel(u)}
     return factors, max(alloc.critical_path()[0], floor)
 
 

@@ -53,7 +53,7 @@ from compiler.passes.ir_helpers import (
     section_graph,
     write_placement,
 )
-from compiler.passes.placement import Graph, Placement, PlacementError, Stream, Unit
+from compiler.passes.placement import DRAM, Graph, Placement, PlacementError, Stream, Unit
 from compiler.passes.residency import (
     Resident,
     buffer_units,
@@ -72,7 +72,7 @@ MIN_SAVED = 0.05
 (GPT-2 small on sn40l: the few that fit, its biases and norms, are under 1% of its 11.7 GB a
 step; placing its sections around them took seconds of the compile)."""
 
-MAX_ROUNDS = 4
+MAX_ROUNDS = 8
 """How many times the pass gives up symbols and starts again before keeping none on chip."""
 
 SHRINK = 4
@@ -96,7 +96,7 @@ class PinResidentSymbols(ModulePass):
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
             return
-        candidates = resident_symbols(sections, op, target)
+        candidates = resident_symbols(sections, op, target, in_place=True)
         total = len(placement.slots(target, "pmu"))
         room = [total - n for n in _own_pmus(sections)]  # the PMUs pins may add, a section
         dropped: set[str] = set()  # symbols given up
@@ -294,8 +294,27 @@ class _Pinning:
         yet free, then pinned where they land), every other pin blocked, a hand-off stream
         from the home into every buffer that needs one."""
         sg = self.graphs[s]
-        units: list[Unit] = list(sg.graph.units)
-        streams: list[Stream] = list(sg.graph.streams)
+        # A buffer its home's writer updates in place is the home's very units here.
+        same: dict[int, int] = {}
+        for r in self.chosen:
+            if r.home[0] == s:
+                home = buffer_units(sg, r.home[1])
+                for t, buffer in r.shared:
+                    if t == s:
+                        same.update(zip(buffer_units(sg, buffer), home, strict=True))
+        keep = [i for i in range(len(sg.graph.units)) if i not in same]
+        index = {i: k for k, i in enumerate(keep)}
+        index.update({i: index[h] for i, h in same.items()})
+        units: list[Unit] = [sg.graph.units[i] for i in keep]
+        streams: list[Stream] = [
+            Stream(
+                st.src if st.src == DRAM else index[st.src],
+                st.dst if st.dst == DRAM else index[st.dst],
+                None if st.scalar is None else index[st.scalar],
+                st.weight,
+            )
+            for st in sg.graph.streams
+        ]
         fixed: dict[int, Coord] = {}
         later: list[tuple[Resident, BufferOp]] = []
         homes: dict[str, int] = {}  # a symbol -> its home's (first) unit in this graph
@@ -303,7 +322,7 @@ class _Pinning:
             for t, buffer in _pinned_buffers(r):
                 if t != s:
                     continue
-                at = buffer_units(sg, buffer)
+                at = [index[i] for i in buffer_units(sg, buffer)]
                 homes[r.name] = at[0]
                 if r.name in self.pins:
                     fixed.update(zip(at, self.pins[r.name], strict=True))
@@ -319,7 +338,11 @@ class _Pinning:
                     fixed[len(units)] = self.pins[r.name][0]
                     units.append(Unit(f"home of '{r.name}'", "pmu"))
                 streams.append(
-                    Stream(homes[r.name], buffer_units(sg, buffer)[0], weight=buffer_bytes(buffer))
+                    Stream(
+                        homes[r.name],
+                        index[buffer_units(sg, buffer)[0]],
+                        weight=buffer_bytes(buffer),
+                    )
                 )
                 wanted.append((r, buffer))
         blocked = frozenset(slot for slot in self.owner if slot not in fixed.values())
@@ -331,7 +354,8 @@ class _Pinning:
         except PlacementError as err:
             raise _Unplaceable(s) from err
         n, m = len(sg.graph.units), len(sg.graph.streams)
-        self.placed[s] = (sg, Placement(result.at[:n], result.routes[:m]))
+        at = tuple(result.at[index[i]] for i in range(n))
+        self.placed[s] = (sg, Placement(at, result.routes[:m]))
         for k, (r, buffer) in enumerate(wanted):
             self.handoffs[(r.name, buffer)] = result.routes[m + k]
         for r, buffer in later:

@@ -22,12 +22,16 @@ streams, so two heavy streams sharing a link when another route of the same leng
 it set the section's time (HF GPT-2's backward on sn10: two 2.9 MB streams into the copies of
 one matmul down one column, 109k cycles of link time; 71k apart).
 
-With ``spread`` (the annealed placer's first try), a heavy stream between two switches of one
-row or column, which has no second route of its length, may detour up to ``DETOUR_HOPS`` hops
-round a link that already moves as many bytes as it would (``Router.quieter``); the placer
-routes again without that if it leaves a stream no path (the detours take room other streams
-need). HF GPT-2's backward on sn10: four 1.1 MB streams from one buffer's PMUs down one column,
-71k -> 62k cycles of link time, no longer the section's bound.
+With ``spread`` (the annealed placer's first try), a heavy stream whose better of the two
+routes above passes a link that already moves as many bytes as it would may detour up to
+``DETOUR_HOPS`` hops round it, within a row or column of the box of its ends
+(``Router.quieter``); the placer routes again without that if it leaves a stream no path (the
+detours take room other streams need). HF GPT-2's backward on sn10: four 1.1 MB streams from
+one buffer's PMUs down one column, 71k -> 62k cycles of link time, no longer the section's
+bound. Between switches of one row or column there is no second route of the same length; at
+first only those detoured. Every heavy stream may since: in MLP b256's backward on sn10, three
+32 kB streams from the saved activation's PMUs into copies of one matmul, along a row and then
+down the copies' column, shared its links (1,792 cycles); arriving by other columns, 1,024.
 
 Both placers use it: ``placement`` for the annealed sections, ``parallel_layout`` for
 a parallel unit's (whose multicast streams, one path through many switches, it takes as they
@@ -50,7 +54,7 @@ Link = tuple[Coord, Coord]
 
 DETOUR_HOPS = 2
 """How many hops longer than the straight line a heavy stream's route may be to go round a busy
-link, within one row or column of that line (``Router.quieter``)."""
+link, within one row or column of the box of its ends (``Router.quieter``)."""
 
 
 def xy_path(a: Coord, b: Coord) -> tuple[Coord, ...]:
@@ -96,8 +100,7 @@ class Router:
     def __init__(self, target: Target, *, spread: bool = False) -> None:
         self.target = target
         self.spread = spread
-        """Whether a heavy stream between two switches of one row or column may detour round
-        a busy link (``path``)."""
+        """Whether a heavy stream may detour round a busy link (``path``)."""
         self.usage: dict[Link, int] = {}
         self.scalars: dict[Link, set[int]] = {}
         self.bytes: dict[Link, int] = {}
@@ -169,10 +172,9 @@ class Router:
             return options[0]
         best = min(options, key=self.busiest)  # the first (X then Y) on a tie
         busiest = self.busiest(best)
-        if self.spread and busiest >= weight and (a[0] == b[0] or a[1] == b[1]):
-            # One straight line, no second route of its length, and a link on it already moves
-            # as much as the stream would (sharing it at least doubles the stream's time
-            # there): a detour may spare the link.
+        if self.spread and busiest >= weight:
+            # A link on the better route already moves as much as the stream would (sharing
+            # it at least doubles the stream's time there): a detour may spare the link.
             quieter = self.quieter(a, b, len(best) - 1 + DETOUR_HOPS)
             if quieter is not None and self.busiest(quieter) < busiest:
                 self.spared += 1

@@ -140,7 +140,9 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    as rule 5 says, and ``first_load`` is the state's first DRAM load alone. Either way, a
    symbol kept on chip moves no DRAM bytes: a PMU loaded from it
    is either its home or a shared PMU on the home's slots (already holding it: its first
-   element and its last are there at 0) or filled by a hand-off, an on-chip copy from the
+   element and its last are there at 0; in the home's own section, the old value its writer
+   updates in place, ``rules.in_place_problem``, whose reads and the writes of the new value
+   busy the same PMUs, rule 2) or filled by a hand-off, an on-chip copy from the
    home along the hand-off's route (its first element after the route's hops, its last once
    its bytes have followed at one stream's bytes a cycle; the route's links carry those
    bytes, rule 3; the copy writes the PMU's banks, a cycle a word a bank, and reads the
@@ -457,6 +459,9 @@ class OnChip:
     handoffs: Mapping[int, tuple[list[list[int]], int]] = field(default_factory=dict)
     """PMU -> the hand-off filling it: its route's hops and the home PMU when the home is in
     this section (-1: another section's)."""
+    in_place: Mapping[int, int] = field(default_factory=dict)
+    """PMU -> the home PMU of this section on whose slots it sits: the old value of a symbol
+    its home's writer updates in place (``runtime.machine.rules.in_place_problem``)."""
 
 
 def on_chip(section: Section, resident: Residency | None) -> OnChip | None:
@@ -464,13 +469,17 @@ def on_chip(section: Section, resident: Residency | None) -> OnChip | None:
     if resident is None:
         return None
     handoffs: dict[int, tuple[list[list[int]], int]] = {}
+    in_place: dict[int, int] = {}
     for entry in resident.symbols:
         for h in entry.handoffs:
             if h.section == section.name:
                 home = entry.pmu if entry.section == section.name else -1
                 handoffs[h.pmu] = (h.hops, home)
+        for shared in entry.shared:
+            if shared.section == section.name == entry.section:
+                in_place[shared.pmu] = entry.pmu
     symbols = frozenset(e.symbol for e in resident.symbols)
-    return OnChip(symbols, co_resident=resident.co_resident, handoffs=handoffs)
+    return OnChip(symbols, resident.co_resident, handoffs, in_place)
 
 
 def _resident_pmu(section: Section, i: int, onchip: OnChip | None) -> bool:
@@ -1031,6 +1040,9 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
             banks = max(1, section.pmus[at].banks)
             busy[at] = busy.get(at, 0) + -(-words // banks)
         handoffs.append((hops, handoff_bytes(section, i)))
+    in_place = onchip.in_place if onchip is not None else {}
+    for i, home in in_place.items():  # the old value's reads and the new one's writes: one PMU
+        busy[home] = busy.get(home, 0) + busy.pop(i, 0)
     pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
     traffic = section_traffic(section, meta.symbols, target, onchip)
     per_cycle = dram_bytes_per_cycle(target)
@@ -1049,7 +1061,7 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         section=section.name,
         units=units,
         pcus_used=sum(u.copies for u in units),
-        pmus_used=sum(max(1, p.pmus) for p in section.pmus),
+        pmus_used=sum(max(1, p.pmus) for i, p in enumerate(section.pmus) if i not in in_place),
         links_used=_links(section),
         pcus_available=num_pcus(target),
         pmus_available=num_pmus(target),

@@ -19,6 +19,8 @@ the performance model all ask these questions; here is the one answer to each:
   reader reads a buffer in the order its writer wrote it, and whether an access walks a buffer
   in consecutive row blocks, one an iteration of its outermost counter (``row_blocks``), or
   of its leading counters flattened (``row_walk``);
+- whether a unit may write its result over a buffer that it and the units it reads from read
+  (``in_place_problem``: an update in place, the optimizer's new parameter over the old);
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
 - whether an input port may be a register port (``register_problem``): read once, when its
@@ -246,6 +248,57 @@ def visit_order(
     if any(stride == 0 for _, stride in loops):
         return None
     return offset, loops
+
+
+UnitWalk = tuple[Sequence[int], int, Sequence[int]]
+"""A unit's walk of one buffer: its space, the access's offset and its strides."""
+
+
+def one_to_one(space: Sequence[int], strides: Sequence[int]) -> bool:
+    """Whether an affine access visits a different address at every point of ``space``: the
+    counters that move, ordered by stride, each step over all the addresses the ones inside it
+    reach (``[4, 8]`` with strides ``[8, 1]``; not a reduced counter's stride 0, not ``[1, 1]``)."""
+    reach = 0  # the farthest address the counters taken so far reach from their first
+    for extent, stride in sorted(
+        ((e, abs(st)) for e, st in zip(space, strides, strict=True) if e > 1), key=lambda c: c[1]
+    ):
+        if stride <= reach:
+            return False
+        reach += stride * (extent - 1)
+    return True
+
+
+def in_place_problem(
+    write: UnitWalk, reads: Sequence[tuple[UnitWalk, tuple[UnitWalk, UnitWalk] | None]]
+) -> str | None:
+    """Why a unit may not write its result over a buffer holding the old value, or None when it
+    may (an **update in place**). ``write``: its output's walk; ``reads``: every read of the old
+    buffer, each with ``None`` when the writer itself reads it, else the reading unit's output
+    walk and the writer's walk of that output.
+
+    Every address is written once, at one point, after every read of it: each read walks the
+    old buffer as the write walks the result (same space, offset and strides, one address a
+    point), so the address a point writes is read at that point only; and a read by another
+    unit passes its result on at that point (its output written one address a point, the writer
+    reading it there), so the writer's point waits for it. The optimizer's parameter read by
+    the weight decay and by the update ``p - lr * step`` that writes it qualifies."""
+    space, _, strides = write
+    if not one_to_one(space, strides):
+        return "its result is not written one address a point"
+    for read, passed in reads:
+        if (tuple(read[0]), read[1], tuple(read[2])) != (tuple(space), write[1], tuple(strides)):
+            return "a read of the old value walks it otherwise than the write"
+        if passed is not None:
+            out, taken = passed
+            if (tuple(out[0]), out[1], tuple(out[2])) != (
+                tuple(taken[0]),
+                taken[1],
+                tuple(taken[2]),
+            ):
+                return "a reader's result is not read by the writer where it is written"
+            if tuple(out[0]) != tuple(space) or not one_to_one(out[0], out[2]):
+                return "a reader's result is not written one address a point of the write's space"
+    return None
 
 
 def row_blocks(

@@ -349,9 +349,12 @@ class Handoff(Payload, frozen=True):
 
 
 class SharedPmu(Payload, frozen=True):
-    """A PMU of another section than a resident symbol's home, loaded from the symbol, that
-    sits on the home PMU's own slot: it reads the symbol where it lives, with no hand-off and no
-    copy (the sections run one at a time, so the PMU serves one of them at a time)."""
+    """A PMU loaded from a resident symbol that sits on the home PMU's own slots: it reads the
+    symbol where it lives, with no hand-off and no copy. In another section than the home's,
+    the sections run one at a time, so the PMU serves one of them at a time. In the home's own
+    section, it is the old value the home's writer updates in place (the optimizer's
+    parameter, read by the update that writes the new one over it: every address is read
+    before it is written, ``runtime.machine.rules.in_place_problem``)."""
 
     section: str
     pmu: int

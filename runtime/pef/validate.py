@@ -39,8 +39,11 @@ within the links' capacity together. A resident symbol is a state,
 activation, gradient or spill symbol, listed once; its home is a PMU of a section bound to it
 (loaded from it, or stored to it) that holds it whole; each hand-off goes into a PMU of a
 section loaded from that symbol, along a route from the home's switch to that PMU's; each
-shared PMU is a PMU of another section than the home's, loaded from the symbol, of the home's
-shape and dtype, on exactly the home's slots; every PMU of every section loaded from a
+shared PMU is a PMU loaded from the symbol, of the home's shape and dtype, on exactly the
+home's slots, of another section than the home's or, in the home's own section, the old value
+its writer updates in place (``runtime.machine.rules.in_place_problem``: every read of it walks
+it as the home's writer writes the new value, by that writer or by a unit whose result that
+writer reads where it is written); every PMU of every section loaded from a
 resident symbol is its home, fed by a hand-off or shared, once, and holds it whole.
 """
 
@@ -53,10 +56,12 @@ from collections import Counter
 from runtime.errors import RduError
 from runtime.machine.opcodes import DTYPE_BYTES, FLOAT_DTYPES, OPCODES, type_error
 from runtime.machine.rules import (
+    UnitWalk,
     address_range,
     adjacent,
     combiner_problem,
     held,
+    in_place_problem,
     link_loads,
     on_scalar_network,
     parallel_problem,
@@ -327,7 +332,12 @@ def _check_residency(program: Program, resident: Residency) -> None:
         for k, shared in enumerate(entry.shared):
             label = f"{where} shared PMU {k}"
             if shared.section == entry.section:
-                raise PefError(f"{label}: in the home's own section '{shared.section}'")
+                problem = _in_place_problem(sections[shared.section], entry.pmu, shared.pmu)
+                if problem is not None:
+                    raise PefError(
+                        f"{label}: in the home's own section '{shared.section}', and not an "
+                        f"update in place: {problem}"
+                    )
             pmu = _fed_once(
                 sections, fed, (shared.section, shared.pmu), (entry.symbol, sym.name), label, t
             )
@@ -363,6 +373,40 @@ def _check_residency(program: Program, resident: Residency) -> None:
                     f"resident: scalar link {list(a)} -> {list(b)} carries the values of {n} "
                     f"PMUs of {what}, capacity {t.scalar_link_capacity}"
                 )
+
+
+def _in_place_problem(section: Section, home: int, old: int) -> str | None:
+    """Why PMU ``old`` of ``section`` may not sit on the slots of PMU ``home`` of the same
+    section, or None: the writer of ``home`` writes the symbol's new value over the old one
+    (``rules.in_place_problem``)."""
+    writers = [p for p in section.pcus if p.out_pmu == home]
+    if len(writers) != 1:
+        return f"pmu {home} has {len(writers)} writers, not one"
+    writer = writers[0]
+    if writer.out.index_port >= 0:
+        return f"pcu '{writer.name}' writes it through a data-dependent access"
+
+    def walk(pcu: Pcu, access: Access) -> UnitWalk:
+        return (pcu.space, access.offset, access.strides)
+
+    reads: list[tuple[UnitWalk, tuple[UnitWalk, UnitWalk] | None]] = []
+    for pcu in section.pcus:
+        for port in pcu.inputs:
+            if port.pmu != old:
+                continue
+            if port.access.index_port >= 0:
+                return f"pcu '{pcu.name}' reads pmu {old} through a data-dependent access"
+            if pcu is writer:
+                reads.append((walk(pcu, port.access), None))
+                continue
+            taken = [p.access for p in writer.inputs if p.pmu == pcu.out_pmu]
+            if not taken:
+                return f"pcu '{pcu.name}' reads it and pcu '{writer.name}' does not read its result"
+            reads += [
+                (walk(pcu, port.access), (walk(pcu, pcu.out), walk(writer, a))) for a in taken
+            ]
+    problem = in_place_problem(walk(writer, writer.out), reads)
+    return None if problem is None else f"pcu '{writer.name}': {problem}"
 
 
 def _check_slots(

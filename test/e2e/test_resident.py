@@ -62,9 +62,15 @@ def test_rdu_pef_shows_what_stays_on_chip(resident_pef: Path) -> None:
     assert any(line.startswith("  on chip saved.relu: home forward pmu") for line in lines)
     at = lines.index(next(x for x in lines if x.startswith("  on chip saved.relu:")))
     # the backward reads the activation on its home's slots; the optimizer's own loads of the
-    # parameters it updates (in the home's section) are hand-offs
+    # parameters it updates (in the home's section) sit on their homes' slots, updated in place
     assert lines[at + 1].startswith("    shared by backward pmu"), lines[at : at + 3]
-    assert any(line.startswith("    hand-off -> optimizer pmu") for line in lines)
+    assert lines[at + 1].endswith("(on the home's slots)")
+    at = lines.index(next(x for x in lines if x.startswith("  on chip fc1.weight:")))
+    assert lines[at + 1 : at + 3] == [
+        "    shared by forward pmu 0 (on the home's slots)",
+        "    shared by optimizer pmu 0 (updated in place)",
+    ], lines[at : at + 4]
+    assert not any(line.startswith("    hand-off") for line in lines)
 
 
 def test_rdu_test_passes_on_the_co_resident_pef(resident_pef: Path) -> None:

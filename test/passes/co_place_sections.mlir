@@ -6,11 +6,12 @@
 // the symbols the sections hand each other and keep across steps: net.0.weight's home is the
 // optimizer's updated buffer (sgd_0, its 4th pmu.buffer); the forward's buffer loaded from it
 // (its 2nd) sits on the home's slot (the forward reads the weight where it lives: the fifth
-// element, the shared PMUs), and a hand-off route feeds the optimizer's own (its 1st, in the
-// home's section); the gradient lives in the optimizer's buffer that loads it. saved.mm (an
+// element, the shared PMUs), and so does the optimizer's own (its 1st, in the home's section):
+// sgd_0 reads the old weight where it writes the new one, an update in place, so no hand-off
+// copies it (residency.updates_in_place); the gradient lives in the optimizer's buffer that loads it. saved.mm (an
 // activation) has no reader in the step: it is for the host and crosses DRAM, like the batch,
 // the loss and lr. On tiny (8 PMUs) the sections' 9 buffers fit together in 8 PMUs, one of
-// them the weight's home shared by the forward (test/e2e/test_mlp.py has sections that do not
+// them the weight's home shared by the forward and the optimizer (test/e2e/test_mlp.py has sections that do not
 // fit together and keep their own placements).
 
 builtin.module {
@@ -51,13 +52,13 @@ builtin.module {
 }
 
 // CHECK:      builtin.module attributes {rdu.target = "plasticine", rdu.resident = [
-// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<3>, [["optimizer", #builtin.int<0>, #pmu.route<(0, 3) -> (0, 4) -> (0, 5)>]], [["forward", #builtin.int<1>]]],
+// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<3>, [], [["forward", #builtin.int<1>], ["optimizer", #builtin.int<0>]]],
 // CHECK-SAME:   ["net.0.weight.grad", "optimizer", #builtin.int<1>, [], []]]}
 // CHECK:        dataflow.section @forward
-// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 3)>}
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 5), fill (0, 5)>}
 // CHECK:        dataflow.section @optimizer
 // CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (0, 5), fill (0, 5)>}
-// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (0, 3), fill (0, 4) -> (0, 3), store (0, 3)>}
+// CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (0, 5), fill (0, 6) -> (0, 5), store (0, 5)>}
 
 // TINY:       builtin.module attributes {rdu.target = "tiny", rdu.resident = [
-// TINY-SAME:    ["net.0.weight", "optimizer", #builtin.int<3>, [["optimizer", #builtin.int<0>, #pmu.route<{{.*}}>]], [["forward", #builtin.int<1>]]],
+// TINY-SAME:    ["net.0.weight", "optimizer", #builtin.int<3>, [], [["forward", #builtin.int<1>], ["optimizer", #builtin.int<0>]]],

@@ -5,10 +5,12 @@
 // (8 PMUs) the forward's 5 buffers and the optimizer's 6 do not fit together, so
 // co-place-sections leaves them apart; the weight, its gradient and its momentum stay on chip
 // in pinned homes. The weight's home is the optimizer's updated buffer (sgd_1, its 6th
-// pmu.buffer), and the forward's buffer loaded from it sits on the same slot, (2, 1); the
-// optimizer's own load of the weight is a hand-off from the home. The gradient lives in the
+// pmu.buffer), and the forward's buffer loaded from it sits on the same slot, (2, 1), as does
+// the optimizer's own load of the weight: sgd_1 reads the old weight where it writes the new
+// one, an update in place (residency.updates_in_place), no hand-off. The gradient lives in the
 // optimizer's buffer that loads it, at (0, 1), and the momentum in the optimizer's updated
-// buffer, at (1, 2), with a hand-off into its load. No unit of the forward sits on (0, 1) or
+// buffer, at (1, 2); momentum_0 reads the old momentum transposed, so not where it writes the
+// new, and a hand-off copies it into its load. No unit of the forward sits on (0, 1) or
 // (1, 2). On plasticine the sections fit together: co-place-sections keeps them on chip and
 // this pass does nothing.
 
@@ -39,7 +41,7 @@ builtin.module {
     %gb = pmu.buffer %g {name = "net.0.weight.grad", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<4x4xf32> -> memref<4x4xf32>
     %mb = pmu.buffer %m {name = "net.0.weight.momentum_buffer", tile_bytes = 64 : i64, nbuf = 2 : i64, banks = 4 : i64} : tensor<4x4xf32> -> memref<4x4xf32>
     %lrb = pmu.buffer %lr {name = "lr", tile_bytes = 4 : i64, nbuf = 1 : i64, banks = 1 : i64} : tensor<f32> -> memref<f32>
-    %v = pcu.unit @momentum_0 (%mb, %gb) space [4, 4] tile [4, 4] lanes 4 ins [#rdu_tile.access<0 : [4, 1]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner none : (memref<4x4xf32>, memref<4x4xf32>) -> tensor<4x4xf32> {
+    %v = pcu.unit @momentum_0 (%mb, %gb) space [4, 4] tile [4, 4] lanes 4 ins [#rdu_tile.access<0 : [1, 4]>, #rdu_tile.access<0 : [4, 1]>] out #rdu_tile.access<0 : [4, 1]> combiner none : (memref<4x4xf32>, memref<4x4xf32>) -> tensor<4x4xf32> {
     ^bb0(%a: f32, %b: f32):
       %n = pcu.stage add(%a, %b) : (f32, f32) -> f32
       pcu.yield %n : f32
@@ -57,7 +59,7 @@ builtin.module {
 }
 
 // CHECK:      builtin.module attributes {rdu.target = "tiny", rdu.resident = [
-// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<5>, [["optimizer", #builtin.int<0>, #pmu.route<(2, 1) -> (2, 0) -> (1, 0)>]], [["forward", #builtin.int<1>]]],
+// CHECK-SAME:   ["net.0.weight", "optimizer", #builtin.int<5>, [], [["forward", #builtin.int<1>], ["optimizer", #builtin.int<0>]]],
 // CHECK-SAME:   ["net.0.weight.grad", "optimizer", #builtin.int<1>, [], []],
 // CHECK-SAME:   ["net.0.weight.momentum_buffer", "optimizer", #builtin.int<4>, [["optimizer", #builtin.int<2>, #pmu.route<(1, 2) -> (1, 3) -> (0, 3)>]], []]],
 // CHECK-SAME:   rdu.resident_pinned}
@@ -68,6 +70,7 @@ builtin.module {
 // CHECK-NOT:      at (0, 1)
 // CHECK-NOT:      at (1, 2)
 // CHECK:        dataflow.section @optimizer
+// CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (2, 1), fill
 // CHECK:          %gb = pmu.buffer %g {{{.*}}, placement = #pmu.placement<at (0, 1), fill
 // CHECK:          %vb = pmu.buffer %v {{{.*}}, placement = #pmu.placement<at (1, 2), fill
 // CHECK:          %ub = pmu.buffer %u {{{.*}}, placement = #pmu.placement<at (2, 1), fill

@@ -21,6 +21,7 @@ from compiler.frontend import ModelSpec
 from compiler.passes.parallelize_units import (
     DEFAULT_MIN_VECTORS,
     allocate,
+    contiguous_split,
     copy_cycles,
     copy_vectors,
     fewest_copies,
@@ -195,7 +196,7 @@ def test_balance_spreads_the_mlp_inside_its_sections() -> None:
     assert [s.name for s in training.sections] == ["forward", "backward", "optimizer"]
     forward = training.sections[0]
     copies = {p.name: math.prod(p.parallel) if p.parallel else 1 for p in forward.pcus}
-    assert copies["matmul_0"] > copies["matmul_3"] > 1 and min(copies.values()) == 1
+    assert copies["matmul_0"] > 1 and copies["matmul_3"] > 1 and min(copies.values()) == 1
     model = model_section(forward, training.meta)
     assert model.pcus_used == sum(copies.values()) <= target.num_pcus
     alone = compile_in_memory(spec, inference=False, target=target, balance=False)
@@ -342,3 +343,31 @@ def test_a_bf16_unit_is_sized_at_the_rate_it_runs_at() -> None:
     # 64 m-points unrolled 6 a vector (11 rows of vectors), 64 n-points on the lanes, 32 k-points
     assert copy_vectors(rows, space, target) == 11 * 2 * 32
     assert copy_vectors(transposed, space, target) == 11 * 4 * 32
+
+
+def test_contiguous_split_cuts_rows_into_equal_runs_in_order() -> None:
+    # 8 x 32 rows (row-major): 16 runs of 16 rows are the 8 outer rows each in 2; 4 runs of 64
+    # are 4 outer pairs; 3 equal runs of consecutive rows take no factor of the counters.
+    assert contiguous_split([8, 32], 16) == (8, 2)
+    assert contiguous_split([8, 32], 4) == (4, 1)
+    assert contiguous_split([8, 32], 3) is None
+    assert contiguous_split([8, 32], 1) == (1, 1)
+
+
+def test_a_chain_of_units_is_cut_alike_and_streams_row_by_row() -> None:
+    # The MLP's forward on sn10 at batch 256: matmul_0 -> relu_2 -> matmul_3 -> the log-softmax
+    # walk the batch's rows one after another. Cut alike along them (line_up), each follows its
+    # writer a row behind (the performance model's rule 1): it starts before its writer ends.
+    # Each split alone (11, 4 and 22 runs before) left a copy whose first row ended one of its
+    # writer's runs waiting for the writer's end.
+    target = get_target("sn10")
+    spec, _ = _spec("mlp", False, batch_size=256, hidden=128, classes=10)
+    program = compile_in_memory(spec, inference=False, target=target)
+    forward = program.sections[0]
+    chain = ["matmul_0", "relu_2", "matmul_3", "add_4", "max_5", "sub_6"]
+    pcus = {p.name: (i, p) for i, p in enumerate(forward.pcus)}
+    runs = {pcus[name][1].parallel[0] for name in chain}
+    assert len(runs) == 1 and runs.pop() > 1
+    times = model_section(forward, program.meta, program.resident).times
+    for writer, reader in zip(chain, chain[1:], strict=False):
+        assert times[pcus[reader][0]].start < times[pcus[writer][0]].end, (writer, reader)

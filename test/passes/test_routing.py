@@ -132,3 +132,22 @@ def test_a_detour_is_the_breadth_first_searchs_route() -> None:
         found += want is not None and len(want) > 1
         unreachable += want is None
     assert found > 100 and unreachable > 10, (found, unreachable)  # both cases were seen
+
+
+def test_a_heavy_stream_between_a_row_and_a_column_goes_round_busy_links_when_spreading() -> None:
+    # (0, 0) -> (2, 2): X then Y passes (1, 0) -> (2, 0), Y then X (0, 1) -> (0, 2), each
+    # already moving 1000 bytes. Spreading, the stream takes a staircase through (1, 1), as
+    # short and on links that move nothing; without, X then Y.
+    wide = Target("grid4x6", cols=4, rows=6, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                  pmu_banks=4, clock_ghz=1.0, link_capacity=4)  # fmt: skip
+    a, b = (0, 0), (2, 2)
+    for spread in (False, True):
+        router = Router(wide, spread=spread)
+        router.take(((1, 0), (2, 0)), weight=1000)
+        router.take(((0, 1), (0, 2)), weight=1000)
+        hops = router.path(a, b, weight=1000)
+        if spread:
+            assert hops is not None and len(hops) == 5 and (1, 1) in hops
+            assert router.busiest(hops) == 0
+        else:
+            assert hops == xy_path(a, b)

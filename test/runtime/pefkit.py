@@ -531,3 +531,27 @@ def co_resident_relus(
     handoff = schema.Handoff(section="forward.1", pmu=0, hops=hops)
     entry = schema.ResidentSymbol(symbol=1, section="forward", pmu=1, handoffs=[handoff])
     return replace(program, resident=schema.Residency(symbols=[entry]))
+
+
+def in_place_update(*, transposed: bool = False) -> schema.Program:
+    """One section updating ``w`` (an activation kept on chip) in place: ``decay = w + g``,
+    then ``update = w - decay`` written into ``w``'s home (its output PMU, slot (4, 0)), the
+    load of the old ``w`` (PMU 0) on the home's slot (``schema.SharedPmu`` in the home's own
+    section). ``transposed``: the update reads the old ``w`` transposed, not where it writes."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("w", [16, 16], role="activation")
+    p.symbol("g", [16, 16])
+    s = p.section("forward")
+    old, g = s.load("w"), s.load("g")
+    rows = [16, 1]
+    decay = s.pcu("decay", [16, 16], [(old, 0, rows), (g, 0, rows)], [st("add", 0, 1)], [16, 16])
+    read = [1, 16] if transposed else rows
+    new = s.pcu("update", [16, 16], [(old, 0, read), (decay, 0, rows)], [st("sub", 0, 1)],
+                [16, 16])  # fmt: skip
+    s.store("w", new)
+    s.pmus[old] = replace(s.pmus[old], at=list(s.pmus[new].at))
+    program = p.build()
+    entry = schema.ResidentSymbol(
+        symbol=0, section="forward", pmu=new, shared=[schema.SharedPmu("forward", old)]
+    )
+    return replace(program, resident=schema.Residency(symbols=[entry]))

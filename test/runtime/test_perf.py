@@ -16,6 +16,7 @@ from pefkit import (
     TARGET,
     ProgramBuilder,
     co_resident_relus,
+    in_place_update,
     matmul_program,
     parallel_matmul_program,
     replace,
@@ -661,3 +662,15 @@ def test_sections_around_pinned_homes_load_every_run_and_keep_their_symbols_on_c
     assert first.cycles == first.load_cycles + 4096 + 8
     assert second.cycles == second.load_cycles + 4096 and second.bound == "dram"
     assert first_load_cycles(program, [first, second]) == 0
+
+
+def test_an_update_in_place_busies_its_homes_pmu_with_the_old_values_reads() -> None:
+    # 16 x 16 f32, 16 lanes: 16 vectors a unit, each 16 consecutive words over 4 banks, 4
+    # cycles. The home's PMU serves decay's and update's reads of the old w (64 + 64) and
+    # update's writes (64): 192 cycles, against 64 + 64 = 128 for the old w's PMU alone; the
+    # old w is there at once (no hand-off), and its PMU is the home's.
+    program = in_place_update()
+    (model,) = program_models(program)
+    assert model.pmu_cycles == 192
+    assert model.pmus_used == len(program.sections[0].pmus) - 1
+    assert model.times[0].start == 0

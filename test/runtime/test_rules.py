@@ -9,7 +9,9 @@ from runtime.machine.rules import (
     combiner_problem,
     copy_block,
     held,
+    in_place_problem,
     lanes_counter,
+    one_to_one,
     parallel_problem,
     pipeline_depth,
     pmus_to_hold,
@@ -140,3 +142,25 @@ def test_pmus_hold_a_buffer_whole_in_pieces_of_pmu_bytes() -> None:
     assert [pmus_to_hold(n, 1024) for n in (0, 1, 1024, 1025, 4096)] == [1, 1, 1, 2, 4]
     assert held(1024, 1, 1024) and not held(1025, 1, 1024) and held(1025, 2, 1024)
     assert held(0, 0, 1024)  # a buffer in no PMU yet is in one
+
+
+def test_one_to_one_accesses_visit_a_new_address_at_every_point() -> None:
+    assert one_to_one([4, 8], [8, 1]) and one_to_one([4, 8], [1, 4])  # row-major, transposed
+    assert one_to_one([3, 1], [1, 0])  # a counter of extent 1 moves nothing
+    assert not one_to_one([4, 8, 2], [8, 1, 0])  # a reduced counter: the same address twice
+    assert not one_to_one([2, 2], [1, 1])  # (0, 1) and (1, 0) meet
+
+
+def test_an_update_in_place_reads_every_address_where_it_is_written() -> None:
+    write = ([4, 8], 0, [8, 1])
+    assert in_place_problem(write, [(write, None)]) is None  # the writer reads it there
+    # Another unit reading it there, its result read by the writer where it is written.
+    passed = (([4, 8], 0, [8, 1]), ([4, 8], 0, [8, 1]))
+    assert in_place_problem(write, [(write, None), (write, passed)]) is None
+    transposed = ([4, 8], 0, [1, 4])
+    assert "walks it otherwise" in str(in_place_problem(write, [(transposed, None)]))
+    shifted = (([4, 8], 0, [8, 1]), ([4, 8], 1, [8, 1]))  # the writer reads the next element
+    assert "not read by the writer where" in str(in_place_problem(write, [(write, shifted)]))
+    summed = (([4, 8, 2], 0, [8, 1, 0]), ([4, 8, 2], 0, [8, 1, 0]))
+    assert "one address a point" in str(in_place_problem(write, [(write, summed)]))
+    assert "one address a point" in str(in_place_problem(([2, 2], 0, [1, 1]), []))

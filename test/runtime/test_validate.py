@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 import msgspec
 import pytest
-from pefkit import ProgramBuilder, co_resident_relus, elementwise, matmul_program, replace, st
+from pefkit import (
+    ProgramBuilder,
+    co_resident_relus,
+    elementwise,
+    in_place_update,
+    matmul_program,
+    replace,
+    st,
+)
 
 from runtime.pef import PefError, decode_pef, encode_pef, schema, validate
 from runtime.pef.container import pack_sections
@@ -364,7 +372,7 @@ def test_a_pmu_on_its_homes_slot_reads_the_symbol_where_it_lives() -> None:
     elsewhere = _resident(co_resident_relus(), handoffs=[], shared=entry.shared)  # at (8, 0)
     with pytest.raises(PefError, match=r"sits at \[\[8, 0\]\], not on the home's slots"):
         validate(elsewhere)
-    with pytest.raises(PefError, match="in the home's own section 'forward'"):
+    with pytest.raises(PefError, match="section 'forward' pmu 0 is not loaded from 'h'"):
         validate(_resident(program, shared=[*entry.shared, schema.SharedPmu("forward", 0)]))
     with pytest.raises(PefError, match="fed twice"):
         validate(_resident(program, shared=[schema.SharedPmu("forward.1", 0)] * 2))
@@ -404,3 +412,12 @@ def test_sections_loaded_in_turn_may_share_slots_but_not_a_pinned_home() -> None
     assert resident is not None
     old = msgspec.msgpack.encode([msgspec.to_builtins(resident.symbols)])
     assert msgspec.msgpack.decode(old, type=schema.Residency) == resident
+
+
+def test_an_update_in_place_reads_the_old_value_on_its_homes_slots() -> None:
+    # decay = w + g and update = w - decay read the old w where update writes the new one.
+    validate(in_place_update())
+    with pytest.raises(PefError, match=r"shared PMU 0: in the home's own section 'forward', and "
+                       r"not an update in place: pcu 'update': a read of the old value walks it "
+                       r"otherwise than the write"):  # fmt: skip
+        validate(in_place_update(transposed=True))
