@@ -76,7 +76,7 @@ class CoPlaceSections(ModulePass):
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
             return
-        residents = resident_symbols(sections, op, target, in_place=True)
+        residents = resident_symbols(sections, op, target)
         before = share_pmus(residents)
         graphs = [section_graph(s, target) for s in sections]
         graph, nodes, streams_at, handoffs_at = combined_graph(graphs, residents)

@@ -96,7 +96,7 @@ class PinResidentSymbols(ModulePass):
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
             return
-        candidates = resident_symbols(sections, op, target, in_place=True)
+        candidates = resident_symbols(sections, op, target)
         total = len(placement.slots(target, "pmu"))
         room = [total - n for n in _own_pmus(sections)]  # the PMUs pins may add, a section
         dropped: set[str] = set()  # symbols given up

@@ -13,12 +13,12 @@ stays in DRAM. Its **home** is the buffer the last section (in run order) to sto
 from, or for a symbol no section stores the first buffer loaded from it. A buffer loaded from
 it in another section, of the home's tensor type, is **shared**: it sits on the home's slots
 and reads the symbol where it lives, with no copy (the sections run one at a time;
-``share_pmus`` gives the home and its shared buffers the most PMUs any of them has). So is,
-when the sections are co-resident, a buffer of the home's own section holding the old value
-that the home's writer **updates in place** (``updates_in_place``: the optimizer's load of a
-parameter that the update ``p - lr * step``, and the weight decay it reads, read at the very
-points where the update writes the new value into the home). Every other buffer loaded from
-it gets a **hand-off**, an on-chip stream from the home.
+``share_pmus`` gives the home and its shared buffers the most PMUs any of them has). So is a
+buffer of the home's own section holding the old value that the home's writer **updates in
+place** (``updates_in_place``: the optimizer's load of a parameter that the update ``p - lr *
+step``, and the weight decay it reads, read at the very points where the update writes the
+new value into the home). Every other buffer loaded from it gets a **hand-off**, an on-chip
+stream from the home.
 
 The module attribute (``resident_attr``), one entry a symbol kept on chip::
 
@@ -72,11 +72,10 @@ def buffer_index(section: SectionOp, buffer: BufferOp) -> int:
 
 
 def resident_symbols(
-    sections: Sequence[SectionOp], module: ModuleOp, target: Target, in_place: bool = False
+    sections: Sequence[SectionOp], module: ModuleOp, target: Target
 ) -> list[Resident]:
     """The symbols kept on chip, each with its home and the other buffers loaded from it, in
-    order of first appearance (see the module docstring); ``in_place``: a buffer its home's
-    writer updates in place shares the home (co-place-sections)."""
+    order of first appearance (see the module docstring)."""
     non_persistent = module.attributes.get("rdu.non_persistent")
     skipped: set[str] = set()
     if non_persistent is not None:
@@ -114,22 +113,21 @@ def resident_symbols(
             continue  # streamed in tiles somewhere: it stays in DRAM
         home = stores[name][-1] if name in stores else loads[name][0]
         others = [(s, b) for s, b in loads.get(name, []) if b is not home[1]]
-        shared = [(s, b) for s, b in others if _on_home(home, s, b, in_place)]
+        shared = [(s, b) for s, b in others if _on_home(home, s, b)]
         copied = [(s, b) for s, b in others if (s, b) not in shared]
         residents.append(Resident(name, home, copied, shared))
     return residents
 
 
-def _on_home(home: tuple[int, BufferOp], section: int, buffer: BufferOp, in_place: bool) -> bool:
+def _on_home(home: tuple[int, BufferOp], section: int, buffer: BufferOp) -> bool:
     """Whether ``buffer`` (of section ``section``, loaded from a symbol whose home is ``home``)
     sits on the home's slots instead of being filled by a hand-off: it holds the same tensor
     type (``share_pmus`` then gives both as many PMUs) and it is in another section than the
-    home (the two never run at once) or, with ``in_place``, the home's writer updates it in
-    place."""
+    home (the two never run at once) or the home's writer updates it in place."""
     home_section, home_buffer = home
     if buffer.result.type != home_buffer.result.type:
         return False
-    return section != home_section or in_place and updates_in_place(home_buffer, buffer)
+    return section != home_section or updates_in_place(home_buffer, buffer)
 
 
 def updates_in_place(home: BufferOp, old: BufferOp) -> bool:
