@@ -970,9 +970,7 @@ def allocation(
                 # section stores the symbol too (the home may be here: a hand-off copies it,
                 # unless the home's writer updates it in place)
                 home = stored.get(loaded_from(buf, section) or "")
-                copied = isinstance(home, BufferOp) and not (
-                    home.result.type == buf.result.type and updates_in_place(home, buf)
-                )
+                copied = isinstance(home, BufferOp) and not updates_in_place(home, buf)
                 copy = -(-buffer_bytes(buf) // stream_bytes(target))
                 loads[u].append((0, copy if copied else 0))
             elif isinstance(buf, BufferOp) and buf.from_dram:

@@ -133,8 +133,11 @@ def _on_home(home: tuple[int, BufferOp], section: int, buffer: BufferOp) -> bool
 def updates_in_place(home: BufferOp, old: BufferOp) -> bool:
     """Whether the unit writing ``home`` may write it over ``old``, a buffer of its section
     that every unit reading it reads where that unit writes (``rules.in_place_problem``): so
-    ``old`` may sit on ``home``'s slots, with no copy of the symbol's old value."""
+    ``old`` may sit on ``home``'s slots, with no copy of the symbol's old value. Both hold the
+    same tensor type."""
     writer = home.source.owner
+    if old.result.type != home.result.type:
+        return False
     if not isinstance(writer, UnitOp) or writer.out.is_indexed:
         return False
 

@@ -282,19 +282,19 @@ def in_place_problem(
     unit passes its result on at that point (its output written one address a point, the writer
     reading it there), so the writer's point waits for it. The optimizer's parameter read by
     the weight decay and by the update ``p - lr * step`` that writes it qualifies."""
+
+    def same(a: UnitWalk, b: UnitWalk) -> bool:  # lists (a PEF) or tuples (the IR) alike
+        return (tuple(a[0]), a[1], tuple(a[2])) == (tuple(b[0]), b[1], tuple(b[2]))
+
     space, _, strides = write
     if not one_to_one(space, strides):
         return "its result is not written one address a point"
     for read, passed in reads:
-        if (tuple(read[0]), read[1], tuple(read[2])) != (tuple(space), write[1], tuple(strides)):
+        if not same(read, write):
             return "a read of the old value walks it otherwise than the write"
         if passed is not None:
             out, taken = passed
-            if (tuple(out[0]), out[1], tuple(out[2])) != (
-                tuple(taken[0]),
-                taken[1],
-                tuple(taken[2]),
-            ):
+            if not same(out, taken):
                 return "a reader's result is not read by the writer where it is written"
             if tuple(out[0]) != tuple(space) or not one_to_one(out[0], out[2]):
                 return "a reader's result is not written one address a point of the write's space"
