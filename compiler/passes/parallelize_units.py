@@ -49,9 +49,10 @@ Three rules give factors (the third shapes the first):
    PCUs and PMUs the allocation took. MLP b256 on sn10: the forward cut in 8 runs, 1,960 to
    1,674 cycles.
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
-   route, it is allocated again with ``SHRINK`` of the extra PCUs, ``ROUTE_TRIES`` times, then
-   left as it was. The units keep their section: partition-sections and place-and-route place
-   a parallel unit's copies beside the other units, its operands multicast.
+   route, it is allocated again over fewer PCUs, ``KEEP``'s shares of the first allocation's
+   extra ones in turn, until one routes, else it is left as it was. The units keep their
+   section: partition-sections and place-and-route place a parallel unit's copies beside the
+   other units, its operands multicast.
 3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
    fit the target together (co-place-sections will try to place them all at once), each
    section is balanced within its share (its own units and buffers' PMUs plus an even part of
@@ -372,18 +373,18 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
 # -- work-proportional allocation inside a section -------------------------------------------
 
 
-ROUTE_TRIES = 4
-"""How many allocations of a section are placed (each with fewer PCUs than the one before)
-before the section is left as it was."""
-
-SHRINK = 0.7
-"""The share of its extra PCUs an allocation that did not route keeps in the next try."""
+KEEP = (0.9, 0.75, 0.5, 0.25)
+"""After a first allocation that does not route, the shares of its extra PCUs (those beyond
+one a unit) the next allocations take, one a try, until one routes; then the section is left
+as it was. Gently at first: HF GPT-2's backward on sn10 took 584 PCUs and did not route; at
+0.9 of its extra ones (539) it routes, 50.8k cycles -> 38.0k (at 0.7, 451 PCUs, as each try
+used to keep of the one before, its dW matmuls kept 2 and 3 copies)."""
 
 MIN_COPY_CYCLES = 32
+"""A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 LOOKAHEAD = 4
 """How many of a unit's next grids (``frontier``) a step of the allocation weighs."""
-"""A unit is not split below this many cycles a copy: its fill and routes would dominate."""
 
 
 def fewest_copies(extent: int, most: int) -> list[int]:
@@ -1059,11 +1060,10 @@ def balance_section(
 ) -> None:
     """Give the units of ``section`` the copies ``allocate`` finds, as many of them as place
     and route: if the first allocation does not, one whose units split two counters only (their
-    streams fewer: no ``outer_counter``) over the same PCUs; then, after each failure, the
-    allocation is made again with ``SHRINK`` of the extra PCUs the last one took, up to
-    ``ROUTE_TRIES`` tries in all, then the section is left as it was. ``known``: the units'
-    frontiers found so far (with ``outer_counter``); ``first``: the first allocation, when
-    already made (``co_resident_shares`` made both)."""
+    streams fewer: no ``outer_counter``) over the same PCUs; then allocations over ``KEEP``'s
+    shares of the first one's extra PCUs in turn, until one routes, else the section is left
+    as it was. ``known``: the units' frontiers found so far (with ``outer_counter``);
+    ``first``: the first allocation, when already made (``co_resident_shares`` made both)."""
     frontiers: dict[bool, Frontiers] = {True: {} if known is None else known, False: {}}
     if first is None:
         factors = allocate(section, target, known=frontiers[True], share=share)
@@ -1072,21 +1072,25 @@ def balance_section(
     if not factors:
         return  # nothing to spread (or a unit parallel already: its own section)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    outer = True
-    for _ in range(ROUTE_TRIES):
-        if not factors:
-            break
-        set_factors(units, factors)
+    set_factors(units, factors)
+    extra = sum(u.copies for u in units) - len(units)
+    budgets = [len(units) + int(extra * keep) for keep in KEEP]
+    if any(f.count(1) < len(f) - 2 for f in factors.values()):
+        budgets.insert(0, len(units) + extra)  # first the same PCUs over fewer streams
+    tried: list[dict[UnitOp, tuple[int, ...]]] = []
+    for budget in [None, *budgets]:
+        if budget is not None:
+            set_factors(units, {})
+            factors = allocate(section, target, budget, frontiers[False], share, outer=False)
+            if not factors:
+                break
+            if factors in tried:  # no more PCUs taken than by one that did not route
+                continue
+            set_factors(units, factors)
+        tried.append(factors)
         if routes(section, target):
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
-        used = sum(u.copies for u in units)
-        budget = len(units) + int((used - len(units)) * SHRINK)
-        if outer and any(f.count(1) < len(f) - 2 for f in factors.values()):
-            budget = used  # first the same PCUs over fewer streams
-        outer = False
-        set_factors(units, {})
-        factors = allocate(section, target, budget, frontiers[False], share, outer=False)
     set_factors(units, {})
 
 

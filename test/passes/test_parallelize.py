@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,9 +19,12 @@ from xdsl.parser import Parser
 
 from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec
+from compiler.passes import parallelize_units
 from compiler.passes.parallelize_units import (
     DEFAULT_MIN_VECTORS,
+    KEEP,
     allocate,
+    balance_section,
     contiguous_split,
     copy_cycles,
     copy_vectors,
@@ -225,6 +229,48 @@ def test_allocation_gives_more_copies_to_more_work() -> None:
     assert few == {"ma": 6, "mb": 2}
     many = {u.sym_name.data: math.prod(f) for u, f in allocate(section, target).items()}
     assert many == {"ma": 88, "mb": 16}
+
+
+def _balance_routing_at_most(
+    most: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[int | None], list[int], int]:
+    """parallelize_units_balance.mlir balanced on sn10 by a fabric that routes ``most`` PCUs
+    at most: the PCUs each allocation was given, those of each one placed, and the PCUs kept."""
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    target = get_target("sn10")
+    module = Parser(make_context(), text).parse_module()
+    (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    asked: list[int | None] = []
+    tried: list[int] = []
+
+    def routes(s: SectionOp, t: object) -> bool:
+        tried.append(sum(u.copies for u in units))
+        return tried[-1] <= most
+
+    def budget(s: SectionOp, t: object, pcus: int | None = None, *a: Any, **k: Any) -> Any:
+        asked.append(pcus)
+        return allocate(s, target, pcus, *a, **k)
+
+    monkeypatch.setattr(parallelize_units, "routes", routes)
+    monkeypatch.setattr(parallelize_units, "allocate", budget)
+    balance_section(section, target)
+    return asked, tried, sum(u.copies for u in units)
+
+
+def test_an_allocation_that_does_not_route_gives_back_a_few_pcus_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # parallelize_units_balance.mlir's two matmuls take 88 + 16 copies on sn10, 102 PCUs more
+    # than one a unit. Say that does not route: the next allocation may take 2 + 0.9 * 102 PCUs
+    # (it takes 71: the next grids are coarse), and routes. Each try used to keep 0.7 of the
+    # PCUs of the one before (73). Nothing routing, each of KEEP's shares of the first is
+    # tried in turn (the 0.75 share finds the same 71 copies again: not placed twice), and the
+    # units are left one PCU each.
+    shares = [2 + int(102 * k) for k in KEEP]
+    assert shares == [93, 78, 53, 27]
+    assert _balance_routing_at_most(95, monkeypatch) == ([None, 93], [104, 71], 71)
+    assert _balance_routing_at_most(0, monkeypatch) == ([None, *shares], [104, 71, 52, 26], 2)
 
 
 def test_a_copy_is_sized_by_its_cycles_not_its_vectors() -> None:
