@@ -373,12 +373,12 @@ def choose_factors(unit: UnitOp, target: Target, min_vectors: int) -> tuple[int,
 # -- work-proportional allocation inside a section -------------------------------------------
 
 
-KEEP = (0.9, 0.75, 0.5, 0.25)
+KEEP = (0.9, 0.8, 0.7, 0.55, 0.4, 0.25)
 """After a first allocation that does not route, the shares of its extra PCUs (those beyond
 one a unit) the next allocations take, one a try, until one routes; then the section is left
 as it was. Gently at first: HF GPT-2's backward on sn10 took 584 PCUs and did not route; at
-0.9 of its extra ones (539) it routes, 50.8k cycles -> 38.0k (at 0.7, 451 PCUs, as each try
-used to keep of the one before, its dW matmuls kept 2 and 3 copies)."""
+0.9 of its extra ones (539) it routes, 50.8k cycles -> 38.0k (its dW matmuls had kept 2 and 3
+copies at 451 PCUs, where each try used to keep 0.7 of the PCUs of the one before)."""
 
 MIN_COPY_CYCLES = 32
 """A unit is not split below this many cycles a copy: its fill and routes would dominate."""

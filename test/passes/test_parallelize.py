@@ -265,12 +265,12 @@ def test_an_allocation_that_does_not_route_gives_back_a_few_pcus_at_a_time(
     # than one a unit. Say that does not route: the next allocation may take 2 + 0.9 * 102 PCUs
     # (it takes 71: the next grids are coarse), and routes. Each try used to keep 0.7 of the
     # PCUs of the one before (73). Nothing routing, each of KEEP's shares of the first is
-    # tried in turn (the 0.75 share finds the same 71 copies again: not placed twice), and the
-    # units are left one PCU each.
+    # tried in turn (the 0.8 and 0.7 shares find the same 71 copies again: not placed twice),
+    # and the units are left one PCU each.
     shares = [2 + int(102 * k) for k in KEEP]
-    assert shares == [93, 78, 53, 27]
+    assert shares == [93, 83, 73, 58, 42, 27]
     assert _balance_routing_at_most(95, monkeypatch) == ([None, 93], [104, 71], 71)
-    assert _balance_routing_at_most(0, monkeypatch) == ([None, *shares], [104, 71, 52, 26], 2)
+    assert _balance_routing_at_most(0, monkeypatch) == ([None, *shares], [104, 71, 55, 38, 26], 2)
 
 
 def test_a_copy_is_sized_by_its_cycles_not_its_vectors() -> None:
