@@ -1084,7 +1084,7 @@ def balance_section(
             factors = allocate(section, target, budget, frontiers[False], share, outer=False)
             if not factors:
                 break
-            if factors in tried:  # no more PCUs taken than by one that did not route
+            if factors in tried:  # the same copies as an allocation that did not route
                 continue
             set_factors(units, factors)
         tried.append(factors)
