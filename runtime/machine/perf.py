@@ -70,7 +70,15 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
 1. **Dependences** (``unit_times``; cycles from the start of the section's run). A buffer's
    *first* element is there when its writer's first result is, its *last* when its writer
    ends; a buffer loaded from DRAM has its first element a DRAM latency after the start and its
-   last once its bytes have followed at the DRAM bandwidth. A PCU reading a buffer in the order
+   last once its bytes have followed at the DRAM bandwidth, in address order, or, for one in
+   several PMUs (consecutive pieces of its addresses, ``Pmu.pmus``), its pieces filled at once
+   (the load's requests interleaved over them; ``pieces_walk``), each in address order at one
+   pace, when its readers can start sooner so (the latest of their starts; a parallel reader
+   whose copies each walk a piece: MLP b256's first matmul on sn10, 8 copies over the 8 pieces
+   of the batch, starts at 313 cycles instead of 618). A route's hops delay only the data it
+   carries: the fill counts the longest route into the PCU, so an input over a shorter one is
+   there for it that many hops sooner (an operand multicast far from a home kept on chip
+   does not hold up the input that arrives last). A PCU reading a buffer in the order
    it is written (``runtime.machine.rules.visit_order`` of both accesses equal; a DRAM buffer is
    written row-major, and one streamed in tiles is streamed in each reader's order) starts when
    the first element is there. **Rows** (``Walk``, ``walk_start``): a buffer is written in
@@ -727,10 +735,57 @@ def _read_rows(written: Walk, read: Walk) -> tuple[tuple[tuple[int, int], ...], 
     return tuple(kept), firsts, whole
 
 
+PIECE_ROWS = 256
+"""A piece of a load into several PMUs is walked in at most this many rows (``pieces_walk``)."""
+
+
+def pieces_walk(elements: int, pmus: int) -> Walk | None:
+    """A DRAM load of ``elements`` into ``pmus`` consecutive pieces, the pieces written at once
+    (the load's requests interleaved over them), each in address order; None for one PMU or
+    pieces of unequal size."""
+    if pmus <= 1 or elements % pmus:
+        return None
+    rows = elements // pmus
+    while rows > PIECE_ROWS and rows % 2 == 0:
+        rows //= 2
+    return Walk((rows * pmus,), (pmus,))
+
+
+def _readers_start(
+    section: Section, units: Sequence[UnitModel], b: int, first: int, last: int, written: Walk
+) -> int:
+    """The latest start of the PCUs reading PMU ``b`` (loaded from DRAM between ``first`` and
+    ``last``, written as ``written``), from that buffer alone (rule 1)."""
+    latest = first
+    for pcu, unit in zip(section.pcus, units, strict=True):
+        for port in pcu.inputs:
+            if port.pmu != b:
+                continue
+            walk = (
+                None if port.register else _walk(pcu, port.access, math.prod(section.pmus[b].shape))
+            )
+            if walk is None or walk.rows > ROWS_MOST:
+                latest = max(latest, last)
+                continue
+            latest = max(latest, walk_start(first, last, written, walk, unit.steady)[0])
+    return latest
+
+
 def handoff_bytes(section: Section, i: int) -> int:
     """The bytes a hand-off into PMU ``i`` of ``section`` copies: its whole tensor."""
     pmu = section.pmus[i]
     return nbytes(pmu.shape, pmu.dtype)
+
+
+def input_hops(section: Section) -> dict[tuple[int, int], int]:
+    """The hops of the longest route from each PMU to each PCU of ``section`` that reads it,
+    by ``(pcu, pmu)`` (a multicast route's whole path)."""
+    hops: dict[tuple[int, int], int] = {}
+    for route in section.routes:
+        if route.src[0] == "pmu" and route.dst[0] == "pcu":
+            key = (route.dst[1], route.src[1])
+            hops[key] = max(hops.get(key, 0), len(route.hops) - 1)
+    return hops
 
 
 def unit_times(
@@ -742,6 +797,7 @@ def unit_times(
 ) -> tuple[UnitTime, ...]:
     """When each PCU of ``section`` runs (see the module docstring); ``loads``: each PMU's
     off-chip bytes (``pmu_loads``); ``onchip``: the symbols kept on chip (rule 7)."""
+    routed = input_hops(section)
     latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
     first_at: dict[int, int] = {}  # PMU -> its first element is there
@@ -768,12 +824,21 @@ def unit_times(
         all_at[i] = latency + (math.ceil(loads[i] / per_cycle) if math.isfinite(per_cycle) else 0)
         if not held(nbytes(pmu.shape, pmu.dtype), pmu.pmus, target.pmu_bytes):
             tiled.add(i)
+            continue
+        pieces = pieces_walk(math.prod(pmu.shape), pmu.pmus)
+        if pieces is not None and _readers_start(
+            section, units, i, first_at[i], all_at[i], pieces
+        ) < _readers_start(section, units, i, first_at[i], all_at[i], rows_at[i]):
+            rows_at[i] = pieces
+            written[i] = None
     times: list[UnitTime] = []
-    for pcu, unit in zip(section.pcus, units, strict=True):
+    for i, (pcu, unit) in enumerate(zip(section.pcus, units, strict=True)):
+        longest = unit.fill - target.pcu_stages * unit.passes  # the fill's hops
         start = begin = last_input = 0  # begin: its (last copy's) first inputs are there
         for port in pcu.inputs:
             b = port.pmu
-            first, last = first_at.get(b, 0), all_at.get(b, 0)
+            lead = longest - routed.get((i, b), longest)  # a shorter route: there sooner
+            first, last = first_at.get(b, 0) - lead, all_at.get(b, 0) - lead
             last_input = max(last_input, last)
             if port.register:  # read once, complete
                 start, begin = max(start, last), max(begin, last)

@@ -577,6 +577,63 @@ def test_loading_a_section_costs_its_bytes_at_dram_bandwidth_plus_a_latency() ->
     assert m.cycles == 200 + config + 8192
 
 
+def relu_in_pieces(parallel: list[int], pmus: int) -> schema.Program:
+    """``relu_program`` (4 banks) with x loaded into ``pmus`` PMUs (consecutive pieces of its
+    addresses) and the PCU ``parallel``, at 64 bytes of DRAM a cycle (a row of x a cycle)."""
+    program = with_target(relu_program(), dram_gbps=64.0)
+    section = program.sections[0]
+    x = replace(section.pmus[0], pmus=pmus)
+    relu = replace(section.pcus[0], parallel=parallel)
+    pmus_now = [x, *section.pmus[1:]]
+    return replace(program, sections=[replace(section, pmus=pmus_now, pcus=[relu])])
+
+
+def test_a_load_into_several_pmus_fills_its_pieces_at_once_when_its_readers_gain() -> None:
+    # x [64, 16] arrives a row a cycle, rows 0..63 complete at 1..64. The ReLU in 4 copies of
+    # 16 rows, 4 cycles a row (16 elements from 4 banks): a copy's steady 64, fill 6 + 2 hops.
+    m = model(relu_in_pieces([4, 1], 1))
+    (u,), (t,) = m.units, m.times
+    assert (u.copies, u.steady, u.fill) == (4, 64, 8)
+    # x in one PMU, loaded in address order: copy 3 reaches its row l (x's 48 + l, complete
+    # at 49 + l) 4l cycles after it starts, so it starts at 49 (l = 0); ends 49 + 72.
+    assert (t.start, t.end) == (49, 121)
+    # x in 4 PMUs, one a copy's rows: the load fills the 4 pieces at once, each at a quarter
+    # of the pace, row l of every piece complete at 4(l + 1): a copy reaching it at 4 + 4l
+    # never waits. Every copy starts at 4 and ends 4 + 72 (its last row there at 64).
+    (t,) = model(relu_in_pieces([4, 1], 4)).times
+    assert (t.start, t.first, t.end) == (4, 12, 76)
+    # One PCU reading the rows in order, 4 cycles each: in address order it never waits
+    # (start 0); the pieces at once would hold it (row 15 complete at 64, reached at 60). The
+    # load keeps address order.
+    (t,) = model(relu_in_pieces([], 4)).times
+    assert (t.start, t.end) == (0, 256 + 8)
+
+
+def test_a_routes_hops_delay_only_the_data_it_carries() -> None:
+    # b loaded (slot 0), x loaded (1), y = -x (PMU 2, PCU 3), z = y + b (PMU 4, PCU 5): the add
+    # reads y over 3 hops and b over 5. Its fill counts the longest: 6 + 5.
+    p = ProgramBuilder(inference=True)
+    p.symbol("b", [64, 16])
+    p.symbol("x", [64, 16])
+    p.symbol("z", [64, 16], role="output")
+    s = p.section("forward")
+    b, x = s.load("b"), s.load("x")
+    y = s.pcu("neg", [64, 16], [(x, 0, [16, 1])], [st("neg", 0)], [64, 16])
+    z = s.pcu("add", [64, 16], [(y, 0, [16, 1]), (b, 0, [16, 1])], [st("add", 0, 1)],
+              [64, 16])  # fmt: skip
+    s.store("z", z)
+    m = model(with_banks(p.build(), 16))
+    neg, add = m.units
+    assert (add.steady, add.fill) == (64, 11)
+    first, second = m.times
+    assert (first.start, first.first, first.end) == (0, 8, 72)
+    # b is there from the start; y's first vector at 8 crosses 3 hops, 2 fewer than the fill
+    # counts: the add starts at 8 - 2, its first result a fill later, and it ends a fill after
+    # y's last vector less those 2 (70 + 11), not 8 + 75 = 83 as when every input took the
+    # longest route.
+    assert (second.start, second.first, second.end) == (6, 17, 81)
+
+
 def test_dram_latency_delays_the_first_input_and_the_last_output() -> None:
     # 50 ns at 1 GHz: x's first element 50 cycles after the start, y in DRAM 50 cycles after
     # its PMU is complete; no DRAM bandwidth given (no load or DRAM bound).
