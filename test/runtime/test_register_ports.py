@@ -85,7 +85,8 @@ def test_a_scalar_read_by_four_units_costs_its_pmu_one_read_each() -> None:
 
 def test_a_register_port_waits_for_its_value_to_be_complete() -> None:
     # lr computed by a unit first (lr2 = lr + lr, one point, fill 6 + its route), then read by
-    # scale0 as a register: scale0 starts when lr2's writer ends, not at its first result.
+    # scale0 as a register: scale0 starts when lr2's writer ends (and lr2 has crossed its
+    # route), not at its first result.
     p = ProgramBuilder(inference=True)
     p.symbol("lr", [])
     p.symbol("x", [ROWS, COLS])
@@ -106,7 +107,11 @@ def test_a_register_port_waits_for_its_value_to_be_complete() -> None:
     validate(program)
     m = model_section(section, program.meta)
     double, scaled = m.times
-    assert scaled.start == double.end
+    # The fill counts scale0's longest route in, x's; lr2's value, over a shorter one, is
+    # there that many hops sooner (rule 1).
+    hops = {r.src[1]: len(r.hops) - 1 for r in section.routes if r.dst == ("pcu", 1)}
+    assert hops[1] > hops[2]
+    assert scaled.start == double.end - (hops[1] - hops[2])
 
 
 def test_the_emulator_reads_a_register_once_and_computes_the_same_numbers() -> None:
