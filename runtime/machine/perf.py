@@ -75,7 +75,7 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    (the load's requests interleaved over them; ``pieces_walk``), each in address order at one
    pace, when its readers can start sooner so (the latest of their starts; a parallel reader
    whose copies each walk a piece: MLP b256's first matmul on sn10, 8 copies over the 8 pieces
-   of the batch, starts at 313 cycles instead of 618). A route's hops delay only the data it
+   of the batch, starts 305 cycles sooner: at 313, not 618). A route's hops delay only the data it
    carries: the fill counts the longest route into the PCU, so an input over a shorter one is
    there for it that many hops sooner (an operand multicast far from a home kept on chip
    does not hold up the input that arrives last). A PCU reading a buffer in the order

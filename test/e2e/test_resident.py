@@ -44,11 +44,13 @@ def test_mlp_b256_on_sn10_is_co_resident_near_its_ideal(resident_pef: Path) -> N
     crossing = [nbytes(s.shape, s.dtype) for s in program.meta.symbols if s.name not in kept]
     assert moved <= 2 * sum(crossing)
     # The report's ideal (compiler/ideal.py, not our cost model) against the modelled step:
-    # 2.96x of the ideal without residency (6.7 us, 4.6x, before), 9.7x of the one with (the
-    # sections are compute-bound now: see README's Performance section).
+    # issue 16's line, within 1.5x of the ideal without residency (1.41x: the batch's load
+    # fills its 8 pieces at once for the first matmul's 8 copies, and an input over a short
+    # route is not held by a long one; 1.7x before), and 4.63x of the one with (the line is
+    # 3x: see README's Performance section).
     report = json.loads((resident_pef.parent / "report.json").read_text())
-    assert report["ideal"]["of_ideal"] <= 2.96
-    assert report["ideal"]["of_resident_ideal"] <= 9.69
+    assert report["ideal"]["of_ideal"] <= 1.5
+    assert report["ideal"]["of_resident_ideal"] <= 4.64
     assert report["resident"]["first_load_cycles"] >= sum(m.load_cycles for m in models)
     # The same sections each loaded every step, their symbols through DRAM: slower.
     apart = program_models(Program(meta=program.meta, sections=program.sections))
