@@ -751,23 +751,40 @@ def pieces_walk(elements: int, pmus: int) -> Walk | None:
     return Walk((rows * pmus,), (pmus,))
 
 
+def _rows_start(
+    pcu: Pcu,
+    access: Access,
+    unit: UnitModel,
+    elements: int,
+    first: int,
+    last: int,
+    written: Walk | None,
+) -> tuple[int, int]:
+    """``(start, begin)`` of ``pcu`` reading a buffer of ``elements`` through ``access`` in
+    rows (``walk_start``), the buffer written as ``written`` between ``first`` and ``last``;
+    ``(last, last)`` when it reads no rows it can follow (the whole buffer first, rule 1)."""
+    walk = _walk(pcu, access, elements)
+    if walk is None or written is None or walk.rows > ROWS_MOST:
+        return last, last
+    return walk_start(first, last, written, walk, unit.steady)
+
+
 def _readers_start(
     section: Section, units: Sequence[UnitModel], b: int, first: int, last: int, written: Walk
 ) -> int:
     """The latest start of the PCUs reading PMU ``b`` (loaded from DRAM between ``first`` and
     ``last``, written as ``written``), from that buffer alone (rule 1)."""
+    elements = math.prod(section.pmus[b].shape)
     latest = first
     for pcu, unit in zip(section.pcus, units, strict=True):
         for port in pcu.inputs:
-            if port.pmu != b:
-                continue
-            walk = (
-                None if port.register else _walk(pcu, port.access, math.prod(section.pmus[b].shape))
-            )
-            if walk is None or walk.rows > ROWS_MOST:
-                latest = max(latest, last)
-                continue
-            latest = max(latest, walk_start(first, last, written, walk, unit.steady)[0])
+            if port.pmu == b:
+                at = (
+                    last
+                    if port.register
+                    else _rows_start(pcu, port.access, unit, elements, first, last, written)[0]
+                )
+                latest = max(latest, at)
     return latest
 
 
@@ -847,12 +864,10 @@ def unit_times(
             if b in tiled or (order is not None and order == written.get(b)):
                 start, begin = max(start, first), max(begin, first)  # streams, as it arrives
                 continue
-            walk = _walk(pcu, port.access, math.prod(section.pmus[b].shape))
-            written_as = rows_at.get(b)
-            if walk is None or written_as is None or walk.rows > ROWS_MOST:
-                start, begin = max(start, last), max(begin, last)  # the whole buffer first
-                continue
-            at, first_row = walk_start(first, last, written_as, walk, unit.steady)
+            elements = math.prod(section.pmus[b].shape)
+            at, first_row = _rows_start(
+                pcu, port.access, unit, elements, first, last, rows_at.get(b)
+            )  # in rows, or the whole buffer first
             start, begin = max(start, at), max(begin, first_row)
         end = max(start + unit.cycles, last_input + unit.fill)
         out = pcu.out_pmu
