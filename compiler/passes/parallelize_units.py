@@ -48,6 +48,16 @@ Three rules give factors (the third shapes the first):
    that shortens the critical path, with such units following each other there, within the
    PCUs and PMUs the allocation took. MLP b256 on sn10: the forward cut in 8 runs, 1,960 to
    1,674 cycles.
+   Or the **chains are cut first** (``allocation``): the chains, each unit joined only
+   through the writer it waits for (``row_chains``' segments: a residual read of an earlier
+   block does not tie the blocks into one chain), are cut into ``CUT_RUNS`` equal runs of
+   rows before the steps, which then step their units through that cut only
+   (``cut_frontier``) and count them following each other a row behind; ``line_up`` after.
+   Of these allocations and the one above, the section takes the one whose units the
+   performance model (rule 1, ``modelled_cycles``: the section before placement) ends
+   soonest, a cut first only where it saves more than ``CUT_GAIN`` leaves. GPT b8's forward
+   on sn10: cut first in 8 runs, 14,677 to 13,005 cycles placed; its backward keeps its own
+   (its dW matmuls, not its chains, set it).
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again over fewer PCUs, ``KEEP``'s shares of the first allocation's
    extra ones in turn, until one routes, else it is left as it was. The units keep their
@@ -100,7 +110,7 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import BlockArgument
+from xdsl.ir import BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 
 from compiler.passes import parallel_layout, placement
@@ -117,6 +127,7 @@ from compiler.passes.ir_helpers import (
     unit_lanes,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
+from compiler.passes.pef_sections import unplaced_section
 from compiler.passes.placement import PlacementError
 from compiler.passes.residency import updates_in_place
 from compiler.passes.tiling import element_dtype
@@ -531,10 +542,13 @@ class RowChains:
         return copies if contiguous_split(extents, copies) == tuple(along) else 0
 
 
-def row_chains(units: Sequence[UnitOp]) -> RowChains:
+def row_chains(units: Sequence[UnitOp], segments: bool = False) -> RowChains:
     """The ``RowChains`` of ``units``: a unit that may be parallel (``can_parallelize``, its
     result read through its buffer only) and walks its result in rows joins the chain of a
-    writer it reads in the same rows, through the counters it writes its own rows with."""
+    writer it reads in the same rows, through the counters it writes its own rows with.
+    ``segments``: only through the writer it waits for, the last of its writers in the
+    section's order (a fill, one value, aside), so a residual read of an earlier block does
+    not join two blocks into one chain that must take one cut (``cut_frontier``)."""
     rows: dict[UnitOp, tuple[tuple[int, ...], tuple[int, ...]]] = {}
     for u in units:
         readers = [use.operation for use in u.result.uses]
@@ -552,8 +566,12 @@ def row_chains(units: Sequence[UnitOp]) -> RowChains:
             u = parent[u]
         return u
 
+    order = {u: i for i, u in enumerate(units)}
     for u in rows:
-        for value, access in zip(u.inputs, u.ins.data, strict=True):
+        inputs = list(zip(u.inputs, u.ins.data, strict=True))
+        if segments:
+            inputs = _waited_for(inputs, order)
+        for value, access in inputs:
             buffer = value.owner
             if not isinstance(buffer, BufferOp) or buffer.source.owner not in rows:
                 continue
@@ -571,6 +589,24 @@ def row_chains(units: Sequence[UnitOp]) -> RowChains:
         sizes[c] = sizes.get(c, 0) + 1
     kept = {u for u, c in chain.items() if sizes[c] > 1}
     return RowChains({u: chain[u] for u in kept}, {u: rows[u] for u in kept})
+
+
+def _waited_for(
+    inputs: list[tuple[SSAValue, AccessAttr]], order: dict[UnitOp, int]
+) -> list[tuple[SSAValue, AccessAttr]]:
+    """Of a unit's inputs, the one written last by a unit of the section (``order``), a
+    fill of one value aside: the input it waits for (none: no such writer)."""
+    last: tuple[int, SSAValue, AccessAttr] | None = None
+    for value, access in inputs:
+        buffer = value.owner
+        if not isinstance(buffer, BufferOp) or not isinstance(buffer.source.owner, UnitOp):
+            continue
+        writer = buffer.source.owner
+        if writer not in order or math.prod(writer.space_values) <= 1:
+            continue
+        if last is None or order[writer] > last[0]:
+            last = (order[writer], value, access)
+    return [] if last is None else [(last[1], last[2])]
 
 
 @dataclass
@@ -618,9 +654,17 @@ class _Allocation:
     """``RowChains.split`` by position (-1: not chained), at the levels last seen."""
     follows: bool = False
     """Whether ``critical_path`` lets a unit follow a parallel writer of its chain cut alike
-    (``line_up`` weighs its cuts so; the allocation's steps do not, see ``line_up``)."""
+    (``line_up`` weighs its cuts so; the allocation's steps do not, see ``line_up``, unless
+    the chains are cut first: ``cut``)."""
+    cut: dict[UnitOp, int] = field(default_factory=dict)
+    """Chained units cut first (``cut_frontier``), by unit: the runs of rows of their cut."""
+    _cut_options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
+        if unit in self.cut:
+            if unit not in self._cut_options:
+                self._cut_options[unit] = cut_frontier(self, unit, self.cut[unit])
+            return self._cut_options[unit]
         if unit not in self.known:
             self.known[unit] = frontier(unit, self.target, self.outer and len(self.units) > 1)
         return self.known[unit]
@@ -779,38 +823,67 @@ class _Allocation:
         return length, path
 
 
-def aligned_grid(
-    alloc: _Allocation, unit: UnitOp, runs: int, most: int | None = None
-) -> tuple[int, int, tuple[int, ...]] | None:
-    """``(copies, cycles a copy, factors)`` of ``unit`` cutting its rows into ``runs`` equal
-    runs in order (``contiguous_split``) and its lanes counter into the fewest blocks whose
-    copies take at most ``most`` cycles (the most the lanes allow, if none does; None: as
-    many as the lanes allow)."""
+def cut_grids(alloc: _Allocation, unit: UnitOp, runs: int) -> list[tuple[int, ...]]:
+    """The factors of ``unit`` cutting its rows into ``runs`` equal runs in order
+    (``contiguous_split``), its lanes counter into more and more blocks (``fewest_copies``),
+    within the target's PCUs; none when its rows do not take that many runs."""
     counters, extents = alloc.chains.rows[unit]
     along = contiguous_split(extents, runs)
     if along is None:
-        return None
+        return []
     space = unit.space_values
     _, at_l = split_counters(unit)
     lanes = [1]
     if at_l >= 0 and at_l not in counters and at_l not in unit.counter_stages():
         lanes = fewest_copies(space[at_l], parallel_layout.row_slots(alloc.target))
-    cost = CopyCost(unit, alloc.target)
-    found = None
+    grids: list[tuple[int, ...]] = []
     for q in lanes:
         factors = [1] * len(space)
         for c, f in zip(counters, along, strict=True):
             factors[c] = f
         if q > 1:
             factors[at_l] = q
-        copies = math.prod(factors)
-        if copies > alloc.target.num_pcus:
+        if math.prod(factors) > alloc.target.num_pcus:
             break
-        cycles = cost.cycles(rules.copy_block(space, factors))
-        found = (copies, cycles, tuple(factors))
-        if most is not None and cycles + (alloc.hops(unit, found[2]) if copies > 1 else 0) <= most:
+        grids.append(tuple(factors))
+    return grids
+
+
+def aligned_grid(
+    alloc: _Allocation, unit: UnitOp, runs: int, most: int | None = None
+) -> tuple[int, int, tuple[int, ...]] | None:
+    """``(copies, cycles a copy, factors)`` of ``unit`` cutting its rows into ``runs`` equal
+    runs in order and its lanes counter into the fewest blocks (``cut_grids``) whose copies
+    take at most ``most`` cycles (the most the lanes allow, if none does; None: as many as the
+    lanes allow)."""
+    cost = CopyCost(unit, alloc.target)
+    found = None
+    for factors in cut_grids(alloc, unit, runs):
+        copies = math.prod(factors)
+        cycles = cost.cycles(rules.copy_block(unit.space_values, factors))
+        found = (copies, cycles, factors)
+        if most is not None and cycles + (alloc.hops(unit, factors) if copies > 1 else 0) <= most:
             break
     return found
+
+
+def cut_frontier(
+    alloc: _Allocation, unit: UnitOp, runs: int
+) -> list[tuple[int, int, tuple[int, ...]]]:
+    """``frontier`` of a chained unit whose rows are cut first into ``runs`` equal runs in
+    order: one copy, then the grids of ``cut_grids`` whose blocks are all non-empty, each with
+    more copies and fewer cycles a copy than the one before."""
+    space = unit.space_values
+    cost = CopyCost(unit, alloc.target)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
+    for factors in cut_grids(alloc, unit, runs):
+        copies = math.prod(factors)
+        if not _blocks_filled(space, factors):
+            continue
+        cycles = cost.cycles(rules.copy_block(space, factors))
+        if copies > options[-1][0] and cycles < options[-1][1]:
+            options.append((copies, cycles, factors))
+    return options
 
 
 def line_up(alloc: _Allocation, budget: int, pmus: dict[BufferOp, int]) -> None:
@@ -919,6 +992,81 @@ def allocation(
     share: Share | None = None,
     outer: bool = True,
 ) -> tuple[dict[UnitOp, tuple[int, ...]], int | None]:
+    """The factors of the units of ``section`` that get more than one copy, and the section's
+    estimated cycles with them (see ``allocation_of``): of the allocation with its chains cut
+    after the steps (``line_up``) and those with them cut first into ``CUT_RUNS`` runs, the
+    one whose units end soonest by the performance model (``modelled_cycles``), a cut first
+    only where it saves more than ``CUT_GAIN`` leaves."""
+    found = allocation_of(section, target, pcus, known, share, outer)
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    if found[1] is None or not row_chains(units, segments=True).chain:
+        return found
+    kept = share.kept if share is not None else frozenset()
+    best = modelled_cycles(section, target, found[0], kept) * CUT_GAIN
+    stock = found[0]
+    for runs in CUT_RUNS:
+        cut = allocation_of(section, target, pcus, known, share, outer, runs)
+        if cut[1] is None or cut[0] == stock:
+            continue
+        cycles = modelled_cycles(section, target, cut[0], kept)
+        if cycles < best:
+            found, best = cut, cycles
+    return found
+
+
+CUT_RUNS = (4, 8, 16)
+"""The runs of rows ``allocation`` tries cutting every chain into before the steps."""
+
+CUT_GAIN = 0.95
+"""A cut first is taken when it ends the section's units in at most this share of the
+cycles of the allocation with its chains cut after the steps (``modelled_cycles`` guesses
+the hops before placement: within 5%, MLP b64's backward on sn10 modelled 460 cycles cut
+first and 479 not, placed 476 and 470), and in fewer than any other cut first."""
+
+
+def modelled_cycles(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str] = frozenset(),
+) -> int:
+    """When the units of ``section`` with ``factors`` end, by the performance model's rule 1
+    (``perf.unit_times``, ``perf.compute_cycles``) on the section as assign-pmus counts its
+    PMUs, before placement (a parallel unit's fill with ``multicast_hops``' guess; the
+    symbols in ``kept`` on chip, there from the start): a comparison of allocations."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    set_factors(units, factors)
+    assign_pmus(section, target)
+    try:
+        pef = unplaced_section(section, target)
+    finally:
+        for op in section.body.block.ops:
+            if isinstance(op, BufferOp):
+                op.properties.pop("pmus", None)
+        set_factors(units, {})
+    models = [
+        perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
+        for p, u in zip(pef.pcus, units, strict=True)
+    ]
+    symbols = [*pef.inputs, *(o.symbol for o in pef.outputs)]
+    names = [n.data for n in (*section.arg_names, *section.result_names)]
+    on_chip = perf.OnChip(
+        frozenset(i for i, name in zip(symbols, names, strict=True) if name in kept)
+    )
+    loads = perf.pmu_loads(pef, target, on_chip)
+    times = perf.unit_times(pef, models, target, loads, on_chip)
+    return perf.compute_cycles(pef, times, target, loads, on_chip)
+
+
+def allocation_of(
+    section: SectionOp,
+    target: Target,
+    pcus: int | None = None,
+    known: Frontiers | None = None,
+    share: Share | None = None,
+    outer: bool = True,
+    runs: int = 0,
+) -> tuple[dict[UnitOp, tuple[int, ...]], int | None]:
     """The factors of the units of ``section`` that get more than one copy (see the module
     docstring): of the units on the section's critical path, the one whose step
     (``best_step``) saves the most cycles a PCU takes it, until that path is no longer than
@@ -927,9 +1075,12 @@ def allocation(
     ``outer_counter`` (``known`` holds the frontiers of one ``outer``). A section that does not
     fit the target as it is (partition-sections will cut it) gets nothing. ``share``: the
     section's share of a fabric it will hold with the program's other sections (rule 3), and
-    the symbols they will keep on chip. Also the section's estimated cycles with those factors:
-    the longer of its critical path and its DRAM floor (None for a section that is not
-    balanced: a unit parallel already, or too large)."""
+    the symbols they will keep on chip. ``runs``: every chain (``row_chains`` in segments)
+    whose units' rows all take that many equal runs is cut so first, its units stepping only
+    through that cut (``cut_frontier``), following each other a row behind. Also the
+    section's estimated cycles with those factors: the longer of its critical path and its
+    DRAM floor (None for a section that is not balanced: a unit parallel already, or too
+    large)."""
     budget = target.num_pcus if pcus is None else min(pcus, target.num_pcus)
     pmu_budget = target.num_pmus
     kept: frozenset[str] = frozenset()
@@ -979,8 +1130,16 @@ def allocation(
                 loads[u].append((latency, latency + math.ceil(moved)))
     alloc = _Allocation(
         section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
-        {} if known is None else known, outer, chains=row_chains(units),
+        {} if known is None else known, outer, chains=row_chains(units, segments=runs > 0),
     )  # fmt: skip
+    if runs:
+        members: dict[int, list[UnitOp]] = {}
+        for u, c in alloc.chains.chain.items():
+            members.setdefault(c, []).append(u)
+        for chain in members.values():
+            if all(contiguous_split(alloc.chains.rows[u][1], runs) for u in chain):
+                alloc.cut.update(dict.fromkeys(chain, runs))
+        alloc.follows = True
     pmus = dict(base)
     pcus = alloc.pcus()  # kept as the units' levels change, not summed again each step
     floor = dram_floor(section, target, kept)
