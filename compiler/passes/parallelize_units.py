@@ -60,7 +60,15 @@ Three rules give factors (the third shapes the first):
    (its dW matmuls, not its chains, set it).
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again over fewer PCUs, ``KEEP``'s shares of the first allocation's
-   extra ones in turn, until one routes, else it is left as it was. The units keep their
+   extra ones in turn, until one routes, else it is left as it was. The allocation that
+   routes is then **refined by the performance model** (``refine``, ``section_timing``: rules
+   1 and 2 before placement) within the PCUs and PMUs it took: the readers of the busiest PMU
+   and the units ending last take their next grids, those ending first giving grids back,
+   while the section ends sooner; the refined allocation is placed too and kept if, placed,
+   it ends the section sooner by ``REFINE_GAIN`` (``placed_cycles``: with its busiest link,
+   rule 3, over the placement's routes). GPT b8's backward on sn10: its dW matmuls, which the
+   allocation's critical path (the dX chain) left on one to three copies, get more (matmul_189
+   two, matmul_75 three, matmul_208 twelve), 17,263 cycles to 15,328. The units keep their
    section: partition-sections and place-and-route place a parallel unit's copies beside the
    other units, its operands multicast.
 3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
@@ -122,6 +130,7 @@ from compiler.passes.ir_helpers import (
     is_resident,
     pass_target,
     record_placement,
+    recorded_placement,
     resident_pmus,
     section_graph,
     unit_lanes,
@@ -130,6 +139,7 @@ from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.pef_sections import unplaced_section
 from compiler.passes.placement import PlacementError
 from compiler.passes.residency import updates_in_place
+from compiler.passes.routing import Coord
 from compiler.passes.tiling import element_dtype
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
@@ -1024,17 +1034,34 @@ the hops before placement: within 5%, MLP b64's backward on sn10 modelled 460 cy
 first and 479 not, placed 476 and 470), and in fewer than any other cut first."""
 
 
-def modelled_cycles(
+@dataclass(frozen=True)
+class Timing:
+    """An allocation of a section timed by the performance model before placement
+    (``section_timing``)."""
+
+    cycles: int
+    """The later of when its units end (rule 1) and its busiest PMU's banks (rule 2)."""
+    ends: dict[UnitOp, int]
+    """When each unit ends (rule 1)."""
+    pmus: int
+    """The PMUs its buffers take (assign-pmus' count)."""
+    crowded: tuple[UnitOp, ...] = ()
+    """When rule 2 sets ``cycles``: the units reading the busiest buffer."""
+
+
+def section_timing(
     section: SectionOp,
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str] = frozenset(),
-) -> int:
-    """When the units of ``section`` with ``factors`` end, by the performance model's rule 1
-    (``perf.unit_times``, ``perf.compute_cycles``) on the section as assign-pmus counts its
-    PMUs, before placement (a parallel unit's fill with ``multicast_hops``' guess; the
+) -> Timing:
+    """The units of ``section`` with ``factors`` timed by the performance model's rules 1 and
+    2 (``perf.unit_times``, ``perf.compute_cycles``, ``perf.port_busy``) on the section as
+    assign-pmus counts its PMUs, before placement (a parallel unit's fill with
+    ``multicast_hops``' guess, one multicast stream a block of an operand its copies read; the
     symbols in ``kept`` on chip, there from the start): a comparison of allocations."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    had = {u: tuple(u.parallel_values) for u in units if u.parallel is not None}
     set_factors(units, factors)
     assign_pmus(section, target)
     try:
@@ -1043,7 +1070,7 @@ def modelled_cycles(
         for op in section.body.block.ops:
             if isinstance(op, BufferOp):
                 op.properties.pop("pmus", None)
-        set_factors(units, {})
+        set_factors(units, had)
     models = [
         perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
         for p, u in zip(pef.pcus, units, strict=True)
@@ -1055,7 +1082,34 @@ def modelled_cycles(
     )
     loads = perf.pmu_loads(pef, target, on_chip)
     times = perf.unit_times(pef, models, target, loads, on_chip)
-    return perf.compute_cycles(pef, times, target, loads, on_chip)
+    compute = perf.compute_cycles(pef, times, target, loads, on_chip)
+    streams: dict[tuple[int, int], int] = {}
+    for i, (pcu, unit) in enumerate(zip(pef.pcus, units, strict=True)):
+        for port in pcu.inputs if unit in factors else ():
+            n = parallel_layout.port_streams(factors[unit], port.access.strides)
+            streams[(port.pmu, i)] = streams.get((port.pmu, i), 0) + n
+    busy = perf.port_busy(models, streams)
+    pmu = perf.pmu_bound(pef, busy)
+    crowded: tuple[UnitOp, ...] = ()
+    if pmu > compute:
+        busiest = max(busy, key=lambda i: -(-busy[i] // max(1, pef.pmus[i].pmus)))
+        crowded = tuple(
+            u
+            for u, pcu in zip(units, pef.pcus, strict=True)
+            if any(port.pmu == busiest for port in pcu.inputs)
+        )
+    ends = {u: t.end for u, t in zip(units, times, strict=True)}
+    return Timing(max(compute, pmu), ends, sum(max(1, b.pmus) for b in pef.pmus), crowded)
+
+
+def modelled_cycles(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str] = frozenset(),
+) -> int:
+    """``section_timing``'s cycles."""
+    return section_timing(section, target, factors, kept).cycles
 
 
 def allocation_of(
@@ -1248,9 +1302,153 @@ def balance_section(
             set_factors(units, factors)
         tried.append(factors)
         if routes(section, target):
+            if PLACEMENT_ATTR in section.attributes:  # not a lone parallel unit's layout
+                kept = share.kept if share is not None else frozenset()
+                outer = budget is None
+                refined = refine(section, target, factors, kept, frontiers[outer], outer)
+                if refined != factors:
+                    placed_better(section, target, units, factors, refined, kept)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
+
+
+REFINE_STEPS = 16
+"""The most grids ``refine`` gives in a section."""
+
+REFINE_LATEST = 4
+"""How many of the units ending last ``refine`` tries a grid for, latest first."""
+
+REFINE_DONORS = 3
+"""How many of the units ending first may give a grid back for one ``refine`` gives."""
+
+
+def refine(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+    known: Frontiers,
+    outer: bool,
+) -> dict[UnitOp, tuple[int, ...]]:
+    """``factors`` improved by the performance model itself (``section_timing``, before
+    placement), within the PCUs and PMUs they take (what they leave free stays free: the
+    pinned symbols' homes, the other sections' shares, room to route).
+
+    Each step tries the next grid of a unit's frontier (more copies) for the readers of the
+    busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
+    ending last; a grid that does not fit takes the grid before from one of the
+    ``REFINE_DONORS`` parallel units ending first. The first that ends the section sooner is
+    taken, up to ``REFINE_STEPS`` times. A unit on a grid off its frontier (a chain's cut,
+    ``line_up``) keeps it. GPT b8's backward on sn10: its dW matmuls on one to three copies
+    each (the allocation's critical path is the dX chain's) get more, 16,217 cycles to 14,221
+    (before placement)."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    current = dict(factors)
+    best = section_timing(section, target, current, kept)
+    pcus, pmus = sum(math.prod(current.get(u, (1,))) for u in units), best.pmus
+
+    def grids(unit: UnitOp) -> tuple[list[tuple[int, int, tuple[int, ...]]], int] | None:
+        """``unit``'s frontier and its place on it (None: off it, or no counter)."""
+        if not unit.space_values:
+            return None
+        if unit not in known:
+            known[unit] = frontier(unit, target, outer and len(units) > 1)
+        now = current.get(unit, known[unit][0][2])
+        at = next((k for k, (_, _, grid) in enumerate(known[unit]) if grid == now), None)
+        return None if at is None else (known[unit], at)
+
+    def given(
+        base: dict[UnitOp, tuple[int, ...]], unit: UnitOp, grid: tuple[int, ...]
+    ) -> dict[UnitOp, tuple[int, ...]]:
+        changed = {u: f for u, f in base.items() if u is not unit}
+        if math.prod(grid) > 1:
+            changed[unit] = grid
+        return changed
+
+    for _ in range(REFINE_STEPS):
+        latest = sorted(units, key=lambda u: -best.ends[u])
+        donors = [(u, found) for u in reversed(latest) if u in current for found in [grids(u)]]
+        step: tuple[dict[UnitOp, tuple[int, ...]], Timing] | None = None
+        for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST]]):
+            found = grids(unit)
+            if found is None or found[1] + 1 == len(found[0]):
+                continue
+            more = given(current, unit, found[0][found[1] + 1][2])
+            trials = [more] + [
+                given(more, u, back[0][back[1] - 1][2])
+                for u, back in donors
+                if u is not unit and back is not None and back[1] > 0
+            ][:REFINE_DONORS]
+            for trial in trials:
+                if sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
+                    continue
+                timing = section_timing(section, target, trial, kept)
+                if timing.pmus <= pmus and timing.cycles < best.cycles:
+                    step = (trial, timing)
+                    break
+            if step is not None:
+                break
+        if step is None:
+            break
+        current, best = step
+    return current
+
+
+REFINE_GAIN = 0.97
+"""A refined allocation (``refine``) replaces the one it came from when, both placed, the
+section's cycles (``placed_cycles``) are at most this share of the other's."""
+
+
+def placed_better(
+    section: SectionOp,
+    target: Target,
+    units: Sequence[UnitOp],
+    factors: dict[UnitOp, tuple[int, ...]],
+    refined: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+) -> None:
+    """Give the units of ``section``, placed with ``factors``, the ``refined`` ones if those
+    place and route too and end the section sooner by ``REFINE_GAIN`` (``placed_cycles``);
+    else leave ``factors`` and their placement."""
+    before = placed_cycles(section, target, factors, kept)
+    placement = section.attributes[PLACEMENT_ATTR]
+    set_factors(units, refined)
+    if routes(section, target) and placed_cycles(section, target, refined, kept) <= (
+        before * REFINE_GAIN
+    ):
+        return
+    set_factors(units, factors)
+    section.attributes[PLACEMENT_ATTR] = placement
+
+
+def placed_cycles(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+) -> int:
+    """The cycles of ``section`` with ``factors`` and its recorded placement: the later of
+    ``section_timing``'s and its busiest link's (the performance model's rule 3 over the
+    placement's routes, each stream's bytes as ``section_graph`` weighs them)."""
+    timing = section_timing(section, target, factors, kept)
+    placed = recorded_placement(section)
+    assert placed is not None
+    assign_pmus(section, target)
+    try:
+        graph = section_graph(section, target).graph
+    finally:
+        for op in section.body.block.ops:
+            if isinstance(op, BufferOp):
+                op.properties.pop("pmus", None)
+    load: dict[tuple[Coord, Coord], int] = {}
+    for stream, hops in zip(graph.streams, placed.routes, strict=True):
+        if stream.scalar is not None:
+            continue
+        for link in zip(hops, hops[1:], strict=False):
+            load[link] = load.get(link, 0) + stream.weight
+    links = -(-max(load.values(), default=0) // stream_bytes(target))
+    return max(timing.cycles, links)
 
 
 @dataclass(frozen=True)

@@ -1076,6 +1076,26 @@ def _links(section: Section) -> int:
     return len(links)
 
 
+def port_busy(units: Sequence[UnitModel], streams: Mapping[tuple[int, int], int]) -> dict[int, int]:
+    """Rule 2: the cycles each PMU's banks are busy serving the ports of ``units`` (by PMU
+    index): an input port its vectors times its bank cycles once a stream feeding it
+    (``streams``: by ``(pmu, pcu)``, the multicast streams between them; 1 if absent), a
+    register port one read a stream, an output its vectors once a copy."""
+    busy: dict[int, int] = {}
+    for i, unit in enumerate(units):
+        for port in unit.ports:
+            vectors = unit.vectors if port.port >= 0 else unit.out_vectors
+            times = unit.copies if port.port < 0 else streams.get((port.pmu, i), 1)
+            reads = 1 if port.register else vectors * port.bank_cycles  # a register: one read
+            busy[port.pmu] = busy.get(port.pmu, 0) + reads * times
+    return busy
+
+
+def pmu_bound(section: Section, busy: Mapping[int, int]) -> int:
+    """Rule 2's bound: the busiest buffer's cycles, shared by the PMUs it spans."""
+    return max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
+
+
 def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
     """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
     the program's co-residency (rule 7), if it has one."""
@@ -1105,13 +1125,7 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         if route.taps and route.src[0] == "pmu":
             key = (route.src[1], route.dst[1])
             streams[key] = streams.get(key, 0) + 1
-    busy: dict[int, int] = {}
-    for i, unit in enumerate(units):
-        for port in unit.ports:
-            vectors = unit.vectors if port.port >= 0 else unit.out_vectors
-            times = unit.copies if port.port < 0 else streams.get((port.pmu, i), 1)
-            reads = 1 if port.register else vectors * port.bank_cycles  # a register: one read
-            busy[port.pmu] = busy.get(port.pmu, 0) + reads * times
+    busy = port_busy(units, streams)
     handoffs: list[tuple[list[list[int]], int]] = []
     for i, (hops, home) in (onchip.handoffs if onchip is not None else {}).items():
         buffer = section.pmus[i]  # a copy writes its banks (and reads its home's), a word a bank
@@ -1123,7 +1137,7 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
     in_place = onchip.in_place if onchip is not None else {}
     for i, home in in_place.items():  # the old value's reads and the new one's writes: one PMU
         busy[home] = busy.get(home, 0) + busy.pop(i, 0)
-    pmu = max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
+    pmu = pmu_bound(section, busy)
     traffic = section_traffic(section, meta.symbols, target, onchip)
     per_cycle = dram_bytes_per_cycle(target)
     dram = 0
