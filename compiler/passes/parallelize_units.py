@@ -1337,9 +1337,9 @@ def refine(
 
     Each step tries the next grid of a unit's frontier (more copies) for the readers of the
     busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
-    ending last; a grid that does not fit takes the grid before from one of the
-    ``REFINE_DONORS`` parallel units ending first. The first that ends the section sooner is
-    taken, up to ``REFINE_STEPS`` times. A unit on a grid off its frontier (a chain's cut,
+    ending last: alone, then with one of the ``REFINE_DONORS`` parallel units ending first
+    back on its grid before (room for it). The first that fits and ends the section sooner
+    is taken, up to ``REFINE_STEPS`` times. A unit on a grid off its frontier (a chain's cut,
     ``line_up``) keeps it. GPT b8's backward on sn10: its dW matmuls on one to three copies
     each (the allocation's critical path is the dX chain's) get more, 16,217 cycles to 14,221
     (before placement)."""
