@@ -54,7 +54,7 @@ Three rules give factors (the third shapes the first):
    rows before the steps, which then step their units through that cut only
    (``cut_frontier``) and count them following each other a row behind; ``line_up`` after.
    Of these allocations and the one above, the section takes the one whose units the
-   performance model (rule 1, ``modelled_cycles``: the section before placement) ends
+   performance model (rules 1 and 2, ``modelled_cycles``: the section before placement) ends
    soonest, a cut first only where it saves more than ``CUT_GAIN`` leaves. GPT b8's forward
    on sn10: cut first in 8 runs, 14,677 to 13,005 cycles placed; its backward keeps its own
    (its dW matmuls, not its chains, set it).
@@ -1005,8 +1005,8 @@ def allocation(
     """The factors of the units of ``section`` that get more than one copy, and the section's
     estimated cycles with them (see ``allocation_of``): of the allocation with its chains cut
     after the steps (``line_up``) and those with them cut first into ``CUT_RUNS`` runs, the
-    one whose units end soonest by the performance model (``modelled_cycles``), a cut first
-    only where it saves more than ``CUT_GAIN`` leaves."""
+    one whose units end soonest by the performance model (``modelled_cycles``: rules 1 and
+    2), a cut first only where it saves more than ``CUT_GAIN`` leaves."""
     found = allocation_of(section, target, pcus, known, share, outer)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if found[1] is None or not row_chains(units, segments=True).chain:
