@@ -113,7 +113,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -139,7 +140,6 @@ from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.pef_sections import unplaced_section
 from compiler.passes.placement import PlacementError
 from compiler.passes.residency import updates_in_place
-from compiler.passes.routing import Coord
 from compiler.passes.tiling import element_dtype
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
@@ -1063,13 +1063,10 @@ def section_timing(
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     had = {u: tuple(u.parallel_values) for u in units if u.parallel is not None}
     set_factors(units, factors)
-    assign_pmus(section, target)
     try:
-        pef = unplaced_section(section, target)
+        with pmus_counted(section, target):
+            pef = unplaced_section(section, target)
     finally:
-        for op in section.body.block.ops:
-            if isinstance(op, BufferOp):
-                op.properties.pop("pmus", None)
         set_factors(units, had)
     models = [
         perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
@@ -1236,20 +1233,29 @@ def routes(section: SectionOp, target: Target) -> bool:
     """Whether ``section``, with the factors its units have, places and routes (seed 0); the
     placement found is recorded on it (``ir_helpers.record_placement``), which
     partition-sections takes if the section is still the same."""
+    with pmus_counted(section, target):
+        try:
+            unit = parallel_layout.lone_parallel_unit(section)
+            if unit is not None:
+                spec, _ = parallel_layout.section_spec(section, unit)
+                parallel_layout.layout(spec, target)
+                return True
+            graph = section_graph(section, target).graph
+            if placement.fanout_excess(graph, target) is not None:
+                return False
+            record_placement(section, placement.place_and_route(graph, target))
+            return True
+        except PlacementError:
+            return False
+
+
+@contextmanager
+def pmus_counted(section: SectionOp, target: Target) -> Iterator[None]:
+    """``section``'s buffers with their PMUs counted (``assign_pmus``) for the time of the
+    ``with`` block, then without (balancing counts them again as the factors change)."""
     assign_pmus(section, target)
     try:
-        unit = parallel_layout.lone_parallel_unit(section)
-        if unit is not None:
-            spec, _ = parallel_layout.section_spec(section, unit)
-            parallel_layout.layout(spec, target)
-            return True
-        graph = section_graph(section, target).graph
-        if placement.fanout_excess(graph, target) is not None:
-            return False
-        record_placement(section, placement.place_and_route(graph, target))
-        return True
-    except PlacementError:
-        return False
+        yield
     finally:
         for op in section.body.block.ops:
             if isinstance(op, BufferOp):
@@ -1348,15 +1354,17 @@ def refine(
     best = section_timing(section, target, current, kept)
     pcus, pmus = sum(math.prod(current.get(u, (1,))) for u in units), best.pmus
 
-    def grids(unit: UnitOp) -> tuple[list[tuple[int, int, tuple[int, ...]]], int] | None:
-        """``unit``'s frontier and its place on it (None: off it, or no counter)."""
+    def grid(unit: UnitOp, step: int) -> tuple[int, ...] | None:
+        """The grid ``step`` places along ``unit``'s frontier from its own (None: past an end,
+        or its own off the frontier)."""
         if not unit.space_values:
             return None
         if unit not in known:
             known[unit] = frontier(unit, target, outer and len(units) > 1)
-        now = current.get(unit, known[unit][0][2])
-        at = next((k for k, (_, _, grid) in enumerate(known[unit]) if grid == now), None)
-        return None if at is None else (known[unit], at)
+        options = [g for _, _, g in known[unit]]
+        now = current.get(unit, options[0])
+        at = options.index(now) + step if now in options else -1
+        return options[at] if 0 <= at < len(options) else None
 
     def given(
         base: dict[UnitOp, tuple[int, ...]], unit: UnitOp, grid: tuple[int, ...]
@@ -1368,17 +1376,15 @@ def refine(
 
     for _ in range(REFINE_STEPS):
         latest = sorted(units, key=lambda u: -best.ends[u])
-        donors = [(u, found) for u in reversed(latest) if u in current for found in [grids(u)]]
+        donors = [(u, back) for u in reversed(latest) if u in current for back in [grid(u, -1)]]
         step: tuple[dict[UnitOp, tuple[int, ...]], Timing] | None = None
         for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST]]):
-            found = grids(unit)
-            if found is None or found[1] + 1 == len(found[0]):
+            up = grid(unit, 1)
+            if up is None:
                 continue
-            more = given(current, unit, found[0][found[1] + 1][2])
+            more = given(current, unit, up)
             trials = [more] + [
-                given(more, u, back[0][back[1] - 1][2])
-                for u, back in donors
-                if u is not unit and back is not None and back[1] > 0
+                given(more, u, back) for u, back in donors if u is not unit and back is not None
             ][:REFINE_DONORS]
             for trial in trials:
                 if sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
@@ -1434,20 +1440,12 @@ def placed_cycles(
     timing = section_timing(section, target, factors, kept)
     placed = recorded_placement(section)
     assert placed is not None
-    assign_pmus(section, target)
-    try:
+    with pmus_counted(section, target):
         graph = section_graph(section, target).graph
-    finally:
-        for op in section.body.block.ops:
-            if isinstance(op, BufferOp):
-                op.properties.pop("pmus", None)
-    load: dict[tuple[Coord, Coord], int] = {}
-    for stream, hops in zip(graph.streams, placed.routes, strict=True):
-        if stream.scalar is not None:
-            continue
-        for link in zip(hops, hops[1:], strict=False):
-            load[link] = load.get(link, 0) + stream.weight
-    links = -(-max(load.values(), default=0) // stream_bytes(target))
+    routes = zip(graph.streams, placed.routes, strict=True)
+    links = perf.busiest_link(
+        ((hops, stream.weight) for stream, hops in routes if stream.scalar is None), target
+    )
     return max(timing.cycles, links)
 
 

@@ -179,7 +179,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
@@ -966,16 +966,22 @@ def link_cycles(
     target: Target,
     extra: Sequence[tuple[list[list[int]], int]] = (),
 ) -> int:
-    """The cycles the busiest switch-to-switch link needs for the bytes of every route through
-    it, at one stream's bytes a cycle: the streams on a link share its bandwidth. Routes on the
-    scalar network are on no vector link. ``extra``: more routes (hops, bytes), the hand-offs
-    into the section's PMUs (rule 7)."""
+    """The cycles the busiest switch-to-switch link of ``section`` needs (``busiest_link``)
+    for the bytes of every route through it (``carried``). Routes on the scalar network are
+    on no vector link. ``extra``: more routes (hops, bytes), the hand-offs into the section's
+    PMUs (rule 7)."""
+    routes = [
+        (r.hops, moved) for r, moved in zip(section.routes, carried, strict=True) if not r.scalar
+    ]
+    return busiest_link([*routes, *extra], target)
+
+
+def busiest_link(routes: Iterable[tuple[Sequence[Sequence[int]], int]], target: Target) -> int:
+    """Rule 3: the cycles the busiest switch-to-switch link needs for the bytes of every
+    route through it (``routes``: each its switches and its bytes), at one stream's bytes a
+    cycle: the streams on a link share its bandwidth."""
     load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
-    routes = [(r.hops, moved) for r, moved in zip(section.routes, carried, strict=True)]
-    scalar = [r.scalar for r in section.routes] + [False] * len(extra)
-    for (hops, moved), on_scalar in zip([*routes, *extra], scalar, strict=True):
-        if on_scalar:  # on the scalar network: no vector link
-            continue
+    for hops, moved in routes:
         for a, b in zip(hops, hops[1:], strict=False):
             link = ((a[0], a[1]), (b[0], b[1]))
             load[link] = load.get(link, 0) + moved
