@@ -33,7 +33,12 @@ Values are ``f32``/``bf16``/``i64``/``i1`` (float32/``ml_dtypes.bfloat16``/int64
 stage's result is kept in its dtype (float32 math stays float32). bf16 computes as torch's CPU
 kernels do: a stage widens its bf16 operands to float32, computes in float32 and rounds its
 result to bf16 (``round_to_bf16``: to nearest even); a contraction or an ``add`` reduction of
-bf16 values accumulates in float32 and rounds once, at the end; ``cast`` to bf16 rounds.
+bf16 values accumulates from float32 and rounds once, at the end; ``cast`` to bf16 rounds.
+Accumulation: an ``add`` reduction and a batched dot (``_sum``, ``_dot``) of float values add
+in float64 and round once, as a scatter-add does (numpy's float32 sum over an axis that is not
+the innermost adds a row at a time, an error growing with the count: MobileNetV2's batch-norm
+gradients went past torch's own error, whose reductions are cascaded); a matmul accumulates as
+BLAS does, in float32.
 Strided views are made with ``np.ndarray(buffer=...)``,
 which is ``as_strided`` with a bounds check (``validate`` already proved the bounds). A PCU
 result that is a fresh array already laid out as its whole output PMU becomes that PMU's buffer
@@ -995,9 +1000,9 @@ def last_readers(section: Section) -> tuple[tuple[int, ...], ...]:
 def _contract(plan: _Contraction, values: list[np.ndarray]) -> np.ndarray:
     x, y = _widened(values[plan.x]), _widened(values[plan.y])  # bf16: float32 accumulation
     if plan.x_sum:
-        x = np.sum(x, axis=plan.x_sum)
+        x = _sum(x, plan.x_sum)
     if plan.y_sum:
-        y = np.sum(y, axis=plan.y_sum)
+        y = _sum(y, plan.y_sum)
     if plan.kind == "mul":
         if plan.x_shape is not None:
             x = x.reshape(plan.x_shape)
@@ -1007,7 +1012,7 @@ def _contract(plan: _Contraction, values: list[np.ndarray]) -> np.ndarray:
     x = np.transpose(x, plan.x_perm).reshape(plan.x_shape)
     y = np.transpose(y, plan.y_perm).reshape(plan.y_shape)
     if plan.kind == "dot":  # no matmul shape to gain and no temporary either
-        result = np.einsum("bk,bk->b", x, y)
+        result = _dot(x, y)
     else:
         result = np.matmul(x, y)
     result = result.reshape(plan.result_shape)
@@ -1016,7 +1021,23 @@ def _contract(plan: _Contraction, values: list[np.ndarray]) -> np.ndarray:
     return result
 
 
-_REDUCERS: dict[str, Callable[..., np.ndarray]] = {"add": np.sum, "max": np.max, "min": np.min}
+def _dot(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum_k x[b, k] * y[b, k]``: float32 accumulated in float64 (numpy casts block by
+    block: no float64 copy of x or y) and rounded once."""
+    if x.dtype == np.float32 and y.dtype == np.float32:
+        return np.einsum("bk,bk->b", x, y, dtype=np.float64, casting="safe").astype(np.float32)
+    return np.einsum("bk,bk->b", x, y)
+
+
+def _sum(x: np.ndarray, axis: Shape) -> np.ndarray:
+    """``x`` summed over ``axis``: float32 (bf16 comes widened) accumulated in float64 (block
+    by block: no float64 copy of x) and rounded once; other dtypes as they are."""
+    if x.dtype == np.float32:
+        return np.add.reduce(x, axis=axis, dtype=np.float64).astype(np.float32)
+    return np.sum(x, axis=axis)
+
+
+_REDUCERS: dict[str, Callable[..., np.ndarray]] = {"add": _sum, "max": np.max, "min": np.min}
 
 
 def _identity_of(combiner: str, dtype: np.dtype) -> np.ndarray:

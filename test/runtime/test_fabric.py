@@ -111,6 +111,28 @@ def test_sum_of_squares_is_a_batched_dot() -> None:
     np.testing.assert_allclose(run(p.build(), {"x": xa})["ss"], (xa * xa).sum(1), rtol=1e-5)
 
 
+def test_sums_over_many_rows_add_in_float64_and_round_once() -> None:
+    # out[c] = sum_r x[r, c] and sq[c] = sum_r x[r, c]^2 over the outer counter: numpy's float32
+    # sum adds one row at a time there (an error growing with R); the fabric rounds once.
+    R, C = 20_000, 3
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [R, C])
+    p.symbol("total", [C], role="output")
+    p.symbol("squares", [C], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    total = s.pcu("t", [R, C], [(x, 0, [C, 1])], [], [C], (0, [0, 1]), result=0, combiner="add")
+    sq = s.pcu("q", [R, C], [(x, 0, [C, 1])], [st("mul", 0, 0)], [C], (0, [0, 1]), combiner="add")
+    s.store("total", total)
+    s.store("squares", sq)
+    xa = (1 + randn(R, C) * 1e-3).astype(np.float32)
+    dram = run(p.build(), {"x": xa})
+    wide = xa.astype(np.float64)
+    np.testing.assert_array_equal(dram["total"], wide.sum(0).astype(np.float32))
+    np.testing.assert_array_equal(dram["squares"], (wide * wide).sum(0).astype(np.float32))
+    assert np.any(xa.sum(0) != wide.sum(0).astype(np.float32))  # float32 row by row is not
+
+
 def test_elementwise_chain_with_broadcasting_matches_torch() -> None:
     # y = gelu(x * scale + bias) with scale [1, C] and bias [C] broadcast over [R, C]
     R, C = 5, 12
