@@ -162,7 +162,11 @@ def first_divergence(
     every unit torch has a value for passes. ``sections``: judge only these (all run)."""
     fabric = fabric or Fabric(program)
     symbols = program.meta.symbols
-    dram = dict(reference.inputs)  # the fabric's own step, for values torch has no name for
+    # The fabric's own step, for values torch has no name for (a spill between the pieces of a
+    # cut section); each section runs on torch's values of what it reads, so that such a value
+    # is the fabric's on torch's inputs, not on the fabric's own upstream (an Adam step from a
+    # gradient near 0 flips sign on a rounding-level difference).
+    dram = dict(reference.inputs)
     holds: dict[str, str] = {}  # a spill symbol -> the traced value its PMU held
     written: set[str] = set()  # symbols an earlier section of the step wrote
     for section in program.sections:
@@ -190,6 +194,9 @@ def first_divergence(
             found = _judge_section(fabric, section, symbols, known, stored, reference, judge)
             if found is not None:
                 return found
+        for name, value in known.items():
+            if name in dram and np.shape(value) == np.shape(dram[name]):
+                dram[name] = np.asarray(value, dtype=np.asarray(dram[name]).dtype)
         fabric.run_section(section.name, dram)
     return None
 
