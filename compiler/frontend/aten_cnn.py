@@ -122,12 +122,22 @@ def _window(
     *,
     dilation: bool = True,
 ) -> Window:
+    """A pooling's windows, its kernel cut to the positions any window can read inside the
+    padded input: position ``k`` reads padded element ``o * s + k * d`` (``o >= 0``), so one
+    with ``k * d >= S + 2p`` reads past it for every window (ceil mode's overhang: no element,
+    counted in no divisor, as torch has it). EfficientNet's pooler, ``AvgPool2d(hidden_dim,
+    ceil_mode=True)``, at its defaults a kernel of 2560 over a 19x19 map, reads 361 elements
+    a window, not 2560^2."""
     n = len(out)
     kernel = _ints(c.a["kernel_size"], n)
     stride = _ints(c.a.get("stride"), n, kernel)
     padding = _ints(c.a.get("padding", 0), n)
     dil = _ints(c.a.get("dilation", 1), n) if dilation else (1,) * n
-    return Window(tuple(size), tuple(out), kernel, stride, dil, padding)
+    reads = tuple(
+        min(k, (e + 2 * p - 1) // d + 1)
+        for k, e, p, d in zip(kernel, size, padding, dil, strict=True)
+    )
+    return Window(tuple(size), tuple(out), reads, stride, dil, padding)
 
 
 def _pad_for(em: Emitter, x: SSAValue, w: Window, value: float = 0.0) -> SSAValue:

@@ -5,6 +5,7 @@ All within 1e-5 relative (normwise, see harness.py)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,41 @@ def test_max_pool_1d_and_3d() -> None:
 )
 def test_avg_pool2d(shape: tuple, kw: dict) -> None:
     check(lambda x: F.avg_pool2d(x, **kw), rand(*shape))
+
+
+@pytest.mark.parametrize(
+    "shape,kw",
+    [
+        ((2, 3, 5, 4), dict(kernel_size=9, stride=2, padding=3, ceil_mode=True)),
+        ((2, 3, 5, 4), dict(kernel_size=9, stride=2, padding=3, count_include_pad=False)),
+        ((2, 3, 2, 3), dict(kernel_size=(7, 2), stride=1, padding=(3, 1), ceil_mode=True)),
+    ],
+)
+def test_pooling_kernels_reaching_past_the_padded_input(shape: tuple, kw: dict) -> None:
+    check(lambda x: F.avg_pool2d(x, **kw), rand(*shape))
+    kw = {k: v for k, v in kw.items() if k != "count_include_pad"}
+    check(lambda x: F.max_pool2d(x, **kw), rand(*shape))
+
+
+def test_efficientnets_pooler_reads_the_map_not_its_kernel() -> None:
+    """``AvgPool2d(hidden_dim, ceil_mode=True)`` over a 2x3 map: a window of 128x128 positions
+    of which 6 read the map. The windows and the gradient's spread are over those 6 (they were
+    over 128x128 with the rest read from padding: 260 GiB at EfficientNet's sizes)."""
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AvgPool2d(128, ceil_mode=True))
+    x, weight = rand(2, 3, 2, 3), rand(2, 4, 1, 1)
+    state = {k: v.detach().numpy().copy() for k, v in module.state_dict().items()}
+    program = compile_in_memory(
+        _spec(module, x, weight), inference=False, target=get_target("sn10")
+    )
+    largest = max(math.prod(p.shape) for s in program.sections for p in s.pmus)
+    assert largest < 1000, largest  # the windows [2, 4, 1, 1, 128, 128] alone are 131,072
+    result = TrainingSession(program, state).step(
+        {"input.0": x.numpy(), "target.0": weight.numpy()}, {}
+    )
+    out = module(x)
+    (out * weight).sum().backward()
+    _close(result.outputs["output.0"], out)
+    _close(result.gradients["0.weight.grad"], module[0].weight.grad)
 
 
 def test_avg_pool1d() -> None:
