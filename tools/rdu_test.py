@@ -36,6 +36,7 @@ from tools.tolerance import (
     NO_ERROR,
     Comparison,
     TorchError,
+    cancelled,
     compare,
     float_error,
     scale_of,
@@ -66,13 +67,17 @@ def _judge(
     for name, want in expected.items():
         if name not in got:
             raise ToolError(f"internal: the fabric gave no {name} in {section}")
-        scale, relative_to = scale_of(roles.get(name, ""), name, expected, before)
-        if scales and name in scales:
-            scale = scales[name]
+        role = roles.get(name, "")
+        scale, relative_to = scale_of(role, name, expected, before)
         dtype = np.asarray(want).dtype
         tol = tolerance_for(dtype, overrides if dtype == np.float32 else None)
         if bf16 and dtype == np.float32:
             tol = through_bf16(tol)
+        if scales and name in scales:
+            if role != "gradient":
+                scale = scales[name]
+            elif cancelled(want, scales[name], tol):  # noise at its terms' resolution
+                scale = max(scale or 0.0, scales[name])
         rows.append(
             compare(
                 name,
@@ -115,7 +120,7 @@ def check_against_torch(
     cases = section_cases(run, state, step, feed, hyper, seed, joint, wide)
     fabric = Fabric(program)
     rows: list[Comparison] = []
-    scales = {k: v for case in cases if case.kind == "forward" for k, v in case.scales.items()}
+    scales = {k: v for case in cases for k, v in case.scales.items()}
     while cases:  # each case dropped once judged: the end to end below needs the memory
         case = cases.pop(0)
         got = case.run(fabric)
@@ -154,7 +159,8 @@ def _end_to_end(
     wide: dict[str, np.ndarray],
 ) -> list[Comparison]:
     """One step of the fabric's session against eager torch (the fabric's dropout masks);
-    ``scales``: the forward values' operand sizes from the per-section reference; ``wide``: the
+    ``scales``: the per-section reference's (forward values' operand sizes, summed gradients'
+    terms' sizes); ``wide``: the
     step in float64 (eager torch's own error is its distance to it; emptied once read)."""
     inputs, targets = batch
     import torch

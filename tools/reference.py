@@ -75,7 +75,9 @@ class SectionCase:
     expected: dict[str, np.ndarray]
     scales: dict[str, float] = field(default_factory=dict)
     """For forward values: the size of each one's operands in torch (the scale of the absolute
-    part of its tolerance, ``tools.tolerance``); other tensors: see ``tolerance.scale_of``."""
+    part of its tolerance, ``tools.tolerance``); for a gradient that sums a gradient: its terms'
+    size (:func:`summed_terms_size`, read by ``tolerance.cancelled``); other tensors: see
+    ``tolerance.scale_of``."""
     errors: dict[str, TorchError] = field(default_factory=dict)
     """torch's own error of each expected tensor, ``max|torch - torch64|`` and the fraction of
     elements that differ: torch64 is the section's computation in float64 on the same inputs,
@@ -591,6 +593,44 @@ def operand_size(
     return memo[node]
 
 
+def carries_gradient(traced: Any) -> set[torch.fx.Node]:
+    """The nodes of a joint graph whose value depends on the loss's tangent: the backward's
+    gradients, not the forward's values it reads."""
+    carrying: set[torch.fx.Node] = set(traced.tangents)
+    for node in traced.graph.nodes:  # in topological order
+        if any(a in carrying for a in node.all_input_nodes):
+            carrying.add(node)
+    return carrying
+
+
+def summed_terms_size(
+    node: torch.fx.Node, env: Mapping[torch.fx.Node, Any], carrying: Collection[torch.fx.Node]
+) -> float:
+    """For a gradient that sums a gradient (``aten.sum.dim_IntList`` of a node that carries
+    the loss's tangent, through views: a bias's gradient, the sum of its output's over the
+    batch), the largest sum of its terms' magnitudes, ``max sum|g|``; else 0. A sum is known
+    to float32's spacing at that size however far it cancels: a batch norm's bias gradient
+    where a batch norm in training follows is the sum of terms that cancel to rounding noise
+    (to exactly 0 in torch, when the batch's two samples' gradients are exact negatives)."""
+    from compiler.frontend.aten import IDENTITY_OPS, VIEW_OPS
+    from compiler.frontend.converter import op_name
+
+    while node.op == "call_function" and op_name(node.target) in VIEW_OPS | IDENTITY_OPS:
+        node = node.all_input_nodes[0]
+    if node.op != "call_function" or op_name(node.target) != "aten.sum.dim_IntList":
+        return 0.0
+    terms = node.args[0]
+    if not isinstance(terms, torch.fx.Node) or terms not in carrying:
+        return 0.0
+    value = env.get(terms)
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return 0.0
+    dims = node.args[1] if len(node.args) > 1 and node.args[1] is not None else None
+    magnitudes = value.detach().abs()
+    total = magnitudes.sum() if dims is None else magnitudes.sum(dim=list(dims))
+    return _largest(total.reshape(-1))
+
+
 def _dram_nodes(joint: Joint, program: Program, scales: bool) -> set[torch.fx.Node]:
     """The nodes whose values :func:`_dram_values` reads: the graph's outputs and gradient terms,
     the ``saved.*`` activations, and (``scales``) what :func:`operand_size` reads from them."""
@@ -636,7 +676,8 @@ def joint_values(
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """torch's values of the step's DRAM tensors that the joint graph computes, by PEF name:
     loss, outputs, updated buffers, ``saved.*`` activations, gradients; and the size of each
-    forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)."""
+    forward value's operands (:func:`operand_size`: the scale ``tools.tolerance`` judges it by)
+    and of a summed gradient's terms (:func:`summed_terms_size`)."""
     env = run_joint(joint, feed, rng_seed, keep=_dram_nodes(joint, program, scales=True))
     scales: dict[str, float] = {}
     out = _dram_values(joint, program, env, scales)
@@ -674,10 +715,11 @@ def _dram_values(
     scales: dict[str, float] | None,
 ) -> dict[str, np.ndarray]:
     """The DRAM tensors of a run of the joint graph, by PEF name (``scales``, if given: filled
-    with each forward value's operand size)."""
+    with each forward value's operand size and each summed gradient's terms' size)."""
     by_name = {n.name: n for n in joint.traced.graph.nodes}
     out: dict[str, np.ndarray] = {}
     memo: dict[torch.fx.Node, float] = {}
+    carrying: set[torch.fx.Node] = set()  # carries_gradient's, once a gradient needs it
     storages: set[int] = set()
 
     def own(tensor: torch.Tensor) -> np.ndarray:
@@ -707,6 +749,11 @@ def _dram_values(
             for term in o.more:
                 total = total + env[term]
             out[o.name] = own(total)
+            if scales is not None:
+                carrying = carrying or carries_gradient(joint.traced)
+                size = sum(summed_terms_size(t, env, carrying) for t in [o.node, *o.more])
+                if size:  # a sum of a gradient: its terms' size (``tolerance.cancelled``)
+                    scales[o.name] = size
         else:
             out[o.name] = array(o.node)
     for sym in program.meta.symbols:

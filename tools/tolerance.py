@@ -33,6 +33,13 @@ absolute part is rounding of that size, never a fixed number:
   loss, so they are rounded at one scale). The gradient of attention's key bias is zero in exact
   arithmetic (softmax ignores a constant shift); in float32 it is the rounding noise of terms
   that cancel, of the size of its weight's gradient, not of its own;
+- a gradient that sums a gradient (a bias's: its output's gradient summed over the batch) and
+  that torch computes below float32's resolution of its terms (``cancelled``: ``max|torch| <=
+  atol * max sum|terms|``): the sum of its terms' magnitudes. Such a sum cancelled to rounding
+  noise, known to that resolution and no better: a batch norm's bias gradient where a batch
+  norm in training follows, exactly 0 in torch in float32 and float64 when the batch's two
+  samples' gradients are exact negatives (HF's EfficientNet at its initialisation); the fabric
+  breaks that symmetry by a rounding. A sum that did not cancel so far keeps its module's scale;
 - a parameter after the optimizer: ``rtol`` applies to the update (``max|torch - before|``) and
   the absolute part to the parameter (``scale = max|before|``): a step of 1e-3 on a weight near 1
   is only known to float32's spacing at 1.
@@ -284,6 +291,13 @@ def largest(arrays: Mapping[str, np.ndarray]) -> float:
             if v.size:
                 best = max(best, float(v.max()))
     return best
+
+
+def cancelled(expected: np.ndarray, terms: float, tol: Tolerance) -> bool:
+    """Whether ``expected``, a sum of terms whose magnitudes add up to at most ``terms`` an
+    element, is below float32's resolution of them: ``max|expected| <= atol * terms`` (see the
+    module docstring: then ``terms`` is its scale)."""
+    return terms > 0 and largest({"": expected}) <= tol.atol * terms
 
 
 def scale_of(

@@ -224,6 +224,20 @@ ZOO: dict[str, Entry] = {
         ),
         image=64,
     ),
+    "efficientnet": Entry(
+        "EfficientNet (`EfficientNetForImageClassification`)",
+        "image",
+        _hf(
+            "EfficientNetConfig",
+            "EfficientNetForImageClassification",
+            image_size=64,
+            width_coefficient=0.1,
+            depth_coefficient=0.1,
+            hidden_dim=128,  # its last layer's channels at width 0.1 (the pooler's kernel)
+            num_labels=CLASSES,
+        ),
+        image=64,
+    ),
     "swin": Entry(
         "Swin (`SwinForImageClassification`)",
         "image",

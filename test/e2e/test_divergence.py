@@ -158,7 +158,10 @@ def test_deep_batch_norm_passes_within_torchs_own_error_and_a_1e_3_fault_fails(
 ) -> None:
     """MobileNetV2 (17 blocks, batch norm in training over 2 images): torch's own float32
     error reaches past rtol (the tensors that pass only by it), the fabric passes at the
-    defaults, and an opcode 1e-3 off still fails."""
+    defaults, and an opcode 1e-3 off still fails. The backward's tensors that passed only by
+    it, the reduce_1x1 batch norms' bias gradients (sums of their output's gradient that
+    cancel to noise: max rel about 1), are judged at their terms' size
+    (``tools.tolerance.cancelled``)."""
     opts = {"pef_path": str(mobilenet_pef), "seed": 0, "init_ckpt_path": None}
     args = ["--zoo", "mobilenet"]
     run = Run(str(ZOO), args, debug=True, lr=None, momentum=None, weight_decay=None, **opts)
@@ -168,7 +171,10 @@ def test_deep_batch_norm_passes_within_torchs_own_error_and_a_1e_3_fault_fails(
     rows = check_against_torch(run)
     assert all(r.ok for r in rows), max(rows, key=lambda r: r.ratio)
     leaning = [r for r in rows if r.by_torch_error]
-    assert {r.section for r in leaning} >= {"forward", "backward", END_TO_END}
+    assert {r.section for r in leaning} >= {"forward", END_TO_END}
+    bias = "inner.mobilenet_v2.layer.4.reduce_1x1.normalization.bias.grad"
+    cancelling = next(r for r in rows if r.section == "backward" and r.name == bias)
+    assert cancelling.max_rel > 0.5 and cancelling.limit > 2 * cancelling.torch_term
     with monkeypatch.context() as patch:  # batch norm's own opcode
         patch.setitem(fabric.OPCODES, "rsqrt", _perturbed("rsqrt", 1e-3))
         failed = {r.section for r in check_against_torch(run) if not r.ok}

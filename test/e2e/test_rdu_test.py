@@ -27,7 +27,14 @@ from tools.reference import (
     run_joint,
     trace_joint,
 )
-from tools.tolerance import DEFAULT_TOLERANCES, TorchError, compare, float_error, scale_of
+from tools.tolerance import (
+    DEFAULT_TOLERANCES,
+    TorchError,
+    cancelled,
+    compare,
+    float_error,
+    scale_of,
+)
 
 TWO_DROPOUTS = textwrap.dedent(
     '''
@@ -173,6 +180,30 @@ def test_the_reference_reads_the_state_in_place(mlp_pef: Path) -> None:
         assert floats == ({torch.float64} if wide else {torch.float32})
     for name, value in before.items():
         np.testing.assert_array_equal(feed[name], value, err_msg=name)
+
+
+def test_a_bias_gradient_is_scaled_by_its_terms_when_it_cancels(mlp_pef: Path) -> None:
+    """A bias's gradient sums its output's over the batch: the reference gives the largest sum
+    of those terms' magnitudes (fc2's: sum over the batch of |d loss / d logits|); a gradient
+    torch computes below float32's resolution of them is judged at that size, not below it."""
+    run = _run(MLP, mlp_pef)
+    state, step = run.initial_state()
+    inputs, targets = next(iter(run.batches("train", 0)))
+    feed = {**state, **run.batch(inputs, targets)}
+    _, scales = joint_values(trace_joint(run), run.program, feed, rng_seed_value(0, step))
+    model = run.torch_model()
+    load_weights(model, state)
+    logits = model(*inputs)
+    logits.retain_grad()
+    run.model_file.function("loss")(logits, *targets).backward()
+    terms = float(logits.grad.abs().sum(0).max())
+    assert scales["fc2.bias.grad"] == pytest.approx(terms, rel=1e-6)
+    assert "fc2.weight.grad" not in scales  # an outer product, not a sum of one gradient
+    f32 = DEFAULT_TOLERANCES["float32"]
+    noise = np.full(4, terms * 1e-7, np.float32)  # a sum cancelled to rounding noise
+    assert cancelled(np.zeros(4, np.float32), terms, f32)
+    assert compare("b.grad", noise, np.zeros(4, np.float32), scale=terms).ok
+    assert not cancelled(np.full(4, terms * 1e-3, np.float32), terms, f32)
 
 
 def test_rdu_test_passes_with_dropout_and_a_seed(dropout_model: tuple[Path, Path]) -> None:
