@@ -1207,7 +1207,8 @@ class Fabric:
             s.name: _SectionPlan.build(s, self.threads) for s in program.sections
         }
         self.counters: dict[str, perf.SectionCounters] = {
-            s.name: perf.section_counters(s, self.meta, program.resident) for s in program.sections
+            s.name: perf.SectionCounters(model)
+            for s, model in zip(program.sections, perf.program_models(program), strict=True)
         }
         self._pool: ThreadPoolExecutor | None = None
         self.on_run: Callable[[str, float, float], None] | None = None

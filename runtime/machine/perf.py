@@ -115,7 +115,7 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    once a stream feeding it (a multicast stream is read once for all the copies it feeds), its
    output once a copy. A register port costs its PMU one cycle a stream feeding it (one
    read), not one a vector: a scalar read by many units does not serialise them.
-3. **Links are shared** (``route_bytes``, ``link_cycles``): a switch-to-switch link moves
+3. **Links are shared** (``route_bytes``, ``busiest_link``): a switch-to-switch link moves
    ``stream_bytes_per_cycle`` bytes a cycle, whatever the number of streams on it, so ``link =
    max over links of the bytes of every route through it / stream_bytes_per_cycle``. A route
    carries: a load its PMU's off-chip bytes, a store its symbol's bytes, a stream into a PCU the
@@ -142,21 +142,39 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
 7. **Symbols kept on chip** (``OnChip``, from the PEF's ``resident`` section,
    ``runtime.pef.schema.Residency``). When the sections are **co-resident** the fabric holds
    every section at once, so a section is loaded once a run, not once a step: its ``load`` is
-   reported apart (``first_load``, with the first DRAM load of the on-chip state) and
-   ``cycles(section) = max(compute, pmu, dram, link)``, the steady step. When they are loaded
+   reported apart (``first_load``, with the first DRAM load of the on-chip state), and they
+   run chained (rule 8). When they are loaded
    in turn around **pinned** homes (``Residency.co_resident`` false), each is loaded every run
    as rule 5 says, and ``first_load`` is the state's first DRAM load alone. Either way, a
    symbol kept on chip moves no DRAM bytes: a PMU loaded from it
    is either its home or a shared PMU on the home's slots (already holding it: its first
-   element and its last are there at 0; in the home's own section, the old value its writer
+   element and its last are there at 0, unless an earlier chained section writes it, rule 8;
+   in the home's own section, the old value its writer
    updates in place, ``rules.in_place_problem``, whose reads and the writes of the new value
    busy the same PMUs, rule 2) or filled by a hand-off, an on-chip copy from the
    home along the hand-off's route (its first element after the route's hops, its last once
-   its bytes have followed at one stream's bytes a cycle; the route's links carry those
+   its bytes have followed at one stream's bytes a cycle, rule 8 for a home written earlier
+   in the step; the route's links carry those
    bytes, rule 3; the copy writes the PMU's banks, a cycle a word a bank, and reads the
    home's when the home is in the same section, rule 2).
    A section output to an on-chip symbol is not stored: it is complete when its writer ends.
    The batch, the hyperparameters, the loss and the outputs still cross DRAM (rule 4).
+8. **Co-resident sections are chained** (``chained_models``): configured together, they run
+   as one dataflow graph, each unit starting when its inputs are there, whichever section
+   wrote them (a step still ends before the next begins). Their times count from the start
+   of the step. A PMU loaded from a symbol an earlier section of the step wrote has it as
+   rule 1 has a buffer written in its own section: on the home's slots, when and in the order
+   its writer writes it; through a hand-off, the copy following the writer over the route's
+   hops (its last element a copy's time after the first, not before the writer's last; in the
+   writer's order when that is address order, else read whole); through DRAM, a DRAM latency
+   after the store (itself a latency after the writer's end), at the DRAM bandwidth. A unit
+   that writes a symbol an earlier section reads starts no sooner than those reads are done
+   (the readers' end; for a hand-off, its copy's). The step is the largest of the last end
+   and the bounds of rules 2 to 4 over every section at once: a PMU slot's banks serve every
+   section's ports on it, a link carries every section's routes, and DRAM every section's
+   bytes. A section's ``cycles`` is what it adds to the step (its end less the previous
+   sections', none when it ends sooner), the last one's the rest of the step: the sections'
+   cycles add up to the step.
 
 The latencies are the target's figures (our assumptions for every preset, see
 ``runtime/machine/targets.py``), 0 when a target gives none.
@@ -172,7 +190,9 @@ cycle / peak)``, the fraction no mapping can beat with that much off-chip traffi
 Not modelled: control beyond the dependences (a unit starts as soon as its inputs are there),
 the DRAM latency of each tile of a streamed tensor (requests are pipelined), several DRAM
 channels' own bandwidths (one figure for all), and keeping a section loaded across runs unless
-the sections are co-resident (rule 7).
+the sections are co-resident (rule 7); chained sections' DRAM loads each run at the whole
+bandwidth from the step's start, as one section's do (rule 1), the DRAM bound counting them
+all.
 """
 
 from __future__ import annotations
@@ -180,7 +200,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
@@ -805,15 +825,44 @@ def input_hops(section: Section) -> dict[tuple[int, int], int]:
     return hops
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """When a buffer a section reads is there, set from outside the section (rule 8: written
+    earlier in the step by a chained section): its first element, its last, and how it is
+    written (``visit_order``'s order, ``Walk``'s rows; None: readers wait for its last)."""
+
+    first: int
+    last: int
+    order: tuple[int, list[tuple[int, int]]] | None = None
+    walk: Walk | None = None
+
+
 def unit_times(
     section: Section,
     units: Sequence[UnitModel],
     target: Target,
     loads: Mapping[int, int],
     onchip: OnChip | None = None,
+    arrivals: Mapping[int, Arrival] | None = None,
+    not_before: Mapping[int, int] | None = None,
 ) -> tuple[UnitTime, ...]:
     """When each PCU of ``section`` runs (see the module docstring); ``loads``: each PMU's
-    off-chip bytes (``pmu_loads``); ``onchip``: the symbols kept on chip (rule 7)."""
+    off-chip bytes (``pmu_loads``); ``onchip``: the symbols kept on chip (rule 7);
+    ``arrivals``: PMUs whose contents are there as given (rule 8); ``not_before``: PCUs that
+    start no sooner than given (rule 8: they overwrite what an earlier section reads)."""
+    return _unit_times(section, units, target, loads, onchip, arrivals, not_before)[0]
+
+
+def _unit_times(
+    section: Section,
+    units: Sequence[UnitModel],
+    target: Target,
+    loads: Mapping[int, int],
+    onchip: OnChip | None,
+    arrivals: Mapping[int, Arrival] | None,
+    not_before: Mapping[int, int] | None,
+) -> tuple[tuple[UnitTime, ...], dict[int, Arrival]]:
+    """``unit_times``, and when each PMU's contents are there (an ``Arrival`` a PMU)."""
     routed = input_hops(section)
     latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
@@ -830,6 +879,14 @@ def unit_times(
             continue
         written[i] = visit_order(pmu.shape, _row_major(pmu.shape))
         rows_at[i] = Walk((math.prod(pmu.shape),), (1,))  # row-major, an element at a time
+        if arrivals is not None and i in arrivals:  # written earlier in the step (rule 8)
+            given = arrivals[i]
+            first_at[i], all_at[i], written[i] = given.first, given.last, given.order
+            if given.walk is None:
+                rows_at.pop(i)
+            else:
+                rows_at[i] = given.walk
+            continue
         if _resident_pmu(section, i, onchip):  # its home, or a copy from it (rule 7)
             assert onchip is not None
             handoff = onchip.handoffs.get(i)
@@ -851,7 +908,8 @@ def unit_times(
     times: list[UnitTime] = []
     for i, (pcu, unit) in enumerate(zip(section.pcus, units, strict=True)):
         longest = unit.fill - target.pcu_stages * unit.passes  # the fill's hops
-        start = begin = last_input = 0  # begin: its (last copy's) first inputs are there
+        start = begin = not_before.get(i, 0) if not_before else 0  # begin: its (last copy's)
+        last_input = 0  # first inputs are there
         for port in pcu.inputs:
             b = port.pmu
             lead = longest - routed.get((i, b), longest)  # a shorter route: there sooner
@@ -887,7 +945,8 @@ def unit_times(
             rows_at[out] = Walk((elements,), (1,))
         elif walk is not None and (walk.one_run or walk.rows <= ROWS_MOST):
             rows_at[out] = walk
-    return tuple(times)
+    there = {b: Arrival(first_at[b], all_at[b], written.get(b), rows_at.get(b)) for b in first_at}
+    return tuple(times), there
 
 
 def compute_cycles(
@@ -960,22 +1019,6 @@ def route_bytes(
     return carried
 
 
-def link_cycles(
-    section: Section,
-    carried: Sequence[int],
-    target: Target,
-    extra: Sequence[tuple[list[list[int]], int]] = (),
-) -> int:
-    """The cycles the busiest switch-to-switch link of ``section`` needs (``busiest_link``)
-    for the bytes of every route through it (``carried``). Routes on the scalar network are
-    on no vector link. ``extra``: more routes (hops, bytes), the hand-offs into the section's
-    PMUs (rule 7)."""
-    routes = [
-        (r.hops, moved) for r, moved in zip(section.routes, carried, strict=True) if not r.scalar
-    ]
-    return busiest_link([*routes, *extra], target)
-
-
 def busiest_link(routes: Iterable[tuple[Sequence[Sequence[int]], int]], target: Target) -> int:
     """Rule 3: the cycles the busiest switch-to-switch link needs for the bytes of every
     route through it (``routes``: each its switches and its bytes), at one stream's bytes a
@@ -1045,7 +1088,13 @@ class SectionModel:
     times: tuple[UnitTime, ...] = ()
     """When each PCU runs (``unit_times``), in the order of ``units``."""
     resident: bool = False
-    """Co-resident with the program's other sections (rule 7): loaded once a run."""
+    """Co-resident with the program's other sections (rule 7): loaded once a run, and chained
+    with them (rule 8): ``times`` and ``compute_cycles`` count from the start of the step, and
+    ``cycles`` is what the section adds to the step."""
+    pmu_busy: Mapping[int, int] = field(default_factory=dict, repr=False)
+    """Rule 2: the cycles each PMU's banks are busy (by PMU index)."""
+    link_routes: tuple[tuple[Sequence[Sequence[int]], int], ...] = field(default=(), repr=False)
+    """Rule 3: every route on the vector links and the bytes it carries (the hand-offs' too)."""
 
     @property
     def dram_bytes(self) -> int:
@@ -1151,7 +1200,15 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
         dram = latency + math.ceil(traffic.total / per_cycle)
     carried = route_bytes(section, units, meta.symbols, loads, onchip)
-    links = link_cycles(section, carried, target, handoffs)
+    link_routes = (
+        *(
+            (r.hops, moved)
+            for r, moved in zip(section.routes, carried, strict=True)
+            if not r.scalar
+        ),
+        *handoffs,
+    )
+    links = busiest_link(link_routes, target)
     bounds = {"compute": compute, "dram": dram, "pmu": pmu, "link": links}
     bound = max(bounds, key=lambda k: bounds[k])  # the first of the largest
     load = load_cycles(section, target)
@@ -1181,13 +1238,117 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         dram_bytes_per_cycle=per_cycle,
         times=timeline,
         resident=co_resident,
+        pmu_busy=busy,
+        link_routes=link_routes,
     )
 
 
 def program_models(program: Program) -> list[SectionModel]:
     """The model of one run of every section of ``program``, in run order (rule 7 applied to
-    co-resident sections)."""
-    return [model_section(s, program.meta, program.resident) for s in program.sections]
+    co-resident sections, which rule 8 chains)."""
+    models = [model_section(s, program.meta, program.resident) for s in program.sections]
+    if program.resident is not None and program.resident.co_resident:
+        return chained_models(program, models)
+    return models
+
+
+def _arrival_in(
+    section: Section, i: int, onchip: OnChip, written: Arrival, load: int, target: Target
+) -> Arrival:
+    """Rule 8: when PMU ``i`` of ``section``, loaded from a symbol an earlier section wrote
+    (``written``: how it arrived in its writer's PMU), has it."""
+    handoff = onchip.handoffs.get(i)
+    pmu = section.pmus[i]
+    if pmu.symbol not in onchip.symbols:  # stored to DRAM, then loaded again (rule 4)
+        latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
+        per_cycle = dram_bytes_per_cycle(target)
+        first = written.last + 2 * latency
+        follow = math.ceil(load / per_cycle) if math.isfinite(per_cycle) else 0
+        order = visit_order(pmu.shape, _row_major(pmu.shape))
+        return Arrival(first, first + follow, order, Walk((math.prod(pmu.shape),), (1,)))
+    if handoff is None:  # its home, or a PMU on the home's slots: the writer's own
+        return written
+    hops = len(handoff[0]) - 1  # a copy along the route, at one stream's bytes a cycle
+    copy = -(-handoff_bytes(section, i) // stream_bytes(target))
+    last = max(written.last, written.first + copy) + hops
+    in_order = written.walk is not None and written.walk.one_run
+    if in_order:
+        return Arrival(written.first + hops, last, written.order, written.walk)
+    return Arrival(written.first + hops, last)
+
+
+def chained_models(program: Program, models: Sequence[SectionModel]) -> list[SectionModel]:
+    """Rule 8: the co-resident sections of ``program`` (their models alone: ``models``) run
+    chained, as one dataflow graph: each unit starts when its inputs are there, whichever
+    section wrote them, and no unit overwrites a symbol before the earlier sections' readers
+    of its old value are done. Returns the models with ``times`` and ``compute_cycles`` from
+    the start of the step, ``cycles`` what each adds to the step (the step's end so far less
+    the previous section's), the last one taking the step's throughput bounds too."""
+    target = program.meta.target
+    written: dict[int, Arrival] = {}  # symbol -> how its newest value this step arrives
+    read_until: dict[int, int] = {}  # symbol -> when the earlier sections are done with it
+    chained: list[SectionModel] = []
+    step = 0
+    for section, model in zip(program.sections, models, strict=True):
+        onchip = on_chip(section, program.resident)
+        assert onchip is not None
+        loads = pmu_loads(section, target, onchip)
+        arrivals = {
+            i: _arrival_in(section, i, onchip, written[pmu.symbol], loads.get(i, 0), target)
+            for i, pmu in enumerate(section.pmus)
+            if pmu.source == "dram" and pmu.symbol in written
+        }
+        stores = {out.pmu: out.symbol for out in section.outputs}
+        not_before = {
+            j: read_until[stores[pcu.out_pmu]]
+            for j, pcu in enumerate(section.pcus)
+            if stores.get(pcu.out_pmu, -1) in read_until
+        }
+        times, there = _unit_times(
+            section, model.units, target, loads, onchip, arrivals, not_before
+        )
+        compute = compute_cycles(section, times, target, loads, onchip)
+        for i, pmu in enumerate(section.pmus):
+            if pmu.source != "dram" or pmu.symbol < 0:
+                continue
+            ends = [t.end for pcu, t in zip(section.pcus, times, strict=True)
+                    if any(p.pmu == i for p in pcu.inputs)]  # fmt: skip
+            done = max(ends, default=0)
+            if i in onchip.handoffs:  # the home is free once copied
+                done = there[i].last
+            read_until[pmu.symbol] = max(read_until.get(pmu.symbol, 0), done)
+        writes = {pcu.out_pmu for pcu in section.pcus}
+        for out in section.outputs:
+            if out.pmu in writes:
+                written[out.symbol] = there[out.pmu]
+        end = max(step, compute)
+        chained.append(
+            replace(model, times=times, compute_cycles=compute, cycles=end - step, bound="compute")
+        )
+        step = end
+    busy: dict[tuple[int, ...], int] = {}  # PMU slot -> its banks' busy cycles, every section's
+    spans: dict[tuple[int, ...], int] = {}
+    for section, model in zip(program.sections, models, strict=True):
+        for i, n in model.pmu_busy.items():
+            slot = tuple(section.pmus[i].at)
+            busy[slot] = busy.get(slot, 0) + n
+            spans[slot] = max(1, section.pmus[i].pmus)
+    per_cycle = dram_bytes_per_cycle(target)
+    moved = sum(m.traffic.total for m in models)
+    bounds = {
+        "compute": step,
+        "dram": (
+            ns_to_cycles(target.dram_latency_ns, target.clock_ghz) + math.ceil(moved / per_cycle)
+            if moved and math.isfinite(per_cycle)
+            else 0
+        ),
+        "pmu": max((-(-n // spans[slot]) for slot, n in busy.items()), default=0),
+        "link": busiest_link([r for m in models for r in m.link_routes], target),
+    }
+    bound = max(bounds, key=lambda k: bounds[k])
+    last = chained[-1]
+    chained[-1] = replace(last, cycles=last.cycles + bounds[bound] - step, bound=bound)
+    return chained
 
 
 def first_load_cycles(program: Program, models: Sequence[SectionModel]) -> int:

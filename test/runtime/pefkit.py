@@ -533,6 +533,45 @@ def co_resident_relus(
     return replace(program, resident=schema.Residency(symbols=[entry]))
 
 
+def chained_overwrite(*, shared: bool = False) -> schema.Program:
+    """Two co-resident sections, the second overwriting what the first reads: ``y = relu(w)``,
+    then ``w = -x``, with ``w`` (a parameter) kept on chip, its home the second section's
+    output PMU. The first section reads ``w`` from a hand-off along row 0 from the home's
+    column to its PMU's, or (``shared``) from a PMU on the home's slot."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("w", [64, 16], role="parameter")
+    p.symbol("x", [64, 16])
+    p.symbol("y", [64, 16], role="output")
+    first = p.section("forward")
+    old = first.load("w")
+    y = first.pcu("relu", [64, 16], [(old, 0, [16, 1])], [st("const", imm=0.0),
+                  st("max", 0, 1)], [64, 16])  # fmt: skip
+    first.store("y", y)
+    second = p.section("forward.1", "forward")
+    second._slot = 8  # units of its own
+    new = second.pcu("neg", [64, 16], [(second.load("x"), 0, [16, 1])], [st("neg", 0)],
+                     [64, 16])  # fmt: skip
+    second.store("w", new)
+    program = p.build()
+    home = program.sections[1].pmus[new].at
+    if shared:
+        pmus = [
+            replace(program.sections[0].pmus[old], at=list(home)),
+            *program.sections[0].pmus[1:],
+        ]
+        program = replace(program, sections=[replace(program.sections[0], pmus=pmus),
+                                             program.sections[1]])  # fmt: skip
+        entry = schema.ResidentSymbol(
+            symbol=0, section="forward.1", pmu=new, shared=[schema.SharedPmu("forward", old)]
+        )
+    else:
+        at = program.sections[0].pmus[old].at
+        hops = [[x, 0] for x in range(home[0], at[0] - 1, -1)]
+        handoff = schema.Handoff(section="forward", pmu=old, hops=hops)
+        entry = schema.ResidentSymbol(symbol=0, section="forward.1", pmu=new, handoffs=[handoff])
+    return replace(program, resident=schema.Residency(symbols=[entry]))
+
+
 def in_place_update(*, transposed: bool = False) -> schema.Program:
     """One section updating ``w`` (an activation kept on chip) in place: ``decay = w + g``,
     then ``update = w - decay`` written into ``w``'s home (its output PMU, slot (4, 0)), the

@@ -15,6 +15,7 @@ import pytest
 from pefkit import (
     TARGET,
     ProgramBuilder,
+    chained_overwrite,
     co_resident_relus,
     in_place_update,
     matmul_program,
@@ -665,33 +666,87 @@ def test_co_resident_sections_load_once_and_keep_their_symbols_on_chip() -> None
     assert (first.traffic.bytes_in, first.traffic.bytes_out) == (4096, 0)
     assert first.dram_cycles == 4096 and first.compute_cycles == 4096 + 8
     assert first.cycles == 4096 + 8 and first.bound == "compute"
-    # The second reads h from the hand-off: its first element after the route's 7 hops, its
-    # last 4096 / 64 = 64 cycles later; the relu (64 vectors + 8 fill) starts at 7 and ends
-    # at max(7 + 72, 71 + 8) = 79. No DRAM byte for h; y is stored (4096).
+    # Chained (rule 8), the second reads h from the hand-off as the first writes it: the copy
+    # follows the writer's first result (8) over the route's 7 hops and ends 7 after it (4104
+    # + 7, the writer being slower than the copy's 64 cycles); h's copy is written in address
+    # order, as the relu2 reads it, so the relu2 starts at 15, its first result a fill later,
+    # and it ends a fill after h's last element: 4111 + 8. No DRAM byte for h; y is stored.
     (t,) = second.times
-    assert (t.start, t.end) == (7, 79)
+    assert (t.start, t.first, t.end) == (15, 23, 4119)
+    assert second.compute_cycles == 4119
     assert (second.traffic.bytes_in, second.traffic.bytes_out) == (4096 - 4096, 4096)
     # h's PMU: the copy writes 1024 words over 16 banks (64 cycles), the relu reads 64 vectors.
     assert second.pmu_cycles == 64 + 64
     # Each of the hand-off's links carries h's 4096 bytes: 64 cycles at least.
     assert second.link_cycles >= 64
-    assert second.cycles == second.dram_cycles == 4096 and second.bound == "dram"
+    # The step: the chain ends at 4119, but DRAM moves x and y, 8192 bytes at a byte a cycle:
+    # the second section adds 15 to the first's 4104, and the last the rest, bound by DRAM.
+    assert second.cycles == 8192 - 4104 and second.bound == "dram"
     # Loaded once a run: both configurations, and no state to load (h is an activation).
     assert first_load_cycles(program, [first, second]) == first.load_cycles + second.load_cycles
 
 
-def test_a_pmu_on_its_homes_slot_holds_the_symbol_from_the_start() -> None:
-    # As above, but the second section's h PMU sits on the home's slot: no hand-off, so h is
-    # there whole at 0 and the relu (64 vectors; fill: 6 stages and h's route to it along row
-    # 0 from column 1 to 10, 9 hops) ends 64 + 15 later; no copy in h's PMU banks or links.
+def test_a_pmu_on_its_homes_slot_is_read_as_its_writer_writes_it() -> None:
+    # As above, but the second section's h PMU sits on the home's slot: no hand-off, so the
+    # relu2 reads h where the first relu writes it: from its first element (8), its first
+    # result a fill later (6 stages and h's route to it along row 0 from column 1 to 10, 9
+    # hops), ending a fill after h's last (4104); no copy in h's PMU banks or links.
     program = with_target(with_banks(co_resident_relus(shared=True), 16), dram_gbps=2.0,
                           clock_ghz=2.0, config_latency_ns=100.0)  # fmt: skip
     _, second = program_models(program)
     (unit,) = second.units
     (t,) = second.times
-    assert unit.fill == 6 + 9 and (t.start, t.end) == (0, 64 + 15)
+    assert unit.fill == 6 + 9 and (t.start, t.first, t.end) == (8, 8 + 15, 4104 + 15)
     assert second.traffic.bytes_in == 0 and second.pmu_cycles == 64  # the relu's reads
     assert second.link_cycles == 64  # the relu's 4096 bytes to y's PMU and y's store
+
+
+def test_chained_sections_overwrite_a_symbol_after_its_earlier_readers_are_done() -> None:
+    # Rule 8: y = relu(w), then w = -x in the next section, w kept on chip (its home the
+    # second's output), no DRAM bandwidth given (x is there at once). The relu reads a copy of
+    # w from the hand-off (9 hops, 64 cycles: there from 9 to 73) and ends at max(9 + 72, 73
+    # + 8) = 81. The neg could start at 0, but it overwrites w's home: it starts once the copy
+    # is done (73) and ends 72 later.
+    program = with_target(with_banks(chained_overwrite(), 16), dram_gbps=0.0)
+    first, second = program_models(program)
+    assert [(t.start, t.end) for t in first.times] == [(9, 81)]
+    assert [(t.start, t.end) for t in second.times] == [(73, 145)]
+    assert (first.cycles, second.cycles) == (81, 145 - 81)
+    # Read where it lives (a PMU on the home's slot): the neg waits for the relu's end (72).
+    program = with_target(with_banks(chained_overwrite(shared=True), 16), dram_gbps=0.0)
+    first, second = program_models(program)
+    assert [(t.start, t.end) for t in first.times] == [(0, 72)]
+    assert [(t.start, t.end) for t in second.times] == [(72, 144)]
+    # The home's slot serves the relu's 64 reads and the neg's 64 writes: 128 < 144.
+    assert second.bound == "compute" and first.cycles + second.cycles == 144
+
+
+def test_a_chained_sections_reader_of_a_reduction_starts_after_it_ends() -> None:
+    # Rule 8 with rule 1's reductions: h = the column sums of x ([64, 16] summed over the
+    # rows, the outer counter: 64 vectors, fill 8) emits only at its end, 72; the next
+    # section's relu of h (one vector; fill: 6 stages, 2 hops) reads it through a 7-hop
+    # hand-off whose copy (64 bytes: a cycle) starts at 72: h is there at 72 + 1 + 7.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 16])
+    p.symbol("h", [16], role="activation")
+    p.symbol("y", [16], role="output")
+    first = p.section("forward")
+    h = first.pcu("sum", [64, 16], [(first.load("x"), 0, [16, 1])], [], [16],
+                  (0, [0, 1]), combiner="add")  # fmt: skip
+    first.store("h", h)
+    second = p.section("forward.1", "forward")
+    second._slot = 8
+    y = second.pcu("relu", [16], [(second.load("h"), 0, [1])],
+                   [st("const", imm=0.0), st("max", 0, 1)], [16])  # fmt: skip
+    second.store("y", y)
+    handoff = schema.Handoff(section="forward.1", pmu=0, hops=[[x, 0] for x in range(1, 9)])
+    entry = schema.ResidentSymbol(symbol=1, section="forward", pmu=1, handoffs=[handoff])
+    program = replace(p.build(), resident=schema.Residency(symbols=[entry]))
+    first_model, second_model = program_models(with_target(with_banks(program, 16), dram_gbps=0.0))
+    (reduce,) = first_model.times
+    (relu,) = second_model.times
+    assert (reduce.first, reduce.end) == (72, 72)
+    assert (relu.start, relu.end) == (72 + 1 + 7, 80 + 1 + 8)
 
 
 def test_sections_not_co_resident_keep_loading_every_run() -> None:
