@@ -1091,6 +1091,9 @@ class SectionModel:
     """Co-resident with the program's other sections (rule 7): loaded once a run, and chained
     with them (rule 8): ``times`` and ``compute_cycles`` count from the start of the step, and
     ``cycles`` is what the section adds to the step."""
+    chained_from: int = 0
+    """Chained (rule 8): the step's cycles before this section's (the previous sections'
+    ``cycles``); its ``times`` count from the step's start, that many cycles before its own."""
     pmu_busy: Mapping[int, int] = field(default_factory=dict, repr=False)
     """Rule 2: the cycles each PMU's banks are busy (by PMU index)."""
     link_routes: tuple[tuple[Sequence[Sequence[int]], int], ...] = field(default=(), repr=False)
@@ -1107,9 +1110,15 @@ class SectionModel:
         return cycles_to_seconds(self.cycles, self.clock_ghz)
 
     @property
+    def span_cycles(self) -> int:
+        """The cycles its units and its traffic take: its ``cycles``, or chained (rule 8) from
+        the step's start to its end."""
+        return self.chained_from + self.cycles
+
+    @property
     def fraction_of_peak(self) -> float:
-        """FLOPs over what the whole fabric could do in the section's cycles."""
-        return fraction_of_peak(self.flops, self.cycles, self.peak_flops_per_cycle)
+        """FLOPs over what the whole fabric could do in the section's span."""
+        return fraction_of_peak(self.flops, self.span_cycles, self.peak_flops_per_cycle)
 
     @property
     def roofline_fraction(self) -> float:
@@ -1323,7 +1332,14 @@ def chained_models(program: Program, models: Sequence[SectionModel]) -> list[Sec
                 written[out.symbol] = there[out.pmu]
         end = max(step, compute)
         chained.append(
-            replace(model, times=times, compute_cycles=compute, cycles=end - step, bound="compute")
+            replace(
+                model,
+                times=times,
+                compute_cycles=compute,
+                cycles=end - step,
+                bound="compute",
+                chained_from=step,
+            )
         )
         step = end
     busy: dict[tuple[int, ...], int] = {}  # PMU slot -> its banks' busy cycles, every section's

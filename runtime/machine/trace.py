@@ -12,7 +12,10 @@ Two clocks, in two kinds of processes of the trace, never mixed on one track:
   - ``DRAM``: the run's off-chip traffic at the target's bandwidth: its loads from the start,
     then its spills, and its stores ending with the run (the model overlaps them with compute);
   - one track a PCU (``pcu 3 tanh_5``): the unit busy from the cycle its first input can arrive
-    (the fill of the units before it, as the model chains them) for its modelled cycles.
+    (the fill of the units before it, as the model chains them) for its modelled cycles; in
+    co-resident sections, which run chained (the model's rule 8), from its modelled start,
+    counted from the step's start (before the section's own run when an earlier section's
+    units were still running).
 
   Sections run one after another on the fabric, so a run starts where the one before ended.
 - **host wall time** (``rdu-run --profile`` only): one process, ``emulator (host wall time)``,
@@ -178,11 +181,15 @@ class TraceBuilder:
         )  # fmt: skip
         if detail:
             self._dram(pid, process, ts, model)
-            for i, (unit, start) in enumerate(zip(model.units, self.starts[name], strict=True)):
+            origin, starts = ts, self.starts[name]
+            if model.resident:  # chained (rule 8): from the step's start, before this run's
+                origin -= self.us(model.chained_from)
+                starts = [t.start for t in model.times]
+            for i, (unit, start) in enumerate(zip(model.units, starts, strict=True)):
                 tid = self.FIRST_PCU + i
                 self.track(pid, tid, process, f"pcu {i} {unit.name}")
                 self.events.append(
-                    _slice(pid, tid, ts + self.us(start), self.us(unit.cycles), unit.name,
+                    _slice(pid, tid, origin + self.us(start), self.us(unit.cycles), unit.name,
                            "unit", cycles=unit.cycles, bound=unit.bound, vectors=unit.vectors,
                            initiation_interval=unit.ii, fill=unit.fill, copies=unit.copies,
                            loc=section.pcus[i].loc)

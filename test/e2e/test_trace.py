@@ -132,7 +132,10 @@ def test_the_trace_of_a_training_run(run_trace_path: Path, mlp_pef: Path) -> Non
             for run, b in zip(detailed, busy, strict=True):
                 assert b["name"] == unit.name and b["args"]["cycles"] == unit.cycles
                 assert b["dur"] == pytest.approx(unit.cycles / (clock * 1e3))
-                assert run["ts"] <= b["ts"] and b["ts"] + b["dur"] <= run["ts"] + run["dur"] + 1e-9
+                # chained (co-resident, rule 8): from the step's start, before its own run
+                begins = run["ts"] - model.chained_from / (clock * 1e3)
+                assert begins - 1e-9 <= b["ts"]
+                assert b["ts"] + b["dur"] <= run["ts"] + run["dur"] + 1e-9
         first = detailed[0]
         transfers = [e for e in tracks[(pid, DRAM)]
                      if first["ts"] <= e["ts"] < first["ts"] + first["dur"]]  # fmt: skip
