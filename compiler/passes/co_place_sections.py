@@ -6,7 +6,9 @@ on units of their own, in one placement whose routes are checked to fit the link
 together: the fabric is configured once a run, not once a section run, and the tensors the
 sections hand each other (saved activations, gradients) and keep across steps (parameters,
 buffers, optimizer state) stay in PMUs instead of crossing DRAM
-(``runtime/machine/perf.py`` rule 7 models it; ``runtime.pef.schema.Residency`` records it).
+(``runtime/machine/perf.py`` rule 7 models it, and rule 8 runs the sections chained, each
+unit starting when its inputs are there, whichever section wrote them;
+``runtime.pef.schema.Residency`` records it).
 
 The sections are co-placed when:
 

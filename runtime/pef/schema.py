@@ -351,7 +351,8 @@ class Handoff(Payload, frozen=True):
 class SharedPmu(Payload, frozen=True):
     """A PMU loaded from a resident symbol that sits on the home PMU's own slots: it reads the
     symbol where it lives, with no hand-off and no copy. In another section than the home's,
-    the sections run one at a time, so the PMU serves one of them at a time. In the home's own
+    its banks serve that section's ports besides the home's (the sections run chained: the
+    performance model's rule 8 counts both on the slot). In the home's own
     section, it is the old value the home's writer updates in place (the optimizer's
     parameter, read by the update that writes the new one over it: every address is read
     before it is written, ``runtime.machine.rules.in_place_problem``)."""
@@ -383,7 +384,8 @@ class Residency(Payload, frozen=True):
     ``co_resident`` (the default): every section of the program sits on the fabric at once, on
     units of its own (no PCU or PMU slot shared between two sections, but a resident symbol's
     ``shared`` PMUs), its routes and the hand-offs' routes within the links' capacity together,
-    so the fabric is configured once per run, not once per section run.
+    so the fabric is configured once per run, not once per section run, and the sections run
+    chained, as one dataflow graph (the performance model's rule 8).
 
     Not ``co_resident``: the sections are configured one at a time, as without residency, but
     the symbols' homes are **pinned**: no unit of any section sits on a home's slots but the
