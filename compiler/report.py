@@ -10,7 +10,8 @@ same model ``rdu-run --profile`` counts with), so the report and the runtime nev
   and time, FLOPs, bytes moved off-chip, the fraction of the target's peak achieved and the
   roofline bound (the fraction the off-chip traffic allows at most), and what bounds the time;
 - per unit: its cycles, vectors, initiation interval, unroll, pipeline depth and FLOPs (of a
-  parallel unit: one copy's, and its ``parallel`` factors and ``copies``);
+  parallel unit: one copy's, and its ``parallel`` factors, ``copies`` and whether they are
+  ``interleaved``);
 - ``ideal`` (when the compiler gives it): the step's bound computed without the performance
   model (``compiler/ideal.py``), without and with residency, and the modelled time over each;
 - ``report.html``: the summary, a roofline plot and every section's grid, where each unit
@@ -119,6 +120,7 @@ def build_report(
                     "bound": u.bound,
                     "copies": u.copies,
                     "parallel": list(pcu.parallel),
+                    "interleaved": pcu.interleaved,
                 }
             )
         sections.append(

@@ -21,7 +21,8 @@ input ports:
 (the printer puts the header on one line). parallelize-units may add ``parallel [p0, p1, ...]``
 after ``combiner``: the unit is ``prod(p)`` identical PCUs ("copies"), copy ``k`` running
 counter ``c`` over the block ``[k[c] * b[c], min(S[c], (k[c] + 1) * b[c]))``,
-``b[c] = ceil(S[c] / p[c])`` (see ``runtime/pef/schema.py``, ``Pcu.parallel``).
+``b[c] = ceil(S[c] / p[c])`` (see ``runtime/pef/schema.py``, ``Pcu.parallel``), or, with
+``interleaved`` after it, over every ``p[c]``-th point from ``k[c]`` (``Pcu.interleaved``).
 
 Stage ops: ``pcu.stage <opcode>(...)`` (see ``StageOpcode``), ``pcu.const <number> : type``,
 ``pcu.counter <c> : i64``, ``pcu.yield``.
@@ -63,6 +64,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     TensorType,
+    UnitAttr,
     i1,
     i64,
 )
@@ -125,7 +127,12 @@ from dialects.rdu_tile import (
     verify_space,
 )
 from runtime.machine.opcodes import OPCODES, Opcode, type_error
-from runtime.machine.rules import parallel_problem, register_problem, unit_depth
+from runtime.machine.rules import (
+    interleave_problem,
+    parallel_problem,
+    register_problem,
+    unit_depth,
+)
 
 STAGE_OPCODES: dict[str, Opcode] = {name: op for name, op in OPCODES.items() if op.arity > 0}
 """The opcodes of ``pcu.stage`` (``runtime/machine/opcodes.py``): every opcode with operands
@@ -538,6 +545,7 @@ class UnitOp(IRDLOperation):
     out = prop_def(AccessAttr)
     combiner = prop_def(CombinerAttr)
     parallel = opt_prop_def(DenseArrayBase.constr(I64))
+    interleaved = opt_prop_def(UnitAttr)
     placement = opt_prop_def(PlacementAttr)
 
     body = region_def("single_block")
@@ -669,6 +677,8 @@ class UnitOp(IRDLOperation):
         )
         if self.parallel is not None:
             printer.print_string(f" parallel {int_list_text(self.parallel.get_values())}")
+        if self.interleaved is not None:
+            printer.print_string(" interleaved")
         if self.placement is not None:
             printer.print_string(" placed ")
             printer.print_attribute(self.placement)
@@ -688,6 +698,8 @@ class UnitOp(IRDLOperation):
         props["sym_name"] = name
         if parser.parse_optional_keyword("parallel") is not None:
             props["parallel"] = dense_i64(parse_int_list(parser, "parallel"))
+        if parser.parse_optional_keyword("interleaved") is not None:
+            props["interleaved"] = UnitAttr()
         if parser.parse_optional_keyword("placed") is not None:
             pos = parser.pos
             placement = parser.parse_attribute()
@@ -742,6 +754,11 @@ class UnitOp(IRDLOperation):
         )
         if self.parallel is not None:
             problem = self.parallel_problem(self.parallel_values)
+            if problem:
+                raise VerifyException(f"{what}: {problem}")
+        if self.interleaved is not None:
+            factors = self.parallel_values or (1,) * len(self.space_values)
+            problem = interleave_problem(self.space_values, self.out.stride_values, factors)
             if problem:
                 raise VerifyException(f"{what}: {problem}")
         if self.placement is not None:

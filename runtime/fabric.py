@@ -81,7 +81,7 @@ from runtime.errors import RduError
 from runtime.host_memory import keep_freed_memory
 from runtime.machine import perf
 from runtime.machine.opcodes import OPCODES as OPCODE_TABLE
-from runtime.machine.rules import copy_block, reduced_counters
+from runtime.machine.rules import copy_points, interleaved_counters, reduced_counters
 from runtime.pef.schema import Access, Meta, Pcu, Program, Section, Stage
 from runtime.pef.validate import validate
 
@@ -745,14 +745,29 @@ def copy_pcus(pcu: Pcu) -> list[Pcu]:
     emulator runs ``whole_unit`` instead; these are what the PEF configures, one a PCU."""
     if not pcu.parallel:
         return [pcu]
-    blocks = copy_block(pcu.space, pcu.parallel)
     copies: list[Pcu] = []
+    turns = interleaved_counters(pcu.space, pcu.out.strides, pcu.interleaved)
     for index in itertools.product(*(range(p) for p in pcu.parallel)):
-        start = [k * b for k, b in zip(index, blocks, strict=True)]
-        space = [
-            max(0, min(e, s + b) - s) for e, s, b in zip(pcu.space, start, blocks, strict=True)
+        points = [
+            copy_points(e, p, k, c in turns)
+            for c, (e, p, k) in enumerate(zip(pcu.space, pcu.parallel, index, strict=True))
         ]
-        copies.append(_moved(pcu, start, space, f"{pcu.name} copy {len(copies)}"))
+        start = [r.start for r in points]
+        copy = _moved(pcu, start, [len(r) for r in points], f"{pcu.name} copy {len(copies)}")
+        if turns:  # every p-th point: each counter's strides times its step
+            steps = [r.step for r in points]
+
+            def spread(access: Access, steps: list[int] = steps) -> Access:
+                strides = [st * k for st, k in zip(access.strides, steps, strict=True)]
+                return msgspec.structs.replace(access, strides=strides)
+
+            copy = msgspec.structs.replace(
+                copy,
+                inputs=[msgspec.structs.replace(q, access=spread(q.access)) for q in copy.inputs],
+                out=spread(copy.out),
+                interleaved=False,
+            )
+        copies.append(copy)
     return copies
 
 

@@ -84,7 +84,9 @@ def format_program(program: schema.Program, section: str | None, summary: bool) 
             if p.parallel:
                 yield (
                     f"    parallel [{','.join(map(str, p.parallel))}]: "
-                    f"{math.prod(p.parallel)} copies, more at {' '.join(_at(a) for a in p.more_at)}"
+                    f"{math.prod(p.parallel)} copies"
+                    + (", interleaved" if p.interleaved else "")
+                    + f", more at {' '.join(_at(a) for a in p.more_at)}"
                 )
             for j, port in enumerate(p.inputs):
                 yield f"    v{j} = in pmu {port.pmu} {_access(port.access)}"

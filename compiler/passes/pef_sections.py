@@ -270,6 +270,7 @@ class SectionEmitter:
             dtype=dtype,
             parallel=list(op.parallel_values),
             more_at=slots[1:],
+            interleaved=op.interleaved is not None,
         )
 
 

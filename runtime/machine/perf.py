@@ -87,7 +87,11 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    flattened row-major, ``[8, 32, 48]`` written as 256 rows of 48, the lanes counter never
    split into rows; a DRAM load row-major, an element a row). A writer whose copies split
    those counters writes every copy's box of rows at once, each row-major, at one pace: a
-   copy's rows are complete evenly between the buffer's first element and its last. A PCU
+   copy's rows are complete evenly between the buffer's first element and its last.
+   Interleaved copies (``Pcu.interleaved``) take a split counter's rows in turn, row ``r``
+   being the ``r // p``-th of its copy's: together they complete the rows in order, as one
+   PCU would (a reader of whole blocks of rows, such as an attention's sequences, need not
+   wait for the writer's end), and an interleaved reader's copies read them so. A PCU
    whose leading counters walk the buffer in rows the same way (a matmul reading the rows of
    its left operand, each row several times), parallel or not, reads it a row at a time: a
    copy reaches the ``i``-th row of its box ``i * steady / rows of a box`` cycles after it
@@ -637,7 +641,18 @@ def _walk(pcu: Pcu, access: Access, elements: int) -> Walk | None:
         return None
     counters, extents = found
     factors = tuple(pcu.parallel[c] if pcu.parallel else 1 for c in counters)
-    return Walk(extents, factors)
+    return Walk(extents, factors, pcu.interleaved and any(f > 1 for f in factors))
+
+
+def splits_rows(pcu: Pcu, section: Section) -> bool:
+    """Whether ``pcu``'s copies split the rows it walks a buffer in (rule 1): whether their
+    order (``Pcu.interleaved``) changes when its rows are read or written."""
+    accesses = [(pcu.out_pmu, pcu.out), *((p.pmu, p.access) for p in pcu.inputs)]
+    for pmu, access in accesses:
+        walk = _walk(pcu, access, math.prod(section.pmus[pmu].shape))
+        if walk is not None and not walk.one_run:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -663,6 +678,9 @@ class Walk:
 
     extents: tuple[int, ...]
     factors: tuple[int, ...]
+    interleaved: bool = False
+    """The copies take the rows of each split counter in turn (``Pcu.interleaved``): copy
+    ``k`` walks rows ``k, k + factor, ...`` of it, not a block of consecutive ones."""
 
     @property
     def rows(self) -> int:
@@ -683,7 +701,8 @@ class Walk:
         position, inner = 0, 1
         for extent, factor in zip(reversed(self.extents), reversed(self.factors), strict=True):
             block = -(-extent // factor)
-            position += row % extent % block * inner
+            at = row % extent
+            position += (at // factor if self.interleaved else at % block) * inner
             row //= extent
             inner *= block
         return position
@@ -693,6 +712,8 @@ class Walk:
         right after ``r``): where the innermost counter enters a copy's block."""
         if self.one_run:
             return {0}
+        if self.interleaved:  # a copy's next row is ``factor`` rows on: every row is one
+            return set(range(self.rows))
         extent = self.extents[-1]
         block = -(-extent // self.factors[-1])
         return {o * extent + i for o in range(self.rows // extent) for i in range(0, extent, block)}

@@ -114,6 +114,40 @@ def copy_block(space: Sequence[int], factors: Sequence[int]) -> tuple[int, ...]:
     return tuple(-(-e // max(p, 1)) for e, p in zip(space, factors, strict=True))
 
 
+def copy_points(extent: int, factor: int, k: int, interleaved: bool) -> range:
+    """The points of a counter of ``extent`` that copy ``k`` of ``factor`` runs over: its block
+    ``[k * b, min(extent, (k + 1) * b))`` (``copy_block``), or ``interleaved`` every
+    ``factor``-th point from ``k``."""
+    if interleaved:
+        return range(k, extent, factor)
+    block = -(-extent // max(factor, 1))
+    return range(k * block, min(extent, (k + 1) * block))
+
+
+def interleave_problem(
+    space: Sequence[int], out_strides: Sequence[int], factors: Sequence[int]
+) -> str | None:
+    """What forbids a unit's copies from taking the points of their split counters in turn
+    (``interleaved``), or None: it must be parallel with a split counter besides its lanes
+    counter (``lanes_counter``, which keeps its blocks, so that a copy's vectors stay
+    consecutive points)."""
+    lanes = lanes_counter(space, out_strides)
+    if not any(f > 1 for c, f in enumerate(factors) if c != lanes):
+        return "interleaved, but no counter besides the lanes counter is split"
+    return None
+
+
+def interleaved_counters(
+    space: Sequence[int], out_strides: Sequence[int], interleaved: bool
+) -> frozenset[int]:
+    """The counters an ``interleaved`` unit's copies take in turn: all but its lanes counter
+    (none when it is not interleaved)."""
+    if not interleaved:
+        return frozenset()
+    lanes = lanes_counter(space, out_strides)
+    return frozenset(c for c in range(len(space)) if c != lanes)
+
+
 def adjacent(a: Sequence[int], b: Sequence[int]) -> bool:
     """Whether a link joins switches ``a`` and ``b`` (``[x, y]``): one apart in x or in y."""
     return abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1

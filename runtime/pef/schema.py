@@ -157,6 +157,12 @@ class Pcu(Payload, frozen=True):
     multicast routes feed every port reading it)."""
     more_at: list[list[int]] = []
     """The slots of copies ``1 .. P-1`` (copy 0 is at ``at``); distinct PCU slots."""
+    interleaved: bool = False
+    """A parallel unit whose copies take the points of each split counter but the lanes
+    counter in turn: copy ``k`` runs such a counter ``c`` over ``k[c], k[c] + p[c], k[c] + 2
+    p[c], ...`` instead of its block (``runtime.machine.rules.copy_points``,
+    ``interleaved_counters``), so that together they write its rows in order, as one PCU
+    would. It needs a split counter besides the lanes counter (``rules.interleave_problem``)."""
 
 
 class Pmu(Payload, frozen=True):

@@ -15,7 +15,8 @@ every stream of a section (each PMU's fill, each PCU port, each store to DRAM) h
 A parallel PCU (``Pcu.parallel``): one factor a counter, from 1 to its extent, no empty block,
 above 1 only on a counter that is not reduced, no data-dependent access, ``counter`` or ``rand``
 stage, no PMU read through two different accesses; its copies' slots (``at``, ``more_at``)
-distinct from each other and from every other PCU's. Its routes carry ``taps``: every input port
+distinct from each other and from every other PCU's; ``interleaved`` only on a parallel PCU
+with a split counter besides its lanes counter. Its routes carry ``taps``: every input port
 of every copy is fed by exactly one route from its PMU's buffer (starting at the switch of one
 of the buffer's PMUs) that passes the copy's switch; every copy's output has exactly one route,
 from its switch to the switch of one of its output buffer's PMUs. Link capacity counts every
@@ -62,6 +63,7 @@ from runtime.machine.rules import (
     combiner_problem,
     held,
     in_place_problem,
+    interleave_problem,
     link_loads,
     on_scalar_network,
     parallel_problem,
@@ -727,6 +729,10 @@ class _SectionChecker:
     def check_parallel(self, label: str, pcu: Pcu) -> None:
         """A parallel PCU's factors and copies (see the module docstring)."""
         p = pcu.parallel
+        if pcu.interleaved:
+            problem = interleave_problem(pcu.space, pcu.out.strides, p or [1] * len(pcu.space))
+            if problem:
+                raise self.fail(f"{label}: {problem}")
         if not p:
             if pcu.more_at:
                 raise self.fail(f"{label}: more_at lists {len(pcu.more_at)} slots, not parallel")

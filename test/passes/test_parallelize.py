@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 import torch
@@ -466,3 +467,25 @@ def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
     assert model.pcus_used <= 585 and model.pmus_used <= 625
     assert model.compute_cycles < 15_000 and model.pmu_cycles < 15_000
     assert model.cycles < 16_000
+
+
+def test_copies_take_their_rows_in_turn_where_the_model_says_the_section_ends_sooner(
+    gpt_sn10: Any,
+) -> None:
+    # GPT b8 on sn10: the matmul of attention's probabilities by the values (matmul_47) splits
+    # its rows, the tokens of the 8 sequences, in two; in blocks, each half's rows are complete
+    # only at its end, and copy_48 (the heads put back together, read by whole rows of a
+    # sequence) waited for it. Interleaved, its rows come in order, and copy_48 starts before
+    # it ends. The sections are as the allocation placed them, interleaving or not.
+    program = gpt_sn10
+    forward, backward = program.sections[0], program.sections[1]
+    chosen = {s.name: {p.name for p in s.pcus if p.interleaved} for s in program.sections}
+    assert {"matmul_47", "matmul_115"} <= chosen["forward"], chosen
+    model = model_section(forward, program.meta, program.resident)
+    index = {p.name: i for i, p in enumerate(forward.pcus)}
+    assert model.times[index["copy_48"]].start < model.times[index["matmul_47"]].end
+    for section in (forward, backward):
+        plain = [msgspec.structs.replace(p, interleaved=False) for p in section.pcus]
+        blocks = msgspec.structs.replace(section, pcus=plain)
+        interleaved = model_section(section, program.meta, program.resident)
+        assert interleaved.cycles < model_section(blocks, program.meta, program.resident).cycles

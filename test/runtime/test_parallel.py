@@ -51,6 +51,47 @@ def test_copy_blocks_and_offsets() -> None:
     assert sorted(written) == list(range(7 * 9))
 
 
+def test_interleaved_copies_take_the_rows_in_turn() -> None:
+    # The [2, 2, 1] matmul over [7 rows, 9 columns, 5], interleaved: its lanes counter (the
+    # columns) keeps its blocks of 5 and 4; the rows go in turn, copy 0 and 1 taking rows 0, 2,
+    # 4, 6 and copies 2 and 3 rows 1, 3, 5: a's stride and out's row stride doubled.
+    program = _with_pcu(parallel_matmul_program(7, 5, 9), interleaved=True)
+    validate(program)
+    (pcu,) = _section(program).pcus
+    copies = copy_pcus(pcu)
+    assert [c.space for c in copies] == [[4, 5, 5], [4, 4, 5], [3, 5, 5], [3, 4, 5]]
+    last = copies[3]
+    assert [p.access.offset for p in last.inputs] == [5, 5]  # row 1 of a; column 5 of b
+    assert [p.access.strides for p in last.inputs] == [[10, 0, 1], [0, 1, 9]]
+    assert (last.out.offset, last.out.strides) == (9 + 5, [18, 1, 0])
+    written = [
+        c.out.offset + i * c.out.strides[0] + j * c.out.strides[1]
+        for c in copies
+        for i in range(c.space[0])
+        for j in range(c.space[1])
+    ]
+    assert sorted(written) == list(range(7 * 9))
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((7, 5), np.float32)
+    b = rng.standard_normal((5, 9), np.float32)
+    section = _section(program)
+    buffers: list[np.ndarray | None] = [a.reshape(-1), b.reshape(-1), None]
+    for copy in copies:  # one by one, as the PEF configures them
+        _run_pcu(_PcuPlan.build(0, copy, section), buffers)
+    assert buffers[2] is not None
+    np.testing.assert_allclose(buffers[2].reshape(7, 9), a @ b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(run(program, a, b), run(parallel_matmul_program(7, 5, 9), a, b))
+
+
+def test_interleaving_needs_a_split_counter_besides_the_lanes_counter() -> None:
+    one = _with_pcu(matmul_program(8, 8, 32), interleaved=True)  # one PCU
+    with pytest.raises(PefError, match="interleaved, but no counter besides the lanes"):
+        validate(one)
+    lanes_only = _with_pcu(parallel_matmul_program(8, 8, 32), parallel=[1, 4, 1], interleaved=True)
+    with pytest.raises(PefError, match="interleaved, but no counter besides the lanes"):
+        validate(lanes_only)
+
+
 def test_a_parallel_matmul_runs_its_copies_as_one_np_matmul(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

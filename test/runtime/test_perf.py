@@ -610,6 +610,41 @@ def test_a_load_into_several_pmus_fills_its_pieces_at_once_when_its_readers_gain
     assert (t.start, t.end) == (0, 256 + 8)
 
 
+def matmul_then_negate(interleaved: bool) -> schema.Program:
+    """y = x @ w ([64, 64] by [64, 16]) on 4 copies splitting its rows (``interleaved``: in
+    turn, else in blocks of 16), then z = -y on one PCU reading y's rows in order."""
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [64, 64])
+    p.symbol("w", [64, 16])
+    p.symbol("z", [64, 16], role="output")
+    s = p.section("forward")
+    x, w = s.load("x"), s.load("w")
+    y = s.pcu("matmul", [64, 16, 64], [(x, 0, [64, 0, 1]), (w, 0, [0, 1, 16])],
+              [st("mul", 0, 1)], [64, 16], (0, [16, 1, 0]), combiner="add")  # fmt: skip
+    z = s.pcu("neg", [64, 16], [(y, 0, [16, 1])], [st("neg", 0)], [64, 16])
+    s.store("z", z)
+    program = with_banks(p.build(), 16)
+    section = program.sections[0]
+    matmul = replace(section.pcus[0], parallel=[4, 1, 1], more_at=[[20, 0], [21, 0], [22, 0]],
+                     interleaved=interleaved)  # fmt: skip
+    return replace(program, sections=[replace(section, pcus=[matmul, section.pcus[1]])])
+
+
+def test_interleaved_copies_write_their_rows_in_order() -> None:
+    # Each copy of the matmul: 16 rows, 192 vectors 6 cycles apart (1152, fill 9); its first
+    # result after its first row's 64 vectors (393), its last at 1161. The negation reads y's
+    # 64 rows in order, a cycle each (fill 9).
+    blocks, turns = model(matmul_then_negate(False)), model(matmul_then_negate(True))
+    assert [(t.start, t.first, t.end) for t in blocks.times][0] == (0, 393, 1161)
+    assert blocks.units == turns.units and blocks.times[0] == turns.times[0]
+    # In blocks, row 15 (copy 0's last) is there only at 1161: the negation reaches it 15
+    # cycles after it starts, so it starts at 1146.
+    assert (blocks.times[1].start, blocks.times[1].end) == (1146, 1146 + 73)
+    # In turn, the copies complete rows 4i..4i+3 at 393 + 48 (i + 1) (16 rows each over the
+    # 768 cycles): row r, reached r cycles in, waits least for r = 60 (1161 - 60).
+    assert (turns.times[1].start, turns.times[1].end) == (1101, 1101 + 73)
+
+
 def test_a_routes_hops_delay_only_the_data_it_carries() -> None:
     # b loaded (slot 0), x loaded (1), y = -x (PMU 2, PCU 3), z = y + b (PMU 4, PCU 5): the add
     # reads y over 3 hops and b over 5. Its fill counts the longest: 6 + 5.
