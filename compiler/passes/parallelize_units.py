@@ -1058,6 +1058,31 @@ class Timing:
     """When rule 2 sets ``cycles``: the units reading the busiest buffer."""
 
 
+def unplaced_model(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+) -> tuple[schema.Section, list[perf.UnitModel], perf.OnChip, dict[int, int]]:
+    """What the performance model times ``section`` (its units' parallel factors as the IR
+    has them, ``factors``) on before placement: its PEF section as assign-pmus counts its
+    PMUs, each PCU's model (a parallel unit's fill with ``multicast_hops``' guess), the
+    symbols in ``kept`` on chip (there from the start) and each PMU's off-chip bytes."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    with pmus_counted(section, target):
+        pef = unplaced_section(section, target)
+    models = [
+        perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
+        for p, u in zip(pef.pcus, units, strict=True)
+    ]
+    symbols = [*pef.inputs, *(o.symbol for o in pef.outputs)]
+    names = [n.data for n in (*section.arg_names, *section.result_names)]
+    on_chip = perf.OnChip(
+        frozenset(i for i, name in zip(symbols, names, strict=True) if name in kept)
+    )
+    return pef, models, on_chip, perf.pmu_loads(pef, target, on_chip)
+
+
 def section_timing(
     section: SectionOp,
     target: Target,
@@ -1073,20 +1098,9 @@ def section_timing(
     had = {u: tuple(u.parallel_values) for u in units if u.parallel is not None}
     set_factors(units, factors)
     try:
-        with pmus_counted(section, target):
-            pef = unplaced_section(section, target)
+        pef, models, on_chip, loads = unplaced_model(section, target, factors, kept)
     finally:
         set_factors(units, had)
-    models = [
-        perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
-        for p, u in zip(pef.pcus, units, strict=True)
-    ]
-    symbols = [*pef.inputs, *(o.symbol for o in pef.outputs)]
-    names = [n.data for n in (*section.arg_names, *section.result_names)]
-    on_chip = perf.OnChip(
-        frozenset(i for i, name in zip(symbols, names, strict=True) if name in kept)
-    )
-    loads = perf.pmu_loads(pef, target, on_chip)
     times = perf.unit_times(pef, models, target, loads, on_chip)
     compute = perf.compute_cycles(pef, times, target, loads, on_chip)
     streams: dict[tuple[int, int], int] = {}
@@ -1128,19 +1142,8 @@ def interleave(section: SectionOp, target: Target, kept: frozenset[str] = frozen
     ]
     if not candidates:
         return
-    with pmus_counted(section, target):
-        pef = unplaced_section(section, target)
+    pef, models, on_chip, loads = unplaced_model(section, target, factors, kept)
     candidates = [i for i in candidates if perf.splits_rows(pef.pcus[i], pef)]
-    models = [
-        perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
-        for p, u in zip(pef.pcus, units, strict=True)
-    ]
-    symbols = [*pef.inputs, *(o.symbol for o in pef.outputs)]
-    names = [n.data for n in (*section.arg_names, *section.result_names)]
-    on_chip = perf.OnChip(
-        frozenset(i for i, name in zip(symbols, names, strict=True) if name in kept)
-    )
-    loads = perf.pmu_loads(pef, target, on_chip)
 
     def cycles(pcus: list[schema.Pcu]) -> int:
         timed = msgspec.structs.replace(pef, pcus=pcus)

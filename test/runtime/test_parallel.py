@@ -33,6 +33,16 @@ def test_copies_compute_the_product(shape: tuple[int, int, int]) -> None:
     np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
 
 
+def written(copies: list[schema.Pcu]) -> list[int]:
+    """The addresses of out[7, 9] the matmul's copies write, each as often as written."""
+    return [
+        c.out.offset + i * c.out.strides[0] + j * c.out.strides[1]
+        for c in copies
+        for i in range(c.space[0])
+        for j in range(c.space[1])
+    ]
+
+
 def test_copy_blocks_and_offsets() -> None:
     (pcu,) = parallel_matmul_program(7, 5, 9).sections[0].pcus
     copies = copy_pcus(pcu)
@@ -41,14 +51,7 @@ def test_copy_blocks_and_offsets() -> None:
     last = copies[3]
     assert [p.access.offset for p in last.inputs] == [20, 5]
     assert last.out.offset == 41
-    # Together the copies write every element of out[7, 9] exactly once.
-    written = [
-        c.out.offset + i * c.out.strides[0] + j * c.out.strides[1]
-        for c in copies
-        for i in range(c.space[0])
-        for j in range(c.space[1])
-    ]
-    assert sorted(written) == list(range(7 * 9))
+    assert sorted(written(copies)) == list(range(7 * 9))  # every element of out once
 
 
 def test_interleaved_copies_take_the_rows_in_turn() -> None:
@@ -64,13 +67,7 @@ def test_interleaved_copies_take_the_rows_in_turn() -> None:
     assert [p.access.offset for p in last.inputs] == [5, 5]  # row 1 of a; column 5 of b
     assert [p.access.strides for p in last.inputs] == [[10, 0, 1], [0, 1, 9]]
     assert (last.out.offset, last.out.strides) == (9 + 5, [18, 1, 0])
-    written = [
-        c.out.offset + i * c.out.strides[0] + j * c.out.strides[1]
-        for c in copies
-        for i in range(c.space[0])
-        for j in range(c.space[1])
-    ]
-    assert sorted(written) == list(range(7 * 9))
+    assert sorted(written(copies)) == list(range(7 * 9))
     rng = np.random.default_rng(3)
     a = rng.standard_normal((7, 5), np.float32)
     b = rng.standard_normal((5, 9), np.float32)
