@@ -231,7 +231,8 @@ def format_resident(program: Program, models: Sequence[SectionModel]) -> str:
     if program.resident.co_resident:
         head = (
             f"co-resident: the {len(models)} sections are configured once ({first} cycles, "
-            f"{seconds}, before the first step, not in the step)"
+            f"{seconds}, before the first step, not in the step) and run chained (a section's "
+            "cycles: what it adds to the step)"
         )
     else:
         head = (

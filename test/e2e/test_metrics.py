@@ -38,7 +38,7 @@ def test_a_run_and_its_resume_write_one_history(mlp_pef: Path, tmp_path: Path) -
     rows = _rows(path)
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
     program = read_pef(mlp_pef)
-    step_seconds = sum(m.seconds for m in program_models(program))  # co-resident: rule 7
+    step_seconds = sum(m.seconds for m in program_models(program))  # co-resident: rules 7 and 8
     for row in rows:  # the printed line's figures
         assert f"step {row['step']} epoch {row['epoch']} loss {float(row['loss']):.4f} acc " \
                f"{float(row['accuracy']):.3f}" in printed  # fmt: skip

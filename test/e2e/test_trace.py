@@ -163,7 +163,7 @@ def test_the_trace_of_a_compile_is_one_modelled_step(mlp_pef: Path) -> None:
     )  # no host: nothing ran
     runs = [e for (p, t), es in tracks.items() if t == RUNS for e in es]
     assert sorted(e["name"] for e in runs) == sorted(s.name for s in program.sections)
-    cycles = sum(m.cycles for m in program_models(program))  # co-resident: rule 7
+    cycles = sum(m.cycles for m in program_models(program))  # co-resident: rules 7 and 8
     clock = program.meta.target.clock_ghz
     assert doc["otherData"]["modelled_step_us"] == pytest.approx(cycles / (clock * 1e3))
 
