@@ -487,8 +487,8 @@ _PAGE = """<!DOCTYPE html>
 <h1>{heading}</h1>
 <p>{target}</p>
 <p>Figures from the performance model (<code>runtime/machine/perf.py</code>) of the PEF as compiled.
-<b>peak</b>: FLOPs over what the fabric could do in the modelled time; <b>roof</b>: the most
-the off-chip traffic allows.</p>
+<b>peak</b>: FLOPs over what the fabric could do in the modelled time (a chained section's:
+from the step's start to its end); <b>roof</b>: the most the off-chip traffic allows.</p>
 {summary}
 <h2>Roofline</h2>
 {roofline}

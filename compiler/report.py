@@ -259,8 +259,8 @@ def format_summary(
         f"precision {precision}"
     )
     legend = (
-        "(peak: FLOPs over what the fabric could do in the modelled time; roof: the most the "
-        "off-chip traffic allows)"
+        "(peak: FLOPs over what the fabric could do in the modelled time, a chained section's "
+        "from the step's start to its end; roof: the most the off-chip traffic allows)"
     )
     table = format_models(models)
     if program.resident is not None:
