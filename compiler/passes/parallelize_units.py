@@ -507,7 +507,12 @@ def unit_rows(
 ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """``(counters, extents)``: the rows ``unit`` walks a buffer of ``shape`` in through
     ``access`` (``rules.row_walk``, its lanes counter kept whole, as the performance model's
-    rule 1 reads them)."""
+    rule 1 reads them), None for an access at an offset: the row chains (``row_chains``) are
+    cut from a row's start (V read from the columns 96 to 143 of q, k, v's rows is no link
+    of a chain; taking such reads into the chains' cuts made GPT b8's backward on sn10 43%
+    slower, 12,656 to 18,082 cycles, its dW matmuls left fewer copies)."""
+    if access.offset_value:
+        return None
     space = unit.space_values
     lanes = rules.lanes_counter(space, unit.out.stride_values)
     return rules.row_walk(
@@ -1122,22 +1127,89 @@ def section_timing(
     return Timing(max(compute, pmu), ends, sum(max(1, b.pmus) for b in pef.pmus), crowded)
 
 
+def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:
+    """The grid of as many copies as ``factors`` whose splits sit on the innermost counters
+    they can: the copies off the lanes counter (the product of their factors) put on the
+    counters that are neither the lanes counter nor reduced, innermost first, each taking the
+    largest divisor of what is left that fills its blocks; ``factors`` when that leaves some
+    or is not a grid the unit may run. ``[8, 1, 1]`` over ``[8, 32, 48]`` (a sequence a copy)
+    becomes ``[1, 8, 1]``: interleaved, the copies take a sequence's tokens in turn and
+    complete the sequences in order, the first an eighth of the way, not all at the end."""
+    space = unit.space_values
+    out = unit.out.stride_values
+    lanes = rules.lanes_counter(space, out)
+    reduced = set(rules.reduced_counters(space, out))
+    outer = [c for c, e in enumerate(space) if c != lanes and c not in reduced and e > 1]
+    left = math.prod(factors[c] for c in outer)
+    grid = list(factors)
+    for c in reversed(outer):
+        take = max(
+            d for d in range(1, left + 1) if left % d == 0 and _blocks_filled([space[c]], [d])
+        )
+        grid[c], left = take, left // take
+    if left != 1 or unit.parallel_problem(grid) is not None:
+        return factors
+    return tuple(grid)
+
+
+def set_interleaved(units: Sequence[UnitOp], interleaved: set[UnitOp]) -> None:
+    for unit in units:
+        if unit in interleaved:
+            unit.properties["interleaved"] = UnitAttr()
+        else:
+            unit.properties.pop("interleaved", None)
+
+
+def in_order(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str] = frozenset(),
+) -> dict[UnitOp, tuple[int, ...]]:
+    """Give every parallel unit of ``section`` its ``in_order_grid``, interleaved where it
+    may be (``rules.interleave_problem``), all at once, if the section so placed ends sooner
+    (``placed_cycles``); return the factors it keeps. One unit at a time gains nothing: a
+    sequence's tokens are there early only if every unit before takes them in order (the
+    attention's heads behind q, k, v, behind the layer norm). GPT b8's forward on sn10:
+    12,836 to 10,000 cycles (with ``interleave`` after)."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    moved = {u: in_order_grid(u, f) for u, f in factors.items()}
+    woven = {
+        u
+        for u, f in moved.items()
+        if rules.interleave_problem(u.space_values, u.out.stride_values, f) is None
+    }
+    had = {u for u in units if u.interleaved is not None}
+    if moved == factors and woven == had:
+        return factors
+    before = placed_cycles(section, target, factors, kept)
+    placement = section.attributes[PLACEMENT_ATTR]
+    set_factors(units, moved)
+    set_interleaved(units, woven)
+    if routes(section, target) and placed_cycles(section, target, moved, kept) < before:
+        return moved
+    set_factors(units, factors)
+    set_interleaved(units, had)
+    section.attributes[PLACEMENT_ATTR] = placement
+    return factors
+
+
 def interleave(section: SectionOp, target: Target, kept: frozenset[str] = frozenset()) -> None:
     """Interleave the copies of the parallel units of ``section`` (``pcu.unit``'s
     ``interleaved``: copy ``k`` takes the points ``k, k + p, ...`` of a split counter, not a
-    block) where the performance model says the section ends sooner so, one unit at a time in
-    the section's order, each kept if it helps. Copies that each write a block of rows finish
-    every block at the unit's end; interleaved, they write the rows in order, as one PCU would,
-    so a reader that needs whole blocks of them (an attention's sequence, read by its heads)
-    starts before the writer ends. Only rule 1's times change: the copies' work, streams and
-    placement are the same, so the section keeps its placement."""
+    block), or no longer interleave them, where the performance model says the section ends
+    sooner so, one unit at a time in the section's order, each kept if it helps. Copies that
+    each write a block of rows finish every block at the unit's end; interleaved, they write
+    the rows in order, as one PCU would, so a reader that needs whole blocks of them (an
+    attention's sequence, read by its heads) starts before the writer ends. Only rule 1's
+    times change: the copies' work, streams and placement are the same, so the section keeps
+    its placement."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     factors = {u: u.parallel_values for u in units if u.parallel is not None}
     candidates = [
         i
         for i, u in enumerate(units)
         if u in factors
-        and u.interleaved is None
         and rules.interleave_problem(u.space_values, u.out.stride_values, factors[u]) is None
     ]
     if not candidates:
@@ -1153,11 +1225,12 @@ def interleave(section: SectionOp, target: Target, kept: frozenset[str] = frozen
     pcus = list(pef.pcus)
     best = cycles(pcus)
     for i in candidates:
-        trial = [*pcus[:i], msgspec.structs.replace(pcus[i], interleaved=True), *pcus[i + 1 :]]
+        woven = not pcus[i].interleaved
+        trial = [*pcus[:i], msgspec.structs.replace(pcus[i], interleaved=woven), *pcus[i + 1 :]]
         sooner = cycles(trial)
         if sooner < best:
             best, pcus = sooner, trial
-            units[i].properties["interleaved"] = UnitAttr()
+            set_interleaved([units[i]], {units[i]} if woven else set())
 
 
 def modelled_cycles(
@@ -1373,8 +1446,11 @@ def balance_section(
                 kept = share.kept if share is not None else frozenset()
                 outer = budget is None
                 refined = refine(section, target, factors, kept, frontiers[outer], outer)
-                if refined != factors:
-                    placed_better(section, target, units, factors, refined, kept)
+                if refined != factors and placed_better(
+                    section, target, units, factors, refined, kept
+                ):
+                    factors = refined
+                in_order(section, target, factors, kept)
                 interleave(section, target, kept)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
@@ -1475,19 +1551,20 @@ def placed_better(
     factors: dict[UnitOp, tuple[int, ...]],
     refined: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
-) -> None:
+) -> bool:
     """Give the units of ``section``, placed with ``factors``, the ``refined`` ones if those
     place and route too and end the section sooner by ``REFINE_GAIN`` (``placed_cycles``);
-    else leave ``factors`` and their placement."""
+    else leave ``factors`` and their placement. Whether it gave the refined ones."""
     before = placed_cycles(section, target, factors, kept)
     placement = section.attributes[PLACEMENT_ATTR]
     set_factors(units, refined)
     if routes(section, target) and placed_cycles(section, target, refined, kept) <= (
         before * REFINE_GAIN
     ):
-        return
+        return True
     set_factors(units, factors)
     section.attributes[PLACEMENT_ATTR] = placement
+    return False
 
 
 def placed_cycles(

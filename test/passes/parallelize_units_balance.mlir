@@ -12,9 +12,9 @@
 // and 16 of 1024. They stay in one section, placed with their
 // multicast streams (#pcu.stream: one a block of an operand, through the copies reading it:
 // a row block of a or b to its copy, w to every copy) and one output route a copy;
-// test/passes/test_parallelize.py also limits the PCUs. @ma's copies take a's rows in turn
-// (interleaved): a is loaded in address order, so all 22 row copies follow its load from its
-// first rows, where in blocks the last copy's rows arrive last.
+// test/passes/test_parallelize.py also limits the PCUs. @ma's and @mb's copies take the rows
+// of a and b in turn (interleaved): each is loaded in address order, so all 22 (16) row copies
+// follow its load from its first rows, where in blocks the last copy's rows arrive last.
 
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["a", "b", "w"], arg_roles = [#dataflow<role input>, #dataflow<role input>, #dataflow<role parameter>], result_names = ["ya", "yb"], result_roles = [#dataflow<role output>, #dataflow<role output>]} {
@@ -39,10 +39,10 @@ builtin.module {
 }
 
 // CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [22, 4, 1] interleaved :
-// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [16, 1, 1] :
+// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [16, 1, 1] interleaved :
 
 // PLACED:      dataflow.section @forward
 // PLACED-NOT:  dataflow.section
 // PLACED:      pcu.unit @ma {{.*}} parallel [22, 4, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){87}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 1 to copies [0, 4, 8, {{[0-9, ]*}}, 84] via {{.*}}], out_routes [{{.*}}]>
 // PLACED:      pmu.buffer %ma {name = "ya", {{.*}}placement = #pmu.placement<at {{.*}}, store {{.*}}>}
-// PLACED:      pcu.unit @mb {{.*}} parallel [16, 1, 1] placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){15}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [15] via {{.*}}, port 1 to copies [0, 1, 2, {{[0-9, ]*}}, 15] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @mb {{.*}} parallel [16, 1, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){15}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [15] via {{.*}}, port 1 to copies [0, 1, 2, {{[0-9, ]*}}, 15] via {{.*}}], out_routes [{{.*}}]>
