@@ -61,23 +61,27 @@ Three rules give factors (the third shapes the first):
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again over fewer PCUs, ``KEEP``'s shares of the first allocation's
    extra ones in turn, until one routes, else it is left as it was. The allocation that
-   routes is then **refined by the performance model** (``refine``, ``section_timing``: rules
-   1 and 2 before placement) within the PCUs and PMUs it took: the readers of the busiest PMU
-   and the units ending last take their next grids, those ending first giving grids back,
-   while the section ends sooner; the refined allocation is placed too and kept if, placed,
-   it ends the section sooner by ``REFINE_GAIN`` (``placed_cycles``: with its busiest link,
-   rule 3, over the placement's routes). GPT b8's backward on sn10: its dW matmuls, which the
-   allocation's critical path (the dX chain) left on one to three copies, get more (matmul_189
-   two, matmul_75 three, matmul_208 twelve), 17,263 cycles to 15,328. Last, the copies of a
-   parallel unit are **interleaved** (``interleave``: ``interleaved``, copy ``k`` taking the
-   points ``k, k + p, ...`` of each split counter but the lanes counter) where the model
-   says the section ends sooner so, unit by unit in order: copies in blocks complete every
-   block of rows at the unit's end; interleaved, they complete the rows in order, so a reader
-   of whole blocks (attention's heads, reading a sequence's tokens) or of rows in order starts
-   before the writer ends. Their work, streams and placement are the same. GPT b8 on sn10:
-   forward 14,292 to 12,836 cycles, backward 15,328 to 12,656. The units keep their
-   section: partition-sections and place-and-route place a parallel unit's copies beside the
-   other units, its operands multicast.
+   routes then has its copies put **in order** (``in_order``): each parallel unit's copies
+   on its innermost counters other than the lanes counter (``in_order_grid``: a layer norm's
+   ``[8, 32, 48]`` split ``[1, 8, 1]``, the tokens, not ``[8, 1, 1]``, the sequences), every
+   one **interleaved** where it may be (``interleaved``: copy ``k`` taking the points ``k, k +
+   p, ...`` of each split counter but the lanes counter), all at once, kept if the section so
+   placed ends sooner: copies in blocks complete every block of rows at the unit's end;
+   interleaved, they complete the rows in order, so a reader of whole blocks (attention's
+   heads, reading a sequence's tokens) or of rows in order starts before the writer ends, and
+   only if every unit before does so do the sequences come early. Then ``interleave`` tries,
+   unit by unit, the other way for each (their work, streams and placement are the same).
+   GPT b8 on sn10: forward 12,836 to 11,662 cycles. The allocation is then **refined by the
+   performance model** (``refine``, ``section_timing``: rules 1 and 2 before placement)
+   within the PCUs and PMUs it took: the readers of the busiest PMU and the units ending last
+   take their next grids, those ending first giving grids back, while the section ends sooner
+   (or its latest units do); the refined allocation is placed too and kept if, placed, it
+   ends the section sooner by ``REFINE_GAIN`` (``placed_cycles``: with its busiest link, rule
+   3, over the placement's routes), and interleaved again. GPT b8's backward on sn10: its dW
+   matmuls, which the allocation's critical path (the dX chain) left on one to four copies,
+   get more (matmul_75 four, matmul_172 seven, matmul_151 six), 12,625 cycles to 10,448. The
+   units keep their section: partition-sections and place-and-route place a parallel unit's
+   copies beside the other units, its operands multicast.
 3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
    fit the target together (co-place-sections will try to place them all at once), each
    section is balanced within its share (its own units and buffers' PMUs plus an even part of
@@ -1171,7 +1175,7 @@ def in_order(
     (``placed_cycles``); return the factors it keeps. One unit at a time gains nothing: a
     sequence's tokens are there early only if every unit before takes them in order (the
     attention's heads behind q, k, v, behind the layer norm). GPT b8's forward on sn10:
-    12,836 to 10,000 cycles (with ``interleave`` after)."""
+    12,836 to 11,662 cycles (with ``interleave`` after)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     moved = {u: in_order_grid(u, f) for u, f in factors.items()}
     woven = {
@@ -1397,11 +1401,18 @@ def pmus_counted(section: SectionOp, target: Target) -> Iterator[None]:
 
 
 def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]]) -> None:
+    """Give ``units`` the ``factors`` (one PCU: none), each unit interleaved still only if it
+    may be with its factors (``rules.interleave_problem``)."""
     for unit in units:
         if unit in factors:
             unit.properties["parallel"] = dense_i64(factors[unit])
         else:
             unit.properties.pop("parallel", None)
+        if unit.interleaved is not None and (
+            unit not in factors
+            or rules.interleave_problem(unit.space_values, unit.out.stride_values, factors[unit])
+        ):
+            unit.properties.pop("interleaved", None)
 
 
 def balance_section(
@@ -1445,13 +1456,13 @@ def balance_section(
             if PLACEMENT_ATTR in section.attributes:  # not a lone parallel unit's layout
                 kept = share.kept if share is not None else frozenset()
                 outer = budget is None
+                factors = in_order(section, target, factors, kept)
+                interleave(section, target, kept)
                 refined = refine(section, target, factors, kept, frontiers[outer], outer)
                 if refined != factors and placed_better(
                     section, target, units, factors, refined, kept
                 ):
-                    factors = refined
-                in_order(section, target, factors, kept)
-                interleave(section, target, kept)
+                    interleave(section, target, kept)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
@@ -1482,11 +1493,14 @@ def refine(
     Each step tries the next grid of a unit's frontier (more copies) for the readers of the
     busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
     ending last: alone, then with one of the ``REFINE_DONORS`` parallel units ending first
-    back on its grid before (room for it). The first that fits and ends the section sooner
-    is taken, up to ``REFINE_STEPS`` times. A unit on a grid off its frontier (a chain's cut,
-    ``line_up``) keeps it. GPT b8's backward on sn10: its dW matmuls on one to three copies
-    each (the allocation's critical path is the dX chain's) get more, 16,217 cycles to 14,221
-    (before placement)."""
+    back on its grid before (room for it). The first that fits and ends the section sooner,
+    or as soon with its ``REFINE_LATEST`` latest units ending sooner (when two units end it
+    together, neither one's step alone ends it sooner), is taken, up to ``REFINE_STEPS``
+    times. A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
+    backward on sn10, its copies in order and interleaved first (``in_order``,
+    ``interleave``): its dW matmuls on one to four copies each (the allocation's critical path
+    is the dX chain's) get more, 15,650 cycles to 9,510 (before placement); without the
+    latest ends' tie-break, 9,508 placed to 11,751 (its link bound 10,560, not 8,544)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     current = dict(factors)
     best = section_timing(section, target, current, kept)
@@ -1503,6 +1517,11 @@ def refine(
         now = current.get(unit, options[0])
         at = options.index(now) + step if now in options else -1
         return options[at] if 0 <= at < len(options) else None
+
+    def sooner(timing: Timing) -> tuple[int, list[int]]:
+        """The section's cycles, then the latest ends of its units: two units ending last
+        together (two dW matmuls) each take a step, the first one's not ending it sooner."""
+        return timing.cycles, sorted(timing.ends.values(), reverse=True)[:REFINE_LATEST]
 
     def given(
         base: dict[UnitOp, tuple[int, ...]], unit: UnitOp, grid: tuple[int, ...]
@@ -1528,7 +1547,7 @@ def refine(
                 if sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
                     continue
                 timing = section_timing(section, target, trial, kept)
-                if timing.pmus <= pmus and timing.cycles < best.cycles:
+                if timing.pmus <= pmus and sooner(timing) < sooner(best):
                     step = (trial, timing)
                     break
             if step is not None:
