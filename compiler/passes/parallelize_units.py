@@ -1401,16 +1401,24 @@ def pmus_counted(section: SectionOp, target: Target) -> Iterator[None]:
 
 
 def set_factors(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]]) -> None:
-    """Give ``units`` the ``factors`` (one PCU: none), each unit interleaved still only if it
-    may be with its factors (``rules.interleave_problem``)."""
+    """Give ``units`` the ``factors`` (one PCU: none). A unit keeps its interleaving, which
+    the performance model ignores where the factors split no counter but the lanes counter
+    (``drop_interleaving`` removes it then)."""
     for unit in units:
         if unit in factors:
             unit.properties["parallel"] = dense_i64(factors[unit])
         else:
             unit.properties.pop("parallel", None)
+
+
+def drop_interleaving(units: Sequence[UnitOp]) -> None:
+    """Interleave only the units whose factors allow it (``rules.interleave_problem``)."""
+    for unit in units:
         if unit.interleaved is not None and (
-            unit not in factors
-            or rules.interleave_problem(unit.space_values, unit.out.stride_values, factors[unit])
+            unit.parallel is None
+            or rules.interleave_problem(
+                unit.space_values, unit.out.stride_values, unit.parallel_values
+            )
         ):
             unit.properties.pop("interleaved", None)
 
@@ -1459,10 +1467,10 @@ def balance_section(
                 factors = in_order(section, target, factors, kept)
                 interleave(section, target, kept)
                 refined = refine(section, target, factors, kept, frontiers[outer], outer)
-                if refined != factors and placed_better(
-                    section, target, units, factors, refined, kept
-                ):
-                    interleave(section, target, kept)
+                if refined != factors:
+                    placed_better(section, target, units, factors, refined, kept)
+                drop_interleaving(units)
+                interleave(section, target, kept)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
@@ -1570,20 +1578,19 @@ def placed_better(
     factors: dict[UnitOp, tuple[int, ...]],
     refined: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
-) -> bool:
+) -> None:
     """Give the units of ``section``, placed with ``factors``, the ``refined`` ones if those
     place and route too and end the section sooner by ``REFINE_GAIN`` (``placed_cycles``);
-    else leave ``factors`` and their placement. Whether it gave the refined ones."""
+    else leave ``factors`` and their placement."""
     before = placed_cycles(section, target, factors, kept)
     placement = section.attributes[PLACEMENT_ATTR]
     set_factors(units, refined)
     if routes(section, target) and placed_cycles(section, target, refined, kept) <= (
         before * REFINE_GAIN
     ):
-        return True
+        return
     set_factors(units, factors)
     section.attributes[PLACEMENT_ATTR] = placement
-    return False
 
 
 def placed_cycles(
