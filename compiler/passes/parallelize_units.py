@@ -687,6 +687,25 @@ class _Allocation:
     cut: dict[UnitOp, int] = field(default_factory=dict)
     """Chained units cut first (``cut_frontier``), by unit: the runs of rows of their cut."""
     _cut_options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
+    _cut_costs: dict[tuple[UnitOp, int], list[tuple[int, int, tuple[int, ...]]]] = field(
+        default_factory=dict
+    )
+    """``cut_costs`` by unit and runs."""
+    _costs: dict[UnitOp, CopyCost] = field(default_factory=dict)
+    """Each unit's ``CopyCost``, kept with what it has found."""
+
+    def cut_costs(self, unit: UnitOp, runs: int) -> list[tuple[int, int, tuple[int, ...]]]:
+        """``(copies, cycles a copy, factors)`` of each of ``cut_grids``, in its order."""
+        key = (unit, runs)
+        if key not in self._cut_costs:
+            if unit not in self._costs:
+                self._costs[unit] = CopyCost(unit, self.target)
+            cost = self._costs[unit]
+            self._cut_costs[key] = [
+                (math.prod(f), cost.cycles(rules.copy_block(unit.space_values, f)), f)
+                for f in cut_grids(self, unit, runs)
+            ]
+        return self._cut_costs[key]
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit in self.cut:
@@ -884,11 +903,8 @@ def aligned_grid(
     runs in order and its lanes counter into the fewest blocks (``cut_grids``) whose copies
     take at most ``most`` cycles (the most the lanes allow, if none does; None: as many as the
     lanes allow)."""
-    cost = CopyCost(unit, alloc.target)
     found = None
-    for factors in cut_grids(alloc, unit, runs):
-        copies = math.prod(factors)
-        cycles = cost.cycles(rules.copy_block(unit.space_values, factors))
+    for copies, cycles, factors in alloc.cut_costs(unit, runs):
         found = (copies, cycles, factors)
         if most is not None and cycles + (alloc.hops(unit, factors) if copies > 1 else 0) <= most:
             break
@@ -1467,10 +1483,11 @@ def balance_section(
                 factors = in_order(section, target, factors, kept)
                 interleave(section, target, kept)
                 refined = refine(section, target, factors, kept, frontiers[outer], outer)
-                if refined != factors:
-                    placed_better(section, target, units, factors, refined, kept)
-                drop_interleaving(units)
-                interleave(section, target, kept)
+                if refined != factors and placed_better(
+                    section, target, units, factors, refined, kept
+                ):
+                    drop_interleaving(units)
+                    interleave(section, target, kept)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
@@ -1578,19 +1595,20 @@ def placed_better(
     factors: dict[UnitOp, tuple[int, ...]],
     refined: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
-) -> None:
+) -> bool:
     """Give the units of ``section``, placed with ``factors``, the ``refined`` ones if those
     place and route too and end the section sooner by ``REFINE_GAIN`` (``placed_cycles``);
-    else leave ``factors`` and their placement."""
+    else leave ``factors`` and their placement. Whether it gave the refined ones."""
     before = placed_cycles(section, target, factors, kept)
     placement = section.attributes[PLACEMENT_ATTR]
     set_factors(units, refined)
     if routes(section, target) and placed_cycles(section, target, refined, kept) <= (
         before * REFINE_GAIN
     ):
-        return
+        return True
     set_factors(units, factors)
     section.attributes[PLACEMENT_ATTR] = placement
+    return False
 
 
 def placed_cycles(
