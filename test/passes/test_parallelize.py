@@ -453,21 +453,22 @@ def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
     gpt_sn10: Any,
 ) -> None:
     # GPT b8's backward on sn10: the allocation's critical path runs down the dX chain, so
-    # the dW matmuls (summing over the 256 tokens) kept one to three copies and ended the
-    # section: matmul_189 on one copy from cycle 9,914 to 16,075, matmul_75 on two (12.3k
-    # cycles); a single PMU served five readers of saved.view_10 (rule 2: 15,360 cycles).
+    # the dW matmuls (summing over the 256 tokens) kept one to four copies and ended the
+    # section: matmul_189 on one copy, matmul_75 on two (15,520 cycles before placement,
+    # its copies in order); a single PMU served five readers of saved.view_10 (rule 2).
     # refine gives them copies, taking grids back from units that end early, within the PCUs
-    # and PMUs the allocation took (585 and 625), and the placed section is taken since it
-    # ends sooner (placed_better): compute 16,075 to 14,160 cycles, the section 17,263 to
-    # 15,328.
+    # and PMUs the allocation took (585 and 626), also where two of them end the section
+    # together (its latest units' ends), and the placed section is taken since it ends
+    # sooner (placed_better): 15,650 cycles to 9,510 before placement; placed, compute
+    # 9,269, the section 10,529 (matmul_189 on two copies, matmul_75 and matmul_97 on four).
     program = gpt_sn10
     backward = program.sections[1]
     parallel = {p.name: math.prod(p.parallel) if p.parallel else 1 for p in backward.pcus}
-    assert parallel["matmul_189"] >= 2 and parallel["matmul_75"] >= 3, parallel
+    assert parallel["matmul_189"] >= 2 and parallel["matmul_75"] >= 4, parallel
     model = model_section(backward, program.meta, program.resident)
-    assert model.pcus_used <= 585 and model.pmus_used <= 625
-    assert model.compute_cycles < 15_000 and model.pmu_cycles < 15_000
-    assert model.cycles < 16_000
+    assert model.pcus_used <= 585 and model.pmus_used <= 626
+    assert model.compute_cycles < 10_000 and model.pmu_cycles < 10_000
+    assert model.cycles < 11_000  # 11,751 without the latest ends' tie-break
 
 
 def test_copies_take_their_rows_in_turn_where_the_model_says_the_section_ends_sooner(
@@ -514,7 +515,8 @@ def test_copies_split_the_innermost_counters_so_that_rows_come_in_order(gpt_sn10
     # 48]) and the heads' q and k (mul_19, mul_31) a sequence a copy, so every sequence was
     # complete only at their end, and each unit after them waited for it. in_order puts the
     # copies on the tokens, interleaved: the sequences come in order, the first an eighth of
-    # the way (the forward's compute 11,697 to 10,606 cycles).
+    # the way. Every unit of 8 copies over the 8 sequences put back on them, a sequence a
+    # copy, the model puts the forward's compute at 15,023 cycles, not 10,580.
     program = gpt_sn10
     forward = program.sections[0]
     by_name = {p.name: p for p in forward.pcus}
