@@ -687,25 +687,29 @@ class _Allocation:
     cut: dict[UnitOp, int] = field(default_factory=dict)
     """Chained units cut first (``cut_frontier``), by unit: the runs of rows of their cut."""
     _cut_options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
-    _cut_costs: dict[tuple[UnitOp, int], list[tuple[int, int, tuple[int, ...]]]] = field(
-        default_factory=dict
-    )
-    """``cut_costs`` by unit and runs."""
+    _cut_grids: dict[tuple[UnitOp, int], list[tuple[int, ...]]] = field(default_factory=dict)
+    """``cut_grids`` by unit and runs."""
+    _cut_cycles: dict[tuple[UnitOp, tuple[int, ...]], int] = field(default_factory=dict)
+    """``cut_cycles`` by unit and grid."""
     _costs: dict[UnitOp, CopyCost] = field(default_factory=dict)
     """Each unit's ``CopyCost``, kept with what it has found."""
 
-    def cut_costs(self, unit: UnitOp, runs: int) -> list[tuple[int, int, tuple[int, ...]]]:
-        """``(copies, cycles a copy, factors)`` of each of ``cut_grids``, in its order."""
+    def cut_grids(self, unit: UnitOp, runs: int) -> list[tuple[int, ...]]:
+        """``cut_grids``, found once."""
         key = (unit, runs)
-        if key not in self._cut_costs:
+        if key not in self._cut_grids:
+            self._cut_grids[key] = cut_grids(self, unit, runs)
+        return self._cut_grids[key]
+
+    def cut_cycles(self, unit: UnitOp, factors: tuple[int, ...]) -> int:
+        """``copy_cycles`` of a copy of ``unit`` with ``factors``, found once."""
+        key = (unit, factors)
+        if key not in self._cut_cycles:
             if unit not in self._costs:
                 self._costs[unit] = CopyCost(unit, self.target)
-            cost = self._costs[unit]
-            self._cut_costs[key] = [
-                (math.prod(f), cost.cycles(rules.copy_block(unit.space_values, f)), f)
-                for f in cut_grids(self, unit, runs)
-            ]
-        return self._cut_costs[key]
+            block = rules.copy_block(unit.space_values, factors)
+            self._cut_cycles[key] = self._costs[unit].cycles(block)
+        return self._cut_cycles[key]
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
         if unit in self.cut:
@@ -719,6 +723,8 @@ class _Allocation:
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
         if unit in self.chosen:
             return self.chosen[unit][2]
+        if self.level[unit] == 0:  # one copy, every frontier's first: none found for it
+            return (1,) * len(unit.space_values)
         return self.options(unit)[self.level[unit]][2]
 
     def cycles(self, unit: UnitOp) -> int:
@@ -903,12 +909,16 @@ def aligned_grid(
     runs in order and its lanes counter into the fewest blocks (``cut_grids``) whose copies
     take at most ``most`` cycles (the most the lanes allow, if none does; None: as many as the
     lanes allow)."""
-    found = None
-    for copies, cycles, factors in alloc.cut_costs(unit, runs):
-        found = (copies, cycles, factors)
-        if most is not None and cycles + (alloc.hops(unit, factors) if copies > 1 else 0) <= most:
-            break
-    return found
+    grids = alloc.cut_grids(unit, runs)
+    if most is None:  # the last: the most lanes
+        grids = grids[-1:]
+    for factors in grids:
+        copies, cycles = math.prod(factors), alloc.cut_cycles(unit, factors)
+        if most is None or cycles + (alloc.hops(unit, factors) if copies > 1 else 0) <= most:
+            return copies, cycles, factors
+    if not grids:
+        return None
+    return math.prod(grids[-1]), alloc.cut_cycles(unit, grids[-1]), grids[-1]
 
 
 def cut_frontier(
@@ -918,13 +928,13 @@ def cut_frontier(
     order: one copy, then the grids of ``cut_grids`` whose blocks are all non-empty, each with
     more copies and fewer cycles a copy than the one before."""
     space = unit.space_values
-    cost = CopyCost(unit, alloc.target)
-    options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
-    for factors in cut_grids(alloc, unit, runs):
+    one = (1,) * len(space)
+    options: list[tuple[int, int, tuple[int, ...]]] = [(1, alloc.cut_cycles(unit, one), one)]
+    for factors in alloc.cut_grids(unit, runs):
         copies = math.prod(factors)
         if not _blocks_filled(space, factors):
             continue
-        cycles = cost.cycles(rules.copy_block(space, factors))
+        cycles = alloc.cut_cycles(unit, factors)
         if copies > options[-1][0] and cycles < options[-1][1]:
             options.append((copies, cycles, factors))
     return options
@@ -942,6 +952,7 @@ def line_up(alloc: _Allocation, budget: int, pmus: dict[BufferOp, int]) -> None:
             chains.setdefault(alloc.chains.chain[u], []).append(u)
     alloc.follows = True
     best = alloc.critical_path()[0]
+    pcus = alloc.pcus()  # kept as the chains' cuts are taken, not summed again each try
     for members in sorted(chains.values(), key=lambda m: -sum(alloc.cycles(u) for u in m)):
         extents = [alloc.chains.rows[u][1] for u in members]
         most = max(math.prod(alloc.factors(u)[c] for c in alloc.chains.rows[u][0]) for u in members)
@@ -959,7 +970,7 @@ def line_up(alloc: _Allocation, budget: int, pmus: dict[BufferOp, int]) -> None:
             )
             grids = [aligned_grid(alloc, u, runs, slowest) for u in members]
             saved = {u: alloc.chosen.get(u) for u in members}
-            before = alloc.pcus()
+            theirs = sum(alloc.copies(u) for u in members)
             for u, grid in zip(members, grids, strict=True):
                 assert grid is not None
                 alloc.chosen[u] = grid
@@ -967,10 +978,11 @@ def line_up(alloc: _Allocation, budget: int, pmus: dict[BufferOp, int]) -> None:
             for u in members:
                 changed.update(alloc.unit_pmus(u))
             total = sum(pmus.values()) + sum(n - pmus[b] for b, n in changed.items())
-            fits = alloc.pcus() <= max(budget, before) and total <= sum(pmus.values())
+            after = pcus - theirs + sum(alloc.copies(u) for u in members)
+            fits = after <= max(budget, pcus) and total <= sum(pmus.values())
             length = alloc.critical_path()[0] if fits else best
             if length < best:
-                best = length
+                best, pcus = length, after
                 pmus.update(changed)
                 continue
             for u, grid in saved.items():
