@@ -71,7 +71,7 @@ Three rules give factors (the third shapes the first):
    heads, reading a sequence's tokens) or of rows in order starts before the writer ends, and
    only if every unit before does so do the sequences come early. Then ``interleave`` tries,
    unit by unit, the other way for each (their work, streams and placement are the same).
-   GPT b8 on sn10: forward 12,836 to 11,662 cycles. The allocation is then **refined by the
+   GPT b8 on sn10: forward 12,836 to 11,718 cycles. The allocation is then **refined by the
    performance model** (``refine``, ``section_timing``: rules 1 and 2 before placement)
    within the PCUs and PMUs it took: the readers of the busiest PMU and the units ending last
    take their next grids, those ending first giving grids back, while the section ends sooner
@@ -79,7 +79,7 @@ Three rules give factors (the third shapes the first):
    ends the section sooner by ``REFINE_GAIN`` (``placed_cycles``: with its busiest link, rule
    3, over the placement's routes), and interleaved again. GPT b8's backward on sn10: its dW
    matmuls, which the allocation's critical path (the dX chain) left on one to four copies,
-   get more (matmul_75 four, matmul_172 seven, matmul_151 six), 12,625 cycles to 10,448. The
+   get more (matmul_75 four, matmul_172 eight, matmul_151 six), 12,656 cycles to 10,529. The
    units keep their section: partition-sections and place-and-route place a parallel unit's
    copies beside the other units, its operands multicast.
 3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
@@ -1185,6 +1185,7 @@ def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def set_interleaved(units: Sequence[UnitOp], interleaved: set[UnitOp]) -> None:
+    """Interleave the copies of the units in ``interleaved``, and of no other of ``units``."""
     for unit in units:
         if unit in interleaved:
             unit.properties["interleaved"] = UnitAttr()
@@ -1203,7 +1204,7 @@ def in_order(
     (``placed_cycles``); return the factors it keeps. One unit at a time gains nothing: a
     sequence's tokens are there early only if every unit before takes them in order (the
     attention's heads behind q, k, v, behind the layer norm). GPT b8's forward on sn10:
-    12,836 to 11,662 cycles (with ``interleave`` after)."""
+    12,836 to 11,718 cycles (with ``interleave`` after)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     moved = {u: in_order_grid(u, f) for u, f in factors.items()}
     woven = {
@@ -1536,8 +1537,8 @@ def refine(
     times. A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
     backward on sn10, its copies in order and interleaved first (``in_order``,
     ``interleave``): its dW matmuls on one to four copies each (the allocation's critical path
-    is the dX chain's) get more, 15,650 cycles to 9,510 (before placement); without the
-    latest ends' tie-break, 9,508 placed to 11,751 (its link bound 10,560, not 8,544)."""
+    is the dX chain's) get more, 15,650 cycles to 9,510 before placement, 10,529 placed
+    (11,751 without the tie-break of the latest ends)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     current = dict(factors)
     best = section_timing(section, target, current, kept)
