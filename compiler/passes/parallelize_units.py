@@ -511,12 +511,7 @@ def unit_rows(
 ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """``(counters, extents)``: the rows ``unit`` walks a buffer of ``shape`` in through
     ``access`` (``rules.row_walk``, its lanes counter kept whole, as the performance model's
-    rule 1 reads them), None for an access at an offset: the row chains (``row_chains``) are
-    cut from a row's start (V read from the columns 96 to 143 of q, k, v's rows is no link
-    of a chain; taking such reads into the chains' cuts made GPT b8's backward on sn10 43%
-    slower, 12,656 to 18,082 cycles, its dW matmuls left fewer copies)."""
-    if access.offset_value:
-        return None
+    rule 1 reads them)."""
     space = unit.space_values
     lanes = rules.lanes_counter(space, unit.out.stride_values)
     return rules.row_walk(
@@ -1201,7 +1196,7 @@ def in_order(
 ) -> dict[UnitOp, tuple[int, ...]]:
     """Give every parallel unit of ``section`` its ``in_order_grid``, interleaved where it
     may be (``rules.interleave_problem``), all at once, if the section so placed ends sooner
-    (``placed_cycles``); return the factors it keeps. One unit at a time gains nothing: a
+    (``placed_cycles``); return the factors it keeps. One unit at a time gains little: a
     sequence's tokens are there early only if every unit before takes them in order (the
     attention's heads behind q, k, v, behind the layer norm). GPT b8's forward on sn10:
     12,836 to 11,718 cycles (with ``interleave`` after)."""
