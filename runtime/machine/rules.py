@@ -22,6 +22,8 @@ the performance model all ask these questions; here is the one answer to each:
 - whether a unit may write its result over a buffer that it and the units it reads from read
   (``in_place_problem``: an update in place, the optimizer's new parameter over the old);
 - how many PMUs hold a buffer whole (``pmus_to_hold``) and whether its PMUs do (``held``);
+  how many bytes of a PMU a buffer takes (``pmu_footprint``) and whether one fits beside a
+  pinned home on its slot (``beside_pinned_home``);
 - how many pipeline stages a unit body takes (``pipeline_depth``, ``unit_depth``);
 - whether an input port may be a register port (``register_problem``): read once, when its
   section starts, and held in a register of the PCU (every copy's) for the whole run;
@@ -220,6 +222,24 @@ def held(nbytes: int, pmus: int, pmu_bytes: int) -> bool:
     """Whether ``pmus`` PMUs (at least one) hold a buffer of ``nbytes`` whole; else it streams
     through them in tiles."""
     return nbytes <= max(1, pmus) * pmu_bytes
+
+
+def pmu_footprint(tile_bytes: int, nbuf: int, nbytes: int, pmus: int, pmu_bytes: int) -> int:
+    """The bytes a buffer of an ``nbytes`` tensor takes of each of its ``pmus`` PMUs, at most:
+    its ``nbuf`` tiles in flight, or the whole tensor when they hold it (``held``: its first
+    PMU filled first), the whole PMU at most."""
+    whole = nbytes if held(nbytes, pmus, pmu_bytes) else 0
+    return min(pmu_bytes, max(tile_bytes * nbuf, whole))
+
+
+def beside_pinned_home(home: int, other: int, pmu_bytes: int) -> bool:
+    """Whether a buffer whose ``pmu_footprint`` is ``other`` fits a PMU beside a pinned home
+    whose footprint is ``home``. Sections loaded in turn around pinned homes may put a buffer
+    on a home's slot when they bind none to its symbol (they neither read nor write it): the
+    symbol stays in its addresses while the section's configuration uses the others, so the
+    two must fit the PMU's ``pmu_bytes`` together; they never share its banks, the symbol
+    idling while that section runs."""
+    return home + other <= pmu_bytes
 
 
 def pipeline_depth(

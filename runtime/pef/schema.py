@@ -394,10 +394,12 @@ class Residency(Payload, frozen=True):
     chained, as one dataflow graph (the performance model's rule 8).
 
     Not ``co_resident``: the sections are configured one at a time, as without residency, but
-    the symbols' homes are **pinned**: no unit of any section sits on a home's slots but the
-    home and its ``shared`` PMUs, so loading a section's configuration leaves them holding
-    their symbols. A section's routes and the hand-offs into it fit the links' capacity
-    together (the hand-offs run after it is loaded, before it starts)."""
+    the symbols' homes are **pinned**: no unit sits on a home's slots but the home, its
+    ``shared`` PMUs and PMUs of sections that neither load nor store the symbol and fit the
+    PMU beside it (``runtime.machine.rules.beside_pinned_home``: they use its other
+    addresses), so loading a section's configuration leaves them holding their symbols. A
+    section's routes and the hand-offs into it fit the links' capacity together (the hand-offs
+    run after it is loaded, before it starts)."""
 
     symbols: list[ResidentSymbol]
     co_resident: bool = True

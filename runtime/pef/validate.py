@@ -34,9 +34,10 @@ Symbols kept on chip (``Program.resident``, ``schema.Residency``). Co-resident s
 section on units of its own (no PCU or PMU slot, copies' and buffers' extra slots included, in
 two sections, but a shared PMU on its symbol's home's slots), all their routes and the
 hand-offs' routes within the links' capacity together (they are configured at once). Sections
-loaded in turn (``co_resident`` false): no two homes on one slot and no other unit of any
-section on a home's slots (a shared PMU aside), each section's routes and the hand-offs into it
-within the links' capacity together. A resident symbol is a state,
+loaded in turn (``co_resident`` false): no two homes on one slot and no other unit on a home's
+slots (a shared PMU aside) but a PMU of a section that neither loads nor stores the home's
+symbol and fits beside it (``rules.beside_pinned_home``), each section's routes and the
+hand-offs into it within the links' capacity together. A resident symbol is a state,
 activation, gradient or spill symbol, listed once; its home is a PMU of a section bound to it
 (loaded from it, or stored to it) that holds it whole; each hand-off goes into a PMU of a
 section loaded from that symbol, along a route from the home's switch to that PMU's; each
@@ -60,6 +61,7 @@ from runtime.machine.rules import (
     UnitWalk,
     address_range,
     adjacent,
+    beside_pinned_home,
     combiner_problem,
     held,
     in_place_problem,
@@ -67,6 +69,7 @@ from runtime.machine.rules import (
     link_loads,
     on_scalar_network,
     parallel_problem,
+    pmu_footprint,
     reaches_any,
     register_problem,
 )
@@ -418,8 +421,9 @@ def _check_slots(
     homes: set[tuple[str, int]],
 ) -> None:
     """Co-resident sections share no slot (but a shared PMU on its home's slots, checked with
-    its symbol); sections loaded in turn put no unit on a home's slots but the home and its
-    shared PMUs."""
+    its symbol); sections loaded in turn put no unit on a home's slots but the home, its
+    shared PMUs and the PMUs of sections that neither load nor store its symbol and fit beside
+    it (``rules.beside_pinned_home``)."""
     taken: dict[tuple[int, int], str] = {}  # slot -> the unit that holds it
 
     def take(at: list[int], what: str) -> None:
@@ -428,31 +432,69 @@ def _check_slots(
             raise PefError(f"resident: slot {list(slot)} is both {taken[slot]}'s and {what}'s")
         taken[slot] = what
 
-    pinned: dict[tuple[int, int], str] = {}  # a home's slot -> its home
+    t = program.meta.target
+
+    def footprint(pmu: Pmu) -> int:
+        size = numel(pmu.shape) * DTYPE_BYTES.get(pmu.dtype, 4)
+        return pmu_footprint(pmu.tile_bytes, pmu.nbuf, size, pmu.pmus, t.pmu_bytes)
+
+    symbol_of = {(e.section, e.pmu): e.symbol for e in resident.symbols}
+    binding: dict[int, set[str]] = {e.symbol: {e.section} for e in resident.symbols}
+    for s in program.sections:  # the sections that load or store each resident symbol
+        bound = {p.symbol for p in s.pmus if p.source == "dram"} | {o.symbol for o in s.outputs}
+        for symbol in bound & binding.keys():
+            binding[symbol].add(s.name)
+    pinned: dict[tuple[int, int], tuple[str, int, int]] = {}  # slot -> home, symbol, bytes
     for s in program.sections:
         for i, pmu in enumerate(s.pmus):
             if (s.name, i) in homes:
                 home = f"section '{s.name}' pmu {i} '{pmu.name}'"
                 for at in [pmu.at, *pmu.more_at]:
                     if (at[0], at[1]) in pinned:
-                        other = pinned[(at[0], at[1])]
+                        other = pinned[(at[0], at[1])][0]
                         raise PefError(f"resident: homes {other} and {home} share slot {at}")
-                    pinned[(at[0], at[1])] = home
+                    pinned[(at[0], at[1])] = (home, symbol_of[(s.name, i)], footprint(pmu))
+    by_name = {s.name: s for s in program.sections}
+    for sh in (sh for e in resident.symbols for sh in e.shared):  # on the home's slots too
+        section = by_name.get(sh.section)
+        if section is None or not 0 <= sh.pmu < len(section.pmus):
+            continue  # refused with its symbol (_check_residency)
+        pmu = section.pmus[sh.pmu]
+        for at in [pmu.at, *pmu.more_at]:
+            if (at[0], at[1]) in pinned:
+                home, symbol, n = pinned[(at[0], at[1])]
+                pinned[(at[0], at[1])] = (home, symbol, max(n, footprint(pmu)))
     for s in program.sections:
-        units = [(f"pcu {i} '{p.name}'", [p.at, *p.more_at]) for i, p in enumerate(s.pcus)]
+        units: list[tuple[str, list[list[int]], Pmu | None]] = [
+            (f"pcu {i} '{p.name}'", [p.at, *p.more_at], None) for i, p in enumerate(s.pcus)
+        ]
         for i, pmu in enumerate(s.pmus):
             if (s.name, i) in on_home or ((s.name, i) in homes and not resident.co_resident):
                 continue  # on its home's slots: checked with its symbol below
-            units.append((f"pmu {i} '{pmu.name}'", [pmu.at, *pmu.more_at]))
-        for unit, slots in units:
+            units.append((f"pmu {i} '{pmu.name}'", [pmu.at, *pmu.more_at], pmu))
+        for unit, slots, buffer in units:
             what = f"section '{s.name}' {unit}"
             for at in slots:
                 if resident.co_resident:
                     take(at, what)
                 elif (at[0], at[1]) in pinned:
+                    home, symbol, n = pinned[(at[0], at[1])]
+                    symbols = program.meta.symbols
+                    name = symbols[symbol].name if 0 <= symbol < len(symbols) else str(symbol)
+                    if buffer is None or s.name in binding[symbol]:
+                        why = f"whose symbol '{name}' its section loads or stores"
+                        if buffer is None:
+                            why = "a PMU's"
+                    elif not beside_pinned_home(n, footprint(buffer), t.pmu_bytes):
+                        why = (
+                            f"and the two do not fit a PMU ({n} + {footprint(buffer)} bytes > "
+                            f"{t.pmu_bytes})"
+                        )
+                    else:
+                        continue  # beside the symbol, which idles while this section runs
                     raise PefError(
                         f"resident: {what} sits at {list(at)}, a slot of the pinned home "
-                        f"{pinned[(at[0], at[1])]}"
+                        f"{home}, {why}"
                     )
 
 

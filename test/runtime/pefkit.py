@@ -482,18 +482,25 @@ def linear_program(batch: int, k: int, n: int, optimizer: str | None = "sgd") ->
 
 
 def co_resident_relus(
-    *, with_resident: bool = True, second_at: int = 8, shared: bool = False
+    *,
+    with_resident: bool = True,
+    second_at: int = 8,
+    shared: bool = False,
+    third_at: int | None = None,
 ) -> schema.Program:
     """Two forward sections on units of their own: ``h = relu(x)`` then ``y = relu(h)``, with
     ``h`` (an activation) kept on chip: its home is the first section's output PMU (slot
     (1, 0)), a hand-off copies it into the second section's PMU (slot (8, 0)) along 7 hops.
     ``second_at``: the column of the second section's first unit. ``shared``: the second
     section's h PMU sits on the home's slot instead (``schema.SharedPmu``), its routes
-    redrawn from there, and no hand-off."""
+    redrawn from there, and no hand-off. ``third_at``: a third section, ``z = relu(x)``, which
+    binds nothing to ``h``, its first unit (the x PMU) at that column."""
     p = ProgramBuilder(inference=True)
     p.symbol("x", [64, 16])
     p.symbol("h", [64, 16], role="activation")
     p.symbol("y", [64, 16], role="output")
+    if third_at is not None:
+        p.symbol("z", [64, 16], role="output")
     zero = st("const", imm=0.0)
     first = p.section("forward")
     h = first.pcu("relu", [64, 16], [(first.load("x"), 0, [16, 1])],
@@ -504,6 +511,12 @@ def co_resident_relus(
     y = second.pcu("relu2", [64, 16], [(second.load("h"), 0, [16, 1])],
                    [zero, st("max", 0, 1)], [64, 16])  # fmt: skip
     second.store("y", y)
+    if third_at is not None:
+        third = p.section("forward.2", "forward")
+        third._slot = third_at
+        z = third.pcu("relu3", [64, 16], [(third.load("x"), 0, [16, 1])],
+                      [zero, st("max", 0, 1)], [64, 16])  # fmt: skip
+        third.store("z", z)
     program = p.build()
     if not with_resident:
         return program

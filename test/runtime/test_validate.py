@@ -414,6 +414,30 @@ def test_sections_loaded_in_turn_may_share_slots_but_not_a_pinned_home() -> None
     assert msgspec.msgpack.decode(old, type=schema.Residency) == resident
 
 
+def test_a_section_binding_nothing_to_a_pinned_symbol_may_sit_beside_its_home() -> None:
+    # A third section, z = relu(x), neither loads nor stores h: its x PMU may sit on h's home
+    # (slot (1, 0)), using the PMU's other addresses, when the two fit the PMU together.
+    beside = _pinned(co_resident_relus(third_at=1))
+    third = beside.sections[2]
+    assert third.pmus[0].at == beside.sections[0].pmus[1].at == [1, 0]
+    validate(beside)
+    pmu_bytes = beside.meta.target.pmu_bytes
+    big = replace(third.pmus[0], tile_bytes=pmu_bytes // 2)  # the whole PMU, double-buffered
+    crowded = replace(
+        beside, sections=[*beside.sections[:2], replace(third, pmus=[big, *third.pmus[1:]])]
+    )
+    with pytest.raises(
+        PefError,
+        match=rf"section 'forward.2' pmu 0 'x' sits at \[1, 0\], a slot of the pinned home "
+        rf"section 'forward' pmu 1 'relu.out', and the two do not fit a PMU "
+        rf"\(8192 \+ {pmu_bytes} bytes",
+    ):
+        validate(crowded)
+    # Co-resident, the three sections cannot share the slot at all.
+    with pytest.raises(PefError, match=r"slot \[1, 0\] is both"):
+        validate(co_resident_relus(third_at=1))
+
+
 def test_an_update_in_place_reads_the_old_value_on_its_homes_slots() -> None:
     # decay = w + g and update = w - decay read the old w where update writes the new one.
     validate(in_place_update())
