@@ -139,6 +139,7 @@ def place_and_route(
     known: Known | None = None,
     fixed: Mapping[int, Coord] | None = None,
     blocked: Collection[Coord] = (),
+    barred: Mapping[int, Collection[Coord]] | None = None,
 ) -> Placement:
     """Place every unit of ``graph`` on a slot of its kind and route every stream.
 
@@ -146,7 +147,8 @@ def place_and_route(
     moves (default: scaled with the number of units, 2000 at most). ``known`` holds the answers
     found so far by the caller (see ``Known``): an answer found there is not searched again, a
     new one is added. ``fixed``: units (indices into ``graph.units``) placed on the slot given,
-    never moved; ``blocked``: slots no unit of ``graph`` may take (a fixed unit's own is not).
+    never moved; ``blocked``: slots no unit of ``graph`` may take (a fixed unit's own is not);
+    ``barred``: slots that one unit (not a fixed one) may not take, others may.
     Raises ``PlacementError`` when the section needs more units of a kind than the target has
     slots not blocked, when a fixed slot is not of its unit's kind, is blocked or is another
     fixed unit's, or when a stream cannot be routed within the links' capacity.
@@ -164,6 +166,7 @@ def place_and_route(
         moves,
         tuple(sorted(fixed.items())) if fixed else (),
         frozenset(blocked),
+        tuple(sorted((u, frozenset(b)) for u, b in barred.items())) if barred else (),
     )
     if known is None:
         known = {}
@@ -172,7 +175,11 @@ def place_and_route(
         return placed
     failed = placed
     # The same every attempt.
-    start = greedy_placement(graph, target, fixed=fixed, blocked=blocked) if failed is None else []
+    start = (
+        greedy_placement(graph, target, fixed=fixed, blocked=blocked, barred=barred)
+        if failed is None
+        else []
+    )
     inputs = anneal_inputs(graph, target, start) if failed is None and moves > 0 else None
     for attempt in range(ROUTE_ATTEMPTS if failed is None else 0):
         at = anneal(
@@ -184,6 +191,7 @@ def place_and_route(
             inputs=inputs,
             fixed=fixed,
             blocked=blocked,
+            barred=barred,
         )
         try:
             routes = route(graph, target, at)
@@ -314,6 +322,7 @@ def greedy_placement(
     *,
     fixed: Mapping[int, Coord] | None = None,
     blocked: Collection[Coord] = (),
+    barred: Mapping[int, Collection[Coord]] | None = None,
 ) -> list[Coord]:
     """Units in dataflow order, each on the free slot of its kind nearest its placed neighbours.
 
@@ -321,7 +330,8 @@ def greedy_placement(
     of a column's and a row's (the Manhattan distances split by axis), so the costs of all the
     free slots of a kind are one numpy sum, and the first of least cost its ``argmin``.
     ``fixed`` units are placed first, on their slots (placed neighbours of the others from the
-    start); those slots and the ``blocked`` ones are taken (see ``place_and_route``).
+    start); those slots and the ``blocked`` ones are taken, and a unit's ``barred`` ones for
+    it (see ``place_and_route``).
     """
     _check_fixed(graph, target, fixed, blocked)
     incident = _incident_streams(graph)
@@ -336,7 +346,8 @@ def greedy_placement(
     columns, rows = np.arange(target.cols), np.arange(target.rows)
     at: list[Coord] = [(-1, -1)] * len(graph.units)
     placed = [False] * len(graph.units)
-    if fixed or blocked:
+    index: dict[str, dict[Coord, int]] = {}
+    if fixed or blocked or barred:
         index = {
             kind: {(int(x), int(y)): i for i, (x, y) in enumerate(free[kind])} for kind in KINDS
         }
@@ -374,8 +385,11 @@ def greedy_placement(
             by_y = by_y + DRAM_DETOUR * over.sum(axis=1)
         kind_taken = taken[unit.kind]
         cost = by_x[xs[unit.kind]] + by_y[ys[unit.kind]] + kind_taken
+        for slot in barred.get(u, ()) if barred else ():
+            if slot in index[unit.kind]:
+                cost[index[unit.kind][slot]] += _TAKEN
         best = int(np.argmin(cost))  # the first of least cost
-        if kind_taken[best]:
+        if cost[best] >= _TAKEN:
             raise PlacementError(f"no free {unit.kind.upper()} slot left for {unit.name}")
         xy = free[unit.kind]
         best_slot = (int(xy[best, 0]), int(xy[best, 1]))
@@ -456,12 +470,14 @@ def anneal(
     inputs: AnnealInputs | None = None,
     fixed: Mapping[int, Coord] | None = None,
     blocked: Collection[Coord] = (),
+    barred: Mapping[int, Collection[Coord]] | None = None,
 ) -> list[Coord]:
     """Simulated annealing of ``placement_cost`` from ``start``; returns the best placement seen.
 
     A move takes a unit to a slot of its kind, swapping it with the unit already there if any.
     A ``fixed`` unit (on its slot in ``start``) is never moved, nor swapped out of its slot, and
-    no unit moves onto a ``blocked`` slot (see ``place_and_route``).
+    no unit moves onto a ``blocked`` slot, nor onto one of its ``barred`` ones (see
+    ``place_and_route``).
     Half the moves aim at the median of the unit's neighbours' switches (where its streams would
     be shortest), half at a random slot within a window that shrinks as the temperature falls.
     The temperature cools geometrically over ``moves`` moves. Deterministic for a given ``seed``.
@@ -532,7 +548,8 @@ def anneal(
     # The units that may move, and the slots they may not take: the blocked and the fixed
     # units' (empty without ``fixed`` and ``blocked``: the same draws as before those).
     movable = [u for u in range(len(at)) if u not in fixed] if fixed else list(range(len(at)))
-    barred = set(blocked) | set(fixed.values()) if fixed else set(blocked)
+    taboo = set(blocked) | set(fixed.values()) if fixed else set(blocked)
+    own = {u: set(slots) for u, slots in barred.items()} if barred else {}
     if not movable:
         return at
     n_units, unit_bits = len(movable), len(movable).bit_length()
@@ -549,10 +566,12 @@ def anneal(
             centre = at[u]
             radius = max(1, round(span * (1 - step / moves)))
         slot = slot_near(is_pcu[u], centre, radius)
-        if slot == at[u] or slot in barred:
+        if slot == at[u] or slot in taboo:
             continue
         v = occupant.get(slot)
         old = at[u]
+        if own and (slot in own.get(u, ()) or (v is not None and old in own.get(v, ()))):
+            continue
         delta = wire_delta(u, old, slot, DRAM if v is None else v)
         if v is not None:
             delta += wire_delta(v, slot, old, u)

@@ -386,6 +386,36 @@ def test_anneal_never_moves_a_fixed_unit_nor_takes_a_blocked_slot() -> None:
             assert not blocked & set(moved) and len(set(moved)) == len(moved)
 
 
+def test_a_barred_slot_is_taken_by_another_unit_not_by_the_barred_one() -> None:
+    """A unit's ``barred`` slots: greedy and the annealing never put it there (nor swap it
+    there), every seed; another unit may take them (pin-resident-symbols: a buffer to pin may
+    not land beside another symbol's home, the section's other buffers may)."""
+    from compiler.passes.placement import anneal
+
+    target = get_target("plasticine")
+    rng = random.Random(5)
+    took = wanted = 0
+    for _ in range(10):
+        graph, at = _random_placed_graph(rng, target)
+        chosen = rng.sample(range(len(at)), len(at) // 4)
+        near = [s for s in target_slots(target) if s[0] <= 2]  # where greedy puts things
+        barred = {u: frozenset(near) for u in chosen}
+        plain = greedy_placement(graph, target)
+        wanted += sum(1 for u in chosen if plain[u] in near)  # where they would have gone
+        start = greedy_placement(graph, target, barred=barred)
+        assert not any(start[u] in barred[u] for u in chosen)
+        for seed in range(3):
+            moved = anneal(graph, target, start, seed=seed, moves=500, barred=barred)
+            assert not any(moved[u] in barred[u] for u in chosen)
+            assert len(set(moved)) == len(moved)
+            took += sum(1 for u, slot in enumerate(moved) if u not in barred and slot in near)
+    assert wanted > 0 and took > 0  # not vacuous; the others do take them: per unit
+    graph = two_layer_graph()
+    placed = place_and_route(graph, GRID, barred={0: frozenset({(0, 0), (1, 0)})})
+    check_placement(graph, GRID, placed)
+    assert placed.at[0] not in {(0, 0), (1, 0)}
+
+
 def target_slots(target: Target) -> list[Coord]:
     return slots(target, "pcu") + slots(target, "pmu")
 
