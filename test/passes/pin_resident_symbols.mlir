@@ -10,9 +10,11 @@
 // one, an update in place (residency.updates_in_place), no hand-off. The gradient lives in the
 // optimizer's buffer that loads it, at (0, 1), and the momentum in the optimizer's updated
 // buffer, at (1, 2); momentum_0 reads the old momentum transposed, so not where it writes the
-// new, and a hand-off copies it into its load. No unit of the forward sits on (0, 1) or
-// (1, 2). On plasticine the sections fit together: co-place-sections keeps them on chip and
-// this pass does nothing.
+// new, and a hand-off copies it into its load. The forward binds nothing to the gradient or
+// the momentum, and its buffers fit a PMU beside theirs: it puts its matmul_0 on (0, 1) and
+// its mse_1 on (1, 2), using those PMUs' other addresses (rules.beside_pinned_home). On
+// plasticine the sections fit together: co-place-sections keeps them on chip and this pass
+// does nothing.
 
 builtin.module {
   dataflow.section @forward forward attributes {arg_names = ["input.0", "net.0.weight", "target.0"], arg_roles = [#dataflow<role input>, #dataflow<role parameter>, #dataflow<role label>], result_names = ["output.0", "saved.mm", "loss"], result_roles = [#dataflow<role output>, #dataflow<role activation>, #dataflow<role loss>]} {
@@ -64,11 +66,9 @@ builtin.module {
 // CHECK-SAME:   ["net.0.weight.momentum_buffer", "optimizer", #builtin.int<4>, [["optimizer", #builtin.int<2>, #pmu.route<(1, 2) -> (1, 3) -> (0, 3)>]], []]],
 // CHECK-SAME:   rdu.resident_pinned}
 // CHECK:        dataflow.section @forward
-// CHECK-NOT:      at (0, 1)
-// CHECK-NOT:      at (1, 2)
 // CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (2, 1), fill
-// CHECK-NOT:      at (0, 1)
-// CHECK-NOT:      at (1, 2)
+// CHECK:          %mmb = pmu.buffer %mm {{{.*}}, placement = #pmu.placement<at (0, 1), fill
+// CHECK:          %lb = pmu.buffer %l {{{.*}}, placement = #pmu.placement<at (1, 2), fill
 // CHECK:        dataflow.section @optimizer
 // CHECK:          %wb = pmu.buffer %w {{{.*}}, placement = #pmu.placement<at (2, 1), fill
 // CHECK:          %gb = pmu.buffer %g {{{.*}}, placement = #pmu.placement<at (0, 1), fill

@@ -466,7 +466,14 @@ def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
     parallel = {p.name: math.prod(p.parallel) if p.parallel else 1 for p in backward.pcus}
     assert parallel["matmul_189"] >= 2 and parallel["matmul_75"] >= 4, parallel
     model = model_section(backward, program.meta, program.resident)
-    assert model.pcus_used <= 585 and model.pmus_used <= 626
+    # (pin-resident-symbols then widens a buffer that shares a pinned home to the home's PMUs,
+    # saved.add's from one to eight: counted here as one)
+    assert program.resident is not None
+    shared = {
+        sh.pmu for e in program.resident.symbols for sh in e.shared if sh.section == "backward"
+    }
+    took = sum(1 if i in shared else max(1, p.pmus) for i, p in enumerate(backward.pmus))
+    assert model.pcus_used <= 585 and took <= 626 and model.pmus_used <= 640
     assert model.compute_cycles < 10_000 and model.pmu_cycles < 10_000
     assert model.cycles < 11_000  # 11,751 without the latest ends' tie-break
 
