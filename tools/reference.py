@@ -40,7 +40,7 @@ import functools
 import operator
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -627,7 +627,7 @@ def summed_terms_size(
         return 0.0
     dims = node.args[1] if len(node.args) > 1 and node.args[1] is not None else None
     magnitudes = value.detach().abs()
-    total = magnitudes.sum() if dims is None else magnitudes.sum(dim=list(dims))
+    total = magnitudes.sum() if dims is None else magnitudes.sum(dim=list(cast(list[int], dims)))
     return _largest(total.reshape(-1))
 
 
