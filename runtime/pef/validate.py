@@ -481,10 +481,10 @@ def _check_slots(
                     home, symbol, n = pinned[(at[0], at[1])]
                     symbols = program.meta.symbols
                     name = symbols[symbol].name if 0 <= symbol < len(symbols) else str(symbol)
-                    if buffer is None or s.name in binding[symbol]:
+                    if buffer is None:
+                        why = "where no PCU may sit"
+                    elif s.name in binding[symbol]:
                         why = f"whose symbol '{name}' its section loads or stores"
-                        if buffer is None:
-                            why = "a PMU's"
                     elif not beside_pinned_home(n, footprint(buffer), t.pmu_bytes):
                         why = (
                             f"and the two do not fit a PMU ({n} + {footprint(buffer)} bytes > "

@@ -404,7 +404,7 @@ def test_sections_loaded_in_turn_may_share_slots_but_not_a_pinned_home() -> None
     with pytest.raises(
         PefError,
         match=r"section 'forward.1' pmu 0 'h' sits at \[1, 0\], a slot of the pinned home "
-        r"section 'forward' pmu 1",
+        r"section 'forward' pmu 1 'relu.out', whose symbol 'h' its section loads or stores",
     ):
         validate(_pinned(co_resident_relus(second_at=1)))
     # A resident section written before the field (its symbols alone): co-resident, as it was.
