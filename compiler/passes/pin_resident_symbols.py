@@ -187,6 +187,7 @@ def _own_pmus(sections: Sequence[SectionOp]) -> list[int]:
 
 
 def _footprint(buffer: BufferOp, target: Target) -> int:
+    """``rules.pmu_footprint`` of ``buffer``: the most bytes it takes of each of its PMUs."""
     tile, nbuf = buffer.tile_bytes.value.data, buffer.nbuf.value.data
     return pmu_footprint(tile, nbuf, buffer_bytes(buffer), buffer.num_pmus, target.pmu_bytes)
 
