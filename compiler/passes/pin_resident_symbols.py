@@ -77,6 +77,7 @@ from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pmu import BufferOp
+from runtime.machine import perf
 from runtime.machine.rules import beside_pinned_home, pmu_footprint
 
 MIN_SAVED = 0.05
@@ -86,6 +87,9 @@ step; placing its sections around them took seconds of the compile)."""
 
 MAX_ROUNDS = 8
 """How many times the pass gives up symbols and starts again before keeping none on chip."""
+
+POLISH_SEEDS = 2
+"""How many longer anneals ``_Pinning._polish`` tries a section, one a seed."""
 
 SHRINK = 4
 """A section that does not place with its pins gets ``1 / SHRINK`` fewer PMUs of other
@@ -273,6 +277,7 @@ class _Pinning:
         self.owner: dict[Coord, str] = {}  # a pinned slot -> its symbol
         self.placed: dict[int, tuple[SectionGraph, Placement]] = {}
         self.handoffs: dict[Handoff, tuple[Coord, ...]] = {}  # their routes
+        self.links: dict[int, int] = {}  # a section placed again -> its busiest link's cycles
 
     def run(
         self,
@@ -291,6 +296,7 @@ class _Pinning:
         for _ in range(len(self.sections) + 1):  # a round pins every symbol it places
             stale = [s for s in range(len(self.sections)) if not self._keeps_rules(s)]
             if not stale:
+                self._polish()
                 return self.placed, self.handoffs
             for s in stale:
                 self._place(s)
@@ -340,11 +346,34 @@ class _Pinning:
                 return False
         return True
 
-    def _place(self, s: int) -> None:
+    def _polish(self) -> None:
+        """Place each section placed again here once more, every pin now known, with longer
+        anneals (``placement.final_moves``, seeds 0 to ``POLISH_SEEDS - 1``), keeping the
+        placement whose busiest link moves the fewest bytes (the performance model's rule 3:
+        a section's time is at least that link's). The placements made to find the pins
+        settle for the placer's default moves, two a unit in a section of a thousand units'
+        copies, which leaves a multicast stream's copies far apart (its route passing links
+        twice) or heavy streams on one link."""
+        for s in sorted(self.placed):
+            placed, handoffs, links = self.placed[s], dict(self.handoffs), self.links[s]
+            for seed in range(POLISH_SEEDS):
+                try:
+                    self._place(s, seed, placement.final_moves(len(self.graphs[s].graph.units)))
+                except _Unplaceable:
+                    better = False
+                else:
+                    better = self.links[s] < links and self._keeps_rules(s)
+                if better:
+                    placed, handoffs, links = self.placed[s], dict(self.handoffs), self.links[s]
+                else:
+                    self.placed[s], self.handoffs, self.links[s] = placed, dict(handoffs), links
+
+    def _place(self, s: int, seed: int = 0, moves: int | None = None) -> None:
         """Place section ``s`` again: its pinned buffers fixed on their pins (those not pinned
         yet free, then pinned where they land), every other pin blocked but those it may sit
         beside (not for its buffers to pin where they land), a hand-off stream from the home
-        into every buffer that needs one."""
+        into every buffer that needs one; the anneal's ``seed`` and ``moves`` (None: the
+        placer's default)."""
         sg = self.graphs[s]
         # A buffer its home's writer updates in place is the home's very units here.
         same: dict[int, int] = {}
@@ -404,14 +433,19 @@ class _Pinning:
         name = self.sections[s].sym_name.data
         try:
             result = placement.place_and_route(
-                Graph(units, streams), self.target, section=name, fixed=fixed, blocked=blocked,
-                barred=barred,
+                Graph(units, streams), self.target, section=name, seed=seed, moves=moves,
+                fixed=fixed, blocked=blocked, barred=barred,
             )  # fmt: skip
         except PlacementError as err:
             raise _Unplaceable(s) from err
         n, m = len(sg.graph.units), len(sg.graph.streams)
         at = tuple(result.at[index[i]] for i in range(n))
         self.placed[s] = (sg, Placement(at, result.routes[:m]))
+        self.links[s] = perf.busiest_link(
+            ((hops, st.weight) for st, hops in zip(streams, result.routes, strict=True)
+             if st.scalar is None),
+            self.target,
+        )  # fmt: skip
         for k, (r, buffer) in enumerate(wanted):
             self.handoffs[(r.name, buffer)] = result.routes[m + k]
         for r, buffer in later:

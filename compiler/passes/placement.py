@@ -258,6 +258,28 @@ def default_moves(num_units: int) -> int:
     return min(2000, max(1000, 100 * num_units))
 
 
+FINAL_MOVES_A_UNIT = 10
+"""Annealing moves a unit for a section's last placement (``final_moves``)."""
+
+FINAL_MOVES_MOST = 20_000
+"""``final_moves``' most."""
+
+
+def final_moves(num_units: int) -> int:
+    """Annealing moves for the placement a section keeps, the last one made (pin-resident-symbols
+    places each section again with its pinned homes fixed): ``FINAL_MOVES_A_UNIT`` a unit, at
+    most ``FINAL_MOVES_MOST``, never fewer than ``default_moves`` (none for a lone unit). The
+    placements made to try an allocation or a cut (parallelize-units, partition-sections)
+    settle for ``default_moves``, whose 2000 leave a section of a thousand units (GPT b8's
+    backward on sn10, its units' copies counted) two moves a unit: the copies fed by one
+    multicast stream end up far apart, the stream passing links twice (9,216 of the busiest
+    link's 10,032 cycles). An anneal move costs microseconds; routing the result dominates."""
+    fewest = default_moves(num_units)
+    if fewest == 0:
+        return 0
+    return max(fewest, min(FINAL_MOVES_MOST, FINAL_MOVES_A_UNIT * num_units))
+
+
 def slots(target: Target, kind: UnitKind) -> list[Coord]:
     """The slots of one kind, column by column from the left (the DRAM edge)."""
     want_pcu = kind == "pcu"

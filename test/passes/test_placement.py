@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from compiler.passes import placement
 from compiler.passes.placement import (
     DRAM,
     Graph,
@@ -465,3 +466,12 @@ def test_fixed_and_blocked_errors() -> None:
     # Blocked PCU slots (and slots off the grid) leave the PMUs room: it places.
     placed = place_and_route(graph, GRID, blocked={(0, 0), (2, 0), (9, 9)})
     check_placement(graph, GRID, placed)
+
+
+def test_the_placement_a_section_keeps_anneals_ten_moves_a_unit() -> None:
+    """``final_moves``: ten moves a unit for the last placement, at most 20,000, never fewer
+    than the default (2000 at most, whatever the section's size)."""
+    assert placement.final_moves(1100) == 11_000 > placement.default_moves(1100) == 2000
+    assert placement.final_moves(50_000) == placement.FINAL_MOVES_MOST
+    assert placement.final_moves(20) == placement.default_moves(20) == 2000
+    assert placement.final_moves(1) == 0
