@@ -82,11 +82,13 @@ class CoPlaceSections(ModulePass):
         before = share_pmus(residents)
         graphs = [section_graph(s, target) for s in sections]
         graph, nodes, streams_at, handoffs_at = combined_graph(graphs, residents)
+        name = "co-resident sections"
         try:
-            placed = placement.place_and_route(graph, target, section="co-resident sections")
+            placed = placement.place_and_route(graph, target, section=name)
         except PlacementError:
             restore_pmus(before)  # each section keeps its own placement
             return
+        placed = placement.polish(graph, target, placed, section=name)
         for sg, at, s0 in zip(graphs, nodes, streams_at, strict=True):
             m = len(sg.graph.streams)
             slots = tuple(placed.at[i] for i in at)

@@ -39,8 +39,8 @@ scattered where other sections put them, leaves its streams no path), the pass s
 with a quarter fewer PMUs of other symbols' homes in that section, or, when none was in its
 way, a quarter fewer of its own buffers pinned (``SHRINK``: the least valuable symbols given
 up), ``MAX_ROUNDS`` times at most. Once every pin is known, each section placed again is
-annealed once more for longer (``placement.final_moves``, ``POLISH_SEEDS`` seeds) and kept where
-its busiest link moves the fewest bytes (``_Pinning._polish``): GPT b8's step on sn10 25,373
+placed once more and kept as the placement of it whose busiest link moves the fewest bytes, of
+the placer's default anneal and longer ones (``placement.polish``): GPT b8's step on sn10 25,373
 cycles to 24,638, HF GPT-2 b8's 62,080 to 59,111, both backwards no longer link-bound.
 
 The module gets ``rdu.resident`` (``residency.resident_attr``) and ``rdu.resident_pinned``;
@@ -80,7 +80,6 @@ from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pmu import BufferOp
-from runtime.machine import perf
 from runtime.machine.rules import beside_pinned_home, pmu_footprint
 
 MIN_SAVED = 0.05
@@ -90,9 +89,6 @@ step; placing its sections around them took seconds of the compile)."""
 
 MAX_ROUNDS = 8
 """How many times the pass gives up symbols and starts again before keeping none on chip."""
-
-POLISH_SEEDS = 2
-"""How many longer anneals ``_Pinning._polish`` tries a section, one a seed."""
 
 SHRINK = 4
 """A section that does not place with its pins gets ``1 / SHRINK`` fewer PMUs of other
@@ -280,7 +276,7 @@ class _Pinning:
         self.owner: dict[Coord, str] = {}  # a pinned slot -> its symbol
         self.placed: dict[int, tuple[SectionGraph, Placement]] = {}
         self.handoffs: dict[Handoff, tuple[Coord, ...]] = {}  # their routes
-        self.links: dict[int, int] = {}  # a section placed again -> its busiest link's cycles
+        self.last: dict[int, tuple[Graph, Placement]] = {}  # a section's last placement, whole
 
     def run(
         self,
@@ -350,33 +346,20 @@ class _Pinning:
         return True
 
     def _polish(self) -> None:
-        """Place each section placed again here once more, every pin now known, with longer
-        anneals (``placement.final_moves``, seeds 0 to ``POLISH_SEEDS - 1``), keeping the
-        placement whose busiest link moves the fewest bytes (the performance model's rule 3:
-        a section's time is at least that link's). The placements made to find the pins
-        settle for the placer's default moves, two a unit in a section of a thousand units'
-        copies, which leaves a multicast stream's copies far apart (its route passing links
-        twice) or heavy streams on one link."""
+        """Place each section placed again here once more, every pin now known, and keep the
+        placement of it whose busiest link moves the fewest bytes (``placement.polish``). The
+        placements made to find the pins settle for the placer's default moves, two a unit in
+        a section of a thousand units' copies, which leaves the copies one multicast stream
+        feeds far apart (its route passing links twice) or heavy streams on one link."""
         for s in sorted(self.placed):
-            placed, handoffs, links = self.placed[s], dict(self.handoffs), self.links[s]
-            for seed in range(POLISH_SEEDS):
-                try:
-                    self._place(s, seed, placement.final_moves(len(self.graphs[s].graph.units)))
-                except _Unplaceable:
-                    better = False
-                else:
-                    better = self.links[s] < links and self._keeps_rules(s)
-                if better:
-                    placed, handoffs, links = self.placed[s], dict(self.handoffs), self.links[s]
-                else:
-                    self.placed[s], self.handoffs, self.links[s] = placed, dict(handoffs), links
+            self._place(s, polish=True)
 
-    def _place(self, s: int, seed: int = 0, moves: int | None = None) -> None:
+    def _place(self, s: int, polish: bool = False) -> None:
         """Place section ``s`` again: its pinned buffers fixed on their pins (those not pinned
         yet free, then pinned where they land), every other pin blocked but those it may sit
         beside (not for its buffers to pin where they land), a hand-off stream from the home
-        into every buffer that needs one; the anneal's ``seed`` and ``moves`` (None: the
-        placer's default)."""
+        into every buffer that needs one; ``polish``: the placement ``placement.polish``
+        keeps."""
         sg = self.graphs[s]
         # A buffer its home's writer updates in place is the home's very units here.
         same: dict[int, int] = {}
@@ -434,21 +417,26 @@ class _Pinning:
         # A buffer to pin where it lands may land beside no home.
         barred = {index[i]: frozenset(pinned) for _, b in later for i in buffer_units(sg, b)}
         name = self.sections[s].sym_name.data
-        try:
-            result = placement.place_and_route(
-                Graph(units, streams), self.target, section=name, seed=seed, moves=moves,
-                fixed=fixed, blocked=blocked, barred=barred,
+        graph = Graph(units, streams)
+        last = self.last.get(s)
+        if polish and last is not None and last[0] == graph:
+            result = last[1]  # it keeps the rules (every section did, for the pins to settle)
+        else:
+            try:
+                result = placement.place_and_route(
+                    graph, self.target, section=name, fixed=fixed, blocked=blocked, barred=barred
+                )
+            except PlacementError as err:
+                raise _Unplaceable(s) from err
+        self.last[s] = (graph, result)
+        if polish:
+            result = placement.polish(
+                graph, self.target, result, section=name, fixed=fixed, blocked=blocked,
+                barred=barred,
             )  # fmt: skip
-        except PlacementError as err:
-            raise _Unplaceable(s) from err
         n, m = len(sg.graph.units), len(sg.graph.streams)
         at = tuple(result.at[index[i]] for i in range(n))
         self.placed[s] = (sg, Placement(at, result.routes[:m]))
-        self.links[s] = perf.busiest_link(
-            ((hops, st.weight) for st, hops in zip(streams, result.routes, strict=True)
-             if st.scalar is None),
-            self.target,
-        )  # fmt: skip
         for k, (r, buffer) in enumerate(wanted):
             self.handoffs[(r.name, buffer)] = result.routes[m + k]
         for r, buffer in later:

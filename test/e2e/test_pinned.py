@@ -14,7 +14,7 @@ from e2e_helpers import MLP, compile_mlp, judged, rdu_test
 
 from compiler.driver import compile_in_memory
 from compiler.ideal import step_ideal
-from compiler.passes import pin_resident_symbols
+from compiler.passes import placement
 from compiler.targets import get_target
 from runtime.machine.perf import nbytes, program_models
 from runtime.machine.rules import pmu_footprint
@@ -102,25 +102,26 @@ def test_only_a_section_binding_nothing_to_a_pinned_symbol_sits_beside_its_home(
 def test_the_sections_placed_again_are_polished_by_their_busiest_link(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Once every pin is known, each section placed again is annealed longer and kept as placed
-    where its busiest link moves the fewest bytes (``_Pinning._polish``): MLP b64's forward on
-    the default target 584 link cycles to 528, the step no slower; without the polish, the
-    placements that found the pins (the placer's default moves) are the PEF's."""
+    """Once every pin is known, each section placed again is placed once more and kept as the
+    placement of it whose busiest link moves the fewest bytes (``placement.polish``, from
+    ``_Pinning._polish``): MLP b64's forward on the default target 584 link cycles to 528, the
+    step no slower; with no longer anneal tried, the placements that found the pins are the
+    PEF's."""
     target = get_target("plasticine")
     _, spec = model_spec(str(MLP), [], False, 64, 0, False, target)
     links: dict[int, list[int]] = {}
     steps: dict[int, int] = {}
-    for seeds in (0, pin_resident_symbols.POLISH_SEEDS):
-        monkeypatch.setattr(pin_resident_symbols, "POLISH_SEEDS", seeds)
+    for seeds in (0, placement.POLISH_SEEDS):
+        monkeypatch.setattr(placement, "POLISH_SEEDS", seeds)
         program = compile_in_memory(spec, inference=False, target=target)
         assert not resident(program).co_resident
         models = program_models(program)
         links[seeds] = [m.link_cycles for m in models]
         steps[seeds] = sum(m.cycles for m in models)
-    polished, plain = links[pin_resident_symbols.POLISH_SEEDS], links[0]
+    polished, plain = links[placement.POLISH_SEEDS], links[0]
     assert polished[0] < plain[0]  # the forward's
     assert sum(polished) < sum(plain)
-    assert steps[pin_resident_symbols.POLISH_SEEDS] <= steps[0]
+    assert steps[placement.POLISH_SEEDS] <= steps[0]
 
 
 def test_rdu_pef_says_the_homes_are_pinned(pinned_pef: Path) -> None:
