@@ -48,6 +48,7 @@ import numpy as np
 
 from compiler.passes.routing import Coord, Router
 from compiler.targets import Target
+from runtime.machine.perf import busiest_link_bytes
 from runtime.machine.rules import link_loads
 
 UnitKind = Literal["pcu", "pmu"]
@@ -266,8 +267,8 @@ FINAL_MOVES_MOST = 20_000
 
 
 def final_moves(num_units: int) -> int:
-    """Annealing moves for the placement a section keeps, the last one made (pin-resident-symbols
-    places each section again with its pinned homes fixed): ``FINAL_MOVES_A_UNIT`` a unit, at
+    """Annealing moves for the placements ``polish`` tries, those a program keeps
+    (pin-resident-symbols' last ones, co-place-sections'): ``FINAL_MOVES_A_UNIT`` a unit, at
     most ``FINAL_MOVES_MOST``, never fewer than ``default_moves`` (none for a lone unit). The
     placements made to try an allocation or a cut (parallelize-units, partition-sections)
     settle for ``default_moves``, whose 2000 leave a section of a thousand units (GPT b8's
@@ -286,13 +287,10 @@ POLISH_SEEDS = 2
 
 def link_bytes(graph: Graph, placed: Placement) -> int:
     """The most bytes a link moves in one run: the ``weight`` of every vector stream whose route
-    passes it, each time it passes (the performance model's rule 3, in bytes)."""
-    moved: dict[tuple[Coord, Coord], int] = {}
-    for stream, hops in zip(graph.streams, placed.routes, strict=True):
-        if stream.scalar is None and stream.weight:
-            for link in zip(hops, hops[1:], strict=False):
-                moved[link] = moved.get(link, 0) + stream.weight
-    return max(moved.values(), default=0)
+    passes it, each time it passes (the performance model's rule 3 in bytes,
+    ``perf.busiest_link_bytes``)."""
+    streams = zip(graph.streams, placed.routes, strict=True)
+    return busiest_link_bytes((hops, s.weight) for s, hops in streams if s.scalar is None)
 
 
 def polish(

@@ -1040,16 +1040,22 @@ def route_bytes(
     return carried
 
 
-def busiest_link(routes: Iterable[tuple[Sequence[Sequence[int]], int]], target: Target) -> int:
-    """Rule 3: the cycles the busiest switch-to-switch link needs for the bytes of every
-    route through it (``routes``: each its switches and its bytes), at one stream's bytes a
-    cycle: the streams on a link share its bandwidth."""
+def busiest_link_bytes(routes: Iterable[tuple[Sequence[Sequence[int]], int]]) -> int:
+    """The bytes the busiest switch-to-switch link moves: those of every route through it
+    (``routes``: each its switches and its bytes), a route counted each time it passes."""
     load: dict[tuple[tuple[int, int], tuple[int, int]], int] = {}
     for hops, moved in routes:
         for a, b in zip(hops, hops[1:], strict=False):
             link = ((a[0], a[1]), (b[0], b[1]))
             load[link] = load.get(link, 0) + moved
-    return -(-max(load.values(), default=0) // stream_bytes(target))
+    return max(load.values(), default=0)
+
+
+def busiest_link(routes: Iterable[tuple[Sequence[Sequence[int]], int]], target: Target) -> int:
+    """Rule 3: the cycles the busiest switch-to-switch link needs for the bytes of every
+    route through it (``busiest_link_bytes``), at one stream's bytes a cycle: the streams on a
+    link share its bandwidth."""
+    return -(-busiest_link_bytes(routes) // stream_bytes(target))
 
 
 def load_cycles(section: Section, target: Target) -> int:
