@@ -83,7 +83,9 @@ tested on a hand-computed case in ``test/runtime/test_perf.py``:
    written row-major, and one streamed in tiles is streamed in each reader's order) starts when
    the first element is there. **Rows** (``Walk``, ``walk_start``): a buffer is written in
    rows of consecutive addresses when its writer's leading counters walk them in increasing
-   order, each iteration writing its own row only (``rules.row_walk``: the leading counters
+   order, each iteration writing its own row only, or part of it from an offset inside the
+   first (attention's keys, columns 48 to 95 of each token's ``[q | k | v]``, no longer
+   waiting for the qkv matmul's end) (``rules.row_walk``: the leading counters
    flattened row-major, ``[8, 32, 48]`` written as 256 rows of 48, the lanes counter never
    split into rows; a DRAM load row-major, an element a row). A writer whose copies split
    those counters writes every copy's box of rows at once, each row-major, at one pace: a

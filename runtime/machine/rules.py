@@ -366,11 +366,13 @@ def row_blocks(
     consecutive blocks of ``elements // rows`` addresses, one an iteration of its outermost
     counter of extent above 1 (``counter``), in increasing order, each iteration touching its
     own block only (in any order inside it, any number of times: a matmul reading the rows of
-    its left operand, or writing the rows of its result, each after its reduction); else None.
+    its left operand, or writing the rows of its result, each after its reduction; at an
+    ``offset`` inside the first block, part of each: attention's keys, columns 48 to 95 of
+    each token's ``[q | k | v]`` row); else None.
 
     The first counter of ``row_walk``, which the performance model's rule 1 reads rows with
     (a writer and a reader that both walk a buffer so pipeline it a row at a time)."""
-    if indexed or offset != 0:
+    if indexed or offset < 0:
         return None
     loops = [(c, e, st) for c, (e, st) in enumerate(zip(space, strides, strict=True)) if e > 1]
     if not loops:
@@ -378,7 +380,7 @@ def row_blocks(
     counter, extent, stride = loops[0]
     if stride <= 0 or extent * stride != elements or any(st < 0 for _, _, st in loops):
         return None
-    if sum((e - 1) * st for _, e, st in loops[1:]) >= stride:
+    if offset + sum((e - 1) * st for _, e, st in loops[1:]) >= stride:
         return None
     return counter, extent
 
@@ -411,7 +413,7 @@ def row_walk(
     for j, (c, e, st) in enumerate(loops[1:], start=1):
         if c == whole or st <= 0 or e * st != stride or math.prod(extents) * e > ROWS_MOST:
             break
-        if sum((e2 - 1) * st2 for _, e2, st2 in loops[j + 1 :]) >= st:
+        if offset + sum((e2 - 1) * st2 for _, e2, st2 in loops[j + 1 :]) >= st:
             break
         counters.append(c)
         extents.append(e)

@@ -79,10 +79,14 @@ def test_row_blocks() -> None:
     assert row_blocks([4, 3, 8], [3, 1, 0], 12) == (0, 4)
     # Counters of extent 1 outside do not count; the outermost one left walks the rows.
     assert row_blocks([1, 4, 8], [0, 8, 1], 32) == (1, 4)
-    # Transposed, broadcast or reduced over an outer counter, offset, gathered: no blocks.
+    # Part of each row, at an offset inside the first (columns 4 to 7 of rows of 8): each
+    # iteration still touches its own row only. Past it (columns 5 to 8), a read row ends in
+    # the next one: no blocks.
+    assert row_blocks([4, 4], [8, 1], 32, offset=4) == (0, 4)
+    assert row_blocks([3, 4], [8, 1], 24, offset=5) is None
+    # Transposed, broadcast or reduced over an outer counter, gathered: no blocks.
     assert row_blocks([8, 4], [1, 8], 32) is None
     assert row_blocks([16, 8], [0, 1], 8) is None
-    assert row_blocks([4, 8], [8, 1], 64, offset=32) is None
     assert row_blocks([4, 8], [8, 1], 32, indexed=True) is None
     # Not the whole buffer: no blocks of it.
     assert row_blocks([2, 8], [8, 1], 32) is None
@@ -99,6 +103,14 @@ def test_row_walk_flattens_the_leading_counters() -> None:
     # The heads of [8, 32, 4 * 12] read as [8, 4, 32, 12]: h (stride 12) does not split a
     # batch's block evenly in order, so the rows stop at the batch.
     assert row_walk([8, 4, 32, 12], [1536, 12, 48, 1], 12288) == ((0,), (8,))
+    # Attention's values, columns 96 to 143 of each token's [q | k | v] row of 144, the same
+    # way: 8 rows (a batch's 32 tokens); read a token at a time ([8, 32, 48]), 256 rows.
+    assert row_walk([8, 4, 32, 12], [4608, 12, 144, 1], 36864, 96) == ((0,), (8,))
+    assert row_walk([8, 32, 48], [4608, 144, 1], 36864, 96, whole=2) == ((0, 1), (8, 32))
+    # At offset 105 a token's 40 columns run into the next token's row (the last into the
+    # next batch's block): no rows.
+    assert row_walk([8, 32, 40], [4608, 144, 1], 36864, 104, whole=2) == ((0, 1), (8, 32))
+    assert row_walk([8, 32, 40], [4608, 144, 1], 36864, 105, whole=2) is None
     # Never more than ROWS_MOST rows; the first counter always.
     assert row_walk([2, ROWS_MOST, 2], [2 * ROWS_MOST, 2, 1], 4 * ROWS_MOST) == ((0,), (2,))
     assert row_walk([8, 4], [1, 8], 32) is None  # where row_blocks has no blocks
