@@ -55,9 +55,11 @@ Three rules give factors (the third shapes the first):
    (``cut_frontier``) and count them following each other a row behind; ``line_up`` after.
    Of these allocations and the one above, the section takes the one whose units the
    performance model (rules 1 and 2, ``modelled_cycles``: the section before placement) ends
-   soonest, a cut first only where it saves more than ``CUT_GAIN`` leaves. GPT b8's forward
-   on sn10: cut first in 8 runs, 14,677 to 13,005 cycles placed; its backward keeps its own
-   (its dW matmuls, not its chains, set it).
+   soonest, a cut first only where it saves more than ``CUT_GAIN`` leaves; of the cuts first
+   within ``CUT_GAIN`` of the fastest, which that model cannot tell apart, the one whose state
+   takes the fewest PMUs (``state_pmus``). GPT b8's forward on sn10: cut first in 8 runs,
+   14,677 to 13,005 cycles placed; its backward keeps its own (its dW matmuls, not its chains,
+   set it).
    The section is then placed and routed (as partition-sections will, seed 0); if it does not
    route, it is allocated again over fewer PCUs, ``KEEP``'s shares of the first allocation's
    extra ones in turn, until one routes, else it is left as it was. The allocation that
@@ -1047,22 +1049,31 @@ def allocation(
     estimated cycles with them (see ``allocation_of``): of the allocation with its chains cut
     after the steps (``line_up``) and those with them cut first into ``CUT_RUNS`` runs, the
     one whose units end soonest by the performance model (``modelled_cycles``: rules 1 and
-    2), a cut first only where it saves more than ``CUT_GAIN`` leaves."""
+    2), a cut first only where it saves more than ``CUT_GAIN`` leaves, and of the cuts first
+    within ``CUT_GAIN`` of the fastest the one whose state takes the fewest PMUs
+    (``state_pmus``)."""
     found = allocation_of(section, target, pcus, known, share, outer)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if found[1] is None or not row_chains(units, segments=True).chain:
         return found
     kept = share.kept if share is not None else frozenset()
-    best = modelled_cycles(section, target, found[0], kept) * CUT_GAIN
     stock = found[0]
+    best = modelled_cycles(section, target, stock, kept) * CUT_GAIN
+    cuts: list[tuple[int, tuple[dict[UnitOp, tuple[int, ...]], int | None]]] = []
     for runs in CUT_RUNS:
         cut = allocation_of(section, target, pcus, known, share, outer, runs)
         if cut[1] is None or cut[0] == stock:
             continue
         cycles = modelled_cycles(section, target, cut[0], kept)
         if cycles < best:
-            found, best = cut, cycles
-    return found
+            cuts.append((cycles, cut))
+    if not cuts:
+        return found
+    fastest = min(cycles for cycles, _ in cuts)
+    close = [(cycles, cut) for cycles, cut in cuts if cycles * CUT_GAIN <= fastest]
+    if len(close) == 1:
+        return close[0][1]
+    return min(close, key=lambda c: (state_pmus(section, target, c[1][0]), c[0]))[1]
 
 
 CUT_RUNS = (4, 8, 16)
@@ -1072,7 +1083,42 @@ CUT_GAIN = 0.95
 """A cut first is taken when it ends the section's units in at most this share of the
 cycles of the allocation with its chains cut after the steps (``modelled_cycles`` guesses
 the hops before placement: within 5%, MLP b64's backward on sn10 modelled 460 cycles cut
-first and 479 not, placed 476 and 470), and in fewer than any other cut first."""
+first and 479 not, placed 476 and 470); of the cuts first within it of the fastest, which
+the model before placement cannot tell apart, the one whose state takes the fewest PMUs
+(``state_pmus``)."""
+
+STATE_ROLES = ("parameter", "buffer", "optimizer_state")
+"""The roles of the symbols a step keeps (``state_pmus``)."""
+
+
+def state_pmus(section: SectionOp, target: Target, factors: dict[UnitOp, tuple[int, ...]]) -> int:
+    """The PMUs that ``section``'s buffers loaded from the step's state (its parameters,
+    buffers and optimizer state) take with ``factors`` (assign-pmus' count: as many as the
+    streams its readers' copies take). pin-resident-symbols keeps such a symbol on chip in a
+    home as wide as its widest buffer, taking those PMUs from every section that reads it: of
+    two allocations alike in time, the one reading the state from fewer PMUs leaves more
+    symbols room to stay (GPT b8 on sn10: its forward cut in 4 runs or 8, 12,952 and 12,976
+    cycles before placement; in 4 its weights in 9 to 12 PMUs each for the streams of
+    matmuls split 9 and 12 ways along their columns, and five of them no longer stay on chip,
+    the step 25,356 cycles instead of 22,603)."""
+    roles = {
+        name.data: role.data.value
+        for name, role in zip(section.arg_names, section.arg_roles, strict=True)
+    }
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    had = {u: tuple(u.parallel_values) for u in units if u.parallel is not None}
+    set_factors(units, factors)
+    try:
+        with pmus_counted(section, target):
+            return sum(
+                b.num_pmus
+                for b in section.body.block.ops
+                if isinstance(b, BufferOp)
+                and b.from_dram
+                and roles.get(loaded_from(b, section) or "") in STATE_ROLES
+            )
+    finally:
+        set_factors(units, had)
 
 
 @dataclass(frozen=True)
