@@ -1099,8 +1099,8 @@ def state_pmus(section: SectionOp, target: Target, factors: dict[UnitOp, tuple[i
     two allocations alike in time, the one reading the state from fewer PMUs leaves more
     symbols room to stay (GPT b8 on sn10: its forward cut in 4 runs or 8, 12,952 and 12,976
     cycles before placement; in 4 its weights in 9 to 12 PMUs each for the streams of
-    matmuls split 9 and 12 ways along their columns, and five of them no longer stay on chip,
-    the step 25,356 cycles instead of 22,603)."""
+    matmuls split 9 and 12 ways along their columns, and five of them no longer stay on chip:
+    the optimizer bound by DRAM again, the step 25,356 cycles instead of 22,603 in 8 runs)."""
     roles = {
         name.data: role.data.value
         for name, role in zip(section.arg_names, section.arg_roles, strict=True)
