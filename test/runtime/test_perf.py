@@ -442,17 +442,18 @@ def neg_then_exp(
     space: list[int],
     strides: list[int],
     reader: list[int],
+    offset: int = 0,
 ) -> schema.Program:
     """y = -x over [rows, 16] by a PCU ``parallel writer``, then z = exp(y) by a PCU over
-    ``space`` reading y through ``strides``, ``parallel reader`` (``[]``: one PCU). Slots: x
-    0, y 1, neg 2, z 3, exp 4; 16 banks."""
+    ``space`` reading y through ``strides`` from ``offset``, ``parallel reader`` (``[]``: one
+    PCU). Slots: x 0, y 1, neg 2, z 3, exp 4; 16 banks."""
     p = ProgramBuilder(inference=True)
     p.symbol("x", [rows, 16])
     p.symbol("z", space, role="output")
     s = p.section("forward")
     x = s.load("x")
     y = s.pcu("neg", [rows, 16], [(x, 0, [16, 1])], [st("neg", 0)], [rows, 16])
-    z = s.pcu("exp", space, [(y, 0, strides)], [st("exp", 0)], space)
+    z = s.pcu("exp", space, [(y, offset, strides)], [st("exp", 0)], space)
     s.store("z", z)
     program = with_banks(p.build(), 16)
     section = program.sections[0]
@@ -484,31 +485,13 @@ def test_parallel_units_stream_in_row_blocks() -> None:
     assert transposed.start == first.end == 24
 
 
-def part_of_each_row(offset: int) -> schema.Program:
-    """y = -x over [64, 16] by 4 copies along its rows (parallel [4, 1]), then z = exp of 8
-    consecutive columns of each row of y from ``offset`` by one PCU over [64, 8]."""
-    p = ProgramBuilder(inference=True)
-    p.symbol("x", [64, 16])
-    p.symbol("z", [64, 8], role="output")
-    s = p.section("forward")
-    x = s.load("x")
-    y = s.pcu("neg", [64, 16], [(x, 0, [16, 1])], [st("neg", 0)], [64, 16])
-    z = s.pcu("exp", [64, 8], [(y, offset, [16, 1])], [st("exp", 0)], [64, 8])
-    s.store("z", z)
-    program = with_banks(p.build(), 16)
-    section = program.sections[0]
-    neg, exp = section.pcus
-    pcus = [replace(neg, parallel=[4, 1]), exp]
-    return replace(program, sections=[replace(section, pcus=pcus)])
-
-
 def test_a_reader_of_part_of_each_row_streams_behind_its_writer() -> None:
     # exp reads columns 8 to 15 of each of y's 64 rows of 16 (attention reading its keys,
     # columns 48 to 95 of each token's [q | k | v] row): at offset 8 its outer counter still
     # walks one row an iteration, so it reads y in 64 rows as one PCU reading whole rows does:
     # row 16 + l of neg's 4 runs is there at 9 + l, when exp gets there (9 + 16 + l); it
     # starts at 9 and ends 64 vectors and 9 later, not after neg's end (24).
-    m = model(part_of_each_row(8))
+    m = model(neg_then_exp(64, [4, 1], [64, 8], [16, 1], [], offset=8))
     first, second = m.times
     assert first.end == 24 and m.units[1].steady == 64
     assert (second.start, second.end) == (9, 9 + 64 + 9)
