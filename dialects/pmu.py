@@ -10,7 +10,8 @@ generator loads it from DRAM) or a ``pcu.unit`` result (the PCU writes it). Its 
 
 A tensor that must stay on chip whole (see assign-pmus) and is larger than one PMU spans
 several: ``pmus = N : i64`` (absent: 1) says how many PMUs of the grid the buffer occupies, its
-address range cut into ``N`` consecutive pieces of at most ``target.pmu_bytes`` each.
+address range cut into ``N`` consecutive pieces of equal size (at most ``target.pmu_bytes``
+each; a buffer may span more PMUs than it needs to hold, for its streams).
 
 ``bank_skew = N`` (optional, set by convert-rdu-tile-to-pcu-pmu) skews the banking: element ``a``
 lives in bank ``(a + a // N) % banks`` instead of ``a % banks``, so that vectors down a column of

@@ -214,7 +214,7 @@ def parallel_problem(
 
 def pmus_to_hold(nbytes: int, pmu_bytes: int) -> int:
     """The PMUs a buffer of ``nbytes`` needs to stay whole on chip: ``ceil(nbytes / pmu_bytes)``,
-    at least 1 (its address range cut into consecutive pieces of ``pmu_bytes``)."""
+    at least 1 (its address range cut into that many consecutive pieces of equal size)."""
     return max(1, -(-nbytes // pmu_bytes))
 
 
@@ -226,10 +226,12 @@ def held(nbytes: int, pmus: int, pmu_bytes: int) -> bool:
 
 def pmu_footprint(tile_bytes: int, nbuf: int, nbytes: int, pmus: int, pmu_bytes: int) -> int:
     """The bytes a buffer of an ``nbytes`` tensor takes of each of its ``pmus`` PMUs, at most:
-    its ``nbuf`` tiles in flight, or the whole tensor when they hold it (``held``: its first
-    PMU filled first), the whole PMU at most."""
-    whole = nbytes if held(nbytes, pmus, pmu_bytes) else 0
-    return min(pmu_bytes, max(tile_bytes * nbuf, whole))
+    its ``nbuf`` tiles in flight, or its piece of the tensor when they hold it (``held``: its
+    address range cut into ``pmus`` consecutive pieces of ``ceil(nbytes / pmus)`` bytes, the
+    pieces the performance model's rules 1 and 2 stream and share the banks of), the whole PMU
+    at most."""
+    piece = -(-nbytes // max(1, pmus)) if held(nbytes, pmus, pmu_bytes) else 0
+    return min(pmu_bytes, max(tile_bytes * nbuf, piece))
 
 
 def beside_pinned_home(home: int, other: int, pmu_bytes: int) -> bool:

@@ -184,7 +184,8 @@ class Pmu(Payload, frozen=True):
     the banks."""
     pmus: int = 1
     """How many PMUs the tensor occupies: one unless it must stay on chip whole and is larger
-    than a PMU; then its address range is cut into consecutive pieces of ``target.pmu_bytes``."""
+    than a PMU, or its readers' and writers' streams want more (a parallel unit's multicast
+    groups); its address range is cut into ``pmus`` consecutive pieces of equal size."""
     more_at: list[list[int]] = []
     """The slots of its PMUs after the first (``at``): ``pmus - 1`` of them."""
 

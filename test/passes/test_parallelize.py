@@ -495,6 +495,45 @@ def test_of_cuts_alike_in_time_the_one_with_the_state_in_fewest_pmus_is_taken(
     assert parameters <= pinned, sorted(symbols[i].name for i in parameters - pinned)
 
 
+def test_the_optimizer_updates_each_parameter_in_the_pieces_its_state_is_in(
+    gpt_sn10: Any,
+) -> None:
+    # GPT b8's optimizer on sn10: balancing leaves it on one PCU a unit (its path under its
+    # DRAM floor), then each parameter's update takes as many copies, in blocks of rows, as
+    # the fewest PMUs the forward and backward hold its weight and its gradient in: the first
+    # block's qkv weight and gradient are in 3, so its moments' and its own units take [3, 1]
+    # and its moments 3 PMUs; the attention projection's gradient is in 1 (the backward's
+    # dW matmul writes one PMU), so its update stays on one PCU, nothing shared made wider.
+    # The moments' banks, three streams of each moment's vectors, bound the section at 864
+    # cycles (1,728 on one PMU each), and every parameter and optimizer state stays on chip.
+    program = gpt_sn10
+    forward, backward, optimizer = program.sections
+    symbols = program.meta.symbols
+    elsewhere: dict[str, int] = {}
+    for section in (forward, backward):
+        bound = [(p.symbol, p.pmus) for p in section.pmus if p.source == "dram"]
+        bound += [(o.symbol, section.pmus[o.pmu].pmus) for o in section.outputs]
+        for symbol, pmus in bound:
+            name = symbols[symbol].name
+            elsewhere[name] = max(elsewhere.get(name, 1), pmus)
+    writes = {symbols[o.symbol].name: o.pmu for o in optimizer.outputs}
+    writer = {p.out_pmu: p for p in optimizer.pcus}
+    for block, layer, copies in [(0, "attn.c_attn", 3), (0, "attn.c_proj", 1)]:
+        name = f"blocks.{block}.{layer}.weight"
+        assert min(elsewhere[name], elsewhere[name + ".grad"]) == copies, name
+        for symbol in (name, name + ".exp_avg", name + ".exp_avg_sq"):
+            unit = writer[writes[symbol]]
+            assert math.prod(unit.parallel or [1]) == copies, (symbol, unit.parallel)
+            assert not unit.interleaved, symbol
+        assert optimizer.pmus[writes[name + ".exp_avg"]].pmus == copies
+    assert program.resident is not None
+    pinned = {e.symbol for e in program.resident.symbols}
+    state = {i for i, s in enumerate(symbols) if s.role in ("parameter", "optimizer_state")}
+    assert state <= pinned, sorted(symbols[i].name for i in state - pinned)
+    model = model_section(optimizer, program.meta, program.resident)
+    assert model.pmu_cycles <= 864
+
+
 def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
     gpt_sn10: Any,
 ) -> None:

@@ -14,6 +14,7 @@ from runtime.machine.rules import (
     one_to_one,
     parallel_problem,
     pipeline_depth,
+    pmu_footprint,
     pmus_to_hold,
     reaches_any,
     reduced_counters,
@@ -154,6 +155,17 @@ def test_pmus_hold_a_buffer_whole_in_pieces_of_pmu_bytes() -> None:
     assert [pmus_to_hold(n, 1024) for n in (0, 1, 1024, 1025, 4096)] == [1, 1, 1, 2, 4]
     assert held(1024, 1, 1024) and not held(1025, 1, 1024) and held(1025, 2, 1024)
     assert held(0, 0, 1024)  # a buffer in no PMU yet is in one
+
+
+def test_a_buffer_held_in_several_pmus_takes_an_equal_piece_of_each() -> None:
+    # 36 KB of momentum held in 3 PMUs of 512 KB: 12 KB of each, the piece a copy streams
+    # (not 36 KB of the first, as "the first PMU filled first" had it); 1,025 bytes in 2 PMUs
+    # of 1,024: 513 of each; one that streams in tiles takes its tiles in flight.
+    assert pmu_footprint(0, 1, 36 * 1024, 3, 512 * 1024) == 12 * 1024
+    assert pmu_footprint(0, 1, 1025, 2, 1024) == 513
+    assert pmu_footprint(256, 2, 1025, 2, 1024) == 513
+    assert pmu_footprint(0, 1, 36 * 1024, 1, 512 * 1024) == 36 * 1024
+    assert pmu_footprint(256, 2, 4096, 1, 1024) == 512  # tiles: 2 of 256 bytes in flight
 
 
 def test_one_to_one_accesses_visit_a_new_address_at_every_point() -> None:
