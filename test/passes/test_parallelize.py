@@ -534,6 +534,30 @@ def test_the_optimizer_updates_each_parameter_in_the_pieces_its_state_is_in(
     assert model.pmu_cycles <= 864
 
 
+def test_the_optimizer_in_pieces_is_its_update_on_one_pcu_a_unit_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MLP b64 on plasticine, its sections loaded in turn around pinned homes: its optimizer
+    updates its weights in the pieces the forward holds them in (``split_state``). The
+    emulator's loss, gradients and updated state are exactly those of the PEF whose optimizer
+    keeps one PCU a unit."""
+    spec, _ = _spec("mlp", False, batch_size=64, hidden=128, classes=10)
+    target = get_target("plasticine")
+    split = compile_in_memory(spec, inference=False, target=target)
+    assert split.resident is not None and not split.resident.co_resident
+    monkeypatch.setattr(parallelize_units, "split_state", lambda *args: None)
+    whole = compile_in_memory(spec, inference=False, target=target)
+    in_pieces = [p for p in split.sections[-1].pcus if p.parallel]
+    assert in_pieces and not [p for p in whole.sections[-1].pcus if p.parallel]
+    assert all(not p.interleaved for p in in_pieces)
+    loss, values = _one_step(split, spec)
+    want_loss, want = _one_step(whole, spec)
+    assert loss == want_loss
+    assert values.keys() == want.keys()
+    for name, value in want.items():
+        np.testing.assert_array_equal(values[name], value, err_msg=name)
+
+
 def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
     gpt_sn10: Any,
 ) -> None:
