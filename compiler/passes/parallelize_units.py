@@ -113,8 +113,8 @@ Three rules give factors (the third shapes the first):
    hold in several PMUs (``state_pieces``: the forward's weights, cut for its matmuls'
    multicast streams, the backward's gradients for its dW matmuls' copies) takes as many
    copies along its outermost counter as the fewest PMUs of those symbols
-   (``state_factors``), in blocks: copy ``k`` streams the ``k``-th piece of every buffer, the
-   moments are cut into as many pieces, and no buffer another section shares (a pinned
+   (``state_factors``), in blocks: copy ``k`` streams the ``k``-th block of rows of every
+   buffer, the moments are cut into as many pieces, and no buffer another section shares (a pinned
    home's, which takes the PMUs of its widest buffer everywhere) gets wider. Kept if the
    section places and routes. GPT b8's optimizer on sn10: 2,695 cycles to 1,860 (its
    moments' banks 1,728 to 864: the gradients of the second block's MLP are in two pieces);
@@ -1832,9 +1832,9 @@ def state_factors(
     (``tensor_chains``) that reads a symbol another section's buffers hold in more than one
     PMU (``state_pieces``) takes, on each of its units, as many copies along its outermost
     counter as the fewest PMUs of those symbols, or the most below that the counter's extent
-    is a multiple of, its copies in blocks (copy ``k`` streaming the ``k``-th piece of each
-    buffer); never along the lanes counter, nor where a unit cannot be split
-    (``parallel_problem``)."""
+    is a multiple of, its copies in blocks (copy ``k`` streaming the ``k``-th block of rows of
+    each buffer: the ``k``-th piece of one in as many PMUs, the moments' among them); never
+    along the lanes counter, nor where a unit cannot be split (``parallel_problem``)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     pieces = state_pieces(section, sections, target)
     factors: dict[UnitOp, tuple[int, ...]] = {}
