@@ -117,7 +117,7 @@ Three rules give factors (the third shapes the first):
    buffer, the moments are cut into as many pieces, and no buffer another section shares (a pinned
    home's, which takes the PMUs of its widest buffer everywhere) gets wider. Kept if the
    section places and routes. GPT b8's optimizer on sn10: 2,695 cycles to 1,860 (its
-   moments' banks 1,728 to 864: the gradients of the second block's MLP are in two pieces);
+   moments' banks 1,728 to 864: three of its four MLP weights' gradients are in two PMUs);
    HF GPT-2 b8's, 13,304 to 7,202.
 
 Before, on sn10, the 4096^3 matmul (one PCU: 716M vectors)::
