@@ -170,7 +170,7 @@ from compiler.passes.ir_helpers import (
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.pef_sections import unplaced_section
 from compiler.passes.placement import PlacementError
-from compiler.passes.residency import updates_in_place
+from compiler.passes.residency import STATE_ROLES, updates_in_place
 from compiler.passes.tiling import element_dtype
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
@@ -1103,9 +1103,6 @@ the hops before placement: within 5%, MLP b64's backward on sn10 modelled 460 cy
 first and 479 not, placed 476 and 470); of the cuts first within it of the fastest, which
 the model before placement cannot tell apart, the one whose state takes the fewest PMUs
 (``state_pmus``)."""
-
-STATE_ROLES = ("parameter", "buffer", "optimizer_state")
-"""The roles of the symbols a step keeps (``state_pmus``)."""
 
 
 def state_pmus(section: SectionOp, target: Target, factors: dict[UnitOp, tuple[int, ...]]) -> int:

@@ -132,6 +132,17 @@ def _one_step(program: schema.Program, spec: ModelSpec) -> tuple[float, dict[str
     return result.loss, {**result.gradients, **session.state()}
 
 
+def _same_step(program: schema.Program, want: schema.Program, spec: ModelSpec) -> None:
+    """One training step (``_one_step``) of ``program`` is ``want``'s bit for bit: its loss,
+    every gradient and the state after."""
+    loss, values = _one_step(program, spec)
+    want_loss, want_values = _one_step(want, spec)
+    assert loss == want_loss
+    assert values.keys() == want_values.keys()
+    for name, value in want_values.items():
+        np.testing.assert_array_equal(values[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize(("arch", "batch"), [("tiny", 16), ("sn10", 32)])
 def test_a_training_step_in_copies_is_the_unsplit_step_bit_for_bit(arch: str, batch: int) -> None:
     """Every unit of the MLP's training step spread over copies (27 parallel units in 31
@@ -143,12 +154,7 @@ def test_a_training_step_in_copies_is_the_unsplit_step_bit_for_bit(arch: str, ba
     split = compile_in_memory(spec, inference=False, target=target, min_vectors=1)
     whole = compile_in_memory(spec, inference=False, target=target, balance=False)
     assert len(_parallel(split)) > 20 and not _parallel(whole)
-    loss, values = _one_step(split, spec)
-    want_loss, want = _one_step(whole, spec)
-    assert loss == want_loss
-    assert values.keys() == want.keys()
-    for name, value in want.items():
-        np.testing.assert_array_equal(values[name], value, err_msg=name)
+    _same_step(split, whole, spec)
 
 
 def test_copies_run_together_compute_what_they_compute_one_by_one() -> None:
@@ -550,12 +556,7 @@ def test_the_optimizer_in_pieces_is_its_update_on_one_pcu_a_unit_bit_for_bit(
     in_pieces = [p for p in split.sections[-1].pcus if p.parallel]
     assert in_pieces and not [p for p in whole.sections[-1].pcus if p.parallel]
     assert all(not p.interleaved for p in in_pieces)
-    loss, values = _one_step(split, spec)
-    want_loss, want = _one_step(whole, spec)
-    assert loss == want_loss
-    assert values.keys() == want.keys()
-    for name, value in want.items():
-        np.testing.assert_array_equal(values[name], value, err_msg=name)
+    _same_step(split, whole, spec)
 
 
 def test_the_performance_model_refines_an_allocation_within_its_pcus_and_pmus(
