@@ -86,7 +86,7 @@ from xdsl.pattern_rewriter import (
 )
 from xdsl.rewriter import InsertPoint, Rewriter
 
-from compiler.passes.ir_helpers import elt_of, fail, op_name, unit_lanes
+from compiler.passes.ir_helpers import block_vector_shape, elt_of, fail, op_name, unit_lanes
 from compiler.passes.tiling import (
     NBUF,
     TileChoices,
@@ -509,9 +509,8 @@ class RefuseBodyOp(RewritePattern):
 
 def unit_vector_shape(unit: UnitOp, target: Target) -> perf.VectorShape:
     """How ``unit`` walks its space a vector at a time (``runtime.machine.perf.vector_shape``)."""
-    lanes = unit_lanes(unit, target)
-    return perf.vector_shape(
-        unit.space_values, unit.out.stride_values, lanes, unit.depth(), target.pcu_stages
+    return block_vector_shape(
+        unit, unit.space_values, unit_lanes(unit, target), unit.depth(), target
     )
 
 

@@ -42,6 +42,7 @@ from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
 from runtime.machine import perf
 from runtime.machine.rules import copy_block, pmus_to_hold, register_problem, visit_order
+from runtime.machine.targets import stream_bytes
 
 TARGET_ATTR = "rdu.target"
 """The module attribute naming the target a module was placed for (set by place-and-route)."""
@@ -223,8 +224,37 @@ def unit_vector_shape(unit: UnitOp, target: Target) -> tuple[tuple[int, ...], pe
     if unit.parallel is not None:
         space = copy_block(space, unit.parallel_values)
     lanes = max(1, unit.lanes.value.data)
-    depth = unit.depth(space)
-    return space, perf.vector_shape(space, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    return space, block_vector_shape(unit, space, lanes, unit.depth(space), target)
+
+
+def unit_streams(unit: UnitOp) -> list[tuple[tuple[int, ...], int]]:
+    """The streams of ``unit`` as ``runtime.machine.perf.vector_shape`` takes them: each input
+    port's that is not a register (``UnitOp.is_register_port``), its strides and element
+    bytes, then the output's."""
+    streams: list[tuple[tuple[int, ...], int]] = []
+    for port, (value, access) in enumerate(zip(unit.inputs, unit.ins.data, strict=True)):
+        if unit.is_register_port(port):
+            continue
+        assert isinstance(value.type, MemRefType)
+        streams.append((access.stride_values, element_bytes(value.type.element_type)))
+    streams.append((unit.out.stride_values, element_bytes(elt_of(unit.result))))
+    return streams
+
+
+def block_vector_shape(
+    unit: UnitOp, block: Sequence[int], lanes: int, depth: int, target: Target
+) -> perf.VectorShape:
+    """``runtime.machine.perf.vector_shape`` of a copy of ``unit`` over ``block`` at ``lanes``
+    lanes, its body ``depth`` stages deep."""
+    return perf.vector_shape(
+        block,
+        unit.out.stride_values,
+        lanes,
+        depth,
+        target.pcu_stages,
+        unit_streams(unit),
+        stream_bytes(target),
+    )
 
 
 def port_bytes(unit: UnitOp, port: int, target: Target) -> int:

@@ -157,6 +157,7 @@ from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
     assign_pmus,
+    block_vector_shape,
     buffer_bytes,
     elt_of,
     is_resident,
@@ -166,6 +167,7 @@ from compiler.passes.ir_helpers import (
     resident_pmus,
     section_graph,
     unit_lanes,
+    unit_streams,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
 from compiler.passes.pef_sections import unplaced_section
@@ -218,24 +220,20 @@ class CopyCost:
         self.plain = max(1, unit.lanes.value.data)
         self.packed = max(1, unit_lanes(unit, target))
         self.passes = max(1, -(-self.depth // target.pcu_stages))
+        self.streams = unit_streams(unit)
+        self.link = stream_bytes(target)
         self._ii: dict[tuple[int, ...], int] = {}
-        self._counters: dict[tuple[bool, ...], tuple[int, int]] = {}
+        self._shapes: dict[tuple[int, ...], perf.VectorShape] = {}
 
     def shape(self, block: Sequence[int], lanes: int) -> perf.VectorShape:
-        """``perf.vector_shape`` of a copy over ``block`` at ``lanes``, its lanes and unroll
-        counters kept by which counters of the block move (all they depend on)."""
-        moves = tuple(e > 1 for e in block)
-        counters = self._counters.get(moves)
-        if counters is None:
-            at_l = rules.lanes_counter(block, self.out)
-            counters = self._counters[moves] = (at_l, perf.unroll_counter(block, self.out, at_l))
-        at_l, at_u = counters
-        stages = self.target.pcu_stages
-        unroll = 1
-        if at_u >= 0 and self.depth <= stages:
-            unroll = max(1, min(stages // self.depth, block[at_u]))
-        width = min(lanes, block[at_l]) if at_l >= 0 else 1
-        return perf.VectorShape(at_l, max(width, 1), at_u if unroll > 1 else -1, unroll)
+        """``perf.vector_shape`` of a copy over ``block`` at ``lanes``, kept by the block."""
+        key = (lanes, *block)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = perf.vector_shape(
+                block, self.out, lanes, self.depth, self.target.pcu_stages, self.streams, self.link
+            )
+        return shape
 
     def ii(self, block: Sequence[int], lanes: int, shape: perf.VectorShape) -> int:
         """``vector_ii`` of a copy over ``block`` at ``lanes`` (its ``shape``), kept by what it
@@ -284,7 +282,7 @@ def vector_cycles(
 ) -> int:
     """Cycles a copy of ``unit`` over ``block`` takes at ``lanes`` lanes: its vectors times
     ``vector_ii``."""
-    shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    shape = block_vector_shape(unit, block, lanes, depth, target)
     return shape.vectors(block) * vector_ii(unit, block, target, lanes, depth)
 
 
@@ -293,7 +291,7 @@ def vector_ii(unit: UnitOp, block: Sequence[int], target: Target, lanes: int, de
     takes to deliver one vector (its PMU's banks, or the stream's bytes:
     ``runtime.machine.perf``, "initiation interval"), register ports aside; at least 1."""
     space = unit.space_values
-    shape = perf.vector_shape(block, unit.out.stride_values, lanes, depth, target.pcu_stages)
+    shape = block_vector_shape(unit, block, lanes, depth, target)
     ii = 1
     for value, access in zip(unit.inputs, unit.ins.data, strict=True):
         buffer = value.owner
@@ -1148,6 +1146,9 @@ class Timing:
     """The PMUs its buffers take (assign-pmus' count)."""
     crowded: tuple[UnitOp, ...] = ()
     """When rule 2 sets ``cycles``: the units reading the busiest buffer."""
+    path: tuple[UnitOp, ...] = ()
+    """The units the last one to end waited for, each for the writer of its input that ended
+    last, those that end the most cycles after that writer first."""
 
 
 def unplaced_model(
@@ -1211,7 +1212,26 @@ def section_timing(
             if any(port.pmu == busiest for port in pcu.inputs)
         )
     ends = {u: t.end for u, t in zip(units, times, strict=True)}
-    return Timing(max(compute, pmu), ends, sum(max(1, b.pmus) for b in pef.pmus), crowded)
+    pmus = sum(max(1, b.pmus) for b in pef.pmus)
+    return Timing(max(compute, pmu), ends, pmus, crowded, critical_path(pef, units, times))
+
+
+def critical_path(
+    pef: schema.Section, units: Sequence[UnitOp], times: Sequence[perf.UnitTime]
+) -> tuple[UnitOp, ...]:
+    """``Timing.path``: from the unit that ends last back through the writer of its input
+    that ends last, and so on, the units ordered by how long after that writer each ends."""
+    writers: dict[int, list[int]] = {}
+    for i, pcu in enumerate(pef.pcus):
+        writers.setdefault(pcu.out_pmu, []).append(i)
+    at: int | None = max(range(len(units)), key=lambda i: times[i].end, default=None)
+    adds: dict[int, int] = {}
+    while at is not None and at not in adds:
+        before = [w for port in pef.pcus[at].inputs for w in writers.get(port.pmu, []) if w != at]
+        writer = max(before, key=lambda w: times[w].end, default=None)
+        adds[at] = times[at].end - (times[writer].end if writer is not None else 0)
+        at = writer
+    return tuple(units[i] for i in sorted(adds, key=lambda i: -adds[i]))
 
 
 def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:
@@ -1239,6 +1259,19 @@ def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(grid)
 
 
+def ordered_grid(unit: UnitOp, factors: tuple[int, ...], target: Target) -> tuple[int, ...]:
+    """``in_order_grid``, unless a copy of it takes longer than one of ``factors``: P @ V
+    over [8, 32, 12, 32] (heads, rows, columns, terms) in 8 copies a head each unrolls its 32
+    rows 6 at a time, 192 cycles; over the rows, 4 rows a copy, it would unroll 4, 256
+    cycles."""
+    moved = in_order_grid(unit, factors)
+    space = unit.space_values
+    slower = copy_cycles(unit, rules.copy_block(space, moved), target) > copy_cycles(
+        unit, rules.copy_block(space, factors), target
+    )
+    return factors if slower else moved
+
+
 def set_interleaved(units: Sequence[UnitOp], interleaved: set[UnitOp]) -> None:
     """Interleave the copies of the units in ``interleaved``, and of no other of ``units``."""
     for unit in units:
@@ -1261,7 +1294,7 @@ def in_order(
     attention's heads behind q, k, v, behind the layer norm). GPT b8's forward on sn10:
     12,836 to 11,718 cycles (with ``interleave`` after)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    moved = {u: in_order_grid(u, f) for u, f in factors.items()}
+    moved = {u: ordered_grid(u, f, target) for u, f in factors.items()}
     woven = {
         u
         for u, f in moved.items()
@@ -1270,11 +1303,11 @@ def in_order(
     had = {u for u in units if u.interleaved is not None}
     if moved == factors and woven == had:
         return factors
-    before = placed_cycles(section, target, factors, kept)
+    before = placed_ends(section, target, factors, kept)
     placement = section.attributes[PLACEMENT_ATTR]
     set_factors(units, moved)
     set_interleaved(units, woven)
-    if routes(section, target) and placed_cycles(section, target, moved, kept) < before:
+    if routes(section, target) and placed_ends(section, target, moved, kept) < before:
         return moved
     set_factors(units, factors)
     set_interleaved(units, had)
@@ -1570,6 +1603,10 @@ b8's compile; GPT-2 small's sections are not refined."""
 REFINE_LATEST = 4
 """How many of the units ending last ``refine`` tries a grid for, latest first."""
 
+REFINE_PATH = 4
+"""How many units of the critical path (``Timing.path``: those that add the most to it first)
+``refine`` tries a grid for when none of the units ending last gains."""
+
 REFINE_DONORS = 3
 """How many of the units ending first may give a grid back for one ``refine`` gives."""
 
@@ -1588,8 +1625,10 @@ def refine(
 
     Each step tries the next grid of a unit's frontier (more copies) for the readers of the
     busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
-    ending last: alone, then with one of the ``REFINE_DONORS`` parallel units ending first
-    back on its grid before (room for it). The first that fits and ends the section sooner,
+    ending last, then for the ``REFINE_PATH`` units that add the most to the critical path
+    (``Timing.path``: a chain's bottleneck upstream, which the units ending last only
+    follow): alone, then with one of the ``REFINE_DONORS`` parallel units ending first back
+    on its grid before (room for it). The first that fits and ends the section sooner,
     or as soon with its ``REFINE_LATEST`` latest units ending sooner (when two units end it
     together, neither one's step alone ends it sooner), is taken, up to ``REFINE_STEPS``
     times. A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
@@ -1632,7 +1671,8 @@ def refine(
         latest = sorted(units, key=lambda u: -best.ends[u])
         donors = [(u, back) for u in reversed(latest) if u in current for back in [grid(u, -1)]]
         step: tuple[dict[UnitOp, tuple[int, ...]], Timing] | None = None
-        for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST]]):
+        chain = best.path[:REFINE_PATH]
+        for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST], *chain]):
             up = grid(unit, 1)
             if up is None:
                 continue
@@ -1692,7 +1732,21 @@ def placed_cycles(
     """The cycles of ``section`` with ``factors`` and its recorded placement: the later of
     ``section_timing``'s and its busiest link's (the performance model's rule 3 over the
     placement's routes, each stream's bytes as ``section_graph`` weighs them)."""
+    return placed_ends(section, target, factors, kept)[0]
+
+
+def placed_ends(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+) -> tuple[int, list[int]]:
+    """``placed_cycles``, then the ``REFINE_LATEST`` latest ends of the units: of two
+    mappings the section's busiest link or its last unit ends together, the one whose other
+    units end sooner (GPT b8's backward on sn10: its dX chain interleaved ends thousands of
+    cycles sooner while a dW matmul that waits for none of it ends the section)."""
     timing = section_timing(section, target, factors, kept)
+    latest = sorted(timing.ends.values(), reverse=True)[:REFINE_LATEST]
     placed = recorded_placement(section)
     assert placed is not None
     with pmus_counted(section, target):
@@ -1701,7 +1755,7 @@ def placed_cycles(
     links = perf.busiest_link(
         ((hops, stream.weight) for stream, hops in routes if stream.scalar is None), target
     )
-    return max(timing.cycles, links)
+    return max(timing.cycles, links), latest
 
 
 @dataclass(frozen=True)

@@ -32,13 +32,18 @@ extent above 1):
   multiply-add; a reduction over the lanes counter adds the cross-lane reduction tree,
   ``ceil(log2(min(lanes, S[L])))`` stages. ``d >= 1``.
 - **passes** ``ceil(d / pcu_stages)``: a body deeper than the pipeline goes round it that often.
-- **unroll** ``u``: a reduction puts ``u = min(pcu_stages // d, S[U])`` copies of its body down
-  the pipeline, each accumulating a different value of the unroll counter ``U`` (the innermost
-  counter other than ``L`` that is not reduced and has an extent above 1): the outer-product
-  mapping of a matrix multiply, where an operand that does not vary with ``U`` is read once a
-  cycle and shared by the ``u`` copies, one that does not vary with ``L`` by the lanes. ``u = 1``
-  without a reduction or without such a counter (an elementwise unit gains nothing: every copy
-  would need its own output vector a cycle).
+- **unroll** ``u``: a reduction puts ``u <= min(pcu_stages // d, S[U])`` copies of its body
+  down the pipeline, each accumulating a different value of the unroll counter ``U`` (the
+  innermost counter other than ``L`` that is not reduced and has an extent above 1): the
+  outer-product mapping of a matrix multiply, where an operand that does not vary with ``U`` is
+  read once a cycle and shared by the ``u`` copies, one that does not vary with ``L`` by the
+  lanes. ``u`` is the smallest that takes the fewest cycles of the unit's streams
+  (``vector_shape``: ``V`` times the input ports' stream cycles a vector, or the output's
+  vectors times theirs, banks aside): a matmul's six rows of x ride one stream cycle, but a
+  sum over a row whose every operand varies with ``U`` would only widen its stream ``u``
+  times for the same cycles and complete its first result ``u`` times later (layer norm's
+  sums: 48 cycles, not 192). ``u = 1`` without a reduction or without such a counter (an
+  elementwise unit gains nothing: every copy would need its own output vector a cycle).
 - **vectors** ``V = ceil(S[L] / lanes) * ceil(S[U] / u) * prod(S[c], other c)``.
 - **initiation interval** ``II`` (cycles between vectors) is the largest of ``passes`` and, for
   every input port, the cycles its vector of operands takes: ``w`` elements (``min(lanes, S[L])``
@@ -365,6 +370,25 @@ class VectorShape:
             along.append((strides[self.unroll_at], self.unroll))
         return along
 
+    def stream_cycles(
+        self,
+        space: Sequence[int],
+        streams: Sequence[tuple[Sequence[int], int]],
+        link: int,
+        out_elements: int,
+    ) -> int:
+        """Cycles the vectors over ``space`` take on their streams (``vector_shape``'s
+        ``streams`` and ``link``; the output's ``out_elements`` in vectors of its own), banks
+        aside: at least a cycle a vector."""
+        per_vector = [
+            -(-math.prod(n for _, n in self.along(strides, space)) * size // link)
+            for strides, size in streams
+        ]
+        *ins, out = per_vector or [1]
+        out_along = math.prod(n for _, n in self.along(streams[-1][0], space)) if streams else 1
+        out_vectors = -(-out_elements // max(out_along, 1))
+        return max(self.vectors(space) * max([1, *ins]), out_vectors * out)
+
     def vectors(self, space: Sequence[int]) -> int:
         """Vectors over the whole space."""
         if math.prod(space) == 0:
@@ -381,17 +405,36 @@ class VectorShape:
 
 
 def vector_shape(
-    space: Sequence[int], out_strides: Sequence[int], lanes: int, depth: int, stages: int
+    space: Sequence[int],
+    out_strides: Sequence[int],
+    lanes: int,
+    depth: int,
+    stages: int,
+    streams: Sequence[tuple[Sequence[int], int]],
+    link: int,
 ) -> VectorShape:
     """The vector shape of a PCU of ``lanes`` lanes and ``stages`` stages running a body of
-    ``depth`` stages over ``space`` (see the module docstring)."""
+    ``depth`` stages over ``space`` (see the module docstring): its unroll the smallest that
+    takes the fewest cycles of its streams (``streams``: each input stream's strides and
+    element bytes, the output's last; ``link``: a stream's bytes a cycle)."""
     at_l = lanes_counter(space, out_strides)
     at_u = unroll_counter(space, out_strides, at_l)
-    unroll = 1
+    width = max(1, min(lanes, space[at_l]) if at_l >= 0 else 1)
+    most = 1
     if at_u >= 0 and depth <= stages:
-        unroll = max(1, min(stages // depth, space[at_u]))
-    width = min(lanes, space[at_l]) if at_l >= 0 else 1
-    return VectorShape(at_l, max(width, 1), at_u if unroll > 1 else -1, unroll)
+        most = max(1, min(stages // depth, space[at_u]))
+    best = VectorShape(at_l, width, -1, 1)
+    if most == 1:
+        return best
+    reduced = set(reduced_counters(space, out_strides))
+    out_elements = math.prod(e for c, e in enumerate(space) if c not in reduced)
+    fewest = best.stream_cycles(space, streams, link, out_elements)
+    for unroll in range(2, most + 1):
+        shape = VectorShape(at_l, width, at_u, unroll)
+        cycles = shape.stream_cycles(space, streams, link, out_elements)
+        if cycles < fewest:
+            best, fewest = shape, cycles
+    return best
 
 
 def _varies(strides: Sequence[int], space: Sequence[int], c: int) -> bool:
@@ -422,10 +465,16 @@ def _unit_model(pcu: Pcu, section: Section, target: Target, in_hops: int, lanes:
     stage_ops = [st.op for st in pcu.stages]
     depth = unit_depth(stage_ops, pcu.combiner, result_op, space, pcu.out.strides, lanes)
     passes = -(-depth // target.pcu_stages)
-    shape = vector_shape(space, pcu.out.strides, lanes, depth, target.pcu_stages)
+    link = stream_bytes(target)
+    streams = [
+        (p.access.strides, DTYPE_BYTES[section.pmus[p.pmu].dtype])
+        for p in pcu.inputs
+        if not p.register
+    ]
+    streams.append((pcu.out.strides, DTYPE_BYTES[section.pmus[pcu.out_pmu].dtype]))
+    shape = vector_shape(space, pcu.out.strides, lanes, depth, target.pcu_stages, streams, link)
     unroll = shape.unroll
     vectors = shape.vectors(space)
-    link = stream_bytes(target)
 
     def stream(pmu: int, strides: Sequence[int], offset: int, port: int) -> PortModel:
         along = shape.along(strides, space)

@@ -168,6 +168,24 @@ def test_matmul_unrolls_its_rows_down_the_pipeline() -> None:
     assert m.cycles == 8 + 9
 
 
+def test_a_sum_unrolls_only_as_far_as_its_stream_carries_it() -> None:
+    # A layer norm's sum: x[4, 16, 48] summed over its 48 features, space (b, t, f): lanes over
+    # the 16 tokens t (the output's stride-1 counter), f reduced, b the unroll counter. Four
+    # rows unrolled would read 4 x 16 f32 a vector, 256 bytes, four cycles of the 64-byte
+    # stream: 48 vectors x 4 = 192 cycles, as many as 192 vectors of one row at a cycle each,
+    # so the unit does not unroll, and its first sum is there after 48 cycles, not 192.
+    p = ProgramBuilder(inference=True)
+    p.symbol("x", [4, 16, 48])
+    p.symbol("y", [4, 16], role="output")
+    s = p.section("forward")
+    x = s.load("x")
+    s.store("y", s.pcu("sum", [4, 16, 48], [(x, 0, [768, 48, 1])], [], [4, 16], combiner="add"))
+    (u,) = model(with_banks(p.build(), 16, {"x": 48})).units
+    assert (u.unroll, u.vectors, u.ii) == (1, 192, 1)
+    assert u.first_vectors * u.ii == 48
+    assert u.steady == 192
+
+
 def test_parallel_matmul_is_one_copy_plus_the_longest_multicast_route() -> None:
     # out[8, 32] = a[8, 8] @ b[8, 32] in 4 copies (parallel [2, 2, 1]), each over a block of
     # (4, 16, 8): 16 columns on the lanes, its 4 rows unrolled, 8 vectors (32 on one PCU).
