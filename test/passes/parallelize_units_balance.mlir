@@ -9,7 +9,10 @@
 // rows and column blocks over the PCU slots of a row) until the section's time is down to its
 // DRAM traffic (a, b, w in, ya and yb out: 176 kB at 118 bytes a cycle and the DRAM latency,
 // 1656 cycles; a parallel unit waits for its operands to load whole): 88 copies of 768 cycles
-// and 16 of 1024. They stay in one section, placed with their
+// and 16 of 1024, which refine turns within the same 104 PCUs into 72 of 960 (blocks of 15
+// rows, unrolled 5 a vector: 3 x 64 vectors, five cycles each, the five rows in one bank) and
+// 32 of 512 (8 rows, unrolled 4: 2 x 64 vectors of four cycles). They stay in
+// one section, placed with their
 // multicast streams (#pcu.stream: one a block of an operand, through the copies reading it:
 // a row block of a or b to its copy, w to every copy) and one output route a copy;
 // test/passes/test_parallelize.py also limits the PCUs. @ma's and @mb's copies take the rows
@@ -38,11 +41,11 @@ builtin.module {
   }
 }
 
-// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [22, 4, 1] interleaved :
-// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [16, 1, 1] interleaved :
+// CHECK: pcu.unit @ma (%ab, %wb) space [256, 64, 64] {{.*}} combiner add parallel [18, 4, 1] interleaved :
+// CHECK: pcu.unit @mb (%bb, %wb) space [64, 64, 64] {{.*}} combiner add parallel [8, 4, 1] interleaved :
 
 // PLACED:      dataflow.section @forward
 // PLACED-NOT:  dataflow.section
-// PLACED:      pcu.unit @ma {{.*}} parallel [22, 4, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){87}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 1 to copies [0, 4, 8, {{[0-9, ]*}}, 84] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @ma {{.*}} parallel [18, 4, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){71}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 1 to copies [0, 4, 8, {{[0-9, ]*}}, 68] via {{.*}}], out_routes [{{.*}}]>
 // PLACED:      pmu.buffer %ma {name = "ya", {{.*}}placement = #pmu.placement<at {{.*}}, store {{.*}}>}
-// PLACED:      pcu.unit @mb {{.*}} parallel [16, 1, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){15}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0] via {{.*}}, port 0 to copies [15] via {{.*}}, port 1 to copies [0, 1, 2, {{[0-9, ]*}}, 15] via {{.*}}], out_routes [{{.*}}]>
+// PLACED:      pcu.unit @mb {{.*}} parallel [8, 4, 1] interleaved placed #pcu.placement<at [{{(\([0-9]+, [0-9]+\), ){31}\([0-9]+, [0-9]+\)}}], streams [port 0 to copies [0, 1, 2, 3] via {{.*}}, port 1 to copies [0, 4, 8, {{[0-9, ]*}}, 28] via {{.*}}], out_routes [{{.*}}]>
