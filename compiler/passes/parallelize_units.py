@@ -1634,9 +1634,8 @@ def refine(
     times. A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
     backward on sn10, its copies in order and interleaved first (``in_order``,
     ``interleave``): its dW matmuls on one to four copies each (the allocation's critical path
-    is the dX chain's) get more, 15,650 cycles to 9,510 before placement; placed, compute
-    9,265 cycles (the section's busiest link, from 9,348 to 10,032, follows where the pins'
-    placement puts things)."""
+    is the dX chain's) get more, 15,650 cycles to 7,980 before placement; placed, compute
+    7,833 cycles (its busiest link, 7,168, follows where the pins' placement puts things)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     current = dict(factors)
     best = section_timing(section, target, current, kept)
@@ -1742,9 +1741,10 @@ def placed_ends(
     kept: frozenset[str],
 ) -> tuple[int, list[int]]:
     """``placed_cycles``, then the ``REFINE_LATEST`` latest ends of the units: of two
-    mappings the section's busiest link or its last unit ends together, the one whose other
-    units end sooner (GPT b8's backward on sn10: its dX chain interleaved ends thousands of
-    cycles sooner while a dW matmul that waits for none of it ends the section)."""
+    mappings that end the section together (at its busiest link or its last unit), the one
+    whose other units end sooner comes first (GPT b8's backward on sn10: its dX chain in
+    order ends thousands of cycles sooner, while a dW matmul that waits for none of it ends
+    the section either way)."""
     timing = section_timing(section, target, factors, kept)
     latest = sorted(timing.ends.values(), reverse=True)[:REFINE_LATEST]
     placed = recorded_placement(section)
