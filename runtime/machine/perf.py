@@ -378,16 +378,17 @@ class VectorShape:
         out_elements: int,
     ) -> int:
         """Cycles the vectors over ``space`` take on their streams (``vector_shape``'s
-        ``streams`` and ``link``; the output's ``out_elements`` in vectors of its own), banks
-        aside: at least a cycle a vector."""
-        per_vector = [
-            -(-math.prod(n for _, n in self.along(strides, space)) * size // link)
-            for strides, size in streams
-        ]
-        *ins, out = per_vector or [1]
-        out_along = math.prod(n for _, n in self.along(streams[-1][0], space)) if streams else 1
-        out_vectors = -(-out_elements // max(out_along, 1))
-        return max(self.vectors(space) * max([1, *ins]), out_vectors * out)
+        ``streams``, the output's last, and ``link``; the output's ``out_elements`` in vectors
+        of its own), banks aside: at least a cycle a vector."""
+
+        def elements(strides: Sequence[int]) -> int:
+            return math.prod(n for _, n in self.along(strides, space))
+
+        *ins, (out_strides, out_size) = streams
+        per_vector = max([1, *(-(-elements(st) * size // link) for st, size in ins)])
+        out_vectors = -(-out_elements // elements(out_strides))
+        out_cycles = -(-elements(out_strides) * out_size // link)
+        return max(self.vectors(space) * per_vector, out_vectors * out_cycles)
 
     def vectors(self, space: Sequence[int]) -> int:
         """Vectors over the whole space."""
