@@ -188,11 +188,19 @@ def _select_backward(c: Call) -> Result:
     return _unslice(c.em, c.em.reshape(g, kept), dim, index, 1, sizes[dim])
 
 
+SELECTED_PARTS = 4
+"""A ``cat`` of at most this many parts of one extent is one select over the parts stacked
+(``_stacked``); a longer one, or one of parts of different extents, pads and adds them."""
+
+
 def _cat(em: Emitter, xs: Sequence[SSAValue], dim: int, elt: Any) -> SSAValue:
-    """Each part padded to the whole extent along ``dim``, the parts added up."""
+    """Each part padded to the whole extent along ``dim``, the parts added up; or, for a few
+    parts of one extent, ``_stacked``."""
     xs = [em.cast(x, elt) for x in xs if shape_of(x) != (0,)]  # torch skips legacy empty 1-d
     if len(xs) == 1:
         return xs[0]
+    if len(xs) <= SELECTED_PARTS and len({shape_of(x)[dim] for x in xs}) == 1:
+        return _stacked(em, xs, dim)
     total = sum(shape_of(x)[dim] for x in xs)
     out: SSAValue | None = None
     start = 0
@@ -203,6 +211,24 @@ def _cat(em: Emitter, xs: Sequence[SSAValue], dim: int, elt: Any) -> SSAValue:
         out = part if out is None else em.add(out, part)
     assert out is not None
     return out
+
+
+def _stacked(em: Emitter, xs: Sequence[SSAValue], dim: int) -> SSAValue:
+    """The parts ``xs`` (one shape) concatenated along ``dim`` as one elementwise select over
+    them stacked on a new axis before ``dim``, flattened into it: ``out[..., p, j, ...] =
+    xs[p][..., j, ...]``, each part read at every point, the part index compared with each
+    ``p``. One kernel, where padding each part and adding them up takes a kernel a part and a
+    buffer of the whole result each (attention's query, key and value gradients, cut from
+    one projection: its backward's ``cat``)."""
+    shape = shape_of(xs[0])
+    rank = len(shape)
+    parts = [em.reshape(x, (*shape[:dim], 1, *shape[dim:])) for x in xs]
+    which = em.iota(dim, (*[1] * dim, len(xs), *[1] * (rank - dim)))
+    out = parts[-1]
+    for p in reversed(range(len(xs) - 1)):
+        out = em.select(em.binary("eq", which, p), parts[p], out)
+    stacked = shape_of(out)
+    return em.reshape(out, (*stacked[:dim], len(xs) * shape[dim], *stacked[dim + 2 :]))
 
 
 @converts("aten.cat.default", "aten.concat.default", "aten.concatenate.default")
