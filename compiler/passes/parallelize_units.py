@@ -1584,9 +1584,19 @@ def balance_section(
                 factors = in_order(section, target, factors, kept)
                 interleave(section, target, kept)
                 refined = refine(section, target, factors, kept, frontiers[outer], outer)
+                kept_factors = factors
                 if refined != factors and placed_better(
                     section, target, units, factors, refined, kept
                 ):
+                    kept_factors = refined
+                wider = refine(
+                    section, target, factors, kept, frontiers[outer], outer, target.num_pcus
+                )
+                if wider not in (factors, refined) and placed_better(
+                    section, target, units, kept_factors, wider, kept
+                ):
+                    kept_factors = wider
+                if kept_factors is not factors:
                     drop_interleaving(units)
                     interleave(section, target, kept)
             return
@@ -1618,6 +1628,7 @@ def refine(
     kept: frozenset[str],
     known: Frontiers,
     outer: bool,
+    most: int | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """``factors`` improved by the performance model itself (``section_timing``, before
     placement), within the PCUs and PMUs they take (what they leave free stays free: the
@@ -1640,6 +1651,8 @@ def refine(
     current = dict(factors)
     best = section_timing(section, target, current, kept)
     pcus, pmus = sum(math.prod(current.get(u, (1,))) for u in units), best.pmus
+    if most is not None:
+        pcus = max(pcus, most)
 
     def grid(unit: UnitOp, step: int) -> tuple[int, ...] | None:
         """The grid ``step`` places along ``unit``'s frontier from its own (None: past an end,
