@@ -1149,6 +1149,8 @@ class Timing:
     path: tuple[UnitOp, ...] = ()
     """The units the last one to end waited for, each for the writer of its input that ended
     last, those that end the most cycles after that writer first."""
+    chain: tuple[UnitOp, ...] = ()
+    """The same units in the order they wait for each other, the last one to end last."""
 
 
 def unplaced_model(
@@ -1213,14 +1215,16 @@ def section_timing(
         )
     ends = {u: t.end for u, t in zip(units, times, strict=True)}
     pmus = sum(max(1, b.pmus) for b in pef.pmus)
-    return Timing(max(compute, pmu), ends, pmus, crowded, critical_path(pef, units, times))
+    path, chain = critical_path(pef, units, times)
+    return Timing(max(compute, pmu), ends, pmus, crowded, path, chain)
 
 
 def critical_path(
     pef: schema.Section, units: Sequence[UnitOp], times: Sequence[perf.UnitTime]
-) -> tuple[UnitOp, ...]:
-    """``Timing.path``: from the unit that ends last back through the writer of its input
-    that ends last, and so on, the units ordered by how long after that writer each ends."""
+) -> tuple[tuple[UnitOp, ...], tuple[UnitOp, ...]]:
+    """``Timing.path`` and ``Timing.chain``: from the unit that ends last back through the
+    writer of its input that ends last, and so on, the units ordered by how long after that
+    writer each ends, and in the order they wait for each other."""
     writers: dict[int, list[int]] = {}
     for i, pcu in enumerate(pef.pcus):
         writers.setdefault(pcu.out_pmu, []).append(i)
@@ -1231,7 +1235,8 @@ def critical_path(
         writer = max(before, key=lambda w: times[w].end, default=None)
         adds[at] = times[at].end - (times[writer].end if writer is not None else 0)
         at = writer
-    return tuple(units[i] for i in sorted(adds, key=lambda i: -adds[i]))
+    path = tuple(units[i] for i in sorted(adds, key=lambda i: -adds[i]))
+    return path, tuple(units[i] for i in reversed(adds))
 
 
 def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:
@@ -1583,19 +1588,18 @@ def balance_section(
                 outer = budget is None
                 factors = in_order(section, target, factors, kept)
                 interleave(section, target, kept)
-                refined = refine(section, target, factors, kept, frontiers[outer], outer)
                 kept_factors = factors
-                if refined != factors and placed_better(
-                    section, target, units, factors, refined, kept
-                ):
-                    kept_factors = refined
-                wider = refine(
-                    section, target, factors, kept, frontiers[outer], outer, target.num_pcus
-                )
-                if wider not in (factors, refined) and placed_better(
-                    section, target, units, kept_factors, wider, kept
-                ):
-                    kept_factors = wider
+                tried = [factors]
+                for most, aligned_first in REFINE_STARTS:
+                    refined = refine(
+                        section, target, factors, kept, frontiers[outer], outer,
+                        None if most is None else target.num_pcus, aligned_first,
+                    )  # fmt: skip
+                    if refined in tried:
+                        continue
+                    tried.append(refined)
+                    if placed_better(section, target, units, kept_factors, refined, kept):
+                        kept_factors = refined
                 if kept_factors is not factors:
                     drop_interleaving(units)
                     interleave(section, target, kept)
@@ -1603,6 +1607,15 @@ def balance_section(
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
 
+
+REFINE_STARTS: tuple[tuple[str | None, bool], ...] = (
+    (None, False),
+    ("fabric", False),
+    ("fabric", True),
+)
+"""The ``refine`` runs ``balance_section`` tries, the best placed kept: within the allocation's
+PCUs or the fabric's (``"fabric"``), and with ``aligned_step`` tried before the units' own
+steps or only when none helps."""
 
 REFINE_STEPS = 32
 """The most grids ``refine`` gives in a section; it stops sooner where no grid helps. GPT b8's
@@ -1629,6 +1642,7 @@ def refine(
     known: Frontiers,
     outer: bool,
     most: int | None = None,
+    aligned_first: bool = False,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """``factors`` improved by the performance model itself (``section_timing``, before
     placement), within the PCUs and PMUs they take (what they leave free stays free: the
@@ -1682,9 +1696,15 @@ def refine(
     for _ in range(REFINE_STEPS):
         latest = sorted(units, key=lambda u: -best.ends[u])
         donors = [(u, back) for u in reversed(latest) if u in current for back in [grid(u, -1)]]
-        step: tuple[dict[UnitOp, tuple[int, ...]], Timing] | None = None
+        for unit in best.chain:
+            grid(unit, 0)  # its frontier known
+        step = None
+        if aligned_first:
+            step = aligned_step(section, target, current, best, kept, known, pcus, pmus)
         chain = best.path[:REFINE_PATH]
         for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST], *chain]):
+            if step is not None:
+                break
             up = grid(unit, 1)
             if up is None:
                 continue
@@ -1701,10 +1721,72 @@ def refine(
                     break
             if step is not None:
                 break
+        if step is None and not aligned_first:
+            step = aligned_step(section, target, current, best, kept, known, pcus, pmus)
         if step is None:
             break
         current, best = step
     return current
+
+
+def aligned_runs(chain: Sequence[UnitOp], known: Frontiers) -> list[list[UnitOp]]:
+    """The runs of units of a critical ``chain`` (``Timing.chain``) over one space, each
+    waiting for the one before, that may be parallel (more than one grid in ``known``)."""
+    runs: list[list[UnitOp]] = []
+    for unit in chain:
+        if len(known.get(unit, ())) < 2:
+            runs.append([])
+            continue
+        if runs and runs[-1] and runs[-1][-1].space_values == unit.space_values:
+            runs[-1].append(unit)
+        else:
+            runs.append([unit])
+    return [run for run in runs if len(run) > 1]
+
+
+def fitted_grid(unit: UnitOp, factors: Sequence[int]) -> tuple[int, ...] | None:
+    """``factors`` for ``unit`` with no split on a counter it reduces or a ``counter`` stage
+    reads (None: those left do not make a parallel unit it may be)."""
+    space = unit.space_values
+    fixed = {*rules.reduced_counters(space, unit.out.stride_values), *unit.counter_stages()}
+    grid = tuple(1 if c in fixed else f for c, f in enumerate(factors))
+    if math.prod(grid) < 2 or unit.parallel_problem(grid) is not None:
+        return None
+    return grid
+
+
+def aligned_step(
+    section: SectionOp,
+    target: Target,
+    current: dict[UnitOp, tuple[int, ...]],
+    best: Timing,
+    kept: frozenset[str],
+    known: Frontiers,
+    pcus: int,
+    pmus: int,
+) -> tuple[dict[UnitOp, tuple[int, ...]], Timing] | None:
+    """``refine``'s move when no unit's next grid helps: a run of units over one space on the
+    critical chain (``aligned_runs``) all given the grid one of them has, so that each
+    follows the one before a row behind (rule 1: a reader split as its writer), within
+    ``pcus`` and ``pmus`` and if the section ends sooner (GPT b8's loss on sn10: the log-softmax
+    and the cross-entropy over ``[256, 58]`` split ``[6, 1]``, ``[3, 2]``, ``[8, 1]``, ``[2, 4]``,
+    ``[8, 1]`` wait for each other's ends; all ``[8, 1]``, each follows the one before)."""
+    units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    for run in aligned_runs(best.chain, known):
+        for grid in dict.fromkeys(current[u] for u in run if u in current):
+            trial = dict(current)
+            for unit in run:
+                fitted = fitted_grid(unit, grid)
+                if fitted is None:
+                    trial.pop(unit, None)
+                else:
+                    trial[unit] = fitted
+            if trial == current or sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
+                continue
+            timing = section_timing(section, target, trial, kept)
+            if timing.pmus <= pmus and timing.cycles < best.cycles:
+                return trial, timing
+    return None
 
 
 REFINE_GAIN = 0.97
