@@ -75,13 +75,18 @@ Three rules give factors (the third shapes the first):
    unit by unit, the other way for each (their work, streams and placement are the same).
    GPT b8 on sn10: forward 12,836 to 11,718 cycles. The allocation is then **refined by the
    performance model** (``refine``, ``section_timing``: rules 1 and 2 before placement)
-   within the PCUs and PMUs it took: the readers of the busiest PMU and the units ending last
-   take their next grids, those ending first giving grids back, while the section ends sooner
-   (or its latest units do); the refined allocation is placed too and kept if, placed, it
-   ends the section sooner by ``REFINE_GAIN`` (``placed_cycles``: with its busiest link, rule
-   3, over the placement's routes), and interleaved again. GPT b8's backward on sn10: its dW
-   matmuls, which the allocation's critical path (the dX chain) left on one to four copies,
-   get more (matmul_75 four, matmul_172 eight, matmul_151 six), 12,656 cycles to 10,529. The
+   within the PMUs it took (the rest is the pins' room) and the PCUs it took or, a second
+   start, the fabric's: the readers of the busiest PMU and the units ending last take their
+   next grids, those ending first giving grids back, while the section ends sooner (or its
+   latest units do), and where no unit's next grid helps, a run of units over one space on
+   the critical chain takes one grid (``aligned_step``), each then following its writer a run
+   behind; a third start tries that first (``REFINE_STARTS``). Each refined allocation is
+   placed too and kept if, placed, it ends the section sooner than the best so far by
+   ``REFINE_GAIN`` (``placed_cycles``: with its busiest link, rule 3, over the placement's
+   routes), and interleaved again. GPT b8's backward on sn10: its dW matmuls, which the
+   allocation's critical path (the dX chain) left on one to four copies, get two to twelve,
+   15,650 cycles before placement to 7,294 placed (compute; 7,826 with the first two starts
+   alone, its GELU's five readers of one PMU then setting rule 2 at 7,680). The
    units keep their section: partition-sections and place-and-route place a parallel unit's
    copies beside the other units, its operands multicast.
 3. **Sharing the fabric** (``co_resident_shares``): when a program's sections, as they are,
@@ -1645,8 +1650,9 @@ def refine(
     aligned_first: bool = False,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """``factors`` improved by the performance model itself (``section_timing``, before
-    placement), within the PCUs and PMUs they take (what they leave free stays free: the
-    pinned symbols' homes, the other sections' shares, room to route).
+    placement), within the PMUs they take (what they leave free stays free: the pinned
+    symbols' homes, the other sections' shares) and the PCUs they take, or ``most`` PCUs when
+    that is more (``REFINE_STARTS``: the fabric's, room to route then checked by placing).
 
     Each step tries the next grid of a unit's frontier (more copies) for the readers of the
     busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
@@ -1656,7 +1662,8 @@ def refine(
     on its grid before (room for it). The first that fits and ends the section sooner,
     or as soon with its ``REFINE_LATEST`` latest units ending sooner (when two units end it
     together, neither one's step alone ends it sooner), is taken, up to ``REFINE_STEPS``
-    times. A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
+    times; where none is, ``aligned_step`` (or, ``aligned_first``, that before the others).
+    A unit on a grid off its frontier (a chain's cut, ``line_up``) keeps it. GPT b8's
     backward on sn10, its copies in order and interleaved first (``in_order``,
     ``interleave``): its dW matmuls on one to four copies each (the allocation's critical path
     is the dX chain's) get more, 15,650 cycles to 7,980 before placement; placed, compute
