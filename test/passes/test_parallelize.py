@@ -20,6 +20,7 @@ from xdsl.parser import Parser
 
 from compiler.driver import compile_in_memory, make_context
 from compiler.frontend import ModelSpec, build_dataflow
+from compiler.ideal import step_ideal
 from compiler.passes import parallelize_units
 from compiler.passes.parallelize_units import (
     DEFAULT_MIN_VECTORS,
@@ -48,7 +49,7 @@ from compiler.targets import get_target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
 from runtime.fabric import DTYPES, Fabric, _PcuPlan, _run_pcu, copy_pcus
-from runtime.machine.perf import model_section
+from runtime.machine.perf import model_section, program_models
 from runtime.pef import schema, validate
 from runtime.session import InferenceSession, TrainingSession
 from tools.model_file import load_model_file
@@ -688,6 +689,19 @@ def test_the_performance_model_refines_an_allocation_within_its_pmus(
     assert model.pcus_used <= 640 and took <= 600 and model.pmus_used <= 640
     assert model.compute_cycles < 8_000 and model.pmu_cycles < 8_000
     # (Not its cycles in all: its busiest link follows where the pins' placement puts things.)
+
+
+def test_gpt_b8_on_sn10_is_within_1_5x_of_its_ideal(gpt_sn10: Any) -> None:
+    # Issue 16's line for GPT b8 on sn10 at the defaults: the modelled step within 1.5x of
+    # the ideal without residency (compiler.ideal: FlopCounterMode and the state through DRAM
+    # once, not our cost model): 14.2 us of 9.51 (1.49x; 1.56x before the select cat, the
+    # narrow pinned homes and refine's aligned runs and starts).
+    target = get_target("sn10")
+    _, spec = model_spec(
+        str(ROOT / "examples" / "gpt" / "model.py"), [], False, 8, 0, False, target
+    )
+    modelled = sum(m.seconds for m in program_models(gpt_sn10))
+    assert modelled <= 1.5 * step_ideal(spec, gpt_sn10, target).seconds
 
 
 def test_copies_take_their_rows_in_turn_where_the_model_says_the_section_ends_sooner(
