@@ -80,7 +80,7 @@ Three rules give factors (the third shapes the first):
    next grids, those ending first giving grids back, while the section ends sooner (or its
    latest units do), and where no unit's next grid helps, a run of units over one space on
    the critical chain takes one grid (``aligned_step``), each then following its writer a run
-   behind; a third start tries that first (``REFINE_STARTS``). Each refined allocation is
+   behind; a third start tries that first (``refined_starts``). Each refined allocation is
    placed too and kept if, placed, it ends the section sooner than the best so far by
    ``REFINE_GAIN`` (``placed_cycles``: with its busiest link, rule 3, over the placement's
    routes), and interleaved again. GPT b8's backward on sn10: its dW matmuls, which the
@@ -1594,15 +1594,9 @@ def balance_section(
                 factors = in_order(section, target, factors, kept)
                 interleave(section, target, kept)
                 kept_factors = factors
-                tried = [factors]
-                for most, aligned_first in REFINE_STARTS:
-                    refined = refine(
-                        section, target, factors, kept, frontiers[outer], outer,
-                        None if most is None else target.num_pcus, aligned_first,
-                    )  # fmt: skip
-                    if refined in tried:
-                        continue
-                    tried.append(refined)
+                fabric = share.pcus if share is not None else target.num_pcus
+                known = frontiers[outer]
+                for refined in refined_starts(section, target, factors, kept, known, outer, fabric):
                     if placed_better(section, target, units, kept_factors, refined, kept):
                         kept_factors = refined
                 if kept_factors is not factors:
@@ -1613,14 +1607,45 @@ def balance_section(
     set_factors(units, {})
 
 
-REFINE_STARTS: tuple[tuple[str | None, bool], ...] = (
-    (None, False),
-    ("fabric", False),
-    ("fabric", True),
-)
-"""The ``refine`` runs ``balance_section`` tries, the best placed kept: within the allocation's
-PCUs or the fabric's (``"fabric"``), and with ``aligned_step`` tried before the units' own
-steps or only when none helps."""
+REFINE_STARTS_UNITS = 256
+"""The most units a section may have for ``refined_starts`` to run ``refine`` over the
+fabric's PCUs too, a bound on compile time: a run's section timings grow with the units
+(HF GPT-2 small's forward on sn40l in the compile benchmark, 453 units, 2.6 s a run and one
+run; GPT b8's sections on sn10, 101 to 129 units, 1 to 4 s a run and three)."""
+
+
+def refined_starts(
+    section: SectionOp,
+    target: Target,
+    factors: dict[UnitOp, tuple[int, ...]],
+    kept: frozenset[str],
+    known: Frontiers,
+    outer: bool,
+    fabric: int,
+) -> list[dict[UnitOp, tuple[int, ...]]]:
+    """The ``refine`` runs ``balance_section`` places (the best kept), each unlike ``factors``
+    and the runs before: within the allocation's PCUs; within the ``fabric``'s (a co-resident
+    section's share of it), with ``aligned_step`` only where no unit's step helps and then
+    before them. A run over the fabric's PCUs is the first one again unless that refused a
+    trial for its PCUs, and the third is the second (or the first) again when that changed
+    nothing (its first step: the same unit steps and ``aligned_step`` failing): those are
+    skipped, and so are the second and third for a section of more than
+    ``REFINE_STARTS_UNITS`` units."""
+
+    capped: list[bool] = []
+    runs = [refine(section, target, factors, kept, known, outer, capped=capped)]
+    if sum(isinstance(op, UnitOp) for op in section.body.block.ops) > REFINE_STARTS_UNITS:
+        capped = []  # one run is as much as a compile can give a section of so many
+    if capped:
+        runs.append(refine(section, target, factors, kept, known, outer, fabric))
+    if runs[-1] != factors:
+        runs.append(refine(section, target, factors, kept, known, outer, fabric, True))
+    distinct: list[dict[UnitOp, tuple[int, ...]]] = []
+    for refined in runs:
+        if refined != factors and refined not in distinct:
+            distinct.append(refined)
+    return distinct
+
 
 REFINE_STEPS = 32
 """The most grids ``refine`` gives in a section; it stops sooner where no grid helps. GPT b8's
@@ -1648,11 +1673,13 @@ def refine(
     outer: bool,
     most: int | None = None,
     aligned_first: bool = False,
+    capped: list[bool] | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """``factors`` improved by the performance model itself (``section_timing``, before
     placement), within the PMUs they take (what they leave free stays free: the pinned
     symbols' homes, the other sections' shares) and the PCUs they take, or ``most`` PCUs when
-    that is more (``REFINE_STARTS``: the fabric's, room to route then checked by placing).
+    that is more (``refined_starts``: the fabric's, room to route then checked by placing);
+    ``capped`` gets ``True`` appended when a trial is refused for its PCUs.
 
     Each step tries the next grid of a unit's frontier (more copies) for the readers of the
     busiest PMU when rule 2 sets the section's cycles, then for the ``REFINE_LATEST`` units
@@ -1703,11 +1730,11 @@ def refine(
     for _ in range(REFINE_STEPS):
         latest = sorted(units, key=lambda u: -best.ends[u])
         donors = [(u, back) for u in reversed(latest) if u in current for back in [grid(u, -1)]]
-        for unit in best.chain:
-            grid(unit, 0)  # its frontier known
         step = None
         if aligned_first:
-            step = aligned_step(section, target, current, best, kept, known, pcus, pmus)
+            step = aligned_step(
+                section, target, current, best, kept, (known, outer), pcus, pmus, capped
+            )
         chain = best.path[:REFINE_PATH]
         for unit in dict.fromkeys([*best.crowded, *latest[:REFINE_LATEST], *chain]):
             if step is not None:
@@ -1721,6 +1748,8 @@ def refine(
             ][:REFINE_DONORS]
             for trial in trials:
                 if sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
+                    if capped is not None:
+                        capped.append(True)
                     continue
                 timing = section_timing(section, target, trial, kept)
                 if timing.pmus <= pmus and sooner(timing) < sooner(best):
@@ -1729,25 +1758,39 @@ def refine(
             if step is not None:
                 break
         if step is None and not aligned_first:
-            step = aligned_step(section, target, current, best, kept, known, pcus, pmus)
+            step = aligned_step(
+                section, target, current, best, kept, (known, outer), pcus, pmus, capped
+            )
         if step is None:
             break
         current, best = step
     return current
 
 
-def aligned_runs(chain: Sequence[UnitOp], known: Frontiers) -> list[list[UnitOp]]:
+def aligned_runs(
+    chain: Sequence[UnitOp], known: Frontiers, target: Target, outer: bool
+) -> list[list[UnitOp]]:
     """The runs of units of a critical ``chain`` (``Timing.chain``) over one space, each
-    waiting for the one before, that may be parallel (more than one grid in ``known``)."""
-    runs: list[list[UnitOp]] = []
+    waiting for the one before, that may be parallel (more than one grid in their frontier,
+    found into ``known`` for the units of such runs only: a long chain has many)."""
+    groups: list[list[UnitOp]] = []
     for unit in chain:
-        if len(known.get(unit, ())) < 2:
-            runs.append([])
-            continue
-        if runs and runs[-1] and runs[-1][-1].space_values == unit.space_values:
-            runs[-1].append(unit)
+        if groups and groups[-1][-1].space_values == unit.space_values:
+            groups[-1].append(unit)
         else:
-            runs.append([unit])
+            groups.append([unit])
+    runs: list[list[UnitOp]] = []
+    for group in groups:
+        if len(group) < 2 or not group[0].space_values:
+            continue
+        runs.append([])
+        for unit in group:
+            if unit not in known:
+                known[unit] = frontier(unit, target, outer)
+            if len(known[unit]) < 2:
+                runs.append([])
+            else:
+                runs[-1].append(unit)
     return [run for run in runs if len(run) > 1]
 
 
@@ -1768,18 +1811,23 @@ def aligned_step(
     current: dict[UnitOp, tuple[int, ...]],
     best: Timing,
     kept: frozenset[str],
-    known: Frontiers,
+    frontiers: tuple[Frontiers, bool],
     pcus: int,
     pmus: int,
+    capped: list[bool] | None = None,
 ) -> tuple[dict[UnitOp, tuple[int, ...]], Timing] | None:
     """``refine``'s move when no unit's next grid helps: a run of units over one space on the
-    critical chain (``aligned_runs``) all given the grid one of them has, so that each
-    follows the one before a row behind (rule 1: a reader split as its writer), within
-    ``pcus`` and ``pmus`` and if the section ends sooner (GPT b8's loss on sn10: the log-softmax
-    and the cross-entropy over ``[256, 58]`` split ``[6, 1]``, ``[3, 2]``, ``[8, 1]``, ``[2, 4]``,
-    ``[8, 1]`` wait for each other's ends; all ``[8, 1]``, each follows the one before)."""
+    critical chain (``aligned_runs``) all given the first grid one of them has that ends the
+    section sooner, within ``pcus`` and ``pmus``, so that each follows the one before a run
+    behind (rule 1: a reader split as its writer; a reduction keeps its reduced counters
+    whole, ``fitted_grid``). ``frontiers``: the units' frontiers found so far and whether
+    they split ``outer_counter`` (as ``refine``'s); ``capped`` gets ``True`` appended when a
+    trial is refused for its PCUs. GPT b8's loss on sn10: the log-softmax and the
+    cross-entropy over ``[256, 58]`` split ``[6, 1]``, ``[3, 2]``, ``[8, 1]``, ``[2, 4]``, ``[8,
+    1]`` wait for each other's ends; all ``[6, 1]``, each follows the one before."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    for run in aligned_runs(best.chain, known):
+    known, outer = frontiers
+    for run in aligned_runs(best.chain, known, target, outer and len(units) > 1):
         for grid in dict.fromkeys(current[u] for u in run if u in current):
             trial = dict(current)
             for unit in run:
@@ -1788,7 +1836,11 @@ def aligned_step(
                     trial.pop(unit, None)
                 else:
                     trial[unit] = fitted
-            if trial == current or sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
+            if trial == current:
+                continue
+            if sum(math.prod(trial.get(u, (1,))) for u in units) > pcus:
+                if capped is not None:
+                    capped.append(True)
                 continue
             timing = section_timing(section, target, trial, kept)
             if timing.pmus <= pmus and timing.cycles < best.cycles:

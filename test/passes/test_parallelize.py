@@ -502,11 +502,12 @@ def test_refine_aligns_a_run_of_units_over_one_space_on_the_critical_chain(
     tail["sum_169"] = (8, 1)
     factors.update({units[n]: grid for n, grid in tail.items()})
     best = section_timing(forward, target, factors)
-    known = {u: frontier(u, target) for u in units.values() if u.space_values}
+    known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = {}
     run = [units[n] for n in tail]
-    assert any(run == r[: len(run)] for r in aligned_runs(best.chain, known))
+    assert any(run == r[: len(run)] for r in aligned_runs(best.chain, known, target, False))
+    assert set(known) < set(units.values())  # only the frontiers of runs' units
     assert fitted_grid(units["max_157"], (2, 4)) == (2, 1)  # its classes reduced
-    step = aligned_step(forward, target, factors, best, frozenset(), known, 10**4, 10**4)
+    step = aligned_step(forward, target, factors, best, frozenset(), (known, False), 10**4, 10**4)
     assert step is not None
     aligned, timing = step
     assert {aligned[u] for u in run} == {(6, 1)}
