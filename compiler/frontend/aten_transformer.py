@@ -25,12 +25,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import f32, i1, i64
-from xdsl.ir import SSAValue
+from xdsl.ir import OpResult, SSAValue
 
 from compiler.frontend.aten import reduction_dims, truth
 from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
 from compiler.frontend.int_bounds import int_range
+from dialects.dataflow import (
+    AsStridedOp,
+    BroadcastOp,
+    ExtractSliceOp,
+    PointwiseOp,
+    ReshapeOp,
+    TransposeOp,
+)
 
 TABLE = ConverterTable()
 """This family's converters (the registry joins it with the others)."""
@@ -200,7 +208,9 @@ def _cat(em: Emitter, xs: Sequence[SSAValue], dim: int, elt: Any) -> SSAValue:
     if len(xs) == 1:
         return xs[0]
     if len(xs) <= SELECTED_PARTS and len({shape_of(x)[dim] for x in xs}) == 1:
-        return _stacked(em, xs, dim)
+        roots = [_viewed(x) for x in xs]
+        if len(set(roots)) == len(roots):
+            return _stacked(em, xs, dim)
     total = sum(shape_of(x)[dim] for x in xs)
     out: SSAValue | None = None
     start = 0
@@ -213,13 +223,29 @@ def _cat(em: Emitter, xs: Sequence[SSAValue], dim: int, elt: Any) -> SSAValue:
     return out
 
 
+def _viewed(x: SSAValue) -> SSAValue:
+    """The tensor ``x`` is a view of, through views and one-operand pointwise ops (which fuse
+    into their reader, reading that tensor through their access)."""
+    while isinstance(x, OpResult):
+        op = x.owner
+        if isinstance(op, (ExtractSliceOp, ReshapeOp, TransposeOp, BroadcastOp, AsStridedOp)):
+            x = op.input
+        elif isinstance(op, PointwiseOp) and len(op.inputs) == 1:
+            x = op.inputs[0]
+        else:
+            break
+    return x
+
+
 def _stacked(em: Emitter, xs: Sequence[SSAValue], dim: int) -> SSAValue:
     """The parts ``xs`` (one shape) concatenated along ``dim`` as one elementwise select over
     them stacked on a new axis before ``dim``, flattened into it: ``out[..., p, j, ...] =
     xs[p][..., j, ...]``, each part read at every point, the part index compared with each
     ``p``. One kernel, where padding each part and adding them up takes a kernel a part and a
     buffer of the whole result each (attention's query, key and value gradients, cut from
-    one projection: its backward's ``cat``)."""
+    one projection: its backward's ``cat``). Only for parts that are not views of one tensor
+    (``_viewed``; rotary's halves of one vector): the kernel would read that tensor through two
+    accesses, which keeps it on one PCU (parallelize-units), where each pad splits."""
     shape = shape_of(xs[0])
     rank = len(shape)
     parts = [em.reshape(x, (*shape[:dim], 1, *shape[dim:])) for x in xs]

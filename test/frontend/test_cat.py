@@ -39,3 +39,16 @@ def test_a_cat_of_parts_of_other_extents_or_of_many_parts_pads_them() -> None:
     shape, ops = _emitted([(4, 2)] * (SELECTED_PARTS + 1), 1)
     assert shape == (4, 2 * (SELECTED_PARTS + 1))
     assert sum(isinstance(op, PadOp) for op in ops) == SELECTED_PARTS + 1
+
+
+def test_a_cat_of_views_of_one_tensor_pads_them() -> None:
+    # Rotary's rotate_half: cat(-x[..., 16:], x[..., :16]). One kernel selecting between the
+    # halves would read x through two accesses, which keeps it on one PCU; each pad splits.
+    block = Block(arg_types=[tensor((4, 32), f32)])
+    em = Emitter(block)
+    (x,) = block.args
+    low = em.extract_slice(x, [0, 0], [1, 1], [4, 16])
+    high = em.extract_slice(x, [0, 16], [1, 1], [4, 16])
+    out = _cat(em, [em.unary("neg", high), low], 1, f32)
+    assert shape_of(out) == (4, 32)
+    assert sum(isinstance(op, PadOp) for op in block.ops) == 2
