@@ -1631,15 +1631,14 @@ def refined_starts(
     nothing (its first step: the same unit steps and ``aligned_step`` failing): those are
     skipped, and so are the second and third for a section of more than
     ``REFINE_STARTS_UNITS`` units."""
-
     capped: list[bool] = []
     runs = [refine(section, target, factors, kept, known, outer, capped=capped)]
-    if sum(isinstance(op, UnitOp) for op in section.body.block.ops) > REFINE_STARTS_UNITS:
-        capped = []  # one run is as much as a compile can give a section of so many
-    if capped:
-        runs.append(refine(section, target, factors, kept, known, outer, fabric))
-    if runs[-1] != factors:
-        runs.append(refine(section, target, factors, kept, known, outer, fabric, True))
+    many = sum(isinstance(op, UnitOp) for op in section.body.block.ops) > REFINE_STARTS_UNITS
+    if not many:  # one run is as much as a compile can give a section of more units
+        if capped:
+            runs.append(refine(section, target, factors, kept, known, outer, fabric))
+        if runs[-1] != factors:
+            runs.append(refine(section, target, factors, kept, known, outer, fabric, True))
     distinct: list[dict[UnitOp, tuple[int, ...]]] = []
     for refined in runs:
         if refined != factors and refined not in distinct:
