@@ -687,7 +687,8 @@ def test_the_performance_model_refines_an_allocation_within_its_pmus(
         sh.pmu for e in program.resident.symbols for sh in e.shared if sh.section == "backward"
     }
     took = sum(1 if i in shared else max(1, p.pmus) for i, p in enumerate(backward.pmus))
-    assert model.pcus_used <= 640 and took <= 600 and model.pmus_used <= 640
+    # (its own buffers take 494 PMUs; the rest of the 640 hold pinned homes)
+    assert model.pcus_used <= 640 and took <= 520 and model.pmus_used <= 640
     assert model.compute_cycles < 8_000 and model.pmu_cycles < 8_000
     # (Not its cycles in all: its busiest link follows where the pins' placement puts things.)
 
