@@ -1220,28 +1220,8 @@ def section_timing(
         )
     ends = {u: t.end for u, t in zip(units, times, strict=True)}
     pmus = sum(max(1, b.pmus) for b in pef.pmus)
-    path, chain = critical_path(pef, units, times)
+    path, chain = perf.critical_path(pef, units, times)
     return Timing(max(compute, pmu), ends, pmus, crowded, path, chain)
-
-
-def critical_path(
-    pef: schema.Section, units: Sequence[UnitOp], times: Sequence[perf.UnitTime]
-) -> tuple[tuple[UnitOp, ...], tuple[UnitOp, ...]]:
-    """``Timing.path`` and ``Timing.chain``: from the unit that ends last back through the
-    writer of its input that ends last, and so on, the units ordered by how long after that
-    writer each ends, and in the order they wait for each other."""
-    writers: dict[int, list[int]] = {}
-    for i, pcu in enumerate(pef.pcus):
-        writers.setdefault(pcu.out_pmu, []).append(i)
-    at: int | None = max(range(len(units)), key=lambda i: times[i].end, default=None)
-    adds: dict[int, int] = {}
-    while at is not None and at not in adds:
-        before = [w for port in pef.pcus[at].inputs for w in writers.get(port.pmu, []) if w != at]
-        writer = max(before, key=lambda w: times[w].end, default=None)
-        adds[at] = times[at].end - (times[writer].end if writer is not None else 0)
-        at = writer
-    path = tuple(units[i] for i in sorted(adds, key=lambda i: -adds[i]))
-    return path, tuple(units[i] for i in reversed(adds))
 
 
 def in_order_grid(unit: UnitOp, factors: tuple[int, ...]) -> tuple[int, ...]:

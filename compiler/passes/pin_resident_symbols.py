@@ -43,9 +43,14 @@ scattered where other sections put them, leaves its streams no path), the pass s
 with a quarter fewer PMUs of other symbols' homes in that section, or, when none was in its
 way, a quarter fewer of its own buffers pinned (``SHRINK``: the least valuable symbols given
 up), ``MAX_ROUNDS`` times at most. Once every pin is known, each section placed again is
-placed once more and kept as the placement of it whose busiest link moves the fewest bytes, of
-the placer's default anneal and longer ones (``placement.polish``): GPT b8's step on sn10 25,373
-cycles to 24,638, HF GPT-2 b8's 62,080 to 59,111, both backwards no longer link-bound.
+placed once more and kept as the placement of it that the performance model times fastest
+(``_modelled_cycles``: its units' ends, their fills with the routes' hops, the pinned symbols
+on chip, or its busiest link with the hand-offs', rule 3), of the placer's default anneal and
+longer ones, some with the streams into the units of its critical chain weighed heaviest
+(``placement.polish``'s ``score`` and ``critical``). Kept by busiest link alone, GPT b8's step
+on sn10 went 25,373 cycles to 24,638 and HF GPT-2 b8's 62,080 to 59,111; by the model, GPT b8's
+18,438 to 18,068 (its forward 6,968 cycles to 6,616) and HF GPT-2 b8's on sn40l 60,172 to
+55,242.
 
 The module gets ``rdu.resident`` (``residency.resident_attr``) and ``rdu.resident_pinned``;
 emit-pef writes the PEF's ``resident`` section with ``co_resident`` false, and the performance
@@ -71,6 +76,7 @@ from compiler.passes.ir_helpers import (
     section_graph,
     write_placement,
 )
+from compiler.passes.pef_sections import SectionEmitter, SymbolTable
 from compiler.passes.placement import DRAM, Graph, Placement, PlacementError, Stream, Unit
 from compiler.passes.residency import (
     Resident,
@@ -83,7 +89,9 @@ from compiler.passes.residency import (
 from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
+from runtime.machine import perf
 from runtime.machine.rules import beside_pinned_home, pmu_footprint
 
 MIN_SAVED = 0.05
@@ -367,10 +375,11 @@ class _Pinning:
 
     def _polish(self) -> None:
         """Place each section placed again here once more, every pin now known, and keep the
-        placement of it whose busiest link moves the fewest bytes (``placement.polish``). The
+        placement of it the performance model times fastest (``placement.polish``). The
         placements made to find the pins settle for the placer's default moves, two a unit in
         a section of a thousand units' copies, which leaves the copies one multicast stream
-        feeds far apart (its route passing links twice) or heavy streams on one link."""
+        feeds far apart (its route passing links twice, its readers' fills long) or heavy
+        streams on one link."""
         for s in sorted(self.placed):
             self._place(s, polish=True)
 
@@ -449,17 +458,64 @@ class _Pinning:
             except PlacementError as err:
                 raise _Unplaceable(s) from err
         self.last[s] = (graph, result)
+        n, m = len(sg.graph.units), len(sg.graph.streams)
+
+        def own(found: Placement) -> Placement:
+            """The placement of the section's own units and streams in ``found``."""
+            return Placement(tuple(found.at[index[i]] for i in range(n)), found.routes[:m])
+
+        kept = frozenset(r.name for r in self.chosen)
+        chains: dict[int, frozenset[UnitOp]] = {}
+
+        def modelled(found: Placement) -> int:
+            write_placement(sg, own(found))
+            cycles, chain = _modelled_cycles(self.sections[s], self.target, kept, graph, found)
+            chains[id(found)] = chain
+            return cycles
+
+        def critical(found: Placement) -> set[int]:
+            chain = chains[id(found)]
+            return {
+                j
+                for j, sink in enumerate(sg.sinks)
+                if sink.kind in ("port", "leg") and sink.op in chain
+            }
+
         if polish:
             result = placement.polish(
                 graph, self.target, result, section=name, fixed=fixed, blocked=blocked,
-                barred=barred,
+                barred=barred, score=modelled, critical=critical,
             )  # fmt: skip
-        n, m = len(sg.graph.units), len(sg.graph.streams)
-        at = tuple(result.at[index[i]] for i in range(n))
-        self.placed[s] = (sg, Placement(at, result.routes[:m]))
+        self.placed[s] = (sg, own(result))
         for k, (r, buffer) in enumerate(wanted):
             self.handoffs[(r.name, buffer)] = result.routes[m + k]
         for r, buffer in later:
             slots = self._slots(s, buffer)
             if self._free(slots):
                 self._pin(r, slots)
+
+
+def _modelled_cycles(
+    section: SectionOp, target: Target, kept: frozenset[str], graph: Graph, placed: Placement
+) -> tuple[int, frozenset[UnitOp]]:
+    """The performance model's cycles of ``section`` placed as its IR now says (``placed``, of
+    ``graph``: with the hand-offs into it): when its last unit ends (rule 1, each unit's fill
+    with its routes' hops, the symbols in ``kept`` on chip from the start) or its busiest link
+    is done (rule 3, the hand-offs' streams too), whichever is later; and the units of its
+    critical chain (``perf.critical_path``), whose input streams ``polish`` may
+    weigh heaviest."""
+    table = SymbolTable()
+    table.add_section(section)
+    pef = SectionEmitter(section, table, target.scalar_link_capacity).emit()
+    onchip = perf.OnChip(frozenset(table.index[k] for k in kept if k in table.index), False)
+    units = perf.placed_unit_models(pef, target)
+    loads = perf.pmu_loads(pef, target, onchip)
+    times = perf.unit_times(pef, units, target, loads, onchip)
+    compute = perf.compute_cycles(pef, times, target, loads, onchip)
+    routes = zip(graph.streams, placed.routes, strict=True)
+    links = perf.busiest_link(
+        ((hops, stream.weight) for stream, hops in routes if stream.scalar is None), target
+    )
+    ops = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
+    _, chain = perf.critical_path(pef, ops, times)
+    return max(compute, links), frozenset(chain)

@@ -212,6 +212,7 @@ import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from runtime.machine.opcodes import DTYPE_BYTES, ELEMENT_TYPES, OPCODES
 from runtime.machine.rules import (
@@ -236,6 +237,9 @@ from runtime.machine.targets import (
 )
 from runtime.pef.schema import Access, Meta, Pcu, Program, Residency, Section, Symbol, Target
 from runtime.pef.wire import encode_section
+
+T = TypeVar("T")
+"""What ``critical_path`` gives back for each PCU."""
 
 # -- the counters of a unit -----------------------------------------------------------------------
 
@@ -1022,6 +1026,28 @@ def _unit_times(
     return tuple(times), there
 
 
+def critical_path(
+    section: Section, units: Sequence[T], times: Sequence[UnitTime]
+) -> tuple[tuple[T, ...], tuple[T, ...]]:
+    """The units (``units[i]`` standing for PCU ``i`` of ``section``, ``times`` theirs) of the
+    critical chain: from the one that ends last back through the writer of its input that ends
+    last, and so on; ordered by how long after that writer each ends, and in the order they
+    wait for each other (the compiler's ``Timing.path`` and ``Timing.chain``)."""
+    writers: dict[int, list[int]] = {}
+    for i, pcu in enumerate(section.pcus):
+        writers.setdefault(pcu.out_pmu, []).append(i)
+    at: int | None = max(range(len(units)), key=lambda i: times[i].end, default=None)
+    adds: dict[int, int] = {}
+    while at is not None and at not in adds:
+        pcu = section.pcus[at]
+        before = [w for port in pcu.inputs for w in writers.get(port.pmu, []) if w != at]
+        writer = max(before, key=lambda w: times[w].end, default=None)
+        adds[at] = times[at].end - (times[writer].end if writer is not None else 0)
+        at = writer
+    path = tuple(units[i] for i in sorted(adds, key=lambda i: -adds[i]))
+    return path, tuple(units[i] for i in reversed(adds))
+
+
 def compute_cycles(
     section: Section,
     times: Sequence[UnitTime],
@@ -1239,19 +1265,25 @@ def pmu_bound(section: Section, busy: Mapping[int, int]) -> int:
     return max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
 
 
-def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
-    """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
-    the program's co-residency (rule 7), if it has one."""
-    target = meta.target
-    onchip = on_chip(section, resident)
+def placed_unit_models(section: Section, target: Target) -> tuple[UnitModel, ...]:
+    """The model of every PCU of ``section``, its fill with the hops of its longest input route
+    (a multicast route's whole path)."""
     in_hops: dict[int, int] = {}
     for route in section.routes:
         if route.dst[0] == "pcu":
             i = route.dst[1]
             in_hops[i] = max(in_hops.get(i, 0), len(route.hops) - 1)
-    units = tuple(
+    return tuple(
         unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
     )
+
+
+def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
+    """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
+    the program's co-residency (rule 7), if it has one."""
+    target = meta.target
+    onchip = on_chip(section, resident)
+    units = placed_unit_models(section, target)
     # The fills of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
     fill = 0

@@ -99,19 +99,21 @@ def test_only_a_section_binding_nothing_to_a_pinned_symbol_sits_beside_its_home(
     assert beside > 0  # the forward's buffers beside the momentum's homes
 
 
-def test_the_sections_placed_again_are_polished_by_their_busiest_link(
+def test_the_sections_placed_again_are_polished_by_the_performance_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Once every pin is known, each section placed again is placed once more and kept as the
-    placement of it whose busiest link moves the fewest bytes (``placement.polish``, from
-    ``_Pinning._polish``): MLP b64's forward on the default target 584 link cycles to 528, the
-    step no slower; with no longer anneal tried, the placements that found the pins are the
-    PEF's."""
+    placement of it that the performance model times fastest (``placement.polish`` scored by
+    ``_modelled_cycles``, from ``_Pinning._polish``): MLP b64's step on the default target
+    5,470 cycles to 5,430, no section slower, though its forward's busiest link is busier (584
+    cycles to 768: not what sets its time); with no longer anneal tried, the placements that
+    found the pins are the PEF's."""
     target = get_target("plasticine")
     _, spec = model_spec(str(MLP), [], False, 64, 0, False, target)
     # With its optimizer on one PCU a unit, as it was (parallelize-units' state in pieces
     # off): the pins then leave the forward placed again where polishing it pays.
     monkeypatch.setattr(parallelize_units, "split_state", lambda *args: None)
+    bounds: dict[int, list[int]] = {}
     links: dict[int, list[int]] = {}
     steps: dict[int, int] = {}
     for seeds in (0, placement.POLISH_SEEDS):
@@ -119,12 +121,13 @@ def test_the_sections_placed_again_are_polished_by_their_busiest_link(
         program = compile_in_memory(spec, inference=False, target=target)
         assert not resident(program).co_resident
         models = program_models(program)
+        bounds[seeds] = [m.cycles - m.load_cycles for m in models]
         links[seeds] = [m.link_cycles for m in models]
         steps[seeds] = sum(m.cycles for m in models)
-    polished, plain = links[placement.POLISH_SEEDS], links[0]
-    assert polished[0] < plain[0]  # the forward's
-    assert sum(polished) < sum(plain)
-    assert steps[placement.POLISH_SEEDS] <= steps[0]
+    polished, plain = bounds[placement.POLISH_SEEDS], bounds[0]
+    assert all(p <= q for p, q in zip(polished, plain, strict=True))
+    assert steps[placement.POLISH_SEEDS] < steps[0]
+    assert links[placement.POLISH_SEEDS][0] > links[0][0]  # the model, not the link, chose
 
 
 def test_rdu_pef_says_the_homes_are_pinned(pinned_pef: Path) -> None:

@@ -496,3 +496,57 @@ def test_polish_keeps_the_placement_whose_busiest_link_moves_the_fewest_bytes() 
     assert link_bytes(graph, placement.polish(graph, target, polished)) <= link_bytes(
         graph, polished
     )
+
+
+def _chain_beside_heavy_streams() -> Graph:
+    """A chain ``in -> a -> ab -> b -> out`` of light streams beside four heavy ones from
+    ``in`` to ``out`` through two more PCUs, which the anneal keeps shortest first."""
+    units = [Unit("in", "pmu"), Unit("a", "pcu"), Unit("ab", "pmu"), Unit("b", "pcu")]
+    units += [Unit("out", "pmu"), Unit("c", "pcu"), Unit("d", "pcu")]
+    chain = [Stream(0, 1, weight=10), Stream(1, 2, weight=10), Stream(2, 3, weight=10)]
+    heavy = [Stream(0, 5, weight=1000), Stream(0, 6, weight=1000)]
+    heavy += [Stream(5, 4, weight=1000), Stream(6, 4, weight=1000)]
+    return Graph(units, [*chain, Stream(3, 4, weight=10), *heavy])
+
+
+def _chain_hops(found: Placement) -> int:
+    return sum(len(hops) - 1 for hops in found.routes[:4])
+
+
+def _far_apart(graph: Graph, target: Target) -> Placement:
+    """``_chain_beside_heavy_streams`` placed by hand, its chain across the grid (44 hops)."""
+    start: list[Coord] = [(1, 0), (10, 0), (3, 6), (12, 4), (5, 0), (0, 0), (2, 0)]
+    return Placement(tuple(start), tuple(route(graph, target, start)))
+
+
+def test_polish_keeps_the_placement_its_score_puts_lowest() -> None:
+    """``polish(score=...)``: of the placement given and the longer anneals', the one the
+    caller's score (its performance model) puts lowest; without one, the one whose busiest
+    link moves the fewest bytes, the first on a tie (here every one's: 1,010 bytes)."""
+    target = get_target("plasticine")
+    graph = _chain_beside_heavy_streams()
+    placed = _far_apart(graph, target)
+    assert _chain_hops(placed) == 44 and link_bytes(graph, placed) == 1010
+    assert placement.polish(graph, target, placed) == placed
+    kept = placement.polish(graph, target, placed, score=_chain_hops)
+    assert _chain_hops(kept) == 6
+    assert what_is_wrong(graph, target, kept) is None
+
+
+def test_polish_also_anneals_with_the_critical_streams_weighed_heaviest() -> None:
+    """``polish(critical=...)``: each seed also anneals with the streams the caller names
+    (those into its critical chain's units, here the light chain's) weighed as the heaviest,
+    so they come out shorter: 6 hops at best without, 4 with."""
+    target = get_target("plasticine")
+    graph = _chain_beside_heavy_streams()
+    placed = _far_apart(graph, target)
+    asked: list[Placement] = []
+
+    def critical(best: Placement) -> set[int]:
+        asked.append(best)
+        return {0, 1, 2, 3}
+
+    kept = placement.polish(graph, target, placed, score=_chain_hops, critical=critical)
+    assert _chain_hops(kept) == 4
+    assert what_is_wrong(graph, target, kept) is None
+    assert asked[0] == placed and len(asked) == placement.POLISH_SEEDS  # the best so far's
