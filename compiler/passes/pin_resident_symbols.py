@@ -44,13 +44,14 @@ with a quarter fewer PMUs of other symbols' homes in that section, or, when none
 way, a quarter fewer of its own buffers pinned (``SHRINK``: the least valuable symbols given
 up), ``MAX_ROUNDS`` times at most. Once every pin is known, each section placed again is
 placed once more and kept as the placement of it that the performance model times fastest
-(``_modelled_cycles``: its units' ends, their fills with the routes' hops, the pinned symbols
-on chip, or its busiest link with the hand-offs', rule 3), of the placer's default anneal and
+(``_modelled_cycles``: ``perf.section_model`` of it as the PEF will hold it, its units' fills
+with their routes' hops, the pinned symbols on chip, its hand-offs and its buffers updated in
+place as the PEF's ``resident`` section will say), of the placer's default anneal and
 longer ones, some with the streams into the units of its critical chain weighed heaviest
 (``placement.polish``'s ``score`` and ``critical``). Kept by busiest link alone, GPT b8's step
 on sn10 went 25,373 cycles to 24,638 and HF GPT-2 b8's 62,080 to 59,111; by the model, GPT b8's
-18,438 to 18,068 (its forward 6,968 cycles to 6,616) and HF GPT-2 b8's on sn40l 60,172 to
-55,242.
+18,438 to 18,066 (its forward 6,968 cycles to 6,616) and HF GPT-2 b8's on sn40l 60,172 to
+55,236.
 
 The module gets ``rdu.resident`` (``residency.resident_attr``) and ``rdu.resident_pinned``;
 emit-pef writes the PEF's ``resident`` section with ``co_resident`` false, and the performance
@@ -80,6 +81,7 @@ from compiler.passes.pef_sections import SectionEmitter, SymbolTable
 from compiler.passes.placement import DRAM, Graph, Placement, PlacementError, Stream, Unit
 from compiler.passes.residency import (
     Resident,
+    buffer_index,
     buffer_units,
     resident_attr,
     resident_symbols,
@@ -464,12 +466,31 @@ class _Pinning:
             """The placement of the section's own units and streams in ``found``."""
             return Placement(tuple(found.at[index[i]] for i in range(n)), found.routes[:m])
 
+        section = self.sections[s]
         kept = frozenset(r.name for r in self.chosen)
+        homes_here = {
+            r.name: buffer_index(section, r.home[1]) for r in self.chosen if r.home[0] == s
+        }
+        in_place = {
+            buffer_index(section, b): homes_here[r.name]
+            for r in self.chosen
+            if r.name in homes_here
+            for t, b in r.shared
+            if t == s
+        }
         chains: dict[int, frozenset[UnitOp]] = {}
 
         def modelled(found: Placement) -> int:
             write_placement(sg, own(found))
-            cycles, chain = _modelled_cycles(self.sections[s], self.target, kept, graph, found)
+            handoffs = {
+                buffer_index(section, b): (
+                    [list(hop) for hop in found.routes[m + k]],
+                    homes_here.get(r.name, -1),
+                )
+                for k, (r, b) in enumerate(wanted)
+            }
+            onchip = (kept, handoffs, in_place)
+            cycles, chain = _modelled_cycles(section, self.target, onchip)
             chains[id(found)] = chain
             return cycles
 
@@ -496,26 +517,22 @@ class _Pinning:
 
 
 def _modelled_cycles(
-    section: SectionOp, target: Target, kept: frozenset[str], graph: Graph, placed: Placement
+    section: SectionOp,
+    target: Target,
+    onchip: tuple[frozenset[str], dict[int, tuple[list[list[int]], int]], dict[int, int]],
 ) -> tuple[int, frozenset[UnitOp]]:
-    """The performance model's cycles of ``section`` placed as its IR now says (``placed``, of
-    ``graph``: with the hand-offs into it): when its last unit ends (rule 1, each unit's fill
-    with its routes' hops, the symbols in ``kept`` on chip from the start) or its busiest link
-    is done (rule 3, the hand-offs' streams too), whichever is later; and the units of its
-    critical chain (``perf.critical_path``), whose input streams ``polish`` may
-    weigh heaviest."""
+    """The performance model's cycles of a run of ``section`` placed as its IR now says
+    (``perf.section_model``: its units' fills with their routes' hops, rule 1; the symbols
+    kept on chip, the hand-offs into it and the buffers updated in place as ``onchip`` says,
+    rule 7), and the units of its critical chain (``perf.critical_path``), whose input streams
+    ``polish`` may weigh heaviest."""
     table = SymbolTable()
     table.add_section(section)
     pef = SectionEmitter(section, table, target.scalar_link_capacity).emit()
-    onchip = perf.OnChip(frozenset(table.index[k] for k in kept if k in table.index), False)
-    units = perf.placed_unit_models(pef, target)
-    loads = perf.pmu_loads(pef, target, onchip)
-    times = perf.unit_times(pef, units, target, loads, onchip)
-    compute = perf.compute_cycles(pef, times, target, loads, onchip)
-    routes = zip(graph.streams, placed.routes, strict=True)
-    links = perf.busiest_link(
-        ((hops, stream.weight) for stream, hops in routes if stream.scalar is None), target
-    )
+    kept, handoffs, in_place = onchip
+    symbols = frozenset(table.index[k] for k in kept if k in table.index)
+    resident = perf.OnChip(symbols, False, handoffs, in_place)
+    model = perf.section_model(pef, target, table.symbols, resident)
     ops = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    _, chain = perf.critical_path(pef, ops, times)
-    return max(compute, links), frozenset(chain)
+    _, chain = perf.critical_path(pef, ops, model.times)
+    return model.cycles, frozenset(chain)

@@ -1281,8 +1281,20 @@ def placed_unit_models(section: Section, target: Target) -> tuple[UnitModel, ...
 def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
     """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
     the program's co-residency (rule 7), if it has one."""
-    target = meta.target
     onchip = on_chip(section, resident)
+    return section_model(section, meta.target, meta.symbols, onchip, meta.precision())
+
+
+def section_model(
+    section: Section,
+    target: Target,
+    symbols: Sequence[Symbol],
+    onchip: OnChip | None = None,
+    precision: str = "fp32",
+) -> SectionModel:
+    """``model_section`` of a section whose symbols are ``symbols``, rule 7's view of it given
+    (``onchip``: the compiler's, before the PEF's ``resident`` section is written), its peak
+    that of ``precision``."""
     units = placed_unit_models(section, target)
     # The fills of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
@@ -1313,13 +1325,13 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
     for i, home in in_place.items():  # the old value's reads and the new one's writes: one PMU
         busy[home] = busy.get(home, 0) + busy.pop(i, 0)
     pmu = pmu_bound(section, busy)
-    traffic = section_traffic(section, meta.symbols, target, onchip)
+    traffic = section_traffic(section, symbols, target, onchip)
     per_cycle = dram_bytes_per_cycle(target)
     dram = 0
     if traffic.total and math.isfinite(per_cycle):
         latency = ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
         dram = latency + math.ceil(traffic.total / per_cycle)
-    carried = route_bytes(section, units, meta.symbols, loads, onchip)
+    carried = route_bytes(section, units, symbols, loads, onchip)
     link_routes = (
         *(
             (r.hops, moved)
@@ -1354,7 +1366,7 @@ def model_section(section: Section, meta: Meta, resident: Residency | None = Non
         flops=sum(u.flops for u in units),
         traffic=traffic,
         clock_ghz=target.clock_ghz,
-        peak_flops_per_cycle=peak_flops_per_cycle(target, peak_dtype(meta.precision())),
+        peak_flops_per_cycle=peak_flops_per_cycle(target, peak_dtype(precision)),
         dram_bytes_per_cycle=per_cycle,
         times=timeline,
         resident=co_resident,
