@@ -790,3 +790,44 @@ def test_copies_split_the_innermost_counters_so_that_rows_come_in_order(gpt_sn10
     in_order = model_section(forward, program.meta, program.resident)
     by_sequences = model_section(blocks, program.meta, program.resident)
     assert in_order.compute_cycles < 0.95 * by_sequences.compute_cycles
+
+
+def test_units_alike_share_one_frontier(monkeypatch: pytest.MonkeyPatch) -> None:
+    # parallelize_units_balance.mlir's matmuls, @mb copied as @mc over a buffer of its own with
+    # another name: @mb and @mc have one structure (``unit_structure``: names aside) and one
+    # frontier, found once; @ma, over 256 rows, has its own.
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    text = text.replace(
+        '%mbb = pmu.buffer %mb {name = "yb"',
+        '%cb = pmu.buffer %b {name = "c", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = 16 : '
+        "i64} : tensor<64x64xf32> -> memref<64x64xf32>\n"
+        "    %mc = pcu.unit @mc (%cb, %wb) space [64, 64, 64] tile [64, 64, 64] lanes 16 ins "
+        "[#rdu_tile.access<0 : [64, 0, 1]>, #rdu_tile.access<0 : [0, 1, 64]>] out "
+        "#rdu_tile.access<0 : [64, 1, 0]> combiner add : (memref<64x64xf32>, "
+        "memref<64x64xf32>) -> tensor<64x64xf32> {\n"
+        "    ^bb0(%u: f32, %v: f32):\n"
+        "      %q = pcu.stage mul(%u, %v) : (f32, f32) -> f32\n"
+        "      pcu.yield %q : f32\n"
+        "    }\n"
+        '    %mcb = pmu.buffer %mc {name = "yc", tile_bytes = 4096 : i64, nbuf = 2 : i64, banks = '
+        "16 : i64} : tensor<64x64xf32> -> memref<64x64xf32>\n"
+        '    %mbb = pmu.buffer %mb {name = "yb"',
+    )
+    module = Parser(make_context(), text).parse_module()
+    units = {u.sym_name.data: u for u in module.walk() if isinstance(u, UnitOp)}
+    structure = parallelize_units.unit_structure
+    assert structure(units["mb"]) == structure(units["mc"]) != structure(units["ma"])
+    found: list[str] = []
+    unit_frontier = parallelize_units.unit_frontier
+
+    def counted(unit: UnitOp, *args: Any) -> list[tuple[int, int, tuple[int, ...]]]:
+        found.append(unit.sym_name.data)
+        return unit_frontier(unit, *args)
+
+    monkeypatch.setattr(parallelize_units, "_frontiers", {})
+    monkeypatch.setattr(parallelize_units, "unit_frontier", counted)
+    target = get_target("sn10")
+    frontiers = [parallelize_units.frontier(units[n], target) for n in ("ma", "mb", "mc")]
+    assert found == ["ma", "mb"]
+    assert frontiers[1] == frontiers[2] == unit_frontier(units["mc"], target)
+    assert frontiers[0] != frontiers[1]
