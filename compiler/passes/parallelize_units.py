@@ -1638,8 +1638,14 @@ def total_copies(units: Sequence[UnitOp], factors: dict[UnitOp, tuple[int, ...]]
 REFINE_STARTS_UNITS = 256
 """The most units a section may have for ``refined_starts`` to run ``refine`` over the
 fabric's PCUs too, a bound on compile time: a run's section timings grow with the units
-(HF GPT-2 small's forward on sn40l in the compile benchmark, 453 units, 2.6 s a run and one
-run; GPT b8's sections on sn10, 101 to 129 units, 1 to 4 s a run and three)."""
+(GPT b8's sections on sn10, 101 to 129 units, 1 to 4 s a run and three)."""
+
+REFINE_UNITS = 400
+"""The most units a section may have for ``refined_starts`` to run ``refine`` at all, a
+bound on compile time: HF GPT-2 small's forward on sn40l in the compile benchmark, 453
+units, took 2.2 s of an 18 s compile for one run that gave no unit a grid (its time is its
+tiled loads'); the sections the examples refine on sn10 and sn40l have at most 149 units
+(hf_bert's)."""
 
 
 def refined_starts(
@@ -1658,10 +1664,13 @@ def refined_starts(
     trial for its PCUs, and the third is the second (or the first) again when that changed
     nothing (its first step: the same unit steps and ``aligned_step`` failing): those are
     skipped, and so are the second and third for a section of more than
-    ``REFINE_STARTS_UNITS`` units."""
+    ``REFINE_STARTS_UNITS`` units, and all of them for one of more than ``REFINE_UNITS``."""
+    units = sum(isinstance(op, UnitOp) for op in section.body.block.ops)
+    if units > REFINE_UNITS:
+        return []
     capped: list[bool] = []
     runs = [refine(section, target, factors, kept, known, outer, capped=capped)]
-    many = sum(isinstance(op, UnitOp) for op in section.body.block.ops) > REFINE_STARTS_UNITS
+    many = units > REFINE_STARTS_UNITS
     if not many:  # one run is as much as a compile can give a section of more units
         if capped:
             runs.append(refine(section, target, factors, kept, known, outer, fabric))

@@ -831,3 +831,30 @@ def test_units_alike_share_one_frontier(monkeypatch: pytest.MonkeyPatch) -> None
     assert found == ["ma", "mb"]
     assert frontiers[1] == frontiers[2] == unit_frontier(units["mc"], target)
     assert frontiers[0] != frontiers[1]
+
+
+def test_a_section_of_more_units_than_refine_takes_is_not_refined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # parallelize_units_balance.mlir's section (two units) refined once REFINE_UNITS is 2, not
+    # at all past it: a bound on compile time (GPT-2 small's forward, 453 units, 2.2 s for
+    # nothing).
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    target = get_target("sn10")
+    factors = allocate(section, target, 8)
+    runs: list[int] = []
+    refine = parallelize_units.refine
+
+    def counted(*args: Any, **kwargs: Any) -> dict[UnitOp, tuple[int, ...]]:
+        runs.append(1)
+        return refine(*args, **kwargs)
+
+    monkeypatch.setattr(parallelize_units, "refine", counted)
+    starts = parallelize_units.refined_starts
+    for most, refined in ((2, True), (1, False)):
+        monkeypatch.setattr(parallelize_units, "REFINE_UNITS", most)
+        runs.clear()
+        starts(section, target, factors, frozenset(), {}, True, target.num_pcus)
+        assert bool(runs) == refined
