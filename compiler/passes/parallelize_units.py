@@ -489,27 +489,7 @@ def unit_structure(unit: UnitOp) -> str:
     return _NAMES.sub(rename, text)
 
 
-FRONTIERS_KEPT = 4096
-"""How many frontiers ``frontier`` keeps by ``unit_structure`` (it forgets them all past it)."""
-
-_frontiers: dict[tuple[str, Target, bool], list[tuple[int, int, tuple[int, ...]]]] = {}
-
-
 def frontier(
-    unit: UnitOp, target: Target, outer: bool = False
-) -> list[tuple[int, int, tuple[int, ...]]]:
-    """``unit_frontier``, found once a ``unit_structure``: units alike have one frontier (GPT-2
-    small's twelve blocks: about 2.5 s of a 20 s compile, once a block)."""
-    key = (unit_structure(unit), target, outer)
-    found = _frontiers.get(key)
-    if found is None:
-        if len(_frontiers) >= FRONTIERS_KEPT:
-            _frontiers.clear()
-        found = _frontiers[key] = unit_frontier(unit, target, outer)
-    return list(found)
-
-
-def unit_frontier(
     unit: UnitOp, target: Target, outer: bool = False
 ) -> list[tuple[int, int, tuple[int, ...]]]:
     """``(copies, cycles a copy, factors)`` a unit may take (``copy_cycles``), one copy first,
@@ -716,7 +696,7 @@ class _Allocation:
     latency: int
     """The DRAM latency in cycles (the last store's, after the last unit)."""
 
-    known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
+    known: Frontiers = field(default_factory=lambda: Frontiers())
     """Each unit's ``frontier``, found when first needed."""
     outer: bool = True
     """Whether a unit beside others may split its ``outer_counter`` too."""
@@ -776,9 +756,7 @@ class _Allocation:
             if unit not in self._cut_options:
                 self._cut_options[unit] = cut_frontier(self, unit, self.cut[unit])
             return self._cut_options[unit]
-        if unit not in self.known:
-            self.known[unit] = frontier(unit, self.target, self.outer and len(self.units) > 1)
-        return self.known[unit]
+        return self.known.of(unit, self.target, self.outer and len(self.units) > 1)
 
     def factors(self, unit: UnitOp) -> tuple[int, ...]:
         if unit in self.chosen:
@@ -1084,8 +1062,27 @@ def dram_floor(section: SectionOp, target: Target, kept: frozenset[str] = frozen
     return latency + math.ceil(total / per_cycle)
 
 
-Frontiers = dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]
-"""Each unit's ``frontier``, kept by a caller that allocates a section more than once."""
+class Frontiers(dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]):
+    """Each unit's ``frontier``, kept by a caller that allocates a section more than once (one
+    compile's: ``ParallelizeUnits.apply`` makes it), found once a ``unit_structure``: units
+    alike have one frontier (GPT-2 small's twelve blocks: about 2.5 s of a 20 s compile, once
+    a block)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alike: dict[tuple[str, bool], list[tuple[int, int, tuple[int, ...]]]] = {}
+
+    def of(
+        self, unit: UnitOp, target: Target, outer: bool
+    ) -> list[tuple[int, int, tuple[int, ...]]]:
+        """``frontier(unit, target, outer)``, found once a unit and once a structure."""
+        found = self.get(unit)
+        if found is None:
+            key = (unit_structure(unit), outer)
+            if key not in self.alike:
+                self.alike[key] = frontier(unit, target, outer)
+            found = self[unit] = list(self.alike[key])
+        return found
 
 
 def allocate(
@@ -1469,7 +1466,8 @@ def allocation_of(
                 loads[u].append((latency, latency + math.ceil(moved)))
     alloc = _Allocation(
         section, target, units, dict.fromkeys(units, 0), base, writers, loads, latency,
-        {} if known is None else known, outer, chains=row_chains(units, segments=runs > 0),
+        Frontiers() if known is None else known, outer,
+        chains=row_chains(units, segments=runs > 0),
     )  # fmt: skip
     if runs:
         members: dict[int, list[UnitOp]] = {}
@@ -1586,7 +1584,7 @@ def balance_section(
     shares of the first one's extra PCUs in turn, until one routes, else the section is left
     as it was. ``known``: the units' frontiers found so far (with ``outer_counter``);
     ``first``: the first allocation, when already made (``co_resident_shares`` made both)."""
-    frontiers: dict[bool, Frontiers] = {True: {} if known is None else known, False: {}}
+    frontiers = {True: Frontiers() if known is None else known, False: Frontiers()}
     if first is None:
         factors = allocate(section, target, known=frontiers[True], share=share)
     else:
@@ -1743,9 +1741,7 @@ def refine(
         or its own off the frontier)."""
         if not unit.space_values:
             return None
-        if unit not in known:
-            known[unit] = frontier(unit, target, outer and len(units) > 1)
-        options = [g for _, _, g in known[unit]]
+        options = [g for _, _, g in known.of(unit, target, outer and len(units) > 1)]
         now = current.get(unit, options[0])
         at = options.index(now) + step if now in options else -1
         return options[at] if 0 <= at < len(options) else None
@@ -1821,9 +1817,7 @@ def aligned_runs(
             continue
         runs.append([])
         for unit in group:
-            if unit not in known:
-                known[unit] = frontier(unit, target, outer)
-            if len(known[unit]) < 2:
+            if len(known.of(unit, target, outer)) < 2:
                 runs.append([])
             else:
                 runs[-1].append(unit)
@@ -1968,7 +1962,7 @@ def co_resident_shares(
     (co-place-sections decides: this is the pass's estimate). ``known``: the units' frontiers,
     kept for the balancing that follows. Also the first allocation of each section under the
     answer, made by the way (None when not made)."""
-    known = {} if known is None else known
+    known = Frontiers() if known is None else known
     if len(sections) < 2:
         return None, None
     units = sum(1 for s in sections for op in s.body.block.ops if isinstance(op, UnitOp))
@@ -2143,7 +2137,7 @@ class ParallelizeUnits(ModulePass):
                 unit.properties["parallel"] = dense_i64(factors)
         if self.balance:
             sections = [s for s in op.walk() if isinstance(s, SectionOp)]
-            known: Frontiers = {}  # a unit's frontier is the same whatever its section's share
+            known = Frontiers()  # a unit's frontier is the same whatever its section's share
             shares, first = co_resident_shares(sections, target, known)
             for k, section in enumerate(sections):
                 share = None if shares is None else shares[k]

@@ -25,6 +25,7 @@ from compiler.passes import parallelize_units
 from compiler.passes.parallelize_units import (
     DEFAULT_MIN_VECTORS,
     KEEP,
+    Frontiers,
     aligned_runs,
     aligned_step,
     allocate,
@@ -502,7 +503,7 @@ def test_refine_aligns_a_run_of_units_over_one_space_on_the_critical_chain(
     tail["sum_169"] = (8, 1)
     factors.update({units[n]: grid for n, grid in tail.items()})
     best = section_timing(forward, target, factors)
-    known: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = {}
+    known = Frontiers()
     run = [units[n] for n in tail]
     assert any(run == r[: len(run)] for r in aligned_runs(best.chain, known, target, False))
     assert set(known) < set(units.values())  # only the frontiers of runs' units
@@ -528,8 +529,8 @@ def test_refine_keeps_the_allocations_pmus_and_may_take_the_fabrics_pcus(
     def pcus(f: dict[UnitOp, tuple[int, ...]]) -> int:
         return sum(math.prod(f.get(u, (1,))) for u in units)
 
-    own = refine(forward, target, factors, frozenset(), {}, True)
-    wide = refine(forward, target, factors, frozenset(), {}, True, target.num_pcus)
+    own = refine(forward, target, factors, frozenset(), Frontiers(), True)
+    wide = refine(forward, target, factors, frozenset(), Frontiers(), True, target.num_pcus)
     timed = {id(f): section_timing(forward, target, f) for f in (own, wide)}
     assert pcus(own) <= pcus(factors) < pcus(wide) <= target.num_pcus
     assert max(timed[id(own)].pmus, timed[id(wide)].pmus) <= before.pmus
@@ -795,7 +796,7 @@ def test_copies_split_the_innermost_counters_so_that_rows_come_in_order(gpt_sn10
 def test_units_alike_share_one_frontier(monkeypatch: pytest.MonkeyPatch) -> None:
     # parallelize_units_balance.mlir's matmuls, @mb copied as @mc over a buffer of its own with
     # another name: @mb and @mc have one structure (``unit_structure``: names aside) and one
-    # frontier, found once; @ma, over 256 rows, has its own.
+    # frontier, found once a compile (``Frontiers``); @ma, over 256 rows, has its own.
     text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
     text = text.replace(
         '%mbb = pmu.buffer %mb {name = "yb"',
@@ -818,18 +819,18 @@ def test_units_alike_share_one_frontier(monkeypatch: pytest.MonkeyPatch) -> None
     structure = parallelize_units.unit_structure
     assert structure(units["mb"]) == structure(units["mc"]) != structure(units["ma"])
     found: list[str] = []
-    unit_frontier = parallelize_units.unit_frontier
+    frontier_of = parallelize_units.frontier
 
     def counted(unit: UnitOp, *args: Any) -> list[tuple[int, int, tuple[int, ...]]]:
         found.append(unit.sym_name.data)
-        return unit_frontier(unit, *args)
+        return frontier_of(unit, *args)
 
-    monkeypatch.setattr(parallelize_units, "_frontiers", {})
-    monkeypatch.setattr(parallelize_units, "unit_frontier", counted)
+    monkeypatch.setattr(parallelize_units, "frontier", counted)
     target = get_target("sn10")
-    frontiers = [parallelize_units.frontier(units[n], target) for n in ("ma", "mb", "mc")]
+    known = Frontiers()
+    frontiers = [known.of(units[n], target, False) for n in ("ma", "mb", "mc", "mc")]
     assert found == ["ma", "mb"]
-    assert frontiers[1] == frontiers[2] == unit_frontier(units["mc"], target)
+    assert frontiers[1] == frontiers[2] == frontier_of(units["mc"], target)
     assert frontiers[0] != frontiers[1]
 
 
@@ -856,5 +857,5 @@ def test_a_section_of_more_units_than_refine_takes_is_not_refined(
     for most, refined in ((2, True), (1, False)):
         monkeypatch.setattr(parallelize_units, "REFINE_UNITS", most)
         runs.clear()
-        starts(section, target, factors, frozenset(), {}, True, target.num_pcus)
+        starts(section, target, factors, frozenset(), Frontiers(), True, target.num_pcus)
         assert bool(runs) == refined
