@@ -60,7 +60,7 @@ model's rule 7 loads each section every run but moves no pinned symbol through D
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -466,31 +466,55 @@ class _Pinning:
             """The placement of the section's own units and streams in ``found``."""
             return Placement(tuple(found.at[index[i]] for i in range(n)), found.routes[:m])
 
+        if polish:
+            score, critical = self._scoring(s, sg, wanted, own)
+            result = placement.polish(
+                graph, self.target, result, section=name, fixed=fixed, blocked=blocked,
+                barred=barred, score=score, critical=critical,
+            )  # fmt: skip
+        self.placed[s] = (sg, own(result))
+        for k, (r, buffer) in enumerate(wanted):
+            self.handoffs[(r.name, buffer)] = result.routes[m + k]
+        for r, buffer in later:
+            slots = self._slots(s, buffer)
+            if self._free(slots):
+                self._pin(r, slots)
+
+    def _scoring(
+        self,
+        s: int,
+        sg: SectionGraph,
+        wanted: Sequence[tuple[Resident, BufferOp]],
+        own: Callable[[Placement], Placement],
+    ) -> tuple[Callable[[Placement], int], Callable[[Placement], set[int]]]:
+        """``polish``'s ``score`` and ``critical`` for section ``s`` (its graph ``sg``, the
+        hand-offs into it ``wanted``, their streams after its own): a placement written onto
+        the IR and timed by ``_modelled_cycles``, with every chosen symbol on chip; the
+        streams into the units of the critical chain of a placement scored before (``polish``
+        asks for the best one's)."""
         section = self.sections[s]
         kept = frozenset(r.name for r in self.chosen)
-        homes_here = {
-            r.name: buffer_index(section, r.home[1]) for r in self.chosen if r.home[0] == s
-        }
+        homes = {r.name: buffer_index(section, r.home[1]) for r in self.chosen if r.home[0] == s}
         in_place = {
-            buffer_index(section, b): homes_here[r.name]
+            buffer_index(section, b): homes[r.name]
             for r in self.chosen
-            if r.name in homes_here
+            if r.name in homes
             for t, b in r.shared
             if t == s
         }
-        chains: dict[int, frozenset[UnitOp]] = {}
+        m = len(sg.graph.streams)
+        chains: dict[int, frozenset[UnitOp]] = {}  # by id: polish keeps what it scored alive
 
-        def modelled(found: Placement) -> int:
+        def score(found: Placement) -> int:
             write_placement(sg, own(found))
             handoffs = {
                 buffer_index(section, b): (
                     [list(hop) for hop in found.routes[m + k]],
-                    homes_here.get(r.name, -1),
+                    homes.get(r.name, -1),
                 )
                 for k, (r, b) in enumerate(wanted)
             }
-            onchip = (kept, handoffs, in_place)
-            cycles, chain = _modelled_cycles(section, self.target, onchip)
+            cycles, chain = _modelled_cycles(section, self.target, (kept, handoffs, in_place))
             chains[id(found)] = chain
             return cycles
 
@@ -502,18 +526,7 @@ class _Pinning:
                 if sink.kind in ("port", "leg") and sink.op in chain
             }
 
-        if polish:
-            result = placement.polish(
-                graph, self.target, result, section=name, fixed=fixed, blocked=blocked,
-                barred=barred, score=modelled, critical=critical,
-            )  # fmt: skip
-        self.placed[s] = (sg, own(result))
-        for k, (r, buffer) in enumerate(wanted):
-            self.handoffs[(r.name, buffer)] = result.routes[m + k]
-        for r, buffer in later:
-            slots = self._slots(s, buffer)
-            if self._free(slots):
-                self._pin(r, slots)
+        return score, critical
 
 
 def _modelled_cycles(
