@@ -1685,7 +1685,7 @@ REFINE_STEPS = 32
 """The most grids ``refine`` gives in a section; it stops sooner where no grid helps. GPT b8's
 backward on sn10 takes 24 (at 16, 8,717 cycles before placement; at 24, 8,413), HF GPT-2 b8's
 27 (24,786 at 16; 21,123 at 27): its step 55,788 cycles to 52,912. About 0.3 s of HF GPT-2
-b8's compile; GPT-2 small's forward on sn40l, 453 units, takes 2.6 s and refines nothing."""
+b8's compile (GPT-2 small's forward on sn40l, 453 units, is not refined: ``REFINE_UNITS``)."""
 
 REFINE_LATEST = 4
 """How many of the units ending last ``refine`` tries a grid for, latest first."""

@@ -1265,19 +1265,6 @@ def pmu_bound(section: Section, busy: Mapping[int, int]) -> int:
     return max((-(-n // max(1, section.pmus[i].pmus)) for i, n in busy.items()), default=0)
 
 
-def placed_unit_models(section: Section, target: Target) -> tuple[UnitModel, ...]:
-    """The model of every PCU of ``section``, its fill with the hops of its longest input route
-    (a multicast route's whole path)."""
-    in_hops: dict[int, int] = {}
-    for route in section.routes:
-        if route.dst[0] == "pcu":
-            i = route.dst[1]
-            in_hops[i] = max(in_hops.get(i, 0), len(route.hops) - 1)
-    return tuple(
-        unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
-    )
-
-
 def model_section(section: Section, meta: Meta, resident: Residency | None = None) -> SectionModel:
     """The model of one run of ``section`` of a program whose meta is ``meta``; ``resident``:
     the program's co-residency (rule 7), if it has one."""
@@ -1295,7 +1282,14 @@ def section_model(
     """``model_section`` of a section whose symbols are ``symbols``, rule 7's view of it given
     (``onchip``: the compiler's, before the PEF's ``resident`` section is written), its peak
     that of ``precision``."""
-    units = placed_unit_models(section, target)
+    in_hops: dict[int, int] = {}
+    for route in section.routes:
+        if route.dst[0] == "pcu":
+            i = route.dst[1]
+            in_hops[i] = max(in_hops.get(i, 0), len(route.hops) - 1)
+    units = tuple(
+        unit_model(p, section, target, in_hops.get(i, 0)) for i, p in enumerate(section.pcus)
+    )
     # The fills of the longest chain: a PCU's first result waits for its inputs' producers.
     ready: dict[int, int] = {}  # PMU -> cycles until its first element is there
     fill = 0
