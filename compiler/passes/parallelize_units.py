@@ -490,7 +490,7 @@ def unit_structure(unit: UnitOp) -> str:
 
 
 def frontier(
-    unit: UnitOp, target: Target, outer: bool = False
+    unit: UnitOp, target: Target, outer: bool = False, cost: CopyCost | None = None
 ) -> list[tuple[int, int, tuple[int, ...]]]:
     """``(copies, cycles a copy, factors)`` a unit may take (``copy_cycles``), one copy first,
     each with more copies and fewer cycles than the one before; just one copy for a unit that
@@ -498,9 +498,9 @@ def frontier(
     buffer. The grids: ``p[U]`` within the rows and ``p[L]`` within a row's PCU slots, as
     ``grids``, and with ``outer`` (a unit beside others, placed by the annealer rather than the
     structured layout) ``outer_counter`` split too; of the factors giving one block size, the
-    fewest (``fewest_copies``)."""
+    fewest (``fewest_copies``); ``cost``: the unit's ``CopyCost``, if one is kept."""
     space = unit.space_values
-    cost = CopyCost(unit, target)
+    cost = CopyCost(unit, target) if cost is None else cost
     options: list[tuple[int, int, tuple[int, ...]]] = [(1, cost.cycles(space), (1,) * len(space))]
     readers = [use.operation for use in unit.result.uses]
     if not can_parallelize(unit) or len(readers) != 1 or not isinstance(readers[0], BufferOp):
@@ -727,28 +727,25 @@ class _Allocation:
     cut: dict[UnitOp, int] = field(default_factory=dict)
     """Chained units cut first (``cut_frontier``), by unit: the runs of rows of their cut."""
     _cut_options: dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]] = field(default_factory=dict)
-    _cut_grids: dict[tuple[UnitOp, int], list[tuple[int, ...]]] = field(default_factory=dict)
-    """``cut_grids`` by unit and runs."""
     _cut_cycles: dict[tuple[UnitOp, tuple[int, ...]], int] = field(default_factory=dict)
     """``cut_cycles`` by unit and grid."""
-    _costs: dict[UnitOp, CopyCost] = field(default_factory=dict)
-    """Each unit's ``CopyCost``, kept with what it has found."""
+    _steps: dict[tuple[UnitOp, int, bool], tuple[float, int]] = field(default_factory=dict)
+    """``best_step`` by unit, level and whether it is ``short``."""
 
     def cut_grids(self, unit: UnitOp, runs: int) -> list[tuple[int, ...]]:
-        """``cut_grids``, found once."""
-        key = (unit, runs)
-        if key not in self._cut_grids:
-            self._cut_grids[key] = cut_grids(self, unit, runs)
-        return self._cut_grids[key]
+        """``cut_grids``, found once a unit structure, rows and runs (``Frontiers.cuts``)."""
+        key = (self.known.structure(unit), self.chains.rows[unit], runs)
+        found = self.known.cuts.get(key)
+        if found is None:
+            found = self.known.cuts[key] = cut_grids(self, unit, runs)
+        return found
 
     def cut_cycles(self, unit: UnitOp, factors: tuple[int, ...]) -> int:
         """``copy_cycles`` of a copy of ``unit`` with ``factors``, found once."""
         key = (unit, factors)
         if key not in self._cut_cycles:
-            if unit not in self._costs:
-                self._costs[unit] = CopyCost(unit, self.target)
             block = rules.copy_block(unit.space_values, factors)
-            self._cut_cycles[key] = self._costs[unit].cycles(block)
+            self._cut_cycles[key] = self.known.cost(unit, self.target).cycles(block)
         return self._cut_cycles[key]
 
     def options(self, unit: UnitOp) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -776,7 +773,7 @@ class _Allocation:
             return cycles + self.hops(unit, factors)
         if self.level[unit] == 0:
             if unit not in self.one:
-                self.one[unit] = copy_cycles(unit, unit.space_values, self.target)
+                self.one[unit] = self.known.cost(unit, self.target).cycles(unit.space_values)
             return self.one[unit]
         return self.options(unit)[self.level[unit]][1]
 
@@ -800,7 +797,16 @@ class _Allocation:
         """(cycles saved a PCU added, level) of the best of ``unit``'s next ``LOOKAHEAD`` grids
         (only the next one for a unit in ``short``); ``(0, level)`` when it has none. A unit on
         the path adds its cycles to the path's, so the cycles a PCU saves rank the steps: two
-        more copies of an elementwise unit before a few more of a matmul already on 50."""
+        more copies of an elementwise unit before a few more of a matmul already on 50. Found
+        once a unit, level and reach (the allocation asks it of every unit on the path at
+        every step; a unit's grids and cycles are fixed until ``line_up``)."""
+        key = (unit, self.level[unit], unit in self.short)
+        found = self._steps.get(key)
+        if found is None:
+            found = self._steps[key] = self._best_step(unit)
+        return found
+
+    def _best_step(self, unit: UnitOp) -> tuple[float, int]:
         options, level = self.options(unit), self.level[unit]
         copies, cycles = self.copies(unit), self.cycles(unit)
         reach = 1 if unit in self.short else LOOKAHEAD
@@ -1066,11 +1072,36 @@ class Frontiers(dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]):
     """Each unit's ``frontier``, kept by a caller that allocates a section more than once (one
     compile's: ``ParallelizeUnits.apply`` makes it), found once a ``unit_structure``: units
     alike have one frontier (GPT-2 small's twelve blocks: about 2.5 s of a 20 s compile, once
-    a block)."""
+    a block). The ``CopyCost`` and the ``cut_grids`` of units alike are kept here too: the
+    allocations of one section (a cut first into each of ``CUT_RUNS``, the retries of
+    ``balance_section``) ask the same of them (GPT-2 small's forward on sn40l: its four
+    allocations 5.1 s -> 3.7 s of CPU)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.alike: dict[tuple[str, bool], list[tuple[int, int, tuple[int, ...]]]] = {}
+        self.structures: dict[UnitOp, str] = {}
+        self.costs: dict[str, CopyCost] = {}
+        """A ``CopyCost`` a structure: the cycles of a copy of units alike, found once."""
+        self.cuts: dict[
+            tuple[str, tuple[tuple[int, ...], tuple[int, ...]], int], list[tuple[int, ...]]
+        ] = {}
+        """``cut_grids`` by structure, rows (``RowChains.rows``) and runs."""
+
+    def structure(self, unit: UnitOp) -> str:
+        """``unit_structure``, found once a unit."""
+        found = self.structures.get(unit)
+        if found is None:
+            found = self.structures[unit] = unit_structure(unit)
+        return found
+
+    def cost(self, unit: UnitOp, target: Target) -> CopyCost:
+        """The ``CopyCost`` of ``unit``'s structure (one target a compile)."""
+        key = self.structure(unit)
+        found = self.costs.get(key)
+        if found is None:
+            found = self.costs[key] = CopyCost(unit, target)
+        return found
 
     def of(
         self, unit: UnitOp, target: Target, outer: bool
@@ -1078,9 +1109,9 @@ class Frontiers(dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]):
         """``frontier(unit, target, outer)``, found once a unit and once a structure."""
         found = self.get(unit)
         if found is None:
-            key = (unit_structure(unit), outer)
+            key = (self.structure(unit), outer)
             if key not in self.alike:
-                self.alike[key] = frontier(unit, target, outer)
+                self.alike[key] = frontier(unit, target, outer, self.cost(unit, target))
             found = self[unit] = list(self.alike[key])
         return found
 
