@@ -190,8 +190,10 @@ def _fewer_collections() -> Iterator[None]:
 def _collect_again() -> None:
     """Freeze what is loaded (never collected again, still freed by reference counting), then
     collect the compile's garbage, a tenth as often as Python's default."""
+    from compiler.driver import COMPILE_GC_THRESHOLDS
+
     gc.freeze()
-    gc.set_threshold(10_000, 50, 100)
+    gc.set_threshold(*COMPILE_GC_THRESHOLDS)
     gc.enable()
 
 
