@@ -118,6 +118,7 @@ from dialects.rdu_tile import (
     CombinerAttr,
     dense_i64,
     element_type,
+    i64_values,
     int_list_text,
     parse_int_list,
     parse_space_props,
@@ -584,16 +585,16 @@ class UnitOp(IRDLOperation):
 
     @property
     def space_values(self) -> tuple[int, ...]:
-        return tuple(self.space.get_values())
+        return i64_values(self.space)
 
     @property
     def tile_values(self) -> tuple[int, ...]:
-        return tuple(self.tile.get_values())
+        return i64_values(self.tile)
 
     @property
     def parallel_values(self) -> tuple[int, ...]:
         """The factors of a parallel unit (``()``: one PCU)."""
-        return () if self.parallel is None else tuple(self.parallel.get_values())
+        return () if self.parallel is None else i64_values(self.parallel)
 
     @property
     def copies(self) -> int:
