@@ -228,40 +228,24 @@ def compile_in_memory(
     ``source_hash`` and ``batch_size`` are what ``meta`` records (None: ``--inference`` or
     nothing, and the first input's length); with rdu-compile's own
     (``tools.rdu_compile.compile_flags``) the program encodes to the bytes rdu-compile writes."""
-    with collecting_less():
-        return _compile_in_memory(
-            spec, inference, target, opt_level, min_vectors, balance, flags, source_hash, batch_size
-        )
-
-
-def _compile_in_memory(
-    spec: ModelSpec,
-    inference: bool,
-    target: Target,
-    opt_level: int,
-    min_vectors: int | None,
-    balance: bool,
-    flags: list[str] | None,
-    source_hash: str,
-    batch_size: int | None,
-) -> Program:
     default_batch = len(spec.example_inputs[0]) if spec.example_inputs else 1
-    module = build_dataflow(spec, inference=inference)
-    ctx = make_context()
-    passes = lowering_passes(
-        target.spec, opt_level=opt_level, min_vectors=min_vectors, balance=balance
-    )
-    for _, pass_ in passes:
-        pass_.apply(ctx, module)
-    module.verify()
-    return module_to_program(
-        module,
-        target,
-        model_name=spec.name,
-        batch_size=batch_size if batch_size is not None else default_batch,
-        compiler_version=COMPILER_VERSION,
-        compile_flags=flags if flags is not None else ["--inference"] if inference else [],
-        source_hash=source_hash,
-        optimizer=_optimizer_name(spec, inference),
-        loss=not inference,
-    )
+    with collecting_less():
+        module = build_dataflow(spec, inference=inference)
+        ctx = make_context()
+        passes = lowering_passes(
+            target.spec, opt_level=opt_level, min_vectors=min_vectors, balance=balance
+        )
+        for _, pass_ in passes:
+            pass_.apply(ctx, module)
+        module.verify()
+        return module_to_program(
+            module,
+            target,
+            model_name=spec.name,
+            batch_size=batch_size if batch_size is not None else default_batch,
+            compiler_version=COMPILER_VERSION,
+            compile_flags=flags if flags is not None else ["--inference"] if inference else [],
+            source_hash=source_hash,
+            optimizer=_optimizer_name(spec, inference),
+            loss=not inference,
+        )

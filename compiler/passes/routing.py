@@ -198,8 +198,11 @@ class Router:
         Dijkstra on the pair (busiest link so far, hops), which only grows along a route, one
         int ``busiest << 16 | hops``, over switch numbers (``x * (rows + 1) + y``: ties go to
         the lower ``(x, y)``); a link moving ``below`` bytes or more is never taken, so the
-        search stays among the quieter links. About 29,000 searches in a compile of GPT-2
-        small at two blocks."""
+        search stays among the quieter links (the routes are those of the search over all
+        links, test_routing). A switch keeps its best pair only, so within ``limit`` a route
+        through it on more hops but fewer bytes than that pair's is not seen: the quietest
+        route then may be missed, a busier one taken. About 29,000 searches in a compile of
+        GPT-2 small at two blocks."""
         height = self._height
         lo_x, hi_x = max(0, min(a[0], b[0]) - 1), min(self.target.cols, max(a[0], b[0]) + 1)
         lo_y, hi_y = max(0, min(a[1], b[1]) - 1), min(self.target.rows, max(a[1], b[1]) + 1)
@@ -232,7 +235,7 @@ class Router:
                     continue
                 link = moved[at + d]
                 step = (busy if busy >= link else link) << _HOPS_BITS | n
-                if link >= below or busy >= below or best.get(q, step + 1) <= step:
+                if link >= below or best.get(q, step + 1) <= step:  # ``busy`` is below
                     continue
                 best[q] = step
                 parent[q] = p

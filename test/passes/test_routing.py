@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from compiler.passes.routing import Router, link_usage, links, xy_path, yx_path
+import heapq
+import random
+
+from compiler.passes.routing import (
+    DETOUR_HOPS,
+    Coord,
+    Router,
+    link_usage,
+    links,
+    xy_path,
+    yx_path,
+)
 from compiler.targets import Target
 
 GRID = Target("grid4x3", cols=4, rows=3, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
@@ -151,3 +162,67 @@ def test_a_heavy_stream_between_a_row_and_a_column_goes_round_busy_links_when_sp
             assert router.busiest(hops) == 0
         else:
             assert hops == xy_path(a, b)
+
+
+def _quieter_by_coordinates(
+    router: Router, a: Coord, b: Coord, limit: int, below: int
+) -> tuple[Coord, ...] | None:
+    """``Router.quieter`` as it was written first, over coordinates and the router's ``bytes``
+    and ``full`` (its answer for ``below``: the route if its busiest link moves less)."""
+    lo_x, hi_x = max(0, min(a[0], b[0]) - 1), min(router.target.cols, max(a[0], b[0]) + 1)
+    lo_y, hi_y = max(0, min(a[1], b[1]) - 1), min(router.target.rows, max(a[1], b[1]) + 1)
+    best: dict[Coord, tuple[int, int]] = {a: (0, 0)}
+    parent: dict[Coord, Coord] = {a: a}
+    heap = [(0, 0, a)]
+    while heap:
+        busy, n, p = heapq.heappop(heap)
+        if p == b:
+            hops = [b]
+            while hops[-1] != a:
+                hops.append(parent[hops[-1]])
+            route = tuple(reversed(hops))
+            return route if router.busiest(route) < below else None
+        if best[p] < (busy, n):
+            continue
+        x, y = p
+        for q in ((x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)):
+            if not (lo_x <= q[0] <= hi_x and lo_y <= q[1] <= hi_y) or (p, q) in router.full:
+                continue
+            step = (max(busy, router.bytes.get((p, q), 0)), n + 1)
+            if step[1] > limit or (q in best and best[q] <= step):
+                continue
+            best[q] = step
+            parent[q] = p
+            heapq.heappush(heap, (*step, q))
+    return None
+
+
+def test_quieter_takes_the_routes_of_the_search_over_coordinates() -> None:
+    """On random loads of a 6 x 5 grid (some links full, the others moving random bytes),
+    ``quieter`` (switch numbers, flat arrays, links as busy as ``below`` never taken) gives
+    the route the same search over coordinates gives, or none when that one's busiest link is
+    not below ``below``: a valid route within ``limit`` hops and the box."""
+    grid = Target("grid6x5", cols=6, rows=5, pcu_lanes=4, pcu_stages=4, pmu_bytes=1024,
+                  pmu_banks=4, clock_ghz=1.0, link_capacity=3)  # fmt: skip
+    chance = random.Random(7)
+    found_some = 0
+    for _ in range(60):
+        router = Router(grid, spread=True)
+        for _ in range(25):  # streams of random weights between random switches
+            a = (chance.randint(0, grid.cols), chance.randint(0, grid.rows))
+            b = (chance.randint(0, grid.cols), chance.randint(0, grid.rows))
+            hops = router.path(a, b, weight=chance.choice([0, 100, 300, 1000]))
+            if hops is not None:
+                router.take(hops, weight=chance.choice([0, 100, 300, 1000]))
+        for _ in range(10):
+            a = (chance.randint(0, grid.cols), chance.randint(0, grid.rows))
+            b = (chance.randint(0, grid.cols), chance.randint(0, grid.rows))
+            limit = abs(a[0] - b[0]) + abs(a[1] - b[1]) + DETOUR_HOPS
+            below = chance.choice([1, 200, 600, 2000, 10**6])
+            found = router.quieter(a, b, limit, below)
+            assert found == _quieter_by_coordinates(router, a, b, limit, below)
+            if found is not None:
+                assert found[0] == a and found[-1] == b and len(found) - 1 <= limit
+                assert router.has_room(found) and router.busiest(found) < below
+                found_some += 1
+    assert found_some > 100
