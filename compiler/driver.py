@@ -11,8 +11,9 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -22,8 +23,9 @@ from xdsl.dialects.builtin import ModuleOp
 
 from compiler.capacity import check_model_fits, check_sections_fit
 from compiler.data_parallel import mark_data_parallel
+from compiler.forked import Beside
 from compiler.frontend import ModelSpec, build_dataflow
-from compiler.ideal import step_ideal
+from compiler.ideal import counted_flops, step_ideal
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
 from compiler.provenance import Provenance
@@ -74,6 +76,24 @@ def count_ops(module: ModuleOp) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+@contextmanager
+def verified_beside(module: ModuleOp, verify: bool = True) -> Iterator[None]:
+    """Verify ``module`` in a child process (``compiler.forked``) while the ``with`` block
+    makes the PEF from it (reading the IR, never changing it: GPT-2 small's verification takes
+    0.7 s); an invalid IR's error is raised at the end of the block, in place of any error the
+    block met on it. ``verify=False``: no verification."""
+    if not verify:
+        yield
+        return
+    with Beside(module.verify) as check:
+        try:
+            yield
+        except Exception:
+            check.result()  # the verifier's error first
+            raise
+        check.result()
+
+
 def _optimizer_name(spec: ModelSpec, inference: bool) -> str:
     """The optimizer's family as the PEF records it: "sgd", "adamw", or "none"."""
     if inference or spec.optimizer is None:
@@ -117,13 +137,15 @@ def compile_model(
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
-    with StageDumps(out_dir, pef_name) as dumps:  # the stage dumps, written by the end
+    with StageDumps(out_dir, pef_name) as dumps, ExitStack() as beside:  # dumps: by the end
         batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
         batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
         check_model_fits(target, spec.source_file, spec.module, batch)
         aten_ops: dict[str, str] = {}
         module = build_dataflow(spec, inference=inference, ops=aten_ops)  # verified
         check_sections_fit(target, spec.source_file, module)
+        count = partial(counted_flops, spec, inference=inference)  # the ideal's, beside us
+        flops = beside.enter_context(Beside(count))
         note("dataflow", module)
         ctx = make_context()
         passes = list(lowering_passes(target.spec, opt_level=opt_level))
@@ -136,19 +158,18 @@ def compile_model(
                 provenance.note_kernels(module, fused=stage != "rdu_tile")
             note(stage, module)
         pef_path = out_dir / f"{pef_name}.pef"
-        if not verify_each_stage:
-            module.verify()
-        program = module_to_program(
-            module,
-            target,
-            model_name=spec.name,
-            batch_size=batch_size,
-            compiler_version=COMPILER_VERSION,
-            compile_flags=flags,
-            source_hash=source_hash,
-            optimizer=_optimizer_name(spec, inference),
-            loss=not inference,
-        )
+        with verified_beside(module, not verify_each_stage):  # each stage's was, with --debug
+            program = module_to_program(
+                module,
+                target,
+                model_name=spec.name,
+                batch_size=batch_size,
+                compiler_version=COMPILER_VERSION,
+                compile_flags=flags,
+                source_hash=source_hash,
+                optimizer=_optimizer_name(spec, inference),
+                loss=not inference,
+            )
         if data_parallel:
             program = mark_data_parallel(program)
             for collective in program.meta.collectives:
@@ -170,7 +191,7 @@ def compile_model(
         }
         for name, (pcus, pmus) in units.items():
             log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-        ideal = step_ideal(spec, program, target)
+        ideal = step_ideal(spec, program, target, flops.result())
         log.append(
             f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes"
         )

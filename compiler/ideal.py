@@ -153,8 +153,12 @@ def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     return int(counter.get_total_flops())
 
 
-def step_ideal(spec: ModelSpec, program: Program, target: Target) -> Ideal:
-    """The ideal of one step of ``program``, compiled from ``spec`` for ``target``."""
+def step_ideal(
+    spec: ModelSpec, program: Program, target: Target, counted: int | None = None
+) -> Ideal:
+    """The ideal of one step of ``program``, compiled from ``spec`` for ``target``;
+    ``counted``: ``counted_flops`` of ``spec``, if known (rdu-compile counts them beside the
+    lowering, ``compiler.forked``)."""
     inference = program.meta.inference
     symbols = program.meta.symbols
 
@@ -168,7 +172,8 @@ def step_ideal(spec: ModelSpec, program: Program, target: Target) -> Ideal:
         for out in section.outputs
         if symbols[out.symbol].role in STATE_ROLES
     }
-    counted = counted_flops(spec, inference=inference)
+    if counted is None:
+        counted = counted_flops(spec, inference=inference)
     return Ideal(
         flops=counted + (0 if inference else optimizer_flops(spec.optimizer)),
         counted_flops=counted,

@@ -51,11 +51,10 @@ Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 
 from __future__ import annotations
 
-import gc
-import json
-import os
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from xdsl.context import Context
@@ -65,6 +64,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
+from compiler.forked import FORK_UNITS, Beside
 from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     assign_pmus,
@@ -810,85 +810,59 @@ class PartitionSections(ModulePass):
             Rewriter.erase_op(section)
 
 
-FORK_UNITS = 200
-"""Sections of at least this many units are planned (``_Partitioner.plan``) side by side, all
-but the last in forked children, when there are two or more (``_plans``)."""
-
-
 def _plans(cutters: Sequence[_Partitioner]) -> list[Cuts | None]:
-    """Every section's ``plan``, in order. On a system with ``os.fork``, the sections of
-    ``FORK_UNITS`` units or more but the last are planned in child processes forked here while
-    this one plans the others (BERT-base: forward, backward and optimizer, 7 s of placements
-    on one core): a plan depends on its section alone, so it is the same wherever it is made.
-    A child sends its cuts back as JSON (placements as lists of coordinates; None for a piece
-    holding a parallel unit, judged again when built); a child that fails is planned again
-    here, which raises its error in the sections' order."""
+    """Every section's ``plan``, in order. The sections of ``FORK_UNITS`` units or more but
+    the last are planned beside this process (``compiler.forked``), in child processes, while
+    it plans the others (BERT-base: forward, backward and optimizer, 7 s of placements on one
+    core): a plan depends on its section alone, so it is the same wherever it is made. A child
+    sends its cuts back as plain data (``_sent_plan``: placements as lists of coordinates;
+    None for a piece holding a parallel unit, judged again when built); a section whose child
+    fails is planned again here. An error is raised in the sections' order."""
     big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
-    forked = big[:-1] if len(big) > 1 and hasattr(os, "fork") else []
-    children = {k: _fork_plan(cutters[k]) for k in forked}
-    try:
+    with ExitStack() as children:
+        beside = {
+            k: children.enter_context(Beside(partial(_sent_plan, cutters[k]))) for k in big[:-1]
+        }
         here: dict[int, Cuts | None | Exception] = {}
         for k, cutter in enumerate(cutters):
-            if k not in children:
+            if k not in beside:
                 try:
                     here[k] = cutter.plan()
                 except Exception as error:  # noqa: BLE001 - raised below, in section order
                     here[k] = error
         plans: list[Cuts | None] = []
         for k, cutter in enumerate(cutters):
-            answer = _child_plan(cutter, *children.pop(k)) if k in children else here[k]
+            if k in beside:
+                try:
+                    here[k] = _received_plan(cutter, beside[k].result())
+                except Exception as error:  # noqa: BLE001 - raised below, in section order
+                    here[k] = error
+            answer = here[k]
             if isinstance(answer, Exception):
                 raise answer
             plans.append(answer)
         return plans
-    finally:
-        for pid, read_end in children.values():  # after an error: no child left behind
-            os.close(read_end)
-            os.waitpid(pid, 0)
 
 
-def _fork_plan(cutter: _Partitioner) -> tuple[int, int]:
-    """A child process planning ``cutter``'s section: its pid and the pipe its plan comes on."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: plan, send, exit
-        gc.disable()  # a collection would walk (and copy, page by page) the parent's heap
-        os.close(read_end)
-        status = 1
-        try:
-            cuts = cutter.plan()
-            if cuts is None:
-                whole = recorded_placement(cutter.section)
-                sent: dict[str, object] = {"whole": _placement_json(whole)}
-            else:
-                sent = {"cuts": [[j, _placement_json(judged)] for j, judged in cuts]}
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(json.dumps(sent).encode())
-            status = 0
-        finally:
-            os._exit(status)  # no atexit functions, no flushing of the parent's buffers
-    os.close(write_end)
-    return pid, read_end
+def _sent_plan(cutter: _Partitioner) -> dict[str, object]:
+    """``cutter``'s plan as plain data: the section's placement when it fits whole, else its
+    cuts."""
+    cuts = cutter.plan()
+    if cuts is None:
+        return {"whole": _placement_json(recorded_placement(cutter.section))}
+    return {"cuts": [[j, _placement_json(judged)] for j, judged in cuts]}
 
 
-def _child_plan(cutter: _Partitioner, pid: int, read_end: int) -> Cuts | None | Exception:
-    """The plan a child (``_fork_plan``) sent, or this process's own if the child failed (its
-    error, returned)."""
-    with os.fdopen(read_end, "rb") as pipe:
-        sent = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not sent:
-        try:
-            return cutter.plan()
-        except Exception as error:  # noqa: BLE001 - raised by the caller, in section order
-            return error
-    plan = json.loads(sent)
-    if "whole" in plan:  # the section fits as it is: its placement, as plan records it
-        whole = _placement_from_json(plan["whole"])
+def _received_plan(cutter: _Partitioner, sent: dict[str, object]) -> Cuts | None:
+    """``_sent_plan``'s plan again (a whole section's placement recorded on it)."""
+    if "whole" in sent:  # the section fits as it is: its placement, as plan records it
+        whole = _placement_from_json(sent["whole"])
         if whole is not None:
             record_placement(cutter.section, whole)
         return None
-    return [(j, _placement_from_json(judged)) for j, judged in plan["cuts"]]
+    cuts = sent["cuts"]
+    assert isinstance(cuts, list)
+    return [(j, _placement_from_json(judged)) for j, judged in cuts]
 
 
 def _placement_json(placed: object) -> object:

@@ -1,0 +1,101 @@
+"""Work beside the compile (``compiler.forked.Beside``): a forked child's result, or the work
+run again here when the child fails; and the compile's uses of it (``driver``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import cast
+
+import pytest
+import torch
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.utils.exceptions import VerifyException
+
+from compiler import driver
+from compiler.forked import Beside
+from compiler.ideal import counted_flops
+from compiler.targets import get_target
+from tools.rdu_compile import model_spec
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_work_runs_in_a_child_and_its_result_comes_back() -> None:
+    with Beside(lambda: {"pid": os.getpid(), "values": [1, (2, 3)]}) as beside:
+        got = beside.result()
+    assert got["pid"] != os.getpid()
+    assert got["values"] == [1, (2, 3)]
+
+
+def test_a_child_sees_what_was_there_when_it_was_forked() -> None:
+    seen = [1]
+    with Beside(lambda: list(seen)) as beside:
+        seen.append(2)  # after the fork: the child's copy has not changed
+        assert beside.result() == [1]
+
+
+def test_a_failed_child_has_the_work_run_here_which_raises_its_error() -> None:
+    parent = os.getpid()
+
+    def work() -> int:
+        if os.getpid() != parent:
+            os._exit(3)  # the child dies
+        return 7
+
+    assert Beside(work).result() == 7
+
+    def fails() -> int:
+        raise ValueError("no such unit")
+
+    with pytest.raises(ValueError, match="no such unit"), Beside(fails) as beside:
+        beside.result()
+
+
+def test_without_fork_the_work_runs_when_its_result_is_asked_for() -> None:
+    calls: list[int] = []
+    beside = Beside(lambda: calls.append(os.getpid()) or len(calls), fork=False)
+    assert calls == []
+    assert beside.result() == 1
+    assert calls == [os.getpid()]
+
+
+def test_close_ends_a_child_whose_result_is_not_wanted() -> None:
+    beside = Beside(lambda: time.sleep(60))
+    assert beside.child is not None
+    pid = beside.child[0]
+    started = time.monotonic()
+    beside.close()
+    assert time.monotonic() - started < 30
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)  # reaped: no child left behind
+
+
+def test_a_child_counts_the_ideal_flops_as_this_process_does() -> None:
+    """torch in a forked child (one thread): FlopCounterMode on fake tensors gives the count."""
+    target = get_target("sn10")
+    _, spec = model_spec(str(ROOT / "examples/mlp/model.py"), [], False, 8, 0, False, target)
+    here = counted_flops(spec, inference=False)
+    with Beside(lambda: (counted_flops(spec, inference=False), torch.get_num_threads())) as b:
+        there, threads = b.result()
+    assert there == here > 0
+    assert threads == 1
+
+
+def test_an_invalid_ir_is_reported_by_its_verifier_whatever_else_failed() -> None:
+    class Invalid:
+        def verify(self) -> None:
+            raise VerifyException("operand is not a tensor")
+
+    module = cast(ModuleOp, Invalid())
+    with pytest.raises(VerifyException, match="operand is not a tensor"):
+        with driver.verified_beside(module):
+            raise KeyError("the PEF's making met the invalid IR first")
+    with pytest.raises(VerifyException, match="operand is not a tensor"):
+        with driver.verified_beside(module):
+            pass
+    with driver.verified_beside(module, verify=False):
+        pass
