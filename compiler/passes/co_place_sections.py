@@ -61,6 +61,7 @@ from compiler.passes.residency import (
     share_pmus,
 )
 from dialects.dataflow import SectionOp
+from dialects.pcu import UnitOp
 from dialects.pmu import BufferOp
 
 
@@ -78,6 +79,9 @@ class CoPlaceSections(ModulePass):
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
             return
+        units = [u for s in sections for u in s.body.block.ops if isinstance(u, UnitOp)]
+        if sum(u.copies for u in units) > target.num_pcus:
+            return  # no placement holds their PCUs together (GPT-2 small's: 0.6 s to find)
         residents = resident_symbols(sections, op, target)
         before = share_pmus(residents)
         graphs = [section_graph(s, target) for s in sections]
