@@ -1425,6 +1425,30 @@ def modelled_cycles(
     return section_timing(section, target, factors, kept).cycles
 
 
+def base_pmus(
+    section: SectionOp, target: Target, units: Sequence[UnitOp]
+) -> dict[BufferOp, int] | None:
+    """The PMUs each buffer of ``section`` takes with its ``units`` on one PCU each (the
+    fewest: copies only add streams), or None when the section is not balanced: a unit
+    parallel already (its own section), or the section too large for the target as it is
+    (partition-sections cuts it)."""
+    if any(u.parallel is not None for u in units):
+        return None
+    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
+    for u in units:
+        for value, access in zip(u.inputs, u.ins.data, strict=True):
+            if isinstance(value.owner, BufferOp):
+                readers.setdefault(value.owner, []).append((u, access))
+    base: dict[BufferOp, int] = {}
+    for op in section.body.block.ops:
+        if isinstance(op, BufferOp):
+            resident = is_resident(op, readers.get(op, []))
+            base[op] = resident_pmus(op, target) if resident else 1
+    if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
+        return None
+    return base
+
+
 def allocation_of(
     section: SectionOp,
     target: Target,
@@ -1456,19 +1480,8 @@ def allocation_of(
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     if not units:
         return {}, 0
-    if any(u.parallel is not None for u in units):
-        return {}, None
-    readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
-    for u in units:
-        for value, access in zip(u.inputs, u.ins.data, strict=True):
-            if isinstance(value.owner, BufferOp):
-                readers.setdefault(value.owner, []).append((u, access))
-    base: dict[BufferOp, int] = {}
-    for op in section.body.block.ops:
-        if isinstance(op, BufferOp):
-            resident = is_resident(op, readers.get(op, []))
-            base[op] = resident_pmus(op, target) if resident else 1
-    if len(units) > target.num_pcus or sum(base.values()) > target.num_pmus:
+    base = base_pmus(section, target, units)
+    if base is None:
         return {}, None
     latency = perf.ns_to_cycles(target.dram_latency_ns, target.clock_ghz)
     per_cycle = dram_bytes_per_cycle(target)
@@ -2135,8 +2148,8 @@ def split_state(section: SectionOp, sections: Sequence[SectionOp], target: Targe
     left every unit of it on one PCU, if the section so places and routes (rule 4 of the
     module docstring)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    if not units or any(u.parallel is not None for u in units):
-        return
+    if not units or base_pmus(section, target, units) is None:
+        return  # a unit parallel already, or a section no copies could make route
     factors = state_factors(section, sections, target)
     if not factors or total_copies(units, factors) > target.num_pcus:
         return

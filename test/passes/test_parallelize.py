@@ -859,3 +859,31 @@ def test_a_section_of_more_units_than_refine_takes_is_not_refined(
         runs.clear()
         starts(section, target, factors, frozenset(), Frontiers(), True, target.num_pcus)
         assert bool(runs) == refined
+
+
+def test_state_is_not_split_in_a_section_too_large_for_the_fabric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``split_state`` looks for chains over the state only in a section that fits the fabric
+    as it is (``base_pmus``): copies could never make a larger one route (GPT-2 small's
+    backward and optimizer on sn40l, 0.3 s of state pieces found for nothing)."""
+    text = (Path(__file__).parent / "parallelize_units_balance.mlir").read_text()
+    module = Parser(make_context(), text).parse_module()
+    (section,) = [op for op in module.walk() if isinstance(op, SectionOp)]
+    asked: list[str] = []
+
+    def state_factors(s: SectionOp, *args: Any) -> dict[UnitOp, tuple[int, ...]]:
+        asked.append(s.sym_name.data)
+        return {}
+
+    monkeypatch.setattr(parallelize_units, "state_factors", state_factors)
+    small = msgspec.structs.replace(get_target("sn10"), cols=2, rows=2)  # 2 PCUs, 2 PMUs
+    assert parallelize_units.base_pmus(section, small, _units(section)) is None
+    parallelize_units.split_state(section, [section], small)
+    assert asked == []
+    parallelize_units.split_state(section, [section], get_target("sn10"))
+    assert asked == [section.sym_name.data]
+
+
+def _units(section: SectionOp) -> list[UnitOp]:
+    return [op for op in section.body.block.ops if isinstance(op, UnitOp)]
