@@ -38,7 +38,7 @@ from compiler.targets import Target, TargetError, get_target
 from compiler.value_names import source_location
 from dialects.dataflow import SectionOp
 from dialects.pcu import PlacementAttr, SectionPlacementAttr, StreamAttr, UnitOp
-from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
+from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr, route_attr
 from dialects.rdu_tile import AccessAttr, element_type, shape_of
 from runtime.machine import perf
 from runtime.machine.rules import copy_block, pmus_to_hold, register_problem, visit_order
@@ -418,7 +418,7 @@ def record_placement(section: SectionOp, placed: Placement) -> None:
     """Record ``placed`` (a placement of ``section_graph(section)``) on ``section``:
     ``rdu.placement = #pcu.section_placement<at [(x0, y0), ...], routes [...]>``, the slot of
     every unit and the switches of every stream, in graph order."""
-    routes = [RouteAttr(hops) for hops in placed.routes]
+    routes = [route_attr(hops) for hops in placed.routes]
     section.attributes[PLACEMENT_ATTR] = SectionPlacementAttr(placed.at, routes)
 
 
@@ -482,7 +482,7 @@ def write_placement(sg: SectionGraph, result: Placement) -> None:
             path = legs.setdefault((sink.op, sink.port, sink.copies), [])
             path += hops[1:] if path else hops
             continue
-        route = RouteAttr(hops)
+        route = route_attr(hops)
         if sink.kind == "out":
             assert isinstance(sink.op, UnitOp)
             outs.setdefault(sink.op, {})[sink.copies[0]] = route
@@ -494,7 +494,7 @@ def write_placement(sg: SectionGraph, result: Placement) -> None:
             (fills if sink.kind == "fill" else stores)[sink.op] = route
     streams: dict[UnitOp, list[StreamAttr]] = {}
     for (op, port, copies), path in legs.items():
-        streams.setdefault(op, []).append(StreamAttr(port, copies, RouteAttr(path)))
+        streams.setdefault(op, []).append(StreamAttr(port, copies, route_attr(path)))
     for op in sg.units:  # replaces any earlier placement
         if isinstance(op, UnitOp) and op.parallel is not None:
             out = outs[op]

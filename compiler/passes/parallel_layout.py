@@ -66,7 +66,7 @@ from compiler.passes.tiling import element_bytes
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pcu import PlacementAttr, StreamAttr, UnitOp
-from dialects.pmu import BufferOp, BufferPlacementAttr, RouteAttr
+from dialects.pmu import BufferOp, BufferPlacementAttr, route_attr
 from dialects.rdu_tile import element_type, shape_of
 from runtime.machine import rules
 
@@ -507,11 +507,11 @@ def place_parallel_section(section: SectionOp, unit: UnitOp, target: Target) -> 
         fill, store = placed.fills.get(b), placed.stores.get(b)
         op.placement = BufferPlacementAttr(
             placed.pmus[b],
-            RouteAttr(fill) if fill is not None else None,
-            RouteAttr(store) if store is not None else None,
+            route_attr(fill) if fill is not None else None,
+            route_attr(store) if store is not None else None,
         )
     unit.placement = PlacementAttr(
         placed.copies,
-        streams=[StreamAttr(s.port, s.copies, RouteAttr(s.hops)) for s in placed.streams],
-        out_routes=[RouteAttr(hops) for hops in placed.outputs],
+        streams=[StreamAttr(s.port, s.copies, route_attr(s.hops)) for s in placed.streams],
+        out_routes=[route_attr(hops) for hops in placed.outputs],
     )

@@ -43,7 +43,7 @@ from compiler.passes.routing import Coord
 from compiler.targets import Target
 from dialects.dataflow import SectionOp
 from dialects.pcu import UnitOp
-from dialects.pmu import BufferOp, RouteAttr
+from dialects.pmu import BufferOp, route_attr
 from dialects.rdu_tile import AccessAttr
 from runtime.machine.rules import UnitWalk, held, in_place_problem
 from runtime.pef.validate import RESIDENT_ROLES
@@ -220,7 +220,7 @@ def resident_attr(
         for (s, buffer), hops in zip(resident.loads, routes, strict=True):
             section = StringAttr(sections[s].sym_name.data)
             index = IntAttr(buffer_index(sections[s], buffer))
-            handoffs.append(ArrayAttr([section, index, RouteAttr(tuple(hops))]))
+            handoffs.append(ArrayAttr([section, index, route_attr(hops)]))
         shared = [
             ArrayAttr(
                 [StringAttr(sections[s].sym_name.data), IntAttr(buffer_index(sections[s], b))]
