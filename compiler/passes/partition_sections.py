@@ -51,7 +51,7 @@ Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -810,18 +810,22 @@ class PartitionSections(ModulePass):
             Rewriter.erase_op(section)
 
 
-def _plans(cutters: Sequence[_Partitioner]) -> list[Cuts | None]:
-    """Every section's ``plan``, in order. The sections of ``FORK_UNITS`` units or more but
-    the last are planned beside this process (``compiler.forked``), in child processes, while
-    it plans the others (BERT-base: forward, backward and optimizer, 7 s of placements on one
-    core): a plan depends on its section alone, so it is the same wherever it is made. A child
-    sends its cuts back as plain data (``_sent_plan``: placements as lists of coordinates;
-    None for a piece holding a parallel unit, judged again when built); a section whose child
-    fails is planned again here. An error is raised in the sections' order."""
+def _plans(cutters: Sequence[_Partitioner]) -> Iterator[Cuts | None]:
+    """Every section's ``plan``, in order, each as soon as it is known. When two sections or
+    more have ``FORK_UNITS`` units or more, those are planned beside this process
+    (``compiler.forked``), each in a child process, while it plans the others, then builds
+    the pieces of each plan as it comes (``apply``) while the children still plan (BERT-base:
+    forward, backward and optimizer, 7 s of placements on one core; GPT-2 small on sn40l: the
+    backward's pieces built while the optimizer's cuts are searched): a plan depends on its
+    section alone, so it is the same wherever it is made. A child sends its cuts back as plain
+    data (``_sent_plan``: placements as lists of coordinates; None for a piece holding a
+    parallel unit, judged again when built); a section whose child fails is planned again
+    here. An error is raised in the sections' order."""
     big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
     with ExitStack() as children:
         beside = {
-            k: children.enter_context(Beside(partial(_sent_plan, cutters[k]))) for k in big[:-1]
+            k: children.enter_context(Beside(partial(_sent_plan, cutters[k])))
+            for k in (big if len(big) > 1 else [])
         }
         here: dict[int, Cuts | None | Exception] = {}
         for k, cutter in enumerate(cutters):
@@ -830,7 +834,6 @@ def _plans(cutters: Sequence[_Partitioner]) -> list[Cuts | None]:
                     here[k] = cutter.plan()
                 except Exception as error:  # noqa: BLE001 - raised below, in section order
                     here[k] = error
-        plans: list[Cuts | None] = []
         for k, cutter in enumerate(cutters):
             if k in beside:
                 try:
@@ -840,8 +843,7 @@ def _plans(cutters: Sequence[_Partitioner]) -> list[Cuts | None]:
             answer = here[k]
             if isinstance(answer, Exception):
                 raise answer
-            plans.append(answer)
-        return plans
+            yield answer
 
 
 def _sent_plan(cutter: _Partitioner) -> dict[str, object]:
