@@ -818,9 +818,9 @@ def _plans(cutters: Sequence[_Partitioner]) -> Iterator[Cuts | None]:
     forward, backward and optimizer, 7 s of placements on one core; GPT-2 small on sn40l: the
     backward's pieces built while the optimizer's cuts are searched): a plan depends on its
     section alone, so it is the same wherever it is made. A child sends its cuts back as plain
-    data (``_sent_plan``: placements as lists of coordinates; None for a piece holding a
-    parallel unit, judged again when built); a section whose child fails is planned again
-    here. An error is raised in the sections' order."""
+    data (``_sent_plan``: placements; None for a piece holding a parallel unit, judged again
+    when built); a section whose child fails is planned again here. An error is raised in the
+    sections' order."""
     big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
     with ExitStack() as children:
         beside = {
@@ -847,37 +847,23 @@ def _plans(cutters: Sequence[_Partitioner]) -> Iterator[Cuts | None]:
 
 
 def _sent_plan(cutter: _Partitioner) -> dict[str, object]:
-    """``cutter``'s plan as plain data: the section's placement when it fits whole, else its
-    cuts."""
+    """``cutter``'s plan as plain data, as a child sends it: the section's placement when it
+    fits whole, else its cuts, each with its placement (None for a piece built to be judged:
+    its IR stays in the child)."""
     cuts = cutter.plan()
     if cuts is None:
-        return {"whole": _placement_json(recorded_placement(cutter.section))}
-    return {"cuts": [[j, _placement_json(judged)] for j, judged in cuts]}
+        return {"whole": recorded_placement(cutter.section)}
+    sent = [(j, judged if isinstance(judged, placement.Placement) else None) for j, judged in cuts]
+    return {"cuts": sent}
 
 
 def _received_plan(cutter: _Partitioner, sent: dict[str, object]) -> Cuts | None:
     """``_sent_plan``'s plan again (a whole section's placement recorded on it)."""
     if "whole" in sent:  # the section fits as it is: its placement, as plan records it
-        whole = _placement_from_json(sent["whole"])
-        if whole is not None:
+        whole = sent["whole"]
+        if isinstance(whole, placement.Placement):
             record_placement(cutter.section, whole)
         return None
     cuts = sent["cuts"]
     assert isinstance(cuts, list)
-    return [(j, _placement_from_json(judged)) for j, judged in cuts]
-
-
-def _placement_json(placed: object) -> object:
-    """A placement as JSON lists (None for anything else: a piece built to be judged)."""
-    if not isinstance(placed, placement.Placement):
-        return None
-    return {"at": placed.at, "routes": placed.routes}
-
-
-def _placement_from_json(sent: object) -> placement.Placement | None:
-    """``_placement_json``'s placement again, its coordinates tuples."""
-    if not isinstance(sent, dict):
-        return None
-    at = tuple((x, y) for x, y in sent["at"])
-    routes = tuple(tuple((x, y) for x, y in hops) for hops in sent["routes"])
-    return placement.Placement(at, routes)
+    return cuts
