@@ -12,7 +12,8 @@ must read only what the parent leaves as it was until ``result()`` (or restores)
 A child runs torch, if it is loaded, on one thread: an OpenMP runtime's worker threads are not
 there after a fork (its first parallel region would wait for them), and the parent uses the
 other cores anyway. It collects no garbage: a collection would walk, and so copy page by page,
-the heap it shares with the parent. ``FORK_UNITS`` says when a section is worth a child.
+the heap it shares with the parent. A child is worth seconds of work, not tenths: it costs
+its fork, and slows both processes' writes, page by page, for as long as it lives.
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ from types import TracebackType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-
-FORK_UNITS = 200
-"""Sections of at least this many units get work done beside them (a child costs a few
-milliseconds to fork and slows the parent's writes for as long as it lives, page by page:
-worth it for the seconds a GPT-2 small section's placements or allocations take, not for the
-tenths of a second of the examples')."""
 
 
 class Beside(Generic[T]):

@@ -64,7 +64,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.forked import FORK_UNITS, Beside
+from compiler.forked import Beside
 from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     assign_pmus,
@@ -808,6 +808,12 @@ class PartitionSections(ModulePass):
                 continue
             Rewriter.insert_op(cutter.pieces(cuts), InsertPoint.before(section))
             Rewriter.erase_op(section)
+
+
+FORK_UNITS = 200
+"""Sections of at least this many units are planned in children (``_plans``) when there are
+two or more: worth it for the seconds of placements a GPT-2 small or BERT-base section takes,
+not for the tenths of a second of the examples'."""
 
 
 def _plans(cutters: Sequence[_Partitioner]) -> Iterator[Cuts | None]:
