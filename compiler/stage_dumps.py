@@ -45,8 +45,11 @@ class StageDumps:
         pid = os.fork()
         if pid == 0:  # the child: print, write, report an error down the pipe, exit
             # No collection of cycles in a process that lives for one print: it would walk (and
-            # so copy, page by page) the whole heap it shares with the parent.
+            # so copy, page by page) the whole heap it shares with the parent. Least priority:
+            # the compile, and the children it waits for (compiler.forked), go first; a dump is
+            # waited for only at the end.
             gc.disable()
+            os.nice(19)
             os.close(read_end)
             status = 1
             try:

@@ -149,9 +149,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import msgspec
 from xdsl.context import Context
@@ -159,6 +160,7 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from xdsl.ir import BlockArgument, SSAValue
 from xdsl.passes import ModulePass
 
+from compiler.forked import Beside
 from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     PLACEMENT_ATTR,
@@ -1143,19 +1145,27 @@ def allocation(
     2), a cut first only where it saves more than ``CUT_GAIN`` leaves, and of the cuts first
     within ``CUT_GAIN`` of the fastest the one whose state takes the fewest PMUs
     (``state_pmus``)."""
-    found = allocation_of(section, target, pcus, known, share, outer)
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
-    if found[1] is None or not row_chains(units, segments=True).chain:
-        return found
     kept = share.kept if share is not None else frozenset()
-    stock = found[0]
-    best = modelled_cycles(section, target, stock, kept) * CUT_GAIN
+    cut_runs = partial(cut_allocations, section, target, pcus, known, share, outer)
+    forked = CUT_RUNS[1:] if len(units) >= FORK_UNITS else ()
+    with ExitStack() as beside:
+        sent = partial(_sent_cuts, units, partial(cut_runs, forked))
+        later = beside.enter_context(Beside(sent)) if forked else None
+        found = allocation_of(section, target, pcus, known, share, outer)
+        if found[1] is None or not row_chains(units, segments=True).chain:
+            return found
+        stock = found[0]
+        best = modelled_cycles(section, target, stock, kept) * CUT_GAIN
+        timed = cut_runs([runs for runs in CUT_RUNS if runs not in forked], stock)
+        if later is not None:
+            timed += [
+                (c, ({units[i]: f for i, f in cut.items()}, e)) for c, cut, e in later.result()
+            ]
     cuts: list[tuple[int, tuple[dict[UnitOp, tuple[int, ...]], int | None]]] = []
-    for runs in CUT_RUNS:
-        cut = allocation_of(section, target, pcus, known, share, outer, runs)
+    for cycles, cut in timed:
         if cut[1] is None or cut[0] == stock:
             continue
-        cycles = modelled_cycles(section, target, cut[0], kept)
         if cycles < best:
             cuts.append((cycles, cut))
     if not cuts:
@@ -1169,6 +1179,44 @@ def allocation(
 
 CUT_RUNS = (4, 8, 16)
 """The runs of rows ``allocation`` tries cutting every chain into before the steps."""
+
+FORK_UNITS = 200
+"""Sections of at least this many units have their allocations cut first into the second
+and later of ``CUT_RUNS`` made in a child process (``compiler.forked``) while this one makes
+the stock allocation and the first cut: GPT-2 small's forward on sn40l, 453 units, about a
+second each. The examples' sections (at most about 150 units) stay in the process."""
+
+
+def cut_allocations(
+    section: SectionOp,
+    target: Target,
+    pcus: int | None,
+    known: Frontiers | None,
+    share: Share | None,
+    outer: bool,
+    runs: Sequence[int],
+    stock: dict[UnitOp, tuple[int, ...]] | None = None,
+) -> list[tuple[int, tuple[dict[UnitOp, tuple[int, ...]], int | None]]]:
+    """``allocation_of`` ``section`` with its chains cut first into each of ``runs``, each
+    with its ``modelled_cycles`` (0 where not modelled: no allocation, or the ``stock`` one),
+    in the order of ``runs``."""
+    kept = share.kept if share is not None else frozenset()
+    timed: list[tuple[int, tuple[dict[UnitOp, tuple[int, ...]], int | None]]] = []
+    for r in runs:
+        cut = allocation_of(section, target, pcus, known, share, outer, r)
+        same = cut[1] is None or cut[0] == stock
+        timed.append((0 if same else modelled_cycles(section, target, cut[0], kept), cut))
+    return timed
+
+
+def _sent_cuts(
+    units: Sequence[UnitOp],
+    work: Callable[[], list[tuple[int, tuple[dict[UnitOp, tuple[int, ...]], int | None]]]],
+) -> list[tuple[int, dict[int, tuple[int, ...]], int | None]]:
+    """``cut_allocations``' answer as a child sends it: each unit by its position."""
+    position = {u: i for i, u in enumerate(units)}
+    return [(c, {position[u]: f for u, f in cut.items()}, e) for c, (cut, e) in work()]
+
 
 CUT_GAIN = 0.95
 """A cut first is taken when it ends the section's units in at most this share of the

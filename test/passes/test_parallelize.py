@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -485,6 +486,32 @@ def test_chains_cut_first_where_the_performance_model_says_they_end_sooner(
     assert allocation(forward, target)[0] == stock
     monkeypatch.setattr(parallelize_units, "CUT_GAIN", 0.97)
     assert allocation(forward, target)[0] == cut
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="allocating in a child needs os.fork")
+def test_cuts_allocated_in_a_child_are_those_allocated_here(
+    gpt_sn10_forward: tuple[SectionOp, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With FORK_UNITS at 1, GPT b8's forward on sn10 has its cuts into 8 and 16 runs
+    # allocated in one forked child while this process allocates the stock one and the cut
+    # into 4: the same allocation comes out, whichever cut it is (CUT_GAIN lowered to make
+    # the 8 runs' cut the one taken, so that the child's answer is used).
+    forward, target = gpt_sn10_forward
+    monkeypatch.setattr(parallelize_units, "CUT_GAIN", 0.97)
+    here = allocation(forward, target)
+    units = [u for u in forward.body.block.ops if isinstance(u, UnitOp)]
+    assert here[0] == allocation_of(forward, target, runs=8)[0]
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(parallelize_units, "FORK_UNITS", 1)
+    monkeypatch.setattr(os, "fork", counted_fork)
+    assert allocation(forward, target) == here
+    assert len(forks) == 1, len(units)
 
 
 def test_refine_aligns_a_run_of_units_over_one_space_on_the_critical_chain(
