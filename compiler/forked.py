@@ -21,9 +21,10 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -75,6 +76,19 @@ class Beside(Generic[T]):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def first_done(besides: Sequence[Beside[T]]) -> int:
+    """The position in ``besides`` of one whose ``result()`` will not wait: one without a child
+    (its work runs then), else the first whose child has sent its result or ended (waiting for
+    one to)."""
+    waiting = {}
+    for k, beside in enumerate(besides):
+        if beside.child is None:
+            return k
+        waiting[beside.child[1]] = k
+    ready, _, _ = select.select(list(waiting), [], [])
+    return min(waiting[fd] for fd in ready)
 
 
 def _fork(work: Callable[[], object]) -> tuple[int, int]:

@@ -64,7 +64,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from compiler.forked import Beside
+from compiler.forked import Beside, first_done
 from compiler.passes import parallel_layout, placement
 from compiler.passes.ir_helpers import (
     assign_pmus,
@@ -803,11 +803,21 @@ class PartitionSections(ModulePass):
         known: placement.Known = {}  # the layers of a model give the same pieces again
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         cutters = [_Partitioner(s, target, self.max_ops, self.seed, known) for s in sections]
-        for section, cutter, cuts in zip(sections, cutters, _plans(cutters), strict=True):
-            if cuts is None:
+        failed: dict[int, Exception] = {}  # raised in the sections' order, once all are known
+        for k, cuts in _plans(cutters):
+            if cuts is None or isinstance(cuts, Exception):
+                if cuts is not None:
+                    failed[k] = cuts
                 continue
-            Rewriter.insert_op(cutter.pieces(cuts), InsertPoint.before(section))
-            Rewriter.erase_op(section)
+            try:
+                pieces = cutters[k].pieces(cuts)
+            except Exception as error:  # noqa: BLE001 - raised below, in section order
+                failed[k] = error
+                continue
+            Rewriter.insert_op(pieces, InsertPoint.before(sections[k]))
+            Rewriter.erase_op(sections[k])
+        if failed:
+            raise failed[min(failed)]
 
 
 FORK_UNITS = 200
@@ -816,40 +826,38 @@ two or more: worth it for the seconds of placements a GPT-2 small or BERT-base s
 not for the tenths of a second of the examples'."""
 
 
-def _plans(cutters: Sequence[_Partitioner]) -> Iterator[Cuts | None]:
-    """Every section's ``plan``, in order, each as soon as it is known. When two sections or
-    more have ``FORK_UNITS`` units or more, those are planned beside this process
-    (``compiler.forked``), each in a child process, while it plans the others, then builds
-    the pieces of each plan as it comes (``apply``) while the children still plan (BERT-base:
-    forward, backward and optimizer, 7 s of placements on one core; GPT-2 small on sn40l: the
-    backward's pieces built while the optimizer's cuts are searched): a plan depends on its
-    section alone, so it is the same wherever it is made. A child sends its cuts back as plain
-    data (``_sent_plan``: placements; None for a piece holding a parallel unit, judged again
-    when built); a section whose child fails is planned again here. An error is raised in the
-    sections' order."""
+def _plans(cutters: Sequence[_Partitioner]) -> Iterator[tuple[int, Cuts | None | Exception]]:
+    """Every section's position and ``plan`` (or the error planning it met), each as soon as it
+    is known. When two sections or more have ``FORK_UNITS`` units or more, those are planned
+    beside this process (``compiler.forked``), each in a child process, while it plans the
+    others; then each child's plan comes as the child ends, whichever ends first, and ``apply``
+    builds its pieces while the others still plan (BERT-base: forward, backward and optimizer,
+    7 s of placements on one core; GPT-2 small on sn40l: the optimizer's pieces built while
+    the backward's cuts are searched): a plan depends on its section alone, so it is the same
+    wherever and whenever it is made. A child sends its cuts back as plain data
+    (``_sent_plan``: placements; None for a piece holding a parallel unit, judged again when
+    built); a section whose child fails is planned again here."""
     big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
     with ExitStack() as children:
         beside = {
             k: children.enter_context(Beside(partial(_sent_plan, cutters[k])))
             for k in (big if len(big) > 1 else [])
         }
-        here: dict[int, Cuts | None | Exception] = {}
         for k, cutter in enumerate(cutters):
             if k not in beside:
-                try:
-                    here[k] = cutter.plan()
-                except Exception as error:  # noqa: BLE001 - raised below, in section order
-                    here[k] = error
-        for k, cutter in enumerate(cutters):
-            if k in beside:
-                try:
-                    here[k] = _received_plan(cutter, beside[k].result())
-                except Exception as error:  # noqa: BLE001 - raised below, in section order
-                    here[k] = error
-            answer = here[k]
-            if isinstance(answer, Exception):
-                raise answer
-            yield answer
+                yield k, _answer(cutter.plan)
+        while beside:
+            order = list(beside)
+            k = order[first_done([beside[k] for k in order])]
+            yield k, _answer(partial(_received_plan, cutters[k], beside.pop(k).result))
+
+
+def _answer(plan: Callable[[], Cuts | None]) -> Cuts | None | Exception:
+    """``plan()``, or the error it raised (``apply`` raises the first in the sections' order)."""
+    try:
+        return plan()
+    except Exception as error:  # noqa: BLE001 - raised by apply, in section order
+        return error
 
 
 def _sent_plan(cutter: _Partitioner) -> dict[str, object]:
@@ -863,8 +871,10 @@ def _sent_plan(cutter: _Partitioner) -> dict[str, object]:
     return {"cuts": sent}
 
 
-def _received_plan(cutter: _Partitioner, sent: dict[str, object]) -> Cuts | None:
-    """``_sent_plan``'s plan again (a whole section's placement recorded on it)."""
+def _received_plan(cutter: _Partitioner, received: Callable[[], dict[str, object]]) -> Cuts | None:
+    """``_sent_plan``'s plan again, as ``received()`` gives it (a whole section's placement
+    recorded on it)."""
+    sent = received()
     if "whole" in sent:  # the section fits as it is: its placement, as plan records it
         whole = sent["whole"]
         if isinstance(whole, placement.Placement):

@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import VerifyException
 
 from compiler import driver
-from compiler.forked import Beside
+from compiler.forked import Beside, first_done
 from compiler.ideal import counted_flops
 from compiler.targets import get_target
 from tools.rdu_compile import model_spec
@@ -99,3 +99,11 @@ def test_an_invalid_ir_is_reported_by_its_verifier_whatever_else_failed() -> Non
             pass
     with driver.verified_beside(module, verify=False):
         pass
+
+
+def test_first_done_is_a_child_that_has_ended_or_work_to_run_here() -> None:
+    with Beside(lambda: time.sleep(30)) as slow, Beside(lambda: "quick") as quick:
+        assert first_done([slow, quick]) == 1
+        assert quick.result() == "quick"
+        here = Beside(lambda: "here", fork=False)
+        assert first_done([slow, here]) == 1

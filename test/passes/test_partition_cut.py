@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -387,3 +388,49 @@ def test_sections_planned_in_child_processes_are_cut_as_in_one(
     again = module.clone()
     PartitionSections(target="tiny").apply(make_context(), again)
     assert print_ir(again) == want
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="planning in child processes needs os.fork")
+def test_plans_are_built_as_their_children_end_and_errors_raised_in_section_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each section's pieces are built as soon as its child ends (the forward's child made the
+    slowest: its pieces built last), with the same IR as planned in one process; when several
+    sections fail, the first one's error is raised, whichever child ended first."""
+    from compiler.ir_text import print_ir
+
+    module = _gpt_before_sections()
+    alone = module.clone()
+    PartitionSections(target="tiny").apply(make_context(), alone)
+    want = print_ir(alone)
+
+    parent, real_plan, real_pieces = os.getpid(), _Partitioner.plan, _Partitioner.pieces
+    built: list[str] = []
+
+    def forward_slowest(self: _Partitioner) -> partition_sections.Cuts | None:
+        if os.getpid() != parent and self.name == "forward":
+            time.sleep(1.5)
+        return real_plan(self)
+
+    def noted(self: _Partitioner, cuts: partition_sections.Cuts) -> list[SectionOp]:
+        built.append(self.name)
+        return real_pieces(self, cuts)
+
+    monkeypatch.setattr(partition_sections, "FORK_UNITS", 1)
+    monkeypatch.setattr(_Partitioner, "plan", forward_slowest)
+    monkeypatch.setattr(_Partitioner, "pieces", noted)
+    side_by_side = module.clone()
+    PartitionSections(target="tiny").apply(make_context(), side_by_side)
+    assert print_ir(side_by_side) == want
+    assert sorted(built) == ["backward", "forward", "optimizer"] and built[-1] == "forward"
+
+    def failing(self: _Partitioner) -> partition_sections.Cuts | None:
+        if self.name == "forward" and os.getpid() != parent:
+            time.sleep(1.5)
+        if self.name in ("forward", "optimizer"):
+            raise RuntimeError(f"{self.name} does not fit")
+        return real_plan(self)
+
+    monkeypatch.setattr(_Partitioner, "plan", failing)
+    with pytest.raises(RuntimeError, match="forward does not fit"):
+        PartitionSections(target="tiny").apply(make_context(), module.clone())
