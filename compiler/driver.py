@@ -29,7 +29,7 @@ from compiler.ideal import counted_flops, step_ideal
 from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import lowering_passes
 from compiler.provenance import Provenance
-from compiler.report import write_report
+from compiler.report import make_report
 from compiler.stage_dumps import StageDumps
 from compiler.targets import Target
 from dialects import all_dialects
@@ -79,8 +79,9 @@ def count_ops(module: ModuleOp) -> dict[str, int]:
 @contextmanager
 def verified_beside(module: ModuleOp, verify: bool = True) -> Iterator[None]:
     """Verify ``module`` in a child process (``compiler.forked``) while the ``with`` block
-    makes the PEF from it (reading the IR, never changing it: GPT-2 small's verification takes
-    0.7 s); an invalid IR's error is raised at the end of the block, in place of any error the
+    makes the PEF and the report from it (reading the IR, never changing it: GPT-2 small's
+    verification takes 0.7 s to 2 s, the PEF and the report about as long), written after the
+    block: an invalid IR's error is raised at the end of the block, in place of any error the
     block met on it. ``verify=False``: no verification."""
     if not verify:
         yield
@@ -170,18 +171,23 @@ def compile_model(
                 optimizer=_optimizer_name(spec, inference),
                 loss=not inference,
             )
-        if data_parallel:
-            program = mark_data_parallel(program)
-            for collective in program.meta.collectives:
-                log.append(
-                    f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
-                    f"before section {collective.before}"
-                )
-        if weights is not None:
-            embedded = weights(program)
-            program = msgspec.structs.replace(program, weights=embedded)
+            if data_parallel:
+                program = mark_data_parallel(program)
+            embedded = None if weights is None else weights(program)
+            if embedded is not None:
+                program = msgspec.structs.replace(program, weights=embedded)
+            data = encode_pef(program)
+            ideal = step_ideal(spec, program, target, flops.result())
+            report = make_report(
+                program, target, origins=provenance.origins(), ops=aten_ops, ideal=ideal
+            )  # written once the IR is known valid, as the PEF
+        for collective in program.meta.collectives if data_parallel else ():
+            log.append(
+                f"  data-parallel: {collective.op} of {len(collective.symbols)} tensors "
+                f"before section {collective.before}"
+            )
+        if embedded is not None:
             log.append(f"  weights: {len(embedded.tensors)} tensors from {embedded.source}")
-        data = encode_pef(program)
         atomic_write_bytes(pef_path, data)  # what runtime.pef.write_pef does, encoding once
         size = len(data)
         log.append(f"[{time.perf_counter() - started:7.3f}s] wrote {pef_path} ({size} bytes)")
@@ -191,22 +197,16 @@ def compile_model(
         }
         for name, (pcus, pmus) in units.items():
             log.append(f"  section {name}: {pcus} PCUs, {pmus} PMUs")
-        ideal = step_ideal(spec, program, target, flops.result())
+        written = report.write(out_dir)
         log.append(
-            f"[{time.perf_counter() - started:7.3f}s] ideal: torch's FLOPs and the step's bytes"
-        )
-        report = write_report(
-            program, target, out_dir, origins=provenance.origins(), ops=aten_ops, ideal=ideal
-        )
-        log.append(
-            f"[{time.perf_counter() - started:7.3f}s] wrote {report.json}, {report.html.name}, "
-            f"{report.trace.name}"
+            f"[{time.perf_counter() - started:7.3f}s] wrote {written.json}, {written.html.name}, "
+            f"{written.trace.name}"
         )
         log.append(report.summary)
     log_path = out_dir / f"{pef_name}.log"  # after the dumps: every file is there
     atomic_write_bytes(log_path, ("\n".join(log) + "\n").encode())
     return CompileResult(
-        pef_path, size, log_path, count_ops(module), units, report.json, report.summary
+        pef_path, size, log_path, count_ops(module), units, written.json, report.summary
     )
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from compiler.explorer import build_explorer
 from compiler.ideal import Ideal
 from compiler.provenance import KernelKey, Origin
@@ -43,7 +45,7 @@ from runtime.machine.perf import (
     si,
 )
 from runtime.machine.targets import bf16_lanes, peak_dtype, peak_flops_per_cycle
-from runtime.machine.trace import TraceBuilder, write_trace
+from runtime.machine.trace import TraceBuilder
 from runtime.pef.schema import Program
 
 REPORT_VERSION = 1
@@ -277,7 +279,7 @@ def format_summary(
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What ``write_report`` wrote, and the summary it printed in the log."""
+    """What ``Report.write`` wrote, and the summary it printed in the log."""
 
     json: Path
     html: Path
@@ -285,28 +287,50 @@ class ReportFiles:
     summary: str
 
 
-def write_report(
+@dataclass(frozen=True)
+class Report:
+    """The report's files as they will be written (``make_report``), and its summary."""
+
+    json: bytes
+    html: bytes
+    trace: bytes
+    summary: str
+
+    def write(self, out_dir: Path) -> ReportFiles:
+        """Write ``out_dir/report.json``, ``report.html`` and ``trace.json``, each atomically."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = ReportFiles(
+            out_dir / "report.json", out_dir / "report.html", out_dir / "trace.json", self.summary
+        )
+        for path, data in (
+            (files.json, self.json),
+            (files.html, self.html),
+            (files.trace, self.trace),
+        ):
+            atomic_write_bytes(path, data)
+        return files
+
+
+def make_report(
     program: Program,
     target: Target,
-    out_dir: Path,
     *,
     origins: Mapping[KernelKey, Origin] | None = None,
     ops: Mapping[str, str] | None = None,
     ideal: Ideal | None = None,
-) -> ReportFiles:
-    """Write ``out_dir/report.json``, ``report.html`` and ``trace.json`` (each atomically) from
-    one computation of the sections' model. ``origins`` and ``ops``: what each unit implements
-    (``compiler.provenance``) and the ATen op of each traced value, for the explorer;
-    ``ideal``: the step's bound (``compiler.ideal``) for the report and the summary."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+) -> Report:
+    """The report of ``program`` from one computation of the sections' model, nothing written
+    yet (the compile makes it while the IR is verified, and writes it once that passed).
+    ``origins`` and ``ops``: what each unit implements (``compiler.provenance``) and the ATen
+    op of each traced value, for the explorer; ``ideal``: the step's bound
+    (``compiler.ideal``) for the report and the summary."""
     models = section_models(program)
     report = build_report(program, target, models, ideal)
-    json_path = out_dir / "report.json"
-    atomic_write_bytes(json_path, (json.dumps(report, indent=2) + "\n").encode())
-    html_path = out_dir / "report.html"
-    atomic_write_bytes(html_path, build_explorer(program, report, origins, ops).encode())
     trace = TraceBuilder(program, models)
     trace.modelled_step()
-    trace_path = write_trace(out_dir / "trace.json", trace.document())
-    summary = format_summary(program, target, models, ideal)
-    return ReportFiles(json_path, html_path, trace_path, summary)
+    return Report(
+        json=(json.dumps(report, indent=2) + "\n").encode(),
+        html=build_explorer(program, report, origins, ops).encode(),
+        trace=msgspec.json.encode(trace.document()),
+        summary=format_summary(program, target, models, ideal),
+    )

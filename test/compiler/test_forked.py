@@ -107,3 +107,30 @@ def test_first_done_is_a_child_that_has_ended_or_work_to_run_here() -> None:
         assert quick.result() == "quick"
         here = Beside(lambda: "here", fork=False)
         assert first_done([slow, here]) == 1
+
+
+def test_a_compile_whose_final_ir_is_invalid_writes_neither_pef_nor_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report is made while the final IR is verified beside, and written, as the PEF,
+    # only once the IR passed.
+    real_verify = ModuleOp.verify
+
+    def verify(self: ModuleOp) -> None:
+        if any(op.name.startswith("pcu.") for op in self.walk()):
+            raise VerifyException("the final IR is invalid")
+        real_verify(self)
+
+    target = get_target("sn10")
+    _, spec = model_spec(
+        str(ROOT / "examples" / "mlp" / "model.py"), [], False, 8, 0, False, target
+    )
+    monkeypatch.setattr(ModuleOp, "verify", verify)
+    with pytest.raises(VerifyException, match="the final IR is invalid"):
+        driver.compile_model(
+            spec, inference=False, target=target, out_dir=tmp_path, pef_name="mlp", flags=[],
+            source_hash="", batch_size=8,
+        )  # fmt: skip
+    written = {p.name for p in tmp_path.iterdir()}
+    assert not written & {"mlp.pef", "report.json", "report.html", "trace.json"}, written
+    assert "mlp.pinned.mlir" in written  # the compile got that far
