@@ -1412,15 +1412,21 @@ def in_order(
     had = {u for u in units if u.interleaved is not None}
     if moved == factors and woven == had:
         return factors
-    before = placed_ends(section, target, factors, kept)
-    placement = section.attributes[PLACEMENT_ATTR]
-    set_factors(units, moved)
-    set_interleaved(units, woven)
-    if routes(section, target) and placed_ends(section, target, moved, kept) < before:
-        return moved
-    set_factors(units, factors)
-    set_interleaved(units, had)
-    section.attributes[PLACEMENT_ATTR] = placement
+    as_is = partial(placed_ends, section, target, factors, kept)  # in a child, for a large one
+    with Beside(as_is, fork=len(units) >= FORK_UNITS) as before:
+        placement = section.attributes[PLACEMENT_ATTR]
+        set_factors(units, moved)
+        set_interleaved(units, woven)
+        after = placed_ends(section, target, moved, kept) if routes(section, target) else None
+        placed = section.attributes[PLACEMENT_ATTR]
+        set_factors(units, factors)  # the section as it was, for before.result()
+        set_interleaved(units, had)
+        section.attributes[PLACEMENT_ATTR] = placement
+        if after is not None and after < before.result():
+            set_factors(units, moved)
+            set_interleaved(units, woven)
+            section.attributes[PLACEMENT_ATTR] = placed
+            return moved
     return factors
 
 

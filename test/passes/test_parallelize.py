@@ -453,6 +453,10 @@ def gpt_sn10() -> Any:
 @pytest.fixture(scope="module")
 def gpt_sn10_forward() -> tuple[SectionOp, Any]:
     """GPT b8's forward for sn10 as parallelize-units gets it (its units on one PCU each)."""
+    return _gpt_sn10_forward()
+
+
+def _gpt_sn10_forward() -> tuple[SectionOp, Any]:
     target = get_target("sn10")
     gpt = str(ROOT / "examples" / "gpt" / "model.py")
     _, spec = model_spec(gpt, [], False, 8, 0, False, target)
@@ -512,6 +516,32 @@ def test_cuts_allocated_in_a_child_are_those_allocated_here(
     monkeypatch.setattr(os, "fork", counted_fork)
     assert allocation(forward, target) == here
     assert len(forks) == 1, len(units)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="balancing beside needs os.fork")
+def test_a_section_balanced_with_work_in_children_is_balanced_as_in_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GPT b8's forward on sn10 with FORK_UNITS at 1: its cuts allocated in a child, and
+    # in_order's time of the section as it was placed found in another while this process
+    # places it in order: the same section comes out.
+    from compiler.ir_text import print_ir
+
+    alone, target = _gpt_sn10_forward()
+    balance_section(alone, target)
+    forks: list[int] = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(parallelize_units, "FORK_UNITS", 1)
+    monkeypatch.setattr(os, "fork", counted_fork)
+    beside, _ = _gpt_sn10_forward()
+    balance_section(beside, target)
+    assert len(forks) >= 2
+    assert print_ir(beside) == print_ir(alone)
 
 
 def test_refine_aligns_a_run_of_units_over_one_space_on_the_critical_chain(
