@@ -821,27 +821,28 @@ class PartitionSections(ModulePass):
 
 
 FORK_UNITS = 200
-"""Sections of at least this many units are planned in children (``_plans``) when there are
-two or more: worth it for the seconds of placements a GPT-2 small or BERT-base section takes,
+"""Sections of at least this many units, when there are two or more, are planned in children
+(``_plans``), but the first: worth it for the seconds of placements a GPT-2 small or BERT-base section takes,
 not for the tenths of a second of the examples'."""
 
 
 def _plans(cutters: Sequence[_Partitioner]) -> Iterator[tuple[int, Cuts | None | Exception]]:
     """Every section's position and ``plan`` (or the error planning it met), each as soon as it
-    is known. When two sections or more have ``FORK_UNITS`` units or more, those are planned
-    beside this process (``compiler.forked``), each in a child process, while it plans the
-    others; then each child's plan comes as the child ends, whichever ends first, and ``apply``
-    builds its pieces while the others still plan (BERT-base: forward, backward and optimizer,
-    7 s of placements on one core; GPT-2 small on sn40l: the optimizer's pieces built while
-    the backward's cuts are searched): a plan depends on its section alone, so it is the same
-    wherever and whenever it is made. A child sends its cuts back as plain data
-    (``_sent_plan``: placements; None for a piece holding a parallel unit, judged again when
-    built); a section whose child fails is planned again here."""
+    is known. When two sections or more have ``FORK_UNITS`` units or more, all but the first
+    of them are planned beside this process (``compiler.forked``), each in a child process,
+    while it plans the others; then each child's plan comes as the child ends, whichever ends
+    first, and ``apply`` builds its pieces while the others still plan (BERT-base: forward,
+    backward and optimizer, 7 s of placements on one core; GPT-2 small on sn40l: the forward,
+    placed whole already, checked here, the optimizer's pieces built while the backward's cuts
+    are searched): a plan depends on its section alone, so it is the same wherever and
+    whenever it is made. A child sends its cuts back as plain data (``_sent_plan``:
+    placements; None for a piece holding a parallel unit, judged again when built); a section
+    whose child fails is planned again here."""
     big = [k for k, c in enumerate(cutters) if len(c.units) >= FORK_UNITS]
     with ExitStack() as children:
         beside = {
             k: children.enter_context(Beside(partial(_sent_plan, cutters[k])))
-            for k in (big if len(big) > 1 else [])
+            for k in big[1:]  # the first planned here while the others are
         }
         for k, cutter in enumerate(cutters):
             if k not in beside:

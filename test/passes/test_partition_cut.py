@@ -352,7 +352,7 @@ def _gpt_before_sections() -> ModuleOp:
 def test_sections_planned_in_child_processes_are_cut_as_in_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """With ``FORK_UNITS`` at 1, every section is planned in a forked child, and
+    """With ``FORK_UNITS`` at 1, every section but the first is planned in a forked child, and
     the IR after partition-sections is the same text as planned in one process; a child that
     fails is planned again in the parent, with the same IR again."""
     from compiler.ir_text import print_ir
@@ -374,7 +374,7 @@ def test_sections_planned_in_child_processes_are_cut_as_in_one(
     monkeypatch.setattr(os, "fork", counted_fork)
     side_by_side = module.clone()
     PartitionSections(target="tiny").apply(make_context(), side_by_side)
-    assert len(forks) == 3  # forward, backward and optimizer; their pieces built here
+    assert len(forks) == 2  # backward and optimizer (the forward planned here); pieces built here
     assert print_ir(side_by_side) == want
 
     parent, real_plan = os.getpid(), _Partitioner.plan
@@ -394,9 +394,10 @@ def test_sections_planned_in_child_processes_are_cut_as_in_one(
 def test_plans_are_built_as_their_children_end_and_errors_raised_in_section_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each section's pieces are built as soon as its child ends (the forward's child made the
-    slowest: its pieces built last), with the same IR as planned in one process; when several
-    sections fail, the first one's error is raised, whichever child ended first."""
+    """Each section's pieces are built as soon as its plan is known: the forward's, planned
+    here, first, then the optimizer's and the backward's as their children end (the backward's
+    made the slowest), with the same IR as planned in one process; when several sections
+    fail, the first one's error is raised, whichever child ended first."""
     from compiler.ir_text import print_ir
 
     module = _gpt_before_sections()
@@ -407,8 +408,8 @@ def test_plans_are_built_as_their_children_end_and_errors_raised_in_section_orde
     parent, real_plan, real_pieces = os.getpid(), _Partitioner.plan, _Partitioner.pieces
     built: list[str] = []
 
-    def forward_slowest(self: _Partitioner) -> partition_sections.Cuts | None:
-        if os.getpid() != parent and self.name == "forward":
+    def backward_slowest(self: _Partitioner) -> partition_sections.Cuts | None:
+        if os.getpid() != parent and self.name == "backward":
             time.sleep(1.5)
         return real_plan(self)
 
@@ -417,20 +418,20 @@ def test_plans_are_built_as_their_children_end_and_errors_raised_in_section_orde
         return real_pieces(self, cuts)
 
     monkeypatch.setattr(partition_sections, "FORK_UNITS", 1)
-    monkeypatch.setattr(_Partitioner, "plan", forward_slowest)
+    monkeypatch.setattr(_Partitioner, "plan", backward_slowest)
     monkeypatch.setattr(_Partitioner, "pieces", noted)
     side_by_side = module.clone()
     PartitionSections(target="tiny").apply(make_context(), side_by_side)
     assert print_ir(side_by_side) == want
-    assert sorted(built) == ["backward", "forward", "optimizer"] and built[-1] == "forward"
+    assert built == ["forward", "optimizer", "backward"]
 
     def failing(self: _Partitioner) -> partition_sections.Cuts | None:
-        if self.name == "forward" and os.getpid() != parent:
+        if self.name == "backward" and os.getpid() != parent:
             time.sleep(1.5)
-        if self.name in ("forward", "optimizer"):
+        if self.name in ("backward", "optimizer"):
             raise RuntimeError(f"{self.name} does not fit")
         return real_plan(self)
 
     monkeypatch.setattr(_Partitioner, "plan", failing)
-    with pytest.raises(RuntimeError, match="forward does not fit"):
+    with pytest.raises(RuntimeError, match="backward does not fit"):
         PartitionSections(target="tiny").apply(make_context(), module.clone())
