@@ -822,8 +822,8 @@ class PartitionSections(ModulePass):
 
 FORK_UNITS = 200
 """Sections of at least this many units, when there are two or more, are planned in children
-(``_plans``), but the first: worth it for the seconds of placements a GPT-2 small or BERT-base section takes,
-not for the tenths of a second of the examples'."""
+(``_plans``), but the first: worth it for the seconds of placements a GPT-2 small or
+BERT-base section takes, not for the tenths of a second of the examples'."""
 
 
 def _plans(cutters: Sequence[_Partitioner]) -> Iterator[tuple[int, Cuts | None | Exception]]:
