@@ -494,7 +494,7 @@ def test_chains_cut_first_where_the_performance_model_says_they_end_sooner(
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="allocating in a child needs os.fork")
 def test_cuts_allocated_in_a_child_are_those_allocated_here(
-    gpt_sn10_forward: tuple[SectionOp, Any], monkeypatch: pytest.MonkeyPatch
+    gpt_sn10_forward: tuple[SectionOp, Any], monkeypatch: pytest.MonkeyPatch, forks: list[int]
 ) -> None:
     # With FORK_UNITS at 1, GPT b8's forward on sn10 has its cuts into 8 and 16 runs
     # allocated in one forked child while this process allocates the stock one and the cut
@@ -505,22 +505,15 @@ def test_cuts_allocated_in_a_child_are_those_allocated_here(
     here = allocation(forward, target)
     units = [u for u in forward.body.block.ops if isinstance(u, UnitOp)]
     assert here[0] == allocation_of(forward, target, runs=8)[0]
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counted_fork() -> int:
-        forks.append(1)
-        return real_fork()
-
+    forks.clear()
     monkeypatch.setattr(parallelize_units, "FORK_UNITS", 1)
-    monkeypatch.setattr(os, "fork", counted_fork)
     assert allocation(forward, target) == here
     assert len(forks) == 1, len(units)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="balancing beside needs os.fork")
 def test_a_section_balanced_with_work_in_children_is_balanced_as_in_one_process(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, forks: list[int]
 ) -> None:
     # GPT b8's forward on sn10 with FORK_UNITS at 1: its cuts allocated in a child, and
     # in_order's time of the section as it was placed found in another while this process
@@ -529,15 +522,8 @@ def test_a_section_balanced_with_work_in_children_is_balanced_as_in_one_process(
 
     alone, target = _gpt_sn10_forward()
     balance_section(alone, target)
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counted_fork() -> int:
-        forks.append(1)
-        return real_fork()
-
+    forks.clear()
     monkeypatch.setattr(parallelize_units, "FORK_UNITS", 1)
-    monkeypatch.setattr(os, "fork", counted_fork)
     beside, _ = _gpt_sn10_forward()
     balance_section(beside, target)
     assert len(forks) >= 2

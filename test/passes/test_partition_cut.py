@@ -350,7 +350,7 @@ def _gpt_before_sections() -> ModuleOp:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="planning in child processes needs os.fork")
 def test_sections_planned_in_child_processes_are_cut_as_in_one(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, forks: list[int]
 ) -> None:
     """With ``FORK_UNITS`` at 1, every section but the first is planned in a forked child, and
     the IR after partition-sections is the same text as planned in one process; a child that
@@ -363,15 +363,8 @@ def test_sections_planned_in_child_processes_are_cut_as_in_one(
     want = print_ir(alone)
     assert want.count("dataflow.section @") > 6  # forward, backward and optimizer cut
 
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counted_fork() -> int:
-        forks.append(1)
-        return real_fork()
-
+    forks.clear()
     monkeypatch.setattr(partition_sections, "FORK_UNITS", 1)
-    monkeypatch.setattr(os, "fork", counted_fork)
     side_by_side = module.clone()
     PartitionSections(target="tiny").apply(make_context(), side_by_side)
     assert len(forks) == 2  # backward and optimizer (the forward planned here); pieces built here
