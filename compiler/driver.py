@@ -27,7 +27,7 @@ from compiler.forked import Beside
 from compiler.frontend import ModelSpec, build_dataflow
 from compiler.ideal import counted_flops, step_ideal
 from compiler.passes.emit_pef import module_to_program
-from compiler.pipeline import lowering_passes
+from compiler.pipeline import apply_pass, lowering_passes
 from compiler.provenance import Provenance
 from compiler.report import make_report
 from compiler.stage_dumps import StageDumps
@@ -132,9 +132,8 @@ def compile_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    def note(stage: str, module: ModuleOp, write: bool = True) -> None:
-        if write:
-            dumps.write(stage, module)
+    def note(stage: str, module: ModuleOp, changed: bool = True) -> None:
+        dumps.write(stage, module, changed)
         counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
         log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
 
@@ -152,12 +151,12 @@ def compile_model(
         passes = list(lowering_passes(target.spec, opt_level=opt_level))
         provenance = Provenance()  # what each unit implements, for the report's explorer
         for stage, pass_ in passes:
-            pass_.apply(ctx, module)
+            changed = apply_pass(pass_, ctx, module)
             if verify_each_stage:
                 module.verify()
             if stage in ("rdu_tile", "fused", "casts"):
                 provenance.note_kernels(module, fused=stage != "rdu_tile")
-            note(stage, module)
+            note(stage, module, changed)
         pef_path = out_dir / f"{pef_name}.pef"
         with verified_beside(module, not verify_each_stage):  # each stage's was, with --debug
             program = module_to_program(

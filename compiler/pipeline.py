@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from compiler.passes.assign_pmus import AssignPmus
@@ -48,3 +52,21 @@ def lowering_passes(
         ("resident", CoPlaceSections(target=target)),
         ("pinned", PinResidentSymbols(target=target)),
     ]
+
+
+@runtime_checkable
+class TellsChange(Protocol):
+    """A pass that can say it left the IR as it was: ``apply_changed`` is its ``apply``,
+    returning False then (fuse-casts on a model without casts; co-place-sections and
+    pin-resident-symbols where nothing is placed together or pinned)."""
+
+    def apply_changed(self, ctx: Context, op: ModuleOp) -> bool: ...
+
+
+def apply_pass(pass_: ModulePass, ctx: Context, module: ModuleOp) -> bool:
+    """Apply ``pass_`` to ``module``: whether it may have changed it (False only from a pass
+    that says it did not, ``TellsChange``)."""
+    if isinstance(pass_, TellsChange):
+        return pass_.apply_changed(ctx, module)
+    pass_.apply(ctx, module)
+    return True

@@ -75,13 +75,17 @@ class CoPlaceSections(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.apply_changed(ctx, op)
+
+    def apply_changed(self, ctx: Context, op: ModuleOp) -> bool:
+        """``apply``, saying whether the sections were placed together (the IR changed)."""
         target = pass_target(self.target)
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
-            return
+            return False
         units = [u for s in sections for u in s.body.block.ops if isinstance(u, UnitOp)]
         if sum(u.copies for u in units) > target.num_pcus:
-            return  # no placement holds their PCUs together (GPT-2 small's: 0.6 s to find)
+            return False  # no placement holds their PCUs together (GPT-2 small's: 0.6 s to find)
         residents = resident_symbols(sections, op, target)
         before = share_pmus(residents)
         graphs = [section_graph(s, target) for s in sections]
@@ -91,7 +95,7 @@ class CoPlaceSections(ModulePass):
             placed = placement.place_and_route(graph, target, section=name)
         except PlacementError:
             restore_pmus(before)  # each section keeps its own placement
-            return
+            return False
         placed = placement.polish(graph, target, placed, section=name)
         for sg, at, s0 in zip(graphs, nodes, streams_at, strict=True):
             m = len(sg.graph.streams)
@@ -102,6 +106,7 @@ class CoPlaceSections(ModulePass):
             for r, first in zip(residents, handoffs_at, strict=True)
         ]
         op.attributes[RESIDENT_ATTR] = resident_attr(sections, residents, routes)
+        return True
 
 
 def combined_graph(

@@ -426,6 +426,10 @@ class FuseCasts(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.apply_changed(ctx, op)
+
+    def apply_changed(self, ctx: Context, op: ModuleOp) -> bool:
+        """``apply``, saying whether a pattern rewrote the IR."""
         tiles = TileChoices(get_target(self.target))
         patterns: list[RewritePattern] = [
             RoundOnTheWayOut(tiles),
@@ -434,6 +438,6 @@ class FuseCasts(ModulePass):
             TransposeRounding(tiles),
             MergeEqualCasts(),
         ]
-        PatternRewriteWalker(
+        return PatternRewriteWalker(
             GreedyRewritePatternApplier(patterns, dce_enabled=False)
         ).rewrite_module(op)

@@ -119,12 +119,16 @@ class PinResidentSymbols(ModulePass):
     target: str = "plasticine"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        self.apply_changed(ctx, op)
+
+    def apply_changed(self, ctx: Context, op: ModuleOp) -> bool:
+        """``apply``, saying whether symbols were pinned (the IR changed)."""
         if RESIDENT_ATTR in op.attributes:
-            return  # co-resident: every section on the fabric at once
+            return False  # co-resident: every section on the fabric at once
         target = pass_target(self.target)
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
         if len(sections) < 2 or any(parallel_layout.lone_parallel_unit(s) for s in sections):
-            return
+            return False
         candidates = resident_symbols(sections, op, target)
         largest = [_largest_footprint(s, target) for s in sections]
         idle = {r.name: _idle_sections(largest, r, target) for r in candidates}
@@ -135,7 +139,7 @@ class PinResidentSymbols(ModulePass):
             kept = [r for r in candidates if r.name not in dropped]
             chosen, added = _within_budget(sections, kept, room, idle)
             if not chosen or sum(map(_moved, chosen)) < _dram_bytes(sections) * MIN_SAVED:
-                return  # not worth placing sections again (nor the compile time it takes)
+                return False  # not worth placing sections again (nor the compile time it takes)
             before = share_pmus(chosen)
             try:
                 try:
@@ -156,7 +160,8 @@ class PinResidentSymbols(ModulePass):
             routes = [[handoffs[(r.name, b)] for _, b in r.loads] for r in chosen]
             op.attributes[RESIDENT_ATTR] = resident_attr(sections, chosen, routes)
             op.attributes[PINNED_ATTR] = UnitAttr()
-            return
+            return True
+        return False  # no round's symbols placed
 
 
 def _pinned_buffers(resident: Resident) -> list[tuple[int, BufferOp]]:

@@ -36,6 +36,21 @@ def test_each_dump_is_the_ir_as_it_was_at_its_stage(tmp_path: Path) -> None:
     assert not dumps.pending  # every child waited for
 
 
+def test_a_stage_left_as_it_was_is_a_copy_of_the_stage_before(tmp_path: Path) -> None:
+    """A stage whose pass says it did not change the IR: no child prints it again, and its
+    file, made once the printed one is there, has the same text."""
+    module = _module()
+    with StageDumps(tmp_path, "m") as dumps:
+        dumps.write("first", module)
+        dumps.write("second", module, changed=False)
+        dumps.write("third", module, changed=False)
+        assert len(dumps.pending) == 1  # one child, printing the first
+    text = print_ir(module)
+    for stage in ("first", "second", "third"):
+        assert (tmp_path / f"m.{stage}.mlir").read_text() == text
+    assert not dumps.copies
+
+
 def test_a_dump_that_cannot_be_written_is_an_error_naming_its_file(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "folder"
     dumps = StageDumps(missing, "m")
