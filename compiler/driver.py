@@ -141,11 +141,12 @@ def compile_model(
         batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
         batch += [(f"target.{i}", t) for i, t in enumerate(spec.example_targets)]
         check_model_fits(target, spec.source_file, spec.module, batch)
+        # the ideal's FLOPs, counted beside the trace (one core's work, for seconds)
+        count = partial(counted_flops, spec, inference=inference)
+        flops = beside.enter_context(Beside(count))
         aten_ops: dict[str, str] = {}
         module = build_dataflow(spec, inference=inference, ops=aten_ops)  # verified
         check_sections_fit(target, spec.source_file, module)
-        count = partial(counted_flops, spec, inference=inference)  # the ideal's, beside us
-        flops = beside.enter_context(Beside(count))
         note("dataflow", module)
         ctx = make_context()
         passes = list(lowering_passes(target.spec, opt_level=opt_level))
