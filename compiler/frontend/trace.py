@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -232,18 +234,65 @@ def _as_export_traces() -> Iterator[None]:
     Exporting first and tracing the exported module again gave the same graph for a third more
     tracing (GPT-2: 0.35 s of a 6 s compile). aot_autograd does not expose make_fx's
     ``record_stack_traces``, so its module's ``make_fx`` is wrapped for the trace (torch is
-    pinned; ``test/frontend`` checks the locations this gives).
+    pinned; ``test/frontend`` checks the locations this gives), and the tracer captures each
+    node's stack with ``_LazyLines`` (the same stack traces, for a fifth of the trace's time).
     """
     import functools
     from unittest import mock
 
+    import torch.fx.proxy
     from torch._export.utils import _compiling_state_context
     from torch._functorch._aot_autograd import graph_capture
     from torch.fx.experimental.proxy_tensor import make_fx
 
     recording = functools.partial(make_fx, record_stack_traces=True)
-    with mock.patch.object(graph_capture, "make_fx", recording), _compiling_state_context():
+    with (
+        mock.patch.object(graph_capture, "make_fx", recording),
+        mock.patch.object(torch.fx.proxy, "CapturedTraceback", _LazyLines),
+        _compiling_state_context(),
+    ):
         yield
+
+
+class _LazyLines:
+    """What ``torch.fx.proxy`` asks of ``torch.utils._traceback.CapturedTraceback`` to record a
+    node's stack trace (``extract().summary()``, then the frames from the first ``forward``
+    kept and formatted), with each frame's source line read only if it is formatted.
+
+    torch's summary symbolizes every frame of the stack and reads its line from the file
+    (``linecache``): about 60 frames a node, of which the trace keeps a handful; for GPT-2
+    small's 2,400 nodes, 1.2 s of a 5 s trace. Here a frame's ``FrameSummary`` is made without
+    its line (``lookup_line=False``), which ``format`` then reads: the same text
+    (``test/frontend/test_trace.py`` compares the two on a model's trace)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: FrameType | None) -> None:
+        self.frame = frame
+
+    @staticmethod
+    def extract(*, script: bool = False, cpp: bool = False, skip: int = 0) -> Any:
+        """The stack of the caller (``skip`` frames up), as ``CapturedTraceback.extract``
+        (which gives the stack with TorchScript or C++ frames)."""
+        if script or cpp:
+            from torch.utils._traceback import CapturedTraceback
+
+            return CapturedTraceback.extract(script=script, cpp=cpp, skip=skip)
+        return _LazyLines(sys._getframe(1 + skip))
+
+    def summary(self) -> traceback.StackSummary:
+        """The frames, outermost first, their lines not read yet."""
+        frames: list[traceback.FrameSummary] = []
+        frame = self.frame
+        while frame is not None:
+            code = frame.f_code
+            summary = traceback.FrameSummary(
+                code.co_filename, frame.f_lineno, code.co_name, lookup_line=False
+            )
+            frames.append(summary)
+            frame = frame.f_back
+        frames.reverse()
+        return traceback.StackSummary.from_list(frames)
 
 
 def _locate_backward(graph: torch.fx.Graph) -> None:
