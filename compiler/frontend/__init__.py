@@ -39,18 +39,22 @@ __all__ = [
 ]
 
 
-def build_dataflow(spec: ModelSpec, inference: bool, ops: dict[str, str] | None = None) -> ModuleOp:
+def build_dataflow(
+    spec: ModelSpec, inference: bool, ops: dict[str, str] | None = None, verify: bool = True
+) -> ModuleOp:
     """Trace ``spec`` with torch and build its dataflow sections (raises FrontendError).
 
     ``ops``, if given, receives the ATen op of every traced value the IR names (FX node name ->
     ``aten.tanh.default``; an element of a tuple result: ``aten.native_layer_norm.default[0]``),
-    for the report's explorer."""
+    for the report's explorer. ``verify=False``: the module is not verified here (the caller
+    does, as rdu-compile does beside its first pass)."""
     sections, gb = _build_sections(spec, inference, collect=False)
     if ops is not None:
         ops.update(_traced_ops(gb))
     module = ModuleOp(sections)
     _note_non_persistent(module, spec, gb.traced)
-    module.verify()
+    if verify:
+        module.verify()
     return module
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -16,6 +17,7 @@ from xdsl.utils.exceptions import VerifyException
 from compiler import driver
 from compiler.forked import Beside, first_done
 from compiler.ideal import counted_flops
+from compiler.passes.convert_dataflow_to_rdu_tile import ConvertDataflowToRduTile
 from compiler.targets import get_target
 from tools.rdu_compile import model_spec
 
@@ -134,3 +136,36 @@ def test_a_compile_whose_final_ir_is_invalid_writes_neither_pef_nor_report(
     written = {p.name for p in tmp_path.iterdir()}
     assert not written & {"mlp.pef", "report.json", "report.html", "trace.json"}, written
     assert "mlp.pinned.mlir" in written  # the compile got that far
+
+
+def test_a_compile_whose_frontend_ir_is_invalid_reports_its_verifier_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The frontend's IR is verified beside the first pass, which lowers it: the verifier's
+    # error is the one reported, whether that pass failed on the IR or not.
+    real_verify = ModuleOp.verify
+
+    def verify(self: ModuleOp) -> None:
+        if not any(op.name.startswith("rdu_tile.") for op in self.walk()):
+            raise VerifyException("the frontend's IR is invalid")
+        real_verify(self)
+
+    target = get_target("sn10")
+    _, spec = model_spec(
+        str(ROOT / "examples" / "mlp" / "model.py"), [], False, 8, 0, False, target
+    )
+    monkeypatch.setattr(ModuleOp, "verify", verify)
+    compile_mlp = partial(
+        driver.compile_model, spec, inference=False, target=target, out_dir=tmp_path,
+        pef_name="mlp", flags=[], source_hash="", batch_size=8,
+    )  # fmt: skip
+    with pytest.raises(VerifyException, match="the frontend's IR is invalid"):
+        compile_mlp()
+    assert not (tmp_path / "mlp.rdu_tile.mlir").exists()  # stopped after the first pass
+
+    def first_pass_fails(self: object, ctx: object, op: ModuleOp) -> None:
+        raise KeyError("the first pass met the invalid IR")
+
+    monkeypatch.setattr(ConvertDataflowToRduTile, "apply", first_pass_fails)
+    with pytest.raises(VerifyException, match="the frontend's IR is invalid"):
+        compile_mlp()
