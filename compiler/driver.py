@@ -10,7 +10,6 @@ import gc
 import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from compiler.passes.emit_pef import module_to_program
 from compiler.pipeline import apply_pass, lowering_passes
 from compiler.provenance import Provenance
 from compiler.report import make_report
-from compiler.stage_dumps import StageDumps
+from compiler.stage_dumps import StageDumps, count_ops
 from compiler.targets import Target
 from dialects import all_dialects
 from runtime.machine.atomic import atomic_write_bytes
@@ -69,13 +68,6 @@ def make_context() -> Context:
         if dialect.name not in ctx.registered_dialect_names:
             ctx.load_dialect(dialect)
     return ctx
-
-
-def count_ops(module: ModuleOp) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for op in module.walk():
-        counts[op.name.split(".")[0]] += 1
-    return dict(sorted(counts.items()))
 
 
 @contextmanager
@@ -162,10 +154,12 @@ def compile_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
+    stages: list[tuple[int, str]] = []  # (its line in the log, a stage): its counts at the end
+
     def note(stage: str, module: ModuleOp, changed: bool = True) -> None:
-        dumps.write(stage, module, changed)
-        counts = ", ".join(f"{k} {v}" for k, v in count_ops(module).items())
-        log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: {counts}")
+        dumps.write(stage, module, changed)  # and counts its ops, where it prints it
+        stages.append((len(log), stage))
+        log.append(f"[{time.perf_counter() - started:7.3f}s] {stage}: ")
 
     with StageDumps(out_dir, pef_name) as dumps, ExitStack() as beside:  # dumps: by the end
         batch = [(f"input.{i}", t) for i, t in enumerate(spec.example_inputs)]
@@ -239,6 +233,8 @@ def compile_model(
             f"{written.trace.name}"
         )
         log.append(report.summary)
+    for line, stage in stages:
+        log[line] += ", ".join(f"{k} {v}" for k, v in dumps.counts[stage].items())
     log_path = out_dir / f"{pef_name}.log"  # after the dumps: every file is there
     atomic_write_bytes(log_path, ("\n".join(log) + "\n").encode())
     return CompileResult(

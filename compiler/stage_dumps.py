@@ -6,7 +6,9 @@ printed by a child process forked at that point: the child has the module as it 
 was forked (copy-on-write), prints it (``ir_text.print_ir``), writes the file atomically and
 exits, while the compile goes on in the parent; ``finish`` waits for every child and raises
 the first error one of them met. The text is the same as printing in the process; on a system
-without ``fork`` it is printed there.
+without ``fork`` it is printed there. The child also counts the stage's ops for the log
+(``count_ops``: 0.35 s of walks over GPT-2 small's stages, off the compile's path), sent back
+with its status.
 
 A stage whose pass says it left the IR as it was (``compiler.pipeline.TellsChange``) is not
 printed again: its file is a copy of the stage before's, made by ``finish`` (GPT-2 small on
@@ -19,6 +21,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 
@@ -36,12 +39,16 @@ class StageDumps:
         self.pef_name = pef_name
         self.texts = AttributeTexts()
         """Attribute texts shared by the dumps printed in this process (no ``fork``)."""
-        self.pending: list[tuple[int, int, Path]] = []
-        """Per child still to wait for: its pid, the pipe its error comes back on, its file."""
-        self.printed: Path | None = None
-        """The file of the last dump printed."""
-        self.copies: list[tuple[Path, Path]] = []
-        """(a printed dump's file, a later stage's file that is its copy), made by ``finish``."""
+        self.pending: list[tuple[int, int, str, Path]] = []
+        """Per child still to wait for: its pid, the pipe its counts or its error come back on,
+        its stage and its file."""
+        self.printed: tuple[str, Path] | None = None
+        """The stage and the file of the last dump printed."""
+        self.copies: list[tuple[str, str, Path]] = []
+        """(a printed dump's stage, a later stage and its file, a copy), made by ``finish``."""
+        self.counts: dict[str, dict[str, int]] = {}
+        """Each stage's ops by dialect (``count_ops``, for the log), counted where its dump is
+        printed: known once ``finish`` returns."""
 
     def write(self, stage: str, module: ModuleOp, changed: bool = True) -> None:
         """Write ``module``'s text as ``stage``'s dump (in a child process where there is
@@ -50,10 +57,11 @@ class StageDumps:
         that stage's."""
         path = self.out_dir / f"{self.pef_name}.{stage}.mlir"
         if not changed and self.printed is not None:
-            self.copies.append((self.printed, path))
+            self.copies.append((self.printed[0], stage, path))
             return
-        self.printed = path
+        self.printed = (stage, path)
         if not hasattr(os, "fork"):
+            self.counts[stage] = count_ops(module)
             atomic_write_bytes(path, print_ir(module, self.texts).encode())
             return
         read_end, write_end = os.pipe()
@@ -68,14 +76,16 @@ class StageDumps:
             os.close(read_end)
             status = 1
             try:
+                counts = count_ops(module)
                 atomic_write_bytes(path, print_ir(module, self.texts).encode())
+                os.write(write_end, json.dumps({"counts": counts}).encode())
                 status = 0
             except BaseException as error:  # noqa: BLE001 - every error goes to the parent
                 os.write(write_end, json.dumps(_describe(error)).encode())
             finally:
                 os._exit(status)  # no atexit functions, no flushing of the parent's buffers
         os.close(write_end)
-        self.pending.append((pid, read_end, path))
+        self.pending.append((pid, read_end, stage, path))
 
     def __enter__(self) -> StageDumps:
         return self
@@ -103,11 +113,14 @@ class StageDumps:
         the first child that failed met (its errno, its reason and the file: a full disk is
         reported as in the process), or an ``OSError`` naming the file for any other failure."""
         failed: OSError | None = None
-        for pid, read_end, path in self.pending:
+        for pid, read_end, stage, path in self.pending:
             with os.fdopen(read_end, "rb") as pipe:
                 sent = pipe.read()
             _, status = os.waitpid(pid, 0)
-            if failed is not None or os.waitstatus_to_exitcode(status) == 0:
+            if os.waitstatus_to_exitcode(status) == 0:
+                self.counts[stage] = json.loads(sent)["counts"]
+                continue
+            if failed is not None:
                 continue
             error = json.loads(sent) if sent else {"message": "the process writing it died"}
             if error.get("errno") is not None:
@@ -117,9 +130,19 @@ class StageDumps:
         self.pending.clear()
         if failed is not None:
             raise failed
-        for printed, path in self.copies:
-            atomic_write_bytes(path, printed.read_bytes())
+        for printed, stage, path in self.copies:
+            source = self.out_dir / f"{self.pef_name}.{printed}.mlir"
+            atomic_write_bytes(path, source.read_bytes())
+            self.counts[stage] = self.counts[printed]
         self.copies.clear()
+
+
+def count_ops(module: ModuleOp) -> dict[str, int]:
+    """``module``'s ops by dialect, the dialects in order."""
+    counts: Counter[str] = Counter()
+    for op in module.walk():
+        counts[op.name.split(".")[0]] += 1
+    return dict(sorted(counts.items()))
 
 
 def _describe(error: BaseException) -> dict[str, object]:

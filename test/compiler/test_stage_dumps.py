@@ -12,7 +12,7 @@ from xdsl.parser import Parser
 
 from compiler.driver import make_context
 from compiler.ir_text import print_ir
-from compiler.stage_dumps import StageDumps
+from compiler.stage_dumps import StageDumps, count_ops
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +31,7 @@ def test_each_dump_is_the_ir_as_it_was_at_its_stage(tmp_path: Path) -> None:
         after = print_ir(module)
         dumps.write("second", module)
     assert before != after
+    assert dumps.counts == {"first": count_ops(_module()), "second": count_ops(module)}
     assert (tmp_path / "m.first.mlir").read_text() == before
     assert (tmp_path / "m.second.mlir").read_text() == after
     assert not dumps.pending  # every child waited for
@@ -48,6 +49,7 @@ def test_a_stage_left_as_it_was_is_a_copy_of_the_stage_before(tmp_path: Path) ->
     text = print_ir(module)
     for stage in ("first", "second", "third"):
         assert (tmp_path / f"m.{stage}.mlir").read_text() == text
+        assert dumps.counts[stage] == count_ops(module)
     assert not dumps.copies
 
 
