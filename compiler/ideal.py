@@ -23,7 +23,10 @@ torch runs the model once more, eagerly, on a copy whose tensors are fake (shape
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -140,17 +143,33 @@ def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     counter = FlopCounterMode(display=False)
     # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
     # counts (it has no count for the CPU's fused attention kernel).
-    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), fake, counter:
-        if inference:
-            with torch.no_grad():
-                module(*inputs)
-        else:
-            assert spec.loss_fn is not None
-            outputs = module(*inputs)
-            loss = spec.loss_fn(outputs, *targets)
-            if loss.requires_grad:  # a model with nothing to train has no backward to count
-                loss.backward()
+    with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), _meta_failures_unlogged():
+        with fake, counter:
+            if inference:
+                with torch.no_grad():
+                    module(*inputs)
+            else:
+                assert spec.loss_fn is not None
+                outputs = module(*inputs)
+                loss = spec.loss_fn(outputs, *targets)
+                if loss.requires_grad:  # a model with nothing to train has no backward to count
+                    loss.backward()
     return int(counter.get_total_flops())
+
+
+@contextmanager
+def _meta_failures_unlogged() -> Iterator[None]:
+    """``FakeTensorMode`` logs an op's failure with its traceback (``log.exception``) before
+    raising it. A model that fails on its example batch fails the count, run beside the trace
+    (rdu-compile forks it first), as it fails the trace, which reports it in one line: the
+    count's log would print the traceback too."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def step_ideal(

@@ -263,7 +263,7 @@ class _LazyLines:
     (``linecache``): about 60 frames a node, of which the trace keeps a handful; for GPT-2
     small's 2,400 nodes, 1.2 s of a 5 s trace. Here a frame's ``FrameSummary`` is made without
     its line (``lookup_line=False``), which ``format`` then reads: the same text
-    (``test/frontend/test_trace.py`` compares the two on a model's trace)."""
+    (``test/frontend/test_stack_traces.py`` compares the two on a model's trace)."""
 
     __slots__ = ("frame",)
 
