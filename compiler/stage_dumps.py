@@ -42,8 +42,8 @@ class StageDumps:
         self.pending: list[tuple[int, int, str, Path]] = []
         """Per child still to wait for: its pid, the pipe its counts or its error come back on,
         its stage and its file."""
-        self.printed: tuple[str, Path] | None = None
-        """The stage and the file of the last dump printed."""
+        self.printed: str | None = None
+        """The stage of the last dump printed."""
         self.copies: list[tuple[str, str, Path]] = []
         """(a printed dump's stage, a later stage and its file, a copy), made by ``finish``."""
         self.counts: dict[str, dict[str, int]] = {}
@@ -57,9 +57,9 @@ class StageDumps:
         that stage's."""
         path = self.out_dir / f"{self.pef_name}.{stage}.mlir"
         if not changed and self.printed is not None:
-            self.copies.append((self.printed[0], stage, path))
+            self.copies.append((self.printed, stage, path))
             return
-        self.printed = (stage, path)
+        self.printed = stage
         if not hasattr(os, "fork"):
             self.counts[stage] = count_ops(module)
             atomic_write_bytes(path, print_ir(module, self.texts).encode())
