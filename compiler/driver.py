@@ -72,40 +72,28 @@ def make_context() -> Context:
 
 @contextmanager
 def verified_beside(module: ModuleOp, verify: bool = True) -> Iterator[None]:
-    """Verify ``module`` in a child process (``compiler.forked``) while the ``with`` block
-    makes the PEF and the report from it (reading the IR, never changing it: GPT-2 small's
-    verification takes 0.7 s to 2 s, the PEF and the report about as long), written after the
-    block: an invalid IR's error is raised at the end of the block, in place of any error the
-    block met on it. ``verify=False``: no verification."""
+    """Verify ``module`` as it is now in a child process (``compiler.forked``) while the
+    ``with`` block runs: the final IR while the PEF and the report are made from it (GPT-2
+    small's verification takes 0.7 s to 2 s, the PEF and the report about as long; both
+    written after the block), the frontend's IR while the first pass lowers it (0.4 s). The
+    child sends the verifier's error as data, raised at the end of the block in place of any
+    error the block met. Where there is no ``os.fork``, the module is verified before the
+    block; should the child die, it is verified after it, as it is then. ``verify=False``: no
+    verification."""
     if not verify:
         yield
         return
-    with Beside(module.verify) as check:
-        try:
-            yield
-        except Exception:
-            check.result()  # the verifier's error first
-            raise
-        check.result()
-
-
-def verify_beside(module: ModuleOp, stack: ExitStack) -> Callable[[], None] | None:
-    """Start verifying ``module`` in a child process (``compiler.forked``, closed with
-    ``stack``) and return what raises its verifier's error, if any, once called (GPT-2 small's
-    frontend IR: 0.4 s of verification beside the first pass, which lowers it); where there is
-    no ``os.fork``, the module is verified here and now (None). Should the child die, the call
-    verifies the module as it is then."""
     if not hasattr(os, "fork"):
         module.verify()
-        return None
-    check = stack.enter_context(Beside(partial(_verify_error, module)))
-
-    def raise_error() -> None:
-        error = check.result()
-        if error is not None:
-            raise VerifyException(error)
-
-    return raise_error
+        yield
+        return
+    with Beside(partial(_verify_error, module)) as check:
+        try:
+            yield
+        finally:  # the verifier's error first, in place of any other
+            error = check.result()
+            if error is not None:
+                raise VerifyException(error)
 
 
 def _verify_error(module: ModuleOp) -> str | None:
@@ -170,19 +158,14 @@ def compile_model(
         flops = beside.enter_context(Beside(count))
         aten_ops: dict[str, str] = {}
         module = build_dataflow(spec, inference=inference, ops=aten_ops, verify=False)
-        frontend_ir = verify_beside(module, beside)  # while the first pass lowers it
         check_sections_fit(target, spec.source_file, module)
         note("dataflow", module)
         ctx = make_context()
         passes = list(lowering_passes(target.spec, opt_level=opt_level))
         provenance = Provenance()  # what each unit implements, for the report's explorer
-        for stage, pass_ in passes:
-            try:
+        for k, (stage, pass_) in enumerate(passes):
+            with verified_beside(module, k == 0):  # the frontend's IR, beside the first pass
                 changed = apply_pass(pass_, ctx, module)
-            finally:  # the frontend's IR invalid: its verifier's error, in place of any other
-                if frontend_ir is not None:
-                    frontend_ir, check = None, frontend_ir
-                    check()
             if verify_each_stage:
                 module.verify()
             if stage in ("rdu_tile", "fused", "casts"):

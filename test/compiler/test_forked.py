@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -116,23 +116,12 @@ def test_a_compile_whose_final_ir_is_invalid_writes_neither_pef_nor_report(
 ) -> None:
     # The report is made while the final IR is verified beside, and written, as the PEF,
     # only once the IR passed.
-    real_verify = ModuleOp.verify
+    def final(module: ModuleOp) -> bool:
+        return any(op.name.startswith("pcu.") for op in module.walk())
 
-    def verify(self: ModuleOp) -> None:
-        if any(op.name.startswith("pcu.") for op in self.walk()):
-            raise VerifyException("the final IR is invalid")
-        real_verify(self)
-
-    target = get_target("sn10")
-    _, spec = model_spec(
-        str(ROOT / "examples" / "mlp" / "model.py"), [], False, 8, 0, False, target
-    )
-    monkeypatch.setattr(ModuleOp, "verify", verify)
+    compile_mlp = _mlp_compile_invalid_when(final, "the final IR is invalid", monkeypatch)
     with pytest.raises(VerifyException, match="the final IR is invalid"):
-        driver.compile_model(
-            spec, inference=False, target=target, out_dir=tmp_path, pef_name="mlp", flags=[],
-            source_hash="", batch_size=8,
-        )  # fmt: skip
+        compile_mlp(tmp_path)
     written = {p.name for p in tmp_path.iterdir()}
     assert not written & {"mlp.pef", "report.json", "report.html", "trace.json"}, written
     assert "mlp.pinned.mlir" in written  # the compile got that far
@@ -143,24 +132,12 @@ def test_a_compile_whose_frontend_ir_is_invalid_reports_its_verifier_error(
 ) -> None:
     # The frontend's IR is verified beside the first pass, which lowers it: the verifier's
     # error is the one reported, whether that pass failed on the IR or not.
-    real_verify = ModuleOp.verify
+    def frontend(module: ModuleOp) -> bool:
+        return not any(op.name.startswith("rdu_tile.") for op in module.walk())
 
-    def verify(self: ModuleOp) -> None:
-        if not any(op.name.startswith("rdu_tile.") for op in self.walk()):
-            raise VerifyException("the frontend's IR is invalid")
-        real_verify(self)
-
-    target = get_target("sn10")
-    _, spec = model_spec(
-        str(ROOT / "examples" / "mlp" / "model.py"), [], False, 8, 0, False, target
-    )
-    monkeypatch.setattr(ModuleOp, "verify", verify)
-    compile_mlp = partial(
-        driver.compile_model, spec, inference=False, target=target, out_dir=tmp_path,
-        pef_name="mlp", flags=[], source_hash="", batch_size=8,
-    )  # fmt: skip
+    compile_mlp = _mlp_compile_invalid_when(frontend, "the frontend's IR is invalid", monkeypatch)
     with pytest.raises(VerifyException, match="the frontend's IR is invalid"):
-        compile_mlp()
+        compile_mlp(tmp_path)
     assert not (tmp_path / "mlp.rdu_tile.mlir").exists()  # stopped after the first pass
 
     def first_pass_fails(self: object, ctx: object, op: ModuleOp) -> None:
@@ -168,4 +145,27 @@ def test_a_compile_whose_frontend_ir_is_invalid_reports_its_verifier_error(
 
     monkeypatch.setattr(ConvertDataflowToRduTile, "apply", first_pass_fails)
     with pytest.raises(VerifyException, match="the frontend's IR is invalid"):
-        compile_mlp()
+        compile_mlp(tmp_path)
+
+
+def _mlp_compile_invalid_when(
+    invalid: Callable[[ModuleOp], bool], message: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Path], object]:
+    """The MLP example's compile (into a folder), with the verifier failing with ``message``
+    on a module ``invalid`` says is."""
+    real_verify = ModuleOp.verify
+
+    def verify(self: ModuleOp) -> None:
+        if invalid(self):
+            raise VerifyException(message)
+        real_verify(self)
+
+    target = get_target("sn10")
+    _, spec = model_spec(
+        str(ROOT / "examples" / "mlp" / "model.py"), [], False, 8, 0, False, target
+    )
+    monkeypatch.setattr(ModuleOp, "verify", verify)
+    return lambda out_dir: driver.compile_model(
+        spec, inference=False, target=target, out_dir=out_dir, pef_name="mlp", flags=[],
+        source_hash="", batch_size=8,
+    )  # fmt: skip
