@@ -257,14 +257,20 @@ def block_vector_shape(
     )
 
 
-def port_bytes(unit: UnitOp, port: int, target: Target) -> int:
+def port_bytes(
+    unit: UnitOp,
+    port: int,
+    target: Target,
+    shaped: tuple[tuple[int, ...], perf.VectorShape] | None = None,
+) -> int:
     """The bytes one copy of ``unit`` reads through input ``port`` in one run, as the
     performance model counts a stream's (its vectors times the port's elements a vector; one
-    element for a register port)."""
+    element for a register port). ``shaped``: ``unit_vector_shape(unit, target)`` when known
+    (the same for every port)."""
     size = element_bytes(element_type(unit.inputs[port].type))
     if unit.is_register_port(port):
         return size
-    space, shape = unit_vector_shape(unit, target)
+    space, shape = unit_vector_shape(unit, target) if shaped is None else shaped
     along = shape.along(unit.ins.data[port].stride_values, space)
     return shape.vectors(space) * math.prod(n for _, n in along) * size
 
@@ -363,6 +369,7 @@ def section_graph(section: SectionOp, target: Target | None = None) -> SectionGr
                 )
             sinks.append(Sink("fill", op))
         elif op in copies_of:
+            shaped = unit_vector_shape(op, target) if target is not None else None
             fed: set[int] = set()
             for port, value in enumerate(op.inputs):
                 b = buffer_of(value, f"input {port} of pcu.unit @{op.sym_name.data}")
@@ -373,7 +380,7 @@ def section_graph(section: SectionOp, target: Target | None = None) -> SectionGr
                 assert isinstance(owner, BufferOp)
                 sources = pmus_of[owner]
                 register = op.is_register_port(port)
-                moved = port_bytes(op, port, target) if target is not None else 0
+                moved = port_bytes(op, port, target, shaped) if target is not None else 0
                 for g, group in enumerate(multicast_groups(op, port)):
                     previous = sources[g % len(sources)]
                     scalar = previous if register else None
@@ -382,11 +389,12 @@ def section_graph(section: SectionOp, target: Target | None = None) -> SectionGr
                         sinks.append(Sink("leg", op, port, group))
                         previous = copies_of[op][k]
         else:
+            shaped = unit_vector_shape(op, target) if target is not None else None
             for port, value in enumerate(op.inputs):
                 what = f"input {port} of pcu.unit @{op.sym_name.data}"
                 b = buffer_of(value, what)
                 scalar = b if op.is_register_port(port) else None
-                moved = port_bytes(op, port, target) if target is not None else 0
+                moved = port_bytes(op, port, target, shaped) if target is not None else 0
                 streams.append(Stream(b, i, scalar, moved))
                 sinks.append(Sink("port", op, port))
     stored: set[int] = set()
