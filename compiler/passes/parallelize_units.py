@@ -178,7 +178,7 @@ from compiler.passes.ir_helpers import (
     unit_streams,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
-from compiler.passes.pef_sections import pcus_remembered, unplaced_section
+from compiler.passes.pef_sections import unplaced_section
 from compiler.passes.placement import PlacementError
 from compiler.passes.residency import STATE_ROLES, updates_in_place
 from compiler.passes.tiling import element_dtype
@@ -2233,11 +2233,9 @@ class ParallelizeUnits(ModulePass):
             factors = choose_factors(unit, target, self.min_vectors)
             if factors is not None:
                 unit.properties["parallel"] = dense_i64(factors)
-        if not self.balance:
-            return
-        sections = [s for s in op.walk() if isinstance(s, SectionOp)]
-        known = Frontiers()  # a unit's frontier is the same whatever its section's share
-        with pcus_remembered():  # only the units' factors and interleaving change from here
+        if self.balance:
+            sections = [s for s in op.walk() if isinstance(s, SectionOp)]
+            known = Frontiers()  # a unit's frontier is the same whatever its section's share
             shares, first = co_resident_shares(sections, target, known)
             for k, section in enumerate(sections):
                 share = None if shares is None else shares[k]

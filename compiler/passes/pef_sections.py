@@ -5,8 +5,6 @@ which parallelize-units times with the performance model to compare allocations.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import cast
 
 from xdsl.dialects.builtin import MemRefType, TensorType
@@ -337,38 +335,9 @@ def route_hops(route: RouteAttr) -> list[list[int]]:
     return [list(hop) for hop in route.hops]
 
 
-_REMEMBERED_PCUS: dict[tuple[UnitOp, Attribute | None, Attribute | None], schema.Pcu] | None = None
-"""``UnplacedEmitter.pcu``'s answers inside ``pcus_remembered`` (None: outside)."""
-
-
-@contextmanager
-def pcus_remembered() -> Iterator[None]:
-    """Inside the block, ``unplaced_section`` makes a unit's PCU once for each of its
-    ``parallel`` factors and ``interleaved`` marks, and gives it again after: for a pass that
-    times sections again and again and changes nothing of them in between but those two
-    properties of their units (parallelize-units: GPT b8 on sn10 emits 79,656 PCUs)."""
-    global _REMEMBERED_PCUS
-    outer = _REMEMBERED_PCUS
-    if outer is None:
-        _REMEMBERED_PCUS = {}
-    try:
-        yield
-    finally:
-        _REMEMBERED_PCUS = outer
-
-
 class UnplacedEmitter(SectionEmitter):
     """A section not yet placed: every unit at the origin, no route into or out of a PCU, and
     each buffer's load from DRAM and store to it on the origin's switch alone (no hops)."""
-
-    def pcu(self, op: UnitOp) -> schema.Pcu:
-        if _REMEMBERED_PCUS is None:
-            return super().pcu(op)
-        key = (op, op.parallel, op.interleaved)
-        made = _REMEMBERED_PCUS.get(key)
-        if made is None:
-            made = _REMEMBERED_PCUS[key] = super().pcu(op)
-        return made
 
     def slots(self, op: UnitOp | BufferOp, label: str) -> list[list[int]]:
         count = op.num_pmus if isinstance(op, BufferOp) else max(1, op.copies)
