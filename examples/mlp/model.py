@@ -6,7 +6,9 @@ The model.py contract (see the README): module-level functions the RDU tools cal
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,14 +52,21 @@ def optimizer(params, args: argparse.Namespace) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
 
 
-def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    # Imported here, not at the top: scikit-learn (and scipy) take about a second to import,
-    # and rdu-compile never needs the data.
-    from sklearn.datasets import load_digits
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits as ``sklearn.datasets.load_digits(return_X_y=True)`` gives them
+    (1,797 rows of 64 pixels from 0 to 16, and their labels), read from the file scikit-learn
+    ships without importing it: that import (scipy's with it) would take longer than the run."""
+    package = importlib.util.find_spec("sklearn")
+    assert package is not None and package.submodule_search_locations, "scikit-learn is missing"
+    folder = Path(package.submodule_search_locations[0])
+    table = np.loadtxt(folder / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+    return table[:, :-1], table[:, -1].astype(int)
 
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
+
+def _split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    pixels, labels = _digits()
+    x = (pixels / 16.0).astype(np.float32)
+    y = labels.astype(np.int64)
     order = np.random.default_rng(0).permutation(len(x))
     cut = int(0.8 * len(x))
     keep = order[:cut] if split == "train" else order[cut:]

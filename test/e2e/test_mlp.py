@@ -214,3 +214,14 @@ def test_demo_workflow_reaches_90_percent(
     assert accuracy >= 0.90
     rows = (results / "predictions.csv").read_text().splitlines()
     assert rows[0] == "index,prediction,label" and len(rows) > 300
+
+
+def test_the_digits_are_scikit_learns() -> None:
+    """The MLP reads the digits file scikit-learn ships without importing it: the same rows and
+    labels as ``sklearn.datasets.load_digits``."""
+    from sklearn.datasets import load_digits
+
+    pixels, labels = load_model_file(MLP).module._digits()
+    expected_pixels, expected_labels = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(pixels, expected_pixels)
+    np.testing.assert_array_equal(labels, expected_labels)
