@@ -76,7 +76,7 @@ import msgspec
 import numpy as np
 import threadpoolctl
 
-from runtime.dtypes import BF16, NUMPY_DTYPES, is_float
+from runtime.dtypes import NUMPY_DTYPES, bf16, fabric_dtype_name, is_bf16, is_float
 from runtime.errors import RduError
 from runtime.host_memory import keep_freed_memory
 from runtime.machine import perf
@@ -85,7 +85,7 @@ from runtime.machine.rules import copy_points, interleaved_counters, reduced_cou
 from runtime.pef.schema import Access, Meta, Pcu, Program, Section, Stage
 from runtime.pef.validate import validate
 
-DTYPES: dict[str, np.dtype] = NUMPY_DTYPES
+DTYPES: Mapping[str, np.dtype] = NUMPY_DTYPES
 """The numpy dtype of every fabric dtype (``runtime/dtypes.py``)."""
 
 
@@ -408,19 +408,19 @@ def round_to_bf16(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype != np.float32:
         x = x.astype(np.float32)
-    return x.astype(BF16)
+    return x.astype(bf16())
 
 
 def _to_dtype(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``x`` converted to ``dtype`` (to bf16 by ``round_to_bf16``)."""
-    if dtype == BF16:
+    if is_bf16(dtype):
         return round_to_bf16(x)
     return x.astype(dtype)
 
 
 def _widened(x: np.ndarray) -> np.ndarray:
     """``x`` as float32 when it is bf16 (exact), else as it is."""
-    return x.astype(np.float32) if x.dtype == BF16 else x
+    return x.astype(np.float32) if is_bf16(x.dtype) else x
 
 
 @dataclass(frozen=True)
@@ -540,7 +540,7 @@ class _PcuPlan:
                     impl = functools.partial(_rand, _flat_index(axes[v], space))
                 assert impl is not None
                 shapes = tuple(_broadcast_shape(axes[a], axes[v], space) for a in stage.args)
-                widen = any(dtypes[a] == BF16 for a in stage.args)
+                widen = any(is_bf16(dtypes[a]) for a in stage.args)
                 steps.append(_Step(v, impl, tuple(stage.args), shapes, dtype, widen))
 
         contraction = None
@@ -668,7 +668,7 @@ def _scatter(plan: _PcuPlan, buffers: list[np.ndarray | None], values: list[np.n
         written, slot = np.unique(addresses, return_inverse=True)
         total = np.bincount(slot, weights=_widened(value), minlength=written.size)
         total *= scatter.scale
-        buffer[written] = round_to_bf16(total) if plan.dtype == BF16 else total
+        buffer[written] = round_to_bf16(total) if is_bf16(plan.dtype) else total
     else:
         np.add.at(buffer, addresses, value)
         buffer *= np.asarray(scatter.scale, plan.dtype)
@@ -1194,13 +1194,6 @@ def host_threads() -> int:
     return max(1, min(max(counts, default=1), os.cpu_count() or 1))
 
 
-def _dtype_name(dtype: np.dtype) -> str:
-    for name, d in DTYPES.items():
-        if d == dtype:
-            return name
-    return str(dtype)
-
-
 class Fabric:
     """A fabric configured with a program: run its sections on host DRAM (a dict of arrays).
 
@@ -1342,9 +1335,10 @@ class Fabric:
             array = np.asarray(dram[sym.name])
             want = DTYPES[sym.dtype]
             if array.shape != tuple(sym.shape) or array.dtype != want:
+                given = fabric_dtype_name(array.dtype) or array.dtype
                 raise FabricError(
                     f"section '{section.name}': input '{sym.name}' is {list(array.shape)} "
-                    f"{_dtype_name(array.dtype)} but the PEF expects {sym.shape} {sym.dtype}"
+                    f"{given} but the PEF expects {sym.shape} {sym.dtype}"
                 )
             flat[index] = np.ascontiguousarray(array).reshape(-1)
         return [flat[p.symbol] if p.source == "dram" else None for p in section.pmus]

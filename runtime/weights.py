@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 import numpy as np
 
 from runtime.checkpoint import CheckpointError, conform_tensors
-from runtime.dtypes import BF16, NUMPY_DTYPES
+from runtime.dtypes import NUMPY_DTYPES, is_bf16
 from runtime.pef.schema import Program, Symbol, Weights, WeightTensor
 
 
@@ -71,7 +71,7 @@ def embedded_state(program: Program) -> dict[str, np.ndarray]:
         sym = symbols[tensor.symbol]
         array = np.frombuffer(tensor.data, dtype=NUMPY_DTYPES[sym.dtype]).reshape(sym.shape)
         array = array.byteswap() if sys.byteorder == "big" else array
-        state[sym.name] = array.astype(np.float32) if array.dtype == BF16 else array.copy()
+        state[sym.name] = array.astype(np.float32) if is_bf16(array.dtype) else array.copy()
     return state
 
 

@@ -181,18 +181,18 @@ def as_numpy(t: torch.Tensor) -> np.ndarray:
     bits: numpy has no bfloat16 of its own, so ``Tensor.numpy`` refuses it)."""
     t = t.detach()
     if t.dtype == torch.bfloat16:
-        from runtime.dtypes import BF16
+        from runtime.dtypes import bf16
 
-        return t.contiguous().view(torch.int16).numpy().view(BF16).copy()
+        return t.contiguous().view(torch.int16).numpy().view(bf16()).copy()
     return t.numpy().copy()
 
 
 def as_torch(a: np.ndarray) -> torch.Tensor:
     """A torch tensor of a copy of ``a``; a bfloat16 array as ``torch.bfloat16``."""
-    from runtime.dtypes import BF16
+    from runtime.dtypes import is_bf16
 
     a = np.array(a)
-    if a.dtype == BF16:
+    if is_bf16(a.dtype):
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(a)
 

@@ -18,7 +18,7 @@ from compiler.frontend import ModelSpec
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.trace import precision_context
 from compiler.targets import get_target
-from runtime.dtypes import BF16
+from runtime.dtypes import bf16
 from runtime.session import TrainingSession
 from tools.reference import as_numpy
 from tools.tolerance import compare
@@ -37,14 +37,14 @@ class MatMul(torch.nn.Module):
 
 def ordered(x: np.ndarray) -> np.ndarray:
     """bf16 values as integers in the order of the numbers, one apart a bf16 ulp."""
-    bits = np.asarray(x).astype(BF16).view(np.int16).astype(np.int64)
+    bits = np.asarray(x).astype(bf16()).view(np.int16).astype(np.int64)
     return np.where(bits < 0, -(bits & 0x7FFF), bits)
 
 
 def truncate_to_bf16(x: np.ndarray) -> np.ndarray:
     """A wrong rounding to bf16: the low 16 bits of the float32 dropped (toward zero)."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
+    return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(bf16())
 
 
 def _spec(
@@ -85,7 +85,7 @@ def fabric_and_torch() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
 
 def test_bf16_mixed_matmul_is_within_one_bf16_ulp_of_torch_autocast() -> None:
     fabric, reference = fabric_and_torch()
-    assert fabric["out"].dtype == BF16 and reference["out"].dtype == BF16
+    assert fabric["out"].dtype == bf16() and reference["out"].dtype == bf16()
     assert fabric["grad"].dtype == np.float32  # master weights' gradients stay float32
     for name in ("out", "grad"):
         ulps = np.abs(ordered(fabric[name]) - ordered(reference[name]))
@@ -146,6 +146,6 @@ def test_a_bf16_mean_rounds_once_as_torch() -> None:
     with precision_context("bf16-mixed"), torch.no_grad():
         want = as_numpy(module(a))
     got = result.outputs["output.0"]
-    assert got.dtype == BF16
+    assert got.dtype == bf16()
     row = compare("out", got, want)
     assert row.ok and row.mismatched == 0, row

@@ -85,7 +85,7 @@ BLOCK_AND_RUN = textwrap.dedent(
     import sys, importlib.abc
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("xdsl", "dialects", "compiler"):
+            if name.split(".")[0] in ("xdsl", "dialects", "compiler", "ml_dtypes"):
                 raise ImportError(f"blocked: {name}")
     sys.meta_path.insert(0, Block())
     import torch
@@ -101,6 +101,8 @@ BLOCK_AND_RUN = textwrap.dedent(
 
 
 def test_runtime_runs_without_the_compiler_or_torch_graphs(tmp_path: Path, mlp_pef: Path) -> None:
+    """rdu-run trains with the compiler's packages and ml_dtypes blocked (a float32 program never
+    asks for bf16; importing ml_dtypes takes most of a second) and torch's modules refusing."""
     script = tmp_path / "blocked_run.py"
     script.write_text(BLOCK_AND_RUN)
     result = tool(

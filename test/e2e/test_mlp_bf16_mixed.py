@@ -13,7 +13,7 @@ import torch
 from e2e_helpers import MLP, compile_mlp, in_process, rdu_test
 
 import runtime.fabric as fabric_module
-from runtime.dtypes import BF16
+from runtime.dtypes import bf16
 from runtime.pef import read_pef
 from tools.rdu_run import Run
 from tools.rdu_test import check_against_torch
@@ -44,7 +44,7 @@ def test_rdu_test_passes_against_torch_autocast(bf16_pef: Path) -> None:
 def truncate_to_bf16(x: np.ndarray) -> np.ndarray:
     """A wrong rounding to bf16: the low 16 bits of the float32 dropped (toward zero)."""
     x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
+    return (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(bf16())
 
 
 def test_rdu_test_fails_a_truncating_emulator(

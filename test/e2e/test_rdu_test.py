@@ -14,7 +14,7 @@ import torch
 from e2e_helpers import MLP, rdu_test, tool
 
 import runtime.fabric as fabric_module
-from runtime.dtypes import BF16
+from runtime.dtypes import bf16
 from runtime.pef import read_pef
 from runtime.session import TrainingSession, rng_seed_value
 from tools.fabric_random import FabricRandomMode, stream_key, uniform
@@ -246,7 +246,7 @@ def test_the_bf16_rule_allows_torchs_own_sensitivity_and_no_more() -> None:
     """A bf16 tensor may differ from torch's in max(1/16, 2x the fraction torch differs from its
     legitimately rounded wide run) of its elements, and by torch's own distance normwise."""
     rng = np.random.default_rng(0)
-    torch_bf16 = rng.standard_normal(1024).astype(BF16)
+    torch_bf16 = rng.standard_normal(1024).astype(bf16())
     flipped = torch_bf16.copy()
     flipped.view(np.uint16)[:300] += 1  # 29% of the elements a bf16 unit from torch's
     assert not compare("x", flipped, torch_bf16).ok  # past 1/16 with no torch error known
@@ -256,8 +256,8 @@ def test_the_bf16_rule_allows_torchs_own_sensitivity_and_no_more() -> None:
     assert row.ok and row.mismatch_limit == pytest.approx(0.3) and row.mismatched > 1 / 16
     # Truncation where torch's rounding is certain (a weight's cast): the limit stays 1/16
     weight = rng.standard_normal(1024).astype(np.float32)
-    cut = (weight.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(BF16)
-    rounded = weight.astype(BF16)
+    cut = (weight.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32).astype(bf16())
+    rounded = weight.astype(bf16())
     row = compare("w", cut, rounded, torch_error=float_error(rounded, rounded.copy()))
     assert not row.ok and row.mismatch_limit == 1 / 16 and row.mismatched > 0.4
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from pefkit import ProgramBuilder, elementwise, matmul_program, st
 
-from runtime.dtypes import BF16
+from runtime.dtypes import bf16
 from runtime.fabric import Fabric
 from runtime.pef import schema
 
 
 def bf16_of(t: torch.Tensor) -> np.ndarray:
     """A torch bf16 tensor as a numpy bf16 array (the same bits)."""
-    return t.contiguous().view(torch.int16).numpy().view(BF16)
+    return t.contiguous().view(torch.int16).numpy().view(bf16())
 
 
 def bits(x: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_cast_to_bf16_rounds_to_nearest_even_as_torch() -> None:
     x[:2] = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8])
     dram = {"x": x.numpy()}
     Fabric(unary_program("cast", 4096, "f32", "bf16")).run_section("forward", dram)
-    assert dram["y"].dtype == BF16
+    assert dram["y"].dtype == bf16()
     np.testing.assert_array_equal(bits(dram["y"]), bits(bf16_of(x.to(torch.bfloat16))))
     assert dram["y"][:2].astype(np.float32).tolist() == [1.0, 1 + 2**-6]
 
@@ -81,7 +81,7 @@ def test_bf16_matmul_accumulates_in_float32() -> None:
     dram = {"a": bf16_of(a), "b": bf16_of(b)}
     Fabric(matmul_program(m, k, n, dtype="bf16")).run_section("forward", dram)
     out = dram["out"]
-    assert out.dtype == BF16
+    assert out.dtype == bf16()
     # float32 accumulation rounded once: the exact product rounded, up to float32 order noise.
     exact = (a.double() @ b.double()).float().to(torch.bfloat16)
     ulps = np.abs(bits(out) - bits(bf16_of(exact)))
