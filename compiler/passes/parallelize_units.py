@@ -178,7 +178,7 @@ from compiler.passes.ir_helpers import (
     unit_streams,
 )
 from compiler.passes.parallel_layout import BufferSpec, ParallelSpec, PortSpec
-from compiler.passes.pef_sections import unplaced_section
+from compiler.passes.pef_sections import UnplacedPcus, unplaced_section
 from compiler.passes.placement import PlacementError
 from compiler.passes.residency import STATE_ROLES, updates_in_place
 from compiler.passes.tiling import element_dtype
@@ -1077,10 +1077,14 @@ class Frontiers(dict[UnitOp, list[tuple[int, int, tuple[int, ...]]]]):
     a block). The ``CopyCost`` and the ``cut_grids`` of units alike are kept here too: the
     allocations of one section (a cut first into each of ``CUT_RUNS``, the retries of
     ``balance_section``) ask the same of them (GPT-2 small's forward on sn40l: its four
-    allocations 5.1 s -> 3.7 s of CPU)."""
+    allocations 5.1 s -> 3.7 s of CPU). So are the units' unplaced PCUs (``pcus``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pcus: UnplacedPcus | None = None) -> None:
         super().__init__()
+        self.pcus: UnplacedPcus = {} if pcus is None else pcus
+        """The PCUs ``unplaced_section`` made, by unit, factors and interleaving (its
+        ``made``): the pass times sections again and again changing nothing else of them
+        (GPT b8 on sn10: 79,656 PCUs made, about 1,700 distinct)."""
         self.alike: dict[tuple[str, bool], list[tuple[int, int, tuple[int, ...]]]] = {}
         self.structures: dict[UnitOp, str] = {}
         self.costs: dict[str, CopyCost] = {}
@@ -1156,7 +1160,8 @@ def allocation(
         if found[1] is None or not row_chains(units, segments=True).chain:
             return found
         stock = found[0]
-        best = modelled_cycles(section, target, stock, kept) * CUT_GAIN
+        made = None if known is None else known.pcus
+        best = modelled_cycles(section, target, stock, kept, made) * CUT_GAIN
         timed = cut_runs([runs for runs in CUT_RUNS if runs not in forked], stock)
         if later is not None:
             timed += [
@@ -1205,7 +1210,9 @@ def cut_allocations(
     for r in runs:
         cut = allocation_of(section, target, pcus, known, share, outer, r)
         same = cut[1] is None or cut[0] == stock
-        timed.append((0 if same else modelled_cycles(section, target, cut[0], kept), cut))
+        made = None if known is None else known.pcus
+        cycles = 0 if same else modelled_cycles(section, target, cut[0], kept, made)
+        timed.append((cycles, cut))
     return timed
 
 
@@ -1282,14 +1289,16 @@ def unplaced_model(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
+    made: UnplacedPcus | None = None,
 ) -> tuple[schema.Section, list[perf.UnitModel], perf.OnChip, dict[int, int]]:
     """What the performance model times ``section`` (its units' parallel factors as the IR
     has them, ``factors``) on before placement: its PEF section as assign-pmus counts its
     PMUs, each PCU's model (a parallel unit's fill with ``multicast_hops``' guess), the
-    symbols in ``kept`` on chip (there from the start) and each PMU's off-chip bytes."""
+    symbols in ``kept`` on chip (there from the start) and each PMU's off-chip bytes.
+    ``made``: PCUs made before (``Frontiers.pcus``)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     with pmus_counted(section, target):
-        pef = unplaced_section(section, target)
+        pef = unplaced_section(section, target, made)
     models = [
         perf.unit_model(p, pef, target, multicast_hops(u, factors[u]) if u in factors else 0)
         for p, u in zip(pef.pcus, units, strict=True)
@@ -1307,6 +1316,7 @@ def section_timing(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str] = frozenset(),
+    made: UnplacedPcus | None = None,
 ) -> Timing:
     """The units of ``section`` with ``factors`` timed by the performance model's rules 1 and
     2 (``perf.unit_times``, ``perf.compute_cycles``, ``perf.port_busy``) on the section as
@@ -1317,7 +1327,7 @@ def section_timing(
     had = {u: tuple(u.parallel_values) for u in units if u.parallel is not None}
     set_factors(units, factors)
     try:
-        pef, models, on_chip, loads = unplaced_model(section, target, factors, kept)
+        pef, models, on_chip, loads = unplaced_model(section, target, factors, kept, made)
     finally:
         set_factors(units, had)
     times = perf.unit_times(pef, models, target, loads, on_chip)
@@ -1395,6 +1405,7 @@ def in_order(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str] = frozenset(),
+    made: UnplacedPcus | None = None,
 ) -> dict[UnitOp, tuple[int, ...]]:
     """Give every parallel unit of ``section`` its ``in_order_grid``, interleaved where it
     may be (``rules.interleave_problem``), all at once, if the section so placed ends sooner
@@ -1412,12 +1423,12 @@ def in_order(
     had = {u for u in units if u.interleaved is not None}
     if moved == factors and woven == had:
         return factors
-    as_is = partial(placed_ends, section, target, factors, kept)  # in a child, for a large one
+    as_is = partial(placed_ends, section, target, factors, kept, made)  # in a child if large
     with Beside(as_is, fork=len(units) >= FORK_UNITS) as before:
         placement = section.attributes[PLACEMENT_ATTR]
         set_factors(units, moved)
         set_interleaved(units, woven)
-        after = placed_ends(section, target, moved, kept) if routes(section, target) else None
+        after = placed_ends(section, target, moved, kept, made) if routes(section, target) else None
         placed = section.attributes[PLACEMENT_ATTR]
         set_factors(units, factors)  # the section as it was, for before.result()
         set_interleaved(units, had)
@@ -1430,7 +1441,12 @@ def in_order(
     return factors
 
 
-def interleave(section: SectionOp, target: Target, kept: frozenset[str] = frozenset()) -> None:
+def interleave(
+    section: SectionOp,
+    target: Target,
+    kept: frozenset[str] = frozenset(),
+    made: UnplacedPcus | None = None,
+) -> None:
     """Interleave the copies of the parallel units of ``section`` (``pcu.unit``'s
     ``interleaved``: copy ``k`` takes the points ``k, k + p, ...`` of a split counter, not a
     block), or no longer interleave them, where the performance model says the section ends
@@ -1450,7 +1466,7 @@ def interleave(section: SectionOp, target: Target, kept: frozenset[str] = frozen
     ]
     if not candidates:
         return
-    pef, models, on_chip, loads = unplaced_model(section, target, factors, kept)
+    pef, models, on_chip, loads = unplaced_model(section, target, factors, kept, made)
     candidates = [i for i in candidates if perf.splits_rows(pef.pcus[i], pef)]
 
     def cycles(pcus: list[schema.Pcu]) -> int:
@@ -1474,9 +1490,10 @@ def modelled_cycles(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str] = frozenset(),
+    made: UnplacedPcus | None = None,
 ) -> int:
     """``section_timing``'s cycles."""
-    return section_timing(section, target, factors, kept).cycles
+    return section_timing(section, target, factors, kept, made).cycles
 
 
 def base_pmus(
@@ -1682,7 +1699,9 @@ def balance_section(
     shares of the first one's extra PCUs in turn, until one routes, else the section is left
     as it was. ``known``: the units' frontiers found so far (with ``outer_counter``);
     ``first``: the first allocation, when already made (``co_resident_shares`` made both)."""
-    frontiers = {True: Frontiers() if known is None else known, False: Frontiers()}
+    known = Frontiers() if known is None else known
+    frontiers = {True: known, False: Frontiers(known.pcus)}
+    made = known.pcus
     if first is None:
         factors = allocate(section, target, known=frontiers[True], share=share)
     else:
@@ -1710,17 +1729,17 @@ def balance_section(
             if PLACEMENT_ATTR in section.attributes:  # not a lone parallel unit's layout
                 kept = share.kept if share is not None else frozenset()
                 outer = budget is None
-                factors = in_order(section, target, factors, kept)
-                interleave(section, target, kept)
+                factors = in_order(section, target, factors, kept, made)
+                interleave(section, target, kept, made)
                 kept_factors = factors
                 fabric = share.pcus if share is not None else target.num_pcus
                 known = frontiers[outer]
                 for refined in refined_starts(section, target, factors, kept, known, outer, fabric):
-                    if placed_better(section, target, units, kept_factors, refined, kept):
+                    if placed_better(section, target, units, kept_factors, refined, kept, made):
                         kept_factors = refined
                 if kept_factors is not factors:
                     drop_interleaving(units)
-                    interleave(section, target, kept)
+                    interleave(section, target, kept, made)
             return
         section.attributes.pop(PLACEMENT_ATTR, None)
     set_factors(units, {})
@@ -1829,7 +1848,7 @@ def refine(
     7,833 cycles (its busiest link, 7,168, follows where the pins' placement puts things)."""
     units = [op for op in section.body.block.ops if isinstance(op, UnitOp)]
     current = dict(factors)
-    best = section_timing(section, target, current, kept)
+    best = section_timing(section, target, current, kept, known.pcus)
     pcus, pmus = total_copies(units, current), best.pmus
     if most is not None:
         pcus = max(pcus, most)
@@ -1881,7 +1900,7 @@ def refine(
                     if capped is not None:
                         capped.append(True)
                     continue
-                timing = section_timing(section, target, trial, kept)
+                timing = section_timing(section, target, trial, kept, known.pcus)
                 if timing.pmus <= pmus and sooner(timing) < sooner(best):
                     step = (trial, timing)
                     break
@@ -1970,7 +1989,7 @@ def aligned_step(
                 if capped is not None:
                     capped.append(True)
                 continue
-            timing = section_timing(section, target, trial, kept)
+            timing = section_timing(section, target, trial, kept, known.pcus)
             if timing.pmus <= pmus and timing.cycles < best.cycles:
                 return trial, timing
     return None
@@ -1988,14 +2007,15 @@ def placed_better(
     factors: dict[UnitOp, tuple[int, ...]],
     refined: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
+    made: UnplacedPcus | None = None,
 ) -> bool:
     """Give the units of ``section``, placed with ``factors``, the ``refined`` ones if those
     place and route too and end the section sooner by ``REFINE_GAIN`` (``placed_cycles``);
     else leave ``factors`` and their placement. Whether it gave the refined ones."""
-    before = placed_cycles(section, target, factors, kept)
+    before = placed_cycles(section, target, factors, kept, made)
     placement = section.attributes[PLACEMENT_ATTR]
     set_factors(units, refined)
-    if routes(section, target) and placed_cycles(section, target, refined, kept) <= (
+    if routes(section, target) and placed_cycles(section, target, refined, kept, made) <= (
         before * REFINE_GAIN
     ):
         return True
@@ -2009,11 +2029,12 @@ def placed_cycles(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
+    made: UnplacedPcus | None = None,
 ) -> int:
     """The cycles of ``section`` with ``factors`` and its recorded placement: the later of
     ``section_timing``'s and its busiest link's (the performance model's rule 3 over the
     placement's routes, each stream's bytes as ``section_graph`` weighs them)."""
-    return placed_ends(section, target, factors, kept)[0]
+    return placed_ends(section, target, factors, kept, made)[0]
 
 
 def placed_ends(
@@ -2021,13 +2042,14 @@ def placed_ends(
     target: Target,
     factors: dict[UnitOp, tuple[int, ...]],
     kept: frozenset[str],
+    made: UnplacedPcus | None = None,
 ) -> tuple[int, list[int]]:
     """``placed_cycles``, then the ``REFINE_LATEST`` latest ends of the units: of two
     mappings that end the section together (at its busiest link or its last unit), the one
     whose other units end sooner comes first (GPT b8's backward on sn10: its dX chain in
     order ends thousands of cycles sooner, while a dW matmul that waits for none of it ends
     the section either way)."""
-    timing = section_timing(section, target, factors, kept)
+    timing = section_timing(section, target, factors, kept, made)
     latest = sorted(timing.ends.values(), reverse=True)[:REFINE_LATEST]
     placed = recorded_placement(section)
     assert placed is not None

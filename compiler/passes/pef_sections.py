@@ -335,9 +335,38 @@ def route_hops(route: RouteAttr) -> list[list[int]]:
     return [list(hop) for hop in route.hops]
 
 
+UnplacedPcus = dict[tuple[UnitOp, Attribute | None, Attribute | None], schema.Pcu]
+"""Unplaced PCUs made so far, by unit and its ``parallel`` and ``interleaved`` properties
+(``unplaced_section``'s ``made``)."""
+
+
 class UnplacedEmitter(SectionEmitter):
     """A section not yet placed: every unit at the origin, no route into or out of a PCU, and
-    each buffer's load from DRAM and store to it on the origin's switch alone (no hops)."""
+    each buffer's load from DRAM and store to it on the origin's switch alone (no hops).
+
+    ``made``: the PCUs made before, given again for a unit whose ``parallel`` and
+    ``interleaved`` are as they were (and new ones added), for a caller that changes nothing
+    else of its sections' units and buffers between calls (parallelize-units, which times
+    sections again and again with a few units' factors changed)."""
+
+    def __init__(
+        self,
+        section: SectionOp,
+        table: SymbolTable,
+        scalar_tracks: int,
+        made: UnplacedPcus | None = None,
+    ) -> None:
+        super().__init__(section, table, scalar_tracks)
+        self.made = made
+
+    def pcu(self, op: UnitOp) -> schema.Pcu:
+        if self.made is None:
+            return super().pcu(op)
+        key = (op, op.parallel, op.interleaved)
+        pcu = self.made.get(key)
+        if pcu is None:
+            pcu = self.made[key] = super().pcu(op)
+        return pcu
 
     def slots(self, op: UnitOp | BufferOp, label: str) -> list[list[int]]:
         count = op.num_pmus if isinstance(op, BufferOp) else max(1, op.copies)
@@ -353,10 +382,12 @@ class UnplacedEmitter(SectionEmitter):
         return []
 
 
-def unplaced_section(section: SectionOp, target: Target) -> schema.Section:
+def unplaced_section(
+    section: SectionOp, target: Target, made: UnplacedPcus | None = None
+) -> schema.Section:
     """``section`` as the PEF would hold it before placement (its buffers' PMUs counted by
     assign-pmus), for the performance model to time its units (``UnplacedEmitter``: units
-    at the origin, no hops)."""
+    at the origin, no hops; ``made``: PCUs made before, given again)."""
     table = SymbolTable()
     table.add_section(section)
-    return UnplacedEmitter(section, table, target.scalar_link_capacity).emit()
+    return UnplacedEmitter(section, table, target.scalar_link_capacity, made).emit()
