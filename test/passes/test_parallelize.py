@@ -633,7 +633,7 @@ def test_of_cuts_alike_in_time_the_one_with_the_state_in_fewest_pmus_is_taken(
     pmus = [state_pmus(forward, target, cut) for cut in cuts]
     assert len(set(pmus)) > 1, pmus
 
-    def modelled(section: SectionOp, t: Any, factors: Any, kept: Any = frozenset()) -> int:
+    def modelled(section: SectionOp, t: Any, factors: Any, kept: Any = (), made: Any = None) -> int:
         return 1000 if factors == stock else 900
 
     monkeypatch.setattr(parallelize_units, "modelled_cycles", modelled)
