@@ -339,6 +339,15 @@ class _Pinning:
         self.placed: dict[int, tuple[SectionGraph, Placement]] = {}
         self.handoffs: dict[Handoff, tuple[Coord, ...]] = {}  # their routes
         self.last: dict[int, tuple[Graph, Placement]] = {}  # a section's last placement, whole
+        self.mine: list[dict[BufferOp, str]] = [{} for _ in sections]
+        """Per section, its buffers on a chosen symbol's pinned slots, and the symbol."""
+        self.loads: list[list[Handoff]] = [[] for _ in sections]
+        """Per section, the (symbol, buffer) of each buffer a chosen symbol's home loads."""
+        for r in chosen:
+            for t, buffer in _pinned_buffers(r):
+                self.mine[t][buffer] = r.name
+            for t, buffer in r.loads:
+                self.loads[t].append((r.name, buffer))
 
     def run(
         self,
@@ -385,16 +394,10 @@ class _Pinning:
     def _keeps_rules(self, s: int) -> bool:
         """Whether section ``s`` as placed now sits on its pins, off the others', with a
         routed hand-off into every buffer that needs one."""
-        mine: dict[BufferOp, str] = {}
-        for r in self.chosen:
-            for t, buffer in _pinned_buffers(r):
-                if t == s:
-                    mine[buffer] = r.name
-            if any(t == s for t, _ in r.loads) and r.name not in self.pins:
-                return False  # its home is not pinned yet
-            for t, buffer in r.loads:
-                if t == s and (r.name, buffer) not in self.handoffs:
-                    return False
+        for handoff in self.loads[s]:
+            if handoff[0] not in self.pins or handoff not in self.handoffs:
+                return False  # its home is not pinned yet, or no stream from it is routed
+        mine = self.mine[s]
         for op in self.sections[s].body.block.ops:
             if not isinstance(op, BufferOp):
                 continue
