@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import ROOT, compile_mlp, tool
+from e2e_helpers import ROOT, compile_mlp, in_process
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +25,7 @@ def mlp_inference_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _compile_example(name: str, out: Path) -> Path:
-    result = tool(
+    result = in_process(
         "rdu-compile", str(ROOT / "examples" / name / "model.py"), "--output-folder", str(out)
     )
     assert result.returncode == 0, result.stderr
