@@ -466,7 +466,12 @@ def _masked_fill(c: Call) -> Result:
 
 
 @converts(
-    "aten.clamp.default", "aten.clamp.Tensor", "aten.clamp_min.default", "aten.clamp_max.default"
+    "aten.clamp.default",
+    "aten.clamp.Tensor",
+    "aten.clamp_min.default",
+    "aten.clamp_min.Tensor",  # F.normalize's and cosine similarity's eps, decomposed
+    "aten.clamp_max.default",
+    "aten.clamp_max.Tensor",
 )
 def _clamp(c: Call) -> Result:
     em, elt = c.em, c.out_elt

@@ -457,14 +457,14 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     return a, flat, merged
 
 
-@converts("aten.index.Tensor")
+@converts("aten.index.Tensor", "aten._unsafe_index.Tensor")  # unsafe: upsampling, padding
 def _index(c: Call) -> Result:
     x = c.tensor("self")
     dim, idx, merged = _flat_index(c, x)
     return c.em.take(c.em.reshape(x, merged), idx, dim)
 
 
-@converts("aten.index_put.default")
+@converts("aten.index_put.default", "aten._unsafe_index_put.default")
 def _index_put(c: Call) -> Result:
     """``index_put(x, indices, values, accumulate=True)``: ``x`` plus the values scattered."""
     em = c.em

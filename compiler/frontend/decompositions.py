@@ -48,14 +48,90 @@ DECOMPOSED: list[Any] = [
     aten.binary_cross_entropy,
     aten.binary_cross_entropy_backward,
     aten.binary_cross_entropy_with_logits,
+    aten.native_group_norm,  # GroupNorm: PoolFormer, diffusion UNets
+    aten.native_group_norm_backward,
+    aten.hardswish_backward,  # MobileNetV3, LeViT
+    aten.hardsigmoid_backward,
+    aten.mish_backward,
+    aten.celu,
+    aten.glu,
+    aten.glu_backward,
+    aten._prelu_kernel,
+    aten._prelu_kernel_backward,
+    aten.log_sigmoid_forward,
+    aten.log_sigmoid_backward,
+    aten.pixel_shuffle,
+    aten.pixel_unshuffle,
+    aten.reflection_pad1d,
+    aten.reflection_pad2d,
+    aten.reflection_pad3d,
+    aten.replication_pad1d,
+    aten.replication_pad2d,
+    aten.replication_pad3d,
+    aten.im2col,
+    aten.col2im,
+    aten.upsample_nearest2d,
+    aten.upsample_bilinear2d,
+    aten.linalg_vector_norm,
     aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
     aten.baddbmm,  # BLOOM's attention scores
 ]
 
 
+def _reflected(left: int, middle: int, right: int) -> torch.Tensor:
+    """The input positions a reflection pad reads along one dim (as torch's decomposition)."""
+    at = torch.arange(-left, middle + right)
+    return middle - 1 - (middle - 1 - at.abs()).abs()
+
+
+def _replicated(left: int, middle: int, right: int) -> torch.Tensor:
+    """The input positions a replication pad reads along one dim (as torch's decomposition)."""
+    return torch.clamp(torch.arange(-left, middle + right), 0, middle - 1)
+
+
+def _pad_backward(
+    positions: Callable[[int, int, int], torch.Tensor],
+) -> Callable[[torch.Tensor, torch.Tensor, list[int]], torch.Tensor]:
+    """The gradient of a reflection or replication pad: the forward reads the input at
+    ``positions`` along each padded dim in turn, so each output element's gradient is added
+    back at the position it was read from (``index_add``, a dim at a time). torch's own
+    decomposition of the reflection pad's gradient masks nine areas instead, and has none for
+    the replication pad's."""
+
+    def backward(grad: torch.Tensor, x: torch.Tensor, padding: list[int]) -> torch.Tensor:
+        dims = len(padding) // 2
+        first = x.dim() - dims
+        for i in reversed(range(dims)):
+            left, right = padding[2 * (dims - 1 - i)], padding[2 * (dims - 1 - i) + 1]
+            size = x.shape[first + i]
+            shape = [*grad.shape]
+            shape[first + i] = size
+            grad = torch.index_add(
+                grad.new_zeros(shape), first + i, positions(left, size, right), grad
+            )
+        return grad
+
+    return backward
+
+
+PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
+    **{op: _pad_backward(_reflected) for op in (
+        aten.reflection_pad1d_backward.default,
+        aten.reflection_pad2d_backward.default,
+        aten.reflection_pad3d_backward.default,
+    )},
+    **{op: _pad_backward(_replicated) for op in (
+        aten.replication_pad1d_backward.default,
+        aten.replication_pad2d_backward.default,
+        aten.replication_pad3d_backward.default,
+    )},
+}  # fmt: skip
+"""Ours: the pads' gradients, which torch's table leaves to ops we do not convert."""
+
+
 def decomposition_table() -> dict[Any, Callable[..., Any]]:
     """The table handed to the joint trace (training)."""
-    return dict(get_decompositions(DECOMPOSED))
+    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD}
 
 
 def inference_table() -> Any:

@@ -143,12 +143,18 @@ _DATA_DEPENDENT = ("GuardOnDataDependentSymNode", "DataDependentOutputException"
 
 @contextlib.contextmanager
 def _tracing(what: str, source: Path | None = None) -> Iterator[None]:
-    """Math SDPA, torch's own log output off (unless ``TORCH_LOGS`` asks for it), and torch's
-    tracing failures turned into one-line FrontendErrors that start with the model's
-    ``file:line`` where it failed (the deepest frame in ``source``, the model file, else in
-    the user's code outside torch) when there is one."""
-    with sdpa_kernel([SDPBackend.MATH]), warnings.catch_warnings(), _quiet_torch_logs():
-        warnings.simplefilter("ignore")
+    """Math SDPA, oneDNN off (an LSTM then traces as its cells' matmuls and activations, not
+    as ``mkldnn_rnn_layer`` with its workspace of bytes), warnings and torch's own log output
+    off (unless ``TORCH_LOGS`` asks for it), and torch's tracing failures turned into one-line
+    FrontendErrors that start with the model's ``file:line`` where it failed (the deepest
+    frame in ``source``, the model file, else in the user's code outside torch) when there is
+    one."""
+    with contextlib.ExitStack() as quiet:
+        quiet.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")  # before the oneDNN flags, whose setter warns
+        quiet.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        quiet.enter_context(torch.backends.mkldnn.flags(enabled=False))
+        quiet.enter_context(_quiet_torch_logs())
         try:
             yield
         except FrontendError:

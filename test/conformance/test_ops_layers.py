@@ -1,0 +1,136 @@
+"""Conformance of torch.nn layers the frontend takes through decompositions (its own or torch's,
+``compiler/frontend/decompositions.py``), forward and backward, on shapes that do not divide
+tiles: group norm, the piecewise and smooth activations (hardswish, hardsigmoid, mish, CELU,
+GLU, PReLU, log-sigmoid), pixel shuffle, reflection and replication padding, nearest and
+bilinear upsampling, ``F.normalize`` and cosine similarity, unfold and fold.
+
+Tolerances (normwise relative, see harness.py): 1e-5 for arithmetic, gathers and sums; 1e-4
+where a transcendental function (exp, log, tanh, rsqrt, sqrt) sits on the path, as in the
+transformer ops' conformance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from harness import GENERATOR, check
+
+F = torch.nn.functional
+TRANSCENDENTAL = 1e-4
+
+
+def rand(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=GENERATOR)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_group_norm(groups: int) -> None:
+    check(
+        lambda x, w, b: F.group_norm(x, groups, w, b, eps=1e-5),
+        rand(2, 6, 3, 5),
+        rand(6),
+        rand(6),
+        rtol=TRANSCENDENTAL,
+    )
+
+
+def test_group_norm_without_affine_on_a_sequence() -> None:
+    check(lambda x: F.group_norm(x * 3 + 1, 3), rand(3, 9, 7), rtol=TRANSCENDENTAL)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [F.hardswish, F.hardsigmoid, F.relu6, lambda x: F.hardtanh(x, -0.5, 2.0)],
+    ids=["hardswish", "hardsigmoid", "relu6", "hardtanh"],
+)
+def test_piecewise_activations(fn) -> None:
+    check(lambda x: fn(x * 4), rand(5, 7))  # across every piece
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [F.mish, lambda x: F.celu(x, alpha=0.7), F.logsigmoid, lambda x: F.glu(x, dim=1)],
+    ids=["mish", "celu", "logsigmoid", "glu"],
+)
+def test_smooth_activations(fn) -> None:
+    check(lambda x: fn(x * 3), rand(5, 8), rtol=TRANSCENDENTAL)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_prelu(channels: int) -> None:
+    check(lambda x, w: F.prelu(x, w), rand(3, 4, 5), rand(channels))
+
+
+def test_pixel_shuffle_and_unshuffle() -> None:
+    check(lambda x: F.pixel_shuffle(x, 2) * 2, rand(2, 8, 3, 5))
+    check(lambda x: F.pixel_unshuffle(x, 3), rand(2, 2, 6, 9))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize(
+    "shape,pad",
+    [((2, 3, 7), (2, 3)), ((2, 3, 5, 6), (1, 2, 3, 1)), ((1, 2, 4, 3, 5), (1, 1, 2, 0, 1, 2))],
+    ids=["1d", "2d", "3d"],
+)
+def test_reflection_and_replication_pads(mode: str, shape: tuple, pad: tuple) -> None:
+    if mode == "reflect" and len(shape) == 5:
+        pad = (1, 1, 1, 0, 1, 2)  # a reflection pad is narrower than its dim
+    check(lambda x: F.pad(x, pad, mode=mode), rand(*shape))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(scale_factor=2, mode="nearest"),
+        dict(size=(5, 7), mode="nearest"),
+        dict(scale_factor=2, mode="bilinear", align_corners=False),
+        dict(size=(4, 9), mode="bilinear", align_corners=True),
+    ],
+    ids=["nearest-x2", "nearest-size", "bilinear-x2", "bilinear-corners"],
+)
+def test_upsampling(kw: dict) -> None:
+    check(lambda x: F.interpolate(x, **kw), rand(2, 3, 3, 4))
+
+
+def test_normalize_and_cosine_similarity() -> None:
+    check(lambda x: F.normalize(x, dim=1), rand(4, 6), rtol=TRANSCENDENTAL)
+    check(lambda x, y: F.cosine_similarity(x, y, dim=-1), rand(3, 5), rand(3, 5),
+          rtol=TRANSCENDENTAL)  # fmt: skip
+
+
+def test_unfold_and_fold() -> None:
+    check(lambda x: F.unfold(x, 2, stride=1, padding=1), rand(2, 3, 4, 5))
+    check(lambda x: F.fold(x, (4, 5), 2, stride=1, padding=1), rand(2, 12, 30))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bidirectional"])
+def test_lstm(bidirectional: bool) -> None:
+    """torch's CPU LSTM runs oneDNN's kernel; traced without oneDNN it is its cells' ops."""
+    directions = 2 if bidirectional else 1
+    hidden, features = 5, 3
+    weights = [
+        rand(4 * hidden, features),
+        rand(4 * hidden, hidden),
+        rand(4 * hidden),
+        rand(4 * hidden),
+    ]
+    weights = weights * directions  # the same cell weights both ways (different values below)
+
+    def lstm(x, h0, c0, *params):
+        out, _, _ = torch.lstm(x, (h0, c0), list(params), True, 1, 0.0, True, bidirectional, True)
+        return out
+
+    params = [w * (0.5 + 0.1 * i) for i, w in enumerate(weights)]
+    check(lstm, rand(2, 4, features), rand(directions, 2, hidden), rand(directions, 2, hidden),
+          *params, rtol=TRANSCENDENTAL)  # fmt: skip
+
+
+def test_gru() -> None:
+    hidden, features = 5, 3
+    params = [
+        rand(3 * hidden, features),
+        rand(3 * hidden, hidden),
+        rand(3 * hidden),
+        rand(3 * hidden),
+    ]
+    check(lambda x, h0, *p: torch.gru(x, h0, list(p), True, 1, 0.0, True, False, True)[0],
+          rand(2, 4, features), rand(1, 2, hidden), *params, rtol=TRANSCENDENTAL)  # fmt: skip
