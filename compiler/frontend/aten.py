@@ -538,6 +538,48 @@ def _amin(c: Call) -> Result:
     return _reduce(c, "min", c.a.get("dim"), bool(c.a.get("keepdim", False)))
 
 
+def _arg_extreme(em: Emitter, x: SSAValue, kind: str, dim: int) -> SSAValue:
+    """The index along ``dim`` (kept, size 1) of the first maximum (``kind`` ``max``) or
+    minimum of ``x``, a NaN counting as the extreme, as torch's ``argmax`` / ``max.dim``: the
+    positions where ``x`` equals its extreme (or is NaN), the least of them."""
+    shape = shape_of(x)
+    extreme = em.reduce(kind, x, [dim], True)  # NaN-propagating, as the fabric's max
+    hit = em.binary("eq", x, em.broadcast(extreme, shape))
+    if is_float(elt_of(x)):
+        hit = em.binary("or", hit, em.binary("ne", x, x))
+    candidates = em.select(hit, em.iota(dim, shape), shape[dim])
+    return em.reduce("min", candidates, [dim], True)
+
+
+@converts("aten.argmax.default", "aten.argmin.default")
+def _argmax(c: Call) -> Result:
+    """``argmax(x, dim=None, keepdim=False)``: over the flattened tensor when ``dim`` is None."""
+    em = c.em
+    x = c.tensor("self")
+    kind = "max" if "argmax" in str(c.node.target) else "min"
+    dim = c.a.get("dim")
+    if dim is None:
+        flat = em.reshape(x, (math.prod(shape_of(x)),))
+        index = _arg_extreme(em, flat, kind, 0)
+        return em.reshape(index, [1] * len(shape_of(x)) if c.a.get("keepdim") else ())
+    dim = dim % max(len(shape_of(x)), 1)
+    index = _arg_extreme(em, x, kind, dim)
+    return index if c.a.get("keepdim") else em.reshape(index, c.out_shape)
+
+
+@converts("aten.max.dim", "aten.min.dim")
+def _max_dim(c: Call) -> Result:
+    """``max(x, dim, keepdim)``: the values and the index of the first extreme, as torch."""
+    em = c.em
+    x = c.tensor("self")
+    kind = "max" if str(c.node.target).startswith("aten.max") else "min"
+    dim = c.dim(len(shape_of(x)))
+    keepdim = bool(c.a.get("keepdim", False))
+    values = em.reduce(kind, x, [dim], keepdim)
+    index = _arg_extreme(em, x, kind, dim)
+    return values, index if keepdim else em.reshape(index, shape_of(values))
+
+
 def _var(
     em: Emitter, x: SSAValue, dims: list[int], correction: float, keepdim: bool
 ) -> tuple[SSAValue, SSAValue]:

@@ -457,6 +457,33 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     return a, flat, merged
 
 
+@converts("aten.scatter.src", "aten.scatter.value")
+def _scatter(c: Call) -> Result:
+    """``scatter(x, dim, index, src)``: ``x`` with ``src`` (or a number) written at ``index``
+    along ``dim``, where ``index`` is one deep along ``dim`` (the gradient of ``max(x, dim)``,
+    one-hot labels): each place is written at most once, so it is the values scattered where
+    a count of writes is not zero. Deeper indices may write a place twice, in an order torch
+    leaves undefined: not supported yet."""
+    em = c.em
+    x = c.tensor("self")
+    rank = len(shape_of(x))
+    dim = c.dim(rank)
+    index = c.tensor("index")
+    at = shape_of(index)
+    if at[dim] != 1:
+        raise ConversionError(
+            f"scatter of {at[dim]} values a row along dim {dim} (only one is supported yet)"
+        )
+    src = c.a.get("src", c.a.get("value"))
+    if isinstance(src, SSAValue):
+        src = em.extract_slice(em.cast(src, elt_of(x)), [0] * rank, [1] * rank, at)
+    else:
+        src = em.fill(src, at, elt_of(x))
+    writes = em.scatter_add(em.fill(1.0, at, f32), index, dim, shape_of(x))
+    written = em.binary("ne", writes, 0.0)
+    return em.select(written, em.scatter_add(src, index, dim, shape_of(x)), x)
+
+
 @converts("aten.index.Tensor", "aten._unsafe_index.Tensor")  # unsafe: upsampling, padding
 def _index(c: Call) -> Result:
     x = c.tensor("self")

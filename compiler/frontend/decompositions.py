@@ -73,6 +73,8 @@ DECOMPOSED: list[Any] = [
     aten.upsample_nearest2d,
     aten.upsample_bilinear2d,
     aten.linalg_vector_norm,
+    aten.adaptive_max_pool2d,
+    aten.adaptive_max_pool3d,
     aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
     aten.baddbmm,  # BLOOM's attention scores
 ]
@@ -114,6 +116,21 @@ def _pad_backward(
     return backward
 
 
+def _max_pool_backward(
+    spatial: int,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The gradient of an adaptive max pool over ``spatial`` dims: each window's gradient
+    added at its maximum (``indices``: flat positions in the input's spatial dims, as torch's
+    forward returns them)."""
+
+    def backward(grad: torch.Tensor, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        at = indices.flatten(-spatial)
+        added = x.new_zeros(x.shape).flatten(-spatial).scatter_add(-1, at, grad.flatten(-spatial))
+        return added.view(x.shape)
+
+    return backward
+
+
 PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
     **{op: _pad_backward(_reflected) for op in (
         aten.reflection_pad1d_backward.default,
@@ -128,10 +145,16 @@ PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
 }  # fmt: skip
 """Ours: the pads' gradients, which torch's table leaves to ops we do not convert."""
 
+MAX_POOL_BACKWARD: dict[Any, Callable[..., Any]] = {
+    aten.adaptive_max_pool2d_backward.default: _max_pool_backward(2),
+    aten.adaptive_max_pool3d_backward.default: _max_pool_backward(3),
+}
+"""Ours: the adaptive max pools' gradients (a scatter-add), which torch's table has not."""
+
 
 def decomposition_table() -> dict[Any, Callable[..., Any]]:
     """The table handed to the joint trace (training)."""
-    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD}
+    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD, **MAX_POOL_BACKWARD}
 
 
 def inference_table() -> Any:

@@ -14,6 +14,8 @@ import pytest
 import torch
 from harness import GENERATOR, check
 
+from compiler.frontend import UnsupportedOpError
+
 F = torch.nn.functional
 TRANSCENDENTAL = 1e-4
 
@@ -134,3 +136,51 @@ def test_gru() -> None:
     ]
     check(lambda x, h0, *p: torch.gru(x, h0, list(p), True, 1, 0.0, True, False, True)[0],
           rand(2, 4, features), rand(1, 2, hidden), *params, rtol=TRANSCENDENTAL)  # fmt: skip
+
+
+@pytest.mark.parametrize("output", [1, 2, (2, 3)])
+def test_adaptive_max_pool2d(output) -> None:
+    check(lambda x: F.adaptive_max_pool2d(x, output), rand(2, 3, 4, 6))
+
+
+def test_adaptive_max_pool_indices_match_torch() -> None:
+    x = torch.tensor([[[[1.0, 3.0, 3.0], [0.0, 3.0, 2.0]]]])  # ties: the first maximum
+    check(lambda x: F.adaptive_max_pool2d(x, 1, return_indices=True)[1].float(), x, backward=False)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.argmax(x, 1).float(),
+        lambda x: torch.argmin(x, 0, keepdim=True).float(),
+        lambda x: torch.argmax(x).float(),
+        lambda x: torch.argmax(torch.floor(x), -1).float(),  # ties: the first one
+    ],
+    ids=["argmax", "argmin-keepdim", "argmax-flat", "argmax-ties"],
+)
+def test_argmax_argmin(fn) -> None:
+    check(fn, rand(5, 7), backward=False)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_and_min_with_indices(keepdim: bool) -> None:
+    def fn(x):
+        top, where = torch.max(x, 1, keepdim=keepdim)
+        low, at = torch.min(x, 0, keepdim=keepdim)
+        return top * 2 + where.float() + (low * 3 + at.float()).sum()
+
+    check(fn, rand(5, 7))
+
+
+def test_scatter_one_value_a_row() -> None:
+    labels = torch.tensor([[2], [0], [4]])
+    check(lambda x, i: x.scatter(1, i, 7.0) * 2, rand(3, 5), labels)
+    check(lambda x, s, i: x.scatter(1, i, s), rand(3, 5), rand(3, 1), labels)
+
+
+def test_scatter_of_more_than_one_value_a_row_is_refused_in_one_line() -> None:
+    with pytest.raises(UnsupportedOpError) as error:
+        check(lambda x, i: x.scatter(1, i, 7.0), rand(3, 5), torch.tensor([[2, 1], [0, 0], [4, 3]]))
+    message = str(error.value)
+    assert "aten.scatter.value" in message and "harness.py:" in message and "\n" not in message
+    assert "only one is supported yet" in message
