@@ -474,11 +474,10 @@ def _scatter(c: Call) -> Result:
         raise ConversionError(
             f"scatter of {at[dim]} values a row along dim {dim} (only one is supported yet)"
         )
-    src = c.a.get("src", c.a.get("value"))
-    if isinstance(src, SSAValue):
-        src = em.extract_slice(em.cast(src, elt_of(x)), [0] * rank, [1] * rank, at)
+    if "src" in c.a:
+        src = em.extract_slice(em.cast(c.tensor("src"), elt_of(x)), [0] * rank, [1] * rank, at)
     else:
-        src = em.fill(src, at, elt_of(x))
+        src = em.fill(c.a["value"], at, elt_of(x))
     writes = em.scatter_add(em.fill(1.0, at, f32), index, dim, shape_of(x))
     written = em.binary("ne", writes, 0.0)
     return em.select(written, em.scatter_add(src, index, dim, shape_of(x)), x)
