@@ -309,10 +309,14 @@ class _Partitioner:
                 roles.append(r.role)
                 types.append(what.result.type)
                 origins.append(self.out[what])
-        block = Block(arg_types=types)
+        # Arguments nothing reads (a parameter the forward never uses) stay the first piece's,
+        # so that the program still names them (checkpoints hold them; the model is checked
+        # against them), as the section did.
+        unread = [a for a in self.block.args if a not in self.loads] if i == 0 else []
+        block = Block(arg_types=[*types, *(a.type for a in unread)])
         vmap: dict[SSAValue, SSAValue] = {}
         ops: list[Operation] = []
-        for arg, name, origin in zip(block.args, names, origins, strict=True):
+        for arg, name, origin in zip(block.args, names, origins, strict=False):
             load = origin.clone(value_mapper={origin.source: arg})
             for key in _TRANSIENT:
                 load.properties.pop(key, None)
@@ -347,8 +351,8 @@ class _Partitioner:
         piece = SectionOp(
             f"{self.name}.{k}",
             self.section.kind.data,
-            names,
-            roles,
+            [*names, *(self.arg_name[a] for a in unread)],
+            [*roles, *(self.arg_role[a] for a in unread)],
             result_names,
             result_roles,
             block,

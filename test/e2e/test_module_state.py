@@ -293,6 +293,25 @@ def test_unused_parameters_are_left_alone(
     _infers(compiled, tmp_path, tmp_path / "straight" / "last.pt", *args)
 
 
+def test_an_unused_parameter_stays_in_a_program_cut_into_pieces(
+    compiled: Compiled, tmp_path: Path
+) -> None:
+    """On ``tiny`` (8 PCUs) each section is cut into pieces, none of which reads the unused
+    parameter: it stays an argument of the first, so the program still names it, and rdu-test
+    and rdu-run take the model (DINOv2's ``mask_token``, read only for masked inputs, was
+    refused: "the model has parameter ... the PEF has none")."""
+    args = ("--kind", "unused")
+    pef = compiled(*args, "--arch", "tiny")
+    program = read_pef(pef)
+    assert len([s for s in program.sections if s.kind == "forward"]) > 1
+    assert _symbols(pef)["spare.weight"] == "parameter"
+    _ok("rdu-test", str(MODEL), "--pef", str(pef), *args)
+    _ok("rdu-run", str(MODEL), "--pef", str(pef), "--num-steps", "2", "--ckpt-dir",
+        str(tmp_path / "ckpt"), *args)  # fmt: skip
+    saved = torch.load(tmp_path / "ckpt" / "last.pt")["model"]
+    assert "spare.weight" in saved
+
+
 # -- 5. buffers the forward updates ----------------------------------------------------------
 
 
