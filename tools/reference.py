@@ -798,23 +798,25 @@ def optimizer_step(
     wide: bool = False,
 ) -> dict[str, np.ndarray]:
     """Parameters and optimizer state (DRAM names) after torch's optimizer takes step ``step + 1``
-    from ``state`` with ``gradients``; ``wide``: in float64 (the same inputs, widened)."""
+    from ``state`` with ``gradients``; ``wide``: in float64 (the same inputs, widened; torch's
+    default dtype float64: :func:`float64_default`)."""
     from runtime.checkpoint import optimizer_to_torch
 
     model = run.torch_model()
     if wide:
         model = model.double()
     load_weights(model, state)
-    optimizer = torch_optimizer(run, model, hyper)
-    names = [name for name, _ in model.named_parameters()]
-    kind = run.program.meta.optimizer
-    if step > 0 and kind != "none":
-        optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
     for name, p in model.named_parameters():
         grad = gradients.get(f"{name}.grad")
         # a copy of its own (an optimizer may write its gradient), made at the model's dtype
         p.grad = None if grad is None else torch.from_numpy(np.asarray(grad)).to(p.dtype, copy=True)
-    optimizer.step()
+    with float64_default() if wide else contextlib.nullcontext():  # the optimizer's own tensors
+        optimizer = torch_optimizer(run, model, hyper)
+        names = [name for name, _ in model.named_parameters()]
+        kind = run.program.meta.optimizer
+        if step > 0 and kind != "none":
+            optimizer.load_state_dict(optimizer_to_torch(state, names, kind, hyper, step))
+        optimizer.step()
     out: dict[str, np.ndarray] = {}
     for name, p in model.named_parameters():  # the model is dropped: its memory, no copies
         p.grad = None
@@ -881,7 +883,8 @@ def section_cases(
             with precision_context(precision):  # bf16-mixed: under autocast, as compiled
                 outputs = as_tuple(model(*inputs))
             if precision == "fp32":
-                wide_outputs = as_tuple(model.double()(*widen(inputs)))
+                with float64_default():  # as if written for float64: its new tensors too
+                    wide_outputs = as_tuple(model.double()(*widen(inputs)))
             elif precision == "bf16-mixed":  # autocast's graph, rounded where torch rounds
                 traced = trace_inference_graph(run)
                 env = run_inference_graph(traced, {**state, **feed}, wide=True)
@@ -974,6 +977,19 @@ def _cases(
                     )
         cases.append(SectionCase(kind, [s.name for s in sections], inputs, expected))
     return cases
+
+
+@contextlib.contextmanager
+def float64_default() -> Iterator[None]:
+    """torch's default dtype float64 for an eager float64 run of the model (restored after): a
+    tensor the model makes without a dtype (``torch.full((), torch.finfo(x.dtype).min)``) is
+    float64 too, as if the model were written for float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 @contextlib.contextmanager

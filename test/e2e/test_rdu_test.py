@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from e2e_helpers import MLP, rdu_test, tool
+from e2e_helpers import MLP, in_process, rdu_test, tool
 
 import runtime.fabric as fabric_module
 from runtime.dtypes import bf16
@@ -84,6 +84,50 @@ TWO_DROPOUTS = textwrap.dedent(
     '''
 )
 SEED = 3
+
+FLOOR_WITHOUT_A_DTYPE = textwrap.dedent(
+    '''
+    """Masks with its dtype's lowest number in a tensor made without a dtype (as Hugging Face's
+    XGLM does): the default dtype's, not float64's, unless run with float64 the default."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            y = self.fc(x)
+            floor = torch.full((), torch.finfo(y.dtype).min)
+            return F.softmax(y.masked_fill(x > 0.5, floor), dim=-1)
+
+
+    def model(args):
+        return Net()
+
+
+    def example_inputs(args):
+        return (torch.zeros(args.batch_size, 8),)
+
+
+    def example_targets(args):
+        return (torch.zeros(args.batch_size, dtype=torch.int64),)
+
+
+    def loss(out, y):
+        return F.nll_loss(out, y)
+
+
+    def data(split, args):
+        g = torch.Generator().manual_seed(args.seed)
+        for _ in range(2):
+            x = torch.randn(args.batch_size, 8, generator=g)
+            yield (x,), (torch.randint(0, 8, (args.batch_size,), generator=g),)
+    '''
+)
 
 
 def _run(model: Path, pef: Path, seed: int = 0) -> Run:
@@ -332,6 +376,21 @@ def test_inference_pef_judges_the_forward(mlp_inference_pef: Path) -> None:
     report = rdu_test(MLP, mlp_inference_pef)
     assert list(report["sections"]) == ["forward"]
     assert {t["name"] for t in report["tensors"]} == {"output.0"}
+
+
+def test_the_float64_reference_makes_the_models_new_tensors_in_float64(tmp_path: Path) -> None:
+    """The float64 run of an inference PEF's model is as if it were written for float64: a tensor
+    it makes without a dtype is float64 (float64's lowest number fits), and the default dtype is
+    float32 again after."""
+    model = tmp_path / "model.py"
+    model.write_text(FLOOR_WITHOUT_A_DTYPE)
+    out = tmp_path / "out"
+    args = ("-b", "4", "--inference", "--output-folder", str(out), "--pef-name", "floor")
+    result = in_process("rdu-compile", str(model), *args)
+    assert result.returncode == 0, result.stderr
+    report = rdu_test(model, out / "floor" / "floor.pef")
+    assert {t["name"] for t in report["tensors"]} == {"output.0"}
+    assert torch.get_default_dtype() == torch.float32
 
 
 def test_a_bad_tolerance_is_one_line(mlp_pef: Path) -> None:
