@@ -58,7 +58,7 @@ from functools import partial
 from typing import Literal
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -118,6 +118,7 @@ class _Partitioner:
         max_ops: int,
         seed: int,
         known: placement.Known,
+        non_persistent: frozenset[str] = frozenset(),
     ) -> None:
         self.section = section
         self.target = target
@@ -144,6 +145,17 @@ class _Partitioner:
         self.arg_name = {a: n.data for a, n in zip(block.args, section.arg_names, strict=True)}
         self.arg_role = {a: r.data for a, r in zip(block.args, section.arg_roles, strict=True)}
         self.arg_by_name = {n: a for a, n in self.arg_name.items()}
+        # The model's state that nothing reads (a parameter the forward never uses) stays the
+        # first piece's argument, as it was the section's: the program still names it, as
+        # checkpoints and the check of the model against the PEF do. Other unread arguments (a
+        # non-persistent buffer, which comes from the model; a hyperparameter) are dropped.
+        self.unread = [
+            a
+            for a in block.args
+            if a not in self.loads
+            and self.arg_role[a] in ("parameter", "buffer")
+            and self.arg_name[a] not in non_persistent
+        ]
         self.results: list[tuple[SSAValue, _Result]] = [
             (v, _Result(n.data, r.data))
             for v, n, r in zip(
@@ -309,10 +321,7 @@ class _Partitioner:
                 roles.append(r.role)
                 types.append(what.result.type)
                 origins.append(self.out[what])
-        # Arguments nothing reads (a parameter the forward never uses) stay the first piece's,
-        # so that the program still names them (checkpoints hold them; the model is checked
-        # against them), as the section did.
-        unread = [a for a in self.block.args if a not in self.loads] if i == 0 else []
+        unread = self.unread if i == 0 else []
         block = Block(arg_types=[*types, *(a.type for a in unread)])
         vmap: dict[SSAValue, SSAValue] = {}
         ops: list[Operation] = []
@@ -806,7 +815,12 @@ class PartitionSections(ModulePass):
         target = pass_target(self.target)
         known: placement.Known = {}  # the layers of a model give the same pieces again
         sections = [s for s in op.walk() if isinstance(s, SectionOp)]
-        cutters = [_Partitioner(s, target, self.max_ops, self.seed, known) for s in sections]
+        attr = op.attributes.get("rdu.non_persistent")
+        non_persistent = frozenset(attr.data if isinstance(attr, DictionaryAttr) else ())
+        cutters = [
+            _Partitioner(s, target, self.max_ops, self.seed, known, non_persistent)
+            for s in sections
+        ]
         failed: dict[int, Exception] = {}  # raised in the sections' order, once all are known
         for k, cuts in _plans(cutters):
             if cuts is None or isinstance(cuts, Exception):
