@@ -116,7 +116,7 @@ def _pad_backward(
     return backward
 
 
-def _max_pool_backward(
+def _adaptive_max_pool_backward(
     spatial: int,
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The gradient of an adaptive max pool over ``spatial`` dims: each window's gradient
@@ -146,8 +146,8 @@ PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
 """Ours: the pads' gradients, which torch's table leaves to ops we do not convert."""
 
 MAX_POOL_BACKWARD: dict[Any, Callable[..., Any]] = {
-    aten.adaptive_max_pool2d_backward.default: _max_pool_backward(2),
-    aten.adaptive_max_pool3d_backward.default: _max_pool_backward(3),
+    aten.adaptive_max_pool2d_backward.default: _adaptive_max_pool_backward(2),
+    aten.adaptive_max_pool3d_backward.default: _adaptive_max_pool_backward(3),
 }
 """Ours: the adaptive max pools' gradients (a scatter-add), which torch's table has not."""
 

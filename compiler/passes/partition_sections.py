@@ -34,9 +34,11 @@ Tensors crossing a cut go through DRAM. A buffer read by a later piece is yielde
 piece and loaded by the readers' pieces under its section result name if it has one, else
 under a new symbol ``spill.<section>.<buffer>`` with role ``spill``. Every piece loads the
 section arguments it reads; the last one also stores the arguments the section yields as they
-are. A result that replaces an argument of the same name (an optimizer's updated parameter)
-while a later piece still reads the old value is yielded as a spill and copied to its name by
-one more section at the end (no PCU: a PMU loads the spill and stores it back).
+are. Model state no piece reads (a parameter the forward never uses) stays an argument of the
+first piece, so that the program names it. A result that replaces an argument of the same name
+(an optimizer's updated parameter) while a later piece still reads the old value is yielded as
+a spill and copied to its name by one more section at the end (no PCU: a PMU loads the spill
+and stores it back).
 
 Before, on ``tiny`` (8 PCUs and 8 PMUs), a section of 10 relu units in a chain
 ``input.0 -> relu_0 -> ... -> relu_9 -> output.0``, after (schematically)::
@@ -325,7 +327,7 @@ class _Partitioner:
         block = Block(arg_types=[*types, *(a.type for a in unread)])
         vmap: dict[SSAValue, SSAValue] = {}
         ops: list[Operation] = []
-        for arg, name, origin in zip(block.args, names, origins, strict=False):
+        for arg, name, origin in zip(block.args[: len(names)], names, origins, strict=True):
             load = origin.clone(value_mapper={origin.source: arg})
             for key in _TRANSIENT:
                 load.properties.pop(key, None)
