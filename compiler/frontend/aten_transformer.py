@@ -196,6 +196,43 @@ def _select_backward(c: Call) -> Result:
     return _unslice(c.em, c.em.reshape(g, kept), dim, index, 1, sizes[dim])
 
 
+def _scatter_into(c: Call, src: SSAValue, dim: int, first: int, step: int) -> SSAValue:
+    """``self`` with ``src`` written along ``dim`` at ``first, first + step, ...``: ``src``
+    placed there among zeros (``_unslice``), chosen where a placed mask of ones is set."""
+    em = c.em
+    x = c.tensor("self")
+    extent = shape_of(x)[dim]
+    placed = _unslice(em, em.cast(src, elt_of(x)), dim, first, step, extent)
+    where = _unslice(em, em.fill(True, shape_of(src), i1), dim, first, step, extent)
+    return em.select(where, placed, x)
+
+
+@converts("aten.slice_scatter.default")
+def _slice_scatter(c: Call) -> Result:
+    """``x[..., start:end:step, ...] = src`` as a value (the functional form of a slice
+    assignment, as torch traces ``x[:, 1:] = y``)."""
+    x = c.tensor("self")
+    src = c.tensor("src")
+    dim = c.dim(len(shape_of(x)))
+    step = int(c.a.get("step") or 1)
+    first, count = _slice_bounds(shape_of(x)[dim], c.a.get("start"), c.a.get("end"), step)
+    if count != shape_of(src)[dim]:
+        raise ConversionError(f"slice_scatter of {shape_of(src)[dim]} elements into {count}")
+    return _scatter_into(c, src, dim, first, step) if count else x
+
+
+@converts("aten.select_scatter.default")
+def _select_scatter(c: Call) -> Result:
+    """``x[..., index, ...] = src`` as a value (``src`` without the dim)."""
+    x = c.tensor("self")
+    shape = list(shape_of(x))
+    dim = c.dim(len(shape))
+    index = int(c.a["index"]) % shape[dim]
+    kept = list(shape)
+    kept[dim] = 1
+    return _scatter_into(c, c.em.reshape(c.tensor("src"), kept), dim, index, 1)
+
+
 SELECTED_PARTS = 4
 """A ``cat`` of at most this many parts of one extent is one select over the parts stacked
 (``_stacked``); a longer one, or one of parts of different extents, pads and adds them."""

@@ -184,3 +184,28 @@ def test_scatter_of_more_than_one_value_a_row_is_refused_in_one_line() -> None:
     message = str(error.value)
     assert "aten.scatter.value" in message and "harness.py:" in message and "\n" not in message
     assert "only one is supported yet" in message
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x, y: x.slice_scatter(y[:, :3], 1, 2, 5),
+        lambda x, y: x.slice_scatter(y[:2], 0, 1, 5, 2),
+        lambda x, y: x.select_scatter(y[:, 0], 1, -2),
+        lambda x, y: x.select_scatter(y[1], 0, 0) * 2,
+    ],
+    ids=["slice", "slice-step", "select", "select-first"],
+)
+def test_slice_and_select_scatter(fn) -> None:
+    """A slice or select assignment as a value (RWKV's, Funnel's ``x[:, 0] = y``)."""
+    check(fn, rand(4, 6), rand(4, 6))
+
+
+def test_in_place_slice_assignment() -> None:
+    def fn(x, y):
+        z = x * 1.5
+        z[:, 1:4] = y[:, :3] * 2
+        z[0] = y[1]
+        return z
+
+    check(fn, rand(3, 6), rand(3, 6))
