@@ -240,9 +240,81 @@ def _mul(c: Call) -> Result:
 
 @converts("aten.div.Tensor", "aten.div.Scalar", "aten.div.Tensor_mode", "aten.div.Scalar_mode")
 def _div(c: Call) -> Result:
-    if c.a.get("rounding_mode") is not None:
-        raise ConversionError(f"rounding_mode={c.a['rounding_mode']!r}")
-    return _arith(c, "div", _operand(c, "self"), _operand(c, "other"))
+    """``a / b``; with ``rounding_mode`` ``"trunc"`` or ``"floor"``, the quotient rounded so
+    (``//`` and ``remainder``'s gradient are the floor's)."""
+    em, elt = c.em, c.out_elt
+    a, b = em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
+    mode = c.a.get("rounding_mode")
+    if mode is None:
+        return em.div(a, b)
+    if mode == "trunc":
+        return em.div(a, b) if not is_float(elt) else truncated(em, em.div(a, b))
+    if mode == "floor":
+        if is_float(elt):
+            return floored(em, em.div(a, b))
+        quotient = em.div(a, b)  # toward zero: one less where a remainder has b's other sign
+        return em.sub(quotient, em.cast(_other_sign(em, em.sub(a, em.mul(quotient, b)), b), elt))
+    raise ConversionError(f"rounding_mode={mode!r}")
+
+
+def truncated(em: Emitter, x: SSAValue) -> SSAValue:
+    """``trunc`` of a float tensor: a cast to i64 and back; magnitudes from ``2**23`` on are
+    whole already (f32) and stay as they are, as do infinities and NaN."""
+    whole = em.cast(em.cast(x, i64), elt_of(x))
+    return em.select(em.binary("lt", em.unary("abs", x), float(2**23)), whole, x)
+
+
+def floored(em: Emitter, x: SSAValue) -> SSAValue:
+    """``floor`` of a float tensor: the truncation, less one where it rounded up (a negative
+    fraction)."""
+    whole = truncated(em, x)
+    return em.select(em.binary("gt", whole, x), em.sub(whole, 1.0), whole)
+
+
+def _other_sign(em: Emitter, r: SSAValue, b: SSAValue) -> SSAValue:
+    """Where a truncated division's remainder ``r`` is not 0 and its sign is not the divisor
+    ``b``'s: there the floored quotient is one less, the floored remainder ``r + b``."""
+    zero = em.scalar(0, elt_of(r))
+    signs_differ = em.binary("ne", em.binary("lt", r, zero), em.binary("lt", b, zero))
+    return em.binary("and", em.binary("ne", r, zero), signs_differ)
+
+
+def _fmod(em: Emitter, a: SSAValue, b: SSAValue) -> SSAValue:
+    """``a - trunc(a / b) * b``: the remainder of the division toward zero, ``a``'s sign (the
+    fabric's integer ``div`` rounds toward zero already)."""
+    quotient = em.div(a, b)
+    if is_float(elt_of(a)):
+        quotient = truncated(em, quotient)
+    return em.sub(a, em.mul(quotient, b))
+
+
+@converts("aten.floor.default", "aten.trunc.default")
+def _floor(c: Call) -> Result:
+    """``floor`` (Swin's drop path rounds its random numbers so) and ``trunc``; the identity
+    on integers."""
+    x = c.tensor("self")
+    if not is_float(elt_of(x)):
+        return x
+    return floored(c.em, x) if "floor" in str(c.node.target) else truncated(c.em, x)
+
+
+@converts("aten.fmod.Tensor", "aten.fmod.Scalar")
+def _fmod_op(c: Call) -> Result:
+    """``fmod(a, b)``: the remainder with the dividend's sign (C's ``fmod``)."""
+    em, elt = c.em, c.out_elt
+    a, b = em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
+    return _fmod(em, a, b)
+
+
+@converts("aten.remainder.Tensor", "aten.remainder.Scalar", "aten.remainder.Scalar_Tensor")
+def _remainder(c: Call) -> Result:
+    """``a % b`` as torch (and Python) define it, the divisor's sign: ``a - floor(a / b) * b``,
+    computed as torch's CPU kernel does, ``fmod`` plus ``b`` where their signs differ (CANINE
+    hashes its ids so). Its gradient is ``div(rounding_mode="floor")``'s."""
+    em, elt = c.em, c.out_elt
+    a, b = em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
+    r = _fmod(em, a, b)
+    return em.select(_other_sign(em, r, b), em.add(r, b), r)
 
 
 @converts("aten.maximum.default")

@@ -1,8 +1,7 @@
 """ATen converters for ops that speak of storage: uninitialised tensors, copies, and views and
 scatters through explicit strides (``as_strided``), which torch's decompositions and the
 functionalisation of in-place code bring into graphs (MobileNet's in-place dropout, the
-channels-last restride of a 1x1 adaptive pooling in Swin, and its gradient); and ``floor``,
-with which Swin's drop path rounds its random numbers.
+channels-last restride of a 1x1 adaptive pooling in Swin, and its gradient).
 
 Our tensors are values without a layout: a tensor's elements are its row-major elements. An op
 addressing a tensor's storage is converted when the storage is the tensor's own elements in some
@@ -23,7 +22,7 @@ from xdsl.dialects.builtin import f32, i64
 from xdsl.ir import SSAValue
 
 from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
-from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
+from compiler.frontend.emitter import Emitter, is_float, shape_of
 
 TABLE = ConverterTable()
 """This family's converters (the registry joins it with the others)."""
@@ -156,19 +155,3 @@ def _as_strided_scatter(c: Call) -> Result:
     stored = em.reshape(merged, [shape[d] for d in order])
     inverse = sorted(range(len(order)), key=order.__getitem__)
     return em.transpose(stored, inverse)
-
-
-@converts("aten.floor.default")
-def _floor(c: Call) -> Result:
-    """``floor``: truncation by a cast to i64, less one where it rounded up (a negative
-    fraction); magnitudes from ``2**23`` on are whole already (f32), and stay as they are, as do
-    infinities and NaN."""
-    em = c.em
-    x = c.tensor("self")
-    elt = elt_of(x)
-    if not is_float(elt):
-        return x
-    whole = em.cast(em.cast(x, i64), elt)
-    floor = em.select(em.binary("gt", whole, x), em.sub(whole, 1.0), whole)
-    small = em.binary("lt", em.unary("abs", x), float(2**23))
-    return em.select(small, floor, x)

@@ -77,6 +77,7 @@ DECOMPOSED: list[Any] = [
     aten.adaptive_max_pool3d,
     aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
     aten.baddbmm,  # BLOOM's attention scores
+    aten.floor_divide,  # ``//`` of tensors: ``div(rounding_mode="floor")``
 ]
 
 

@@ -209,3 +209,42 @@ def test_in_place_slice_assignment() -> None:
         return z
 
     check(fn, rand(3, 6), rand(3, 6))
+
+
+def divisors(*shape: int) -> torch.Tensor:
+    """Divisors of either sign, none near 0 (where a quotient's floor would jump)."""
+    r = rand(*shape)
+    return torch.where(r < 0, r - 0.5, r + 0.5)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a, b: torch.remainder(a * 3, b),
+        lambda a, b: torch.fmod(a * 3, b),
+        lambda a, b: torch.div(a * 3, b, rounding_mode="floor") * b + a,
+        lambda a, b: torch.div(a * 3, b, rounding_mode="trunc") * b + a,
+        lambda a, b: a * 3 % 0.7 + torch.remainder(a * 3, -0.7) + torch.floor(a) + torch.trunc(b),
+    ],
+    ids=["remainder", "fmod", "div-floor", "div-trunc", "scalars"],
+)
+def test_remainder_fmod_and_rounded_division(fn) -> None:
+    """Float remainders against torch: the divisor's sign (remainder), the dividend's (fmod);
+    the gradient of ``b`` is ``-floor(a / b)`` (``-trunc`` for fmod)."""
+    check(fn, rand(4, 6), divisors(4, 6))
+
+
+def test_integer_remainder_and_floor_division() -> None:
+    """CANINE's hash of ids, ``(ids + 1) * prime % buckets``, and negative operands of both
+    signs (torch's integer ``%`` and ``//`` round toward minus infinity)."""
+    ids = torch.randint(-40, 40, (3, 5), generator=GENERATOR)
+    divisor = torch.tensor([7, -7, 3, -2, 5])
+    check(lambda i: ((i + 1) * 31 % 7).float(), ids, backward=False)
+    check(lambda i, d: (i % d * 100 + i // d + torch.fmod(i, d) * 1000).float(), ids, divisor,
+          backward=False)  # fmt: skip
+
+
+def test_hashed_embedding() -> None:
+    """Ids hashed into buckets, then embedded: the weight's gradient through the hash."""
+    ids = torch.randint(0, 1000, (2, 6), generator=GENERATOR)
+    check(lambda i, w: F.embedding((i + 1) * 43 % 11, w), ids, rand(11, 4))
