@@ -78,6 +78,7 @@ DECOMPOSED: list[Any] = [
     aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
     aten.baddbmm,  # BLOOM's attention scores
     aten.floor_divide,  # ``//`` of tensors: ``div(rounding_mode="floor")``
+    aten._weight_norm_interface,  # weight norm (wav2vec2's positional convolution)
 ]
 
 
@@ -132,6 +133,41 @@ def _adaptive_max_pool_backward(
     return backward
 
 
+def _weight_norm_backward(
+    grad: torch.Tensor, v: torch.Tensor, g: torch.Tensor, norms: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of weight norm ``w = v * g / |v|`` (the norm over every dim but ``dim``;
+    ``dim`` -1: over all, as torch's forward): ``grad_g = sum(grad * v) / |v|`` and
+    ``grad_v = g / |v| * (grad - v * grad_g / |v|)``. torch's table decomposes the forward
+    (``_weight_norm_interface``), not its gradient."""
+    others = [d for d in range(v.dim()) if d != dim]
+    grad_g = (grad * v).sum(others, keepdim=True) / norms
+    grad_v = g / norms * (grad - v * (grad_g / norms))
+    return grad_v, grad_g
+
+
+def _trilinear(
+    i1: torch.Tensor,
+    i2: torch.Tensor,
+    i3: torch.Tensor,
+    expand1: list[int],
+    expand2: list[int],
+    expand3: list[int],
+    sumdim: list[int],
+    unroll_dim: int = 1,
+) -> torch.Tensor:
+    """``_trilinear`` (``nn.Bilinear``, and each of its gradients): each input given size-1
+    dims at its ``expand`` positions, the three multiplied and summed over ``sumdim``, as
+    torch's kernel (``unroll_dim`` only chooses its loop)."""
+    factors = []
+    for x, expand in ((i1, expand1), (i2, expand2), (i3, expand3)):
+        for d in sorted(expand):
+            x = x.unsqueeze(d)
+        factors.append(x)
+    product = factors[0] * factors[1] * factors[2]
+    return product.sum(list(sumdim)) if sumdim else product
+
+
 PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
     **{op: _pad_backward(_reflected) for op in (
         aten.reflection_pad1d_backward.default,
@@ -153,9 +189,16 @@ MAX_POOL_BACKWARD: dict[Any, Callable[..., Any]] = {
 """Ours: the adaptive max pools' gradients (a scatter-add), which torch's table has not."""
 
 
+OURS: dict[Any, Callable[..., Any]] = {
+    aten._weight_norm_interface_backward.default: _weight_norm_backward,
+    aten._trilinear.default: _trilinear,
+}
+"""Ours: ops torch's table has no decomposition of (weight norm's gradient, ``_trilinear``)."""
+
+
 def decomposition_table() -> dict[Any, Callable[..., Any]]:
     """The table handed to the joint trace (training)."""
-    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD, **MAX_POOL_BACKWARD}
+    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD, **MAX_POOL_BACKWARD, **OURS}
 
 
 def inference_table() -> Any:

@@ -248,3 +248,27 @@ def test_hashed_embedding() -> None:
     """Ids hashed into buckets, then embedded: the weight's gradient through the hash."""
     ids = torch.randint(0, 1000, (2, 6), generator=GENERATOR)
     check(lambda i, w: F.embedding((i + 1) * 43 % 11, w), ids, rand(11, 4))
+
+
+def test_weight_norm_of_a_convolution_along_its_kernel() -> None:
+    """wav2vec2's positional convolution: ``parametrizations.weight_norm`` with ``dim=2`` on a
+    grouped ``Conv1d`` (``_weight_norm_interface``: torch's decomposition, our gradient)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(4, 6, kernel_size=3, padding=1, groups=2)
+    conv = torch.nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+    check(conv, rand(2, 4, 7), rtol=TRANSCENDENTAL)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated")
+def test_legacy_weight_norm_of_a_linear() -> None:
+    """``torch.nn.utils.weight_norm`` (a forward pre-hook), the default ``dim=0``."""
+    torch.manual_seed(0)
+    linear = torch.nn.utils.weight_norm(torch.nn.Linear(5, 3))
+    check(linear, rand(4, 5), rtol=TRANSCENDENTAL)
+
+
+def test_bilinear() -> None:
+    """``nn.Bilinear`` (``_trilinear``, forward and the three gradients, decomposed)."""
+    torch.manual_seed(0)
+    check(torch.nn.Bilinear(3, 4, 5), rand(2, 3), rand(2, 4))
+    check(lambda x, y, w: F.bilinear(x, y, w), rand(2, 6, 3), rand(2, 6, 2), rand(4, 3, 2))
