@@ -610,7 +610,7 @@ def _amin(c: Call) -> Result:
     return _reduce(c, "min", c.a.get("dim"), bool(c.a.get("keepdim", False)))
 
 
-def _arg_extreme(em: Emitter, x: SSAValue, kind: str, dim: int) -> SSAValue:
+def arg_extreme(em: Emitter, x: SSAValue, kind: str, dim: int) -> SSAValue:
     """The index along ``dim`` (kept, size 1) of the first maximum (``kind`` ``max``) or
     minimum of ``x``, a NaN counting as the extreme, as torch's ``argmax`` / ``max.dim``: the
     positions where ``x`` equals its extreme (or is NaN), the least of them."""
@@ -632,10 +632,10 @@ def _argmax(c: Call) -> Result:
     dim = c.a.get("dim")
     if dim is None:
         flat = em.reshape(x, (math.prod(shape_of(x)),))
-        index = _arg_extreme(em, flat, kind, 0)
+        index = arg_extreme(em, flat, kind, 0)
         return em.reshape(index, [1] * len(shape_of(x)) if c.a.get("keepdim") else ())
     dim = dim % max(len(shape_of(x)), 1)
-    index = _arg_extreme(em, x, kind, dim)
+    index = arg_extreme(em, x, kind, dim)
     return index if c.a.get("keepdim") else em.reshape(index, c.out_shape)
 
 
@@ -648,7 +648,7 @@ def _max_dim(c: Call) -> Result:
     dim = c.dim(len(shape_of(x)))
     keepdim = bool(c.a.get("keepdim", False))
     values = em.reduce(kind, x, [dim], keepdim)
-    index = _arg_extreme(em, x, kind, dim)
+    index = arg_extreme(em, x, kind, dim)
     return values, index if keepdim else em.reshape(index, shape_of(values))
 
 

@@ -22,13 +22,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from xdsl.dialects.builtin import f32, i1, i64
 from xdsl.ir import OpResult, SSAValue
 
-from compiler.frontend.aten import reduction_dims, truth
-from compiler.frontend.converter import Call, ConversionError, ConverterTable, Result
+from compiler.frontend.aten import arg_extreme, reduction_dims, truth
+from compiler.frontend.converter import (
+    Call,
+    ConversionError,
+    ConverterTable,
+    Result,
+    normalize_args,
+)
 from compiler.frontend.emitter import Emitter, elt_of, is_float, shape_of
 from compiler.frontend.int_bounds import int_range
 from dialects.dataflow import (
@@ -539,6 +547,193 @@ def _index_put(c: Call) -> Result:
     values = em.broadcast(em.as_tensor(c.a["values"], elt_of(x)), want)
     added = em.put_add(values, idx, dim, merged[dim])
     return em.add(x, em.reshape(added, shape_of(x)))
+
+
+# ------------------------------------------------------------------------------------------
+# embedding bags
+# ------------------------------------------------------------------------------------------
+
+BAG_MODES = ("sum", "mean", "max")
+"""``_embedding_bag``'s ``mode`` argument, by number."""
+
+
+@dataclass
+class _Bags:
+    """Which bag each of ``_embedding_bag``'s ``n`` flat indices falls in: ``length``
+    consecutive indices a bag when the offsets are an evenly spaced ``arange`` (the form
+    ``F.embedding_bag`` builds for a 2-d input), else ``member``, a ``[bags, n]`` mask
+    computed on the fabric from the offsets' values (an index belongs to the last bag whose
+    offset is not past it)."""
+
+    bags: int
+    n: int
+    length: int | None
+    member: SSAValue | None
+    """i1 ``[bags, n]`` (None when ``length`` is set)."""
+
+    def sizes(self, em: Emitter) -> SSAValue:
+        """The number of indices in each bag (i64 ``[bags]``)."""
+        if self.member is None:
+            return em.fill(self.length or 0, (self.bags,), i64)
+        return em.reduce("sum", em.cast(self.member, i64), [1], False)
+
+    def divisor(self, em: Emitter, elt: Any) -> SSAValue:
+        """Each bag's size, at least 1, as ``[bags, 1]`` of ``elt``: ``mean``'s divisor (an
+        empty bag's mean is 0, as torch's)."""
+        return em.reshape(em.cast(em.binary("max", self.sizes(em), 1), elt), (self.bags, 1))
+
+    def offset2bag(self, em: Emitter) -> SSAValue:
+        """The bag of each index (i64 ``[n]``), as torch's second result."""
+        if self.member is None:
+            return em.reshape(em.iota(0, (self.bags, self.length or 0)), (self.n,))
+        position = em.iota(0, (self.bags, self.n))
+        return em.reduce("sum", em.select(self.member, position, 0), [0], False)
+
+    def total(self, em: Emitter, rows: SSAValue, weights: SSAValue | None) -> SSAValue:
+        """Each bag's ``rows`` (``[n, d]``), times ``weights`` (``[n]``) if given, added."""
+        d = shape_of(rows)[1]
+        if self.member is None:
+            spread = em.reshape(rows, (self.bags, self.n // self.bags, d))
+            if weights is not None:
+                spread = em.mul(spread, em.reshape(weights, (self.bags, self.n // self.bags, 1)))
+            return em.reduce("sum", spread, [1], False)
+        share = em.cast(self.member, elt_of(rows))
+        if weights is not None:
+            share = em.mul(share, em.reshape(weights, (1, self.n)))
+        return em.matmul(share, rows)
+
+    def spread(self, em: Emitter, grad: SSAValue) -> SSAValue:
+        """Each index given its bag's row of ``grad`` (``[bags, d]`` -> ``[n, d]``; zeros for
+        an index in no bag): the transpose of ``total``."""
+        d = shape_of(grad)[1]
+        if self.member is None:
+            length = self.n // self.bags
+            spread = em.broadcast(em.reshape(grad, (self.bags, 1, d)), (self.bags, length, d))
+            return em.reshape(spread, (self.n, d))
+        return em.matmul(em.transpose(em.cast(self.member, elt_of(grad)), [1, 0]), grad)
+
+    def maximum(self, em: Emitter, rows: SSAValue, indices: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """Each bag's largest ``rows`` feature by feature and the index (a row of the
+        weight) it came from, the first as torch's; 0 and 0 for an empty bag."""
+        n, d = shape_of(rows)
+        ids = em.cast(indices, i64)
+        if self.member is None:
+            shape = (self.bags, n // self.bags, d)
+            values = em.reshape(rows, shape)
+            ids = em.broadcast(em.reshape(ids, (*shape[:2], 1)), shape)
+        else:
+            shape = (self.bags, n, d)
+            inside = em.reshape(self.member, (self.bags, n, 1))
+            values = em.select(inside, em.reshape(rows, (1, n, d)), float("-inf"))
+            ids = em.broadcast(em.reshape(ids, (1, n, 1)), shape)
+        top = em.reduce("max", values, [1], False)
+        where = em.reshape(em.gather(ids, arg_extreme(em, values, "max", 1), 1), (self.bags, d))
+        if self.member is None:
+            return top, where
+        filled = em.reshape(em.binary("gt", self.sizes(em), 0), (self.bags, 1))
+        return em.select(filled, top, 0.0), em.select(filled, where, 0)
+
+
+_ARANGES = frozenset({"aten.arange.start_step", "aten.arange.start", "aten.arange.default"})
+
+
+def _bags(c: Call, bags: int) -> _Bags:
+    """The bags of ``c``'s ``indices`` and ``offsets`` (``bags`` of them: one fewer than the
+    offsets with ``include_last_offset``, the last offset then the end of the last bag)."""
+    em = c.em
+    n = shape_of(c.tensor("indices"))[0]
+    offsets_node = c.node.kwargs.get("offsets", c.node.args[2])
+    if isinstance(offsets_node, torch.fx.Node) and str(offsets_node.target) in _ARANGES:
+        a = normalize_args(offsets_node, offsets_node.args, offsets_node.kwargs)
+        start, step = a.get("start") or 0, a.get("step") or 1
+        if start == 0 and isinstance(step, int) and bags and step * bags == n:
+            return _Bags(bags, n, step, None)
+    offsets = em.cast(c.tensor("offsets"), i64)
+    grid = (bags, n)
+    position = em.iota(1, grid)
+    starts = em.extract_slice(offsets, [0], [1], [bags])
+    started = em.binary("le", em.reshape(starts, (bags, 1)), position)
+    bag = em.sub(em.reduce("sum", em.cast(started, i64), [0], True), 1)
+    member = em.binary("eq", em.broadcast(bag, grid), em.iota(0, grid))
+    if shape_of(offsets)[0] == bags + 1:
+        end = em.extract_slice(offsets, [bags], [1], [1])
+        member = em.binary("and", member, em.binary("lt", position, end))
+    return _Bags(bags, n, None, member)
+
+
+def _bag_mode(c: Call) -> str:
+    """The mode of a bag op, refusing the options not supported yet."""
+    padding = c.a.get("padding_idx")
+    if padding is not None and int(padding) >= 0:
+        raise ConversionError(f"padding_idx={padding} is not supported yet")
+    if c.a.get("scale_grad_by_freq"):
+        raise ConversionError("scale_grad_by_freq=True is not supported yet")
+    if c.a.get("sparse"):
+        raise ConversionError("sparse=True (a sparse gradient) is not supported yet")
+    return BAG_MODES[int(c.a["mode"])]
+
+
+@converts("aten._embedding_bag.default", "aten._embedding_bag_forward_only.default")
+def _embedding_bag(c: Call) -> Result:
+    """``nn.EmbeddingBag``: the weight's rows at ``indices`` summed, averaged or maxed over
+    each bag (optionally weighted by ``per_sample_weights``), with torch's other results:
+    each index's bag, each bag's size and, for ``max``, the rows the maxima came from."""
+    em = c.em
+    mode = _bag_mode(c)
+    indices = c.tensor("indices")
+    out_shape, elt = c.out(0)
+    bags = _bags(c, out_shape[0])
+    rows = em.take(c.tensor("weight"), indices, 0)
+    weights = c.a.get("per_sample_weights")
+    sizes = bags.sizes(em)
+    if mode == "max":
+        out, where = bags.maximum(em, rows, indices)
+    else:
+        out = bags.total(em, rows, c.tensor("per_sample_weights") if weights is not None else None)
+        if mode == "mean":
+            out = em.div(out, bags.divisor(em, elt))
+        where = sizes if mode == "mean" else em.fill(0, c.out(3)[0], i64)
+    offset2bag = bags.offset2bag(em) if c.out(1)[0] != (0,) else em.fill(0, (0,), i64)
+    size_out = sizes if mode != "sum" else em.fill(0, c.out(2)[0], i64)
+    return out, offset2bag, size_out, where
+
+
+@converts("aten._embedding_bag_backward.default")
+def _embedding_bag_backward(c: Call) -> Result:
+    """The weight's gradient: ``max`` adds each bag's gradient at the rows its maxima came
+    from (``maximum_indices``; none from an empty bag); ``sum`` and ``mean`` give each index
+    its bag's gradient (divided by the bag's size for ``mean``, times its weight) and add it
+    at its row."""
+    em = c.em
+    mode = _bag_mode(c)
+    grad = c.tensor("grad")
+    bags = _bags(c, shape_of(grad)[0])
+    extent = int(c.a["num_weights"])
+    sizes = bags.sizes(em)
+    if mode == "max":
+        filled = em.reshape(em.binary("gt", sizes, 0), (bags.bags, 1))
+        kept = em.select(filled, grad, em.scalar(0, elt_of(grad)))
+        return em.scatter_add(kept, c.tensor("maximum_indices"), 0, (extent, shape_of(grad)[1]))
+    if mode == "mean":
+        grad = em.div(grad, bags.divisor(em, elt_of(grad)))
+    each = bags.spread(em, grad)
+    if c.a.get("per_sample_weights") is not None:
+        each = em.mul(each, em.reshape(c.tensor("per_sample_weights"), (bags.n, 1)))
+    return em.put_add(each, c.tensor("indices"), 0, extent)
+
+
+@converts("aten._embedding_bag_per_sample_weights_backward.default")
+def _embedding_bag_per_sample_weights_backward(c: Call) -> Result:
+    """The gradient of ``per_sample_weights`` (mode ``sum``): each index's bag gradient
+    dotted with its row of the weight."""
+    em = c.em
+    mode = _bag_mode(c)
+    if mode != "sum":
+        raise ConversionError(f"per_sample_weights with mode {mode!r} (torch takes only 'sum')")
+    grad = c.tensor("grad")
+    bags = _bags(c, shape_of(grad)[0])
+    rows = em.take(c.tensor("weight"), c.tensor("indices"), 0)
+    return em.reduce("sum", em.mul(bags.spread(em, grad), rows), [1], False)
 
 
 # ------------------------------------------------------------------------------------------

@@ -272,3 +272,39 @@ def test_bilinear() -> None:
     torch.manual_seed(0)
     check(torch.nn.Bilinear(3, 4, 5), rand(2, 3), rand(2, 4))
     check(lambda x, y, w: F.bilinear(x, y, w), rand(2, 6, 3), rand(2, 6, 2), rand(4, 3, 2))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_of_fixed_bags(mode: str) -> None:
+    """``nn.EmbeddingBag`` on a 2-d input: bags of one length (offsets an ``arange``), the
+    weight's gradient (``max``: at the rows the maxima came from)."""
+    ids = torch.randint(0, 9, (3, 4), generator=GENERATOR)
+    check(lambda i, w: F.embedding_bag(i, w, mode=mode), ids, rand(9, 5))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_with_offsets(mode: str) -> None:
+    """A 1-d input and offsets given at run time (a model input), one bag empty (0, as
+    torch's), and with ``include_last_offset``."""
+    ids = torch.randint(0, 9, (8,), generator=GENERATOR)
+    check(lambda i, o, w: F.embedding_bag(i, w, o, mode=mode), ids, torch.tensor([0, 2, 2, 5]),
+          rand(9, 5))  # fmt: skip
+    check(lambda i, o, w: F.embedding_bag(i, w, o, mode=mode, include_last_offset=True), ids,
+          torch.tensor([0, 3, 3, 8]), rand(9, 5))  # fmt: skip
+
+
+def test_embedding_bag_with_per_sample_weights() -> None:
+    ids = torch.randint(0, 9, (8,), generator=GENERATOR)
+    check(lambda i, w, p: F.embedding_bag(i, w, per_sample_weights=p, mode="sum"),
+          ids.view(2, 4), rand(9, 5), rand(2, 4))  # fmt: skip
+    check(lambda i, o, w, p: F.embedding_bag(i, w, o, per_sample_weights=p, mode="sum"),
+          ids, torch.tensor([0, 3, 3]), rand(9, 5), rand(8))  # fmt: skip
+
+
+def test_embedding_bag_padding_idx_is_refused_in_one_line() -> None:
+    with pytest.raises(UnsupportedOpError) as error:
+        check(lambda i, w: F.embedding_bag(i, w, padding_idx=0), torch.tensor([[0, 1], [2, 0]]),
+              rand(3, 4))  # fmt: skip
+    message = str(error.value)
+    assert "aten._embedding_bag" in message and "harness.py:" in message and "\n" not in message
+    assert "padding_idx=0 is not supported yet" in message
