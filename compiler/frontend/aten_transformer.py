@@ -1,5 +1,5 @@
 """ATen converters for transformers: slices and concatenation, gather and scatter-add
-(embedding), masks, safe softmax, dropout, cumulative sums, with their gradients.
+(embedding, embedding bags), masks, safe softmax, dropout, cumulative sums, with their gradients.
 
 Their table joins the others in ``compiler/frontend/registry.py``. The dataflow primitives they
 build on:

@@ -2,7 +2,8 @@
 ``compiler/frontend/decompositions.py``), forward and backward, on shapes that do not divide
 tiles: group norm, the piecewise and smooth activations (hardswish, hardsigmoid, mish, CELU,
 GLU, PReLU, log-sigmoid), pixel shuffle, reflection and replication padding, nearest and
-bilinear upsampling, ``F.normalize`` and cosine similarity, unfold and fold.
+bilinear upsampling, ``F.normalize`` and cosine similarity, unfold and fold; remainder, fmod
+and rounded division (float and integer), weight norm, ``Bilinear`` and ``EmbeddingBag``.
 
 Tolerances (normwise relative, see harness.py): 1e-5 for arithmetic, gathers and sums; 1e-4
 where a transcendental function (exp, log, tanh, rsqrt, sqrt) sits on the path, as in the
