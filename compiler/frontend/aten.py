@@ -243,16 +243,18 @@ def _div(c: Call) -> Result:
     """``a / b``; with ``rounding_mode`` ``"trunc"`` or ``"floor"``, the quotient rounded so
     (``//`` and ``remainder``'s gradient are the floor's)."""
     em, elt = c.em, c.out_elt
-    a, b = em.as_tensor(_operand(c, "self"), elt), em.as_tensor(_operand(c, "other"), elt)
+    a, b = _operand(c, "self"), _operand(c, "other")
+    quotient = _arith(c, "div", a, b)  # a Python number as bf16's div takes it (Emitter.binary)
     mode = c.a.get("rounding_mode")
     if mode is None:
-        return em.div(a, b)
+        return quotient
     if mode == "trunc":
-        return em.div(a, b) if not is_float(elt) else truncated(em, em.div(a, b))
+        return truncated(em, quotient) if is_float(elt) else quotient
     if mode == "floor":
         if is_float(elt):
-            return floored(em, em.div(a, b))
-        quotient = em.div(a, b)  # toward zero: one less where a remainder has b's other sign
+            return floored(em, quotient)
+        # toward zero: one less where a remainder has b's other sign
+        a, b = em.as_tensor(a, elt), em.as_tensor(b, elt)
         return em.sub(quotient, em.cast(_other_sign(em, em.sub(a, em.mul(quotient, b)), b), elt))
     raise ConversionError(f"rounding_mode={mode!r}")
 
