@@ -4,6 +4,7 @@ torch."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from runtime.pef import read_pef
@@ -62,6 +64,34 @@ def in_process(name: str, *args: str) -> subprocess.CompletedProcess:
         assert result.exc_info is not None
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return subprocess.CompletedProcess([name, *args], result.exit_code, result.stdout, stderr)
+
+
+def shared_compile(
+    tmp_path_factory: pytest.TempPathFactory, model: Path, name: str, *args: str
+) -> Path:
+    """The PEF of ``rdu-compile model --pef-name name *args``, compiled once per test session
+    for every test that asks for it under the same ``name`` and ``args``, whichever test and
+    xdist worker asks first (the others wait on a lock): for a compile that takes tens of
+    seconds and is the starting point of tests in several files (MobileNetV2's). Only for
+    tests that read the PEF and write nothing beside it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' basetemps sit side by side in this session's folder
+    folder = root / "shared-pefs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    pef = folder / name / f"{name}.pef"
+    asked = [str(model), "--pef-name", name, *args]
+    with open(folder / "lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        if lock.read().splitlines() != asked or not pef.exists():
+            assert not pef.exists(), f"{pef}: asked for with other arguments: {asked}"
+            result = in_process("rdu-compile", *asked, "--output-folder", str(folder))
+            assert result.returncode == 0, result.stderr
+            lock.seek(0)
+            lock.truncate()
+            lock.write("\n".join(asked) + "\n")
+    return pef
 
 
 def rdu_test(model: Path, pef: Path, *extra: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from e2e_helpers import MLP, ROOT, in_process, tool
+from e2e_helpers import MLP, ROOT, in_process, shared_compile, tool
 
 import runtime.fabric as fabric
 import tools.reference
@@ -149,8 +149,8 @@ ZOO = ROOT / "examples" / "zoo" / "model.py"
 
 @pytest.fixture(scope="module")
 def mobilenet_pef(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mobilenet")
-    return _compile(out, ZOO, "zoo", "--zoo", "mobilenet", "-b", "2")
+    """test_zoo's MobileNetV2 training PEF (compiled once for both)."""
+    return shared_compile(tmp_path_factory, ZOO, "mobilenet", "--zoo", "mobilenet", "-b", "2")
 
 
 def test_deep_batch_norm_passes_within_torchs_own_error_and_a_1e_3_fault_fails(

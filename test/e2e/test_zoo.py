@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, in_process
+from e2e_helpers import ROOT, in_process, shared_compile
 
 ZOO_FILE = ROOT / "examples" / "zoo" / "model.py"
 BATCH = "2"
@@ -34,22 +34,25 @@ def _zoo():
 ZOO = _zoo()
 
 
-def _compile(name: str, out: Path, *extra: str) -> Path:
-    pef_name = f"{name}{'-inference' if extra else ''}"
+def _compile_inference(name: str, out: Path) -> Path:
+    pef_name = f"{name}-inference"
     result = in_process(
         "rdu-compile", str(ZOO_FILE), "--zoo", name, "-b", BATCH, "--output-folder", str(out),
-        "--pef-name", pef_name, *extra,
+        "--pef-name", pef_name, "--inference",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out / pef_name / f"{pef_name}.pef"
 
 
 @pytest.mark.parametrize("name", sorted(ZOO.ZOO))
-def test_zoo_model_compiles_matches_torch_and_trains(name: str, tmp_path: Path) -> None:
+def test_zoo_model_compiles_matches_torch_and_trains(
+    name: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     if ZOO.ZOO[name].needs_transformers:
         pytest.importorskip("transformers")
-    training = _compile(name, tmp_path)
-    inference = _compile(name, tmp_path, "--inference")
+    # Shared with the tests that start from the same PEF (test_divergence's MobileNetV2).
+    training = shared_compile(tmp_path_factory, ZOO_FILE, name, "--zoo", name, "-b", BATCH)
+    inference = _compile_inference(name, tmp_path)
     for pef in (training, inference):
         checked = in_process("rdu-test", str(ZOO_FILE), "--zoo", name, "--pef", str(pef))
         assert checked.returncode == 0, checked.stdout + checked.stderr

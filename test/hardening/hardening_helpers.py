@@ -81,3 +81,33 @@ def write_model(folder: Path, source: str) -> Path:
     path = folder / "model.py"
     path.write_text(source)
     return path
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two checkpoints hold the same step, weights and optimizer state, bit for bit."""
+    import torch
+
+    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert x["step"] == y["step"]
+    assert sorted(x["model"]) == sorted(y["model"])
+    for key in x["model"]:
+        assert torch.equal(x["model"][key], y["model"][key]), key
+    for index, state in y["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(x["optimizer"]["state"][index][key], value), (index, key)
+
+
+def assert_resumes_exactly(tmp: Path, pef: Path, checkpoint: Path, more: int = 2) -> None:
+    """``more`` steps from ``checkpoint`` are the straight run's steps, bit for bit. The two
+    runs are in this process: the subject is the checkpoint the stopped process left, and
+    ``test_faults`` resumes one as a process of its own."""
+    from runtime.checkpoint import load_checkpoint
+
+    step = load_checkpoint(checkpoint)["step"]
+    common = [str(MLP), "--pef", str(pef), "--ckpt-every", "0", "--num-steps", str(step + more)]
+    resumed = in_process(
+        "rdu-run", *common, "--ckpt-dir", str(tmp / "resumed"), "--init-ckpt-path", str(checkpoint)
+    )
+    straight = in_process("rdu-run", *common, "--ckpt-dir", str(tmp / "straight"))
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
+    assert_same_weights(tmp / "resumed" / "last.pt", tmp / "straight" / "last.pt")

@@ -19,6 +19,8 @@ import torch
 from hardening_helpers import (
     MLP,
     PYTHON,
+    assert_resumes_exactly,
+    assert_same_weights,
     in_process,
     one_line_error,
     tool,
@@ -102,37 +104,6 @@ def run(model: Path, pef: Path, ckpt: Path, *extra: str) -> subprocess.Completed
         "rdu-run", str(model), "--pef", str(pef), "--ckpt-dir", str(ckpt),
         "--allow-source-change", *extra,
     )  # fmt: skip
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    """Two checkpoints hold the same step, weights and optimizer state, bit for bit."""
-    x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-    assert x["step"] == y["step"]
-    assert sorted(x["model"]) == sorted(y["model"])
-    for key in x["model"]:
-        assert torch.equal(x["model"][key], y["model"][key]), key
-    for index, state in y["optimizer"]["state"].items():
-        for key, value in state.items():
-            assert torch.equal(x["optimizer"]["state"][index][key], value), (index, key)
-
-
-def assert_resumes_exactly(tmp: Path, pef: Path, checkpoint: Path, more: int = 2) -> None:
-    """``more`` steps from ``checkpoint`` are the straight run's steps, bit for bit."""
-    step = load_checkpoint(checkpoint)["step"]
-    common = [str(MLP), "--pef", str(pef), "--ckpt-every", "0", "--num-steps", str(step + more)]
-    resumed, straight = tools(
-        (
-            "rdu-run",
-            *common,
-            "--ckpt-dir",
-            str(tmp / "resumed"),
-            "--init-ckpt-path",
-            str(checkpoint),
-        ),
-        ("rdu-run", *common, "--ckpt-dir", str(tmp / "straight")),
-    )
-    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
-    assert_same_weights(tmp / "resumed" / "last.pt", tmp / "straight" / "last.pt")
 
 
 # -- refused before the first step -------------------------------------------------------------
