@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from e2e_helpers import MLP, compile_mlp, judged, losses_beside_torch, rdu_test, tool
+from e2e_helpers import (
+    MLP,
+    compile_mlp,
+    in_process,
+    judged,
+    losses_beside_torch,
+    rdu_test,
+    tool,
+)
 
 from runtime.pef import read_pef
 from runtime.session import TrainingSession
@@ -51,22 +59,18 @@ def test_100_steps_track_torch_within_1e_4(mlp_pef: Path) -> None:
 
 
 def test_resume_is_exact(tmp_path: Path, mlp_pef: Path) -> None:
+    """100 steps straight are 50, a checkpoint and 50 more, bit for bit (the runs in this
+    process: test/hardening/test_faults.py resumes as processes)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = [str(MLP), "--pef", str(mlp_pef), "--ckpt-every", "0"]
-    assert (
-        tool("rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(straight)).returncode == 0
-    )
-    assert tool("rdu-run", *common, "--num-steps", "50", "--ckpt-dir", str(split)).returncode == 0
-    resumed = tool(
-        "rdu-run",
-        *common,
-        "--num-steps",
-        "100",
-        "--ckpt-dir",
-        str(split),
-        "--init-ckpt-path",
-        str(split / "last.pt"),
-    )
+    ran = in_process("rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(straight))
+    assert ran.returncode == 0, ran.stderr
+    ran = in_process("rdu-run", *common, "--num-steps", "50", "--ckpt-dir", str(split))
+    assert ran.returncode == 0, ran.stderr
+    resumed = in_process(
+        "rdu-run", *common, "--num-steps", "100", "--ckpt-dir", str(split),
+        "--init-ckpt-path", str(split / "last.pt"),
+    )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(straight / "last.pt", weights_only=True)
     b = torch.load(split / "last.pt", weights_only=True)
