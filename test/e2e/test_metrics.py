@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from e2e_helpers import MLP, tool
+from e2e_helpers import MLP, in_process
 
 from runtime.machine.perf import program_models
 from runtime.pef import read_pef
@@ -24,8 +24,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def _train(mlp_pef: Path, ckpt: Path, *extra: str) -> str:
-    result = tool("rdu-run", str(MLP), "--pef", str(mlp_pef), "--ckpt-dir", str(ckpt),
-                  "--log-every", "10", *extra)  # fmt: skip
+    result = in_process("rdu-run", str(MLP), "--pef", str(mlp_pef), "--ckpt-dir", str(ckpt),
+                        "--log-every", "10", *extra)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -343,7 +343,7 @@ def test_a_1e_4_error_in_one_unit_fails_its_section(
 
 
 def test_report_is_worst_first_with_a_verdict_per_section(mlp_pef: Path) -> None:
-    result = tool("rdu-test", str(MLP), "--pef", str(mlp_pef))
+    result = in_process("rdu-test", str(MLP), "--pef", str(mlp_pef))
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1].startswith("rdu-test: PASS: forward ok")
@@ -353,7 +353,7 @@ def test_report_is_worst_first_with_a_verdict_per_section(mlp_pef: Path) -> None
     ratios = [e / max(lim, 1e-300) for e, lim in zip(errors, limits, strict=True)]
     assert ratios == sorted(ratios, reverse=True) and len(ratios) > 20
 
-    strict = tool(
+    strict = in_process(
         "rdu-test",
         str(MLP),
         "--pef",

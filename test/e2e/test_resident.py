@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from e2e_helpers import MLP, compile_mlp, judged, rdu_test, tool
+from e2e_helpers import MLP, compile_mlp, in_process, judged, rdu_test
 
 from compiler.driver import compile_in_memory
 from compiler.passes import placement
@@ -110,10 +110,12 @@ def test_rdu_test_passes_on_the_co_resident_pef(resident_pef: Path) -> None:
 def test_resume_is_exact_on_the_co_resident_pef(tmp_path: Path, resident_pef: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = [str(MLP), "--pef", str(resident_pef), "--ckpt-every", "0"]
-    assert tool("rdu-run", *common, "--num-steps", "8", "--ckpt-dir", str(straight)).returncode == 0
-    assert tool("rdu-run", *common, "--num-steps", "4", "--ckpt-dir", str(split)).returncode == 0
-    resumed = tool("rdu-run", *common, "--num-steps", "8", "--ckpt-dir", str(split),
-                   "--init-ckpt-path", str(split / "last.pt"))  # fmt: skip
+    ran = in_process("rdu-run", *common, "--num-steps", "8", "--ckpt-dir", str(straight))
+    assert ran.returncode == 0, ran.stderr
+    ran = in_process("rdu-run", *common, "--num-steps", "4", "--ckpt-dir", str(split))
+    assert ran.returncode == 0, ran.stderr
+    resumed = in_process("rdu-run", *common, "--num-steps", "8", "--ckpt-dir", str(split),
+                         "--init-ckpt-path", str(split / "last.pt"))  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     a = torch.load(straight / "last.pt", weights_only=True)
     b = torch.load(split / "last.pt", weights_only=True)
