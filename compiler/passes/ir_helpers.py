@@ -133,17 +133,6 @@ def is_resident(buffer: BufferOp, readers: Sequence[tuple[UnitOp, AccessAttr]]) 
     return any(_in_order(unit.space_values, access) != written for unit, access in readers)
 
 
-def touches_parallel(buffer: BufferOp) -> bool:
-    """Whether a parallel unit (``parallel [...]``) writes or reads ``buffer``."""
-    writer = buffer.source.owner
-    if isinstance(writer, UnitOp) and writer.parallel is not None:
-        return True
-    return any(
-        isinstance(use.operation, UnitOp) and use.operation.parallel is not None
-        for use in buffer.result.uses
-    )
-
-
 def buffer_bytes(buffer: BufferOp) -> int:
     """Bytes of the tensor ``buffer`` holds."""
     return math.prod(shape_of(buffer.result.type)) * element_bytes(element_type(buffer.result.type))
@@ -165,22 +154,39 @@ def resident_pmus(buffer: BufferOp, target: Target) -> int:
 def assign_pmus(section: SectionOp, target: Target) -> None:
     """Set ``pmus`` on every buffer of ``section`` (see assign-pmus); 1 is left unset."""
     readers: dict[BufferOp, list[tuple[UnitOp, AccessAttr]]] = {}
+    # The parallel units' factors, read once: parallelize-units counts a section's PMUs
+    # hundreds of times, each buffer asking every unit that touches it.
+    factors: dict[UnitOp, tuple[int, ...]] = {}
     for op in section.body.block.ops:
         if isinstance(op, UnitOp):
+            if op.parallel is not None:
+                factors[op] = op.parallel_values
             for value, access in zip(op.inputs, op.ins.data, strict=True):
                 if isinstance(value.owner, BufferOp):
                     readers.setdefault(value.owner, []).append((op, access))
+    # One attribute a count (making an IntegerAttr, verified on construction, took a quarter
+    # of the count).
+    counts: dict[int, IntegerAttr] = {}
     for op in section.body.block.ops:
         if not isinstance(op, BufferOp):
             continue
+        writer = op.source.owner
+        written = factors.get(writer) if isinstance(writer, UnitOp) else None
+        parallel_readers = [
+            (factors[unit], access.stride_values)
+            for unit, access in readers.get(op, [])
+            if unit in factors
+        ]
         count = 1
-        if touches_parallel(op):
-            count = parallel_layout.held_pmus(op, target)
+        if written is not None or parallel_readers:
+            count = parallel_layout.held_pmus(op, written, parallel_readers, target)
         elif is_resident(op, readers.get(op, [])):
             count = resident_pmus(op, target)
         op.properties.pop("pmus", None)
         if count > 1:
-            op.properties["pmus"] = IntegerAttr(count, i64)
+            if count not in counts:
+                counts[count] = IntegerAttr(count, i64)
+            op.properties["pmus"] = counts[count]
 
 
 # --------------------------------------------------------------------------------------------

@@ -169,18 +169,19 @@ def unit_buffers(
     return result
 
 
-def held_pmus(buffer: BufferOp, target: Target) -> int:
-    """``buffer_pmus`` of a buffer in the IR, from the parallel units that read or write it
-    (1 if none does)."""
-    streams = 0
-    writer = buffer.source.owner
-    if isinstance(writer, UnitOp) and writer.parallel is not None:
-        streams = out_streams(writer.parallel_values, target)
-    for use in buffer.result.uses:
-        unit = use.operation
-        if isinstance(unit, UnitOp) and unit.parallel is not None:
-            access = unit.ins.data[use.index]
-            streams = max(streams, port_streams(unit.parallel_values, access.stride_values))
+def held_pmus(
+    buffer: BufferOp,
+    writer: Sequence[int] | None,
+    readers: Sequence[tuple[Sequence[int], Sequence[int]]],
+    target: Target,
+) -> int:
+    """``buffer_pmus`` of a buffer in the IR, from the parallel units that read or write it:
+    ``writer`` the factors of the parallel unit writing it (None: none does), ``readers`` the
+    factors of each parallel unit reading it and the strides of the port it reads through (1
+    if no parallel unit reads or writes it)."""
+    streams = 0 if writer is None else out_streams(writer, target)
+    for factors, strides in readers:
+        streams = max(streams, port_streams(factors, strides))
     if streams == 0:
         return 1
     elements = math.prod(shape_of(buffer.result.type))
