@@ -237,7 +237,7 @@ from runtime.machine.targets import (
     peak_flops_per_cycle,
     stream_bytes,
 )
-from runtime.pef.schema import Access, Meta, Pcu, Program, Residency, Section, Symbol, Target
+from runtime.pef.schema import Access, Meta, Pcu, Port, Program, Residency, Section, Symbol, Target
 from runtime.pef.wire import encode_section
 
 T = TypeVar("T")
@@ -929,21 +929,25 @@ def _rows_start(
 
 
 def _readers_start(
-    section: Section, units: Sequence[UnitModel], b: int, first: int, last: int, written: Walk
+    section: Section,
+    readers: Sequence[tuple[Pcu, Port, UnitModel]],
+    b: int,
+    first: int,
+    last: int,
+    written: Walk,
 ) -> int:
-    """The latest start of the PCUs reading PMU ``b`` (loaded from DRAM between ``first`` and
-    ``last``, written as ``written``), from that buffer alone (rule 1)."""
+    """The latest start of the PCUs reading PMU ``b`` through ``readers`` (each reading port,
+    its PCU and the PCU's model; loaded from DRAM between ``first`` and ``last``, written as
+    ``written``), from that buffer alone (rule 1)."""
     elements = math.prod(section.pmus[b].shape)
     latest = first
-    for pcu, unit in zip(section.pcus, units, strict=True):
-        for port in pcu.inputs:
-            if port.pmu == b:
-                at = (
-                    last
-                    if port.register
-                    else _rows_start(pcu, port.access, unit, elements, first, last, written)[0]
-                )
-                latest = max(latest, at)
+    for pcu, port, unit in readers:
+        at = (
+            last
+            if port.register
+            else _rows_start(pcu, port.access, unit, elements, first, last, written)[0]
+        )
+        latest = max(latest, at)
     return latest
 
 
@@ -1013,6 +1017,10 @@ def _unit_times(
     writers: dict[int, int] = {}
     for pcu in section.pcus:
         writers[pcu.out_pmu] = writers.get(pcu.out_pmu, 0) + 1
+    readers: dict[int, list[tuple[Pcu, Port, UnitModel]]] = {}  # PMU -> its ports, PCU order
+    for pcu, unit in zip(section.pcus, units, strict=True):
+        for port in pcu.inputs:
+            readers.setdefault(port.pmu, []).append((pcu, port, unit))
     for i, pmu in enumerate(section.pmus):
         if pmu.source != "dram":
             continue
@@ -1039,9 +1047,10 @@ def _unit_times(
             tiled.add(i)
             continue
         pieces = pieces_walk(math.prod(pmu.shape), pmu.pmus)
+        mine = readers.get(i, [])
         if pieces is not None and _readers_start(
-            section, units, i, first_at[i], all_at[i], pieces
-        ) < _readers_start(section, units, i, first_at[i], all_at[i], rows_at[i]):
+            section, mine, i, first_at[i], all_at[i], pieces
+        ) < _readers_start(section, mine, i, first_at[i], all_at[i], rows_at[i]):
             rows_at[i] = pieces
             written[i] = None
     times: list[UnitTime] = []
