@@ -148,7 +148,9 @@ def _tracing(what: str, source: Path | None = None) -> Iterator[None]:
     off (unless ``TORCH_LOGS`` asks for it), and torch's tracing failures turned into one-line
     FrontendErrors that start with the model's ``file:line`` where it failed (the deepest
     frame in ``source``, the model file, else in the user's code outside torch) when there is
-    one."""
+    one, and name the library line below it that failed, with its code (``failed at
+    modeling_m2m_100.py:578 in M2M100Encoder.forward (`if dropout_probability <
+    self.layerdrop:`)``: LayerDrop's Python ``if`` on a random number), when there is one."""
     with contextlib.ExitStack() as quiet:
         quiet.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")  # before the oneDNN flags, whose setter warns
@@ -161,16 +163,17 @@ def _tracing(what: str, source: Path | None = None) -> Iterator[None]:
             raise
         except Exception as error:  # torch raises many kinds; the user needs the first line
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            where = _user_line(error, source)
+            where, site = _user_line(error, source)
             prefix = f"{where}: " if where else ""
+            what += f" failed at {site}" if site else " failed"
             kind = type(error).__name__
             if kind in _DATA_DEPENDENT:
                 raise FrontendError(
-                    f"{prefix}{what} failed: the model decides on a tensor's value in Python "
+                    f"{prefix}{what}: the model decides on a tensor's value in Python "
                     "(an `if` on a tensor, `.item()`, `.tolist()`...), which a dataflow graph "
                     f"cannot do; compute both branches and use torch.where ({kind})"
                 ) from error
-            raise FrontendError(f"{prefix}{what} failed: {kind}: {first}") from error
+            raise FrontendError(f"{prefix}{what}: {kind}: {first}") from error
 
 
 @contextlib.contextmanager
@@ -198,10 +201,15 @@ def _quiet_torch_logs() -> Iterator[None]:
     sys.stderr.write(held.getvalue())  # reached only when tracing succeeded
 
 
-def _user_line(error: BaseException, source: Path | None) -> str | None:
+def _user_line(error: BaseException, source: Path | None) -> tuple[str | None, str | None]:
     """``file:line`` of the deepest frame of ``error`` (or of the errors it came from) in
-    ``source``, else in a file outside torch and this compiler; None when there is none."""
+    ``source``, else in a file outside torch and this compiler; None when there is none. And
+    the library line below the model's line where it failed (the deepest frame outside torch
+    and this compiler, under the model's: ``modeling_m2m_100.py:578 in M2M100Encoder.forward
+    (`if ...:`)``), None when the model's own line is the deepest or there is no model line."""
     import sysconfig
+
+    from compiler.frontend.locations import qualified_name
 
     root = Path(__file__).resolve().parents[2]
     library = tuple(  # torch, this compiler and its tools, Python's own modules
@@ -216,6 +224,7 @@ def _user_line(error: BaseException, source: Path | None) -> str | None:
     model = str(Path(source).resolve()) if source is not None else None
     own: str | None = None
     other: str | None = None
+    below: traceback.FrameSummary | None = None  # the deepest other frame under the model's
     seen: set[int] = set()
     chain: BaseException | None = error
     while chain is not None and id(chain) not in seen and own is None:
@@ -224,10 +233,17 @@ def _user_line(error: BaseException, source: Path | None) -> str | None:
             path = str(Path(frame.filename).resolve())
             if path == model:
                 own = f"{frame.filename}:{frame.lineno}"
+                below = None
             elif not (path.startswith(library) or "<" in path):
                 other = f"{frame.filename}:{frame.lineno}"
+                below = frame if own is not None else None
         chain = chain.__cause__ or chain.__context__
-    return own or other
+    if own is None or below is None or below.lineno is None:
+        return own or other, None
+    path = Path(below.filename)
+    site = f"{path.name}:{below.lineno} in {qualified_name(path, below.lineno, below.name)}"
+    code = (below.line or "").strip()
+    return own, f"{site} (`{code}`)" if code else site
 
 
 @contextlib.contextmanager

@@ -409,6 +409,62 @@ def test_tracing_failure_names_the_line(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+LAYERDROP_LIBRARY = """
+    import torch
+
+
+    def maybe_skip(layer, x):
+        if torch.rand([]) < 0.5:  # LayerDrop, as transformers' encoders
+            return x
+        return layer(x)
+"""
+
+LIBRARY_BRANCHING_MODEL = """
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+    _file = Path(__file__).parent / "layerdrop_lib.py"
+    _spec = importlib.util.spec_from_file_location("layerdrop_lib", _file)
+    lib = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(lib)
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return lib.maybe_skip(self.fc, x)
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+def test_tracing_failure_in_a_library_names_its_line(tmp_path: Path) -> None:
+    """When the decision is a library's (M2M100's, HuBERT's LayerDrop), the one line names the
+    model's line and, after "failed at", the library's line, its function and its code."""
+    (tmp_path / "layerdrop_lib.py").write_text(textwrap.dedent(LAYERDROP_LIBRARY))
+    path = _write_model(tmp_path, LIBRARY_BRANCHING_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(FrontendError) as info:
+        build_dataflow(spec, inference=False)
+    line = _line_of(path, "return lib.maybe_skip")
+    at = _line_of(tmp_path / "layerdrop_lib.py", "if torch.rand")
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}:{line}: tracing the training step failed at layerdrop_lib.py:{at} in "
+        "maybe_skip (`if torch.rand([]) < 0.5:  # LayerDrop, as transformers' encoders`): the "
+        "model decides on a tensor's value in Python"
+    ), message
+    assert "\n" not in message
+
+
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """An op only the backward uses is reported at the forward line it differentiates, and at
     the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
