@@ -75,7 +75,6 @@ DECOMPOSED: list[Any] = [
     aten.linalg_vector_norm,
     aten.adaptive_max_pool2d,
     aten.adaptive_max_pool3d,
-    aten.repeat,  # GPT-J's rotary sin/cos, BLOOM's ALiBi slopes
     aten.baddbmm,  # BLOOM's attention scores
     aten.floor_divide,  # ``//`` of tensors: ``div(rounding_mode="floor")``
     aten._weight_norm_interface,  # weight norm (wav2vec2's positional convolution)
@@ -168,6 +167,20 @@ def _trilinear(
     return product.sum(list(sumdim)) if sumdim else product
 
 
+def _repeat(x: torch.Tensor, times: list[int]) -> torch.Tensor:
+    """``Tensor.repeat`` (GPT-J's rotary sin/cos, BLOOM's ALiBi slopes, WavLM's relative
+    position bias): each dim ``d`` of size ``n`` becomes ``(times[d], n)``, expanded, copied
+    and merged. Contiguous, as torch's kernel returns it: torch's decomposition copies the
+    expanded tensor in its input's stride order, so after a permute (WavLM's bias) the result
+    is strided and a ``view`` of it fails to trace."""
+    x = x.reshape([1] * (len(times) - x.dim()) + list(x.shape))
+    pairs = [s for n in x.shape for s in (1, n)]
+    tiled = [s for r, n in zip(times, x.shape, strict=True) for s in (r, n)]
+    merged = [r * n for r, n in zip(times, x.shape, strict=True)]
+    copied = x.reshape(pairs).expand(tiled).clone(memory_format=torch.contiguous_format)
+    return copied.view(merged)
+
+
 PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
     **{op: _pad_backward(_reflected) for op in (
         aten.reflection_pad1d_backward.default,
@@ -192,8 +205,10 @@ MAX_POOL_BACKWARD: dict[Any, Callable[..., Any]] = {
 OURS: dict[Any, Callable[..., Any]] = {
     aten._weight_norm_interface_backward.default: _weight_norm_backward,
     aten._trilinear.default: _trilinear,
+    aten.repeat.default: _repeat,
 }
-"""Ours: ops torch's table has no decomposition of (weight norm's gradient, ``_trilinear``)."""
+"""Ours: ops torch's table has no decomposition of (weight norm's gradient, ``_trilinear``),
+and ``repeat``, whose decomposition in torch's table strides its result."""
 
 
 def decomposition_table() -> dict[Any, Callable[..., Any]]:

@@ -3,7 +3,8 @@
 tiles: group norm, the piecewise and smooth activations (hardswish, hardsigmoid, mish, CELU,
 GLU, PReLU, log-sigmoid), pixel shuffle, reflection and replication padding, nearest and
 bilinear upsampling, ``F.normalize`` and cosine similarity, unfold and fold; remainder, fmod
-and rounded division (float and integer), weight norm, ``Bilinear`` and ``EmbeddingBag``.
+and rounded division (float and integer), weight norm, ``Bilinear``, ``repeat`` of a strided
+tensor and ``EmbeddingBag``.
 
 Tolerances (normwise relative, see harness.py): 1e-5 for arithmetic, gathers and sums; 1e-4
 where a transcendental function (exp, log, tanh, rsqrt, sqrt) sits on the path, as in the
@@ -273,6 +274,19 @@ def test_bilinear() -> None:
     torch.manual_seed(0)
     check(torch.nn.Bilinear(3, 4, 5), rand(2, 3), rand(2, 4))
     check(lambda x, y, w: F.bilinear(x, y, w), rand(2, 6, 3), rand(2, 6, 2), rand(4, 3, 2))
+
+
+@pytest.mark.parametrize("backward", [True, False], ids=["training", "inference"])
+def test_repeat_of_a_permuted_tensor_then_view(backward: bool) -> None:
+    """WavLM's relative position bias: a permuted tensor repeated over the batch and viewed
+    (``repeat``, our decomposition: contiguous as torch's kernel; torch's strided it, and the
+    ``view`` failed to trace), and a repeat of a transposed tensor with a new leading dim."""
+    check(
+        lambda w: w.permute(2, 0, 1).unsqueeze(0).repeat(2, 1, 1, 1).view(8, 5, 3) * w.sum(),
+        rand(5, 3, 4),
+        backward=backward,
+    )
+    check(lambda x: x.t().repeat(2, 3, 1).view(2, 3, -1), rand(3, 4), backward=backward)
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
