@@ -3,10 +3,11 @@
 The IR has one integer type, i64. torch's int32 arithmetic wraps around at 2**31 where int64's
 does not, so an int32 value computed in int64 is the same number exactly when no int32 result
 on the way leaves the int32 range. ``int_range`` bounds a node's values from the graph (bools,
-constants, casts, sums and cumulative sums over known extents, interval arithmetic); a node
-whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder`` checks), so the
-numbers are torch's. RoBERTa's position ids are the case in point: ``(cumsum(ids != pad) *
-(ids != pad)).int()``, at most the sequence length.
+constants, casts, sums and cumulative sums over known extents, interval arithmetic, absolute
+values); a node whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder``
+checks), so the numbers are torch's. RoBERTa's position ids are the case in point:
+``(cumsum(ids != pad) * (ids != pad)).int()``, at most the sequence length; LongT5's local
+attention mask another: ``abs(arange(3 * block, dtype=int32) - centres) < block``.
 
 int32 DRAM tensors (model inputs, parameters, buffers) are refused: their symbol would be i64.
 """
@@ -113,6 +114,11 @@ def _range(node: torch.fx.Node) -> Range:
     if name == "aten.neg.default":
         a = int_range(args[0])
         return None if a is None else _scale(a, -1)
+    if name == "aten.abs.default":  # LongT5's local attention: |relative position| < block
+        a = int_range(args[0])
+        if a is None:
+            return None
+        return (max(a[0], -a[1], 0), max(-a[0], a[1]))
     if name in ("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther"):
         a, b = int_range(args[1]), int_range(args[2])
         return None if a is None or b is None else (min(a[0], b[0]), max(a[1], b[1]))

@@ -4,7 +4,8 @@
 These come into graphs from library code rather than from models written for us: MobileNetV2's
 in-place dropout (``empty_like``; its gradient ``new_empty_strided`` and ``copy``), the
 channels-last restride of Swin's 1x1 adaptive pooling (``as_strided``; its gradient
-``as_strided_scatter``), Swin's drop path (``floor``), RoBERTa's position ids (int32).
+``as_strided_scatter``), Swin's drop path (``floor``), RoBERTa's position ids and LongT5's
+local attention mask (int32).
 """
 
 from __future__ import annotations
@@ -103,6 +104,19 @@ def test_int32_position_ids_as_roberta_computes_them() -> None:
 
     ids = torch.tensor([[1, 4, 4, 2, 1, 3, 5], [3, 1, 2, 2, 4, 1, 1]])
     check(fn, rand(2, 7), ids)
+
+
+def test_int32_absolute_relative_positions_as_longt5_computes_them() -> None:
+    """LongT5's local attention mask: ``abs(positions - centres) < block`` in int32, the
+    positions an int32 ``arange`` (an absolute value of a bounded difference is bounded)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(12, dtype=torch.int32)
+        relative = positions.unsqueeze(0) - positions[4:-4].unsqueeze(1)
+        near = torch.abs(relative) < 3
+        return torch.where(near, x, 0.0) * (torch.abs(relative - 2).float() + 1)
+
+    check(fn, rand(4, 12))
 
 
 def test_int32_that_may_wrap_around_is_refused() -> None:
