@@ -150,28 +150,60 @@ def _tracing(what: str, source: Path | None = None) -> Iterator[None]:
     frame in ``source``, the model file, else in the user's code outside torch) when there is
     one, and name the library line below it that failed, with its code (``failed at
     modeling_m2m_100.py:578 in M2M100Encoder.forward (`if dropout_probability <
-    self.layerdrop:`)``: LayerDrop's Python ``if`` on a random number), when there is one."""
+    self.layerdrop:`)``: LayerDrop's Python ``if`` on a random number), when there is one. A
+    gradient that fails is named by the forward line it is the gradient of (``failed in the
+    gradient of``: autograd's frames are torch's; HuBERT's SpecAugment write, whose gradient
+    selects by a boolean mask)."""
+    from unittest import mock
+
+    import torch.fx.traceback as fx_traceback
+
+    differentiated: list[int] = []
+    """The sequence numbers of the forward ops whose gradients are being traced (aot_autograd's
+    hooks give them to each backward node): the last is the one that failed, when tracing a
+    gradient fails."""
+    set_grad_fn_seq_nr = fx_traceback.set_grad_fn_seq_nr
+
+    def recording(seq_nr: int) -> None:
+        differentiated.append(seq_nr)
+        set_grad_fn_seq_nr(seq_nr)
+
     with contextlib.ExitStack() as quiet:
         quiet.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")  # before the oneDNN flags, whose setter warns
         quiet.enter_context(sdpa_kernel([SDPBackend.MATH]))
         quiet.enter_context(torch.backends.mkldnn.flags(enabled=False))
         quiet.enter_context(_quiet_torch_logs())
+        quiet.enter_context(mock.patch.object(fx_traceback, "set_grad_fn_seq_nr", recording))
         try:
             yield
         except FrontendError:
             raise
         except Exception as error:  # torch raises many kinds; the user needs the first line
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            where, site = _user_line(error, source)
+            frames = _error_frames(error)
+            gradient = any(f.name == "_engine_run_backward" for tb in frames for f in tb)
+            if gradient:  # autograd's frames are torch's: the forward's line it differentiates
+                seq_nr = differentiated[-1] if differentiated else None
+                frames = [_stack_frames(_forward_stack(error, seq_nr))]
+            where, site = _user_line(frames, source)
             prefix = f"{where}: " if where else ""
-            what += f" failed at {site}" if site else " failed"
+            if gradient:
+                what += f" failed in the gradient of {site or 'this line'}"
+            else:
+                what += f" failed at {site}" if site else " failed"
             kind = type(error).__name__
             if kind in _DATA_DEPENDENT:
                 raise FrontendError(
                     f"{prefix}{what}: the model decides on a tensor's value in Python "
                     "(an `if` on a tensor, `.item()`, `.tolist()`...), which a dataflow graph "
                     f"cannot do; compute both branches and use torch.where ({kind})"
+                ) from error
+            if kind == "DynamicOutputShapeException":
+                raise FrontendError(
+                    f"{prefix}{what}: {first} makes a tensor whose shape depends on its values "
+                    "(a boolean mask's selection `x[mask]`, `nonzero`), which a dataflow graph "
+                    "fixed at compile time does not have; select with torch.where instead"
                 ) from error
             raise FrontendError(f"{prefix}{what}: {kind}: {first}") from error
 
@@ -201,12 +233,54 @@ def _quiet_torch_logs() -> Iterator[None]:
     sys.stderr.write(held.getvalue())  # reached only when tracing succeeded
 
 
-def _user_line(error: BaseException, source: Path | None) -> tuple[str | None, str | None]:
-    """``file:line`` of the deepest frame of ``error`` (or of the errors it came from) in
-    ``source``, else in a file outside torch and this compiler; None when there is none. And
-    the library line below the model's line where it failed (the deepest frame outside torch
-    and this compiler, under the model's: ``modeling_m2m_100.py:578 in M2M100Encoder.forward
-    (`if ...:`)``), None when the model's own line is the deepest or there is no model line."""
+_STACK_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n *([^\n]*)')
+
+
+def _error_frames(error: BaseException) -> list[list[traceback.FrameSummary]]:
+    """The frames of ``error`` and of each error it came from, outermost first."""
+    frames: list[list[traceback.FrameSummary]] = []
+    seen: set[int] = set()
+    chain: BaseException | None = error
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        frames.append(traceback.extract_tb(chain.__traceback__))
+        chain = chain.__cause__ or chain.__context__
+    return frames
+
+
+def _forward_stack(error: BaseException, seq_nr: int | None) -> str:
+    """The stack trace of the forward op numbered ``seq_nr`` in the graph being traced when
+    ``error`` was raised (the tracer's, read from the failed frames), "" if not found."""
+    from torch.fx.experimental.proxy_tensor import ProxyTorchDispatchMode
+
+    tb = error.__traceback__
+    while tb is not None and seq_nr is not None:
+        mode = tb.tb_frame.f_locals.get("proxy_mode")
+        if isinstance(mode, ProxyTorchDispatchMode):
+            for node in mode.tracer.graph.nodes:
+                if node.meta.get("seq_nr") == seq_nr and node.meta.get("stack_trace"):
+                    return str(node.meta["stack_trace"])
+        tb = tb.tb_next
+    return ""
+
+
+def _stack_frames(stack: str) -> list[traceback.FrameSummary]:
+    """The frames of a recorded stack trace (``traceback.format_list``'s lines)."""
+    return [
+        traceback.FrameSummary(file, int(line), name, lookup_line=False, line=code)
+        for file, line, name, code in _STACK_FRAME.findall(stack)
+    ]
+
+
+def _user_line(
+    frames: list[list[traceback.FrameSummary]], source: Path | None
+) -> tuple[str | None, str | None]:
+    """``file:line`` of the deepest frame in ``source`` (of the first of the tracebacks
+    ``frames`` that has one), else in a file outside torch and this compiler; None when there
+    is none. And the library line below the model's line
+    where it failed (the deepest frame outside torch and this compiler, under the model's:
+    ``modeling_m2m_100.py:578 in M2M100Encoder.forward (`if ...:`)``), None when the model's
+    own line is the deepest or there is no model line."""
     import sysconfig
 
     from compiler.frontend.locations import qualified_name
@@ -225,11 +299,8 @@ def _user_line(error: BaseException, source: Path | None) -> tuple[str | None, s
     own: str | None = None
     other: str | None = None
     below: traceback.FrameSummary | None = None  # the deepest other frame under the model's
-    seen: set[int] = set()
-    chain: BaseException | None = error
-    while chain is not None and id(chain) not in seen and own is None:
-        seen.add(id(chain))
-        for frame in traceback.extract_tb(chain.__traceback__):
+    for tb in frames:
+        for frame in tb:
             path = str(Path(frame.filename).resolve())
             if path == model:
                 own = f"{frame.filename}:{frame.lineno}"
@@ -237,7 +308,8 @@ def _user_line(error: BaseException, source: Path | None) -> tuple[str | None, s
             elif not (path.startswith(library) or "<" in path):
                 other = f"{frame.filename}:{frame.lineno}"
                 below = frame if own is not None else None
-        chain = chain.__cause__ or chain.__context__
+        if own is not None:
+            break
     if own is None or below is None or below.lineno is None:
         return own or other, None
     path = Path(below.filename)

@@ -465,6 +465,45 @@ def test_tracing_failure_in_a_library_names_its_line(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+MASKED_WRITE_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+            self.embed = nn.Parameter(torch.randn(8))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.fc(x)
+            mask = torch.tensor([True, False, True, False])
+            x[mask] = self.embed  # SpecAugment's write (HuBERT, wav2vec2)
+            return x
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+def test_tracing_failure_in_a_gradient_names_the_forward_line(tmp_path: Path) -> None:
+    """A boolean-mask write traces; its gradient (the mask's selection, ``nonzero``) does not:
+    the one line names the forward line the gradient is of (autograd's frames are torch's)."""
+    path = _write_model(tmp_path, MASKED_WRITE_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(FrontendError) as info:
+        build_dataflow(spec, inference=False)
+    line = _line_of(path, "x[mask] = self.embed")
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}:{line}: tracing the training step failed in the gradient of this line: "
+        "aten.nonzero.default makes a tensor whose shape depends on its values"
+    ), message
+    assert "\n" not in message
+
+
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """An op only the backward uses is reported at the forward line it differentiates, and at
     the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
