@@ -237,15 +237,19 @@ _STACK_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n *([^\n]*)')
 
 
 def _error_frames(error: BaseException) -> list[list[traceback.FrameSummary]]:
-    """The frames of ``error`` and of each error it came from, outermost first."""
+    """The frames of ``error`` and of each error it came from, outermost first; then those
+    their messages quote (an op that fails while an exported program is decomposed again
+    names the model's frames only in its message: ``Original traceback: File ...``)."""
     frames: list[list[traceback.FrameSummary]] = []
+    quoted: list[list[traceback.FrameSummary]] = []
     seen: set[int] = set()
     chain: BaseException | None = error
     while chain is not None and id(chain) not in seen:
         seen.add(id(chain))
         frames.append(traceback.extract_tb(chain.__traceback__))
+        quoted.append(_stack_frames(str(chain)))
         chain = chain.__cause__ or chain.__context__
-    return frames
+    return frames + quoted
 
 
 def _forward_stack(error: BaseException, seq_nr: int | None) -> str:

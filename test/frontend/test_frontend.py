@@ -504,6 +504,47 @@ def test_tracing_failure_in_a_gradient_names_the_forward_line(tmp_path: Path) ->
     assert "\n" not in message
 
 
+LINEAR_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x).relu()
+"""
+
+
+def test_failure_decomposing_the_export_names_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An op that fails while the exported program is decomposed (WavLM's ``repeat`` did,
+    then its ``view``) names the model's line, which torch gives only in its message."""
+    from compiler.frontend import trace
+
+    def failing(*args: object, **kwargs: object) -> torch.Tensor:
+        raise ValueError("cannot view it")
+
+    table = trace.inference_table
+    monkeypatch.setattr(
+        trace, "inference_table", lambda: {**table(), torch.ops.aten.relu.default: failing}
+    )
+    path = _write_model(tmp_path, LINEAR_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(FrontendError) as info:
+        build_dataflow(spec, inference=True)
+    line = _line_of(path, "return self.fc(x).relu()")
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}:{line}: exporting the model failed: ValueError: cannot view it"
+    ), message
+    assert "\n" not in message
+
+
 def test_unsupported_backward_op_says_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """An op only the backward uses is reported at the forward line it differentiates, and at
     the library line (torch's ``nn.ReLU``) whose call it is the gradient of."""
