@@ -22,6 +22,7 @@ torch runs the model once more, eagerly, on a copy whose tensors are fake (shape
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -126,25 +127,42 @@ def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     real run took 1 to 12 s of a GPT-2 small compile (its backward's products), the fake one
     takes a fraction of a second. The copy's parameters are new ``Parameter`` objects (the
     gradients land on the copy's, the model's are left alone), its buffers fakes of the model's
-    (a forward may update them: batch norm's running statistics)."""
-    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    (a forward may update them: batch norm's running statistics).
+
+    An op whose fake kernel refuses what its real one takes is counted on real tensors, on a
+    copy of the model's: torch's ``grouped_mm`` checks for bf16 on fake tensors, and
+    transformers' mixture of experts calls it in f32 on the CPU (FlopCounterMode has no count
+    of it: the experts' products are not in the ideal)."""
+    try:
+        return _count(spec, inference, FakeTensorMode(allow_non_fake_inputs=True))
+    except Exception:  # noqa: BLE001 - any op's fake kernel; the real run raises the model's own
+        return _count(spec, inference, None)
+
+
+def _count(spec: ModelSpec, inference: bool, fake: FakeTensorMode | None) -> int:
+    """``counted_flops`` on a copy of the module, its tensors fakes of ``fake`` (None: copies of
+    the real ones)."""
+
+    def faked(t: torch.Tensor) -> torch.Tensor:
+        return fake.from_tensor(t) if fake is not None else t.clone()
+
     memo: dict[int, object] = {
-        id(p): torch.nn.Parameter(fake.from_tensor(p.detach()), requires_grad=p.requires_grad)
+        id(p): torch.nn.Parameter(faked(p.detach()), requires_grad=p.requires_grad)
         for p in spec.module.parameters()
     }
-    memo.update((id(b), fake.from_tensor(b)) for b in spec.module.buffers())
+    memo.update((id(b), faked(b)) for b in spec.module.buffers())
     module = copy.deepcopy(spec.module, memo)
     module.train(not inference)
 
-    def faked(values: tuple[object, ...]) -> list[object]:
-        return [fake.from_tensor(v) if isinstance(v, torch.Tensor) else v for v in values]
+    def batch(values: tuple[object, ...]) -> list[object]:
+        return [faked(v) if isinstance(v, torch.Tensor) else v for v in values]
 
-    inputs, targets = faked(spec.example_inputs), faked(spec.example_targets)
+    inputs, targets = batch(spec.example_inputs), batch(spec.example_targets)
     counter = FlopCounterMode(display=False)
     # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
     # counts (it has no count for the CPU's fused attention kernel).
     with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), _meta_failures_unlogged():
-        with fake, counter:
+        with fake or contextlib.nullcontext(), counter:
             if inference:
                 with torch.no_grad():
                     module(*inputs)

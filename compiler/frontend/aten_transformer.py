@@ -502,30 +502,44 @@ def _flat_index(c: Call, x: SSAValue) -> tuple[int, SSAValue, tuple[int, ...]]:
     return a, flat, merged
 
 
+SCATTER_MOST = 64
+"""The most values a row ``scatter`` writes (each one a few ops: topk's gradient writes ``k``)."""
+
+
 @converts("aten.scatter.src", "aten.scatter.value")
 def _scatter(c: Call) -> Result:
     """``scatter(x, dim, index, src)``: ``x`` with ``src`` (or a number) written at ``index``
-    along ``dim``, where ``index`` is one deep along ``dim`` (the gradient of ``max(x, dim)``,
-    one-hot labels): each place is written at most once, so it is the values scattered where
-    a count of writes is not zero. Deeper indices may write a place twice, in an order torch
-    leaves undefined: not supported yet."""
+    along ``dim`` (the gradient of ``max(x, dim)`` and of ``topk``, one-hot labels). A row's
+    values are written in turn, each where its index points: where two point at one place
+    the later one stays, as torch's CPU kernel writes them (torch leaves that order open)."""
     em = c.em
     x = c.tensor("self")
     rank = len(shape_of(x))
     dim = c.dim(rank)
     index = c.tensor("index")
     at = shape_of(index)
-    if at[dim] != 1:
+    deep = at[dim] if rank else 1
+    if deep > SCATTER_MOST:
         raise ConversionError(
-            f"scatter of {at[dim]} values a row along dim {dim} (only one is supported yet)"
+            f"scatter of {deep} values a row along dim {dim} (at most {SCATTER_MOST} are "
+            "supported yet)"
         )
-    if "src" in c.a:
-        src = em.extract_slice(em.cast(c.tensor("src"), elt_of(x)), [0] * rank, [1] * rank, at)
-    else:
-        src = em.fill(c.a["value"], at, elt_of(x))
-    writes = em.scatter_add(em.fill(1.0, at, f32), index, dim, shape_of(x))
-    written = em.binary("ne", writes, 0.0)
-    return em.select(written, em.scatter_add(src, index, dim, shape_of(x)), x)
+    one = (*at[:dim], 1, *at[dim + 1 :]) if rank else at
+    src = em.cast(c.tensor("src"), elt_of(x)) if "src" in c.a else None
+    out = x
+    for j in range(deep):
+        start = [0] * rank
+        if rank:
+            start[dim] = j
+        where = em.extract_slice(index, start, [1] * rank, one)
+        if src is not None:
+            value = em.extract_slice(src, start, [1] * rank, one)
+        else:
+            value = em.fill(c.a["value"], one, elt_of(x))
+        writes = em.scatter_add(em.fill(1.0, one, f32), where, dim, shape_of(x))
+        written = em.binary("ne", writes, 0.0)
+        out = em.select(written, em.scatter_add(value, where, dim, shape_of(x)), out)
+    return out
 
 
 @converts("aten.index.Tensor", "aten._unsafe_index.Tensor")  # unsafe: upsampling, padding
@@ -537,16 +551,34 @@ def _index(c: Call) -> Result:
 
 @converts("aten.index_put.default", "aten._unsafe_index_put.default")
 def _index_put(c: Call) -> Result:
-    """``index_put(x, indices, values, accumulate=True)``: ``x`` plus the values scattered."""
+    """``index_put(x, indices, values, accumulate)``: ``x`` plus the values scattered, or
+    without ``accumulate`` the values written over (``_overwritten``)."""
     em = c.em
     x = c.tensor("self")
-    if not c.a.get("accumulate"):
-        raise ConversionError("index_put with accumulate=False (overwriting) is not supported")
     dim, idx, merged = _flat_index(c, x)
     want = (*merged[:dim], *shape_of(idx), *merged[dim + 1 :])
     values = em.broadcast(em.as_tensor(c.a["values"], elt_of(x)), want)
+    if not c.a.get("accumulate"):
+        return em.reshape(_overwritten(em, em.reshape(x, merged), idx, values, dim), shape_of(x))
     added = em.put_add(values, idx, dim, merged[dim])
     return em.add(x, em.reshape(added, shape_of(x)))
+
+
+def _overwritten(em: Emitter, x: SSAValue, idx: SSAValue, values: SSAValue, dim: int) -> SSAValue:
+    """``x`` with ``values`` written at rows ``idx`` along ``dim`` (``index_put`` without
+    accumulating: ``inverse[perm] = arange(n)``, a mixture of experts' way back from its sorted
+    tokens): each row of ``x`` takes the value of the last index pointing at it, in the
+    index's order, as torch's CPU kernel writes them (torch leaves that order open); a row
+    no index points at keeps its value. Every index is compared with every row."""
+    shape = shape_of(x)
+    n, rows = math.prod(shape_of(idx)), shape[dim]
+    order = em.iota(0, (n, 1))
+    points = em.binary("eq", em.reshape(idx, (n, 1)), em.iota(1, (1, rows)))
+    last = em.reduce("max", em.select(points, order, -1), [0], False)  # [rows]
+    flat = em.reshape(values, (*shape[:dim], n, *shape[dim + 1 :]))
+    taken = em.take(flat, em.binary("max", last, 0), dim)
+    written = em.reshape(em.binary("ge", last, 0), [rows if d == dim else 1 for d in range(len(shape))])
+    return em.select(written, taken, x)
 
 
 # ------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch._decomp import get_decompositions
 
@@ -181,6 +182,139 @@ def _repeat(x: torch.Tensor, times: list[int]) -> torch.Tensor:
     return copied.view(merged)
 
 
+def _topk(
+    x: torch.Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``topk`` (a mixture of experts' router) as ``k`` rounds, each taking the largest (or
+    smallest) value not taken yet, at its first index: values and indices in order, as
+    torch's with ``sorted`` (without, torch leaves the order open). A value torch's own
+    kernel ties with another may come at the other's index."""
+    if x.dim() == 0:
+        return x.clone(), torch.zeros((), dtype=torch.int64)
+    dim = dim % x.dim()
+    positions = torch.arange(x.shape[dim]).reshape([-1] + [1] * (x.dim() - dim - 1))
+    taken = torch.zeros_like(x, dtype=torch.bool)
+    skip = float("-inf") if largest else float("inf")
+    if not x.is_floating_point():
+        info = torch.iinfo(x.dtype)
+        skip = info.min if largest else info.max
+    values, indices = [], []
+    for _ in range(k):
+        left = torch.where(taken, skip, x)
+        best = left.amax(dim, keepdim=True) if largest else left.amin(dim, keepdim=True)
+        first = ((x == best) & ~taken).to(torch.int32).argmax(dim, keepdim=True)
+        values.append(torch.gather(x, dim, first))
+        indices.append(first)
+        taken = taken | (positions == first)
+    return torch.cat(values, dim), torch.cat(indices, dim)
+
+
+def _sort(
+    x: torch.Tensor, dim: int = -1, descending: bool = False, stable: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sort`` by ranks: an element's place is the number of elements that go before it
+    (smaller, or larger when ``descending``) plus the equal ones at lower indices, so equal
+    values keep their order (torch's ``stable``; without it torch leaves their order open).
+    Every pair is compared: ``n * n`` a row (a mixture of experts' ``n`` token-expert pairs)."""
+    if x.dim() == 0:
+        return x.clone(), torch.zeros((), dtype=torch.int64)
+    rows = x.movedim(dim, -1)
+    n = rows.shape[-1]
+    index = torch.arange(n)
+    mine, other = rows.unsqueeze(-1), rows.unsqueeze(-2)  # [..., s, 1], [..., 1, t]
+    ahead = other > mine if descending else other < mine
+    rank = (ahead | ((other == mine) & (index < index.unsqueeze(-1)))).sum(-1)
+    order = ((rank.unsqueeze(-1) == index) * index.unsqueeze(-1)).sum(-2)  # [..., place]
+    return torch.gather(rows, -1, order).movedim(-1, dim), order.movedim(-1, dim)
+
+
+def _sort_stable(
+    x: torch.Tensor, *, stable: bool | None = None, dim: int = -1, descending: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sort(stable=...)``: ``_sort``, stable either way."""
+    return _sort(x, dim, descending)
+
+
+_NUMPY_FLOATS: dict[torch.dtype, Any] = {
+    torch.float16: np.float16,
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+}
+
+
+def _histc(x: torch.Tensor, bins: int = 100, min: float = 0, max: float = 0) -> torch.Tensor:
+    """``histc``: the count of elements in each of ``bins`` equal bins over ``[min, max]``
+    (the data's own range when they are equal, widened by 1 each way when that is one
+    value), as torch's kernel places them: bin ``int((x - min) * bins / (max - min))``, the
+    last bin holding ``max`` too, elements outside not counted. A mixture of experts counts
+    its tokens per expert so."""
+    flat = x.reshape(-1)
+    if min == max:
+        lo, hi = flat.amin(), flat.amax()
+        same = lo == hi
+        lo, hi = torch.where(same, lo - 1, lo), torch.where(same, hi + 1, hi)
+        width: torch.Tensor | float = hi - lo
+    else:  # the edges in the input's dtype, as the kernel takes them
+        edges = _NUMPY_FLOATS.get(x.dtype)
+        if edges is None:
+            raise NotImplementedError(f"histc of {x.dtype} is not supported yet")
+        lo, hi = (float(edges(v)) for v in (min, max))
+        width = float(edges(hi) - edges(lo))
+    place = ((flat - lo) * bins / width).to(torch.int64)
+    place = torch.where(place == bins, bins - 1, place)
+    inside = (flat >= lo) & (flat <= hi)
+    hits = (place.unsqueeze(-1) == torch.arange(bins)) & inside.unsqueeze(-1)
+    return hits.sum(0).to(x.dtype)
+
+
+def _groups(offsets: torch.Tensor, rows: int) -> torch.Tensor:
+    """Which group each of ``rows`` rows is in, one-hot (``[groups, rows, 1]``, 0 or 1):
+    group ``g`` holds the rows from ``offsets[g - 1]`` (0 for the first) up to
+    ``offsets[g]``; rows past the last offset are in none."""
+    row = torch.arange(rows)
+    group = (offsets.unsqueeze(0) <= row.unsqueeze(1)).sum(1)  # groups ended at or before
+    member = group == torch.arange(offsets.shape[0]).unsqueeze(1)  # [groups, rows]
+    return member.unsqueeze(-1)
+
+
+def _grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """transformers' ``grouped_mm_fallback`` (a mixture of experts' experts): row ``s`` of
+    ``x`` (``[rows, k]``, sorted by expert) times the weight of its group (``[groups, k,
+    n]``, groups ending at ``offsets``), rows in no group 0. Computed densely: every row
+    through every group's weight, each kept where it is the row's group (``groups`` times
+    the multiply-adds of torch's loop over the groups, the same sums)."""
+    member = _groups(offsets, x.shape[0]).to(x.dtype)
+    return (torch.matmul(x.unsqueeze(0), weight) * member).sum(0)
+
+
+def _grouped_mm_backward(
+    x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of ``_grouped_mm`` (transformers' ``grouped_mm_fallback_backward``):
+    a row's input gradient through its group's weight, and each group's weight gradient
+    from its own rows, densely as the forward."""
+    member = _groups(offsets, x.shape[0]).to(x.dtype)
+    grad_x = (torch.matmul(grad.unsqueeze(0), weight.transpose(1, 2)) * member).sum(0)
+    grad_weight = torch.matmul((x.unsqueeze(0) * member).transpose(1, 2), grad.unsqueeze(0))
+    return grad_x, grad_weight
+
+
+def library_ops() -> dict[Any, Callable[..., Any]]:
+    """Ours of the custom ops libraries register, when they are (transformers' grouped
+    matmul of a mixture of experts' experts, registered when its ``integrations.moe`` is
+    imported)."""
+    table: dict[Any, Callable[..., Any]] = {}
+    namespace = getattr(torch.ops, "transformers", None)
+    for name, fn in (
+        ("grouped_mm_fallback", _grouped_mm),
+        ("grouped_mm_fallback_backward", _grouped_mm_backward),
+    ):
+        op = getattr(namespace, name, None) if namespace is not None else None
+        if op is not None:
+            table[op.default] = fn
+    return table
+
+
 PAD_BACKWARD: dict[Any, Callable[..., Any]] = {
     **{op: _pad_backward(_reflected) for op in (
         aten.reflection_pad1d_backward.default,
@@ -206,14 +340,25 @@ OURS: dict[Any, Callable[..., Any]] = {
     aten._weight_norm_interface_backward.default: _weight_norm_backward,
     aten._trilinear.default: _trilinear,
     aten.repeat.default: _repeat,
+    aten.topk.default: _topk,
+    aten.sort.default: _sort,
+    aten.sort.stable: _sort_stable,
+    aten.histc.default: _histc,
 }
-"""Ours: ops torch's table has no decomposition of (weight norm's gradient, ``_trilinear``),
-and ``repeat``, whose decomposition in torch's table strides its result."""
+"""Ours: ops torch's table has no decomposition of (weight norm's gradient, ``_trilinear``,
+a mixture of experts' ``topk``, ``sort`` and ``histc``), and ``repeat``, whose decomposition in
+torch's table strides its result."""
 
 
 def decomposition_table() -> dict[Any, Callable[..., Any]]:
     """The table handed to the joint trace (training)."""
-    return {**get_decompositions(DECOMPOSED), **PAD_BACKWARD, **MAX_POOL_BACKWARD, **OURS}
+    return {
+        **get_decompositions(DECOMPOSED),
+        **PAD_BACKWARD,
+        **MAX_POOL_BACKWARD,
+        **OURS,
+        **library_ops(),
+    }
 
 
 def inference_table() -> Any:

@@ -83,19 +83,34 @@ def _dtype(node: torch.fx.Node) -> torch.dtype | None:
     return val.dtype if isinstance(val, torch.Tensor) else None
 
 
+EXACT_INTEGERS = {
+    torch.float64: 2**53,
+    torch.float32: 2**24,
+    torch.float16: 2**11,
+    torch.bfloat16: 2**8,
+}
+"""The integers a float dtype holds exactly: those of magnitude up to this."""
+
+
 def _range(node: torch.fx.Node) -> Range:
     dtype = _dtype(node)
     if dtype == torch.bool:
         return (0, 1)
-    if dtype is not None and dtype.is_floating_point:
-        return None
     if node.op != "call_function":
         return None
     name = str(node.target)
     args = node.args
+    if dtype is not None and dtype.is_floating_point:
+        # integers cast to a float that holds them exactly (histc's counts: a sum of bools)
+        source = args[0] if args else None
+        if name not in _SAME or not isinstance(source, torch.fx.Node):
+            return None
+        r = int_range(source) if _is_integer(source) or _exact(source) else None
+        most = EXACT_INTEGERS.get(dtype, 0)
+        return r if r is not None and -most <= r[0] and r[1] <= most else None
     if name in _SAME:
         source = args[0]
-        if isinstance(source, torch.fx.Node) and not _is_integer(source):
+        if isinstance(source, torch.fx.Node) and not _is_integer(source) and not _exact(source):
             return None  # a float cast to an integer: any value
         return int_range(source)
     if name in ("aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar"):
@@ -145,6 +160,11 @@ def _range(node: torch.fx.Node) -> Range:
         start, end = (0, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
         return (min(start, end), max(start, end))
     return None
+
+
+def _exact(node: torch.fx.Node) -> bool:
+    """Whether float ``node`` holds bounded integers exactly (``_range`` of a float)."""
+    return int_range(node) is not None
 
 
 def _is_integer(node: torch.fx.Node) -> bool:
