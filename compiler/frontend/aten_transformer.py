@@ -577,7 +577,8 @@ def _overwritten(em: Emitter, x: SSAValue, idx: SSAValue, values: SSAValue, dim:
     last = em.reduce("max", em.select(points, order, -1), [0], False)  # [rows]
     flat = em.reshape(values, (*shape[:dim], n, *shape[dim + 1 :]))
     taken = em.take(flat, em.binary("max", last, 0), dim)
-    written = em.reshape(em.binary("ge", last, 0), [rows if d == dim else 1 for d in range(len(shape))])
+    along = [rows if d == dim else 1 for d in range(len(shape))]
+    written = em.reshape(em.binary("ge", last, 0), along)
     return em.select(written, taken, x)
 
 

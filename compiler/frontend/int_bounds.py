@@ -4,7 +4,7 @@ The IR has one integer type, i64. torch's int32 arithmetic wraps around at 2**31
 does not, so an int32 value computed in int64 is the same number exactly when no int32 result
 on the way leaves the int32 range. ``int_range`` bounds a node's values from the graph (bools,
 constants, casts, sums and cumulative sums over known extents, interval arithmetic, absolute
-values); a node whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder``
+values, clamps, and integers a float holds exactly: ``histc``'s counts); a node whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder``
 checks), so the numbers are torch's. RoBERTa's position ids are the case in point:
 ``(cumsum(ids != pad) * (ids != pad)).int()``, at most the sequence length; LongT5's local
 attention mask another: ``abs(arange(3 * block, dtype=int32) - centres) < block``.
@@ -137,6 +137,19 @@ def _range(node: torch.fx.Node) -> Range:
     if name in ("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther"):
         a, b = int_range(args[1]), int_range(args[2])
         return None if a is None or b is None else (min(a[0], b[0]), max(a[1], b[1]))
+    if name in ("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default"):
+        given = [*args[1:], None, None]
+        low, high = (None, given[0]) if name == "aten.clamp_max.default" else given[:2]
+        if not isinstance(low, int | None) or not isinstance(high, int | None):
+            return None
+        a = int_range(args[0]) or (-math.inf, math.inf)
+
+        def clamped(v: float) -> float:  # torch's: min(max(v, low), high)
+            v = v if low is None else max(v, low)
+            return v if high is None else min(v, high)
+
+        lo, hi = clamped(a[0]), clamped(a[1])
+        return None if math.isinf(lo) or math.isinf(hi) else (int(lo), int(hi))
     if name == "aten.cumsum.default":
         source = args[0]
         assert isinstance(source, torch.fx.Node)

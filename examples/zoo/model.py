@@ -121,22 +121,15 @@ ZOO: dict[str, Entry] = {
         "lm",
         _hf("LlamaConfig", "LlamaForCausalLM", num_key_value_heads=2, **_LM),
     ),
-    "mixtral": Entry(
-        "Mixtral (`MixtralForCausalLM`)",
-        "lm",
-        _hf(
-            "MixtralConfig",
-            "MixtralForCausalLM",
-            num_key_value_heads=2,
-            num_local_experts=4,
-            num_experts_per_tok=2,
-            **_LM,
-        ),
-    ),
     "mistral": Entry(
         "Mistral (`MistralForCausalLM`)",
         "lm",
         _hf("MistralConfig", "MistralForCausalLM", num_key_value_heads=2, **_LM),
+    ),
+    "mixtral": Entry(  # a mixture of 8 experts, 2 a token: transformers' defaults
+        "Mixtral (`MixtralForCausalLM`)",
+        "lm",
+        _hf("MixtralConfig", "MixtralForCausalLM", num_key_value_heads=2, **_LM),
     ),
     "qwen2": Entry(
         "Qwen2 (`Qwen2ForCausalLM`)",

@@ -65,3 +65,37 @@ def test_fake_tensors_count_the_flops_of_the_real_ones(
     for key, value in spec.module.state_dict().items():
         assert torch.equal(value, state[key]), key
     assert all(p.grad is None for p in spec.module.parameters())
+
+
+class _GroupedExperts(torch.nn.Module):
+    """A linear layer, then torch's grouped matmul in f32 (transformers' experts on the CPU),
+    whose fake kernel wants bf16: the count falls back to real tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 8)
+        self.experts = torch.nn.Parameter(torch.randn(2, 8, 4))  # rows of 16 bytes, as it wants
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        offsets = torch.tensor([2, 5], dtype=torch.int32)
+        return torch.nn.functional.grouped_mm(self.linear(x), self.experts, offs=offsets)
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_an_op_fake_tensors_refuse_is_counted_on_real_ones(inference: bool) -> None:
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        name="experts",
+        module=_GroupedExperts(),
+        example_inputs=(torch.randn(5, 4),),
+        example_targets=(torch.randn(5, 4),),
+        loss_fn=lambda out, target: ((out - target) ** 2).mean(),
+        optimizer=None,
+        source_file=Path(__file__),
+    )
+    state = {k: v.clone() for k, v in spec.module.state_dict().items()}
+    counted = counted_flops(spec, inference=inference)
+    assert counted == real_flops(spec, inference=inference) > 0
+    for key, value in spec.module.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert all(p.grad is None for p in spec.module.parameters())

@@ -180,14 +180,6 @@ def test_scatter_one_value_a_row() -> None:
     check(lambda x, s, i: x.scatter(1, i, s), rand(3, 5), rand(3, 1), labels)
 
 
-def test_scatter_of_more_than_one_value_a_row_is_refused_in_one_line() -> None:
-    with pytest.raises(UnsupportedOpError) as error:
-        check(lambda x, i: x.scatter(1, i, 7.0), rand(3, 5), torch.tensor([[2, 1], [0, 0], [4, 3]]))
-    message = str(error.value)
-    assert "aten.scatter.value" in message and "harness.py:" in message and "\n" not in message
-    assert "only one is supported yet" in message
-
-
 @pytest.mark.parametrize(
     "fn",
     [

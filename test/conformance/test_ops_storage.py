@@ -119,6 +119,28 @@ def test_int32_absolute_relative_positions_as_longt5_computes_them() -> None:
     check(fn, rand(4, 12))
 
 
+def test_int32_counts_from_floats_holding_integers() -> None:
+    """Counts kept as floats (``histc``'s, a mixture of experts' tokens per expert) summed in
+    int32: integers a float holds exactly are bounded as integers; a clamp bounds whatever it
+    clamps."""
+
+    def fn(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        counts = (ids.unsqueeze(1) == torch.arange(3)).sum(0).float()
+        ends = torch.cumsum(counts, dim=0, dtype=torch.int32)
+        capped = torch.cumsum(ids.clamp(-2, 5).int(), dim=0)
+        return x * ends.float() + capped.float().sum()
+
+    check(fn, rand(3), torch.tensor([2, 0, 2, 1, -7, 9]))
+
+
+def test_int32_of_a_float_that_may_hold_any_value_is_refused() -> None:
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return x * torch.cumsum(x.detach().float() * 1e9, dim=0, dtype=torch.int32).float()
+
+    with pytest.raises(FrontendError, match=r"cumsum.*int32 result not provably within"):
+        check(fn, rand(3))
+
+
 def test_int32_that_may_wrap_around_is_refused() -> None:
     """Token ids times a million may pass 2**31 in int32 (torch wraps around, int64 does not)."""
 

@@ -327,8 +327,8 @@ def test_dropout_on_the_fabric() -> None:
 
 
 def test_unsupported_indexing_is_refused_with_the_line() -> None:
-    with pytest.raises(FrontendError, match=r"aten\.index_put\.default.*accumulate=False"):
-        check(lambda x, v, i: torch.index_put(x, (i,), v), rand(6, 4), rand(2, 4), ints(6, 2))
+    with pytest.raises(FrontendError, match=r"aten\.index\.Tensor.*not next to each other"):
+        check(lambda x, i, j: x[i, :, j], rand(6, 4, 5), ints(6, 3), ints(5, 3))
 
 
 @pytest.mark.parametrize("dim", [0, 1])
