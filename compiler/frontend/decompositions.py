@@ -188,7 +188,8 @@ def _topk(
     """``topk`` (a mixture of experts' router) as ``k`` rounds, each taking the largest (or
     smallest) value not taken yet, at its first index: values and indices in order, as
     torch's with ``sorted`` (without, torch leaves the order open). A value torch's own
-    kernel ties with another may come at the other's index."""
+    kernel ties with another may come at the other's index; a NaN is not ranked as torch
+    ranks it (above every number)."""
     if x.dim() == 0:
         return x.clone(), torch.zeros((), dtype=torch.int64)
     dim = dim % x.dim()
