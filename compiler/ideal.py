@@ -4,12 +4,13 @@ The report sets the modelled time (``runtime/machine/perf.py``) against this bou
 mapping is judged by something it cannot flatter:
 
 - **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over the model's forward and, in
-  training, its backward (the loss's ``backward()``) on the example batch (attention in its
-  math form, as the frontend traces it), plus the optimizer's
-  update: ``optimizer_flops``, the elementwise operations of torch's update formula, one FLOP
-  each, for every element of every trainable parameter (FlopCounterMode counts matrix products
-  and convolutions only, and no optimizer step). At the target's peak at the PEF's precision
-  (``runtime.machine.targets.peak_dtype``: bf16's for ``bf16-mixed`` and ``bf16``).
+  training, its backward (the loss's ``backward()``) on the example batch (attention in its math
+  form, as the frontend traces it), plus the optimizer's update: ``optimizer_flops``, the
+  elementwise operations of torch's update formula, one FLOP each, for every element of every
+  trainable parameter (FlopCounterMode counts matrix products and convolutions only, and no
+  optimizer step; its formulas lack the grouped product of a mixture of experts' experts: ours,
+  ``COUNTS_TORCH_LACKS``, counts each token's own experts). At the target's peak at the PEF's
+  precision (``runtime.machine.targets.peak_dtype``: bf16's for ``bf16-mixed`` and ``bf16``).
 - **off-chip bytes**: the batch (the PEF's ``input`` and ``label`` symbols) plus the state
   (``parameter``, ``buffer`` and ``optimizer_state`` symbols) read once, and the state a step
   updates (a section result under its own name) written once. At the target's DRAM bandwidth.
@@ -26,9 +27,10 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -117,6 +119,20 @@ def optimizer_flops(optimizer: torch.optim.Optimizer | None) -> int:
     return total
 
 
+def _grouped_mm_flops(a: Sequence[int], b: Sequence[int], *args: Any, **kwargs: Any) -> int:
+    """A grouped matrix product's multiply-adds, twice: every row of ``a`` times the weight of
+    its group. The three forms a mixture of experts' step calls: ``[rows, k] x [groups, k,
+    n]`` (the experts' forward and their input's gradient), ``[k, rows] x [rows, n]`` (their
+    weights' gradient, the rows cut into groups) and ``[groups, m, k] x [groups, k, n]``:
+    ``2 * prod(a) * n`` each."""
+    return 2 * math.prod(a) * b[-1]
+
+
+COUNTS_TORCH_LACKS: dict[Any, Any] = {torch.ops.aten._grouped_mm: _grouped_mm_flops}
+"""FlopCounterMode's formulas for products it has no count of (torch 2.13): ``_grouped_mm``,
+transformers' experts (Mixtral) on the CPU."""
+
+
 def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
     """FlopCounterMode's FLOPs of the model's forward (and, in training, the loss's backward) on
     the example batch, run on a copy of the module whose parameters, buffers and batch are fake
@@ -131,8 +147,8 @@ def counted_flops(spec: ModelSpec, *, inference: bool) -> int:
 
     An op whose fake kernel refuses what its real one takes is counted on real tensors, on a
     copy of the model's: torch's ``grouped_mm`` checks for bf16 on fake tensors, and
-    transformers' mixture of experts calls it in f32 on the CPU (FlopCounterMode has no count
-    of it: the experts' products are not in the ideal)."""
+    transformers' mixture of experts calls it in f32 on the CPU (``COUNTS_TORCH_LACKS``
+    counts it)."""
     try:
         return _count(spec, inference, FakeTensorMode(allow_non_fake_inputs=True))
     except Exception:  # noqa: BLE001 - any op's fake kernel; the real run raises the model's own
@@ -158,7 +174,7 @@ def _count(spec: ModelSpec, inference: bool, fake: FakeTensorMode | None) -> int
         return [faked(v) if isinstance(v, torch.Tensor) else v for v in values]
 
     inputs, targets = batch(spec.example_inputs), batch(spec.example_targets)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=COUNTS_TORCH_LACKS)
     # In math form, as the frontend traces it: attention's products are matmuls FlopCounterMode
     # counts (it has no count for the CPU's fused attention kernel).
     with torch.random.fork_rng(), sdpa_kernel([SDPBackend.MATH]), _meta_failures_unlogged():

@@ -1,13 +1,14 @@
 """int32 tensors, computed as int64: allowed where their values provably fit in int32.
 
 The IR has one integer type, i64. torch's int32 arithmetic wraps around at 2**31 where int64's
-does not, so an int32 value computed in int64 is the same number exactly when no int32 result
-on the way leaves the int32 range. ``int_range`` bounds a node's values from the graph (bools,
+does not, so an int32 value computed in int64 is the same number exactly when no int32 result on
+the way leaves the int32 range. ``int_range`` bounds a node's values from the graph (bools,
 constants, casts, sums and cumulative sums over known extents, interval arithmetic, absolute
-values, clamps, and integers a float holds exactly: ``histc``'s counts); a node whose torch dtype is int32 converts only if its bounds fit (``GraphBuilder``
-checks), so the numbers are torch's. RoBERTa's position ids are the case in point:
-``(cumsum(ids != pad) * (ids != pad)).int()``, at most the sequence length; LongT5's local
-attention mask another: ``abs(arange(3 * block, dtype=int32) - centres) < block``.
+values, clamps, and integers a float holds exactly: ``histc``'s counts); a node whose torch
+dtype is int32 converts only if its bounds fit (``GraphBuilder`` checks), so the numbers are
+torch's. RoBERTa's position ids are the case in point: ``(cumsum(ids != pad) * (ids !=
+pad)).int()``, at most the sequence length; LongT5's local attention mask another:
+``abs(arange(3 * block, dtype=int32) - centres) < block``.
 
 int32 DRAM tensors (model inputs, parameters, buffers) are refused: their symbol would be i64.
 """
