@@ -193,6 +193,8 @@ def _topk(
     if x.dim() == 0:
         return x.clone(), torch.zeros((), dtype=torch.int64)
     dim = dim % x.dim()
+    if k == 0:
+        return x.narrow(dim, 0, 0), torch.zeros_like(x.narrow(dim, 0, 0), dtype=torch.int64)
     positions = torch.arange(x.shape[dim]).reshape([-1] + [1] * (x.dim() - dim - 1))
     taken = torch.zeros_like(x, dtype=torch.bool)
     skip = float("-inf") if largest else float("inf")
@@ -211,7 +213,7 @@ def _topk(
 
 
 def _sort(
-    x: torch.Tensor, dim: int = -1, descending: bool = False, stable: bool | None = None
+    x: torch.Tensor, dim: int = -1, descending: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``sort`` by ranks: an element's place is the number of elements that go before it
     (smaller, or larger when ``descending``) plus the equal ones at lower indices, so equal
