@@ -86,7 +86,17 @@ class OpCheck:
 def check_ops(spec: ModelSpec, inference: bool) -> OpCheck:
     """Trace ``spec`` and convert every op, noting each one the frontend refuses instead of
     stopping at the first (``rdu-compile --check``). The IR is dropped: nothing is lowered."""
-    _, gb = _build_sections(spec, inference, collect=True)
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    built: list[GraphBuilder] = []
+    try:
+        _, gb = _build_sections(spec, inference, collect=True, built=built)
+    except GuardOnDataDependentSymNode:
+        # a refused op's value set a size (JetMoE's ``.tolist()`` of its experts' sizes): the
+        # ops after it cannot be converted, those before are listed (that one among them)
+        if not built or not built[0].issues:
+            raise
+        gb = built[0]
     assert gb.issues is not None
     ops: dict[str, int] = {}
     for name in gb.converted.values():
@@ -95,9 +105,10 @@ def check_ops(spec: ModelSpec, inference: bool) -> OpCheck:
 
 
 def _build_sections(
-    spec: ModelSpec, inference: bool, collect: bool
+    spec: ModelSpec, inference: bool, collect: bool, built: list[GraphBuilder] | None = None
 ) -> tuple[list[SectionOp], GraphBuilder]:
-    """The sections of ``spec`` and the builder that converted its graph."""
+    """The sections of ``spec`` and the builder that converted its graph (also put in
+    ``built``, as soon as it is made)."""
     from compiler.frontend.build import GraphBuilder
     from compiler.frontend.emitter import shape_of
     from compiler.frontend.locations import Locator
@@ -108,9 +119,13 @@ def _build_sections(
     locator = Locator(spec.source_file, spec.module, spec.loss_fn, loss_call_site())
     if inference:
         gb = GraphBuilder(trace_inference(spec), locator, collect)
+        if built is not None:
+            built.append(gb)
         return build_inference(gb), gb
     plan = optimizer_plan(spec)  # refuse an unsupported optimizer before tracing
     gb = GraphBuilder(trace_training(spec), locator, collect)
+    if built is not None:
+        built.append(gb)
     forward, backward = build_training(gb)
     sections = [forward, backward]
     if plan is not None:

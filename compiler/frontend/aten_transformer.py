@@ -147,6 +147,8 @@ def _split(c: Call) -> Result:
     dim = c.dim(len(shape_of(x)))
     n = shape_of(x)[dim]
     if "split_sizes" in c.a:
+        if not all(isinstance(s, int) for s in c.a["split_sizes"]):  # JetMoE's experts'
+            raise ConversionError("split sizes set by the data (read with .tolist() or .item())")
         sizes = [int(s) for s in c.a["split_sizes"]]
     else:
         size = int(c.a["split_size"])

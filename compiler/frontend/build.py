@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.fx.experimental.symbolic_shapes import is_concrete_int
 from torch.fx.node import map_aggregate
 from xdsl.dialects.builtin import TensorType, f32
 from xdsl.ir import Attribute, Block, OpResult, SSAValue
@@ -319,7 +320,8 @@ class GraphBuilder:
             elt = elt_of_dtype(val.dtype)
         except ConversionError:
             elt = f32
-        value = em.fill(0, [int(d) for d in val.shape], elt)
+        # a size set by the data (JetMoE's experts' split sizes) stands in as 1
+        value = em.fill(0, [int(d) if is_concrete_int(d) else 1 for d in val.shape], elt)
         self._stand_ins.add(value)
         return value
 
@@ -368,7 +370,16 @@ class GraphBuilder:
         return value
 
     def arg_type(self, node: torch.fx.Node, what: str) -> TensorType[Attribute]:
-        return tensor_type_of(node.meta.get("val"), what, self.where(node))
+        """The type of a section input bound to ``node`` (a saved activation, the loss's
+        gradient). Collecting, one of a dtype we lack (complex rotary embeddings: a refused op
+        made it) is f32, as a refused op's stand-in is."""
+        val = node.meta.get("val")
+        if self.issues is not None and isinstance(val, torch.Tensor):
+            try:
+                elt_of_dtype(val.dtype)
+            except ConversionError:
+                return tensor([int(d) for d in val.shape], f32)
+        return tensor_type_of(val, what, self.where(node))
 
     def input_type(self, gi: GraphInput) -> TensorType[Attribute]:
         """The type of a section input bound to a graph placeholder."""

@@ -232,3 +232,56 @@ def test_zoo_models_convert_every_op(zoo: str, inference: bool) -> None:
     result = check_ops(spec, inference=inference)
     assert result.issues == [], [str(i.error()) for i in result.issues]
     assert len(result.ops) > 10
+
+
+def _spec(module, inputs, targets, loss):
+    from compiler.frontend import ModelSpec
+
+    return ModelSpec("m", module, inputs, targets, loss, None, Path(__file__))
+
+
+def test_check_lists_complex_ops_past_a_complex_saved_activation() -> None:
+    """A rotary embedding in complex numbers (DeepSeek-V2's, Llama 4's): the training check
+    lists the complex ops instead of stopping at the complex value the backward reads."""
+    import torch
+
+    class Rotary(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            turns = torch.polar(torch.ones(4), torch.arange(4.0))
+            pairs = torch.view_as_complex(self.fc(x).reshape(-1, 4, 2))
+            return torch.view_as_real(pairs * turns).reshape(-1, 8)
+
+    from compiler.frontend import check_ops
+
+    spec = _spec(Rotary(), (torch.randn(3, 8),), (torch.randn(3, 8),), torch.nn.functional.mse_loss)
+    refused = {i.op for i in check_ops(spec, inference=False).issues}
+    assert {"aten.polar.default", "aten.view_as_complex.default"} <= refused, refused
+
+
+def test_check_lists_sizes_set_by_the_data() -> None:
+    """Sizes read from a tensor (JetMoE's ``expert_size.tolist()`` feeding a ``split``): the
+    inference check lists the read and the split, and stops at the shapes they set."""
+    import torch
+
+    class Experts(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+            sizes = (ids.unsqueeze(1) == torch.arange(2)).sum(0).tolist()
+            parts = self.fc(x).split(sizes)
+            return torch.cat([p * (i + 1) for i, p in enumerate(parts)])
+
+    from compiler.frontend import check_ops
+
+    inputs = (torch.randn(5, 4), torch.tensor([0, 1, 1, 0, 1]))
+    spec = _spec(Experts(), inputs, (), None)
+    issues = check_ops(spec, inference=True).issues
+    refused = {i.op: str(i.error()) for i in issues}
+    assert "aten._local_scalar_dense.default" in refused, refused
+    assert "split sizes set by the data" in refused["aten.split_with_sizes.default"], refused
