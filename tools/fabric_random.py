@@ -11,11 +11,12 @@ Here the same numbers are computed again (an independent numpy transcription of 
 definition, so a test comparing masks also checks the fabric's generator) and handed to torch:
 
 - :func:`random_op` runs one random ATen op (``native_dropout``, ``rand``, ``rand_like``,
-  ``bernoulli``; a graph node) on a
+  ``bernoulli``, ``uniform``, ``exponential``; a graph node) on a
   stream's numbers; rdu-test's FX run of the joint graph calls it for the nodes that have a
   stream;
 - :class:`FabricRandomMode`, a ``TorchDispatchMode``, replaces the random draws of an eager torch
-  run (``bernoulli_`` under ``F.dropout`` on the CPU, ``native_dropout``, ``rand``) one by one by
+  run (``bernoulli_`` under ``F.dropout`` on the CPU, ``native_dropout``, ``rand``, ``uniform_``,
+  ``exponential_``) one by one by
   the stream of the graph node in the same place (the k-th draw of the run is the k-th random
   node of the traced forward graph: both follow the order of execution), checking the shape and
   the probability of each against the node's.
@@ -83,9 +84,35 @@ def bernoulli(key: int, like: torch.Tensor, p: float | torch.Tensor) -> torch.Te
     return (u < threshold).to(like.dtype)
 
 
-def random_op(target: Any, args: Sequence[Any], key: int) -> Any:
+def between(key: int, like: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``uniform_(low, high)`` on the fabric: ``u * (high - low) + low`` in float32, in
+    ``like``'s dtype and shape."""
+    u = torch.from_numpy(uniform(key, like.shape))
+    return (u * np.float32(high - low) + np.float32(low)).to(like.dtype)
+
+
+def exponential(key: int, like: torch.Tensor, lambd: float) -> torch.Tensor:
+    """``exponential_(lambd)`` on the fabric: ``log(1 - u) / -lambd`` in float32, in ``like``'s
+    dtype and shape."""
+    u = torch.from_numpy(uniform(key, like.shape))
+    return (torch.log(1 - u) / np.float32(-lambd)).to(like.dtype)
+
+
+def random_op(
+    target: Any, args: Sequence[Any], key: int, kwargs: dict[str, Any] | None = None
+) -> Any:
     """The value of random ATen op ``target`` called with ``args`` (positional, as in the FX
-    graph), drawing the fabric's numbers of ``key``."""
+    graph; ``kwargs``: its keywords, of which the bounds of ``uniform`` and the rate of
+    ``exponential`` are read), drawing the fabric's numbers of ``key``."""
+    kwargs = kwargs or {}
+    if target == aten.uniform.default:
+        low = float(args[1] if len(args) > 1 else kwargs.get("from", 0.0))
+        high = float(args[2] if len(args) > 2 else kwargs.get("to", 1.0))
+        return between(key, args[0], low, high)
+    if target == aten.exponential.default:
+        return exponential(
+            key, args[0], float(args[1] if len(args) > 1 else kwargs.get("lambd", 1.0))
+        )
     if target == aten.native_dropout.default:
         x, p = args[0], float(args[1])
         keep = dropout_keep(key, x.shape, p)
@@ -120,6 +147,10 @@ def _eager_kind(func: Any) -> str | None:
         return "rand"
     if func in (aten.bernoulli.p, aten.bernoulli.default):
         return "bernoulli"
+    if func in (aten.uniform_.default, aten.uniform.default):
+        return "uniform"
+    if func in (aten.exponential_.default, aten.exponential.default):
+        return "exponential"
     return None
 
 
@@ -129,6 +160,8 @@ _EAGER_OPS = {
     aten.rand.default: "rand",
     aten.rand_like.default: "rand",
     aten.bernoulli.default: "bernoulli",
+    aten.uniform.default: "uniform",
+    aten.exponential.default: "exponential",
 }
 """Graph random op -> the kind of eager draw that stands for it."""
 
@@ -213,6 +246,17 @@ class FabricRandomMode(TorchDispatchMode):
             out, keep = random_op(func, args, draw.key)
             self.masks.append(keep)
             return out, keep
+        if kind in ("uniform", "exponential"):  # Tensor.uniform_(low, high), exponential_()
+            like = args[0]
+            draw = self._next(kind, tuple(like.shape), str(func))
+            if draw.key is None:
+                return func(*args, **kwargs)
+            values = random_op(draw.target, args, draw.key, kwargs)
+            if func in (aten.uniform_.default, aten.exponential_.default):
+                with torch.no_grad():
+                    like.copy_(values)
+                return like
+            return values
         if kind == "bernoulli":  # torch.bernoulli(probs) or (x, p)
             like = args[0]
             draw = self._next(kind, tuple(like.shape), str(func))

@@ -445,9 +445,9 @@ def run_joint(
 def _random(target: Any, key: int, *args: Any, **options: Any) -> Any:
     """Random op ``target`` on ``args``, drawing the fabric's numbers of ``key``. Its keyword
     arguments (``dtype``, ``device``, ``layout`` of a ``rand``: Swin's drop path) are the traced
-    call's; the numbers are the fabric's (``tools.fabric_random``), whatever the run's width."""
-    del options
-    return random_op(target, args, key)
+    call's; the numbers are the fabric's (``tools.fabric_random``), whatever the run's width
+    (``uniform``'s bounds and ``exponential``'s rate are read from them)."""
+    return random_op(target, args, key, options)
 
 
 def _as_traced(value: Any, node: torch.fx.Node) -> Any:

@@ -62,6 +62,8 @@ RANDOM_OPS = frozenset(
         "aten.rand_like.default",
         "aten.bernoulli.p",
         "aten.bernoulli.default",
+        "aten.uniform.default",
+        "aten.exponential.default",
     }
 )
 """Ops whose converters read ``RNG_SEED`` (dropout only when it is random: training, p > 0);
@@ -818,6 +820,25 @@ def _bernoulli(c: Call) -> Result:
     if not isinstance(p, SSAValue | float | int):
         raise ConversionError(f"bernoulli with p of type {type(p).__name__}")
     return c.em.cast(c.em.binary("lt", _uniform(c, shape), p, f32), elt)
+
+
+@converts("aten.uniform.default")
+def _uniform_between(c: Call) -> Result:
+    """``Tensor.uniform_(low, high)``: ``u * (high - low) + low`` of the fabric's ``u``, in
+    ``self``'s dtype (PhiMoE's router, and its jitter of the hidden states)."""
+    shape, elt = c.out()
+    low, high = float(c.a.get("from", 0.0)), float(c.a.get("to", 1.0))
+    return c.em.cast(c.em.add(c.em.mul(_uniform(c, shape), high - low), low), elt)
+
+
+@converts("aten.exponential.default")
+def _exponential(c: Call) -> Result:
+    """``Tensor.exponential_(lambd)``: ``log(1 - u) / -lambd`` of the fabric's ``u`` in ``[0,
+    1)``, so finite (PhiMoE's router: Gumbel noise as the log of exponential numbers)."""
+    shape, elt = c.out()
+    lambd = float(c.a.get("lambd", 1.0))
+    gap = c.em.sub(1.0, _uniform(c, shape))
+    return c.em.cast(c.em.div(c.em.unary("log", gap), -lambd), elt)
 
 
 @converts("aten.native_dropout_backward.default")

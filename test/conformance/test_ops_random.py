@@ -115,3 +115,22 @@ def test_bernoulli_of_probabilities_and_rand_like_take_a_stream_each() -> None:
         return h * coin + fabric_uniform(1, shape)
 
     check_random(fn, reference, shape)
+
+
+def test_uniform_and_exponential_as_phimoe_draws_them() -> None:
+    """PhiMoE's router in training: Gumbel noise as ``log`` of ``exponential_`` numbers, and a
+    coin from ``uniform_`` (``log(1 - u) / -lambd`` and ``u * (high - low) + low`` of the
+    fabric's ``u``); streams in the order the forward draws them."""
+    shape = (4, 6)
+
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        noise = torch.empty_like(h).exponential_(2.0).log()
+        coin = torch.empty_like(h).uniform_(-1.0, 3.0) > 0.5
+        return torch.where(coin, h - noise, h * 2)
+
+    def reference(h: torch.Tensor) -> torch.Tensor:
+        noise = (torch.log(1 - fabric_uniform(0, shape)) / -2.0).log()
+        coin = fabric_uniform(1, shape) * 4.0 - 1.0 > 0.5
+        return torch.where(coin, h - noise, h * 2)
+
+    check_random(fn, reference, shape)
