@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from compiler.frontend.complex_pairs import as_pairs
 from compiler.frontend.decompositions import decomposition_table, inference_table
 from compiler.frontend.errors import FrontendError
 from compiler.frontend.spec import ModelSpec
@@ -577,6 +578,7 @@ def trace_training(spec: ModelSpec) -> Traced:
     graph = gm.graph
     _locate_backward(graph)
     _dropout_as_eager(graph)
+    as_pairs(graph)
     canonical = canonical_names(spec.module)
 
     def symbol(target: str) -> str:
@@ -718,6 +720,7 @@ def trace_inference(spec: ModelSpec) -> Traced:
         ep = exported.run_decompositions(inference_table())
     graph = ep.graph
     _restore_subgraph_traces(graph, inner)
+    as_pairs(graph)
     canonical = canonical_names(spec.module)
     placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
     inputs: list[GraphInput] = []

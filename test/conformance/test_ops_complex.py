@@ -1,0 +1,50 @@
+"""Conformance of complex numbers, which the frontend rewrites as pairs of reals
+(``compiler/frontend/complex_pairs.py``): rotary embeddings in complex form (DeepSeek-V2's,
+Llama 4's) and complex products, forward and backward, against torch on the CPU.
+
+Tolerances (normwise relative, see harness.py): 1e-4 where cos and sin sit on the path, 1e-5
+for products alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from harness import GENERATOR, check
+
+from compiler.frontend import UnsupportedOpError
+
+
+def rand(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=GENERATOR)
+
+
+def test_rotary_embedding_in_complex_numbers() -> None:
+    """``view_as_complex`` of the query's pairs, times ``polar(1, angle)`` scaled,
+    ``view_as_real``, flattened."""
+
+    def fn(q):
+        frequencies = 1.0 / 10000 ** (torch.arange(0, 6, 2) / 6)
+        angles = torch.arange(5.0).unsqueeze(-1) * frequencies
+        turns = torch.polar(torch.ones_like(angles), angles) * 0.5
+        pairs = torch.view_as_complex(q.reshape(2, 5, 3, 2))
+        return torch.view_as_real(pairs * turns).flatten(2)
+
+    check(fn, rand(2, 5, 6), rtol=1e-4)
+
+
+def test_products_of_complex_values_and_their_gradients() -> None:
+    """Complex times complex (both with gradients: each one's is the other's conjugate), and
+    times a real tensor and a number."""
+
+    def fn(a, b, r):
+        za, zb = torch.view_as_complex(a), torch.view_as_complex(b)
+        return torch.view_as_real(za * zb * r.unsqueeze(-1) * 3.0)
+
+    check(fn, rand(4, 3, 2), rand(3, 2), rand(4))
+
+
+def test_an_unsupported_complex_op_is_refused_in_one_line() -> None:
+    with pytest.raises(UnsupportedOpError) as error:
+        check(lambda a: torch.view_as_complex(a).abs(), rand(4, 2))
+    message = str(error.value)
+    assert "harness.py:" in message and "\n" not in message and "complex" in message, message
