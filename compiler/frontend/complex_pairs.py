@@ -92,6 +92,10 @@ def _rewrite(r: _Rewriter) -> Node | None:
     """The pairs of ``r.node``, or None when its op is not rewritten."""
     args: list[Any] = list(r.node.args)
     target: Any = r.node.target
+    if r.node.kwargs and target != aten.clone.default:
+        return None  # a keyword (add's alpha, sum's dtype) not carried over: left complex
+    if any(isinstance(a, complex) for a in pytree.tree_leaves(args)):
+        return None  # a complex number (times 1j): left complex
     if target == aten.view_as_complex.default:
         return r.emit(aten.clone.default, args[0])
     if target == aten.view_as_real.default:

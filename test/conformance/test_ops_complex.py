@@ -48,3 +48,10 @@ def test_an_unsupported_complex_op_is_refused_in_one_line() -> None:
         check(lambda a: torch.view_as_complex(a).abs(), rand(4, 2))
     message = str(error.value)
     assert "harness.py:" in message and "\n" not in message and "complex" in message, message
+
+
+def test_a_complex_number_factor_is_refused_in_one_line() -> None:
+    """Times ``1j``: not rewritten as pairs (not supported yet), refused, not miscomputed."""
+    with pytest.raises(UnsupportedOpError) as error:
+        check(lambda a: torch.view_as_real(torch.view_as_complex(a) * 1j), rand(4, 2))
+    assert "\n" not in str(error.value) and "complex" in str(error.value)
