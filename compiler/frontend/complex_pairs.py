@@ -114,7 +114,7 @@ def _rewrite(r: _Rewriter) -> Node | None:
         return r.emit(aten.clone.default, r.arg(args[0]))
     if target in _DIM_OPS and len(args) >= 2 and isinstance(args[1], int):
         return r.emit(target, r.arg(args[0]), _before_pair(args[1]), *args[2:])
-    if target == aten.sum.dim_IntList and len(args) >= 2:
+    if target == aten.sum.dim_IntList and len(args) >= 2 and args[1] is not None:
         dims = [_before_pair(int(d)) for d in args[1]]
         return r.emit(target, r.arg(args[0]), dims, *args[2:])
     if target in _SHAPE_OPS:
