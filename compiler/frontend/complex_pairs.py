@@ -114,8 +114,9 @@ def _rewrite(r: _Rewriter) -> Node | None:
         return r.emit(aten.clone.default, r.arg(args[0]))
     if target in _DIM_OPS and len(args) >= 2 and isinstance(args[1], int):
         return r.emit(target, r.arg(args[0]), _before_pair(args[1]), *args[2:])
-    if target == aten.sum.dim_IntList and len(args) >= 2 and args[1] is not None:
-        dims = [_before_pair(int(d)) for d in args[1]]
+    dims_given: Any = args[1] if len(args) >= 2 else None
+    if target == aten.sum.dim_IntList and dims_given is not None:
+        dims = [_before_pair(int(d)) for d in dims_given]
         return r.emit(target, r.arg(args[0]), dims, *args[2:])
     if target in _SHAPE_OPS:
         return r.emit(target, r.arg(args[0]), [*args[1], 2])
