@@ -885,15 +885,14 @@ def section_cases(
             with precision_context(precision):  # bf16-mixed: under autocast, as compiled
                 outputs = as_tuple(model(*inputs))
             wide_outputs = ()
+            traced_wide = precision == "bf16-mixed"  # autocast's graph, rounded where torch does
             if precision == "fp32":
                 try:
                     with float64_default():  # as if written for float64: its new tensors too
                         wide_outputs = as_tuple(model.double()(*widen(inputs)))
                 except RuntimeError:  # a kernel without float64 (transformers' grouped_mm)
-                    wide_outputs = ()
-                    precision = "traced"
-            if precision in ("bf16-mixed", "traced"):  # the graph compiled, in float64 (with
-                # bf16-mixed, autocast's graph, rounded where torch rounds)
+                    traced_wide = True
+            if traced_wide:  # the graph compiled, in float64
                 traced = trace_inference_graph(run)
                 env = run_inference_graph(traced, {**state, **feed}, wide=True)
                 wide_outputs = tuple(env[o.node] for o in traced.outputs)

@@ -106,14 +106,11 @@ def _range(node: torch.fx.Node) -> Range:
         source = args[0] if args else None
         if name not in _SAME or not isinstance(source, torch.fx.Node):
             return None
-        r = int_range(source) if _is_integer(source) or _exact(source) else None
+        r = int_range(source)  # None for a float that may hold any value
         most = EXACT_INTEGERS.get(dtype, 0)
         return r if r is not None and -most <= r[0] and r[1] <= most else None
-    if name in _SAME:
-        source = args[0]
-        if isinstance(source, torch.fx.Node) and not _is_integer(source) and not _exact(source):
-            return None  # a float cast to an integer: any value
-        return int_range(source)
+    if name in _SAME:  # a float cast to an integer is bounded only if it holds integers
+        return int_range(args[0])
     if name in ("aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar"):
         a, b = int_range(args[0]), int_range(args[1])
         alpha = node.kwargs.get("alpha", 1)
@@ -174,16 +171,6 @@ def _range(node: torch.fx.Node) -> Range:
         start, end = (0, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
         return (min(start, end), max(start, end))
     return None
-
-
-def _exact(node: torch.fx.Node) -> bool:
-    """Whether float ``node`` holds bounded integers exactly (``_range`` of a float)."""
-    return int_range(node) is not None
-
-
-def _is_integer(node: torch.fx.Node) -> bool:
-    dtype = _dtype(node)
-    return dtype is not None and not dtype.is_floating_point and not dtype.is_complex
 
 
 def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
