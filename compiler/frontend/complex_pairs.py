@@ -26,6 +26,7 @@ any op the frontend does not convert (``dtype torch.complex64``).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -56,15 +57,17 @@ class _Rewriter:
         """An argument with complex nodes as their pairs."""
         return self.pairs.get(value, value) if isinstance(value, Node) else value
 
-    def emit(self, target: Callable[..., Any], *args: Any) -> Node:
-        """A call of ``target`` on ``args`` before the node, its value run on the fake values."""
+    def emit(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Node:
+        """A call of ``target`` on ``args`` before the node, its value run on the fake values
+        (in the node's fake mode when no argument has one: an ``arange``)."""
         with self.graph.inserting_before(self.node):
-            new = self.graph.call_function(target, tuple(args))
+            new = self.graph.call_function(target, tuple(args), kwargs)
         new.meta = {k: v for k, v in self.node.meta.items() if k not in _OWN_META}
         vals = map_aggregate(args, lambda a: a.meta["val"] if isinstance(a, Node) else a)
-        modes = [v.fake_mode for v in pytree.tree_leaves(vals) if isinstance(v, FakeTensor)]
+        leaves = [*pytree.tree_leaves(vals), self.node.meta.get("val")]
+        modes = [v.fake_mode for v in leaves if isinstance(v, FakeTensor)]
         with modes[0] if modes else contextlib.nullcontext():
-            new.meta["val"] = target(*vals)
+            new.meta["val"] = target(*vals, **kwargs)
         return new
 
     def part(self, pair: Node, k: int) -> Node:
@@ -92,6 +95,10 @@ def _rewrite(r: _Rewriter) -> Node | None:
     """The pairs of ``r.node``, or None when its op is not rewritten."""
     args: list[Any] = list(r.node.args)
     target: Any = r.node.target
+    if target == aten._to_copy.default and set(r.node.kwargs) <= _TO_COPY_KEYS:
+        return _to_complex(r, args[0])
+    if target in _FFTS and not r.node.kwargs and len(args) == 4:
+        return _FFTS[target](r, *args)
     if r.node.kwargs and target != aten.clone.default:
         return None  # a keyword (add's alpha, sum's dtype) not carried over: left complex
     if any(isinstance(a, complex) for a in pytree.tree_leaves(args)):
@@ -129,6 +136,145 @@ def _rewrite(r: _Rewriter) -> Node | None:
     if target == aten.neg.default:
         return r.emit(target, r.arg(args[0]))
     return None
+
+
+_TO_COPY_KEYS = {"dtype", "layout", "device"}
+"""The keywords of a ``_to_copy`` to a complex dtype (``x.to(torch.complex64)``)."""
+
+
+def _to_complex(r: _Rewriter, x: Any) -> Node | None:
+    """A real tensor made complex: its pairs, the imaginary part 0; a complex one: itself."""
+    if not isinstance(x, Node) or not _is_complex(r.node):
+        return None  # to a real dtype: left as it is
+    if _is_complex(x):
+        return r.emit(aten.clone.default, r.arg(x))
+    return r.pair(x, r.emit(aten.full_like.default, x, 0.0))
+
+
+def _dft(r: _Rewriter, period: int, rows: int, cols: int) -> tuple[Node, Node]:
+    """``cos`` and ``sin`` of ``2 pi (i j mod period) / period`` for ``i < rows``, ``j < cols``:
+    the discrete Fourier transform's matrices, their angles reduced to one turn in integers
+    (before they are rounded to float32), so that they are as exact as torch's."""
+    i = r.emit(aten.arange.default, rows, dtype=torch.int64)
+    j = r.emit(aten.arange.default, cols, dtype=torch.int64)
+    ij = r.emit(aten.mul.Tensor, r.emit(aten.unsqueeze.default, i, 1), j)
+    turns = r.emit(aten.remainder.Scalar, ij, period)
+    real = r.emit(aten._to_copy.default, turns, dtype=torch.float32)
+    angle = r.emit(aten.mul.Tensor, real, 2 * math.pi / period)
+    return r.emit(aten.cos.default, angle), r.emit(aten.sin.default, angle)
+
+
+def _along(r: _Rewriter, x: Node, dim: int, matrix: Node) -> Node:
+    """``x`` times ``matrix`` ([n, m]) along its ``dim`` (of n): the result's ``dim`` has m."""
+    shape = list(x.meta["val"].shape)
+    rank = len(shape)
+    order = [d for d in range(rank) if d != dim] + [dim]
+    rest = [shape[d] for d in order[:-1]]
+    moved = r.emit(aten.permute.default, x, order)
+    flat = r.emit(aten.reshape.default, moved, [math.prod(rest), shape[dim]])
+    product = r.emit(aten.mm.default, flat, matrix)
+    out = r.emit(aten.reshape.default, product, [*rest, matrix.meta["val"].shape[1]])
+    return r.emit(aten.permute.default, out, [order.index(d) for d in range(rank)])
+
+
+def _combine(r: _Rewriter, a: Node, b: Node, sign: int) -> Node:
+    """``a + b`` (``sign`` 1) or ``a - b`` (-1)."""
+    return r.emit(aten.add.Tensor if sign > 0 else aten.sub.Tensor, a, b)
+
+
+def _c2c_along(r: _Rewriter, re: Node, im: Node, dim: int, forward: bool) -> tuple[Node, Node]:
+    """The transform of the pairs ``(re, im)`` along ``dim``: times ``exp(-+2 pi i jk / n)``,
+    ``cos`` and ``sin`` matrices being symmetric."""
+    n = re.meta["val"].shape[dim]
+    cos, sin = _dft(r, n, n, n)
+    sign = 1 if forward else -1
+    rc, rs = _along(r, re, dim, cos), _along(r, re, dim, sin)
+    ic, is_ = _along(r, im, dim, cos), _along(r, im, dim, sin)
+    return _combine(r, rc, is_, sign), _combine(r, ic, rs, -sign)
+
+
+def _scaled(r: _Rewriter, x: Node, normalization: int, n: int) -> Node:
+    """``x`` as torch's ``normalization`` says: 0 as it is, 1 over ``sqrt(n)``, 2 over ``n``."""
+    if normalization == 0:
+        return x
+    return r.emit(aten.mul.Tensor, x, 1 / (math.sqrt(n) if normalization == 1 else n))
+
+
+def _complex_dims(r: _Rewriter, dims: Any) -> list[int] | None:
+    """The transformed dims, of a rank without the pair dim (None: not a list of ints)."""
+    rank = r.node.meta["val"].dim()
+    if not isinstance(dims, list | tuple) or not all(isinstance(d, int) for d in dims):
+        return None
+    return [d % rank for d in dims]
+
+
+def _fft_c2c(r: _Rewriter, z: Any, dims: Any, normalization: int, forward: bool) -> Node | None:
+    """``_fft_c2c``: the transform along each dim in turn, then scaled."""
+    dims = _complex_dims(r, dims)
+    if dims is None or not _is_complex(z):
+        return None
+    pair = r.arg(z)
+    re, im = r.part(pair, 0), r.part(pair, 1)
+    for d in dims:
+        re, im = _c2c_along(r, re, im, d, bool(forward))
+    n = math.prod(re.meta["val"].shape[d] for d in dims)
+    return r.pair(_scaled(r, re, normalization, n), _scaled(r, im, normalization, n))
+
+
+def _fft_r2c(r: _Rewriter, x: Any, dims: Any, normalization: int, onesided: bool) -> Node | None:
+    """``_fft_r2c`` (``rfft``): along the last dim, a real signal times ``cos`` and ``-sin``
+    (the first ``n // 2 + 1`` frequencies when ``onesided``), then ``_fft_c2c`` along the
+    others."""
+    dims = _complex_dims(r, dims)
+    if dims is None or not isinstance(x, Node) or _is_complex(x):
+        return None
+    n = x.meta["val"].shape[dims[-1]]
+    cos, sin = _dft(r, n, n, n // 2 + 1 if onesided else n)
+    re = _along(r, x, dims[-1], cos)
+    im = r.emit(aten.neg.default, _along(r, x, dims[-1], sin))
+    for d in dims[:-1]:
+        re, im = _c2c_along(r, re, im, d, True)
+    size = math.prod(x.meta["val"].shape[d] for d in dims)
+    return r.pair(_scaled(r, re, normalization, size), _scaled(r, im, normalization, size))
+
+
+def _fft_c2r(r: _Rewriter, z: Any, dims: Any, normalization: int, last: int) -> Node | None:
+    """``_fft_c2r`` (``irfft``): the inverse ``_fft_c2c`` along all dims but the last, then along
+    it the real signal of ``last`` points whose first ``last // 2 + 1`` frequencies ``z``
+    holds: each frequency ``k`` but 0 and ``last / 2`` counted twice (for its conjugate,
+    ``last - k``), their imaginary parts ignored, as torch's kernel does."""
+    dims = _complex_dims(r, dims)
+    if dims is None or not _is_complex(z) or not isinstance(last, int):
+        return None
+    pair = r.arg(z)
+    re, im = r.part(pair, 0), r.part(pair, 1)
+    half = last // 2 + 1
+    if re.meta["val"].shape[dims[-1]] != half:
+        return None
+    for d in dims[:-1]:
+        re, im = _c2c_along(r, re, im, d, False)
+    cos, sin = _dft(r, last, half, last)
+    k = r.emit(aten.arange.default, half, dtype=torch.float32)
+    ends = [r.emit(aten.eq.Scalar, k, at) for at in (0, last / 2)]
+    once = [r.emit(aten._to_copy.default, end, dtype=torch.float32) for end in ends]
+    twice = r.emit(
+        aten.sub.Tensor,
+        r.emit(aten.sub.Tensor, r.emit(aten.full_like.default, k, 2.0), once[0]),
+        once[1],
+    )
+    weight = r.emit(aten.unsqueeze.default, twice, 1)
+    cos, sin = r.emit(aten.mul.Tensor, cos, weight), r.emit(aten.mul.Tensor, sin, weight)
+    out = _combine(r, _along(r, re, dims[-1], cos), _along(r, im, dims[-1], sin), -1)
+    size = math.prod(out.meta["val"].shape[d] for d in dims)
+    return _scaled(r, out, normalization, size)
+
+
+_FFTS: dict[Any, Callable[..., Node | None]] = {
+    aten._fft_c2c.default: _fft_c2c,
+    aten._fft_r2c.default: _fft_r2c,
+    aten._fft_c2r.default: _fft_c2r,
+}
+"""The Fourier transforms, as matrix products of the pairs (``_dft``)."""
 
 
 _DIM_OPS = (
