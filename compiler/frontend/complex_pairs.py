@@ -15,7 +15,16 @@ part then imaginary part, as ``view_as_real`` lays it out:
   pairs; an op of dims (``unsqueeze``, ``squeeze``, ``select``, ``slice``, ``sum``,
   ``permute``) takes a negative dim past the pair dim, one of a shape (``view``, ``reshape``,
   ``expand``) the shape with the pair dim last;
-- an export's check of a complex value's dtype (``_assert_tensor_metadata``) goes.
+- an export's check of a complex value's dtype (``_assert_tensor_metadata``) goes;
+- a real tensor made complex (``_to_copy``) is the pairs ``(x, 0)``; a gradient's complex
+  zeros, its ``slice_scatter`` and ``copy`` into them (an ``rfft``'s) are the same on the pairs;
+- the Fourier transforms (``_fft_c2c``, ``_fft_r2c``, ``_fft_c2r``: ``fft``, ``fftn``,
+  ``rfft``, ``irfft``...) are matrix products along each transformed dim with ``cos`` and
+  ``sin`` of ``2 pi (jk mod n) / n`` (``_dft``, built from ``arange``: the angle is reduced in
+  integers before it is rounded), ``n^2`` multiply-adds a row where torch's kernel does
+  ``n log n``; FNet's ``fftn(x).real`` becomes::
+
+      re' = mm(re, cos) + mm(im, sin),  im' = mm(im, cos) - mm(re, sin)   (each dim in turn)
 
 Each new node keeps the metadata of the node it stands for (where it comes from in the model,
 so errors name the model's line) with its own value (``val``: the op run on the fake values).
@@ -99,6 +108,15 @@ def _rewrite(r: _Rewriter) -> Node | None:
         return _to_complex(r, args[0])
     if target in _FFTS and not r.node.kwargs and len(args) == 4:
         return _FFTS[target](r, *args)
+    if target in _ZEROS and _is_complex(r.node) and set(r.node.kwargs) <= _TO_COPY_KEYS | _PIN:
+        shape = [*r.node.meta["val"].shape, 2]  # a gradient's zeros (an rfft's)
+        return r.emit(aten.zeros.default, shape, dtype=torch.float32)
+    if target == aten.copy.default and not r.node.kwargs and all(_is_complex(a) for a in args):
+        return r.emit(target, r.arg(args[0]), r.arg(args[1]))  # a slice's new value
+    if target == aten.slice_scatter.default and not r.node.kwargs and len(args) >= 2:
+        if all(_is_complex(a) for a in args[:2]):  # into a gradient's zeros (an rfft's)
+            dim = _before_pair(args[2]) if len(args) > 2 else 0
+            return r.emit(target, r.arg(args[0]), r.arg(args[1]), dim, *args[3:])
     if r.node.kwargs and target != aten.clone.default:
         return None  # a keyword (add's alpha, sum's dtype) not carried over: left complex
     if any(isinstance(a, complex) for a in pytree.tree_leaves(args)):
@@ -112,7 +130,7 @@ def _rewrite(r: _Rewriter) -> Node | None:
         real = r.emit(aten.mul.Tensor, radius, r.emit(aten.cos.default, angle))
         imag = r.emit(aten.mul.Tensor, radius, r.emit(aten.sin.default, angle))
         return r.pair(real, imag)
-    if target == aten.mul.Tensor and len(args) == 2:
+    if target in (aten.mul.Tensor, aten.mul.Scalar) and len(args) == 2:
         return _mul(r, args[0], args[1])
     if target == aten._conj.default:
         pair = r.arg(args[0])
@@ -139,6 +157,8 @@ def _rewrite(r: _Rewriter) -> Node | None:
 
 
 _TO_COPY_KEYS = {"dtype", "layout", "device"}
+_PIN = {"pin_memory"}
+_ZEROS = (aten.new_zeros.default, aten.zeros.default, aten.zeros_like.default)
 """The keywords of a ``_to_copy`` to a complex dtype (``x.to(torch.complex64)``)."""
 
 

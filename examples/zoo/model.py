@@ -162,6 +162,15 @@ ZOO: dict[str, Entry] = {
         "classify",
         _hf("RobertaConfig", "RobertaForSequenceClassification", pad_token_id=1, **_ENCODER),
     ),
+    "fnet": Entry(  # tokens mixed by a Fourier transform (fftn over tokens and features)
+        "FNet (`FNetForSequenceClassification`)",
+        "classify",
+        _hf(
+            "FNetConfig",
+            "FNetForSequenceClassification",
+            **{k: v for k, v in _ENCODER.items() if k != "num_attention_heads"},
+        ),
+    ),
     "t5": Entry(
         "T5 (`T5ForConditionalGeneration`)",
         "seq2seq",
