@@ -110,7 +110,7 @@ def _rewrite(r: _Rewriter) -> Node | None:
         return _FFTS[target](r, *args)
     if target in _ZEROS and _is_complex(r.node) and set(r.node.kwargs) <= _TO_COPY_KEYS | _PIN:
         shape = [*r.node.meta["val"].shape, 2]  # a gradient's zeros (an rfft's)
-        return r.emit(aten.zeros.default, shape, dtype=torch.float32)
+        return r.emit(aten.zeros.default, shape, dtype=_part_dtype(r.node))
     if target == aten.copy.default and not r.node.kwargs and all(_is_complex(a) for a in args):
         return r.emit(target, r.arg(args[0]), r.arg(args[1]))  # a slice's new value
     if target == aten.slice_scatter.default and not r.node.kwargs and len(args) >= 2:
@@ -157,9 +157,19 @@ def _rewrite(r: _Rewriter) -> Node | None:
 
 
 _TO_COPY_KEYS = {"dtype", "layout", "device"}
-_PIN = {"pin_memory"}
-_ZEROS = (aten.new_zeros.default, aten.zeros.default, aten.zeros_like.default)
 """The keywords of a ``_to_copy`` to a complex dtype (``x.to(torch.complex64)``)."""
+
+_ZEROS = (aten.new_zeros.default, aten.zeros.default, aten.zeros_like.default)
+_PIN = {"pin_memory"}
+"""A complex zeros' keywords besides ``_TO_COPY_KEYS``."""
+
+_PART_DTYPES = {torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def _part_dtype(value: Node) -> torch.dtype:
+    """The dtype of the parts of a complex value, or a real value's own."""
+    dtype = value.meta["val"].dtype
+    return _PART_DTYPES.get(dtype, dtype)
 
 
 def _to_complex(r: _Rewriter, x: Any) -> Node | None:
@@ -174,12 +184,12 @@ def _to_complex(r: _Rewriter, x: Any) -> Node | None:
 def _dft(r: _Rewriter, period: int, rows: int, cols: int) -> tuple[Node, Node]:
     """``cos`` and ``sin`` of ``2 pi (i j mod period) / period`` for ``i < rows``, ``j < cols``:
     the discrete Fourier transform's matrices, their angles reduced to one turn in integers
-    (before they are rounded to float32), so that they are as exact as torch's."""
+    (before they are rounded to the parts' dtype), so that they are as exact as torch's."""
     i = r.emit(aten.arange.default, rows, dtype=torch.int64)
     j = r.emit(aten.arange.default, cols, dtype=torch.int64)
     ij = r.emit(aten.mul.Tensor, r.emit(aten.unsqueeze.default, i, 1), j)
     turns = r.emit(aten.remainder.Scalar, ij, period)
-    real = r.emit(aten._to_copy.default, turns, dtype=torch.float32)
+    real = r.emit(aten._to_copy.default, turns, dtype=_part_dtype(r.node))
     angle = r.emit(aten.mul.Tensor, real, 2 * math.pi / period)
     return r.emit(aten.cos.default, angle), r.emit(aten.sin.default, angle)
 
@@ -274,9 +284,9 @@ def _fft_c2r(r: _Rewriter, z: Any, dims: Any, normalization: int, last: int) -> 
     for d in dims[:-1]:
         re, im = _c2c_along(r, re, im, d, False)
     cos, sin = _dft(r, last, half, last)
-    k = r.emit(aten.arange.default, half, dtype=torch.float32)
+    k = r.emit(aten.arange.default, half, dtype=_part_dtype(r.node))
     ends = [r.emit(aten.eq.Scalar, k, at) for at in (0, last / 2)]
-    once = [r.emit(aten._to_copy.default, end, dtype=torch.float32) for end in ends]
+    once = [r.emit(aten._to_copy.default, end, dtype=_part_dtype(r.node)) for end in ends]
     twice = r.emit(
         aten.sub.Tensor,
         r.emit(aten.sub.Tensor, r.emit(aten.full_like.default, k, 2.0), once[0]),
