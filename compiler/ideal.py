@@ -162,8 +162,13 @@ def _count(spec: ModelSpec, inference: bool, fake: FakeTensorMode | None) -> int
     def faked(t: torch.Tensor) -> torch.Tensor:
         return fake.from_tensor(t) if fake is not None else t.clone()
 
+    # Inference: no parameter of the copy asks for a gradient. Under no_grad alone, a view of
+    # one (Perceiver's latents, ``expand``-ed to the batch) still says it does, with no
+    # gradient function, and FlopCounterMode's module hooks fail on it.
     memo: dict[int, object] = {
-        id(p): torch.nn.Parameter(faked(p.detach()), requires_grad=p.requires_grad)
+        id(p): torch.nn.Parameter(
+            faked(p.detach()), requires_grad=p.requires_grad and not inference
+        )
         for p in spec.module.parameters()
     }
     memo.update((id(b), faked(b)) for b in spec.module.buffers())

@@ -105,3 +105,32 @@ def test_an_op_fake_tensors_refuse_is_counted_on_real_ones(inference: bool) -> N
     # for each, 3 times the forward's in all)
     grouped = 2 * 5 * 8 * 4 * (1 if inference else 3)
     assert counted == real_flops(spec, inference=inference) + grouped
+
+
+class _Latents(torch.nn.Module):
+    """Perceiver's pattern: a learned array ``expand``-ed to the batch, then a product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latents = torch.nn.Parameter(torch.randn(3, 4))
+        self.linear = torch.nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.latents.expand(x.shape[0], -1, -1)) + x.unsqueeze(1)
+
+
+@pytest.mark.parametrize("inference", [False, True])
+def test_a_view_of_a_parameter_is_counted(inference: bool) -> None:
+    """In inference, under no_grad, a view of a parameter still asked for a gradient with no
+    gradient function, and FlopCounterMode's module hooks failed on it (Perceiver)."""
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        name="latents",
+        module=_Latents(),
+        example_inputs=(torch.randn(2, 4),),
+        example_targets=(torch.randn(2, 3, 4),),
+        loss_fn=lambda out, target: ((out - target) ** 2).mean(),
+        optimizer=None,
+        source_file=Path(__file__),
+    )
+    assert counted_flops(spec, inference=inference) == 2 * 2 * 3 * 4 * 4 * (1 if inference else 3)
