@@ -166,6 +166,13 @@ _EAGER_OPS = {
 """Graph random op -> the kind of eager draw that stands for it."""
 
 
+def _initializes(args: Sequence[Any]) -> bool:
+    """Whether a draw fills a parameter in place: ``torch.nn.init`` of a layer the forward
+    builds (BigBird's first forward on a short sequence switches to full attention, making new
+    ``Linear`` layers, then taking the old ones' weights), not a random op of the step."""
+    return bool(args) and isinstance(args[0], torch.nn.Parameter)
+
+
 class FabricRandomMode(TorchDispatchMode):
     """Eager torch with the fabric's random numbers: the k-th random draw becomes ``draws[k]``.
 
@@ -200,7 +207,7 @@ class FabricRandomMode(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         kind = _eager_kind(func)
-        if kind is None:
+        if kind is None or _initializes(args):
             return func(*args, **kwargs)
         if func == aten.bernoulli_.float:
             # p is left out when it is the schema's default (0.5: dropout with p = 0.5)

@@ -17,7 +17,7 @@ import runtime.fabric as fabric_module
 from runtime.dtypes import bf16
 from runtime.pef import read_pef
 from runtime.session import TrainingSession, rng_seed_value
-from tools.fabric_random import FabricRandomMode, stream_key, uniform
+from tools.fabric_random import Draw, FabricRandomMode, dropout_keep, stream_key, uniform
 from tools.rdu_run import Run
 from tools.rdu_test import END_TO_END, _tolerance_text, check_against_torch
 from tools.reference import (
@@ -153,6 +153,23 @@ def test_the_generator_is_the_fabrics() -> None:
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the fabric runs it
         fabric = fabric_module._rand(index, np.asarray(key, dtype=np.int64))
     np.testing.assert_array_equal(uniform(key, (6, 5)), fabric)
+
+
+def test_a_layer_the_forward_builds_draws_its_init_from_torch_not_the_fabric() -> None:
+    """BigBird's first forward on a short sequence makes new ``Linear`` layers (their
+    ``kaiming_uniform_`` fills parameters in place): torch's generator fills them, and the
+    fabric's first stream still goes to the dropout after them."""
+    key = stream_key(rng_seed_value(0, 0), 0)
+    mode = FabricRandomMode(
+        [Draw("dropout", torch.ops.aten.native_dropout.default, (2, 4), 0.5, key)]
+    )
+    x = torch.ones(2, 4)
+    with mode:
+        layer = torch.nn.Linear(4, 4)
+        dropped = torch.nn.functional.dropout(x, 0.5, training=True)
+    mode.check_done()
+    assert layer.weight.abs().sum() > 0
+    np.testing.assert_array_equal(dropped.numpy() != 0, dropout_keep(key, (2, 4), 0.5).numpy())
 
 
 def test_two_dropouts_draw_the_fabrics_masks_bit_for_bit(dropout_model: tuple[Path, Path]) -> None:
