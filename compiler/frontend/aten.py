@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 from xdsl.dialects.builtin import bf16, f32, i1, i64
-from xdsl.ir import SSAValue
+from xdsl.ir import Attribute, SSAValue
 
 from compiler.frontend.converter import Call, ConversionError, Converter, ConverterTable, Result
 from compiler.frontend.emitter import Emitter, Operand, elt_of, is_float, promote, shape_of
+from compiler.frontend.int_bounds import INT32, int_range
 
 TABLE = ConverterTable()
 """This family's converters (the registry joins it with the others)."""
@@ -566,7 +567,25 @@ def _clamp(c: Call) -> Result:
     "aten._to_dtype.default",
 )
 def _to_copy(c: Call) -> Result:
-    return c.em.cast(c.tensor("self"), c.out_elt)
+    x = c.tensor("self")
+    val = c.node.meta.get("val")
+    source = c.node.args[0] if c.node.args else None
+    if isinstance(val, torch.Tensor) and val.dtype == torch.int32 and elt_of(x) in (f32, bf16):
+        held = int_range(source) if isinstance(source, torch.fx.Node) else None
+        if held is None or not (INT32[0] <= held[0] and held[1] <= INT32[1]):
+            return _float_to_int32(c.em, x, c.out_elt)
+    return c.em.cast(x, c.out_elt)
+
+
+def _float_to_int32(em: Emitter, x: SSAValue, elt: Attribute) -> SSAValue:
+    """A float cast to int32 as torch's CPU kernel casts it (x86's conversion): truncated, and a
+    value outside int32 (an infinity, NaN) is ``-2**31``. So the result is within int32
+    whatever the float (``int_bounds``), and matches torch's where it falls outside (ProphetNet
+    casts the log of relative positions, minus infinity at 0, then selects it away)."""
+    inside = em.binary(
+        "and", em.binary("ge", x, -(2.0**31)), em.binary("lt", x, 2.0**31)
+    )  # NaN is neither
+    return em.select(inside, em.cast(x, elt), INT32[0])
 
 
 # ------------------------------------------------------------------------------------------

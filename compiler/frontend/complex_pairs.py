@@ -168,7 +168,7 @@ _PART_DTYPES = {torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 def _part_dtype(value: Node) -> torch.dtype:
     """The dtype of the parts of a complex value, or a real value's own."""
-    dtype = value.meta["val"].dtype
+    dtype: torch.dtype = value.meta["val"].dtype
     return _PART_DTYPES.get(dtype, dtype)
 
 

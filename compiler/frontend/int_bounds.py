@@ -22,6 +22,9 @@ import torch
 
 INT32 = (-(2**31), 2**31 - 1)
 
+_FLOAT32S = (torch.float32, torch.bfloat16)
+"""Floats whose cast to int32 saturates as torch's (``aten._to_copy``'s converter)."""
+
 Range = tuple[int, int] | None
 """Inclusive bounds of an integer (or bool) value; None: not known."""
 
@@ -57,6 +60,7 @@ _SAME = {
     "aten.flatten.using_ints",
     "aten.unflatten.int",
     "aten.flip.default",
+    "aten.repeat.default",
 }
 
 
@@ -110,7 +114,13 @@ def _range(node: torch.fx.Node) -> Range:
         most = EXACT_INTEGERS.get(dtype, 0)
         return r if r is not None and -most <= r[0] and r[1] <= most else None
     if name in _SAME:  # a float cast to an integer is bounded only if it holds integers
-        return int_range(args[0])
+        r = int_range(args[0])
+        source = args[0] if isinstance(args[0], torch.fx.Node) else None
+        if dtype == torch.int32 and source is not None and _dtype(source) in _FLOAT32S:
+            # within int32 whatever the float: the cast takes a value outside it to -2**31, as
+            # torch's CPU kernel does (aten._to_copy's converter)
+            return r if r is not None and INT32[0] <= r[0] and r[1] <= INT32[1] else INT32
+        return r
     if name in ("aten.add.Tensor", "aten.add.Scalar", "aten.sub.Tensor", "aten.sub.Scalar"):
         a, b = int_range(args[0]), int_range(args[1])
         alpha = node.kwargs.get("alpha", 1)
@@ -132,6 +142,18 @@ def _range(node: torch.fx.Node) -> Range:
         if a is None:
             return None
         return (max(a[0], -a[1], 0), max(-a[0], a[1]))
+    if name in ("aten.maximum.default", "aten.minimum.default"):  # torch.max(a, b)
+        a, b = int_range(args[0]), int_range(args[1])
+        if a is None or b is None:
+            return None
+        pick = max if name == "aten.maximum.default" else min
+        return (pick(a[0], b[0]), pick(a[1], b[1]))
+    if name == "aten.cat.default":  # ProphetNet's relative positions, its two streams'
+        parts = [int_range(t) for t in args[0]] if isinstance(args[0], list | tuple) else [None]
+        if any(r is None for r in parts):
+            return None
+        known = cast(list[tuple[int, int]], parts)
+        return (min(r[0] for r in known), max(r[1] for r in known))
     if name in ("aten.where.self", "aten.where.ScalarSelf", "aten.where.ScalarOther"):
         a, b = int_range(args[1]), int_range(args[2])
         return None if a is None or b is None else (min(a[0], b[0]), max(a[1], b[1]))

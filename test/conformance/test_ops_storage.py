@@ -4,11 +4,13 @@
 These come into graphs from library code rather than from models written for us: MobileNetV2's
 in-place dropout (``empty_like``; its gradient ``new_empty_strided`` and ``copy``), the
 channels-last restride of Swin's 1x1 adaptive pooling (``as_strided``; its gradient
-``as_strided_scatter``), Swin's drop path (``floor``), RoBERTa's position ids and LongT5's
-local attention mask (int32).
+``as_strided_scatter``), Swin's drop path (``floor``), RoBERTa's position ids, LongT5's
+local attention mask and ProphetNet's relative position buckets (int32).
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -131,6 +133,32 @@ def test_int32_counts_from_floats_holding_integers() -> None:
         return x * ends.float() + capped.float().sum()
 
     check(fn, rand(3), torch.tensor([2, 0, 2, 1, -7, 9]))
+
+
+def test_int32_of_any_float_is_torchs() -> None:
+    """A float cast to int32 truncates, and a value outside int32 (an infinity, NaN, 3e9)
+    becomes ``-2**31``, as torch's CPU kernel makes it: so the cast is within int32 whatever
+    the float."""
+    x = torch.tensor([-math.inf, math.inf, math.nan, 3e9, -3e9, 2.5, -2.5, 2147483520.0, 7.9])
+    check(lambda x: x.to(torch.int32).to(torch.float32), x, backward=False)
+
+
+def test_int32_relative_position_buckets_as_prophetnet_computes_them() -> None:
+    """ProphetNet's buckets: relative positions of its two streams (``cat``, ``repeat``, ``max``
+    with zeros bound them), and the log of the larger ones cast to int32, minus infinity at 0
+    (cast to ``-2**31``, then selected away)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(1, 9).repeat(1, 1)
+        streams = torch.cat((positions - 1, positions), dim=-1).unsqueeze(1)
+        relative = streams.repeat(1, 8, 1) - positions.unsqueeze(-1)
+        inverse = torch.max(-relative, torch.zeros_like(relative))
+        large = 4 + torch.log(inverse.float() / 4) / math.log(32 / 4) * 4
+        large = torch.min(large, torch.ones_like(large) * 7).int()
+        buckets = torch.where(inverse < 4, inverse.int(), large)
+        return x * buckets.float()
+
+    check(fn, rand(1, 8, 16))
 
 
 def test_int32_of_a_float_that_may_hold_any_value_is_refused() -> None:
