@@ -50,7 +50,7 @@ from runtime.fabric import Fabric
 from runtime.pef.schema import Program, Symbol
 from runtime.session import conform, rng_seed_value
 from tools.cli import ToolError
-from tools.fabric_random import Draw, random_op, stream_key
+from tools.fabric_random import Draw, FabricRandomMode, RandomMismatch, random_op, stream_key
 from tools.tolerance import DEFAULT_TOLERANCES, NO_ERROR, TorchError, float_error
 
 OPTIMIZER_STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
@@ -329,6 +329,39 @@ def round_legitimately(
     flip = (exact != near) & ((exact - halfway).abs() < band)
     flip &= torch.isfinite(exact) & torch.isfinite(other)
     return torch.where(flip, other, nearest)
+
+
+def inference_draws(run: Any, rng_seed: int) -> list[Draw] | None:
+    """The random draws of ``run``'s inference forward (a model that draws in eval mode:
+    ViTMAE's masking noise), with the streams the frontend gives them, or None when the PEF
+    reads no ``rng_seed`` (no random op)."""
+    from compiler.frontend.aten_transformer import needs_rng_seed
+    from compiler.frontend.build import GraphBuilder
+    from compiler.frontend.converter import op_name
+    from compiler.frontend.errors import FrontendError
+    from compiler.frontend.locations import Locator
+    from compiler.frontend.sections import build_inference
+    from compiler.frontend.trace import trace_inference
+
+    program = run.program
+    names = {program.meta.symbols[i].name for s in program.sections for i in s.inputs}
+    if "rng_seed" not in names:
+        return None
+    try:
+        spec = run.model_file.spec(run.torch_model(), run.args, inference=True)
+        spec.precision = pef_precision(program)
+        traced = trace_inference(spec)
+        gb = GraphBuilder(traced, Locator(spec.source_file, spec.module))
+        build_inference(gb)
+    except FrontendError as error:
+        raise ToolError(f"tracing the model again for torch's reference failed: {error}") from error
+    streams = {node: drawn[0] for node, drawn in gb.random_streams.items() if len(drawn) == 1}
+    random_nodes = [
+        n
+        for n in traced.graph.nodes
+        if n.op == "call_function" and needs_rng_seed(op_name(n.target), n.args)
+    ]
+    return Joint(traced, streams, random_nodes, {}).draws(rng_seed)
 
 
 def trace_inference_graph(run: Any) -> Any:
@@ -881,17 +914,42 @@ def section_cases(
         if precision == "bf16":  # torch's bf16 inference: the model and its float inputs in bf16
             model.to(torch.bfloat16)
             inputs = [x.to(torch.bfloat16) if x.is_floating_point() else x for x in inputs]
+        rng_seed = rng_seed_value(seed, step)
+        draws = inference_draws(run, rng_seed)  # a model drawing in eval mode: the fabric's
+        if draws is not None:
+            values["rng_seed"] = np.asarray(rng_seed, dtype=np.int64)
+
+        @contextlib.contextmanager
+        def drawn() -> Iterator[None]:  # the fabric's numbers, every one drawn
+            if draws is None:
+                yield
+                return
+            mode = FabricRandomMode(draws)
+            try:
+                with mode:
+                    yield
+                mode.check_done()
+            except RandomMismatch as error:
+                raise ToolError(
+                    f"torch's random draws cannot be matched to the fabric's: {error}"
+                ) from error
+
         with torch.no_grad(), reference_attention():
-            with precision_context(precision):  # bf16-mixed: under autocast, as compiled
+            with precision_context(precision), drawn():  # bf16-mixed: under autocast, as compiled
                 outputs = as_tuple(model(*inputs))
             wide_outputs = ()
             traced_wide = precision == "bf16-mixed"  # autocast's graph, rounded where torch does
             if precision == "fp32":
                 try:
-                    with float64_default():  # as if written for float64: its new tensors too
+                    with (
+                        float64_default(),
+                        drawn(),
+                    ):  # as if written for float64: its new tensors too
                         wide_outputs = as_tuple(model.double()(*widen(inputs)))
                 except RuntimeError:  # a kernel without float64 (transformers' grouped_mm)
                     traced_wide = True
+            if traced_wide and draws is not None:  # the graph's random nodes draw torch's
+                traced_wide, wide_outputs = False, ()  # torch's own error then unknown (0)
             if traced_wide:  # the graph compiled, in float64
                 traced = trace_inference_graph(run)
                 env = run_inference_graph(traced, {**state, **feed}, wide=True)

@@ -5,6 +5,7 @@ values of its inputs, and the report is worst first with a verdict per section (
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -84,6 +85,14 @@ TWO_DROPOUTS = textwrap.dedent(
     '''
 )
 SEED = 3
+
+NOISE_IN_EVAL = TWO_DROPOUTS.replace(
+    "Two dropout layers of one shape (so only the order of the streams tells them apart).",
+    "Noise drawn in eval mode too (ViTMAE masks patches by random noise at inference).",
+).replace(
+    "return self.layers(x)",
+    "return self.layers(x + torch.rand(x.shape) * 0.5 - torch.rand_like(x))",
+)
 
 FLOOR_WITHOUT_A_DTYPE = textwrap.dedent(
     '''
@@ -170,6 +179,24 @@ def test_a_layer_the_forward_builds_draws_its_init_from_torch_not_the_fabric() -
     mode.check_done()
     assert layer.weight.abs().sum() > 0
     np.testing.assert_array_equal(dropped.numpy() != 0, dropout_keep(key, (2, 4), 0.5).numpy())
+
+
+def test_an_inference_pef_that_draws_is_checked_on_the_fabrics_numbers(tmp_path: Path) -> None:
+    """An inference PEF reading ``rng_seed`` (a model drawing in eval mode): torch's reference
+    draws the fabric's numbers, stream by stream (its own would fail the comparison)."""
+    model = tmp_path / "model.py"
+    model.write_text(NOISE_IN_EVAL)
+    out = str(tmp_path / "out")
+    args = ("-b", "4", "--output-folder", out, "--pef-name", "n", "--inference")
+    compiled = in_process("rdu-compile", str(model), *args)
+    assert compiled.returncode == 0, compiled.stderr
+    checked = in_process("rdu-test", str(model), "--pef", str(tmp_path / "out" / "n" / "n.pef"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "rdu-test: PASS" in checked.stdout
+    # torch's float64 run drew the same numbers: its distance to the float32 run (the
+    # tolerance's "torch's own" error) is rounding, not two draws apart
+    own = [float(e) for e in re.findall(r"torch's own ([-+.e\d]+)\)", checked.stdout)]
+    assert own and max(own) < 1e-5, checked.stdout
 
 
 def test_two_dropouts_draw_the_fabrics_masks_bit_for_bit(dropout_model: tuple[Path, Path]) -> None:
