@@ -316,8 +316,10 @@ class Run:
             if non_persistent:  # the model is built only for them
                 state.update(self.non_persistent_buffers(self.torch_model(), non_persistent))
             return state, 0
+        from tools.reference import as_numpy
+
         model = self.torch_model()
-        initial = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        initial = {k: as_numpy(v) for k, v in model.state_dict().items()}
         state = {s.name: initial[s.name] for s in weights if s.name in initial}
         state.update(self.non_persistent_buffers(model, non_persistent))
         return state, 0
@@ -360,9 +362,12 @@ class Run:
 
     @staticmethod
     def non_persistent_buffers(model, names: set[str]) -> dict[str, np.ndarray]:
-        """The values of the model's buffers ``names`` (registered with ``persistent=False``)."""
+        """The values of the model's buffers ``names`` (registered with ``persistent=False``;
+        a bfloat16 one, RecurrentGemma's normalizer, as ``ml_dtypes.bfloat16``)."""
+        from tools.reference import as_numpy
+
         buffers = dict(model.named_buffers(remove_duplicate=False))
-        return {n: buffers[n].detach().cpu().numpy().copy() for n in sorted(names) if n in buffers}
+        return {n: as_numpy(buffers[n].cpu()) for n in sorted(names) if n in buffers}
 
     def parameter_names(self) -> list[str]:
         """The parameters the model's optimizer holds, in its order (what torch's optimizer

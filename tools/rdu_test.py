@@ -205,11 +205,11 @@ def _end_to_end(
         got[f"output.{i}"] = result.outputs[f"output.{i}"]
     for name, param in model.named_parameters():
         if param.grad is not None and f"{name}.grad" in result.gradients:
-            expected[f"{name}.grad"] = param.grad.numpy()
+            expected[f"{name}.grad"] = as_numpy(param.grad)
             got[f"{name}.grad"] = result.gradients[f"{name}.grad"]
     for name, buffer in model.named_buffers():
         if roles.get(name) == "buffer" and name in after:
-            expected[name] = buffer.detach().numpy()
+            expected[name] = as_numpy(buffer)
             got[name] = after[name]
     errors = {k: float_error(v, wide.get(k)) for k, v in expected.items()}
     wide.clear()  # the caller's last use: the optimizer's references below need the memory

@@ -810,7 +810,7 @@ def load_weights(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> Non
     with torch.no_grad():
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             if name in state:
-                tensor.copy_(torch.from_numpy(np.asarray(state[name])))
+                tensor.copy_(as_torch(np.asarray(state[name])))
 
 
 def torch_optimizer(run: Any, model: torch.nn.Module, hyper: Mapping[str, float]):

@@ -536,7 +536,13 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
         digest = ""
         if gi.name not in updated:
             # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
-            array = values[gi.name].detach().cpu().contiguous().numpy()
+            tensor = values[gi.name].detach().cpu().contiguous()
+            if tensor.dtype == torch.bfloat16:  # numpy has none: ml_dtypes', the same bits
+                from runtime.dtypes import bf16  # (RecurrentGemma's normalizer)
+
+                array = tensor.view(torch.int16).numpy().view(bf16())
+            else:
+                array = tensor.numpy()
             dtype = next(n for n, e in ELEMENT_TYPES.items() if e.numpy == array.dtype.name)
             digest = value_sha256(dtype, array)
         out[gi.name] = digest

@@ -5,8 +5,9 @@
 ``--kind``:
 
 - ``non_persistent``: buffers registered with ``persistent=False`` (a float scale, a 0-d gain
-  like Gemma's ``embed_scale``, and the integer positions an embedding reads), absent from
-  ``state_dict()``, like BERT's ``token_type_ids``;
+  like Gemma's ``embed_scale``, a 0-d bfloat16 one in the float32 model like RecurrentGemma's
+  ``normalizer``, and the integer positions an embedding reads), absent from ``state_dict()``,
+  like BERT's ``token_type_ids``;
 - ``frozen``: a layer with ``requires_grad=False`` (no gradient, never updated);
 - ``tied``: a language-model head tied to the embedding (one tensor, two names);
 - ``unused``: a parameter the forward never reads (torch gives it no gradient);
@@ -44,7 +45,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 class NonPersistent(nn.Module):
-    """Float (one 0-d) and integer buffers, all ``persistent=False``."""
+    """Float (two 0-d, one of them bfloat16) and integer buffers, all ``persistent=False``."""
 
     def __init__(self, scale: float) -> None:
         super().__init__()
@@ -54,11 +55,13 @@ class NonPersistent(nn.Module):
         self.register_buffer("scale", torch.linspace(0.5, 1.5, 16) * scale, persistent=False)
         self.register_buffer("positions", torch.arange(FEATURES).flip(0), persistent=False)
         self.register_buffer("gain", torch.tensor(2.0**0.5), persistent=False)
+        normalizer = torch.tensor(16**0.5, dtype=torch.bfloat16)
+        self.register_buffer("normalizer", normalizer, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc(x)) * self.scale
         h = h + self.position(self.positions).mean(0)
-        return self.out(h * self.gain)
+        return self.out(h * self.gain / self.normalizer.type(h.dtype))
 
 
 class Frozen(nn.Module):
