@@ -537,13 +537,11 @@ def non_persistent_buffers(module: torch.nn.Module, traced: Traced) -> dict[str,
         if gi.name not in updated:
             # not np.ascontiguousarray: it makes a 0-d array (Gemma's embed_scale) 1-d
             tensor = values[gi.name].detach().cpu().contiguous()
-            if tensor.dtype == torch.bfloat16:  # numpy has none: ml_dtypes', the same bits
-                from runtime.dtypes import bf16  # (RecurrentGemma's normalizer)
-
-                array = tensor.view(torch.int16).numpy().view(bf16())
-            else:
+            if tensor.dtype == torch.bfloat16:  # numpy has none: its bits (RecurrentGemma's
+                dtype, array = "bf16", tensor.view(torch.int16).numpy()  # normalizer), hashed
+            else:  # as the runtime hashes its ml_dtypes array
                 array = tensor.numpy()
-            dtype = next(n for n, e in ELEMENT_TYPES.items() if e.numpy == array.dtype.name)
+                dtype = next(n for n, e in ELEMENT_TYPES.items() if e.numpy == array.dtype.name)
             digest = value_sha256(dtype, array)
         out[gi.name] = digest
     return dict(sorted(out.items()))
