@@ -759,6 +759,23 @@ def trace_inference(spec: ModelSpec) -> Traced:
         elif spec_out.kind == OutputKind.BUFFER_MUTATION:
             name = str(spec_out.target)
             outputs.append(GraphOutput(value, canonical.get(name, name), "buffer"))
+        elif spec_out.kind == OutputKind.PARAMETER_MUTATION:
+            raise _parameter_written(spec, value, str(spec_out.target))
         else:
             raise FrontendError(f"unsupported graph output kind {spec_out.kind.name}")
     return Traced(graph, inputs, outputs, [], constants, param_symbols(spec.module))
+
+
+def _parameter_written(spec: ModelSpec, value: Any, name: str) -> FrontendError:
+    """A forward that writes a parameter in place in eval mode (RWKV rescales its weights the
+    first time it runs in eval mode), named at the model's line and the library's."""
+    from compiler.frontend.locations import Locator
+
+    locator = Locator(spec.source_file, spec.module)
+    where = locator.of_node(value) if isinstance(value, torch.fx.Node) else spec.source_file
+    site = locator.call_site_of(value) if isinstance(value, torch.fx.Node) else None
+    at = f" at {site}" if site is not None else ""
+    return FrontendError(
+        f"{where}: in eval mode the model writes its parameter '{name}' in place{at}; a forward "
+        "that changes its own weights is not supported yet"
+    )

@@ -376,6 +376,47 @@ def test_unsupported_op_names_op_and_line(tmp_path: Path, inference: bool) -> No
     assert "\n" not in message
 
 
+RESCALING_MODEL = """
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+            self.rescaled = False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training and not self.rescaled:  # RWKV's, at its first eval call
+                with torch.no_grad():
+                    self.fc.weight.div_(2)  # RESCALE
+                self.rescaled = True
+            return self.fc(x)
+
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out - target) ** 2).mean()
+"""
+
+
+def test_a_forward_writing_a_parameter_in_eval_mode_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    """RWKV rescales its weights in place the first time it runs in eval mode: an inference
+    graph that writes a parameter is refused in one line at the model's line, not supported
+    yet (training, which does not, compiles)."""
+    path = _write_model(tmp_path, RESCALING_MODEL)
+    spec = _spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),))
+    with pytest.raises(FrontendError) as info:
+        build_dataflow(spec, inference=True)
+    message = str(info.value)
+    assert message.startswith(f"model.py:{_line_of(path, '# RESCALE')}: "), message
+    assert "parameter 'fc.weight' in place" in message and "not supported yet" in message
+    assert "\n" not in message
+    build_dataflow(_spec_from(path, (torch.randn(4, 8),), (torch.randn(4, 8),)), inference=False)
+
+
 BRANCHING_MODEL = """
     import torch
     from torch import nn
