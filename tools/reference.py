@@ -135,9 +135,7 @@ def pef_precision(program: Any) -> str:
 def trace_joint(run: Any) -> Joint:
     """The joint graph of ``run``'s model as ``rdu-compile`` traced it (the PEF's batch size and
     the model's arguments), and the random streams the frontend gives its random nodes."""
-    from compiler.frontend.aten_transformer import needs_rng_seed
     from compiler.frontend.build import GraphBuilder
-    from compiler.frontend.converter import op_name
     from compiler.frontend.errors import FrontendError
     from compiler.frontend.locations import Locator
     from compiler.frontend.sections import build_training
@@ -154,6 +152,23 @@ def trace_joint(run: Any) -> Joint:
         build_training(gb)
     except FrontendError as error:
         raise ToolError(f"tracing the model again for torch's reference failed: {error}") from error
+    streams, random_nodes = _random_nodes(traced, gb)
+    buffers = {n: as_numpy(b) for n, b in module.named_buffers()}
+    mutates = any(
+        n.op == "call_function"
+        and isinstance(n.target, torch._ops.OpOverload)
+        and n.target._schema.is_mutable
+        for n in traced.graph.nodes
+    )
+    return Joint(traced, streams, random_nodes, buffers, mutates)
+
+
+def _random_nodes(traced: Any, gb: Any) -> tuple[dict[torch.fx.Node, int], list[torch.fx.Node]]:
+    """The stream the frontend (``gb``, a ``GraphBuilder`` that built ``traced``) gave each
+    random node, and the forward's random nodes in graph order (``Joint``'s fields)."""
+    from compiler.frontend.aten_transformer import needs_rng_seed
+    from compiler.frontend.converter import op_name
+
     streams: dict[torch.fx.Node, int] = {}
     for node, drawn in gb.random_streams.items():
         if len(drawn) != 1:
@@ -166,14 +181,7 @@ def trace_joint(run: Any) -> Joint:
         and not gb.is_backward(n)
         and needs_rng_seed(op_name(n.target), n.args)
     ]
-    buffers = {n: as_numpy(b) for n, b in module.named_buffers()}
-    mutates = any(
-        n.op == "call_function"
-        and isinstance(n.target, torch._ops.OpOverload)
-        and n.target._schema.is_mutable
-        for n in traced.graph.nodes
-    )
-    return Joint(traced, streams, random_nodes, buffers, mutates)
+    return streams, random_nodes
 
 
 def as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -335,9 +343,7 @@ def inference_draws(run: Any, rng_seed: int) -> list[Draw] | None:
     """The random draws of ``run``'s inference forward (a model that draws in eval mode:
     ViTMAE's masking noise), with the streams the frontend gives them, or None when the PEF
     reads no ``rng_seed`` (no random op)."""
-    from compiler.frontend.aten_transformer import needs_rng_seed
     from compiler.frontend.build import GraphBuilder
-    from compiler.frontend.converter import op_name
     from compiler.frontend.errors import FrontendError
     from compiler.frontend.locations import Locator
     from compiler.frontend.sections import build_inference
@@ -355,13 +361,7 @@ def inference_draws(run: Any, rng_seed: int) -> list[Draw] | None:
         build_inference(gb)
     except FrontendError as error:
         raise ToolError(f"tracing the model again for torch's reference failed: {error}") from error
-    streams = {node: drawn[0] for node, drawn in gb.random_streams.items() if len(drawn) == 1}
-    random_nodes = [
-        n
-        for n in traced.graph.nodes
-        if n.op == "call_function" and needs_rng_seed(op_name(n.target), n.args)
-    ]
-    return Joint(traced, streams, random_nodes, {}).draws(rng_seed)
+    return Joint(traced, *_random_nodes(traced, gb), {}).draws(rng_seed)
 
 
 def trace_inference_graph(run: Any) -> Any:
@@ -941,10 +941,8 @@ def section_cases(
             traced_wide = precision == "bf16-mixed"  # autocast's graph, rounded where torch does
             if precision == "fp32":
                 try:
-                    with (
-                        float64_default(),
-                        drawn(),
-                    ):  # as if written for float64: its new tensors too
+                    # as if written for float64: its new tensors too
+                    with float64_default(), drawn():
                         wide_outputs = as_tuple(model.double()(*widen(inputs)))
                 except RuntimeError:  # a kernel without float64 (transformers' grouped_mm)
                     traced_wide = True
